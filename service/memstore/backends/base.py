@@ -1,0 +1,221 @@
+"""The contract every storage backend implements.
+
+The embedded backend is the reference behaviour; ``tests/contract`` runs the same suite
+against every backend. Semantics every backend must keep:
+
+* Every method takes the memory namespace first; namespaces never see each other's data.
+* Names (namespace, type, ids, tool names) arrive already validated by the manager
+  (``memstore.validation``); payloads arrive as parsed JSON objects and are stored exactly.
+* Entities carry ``version``: 1 on create, +1 on every save. ``expected_version`` makes a
+  save/delete conditional: ``0`` means "must not exist", ``n > 0`` means "must be at n";
+  a mismatch raises ``ConflictError`` and writes nothing.
+* An entity with ``expires_at <= now`` does not exist for any read, listing or count.
+* Listings are ordered (entities by id; conversations by id; tool usage and feedback by
+  (timestamp, id)) and paged with opaque cursors; a page never repeats or skips an item
+  that existed unchanged for the whole walk.
+* Conversation append is O(1) per message and atomic per call; ``seq`` starts at 1.
+* Driver errors become ``BackendUnavailableError`` (retryable) or another
+  ``MemoryStoreError``; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from memstore.errors import ConflictError
+from memstore.records import (
+    ConversationInfo,
+    EntityRecord,
+    FeedbackRecord,
+    JSONObject,
+    MemorySummary,
+    MessageRecord,
+    Page,
+    ToolUsageRecord,
+)
+
+if TYPE_CHECKING:
+    from memstore.config import Settings
+
+InvalidationCallback = Callable[[str | None], Awaitable[None]]
+"""Called with a cache key to drop, or ``None`` to drop everything (e.g. channel lost)."""
+
+
+class DistributedMemoryBackend(abc.ABC):
+    """Abstract storage backend. One instance is shared by all requests of a process."""
+
+    #: short name used by the factory, metrics labels and span attributes
+    name: str = "abstract"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open connections and create schema/indexes idempotently. Called once."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release every connection. Safe to call twice."""
+
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """True when the backend answers now. Never raises."""
+
+    # -- cross-replica cache invalidation (optional) -------------------------------------
+
+    async def publish_invalidation(self, key: str) -> None:  # noqa: B027 - optional hook
+        """Tell other replicas that ``key`` changed. Default: single process, nothing to do."""
+
+    async def subscribe_invalidations(self, callback: InvalidationCallback) -> None:  # noqa: B027
+        """Start delivering other replicas' invalidations to ``callback``. Default: none."""
+
+    # -- entities -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def save_entity(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        data: JSONObject,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+    ) -> EntityRecord:
+        """Create or replace. ``ttl`` (seconds) sets ``expires_at``; ``None`` clears it.
+        ``created_at`` survives replaces; a save over an expired entity is a create."""
+
+    @abc.abstractmethod
+    async def load_entity(
+        self, namespace: str, entity_type: str, entity_id: str
+    ) -> EntityRecord | None: ...
+
+    @abc.abstractmethod
+    async def delete_entity(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        expected_version: int | None = None,
+    ) -> bool:
+        """True if something was deleted. With ``expected_version`` a mismatch (including
+        a missing entity when ``expected_version > 0``) raises ``ConflictError``."""
+
+    @abc.abstractmethod
+    async def list_entities(
+        self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
+    ) -> Page[EntityRecord]:
+        """Entities of one type ordered by id."""
+
+    @abc.abstractmethod
+    async def get_entity_types(self, namespace: str) -> list[str]:
+        """Sorted types having at least one live entity."""
+
+    # -- conversations ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def append_messages(
+        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+    ) -> list[MessageRecord]:
+        """Append in order, atomically; creates the conversation if needed."""
+
+    @abc.abstractmethod
+    async def load_messages(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRecord]:
+        """Messages in ascending ``seq``. ``limit``: only the last ``limit`` messages (of
+        those with ``seq < before_seq`` when given). Unknown conversation: ``[]``."""
+
+    @abc.abstractmethod
+    async def replace_conversation(
+        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+    ) -> list[MessageRecord]:
+        """Atomically replace the whole history (seq restarts at 1). Empty list keeps an
+        empty conversation."""
+
+    @abc.abstractmethod
+    async def delete_conversation(self, namespace: str, conversation_id: str) -> bool: ...
+
+    @abc.abstractmethod
+    async def list_conversations(
+        self, namespace: str, *, limit: int, cursor: str | None = None
+    ) -> Page[ConversationInfo]:
+        """Conversations ordered by id."""
+
+    # -- tool usage ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def record_tool_usage(self, namespace: str, record: ToolUsageRecord) -> ToolUsageRecord:
+        """Store one use; ``record.id`` is unique (the manager generates it). Recording the
+        same id twice stores it once (retries are safe)."""
+
+    @abc.abstractmethod
+    async def query_tool_usage(
+        self,
+        namespace: str,
+        *,
+        tool_name: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[ToolUsageRecord]:
+        """Ordered by (timestamp, id); ``start <= timestamp < end``."""
+
+    @abc.abstractmethod
+    async def get_tool_names(self, namespace: str) -> list[str]:
+        """Sorted names of tools with at least one recorded use."""
+
+    # -- learning feedback (seed compatibility) -------------------------------------------
+
+    @abc.abstractmethod
+    async def save_feedback(self, namespace: str, record: FeedbackRecord) -> FeedbackRecord: ...
+
+    @abc.abstractmethod
+    async def query_feedback(
+        self,
+        namespace: str,
+        *,
+        agent_name: str | None = None,
+        feedback_type: str | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[FeedbackRecord]:
+        """Ordered by (timestamp, id)."""
+
+    # -- summary ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def summary(self, namespace: str) -> MemorySummary:
+        """Exact counts of live data in the namespace."""
+
+    def describe(self) -> dict[str, Any]:
+        """Non-secret facts for logs and /v1/metrics (never passwords or full URIs)."""
+        return {"backend": self.name}
+
+
+def check_expected_version(expected: int | None, current: int | None) -> None:
+    """Raise ``ConflictError`` unless ``current`` (None = absent) is what the caller expects.
+
+    Shared by backends that check versions in Python; backends that check inside the
+    server (Lua, conditional updates) must keep exactly these rules.
+    """
+    if expected is None:
+        return
+    if (expected == 0 and current is not None) or (expected > 0 and current != expected):
+        raise ConflictError(
+            f"expected version {expected}, found {current if current is not None else 'none'}",
+            expected_version=expected,
+            current_version=current,
+        )

@@ -1,0 +1,590 @@
+"""Embedded backend: one SQLite file, no server. The reference semantics for the contract.
+
+Why it is shaped this way:
+
+* SQLite in WAL mode: readers never block the writer and a committed transaction survives
+  ``kill -9`` of the process (``synchronous=NORMAL``; ``full`` also survives power loss).
+* Two connections. Every write runs as one ``BEGIN IMMEDIATE`` transaction on the write
+  connection under an asyncio lock, because aiosqlite shares one connection between
+  coroutines and two interleaved transactions on it would be one transaction. Reads use
+  their own connection, so they only ever see committed data.
+* ``BEGIN IMMEDIATE`` plus ``busy_timeout`` lets several processes share one file (the
+  two-process benchmark); the embedded backend is still meant for one replica.
+* Expired entities are filtered by every read and purged in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+import orjson
+
+from memstore.backends.base import DistributedMemoryBackend, check_expected_version
+from memstore.errors import BackendUnavailableError
+from memstore.records import (
+    ConversationInfo,
+    EntityRecord,
+    FeedbackRecord,
+    JSONObject,
+    MemorySummary,
+    MessageRecord,
+    Page,
+    ToolUsageRecord,
+)
+from memstore.validation import decode_cursor, encode_cursor
+
+if TYPE_CHECKING:
+    from memstore.config import Settings
+
+log = logging.getLogger(__name__)
+
+PURGE_INTERVAL_SECONDS = 60.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entities (
+    ns TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+    data BLOB NOT NULL, version INTEGER NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, expires_at REAL,
+    PRIMARY KEY (ns, type, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entities_expiry ON entities (expires_at)
+    WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS conversations (
+    ns TEXT NOT NULL, id TEXT NOT NULL,
+    next_seq INTEGER NOT NULL, message_count INTEGER NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (ns, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    ns TEXT NOT NULL, conversation_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    message BLOB NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (ns, conversation_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tool_usage (
+    ns TEXT NOT NULL, id TEXT NOT NULL, tool_name TEXT NOT NULL,
+    input BLOB NOT NULL, output BLOB NOT NULL, duration_ms REAL NOT NULL,
+    success INTEGER NOT NULL, ts REAL NOT NULL, conversation_id TEXT,
+    PRIMARY KEY (ns, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tool_usage_by_time ON tool_usage (ns, ts, id);
+CREATE INDEX IF NOT EXISTS tool_usage_by_tool ON tool_usage (ns, tool_name, ts, id);
+CREATE TABLE IF NOT EXISTS feedback (
+    ns TEXT NOT NULL, id TEXT NOT NULL, agent_name TEXT NOT NULL,
+    feedback_type TEXT NOT NULL, data BLOB NOT NULL, ts REAL NOT NULL,
+    PRIMARY KEY (ns, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS feedback_by_time ON feedback (ns, ts, id);
+CREATE INDEX IF NOT EXISTS feedback_by_agent ON feedback (ns, agent_name, feedback_type, ts, id);
+"""
+
+_ENTITY_COLUMNS = "type, id, data, version, created_at, updated_at, expires_at"
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def _entity(row: sqlite3.Row | tuple[Any, ...]) -> EntityRecord:
+    return EntityRecord(
+        type=row[0],
+        id=row[1],
+        data=orjson.loads(row[2]),
+        version=row[3],
+        created_at=row[4],
+        updated_at=row[5],
+        expires_at=row[6],
+    )
+
+
+def _tool_usage(row: tuple[Any, ...]) -> ToolUsageRecord:
+    return ToolUsageRecord(
+        id=row[0],
+        tool_name=row[1],
+        input=orjson.loads(row[2]),
+        output=orjson.loads(row[3]),
+        duration_ms=row[4],
+        success=bool(row[5]),
+        timestamp=row[6],
+        conversation_id=row[7],
+    )
+
+
+def _feedback(row: tuple[Any, ...]) -> FeedbackRecord:
+    return FeedbackRecord(
+        id=row[0],
+        agent_name=row[1],
+        feedback_type=row[2],
+        data=orjson.loads(row[3]),
+        timestamp=row[4],
+    )
+
+
+class EmbeddedMemoryBackend(DistributedMemoryBackend):
+    name = "embedded"
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.path = settings.data_path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._purger: asyncio.Task[None] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def _open(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={self.settings.embedded_synchronous.upper()}")
+        await conn.execute("PRAGMA busy_timeout=5000")
+        await conn.execute("PRAGMA foreign_keys=OFF")
+        return conn
+
+    async def connect(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = await self._open()
+            await self._writer.executescript(SCHEMA)
+            self._reader = await self._open()
+        except (sqlite3.Error, OSError) as exc:
+            await self.close()
+            raise BackendUnavailableError(f"cannot open embedded store: {exc}") from exc
+        self._purger = asyncio.create_task(self._purge_loop(), name="memstore-embedded-purge")
+
+    async def close(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await conn.close()
+        self._reader = self._writer = None
+
+    async def ping(self) -> bool:
+        if self._reader is None:
+            return False
+        try:
+            async with self._reader.execute("SELECT 1") as cur:
+                return (await cur.fetchone()) is not None
+        except (sqlite3.Error, ValueError):
+            return False
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "path": str(self.path)}
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+            try:
+                async with self._transaction() as conn:
+                    await conn.execute(
+                        "DELETE FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                        (time.time(),),
+                    )
+            except BackendUnavailableError:
+                log.warning("purge of expired entities failed; will retry")
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _read(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise BackendUnavailableError("embedded store is not open")
+        return self._reader
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One IMMEDIATE transaction on the write connection, committed on success."""
+        async with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise BackendUnavailableError("embedded store is not open")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise BackendUnavailableError(f"embedded store is busy: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+                raise
+            try:
+                await conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+                raise BackendUnavailableError(f"embedded store commit failed: {exc}") from exc
+
+    async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        try:
+            async with self._read().execute(sql, tuple(params)) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise BackendUnavailableError(f"embedded store read failed: {exc}") from exc
+
+    async def _fetchone(self, sql: str, params: Iterable[Any]) -> Any:
+        rows = await self._fetchall(sql, params)
+        return rows[0] if rows else None
+
+    # -- entities -----------------------------------------------------------------------
+
+    async def save_entity(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        data: JSONObject,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+    ) -> EntityRecord:
+        payload = _dumps(data)
+        now = time.time()
+        expires_at = now + ttl if ttl is not None else None
+        key = (namespace, entity_type, entity_id)
+        async with self._transaction() as conn:
+            async with conn.execute(
+                "SELECT version, created_at, expires_at FROM entities "
+                "WHERE ns = ? AND type = ? AND id = ?",
+                key,
+            ) as cur:
+                row = await cur.fetchone()
+            live = row is not None and (row[2] is None or row[2] > now)
+            current = row[0] if live and row is not None else None
+            check_expected_version(expected_version, current)
+            version = (current or 0) + 1
+            created_at = row[1] if live and row is not None else now
+            await conn.execute(
+                "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
+                "version = excluded.version, created_at = excluded.created_at, "
+                "updated_at = excluded.updated_at, expires_at = excluded.expires_at",
+                (*key, payload, version, created_at, now, expires_at),
+            )
+        return EntityRecord(
+            type=entity_type,
+            id=entity_id,
+            data=data,
+            version=version,
+            created_at=created_at,
+            updated_at=now,
+            expires_at=expires_at,
+        )
+
+    async def load_entity(
+        self, namespace: str, entity_type: str, entity_id: str
+    ) -> EntityRecord | None:
+        row = await self._fetchone(
+            f"SELECT {_ENTITY_COLUMNS} FROM entities WHERE ns = ? AND type = ? AND id = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (namespace, entity_type, entity_id, time.time()),
+        )
+        return _entity(row) if row is not None else None
+
+    async def delete_entity(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        expected_version: int | None = None,
+    ) -> bool:
+        key = (namespace, entity_type, entity_id)
+        now = time.time()
+        async with self._transaction() as conn:
+            async with conn.execute(
+                "SELECT version, expires_at FROM entities WHERE ns = ? AND type = ? AND id = ?",
+                key,
+            ) as cur:
+                row = await cur.fetchone()
+            live = row is not None and (row[1] is None or row[1] > now)
+            current = row[0] if live and row is not None else None
+            check_expected_version(expected_version, current)
+            if row is None:
+                return False
+            await conn.execute("DELETE FROM entities WHERE ns = ? AND type = ? AND id = ?", key)
+        return live
+
+    async def list_entities(
+        self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
+    ) -> Page[EntityRecord]:
+        after = decode_cursor(cursor, str)[0] if cursor else ""
+        rows = await self._fetchall(
+            f"SELECT {_ENTITY_COLUMNS} FROM entities WHERE ns = ? AND type = ? AND id > ? "
+            "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
+            (namespace, entity_type, after, time.time(), limit + 1),
+        )
+        items = [_entity(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor(items[-1].id) if more else None)
+
+    async def get_entity_types(self, namespace: str) -> list[str]:
+        rows = await self._fetchall(
+            "SELECT DISTINCT type FROM entities WHERE ns = ? "
+            "AND (expires_at IS NULL OR expires_at > ?) ORDER BY type",
+            (namespace, time.time()),
+        )
+        return [r[0] for r in rows]
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def _insert_messages(
+        self,
+        conn: aiosqlite.Connection,
+        namespace: str,
+        conversation_id: str,
+        first_seq: int,
+        messages: list[JSONObject],
+        now: float,
+    ) -> list[MessageRecord]:
+        records = [
+            MessageRecord(conversation_id, first_seq + i, m, now) for i, m in enumerate(messages)
+        ]
+        await conn.executemany(
+            "INSERT INTO messages (ns, conversation_id, seq, message, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(namespace, conversation_id, r.seq, _dumps(r.message), now) for r in records],
+        )
+        return records
+
+    async def append_messages(
+        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+    ) -> list[MessageRecord]:
+        now = time.time()
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
+                "updated_at) VALUES (?, ?, 1, 0, ?, ?) ON CONFLICT (ns, id) DO NOTHING",
+                (namespace, conversation_id, now, now),
+            )
+            async with conn.execute(
+                "UPDATE conversations SET next_seq = next_seq + ?, "
+                "message_count = message_count + ?, updated_at = ? "
+                "WHERE ns = ? AND id = ? RETURNING next_seq",
+                (len(messages), len(messages), now, namespace, conversation_id),
+            ) as cur:
+                row = await cur.fetchone()
+            assert row is not None  # the row was upserted just above
+            first = row[0] - len(messages)
+            return await self._insert_messages(
+                conn, namespace, conversation_id, first, messages, now
+            )
+
+    async def load_messages(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRecord]:
+        bound = before_seq if before_seq is not None else 2**62
+        if limit is None:
+            rows = await self._fetchall(
+                "SELECT seq, message, created_at FROM messages WHERE ns = ? "
+                "AND conversation_id = ? AND seq < ? ORDER BY seq",
+                (namespace, conversation_id, bound),
+            )
+        else:
+            rows = await self._fetchall(
+                "SELECT seq, message, created_at FROM messages WHERE ns = ? "
+                "AND conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+                (namespace, conversation_id, bound, limit),
+            )
+            rows.reverse()
+        return [MessageRecord(conversation_id, r[0], orjson.loads(r[1]), r[2]) for r in rows]
+
+    async def replace_conversation(
+        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+    ) -> list[MessageRecord]:
+        now = time.time()
+        async with self._transaction() as conn:
+            await conn.execute(
+                "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
+                (namespace, conversation_id),
+            )
+            await conn.execute(
+                "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ns, id) DO UPDATE SET "
+                "next_seq = excluded.next_seq, message_count = excluded.message_count, "
+                "updated_at = excluded.updated_at",
+                (namespace, conversation_id, len(messages) + 1, len(messages), now, now),
+            )
+            return await self._insert_messages(conn, namespace, conversation_id, 1, messages, now)
+
+    async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
+                (namespace, conversation_id),
+            )
+            async with conn.execute(
+                "DELETE FROM conversations WHERE ns = ? AND id = ?", (namespace, conversation_id)
+            ) as cur:
+                return cur.rowcount > 0
+
+    async def list_conversations(
+        self, namespace: str, *, limit: int, cursor: str | None = None
+    ) -> Page[ConversationInfo]:
+        after = decode_cursor(cursor, str)[0] if cursor else ""
+        rows = await self._fetchall(
+            "SELECT id, message_count, created_at, updated_at FROM conversations "
+            "WHERE ns = ? AND id > ? ORDER BY id LIMIT ?",
+            (namespace, after, limit + 1),
+        )
+        items = [ConversationInfo(*r) for r in rows[:limit]]
+        more = len(rows) > limit
+        return Page(items, encode_cursor(items[-1].conversation_id) if more else None)
+
+    # -- tool usage ---------------------------------------------------------------------
+
+    async def record_tool_usage(self, namespace: str, record: ToolUsageRecord) -> ToolUsageRecord:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO tool_usage (ns, id, tool_name, input, output, duration_ms, "
+                "success, ts, conversation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (ns, id) DO NOTHING",
+                (
+                    namespace,
+                    record.id,
+                    record.tool_name,
+                    _dumps(record.input),
+                    _dumps(record.output),
+                    record.duration_ms,
+                    int(record.success),
+                    record.timestamp,
+                    record.conversation_id,
+                ),
+            )
+        return record
+
+    async def query_tool_usage(
+        self,
+        namespace: str,
+        *,
+        tool_name: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[ToolUsageRecord]:
+        where = ["ns = ?"]
+        params: list[Any] = [namespace]
+        if tool_name is not None:
+            where.append("tool_name = ?")
+            params.append(tool_name)
+        if start is not None:
+            where.append("ts >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("ts < ?")
+            params.append(end)
+        if cursor:
+            c_ts, c_id = decode_cursor(cursor, float, str)
+            where.append("(ts > ? OR (ts = ? AND id > ?))")
+            params += [c_ts, c_ts, c_id]
+        rows = await self._fetchall(
+            "SELECT id, tool_name, input, output, duration_ms, success, ts, conversation_id "
+            f"FROM tool_usage WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?",
+            (*params, limit + 1),
+        )
+        items = [_tool_usage(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        nxt = encode_cursor(items[-1].timestamp, items[-1].id) if more else None
+        return Page(items, nxt)
+
+    async def get_tool_names(self, namespace: str) -> list[str]:
+        rows = await self._fetchall(
+            "SELECT DISTINCT tool_name FROM tool_usage WHERE ns = ? ORDER BY tool_name",
+            (namespace,),
+        )
+        return [r[0] for r in rows]
+
+    # -- feedback -----------------------------------------------------------------------
+
+    async def save_feedback(self, namespace: str, record: FeedbackRecord) -> FeedbackRecord:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO feedback (ns, id, agent_name, feedback_type, data, ts) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ns, id) DO NOTHING",
+                (
+                    namespace,
+                    record.id,
+                    record.agent_name,
+                    record.feedback_type,
+                    _dumps(record.data),
+                    record.timestamp,
+                ),
+            )
+        return record
+
+    async def query_feedback(
+        self,
+        namespace: str,
+        *,
+        agent_name: str | None = None,
+        feedback_type: str | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[FeedbackRecord]:
+        where = ["ns = ?"]
+        params: list[Any] = [namespace]
+        if agent_name is not None:
+            where.append("agent_name = ?")
+            params.append(agent_name)
+        if feedback_type is not None:
+            where.append("feedback_type = ?")
+            params.append(feedback_type)
+        if cursor:
+            c_ts, c_id = decode_cursor(cursor, float, str)
+            where.append("(ts > ? OR (ts = ? AND id > ?))")
+            params += [c_ts, c_ts, c_id]
+        rows = await self._fetchall(
+            "SELECT id, agent_name, feedback_type, data, ts FROM feedback "
+            f"WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?",
+            (*params, limit + 1),
+        )
+        items = [_feedback(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        nxt = encode_cursor(items[-1].timestamp, items[-1].id) if more else None
+        return Page(items, nxt)
+
+    # -- summary ------------------------------------------------------------------------
+
+    async def summary(self, namespace: str) -> MemorySummary:
+        now = time.time()
+        entity_rows = await self._fetchall(
+            "SELECT type, COUNT(*) FROM entities WHERE ns = ? "
+            "AND (expires_at IS NULL OR expires_at > ?) GROUP BY type ORDER BY type",
+            (namespace, now),
+        )
+        conv = await self._fetchone(
+            "SELECT COUNT(*), COALESCE(SUM(message_count), 0) FROM conversations WHERE ns = ?",
+            (namespace,),
+        )
+        tool_rows = await self._fetchall(
+            "SELECT tool_name, COUNT(*) FROM tool_usage WHERE ns = ? GROUP BY tool_name "
+            "ORDER BY tool_name",
+            (namespace,),
+        )
+        fb = await self._fetchone("SELECT COUNT(*) FROM feedback WHERE ns = ?", (namespace,))
+        return MemorySummary(
+            namespace=namespace,
+            entity_counts={r[0]: r[1] for r in entity_rows},
+            conversations=conv[0],
+            messages=conv[1],
+            tool_usage_counts={r[0]: r[1] for r in tool_rows},
+            feedback_count=fb[0],
+        )
+

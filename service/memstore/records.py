@@ -1,0 +1,140 @@
+"""Records exchanged between backends, the manager, the HTTP API and the client.
+
+Plain frozen dataclasses: cheap to build on the hot path and easy to compare in the
+contract tests. Times are POSIX seconds (float, UTC). JSON payloads are ``dict[str, Any]``
+already parsed; backends store them exactly (every key, including ``$x`` and ``a.b``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generic, TypeVar
+
+JSONObject = dict[str, Any]
+
+T = TypeVar("T")
+
+DEFAULT_CONVERSATION = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRecord:
+    type: str
+    id: str
+    data: JSONObject
+    version: int
+    created_at: float
+    updated_at: float
+    expires_at: float | None = None
+
+    def to_dict(self) -> JSONObject:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message of a conversation. ``seq`` starts at 1 and only grows within a
+    conversation (replacing the history restarts it at 1)."""
+
+    conversation_id: str
+    seq: int
+    message: JSONObject
+    created_at: float
+
+    def to_dict(self) -> JSONObject:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationInfo:
+    conversation_id: str
+    message_count: int
+    created_at: float
+    updated_at: float
+
+    def to_dict(self) -> JSONObject:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUsageRecord:
+    id: str
+    tool_name: str
+    input: Any
+    output: Any
+    duration_ms: float
+    success: bool
+    timestamp: float
+    conversation_id: str | None = None
+
+    def to_dict(self) -> JSONObject:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRecord:
+    """Learning feedback, kept for compatibility with the seed implementation."""
+
+    id: str
+    agent_name: str
+    feedback_type: str
+    data: Any
+    timestamp: float
+
+    def to_dict(self) -> JSONObject:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing; ``next_cursor`` is opaque and ``None`` on the last page."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySummary:
+    namespace: str
+    entity_counts: dict[str, int] = field(default_factory=dict)
+    conversations: int = 0
+    messages: int = 0
+    tool_usage_counts: dict[str, int] = field(default_factory=dict)
+    feedback_count: int = 0
+
+    @property
+    def total_entities(self) -> int:
+        return sum(self.entity_counts.values())
+
+    @property
+    def total_tool_uses(self) -> int:
+        return sum(self.tool_usage_counts.values())
+
+    def to_dict(self) -> JSONObject:
+        body = asdict(self)
+        body["total_entities"] = self.total_entities
+        body["total_tool_uses"] = self.total_tool_uses
+        return body
+
+    def to_markdown(self) -> str:
+        lines = [f"# Memory summary: `{self.namespace}`", "", "## Entities", ""]
+        if self.entity_counts:
+            lines += [f"- {t}: {n}" for t, n in sorted(self.entity_counts.items())]
+        else:
+            lines.append("- none")
+        lines += [
+            "",
+            "## Conversations",
+            "",
+            f"- conversations: {self.conversations}",
+            f"- messages: {self.messages}",
+            "",
+            "## Tool usage",
+            "",
+        ]
+        if self.tool_usage_counts:
+            lines += [f"- {t}: {n}" for t, n in sorted(self.tool_usage_counts.items())]
+        else:
+            lines.append("- none")
+        lines += ["", "## Learning feedback", "", f"- records: {self.feedback_count}", ""]
+        return "\n".join(lines)

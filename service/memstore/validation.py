@@ -1,0 +1,121 @@
+"""Input rules shared by the manager (in-process callers) and the HTTP API.
+
+Names are restricted to a charset that is safe in URLs, Redis keys (no ``{``/``}``, so a
+caller can never inject a cluster hash tag), Mongo ids and SQLite, and bounded in length so
+a key can never grow without limit. Rejections raise ``InvalidInputError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from typing import Any
+
+import orjson
+
+from memstore.errors import InvalidInputError, PayloadTooLargeError
+
+NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@=+-]{0,255}$")
+TOOL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$")
+
+NAME_PATTERNS: dict[str, re.Pattern[str]] = {
+    "namespace": NAMESPACE_RE,
+    "entity_type": TYPE_RE,
+    "entity_id": ID_RE,
+    "conversation_id": ID_RE,
+    "tool_name": TOOL_RE,
+    "agent_name": TOOL_RE,
+    "feedback_type": TYPE_RE,
+}
+
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+
+
+def check_name(kind: str, value: object) -> str:
+    pattern = NAME_PATTERNS[kind]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise InvalidInputError(
+            f"{kind} must match {pattern.pattern}",
+            field=kind,
+        )
+    return value
+
+
+def check_object(kind: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"{kind} must be a JSON object", field=kind)
+    return value
+
+
+def check_json_size(kind: str, value: object, max_bytes: int) -> bytes:
+    """Serialise once (the caller can reuse the bytes) and enforce the size limit.
+
+    Raises ``InvalidInputError`` for values JSON cannot carry (NaN, non-string keys, ...).
+    """
+    try:
+        raw = orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise InvalidInputError(f"{kind} is not valid JSON: {exc}", field=kind) from exc
+    if len(raw) > max_bytes:
+        raise PayloadTooLargeError(
+            f"{kind} is {len(raw)} bytes; the limit is {max_bytes}",
+            field=kind,
+            limit=max_bytes,
+        )
+    return raw
+
+
+def check_ttl(ttl: float | None) -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
+        raise InvalidInputError("ttl must be a number of seconds", field="ttl")
+    if ttl <= 0 or ttl > MAX_TTL_SECONDS:
+        raise InvalidInputError(f"ttl must be in (0, {MAX_TTL_SECONDS}] seconds", field="ttl")
+    return float(ttl)
+
+
+def check_limit(limit: int | None, max_limit: int, *, default: int) -> int:
+    if limit is None:
+        return default
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or limit > max_limit:
+        raise InvalidInputError(f"limit must be an integer in [1, {max_limit}]", field="limit")
+    return limit
+
+
+def check_version(version: int | None) -> int | None:
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise InvalidInputError("expected_version must be an integer >= 0", field="version")
+    return version
+
+
+# -- opaque cursors ---------------------------------------------------------------------
+# A cursor is the sort key of the last item returned, as base64url(JSON list). Backends
+# decide what goes in it; callers only pass it back. Decoding validates the shape so a
+# forged cursor is a 400, never a 500.
+
+
+def encode_cursor(*key: str | int | float) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *types: type) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise InvalidInputError("cursor is not valid", field="cursor") from exc
+    if not isinstance(key, list) or len(key) != len(types):
+        raise InvalidInputError("cursor is not valid", field="cursor")
+    for value, expected in zip(key, types, strict=True):
+        ok = isinstance(value, expected) and not isinstance(value, bool)
+        if expected is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok:
+            raise InvalidInputError("cursor is not valid", field="cursor")
+    return key

@@ -1,0 +1,31 @@
+"""The contract suite runs every test against every backend named here.
+
+A backend joins by providing a ``<name>_settings`` fixture (in ``tests/servers/``) that
+returns ``Settings`` pointing at a real server with a key space no other test uses, and
+by adding its name to ``CONTRACT_BACKENDS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from memstore.backends.base import DistributedMemoryBackend
+from memstore.backends.factory import DistributedMemoryFactory
+from memstore.config import Settings
+
+CONTRACT_BACKENDS = [
+    "embedded",
+]
+
+
+@pytest.fixture(params=CONTRACT_BACKENDS)
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[DistributedMemoryBackend]:
+    settings: Settings = request.getfixturevalue(f"{request.param}_settings")
+    instance = DistributedMemoryFactory.create_memory_backend(settings)
+    await instance.connect()
+    try:
+        yield instance
+    finally:
+        await instance.close()
