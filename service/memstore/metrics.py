@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -18,6 +24,9 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from memstore.cache import CacheStats
+
+# "_created" series double the exposition for no operational value.
+disable_created_metrics()
 
 # Latency buckets sized for a memory service: most calls are sub-millisecond to tens of ms.
 LATENCY_BUCKETS = (
