@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from memstore.api.errors import Handler, error_middleware
 from memstore.api.openapi import build_openapi
 from memstore.api.routes import ROUTES, add_routes
+from memstore.api.security import check_bind, security_middleware
 from memstore.api.state import MANAGER, METRICS, OPENAPI, SETTINGS
 from memstore.config import Settings
 from memstore.manager import DistributedMemoryManager
@@ -64,7 +65,11 @@ def create_app(
     if manager is None:
         manager = DistributedMemoryManager(settings=settings, prometheus=metrics)
     app = web.Application(
-        middlewares=[_metrics_middleware(metrics), error_middleware],
+        middlewares=[
+            _metrics_middleware(metrics),
+            error_middleware,
+            security_middleware(settings, manager),
+        ],
         client_max_size=settings.max_body_bytes + ENVELOPE_BYTES,
     )
     app[SETTINGS] = settings
@@ -84,8 +89,7 @@ def create_app(
 
 def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then stop gracefully."""
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.info("listening on a non-loopback address %s", settings.host)
+    check_bind(settings)
     web.run_app(
         create_app(settings),
         host=settings.host,
