@@ -59,8 +59,11 @@ def _parse_json(text: str, what: str) -> Any:
 def _run(url: str, namespace: str, call: Callable[[Any], Awaitable[T]]) -> T:
     from memstore.client import MemoryClient
 
+    root = click.get_current_context().find_root()
+    token = root.params.get("token") or None
+
     async def go() -> T:
-        async with MemoryClient(url, namespace) as client:
+        async with MemoryClient(url, namespace, token=token) as client:
             return await call(client)
 
     try:
@@ -71,8 +74,27 @@ def _run(url: str, namespace: str, call: Callable[[Any], Awaitable[T]]) -> T:
 
 @click.group()
 @click.version_option(package_name="memstore")
-def main() -> None:
+@click.option(
+    "--token",
+    envvar="MEMSTORE_TOKEN",
+    default=None,
+    show_default=False,
+    help="Bearer token for client commands (env MEMSTORE_TOKEN; prefer the env var, "
+    "a command line is visible to other users).",
+)
+def main(token: str | None) -> None:
     """memstore: distributed memory for AI agents."""
+
+
+@main.command("hash-token")
+def hash_token_command() -> None:
+    """Read a token on stdin, print the sha256 the auth tokens file stores for it."""
+    from memstore.auth import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise click.ClickException("no token on stdin")
+    click.echo(hash_token(token))
 
 
 @main.command()

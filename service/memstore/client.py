@@ -7,6 +7,7 @@ agent's code stays the same: same methods, same records, same exceptions
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -14,12 +15,16 @@ import aiohttp
 import orjson
 
 from memstore.errors import (
+    AuthenticationError,
     BackendUnavailableError,
     ConflictError,
     InvalidInputError,
     MemoryStoreError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
 )
 from memstore.records import (
     DEFAULT_CONVERSATION,
@@ -34,9 +39,23 @@ from memstore.records import (
 )
 
 
-def _error(status: int, body: dict[str, Any]) -> MemoryStoreError:
+def _error(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> MemoryStoreError:
     message = str(body.get("message") or f"HTTP {status}")
     details = body.get("details") or {}
+    if status == 401:
+        return AuthenticationError(message)
+    if status == 403:
+        if body.get("code") == "quota_exceeded":
+            return QuotaExceededError(message, **details)
+        return PermissionDeniedError(message, **details)
+    if status == 429:
+        try:
+            retry_after = float((headers or {}).get("Retry-After", "1"))
+        except ValueError:
+            retry_after = 1.0
+        return RateLimitedError(message, retry_after=retry_after)
     if status == 412:
         return ConflictError(
             message,
@@ -74,7 +93,8 @@ class MemoryClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.namespace = namespace
-        self._token = token
+        # Never logged or shown; MEMSTORE_TOKEN is read when no token is given.
+        self._token = token if token is not None else os.environ.get("MEMSTORE_TOKEN") or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
@@ -144,7 +164,7 @@ class MemoryClient:
         elif raw:
             body = raw.decode("utf-8", "replace")
         if status >= 400 and not (accept_404 and status == 404):
-            raise _error(status, body if isinstance(body, dict) else {})
+            raise _error(status, body if isinstance(body, dict) else {}, resp_headers)
         return status, body, resp_headers
 
     # -- health and admin -------------------------------------------------------------
@@ -155,6 +175,20 @@ class MemoryClient:
         except MemoryStoreError:
             return False
         return status == 200
+
+    async def list_memory_summaries(self) -> list[MemorySummary]:
+        """Admin: summaries of every namespace the token covers (all pages)."""
+        out: list[MemorySummary] = []
+        after: str | None = None
+        while True:
+            _, page, _ = await self._request("GET", "/v1/summary", params={"after": after})
+            for item in page["items"]:
+                item.pop("total_entities", None)
+                item.pop("total_tool_uses", None)
+                out.append(MemorySummary(**item))
+            after = page["next_after"]
+            if after is None:
+                return out
 
     async def get_metrics(self) -> dict[str, Any]:
         """The service's metrics (async here: it is a network call)."""

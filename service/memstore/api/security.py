@@ -25,18 +25,13 @@ from memstore.api.errors import Handler
 from memstore.auth import ANONYMOUS, Authenticator, Principal, build_authenticator, required_role
 from memstore.config import Settings
 from memstore.errors import ConfigurationError, RequestTimeoutError
-from memstore.limits import QuotaTracker, RateLimiter, Reservation
+from memstore.limits import GROWING_OPS, QuotaTracker, RateLimiter, Reservation
 from memstore.manager import DistributedMemoryManager
 
 log = logging.getLogger(__name__)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 
-#: Writes that can make a namespace bigger (checked against its quota).
-GROWING_OPS = frozenset(
-    {"saveEntity", "appendMessages", "saveConversationHistory", "saveToolUsage",
-     "saveLearningFeedback"}
-)  # fmt: skip
 #: Writes after which the namespace's usage is read again from the backend.
 SHRINKING_OPS = frozenset({"deleteEntity", "deleteConversation", "saveConversationHistory"})
 
