@@ -4,9 +4,9 @@ Order for every request (errors are raised as ``memstore.errors`` types and turn
 JSON by the one error map, ``memstore.api.errors``):
 
 1. the route's required role (``memstore.auth.required_role``); open routes skip 2-3;
-2. authenticate the bearer token (401) and check role and the route's namespace (403),
-   before any data is touched;
-3. the caller's rate limit (429 with ``Retry-After``);
+2. authenticate the bearer token (401);
+3. the caller's rate limit (429 with ``Retry-After``), refused requests included;
+   then the role and the route's namespace (403), before any data is touched;
 4. for writes that can grow a namespace, its quota (403 ``quota_exceeded``);
 5. the handler, body read included, under the request timeout (504 ``timeout``).
 """
@@ -88,10 +88,11 @@ class Security:
         role = required_role(op, request.method, namespace is not None)
         if role is not None:
             principal = self.auth.authenticate(request.headers.get("Authorization"))
-            self.auth.authorize(principal, role, namespace)
-            request[PRINCIPAL] = principal
+            # Refused requests count too: probing other namespaces is not free.
             key = principal.rate_key if self.auth.enabled else f"addr:{request.remote}"
             self.limiter.check(key)
+            self.auth.authorize(principal, role, namespace)
+            request[PRINCIPAL] = principal
         if self.timeout is None:
             return await self._call(request, handler, op, namespace)
         try:
