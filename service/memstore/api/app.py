@@ -22,6 +22,7 @@ from memstore.api.routes import ROUTES, add_routes
 from memstore.api.security import check_bind, security_middleware
 from memstore.api.state import MANAGER, METRICS, OPENAPI, SETTINGS
 from memstore.config import Settings
+from memstore.errors import BackendUnavailableError
 from memstore.manager import DistributedMemoryManager
 from memstore.metrics import PrometheusMetrics
 
@@ -79,7 +80,12 @@ def create_app(
     add_routes(app)
 
     async def manager_lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await app[MANAGER].start()
+        try:
+            await app[MANAGER].start()
+        except BackendUnavailableError:
+            # Serve anyway: /readyz says unready and requests get 503 until the backend
+            # answers (the manager connects on first use); no restart needed.
+            log.warning("memory backend unavailable at start; serving unready until it answers")
         yield
         await app[MANAGER].close()
 
