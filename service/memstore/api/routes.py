@@ -493,7 +493,7 @@ ROUTES: tuple[Route, ...] = (
           "loadMessages", "The last `limit` messages before `before`, in order.",
           "conversations",
           params=(NS, CID, LIMIT,
-                  Param("before", "query", {"type": "integer", "minimum": 1},
+                  Param("before", "query", {"type": "integer", "minimum": 1, "maximum": 10**18 - 1},
                         "Only messages with seq below this (from `next_before`).")),
           responses={200: ("Messages.", schemas.MessagesOut), 400: E400, 503: E503}),
     Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
