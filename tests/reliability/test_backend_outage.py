@@ -78,8 +78,13 @@ def test_embedded_store_unavailable_then_available(tmp_path: Path, figures: Any)
         assert status == 201, body
         assert svc.proc.pid == pid
         assert svc.proc.poll() is None  # no restart
-        figures(backend="embedded", outage="store unavailable at start",
-                requests_503=errors, requests_500=0, fix_to_ready_s=round(recovered, 3))  # fmt: skip
+        figures(
+            backend="embedded",
+            outage="store unavailable at start",
+            requests_503=errors,
+            requests_500=0,
+            fix_to_ready_s=round(recovered, 3),
+        )
     finally:
         svc.stop()
     assert "Traceback" not in svc.logs()
