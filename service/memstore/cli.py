@@ -107,8 +107,18 @@ def hash_token_command() -> None:
     help="Backend (env MEMORY_TYPE) [embedded].",
 )
 @click.option("--data-path", type=click.Path(path_type=Path), default=None, help="Embedded file.")
+@click.option(
+    "--allow-insecure-bind",
+    is_flag=True,
+    default=None,
+    help="Serve without auth on a non-loopback address (env MEMSTORE_ALLOW_INSECURE_BIND).",
+)
 def serve(
-    host: str | None, port: int | None, memory_type: str | None, data_path: Path | None
+    host: str | None,
+    port: int | None,
+    memory_type: str | None,
+    data_path: Path | None,
+    allow_insecure_bind: bool | None,
 ) -> None:
     """Serve the HTTP API until SIGTERM/SIGINT (then stop gracefully)."""
     from memstore.api.app import serve as run_server
@@ -121,6 +131,7 @@ def serve(
         ("port", port),
         ("memory_type", memory_type),
         ("data_path", data_path),
+        ("allow_insecure_bind", allow_insecure_bind),
     ):
         if value is not None:
             overrides[key] = value

@@ -14,7 +14,7 @@ from memstore.api.security import check_bind
 from memstore.config import Settings
 from memstore.errors import ConfigurationError
 from tests.security.conftest import NS_A, NS_B, Tokens
-from tests.support.procs import free_port
+from tests.support.procs import free_port, wait_http
 
 Client = TestClient[Any, Any]
 A = f"/v1/namespaces/{NS_A}"
@@ -149,6 +149,27 @@ def test_serve_refuses_a_public_bind_without_auth(tmp_path: Any) -> None:
     )
     assert done.returncode == 1
     assert b"refusing to listen on 0.0.0.0" in done.stderr
+
+
+def test_serve_on_a_public_address_without_auth_when_explicitly_allowed(tmp_path: Any) -> None:
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MEMSTORE_HOST": "0.0.0.0",
+        "MEMSTORE_PORT": str(port),
+        "MEMSTORE_DATA_PATH": str(tmp_path / "m.db"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memstore", "serve", "--allow-insecure-bind"],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/livez", proc=proc)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"non-loopback address with authentication disabled" in err
 
 
 def test_serve_refuses_auth_without_a_usable_tokens_file(tmp_path: Any) -> None:
