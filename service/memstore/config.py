@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     rate_limit_rps: float = Field(0.0, ge=0, validation_alias=_env("MEMSTORE_RATE_LIMIT_RPS"))
     # Bucket size; 0 means twice the rate (at least 1).
     rate_limit_burst: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_RATE_LIMIT_BURST"))
+    # Requests one token (client address with auth off) may have in flight on a replica;
+    # more get 429 at once, so a caller with many slow requests cannot hold every slot.
+    max_inflight_per_caller: int = Field(
+        0, ge=0, validation_alias=_env("MEMSTORE_MAX_INFLIGHT_PER_CALLER")
+    )
     # Per namespace; 0 turns a quota off.
     quota_max_entities: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_QUOTA_MAX_ENTITIES"))
     quota_max_bytes: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_QUOTA_MAX_BYTES"))

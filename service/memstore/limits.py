@@ -87,6 +87,33 @@ class RateLimiter:
             )
 
 
+class InflightLimiter:
+    """At most ``limit`` requests in flight per caller key (0: no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._inflight: dict[str, int] = {}
+
+    def acquire(self, key: str) -> bool:
+        if self.limit <= 0:
+            return False
+        count = self._inflight.get(key, 0)
+        if count >= self.limit:
+            raise RateLimitedError(
+                f"more than {self.limit} requests in flight for this caller; retry after 1s",
+                retry_after=1,
+            )
+        self._inflight[key] = count + 1
+        return True
+
+    def release(self, key: str) -> None:
+        count = self._inflight.get(key, 0) - 1
+        if count > 0:
+            self._inflight[key] = count
+        else:
+            self._inflight.pop(key, None)
+
+
 @dataclass
 class NamespaceUsage:
     entities: int

@@ -189,3 +189,46 @@ def test_serve_refuses_auth_without_a_usable_tokens_file(tmp_path: Any) -> None:
     )
     assert done.returncode == 1
     assert b"sha256 must be 64 hex digits" in done.stderr
+
+
+async def stall(port: int, token: str, path: str) -> asyncio.StreamWriter:
+    """Send a request's headers and half its body, then stall: a request held in flight."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        (
+            f"PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"data":'
+        ).encode()
+    )
+    await writer.drain()
+    return writer
+
+
+async def test_a_caller_cannot_hold_every_slot(make_http: Any, tokens: Tokens) -> None:
+    http: Client = await make_http(max_inflight_per_caller=2)
+    port = http.server.port
+    h = tokens.header(tokens.a)
+    stalled = [await stall(port, tokens.a, f"{A}/entities/note/s{i}") for i in range(2)]
+    try:
+        # The two stalled requests are in their handlers once the server has read them;
+        # a third request of the same token is refused, another token is served.
+        for _ in range(200):
+            resp = await http.get(f"{A}/entities", headers=h)
+            if resp.status == 429:
+                break
+            await asyncio.sleep(0.01)
+        assert resp.status == 429
+        assert (await resp.json())["code"] == "rate_limited"
+        assert resp.headers["Retry-After"] == "1"
+        other = await http.get(f"/v1/namespaces/{NS_B}/entities", headers=tokens.header(tokens.b))
+        assert other.status == 200
+    finally:
+        for writer in stalled:
+            writer.close()
+    # Once the stalled clients are gone, their slots are free again.
+    for _ in range(500):
+        resp = await http.get(f"{A}/entities", headers=h)
+        if resp.status == 200:
+            break
+        await asyncio.sleep(0.01)
+    assert resp.status == 200

@@ -85,7 +85,7 @@ def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]
             "description": "Forbidden (token scope), or the namespace's quota is full.",
             "content": content,
         }
-    if role is not None and settings.rate_limit_rps > 0:
+    if role is not None and (settings.rate_limit_rps > 0 or settings.max_inflight_per_caller > 0):
         out["429"] = {
             "description": "Rate limit exceeded; retry after Retry-After seconds.",
             "content": content,

@@ -6,7 +6,8 @@ JSON by the one error map, ``memstore.api.errors``):
 1. the route's required role (``memstore.auth.required_role``); open routes skip 2-3;
 2. authenticate the bearer token (401);
 3. the caller's rate limit (429 with ``Retry-After``), refused requests included;
-   then the role and the route's namespace (403), before any data is touched;
+   then the role and the route's namespace (403), before any data is touched; then the
+   caller's in-flight cap (429);
 4. for writes that can grow a namespace, its quota (403 ``quota_exceeded``);
 5. the handler, body read included, under the request timeout (504 ``timeout``).
 """
@@ -25,7 +26,7 @@ from memstore.api.errors import Handler
 from memstore.auth import ANONYMOUS, Authenticator, Principal, build_authenticator, required_role
 from memstore.config import Settings
 from memstore.errors import ConfigurationError, RequestTimeoutError
-from memstore.limits import GROWING_OPS, QuotaTracker, RateLimiter, Reservation
+from memstore.limits import GROWING_OPS, InflightLimiter, QuotaTracker, RateLimiter, Reservation
 from memstore.manager import DistributedMemoryManager
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Security:
         self.settings = settings
         self.auth: Authenticator = build_authenticator(settings)
         self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
+        self.inflight = InflightLimiter(settings.max_inflight_per_caller)
         self.manager = manager
         self.quotas = QuotaTracker(
             self._read_usage,
@@ -86,13 +88,24 @@ class Security:
             self.auth.authenticate(request.headers.get("Authorization"))
             return await handler(request)
         role = required_role(op, request.method, namespace is not None)
-        if role is not None:
-            principal = self.auth.authenticate(request.headers.get("Authorization"))
-            # Refused requests count too: probing other namespaces is not free.
-            key = principal.rate_key if self.auth.enabled else f"addr:{request.remote}"
-            self.limiter.check(key)
-            self.auth.authorize(principal, role, namespace)
-            request[PRINCIPAL] = principal
+        if role is None:
+            return await self._timed(request, handler, op, namespace)
+        principal = self.auth.authenticate(request.headers.get("Authorization"))
+        # Refused requests count too: probing other namespaces is not free.
+        key = principal.rate_key if self.auth.enabled else f"addr:{request.remote}"
+        self.limiter.check(key)
+        self.auth.authorize(principal, role, namespace)
+        request[PRINCIPAL] = principal
+        held = self.inflight.acquire(key)
+        try:
+            return await self._timed(request, handler, op, namespace)
+        finally:
+            if held:
+                self.inflight.release(key)
+
+    async def _timed(
+        self, request: web.Request, handler: Handler, op: str | None, namespace: str | None
+    ) -> web.StreamResponse:
         if self.timeout is None:
             return await self._call(request, handler, op, namespace)
         try:
