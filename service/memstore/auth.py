@@ -165,15 +165,15 @@ class TokenStore:
                 raise ConfigurationError(
                     f"cannot load auth tokens from {self.path}: {message}"
                 ) from None
-            log.warning("auth tokens file changed but is unusable; keeping the previous tokens",
-                        extra={"path": str(self.path), "problem": message})  # fmt: skip
+            log.warning(
+                "auth tokens file changed but is unusable; keeping the previous tokens",
+                extra={"path": str(self.path), "problem": message},
+            )
             return
         self._entries = entries
         self._stamp = stamp
-        if initial:
-            log.info("auth tokens loaded", extra={"tokens": [e.principal.name for e in entries]})
-        else:
-            log.info("auth tokens reloaded", extra={"tokens": [e.principal.name for e in entries]})
+        names = [e.principal.name for e in entries]
+        log.info("auth tokens %s", "loaded" if initial else "reloaded", extra={"tokens": names})
 
     def maybe_reload(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

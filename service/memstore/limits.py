@@ -30,9 +30,14 @@ MAX_TRACKED_KEYS = 10_000
 
 #: Operations (route operation ids) that can make a namespace bigger: quota-checked.
 GROWING_OPS = frozenset(
-    {"saveEntity", "appendMessages", "saveConversationHistory", "saveToolUsage",
-     "saveLearningFeedback"}
-)  # fmt: skip
+    {
+        "saveEntity",
+        "appendMessages",
+        "saveConversationHistory",
+        "saveToolUsage",
+        "saveLearningFeedback",
+    }
+)
 
 
 class TokenBucket:
