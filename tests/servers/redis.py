@@ -128,7 +128,7 @@ class LocalCluster:
                     "--cluster-replicas",
                     "1",
                     "--cluster-yes",
-                ],  # fmt: skip
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,

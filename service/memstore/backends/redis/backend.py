@@ -329,7 +329,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             conn = node.acquire_connection()
         else:
             assert self._pool is not None
-            conn = await self._pool.get_connection()
+            conn = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         try:
             await conn.send_packed_command(conn.pack_commands(commands))
             results: list[Any] = []

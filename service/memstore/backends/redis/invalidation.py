@@ -137,7 +137,7 @@ class InvalidationBus:
         s = self._backend.settings
         if not self._cluster:
             conn = self._connection(s.redis_host, s.redis_port, s.redis_db)
-            await conn.connect()
+            await conn.connect()  # type: ignore[no-untyped-call]
             await conn.send_command("SUBSCRIBE", *self._channels)
             for _ in self._channels:
                 await self._expect(conn, b"subscribe")
@@ -153,7 +153,7 @@ class InvalidationBus:
             for node, channels in by_node.values():
                 conn = self._connection(node.host, node.port, 0)
                 conns.append(conn)
-                await conn.connect()
+                await conn.connect()  # type: ignore[no-untyped-call]
                 for channel in channels:  # one SSUBSCRIBE per slot: no CROSSSLOT
                     await conn.send_command("SSUBSCRIBE", channel)
                     await self._expect(conn, b"ssubscribe")
