@@ -75,9 +75,16 @@ class LocalRedis:
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--cluster-require-full-coverage", "no",
             ]  # fmt: skip
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.args = args
         self.client = redis_sync.Redis(
             host="127.0.0.1", port=self.port, socket_timeout=5, decode_responses=True
+        )
+        self.start()
+
+    def start(self) -> None:
+        """Start (or restart, after ``kill9``) the server with its data dir and config."""
+        self.proc = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 20
         while True:

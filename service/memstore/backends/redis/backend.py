@@ -138,6 +138,10 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         self._pool: BlockingConnectionPool | None = None
         self._bus: InvalidationBus | None = None
         self._known_types: set[tuple[str, str]] = set()
+        # redis-py's cluster client raises MaxConnectionsError instead of waiting when a
+        # node's pool is exhausted; bounding in-flight calls per process keeps every node's
+        # pool within MEMSTORE_REDIS_POOL_SIZE (standalone: the blocking pool waits).
+        self._inflight = asyncio.Semaphore(settings.redis_pool_size)
 
     def __repr__(self) -> str:
         return f"RedisMemoryBackend({self.describe()!r})"
@@ -153,6 +157,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             "socket_keepalive": True,
             "client_name": "memstore",
             "decode_responses": False,
+            "protocol": 3,
         }
 
     async def connect(self) -> None:
@@ -228,6 +233,11 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             info["address"] = f"{s.redis_host}:{s.redis_port}/{s.redis_db}"
         return info
 
+    @property
+    def invalidation_bus(self) -> InvalidationBus | None:
+        """The invalidation subscriber (state and counters for readiness, metrics, tests)."""
+        return self._bus
+
     # -- cache invalidation -------------------------------------------------------------
 
     async def publish_invalidation(self, key: str) -> None:
@@ -265,12 +275,16 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         attempt = 0
         while True:
             try:
-                return await call()
+                async with self._inflight:
+                    return await call()
             except MemoryStoreError:
                 raise
             except FINAL as exc:
                 raise BackendUnavailableError(f"Redis refused: {type(exc).__name__}") from exc
             except RETRYABLE as exc:
+                # A failover may have lost recent un-WAITed writes, e.g. a type's entry in
+                # the namespace's type set: register types again from now on.
+                self._known_types.clear()
                 if attempt >= self.settings.redis_retries:
                     raise BackendUnavailableError(
                         f"Redis unavailable after {attempt + 1} attempts: "
@@ -324,6 +338,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         """Send ``commands`` back to back on one connection to ``key``'s master (WAIT
         only counts the writes of its own connection). Error replies are returned."""
         client = self._c()
+        s = self.settings
+        # WAIT blocks up to its own timeout before answering.
+        read_timeout = s.redis_socket_timeout_seconds + s.redis_wait_timeout_ms / 1000
         if self.cluster_mode:
             node = client.get_node_from_key(key)
             conn = node.acquire_connection()
@@ -335,10 +352,14 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             results: list[Any] = []
             for _ in commands:
                 try:
-                    results.append(await conn.read_response())
+                    results.append(await conn.read_response(timeout=read_timeout))
                 except rexc.ResponseError as exc:
                     results.append(exc)
             return results
+        except BaseException:
+            # Replies may still be in flight: never hand this connection to someone else.
+            await asyncio.shield(conn.disconnect())
+            raise
         finally:
             if self.cluster_mode:
                 node.release(conn)

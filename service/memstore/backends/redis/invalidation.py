@@ -43,6 +43,12 @@ class InvalidationBus:
         self._backend = backend
         self._kwargs = dict(connection_kwargs)
         self._kwargs["retry"] = Retry(NoBackoff(), 0)
+        # RESP2: subscription replies and messages arrive as ordinary replies that this
+        # module reads itself (RESP3 would route them to redis-py's push handler).
+        self._kwargs["protocol"] = 2
+        # Named so an operator (or a test) can find and kill exactly this subscription.
+        self.client_name = f"memstore-inv-{backend.instance_id[:12]}"
+        self._kwargs["client_name"] = self.client_name
         self._cluster = backend.cluster_mode
         keys = backend.keys
         self._channels = (
