@@ -142,6 +142,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         # node's pool is exhausted; bounding in-flight calls per process keeps every node's
         # pool within MEMSTORE_REDIS_POOL_SIZE (standalone: the blocking pool waits).
         self._inflight = asyncio.Semaphore(settings.redis_pool_size)
+        self._topology_lock = asyncio.Lock()
+        self._topology_epoch = 0
 
     def __repr__(self) -> str:
         return f"RedisMemoryBackend({self.describe()!r})"
@@ -264,11 +266,18 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return random.uniform(ceiling / 2, ceiling)
 
     async def _refresh_topology(self) -> None:
-        if self.cluster_mode and self._client is not None:
+        """Re-read the cluster's slot map, once for all callers failing at the same time."""
+        if not self.cluster_mode or self._client is None:
+            return
+        seen = self._topology_epoch
+        async with self._topology_lock:
+            if self._topology_epoch != seen:
+                return  # another caller refreshed while this one waited
             try:
                 await self._client.nodes_manager.initialize()
             except (rexc.RedisError, rexc.RedisClusterException, OSError):
                 log.debug("cluster topology refresh failed; will retry", exc_info=True)
+            self._topology_epoch += 1
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call``, retrying transient failures; map driver errors to ours."""
@@ -276,7 +285,16 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         while True:
             try:
                 async with self._inflight:
-                    return await call()
+                    try:
+                        return await call()
+                    except AttributeError as exc:
+                        # redis-py's cluster client closes every connection, in use or
+                        # not, when it sees CLUSTERDOWN; a coroutine mid-command then
+                        # finds its socket writer gone ("'NoneType' object has no
+                        # attribute ..."). That is a lost connection: retry it as one.
+                        if "NoneType" not in str(exc):
+                            raise
+                        raise rexc.ConnectionError("connection closed under the command") from exc
             except MemoryStoreError:
                 raise
             except FINAL as exc:
