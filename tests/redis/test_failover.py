@@ -36,9 +36,9 @@ def _wait_takeover(cluster: LocalCluster, victim_port: int, timeout: float = 60.
         try:
             live = [n for n in cluster.nodes if n.alive()]
             ok = all(n.client.cluster("info")["cluster_state"] == "ok" for n in live)
-            if ok and victim_port not in set(slot_owners(cluster).values()):
-                if len(cluster.masters()) == 3:
-                    return
+            moved = victim_port not in set(slot_owners(cluster).values())
+            if ok and moved and len(cluster.masters()) == 3:
+                return
         except Exception:
             pass
         time.sleep(0.1)
