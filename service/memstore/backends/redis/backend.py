@@ -1,6 +1,6 @@
 """``RedisMemoryBackend``: standalone Redis or Redis Cluster through redis-py asyncio.
 
-Shape (see docs/redis.md for the reasoning and trade-offs):
+Shape (see "Redis backend" in docs/architecture.md for the reasoning and trade-offs):
 
 * One client per process (``Redis`` with a blocking pool, or ``RedisCluster``), built in
   ``connect`` and closed in ``close``. Library retries are off; this module retries
