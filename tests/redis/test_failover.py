@@ -121,6 +121,12 @@ async def test_failover_under_write_load(
                 if t0 > rejoined_at and slot(eid) in victim_slots
             ]
         assert recovered, "no write on the failed master's slots succeeded after takeover"
+        ready = False
+        for _ in range(50):  # readiness follows the new topology, no restart
+            if ready := await manager.ping():
+                break
+            await asyncio.sleep(0.2)
+        assert ready
         stop.set()
         await asyncio.gather(*tasks)
 

@@ -18,6 +18,7 @@ Shape (see "Redis backend" in docs/architecture.md for the reasoning and trade-o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -215,9 +216,20 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         client = self._client
         if client is None:
             return False
+        s = self.settings
+        timeout = s.redis_connect_timeout_seconds + s.redis_socket_timeout_seconds
         try:
-            return bool(await asyncio.wait_for(client.execute_command("PING"), timeout=5))
-        except (TimeoutError, rexc.RedisError, rexc.RedisClusterException, OSError):
+            if self.cluster_mode:
+                # Ready = every master serving a slot answers (a dead replica or a failed
+                # ex-master does not stop the service from serving).
+                call = client.execute_command("PING", target_nodes=RedisCluster.PRIMARIES)
+            else:
+                call = client.execute_command("PING")
+            return bool(await asyncio.wait_for(call, timeout=timeout))
+        except (TimeoutError, AttributeError, rexc.RedisError, rexc.RedisClusterException, OSError):
+            # Re-read the slot map so the next probe sees a promoted replica.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_topology(), timeout=timeout)
             return False
 
     def describe(self) -> dict[str, Any]:
