@@ -539,13 +539,18 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         *,
         expected_version: int | None = None,
     ) -> bool:
+        tag = self.keys.entity_tag(namespace, entity_type, entity_id)
         res = await self._write(
             scripts.DELETE_ENTITY,
-            self._entity_keys(namespace, entity_type, entity_id),
+            [
+                *self._entity_keys(namespace, entity_type, entity_id),
+                self.keys.entity_tombstone(tag, entity_id),
+            ],
             [
                 entity_id,
                 _f(time.time()),
                 str(expected_version) if expected_version is not None else "",
+                _op_id(),
             ],
         )
         if _s(res[0]) == "conflict":
