@@ -5,11 +5,14 @@ periodic resync loop."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from kubernetes.dynamic.exceptions import DynamicApiError
 
 from memstore_operator import backendcheck, builders
 from memstore_operator import status as st
@@ -79,6 +82,33 @@ def apply_children(kube: Kube, spec: StoreSpec, body: Mapping[str, Any], cfg_has
         )
 
 
+def _api_reason(exc: DynamicApiError) -> str:
+    try:
+        payload = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        return f"HTTP {exc.status}"
+    return str(payload.get("message") or f"HTTP {exc.status}")[:1000]
+
+
+def _invalid(kube: Kube, body: Mapping[str, Any], message: str) -> Outcome:
+    meta = body["metadata"]
+    status = st.compute(
+        previous=body.get("status") or {},
+        generation=int(meta.get("generation") or 0),
+        now=_now(),
+        desired_replicas=0,
+        selector="",
+        endpoint="",
+        config_hash=None,
+        deployment=None,
+        secrets=st.Check(None, "InvalidSpec", ""),
+        backend=st.Check(None, "InvalidSpec", ""),
+        invalid=message,
+    )
+    kube.patch_status(meta["namespace"], meta["name"], status)
+    return Outcome(status, invalid=message)
+
+
 def reconcile(kube: Kube, body: Mapping[str, Any], timeout: float = 3.0) -> Outcome:
     """Bring the children in line with ``body`` (a MemoryStore) and write its status.
 
@@ -93,27 +123,21 @@ def reconcile(kube: Kube, body: Mapping[str, Any], timeout: float = 3.0) -> Outc
         try:
             spec = parse_spec(name, namespace, body.get("spec") or {})
         except InvalidSpec as exc:
-            status = st.compute(
-                previous=previous,
-                generation=generation,
-                now=_now(),
-                desired_replicas=0,
-                selector="",
-                endpoint="",
-                config_hash=None,
-                deployment=None,
-                secrets=st.Check(None, "InvalidSpec", ""),
-                backend=st.Check(None, "InvalidSpec", ""),
-                invalid=str(exc),
-            )
-            kube.patch_status(namespace, name, status)
-            return Outcome(status, invalid=str(exc))
+            return _invalid(kube, body, str(exc))
 
         secrets, versions, values = resolve_secrets(kube, spec)
         cfg_hash = None
         if secrets.ok:
             cfg_hash = builders.config_hash(spec, versions)
-            apply_children(kube, spec, body, cfg_hash)
+            try:
+                apply_children(kube, spec, body, cfg_hash)
+            except DynamicApiError as exc:
+                if exc.status not in (400, 422):
+                    raise
+                # The spec passed the CRD schema but a child was refused (e.g. an
+                # affinity that is not a valid core/v1 Affinity): retrying will not help.
+                message = f"the API server refused a child object: {_api_reason(exc)}"
+                return _invalid(kube, body, message)
             backend = backendcheck.check_backend(spec, values, timeout)
         else:
             backend = st.Check(None, "SecretNotFound", "not checked: a Secret is missing")
