@@ -94,6 +94,19 @@ class Kube:
             return False
         return True
 
+    def create_secret_if_absent(self, obj: Mapping[str, Any]) -> bool:
+        """Create the Secret unless one of that name exists (then leave it alone: a
+        generated token must not change). True when this call created it."""
+        meta = obj["metadata"]
+        body: Any = dict(obj)
+        try:
+            self.core.create_namespaced_secret(meta["namespace"], body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
     def read_secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:
         """(resourceVersion, decoded data) or None when the Secret does not exist."""
         try:

@@ -79,14 +79,14 @@ class OperatorProcess:
             MEMSTORE_OPERATOR_NAMESPACES="",
         )
         env.pop("PYTHONWARNINGS", None)
-        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memstore_operator"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "memstore_operator"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
         def alive() -> bool:
             assert self.proc is not None
