@@ -177,7 +177,6 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
             {"name": c.SERVICE_PORT_NAME, "containerPort": c.CONTAINER_PORT, "protocol": "TCP"}
         ],
         "envFrom": [{"configMapRef": {"name": configmap_name(spec)}}],
-        "env": env,
         "livenessProbe": _probe("/livez", spec.liveness),
         "readinessProbe": _probe("/readyz", spec.readiness),
         "resources": dict(spec.resources),
@@ -192,6 +191,8 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
         },
         "volumeMounts": mounts,
     }
+    if env:  # an empty list would not be stored, so a no-op check would never match
+        container["env"] = env
     pod_spec: Obj = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,

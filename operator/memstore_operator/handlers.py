@@ -122,6 +122,6 @@ def reconcile_store(body: kopf.Body, reason: str = "resume", **_: Any) -> None:
         kopf.warn(body, reason="InvalidSpec", message=outcome.invalid)
         raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
     if outcome.missing is not None:
-        kopf.info(body, reason="SecretNotFound", message=outcome.missing)
+        kopf.warn(body, reason="SecretNotFound", message=outcome.missing)
         delay = _float_env("MEMSTORE_OPERATOR_RETRY_SECONDS", 10.0)
         raise kopf.TemporaryError(outcome.missing, delay=delay)

@@ -173,7 +173,7 @@ def test_auth_disabled() -> None:
     assert "MEMSTORE_AUTH_TOKENS_FILE" not in builders.config_data(spec)
     pod = builders.deployment(spec, "h")["spec"]["template"]["spec"]
     assert "auth" not in {v["name"] for v in pod["volumes"]}
-    with pytest.raises(InvalidSpec, match="only used when auth.enabled"):
+    with pytest.raises(InvalidSpec, match=r"only used when auth\.enabled"):
         spec_of(
             {
                 "backend": {"type": "embedded"},
