@@ -83,10 +83,18 @@ def ensure_auth_secret(kube: Kube, spec: StoreSpec, body: Mapping[str, Any]) -> 
     fixed, so a crash between two attempts cannot leave two of them."""
     if not spec.auth_generated:
         return
-    if kube.read_secret(spec.namespace, builders.auth_secret_name(spec)) is not None:
-        return
+    name = builders.auth_secret_name(spec)
+    found = kube.secret_owners(spec.namespace, name)
+    if found is not None:
+        secret_uid, owners = found
+        if not owners or body["metadata"]["uid"] in owners:
+            return  # ours, or one the user made under that name: kept as it is
+        # Left over from a deleted MemoryStore of the same name, about to be garbage
+        # collected: replace it now rather than hand its token to the new store.
+        _step_delay()
+        kube.delete_secret(spec.namespace, name, secret_uid)
     _step_delay()
-    with telemetry.step("create Secret", **{"k8s.object.name": builders.auth_secret_name(spec)}):
+    with telemetry.step("create Secret", **{"k8s.object.name": name}):
         kube.create_secret_if_absent(builders.auth_secret(spec, builders.new_token(), body))
 
 
