@@ -183,12 +183,18 @@ def reconcile(
         return outcome
 
 
-def _reconcile(kube: Kube, body: Mapping[str, Any], timeout: float) -> Outcome:
-    meta = body["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
-    generation = int(meta.get("generation") or 0)
-    previous = body.get("status") or {}
+def _reconcile(kube: Kube, given: Mapping[str, Any], timeout: float) -> Outcome:
+    name, namespace = given["metadata"]["name"], given["metadata"]["namespace"]
     with _locks[f"{namespace}/{name}"]:
+        # Act on the latest version, not on the one this pass was started with: the
+        # kopf handlers and the resync loop may hold bodies of different ages, and an
+        # older one would briefly roll the pods back to an older config.
+        body = kube.get_store(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return Outcome({}, missing=None)
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 0)
+        previous = body.get("status") or {}
         try:
             spec = parse_spec(name, namespace, body.get("spec") or {})
         except InvalidSpec as exc:
