@@ -31,3 +31,8 @@ $(K8S_BINS) &:
 
 /usr/bin/etcd:
 	apt-get install -y -q etcd-server || (apt-get update -q && apt-get install -y -q etcd-server)
+
+# The kube fixture makes its certificates with the openssl CLI.
+k8s-tools: /usr/bin/openssl
+/usr/bin/openssl:
+	apt-get install -y -q openssl || (apt-get update -q && apt-get install -y -q openssl)

@@ -1,0 +1,146 @@
+"""The one module that talks to the Kubernetes API (synchronous ``kubernetes`` client).
+
+Children are written with server-side apply (field manager ``memstore-operator``, forced),
+so a repeated reconcile with the same desired state changes nothing, and fields other
+managers own (an HPA's replicas aside, e.g. annotations added by other tools) survive.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes import config as _config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient as _DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+
+from memstore_operator import constants as c
+
+log = logging.getLogger(__name__)
+
+# Parts of the client are untyped; they are used through Any.
+config: Any = _config
+DynamicClient: Any = _DynamicClient
+
+
+def load_config() -> None:
+    """In-cluster config when running in a pod, else ``$KUBECONFIG`` / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.api = api_client or client.ApiClient()
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self._dyn: Any = None
+
+    @property
+    def dyn(self) -> Any:
+        if self._dyn is None:
+            self._dyn = DynamicClient(self.api)
+        return self._dyn
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self.dyn.resources.get(api_version=api_version, kind=kind)
+
+    def has_kind(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves this kind (e.g. ServiceMonitor, if its CRD exists)."""
+        try:
+            self._resource(api_version, kind)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        res = self._resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        out = self.dyn.server_side_apply(
+            res,
+            body=dict(obj),
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            field_manager=c.FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        result: dict[str, Any] = out.to_dict()
+        return result
+
+    def delete_owned(
+        self, api_version: str, kind: str, namespace: str, name: str, uid: str
+    ) -> bool:
+        """Delete the object if it exists and is owned by the MemoryStore ``uid``."""
+        if not self.has_kind(api_version, kind):
+            return False
+        res = self._resource(api_version, kind)
+        try:
+            current = res.get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return False
+        owners = current.get("metadata", {}).get("ownerReferences") or []
+        if not any(o.get("uid") == uid for o in owners):
+            return False
+        try:
+            res.delete(name=name, namespace=namespace)
+        except NotFoundError:
+            return False
+        return True
+
+    def read_secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:
+        """(resourceVersion, decoded data) or None when the Secret does not exist."""
+        try:
+            sec = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        data = {
+            k: base64.b64decode(v).decode("utf-8", errors="replace")
+            for k, v in (sec.data or {}).items()
+        }
+        meta: Any = sec.metadata
+        return str(meta.resource_version), data
+
+    def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            dep = self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        api: Any = self.api
+        result: dict[str, Any] = api.sanitize_for_serialization(dep)
+        return result
+
+    def list_stores(self, namespaces: list[str]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        if not namespaces:
+            out: Any = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL)
+            items.extend(out.get("items", []))
+        for ns in namespaces:
+            got: Any = self.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, ns, c.PLURAL)
+            items.extend(got.get("items", []))
+        return items
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                c.GROUP,
+                c.VERSION,
+                namespace,
+                c.PLURAL,
+                name,
+                {"status": dict(status)},
+            )
+        except ApiException as exc:
+            if exc.status == 404:  # deleted meanwhile
+                return
+            raise
