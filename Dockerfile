@@ -4,7 +4,7 @@
 #   operator:  command: ["memstore-operator"]   (health on 8081)
 # Build: `make image` (needs Docker with BuildKit). Not built by CI here (no engine).
 #
-# Invariants the tests in tests/image/ check without an engine:
+# Invariants tests/helm/test_image.py checks without an engine:
 #   - the final stage has no compilers or build tools (wheels are built in `builder`);
 #   - it runs as the numeric non-root user 10001 (so runAsNonRoot can be verified);
 #   - it writes nothing outside /tmp and the /data volume (readOnlyRootFilesystem works).
