@@ -27,3 +27,51 @@ $(HELM_BIN):
 helm: $(HELM_BIN)
 
 tools:: $(HELM_BIN)
+
+# Regenerate the chart's derived files (values.schema.json from the CRD, the README's
+# values table from values.yaml); tests/helm/test_chart.py fails when they are stale.
+.PHONY: chart-gen
+chart-gen: venv
+	$(BIN)/python -m tests.helm.chartgen
+
+# ---------------------------------------------------------------------------------------
+# Image and kind flow, for people with Docker. Not exercised by CI here (no container
+# engine on our machines): tests/helm/test_image.py checks the Dockerfile without one.
+# ---------------------------------------------------------------------------------------
+IMAGE_REPO ?= memstore
+IMAGE_TAG ?= dev
+IMAGE := $(IMAGE_REPO):$(IMAGE_TAG)
+APP_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+KIND_VERSION ?= v0.33.0
+KIND_BIN := $(TOOLS_DIR)/kind-$(KIND_VERSION)/kind
+KIND_CLUSTER ?= memstore
+KIND_NAMESPACE ?= memstore
+
+.PHONY: image kind kind-up kind-deploy kind-down
+
+image:
+	docker build --build-arg VERSION=$(APP_VERSION) -t $(IMAGE) .
+
+$(KIND_BIN):
+	mkdir -p $(dir $(KIND_BIN))
+	GOTOOLCHAIN=local GOBIN=$(dir $(KIND_BIN)) CGO_ENABLED=0 go install sigs.k8s.io/kind@$(KIND_VERSION)
+
+kind: $(KIND_BIN)
+
+kind-up: $(KIND_BIN)
+	$(KIND_BIN) get clusters | grep -qx '$(KIND_CLUSTER)' || $(KIND_BIN) create cluster --name $(KIND_CLUSTER) --wait 120s
+
+# The image is loaded into the nodes (pullPolicy Never): nothing is pulled from a registry.
+kind-deploy: image $(KIND_BIN) $(HELM_BIN)
+	$(KIND_BIN) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	$(HELM_BIN) upgrade --install memstore charts/memstore \
+		--kube-context kind-$(KIND_CLUSTER) -n $(KIND_NAMESPACE) --create-namespace \
+		--set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
+		--set image.pullPolicy=Never --set memoryStore.spec.imagePullPolicy=Never \
+		--wait --timeout 5m
+	kubectl --context kind-$(KIND_CLUSTER) -n $(KIND_NAMESPACE) wait memorystore/memstore \
+		--for=jsonpath='{.status.phase}'=Ready --timeout=180s
+	$(HELM_BIN) test memstore --kube-context kind-$(KIND_CLUSTER) -n $(KIND_NAMESPACE)
+
+kind-down: $(KIND_BIN)
+	$(KIND_BIN) delete cluster --name $(KIND_CLUSTER)
