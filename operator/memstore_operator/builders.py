@@ -7,8 +7,10 @@ Secrets never appear in the ConfigMap: the Deployment reads them with ``secretKe
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -93,6 +95,7 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
         data["MONGODB_DB"] = b.mongodb_database
     if b.type in ("redis", "redisCluster") and b.redis_prefix is not None:
         data["REDIS_PREFIX"] = b.redis_prefix
+    data["MEMSTORE_AUTH_ENABLED"] = "true" if spec.auth_enabled else "false"
     if spec.auth_tokens_ref is not None:
         data["MEMSTORE_AUTH_TOKENS_FILE"] = c.AUTH_TOKENS_FILE
     if spec.otlp_endpoint:
@@ -159,7 +162,7 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
                 "name": "auth",
                 "secret": {
                     "secretName": spec.auth_tokens_ref.name,
-                    "items": [{"key": spec.auth_tokens_ref.key, "path": "tokens"}],
+                    "items": [{"key": spec.auth_tokens_ref.key, "path": c.AUTH_TOKENS_KEY}],
                     "defaultMode": 0o440,
                 },
             }
@@ -174,7 +177,6 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
             {"name": c.SERVICE_PORT_NAME, "containerPort": c.CONTAINER_PORT, "protocol": "TCP"}
         ],
         "envFrom": [{"configMapRef": {"name": configmap_name(spec)}}],
-        "env": env,
         "livenessProbe": _probe("/livez", spec.liveness),
         "readinessProbe": _probe("/readyz", spec.readiness),
         "resources": dict(spec.resources),
@@ -189,6 +191,8 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
         },
         "volumeMounts": mounts,
     }
+    if env:  # an empty list would not be stored, so a no-op check would never match
+        container["env"] = env
     pod_spec: Obj = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -318,4 +322,40 @@ def service_monitor(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> 
                 }
             ],
         },
+    }
+
+
+def auth_secret_name(spec: StoreSpec) -> str:
+    return f"{spec.name}{c.AUTH_SECRET_SUFFIX}"
+
+
+def tokens_file(token: str) -> str:
+    """The service's tokens file for one admin token: only its sha256 is stored."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    entry = {
+        "name": "admin",
+        "sha256": digest,
+        "namespaces": ["*"],
+        "roles": ["read", "write", "admin"],
+    }
+    return json.dumps({"tokens": [entry]}, sort_keys=True)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def auth_secret(spec: StoreSpec, token: str, owner: Mapping[str, Any] | None = None) -> Obj:
+    """The generated auth Secret: ``token`` for clients, ``tokens.json`` for the pods.
+    Created once (never re-applied), so the token stays stable across reconciles."""
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(spec, auth_secret_name(spec), owner),
+        "type": "Opaque",
+        "data": {c.AUTH_TOKEN_KEY: b64(token), c.AUTH_TOKENS_KEY: b64(tokens_file(token))},
     }

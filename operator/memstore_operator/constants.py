@@ -20,8 +20,12 @@ SERVICE_PORT_NAME: Final = "http"
 CONTAINER_PORT: Final = 8080
 DATA_DIR: Final = "/data"
 DATA_PATH: Final = "/data/memstore.db"
-AUTH_DIR: Final = "/var/run/memstore/auth"
-AUTH_TOKENS_FILE: Final = f"{AUTH_DIR}/tokens"
+# Auth contract with the service (MEMSTORE_AUTH_ENABLED / MEMSTORE_AUTH_TOKENS_FILE).
+AUTH_DIR: Final = "/etc/memstore/auth"
+AUTH_TOKENS_KEY: Final = "tokens.json"
+AUTH_TOKENS_FILE: Final = f"{AUTH_DIR}/{AUTH_TOKENS_KEY}"
+AUTH_TOKEN_KEY: Final = "token"  # noqa: S105 - a key name: the plaintext token lives there
+AUTH_SECRET_SUFFIX: Final = "-auth"  # noqa: S105 - a name suffix
 RUN_AS_USER: Final = 10001
 
 LABEL_NAME: Final = "app.kubernetes.io/name"

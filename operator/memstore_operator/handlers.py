@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from memstore_operator import constants as c
+from memstore_operator import telemetry
 from memstore_operator.kube import Kube, load_config
 from memstore_operator.reconcile import reconcile
 
@@ -53,17 +54,22 @@ async def _resync_loop(interval: float, namespaces: list[str]) -> None:
         try:
             kube = _kube()
             stores = await asyncio.to_thread(kube.list_stores, namespaces)
+            phases: list[str] = []
             for body in stores:
                 if body.get("metadata", {}).get("deletionTimestamp"):
                     continue
                 try:
-                    await asyncio.to_thread(reconcile, kube, body, _backend_timeout())
+                    outcome = await asyncio.to_thread(
+                        reconcile, kube, body, _backend_timeout(), "resync"
+                    )
+                    phases.append(str(outcome.status.get("phase", "")))
                 except Exception:
                     log.exception(
                         "resync of %s/%s failed",
                         body["metadata"].get("namespace"),
                         body["metadata"].get("name"),
                     )
+            telemetry.record_phases(phases)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -89,6 +95,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    if "metrics_port" not in _state:
+        _state["metrics_port"] = telemetry.serve_metrics()
+    telemetry.setup_tracing()
     interval = _float_env("MEMSTORE_OPERATOR_RESYNC_SECONDS", 30.0)
     _state["resync"] = asyncio.create_task(_resync_loop(interval, namespaces_from_env()))
 
@@ -100,17 +109,19 @@ async def stop(**_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    await asyncio.to_thread(telemetry.shutdown_tracing)
 
 
 @kopf.on.resume(c.GROUP, c.VERSION, c.PLURAL)
 @kopf.on.create(c.GROUP, c.VERSION, c.PLURAL)
 @kopf.on.update(c.GROUP, c.VERSION, c.PLURAL)
-def reconcile_store(body: kopf.Body, **_: Any) -> None:
-    outcome = reconcile(_kube(), body, _backend_timeout())
+def reconcile_store(body: kopf.Body, reason: str = "resume", **_: Any) -> None:
+    trigger = str(reason) if str(reason) in telemetry.TRIGGERS else "resume"
+    outcome = reconcile(_kube(), body, _backend_timeout(), trigger)
     if outcome.invalid is not None:
         kopf.warn(body, reason="InvalidSpec", message=outcome.invalid)
         raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
     if outcome.missing is not None:
-        kopf.info(body, reason="SecretNotFound", message=outcome.missing)
+        kopf.warn(body, reason="SecretNotFound", message=outcome.missing)
         delay = _float_env("MEMSTORE_OPERATOR_RETRY_SECONDS", 10.0)
         raise kopf.TemporaryError(outcome.missing, delay=delay)

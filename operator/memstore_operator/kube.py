@@ -35,6 +35,22 @@ def load_config() -> None:
         config.load_kube_config()
 
 
+def contains(live: Any, desired: Any) -> bool:
+    """Whether ``live`` already holds every field of ``desired`` (maps: a subset, with
+    the server's defaults and others' fields allowed; lists: same length, item by item)."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            contains(live[k], v) if k in live else v in ({}, [], None) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(desired)
+            and all(contains(a, b) for a, b in zip(live, desired, strict=True))
+        )
+    return bool(live == desired)
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self.api = api_client or client.ApiClient()
@@ -60,10 +76,19 @@ class Kube:
             return False
         return True
 
-    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    def apply(self, obj: Mapping[str, Any]) -> bool:
+        """Server-side apply ``obj`` unless the live object already has every field of it
+        (then nothing is sent: an apply of an unchanged Deployment still moves its
+        managedFields timestamp and resourceVersion). True when an apply was sent."""
         res = self._resource(obj["apiVersion"], obj["kind"])
         meta = obj["metadata"]
-        out = self.dyn.server_side_apply(
+        try:
+            live = res.get(name=meta["name"], namespace=meta.get("namespace")).to_dict()
+        except NotFoundError:
+            live = None
+        if live is not None and contains(live, obj):
+            return False
+        self.dyn.server_side_apply(
             res,
             body=dict(obj),
             name=meta["name"],
@@ -71,8 +96,7 @@ class Kube:
             field_manager=c.FIELD_MANAGER,
             force_conflicts=True,
         )
-        result: dict[str, Any] = out.to_dict()
-        return result
+        return True
 
     def delete_owned(
         self, api_version: str, kind: str, namespace: str, name: str, uid: str
@@ -92,6 +116,19 @@ class Kube:
             res.delete(name=name, namespace=namespace)
         except NotFoundError:
             return False
+        return True
+
+    def create_secret_if_absent(self, obj: Mapping[str, Any]) -> bool:
+        """Create the Secret unless one of that name exists (then leave it alone: a
+        generated token must not change). True when this call created it."""
+        meta = obj["metadata"]
+        body: Any = dict(obj)
+        try:
+            self.core.create_namespaced_secret(meta["namespace"], body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
         return True
 
     def read_secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:

@@ -67,7 +67,10 @@ class StoreSpec:
     memory_namespace: str = "agent"
     cache_ttl_seconds: float = 30.0
     cache_max_entries: int = 10_000
+    auth_enabled: bool = True
+    # The Secret/key holding tokens.json: the user's, or the generated ``<name>-auth``.
     auth_tokens_ref: SecretKeyRef | None = None
+    auth_generated: bool = False
     otlp_endpoint: str | None = None
     otel_service_name: str | None = None
     sampling_ratio: float = 0.1
@@ -89,6 +92,7 @@ class StoreSpec:
 
     @property
     def secret_refs(self) -> tuple[SecretKeyRef, ...]:
+        """Every Secret key the pods read (the generated auth Secret included)."""
         refs = (self.backend.password_ref, self.backend.mongodb_uri_ref, self.auth_tokens_ref)
         return tuple(r for r in refs if r is not None)
 
@@ -195,6 +199,21 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> StoreSpec:
     svc = _obj(spec.get("service"), "service")
     if pdb.get("minAvailable") is not None and pdb.get("maxUnavailable") is not None:
         raise InvalidSpec("set at most one of disruptionBudget.minAvailable and maxUnavailable")
+    auth_enabled = bool(auth.get("enabled", True))
+    auth_ref: SecretKeyRef | None = None
+    auth_generated = False
+    if auth_enabled:
+        user_ref = _obj(auth.get("secretRef"), "auth.secretRef")
+        if user_ref:
+            auth_ref = _ref(
+                {"name": user_ref.get("name"), "key": user_ref.get("key", c.AUTH_TOKENS_KEY)},
+                "auth.secretRef",
+            )
+        else:
+            auth_ref = SecretKeyRef(name=f"{name}{c.AUTH_SECRET_SUFFIX}", key=c.AUTH_TOKENS_KEY)
+            auth_generated = True
+    elif auth.get("secretRef") is not None:
+        raise InvalidSpec("auth.secretRef is only used when auth.enabled is true")
     resources = spec.get("resources")
     if resources is None:
         resources = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -209,7 +228,9 @@ def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> StoreSpec:
         memory_namespace=str(spec.get("memoryNamespace", "agent")),
         cache_ttl_seconds=float(cache.get("ttlSeconds", 30)),
         cache_max_entries=int(cache.get("maxEntries", 10_000)),
-        auth_tokens_ref=_ref(auth.get("tokensSecretRef"), "auth.tokensSecretRef"),
+        auth_enabled=auth_enabled,
+        auth_tokens_ref=auth_ref,
+        auth_generated=auth_generated,
         otlp_endpoint=tel.get("otlpEndpoint"),
         otel_service_name=tel.get("serviceName"),
         sampling_ratio=float(tel.get("samplingRatio", 0.1)),

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from typing import Any
 
 from kubernetes.dynamic.exceptions import DynamicApiError
 
-from memstore_operator import backendcheck, builders
+from memstore_operator import backendcheck, builders, telemetry
 from memstore_operator import status as st
 from memstore_operator.kube import Kube
 from memstore_operator.model import InvalidSpec, StoreSpec, parse_spec
@@ -59,23 +61,52 @@ def resolve_secrets(kube: Kube, spec: StoreSpec) -> tuple[st.Check, dict[str, st
     return st.Check(True, "Resolved", "every referenced Secret and key exists"), versions, values
 
 
+def _step_delay() -> None:
+    """Fault-injection aid for the tests (``MEMSTORE_OPERATOR_STEP_DELAY_SECONDS``): a
+    pause between two writes widens the window in which a killed operator leaves a
+    half-done reconcile behind. Unset (0) in production."""
+    raw = os.environ.get("MEMSTORE_OPERATOR_STEP_DELAY_SECONDS", "")
+    if raw:
+        time.sleep(float(raw))
+
+
+def _apply(kube: Kube, obj: Mapping[str, Any]) -> None:
+    _step_delay()
+    with telemetry.step(
+        "apply " + str(obj["kind"]), **{"k8s.object.name": obj["metadata"]["name"]}
+    ):
+        kube.apply(obj)
+
+
+def ensure_auth_secret(kube: Kube, spec: StoreSpec, body: Mapping[str, Any]) -> None:
+    """Generate ``<name>-auth`` once when auth is on and no Secret was given. Its name is
+    fixed, so a crash between two attempts cannot leave two of them."""
+    if not spec.auth_generated:
+        return
+    if kube.read_secret(spec.namespace, builders.auth_secret_name(spec)) is not None:
+        return
+    _step_delay()
+    with telemetry.step("create Secret", **{"k8s.object.name": builders.auth_secret_name(spec)}):
+        kube.create_secret_if_absent(builders.auth_secret(spec, builders.new_token(), body))
+
+
 def apply_children(kube: Kube, spec: StoreSpec, body: Mapping[str, Any], cfg_hash: str) -> None:
     uid = body["metadata"]["uid"]
-    kube.apply(builders.configmap(spec, body))
+    _apply(kube, builders.configmap(spec, body))
     claim = builders.pvc(spec, body)
     if claim is not None:
-        kube.apply(claim)
-    kube.apply(builders.service(spec, body))
-    kube.apply(builders.deployment(spec, cfg_hash, body))
+        _apply(kube, claim)
+    _apply(kube, builders.service(spec, body))
+    _apply(kube, builders.deployment(spec, cfg_hash, body))
     budget = builders.pdb(spec, body)
     if budget is not None:
-        kube.apply(budget)
+        _apply(kube, budget)
     else:
         kube.delete_owned("policy/v1", "PodDisruptionBudget", spec.namespace, spec.name, uid)
     monitor = builders.service_monitor(spec, body)
     if monitor is not None:
         if kube.has_kind(monitor["apiVersion"], monitor["kind"]):
-            kube.apply(monitor)
+            _apply(kube, monitor)
     else:
         kube.delete_owned(
             "monitoring.coreos.com/v1", "ServiceMonitor", spec.namespace, spec.name, uid
@@ -109,12 +140,35 @@ def _invalid(kube: Kube, body: Mapping[str, Any], message: str) -> Outcome:
     return Outcome(status, invalid=message)
 
 
-def reconcile(kube: Kube, body: Mapping[str, Any], timeout: float = 3.0) -> Outcome:
+def reconcile(
+    kube: Kube, body: Mapping[str, Any], timeout: float = 3.0, trigger: str = "resync"
+) -> Outcome:
     """Bring the children in line with ``body`` (a MemoryStore) and write its status.
 
     Never raises for an invalid spec or a missing Secret: the Outcome says so, and the
-    caller (a kopf handler) turns it into PermanentError / TemporaryError.
+    caller (a kopf handler) turns it into PermanentError / TemporaryError. Each pass is
+    one span (``reconcile MemoryStore``) and is counted and timed in the metrics.
     """
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    with telemetry.reconcile_span(trigger, namespace, name) as span:
+        try:
+            outcome = _reconcile(kube, body, timeout)
+        except Exception as exc:
+            telemetry.record_result(trigger, "error", type(exc).__name__)
+            raise
+        phase = str(outcome.status.get("phase", ""))
+        span.set_attribute("memstore.phase", phase)
+        if outcome.invalid is not None:
+            telemetry.record_result(trigger, "invalid", "InvalidSpec")
+        elif outcome.missing is not None:
+            telemetry.record_result(trigger, "pending")
+        else:
+            telemetry.record_result(trigger, "ok")
+        return outcome
+
+
+def _reconcile(kube: Kube, body: Mapping[str, Any], timeout: float) -> Outcome:
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     generation = int(meta.get("generation") or 0)
@@ -125,6 +179,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], timeout: float = 3.0) -> Outc
         except InvalidSpec as exc:
             return _invalid(kube, body, str(exc))
 
+        ensure_auth_secret(kube, spec, body)
         secrets, versions, values = resolve_secrets(kube, spec)
         cfg_hash = None
         if secrets.ok:
@@ -138,7 +193,9 @@ def reconcile(kube: Kube, body: Mapping[str, Any], timeout: float = 3.0) -> Outc
                 # affinity that is not a valid core/v1 Affinity): retrying will not help.
                 message = f"the API server refused a child object: {_api_reason(exc)}"
                 return _invalid(kube, body, message)
-            backend = backendcheck.check_backend(spec, values, timeout)
+            with telemetry.step("check backend", **{"memstore.backend": spec.backend.type}):
+                backend = backendcheck.check_backend(spec, values, timeout)
+            telemetry.record_backend_check(spec.backend.type, backend.ok)
         else:
             backend = st.Check(None, "SecretNotFound", "not checked: a Secret is missing")
         status = st.compute(
@@ -153,5 +210,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], timeout: float = 3.0) -> Outc
             secrets=secrets,
             backend=backend,
         )
-        kube.patch_status(namespace, name, status)
+        _step_delay()
+        with telemetry.step("patch status", **{"memstore.phase": str(status.get("phase"))}):
+            kube.patch_status(namespace, name, status)
         return Outcome(status, missing=None if secrets.ok else secrets.message)

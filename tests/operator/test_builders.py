@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -114,20 +117,69 @@ def test_auth_and_telemetry() -> None:
     spec = spec_of(
         {
             "backend": {"type": "embedded"},
-            "auth": {"tokensSecretRef": {"name": "tok", "key": "tokens"}},
+            "auth": {"secretRef": {"name": "tok", "key": "tokens"}},
             "telemetry": {"otlpEndpoint": "http://otel:4318", "samplingRatio": 0.25},
         }
     )
     data = builders.config_data(spec)
-    assert data["MEMSTORE_AUTH_TOKENS_FILE"] == "/var/run/memstore/auth/tokens"
+    assert data["MEMSTORE_AUTH_ENABLED"] == "true"
+    assert data["MEMSTORE_AUTH_TOKENS_FILE"] == "/etc/memstore/auth/tokens.json"
     assert data["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel:4318"
     assert data["OTEL_SERVICE_NAME"] == "m"
     assert data["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
     assert data["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
-    vols = {
-        v["name"]: v for v in builders.deployment(spec, "h")["spec"]["template"]["spec"]["volumes"]
-    }
+    pod = builders.deployment(spec, "h")["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
     assert vols["auth"]["secret"]["secretName"] == "tok"
+    assert vols["auth"]["secret"]["items"] == [{"key": "tokens", "path": "tokens.json"}]
+    mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["auth"] == {"name": "auth", "mountPath": "/etc/memstore/auth", "readOnly": True}
+    assert not spec.auth_generated
+
+
+def test_auth_on_by_default_with_generated_secret() -> None:
+    spec = spec_of({"backend": {"type": "embedded"}})
+    assert spec.auth_enabled and spec.auth_generated
+    assert spec.auth_tokens_ref is not None
+    assert (spec.auth_tokens_ref.name, spec.auth_tokens_ref.key) == ("m-auth", "tokens.json")
+    secret = builders.auth_secret(spec, "s3cret-token", OWNER)
+    assert secret["metadata"]["name"] == "m-auth"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    decoded = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert decoded["token"] == "s3cret-token"
+    tokens = json.loads(decoded["tokens.json"])
+    assert tokens == {
+        "tokens": [
+            {
+                "name": "admin",
+                "sha256": hashlib.sha256(b"s3cret-token").hexdigest(),
+                "namespaces": ["*"],
+                "roles": ["read", "write", "admin"],
+            }
+        ]
+    }
+    assert "s3cret-token" not in decoded["tokens.json"]
+    # The token never reaches the ConfigMap or the Deployment.
+    rendered = json.dumps([builders.configmap(spec, OWNER), builders.deployment(spec, "h", OWNER)])
+    assert "s3cret-token" not in rendered
+    assert hashlib.sha256(b"s3cret-token").hexdigest() not in rendered
+    assert builders.new_token() != builders.new_token()
+
+
+def test_auth_disabled() -> None:
+    spec = spec_of({"backend": {"type": "embedded"}, "auth": {"enabled": False}})
+    assert spec.auth_tokens_ref is None
+    assert builders.config_data(spec)["MEMSTORE_AUTH_ENABLED"] == "false"
+    assert "MEMSTORE_AUTH_TOKENS_FILE" not in builders.config_data(spec)
+    pod = builders.deployment(spec, "h")["spec"]["template"]["spec"]
+    assert "auth" not in {v["name"] for v in pod["volumes"]}
+    with pytest.raises(InvalidSpec, match=r"only used when auth\.enabled"):
+        spec_of(
+            {
+                "backend": {"type": "embedded"},
+                "auth": {"enabled": False, "secretRef": {"name": "x"}},
+            }
+        )
 
 
 def test_config_hash_follows_config_and_secret_versions() -> None:

@@ -30,7 +30,7 @@ import pytest
 K8S_VERSION = "v1.30.14"
 CONTROLLERS = (
     "deployment,replicaset,garbagecollector,namespace,serviceaccount,"
-    "serviceaccount-token,disruption"
+    "serviceaccount-token,disruption,pvc-protection"
 )
 
 
@@ -144,8 +144,8 @@ def _tail(path: Path, n: int = 40) -> str:
 
 
 def _start(name: str, argv: list[str], logs: Path) -> subprocess.Popen[bytes]:
-    out = (logs / f"{name}.log").open("wb")
-    return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    with (logs / f"{name}.log").open("wb") as out:  # the child keeps its own descriptor
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _wait(
