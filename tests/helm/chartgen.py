@@ -147,6 +147,7 @@ def values_schema() -> Schema:
                         "items": _str(pattern=DNS_LABEL, maxLength=63),
                     },
                     "logLevel": _str(enum=["DEBUG", "INFO", "WARNING", "ERROR"]),
+                    "metricsPort": {"type": "integer", "minimum": 1024, "maximum": 65535},
                     "livenessProbe": _probe_timing(),
                     "resources": _RESOURCES,
                     "podSecurityContext": _ANY_OBJECT,
@@ -188,7 +189,6 @@ def values_schema() -> Schema:
                         {
                             "redisPassword": _str(),
                             "mongodbUri": _str(),
-                            "authTokens": _str(),
                         }
                     ),
                 }

@@ -279,10 +279,11 @@ def test_rbac_namespaced_by_default(render: Renderer) -> None:
     assert ("memory.datamcp.io", "memorystores", "watch") in rules
     assert ("memory.datamcp.io", "memorystores/status", "patch") in rules
     assert ("", "secrets", "get") in rules
-    # Never: secrets beyond get, wildcards, pods, RBAC, deleting the stores themselves.
+    # Never: reading all secrets or changing existing ones, wildcards, pods, RBAC,
+    # deleting the stores themselves.
     for group, resource, verb in rules:
         assert "*" not in (group, resource, verb)
-        assert not (resource == "secrets" and verb != "get")
+        assert not (resource == "secrets" and verb not in ("get", "create"))
         assert resource not in ("pods", "roles", "rolebindings", "clusterroles")
         assert not (resource == "memorystores" and verb in ("delete", "create"))
     # The only cluster-scoped grant is kopf's read-only observer.
@@ -364,20 +365,39 @@ def test_prometheus_rule_alerts_use_the_services_metrics(render: Renderer) -> No
         assert alert["annotations"]["summary"]
     assert 'status_class="5xx"' in alerts["MemstoreHighErrorRate"]["expr"]
     # The rule's selector matches the job label the chart's ServiceMonitor produces.
-    (monitor,) = find(render("serviceMonitor.enabled=true"), "ServiceMonitor")
+    (monitor,) = find(render("serviceMonitor.enabled=true"), "ServiceMonitor", "rel-memstore")
     assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "memstore"
     assert 'job="memstore"' in alerts["MemstoreDown"]["expr"]
 
 
 def test_service_monitor_targets_the_servers_port(render: Renderer) -> None:
-    (monitor,) = find(render("serviceMonitor.enabled=true"), "ServiceMonitor")
+    manifests = render("serviceMonitor.enabled=true")
+    (monitor,) = find(manifests, "ServiceMonitor", "rel-memstore")
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == opc.SERVICE_PORT_NAME
     assert endpoint["path"] == "/metrics"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["memstore"]}
-    (wide,) = find(render("serviceMonitor.enabled=true", "rbac.clusterWide=true"), "ServiceMonitor")
-    assert wide["spec"]["namespaceSelector"] == {"any": True}
+    wide = find(
+        render("serviceMonitor.enabled=true", "rbac.clusterWide=true"),
+        "ServiceMonitor",
+        "rel-memstore",
+    )
+    assert wide[0]["spec"]["namespaceSelector"] == {"any": True}
+    # The operator's metrics: ServiceMonitor -> headless Service -> the container's port.
+    (op_monitor,) = find(manifests, "ServiceMonitor", "rel-memstore-operator")
+    (svc,) = find(manifests, "Service")
+    (dep,) = find(manifests, "Deployment")
+    labels = svc["metadata"]["labels"]
+    assert op_monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    (port,) = svc["spec"]["ports"]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports[port["targetPort"]] == port["port"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MEMSTORE_OPERATOR_METRICS_PORT"] == str(port["port"])
+    assert op_monitor["spec"]["endpoints"][0]["port"] == port["name"]
 
 
 def test_grafana_dashboard_configmap(render: Renderer) -> None:

@@ -334,7 +334,7 @@ def test_uninstall_leaves_no_operator_objects(env: Env) -> None:
         "networkPolicy.enabled=true",
         "podDisruptionBudget.enabled=true",
         "grafanaDashboard.enabled=true",
-        "memoryStore.credentials.authTokens=t1",
+        "memoryStore.spec.auth.enabled=true",
     )
     instance = f"app.kubernetes.io/instance={env.release}"
     with chart_operator(env) as op:
@@ -419,7 +419,9 @@ def test_rbac_grants_what_the_operator_needs_and_denies_the_rest(env: Env) -> No
         assert can_i(env, kc, verb, resource, ns), f"{verb} {resource} should be allowed"
     denied = [
         ("list", "secrets", ns),
-        ("create", "secrets", ns),
+        ("watch", "secrets", ns),
+        ("update", "secrets", ns),
+        ("delete", "secrets", ns),
         ("delete", "memorystores.memory.datamcp.io", ns),
         ("create", "pods", ns),
         ("delete", "deployments.apps", ns),

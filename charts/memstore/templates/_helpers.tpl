@@ -98,7 +98,7 @@ namespaces; otherwise it defaults to the release namespace.
 {{/* True when the chart holds any credential value for the first MemoryStore. */}}
 {{- define "memstore.store.hasCredentials" -}}
 {{- with .Values.memoryStore.credentials }}
-{{- if or .redisPassword .mongodbUri .authTokens }}true{{ end }}
+{{- if or .redisPassword .mongodbUri }}true{{ end }}
 {{- end }}
 {{- end }}
 
