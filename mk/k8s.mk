@@ -36,3 +36,11 @@ $(K8S_BINS) &:
 k8s-tools: /usr/bin/openssl
 /usr/bin/openssl:
 	apt-get install -y -q openssl || (apt-get update -q && apt-get install -y -q openssl)
+
+# The operator tests check a redis backend against a real redis-server (Debian's; a
+# command check rather than a file target, so another fragment may install it too).
+.PHONY: k8s-redis-server
+k8s-tools: k8s-redis-server
+k8s-redis-server:
+	@command -v redis-server >/dev/null || apt-get install -y -q redis-server \
+		|| (apt-get update -q && apt-get install -y -q redis-server)

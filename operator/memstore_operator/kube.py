@@ -131,6 +131,26 @@ class Kube:
             raise
         return True
 
+    def secret_owners(self, namespace: str, name: str) -> tuple[str, list[str]] | None:
+        """(the Secret's uid, the uids of its owners), or None when it does not exist."""
+        try:
+            sec = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        meta: Any = sec.metadata
+        return str(meta.uid), [str(o.uid) for o in meta.owner_references or []]
+
+    def delete_secret(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the Secret if it still is the object ``uid`` (a precondition)."""
+        body: Any = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        try:
+            self.core.delete_namespaced_secret(name, namespace, body=body)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
     def read_secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:
         """(resourceVersion, decoded data) or None when the Secret does not exist."""
         try:

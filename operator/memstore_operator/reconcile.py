@@ -83,10 +83,18 @@ def ensure_auth_secret(kube: Kube, spec: StoreSpec, body: Mapping[str, Any]) -> 
     fixed, so a crash between two attempts cannot leave two of them."""
     if not spec.auth_generated:
         return
-    if kube.read_secret(spec.namespace, builders.auth_secret_name(spec)) is not None:
-        return
+    name = builders.auth_secret_name(spec)
+    found = kube.secret_owners(spec.namespace, name)
+    if found is not None:
+        secret_uid, owners = found
+        if not owners or body["metadata"]["uid"] in owners:
+            return  # ours, or one the user made under that name: kept as it is
+        # Left over from a deleted MemoryStore of the same name, about to be garbage
+        # collected: replace it now rather than hand its token to the new store.
+        _step_delay()
+        kube.delete_secret(spec.namespace, name, secret_uid)
     _step_delay()
-    with telemetry.step("create Secret", **{"k8s.object.name": builders.auth_secret_name(spec)}):
+    with telemetry.step("create Secret", **{"k8s.object.name": name}):
         kube.create_secret_if_absent(builders.auth_secret(spec, builders.new_token(), body))
 
 
@@ -113,9 +121,16 @@ def apply_children(kube: Kube, spec: StoreSpec, body: Mapping[str, Any], cfg_has
         )
 
 
+def _body(exc: DynamicApiError) -> str:
+    raw: Any = exc.body
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    return str(raw or "")
+
+
 def _api_reason(exc: DynamicApiError) -> str:
     try:
-        payload = json.loads(exc.body or "")
+        payload = json.loads(_body(exc))
     except (TypeError, ValueError):
         return f"HTTP {exc.status}"
     return str(payload.get("message") or f"HTTP {exc.status}")[:1000]
@@ -187,7 +202,10 @@ def _reconcile(kube: Kube, body: Mapping[str, Any], timeout: float) -> Outcome:
             try:
                 apply_children(kube, spec, body, cfg_hash)
             except DynamicApiError as exc:
-                if exc.status not in (400, 422):
+                # A child of the wrong shape: 400/422, or 500 "failed to create typed patch
+                # object" from server-side apply (kube-apiserver 1.30).
+                typed = exc.status == 500 and "typed patch object" in _body(exc)
+                if exc.status not in (400, 422) and not typed:
                     raise
                 # The spec passed the CRD schema but a child was refused (e.g. an
                 # affinity that is not a valid core/v1 Affinity): retrying will not help.

@@ -1,6 +1,6 @@
 """Fixtures for the operator tests: the CRD installed in the real apiserver
-(tests/servers/kube.py) and the operator running as a subprocess (``python -m
-memstore_operator``) with that cluster's kubeconfig."""
+(tests/servers/kube.py) and the operator running as a subprocess (``memstore operator``)
+with that cluster's kubeconfig."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ class OperatorProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self, extra_env: dict[str, str] | None = None) -> None:
-        """Start ``python -m memstore_operator`` (``extra_env`` is kept for restarts until
+        """Start ``memstore operator`` (the CLI entry) (``extra_env`` is kept for restarts until
         the next start that passes one)."""
         if extra_env is not None:
             self.extra_env = dict(extra_env)
@@ -103,11 +103,13 @@ class OperatorProcess:
             MEMSTORE_OPERATOR_METRICS_PORT=str(self.metrics_port),
             MEMSTORE_OPERATOR_METRICS_ADDR="127.0.0.1",
             MEMSTORE_OPERATOR_NAMESPACES="",
+            # Short server-side watch timeouts: every test also exercises watch restarts.
+            MEMSTORE_OPERATOR_WATCH_TIMEOUT="10",
         )
         env.update(self.extra_env)
         with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "memstore_operator"],
+                [sys.executable, "-m", "memstore", "operator"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
