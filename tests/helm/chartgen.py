@@ -235,8 +235,8 @@ def values_schema() -> Schema:
             ),
             "tests": _obj(
                 {
-                    "image": _str(minLength=1),
-                    "runAsUser": {"type": "integer", "minimum": 1},
+                    "image": _str(),
+                    "attempts": {"type": "integer", "minimum": 1, "maximum": 200},
                 }
             ),
         },

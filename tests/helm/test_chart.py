@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from memstore_operator.__main__ import LIVENESS_DEFAULT
 from tests.helm import chartgen
 from tests.helm.chartgen import CHART, CRD_FILE, README_FILE, SCHEMA_FILE
 from tests.helm.conftest import ALL_TOGGLES, Helm, Manifest, Renderer, find, pod_specs
+from tests.support.procs import ServiceProcess, free_port
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion), the test apiserver's,
 # and the newest kubernetes-validate knows.
@@ -32,6 +35,112 @@ RENDERINGS = {
     "cluster-wide": (*ALL_TOGGLES, "rbac.clusterWide=true"),
     "two-namespaces": (*ALL_TOGGLES, "operator.watchNamespaces={team-a,team-b}"),
     "no-store": ("memoryStore.enabled=false", "serviceAccount.create=false"),
+}
+
+
+# prometheus-operator's monitoring.coreos.com/v1 kinds are not in the Kubernetes schemas:
+# these are the parts of their published API that the chart renders (field names and
+# types as in the prometheus-operator API reference), strict about unknown fields.
+_STR = {"type": "string"}
+_LABELS = {"type": "object", "additionalProperties": _STR}
+_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"matchLabels": _LABELS, "matchExpressions": {"type": "array"}},
+}
+_META = {
+    "type": "object",
+    "required": ["name", "namespace"],
+    "properties": {"name": _STR, "namespace": _STR, "labels": _LABELS},
+}
+_DURATION = {
+    "type": "string",
+    "pattern": (
+        r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?"
+        r"(([0-9]+)ms)?)$"
+    ),
+}
+MONITORING_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ServiceMonitor": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "required": ["selector", "endpoints"],
+                "additionalProperties": False,
+                "properties": {
+                    "jobLabel": _STR,
+                    "selector": _SELECTOR,
+                    "namespaceSelector": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "any": {"type": "boolean"},
+                            "matchNames": {"type": "array", "items": _STR},
+                        },
+                    },
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["port"],
+                            "properties": {
+                                "port": _STR,
+                                "path": _STR,
+                                "interval": _DURATION,
+                                "scrapeTimeout": _DURATION,
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "PrometheusRule": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "metadata": _META,
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "rules"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "name": _STR,
+                                "rules": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["alert", "expr"],
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "alert": _STR,
+                                            "expr": _STR,
+                                            "for": _DURATION,
+                                            "labels": _LABELS,
+                                            "annotations": _LABELS,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    },
 }
 
 
@@ -63,7 +172,8 @@ def test_rendered_objects_validate_against_kubernetes_schemas(render: Renderer, 
             crd_validator().validate(m)
             continue
         if m["kind"] in MONITORING_KINDS:
-            continue  # prometheus-operator kinds: checked by the monitoring tests below
+            jsonschema.Draft202012Validator(MONITORING_SCHEMAS[m["kind"]]).validate(m)
+            continue
         for version in K8S_VERSIONS:
             kubernetes_validate.validate(m, version, strict=True)
         validated += 1
@@ -450,15 +560,31 @@ def test_credentials_go_to_a_secret_the_store_references(render: Renderer) -> No
     crd_validator().validate(store)
 
 
-def test_helm_test_hook_calls_readyz(render: Renderer) -> None:
-    (pod,) = find(render(), "Pod")
+def test_helm_test_hook_calls_readyz(render: Renderer, live_service: ServiceProcess) -> None:
+    manifests = render()
+    (pod,) = find(manifests, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    (store,) = find(render(), "MemoryStore")
-    name = store["metadata"]["name"]
+    (store,) = find(manifests, "MemoryStore")
     (c,) = pod["spec"]["containers"]
-    assert f"http://{name}.memstore.svc:8080/readyz" in c["args"]
-    assert "--fail" in c["args"]
+    assert c["image"] == store["spec"]["image"]  # the chart's image, nothing else to pull
+    url = f"http://{store['metadata']['name']}.memstore.svc:8080/readyz"
+    assert c["args"][0] == url
     assert not find(render("memoryStore.enabled=false"), "Pod")
+    # Run the pod's very command here, against a real memstore: 0 when /readyz answers,
+    # non-zero when nothing answers.
+    command = [sys.executable, *c["command"][1:]]
+    ok = subprocess.run(
+        [*command, f"{live_service.url}/readyz", "3", "0.2"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "HTTP 200" in ok.stdout
+    dead = f"http://127.0.0.1:{free_port()}/readyz"
+    failed = subprocess.run(
+        [*command, dead, "2", "0.1"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert failed.returncode == 1
+    assert "attempt 2/2" in failed.stdout
 
 
 def test_chart_metadata() -> None:

@@ -108,13 +108,7 @@ namespaces; otherwise it defaults to the release namespace.
 {{- default 8080 $svc.port }}
 {{- end }}
 
-{{/* Restricted Pod Security Standards: pod-level and container-level contexts. */}}
-{{- define "memstore.podSecurityContext" -}}
-runAsNonRoot: true
-seccompProfile:
-  type: RuntimeDefault
-{{- end }}
-
+{{/* Restricted Pod Security Standard, container level (the helm test pod). */}}
 {{- define "memstore.containerSecurityContext" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
