@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,11 +17,13 @@ from kubernetes import client
 from kubernetes import config as _config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient as _DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import NotFoundError
 
 from memstore_operator import constants as c
 
 log = logging.getLogger(__name__)
+
+KIND_CACHE_SECONDS = 10.0
 
 # Parts of the client are untyped; they are used through Any.
 config: Any = _config
@@ -58,6 +61,7 @@ class Kube:
         self.apps = client.AppsV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self._dyn: Any = None
+        self._kinds: dict[str, tuple[float, bool]] = {}
 
     @property
     def dyn(self) -> Any:
@@ -69,12 +73,28 @@ class Kube:
         return self.dyn.resources.get(api_version=api_version, kind=kind)
 
     def has_kind(self, api_version: str, kind: str) -> bool:
-        """Whether the cluster serves this kind (e.g. ServiceMonitor, if its CRD exists)."""
+        """Whether the cluster serves this kind (e.g. ServiceMonitor, if its CRD exists).
+        One GET of the group version, remembered for :data:`KIND_CACHE_SECONDS` (the
+        dynamic client's discovery would re-read everything on every miss)."""
+        key = f"{api_version}/{kind}"
+        now = time.monotonic()
+        hit = self._kinds.get(key)
+        if hit is not None and now - hit[0] < KIND_CACHE_SECONDS:
+            return hit[1]
+        group, _, version = api_version.rpartition("/")
         try:
-            self._resource(api_version, kind)
-        except ResourceNotFoundError:
-            return False
-        return True
+            got: Any = (
+                self.custom.get_api_resources(group, version)
+                if group
+                else self.core.get_api_resources()
+            )
+            found = any(r.kind == kind for r in got.resources or [])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            found = False
+        self._kinds[key] = (now, found)
+        return found
 
     def apply(self, obj: Mapping[str, Any]) -> bool:
         """Server-side apply ``obj`` unless the live object already has every field of it

@@ -364,3 +364,60 @@ def test_delete_lets_the_garbage_collector_remove_children(
     sel = store_selector("gone")
     for kind in (*CHILD_KINDS, "PersistentVolumeClaim"):
         wait_for(lambda k=kind: c.listing(k, sel) == [], what=f"{kind} garbage-collected")
+
+
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "scope": "Namespaced",
+        "names": {
+            "kind": "ServiceMonitor",
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_service_monitor_follows_the_toggle_when_its_crd_exists(
+    op: OperatorProcess, kube_api: KubeAPI, kube_namespace: str
+) -> None:
+    """The prometheus-operator CRD is installed after the operator started (a stand-in
+    with the real group/kind and an open schema)."""
+    c = Cluster(kube_api, kube_namespace)
+    c.kube.cluster.kubectl("apply", "-f", "-", input=json.dumps(SERVICE_MONITOR_CRD))
+    spec: dict[str, Any] = {
+        "backend": {"type": "embedded"},
+        "telemetry": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    }
+    c.apply("mon", spec)
+
+    def monitor() -> dict[str, Any] | None:
+        out = c.kubectl("get", "servicemonitors.monitoring.coreos.com", "-o", "json")
+        items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+        return items[0] if items else None
+
+    sm = wait_for(monitor, what="the ServiceMonitor")
+    assert sm["metadata"]["name"] == "mon"
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["metadata"]["ownerReferences"][0]["kind"] == "MemoryStore"
+    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    spec["telemetry"]["serviceMonitor"]["enabled"] = False
+    c.apply("mon", spec)
+    wait_for(lambda: monitor() is None, what="the ServiceMonitor to be removed")
