@@ -21,7 +21,7 @@ from memstore.metrics import PrometheusMetrics
 from memstore_operator import constants as opc
 from memstore_operator.__main__ import LIVENESS_DEFAULT
 from tests.helm import chartgen
-from tests.helm.chartgen import CHART, CRD_FILE, README_FILE, SCHEMA_FILE
+from tests.helm.chartgen import CHART, CRD_FILE, README_FILE, REPO, SCHEMA_FILE
 from tests.helm.conftest import ALL_TOGGLES, Helm, Manifest, Renderer, find, pod_specs
 from tests.support.procs import ServiceProcess, free_port
 
@@ -403,6 +403,25 @@ def test_rbac_namespaced_by_default(render: Renderer) -> None:
         "customresourcedefinitions",
         "namespaces",
     }
+
+
+# Resources in the operator's own role file that the chart deliberately does not grant.
+NOT_NEEDED = {("events.k8s.io", "events"): "kopf posts core/v1 Events"}
+
+
+def test_rbac_covers_every_resource_the_operator_declares(render: Renderer) -> None:
+    """operator/memstore_operator/rbac.yaml (the operator's own, broader role) lists the
+    resources the operator touches: the chart grants some verb on each of them, so a new
+    resource the operator starts to use cannot be forgotten here. Which verbs is decided
+    by the least-privilege tests against the apiserver (tests/helm/test_install.py)."""
+    declared = yaml.safe_load((REPO / "operator" / "memstore_operator" / "rbac.yaml").read_text())
+    manifests = render()
+    granted = {(g, r) for g, r, _ in _rules(find(manifests, "Role")[0])}
+    granted |= {(g, r) for g, r, _ in _rules(find(manifests, "ClusterRole")[0])}
+    for group, resource, _ in _rules(declared):
+        if (group, resource) in NOT_NEEDED:
+            continue
+        assert (group, resource) in granted, f"the chart grants nothing on {group}/{resource}"
 
 
 def test_rbac_cluster_wide_option(render: Renderer) -> None:
