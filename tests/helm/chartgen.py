@@ -183,7 +183,14 @@ def values_schema() -> Schema:
             "memoryStore": _obj(
                 {
                     "enabled": {"type": "boolean"},
-                    "name": {"anyOf": [{"const": ""}, _str(pattern=DNS_LABEL, maxLength=63)]},
+                    # The CRD's CEL rule on metadata.name: a DNS label starting with a
+                    # letter, at most 52 characters (children add suffixes).
+                    "name": {
+                        "anyOf": [
+                            {"const": ""},
+                            _str(pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$", maxLength=52),
+                        ]
+                    },
                     "spec": crd_spec_schema(),
                     "credentials": _obj(
                         {

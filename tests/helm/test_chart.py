@@ -276,6 +276,8 @@ def test_schema_covers_every_value() -> None:
         (["rbac.clusterWide=1"], "/rbac/clusterWide': got number, want boolean"),
         (["operator.watchNamespaces={Not_A_Namespace}"], "/operator/watchNamespaces/0"),
         (["memoryStore.spec.replicas=2"], "maximum: got 2, want 1"),
+        (["memoryStore.name=9lives"], "/memoryStore/name"),
+        ([f"memoryStore.name={'a' * 53}"], "/memoryStore/name"),
         (["image.pullPolicy=Sometimes"], "/image/pullPolicy"),
         (["prometheusRule.for=five minutes"], "/prometheusRule/for"),
         (["operator.extraEnv[0].name=X", "operator.extraEnv[0].value=1"], "got number, want"),
@@ -287,6 +289,14 @@ def test_values_schema_rejects_bad_values(helm: Helm, sets: list[str], message: 
     assert out.returncode != 0
     assert "values don't meet the specifications of the schema" in out.stderr
     assert message in out.stderr
+
+
+def test_long_release_name_fails_with_a_clear_message(helm: Helm) -> None:
+    release = "r" * 48  # -> a 57-character store name, which the CRD would refuse
+    out = helm.run("template", release, str(CHART), check=False)
+    assert out.returncode != 0
+    assert "must be a DNS label of at most 52 characters" in out.stderr
+    helm.run("template", release, str(CHART), "--set", "memoryStore.name=short")
 
 
 def test_operator_deployment(render: Renderer) -> None:

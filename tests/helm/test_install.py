@@ -253,6 +253,7 @@ def test_install_creates_the_store_and_the_operator_reconciles_it(env: Env) -> N
     # NOTES.txt tells how to reach the service.
     assert f"http://{env.store}.{env.namespace}.svc:8080" in out.stdout
     assert f"port-forward service/{env.store} 8080:8080" in out.stdout
+    assert f"get secret {env.store}-auth -o jsonpath='{{.data.token}}'" in out.stdout
     crd = env.kubectl_json("get", "crd", CRD_NAME, namespaced=False)
     assert crd["spec"]["group"] == "memory.datamcp.io"
 
