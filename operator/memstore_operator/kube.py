@@ -197,6 +197,18 @@ class Kube:
         result: dict[str, Any] = api.sanitize_for_serialization(dep)
         return result
 
+    def get_store(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            out: Any = self.custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = out
+        return result
+
     def list_stores(self, namespaces: list[str]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         if not namespaces:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import threading
 import time
@@ -14,12 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 from memstore_operator import backendcheck, builders, telemetry
 from memstore_operator import status as st
 from memstore_operator.kube import Kube
 from memstore_operator.model import InvalidSpec, StoreSpec, parse_spec
+
+log = logging.getLogger(__name__)
 
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
@@ -155,6 +159,43 @@ def _invalid(kube: Kube, body: Mapping[str, Any], message: str) -> Outcome:
     return Outcome(status, invalid=message)
 
 
+def _error_message(exc: Exception) -> str:
+    if isinstance(exc, DynamicApiError):
+        return f"the API server answered {exc.status}: {_api_reason(exc)}"
+    if isinstance(exc, ApiException):
+        raw: Any = exc.body
+        try:
+            payload = json.loads(raw.decode() if isinstance(raw, bytes) else (raw or ""))
+            detail = str(payload.get("message") or exc.reason)
+        except (TypeError, ValueError):
+            detail = str(exc.reason)
+        return f"the API server answered {exc.status}: {detail}"[:1000]
+    return f"unexpected {type(exc).__name__}; see the operator log"
+
+
+def report_error(kube: Kube, namespace: str, name: str, exc: Exception) -> None:
+    """Best effort: put an unexpected failure (e.g. a permission the operator lacks) on
+    the Ready condition, so it shows on the resource and not only in the operator log.
+    API messages name objects and verbs, never Secret data."""
+    try:
+        body = kube.get_store(namespace, name)
+        if body is None:
+            return
+        previous = body.get("status") or {}
+        conds = st.set_condition(
+            previous.get("conditions") or [],
+            st.READY,
+            "False",
+            "ReconcileError",
+            _error_message(exc),
+            int(body["metadata"].get("generation") or 0),
+            _now(),
+        )
+        kube.patch_status(namespace, name, {"conditions": conds})
+    except Exception:
+        log.warning("could not report a reconcile error on %s/%s", namespace, name)
+
+
 def reconcile(
     kube: Kube, body: Mapping[str, Any], timeout: float = 3.0, trigger: str = "resync"
 ) -> Outcome:
@@ -171,6 +212,7 @@ def reconcile(
             outcome = _reconcile(kube, body, timeout)
         except Exception as exc:
             telemetry.record_result(trigger, "error", type(exc).__name__)
+            report_error(kube, namespace, name, exc)
             raise
         phase = str(outcome.status.get("phase", ""))
         span.set_attribute("memstore.phase", phase)
@@ -183,12 +225,18 @@ def reconcile(
         return outcome
 
 
-def _reconcile(kube: Kube, body: Mapping[str, Any], timeout: float) -> Outcome:
-    meta = body["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
-    generation = int(meta.get("generation") or 0)
-    previous = body.get("status") or {}
+def _reconcile(kube: Kube, given: Mapping[str, Any], timeout: float) -> Outcome:
+    name, namespace = given["metadata"]["name"], given["metadata"]["namespace"]
     with _locks[f"{namespace}/{name}"]:
+        # Act on the latest version, not on the one this pass was started with: the
+        # kopf handlers and the resync loop may hold bodies of different ages, and an
+        # older one would briefly roll the pods back to an older config.
+        body = kube.get_store(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return Outcome({}, missing=None)
+        meta = body["metadata"]
+        generation = int(meta.get("generation") or 0)
+        previous = body.get("status") or {}
         try:
             spec = parse_spec(name, namespace, body.get("spec") or {})
         except InvalidSpec as exc:

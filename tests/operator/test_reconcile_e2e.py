@@ -310,6 +310,23 @@ def test_missing_secret_is_a_condition_and_recovers(
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["auth"]["secret"]["secretName"] == "my-tokens"
     assert c.obj("Secret", "sec-auth") is None  # a user Secret: nothing generated
+
+    # Rotating a referenced Secret rolls the pods too (its resourceVersion is in the hash).
+    before = dep["spec"]["template"]["metadata"]["annotations"]["memory.datamcp.io/config-hash"]
+    rotated = c.kubectl(
+        "create", "secret", "generic", "my-tokens", '--from-literal=tokens.json={"tokens": []}',
+        "--dry-run=client", "-o", "json",
+    ).stdout  # fmt: skip
+    c.kubectl("apply", "-f", "-", input=rotated)
+    wait_for(
+        lambda: (
+            (c.obj("Deployment", "sec") or {})["spec"]["template"]["metadata"]["annotations"][
+                "memory.datamcp.io/config-hash"
+            ]
+            != before
+        ),
+        what="a new checksum after the Secret changed",
+    )
     for kind in ("ConfigMap", "Deployment"):
         assert "pw-Zq81" not in json.dumps(c.listing(kind))
     assert "pw-Zq81" not in op.log_path.read_text(errors="replace")
