@@ -160,6 +160,7 @@ class ChartOperator:
             MEMSTORE_OPERATOR_LIVENESS=f"http://127.0.0.1:{self.port}/healthz",
             # Not the chart's fixed port: several operators may run on this machine.
             MEMSTORE_OPERATOR_METRICS_PORT=str(free_port()),
+            MEMSTORE_OPERATOR_METRICS_ADDR="127.0.0.1",
             MEMSTORE_OPERATOR_RESYNC_SECONDS="1",
             MEMSTORE_OPERATOR_RETRY_SECONDS="1",
             MEMSTORE_OPERATOR_BACKEND_TIMEOUT_SECONDS="1",
