@@ -7,7 +7,9 @@ installed at all.
 
 Tracing: the incoming W3C ``traceparent`` (and baggage) is the parent of the server span;
 the response carries ``traceresponse`` (W3C Trace Context level 2) so a caller can find the
-server's span. Server spans are errors only for 5xx, as the HTTP conventions say.
+server's span. Server spans are errors only for 5xx, as the HTTP conventions say. Probe and
+scrape routes (``UNTRACED_ROUTES``) are counted in metrics but not traced: a kubelet and a
+Prometheus polling every few seconds would otherwise fill the trace store with noise.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from aiohttp.typedefs import Middleware
 from memstore.api.errors import Handler
 from memstore.metrics import UNMATCHED_ROUTE, PrometheusMetrics, method_label
 from memstore.tracing import Tracing, traceresponse
+
+UNTRACED_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 
 
 def observability_middleware(
@@ -37,7 +41,7 @@ def observability_middleware(
         method = method_label(request.method)
         span: Any = None
         token: Any = None
-        if tracing is not None:
+        if tracing is not None and route not in UNTRACED_ROUTES:
             attributes: dict[str, Any] = {
                 "http.request.method": method,
                 "url.path": request.path,
