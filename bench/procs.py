@@ -208,6 +208,17 @@ class Procs:
         return f"mongodb://127.0.0.1:{port}/"
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (and their threads) so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def redis_cli(port: int, *args: str) -> str:
     out = subprocess.run(
         ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10

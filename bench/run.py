@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,7 +38,7 @@ from typing import Any
 import orjson
 
 from bench import workload as W
-from bench.procs import REPO, Procs, redis_cli
+from bench.procs import REPO, Procs, cpu_seconds, redis_cli
 from bench.wrk import Sample, run_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -211,6 +212,11 @@ def setup_mongo(g: Group, ctx: Run) -> None:
 # -- the run ---------------------------------------------------------------------------------
 
 
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else 0.0
 
@@ -221,6 +227,7 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
         "p50_ms": round(median([s.p50_ms for s in samples]), 3),
         "p99_ms": round(median([s.p99_ms for s in samples]), 3),
         "errors": sum(s.errors for s in samples),
+        "cpu_us_per_req": round(median([s.cpu_us for s in samples]), 1),
         "rounds": [s.to_dict() for s in samples],
     }
 
@@ -293,29 +300,39 @@ class Run:
             return self.agents(g, side, load, seconds)
         t = self.target(g, side.target)
         urls = t.urls if len(t.urls) > 1 else t.urls * (2 if side.label == "x2" else 1)
-        return run_wrk(urls, load.script, load.params(), seconds=seconds,
-                       connections=load.connections, delay_ms=delay_ms)  # fmt: skip
+        pids = [p.pid for p in t.procs]
+        cpu0 = cpu_seconds(pids)
+        sample = run_wrk(urls, load.script, load.params(), seconds=seconds,
+                         connections=load.connections, delay_ms=delay_ms)  # fmt: skip
+        sample.cpu_us = 1e6 * (cpu_seconds(pids) - cpu0) / max(1, sample.requests)
+        return sample
 
     def agents(self, g: Group, side: Side, load: Agents, seconds: int) -> Sample:
         cmd = [sys.executable, "-m", "bench.agents", "--mode", load.mode,
                "--agents", str(load.agents), "--seconds", str(seconds)]  # fmt: skip
+        pids: list[int] = []
         if load.mode == "http":
-            cmd += ["--url", self.target(g, side.target).urls[0]]
+            t = self.target(g, side.target)
+            cmd += ["--url", t.urls[0]]
+            pids = [p.pid for p in t.procs]
         else:
             self.target(g, "base")  # the raw client works on the baseline's seeded store
             cmd += ["--backend", g.raw[0]]
             for k, v in g.raw[1].items():
                 cmd += ["--opt", f"{k}={v}"]
+        cpu0 = cpu_seconds(pids) + _children_cpu()
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO,
                              env={**os.environ, "PYTHONPATH": str(REPO)},
                              timeout=seconds + 120)  # fmt: skip
+        cpu = cpu_seconds(pids) + _children_cpu() - cpu0
         if out.returncode != 0:
             raise RuntimeError(f"agents failed: {out.stderr[-800:]}")
         r = json.loads(out.stdout.strip().splitlines()[-1])
         secs = r["duration_us"] / 1e6
         return Sample(rps=r["requests"] / secs, p50_ms=r["latency_us"]["p50"] / 1000,
                       p90_ms=r["latency_us"]["p90"] / 1000, p99_ms=r["latency_us"]["p99"] / 1000,
-                      requests=r["requests"], errors=r["errors"], seconds=secs)  # fmt: skip
+                      requests=r["requests"], errors=r["errors"], seconds=secs,
+                      cpu_us=1e6 * cpu / max(1, r["requests"]))  # fmt: skip
 
     def run_scenario(self, g: Group, sc: Scenario) -> dict[str, Any]:
         a = self.args

@@ -28,6 +28,9 @@ class Sample:
     requests: int
     errors: int
     seconds: float
+    # CPU time the server process(es) used per request, in microseconds: the figure that
+    # stays comparable when other work shares the machine (throughput does not).
+    cpu_us: float = 0.0
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
