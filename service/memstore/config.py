@@ -130,3 +130,45 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"unknown config key {key!r} for {kind or 'embedded'}")
             overrides[field] = value
         return cls(**overrides)
+
+    # -- redis (issue 3) --
+    # Seed list "host:port,host:port"; when set the Redis backend runs in cluster mode.
+    redis_cluster_nodes: str = Field("", validation_alias=_env("MEMSTORE_REDIS_CLUSTER_NODES"))
+    # Durable writes: WAIT for this many replicas (0 = off); 503 when they do not ack in time.
+    redis_wait_replicas: int = Field(
+        0, ge=0, le=16, validation_alias=_env("MEMSTORE_REDIS_WAIT_REPLICAS")
+    )
+    redis_wait_timeout_ms: int = Field(
+        1000, ge=1, le=60_000, validation_alias=_env("MEMSTORE_REDIS_WAIT_TIMEOUT_MS")
+    )
+    redis_socket_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_SOCKET_TIMEOUT_SECONDS")
+    )
+    redis_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_CONNECT_TIMEOUT_SECONDS")
+    )
+    # Attempts after the first on connection loss / failover, with jittered exponential backoff.
+    redis_retries: int = Field(3, ge=0, le=20, validation_alias=_env("MEMSTORE_REDIS_RETRIES"))
+    redis_retry_backoff_base_seconds: float = Field(
+        0.05, gt=0, le=10, validation_alias=_env("MEMSTORE_REDIS_RETRY_BACKOFF_BASE_SECONDS")
+    )
+    redis_retry_backoff_cap_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_RETRY_BACKOFF_CAP_SECONDS")
+    )
+    # Connections per Redis node (standalone: the whole pool; cluster: per node).
+    redis_pool_size: int = Field(
+        64, ge=1, le=10_000, validation_alias=_env("MEMSTORE_REDIS_POOL_SIZE")
+    )
+    # Index shards per (namespace, kind). Fixed for the life of the data: every replica must
+    # use the same value, and changing it orphans existing keys.
+    redis_index_shards: int = Field(
+        16, ge=1, le=1024, validation_alias=_env("MEMSTORE_REDIS_INDEX_SHARDS")
+    )
+    # Tool-usage records older than this (by their timestamp) are dropped; 0 keeps them forever.
+    redis_tool_usage_retention_seconds: float = Field(
+        0.0, ge=0, validation_alias=_env("MEMSTORE_REDIS_TOOL_USAGE_RETENTION_SECONDS")
+    )
+    # PING interval on the invalidation subscription; a missed PONG counts as a drop.
+    redis_pubsub_health_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_PUBSUB_HEALTH_SECONDS")
+    )

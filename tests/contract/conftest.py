@@ -17,6 +17,8 @@ from memstore.config import Settings
 
 CONTRACT_BACKENDS = [
     "embedded",
+    "redis",
+    "redis_cluster",
 ]
 
 
