@@ -61,13 +61,19 @@ async def run_http(
 
             return [
                 (0.60, lambda: client.get_entity(ENTITY_TYPE, f"e{a.rng.randrange(ENTITIES)}")),
-                (0.75, lambda: client.load_messages(
-                    f"c{a.rng.randrange(CONVERSATIONS)}", limit=50)),
+                (
+                    0.75,
+                    lambda: client.load_messages(f"c{a.rng.randrange(CONVERSATIONS)}", limit=50),
+                ),
                 (0.85, lambda: client.append_message(msg, a.own_conv)),
                 (0.95, put),
-                (1.00, lambda: client.save_tool_usage(
-                    tb["tool_name"], tb["input"], tb["output"], duration_ms=tb["duration_ms"])),
-            ]  # fmt: skip
+                (
+                    1.00,
+                    lambda: client.save_tool_usage(
+                        tb["tool_name"], tb["input"], tb["output"], duration_ms=tb["duration_ms"]
+                    ),
+                ),
+            ]
 
         return await drive(args, agents, ops)
 

@@ -1,3 +1,4 @@
+# ruff: noqa: S603, S607 - the harness runs local tools (wrk, redis-*, the service) by design
 """Processes the benchmark starts: backend servers, the service, the baseline app.
 
 Everything runs on free loopback ports with its data under one work directory, and is
@@ -40,8 +41,12 @@ def free_port(bus_twin: bool = False) -> int:
     raise RuntimeError("no free port")
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0,
-               proc: subprocess.Popen[bytes] | None = None) -> None:  # fmt: skip
+def wait_until(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float = 30.0,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and proc.poll() is not None:
@@ -73,8 +78,9 @@ class Procs:
         self.workdir = workdir
         self.children: list[subprocess.Popen[bytes]] = []
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
+    def spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             args,
@@ -122,8 +128,9 @@ class Procs:
         wait_until(lambda: http_ok(url + "/readyz"), name, proc=proc)
         return url, proc
 
-    def baseline(self, name: str, backend: str, opts: dict[str, str]
-                 ) -> tuple[str, subprocess.Popen[bytes]]:  # fmt: skip
+    def baseline(
+        self, name: str, backend: str, opts: dict[str, str]
+    ) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()
         args = [sys.executable, "-m", "bench.baseline", "--port", str(port), "--backend", backend]
         for k, v in opts.items():
@@ -142,11 +149,30 @@ class Procs:
         port = free_port(bus_twin=cluster)
         d = self.workdir / f"{name}-{port}"
         d.mkdir(parents=True)
-        args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(d),
-                "--save", "", "--appendonly", "no", "--protected-mode", "no"]  # fmt: skip
+        args = [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(d),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ]
         if cluster:
-            args += ["--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
-                     "--cluster-node-timeout", "2000"]  # fmt: skip
+            args += [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(d / "nodes.conf"),
+                "--cluster-node-timeout",
+                "2000",
+            ]
         proc = self.spawn(f"{name}-{port}", args)
         wait_until(lambda: tcp_ok(port), f"redis-server {port}", proc=proc)
         wait_until(lambda: redis_cli(port, "PING") == "PONG", f"redis-server {port} ping")
@@ -163,7 +189,7 @@ class Procs:
                 "--cluster-replicas",
                 "1",
                 "--cluster-yes",
-            ],  # fmt: skip
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -202,7 +228,7 @@ class Procs:
                 "--log-level=error",
                 f"--state-dir={d}",
                 "--debug-addr=-",
-            ],  # fmt: skip
+            ],
         )
         wait_until(lambda: tcp_ok(port), "ferretdb", proc=proc)
         return f"mongodb://127.0.0.1:{port}/"

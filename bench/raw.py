@@ -405,7 +405,7 @@ class RedisOps:
                 f"{p}tz:{{{tag}}}",
                 f"{p}tt:{{{tag}}}:{record['tool_name']}",
                 f"{p}tc:{{{tag}}}",
-            ],  # fmt: skip
+            ],
             [record["id"], repr(record["timestamp"]), record["tool_name"], body],
         )
         return body

@@ -88,7 +88,20 @@ async def seed(
         await asyncio.gather(
             *(call("POST", f"/conversations/c{i}/messages", msgs) for i in range(conversations))
         )
-        if read_back:
-            await asyncio.gather(
-                *(call("GET", f"/entities/{ENTITY_TYPE}/e{i}") for i in range(entities))
-            )
+    if read_back:
+        await read_all(url, namespace=namespace, entities=entities)
+
+
+async def read_all(url: str, *, namespace: str = NAMESPACE, entities: int = ENTITIES) -> None:
+    """GET every seeded entity once (fills a service process's local cache)."""
+    base = f"{url}/v1/namespaces/{namespace}/entities/{ENTITY_TYPE}/"
+    sem = asyncio.Semaphore(16)
+    async with aiohttp.ClientSession() as http:
+
+        async def get(i: int) -> None:
+            async with sem, http.get(f"{base}e{i}") as r:
+                if r.status != 200:
+                    raise RuntimeError(f"read e{i}: {r.status}")
+                await r.read()
+
+        await asyncio.gather(*(get(i) for i in range(entities)))

@@ -1,3 +1,4 @@
+# ruff: noqa: S603 - the harness runs local tools (wrk, redis-*, the service) by design
 """Run ``wrk`` (one thread: the machine has two cores and the server needs one) with a
 scenario's Lua script and return a ``Sample``.
 
@@ -70,8 +71,19 @@ def run_wrk(
             args = [f"{k}={v}" for k, v in params.items()] + [f"seed={i}"]
             if delay_ms is not None:
                 args.append(f"delay_ms={delay_ms}")
-            cmd = [wrk_binary(), "-t1", f"-c{per}", f"-d{max(1, round(seconds))}s",
-                   "--timeout", "5s", "-s", path, url, "--", *args]  # fmt: skip
+            cmd = [
+                wrk_binary(),
+                "-t1",
+                f"-c{per}",
+                f"-d{max(1, round(seconds))}s",
+                "--timeout",
+                "5s",
+                "-s",
+                path,
+                url,
+                "--",
+                *args,
+            ]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
         outs = []
         for p in procs:
