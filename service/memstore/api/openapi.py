@@ -66,6 +66,8 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
             elif body is not None:
                 ref = error_ref if body is ErrorOut else _schema(body, "serialization", components)
                 resp["content"] = {"application/json": {"schema": ref}}
+            for media_type in route.text_alternatives.get(status, ()):
+                resp.setdefault("content", {})[media_type] = {"schema": {"type": "string"}}
             headers = route.response_headers.get(status)
             if headers:
                 resp["headers"] = {

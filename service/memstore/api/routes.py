@@ -18,10 +18,10 @@ from pydantic import BaseModel, ValidationError
 
 from memstore.api import schemas
 from memstore.api.state import MANAGER, METRICS, OPENAPI
-from memstore.errors import InvalidInputError, NotFoundError
+from memstore.errors import ConflictError, InvalidInputError, NotFoundError
 from memstore.manager import DistributedMemoryManager
 from memstore.records import EntityRecord
-from memstore.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE
+from memstore.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_name
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -51,6 +51,8 @@ class Route:
     # status -> (description, model or media type string or None)
     responses: dict[int, tuple[str, type[BaseModel] | str | None]] = field(default_factory=dict)
     response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
+    # status -> further media types the same response may be rendered as (text bodies)
+    text_alternatives: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _pattern(rx: re.Pattern[str]) -> dict[str, Any]:
@@ -63,9 +65,24 @@ EID = Param("entity_id", "path", _pattern(ID_RE), "Entity id.", True)
 CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True)
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "Page size (capped).")
 CURSOR = Param("cursor", "query", {"type": "string"}, "Opaque cursor from `next_cursor`.")
-IF_MATCH = Param("If-Match", "header", {"type": "string"}, 'Expected version as an ETag: "3".')
-IF_NONE_MATCH = Param(
-    "If-None-Match", "header", {"type": "string"}, "`*` on PUT: create only; an ETag on GET."
+ETAG_PATTERN = r'^(W/)?"?[1-9][0-9]{0,17}"?$'
+IF_MATCH = Param(
+    "If-Match",
+    "header",
+    {"type": "string", "pattern": ETAG_PATTERN},
+    'Expected version as an ETag: "3". A mismatch answers 412.',
+)
+IF_NONE_MATCH_GET = Param(
+    "If-None-Match",
+    "header",
+    {"type": "string", "pattern": ETAG_PATTERN},
+    "The ETag you hold: 304 when unchanged.",
+)
+IF_NONE_MATCH_PUT = Param(
+    "If-None-Match",
+    "header",
+    {"type": "string", "enum": ["*"]},
+    "`*`: create only (412 when the entity exists).",
 )
 
 E400 = ("Invalid input.", schemas.ErrorOut)
@@ -223,6 +240,9 @@ async def get_entity(request: web.Request) -> web.Response:
 
 async def put_entity(request: web.Request) -> web.Response:
     mi = request.match_info
+    # The body is checked before the preconditions: a malformed request is a 400 whatever
+    # the stored version.
+    body = await read_body(request, schemas.EntityPut)
     expected: int | None = None
     if (if_match := request.headers.get("If-Match")) is not None:
         expected = parse_etag(if_match, "If-Match")
@@ -232,9 +252,13 @@ async def put_entity(request: web.Request) -> web.Response:
         if if_none.strip() != "*":
             raise InvalidInputError("If-None-Match on PUT must be *", field="If-None-Match")
         if expected is not None:
-            raise InvalidInputError("use If-Match or If-None-Match, not both", field="If-Match")
+            # RFC 9110: "must be at version n" and "must not exist" never hold together.
+            raise ConflictError(
+                "If-Match and If-None-Match: * cannot both hold",
+                expected_version=expected,
+                current_version=None,
+            )
         expected = 0
-    body = await read_body(request, schemas.EntityPut)
     record = await manager_for(request).save_entity(
         mi["entity_type"],
         mi["entity_id"],
@@ -404,7 +428,8 @@ ROUTES: tuple[Route, ...] = (
           "Counts of everything in the namespace.", "summary",
           params=(NS, Param("format", "query", {"type": "string", "enum": ["json", "markdown"]},
                             "json (default) or markdown.")),
-          responses={200: ("Summary.", schemas.SummaryOut), 400: E400, 503: E503}),
+          responses={200: ("Summary.", schemas.SummaryOut), 400: E400, 503: E503},
+          text_alternatives={200: ("text/markdown",)}),
     Route("GET", f"{P}/entities", get_entity_types, "getEntityTypes",
           "Entity types with at least one entity.", "entities",
           params=(NS,), responses={200: ("Types.", schemas.EntityTypesOut), 400: E400, 503: E503}),
@@ -414,13 +439,13 @@ ROUTES: tuple[Route, ...] = (
           responses={200: ("A page.", schemas.EntityPage), 400: E400, 503: E503}),
     Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}", get_entity, "getEntity",
           "Load an entity; its version is the ETag.", "entities",
-          params=(NS, ETYPE, EID, IF_NONE_MATCH),
+          params=(NS, ETYPE, EID, IF_NONE_MATCH_GET),
           responses={200: ("The entity.", schemas.EntityOut), 304: ("Not modified.", None),
                      400: E400, 404: E404, 503: E503},
           response_headers={200: {"ETag": "The entity's version."}}),
     Route("PUT", f"{P}/entities/{{entity_type}}/{{entity_id}}", put_entity, "saveEntity",
           "Create or replace an entity; If-Match makes it conditional.", "entities",
-          params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH), body=schemas.EntityPut,
+          params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH_PUT), body=schemas.EntityPut,
           responses={200: ("Replaced.", schemas.EntityOut), 201: ("Created.", schemas.EntityOut),
                      400: E400, 412: E412, 413: E413, 503: E503},
           response_headers={200: {"ETag": "New version."}, 201: {"ETag": "New version."}}),
@@ -475,9 +500,22 @@ ROUTES: tuple[Route, ...] = (
 )  # fmt: skip
 
 
+def _checking_path(handler: View) -> View:
+    """Check the path's names before the handler looks at headers or body, so a request
+    with a bad name is a 400 naming the field whatever else it carries."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        for kind, value in request.match_info.items():
+            check_name(kind, value)
+        return await handler(request)
+
+    return checked
+
+
 def add_routes(app: web.Application) -> None:
     for route in ROUTES:
         # aiohttp's default segment pattern refuses "{" and "}"; accept any segment so the
-        # manager's validation answers with a 400 naming the field instead of a bare 404.
+        # check above answers with a 400 naming the field instead of a bare 404.
         path = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", route.path)
-        app.router.add_route(route.method, path, route.handler, name=route.operation_id)
+        handler = _checking_path(route.handler) if "{" in route.path else route.handler
+        app.router.add_route(route.method, path, handler, name=route.operation_id)
