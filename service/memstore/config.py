@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(
         10_000, ge=0, validation_alias=_env("MEMSTORE_CACHE_MAX_ENTRIES")
     )
+    # Prometheus metrics (/metrics and the HTTP/backend series). Tracing is configured by the
+    # standard OTEL_* variables instead (see memstore.tracing).
+    metrics_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_METRICS_ENABLED"))
     max_body_bytes: int = Field(
         1_048_576, ge=1024, validation_alias=_env("MEMSTORE_MAX_BODY_BYTES")
     )
