@@ -140,6 +140,19 @@ class Procs:
         wait_until(lambda: http_ok(url + "/livez"), name, proc=proc)
         return url, proc
 
+    def python_app(self, name: str, module: str) -> tuple[str, subprocess.Popen[bytes]]:
+        """A helper app of the harness (``bench.<module> --port P``) with ``/livez``."""
+        port = free_port()
+        proc = self.spawn(
+            name,
+            [sys.executable, "-m", module, "--port", str(port)],
+            cwd=REPO,
+            env={"PYTHONPATH": str(REPO)},
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(url + "/livez"), name, proc=proc)
+        return url, proc
+
     # -- backends ---------------------------------------------------------------------------
 
     def redis(self, name: str, cluster: bool = False) -> int:

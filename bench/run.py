@@ -266,6 +266,7 @@ class Run:
         self.workdir = Path(tempfile.mkdtemp(prefix="memstore-bench-"))
         self.procs = Procs(self.workdir)
         self.redis_port = 0
+        self.sink_url = ""
         self.results: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
         self.extras: dict[str, Any] = {}
@@ -282,6 +283,7 @@ class Run:
             env = dict(g.service_env)
             if "nocache" in key:
                 env["MEMSTORE_CACHE_TTL_SECONDS"] = "0"
+            env.update(self.variant_env(key))
             t = g.targets[key] = Target("service", "svc", env=env, count=2 if key == "svc2" else 1)
         elif key == "base":
             t = g.targets[key] = Target("baseline", "raw", raw=g.raw)
@@ -290,6 +292,28 @@ class Run:
         if not t.urls:
             self.start(g, key, t)
         return t
+
+    def variant_env(self, key: str) -> dict[str, str]:
+        """Observability variants of the service: ``svc_off`` has metrics and tracing off;
+        ``svc_t100`` / ``svc_t10`` trace 100% / 10% of requests (metrics off) into a local
+        OTLP sink. Plain ``svc`` is the default deployment: metrics on, tracing off."""
+        if key.endswith("_off"):
+            return {"MEMSTORE_METRICS_ENABLED": "false"}
+        for suffix, ratio in (("_t100", "1.0"), ("_t10", "0.1")):
+            if key.endswith(suffix):
+                return {
+                    "MEMSTORE_METRICS_ENABLED": "false",
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{self.otlp_sink()}/v1/traces",
+                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                    "OTEL_TRACES_SAMPLER_ARG": ratio,
+                    "OTEL_SERVICE_NAME": "memstore-bench",
+                }
+        return {}
+
+    def otlp_sink(self) -> str:
+        if not self.sink_url:
+            self.sink_url, _ = self.procs.python_app("otlp-sink", "bench.otlp_sink")
+        return self.sink_url
 
     def start(self, g: Group, key: str, t: Target) -> None:
         name = f"{g.name}-{key}"
@@ -678,6 +702,21 @@ def groups() -> list[Group]:
             half_max=True,
         ),
     )
+    embedded += [
+        Scenario(
+            f"cost-{name}",
+            f"{title} (GET, cache hit)",
+            Side("svc_off", get_load()),
+            Side(target, get_load()),
+            target_ratio,
+            kind="cost",
+        )
+        for name, title, target, target_ratio in (
+            ("metrics", "Prometheus metrics on / all off", "svc", None),
+            ("trace100", "tracing 100% sampled / all off", "svc_t100", None),
+            ("trace10", "tracing 10% sampled / all off", "svc_t10", 0.90),
+        )
+    ]
     embedded.append(
         Scenario(
             "two-procs",
