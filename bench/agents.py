@@ -60,7 +60,10 @@ async def run_http(
                 a.version = rec.version
 
             return [
-                (0.60, lambda: client.get_entity(ENTITY_TYPE, f"e{a.rng.randrange(ENTITIES)}")),
+                (
+                    0.60,
+                    lambda: client.get_entity(ENTITY_TYPE, f"e{a.rng.randrange(args.entities)}"),
+                ),
                 (
                     0.75,
                     lambda: client.load_messages(f"c{a.rng.randrange(CONVERSATIONS)}", limit=50),
@@ -95,7 +98,10 @@ async def run_raw(args: argparse.Namespace, agents: list[Agent]) -> tuple[list[l
                 a.version, _ = await raw.put_entity(ns, ENTITY_TYPE, a.own_entity, data, a.version)
 
             return [
-                (0.60, lambda: raw.get_entity(ns, ENTITY_TYPE, f"e{a.rng.randrange(ENTITIES)}")),
+                (
+                    0.60,
+                    lambda: raw.get_entity(ns, ENTITY_TYPE, f"e{a.rng.randrange(args.entities)}"),
+                ),
                 (0.75, lambda: raw.load_last(ns, f"c{a.rng.randrange(CONVERSATIONS)}", 50)),
                 (0.85, lambda: raw.append(ns, a.own_conv, [msg])),
                 (0.95, put),
@@ -139,6 +145,7 @@ def main() -> None:
     parser.add_argument("--namespace", default="bench")
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--entities", type=int, default=ENTITIES)
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:8]
     agents = [Agent(i, tag) for i in range(args.agents)]

@@ -424,7 +424,10 @@ class MongoOps:
     async def start(self) -> None:
         from pymongo import ASCENDING, AsyncMongoClient
 
-        self.client = AsyncMongoClient(self.uri, maxPoolSize=64)
+        # The service's defaults: majority write concern, journaled, retryable writes.
+        self.client = AsyncMongoClient(
+            self.uri, maxPoolSize=64, w="majority", journal=True, retryWrites=True
+        )
         db = self.client[self.dbname]
         self.entities = db["entities"]
         self.conversations = db["conversations"]
@@ -476,8 +479,7 @@ class MongoOps:
             flt,
             {"$set": {"d": doc_data, "u": now}, "$inc": {"v": 1}, "$setOnInsert": {"c": now}},
             upsert=expected is None,
-            return_document=ReturnDocument.AFTER,
-            projection={"d": 0},
+            return_document=ReturnDocument.AFTER,  # no projection: FerretDB v1 rejects one
         )
         if doc is None:
             raise Conflict
