@@ -521,19 +521,18 @@ class MongoOps:
         )
 
     async def record_tool(self, ns: str, record: Json) -> bytes:
+        from pymongo.errors import DuplicateKeyError
+
         body = orjson.dumps(record)
-        await self.tools.update_one(
-            {"_id": f"{ns}/{record['id']}"},
-            {
-                "$setOnInsert": {
-                    "ns": ns,
-                    "tool": record["tool_name"],
-                    "ts": record["timestamp"],
-                    "r": record,
-                }
-            },
-            upsert=True,
-        )
+        doc = {
+            "_id": f"{ns}/{record['id']}",
+            "ns": ns,
+            "tool": record["tool_name"],
+            "ts": record["timestamp"],
+            "r": record,
+        }
+        with contextlib.suppress(DuplicateKeyError):  # a retried id: already recorded
+            await self.tools.insert_one(doc)
         return body
 
 
