@@ -243,5 +243,37 @@ def summary(url: str, namespace: str, as_json: bool) -> None:
         click.echo(_run(url, namespace, lambda c: c.get_memory_summary()))
 
 
+@main.command()
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch only this Kubernetes namespace (repeatable; default: all namespaces).",
+)
+@click.option(
+    "--liveness",
+    default=None,
+    help="Liveness endpoint URL [http://0.0.0.0:8081/healthz]; empty to disable.",
+)
+@click.option("--metrics-port", type=int, default=None, help="Prometheus /metrics port [8082].")
+def operator(namespaces: tuple[str, ...], liveness: str | None, metrics_port: int | None) -> None:
+    """Run the Kubernetes operator for MemoryStore resources (needs the operator extra)."""
+    import os
+
+    try:
+        from memstore_operator.__main__ import main as operator_main
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise click.ClickException(
+            f"the operator is not installed ({exc.name}): pip install 'memstore[operator]'"
+        ) from None
+    if namespaces:
+        os.environ["MEMSTORE_OPERATOR_NAMESPACES"] = ",".join(namespaces)
+    if liveness is not None:
+        os.environ["MEMSTORE_OPERATOR_LIVENESS"] = liveness
+    if metrics_port is not None:
+        os.environ["MEMSTORE_OPERATOR_METRICS_PORT"] = str(metrics_port)
+    operator_main()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -122,6 +122,7 @@ class Settings(BaseSettings):
                 "db": "redis_db",
                 "password": "redis_password",
                 "prefix": "redis_prefix",
+                "cluster_nodes": "redis_cluster_nodes",
             }
         else:
             keymap = {"path": "data_path", "data_path": "data_path"}
@@ -139,7 +140,10 @@ class Settings(BaseSettings):
     redis_cluster_nodes: str = Field("", validation_alias=_env("MEMSTORE_REDIS_CLUSTER_NODES"))
     # Durable writes: WAIT for this many replicas (0 = off); 503 when they do not ack in time.
     redis_wait_replicas: int = Field(
-        0, ge=0, le=16, validation_alias=_env("MEMSTORE_REDIS_WAIT_REPLICAS")
+        0,
+        ge=0,
+        le=16,
+        validation_alias=_env("MEMSTORE_REDIS_WAIT_REPLICAS", "MEMSTORE_REDIS_MIN_REPLICAS_ACK"),
     )
     redis_wait_timeout_ms: int = Field(
         1000, ge=1, le=60_000, validation_alias=_env("MEMSTORE_REDIS_WAIT_TIMEOUT_MS")

@@ -164,3 +164,32 @@ async def test_tool_usage_retention_bound(any_redis_settings: Settings) -> None:
         assert summary.tool_usage_counts == {"fetch": 5, "search": 5}
     finally:
         await backend.close()
+
+
+async def test_a_retried_write_is_applied_once(redis_backend: RedisMemoryBackend) -> None:
+    """The same script call sent twice (a retry after a lost reply) has one effect and
+    the retry reports the first outcome."""
+    import time
+
+    from memstore.backends.redis import scripts
+
+    backend = redis_backend
+    ns = f"idem{uuid.uuid4().hex[:8]}"
+    keys = backend._entity_keys(ns, "doc", "a")
+    now = repr(time.time())
+    save_args = ["a", b'{"v":1}', now, "", "0", "op-save", ""]
+    first = await backend._write(scripts.SAVE_ENTITY, keys, save_args)
+    retry = await backend._write(scripts.SAVE_ENTITY, keys, save_args)
+    assert first[0] == retry[0] == b"ok"
+    assert int(first[1]) == int(retry[1]) == 1  # create-only (expected 0) did not conflict
+    rec = await backend.load_entity(ns, "doc", "a")
+    assert rec is not None
+    assert rec.version == 1
+
+    tomb = backend.keys.entity_tombstone(backend.keys.entity_tag(ns, "doc", "a"), "a")
+    del_args = ["a", now, "1", "op-del"]
+    first = await backend._write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
+    retry = await backend._write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
+    assert first == retry == [b"ok", b"1"]  # not a conflict on "version 1 expected"
+    assert await backend.load_entity(ns, "doc", "a") is None
+    assert (await backend.summary(ns)).entity_counts == {}

@@ -58,7 +58,10 @@ def test_every_operation_is_single_slot(
     )
     k: Keys = backend.keys
     groups: list[list[str]] = [
-        backend._entity_keys(ns, etype, eid),
+        [
+            *backend._entity_keys(ns, etype, eid),
+            k.entity_tombstone(k.entity_tag(ns, etype, eid), eid),
+        ],
         backend._conversation_keys(ns, cid),
     ]
     t = k.tool_tag(ns, eid)

@@ -63,6 +63,11 @@ NS = Param("namespace", "path", _pattern(NAMESPACE_RE), "Memory namespace (tenan
 ETYPE = Param("entity_type", "path", _pattern(TYPE_RE), "Entity type.", True)
 EID = Param("entity_id", "path", _pattern(ID_RE), "Entity id.", True)
 CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True)
+# What query_int parses (18 digits); the document says so, so clients and fuzzers agree.
+MAX_QUERY_INT = 10**18 - 1
+BEFORE_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_INT}
+MAX_TIME = 1e11  # POSIX seconds, year 5138: beyond it a timestamp is a mistake
+TIME_SCHEMA = {"type": "number", "minimum": 0, "maximum": MAX_TIME}
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "Page size (capped).")
 CURSOR = Param("cursor", "query", {"type": "string"}, "Opaque cursor from `next_cursor`.")
 ETAG_PATTERN = r'^(W/)?"?[1-9][0-9]{0,17}"?$'
@@ -149,6 +154,13 @@ def query_float(request: web.Request, name: str) -> float | None:
         raise InvalidInputError(f"{name} must be a number", field=name) from None
     if value != value or value in (float("inf"), float("-inf")):
         raise InvalidInputError(f"{name} must be a finite number", field=name)
+    return value
+
+
+def query_time(request: web.Request, name: str) -> float | None:
+    value = query_float(request, name)
+    if value is not None and not 0 <= value <= MAX_TIME:
+        raise InvalidInputError(f"{name} must be POSIX seconds in [0, {MAX_TIME:.0e}]", field=name)
     return value
 
 
@@ -355,8 +367,8 @@ async def record_tool_usage(request: web.Request) -> web.Response:
 async def query_tool_usage(request: web.Request) -> web.Response:
     page = await manager_for(request).query_tool_usage(
         query_str(request, "tool_name"),
-        start=query_float(request, "start"),
-        end=query_float(request, "end"),
+        start=query_time(request, "start"),
+        end=query_time(request, "end"),
         limit=query_int(request, "limit"),
         cursor=query_str(request, "cursor"),
     )
@@ -461,7 +473,7 @@ ROUTES: tuple[Route, ...] = (
           "loadMessages", "The last `limit` messages before `before`, in order.",
           "conversations",
           params=(NS, CID, LIMIT,
-                  Param("before", "query", {"type": "integer", "minimum": 1},
+                  Param("before", "query", BEFORE_SCHEMA,
                         "Only messages with seq below this (from `next_before`).")),
           responses={200: ("Messages.", schemas.MessagesOut), 400: E400, 503: E503}),
     Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
@@ -481,8 +493,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{P}/tool-usage", query_tool_usage, "queryToolUsage",
           "Tool uses ordered by time; filter by tool and [start, end).", "tool-usage",
           params=(NS, Param("tool_name", "query", _pattern(TOOL_RE), "Only this tool."),
-                  Param("start", "query", {"type": "number"}, "From (POSIX seconds, inclusive)."),
-                  Param("end", "query", {"type": "number"}, "To (POSIX seconds, exclusive)."),
+                  Param("start", "query", TIME_SCHEMA, "From (POSIX seconds, inclusive)."),
+                  Param("end", "query", TIME_SCHEMA, "To (POSIX seconds, exclusive)."),
                   *PAGE),
           responses={200: ("A page.", schemas.ToolUsagePage), 400: E400, 503: E503}),
     Route("GET", f"{P}/tools", get_tool_names, "getToolNames",

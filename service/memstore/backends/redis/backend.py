@@ -1,6 +1,6 @@
 """``RedisMemoryBackend``: standalone Redis or Redis Cluster through redis-py asyncio.
 
-Shape (see docs/redis.md for the reasoning and trade-offs):
+Shape (see "Redis backend" in docs/architecture.md for the reasoning and trade-offs):
 
 * One client per process (``Redis`` with a blocking pool, or ``RedisCluster``), built in
   ``connect`` and closed in ``close``. Library retries are off; this module retries
@@ -18,6 +18,7 @@ Shape (see docs/redis.md for the reasoning and trade-offs):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -142,6 +143,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         # node's pool is exhausted; bounding in-flight calls per process keeps every node's
         # pool within MEMSTORE_REDIS_POOL_SIZE (standalone: the blocking pool waits).
         self._inflight = asyncio.Semaphore(settings.redis_pool_size)
+        self._topology_lock = asyncio.Lock()
+        self._topology_epoch = 0
 
     def __repr__(self) -> str:
         return f"RedisMemoryBackend({self.describe()!r})"
@@ -213,9 +216,20 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         client = self._client
         if client is None:
             return False
+        s = self.settings
+        timeout = s.redis_connect_timeout_seconds + s.redis_socket_timeout_seconds
         try:
-            return bool(await asyncio.wait_for(client.execute_command("PING"), timeout=5))
-        except (TimeoutError, rexc.RedisError, rexc.RedisClusterException, OSError):
+            if self.cluster_mode:
+                # Ready = every master serving a slot answers (a dead replica or a failed
+                # ex-master does not stop the service from serving).
+                call = client.execute_command("PING", target_nodes=RedisCluster.PRIMARIES)
+            else:
+                call = client.execute_command("PING")
+            return bool(await asyncio.wait_for(call, timeout=timeout))
+        except (TimeoutError, AttributeError, rexc.RedisError, rexc.RedisClusterException, OSError):
+            # Re-read the slot map so the next probe sees a promoted replica.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_topology(), timeout=timeout)
             return False
 
     def describe(self) -> dict[str, Any]:
@@ -264,11 +278,18 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return random.uniform(ceiling / 2, ceiling)
 
     async def _refresh_topology(self) -> None:
-        if self.cluster_mode and self._client is not None:
+        """Re-read the cluster's slot map, once for all callers failing at the same time."""
+        if not self.cluster_mode or self._client is None:
+            return
+        seen = self._topology_epoch
+        async with self._topology_lock:
+            if self._topology_epoch != seen:
+                return  # another caller refreshed while this one waited
             try:
                 await self._client.nodes_manager.initialize()
             except (rexc.RedisError, rexc.RedisClusterException, OSError):
                 log.debug("cluster topology refresh failed; will retry", exc_info=True)
+            self._topology_epoch += 1
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run ``call``, retrying transient failures; map driver errors to ours."""
@@ -276,7 +297,16 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         while True:
             try:
                 async with self._inflight:
-                    return await call()
+                    try:
+                        return await call()
+                    except AttributeError as exc:
+                        # redis-py's cluster client closes every connection, in use or
+                        # not, when it sees CLUSTERDOWN; a coroutine mid-command then
+                        # finds its socket writer gone ("'NoneType' object has no
+                        # attribute ..."). That is a lost connection: retry it as one.
+                        if "NoneType" not in str(exc):
+                            raise
+                        raise rexc.ConnectionError("connection closed under the command") from exc
             except MemoryStoreError:
                 raise
             except FINAL as exc:
@@ -509,13 +539,18 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         *,
         expected_version: int | None = None,
     ) -> bool:
+        tag = self.keys.entity_tag(namespace, entity_type, entity_id)
         res = await self._write(
             scripts.DELETE_ENTITY,
-            self._entity_keys(namespace, entity_type, entity_id),
+            [
+                *self._entity_keys(namespace, entity_type, entity_id),
+                self.keys.entity_tombstone(tag, entity_id),
+            ],
             [
                 entity_id,
                 _f(time.time()),
                 str(expected_version) if expected_version is not None else "",
+                _op_id(),
             ],
         )
         if _s(res[0]) == "conflict":

@@ -71,6 +71,10 @@ class Keys:
     def entity(self, tag: str, entity_id: str) -> str:
         return f"{self.prefix}e:{{{tag}}}:{entity_id}"
 
+    def entity_tombstone(self, tag: str, entity_id: str) -> str:
+        """Short-lived marker of the last delete's operation id (idempotent retries)."""
+        return f"{self.prefix}ed:{{{tag}}}:{entity_id}"
+
     def entity_index(self, tag: str) -> str:
         """Sorted set, all scores 0: live-or-not-yet-pruned ids in lexical order."""
         return f"{self.prefix}ei:{{{tag}}}"

@@ -63,10 +63,13 @@ return {'ok', tostring(version), created, ARGV[3], ARGV[4]}
 """,
 )
 
-# KEYS: entity, index, expiry. ARGV: id, now, expected|"" -> {"ok", 0|1} | {"conflict", cur|""}
+# KEYS: entity, index, expiry, tombstone. ARGV: id, now, expected|"", op
+# -> {"ok", 0|1} | {"conflict", cur|""}. The tombstone remembers the op id for a minute so
+# a retry of a delete whose reply was lost reports the same outcome.
 DELETE_ENTITY = _script(
     "delete_entity",
     """
+if redis.call('GET', KEYS[4]) == ARGV[4] then return {'ok', '1'} end
 local cur = redis.call('HMGET', KEYS[1], 'v', 'x')
 local current = false
 if cur[1] and ((not cur[2]) or cur[2] == '' or tonumber(cur[2]) > tonumber(ARGV[2])) then
@@ -83,7 +86,10 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if not cur[1] then return {'ok', '0'} end
 redis.call('DEL', KEYS[1])
-if current then return {'ok', '1'} end
+if current then
+  redis.call('SET', KEYS[4], ARGV[4], 'PX', 60000)
+  return {'ok', '1'}
+end
 return {'ok', '0'}
 """,
 )
