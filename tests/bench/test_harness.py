@@ -64,6 +64,7 @@ def test_one_scenario_round_trip(tmp_path: Path) -> None:
             assert s["rounds"][0]["requests"] > 0
         assert r["ratio"] == round(r["measured"]["rps"] / r["reference"]["rps"], 3)
         assert isinstance(r["meets_target"], bool)
+        assert r["cpu_ratio"] > 0
     assert by_key["get-hit"]["reference"]["target"] == "dict"
     assert by_key["put"]["reference"]["target"] == "base"
 
