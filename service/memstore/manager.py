@@ -196,7 +196,7 @@ class DistributedMemoryManager:
         tracing = shared.tracing
         span: Any = None
         token: Any = None
-        if tracing is not None and shared.span_info is not None:
+        if tracing is not None and shared.span_info is not None and tracing.child_wanted():
             info = shared.span_info
             span = tracing.tracer.start_span(
                 f"{operation} {info.name_suffix}",
@@ -298,7 +298,7 @@ class DistributedMemoryManager:
         cache = self._shared.cache
         key = entity_cache_key(self.namespace, entity_type, entity_id)
         tracing = self._shared.tracing
-        if tracing is None:
+        if tracing is None or not tracing.child_wanted():
             hit = cache.get(key)
         else:
             span = tracing.tracer.start_span("cache lookup", kind=tracing.INTERNAL)

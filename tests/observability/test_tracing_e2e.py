@@ -17,9 +17,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from memstore.client import MemoryClient
 from memstore.errors import ConflictError
-from tests.observability.conftest import service as running_service
 from tests.servers.otelcol import Collector
-from tests.support.procs import ServiceProcess
+from tests.support.procs import ServiceProcess, running_service
 
 ENTITY_ROUTE = "/v1/namespaces/{namespace}/entities/{entity_type}/{entity_id}"
 
@@ -166,19 +165,29 @@ async def test_backend_error_recorded_and_traceresponse(
 async def test_sampler_from_env_is_parent_based(
     unsampled_service: ServiceProcess, otel_collector: Collector
 ) -> None:
-    """Ratio 0: a root request is not sampled, a request with a sampled parent is."""
+    """Ratio 0: a root request is not sampled, nor one with an unsampled parent; one with a
+    sampled parent is (and only that one gets a ``traceresponse``)."""
     ns = f"sa{uuid.uuid4().hex[:10]}"
     sampled, unsampled = uuid.uuid4().hex, uuid.uuid4().hex
+    url = f"{unsampled_service.url}/v1/namespaces/{ns}/entities/user/nobody"
     async with aiohttp.ClientSession() as session:
+        async with session.get(url) as resp:  # root: no traceparent
+            assert resp.status == 404
+            assert "traceresponse" not in resp.headers
         for trace_id, flags in ((unsampled, "00"), (sampled, "01")):
             header = f"00-{trace_id}-{uuid.uuid4().hex[:16]}-{flags}"
-            async with session.get(
-                f"{unsampled_service.url}/v1/namespaces/{ns}/entities/user/nobody",
-                headers={"traceparent": header},
-            ) as resp:
+            async with session.get(url, headers={"traceparent": header}) as resp:
                 assert resp.status == 404
-                assert resp.headers["traceresponse"].startswith(f"00-{trace_id}-")
+                if flags == "01":
+                    assert resp.headers["traceresponse"].startswith(f"00-{trace_id}-")
+                else:
+                    assert "traceresponse" not in resp.headers
     spans = otel_collector.wait_for(sampled, 3)  # server, cache lookup, backend
     assert {s["resource"]["service.name"] for s in spans} == {"memstore-e2e-0"}
-    # Exported in the same batches as the sampled one: had it been sampled, it would be here.
+    # Exported in the same batches as the sampled one: had they been sampled, they'd be here.
     assert [s for s in otel_collector.spans() if s["trace_id"] == unsampled] == []
+    assert [
+        s
+        for s in otel_collector.spans()
+        if s["resource"]["service.name"] == "memstore-e2e-0" and s["trace_id"] != sampled
+    ] == []

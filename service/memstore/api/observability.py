@@ -6,10 +6,11 @@ the raw path), so cardinality is bounded. With metrics and tracing both off it i
 installed at all.
 
 Tracing: the incoming W3C ``traceparent`` (and baggage) is the parent of the server span;
-the response carries ``traceresponse`` (W3C Trace Context level 2) so a caller can find the
-server's span. Server spans are errors only for 5xx, as the HTTP conventions say. Probe and
-scrape routes (``UNTRACED_ROUTES``) are counted in metrics but not traced: a kubelet and a
-Prometheus polling every few seconds would otherwise fill the trace store with noise.
+the response to a sampled request carries ``traceresponse`` (W3C Trace Context level 2) so
+a caller can find the server's span. Server spans are errors only for 5xx, as the HTTP
+conventions say. Probe and scrape routes (``UNTRACED_ROUTES``) are counted in metrics but
+not traced: a kubelet and a Prometheus polling every few seconds would otherwise fill the
+trace store with noise.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def observability_middleware(
         try:
             response = await handler(request)
             status = response.status
-            if span is not None and not response.prepared:
+            if span is not None and not response.prepared and span.is_recording():
                 response.headers["traceresponse"] = traceresponse(span)
             return response
         except web.HTTPException as exc:
