@@ -617,7 +617,9 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_average_at_start": os.getloadavg(),
         "wrk": version(["wrk", "-v"]),
-        "redis": version(["redis-server", "--version"]),
+        "redis": re.sub(
+            r"^Redis server v=(\S+).*", r"Redis \1", version(["redis-server", "--version"])
+        ),
     }
 
 
@@ -707,6 +709,28 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def performance_section(report: dict[str, Any]) -> str:
+    """The README's Performance section: machine, how to reproduce, the tables."""
+    m = report["machine"]
+    load = ", ".join(f"{x:.1f}" for x in m.get("load_average_at_start", []))
+    return "\n".join(
+        [
+            f"Latest run: {report['started']} UTC, {report['elapsed_seconds']:.0f} s, on "
+            f"{m['cores']} cores ({m['cpu'] or 'unknown CPU'}), {m['memory']} RAM, "
+            f"{m['os']}, Python {m['python']}, {m['redis']}; load average at start {load} "
+            "(the machine is shared: read the CPU-per-request ratio first). "
+            f"Settings: {report['settings']['rounds']} alternating rounds of "
+            f"{report['settings']['seconds']} s per side after a warm-up.",
+            "",
+            "Reproduce: `make bench` (results in `bench/results/<timestamp>.json`; "
+            "`python -m bench --report <file>` prints these tables again). "
+            "Method and caveats: `bench/README.md`.",
+            "",
+            markdown(report),
+        ]
+    )
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -780,7 +804,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip redis-benchmark and Redis bytes per entity",
     )
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--report", type=Path, help="only print the tables of an earlier result file")
     args = p.parse_args(argv)
+    if args.report is not None:
+        print(performance_section(json.loads(args.report.read_text())))
+        return 0
     run = Run(args)
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
