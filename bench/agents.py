@@ -66,7 +66,9 @@ async def run_http(
                 ),
                 (
                     0.75,
-                    lambda: client.load_messages(f"c{a.rng.randrange(CONVERSATIONS)}", limit=50),
+                    lambda: client.load_messages(
+                        f"c{a.rng.randrange(args.conversations)}", limit=50
+                    ),
                 ),
                 (0.85, lambda: client.append_message(msg, a.own_conv)),
                 (0.95, put),
@@ -102,7 +104,7 @@ async def run_raw(args: argparse.Namespace, agents: list[Agent]) -> tuple[list[l
                     0.60,
                     lambda: raw.get_entity(ns, ENTITY_TYPE, f"e{a.rng.randrange(args.entities)}"),
                 ),
-                (0.75, lambda: raw.load_last(ns, f"c{a.rng.randrange(CONVERSATIONS)}", 50)),
+                (0.75, lambda: raw.load_last(ns, f"c{a.rng.randrange(args.conversations)}", 50)),
                 (0.85, lambda: raw.append(ns, a.own_conv, [msg])),
                 (0.95, put),
                 (1.00, lambda: raw.record_tool(ns, tool_record(ns, tb))),
@@ -146,6 +148,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--entities", type=int, default=ENTITIES)
+    parser.add_argument("--conversations", type=int, default=CONVERSATIONS)
     args = parser.parse_args()
     tag = uuid.uuid4().hex[:8]
     agents = [Agent(i, tag) for i in range(args.agents)]

@@ -110,6 +110,9 @@ class Group:
     # mongodb group's seeding within the time budget).
     entities: int = W.ENTITIES
     rounds: int | None = None  # None: --rounds
+    seconds: int | None = None  # None: --seconds
+    conversations: int = W.CONVERSATIONS
+    messages: int = W.MESSAGES_PER_CONVERSATION
     connections: int | None = None  # None: the load's own
 
 
@@ -158,17 +161,17 @@ def backend_scenarios(
             half_max=True,
         ),
         Scenario(
-            "append",
-            "conversation append 1 message",
-            Side(base, append_load()),
-            Side(svc, append_load()),
-            0.80,
-        ),
-        Scenario(
             "load50",
             "conversation load last 50",
             Side(base, load_load()),
             Side(svc, load_load()),
+            0.80,
+        ),
+        Scenario(
+            "append",
+            "conversation append 1 message",
+            Side(base, append_load()),
+            Side(svc, append_load()),
             0.80,
         ),
         Scenario(
@@ -335,7 +338,14 @@ class Run:
             t.urls.append(url)
             t.procs.append(proc)
         if t.store not in g.seeded:
-            asyncio.run(W.seed(t.urls[0], entities=g.entities))
+            asyncio.run(
+                W.seed(
+                    t.urls[0],
+                    entities=g.entities,
+                    conversations=g.conversations,
+                    messages=g.messages,
+                )
+            )
             g.seeded.add(t.store)
 
     def stop_group(self, g: Group) -> None:
@@ -355,8 +365,10 @@ class Run:
         pids = [p.pid for p in t.procs]
         cpu0 = cpu_seconds(pids)
         params = load.params()
-        if "n" in params and load.script == "get":
+        if load.script == "get":
             params["n"] = str(g.entities)
+        elif load.script == "load":
+            params["n"] = str(g.conversations)
         sample = run_wrk(
             urls,
             load.script,
@@ -381,6 +393,8 @@ class Run:
             str(seconds),
             "--entities",
             str(g.entities),
+            "--conversations",
+            str(g.conversations),
         ]
         pids: list[int] = []
         if load.mode == "http":
@@ -433,7 +447,7 @@ class Run:
         for r in range(min(a.rounds, g.rounds or a.rounds)):
             order = [(sc.ref, ref), (sc.meas, meas)]
             for side, out in order if r % 2 == 0 else reversed(order):
-                out.append(self.measure(g, side, a.seconds))
+                out.append(self.measure(g, side, g.seconds or a.seconds))
         res: dict[str, Any] = {
             "group": g.name,
             "key": sc.key,
@@ -784,7 +798,10 @@ def groups() -> list[Group]:
             backend_scenarios(),
             need_mongo,
             entities=100,
+            conversations=5,
+            messages=60,
             rounds=2,
+            seconds=2,
             connections=4,
         ),
     ]
