@@ -277,6 +277,7 @@ class Run:
         self.sink_url = ""
         self.results: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
+        self.failed: list[dict[str, str]] = []
         self.extras: dict[str, Any] = {}
 
     def selected(self, key: str) -> bool:
@@ -498,10 +499,20 @@ class Run:
             print(f"## {g.name}: skipped ({reason})", file=sys.stderr)
             return
         try:
-            g.setup(g, self)
+            try:
+                g.setup(g, self)
+            except Exception as exc:  # a backend that cannot start skips its group only
+                self.skipped.append({"group": g.name, "reason": f"could not start: {exc}"})
+                print(f"## {g.name}: skipped (could not start: {exc})", file=sys.stderr)
+                return
             for sc in todo:
                 began = time.monotonic()
-                res = self.run_scenario(g, sc)
+                try:
+                    res = self.run_scenario(g, sc)
+                except Exception as exc:  # recorded, reported, and the run goes on
+                    self.failed.append({"group": g.name, "key": sc.key, "error": str(exc)})
+                    print(f"## {g.name}/{sc.key}: FAILED: {exc}", file=sys.stderr)
+                    continue
                 self.results.append(res)
                 print(
                     f"{g.name}/{sc.key}: {res['measured']['rps']:.0f} vs "
@@ -720,6 +731,8 @@ def markdown(report: dict[str, Any]) -> str:
             )
     for s in report["skipped"]:
         lines.append(f"\n_{s['group']}: skipped — {s['reason']}_")
+    for f in report.get("failed", []):
+        lines.append(f"\n_{f['group']}/{f['key']}: FAILED — {f['error']}_")
     return "\n".join(lines)
 
 
@@ -846,15 +859,21 @@ def main(argv: list[str] | None = None) -> int:
             run.run_group(g)
         if args.extras and run.selected("redis/extras") and need_redis() is None:
             g = Group("redis", setup_redis, [])
-            setup_redis(g, run)
-            run.extras["redis_benchmark"] = redis_benchmark(run.redis_port)
-            run.extras["redis_memory"] = bytes_per_entity(run, g)
-            run.stop_group(g)
+            try:
+                setup_redis(g, run)
+                run.extras["redis_benchmark"] = redis_benchmark(run.redis_port)
+                run.extras["redis_memory"] = bytes_per_entity(run, g)
+            except Exception as exc:
+                run.failed.append({"group": "redis", "key": "extras", "error": str(exc)})
+                print(f"## redis/extras: FAILED: {exc}", file=sys.stderr)
+            finally:
+                run.stop_group(g)
     finally:
         run.procs.stop_all()
     report.update(run.extras)
     report["scenarios"] = run.results
     report["skipped"] = run.skipped
+    report["failed"] = run.failed
     report["elapsed_seconds"] = round(time.monotonic() - t0, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -865,5 +884,8 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{len(run.results)} scenarios in {report['elapsed_seconds']}s; results: {path}",
         file=sys.stderr,
     )
+    if run.failed:
+        print(f"logs of the failed run kept in {run.workdir}", file=sys.stderr)
+        return 1
     shutil.rmtree(run.workdir, ignore_errors=True)
     return 0
