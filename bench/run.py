@@ -472,14 +472,14 @@ class Run:
         rate = res["measured"]["rps"] / 2
         if sc.half_max and a.half_max and isinstance(sc.meas.load, Wrk) and rate > 0:
             conns = g.connections or 32
-            # each connection: wait, send, read; the wait is sized for the offered rate
-            delay = max(0.0, 1000 * conns / rate - res["measured"]["p50_ms"] / 4)
-            s = self.measure(
-                g,
-                Side(sc.meas.target, Wrk(sc.meas.load.script, sc.meas.load.params, conns)),
-                a.seconds + 1,
-                delay_ms=delay,
-            )
+            side = Side(sc.meas.target, Wrk(sc.meas.load.script, sc.meas.load.params, conns))
+            # Each connection loops: wait, send, read. The wait is sized for the target rate,
+            # then corrected once from a 1 s calibration run (the cycle includes latency).
+            delay = 1000 * conns / rate
+            probe = self.measure(g, side, 1, delay_ms=delay)
+            if probe.rps > 0:
+                delay = max(0.0, delay - 1000 * conns * (1 / probe.rps - 1 / rate))
+            s = self.measure(g, side, a.seconds + 1, delay_ms=delay)
             res["half_max"] = {
                 "offered_rps": round(rate, 1),
                 "achieved_rps": round(s.rps, 1),
