@@ -59,8 +59,11 @@ def _parse_json(text: str, what: str) -> Any:
 def _run(url: str, namespace: str, call: Callable[[Any], Awaitable[T]]) -> T:
     from memstore.client import MemoryClient
 
+    root = click.get_current_context().find_root()
+    token = root.params.get("token") or None
+
     async def go() -> T:
-        async with MemoryClient(url, namespace) as client:
+        async with MemoryClient(url, namespace, token=token) as client:
             return await call(client)
 
     try:
@@ -71,8 +74,27 @@ def _run(url: str, namespace: str, call: Callable[[Any], Awaitable[T]]) -> T:
 
 @click.group()
 @click.version_option(package_name="memstore")
-def main() -> None:
+@click.option(
+    "--token",
+    envvar="MEMSTORE_TOKEN",
+    default=None,
+    show_default=False,
+    help="Bearer token for client commands (env MEMSTORE_TOKEN; prefer the env var, "
+    "a command line is visible to other users).",
+)
+def main(token: str | None) -> None:
     """memstore: distributed memory for AI agents."""
+
+
+@main.command("hash-token")
+def hash_token_command() -> None:
+    """Read a token on stdin, print the sha256 the auth tokens file stores for it."""
+    from memstore.auth import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise click.ClickException("no token on stdin")
+    click.echo(hash_token(token))
 
 
 @main.command()
@@ -85,8 +107,18 @@ def main() -> None:
     help="Backend (env MEMORY_TYPE) [embedded].",
 )
 @click.option("--data-path", type=click.Path(path_type=Path), default=None, help="Embedded file.")
+@click.option(
+    "--allow-insecure-bind",
+    is_flag=True,
+    default=None,
+    help="Serve without auth on a non-loopback address (env MEMSTORE_ALLOW_INSECURE_BIND).",
+)
 def serve(
-    host: str | None, port: int | None, memory_type: str | None, data_path: Path | None
+    host: str | None,
+    port: int | None,
+    memory_type: str | None,
+    data_path: Path | None,
+    allow_insecure_bind: bool | None,
 ) -> None:
     """Serve the HTTP API until SIGTERM/SIGINT (then stop gracefully)."""
     from memstore.api.app import serve as run_server
@@ -99,6 +131,7 @@ def serve(
         ("port", port),
         ("memory_type", memory_type),
         ("data_path", data_path),
+        ("allow_insecure_bind", allow_insecure_bind),
     ):
         if value is not None:
             overrides[key] = value

@@ -11,6 +11,7 @@ that span, so the service's server span joins the agent's trace.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import quote
 
@@ -21,12 +22,16 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
 from memstore.errors import (
+    AuthenticationError,
     BackendUnavailableError,
     ConflictError,
     InvalidInputError,
     MemoryStoreError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
 )
 from memstore.records import (
     DEFAULT_CONVERSATION,
@@ -41,9 +46,23 @@ from memstore.records import (
 )
 
 
-def _error(status: int, body: dict[str, Any]) -> MemoryStoreError:
+def _error(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> MemoryStoreError:
     message = str(body.get("message") or f"HTTP {status}")
     details = body.get("details") or {}
+    if status == 401:
+        return AuthenticationError(message)
+    if status == 403:
+        if body.get("code") == "quota_exceeded":
+            return QuotaExceededError(message, **details)
+        return PermissionDeniedError(message, **details)
+    if status == 429:
+        try:
+            retry_after = float((headers or {}).get("Retry-After", "1"))
+        except ValueError:
+            retry_after = 1.0
+        return RateLimitedError(message, retry_after=retry_after)
     if status == 412:
         return ConflictError(
             message,
@@ -83,7 +102,8 @@ class MemoryClient:
         """``tracer_provider``: where the client's spans go (default: the global one)."""
         self.base_url = base_url.rstrip("/")
         self.namespace = namespace
-        self._token = token
+        # Never logged or shown; MEMSTORE_TOKEN is read when no token is given.
+        self._token = token if token is not None else os.environ.get("MEMSTORE_TOKEN") or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
@@ -186,7 +206,7 @@ class MemoryClient:
         elif raw:
             body = raw.decode("utf-8", "replace")
         if status >= 400 and not (accept_404 and status == 404):
-            raise _error(status, body if isinstance(body, dict) else {})
+            raise _error(status, body if isinstance(body, dict) else {}, resp_headers)
         return status, body, resp_headers
 
     # -- health and admin -------------------------------------------------------------
@@ -197,6 +217,20 @@ class MemoryClient:
         except MemoryStoreError:
             return False
         return status == 200
+
+    async def list_memory_summaries(self) -> list[MemorySummary]:
+        """Admin: summaries of every namespace the token covers (all pages)."""
+        out: list[MemorySummary] = []
+        after: str | None = None
+        while True:
+            _, page, _ = await self._request("GET", "/v1/summary", params={"after": after})
+            for item in page["items"]:
+                item.pop("total_entities", None)
+                item.pop("total_tool_uses", None)
+                out.append(MemorySummary(**item))
+            after = page["next_after"]
+            if after is None:
+                return out
 
     async def get_metrics(self) -> dict[str, Any]:
         """The service's metrics (async here: it is a network call)."""

@@ -78,6 +78,36 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias=_env("MEMSTORE_LOG_LEVEL"))
 
+    # -- security and limits (see docs/architecture.md, "Security") -----------------------
+    # Off is the developer default (`make run`); then only a loopback bind is allowed.
+    auth_enabled: bool = Field(False, validation_alias=_env("MEMSTORE_AUTH_ENABLED"))
+    # JSON {"tokens": [{"name", "sha256", "namespaces", "roles"}]}, mounted from a Secret.
+    auth_tokens_file: Path | None = Field(None, validation_alias=_env("MEMSTORE_AUTH_TOKENS_FILE"))
+    # Serve without auth on a non-loopback address anyway (e.g. behind an authenticating
+    # proxy). Logged as a warning at start.
+    allow_insecure_bind: bool = Field(False, validation_alias=_env("MEMSTORE_ALLOW_INSECURE_BIND"))
+    # Per token (per client address when auth is off), per replica; 0 turns it off.
+    rate_limit_rps: float = Field(0.0, ge=0, validation_alias=_env("MEMSTORE_RATE_LIMIT_RPS"))
+    # Bucket size; 0 means twice the rate (at least 1).
+    rate_limit_burst: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_RATE_LIMIT_BURST"))
+    # Requests one token (client address with auth off) may have in flight on a replica;
+    # more get 429 at once, so a caller with many slow requests cannot hold every slot.
+    max_inflight_per_caller: int = Field(
+        0, ge=0, validation_alias=_env("MEMSTORE_MAX_INFLIGHT_PER_CALLER")
+    )
+    # Per namespace; 0 turns a quota off.
+    quota_max_entities: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_QUOTA_MAX_ENTITIES"))
+    quota_max_bytes: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_QUOTA_MAX_BYTES"))
+    # How long a namespace's exact usage (read from the backend) is trusted before it is
+    # read again; writes in between are added locally.
+    quota_refresh_seconds: float = Field(
+        10.0, ge=0, validation_alias=_env("MEMSTORE_QUOTA_REFRESH_SECONDS")
+    )
+    # Whole-request budget (body read + handler); 0 turns it off.
+    request_timeout_seconds: float = Field(
+        30.0, ge=0, validation_alias=_env("MEMSTORE_REQUEST_TIMEOUT_SECONDS")
+    )
+
     @field_validator("memory_type", mode="before")
     @classmethod
     def _normalise_type(cls, value: Any) -> Any:

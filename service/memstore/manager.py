@@ -604,6 +604,14 @@ class DistributedMemoryManager:
         """A readable Markdown summary (seed API); ``get_memory_summary_data`` is structured."""
         return (await self.get_memory_summary_data()).to_markdown()
 
+    async def get_stored_bytes(self) -> int | None:
+        """Bytes of stored payloads in this namespace, or ``None`` if the backend can't tell."""
+        return await self._run("stored_bytes", lambda: self.backend.stored_bytes(self.namespace))
+
+    async def list_namespaces(self) -> list[str] | None:
+        """Namespaces holding data, or ``None`` if the backend cannot enumerate them."""
+        return await self._run("list_namespaces", lambda: self.backend.list_namespaces())
+
     def clear_cache(self) -> int:
         """Drop this process's local cache (synchronous, as in the seed). Returns entries."""
         return self._shared.cache.clear()

@@ -20,8 +20,10 @@ from memstore.api.errors import error_middleware
 from memstore.api.observability import observability_middleware
 from memstore.api.openapi import build_openapi
 from memstore.api.routes import ROUTES, add_routes
+from memstore.api.security import check_bind, security_middleware
 from memstore.api.state import MANAGER, METRICS, OPENAPI, SETTINGS
 from memstore.config import Settings
+from memstore.errors import BackendUnavailableError
 from memstore.manager import DistributedMemoryManager
 from memstore.metrics import PrometheusMetrics
 from memstore.tracing import Tracing
@@ -48,7 +50,7 @@ def create_app(
     recording = metrics if settings.metrics_enabled else None
     if manager is None:
         manager = DistributedMemoryManager(settings=settings, prometheus=recording, tracing=tracing)
-    middlewares: list[Middleware] = [error_middleware]
+    middlewares: list[Middleware] = [error_middleware, security_middleware(settings, manager)]
     if recording is not None or tracing is not None:
         middlewares.insert(0, observability_middleware(recording, tracing))
     app = web.Application(
@@ -62,7 +64,12 @@ def create_app(
     add_routes(app)
 
     async def manager_lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await app[MANAGER].start()
+        try:
+            await app[MANAGER].start()
+        except BackendUnavailableError:
+            # Serve anyway: /readyz says unready and requests get 503 until the backend
+            # answers (the manager connects on first use); no restart needed.
+            log.warning("memory backend unavailable at start; serving unready until it answers")
         yield
         await app[MANAGER].close()
         if tracing is not None:
@@ -75,8 +82,7 @@ def create_app(
 
 def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then stop gracefully."""
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.info("listening on a non-loopback address %s", settings.host)
+    check_bind(settings)
     web.run_app(
         create_app(settings),
         host=settings.host,

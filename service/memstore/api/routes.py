@@ -17,11 +17,12 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from memstore.api import schemas
+from memstore.api.security import principal_of
 from memstore.api.state import MANAGER, METRICS, OPENAPI
 from memstore.errors import ConflictError, InvalidInputError, NotFoundError
 from memstore.manager import DistributedMemoryManager
 from memstore.records import EntityRecord
-from memstore.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_name
+from memstore.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -411,6 +412,32 @@ async def summary(request: web.Request) -> web.Response:
     return json_response(data.to_dict())
 
 
+async def list_summaries(request: web.Request) -> web.Response:
+    """Admin: summaries of the namespaces the token covers (every namespace for ``*``)."""
+    manager = request.app[MANAGER]
+    settings = manager.settings
+    limit = check_limit(
+        query_int(request, "limit"), settings.max_page_size, default=settings.default_page_size
+    )
+    after = query_str(request, "after")
+    if after is not None:
+        check_name("namespace", after)
+    scope = principal_of(request).namespaces
+    complete = True
+    if scope is None:
+        listed = await manager.list_namespaces()
+        complete = listed is not None
+        names = listed or []
+    else:
+        names = sorted(n for n in scope if NAMESPACE_RE.fullmatch(n))
+    names = [n for n in names if after is None or n > after][: limit + 1]
+    items = [
+        (await manager.for_namespace(n).get_memory_summary_data()).to_dict() for n in names[:limit]
+    ]
+    next_after = names[limit - 1] if len(names) > limit else None
+    return json_response({"items": items, "next_after": next_after, "complete": complete})
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])
 
@@ -436,6 +463,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/cache/clear", clear_cache, "clearCache",
           "Clear this replica's local cache.", "admin",
           responses={200: ("Cleared.", schemas.CacheClearedOut)}),
+    Route("GET", "/v1/summary", list_summaries, "listMemorySummaries",
+          "Summaries of every namespace the token covers, by name, one page.", "admin",
+          params=(LIMIT, Param("after", "query", _pattern(NAMESPACE_RE),
+                               "Only namespaces after this one (from `next_after`).")),
+          responses={200: ("A page.", schemas.SummaryPageOut), 400: E400, 503: E503}),
     Route("GET", f"{P}/summary", summary, "getMemorySummary",
           "Counts of everything in the namespace.", "summary",
           params=(NS, Param("format", "query", {"type": "string", "enum": ["json", "markdown"]},

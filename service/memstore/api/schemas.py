@@ -165,3 +165,13 @@ class MetricsOut(BaseModel):
     backend: str
     operations: dict[str, Any]
     cache: dict[str, Any]
+
+
+class SummaryPageOut(BaseModel):
+    items: list[SummaryOut] = Field(description="One summary per namespace, by name.")
+    next_after: str | None = Field(
+        description="Pass as `after` for the next page; null on the last page."
+    )
+    complete: bool = Field(
+        description="False when the backend cannot list namespaces (wildcard tokens only)."
+    )
