@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         1_048_576, ge=1024, validation_alias=_env("MEMSTORE_MAX_BODY_BYTES")
     )
-    max_page_size: int = Field(500, ge=1, le=10_000, validation_alias=_env("MEMSTORE_MAX_PAGE_SIZE"))
+    max_page_size: int = Field(
+        500, ge=1, le=10_000, validation_alias=_env("MEMSTORE_MAX_PAGE_SIZE")
+    )
     default_page_size: int = Field(
         50, ge=1, le=10_000, validation_alias=_env("MEMSTORE_DEFAULT_PAGE_SIZE")
     )

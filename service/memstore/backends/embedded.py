@@ -587,4 +587,3 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             tool_usage_counts={r[0]: r[1] for r in tool_rows},
             feedback_count=fb[0],
         )
-

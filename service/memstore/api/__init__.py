@@ -1,0 +1,1 @@
+"""HTTP API (aiohttp). Knows the manager, never a backend's details."""

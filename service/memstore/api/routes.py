@@ -1,0 +1,483 @@
+"""Routes and views. Views stay thin: parse, call the manager, shape the response.
+
+Every route is declared once in ``ROUTES`` with its parameters, body and responses; the
+router and ``/openapi.json`` are both built from that table, so the document cannot drift
+from what the server does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from memstore.api import schemas
+from memstore.api.state import MANAGER, METRICS, OPENAPI
+from memstore.errors import InvalidInputError, NotFoundError
+from memstore.manager import DistributedMemoryManager
+from memstore.records import EntityRecord
+from memstore.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE
+
+View = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    location: Literal["path", "query", "header"]
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: View
+    operation_id: str
+    summary: str
+    tag: str
+    params: tuple[Param, ...] = ()
+    body: type[BaseModel] | None = None
+    # status -> (description, model or media type string or None)
+    responses: dict[int, tuple[str, type[BaseModel] | str | None]] = field(default_factory=dict)
+    response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
+
+
+def _pattern(rx: re.Pattern[str]) -> dict[str, Any]:
+    return {"type": "string", "pattern": rx.pattern}
+
+
+NS = Param("namespace", "path", _pattern(NAMESPACE_RE), "Memory namespace (tenant).", True)
+ETYPE = Param("entity_type", "path", _pattern(TYPE_RE), "Entity type.", True)
+EID = Param("entity_id", "path", _pattern(ID_RE), "Entity id.", True)
+CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True)
+LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "Page size (capped).")
+CURSOR = Param("cursor", "query", {"type": "string"}, "Opaque cursor from `next_cursor`.")
+IF_MATCH = Param("If-Match", "header", {"type": "string"}, 'Expected version as an ETag: "3".')
+IF_NONE_MATCH = Param(
+    "If-None-Match", "header", {"type": "string"}, "`*` on PUT: create only; an ETag on GET."
+)
+
+E400 = ("Invalid input.", schemas.ErrorOut)
+E404 = ("Not found.", schemas.ErrorOut)
+E412 = ("Version precondition failed.", schemas.ErrorOut)
+E413 = ("Body too large.", schemas.ErrorOut)
+E503 = ("Backend unavailable; retry later.", schemas.ErrorOut)
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON, headers=headers)
+
+
+def manager_for(request: web.Request) -> DistributedMemoryManager:
+    return request.app[MANAGER].for_namespace(request.match_info["namespace"])
+
+
+async def read_body(request: web.Request, model: type[M]) -> M:
+    """Parse the body as JSON (whatever the Content-Type, so plain curl works) into
+    ``model``; every problem is an ``InvalidInputError`` naming the field."""
+    raw = await request.read()  # aiohttp enforces client_max_size (413)
+    if not raw:
+        raise InvalidInputError("request body must be a JSON object", field="body")
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"request body is not valid JSON: {exc}", field="body") from exc
+    if not isinstance(value, dict):
+        raise InvalidInputError("request body must be a JSON object", field="body")
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        # Locations and messages only: inputs may be payloads and must not be echoed.
+        problems = [
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        first = problems[0]
+        raise InvalidInputError(
+            f"{first['field']}: {first['problem']}", problems=problems
+        ) from None
+
+
+def query_int(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    if not re.fullmatch(r"-?[0-9]{1,18}", raw):
+        raise InvalidInputError(f"{name} must be an integer", field=name)
+    return int(raw)
+
+
+def query_float(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be a number", field=name) from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidInputError(f"{name} must be a finite number", field=name)
+    return value
+
+
+def query_str(request: web.Request, name: str) -> str | None:
+    return request.query.get(name)
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+_ETAG_RE = re.compile(r'^(?:W/)?"?([0-9]{1,18})"?$')
+
+
+def parse_etag(value: str, header: str) -> int:
+    match = _ETAG_RE.fullmatch(value.strip())
+    if match is None:
+        raise InvalidInputError(f'{header} must be an ETag such as "3"', field=header)
+    return int(match.group(1))
+
+
+def entity_body(record: EntityRecord) -> dict[str, Any]:
+    return record.to_dict()
+
+
+# -- health, metrics, admin -------------------------------------------------------------
+
+
+async def livez(request: web.Request) -> web.Response:
+    return json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    if await manager.ping():
+        return json_response({"status": "ready", "backend": manager.memory_type})
+    return json_response(
+        {"status": "unready", "backend": manager.memory_type},
+        status=503,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def prometheus_metrics(request: web.Request) -> web.Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    body = generate_latest(request.app[METRICS].registry)
+    resp = web.Response(body=body)
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def metrics_json(request: web.Request) -> web.Response:
+    return json_response(request.app[MANAGER].get_metrics())
+
+
+async def clear_cache(request: web.Request) -> web.Response:
+    return json_response({"cleared": request.app[MANAGER].clear_cache()})
+
+
+# -- entities ---------------------------------------------------------------------------
+
+
+async def get_entity_types(request: web.Request) -> web.Response:
+    return json_response({"types": await manager_for(request).get_entity_types()})
+
+
+async def list_entities(request: web.Request) -> web.Response:
+    page = await manager_for(request).list_entities(
+        request.match_info["entity_type"],
+        limit=query_int(request, "limit"),
+        cursor=query_str(request, "cursor"),
+    )
+    return json_response(
+        {"items": [entity_body(e) for e in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+async def get_entity(request: web.Request) -> web.Response:
+    mi = request.match_info
+    record = await manager_for(request).get_entity(mi["entity_type"], mi["entity_id"])
+    if record is None:
+        raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
+    tag = etag(record.version)
+    if request.headers.get("If-None-Match") == tag:
+        return web.Response(status=304, headers={"ETag": tag})
+    return json_response(entity_body(record), headers={"ETag": tag})
+
+
+async def put_entity(request: web.Request) -> web.Response:
+    mi = request.match_info
+    expected: int | None = None
+    if (if_match := request.headers.get("If-Match")) is not None:
+        expected = parse_etag(if_match, "If-Match")
+        if expected == 0:
+            raise InvalidInputError("If-Match versions start at 1", field="If-Match")
+    if (if_none := request.headers.get("If-None-Match")) is not None:
+        if if_none.strip() != "*":
+            raise InvalidInputError("If-None-Match on PUT must be *", field="If-None-Match")
+        if expected is not None:
+            raise InvalidInputError("use If-Match or If-None-Match, not both", field="If-Match")
+        expected = 0
+    body = await read_body(request, schemas.EntityPut)
+    record = await manager_for(request).save_entity(
+        mi["entity_type"],
+        mi["entity_id"],
+        body.data,
+        ttl=body.ttl_seconds,
+        expected_version=expected,
+    )
+    created = record.version == 1
+    headers = {"ETag": etag(record.version)}
+    if created:
+        headers["Location"] = request.rel_url.path
+    return json_response(entity_body(record), status=201 if created else 200, headers=headers)
+
+
+async def delete_entity(request: web.Request) -> web.Response:
+    mi = request.match_info
+    expected = None
+    if (if_match := request.headers.get("If-Match")) is not None:
+        expected = parse_etag(if_match, "If-Match")
+    deleted = await manager_for(request).delete_entity(
+        mi["entity_type"], mi["entity_id"], expected_version=expected
+    )
+    if not deleted:
+        raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
+    return web.Response(status=204)
+
+
+# -- conversations ----------------------------------------------------------------------
+
+
+async def list_conversations(request: web.Request) -> web.Response:
+    page = await manager_for(request).list_conversations(
+        limit=query_int(request, "limit"), cursor=query_str(request, "cursor")
+    )
+    return json_response(
+        {"items": [c.to_dict() for c in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+async def get_messages(request: web.Request) -> web.Response:
+    manager = manager_for(request)
+    limit = query_int(request, "limit")
+    if limit is None:
+        limit = manager.settings.default_page_size
+    records = await manager.load_messages(
+        request.match_info["conversation_id"], limit=limit, before_seq=query_int(request, "before")
+    )
+    # seq is contiguous from 1, so older messages exist exactly when the first seq > 1.
+    next_before = records[0].seq if records and records[0].seq > 1 else None
+    return json_response({"items": [m.to_dict() for m in records], "next_before": next_before})
+
+
+async def append_messages(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.MessagesIn)
+    records = await manager_for(request).append_messages(
+        body.messages, request.match_info["conversation_id"]
+    )
+    return json_response({"items": [m.to_dict() for m in records], "next_before": None}, status=201)
+
+
+async def replace_messages(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.MessagesIn)
+    records = await manager_for(request).save_conversation_history(
+        body.messages, request.match_info["conversation_id"]
+    )
+    return json_response({"items": [m.to_dict() for m in records], "next_before": None})
+
+
+async def delete_conversation(request: web.Request) -> web.Response:
+    cid = request.match_info["conversation_id"]
+    if not await manager_for(request).delete_conversation(cid):
+        raise NotFoundError(f"conversation {cid} does not exist")
+    return web.Response(status=204)
+
+
+# -- tool usage and feedback ------------------------------------------------------------
+
+
+async def record_tool_usage(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.ToolUsageIn)
+    record = await manager_for(request).save_tool_usage(
+        body.tool_name,
+        body.input,
+        body.output,
+        duration_ms=body.duration_ms,
+        success=body.success,
+        conversation_id=body.conversation_id,
+        timestamp=body.timestamp,
+        usage_id=body.id,
+    )
+    return json_response(record.to_dict(), status=201)
+
+
+async def query_tool_usage(request: web.Request) -> web.Response:
+    page = await manager_for(request).query_tool_usage(
+        query_str(request, "tool_name"),
+        start=query_float(request, "start"),
+        end=query_float(request, "end"),
+        limit=query_int(request, "limit"),
+        cursor=query_str(request, "cursor"),
+    )
+    return json_response(
+        {"items": [r.to_dict() for r in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+async def get_tool_names(request: web.Request) -> web.Response:
+    return json_response({"tools": await manager_for(request).get_tool_names()})
+
+
+async def save_feedback(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.FeedbackIn)
+    record = await manager_for(request).save_learning_feedback(
+        body.agent_name, body.feedback_type, body.data
+    )
+    return json_response(record.to_dict(), status=201)
+
+
+async def query_feedback(request: web.Request) -> web.Response:
+    page = await manager_for(request).query_learning_feedback(
+        query_str(request, "agent_name"),
+        query_str(request, "feedback_type"),
+        limit=query_int(request, "limit"),
+        cursor=query_str(request, "cursor"),
+    )
+    return json_response(
+        {"items": [r.to_dict() for r in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+async def summary(request: web.Request) -> web.Response:
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "markdown"):
+        raise InvalidInputError("format must be json or markdown", field="format")
+    data = await manager_for(request).get_memory_summary_data()
+    if fmt == "markdown":
+        return web.Response(text=data.to_markdown(), content_type="text/markdown")
+    return json_response(data.to_dict())
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])
+
+
+# -- the table --------------------------------------------------------------------------
+
+P = "/v1/namespaces/{namespace}"
+PAGE = (LIMIT, CURSOR)
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/livez", livez, "livez", "Liveness: the process is up.", "health",
+          responses={200: ("Alive.", schemas.HealthOut)}),
+    Route("GET", "/readyz", readyz, "readyz", "Readiness: the backend answers.", "health",
+          responses={200: ("Ready.", schemas.HealthOut), 503: ("Not ready.", schemas.HealthOut)}),
+    Route("GET", "/metrics", prometheus_metrics, "prometheusMetrics",
+          "Prometheus metrics (text exposition format).", "metrics",
+          responses={200: ("Metrics.", "text/plain")}),
+    Route("GET", "/openapi.json", openapi_json, "openapi", "This document.", "meta",
+          responses={200: ("OpenAPI 3.1 document.", JSON)}),
+    Route("GET", "/v1/metrics", metrics_json, "getMetrics",
+          "Operation, error, latency and cache figures (the manager's get_metrics).", "admin",
+          responses={200: ("Metrics.", schemas.MetricsOut)}),
+    Route("POST", "/v1/cache/clear", clear_cache, "clearCache",
+          "Clear this replica's local cache.", "admin",
+          responses={200: ("Cleared.", schemas.CacheClearedOut)}),
+    Route("GET", f"{P}/summary", summary, "getMemorySummary",
+          "Counts of everything in the namespace.", "summary",
+          params=(NS, Param("format", "query", {"type": "string", "enum": ["json", "markdown"]},
+                            "json (default) or markdown.")),
+          responses={200: ("Summary.", schemas.SummaryOut), 400: E400, 503: E503}),
+    Route("GET", f"{P}/entities", get_entity_types, "getEntityTypes",
+          "Entity types with at least one entity.", "entities",
+          params=(NS,), responses={200: ("Types.", schemas.EntityTypesOut), 400: E400, 503: E503}),
+    Route("GET", f"{P}/entities/{{entity_type}}", list_entities, "listEntities",
+          "Entities of one type, ordered by id, one page.", "entities",
+          params=(NS, ETYPE, *PAGE),
+          responses={200: ("A page.", schemas.EntityPage), 400: E400, 503: E503}),
+    Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}", get_entity, "getEntity",
+          "Load an entity; its version is the ETag.", "entities",
+          params=(NS, ETYPE, EID, IF_NONE_MATCH),
+          responses={200: ("The entity.", schemas.EntityOut), 304: ("Not modified.", None),
+                     400: E400, 404: E404, 503: E503},
+          response_headers={200: {"ETag": "The entity's version."}}),
+    Route("PUT", f"{P}/entities/{{entity_type}}/{{entity_id}}", put_entity, "saveEntity",
+          "Create or replace an entity; If-Match makes it conditional.", "entities",
+          params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH), body=schemas.EntityPut,
+          responses={200: ("Replaced.", schemas.EntityOut), 201: ("Created.", schemas.EntityOut),
+                     400: E400, 412: E412, 413: E413, 503: E503},
+          response_headers={200: {"ETag": "New version."}, 201: {"ETag": "New version."}}),
+    Route("DELETE", f"{P}/entities/{{entity_type}}/{{entity_id}}", delete_entity,
+          "deleteEntity", "Delete an entity; If-Match makes it conditional.", "entities",
+          params=(NS, ETYPE, EID, IF_MATCH),
+          responses={204: ("Deleted.", None), 400: E400, 404: E404, 412: E412, 503: E503}),
+    Route("GET", f"{P}/conversations", list_conversations, "listConversations",
+          "Conversations ordered by id, one page.", "conversations",
+          params=(NS, *PAGE),
+          responses={200: ("A page.", schemas.ConversationPage), 400: E400, 503: E503}),
+    Route("GET", f"{P}/conversations/{{conversation_id}}/messages", get_messages,
+          "loadMessages", "The last `limit` messages before `before`, in order.",
+          "conversations",
+          params=(NS, CID, LIMIT,
+                  Param("before", "query", {"type": "integer", "minimum": 1},
+                        "Only messages with seq below this (from `next_before`).")),
+          responses={200: ("Messages.", schemas.MessagesOut), 400: E400, 503: E503}),
+    Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
+          "appendMessages", "Append messages atomically.", "conversations",
+          params=(NS, CID), body=schemas.MessagesIn,
+          responses={201: ("Appended.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
+    Route("PUT", f"{P}/conversations/{{conversation_id}}/messages", replace_messages,
+          "saveConversationHistory", "Replace the whole history.", "conversations",
+          params=(NS, CID), body=schemas.MessagesIn,
+          responses={200: ("Replaced.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
+    Route("DELETE", f"{P}/conversations/{{conversation_id}}", delete_conversation,
+          "deleteConversation", "Delete a conversation and its messages.", "conversations",
+          params=(NS, CID), responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
+    Route("POST", f"{P}/tool-usage", record_tool_usage, "saveToolUsage",
+          "Record one tool use.", "tool-usage", params=(NS,), body=schemas.ToolUsageIn,
+          responses={201: ("Recorded.", schemas.ToolUsageOut), 400: E400, 413: E413, 503: E503}),
+    Route("GET", f"{P}/tool-usage", query_tool_usage, "queryToolUsage",
+          "Tool uses ordered by time; filter by tool and [start, end).", "tool-usage",
+          params=(NS, Param("tool_name", "query", _pattern(TOOL_RE), "Only this tool."),
+                  Param("start", "query", {"type": "number"}, "From (POSIX seconds, inclusive)."),
+                  Param("end", "query", {"type": "number"}, "To (POSIX seconds, exclusive)."),
+                  *PAGE),
+          responses={200: ("A page.", schemas.ToolUsagePage), 400: E400, 503: E503}),
+    Route("GET", f"{P}/tools", get_tool_names, "getToolNames",
+          "Tools with at least one recorded use.", "tool-usage", params=(NS,),
+          responses={200: ("Tool names.", schemas.ToolNamesOut), 400: E400, 503: E503}),
+    Route("POST", f"{P}/feedback", save_feedback, "saveLearningFeedback",
+          "Record learning feedback for an agent.", "feedback", params=(NS,),
+          body=schemas.FeedbackIn,
+          responses={201: ("Recorded.", schemas.FeedbackOut), 400: E400, 413: E413, 503: E503}),
+    Route("GET", f"{P}/feedback", query_feedback, "getLearningFeedback",
+          "Learning feedback ordered by time, filtered by agent and type.", "feedback",
+          params=(NS, Param("agent_name", "query", _pattern(TOOL_RE)),
+                  Param("feedback_type", "query", _pattern(TYPE_RE)), *PAGE),
+          responses={200: ("A page.", schemas.FeedbackPage), 400: E400, 503: E503}),
+)  # fmt: skip
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        # aiohttp's default segment pattern refuses "{" and "}"; accept any segment so the
+        # manager's validation answers with a 400 naming the field instead of a bare 404.
+        path = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", route.path)
+        app.router.add_route(route.method, path, route.handler, name=route.operation_id)

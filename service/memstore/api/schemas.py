@@ -1,0 +1,162 @@
+"""Request and response bodies. Requests are validated with these models (unknown fields
+are rejected); responses are documented with them in /openapi.json, and the API tests
+check real responses against that document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+# -- requests -------------------------------------------------------------------------
+
+
+class EntityPut(_Strict):
+    data: dict[str, JsonValue] = Field(description="The entity: any JSON object, stored exactly.")
+    ttl_seconds: float | None = Field(
+        None, gt=0, le=315_360_000, description="Expire the entity after this many seconds."
+    )
+
+
+class MessagesIn(_Strict):
+    messages: list[dict[str, JsonValue]] = Field(
+        description="Messages (JSON objects) in conversation order."
+    )
+
+
+class ToolUsageIn(_Strict):
+    tool_name: str
+    input: JsonValue = None
+    output: JsonValue = None
+    duration_ms: float = Field(0.0, ge=0, lt=1e12)
+    success: bool = True
+    timestamp: float | None = Field(
+        None, ge=0, lt=1e11, description="POSIX seconds; default: when the server receives it."
+    )
+    conversation_id: str | None = None
+    id: str | None = Field(None, description="Client-chosen id; makes retries idempotent.")
+
+
+class FeedbackIn(_Strict):
+    agent_name: str
+    feedback_type: str
+    data: JsonValue = None
+
+
+# -- responses ------------------------------------------------------------------------
+
+
+class ErrorOut(BaseModel):
+    code: str = Field(description="Stable machine-readable error code.")
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class EntityOut(BaseModel):
+    type: str
+    id: str
+    data: dict[str, Any]
+    version: int
+    created_at: float
+    updated_at: float
+    expires_at: float | None
+
+
+class EntityPage(BaseModel):
+    items: list[EntityOut]
+    next_cursor: str | None
+
+
+class EntityTypesOut(BaseModel):
+    types: list[str]
+
+
+class MessageOut(BaseModel):
+    conversation_id: str
+    seq: int
+    message: dict[str, Any]
+    created_at: float
+
+
+class MessagesOut(BaseModel):
+    items: list[MessageOut]
+    next_before: int | None = Field(
+        description="Pass as `before` to get the previous page; null at the start."
+    )
+
+
+class ConversationOut(BaseModel):
+    conversation_id: str
+    message_count: int
+    created_at: float
+    updated_at: float
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationOut]
+    next_cursor: str | None
+
+
+class ToolUsageOut(BaseModel):
+    id: str
+    tool_name: str
+    input: Any
+    output: Any
+    duration_ms: float
+    success: bool
+    timestamp: float
+    conversation_id: str | None
+
+
+class ToolUsagePage(BaseModel):
+    items: list[ToolUsageOut]
+    next_cursor: str | None
+
+
+class ToolNamesOut(BaseModel):
+    tools: list[str]
+
+
+class FeedbackOut(BaseModel):
+    id: str
+    agent_name: str
+    feedback_type: str
+    data: Any
+    timestamp: float
+
+
+class FeedbackPage(BaseModel):
+    items: list[FeedbackOut]
+    next_cursor: str | None
+
+
+class SummaryOut(BaseModel):
+    namespace: str
+    entity_counts: dict[str, int]
+    conversations: int
+    messages: int
+    tool_usage_counts: dict[str, int]
+    feedback_count: int
+    total_entities: int
+    total_tool_uses: int
+
+
+class HealthOut(BaseModel):
+    status: str
+    backend: str | None = None
+
+
+class CacheClearedOut(BaseModel):
+    cleared: int
+
+
+class MetricsOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    backend: str
+    operations: dict[str, Any]
+    cache: dict[str, Any]

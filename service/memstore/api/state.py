@@ -1,0 +1,16 @@
+"""Typed keys for what the application holds (one owner each, set in ``app.create_app``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from memstore.config import Settings
+from memstore.manager import DistributedMemoryManager
+from memstore.metrics import PrometheusMetrics
+
+SETTINGS = web.AppKey("settings", Settings)
+MANAGER = web.AppKey("manager", DistributedMemoryManager)
+METRICS = web.AppKey("metrics", PrometheusMetrics)
+OPENAPI = web.AppKey("openapi", dict[str, Any])

@@ -1,0 +1,422 @@
+"""``MemoryClient``: the HTTP service with the manager's method names and return types.
+
+Swap ``DistributedMemoryManager(...)`` for ``MemoryClient(url, namespace=...)`` and the
+agent's code stays the same: same methods, same records, same exceptions
+(``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from memstore.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    InvalidInputError,
+    MemoryStoreError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+from memstore.records import (
+    DEFAULT_CONVERSATION,
+    ConversationInfo,
+    EntityRecord,
+    FeedbackRecord,
+    JSONObject,
+    MemorySummary,
+    MessageRecord,
+    Page,
+    ToolUsageRecord,
+)
+
+
+def _error(status: int, body: dict[str, Any]) -> MemoryStoreError:
+    message = str(body.get("message") or f"HTTP {status}")
+    details = body.get("details") or {}
+    if status == 412:
+        return ConflictError(
+            message,
+            expected_version=details.get("expected_version"),
+            current_version=details.get("current_version"),
+        )
+    if status == 404:
+        return NotFoundError(message)
+    if status == 413:
+        return PayloadTooLargeError(message, **details)
+    if 400 <= status < 500:
+        err = InvalidInputError(message, **details)
+        err.code = str(body.get("code") or err.code)
+        return err
+    if status in (502, 503, 504):
+        return BackendUnavailableError(message)
+    return MemoryStoreError(message)
+
+
+def _q(value: str) -> str:
+    return quote(value, safe="")
+
+
+class MemoryClient:
+    """Async client for one memory namespace of a memstore service."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8080",
+        namespace: str = "agent",
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.namespace = namespace
+        self._token = token
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session = session
+        self._owns_session = session is None
+
+    def __repr__(self) -> str:  # never show the token
+        return f"MemoryClient({self.base_url!r}, namespace={self.namespace!r})"
+
+    async def __aenter__(self) -> MemoryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    def for_namespace(self, namespace: str) -> MemoryClient:
+        """A client on another namespace sharing this client's connection pool."""
+        other = MemoryClient(
+            self.base_url, namespace, token=self._token, session=self._get_session()
+        )
+        other._owns_session = False
+        return other
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    def _ns(self, path: str) -> str:
+        return f"/v1/namespaces/{_q(self.namespace)}{path}"
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        accept_404: bool = False,
+    ) -> tuple[int, Any, dict[str, str]]:
+        hdrs = dict(headers or {})
+        if self._token:
+            hdrs["Authorization"] = f"Bearer {self._token}"
+        data = None
+        if json is not None:
+            data = orjson.dumps(json)
+            hdrs["Content-Type"] = "application/json"
+        query = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        try:
+            async with self._get_session().request(
+                method, self.base_url + path, data=data, params=query, headers=hdrs
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                resp_headers = dict(resp.headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise BackendUnavailableError(
+                f"cannot reach memstore at {self.base_url}: {exc}"
+            ) from exc
+        body: Any = None
+        if raw and resp_headers.get("Content-Type", "").startswith("application/json"):
+            body = orjson.loads(raw)
+        elif raw:
+            body = raw.decode("utf-8", "replace")
+        if status >= 400 and not (accept_404 and status == 404):
+            raise _error(status, body if isinstance(body, dict) else {})
+        return status, body, resp_headers
+
+    # -- health and admin -------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        try:
+            status, _, _ = await self._request("GET", "/readyz")
+        except MemoryStoreError:
+            return False
+        return status == 200
+
+    async def get_metrics(self) -> dict[str, Any]:
+        """The service's metrics (async here: it is a network call)."""
+        return (await self._request("GET", "/v1/metrics"))[1]  # type: ignore[no-any-return]
+
+    async def clear_cache(self) -> int:
+        return int((await self._request("POST", "/v1/cache/clear"))[1]["cleared"])
+
+    # -- entities ---------------------------------------------------------------------
+
+    async def save_entity(
+        self,
+        entity_type: str,
+        entity_id: str,
+        data: JSONObject,
+        *,
+        ttl: float | None = None,
+        expected_version: int | None = None,
+    ) -> EntityRecord:
+        headers = {}
+        if expected_version == 0:
+            headers["If-None-Match"] = "*"
+        elif expected_version is not None:
+            headers["If-Match"] = f'"{expected_version}"'
+        body: dict[str, Any] = {"data": data}
+        if ttl is not None:
+            body["ttl_seconds"] = ttl
+        _, out, _ = await self._request(
+            "PUT",
+            self._ns(f"/entities/{_q(entity_type)}/{_q(entity_id)}"),
+            json=body,
+            headers=headers,
+        )
+        return EntityRecord(**out)
+
+    async def get_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None:
+        status, out, _ = await self._request(
+            "GET", self._ns(f"/entities/{_q(entity_type)}/{_q(entity_id)}"), accept_404=True
+        )
+        return None if status == 404 else EntityRecord(**out)
+
+    async def load_entity(self, entity_type: str, entity_id: str) -> JSONObject | None:
+        record = await self.get_entity(entity_type, entity_id)
+        return None if record is None else record.data
+
+    async def delete_entity(
+        self, entity_type: str, entity_id: str, *, expected_version: int | None = None
+    ) -> bool:
+        headers = {} if expected_version is None else {"If-Match": f'"{expected_version}"'}
+        status, _, _ = await self._request(
+            "DELETE",
+            self._ns(f"/entities/{_q(entity_type)}/{_q(entity_id)}"),
+            headers=headers,
+            accept_404=True,
+        )
+        return status == 204
+
+    async def list_entities(
+        self, entity_type: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[EntityRecord]:
+        _, out, _ = await self._request(
+            "GET",
+            self._ns(f"/entities/{_q(entity_type)}"),
+            params={"limit": limit, "cursor": cursor},
+        )
+        return Page([EntityRecord(**e) for e in out["items"]], out["next_cursor"])
+
+    async def load_entities_by_type(self, entity_type: str) -> dict[str, JSONObject]:
+        result: dict[str, JSONObject] = {}
+        cursor = None
+        while True:
+            page = await self.list_entities(entity_type, cursor=cursor)
+            result.update((e.id, e.data) for e in page.items)
+            if page.next_cursor is None:
+                return result
+            cursor = page.next_cursor
+
+    async def get_entity_types(self) -> list[str]:
+        return list((await self._request("GET", self._ns("/entities")))[1]["types"])
+
+    # -- conversations ----------------------------------------------------------------
+
+    def _conv(self, conversation_id: str | None, tail: str = "/messages") -> str:
+        return self._ns(f"/conversations/{_q(conversation_id or DEFAULT_CONVERSATION)}{tail}")
+
+    async def append_messages(
+        self, messages: list[JSONObject], conversation_id: str | None = None
+    ) -> list[MessageRecord]:
+        _, out, _ = await self._request(
+            "POST", self._conv(conversation_id), json={"messages": messages}
+        )
+        return [MessageRecord(**m) for m in out["items"]]
+
+    async def append_message(
+        self, message: JSONObject, conversation_id: str | None = None
+    ) -> MessageRecord:
+        return (await self.append_messages([message], conversation_id))[0]
+
+    async def load_messages(
+        self,
+        conversation_id: str | None = None,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRecord]:
+        """The last ``limit`` messages (all of them when ``limit`` is None, fetched page
+        by page from the newest)."""
+        collected: list[MessageRecord] = []
+        before = before_seq
+        while True:
+            want = None if limit is None else limit - len(collected)
+            _, out, _ = await self._request(
+                "GET", self._conv(conversation_id), params={"limit": want, "before": before}
+            )
+            collected = [MessageRecord(**m) for m in out["items"]] + collected
+            before = out["next_before"]
+            if before is None or (limit is not None and len(collected) >= limit):
+                return collected
+
+    async def save_conversation_history(
+        self, messages: list[JSONObject], conversation_id: str | None = None
+    ) -> list[MessageRecord]:
+        _, out, _ = await self._request(
+            "PUT", self._conv(conversation_id), json={"messages": messages}
+        )
+        return [MessageRecord(**m) for m in out["items"]]
+
+    async def load_conversation_history(
+        self, conversation_id: str | None = None, *, limit: int | None = None
+    ) -> list[JSONObject]:
+        return [m.message for m in await self.load_messages(conversation_id, limit=limit)]
+
+    async def delete_conversation(self, conversation_id: str | None = None) -> bool:
+        status, _, _ = await self._request(
+            "DELETE", self._conv(conversation_id, tail=""), accept_404=True
+        )
+        return status == 204
+
+    async def list_conversations(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[ConversationInfo]:
+        _, out, _ = await self._request(
+            "GET", self._ns("/conversations"), params={"limit": limit, "cursor": cursor}
+        )
+        return Page([ConversationInfo(**c) for c in out["items"]], out["next_cursor"])
+
+    # -- tool usage and feedback ------------------------------------------------------
+
+    async def save_tool_usage(
+        self,
+        tool_name: str,
+        args: Any,
+        result: Any,
+        *,
+        duration_ms: float = 0.0,
+        success: bool = True,
+        conversation_id: str | None = None,
+        timestamp: float | None = None,
+        usage_id: str | None = None,
+    ) -> ToolUsageRecord:
+        body = {
+            "tool_name": tool_name,
+            "input": args,
+            "output": result,
+            "duration_ms": duration_ms,
+            "success": success,
+            "conversation_id": conversation_id,
+            "timestamp": timestamp,
+            "id": usage_id,
+        }
+        _, out, _ = await self._request(
+            "POST",
+            self._ns("/tool-usage"),
+            json={k: v for k, v in body.items() if v is not None or k in ("input", "output")},
+        )
+        return ToolUsageRecord(**out)
+
+    async def query_tool_usage(
+        self,
+        tool_name: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ToolUsageRecord]:
+        _, out, _ = await self._request(
+            "GET",
+            self._ns("/tool-usage"),
+            params={
+                "tool_name": tool_name,
+                "start": start,
+                "end": end,
+                "limit": limit,
+                "cursor": cursor,
+            },
+        )
+        return Page([ToolUsageRecord(**r) for r in out["items"]], out["next_cursor"])
+
+    async def load_tool_usage(self, tool_name: str | None = None) -> list[JSONObject]:
+        out: list[JSONObject] = []
+        cursor = None
+        while True:
+            page = await self.query_tool_usage(tool_name, cursor=cursor)
+            out += [r.to_dict() for r in page.items]
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    async def get_tool_names(self) -> list[str]:
+        return list((await self._request("GET", self._ns("/tools")))[1]["tools"])
+
+    async def save_learning_feedback(
+        self, agent_name: str, feedback_type: str, data: Any
+    ) -> FeedbackRecord:
+        _, out, _ = await self._request(
+            "POST",
+            self._ns("/feedback"),
+            json={"agent_name": agent_name, "feedback_type": feedback_type, "data": data},
+        )
+        return FeedbackRecord(**out)
+
+    async def query_learning_feedback(
+        self,
+        agent_name: str | None = None,
+        feedback_type: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[FeedbackRecord]:
+        _, out, _ = await self._request(
+            "GET",
+            self._ns("/feedback"),
+            params={
+                "agent_name": agent_name,
+                "feedback_type": feedback_type,
+                "limit": limit,
+                "cursor": cursor,
+            },
+        )
+        return Page([FeedbackRecord(**r) for r in out["items"]], out["next_cursor"])
+
+    async def get_learning_feedback(
+        self, agent_name: str | None = None, feedback_type: str | None = None
+    ) -> list[JSONObject]:
+        out: list[JSONObject] = []
+        cursor = None
+        while True:
+            page = await self.query_learning_feedback(agent_name, feedback_type, cursor=cursor)
+            out += [r.to_dict() for r in page.items]
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    # -- summary ----------------------------------------------------------------------
+
+    async def get_memory_summary_data(self) -> MemorySummary:
+        _, out, _ = await self._request("GET", self._ns("/summary"))
+        out.pop("total_entities", None)
+        out.pop("total_tool_uses", None)
+        return MemorySummary(**out)
+
+    async def get_memory_summary(self) -> str:
+        _, out, _ = await self._request("GET", self._ns("/summary"), params={"format": "markdown"})
+        return str(out)

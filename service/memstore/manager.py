@@ -1,0 +1,592 @@
+"""``DistributedMemoryManager``: the seed's unified memory API.
+
+It validates input (so in-process callers get the same errors as HTTP callers), keeps a
+local read cache for entities, invalidates it on every write (locally and, through the
+backend's hook, on every other replica), counts operations, and wraps everything in the
+project's error types.
+
+One backend connection, cache and metrics set is shared by a manager and every view
+returned by ``for_namespace`` (the HTTP service serves many namespaces with one backend).
+The backend is connected lazily on first use, as the seed's example expects.
+
+Seed-compatible methods (``load_entity``, ``load_conversation_history``, ``load_tool_usage``,
+``get_learning_feedback``, ...) return plain JSON-able values like the original; the newer
+methods (``get_entity``, ``list_entities``, ``query_tool_usage``, ...) return records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from memstore.backends.base import DistributedMemoryBackend
+from memstore.backends.factory import DistributedMemoryFactory
+from memstore.cache import LocalCache
+from memstore.config import Settings
+from memstore.errors import InvalidInputError, MemoryStoreError
+from memstore.metrics import PrometheusMetrics
+from memstore.records import (
+    DEFAULT_CONVERSATION,
+    ConversationInfo,
+    EntityRecord,
+    FeedbackRecord,
+    JSONObject,
+    MemorySummary,
+    MessageRecord,
+    Page,
+    ToolUsageRecord,
+)
+from memstore.validation import (
+    check_json_size,
+    check_limit,
+    check_name,
+    check_object,
+    check_ttl,
+    check_version,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def entity_cache_key(namespace: str, entity_type: str, entity_id: str) -> str:
+    # "/" cannot occur in validated names, so the key is unambiguous.
+    return f"entity/{namespace}/{entity_type}/{entity_id}"
+
+
+@dataclass(slots=True)
+class _OpStats:
+    count: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class _Shared:
+    """State shared by a manager and its namespace views."""
+
+    settings: Settings
+    backend: DistributedMemoryBackend
+    cache: LocalCache[EntityRecord]
+    prometheus: PrometheusMetrics | None
+    ops: dict[str, _OpStats] = field(default_factory=dict)
+    started: bool = False
+    start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    started_at: float = field(default_factory=time.time)
+
+
+class DistributedMemoryManager:
+    """Unified, namespaced memory API over any backend."""
+
+    def __init__(
+        self,
+        memory_type: str | None = None,
+        config: dict[str, Any] | None = None,
+        namespace: str | None = None,
+        *,
+        settings: Settings | None = None,
+        backend: DistributedMemoryBackend | None = None,
+        prometheus: PrometheusMetrics | None = None,
+    ) -> None:
+        if settings is None:
+            settings = Settings.from_seed_config(memory_type, config, namespace)
+        self.namespace = check_name("namespace", namespace or settings.memory_namespace)
+        cache: LocalCache[EntityRecord] = LocalCache(
+            ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
+        )
+        if prometheus is not None:
+            prometheus.watch_cache(lambda: cache.stats, lambda: len(cache))
+        self._shared = _Shared(
+            settings=settings,
+            backend=backend or DistributedMemoryFactory.create_memory_backend(settings),
+            cache=cache,
+            prometheus=prometheus,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._shared.settings
+
+    @property
+    def backend(self) -> DistributedMemoryBackend:
+        return self._shared.backend
+
+    @property
+    def memory_type(self) -> str:
+        return self._shared.backend.name
+
+    def for_namespace(self, namespace: str) -> DistributedMemoryManager:
+        """A view on another namespace sharing this manager's backend, cache and metrics."""
+        view = object.__new__(DistributedMemoryManager)
+        view.namespace = check_name("namespace", namespace)
+        view._shared = self._shared
+        return view
+
+    async def start(self) -> None:
+        shared = self._shared
+        if shared.started:
+            return
+        async with shared.start_lock:
+            if shared.started:
+                return
+            await shared.backend.connect()
+            await shared.backend.subscribe_invalidations(self._on_invalidation)
+            shared.started = True
+            log.info("memory backend connected", extra={"backend": shared.backend.describe()})
+
+    async def close(self) -> None:
+        shared = self._shared
+        async with shared.start_lock:
+            if shared.started:
+                shared.started = False
+                await shared.backend.close()
+
+    async def __aenter__(self) -> DistributedMemoryManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def ping(self) -> bool:
+        """True when the backend answers. Never raises."""
+        try:
+            await self.start()
+        except MemoryStoreError:
+            ok = False
+        else:
+            ok = await self._shared.backend.ping()
+        if self._shared.prometheus is not None:
+            self._shared.prometheus.backend_up.labels(self.memory_type).set(1 if ok else 0)
+        return ok
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    async def _run(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        shared = self._shared
+        if not shared.started:
+            await self.start()
+        stats = shared.ops.get(operation)
+        if stats is None:
+            stats = shared.ops[operation] = _OpStats()
+        began = time.perf_counter()
+        try:
+            return await call()
+        except MemoryStoreError as exc:
+            stats.errors += 1
+            if shared.prometheus is not None:
+                shared.prometheus.backend_errors.labels(self.memory_type, operation, exc.code).inc()
+            raise
+        finally:
+            elapsed = time.perf_counter() - began
+            stats.count += 1
+            stats.seconds += elapsed
+            if shared.prometheus is not None:
+                shared.prometheus.observe_backend(self.memory_type, operation, elapsed)
+
+    async def _on_invalidation(self, key: str | None) -> None:
+        if key is None:
+            self._shared.cache.clear()
+        else:
+            self._shared.cache.invalidate(key)
+
+    async def _invalidate(self, key: str) -> None:
+        self._shared.cache.invalidate(key)
+        try:
+            await self._shared.backend.publish_invalidation(key)
+        except MemoryStoreError:
+            # The write itself succeeded; other replicas fall back to the cache TTL.
+            log.warning("could not publish a cache invalidation; relying on cache TTL")
+
+    def _limit(self, limit: int | None) -> int:
+        s = self._shared.settings
+        return check_limit(limit, s.max_page_size, default=s.default_page_size)
+
+    def _check_payload(self, kind: str, value: object) -> None:
+        check_json_size(kind, value, self._shared.settings.max_body_bytes)
+
+    # -- entities -----------------------------------------------------------------------
+
+    async def save_entity(
+        self,
+        entity_type: str,
+        entity_id: str,
+        data: JSONObject,
+        *,
+        ttl: float | None = None,
+        expected_version: int | None = None,
+    ) -> EntityRecord:
+        """Create or replace an entity. ``expected_version``: 0 = create only, n = only if
+        the stored version is n (else ``ConflictError``). ``ttl`` in seconds."""
+        check_name("entity_type", entity_type)
+        check_name("entity_id", entity_id)
+        check_object("data", data)
+        self._check_payload("data", data)
+        ttl = check_ttl(ttl)
+        expected_version = check_version(expected_version)
+        key = entity_cache_key(self.namespace, entity_type, entity_id)
+        try:
+            return await self._run(
+                "save_entity",
+                lambda: self.backend.save_entity(
+                    self.namespace,
+                    entity_type,
+                    entity_id,
+                    data,
+                    expected_version=expected_version,
+                    ttl=ttl,
+                ),
+            )
+        finally:
+            # Also on failure: a timed-out write may still have landed.
+            await self._invalidate(key)
+
+    async def get_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None:
+        """The entity with its version and timestamps, or ``None``."""
+        check_name("entity_type", entity_type)
+        check_name("entity_id", entity_id)
+        cache = self._shared.cache
+        key = entity_cache_key(self.namespace, entity_type, entity_id)
+        hit = cache.get(key)
+        if hit is not None:
+            if hit.expires_at is None or hit.expires_at > time.time():
+                return hit
+            cache.invalidate(key)
+        generation = cache.begin_load()
+        record = await self._run(
+            "load_entity", lambda: self.backend.load_entity(self.namespace, entity_type, entity_id)
+        )
+        if record is not None:
+            expires_in = None if record.expires_at is None else record.expires_at - time.time()
+            cache.store(key, record, generation, expires_in=expires_in)
+        return record
+
+    async def load_entity(self, entity_type: str, entity_id: str) -> JSONObject | None:
+        """The entity's data (seed API), or ``None``."""
+        record = await self.get_entity(entity_type, entity_id)
+        return None if record is None else record.data
+
+    async def delete_entity(
+        self, entity_type: str, entity_id: str, *, expected_version: int | None = None
+    ) -> bool:
+        check_name("entity_type", entity_type)
+        check_name("entity_id", entity_id)
+        expected_version = check_version(expected_version)
+        key = entity_cache_key(self.namespace, entity_type, entity_id)
+        try:
+            return await self._run(
+                "delete_entity",
+                lambda: self.backend.delete_entity(
+                    self.namespace, entity_type, entity_id, expected_version=expected_version
+                ),
+            )
+        finally:
+            await self._invalidate(key)
+
+    async def list_entities(
+        self, entity_type: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[EntityRecord]:
+        check_name("entity_type", entity_type)
+        n = self._limit(limit)
+        return await self._run(
+            "list_entities",
+            lambda: self.backend.list_entities(self.namespace, entity_type, limit=n, cursor=cursor),
+        )
+
+    async def load_entities_by_type(self, entity_type: str) -> dict[str, JSONObject]:
+        """Every entity of a type as ``{id: data}`` (seed API; walks all pages)."""
+        result: dict[str, JSONObject] = {}
+        cursor: str | None = None
+        while True:
+            page = await self.list_entities(
+                entity_type, limit=self._shared.settings.max_page_size, cursor=cursor
+            )
+            result.update((e.id, e.data) for e in page.items)
+            if page.next_cursor is None:
+                return result
+            cursor = page.next_cursor
+
+    async def get_entity_types(self) -> list[str]:
+        return await self._run(
+            "get_entity_types", lambda: self.backend.get_entity_types(self.namespace)
+        )
+
+    # -- conversations ------------------------------------------------------------------
+
+    def _check_messages(self, messages: object) -> list[JSONObject]:
+        if not isinstance(messages, list):
+            raise InvalidInputError("messages must be a JSON array of objects", field="messages")
+        cap = self._shared.settings.max_messages_per_request
+        if len(messages) > cap:
+            raise InvalidInputError(
+                f"at most {cap} messages per request", field="messages", limit=cap
+            )
+        for m in messages:
+            check_object("message", m)
+        self._check_payload("messages", messages)
+        return messages
+
+    async def append_messages(
+        self, messages: list[JSONObject], conversation_id: str | None = None
+    ) -> list[MessageRecord]:
+        """Append messages atomically, O(1) each, to a conversation (default: ``default``)."""
+        cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
+        msgs = self._check_messages(messages)
+        if not msgs:
+            raise InvalidInputError("messages must not be empty", field="messages")
+        return await self._run(
+            "append_messages", lambda: self.backend.append_messages(self.namespace, cid, msgs)
+        )
+
+    async def append_message(
+        self, message: JSONObject, conversation_id: str | None = None
+    ) -> MessageRecord:
+        return (await self.append_messages([message], conversation_id))[0]
+
+    async def load_messages(
+        self,
+        conversation_id: str | None = None,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRecord]:
+        """Messages in order; ``limit`` = only the last N (before ``before_seq``)."""
+        cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
+        n = None if limit is None else self._limit(limit)
+        if before_seq is not None and (
+            isinstance(before_seq, bool) or not isinstance(before_seq, int) or before_seq < 1
+        ):
+            raise InvalidInputError("before must be an integer >= 1", field="before")
+        return await self._run(
+            "load_messages",
+            lambda: self.backend.load_messages(self.namespace, cid, limit=n, before_seq=before_seq),
+        )
+
+    async def save_conversation_history(
+        self, messages: list[JSONObject], conversation_id: str | None = None
+    ) -> list[MessageRecord]:
+        """Replace the whole history (seed API)."""
+        cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
+        msgs = self._check_messages(messages)
+        return await self._run(
+            "replace_conversation",
+            lambda: self.backend.replace_conversation(self.namespace, cid, msgs),
+        )
+
+    async def load_conversation_history(
+        self, conversation_id: str | None = None, *, limit: int | None = None
+    ) -> list[JSONObject]:
+        """The messages themselves (seed API): the whole history, or the last ``limit``."""
+        return [m.message for m in await self.load_messages(conversation_id, limit=limit)]
+
+    async def delete_conversation(self, conversation_id: str | None = None) -> bool:
+        cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
+        return await self._run(
+            "delete_conversation", lambda: self.backend.delete_conversation(self.namespace, cid)
+        )
+
+    async def list_conversations(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[ConversationInfo]:
+        n = self._limit(limit)
+        return await self._run(
+            "list_conversations",
+            lambda: self.backend.list_conversations(self.namespace, limit=n, cursor=cursor),
+        )
+
+    # -- tool usage ---------------------------------------------------------------------
+
+    async def save_tool_usage(
+        self,
+        tool_name: str,
+        args: Any,
+        result: Any,
+        *,
+        duration_ms: float = 0.0,
+        success: bool = True,
+        conversation_id: str | None = None,
+        timestamp: float | None = None,
+        usage_id: str | None = None,
+    ) -> ToolUsageRecord:
+        """Record one tool use (seed API: ``save_tool_usage(tool_name, args, result)``).
+        ``usage_id`` makes a retried call idempotent."""
+        check_name("tool_name", tool_name)
+        if conversation_id is not None:
+            check_name("conversation_id", conversation_id)
+        if usage_id is not None:
+            check_name("entity_id", usage_id)
+        if isinstance(duration_ms, bool) or not isinstance(duration_ms, int | float):
+            raise InvalidInputError("duration_ms must be a number", field="duration_ms")
+        if not 0 <= duration_ms < 1e12:
+            raise InvalidInputError("duration_ms must be >= 0", field="duration_ms")
+        if timestamp is not None and (
+            isinstance(timestamp, bool)
+            or not isinstance(timestamp, int | float)
+            or not 0 <= timestamp < 1e11
+        ):
+            raise InvalidInputError("timestamp must be POSIX seconds", field="timestamp")
+        self._check_payload("tool usage", [args, result])
+        record = ToolUsageRecord(
+            id=usage_id or uuid.uuid4().hex,
+            tool_name=tool_name,
+            input=args,
+            output=result,
+            duration_ms=float(duration_ms),
+            success=bool(success),
+            timestamp=float(timestamp) if timestamp is not None else time.time(),
+            conversation_id=conversation_id,
+        )
+        return await self._run(
+            "record_tool_usage", lambda: self.backend.record_tool_usage(self.namespace, record)
+        )
+
+    async def query_tool_usage(
+        self,
+        tool_name: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ToolUsageRecord]:
+        if tool_name is not None:
+            check_name("tool_name", tool_name)
+        n = self._limit(limit)
+        return await self._run(
+            "query_tool_usage",
+            lambda: self.backend.query_tool_usage(
+                self.namespace, tool_name=tool_name, start=start, end=end, limit=n, cursor=cursor
+            ),
+        )
+
+    async def load_tool_usage(self, tool_name: str | None = None) -> list[JSONObject]:
+        """Every recorded use, oldest first, as dicts (seed API; walks all pages)."""
+        out: list[JSONObject] = []
+        cursor: str | None = None
+        while True:
+            page = await self.query_tool_usage(
+                tool_name, limit=self._shared.settings.max_page_size, cursor=cursor
+            )
+            out += [r.to_dict() for r in page.items]
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    async def get_tool_names(self) -> list[str]:
+        return await self._run(
+            "get_tool_names", lambda: self.backend.get_tool_names(self.namespace)
+        )
+
+    # -- learning feedback (seed API) ------------------------------------------------------
+
+    async def save_learning_feedback(
+        self, agent_name: str, feedback_type: str, data: Any
+    ) -> FeedbackRecord:
+        check_name("agent_name", agent_name)
+        check_name("feedback_type", feedback_type)
+        self._check_payload("feedback", data)
+        record = FeedbackRecord(
+            id=uuid.uuid4().hex,
+            agent_name=agent_name,
+            feedback_type=feedback_type,
+            data=data,
+            timestamp=time.time(),
+        )
+        return await self._run(
+            "save_feedback", lambda: self.backend.save_feedback(self.namespace, record)
+        )
+
+    async def query_learning_feedback(
+        self,
+        agent_name: str | None = None,
+        feedback_type: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[FeedbackRecord]:
+        if agent_name is not None:
+            check_name("agent_name", agent_name)
+        if feedback_type is not None:
+            check_name("feedback_type", feedback_type)
+        n = self._limit(limit)
+        return await self._run(
+            "query_feedback",
+            lambda: self.backend.query_feedback(
+                self.namespace,
+                agent_name=agent_name,
+                feedback_type=feedback_type,
+                limit=n,
+                cursor=cursor,
+            ),
+        )
+
+    async def get_learning_feedback(
+        self, agent_name: str | None = None, feedback_type: str | None = None
+    ) -> list[JSONObject]:
+        out: list[JSONObject] = []
+        cursor: str | None = None
+        while True:
+            page = await self.query_learning_feedback(
+                agent_name,
+                feedback_type,
+                limit=self._shared.settings.max_page_size,
+                cursor=cursor,
+            )
+            out += [r.to_dict() for r in page.items]
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    # -- summary, cache, metrics --------------------------------------------------------
+
+    async def get_memory_summary_data(self) -> MemorySummary:
+        return await self._run("summary", lambda: self.backend.summary(self.namespace))
+
+    async def get_memory_summary(self) -> str:
+        """A readable Markdown summary (seed API); ``get_memory_summary_data`` is structured."""
+        return (await self.get_memory_summary_data()).to_markdown()
+
+    def clear_cache(self) -> int:
+        """Drop this process's local cache (synchronous, as in the seed). Returns entries."""
+        return self._shared.cache.clear()
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Operation counts, errors, latency and cache figures (synchronous, as in the seed)."""
+        shared = self._shared
+        stats = shared.cache.stats
+        lookups = stats.hits + stats.misses
+        operations = {
+            name: {
+                "count": s.count,
+                "errors": s.errors,
+                "total_seconds": round(s.seconds, 6),
+                "avg_ms": round(1000 * s.seconds / s.count, 3) if s.count else 0.0,
+            }
+            for name, s in sorted(shared.ops.items())
+        }
+        return {
+            "backend": shared.backend.name,
+            "uptime_seconds": round(time.time() - shared.started_at, 3),
+            "operations": operations,
+            "total_operations": sum(s.count for s in shared.ops.values()),
+            "total_errors": sum(s.errors for s in shared.ops.values()),
+            "cache": {
+                "entries": len(shared.cache),
+                "max_entries": shared.cache.max_entries,
+                "ttl_seconds": shared.cache.ttl,
+                "hits": stats.hits,
+                "misses": stats.misses,
+                "hit_rate": round(stats.hits / lookups, 4) if lookups else 0.0,
+                "evictions": stats.evictions,
+                "invalidations": stats.invalidations,
+                "flushes": stats.flushes,
+            },
+        }
