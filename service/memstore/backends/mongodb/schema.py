@@ -1,0 +1,121 @@
+"""Collections, indexes and shard keys of the MongoDB backend, as pure data.
+
+Everything the backend sends to create its schema is built here by pure functions, so unit
+tests check the exact commands and the invariants that make sharding safe. The reasoning is
+in docs/mongodb.md; in short:
+
+* Every collection holds all namespaces; ``ns`` is the first field of every index and of
+  every shard key, and every query the backend sends has an equality on ``ns`` (plus
+  ``type`` for entities, ``cid`` for messages), so mongos targets only the chunks of one
+  namespace, never all shards for a point read.
+* The shard keys end in a hashed field (``id`` or ``cid``), so one namespace's data is
+  spread over many chunks and therefore over shards, instead of one namespace = one chunk.
+* A unique index on a sharded collection is only enforceable when the shard key's fields
+  are a prefix of it (MongoDB compares field names, so ``{id: 1}`` in the unique index
+  covers ``{id: "hashed"}`` in the shard key): every unique index below starts with the
+  shard key's fields, so uniqueness is global even when sharded.
+* Messages are sharded by ``{ns, cid: hashed, seq}``: a conversation's messages stay
+  together (a "last N" read is one shard, one index range) while a single very long
+  conversation can still be split by ``seq`` instead of becoming a jumbo chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ENTITIES = "entities"
+CONVERSATIONS = "conversations"
+MESSAGES = "messages"
+TOOL_USAGE = "tool_usage"
+FEEDBACK = "feedback"
+COLLECTIONS = (ENTITIES, CONVERSATIONS, MESSAGES, TOOL_USAGE, FEEDBACK)
+
+#: name of the TTL index; FerretDB v1 cannot build it (the backend then purges itself)
+TTL_INDEX = "entities_ttl"
+
+Spec = dict[str, Any]
+
+SHARD_KEYS: dict[str, dict[str, Any]] = {
+    ENTITIES: {"ns": 1, "type": 1, "id": "hashed"},
+    CONVERSATIONS: {"ns": 1, "id": "hashed"},
+    MESSAGES: {"ns": 1, "cid": "hashed", "seq": 1},
+    TOOL_USAGE: {"ns": 1, "id": "hashed"},
+    FEEDBACK: {"ns": 1, "id": "hashed"},
+}
+
+#: fields every query on the collection pins with an equality (checked by a test that
+#: records the commands the backend really sends)
+QUERY_PREFIX: dict[str, tuple[str, ...]] = {
+    ENTITIES: ("ns",),
+    CONVERSATIONS: ("ns",),
+    MESSAGES: ("ns", "cid"),
+    TOOL_USAGE: ("ns",),
+    FEEDBACK: ("ns",),
+}
+
+
+def _index(name: str, key: dict[str, Any], **options: Any) -> Spec:
+    return {"key": key, "name": name, **options}
+
+
+def index_specs() -> dict[str, list[Spec]]:
+    """The indexes every deployment has, sharded or not."""
+    return {
+        ENTITIES: [
+            _index("entities_key", {"ns": 1, "type": 1, "id": 1}, unique=True),
+            # A TTL index cannot be compound. The date field is the expiry rounded *up* to
+            # the millisecond, so the TTL monitor never removes a still-live entity; reads
+            # filter on the exact float ``expires_at`` because the monitor runs only every
+            # 60 s.
+            _index(TTL_INDEX, {"expire_on": 1}, expireAfterSeconds=0),
+        ],
+        CONVERSATIONS: [_index("conversations_key", {"ns": 1, "id": 1}, unique=True)],
+        MESSAGES: [
+            # Serves "all", "last N" and "before seq" reads with one index range; ``gen``
+            # (the history generation, see the backend) is part of the key so a replace
+            # can write the new history before switching to it.
+            _index("messages_key", {"ns": 1, "cid": 1, "seq": 1, "gen": 1}, unique=True),
+        ],
+        TOOL_USAGE: [
+            _index("tool_usage_key", {"ns": 1, "id": 1}, unique=True),
+            _index("tool_usage_by_time", {"ns": 1, "ts": 1, "id": 1}),
+            _index("tool_usage_by_tool", {"ns": 1, "tool": 1, "ts": 1, "id": 1}),
+        ],
+        FEEDBACK: [
+            _index("feedback_key", {"ns": 1, "id": 1}, unique=True),
+            _index("feedback_by_time", {"ns": 1, "ts": 1, "id": 1}),
+            _index("feedback_by_agent", {"ns": 1, "agent": 1, "ftype": 1, "ts": 1, "id": 1}),
+        ],
+    }
+
+
+def shard_key_index(collection: str) -> Spec:
+    return _index(f"{collection}_shard_key", dict(SHARD_KEYS[collection]))
+
+
+def index_commands(*, sharded: bool) -> list[dict[str, Any]]:
+    """``createIndexes`` commands, one per collection; idempotent (re-running them on an
+    existing, identical index is a no-op). With ``sharded`` each also builds the shard-key
+    index, which ``shardCollection`` needs when the collection already has documents."""
+    commands = []
+    for collection, specs in index_specs().items():
+        indexes = list(specs)
+        if sharded:
+            indexes.append(shard_key_index(collection))
+        commands.append({"createIndexes": collection, "indexes": indexes})
+    return commands
+
+
+def sharding_commands(database: str) -> list[dict[str, Any]]:
+    """Admin commands that shard every collection (run against mongos, in this order).
+
+    ``enableSharding`` is implied by ``shardCollection`` since MongoDB 6.0 and accepted
+    by older servers. Both are idempotent on current servers; older ones answer
+    ``AlreadyInitialized``, which the backend treats as success.
+    """
+    commands: list[dict[str, Any]] = [{"enableSharding": database}]
+    for collection in COLLECTIONS:
+        commands.append(
+            {"shardCollection": f"{database}.{collection}", "key": dict(SHARD_KEYS[collection])}
+        )
+    return commands
