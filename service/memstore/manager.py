@@ -72,7 +72,7 @@ class _Shared:
     """State shared by a manager and its namespace views."""
 
     settings: Settings
-    backend: DistributedMemoryBackend
+    backend: DistributedMemoryBackend | None
     cache: LocalCache[EntityRecord]
     prometheus: PrometheusMetrics | None
     ops: dict[str, _OpStats] = field(default_factory=dict)
@@ -104,7 +104,8 @@ class DistributedMemoryManager:
             prometheus.watch_cache(lambda: cache.stats, lambda: len(cache))
         self._shared = _Shared(
             settings=settings,
-            backend=backend or DistributedMemoryFactory.create_memory_backend(settings),
+            # Built on first use, so constructing a manager never imports a driver.
+            backend=backend,
             cache=cache,
             prometheus=prometheus,
         )
@@ -117,11 +118,14 @@ class DistributedMemoryManager:
 
     @property
     def backend(self) -> DistributedMemoryBackend:
-        return self._shared.backend
+        shared = self._shared
+        if shared.backend is None:
+            shared.backend = DistributedMemoryFactory.create_memory_backend(shared.settings)
+        return shared.backend
 
     @property
     def memory_type(self) -> str:
-        return self._shared.backend.name
+        return self._shared.settings.memory_type
 
     def for_namespace(self, namespace: str) -> DistributedMemoryManager:
         """A view on another namespace sharing this manager's backend, cache and metrics."""
@@ -137,15 +141,16 @@ class DistributedMemoryManager:
         async with shared.start_lock:
             if shared.started:
                 return
-            await shared.backend.connect()
-            await shared.backend.subscribe_invalidations(self._on_invalidation)
+            backend = self.backend
+            await backend.connect()
+            await backend.subscribe_invalidations(self._on_invalidation)
             shared.started = True
-            log.info("memory backend connected", extra={"backend": shared.backend.describe()})
+            log.info("memory backend connected", extra={"backend": backend.describe()})
 
     async def close(self) -> None:
         shared = self._shared
         async with shared.start_lock:
-            if shared.started:
+            if shared.started and shared.backend is not None:
                 shared.started = False
                 await shared.backend.close()
 
@@ -163,7 +168,7 @@ class DistributedMemoryManager:
         except MemoryStoreError:
             ok = False
         else:
-            ok = await self._shared.backend.ping()
+            ok = await self.backend.ping()
         if self._shared.prometheus is not None:
             self._shared.prometheus.backend_up.labels(self.memory_type).set(1 if ok else 0)
         return ok
@@ -201,7 +206,7 @@ class DistributedMemoryManager:
     async def _invalidate(self, key: str) -> None:
         self._shared.cache.invalidate(key)
         try:
-            await self._shared.backend.publish_invalidation(key)
+            await self.backend.publish_invalidation(key)
         except MemoryStoreError:
             # The write itself succeeded; other replicas fall back to the cache TTL.
             log.warning("could not publish a cache invalidation; relying on cache TTL")
@@ -573,7 +578,7 @@ class DistributedMemoryManager:
             for name, s in sorted(shared.ops.items())
         }
         return {
-            "backend": shared.backend.name,
+            "backend": shared.settings.memory_type,
             "uptime_seconds": round(time.time() - shared.started_at, 3),
             "operations": operations,
             "total_operations": sum(s.count for s in shared.ops.values()),

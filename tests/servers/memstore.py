@@ -1,0 +1,15 @@
+"""A real ``memstore serve`` process (embedded backend) shared by a test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.procs import ServiceProcess, running_service
+
+
+@pytest.fixture(scope="session")
+def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    with running_service(tmp_path_factory.mktemp("live-service")) as svc:
+        yield svc
