@@ -2,7 +2,7 @@
 
 Everything the backend sends to create its schema is built here by pure functions, so unit
 tests check the exact commands and the invariants that make sharding safe. The reasoning is
-in docs/mongodb.md; in short:
+in docs/architecture.md ("MongoDB backend"); in short:
 
 * Every collection holds all namespaces; ``ns`` is the first field of every index and of
   every shard key, and every query the backend sends has an equality on ``ns`` (plus
@@ -59,22 +59,14 @@ def _index(name: str, key: dict[str, Any], **options: Any) -> Spec:
 
 
 def index_specs() -> dict[str, list[Spec]]:
-    """The indexes every deployment has, sharded or not."""
+    """The indexes every deployment has, sharded or not (the TTL index is separate)."""
     return {
-        ENTITIES: [
-            _index("entities_key", {"ns": 1, "type": 1, "id": 1}, unique=True),
-            # A TTL index cannot be compound. The date field is the expiry rounded *up* to
-            # the millisecond, so the TTL monitor never removes a still-live entity; reads
-            # filter on the exact float ``expires_at`` because the monitor runs only every
-            # 60 s.
-            _index(TTL_INDEX, {"expire_on": 1}, expireAfterSeconds=0),
-        ],
+        ENTITIES: [_index("entities_key", {"ns": 1, "type": 1, "id": 1}, unique=True)],
         CONVERSATIONS: [_index("conversations_key", {"ns": 1, "id": 1}, unique=True)],
         MESSAGES: [
-            # Serves "all", "last N" and "before seq" reads with one index range; ``gen``
-            # (the history generation, see the backend) is part of the key so a replace
-            # can write the new history before switching to it.
-            _index("messages_key", {"ns": 1, "cid": 1, "seq": 1, "gen": 1}, unique=True),
+            # Serves "all", "last N" and "before seq" reads with one index range, walked
+            # backwards for "last N"; unique so a retried insert can never double a message.
+            _index("messages_key", {"ns": 1, "cid": 1, "seq": 1}, unique=True),
         ],
         TOOL_USAGE: [
             _index("tool_usage_key", {"ns": 1, "id": 1}, unique=True),
@@ -86,6 +78,18 @@ def index_specs() -> dict[str, list[Spec]]:
             _index("feedback_by_time", {"ns": 1, "ts": 1, "id": 1}),
             _index("feedback_by_agent", {"ns": 1, "agent": 1, "ftype": 1, "ts": 1, "id": 1}),
         ],
+    }
+
+
+def ttl_index_command() -> dict[str, Any]:
+    """The TTL index, in a command of its own so a server without TTL indexes (FerretDB
+    v1) still gets every other index. A TTL index cannot be compound. Its date field is the
+    expiry rounded *up* to the millisecond, so the TTL monitor never removes a still-live
+    entity; reads filter on the exact float ``expires_at`` because the monitor runs only
+    every 60 s."""
+    return {
+        "createIndexes": ENTITIES,
+        "indexes": [_index(TTL_INDEX, {"expire_on": 1}, expireAfterSeconds=0)],
     }
 
 
@@ -111,7 +115,9 @@ def sharding_commands(database: str) -> list[dict[str, Any]]:
 
     ``enableSharding`` is implied by ``shardCollection`` since MongoDB 6.0 and accepted
     by older servers. Both are idempotent on current servers; older ones answer
-    ``AlreadyInitialized``, which the backend treats as success.
+    ``AlreadyInitialized``, which the backend treats as success. Hashed shard keys cannot
+    be ``unique``; global uniqueness comes from the unique indexes above, each of which
+    starts with its collection's shard-key fields (checked by a unit test).
     """
     commands: list[dict[str, Any]] = [{"enableSharding": database}]
     for collection in COLLECTIONS:
@@ -119,3 +125,28 @@ def sharding_commands(database: str) -> list[dict[str, Any]]:
             {"shardCollection": f"{database}.{collection}", "key": dict(SHARD_KEYS[collection])}
         )
     return commands
+
+
+# -- deployment facts from the server's ``hello`` answer ----------------------------------
+
+
+def is_mongos(hello: dict[str, Any]) -> bool:
+    return hello.get("msg") == "isdbgrid"
+
+
+def use_transactions(mode: str, hello: dict[str, Any]) -> bool:
+    """``on``/``off`` force it; ``auto`` uses multi-document transactions exactly where
+    MongoDB offers them: a replica set member or mongos that supports sessions (a
+    standalone server, and FerretDB v1, cannot run them)."""
+    if mode == "on":
+        return True
+    if mode == "off":
+        return False
+    sessions = hello.get("logicalSessionTimeoutMinutes") is not None
+    return sessions and ("setName" in hello or is_mongos(hello))
+
+
+def has_atomic_updates(build_info: dict[str, Any]) -> bool:
+    """False for FerretDB v1, whose updates read then write by ``_id`` without a
+    transaction (FerretDB issue #3040), so concurrent conditional updates can both win."""
+    return "ferretdbVersion" not in build_info
