@@ -9,10 +9,13 @@ what JSON allows but MongoDB does not must be escaped:
   ``\\0``, and the empty key becomes ``\\e``. The mapping is injective (each escape is two
   characters starting with ``\\``, and ``\\e`` only ever stands alone), so decoding is exact.
   Keys with none of those characters, the common case, are stored unchanged.
+* Arrays directly inside arrays become ``{"\\a": [...]}``: FerretDB v1 rejects nested
+  arrays ("nested arrays are not supported"). MongoDB stores them, but one stored format
+  for every server keeps data portable between them and is the one the tests exercise.
 * Integers outside int64 (JSON has no limit; orjson reads up to 2**64-1) become
   ``{"\\i": "<decimal>"}``, and ``-0.0`` (FerretDB's SQLite storage drops the sign)
-  becomes ``{"\\f": "-0.0"}``. No encoded key is ever ``\\i`` or ``\\f``, so these
-  one-key documents cannot be confused with user data.
+  becomes ``{"\\f": "-0.0"}``. No encoded key is ever ``\\i``, ``\\f`` or ``\\a``, so
+  these one-key documents cannot be confused with user data.
 
 Everything else (str, int64, float, bool, None, list, dict, key order) is BSON-native.
 """
@@ -29,6 +32,7 @@ INT64_MAX = 2**63 - 1
 EMPTY_KEY = "\\e"
 BIGINT_KEY = "\\i"
 FLOAT_KEY = "\\f"
+ARRAY_KEY = "\\a"
 
 _ESCAPES = {"\\": "\\\\", "$": "\\d", ".": "\\p", "\x00": "\\0"}
 _UNESCAPES = {"\\": "\\", "d": "$", "p": ".", "0": "\x00"}
@@ -66,7 +70,7 @@ def encode_value(value: Any) -> Any:
     if kind is dict:
         return {encode_key(k): encode_value(v) for k, v in value.items()}
     if kind is list:
-        return [encode_value(v) for v in value]
+        return [_encode_item(v) for v in value]
     if kind is int:
         if INT64_MIN <= value <= INT64_MAX:
             return value
@@ -78,8 +82,15 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, dict):  # dict subclasses (rare): same as dict
         return {encode_key(k): encode_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [encode_value(v) for v in value]
+        return [_encode_item(v) for v in value]
     return value
+
+
+def _encode_item(value: Any) -> Any:
+    """An array element: like any value, except that an array is wrapped."""
+    if isinstance(value, list | tuple):
+        return {ARRAY_KEY: [_encode_item(v) for v in value]}
+    return encode_value(value)
 
 
 def decode_value(value: Any) -> Any:
@@ -90,6 +101,8 @@ def decode_value(value: Any) -> Any:
                 return int(value[BIGINT_KEY])
             if FLOAT_KEY in value:
                 return float(value[FLOAT_KEY])
+            if ARRAY_KEY in value:
+                return decode_value(value[ARRAY_KEY])
         return {decode_key(k): decode_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [decode_value(v) for v in value]

@@ -98,15 +98,19 @@ def shard_key_index(collection: str) -> Spec:
 
 
 def index_commands(*, sharded: bool) -> list[dict[str, Any]]:
-    """``createIndexes`` commands, one per collection; idempotent (re-running them on an
-    existing, identical index is a no-op). With ``sharded`` each also builds the shard-key
-    index, which ``shardCollection`` needs when the collection already has documents."""
+    """``createIndexes`` commands, one index per command; idempotent (re-running one on
+    an existing, identical index is a no-op). One per command because FerretDB v1 panics
+    when a single command names two or more indexes that already exist (its validation
+    deletes from a slice by a stale position), which would make every restart fail; on
+    MongoDB the difference is a few round trips at start-up. With ``sharded`` each
+    collection also gets its shard-key index, which ``shardCollection`` needs when the
+    collection already has documents."""
     commands = []
     for collection, specs in index_specs().items():
         indexes = list(specs)
         if sharded:
             indexes.append(shard_key_index(collection))
-        commands.append({"createIndexes": collection, "indexes": indexes})
+        commands += [{"createIndexes": collection, "indexes": [spec]} for spec in indexes]
     return commands
 
 
