@@ -22,7 +22,7 @@ from pymongo import monitoring
 
 from memstore.backends.mongodb import MongoDBMemoryBackend, schema
 from memstore.config import Settings
-from memstore.errors import BackendUnavailableError, PayloadTooLargeError
+from memstore.errors import BackendUnavailableError, MemoryStoreError, PayloadTooLargeError
 from memstore.manager import DistributedMemoryManager
 from memstore.records import FeedbackRecord, ToolUsageRecord
 from tests.servers.mongodb import FerretDB
@@ -412,3 +412,29 @@ async def test_conversation_last_n_reads_one_index_range(mongo: MongoDBMemoryBac
     page = await mongo.load_messages("big", "c", limit=2, before_seq=3)
     assert [m.seq for m in page] == [1, 2]
     assert time.time() >= last[0].created_at
+
+
+async def test_transaction_path_sends_a_real_transaction(
+    mongodb_settings: Settings, recorder: Recorder
+) -> None:
+    """With transactions forced on, append/replace/delete run inside one transaction.
+    FerretDB v1 has none (a documented gap) and refuses it: the caller gets a project
+    error, and nothing is half-written."""
+    settings = mongodb_settings.model_copy(update={"mongodb_transactions": "on"})
+    backend = MongoDBMemoryBackend(settings, event_listeners=[recorder])
+    await backend.connect()
+    try:
+        recorder.commands.clear()
+        with pytest.raises(MemoryStoreError) as info:
+            await backend.append_messages("txn", "c", [{"m": 1}])
+        assert "mongodb append_messages failed" in str(info.value)
+        first = next(c for n, c in recorder.commands if n == "findAndModify")
+        assert first["startTransaction"] is True
+        assert first["autocommit"] is False
+        assert "lsid" in first
+        assert "txnNumber" in first
+        assert "writeConcern" not in first  # in a transaction only the commit carries it
+        assert await backend.load_messages("txn", "c") == []
+        assert (await backend.summary("txn")).conversations == 0
+    finally:
+        await backend.close()

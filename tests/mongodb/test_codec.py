@@ -91,3 +91,16 @@ def test_encoding_does_not_modify_the_input() -> None:
     snapshot = orjson.dumps(value)
     encode_value(value)
     assert orjson.dumps(value) == snapshot
+
+
+def test_bson_blowup_bound_holds_for_adversarial_shapes() -> None:
+    from memstore.backends.mongodb.backend import BSON_BLOWUP
+
+    deep: Any = []
+    for _ in range(30):
+        deep = [deep]
+    shapes: list[Any] = [[0] * 20_000, [[]] * 5000, [deep] * 200, [-0.0] * 5000, [{}] * 5000]
+    shapes += [[""] * 5000, [None] * 5000, [{"$": 0}] * 5000, [2**64 - 1] * 1000]
+    for value in shapes:
+        ratio = len(bson.encode({"v": encode_value(value)})) / len(orjson.dumps(value))
+        assert ratio < BSON_BLOWUP

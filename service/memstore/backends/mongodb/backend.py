@@ -95,10 +95,11 @@ Coll = AsyncCollection[Doc]
 PURGE_INTERVAL_SECONDS = 60.0
 #: compare-and-set / duplicate-key retries before giving up (only under heavy contention)
 MAX_RACE_RETRIES = 64
-#: BSON is at most this many times larger than the JSON it encodes (worst case: an array
-#: of one-digit ints, "0," = 2 bytes -> type + "1234567\0" + int32 = 13 bytes), plus room
-#: for the fields around the payload; below that the exact BSON size is never computed.
-BSON_BLOWUP = 8
+#: BSON is at most this many times larger than the JSON it encodes (worst case: nested
+#: empty arrays, each level "[]" = 2 bytes of JSON -> a {"\\a": [...]} wrapper, an array
+#: header and an index key = 17 bytes), plus room for the fields around the payload; below
+#: that the exact BSON size is never computed.
+BSON_BLOWUP = 9
 DOC_OVERHEAD = 4096
 DEFAULT_MAX_BSON = 16 * 1024 * 1024
 
