@@ -134,16 +134,15 @@ class Settings(BaseSettings):
     # -- mongodb (issue 4) --------------------------------------------------------------
     # Shard the collections (MONGODB_URI must point at mongos); see docs/architecture.md.
     mongodb_sharding: bool = Field(False, validation_alias=_env("MEMSTORE_MONGODB_SHARDING"))
-    # "majority" or a number of members; retryable writes make a driver retry exactly-once.
+    # "majority" or a number of members (>= 1: unacknowledged writes could not report
+    # conflicts or duplicates); retryable writes make a driver retry exactly-once.
     mongodb_write_concern: str = Field(
         "majority",
-        pattern=r"^(majority|[0-9]+)$",
+        pattern=r"^(majority|[1-9][0-9]*)$",
         validation_alias=_env("MEMSTORE_MONGODB_WRITE_CONCERN"),
     )
     mongodb_journal: bool = Field(True, validation_alias=_env("MEMSTORE_MONGODB_JOURNAL"))
-    mongodb_retry_writes: bool = Field(
-        True, validation_alias=_env("MEMSTORE_MONGODB_RETRY_WRITES")
-    )
+    mongodb_retry_writes: bool = Field(True, validation_alias=_env("MEMSTORE_MONGODB_RETRY_WRITES"))
     # Multi-document transactions for append/replace/delete of conversations. "auto": on
     # for a replica set or mongos, off for a standalone server (which cannot run them).
     mongodb_transactions: Literal["auto", "on", "off"] = Field(

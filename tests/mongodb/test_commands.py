@@ -153,3 +153,14 @@ def test_deployment_facts() -> None:
     assert not schema.is_mongos({"setName": "rs0"})
     assert schema.has_atomic_updates({"version": "7.0.0"})
     assert not schema.has_atomic_updates({"version": "7.0.42", "ferretdbVersion": "v1.24.2"})
+
+
+@pytest.mark.parametrize("value", ["0", "w1", "", "majority "])
+def test_write_concern_setting_rejects_unacknowledged_and_junk(value: str) -> None:
+    from pydantic import ValidationError
+
+    from memstore.config import Settings
+
+    with pytest.raises(ValidationError):
+        Settings(mongodb_write_concern=value)
+    assert Settings(mongodb_write_concern="2").mongodb_write_concern == "2"
