@@ -59,8 +59,11 @@ def _parse_json(text: str, what: str) -> Any:
 def _run(url: str, namespace: str, call: Callable[[Any], Awaitable[T]]) -> T:
     from memstore.client import MemoryClient
 
+    root = click.get_current_context().find_root()
+    token = root.params.get("token") or None
+
     async def go() -> T:
-        async with MemoryClient(url, namespace) as client:
+        async with MemoryClient(url, namespace, token=token) as client:
             return await call(client)
 
     try:
@@ -71,8 +74,27 @@ def _run(url: str, namespace: str, call: Callable[[Any], Awaitable[T]]) -> T:
 
 @click.group()
 @click.version_option(package_name="memstore")
-def main() -> None:
+@click.option(
+    "--token",
+    envvar="MEMSTORE_TOKEN",
+    default=None,
+    show_default=False,
+    help="Bearer token for client commands (env MEMSTORE_TOKEN; prefer the env var, "
+    "a command line is visible to other users).",
+)
+def main(token: str | None) -> None:
     """memstore: distributed memory for AI agents."""
+
+
+@main.command("hash-token")
+def hash_token_command() -> None:
+    """Read a token on stdin, print the sha256 the auth tokens file stores for it."""
+    from memstore.auth import hash_token
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise click.ClickException("no token on stdin")
+    click.echo(hash_token(token))
 
 
 @main.command()
@@ -85,8 +107,18 @@ def main() -> None:
     help="Backend (env MEMORY_TYPE) [embedded].",
 )
 @click.option("--data-path", type=click.Path(path_type=Path), default=None, help="Embedded file.")
+@click.option(
+    "--allow-insecure-bind",
+    is_flag=True,
+    default=None,
+    help="Serve without auth on a non-loopback address (env MEMSTORE_ALLOW_INSECURE_BIND).",
+)
 def serve(
-    host: str | None, port: int | None, memory_type: str | None, data_path: Path | None
+    host: str | None,
+    port: int | None,
+    memory_type: str | None,
+    data_path: Path | None,
+    allow_insecure_bind: bool | None,
 ) -> None:
     """Serve the HTTP API until SIGTERM/SIGINT (then stop gracefully)."""
     from memstore.api.app import serve as run_server
@@ -99,6 +131,7 @@ def serve(
         ("port", port),
         ("memory_type", memory_type),
         ("data_path", data_path),
+        ("allow_insecure_bind", allow_insecure_bind),
     ):
         if value is not None:
             overrides[key] = value
@@ -241,6 +274,38 @@ def summary(url: str, namespace: str, as_json: bool) -> None:
         _print(data.to_dict())
     else:
         click.echo(_run(url, namespace, lambda c: c.get_memory_summary()))
+
+
+@main.command()
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Watch only this Kubernetes namespace (repeatable; default: all namespaces).",
+)
+@click.option(
+    "--liveness",
+    default=None,
+    help="Liveness endpoint URL [http://0.0.0.0:8081/healthz]; empty to disable.",
+)
+@click.option("--metrics-port", type=int, default=None, help="Prometheus /metrics port [8082].")
+def operator(namespaces: tuple[str, ...], liveness: str | None, metrics_port: int | None) -> None:
+    """Run the Kubernetes operator for MemoryStore resources (needs the operator extra)."""
+    import os
+
+    try:
+        from memstore_operator.__main__ import main as operator_main
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise click.ClickException(
+            f"the operator is not installed ({exc.name}): pip install 'memstore[operator]'"
+        ) from None
+    if namespaces:
+        os.environ["MEMSTORE_OPERATOR_NAMESPACES"] = ",".join(namespaces)
+    if liveness is not None:
+        os.environ["MEMSTORE_OPERATOR_LIVENESS"] = liveness
+    if metrics_port is not None:
+        os.environ["MEMSTORE_OPERATOR_METRICS_PORT"] = str(metrics_port)
+    operator_main()
 
 
 if __name__ == "__main__":  # pragma: no cover

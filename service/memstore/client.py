@@ -3,23 +3,35 @@
 Swap ``DistributedMemoryManager(...)`` for ``MemoryClient(url, namespace=...)`` and the
 agent's code stays the same: same methods, same records, same exceptions
 (``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``).
+
+Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
+provider (the agent's own; a no-op when it has none) and carries the W3C ``traceparent`` of
+that span, so the service's server span joins the agent's trace.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import orjson
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from yarl import URL
 
 from memstore.errors import (
+    AuthenticationError,
     BackendUnavailableError,
     ConflictError,
     InvalidInputError,
     MemoryStoreError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
 )
 from memstore.records import (
     DEFAULT_CONVERSATION,
@@ -34,9 +46,23 @@ from memstore.records import (
 )
 
 
-def _error(status: int, body: dict[str, Any]) -> MemoryStoreError:
+def _error(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> MemoryStoreError:
     message = str(body.get("message") or f"HTTP {status}")
     details = body.get("details") or {}
+    if status == 401:
+        return AuthenticationError(message)
+    if status == 403:
+        if body.get("code") == "quota_exceeded":
+            return QuotaExceededError(message, **details)
+        return PermissionDeniedError(message, **details)
+    if status == 429:
+        try:
+            retry_after = float((headers or {}).get("Retry-After", "1"))
+        except ValueError:
+            retry_after = 1.0
+        return RateLimitedError(message, retry_after=retry_after)
     if status == 412:
         return ConflictError(
             message,
@@ -71,13 +97,21 @@ class MemoryClient:
         token: str | None = None,
         timeout: float = 30.0,
         session: aiohttp.ClientSession | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
+        """``tracer_provider``: where the client's spans go (default: the global one)."""
         self.base_url = base_url.rstrip("/")
         self.namespace = namespace
-        self._token = token
+        # Never logged or shown; MEMSTORE_TOKEN is read when no token is given.
+        self._token = token if token is not None else os.environ.get("MEMSTORE_TOKEN") or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._owns_session = session is None
+        url = URL(self.base_url)
+        self._server_address = url.host or ""
+        self._server_port = url.port
+        self._tracer_provider = tracer_provider
+        self._tracer = trace.get_tracer("memstore.client", tracer_provider=tracer_provider)
 
     def __repr__(self) -> str:  # never show the token
         return f"MemoryClient({self.base_url!r}, namespace={self.namespace!r})"
@@ -96,7 +130,11 @@ class MemoryClient:
     def for_namespace(self, namespace: str) -> MemoryClient:
         """A client on another namespace sharing this client's connection pool."""
         other = MemoryClient(
-            self.base_url, namespace, token=self._token, session=self._get_session()
+            self.base_url,
+            namespace,
+            token=self._token,
+            session=self._get_session(),
+            tracer_provider=self._tracer_provider,
         )
         other._owns_session = False
         return other
@@ -127,24 +165,48 @@ class MemoryClient:
             data = orjson.dumps(json)
             hdrs["Content-Type"] = "application/json"
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
+        span = self._tracer.start_span(
+            method,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method,
+                "server.address": self._server_address,
+                "server.port": self._server_port or 0,
+                "url.full": self.base_url + path,
+            },
+        )
         try:
-            async with self._get_session().request(
-                method, self.base_url + path, data=data, params=query, headers=hdrs
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-                resp_headers = dict(resp.headers)
+            with trace.use_span(span, end_on_exit=False, record_exception=False):
+                propagate.inject(hdrs)
+                async with self._get_session().request(
+                    method, self.base_url + path, data=data, params=query, headers=hdrs
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                    resp_headers = dict(resp.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            span.record_exception(exc)
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR))
+            span.end()
             raise BackendUnavailableError(
                 f"cannot reach memstore at {self.base_url}: {exc}"
             ) from exc
+        except BaseException:
+            span.end()
+            raise
+        span.set_attribute("http.response.status_code", status)
+        if status >= 400 and not (accept_404 and status == 404):
+            span.set_attribute("error.type", str(status))
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
         body: Any = None
         if raw and resp_headers.get("Content-Type", "").startswith("application/json"):
             body = orjson.loads(raw)
         elif raw:
             body = raw.decode("utf-8", "replace")
         if status >= 400 and not (accept_404 and status == 404):
-            raise _error(status, body if isinstance(body, dict) else {})
+            raise _error(status, body if isinstance(body, dict) else {}, resp_headers)
         return status, body, resp_headers
 
     # -- health and admin -------------------------------------------------------------
@@ -155,6 +217,20 @@ class MemoryClient:
         except MemoryStoreError:
             return False
         return status == 200
+
+    async def list_memory_summaries(self) -> list[MemorySummary]:
+        """Admin: summaries of every namespace the token covers (all pages)."""
+        out: list[MemorySummary] = []
+        after: str | None = None
+        while True:
+            _, page, _ = await self._request("GET", "/v1/summary", params={"after": after})
+            for item in page["items"]:
+                item.pop("total_entities", None)
+                item.pop("total_tool_uses", None)
+                out.append(MemorySummary(**item))
+            after = page["next_after"]
+            if after is None:
+                return out
 
     async def get_metrics(self) -> dict[str, Any]:
         """The service's metrics (async here: it is a network call)."""

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     cache_max_entries: int = Field(
         10_000, ge=0, validation_alias=_env("MEMSTORE_CACHE_MAX_ENTRIES")
     )
+    # Prometheus metrics (/metrics and the HTTP/backend series). Tracing is configured by the
+    # standard OTEL_* variables instead (see memstore.tracing).
+    metrics_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_METRICS_ENABLED"))
     max_body_bytes: int = Field(
         1_048_576, ge=1024, validation_alias=_env("MEMSTORE_MAX_BODY_BYTES")
     )
@@ -74,6 +77,36 @@ class Settings(BaseSettings):
         15.0, ge=0, validation_alias=_env("MEMSTORE_SHUTDOWN_TIMEOUT_SECONDS")
     )
     log_level: str = Field("INFO", validation_alias=_env("MEMSTORE_LOG_LEVEL"))
+
+    # -- security and limits (see docs/architecture.md, "Security") -----------------------
+    # Off is the developer default (`make run`); then only a loopback bind is allowed.
+    auth_enabled: bool = Field(False, validation_alias=_env("MEMSTORE_AUTH_ENABLED"))
+    # JSON {"tokens": [{"name", "sha256", "namespaces", "roles"}]}, mounted from a Secret.
+    auth_tokens_file: Path | None = Field(None, validation_alias=_env("MEMSTORE_AUTH_TOKENS_FILE"))
+    # Serve without auth on a non-loopback address anyway (e.g. behind an authenticating
+    # proxy). Logged as a warning at start.
+    allow_insecure_bind: bool = Field(False, validation_alias=_env("MEMSTORE_ALLOW_INSECURE_BIND"))
+    # Per token (per client address when auth is off), per replica; 0 turns it off.
+    rate_limit_rps: float = Field(0.0, ge=0, validation_alias=_env("MEMSTORE_RATE_LIMIT_RPS"))
+    # Bucket size; 0 means twice the rate (at least 1).
+    rate_limit_burst: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_RATE_LIMIT_BURST"))
+    # Requests one token (client address with auth off) may have in flight on a replica;
+    # more get 429 at once, so a caller with many slow requests cannot hold every slot.
+    max_inflight_per_caller: int = Field(
+        0, ge=0, validation_alias=_env("MEMSTORE_MAX_INFLIGHT_PER_CALLER")
+    )
+    # Per namespace; 0 turns a quota off.
+    quota_max_entities: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_QUOTA_MAX_ENTITIES"))
+    quota_max_bytes: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_QUOTA_MAX_BYTES"))
+    # How long a namespace's exact usage (read from the backend) is trusted before it is
+    # read again; writes in between are added locally.
+    quota_refresh_seconds: float = Field(
+        10.0, ge=0, validation_alias=_env("MEMSTORE_QUOTA_REFRESH_SECONDS")
+    )
+    # Whole-request budget (body read + handler); 0 turns it off.
+    request_timeout_seconds: float = Field(
+        30.0, ge=0, validation_alias=_env("MEMSTORE_REQUEST_TIMEOUT_SECONDS")
+    )
 
     @field_validator("memory_type", mode="before")
     @classmethod
@@ -119,6 +152,7 @@ class Settings(BaseSettings):
                 "db": "redis_db",
                 "password": "redis_password",
                 "prefix": "redis_prefix",
+                "cluster_nodes": "redis_cluster_nodes",
             }
         else:
             keymap = {"path": "data_path", "data_path": "data_path"}
@@ -130,6 +164,51 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"unknown config key {key!r} for {kind or 'embedded'}")
             overrides[field] = value
         return cls(**overrides)
+
+    # -- redis (issue 3) --
+    # Seed list "host:port,host:port"; when set the Redis backend runs in cluster mode.
+    redis_cluster_nodes: str = Field("", validation_alias=_env("MEMSTORE_REDIS_CLUSTER_NODES"))
+    # Durable writes: WAIT for this many replicas (0 = off); 503 when they do not ack in time.
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        validation_alias=_env("MEMSTORE_REDIS_WAIT_REPLICAS", "MEMSTORE_REDIS_MIN_REPLICAS_ACK"),
+    )
+    redis_wait_timeout_ms: int = Field(
+        1000, ge=1, le=60_000, validation_alias=_env("MEMSTORE_REDIS_WAIT_TIMEOUT_MS")
+    )
+    redis_socket_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_SOCKET_TIMEOUT_SECONDS")
+    )
+    redis_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_CONNECT_TIMEOUT_SECONDS")
+    )
+    # Attempts after the first on connection loss / failover, with jittered exponential backoff.
+    redis_retries: int = Field(3, ge=0, le=20, validation_alias=_env("MEMSTORE_REDIS_RETRIES"))
+    redis_retry_backoff_base_seconds: float = Field(
+        0.05, gt=0, le=10, validation_alias=_env("MEMSTORE_REDIS_RETRY_BACKOFF_BASE_SECONDS")
+    )
+    redis_retry_backoff_cap_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_RETRY_BACKOFF_CAP_SECONDS")
+    )
+    # Connections per Redis node (standalone: the whole pool; cluster: per node).
+    redis_pool_size: int = Field(
+        64, ge=1, le=10_000, validation_alias=_env("MEMSTORE_REDIS_POOL_SIZE")
+    )
+    # Index shards per (namespace, kind). Fixed for the life of the data: every replica must
+    # use the same value, and changing it orphans existing keys.
+    redis_index_shards: int = Field(
+        16, ge=1, le=1024, validation_alias=_env("MEMSTORE_REDIS_INDEX_SHARDS")
+    )
+    # Tool-usage records older than this (by their timestamp) are dropped; 0 keeps them forever.
+    redis_tool_usage_retention_seconds: float = Field(
+        0.0, ge=0, validation_alias=_env("MEMSTORE_REDIS_TOOL_USAGE_RETENTION_SECONDS")
+    )
+    # PING interval on the invalidation subscription; a missed PONG counts as a drop.
+    redis_pubsub_health_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_PUBSUB_HEALTH_SECONDS")
+    )
 
     # -- mongodb (issue 4) --------------------------------------------------------------
     # Shard the collections (MONGODB_URI must point at mongos); see docs/architecture.md.

@@ -69,3 +69,45 @@ class ConfigurationError(MemoryStoreError):
     """Settings are invalid or name a backend/driver that is not installed."""
 
     code = "configuration_error"
+
+
+class AuthenticationError(MemoryStoreError):
+    """No bearer token, or one that matches no configured token (HTTP 401)."""
+
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, invalid_token: bool = False) -> None:
+        super().__init__(message)
+        self.invalid_token = invalid_token
+
+
+class PermissionDeniedError(MemoryStoreError):
+    """The token is valid but lacks the role or the namespace the request needs (403).
+
+    Answered before any data is read, with the same body whether or not the namespace
+    holds anything, so it is never an oracle for another tenant's data."""
+
+    code = "forbidden"
+
+
+class QuotaExceededError(MemoryStoreError):
+    """The namespace's quota (entities or bytes) would be exceeded by this write (403)."""
+
+    code = "quota_exceeded"
+
+
+class RateLimitedError(MemoryStoreError):
+    """Too many requests for this token; retry after ``retry_after`` seconds (429)."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class RequestTimeoutError(MemoryStoreError):
+    """The request took longer than the server's handler timeout (504). A timed-out write
+    may or may not have been applied; writes are safe to retry (ids, If-Match)."""
+
+    code = "timeout"

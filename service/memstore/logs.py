@@ -1,16 +1,43 @@
-"""Structured (JSON) logs on stderr. Records carry only what callers pass: never payloads,
-and secrets are ``SecretStr`` everywhere so a stray ``%s`` prints ``**********``."""
+"""Structured (JSON) logs on stderr, one object per line.
+
+Every record logged while a span is current carries ``trace_id`` and ``span_id`` (hex, as
+trace back-ends show them), so a log line leads to its trace and back.
+
+Records carry only what callers pass: never payloads, and secrets are ``SecretStr``
+everywhere so a stray ``%s`` prints ``**********``. As a second line of defence, extra
+fields whose names say "secret" (password, token, authorization, uri, ...) or "payload"
+(data, body, messages, input, output, ...) are replaced by ``"[redacted]"``.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
 
 import orjson
+from opentelemetry import trace
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+REDACTED = "[redacted]"
+# Field names whose values must never reach a log line.
+_SECRET_NAME = re.compile(
+    r"pass(word|wd)?|secret|token|authori[sz]ation|api[_-]?key|credential|cookie|"
+    r"(^|_)uri$|(^|_)dsn$|connection_string",
+    re.IGNORECASE,
+)
+_PAYLOAD_NAMES = frozenset(
+    {"data", "body", "payload", "messages", "message_body", "input", "output", "args", "result"}
+)
+
+
+def _redact(key: str, value: Any) -> Any:
+    if key.lower() in _PAYLOAD_NAMES or _SECRET_NAME.search(key):
+        return REDACTED
+    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,9 +49,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        ctx = trace.get_current_span().get_span_context()
+        if ctx.is_valid:
+            body["trace_id"] = f"{ctx.trace_id:032x}"
+            body["span_id"] = f"{ctx.span_id:016x}"
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
-                body[key] = value
+                body[key] = _redact(key, value)
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(body, default=str).decode()

@@ -41,6 +41,7 @@ from memstore.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.tracing import BackendSpanInfo, Tracing
 from memstore.validation import (
     check_json_size,
     check_limit,
@@ -75,7 +76,11 @@ class _Shared:
     backend: DistributedMemoryBackend | None
     cache: LocalCache[EntityRecord]
     prometheus: PrometheusMetrics | None
+    tracing: Tracing | None = None
+    span_info: BackendSpanInfo | None = None
     ops: dict[str, _OpStats] = field(default_factory=dict)
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+    invalidations_received: int = 0
     started: bool = False
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     started_at: float = field(default_factory=time.time)
@@ -93,6 +98,7 @@ class DistributedMemoryManager:
         settings: Settings | None = None,
         backend: DistributedMemoryBackend | None = None,
         prometheus: PrometheusMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if settings is None:
             settings = Settings.from_seed_config(memory_type, config, namespace)
@@ -100,15 +106,19 @@ class DistributedMemoryManager:
         cache: LocalCache[EntityRecord] = LocalCache(
             ttl_seconds=settings.cache_ttl_seconds, max_entries=settings.cache_max_entries
         )
-        if prometheus is not None:
-            prometheus.watch_cache(lambda: cache.stats, lambda: len(cache))
-        self._shared = _Shared(
+        self._shared = shared = _Shared(
             settings=settings,
             # Built on first use, so constructing a manager never imports a driver.
             backend=backend,
             cache=cache,
             prometheus=prometheus,
+            tracing=tracing,
+            span_info=None if tracing is None else tracing.backend_info(settings),
         )
+        if prometheus is not None:
+            prometheus.watch_cache(
+                lambda: cache.stats, lambda: len(cache), lambda: shared.invalidations_received
+            )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -170,7 +180,7 @@ class DistributedMemoryManager:
         else:
             ok = await self.backend.ping()
         if self._shared.prometheus is not None:
-            self._shared.prometheus.backend_up.labels(self.memory_type).set(1 if ok else 0)
+            self._shared.prometheus.set_backend_up(self.memory_type, ok)
         return ok
 
     # -- plumbing -----------------------------------------------------------------------
@@ -182,13 +192,36 @@ class DistributedMemoryManager:
         stats = shared.ops.get(operation)
         if stats is None:
             stats = shared.ops[operation] = _OpStats()
+        # One client span per backend operation, whatever the backend (see tracing.py).
+        tracing = shared.tracing
+        span: Any = None
+        token: Any = None
+        if tracing is not None and shared.span_info is not None and tracing.child_wanted():
+            info = shared.span_info
+            span = tracing.tracer.start_span(
+                f"{operation} {info.name_suffix}",
+                kind=tracing.CLIENT,
+                attributes={
+                    **info.attributes,
+                    "db.operation.name": operation,
+                    "memstore.namespace": self.namespace,
+                },
+            )
+            token = tracing.attach(tracing.set_span_in_context(span))
         began = time.perf_counter()
         try:
             return await call()
         except MemoryStoreError as exc:
             stats.errors += 1
+            shared.errors_by_code[exc.code] = shared.errors_by_code.get(exc.code, 0) + 1
             if shared.prometheus is not None:
-                shared.prometheus.backend_errors.labels(self.memory_type, operation, exc.code).inc()
+                shared.prometheus.count_backend_error(self.memory_type, operation, exc.code)
+            if span is not None and tracing is not None:
+                tracing.record_error(span, exc, exc.code)
+            raise
+        except Exception as exc:
+            if span is not None and tracing is not None:
+                tracing.record_error(span, exc, type(exc).__qualname__)
             raise
         finally:
             elapsed = time.perf_counter() - began
@@ -196,8 +229,12 @@ class DistributedMemoryManager:
             stats.seconds += elapsed
             if shared.prometheus is not None:
                 shared.prometheus.observe_backend(self.memory_type, operation, elapsed)
+            if span is not None and tracing is not None:
+                tracing.detach(token)
+                span.end()
 
     async def _on_invalidation(self, key: str | None) -> None:
+        self._shared.invalidations_received += 1
         if key is None:
             self._shared.cache.clear()
         else:
@@ -260,7 +297,15 @@ class DistributedMemoryManager:
         check_name("entity_id", entity_id)
         cache = self._shared.cache
         key = entity_cache_key(self.namespace, entity_type, entity_id)
-        hit = cache.get(key)
+        tracing = self._shared.tracing
+        if tracing is None or not tracing.child_wanted():
+            hit = cache.get(key)
+        else:
+            span = tracing.tracer.start_span("cache lookup", kind=tracing.INTERNAL)
+            hit = cache.get(key)
+            if span.is_recording():
+                span.set_attribute("memstore.cache.hit", hit is not None)
+            span.end()
         if hit is not None:
             if hit.expires_at is None or hit.expires_at > time.time():
                 return hit
@@ -559,6 +604,14 @@ class DistributedMemoryManager:
         """A readable Markdown summary (seed API); ``get_memory_summary_data`` is structured."""
         return (await self.get_memory_summary_data()).to_markdown()
 
+    async def get_stored_bytes(self) -> int | None:
+        """Bytes of stored payloads in this namespace, or ``None`` if the backend can't tell."""
+        return await self._run("stored_bytes", lambda: self.backend.stored_bytes(self.namespace))
+
+    async def list_namespaces(self) -> list[str] | None:
+        """Namespaces holding data, or ``None`` if the backend cannot enumerate them."""
+        return await self._run("list_namespaces", lambda: self.backend.list_namespaces())
+
     def clear_cache(self) -> int:
         """Drop this process's local cache (synchronous, as in the seed). Returns entries."""
         return self._shared.cache.clear()
@@ -577,12 +630,13 @@ class DistributedMemoryManager:
             }
             for name, s in sorted(shared.ops.items())
         }
-        return {
+        result: dict[str, Any] = {
             "backend": shared.settings.memory_type,
             "uptime_seconds": round(time.time() - shared.started_at, 3),
             "operations": operations,
             "total_operations": sum(s.count for s in shared.ops.values()),
             "total_errors": sum(s.errors for s in shared.ops.values()),
+            "errors_by_code": dict(sorted(shared.errors_by_code.items())),
             "cache": {
                 "entries": len(shared.cache),
                 "max_entries": shared.cache.max_entries,
@@ -592,6 +646,12 @@ class DistributedMemoryManager:
                 "hit_rate": round(stats.hits / lookups, 4) if lookups else 0.0,
                 "evictions": stats.evictions,
                 "invalidations": stats.invalidations,
+                "invalidations_received": shared.invalidations_received,
                 "flushes": stats.flushes,
             },
         }
+        if shared.prometheus is not None:
+            # The HTTP service's figures (same series as /metrics).
+            result["backend_up"] = shared.prometheus.backend_up_values()
+            result["http"] = shared.prometheus.snapshot_http()
+        return result

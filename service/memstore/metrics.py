@@ -1,14 +1,24 @@
 """Prometheus metrics: one registry per process, label children cached for the hot path.
 
-Labels are bounded by construction: routes are templates (never raw paths), operations
-and backends are fixed names, status is a class (2xx, 4xx, ...). Cache figures are read
-from the cache's own counters at scrape time, so a cache hit costs no Prometheus call.
+Invariants:
+- Labels are bounded by construction: routes are templates (never raw paths; unknown paths
+  share ``unmatched``), methods outside the HTTP set become ``_OTHER``, status is a class
+  (``2xx``...), backends, operations and error codes are fixed names. 1,000 distinct entity
+  ids therefore add no series.
+- Label children are resolved once and kept in plain dicts: ``Metric.labels()`` takes a
+  lock and builds a tuple on every call, a dict lookup does not.
+- Cache figures are read from the cache's own counters at scrape time, so a cache hit costs
+  no Prometheus call at all.
+- Names follow Prometheus conventions: base units (``_seconds``), counters end ``_total``
+  (prometheus-client appends it), no ``_created`` series.
+
+``snapshot_http`` gives the HTTP figures as plain numbers for the JSON ``/v1/metrics``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -45,11 +55,27 @@ LATENCY_BUCKETS = (
     5.0,
 )
 
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
+)
+UNMATCHED_ROUTE = "unmatched"
+
+
+def method_label(method: str) -> str:
+    """The request method, or ``_OTHER`` (as the OTel conventions say) for anything else."""
+    return method if method in HTTP_METHODS else "_OTHER"
+
 
 class _CacheCollector(Collector):
-    def __init__(self, stats: Callable[[], CacheStats], size: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        stats: Callable[[], CacheStats],
+        size: Callable[[], int],
+        received: Callable[[], int],
+    ) -> None:
         self._stats = stats
         self._size = size
+        self._received = received
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats()
@@ -60,7 +86,12 @@ class _CacheCollector(Collector):
             (
                 "memstore_cache_invalidations",
                 s.invalidations,
-                "Keys invalidated by writes (local or from other replicas).",
+                "Keys invalidated, by local writes or by messages from other replicas.",
+            ),
+            (
+                "memstore_cache_invalidations_received",
+                self._received(),
+                "Invalidation messages received from the backend's bus (other replicas).",
             ),
             ("memstore_cache_flushes", s.flushes, "Whole-cache flushes."),
         ):
@@ -69,19 +100,21 @@ class _CacheCollector(Collector):
 
 
 class PrometheusMetrics:
+    """Every metric the service exports, in one registry owned by the application."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.http_requests = Counter(
             "memstore_http_requests",
-            "HTTP requests by route template and status class.",
+            "HTTP requests by method, route template and status class.",
             ["method", "route", "status_class"],
             registry=r,
         )
         self.http_duration = Histogram(
             "memstore_http_request_duration_seconds",
-            "HTTP request latency by route template.",
-            ["method", "route"],
+            "HTTP request latency by method, route template and status class.",
+            ["method", "route", "status_class"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -90,7 +123,7 @@ class PrometheusMetrics:
         )
         self.backend_duration = Histogram(
             "memstore_backend_operation_duration_seconds",
-            "Backend operation latency.",
+            "Backend operation latency (failed operations included).",
             ["backend", "operation"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -107,10 +140,30 @@ class PrometheusMetrics:
             ["backend"],
             registry=r,
         )
+        self._http_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Histogram] = {}
+        self._error_children: dict[tuple[str, str, str], Counter] = {}
 
-    def watch_cache(self, stats: Callable[[], CacheStats], size: Callable[[], int]) -> None:
-        self.registry.register(_CacheCollector(stats, size))
+    def watch_cache(
+        self,
+        stats: Callable[[], CacheStats],
+        size: Callable[[], int],
+        received: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.registry.register(_CacheCollector(stats, size, received))
+
+    # -- hot path -------------------------------------------------------------------------
+
+    def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, f"{status // 100}xx")
+        children = self._http_children.get(key)
+        if children is None:
+            children = self._http_children[key] = (
+                self.http_requests.labels(*key),
+                self.http_duration.labels(*key),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_backend(self, backend: str, operation: str, seconds: float) -> None:
         key = (backend, operation)
@@ -118,3 +171,51 @@ class PrometheusMetrics:
         if child is None:
             child = self._backend_children[key] = self.backend_duration.labels(*key)
         child.observe(seconds)
+
+    def count_backend_error(self, backend: str, operation: str, code: str) -> None:
+        key = (backend, operation, code)
+        child = self._error_children.get(key)
+        if child is None:
+            child = self._error_children[key] = self.backend_errors.labels(*key)
+        child.inc()
+
+    def set_backend_up(self, backend: str, up: bool) -> None:
+        self.backend_up.labels(backend).set(1 if up else 0)
+
+    # -- readable figures -----------------------------------------------------------------
+
+    def snapshot_http(self) -> dict[str, Any]:
+        """HTTP figures as plain numbers: per ``"METHOD route"``, counts by status class and
+        average latency; plus requests in flight. Read from the same series as the
+        exposition, so both always agree."""
+        routes: dict[str, dict[str, Any]] = {}
+        seconds: dict[str, float] = {}
+        for family in self.http_requests.collect():
+            for sample in family.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                lb = sample.labels
+                name = f"{lb['method']} {lb['route']}"
+                entry = routes.setdefault(name, {"count": 0, "by_status": {}})
+                entry["count"] += int(sample.value)
+                entry["by_status"][lb["status_class"]] = int(sample.value)
+        for family in self.http_duration.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_sum"):
+                    name = f"{sample.labels['method']} {sample.labels['route']}"
+                    seconds[name] = seconds.get(name, 0.0) + sample.value
+        for name, entry in routes.items():
+            entry["avg_ms"] = round(1000 * seconds.get(name, 0.0) / entry["count"], 3)
+        in_flight = next(iter(self.http_in_flight.collect())).samples[0].value
+        return {
+            "requests": dict(sorted(routes.items())),
+            "total_requests": sum(e["count"] for e in routes.values()),
+            "in_flight": int(in_flight),
+        }
+
+    def backend_up_values(self) -> dict[str, int]:
+        return {
+            sample.labels["backend"]: int(sample.value)
+            for family in self.backend_up.collect()
+            for sample in family.samples
+        }

@@ -18,6 +18,8 @@ from memstore.config import Settings
 CONTRACT_BACKENDS = [
     "embedded",
     "mongodb",
+    "redis",
+    "redis_cluster",
 ]
 
 

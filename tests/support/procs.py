@@ -55,13 +55,14 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memstore", "serve"],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with self.log_path.open("ab") as log:
+            # The child keeps its own copy of the descriptor.
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "memstore", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         wait_http(self.url + "/livez", proc=self.proc)
         return self
 

@@ -9,20 +9,24 @@ acknowledged write is never lost by a stop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from memstore.api.errors import Handler, error_middleware
+from memstore.api.errors import error_middleware
+from memstore.api.observability import observability_middleware
 from memstore.api.openapi import build_openapi
 from memstore.api.routes import ROUTES, add_routes
+from memstore.api.security import check_bind, security_middleware
 from memstore.api.state import MANAGER, METRICS, OPENAPI, SETTINGS
 from memstore.config import Settings
+from memstore.errors import BackendUnavailableError
 from memstore.manager import DistributedMemoryManager
 from memstore.metrics import PrometheusMetrics
+from memstore.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -30,41 +34,27 @@ log = logging.getLogger(__name__)
 ENVELOPE_BYTES = 64 * 1024
 
 
-def _metrics_middleware(metrics: PrometheusMetrics) -> Middleware:
-    in_flight = metrics.http_in_flight
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        # The route template keeps label cardinality bounded; unknown paths share one label.
-        route = resource.canonical if resource is not None else "unmatched"
-        began = time.perf_counter()
-        in_flight.inc()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        finally:
-            in_flight.dec()
-            metrics.http_requests.labels(request.method, route, f"{status // 100}xx").inc()
-            metrics.http_duration.labels(request.method, route).observe(time.perf_counter() - began)
-
-    return middleware
-
-
 def create_app(
     settings: Settings | None = None,
     *,
     manager: DistributedMemoryManager | None = None,
     metrics: PrometheusMetrics | None = None,
+    tracing: Tracing | None = None,
 ) -> web.Application:
+    """``tracing``: default from the OTEL_* environment (off without an endpoint)."""
     settings = settings or Settings()
     metrics = metrics or PrometheusMetrics()
+    if tracing is None:
+        tracing = Tracing.from_env()
+    # Observability switched off records nothing (the /metrics registry stays, empty).
+    recording = metrics if settings.metrics_enabled else None
     if manager is None:
-        manager = DistributedMemoryManager(settings=settings, prometheus=metrics)
+        manager = DistributedMemoryManager(settings=settings, prometheus=recording, tracing=tracing)
+    middlewares: list[Middleware] = [error_middleware, security_middleware(settings, manager)]
+    if recording is not None or tracing is not None:
+        middlewares.insert(0, observability_middleware(recording, tracing))
     app = web.Application(
-        middlewares=[_metrics_middleware(metrics), error_middleware],
+        middlewares=middlewares,
         client_max_size=settings.max_body_bytes + ENVELOPE_BYTES,
     )
     app[SETTINGS] = settings
@@ -74,9 +64,17 @@ def create_app(
     add_routes(app)
 
     async def manager_lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await app[MANAGER].start()
+        try:
+            await app[MANAGER].start()
+        except BackendUnavailableError:
+            # Serve anyway: /readyz says unready and requests get 503 until the backend
+            # answers (the manager connects on first use); no restart needed.
+            log.warning("memory backend unavailable at start; serving unready until it answers")
         yield
         await app[MANAGER].close()
+        if tracing is not None:
+            # Flushing may wait on the exporter's network timeout: not on the event loop.
+            await asyncio.to_thread(tracing.shutdown)
 
     app.cleanup_ctx.append(manager_lifecycle)
     return app
@@ -84,8 +82,7 @@ def create_app(
 
 def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then stop gracefully."""
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        log.info("listening on a non-loopback address %s", settings.host)
+    check_bind(settings)
     web.run_app(
         create_app(settings),
         host=settings.host,

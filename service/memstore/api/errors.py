@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 
 from memstore.errors import (
+    AuthenticationError,
     BackendUnavailableError,
     ConfigurationError,
     ConflictError,
@@ -21,6 +22,10 @@ from memstore.errors import (
     MemoryStoreError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
+    RequestTimeoutError,
 )
 
 log = logging.getLogger(__name__)
@@ -29,6 +34,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # Order matters: subclasses before their bases.
 STATUS_BY_ERROR: list[tuple[type[MemoryStoreError], int]] = [
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (QuotaExceededError, 403),
+    (RateLimitedError, 429),
+    (RequestTimeoutError, 504),
     (PayloadTooLargeError, 413),
     (InvalidInputError, 400),
     (NotFoundError, 404),
@@ -60,13 +70,28 @@ def status_for(exc: MemoryStoreError) -> int:
     return 500
 
 
+def headers_for(exc: MemoryStoreError) -> dict[str, str] | None:
+    if isinstance(exc, AuthenticationError):
+        # RFC 6750: a request without credentials gets no error code.
+        detail = ', error="invalid_token"' if exc.invalid_token else ""
+        return {"WWW-Authenticate": f'Bearer realm="memstore"{detail}'}
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": str(int(exc.retry_after))}
+    return None
+
+
 def json_error(
-    status: int, code: str, message: str, details: dict[str, object] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, object] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     body: dict[str, object] = {"code": code, "message": message}
     if details:
         body["details"] = details
-    headers = {"Retry-After": "1"} if status == 503 else None
+    if status == 503 and headers is None:
+        headers = {"Retry-After": "1"}
     return web.Response(
         status=status,
         body=orjson.dumps(body),
@@ -80,7 +105,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except MemoryStoreError as exc:
-        return json_error(status_for(exc), exc.code, exc.message, exc.details)
+        return json_error(
+            status_for(exc), exc.code, exc.message, exc.details, headers=headers_for(exc)
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

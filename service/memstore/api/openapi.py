@@ -8,12 +8,92 @@ from pydantic import BaseModel
 
 from memstore import __version__
 from memstore.api.schemas import ErrorOut
+from memstore.auth import required_role
+from memstore.limits import GROWING_OPS
 
 if TYPE_CHECKING:
     from memstore.api.routes import Route
     from memstore.config import Settings
 
 REF = "#/components/schemas/{model}"
+
+
+_ENTITY = {
+    "namespace": "$request.path.namespace",
+    "entity_type": "$request.path.entity_type",
+    "entity_id": "$request.path.entity_id",
+}
+_CONVERSATION = {
+    "namespace": "$request.path.namespace",
+    "conversation_id": "$request.path.conversation_id",
+}
+_NAMESPACE = {"namespace": "$request.path.namespace"}
+
+#: OpenAPI links (what a response lets a client do next), for readers and for stateful
+#: fuzzing: operation id -> statuses -> link name -> (target operation, parameters).
+LINKS: dict[str, tuple[tuple[int, ...], dict[str, tuple[str, dict[str, str]]]]] = {
+    "saveEntity": ((200, 201), {
+        "GetEntity": ("getEntity", _ENTITY),
+        "DeleteEntity": ("deleteEntity", _ENTITY),
+        "ListEntities": ("listEntities", {
+            "namespace": "$request.path.namespace", "entity_type": "$request.path.entity_type"}),
+        "GetEntityTypes": ("getEntityTypes", _NAMESPACE),
+    }),
+    "appendMessages": ((201,), {
+        "LoadMessages": ("loadMessages", _CONVERSATION),
+        "DeleteConversation": ("deleteConversation", _CONVERSATION),
+        "ListConversations": ("listConversations", _NAMESPACE),
+    }),
+    "saveConversationHistory": ((200,), {
+        "LoadMessages": ("loadMessages", _CONVERSATION),
+        "DeleteConversation": ("deleteConversation", _CONVERSATION),
+    }),
+    "saveToolUsage": ((201,), {
+        "QueryToolUsage": ("queryToolUsage", {
+            "namespace": "$request.path.namespace", "tool_name": "$response.body#/tool_name"}),
+        "GetToolNames": ("getToolNames", _NAMESPACE),
+    }),
+    "saveLearningFeedback": ((201,), {
+        "GetLearningFeedback": ("getLearningFeedback", {
+            "namespace": "$request.path.namespace",
+            "agent_name": "$response.body#/agent_name",
+            "feedback_type": "$response.body#/feedback_type"}),
+        "GetMemorySummary": ("getMemorySummary", _NAMESPACE),
+    }),
+}  # fmt: skip
+
+
+def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]) -> dict[str, Any]:
+    """The answers the security middleware can give on this route (api.security)."""
+    content = {"application/json": {"schema": error_ref}}
+    out: dict[str, Any] = {}
+    role = required_role(route.operation_id, route.method, "{namespace}" in route.path)
+    if role is not None and settings.auth_enabled:
+        out["401"] = {
+            "description": "Missing or invalid bearer token.",
+            "content": content,
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+        }
+        out["403"] = {
+            "description": "The token lacks the role or the namespace (or a quota is full).",
+            "content": content,
+        }
+    if route.operation_id in GROWING_OPS and (
+        settings.quota_max_entities or settings.quota_max_bytes
+    ):
+        out["403"] = {
+            "description": "Forbidden (token scope), or the namespace's quota is full.",
+            "content": content,
+        }
+    if role is not None and (settings.rate_limit_rps > 0 or settings.max_inflight_per_caller > 0):
+        out["429"] = {
+            "description": "Rate limit exceeded; retry after Retry-After seconds.",
+            "content": content,
+            "headers": {"Retry-After": {"schema": {"type": "string"}}},
+        }
+    if settings.request_timeout_seconds > 0:
+        out["504"] = {"description": "The request timed out.", "content": content}
+    return out
 
 
 def _schema(model: type[BaseModel], mode: str, components: dict[str, Any]) -> dict[str, Any]:
@@ -66,12 +146,27 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
             elif body is not None:
                 ref = error_ref if body is ErrorOut else _schema(body, "serialization", components)
                 resp["content"] = {"application/json": {"schema": ref}}
+            for media_type in route.text_alternatives.get(status, ()):
+                resp.setdefault("content", {})[media_type] = {"schema": {"type": "string"}}
             headers = route.response_headers.get(status)
             if headers:
                 resp["headers"] = {
                     h: {"description": d, "schema": {"type": "string"}} for h, d in headers.items()
                 }
             responses[str(status)] = resp
+        for status_text, resp in _error_responses(route, settings, error_ref).items():
+            responses.setdefault(status_text, resp)
+        if settings.auth_enabled and required_role(
+            route.operation_id, route.method, "{namespace}" in route.path
+        ):
+            op["security"] = [{"bearerAuth": []}]
+        statuses, links = LINKS.get(route.operation_id, ((), {}))
+        for status in statuses:
+            if str(status) in responses:
+                responses[str(status)]["links"] = {
+                    name: {"operationId": target, "parameters": dict(params)}
+                    for name, (target, params) in links.items()
+                }
         op["responses"] = responses
         paths.setdefault(route.path, {})[route.method.lower()] = op
     return {
@@ -83,5 +178,12 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
             "tool usage and learning feedback per memory namespace.",
         },
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            **(
+                {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}}
+                if settings.auth_enabled
+                else {}
+            ),
+        },
     }

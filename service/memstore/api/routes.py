@@ -17,11 +17,12 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from memstore.api import schemas
+from memstore.api.security import principal_of
 from memstore.api.state import MANAGER, METRICS, OPENAPI
-from memstore.errors import InvalidInputError, NotFoundError
+from memstore.errors import ConflictError, InvalidInputError, NotFoundError
 from memstore.manager import DistributedMemoryManager
 from memstore.records import EntityRecord
-from memstore.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE
+from memstore.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -51,6 +52,8 @@ class Route:
     # status -> (description, model or media type string or None)
     responses: dict[int, tuple[str, type[BaseModel] | str | None]] = field(default_factory=dict)
     response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
+    # status -> further media types the same response may be rendered as (text bodies)
+    text_alternatives: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _pattern(rx: re.Pattern[str]) -> dict[str, Any]:
@@ -61,11 +64,31 @@ NS = Param("namespace", "path", _pattern(NAMESPACE_RE), "Memory namespace (tenan
 ETYPE = Param("entity_type", "path", _pattern(TYPE_RE), "Entity type.", True)
 EID = Param("entity_id", "path", _pattern(ID_RE), "Entity id.", True)
 CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True)
+# What query_int parses (18 digits); the document says so, so clients and fuzzers agree.
+MAX_QUERY_INT = 10**18 - 1
+BEFORE_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_INT}
+MAX_TIME = 1e11  # POSIX seconds, year 5138: beyond it a timestamp is a mistake
+TIME_SCHEMA = {"type": "number", "minimum": 0, "maximum": MAX_TIME}
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "Page size (capped).")
 CURSOR = Param("cursor", "query", {"type": "string"}, "Opaque cursor from `next_cursor`.")
-IF_MATCH = Param("If-Match", "header", {"type": "string"}, 'Expected version as an ETag: "3".')
-IF_NONE_MATCH = Param(
-    "If-None-Match", "header", {"type": "string"}, "`*` on PUT: create only; an ETag on GET."
+ETAG_PATTERN = r'^(W/)?"?[1-9][0-9]{0,17}"?$'
+IF_MATCH = Param(
+    "If-Match",
+    "header",
+    {"type": "string", "pattern": ETAG_PATTERN},
+    'Expected version as an ETag: "3". A mismatch answers 412.',
+)
+IF_NONE_MATCH_GET = Param(
+    "If-None-Match",
+    "header",
+    {"type": "string", "pattern": ETAG_PATTERN},
+    "The ETag you hold: 304 when unchanged.",
+)
+IF_NONE_MATCH_PUT = Param(
+    "If-None-Match",
+    "header",
+    {"type": "string", "enum": ["*"]},
+    "`*`: create only (412 when the entity exists).",
 )
 
 E400 = ("Invalid input.", schemas.ErrorOut)
@@ -132,6 +155,13 @@ def query_float(request: web.Request, name: str) -> float | None:
         raise InvalidInputError(f"{name} must be a number", field=name) from None
     if value != value or value in (float("inf"), float("-inf")):
         raise InvalidInputError(f"{name} must be a finite number", field=name)
+    return value
+
+
+def query_time(request: web.Request, name: str) -> float | None:
+    value = query_float(request, name)
+    if value is not None and not 0 <= value <= MAX_TIME:
+        raise InvalidInputError(f"{name} must be POSIX seconds in [0, {MAX_TIME:.0e}]", field=name)
     return value
 
 
@@ -223,6 +253,9 @@ async def get_entity(request: web.Request) -> web.Response:
 
 async def put_entity(request: web.Request) -> web.Response:
     mi = request.match_info
+    # The body is checked before the preconditions: a malformed request is a 400 whatever
+    # the stored version.
+    body = await read_body(request, schemas.EntityPut)
     expected: int | None = None
     if (if_match := request.headers.get("If-Match")) is not None:
         expected = parse_etag(if_match, "If-Match")
@@ -232,9 +265,13 @@ async def put_entity(request: web.Request) -> web.Response:
         if if_none.strip() != "*":
             raise InvalidInputError("If-None-Match on PUT must be *", field="If-None-Match")
         if expected is not None:
-            raise InvalidInputError("use If-Match or If-None-Match, not both", field="If-Match")
+            # RFC 9110: "must be at version n" and "must not exist" never hold together.
+            raise ConflictError(
+                "If-Match and If-None-Match: * cannot both hold",
+                expected_version=expected,
+                current_version=None,
+            )
         expected = 0
-    body = await read_body(request, schemas.EntityPut)
     record = await manager_for(request).save_entity(
         mi["entity_type"],
         mi["entity_id"],
@@ -331,8 +368,8 @@ async def record_tool_usage(request: web.Request) -> web.Response:
 async def query_tool_usage(request: web.Request) -> web.Response:
     page = await manager_for(request).query_tool_usage(
         query_str(request, "tool_name"),
-        start=query_float(request, "start"),
-        end=query_float(request, "end"),
+        start=query_time(request, "start"),
+        end=query_time(request, "end"),
         limit=query_int(request, "limit"),
         cursor=query_str(request, "cursor"),
     )
@@ -375,6 +412,32 @@ async def summary(request: web.Request) -> web.Response:
     return json_response(data.to_dict())
 
 
+async def list_summaries(request: web.Request) -> web.Response:
+    """Admin: summaries of the namespaces the token covers (every namespace for ``*``)."""
+    manager = request.app[MANAGER]
+    settings = manager.settings
+    limit = check_limit(
+        query_int(request, "limit"), settings.max_page_size, default=settings.default_page_size
+    )
+    after = query_str(request, "after")
+    if after is not None:
+        check_name("namespace", after)
+    scope = principal_of(request).namespaces
+    complete = True
+    if scope is None:
+        listed = await manager.list_namespaces()
+        complete = listed is not None
+        names = listed or []
+    else:
+        names = sorted(n for n in scope if NAMESPACE_RE.fullmatch(n))
+    names = [n for n in names if after is None or n > after][: limit + 1]
+    items = [
+        (await manager.for_namespace(n).get_memory_summary_data()).to_dict() for n in names[:limit]
+    ]
+    next_after = names[limit - 1] if len(names) > limit else None
+    return json_response({"items": items, "next_after": next_after, "complete": complete})
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])
 
@@ -400,11 +463,17 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/cache/clear", clear_cache, "clearCache",
           "Clear this replica's local cache.", "admin",
           responses={200: ("Cleared.", schemas.CacheClearedOut)}),
+    Route("GET", "/v1/summary", list_summaries, "listMemorySummaries",
+          "Summaries of every namespace the token covers, by name, one page.", "admin",
+          params=(LIMIT, Param("after", "query", _pattern(NAMESPACE_RE),
+                               "Only namespaces after this one (from `next_after`).")),
+          responses={200: ("A page.", schemas.SummaryPageOut), 400: E400, 503: E503}),
     Route("GET", f"{P}/summary", summary, "getMemorySummary",
           "Counts of everything in the namespace.", "summary",
           params=(NS, Param("format", "query", {"type": "string", "enum": ["json", "markdown"]},
                             "json (default) or markdown.")),
-          responses={200: ("Summary.", schemas.SummaryOut), 400: E400, 503: E503}),
+          responses={200: ("Summary.", schemas.SummaryOut), 400: E400, 503: E503},
+          text_alternatives={200: ("text/markdown",)}),
     Route("GET", f"{P}/entities", get_entity_types, "getEntityTypes",
           "Entity types with at least one entity.", "entities",
           params=(NS,), responses={200: ("Types.", schemas.EntityTypesOut), 400: E400, 503: E503}),
@@ -414,13 +483,13 @@ ROUTES: tuple[Route, ...] = (
           responses={200: ("A page.", schemas.EntityPage), 400: E400, 503: E503}),
     Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}", get_entity, "getEntity",
           "Load an entity; its version is the ETag.", "entities",
-          params=(NS, ETYPE, EID, IF_NONE_MATCH),
+          params=(NS, ETYPE, EID, IF_NONE_MATCH_GET),
           responses={200: ("The entity.", schemas.EntityOut), 304: ("Not modified.", None),
                      400: E400, 404: E404, 503: E503},
           response_headers={200: {"ETag": "The entity's version."}}),
     Route("PUT", f"{P}/entities/{{entity_type}}/{{entity_id}}", put_entity, "saveEntity",
           "Create or replace an entity; If-Match makes it conditional.", "entities",
-          params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH), body=schemas.EntityPut,
+          params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH_PUT), body=schemas.EntityPut,
           responses={200: ("Replaced.", schemas.EntityOut), 201: ("Created.", schemas.EntityOut),
                      400: E400, 412: E412, 413: E413, 503: E503},
           response_headers={200: {"ETag": "New version."}, 201: {"ETag": "New version."}}),
@@ -436,7 +505,7 @@ ROUTES: tuple[Route, ...] = (
           "loadMessages", "The last `limit` messages before `before`, in order.",
           "conversations",
           params=(NS, CID, LIMIT,
-                  Param("before", "query", {"type": "integer", "minimum": 1},
+                  Param("before", "query", BEFORE_SCHEMA,
                         "Only messages with seq below this (from `next_before`).")),
           responses={200: ("Messages.", schemas.MessagesOut), 400: E400, 503: E503}),
     Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
@@ -456,8 +525,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{P}/tool-usage", query_tool_usage, "queryToolUsage",
           "Tool uses ordered by time; filter by tool and [start, end).", "tool-usage",
           params=(NS, Param("tool_name", "query", _pattern(TOOL_RE), "Only this tool."),
-                  Param("start", "query", {"type": "number"}, "From (POSIX seconds, inclusive)."),
-                  Param("end", "query", {"type": "number"}, "To (POSIX seconds, exclusive)."),
+                  Param("start", "query", TIME_SCHEMA, "From (POSIX seconds, inclusive)."),
+                  Param("end", "query", TIME_SCHEMA, "To (POSIX seconds, exclusive)."),
                   *PAGE),
           responses={200: ("A page.", schemas.ToolUsagePage), 400: E400, 503: E503}),
     Route("GET", f"{P}/tools", get_tool_names, "getToolNames",
@@ -475,9 +544,22 @@ ROUTES: tuple[Route, ...] = (
 )  # fmt: skip
 
 
+def _checking_path(handler: View) -> View:
+    """Check the path's names before the handler looks at headers or body, so a request
+    with a bad name is a 400 naming the field whatever else it carries."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        for kind, value in request.match_info.items():
+            check_name(kind, value)
+        return await handler(request)
+
+    return checked
+
+
 def add_routes(app: web.Application) -> None:
     for route in ROUTES:
         # aiohttp's default segment pattern refuses "{" and "}"; accept any segment so the
-        # manager's validation answers with a 400 naming the field instead of a bare 404.
+        # check above answers with a 400 naming the field instead of a bare 404.
         path = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", route.path)
-        app.router.add_route(route.method, path, route.handler, name=route.operation_id)
+        handler = _checking_path(route.handler) if "{" in route.path else route.handler
+        app.router.add_route(route.method, path, handler, name=route.operation_id)

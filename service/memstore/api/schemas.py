@@ -8,9 +8,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from memstore.validation import ID_RE, TOOL_RE, TYPE_RE
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
+    # strict: JSON types are checked as documented (no "1" -> 1 or false -> 0.0 coercion).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # -- requests -------------------------------------------------------------------------
@@ -25,12 +28,12 @@ class EntityPut(_Strict):
 
 class MessagesIn(_Strict):
     messages: list[dict[str, JsonValue]] = Field(
-        description="Messages (JSON objects) in conversation order."
+        min_length=1, description="Messages (JSON objects) in conversation order."
     )
 
 
 class ToolUsageIn(_Strict):
-    tool_name: str
+    tool_name: str = Field(pattern=TOOL_RE.pattern)
     input: JsonValue = None
     output: JsonValue = None
     duration_ms: float = Field(0.0, ge=0, lt=1e12)
@@ -38,13 +41,15 @@ class ToolUsageIn(_Strict):
     timestamp: float | None = Field(
         None, ge=0, lt=1e11, description="POSIX seconds; default: when the server receives it."
     )
-    conversation_id: str | None = None
-    id: str | None = Field(None, description="Client-chosen id; makes retries idempotent.")
+    conversation_id: str | None = Field(None, pattern=ID_RE.pattern)
+    id: str | None = Field(
+        None, pattern=ID_RE.pattern, description="Client-chosen id; makes retries idempotent."
+    )
 
 
 class FeedbackIn(_Strict):
-    agent_name: str
-    feedback_type: str
+    agent_name: str = Field(pattern=TOOL_RE.pattern)
+    feedback_type: str = Field(pattern=TYPE_RE.pattern)
     data: JsonValue = None
 
 
@@ -124,8 +129,8 @@ class ToolNamesOut(BaseModel):
 
 class FeedbackOut(BaseModel):
     id: str
-    agent_name: str
-    feedback_type: str
+    agent_name: str = Field(pattern=TOOL_RE.pattern)
+    feedback_type: str = Field(pattern=TYPE_RE.pattern)
     data: Any
     timestamp: float
 
@@ -160,3 +165,13 @@ class MetricsOut(BaseModel):
     backend: str
     operations: dict[str, Any]
     cache: dict[str, Any]
+
+
+class SummaryPageOut(BaseModel):
+    items: list[SummaryOut] = Field(description="One summary per namespace, by name.")
+    next_after: str | None = Field(
+        description="Pass as `after` for the next page; null on the last page."
+    )
+    complete: bool = Field(
+        description="False when the backend cannot list namespaces (wildcard tokens only)."
+    )

@@ -200,6 +200,18 @@ class DistributedMemoryBackend(abc.ABC):
     async def summary(self, namespace: str) -> MemorySummary:
         """Exact counts of live data in the namespace."""
 
+    # -- optional usage hooks --------------------------------------------------------------
+
+    async def stored_bytes(self, namespace: str) -> int | None:
+        """Bytes of stored payloads in the namespace (for the bytes quota); ``None`` when
+        the backend cannot tell cheaply. Called at most every few seconds per namespace."""
+        return None
+
+    async def list_namespaces(self) -> list[str] | None:
+        """Sorted namespaces holding data (for the admin cross-namespace summary);
+        ``None`` when the backend cannot enumerate them."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Non-secret facts for logs and /v1/metrics (never passwords or full URIs)."""
         return {"backend": self.name}

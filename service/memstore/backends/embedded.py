@@ -587,3 +587,24 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             tool_usage_counts={r[0]: r[1] for r in tool_rows},
             feedback_count=fb[0],
         )
+
+    # -- optional usage hooks (quotas, cross-namespace summary) -------------------------
+
+    async def stored_bytes(self, namespace: str) -> int | None:
+        row = await self._fetchone(
+            "SELECT (SELECT COALESCE(SUM(length(data)), 0) FROM entities WHERE ns = ?1)"
+            " + (SELECT COALESCE(SUM(length(message)), 0) FROM messages WHERE ns = ?1)"
+            " + (SELECT COALESCE(SUM(length(input) + length(output)), 0)"
+            "    FROM tool_usage WHERE ns = ?1)"
+            " + (SELECT COALESCE(SUM(length(data)), 0) FROM feedback WHERE ns = ?1)",
+            (namespace,),
+        )
+        return int(row[0])
+
+    async def list_namespaces(self) -> list[str] | None:
+        rows = await self._fetchall(
+            "SELECT ns FROM entities UNION SELECT ns FROM conversations"
+            " UNION SELECT ns FROM tool_usage UNION SELECT ns FROM feedback ORDER BY 1",
+            (),
+        )
+        return [r[0] for r in rows]

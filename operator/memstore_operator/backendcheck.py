@@ -1,0 +1,124 @@
+"""Connect-and-ping checks of a MemoryStore's backend, with a timeout.
+
+Results are :class:`~memstore_operator.status.Check` values; nothing here raises. Messages
+name hosts and ports but never a password or a URI (which may carry credentials).
+
+- redis / redisCluster: TCP connect, ``AUTH`` when a password is set, then ``PING``
+  (RESP), expecting ``+PONG``; a cluster is reachable when any seed node answers.
+- mongodb: TCP connect to the first host of the URI that accepts a connection
+  (``mongodb+srv://`` URIs need a DNS SRV lookup and are reported as Unknown).
+- embedded: the data lives in the pod; always reachable.
+"""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import unquote
+
+from memstore_operator.model import StoreSpec
+from memstore_operator.status import Check
+
+DEFAULT_TIMEOUT = 3.0
+
+
+def _resp(*parts: str) -> bytes:
+    out = [f"*{len(parts)}\r\n".encode()]
+    for p in parts:
+        raw = p.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(out)
+
+
+def _readline(sock: socket.socket) -> bytes:
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > 4096:
+            break
+    return buf.strip()
+
+
+def ping_redis(host: str, port: int, password: str | None, timeout: float) -> Check:
+    where = f"{host}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            if password:
+                sock.sendall(_resp("AUTH", password))
+                reply = _readline(sock)
+                if not reply.startswith(b"+OK"):
+                    return Check(False, "AuthenticationFailed", f"redis at {where} refused AUTH")
+            sock.sendall(_resp("PING"))
+            reply = _readline(sock)
+    except OSError as exc:
+        return Check(False, "Unreachable", f"redis at {where}: {type(exc).__name__}: {exc}")
+    if reply.startswith(b"+PONG"):
+        return Check(True, "Pong", f"redis at {where} answered PING")
+    if reply.startswith((b"-NOAUTH", b"-WRONGPASS", b"-ERR invalid password")):
+        return Check(False, "AuthenticationFailed", f"redis at {where} needs a valid password")
+    return Check(False, "UnexpectedReply", f"redis at {where} did not answer PONG")
+
+
+def _split_hostport(item: str, default_port: int) -> tuple[str, int]:
+    if item.startswith("["):  # [v6]:port
+        host, _, rest = item[1:].partition("]")
+        return host, int(rest.lstrip(":") or default_port)
+    host, sep, port = item.rpartition(":")
+    if not sep:
+        return item, default_port
+    return host, int(port)
+
+
+def mongodb_hosts(uri: str) -> list[tuple[str, int]]:
+    """Host list of a ``mongodb://`` URI (credentials, database and options dropped)."""
+    rest = uri.split("://", 1)[1]
+    hostpart = rest.split("/", 1)[0].split("?", 1)[0]
+    hostpart = hostpart.rsplit("@", 1)[-1]
+    return [_split_hostport(unquote(h), 27017) for h in hostpart.split(",") if h]
+
+
+def ping_mongodb(uri: str, timeout: float) -> Check:
+    if uri.startswith("mongodb+srv://"):
+        return Check(None, "NotChecked", "mongodb+srv URIs are not checked by the operator")
+    if not uri.startswith("mongodb://"):
+        return Check(False, "InvalidURI", "the MongoDB URI must start with mongodb://")
+    try:
+        hosts = mongodb_hosts(uri)
+    except ValueError:
+        return Check(False, "InvalidURI", "the MongoDB URI has an invalid host list")
+    errors: list[str] = []
+    for host, port in hosts:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                return Check(True, "Connected", f"mongodb at {host}:{port} accepts connections")
+        except OSError as exc:
+            errors.append(f"{host}:{port}: {type(exc).__name__}")
+    return Check(False, "Unreachable", "mongodb: " + "; ".join(errors or ["no hosts"]))
+
+
+def check_backend(
+    spec: StoreSpec, secrets: dict[str, str], timeout: float = DEFAULT_TIMEOUT
+) -> Check:
+    """``secrets`` maps "secretName/key" to the decoded value."""
+    b = spec.backend
+    password = None
+    if b.password_ref is not None:
+        password = secrets.get(f"{b.password_ref.name}/{b.password_ref.key}")
+    if b.type == "embedded":
+        return Check(True, "Embedded", "the embedded backend runs inside the pod")
+    if b.type == "redis":
+        return ping_redis(b.redis_host or "", b.redis_port, password, timeout)
+    if b.type == "redisCluster":
+        last = Check(False, "Unreachable", "no seed node")
+        for node in b.cluster_nodes:
+            host, port = _split_hostport(node, 6379)
+            last = ping_redis(host, port, password, timeout)
+            if last.ok:
+                return last
+        return last
+    assert b.mongodb_uri_ref is not None
+    uri = secrets.get(f"{b.mongodb_uri_ref.name}/{b.mongodb_uri_ref.key}", "")
+    return ping_mongodb(uri, timeout)

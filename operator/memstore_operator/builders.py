@@ -1,0 +1,365 @@
+"""Pure functions: MemoryStore spec -> the Kubernetes objects that run it.
+
+No I/O here. Every object carries the same labels and a controller ownerReference to the
+MemoryStore, so deleting the MemoryStore lets the garbage collector delete them.
+Secrets never appear in the ConfigMap: the Deployment reads them with ``secretKeyRef``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from memstore_operator import constants as c
+from memstore_operator.model import Probe, StoreSpec
+
+Obj = dict[str, Any]
+
+
+def selector_labels(spec: StoreSpec) -> dict[str, str]:
+    return {
+        c.LABEL_NAME: "memstore",
+        c.LABEL_INSTANCE: spec.name,
+        c.LABEL_COMPONENT: "server",
+    }
+
+
+def labels(spec: StoreSpec) -> dict[str, str]:
+    return {**selector_labels(spec), c.LABEL_MANAGED_BY: c.MANAGED_BY}
+
+
+def selector_string(spec: StoreSpec) -> str:
+    """The label selector as a string, for the scale subresource (``status.selector``)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(spec).items()))
+
+
+def owner_reference(owner: Mapping[str, Any]) -> Obj:
+    meta = owner["metadata"]
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _meta(spec: StoreSpec, name: str, owner: Mapping[str, Any] | None) -> Obj:
+    meta: Obj = {"name": name, "namespace": spec.namespace, "labels": labels(spec)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner_reference(owner)]
+    return meta
+
+
+def configmap_name(spec: StoreSpec) -> str:
+    return f"{spec.name}-config"
+
+
+def pvc_name(spec: StoreSpec) -> str:
+    return f"{spec.name}-data"
+
+
+def _fmt_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def config_data(spec: StoreSpec) -> dict[str, str]:
+    """Non-secret settings, as the service's environment variables."""
+    b = spec.backend
+    data: dict[str, str] = {
+        "MEMSTORE_HOST": "0.0.0.0",  # noqa: S104 - the pod must listen on its pod IP
+        "MEMSTORE_PORT": str(c.CONTAINER_PORT),
+        "MEMORY_NAMESPACE": spec.memory_namespace,
+        "MEMSTORE_CACHE_TTL_SECONDS": _fmt_number(spec.cache_ttl_seconds),
+        "MEMSTORE_CACHE_MAX_ENTRIES": str(spec.cache_max_entries),
+    }
+    if b.type == "embedded":
+        data["MEMORY_TYPE"] = "embedded"
+        data["MEMSTORE_DATA_PATH"] = c.DATA_PATH
+        data["MEMSTORE_EMBEDDED_SYNCHRONOUS"] = b.synchronous
+    elif b.type == "redis":
+        data["MEMORY_TYPE"] = "redis"
+        data["REDIS_HOST"] = b.redis_host or ""
+        data["REDIS_PORT"] = str(b.redis_port)
+        data["REDIS_DB"] = str(b.redis_db)
+    elif b.type == "redisCluster":
+        data["MEMORY_TYPE"] = "redis"
+        data["MEMSTORE_REDIS_CLUSTER_NODES"] = ",".join(b.cluster_nodes)
+    else:
+        data["MEMORY_TYPE"] = "mongodb"
+        data["MONGODB_DB"] = b.mongodb_database
+    if b.type in ("redis", "redisCluster") and b.redis_prefix is not None:
+        data["REDIS_PREFIX"] = b.redis_prefix
+    data["MEMSTORE_AUTH_ENABLED"] = "true" if spec.auth_enabled else "false"
+    if not spec.auth_enabled:
+        # The user chose an open store; the service refuses a non-loopback bind without
+        # auth unless told so explicitly, and a pod must listen on its pod IP.
+        data["MEMSTORE_ALLOW_INSECURE_BIND"] = "true"
+    if spec.auth_tokens_ref is not None:
+        data["MEMSTORE_AUTH_TOKENS_FILE"] = c.AUTH_TOKENS_FILE
+    if spec.otlp_endpoint:
+        data["OTEL_EXPORTER_OTLP_ENDPOINT"] = spec.otlp_endpoint
+        data["OTEL_SERVICE_NAME"] = spec.otel_service_name or spec.name
+        data["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        data["OTEL_TRACES_SAMPLER_ARG"] = _fmt_number(spec.sampling_ratio)
+    return data
+
+
+def config_hash(spec: StoreSpec, secret_versions: Mapping[str, str] | None = None) -> str:
+    """Checksum of everything the pods read at start-up: the ConfigMap's data and the
+    resourceVersions of the referenced Secrets. Put on the pod template, so a change rolls
+    the pods."""
+    payload = {
+        "config": config_data(spec),
+        "secrets": dict(sorted((secret_versions or {}).items())),
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return digest[:16]
+
+
+def configmap(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(spec, configmap_name(spec), owner),
+        "data": config_data(spec),
+    }
+
+
+def _secret_env(name: str, ref_name: str, key: str) -> Obj:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref_name, "key": key}}}
+
+
+def _probe(path: str, probe: Probe) -> Obj:
+    return {
+        "httpGet": {"path": path, "port": c.SERVICE_PORT_NAME, "scheme": "HTTP"},
+        "initialDelaySeconds": probe.initial_delay_seconds,
+        "periodSeconds": probe.period_seconds,
+        "timeoutSeconds": probe.timeout_seconds,
+        "failureThreshold": probe.failure_threshold,
+    }
+
+
+def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None = None) -> Obj:
+    b = spec.backend
+    env: list[Obj] = []
+    if b.password_ref is not None:
+        env.append(_secret_env("REDIS_PASSWORD", b.password_ref.name, b.password_ref.key))
+    if b.mongodb_uri_ref is not None:
+        env.append(_secret_env("MONGODB_URI", b.mongodb_uri_ref.name, b.mongodb_uri_ref.key))
+    volumes: list[Obj] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    mounts: list[Obj] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
+    if b.type == "embedded":
+        if b.storage == "persistentVolumeClaim":
+            volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": pvc_name(spec)}})
+        else:
+            volumes.append({"name": "data", "emptyDir": {}})
+        mounts.append({"name": "data", "mountPath": c.DATA_DIR})
+    if spec.auth_tokens_ref is not None:
+        volumes.append(
+            {
+                "name": "auth",
+                "secret": {
+                    "secretName": spec.auth_tokens_ref.name,
+                    "items": [{"key": spec.auth_tokens_ref.key, "path": c.AUTH_TOKENS_KEY}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+        mounts.append({"name": "auth", "mountPath": c.AUTH_DIR, "readOnly": True})
+    container: Obj = {
+        "name": "memstore",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "args": ["serve"],
+        "ports": [
+            {"name": c.SERVICE_PORT_NAME, "containerPort": c.CONTAINER_PORT, "protocol": "TCP"}
+        ],
+        "envFrom": [{"configMapRef": {"name": configmap_name(spec)}}],
+        "livenessProbe": _probe("/livez", spec.liveness),
+        "readinessProbe": _probe("/readyz", spec.readiness),
+        "resources": dict(spec.resources),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": c.RUN_AS_USER,
+            "runAsGroup": c.RUN_AS_USER,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": mounts,
+    }
+    if env:  # an empty list would not be stored, so a no-op check would never match
+        container["env"] = env
+    pod_spec: Obj = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": c.RUN_AS_USER,
+            "runAsGroup": c.RUN_AS_USER,
+            "fsGroup": c.RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.affinity:
+        pod_spec["affinity"] = dict(spec.affinity)
+    if spec.priority_class_name:
+        pod_spec["priorityClassName"] = spec.priority_class_name
+    # One SQLite writer on a ReadWriteOnce volume: never two pods at once.
+    strategy: Obj = (
+        {"type": "Recreate"}
+        if b.type == "embedded"
+        else {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    )
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(spec, spec.name, owner),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector_labels(spec)},
+            "strategy": strategy,
+            "template": {
+                "metadata": {
+                    "labels": labels(spec),
+                    "annotations": {c.CONFIG_HASH_ANNOTATION: cfg_hash},
+                },
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def service(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(spec, spec.name, owner),
+        "spec": {
+            "type": spec.service_type,
+            "selector": selector_labels(spec),
+            "ports": [
+                {
+                    "name": c.SERVICE_PORT_NAME,
+                    "port": spec.service_port,
+                    "targetPort": c.SERVICE_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def endpoint(spec: StoreSpec) -> str:
+    return f"http://{spec.name}.{spec.namespace}.svc:{spec.service_port}"
+
+
+def pdb(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj | None:
+    if not spec.pdb_enabled:
+        return None
+    body: Obj = {"selector": {"matchLabels": selector_labels(spec)}}
+    if spec.pdb_min_available is not None:
+        body["minAvailable"] = spec.pdb_min_available
+    else:
+        body["maxUnavailable"] = (
+            spec.pdb_max_unavailable if spec.pdb_max_unavailable is not None else 1
+        )
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(spec, spec.name, owner),
+        "spec": body,
+    }
+
+
+def pvc(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj | None:
+    b = spec.backend
+    if b.type != "embedded" or b.storage != "persistentVolumeClaim":
+        return None
+    body: Obj = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": b.storage_size}},
+    }
+    if b.storage_class_name:
+        body["storageClassName"] = b.storage_class_name
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(spec, pvc_name(spec), owner),
+        "spec": body,
+    }
+
+
+def service_monitor(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj | None:
+    if not spec.service_monitor:
+        return None
+    meta = _meta(spec, spec.name, owner)
+    meta["labels"] = {**meta["labels"], **spec.service_monitor_labels}
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": meta,
+        "spec": {
+            "selector": {"matchLabels": selector_labels(spec)},
+            "namespaceSelector": {"matchNames": [spec.namespace]},
+            "endpoints": [
+                {
+                    "port": c.SERVICE_PORT_NAME,
+                    "path": "/metrics",
+                    "interval": spec.service_monitor_interval,
+                }
+            ],
+        },
+    }
+
+
+def auth_secret_name(spec: StoreSpec) -> str:
+    return f"{spec.name}{c.AUTH_SECRET_SUFFIX}"
+
+
+def tokens_file(token: str) -> str:
+    """The service's tokens file for one admin token: only its sha256 is stored."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    entry = {
+        "name": "admin",
+        "sha256": digest,
+        "namespaces": ["*"],
+        "roles": ["read", "write", "admin"],
+    }
+    return json.dumps({"tokens": [entry]}, sort_keys=True)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def auth_secret(spec: StoreSpec, token: str, owner: Mapping[str, Any] | None = None) -> Obj:
+    """The generated auth Secret: ``token`` for clients, ``tokens.json`` for the pods.
+    Created once (never re-applied), so the token stays stable across reconciles."""
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(spec, auth_secret_name(spec), owner),
+        "type": "Opaque",
+        "data": {c.AUTH_TOKEN_KEY: b64(token), c.AUTH_TOKENS_KEY: b64(tokens_file(token))},
+    }

@@ -1,0 +1,35 @@
+"""Names shared by the operator's modules (and mirrored in the CRD file)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "memory.datamcp.io"
+VERSION: Final = "v1alpha1"
+PLURAL: Final = "memorystores"
+KIND: Final = "MemoryStore"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+DEFAULT_IMAGE: Final = "ghcr.io/memstore/memstore:0.1.0"
+FIELD_MANAGER: Final = "memstore-operator"
+# kopf keeps its progress and last-handled state in annotations under this prefix.
+ANNOTATION_PREFIX: Final = GROUP
+CONFIG_HASH_ANNOTATION: Final = f"{GROUP}/config-hash"
+
+SERVICE_PORT_NAME: Final = "http"
+CONTAINER_PORT: Final = 8080
+DATA_DIR: Final = "/data"
+DATA_PATH: Final = "/data/memstore.db"
+# Auth contract with the service (MEMSTORE_AUTH_ENABLED / MEMSTORE_AUTH_TOKENS_FILE).
+AUTH_DIR: Final = "/etc/memstore/auth"
+AUTH_TOKENS_KEY: Final = "tokens.json"
+AUTH_TOKENS_FILE: Final = f"{AUTH_DIR}/{AUTH_TOKENS_KEY}"
+AUTH_TOKEN_KEY: Final = "token"  # noqa: S105 - a key name: the plaintext token lives there
+AUTH_SECRET_SUFFIX: Final = "-auth"  # noqa: S105 - a name suffix
+RUN_AS_USER: Final = 10001
+
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY: Final = "memstore-operator"

@@ -1,0 +1,184 @@
+"""The security middleware: authentication, tenancy, rate limit, quotas, request timeout.
+
+Order for every request (errors are raised as ``memstore.errors`` types and turned into
+JSON by the one error map, ``memstore.api.errors``):
+
+1. the route's required role (``memstore.auth.required_role``); open routes skip 2-3;
+2. authenticate the bearer token (401);
+3. the caller's rate limit (429 with ``Retry-After``), refused requests included;
+   then the role and the route's namespace (403), before any data is touched; then the
+   caller's in-flight cap (429);
+4. for writes that can grow a namespace, its quota (403 ``quota_exceeded``);
+5. the handler, body read included, under the request timeout (504 ``timeout``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from memstore.api.errors import Handler
+from memstore.auth import ANONYMOUS, Authenticator, Principal, build_authenticator, required_role
+from memstore.config import Settings
+from memstore.errors import ConfigurationError, RequestTimeoutError
+from memstore.limits import GROWING_OPS, InflightLimiter, QuotaTracker, RateLimiter, Reservation
+from memstore.manager import DistributedMemoryManager
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+#: Writes after which the namespace's usage is read again from the backend.
+SHRINKING_OPS = frozenset({"deleteEntity", "deleteConversation", "saveConversationHistory"})
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal = request.get(PRINCIPAL)
+    return principal if isinstance(principal, Principal) else ANONYMOUS
+
+
+class Security:
+    """Everything the middleware needs, built once per application."""
+
+    def __init__(self, settings: Settings, manager: DistributedMemoryManager) -> None:
+        self.settings = settings
+        self.auth: Authenticator = build_authenticator(settings)
+        self.limiter = RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
+        self.inflight = InflightLimiter(settings.max_inflight_per_caller)
+        self.manager = manager
+        self.quotas = QuotaTracker(
+            self._read_usage,
+            max_entities=settings.quota_max_entities,
+            max_bytes=settings.quota_max_bytes,
+            refresh_seconds=settings.quota_refresh_seconds,
+        )
+        self.timeout = settings.request_timeout_seconds or None
+
+    async def _read_usage(self, namespace: str) -> tuple[int, int | None]:
+        view = self.manager.for_namespace(namespace)
+        summary = await view.get_memory_summary_data()
+        stored = await view.get_stored_bytes() if self.quotas.max_bytes else None
+        return summary.total_entities, stored
+
+    async def _admit(self, request: web.Request, op: str, namespace: str) -> Reservation | None:
+        body = await request.read()  # cached for the handler; aiohttp enforces the size cap
+        entity_exists = None
+        if op == "saveEntity":
+            view = self.manager.for_namespace(namespace)
+            mi = request.match_info
+
+            async def entity_exists() -> bool:
+                return await view.get_entity(mi["entity_type"], mi["entity_id"]) is not None
+
+        return await self.quotas.reserve(
+            namespace, incoming_bytes=len(body), entity_exists=entity_exists
+        )
+
+    async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        match_info = request.match_info
+        op = match_info.route.name
+        namespace = match_info.get("namespace")
+        if match_info.http_exception is not None:
+            # No such route (404/405): any valid token may learn that, nothing more.
+            self.auth.authenticate(request.headers.get("Authorization"))
+            return await handler(request)
+        role = required_role(op, request.method, namespace is not None)
+        if role is None:
+            return await self._timed(request, handler, op, namespace)
+        principal = self.auth.authenticate(request.headers.get("Authorization"))
+        # Refused requests count too: probing other namespaces is not free.
+        key = principal.rate_key if self.auth.enabled else f"addr:{request.remote}"
+        self.limiter.check(key)
+        self.auth.authorize(principal, role, namespace)
+        request[PRINCIPAL] = principal
+        held = self.inflight.acquire(key)
+        try:
+            return await self._timed(request, handler, op, namespace)
+        finally:
+            if held:
+                self.inflight.release(key)
+
+    async def _timed(
+        self, request: web.Request, handler: Handler, op: str | None, namespace: str | None
+    ) -> web.StreamResponse:
+        if self.timeout is None:
+            return await self._call(request, handler, op, namespace)
+        try:
+            async with asyncio.timeout(self.timeout) as scope:
+                return await self._call(request, handler, op, namespace)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            log.warning(
+                "request timed out",
+                extra={"route": op, "timeout_seconds": self.timeout},
+            )
+            raise RequestTimeoutError(
+                f"the request took longer than {math.ceil(self.timeout)}s; "
+                "a write may or may not have been applied"
+            ) from None
+
+    async def _call(
+        self, request: web.Request, handler: Handler, op: str | None, namespace: str | None
+    ) -> web.StreamResponse:
+        if not self.quotas.enabled or namespace is None or op is None:
+            return await handler(request)
+        reservation = await self._admit(request, op, namespace) if op in GROWING_OPS else None
+        try:
+            response = await handler(request)
+        except BaseException:
+            self.quotas.settle(reservation, succeeded=False)
+            raise
+        ok = response.status < 400
+        self.quotas.settle(
+            reservation, succeeded=ok, created=ok and op == "saveEntity" and response.status == 201
+        )
+        if ok and op in SHRINKING_OPS:
+            self.quotas.forget(namespace)
+        return response
+
+
+def security_middleware(settings: Settings, manager: DistributedMemoryManager) -> Middleware:
+    security = Security(settings, manager)
+    if not security.auth.enabled:
+        log.warning(
+            "authentication is disabled (MEMSTORE_AUTH_ENABLED=false): every caller can read "
+            "and write every namespace"
+        )
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await security.handle(request, handler)
+
+    return middleware
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse to serve without auth on a non-loopback address unless explicitly allowed."""
+    if settings.auth_enabled or is_loopback(settings.host):
+        return
+    if not settings.allow_insecure_bind:
+        raise ConfigurationError(
+            f"refusing to listen on {settings.host} with authentication disabled; set "
+            "MEMSTORE_AUTH_ENABLED=true with MEMSTORE_AUTH_TOKENS_FILE, or "
+            "MEMSTORE_ALLOW_INSECURE_BIND=true if something in front authenticates"
+        )
+    log.warning(
+        "listening on a non-loopback address with authentication disabled "
+        "(MEMSTORE_ALLOW_INSECURE_BIND=true)",
+        extra={"host": settings.host},
+    )

@@ -1,0 +1,217 @@
+"""Cross-replica cache invalidation over Redis pub/sub.
+
+* Standalone: one classic channel ``<prefix>inv`` (PUBLISH / SUBSCRIBE).
+* Cluster: ``CHANNELS`` sharded channels spread over the slot space (SPUBLISH /
+  SSUBSCRIBE), so invalidation traffic is spread over the masters; a key always goes to
+  the same channel. A subscriber holds one connection per master owning a channel.
+* Messages are ``<instance id>\\n<cache key>``; a replica ignores its own messages.
+* The subscriber owns its connections (no library auto-reconnect, which would hide a gap).
+  It PINGs every ``MEMSTORE_REDIS_PUBSUB_HEALTH_SECONDS``; a missed PONG, a closed socket,
+  or a server-side unsubscribe (slot moved, failover) counts as a drop. On a drop the
+  callback gets ``None`` (flush everything), the subscriber reconnects with backoff, and
+  once subscribed again calls ``None`` once more: anything cached during the gap is gone.
+* Publishing never raises: the write it follows has already happened, and the manager's
+  cache TTL bounds how stale another replica can be if a message is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from memstore.backends.base import InvalidationCallback
+from redis import exceptions as rexc
+
+if TYPE_CHECKING:
+    from memstore.backends.redis.backend import RedisMemoryBackend
+
+log = logging.getLogger(__name__)
+
+CHANNELS = 8
+ERRORS = (rexc.RedisError, rexc.RedisClusterException, OSError, asyncio.TimeoutError)
+
+
+class InvalidationBus:
+    def __init__(self, backend: RedisMemoryBackend, connection_kwargs: dict[str, Any]) -> None:
+        self._backend = backend
+        self._kwargs = dict(connection_kwargs)
+        self._kwargs["retry"] = Retry(NoBackoff(), 0)
+        # RESP2: subscription replies and messages arrive as ordinary replies that this
+        # module reads itself (RESP3 would route them to redis-py's push handler).
+        self._kwargs["protocol"] = 2
+        # Named so an operator (or a test) can find and kill exactly this subscription.
+        self.client_name = f"memstore-inv-{backend.instance_id[:12]}"
+        self._kwargs["client_name"] = self.client_name
+        self._cluster = backend.cluster_mode
+        keys = backend.keys
+        self._channels = (
+            keys.invalidation_channels(CHANNELS)
+            if self._cluster
+            else (keys.invalidation_channel(),)
+        )
+        self._me = backend.instance_id.encode()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        #: set while every channel is subscribed; tests and readiness can wait on it
+        self.subscribed = asyncio.Event()
+        #: number of times the subscription was lost (observability, tests)
+        self.drops = 0
+        self.publish_failures = 0
+
+    # -- publishing ---------------------------------------------------------------------
+
+    def _channel_for(self, key: str) -> str:
+        return self._channels[binascii.crc32(key.encode()) % len(self._channels)]
+
+    async def publish(self, key: str) -> None:
+        channel = self._channel_for(key)
+        payload = self._me + b"\n" + key.encode()
+        backend = self._backend
+
+        async def send() -> Any:
+            client = backend._c()
+            if self._cluster:
+                node = client.get_node_from_key(channel)
+                return await client.execute_command("SPUBLISH", channel, payload, target_nodes=node)
+            return await client.execute_command("PUBLISH", channel, payload)
+
+        try:
+            await backend._retrying(send)
+        except Exception:
+            self.publish_failures += 1
+            log.warning("cache invalidation not published; other replicas rely on cache TTL")
+
+    # -- subscribing --------------------------------------------------------------------
+
+    async def start(self, callback: InvalidationCallback) -> None:
+        if self._task is not None:
+            raise RuntimeError("invalidations are already subscribed")
+        self._task = asyncio.create_task(self._run(callback), name="memstore-redis-invalidation")
+
+    async def stop(self) -> None:
+        self._closed = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _flush(self, callback: InvalidationCallback) -> None:
+        try:
+            await callback(None)
+        except Exception:
+            log.exception("cache flush callback failed")
+
+    async def _run(self, callback: InvalidationCallback) -> None:
+        attempt = 0
+        while not self._closed:
+            conns: list[Connection] = []
+            try:
+                conns = await self._subscribe()
+                attempt = 0
+                await self._flush(callback)
+                self.subscribed.set()
+                await self._pump(conns, callback)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("cache invalidation channel lost: %s", type(exc).__name__)
+            finally:
+                self.subscribed.clear()
+                for conn in conns:
+                    with contextlib.suppress(*ERRORS):
+                        await conn.disconnect()
+            if self._closed:
+                return
+            self.drops += 1
+            await self._flush(callback)
+            await asyncio.sleep(self._backend._backoff(attempt))
+            attempt = min(attempt + 1, 10)
+            await self._backend._refresh_topology()
+
+    def _connection(self, host: str, port: int, db: int) -> Connection:
+        return Connection(host=host, port=port, db=db, **self._kwargs)
+
+    async def _subscribe(self) -> list[Connection]:
+        s = self._backend.settings
+        if not self._cluster:
+            conn = self._connection(s.redis_host, s.redis_port, s.redis_db)
+            await conn.connect()  # type: ignore[no-untyped-call]
+            await conn.send_command("SUBSCRIBE", *self._channels)
+            for _ in self._channels:
+                await self._expect(conn, b"subscribe")
+            return [conn]
+        client = self._backend._c()
+        await client.initialize()
+        by_node: dict[str, tuple[Any, list[str]]] = {}
+        for channel in self._channels:
+            node = client.get_node_from_key(channel)
+            by_node.setdefault(node.name, (node, []))[1].append(channel)
+        conns: list[Connection] = []
+        try:
+            for node, channels in by_node.values():
+                conn = self._connection(node.host, node.port, 0)
+                conns.append(conn)
+                await conn.connect()  # type: ignore[no-untyped-call]
+                for channel in channels:  # one SSUBSCRIBE per slot: no CROSSSLOT
+                    await conn.send_command("SSUBSCRIBE", channel)
+                    await self._expect(conn, b"ssubscribe")
+        except BaseException:
+            for conn in conns:
+                with contextlib.suppress(*ERRORS):
+                    await conn.disconnect()
+            raise
+        return conns
+
+    async def _expect(self, conn: Connection, kind: bytes) -> None:
+        reply = await conn.read_response()
+        if not isinstance(reply, list) or not reply or reply[0] != kind:
+            raise rexc.ConnectionError("unexpected reply while subscribing")
+
+    async def _pump(self, conns: list[Connection], callback: InvalidationCallback) -> None:
+        tasks = [asyncio.create_task(self._read(c, callback)) for c in conns]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise the reason the channel dropped
+            raise rexc.ConnectionError("invalidation reader stopped")
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, *ERRORS):
+                    await task
+
+    async def _read(self, conn: Connection, callback: InvalidationCallback) -> None:
+        health = self._backend.settings.redis_pubsub_health_seconds
+        waiting_pong = False
+        while True:
+            msg = await conn.read_response(timeout=health)
+            if msg is None:
+                if waiting_pong:
+                    raise rexc.TimeoutError("no PONG on the invalidation channel")
+                await conn.send_command("PING")
+                waiting_pong = True
+                continue
+            if not isinstance(msg, list) or not msg:
+                continue
+            kind = msg[0]
+            if kind in (b"message", b"smessage"):
+                sender, _, key = bytes(msg[2]).partition(b"\n")
+                if sender != self._me:
+                    try:
+                        await callback(key.decode())
+                    except Exception:
+                        log.exception("cache invalidation callback failed")
+            elif kind == b"pong":
+                waiting_pong = False
+            elif kind in (b"unsubscribe", b"sunsubscribe"):
+                # the server dropped our subscription (slot migrated or node demoted)
+                raise rexc.ConnectionError("invalidation channel unsubscribed by the server")

@@ -1,0 +1,164 @@
+"""Key layout for the Redis backend (standalone and Redis Cluster use the same keys).
+
+Invariants:
+
+* Every key starts with the configured prefix ``P`` and carries exactly one hash tag
+  ``{...}``. Names validated by ``memstore.validation`` never contain ``{`` or ``}``, and
+  the prefix is checked at start-up, so a caller can never move a key to another slot.
+* Data of one (namespace, kind) is split into ``shards`` index shards. Shard ``k``'s hash
+  tag is chosen (by a deterministic search over a counter suffix) so that its slot falls
+  in the ``k``-th equal slice of the 16384 slots. With the usual contiguous slot
+  allocation every master therefore owns a share of the shards proportional to its slot
+  range: one namespace spreads over all masters, independent of its name.
+* Everything one atomic operation touches (an entity and its index shard; a conversation's
+  messages, metadata and shard counters; a tool-usage record and its time indexes) shares
+  one tag, so every Lua script is single-slot. Operations that span shards (listing,
+  summary) are split into one single-slot command per shard: CROSSSLOT cannot happen.
+"""
+
+from __future__ import annotations
+
+import binascii
+from functools import lru_cache
+
+SLOTS = 16384
+
+
+def key_slot(tag: str) -> int:
+    """Redis Cluster slot of a hash tag's content (CRC16/XMODEM mod 16384)."""
+    return binascii.crc_hqx(tag.encode(), 0) % SLOTS
+
+
+@lru_cache(maxsize=4096)
+def spread_tags(base: str, shards: int) -> tuple[str, ...]:
+    """``shards`` hash-tag contents for ``base``, tag ``k`` landing in slot slice ``k``."""
+    tags: list[str] = []
+    for k in range(shards):
+        lo = k * SLOTS // shards
+        hi = (k + 1) * SLOTS // shards
+        n = 0
+        while True:
+            tag = f"{base}|{k}.{n}"
+            if lo <= key_slot(tag) < hi:
+                break
+            n += 1
+        tags.append(tag)
+    return tuple(tags)
+
+
+def shard_of(member: str, shards: int) -> int:
+    """Which shard a record id belongs to (stable across processes and versions)."""
+    return binascii.crc32(member.encode()) % shards
+
+
+class Keys:
+    """Builds every key name. ``prefix`` is the deployment prefix (``REDIS_PREFIX``)."""
+
+    __slots__ = ("prefix", "shards")
+
+    def __init__(self, prefix: str, shards: int) -> None:
+        self.prefix = prefix
+        self.shards = shards
+
+    # -- entities: hash per entity + per-shard lex index and expiry index ---------------
+
+    def entity_tags(self, ns: str, entity_type: str) -> tuple[str, ...]:
+        return spread_tags(f"{ns}|e|{entity_type}", self.shards)
+
+    def entity_tag(self, ns: str, entity_type: str, entity_id: str) -> str:
+        return self.entity_tags(ns, entity_type)[shard_of(entity_id, self.shards)]
+
+    def entity(self, tag: str, entity_id: str) -> str:
+        return f"{self.prefix}e:{{{tag}}}:{entity_id}"
+
+    def entity_tombstone(self, tag: str, entity_id: str) -> str:
+        """Short-lived marker of the last delete's operation id (idempotent retries)."""
+        return f"{self.prefix}ed:{{{tag}}}:{entity_id}"
+
+    def entity_index(self, tag: str) -> str:
+        """Sorted set, all scores 0: live-or-not-yet-pruned ids in lexical order."""
+        return f"{self.prefix}ei:{{{tag}}}"
+
+    def entity_expiry(self, tag: str) -> str:
+        """Sorted set id -> expires_at for entities with a TTL (same members as above)."""
+        return f"{self.prefix}ex:{{{tag}}}"
+
+    def entity_types(self, ns: str) -> str:
+        """Set of types ever written in the namespace (a superset; counts decide liveness)."""
+        return f"{self.prefix}et:{{{ns}|types}}"
+
+    # -- conversations: list of messages + metadata hash + per-shard index/counter ------
+
+    def conversation_tags(self, ns: str) -> tuple[str, ...]:
+        return spread_tags(f"{ns}|c", self.shards)
+
+    def conversation_tag(self, ns: str, conversation_id: str) -> str:
+        return self.conversation_tags(ns)[shard_of(conversation_id, self.shards)]
+
+    def conversation_meta(self, tag: str, conversation_id: str) -> str:
+        return f"{self.prefix}c:{{{tag}}}:{conversation_id}"
+
+    def conversation_messages(self, tag: str, conversation_id: str) -> str:
+        return f"{self.prefix}m:{{{tag}}}:{conversation_id}"
+
+    def conversation_index(self, tag: str) -> str:
+        return f"{self.prefix}ci:{{{tag}}}"
+
+    def conversation_counter(self, tag: str) -> str:
+        """Total number of messages in the shard (kept exact by the scripts)."""
+        return f"{self.prefix}cn:{{{tag}}}"
+
+    # -- tool usage: per-shard record hash, time index overall and per tool -------------
+
+    def tool_tags(self, ns: str) -> tuple[str, ...]:
+        return spread_tags(f"{ns}|t", self.shards)
+
+    def tool_tag(self, ns: str, record_id: str) -> str:
+        return self.tool_tags(ns)[shard_of(record_id, self.shards)]
+
+    def tool_records(self, tag: str) -> str:
+        return f"{self.prefix}th:{{{tag}}}"
+
+    def tool_time(self, tag: str) -> str:
+        return f"{self.prefix}tz:{{{tag}}}"
+
+    def tool_by_name_prefix(self, tag: str) -> str:
+        return f"{self.prefix}tt:{{{tag}}}:"
+
+    def tool_by_name(self, tag: str, tool_name: str) -> str:
+        return f"{self.tool_by_name_prefix(tag)}{tool_name}"
+
+    def tool_counts(self, tag: str) -> str:
+        return f"{self.prefix}tc:{{{tag}}}"
+
+    # -- learning feedback ------------------------------------------------------------
+
+    def feedback_tags(self, ns: str) -> tuple[str, ...]:
+        return spread_tags(f"{ns}|f", self.shards)
+
+    def feedback_tag(self, ns: str, record_id: str) -> str:
+        return self.feedback_tags(ns)[shard_of(record_id, self.shards)]
+
+    def feedback_records(self, tag: str) -> str:
+        return f"{self.prefix}fh:{{{tag}}}"
+
+    def feedback_time(self, tag: str, agent: str | None = None, kind: str | None = None) -> str:
+        """Time index overall, per agent, per type, or per (agent, type). Types never
+        contain ``:`` so the last ``:`` separates agent from type unambiguously."""
+        if agent is None and kind is None:
+            return f"{self.prefix}fz:{{{tag}}}"
+        if kind is None:
+            return f"{self.prefix}fa:{{{tag}}}:{agent}"
+        if agent is None:
+            return f"{self.prefix}ft:{{{tag}}}:{kind}"
+        return f"{self.prefix}fat:{{{tag}}}:{agent}:{kind}"
+
+    # -- cache invalidation channels ----------------------------------------------------
+
+    def invalidation_channels(self, count: int) -> tuple[str, ...]:
+        """Sharded pub/sub channels (cluster) spread over the slot space like the data."""
+        return tuple(f"{self.prefix}inv:{{{t}}}" for t in spread_tags(f"{self.prefix}inv", count))
+
+    def invalidation_channel(self) -> str:
+        """The single classic pub/sub channel used on standalone Redis."""
+        return f"{self.prefix}inv"

@@ -1,0 +1,294 @@
+"""Lua scripts: each one touches keys of a single hash slot and runs atomically.
+
+Conventions: times travel as Python ``repr(float)`` strings (exact round trip), ``""``
+stands for "none". Write scripts take an operation id (``op``) and remember the last one
+on the object, so a retry of a write whose reply was lost (connection reset, failover)
+returns the first outcome instead of applying the write twice. Scripts never compare
+strings in Lua (Redis sets the collation locale; ordering is left to sorted sets and
+Python, which both use byte order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    name: str
+    source: str
+    sha: str
+
+
+def _script(name: str, source: str) -> Script:
+    return Script(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 - Redis script id
+
+
+# KEYS: entity, index, expiry. ARGV: id, data, now, expires_at|"", expected|"", op, pexpireat|""
+# -> {"ok", version, created_at, updated_at, expires_at} | {"conflict", current|""}
+SAVE_ENTITY = _script(
+    "save_entity",
+    """
+local cur = redis.call('HMGET', KEYS[1], 'v', 'c', 'u', 'x', 'o')
+if cur[5] and cur[5] == ARGV[6] then
+  return {'ok', cur[1], cur[2], cur[3], cur[4]}
+end
+local now = tonumber(ARGV[3])
+local current = false
+if cur[1] and ((not cur[4]) or cur[4] == '' or tonumber(cur[4]) > now) then
+  current = tonumber(cur[1])
+end
+if ARGV[5] ~= '' then
+  local expected = tonumber(ARGV[5])
+  if (expected == 0 and current) or (expected > 0 and current ~= expected) then
+    if current then return {'conflict', tostring(current)} end
+    return {'conflict', ''}
+  end
+end
+local version = (current or 0) + 1
+local created = ARGV[3]
+if current then created = cur[2] end
+redis.call('HSET', KEYS[1], 'd', ARGV[2], 'v', version, 'c', created, 'u', ARGV[3],
+  'x', ARGV[4], 'o', ARGV[6])
+if ARGV[4] ~= '' then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+else
+  redis.call('PERSIST', KEYS[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return {'ok', tostring(version), created, ARGV[3], ARGV[4]}
+""",
+)
+
+# KEYS: entity, index, expiry, tombstone. ARGV: id, now, expected|"", op
+# -> {"ok", 0|1} | {"conflict", cur|""}. The tombstone remembers the op id for a minute so
+# a retry of a delete whose reply was lost reports the same outcome.
+DELETE_ENTITY = _script(
+    "delete_entity",
+    """
+if redis.call('GET', KEYS[4]) == ARGV[4] then return {'ok', '1'} end
+local cur = redis.call('HMGET', KEYS[1], 'v', 'x')
+local current = false
+if cur[1] and ((not cur[2]) or cur[2] == '' or tonumber(cur[2]) > tonumber(ARGV[2])) then
+  current = tonumber(cur[1])
+end
+if ARGV[3] ~= '' then
+  local expected = tonumber(ARGV[3])
+  if (expected == 0 and current) or (expected > 0 and current ~= expected) then
+    if current then return {'conflict', tostring(current)} end
+    return {'conflict', ''}
+  end
+end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if not cur[1] then return {'ok', '0'} end
+redis.call('DEL', KEYS[1])
+if current then
+  redis.call('SET', KEYS[4], ARGV[4], 'PX', 60000)
+  return {'ok', '1'}
+end
+return {'ok', '0'}
+""",
+)
+
+# Prune at most 256 expired members, so one call stays short; correctness never depends on
+# the pruning (expired members are skipped/subtracted below using the expiry index).
+_PRUNE = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 256)
+if #expired > 0 then
+  redis.call('ZREM', KEYS[1], unpack(expired))
+  redis.call('ZREM', KEYS[2], unpack(expired))
+end
+"""
+
+# KEYS: index, expiry. ARGV: now, lex lower bound ("-" or "(id"), count -> live ids in order
+LIST_ENTITY_IDS = _script(
+    "list_entity_ids",
+    _PRUNE
+    + """
+local now = tonumber(ARGV[1])
+local want = tonumber(ARGV[3])
+local lo = ARGV[2]
+local out = {}
+while #out < want do
+  local batch = redis.call('ZRANGEBYLEX', KEYS[1], lo, '+', 'LIMIT', 0, want - #out)
+  if #batch == 0 then break end
+  for _, m in ipairs(batch) do
+    local s = redis.call('ZSCORE', KEYS[2], m)
+    if (not s) or tonumber(s) > now then out[#out + 1] = m end
+  end
+  lo = '(' .. batch[#batch]
+end
+return out
+""",
+)
+
+# KEYS: index, expiry. ARGV: now -> number of live entities in the shard
+COUNT_ENTITIES = _script(
+    "count_entities",
+    _PRUNE
+    + """
+return redis.call('ZCARD', KEYS[1]) - redis.call('ZCOUNT', KEYS[2], '-inf', ARGV[1])
+""",
+)
+
+_PUSH = """
+local function push(key, first, ts, from)
+  local items = {}
+  local seq = first
+  for i = from, #ARGV do
+    items[#items + 1] = tostring(seq) .. '\\n' .. ts .. '\\n' .. ARGV[i]
+    seq = seq + 1
+    if #items == 500 then
+      redis.call('RPUSH', key, unpack(items))
+      items = {}
+    end
+  end
+  if #items > 0 then redis.call('RPUSH', key, unpack(items)) end
+end
+"""
+
+# KEYS: meta, messages, index, counter. ARGV: conversation id, now, op, message... -> first seq
+APPEND_MESSAGES = _script(
+    "append_messages",
+    _PUSH
+    + """
+local last = redis.call('HMGET', KEYS[1], 'o', 'r')
+if last[1] and last[1] == ARGV[3] then return tonumber(last[2]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'c', ARGV[2])
+  redis.call('ZADD', KEYS[3], 0, ARGV[1])
+end
+local first = redis.call('LLEN', KEYS[2]) + 1
+local n = #ARGV - 3
+if n > 0 then
+  push(KEYS[2], first, ARGV[2], 4)
+  redis.call('INCRBY', KEYS[4], n)
+end
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', first)
+return first
+""",
+)
+
+# KEYS: messages. ARGV: before_seq, limit|"" -> the last ``limit`` items with seq < before_seq.
+# List index i always holds seq i + 1 (append-only; replace rewrites from 1).
+LOAD_MESSAGES_BEFORE = _script(
+    "load_messages_before",
+    """
+local hi = math.min(redis.call('LLEN', KEYS[1]), tonumber(ARGV[1]) - 1) - 1
+if hi < 0 then return {} end
+local lo = 0
+if ARGV[2] ~= '' then lo = math.max(0, hi - tonumber(ARGV[2]) + 1) end
+return redis.call('LRANGE', KEYS[1], lo, hi)
+""",
+)
+
+# KEYS: meta, messages, index, counter. ARGV: conversation id, now, op, message... -> 1
+REPLACE_CONVERSATION = _script(
+    "replace_conversation",
+    _PUSH
+    + """
+local last = redis.call('HMGET', KEYS[1], 'o')
+if last[1] and last[1] == ARGV[3] then return 1 end
+local old = redis.call('LLEN', KEYS[2])
+redis.call('DEL', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'c', ARGV[2])
+  redis.call('ZADD', KEYS[3], 0, ARGV[1])
+end
+local n = #ARGV - 3
+if n > 0 then push(KEYS[2], 1, ARGV[2], 4) end
+if n - old ~= 0 then redis.call('INCRBY', KEYS[4], n - old) end
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', 1)
+return 1
+""",
+)
+
+# KEYS: meta, messages, index, counter. ARGV: conversation id -> 1 if it existed
+DELETE_CONVERSATION = _script(
+    "delete_conversation",
+    """
+local existed = redis.call('EXISTS', KEYS[1])
+local n = redis.call('LLEN', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if n > 0 then redis.call('DECRBY', KEYS[4], n) end
+return existed
+""",
+)
+
+# Drop tool-usage records with timestamp < cutoff (at most ``limit``). Per-tool index keys
+# are derived from the record (value = tool name, newline, JSON) and share the slot.
+_TRIM_TOOLS = """
+local function trim(cutoff, limit, tool_prefix)
+  local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff, 'LIMIT', 0, limit)
+  for _, id in ipairs(old) do
+    local v = redis.call('HGET', KEYS[1], id)
+    if v then
+      local tool = string.match(v, '^([^\\n]*)')
+      redis.call('ZREM', tool_prefix .. tool, id)
+      if redis.call('HINCRBY', KEYS[4], tool, -1) <= 0 then redis.call('HDEL', KEYS[4], tool) end
+      redis.call('HDEL', KEYS[1], id)
+    end
+    redis.call('ZREM', KEYS[2], id)
+  end
+  return #old
+end
+"""
+
+# KEYS: records, time index, per-tool index, counts.
+# ARGV: id, timestamp, tool name, value, cutoff|"", per-tool key prefix -> 1 new / 0 duplicate
+RECORD_TOOL_USAGE = _script(
+    "record_tool_usage",
+    _TRIM_TOOLS
+    + """
+if ARGV[5] ~= '' then trim(ARGV[5], 100, ARGV[6]) end
+if ARGV[5] ~= '' and tonumber(ARGV[2]) < tonumber(ARGV[5]) then return 0 end
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[4]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+return 1
+""",
+)
+
+# KEYS: records, time index, (unused), counts. ARGV: cutoff|"", per-tool key prefix
+# -> flat [tool, count, ...] after dropping everything older than the cutoff
+TOOL_COUNTS = _script(
+    "tool_counts",
+    _TRIM_TOOLS
+    + """
+if ARGV[1] ~= '' then
+  while trim(ARGV[1], 1000, ARGV[2]) > 0 do end
+end
+return redis.call('HGETALL', KEYS[4])
+""",
+)
+
+# KEYS: records, overall, per agent, per type, per (agent, type).
+# ARGV: id, timestamp, value -> 1 new / 0 duplicate
+SAVE_FEEDBACK = _script(
+    "save_feedback",
+    """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return 0 end
+for i = 2, 5 do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1]) end
+return 1
+""",
+)
+
+ALL = (
+    SAVE_ENTITY,
+    DELETE_ENTITY,
+    LIST_ENTITY_IDS,
+    COUNT_ENTITIES,
+    APPEND_MESSAGES,
+    REPLACE_CONVERSATION,
+    DELETE_CONVERSATION,
+    RECORD_TOOL_USAGE,
+    TOOL_COUNTS,
+    SAVE_FEEDBACK,
+    LOAD_MESSAGES_BEFORE,
+)

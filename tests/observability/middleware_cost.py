@@ -1,0 +1,113 @@
+"""Per-request cost of the server-span middleware alone: memstore's thin middleware vs
+opentelemetry-instrumentation-aiohttp-server, same tracer provider, same sampler.
+
+Not a test. The handler is trivial, so the figure is exactly what the middleware adds; each
+figure is the *minimum* over many interleaved batches, which filters out the noise of a
+shared machine. Spans go through the real BatchSpanProcessor + OTLP exporter to a real
+collector (mk/otelcol.mk). Needs the contrib package importable (it is not a memstore
+dependency), e.g. in a scratch venv:
+
+    python -m tests.observability.middleware_cost
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from tempfile import mkdtemp
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
+
+from memstore.api.observability import observability_middleware
+from memstore.metrics import PrometheusMetrics
+from memstore.tracing import Tracing
+from tests.servers.otelcol import Collector
+
+PATH = "/v1/namespaces/bench/entities/user/u1"
+ROUTE = "/v1/namespaces/{namespace}/entities/{entity_type}/{entity_id}"
+BATCH = 500
+BATCHES = 40
+
+
+def provider(endpoint: str, ratio: float) -> Any:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    p = TracerProvider(
+        resource=Resource({"service.name": "middleware-cost"}),
+        sampler=ParentBased(TraceIdRatioBased(ratio)),
+    )
+    p.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+    return p
+
+
+async def handler(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="{}", content_type="application/json")
+
+
+async def main() -> None:
+    app = web.Application()
+    app.router.add_get(ROUTE, handler)
+    app.freeze()
+    collector = Collector(Path(mkdtemp(prefix="middleware-cost-"))).start()
+    try:
+        base = make_mocked_request("GET", PATH, app=app)
+        match_info = await app.router.resolve(base)
+
+        def request() -> web.Request:
+            req = make_mocked_request(
+                "GET", PATH, app=app, headers={"Host": "127.0.0.1:8080", "User-Agent": "b"}
+            )
+            req._match_info = match_info
+            return req
+
+        variants: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
+        metrics = PrometheusMetrics()
+
+        async def bare(req: web.Request) -> web.StreamResponse:
+            return await handler(req)
+
+        variants["none"] = bare
+        mw = observability_middleware(metrics, None)
+        variants["metrics"] = lambda r, mw=mw: mw(r, handler)  # type: ignore[misc]
+        import opentelemetry.instrumentation.aiohttp_server as contrib
+
+        providers = []
+        for ratio in (1.0, 0.1):
+            prov = provider(collector.endpoint, ratio)
+            providers.append(prov)
+            thin = observability_middleware(None, Tracing(prov))
+            contrib.AioHttpServerInstrumentor().instrument(tracer_provider=prov)
+            cmw = contrib.create_aiohttp_middleware(tracer_provider=prov)
+            contrib.AioHttpServerInstrumentor().uninstrument()
+            tag = f"{int(ratio * 100)}"
+            variants[f"thin-{tag}"] = lambda r, m=thin: m(r, handler)  # type: ignore[misc]
+            variants[f"contrib-{tag}"] = lambda r, m=cmw: m(r, handler)  # type: ignore[misc]
+
+        # One request object, reused: building mocked requests costs far more than a call.
+        req = request()
+        best = {name: float("inf") for name in variants}
+        for _ in range(BATCHES):
+            for name, call in variants.items():
+                began = time.perf_counter()
+                for _ in range(BATCH):
+                    await call(req)
+                best[name] = min(best[name], (time.perf_counter() - began) / BATCH)
+        print(f"{'variant':<12} {'us/request':>10} {'added us':>9}")
+        for name, seconds in best.items():
+            print(f"{name:<12} {1e6 * seconds:10.1f} {1e6 * (seconds - best['none']):9.1f}")
+        for prov in providers:
+            prov.shutdown()
+    finally:
+        collector.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

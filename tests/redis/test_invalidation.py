@@ -1,0 +1,298 @@
+"""Cache coherence between replicas sharing one Redis (standalone or cluster).
+
+Two managers with their own backend connections stand for two service replicas (a test
+at the end runs two real ``memstore serve`` processes). The cache TTL is long (300 s)
+where a test proves invalidation, so only an invalidation message can explain a fresh
+read; the TTL-bound test makes the TTL short and loses the message on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from memstore.backends.redis import RedisMemoryBackend
+from memstore.client import MemoryClient
+from memstore.config import Settings
+from memstore.manager import DistributedMemoryManager
+from redis import Redis as SyncRedis
+from tests.servers.redis import LocalCluster, LocalRedis
+from tests.support.procs import ServiceProcess, wait_http
+
+LONG_TTL = 300.0
+
+
+async def wait_for(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Poll ``cond``; the bound only keeps a broken build from hanging the suite."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def bus(manager: DistributedMemoryManager) -> object:
+    backend = manager.backend
+    assert isinstance(backend, RedisMemoryBackend)
+    assert backend.invalidation_bus is not None
+    return backend.invalidation_bus
+
+
+def invalidations(manager: DistributedMemoryManager) -> int:
+    return manager._shared.cache.stats.invalidations
+
+
+def flushes(manager: DistributedMemoryManager) -> int:
+    return manager._shared.cache.stats.flushes
+
+
+def node_clients(request: pytest.FixtureRequest, settings: Settings) -> list[SyncRedis]:
+    if settings.redis_cluster_nodes:
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return [n.client for n in cluster.nodes if n.alive()]
+    server: LocalRedis = request.getfixturevalue("redis_server")
+    return [server.client]
+
+
+def kill_clients(clients: list[SyncRedis], name_prefix: str) -> int:
+    killed = 0
+    for c in clients:
+        for info in c.client_list():
+            if info.get("name", "").startswith(name_prefix):
+                killed += int(c.client_kill_filter(_id=info["id"]))
+    return killed
+
+
+async def cache_in(manager: DistributedMemoryManager, eid: str) -> None:
+    """Read until the entity is served from the manager's cache (a load racing an
+    invalidation of any key is deliberately not cached, so one read may not be enough)."""
+    for _ in range(100):
+        first = await manager.get_entity("doc", eid)
+        if first is not None and await manager.get_entity("doc", eid) is first:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("entity never got cached")
+
+
+@pytest.fixture
+async def replicas(
+    any_redis_settings: Settings, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[DistributedMemoryManager, DistributedMemoryManager]]:
+    ttl = getattr(request, "param", LONG_TTL)
+    settings = any_redis_settings.model_copy(update={"cache_ttl_seconds": ttl})
+    ns = f"inv{uuid.uuid4().hex[:8]}"
+    a = DistributedMemoryManager(settings=settings, namespace=ns)
+    b = DistributedMemoryManager(settings=settings, namespace=ns)
+    await a.start()
+    await b.start()
+    for m in (a, b):
+        await asyncio.wait_for(bus(m).subscribed.wait(), 15)  # type: ignore[attr-defined]
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_write_on_one_replica_is_never_read_stale_on_the_other(
+    replicas: tuple[DistributedMemoryManager, DistributedMemoryManager],
+) -> None:
+    a, b = replicas
+    ids = [f"k{i}" for i in range(6)]  # several keys: on a cluster, several channels
+    for eid in ids:
+        await a.save_entity("doc", eid, {"v": 0})
+    for round_ in range(1, 6):
+        for eid in ids:
+            await cache_in(b, eid)  # B serves this key from its cache now
+            seen = invalidations(b)
+            written = await a.save_entity("doc", eid, {"v": round_})  # acknowledged here
+            await wait_for(lambda s=seen: invalidations(b) > s, "B to receive the invalidation")
+            fresh = await b.get_entity("doc", eid)
+            assert fresh is not None
+            assert fresh.version == written.version
+            assert fresh.data == {"v": round_}
+    # deletes invalidate too
+    await b.get_entity("doc", "k0")
+    seen = invalidations(b)
+    assert await a.delete_entity("doc", "k0")
+    await wait_for(lambda: invalidations(b) > seen, "B to receive the invalidation")
+    assert await b.get_entity("doc", "k0") is None
+
+
+async def test_readers_under_concurrent_writes_never_go_back(
+    replicas: tuple[DistributedMemoryManager, DistributedMemoryManager],
+) -> None:
+    """B's readers run while A writes; once B has seen the invalidation for version n,
+    no later read on B returns a version below n."""
+    a, b = replicas
+    await a.save_entity("doc", "hot", {"v": 0})
+    floor = 0  # highest version whose invalidation B has processed
+    stale: list[tuple[int, int]] = []
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        while not done.is_set():
+            must_see = floor
+            rec = await b.get_entity("doc", "hot")
+            assert rec is not None
+            if rec.version < must_see:
+                stale.append((rec.version, must_see))
+            await asyncio.sleep(0)
+
+    readers = [asyncio.create_task(reader()) for _ in range(4)]
+    try:
+        for _ in range(60):
+            seen = invalidations(b)
+            written = await a.save_entity("doc", "hot", {"v": "x"})
+            await wait_for(lambda s=seen: invalidations(b) > s, "B to receive the invalidation")
+            floor = written.version
+    finally:
+        done.set()
+        await asyncio.gather(*readers)
+    assert stale == []
+    assert b._shared.cache.stats.hits > 0  # the cache was really in use
+
+
+async def test_channel_drop_flushes_the_whole_cache(
+    replicas: tuple[DistributedMemoryManager, DistributedMemoryManager],
+    any_redis_settings: Settings,
+    request: pytest.FixtureRequest,
+) -> None:
+    a, b = replicas
+    for eid in ("x", "y"):
+        await a.save_entity("doc", eid, {"v": 1})
+    for eid in ("x", "y"):
+        await cache_in(b, eid)
+    # A write whose invalidation is lost: through A's backend, bypassing the manager.
+    await a.backend.save_entity(b.namespace, "doc", "x", {"v": 2})
+    stale = await b.get_entity("doc", "x")
+    assert stale is not None
+    assert stale.data == {"v": 1}  # B serves its cache: the message was lost
+
+    b_bus = bus(b)
+    drops_before = b_bus.drops  # type: ignore[attr-defined]
+    flushes_before = flushes(b)
+    killed = kill_clients(node_clients(request, any_redis_settings), b_bus.client_name)  # type: ignore[attr-defined]
+    assert killed >= 1
+    await wait_for(lambda: b_bus.drops > drops_before, "B to notice the drop")  # type: ignore[attr-defined]
+    assert flushes(b) > flushes_before
+    fresh = await b.get_entity("doc", "x")
+    assert fresh is not None
+    assert fresh.data == {"v": 2}
+
+    # B re-subscribes by itself and invalidations flow again
+    await asyncio.wait_for(b_bus.subscribed.wait(), 15)  # type: ignore[attr-defined]
+    await cache_in(b, "y")
+    seen = invalidations(b)
+    await a.save_entity("doc", "y", {"v": 3})
+    await wait_for(lambda: invalidations(b) > seen, "B to receive the invalidation")
+    again = await b.get_entity("doc", "y")
+    assert again is not None
+    assert again.data == {"v": 3}
+
+
+@pytest.mark.parametrize("replicas", [2.0], indirect=True)
+async def test_cache_ttl_bounds_staleness_when_a_message_is_lost(
+    replicas: tuple[DistributedMemoryManager, DistributedMemoryManager],
+) -> None:
+    a, b = replicas
+    await a.save_entity("doc", "x", {"v": 1})
+    await cache_in(b, "x")
+    lost_at = time.monotonic()
+    await a.backend.save_entity(b.namespace, "doc", "x", {"v": 2})  # no invalidation sent
+    # Poll B: it may serve v1 only until its cache TTL (2 s) runs out, never after.
+    while True:
+        rec = await b.get_entity("doc", "x")
+        assert rec is not None
+        if rec.data == {"v": 2}:
+            break
+        assert time.monotonic() - lost_at < 2.0 + 0.5, "stale beyond the cache TTL bound"
+        await asyncio.sleep(0.05)
+
+
+class _Service(ServiceProcess):
+    """``ServiceProcess`` that closes its copy of the log file (no ResourceWarning)."""
+
+    def start(self) -> _Service:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "memstore", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_http(self.url + "/livez", proc=self.proc)
+        return self
+
+
+@contextlib.contextmanager
+def running_service(data_dir: Path, env: dict[str, str]) -> Iterator[ServiceProcess]:
+    svc = _Service(data_dir, env).start()
+    try:
+        yield svc
+    finally:
+        svc.stop()
+
+
+async def test_two_service_processes(
+    redis_server: LocalRedis, redis_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two real ``memstore serve`` processes on one Redis: a write through one is read
+    fresh through the other; killing the other's invalidation connection flushes it."""
+    env = {
+        "MEMORY_TYPE": "redis",
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": str(redis_server.port),
+        "REDIS_PREFIX": str(redis_settings.redis_prefix),
+        "MEMSTORE_CACHE_TTL_SECONDS": str(LONG_TTL),
+    }
+    base = tmp_path_factory.mktemp("two-services")
+    with (
+        running_service(base / "a", env) as svc_a,
+        running_service(base / "b", env) as svc_b,
+    ):
+        async with (
+            MemoryClient(svc_a.url, namespace="agent") as ca,
+            MemoryClient(svc_b.url, namespace="agent") as cb,
+        ):
+            await ca.ping()
+            await cb.ping()  # both connected and subscribed before the first read
+
+            async def b_invalidations() -> int:
+                return int((await cb.get_metrics())["cache"]["invalidations"])
+
+            await ca.save_entity("doc", "p", {"v": 1})
+            assert (await cb.load_entity("doc", "p")) == {"v": 1}  # cached in B
+            for v in range(2, 6):
+                seen = await b_invalidations()
+                await ca.save_entity("doc", "p", {"v": v})
+                deadline = time.monotonic() + 15
+                while await b_invalidations() <= seen:
+                    assert time.monotonic() < deadline, "B never got the invalidation"
+                    await asyncio.sleep(0.02)
+                assert (await cb.load_entity("doc", "p")) == {"v": v}
+
+            # lose a message on purpose, then kill every memstore invalidation connection
+            backend = RedisMemoryBackend(redis_settings)
+            await backend.connect()
+            try:
+                await backend.save_entity("agent", "doc", "p", {"v": "lost"})
+            finally:
+                await backend.close()
+            assert (await cb.load_entity("doc", "p")) == {"v": 5}  # stale, from B's cache
+            flushes = int((await cb.get_metrics())["cache"]["flushes"])
+            assert kill_clients([redis_server.client], "memstore-inv-") >= 2
+            deadline = time.monotonic() + 15
+            while int((await cb.get_metrics())["cache"]["flushes"]) <= flushes:
+                assert time.monotonic() < deadline, "B never flushed its cache"
+                await asyncio.sleep(0.02)
+            assert (await cb.load_entity("doc", "p")) == {"v": "lost"}

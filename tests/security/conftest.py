@@ -1,0 +1,96 @@
+"""Auth-enabled services for the security tests: a tokens file with tenants A and B, a
+read-only token for A, and an admin token."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from memstore.api.app import create_app
+from memstore.auth import hash_token
+from memstore.config import Settings
+
+NS_A = "tenant-a"
+NS_B = "tenant-b"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    a: str  # read+write on tenant-a
+    b: str  # read+write on tenant-b
+    a_reader: str  # read on tenant-a
+    admin: str  # everything, every namespace
+    path: Path
+
+    @staticmethod
+    def header(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+
+def write_tokens_file(path: Path, entries: list[tuple[str, str, list[str], list[str]]]) -> Path:
+    doc = {
+        "tokens": [
+            {"name": name, "sha256": hash_token(tok), "namespaces": ns, "roles": roles}
+            for name, tok, ns, roles in entries
+        ]
+    }
+    path.write_bytes(orjson.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> Tokens:
+    t = Tokens(
+        a=secrets.token_urlsafe(24),
+        b=secrets.token_urlsafe(24),
+        a_reader=secrets.token_urlsafe(24),
+        admin=secrets.token_urlsafe(24),
+        path=tmp_path / "tokens.json",
+    )
+    write_tokens_file(
+        t.path,
+        [
+            ("tenant-a", t.a, [NS_A], ["read", "write"]),
+            ("tenant-b", t.b, [NS_B], ["read", "write"]),
+            ("tenant-a-reader", t.a_reader, [NS_A], ["read"]),
+            ("admin", t.admin, ["*"], ["read", "write", "admin"]),
+        ],
+    )
+    return t
+
+
+@pytest.fixture
+def auth_settings(embedded_settings: Settings, tokens: Tokens) -> Settings:
+    return embedded_settings.model_copy(
+        update={"auth_enabled": True, "auth_tokens_file": tokens.path}
+    )
+
+
+AppFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def make_http(
+    auth_settings: Settings,
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start the real app on a loopback socket with settings overrides."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(**overrides: Any) -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = TestClient(
+            TestServer(create_app(auth_settings.model_copy(update=overrides)))
+        )
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()

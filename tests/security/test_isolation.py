@@ -1,0 +1,220 @@
+"""Tenant isolation, table-driven over every route of the route table.
+
+For each route there is one concrete request (``CASES``); the table must name every
+route, so a new route fails here until its access rule is decided. For every namespaced
+route, a token for tenant A asking for tenant B's namespace gets 403 ``forbidden`` with the
+same body whether or not B holds data, and B's data is unchanged afterwards. Admin routes
+refuse non-admin tokens; open routes need no token; everything else answers 401 with
+``WWW-Authenticate`` without a token or with a wrong one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from memstore.api.routes import ROUTES
+from memstore.auth import ADMIN_ROUTES, OPEN_ROUTES
+from tests.security.conftest import NS_A, NS_B, Tokens
+
+Client = TestClient[Any, Any]
+
+SECRET_MARK = "b-private-7f3a"  # planted in tenant B's data; must never reach A
+
+
+@dataclass(frozen=True)
+class Case:
+    params: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+
+
+CASES: dict[str, Case] = {
+    "livez": Case(),
+    "readyz": Case(),
+    "prometheusMetrics": Case(),
+    "openapi": Case(),
+    "getMetrics": Case(),
+    "clearCache": Case(),
+    "listMemorySummaries": Case(),
+    "getMemorySummary": Case(),
+    "getEntityTypes": Case(),
+    "listEntities": Case({"entity_type": "note"}),
+    "getEntity": Case({"entity_type": "note", "entity_id": "n1"}),
+    "saveEntity": Case({"entity_type": "note", "entity_id": "n1"}, body={"data": {"x": "A"}}),
+    "deleteEntity": Case({"entity_type": "note", "entity_id": "n1"}),
+    "listConversations": Case(),
+    "loadMessages": Case({"conversation_id": "c1"}),
+    "appendMessages": Case({"conversation_id": "c1"}, body={"messages": [{"m": "A"}]}),
+    "saveConversationHistory": Case({"conversation_id": "c1"}, body={"messages": []}),
+    "deleteConversation": Case({"conversation_id": "c1"}),
+    "saveToolUsage": Case(body={"tool_name": "search", "input": "A", "output": "A"}),
+    "queryToolUsage": Case(query={"tool_name": "search"}),
+    "getToolNames": Case(),
+    "saveLearningFeedback": Case(body={"agent_name": "bot", "feedback_type": "t", "data": 1}),
+    "getLearningFeedback": Case(query={"agent_name": "bot"}),
+}
+
+BY_OP = {r.operation_id: r for r in ROUTES}
+NAMESPACED = sorted(op for op, r in BY_OP.items() if "{namespace}" in r.path)
+PROTECTED = sorted(op for op in BY_OP if op not in OPEN_ROUTES)
+
+
+def request_for(op: str, namespace: str) -> tuple[str, str, dict[str, Any]]:
+    route = BY_OP[op]
+    case = CASES[op]
+    path = route.path.format(namespace=namespace, **case.params)
+    kwargs: dict[str, Any] = {"params": case.query}
+    if case.body is not None:
+        kwargs["json"] = case.body
+    return route.method, path, kwargs
+
+
+async def seed_b(http: Client, tokens: Tokens) -> None:
+    h = tokens.header(tokens.b)
+    ns = f"/v1/namespaces/{NS_B}"
+    for path, method, body in [
+        (f"{ns}/entities/note/n1", "PUT", {"data": {"secret": SECRET_MARK}}),
+        (f"{ns}/conversations/c1/messages", "POST", {"messages": [{"text": SECRET_MARK}]}),
+        (f"{ns}/tool-usage", "POST", {"tool_name": "search", "input": SECRET_MARK}),
+        (f"{ns}/feedback", "POST", {"agent_name": "bot", "feedback_type": "t", "data": 1}),
+    ]:
+        resp = await http.request(method, path, json=body, headers=h)
+        assert resp.status in (200, 201), await resp.text()
+
+
+async def snapshot_b(http: Client, tokens: Tokens) -> list[Any]:
+    h = tokens.header(tokens.b)
+    ns = f"/v1/namespaces/{NS_B}"
+    out = []
+    for path in (
+        f"{ns}/summary",
+        f"{ns}/entities/note/n1",
+        f"{ns}/conversations/c1/messages",
+        f"{ns}/tool-usage",
+        f"{ns}/feedback",
+    ):
+        resp = await http.get(path, headers=h)
+        body = await resp.json()
+        for item in body.get("items", []) if isinstance(body, dict) else []:
+            item.pop("created_at", None)
+        out.append((resp.status, body))
+    return out
+
+
+def test_the_table_names_every_route() -> None:
+    assert set(CASES) == set(BY_OP)
+    # Every route's access rule is deliberate: open, admin, or namespaced.
+    for op, route in BY_OP.items():
+        assert op in OPEN_ROUTES or op in ADMIN_ROUTES or "{namespace}" in route.path, op
+
+
+@pytest.mark.parametrize("op", NAMESPACED)
+async def test_token_for_a_gets_nothing_of_b(make_http: Any, tokens: Tokens, op: str) -> None:
+    http: Client = await make_http()
+    # First against an empty B, then against a B holding data: the answers must be equal.
+    method, path, kwargs = request_for(op, NS_B)
+    empty = await http.request(method, path, headers=tokens.header(tokens.a), **kwargs)
+    empty_body = await empty.json()
+    await seed_b(http, tokens)
+    before = await snapshot_b(http, tokens)
+    for token in (tokens.a, tokens.a_reader):
+        resp = await http.request(method, path, headers=tokens.header(token), **kwargs)
+        text = await resp.text()
+        if token == tokens.a_reader and method != "GET":
+            assert resp.status == 403, text  # lacks the write role, whatever the namespace
+        else:
+            assert resp.status == 403, text
+            assert (await resp.json()) == empty_body
+        assert resp.content_type == "application/json"
+        assert (await resp.json())["code"] == "forbidden"
+        assert SECRET_MARK not in text
+    assert empty.status == 403
+    assert await snapshot_b(http, tokens) == before
+    # The same request in A's own namespace is let through (the table reaches the handler).
+    method, path, kwargs = request_for(op, NS_A)
+    own = await http.request(method, path, headers=tokens.header(tokens.a), **kwargs)
+    assert own.status not in (401, 403), await own.text()
+    assert SECRET_MARK not in await own.text()
+
+
+@pytest.mark.parametrize("op", PROTECTED)
+@pytest.mark.parametrize("credential", ["none", "wrong", "not-bearer"])
+async def test_protected_routes_need_a_valid_token(
+    make_http: Any, tokens: Tokens, op: str, credential: str
+) -> None:
+    http: Client = await make_http()
+    await seed_b(http, tokens)
+    method, path, kwargs = request_for(op, NS_B)
+    headers = {
+        "none": {},
+        "wrong": {"Authorization": "Bearer " + tokens.b[:-2] + "xx"},
+        "not-bearer": {"Authorization": "Basic " + tokens.b},
+    }[credential]
+    resp = await http.request(method, path, headers=headers, **kwargs)
+    text = await resp.text()
+    assert resp.status == 401, text
+    assert (await resp.json())["code"] == "unauthorized"
+    challenge = resp.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert ('error="invalid_token"' in challenge) == (credential == "wrong")
+    assert SECRET_MARK not in text
+    assert tokens.b not in text
+
+
+@pytest.mark.parametrize("op", sorted(ADMIN_ROUTES))
+async def test_admin_routes_need_the_admin_role(make_http: Any, tokens: Tokens, op: str) -> None:
+    http: Client = await make_http()
+    await seed_b(http, tokens)
+    method, path, kwargs = request_for(op, NS_B)
+    for token in (tokens.a, tokens.b, tokens.a_reader):
+        resp = await http.request(method, path, headers=tokens.header(token), **kwargs)
+        assert resp.status == 403, await resp.text()
+        assert SECRET_MARK not in await resp.text()
+    resp = await http.request(method, path, headers=tokens.header(tokens.admin), **kwargs)
+    assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.parametrize("op", sorted(OPEN_ROUTES))
+async def test_open_routes_need_no_token(make_http: Any, op: str) -> None:
+    http: Client = await make_http()
+    method, path, kwargs = request_for(op, NS_B)
+    resp = await http.request(method, path, **kwargs)
+    assert resp.status == 200, await resp.text()
+
+
+async def test_cross_namespace_summary_is_scoped_to_the_token(
+    make_http: Any, tokens: Tokens, tmp_path: Any
+) -> None:
+    from tests.security.conftest import write_tokens_file
+
+    scoped_admin = "scoped-admin-token-0123456789"
+    path = write_tokens_file(
+        tmp_path / "more-tokens.json",
+        [
+            ("admin", tokens.admin, ["*"], ["read", "write", "admin"]),
+            ("b", tokens.b, [NS_B], ["read", "write"]),
+            ("a-admin", scoped_admin, [NS_A], ["admin"]),
+        ],
+    )
+    http: Client = await make_http(auth_tokens_file=path)
+    await seed_b(http, tokens)
+    await http.put(
+        f"/v1/namespaces/{NS_A}/entities/note/x",
+        json={"data": {}},
+        headers=tokens.header(tokens.admin),
+    )
+    everything = await (await http.get("/v1/summary", headers=tokens.header(tokens.admin))).json()
+    assert [s["namespace"] for s in everything["items"]] == [NS_A, NS_B]
+    assert everything["complete"] is True
+    paged = await (
+        await http.get("/v1/summary", params={"limit": "1"}, headers=tokens.header(tokens.admin))
+    ).json()
+    assert [s["namespace"] for s in paged["items"]] == [NS_A]
+    assert paged["next_after"] == NS_A
+    mine = await (await http.get("/v1/summary", headers=tokens.header(scoped_admin))).json()
+    assert [s["namespace"] for s in mine["items"]] == [NS_A]
+    assert SECRET_MARK not in str(mine)

@@ -1,0 +1,83 @@
+"""The manager over the real embedded backend: cache use, invalidation hook, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from memstore.config import Settings
+from memstore.errors import ConflictError, InvalidInputError
+from memstore.manager import DistributedMemoryManager
+
+
+@pytest.fixture
+async def manager(embedded_settings: Settings) -> AsyncIterator[DistributedMemoryManager]:
+    async with DistributedMemoryManager(settings=embedded_settings, namespace="unit") as m:
+        yield m
+
+
+async def test_reads_are_served_from_the_cache_until_invalidated(
+    manager: DistributedMemoryManager,
+) -> None:
+    await manager.save_entity("user", "u1", {"v": 1})
+    assert await manager.load_entity("user", "u1") == {"v": 1}
+    # Another replica writes straight to the shared store: this replica still has its copy.
+    await manager.backend.save_entity("unit", "user", "u1", {"v": 2})
+    assert await manager.load_entity("user", "u1") == {"v": 1}
+    # ... until the invalidation for that key arrives through the backend's hook.
+    await manager._on_invalidation("entity/unit/user/u1")
+    assert await manager.load_entity("user", "u1") == {"v": 2}
+
+
+async def test_invalidate_all_when_the_channel_drops(manager: DistributedMemoryManager) -> None:
+    for i in range(3):
+        await manager.save_entity("doc", f"d{i}", {"i": i})
+        await manager.load_entity("doc", f"d{i}")
+    await manager.backend.save_entity("unit", "doc", "d0", {"i": 100})
+    await manager._on_invalidation(None)
+    assert await manager.load_entity("doc", "d0") == {"i": 100}
+    assert manager.get_metrics()["cache"]["flushes"] == 1
+
+
+async def test_own_writes_and_deletes_are_seen_immediately(
+    manager: DistributedMemoryManager,
+) -> None:
+    await manager.save_entity("user", "u1", {"v": 1})
+    await manager.load_entity("user", "u1")
+    await manager.save_entity("user", "u1", {"v": 2})
+    assert await manager.load_entity("user", "u1") == {"v": 2}
+    assert await manager.delete_entity("user", "u1")
+    assert await manager.load_entity("user", "u1") is None
+
+
+async def test_metrics_count_operations_errors_and_cache(manager: DistributedMemoryManager) -> None:
+    await manager.save_entity("user", "u1", {"v": 1})
+    await manager.load_entity("user", "u1")  # miss, then cached
+    await manager.load_entity("user", "u1")  # hit
+    with pytest.raises(ConflictError):
+        await manager.save_entity("user", "u1", {"v": 2}, expected_version=7)
+    with pytest.raises(InvalidInputError):
+        await manager.save_entity("user", "bad/id", {})
+
+    metrics = manager.get_metrics()
+    assert metrics["backend"] == "embedded"
+    assert metrics["cache"]["hits"] == 1
+    assert metrics["cache"]["misses"] == 1
+    assert metrics["operations"]["save_entity"]["count"] >= 2
+    assert metrics["operations"]["save_entity"]["errors"] >= 1
+    assert metrics["total_errors"] >= 1
+    await manager.load_entity("user", "u1")
+    assert manager.clear_cache() == 1
+    assert manager.get_metrics()["cache"]["entries"] == 0
+
+
+async def test_namespace_views_share_cache_but_not_data(manager: DistributedMemoryManager) -> None:
+    other = manager.for_namespace("other")
+    await manager.save_entity("user", "u1", {"owner": "unit"})
+    assert await other.load_entity("user", "u1") is None
+    await other.save_entity("user", "u1", {"owner": "other"})
+    assert await manager.load_entity("user", "u1") == {"owner": "unit"}
+    assert other.get_metrics() == manager.get_metrics() | {
+        "uptime_seconds": other.get_metrics()["uptime_seconds"]
+    }
