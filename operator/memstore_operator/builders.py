@@ -96,6 +96,10 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
     if b.type in ("redis", "redisCluster") and b.redis_prefix is not None:
         data["REDIS_PREFIX"] = b.redis_prefix
     data["MEMSTORE_AUTH_ENABLED"] = "true" if spec.auth_enabled else "false"
+    if not spec.auth_enabled:
+        # The user chose an open store; the service refuses a non-loopback bind without
+        # auth unless told so explicitly, and a pod must listen on its pod IP.
+        data["MEMSTORE_ALLOW_INSECURE_BIND"] = "true"
     if spec.auth_tokens_ref is not None:
         data["MEMSTORE_AUTH_TOKENS_FILE"] = c.AUTH_TOKENS_FILE
     if spec.otlp_endpoint:

@@ -170,6 +170,7 @@ def test_auth_disabled() -> None:
     spec = spec_of({"backend": {"type": "embedded"}, "auth": {"enabled": False}})
     assert spec.auth_tokens_ref is None
     assert builders.config_data(spec)["MEMSTORE_AUTH_ENABLED"] == "false"
+    assert builders.config_data(spec)["MEMSTORE_ALLOW_INSECURE_BIND"] == "true"
     assert "MEMSTORE_AUTH_TOKENS_FILE" not in builders.config_data(spec)
     pod = builders.deployment(spec, "h")["spec"]["template"]["spec"]
     assert "auth" not in {v["name"] for v in pod["volumes"]}

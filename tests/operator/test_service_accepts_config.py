@@ -1,0 +1,40 @@
+"""The operator's ConfigMap is read by the service: every spec shape must give settings the
+service accepts as they are (names, values, and the bind check for a pod listening on its
+pod IP). Both packages are only imported together here, in a test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from memstore.api.security import check_bind
+from memstore.config import Settings
+from memstore_operator import builders
+from memstore_operator.model import parse_spec
+
+SPECS: dict[str, dict[str, Any]] = {
+    "embedded, auth on": {"backend": {"type": "embedded"}},
+    "embedded, auth off": {"backend": {"type": "embedded"}, "auth": {"enabled": False}},
+    "redis": {"backend": {"type": "redis", "redis": {"host": "redis.db", "prefix": "p:"}}},
+    "redis cluster": {
+        "backend": {"type": "redisCluster", "redisCluster": {"nodes": ["a:1", "b:2"]}}
+    },
+    "mongodb, traced": {
+        "backend": {"type": "mongodb", "mongodb": {"uriSecretRef": {"name": "m", "key": "uri"}}},
+        "telemetry": {"otlpEndpoint": "http://otel:4318", "samplingRatio": 0.1},
+    },
+}
+
+
+@pytest.mark.parametrize("raw", SPECS.values(), ids=SPECS.keys())
+def test_service_accepts_the_operator_config(
+    raw: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = builders.config_data(parse_spec("m", "ns", raw))
+    for key, value in data.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.host == data["MEMSTORE_HOST"]
+    assert settings.auth_enabled is (data["MEMSTORE_AUTH_ENABLED"] == "true")
+    check_bind(settings)  # raises ConfigurationError if the pod would refuse to start
