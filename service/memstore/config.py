@@ -209,3 +209,31 @@ class Settings(BaseSettings):
     redis_pubsub_health_seconds: float = Field(
         1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_PUBSUB_HEALTH_SECONDS")
     )
+
+    # -- mongodb (issue 4) --------------------------------------------------------------
+    # Shard the collections (MONGODB_URI must point at mongos); see docs/architecture.md.
+    mongodb_sharding: bool = Field(False, validation_alias=_env("MEMSTORE_MONGODB_SHARDING"))
+    # "majority" or a number of members (>= 1: unacknowledged writes could not report
+    # conflicts or duplicates); retryable writes make a driver retry exactly-once.
+    mongodb_write_concern: str = Field(
+        "majority",
+        pattern=r"^(majority|[1-9][0-9]*)$",
+        validation_alias=_env("MEMSTORE_MONGODB_WRITE_CONCERN"),
+    )
+    mongodb_journal: bool = Field(True, validation_alias=_env("MEMSTORE_MONGODB_JOURNAL"))
+    mongodb_retry_writes: bool = Field(True, validation_alias=_env("MEMSTORE_MONGODB_RETRY_WRITES"))
+    # Multi-document transactions for append/replace/delete of conversations. "auto": on
+    # for a replica set or mongos, off for a standalone server (which cannot run them).
+    mongodb_transactions: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=_env("MEMSTORE_MONGODB_TRANSACTIONS")
+    )
+    mongodb_max_pool_size: int = Field(
+        100, ge=1, validation_alias=_env("MEMSTORE_MONGODB_MAX_POOL_SIZE")
+    )
+    # Client-side operation timeout (PyMongo timeoutMS: covers selection, retries, I/O).
+    mongodb_timeout_ms: int = Field(
+        10_000, ge=1, validation_alias=_env("MEMSTORE_MONGODB_TIMEOUT_MS")
+    )
+    mongodb_server_selection_timeout_ms: int = Field(
+        5_000, ge=1, validation_alias=_env("MEMSTORE_MONGODB_SERVER_SELECTION_TIMEOUT_MS")
+    )

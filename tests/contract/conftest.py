@@ -17,6 +17,7 @@ from memstore.config import Settings
 
 CONTRACT_BACKENDS = [
     "embedded",
+    "mongodb",
     "redis",
     "redis_cluster",
 ]

@@ -1,0 +1,893 @@
+"""``MongoDBMemoryBackend``: the backend contract on MongoDB (replica set or sharded).
+
+Shape and invariants (the reasoning is in docs/architecture.md, "MongoDB backend"):
+
+* One collection per kind of record, shared by all namespaces; ``ns`` leads every index,
+  every shard key and every query filter (see ``schema``).
+* Payloads are stored as native BSON through ``codec``, which escapes what MongoDB cannot
+  hold (``$``/``.`` keys, NUL, huge ints, ``-0.0``) so any JSON round-trips exactly.
+  Sizes are checked before a write is sent: the service limit (``max_body_bytes``) and,
+  when that limit is large enough to matter, the server's BSON document limit.
+* Entities: optimistic concurrency by compare-and-set. A save reads the current
+  ``version``/``rev``, checks ``expected_version`` and writes with a filter on ``rev`` (a
+  fresh ObjectId per write), or inserts when absent; losing a race means re-reading, so
+  a conditional save that lost raises ``ConflictError``. ``rev`` (not ``version``) is the
+  CAS token because an expired entity that is saved again restarts at version 1.
+* Conversations: one document per message (``seq`` from a per-conversation counter
+  reserved with one atomic ``$inc``, so concurrent appends get disjoint contiguous ranges),
+  never a growing array. Append/replace/delete run in a multi-document transaction where
+  the server offers them (replica set, mongos); a standalone server (and FerretDB v1) runs
+  the same steps without one (see the docs for what that gives up).
+* Write concern ``majority`` (+ journal) and retryable writes by default. Every write is
+  safe to retry: inserts carry a client-made ``_id`` and unique keys, tool-usage and
+  feedback ids are unique per namespace, CAS writes are keyed on ``rev``.
+* Driver errors become ``memstore.errors`` types; messages never carry the URI.
+* FerretDB v1 (the test server) runs an update as "query, then write by _id", so its
+  conditional updates and ``$inc`` are not atomic between concurrent writers. When the
+  server says it is FerretDB (``buildInfo.ferretdbVersion``) the backend additionally
+  serialises writes to one entity/conversation inside this process (striped locks); the
+  commands sent are the same. On MongoDB no lock is taken: the server is atomic per
+  document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import bson
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, uri_parser
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import (
+    ConfigurationError as PyMongoConfigurationError,
+)
+from pymongo.errors import (
+    ConnectionFailure,
+    DocumentTooLarge,
+    DuplicateKeyError,
+    InvalidOperation,
+    OperationFailure,
+    PyMongoError,
+)
+from pymongo.monitoring import CommandListener
+
+from memstore.backends.base import DistributedMemoryBackend, check_expected_version
+from memstore.backends.mongodb import schema
+from memstore.backends.mongodb.codec import decode_value, encode_value
+from memstore.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidInputError,
+    MemoryStoreError,
+    PayloadTooLargeError,
+)
+from memstore.records import (
+    ConversationInfo,
+    EntityRecord,
+    FeedbackRecord,
+    JSONObject,
+    MemorySummary,
+    MessageRecord,
+    Page,
+    ToolUsageRecord,
+)
+from memstore.validation import check_json_size, decode_cursor, encode_cursor
+
+if TYPE_CHECKING:
+    from memstore.config import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+Coll = AsyncCollection[Doc]
+
+#: how often the backend purges expired entities itself when the server has no TTL index
+PURGE_INTERVAL_SECONDS = 60.0
+#: compare-and-set / duplicate-key retries before giving up (only under heavy contention)
+MAX_RACE_RETRIES = 64
+#: BSON is at most this many times larger than the JSON it encodes (worst case: nested
+#: empty arrays, each level "[]" = 2 bytes of JSON -> a {"\\a": [...]} wrapper, an array
+#: header and an index key = 17 bytes), plus room for the fields around the payload; below
+#: that the exact BSON size is never computed.
+BSON_BLOWUP = 9
+DOC_OVERHEAD = 4096
+DEFAULT_MAX_BSON = 16 * 1024 * 1024
+
+# Server error codes the backend reacts to.
+NOT_IMPLEMENTED = 238
+ALREADY_INITIALIZED = 23
+INDEX_CONFLICT_CODES = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpecsConflict
+BSON_TOO_LARGE = frozenset({10334, 17419, 17420})
+#: stripes of the in-process write locks used only on servers without atomic updates
+LOCK_STRIPES = 256
+
+_ENTITY_FIELDS = {
+    "_id": 0,
+    "type": 1,
+    "id": 1,
+    "data": 1,
+    "version": 1,
+    "created_at": 1,
+    "updated_at": 1,
+    "expires_at": 1,
+}
+_CAS_FIELDS = {"_id": 0, "version": 1, "created_at": 1, "expires_at": 1, "rev": 1}
+_MESSAGE_FIELDS = {"_id": 0, "seq": 1, "message": 1, "created_at": 1}
+_CONVERSATION_FIELDS = {
+    "_id": 0,
+    "id": 1,
+    "message_count": 1,
+    "created_at": 1,
+    "updated_at": 1,
+}
+_NO_ID = {"_id": 0}
+
+
+def _live(now: float) -> Doc:
+    """Filter for entities that have not expired (``expires_at`` null/missing or later)."""
+    return {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]}
+
+
+def _is_live(doc: Doc, now: float) -> bool:
+    expires_at = doc.get("expires_at")
+    return expires_at is None or expires_at > now
+
+
+def _expire_on(expires_at: float) -> datetime.datetime:
+    """The TTL index's date: ``expires_at`` rounded up to the millisecond (BSON dates are
+    milliseconds), so the server never deletes an entity before it has expired."""
+    return datetime.datetime.fromtimestamp(
+        math.ceil(expires_at * 1000) / 1000, tz=datetime.UTC
+    ).replace(tzinfo=None)
+
+
+def _entity(doc: Doc) -> EntityRecord:
+    return EntityRecord(
+        type=doc["type"],
+        id=doc["id"],
+        data=decode_value(doc["data"]),
+        version=doc["version"],
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        expires_at=doc.get("expires_at"),
+    )
+
+
+def _tool_usage(doc: Doc) -> ToolUsageRecord:
+    return ToolUsageRecord(
+        id=doc["id"],
+        tool_name=doc["tool"],
+        input=decode_value(doc["input"]),
+        output=decode_value(doc["output"]),
+        duration_ms=doc["duration_ms"],
+        success=doc["success"],
+        timestamp=doc["ts"],
+        conversation_id=doc.get("cid"),
+    )
+
+
+def _feedback(doc: Doc) -> FeedbackRecord:
+    return FeedbackRecord(
+        id=doc["id"],
+        agent_name=doc["agent"],
+        feedback_type=doc["ftype"],
+        data=decode_value(doc["data"]),
+        timestamp=doc["ts"],
+    )
+
+
+def _after(cursor: str | None) -> Doc:
+    """Keyset condition for (ts, id)-ordered listings."""
+    if not cursor:
+        return {}
+    c_ts, c_id = decode_cursor(cursor, float, str)
+    return {"$or": [{"ts": {"$gt": c_ts}}, {"ts": c_ts, "id": {"$gt": c_id}}]}
+
+
+def _describe_error(exc: PyMongoError) -> str:
+    """Error text without server addresses, URIs or document contents."""
+    code = getattr(exc, "code", None)
+    name = (getattr(exc, "details", None) or {}).get("codeName") if code is not None else None
+    parts = [type(exc).__name__]
+    if code is not None:
+        parts.append(f"code {code}" + (f" ({name})" if name else ""))
+    return ", ".join(parts)
+
+
+@contextlib.contextmanager
+def _driver_errors(operation: str) -> Iterator[None]:
+    """Map PyMongo's exceptions to the project's (``raise ... from exc``)."""
+    try:
+        yield
+    except MemoryStoreError:
+        raise
+    except DocumentTooLarge as exc:
+        raise PayloadTooLargeError(
+            f"{operation}: document is larger than the server accepts"
+        ) from exc
+    except bson.errors.InvalidDocument as exc:
+        raise InvalidInputError(f"{operation}: value cannot be stored: {exc}") from exc
+    except OperationFailure as exc:
+        if exc.code in BSON_TOO_LARGE:
+            raise PayloadTooLargeError(
+                f"{operation}: document is larger than the server accepts"
+            ) from exc
+        if exc.timeout or exc.has_error_label("RetryableWriteError"):
+            raise BackendUnavailableError(
+                f"mongodb {operation} failed: {_describe_error(exc)}"
+            ) from exc
+        raise MemoryStoreError(f"mongodb {operation} failed: {_describe_error(exc)}") from exc
+    except (ConnectionFailure, InvalidOperation, PyMongoError) as exc:
+        raise BackendUnavailableError(
+            f"mongodb {operation} failed: {_describe_error(exc)}"
+        ) from exc
+
+
+class MongoDBMemoryBackend(DistributedMemoryBackend):
+    name = "mongodb"
+
+    def __init__(
+        self, settings: Settings, *, event_listeners: list[CommandListener] | None = None
+    ) -> None:
+        super().__init__(settings)
+        # Only tests pass listeners (to record the commands really sent).
+        self._event_listeners = list(event_listeners or [])
+        self._client: AsyncMongoClient[Doc] | None = None
+        self._db: AsyncDatabase[Doc] | None = None
+        self._transactions = False
+        self._sharded = False
+        self._ttl_index = False
+        self._max_bson = DEFAULT_MAX_BSON
+        self._purger: asyncio.Task[None] | None = None
+        self._local_locks: list[asyncio.Lock] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        s = self.settings
+        w: int | str = (
+            int(s.mongodb_write_concern) if s.mongodb_write_concern.isdigit() else "majority"
+        )
+        return {
+            "w": w,
+            "journal": s.mongodb_journal,
+            "retryWrites": s.mongodb_retry_writes,
+            "retryReads": True,
+            "maxPoolSize": s.mongodb_max_pool_size,
+            "timeoutMS": s.mongodb_timeout_ms,
+            "serverSelectionTimeoutMS": s.mongodb_server_selection_timeout_ms,
+            "appname": "memstore",
+            "document_class": dict,
+            "tz_aware": False,
+            "event_listeners": self._event_listeners,
+        }
+
+    async def connect(self) -> None:
+        uri = self.settings.mongodb_uri.get_secret_value()
+        try:
+            self._client = AsyncMongoClient(uri, **self._client_options())
+        except PyMongoConfigurationError as exc:
+            # The driver's message can quote the URI; never repeat it.
+            raise ConfigurationError(
+                f"MONGODB_URI or a MEMSTORE_MONGODB_* setting is invalid ({type(exc).__name__})"
+            ) from exc
+        self._db = self._client[self.settings.mongodb_db]
+        try:
+            with _driver_errors("connect"):
+                hello: Doc = await self._client.admin.command("hello")
+                self._max_bson = int(hello.get("maxBsonObjectSize") or DEFAULT_MAX_BSON)
+                self._transactions = schema.use_transactions(
+                    self.settings.mongodb_transactions, hello
+                )
+                build_info: Doc = await self._client.admin.command("buildInfo")
+                if not schema.has_atomic_updates(build_info):
+                    self._local_locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
+                shard = self.settings.mongodb_sharding and schema.is_mongos(hello)
+                if self.settings.mongodb_sharding and not shard:
+                    log.warning(
+                        "MEMSTORE_MONGODB_SHARDING is set but MONGODB_URI does not point at "
+                        "mongos; collections are left unsharded"
+                    )
+                await self._create_indexes(sharded=shard)
+                if shard:
+                    await self._shard_collections()
+                self._sharded = shard
+        except BaseException:
+            await self.close()
+            raise
+        if not self._ttl_index:
+            self._purger = asyncio.create_task(self._purge_loop(), name="memstore-mongo-purge")
+
+    async def _create_indexes(self, *, sharded: bool) -> None:
+        db = self._database()
+        for command in schema.index_commands(sharded=sharded):
+            try:
+                await db.command(command)
+            except OperationFailure as exc:
+                if exc.code in INDEX_CONFLICT_CODES:
+                    raise ConfigurationError(
+                        f"collection {command['createIndexes']!r} has an index that differs "
+                        f"from memstore's ({_describe_error(exc)}); drop it or use another "
+                        "MONGODB_DB"
+                    ) from exc
+                raise
+        try:
+            await db.command(schema.ttl_index_command())
+            self._ttl_index = True
+        except OperationFailure as exc:
+            if exc.code != NOT_IMPLEMENTED:
+                raise
+            # FerretDB v1: no TTL indexes. Reads already hide expired entities; a
+            # background task deletes them so they do not accumulate.
+            log.warning("server has no TTL indexes; expired entities are purged by memstore")
+            self._ttl_index = False
+
+    async def _shard_collections(self) -> None:
+        assert self._client is not None
+        for command in schema.sharding_commands(self.settings.mongodb_db):
+            try:
+                await self._client.admin.command(command)
+            except OperationFailure as exc:
+                if exc.code != ALREADY_INITIALIZED:
+                    raise
+        log.info("collections sharded", extra={"database": self.settings.mongodb_db})
+
+    async def close(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+            self._purger = None
+        if self._client is not None:
+            client, self._client, self._db = self._client, None, None
+            with contextlib.suppress(PyMongoError):
+                await client.close()
+
+    async def ping(self) -> bool:
+        if self._client is None:
+            return False
+        try:
+            await self._client.admin.command("ping")
+        except PyMongoError:
+            return False
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        try:
+            nodes = uri_parser.parse_uri(self.settings.mongodb_uri.get_secret_value())["nodelist"]
+            hosts = [f"{h}:{p}" for h, p in nodes]
+        except (PyMongoError, ValueError):
+            hosts = []
+        return {
+            "backend": self.name,
+            "hosts": hosts,
+            "database": self.settings.mongodb_db,
+            "transactions": self._transactions,
+            "sharded": self._sharded,
+            "ttl_index": self._ttl_index,
+            "local_write_locks": self._local_locks is not None,
+            "write_concern": self.settings.mongodb_write_concern,
+        }
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
+            await self.purge_expired()
+
+    async def purge_expired(self) -> int:
+        """Delete expired entities now (what the TTL monitor does on MongoDB)."""
+        try:
+            with _driver_errors("purge"):
+                now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+                result = await self._coll(schema.ENTITIES).delete_many({"expire_on": {"$lte": now}})
+                return result.deleted_count
+        except MemoryStoreError:
+            log.warning("purge of expired entities failed; will retry")
+            return 0
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _database(self) -> AsyncDatabase[Doc]:
+        if self._db is None:
+            raise BackendUnavailableError("mongodb backend is not connected")
+        return self._db
+
+    def _coll(self, name: str) -> Coll:
+        return self._database()[name]
+
+    def _write_lock(self, *key: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The local lock for one entity/conversation, or a no-op on MongoDB."""
+        if self._local_locks is None:
+            return contextlib.nullcontext()
+        return self._local_locks[hash(key) % LOCK_STRIPES]
+
+    def _encode_checked(self, kind: str, value: Any) -> tuple[Any, int]:
+        """Check the service size limit, then encode. Returns (BSON value, JSON size)."""
+        size = len(check_json_size(kind, value, self.settings.max_body_bytes))
+        return encode_value(value), size
+
+    def _check_bson(self, kind: str, doc: Doc, json_size: int) -> None:
+        """Reject a document the server would refuse, before sending it. Computed only
+        when the JSON is big enough that its BSON could reach the server's limit."""
+        if json_size * BSON_BLOWUP + DOC_OVERHEAD <= self._max_bson:
+            return
+        size = len(bson.encode(doc))
+        if size > self._max_bson:
+            raise PayloadTooLargeError(
+                f"{kind} is {size} bytes as BSON; MongoDB's document limit is {self._max_bson}",
+                field=kind,
+                limit=self._max_bson,
+            )
+
+    async def _atomic(
+        self, operation: str, body: Callable[[AsyncClientSession | None], Awaitable[T]]
+    ) -> T:
+        """Run ``body`` in a transaction where the server has them, else directly.
+
+        A duplicate key means another writer created the same document first (e.g. two
+        first appends to one conversation racing their upserts); the work is re-run.
+        """
+        for attempt in range(MAX_RACE_RETRIES):
+            try:
+                with _driver_errors(operation):
+                    if not self._transactions:
+                        return await body(None)
+                    assert self._client is not None
+                    async with self._client.start_session() as session:
+                        return await session.with_transaction(
+                            body, write_concern=self._database().write_concern
+                        )
+            except MemoryStoreError as exc:
+                if isinstance(exc.__cause__, DuplicateKeyError) and attempt + 1 < MAX_RACE_RETRIES:
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- entities -----------------------------------------------------------------------
+
+    async def save_entity(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        data: JSONObject,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+    ) -> EntityRecord:
+        encoded, size = self._encode_checked("data", data)
+        key = {"ns": namespace, "type": entity_type, "id": entity_id}
+        async with self._write_lock(namespace, entity_type, entity_id):
+            return await self._save_entity(key, data, encoded, size, expected_version, ttl)
+
+    async def _save_entity(
+        self,
+        key: Doc,
+        data: JSONObject,
+        encoded: Any,
+        size: int,
+        expected_version: int | None,
+        ttl: float | None,
+    ) -> EntityRecord:
+        coll = self._coll(schema.ENTITIES)
+        with _driver_errors("save_entity"):
+            for _ in range(MAX_RACE_RETRIES):
+                now = time.time()
+                current_doc = await coll.find_one(key, _CAS_FIELDS)
+                live = current_doc is not None and _is_live(current_doc, now)
+                current = current_doc["version"] if live and current_doc else None
+                check_expected_version(expected_version, current)
+                version = (current or 0) + 1
+                created_at = current_doc["created_at"] if live and current_doc else now
+                expires_at = now + ttl if ttl is not None else None
+                doc: Doc = {
+                    **key,
+                    "data": encoded,
+                    "version": version,
+                    "rev": ObjectId(),
+                    "created_at": created_at,
+                    "updated_at": now,
+                    "expires_at": expires_at,
+                }
+                if expires_at is not None:
+                    doc["expire_on"] = _expire_on(expires_at)
+                self._check_bson("data", doc, size)
+                if current_doc is None:
+                    try:
+                        await coll.insert_one(doc)
+                    except DuplicateKeyError:
+                        continue  # created concurrently: re-read and decide again
+                else:
+                    result = await coll.replace_one({**key, "rev": current_doc["rev"]}, doc)
+                    if result.matched_count == 0:
+                        continue  # changed concurrently: re-read and decide again
+                return EntityRecord(
+                    type=key["type"],
+                    id=key["id"],
+                    data=data,
+                    version=version,
+                    created_at=created_at,
+                    updated_at=now,
+                    expires_at=expires_at,
+                )
+        raise BackendUnavailableError("save_entity: too much contention on one entity")
+
+    async def load_entity(
+        self, namespace: str, entity_type: str, entity_id: str
+    ) -> EntityRecord | None:
+        with _driver_errors("load_entity"):
+            doc = await self._coll(schema.ENTITIES).find_one(
+                {"ns": namespace, "type": entity_type, "id": entity_id, **_live(time.time())},
+                _ENTITY_FIELDS,
+            )
+        return _entity(doc) if doc is not None else None
+
+    async def delete_entity(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        expected_version: int | None = None,
+    ) -> bool:
+        key = {"ns": namespace, "type": entity_type, "id": entity_id}
+        async with self._write_lock(namespace, entity_type, entity_id):
+            return await self._delete_entity(key, expected_version)
+
+    async def _delete_entity(self, key: Doc, expected_version: int | None) -> bool:
+        coll = self._coll(schema.ENTITIES)
+        with _driver_errors("delete_entity"):
+            if expected_version is None:
+                # Only a live entity counts; an expired one is left to the TTL index.
+                result = await coll.delete_one({**key, **_live(time.time())})
+                return result.deleted_count == 1
+            for _ in range(MAX_RACE_RETRIES):
+                now = time.time()
+                current_doc = await coll.find_one(key, _CAS_FIELDS)
+                live = current_doc is not None and _is_live(current_doc, now)
+                check_expected_version(
+                    expected_version, current_doc["version"] if live and current_doc else None
+                )
+                if current_doc is None:
+                    return False
+                result = await coll.delete_one({**key, "rev": current_doc["rev"]})
+                if result.deleted_count == 1:
+                    return live
+        raise BackendUnavailableError("delete_entity: too much contention on one entity")
+
+    async def list_entities(
+        self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
+    ) -> Page[EntityRecord]:
+        query: Doc = {"ns": namespace, "type": entity_type, **_live(time.time())}
+        if cursor:
+            query["id"] = {"$gt": decode_cursor(cursor, str)[0]}
+        with _driver_errors("list_entities"):
+            docs = await (
+                self._coll(schema.ENTITIES)
+                .find(query, _ENTITY_FIELDS)
+                .sort("id", ASCENDING)
+                .limit(limit + 1)
+                .to_list()
+            )
+        items = [_entity(d) for d in docs[:limit]]
+        more = len(docs) > limit
+        return Page(items, encode_cursor(items[-1].id) if more else None)
+
+    async def _group_count(self, collection: str, match: Doc, field: str) -> dict[str, int]:
+        """Exact ``{value of field: count}`` over ``match``, by aggregation (``distinct``
+        is avoided: FerretDB v1 rejects it when the driver sends ``maxTimeMS``)."""
+        pipeline = [
+            {"$match": match},
+            {"$group": {"_id": f"${field}", "n": {"$sum": 1}}},
+            {"$sort": {"_id": 1}},
+        ]
+        rows = await (await self._coll(collection).aggregate(pipeline)).to_list()
+        return {r["_id"]: r["n"] for r in rows}
+
+    async def get_entity_types(self, namespace: str) -> list[str]:
+        with _driver_errors("get_entity_types"):
+            counts = await self._group_count(
+                schema.ENTITIES, {"ns": namespace, **_live(time.time())}, "type"
+            )
+        return sorted(counts)
+
+    # -- conversations ------------------------------------------------------------------
+
+    def _message_docs(
+        self, namespace: str, conversation_id: str, first_seq: int, encoded: list[Any], now: float
+    ) -> list[Doc]:
+        return [
+            {
+                "ns": namespace,
+                "cid": conversation_id,
+                "seq": first_seq + i,
+                "message": m,
+                "created_at": now,
+            }
+            for i, m in enumerate(encoded)
+        ]
+
+    def _encode_messages(self, messages: list[JSONObject]) -> list[Any]:
+        encoded = []
+        for m in messages:
+            value, size = self._encode_checked("message", m)
+            self._check_bson("message", {"message": value}, size)
+            encoded.append(value)
+        return encoded
+
+    async def append_messages(
+        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+    ) -> list[MessageRecord]:
+        encoded = self._encode_messages(messages)
+        n = len(encoded)
+        convs = self._coll(schema.CONVERSATIONS)
+        msgs = self._coll(schema.MESSAGES)
+
+        async def body(session: AsyncClientSession | None) -> list[MessageRecord]:
+            now = time.time()
+            # One atomic $inc reserves seqs [last - n + 1, last] for this call only.
+            conv = await convs.find_one_and_update(
+                {"ns": namespace, "id": conversation_id},
+                {
+                    "$inc": {"last_seq": n, "message_count": n},
+                    "$set": {"updated_at": now},
+                    "$setOnInsert": {"created_at": now},
+                },
+                # (no projection: FerretDB v1 rejects one on findAndModify; the doc is tiny)
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            assert conv is not None  # upsert=True with ReturnDocument.AFTER
+            first = conv["last_seq"] - n + 1
+            if n:
+                await msgs.insert_many(
+                    self._message_docs(namespace, conversation_id, first, encoded, now),
+                    ordered=True,
+                    session=session,
+                )
+            return [
+                MessageRecord(conversation_id, first + i, m, now) for i, m in enumerate(messages)
+            ]
+
+        async with self._write_lock(namespace, "\x00conversation", conversation_id):
+            return await self._atomic("append_messages", body)
+
+    async def load_messages(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRecord]:
+        query: Doc = {"ns": namespace, "cid": conversation_id}
+        if before_seq is not None:
+            query["seq"] = {"$lt": before_seq}
+        coll = self._coll(schema.MESSAGES)
+        with _driver_errors("load_messages"):
+            if limit is None:
+                docs = await coll.find(query, _MESSAGE_FIELDS).sort("seq", ASCENDING).to_list()
+            else:
+                # The unique (ns, cid, seq) index walked backwards: the last N in O(N).
+                docs = await (
+                    coll.find(query, _MESSAGE_FIELDS).sort("seq", DESCENDING).limit(limit).to_list()
+                )
+                docs.reverse()
+        return [
+            MessageRecord(conversation_id, d["seq"], decode_value(d["message"]), d["created_at"])
+            for d in docs
+        ]
+
+    async def replace_conversation(
+        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+    ) -> list[MessageRecord]:
+        encoded = self._encode_messages(messages)
+        n = len(encoded)
+        convs = self._coll(schema.CONVERSATIONS)
+        msgs = self._coll(schema.MESSAGES)
+
+        async def body(session: AsyncClientSession | None) -> list[MessageRecord]:
+            now = time.time()
+            await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
+            await convs.update_one(
+                {"ns": namespace, "id": conversation_id},
+                {
+                    "$set": {"last_seq": n, "message_count": n, "updated_at": now},
+                    "$setOnInsert": {"created_at": now},
+                },
+                upsert=True,
+                session=session,
+            )
+            if n:
+                await msgs.insert_many(
+                    self._message_docs(namespace, conversation_id, 1, encoded, now),
+                    ordered=True,
+                    session=session,
+                )
+            return [MessageRecord(conversation_id, 1 + i, m, now) for i, m in enumerate(messages)]
+
+        async with self._write_lock(namespace, "\x00conversation", conversation_id):
+            return await self._atomic("replace_conversation", body)
+
+    async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
+        convs = self._coll(schema.CONVERSATIONS)
+        msgs = self._coll(schema.MESSAGES)
+
+        async def body(session: AsyncClientSession | None) -> bool:
+            await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
+            result = await convs.delete_one(
+                {"ns": namespace, "id": conversation_id}, session=session
+            )
+            return result.deleted_count > 0
+
+        async with self._write_lock(namespace, "\x00conversation", conversation_id):
+            return await self._atomic("delete_conversation", body)
+
+    async def list_conversations(
+        self, namespace: str, *, limit: int, cursor: str | None = None
+    ) -> Page[ConversationInfo]:
+        query: Doc = {"ns": namespace}
+        if cursor:
+            query["id"] = {"$gt": decode_cursor(cursor, str)[0]}
+        with _driver_errors("list_conversations"):
+            docs = await (
+                self._coll(schema.CONVERSATIONS)
+                .find(query, _CONVERSATION_FIELDS)
+                .sort("id", ASCENDING)
+                .limit(limit + 1)
+                .to_list()
+            )
+        items = [
+            ConversationInfo(d["id"], d["message_count"], d["created_at"], d["updated_at"])
+            for d in docs[:limit]
+        ]
+        more = len(docs) > limit
+        return Page(items, encode_cursor(items[-1].conversation_id) if more else None)
+
+    # -- tool usage ---------------------------------------------------------------------
+
+    async def record_tool_usage(self, namespace: str, record: ToolUsageRecord) -> ToolUsageRecord:
+        encoded, size = self._encode_checked("tool usage", [record.input, record.output])
+        doc: Doc = {
+            "ns": namespace,
+            "id": record.id,
+            "tool": record.tool_name,
+            "ts": record.timestamp,
+            "input": encoded[0],
+            "output": encoded[1],
+            "duration_ms": record.duration_ms,
+            "success": record.success,
+            "cid": record.conversation_id,
+        }
+        self._check_bson("tool usage", doc, size)
+        # The same id recorded before (a retry) is stored once: the unique key says no.
+        with _driver_errors("record_tool_usage"), contextlib.suppress(DuplicateKeyError):
+            await self._coll(schema.TOOL_USAGE).insert_one(doc)
+        return record
+
+    async def query_tool_usage(
+        self,
+        namespace: str,
+        *,
+        tool_name: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[ToolUsageRecord]:
+        query: Doc = {"ns": namespace}
+        if tool_name is not None:
+            query["tool"] = tool_name
+        window: Doc = {}
+        if start is not None:
+            window["$gte"] = start
+        if end is not None:
+            window["$lt"] = end
+        if window:
+            query["ts"] = window
+        query.update(_after(cursor))
+        with _driver_errors("query_tool_usage"):
+            docs = await (
+                self._coll(schema.TOOL_USAGE)
+                .find(query, _NO_ID)
+                .sort([("ts", ASCENDING), ("id", ASCENDING)])
+                .limit(limit + 1)
+                .to_list()
+            )
+        items = [_tool_usage(d) for d in docs[:limit]]
+        more = len(docs) > limit
+        nxt = encode_cursor(items[-1].timestamp, items[-1].id) if more else None
+        return Page(items, nxt)
+
+    async def get_tool_names(self, namespace: str) -> list[str]:
+        with _driver_errors("get_tool_names"):
+            counts = await self._group_count(schema.TOOL_USAGE, {"ns": namespace}, "tool")
+        return sorted(counts)
+
+    # -- feedback -----------------------------------------------------------------------
+
+    async def save_feedback(self, namespace: str, record: FeedbackRecord) -> FeedbackRecord:
+        encoded, size = self._encode_checked("feedback", record.data)
+        doc: Doc = {
+            "ns": namespace,
+            "id": record.id,
+            "agent": record.agent_name,
+            "ftype": record.feedback_type,
+            "ts": record.timestamp,
+            "data": encoded,
+        }
+        self._check_bson("feedback", doc, size)
+        # A retry of the same record is stored once.
+        with _driver_errors("save_feedback"), contextlib.suppress(DuplicateKeyError):
+            await self._coll(schema.FEEDBACK).insert_one(doc)
+        return record
+
+    async def query_feedback(
+        self,
+        namespace: str,
+        *,
+        agent_name: str | None = None,
+        feedback_type: str | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[FeedbackRecord]:
+        query: Doc = {"ns": namespace}
+        if agent_name is not None:
+            query["agent"] = agent_name
+        if feedback_type is not None:
+            query["ftype"] = feedback_type
+        query.update(_after(cursor))
+        with _driver_errors("query_feedback"):
+            docs = await (
+                self._coll(schema.FEEDBACK)
+                .find(query, _NO_ID)
+                .sort([("ts", ASCENDING), ("id", ASCENDING)])
+                .limit(limit + 1)
+                .to_list()
+            )
+        items = [_feedback(d) for d in docs[:limit]]
+        more = len(docs) > limit
+        nxt = encode_cursor(items[-1].timestamp, items[-1].id) if more else None
+        return Page(items, nxt)
+
+    # -- summary ------------------------------------------------------------------------
+
+    async def summary(self, namespace: str) -> MemorySummary:
+        ns = {"ns": namespace}
+
+        async def total(collection: str, field: str | int) -> int:
+            # One accumulator per $group: FerretDB v1 computes only the first of several.
+            pipeline: list[Doc] = [
+                {"$match": ns},
+                {"$group": {"_id": None, "n": {"$sum": field}}},
+            ]
+            rows = await (await self._coll(collection).aggregate(pipeline)).to_list()
+            return int(rows[0]["n"]) if rows else 0
+
+        with _driver_errors("summary"):
+            entities, conversations, messages, tools, feedback = await asyncio.gather(
+                self._group_count(schema.ENTITIES, {**ns, **_live(time.time())}, "type"),
+                total(schema.CONVERSATIONS, 1),
+                total(schema.CONVERSATIONS, "$message_count"),
+                self._group_count(schema.TOOL_USAGE, ns, "tool"),
+                total(schema.FEEDBACK, 1),
+            )
+        return MemorySummary(
+            namespace=namespace,
+            entity_counts=entities,
+            conversations=conversations,
+            messages=messages,
+            tool_usage_counts=tools,
+            feedback_count=feedback,
+        )

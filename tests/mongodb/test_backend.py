@@ -1,0 +1,440 @@
+"""MongoDB-specific behaviour, against a real MongoDB-wire server (FerretDB v1, SQLite).
+
+The shared behaviour is in tests/contract (run with backend "mongodb" too). Here: exact
+JSON round-trips through the server, size limits enforced before anything is sent, the
+commands really sent (shard-key prefix in every filter, write concern), idempotent
+start-up, the TTL fallback, error mapping, and the seed-style manager on MongoDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pymongo
+import pytest
+from pymongo import monitoring
+
+from memstore.backends.mongodb import MongoDBMemoryBackend, schema
+from memstore.config import Settings
+from memstore.errors import BackendUnavailableError, MemoryStoreError, PayloadTooLargeError
+from memstore.manager import DistributedMemoryManager
+from memstore.records import FeedbackRecord, ToolUsageRecord
+from tests.servers.mongodb import FerretDB
+from tests.support.procs import free_port
+
+NASTY_KEYS = ["$set", "a.b", "$", ".", "", "\\", "\\e", "\\i", "x\x00y", "$where.$gt", "🧠"]
+
+
+class Recorder(monitoring.CommandListener):
+    """Records every command the driver sends (the real wire traffic, not a mock)."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def writes(self) -> list[tuple[str, dict[str, Any]]]:
+        names = {"insert", "update", "delete", "findAndModify"}
+        return [(n, c) for n, c in self.commands if n in names]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def mongo(
+    mongodb_settings: Settings, recorder: Recorder
+) -> AsyncIterator[MongoDBMemoryBackend]:
+    backend = MongoDBMemoryBackend(mongodb_settings, event_listeners=[recorder])
+    await backend.connect()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def _random_json(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth < 4 and roll < 0.3:
+        return {
+            rng.choice([*NASTY_KEYS, f"k{rng.randrange(100)}"]): _random_json(rng, depth + 1)
+            for _ in range(rng.randrange(5))
+        }
+    if depth < 4 and roll < 0.45:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return rng.choice(
+        [
+            None,
+            True,
+            False,
+            0,
+            -0.0,
+            0.0,
+            1.5,
+            -(2**63),
+            2**63 - 1,
+            2**64 - 1,
+            2**63,
+            rng.uniform(-1e300, 1e300),
+            1e-320,
+            "",
+            "$not.an.operator",
+            "\x00 nul",
+            "ünïcødé 🧠",
+            rng.randrange(-(10**6), 10**6),
+        ]
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Exact JSON equality: key order, int vs float, -0.0 all count."""
+    return orjson.dumps(a) == orjson.dumps(b)
+
+
+async def test_arbitrary_json_roundtrips_exactly_through_the_server(
+    mongo: MongoDBMemoryBackend,
+) -> None:
+    rng = random.Random(20261124)
+    ns = "rt"
+    for i in range(60):
+        data = {k: _random_json(rng) for k in rng.sample(NASTY_KEYS, 5)}
+        data["n"] = i
+        await mongo.save_entity(ns, "doc", f"d{i}", data)
+        loaded = await mongo.load_entity(ns, "doc", f"d{i}")
+        assert loaded is not None
+        assert _same(loaded.data, data), (loaded.data, data)
+    listed = await mongo.list_entities(ns, "doc", limit=100)
+    assert len(listed.items) == 60
+
+    messages = [{"$role": "user", "content.text": _random_json(rng)} for _ in range(10)]
+    await mongo.append_messages(ns, "c", messages)
+    got = await mongo.load_messages(ns, "c")
+    assert _same([m.message for m in got], messages)
+
+    args, result = {"$query": {"a.b": [1, -0.0]}}, [2**64 - 1, {"": None}]
+    record = ToolUsageRecord(uuid.uuid4().hex, "t", args, result, 1.0, True, 1.0)
+    await mongo.record_tool_usage(ns, record)
+    page = await mongo.query_tool_usage(ns, limit=5)
+    assert _same(page.items[0].input, args)
+    assert _same(page.items[0].output, result)
+
+    fb = FeedbackRecord(uuid.uuid4().hex, "agent", "rating", {"$gt": {".": 1}}, 2.0)
+    await mongo.save_feedback(ns, fb)
+    assert (await mongo.query_feedback(ns, limit=5)).items == [fb]
+
+
+async def test_payloads_are_stored_as_native_documents(
+    mongo: MongoDBMemoryBackend, ferretdb: FerretDB, mongodb_database: str
+) -> None:
+    await mongo.save_entity("raw", "user", "u", {"name": "Ada", "$tag": {"x.y": 1}})
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(ferretdb.uri)
+    try:
+        doc = client[mongodb_database]["entities"].find_one({"ns": "raw"})
+    finally:
+        client.close()
+    assert doc is not None
+    assert doc["data"] == {"name": "Ada", "\\dtag": {"x\\py": 1}}
+    assert (doc["type"], doc["id"], doc["version"]) == ("user", "u", 1)
+
+
+async def test_oversized_payloads_never_reach_the_server(
+    mongodb_settings: Settings, recorder: Recorder
+) -> None:
+    settings = mongodb_settings.model_copy(update={"max_body_bytes": 4096})
+    backend = MongoDBMemoryBackend(settings, event_listeners=[recorder])
+    await backend.connect()
+    try:
+        big = {"blob": "x" * 5000}
+        recorder.commands.clear()
+        with pytest.raises(PayloadTooLargeError) as info:
+            await backend.save_entity("ns", "t", "big", big)
+        assert "4096" in str(info.value)
+        with pytest.raises(PayloadTooLargeError):
+            await backend.append_messages("ns", "c", [{"m": 1}, big])
+        with pytest.raises(PayloadTooLargeError):
+            await backend.replace_conversation("ns", "c", [big])
+        with pytest.raises(PayloadTooLargeError):
+            await backend.record_tool_usage(
+                "ns", ToolUsageRecord("u1", "t", big, None, 1.0, True, 1.0)
+            )
+        with pytest.raises(PayloadTooLargeError):
+            await backend.save_feedback("ns", FeedbackRecord("f1", "a", "k", big, 1.0))
+        assert recorder.commands == []  # nothing was sent, not even a read
+        assert await backend.load_messages("ns", "c") == []
+        assert (await backend.summary("ns")).conversations == 0
+    finally:
+        await backend.close()
+
+
+async def test_bson_limit_is_checked_before_sending_when_the_service_limit_allows_more(
+    mongodb_settings: Settings, recorder: Recorder
+) -> None:
+    # 3 million one-digit ints: 6 MB of JSON (under a 64 MiB service limit) but ~36 MB of
+    # BSON (each array element carries its index as a key), over MongoDB's 16 MiB.
+    settings = mongodb_settings.model_copy(update={"max_body_bytes": 64 * 1024 * 1024})
+    backend = MongoDBMemoryBackend(settings, event_listeners=[recorder])
+    await backend.connect()
+    try:
+        recorder.commands.clear()
+        with pytest.raises(PayloadTooLargeError) as info:
+            await backend.save_entity("ns", "t", "huge", {"a": [0] * 3_000_000})
+        assert "BSON" in str(info.value)
+        assert recorder.writes() == []
+        # Big but within both limits: stored and read back whole.
+        ok = {"a": [7] * 200_000}
+        await backend.save_entity("ns", "t", "fits", ok)
+        loaded = await backend.load_entity("ns", "t", "fits")
+        assert loaded is not None
+        assert loaded.data == ok
+    finally:
+        await backend.close()
+
+
+def _filters(name: str, command: dict[str, Any]) -> list[dict[str, Any]]:
+    if name in ("find", "count"):
+        return [command.get("filter") or command.get("query") or {}]
+    if name == "aggregate":
+        first = command["pipeline"][0]
+        return [first.get("$match", {})]
+    if name == "update":
+        return [u["q"] for u in command["updates"]]
+    if name == "delete":
+        return [d["q"] for d in command["deletes"]]
+    if name == "findAndModify":
+        return [command["query"]]
+    if name == "insert":
+        return list(command["documents"])
+    raise AssertionError(f"unexpected command {name}")
+
+
+async def test_every_command_carries_the_shard_key_prefix(
+    mongo: MongoDBMemoryBackend, recorder: Recorder
+) -> None:
+    recorder.commands.clear()
+    ns = "prefix"
+    await mongo.save_entity(ns, "t", "a", {"x": 1}, ttl=60)
+    await mongo.save_entity(ns, "t", "a", {"x": 2}, expected_version=1)
+    await mongo.load_entity(ns, "t", "a")
+    await mongo.list_entities(ns, "t", limit=1)
+    page = await mongo.list_entities(ns, "t", limit=1)
+    await mongo.list_entities(ns, "t", limit=1, cursor=page.next_cursor)
+    await mongo.get_entity_types(ns)
+    await mongo.delete_entity(ns, "t", "a", expected_version=2)
+    await mongo.delete_entity(ns, "t", "a")
+    await mongo.append_messages(ns, "c", [{"m": 1}, {"m": 2}])
+    await mongo.load_messages(ns, "c")
+    await mongo.load_messages(ns, "c", limit=1, before_seq=2)
+    await mongo.replace_conversation(ns, "c", [{"m": 3}])
+    await mongo.list_conversations(ns, limit=5)
+    await mongo.delete_conversation(ns, "c")
+    await mongo.record_tool_usage(ns, ToolUsageRecord("u", "t", 1, 2, 1.0, True, 5.0))
+    await mongo.query_tool_usage(ns, tool_name="t", start=0, end=10, limit=5)
+    await mongo.query_tool_usage(ns, limit=5)
+    await mongo.get_tool_names(ns)
+    await mongo.save_feedback(ns, FeedbackRecord("f", "a", "k", {}, 1.0))
+    await mongo.query_feedback(ns, agent_name="a", limit=5)
+    await mongo.summary(ns)
+
+    seen: set[str] = set()
+    for name, command in recorder.commands:
+        collection = command.get(name)
+        if collection not in schema.COLLECTIONS:
+            continue  # admin commands (ping, hello, ...)
+        seen.add(name)
+        for flt in _filters(name, command):
+            for field in schema.QUERY_PREFIX[collection]:
+                assert isinstance(flt.get(field), str), (name, collection, field, flt)
+            assert flt["ns"] == ns
+    assert {"find", "aggregate", "update", "delete", "findAndModify", "insert"} <= seen
+
+
+async def test_writes_ask_for_majority_and_journal(
+    mongo: MongoDBMemoryBackend, recorder: Recorder
+) -> None:
+    recorder.commands.clear()
+    await mongo.save_entity("wc", "t", "a", {})
+    await mongo.save_entity("wc", "t", "a", {})
+    await mongo.append_messages("wc", "c", [{}])
+    await mongo.record_tool_usage("wc", ToolUsageRecord("u", "t", 1, 2, 1.0, True, 5.0))
+    writes = recorder.writes()
+    assert {n for n, _ in writes} == {"insert", "update", "findAndModify"}
+    for _name, command in writes:
+        assert command["writeConcern"] == {"w": "majority", "j": True}
+
+
+async def test_write_concern_setting_is_applied(
+    mongodb_settings: Settings, recorder: Recorder
+) -> None:
+    settings = mongodb_settings.model_copy(
+        update={"mongodb_write_concern": "1", "mongodb_journal": False}
+    )
+    backend = MongoDBMemoryBackend(settings, event_listeners=[recorder])
+    await backend.connect()
+    try:
+        recorder.commands.clear()
+        await backend.save_entity("wc", "t", "a", {})
+        [(_, command)] = recorder.writes()
+        assert command["writeConcern"] == {"w": 1, "j": False}
+    finally:
+        await backend.close()
+
+
+async def test_startup_is_idempotent_and_creates_every_index(
+    mongodb_settings: Settings, ferretdb: FerretDB, mongodb_database: str
+) -> None:
+    # Several replicas starting at once against one new database.
+    backends = [MongoDBMemoryBackend(mongodb_settings) for _ in range(3)]
+    await asyncio.gather(*(b.connect() for b in backends))
+    await backends[0].save_entity("ns", "t", "a", {"v": 1})
+    again = MongoDBMemoryBackend(mongodb_settings)
+    await again.connect()  # existing collections, indexes and data: still fine
+    backends.append(again)
+    try:
+        loaded = await again.load_entity("ns", "t", "a")
+        assert loaded is not None
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(ferretdb.uri)
+        try:
+            db = client[mongodb_database]
+            for collection, specs in schema.index_specs().items():
+                info = db[collection].index_information()
+                for spec in specs:
+                    assert spec["name"] in info
+                    assert dict(info[spec["name"]]["key"]) == spec["key"]
+                    assert info[spec["name"]].get("unique", False) == spec.get("unique", False)
+        finally:
+            client.close()
+    finally:
+        for b in backends:
+            await b.close()
+
+
+async def test_without_ttl_indexes_expired_entities_are_purged(
+    mongo: MongoDBMemoryBackend, ferretdb: FerretDB, mongodb_database: str
+) -> None:
+    # FerretDB v1 has no TTL indexes (documented gap); the backend says so and purges.
+    assert mongo.describe()["ttl_index"] is False
+    await mongo.save_entity("ttl", "s", "short", {}, ttl=0.2)
+    await mongo.save_entity("ttl", "s", "long", {}, ttl=3600)
+    await mongo.save_entity("ttl", "s", "forever", {})
+    await asyncio.sleep(1.1)  # expire_on is rounded up to the millisecond
+    assert await mongo.purge_expired() == 1
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(ferretdb.uri)
+    try:
+        ids = sorted(d["id"] for d in client[mongodb_database]["entities"].find({"ns": "ttl"}))
+    finally:
+        client.close()
+    assert ids == ["forever", "long"]
+
+
+async def test_ferretdb_is_detected_and_gets_local_write_locks(
+    mongo: MongoDBMemoryBackend,
+) -> None:
+    facts = mongo.describe()
+    assert facts["local_write_locks"] is True  # FerretDB: updates are not atomic
+    assert facts["transactions"] is False  # standalone, no multi-document transactions
+    assert facts["sharded"] is False
+
+
+async def test_sharding_setting_without_mongos_leaves_collections_unsharded(
+    mongodb_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = MongoDBMemoryBackend(mongodb_settings.model_copy(update={"mongodb_sharding": True}))
+    await backend.connect()
+    try:
+        assert backend.describe()["sharded"] is False
+        assert "does not point at mongos" in caplog.text
+        await backend.save_entity("ns", "t", "a", {})
+    finally:
+        await backend.close()
+
+
+async def test_unreachable_server_is_unavailable_and_secret_free() -> None:
+    port = free_port()  # nothing listens there
+    settings = Settings(
+        memory_type="mongodb",
+        mongodb_uri=f"mongodb://memuser:s3cr3t-pw@127.0.0.1:{port}/?authSource=admin",
+        mongodb_db="x",
+        mongodb_server_selection_timeout_ms=300,
+        mongodb_timeout_ms=1000,
+    )
+    backend = MongoDBMemoryBackend(settings)
+    with pytest.raises(BackendUnavailableError) as info:
+        await backend.connect()
+    assert "s3cr3t" not in str(info.value)
+    assert "s3cr3t" not in repr(backend.describe())
+    assert "s3cr3t" not in repr(settings)
+    assert await backend.ping() is False
+    await backend.close()
+
+
+async def test_seed_manager_api_on_mongodb(ferretdb: FerretDB, mongodb_database: str) -> None:
+    manager = DistributedMemoryManager(
+        memory_type="mongodb",
+        config={"connection_string": ferretdb.uri, "database_name": mongodb_database},
+        namespace="seed",
+    )
+    async with manager:
+        await manager.save_entity("user", "u1", {"name": "Ada", "prefs.theme": "$dark"})
+        assert await manager.load_entity("user", "u1") == {"name": "Ada", "prefs.theme": "$dark"}
+        manager.clear_cache()
+        assert await manager.load_entity("user", "u1") == {"name": "Ada", "prefs.theme": "$dark"}
+        await manager.save_conversation_history([{"role": "user", "content": "hi"}])
+        history = await manager.load_conversation_history()
+        assert [m["content"] for m in history] == ["hi"]
+        await manager.save_tool_usage("search", {"q": "x"}, {"hits": 1}, usage_id="once")
+        await manager.save_tool_usage("search", {"q": "x"}, {"hits": 1}, usage_id="once")
+        summary = await manager.get_memory_summary_data()
+        assert summary.tool_usage_counts == {"search": 1}
+        assert summary.entity_counts == {"user": 1}
+        assert manager.get_metrics()["backend"] == "mongodb"
+
+
+async def test_conversation_last_n_reads_one_index_range(mongo: MongoDBMemoryBackend) -> None:
+    for chunk in range(5):
+        await mongo.append_messages("big", "c", [{"i": chunk * 100 + i} for i in range(100)])
+    last = await mongo.load_messages("big", "c", limit=3)
+    assert [m.message["i"] for m in last] == [497, 498, 499]
+    page = await mongo.load_messages("big", "c", limit=2, before_seq=3)
+    assert [m.seq for m in page] == [1, 2]
+    assert time.time() >= last[0].created_at
+
+
+async def test_transaction_path_sends_a_real_transaction(
+    mongodb_settings: Settings, recorder: Recorder
+) -> None:
+    """With transactions forced on, append/replace/delete run inside one transaction.
+    FerretDB v1 has none (a documented gap) and refuses it: the caller gets a project
+    error, and nothing is half-written."""
+    settings = mongodb_settings.model_copy(update={"mongodb_transactions": "on"})
+    backend = MongoDBMemoryBackend(settings, event_listeners=[recorder])
+    await backend.connect()
+    try:
+        recorder.commands.clear()
+        with pytest.raises(MemoryStoreError) as info:
+            await backend.append_messages("txn", "c", [{"m": 1}])
+        assert "mongodb append_messages failed" in str(info.value)
+        first = next(c for n, c in recorder.commands if n == "findAndModify")
+        assert first["startTransaction"] is True
+        assert first["autocommit"] is False
+        assert "lsid" in first
+        assert "txnNumber" in first
+        assert "writeConcern" not in first  # in a transaction only the commit carries it
+        assert await backend.load_messages("txn", "c") == []
+        assert (await backend.summary("txn")).conversations == 0
+    finally:
+        await backend.close()
