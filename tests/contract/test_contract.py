@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 
+import orjson
 import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
@@ -420,6 +421,135 @@ async def test_summary_counts_everything(backend: DistributedMemoryBackend, ns: 
     assert summary.total_entities == 4
     assert (summary.conversations, summary.messages) == (2, 3)
     assert summary.tool_usage_counts == {"x": 1}
+
+
+# -- usage hooks: stored_bytes (bytes quota) and list_namespaces (admin summary) ---------
+#
+# Bytes are those of the compact JSON (orjson) of each payload: an entity's data, each
+# message, a tool use's input plus output, a feedback's data. Envelopes, ids and indexes
+# do not count.
+
+
+def size(value: object) -> int:
+    return len(orjson.dumps(value))
+
+
+async def stored(backend: DistributedMemoryBackend, ns: str) -> int:
+    used = await backend.stored_bytes(ns)
+    assert used is not None, f"{backend.name} must implement stored_bytes"
+    return used
+
+
+async def test_stored_bytes_counts_every_kind_of_payload(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    assert await stored(backend, ns) == 0
+    entity = {"name": "Ada", "emoji": "🧠", "n": [1, 2.5, None]}
+    await backend.save_entity(ns, "user", "u1", entity)
+    expected = size(entity)
+    assert await stored(backend, ns) == expected
+    messages: list[dict[str, object]] = [{"role": "user", "content": "hi"}, {"c": "x" * 300}]
+    await backend.append_messages(ns, "c1", messages)
+    expected += sum(size(m) for m in messages)
+    assert await stored(backend, ns) == expected
+    use = tool("search", 1.0)
+    await backend.record_tool_usage(ns, use)
+    await backend.record_tool_usage(ns, use)  # a retried record is stored, and counted, once
+    expected += size(use.input) + size(use.output)
+    assert await stored(backend, ns) == expected
+    fb = FeedbackRecord(uuid.uuid4().hex, "agent", "rating", {"score": 5, "why": "ok"}, 2.0)
+    await backend.save_feedback(ns, fb)
+    await backend.save_feedback(ns, fb)
+    expected += size(fb.data)
+    assert await stored(backend, ns) == expected
+    # Other namespaces neither see nor change these bytes.
+    await backend.save_entity(ns + "x", "user", "u1", {"other": "y" * 100})
+    assert await stored(backend, ns) == expected
+    assert await stored(backend, ns + "x") == size({"other": "y" * 100})
+
+
+async def test_stored_bytes_follows_replaces_and_deletes(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    big, small = {"text": "x" * 500}, {"t": 1}
+    await backend.save_entity(ns, "doc", "d", big)
+    await backend.save_entity(ns, "doc", "d", small)
+    await backend.save_entity(ns, "doc", "e", big, ttl=3600)
+    assert await stored(backend, ns) == size(small) + size(big)
+    await backend.save_entity(ns, "doc", "e", small)  # TTL cleared, payload replaced
+    assert await stored(backend, ns) == 2 * size(small)
+    assert await backend.delete_entity(ns, "doc", "d") is True
+    assert await backend.delete_entity(ns, "doc", "d") is False
+    assert await stored(backend, ns) == size(small)
+    with pytest.raises(ConflictError):
+        await backend.delete_entity(ns, "doc", "e", expected_version=7)
+    assert await stored(backend, ns) == size(small)
+    await backend.delete_entity(ns, "doc", "e")
+    assert await stored(backend, ns) == 0
+    await backend.append_messages(ns, "c", [big, big])
+    await backend.replace_conversation(ns, "c", [small])
+    assert await stored(backend, ns) == size(small)
+    await backend.append_messages(ns, "c", [big])
+    assert await stored(backend, ns) == size(small) + size(big)
+    await backend.replace_conversation(ns, "c", [])
+    assert await stored(backend, ns) == 0
+    await backend.append_messages(ns, "c", [big])
+    assert await backend.delete_conversation(ns, "c") is True
+    assert await stored(backend, ns) == 0
+
+
+async def test_stored_bytes_after_a_save_over_an_expired_entity(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    await backend.save_entity(ns, "session", "s", {"text": "x" * 200}, ttl=1.0)
+    await asyncio.sleep(1.5)
+    await backend.save_entity(ns, "session", "s", {"v": 2})
+    assert await stored(backend, ns) == size({"v": 2})
+    await backend.save_entity(ns, "session", "t", {"text": "y" * 50}, ttl=1.0)
+    await asyncio.sleep(1.5)
+    await backend.delete_entity(ns, "session", "t")
+    assert await stored(backend, ns) == size({"v": 2})
+
+
+async def test_stored_bytes_exact_after_concurrent_writes_and_deletes(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    def payload(i: int) -> dict[str, str]:
+        return {"text": "z" * (10 + i)}
+
+    await asyncio.gather(*(backend.save_entity(ns, "doc", f"d{i}", payload(i)) for i in range(30)))
+    await asyncio.gather(
+        *(backend.delete_entity(ns, "doc", f"d{i}") for i in range(0, 30, 3)),
+        *(backend.save_entity(ns, "doc", f"d{i}", {"r": i}) for i in range(1, 30, 3)),
+        *(backend.append_messages(ns, f"c{i % 4}", [payload(i)]) for i in range(20)),
+    )
+    expected = sum(size({"r": i}) for i in range(1, 30, 3))
+    expected += sum(size(payload(i)) for i in range(2, 30, 3))
+    expected += sum(size(payload(i)) for i in range(20))
+    assert await stored(backend, ns) == expected
+
+
+async def test_list_namespaces_names_namespaces_holding_data(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    never = ns + "-never"
+    await backend.save_entity(ns + "-e", "doc", "d", {"a": 1})
+    await backend.append_messages(ns + "-c", "c", [{"m": 1}])
+    await backend.record_tool_usage(ns + "-t", tool("x", 1.0))
+    await backend.save_feedback(ns + "-f", FeedbackRecord("f1", "a", "rating", {}, 1.0))
+    await backend.replace_conversation(ns + "-empty", "c", [])  # an empty conversation is data
+    listed = await backend.list_namespaces()
+    assert listed is not None, f"{backend.name} must implement list_namespaces"
+    assert listed == sorted(set(listed))
+    mine = [n for n in listed if n.startswith(ns)]
+    assert mine == sorted(ns + s for s in ("-c", "-e", "-empty", "-f", "-t"))
+    assert never not in listed
+    # A namespace whose data is all gone is not listed any more.
+    await backend.delete_entity(ns + "-e", "doc", "d")
+    await backend.delete_conversation(ns + "-empty", "c")
+    listed = await backend.list_namespaces()
+    assert listed is not None
+    assert [n for n in listed if n.startswith(ns)] == sorted(ns + s for s in ("-c", "-f", "-t"))
 
 
 async def test_ping(backend: DistributedMemoryBackend) -> None:

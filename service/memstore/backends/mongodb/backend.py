@@ -524,6 +524,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 doc: Doc = {
                     **key,
                     "data": encoded,
+                    "bytes": size,  # compact JSON size, for the bytes quota
                     "version": version,
                     "rev": ObjectId(),
                     "created_at": created_at,
@@ -635,7 +636,12 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     # -- conversations ------------------------------------------------------------------
 
     def _message_docs(
-        self, namespace: str, conversation_id: str, first_seq: int, encoded: list[Any], now: float
+        self,
+        namespace: str,
+        conversation_id: str,
+        first_seq: int,
+        encoded: list[tuple[Any, int]],
+        now: float,
     ) -> list[Doc]:
         return [
             {
@@ -643,17 +649,19 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 "cid": conversation_id,
                 "seq": first_seq + i,
                 "message": m,
+                "bytes": size,
                 "created_at": now,
             }
-            for i, m in enumerate(encoded)
+            for i, (m, size) in enumerate(encoded)
         ]
 
-    def _encode_messages(self, messages: list[JSONObject]) -> list[Any]:
+    def _encode_messages(self, messages: list[JSONObject]) -> list[tuple[Any, int]]:
+        """Each message encoded for BSON, with its compact JSON size."""
         encoded = []
         for m in messages:
             value, size = self._encode_checked("message", m)
             self._check_bson("message", {"message": value}, size)
-            encoded.append(value)
+            encoded.append((value, size))
         return encoded
 
     async def append_messages(
@@ -791,6 +799,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def record_tool_usage(self, namespace: str, record: ToolUsageRecord) -> ToolUsageRecord:
         encoded, size = self._encode_checked("tool usage", [record.input, record.output])
         doc: Doc = {
+            # input + output as JSON: the list's size less its "[", "," and "]".
+            "bytes": size - 3,
             "ns": namespace,
             "id": record.id,
             "tool": record.tool_name,
@@ -857,6 +867,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             "ftype": record.feedback_type,
             "ts": record.timestamp,
             "data": encoded,
+            "bytes": size,
         }
         self._check_bson("feedback", doc, size)
         # A retry of the same record is stored once.
@@ -922,3 +933,38 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             tool_usage_counts=tools,
             feedback_count=feedback,
         )
+
+    # -- usage (quotas, admin summary) --------------------------------------------------
+
+    async def _sum_bytes(self, collection: str, match: Doc) -> int:
+        pipeline: list[Doc] = [
+            {"$match": match},
+            {"$group": {"_id": None, "n": {"$sum": "$bytes"}}},
+        ]
+        rows = await (await self._coll(collection).aggregate(pipeline)).to_list()
+        return int(rows[0]["n"]) if rows else 0
+
+    async def stored_bytes(self, namespace: str) -> int | None:
+        # Each document carries its payload's compact JSON size ("bytes"), written with it,
+        # so the sum is exact whatever ran concurrently; expired entities do not count.
+        ns = {"ns": namespace}
+        with _driver_errors("stored_bytes"):
+            parts = await asyncio.gather(
+                self._sum_bytes(schema.ENTITIES, {**ns, **_live(time.time())}),
+                self._sum_bytes(schema.MESSAGES, ns),
+                self._sum_bytes(schema.TOOL_USAGE, ns),
+                self._sum_bytes(schema.FEEDBACK, ns),
+            )
+        return sum(parts)
+
+    async def list_namespaces(self) -> list[str] | None:
+        # Conversations count even when empty (their metadata document is data). A $group
+        # rather than distinct: FerretDB v1's distinct refuses the client's maxTimeMS.
+        with _driver_errors("list_namespaces"):
+            found = await asyncio.gather(
+                self._group_count(schema.ENTITIES, _live(time.time()), "ns"),
+                self._group_count(schema.CONVERSATIONS, {}, "ns"),
+                self._group_count(schema.TOOL_USAGE, {}, "ns"),
+                self._group_count(schema.FEEDBACK, {}, "ns"),
+            )
+        return sorted({n for counts in found for n in counts})

@@ -139,6 +139,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         self._pool: BlockingConnectionPool | None = None
         self._bus: InvalidationBus | None = None
         self._known_types: set[tuple[str, str]] = set()
+        self._known_namespaces: set[str] = set()
         # redis-py's cluster client raises MaxConnectionsError instead of waiting when a
         # node's pool is exhausted; bounding in-flight calls per process keeps every node's
         # pool within MEMSTORE_REDIS_POOL_SIZE (standalone: the blocking pool waits).
@@ -313,8 +314,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 raise BackendUnavailableError(f"Redis refused: {type(exc).__name__}") from exc
             except RETRYABLE as exc:
                 # A failover may have lost recent un-WAITed writes, e.g. a type's entry in
-                # the namespace's type set: register types again from now on.
+                # the namespace's type set: register types and namespaces again from now on.
                 self._known_types.clear()
+                self._known_namespaces.clear()
                 if attempt >= self.settings.redis_retries:
                     raise BackendUnavailableError(
                         f"Redis unavailable after {attempt + 1} attempts: "
@@ -426,21 +428,39 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     # -- entities -----------------------------------------------------------------------
 
     def _entity_keys(self, ns: str, entity_type: str, entity_id: str) -> list[str]:
+        """entity, index, expiry, sizes, bytes: the KEYS of the entity write scripts."""
         tag = self.keys.entity_tag(ns, entity_type, entity_id)
+        return [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag)]
+
+    def _entity_shard_keys(self, tag: str) -> list[str]:
+        """index, expiry, sizes, bytes of one entity shard (the pruning scripts' KEYS)."""
         k = self.keys
-        return [k.entity(tag, entity_id), k.entity_index(tag), k.entity_expiry(tag)]
+        return [k.entity_index(tag), k.entity_expiry(tag), k.entity_sizes(tag), k.entity_bytes(tag)]
+
+    async def _sadd(self, key: str, member: str) -> None:
+        if self.settings.redis_wait_replicas > 0:
+            await self._retrying(lambda: self._durable_sadd(key, member))
+        else:
+            await self._retrying(lambda: self._c().execute_command("SADD", key, member))
 
     async def _register_type(self, ns: str, entity_type: str) -> None:
+        await self._register_namespace(ns)
         if (ns, entity_type) in self._known_types:
             return
-        key = self.keys.entity_types(ns)
-        if self.settings.redis_wait_replicas > 0:
-            await self._retrying(lambda: self._durable_sadd(key, entity_type))
-        else:
-            await self._retrying(lambda: self._c().execute_command("SADD", key, entity_type))
+        await self._sadd(self.keys.entity_types(ns), entity_type)
         if len(self._known_types) > 100_000:
             self._known_types.clear()
         self._known_types.add((ns, entity_type))
+
+    async def _register_namespace(self, ns: str) -> None:
+        """Add ``ns`` to the namespace registry before its first write from this process
+        (like the type registry: a superset, so a failed write leaves a harmless entry)."""
+        if ns in self._known_namespaces:
+            return
+        await self._sadd(self.keys.namespaces(), ns)
+        if len(self._known_namespaces) > 100_000:
+            self._known_namespaces.clear()
+        self._known_namespaces.add(ns)
 
     async def _durable_sadd(self, key: str, member: str) -> None:
         s = self.settings
@@ -570,13 +590,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         lo = f"({after}" if after else "-"
         now = time.time()
         tags = self.keys.entity_tags(namespace, entity_type)
-        k = self.keys
         shard_ids = await self._pipeline(
             [
                 (
                     "SCRIPT",
                     scripts.LIST_ENTITY_IDS,
-                    [k.entity_index(t), k.entity_expiry(t)],
+                    self._entity_shard_keys(t),
                     [_f(now), lo, limit + 1],
                 )
                 for t in tags
@@ -598,26 +617,21 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         more = len(ids) > limit
         return Page(items, encode_cursor(page_ids[-1]) if more else None)
 
+    async def _types_ever(self, namespace: str) -> list[str]:
+        """The namespace's type registry (a superset of the types with live entities)."""
+        key = self.keys.entity_types(namespace)
+        members = await self._retrying(lambda: self._c().execute_command("SMEMBERS", key))
+        return sorted(_s(t) for t in members)
+
     async def _entity_counts(self, namespace: str) -> dict[str, int]:
-        types = sorted(
-            _s(t)
-            for t in await self._retrying(
-                lambda: self._c().execute_command("SMEMBERS", self.keys.entity_types(namespace))
-            )
-        )
+        types = await self._types_ever(namespace)
         now = _f(time.time())
         k = self.keys
-        commands: list[tuple[Any, ...]] = []
-        for t in types:
-            for tag in k.entity_tags(namespace, t):
-                commands.append(
-                    (
-                        "SCRIPT",
-                        scripts.COUNT_ENTITIES,
-                        [k.entity_index(tag), k.entity_expiry(tag)],
-                        [now],
-                    )
-                )
+        commands: list[tuple[Any, ...]] = [
+            ("SCRIPT", scripts.COUNT_ENTITIES, self._entity_shard_keys(tag), [now])
+            for t in types
+            for tag in k.entity_tags(namespace, t)
+        ]
         counts = await self._pipeline(commands)
         shards = k.shards
         out: dict[str, int] = {}
@@ -640,12 +654,14 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             k.conversation_messages(tag, conversation_id),
             k.conversation_index(tag),
             k.conversation_counter(tag),
+            k.conversation_bytes(tag),
         ]
 
     async def append_messages(
         self, namespace: str, conversation_id: str, messages: list[JSONObject]
     ) -> list[MessageRecord]:
         raws = [orjson.dumps(m) for m in messages]
+        await self._register_namespace(namespace)
         now = time.time()
         first = int(
             await self._write(
@@ -689,6 +705,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         self, namespace: str, conversation_id: str, messages: list[JSONObject]
     ) -> list[MessageRecord]:
         raws = [orjson.dumps(m) for m in messages]
+        await self._register_namespace(namespace)
         now = time.time()
         await self._write(
             scripts.REPLACE_CONVERSATION,
@@ -721,7 +738,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         page_ids = ids[:limit]
         commands: list[tuple[Any, ...]] = []
         for cid in page_ids:
-            meta, msgs, _, _ = self._conversation_keys(namespace, cid)
+            meta, msgs = self._conversation_keys(namespace, cid)[:2]
             commands.append(("HMGET", meta, "c", "u"))
             commands.append(("LLEN", msgs))
         rows = await self._pipeline(commands)
@@ -743,8 +760,11 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     async def record_tool_usage(self, namespace: str, record: ToolUsageRecord) -> ToolUsageRecord:
         tag = self.keys.tool_tag(namespace, record.id)
         k = self.keys
-        value = record.tool_name.encode() + b"\n" + orjson.dumps(record.to_dict())
+        size = len(orjson.dumps(record.input)) + len(orjson.dumps(record.output))
+        # tool name, accounted bytes, record: the script reads the first two on trimming
+        value = b"%s\n%d\n%s" % (record.tool_name.encode(), size, orjson.dumps(record.to_dict()))
         cutoff = self._tool_cutoff(time.time())
+        await self._register_namespace(namespace)
         await self._write(
             scripts.RECORD_TOOL_USAGE,
             [
@@ -752,6 +772,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 k.tool_time(tag),
                 k.tool_by_name(tag, record.tool_name),
                 k.tool_counts(tag),
+                k.tool_bytes(tag),
             ],
             [
                 record.id,
@@ -760,6 +781,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 value,
                 _f(cutoff) if cutoff is not None else "",
                 k.tool_by_name_prefix(tag),
+                str(size),
             ],
         )
         return record
@@ -839,23 +861,34 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         for value in values:
             if value is None:
                 continue
-            raw = value.split(b"\n", 1)[1]
+            # "tool\nbytes\nJSON" (older records: "tool\nJSON"; JSON has no raw newline)
+            raw = value.split(b"\n", 2)[-1]
             items.append(ToolUsageRecord(**orjson.loads(raw)))
         nxt = encode_cursor(cands[-1][0], cands[-1][1]) if more else None
         return Page(items, nxt)
 
-    async def _tool_counts(self, namespace: str) -> dict[str, int]:
+    def _tool_shard_commands(self, namespace: str, script: scripts.Script) -> list[tuple[Any, ...]]:
+        """One trimming script per tool-usage shard (TOOL_COUNTS or TOOL_BYTES)."""
         k = self.keys
         cutoff = self._tool_cutoff(time.time())
-        commands: list[tuple[Any, ...]] = [
+        return [
             (
                 "SCRIPT",
-                scripts.TOOL_COUNTS,
-                [k.tool_records(t), k.tool_time(t), k.tool_time(t), k.tool_counts(t)],
+                script,
+                [
+                    k.tool_records(t),
+                    k.tool_time(t),
+                    k.tool_time(t),
+                    k.tool_counts(t),
+                    k.tool_bytes(t),
+                ],
                 [_f(cutoff) if cutoff is not None else "", k.tool_by_name_prefix(t)],
             )
             for t in k.tool_tags(namespace)
         ]
+
+    async def _tool_counts(self, namespace: str) -> dict[str, int]:
+        commands = self._tool_shard_commands(namespace, scripts.TOOL_COUNTS)
         out: dict[str, int] = {}
         for flat in await self._pipeline(commands):
             for j in range(0, len(flat), 2):
@@ -873,6 +906,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     async def save_feedback(self, namespace: str, record: FeedbackRecord) -> FeedbackRecord:
         tag = self.keys.feedback_tag(namespace, record.id)
         k = self.keys
+        await self._register_namespace(namespace)
         await self._write(
             scripts.SAVE_FEEDBACK,
             [
@@ -881,8 +915,14 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 k.feedback_time(tag, agent=record.agent_name),
                 k.feedback_time(tag, kind=record.feedback_type),
                 k.feedback_time(tag, agent=record.agent_name, kind=record.feedback_type),
+                k.feedback_bytes(tag),
             ],
-            [record.id, _f(record.timestamp), orjson.dumps(record.to_dict())],
+            [
+                record.id,
+                _f(record.timestamp),
+                orjson.dumps(record.to_dict()),
+                str(len(orjson.dumps(record.data))),
+            ],
         )
         return record
 
@@ -936,3 +976,48 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             tool_usage_counts=tool_counts,
             feedback_count=feedback,
         )
+
+    # -- optional usage hooks (quotas, cross-namespace summary) -------------------------
+
+    async def stored_bytes(self, namespace: str) -> int | None:
+        """Sum of the per-shard byte counters the write scripts keep (after pruning expired
+        entities and trimming tool usage past retention, as the counts do)."""
+        k = self.keys
+        now = _f(time.time())
+        commands: list[tuple[Any, ...]] = [
+            ("SCRIPT", scripts.ENTITY_BYTES, self._entity_shard_keys(tag), [now])
+            for t in await self._types_ever(namespace)
+            for tag in k.entity_tags(namespace, t)
+        ]
+        commands += [("GET", k.conversation_bytes(t)) for t in k.conversation_tags(namespace)]
+        commands += self._tool_shard_commands(namespace, scripts.TOOL_BYTES)
+        commands += [("GET", k.feedback_bytes(t)) for t in k.feedback_tags(namespace)]
+        return sum(int(r or 0) for r in await self._pipeline(commands))
+
+    async def list_namespaces(self) -> list[str] | None:
+        """The namespace registry, minus namespaces without live data (all deleted or
+        expired). One pipelined probe per shard per namespace: an admin-route cost."""
+        key = self.keys.namespaces()
+        registered = sorted(
+            _s(n) for n in await self._retrying(lambda: self._c().execute_command("SMEMBERS", key))
+        )
+        if not registered:
+            return []
+        k = self.keys
+        type_sets = await self._pipeline([("SMEMBERS", k.entity_types(n)) for n in registered])
+        now = _f(time.time())
+        commands: list[tuple[Any, ...]] = []
+        owners: list[str] = []
+        for ns, types in zip(registered, type_sets, strict=True):
+            probes: list[tuple[Any, ...]] = [
+                ("SCRIPT", scripts.COUNT_ENTITIES, self._entity_shard_keys(tag), [now])
+                for t in sorted(_s(x) for x in types)
+                for tag in k.entity_tags(ns, t)
+            ]
+            probes += [("ZCARD", k.conversation_index(t)) for t in k.conversation_tags(ns)]
+            probes += [("HLEN", k.tool_records(t)) for t in k.tool_tags(ns)]
+            probes += [("ZCARD", k.feedback_time(t)) for t in k.feedback_tags(ns)]
+            commands += probes
+            owners += [ns] * len(probes)
+        live = {ns for ns, n in zip(owners, await self._pipeline(commands), strict=True) if int(n)}
+        return [ns for ns in registered if ns in live]

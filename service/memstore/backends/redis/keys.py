@@ -83,6 +83,15 @@ class Keys:
         """Sorted set id -> expires_at for entities with a TTL (same members as above)."""
         return f"{self.prefix}ex:{{{tag}}}"
 
+    def entity_sizes(self, tag: str) -> str:
+        """Hash id -> accounted payload bytes, for entities with a TTL only (their key may
+        vanish before the expiry index is pruned; the size must outlive it)."""
+        return f"{self.prefix}es:{{{tag}}}"
+
+    def entity_bytes(self, tag: str) -> str:
+        """Payload bytes of the shard's not-yet-pruned entities (kept exact by the scripts)."""
+        return f"{self.prefix}eb:{{{tag}}}"
+
     def entity_types(self, ns: str) -> str:
         """Set of types ever written in the namespace (a superset; counts decide liveness)."""
         return f"{self.prefix}et:{{{ns}|types}}"
@@ -108,6 +117,10 @@ class Keys:
         """Total number of messages in the shard (kept exact by the scripts)."""
         return f"{self.prefix}cn:{{{tag}}}"
 
+    def conversation_bytes(self, tag: str) -> str:
+        """Total message payload bytes in the shard (kept exact by the scripts)."""
+        return f"{self.prefix}cb:{{{tag}}}"
+
     # -- tool usage: per-shard record hash, time index overall and per tool -------------
 
     def tool_tags(self, ns: str) -> tuple[str, ...]:
@@ -131,6 +144,10 @@ class Keys:
     def tool_counts(self, tag: str) -> str:
         return f"{self.prefix}tc:{{{tag}}}"
 
+    def tool_bytes(self, tag: str) -> str:
+        """Input + output payload bytes of the shard's records (kept exact by the scripts)."""
+        return f"{self.prefix}tb:{{{tag}}}"
+
     # -- learning feedback ------------------------------------------------------------
 
     def feedback_tags(self, ns: str) -> tuple[str, ...]:
@@ -152,6 +169,16 @@ class Keys:
         if agent is None:
             return f"{self.prefix}ft:{{{tag}}}:{kind}"
         return f"{self.prefix}fat:{{{tag}}}:{agent}:{kind}"
+
+    def feedback_bytes(self, tag: str) -> str:
+        """Payload bytes of the shard's feedback records (kept exact by the scripts)."""
+        return f"{self.prefix}fb:{{{tag}}}"
+
+    # -- namespace registry -------------------------------------------------------------
+
+    def namespaces(self) -> str:
+        """Set of namespaces ever written (a superset; liveness is checked on read)."""
+        return f"{self.prefix}ns:{{namespaces}}"
 
     # -- cache invalidation channels ----------------------------------------------------
 

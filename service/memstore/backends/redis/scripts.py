@@ -6,6 +6,14 @@ on the object, so a retry of a write whose reply was lost (connection reset, fai
 returns the first outcome instead of applying the write twice. Scripts never compare
 strings in Lua (Redis sets the collation locale; ordering is left to sorted sets and
 Python, which both use byte order).
+
+Byte accounting (``stored_bytes``): every write script also keeps a per-shard counter of
+payload bytes (``eb``/``cb``/``tb``/``fb`` keys, same hash tag as the data) in the same
+atomic step, so the counters are exact whatever runs concurrently. What counts is what the
+embedded backend counts: the JSON of an entity's data, of each message, of a tool use's
+input plus output, of a feedback's data. Entities with a TTL keep their size in a per-shard
+hash (``es``) because Redis may drop the entity key before the expiry index is pruned; the
+prune subtracts it.
 """
 
 from __future__ import annotations
@@ -25,11 +33,26 @@ def _script(name: str, source: str) -> Script:
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 - Redis script id
 
 
-# KEYS: entity, index, expiry. ARGV: id, data, now, expires_at|"", expected|"", op, pexpireat|""
+# Bytes the shard counter holds for entity ARGV[1] (cur = HMGET v, c, u, x of KEYS[1]).
+# TTL'd entities: their entry in the sizes hash (gone once pruned); others: the payload.
+_ACCOUNTED = """
+local function accounted(cur, sizes_key)
+  local s = redis.call('HGET', sizes_key, ARGV[1])
+  if s then return tonumber(s) end
+  if cur[1] and ((not cur[4]) or cur[4] == '') then
+    return redis.call('HSTRLEN', KEYS[1], 'd')
+  end
+  return 0
+end
+"""
+
+# KEYS: entity, index, expiry, sizes, bytes.
+# ARGV: id, data, now, expires_at|"", expected|"", op, pexpireat|""
 # -> {"ok", version, created_at, updated_at, expires_at} | {"conflict", current|""}
 SAVE_ENTITY = _script(
     "save_entity",
-    """
+    _ACCOUNTED
+    + """
 local cur = redis.call('HMGET', KEYS[1], 'v', 'c', 'u', 'x', 'o')
 if cur[5] and cur[5] == ARGV[6] then
   return {'ok', cur[1], cur[2], cur[3], cur[4]}
@@ -49,30 +72,36 @@ end
 local version = (current or 0) + 1
 local created = ARGV[3]
 if current then created = cur[2] end
+local old = accounted(cur, KEYS[4])
+local size = string.len(ARGV[2])
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 'v', version, 'c', created, 'u', ARGV[3],
   'x', ARGV[4], 'o', ARGV[6])
 if ARGV[4] ~= '' then
   redis.call('PEXPIREAT', KEYS[1], ARGV[7])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1], size)
 else
   redis.call('PERSIST', KEYS[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
 end
+if size ~= old then redis.call('INCRBY', KEYS[5], size - old) end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return {'ok', tostring(version), created, ARGV[3], ARGV[4]}
 """,
 )
 
-# KEYS: entity, index, expiry, tombstone. ARGV: id, now, expected|"", op
+# KEYS: entity, index, expiry, sizes, bytes, tombstone. ARGV: id, now, expected|"", op
 # -> {"ok", 0|1} | {"conflict", cur|""}. The tombstone remembers the op id for a minute so
 # a retry of a delete whose reply was lost reports the same outcome.
 DELETE_ENTITY = _script(
     "delete_entity",
-    """
-if redis.call('GET', KEYS[4]) == ARGV[4] then return {'ok', '1'} end
-local cur = redis.call('HMGET', KEYS[1], 'v', 'x')
+    _ACCOUNTED
+    + """
+if redis.call('GET', KEYS[6]) == ARGV[4] then return {'ok', '1'} end
+local cur = redis.call('HMGET', KEYS[1], 'v', 'c', 'u', 'x')
 local current = false
-if cur[1] and ((not cur[2]) or cur[2] == '' or tonumber(cur[2]) > tonumber(ARGV[2])) then
+if cur[1] and ((not cur[4]) or cur[4] == '' or tonumber(cur[4]) > tonumber(ARGV[2])) then
   current = tonumber(cur[1])
 end
 if ARGV[3] ~= '' then
@@ -84,31 +113,47 @@ if ARGV[3] ~= '' then
 end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+local old = accounted(cur, KEYS[4])
+redis.call('HDEL', KEYS[4], ARGV[1])
+if old ~= 0 then redis.call('DECRBY', KEYS[5], old) end
 if not cur[1] then return {'ok', '0'} end
 redis.call('DEL', KEYS[1])
 if current then
-  redis.call('SET', KEYS[4], ARGV[4], 'PX', 60000)
+  redis.call('SET', KEYS[6], ARGV[4], 'PX', 60000)
   return {'ok', '1'}
 end
 return {'ok', '0'}
 """,
 )
 
-# Prune at most 256 expired members, so one call stays short; correctness never depends on
-# the pruning (expired members are skipped/subtracted below using the expiry index).
+# Drop up to ``limit`` expired members from the shard's indexes and their bytes from its
+# counter (KEYS: index, expiry, sizes, bytes). Listing and counting prune at most 256 per
+# call, so one call stays short; their correctness never depends on the pruning (expired
+# members are skipped/subtracted using the expiry index). ``ENTITY_BYTES`` prunes all.
 _PRUNE = """
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 256)
-if #expired > 0 then
+local function prune(now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+  if #expired == 0 then return 0 end
+  local sizes = redis.call('HMGET', KEYS[3], unpack(expired))
+  local freed = 0
+  for _, s in ipairs(sizes) do
+    if s then freed = freed + tonumber(s) end
+  end
   redis.call('ZREM', KEYS[1], unpack(expired))
   redis.call('ZREM', KEYS[2], unpack(expired))
+  redis.call('HDEL', KEYS[3], unpack(expired))
+  if freed ~= 0 then redis.call('DECRBY', KEYS[4], freed) end
+  return #expired
 end
 """
 
-# KEYS: index, expiry. ARGV: now, lex lower bound ("-" or "(id"), count -> live ids in order
+# KEYS: index, expiry, sizes, bytes. ARGV: now, lex lower bound ("-" or "(id"), count
+# -> live ids in order
 LIST_ENTITY_IDS = _script(
     "list_entity_ids",
     _PRUNE
     + """
+prune(ARGV[1], 256)
 local now = tonumber(ARGV[1])
 local want = tonumber(ARGV[3])
 local lo = ARGV[2]
@@ -126,12 +171,23 @@ return out
 """,
 )
 
-# KEYS: index, expiry. ARGV: now -> number of live entities in the shard
+# KEYS: index, expiry, sizes, bytes. ARGV: now -> number of live entities in the shard
 COUNT_ENTITIES = _script(
     "count_entities",
     _PRUNE
     + """
+prune(ARGV[1], 256)
 return redis.call('ZCARD', KEYS[1]) - redis.call('ZCOUNT', KEYS[2], '-inf', ARGV[1])
+""",
+)
+
+# KEYS: index, expiry, sizes, bytes. ARGV: now -> payload bytes of the shard's live entities
+ENTITY_BYTES = _script(
+    "entity_bytes",
+    _PRUNE
+    + """
+while prune(ARGV[1], 1000) > 0 do end
+return tonumber(redis.call('GET', KEYS[4]) or '0')
 """,
 )
 
@@ -151,10 +207,21 @@ local function push(key, first, ts, from)
 end
 """
 
-# KEYS: meta, messages, index, counter. ARGV: conversation id, now, op, message... -> first seq
+# Sum of the payload sizes ARGV[4..] (the messages' JSON).
+_SIZE = """
+local function payload_bytes()
+  local b = 0
+  for i = 4, #ARGV do b = b + string.len(ARGV[i]) end
+  return b
+end
+"""
+
+# KEYS: meta, messages, index, counter, bytes. ARGV: conversation id, now, op, message...
+# -> first seq. The meta hash keeps the conversation's payload bytes in field 'b'.
 APPEND_MESSAGES = _script(
     "append_messages",
     _PUSH
+    + _SIZE
     + """
 local last = redis.call('HMGET', KEYS[1], 'o', 'r')
 if last[1] and last[1] == ARGV[3] then return tonumber(last[2]) end
@@ -167,6 +234,11 @@ local n = #ARGV - 3
 if n > 0 then
   push(KEYS[2], first, ARGV[2], 4)
   redis.call('INCRBY', KEYS[4], n)
+  local b = payload_bytes()
+  if b > 0 then
+    redis.call('HINCRBY', KEYS[1], 'b', b)
+    redis.call('INCRBY', KEYS[5], b)
+  end
 end
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', first)
 return first
@@ -186,13 +258,16 @@ return redis.call('LRANGE', KEYS[1], lo, hi)
 """,
 )
 
-# KEYS: meta, messages, index, counter. ARGV: conversation id, now, op, message... -> 1
+# KEYS: meta, messages, index, counter, bytes. ARGV: conversation id, now, op, message... -> 1
 REPLACE_CONVERSATION = _script(
     "replace_conversation",
     _PUSH
+    + _SIZE
     + """
-local last = redis.call('HMGET', KEYS[1], 'o')
+local last = redis.call('HMGET', KEYS[1], 'o', 'b')
 if last[1] and last[1] == ARGV[3] then return 1 end
+local old_bytes = tonumber(last[2] or '0')
+local new_bytes = payload_bytes()
 local old = redis.call('LLEN', KEYS[2])
 redis.call('DEL', KEYS[2])
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -202,16 +277,19 @@ end
 local n = #ARGV - 3
 if n > 0 then push(KEYS[2], 1, ARGV[2], 4) end
 if n - old ~= 0 then redis.call('INCRBY', KEYS[4], n - old) end
-redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', 1)
+if new_bytes ~= old_bytes then redis.call('INCRBY', KEYS[5], new_bytes - old_bytes) end
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', 1, 'b', new_bytes)
 return 1
 """,
 )
 
-# KEYS: meta, messages, index, counter. ARGV: conversation id -> 1 if it existed
+# KEYS: meta, messages, index, counter, bytes. ARGV: conversation id -> 1 if it existed
 DELETE_CONVERSATION = _script(
     "delete_conversation",
     """
 local existed = redis.call('EXISTS', KEYS[1])
+local b = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
+if b ~= 0 then redis.call('DECRBY', KEYS[5], b) end
 local n = redis.call('LLEN', KEYS[2])
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -221,15 +299,19 @@ return existed
 )
 
 # Drop tool-usage records with timestamp < cutoff (at most ``limit``). Per-tool index keys
-# are derived from the record (value = tool name, newline, JSON) and share the slot.
+# are derived from the record (value = tool name, newline, accounted bytes, newline, JSON;
+# records written before byte accounting lack the bytes line and count 0) and share the
+# slot. KEYS[5] is the shard's byte counter.
 _TRIM_TOOLS = """
 local function trim(cutoff, limit, tool_prefix)
   local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff, 'LIMIT', 0, limit)
   for _, id in ipairs(old) do
     local v = redis.call('HGET', KEYS[1], id)
     if v then
-      local tool = string.match(v, '^([^\\n]*)')
+      local tool, size = string.match(v, '^([^\\n]*)\\n(%d*)')
       redis.call('ZREM', tool_prefix .. tool, id)
+      size = tonumber(size) or 0
+      if size ~= 0 then redis.call('DECRBY', KEYS[5], size) end
       if redis.call('HINCRBY', KEYS[4], tool, -1) <= 0 then redis.call('HDEL', KEYS[4], tool) end
       redis.call('HDEL', KEYS[1], id)
     end
@@ -239,8 +321,9 @@ local function trim(cutoff, limit, tool_prefix)
 end
 """
 
-# KEYS: records, time index, per-tool index, counts.
-# ARGV: id, timestamp, tool name, value, cutoff|"", per-tool key prefix -> 1 new / 0 duplicate
+# KEYS: records, time index, per-tool index, counts, bytes.
+# ARGV: id, timestamp, tool name, value, cutoff|"", per-tool key prefix, accounted bytes
+# -> 1 new / 0 duplicate
 RECORD_TOOL_USAGE = _script(
     "record_tool_usage",
     _TRIM_TOOLS
@@ -251,11 +334,12 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[4]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+if ARGV[7] ~= '0' then redis.call('INCRBY', KEYS[5], ARGV[7]) end
 return 1
 """,
 )
 
-# KEYS: records, time index, (unused), counts. ARGV: cutoff|"", per-tool key prefix
+# KEYS: records, time index, (unused), counts, bytes. ARGV: cutoff|"", per-tool key prefix
 # -> flat [tool, count, ...] after dropping everything older than the cutoff
 TOOL_COUNTS = _script(
     "tool_counts",
@@ -268,13 +352,26 @@ return redis.call('HGETALL', KEYS[4])
 """,
 )
 
-# KEYS: records, overall, per agent, per type, per (agent, type).
-# ARGV: id, timestamp, value -> 1 new / 0 duplicate
+# KEYS: as TOOL_COUNTS. ARGV: cutoff|"", per-tool key prefix -> payload bytes of the shard
+TOOL_BYTES = _script(
+    "tool_bytes",
+    _TRIM_TOOLS
+    + """
+if ARGV[1] ~= '' then
+  while trim(ARGV[1], 1000, ARGV[2]) > 0 do end
+end
+return tonumber(redis.call('GET', KEYS[5]) or '0')
+""",
+)
+
+# KEYS: records, overall, per agent, per type, per (agent, type), bytes.
+# ARGV: id, timestamp, value, accounted bytes -> 1 new / 0 duplicate
 SAVE_FEEDBACK = _script(
     "save_feedback",
     """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return 0 end
 for i = 2, 5 do redis.call('ZADD', KEYS[i], ARGV[2], ARGV[1]) end
+if ARGV[4] ~= '0' then redis.call('INCRBY', KEYS[6], ARGV[4]) end
 return 1
 """,
 )
@@ -284,11 +381,13 @@ ALL = (
     DELETE_ENTITY,
     LIST_ENTITY_IDS,
     COUNT_ENTITIES,
+    ENTITY_BYTES,
     APPEND_MESSAGES,
     REPLACE_CONVERSATION,
     DELETE_CONVERSATION,
     RECORD_TOOL_USAGE,
     TOOL_COUNTS,
+    TOOL_BYTES,
     SAVE_FEEDBACK,
     LOAD_MESSAGES_BEFORE,
 )

@@ -1,0 +1,891 @@
+# ruff: noqa: S603, S607 - the harness runs local tools (wrk, redis-*, the service) by design
+"""``make bench`` / ``python -m bench``: the service against its physical limits.
+
+A *scenario* is (backend group, reference side, measured side, load). A side is a target
+(a service process with some configuration, the baseline app, or the raw client) plus the
+load that drives it (a wrk Lua script, or the mixed-agent driver). Sides alternate for
+several rounds after a warm-up; we keep the median throughput and the median p50/p99,
+and report measured/reference as the ratio. Ratios, not absolute numbers, are the result:
+the machines are shared and noisy, and both sides see the same noise.
+
+Backend groups are independent: a group whose tools or backend module are missing is
+reported as skipped with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import workload as W
+from bench.procs import REPO, Procs, cpu_seconds, redis_cli
+from bench.wrk import Sample, run_wrk
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+ENT = f"/v1/namespaces/{W.NAMESPACE}/entities/{W.ENTITY_TYPE}/"
+CONV = f"/v1/namespaces/{W.NAMESPACE}/conversations/"
+TOOL = f"/v1/namespaces/{W.NAMESPACE}/tool-usage"
+
+
+# -- what a scenario is ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wrk:
+    script: str
+    params: Callable[[], dict[str, str]]
+    connections: int = 16
+
+
+@dataclass(frozen=True)
+class Agents:
+    mode: str  # "http" (service through MemoryClient) or "raw" (bench.raw, no HTTP)
+    agents: int = 20
+
+
+@dataclass(frozen=True)
+class Side:
+    target: str  # a key of Group.targets; "raw" for the raw client (no server)
+    load: Wrk | Agents
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str  # short id used by --only, e.g. "get-hit"
+    title: str
+    ref: Side
+    meas: Side
+    target_ratio: float | None
+    half_max: bool = False  # also measure p99 at half the max throughput (single-entity ops)
+    kind: str = "baseline"  # "baseline" | "cost" (ratio of the same service, feature on/off)
+
+
+@dataclass
+class Target:
+    kind: str  # "service" | "baseline"
+    store: str  # targets with the same store share data (seeded once)
+    env: dict[str, str] = field(default_factory=dict)  # service settings
+    raw: tuple[str, dict[str, str]] = ("", {})  # baseline raw backend
+    urls: list[str] = field(default_factory=list)
+    procs: list[Any] = field(default_factory=list)
+    count: int = 1  # service processes (same store, separate ports)
+
+
+@dataclass
+class Group:
+    """One backend: its servers, targets and scenarios."""
+
+    name: str
+    setup: Callable[[Group, Run], None]  # starts the backend, fills env/raw of the targets
+    scenarios: list[Scenario]
+    requires: Callable[[], str | None] = lambda: None  # reason to skip, or None
+    targets: dict[str, Target] = field(default_factory=dict)
+    service_env: dict[str, str] = field(default_factory=dict)
+    raw: tuple[str, dict[str, str]] = ("", {})
+    seeded: set[str] = field(default_factory=set)
+    # Entities seeded and read (FerretDB writes are fsync-bound: a smaller set keeps the
+    # mongodb group's seeding within the time budget).
+    entities: int = W.ENTITIES
+    rounds: int | None = None  # None: --rounds
+    seconds: int | None = None  # None: --seconds
+    conversations: int = W.CONVERSATIONS
+    messages: int = W.MESSAGES_PER_CONVERSATION
+    connections: int | None = None  # None: the load's own
+
+
+# -- loads ----------------------------------------------------------------------------------
+
+
+def get_load() -> Wrk:
+    return Wrk("get", lambda: {"base": ENT, "n": str(W.ENTITIES)})
+
+
+def put_load() -> Wrk:
+    return Wrk("put", lambda: {"base": ENT, "tag": uuid.uuid4().hex[:10], "body": W.put_body()})
+
+
+def append_load() -> Wrk:
+    return Wrk("append", lambda: {"base": CONV, "n": "100", "body": W.append_body()})
+
+
+def load_load() -> Wrk:
+    return Wrk("load", lambda: {"base": CONV, "n": str(W.CONVERSATIONS), "limit": "50"})
+
+
+def tool_load() -> Wrk:
+    return Wrk("tool", lambda: {"url": TOOL, "body": orjson.dumps(W.tool_body()).decode()})
+
+
+def backend_scenarios(
+    svc: str = "svc", miss: str = "svc_nocache", base: str = "base", mixed: bool = True
+) -> list[Scenario]:
+    """The per-backend table: cache miss, PUT, conversation, tool usage, mixed agents."""
+    out = [
+        Scenario(
+            "get-miss",
+            "entity GET, cache miss",
+            Side(base, get_load()),
+            Side(miss, get_load()),
+            0.85,
+            half_max=True,
+        ),
+        Scenario(
+            "put",
+            "entity PUT (create 20% / replace 80%, version check)",
+            Side(base, put_load()),
+            Side(svc, put_load()),
+            0.85,
+            half_max=True,
+        ),
+        Scenario(
+            "load50",
+            "conversation load last 50",
+            Side(base, load_load()),
+            Side(svc, load_load()),
+            0.80,
+        ),
+        Scenario(
+            "append",
+            "conversation append 1 message",
+            Side(base, append_load()),
+            Side(svc, append_load()),
+            0.80,
+        ),
+        Scenario(
+            "tool", "tool-usage record", Side(base, tool_load()), Side(svc, tool_load()), 0.80
+        ),
+    ]
+    if mixed:
+        out.append(
+            Scenario(
+                "mixed",
+                "mixed agents (20, read-heavy) vs raw client, no HTTP",
+                Side("raw", Agents("raw")),
+                Side(svc, Agents("http")),
+                None,
+            )
+        )
+    return out
+
+
+# -- groups -----------------------------------------------------------------------------------
+
+
+def _have_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def need_redis() -> str | None:
+    if shutil.which("redis-server") is None:
+        return "redis-server not installed (`make tools`)"
+    if not _have_module("memstore.backends.redis"):
+        return "the Redis backend is not in this build"
+    return None
+
+
+def need_mongo() -> str | None:
+    if not _have_module("memstore.backends.mongodb.backend") and not _have_module(
+        "memstore.backends.mongodb"
+    ):
+        return "the MongoDB backend is not in this build"
+    if not _have_module("pymongo"):
+        return "pymongo not installed"
+    return None
+
+
+def setup_embedded(g: Group, ctx: Run) -> None:
+    g.service_env = {"MEMORY_TYPE": "embedded"}
+    g.raw = ("sqlite", {"path": str(ctx.workdir / "raw-sqlite" / "raw.db")})
+    g.targets["dict"] = Target("baseline", "dict", raw=("dict", {}))
+
+
+def setup_redis(g: Group, ctx: Run) -> None:
+    port = ctx.procs.redis("redis")
+    ctx.redis_port = port
+    g.service_env = {"MEMORY_TYPE": "redis", "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port)}
+    g.raw = ("redis", {"port": str(port)})
+
+
+def setup_redis_cluster(g: Group, ctx: Run) -> None:
+    ports = ctx.procs.redis_cluster("cluster")
+    seed = ",".join(f"127.0.0.1:{p}" for p in ports)
+    g.service_env = {"MEMORY_TYPE": "redis", "MEMSTORE_REDIS_CLUSTER_NODES": seed}
+    g.raw = ("redis-cluster", {"nodes": seed})
+
+
+def setup_mongo(g: Group, ctx: Run) -> None:
+    uri = ctx.procs.ferretdb("ferretdb")
+    g.service_env = {"MEMORY_TYPE": "mongodb", "MONGODB_URI": uri, "MONGODB_DB": "bench"}
+    g.raw = ("mongodb", {"uri": uri})
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else 0.0
+
+
+def summarise(samples: list[Sample]) -> dict[str, Any]:
+    return {
+        "rps": round(median([s.rps for s in samples]), 1),
+        "p50_ms": round(median([s.p50_ms for s in samples]), 3),
+        "p99_ms": round(median([s.p99_ms for s in samples]), 3),
+        "errors": sum(s.errors for s in samples),
+        "cpu_us_per_req": round(median([s.cpu_us for s in samples]), 1),
+        "rounds": [s.to_dict() for s in samples],
+    }
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.workdir = Path(tempfile.mkdtemp(prefix="memstore-bench-"))
+        self.procs = Procs(self.workdir)
+        self.redis_port = 0
+        self.sink_url = ""
+        self.results: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, str]] = []
+        self.failed: list[dict[str, str]] = []
+        self.extras: dict[str, Any] = {}
+
+    def selected(self, key: str) -> bool:
+        return self.args.only is None or re.search(self.args.only, key) is not None
+
+    # -- targets ------------------------------------------------------------------------
+
+    def target(self, g: Group, key: str) -> Target:
+        if key in g.targets:
+            t = g.targets[key]
+        elif key.startswith("svc"):
+            env = dict(g.service_env)
+            if "nocache" in key:
+                env["MEMSTORE_CACHE_TTL_SECONDS"] = "0"
+            env.update(self.variant_env(key))
+            t = g.targets[key] = Target("service", "svc", env=env, count=2 if key == "svc2" else 1)
+        elif key == "base":
+            t = g.targets[key] = Target("baseline", "raw", raw=g.raw)
+        else:
+            raise KeyError(key)
+        if not t.urls:
+            self.start(g, key, t)
+        return t
+
+    def variant_env(self, key: str) -> dict[str, str]:
+        """Observability variants of the service: ``svc_off`` has metrics and tracing off;
+        ``svc_t100`` / ``svc_t10`` trace 100% / 10% of requests (metrics off) into a local
+        OTLP sink. Plain ``svc`` is the default deployment: metrics on, tracing off."""
+        if key.endswith("_off"):
+            return {"MEMSTORE_METRICS_ENABLED": "false"}
+        for suffix, ratio in (("_t100", "1.0"), ("_t10", "0.1")):
+            if key.endswith(suffix):
+                return {
+                    "MEMSTORE_METRICS_ENABLED": "false",
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{self.otlp_sink()}/v1/traces",
+                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                    "OTEL_TRACES_SAMPLER_ARG": ratio,
+                    "OTEL_SERVICE_NAME": "memstore-bench",
+                }
+        return {}
+
+    def otlp_sink(self) -> str:
+        if not self.sink_url:
+            self.sink_url, _ = self.procs.python_app("otlp-sink", "bench.otlp_sink")
+        return self.sink_url
+
+    def start(self, g: Group, key: str, t: Target) -> None:
+        name = f"{g.name}-{key}"
+        if t.kind == "service":
+            if g.name == "embedded":
+                # every service process of the group shares one file (multi-process WAL)
+                t.env.setdefault("MEMSTORE_DATA_PATH", str(self.workdir / "embedded.db"))
+            for i in range(t.count):
+                url, proc = self.procs.service(f"{name}-{i}", t.env)
+                t.urls.append(url)
+                t.procs.append(proc)
+        else:
+            url, proc = self.procs.baseline(name, t.raw[0], t.raw[1])
+            t.urls.append(url)
+            t.procs.append(proc)
+        if t.store not in g.seeded:
+            asyncio.run(
+                W.seed(
+                    t.urls[0],
+                    entities=g.entities,
+                    conversations=g.conversations,
+                    messages=g.messages,
+                )
+            )
+            g.seeded.add(t.store)
+
+    def stop_group(self, g: Group) -> None:
+        for t in g.targets.values():
+            for p in t.procs:
+                self.procs.stop(p)
+            t.urls, t.procs = [], []
+
+    # -- measuring ------------------------------------------------------------------------
+
+    def measure(self, g: Group, side: Side, seconds: int, delay_ms: float | None = None) -> Sample:
+        load = side.load
+        if isinstance(load, Agents):
+            return self.agents(g, side, load, seconds)
+        t = self.target(g, side.target)
+        urls = t.urls if len(t.urls) > 1 else t.urls * (2 if side.label == "x2" else 1)
+        pids = [p.pid for p in t.procs]
+        cpu0 = cpu_seconds(pids)
+        params = load.params()
+        if load.script == "get":
+            params["n"] = str(g.entities)
+        elif load.script == "load":
+            params["n"] = str(g.conversations)
+        sample = run_wrk(
+            urls,
+            load.script,
+            params,
+            seconds=seconds,
+            connections=g.connections or load.connections,
+            delay_ms=delay_ms,
+        )
+        sample.cpu_us = 1e6 * (cpu_seconds(pids) - cpu0) / max(1, sample.requests)
+        return sample
+
+    def agents(self, g: Group, side: Side, load: Agents, seconds: int) -> Sample:
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.agents",
+            "--mode",
+            load.mode,
+            "--agents",
+            str(load.agents),
+            "--seconds",
+            str(seconds),
+            "--entities",
+            str(g.entities),
+            "--conversations",
+            str(g.conversations),
+        ]
+        pids: list[int] = []
+        if load.mode == "http":
+            t = self.target(g, side.target)
+            cmd += ["--url", t.urls[0]]
+            pids = [p.pid for p in t.procs]
+        else:
+            self.target(g, "base")  # the raw client works on the baseline's seeded store
+            cmd += ["--backend", g.raw[0]]
+            for k, v in g.raw[1].items():
+                cmd += ["--opt", f"{k}={v}"]
+        cpu0 = cpu_seconds(pids) + _children_cpu()
+        out = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=seconds + 120,
+        )
+        cpu = cpu_seconds(pids) + _children_cpu() - cpu0
+        if out.returncode != 0:
+            raise RuntimeError(f"agents failed: {out.stderr[-800:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        secs = r["duration_us"] / 1e6
+        return Sample(
+            rps=r["requests"] / secs,
+            p50_ms=r["latency_us"]["p50"] / 1000,
+            p90_ms=r["latency_us"]["p90"] / 1000,
+            p99_ms=r["latency_us"]["p99"] / 1000,
+            requests=r["requests"],
+            errors=r["errors"],
+            seconds=secs,
+            cpu_us=1e6 * cpu / max(1, r["requests"]),
+        )
+
+    def run_scenario(self, g: Group, sc: Scenario) -> dict[str, Any]:
+        a = self.args
+        ref: list[Sample] = []
+        meas: list[Sample] = []
+        for side in (sc.ref, sc.meas):
+            # Cache entries live MEMSTORE_CACHE_TTL_SECONDS (30 s): refill them before a
+            # cache-hit scenario, whatever ran before.
+            if isinstance(side.load, Wrk) and side.load.script == "get" and side.target != "raw":
+                for url in self.target(g, side.target).urls:
+                    asyncio.run(W.read_all(url, entities=g.entities))
+        if a.warmup:
+            self.measure(g, sc.ref, a.warmup)
+            self.measure(g, sc.meas, a.warmup)
+        for r in range(min(a.rounds, g.rounds or a.rounds)):
+            order = [(sc.ref, ref), (sc.meas, meas)]
+            for side, out in order if r % 2 == 0 else reversed(order):
+                out.append(self.measure(g, side, g.seconds or a.seconds))
+        res: dict[str, Any] = {
+            "group": g.name,
+            "key": sc.key,
+            "title": sc.title,
+            "kind": sc.kind,
+            "reference": {"target": sc.ref.target, **summarise(ref)},
+            "measured": {"target": sc.meas.target, **summarise(meas)},
+        }
+        # Each round's two samples ran back to back: the median of the per-round ratios
+        # cancels slow drifts of the machine's background load better than a ratio of
+        # medians would.
+        pairs = [m.rps / r.rps for r, m in zip(ref, meas, strict=True) if r.rps > 0]
+        res["ratio"] = round(median(pairs), 3) if pairs else None
+        cpu_m, cpu_r = res["measured"]["cpu_us_per_req"], res["reference"]["cpu_us_per_req"]
+        # Reference CPU per request / measured: the efficiency ratio, independent of how
+        # much CPU the machine's other tenants left us.
+        res["cpu_ratio"] = round(cpu_r / cpu_m, 3) if cpu_m and cpu_r else None
+        res["target_ratio"] = sc.target_ratio
+        if sc.target_ratio is not None and res["ratio"] is not None:
+            res["meets_target"] = res["ratio"] >= sc.target_ratio
+        rate = res["measured"]["rps"] / 2
+        if sc.half_max and a.half_max and isinstance(sc.meas.load, Wrk) and rate > 0:
+            conns = g.connections or 32
+            side = Side(sc.meas.target, Wrk(sc.meas.load.script, sc.meas.load.params, conns))
+            # Each connection loops: wait, send, read. The wait is sized for the target rate,
+            # then corrected once from a 1 s calibration run (the cycle includes latency).
+            delay = 1000 * conns / rate
+            probe = self.measure(g, side, 1, delay_ms=delay)
+            if probe.rps > 0:
+                delay = max(0.0, delay - 1000 * conns * (1 / probe.rps - 1 / rate))
+            s = self.measure(g, side, a.seconds + 1, delay_ms=delay)
+            res["half_max"] = {
+                "offered_rps": round(rate, 1),
+                "achieved_rps": round(s.rps, 1),
+                "p50_ms": round(s.p50_ms, 3),
+                "p99_ms": round(s.p99_ms, 3),
+                "meets_target": s.p99_ms <= 5.0,
+            }
+        return res
+
+    def run_group(self, g: Group) -> None:
+        todo = [sc for sc in g.scenarios if self.selected(f"{g.name}/{sc.key}")]
+        if not todo:
+            return
+        reason = g.requires()
+        if reason:
+            self.skipped.append({"group": g.name, "reason": reason})
+            print(f"## {g.name}: skipped ({reason})", file=sys.stderr)
+            return
+        try:
+            try:
+                g.setup(g, self)
+            except Exception as exc:  # a backend that cannot start skips its group only
+                self.skipped.append({"group": g.name, "reason": f"could not start: {exc}"})
+                print(f"## {g.name}: skipped (could not start: {exc})", file=sys.stderr)
+                return
+            for sc in todo:
+                began = time.monotonic()
+                try:
+                    res = self.run_scenario(g, sc)
+                except Exception as exc:  # recorded, reported, and the run goes on
+                    self.failed.append({"group": g.name, "key": sc.key, "error": str(exc)})
+                    print(f"## {g.name}/{sc.key}: FAILED: {exc}", file=sys.stderr)
+                    continue
+                self.results.append(res)
+                print(
+                    f"{g.name}/{sc.key}: {res['measured']['rps']:.0f} vs "
+                    f"{res['reference']['rps']:.0f} req/s = {res['ratio']} "
+                    f"({time.monotonic() - began:.0f}s)",
+                    file=sys.stderr,
+                )
+        finally:
+            self.stop_group(g)
+
+
+# -- extras: redis-benchmark and bytes per entity --------------------------------------------
+
+
+def redis_benchmark(port: int) -> list[dict[str, Any]]:
+    """redis-benchmark on the same machine: the outer limit for anything over Redis."""
+    out = []
+    runs = [
+        (
+            "GET/SET/HSET/LPUSH/LRANGE_100, 50 clients",
+            ["-t", "get,set,hset,lpush,lrange_100", "-c", "50", "-n", "100000", "-d", "1024"],
+        ),
+        ("GET, 50 clients, pipeline 16", ["-t", "get", "-c", "50", "-n", "400000", "-P", "16"]),
+    ]
+    for label, args in runs:
+        proc = subprocess.run(
+            ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "--csv", *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+        header = [h.strip('"') for h in lines[0].split(",")]
+        for ln in lines[1:]:
+            row = dict(zip(header, [c.strip('"') for c in ln.split(",")], strict=False))
+            out.append(
+                {
+                    "run": label,
+                    "test": row["test"],
+                    "rps": float(row["rps"]),
+                    "p50_ms": float(row.get("p50_latency_ms", 0)),
+                    "p99_ms": float(row.get("p99_latency_ms", 0)),
+                }
+            )
+    return out
+
+
+def bytes_per_entity(ctx: Run, g: Group) -> list[dict[str, Any]]:
+    """Write N entities of 1 KB and 10 KB through the service; Redis memory per entity."""
+    port = ctx.redis_port
+    url = ctx.target(g, "svc").urls[0]
+    out = []
+    n = 500
+    for size in (1024, 10 * 1024):
+        ns = f"mem{size}"
+        data = W.entity_data(size)
+        payload = len(orjson.dumps(data))
+        before = int(redis_cli(port, "INFO", "memory").split("used_memory:")[1].split()[0])
+        asyncio.run(_put_many(url, ns, data, n))
+        after = int(redis_cli(port, "INFO", "memory").split("used_memory:")[1].split()[0])
+        keys = redis_cli(port, "--scan", "--pattern", f"*e:{{{ns}|*")
+        sample = [k for k in keys.split() if k][:50]
+        usage = [int(redis_cli(port, "MEMORY", "USAGE", k, "SAMPLES", "0")) for k in sample]
+        per = (after - before) / n
+        out.append(
+            {
+                "payload_bytes": payload,
+                "used_memory_delta_per_entity": round(per),
+                "memory_usage_entity_key": round(median([float(u) for u in usage])),
+                "limit": round(1.3 * payload + 200),
+                "meets_target": per <= 1.3 * payload + 200,
+            }
+        )
+    return out
+
+
+async def _put_many(url: str, ns: str, data: dict[str, Any], n: int) -> None:
+    import aiohttp
+
+    body = orjson.dumps({"data": data})
+    sem = asyncio.Semaphore(16)
+    async with aiohttp.ClientSession() as http:
+
+        async def put(i: int) -> None:
+            async with (
+                sem,
+                http.put(
+                    f"{url}/v1/namespaces/{ns}/entities/doc/m{i}",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                ) as r,
+            ):
+                r.raise_for_status()
+                await r.read()
+
+        await asyncio.gather(*(put(i) for i in range(n)))
+
+
+# -- report -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.0f} GiB"
+
+    def version(cmd: list[str]) -> str:
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (r.stdout or r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return ""
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_start": os.getloadavg(),
+        "wrk": version(["wrk", "-v"]),
+        "redis": re.sub(
+            r"^Redis server v=(\S+).*", r"Redis \1", version(["redis-server", "--version"])
+        ),
+    }
+
+
+def _ratio(r: dict[str, Any]) -> str:
+    if r["ratio"] is None:
+        return "n/a"
+    tgt = r.get("target_ratio")
+    mark = "" if "meets_target" not in r else (" ✓" if r["meets_target"] else " ✗")
+    return f"{r['ratio']:.2f}" + (f" (≥{tgt:.2f}){mark}" if tgt else "")
+
+
+def _lat(s: dict[str, Any]) -> str:
+    return f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}"
+
+
+def _cpu(r: dict[str, Any]) -> str:
+    m, b = r["measured"]["cpu_us_per_req"], r["reference"]["cpu_us_per_req"]
+    if not (m and b):
+        return ""
+    return f"{m:,.0f} / {b:,.0f} ({r['cpu_ratio']:.2f})"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "| backend | scenario | service req/s | baseline req/s | ratio (target) "
+        "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service | p50 / p99 ms baseline "
+        "| p99 at ½ max |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["scenarios"]:
+        if r["kind"] != "baseline":
+            continue
+        m, b = r["measured"], r["reference"]
+        half = r.get("half_max")
+        half_s = (
+            (
+                f"{half['p99_ms']:.1f} ms @ {half['achieved_rps']:,.0f}/s"
+                + (" ✓" if half["meets_target"] else " ✗")
+            )
+            if half
+            else ""
+        )
+        lines.append(
+            f"| {r['group']} | {r['title']} | {m['rps']:,.0f} | {b['rps']:,.0f} | {_ratio(r)} "
+            f"| {_cpu(r)} | {_lat(m)} | {_lat(b)} | {half_s} |"
+        )
+    costs = [r for r in report["scenarios"] if r["kind"] == "cost"]
+    if costs:
+        lines += [
+            "",
+            "| comparison | with req/s | without req/s | ratio (target) "
+            "| CPU µs/req with / without (ratio) | p50 / p99 ms with | p50 / p99 ms without |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in costs:
+            m, b = r["measured"], r["reference"]
+            lines.append(
+                f"| {r['group']}: {r['title']} | {m['rps']:,.0f} | {b['rps']:,.0f} "
+                f"| {_ratio(r)} | {_cpu(r)} | {_lat(m)} | {_lat(b)} |"
+            )
+    if rb := report.get("redis_benchmark"):
+        lines += [
+            "",
+            "| redis-benchmark (outer limit) | test | req/s | p50 ms | p99 ms |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for r in rb:
+            lines.append(
+                f"| {r['run']} | {r['test']} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p99_ms']} |"
+            )
+    if mem := report.get("redis_memory"):
+        lines += [
+            "",
+            "| Redis, per entity | payload bytes | used_memory Δ / entity "
+            "| MEMORY USAGE of the entity hash | target ≤ 1.3 x payload + 200 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in mem:
+            ok = " ✓" if r["meets_target"] else " ✗"
+            lines.append(
+                f"| {r['payload_bytes']:,} B payload | {r['payload_bytes']:,} "
+                f"| {r['used_memory_delta_per_entity']:,}{ok} "
+                f"| {r['memory_usage_entity_key']:,} | {r['limit']:,} |"
+            )
+    for s in report["skipped"]:
+        lines.append(f"\n_{s['group']}: skipped — {s['reason']}_")
+    for f in report.get("failed", []):
+        lines.append(f"\n_{f['group']}/{f['key']}: FAILED — {f['error']}_")
+    return "\n".join(lines)
+
+
+def performance_section(report: dict[str, Any]) -> str:
+    """The README's Performance section: machine, how to reproduce, the tables."""
+    m = report["machine"]
+    load = ", ".join(f"{x:.1f}" for x in m.get("load_average_at_start", []))
+    return "\n".join(
+        [
+            f"Latest run: {report['started']} UTC, {report['elapsed_seconds']:.0f} s, on "
+            f"{m['cores']} cores ({m['cpu'] or 'unknown CPU'}), {m['memory']} RAM, "
+            f"{m['os']}, Python {m['python']}, {m['redis']}; load average at start {load} "
+            "(the machine is shared: read the CPU-per-request ratio first). "
+            f"Settings: {report['settings']['rounds']} alternating rounds of "
+            f"{report['settings']['seconds']} s per side after a warm-up.",
+            "",
+            "Reproduce: `make bench` (results in `bench/results/<timestamp>.json`; "
+            "`python -m bench --report <file>` prints these tables again). "
+            "Method and caveats: `bench/README.md`.",
+            "",
+            markdown(report),
+        ]
+    )
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def groups() -> list[Group]:
+    embedded = backend_scenarios()
+    embedded.insert(
+        0,
+        Scenario(
+            "get-hit",
+            "entity GET, cache hit",
+            Side("dict", get_load()),
+            Side("svc", get_load()),
+            0.75,
+            half_max=True,
+        ),
+    )
+    embedded += [
+        Scenario(
+            f"cost-{name}",
+            f"{title} (GET, cache hit)",
+            Side("svc_off", get_load()),
+            Side(target, get_load()),
+            target_ratio,
+            kind="cost",
+        )
+        for name, title, target, target_ratio in (
+            ("metrics", "Prometheus metrics on / all off", "svc", None),
+            ("trace100", "tracing 100% sampled / all off", "svc_t100", None),
+            ("trace10", "tracing 10% sampled / all off", "svc_t10", 0.90),
+        )
+    ]
+    embedded.append(
+        Scenario(
+            "two-procs",
+            "two service processes vs one (GET, cache hit)",
+            Side("svc", get_load(), label="x2"),
+            Side("svc2", get_load()),
+            None,
+            kind="cost",
+        )
+    )
+    return [
+        Group("embedded", setup_embedded, embedded),
+        Group("redis", setup_redis, backend_scenarios(), need_redis),
+        Group("redis-cluster", setup_redis_cluster, backend_scenarios(), need_redis),
+        # FerretDB v1 on SQLite is the bottleneck there (fsync per write, sorts in memory):
+        # fewer entities, connections and rounds keep the group inside the time budget.
+        Group(
+            "mongodb",
+            setup_mongo,
+            backend_scenarios(),
+            need_mongo,
+            entities=100,
+            conversations=5,
+            messages=60,
+            rounds=2,
+            seconds=2,
+            connections=4,
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--only", help="regex on group/scenario keys, e.g. 'embedded/get-hit'")
+    p.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "1")))
+    p.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "4")))
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--no-half-max", dest="half_max", action="store_false")
+    p.add_argument(
+        "--no-extras",
+        dest="extras",
+        action="store_false",
+        help="skip redis-benchmark and Redis bytes per entity",
+    )
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--report", type=Path, help="only print the tables of an earlier result file")
+    args = p.parse_args(argv)
+    if args.report is not None:
+        print(performance_section(json.loads(args.report.read_text())))
+        return 0
+    run = Run(args)
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    report: dict[str, Any] = {
+        "started": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "settings": {
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "only": args.only,
+            "entities": W.ENTITIES,
+            "entity_payload_bytes": len(orjson.dumps(W.entity_data())),
+        },
+    }
+    try:
+        for g in groups():
+            run.run_group(g)
+        if args.extras and run.selected("redis/extras") and need_redis() is None:
+            g = Group("redis", setup_redis, [])
+            try:
+                setup_redis(g, run)
+                run.extras["redis_benchmark"] = redis_benchmark(run.redis_port)
+                run.extras["redis_memory"] = bytes_per_entity(run, g)
+            except Exception as exc:
+                run.failed.append({"group": "redis", "key": "extras", "error": str(exc)})
+                print(f"## redis/extras: FAILED: {exc}", file=sys.stderr)
+            finally:
+                run.stop_group(g)
+    finally:
+        run.procs.stop_all()
+    report.update(run.extras)
+    report["scenarios"] = run.results
+    report["skipped"] = run.skipped
+    report["failed"] = run.failed
+    report["elapsed_seconds"] = round(time.monotonic() - t0, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    print(table)
+    print(
+        f"\n{len(run.results)} scenarios in {report['elapsed_seconds']}s; results: {path}",
+        file=sys.stderr,
+    )
+    if run.failed:
+        print(f"logs of the failed run kept in {run.workdir}", file=sys.stderr)
+        return 1
+    shutil.rmtree(run.workdir, ignore_errors=True)
+    return 0

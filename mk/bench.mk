@@ -1,0 +1,30 @@
+# Benchmarks: `make bench` (not part of `make test`; tests/bench runs a one-second smoke run
+# of the harness). Load comes from wrk (Debian package, driven by bench/lua/*.lua); the
+# backends (redis-server, FerretDB) are the ones `make tools` provides for the tests.
+#   make bench BENCH_ARGS="--only 'redis/' --rounds 5"   # a subset, more rounds
+#   make bench-profile                                  # installs py-spy (pinned) into .venv
+PY_SPY_VERSION ?= 0.4.1
+BENCH_ARGS ?=
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: bench bench-tools bench-profile
+
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends wrk; }
+	@command -v redis-benchmark >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends redis-tools; }
+
+tools:: bench-tools
+
+# Only the tools the benchmark uses (not every `make tools` target: no Kubernetes build).
+# FerretDB's rule lives in mk/ferretdb.mk (the mongodb backend's); without it the mongodb
+# group reports itself skipped.
+bench: venv bench-tools redis
+	@if $(MAKE) -q ferretdb >/dev/null 2>&1; [ $$? -ne 2 ]; then $(MAKE) --no-print-directory ferretdb; fi
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-profile: venv
+	@$(BIN)/py-spy --version 2>/dev/null | grep -q ' $(PY_SPY_VERSION)$$' || \
+		$(BIN)/pip install -q --disable-pip-version-check py-spy==$(PY_SPY_VERSION)
+	@echo "py-spy $(PY_SPY_VERSION) in $(BIN); see bench/README.md (Profiling)"
