@@ -231,9 +231,9 @@ class Settings(BaseSettings):
         100, ge=1, validation_alias=_env("MEMSTORE_MONGODB_MAX_POOL_SIZE")
     )
     # Client-side operation timeout (PyMongo timeoutMS: covers selection, retries, I/O).
-    mongodb_timeout_ms: int = Field(
-        10_000, ge=1, validation_alias=_env("MEMSTORE_MONGODB_TIMEOUT_MS")
-    )
+    # 0 = not set. When set it also replaces the server selection timeout (driver rule), so
+    # keep it below MEMSTORE_REQUEST_TIMEOUT_SECONDS for "backend down" to answer 503.
+    mongodb_timeout_ms: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_MONGODB_TIMEOUT_MS"))
     mongodb_server_selection_timeout_ms: int = Field(
         5_000, ge=1, validation_alias=_env("MEMSTORE_MONGODB_SERVER_SELECTION_TIMEOUT_MS")
     )

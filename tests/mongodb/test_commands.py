@@ -164,3 +164,39 @@ def test_write_concern_setting_rejects_unacknowledged_and_junk(value: str) -> No
     with pytest.raises(ValidationError):
         Settings(mongodb_write_concern=value)
     assert Settings(mongodb_write_concern="2").mongodb_write_concern == "2"
+
+
+def test_client_options_precedence_setting_then_uri_then_default() -> None:
+    from memstore.backends.mongodb.backend import client_options, uri_option_names
+    from memstore.config import Settings
+
+    uri = "mongodb://u:p%3Fw@h1:1,h2:2/db?serverSelectionTimeoutMS=500&w=2&replicaSet=rs0"
+    names = uri_option_names(uri)
+    assert names == {"serverSelectionTimeoutMS", "w", "replicaSet"}
+    defaults = client_options(Settings(), names)
+    # The URI's own values stand where no setting was given explicitly ...
+    assert "serverSelectionTimeoutMS" not in defaults
+    assert "w" not in defaults
+    # ... and the project's defaults fill in what the URI leaves out.
+    assert defaults["journal"] is True
+    assert defaults["retryWrites"] is True
+    assert "timeoutMS" not in defaults  # not set unless asked: it would replace selection
+    assert client_options(Settings(mongodb_timeout_ms=2500), names)["timeoutMS"] == 2500
+    # An explicit setting beats the URI.
+    explicit = client_options(
+        Settings(mongodb_write_concern="majority", mongodb_server_selection_timeout_ms=900),
+        names,
+    )
+    assert explicit["w"] == "majority"
+    assert explicit["serverSelectionTimeoutMS"] == 900
+    assert client_options(Settings(), set())["w"] == "majority"
+
+
+def test_uri_hosts_never_include_credentials() -> None:
+    from memstore.backends.mongodb.backend import uri_hosts
+
+    assert uri_hosts("mongodb://user:s3cr3t@h1:27017,h2:27018/db?x=1") == ["h1:27017", "h2:27018"]
+    assert uri_hosts("mongodb+srv://user:p%40ss@cluster.example.net/?tls=true") == [
+        "cluster.example.net"
+    ]
+    assert uri_hosts("mongodb://localhost") == ["localhost"]

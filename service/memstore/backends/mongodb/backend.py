@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import bson
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, uri_parser
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -233,6 +233,59 @@ def _driver_errors(operation: str) -> Iterator[None]:
         ) from exc
 
 
+#: driver option <- settings field it comes from
+_OPTION_FIELDS = {
+    "w": "mongodb_write_concern",
+    "journal": "mongodb_journal",
+    "retryWrites": "mongodb_retry_writes",
+    "maxPoolSize": "mongodb_max_pool_size",
+    "timeoutMS": "mongodb_timeout_ms",
+    "serverSelectionTimeoutMS": "mongodb_server_selection_timeout_ms",
+}
+
+
+def uri_option_names(uri: str) -> set[str]:
+    """Names of the options written in a MongoDB URI's query string (no DNS lookups, unlike
+    ``uri_parser.parse_uri`` on ``mongodb+srv``). Passwords cannot hold a raw ``?``: the
+    URI format requires it percent-encoded."""
+    query = uri.split("?", 1)[1] if "?" in uri else ""
+    return {part.split("=", 1)[0] for part in query.split("&") if part}
+
+
+def uri_hosts(uri: str) -> list[str]:
+    """``host:port`` entries of a MongoDB URI, never its credentials."""
+    rest = uri.split("://", 1)[-1]
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    return [h for h in authority.rsplit("@", 1)[-1].split(",") if h]
+
+
+def client_options(settings: Settings, uri_options: set[str]) -> dict[str, Any]:
+    """Keyword options for ``AsyncMongoClient``. Precedence: a setting given explicitly
+    (environment or config) > the same option written in ``MONGODB_URI`` > the setting's
+    default. (PyMongo lets keyword arguments win over the URI, so a default is passed only
+    when the URI is silent.)"""
+    in_uri = {name.lower() for name in uri_options}
+    values: dict[str, Any] = {
+        "w": int(settings.mongodb_write_concern)
+        if settings.mongodb_write_concern.isdigit()
+        else "majority",
+        "journal": settings.mongodb_journal,
+        "retryWrites": settings.mongodb_retry_writes,
+        "maxPoolSize": settings.mongodb_max_pool_size,
+        "timeoutMS": settings.mongodb_timeout_ms,
+        "serverSelectionTimeoutMS": settings.mongodb_server_selection_timeout_ms,
+    }
+    options = {
+        name: value
+        for name, value in values.items()
+        if _OPTION_FIELDS[name] in settings.model_fields_set or name.lower() not in in_uri
+    }
+    if options.get("timeoutMS") == 0:
+        del options["timeoutMS"]  # 0 = not set (PyMongo: no client-side operation timeout)
+    options.update(retryReads=True, appname="memstore", document_class=dict, tz_aware=False)
+    return options
+
+
 class MongoDBMemoryBackend(DistributedMemoryBackend):
     name = "mongodb"
 
@@ -253,29 +306,11 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def _client_options(self) -> dict[str, Any]:
-        s = self.settings
-        w: int | str = (
-            int(s.mongodb_write_concern) if s.mongodb_write_concern.isdigit() else "majority"
-        )
-        return {
-            "w": w,
-            "journal": s.mongodb_journal,
-            "retryWrites": s.mongodb_retry_writes,
-            "retryReads": True,
-            "maxPoolSize": s.mongodb_max_pool_size,
-            "timeoutMS": s.mongodb_timeout_ms,
-            "serverSelectionTimeoutMS": s.mongodb_server_selection_timeout_ms,
-            "appname": "memstore",
-            "document_class": dict,
-            "tz_aware": False,
-            "event_listeners": self._event_listeners,
-        }
-
     async def connect(self) -> None:
         uri = self.settings.mongodb_uri.get_secret_value()
         try:
-            self._client = AsyncMongoClient(uri, **self._client_options())
+            options = client_options(self.settings, uri_option_names(uri))
+            self._client = AsyncMongoClient(uri, **options, event_listeners=self._event_listeners)
         except PyMongoConfigurationError as exc:
             # The driver's message can quote the URI; never repeat it.
             raise ConfigurationError(
@@ -363,11 +398,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         return True
 
     def describe(self) -> dict[str, Any]:
-        try:
-            nodes = uri_parser.parse_uri(self.settings.mongodb_uri.get_secret_value())["nodelist"]
-            hosts = [f"{h}:{p}" for h, p in nodes]
-        except (PyMongoError, ValueError):
-            hosts = []
+        hosts = uri_hosts(self.settings.mongodb_uri.get_secret_value())
         return {
             "backend": self.name,
             "hosts": hosts,
