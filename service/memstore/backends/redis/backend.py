@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import os
@@ -36,7 +37,7 @@ from redis.backoff import NoBackoff
 from memstore.backends.base import DistributedMemoryBackend, InvalidationCallback
 from memstore.backends.redis import scripts
 from memstore.backends.redis.invalidation import InvalidationBus
-from memstore.backends.redis.keys import Keys
+from memstore.backends.redis.keys import Keys, key_slot
 from memstore.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -123,6 +124,30 @@ def _op_id() -> str:
     return os.urandom(12).hex()
 
 
+def _cache_key(namespace: str, entity_type: str, entity_id: str) -> str:
+    """The manager's cache key of an entity (``manager.entity_cache_key``; backends may
+    not import the manager, tests check both agree). If they ever differ, nothing goes
+    stale: the manager's own publish is then not recognised as done and is sent."""
+    return f"entity/{namespace}/{entity_type}/{entity_id}"
+
+
+#: The cache key whose invalidation the last entity write of this task published inside
+#: its script (or that needs none: a conflict changed nothing). ``publish_invalidation``
+#: for that key is then a no-op: one round trip per write instead of two. A task that
+#: never calls it (direct backend use) leaves the value behind harmlessly; a write that
+#: raises clears it, so the manager's fallback publish still goes out after a timeout.
+_announced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "memstore_redis_announced", default=None
+)
+
+
+def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None]:
+    """``<version>|<created>|<updated>|<expires>|<op>\\n<payload>`` (see scripts.py)."""
+    head, _, data = value.partition(b"\n")
+    v, c, u, x, _op = head.split(b"|", 4)
+    return data, int(v), float(c), float(u), float(x) if x else None
+
+
 class RedisMemoryBackend(DistributedMemoryBackend):
     name = "redis"
 
@@ -146,6 +171,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         self._inflight = asyncio.Semaphore(settings.redis_pool_size)
         self._topology_lock = asyncio.Lock()
         self._topology_epoch = 0
+        #: entity writes publish their cache invalidation inside the write script; False
+        #: writes without telling other replicas (tests simulating a lost message)
+        self.announce_writes = True
 
     def __repr__(self) -> str:
         return f"RedisMemoryBackend({self.describe()!r})"
@@ -256,8 +284,22 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     # -- cache invalidation -------------------------------------------------------------
 
     async def publish_invalidation(self, key: str) -> None:
+        if _announced.get() == key:
+            _announced.set(None)  # the write script already published it
+            return
         if self._bus is not None:
             await self._bus.publish(key)
+
+    def _announce_args(
+        self, namespace: str, entity_type: str, entity_id: str, tag: str
+    ) -> list[Any]:
+        """ARGV tail of the entity write scripts: how, channel, message (see scripts.py)."""
+        if not self.announce_writes:
+            return ["", "", ""]
+        message = f"{self.instance_id}\n{_cache_key(namespace, entity_type, entity_id)}"
+        if self.cluster_mode:
+            return ["SPUBLISH", self.keys.invalidation_slot_channel(key_slot(tag)), message]
+        return ["PUBLISH", self.keys.invalidation_channel(), message]
 
     async def subscribe_invalidations(self, callback: InvalidationCallback) -> None:
         if self._bus is None:
@@ -487,13 +529,15 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         expected_version: int | None = None,
         ttl: float | None = None,
     ) -> EntityRecord:
+        _announced.set(None)
         payload = orjson.dumps(data)
         await self._register_type(namespace, entity_type)
         now = time.time()
         expires_at = now + ttl if ttl is not None else None
+        tag = self.keys.entity_tag(namespace, entity_type, entity_id)
         res = await self._write(
             scripts.SAVE_ENTITY,
-            self._entity_keys(namespace, entity_type, entity_id),
+            [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag)],
             [
                 entity_id,
                 payload,
@@ -502,8 +546,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 str(expected_version) if expected_version is not None else "",
                 _op_id(),
                 str(math.ceil(expires_at * 1000)) if expires_at is not None else "",
+                *self._announce_args(namespace, entity_type, entity_id, tag),
             ],
         )
+        if self.announce_writes:
+            # published in the script; a conflict changed nothing and needs no message
+            _announced.set(_cache_key(namespace, entity_type, entity_id))
         if _s(res[0]) == "conflict":
             current = int(res[1]) if res[1] else None
             raise ConflictError(
@@ -524,32 +572,33 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     @staticmethod
     def _entity_from(
-        entity_type: str, entity_id: str, row: list[Any], now: float
+        entity_type: str, entity_id: str, value: bytes | None, now: float
     ) -> EntityRecord | None:
-        data, version, created, updated, expires = row
-        if data is None or version is None:
+        if value is None:
             return None
-        expires_at = float(expires) if expires else None
+        data, version, created, updated, expires_at = _parse_entity(value)
         if expires_at is not None and expires_at <= now:
             return None
         return EntityRecord(
             type=entity_type,
             id=entity_id,
             data=orjson.loads(data),
-            version=int(version),
-            created_at=float(created),
-            updated_at=float(updated),
+            version=version,
+            created_at=created,
+            updated_at=updated,
             expires_at=expires_at,
         )
+
+    def _entity_key(self, namespace: str, entity_type: str, entity_id: str) -> str:
+        k = self.keys
+        return k.entity(k.entity_tag(namespace, entity_type, entity_id), entity_id)
 
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
     ) -> EntityRecord | None:
-        key = self._entity_keys(namespace, entity_type, entity_id)[0]
-        row = await self._retrying(
-            lambda: self._c().execute_command("HMGET", key, "d", "v", "c", "u", "x")
-        )
-        return self._entity_from(entity_type, entity_id, row, time.time())
+        key = self._entity_key(namespace, entity_type, entity_id)
+        value = await self._retrying(lambda: self._c().execute_command("GET", key))
+        return self._entity_from(entity_type, entity_id, value, time.time())
 
     async def delete_entity(
         self,
@@ -559,11 +608,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         *,
         expected_version: int | None = None,
     ) -> bool:
+        _announced.set(None)
         tag = self.keys.entity_tag(namespace, entity_type, entity_id)
         res = await self._write(
             scripts.DELETE_ENTITY,
             [
-                *self._entity_keys(namespace, entity_type, entity_id),
+                self.keys.entity(tag, entity_id),
+                *self._entity_shard_keys(tag),
                 self.keys.entity_tombstone(tag, entity_id),
             ],
             [
@@ -571,8 +622,11 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _f(time.time()),
                 str(expected_version) if expected_version is not None else "",
                 _op_id(),
+                *self._announce_args(namespace, entity_type, entity_id, tag),
             ],
         )
+        if self.announce_writes:
+            _announced.set(_cache_key(namespace, entity_type, entity_id))
         if _s(res[0]) == "conflict":
             current = int(res[1]) if res[1] else None
             raise ConflictError(
@@ -604,10 +658,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         ids = sorted({_s(m) for ms in shard_ids for m in ms})[: limit + 1]
         page_ids = ids[:limit]
         rows = await self._pipeline(
-            [
-                ("HMGET", self._entity_keys(namespace, entity_type, i)[0], "d", "v", "c", "u", "x")
-                for i in page_ids
-            ]
+            [("GET", self._entity_key(namespace, entity_type, i)) for i in page_ids]
         )
         items = [
             rec
