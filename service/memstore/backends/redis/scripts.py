@@ -63,10 +63,10 @@ end
 
 # Cross-replica cache invalidation in the same atomic step as the write: ``PUBLISH`` on
 # standalone, ``SPUBLISH`` on a cluster on the invalidation channel of the entity's own
-# slot (see keys.py), so the script stays single-slot. ``how`` = "" publishes nothing.
+# slot (see keys.py), so the script stays single-slot. ``how`` "" or absent: no message.
 _ANNOUNCE = """
 local function announce(how, channel, message)
-  if how ~= '' then redis.call(how, channel, message) end
+  if how and how ~= '' then redis.call(how, channel, message) end
 end
 """
 
