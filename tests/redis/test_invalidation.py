@@ -23,6 +23,7 @@ from memstore.backends.redis import RedisMemoryBackend
 from memstore.client import MemoryClient
 from memstore.config import Settings
 from memstore.manager import DistributedMemoryManager
+from memstore.records import JSONObject
 from redis import Redis as SyncRedis
 from tests.servers.redis import LocalCluster, LocalRedis
 from tests.support.procs import ServiceProcess, wait_http
@@ -69,6 +70,19 @@ def kill_clients(clients: list[SyncRedis], name_prefix: str) -> int:
             if info.get("name", "").startswith(name_prefix):
                 killed += int(c.client_kill_filter(_id=info["id"]))
     return killed
+
+
+async def lost_write(manager: DistributedMemoryManager, eid: str, data: JSONObject) -> None:
+    """A write through ``manager``'s backend whose invalidation is lost: the in-script
+    publish is off, and the manager (whose fallback publish would tell the others) is
+    bypassed."""
+    backend = manager.backend
+    assert isinstance(backend, RedisMemoryBackend)
+    backend.announce_writes = False
+    try:
+        await backend.save_entity(manager.namespace, "doc", eid, data)
+    finally:
+        backend.announce_writes = True
 
 
 async def cache_in(manager: DistributedMemoryManager, eid: str) -> None:
@@ -149,11 +163,15 @@ async def test_readers_under_concurrent_writes_never_go_back(
 
     readers = [asyncio.create_task(reader()) for _ in range(4)]
     try:
-        for _ in range(60):
+        for i in range(60):
             seen = invalidations(b)
             written = await a.save_entity("doc", "hot", {"v": "x"})
             await wait_for(lambda s=seen: invalidations(b) > s, "B to receive the invalidation")
             floor = written.version
+            if i % 10 == 0:
+                # The message now arrives within the write's own round trip, so back-to-back
+                # writes leave B's readers no quiet moment to cache a load; pause for one.
+                await cache_in(b, "hot")
     finally:
         done.set()
         await asyncio.gather(*readers)
@@ -171,8 +189,7 @@ async def test_channel_drop_flushes_the_whole_cache(
         await a.save_entity("doc", eid, {"v": 1})
     for eid in ("x", "y"):
         await cache_in(b, eid)
-    # A write whose invalidation is lost: through A's backend, bypassing the manager.
-    await a.backend.save_entity(b.namespace, "doc", "x", {"v": 2})
+    await lost_write(a, "x", {"v": 2})  # a write whose invalidation is lost
     stale = await b.get_entity("doc", "x")
     assert stale is not None
     assert stale.data == {"v": 1}  # B serves its cache: the message was lost
@@ -207,7 +224,7 @@ async def test_cache_ttl_bounds_staleness_when_a_message_is_lost(
     await a.save_entity("doc", "x", {"v": 1})
     await cache_in(b, "x")
     lost_at = time.monotonic()
-    await a.backend.save_entity(b.namespace, "doc", "x", {"v": 2})  # no invalidation sent
+    await lost_write(a, "x", {"v": 2})  # no invalidation sent
     # Poll B: it may serve v1 only until its cache TTL (2 s) runs out, never after.
     while True:
         rec = await b.get_entity("doc", "x")
@@ -283,6 +300,7 @@ async def test_two_service_processes(
 
             # lose a message on purpose, then kill every memstore invalidation connection
             backend = RedisMemoryBackend(redis_settings)
+            backend.announce_writes = False  # the write's message is lost
             await backend.connect()
             try:
                 await backend.save_entity("agent", "doc", "p", {"v": "lost"})
@@ -296,3 +314,41 @@ async def test_two_service_processes(
                 assert time.monotonic() < deadline, "B never flushed its cache"
                 await asyncio.sleep(0.02)
             assert (await cb.load_entity("doc", "p")) == {"v": "lost"}
+
+
+async def test_a_write_publishes_inside_its_script(
+    replicas: tuple[DistributedMemoryManager, DistributedMemoryManager],
+) -> None:
+    """The invalidation goes out in the write's own script: the manager's publish after
+    the write is a no-op (no second round trip), yet B still gets every message."""
+    a, b = replicas
+    a_bus = bus(a)
+    sent: list[str] = []
+    real_publish = a_bus.publish  # type: ignore[attr-defined]
+
+    async def counting(key: str) -> None:
+        sent.append(key)
+        await real_publish(key)
+
+    a_bus.publish = counting  # type: ignore[attr-defined]
+    await a.save_entity("doc", "one", {"v": 0})
+    await cache_in(b, "one")
+    for v in range(1, 4):
+        seen = invalidations(b)
+        await a.save_entity("doc", "one", {"v": v})
+        await wait_for(lambda s=seen: invalidations(b) > s, "B to receive the invalidation")
+        rec = await b.get_entity("doc", "one")
+        assert rec is not None
+        assert rec.data == {"v": v}
+    seen = invalidations(b)
+    assert await a.delete_entity("doc", "one")
+    await wait_for(lambda: invalidations(b) > seen, "B to receive the invalidation")
+    assert await b.get_entity("doc", "one") is None
+    assert sent == []  # no separate PUBLISH round trip
+
+
+def test_in_script_message_uses_the_managers_cache_key() -> None:
+    from memstore.backends.redis.backend import _cache_key
+    from memstore.manager import entity_cache_key
+
+    assert _cache_key("ns", "doc", "d1") == entity_cache_key("ns", "doc", "d1")

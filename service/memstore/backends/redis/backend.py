@@ -2,7 +2,7 @@
 
 Shape (see "Redis backend" in docs/architecture.md for the reasoning and trade-offs):
 
-* One client per process (``Redis`` with a blocking pool, or ``RedisCluster``), built in
+* One client per process (``Redis`` with a connection pool, or ``RedisCluster``), built in
   ``connect`` and closed in ``close``. Library retries are off; this module retries
   connection loss, timeouts and cluster re-routing itself, with jittered exponential
   backoff, refreshing the cluster topology between attempts. Every write carries an
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import math
 import os
@@ -28,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -36,7 +37,7 @@ from redis.backoff import NoBackoff
 from memstore.backends.base import DistributedMemoryBackend, InvalidationCallback
 from memstore.backends.redis import scripts
 from memstore.backends.redis.invalidation import InvalidationBus
-from memstore.backends.redis.keys import Keys
+from memstore.backends.redis.keys import Keys, key_slot
 from memstore.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -123,6 +124,30 @@ def _op_id() -> str:
     return os.urandom(12).hex()
 
 
+def _cache_key(namespace: str, entity_type: str, entity_id: str) -> str:
+    """The manager's cache key of an entity (``manager.entity_cache_key``; backends may
+    not import the manager, tests check both agree). If they ever differ, nothing goes
+    stale: the manager's own publish is then not recognised as done and is sent."""
+    return f"entity/{namespace}/{entity_type}/{entity_id}"
+
+
+#: The cache key whose invalidation the last entity write of this task published inside
+#: its script (or that needs none: a conflict changed nothing). ``publish_invalidation``
+#: for that key is then a no-op: one round trip per write instead of two. A task that
+#: never calls it (direct backend use) leaves the value behind harmlessly; a write that
+#: raises clears it, so the manager's fallback publish still goes out after a timeout.
+_announced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "memstore_redis_announced", default=None
+)
+
+
+def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None]:
+    """``<version>|<created>|<updated>|<expires>|<op>\\n<payload>`` (see scripts.py)."""
+    head, _, data = value.partition(b"\n")
+    v, c, u, x, _op = head.split(b"|", 4)
+    return data, int(v), float(c), float(u), float(x) if x else None
+
+
 class RedisMemoryBackend(DistributedMemoryBackend):
     name = "redis"
 
@@ -136,16 +161,22 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         self.keys = Keys(prefix, settings.redis_index_shards)
         self.instance_id = _op_id()
         self._client: Any = None
-        self._pool: BlockingConnectionPool | None = None
+        self._pool: ConnectionPool | None = None
         self._bus: InvalidationBus | None = None
         self._known_types: set[tuple[str, str]] = set()
         self._known_namespaces: set[str] = set()
         # redis-py's cluster client raises MaxConnectionsError instead of waiting when a
         # node's pool is exhausted; bounding in-flight calls per process keeps every node's
-        # pool within MEMSTORE_REDIS_POOL_SIZE (standalone: the blocking pool waits).
+        # pool within MEMSTORE_REDIS_POOL_SIZE. Standalone: the same bound keeps a plain
+        # pool within its size, so it needs no BlockingConnectionPool (whose condition
+        # variable and timeout cost ~10% of a cache-miss GET's CPU). Every command,
+        # ``ping`` included, runs under this semaphore.
         self._inflight = asyncio.Semaphore(settings.redis_pool_size)
         self._topology_lock = asyncio.Lock()
         self._topology_epoch = 0
+        #: entity writes publish their cache invalidation inside the write script; False
+        #: writes without telling other replicas (tests simulating a lost message)
+        self.announce_writes = True
 
     def __repr__(self) -> str:
         return f"RedisMemoryBackend({self.describe()!r})"
@@ -177,12 +208,11 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                     **kwargs,
                 )
             else:
-                self._pool = BlockingConnectionPool(
+                self._pool = ConnectionPool(
                     host=s.redis_host,
                     port=s.redis_port,
                     db=s.redis_db,
                     max_connections=s.redis_pool_size,
-                    timeout=s.redis_socket_timeout_seconds,
                     retry=Retry(NoBackoff(), 0),
                     **kwargs,
                 )
@@ -219,14 +249,17 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             return False
         s = self.settings
         timeout = s.redis_connect_timeout_seconds + s.redis_socket_timeout_seconds
+
+        async def bounded() -> Any:
+            async with self._inflight:  # keeps the pool within its size
+                if self.cluster_mode:
+                    # Ready = every master serving a slot answers (a dead replica or a
+                    # failed ex-master does not stop the service from serving).
+                    return await client.execute_command("PING", target_nodes=RedisCluster.PRIMARIES)
+                return await client.execute_command("PING")
+
         try:
-            if self.cluster_mode:
-                # Ready = every master serving a slot answers (a dead replica or a failed
-                # ex-master does not stop the service from serving).
-                call = client.execute_command("PING", target_nodes=RedisCluster.PRIMARIES)
-            else:
-                call = client.execute_command("PING")
-            return bool(await asyncio.wait_for(call, timeout=timeout))
+            return bool(await asyncio.wait_for(bounded(), timeout=timeout))
         except (TimeoutError, AttributeError, rexc.RedisError, rexc.RedisClusterException, OSError):
             # Re-read the slot map so the next probe sees a promoted replica.
             with contextlib.suppress(TimeoutError):
@@ -256,8 +289,22 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     # -- cache invalidation -------------------------------------------------------------
 
     async def publish_invalidation(self, key: str) -> None:
+        if _announced.get() == key:
+            _announced.set(None)  # the write script already published it
+            return
         if self._bus is not None:
             await self._bus.publish(key)
+
+    def _announce_args(
+        self, namespace: str, entity_type: str, entity_id: str, tag: str
+    ) -> list[Any]:
+        """ARGV tail of the entity write scripts: how, channel, message (see scripts.py)."""
+        if not self.announce_writes:
+            return ["", "", ""]
+        message = f"{self.instance_id}\n{_cache_key(namespace, entity_type, entity_id)}"
+        if self.cluster_mode:
+            return ["SPUBLISH", self.keys.invalidation_slot_channel(key_slot(tag)), message]
+        return ["PUBLISH", self.keys.invalidation_channel(), message]
 
     async def subscribe_invalidations(self, callback: InvalidationCallback) -> None:
         if self._bus is None:
@@ -487,13 +534,15 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         expected_version: int | None = None,
         ttl: float | None = None,
     ) -> EntityRecord:
+        _announced.set(None)
         payload = orjson.dumps(data)
         await self._register_type(namespace, entity_type)
         now = time.time()
         expires_at = now + ttl if ttl is not None else None
+        tag = self.keys.entity_tag(namespace, entity_type, entity_id)
         res = await self._write(
             scripts.SAVE_ENTITY,
-            self._entity_keys(namespace, entity_type, entity_id),
+            [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag)],
             [
                 entity_id,
                 payload,
@@ -502,8 +551,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 str(expected_version) if expected_version is not None else "",
                 _op_id(),
                 str(math.ceil(expires_at * 1000)) if expires_at is not None else "",
+                *self._announce_args(namespace, entity_type, entity_id, tag),
             ],
         )
+        if self.announce_writes:
+            # published in the script; a conflict changed nothing and needs no message
+            _announced.set(_cache_key(namespace, entity_type, entity_id))
         if _s(res[0]) == "conflict":
             current = int(res[1]) if res[1] else None
             raise ConflictError(
@@ -524,32 +577,33 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     @staticmethod
     def _entity_from(
-        entity_type: str, entity_id: str, row: list[Any], now: float
+        entity_type: str, entity_id: str, value: bytes | None, now: float
     ) -> EntityRecord | None:
-        data, version, created, updated, expires = row
-        if data is None or version is None:
+        if value is None:
             return None
-        expires_at = float(expires) if expires else None
+        data, version, created, updated, expires_at = _parse_entity(value)
         if expires_at is not None and expires_at <= now:
             return None
         return EntityRecord(
             type=entity_type,
             id=entity_id,
             data=orjson.loads(data),
-            version=int(version),
-            created_at=float(created),
-            updated_at=float(updated),
+            version=version,
+            created_at=created,
+            updated_at=updated,
             expires_at=expires_at,
         )
+
+    def _entity_key(self, namespace: str, entity_type: str, entity_id: str) -> str:
+        k = self.keys
+        return k.entity(k.entity_tag(namespace, entity_type, entity_id), entity_id)
 
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
     ) -> EntityRecord | None:
-        key = self._entity_keys(namespace, entity_type, entity_id)[0]
-        row = await self._retrying(
-            lambda: self._c().execute_command("HMGET", key, "d", "v", "c", "u", "x")
-        )
-        return self._entity_from(entity_type, entity_id, row, time.time())
+        key = self._entity_key(namespace, entity_type, entity_id)
+        value = await self._retrying(lambda: self._c().execute_command("GET", key))
+        return self._entity_from(entity_type, entity_id, value, time.time())
 
     async def delete_entity(
         self,
@@ -559,11 +613,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         *,
         expected_version: int | None = None,
     ) -> bool:
+        _announced.set(None)
         tag = self.keys.entity_tag(namespace, entity_type, entity_id)
         res = await self._write(
             scripts.DELETE_ENTITY,
             [
-                *self._entity_keys(namespace, entity_type, entity_id),
+                self.keys.entity(tag, entity_id),
+                *self._entity_shard_keys(tag),
                 self.keys.entity_tombstone(tag, entity_id),
             ],
             [
@@ -571,8 +627,11 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _f(time.time()),
                 str(expected_version) if expected_version is not None else "",
                 _op_id(),
+                *self._announce_args(namespace, entity_type, entity_id, tag),
             ],
         )
+        if self.announce_writes:
+            _announced.set(_cache_key(namespace, entity_type, entity_id))
         if _s(res[0]) == "conflict":
             current = int(res[1]) if res[1] else None
             raise ConflictError(
@@ -604,10 +663,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         ids = sorted({_s(m) for ms in shard_ids for m in ms})[: limit + 1]
         page_ids = ids[:limit]
         rows = await self._pipeline(
-            [
-                ("HMGET", self._entity_keys(namespace, entity_type, i)[0], "d", "v", "c", "u", "x")
-                for i in page_ids
-            ]
+            [("GET", self._entity_key(namespace, entity_type, i)) for i in page_ids]
         )
         items = [
             rec
@@ -699,7 +755,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 [key],
                 [before_seq, limit if limit is not None else ""],
             )
-        return [self._message_from(conversation_id, it) for it in items]
+        loads = orjson.loads
+        out: list[MessageRecord] = []
+        for item in items:  # inlined _message_from: this loop is the load's Python cost
+            seq, ts, raw = item.split(b"\n", 2)
+            out.append(MessageRecord(conversation_id, int(seq), loads(raw), float(ts)))
+        return out
 
     async def replace_conversation(
         self, namespace: str, conversation_id: str, messages: list[JSONObject]

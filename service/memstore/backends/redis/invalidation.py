@@ -1,10 +1,16 @@
 """Cross-replica cache invalidation over Redis pub/sub.
 
 * Standalone: one classic channel ``<prefix>inv`` (PUBLISH / SUBSCRIBE).
-* Cluster: ``CHANNELS`` sharded channels spread over the slot space (SPUBLISH /
-  SSUBSCRIBE), so invalidation traffic is spread over the masters; a key always goes to
-  the same channel. A subscriber holds one connection per master owning a channel.
+* Cluster: one sharded channel per slot (SPUBLISH / SSUBSCRIBE), 16384 in all
+  (``Keys.invalidation_slot_channel``). The entity write scripts publish on the channel
+  of their own slot in the same atomic step as the write (a script may only touch its
+  own slot), so invalidation traffic follows the data over the masters. A subscriber
+  holds one connection per master and subscribes to the channels of that master's
+  slots, pipelined (one SSUBSCRIBE per slot: no CROSSSLOT). Cost: 16384 subscriptions
+  per replica (~0.1-0.2 KB each on the masters).
 * Messages are ``<instance id>\\n<cache key>``; a replica ignores its own messages.
+* ``publish`` is only the fallback for writes whose script did not report back (error,
+  timeout): the backend skips it when the write script already published the same key.
 * The subscriber owns its connections (no library auto-reconnect, which would hide a gap).
   It PINGs every ``MEMSTORE_REDIS_PUBSUB_HEALTH_SECONDS``; a missed PONG, a closed socket,
   or a server-side unsubscribe (slot moved, failover) counts as a drop. On a drop the
@@ -17,7 +23,6 @@
 from __future__ import annotations
 
 import asyncio
-import binascii
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -27,6 +32,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from memstore.backends.base import InvalidationCallback
+from memstore.backends.redis.keys import SLOTS, key_slot
 from redis import exceptions as rexc
 
 if TYPE_CHECKING:
@@ -34,7 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHANNELS = 8
 ERRORS = (rexc.RedisError, rexc.RedisClusterException, OSError, asyncio.TimeoutError)
 
 
@@ -51,11 +56,8 @@ class InvalidationBus:
         self._kwargs["client_name"] = self.client_name
         self._cluster = backend.cluster_mode
         keys = backend.keys
-        self._channels = (
-            keys.invalidation_channels(CHANNELS)
-            if self._cluster
-            else (keys.invalidation_channel(),)
-        )
+        self._keys = keys
+        self._channel = keys.invalidation_channel()
         self._me = backend.instance_id.encode()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -67,12 +69,14 @@ class InvalidationBus:
 
     # -- publishing ---------------------------------------------------------------------
 
-    def _channel_for(self, key: str) -> str:
-        return self._channels[binascii.crc32(key.encode()) % len(self._channels)]
+    def message(self, key: str) -> bytes:
+        return self._me + b"\n" + key.encode()
 
     async def publish(self, key: str) -> None:
-        channel = self._channel_for(key)
-        payload = self._me + b"\n" + key.encode()
+        channel = (
+            self._keys.invalidation_slot_channel(key_slot(key)) if self._cluster else self._channel
+        )
+        payload = self.message(key)
         backend = self._backend
 
         async def send() -> Any:
@@ -144,15 +148,16 @@ class InvalidationBus:
         if not self._cluster:
             conn = self._connection(s.redis_host, s.redis_port, s.redis_db)
             await conn.connect()  # type: ignore[no-untyped-call]
-            await conn.send_command("SUBSCRIBE", *self._channels)
-            for _ in self._channels:
-                await self._expect(conn, b"subscribe")
+            await conn.send_command("SUBSCRIBE", self._channel)
+            await self._expect(conn, b"subscribe")
             return [conn]
         client = self._backend._c()
         await client.initialize()
         by_node: dict[str, tuple[Any, list[str]]] = {}
-        for channel in self._channels:
-            node = client.get_node_from_key(channel)
+        manager = client.nodes_manager
+        for slot in range(SLOTS):
+            node = manager.get_node_from_slot(slot)
+            channel = self._keys.invalidation_slot_channel(slot)
             by_node.setdefault(node.name, (node, []))[1].append(channel)
         conns: list[Connection] = []
         try:
@@ -160,8 +165,11 @@ class InvalidationBus:
                 conn = self._connection(node.host, node.port, 0)
                 conns.append(conn)
                 await conn.connect()  # type: ignore[no-untyped-call]
-                for channel in channels:  # one SSUBSCRIBE per slot: no CROSSSLOT
-                    await conn.send_command("SSUBSCRIBE", channel)
+                # one SSUBSCRIBE per slot (no CROSSSLOT), sent as one pipeline
+                await conn.send_packed_command(
+                    conn.pack_commands([("SSUBSCRIBE", ch) for ch in channels])
+                )
+                for _ in channels:
                     await self._expect(conn, b"ssubscribe")
         except BaseException:
             for conn in conns:

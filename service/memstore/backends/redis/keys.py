@@ -182,10 +182,30 @@ class Keys:
 
     # -- cache invalidation channels ----------------------------------------------------
 
-    def invalidation_channels(self, count: int) -> tuple[str, ...]:
-        """Sharded pub/sub channels (cluster) spread over the slot space like the data."""
-        return tuple(f"{self.prefix}inv:{{{t}}}" for t in spread_tags(f"{self.prefix}inv", count))
+    def invalidation_slot_channel(self, slot: int) -> str:
+        """The sharded pub/sub channel of one cluster slot. A write script publishes on
+        its own slot's channel (a script may only touch its own slot), so subscribers
+        listen to all 16384; a fallback publish uses the slot of the cache key."""
+        return f"{self.prefix}inv:{{{slot_tags()[slot]}}}"
 
     def invalidation_channel(self) -> str:
         """The single classic pub/sub channel used on standalone Redis."""
         return f"{self.prefix}inv"
+
+
+@lru_cache(maxsize=1)
+def slot_tags() -> tuple[str, ...]:
+    """For every slot, the first decimal number (as text) hashing to it: a fixed table,
+    the same in every process (computed once, ~0.1 s)."""
+    table: list[str | None] = [None] * SLOTS
+    missing = SLOTS
+    n = 0
+    crc = binascii.crc_hqx
+    while missing:
+        text = str(n)
+        slot = crc(text.encode(), 0) % SLOTS
+        if table[slot] is None:
+            table[slot] = text
+            missing -= 1
+        n += 1
+    return tuple(t for t in table if t is not None)

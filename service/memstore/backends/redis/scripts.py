@@ -33,33 +33,62 @@ def _script(name: str, source: str) -> Script:
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 - Redis script id
 
 
-# Bytes the shard counter holds for entity ARGV[1] (cur = HMGET v, c, u, x of KEYS[1]).
+# Entity record: ONE string value, ``<version>|<created>|<updated>|<expires|"">|<op>\n`` then
+# the payload JSON (compact JSON never holds a raw newline). One string instead of a hash
+# saves the hash's per-field objects and dict (a 1 KB payload is over the listpack limit,
+# so the hash was a real hashtable). Scripts read only the header (GETRANGE 0 255: the
+# header is at most ~120 bytes: version digits, three float reprs, a 24-hex op id).
+_HEADER = """
+local function header(key)
+  local h = redis.call('GETRANGE', key, 0, 255)
+  if h == '' then return false end
+  local v, c, u, x, o = string.match(h, '^(%d+)|([^|]*)|([^|]*)|([^|]*)|([^\\n]*)\\n')
+  return {v, c, u, x, o, string.len(v) + string.len(c) + string.len(u) + string.len(x)
+    + string.len(o) + 5}
+end
+"""
+
+# Bytes the shard counter holds for entity ARGV[1] (cur = header(KEYS[1]) or false).
 # TTL'd entities: their entry in the sizes hash (gone once pruned); others: the payload.
 _ACCOUNTED = """
 local function accounted(cur, sizes_key)
   local s = redis.call('HGET', sizes_key, ARGV[1])
   if s then return tonumber(s) end
-  if cur[1] and ((not cur[4]) or cur[4] == '') then
-    return redis.call('HSTRLEN', KEYS[1], 'd')
+  if cur and cur[4] == '' then
+    return redis.call('STRLEN', KEYS[1]) - cur[6]
   end
   return 0
 end
 """
 
+# Cross-replica cache invalidation in the same atomic step as the write: ``PUBLISH`` on
+# standalone, ``SPUBLISH`` on a cluster on the invalidation channel of the entity's own
+# slot (see keys.py), so the script stays single-slot. ``how`` "" or absent: no message.
+_ANNOUNCE = """
+local function announce(how, channel, message)
+  if how and how ~= '' then redis.call(how, channel, message) end
+end
+"""
+
 # KEYS: entity, index, expiry, sizes, bytes.
-# ARGV: id, data, now, expires_at|"", expected|"", op, pexpireat|""
+# ARGV: id, data, now, expires_at|"", expected|"", op, pexpireat|"",
+#       PUBLISH|SPUBLISH|"", channel, message
 # -> {"ok", version, created_at, updated_at, expires_at} | {"conflict", current|""}
+# A retry of an applied op returns the first outcome and publishes nothing again (the
+# first run published in the same atomic step).
 SAVE_ENTITY = _script(
     "save_entity",
-    _ACCOUNTED
+    _HEADER
+    + _ACCOUNTED
+    + _ANNOUNCE
     + """
-local cur = redis.call('HMGET', KEYS[1], 'v', 'c', 'u', 'x', 'o')
-if cur[5] and cur[5] == ARGV[6] then
+local cur = header(KEYS[1])
+if cur and cur[5] == ARGV[6] then
   return {'ok', cur[1], cur[2], cur[3], cur[4]}
 end
 local now = tonumber(ARGV[3])
 local current = false
-if cur[1] and ((not cur[4]) or cur[4] == '' or tonumber(cur[4]) > now) then
+if cur and (cur[4] == '' or tonumber(cur[4]) > now) then
   current = tonumber(cur[1])
 end
 if ARGV[5] ~= '' then
@@ -74,34 +103,38 @@ local created = ARGV[3]
 if current then created = cur[2] end
 local old = accounted(cur, KEYS[4])
 local size = string.len(ARGV[2])
-redis.call('HSET', KEYS[1], 'd', ARGV[2], 'v', version, 'c', created, 'u', ARGV[3],
-  'x', ARGV[4], 'o', ARGV[6])
+local value = version .. '|' .. created .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[6]
+  .. '\\n' .. ARGV[2]
 if ARGV[4] ~= '' then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[7])
+  redis.call('SET', KEYS[1], value, 'PXAT', ARGV[7])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
   redis.call('HSET', KEYS[4], ARGV[1], size)
 else
-  redis.call('PERSIST', KEYS[1])
+  redis.call('SET', KEYS[1], value)
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[1])
 end
 if size ~= old then redis.call('INCRBY', KEYS[5], size - old) end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
+announce(ARGV[8], ARGV[9], ARGV[10])
 return {'ok', tostring(version), created, ARGV[3], ARGV[4]}
 """,
 )
 
-# KEYS: entity, index, expiry, sizes, bytes, tombstone. ARGV: id, now, expected|"", op
+# KEYS: entity, index, expiry, sizes, bytes, tombstone.
+# ARGV: id, now, expected|"", op, PUBLISH|SPUBLISH|"", channel, message
 # -> {"ok", 0|1} | {"conflict", cur|""}. The tombstone remembers the op id for a minute so
 # a retry of a delete whose reply was lost reports the same outcome.
 DELETE_ENTITY = _script(
     "delete_entity",
-    _ACCOUNTED
+    _HEADER
+    + _ACCOUNTED
+    + _ANNOUNCE
     + """
 if redis.call('GET', KEYS[6]) == ARGV[4] then return {'ok', '1'} end
-local cur = redis.call('HMGET', KEYS[1], 'v', 'c', 'u', 'x')
+local cur = header(KEYS[1])
 local current = false
-if cur[1] and ((not cur[4]) or cur[4] == '' or tonumber(cur[4]) > tonumber(ARGV[2])) then
+if cur and (cur[4] == '' or tonumber(cur[4]) > tonumber(ARGV[2])) then
   current = tonumber(cur[1])
 end
 if ARGV[3] ~= '' then
@@ -116,8 +149,9 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 local old = accounted(cur, KEYS[4])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if old ~= 0 then redis.call('DECRBY', KEYS[5], old) end
-if not cur[1] then return {'ok', '0'} end
+if not cur then return {'ok', '0'} end
 redis.call('DEL', KEYS[1])
+announce(ARGV[5], ARGV[6], ARGV[7])
 if current then
   redis.call('SET', KEYS[6], ARGV[4], 'PX', 60000)
   return {'ok', '1'}
