@@ -247,3 +247,78 @@ class QuotaTracker:
         usage = self._usage.get(namespace)
         if usage is not None:
             usage.stale = True
+
+
+class Watch:
+    """One request under a ``DeadlineWatchdog``."""
+
+    __slots__ = ("cancelling", "deadline", "expired", "task")
+
+    def __init__(self, task: asyncio.Task[object], deadline: float) -> None:
+        self.task = task
+        self.deadline = deadline
+        self.cancelling = task.cancelling()
+        self.expired = False
+
+
+class DeadlineWatchdog:
+    """The request timeout, for every request, with one shared timer.
+
+    ``asyncio.timeout`` pushes a timer on the event loop's heap and cancels it for every
+    request (~8 µs per request on the benchmark machine). The timeout is the same for every
+    request, so deadlines expire in arrival order: a request is an entry in an
+    insertion-ordered dict (add on start, remove on finish: two dict operations), and one
+    timer, armed only while requests are in flight, walks the oldest entries every
+    ``resolution`` seconds and cancels the tasks whose deadline has passed. A request is
+    therefore cut between ``timeout`` and ``timeout + resolution`` seconds.
+
+    The caller turns the cancellation into its own error with ``expired`` (``asyncio.timeout``
+    semantics: a cancellation that did not come from the watchdog, or came on top of
+    another one, propagates as ``CancelledError``).
+    """
+
+    def __init__(self, timeout: float, resolution: float | None = None) -> None:
+        self.timeout = timeout
+        self.resolution = resolution or min(1.0, max(0.01, timeout / 8))
+        self._active: dict[Watch, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    def watch(self, task: asyncio.Task[object]) -> Watch:
+        entry = Watch(task, time.monotonic() + self.timeout)
+        self._active[entry] = None
+        if self._timer is None or self._loop is not task.get_loop():
+            self._arm(task.get_loop())
+        return entry
+
+    def done(self, entry: Watch) -> None:
+        self._active.pop(entry, None)
+
+    def expired(self, entry: Watch) -> bool:
+        """After a ``CancelledError``: True when it is this watchdog's timeout alone."""
+        return entry.expired and entry.task.uncancel() <= entry.cancelling
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._loop = loop
+        self._timer = loop.call_later(self.resolution, self._sweep)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        now = time.monotonic()
+        late: list[Watch] = []
+        for entry in self._active:
+            if entry.deadline > now:
+                break
+            late.append(entry)
+        for entry in late:
+            del self._active[entry]
+            if not entry.task.done():
+                entry.expired = True
+                entry.task.cancel()
+        if self._active and self._loop is not None and not self._loop.is_closed():
+            self._timer = self._loop.call_later(self.resolution, self._sweep)

@@ -139,8 +139,12 @@ class DistributedMemoryManager:
 
     def for_namespace(self, namespace: str) -> DistributedMemoryManager:
         """A view on another namespace sharing this manager's backend, cache and metrics."""
+        return self.for_checked_namespace(check_name("namespace", namespace))
+
+    def for_checked_namespace(self, namespace: str) -> DistributedMemoryManager:
+        """``for_namespace`` for a name the caller has already validated (the HTTP routes)."""
         view = object.__new__(DistributedMemoryManager)
-        view.namespace = check_name("namespace", namespace)
+        view.namespace = namespace
         view._shared = self._shared
         return view
 

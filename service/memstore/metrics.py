@@ -121,6 +121,9 @@ class PrometheusMetrics:
         self.http_in_flight = Gauge(
             "memstore_http_requests_in_flight", "HTTP requests being served.", registry=r
         )
+        # A plain int the middleware bumps (no lock, no method call), read at scrape time.
+        self.in_flight = 0
+        self.http_in_flight.set_function(lambda: self.in_flight)
         self.backend_duration = Histogram(
             "memstore_backend_operation_duration_seconds",
             "Backend operation latency (failed operations included).",
@@ -140,7 +143,7 @@ class PrometheusMetrics:
             ["backend"],
             registry=r,
         )
-        self._http_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Histogram] = {}
         self._error_children: dict[tuple[str, str, str], Counter] = {}
 
@@ -155,12 +158,13 @@ class PrometheusMetrics:
     # -- hot path -------------------------------------------------------------------------
 
     def observe_http(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, f"{status // 100}xx")
+        key = (method, route, status)
         children = self._http_children.get(key)
         if children is None:
+            labels = (method, route, f"{status // 100}xx")
             children = self._http_children[key] = (
-                self.http_requests.labels(*key),
-                self.http_duration.labels(*key),
+                self.http_requests.labels(*labels),
+                self.http_duration.labels(*labels),
             )
         children[0].inc()
         children[1].observe(seconds)

@@ -34,14 +34,16 @@ NAME_PATTERNS: dict[str, re.Pattern[str]] = {
 MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 
+_NAME_MATCH = {kind: rx.fullmatch for kind, rx in NAME_PATTERNS.items()}
+
+
 def check_name(kind: str, value: object) -> str:
-    pattern = NAME_PATTERNS[kind]
-    if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise InvalidInputError(
-            f"{kind} must match {pattern.pattern}",
-            field=kind,
-        )
-    return value
+    # On every request path (several times): bound fullmatch, exact type test.
+    if type(value) is str and _NAME_MATCH[kind](value) is not None:
+        return value
+    if isinstance(value, str) and NAME_PATTERNS[kind].fullmatch(value):
+        return value  # a str subclass
+    raise InvalidInputError(f"{kind} must match {NAME_PATTERNS[kind].pattern}", field=kind)
 
 
 def check_object(kind: str, value: object) -> dict[str, Any]:

@@ -127,6 +127,24 @@ async def test_slow_body_is_cut_by_the_request_timeout(make_http: Any, tokens: T
     ).status == 404
 
 
+async def test_slow_body_is_cut_with_every_security_feature_off(make_http: Any) -> None:
+    """The fast path (auth, rate limit and in-flight cap off) keeps the request timeout."""
+    http: Client = await make_http(request_timeout_seconds=0.3, auth_enabled=False)
+    reader, writer = await asyncio.open_connection("127.0.0.1", http.server.port)
+    writer.write(
+        (
+            f"PUT {A}/entities/note/slow HTTP/1.1\r\nHost: x\r\n"
+            'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"data":'
+        ).encode()
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=30)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 504"), head
+    # The server goes on answering, and nothing was written.
+    assert (await http.get(f"{A}/entities/note/slow")).status == 404
+
+
 def test_no_auth_means_loopback_only(embedded_settings: Settings) -> None:
     for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2"):
         check_bind(embedded_settings.model_copy(update={"host": host}))

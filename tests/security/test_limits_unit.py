@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from memstore.errors import QuotaExceededError, RateLimitedError
-from memstore.limits import QuotaTracker, RateLimiter
+from memstore.limits import DeadlineWatchdog, QuotaTracker, RateLimiter
 
 
 def test_bucket_refills_at_the_rate() -> None:
@@ -62,3 +64,39 @@ async def test_quota_reservations_are_given_back() -> None:
     quotas.forget("ns")
     await quotas.reserve("ns", incoming_bytes=1)
     assert reads == ["ns", "ns"]
+
+
+async def _guarded(watchdog: DeadlineWatchdog, work: float) -> str:
+    task = asyncio.current_task()
+    assert task is not None
+    entry = watchdog.watch(task)
+    try:
+        await asyncio.sleep(work)
+        return "finished"
+    except asyncio.CancelledError:
+        if watchdog.expired(entry):
+            return "timed out"
+        raise
+    finally:
+        watchdog.done(entry)
+
+
+async def test_watchdog_cuts_only_the_late_requests() -> None:
+    watchdog = DeadlineWatchdog(0.2, resolution=0.02)
+    results = await asyncio.gather(
+        _guarded(watchdog, 0.01), _guarded(watchdog, 5.0), _guarded(watchdog, 0.05)
+    )
+    assert results == ["finished", "timed out", "finished"]
+    assert len(watchdog) == 0
+    # Idle: no timer left behind; the next request arms it again.
+    assert await _guarded(watchdog, 5.0) == "timed out"
+
+
+async def test_watchdog_lets_other_cancellations_through() -> None:
+    watchdog = DeadlineWatchdog(30.0, resolution=0.02)
+    task = asyncio.create_task(_guarded(watchdog, 5.0))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(watchdog) == 0

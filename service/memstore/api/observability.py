@@ -31,7 +31,6 @@ UNTRACED_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 def observability_middleware(
     metrics: PrometheusMetrics | None, tracing: Tracing | None
 ) -> Middleware:
-    in_flight = metrics.http_in_flight if metrics is not None else None
     observe = metrics.observe_http if metrics is not None else None
     perf_counter = time.perf_counter
 
@@ -59,8 +58,8 @@ def observability_middleware(
             if span.is_recording():
                 _request_details(span, request)
             token = tracing.attach(tracing.set_span_in_context(span))
-        if in_flight is not None:
-            in_flight.inc()
+        if metrics is not None:
+            metrics.in_flight += 1
         began = perf_counter()
         status = 500
         try:
@@ -77,8 +76,8 @@ def observability_middleware(
                 tracing.record_error(span, exc, type(exc).__qualname__)
             raise
         finally:
-            if observe is not None and in_flight is not None:
-                in_flight.dec()
+            if observe is not None and metrics is not None:
+                metrics.in_flight -= 1
                 observe(method, route, status, perf_counter() - began)
             if span is not None and tracing is not None:
                 tracing.detach(token)

@@ -9,7 +9,8 @@ JSON by the one error map, ``memstore.api.errors``):
    then the role and the route's namespace (403), before any data is touched; then the
    caller's in-flight cap (429);
 4. for writes that can grow a namespace, its quota (403 ``quota_exceeded``);
-5. the handler, body read included, under the request timeout (504 ``timeout``).
+5. the handler, body read included, under the request timeout (504 ``timeout``), enforced
+   by one shared ``DeadlineWatchdog`` rather than a timer per request.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from memstore.api.errors import Handler
 from memstore.auth import ANONYMOUS, Authenticator, Principal, build_authenticator, required_role
 from memstore.config import Settings
 from memstore.errors import ConfigurationError, RequestTimeoutError
-from memstore.limits import GROWING_OPS, InflightLimiter, QuotaTracker, RateLimiter, Reservation
+from memstore.limits import (
+    GROWING_OPS,
+    DeadlineWatchdog,
+    InflightLimiter,
+    QuotaTracker,
+    RateLimiter,
+    Reservation,
+)
 from memstore.manager import DistributedMemoryManager
 
 log = logging.getLogger(__name__)
@@ -58,6 +66,12 @@ class Security:
             refresh_seconds=settings.quota_refresh_seconds,
         )
         self.timeout = settings.request_timeout_seconds or None
+        self.watchdog = DeadlineWatchdog(self.timeout) if self.timeout else None
+        # Auth, rate limit and in-flight cap all off (the developer default): no principal
+        # to find and no caller key to count, so requests go straight to the timed handler.
+        self.open_access = not (
+            self.auth.enabled or self.limiter.enabled or self.inflight.limit > 0
+        )
 
     async def _read_usage(self, namespace: str) -> tuple[int, int | None]:
         view = self.manager.for_namespace(namespace)
@@ -81,6 +95,14 @@ class Security:
 
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         match_info = request.match_info
+        if self.open_access:
+            # Same outcome as below with ANONYMOUS (every role, every namespace) and no
+            # limiter; an unmatched route is answered by aiohttp's 404/405 handler.
+            if match_info.http_exception is not None:
+                return await handler(request)
+            return await self._timed(
+                request, handler, match_info.route.name, match_info.get("namespace")
+            )
         op = match_info.route.name
         namespace = match_info.get("namespace")
         if match_info.http_exception is not None:
@@ -106,22 +128,28 @@ class Security:
     async def _timed(
         self, request: web.Request, handler: Handler, op: str | None, namespace: str | None
     ) -> web.StreamResponse:
-        if self.timeout is None:
+        watchdog = self.watchdog
+        if watchdog is None:
             return await self._call(request, handler, op, namespace)
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
+            return await self._call(request, handler, op, namespace)
+        entry = watchdog.watch(task)
         try:
-            async with asyncio.timeout(self.timeout) as scope:
-                return await self._call(request, handler, op, namespace)
-        except TimeoutError:
-            if not scope.expired():
+            return await self._call(request, handler, op, namespace)
+        except asyncio.CancelledError:
+            if not watchdog.expired(entry):
                 raise
             log.warning(
                 "request timed out",
                 extra={"route": op, "timeout_seconds": self.timeout},
             )
             raise RequestTimeoutError(
-                f"the request took longer than {math.ceil(self.timeout)}s; "
+                f"the request took longer than {math.ceil(watchdog.timeout)}s; "
                 "a write may or may not have been applied"
             ) from None
+        finally:
+            watchdog.done(entry)
 
     async def _call(
         self, request: web.Request, handler: Handler, op: str | None, namespace: str | None
