@@ -17,40 +17,22 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.helm.chartgen import CHART, CRD_FILE
 from tests.helm.conftest import Helm
 from tests.servers.kube import KubeAPI, KubeCluster, free_port
+from tests.support.waiting import wait_for
 
-T = TypeVar("T")
 CRD_NAME = "memorystores.memory.datamcp.io"
 PERMISSION_ERRORS = ("Forbidden", "forbidden", "Not enough permissions", " 403")
-
-
-def wait_for(fn: Callable[[], T | None], what: str, timeout: float = 120) -> T:
-    """Poll until ``fn`` returns something truthy (a convergence deadline, not a timing
-    assertion); exceptions count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except Exception as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
 @dataclass

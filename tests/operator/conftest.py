@@ -16,34 +16,16 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.servers.kube import KubeAPI, free_port
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 CRD_FILE = REPO / "charts" / "memstore" / "crds" / "memorystores.memory.datamcp.io.yaml"
 GROUP, VERSION, PLURAL = "memory.datamcp.io", "v1alpha1", "memorystores"
-
-T = TypeVar("T")
-
-
-def wait_for(fn: Callable[[], T | None], timeout: float = 90, what: str = "condition") -> T:
-    """Poll until ``fn`` returns a truthy value (a convergence deadline, not a timing
-    assertion); API errors count as "not yet"."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except Exception as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
 
 
 @pytest.fixture(scope="session")

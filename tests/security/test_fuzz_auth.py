@@ -15,29 +15,17 @@ from pathlib import Path
 import hypothesis
 import pytest
 import schemathesis
-from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
+from schemathesis.specs.openapi.checks import ignored_auth
 
 from memstore.api.routes import ROUTES
 from tests.security.conftest import write_tokens_file
+from tests.support.fuzz import CASE_IDS, CASES, excluded_checks, fuzz_operation, load_schema
 from tests.support.procs import ServiceProcess, running_service
 
 ADMIN_TOKEN = "fuzz-admin-token-5b0d1c2e9f"
-OPAQUE_PARAMS = {"cursor"}
-OPERATIONS = [(r.method, r.path) for r in ROUTES if r.path != "/openapi.json"]
-TAKES_INPUT = {(r.method, r.path): bool(r.params or r.body) for r in ROUTES}
-CASES = [
-    (method, path, mode)
-    for method, path in OPERATIONS
-    for mode in schemathesis.GenerationMode
-    if mode is schemathesis.GenerationMode.POSITIVE or TAKES_INPUT[(method, path)]
-]
-SETTINGS = hypothesis.settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=list(hypothesis.HealthCheck),
-    derandomize=True,
-    database=None,
-)
+# OpenAPI-aware: schemathesis sends the token where the document asks for it, and leaves
+# it out when it tests what the server does without it.
+AUTH = {"openapi": {"bearerAuth": {"bearer": ADMIN_TOKEN}}}
 
 
 @pytest.fixture(scope="module")
@@ -51,24 +39,9 @@ def auth_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicePr
         yield svc
 
 
-def load_schema(svc: ServiceProcess, **extra: object) -> schemathesis.BaseSchema:
-    config = schemathesis.config.SchemathesisConfig.from_dict(
-        {
-            "checks": {
-                "positive_data_acceptance": {"expected-statuses": ["2xx", "3xx", "404", "412"]}
-            },
-            # OpenAPI-aware: schemathesis sends the token where the document asks for it,
-            # and leaves it out when it tests what the server does without it.
-            "auth": {"openapi": {"bearerAuth": {"bearer": ADMIN_TOKEN}}},
-            **extra,
-        }
-    )
-    return schemathesis.openapi.from_url(svc.url + "/openapi.json", config=config)
-
-
 @pytest.fixture(scope="module")
 def api_schema(auth_service: ServiceProcess) -> schemathesis.BaseSchema:
-    return load_schema(auth_service)
+    return load_schema(auth_service.url, auth=AUTH)
 
 
 def test_the_document_declares_auth(api_schema: schemathesis.BaseSchema) -> None:
@@ -91,30 +64,19 @@ def test_the_document_declares_auth(api_schema: schemathesis.BaseSchema) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("method", "path", "mode"), CASES, ids=[f"{m} {p} {g.value}" for m, p, g in CASES]
-)
+@pytest.mark.parametrize(("method", "path", "mode"), CASES, ids=CASE_IDS)
 def test_operation_conforms_with_auth(
     api_schema: schemathesis.BaseSchema, method: str, path: str, mode: schemathesis.GenerationMode
 ) -> None:
-    operation = api_schema[path][method]
-
-    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-    @SETTINGS
-    def run(case: schemathesis.Case) -> None:
-        opaque = OPAQUE_PARAMS & set(case.query or {})
-        case.call_and_validate(
-            excluded_checks=[positive_data_acceptance] if opaque else None,
-            additional_checks=[ignored_auth],
-        )
-
-    run()
+    fuzz_operation(api_schema, method, path, mode, additional_checks=[ignored_auth])
 
 
 @pytest.mark.slow
 def test_stateful_sequences_along_links(auth_service: ServiceProcess) -> None:
     # Sequences of valid requests (invalid ones are the stateless test's job).
-    base = load_schema(auth_service, generation={"mode": "positive"}).as_state_machine()
+    base = load_schema(
+        auth_service.url, auth=AUTH, generation={"mode": "positive"}
+    ).as_state_machine()
 
     scenarios = itertools.count()
 
@@ -133,10 +95,9 @@ def test_stateful_sequences_along_links(auth_service: ServiceProcess) -> None:
             self, response: object, case: schemathesis.Case, **kwargs: object
         ) -> None:
             # Links may carry a null next_cursor as "None": not a cursor the server issued.
-            opaque = OPAQUE_PARAMS & set(case.query or {})
             case.validate_response(
                 response,  # type: ignore[arg-type]
-                excluded_checks=[positive_data_acceptance] if opaque else None,
+                excluded_checks=excluded_checks(case),
                 additional_checks=[ignored_auth],
                 transport_kwargs=kwargs,
             )

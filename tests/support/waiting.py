@@ -1,0 +1,26 @@
+"""Polling for convergence in tests against real servers (a deadline, not a timing assertion)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(fn: Callable[[], T | None], what: str = "condition", timeout: float = 120) -> T:
+    """Poll until ``fn`` returns something truthy and return it; exceptions count as
+    "not yet" (an API object that does not exist yet, a server still starting)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except Exception as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
