@@ -305,11 +305,15 @@ class DistributedMemoryManager:
         if tracing is None or not tracing.child_wanted():
             hit = cache.get(key)
         else:
-            span = tracing.tracer.start_span("cache lookup", kind=tracing.INTERNAL)
+            # Made after the lookup, with its start time: one call, attributes at creation.
+            began = time.time_ns()
             hit = cache.get(key)
-            if span.is_recording():
-                span.set_attribute("memstore.cache.hit", hit is not None)
-            span.end()
+            tracing.tracer.start_span(
+                "cache lookup",
+                kind=tracing.INTERNAL,
+                start_time=began,
+                attributes={"memstore.cache.hit": hit is not None},
+            ).end()
         if hit is not None:
             if hit.expires_at is None or hit.expires_at > time.time():
                 return hit

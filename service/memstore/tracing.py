@@ -2,19 +2,28 @@
 
 Off unless an OTLP endpoint is set (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
 ``OTEL_EXPORTER_OTLP_ENDPOINT``); also off with ``OTEL_SDK_DISABLED=true`` or
-``OTEL_TRACES_EXPORTER=none``. When off, ``Tracing.from_env`` returns ``None``, the SDK is
-never imported and the hot path pays one ``is None`` test.
+``OTEL_TRACES_EXPORTER=none``. When off, ``Tracing.from_env`` returns ``None``, nothing of
+OpenTelemetry beyond the API is imported and the hot path pays one ``is None`` test.
 
-When on, the SDK reads the rest itself: ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``
-(service name defaults to ``memstore``), ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``
-(e.g. ``parentbased_traceidratio`` / ``0.1``), ``OTEL_EXPORTER_OTLP_*`` (headers, timeout,
-compression; OTLP over HTTP/protobuf only), ``OTEL_BSP_*`` (batching), ``OTEL_PROPAGATORS``
-(default W3C ``tracecontext,baggage``).
+When on: ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` (read by the SDK's
+``Resource.create``; service name defaults to ``memstore``), ``OTEL_EXPORTER_OTLP_*``
+(headers, timeout, compression, TLS; OTLP over HTTP/protobuf only, through the SDK
+exporter's client), ``OTEL_BSP_SCHEDULE_DELAY`` / ``_MAX_EXPORT_BATCH_SIZE`` /
+``_MAX_QUEUE_SIZE`` (batching), ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``.
 
-The tracer provider is owned by the application (not installed globally), so several apps in
-one process (tests) do not fight over it; it is flushed and shut down with the app. Spans are
-started and ended explicitly rather than through context managers: it is measurably cheaper
-on the request path (see docs/architecture.md, Observability).
+Sampling: the six standard samplers (``always_on``, ``always_off``, ``traceidratio`` and
+their ``parentbased_`` forms; default ``parentbased_always_on``), decided exactly as the
+SDK's samplers decide (``SamplingPlan``, built from the SDK sampler objects). The request
+path decides from the ``traceparent`` header alone, *before* any span or context object
+exists (``Tracing.sample_request``): a request that is not sampled costs about a
+microsecond. Any other sampler name, or a ratio outside [0, 1], is a configuration error
+(the SDK would silently sample everything instead).
+
+Spans are recorded by ``spans.SpanTracer`` (an implementation of the OpenTelemetry API)
+and exported by ``span_export``; the reasons and figures are in those modules and in
+docs/architecture.md, Observability. The tracer is owned by the application (not installed
+globally), so several apps in one process (tests) do not share one; it exports from the
+app's event loop while the app runs and is flushed when the app stops.
 
 Attributes follow the OpenTelemetry semantic conventions (HTTP server, database client).
 Never recorded: payloads, query strings, headers (tokens), connection strings.
@@ -24,7 +33,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -32,10 +43,11 @@ from typing import TYPE_CHECKING, Any
 from memstore.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Span, SpanContext
 
     from memstore.config import Settings
+    from memstore.span_export import SpanBatcher
+    from memstore.spans import SpanTracer
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +70,75 @@ def tracing_configured(environ: Mapping[str, str] | None = None) -> bool:
     )
 
 
+# W3C traceparent, as the SDK's TraceContext propagator parses it.
+_TRACEPARENT = re.compile(
+    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
+)
+_INVALID_TRACE_ID = "0" * 32
+_INVALID_SPAN_ID = "0" * 16
+# TraceIdRatioBased looks at the low 64 bits of the trace id.
+_TRACE_ID_LOW = (1 << 64) - 1
+_SAMPLERS = (
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingPlan:
+    """A standard sampler's decision in a form the request path can test cheaply.
+
+    Sampled when ``trace_id & _TRACE_ID_LOW < bound`` (``bound`` 0 = never, 2**64 =
+    always: the SDK's ``TraceIdRatioBased`` rule), or, when ``parent_based`` and there is
+    a parent, when the parent is sampled (the SDK's ``ParentBased`` defaults, the only
+    ones the environment can select)."""
+
+    parent_based: bool
+    bound: int
+    description: str
+
+    def should_sample(self, trace_id: int, parent: SpanContext | None) -> bool:
+        if parent is not None and self.parent_based:
+            return bool(parent.trace_flags.sampled)
+        return trace_id & _TRACE_ID_LOW < self.bound
+
+
+def sampling_plan(env: Mapping[str, str]) -> SamplingPlan:
+    """The plan for ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``, from the SDK's
+    own sampler objects (their bound and description)."""
+    from opentelemetry.sdk.trace import sampling
+
+    name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
+    if name not in _SAMPLERS:
+        raise ConfigurationError(
+            f"OTEL_TRACES_SAMPLER={name!r} is not supported; use one of {', '.join(_SAMPLERS)}"
+        )
+    root: sampling.Sampler
+    if name.endswith("always_on"):
+        root, bound = sampling.ALWAYS_ON, 1 << 64
+    elif name.endswith("always_off"):
+        root, bound = sampling.ALWAYS_OFF, 0
+    else:
+        raw = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip() or "1.0"
+        try:
+            rate = float(raw)
+        except ValueError:
+            rate = -1.0
+        if not 0.0 <= rate <= 1.0:
+            raise ConfigurationError(
+                f"OTEL_TRACES_SAMPLER_ARG={raw!r} is not a sampling ratio between 0 and 1"
+            )
+        ratio = sampling.TraceIdRatioBased(rate)
+        root, bound = ratio, ratio.bound
+    parent_based = name.startswith("parentbased_")
+    sampler = sampling.ParentBased(root) if parent_based else root
+    return SamplingPlan(parent_based, bound, sampler.get_description())
+
+
 @dataclass(frozen=True, slots=True)
 class BackendSpanInfo:
     """Static database-client attributes for one backend, computed once."""
@@ -67,16 +148,24 @@ class BackendSpanInfo:
 
 
 class Tracing:
-    """The application's tracer provider and tracer."""
+    """The application's tracer, span export and the request path's sampling."""
 
-    def __init__(self, provider: TracerProvider) -> None:
-        from opentelemetry import context, propagate, trace
-        from opentelemetry.trace import SpanKind, Status, StatusCode
+    def __init__(
+        self,
+        tracer: SpanTracer,
+        batcher: SpanBatcher,
+        plan: SamplingPlan,
+        resource_attributes: Mapping[str, Any],
+    ) -> None:
+        from opentelemetry import context, trace
+        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+        from opentelemetry.trace.span import TraceState
 
-        self.provider = provider
-        self.tracer: Tracer = provider.get_tracer("memstore", _version())
+        self.tracer = tracer
+        self.batcher = batcher
+        self.plan = plan
+        self.resource_attributes = dict(resource_attributes)
         # Bound once: attribute look-ups on modules cost on every request.
-        self.extract = propagate.extract
         self.set_span_in_context = trace.set_span_in_context
         self.get_current_span = trace.get_current_span
         self.attach = context.attach
@@ -87,6 +176,11 @@ class Tracing:
         self.error_status = Status(StatusCode.ERROR)
         self.Status = Status
         self.ERROR = StatusCode.ERROR
+        self._SpanContext = SpanContext
+        self._TraceFlags = TraceFlags
+        self._TraceState = TraceState
+        # True while a request that was not sampled runs: its children are not created.
+        self._unsampled: ContextVar[bool] = ContextVar("memstore_unsampled", default=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Tracing | None:
@@ -109,33 +203,39 @@ class Tracing:
                 f"OTLP protocol {protocol!r} is not supported; use http/protobuf "
                 "(port 4318 on a collector)"
             )
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        plan = sampling_plan(env)
         from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from memstore.span_export import OtlpHttpTarget, SpanBatcher, SpanEncoder
+        from memstore.spans import SpanTracer
 
         resource = Resource.create({})
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
             resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
         resource = resource.merge(Resource({SERVICE_VERSION: _version()}))
-        try:
-            # No sampler argument: the SDK reads OTEL_TRACES_SAMPLER(_ARG) itself.
-            provider = TracerProvider(resource=resource)
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid OTEL trace settings: {exc}") from exc
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        encoder = SpanEncoder(resource.attributes, "memstore", _version(), resource.schema_url)
+        batcher = SpanBatcher(encoder, OtlpHttpTarget.from_env(env), env)
+        tracer = SpanTracer(batcher, plan.should_sample)
         log.info(
             "tracing on",
             extra={
                 "service_name": resource.attributes.get(SERVICE_NAME),
-                "sampler": provider.sampler.get_description(),
+                "sampler": plan.description,
             },
         )
-        return cls(provider)
+        return cls(tracer, batcher, plan, resource.attributes)
 
-    def shutdown(self) -> None:
-        """Flush what is buffered and stop exporting."""
-        self.provider.shutdown()
+    async def start(self) -> None:
+        """Begin exporting, from the app's event loop."""
+        await self.batcher.start()
+
+    async def flush(self) -> None:
+        """Export every span ended so far."""
+        await self.batcher.flush()
+
+    async def stop(self) -> None:
+        """Export what is queued and stop (the app's cleanup)."""
+        await self.batcher.stop()
 
     # -- span helpers ---------------------------------------------------------------------
 
@@ -157,12 +257,58 @@ class Tracing:
             attrs["db.namespace"] = settings.data_path.name
         return BackendSpanInfo(str(attrs["db.namespace"]), attrs)
 
+    def sample_request(self, headers: Mapping[str, str]) -> tuple[int, SpanContext | None] | None:
+        """The sampling decision for a request, from its W3C ``traceparent`` (and
+        ``tracestate``) alone: ``None`` when not sampled, else the trace id and the remote
+        parent (``None`` for a root) for ``tracer.new_span``. A malformed ``traceparent``
+        is ignored, as the W3C propagator ignores it: the request starts a new trace."""
+        plan = self.plan
+        traceparent = headers.get("traceparent")
+        if traceparent:
+            match = _TRACEPARENT.match(traceparent)
+            if (
+                match is not None
+                and match[1] != "ff"
+                and match[2] != _INVALID_TRACE_ID
+                and match[3] != _INVALID_SPAN_ID
+                and (match[1] != "00" or match[5] is None)
+            ):
+                trace_id = int(match[2], 16)
+                flags = int(match[4], 16)
+                if plan.parent_based:
+                    if not flags & 1:
+                        return None
+                elif trace_id & _TRACE_ID_LOW >= plan.bound:
+                    return None
+                state = headers.get("tracestate")
+                parent = self._SpanContext(
+                    trace_id,
+                    int(match[3], 16),
+                    True,
+                    self._TraceFlags(flags),
+                    self._TraceState.from_header([state]) if state else None,
+                )
+                return trace_id, parent
+        trace_id = self.tracer.new_trace_id()
+        if trace_id & _TRACE_ID_LOW >= plan.bound:
+            return None
+        return trace_id, None
+
+    def unsampled(self) -> Any:
+        """Mark the current request as not sampled; returns the token for ``sampled_again``."""
+        return self._unsampled.set(True)
+
+    def sampled_again(self, token: Any) -> None:
+        self._unsampled.reset(token)
+
     def child_wanted(self) -> bool:
-        """False inside a trace that was not sampled: with every standard sampler (parent-
-        based or trace-id ratio) its children would not be sampled either, so they are not
-        even created. This keeps 10% sampling cheap for the other 90% of requests."""
+        """False inside a request or trace that is not sampled: with every standard sampler
+        its children would not be sampled either, so they are not even created. This keeps
+        10% sampling cheap for the other 90% of requests."""
+        if self._unsampled.get():
+            return False
         ctx = self.get_current_span().get_span_context()
-        return not ctx.is_valid or ctx.trace_flags.sampled
+        return not ctx.is_valid or bool(ctx.trace_flags.sampled)
 
     def record_error(self, span: Span, exc: BaseException, error_type: str) -> None:
         if span.is_recording():

@@ -1,10 +1,10 @@
 """Per-request cost of the server-span middleware alone: memstore's thin middleware vs
-opentelemetry-instrumentation-aiohttp-server, same tracer provider, same sampler.
+opentelemetry-instrumentation-aiohttp-server (on the SDK's tracer provider), same sampler.
 
 Not a test. The handler is trivial, so the figure is exactly what the middleware adds; each
 figure is the *minimum* over many interleaved batches, which filters out the noise of a
-shared machine. Spans go through the real BatchSpanProcessor + OTLP exporter to a real
-collector (mk/otelcol.mk). Needs the contrib package importable (it is not a memstore
+shared machine. Spans go through each variant's real exporter (memstore's, the SDK's)
+to a real collector (mk/otelcol.mk). Needs the contrib package importable (it is not a memstore
 dependency), e.g. in a scratch venv:
 
     python -m tests.observability.middleware_cost
@@ -80,10 +80,22 @@ async def main() -> None:
         import opentelemetry.instrumentation.aiohttp_server as contrib
 
         providers = []
+        tracings: list[Tracing] = []
         for ratio in (1.0, 0.1):
             prov = provider(collector.endpoint, ratio)
             providers.append(prov)
-            thin = observability_middleware(None, Tracing(prov))
+            thin_tracing = Tracing.from_env(
+                {
+                    "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+                    "OTEL_SERVICE_NAME": "middleware-cost",
+                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                    "OTEL_TRACES_SAMPLER_ARG": str(ratio),
+                }
+            )
+            assert thin_tracing is not None
+            await thin_tracing.start()
+            tracings.append(thin_tracing)
+            thin = observability_middleware(None, thin_tracing)
             contrib.AioHttpServerInstrumentor().instrument(tracer_provider=prov)
             cmw = contrib.create_aiohttp_middleware(tracer_provider=prov)
             contrib.AioHttpServerInstrumentor().uninstrument()
@@ -105,6 +117,8 @@ async def main() -> None:
             print(f"{name:<12} {1e6 * seconds:10.1f} {1e6 * (seconds - best['none']):9.1f}")
         for prov in providers:
             prov.shutdown()
+        for tracing in tracings:
+            await tracing.stop()
     finally:
         collector.stop()
 

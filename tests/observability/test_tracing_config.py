@@ -30,8 +30,6 @@ def test_on_only_with_an_endpoint(env: dict[str, str], on: bool) -> None:
     assert tracing_configured(env) is on
     tracing = Tracing.from_env(env)
     assert (tracing is not None) is on
-    if tracing is not None:
-        tracing.shutdown()
 
 
 @pytest.mark.parametrize(
@@ -52,38 +50,30 @@ def test_sampler_and_service_name_from_env(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
     tracing = Tracing.from_env()
     assert tracing is not None
-    try:
-        description = tracing.provider.sampler.get_description()
-        assert description.startswith("ParentBased{root:TraceIdRatioBased{0.1}")
-        assert tracing.provider.resource.attributes["service.name"] == "memstore"
-    finally:
-        tracing.shutdown()
+    assert tracing.plan.description.startswith("ParentBased{root:TraceIdRatioBased{0.1}")
+    assert tracing.resource_attributes["service.name"] == "memstore"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "memstore-eu")
     tracing = Tracing.from_env()
     assert tracing is not None
-    assert tracing.provider.resource.attributes["service.name"] == "memstore-eu"
-    tracing.shutdown()
+    assert tracing.resource_attributes["service.name"] == "memstore-eu"
 
 
 def test_backend_attributes_carry_no_credentials() -> None:
     tracing = Tracing.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT})
     assert tracing is not None
-    try:
-        mongo = Settings(memory_type="mongodb", mongodb_uri="mongodb://u:s3cret@db:27017/")
-        info = tracing.backend_info(mongo)
-        assert info.attributes["db.system.name"] == "mongodb"
-        assert info.attributes["db.namespace"] == "agent_memory"
-        assert "s3cret" not in repr(info)
-        redis = Settings(memory_type="redis", redis_host="cache", redis_db=3)
-        attrs = tracing.backend_info(redis).attributes
-        assert attrs["db.system.name"] == "redis"
-        assert (attrs["db.namespace"], attrs["server.address"], attrs["server.port"]) == (
-            "3",
-            "cache",
-            6379,
-        )
-    finally:
-        tracing.shutdown()
+    mongo = Settings(memory_type="mongodb", mongodb_uri="mongodb://u:s3cret@db:27017/")
+    info = tracing.backend_info(mongo)
+    assert info.attributes["db.system.name"] == "mongodb"
+    assert info.attributes["db.namespace"] == "agent_memory"
+    assert "s3cret" not in repr(info)
+    redis = Settings(memory_type="redis", redis_host="cache", redis_db=3)
+    attrs = tracing.backend_info(redis).attributes
+    assert attrs["db.system.name"] == "redis"
+    assert (attrs["db.namespace"], attrs["server.address"], attrs["server.port"]) == (
+        "3",
+        "cache",
+        6379,
+    )
 
 
 async def test_no_trace_headers_when_off(

@@ -50,10 +50,16 @@ tracing = Tracing.from_env()
 contrib = os.environ.get("BENCH_CONTRIB") == "1"
 if contrib:
     # The contrib instrumentor, installed its documented way (before the app is built) on
-    # memstore's tracer provider; memstore's own middleware then keeps metrics only and the
-    # manager keeps its backend/cache spans.
+    # an SDK tracer provider configured by the same OTEL_* variables (it needs an SDK
+    # provider); memstore's own middleware then keeps metrics only and the manager keeps
+    # its backend/cache spans.
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
-    AioHttpServerInstrumentor().instrument(tracer_provider=tracing.provider)
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    AioHttpServerInstrumentor().instrument(tracer_provider=provider)
 app = create_app(settings, tracing=tracing)
 if contrib:
     from memstore.api.observability import observability_middleware

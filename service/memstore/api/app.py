@@ -9,7 +9,6 @@ acknowledged write is never lost by a stop.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -64,6 +63,8 @@ def create_app(
     add_routes(app)
 
     async def manager_lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if tracing is not None:
+            await tracing.start()
         try:
             await app[MANAGER].start()
         except BackendUnavailableError:
@@ -73,8 +74,7 @@ def create_app(
         yield
         await app[MANAGER].close()
         if tracing is not None:
-            # Flushing may wait on the exporter's network timeout: not on the event loop.
-            await asyncio.to_thread(tracing.shutdown)
+            await tracing.stop()
 
     app.cleanup_ctx.append(manager_lifecycle)
     return app
