@@ -202,16 +202,17 @@ class DistributedMemoryManager:
         token: Any = None
         if tracing is not None and shared.span_info is not None and tracing.child_wanted():
             info = shared.span_info
-            span = tracing.tracer.start_span(
+            span = tracing.child_span(
                 f"{operation} {info.name_suffix}",
-                kind=tracing.CLIENT,
-                attributes={
+                tracing.CLIENT,
+                {
                     **info.attributes,
                     "db.operation.name": operation,
                     "memstore.namespace": self.namespace,
                 },
             )
-            token = tracing.attach(tracing.set_span_in_context(span))
+            if span is not None:
+                token = tracing.attach(tracing.set_span_in_context(span))
         began = time.perf_counter()
         try:
             return await call()
@@ -302,18 +303,17 @@ class DistributedMemoryManager:
         cache = self._shared.cache
         key = entity_cache_key(self.namespace, entity_type, entity_id)
         tracing = self._shared.tracing
-        if tracing is None or not tracing.child_wanted():
+        if tracing is None:
             hit = cache.get(key)
         else:
             # Made after the lookup, with its start time: one call, attributes at creation.
             began = time.time_ns()
             hit = cache.get(key)
-            tracing.tracer.start_span(
-                "cache lookup",
-                kind=tracing.INTERNAL,
-                start_time=began,
-                attributes={"memstore.cache.hit": hit is not None},
-            ).end()
+            span = tracing.child_span(
+                "cache lookup", tracing.INTERNAL, {"memstore.cache.hit": hit is not None}, began
+            )
+            if span is not None:
+                span.end()
         if hit is not None:
             if hit.expires_at is None or hit.expires_at > time.time():
                 return hit

@@ -11,11 +11,12 @@ docs/architecture.md, Observability, for the figures. Everything else stays stan
 spans live in the OpenTelemetry context (``trace.get_current_span``, ``use_span``,
 propagators, log correlation all work), sampling follows the SDK's samplers
 (``tracing.SamplingPlan``), the resource comes from the SDK's ``Resource.create``, and the
-OTLP/HTTP transport is the SDK exporter's.
+export follows the OTLP exporter specification (``span_export``).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import traceback
@@ -38,6 +39,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
+log = logging.getLogger(__name__)
+
 # TraceIdRatioBased looks at the low 64 bits of the trace id.
 TRACE_ID_LOW = (1 << 64) - 1
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -48,12 +51,20 @@ _MAX_ATTRIBUTE_LENGTH = 4096  # long strings (stack traces) are cut, as SDK limi
 
 
 class RecordedSpan(trace.Span):
-    """A sampled span. Not thread-safe: a span belongs to the request (task) that made it."""
+    """A sampled span. Not thread-safe: a span belongs to the request (task) that made it.
+
+    ``deferred``: a function and its arguments whose result (more attributes) is computed
+    at export, in the exporter's batch, instead of on the request path; see
+    ``all_attributes``."""
+
+    # As a parent, a span of this process is never remote (``SpanContext.is_remote``).
+    is_remote = False
 
     __slots__ = (
         "_context",
         "_sink",
         "attributes",
+        "deferred",
         "end_time",
         "events",
         "kind",
@@ -76,7 +87,7 @@ class RecordedSpan(trace.Span):
         kind: SpanKind,
         trace_id: int,
         span_id: int,
-        parent: SpanContext | None,
+        parent: SpanContext | RecordedSpan | None,
         attributes: dict[str, Any],
         start_time: int | None = None,
         trace_state: TraceState | None = None,
@@ -92,6 +103,7 @@ class RecordedSpan(trace.Span):
         self.start_time = start_time or time.time_ns()
         self.end_time = 0
         self.attributes = attributes
+        self.deferred: tuple[Callable[..., dict[str, Any]], tuple[Any, ...]] | None = None
         self.events: list[tuple[str, int, Mapping[str, Any]]] | None = None
         self.links: list[tuple[SpanContext, Mapping[str, Any]]] | None = None
         self.status_code = 0  # StatusCode.UNSET
@@ -180,6 +192,17 @@ class RecordedSpan(trace.Span):
             event.update(attributes)
         self.add_event("exception", event, timestamp)
 
+    def all_attributes(self) -> dict[str, Any]:
+        """The attributes, with the deferred ones (set attributes win over deferred)."""
+        if self.deferred is None:
+            return self.attributes
+        function, args = self.deferred
+        try:
+            return {**function(*args), **self.attributes}
+        except Exception:  # a bug there must not lose the span, nor the batch
+            log.exception("deferred span attributes failed", extra={"span": self.name})
+            return self.attributes
+
     def __repr__(self) -> str:  # names and ids only: attributes may be long
         return f"RecordedSpan({self.name!r}, trace_id={self.trace_id:032x})"
 
@@ -243,6 +266,33 @@ class SpanTracer(trace.Tracer):
         for link in links or ():
             span.add_link(link.context, link.attributes)
         return span
+
+    def child(
+        self,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, Any],
+        start_time: int | None = None,
+    ) -> RecordedSpan | None:
+        """A child of the current span, or ``None`` when it would not be sampled. The fast
+        path of ``start_span`` for memstore's own spans: ``attributes`` must already be
+        valid attribute values, and a parent recorded here is taken as is (every
+        standard sampler samples the children of a sampled parent)."""
+        parent = trace.get_current_span()
+        if type(parent) is RecordedSpan:
+            return RecordedSpan(
+                self._sink,
+                name,
+                kind,
+                parent.trace_id,
+                self._random_bits(64) or 1,
+                parent,
+                attributes,
+                start_time,
+                parent.trace_state,
+            )
+        span = self.start_span(name, None, kind, attributes, start_time=start_time)
+        return span if isinstance(span, RecordedSpan) else None
 
     def new_trace_id(self) -> int:
         return self._random_bits(128) or 1

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -43,11 +44,11 @@ from typing import TYPE_CHECKING, Any
 from memstore.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span, SpanContext
+    from opentelemetry.trace import Span, SpanContext, SpanKind
 
     from memstore.config import Settings
     from memstore.span_export import SpanBatcher
-    from memstore.spans import SpanTracer
+    from memstore.spans import RecordedSpan, SpanTracer
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,10 @@ class Tracing:
         self._SpanContext = SpanContext
         self._TraceFlags = TraceFlags
         self._TraceState = TraceState
+        self._random_bits = random.getrandbits
+        from memstore.spans import RecordedSpan
+
+        self._RecordedSpan = RecordedSpan
         # True while a request that was not sampled runs: its children are not created.
         self._unsampled: ContextVar[bool] = ContextVar("memstore_unsampled", default=False)
 
@@ -289,10 +294,12 @@ class Tracing:
                     self._TraceState.from_header([state]) if state else None,
                 )
                 return trace_id, parent
-        trace_id = self.tracer.new_trace_id()
-        if trace_id & _TRACE_ID_LOW >= plan.bound:
+        # A root: the ratio rule reads the low 64 bits, so draw those first and the high
+        # ones only for the sampled few.
+        low = self._random_bits(64)
+        if low >= plan.bound:
             return None
-        return trace_id, None
+        return (self._random_bits(64) << 64 | low) or 1, None
 
     def unsampled(self) -> Any:
         """Mark the current request as not sampled; returns the token for ``sampled_again``."""
@@ -307,8 +314,20 @@ class Tracing:
         10% sampling cheap for the other 90% of requests."""
         if self._unsampled.get():
             return False
-        ctx = self.get_current_span().get_span_context()
+        parent = self.get_current_span()
+        if type(parent) is self._RecordedSpan:
+            return True
+        ctx = parent.get_span_context()
         return not ctx.is_valid or bool(ctx.trace_flags.sampled)
+
+    def child_span(
+        self, name: str, kind: SpanKind, attributes: dict[str, Any], start_time: int | None = None
+    ) -> RecordedSpan | None:
+        """A child of the current span (a backend operation, a cache lookup), or ``None``
+        inside a request or trace that is not sampled (see ``child_wanted``)."""
+        if self._unsampled.get():
+            return None
+        return self.tracer.child(name, kind, attributes, start_time)
 
     def record_error(self, span: Span, exc: BaseException, error_type: str) -> None:
         if span.is_recording():
@@ -317,10 +336,9 @@ class Tracing:
             span.set_status(self.Status(self.ERROR, error_type))
 
 
-def traceresponse(span: Span) -> str:
-    """The W3C Trace Context (level 2) ``traceresponse`` header value for ``span``."""
-    ctx = span.get_span_context()
-    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+def traceresponse(span: RecordedSpan) -> str:
+    """The W3C Trace Context (level 2) ``traceresponse`` header value for a sampled span."""
+    return f"00-{span.trace_id:032x}-{span.span_id:016x}-01"
 
 
 def _version() -> str:

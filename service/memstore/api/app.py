@@ -49,9 +49,13 @@ def create_app(
     recording = metrics if settings.metrics_enabled else None
     if manager is None:
         manager = DistributedMemoryManager(settings=settings, prometheus=recording, tracing=tracing)
-    middlewares: list[Middleware] = [error_middleware, security_middleware(settings, manager)]
-    if recording is not None or tracing is not None:
-        middlewares.insert(0, observability_middleware(recording, tracing))
+    # The observability middleware maps errors itself (see its module doc).
+    outer = (
+        observability_middleware(recording, tracing)
+        if recording is not None or tracing is not None
+        else error_middleware
+    )
+    middlewares: list[Middleware] = [outer, security_middleware(settings, manager)]
     app = web.Application(
         middlewares=middlewares,
         client_max_size=settings.max_body_bytes + ENVELOPE_BYTES,

@@ -100,17 +100,16 @@ def json_error(
     )
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except MemoryStoreError as exc:
+def error_response(request: web.Request, exc: Exception) -> web.Response | None:
+    """The JSON answer for an exception a handler raised, or ``None`` when it must
+    propagate (an HTTP redirect: aiohttp answers those itself)."""
+    if isinstance(exc, MemoryStoreError):
         return json_error(
             status_for(exc), exc.code, exc.message, exc.details, headers=headers_for(exc)
         )
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            return None
         code = _HTTP_CODES.get(exc.status, "http_error")
         if exc.status == 413:
             message = "request body is too large"
@@ -121,6 +120,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         else:
             message = exc.reason
         return json_error(exc.status, code, message)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
-        return json_error(500, "internal_error", "internal error; see the server log")
+    log.error("unhandled error on %s %s", request.method, request.rel_url.path, exc_info=exc)
+    return json_error(500, "internal_error", "internal error; see the server log")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Errors as JSON when observability is off (``observability_middleware`` maps them
+    itself otherwise, through ``error_response`` too: one middleware layer, not two)."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        response = error_response(request, exc)
+        if response is None:
+            raise
+        return response
