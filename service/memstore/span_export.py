@@ -21,6 +21,7 @@ import asyncio
 import collections
 import gzip
 import logging
+import math
 import os
 import ssl
 import struct
@@ -238,7 +239,7 @@ class OtlpHttpTarget:
             timeout = float(raw_timeout) / 1000
         except ValueError:
             timeout = 0
-        if timeout <= 0:
+        if not (math.isfinite(timeout) and timeout > 0):
             raise ConfigurationError(
                 f"OTEL_EXPORTER_OTLP_TIMEOUT={raw_timeout!r} is not a positive number of ms"
             )
@@ -285,7 +286,9 @@ class SpanBatcher:
         env = os.environ if environ is None else environ
         self.schedule_delay = _positive(env, "OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
         self.max_batch = _positive(env, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
-        self.max_queue = max(_positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048), self.max_batch)
+        self.max_queue = _positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+        # The specification wants batch <= queue; a smaller queue is the bound to keep.
+        self.max_batch = min(self.max_batch, self.max_queue)
         self.target = target
         self.dropped = 0
         self.exported = 0

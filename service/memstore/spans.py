@@ -47,6 +47,7 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 # OTLP's enum values: SpanKind in trace.proto is the API's value + 1.
 _KIND = {kind: kind.value + 1 for kind in SpanKind}
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _MAX_ATTRIBUTE_LENGTH = 4096  # long strings (stack traces) are cut, as SDK limits allow
 
 
@@ -129,13 +130,12 @@ class RecordedSpan(trace.Span):
         sink(self)
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
-        if self._sink is not None:
+        if self._sink is not None and value is not None:
             self.attributes[key] = _clean(value)
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         if self._sink is not None:
-            for key, value in attributes.items():
-                self.attributes[key] = _clean(value)
+            self.attributes.update(_cleaned(attributes))
 
     def add_event(
         self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
@@ -144,7 +144,7 @@ class RecordedSpan(trace.Span):
             return
         if self.events is None:
             self.events = []
-        cleaned = {k: _clean(v) for k, v in (attributes or {}).items()}
+        cleaned = _cleaned(attributes or {})
         self.events.append((name, timestamp or time.time_ns(), cleaned))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
@@ -209,14 +209,22 @@ class RecordedSpan(trace.Span):
 
 def _clean(value: Any) -> Any:
     """What the SDK keeps of an attribute value: scalars, homogeneous sequences as tuples,
-    long strings cut. Anything else becomes its ``str`` (the SDK would drop it)."""
+    long strings cut. Anything else becomes its ``str`` (the SDK would drop it), as does
+    an integer OTLP's int64 cannot carry."""
     if isinstance(value, str):
         return value if len(value) <= _MAX_ATTRIBUTE_LENGTH else value[:_MAX_ATTRIBUTE_LENGTH]
-    if isinstance(value, (bool, int, float, bytes)) or value is None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    if isinstance(value, (bool, float, bytes)) or value is None:
         return value
     if isinstance(value, Sequence):
         return tuple(_clean(v) for v in value)
     return str(value)
+
+
+def _cleaned(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes as kept: ``None`` values are dropped, as the SDK drops them."""
+    return {k: _clean(v) for k, v in attributes.items() if v is not None}
 
 
 class SpanTracer(trace.Tracer):
@@ -259,7 +267,7 @@ class SpanTracer(trace.Tracer):
             trace_id,
             span_id,
             parent,
-            {k: _clean(v) for k, v in attributes.items()} if attributes else {},
+            _cleaned(attributes) if attributes else {},
             start_time,
             state,
         )

@@ -63,7 +63,7 @@ def tracing_configured(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    if env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none":
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return False
     return bool(
         env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
@@ -193,7 +193,8 @@ class Tracing:
         env = os.environ if environ is None else environ
         if not tracing_configured(env):
             return None
-        exporter_name = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
+        # Empty means unset (OpenTelemetry configuration specification).
+        exporter_name = env.get("OTEL_TRACES_EXPORTER", "").strip().lower() or "otlp"
         if exporter_name != "otlp":
             raise ConfigurationError(
                 f"OTEL_TRACES_EXPORTER={exporter_name} is not supported (use otlp or none)"
@@ -269,7 +270,7 @@ class Tracing:
         is ignored, as the W3C propagator ignores it: the request starts a new trace."""
         plan = self.plan
         traceparent = headers.get("traceparent")
-        if traceparent:
+        if traceparent and len(traceparent) <= 512:  # the W3C propagator's limit too
             match = _TRACEPARENT.match(traceparent)
             if (
                 match is not None
