@@ -303,7 +303,7 @@ class DistributedMemoryManager:
         cache = self._shared.cache
         key = entity_cache_key(self.namespace, entity_type, entity_id)
         tracing = self._shared.tracing
-        if tracing is None:
+        if tracing is None or tracing.in_unsampled():
             hit = cache.get(key)
         else:
             # Made after the lookup, with its start time: one call, attributes at creation.

@@ -31,15 +31,18 @@ Never recorded: payloads, query strings, headers (tokens), connection strings.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
 import re
-from collections.abc import Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
+
+from multidict import istr
 
 from memstore.errors import ConfigurationError
 
@@ -71,6 +74,7 @@ def tracing_configured(environ: Mapping[str, str] | None = None) -> bool:
     )
 
 
+_TRACEPARENT_HEADER = istr("traceparent")  # pre-folded: a cheaper header look-up
 # W3C traceparent, as the SDK's TraceContext propagator parses it.
 _TRACEPARENT = re.compile(
     r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
@@ -186,6 +190,12 @@ class Tracing:
         self._RecordedSpan = RecordedSpan
         # True while a request that was not sampled runs: its children are not created.
         self._unsampled: ContextVar[bool] = ContextVar("memstore_unsampled", default=False)
+        # Bound C callables, no Python frame: these run on every request that is not sampled.
+        # ``unsampled()`` marks the current request as not sampled and returns the token for
+        # ``sampled_again(token)``; ``in_unsampled()`` is true inside such a request.
+        self.unsampled: Callable[[], Token[bool]] = functools.partial(self._unsampled.set, True)
+        self.sampled_again: Callable[[Token[bool]], None] = self._unsampled.reset
+        self.in_unsampled: Callable[[], bool] = self._unsampled.get
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Tracing | None:
@@ -269,7 +279,7 @@ class Tracing:
         parent (``None`` for a root) for ``tracer.new_span``. A malformed ``traceparent``
         is ignored, as the W3C propagator ignores it: the request starts a new trace."""
         plan = self.plan
-        traceparent = headers.get("traceparent")
+        traceparent = headers.get(_TRACEPARENT_HEADER)
         if traceparent and len(traceparent) <= 512:  # the W3C propagator's limit too
             match = _TRACEPARENT.match(traceparent)
             if (
@@ -301,13 +311,6 @@ class Tracing:
         if low >= plan.bound:
             return None
         return (self._random_bits(64) << 64 | low) or 1, None
-
-    def unsampled(self) -> Any:
-        """Mark the current request as not sampled; returns the token for ``sampled_again``."""
-        return self._unsampled.set(True)
-
-    def sampled_again(self, token: Any) -> None:
-        self._unsampled.reset(token)
 
     def child_wanted(self) -> bool:
         """False inside a request or trace that is not sampled: with every standard sampler
