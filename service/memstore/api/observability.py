@@ -17,18 +17,24 @@ trace store with noise.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from aiohttp.http_parser import RawRequestMessage
 from aiohttp.typedefs import Middleware
 
 from memstore.api.errors import Handler, error_response
 from memstore.metrics import UNMATCHED_ROUTE, PrometheusMetrics, method_label
-from memstore.spans import RecordedSpan
 from memstore.tracing import Tracing, traceresponse
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from aiohttp import HttpVersion
+    from multidict import CIMultiDictProxy
+    from yarl import URL
+
+    from memstore.spans import RecordedSpan
 
 UNTRACED_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 
@@ -41,15 +47,33 @@ def observability_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        sampled = None
+        if tracing is not None:
+            sampled = tracing.sample_request(request.headers)
+            if sampled is None and metrics is None:
+                # Tracing only, and this request is not sampled (90% of them at 10%):
+                # nothing to record, so skip the route and the bookkeeping below.
+                unsampled_only = tracing.unsampled()
+                try:
+                    return await handler(request)
+                except Exception as exc:
+                    mapped = error_response(request, exc)
+                    if mapped is None:
+                        raise
+                    return mapped
+                finally:
+                    tracing.sampled_again(unsampled_only)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else UNMATCHED_ROUTE
         method = method_label(request.method)
         span: RecordedSpan | None = None
         token: Any = None
         unsampled: Any = None
-        if tracing is not None and route not in UNTRACED_ROUTES:
-            sampled = tracing.sample_request(request.headers)
-            if sampled is not None:
+        if tracing is not None:
+            if sampled is None or route in UNTRACED_ROUTES:
+                # Not traced: nor are its children (backend, cache).
+                unsampled = tracing.unsampled()
+            else:
                 matched = resource is not None
                 span = tracing.tracer.new_span(
                     f"{method} {route}" if matched else method, tracing.SERVER, *sampled, {}
@@ -57,11 +81,17 @@ def observability_middleware(
                 # Computed at export, off the request path (see spans.RecordedSpan).
                 span.deferred = (
                     _request_attributes,
-                    (request.message, request.transport, method, route, matched),
+                    (
+                        request.rel_url,
+                        request.headers,
+                        request.version,
+                        request.transport,
+                        method,
+                        route,
+                        matched,
+                    ),
                 )
                 token = tracing.attach(tracing.set_span_in_context(span))
-            else:
-                unsampled = tracing.unsampled()
         if metrics is not None:
             metrics.in_flight += 1
         began = perf_counter()
@@ -106,7 +136,9 @@ def observability_middleware(
 
 
 def _request_attributes(
-    message: RawRequestMessage,
+    url: URL,
+    headers: CIMultiDictProxy[str],
+    version: HttpVersion,
     transport: asyncio.Transport | None,
     method: str,
     route: str,
@@ -117,12 +149,11 @@ def _request_attributes(
     ssl = transport.get_extra_info("sslcontext") if transport is not None else None
     attributes: dict[str, Any] = {
         "http.request.method": method,
-        "url.path": message.url.path,
+        "url.path": url.path,
         "url.scheme": "https" if ssl else "http",
     }
     if matched:
         attributes["http.route"] = route
-    headers = message.headers
     host = headers.get("Host", "")
     address, sep, port = host.rpartition(":")
     if sep and port.isdigit() and (address.endswith("]") or not address.startswith("[")):
@@ -130,7 +161,6 @@ def _request_attributes(
         attributes["server.port"] = int(port)
     elif host:
         attributes["server.address"] = host.strip("[]")
-    version = message.version
     attributes["network.protocol.version"] = f"{version.major}.{version.minor}"
     agent = headers.get("User-Agent")
     if agent:
