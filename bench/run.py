@@ -445,7 +445,12 @@ class Run:
         if a.warmup:
             self.measure(g, sc.ref, a.warmup)
             self.measure(g, sc.meas, a.warmup)
-        for r in range(min(a.rounds, g.rounds or a.rounds)):
+        rounds = min(a.rounds, g.rounds or a.rounds)
+        if sc.kind == "cost":
+            # A cost row compares two nearly equal configurations: its few percent are less
+            # than this machine's second-to-second noise, so it gets twice the rounds.
+            rounds *= 2
+        for r in range(rounds):
             order = [(sc.ref, ref), (sc.meas, meas)]
             for side, out in order if r % 2 == 0 else reversed(order):
                 out.append(self.measure(g, side, g.seconds or a.seconds))
