@@ -752,7 +752,8 @@ def performance_section(report: dict[str, Any]) -> str:
             f"{m['os']}, Python {m['python']}, {m['redis']}; load average at start {load} "
             "(the machine is shared: read the CPU-per-request ratio first). "
             f"Settings: {report['settings']['rounds']} alternating rounds of "
-            f"{report['settings']['seconds']} s per side after a warm-up.",
+            f"{report['settings']['seconds']} s per side after a warm-up "
+            "(comparison rows: twice the rounds).",
             "",
             "Reproduce: `make bench` (results in `bench/results/<timestamp>.json`; "
             "`python -m bench --report <file>` prints these tables again). "
