@@ -316,6 +316,15 @@ class SpanBatcher:
             else:  # a span ended in a worker thread
                 self._loop.call_soon_threadsafe(self._kick)
 
+    def counts(self) -> dict[str, int]:
+        """Spans exported, failed (refused or unreachable), dropped (queue full), queued."""
+        return {
+            "exported": self.exported,
+            "failed": self.failed,
+            "dropped": self.dropped,
+            "queued": len(self._queue),
+        }
+
     def _kick(self) -> None:
         if self._loop is not None and (self._export is None or self._export.done()):
             self._export = self._loop.create_task(self.flush())

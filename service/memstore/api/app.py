@@ -49,6 +49,8 @@ def create_app(
     recording = metrics if settings.metrics_enabled else None
     if manager is None:
         manager = DistributedMemoryManager(settings=settings, prometheus=recording, tracing=tracing)
+    if recording is not None and tracing is not None:
+        recording.watch_span_export(tracing.batcher.counts)
     # The observability middleware maps errors itself (see its module doc).
     outer = (
         observability_middleware(recording, tracing)
