@@ -327,7 +327,7 @@ class SpanBatcher:
 
     def _kick(self) -> None:
         if self._loop is not None and (self._export is None or self._export.done()):
-            self._export = self._loop.create_task(self.flush())
+            self._export = self._loop.create_task(self._send(full_only=True))
 
     async def start(self) -> None:
         """Begin exporting from the running loop (the app's startup)."""
@@ -345,14 +345,33 @@ class SpanBatcher:
             await self.flush()
 
     async def flush(self) -> None:
-        """Send everything queued, a batch at a time (one flush runs at a time)."""
+        """Send the spans queued when it is called, a batch at a time (one send runs at a
+        time)."""
+        await self._send(full_only=False)
+
+    async def _send(self, full_only: bool) -> None:
+        # Only full batches when a batch filled up, and only what was queued when the timer
+        # fired: spans that end meanwhile wait for the next full batch or tick. Draining
+        # the queue until empty instead made a busy service's export back-to-back POSTs of
+        # a few dozen spans each (measured at 10% sampling: 984 exports averaging 25 KB),
+        # every one a full HTTP exchange on the event loop.
         async with self._lock:
-            while self._queue and self._session is not None:
-                queue = self._queue
+            queue = self._queue
+            pending = len(queue)
+            while self._session is not None:
+                if full_only:
+                    if len(queue) < self.max_batch:
+                        break
+                    size = self.max_batch
+                else:
+                    size = min(self.max_batch, pending, len(queue))
+                    if size <= 0:
+                        break
+                    pending -= size
                 # Encoded here, a batch in one loop, rather than as each span ends: the
                 # request path only queues the object, and the encoder runs warm.
                 span = self._encoder.span
-                batch = [span(queue.popleft()) for _ in range(min(self.max_batch, len(queue)))]
+                batch = [span(queue.popleft()) for _ in range(size)]
                 if await self._post(self._encoder.request(batch)):
                     self.exported += len(batch)
                 else:

@@ -911,12 +911,15 @@ class FakeCollector:
         self.statuses = list(statuses or [])
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.received = asyncio.Event()
+        self.release = asyncio.Event()  # answers wait for it
+        self.release.set()
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()  # aiohttp undoes Content-Encoding: gzip
         self.requests.append((dict(request.headers), body))
         self.received.set()
+        await self.release.wait()
         status, headers = self.statuses.pop(0) if self.statuses else (200, {})
         return web.Response(status=status, headers=headers)
 
@@ -1060,6 +1063,54 @@ async def test_a_full_batch_is_sent_without_a_flush(
     finally:
         await batcher.stop()
     assert [s.name for s in fake.spans()] == ["span 0", "span 1", "span 2", "in a thread"]
+
+
+async def test_spans_ending_during_an_export_wait_for_a_full_batch_or_a_flush(
+    fake_collector: Callable[..., Awaitable[FakeCollector]],
+) -> None:
+    """A full batch sends full batches only, so a busy service does not turn export into
+    back-to-back POSTs of whatever ended during the previous one."""
+    fake = await fake_collector()
+    fake.release.clear()
+    batcher = await _started(fake.url, {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "4"})
+    try:
+        spans = _spans_for_batcher(7)
+        for span in spans[:4]:
+            batcher(span)  # full: an export starts by itself
+        await _until(lambda: len(fake.requests) == 1)
+        for span in spans[4:]:
+            batcher(span)  # end while the first POST is still unanswered
+        fake.release.set()
+        await _until(lambda: batcher.exported == 4)
+        await asyncio.sleep(0.05)  # room for a wrong second POST
+        assert len(fake.requests) == 1
+        assert batcher.counts()["queued"] == 3
+        await batcher.flush()
+        assert batcher.exported == 7 and len(fake.requests) == 2
+    finally:
+        await batcher.stop()
+
+
+async def test_a_flush_sends_what_was_queued_when_it_began(
+    fake_collector: Callable[..., Awaitable[FakeCollector]],
+) -> None:
+    fake = await fake_collector()
+    batcher = await _started(fake.url, {"OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "100"})
+    try:
+        spans = _spans_for_batcher(5)
+        for span in spans[:3]:
+            batcher(span)
+        fake.release.clear()
+        flush = asyncio.create_task(batcher.flush())
+        await _until(lambda: len(fake.requests) == 1)
+        for span in spans[3:]:
+            batcher(span)
+        fake.release.set()
+        await flush
+        assert batcher.exported == 3 and batcher.counts()["queued"] == 2
+    finally:
+        await batcher.stop()
+    assert batcher.exported == 5
 
 
 async def test_gzip_body(fake_collector: Callable[..., Awaitable[FakeCollector]]) -> None:
