@@ -9,6 +9,7 @@ acknowledged write is never lost by a stop.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 
@@ -89,11 +90,24 @@ def create_app(
 def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then stop gracefully."""
     check_bind(settings)
+    app = create_app(settings)
+    app.on_startup.append(_freeze_startup_objects)  # after the manager started
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         shutdown_timeout=settings.shutdown_timeout_seconds,
         access_log=None,
         print=lambda msg: log.info("%s", msg),
     )
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """Move everything start-up made (modules, settings, the app, its connections) out of
+    the garbage collector's generations: it lives as long as the process, and a full
+    collection no longer walks it. Measured with tracing at 10% (cache-hit GETs): full
+    collections took ~25 ms each and came twice as often as untraced, because spans
+    waiting for export survive into the oldest generation. Only for ``memstore serve``:
+    a test process that builds many apps must still collect them."""
+    gc.collect()
+    gc.freeze()
