@@ -448,8 +448,9 @@ class Run:
         rounds = min(a.rounds, g.rounds or a.rounds)
         if sc.kind == "cost":
             # A cost row compares two nearly equal configurations: its few percent are less
-            # than this machine's second-to-second noise, so it gets twice the rounds.
-            rounds *= 2
+            # than this machine's second-to-second noise (single rounds of the 10% tracing
+            # row ranged 0.58-1.40), so it gets four times the rounds.
+            rounds *= 4
         for r in range(rounds):
             order = [(sc.ref, ref), (sc.meas, meas)]
             for side, out in order if r % 2 == 0 else reversed(order):
@@ -753,7 +754,7 @@ def performance_section(report: dict[str, Any]) -> str:
             "(the machine is shared: read the CPU-per-request ratio first). "
             f"Settings: {report['settings']['rounds']} alternating rounds of "
             f"{report['settings']['seconds']} s per side after a warm-up "
-            "(comparison rows: twice the rounds).",
+            "(comparison rows: four times the rounds).",
             "",
             "Reproduce: `make bench` (results in `bench/results/<timestamp>.json`; "
             "`python -m bench --report <file>` prints these tables again). "
