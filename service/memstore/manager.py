@@ -200,7 +200,7 @@ class DistributedMemoryManager:
         tracing = shared.tracing
         span: Any = None
         token: Any = None
-        if tracing is not None and shared.span_info is not None and tracing.child_wanted():
+        if tracing is not None and shared.span_info is not None and not tracing.in_unsampled():
             info = shared.span_info
             span = tracing.child_span(
                 f"{operation} {info.name_suffix}",

@@ -41,8 +41,6 @@ from opentelemetry.util import types
 
 log = logging.getLogger(__name__)
 
-# TraceIdRatioBased looks at the low 64 bits of the trace id.
-TRACE_ID_LOW = (1 << 64) - 1
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 # OTLP's enum values: SpanKind in trace.proto is the API's value + 1.
@@ -288,17 +286,7 @@ class SpanTracer(trace.Tracer):
         standard sampler samples the children of a sampled parent)."""
         parent = trace.get_current_span()
         if type(parent) is RecordedSpan:
-            return RecordedSpan(
-                self._sink,
-                name,
-                kind,
-                parent.trace_id,
-                self._random_bits(64) or 1,
-                parent,
-                attributes,
-                start_time,
-                parent.trace_state,
-            )
+            return self.new_span(name, kind, parent.trace_id, parent, attributes, start_time)
         span = self.start_span(name, None, kind, attributes, start_time=start_time)
         return span if isinstance(span, RecordedSpan) else None
 
@@ -310,10 +298,12 @@ class SpanTracer(trace.Tracer):
         name: str,
         kind: SpanKind,
         trace_id: int,
-        parent: SpanContext | None,
+        parent: SpanContext | RecordedSpan | None,
         attributes: dict[str, Any],
+        start_time: int | None = None,
     ) -> RecordedSpan:
-        """A sampled span whose sampling was decided by the caller (the request path)."""
+        """A sampled span whose sampling was decided by the caller (the request path, or
+        ``child`` under a recorded parent)."""
         return RecordedSpan(
             self._sink,
             name,
@@ -322,7 +312,7 @@ class SpanTracer(trace.Tracer):
             self._random_bits(64) or 1,
             parent,
             attributes,
-            None,
+            start_time,
             parent.trace_state if parent is not None else None,
         )
 

@@ -185,9 +185,6 @@ class Tracing:
         self._TraceFlags = TraceFlags
         self._TraceState = TraceState
         self._random_bits = random.getrandbits
-        from memstore.spans import RecordedSpan
-
-        self._RecordedSpan = RecordedSpan
         # True while a request that was not sampled runs: its children are not created.
         self._unsampled: ContextVar[bool] = ContextVar("memstore_unsampled", default=False)
         # Bound C callables, no Python frame: these run on every request that is not sampled.
@@ -312,23 +309,13 @@ class Tracing:
             return None
         return (self._random_bits(64) << 64 | low) or 1, None
 
-    def child_wanted(self) -> bool:
-        """False inside a request or trace that is not sampled: with every standard sampler
-        its children would not be sampled either, so they are not even created. This keeps
-        10% sampling cheap for the other 90% of requests."""
-        if self._unsampled.get():
-            return False
-        parent = self.get_current_span()
-        if type(parent) is self._RecordedSpan:
-            return True
-        ctx = parent.get_span_context()
-        return not ctx.is_valid or bool(ctx.trace_flags.sampled)
-
     def child_span(
         self, name: str, kind: SpanKind, attributes: dict[str, Any], start_time: int | None = None
     ) -> RecordedSpan | None:
         """A child of the current span (a backend operation, a cache lookup), or ``None``
-        inside a request or trace that is not sampled (see ``child_wanted``)."""
+        inside a request or trace that is not sampled: with every standard sampler its
+        children would not be sampled either, so they are not even created. This keeps
+        10% sampling cheap for the other 90% of requests."""
         if self._unsampled.get():
             return None
         return self.tracer.child(name, kind, attributes, start_time)

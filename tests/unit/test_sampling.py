@@ -1,6 +1,6 @@
 """tracing.py: the sampling plan decides as the SDK's samplers do, the request path's
 ``traceparent`` parsing agrees with the W3C propagator, ``Tracing.from_env`` switches on
-and off as the OTEL_* variables say, and ``child_wanted`` follows the request's decision."""
+and off as the OTEL_* variables say, and ``child_span`` follows the request's decision."""
 
 from __future__ import annotations
 
@@ -385,46 +385,50 @@ def test_from_env_rejects_what_it_cannot_do(env: dict[str, str]) -> None:
         Tracing.from_env(env)
 
 
-# -- child_wanted -----------------------------------------------------------------------------
+# -- child_span -------------------------------------------------------------------------------
 
 
-def test_child_wanted_follows_the_requests_decision() -> None:
-    tracing = _tracing()
-    assert tracing.child_wanted()  # no current span: a child would be a root
+def test_child_span_follows_the_requests_decision() -> None:
+    tracing = _tracing("always_on")
+    assert tracing.child_span("root", tracing.INTERNAL, {}) is not None  # no current span
     token = tracing.unsampled()
-    assert not tracing.child_wanted()
+    assert tracing.in_unsampled()
+    assert tracing.child_span("c", tracing.INTERNAL, {}) is None
     inner = tracing.unsampled()
     tracing.sampled_again(inner)
-    assert not tracing.child_wanted()  # still inside the outer unsampled request
+    assert tracing.child_span("c", tracing.INTERNAL, {}) is None  # still the outer request
     tracing.sampled_again(token)
-    assert tracing.child_wanted()
+    assert not tracing.in_unsampled()
+    assert tracing.child_span("c", tracing.INTERNAL, {}) is not None
 
 
-def test_child_wanted_is_per_context() -> None:
+def test_the_unsampled_mark_is_per_context() -> None:
     tracing = _tracing()
     other = contextvars.copy_context()
     other.run(tracing.unsampled)
-    assert tracing.child_wanted()
-    assert not other.run(tracing.child_wanted)
+    assert not tracing.in_unsampled()
+    assert other.run(tracing.in_unsampled)
     # Another Tracing (another app in the process) has its own flag.
     token = tracing.unsampled()
     try:
-        assert _tracing().child_wanted()
+        assert not _tracing().in_unsampled()
     finally:
         tracing.sampled_again(token)
 
 
-@pytest.mark.parametrize(("sampled", "wanted"), [(True, True), (False, False)])
-def test_child_wanted_follows_the_current_span(sampled: bool, wanted: bool) -> None:
+@pytest.mark.parametrize("sampled", [True, False])
+def test_child_span_follows_the_current_span(sampled: bool) -> None:
     tracing = _tracing()
     current: Any = NonRecordingSpan(_parent(TRACE_ID, sampled=sampled))
     with trace.use_span(current):
-        assert tracing.child_wanted() is wanted
+        child = tracing.child_span("c", tracing.CLIENT, {})
+        assert (child is not None) is sampled
+        assert child is None or child.trace_id == TRACE_ID
     recorded = tracing.tracer.start_span("sampled")
     with trace.use_span(recorded, end_on_exit=False):
-        assert tracing.child_wanted()
+        assert tracing.child_span("c", tracing.CLIENT, {}) is not None
         token = tracing.unsampled()
-        assert not tracing.child_wanted()
+        assert tracing.child_span("c", tracing.CLIENT, {}) is None
         tracing.sampled_again(token)
 
 
