@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    - serve on the embedded backend at http://127.0.0.1:8080"
 	@echo "make test   - install every tool the tests need, then run lint and the whole test suite"
-	@echo "make lint   - ruff check, ruff format --check, mypy --strict"
+	@echo "make lint   - ruff check, ruff format --check, mypy --strict, import contracts"
 	@echo "make bench  - benchmarks (not part of make test)"
 
 $(STAMP): pyproject.toml
@@ -35,6 +35,7 @@ lint: venv
 	$(BIN)/ruff check service operator tests
 	$(BIN)/ruff format --check service operator tests
 	$(BIN)/mypy --strict service/memstore operator/memstore_operator
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff check --fix service operator tests

@@ -1,21 +1,35 @@
 """memstore: distributed memory for AI agents.
 
 The public names are the seed's vocabulary: ``DistributedMemoryManager``,
-``DistributedMemoryBackend``, ``DistributedMemoryFactory``, and ``MemoryClient`` for the
-HTTP service. Importing this package opens no connection and imports no driver.
+``DistributedMemoryBackend``, ``DistributedMemoryFactory``, ``MemoryClient`` for the HTTP
+service, ``Settings``, and the error types both raise. Importing this package opens no
+connection and imports no driver.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = version("memstore")
 
 __all__ = [
+    "AuthenticationError",
+    "BackendUnavailableError",
+    "ConfigurationError",
+    "ConflictError",
     "DistributedMemoryBackend",
     "DistributedMemoryFactory",
     "DistributedMemoryManager",
+    "InvalidInputError",
     "MemoryClient",
+    "MemoryStoreError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitedError",
+    "RequestTimeoutError",
     "Settings",
 ]
 
@@ -23,15 +37,41 @@ if TYPE_CHECKING:
     from memstore.backends.base import DistributedMemoryBackend
     from memstore.backends.factory import DistributedMemoryFactory
     from memstore.client import MemoryClient
-    from memstore.config import Settings
-    from memstore.manager import DistributedMemoryManager
+    from memstore.core.errors import (
+        AuthenticationError,
+        BackendUnavailableError,
+        ConfigurationError,
+        ConflictError,
+        InvalidInputError,
+        MemoryStoreError,
+        NotFoundError,
+        PayloadTooLargeError,
+        PermissionDeniedError,
+        QuotaExceededError,
+        RateLimitedError,
+        RequestTimeoutError,
+    )
+    from memstore.core.settings import Settings
+    from memstore.memory.manager import DistributedMemoryManager
 
 _LAZY = {
+    "MemoryStoreError": "memstore.core.errors",
+    "InvalidInputError": "memstore.core.errors",
+    "PayloadTooLargeError": "memstore.core.errors",
+    "NotFoundError": "memstore.core.errors",
+    "ConflictError": "memstore.core.errors",
+    "BackendUnavailableError": "memstore.core.errors",
+    "ConfigurationError": "memstore.core.errors",
+    "AuthenticationError": "memstore.core.errors",
+    "PermissionDeniedError": "memstore.core.errors",
+    "QuotaExceededError": "memstore.core.errors",
+    "RateLimitedError": "memstore.core.errors",
+    "RequestTimeoutError": "memstore.core.errors",
     "DistributedMemoryBackend": "memstore.backends.base",
     "DistributedMemoryFactory": "memstore.backends.factory",
-    "DistributedMemoryManager": "memstore.manager",
+    "DistributedMemoryManager": "memstore.memory.manager",
     "MemoryClient": "memstore.client",
-    "Settings": "memstore.config",
+    "Settings": "memstore.core.settings",
 }
 
 

@@ -17,7 +17,7 @@ import click
 import orjson
 from pydantic import ValidationError
 
-from memstore.errors import MemoryStoreError
+from memstore.core.errors import MemoryStoreError
 
 T = TypeVar("T")
 
@@ -89,7 +89,7 @@ def main(token: str | None) -> None:
 @main.command("hash-token")
 def hash_token_command() -> None:
     """Read a token on stdin, print the sha256 the auth tokens file stores for it."""
-    from memstore.auth import hash_token
+    from memstore.server.auth import hash_token
 
     token = sys.stdin.readline().strip()
     if not token:
@@ -121,9 +121,9 @@ def serve(
     allow_insecure_bind: bool | None,
 ) -> None:
     """Serve the HTTP API until SIGTERM/SIGINT (then stop gracefully)."""
-    from memstore.api.app import serve as run_server
-    from memstore.config import Settings
-    from memstore.logs import configure_logging
+    from memstore.core.settings import Settings
+    from memstore.observability.logs import configure_logging
+    from memstore.server.app import serve as run_server
 
     overrides: dict[str, Any] = {}
     for key, value in (

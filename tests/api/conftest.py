@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from memstore.api.app import create_app
 from memstore.client import MemoryClient
-from memstore.config import Settings
+from memstore.core.settings import Settings
+from memstore.server.app import create_app
 
 
 class SpecChecker:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from memstore.client import MemoryClient
-from memstore.errors import BackendUnavailableError, ConflictError, InvalidInputError
-from memstore.records import EntityRecord
+from memstore.core.errors import BackendUnavailableError, ConflictError, InvalidInputError
+from memstore.core.records import EntityRecord
 
 
 async def test_client_mirrors_the_manager(remote: MemoryClient) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
-from memstore.config import Settings
+from memstore.core.settings import Settings
 
 CONTRACT_BACKENDS = [
     "embedded",

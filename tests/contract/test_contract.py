@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
-from memstore.errors import ConflictError, InvalidInputError
-from memstore.records import FeedbackRecord, ToolUsageRecord
+from memstore.core.errors import ConflictError, InvalidInputError
+from memstore.core.records import FeedbackRecord, ToolUsageRecord
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from memstore.cache import CacheStats
-from memstore.metrics import PrometheusMetrics
+from memstore.memory.cache import CacheStats
+from memstore.observability.metrics import PrometheusMetrics
 from memstore_operator import constants as opc
 from memstore_operator.__main__ import LIVENESS_DEFAULT
 from tests.helm import chartgen

@@ -21,10 +21,10 @@ import pytest
 from pymongo import monitoring
 
 from memstore.backends.mongodb import MongoDBMemoryBackend, schema
-from memstore.config import Settings
-from memstore.errors import BackendUnavailableError, MemoryStoreError, PayloadTooLargeError
-from memstore.manager import DistributedMemoryManager
-from memstore.records import FeedbackRecord, ToolUsageRecord
+from memstore.core.errors import BackendUnavailableError, MemoryStoreError, PayloadTooLargeError
+from memstore.core.records import FeedbackRecord, ToolUsageRecord
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
 from tests.servers.mongodb import FerretDB
 from tests.support.procs import free_port
 

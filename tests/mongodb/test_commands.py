@@ -159,7 +159,7 @@ def test_deployment_facts() -> None:
 def test_write_concern_setting_rejects_unacknowledged_and_junk(value: str) -> None:
     from pydantic import ValidationError
 
-    from memstore.config import Settings
+    from memstore.core.settings import Settings
 
     with pytest.raises(ValidationError):
         Settings(mongodb_write_concern=value)
@@ -168,7 +168,7 @@ def test_write_concern_setting_rejects_unacknowledged_and_junk(value: str) -> No
 
 def test_client_options_precedence_setting_then_uri_then_default() -> None:
     from memstore.backends.mongodb.backend import client_options, uri_option_names
-    from memstore.config import Settings
+    from memstore.core.settings import Settings
 
     uri = "mongodb://u:p%3Fw@h1:1,h2:2/db?serverSelectionTimeoutMS=500&w=2&replicaSet=rs0"
     names = uri_option_names(uri)

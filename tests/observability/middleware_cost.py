@@ -22,9 +22,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from memstore.api.observability import observability_middleware
-from memstore.metrics import PrometheusMetrics
-from memstore.tracing import Tracing
+from memstore.observability.metrics import PrometheusMetrics
+from memstore.observability.tracing import Tracing
+from memstore.server.telemetry import observability_middleware
 from tests.servers.otelcol import Collector
 
 PATH = "/v1/namespaces/bench/entities/user/u1"

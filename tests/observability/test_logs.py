@@ -8,7 +8,7 @@ import logging
 from opentelemetry.sdk.trace import TracerProvider
 from pydantic import SecretStr
 
-from memstore.logs import REDACTED, JsonFormatter
+from memstore.observability.logs import REDACTED, JsonFormatter
 
 
 def _format(msg: str, *args: object, **extra: object) -> dict[str, object]:

@@ -14,14 +14,14 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from memstore.api.app import create_app
 from memstore.backends.embedded import EmbeddedMemoryBackend
 from memstore.client import MemoryClient
-from memstore.config import Settings
-from memstore.errors import ConflictError
-from memstore.manager import DistributedMemoryManager
-from memstore.metrics import LATENCY_BUCKETS, PrometheusMetrics
-from memstore.tracing import Tracing
+from memstore.core.errors import ConflictError
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
+from memstore.observability.metrics import LATENCY_BUCKETS, PrometheusMetrics
+from memstore.observability.tracing import Tracing
+from memstore.server.app import create_app
 from tests.servers.otelcol import Collector
 
 ENTITY = "/v1/namespaces/{namespace}/entities/{entity_type}/{entity_id}"

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from memstore.api.app import create_app
-from memstore.config import Settings
-from memstore.errors import ConfigurationError
-from memstore.tracing import Tracing, tracing_configured
+from memstore.core.errors import ConfigurationError
+from memstore.core.settings import Settings
+from memstore.observability.tracing import Tracing, tracing_configured
+from memstore.server.app import create_app
 
 ENDPOINT = "http://127.0.0.1:9"  # never contacted: no span is ended in these tests
 

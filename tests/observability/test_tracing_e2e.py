@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from memstore.client import MemoryClient
-from memstore.errors import ConflictError
+from memstore.core.errors import ConflictError
 from tests.servers.otelcol import Collector
 from tests.support.procs import ServiceProcess, running_service
 

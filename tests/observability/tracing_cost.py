@@ -39,10 +39,10 @@ from tests.support.procs import free_port, wait_http
 SERVE_CODE = """
 import os
 from aiohttp import web
-from memstore.api.app import create_app
-from memstore.config import Settings
-from memstore.logs import configure_logging
-from memstore.tracing import Tracing
+from memstore.server.app import create_app
+from memstore.core.settings import Settings
+from memstore.observability.logs import configure_logging
+from memstore.observability.tracing import Tracing
 
 settings = Settings()
 configure_logging("WARNING")
@@ -62,10 +62,10 @@ if contrib:
     AioHttpServerInstrumentor().instrument(tracer_provider=provider)
 app = create_app(settings, tracing=tracing)
 if contrib:
-    from memstore.api.observability import observability_middleware
-    from memstore.api.state import METRICS
+    from memstore.server.telemetry import observability_middleware
+    from memstore.server.state import METRICS
     for i, mw in enumerate(app.middlewares):
-        if getattr(mw, "__module__", "") == "memstore.api.observability":
+        if getattr(mw, "__module__", "") == "memstore.server.telemetry":
             app.middlewares[i] = observability_middleware(app[METRICS], None)
 web.run_app(app, host="127.0.0.1", port=settings.port, access_log=None, print=None)
 """

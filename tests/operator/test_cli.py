@@ -8,7 +8,7 @@ import sys
 
 def test_service_cli_does_not_import_the_operator() -> None:
     code = (
-        "import sys, memstore.cli, memstore.api.app; "
+        "import sys, memstore.cli, memstore.server.app; "
         "assert 'memstore_operator' not in sys.modules; "
         "assert 'kopf' not in sys.modules; assert 'kubernetes' not in sys.modules"
     )

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from memstore.api.security import check_bind
-from memstore.config import Settings
+from memstore.core.settings import Settings
+from memstore.server.security import check_bind
 from memstore_operator import builders
 from memstore_operator.model import parse_spec
 

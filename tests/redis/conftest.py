@@ -8,7 +8,7 @@ import pytest
 from redis.crc import key_slot
 
 from memstore.backends.redis import RedisMemoryBackend
-from memstore.config import Settings
+from memstore.core.settings import Settings
 from tests.servers.redis import LocalCluster
 
 

@@ -8,8 +8,8 @@ import random
 import uuid
 
 from memstore.backends.redis import RedisMemoryBackend
-from memstore.config import Settings
-from memstore.records import EntityRecord
+from memstore.core.records import EntityRecord
+from memstore.core.settings import Settings
 
 
 async def _walk(backend: RedisMemoryBackend, ns: str, etype: str, limit: int) -> list[EntityRecord]:
@@ -135,7 +135,7 @@ async def test_expired_index_entries_are_pruned(redis_backend: RedisMemoryBacken
 async def test_tool_usage_retention_bound(any_redis_settings: Settings) -> None:
     import time
 
-    from memstore.records import ToolUsageRecord
+    from memstore.core.records import ToolUsageRecord
 
     settings = any_redis_settings.model_copy(update={"redis_tool_usage_retention_seconds": 100.0})
     backend = RedisMemoryBackend(settings)

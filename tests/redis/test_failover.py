@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from memstore.backends.redis import RedisMemoryBackend
-from memstore.config import Settings
-from memstore.errors import BackendUnavailableError
-from memstore.manager import DistributedMemoryManager
+from memstore.core.errors import BackendUnavailableError
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
 from tests.redis.conftest import slot_of, slot_owners
 from tests.servers.redis import LocalCluster, unique_prefix
 

@@ -21,9 +21,9 @@ import pytest
 
 from memstore.backends.redis import RedisMemoryBackend
 from memstore.client import MemoryClient
-from memstore.config import Settings
-from memstore.manager import DistributedMemoryManager
-from memstore.records import JSONObject
+from memstore.core.records import JSONObject
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
 from redis import Redis as SyncRedis
 from tests.servers.redis import LocalCluster, LocalRedis
 from tests.support.procs import ServiceProcess, wait_http
@@ -349,6 +349,6 @@ async def test_a_write_publishes_inside_its_script(
 
 def test_in_script_message_uses_the_managers_cache_key() -> None:
     from memstore.backends.redis.backend import _cache_key
-    from memstore.manager import entity_cache_key
+    from memstore.memory.manager import entity_cache_key
 
     assert _cache_key("ns", "doc", "d1") == entity_cache_key("ns", "doc", "d1")

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from memstore.backends.redis import RedisMemoryBackend
 from memstore.backends.redis.keys import SLOTS, Keys, key_slot, spread_tags
-from memstore.config import Settings
-from memstore.errors import ConfigurationError
-from memstore.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE
+from memstore.core.errors import ConfigurationError
+from memstore.core.settings import Settings
+from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE
 from tests.redis.conftest import slot_of, slot_owners
 from tests.servers.redis import LocalCluster
 

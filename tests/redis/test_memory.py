@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from memstore.backends.redis import RedisMemoryBackend
-from memstore.config import Settings
+from memstore.core.settings import Settings
 from tests.servers.redis import LocalRedis
 
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from memstore.api.app import create_app
 from memstore.backends.factory import DistributedMemoryFactory
 from memstore.backends.redis import RedisMemoryBackend
 from memstore.backends.redis.backend import parse_nodes
-from memstore.config import Settings
-from memstore.errors import BackendUnavailableError, ConfigurationError
-from memstore.manager import DistributedMemoryManager
+from memstore.core.errors import BackendUnavailableError, ConfigurationError
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
+from memstore.server.app import create_app
 from tests.servers.redis import LocalCluster, LocalRedis, free_port, unique_prefix
 
 

@@ -17,10 +17,10 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from memstore.api.app import create_app
 from memstore.backends.redis import RedisMemoryBackend
-from memstore.config import Settings
-from memstore.records import ToolUsageRecord
+from memstore.core.records import ToolUsageRecord
+from memstore.core.settings import Settings
+from memstore.server.app import create_app
 from tests.security.conftest import NS_A, NS_B, write_tokens_file
 
 Client = TestClient[Any, Any]

@@ -13,9 +13,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from memstore.api.app import create_app
-from memstore.auth import hash_token
-from memstore.config import Settings
+from memstore.core.settings import Settings
+from memstore.server.app import create_app
+from memstore.server.auth import hash_token
 
 NS_A = "tenant-a"
 NS_B = "tenant-b"

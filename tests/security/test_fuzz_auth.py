@@ -17,7 +17,7 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi.checks import ignored_auth
 
-from memstore.api.routes import ROUTES
+from memstore.server.routes import ROUTES
 from tests.security.conftest import write_tokens_file
 from tests.support.fuzz import CASE_IDS, CASES, excluded_checks, fuzz_operation, load_schema
 from tests.support.procs import ServiceProcess, running_service

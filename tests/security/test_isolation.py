@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from memstore.api.routes import ROUTES
-from memstore.auth import ADMIN_ROUTES, OPEN_ROUTES
+from memstore.server.auth import ADMIN_ROUTES, OPEN_ROUTES
+from memstore.server.routes import ROUTES
 from tests.security.conftest import NS_A, NS_B, Tokens
 
 Client = TestClient[Any, Any]

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from memstore.api.security import check_bind
-from memstore.config import Settings
-from memstore.errors import ConfigurationError
+from memstore.core.errors import ConfigurationError
+from memstore.core.settings import Settings
+from memstore.server.security import check_bind
 from tests.security.conftest import NS_A, NS_B, Tokens
 from tests.support.procs import free_port, wait_http
 

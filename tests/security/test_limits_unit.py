@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from memstore.errors import QuotaExceededError, RateLimitedError
-from memstore.limits import DeadlineWatchdog, QuotaTracker, RateLimiter
+from memstore.core.errors import QuotaExceededError, RateLimitedError
+from memstore.server.limits import DeadlineWatchdog, QuotaTracker, RateLimiter
 
 
 def test_bucket_refills_at_the_rate() -> None:

@@ -16,9 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from memstore.auth import TokenStore
 from memstore.client import MemoryClient
-from memstore.config import Settings
+from memstore.core.settings import Settings
+from memstore.server.auth import TokenStore
 from tests.security.conftest import write_tokens_file
 from tests.support.procs import ServiceProcess, free_port
 

@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from memstore.auth import TokenStore, bearer_token, hash_token, parse_tokens, required_role
 from memstore.client import MemoryClient
-from memstore.errors import (
+from memstore.core.errors import (
     AuthenticationError,
     ConfigurationError,
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitedError,
 )
+from memstore.server.auth import TokenStore, bearer_token, hash_token, parse_tokens, required_role
 from tests.security.conftest import NS_A, NS_B, Tokens, write_tokens_file
 
 

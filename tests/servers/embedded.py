@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from memstore.config import Settings
+from memstore.core.settings import Settings
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from memstore.config import Settings
+from memstore.core.settings import Settings
 from tests.support.procs import free_port
 
 FERRETDB_VERSION = "v1.24.2"

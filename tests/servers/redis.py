@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import redis as redis_sync
-from memstore.config import Settings
+from memstore.core.settings import Settings
 
 NODE_TIMEOUT_MS = 2000
 

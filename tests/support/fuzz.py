@@ -9,7 +9,7 @@ import hypothesis
 import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from memstore.api.routes import ROUTES
+from memstore.server.routes import ROUTES
 
 # The document does not describe itself.
 OPERATIONS = [(r.method, r.path) for r in ROUTES if r.path != "/openapi.json"]

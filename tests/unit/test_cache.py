@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from memstore.cache import LocalCache
+from memstore.memory.cache import LocalCache
 
 
 def test_hit_miss_and_ttl(monkeypatch: object) -> None:

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from memstore.config import Settings
-from memstore.errors import ConflictError, InvalidInputError
-from memstore.manager import DistributedMemoryManager
+from memstore.core.errors import ConflictError, InvalidInputError
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace import sampling
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from memstore.errors import ConfigurationError
-from memstore.tracing import SamplingPlan, Tracing, sampling_plan
+from memstore.core.errors import ConfigurationError
+from memstore.observability.tracing import SamplingPlan, Tracing, sampling_plan
 
 ENDPOINT = "http://127.0.0.1:1"  # never contacted: nothing is started or exported here
 NAMES = (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from memstore.manager import DistributedMemoryManager
+from memstore.memory.manager import DistributedMemoryManager
 
 
 async def test_seed_example_runs_on_embedded(

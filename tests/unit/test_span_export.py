@@ -34,10 +34,10 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from memstore import span_export
-from memstore.errors import ConfigurationError
-from memstore.span_export import OtlpHttpTarget, SpanBatcher, SpanEncoder
-from memstore.spans import RecordedSpan, SpanTracer, _clean
+from memstore.core.errors import ConfigurationError
+from memstore.observability import span_export
+from memstore.observability.span_export import OtlpHttpTarget, SpanBatcher, SpanEncoder
+from memstore.observability.spans import RecordedSpan, SpanTracer, _clean
 from tests.servers.otelcol import Collector
 from tests.support.procs import free_port
 

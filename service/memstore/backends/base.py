@@ -5,7 +5,7 @@ against every backend. Semantics every backend must keep:
 
 * Every method takes the memory namespace first; namespaces never see each other's data.
 * Names (namespace, type, ids, tool names) arrive already validated by the manager
-  (``memstore.validation``); payloads arrive as parsed JSON objects and are stored exactly.
+  (``memstore.core.validation``); payloads arrive as parsed JSON objects and are stored exactly.
 * Entities carry ``version``: 1 on create, +1 on every save. ``expected_version`` makes a
   save/delete conditional: ``0`` means "must not exist", ``n > 0`` means "must be at n";
   a mismatch raises ``ConflictError`` and writes nothing.
@@ -24,8 +24,8 @@ import abc
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from memstore.errors import ConflictError
-from memstore.records import (
+from memstore.core.errors import ConflictError
+from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -37,7 +37,7 @@ from memstore.records import (
 )
 
 if TYPE_CHECKING:
-    from memstore.config import Settings
+    from memstore.core.settings import Settings
 
 InvalidationCallback = Callable[[str | None], Awaitable[None]]
 """Called with a cache key to drop, or ``None`` to drop everything (e.g. channel lost)."""

@@ -27,8 +27,8 @@ import aiosqlite
 import orjson
 
 from memstore.backends.base import DistributedMemoryBackend, check_expected_version
-from memstore.errors import BackendUnavailableError
-from memstore.records import (
+from memstore.core.errors import BackendUnavailableError
+from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -38,10 +38,10 @@ from memstore.records import (
     Page,
     ToolUsageRecord,
 )
-from memstore.validation import decode_cursor, encode_cursor
+from memstore.core.validation import decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
-    from memstore.config import Settings
+    from memstore.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

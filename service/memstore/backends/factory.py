@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from memstore.errors import ConfigurationError
+from memstore.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from memstore.backends.base import DistributedMemoryBackend
-    from memstore.config import Settings
+    from memstore.core.settings import Settings
 
 # name -> (module, class). "redis-cluster" is accepted as a synonym for the Redis backend
 # pointed at a cluster; the backend itself decides from its settings.

@@ -21,7 +21,7 @@ Shape and invariants (the reasoning is in docs/architecture.md, "MongoDB backend
 * Write concern ``majority`` (+ journal) and retryable writes by default. Every write is
   safe to retry: inserts carry a client-made ``_id`` and unique keys, tool-usage and
   feedback ids are unique per namespace, CAS writes are keyed on ``rev``.
-* Driver errors become ``memstore.errors`` types; messages never carry the URI.
+* Driver errors become ``memstore.core.errors`` types; messages never carry the URI.
 * FerretDB v1 (the test server) runs an update as "query, then write by _id", so its
   conditional updates and ``$inc`` are not atomic between concurrent writers. When the
   server says it is FerretDB (``buildInfo.ferretdbVersion``) the backend additionally
@@ -63,14 +63,14 @@ from pymongo.monitoring import CommandListener
 from memstore.backends.base import DistributedMemoryBackend, check_expected_version
 from memstore.backends.mongodb import schema
 from memstore.backends.mongodb.codec import decode_value, encode_value
-from memstore.errors import (
+from memstore.core.errors import (
     BackendUnavailableError,
     ConfigurationError,
     InvalidInputError,
     MemoryStoreError,
     PayloadTooLargeError,
 )
-from memstore.records import (
+from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -80,10 +80,10 @@ from memstore.records import (
     Page,
     ToolUsageRecord,
 )
-from memstore.validation import check_json_size, decode_cursor, encode_cursor
+from memstore.core.validation import check_json_size, decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
-    from memstore.config import Settings
+    from memstore.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

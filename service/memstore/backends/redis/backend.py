@@ -38,13 +38,13 @@ from memstore.backends.base import DistributedMemoryBackend, InvalidationCallbac
 from memstore.backends.redis import scripts
 from memstore.backends.redis.invalidation import InvalidationBus
 from memstore.backends.redis.keys import Keys, key_slot
-from memstore.errors import (
+from memstore.core.errors import (
     BackendUnavailableError,
     ConfigurationError,
     ConflictError,
     MemoryStoreError,
 )
-from memstore.records import (
+from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -54,11 +54,11 @@ from memstore.records import (
     Page,
     ToolUsageRecord,
 )
-from memstore.validation import decode_cursor, encode_cursor
+from memstore.core.validation import decode_cursor, encode_cursor
 from redis import exceptions as rexc
 
 if TYPE_CHECKING:
-    from memstore.config import Settings
+    from memstore.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

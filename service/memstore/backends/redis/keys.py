@@ -3,7 +3,7 @@
 Invariants:
 
 * Every key starts with the configured prefix ``P`` and carries exactly one hash tag
-  ``{...}``. Names validated by ``memstore.validation`` never contain ``{`` or ``}``, and
+  ``{...}``. Names validated by ``memstore.core.validation`` never contain ``{`` or ``}``, and
   the prefix is checked at start-up, so a caller can never move a key to another slot.
 * Data of one (namespace, kind) is split into ``shards`` index shards. Shard ``k``'s hash
   tag is chosen (by a deterministic search over a counter suffix) so that its slot falls

@@ -18,7 +18,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -33,7 +33,16 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from memstore.cache import CacheStats
+
+class CacheStats(Protocol):
+    """What the cache collector reads (the memory layer's cache counters)."""
+
+    hits: int
+    misses: int
+    evictions: int
+    invalidations: int
+    flushes: int
+
 
 # "_created" series double the exposition for no operational value.
 disable_created_metrics()  # type: ignore[no-untyped-call]

@@ -35,8 +35,8 @@ from typing import Literal
 
 import orjson
 
-from memstore.config import Settings
-from memstore.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from memstore.core.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
+from memstore.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

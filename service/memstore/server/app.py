@@ -16,17 +16,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from memstore.api.errors import error_middleware
-from memstore.api.observability import observability_middleware
-from memstore.api.openapi import build_openapi
-from memstore.api.routes import ROUTES, add_routes
-from memstore.api.security import check_bind, security_middleware
-from memstore.api.state import MANAGER, METRICS, OPENAPI, SETTINGS
-from memstore.config import Settings
-from memstore.errors import BackendUnavailableError
-from memstore.manager import DistributedMemoryManager
-from memstore.metrics import PrometheusMetrics
-from memstore.tracing import Tracing
+from memstore.core.errors import BackendUnavailableError
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
+from memstore.observability.metrics import PrometheusMetrics
+from memstore.observability.tracing import Tracing
+from memstore.server.errors import error_middleware
+from memstore.server.openapi import build_openapi
+from memstore.server.routes import ROUTES, add_routes
+from memstore.server.security import check_bind, security_middleware
+from memstore.server.state import MANAGER, METRICS, OPENAPI, SETTINGS
+from memstore.server.telemetry import observability_middleware
 
 log = logging.getLogger(__name__)
 

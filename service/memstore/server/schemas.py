@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from memstore.validation import ID_RE, TOOL_RE, TYPE_RE
+from memstore.core.validation import ID_RE, TOOL_RE, TYPE_RE
 
 
 class _Strict(BaseModel):

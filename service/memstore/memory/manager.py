@@ -26,11 +26,8 @@ from typing import Any, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
-from memstore.cache import LocalCache
-from memstore.config import Settings
-from memstore.errors import InvalidInputError, MemoryStoreError
-from memstore.metrics import PrometheusMetrics
-from memstore.records import (
+from memstore.core.errors import InvalidInputError, MemoryStoreError
+from memstore.core.records import (
     DEFAULT_CONVERSATION,
     ConversationInfo,
     EntityRecord,
@@ -41,8 +38,8 @@ from memstore.records import (
     Page,
     ToolUsageRecord,
 )
-from memstore.tracing import BackendSpanInfo, Tracing
-from memstore.validation import (
+from memstore.core.settings import Settings
+from memstore.core.validation import (
     check_json_size,
     check_limit,
     check_name,
@@ -50,6 +47,9 @@ from memstore.validation import (
     check_ttl,
     check_version,
 )
+from memstore.memory.cache import LocalCache
+from memstore.observability.metrics import PrometheusMetrics
+from memstore.observability.tracing import BackendSpanInfo, Tracing
 
 log = logging.getLogger(__name__)
 

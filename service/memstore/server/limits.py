@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from memstore.errors import QuotaExceededError, RateLimitedError
+from memstore.core.errors import QuotaExceededError, RateLimitedError
 
 MAX_TRACKED_KEYS = 10_000
 

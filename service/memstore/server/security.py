@@ -1,9 +1,9 @@
 """The security middleware: authentication, tenancy, rate limit, quotas, request timeout.
 
-Order for every request (errors are raised as ``memstore.errors`` types and turned into
-JSON by the one error map, ``memstore.api.errors``):
+Order for every request (errors are raised as ``memstore.core.errors`` types and turned into
+JSON by the one error map, ``memstore.server.errors``):
 
-1. the route's required role (``memstore.auth.required_role``); open routes skip 2-3;
+1. the route's required role (``memstore.server.auth.required_role``); open routes skip 2-3;
 2. authenticate the bearer token (401);
 3. the caller's rate limit (429 with ``Retry-After``), refused requests included;
    then the role and the route's namespace (403), before any data is touched; then the
@@ -23,11 +23,18 @@ import math
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from memstore.api.errors import Handler
-from memstore.auth import ANONYMOUS, Authenticator, Principal, build_authenticator, required_role
-from memstore.config import Settings
-from memstore.errors import ConfigurationError, RequestTimeoutError
-from memstore.limits import (
+from memstore.core.errors import ConfigurationError, RequestTimeoutError
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
+from memstore.server.auth import (
+    ANONYMOUS,
+    Authenticator,
+    Principal,
+    build_authenticator,
+    required_role,
+)
+from memstore.server.errors import Handler
+from memstore.server.limits import (
     GROWING_OPS,
     DeadlineWatchdog,
     InflightLimiter,
@@ -35,7 +42,6 @@ from memstore.limits import (
     RateLimiter,
     Reservation,
 )
-from memstore.manager import DistributedMemoryManager
 
 log = logging.getLogger(__name__)
 

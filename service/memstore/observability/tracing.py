@@ -44,14 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 from multidict import istr
 
-from memstore.errors import ConfigurationError
+from memstore.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, SpanContext, SpanKind
 
-    from memstore.config import Settings
-    from memstore.span_export import SpanBatcher
-    from memstore.spans import RecordedSpan, SpanTracer
+    from memstore.core.settings import Settings
+    from memstore.observability.span_export import SpanBatcher
+    from memstore.observability.spans import RecordedSpan, SpanTracer
 
 log = logging.getLogger(__name__)
 
@@ -219,8 +219,8 @@ class Tracing:
         plan = sampling_plan(env)
         from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 
-        from memstore.span_export import OtlpHttpTarget, SpanBatcher, SpanEncoder
-        from memstore.spans import SpanTracer
+        from memstore.observability.span_export import OtlpHttpTarget, SpanBatcher, SpanEncoder
+        from memstore.observability.spans import SpanTracer
 
         resource = Resource.create({})
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):

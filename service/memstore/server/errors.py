@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from memstore.errors import (
+from memstore.core.errors import (
     AuthenticationError,
     BackendUnavailableError,
     ConfigurationError,

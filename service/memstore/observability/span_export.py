@@ -34,8 +34,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 
-from memstore.errors import ConfigurationError
-from memstore.spans import RecordedSpan
+from memstore.core.errors import ConfigurationError
+from memstore.observability.spans import RecordedSpan
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
         10_000, ge=0, validation_alias=_env("MEMSTORE_CACHE_MAX_ENTRIES")
     )
     # Prometheus metrics (/metrics and the HTTP/backend series). Tracing is configured by the
-    # standard OTEL_* variables instead (see memstore.tracing).
+    # standard OTEL_* variables instead (see memstore.observability.tracing).
     metrics_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_METRICS_ENABLED"))
     max_body_bytes: int = Field(
         1_048_576, ge=1024, validation_alias=_env("MEMSTORE_MAX_BODY_BYTES")
@@ -159,7 +159,7 @@ class Settings(BaseSettings):
         for key, value in config.items():
             field = keymap.get(key, key)
             if field not in cls.model_fields:
-                from memstore.errors import ConfigurationError
+                from memstore.core.errors import ConfigurationError
 
                 raise ConfigurationError(f"unknown config key {key!r} for {kind or 'embedded'}")
             overrides[field] = value

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from memstore import __version__
-from memstore.api.schemas import ErrorOut
-from memstore.auth import required_role
-from memstore.limits import GROWING_OPS
+from memstore.server.auth import required_role
+from memstore.server.limits import GROWING_OPS
+from memstore.server.schemas import ErrorOut
 
 if TYPE_CHECKING:
-    from memstore.api.routes import Route
-    from memstore.config import Settings
+    from memstore.core.settings import Settings
+    from memstore.server.routes import Route
 
 REF = "#/components/schemas/{model}"
 
@@ -173,7 +173,7 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
         "openapi": "3.1.0",
         "info": {
             "title": "memstore",
-            "version": __version__,
+            "version": version("memstore"),
             "description": "Distributed memory for AI agents: entities, conversations, "
             "tool usage and learning feedback per memory namespace.",
         },

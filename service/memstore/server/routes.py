@@ -16,13 +16,13 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from memstore.api import schemas
-from memstore.api.security import principal_of
-from memstore.api.state import MANAGER, METRICS, OPENAPI
-from memstore.errors import ConflictError, InvalidInputError, NotFoundError
-from memstore.manager import DistributedMemoryManager
-from memstore.records import EntityRecord
-from memstore.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
+from memstore.core.errors import ConflictError, InvalidInputError, NotFoundError
+from memstore.core.records import EntityRecord
+from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
+from memstore.memory.manager import DistributedMemoryManager
+from memstore.server import schemas
+from memstore.server.security import principal_of
+from memstore.server.state import MANAGER, METRICS, OPENAPI
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)

@@ -21,7 +21,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
-from memstore.errors import (
+from memstore.core.errors import (
     AuthenticationError,
     BackendUnavailableError,
     ConflictError,
@@ -33,7 +33,7 @@ from memstore.errors import (
     QuotaExceededError,
     RateLimitedError,
 )
-from memstore.records import (
+from memstore.core.records import (
     DEFAULT_CONVERSATION,
     ConversationInfo,
     EntityRecord,

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from memstore.errors import InvalidInputError, PayloadTooLargeError
+from memstore.core.errors import InvalidInputError, PayloadTooLargeError
 
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

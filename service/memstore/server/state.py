@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from memstore.config import Settings
-from memstore.manager import DistributedMemoryManager
-from memstore.metrics import PrometheusMetrics
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
+from memstore.observability.metrics import PrometheusMetrics
 
 SETTINGS = web.AppKey("settings", Settings)
 MANAGER = web.AppKey("manager", DistributedMemoryManager)

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from memstore.api.errors import Handler, error_response
-from memstore.metrics import UNMATCHED_ROUTE, PrometheusMetrics, method_label
-from memstore.tracing import Tracing, traceresponse
+from memstore.observability.metrics import UNMATCHED_ROUTE, PrometheusMetrics, method_label
+from memstore.observability.tracing import Tracing, traceresponse
+from memstore.server.errors import Handler, error_response
 
 if TYPE_CHECKING:
     import asyncio
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from multidict import CIMultiDictProxy
     from yarl import URL
 
-    from memstore.spans import RecordedSpan
+    from memstore.observability.spans import RecordedSpan
 
 UNTRACED_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 

@@ -1,1 +1,0 @@
-"""HTTP API (aiohttp). Knows the manager, never a backend's details."""

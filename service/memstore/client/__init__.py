@@ -1,0 +1,5 @@
+"""The HTTP client: ``MemoryClient`` speaks to a memstore service under the manager's names."""
+
+from memstore.client.memory_client import MemoryClient
+
+__all__ = ["MemoryClient"]

@@ -1,0 +1,3 @@
+"""The memory layer: ``DistributedMemoryManager`` (validation, cache, metrics and tracing
+around a backend) and its local read cache.
+"""

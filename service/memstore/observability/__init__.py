@@ -1,0 +1,3 @@
+"""Metrics (Prometheus), logs and traces (OpenTelemetry): used by the memory and server
+layers, importing only the core.
+"""
