@@ -32,7 +32,7 @@ tools:: $(HELM_BIN)
 # values table from values.yaml); tests/helm/test_chart.py fails when they are stale.
 .PHONY: chart-gen
 chart-gen: venv
-	$(BIN)/python -m tests.helm.chartgen
+	$(BIN)/python -m tools.chartgen
 
 # ---------------------------------------------------------------------------------------
 # Image and kind flow, for people with Docker. Not exercised by CI here (no container

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helm.chartgen import CHART
+from tools.chartgen import CHART
 
 HELM_VERSION = "v3.22.0"
 

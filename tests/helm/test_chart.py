@@ -20,10 +20,10 @@ from memstore.memory.cache import CacheStats
 from memstore.observability.metrics import PrometheusMetrics
 from memstore_operator import constants as opc
 from memstore_operator.__main__ import LIVENESS_DEFAULT
-from tests.helm import chartgen
-from tests.helm.chartgen import CHART, CRD_FILE, README_FILE, REPO, SCHEMA_FILE
 from tests.helm.conftest import ALL_TOGGLES, Helm, Manifest, Renderer, find, pod_specs
 from tests.support.procs import ServiceProcess, free_port
+from tools import chartgen
+from tools.chartgen import CHART, CRD_FILE, README_FILE, REPO, SCHEMA_FILE
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion), the test apiserver's,
 # and the newest kubernetes-validate knows.

@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 
-from tests.helm.chartgen import CHART, CRD_FILE
 from tests.helm.conftest import Helm
 from tests.servers.kube import KubeAPI, KubeCluster, free_port
 from tests.support.waiting import wait_for
+from tools.chartgen import CHART, CRD_FILE
 
 CRD_NAME = "memorystores.memory.datamcp.io"
 PERMISSION_ERRORS = ("Forbidden", "forbidden", "Not enough permissions", " 403")

@@ -5,7 +5,7 @@
 - the values table in ``charts/memstore/README.md`` (between the ``values-table`` markers),
   from ``values.yaml`` and its ``# --`` comments.
 
-``python -m tests.helm.chartgen`` rewrites both (``make chart-gen``); the tests in
+``python -m tools.chartgen`` rewrites both (``make chart-gen``); the tests in
 tests/helm/test_chart.py fail when the committed files differ from what this produces.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "memstore"
 CRD_FILE = CHART / "crds" / "memorystores.memory.datamcp.io.yaml"
 SCHEMA_FILE = CHART / "values.schema.json"
