@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bench.raw import Conflict, RawOps, make_ops, tool_record
 
-OPS: web.AppKey[RawOps] = web.AppKey("ops", RawOps)  # type: ignore[type-abstract]
+OPS: web.AppKey[RawOps] = web.AppKey("ops", RawOps)
 JSON = "application/json"
 P = "/v1/namespaces/{ns}"
 

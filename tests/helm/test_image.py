@@ -10,7 +10,7 @@ import json
 import re
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 import yaml
@@ -20,7 +20,11 @@ from memstore_operator import builders
 from memstore_operator import constants as opc
 from memstore_operator.__main__ import LIVENESS_DEFAULT
 from memstore_operator.model import parse_spec
-from tests.helm.chartgen import CHART, REPO
+from tools.chartgen import CHART, REPO
+
+if TYPE_CHECKING:
+    # The stubs' name for one entry of DockerfileParser.structure.
+    from dockerfile_parse.parser import _InstructionDict as Instruction
 
 DOCKERFILE = REPO / "Dockerfile"
 KNOWN = {
@@ -30,9 +34,9 @@ KNOWN = {
 BUILD_TOOLS = ("build-essential", "gcc", "g++", "make", "cmake", "clang", "rustc", "cargo")
 
 
-def stages() -> list[list[dict[str, Any]]]:
+def stages() -> list[list[Instruction]]:
     parser = DockerfileParser(path=str(DOCKERFILE))
-    out: list[list[dict[str, Any]]] = []
+    out: list[list[Instruction]] = []
     for ins in parser.structure:
         if ins["instruction"] == "FROM":
             out.append([])
@@ -41,11 +45,11 @@ def stages() -> list[list[dict[str, Any]]]:
     return out
 
 
-def final_stage() -> list[dict[str, Any]]:
+def final_stage() -> list[Instruction]:
     return stages()[-1]
 
 
-def one(stage: list[dict[str, Any]], instruction: str) -> str:
+def one(stage: list[Instruction], instruction: str) -> str:
     (value,) = [i["value"] for i in stage if i["instruction"] == instruction]
     return str(value)
 

@@ -193,9 +193,8 @@ class Cluster:
         return self.kubectl("apply", "-f", "-", input=json.dumps(doc), check=check)
 
     def store(self, name: str) -> dict[str, Any]:
-        out: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.ns, PLURAL, name
-        )
+        out = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+        assert isinstance(out, dict)
         return out
 
     def condition(self, name: str, ctype: str) -> dict[str, Any] | None:

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.operator.conftest import Cluster, OperatorProcess, store_selector, wait_for
+from tests.operator.conftest import Cluster, OperatorProcess, store_selector
 from tests.servers.kube import KubeAPI
+from tests.support.waiting import wait_for
 
 CHILDREN = ("ConfigMap", "Secret", "Service", "Deployment", "PodDisruptionBudget")
 HASH = "memory.datamcp.io/config-hash"

@@ -11,8 +11,9 @@ from typing import Any
 
 import yaml
 
-from tests.operator.conftest import Cluster, OperatorProcess, store_selector, wait_for
+from tests.operator.conftest import Cluster, OperatorProcess, store_selector
 from tests.servers.kube import KubeAPI, KubeCluster
+from tests.support.waiting import wait_for
 
 RBAC = Path(__file__).resolve().parents[2] / "operator" / "memstore_operator" / "rbac.yaml"
 

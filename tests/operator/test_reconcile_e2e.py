@@ -20,9 +20,9 @@ from tests.operator.conftest import (
     Cluster,
     OperatorProcess,
     store_selector,
-    wait_for,
 )
 from tests.servers.kube import KubeAPI
+from tests.support.waiting import wait_for
 
 CHILD_KINDS = ("ConfigMap", "Secret", "Service", "Deployment", "PodDisruptionBudget")
 

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
-from tests.operator.conftest import Cluster, OperatorProcess, wait_for
+from tests.operator.conftest import Cluster, OperatorProcess
 from tests.servers.kube import KubeAPI
+from tests.support.waiting import wait_for
 
 
 class OTLPReceiver:
@@ -82,8 +84,8 @@ def otlp() -> Iterator[OTLPReceiver]:
     r.server.server_close()
 
 
-def samples(op: OperatorProcess) -> list[Any]:
-    out = []
+def samples(op: OperatorProcess) -> list[Sample]:
+    out: list[Sample] = []
     for fam in text_string_to_metric_families(op.metrics()):
         out.extend(fam.samples)
     return out

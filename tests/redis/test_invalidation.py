@@ -31,7 +31,7 @@ from tests.support.procs import ServiceProcess, wait_http
 LONG_TTL = 300.0
 
 
-async def wait_for(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+async def wait_for(cond: Callable[..., bool], what: str, timeout: float = 15.0) -> None:
     """Poll ``cond``; the bound only keeps a broken build from hanging the suite."""
     deadline = time.monotonic() + timeout
     while not cond():

@@ -43,11 +43,9 @@ def ready_within(url: str, timeout: float = 60.0) -> float:
     raise TimeoutError(f"{url} not ready within {timeout}s")
 
 
-async def kill_once(
-    svc: ServiceProcess, namespace: str, ledger: Ledger
-) -> tuple[int, float, float]:
-    """Load ``namespace`` until KILL_AFTER_ACKS acks, SIGKILL, restart. Returns (acks at
-    the kill, restart-to-ready seconds, kill-to-ready seconds)."""
+async def kill_once(svc: ServiceProcess, namespace: str, ledger: Ledger) -> float:
+    """Load ``namespace`` until KILL_AFTER_ACKS acks, SIGKILL, restart. Returns the
+    kill-to-ready seconds."""
     stop = asyncio.Event()
     killed_at_ack: list[int] = []
     assert svc.proc is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hypothesis
 import pytest
@@ -84,7 +85,7 @@ def test_stateful_sequences_along_links(auth_service: ServiceProcess) -> None:
         def setup(self) -> None:
             self.scenario = next(scenarios)
 
-        def before_call(self, case: schemathesis.Case) -> None:
+        def before_call(self, case: schemathesis.Case[Any]) -> None:
             # Every scenario in namespaces of its own: Hypothesis replays a scenario to
             # shrink it, and the replay must meet the same (empty) state.
             params = case.path_parameters
@@ -92,11 +93,11 @@ def test_stateful_sequences_along_links(auth_service: ServiceProcess) -> None:
                 params["namespace"] = f"s{self.scenario}-{params['namespace']}"[:64]
 
         def validate_response(
-            self, response: object, case: schemathesis.Case, **kwargs: object
+            self, response: object, case: schemathesis.Case[Any], **kwargs: object
         ) -> None:
             # Links may carry a null next_cursor as "None": not a cursor the server issued.
             case.validate_response(
-                response,  # type: ignore[arg-type]
+                response,
                 excluded_checks=excluded_checks(case),
                 additional_checks=[ignored_auth],
                 transport_kwargs=kwargs,

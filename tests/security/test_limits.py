@@ -225,6 +225,7 @@ async def stall(port: int, token: str, path: str) -> asyncio.StreamWriter:
 async def test_a_caller_cannot_hold_every_slot(make_http: Any, tokens: Tokens) -> None:
     http: Client = await make_http(max_inflight_per_caller=2)
     port = http.server.port
+    assert port is not None
     h = tokens.header(tokens.a)
     stalled = [await stall(port, tokens.a, f"{A}/entities/note/s{i}") for i in range(2)]
     try:

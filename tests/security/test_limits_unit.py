@@ -86,7 +86,7 @@ async def test_watchdog_cuts_only_the_late_requests() -> None:
     results = await asyncio.gather(
         _guarded(watchdog, 0.01), _guarded(watchdog, 5.0), _guarded(watchdog, 0.05)
     )
-    assert results == ["finished", "timed out", "finished"]
+    assert list(results) == ["finished", "timed out", "finished"]
     assert len(watchdog) == 0
     # Idle: no timer left behind; the next request arms it again.
     assert await _guarded(watchdog, 5.0) == "timed out"

@@ -299,7 +299,7 @@ def kube_namespace(kube_api: KubeAPI) -> Iterator[str]:
 
     core = client.CoreV1Api(kube_api.api_client)
     name = f"t-{uuid.uuid4().hex[:10]}"
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     try:
         yield name
     finally:

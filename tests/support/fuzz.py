@@ -36,7 +36,7 @@ SETTINGS = hypothesis.settings(
 )
 
 
-def excluded_checks(case: schemathesis.Case) -> list[Any] | None:
+def excluded_checks(case: schemathesis.Case[Any]) -> list[Any] | None:
     """Checks that do not apply to ``case`` (positive-data acceptance with an opaque param)."""
     return [positive_data_acceptance] if _OPAQUE_PARAMS & set(case.query or {}) else None
 
@@ -68,7 +68,7 @@ def fuzz_operation(
 
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     @SETTINGS
-    def run(case: schemathesis.Case) -> None:
+    def run(case: schemathesis.Case[Any]) -> None:
         case.call_and_validate(
             excluded_checks=excluded_checks(case), additional_checks=additional_checks
         )

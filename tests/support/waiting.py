@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def wait_for(fn: Callable[[], T | None], what: str = "condition", timeout: float = 120) -> T:
-    """Poll until ``fn`` returns something truthy and return it; exceptions count as
-    "not yet" (an API object that does not exist yet, a server still starting)."""
+def wait_for(fn: Callable[..., T | None], what: str = "condition", timeout: float = 120) -> T:
+    """Poll until ``fn()`` returns something truthy and return it; exceptions count as
+    "not yet" (an API object that does not exist yet, a server still starting). ``fn`` is
+    called without arguments (``...`` lets a loop bind its variables as lambda defaults)."""
     deadline = time.monotonic() + timeout
-    last: Any = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
-            last = fn()
+            value = fn()
         except Exception as exc:
             last = exc
         else:
-            if last:
-                return last
+            if value:
+                return value
+            last = value
         time.sleep(0.3)
     raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
