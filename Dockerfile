@@ -19,11 +19,12 @@ WORKDIR /src
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY service ./service
 COPY operator ./operator
-# Every dependency as a wheel (pinned versions from pyproject.toml), the project included.
-RUN pip wheel --wheel-dir /wheels '.[redis,mongodb,operator]'
+# Every dependency as a wheel, the project included, at the exact versions of
+# requirements.lock (the ones make and CI test).
+RUN pip wheel --wheel-dir /wheels -c requirements.lock '.[redis,mongodb,operator]'
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0

@@ -2,31 +2,59 @@
 # Tools that tests need (redis-server, FerretDB, kube-apiserver, helm, ...) are installed or
 # built by the mk/*.mk fragments into $(TOOLS_DIR), outside the repo, keyed by version.
 SHELL := /bin/bash
+comma := ,
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 TOOLS_DIR ?= $(HOME)/.cache/memstore-tools
 export TOOLS_DIR
-# The virtualenv is rebuilt when pyproject.toml changes.
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml 2>/dev/null | cut -c1-12)
+# pyproject.toml declares compatible ranges; requirements.lock pins every package of the
+# environment (the project's extras below) to the exact version make, CI and the image install.
+LOCK := requirements.lock
+EXTRAS := dev,redis,mongodb,operator
+# The virtualenv is rebuilt when pyproject.toml or the lock file changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) 2>/dev/null | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv run test lint format tools clean bench
+.PHONY: help venv run test lint format tools clean bench lock
 
 help:
 	@echo "make run    - serve on the embedded backend at http://127.0.0.1:8080"
 	@echo "make test   - install every tool the tests need, then run lint and the whole test suite"
 	@echo "make lint   - ruff check, ruff format --check, mypy (strict; relaxed for tests), import contracts"
 	@echo "make bench  - benchmarks (not part of make test)"
+	@echo "make lock   - re-resolve requirements.lock after a change to pyproject.toml's dependencies"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip==26.3
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,redis,mongodb,operator]'
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip==$(PIP_VERSION)
+	$(BIN)/pip install -q --disable-pip-version-check -c $(LOCK) -e '.[$(EXTRAS)]'
 	touch $@
 
 venv: $(STAMP)
+
+# The lock is resolved by pip-tools, kept in its own virtualenv under $(TOOLS_DIR) so that it
+# works while .venv no longer matches pyproject.toml. It keeps every pin that still fits the
+# ranges and resolves only what changed; to move pins forward:
+#   make lock LOCK_ARGS=--upgrade                      # everything
+#   make lock LOCK_ARGS="--upgrade-package aiohttp"    # one package
+PIP_VERSION ?= 26.3
+PIP_TOOLS_VERSION ?= 7.6.2
+PIP_TOOLS_DIR := $(TOOLS_DIR)/pip-tools-$(PIP_TOOLS_VERSION)
+LOCK_ARGS ?=
+
+$(PIP_TOOLS_DIR)/bin/pip-compile:
+	rm -rf $(PIP_TOOLS_DIR)
+	$(PYTHON) -m venv $(PIP_TOOLS_DIR)
+	$(PIP_TOOLS_DIR)/bin/pip install -q --disable-pip-version-check \
+		pip==$(PIP_VERSION) pip-tools==$(PIP_TOOLS_VERSION)
+
+lock: $(PIP_TOOLS_DIR)/bin/pip-compile
+	CUSTOM_COMPILE_COMMAND="make lock" $(PIP_TOOLS_DIR)/bin/pip-compile -q \
+		$(foreach extra,$(subst $(comma), ,$(EXTRAS)),--extra $(extra)) \
+		--allow-unsafe --strip-extras --no-emit-find-links --no-emit-index-url \
+		--output-file $(LOCK) $(LOCK_ARGS) pyproject.toml
 
 run: venv
 	$(BIN)/memstore serve

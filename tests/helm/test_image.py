@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from dockerfile_parse.parser import _InstructionDict as Instruction
 
 DOCKERFILE = REPO / "Dockerfile"
+LOCK_FILE = REPO / "requirements.lock"
 KNOWN = {
     "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
     "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "COMMENT",
@@ -82,6 +83,17 @@ def test_no_build_tools_in_the_final_stage() -> None:
             # From the builder's wheels only: nothing is downloaded or compiled here.
             assert "--no-index" in ins["value"]
             assert "from=builder" in ins["value"]
+
+
+def test_the_builder_installs_the_locked_versions() -> None:
+    """The wheels are built at the versions make and CI test: those of requirements.lock."""
+    builder = stages()[0]
+    copied = [i["value"].split()[:-1] for i in builder if i["instruction"] == "COPY"]
+    assert any(LOCK_FILE.name in sources for sources in copied)
+    (wheel,) = [
+        i["value"] for i in builder if i["instruction"] == "RUN" and "pip wheel" in i["value"]
+    ]
+    assert re.search(rf"(-c|--constraint)[ =]{re.escape(LOCK_FILE.name)}\b", wheel), wheel
 
 
 def test_runs_as_a_numeric_non_root_user() -> None:
