@@ -22,6 +22,8 @@ RUN apt-get update \
 COPY pyproject.toml README.md ./
 COPY service ./service
 COPY operator ./operator
+# The operator package links to the chart's CRD (its spec defaults): the wheel takes the file.
+COPY charts/memstore/crds ./charts/memstore/crds
 # Every dependency as a wheel (pinned versions from pyproject.toml), the project included.
 RUN pip wheel --wheel-dir /wheels '.[redis,mongodb,operator]'
 
