@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from memstore_operator import model
 from memstore_operator.model import MemoryStoreSpec, parse_spec, spec_schema, with_defaults
-from tests.operator.conftest import CRD_FILE, GROUP, PLURAL, VERSION, Cluster
+from tests.operator.conftest import CRD_FILE, Cluster
 from tests.servers.kube import KubeAPI
 
 
@@ -118,9 +118,7 @@ def test_defaults_as_the_api_server_applies_them(
     c = Cluster(kube_api, kube_namespace)
     raw = SPECS[case]
     c.apply(f"d-{case.lower()}", copy.deepcopy(raw))
-    stored = c.custom.get_namespaced_custom_object(
-        GROUP, VERSION, kube_namespace, PLURAL, f"d-{case.lower()}"
-    )["spec"]
+    stored = c.store(f"d-{case.lower()}")["spec"]
     assert json.dumps(with_defaults(raw), sort_keys=True) == json.dumps(stored, sort_keys=True)
     assert parse_spec("d", kube_namespace, stored) == parse_spec("d", kube_namespace, raw)
 
