@@ -22,6 +22,8 @@ RUN apt-get update \
 COPY pyproject.toml README.md requirements.lock ./
 COPY service ./service
 COPY operator ./operator
+# The operator package links to the chart's CRD (its spec defaults): the wheel takes the file.
+COPY charts/memstore/crds ./charts/memstore/crds
 # Every dependency as a wheel, the project included, at the exact versions of
 # requirements.lock (the ones make and CI test).
 RUN pip wheel --wheel-dir /wheels -c requirements.lock '.[redis,mongodb,operator]'

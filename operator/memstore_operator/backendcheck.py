@@ -18,8 +18,6 @@ from urllib.parse import unquote
 from memstore_operator.model import StoreSpec
 from memstore_operator.status import Check
 
-DEFAULT_TIMEOUT = 3.0
-
 
 def _resp(*parts: str) -> bytes:
     out = [f"*{len(parts)}\r\n".encode()]
@@ -99,26 +97,23 @@ def ping_mongodb(uri: str, timeout: float) -> Check:
     return Check(False, "Unreachable", "mongodb: " + "; ".join(errors or ["no hosts"]))
 
 
-def check_backend(
-    spec: StoreSpec, secrets: dict[str, str], timeout: float = DEFAULT_TIMEOUT
-) -> Check:
+def check_backend(spec: StoreSpec, secrets: dict[str, str], timeout: float) -> Check:
     """``secrets`` maps "secretName/key" to the decoded value."""
     b = spec.backend
     password = None
     if b.password_ref is not None:
         password = secrets.get(f"{b.password_ref.name}/{b.password_ref.key}")
-    if b.type == "embedded":
-        return Check(True, "Embedded", "the embedded backend runs inside the pod")
-    if b.type == "redis":
-        return ping_redis(b.redis_host or "", b.redis_port, password, timeout)
-    if b.type == "redisCluster":
+    if b.redis is not None:
+        return ping_redis(b.redis.host, b.redis.port, password, timeout)
+    if b.redis_cluster is not None:
         last = Check(False, "Unreachable", "no seed node")
-        for node in b.cluster_nodes:
+        for node in b.redis_cluster.nodes:
             host, port = _split_hostport(node, 6379)
             last = ping_redis(host, port, password, timeout)
             if last.ok:
                 return last
         return last
-    assert b.mongodb_uri_ref is not None
-    uri = secrets.get(f"{b.mongodb_uri_ref.name}/{b.mongodb_uri_ref.key}", "")
-    return ping_mongodb(uri, timeout)
+    if b.mongodb is not None:
+        ref = b.mongodb.uri_secret_ref
+        return ping_mongodb(secrets.get(f"{ref.name}/{ref.key}", ""), timeout)
+    return Check(True, "Embedded", "the embedded backend runs inside the pod")

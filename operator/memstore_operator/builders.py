@@ -75,38 +75,40 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
         "MEMSTORE_HOST": "0.0.0.0",  # noqa: S104 - the pod must listen on its pod IP
         "MEMSTORE_PORT": str(c.CONTAINER_PORT),
         "MEMORY_NAMESPACE": spec.memory_namespace,
-        "MEMSTORE_CACHE_TTL_SECONDS": _fmt_number(spec.cache_ttl_seconds),
-        "MEMSTORE_CACHE_MAX_ENTRIES": str(spec.cache_max_entries),
+        "MEMSTORE_CACHE_TTL_SECONDS": _fmt_number(spec.cache.ttl_seconds),
+        "MEMSTORE_CACHE_MAX_ENTRIES": str(spec.cache.max_entries),
     }
-    if b.type == "embedded":
+    if b.embedded is not None:
         data["MEMORY_TYPE"] = "embedded"
         data["MEMSTORE_DATA_PATH"] = c.DATA_PATH
-        data["MEMSTORE_EMBEDDED_SYNCHRONOUS"] = b.synchronous
-    elif b.type == "redis":
+        data["MEMSTORE_EMBEDDED_SYNCHRONOUS"] = b.embedded.synchronous
+    elif b.redis is not None:
         data["MEMORY_TYPE"] = "redis"
-        data["REDIS_HOST"] = b.redis_host or ""
-        data["REDIS_PORT"] = str(b.redis_port)
-        data["REDIS_DB"] = str(b.redis_db)
-    elif b.type == "redisCluster":
+        data["REDIS_HOST"] = b.redis.host
+        data["REDIS_PORT"] = str(b.redis.port)
+        data["REDIS_DB"] = str(b.redis.db)
+    elif b.redis_cluster is not None:
         data["MEMORY_TYPE"] = "redis"
-        data["MEMSTORE_REDIS_CLUSTER_NODES"] = ",".join(b.cluster_nodes)
-    else:
+        data["MEMSTORE_REDIS_CLUSTER_NODES"] = ",".join(b.redis_cluster.nodes)
+    elif b.mongodb is not None:
         data["MEMORY_TYPE"] = "mongodb"
-        data["MONGODB_DB"] = b.mongodb_database
-    if b.type in ("redis", "redisCluster") and b.redis_prefix is not None:
-        data["REDIS_PREFIX"] = b.redis_prefix
-    data["MEMSTORE_AUTH_ENABLED"] = "true" if spec.auth_enabled else "false"
-    if not spec.auth_enabled:
+        data["MONGODB_DB"] = b.mongodb.database
+    redis = b.redis or b.redis_cluster
+    if redis is not None and redis.prefix is not None:
+        data["REDIS_PREFIX"] = redis.prefix
+    data["MEMSTORE_AUTH_ENABLED"] = "true" if spec.auth.enabled else "false"
+    if not spec.auth.enabled:
         # The user chose an open store; the service refuses a non-loopback bind without
         # auth unless told so explicitly, and a pod must listen on its pod IP.
         data["MEMSTORE_ALLOW_INSECURE_BIND"] = "true"
     if spec.auth_tokens_ref is not None:
         data["MEMSTORE_AUTH_TOKENS_FILE"] = c.AUTH_TOKENS_FILE
-    if spec.otlp_endpoint:
-        data["OTEL_EXPORTER_OTLP_ENDPOINT"] = spec.otlp_endpoint
-        data["OTEL_SERVICE_NAME"] = spec.otel_service_name or spec.name
+    tel = spec.telemetry
+    if tel.otlp_endpoint:
+        data["OTEL_EXPORTER_OTLP_ENDPOINT"] = tel.otlp_endpoint
+        data["OTEL_SERVICE_NAME"] = tel.service_name or spec.name
         data["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
-        data["OTEL_TRACES_SAMPLER_ARG"] = _fmt_number(spec.sampling_ratio)
+        data["OTEL_TRACES_SAMPLER_ARG"] = _fmt_number(tel.sampling_ratio)
     return data
 
 
@@ -154,8 +156,8 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
         env.append(_secret_env("MONGODB_URI", b.mongodb_uri_ref.name, b.mongodb_uri_ref.key))
     volumes: list[Obj] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     mounts: list[Obj] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
-    if b.type == "embedded":
-        if b.storage == "persistentVolumeClaim":
+    if b.embedded is not None:
+        if b.embedded.storage == "persistentVolumeClaim":
             volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": pvc_name(spec)}})
         else:
             volumes.append({"name": "data", "emptyDir": {}})
@@ -181,8 +183,8 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
             {"name": c.SERVICE_PORT_NAME, "containerPort": c.CONTAINER_PORT, "protocol": "TCP"}
         ],
         "envFrom": [{"configMapRef": {"name": configmap_name(spec)}}],
-        "livenessProbe": _probe("/livez", spec.liveness),
-        "readinessProbe": _probe("/readyz", spec.readiness),
+        "livenessProbe": _probe("/livez", spec.probes.liveness),
+        "readinessProbe": _probe("/readyz", spec.probes.readiness),
         "resources": dict(spec.resources),
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -212,15 +214,16 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
         "volumes": volumes,
     }
     if spec.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
-    if spec.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.node_selector)
-    if spec.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
-    if spec.affinity:
-        pod_spec["affinity"] = dict(spec.affinity)
-    if spec.priority_class_name:
-        pod_spec["priorityClassName"] = spec.priority_class_name
+        pod_spec["imagePullSecrets"] = [{"name": s.name} for s in spec.image_pull_secrets]
+    sched = spec.scheduling
+    if sched.node_selector:
+        pod_spec["nodeSelector"] = dict(sched.node_selector)
+    if sched.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in sched.tolerations]
+    if sched.affinity:
+        pod_spec["affinity"] = dict(sched.affinity)
+    if sched.priority_class_name:
+        pod_spec["priorityClassName"] = sched.priority_class_name
     # One SQLite writer on a ReadWriteOnce volume: never two pods at once.
     strategy: Obj = (
         {"type": "Recreate"}
@@ -252,12 +255,12 @@ def service(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj:
         "kind": "Service",
         "metadata": _meta(spec, spec.name, owner),
         "spec": {
-            "type": spec.service_type,
+            "type": spec.service.type,
             "selector": selector_labels(spec),
             "ports": [
                 {
                     "name": c.SERVICE_PORT_NAME,
-                    "port": spec.service_port,
+                    "port": spec.service.port,
                     "targetPort": c.SERVICE_PORT_NAME,
                     "protocol": "TCP",
                 }
@@ -267,19 +270,19 @@ def service(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj:
 
 
 def endpoint(spec: StoreSpec) -> str:
-    return f"http://{spec.name}.{spec.namespace}.svc:{spec.service_port}"
+    return f"http://{spec.name}.{spec.namespace}.svc:{spec.service.port}"
 
 
 def pdb(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj | None:
-    if not spec.pdb_enabled:
+    budget = spec.disruption_budget
+    if not budget.enabled:
         return None
     body: Obj = {"selector": {"matchLabels": selector_labels(spec)}}
-    if spec.pdb_min_available is not None:
-        body["minAvailable"] = spec.pdb_min_available
+    if budget.min_available is not None:
+        body["minAvailable"] = budget.min_available
     else:
-        body["maxUnavailable"] = (
-            spec.pdb_max_unavailable if spec.pdb_max_unavailable is not None else 1
-        )
+        # One pod at a time unless the user said otherwise.
+        body["maxUnavailable"] = budget.max_unavailable if budget.max_unavailable is not None else 1
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -289,15 +292,15 @@ def pdb(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj | None:
 
 
 def pvc(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj | None:
-    b = spec.backend
-    if b.type != "embedded" or b.storage != "persistentVolumeClaim":
+    embedded = spec.backend.embedded
+    if embedded is None or embedded.storage != "persistentVolumeClaim":
         return None
     body: Obj = {
         "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": b.storage_size}},
+        "resources": {"requests": {"storage": embedded.size}},
     }
-    if b.storage_class_name:
-        body["storageClassName"] = b.storage_class_name
+    if embedded.storage_class_name:
+        body["storageClassName"] = embedded.storage_class_name
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -307,10 +310,11 @@ def pvc(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj | None:
 
 
 def service_monitor(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> Obj | None:
-    if not spec.service_monitor:
+    monitor = spec.telemetry.service_monitor
+    if not monitor.enabled:
         return None
     meta = _meta(spec, spec.name, owner)
-    meta["labels"] = {**meta["labels"], **spec.service_monitor_labels}
+    meta["labels"] = {**meta["labels"], **monitor.labels}
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -322,7 +326,7 @@ def service_monitor(spec: StoreSpec, owner: Mapping[str, Any] | None = None) -> 
                 {
                     "port": c.SERVICE_PORT_NAME,
                     "path": "/metrics",
-                    "interval": spec.service_monitor_interval,
+                    "interval": monitor.interval,
                 }
             ],
         },

@@ -10,7 +10,6 @@ PLURAL: Final = "memorystores"
 KIND: Final = "MemoryStore"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 
-DEFAULT_IMAGE: Final = "ghcr.io/memstore/memstore:0.1.0"
 FIELD_MANAGER: Final = "memstore-operator"
 # kopf keeps its progress and last-handled state in annotations under this prefix.
 ANNOTATION_PREFIX: Final = GROUP

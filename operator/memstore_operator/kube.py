@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes import config as _config
@@ -22,6 +22,8 @@ from kubernetes.dynamic.exceptions import NotFoundError
 from memstore_operator import constants as c
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 KIND_CACHE_SECONDS = 10.0
 
@@ -36,6 +38,16 @@ def load_config() -> None:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
+
+
+def unless_absent(call: Callable[[], T]) -> T | None:
+    """``call()``, or None when the API server answers 404 (the object does not exist)."""
+    try:
+        return call()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def contains(live: Any, desired: Any) -> bool:
@@ -153,12 +165,9 @@ class Kube:
 
     def secret_owners(self, namespace: str, name: str) -> tuple[str, list[str]] | None:
         """(the Secret's uid, the uids of its owners), or None when it does not exist."""
-        try:
-            sec = self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        sec = unless_absent(lambda: self.core.read_namespaced_secret(name, namespace))
+        if sec is None:
+            return None
         meta: Any = sec.metadata
         return str(meta.uid), [str(o.uid) for o in meta.owner_references or []]
 
@@ -173,12 +182,9 @@ class Kube:
 
     def read_secret(self, namespace: str, name: str) -> tuple[str, dict[str, str]] | None:
         """(resourceVersion, decoded data) or None when the Secret does not exist."""
-        try:
-            sec = self.core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        sec = unless_absent(lambda: self.core.read_namespaced_secret(name, namespace))
+        if sec is None:
+            return None
         data = {
             k: base64.b64decode(v).decode("utf-8", errors="replace")
             for k, v in (sec.data or {}).items()
@@ -187,27 +193,20 @@ class Kube:
         return str(meta.resource_version), data
 
     def read_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            dep = self.apps.read_namespaced_deployment(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        dep = unless_absent(lambda: self.apps.read_namespaced_deployment(name, namespace))
+        if dep is None:
+            return None
         api: Any = self.api
         result: dict[str, Any] = api.sanitize_for_serialization(dep)
         return result
 
     def get_store(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            out: Any = self.custom.get_namespaced_custom_object(
+        out: Any = unless_absent(
+            lambda: self.custom.get_namespaced_custom_object(
                 c.GROUP, c.VERSION, namespace, c.PLURAL, name
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        result: dict[str, Any] = out
-        return result
+        )
+        return None if out is None else dict(out)
 
     def list_stores(self, namespaces: list[str]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -220,16 +219,9 @@ class Kube:
         return items
 
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-        try:
-            self.custom.patch_namespaced_custom_object_status(
-                c.GROUP,
-                c.VERSION,
-                namespace,
-                c.PLURAL,
-                name,
-                {"status": dict(status)},
+        # A store deleted meanwhile has no status left to write: 404 is fine.
+        unless_absent(
+            lambda: self.custom.patch_namespaced_custom_object_status(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"status": dict(status)}
             )
-        except ApiException as exc:
-            if exc.status == 404:  # deleted meanwhile
-                return
-            raise
+        )

@@ -1,94 +1,231 @@
-"""The MemoryStore spec as typed, immutable values.
+"""The MemoryStore spec as pydantic models, with the CRD as the one home of its defaults.
 
-The API server applies the CRD's defaults and validation; this module applies the same
-defaults again (so the builders also work on a bare dict in unit tests) and rejects what
-the schema cannot express, with :class:`InvalidSpec`.
+The models mirror the CRD's ``spec`` (camelCase names through aliases) and declare no
+value the CRD defaults: such fields are required, and :func:`parse_spec` fills them the
+way the API server does, from the CRD file shipped in this package (a link to
+``charts/memstore/crds/memorystores.memory.datamcp.io.yaml``). A body from the API server
+already carries them; a bare dict (a unit test, a dry run) gets the same values. The one
+default the API server cannot apply is the section of the chosen backend when it is left
+out (``backend: {type: embedded}``): it is read as an empty section and then defaulted.
+Fields the CRD leaves without a default are optional here (absent = None or empty).
+
+Ranges, patterns and enums are the API server's job (the CRD's schema); the models check
+types and the cross-field rules the builders rely on, and turn a failure into
+:class:`InvalidSpec` with the field's path.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from memstore_operator import constants as c
 
 BackendType = Literal["embedded", "redis", "redisCluster", "mongodb"]
 BACKEND_TYPES: tuple[str, ...] = ("embedded", "redis", "redisCluster", "mongodb")
+CRD_FILE = "memorystores.memory.datamcp.io.yaml"
 
 
 class InvalidSpec(ValueError):
     """The spec cannot be reconciled; retrying will not help until it is changed."""
 
 
-@dataclass(frozen=True)
-class SecretKeyRef:
+class SpecModel(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class SecretKeyRef(SpecModel):
     name: str
     key: str
 
 
-@dataclass(frozen=True)
-class Probe:
-    initial_delay_seconds: int = 5
-    period_seconds: int = 10
-    timeout_seconds: int = 2
-    failure_threshold: int = 3
+class Probe(SpecModel):
+    initial_delay_seconds: int
+    period_seconds: int
+    timeout_seconds: int
+    failure_threshold: int
 
 
-@dataclass(frozen=True)
-class Backend:
-    type: BackendType
-    # embedded
-    storage: Literal["persistentVolumeClaim", "emptyDir"] = "persistentVolumeClaim"
-    storage_size: str = "1Gi"
+class Probes(SpecModel):
+    liveness: Probe
+    readiness: Probe
+
+
+class Embedded(SpecModel):
+    storage: Literal["persistentVolumeClaim", "emptyDir"]
+    size: str
     storage_class_name: str | None = None
-    synchronous: str = "normal"
-    # redis / redisCluster
-    redis_host: str | None = None
-    redis_port: int = 6379
-    redis_db: int = 0
-    redis_prefix: str | None = None
-    cluster_nodes: tuple[str, ...] = ()
-    password_ref: SecretKeyRef | None = None
-    # mongodb
-    mongodb_uri_ref: SecretKeyRef | None = None
-    mongodb_database: str = "agent_memory"
+    synchronous: Literal["normal", "full"]
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> Any:
+        # int-or-string in the CRD: 1073741824 and "1Gi" are both quantities.
+        return str(value) if isinstance(value, int) else value
 
 
-@dataclass(frozen=True)
-class StoreSpec:
+class Redis(SpecModel):
+    host: str = Field(min_length=1)
+    port: int
+    db: int
+    prefix: str | None = None
+    password_secret_ref: SecretKeyRef | None = None
+
+
+class RedisCluster(SpecModel):
+    nodes: tuple[str, ...]
+    prefix: str | None = None
+    password_secret_ref: SecretKeyRef | None = None
+
+    @field_validator("nodes")
+    @classmethod
+    def _host_ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or not all(":" in n for n in value):
+            raise ValueError("needs at least one host:port")
+        return value
+
+
+class MongoDB(SpecModel):
+    uri_secret_ref: SecretKeyRef
+    database: str
+
+
+class Backend(SpecModel):
+    type: BackendType
+    embedded: Embedded | None = None
+    redis: Redis | None = None
+    redis_cluster: RedisCluster | None = None
+    mongodb: MongoDB | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_section(cls, raw: Any) -> Any:
+        if isinstance(raw, Mapping) and raw.get("type") in BACKEND_TYPES:
+            for section in BACKEND_TYPES:
+                if section != raw["type"] and raw.get(section) is not None:
+                    raise ValueError(f"backend.{section} is set but backend.type is {raw['type']}")
+        return raw
+
+    @property
+    def password_ref(self) -> SecretKeyRef | None:
+        section = self.redis or self.redis_cluster
+        return section.password_secret_ref if section is not None else None
+
+    @property
+    def mongodb_uri_ref(self) -> SecretKeyRef | None:
+        return self.mongodb.uri_secret_ref if self.mongodb is not None else None
+
+
+class Cache(SpecModel):
+    ttl_seconds: float
+    max_entries: int
+
+
+class Auth(SpecModel):
+    enabled: bool
+    secret_ref: SecretKeyRef | None = None
+
+    @model_validator(mode="after")
+    def _ref_needs_auth(self) -> Auth:
+        if self.secret_ref is not None and not self.enabled:
+            raise ValueError("auth.secretRef is only used when auth.enabled is true")
+        return self
+
+
+class ServiceMonitor(SpecModel):
+    enabled: bool
+    interval: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Telemetry(SpecModel):
+    otlp_endpoint: str | None = None
+    service_name: str | None = None
+    sampling_ratio: float
+    service_monitor: ServiceMonitor
+
+
+class Scheduling(SpecModel):
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = None
+
+
+class DisruptionBudget(SpecModel):
+    enabled: bool
+    min_available: int | None = None
+    max_unavailable: int | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> DisruptionBudget:
+        if self.min_available is not None and self.max_unavailable is not None:
+            raise ValueError("set at most one of disruptionBudget.minAvailable and maxUnavailable")
+        return self
+
+
+class ServicePort(SpecModel):
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"]
+    port: int
+
+
+class ImagePullSecret(SpecModel):
+    name: str
+
+
+class MemoryStoreSpec(SpecModel):
+    """``spec`` of a MemoryStore, after the CRD's defaults."""
+
+    replicas: int = Field(ge=0)
+    image: str
+    image_pull_policy: str
+    image_pull_secrets: tuple[ImagePullSecret, ...] = ()
+    memory_namespace: str
+    backend: Backend
+    cache: Cache
+    auth: Auth
+    telemetry: Telemetry
+    resources: dict[str, Any]
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+    probes: Probes
+    disruption_budget: DisruptionBudget
+    service: ServicePort
+
+    @model_validator(mode="after")
+    def _embedded_is_single(self) -> MemoryStoreSpec:
+        if self.backend.type == "embedded" and self.replicas > 1:
+            raise ValueError("the embedded backend allows at most 1 replica")
+        return self
+
+
+class StoreSpec(MemoryStoreSpec):
+    """A MemoryStore's spec with the object's name and namespace, as the builders use it."""
+
     name: str
     namespace: str
-    backend: Backend
-    replicas: int = 1
-    image: str = c.DEFAULT_IMAGE
-    image_pull_policy: str = "IfNotPresent"
-    image_pull_secrets: tuple[str, ...] = ()
-    memory_namespace: str = "agent"
-    cache_ttl_seconds: float = 30.0
-    cache_max_entries: int = 10_000
-    auth_enabled: bool = True
-    # The Secret/key holding tokens.json: the user's, or the generated ``<name>-auth``.
-    auth_tokens_ref: SecretKeyRef | None = None
-    auth_generated: bool = False
-    otlp_endpoint: str | None = None
-    otel_service_name: str | None = None
-    sampling_ratio: float = 0.1
-    service_monitor: bool = False
-    service_monitor_interval: str = "30s"
-    service_monitor_labels: Mapping[str, str] = field(default_factory=dict)
-    resources: Mapping[str, Any] = field(default_factory=dict)
-    node_selector: Mapping[str, str] = field(default_factory=dict)
-    tolerations: tuple[Mapping[str, Any], ...] = ()
-    affinity: Mapping[str, Any] | None = None
-    priority_class_name: str | None = None
-    liveness: Probe = Probe()
-    readiness: Probe = Probe()
-    pdb_enabled: bool = True
-    pdb_min_available: int | None = None
-    pdb_max_unavailable: int | None = None
-    service_type: str = "ClusterIP"
-    service_port: int = 8080
+
+    @property
+    def auth_generated(self) -> bool:
+        """Auth is on and no Secret was given: the operator makes ``<name>-auth``."""
+        return self.auth.enabled and self.auth.secret_ref is None
+
+    @property
+    def auth_tokens_ref(self) -> SecretKeyRef | None:
+        """The Secret/key holding tokens.json: the user's, or the generated one."""
+        if not self.auth.enabled:
+            return None
+        if self.auth.secret_ref is not None:
+            return self.auth.secret_ref
+        return SecretKeyRef(name=f"{self.name}{c.AUTH_SECRET_SUFFIX}", key=c.AUTH_TOKENS_KEY)
 
     @property
     def secret_refs(self) -> tuple[SecretKeyRef, ...]:
@@ -97,156 +234,67 @@ class StoreSpec:
         return tuple(r for r in refs if r is not None)
 
 
-def _obj(value: Any, path: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidSpec(f"{path} must be an object")
+@functools.cache
+def crd() -> dict[str, Any]:
+    """The MemoryStore CRD (the file the chart installs), parsed once."""
+    text = resources.files("memstore_operator").joinpath(CRD_FILE).read_text()
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def spec_schema() -> dict[str, Any]:
+    """The OpenAPI schema of ``spec`` in the CRD's storage version."""
+    (version,) = (v for v in crd()["spec"]["versions"] if v["name"] == c.VERSION)
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return schema
+
+
+def apply_defaults(schema: Mapping[str, Any], value: Any) -> Any:
+    """Structural-schema defaulting as the API server does it: a missing property with a
+    ``default`` gets a copy of it, then every object is defaulted in turn (so the
+    properties of a defaulted ``{}`` get theirs). Changes ``value`` in place."""
+    if isinstance(value, dict):
+        props: Mapping[str, Any] = schema.get("properties") or {}
+        for key, sub in props.items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = props.get(key, extra if isinstance(extra, Mapping) else None)
+            if sub is not None:
+                apply_defaults(sub, item)
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for item in value:
+            apply_defaults(schema["items"], item)
     return value
 
 
-def _ref(value: Any, path: str) -> SecretKeyRef | None:
-    if value is None:
-        return None
-    obj = _obj(value, path)
-    name, key = obj.get("name"), obj.get("key")
-    if not isinstance(name, str) or not name or not isinstance(key, str) or not key:
-        raise InvalidSpec(f"{path} needs both name and key")
-    return SecretKeyRef(name=name, key=key)
+def with_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``spec`` with the CRD's defaults, as the API server would store it, and
+    the chosen backend's section read as ``{}`` when left out."""
+    out = copy.deepcopy(dict(spec))
+    backend = out.get("backend")
+    if isinstance(backend, dict) and backend.get("type") in BACKEND_TYPES:
+        backend.setdefault(backend["type"], {})
+    return dict(apply_defaults(spec_schema(), out))
 
 
-def _probe(value: Any, path: str) -> Probe:
-    obj = _obj(value, path)
-    return Probe(
-        initial_delay_seconds=int(obj.get("initialDelaySeconds", 5)),
-        period_seconds=int(obj.get("periodSeconds", 10)),
-        timeout_seconds=int(obj.get("timeoutSeconds", 2)),
-        failure_threshold=int(obj.get("failureThreshold", 3)),
-    )
-
-
-def _backend(raw: Mapping[str, Any]) -> Backend:
-    kind = raw.get("type")
-    if kind not in BACKEND_TYPES:
-        raise InvalidSpec(f"backend.type must be one of {', '.join(BACKEND_TYPES)}")
-    for section in BACKEND_TYPES:
-        if section != kind and raw.get(section) is not None:
-            raise InvalidSpec(f"backend.{section} is set but backend.type is {kind}")
-    if kind == "embedded":
-        e = _obj(raw.get("embedded"), "backend.embedded")
-        storage = e.get("storage", "persistentVolumeClaim")
-        if storage not in ("persistentVolumeClaim", "emptyDir"):
-            raise InvalidSpec("backend.embedded.storage must be persistentVolumeClaim or emptyDir")
-        return Backend(
-            type="embedded",
-            storage=storage,
-            storage_size=str(e.get("size", "1Gi")),
-            storage_class_name=e.get("storageClassName"),
-            synchronous=str(e.get("synchronous", "normal")),
-        )
-    if kind == "redis":
-        r = _obj(raw.get("redis"), "backend.redis")
-        host = r.get("host")
-        if not isinstance(host, str) or not host:
-            raise InvalidSpec("backend.redis.host is required")
-        return Backend(
-            type="redis",
-            redis_host=host,
-            redis_port=int(r.get("port", 6379)),
-            redis_db=int(r.get("db", 0)),
-            redis_prefix=r.get("prefix"),
-            password_ref=_ref(r.get("passwordSecretRef"), "backend.redis.passwordSecretRef"),
-        )
-    if kind == "redisCluster":
-        rc = _obj(raw.get("redisCluster"), "backend.redisCluster")
-        nodes = rc.get("nodes") or []
-        if not nodes or not all(isinstance(n, str) and ":" in n for n in nodes):
-            raise InvalidSpec("backend.redisCluster.nodes needs at least one host:port")
-        return Backend(
-            type="redisCluster",
-            cluster_nodes=tuple(nodes),
-            redis_prefix=rc.get("prefix"),
-            password_ref=_ref(
-                rc.get("passwordSecretRef"), "backend.redisCluster.passwordSecretRef"
-            ),
-        )
-    m = _obj(raw.get("mongodb"), "backend.mongodb")
-    uri_ref = _ref(m.get("uriSecretRef"), "backend.mongodb.uriSecretRef")
-    if uri_ref is None:
-        raise InvalidSpec("backend.mongodb.uriSecretRef is required")
-    return Backend(
-        type="mongodb",
-        mongodb_uri_ref=uri_ref,
-        mongodb_database=str(m.get("database", "agent_memory")),
-    )
+def _problem(error: Mapping[str, Any]) -> str:
+    path = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "missing":
+        return f"{path} is required"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}: {message}" if path else message
 
 
 def parse_spec(name: str, namespace: str, spec: Mapping[str, Any]) -> StoreSpec:
     """Turn a MemoryStore ``spec`` into a :class:`StoreSpec` or raise :class:`InvalidSpec`."""
-    backend = _backend(_obj(spec.get("backend"), "backend"))
-    replicas = int(spec.get("replicas", 1))
-    if replicas < 0:
-        raise InvalidSpec("replicas must not be negative")
-    if backend.type == "embedded" and replicas > 1:
-        raise InvalidSpec("the embedded backend allows at most 1 replica")
-    cache = _obj(spec.get("cache"), "cache")
-    auth = _obj(spec.get("auth"), "auth")
-    tel = _obj(spec.get("telemetry"), "telemetry")
-    sm = _obj(tel.get("serviceMonitor"), "telemetry.serviceMonitor")
-    sched = _obj(spec.get("scheduling"), "scheduling")
-    probes = _obj(spec.get("probes"), "probes")
-    pdb = _obj(spec.get("disruptionBudget"), "disruptionBudget")
-    svc = _obj(spec.get("service"), "service")
-    if pdb.get("minAvailable") is not None and pdb.get("maxUnavailable") is not None:
-        raise InvalidSpec("set at most one of disruptionBudget.minAvailable and maxUnavailable")
-    auth_enabled = bool(auth.get("enabled", True))
-    auth_ref: SecretKeyRef | None = None
-    auth_generated = False
-    if auth_enabled:
-        user_ref = _obj(auth.get("secretRef"), "auth.secretRef")
-        if user_ref:
-            auth_ref = _ref(
-                {"name": user_ref.get("name"), "key": user_ref.get("key", c.AUTH_TOKENS_KEY)},
-                "auth.secretRef",
-            )
-        else:
-            auth_ref = SecretKeyRef(name=f"{name}{c.AUTH_SECRET_SUFFIX}", key=c.AUTH_TOKENS_KEY)
-            auth_generated = True
-    elif auth.get("secretRef") is not None:
-        raise InvalidSpec("auth.secretRef is only used when auth.enabled is true")
-    resources = spec.get("resources")
-    if resources is None:
-        resources = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
-    return StoreSpec(
-        name=name,
-        namespace=namespace,
-        backend=backend,
-        replicas=replicas,
-        image=str(spec.get("image") or c.DEFAULT_IMAGE),
-        image_pull_policy=str(spec.get("imagePullPolicy", "IfNotPresent")),
-        image_pull_secrets=tuple(s["name"] for s in spec.get("imagePullSecrets") or []),
-        memory_namespace=str(spec.get("memoryNamespace", "agent")),
-        cache_ttl_seconds=float(cache.get("ttlSeconds", 30)),
-        cache_max_entries=int(cache.get("maxEntries", 10_000)),
-        auth_enabled=auth_enabled,
-        auth_tokens_ref=auth_ref,
-        auth_generated=auth_generated,
-        otlp_endpoint=tel.get("otlpEndpoint"),
-        otel_service_name=tel.get("serviceName"),
-        sampling_ratio=float(tel.get("samplingRatio", 0.1)),
-        service_monitor=bool(sm.get("enabled", False)),
-        service_monitor_interval=str(sm.get("interval", "30s")),
-        service_monitor_labels=dict(sm.get("labels") or {}),
-        resources=dict(resources),
-        node_selector=dict(sched.get("nodeSelector") or {}),
-        tolerations=tuple(sched.get("tolerations") or ()),
-        affinity=sched.get("affinity"),
-        priority_class_name=sched.get("priorityClassName"),
-        liveness=_probe(probes.get("liveness"), "probes.liveness"),
-        readiness=_probe(probes.get("readiness"), "probes.readiness"),
-        pdb_enabled=bool(pdb.get("enabled", True)),
-        pdb_min_available=pdb.get("minAvailable"),
-        pdb_max_unavailable=pdb.get("maxUnavailable"),
-        service_type=str(svc.get("type", "ClusterIP")),
-        service_port=int(svc.get("port", 8080)),
-    )
+    if not isinstance(spec, Mapping):
+        raise InvalidSpec("spec must be an object")
+    try:
+        return StoreSpec.model_validate(
+            {**with_defaults(spec), "name": name, "namespace": namespace}
+        )
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        raise InvalidSpec("; ".join(_problem(e) for e in errors)) from None

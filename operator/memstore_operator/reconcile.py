@@ -1,31 +1,28 @@
 """One reconcile pass for one MemoryStore: the glue between the pure builders, the API
-(:mod:`memstore_operator.kube`) and the status. Used by the kopf handlers and by the
-periodic resync loop."""
+(:mod:`memstore_operator.kube`) and the status. :class:`Reconciler` is used by the kopf
+handlers and by the periodic resync loop; one instance lives in the operator's memo."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import logging
-import os
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 
-from memstore_operator import backendcheck, builders, telemetry
+from memstore_operator import backendcheck, builders
 from memstore_operator import status as st
 from memstore_operator.kube import Kube
 from memstore_operator.model import InvalidSpec, StoreSpec, parse_spec
+from memstore_operator.telemetry import Telemetry, step
 
 log = logging.getLogger(__name__)
-
-_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
 
 class SecretsMissing(Exception):
@@ -65,20 +62,8 @@ def resolve_secrets(kube: Kube, spec: StoreSpec) -> tuple[st.Check, dict[str, st
     return st.Check(True, "Resolved", "every referenced Secret and key exists"), versions, values
 
 
-def _step_delay() -> None:
-    """Fault-injection aid for the tests (``MEMSTORE_OPERATOR_STEP_DELAY_SECONDS``): a
-    pause between two writes widens the window in which a killed operator leaves a
-    half-done reconcile behind. Unset (0) in production."""
-    raw = os.environ.get("MEMSTORE_OPERATOR_STEP_DELAY_SECONDS", "")
-    if raw:
-        time.sleep(float(raw))
-
-
 def _apply(kube: Kube, obj: Mapping[str, Any]) -> None:
-    _step_delay()
-    with telemetry.step(
-        "apply " + str(obj["kind"]), **{"k8s.object.name": obj["metadata"]["name"]}
-    ):
+    with step("apply " + str(obj["kind"]), **{"k8s.object.name": obj["metadata"]["name"]}):
         kube.apply(obj)
 
 
@@ -95,10 +80,8 @@ def ensure_auth_secret(kube: Kube, spec: StoreSpec, body: Mapping[str, Any]) -> 
             return  # ours, or one the user made under that name: kept as it is
         # Left over from a deleted MemoryStore of the same name, about to be garbage
         # collected: replace it now rather than hand its token to the new store.
-        _step_delay()
         kube.delete_secret(spec.namespace, name, secret_uid)
-    _step_delay()
-    with telemetry.step("create Secret", **{"k8s.object.name": name}):
+    with step("create Secret", **{"k8s.object.name": name}):
         kube.create_secret_if_absent(builders.auth_secret(spec, builders.new_token(), body))
 
 
@@ -196,38 +179,49 @@ def report_error(kube: Kube, namespace: str, name: str, exc: Exception) -> None:
         log.warning("could not report a reconcile error on %s/%s", namespace, name)
 
 
-def reconcile(
-    kube: Kube, body: Mapping[str, Any], timeout: float = 3.0, trigger: str = "resync"
-) -> Outcome:
-    """Bring the children in line with ``body`` (a MemoryStore) and write its status.
+@dataclass
+class Reconciler:
+    """Reconciles MemoryStores through ``kube``, one pass at a time per store."""
 
-    Never raises for an invalid spec or a missing Secret: the Outcome says so, and the
-    caller (a kopf handler) turns it into PermanentError / TemporaryError. Each pass is
-    one span (``reconcile MemoryStore``) and is counted and timed in the metrics.
-    """
-    meta = body["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
-    with telemetry.reconcile_span(trigger, namespace, name) as span:
-        try:
-            outcome = _reconcile(kube, body, timeout)
-        except Exception as exc:
-            telemetry.record_result(trigger, "error", type(exc).__name__)
-            report_error(kube, namespace, name, exc)
-            raise
-        phase = str(outcome.status.get("phase", ""))
-        span.set_attribute("memstore.phase", phase)
-        if outcome.invalid is not None:
-            telemetry.record_result(trigger, "invalid", "InvalidSpec")
-        elif outcome.missing is not None:
-            telemetry.record_result(trigger, "pending")
-        else:
-            telemetry.record_result(trigger, "ok")
-        return outcome
+    kube: Kube
+    telemetry: Telemetry
+    backend_timeout: float
+    # The kopf handlers and the resync loop run in different threads: one lock per store.
+    _locks: defaultdict[str, threading.Lock] = field(
+        default_factory=lambda: defaultdict(threading.Lock)
+    )
 
+    def reconcile(self, body: Mapping[str, Any], trigger: str = "resync") -> Outcome:
+        """Bring the children in line with ``body`` (a MemoryStore) and write its status.
 
-def _reconcile(kube: Kube, given: Mapping[str, Any], timeout: float) -> Outcome:
-    name, namespace = given["metadata"]["name"], given["metadata"]["namespace"]
-    with _locks[f"{namespace}/{name}"]:
+        Never raises for an invalid spec or a missing Secret: the Outcome says so, and
+        the caller (a kopf handler) turns it into PermanentError / TemporaryError. Each
+        pass is one span (``reconcile MemoryStore``) and is counted and timed in the
+        metrics.
+        """
+        meta = body["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        tel = self.telemetry
+        with tel.reconcile_span(trigger, namespace, name) as span:
+            try:
+                with self._locks[f"{namespace}/{name}"]:
+                    outcome = self._reconcile(namespace, name)
+            except Exception as exc:
+                tel.record_result(trigger, "error", type(exc).__name__)
+                report_error(self.kube, namespace, name, exc)
+                raise
+            phase = str(outcome.status.get("phase", ""))
+            span.set_attribute("memstore.phase", phase)
+            if outcome.invalid is not None:
+                tel.record_result(trigger, "invalid", "InvalidSpec")
+            elif outcome.missing is not None:
+                tel.record_result(trigger, "pending")
+            else:
+                tel.record_result(trigger, "ok")
+            return outcome
+
+    def _reconcile(self, namespace: str, name: str) -> Outcome:
+        kube = self.kube
         # Act on the latest version, not on the one this pass was started with: the
         # kopf handlers and the resync loop may hold bodies of different ages, and an
         # older one would briefly roll the pods back to an older config.
@@ -259,9 +253,9 @@ def _reconcile(kube: Kube, given: Mapping[str, Any], timeout: float) -> Outcome:
                 # affinity that is not a valid core/v1 Affinity): retrying will not help.
                 message = f"the API server refused a child object: {_api_reason(exc)}"
                 return _invalid(kube, body, message)
-            with telemetry.step("check backend", **{"memstore.backend": spec.backend.type}):
-                backend = backendcheck.check_backend(spec, values, timeout)
-            telemetry.record_backend_check(spec.backend.type, backend.ok)
+            with step("check backend", **{"memstore.backend": spec.backend.type}):
+                backend = backendcheck.check_backend(spec, values, self.backend_timeout)
+            self.telemetry.record_backend_check(spec.backend.type, backend.ok)
         else:
             backend = st.Check(None, "SecretNotFound", "not checked: a Secret is missing")
         status = st.compute(
@@ -276,7 +270,6 @@ def _reconcile(kube: Kube, given: Mapping[str, Any], timeout: float) -> Outcome:
             secrets=secrets,
             backend=backend,
         )
-        _step_delay()
-        with telemetry.step("patch status", **{"memstore.phase": str(status.get("phase"))}):
+        with step("patch status", **{"memstore.phase": str(status.get("phase"))}):
             kube.patch_status(namespace, name, status)
         return Outcome(status, missing=None if secrets.ok else secrets.message)

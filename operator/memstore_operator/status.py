@@ -38,36 +38,19 @@ def set_condition(
 ) -> list[Condition]:
     """Return ``conditions`` with ``ctype`` set; ``lastTransitionTime`` only moves when the
     status changes."""
-    out: list[Condition] = []
-    found = False
-    for cond in conditions:
-        if cond.get("type") != ctype:
-            out.append(dict(cond))
-            continue
-        found = True
-        changed = cond.get("status") != status
-        out.append(
-            {
-                "type": ctype,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": now if changed else cond.get("lastTransitionTime", now),
-            }
-        )
-    if not found:
-        out.append(
-            {
-                "type": ctype,
-                "status": status,
-                "reason": reason,
-                "message": message,
-                "observedGeneration": generation,
-                "lastTransitionTime": now,
-            }
-        )
-    return out
+    old = next((cond for cond in conditions if cond.get("type") == ctype), None)
+    changed = old is None or old.get("status") != status
+    new: Condition = {
+        "type": ctype,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": now if old is None or changed else old.get("lastTransitionTime", now),
+    }
+    if old is None:
+        return [*(dict(cond) for cond in conditions), new]
+    return [new if cond is old else dict(cond) for cond in conditions]
 
 
 def deployment_progress(

@@ -276,36 +276,36 @@ def summary(url: str, namespace: str, as_json: bool) -> None:
         click.echo(_run(url, namespace, lambda c: c.get_memory_summary()))
 
 
-@main.command()
-@click.option(
-    "--namespace",
-    "namespaces",
-    multiple=True,
-    help="Watch only this Kubernetes namespace (repeatable; default: all namespaces).",
+@main.command(
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
 )
-@click.option(
-    "--liveness",
-    default=None,
-    help="Liveness endpoint URL [http://0.0.0.0:8081/healthz]; empty to disable.",
-)
-@click.option("--metrics-port", type=int, default=None, help="Prometheus /metrics port [8082].")
-def operator(namespaces: tuple[str, ...], liveness: str | None, metrics_port: int | None) -> None:
-    """Run the Kubernetes operator for MemoryStore resources (needs the operator extra)."""
-    import os
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def operator(args: tuple[str, ...]) -> None:
+    """Run the Kubernetes operator for MemoryStore resources (`memstore operator --help`).
 
-    try:
-        from memstore_operator.__main__ import main as operator_main
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    Hands over to the `memstore-operator` command of the same installation, arguments
+    unchanged: the operator is a separate program that the service never imports.
+    """
+    import os
+    import shutil
+    import sysconfig
+
+    # The scripts folder of this interpreter first, so a virtualenv's operator is found
+    # even when that virtualenv is not on PATH.
+    search = os.pathsep.join(
+        p for p in (sysconfig.get_path("scripts"), os.environ.get("PATH")) if p
+    )
+    program = shutil.which("memstore-operator", path=search)
+    if program is None:
         raise click.ClickException(
-            f"the operator is not installed ({exc.name}): pip install 'memstore[operator]'"
-        ) from None
-    if namespaces:
-        os.environ["MEMSTORE_OPERATOR_NAMESPACES"] = ",".join(namespaces)
-    if liveness is not None:
-        os.environ["MEMSTORE_OPERATOR_LIVENESS"] = liveness
-    if metrics_port is not None:
-        os.environ["MEMSTORE_OPERATOR_METRICS_PORT"] = str(metrics_port)
-    operator_main()
+            "the operator is not installed (no memstore-operator command): "
+            "pip install 'memstore[operator]'"
+        )
+    try:
+        os.execv(program, [program, *args])  # noqa: S606 - our own program, no shell
+    except OSError as exc:
+        raise click.ClickException(f"cannot run {program}: {exc.strerror}") from None
 
 
 if __name__ == "__main__":  # pragma: no cover

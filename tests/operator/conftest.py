@@ -63,12 +63,15 @@ class OperatorProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    write_delay: float = 0.0
 
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, extra_env: dict[str, str] | None = None, write_delay: float = 0.0) -> None:
         """Start ``memstore operator`` (the CLI entry) (``extra_env`` is kept for restarts until
-        the next start that passes one)."""
+        the next start that passes one). With ``write_delay`` the operator pauses that long
+        before every write to the API server (``tests/operator/slow_writes.py``)."""
         if extra_env is not None:
             self.extra_env = dict(extra_env)
+        self.write_delay = write_delay
         self.starts += 1
         self.metrics_port = free_port()
         env = {
@@ -89,9 +92,13 @@ class OperatorProcess:
             MEMSTORE_OPERATOR_WATCH_TIMEOUT="10",
         )
         env.update(self.extra_env)
+        command = [sys.executable, "-m", "memstore", "operator"]
+        if write_delay:
+            command = [sys.executable, "-m", "tests.operator.slow_writes", str(write_delay)]
         with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "memstore", "operator"],
+                command,
+                cwd=REPO,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -155,9 +162,10 @@ def operator_proc(
 def op(operator_proc: OperatorProcess) -> OperatorProcess:
     """The running operator with the default settings (restarted if a previous test
     killed it or ran it with other settings)."""
-    if operator_proc.extra_env:
+    if operator_proc.extra_env or operator_proc.write_delay:
         operator_proc.stop()
         operator_proc.extra_env = {}
+        operator_proc.write_delay = 0.0
     if operator_proc.proc is None or operator_proc.proc.poll() is not None:
         operator_proc.start()
     return operator_proc

@@ -139,7 +139,7 @@ def test_auth_and_telemetry() -> None:
 
 def test_auth_on_by_default_with_generated_secret() -> None:
     spec = spec_of({"backend": {"type": "embedded"}})
-    assert spec.auth_enabled and spec.auth_generated
+    assert spec.auth.enabled and spec.auth_generated
     assert spec.auth_tokens_ref is not None
     assert (spec.auth_tokens_ref.name, spec.auth_tokens_ref.key) == ("m-auth", "tokens.json")
     secret = builders.auth_secret(spec, "s3cret-token", OWNER)

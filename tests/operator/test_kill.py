@@ -1,9 +1,9 @@
 """The operator SIGKILLed in the middle of reconciling, and started again, converges with
 no duplicate children (issue 5), also over many create/update/delete cycles (issue 9).
 
-``MEMSTORE_OPERATOR_STEP_DELAY_SECONDS`` puts a pause before every write of a reconcile,
-so a kill lands between two writes (a half-done reconcile) instead of mostly between
-reconciles.
+The operator runs with a pause before every write to the API server
+(``tests/operator/slow_writes.py``), so a kill lands between two writes (a half-done
+reconcile) instead of mostly between reconciles.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_killed_mid_reconcile_converges_without_duplicates(
     c = Cluster(kube_api, kube_namespace)
     op = operator_proc
     op.stop()
-    op.start({"MEMSTORE_OPERATOR_STEP_DELAY_SECONDS": "1.5"})
+    op.start({}, write_delay=1.5)
     spec = {"backend": {"type": "embedded", "embedded": {"storage": "emptyDir"}}}
     c.apply("half", spec)
     # The auth Secret and the ConfigMap are written first; kill before the Deployment.
@@ -108,9 +108,9 @@ def test_random_kills_over_create_update_delete_cycles(
     op = operator_proc
     redis = redis_factory()
     rng = random.Random(20261124)
-    delay = {"MEMSTORE_OPERATOR_STEP_DELAY_SECONDS": "0.2"}
+    delay = 0.2
     op.stop()
-    op.start(delay)
+    op.start({}, write_delay=delay)
     names = ("k0", "k1", "k2")
     live: dict[str, dict[str, Any]] = {}
     tokens: dict[str, str] = {}
@@ -155,7 +155,7 @@ def test_random_kills_over_create_update_delete_cycles(
             tok = token_of(c, n)
             if tok is not None:
                 assert tokens.setdefault(n, tok) == tok, f"{n}: the auth token changed"
-        op.start(delay)
+        op.start({}, write_delay=delay)
 
     for name in names:
         if name in live:
