@@ -52,6 +52,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from memstore.core.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.propagators.textmap import TextMapPropagator
@@ -138,8 +140,10 @@ class Tracing:
         settings too), or ``None`` when tracing is off (see module doc)."""
         if not tracing_enabled(os.environ):
             return None
-        from memstore.observability.tracing_config import configure
-
+        try:
+            from memstore.observability.tracing_config import configure
+        except ValueError as exc:  # the SDK checks its span limit variables at import
+            raise ConfigurationError(str(exc)) from exc
         return cls(*configure(os.environ, _version()))
 
     def shutdown(self) -> None:
