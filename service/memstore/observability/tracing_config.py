@@ -35,8 +35,9 @@ DEFAULT_PROPAGATORS = "tracecontext,baggage"
 # The OpenTelemetry specification's default (the Python SDK's auto-configuration picks grpc,
 # which would silently break a collector address on port 4318).
 DEFAULT_OTLP_PROTOCOL = "http/protobuf"
-# The OTLP exporters' entry point names, by protocol.
-OTLP_EXPORTERS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+# The OTLP exporters' entry point names, by protocol: over HTTP, the SDK's exporter with
+# memstore's encoder (observability/tracing_export.py).
+OTLP_EXPORTERS = {"grpc": "otlp_proto_grpc", "http/protobuf": "memstore_otlp_proto_http"}
 RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
 
 
