@@ -52,10 +52,8 @@ def observability_middleware(
         if tracing is not None:
             if route not in UNTRACED_ROUTES:
                 matched = resource is not None
-                span = tracing.request_span(
-                    tracing.request_parent(request.headers),
-                    f"{method} {route}" if matched else method,
-                )
+                parent = tracing.request_parent(request.headers)
+                span = tracing.request_span(parent, f"{method} {route}" if matched else method)
             if span is None:
                 # Not traced: nor are its children (backend, cache).
                 unsampled = tracing.unsampled()
@@ -75,7 +73,8 @@ def observability_middleware(
                         tracing.sampled_again(unsampled)
             else:
                 span.set_attributes(_request_attributes(request, method, route, matched))
-                token = tracing.attach(tracing.set_span_in_context(span))
+                # In the caller's context, so its baggage stays current too.
+                token = tracing.attach(tracing.set_span_in_context(span, parent))
         if metrics is not None:
             metrics.in_flight += 1
         began = perf_counter()
