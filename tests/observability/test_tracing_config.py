@@ -24,6 +24,7 @@ from memstore.observability.tracing_config import (
     sampler_from_env,
     span_exporters,
 )
+from memstore.observability.tracing_export import OtlpHttpSpanExporter
 from memstore.server.app import create_app
 
 ENDPOINT = "http://127.0.0.1:9"  # never contacted: no span is exported in these tests
@@ -67,18 +68,19 @@ def test_when_tracing_is_on(otel_env: pytest.MonkeyPatch, env: dict[str, str], o
 @pytest.mark.parametrize(
     ("env", "classes"),
     [
-        ({}, [HttpSpanExporter]),  # the specification's default protocol
+        ({}, [OtlpHttpSpanExporter]),  # the specification's default protocol
         ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, [GrpcSpanExporter]),
         (
             {
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                 "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
             },
-            [HttpSpanExporter],
+            [OtlpHttpSpanExporter],
         ),
         ({"OTEL_TRACES_EXPORTER": "console"}, [ConsoleSpanExporter]),
-        ({"OTEL_TRACES_EXPORTER": "console, otlp"}, [ConsoleSpanExporter, HttpSpanExporter]),
+        ({"OTEL_TRACES_EXPORTER": "console, otlp"}, [ConsoleSpanExporter, OtlpHttpSpanExporter]),
         ({"OTEL_TRACES_EXPORTER": "otlp_proto_grpc"}, [GrpcSpanExporter]),
+        ({"OTEL_TRACES_EXPORTER": "otlp_proto_http"}, [HttpSpanExporter]),  # the SDK's own
     ],
 )
 def test_exporters_by_name_and_protocol(env: dict[str, str], classes: list[type]) -> None:
