@@ -33,7 +33,7 @@ request, a silent hundredfold cost at a 1% ratio.
 (``Tracing.request_span``): the configured propagator extracts the parent, the configured
 sampler decides on it and on a trace id drawn ahead (``PreDrawnIdGenerator``), and only a
 sampled request gets an SDK span, which takes that same trace id. An unsampled request
-creates no span and no context, and its children (backend, cache) are not created either
+creates no span and no context, and its children (backend spans) are not created either
 (``child_span``): with every standard sampler they would not be sampled.
 
 The tracer provider belongs to the application (never installed globally), so several
@@ -192,13 +192,19 @@ class Tracing:
     def child_span(
         self, name: str, kind: SpanKind, attributes: dict[str, Any], start_time: int | None = None
     ) -> Span | None:
-        """A child of the current span (a backend operation, a cache lookup), or ``None``
+        """A child of the current span (a backend operation), or ``None``
         inside a request that is not sampled (it is not even created: this keeps 10%
         sampling cheap for the other 90% of requests) or when the sampler drops it."""
         if self._unsampled.get():
             return None
         span = self.tracer.start_span(name, None, kind, attributes, start_time=start_time)
         return span if span.is_recording() else None
+
+    def set_current_attribute(self, key: str, value: str | bool | int | float) -> None:
+        """An attribute on the current span (in the service: the request's server span),
+        unless the request is not sampled."""
+        if not self._unsampled.get():
+            self._get_current_span().set_attribute(key, value)
 
     def record_error(self, span: Span, exc: BaseException, error_type: str) -> None:
         if span.is_recording():

@@ -55,7 +55,7 @@ def observability_middleware(
                 parent = tracing.request_parent(request.headers)
                 span = tracing.request_span(parent, f"{method} {route}" if matched else method)
             if span is None:
-                # Not traced: nor are its children (backend, cache).
+                # Not traced: nor are its children (backend spans).
                 unsampled = tracing.unsampled()
                 if metrics is None:
                     # Tracing only (90% of requests at 10%): nothing to record, so skip
