@@ -28,7 +28,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 _pack_q = struct.Struct("<Q").pack
 _pack_d = struct.Struct("<d").pack
@@ -61,6 +61,12 @@ def _field(tag: bytes, payload: bytes) -> bytes:
 def _uint(tag: bytes, n: int) -> bytes:
     """A varint field, left out when zero (proto3)."""
     return tag + _varint(n) if n else b""
+
+
+# Status.code (an enum: its ``.value`` is slow to read), and the whole field without a
+# description (the SDK encoder always sets the status, empty when unset).
+_STATUS_CODE = {code: _uint(b"\x18", code.value) for code in StatusCode}
+_STATUS = {code: _field(b"\x7a", encoded) for code, encoded in _STATUS_CODE.items()}
 
 
 def _any_value(value: Any) -> bytes:
@@ -199,10 +205,12 @@ class SpanEncoder:
             parts.append(_field(b"\x6a", body))
         parts.append(_uint(b"\x70", span.dropped_links))
         status = span.status
-        body = _uint(b"\x18", status.status_code.value)
-        if status.description:
-            body = _field(b"\x12", status.description.encode()) + body
-        parts.append(_field(b"\x7a", body))
+        description = status.description
+        if description:
+            code = _STATUS_CODE[status.status_code]
+            parts.append(_field(b"\x7a", _field(b"\x12", description.encode()) + code))
+        else:
+            parts.append(_STATUS[status.status_code])
         parts.append(b"\x85\x01" + _pack_i(_flags(parent)))
         return _field(b"\x12", b"".join(parts))
 
