@@ -769,8 +769,8 @@ def performance_section(report: dict[str, Any]) -> str:
 
 
 def redis_tracing_costs() -> list[Scenario]:
-    """Tracing on a request that reaches the backend (server, cache lookup and backend
-    spans): the cache-miss GET against the same service with tracing off."""
+    """Tracing on a request that reaches the backend (server and backend spans): the
+    cache-miss GET against the same service with tracing off."""
     return [
         Scenario(
             f"cost-{name}",

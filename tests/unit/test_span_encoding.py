@@ -24,10 +24,11 @@ from opentelemetry.trace import (
     get_current_span,
     set_span_in_context,
 )
+from opentelemetry.util.types import AnyValue
 
 from memstore.observability.tracing_export import SpanEncoder
 
-ATTRIBUTES = {
+ATTRIBUTES: dict[str, AnyValue] = {
     "s": "text",
     "empty": "",
     "unicode": "naïve ☃",
@@ -134,7 +135,7 @@ def test_dropped_counts_under_span_limits() -> None:
 
 
 def test_several_resources_and_schema_urls() -> None:
-    spans = []
+    spans: list[ReadableSpan] = []
     for name in ("a", "b"):
         resource = Resource.create({"service.name": name}, schema_url=f"https://schema/{name}")
         provider, exporter = _provider(resource)
