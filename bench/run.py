@@ -768,6 +768,25 @@ def performance_section(report: dict[str, Any]) -> str:
 # -- main ---------------------------------------------------------------------------------------
 
 
+def redis_tracing_costs() -> list[Scenario]:
+    """Tracing on a request that reaches the backend (server and backend spans): the
+    cache-miss GET against the same service with tracing off."""
+    return [
+        Scenario(
+            f"cost-{name}",
+            f"{title} (GET, cache miss)",
+            Side("svc_nocache_off", get_load()),
+            Side(target, get_load()),
+            target_ratio,
+            kind="cost",
+        )
+        for name, title, target, target_ratio in (
+            ("trace100", "tracing 100% sampled / all off", "svc_nocache_t100", None),
+            ("trace10", "tracing 10% sampled / all off", "svc_nocache_t10", 0.90),
+        )
+    ]
+
+
 def groups() -> list[Group]:
     embedded = backend_scenarios()
     embedded.insert(
@@ -793,7 +812,7 @@ def groups() -> list[Group]:
         for name, title, target, target_ratio in (
             ("metrics", "Prometheus metrics on / all off", "svc", None),
             ("trace100", "tracing 100% sampled / all off", "svc_t100", None),
-            ("trace10", "tracing 10% sampled / all off", "svc_t10", 0.90),
+            ("trace10", "tracing 10% sampled / all off", "svc_t10", 0.85),
         )
     ]
     embedded.append(
@@ -808,7 +827,7 @@ def groups() -> list[Group]:
     )
     return [
         Group("embedded", setup_embedded, embedded),
-        Group("redis", setup_redis, backend_scenarios(), need_redis),
+        Group("redis", setup_redis, backend_scenarios() + redis_tracing_costs(), need_redis),
         Group("redis-cluster", setup_redis_cluster, backend_scenarios(), need_redis),
         # FerretDB v1 on SQLite is the bottleneck there (fsync per write, sorts in memory):
         # fewer entities, connections and rounds keep the group inside the time budget.

@@ -1,4 +1,5 @@
-# OpenTelemetry Collector for the tracing end-to-end tests: OTLP receiver -> file exporter.
+# OpenTelemetry Collector for the tracing end-to-end tests: OTLP receiver (gRPC and HTTP)
+# -> file exporter.
 #
 # The core distribution (cmd/otelcorecol) is not published as a module and Jaeger's go.mod
 # has a replace directive, so neither can be `go install`ed from the module proxy. Instead

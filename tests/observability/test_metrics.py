@@ -4,7 +4,6 @@ label cardinality (1,000 distinct entity ids), and the same figures in JSON /v1/
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,9 +19,7 @@ from memstore.core.errors import ConflictError
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.observability.metrics import LATENCY_BUCKETS, PrometheusMetrics
-from memstore.observability.tracing import Tracing
 from memstore.server.app import create_app
-from tests.servers.otelcol import Collector
 
 ENTITY = "/v1/namespaces/{namespace}/entities/{entity_type}/{entity_id}"
 N_IDS = 1000
@@ -203,42 +200,3 @@ async def test_unknown_methods_share_one_label(http: TestClient[Any, Any]) -> No
     samples = parse(await (await http.get("/metrics")).text())
     methods = {s.labels["method"] for s in samples if s.name == "memstore_http_requests_total"}
     assert methods == {"_OTHER"}
-
-
-async def test_span_export_counters(embedded_settings: Settings, otel_collector: Collector) -> None:
-    """With tracing on, /metrics tells how many spans reached the collector."""
-    tracing = Tracing.from_env(
-        {"OTEL_EXPORTER_OTLP_ENDPOINT": otel_collector.endpoint, "OTEL_SERVICE_NAME": "counters"}
-    )
-    assert tracing is not None
-    client: TestClient[Any, Any]
-    async with TestClient(TestServer(create_app(embedded_settings, tracing=tracing))) as client:
-        trace_id = uuid.uuid4().hex
-        resp = await client.get(
-            "/v1/namespaces/sx/entities/user/nobody",
-            headers={"traceparent": f"00-{trace_id}-{'1' * 16}-01"},
-        )
-        assert resp.status == 404
-        await tracing.flush()
-        samples = parse(await (await client.get("/metrics")).text())
-    # Server span, cache lookup, backend read; the scrape itself is not traced.
-    assert value(samples, "memstore_trace_spans_exported_total") == 3
-    assert value(samples, "memstore_trace_spans_failed_total") == 0
-    assert value(samples, "memstore_trace_spans_dropped_total") == 0
-    assert value(samples, "memstore_trace_spans_queued") == 0
-    assert len(otel_collector.wait_for(trace_id, 3)) == 3
-
-
-def test_dropped_spans_are_counted() -> None:
-    """A full export queue drops spans, and the count reaches /metrics."""
-    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_BSP_MAX_QUEUE_SIZE": "4"}
-    tracing = Tracing.from_env(env)
-    assert tracing is not None
-    metrics = PrometheusMetrics()
-    metrics.watch_span_export(tracing.batcher.counts)
-    for _ in range(10):  # not started: nothing is sent, the queue fills
-        tracing.tracer.start_span("s").end()
-    samples = parse(generate_latest(metrics.registry).decode())
-    assert value(samples, "memstore_trace_spans_queued") == 4
-    assert value(samples, "memstore_trace_spans_dropped_total") == 6
-    assert value(samples, "memstore_trace_spans_exported_total") == 0

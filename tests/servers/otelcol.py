@@ -1,9 +1,11 @@
-"""A real OpenTelemetry Collector (OTLP/HTTP in, OTLP JSON lines out) for a test session.
+"""A real OpenTelemetry Collector (OTLP over HTTP and gRPC in, OTLP JSON lines out) for a
+test session.
 
 The binary is built by ``make tools`` (mk/otelcol.mk) into
-``$TOOLS_DIR/otelcol-<version>/otelcol``. The collector listens on a free loopback port and
-writes every span it receives to ``traces.jsonl``; ``Collector.spans()`` reads them back
-as flat dicts (hex ids, attributes as a plain dict).
+``$TOOLS_DIR/otelcol-<version>/otelcol``. The collector listens on two free loopback ports
+(``endpoint``: OTLP/HTTP, ``grpc_endpoint``: OTLP/gRPC) and writes every span it receives
+to ``traces.jsonl``; ``Collector.spans()`` reads them back as flat dicts (hex ids,
+attributes as a plain dict).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ receivers:
     protocols:
       http:
         endpoint: 127.0.0.1:{port}
+      grpc:
+        endpoint: 127.0.0.1:{grpc_port}
 exporters:
   file:
     path: {path}
@@ -77,10 +81,14 @@ class Collector:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.grpc_endpoint = f"http://127.0.0.1:{self.grpc_port}"
         self.path = workdir / "traces.jsonl"
         self.config = workdir / "config.yaml"
         self.log_path = workdir / "otelcol.log"
-        self.config.write_text(CONFIG.format(port=self.port, path=self.path))
+        self.config.write_text(
+            CONFIG.format(port=self.port, grpc_port=self.grpc_port, path=self.path)
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Collector:
@@ -96,8 +104,10 @@ class Collector:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"otelcol exited: {self.log_path.read_text()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
+                for port in (self.port, self.grpc_port):
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        pass
+                return self
             except OSError:
                 time.sleep(0.05)
         raise TimeoutError(f"otelcol did not listen: {self.log_path.read_text()[-2000:]}")

@@ -5,8 +5,10 @@ agent's code stays the same: same methods, same records, same exceptions
 (``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``).
 
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
-provider (the agent's own; a no-op when it has none) and carries the W3C ``traceparent`` of
-that span, so the service's server span joins the agent's trace.
+provider (the agent's own; a no-op when it has none) and carries that span's context in the
+headers of the global propagator (``opentelemetry.propagate``: ``OTEL_PROPAGATORS``, W3C
+``traceparent`` by default, B3 with ``b3``/``b3multi``), so the service's server span joins
+the agent's trace.
 """
 
 from __future__ import annotations

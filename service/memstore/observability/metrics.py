@@ -17,7 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
@@ -108,26 +108,6 @@ class _CacheCollector(Collector):
         yield GaugeMetricFamily("memstore_cache_entries", "Entries in the cache.", self._size())
 
 
-class _SpanExportCollector(Collector):
-    """The span exporter's own counters, read at scrape time: an operator needs to know
-    when traces are being dropped (queue full) or cannot be delivered."""
-
-    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        self._counts = counts
-
-    def collect(self) -> Iterator[Metric]:
-        c = self._counts()
-        for name, doc in (
-            ("exported", "Spans the OTLP endpoint accepted."),
-            ("failed", "Spans lost because the OTLP endpoint refused or could not be reached."),
-            ("dropped", "Spans dropped because the export queue was full."),
-        ):
-            yield CounterMetricFamily(f"memstore_trace_spans_{name}", doc, value=c[name])
-        yield GaugeMetricFamily(
-            "memstore_trace_spans_queued", "Ended spans waiting for export.", c["queued"]
-        )
-
-
 class PrometheusMetrics:
     """Every metric the service exports, in one registry owned by the application."""
 
@@ -183,11 +163,6 @@ class PrometheusMetrics:
         received: Callable[[], int] = lambda: 0,
     ) -> None:
         self.registry.register(_CacheCollector(stats, size, received))
-
-    def watch_span_export(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        """Expose the span exporter's counters (``exported``, ``failed``, ``dropped``,
-        ``queued``), read at scrape time."""
-        self.registry.register(_SpanExportCollector(counts))
 
     # -- hot path -------------------------------------------------------------------------
 

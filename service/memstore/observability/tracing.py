@@ -1,30 +1,43 @@
-"""OpenTelemetry tracing, configured only through the standard ``OTEL_*`` environment.
+"""OpenTelemetry tracing: the SDK, configured by the standard ``OTEL_*`` environment.
 
-Off unless an OTLP endpoint is set (``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
-``OTEL_EXPORTER_OTLP_ENDPOINT``); also off with ``OTEL_SDK_DISABLED=true`` or
-``OTEL_TRACES_EXPORTER=none``. When off, ``Tracing.from_env`` returns ``None``, nothing of
-OpenTelemetry beyond the API is imported and the hot path pays one ``is None`` test.
+**When tracing is on.** Off with ``OTEL_SDK_DISABLED=true``. Otherwise on when
+``OTEL_TRACES_EXPORTER`` names an exporter (anything but ``none``), or, with that variable
+unset, when an OTLP endpoint is set (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``; the exporter is then ``otlp``). When off,
+``Tracing.from_env`` returns ``None``, nothing of OpenTelemetry beyond the API is imported
+and the request path pays one ``is None`` test.
 
-When on: ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES`` (read by the SDK's
-``Resource.create``; service name defaults to ``memstore``), ``OTEL_EXPORTER_OTLP_*``
-(headers, timeout, compression, TLS; OTLP over HTTP/protobuf only, through the SDK
-exporter's client), ``OTEL_BSP_SCHEDULE_DELAY`` / ``_MAX_EXPORT_BATCH_SIZE`` /
-``_MAX_QUEUE_SIZE`` (batching), ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``.
+**What is standard.** Everything is the SDK's own: ``TracerProvider`` and its spans, the
+sampler (``OTEL_TRACES_SAMPLER`` / ``_ARG``, any name of the ``opentelemetry_traces_sampler``
+entry points), ``SpanLimits`` (``OTEL_SPAN_*_LIMIT``, ``OTEL_ATTRIBUTE_*_LIMIT``), one
+``BatchSpanProcessor`` per exporter (``OTEL_BSP_*``), ``Resource.create``
+(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``; service name ``memstore`` when
+unset), the id generator (``OTEL_PYTHON_ID_GENERATOR``). Exporters and propagators are
+found the way the SDK finds them, by name in the ``opentelemetry_traces_exporter`` and
+``opentelemetry_propagator`` entry points, so ``OTEL_TRACES_EXPORTER`` takes a comma list
+(``otlp``, ``console``, any installed exporter) and ``OTEL_PROPAGATORS`` any installed
+propagator (``tracecontext``, ``baggage``, ``b3``, ``b3multi``). ``otlp`` means gRPC or
+HTTP/protobuf by ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL``,
+default ``http/protobuf`` (the OpenTelemetry specification's default; the Python SDK's
+auto-configuration picks ``grpc``, which would silently break a collector address on port
+4318). The exporters read their own variables (endpoint, headers, timeout, compression,
+certificates).
 
-Sampling: the six standard samplers (``always_on``, ``always_off``, ``traceidratio`` and
-their ``parentbased_`` forms; default ``parentbased_always_on``), decided exactly as the
-SDK's samplers decide (``SamplingPlan``, built from the SDK sampler objects). The request
-path decides from the ``traceparent`` header alone, *before* any span or context object
-exists (``Tracing.sample_request``): a request that is not sampled costs about a
-microsecond. Any other sampler name, or a ratio outside [0, 1], is a configuration error
-(the SDK would silently sample everything instead).
+**Start-up errors.** A setting the SDK would refuse (an unknown exporter or propagator, an
+OTLP protocol it lacks, a malformed span limit or batch size) is a ``ConfigurationError``
+naming the variable, so ``memstore serve`` stops with one line instead of a traceback. So
+is an unknown sampler or a ratio outside [0, 1]: there the SDK would warn and sample every
+request, a silent hundredfold cost at a 1% ratio.
 
-Spans are recorded by ``spans.SpanTracer`` (an implementation of the OpenTelemetry API)
-and exported by ``span_export``; the reasons and figures are in those modules and in
-docs/architecture.md, Observability. The tracer is owned by the application (not installed
-globally), so several apps in one process (tests) do not share one; it exports from the
-app's event loop while the app runs and is flushed when the app stops.
+**The request path.** Sampling is decided before any span exists
+(``Tracing.request_span``): the configured propagator extracts the parent, the configured
+sampler decides on it and on a trace id drawn ahead (``PreDrawnIdGenerator``), and only a
+sampled request gets an SDK span, which takes that same trace id. An unsampled request
+creates no span and no context, and its children (backend spans) are not created either
+(``child_span``): with every standard sampler they would not be sampled.
 
+The tracer provider belongs to the application (never installed globally), so several
+apps in one process (tests) do not share one; ``shutdown`` flushes it when the app stops.
 Attributes follow the OpenTelemetry semantic conventions (HTTP server, database client).
 Never recorded: payloads, query strings, headers (tokens), connection strings.
 """
@@ -32,116 +45,46 @@ Never recorded: payloads, query strings, headers (tokens), connection strings.
 from __future__ import annotations
 
 import functools
-import logging
 import os
-import random
-import re
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from multidict import istr
-
 from memstore.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Span, SpanContext, SpanKind
+    from opentelemetry.context import Context
+    from opentelemetry.propagators.textmap import TextMapPropagator
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import Sampler
+    from opentelemetry.trace import Span, SpanKind, Tracer
 
     from memstore.core.settings import Settings
-    from memstore.observability.span_export import SpanBatcher
-    from memstore.observability.spans import RecordedSpan, SpanTracer
+    from memstore.observability.tracing_config import PreDrawnIdGenerator
 
-log = logging.getLogger(__name__)
-
-DEFAULT_SERVICE_NAME = "memstore"
 
 # db.system.name well-known values for each backend (the embedded backend is SQLite).
 DB_SYSTEM = {"embedded": "sqlite", "redis": "redis", "mongodb": "mongodb"}
 
 
-def tracing_configured(environ: Mapping[str, str] | None = None) -> bool:
-    """True when the environment asks for traces (an OTLP endpoint, SDK not disabled)."""
+def _env(env: Mapping[str, str], name: str) -> str:
+    # Empty means unset (OpenTelemetry configuration specification).
+    return env.get(name, "").strip()
+
+
+def tracing_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment asks for traces (see the module doc)."""
     env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if _env(env, "OTEL_SDK_DISABLED").lower() == "true":
         return False
-    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
-        return False
+    exporters = _env(env, "OTEL_TRACES_EXPORTER")
+    if exporters:
+        return exporters.lower() != "none"
     return bool(
-        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-        or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        _env(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _env(env, "OTEL_EXPORTER_OTLP_ENDPOINT")
     )
-
-
-_TRACEPARENT_HEADER = istr("traceparent")  # pre-folded: a cheaper header look-up
-# W3C traceparent, as the SDK's TraceContext propagator parses it.
-_TRACEPARENT = re.compile(
-    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
-)
-_INVALID_TRACE_ID = "0" * 32
-_INVALID_SPAN_ID = "0" * 16
-# TraceIdRatioBased looks at the low 64 bits of the trace id.
-_TRACE_ID_LOW = (1 << 64) - 1
-_SAMPLERS = (
-    "always_on",
-    "always_off",
-    "traceidratio",
-    "parentbased_always_on",
-    "parentbased_always_off",
-    "parentbased_traceidratio",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class SamplingPlan:
-    """A standard sampler's decision in a form the request path can test cheaply.
-
-    Sampled when ``trace_id & _TRACE_ID_LOW < bound`` (``bound`` 0 = never, 2**64 =
-    always: the SDK's ``TraceIdRatioBased`` rule), or, when ``parent_based`` and there is
-    a parent, when the parent is sampled (the SDK's ``ParentBased`` defaults, the only
-    ones the environment can select)."""
-
-    parent_based: bool
-    bound: int
-    description: str
-
-    def should_sample(self, trace_id: int, parent: SpanContext | None) -> bool:
-        if parent is not None and self.parent_based:
-            return bool(parent.trace_flags.sampled)
-        return trace_id & _TRACE_ID_LOW < self.bound
-
-
-def sampling_plan(env: Mapping[str, str]) -> SamplingPlan:
-    """The plan for ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``, from the SDK's
-    own sampler objects (their bound and description)."""
-    from opentelemetry.sdk.trace import sampling
-
-    name = env.get("OTEL_TRACES_SAMPLER", "").strip().lower() or "parentbased_always_on"
-    if name not in _SAMPLERS:
-        raise ConfigurationError(
-            f"OTEL_TRACES_SAMPLER={name!r} is not supported; use one of {', '.join(_SAMPLERS)}"
-        )
-    root: sampling.Sampler
-    if name.endswith("always_on"):
-        root, bound = sampling.ALWAYS_ON, 1 << 64
-    elif name.endswith("always_off"):
-        root, bound = sampling.ALWAYS_OFF, 0
-    else:
-        raw = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip() or "1.0"
-        try:
-            rate = float(raw)
-        except ValueError:
-            rate = -1.0
-        if not 0.0 <= rate <= 1.0:
-            raise ConfigurationError(
-                f"OTEL_TRACES_SAMPLER_ARG={raw!r} is not a sampling ratio between 0 and 1"
-            )
-        ratio = sampling.TraceIdRatioBased(rate)
-        root, bound = ratio, ratio.bound
-    parent_based = name.startswith("parentbased_")
-    sampler = sampling.ParentBased(root) if parent_based else root
-    return SamplingPlan(parent_based, bound, sampler.get_description())
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,26 +96,27 @@ class BackendSpanInfo:
 
 
 class Tracing:
-    """The application's tracer, span export and the request path's sampling."""
+    """The application's tracer provider, propagator and request-path sampling."""
 
     def __init__(
         self,
-        tracer: SpanTracer,
-        batcher: SpanBatcher,
-        plan: SamplingPlan,
-        resource_attributes: Mapping[str, Any],
+        provider: TracerProvider,
+        sampler: Sampler,
+        ids: PreDrawnIdGenerator,
+        propagator: TextMapPropagator,
     ) -> None:
         from opentelemetry import context, trace
-        from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
-        from opentelemetry.trace.span import TraceState
+        from opentelemetry.trace import SpanKind, Status, StatusCode
 
-        self.tracer = tracer
-        self.batcher = batcher
-        self.plan = plan
-        self.resource_attributes = dict(resource_attributes)
+        self.provider = provider
+        self.sampler = sampler
+        self.ids = ids
+        self.propagator = propagator
+        self.tracer: Tracer = provider.get_tracer("memstore", _version())
+        self.resource_attributes = dict(provider.resource.attributes)
         # Bound once: attribute look-ups on modules cost on every request.
         self.set_span_in_context = trace.set_span_in_context
-        self.get_current_span = trace.get_current_span
+        self._get_current_span = trace.get_current_span
         self.attach = context.attach
         self.detach = context.detach
         self.SERVER = SpanKind.SERVER
@@ -181,10 +125,6 @@ class Tracing:
         self.error_status = Status(StatusCode.ERROR)
         self.Status = Status
         self.ERROR = StatusCode.ERROR
-        self._SpanContext = SpanContext
-        self._TraceFlags = TraceFlags
-        self._TraceState = TraceState
-        self._random_bits = random.getrandbits
         # True while a request that was not sampled runs: its children are not created.
         self._unsampled: ContextVar[bool] = ContextVar("memstore_unsampled", default=False)
         # Bound C callables, no Python frame: these run on every request that is not sampled.
@@ -195,60 +135,20 @@ class Tracing:
         self.in_unsampled: Callable[[], bool] = self._unsampled.get
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Tracing | None:
-        """A configured ``Tracing``, or ``None`` when tracing is off (see module doc)."""
-        env = os.environ if environ is None else environ
-        if not tracing_configured(env):
+    def from_env(cls) -> Tracing | None:
+        """A ``Tracing`` configured by ``os.environ`` (where the SDK's classes read their
+        settings too), or ``None`` when tracing is off (see module doc)."""
+        if not tracing_enabled(os.environ):
             return None
-        # Empty means unset (OpenTelemetry configuration specification).
-        exporter_name = env.get("OTEL_TRACES_EXPORTER", "").strip().lower() or "otlp"
-        if exporter_name != "otlp":
-            raise ConfigurationError(
-                f"OTEL_TRACES_EXPORTER={exporter_name} is not supported (use otlp or none)"
-            )
-        protocol = (
-            env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-            or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-            or "http/protobuf"
-        ).strip()
-        if protocol != "http/protobuf":
-            raise ConfigurationError(
-                f"OTLP protocol {protocol!r} is not supported; use http/protobuf "
-                "(port 4318 on a collector)"
-            )
-        plan = sampling_plan(env)
-        from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+        try:
+            from memstore.observability.tracing_config import configure
+        except ValueError as exc:  # the SDK checks its span limit variables at import
+            raise ConfigurationError(str(exc)) from exc
+        return cls(*configure(os.environ, _version()))
 
-        from memstore.observability.span_export import OtlpHttpTarget, SpanBatcher, SpanEncoder
-        from memstore.observability.spans import SpanTracer
-
-        resource = Resource.create({})
-        if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-            resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-        resource = resource.merge(Resource({SERVICE_VERSION: _version()}))
-        encoder = SpanEncoder(resource.attributes, "memstore", _version(), resource.schema_url)
-        batcher = SpanBatcher(encoder, OtlpHttpTarget.from_env(env), env)
-        tracer = SpanTracer(batcher, plan.should_sample)
-        log.info(
-            "tracing on",
-            extra={
-                "service_name": resource.attributes.get(SERVICE_NAME),
-                "sampler": plan.description,
-            },
-        )
-        return cls(tracer, batcher, plan, resource.attributes)
-
-    async def start(self) -> None:
-        """Begin exporting, from the app's event loop."""
-        await self.batcher.start()
-
-    async def flush(self) -> None:
-        """Export every span ended so far."""
-        await self.batcher.flush()
-
-    async def stop(self) -> None:
-        """Export what is queued and stop (the app's cleanup)."""
-        await self.batcher.stop()
+    def shutdown(self) -> None:
+        """Export every span ended so far and stop the exporters (blocking)."""
+        self.provider.shutdown()
 
     # -- span helpers ---------------------------------------------------------------------
 
@@ -270,55 +170,41 @@ class Tracing:
             attrs["db.namespace"] = settings.data_path.name
         return BackendSpanInfo(str(attrs["db.namespace"]), attrs)
 
-    def sample_request(self, headers: Mapping[str, str]) -> tuple[int, SpanContext | None] | None:
-        """The sampling decision for a request, from its W3C ``traceparent`` (and
-        ``tracestate``) alone: ``None`` when not sampled, else the trace id and the remote
-        parent (``None`` for a root) for ``tracer.new_span``. A malformed ``traceparent``
-        is ignored, as the W3C propagator ignores it: the request starts a new trace."""
-        plan = self.plan
-        traceparent = headers.get(_TRACEPARENT_HEADER)
-        if traceparent and len(traceparent) <= 512:  # the W3C propagator's limit too
-            match = _TRACEPARENT.match(traceparent)
-            if (
-                match is not None
-                and match[1] != "ff"
-                and match[2] != _INVALID_TRACE_ID
-                and match[3] != _INVALID_SPAN_ID
-                and (match[1] != "00" or match[5] is None)
-            ):
-                trace_id = int(match[2], 16)
-                flags = int(match[4], 16)
-                if plan.parent_based:
-                    if not flags & 1:
-                        return None
-                elif trace_id & _TRACE_ID_LOW >= plan.bound:
-                    return None
-                state = headers.get("tracestate")
-                parent = self._SpanContext(
-                    trace_id,
-                    int(match[3], 16),
-                    True,
-                    self._TraceFlags(flags),
-                    self._TraceState.from_header([state]) if state else None,
-                )
-                return trace_id, parent
-        # A root: the ratio rule reads the low 64 bits, so draw those first and the high
-        # ones only for the sampled few.
-        low = self._random_bits(64)
-        if low >= plan.bound:
+    def request_parent(self, headers: Mapping[str, str]) -> Context:
+        """The caller's context, as the configured propagators read it."""
+        return self.propagator.extract(headers)
+
+    def request_span(self, parent: Context, name: str) -> Span | None:
+        """The server span of a request, or ``None`` when the sampler drops it: decided
+        first, on the parent and a trace id drawn ahead, so a dropped request creates no
+        span; a sampled one gets the SDK's span, with that trace id."""
+        parent_span = self._get_current_span(parent).get_span_context()
+        trace_id = parent_span.trace_id if parent_span.is_valid else self.ids.draw_trace_id()
+        decision = self.sampler.should_sample(parent, trace_id, name, self.SERVER).decision
+        if not decision.is_recording():  # type: ignore[no-untyped-call]  # the SDK's
+            if not parent_span.is_valid:
+                self.ids.forget()
             return None
-        return (self._random_bits(64) << 64 | low) or 1, None
+        span = self.tracer.start_span(name, parent, self.SERVER)
+        # A sampler that is not a function of the trace id may decide otherwise this time.
+        return span if span.is_recording() else None
 
     def child_span(
         self, name: str, kind: SpanKind, attributes: dict[str, Any], start_time: int | None = None
-    ) -> RecordedSpan | None:
-        """A child of the current span (a backend operation, a cache lookup), or ``None``
-        inside a request or trace that is not sampled: with every standard sampler its
-        children would not be sampled either, so they are not even created. This keeps
-        10% sampling cheap for the other 90% of requests."""
+    ) -> Span | None:
+        """A child of the current span (a backend operation), or ``None``
+        inside a request that is not sampled (it is not even created: this keeps 10%
+        sampling cheap for the other 90% of requests) or when the sampler drops it."""
         if self._unsampled.get():
             return None
-        return self.tracer.child(name, kind, attributes, start_time)
+        span = self.tracer.start_span(name, None, kind, attributes, start_time=start_time)
+        return span if span.is_recording() else None
+
+    def set_current_attribute(self, key: str, value: str | bool | int | float) -> None:
+        """An attribute on the current span (in the service: the request's server span),
+        unless the request is not sampled."""
+        if not self._unsampled.get():
+            self._get_current_span().set_attribute(key, value)
 
     def record_error(self, span: Span, exc: BaseException, error_type: str) -> None:
         if span.is_recording():
@@ -327,9 +213,10 @@ class Tracing:
             span.set_status(self.Status(self.ERROR, error_type))
 
 
-def traceresponse(span: RecordedSpan) -> str:
+def traceresponse(span: Span) -> str:
     """The W3C Trace Context (level 2) ``traceresponse`` header value for a sampled span."""
-    return f"00-{span.trace_id:032x}-{span.span_id:016x}-01"
+    context = span.get_span_context()
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-01"
 
 
 def _version() -> str:

@@ -9,6 +9,7 @@ acknowledged write is never lost by a stop.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -41,7 +42,7 @@ def create_app(
     metrics: PrometheusMetrics | None = None,
     tracing: Tracing | None = None,
 ) -> web.Application:
-    """``tracing``: default from the OTEL_* environment (off without an endpoint)."""
+    """``tracing``: default from the OTEL_* environment (see observability.tracing)."""
     settings = settings or Settings()
     metrics = metrics or PrometheusMetrics()
     if tracing is None:
@@ -50,8 +51,6 @@ def create_app(
     recording = metrics if settings.metrics_enabled else None
     if manager is None:
         manager = DistributedMemoryManager(settings=settings, prometheus=recording, tracing=tracing)
-    if recording is not None and tracing is not None:
-        recording.watch_span_export(tracing.batcher.counts)
     # The observability middleware maps errors itself (see its module doc).
     outer = (
         observability_middleware(recording, tracing)
@@ -70,8 +69,6 @@ def create_app(
     add_routes(app)
 
     async def manager_lifecycle(app: web.Application) -> AsyncIterator[None]:
-        if tracing is not None:
-            await tracing.start()
         try:
             await app[MANAGER].start()
         except BackendUnavailableError:
@@ -81,7 +78,8 @@ def create_app(
         yield
         await app[MANAGER].close()
         if tracing is not None:
-            await tracing.stop()
+            # Flushes the batch processors: blocking export calls, kept off the event loop.
+            await asyncio.to_thread(tracing.shutdown)
 
     app.cleanup_ctx.append(manager_lifecycle)
     return app

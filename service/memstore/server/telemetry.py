@@ -7,12 +7,14 @@ coroutine layer, about 2 µs here. Labels and span names use the route template 
 the raw path), so cardinality is bounded. With metrics and tracing both off it is not
 installed at all (``errors.error_middleware`` is, instead).
 
-Tracing: the incoming W3C ``traceparent`` (and ``tracestate``) is the parent of the server span;
-the response to a sampled request carries ``traceresponse`` (W3C Trace Context level 2) so
-a caller can find the server's span. Server spans are errors only for 5xx, as the HTTP
-conventions say. Probe and scrape routes (``UNTRACED_ROUTES``) are counted in metrics but
-not traced: a kubelet and a Prometheus polling every few seconds would otherwise fill the
-trace store with noise.
+Tracing: the configured propagators (``OTEL_PROPAGATORS``: W3C ``traceparent``, B3, ...)
+give the parent of the server span; the sampler decides before any span exists
+(``Tracing.request_span``), so an unsampled request costs a header look-up per propagator and
+one sampler call. The response to a sampled request carries ``traceresponse`` (W3C Trace
+Context level 2) so a caller can find the server's span. Server spans are errors only for
+5xx, as the HTTP conventions say. Probe and scrape routes (``UNTRACED_ROUTES``) are counted
+in metrics but not traced: a kubelet and a Prometheus polling every few seconds would
+otherwise fill the trace store with noise.
 """
 
 from __future__ import annotations
@@ -28,13 +30,7 @@ from memstore.observability.tracing import Tracing, traceresponse
 from memstore.server.errors import Handler, error_response
 
 if TYPE_CHECKING:
-    import asyncio
-
-    from aiohttp import HttpVersion
-    from multidict import CIMultiDictProxy
-    from yarl import URL
-
-    from memstore.observability.spans import RecordedSpan
+    from opentelemetry.trace import Span
 
 UNTRACED_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 
@@ -47,57 +43,43 @@ def observability_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        sampled = None
-        if tracing is not None:
-            sampled = tracing.sample_request(request.headers)
-            if sampled is None and metrics is None:
-                # Tracing only, and this request is not sampled (90% of them at 10%):
-                # nothing to record, so skip the route and the bookkeeping below. The
-                # error handling is errors.error_middleware's, inlined: awaiting it would
-                # put back the coroutine layer this middleware exists to save.
-                unsampled_only = tracing.unsampled()
-                try:
-                    return await handler(request)
-                except Exception as exc:
-                    mapped = error_response(request, exc)
-                    if mapped is None:
-                        raise
-                    return mapped
-                finally:
-                    tracing.sampled_again(unsampled_only)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else UNMATCHED_ROUTE
         method = method_label(request.method)
-        span: RecordedSpan | None = None
+        span: Span | None = None
         token: Any = None
         unsampled: Any = None
         if tracing is not None:
-            if sampled is None or route in UNTRACED_ROUTES:
-                # Not traced: nor are its children (backend, cache).
-                unsampled = tracing.unsampled()
-            else:
+            if route not in UNTRACED_ROUTES:
                 matched = resource is not None
-                span = tracing.tracer.new_span(
-                    f"{method} {route}" if matched else method, tracing.SERVER, *sampled, {}
-                )
-                # Computed at export, off the request path (see spans.RecordedSpan).
-                span.deferred = (
-                    _request_attributes,
-                    (
-                        request.rel_url,
-                        request.headers,
-                        request.version,
-                        request.transport,
-                        method,
-                        route,
-                        matched,
-                    ),
-                )
-                token = tracing.attach(tracing.set_span_in_context(span))
+                parent = tracing.request_parent(request.headers)
+                span = tracing.request_span(parent, f"{method} {route}" if matched else method)
+            if span is None:
+                # Not traced: nor are its children (backend spans).
+                unsampled = tracing.unsampled()
+                if metrics is None:
+                    # Tracing only (90% of requests at 10%): nothing to record, so skip
+                    # the bookkeeping below. The error handling is
+                    # errors.error_middleware's, inlined: awaiting it would put back the
+                    # coroutine layer this middleware exists to save.
+                    try:
+                        return await handler(request)
+                    except Exception as exc:
+                        mapped = error_response(request, exc)
+                        if mapped is None:
+                            raise
+                        return mapped
+                    finally:
+                        tracing.sampled_again(unsampled)
+            else:
+                span.set_attributes(_request_attributes(request, method, route, matched))
+                # In the caller's context, so its baggage stays current too.
+                token = tracing.attach(tracing.set_span_in_context(span, parent))
         if metrics is not None:
             metrics.in_flight += 1
         began = perf_counter()
         status = 500
+        recorded = False  # an error already on the span, with its type
         try:
             try:
                 response = await handler(request)
@@ -108,6 +90,7 @@ def observability_middleware(
                 if span is not None and tracing is not None and mapped.status >= 500:
                     code = getattr(exc, "code", None)
                     tracing.record_error(span, exc, code or type(exc).__qualname__)
+                    recorded = True
                 response = mapped
             status = response.status
             if span is not None and not response.prepared:
@@ -119,6 +102,7 @@ def observability_middleware(
         except BaseException as exc:
             if span is not None and tracing is not None:
                 tracing.record_error(span, exc, type(exc).__qualname__)
+                recorded = True
             raise
         finally:
             if observe is not None and metrics is not None:
@@ -128,9 +112,9 @@ def observability_middleware(
                 tracing.sampled_again(unsampled)
             if span is not None and tracing is not None:
                 tracing.detach(token)
-                span.attributes["http.response.status_code"] = status
-                if status >= 500 and not span.status_code:
-                    span.attributes["error.type"] = str(status)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500 and not recorded:
+                    span.set_attribute("error.type", str(status))
                     span.set_status(tracing.error_status)
                 span.end()
 
@@ -138,20 +122,17 @@ def observability_middleware(
 
 
 def _request_attributes(
-    url: URL,
-    headers: CIMultiDictProxy[str],
-    version: HttpVersion,
-    transport: asyncio.Transport | None,
-    method: str,
-    route: str,
-    matched: bool,
+    request: web.Request, method: str, route: str, matched: bool
 ) -> dict[str, Any]:
     """HTTP server span attributes (semantic conventions), from the parsed request and
-    its connection; called at export (``RecordedSpan.deferred``)."""
+    its connection."""
+    transport = request.transport
+    headers = request.headers
+    version = request.version
     ssl = transport.get_extra_info("sslcontext") if transport is not None else None
     attributes: dict[str, Any] = {
         "http.request.method": method,
-        "url.path": url.path,
+        "url.path": request.rel_url.path,
         "url.scheme": "https" if ssl else "http",
     }
     if matched:
