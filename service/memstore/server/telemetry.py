@@ -10,9 +10,9 @@ installed at all (``errors.error_middleware`` is, instead).
 Tracing: the incoming W3C ``traceparent`` (and ``tracestate``) is the parent of the server span;
 the response to a sampled request carries ``traceresponse`` (W3C Trace Context level 2) so
 a caller can find the server's span. Server spans are errors only for 5xx, as the HTTP
-conventions say. Probe and scrape routes (``UNTRACED_ROUTES``) are counted in metrics but
-not traced: a kubelet and a Prometheus polling every few seconds would otherwise fill the
-trace store with noise.
+conventions say. Probe and scrape routes (``traced=False`` in the route table) are counted
+in metrics but not traced: a kubelet and a Prometheus polling every few seconds would
+otherwise fill the trace store with noise.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from aiohttp.typedefs import Middleware
 from memstore.observability.metrics import UNMATCHED_ROUTE, PrometheusMetrics, method_label
 from memstore.observability.tracing import Tracing, traceresponse
 from memstore.server.errors import Handler, error_response
+from memstore.server.routing import route_row
 
 if TYPE_CHECKING:
     import asyncio
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from yarl import URL
 
     from memstore.observability.spans import RecordedSpan
-
-UNTRACED_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 
 
 def observability_middleware(
@@ -72,7 +71,8 @@ def observability_middleware(
         token: Any = None
         unsampled: Any = None
         if tracing is not None:
-            if sampled is None or route in UNTRACED_ROUTES:
+            row = route_row(request)
+            if sampled is None or (row is not None and not row.traced):
                 # Not traced: nor are its children (backend, cache).
                 unsampled = tracing.unsampled()
             else:
