@@ -2,7 +2,8 @@
 
 Swap ``DistributedMemoryManager(...)`` for ``MemoryClient(url, namespace=...)`` and the
 agent's code stays the same: same methods, same records, same exceptions
-(``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``).
+(``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``,
+...: the service's error ``code`` names the class, ``memstore.core.errors.error_from_wire``).
 
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
 provider (the agent's own; a no-op when it has none) and carries the W3C ``traceparent`` of
@@ -21,18 +22,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
-from memstore.core.errors import (
-    AuthenticationError,
-    BackendUnavailableError,
-    ConflictError,
-    InvalidInputError,
-    MemoryStoreError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    QuotaExceededError,
-    RateLimitedError,
-)
+from memstore.core.errors import BackendUnavailableError, MemoryStoreError, error_from_wire
 from memstore.core.records import (
     DEFAULT_CONVERSATION,
     ConversationInfo,
@@ -44,42 +34,6 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
-
-
-def _error(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> MemoryStoreError:
-    message = str(body.get("message") or f"HTTP {status}")
-    details = body.get("details") or {}
-    if status == 401:
-        return AuthenticationError(message)
-    if status == 403:
-        if body.get("code") == "quota_exceeded":
-            return QuotaExceededError(message, **details)
-        return PermissionDeniedError(message, **details)
-    if status == 429:
-        try:
-            retry_after = float((headers or {}).get("Retry-After", "1"))
-        except ValueError:
-            retry_after = 1.0
-        return RateLimitedError(message, retry_after=retry_after)
-    if status == 412:
-        return ConflictError(
-            message,
-            expected_version=details.get("expected_version"),
-            current_version=details.get("current_version"),
-        )
-    if status == 404:
-        return NotFoundError(message)
-    if status == 413:
-        return PayloadTooLargeError(message, **details)
-    if 400 <= status < 500:
-        err = InvalidInputError(message, **details)
-        err.code = str(body.get("code") or err.code)
-        return err
-    if status in (502, 503, 504):
-        return BackendUnavailableError(message)
-    return MemoryStoreError(message)
 
 
 def _q(value: str) -> str:
@@ -206,7 +160,11 @@ class MemoryClient:
         elif raw:
             body = raw.decode("utf-8", "replace")
         if status >= 400 and not (accept_404 and status == 404):
-            raise _error(status, body if isinstance(body, dict) else {}, resp_headers)
+            raise error_from_wire(
+                status,
+                body if isinstance(body, dict) else {},
+                retry_after=resp_headers.get("Retry-After"),
+            )
         return status, body, resp_headers
 
     # -- health and admin -------------------------------------------------------------
