@@ -13,7 +13,7 @@ that span, so the service's server span joins the agent's trace.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -34,14 +34,16 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.memory.api import MemoryAPI
 
 
 def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-class MemoryClient:
-    """Async client for one memory namespace of a memstore service."""
+class MemoryClient(MemoryAPI):
+    """Async client for one memory namespace of a memstore service (the seed-compatible
+    conveniences come from ``MemoryAPI``, shared with the manager)."""
 
     def __init__(
         self,
@@ -70,7 +72,7 @@ class MemoryClient:
     def __repr__(self) -> str:  # never show the token
         return f"MemoryClient({self.base_url!r}, namespace={self.namespace!r})"
 
-    async def __aenter__(self) -> MemoryClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -230,10 +232,6 @@ class MemoryClient:
         )
         return None if status == 404 else EntityRecord(**out)
 
-    async def load_entity(self, entity_type: str, entity_id: str) -> JSONObject | None:
-        record = await self.get_entity(entity_type, entity_id)
-        return None if record is None else record.data
-
     async def delete_entity(
         self, entity_type: str, entity_id: str, *, expected_version: int | None = None
     ) -> bool:
@@ -256,16 +254,6 @@ class MemoryClient:
         )
         return Page([EntityRecord(**e) for e in out["items"]], out["next_cursor"])
 
-    async def load_entities_by_type(self, entity_type: str) -> dict[str, JSONObject]:
-        result: dict[str, JSONObject] = {}
-        cursor = None
-        while True:
-            page = await self.list_entities(entity_type, cursor=cursor)
-            result.update((e.id, e.data) for e in page.items)
-            if page.next_cursor is None:
-                return result
-            cursor = page.next_cursor
-
     async def get_entity_types(self) -> list[str]:
         return list((await self._request("GET", self._ns("/entities")))[1]["types"])
 
@@ -281,11 +269,6 @@ class MemoryClient:
             "POST", self._conv(conversation_id), json={"messages": messages}
         )
         return [MessageRecord(**m) for m in out["items"]]
-
-    async def append_message(
-        self, message: JSONObject, conversation_id: str | None = None
-    ) -> MessageRecord:
-        return (await self.append_messages([message], conversation_id))[0]
 
     async def load_messages(
         self,
@@ -315,11 +298,6 @@ class MemoryClient:
             "PUT", self._conv(conversation_id), json={"messages": messages}
         )
         return [MessageRecord(**m) for m in out["items"]]
-
-    async def load_conversation_history(
-        self, conversation_id: str | None = None, *, limit: int | None = None
-    ) -> list[JSONObject]:
-        return [m.message for m in await self.load_messages(conversation_id, limit=limit)]
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
         status, _, _ = await self._request(
@@ -388,16 +366,6 @@ class MemoryClient:
         )
         return Page([ToolUsageRecord(**r) for r in out["items"]], out["next_cursor"])
 
-    async def load_tool_usage(self, tool_name: str | None = None) -> list[JSONObject]:
-        out: list[JSONObject] = []
-        cursor = None
-        while True:
-            page = await self.query_tool_usage(tool_name, cursor=cursor)
-            out += [r.to_dict() for r in page.items]
-            if page.next_cursor is None:
-                return out
-            cursor = page.next_cursor
-
     async def get_tool_names(self) -> list[str]:
         return list((await self._request("GET", self._ns("/tools")))[1]["tools"])
 
@@ -431,18 +399,6 @@ class MemoryClient:
         )
         return Page([FeedbackRecord(**r) for r in out["items"]], out["next_cursor"])
 
-    async def get_learning_feedback(
-        self, agent_name: str | None = None, feedback_type: str | None = None
-    ) -> list[JSONObject]:
-        out: list[JSONObject] = []
-        cursor = None
-        while True:
-            page = await self.query_learning_feedback(agent_name, feedback_type, cursor=cursor)
-            out += [r.to_dict() for r in page.items]
-            if page.next_cursor is None:
-                return out
-            cursor = page.next_cursor
-
     # -- summary ----------------------------------------------------------------------
 
     async def get_memory_summary_data(self) -> MemorySummary:
@@ -451,6 +407,7 @@ class MemoryClient:
         out.pop("total_tool_uses", None)
         return MemorySummary(**out)
 
-    async def get_memory_summary(self) -> str:
-        _, out, _ = await self._request("GET", self._ns("/summary"), params={"format": "markdown"})
-        return str(out)
+
+if TYPE_CHECKING:
+    # mypy: the client implements every MemoryAPI operation (else it is abstract here).
+    _client_is_a_memory_api: MemoryAPI = MemoryClient()
