@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
+from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, check_in
 from memstore.core.errors import InvalidInputError, MemoryStoreError
 from memstore.core.records import (
     DEFAULT_CONVERSATION,
@@ -459,25 +460,18 @@ class DistributedMemoryManager(MemoryAPI):
             check_name("conversation_id", conversation_id)
         if usage_id is not None:
             check_name("entity_id", usage_id)
-        if isinstance(duration_ms, bool) or not isinstance(duration_ms, int | float):
-            raise InvalidInputError("duration_ms must be a number", field="duration_ms")
-        if not 0 <= duration_ms < 1e12:
-            raise InvalidInputError("duration_ms must be >= 0", field="duration_ms")
-        if timestamp is not None and (
-            isinstance(timestamp, bool)
-            or not isinstance(timestamp, int | float)
-            or not 0 <= timestamp < 1e11
-        ):
-            raise InvalidInputError("timestamp must be POSIX seconds", field="timestamp")
+        duration_ms = check_in("duration_ms", duration_ms, DURATION_MS)
+        if timestamp is not None:
+            timestamp = check_in("timestamp", timestamp, TIMESTAMP_SECONDS)
         self._check_payload("tool usage", [args, result])
         record = ToolUsageRecord(
             id=usage_id or uuid.uuid4().hex,
             tool_name=tool_name,
             input=args,
             output=result,
-            duration_ms=float(duration_ms),
+            duration_ms=duration_ms,
             success=bool(success),
-            timestamp=float(timestamp) if timestamp is not None else time.time(),
+            timestamp=timestamp if timestamp is not None else time.time(),
             conversation_id=conversation_id,
         )
         return await self._run(

@@ -14,6 +14,13 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from memstore.core.bounds import (
+    INTEGER_DIGITS,
+    SEQUENCE,
+    TIMESTAMP_SECONDS,
+    check_in,
+    json_schema,
+)
 from memstore.core.errors import ConflictError, InvalidInputError, NotFoundError
 from memstore.core.records import EntityRecord
 from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
@@ -36,14 +43,13 @@ NS = Param("namespace", "path", _pattern(NAMESPACE_RE), "Memory namespace (tenan
 ETYPE = Param("entity_type", "path", _pattern(TYPE_RE), "Entity type.", True)
 EID = Param("entity_id", "path", _pattern(ID_RE), "Entity id.", True)
 CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True)
-# What query_int parses (18 digits); the document says so, so clients and fuzzers agree.
-MAX_QUERY_INT = 10**18 - 1
-BEFORE_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_INT}
-MAX_TIME = 1e11  # POSIX seconds, year 5138: beyond it a timestamp is a mistake
-TIME_SCHEMA = {"type": "number", "minimum": 0, "maximum": MAX_TIME}
+# What query_int parses (INTEGER_DIGITS digits); the document says so, so clients and
+# fuzzers agree.
+BEFORE_SCHEMA = {"type": "integer", **json_schema(SEQUENCE)}
+TIME_SCHEMA = {"type": "number", **json_schema(TIMESTAMP_SECONDS)}
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "Page size (capped).")
 CURSOR = Param("cursor", "query", {"type": "string"}, "Opaque cursor from `next_cursor`.")
-ETAG_PATTERN = r'^(W/)?"?[1-9][0-9]{0,17}"?$'
+ETAG_PATTERN = rf'^(W/)?"?[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}"?$'
 IF_MATCH = Param(
     "If-Match",
     "header",
@@ -109,11 +115,14 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         ) from None
 
 
+_INTEGER_RE = re.compile(rf"-?[0-9]{{1,{INTEGER_DIGITS}}}")
+
+
 def query_int(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    if not re.fullmatch(r"-?[0-9]{1,18}", raw):
+    if not _INTEGER_RE.fullmatch(raw):
         raise InvalidInputError(f"{name} must be an integer", field=name)
     return int(raw)
 
@@ -133,9 +142,7 @@ def query_float(request: web.Request, name: str) -> float | None:
 
 def query_time(request: web.Request, name: str) -> float | None:
     value = query_float(request, name)
-    if value is not None and not 0 <= value <= MAX_TIME:
-        raise InvalidInputError(f"{name} must be POSIX seconds in [0, {MAX_TIME:.0e}]", field=name)
-    return value
+    return None if value is None else check_in(name, value, TIMESTAMP_SECONDS)
 
 
 def query_str(request: web.Request, name: str) -> str | None:
@@ -146,7 +153,7 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-_ETAG_RE = re.compile(r'^(?:W/)?"?([0-9]{1,18})"?$')
+_ETAG_RE = re.compile(rf'^(?:W/)?"?([0-9]{{1,{INTEGER_DIGITS}}})"?$')
 
 
 def parse_etag(value: str, header: str) -> int:

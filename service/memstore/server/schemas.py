@@ -4,10 +4,11 @@ check real responses against that document."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, TTL_SECONDS
 from memstore.core.validation import ID_RE, TOOL_RE, TYPE_RE
 
 
@@ -21,8 +22,8 @@ class _Strict(BaseModel):
 
 class EntityPut(_Strict):
     data: dict[str, JsonValue] = Field(description="The entity: any JSON object, stored exactly.")
-    ttl_seconds: float | None = Field(
-        None, gt=0, le=315_360_000, description="Expire the entity after this many seconds."
+    ttl_seconds: Annotated[float, TTL_SECONDS] | None = Field(
+        None, description="Expire the entity after this many seconds."
     )
 
 
@@ -36,10 +37,10 @@ class ToolUsageIn(_Strict):
     tool_name: str = Field(pattern=TOOL_RE.pattern)
     input: JsonValue = None
     output: JsonValue = None
-    duration_ms: float = Field(0.0, ge=0, lt=1e12)
+    duration_ms: Annotated[float, DURATION_MS] = 0.0
     success: bool = True
-    timestamp: float | None = Field(
-        None, ge=0, lt=1e11, description="POSIX seconds; default: when the server receives it."
+    timestamp: Annotated[float, TIMESTAMP_SECONDS] | None = Field(
+        None, description="POSIX seconds; default: when the server receives it."
     )
     conversation_id: str | None = Field(None, pattern=ID_RE.pattern)
     id: str | None = Field(
