@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 
 from memstore.server.schemas import ErrorOut
 
@@ -92,12 +92,16 @@ def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]
     return out
 
 
-def _schema(model: type[BaseModel], mode: str, components: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+def _schema(
+    body: type, mode: Literal["validation", "serialization"], components: dict[str, Any]
+) -> dict[str, Any]:
+    """A reference to ``body``'s schema (a pydantic model or a record dataclass), which
+    pydantic derives and this puts in ``components``."""
+    schema = TypeAdapter(body).json_schema(ref_template=REF, mode=mode)
     for name, sub in schema.pop("$defs", {}).items():
         components[name] = sub
-    components[model.__name__] = schema
-    return {"$ref": REF.format(model=model.__name__)}
+    components[body.__name__] = schema
+    return {"$ref": REF.format(model=body.__name__)}
 
 
 def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, Any]:

@@ -22,7 +22,12 @@ from memstore.core.bounds import (
     json_schema,
 )
 from memstore.core.errors import ConflictError, InvalidInputError, NotFoundError
-from memstore.core.records import EntityRecord
+from memstore.core.records import (
+    EntityRecord,
+    FeedbackRecord,
+    MemorySummary,
+    ToolUsageRecord,
+)
 from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
@@ -463,7 +468,7 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, Param("format", "query", {"type": "string", "enum": ["json", "markdown"]},
                             "json (default) or markdown.")),
           role="read",
-          responses={200: ("Summary.", schemas.SummaryOut), 400: E400, 503: E503},
+          responses={200: ("Summary.", MemorySummary), 400: E400, 503: E503},
           text_alternatives={200: ("text/markdown",)}),
     Route("GET", f"{P}/entities", get_entity_types, "getEntityTypes",
           "Entity types with at least one entity.", "entities",
@@ -478,14 +483,14 @@ ROUTES: tuple[Route, ...] = (
           "Load an entity; its version is the ETag.", "entities",
           params=(NS, ETYPE, EID, IF_NONE_MATCH_GET),
           role="read", hot=True,
-          responses={200: ("The entity.", schemas.EntityOut), 304: ("Not modified.", None),
+          responses={200: ("The entity.", EntityRecord), 304: ("Not modified.", None),
                      400: E400, 404: E404, 503: E503},
           response_headers={200: {"ETag": "The entity's version."}}),
     Route("PUT", f"{P}/entities/{{entity_type}}/{{entity_id}}", put_entity, "saveEntity",
           "Create or replace an entity; If-Match makes it conditional.", "entities",
           params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH_PUT), body=schemas.EntityPut,
           role="write", grows_storage=True, adds_entity=True, hot=True,
-          responses={200: ("Replaced.", schemas.EntityOut), 201: ("Created.", schemas.EntityOut),
+          responses={200: ("Replaced.", EntityRecord), 201: ("Created.", EntityRecord),
                      400: E400, 412: E412, 413: E413, 503: E503},
           response_headers={200: {"ETag": "New version."}, 201: {"ETag": "New version."}}),
     Route("DELETE", f"{P}/entities/{{entity_type}}/{{entity_id}}", delete_entity,
@@ -523,7 +528,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", f"{P}/tool-usage", record_tool_usage, "saveToolUsage",
           "Record one tool use.", "tool-usage", params=(NS,), body=schemas.ToolUsageIn,
           role="write", grows_storage=True, hot=True,
-          responses={201: ("Recorded.", schemas.ToolUsageOut), 400: E400, 413: E413, 503: E503}),
+          responses={201: ("Recorded.", ToolUsageRecord), 400: E400, 413: E413, 503: E503}),
     Route("GET", f"{P}/tool-usage", query_tool_usage, "queryToolUsage",
           "Tool uses ordered by time; filter by tool and [start, end).", "tool-usage",
           params=(NS, Param("tool_name", "query", _pattern(TOOL_RE), "Only this tool."),
@@ -540,7 +545,7 @@ ROUTES: tuple[Route, ...] = (
           "Record learning feedback for an agent.", "feedback", params=(NS,),
           body=schemas.FeedbackIn,
           role="write", grows_storage=True,
-          responses={201: ("Recorded.", schemas.FeedbackOut), 400: E400, 413: E413, 503: E503}),
+          responses={201: ("Recorded.", FeedbackRecord), 400: E400, 413: E413, 503: E503}),
     Route("GET", f"{P}/feedback", query_feedback, "getLearningFeedback",
           "Learning feedback ordered by time, filtered by agent and type.", "feedback",
           params=(NS, Param("agent_name", "query", _pattern(TOOL_RE)),

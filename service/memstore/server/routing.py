@@ -40,8 +40,9 @@ class Route:
     tag: str
     params: tuple[Param, ...] = ()
     body: type[BaseModel] | None = None
-    # status -> (description, model or media type string or None)
-    responses: dict[int, tuple[str, type[BaseModel] | str | None]] = field(default_factory=dict)
+    # status -> (description, body type or media type string or None); a body type is a
+    # pydantic model or a record of memstore.core.records (pydantic derives its schema).
+    responses: dict[int, tuple[str, type | str | None]] = field(default_factory=dict)
     response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
     # status -> further media types the same response may be rendered as (text bodies)
     text_alternatives: dict[int, tuple[str, ...]] = field(default_factory=dict)
