@@ -59,21 +59,30 @@ def test_the_schema_and_the_check_are_pydantics(bound: Interval) -> None:
         assert bounds.contains(bound, value) == accepted, value
 
 
+def edge(bound: Interval, keyword: str) -> float:
+    """One end of ``bound`` as a number (annotated_types types them as comparables)."""
+    value: float = bounds.json_schema(bound)[keyword]
+    return value
+
+
+TTL_MAX = edge(bounds.TTL_SECONDS, "maximum")
+TIME_END = edge(bounds.TIMESTAMP_SECONDS, "exclusiveMaximum")
+DURATION_END = edge(bounds.DURATION_MS, "exclusiveMaximum")
+PAGE_MAX = edge(bounds.PAGE_SIZE, "maximum")
+CACHE_TTL_MAX = edge(bounds.CACHE_TTL_SECONDS, "maximum")
+BODY_MIN = edge(bounds.BODY_BYTES, "minimum")
+
+
 async def test_the_document_reads_the_table(spec: Any) -> None:
     doc = spec.doc
     put = doc["components"]["schemas"]["EntityPut"]["properties"]["ttl_seconds"]["anyOf"][0]
-    assert (put["exclusiveMinimum"], put["maximum"]) == (0, bounds.TTL_SECONDS.le)
+    assert (put["exclusiveMinimum"], put["maximum"]) == (0, TTL_MAX)
     tool = doc["components"]["schemas"]["ToolUsageIn"]["properties"]
-    assert tool["duration_ms"]["exclusiveMaximum"] == bounds.DURATION_MS.lt
-    assert tool["timestamp"]["anyOf"][0]["exclusiveMaximum"] == bounds.TIMESTAMP_SECONDS.lt
+    assert tool["duration_ms"]["exclusiveMaximum"] == DURATION_END
+    assert tool["timestamp"]["anyOf"][0]["exclusiveMaximum"] == TIME_END
     params = doc["paths"][NS.replace("bounds", "{namespace}") + "/tool-usage"]["get"]
     start = next(p for p in params["parameters"] if p["name"] == "start")
     assert start["schema"] == {"type": "number", **bounds.json_schema(bounds.TIMESTAMP_SECONDS)}
-
-
-TTL_MAX = bounds.TTL_SECONDS.le
-TIME_END = bounds.TIMESTAMP_SECONDS.lt
-DURATION_END = bounds.DURATION_MS.lt
 
 
 @pytest.mark.parametrize(
@@ -124,12 +133,12 @@ async def test_query_time_edges(http: Client, value: float, status: int) -> None
 @pytest.mark.parametrize(
     ("name", "value", "ok"),
     [
-        ("max_page_size", bounds.PAGE_SIZE.le, True),
-        ("max_page_size", bounds.PAGE_SIZE.le + 1, False),
-        ("cache_ttl_seconds", bounds.CACHE_TTL_SECONDS.le, True),
-        ("cache_ttl_seconds", bounds.CACHE_TTL_SECONDS.le + 1, False),
-        ("max_body_bytes", bounds.BODY_BYTES.ge, True),
-        ("max_body_bytes", bounds.BODY_BYTES.ge - 1, False),
+        ("max_page_size", PAGE_MAX, True),
+        ("max_page_size", PAGE_MAX + 1, False),
+        ("cache_ttl_seconds", CACHE_TTL_MAX, True),
+        ("cache_ttl_seconds", CACHE_TTL_MAX + 1, False),
+        ("max_body_bytes", BODY_MIN, True),
+        ("max_body_bytes", BODY_MIN - 1, False),
     ],
 )
 def test_settings_read_the_table(name: str, value: Any, ok: bool) -> None:
