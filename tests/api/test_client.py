@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from memstore.client import MemoryClient
-from memstore.core.errors import BackendUnavailableError, ConflictError, InvalidInputError
+from memstore.core.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    InvalidInputError,
+    MemoryStoreError,
+    NotFoundError,
+    RateLimitedError,
+    RequestTimeoutError,
+)
 from memstore.core.records import EntityRecord
 
 
@@ -59,3 +71,50 @@ async def test_client_raises_typed_errors(remote: MemoryClient) -> None:
         assert not await unreachable.ping()
     assert "token" not in repr(MemoryClient("http://x", token="s3cret-value"))
     assert "s3cret" not in repr(MemoryClient("http://x", token="s3cret-value"))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "expected", "code"),
+    [
+        # The body's code names the class, whatever the status says.
+        (504, {"code": "timeout", "message": "slow"}, {}, RequestTimeoutError, "timeout"),
+        (500, {"code": "version_conflict", "message": "stale",
+               "details": {"expected_version": 1, "current_version": 2}}, {},
+         ConflictError, "version_conflict"),
+        # Unknown code or no JSON body: the class that owns the status, the code kept.
+        (404, {"code": "gone", "message": "m"}, {}, NotFoundError, "gone"),
+        (405, {"code": "method_not_allowed", "message": "m"}, {}, InvalidInputError,
+         "method_not_allowed"),
+        (502, None, {}, BackendUnavailableError, "backend_unavailable"),
+        (429, None, {"Retry-After": "9"}, RateLimitedError, "rate_limited"),
+        (500, None, {}, MemoryStoreError, "internal_error"),
+    ],
+)  # fmt: skip
+async def test_client_raises_by_the_code_in_the_body(
+    status: int,
+    body: dict[str, Any] | None,
+    headers: dict[str, str],
+    expected: type[MemoryStoreError],
+    code: str,
+) -> None:
+    """Against a server that answers what the case says (as a proxy or a newer service
+    may): the exception is chosen by the body's ``code``."""
+
+    async def answer(request: web.Request) -> web.Response:
+        if body is None:
+            return web.Response(status=status, text="upstream says no", headers=headers)
+        return web.json_response(body, status=status, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    async with TestServer(app) as server:
+        url = str(server.make_url("/")).rstrip("/")
+        async with MemoryClient(url) as client:
+            with pytest.raises(expected) as info:
+                await client.get_entity_types()
+    assert type(info.value) is expected
+    assert info.value.code == code
+    if isinstance(info.value, ConflictError):
+        assert info.value.current_version == 2
+    if isinstance(info.value, RateLimitedError):
+        assert info.value.retry_after == 9

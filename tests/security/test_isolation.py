@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from memstore.server.auth import ADMIN_ROUTES, OPEN_ROUTES
 from memstore.server.routes import ROUTES
 from tests.security.conftest import NS_A, NS_B, Tokens
 
@@ -57,6 +56,10 @@ CASES: dict[str, Case] = {
     "saveLearningFeedback": Case(body={"agent_name": "bot", "feedback_type": "t", "data": 1}),
     "getLearningFeedback": Case(query={"agent_name": "bot"}),
 }
+
+# What this suite expects; the route table's ``role`` column must say the same.
+OPEN_ROUTES = frozenset({"livez", "readyz", "prometheusMetrics", "openapi"})
+ADMIN_ROUTES = frozenset({"getMetrics", "clearCache", "listMemorySummaries"})
 
 BY_OP = {r.operation_id: r for r in ROUTES}
 NAMESPACED = sorted(op for op, r in BY_OP.items() if "{namespace}" in r.path)
@@ -107,9 +110,17 @@ async def snapshot_b(http: Client, tokens: Tokens) -> list[Any]:
 
 def test_the_table_names_every_route() -> None:
     assert set(CASES) == set(BY_OP)
-    # Every route's access rule is deliberate: open, admin, or namespaced.
+    # Every route's access rule is deliberate: open, admin, or namespaced (read for GET,
+    # write for anything else).
     for op, route in BY_OP.items():
-        assert op in OPEN_ROUTES or op in ADMIN_ROUTES or "{namespace}" in route.path, op
+        if op in OPEN_ROUTES:
+            expected = None
+        elif op in ADMIN_ROUTES:
+            expected = "admin"
+        else:
+            assert "{namespace}" in route.path, op
+            expected = "read" if route.method == "GET" else "write"
+        assert route.role == expected, op
 
 
 @pytest.mark.parametrize("op", NAMESPACED)

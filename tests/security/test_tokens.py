@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from memstore.client import MemoryClient
 from memstore.core.errors import (
@@ -17,7 +18,9 @@ from memstore.core.errors import (
     QuotaExceededError,
     RateLimitedError,
 )
-from memstore.server.auth import TokenStore, bearer_token, hash_token, parse_tokens, required_role
+from memstore.core.settings import Settings
+from memstore.server.app import create_app
+from memstore.server.auth import TokenStore, bearer_token, hash_token, parse_tokens
 from tests.security.conftest import NS_A, NS_B, Tokens, write_tokens_file
 
 
@@ -95,11 +98,26 @@ def test_bearer_parsing() -> None:
     assert bearer_token(None) is None
 
 
-def test_unknown_routes_need_admin() -> None:
-    assert required_role("somethingNew", "GET", namespaced=True) == "read"
-    assert required_role("somethingNew", "GET", namespaced=False) == "admin"
-    assert required_role(None, "GET", namespaced=False) == "admin"
-    assert required_role("livez", "GET", namespaced=False) is None
+async def test_a_route_outside_the_table_needs_admin(
+    tokens: Tokens, auth_settings: Settings
+) -> None:
+    """A route added without a row of the route table (so without a role) is refused to
+    every token but an admin one: fail closed."""
+    app = create_app(auth_settings)
+
+    async def extra(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.router.add_get(
+        "/v1/namespaces/{namespace}/extra", extra, name="somethingNew", allow_head=False
+    )
+    async with TestClient(TestServer(app)) as http:
+        path = "/v1/namespaces/tenant-a/extra"
+        for token in (tokens.a, tokens.a_reader):
+            resp = await http.get(path, headers=tokens.header(token))
+            assert resp.status == 403, await resp.text()
+        resp = await http.get(path, headers=tokens.header(tokens.admin))
+        assert resp.status == 200, await resp.text()
 
 
 async def test_client_sends_the_token_and_maps_the_errors(

@@ -2,7 +2,8 @@
 
 Swap ``DistributedMemoryManager(...)`` for ``MemoryClient(url, namespace=...)`` and the
 agent's code stays the same: same methods, same records, same exceptions
-(``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``).
+(``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``,
+...: the service's error ``code`` names the class, ``memstore.core.errors.error_from_wire``).
 
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
 provider (the agent's own; a no-op when it has none) and carries that span's context in the
@@ -14,7 +15,7 @@ the agent's trace.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -23,18 +24,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
-from memstore.core.errors import (
-    AuthenticationError,
-    BackendUnavailableError,
-    ConflictError,
-    InvalidInputError,
-    MemoryStoreError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    QuotaExceededError,
-    RateLimitedError,
-)
+from memstore.core.errors import BackendUnavailableError, MemoryStoreError, error_from_wire
 from memstore.core.records import (
     DEFAULT_CONVERSATION,
     ConversationInfo,
@@ -46,50 +36,16 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
-
-
-def _error(
-    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-) -> MemoryStoreError:
-    message = str(body.get("message") or f"HTTP {status}")
-    details = body.get("details") or {}
-    if status == 401:
-        return AuthenticationError(message)
-    if status == 403:
-        if body.get("code") == "quota_exceeded":
-            return QuotaExceededError(message, **details)
-        return PermissionDeniedError(message, **details)
-    if status == 429:
-        try:
-            retry_after = float((headers or {}).get("Retry-After", "1"))
-        except ValueError:
-            retry_after = 1.0
-        return RateLimitedError(message, retry_after=retry_after)
-    if status == 412:
-        return ConflictError(
-            message,
-            expected_version=details.get("expected_version"),
-            current_version=details.get("current_version"),
-        )
-    if status == 404:
-        return NotFoundError(message)
-    if status == 413:
-        return PayloadTooLargeError(message, **details)
-    if 400 <= status < 500:
-        err = InvalidInputError(message, **details)
-        err.code = str(body.get("code") or err.code)
-        return err
-    if status in (502, 503, 504):
-        return BackendUnavailableError(message)
-    return MemoryStoreError(message)
+from memstore.memory.api import MemoryAPI
 
 
 def _q(value: str) -> str:
     return quote(value, safe="")
 
 
-class MemoryClient:
-    """Async client for one memory namespace of a memstore service."""
+class MemoryClient(MemoryAPI):
+    """Async client for one memory namespace of a memstore service (the seed-compatible
+    conveniences come from ``MemoryAPI``, shared with the manager)."""
 
     def __init__(
         self,
@@ -118,7 +74,7 @@ class MemoryClient:
     def __repr__(self) -> str:  # never show the token
         return f"MemoryClient({self.base_url!r}, namespace={self.namespace!r})"
 
-    async def __aenter__(self) -> MemoryClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -208,7 +164,11 @@ class MemoryClient:
         elif raw:
             body = raw.decode("utf-8", "replace")
         if status >= 400 and not (accept_404 and status == 404):
-            raise _error(status, body if isinstance(body, dict) else {}, resp_headers)
+            raise error_from_wire(
+                status,
+                body if isinstance(body, dict) else {},
+                retry_after=resp_headers.get("Retry-After"),
+            )
         return status, body, resp_headers
 
     # -- health and admin -------------------------------------------------------------
@@ -274,10 +234,6 @@ class MemoryClient:
         )
         return None if status == 404 else EntityRecord(**out)
 
-    async def load_entity(self, entity_type: str, entity_id: str) -> JSONObject | None:
-        record = await self.get_entity(entity_type, entity_id)
-        return None if record is None else record.data
-
     async def delete_entity(
         self, entity_type: str, entity_id: str, *, expected_version: int | None = None
     ) -> bool:
@@ -300,16 +256,6 @@ class MemoryClient:
         )
         return Page([EntityRecord(**e) for e in out["items"]], out["next_cursor"])
 
-    async def load_entities_by_type(self, entity_type: str) -> dict[str, JSONObject]:
-        result: dict[str, JSONObject] = {}
-        cursor = None
-        while True:
-            page = await self.list_entities(entity_type, cursor=cursor)
-            result.update((e.id, e.data) for e in page.items)
-            if page.next_cursor is None:
-                return result
-            cursor = page.next_cursor
-
     async def get_entity_types(self) -> list[str]:
         return list((await self._request("GET", self._ns("/entities")))[1]["types"])
 
@@ -325,11 +271,6 @@ class MemoryClient:
             "POST", self._conv(conversation_id), json={"messages": messages}
         )
         return [MessageRecord(**m) for m in out["items"]]
-
-    async def append_message(
-        self, message: JSONObject, conversation_id: str | None = None
-    ) -> MessageRecord:
-        return (await self.append_messages([message], conversation_id))[0]
 
     async def load_messages(
         self,
@@ -359,11 +300,6 @@ class MemoryClient:
             "PUT", self._conv(conversation_id), json={"messages": messages}
         )
         return [MessageRecord(**m) for m in out["items"]]
-
-    async def load_conversation_history(
-        self, conversation_id: str | None = None, *, limit: int | None = None
-    ) -> list[JSONObject]:
-        return [m.message for m in await self.load_messages(conversation_id, limit=limit)]
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
         status, _, _ = await self._request(
@@ -432,16 +368,6 @@ class MemoryClient:
         )
         return Page([ToolUsageRecord(**r) for r in out["items"]], out["next_cursor"])
 
-    async def load_tool_usage(self, tool_name: str | None = None) -> list[JSONObject]:
-        out: list[JSONObject] = []
-        cursor = None
-        while True:
-            page = await self.query_tool_usage(tool_name, cursor=cursor)
-            out += [r.to_dict() for r in page.items]
-            if page.next_cursor is None:
-                return out
-            cursor = page.next_cursor
-
     async def get_tool_names(self) -> list[str]:
         return list((await self._request("GET", self._ns("/tools")))[1]["tools"])
 
@@ -475,18 +401,6 @@ class MemoryClient:
         )
         return Page([FeedbackRecord(**r) for r in out["items"]], out["next_cursor"])
 
-    async def get_learning_feedback(
-        self, agent_name: str | None = None, feedback_type: str | None = None
-    ) -> list[JSONObject]:
-        out: list[JSONObject] = []
-        cursor = None
-        while True:
-            page = await self.query_learning_feedback(agent_name, feedback_type, cursor=cursor)
-            out += [r.to_dict() for r in page.items]
-            if page.next_cursor is None:
-                return out
-            cursor = page.next_cursor
-
     # -- summary ----------------------------------------------------------------------
 
     async def get_memory_summary_data(self) -> MemorySummary:
@@ -495,6 +409,7 @@ class MemoryClient:
         out.pop("total_tool_uses", None)
         return MemorySummary(**out)
 
-    async def get_memory_summary(self) -> str:
-        _, out, _ = await self._request("GET", self._ns("/summary"), params={"format": "markdown"})
-        return str(out)
+
+if TYPE_CHECKING:
+    # mypy: the client implements every MemoryAPI operation (else it is abstract here).
+    _client_is_a_memory_api: MemoryAPI = MemoryClient()

@@ -1,27 +1,57 @@
-"""The project's own error types.
+"""The project's own error types, their wire ``code`` and their HTTP status.
 
 Backends, the manager and the HTTP client raise only these (drivers' exceptions are
-wrapped with ``raise ... from exc``). The HTTP layer maps them to status codes in exactly
-one place (``memstore.server.errors``); the client maps status codes back to these types, so
-in-process and remote callers handle the same exceptions.
+wrapped with ``raise ... from exc``), so in-process and remote callers handle the same
+exceptions. The tree (class, ``code``, HTTP status)::
+
+    MemoryStoreError                  internal_error        500
+    ├── InvalidInputError             invalid_input         400
+    │   └── PayloadTooLargeError      payload_too_large     413
+    ├── NotFoundError                 not_found             404
+    ├── ConflictError                 version_conflict      412
+    ├── BackendUnavailableError       backend_unavailable   503
+    ├── ConfigurationError            configuration_error   503
+    ├── AuthenticationError           unauthorized          401
+    ├── PermissionDeniedError         forbidden             403
+    ├── QuotaExceededError            quota_exceeded        403
+    ├── RateLimitedError              rate_limited          429
+    └── RequestTimeoutError           timeout               504
+
+Each class carries its ``code`` and ``http_status``; :data:`ERROR_TYPES` lists them and
+:func:`error_type` maps a code back to its class. The server answers an error with its
+class's status and the JSON body ``{"code", "message", "details"?}``
+(``memstore.server.errors``); the client rebuilds the exception from that body's ``code``
+(:func:`error_from_wire`), not from the status. A code this version does not know (a newer
+server, or an HTTP-level answer such as 405 ``method_not_allowed``) becomes the class that
+owns the status (:data:`CLOSEST_BY_STATUS`; any other 4xx is ``InvalidInputError``, any
+other status ``MemoryStoreError``) and keeps the code it came with.
 
 Messages must never contain secrets or entity payloads: they reach logs and clients.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 
 class MemoryStoreError(Exception):
     """Base class. ``code`` is stable and machine-readable; the message is for humans."""
 
-    code = "internal_error"
+    code: str = "internal_error"
+    http_status: ClassVar[int] = 500
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+
+    @classmethod
+    def from_details(cls, message: str, details: Mapping[str, Any]) -> MemoryStoreError:
+        """Rebuild an error from the message and ``details`` of its JSON body. Classes
+        whose constructor takes named arguments read them from ``details``."""
+        return cls(message, **details)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -34,20 +64,24 @@ class InvalidInputError(MemoryStoreError):
     """The caller sent something malformed: a bad id, a wrong JSON type, a bad cursor."""
 
     code = "invalid_input"
+    http_status = 400
 
 
 class PayloadTooLargeError(InvalidInputError):
     code = "payload_too_large"
+    http_status = 413
 
 
 class NotFoundError(MemoryStoreError):
     code = "not_found"
+    http_status = 404
 
 
 class ConflictError(MemoryStoreError):
     """Optimistic concurrency failed: the stored version is not the expected one."""
 
     code = "version_conflict"
+    http_status = 412
 
     def __init__(
         self, message: str, *, expected_version: int | None, current_version: int | None
@@ -58,27 +92,43 @@ class ConflictError(MemoryStoreError):
         self.expected_version = expected_version
         self.current_version = current_version
 
+    @classmethod
+    def from_details(cls, message: str, details: Mapping[str, Any]) -> MemoryStoreError:
+        return cls(
+            message,
+            expected_version=details.get("expected_version"),
+            current_version=details.get("current_version"),
+        )
+
 
 class BackendUnavailableError(MemoryStoreError):
     """The backend cannot be reached or cannot give the durability asked for. Retry later."""
 
     code = "backend_unavailable"
+    http_status = 503
 
 
 class ConfigurationError(MemoryStoreError):
     """Settings are invalid or name a backend/driver that is not installed."""
 
     code = "configuration_error"
+    http_status = 503
 
 
 class AuthenticationError(MemoryStoreError):
     """No bearer token, or one that matches no configured token (HTTP 401)."""
 
     code = "unauthorized"
+    http_status = 401
 
     def __init__(self, message: str, *, invalid_token: bool = False) -> None:
         super().__init__(message)
         self.invalid_token = invalid_token
+
+    @classmethod
+    def from_details(cls, message: str, details: Mapping[str, Any]) -> MemoryStoreError:
+        # Whether the token was wrong travels in WWW-Authenticate, not in the body.
+        return cls(message)
 
 
 class PermissionDeniedError(MemoryStoreError):
@@ -88,22 +138,32 @@ class PermissionDeniedError(MemoryStoreError):
     holds anything, so it is never an oracle for another tenant's data."""
 
     code = "forbidden"
+    http_status = 403
 
 
 class QuotaExceededError(MemoryStoreError):
     """The namespace's quota (entities or bytes) would be exceeded by this write (403)."""
 
     code = "quota_exceeded"
+    http_status = 403
 
 
 class RateLimitedError(MemoryStoreError):
     """Too many requests for this token; retry after ``retry_after`` seconds (429)."""
 
     code = "rate_limited"
+    http_status = 429
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message, retry_after=retry_after)
         self.retry_after = retry_after
+
+    @classmethod
+    def from_details(cls, message: str, details: Mapping[str, Any]) -> MemoryStoreError:
+        retry_after = details.get("retry_after", 1)
+        if isinstance(retry_after, bool) or not isinstance(retry_after, int | float):
+            retry_after = 1
+        return cls(message, retry_after=float(retry_after))
 
 
 class RequestTimeoutError(MemoryStoreError):
@@ -111,3 +171,69 @@ class RequestTimeoutError(MemoryStoreError):
     may or may not have been applied; writes are safe to retry (ids, If-Match)."""
 
     code = "timeout"
+    http_status = 504
+
+
+#: Every error type, each with its own ``code``: the one code -> class table.
+ERROR_TYPES: tuple[type[MemoryStoreError], ...] = (
+    MemoryStoreError,
+    InvalidInputError,
+    PayloadTooLargeError,
+    NotFoundError,
+    ConflictError,
+    BackendUnavailableError,
+    ConfigurationError,
+    AuthenticationError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitedError,
+    RequestTimeoutError,
+)
+
+_BY_CODE: dict[str, type[MemoryStoreError]] = {cls.code: cls for cls in ERROR_TYPES}
+
+#: For a code this version does not know: the class that owns the HTTP status. A 502/504
+#: without a known code comes from something between client and service (a proxy or a
+#: load balancer) and says the service could not be reached.
+CLOSEST_BY_STATUS: dict[int, type[MemoryStoreError]] = {
+    400: InvalidInputError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    412: ConflictError,
+    413: PayloadTooLargeError,
+    429: RateLimitedError,
+    502: BackendUnavailableError,
+    503: BackendUnavailableError,
+    504: BackendUnavailableError,
+}
+
+
+def error_type(code: str) -> type[MemoryStoreError] | None:
+    """The class whose ``code`` this is, or ``None``."""
+    return _BY_CODE.get(code)
+
+
+def error_from_wire(
+    status: int, body: Mapping[str, Any], *, retry_after: str | None = None
+) -> MemoryStoreError:
+    """The exception for an HTTP error answer: by the body's ``code`` when it is one of
+    ours, else the closest class for ``status`` (see the module docstring).
+    ``retry_after``: the ``Retry-After`` header, for a 429 whose body does not say."""
+    code = body.get("code")
+    message = str(body.get("message") or f"HTTP {status}")
+    raw_details = body.get("details")
+    details = dict(raw_details) if isinstance(raw_details, Mapping) else {}
+    if status == 429 and "retry_after" not in details and retry_after is not None:
+        with contextlib.suppress(ValueError):  # not a number of seconds: the default
+            details["retry_after"] = float(retry_after)
+    cls = error_type(code) if isinstance(code, str) else None
+    if cls is not None:
+        return cls.from_details(message, details)
+    closest = CLOSEST_BY_STATUS.get(status)
+    if closest is None:
+        closest = InvalidInputError if 400 <= status < 500 else MemoryStoreError
+    error = closest.from_details(message, details)
+    if isinstance(code, str) and code:
+        error.code = code  # kept, so a caller can still tell it apart
+    return error

@@ -3,12 +3,21 @@
 Plain frozen dataclasses: cheap to build on the hot path and easy to compare in the
 contract tests. Times are POSIX seconds (float, UTC). JSON payloads are ``dict[str, Any]``
 already parsed; backends store them exactly (every key, including ``$x`` and ``a.b``).
+
+They are defined once, here: the HTTP API answers with ``to_dict()`` of these, and its
+OpenAPI response schemas are derived from these classes by pydantic
+(``memstore.server.schemas``). ``to_dict`` always carries every field, so the schemas mark
+every field required (``_RESPONSE``), defaults included.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
+
+from pydantic import ConfigDict, with_config
+
+from memstore.core.validation import NAME_PATTERNS
 
 JSONObject = dict[str, Any]
 
@@ -17,12 +26,29 @@ T = TypeVar("T")
 DEFAULT_CONVERSATION = "default"
 
 
+def _name_patterns(schema: dict[str, Any]) -> None:
+    # Names in an answer obey the rule they were checked with on the way in.
+    for name, prop in schema["properties"].items():
+        rule = NAME_PATTERNS.get(name)
+        if rule is not None:
+            for branch in prop.get("anyOf", [prop]):
+                if branch.get("type") == "string":
+                    branch["pattern"] = rule.pattern
+
+
+# Only read when a schema is generated; building a record never touches pydantic.
+_RESPONSE = ConfigDict(
+    json_schema_serialization_defaults_required=True, json_schema_extra=_name_patterns
+)
+
+
 def _shallow(record: Any) -> JSONObject:
     """Fields as a dict, payloads shared, not copied: ``asdict`` deep-copies the JSON
     payload, which cost ~45 µs per 1 KB entity on every response (see bench/README.md)."""
     return {name: getattr(record, name) for name in record.__slots__}
 
 
+@with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
 class EntityRecord:
     type: str
@@ -37,6 +63,7 @@ class EntityRecord:
         return _shallow(self)
 
 
+@with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     """One message of a conversation. ``seq`` starts at 1 and only grows within a
@@ -51,6 +78,7 @@ class MessageRecord:
         return _shallow(self)
 
 
+@with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
 class ConversationInfo:
     conversation_id: str
@@ -62,6 +90,7 @@ class ConversationInfo:
         return _shallow(self)
 
 
+@with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
 class ToolUsageRecord:
     id: str
@@ -77,6 +106,7 @@ class ToolUsageRecord:
         return _shallow(self)
 
 
+@with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
 class FeedbackRecord:
     """Learning feedback, kept for compatibility with the seed implementation."""
@@ -99,6 +129,20 @@ class Page(Generic[T]):
     next_cursor: str | None = None
 
 
+_SUMMARY_TOTALS = ("total_entities", "total_tool_uses")
+
+
+def _summary_schema(schema: dict[str, Any]) -> None:
+    _name_patterns(schema)
+    # The totals are properties, which pydantic does not see; to_dict adds them.
+    for name in _SUMMARY_TOTALS:
+        schema["properties"][name] = {"type": "integer", "title": name.replace("_", " ").title()}
+        schema["required"].append(name)
+
+
+@with_config(
+    ConfigDict(json_schema_serialization_defaults_required=True, json_schema_extra=_summary_schema)
+)
 @dataclass(frozen=True, slots=True)
 class MemorySummary:
     namespace: str
@@ -118,8 +162,8 @@ class MemorySummary:
 
     def to_dict(self) -> JSONObject:
         body = asdict(self)
-        body["total_entities"] = self.total_entities
-        body["total_tool_uses"] = self.total_tool_uses
+        for name in _SUMMARY_TOTALS:
+            body[name] = getattr(self, name)
         return body
 
     def to_markdown(self) -> str:

@@ -9,10 +9,12 @@ never show in a repr or a log line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memstore.core import bounds
 
 BackendName = Literal["embedded", "redis", "mongodb"]
 
@@ -52,8 +54,8 @@ class Settings(BaseSettings):
     embedded_synchronous: Literal["normal", "full"] = Field(
         "normal", validation_alias=_env("MEMSTORE_EMBEDDED_SYNCHRONOUS")
     )
-    cache_ttl_seconds: float = Field(
-        30.0, ge=0, le=3600, validation_alias=_env("MEMSTORE_CACHE_TTL_SECONDS")
+    cache_ttl_seconds: Annotated[float, bounds.CACHE_TTL_SECONDS] = Field(
+        30.0, validation_alias=_env("MEMSTORE_CACHE_TTL_SECONDS")
     )
     cache_max_entries: int = Field(
         10_000, ge=0, validation_alias=_env("MEMSTORE_CACHE_MAX_ENTRIES")
@@ -61,17 +63,17 @@ class Settings(BaseSettings):
     # Prometheus metrics (/metrics and the HTTP/backend series). Tracing is configured by the
     # standard OTEL_* variables instead (see memstore.observability.tracing).
     metrics_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_METRICS_ENABLED"))
-    max_body_bytes: int = Field(
-        1_048_576, ge=1024, validation_alias=_env("MEMSTORE_MAX_BODY_BYTES")
+    max_body_bytes: Annotated[int, bounds.BODY_BYTES] = Field(
+        1_048_576, validation_alias=_env("MEMSTORE_MAX_BODY_BYTES")
     )
-    max_page_size: int = Field(
-        500, ge=1, le=10_000, validation_alias=_env("MEMSTORE_MAX_PAGE_SIZE")
+    max_page_size: Annotated[int, bounds.PAGE_SIZE] = Field(
+        500, validation_alias=_env("MEMSTORE_MAX_PAGE_SIZE")
     )
-    default_page_size: int = Field(
-        50, ge=1, le=10_000, validation_alias=_env("MEMSTORE_DEFAULT_PAGE_SIZE")
+    default_page_size: Annotated[int, bounds.PAGE_SIZE] = Field(
+        50, validation_alias=_env("MEMSTORE_DEFAULT_PAGE_SIZE")
     )
-    max_messages_per_request: int = Field(
-        1000, ge=1, validation_alias=_env("MEMSTORE_MAX_MESSAGES_PER_REQUEST")
+    max_messages_per_request: Annotated[int, bounds.MESSAGES_PER_REQUEST] = Field(
+        1000, validation_alias=_env("MEMSTORE_MAX_MESSAGES_PER_REQUEST")
     )
     shutdown_timeout_seconds: float = Field(
         15.0, ge=0, validation_alias=_env("MEMSTORE_SHUTDOWN_TIMEOUT_SECONDS")

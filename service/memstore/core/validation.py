@@ -3,17 +3,18 @@
 Names are restricted to a charset that is safe in URLs, Redis keys (no ``{``/``}``, so a
 caller can never inject a cluster hash tag), Mongo ids and SQLite, and bounded in length so
 a key can never grow without limit. Rejections raise ``InvalidInputError`` naming the field.
+Numeric bounds (TTL, timestamps, durations, page sizes) are in ``memstore.core.bounds``.
 """
 
 from __future__ import annotations
 
 import base64
-import math
 import re
 from typing import Any
 
 import orjson
 
+from memstore.core.bounds import TTL_SECONDS, check_in
 from memstore.core.errors import InvalidInputError, PayloadTooLargeError
 
 NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -30,8 +31,6 @@ NAME_PATTERNS: dict[str, re.Pattern[str]] = {
     "agent_name": TOOL_RE,
     "feedback_type": TYPE_RE,
 }
-
-MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
 
 
 _NAME_MATCH = {kind: rx.fullmatch for kind, rx in NAME_PATTERNS.items()}
@@ -71,13 +70,7 @@ def check_json_size(kind: str, value: object, max_bytes: int) -> bytes:
 
 
 def check_ttl(ttl: float | None) -> float | None:
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
-        raise InvalidInputError("ttl must be a number of seconds", field="ttl")
-    if ttl <= 0 or ttl > MAX_TTL_SECONDS:
-        raise InvalidInputError(f"ttl must be in (0, {MAX_TTL_SECONDS}] seconds", field="ttl")
-    return float(ttl)
+    return None if ttl is None else check_in("ttl", ttl, TTL_SECONDS)
 
 
 def check_limit(limit: int | None, max_limit: int, *, default: int) -> int:

@@ -9,9 +9,10 @@ One backend connection, cache and metrics set is shared by a manager and every v
 returned by ``for_namespace`` (the HTTP service serves many namespaces with one backend).
 The backend is connected lazily on first use, as the seed's example expects.
 
-Seed-compatible methods (``load_entity``, ``load_conversation_history``, ``load_tool_usage``,
-``get_learning_feedback``, ...) return plain JSON-able values like the original; the newer
-methods (``get_entity``, ``list_entities``, ``query_tool_usage``, ...) return records.
+Seed-compatible conveniences (``load_entity``, ``load_conversation_history``,
+``load_tool_usage``, ``get_learning_feedback``, ...) come from ``memory.api.MemoryAPI``,
+shared with ``MemoryClient``, and return plain JSON-able values like the original; the
+operations here (``get_entity``, ``list_entities``, ``query_tool_usage``, ...) return records.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
+from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, check_in
 from memstore.core.errors import InvalidInputError, MemoryStoreError
 from memstore.core.records import (
     DEFAULT_CONVERSATION,
@@ -47,6 +49,7 @@ from memstore.core.validation import (
     check_ttl,
     check_version,
 )
+from memstore.memory.api import MemoryAPI
 from memstore.memory.cache import LocalCache
 from memstore.observability.metrics import PrometheusMetrics
 from memstore.observability.tracing import BackendSpanInfo, Tracing
@@ -86,8 +89,9 @@ class _Shared:
     started_at: float = field(default_factory=time.time)
 
 
-class DistributedMemoryManager:
-    """Unified, namespaced memory API over any backend."""
+class DistributedMemoryManager(MemoryAPI):
+    """Unified, namespaced memory API over any backend (the seed-compatible conveniences
+    come from ``MemoryAPI``)."""
 
     def __init__(
         self,
@@ -168,7 +172,7 @@ class DistributedMemoryManager:
                 shared.started = False
                 await shared.backend.close()
 
-    async def __aenter__(self) -> DistributedMemoryManager:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -253,6 +257,10 @@ class DistributedMemoryManager:
             # The write itself succeeded; other replicas fall back to the cache TTL.
             log.warning("could not publish a cache invalidation; relying on cache TTL")
 
+    def _walk_page_size(self) -> int:
+        # In process, a walk over every page takes the biggest pages allowed.
+        return self._shared.settings.max_page_size
+
     def _limit(self, limit: int | None) -> int:
         s = self._shared.settings
         return check_limit(limit, s.max_page_size, default=s.default_page_size)
@@ -321,11 +329,6 @@ class DistributedMemoryManager:
             cache.store(key, record, generation, expires_in=expires_in)
         return record
 
-    async def load_entity(self, entity_type: str, entity_id: str) -> JSONObject | None:
-        """The entity's data (seed API), or ``None``."""
-        record = await self.get_entity(entity_type, entity_id)
-        return None if record is None else record.data
-
     async def delete_entity(
         self, entity_type: str, entity_id: str, *, expected_version: int | None = None
     ) -> bool:
@@ -352,19 +355,6 @@ class DistributedMemoryManager:
             "list_entities",
             lambda: self.backend.list_entities(self.namespace, entity_type, limit=n, cursor=cursor),
         )
-
-    async def load_entities_by_type(self, entity_type: str) -> dict[str, JSONObject]:
-        """Every entity of a type as ``{id: data}`` (seed API; walks all pages)."""
-        result: dict[str, JSONObject] = {}
-        cursor: str | None = None
-        while True:
-            page = await self.list_entities(
-                entity_type, limit=self._shared.settings.max_page_size, cursor=cursor
-            )
-            result.update((e.id, e.data) for e in page.items)
-            if page.next_cursor is None:
-                return result
-            cursor = page.next_cursor
 
     async def get_entity_types(self) -> list[str]:
         return await self._run(
@@ -398,11 +388,6 @@ class DistributedMemoryManager:
             "append_messages", lambda: self.backend.append_messages(self.namespace, cid, msgs)
         )
 
-    async def append_message(
-        self, message: JSONObject, conversation_id: str | None = None
-    ) -> MessageRecord:
-        return (await self.append_messages([message], conversation_id))[0]
-
     async def load_messages(
         self,
         conversation_id: str | None = None,
@@ -432,12 +417,6 @@ class DistributedMemoryManager:
             "replace_conversation",
             lambda: self.backend.replace_conversation(self.namespace, cid, msgs),
         )
-
-    async def load_conversation_history(
-        self, conversation_id: str | None = None, *, limit: int | None = None
-    ) -> list[JSONObject]:
-        """The messages themselves (seed API): the whole history, or the last ``limit``."""
-        return [m.message for m in await self.load_messages(conversation_id, limit=limit)]
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
         cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
@@ -475,25 +454,18 @@ class DistributedMemoryManager:
             check_name("conversation_id", conversation_id)
         if usage_id is not None:
             check_name("entity_id", usage_id)
-        if isinstance(duration_ms, bool) or not isinstance(duration_ms, int | float):
-            raise InvalidInputError("duration_ms must be a number", field="duration_ms")
-        if not 0 <= duration_ms < 1e12:
-            raise InvalidInputError("duration_ms must be >= 0", field="duration_ms")
-        if timestamp is not None and (
-            isinstance(timestamp, bool)
-            or not isinstance(timestamp, int | float)
-            or not 0 <= timestamp < 1e11
-        ):
-            raise InvalidInputError("timestamp must be POSIX seconds", field="timestamp")
+        duration_ms = check_in("duration_ms", duration_ms, DURATION_MS)
+        if timestamp is not None:
+            timestamp = check_in("timestamp", timestamp, TIMESTAMP_SECONDS)
         self._check_payload("tool usage", [args, result])
         record = ToolUsageRecord(
             id=usage_id or uuid.uuid4().hex,
             tool_name=tool_name,
             input=args,
             output=result,
-            duration_ms=float(duration_ms),
+            duration_ms=duration_ms,
             success=bool(success),
-            timestamp=float(timestamp) if timestamp is not None else time.time(),
+            timestamp=timestamp if timestamp is not None else time.time(),
             conversation_id=conversation_id,
         )
         return await self._run(
@@ -518,19 +490,6 @@ class DistributedMemoryManager:
                 self.namespace, tool_name=tool_name, start=start, end=end, limit=n, cursor=cursor
             ),
         )
-
-    async def load_tool_usage(self, tool_name: str | None = None) -> list[JSONObject]:
-        """Every recorded use, oldest first, as dicts (seed API; walks all pages)."""
-        out: list[JSONObject] = []
-        cursor: str | None = None
-        while True:
-            page = await self.query_tool_usage(
-                tool_name, limit=self._shared.settings.max_page_size, cursor=cursor
-            )
-            out += [r.to_dict() for r in page.items]
-            if page.next_cursor is None:
-                return out
-            cursor = page.next_cursor
 
     async def get_tool_names(self) -> list[str]:
         return await self._run(
@@ -580,31 +539,10 @@ class DistributedMemoryManager:
             ),
         )
 
-    async def get_learning_feedback(
-        self, agent_name: str | None = None, feedback_type: str | None = None
-    ) -> list[JSONObject]:
-        out: list[JSONObject] = []
-        cursor: str | None = None
-        while True:
-            page = await self.query_learning_feedback(
-                agent_name,
-                feedback_type,
-                limit=self._shared.settings.max_page_size,
-                cursor=cursor,
-            )
-            out += [r.to_dict() for r in page.items]
-            if page.next_cursor is None:
-                return out
-            cursor = page.next_cursor
-
     # -- summary, cache, metrics --------------------------------------------------------
 
     async def get_memory_summary_data(self) -> MemorySummary:
         return await self._run("summary", lambda: self.backend.summary(self.namespace))
-
-    async def get_memory_summary(self) -> str:
-        """A readable Markdown summary (seed API); ``get_memory_summary_data`` is structured."""
-        return (await self.get_memory_summary_data()).to_markdown()
 
     async def get_stored_bytes(self) -> int | None:
         """Bytes of stored payloads in this namespace, or ``None`` if the backend can't tell."""
@@ -657,3 +595,8 @@ class DistributedMemoryManager:
             result["backend_up"] = shared.prometheus.backend_up_values()
             result["http"] = shared.prometheus.snapshot_http()
         return result
+
+
+if TYPE_CHECKING:
+    # mypy: the manager implements every MemoryAPI operation (else it is abstract here).
+    _manager_is_a_memory_api: MemoryAPI = DistributedMemoryManager()

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from memstore.core.bounds import ENVELOPE_BYTES
 from memstore.core.errors import BackendUnavailableError
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
@@ -30,9 +31,6 @@ from memstore.server.state import MANAGER, METRICS, OPENAPI, SETTINGS
 from memstore.server.telemetry import observability_middleware
 
 log = logging.getLogger(__name__)
-
-# Room for the JSON envelope around a payload of max_body_bytes.
-ENVELOPE_BYTES = 64 * 1024
 
 
 def create_app(

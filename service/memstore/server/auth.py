@@ -13,8 +13,8 @@ Invariants:
 * Roles are explicit, none implies another: ``read`` for GET on a namespace, ``write`` for
   anything that changes a namespace, ``admin`` for the process-wide operations (cache
   clear, metrics JSON, cross-namespace summary).
-* A route that is not in :data:`OPEN_ROUTES` needs a valid token; a route this module does
-  not know needs ``admin`` (fail closed).
+* Which role a route needs is its row's ``role`` in the route table
+  (``memstore.server.routes.ROUTES``); a route without a row needs ``admin`` (fail closed).
 * The file is re-read when it changes (a rotated Secret), checked at most every
   :data:`RELOAD_CHECK_SECONDS`; a broken new file keeps the last good one and logs why.
 * Nothing here logs or formats a token or a hash.
@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import orjson
 
@@ -41,16 +41,9 @@ from memstore.core.settings import Settings
 log = logging.getLogger(__name__)
 
 Role = Literal["read", "write", "admin"]
-ROLES: frozenset[str] = frozenset({"read", "write", "admin"})
+ROLES: frozenset[str] = frozenset(get_args(Role))
 RELOAD_CHECK_SECONDS = 5.0
 WILDCARD = "*"
-
-#: Unauthenticated on purpose: probes (kubelet has no token), Prometheus scraping (counts
-#: and latencies only, no tenant data; restrict it with the NetworkPolicy), and the API
-#: description (public anyway).
-OPEN_ROUTES: frozenset[str] = frozenset({"livez", "readyz", "prometheusMetrics", "openapi"})
-#: Process-wide operations.
-ADMIN_ROUTES: frozenset[str] = frozenset({"getMetrics", "clearCache", "listMemorySummaries"})
 
 _BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] +(\S+) *$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -207,15 +200,6 @@ def bearer_token(authorization: str | None) -> str | None:
         return None
     match = _BEARER.fullmatch(authorization)
     return match.group(1) if match else None
-
-
-def required_role(operation_id: str | None, method: str, namespaced: bool) -> str | None:
-    """The role a route needs; ``None`` for open routes. Unknown routes need admin."""
-    if operation_id in OPEN_ROUTES:
-        return None
-    if operation_id in ADMIN_ROUTES or operation_id is None or not namespaced:
-        return "admin"
-    return "read" if method in ("GET", "HEAD") else "write"
 
 
 class Authenticator:

@@ -1,8 +1,9 @@
-"""The one place that maps errors to HTTP.
+"""The one place that turns errors into HTTP answers.
 
 Every failure leaves as JSON ``{"code", "message", "details"?}`` with a stable ``code``;
 no traceback ever reaches a client (unexpected errors are logged here and answered with a
-generic 500 body).
+generic 500 body). The status and code of our own errors are their class's
+(``memstore.core.errors``, where the tree is drawn); the client reads them back there too.
 """
 
 from __future__ import annotations
@@ -14,60 +15,34 @@ import orjson
 from aiohttp import web
 
 from memstore.core.errors import (
+    CLOSEST_BY_STATUS,
     AuthenticationError,
-    BackendUnavailableError,
-    ConfigurationError,
-    ConflictError,
-    InvalidInputError,
     MemoryStoreError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    QuotaExceededError,
     RateLimitedError,
-    RequestTimeoutError,
 )
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# Order matters: subclasses before their bases.
-STATUS_BY_ERROR: list[tuple[type[MemoryStoreError], int]] = [
-    (AuthenticationError, 401),
-    (PermissionDeniedError, 403),
-    (QuotaExceededError, 403),
-    (RateLimitedError, 429),
-    (RequestTimeoutError, 504),
-    (PayloadTooLargeError, 413),
-    (InvalidInputError, 400),
-    (NotFoundError, 404),
-    # Version conflicts only arise from If-Match / If-None-Match preconditions.
-    (ConflictError, 412),
-    (BackendUnavailableError, 503),
-    (ConfigurationError, 503),
-]
-
-_HTTP_CODES = {
-    400: "invalid_input",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
+#: Codes for the answers aiohttp gives by itself that no error type of ours stands for;
+#: the other 4xx take the code of the error type that owns the status (core.errors).
+HTTP_ONLY_CODES = {
     405: "method_not_allowed",
     408: "request_timeout",
     411: "length_required",
     412: "precondition_failed",
-    413: "payload_too_large",
     415: "unsupported_media_type",
-    429: "rate_limited",
 }
 
 
-def status_for(exc: MemoryStoreError) -> int:
-    for cls, status in STATUS_BY_ERROR:
-        if isinstance(exc, cls):
-            return status
-    return 500
+def http_code(status: int) -> str:
+    """The ``code`` of an HTTP-level error answer (no route, wrong method, body too big)."""
+    code = HTTP_ONLY_CODES.get(status)
+    if code is not None:
+        return code
+    closest = CLOSEST_BY_STATUS.get(status) if 400 <= status < 500 else None
+    return "http_error" if closest is None else closest.code
 
 
 def headers_for(exc: MemoryStoreError) -> dict[str, str] | None:
@@ -105,12 +80,12 @@ def error_response(request: web.Request, exc: Exception) -> web.Response | None:
     propagate (an HTTP redirect: aiohttp answers those itself)."""
     if isinstance(exc, MemoryStoreError):
         return json_error(
-            status_for(exc), exc.code, exc.message, exc.details, headers=headers_for(exc)
+            exc.http_status, exc.code, exc.message, exc.details, headers=headers_for(exc)
         )
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             return None
-        code = _HTTP_CODES.get(exc.status, "http_error")
+        code = http_code(exc.status)
         if exc.status == 413:
             message = "request body is too large"
         elif exc.status == 405:

@@ -28,17 +28,6 @@ from memstore.core.errors import QuotaExceededError, RateLimitedError
 
 MAX_TRACKED_KEYS = 10_000
 
-#: Operations (route operation ids) that can make a namespace bigger: quota-checked.
-GROWING_OPS = frozenset(
-    {
-        "saveEntity",
-        "appendMessages",
-        "saveConversationHistory",
-        "saveToolUsage",
-        "saveLearningFeedback",
-    }
-)
-
 
 class TokenBucket:
     __slots__ = ("burst", "rate", "tokens", "updated")

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from importlib.metadata import version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import TypeAdapter
 
-from memstore.server.auth import required_role
-from memstore.server.limits import GROWING_OPS
 from memstore.server.schemas import ErrorOut
 
 if TYPE_CHECKING:
     from memstore.core.settings import Settings
-    from memstore.server.routes import Route
+    from memstore.server.routing import Route
 
 REF = "#/components/schemas/{model}"
 
@@ -64,10 +62,10 @@ LINKS: dict[str, tuple[tuple[int, ...], dict[str, tuple[str, dict[str, str]]]]] 
 
 
 def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]) -> dict[str, Any]:
-    """The answers the security middleware can give on this route (api.security)."""
+    """The answers the security middleware can give on this route (server.security)."""
     content = {"application/json": {"schema": error_ref}}
     out: dict[str, Any] = {}
-    role = required_role(route.operation_id, route.method, "{namespace}" in route.path)
+    role = route.role
     if role is not None and settings.auth_enabled:
         out["401"] = {
             "description": "Missing or invalid bearer token.",
@@ -78,9 +76,7 @@ def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]
             "description": "The token lacks the role or the namespace (or a quota is full).",
             "content": content,
         }
-    if route.operation_id in GROWING_OPS and (
-        settings.quota_max_entities or settings.quota_max_bytes
-    ):
+    if route.grows_storage and (settings.quota_max_entities or settings.quota_max_bytes):
         out["403"] = {
             "description": "Forbidden (token scope), or the namespace's quota is full.",
             "content": content,
@@ -96,12 +92,16 @@ def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]
     return out
 
 
-def _schema(model: type[BaseModel], mode: str, components: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+def _schema(
+    body: type, mode: Literal["validation", "serialization"], components: dict[str, Any]
+) -> dict[str, Any]:
+    """A reference to ``body``'s schema (a pydantic model or a record dataclass), which
+    pydantic derives and this puts in ``components``."""
+    schema = TypeAdapter(body).json_schema(ref_template=REF, mode=mode)
     for name, sub in schema.pop("$defs", {}).items():
         components[name] = sub
-    components[model.__name__] = schema
-    return {"$ref": REF.format(model=model.__name__)}
+    components[body.__name__] = schema
+    return {"$ref": REF.format(model=body.__name__)}
 
 
 def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, Any]:
@@ -156,9 +156,7 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
             responses[str(status)] = resp
         for status_text, resp in _error_responses(route, settings, error_ref).items():
             responses.setdefault(status_text, resp)
-        if settings.auth_enabled and required_role(
-            route.operation_id, route.method, "{namespace}" in route.path
-        ):
+        if settings.auth_enabled and route.role is not None:
             op["security"] = [{"bearerAuth": []}]
         statuses, links = LINKS.get(route.operation_id, ((), {}))
         for status in statuses:

@@ -8,52 +8,36 @@ from what the server does.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from memstore.core.bounds import (
+    INTEGER_DIGITS,
+    SEQUENCE,
+    TIMESTAMP_SECONDS,
+    check_in,
+    json_schema,
+)
 from memstore.core.errors import ConflictError, InvalidInputError, NotFoundError
-from memstore.core.records import EntityRecord
+from memstore.core.records import (
+    EntityRecord,
+    FeedbackRecord,
+    MemorySummary,
+    ToolUsageRecord,
+)
 from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
+from memstore.server.routing import Param, Route, TableRoute, View
 from memstore.server.security import principal_of
 from memstore.server.state import MANAGER, METRICS, OPENAPI
 
-View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
 
 JSON = "application/json"
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    location: Literal["path", "query", "header"]
-    schema: dict[str, Any]
-    description: str = ""
-    required: bool = False
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str
-    handler: View
-    operation_id: str
-    summary: str
-    tag: str
-    params: tuple[Param, ...] = ()
-    body: type[BaseModel] | None = None
-    # status -> (description, model or media type string or None)
-    responses: dict[int, tuple[str, type[BaseModel] | str | None]] = field(default_factory=dict)
-    response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
-    # status -> further media types the same response may be rendered as (text bodies)
-    text_alternatives: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _pattern(rx: re.Pattern[str]) -> dict[str, Any]:
@@ -64,14 +48,13 @@ NS = Param("namespace", "path", _pattern(NAMESPACE_RE), "Memory namespace (tenan
 ETYPE = Param("entity_type", "path", _pattern(TYPE_RE), "Entity type.", True)
 EID = Param("entity_id", "path", _pattern(ID_RE), "Entity id.", True)
 CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True)
-# What query_int parses (18 digits); the document says so, so clients and fuzzers agree.
-MAX_QUERY_INT = 10**18 - 1
-BEFORE_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_QUERY_INT}
-MAX_TIME = 1e11  # POSIX seconds, year 5138: beyond it a timestamp is a mistake
-TIME_SCHEMA = {"type": "number", "minimum": 0, "maximum": MAX_TIME}
+# What query_int parses (INTEGER_DIGITS digits); the document says so, so clients and
+# fuzzers agree.
+BEFORE_SCHEMA = {"type": "integer", **json_schema(SEQUENCE)}
+TIME_SCHEMA = {"type": "number", **json_schema(TIMESTAMP_SECONDS)}
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "Page size (capped).")
 CURSOR = Param("cursor", "query", {"type": "string"}, "Opaque cursor from `next_cursor`.")
-ETAG_PATTERN = r'^(W/)?"?[1-9][0-9]{0,17}"?$'
+ETAG_PATTERN = rf'^(W/)?"?[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}"?$'
 IF_MATCH = Param(
     "If-Match",
     "header",
@@ -137,11 +120,14 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         ) from None
 
 
+_INTEGER_RE = re.compile(rf"-?[0-9]{{1,{INTEGER_DIGITS}}}")
+
+
 def query_int(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None:
         return None
-    if not re.fullmatch(r"-?[0-9]{1,18}", raw):
+    if not _INTEGER_RE.fullmatch(raw):
         raise InvalidInputError(f"{name} must be an integer", field=name)
     return int(raw)
 
@@ -161,9 +147,7 @@ def query_float(request: web.Request, name: str) -> float | None:
 
 def query_time(request: web.Request, name: str) -> float | None:
     value = query_float(request, name)
-    if value is not None and not 0 <= value <= MAX_TIME:
-        raise InvalidInputError(f"{name} must be POSIX seconds in [0, {MAX_TIME:.0e}]", field=name)
-    return value
+    return None if value is None else check_in(name, value, TIMESTAMP_SECONDS)
 
 
 def query_str(request: web.Request, name: str) -> str | None:
@@ -174,7 +158,7 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-_ETAG_RE = re.compile(r'^(?:W/)?"?([0-9]{1,18})"?$')
+_ETAG_RE = re.compile(rf'^(?:W/)?"?([0-9]{{1,{INTEGER_DIGITS}}})"?$')
 
 
 def parse_etag(value: str, header: str) -> int:
@@ -448,59 +432,76 @@ async def openapi_json(request: web.Request) -> web.Response:
 P = "/v1/namespaces/{namespace}"
 PAGE = (LIMIT, CURSOR)
 
+# Open routes (role=None) are unauthenticated on purpose: probes (kubelet has no token),
+# Prometheus scraping (counts and latencies only, no tenant data; restrict it with the
+# NetworkPolicy), and the API description (public anyway).
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/livez", livez, "livez", "Liveness: the process is up.", "health",
+          role=None, traced=False,
           responses={200: ("Alive.", schemas.HealthOut)}),
     Route("GET", "/readyz", readyz, "readyz", "Readiness: the backend answers.", "health",
+          role=None, traced=False,
           responses={200: ("Ready.", schemas.HealthOut), 503: ("Not ready.", schemas.HealthOut)}),
     Route("GET", "/metrics", prometheus_metrics, "prometheusMetrics",
           "Prometheus metrics (text exposition format).", "metrics",
+          role=None, traced=False,
           responses={200: ("Metrics.", "text/plain")}),
     Route("GET", "/openapi.json", openapi_json, "openapi", "This document.", "meta",
+          role=None,
           responses={200: ("OpenAPI 3.1 document.", JSON)}),
     Route("GET", "/v1/metrics", metrics_json, "getMetrics",
           "Operation, error, latency and cache figures (the manager's get_metrics).", "admin",
+          role="admin",
           responses={200: ("Metrics.", schemas.MetricsOut)}),
     Route("POST", "/v1/cache/clear", clear_cache, "clearCache",
           "Clear this replica's local cache.", "admin",
+          role="admin",
           responses={200: ("Cleared.", schemas.CacheClearedOut)}),
     Route("GET", "/v1/summary", list_summaries, "listMemorySummaries",
           "Summaries of every namespace the token covers, by name, one page.", "admin",
           params=(LIMIT, Param("after", "query", _pattern(NAMESPACE_RE),
                                "Only namespaces after this one (from `next_after`).")),
+          role="admin",
           responses={200: ("A page.", schemas.SummaryPageOut), 400: E400, 503: E503}),
     Route("GET", f"{P}/summary", summary, "getMemorySummary",
           "Counts of everything in the namespace.", "summary",
           params=(NS, Param("format", "query", {"type": "string", "enum": ["json", "markdown"]},
                             "json (default) or markdown.")),
-          responses={200: ("Summary.", schemas.SummaryOut), 400: E400, 503: E503},
+          role="read",
+          responses={200: ("Summary.", MemorySummary), 400: E400, 503: E503},
           text_alternatives={200: ("text/markdown",)}),
     Route("GET", f"{P}/entities", get_entity_types, "getEntityTypes",
           "Entity types with at least one entity.", "entities",
-          params=(NS,), responses={200: ("Types.", schemas.EntityTypesOut), 400: E400, 503: E503}),
+          params=(NS,), role="read",
+          responses={200: ("Types.", schemas.EntityTypesOut), 400: E400, 503: E503}),
     Route("GET", f"{P}/entities/{{entity_type}}", list_entities, "listEntities",
           "Entities of one type, ordered by id, one page.", "entities",
           params=(NS, ETYPE, *PAGE),
+          role="read",
           responses={200: ("A page.", schemas.EntityPage), 400: E400, 503: E503}),
     Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}", get_entity, "getEntity",
           "Load an entity; its version is the ETag.", "entities",
           params=(NS, ETYPE, EID, IF_NONE_MATCH_GET),
-          responses={200: ("The entity.", schemas.EntityOut), 304: ("Not modified.", None),
+          role="read", hot=True,
+          responses={200: ("The entity.", EntityRecord), 304: ("Not modified.", None),
                      400: E400, 404: E404, 503: E503},
           response_headers={200: {"ETag": "The entity's version."}}),
     Route("PUT", f"{P}/entities/{{entity_type}}/{{entity_id}}", put_entity, "saveEntity",
           "Create or replace an entity; If-Match makes it conditional.", "entities",
           params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH_PUT), body=schemas.EntityPut,
-          responses={200: ("Replaced.", schemas.EntityOut), 201: ("Created.", schemas.EntityOut),
+          role="write", grows_storage=True, adds_entity=True, hot=True,
+          responses={200: ("Replaced.", EntityRecord), 201: ("Created.", EntityRecord),
                      400: E400, 412: E412, 413: E413, 503: E503},
           response_headers={200: {"ETag": "New version."}, 201: {"ETag": "New version."}}),
     Route("DELETE", f"{P}/entities/{{entity_type}}/{{entity_id}}", delete_entity,
           "deleteEntity", "Delete an entity; If-Match makes it conditional.", "entities",
           params=(NS, ETYPE, EID, IF_MATCH),
+          role="write", shrinks_storage=True,
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 412: E412, 503: E503}),
     Route("GET", f"{P}/conversations", list_conversations, "listConversations",
           "Conversations ordered by id, one page.", "conversations",
           params=(NS, *PAGE),
+          role="read",
           responses={200: ("A page.", schemas.ConversationPage), 400: E400, 503: E503}),
     Route("GET", f"{P}/conversations/{{conversation_id}}/messages", get_messages,
           "loadMessages", "The last `limit` messages before `before`, in order.",
@@ -508,39 +509,48 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, CID, LIMIT,
                   Param("before", "query", BEFORE_SCHEMA,
                         "Only messages with seq below this (from `next_before`).")),
+          role="read", hot=True,
           responses={200: ("Messages.", schemas.MessagesOut), 400: E400, 503: E503}),
     Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
           "appendMessages", "Append messages atomically.", "conversations",
           params=(NS, CID), body=schemas.MessagesIn,
+          role="write", grows_storage=True, hot=True,
           responses={201: ("Appended.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
     Route("PUT", f"{P}/conversations/{{conversation_id}}/messages", replace_messages,
           "saveConversationHistory", "Replace the whole history.", "conversations",
           params=(NS, CID), body=schemas.MessagesIn,
+          role="write", grows_storage=True, shrinks_storage=True,
           responses={200: ("Replaced.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
     Route("DELETE", f"{P}/conversations/{{conversation_id}}", delete_conversation,
           "deleteConversation", "Delete a conversation and its messages.", "conversations",
-          params=(NS, CID), responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
+          params=(NS, CID), role="write", shrinks_storage=True,
+          responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
     Route("POST", f"{P}/tool-usage", record_tool_usage, "saveToolUsage",
           "Record one tool use.", "tool-usage", params=(NS,), body=schemas.ToolUsageIn,
-          responses={201: ("Recorded.", schemas.ToolUsageOut), 400: E400, 413: E413, 503: E503}),
+          role="write", grows_storage=True, hot=True,
+          responses={201: ("Recorded.", ToolUsageRecord), 400: E400, 413: E413, 503: E503}),
     Route("GET", f"{P}/tool-usage", query_tool_usage, "queryToolUsage",
           "Tool uses ordered by time; filter by tool and [start, end).", "tool-usage",
           params=(NS, Param("tool_name", "query", _pattern(TOOL_RE), "Only this tool."),
                   Param("start", "query", TIME_SCHEMA, "From (POSIX seconds, inclusive)."),
                   Param("end", "query", TIME_SCHEMA, "To (POSIX seconds, exclusive)."),
                   *PAGE),
+          role="read",
           responses={200: ("A page.", schemas.ToolUsagePage), 400: E400, 503: E503}),
     Route("GET", f"{P}/tools", get_tool_names, "getToolNames",
           "Tools with at least one recorded use.", "tool-usage", params=(NS,),
+          role="read",
           responses={200: ("Tool names.", schemas.ToolNamesOut), 400: E400, 503: E503}),
     Route("POST", f"{P}/feedback", save_feedback, "saveLearningFeedback",
           "Record learning feedback for an agent.", "feedback", params=(NS,),
           body=schemas.FeedbackIn,
-          responses={201: ("Recorded.", schemas.FeedbackOut), 400: E400, 413: E413, 503: E503}),
+          role="write", grows_storage=True,
+          responses={201: ("Recorded.", FeedbackRecord), 400: E400, 413: E413, 503: E503}),
     Route("GET", f"{P}/feedback", query_feedback, "getLearningFeedback",
           "Learning feedback ordered by time, filtered by agent and type.", "feedback",
           params=(NS, Param("agent_name", "query", _pattern(TOOL_RE)),
                   Param("feedback_type", "query", _pattern(TYPE_RE)), *PAGE),
+          role="read",
           responses={200: ("A page.", schemas.FeedbackPage), 400: E400, 503: E503}),
 )  # fmt: skip
 
@@ -557,17 +567,15 @@ def _checking_path(handler: View) -> View:
     return checked
 
 
-# aiohttp tries the resources under one path prefix (all of /v1/namespaces/...) in the
-# order they were added; the paths never overlap, so the order only decides how many
-# patterns the hottest requests are matched against. The document keeps ROUTES' order.
-HOT_FIRST = ("getEntity", "saveEntity", "loadMessages", "appendMessages", "saveToolUsage")
-
-
 def add_routes(app: web.Application) -> None:
-    hot = [r for name in HOT_FIRST for r in ROUTES if r.operation_id == name]
-    for route in hot + [r for r in ROUTES if r not in hot]:
+    # aiohttp tries the resources under one path prefix (all of /v1/namespaces/...) in the
+    # order they were added; the paths never overlap, so the order only decides how many
+    # patterns the hottest requests are matched against. The document keeps ROUTES' order.
+    for route in sorted(ROUTES, key=lambda r: not r.hot):
         # aiohttp's default segment pattern refuses "{" and "}"; accept any segment so the
         # check above answers with a 400 naming the field instead of a bare 404.
         path = re.sub(r"\{(\w+)\}", r"{\1:[^/]+}", route.path)
         handler = _checking_path(route.handler) if "{" in route.path else route.handler
-        app.router.add_route(route.method, path, handler, name=route.operation_id)
+        resource = app.router.add_resource(path, name=route.operation_id)
+        # The route object carries its row, so the middlewares read the policy from it.
+        resource.register_route(TableRoute(route, handler, resource))

@@ -1,13 +1,27 @@
 """Request and response bodies. Requests are validated with these models (unknown fields
 are rejected); responses are documented with them in /openapi.json, and the API tests
-check real responses against that document."""
+check real responses against that document.
+
+Records (entities, messages, tool uses, feedback, summaries) are not re-declared here: the
+answers are the records of ``memstore.core.records`` and their schemas are derived from
+those dataclasses; the models below only wrap them (pages) or describe the answers that
+are not records."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, TTL_SECONDS
+from memstore.core.records import (
+    ConversationInfo,
+    EntityRecord,
+    FeedbackRecord,
+    MemorySummary,
+    MessageRecord,
+    ToolUsageRecord,
+)
 from memstore.core.validation import ID_RE, TOOL_RE, TYPE_RE
 
 
@@ -21,8 +35,8 @@ class _Strict(BaseModel):
 
 class EntityPut(_Strict):
     data: dict[str, JsonValue] = Field(description="The entity: any JSON object, stored exactly.")
-    ttl_seconds: float | None = Field(
-        None, gt=0, le=315_360_000, description="Expire the entity after this many seconds."
+    ttl_seconds: Annotated[float, TTL_SECONDS] | None = Field(
+        None, description="Expire the entity after this many seconds."
     )
 
 
@@ -36,10 +50,10 @@ class ToolUsageIn(_Strict):
     tool_name: str = Field(pattern=TOOL_RE.pattern)
     input: JsonValue = None
     output: JsonValue = None
-    duration_ms: float = Field(0.0, ge=0, lt=1e12)
+    duration_ms: Annotated[float, DURATION_MS] = 0.0
     success: bool = True
-    timestamp: float | None = Field(
-        None, ge=0, lt=1e11, description="POSIX seconds; default: when the server receives it."
+    timestamp: Annotated[float, TIMESTAMP_SECONDS] | None = Field(
+        None, description="POSIX seconds; default: when the server receives it."
     )
     conversation_id: str | None = Field(None, pattern=ID_RE.pattern)
     id: str | None = Field(
@@ -62,18 +76,13 @@ class ErrorOut(BaseModel):
     details: dict[str, Any] | None = None
 
 
-class EntityOut(BaseModel):
-    type: str
-    id: str
-    data: dict[str, Any]
-    version: int
-    created_at: float
-    updated_at: float
-    expires_at: float | None
+class _Response(BaseModel):
+    # Every field is always in the answer (records' to_dict, these models' dumps).
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
-class EntityPage(BaseModel):
-    items: list[EntityOut]
+class EntityPage(_Response):
+    items: list[EntityRecord]
     next_cursor: str | None
 
 
@@ -81,45 +90,20 @@ class EntityTypesOut(BaseModel):
     types: list[str]
 
 
-class MessageOut(BaseModel):
-    conversation_id: str
-    seq: int
-    message: dict[str, Any]
-    created_at: float
-
-
-class MessagesOut(BaseModel):
-    items: list[MessageOut]
+class MessagesOut(_Response):
+    items: list[MessageRecord]
     next_before: int | None = Field(
         description="Pass as `before` to get the previous page; null at the start."
     )
 
 
-class ConversationOut(BaseModel):
-    conversation_id: str
-    message_count: int
-    created_at: float
-    updated_at: float
-
-
-class ConversationPage(BaseModel):
-    items: list[ConversationOut]
+class ConversationPage(_Response):
+    items: list[ConversationInfo]
     next_cursor: str | None
 
 
-class ToolUsageOut(BaseModel):
-    id: str
-    tool_name: str
-    input: Any
-    output: Any
-    duration_ms: float
-    success: bool
-    timestamp: float
-    conversation_id: str | None
-
-
-class ToolUsagePage(BaseModel):
-    items: list[ToolUsageOut]
+class ToolUsagePage(_Response):
+    items: list[ToolUsageRecord]
     next_cursor: str | None
 
 
@@ -127,28 +111,9 @@ class ToolNamesOut(BaseModel):
     tools: list[str]
 
 
-class FeedbackOut(BaseModel):
-    id: str
-    agent_name: str = Field(pattern=TOOL_RE.pattern)
-    feedback_type: str = Field(pattern=TYPE_RE.pattern)
-    data: Any
-    timestamp: float
-
-
-class FeedbackPage(BaseModel):
-    items: list[FeedbackOut]
+class FeedbackPage(_Response):
+    items: list[FeedbackRecord]
     next_cursor: str | None
-
-
-class SummaryOut(BaseModel):
-    namespace: str
-    entity_counts: dict[str, int]
-    conversations: int
-    messages: int
-    tool_usage_counts: dict[str, int]
-    feedback_count: int
-    total_entities: int
-    total_tool_uses: int
 
 
 class HealthOut(BaseModel):
@@ -167,8 +132,8 @@ class MetricsOut(BaseModel):
     cache: dict[str, Any]
 
 
-class SummaryPageOut(BaseModel):
-    items: list[SummaryOut] = Field(description="One summary per namespace, by name.")
+class SummaryPageOut(_Response):
+    items: list[MemorySummary] = Field(description="One summary per namespace, by name.")
     next_after: str | None = Field(
         description="Pass as `after` for the next page; null on the last page."
     )

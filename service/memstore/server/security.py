@@ -3,12 +3,14 @@
 Order for every request (errors are raised as ``memstore.core.errors`` types and turned into
 JSON by the one error map, ``memstore.server.errors``):
 
-1. the route's required role (``memstore.server.auth.required_role``); open routes skip 2-3;
+1. the route's required role (the ``role`` of its row in the route table, ``admin`` for a
+   route without one); open routes skip 2-3;
 2. authenticate the bearer token (401);
 3. the caller's rate limit (429 with ``Retry-After``), refused requests included;
    then the role and the route's namespace (403), before any data is touched; then the
    caller's in-flight cap (429);
-4. for writes that can grow a namespace, its quota (403 ``quota_exceeded``);
+4. for writes that can grow a namespace (``grows_storage`` in the row), its quota (403
+   ``quota_exceeded``);
 5. the handler, body read included, under the request timeout (504 ``timeout``), enforced
    by one shared ``DeadlineWatchdog`` rather than a timer per request.
 """
@@ -26,29 +28,20 @@ from aiohttp.typedefs import Middleware
 from memstore.core.errors import ConfigurationError, RequestTimeoutError
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
-from memstore.server.auth import (
-    ANONYMOUS,
-    Authenticator,
-    Principal,
-    build_authenticator,
-    required_role,
-)
+from memstore.server.auth import ANONYMOUS, Authenticator, Principal, build_authenticator
 from memstore.server.errors import Handler
 from memstore.server.limits import (
-    GROWING_OPS,
     DeadlineWatchdog,
     InflightLimiter,
     QuotaTracker,
     RateLimiter,
     Reservation,
 )
+from memstore.server.routing import Route, route_row
 
 log = logging.getLogger(__name__)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
-
-#: Writes after which the namespace's usage is read again from the backend.
-SHRINKING_OPS = frozenset({"deleteEntity", "deleteConversation", "saveConversationHistory"})
 
 
 def principal_of(request: web.Request) -> Principal:
@@ -85,10 +78,12 @@ class Security:
         stored = await view.get_stored_bytes() if self.quotas.max_bytes else None
         return summary.total_entities, stored
 
-    async def _admit(self, request: web.Request, op: str, namespace: str) -> Reservation | None:
+    async def _admit(
+        self, request: web.Request, route: Route, namespace: str
+    ) -> Reservation | None:
         body = await request.read()  # cached for the handler; aiohttp enforces the size cap
         entity_exists = None
-        if op == "saveEntity":
+        if route.adds_entity:
             view = self.manager.for_namespace(namespace)
             mi = request.match_info
 
@@ -107,17 +102,18 @@ class Security:
             if match_info.http_exception is not None:
                 return await handler(request)
             return await self._timed(
-                request, handler, match_info.route.name, match_info.get("namespace")
+                request, handler, route_row(request), match_info.get("namespace")
             )
-        op = match_info.route.name
+        route = route_row(request)
         namespace = match_info.get("namespace")
         if match_info.http_exception is not None:
             # No such route (404/405): any valid token may learn that, nothing more.
             self.auth.authenticate(request.headers.get("Authorization"))
             return await handler(request)
-        role = required_role(op, request.method, namespace is not None)
+        # A route without a row in the table needs admin: fail closed.
+        role = "admin" if route is None else route.role
         if role is None:
-            return await self._timed(request, handler, op, namespace)
+            return await self._timed(request, handler, route, namespace)
         principal = self.auth.authenticate(request.headers.get("Authorization"))
         # Refused requests count too: probing other namespaces is not free.
         key = principal.rate_key if self.auth.enabled else f"addr:{request.remote}"
@@ -126,29 +122,32 @@ class Security:
         request[PRINCIPAL] = principal
         held = self.inflight.acquire(key)
         try:
-            return await self._timed(request, handler, op, namespace)
+            return await self._timed(request, handler, route, namespace)
         finally:
             if held:
                 self.inflight.release(key)
 
     async def _timed(
-        self, request: web.Request, handler: Handler, op: str | None, namespace: str | None
+        self, request: web.Request, handler: Handler, route: Route | None, namespace: str | None
     ) -> web.StreamResponse:
         watchdog = self.watchdog
         if watchdog is None:
-            return await self._call(request, handler, op, namespace)
+            return await self._call(request, handler, route, namespace)
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
-            return await self._call(request, handler, op, namespace)
+            return await self._call(request, handler, route, namespace)
         entry = watchdog.watch(task)
         try:
-            return await self._call(request, handler, op, namespace)
+            return await self._call(request, handler, route, namespace)
         except asyncio.CancelledError:
             if not watchdog.expired(entry):
                 raise
             log.warning(
                 "request timed out",
-                extra={"route": op, "timeout_seconds": self.timeout},
+                extra={
+                    "route": None if route is None else route.operation_id,
+                    "timeout_seconds": self.timeout,
+                },
             )
             raise RequestTimeoutError(
                 f"the request took longer than {math.ceil(watchdog.timeout)}s; "
@@ -158,11 +157,11 @@ class Security:
             watchdog.done(entry)
 
     async def _call(
-        self, request: web.Request, handler: Handler, op: str | None, namespace: str | None
+        self, request: web.Request, handler: Handler, route: Route | None, namespace: str | None
     ) -> web.StreamResponse:
-        if not self.quotas.enabled or namespace is None or op is None:
+        if not self.quotas.enabled or namespace is None or route is None:
             return await handler(request)
-        reservation = await self._admit(request, op, namespace) if op in GROWING_OPS else None
+        reservation = await self._admit(request, route, namespace) if route.grows_storage else None
         try:
             response = await handler(request)
         except BaseException:
@@ -170,9 +169,9 @@ class Security:
             raise
         ok = response.status < 400
         self.quotas.settle(
-            reservation, succeeded=ok, created=ok and op == "saveEntity" and response.status == 201
+            reservation, succeeded=ok, created=ok and route.adds_entity and response.status == 201
         )
-        if ok and op in SHRINKING_OPS:
+        if ok and route.shrinks_storage:
             self.quotas.forget(namespace)
         return response
 

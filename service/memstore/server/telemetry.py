@@ -12,9 +12,9 @@ give the parent of the server span; the sampler decides before any span exists
 (``Tracing.request_span``), so an unsampled request costs a header look-up per propagator and
 one sampler call. The response to a sampled request carries ``traceresponse`` (W3C Trace
 Context level 2) so a caller can find the server's span. Server spans are errors only for
-5xx, as the HTTP conventions say. Probe and scrape routes (``UNTRACED_ROUTES``) are counted
-in metrics but not traced: a kubelet and a Prometheus polling every few seconds would
-otherwise fill the trace store with noise.
+5xx, as the HTTP conventions say. Probe and scrape routes (``traced=False`` in the route
+table) are counted in metrics but not traced: a kubelet and a Prometheus polling every few
+seconds would otherwise fill the trace store with noise.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ from aiohttp.typedefs import Middleware
 from memstore.observability.metrics import UNMATCHED_ROUTE, PrometheusMetrics, method_label
 from memstore.observability.tracing import Tracing, traceresponse
 from memstore.server.errors import Handler, error_response
+from memstore.server.routing import route_row
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
-
-UNTRACED_ROUTES = frozenset({"/livez", "/readyz", "/metrics"})
 
 
 def observability_middleware(
@@ -50,7 +49,8 @@ def observability_middleware(
         token: Any = None
         unsampled: Any = None
         if tracing is not None:
-            if route not in UNTRACED_ROUTES:
+            row = route_row(request)
+            if row is None or row.traced:
                 matched = resource is not None
                 parent = tracing.request_parent(request.headers)
                 span = tracing.request_span(parent, f"{method} {route}" if matched else method)

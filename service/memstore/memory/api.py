@@ -1,0 +1,222 @@
+"""``MemoryAPI``: what an agent calls, whether the memory is in process or over HTTP.
+
+``DistributedMemoryManager`` (in process) and ``MemoryClient`` (the HTTP service) both
+subclass this protocol, so swapping one for the other is one line and mypy checks it: each
+must implement every operation below with a compatible signature (a missing one makes the
+class abstract, and ``make lint`` fails where it is instantiated).
+
+Two kinds of methods:
+
+* operations (``...`` bodies): each implementation provides its own (validation and
+  backend calls in the manager, HTTP requests in the client);
+* the seed-compatible conveniences (``load_entity``, ``load_entities_by_type``,
+  ``append_message``, ``load_conversation_history``, ``load_tool_usage``,
+  ``get_learning_feedback``, ``get_memory_summary``): written once, here, over the
+  operations. They return plain JSON-able values like the seed's implementation did; the
+  operations return records.
+
+``clear_cache`` and ``get_metrics`` are not part of it: the seed made them synchronous on
+the manager, and over HTTP they are network calls (async on the client).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Self
+
+from memstore.core.records import (
+    ConversationInfo,
+    EntityRecord,
+    FeedbackRecord,
+    JSONObject,
+    MemorySummary,
+    MessageRecord,
+    Page,
+    ToolUsageRecord,
+)
+
+
+class MemoryAPI(Protocol):
+    """One memory namespace: entities, conversations, tool usage, learning feedback."""
+
+    namespace: str
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """True when the memory answers. Never raises."""
+        ...
+
+    def for_namespace(self, namespace: str) -> MemoryAPI:
+        """The same memory, another namespace, sharing connections."""
+        ...
+
+    def _walk_page_size(self) -> int | None:
+        """Page size for the conveniences that walk every page (``None``: the default)."""
+        return None
+
+    # -- entities -----------------------------------------------------------------------
+
+    async def save_entity(
+        self,
+        entity_type: str,
+        entity_id: str,
+        data: JSONObject,
+        *,
+        ttl: float | None = None,
+        expected_version: int | None = None,
+    ) -> EntityRecord: ...
+
+    async def get_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None: ...
+
+    async def delete_entity(
+        self, entity_type: str, entity_id: str, *, expected_version: int | None = None
+    ) -> bool: ...
+
+    async def list_entities(
+        self, entity_type: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[EntityRecord]: ...
+
+    async def get_entity_types(self) -> list[str]: ...
+
+    async def load_entity(self, entity_type: str, entity_id: str) -> JSONObject | None:
+        """The entity's data (seed API), or ``None``."""
+        record = await self.get_entity(entity_type, entity_id)
+        return None if record is None else record.data
+
+    async def load_entities_by_type(self, entity_type: str) -> dict[str, JSONObject]:
+        """Every entity of a type as ``{id: data}`` (seed API; walks all pages)."""
+        result: dict[str, JSONObject] = {}
+        cursor: str | None = None
+        while True:
+            page = await self.list_entities(
+                entity_type, limit=self._walk_page_size(), cursor=cursor
+            )
+            result.update((e.id, e.data) for e in page.items)
+            if page.next_cursor is None:
+                return result
+            cursor = page.next_cursor
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def append_messages(
+        self, messages: list[JSONObject], conversation_id: str | None = None
+    ) -> list[MessageRecord]: ...
+
+    async def load_messages(
+        self,
+        conversation_id: str | None = None,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRecord]: ...
+
+    async def save_conversation_history(
+        self, messages: list[JSONObject], conversation_id: str | None = None
+    ) -> list[MessageRecord]:
+        """Replace the whole history (seed API)."""
+        ...
+
+    async def delete_conversation(self, conversation_id: str | None = None) -> bool: ...
+
+    async def list_conversations(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[ConversationInfo]: ...
+
+    async def append_message(
+        self, message: JSONObject, conversation_id: str | None = None
+    ) -> MessageRecord:
+        """Append one message (seed API)."""
+        return (await self.append_messages([message], conversation_id))[0]
+
+    async def load_conversation_history(
+        self, conversation_id: str | None = None, *, limit: int | None = None
+    ) -> list[JSONObject]:
+        """The messages themselves (seed API): the whole history, or the last ``limit``."""
+        return [m.message for m in await self.load_messages(conversation_id, limit=limit)]
+
+    # -- tool usage ---------------------------------------------------------------------
+
+    async def save_tool_usage(
+        self,
+        tool_name: str,
+        args: Any,
+        result: Any,
+        *,
+        duration_ms: float = 0.0,
+        success: bool = True,
+        conversation_id: str | None = None,
+        timestamp: float | None = None,
+        usage_id: str | None = None,
+    ) -> ToolUsageRecord:
+        """Record one tool use (seed API: ``save_tool_usage(tool_name, args, result)``).
+        ``usage_id`` makes a retried call idempotent."""
+        ...
+
+    async def query_tool_usage(
+        self,
+        tool_name: str | None = None,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ToolUsageRecord]: ...
+
+    async def get_tool_names(self) -> list[str]: ...
+
+    async def load_tool_usage(self, tool_name: str | None = None) -> list[JSONObject]:
+        """Every recorded use, oldest first, as dicts (seed API; walks all pages)."""
+        out: list[JSONObject] = []
+        cursor: str | None = None
+        while True:
+            page = await self.query_tool_usage(
+                tool_name, limit=self._walk_page_size(), cursor=cursor
+            )
+            out += [r.to_dict() for r in page.items]
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    # -- learning feedback --------------------------------------------------------------
+
+    async def save_learning_feedback(
+        self, agent_name: str, feedback_type: str, data: Any
+    ) -> FeedbackRecord: ...
+
+    async def query_learning_feedback(
+        self,
+        agent_name: str | None = None,
+        feedback_type: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[FeedbackRecord]: ...
+
+    async def get_learning_feedback(
+        self, agent_name: str | None = None, feedback_type: str | None = None
+    ) -> list[JSONObject]:
+        """Every feedback record, oldest first, as dicts (seed API; walks all pages)."""
+        out: list[JSONObject] = []
+        cursor: str | None = None
+        while True:
+            page = await self.query_learning_feedback(
+                agent_name, feedback_type, limit=self._walk_page_size(), cursor=cursor
+            )
+            out += [r.to_dict() for r in page.items]
+            if page.next_cursor is None:
+                return out
+            cursor = page.next_cursor
+
+    # -- summary ------------------------------------------------------------------------
+
+    async def get_memory_summary_data(self) -> MemorySummary: ...
+
+    async def get_memory_summary(self) -> str:
+        """A readable Markdown summary (seed API); ``get_memory_summary_data`` is structured."""
+        return (await self.get_memory_summary_data()).to_markdown()

@@ -1,0 +1,81 @@
+"""One row of the route table (``routes.ROUTES``) and how a request finds its row.
+
+A row says everything about a route in one place: what the router needs (method, path,
+handler), what ``/openapi.json`` says (parameters, body, responses), and the policy the
+middlewares apply (role, quota, tracing). The middlewares read the row of the matched
+route; no other module keeps lists of operation ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import ResourceRoute
+from pydantic import BaseModel
+
+from memstore.server.auth import Role
+
+View = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    location: Literal["path", "query", "header"]
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: View
+    operation_id: str
+    summary: str
+    tag: str
+    params: tuple[Param, ...] = ()
+    body: type[BaseModel] | None = None
+    # status -> (description, body type or media type string or None); a body type is a
+    # pydantic model or a record of memstore.core.records (pydantic derives its schema).
+    responses: dict[int, tuple[str, type | str | None]] = field(default_factory=dict)
+    response_headers: dict[int, dict[str, str]] = field(default_factory=dict)
+    # status -> further media types the same response may be rendered as (text bodies)
+    text_alternatives: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    #: The token role the route needs; ``None``: open to anyone (probes, scrape, document).
+    #: Namespaced routes are ``read`` for GET and ``write`` otherwise; process-wide ones
+    #: ``admin``. Required on every row: a new route's access is always a decision.
+    role: Role | None = field(kw_only=True)
+    #: The write can make its namespace bigger: checked against the namespace's quotas.
+    grows_storage: bool = False
+    #: The write can create an entity: checked against the entity quota.
+    adds_entity: bool = False
+    #: After the write the namespace's usage is read again (it may have shrunk).
+    shrinks_storage: bool = False
+    #: Server spans for this route; probes and scrapes are counted in metrics only.
+    traced: bool = True
+    #: Matched before the other routes (the hottest requests try fewer patterns).
+    hot: bool = False
+
+    @property
+    def namespaced(self) -> bool:
+        return "{namespace}" in self.path
+
+
+class TableRoute(ResourceRoute):
+    """An aiohttp route that carries its row of the route table."""
+
+    def __init__(self, row: Route, handler: View, resource: web.Resource) -> None:
+        super().__init__(row.method, handler, resource)
+        self.row = row
+
+
+def route_row(request: web.Request) -> Route | None:
+    """The matched route's row; ``None`` for an unmatched request or a route that is not
+    in the table (policy code treats both as "unknown" and fails closed)."""
+    route = request.match_info.route
+    return route.row if isinstance(route, TableRoute) else None
