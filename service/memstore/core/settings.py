@@ -1,5 +1,8 @@
 """All settings, in one place, built once at start-up and passed down explicitly.
 
+One slice per component (``ServerSettings``, ``RedisSettings``, ...), each a
+pydantic-settings class with the env names below; ``Settings`` composes them.
+
 The seed's environment variables keep their names and defaults (``MEMORY_TYPE``,
 ``REDIS_*``, ``MONGODB_*``, ``MEMORY_NAMESPACE``); settings the seed did not have are
 named ``MEMSTORE_*``. Nothing here opens a connection. Secrets are ``SecretStr`` so they
@@ -23,30 +26,31 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
-    """Service settings. Field names are the Python names; aliases are the env names."""
+class _Slice(BaseSettings):
+    """One component's settings. Field names are the Python names; aliases are the env names."""
 
     model_config = SettingsConfigDict(
         env_file=None, populate_by_name=True, extra="ignore", frozen=True
     )
 
-    # -- seed variables -----------------------------------------------------------------
+
+class StoreSettings(_Slice):
+    """Which backend holds the memory, and the default namespace (the seed's names)."""
+
     memory_type: BackendName = Field("embedded", validation_alias=_env("MEMORY_TYPE"))
     memory_namespace: str = Field("agent", validation_alias=_env("MEMORY_NAMESPACE"))
-    redis_host: str = Field("localhost", validation_alias=_env("REDIS_HOST"))
-    redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT"))
-    redis_db: int = Field(0, ge=0, validation_alias=_env("REDIS_DB"))
-    redis_password: SecretStr | None = Field(None, validation_alias=_env("REDIS_PASSWORD"))
-    # None means "<namespace>:" as in the seed's implementation.
-    redis_prefix: str | None = Field(None, validation_alias=_env("REDIS_PREFIX"))
-    mongodb_uri: SecretStr = Field(
-        SecretStr("mongodb://localhost:27017/"), validation_alias=_env("MONGODB_URI")
-    )
-    mongodb_db: str = Field("agent_memory", validation_alias=_env("MONGODB_DB"))
 
-    # -- service ------------------------------------------------------------------------
-    host: str = Field("127.0.0.1", validation_alias=_env("MEMSTORE_HOST"))
-    port: int = Field(8080, ge=0, le=65535, validation_alias=_env("MEMSTORE_PORT"))
+    @field_validator("memory_type", mode="before")
+    @classmethod
+    def _normalise_type(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return "embedded"
+        return str(value).strip().lower()
+
+
+class EmbeddedSettings(StoreSettings):
+    """The embedded (SQLite) backend."""
+
     data_path: Path = Field(
         Path("memstore-data/memstore.db"), validation_alias=_env("MEMSTORE_DATA_PATH")
     )
@@ -54,12 +58,117 @@ class Settings(BaseSettings):
     embedded_synchronous: Literal["normal", "full"] = Field(
         "normal", validation_alias=_env("MEMSTORE_EMBEDDED_SYNCHRONOUS")
     )
+
+
+class RedisSettings(StoreSettings):
+    """The Redis backend (standalone or Cluster)."""
+
+    redis_host: str = Field("localhost", validation_alias=_env("REDIS_HOST"))
+    redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT"))
+    redis_db: int = Field(0, ge=0, validation_alias=_env("REDIS_DB"))
+    redis_password: SecretStr | None = Field(None, validation_alias=_env("REDIS_PASSWORD"))
+    # None means "<namespace>:" as in the seed's implementation.
+    redis_prefix: str | None = Field(None, validation_alias=_env("REDIS_PREFIX"))
+    # Seed list "host:port,host:port"; when set the Redis backend runs in cluster mode.
+    redis_cluster_nodes: str = Field("", validation_alias=_env("MEMSTORE_REDIS_CLUSTER_NODES"))
+    # Durable writes: WAIT for this many replicas (0 = off); 503 when they do not ack in time.
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        le=16,
+        validation_alias=_env("MEMSTORE_REDIS_WAIT_REPLICAS", "MEMSTORE_REDIS_MIN_REPLICAS_ACK"),
+    )
+    redis_wait_timeout_ms: int = Field(
+        1000, ge=1, le=60_000, validation_alias=_env("MEMSTORE_REDIS_WAIT_TIMEOUT_MS")
+    )
+    redis_socket_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_SOCKET_TIMEOUT_SECONDS")
+    )
+    redis_connect_timeout_seconds: float = Field(
+        2.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_CONNECT_TIMEOUT_SECONDS")
+    )
+    # Attempts after the first on connection loss / failover, with jittered exponential backoff.
+    redis_retries: int = Field(3, ge=0, le=20, validation_alias=_env("MEMSTORE_REDIS_RETRIES"))
+    redis_retry_backoff_base_seconds: float = Field(
+        0.05, gt=0, le=10, validation_alias=_env("MEMSTORE_REDIS_RETRY_BACKOFF_BASE_SECONDS")
+    )
+    redis_retry_backoff_cap_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_RETRY_BACKOFF_CAP_SECONDS")
+    )
+    # Connections per Redis node (standalone: the whole pool; cluster: per node).
+    redis_pool_size: int = Field(
+        64, ge=1, le=10_000, validation_alias=_env("MEMSTORE_REDIS_POOL_SIZE")
+    )
+    # Index shards per (namespace, kind). Fixed for the life of the data: every replica must
+    # use the same value, and changing it orphans existing keys.
+    redis_index_shards: int = Field(
+        16, ge=1, le=1024, validation_alias=_env("MEMSTORE_REDIS_INDEX_SHARDS")
+    )
+    # Tool-usage records older than this (by their timestamp) are dropped; 0 keeps them forever.
+    redis_tool_usage_retention_seconds: float = Field(
+        0.0, ge=0, validation_alias=_env("MEMSTORE_REDIS_TOOL_USAGE_RETENTION_SECONDS")
+    )
+    # PING interval on the invalidation subscription; a missed PONG counts as a drop.
+    redis_pubsub_health_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_PUBSUB_HEALTH_SECONDS")
+    )
+
+    @property
+    def effective_redis_prefix(self) -> str:
+        return self.redis_prefix if self.redis_prefix is not None else f"{self.memory_namespace}:"
+
+
+class MongoDBSettings(StoreSettings):
+    """The MongoDB backend."""
+
+    mongodb_uri: SecretStr = Field(
+        SecretStr("mongodb://localhost:27017/"), validation_alias=_env("MONGODB_URI")
+    )
+    mongodb_db: str = Field("agent_memory", validation_alias=_env("MONGODB_DB"))
+    # Shard the collections (MONGODB_URI must point at mongos); see docs/architecture.md.
+    mongodb_sharding: bool = Field(False, validation_alias=_env("MEMSTORE_MONGODB_SHARDING"))
+    # "majority" or a number of members (>= 1: unacknowledged writes could not report
+    # conflicts or duplicates); retryable writes make a driver retry exactly-once.
+    mongodb_write_concern: str = Field(
+        "majority",
+        pattern=r"^(majority|[1-9][0-9]*)$",
+        validation_alias=_env("MEMSTORE_MONGODB_WRITE_CONCERN"),
+    )
+    mongodb_journal: bool = Field(True, validation_alias=_env("MEMSTORE_MONGODB_JOURNAL"))
+    mongodb_retry_writes: bool = Field(True, validation_alias=_env("MEMSTORE_MONGODB_RETRY_WRITES"))
+    # Multi-document transactions for append/replace/delete of conversations. "auto": on
+    # for a replica set or mongos, off for a standalone server (which cannot run them).
+    mongodb_transactions: Literal["auto", "on", "off"] = Field(
+        "auto", validation_alias=_env("MEMSTORE_MONGODB_TRANSACTIONS")
+    )
+    mongodb_max_pool_size: int = Field(
+        100, ge=1, validation_alias=_env("MEMSTORE_MONGODB_MAX_POOL_SIZE")
+    )
+    # Client-side operation timeout (PyMongo timeoutMS: covers selection, retries, I/O).
+    # 0 = not set. When set it also replaces the server selection timeout (driver rule), so
+    # keep it below MEMSTORE_REQUEST_TIMEOUT_SECONDS for "backend down" to answer 503.
+    mongodb_timeout_ms: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_MONGODB_TIMEOUT_MS"))
+    mongodb_server_selection_timeout_ms: int = Field(
+        5_000, ge=1, validation_alias=_env("MEMSTORE_MONGODB_SERVER_SELECTION_TIMEOUT_MS")
+    )
+
+
+class CacheSettings(_Slice):
+    """The memory layer's local read cache."""
+
     cache_ttl_seconds: Annotated[float, bounds.CACHE_TTL_SECONDS] = Field(
         30.0, validation_alias=_env("MEMSTORE_CACHE_TTL_SECONDS")
     )
     cache_max_entries: int = Field(
         10_000, ge=0, validation_alias=_env("MEMSTORE_CACHE_MAX_ENTRIES")
     )
+
+
+class ServerSettings(_Slice):
+    """The HTTP service: address, sizes of requests and pages, shutdown, logs, metrics."""
+
+    host: str = Field("127.0.0.1", validation_alias=_env("MEMSTORE_HOST"))
+    port: int = Field(8080, ge=0, le=65535, validation_alias=_env("MEMSTORE_PORT"))
     # Prometheus metrics (/metrics and the HTTP/backend series). Tracing is configured by the
     # standard OTEL_* variables instead (see memstore.observability.tracing).
     metrics_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_METRICS_ENABLED"))
@@ -80,7 +189,11 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", validation_alias=_env("MEMSTORE_LOG_LEVEL"))
 
-    # -- security and limits (see docs/architecture.md, "Security") -----------------------
+
+class SecuritySettings(_Slice):
+    """Request policies (see docs/architecture.md, "Security"): auth, rate limits,
+    in-flight caps, quotas, the request deadline."""
+
     # Off is the developer default (`make run`); then only a loopback bind is allowed.
     auth_enabled: bool = Field(False, validation_alias=_env("MEMSTORE_AUTH_ENABLED"))
     # JSON {"tokens": [{"name", "sha256", "namespaces", "roles"}]}, mounted from a Secret.
@@ -110,16 +223,17 @@ class Settings(BaseSettings):
         30.0, ge=0, validation_alias=_env("MEMSTORE_REQUEST_TIMEOUT_SECONDS")
     )
 
-    @field_validator("memory_type", mode="before")
-    @classmethod
-    def _normalise_type(cls, value: Any) -> Any:
-        if value is None or value == "":
-            return "embedded"
-        return str(value).strip().lower()
 
-    @property
-    def effective_redis_prefix(self) -> str:
-        return self.redis_prefix if self.redis_prefix is not None else f"{self.memory_namespace}:"
+class Settings(
+    ServerSettings,
+    SecuritySettings,
+    CacheSettings,
+    EmbeddedSettings,
+    RedisSettings,
+    MongoDBSettings,
+):
+    """The service's settings: every slice, read from the environment once at start-up.
+    Components take the slice they read (a backend its ``RedisSettings``, ...)."""
 
     @classmethod
     def from_seed_config(
@@ -166,76 +280,3 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"unknown config key {key!r} for {kind or 'embedded'}")
             overrides[field] = value
         return cls(**overrides)
-
-    # -- redis (issue 3) --
-    # Seed list "host:port,host:port"; when set the Redis backend runs in cluster mode.
-    redis_cluster_nodes: str = Field("", validation_alias=_env("MEMSTORE_REDIS_CLUSTER_NODES"))
-    # Durable writes: WAIT for this many replicas (0 = off); 503 when they do not ack in time.
-    redis_wait_replicas: int = Field(
-        0,
-        ge=0,
-        le=16,
-        validation_alias=_env("MEMSTORE_REDIS_WAIT_REPLICAS", "MEMSTORE_REDIS_MIN_REPLICAS_ACK"),
-    )
-    redis_wait_timeout_ms: int = Field(
-        1000, ge=1, le=60_000, validation_alias=_env("MEMSTORE_REDIS_WAIT_TIMEOUT_MS")
-    )
-    redis_socket_timeout_seconds: float = Field(
-        2.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_SOCKET_TIMEOUT_SECONDS")
-    )
-    redis_connect_timeout_seconds: float = Field(
-        2.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_CONNECT_TIMEOUT_SECONDS")
-    )
-    # Attempts after the first on connection loss / failover, with jittered exponential backoff.
-    redis_retries: int = Field(3, ge=0, le=20, validation_alias=_env("MEMSTORE_REDIS_RETRIES"))
-    redis_retry_backoff_base_seconds: float = Field(
-        0.05, gt=0, le=10, validation_alias=_env("MEMSTORE_REDIS_RETRY_BACKOFF_BASE_SECONDS")
-    )
-    redis_retry_backoff_cap_seconds: float = Field(
-        1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_RETRY_BACKOFF_CAP_SECONDS")
-    )
-    # Connections per Redis node (standalone: the whole pool; cluster: per node).
-    redis_pool_size: int = Field(
-        64, ge=1, le=10_000, validation_alias=_env("MEMSTORE_REDIS_POOL_SIZE")
-    )
-    # Index shards per (namespace, kind). Fixed for the life of the data: every replica must
-    # use the same value, and changing it orphans existing keys.
-    redis_index_shards: int = Field(
-        16, ge=1, le=1024, validation_alias=_env("MEMSTORE_REDIS_INDEX_SHARDS")
-    )
-    # Tool-usage records older than this (by their timestamp) are dropped; 0 keeps them forever.
-    redis_tool_usage_retention_seconds: float = Field(
-        0.0, ge=0, validation_alias=_env("MEMSTORE_REDIS_TOOL_USAGE_RETENTION_SECONDS")
-    )
-    # PING interval on the invalidation subscription; a missed PONG counts as a drop.
-    redis_pubsub_health_seconds: float = Field(
-        1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_PUBSUB_HEALTH_SECONDS")
-    )
-
-    # -- mongodb (issue 4) --------------------------------------------------------------
-    # Shard the collections (MONGODB_URI must point at mongos); see docs/architecture.md.
-    mongodb_sharding: bool = Field(False, validation_alias=_env("MEMSTORE_MONGODB_SHARDING"))
-    # "majority" or a number of members (>= 1: unacknowledged writes could not report
-    # conflicts or duplicates); retryable writes make a driver retry exactly-once.
-    mongodb_write_concern: str = Field(
-        "majority",
-        pattern=r"^(majority|[1-9][0-9]*)$",
-        validation_alias=_env("MEMSTORE_MONGODB_WRITE_CONCERN"),
-    )
-    mongodb_journal: bool = Field(True, validation_alias=_env("MEMSTORE_MONGODB_JOURNAL"))
-    mongodb_retry_writes: bool = Field(True, validation_alias=_env("MEMSTORE_MONGODB_RETRY_WRITES"))
-    # Multi-document transactions for append/replace/delete of conversations. "auto": on
-    # for a replica set or mongos, off for a standalone server (which cannot run them).
-    mongodb_transactions: Literal["auto", "on", "off"] = Field(
-        "auto", validation_alias=_env("MEMSTORE_MONGODB_TRANSACTIONS")
-    )
-    mongodb_max_pool_size: int = Field(
-        100, ge=1, validation_alias=_env("MEMSTORE_MONGODB_MAX_POOL_SIZE")
-    )
-    # Client-side operation timeout (PyMongo timeoutMS: covers selection, retries, I/O).
-    # 0 = not set. When set it also replaces the server selection timeout (driver rule), so
-    # keep it below MEMSTORE_REQUEST_TIMEOUT_SECONDS for "backend down" to answer 503.
-    mongodb_timeout_ms: int = Field(0, ge=0, validation_alias=_env("MEMSTORE_MONGODB_TIMEOUT_MS"))
-    mongodb_server_selection_timeout_ms: int = Field(
-        5_000, ge=1, validation_alias=_env("MEMSTORE_MONGODB_SERVER_SELECTION_TIMEOUT_MS")
-    )

@@ -36,7 +36,7 @@ from typing import Literal, get_args
 import orjson
 
 from memstore.core.errors import AuthenticationError, ConfigurationError, PermissionDeniedError
-from memstore.core.settings import Settings
+from memstore.core.settings import SecuritySettings
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class Authenticator:
             raise PermissionDeniedError("this token is not allowed in this namespace")
 
 
-def build_authenticator(settings: Settings) -> Authenticator:
+def build_authenticator(settings: SecuritySettings) -> Authenticator:
     """From settings: a token store when auth is on (the file must load), else none."""
     if not settings.auth_enabled:
         return Authenticator(None)
