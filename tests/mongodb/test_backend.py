@@ -51,6 +51,17 @@ class Recorder(monitoring.CommandListener):
         return [(n, c) for n, c in self.commands if n in names]
 
 
+class RecordedMongoDBBackend(MongoDBMemoryBackend):
+    """The backend with a PyMongo command listener on its client."""
+
+    def __init__(self, settings: Settings, recorder: Recorder) -> None:
+        super().__init__(settings)
+        self.recorder = recorder
+
+    def create_client(self, uri: str, options: dict[str, Any]) -> pymongo.AsyncMongoClient[Any]:
+        return pymongo.AsyncMongoClient(uri, **options, event_listeners=[self.recorder])
+
+
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
@@ -60,7 +71,7 @@ def recorder() -> Recorder:
 async def mongo(
     mongodb_settings: Settings, recorder: Recorder
 ) -> AsyncIterator[MongoDBMemoryBackend]:
-    backend = MongoDBMemoryBackend(mongodb_settings, event_listeners=[recorder])
+    backend = RecordedMongoDBBackend(mongodb_settings, recorder)
     await backend.connect()
     try:
         yield backend
@@ -156,7 +167,7 @@ async def test_oversized_payloads_never_reach_the_server(
     mongodb_settings: Settings, recorder: Recorder
 ) -> None:
     settings = mongodb_settings.model_copy(update={"max_body_bytes": 4096})
-    backend = MongoDBMemoryBackend(settings, event_listeners=[recorder])
+    backend = RecordedMongoDBBackend(settings, recorder)
     await backend.connect()
     try:
         big = {"blob": "x" * 5000}
@@ -187,7 +198,7 @@ async def test_bson_limit_is_checked_before_sending_when_the_service_limit_allow
     # 3 million one-digit ints: 6 MB of JSON (under a 64 MiB service limit) but ~36 MB of
     # BSON (each array element carries its index as a key), over MongoDB's 16 MiB.
     settings = mongodb_settings.model_copy(update={"max_body_bytes": 64 * 1024 * 1024})
-    backend = MongoDBMemoryBackend(settings, event_listeners=[recorder])
+    backend = RecordedMongoDBBackend(settings, recorder)
     await backend.connect()
     try:
         recorder.commands.clear()
@@ -283,7 +294,7 @@ async def test_write_concern_setting_is_applied(
     settings = mongodb_settings.model_copy(
         update={"mongodb_write_concern": "1", "mongodb_journal": False}
     )
-    backend = MongoDBMemoryBackend(settings, event_listeners=[recorder])
+    backend = RecordedMongoDBBackend(settings, recorder)
     await backend.connect()
     try:
         recorder.commands.clear()
@@ -421,7 +432,7 @@ async def test_transaction_path_sends_a_real_transaction(
     FerretDB v1 has none (a documented gap) and refuses it: the caller gets a project
     error, and nothing is half-written."""
     settings = mongodb_settings.model_copy(update={"mongodb_transactions": "on"})
-    backend = MongoDBMemoryBackend(settings, event_listeners=[recorder])
+    backend = RecordedMongoDBBackend(settings, recorder)
     await backend.connect()
     try:
         recorder.commands.clear()

@@ -90,7 +90,7 @@ async def test_ttl_is_native_and_expired_entities_vanish(
     await backend.save_entity(ns, "tmp", "t00", {"i": 0})
     await backend.save_entity(ns, "keep", "k0", {"i": 0}, ttl=1.0)
 
-    client = backend._c()
+    client = backend.connection.client
     key = backend._entity_keys(ns, "tmp", "t05")[0]
     pttl = int(await client.execute_command("PTTL", key))
     assert 0 < pttl <= 1000  # Redis itself expires the key
@@ -123,7 +123,7 @@ async def test_expired_index_entries_are_pruned(redis_backend: RedisMemoryBacken
         await backend.save_entity(ns, "tmp", f"t{i:02d}", {"i": i}, ttl=0.5)
     await asyncio.sleep(0.8)
     assert (await backend.summary(ns)).entity_counts == {}
-    client = backend._c()
+    client = backend.connection.client
     k = backend.keys
     leftovers = 0
     for tag in k.entity_tags(ns, "tmp"):
@@ -178,8 +178,8 @@ async def test_a_retried_write_is_applied_once(redis_backend: RedisMemoryBackend
     keys = backend._entity_keys(ns, "doc", "a")
     now = repr(time.time())
     save_args = ["a", b'{"v":1}', now, "", "0", "op-save", ""]
-    first = await backend._write(scripts.SAVE_ENTITY, keys, save_args)
-    retry = await backend._write(scripts.SAVE_ENTITY, keys, save_args)
+    first = await backend.connection.write(scripts.SAVE_ENTITY, keys, save_args)
+    retry = await backend.connection.write(scripts.SAVE_ENTITY, keys, save_args)
     assert first[0] == retry[0] == b"ok"
     assert int(first[1]) == int(retry[1]) == 1  # create-only (expected 0) did not conflict
     rec = await backend.load_entity(ns, "doc", "a")
@@ -188,8 +188,8 @@ async def test_a_retried_write_is_applied_once(redis_backend: RedisMemoryBackend
 
     tomb = backend.keys.entity_tombstone(backend.keys.entity_tag(ns, "doc", "a"), "a")
     del_args = ["a", now, "1", "op-del"]
-    first = await backend._write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
-    retry = await backend._write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
+    first = await backend.connection.write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
+    retry = await backend.connection.write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
     assert first == retry == [b"ok", b"1"]  # not a conflict on "version 1 expected"
     assert await backend.load_entity(ns, "doc", "a") is None
     assert (await backend.summary(ns)).entity_counts == {}

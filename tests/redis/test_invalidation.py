@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,17 +73,23 @@ def kill_clients(clients: list[SyncRedis], name_prefix: str) -> int:
     return killed
 
 
+class SilentRedisBackend(RedisMemoryBackend):
+    """A writer whose entity writes publish no invalidation (a lost message)."""
+
+    def _announcement(self, cache_key: str, tag: str) -> list[Any] | None:
+        return None
+
+
 async def lost_write(manager: DistributedMemoryManager, eid: str, data: JSONObject) -> None:
-    """A write through ``manager``'s backend whose invalidation is lost: the in-script
-    publish is off, and the manager (whose fallback publish would tell the others) is
-    bypassed."""
-    backend = manager.backend
-    assert isinstance(backend, RedisMemoryBackend)
-    backend.announce_writes = False
+    """A write to the Redis ``manager`` uses whose invalidation is lost: the writer's
+    scripts publish nothing, and no manager (whose fallback publish would tell the
+    others) is involved."""
+    writer = SilentRedisBackend(manager.backend.settings)
+    await writer.connect()
     try:
-        await backend.save_entity(manager.namespace, "doc", eid, data)
+        await writer.save_entity(manager.namespace, "doc", eid, data)
     finally:
-        backend.announce_writes = True
+        await writer.close()
 
 
 async def cache_in(manager: DistributedMemoryManager, eid: str) -> None:
@@ -299,8 +306,7 @@ async def test_two_service_processes(
                 assert (await cb.load_entity("doc", "p")) == {"v": v}
 
             # lose a message on purpose, then kill every memstore invalidation connection
-            backend = RedisMemoryBackend(redis_settings)
-            backend.announce_writes = False  # the write's message is lost
+            backend = SilentRedisBackend(redis_settings)  # the write's message is lost
             await backend.connect()
             try:
                 await backend.save_entity("agent", "doc", "p", {"v": "lost"})

@@ -160,7 +160,7 @@ async def test_bytes_of_an_entity_whose_key_redis_already_dropped(
     await redis_backend.save_entity(ns, "doc", "gone", {"text": "g" * 300}, ttl=0.5)
     await redis_backend.save_entity(ns, "doc", "later", {"text": "l" * 100}, ttl=0.5)
     key = redis_backend._entity_keys(ns, "doc", "gone")[0]
-    client = redis_backend._c()
+    client = redis_backend.connection.client
     deadline = 50
     while int(await client.execute_command("EXISTS", key)) and deadline:
         await asyncio.sleep(0.2)  # wait for Redis itself to drop the key (lazy or active)

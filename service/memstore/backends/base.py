@@ -16,15 +16,20 @@ against every backend. Semantics every backend must keep:
 * Conversation append is O(1) per message and atomic per call; ``seq`` starts at 1.
 * Driver errors become ``BackendUnavailableError`` (retryable) or another
   ``MemoryStoreError``; nothing else escapes.
+* Write methods take the payload's compact JSON too (``data_json``, ``messages_json``,
+  ``input_json``/``output_json``) when the caller has it: the manager passes the bytes its
+  size check produced, so a payload is serialised once. ``None``: the backend encodes it.
+
+What the backends share (paging, ``expected_version`` checks, the expired-entity purge,
+driver-error translation) is in ``memstore.backends.common``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from memstore.core.errors import ConflictError
 from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
@@ -86,6 +91,7 @@ class DistributedMemoryBackend(abc.ABC):
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        data_json: bytes | None = None,
     ) -> EntityRecord:
         """Create or replace. ``ttl`` (seconds) sets ``expires_at``; ``None`` clears it.
         ``created_at`` survives replaces; a save over an expired entity is a create."""
@@ -121,7 +127,12 @@ class DistributedMemoryBackend(abc.ABC):
 
     @abc.abstractmethod
     async def append_messages(
-        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+        self,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        *,
+        messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
         """Append in order, atomically; creates the conversation if needed."""
 
@@ -139,7 +150,12 @@ class DistributedMemoryBackend(abc.ABC):
 
     @abc.abstractmethod
     async def replace_conversation(
-        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+        self,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        *,
+        messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
         """Atomically replace the whole history (seq restarts at 1). Empty list keeps an
         empty conversation."""
@@ -156,7 +172,14 @@ class DistributedMemoryBackend(abc.ABC):
     # -- tool usage ---------------------------------------------------------------------
 
     @abc.abstractmethod
-    async def record_tool_usage(self, namespace: str, record: ToolUsageRecord) -> ToolUsageRecord:
+    async def record_tool_usage(
+        self,
+        namespace: str,
+        record: ToolUsageRecord,
+        *,
+        input_json: bytes | None = None,
+        output_json: bytes | None = None,
+    ) -> ToolUsageRecord:
         """Store one use; ``record.id`` is unique (the manager generates it). Recording the
         same id twice stores it once (retries are safe)."""
 
@@ -180,7 +203,9 @@ class DistributedMemoryBackend(abc.ABC):
     # -- learning feedback (seed compatibility) -------------------------------------------
 
     @abc.abstractmethod
-    async def save_feedback(self, namespace: str, record: FeedbackRecord) -> FeedbackRecord: ...
+    async def save_feedback(
+        self, namespace: str, record: FeedbackRecord, *, data_json: bytes | None = None
+    ) -> FeedbackRecord: ...
 
     @abc.abstractmethod
     async def query_feedback(
@@ -215,19 +240,3 @@ class DistributedMemoryBackend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Non-secret facts for logs and /v1/metrics (never passwords or full URIs)."""
         return {"backend": self.name}
-
-
-def check_expected_version(expected: int | None, current: int | None) -> None:
-    """Raise ``ConflictError`` unless ``current`` (None = absent) is what the caller expects.
-
-    Shared by backends that check versions in Python; backends that check inside the
-    server (Lua, conditional updates) must keep exactly these rules.
-    """
-    if expected is None:
-        return
-    if (expected == 0 and current is not None) or (expected > 0 and current != expected):
-        raise ConflictError(
-            f"expected version {expected}, found {current if current is not None else 'none'}",
-            expected_version=expected,
-            current_version=current,
-        )

@@ -17,16 +17,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 import orjson
 
-from memstore.backends.base import DistributedMemoryBackend, check_expected_version
+from memstore.backends.base import DistributedMemoryBackend
+from memstore.backends.common import (
+    ErrorTranslation,
+    ExpiredEntityPurge,
+    build_page,
+    by_id,
+    by_time,
+    check_expected_version,
+    json_bytes,
+    json_bytes_each,
+    page_after_id,
+    page_after_time,
+)
 from memstore.core.errors import BackendUnavailableError
 from memstore.core.records import (
     ConversationInfo,
@@ -38,14 +49,19 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
-from memstore.core.validation import decode_cursor, encode_cursor
 
 if TYPE_CHECKING:
     from memstore.core.settings import Settings
 
-log = logging.getLogger(__name__)
-
-PURGE_INTERVAL_SECONDS = 60.0
+#: SQLite's errors: the file is busy, locked, corrupt or gone; all mean "not now".
+DRIVER_ERRORS = ErrorTranslation(
+    [
+        (
+            (sqlite3.Error, OSError),
+            lambda exc, op: BackendUnavailableError(f"embedded store {op} failed: {exc}"),
+        )
+    ]
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -87,10 +103,6 @@ CREATE INDEX IF NOT EXISTS feedback_by_agent ON feedback (ns, agent_name, feedba
 _ENTITY_COLUMNS = "type, id, data, version, created_at, updated_at, expires_at"
 
 
-def _dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
 def _entity(row: sqlite3.Row | tuple[Any, ...]) -> EntityRecord:
     return EntityRecord(
         type=row[0],
@@ -126,6 +138,10 @@ def _feedback(row: tuple[Any, ...]) -> FeedbackRecord:
     )
 
 
+def _by_conversation_id(info: ConversationInfo) -> tuple[str]:
+    return (info.conversation_id,)
+
+
 class EmbeddedMemoryBackend(DistributedMemoryBackend):
     name = "embedded"
 
@@ -135,7 +151,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._purger: asyncio.Task[None] | None = None
+        self._purge = ExpiredEntityPurge(self.name, self.purge_expired)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -149,21 +165,18 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     async def connect(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = await self._open()
-            await self._writer.executescript(SCHEMA)
-            self._reader = await self._open()
-        except (sqlite3.Error, OSError) as exc:
+            with DRIVER_ERRORS("open"):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._writer = await self._open()
+                await self._writer.executescript(SCHEMA)
+                self._reader = await self._open()
+        except BaseException:
             await self.close()
-            raise BackendUnavailableError(f"cannot open embedded store: {exc}") from exc
-        self._purger = asyncio.create_task(self._purge_loop(), name="memstore-embedded-purge")
+            raise
+        self._purge.start()
 
     async def close(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
-            self._purger = None
+        await self._purge.stop()
         for conn in (self._reader, self._writer):
             if conn is not None:
                 with contextlib.suppress(sqlite3.Error, ValueError):
@@ -182,17 +195,16 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name, "path": str(self.path)}
 
-    async def _purge_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
-            try:
-                async with self._transaction() as conn:
-                    await conn.execute(
-                        "DELETE FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                        (time.time(),),
-                    )
-            except BackendUnavailableError:
-                log.warning("purge of expired entities failed; will retry")
+    async def purge_expired(self) -> int:
+        """Delete expired entities now (reads already hide them); returns how many."""
+        async with (
+            self._transaction() as conn,
+            conn.execute(
+                "DELETE FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (time.time(),),
+            ) as cur,
+        ):
+            return cur.rowcount
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -208,29 +220,27 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             conn = self._writer
             if conn is None:
                 raise BackendUnavailableError("embedded store is not open")
-            try:
+            with DRIVER_ERRORS("begin"):
                 await conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise BackendUnavailableError(f"embedded store is busy: {exc}") from exc
             try:
-                yield conn
+                with DRIVER_ERRORS("write"):
+                    yield conn
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
                     await conn.execute("ROLLBACK")
                 raise
             try:
-                await conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+                with DRIVER_ERRORS("commit"):
+                    await conn.execute("COMMIT")
+            except BackendUnavailableError:
                 with contextlib.suppress(sqlite3.Error):
                     await conn.execute("ROLLBACK")
-                raise BackendUnavailableError(f"embedded store commit failed: {exc}") from exc
+                raise
 
     async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
-        try:
+        with DRIVER_ERRORS("read"):
             async with self._read().execute(sql, tuple(params)) as cur:
                 return list(await cur.fetchall())
-        except sqlite3.Error as exc:
-            raise BackendUnavailableError(f"embedded store read failed: {exc}") from exc
 
     async def _fetchone(self, sql: str, params: Iterable[Any]) -> Any:
         rows = await self._fetchall(sql, params)
@@ -247,8 +257,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        data_json: bytes | None = None,
     ) -> EntityRecord:
-        payload = _dumps(data)
+        payload = json_bytes(data, data_json)
         now = time.time()
         expires_at = now + ttl if ttl is not None else None
         key = (namespace, entity_type, entity_id)
@@ -319,15 +330,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     async def list_entities(
         self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
     ) -> Page[EntityRecord]:
-        after = decode_cursor(cursor, str)[0] if cursor else ""
         rows = await self._fetchall(
             f"SELECT {_ENTITY_COLUMNS} FROM entities WHERE ns = ? AND type = ? AND id > ? "
             "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
-            (namespace, entity_type, after, time.time(), limit + 1),
+            (namespace, entity_type, page_after_id(cursor) or "", time.time(), limit + 1),
         )
-        items = [_entity(r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, encode_cursor(items[-1].id) if more else None)
+        return build_page([_entity(r) for r in rows], limit, by_id)
 
     async def get_entity_types(self, namespace: str) -> list[str]:
         rows = await self._fetchall(
@@ -346,21 +354,27 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         conversation_id: str,
         first_seq: int,
         messages: list[JSONObject],
+        raws: list[bytes],
         now: float,
     ) -> list[MessageRecord]:
-        records = [
-            MessageRecord(conversation_id, first_seq + i, m, now) for i, m in enumerate(messages)
-        ]
         await conn.executemany(
             "INSERT INTO messages (ns, conversation_id, seq, message, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            [(namespace, conversation_id, r.seq, _dumps(r.message), now) for r in records],
+            [(namespace, conversation_id, first_seq + i, raw, now) for i, raw in enumerate(raws)],
         )
-        return records
+        return [
+            MessageRecord(conversation_id, first_seq + i, m, now) for i, m in enumerate(messages)
+        ]
 
     async def append_messages(
-        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+        self,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        *,
+        messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
+        raws = json_bytes_each(messages, messages_json)
         now = time.time()
         async with self._transaction() as conn:
             await conn.execute(
@@ -378,7 +392,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             assert row is not None  # the row was upserted just above
             first = row[0] - len(messages)
             return await self._insert_messages(
-                conn, namespace, conversation_id, first, messages, now
+                conn, namespace, conversation_id, first, messages, raws, now
             )
 
     async def load_messages(
@@ -406,8 +420,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         return [MessageRecord(conversation_id, r[0], orjson.loads(r[1]), r[2]) for r in rows]
 
     async def replace_conversation(
-        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+        self,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        *,
+        messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
+        raws = json_bytes_each(messages, messages_json)
         now = time.time()
         async with self._transaction() as conn:
             await conn.execute(
@@ -421,7 +441,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 "updated_at = excluded.updated_at",
                 (namespace, conversation_id, len(messages) + 1, len(messages), now, now),
             )
-            return await self._insert_messages(conn, namespace, conversation_id, 1, messages, now)
+            return await self._insert_messages(
+                conn, namespace, conversation_id, 1, messages, raws, now
+            )
 
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
         async with self._transaction() as conn:
@@ -437,19 +459,23 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     async def list_conversations(
         self, namespace: str, *, limit: int, cursor: str | None = None
     ) -> Page[ConversationInfo]:
-        after = decode_cursor(cursor, str)[0] if cursor else ""
         rows = await self._fetchall(
             "SELECT id, message_count, created_at, updated_at FROM conversations "
             "WHERE ns = ? AND id > ? ORDER BY id LIMIT ?",
-            (namespace, after, limit + 1),
+            (namespace, page_after_id(cursor) or "", limit + 1),
         )
-        items = [ConversationInfo(*r) for r in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, encode_cursor(items[-1].conversation_id) if more else None)
+        return build_page([ConversationInfo(*r) for r in rows], limit, _by_conversation_id)
 
     # -- tool usage ---------------------------------------------------------------------
 
-    async def record_tool_usage(self, namespace: str, record: ToolUsageRecord) -> ToolUsageRecord:
+    async def record_tool_usage(
+        self,
+        namespace: str,
+        record: ToolUsageRecord,
+        *,
+        input_json: bytes | None = None,
+        output_json: bytes | None = None,
+    ) -> ToolUsageRecord:
         async with self._transaction() as conn:
             await conn.execute(
                 "INSERT INTO tool_usage (ns, id, tool_name, input, output, duration_ms, "
@@ -459,8 +485,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     namespace,
                     record.id,
                     record.tool_name,
-                    _dumps(record.input),
-                    _dumps(record.output),
+                    json_bytes(record.input, input_json),
+                    json_bytes(record.output, output_json),
                     record.duration_ms,
                     int(record.success),
                     record.timestamp,
@@ -490,19 +516,15 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         if end is not None:
             where.append("ts < ?")
             params.append(end)
-        if cursor:
-            c_ts, c_id = decode_cursor(cursor, float, str)
+        if (after := page_after_time(cursor)) is not None:
             where.append("(ts > ? OR (ts = ? AND id > ?))")
-            params += [c_ts, c_ts, c_id]
+            params += [after[0], after[0], after[1]]
         rows = await self._fetchall(
             "SELECT id, tool_name, input, output, duration_ms, success, ts, conversation_id "
             f"FROM tool_usage WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?",
             (*params, limit + 1),
         )
-        items = [_tool_usage(r) for r in rows[:limit]]
-        more = len(rows) > limit
-        nxt = encode_cursor(items[-1].timestamp, items[-1].id) if more else None
-        return Page(items, nxt)
+        return build_page([_tool_usage(r) for r in rows], limit, by_time)
 
     async def get_tool_names(self, namespace: str) -> list[str]:
         rows = await self._fetchall(
@@ -513,7 +535,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     # -- feedback -----------------------------------------------------------------------
 
-    async def save_feedback(self, namespace: str, record: FeedbackRecord) -> FeedbackRecord:
+    async def save_feedback(
+        self, namespace: str, record: FeedbackRecord, *, data_json: bytes | None = None
+    ) -> FeedbackRecord:
         async with self._transaction() as conn:
             await conn.execute(
                 "INSERT INTO feedback (ns, id, agent_name, feedback_type, data, ts) "
@@ -523,7 +547,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     record.id,
                     record.agent_name,
                     record.feedback_type,
-                    _dumps(record.data),
+                    json_bytes(record.data, data_json),
                     record.timestamp,
                 ),
             )
@@ -546,19 +570,15 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         if feedback_type is not None:
             where.append("feedback_type = ?")
             params.append(feedback_type)
-        if cursor:
-            c_ts, c_id = decode_cursor(cursor, float, str)
+        if (after := page_after_time(cursor)) is not None:
             where.append("(ts > ? OR (ts = ? AND id > ?))")
-            params += [c_ts, c_ts, c_id]
+            params += [after[0], after[0], after[1]]
         rows = await self._fetchall(
             "SELECT id, agent_name, feedback_type, data, ts FROM feedback "
             f"WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?",
             (*params, limit + 1),
         )
-        items = [_feedback(r) for r in rows[:limit]]
-        more = len(rows) > limit
-        nxt = encode_cursor(items[-1].timestamp, items[-1].id) if more else None
-        return Page(items, nxt)
+        return build_page([_feedback(r) for r in rows], limit, by_time)
 
     # -- summary ------------------------------------------------------------------------
 

@@ -51,22 +51,40 @@ def check_object(kind: str, value: object) -> dict[str, Any]:
     return value
 
 
-def check_json_size(kind: str, value: object, max_bytes: int) -> bytes:
-    """Serialise once (the caller can reuse the bytes) and enforce the size limit.
-
-    Raises ``InvalidInputError`` for values JSON cannot carry (NaN, non-string keys, ...).
-    """
+def encode_json(kind: str, value: object) -> bytes:
+    """Compact JSON; ``InvalidInputError`` for values JSON cannot carry (NaN, non-string
+    keys, ...)."""
     try:
-        raw = orjson.dumps(value)
+        return orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidInputError(f"{kind} is not valid JSON: {exc}", field=kind) from exc
-    if len(raw) > max_bytes:
+
+
+def check_size(kind: str, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
         raise PayloadTooLargeError(
-            f"{kind} is {len(raw)} bytes; the limit is {max_bytes}",
-            field=kind,
-            limit=max_bytes,
+            f"{kind} is {size} bytes; the limit is {max_bytes}", field=kind, limit=max_bytes
         )
+
+
+def json_array_size(items: list[bytes]) -> int:
+    """Bytes of the compact JSON array of these already-encoded items."""
+    return sum(map(len, items)) + max(len(items) - 1, 0) + 2
+
+
+def check_json_size(kind: str, value: object, max_bytes: int) -> bytes:
+    """Serialise once (the caller passes the bytes on) and enforce the size limit."""
+    raw = encode_json(kind, value)
+    check_size(kind, len(raw), max_bytes)
     return raw
+
+
+def check_json_items_size(kind: str, values: list[Any], max_bytes: int) -> list[bytes]:
+    """Serialise each item once (backends store them one by one) and enforce the size
+    limit on them as one JSON array, exactly as ``check_json_size(kind, values, ...)``."""
+    raws = [encode_json(kind, v) for v in values]
+    check_size(kind, json_array_size(raws), max_bytes)
+    return raws
 
 
 def check_ttl(ttl: float | None) -> float | None:

@@ -42,6 +42,7 @@ from memstore.core.records import (
 )
 from memstore.core.settings import Settings
 from memstore.core.validation import (
+    check_json_items_size,
     check_json_size,
     check_limit,
     check_name,
@@ -265,8 +266,14 @@ class DistributedMemoryManager(MemoryAPI):
         s = self._shared.settings
         return check_limit(limit, s.max_page_size, default=s.default_page_size)
 
-    def _check_payload(self, kind: str, value: object) -> None:
-        check_json_size(kind, value, self._shared.settings.max_body_bytes)
+    def _check_payload(self, kind: str, value: object) -> bytes:
+        """The payload's compact JSON, within the size limit (passed on to the backend,
+        so the payload is serialised once)."""
+        return check_json_size(kind, value, self._shared.settings.max_body_bytes)
+
+    def _check_payloads(self, kind: str, values: list[Any]) -> list[bytes]:
+        """Each item's compact JSON; the limit applies to them as one JSON array."""
+        return check_json_items_size(kind, values, self._shared.settings.max_body_bytes)
 
     # -- entities -----------------------------------------------------------------------
 
@@ -284,7 +291,7 @@ class DistributedMemoryManager(MemoryAPI):
         check_name("entity_type", entity_type)
         check_name("entity_id", entity_id)
         check_object("data", data)
-        self._check_payload("data", data)
+        data_json = self._check_payload("data", data)
         ttl = check_ttl(ttl)
         expected_version = check_version(expected_version)
         key = entity_cache_key(self.namespace, entity_type, entity_id)
@@ -298,6 +305,7 @@ class DistributedMemoryManager(MemoryAPI):
                     data,
                     expected_version=expected_version,
                     ttl=ttl,
+                    data_json=data_json,
                 ),
             )
         finally:
@@ -363,7 +371,7 @@ class DistributedMemoryManager(MemoryAPI):
 
     # -- conversations ------------------------------------------------------------------
 
-    def _check_messages(self, messages: object) -> list[JSONObject]:
+    def _check_messages(self, messages: object) -> tuple[list[JSONObject], list[bytes]]:
         if not isinstance(messages, list):
             raise InvalidInputError("messages must be a JSON array of objects", field="messages")
         cap = self._shared.settings.max_messages_per_request
@@ -373,19 +381,19 @@ class DistributedMemoryManager(MemoryAPI):
             )
         for m in messages:
             check_object("message", m)
-        self._check_payload("messages", messages)
-        return messages
+        return messages, self._check_payloads("messages", messages)
 
     async def append_messages(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]:
         """Append messages atomically, O(1) each, to a conversation (default: ``default``)."""
         cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
-        msgs = self._check_messages(messages)
+        msgs, raws = self._check_messages(messages)
         if not msgs:
             raise InvalidInputError("messages must not be empty", field="messages")
         return await self._run(
-            "append_messages", lambda: self.backend.append_messages(self.namespace, cid, msgs)
+            "append_messages",
+            lambda: self.backend.append_messages(self.namespace, cid, msgs, messages_json=raws),
         )
 
     async def load_messages(
@@ -412,10 +420,12 @@ class DistributedMemoryManager(MemoryAPI):
     ) -> list[MessageRecord]:
         """Replace the whole history (seed API)."""
         cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
-        msgs = self._check_messages(messages)
+        msgs, raws = self._check_messages(messages)
         return await self._run(
             "replace_conversation",
-            lambda: self.backend.replace_conversation(self.namespace, cid, msgs),
+            lambda: self.backend.replace_conversation(
+                self.namespace, cid, msgs, messages_json=raws
+            ),
         )
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
@@ -457,7 +467,7 @@ class DistributedMemoryManager(MemoryAPI):
         duration_ms = check_in("duration_ms", duration_ms, DURATION_MS)
         if timestamp is not None:
             timestamp = check_in("timestamp", timestamp, TIMESTAMP_SECONDS)
-        self._check_payload("tool usage", [args, result])
+        input_json, output_json = self._check_payloads("tool usage", [args, result])
         record = ToolUsageRecord(
             id=usage_id or uuid.uuid4().hex,
             tool_name=tool_name,
@@ -469,7 +479,10 @@ class DistributedMemoryManager(MemoryAPI):
             conversation_id=conversation_id,
         )
         return await self._run(
-            "record_tool_usage", lambda: self.backend.record_tool_usage(self.namespace, record)
+            "record_tool_usage",
+            lambda: self.backend.record_tool_usage(
+                self.namespace, record, input_json=input_json, output_json=output_json
+            ),
         )
 
     async def query_tool_usage(
@@ -503,7 +516,7 @@ class DistributedMemoryManager(MemoryAPI):
     ) -> FeedbackRecord:
         check_name("agent_name", agent_name)
         check_name("feedback_type", feedback_type)
-        self._check_payload("feedback", data)
+        data_json = self._check_payload("feedback", data)
         record = FeedbackRecord(
             id=uuid.uuid4().hex,
             agent_name=agent_name,
@@ -512,7 +525,8 @@ class DistributedMemoryManager(MemoryAPI):
             timestamp=time.time(),
         )
         return await self._run(
-            "save_feedback", lambda: self.backend.save_feedback(self.namespace, record)
+            "save_feedback",
+            lambda: self.backend.save_feedback(self.namespace, record, data_json=data_json),
         )
 
     async def query_learning_feedback(

@@ -38,7 +38,7 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import bson
@@ -58,9 +58,18 @@ from pymongo.errors import (
     OperationFailure,
     PyMongoError,
 )
-from pymongo.monitoring import CommandListener
 
-from memstore.backends.base import DistributedMemoryBackend, check_expected_version
+from memstore.backends.base import DistributedMemoryBackend
+from memstore.backends.common import (
+    ErrorTranslation,
+    ExpiredEntityPurge,
+    build_page,
+    by_id,
+    by_time,
+    check_expected_version,
+    page_after_id,
+    page_after_time,
+)
 from memstore.backends.mongodb import schema
 from memstore.backends.mongodb.codec import decode_value, encode_value
 from memstore.core.errors import (
@@ -80,7 +89,12 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
-from memstore.core.validation import check_json_size, decode_cursor, encode_cursor
+from memstore.core.validation import (
+    check_json_items_size,
+    check_json_size,
+    check_size,
+    json_array_size,
+)
 
 if TYPE_CHECKING:
     from memstore.core.settings import Settings
@@ -91,8 +105,6 @@ T = TypeVar("T")
 Doc = dict[str, Any]
 Coll = AsyncCollection[Doc]
 
-#: how often the backend purges expired entities itself when the server has no TTL index
-PURGE_INTERVAL_SECONDS = 60.0
 #: compare-and-set / duplicate-key retries before giving up (only under heavy contention)
 MAX_RACE_RETRIES = 64
 #: BSON is at most this many times larger than the JSON it encodes (worst case: nested
@@ -188,10 +200,15 @@ def _feedback(doc: Doc) -> FeedbackRecord:
 
 def _after(cursor: str | None) -> Doc:
     """Keyset condition for (ts, id)-ordered listings."""
-    if not cursor:
+    after = page_after_time(cursor)
+    if after is None:
         return {}
-    c_ts, c_id = decode_cursor(cursor, float, str)
+    c_ts, c_id = after
     return {"$or": [{"ts": {"$gt": c_ts}}, {"ts": c_ts, "id": {"$gt": c_id}}]}
+
+
+def _by_conversation_id(info: ConversationInfo) -> tuple[str]:
+    return (info.conversation_id,)
 
 
 def _describe_error(exc: PyMongoError) -> str:
@@ -204,33 +221,37 @@ def _describe_error(exc: PyMongoError) -> str:
     return ", ".join(parts)
 
 
-@contextlib.contextmanager
-def _driver_errors(operation: str) -> Iterator[None]:
-    """Map PyMongo's exceptions to the project's (``raise ... from exc``)."""
-    try:
-        yield
-    except MemoryStoreError:
-        raise
-    except DocumentTooLarge as exc:
-        raise PayloadTooLargeError(
-            f"{operation}: document is larger than the server accepts"
-        ) from exc
-    except bson.errors.InvalidDocument as exc:
-        raise InvalidInputError(f"{operation}: value cannot be stored: {exc}") from exc
-    except OperationFailure as exc:
-        if exc.code in BSON_TOO_LARGE:
-            raise PayloadTooLargeError(
-                f"{operation}: document is larger than the server accepts"
-            ) from exc
-        if exc.timeout or exc.has_error_label("RetryableWriteError"):
-            raise BackendUnavailableError(
-                f"mongodb {operation} failed: {_describe_error(exc)}"
-            ) from exc
-        raise MemoryStoreError(f"mongodb {operation} failed: {_describe_error(exc)}") from exc
-    except (ConnectionFailure, InvalidOperation, PyMongoError) as exc:
-        raise BackendUnavailableError(
-            f"mongodb {operation} failed: {_describe_error(exc)}"
-        ) from exc
+def _operation_failure(exc: Exception, operation: str) -> MemoryStoreError:
+    assert isinstance(exc, OperationFailure)
+    if exc.code in BSON_TOO_LARGE:
+        return PayloadTooLargeError(f"{operation}: document is larger than the server accepts")
+    if exc.timeout or exc.has_error_label("RetryableWriteError"):
+        return BackendUnavailableError(f"mongodb {operation} failed: {_describe_error(exc)}")
+    return MemoryStoreError(f"mongodb {operation} failed: {_describe_error(exc)}")
+
+
+def _unavailable(exc: Exception, operation: str) -> MemoryStoreError:
+    assert isinstance(exc, PyMongoError)
+    return BackendUnavailableError(f"mongodb {operation} failed: {_describe_error(exc)}")
+
+
+#: PyMongo's exceptions -> the project's (``with DRIVER_ERRORS("operation"):``).
+DRIVER_ERRORS = ErrorTranslation(
+    [
+        (
+            DocumentTooLarge,
+            lambda _exc, op: PayloadTooLargeError(
+                f"{op}: document is larger than the server accepts"
+            ),
+        ),
+        (
+            bson.errors.InvalidDocument,
+            lambda exc, op: InvalidInputError(f"{op}: value cannot be stored: {exc}"),
+        ),
+        (OperationFailure, _operation_failure),
+        ((ConnectionFailure, InvalidOperation, PyMongoError), _unavailable),
+    ]
+)
 
 
 #: driver option <- settings field it comes from
@@ -289,19 +310,15 @@ def client_options(settings: Settings, uri_options: set[str]) -> dict[str, Any]:
 class MongoDBMemoryBackend(DistributedMemoryBackend):
     name = "mongodb"
 
-    def __init__(
-        self, settings: Settings, *, event_listeners: list[CommandListener] | None = None
-    ) -> None:
+    def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        # Only tests pass listeners (to record the commands really sent).
-        self._event_listeners = list(event_listeners or [])
         self._client: AsyncMongoClient[Doc] | None = None
         self._db: AsyncDatabase[Doc] | None = None
         self._transactions = False
         self._sharded = False
         self._ttl_index = False
         self._max_bson = DEFAULT_MAX_BSON
-        self._purger: asyncio.Task[None] | None = None
+        self._purge = ExpiredEntityPurge(self.name, self.purge_expired)
         self._local_locks: list[asyncio.Lock] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
@@ -309,8 +326,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def connect(self) -> None:
         uri = self.settings.mongodb_uri.get_secret_value()
         try:
-            options = client_options(self.settings, uri_option_names(uri))
-            self._client = AsyncMongoClient(uri, **options, event_listeners=self._event_listeners)
+            self._client = self.create_client(
+                uri, client_options(self.settings, uri_option_names(uri))
+            )
         except PyMongoConfigurationError as exc:
             # The driver's message can quote the URI; never repeat it.
             raise ConfigurationError(
@@ -318,7 +336,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             ) from exc
         self._db = self._client[self.settings.mongodb_db]
         try:
-            with _driver_errors("connect"):
+            with DRIVER_ERRORS("connect"):
                 hello: Doc = await self._client.admin.command("hello")
                 self._max_bson = int(hello.get("maxBsonObjectSize") or DEFAULT_MAX_BSON)
                 self._transactions = schema.use_transactions(
@@ -341,7 +359,12 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             await self.close()
             raise
         if not self._ttl_index:
-            self._purger = asyncio.create_task(self._purge_loop(), name="memstore-mongo-purge")
+            self._purge.start()
+
+    def create_client(self, uri: str, options: dict[str, Any]) -> AsyncMongoClient[Doc]:
+        """The driver client ``connect`` uses. A subclass may add PyMongo options of its
+        own here (e.g. ``event_listeners`` for command monitoring)."""
+        return AsyncMongoClient(uri, **options)
 
     async def _create_indexes(self, *, sharded: bool) -> None:
         db = self._database()
@@ -378,11 +401,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         log.info("collections sharded", extra={"database": self.settings.mongodb_db})
 
     async def close(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
-            self._purger = None
+        await self._purge.stop()
         if self._client is not None:
             client, self._client, self._db = self._client, None, None
             with contextlib.suppress(PyMongoError):
@@ -410,21 +429,13 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             "write_concern": self.settings.mongodb_write_concern,
         }
 
-    async def _purge_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PURGE_INTERVAL_SECONDS)
-            await self.purge_expired()
-
     async def purge_expired(self) -> int:
-        """Delete expired entities now (what the TTL monitor does on MongoDB)."""
-        try:
-            with _driver_errors("purge"):
-                now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-                result = await self._coll(schema.ENTITIES).delete_many({"expire_on": {"$lte": now}})
-                return result.deleted_count
-        except MemoryStoreError:
-            log.warning("purge of expired entities failed; will retry")
-            return 0
+        """Delete expired entities now (what the TTL monitor does on MongoDB); returns
+        how many. Runs every minute on servers without TTL indexes."""
+        with DRIVER_ERRORS("purge"):
+            now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+            result = await self._coll(schema.ENTITIES).delete_many({"expire_on": {"$lte": now}})
+            return result.deleted_count
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -442,10 +453,14 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             return contextlib.nullcontext()
         return self._local_locks[hash(key) % LOCK_STRIPES]
 
-    def _encode_checked(self, kind: str, value: Any) -> tuple[Any, int]:
-        """Check the service size limit, then encode. Returns (BSON value, JSON size)."""
-        size = len(check_json_size(kind, value, self.settings.max_body_bytes))
-        return encode_value(value), size
+    def _encode_checked(self, kind: str, value: Any, raw: bytes | None) -> tuple[Any, int]:
+        """Check the service size limit on ``value``'s compact JSON (``raw`` when the
+        caller has it), then encode. Returns (BSON value, JSON size)."""
+        if raw is None:
+            raw = check_json_size(kind, value, self.settings.max_body_bytes)
+        else:
+            check_size(kind, len(raw), self.settings.max_body_bytes)
+        return encode_value(value), len(raw)
 
     def _check_bson(self, kind: str, doc: Doc, json_size: int) -> None:
         """Reject a document the server would refuse, before sending it. Computed only
@@ -470,7 +485,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         """
         for attempt in range(MAX_RACE_RETRIES):
             try:
-                with _driver_errors(operation):
+                with DRIVER_ERRORS(operation):
                     if not self._transactions:
                         return await body(None)
                     assert self._client is not None
@@ -495,8 +510,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         *,
         expected_version: int | None = None,
         ttl: float | None = None,
+        data_json: bytes | None = None,
     ) -> EntityRecord:
-        encoded, size = self._encode_checked("data", data)
+        encoded, size = self._encode_checked("data", data, data_json)
         key = {"ns": namespace, "type": entity_type, "id": entity_id}
         async with self._write_lock(namespace, entity_type, entity_id):
             return await self._save_entity(key, data, encoded, size, expected_version, ttl)
@@ -511,7 +527,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         ttl: float | None,
     ) -> EntityRecord:
         coll = self._coll(schema.ENTITIES)
-        with _driver_errors("save_entity"):
+        with DRIVER_ERRORS("save_entity"):
             for _ in range(MAX_RACE_RETRIES):
                 now = time.time()
                 current_doc = await coll.find_one(key, _CAS_FIELDS)
@@ -557,7 +573,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
     ) -> EntityRecord | None:
-        with _driver_errors("load_entity"):
+        with DRIVER_ERRORS("load_entity"):
             doc = await self._coll(schema.ENTITIES).find_one(
                 {"ns": namespace, "type": entity_type, "id": entity_id, **_live(time.time())},
                 _ENTITY_FIELDS,
@@ -578,7 +594,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
     async def _delete_entity(self, key: Doc, expected_version: int | None) -> bool:
         coll = self._coll(schema.ENTITIES)
-        with _driver_errors("delete_entity"):
+        with DRIVER_ERRORS("delete_entity"):
             if expected_version is None:
                 # Only a live entity counts; an expired one is left to the TTL index.
                 result = await coll.delete_one({**key, **_live(time.time())})
@@ -601,9 +617,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
     ) -> Page[EntityRecord]:
         query: Doc = {"ns": namespace, "type": entity_type, **_live(time.time())}
-        if cursor:
-            query["id"] = {"$gt": decode_cursor(cursor, str)[0]}
-        with _driver_errors("list_entities"):
+        if (after := page_after_id(cursor)) is not None:
+            query["id"] = {"$gt": after}
+        with DRIVER_ERRORS("list_entities"):
             docs = await (
                 self._coll(schema.ENTITIES)
                 .find(query, _ENTITY_FIELDS)
@@ -611,9 +627,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 .limit(limit + 1)
                 .to_list()
             )
-        items = [_entity(d) for d in docs[:limit]]
-        more = len(docs) > limit
-        return Page(items, encode_cursor(items[-1].id) if more else None)
+        return build_page([_entity(d) for d in docs], limit, by_id)
 
     async def _group_count(self, collection: str, match: Doc, field: str) -> dict[str, int]:
         """Exact ``{value of field: count}`` over ``match``, by aggregation (``distinct``
@@ -627,7 +641,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         return {r["_id"]: r["n"] for r in rows}
 
     async def get_entity_types(self, namespace: str) -> list[str]:
-        with _driver_errors("get_entity_types"):
+        with DRIVER_ERRORS("get_entity_types"):
             counts = await self._group_count(
                 schema.ENTITIES, {"ns": namespace, **_live(time.time())}, "type"
             )
@@ -655,19 +669,26 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             for i, (m, size) in enumerate(encoded)
         ]
 
-    def _encode_messages(self, messages: list[JSONObject]) -> list[tuple[Any, int]]:
+    def _encode_messages(
+        self, messages: list[JSONObject], raws: Sequence[bytes] | None
+    ) -> list[tuple[Any, int]]:
         """Each message encoded for BSON, with its compact JSON size."""
         encoded = []
-        for m in messages:
-            value, size = self._encode_checked("message", m)
+        for i, m in enumerate(messages):
+            value, size = self._encode_checked("message", m, None if raws is None else raws[i])
             self._check_bson("message", {"message": value}, size)
             encoded.append((value, size))
         return encoded
 
     async def append_messages(
-        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+        self,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        *,
+        messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
-        encoded = self._encode_messages(messages)
+        encoded = self._encode_messages(messages, messages_json)
         n = len(encoded)
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)
@@ -714,7 +735,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         if before_seq is not None:
             query["seq"] = {"$lt": before_seq}
         coll = self._coll(schema.MESSAGES)
-        with _driver_errors("load_messages"):
+        with DRIVER_ERRORS("load_messages"):
             if limit is None:
                 docs = await coll.find(query, _MESSAGE_FIELDS).sort("seq", ASCENDING).to_list()
             else:
@@ -729,9 +750,14 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         ]
 
     async def replace_conversation(
-        self, namespace: str, conversation_id: str, messages: list[JSONObject]
+        self,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        *,
+        messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
-        encoded = self._encode_messages(messages)
+        encoded = self._encode_messages(messages, messages_json)
         n = len(encoded)
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)
@@ -777,9 +803,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         self, namespace: str, *, limit: int, cursor: str | None = None
     ) -> Page[ConversationInfo]:
         query: Doc = {"ns": namespace}
-        if cursor:
-            query["id"] = {"$gt": decode_cursor(cursor, str)[0]}
-        with _driver_errors("list_conversations"):
+        if (after := page_after_id(cursor)) is not None:
+            query["id"] = {"$gt": after}
+        with DRIVER_ERRORS("list_conversations"):
             docs = await (
                 self._coll(schema.CONVERSATIONS)
                 .find(query, _CONVERSATION_FIELDS)
@@ -787,20 +813,32 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 .limit(limit + 1)
                 .to_list()
             )
-        items = [
+        infos = [
             ConversationInfo(d["id"], d["message_count"], d["created_at"], d["updated_at"])
-            for d in docs[:limit]
+            for d in docs
         ]
-        more = len(docs) > limit
-        return Page(items, encode_cursor(items[-1].conversation_id) if more else None)
+        return build_page(infos, limit, _by_conversation_id)
 
     # -- tool usage ---------------------------------------------------------------------
 
-    async def record_tool_usage(self, namespace: str, record: ToolUsageRecord) -> ToolUsageRecord:
-        encoded, size = self._encode_checked("tool usage", [record.input, record.output])
+    async def record_tool_usage(
+        self,
+        namespace: str,
+        record: ToolUsageRecord,
+        *,
+        input_json: bytes | None = None,
+        output_json: bytes | None = None,
+    ) -> ToolUsageRecord:
+        limit = self.settings.max_body_bytes
+        if input_json is None or output_json is None:
+            raws = check_json_items_size("tool usage", [record.input, record.output], limit)
+        else:
+            raws = [input_json, output_json]
+            check_size("tool usage", json_array_size(raws), limit)
+        size = len(raws[0]) + len(raws[1])
+        encoded = [encode_value(record.input), encode_value(record.output)]
         doc: Doc = {
-            # input + output as JSON: the list's size less its "[", "," and "]".
-            "bytes": size - 3,
+            "bytes": size,  # input + output as compact JSON, for the bytes quota
             "ns": namespace,
             "id": record.id,
             "tool": record.tool_name,
@@ -813,7 +851,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         }
         self._check_bson("tool usage", doc, size)
         # The same id recorded before (a retry) is stored once: the unique key says no.
-        with _driver_errors("record_tool_usage"), contextlib.suppress(DuplicateKeyError):
+        with DRIVER_ERRORS("record_tool_usage"), contextlib.suppress(DuplicateKeyError):
             await self._coll(schema.TOOL_USAGE).insert_one(doc)
         return record
 
@@ -838,7 +876,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         if window:
             query["ts"] = window
         query.update(_after(cursor))
-        with _driver_errors("query_tool_usage"):
+        with DRIVER_ERRORS("query_tool_usage"):
             docs = await (
                 self._coll(schema.TOOL_USAGE)
                 .find(query, _NO_ID)
@@ -846,20 +884,19 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 .limit(limit + 1)
                 .to_list()
             )
-        items = [_tool_usage(d) for d in docs[:limit]]
-        more = len(docs) > limit
-        nxt = encode_cursor(items[-1].timestamp, items[-1].id) if more else None
-        return Page(items, nxt)
+        return build_page([_tool_usage(d) for d in docs], limit, by_time)
 
     async def get_tool_names(self, namespace: str) -> list[str]:
-        with _driver_errors("get_tool_names"):
+        with DRIVER_ERRORS("get_tool_names"):
             counts = await self._group_count(schema.TOOL_USAGE, {"ns": namespace}, "tool")
         return sorted(counts)
 
     # -- feedback -----------------------------------------------------------------------
 
-    async def save_feedback(self, namespace: str, record: FeedbackRecord) -> FeedbackRecord:
-        encoded, size = self._encode_checked("feedback", record.data)
+    async def save_feedback(
+        self, namespace: str, record: FeedbackRecord, *, data_json: bytes | None = None
+    ) -> FeedbackRecord:
+        encoded, size = self._encode_checked("feedback", record.data, data_json)
         doc: Doc = {
             "ns": namespace,
             "id": record.id,
@@ -871,7 +908,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         }
         self._check_bson("feedback", doc, size)
         # A retry of the same record is stored once.
-        with _driver_errors("save_feedback"), contextlib.suppress(DuplicateKeyError):
+        with DRIVER_ERRORS("save_feedback"), contextlib.suppress(DuplicateKeyError):
             await self._coll(schema.FEEDBACK).insert_one(doc)
         return record
 
@@ -890,7 +927,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         if feedback_type is not None:
             query["ftype"] = feedback_type
         query.update(_after(cursor))
-        with _driver_errors("query_feedback"):
+        with DRIVER_ERRORS("query_feedback"):
             docs = await (
                 self._coll(schema.FEEDBACK)
                 .find(query, _NO_ID)
@@ -898,10 +935,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 .limit(limit + 1)
                 .to_list()
             )
-        items = [_feedback(d) for d in docs[:limit]]
-        more = len(docs) > limit
-        nxt = encode_cursor(items[-1].timestamp, items[-1].id) if more else None
-        return Page(items, nxt)
+        return build_page([_feedback(d) for d in docs], limit, by_time)
 
     # -- summary ------------------------------------------------------------------------
 
@@ -917,7 +951,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             rows = await (await self._coll(collection).aggregate(pipeline)).to_list()
             return int(rows[0]["n"]) if rows else 0
 
-        with _driver_errors("summary"):
+        with DRIVER_ERRORS("summary"):
             entities, conversations, messages, tools, feedback = await asyncio.gather(
                 self._group_count(schema.ENTITIES, {**ns, **_live(time.time())}, "type"),
                 total(schema.CONVERSATIONS, 1),
@@ -948,7 +982,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         # Each document carries its payload's compact JSON size ("bytes"), written with it,
         # so the sum is exact whatever ran concurrently; expired entities do not count.
         ns = {"ns": namespace}
-        with _driver_errors("stored_bytes"):
+        with DRIVER_ERRORS("stored_bytes"):
             parts = await asyncio.gather(
                 self._sum_bytes(schema.ENTITIES, {**ns, **_live(time.time())}),
                 self._sum_bytes(schema.MESSAGES, ns),
@@ -960,7 +994,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def list_namespaces(self) -> list[str] | None:
         # Conversations count even when empty (their metadata document is data). A $group
         # rather than distinct: FerretDB v1's distinct refuses the client's maxTimeMS.
-        with _driver_errors("list_namespaces"):
+        with DRIVER_ERRORS("list_namespaces"):
             found = await asyncio.gather(
                 self._group_count(schema.ENTITIES, _live(time.time()), "ns"),
                 self._group_count(schema.CONVERSATIONS, {}, "ns"),

@@ -9,8 +9,11 @@
   slots, pipelined (one SSUBSCRIBE per slot: no CROSSSLOT). Cost: 16384 subscriptions
   per replica (~0.1-0.2 KB each on the masters).
 * Messages are ``<instance id>\\n<cache key>``; a replica ignores its own messages.
+  ``announcement`` gives the write scripts the channel and message to publish.
 * ``publish`` is only the fallback for writes whose script did not report back (error,
   timeout): the backend skips it when the write script already published the same key.
+* The bus sends through the process's ``RedisConnection`` (retries, cluster topology),
+  which the backend hands to its constructor with the key layout and the instance id.
 * The subscriber owns its connections (no library auto-reconnect, which would hide a gap).
   It PINGs every ``MEMSTORE_REDIS_PUBSUB_HEALTH_SECONDS``; a missed PONG, a closed socket,
   or a server-side unsubscribe (slot moved, failover) counts as a drop. On a drop the
@@ -25,18 +28,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from memstore.backends.base import InvalidationCallback
-from memstore.backends.redis.keys import SLOTS, key_slot
+from memstore.backends.redis.connection import RedisConnection
+from memstore.backends.redis.keys import SLOTS, Keys, key_slot
 from redis import exceptions as rexc
-
-if TYPE_CHECKING:
-    from memstore.backends.redis.backend import RedisMemoryBackend
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +45,20 @@ ERRORS = (rexc.RedisError, rexc.RedisClusterException, OSError, asyncio.TimeoutE
 
 
 class InvalidationBus:
-    def __init__(self, backend: RedisMemoryBackend, connection_kwargs: dict[str, Any]) -> None:
-        self._backend = backend
-        self._kwargs = dict(connection_kwargs)
+    def __init__(self, connection: RedisConnection, keys: Keys, instance_id: str) -> None:
+        self._redis = connection
+        self._kwargs = connection.connection_kwargs()
         self._kwargs["retry"] = Retry(NoBackoff(), 0)
         # RESP2: subscription replies and messages arrive as ordinary replies that this
         # module reads itself (RESP3 would route them to redis-py's push handler).
         self._kwargs["protocol"] = 2
         # Named so an operator (or a test) can find and kill exactly this subscription.
-        self.client_name = f"memstore-inv-{backend.instance_id[:12]}"
+        self.client_name = f"memstore-inv-{instance_id[:12]}"
         self._kwargs["client_name"] = self.client_name
-        self._cluster = backend.cluster_mode
-        keys = backend.keys
+        self._cluster = connection.cluster_mode
         self._keys = keys
         self._channel = keys.invalidation_channel()
-        self._me = backend.instance_id.encode()
+        self._me = instance_id.encode()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         #: set while every channel is subscribed; tests and readiness can wait on it
@@ -72,22 +72,31 @@ class InvalidationBus:
     def message(self, key: str) -> bytes:
         return self._me + b"\n" + key.encode()
 
+    def announcement(self, key: str, slot_tag: str) -> list[Any]:
+        """What a write script on ``slot_tag``'s slot publishes for ``key``: the command
+        (PUBLISH on standalone, SPUBLISH on a cluster: a script may only touch its own
+        slot, so the channel is that slot's), the channel and the message."""
+        if self._cluster:
+            channel = self._keys.invalidation_slot_channel(key_slot(slot_tag))
+            return ["SPUBLISH", channel, self.message(key)]
+        return ["PUBLISH", self._channel, self.message(key)]
+
     async def publish(self, key: str) -> None:
         channel = (
             self._keys.invalidation_slot_channel(key_slot(key)) if self._cluster else self._channel
         )
         payload = self.message(key)
-        backend = self._backend
+        connection = self._redis
 
         async def send() -> Any:
-            client = backend._c()
+            client = connection.client
             if self._cluster:
                 node = client.get_node_from_key(channel)
                 return await client.execute_command("SPUBLISH", channel, payload, target_nodes=node)
             return await client.execute_command("PUBLISH", channel, payload)
 
         try:
-            await backend._retrying(send)
+            await connection.retrying(send)
         except Exception:
             self.publish_failures += 1
             log.warning("cache invalidation not published; other replicas rely on cache TTL")
@@ -136,22 +145,22 @@ class InvalidationBus:
                 return
             self.drops += 1
             await self._flush(callback)
-            await asyncio.sleep(self._backend._backoff(attempt))
+            await asyncio.sleep(self._redis.backoff(attempt))
             attempt = min(attempt + 1, 10)
-            await self._backend._refresh_topology()
+            await self._redis.refresh_topology()
 
     def _connection(self, host: str, port: int, db: int) -> Connection:
         return Connection(host=host, port=port, db=db, **self._kwargs)
 
     async def _subscribe(self) -> list[Connection]:
-        s = self._backend.settings
+        s = self._redis.settings
         if not self._cluster:
             conn = self._connection(s.redis_host, s.redis_port, s.redis_db)
             await conn.connect()  # type: ignore[no-untyped-call]
             await conn.send_command("SUBSCRIBE", self._channel)
             await self._expect(conn, b"subscribe")
             return [conn]
-        client = self._backend._c()
+        client = self._redis.client
         await client.initialize()
         by_node: dict[str, tuple[Any, list[str]]] = {}
         manager = client.nodes_manager
@@ -198,7 +207,7 @@ class InvalidationBus:
                     await task
 
     async def _read(self, conn: Connection, callback: InvalidationCallback) -> None:
-        health = self._backend.settings.redis_pubsub_health_seconds
+        health = self._redis.settings.redis_pubsub_health_seconds
         waiting_pong = False
         while True:
             msg = await conn.read_response(timeout=health)

@@ -1,0 +1,214 @@
+"""What every backend does the same way, written once.
+
+* Paging: listings fetch up to ``limit + 1`` items after the cursor's key; the extra item
+  only says that another page follows (``page_after_id``/``page_after_time`` read the
+  cursor, ``build_page`` makes the page and the next cursor).
+* Conditional writes: ``check_expected_version`` (the ``expected_version`` rules of the
+  contract) and ``version_conflict`` (the error, also for checks made inside the server).
+* Expired entities: ``ExpiredEntityPurge``, the background task of backends whose server
+  does not delete expired entities by itself.
+* Driver errors: ``ErrorTranslation``, a table from driver exception types to
+  ``memstore.core.errors`` types, used as ``with DRIVER_ERRORS("operation"):``.
+* Payload bytes: ``json_bytes`` reuses the compact JSON the manager's size check already
+  produced, so a payload is serialised once per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import orjson
+
+from memstore.core.errors import ConflictError, MemoryStoreError
+from memstore.core.records import Page
+from memstore.core.validation import decode_cursor, encode_cursor
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# -- paging -------------------------------------------------------------------------------
+
+
+def page_after_id(cursor: str | None) -> str | None:
+    """The id after which an id-ordered page starts (``None``: from the first)."""
+    return str(decode_cursor(cursor, str)[0]) if cursor else None
+
+
+def page_after_time(cursor: str | None) -> tuple[float, str] | None:
+    """The (timestamp, id) after which a (timestamp, id)-ordered page starts."""
+    if not cursor:
+        return None
+    ts, record_id = decode_cursor(cursor, float, str)
+    return float(ts), record_id
+
+
+def build_page(
+    fetched: Sequence[T], limit: int, last_key: Callable[[T], tuple[str | float, ...]]
+) -> Page[T]:
+    """The page out of up to ``limit + 1`` fetched items; the cursor holds the sort key
+    (``last_key``) of the page's last item when more follow."""
+    items = list(fetched[:limit])
+    if len(fetched) > limit:
+        return Page(items, encode_cursor(*last_key(items[-1])))
+    return Page(items, None)
+
+
+def by_id(record: Any) -> tuple[str]:
+    """Sort key of records listed by id."""
+    return (record.id,)
+
+
+def by_time(record: Any) -> tuple[float, str]:
+    """Sort key of records listed by (timestamp, id)."""
+    return (record.timestamp, record.id)
+
+
+# -- conditional writes ---------------------------------------------------------------------
+
+
+def version_conflict(expected: int | None, current: int | None) -> ConflictError:
+    """The error of a write whose ``expected_version`` is not the stored one."""
+    return ConflictError(
+        f"expected version {expected}, found {current if current is not None else 'none'}",
+        expected_version=expected,
+        current_version=current,
+    )
+
+
+def check_expected_version(expected: int | None, current: int | None) -> None:
+    """Raise ``ConflictError`` unless ``current`` (None = absent) is what the caller expects.
+
+    Backends that check inside the server (Lua, conditional updates) keep exactly these
+    rules and raise ``version_conflict`` with what the server reported.
+    """
+    if expected is None:
+        return
+    if (expected == 0 and current is not None) or (expected > 0 and current != expected):
+        raise version_conflict(expected, current)
+
+
+# -- expired entities -----------------------------------------------------------------------
+
+#: how often a backend whose server keeps expired entities deletes them
+PURGE_INTERVAL_SECONDS = 60.0
+
+
+class ExpiredEntityPurge:
+    """Runs ``purge`` every ``interval`` seconds until stopped. Reads already hide expired
+    entities; this only keeps them from accumulating, so a failed round is logged and
+    the next one tries again."""
+
+    def __init__(
+        self,
+        backend_name: str,
+        purge: Callable[[], Awaitable[object]],
+        interval: float = PURGE_INTERVAL_SECONDS,
+    ) -> None:
+        self._name = f"memstore-{backend_name}-purge"
+        self._purge = purge
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self._purge()
+            except MemoryStoreError:
+                log.warning("purge of expired entities failed; will retry")
+
+
+# -- driver errors --------------------------------------------------------------------------
+
+#: Builds our error from a driver exception and the operation's name.
+ErrorFactory = Callable[[Exception, str], MemoryStoreError]
+
+
+class ErrorTranslation:
+    """Driver exception types -> ``memstore.core.errors`` types, first match wins.
+
+    ``with translation("operation"):`` raises the mapped error ``from`` the driver's;
+    ``MemoryStoreError`` and exceptions matching no rule pass through unchanged.
+    """
+
+    __slots__ = ("_rules",)
+
+    def __init__(
+        self, rules: Sequence[tuple[type[Exception] | tuple[type[Exception], ...], ErrorFactory]]
+    ) -> None:
+        self._rules = tuple(rules)
+
+    def __call__(self, operation: str) -> _Translating:
+        return _Translating(self._rules, operation)
+
+    def translate(self, exc: Exception, operation: str) -> MemoryStoreError | None:
+        """Our error for ``exc``, or ``None`` when no rule matches."""
+        if isinstance(exc, MemoryStoreError):
+            return None
+        for types, factory in self._rules:
+            if isinstance(exc, types):
+                return factory(exc, operation)
+        return None
+
+
+class _Translating:
+    """One ``with`` block of an ``ErrorTranslation`` (a class, not a generator: it wraps
+    every backend call)."""
+
+    __slots__ = ("_operation", "_rules")
+
+    def __init__(self, rules: Any, operation: str) -> None:
+        self._rules = rules
+        self._operation = operation
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, Exception) or isinstance(exc, MemoryStoreError):
+            return
+        for types, factory in self._rules:
+            if isinstance(exc, types):
+                raise factory(exc, self._operation) from exc
+
+
+# -- payload bytes --------------------------------------------------------------------------
+
+
+def json_bytes(value: Any, encoded: bytes | None) -> bytes:
+    """Compact JSON of ``value``: ``encoded`` when the caller already has it (the manager
+    passes what its size check produced), else serialised here."""
+    return encoded if encoded is not None else orjson.dumps(value)
+
+
+def json_bytes_each(values: Sequence[Any], encoded: Sequence[bytes] | None) -> list[bytes]:
+    """Compact JSON of each of ``values`` (see ``json_bytes``)."""
+    if encoded is not None:
+        return list(encoded)
+    return [orjson.dumps(v) for v in values]

@@ -1,0 +1,21 @@
+-- KEYS: meta, messages, index, counter, bytes. ARGV: conversation id, now, op, message...
+-- -> first seq. The meta hash keeps the conversation's payload bytes in field 'b'.
+local last = redis.call('HMGET', KEYS[1], 'o', 'r')
+if last[1] and last[1] == ARGV[3] then return tonumber(last[2]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'c', ARGV[2])
+  redis.call('ZADD', KEYS[3], 0, ARGV[1])
+end
+local first = redis.call('LLEN', KEYS[2]) + 1
+local n = #ARGV - 3
+if n > 0 then
+  push(KEYS[2], first, ARGV[2], 4)
+  redis.call('INCRBY', KEYS[4], n)
+  local b = payload_bytes()
+  if b > 0 then
+    redis.call('HINCRBY', KEYS[1], 'b', b)
+    redis.call('INCRBY', KEYS[5], b)
+  end
+end
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', first)
+return first

@@ -1,0 +1,18 @@
+-- Drop up to ``limit`` expired members from the shard's indexes and their bytes from its
+-- counter (KEYS: index, expiry, sizes, bytes). Listing and counting prune at most 256 per
+-- call, so one call stays short; their correctness never depends on the pruning (expired
+-- members are skipped/subtracted using the expiry index). ``ENTITY_BYTES`` prunes all.
+local function prune(now, limit)
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+  if #expired == 0 then return 0 end
+  local sizes = redis.call('HMGET', KEYS[3], unpack(expired))
+  local freed = 0
+  for _, s in ipairs(sizes) do
+    if s then freed = freed + tonumber(s) end
+  end
+  redis.call('ZREM', KEYS[1], unpack(expired))
+  redis.call('ZREM', KEYS[2], unpack(expired))
+  redis.call('HDEL', KEYS[3], unpack(expired))
+  if freed ~= 0 then redis.call('DECRBY', KEYS[4], freed) end
+  return #expired
+end

@@ -1,0 +1,42 @@
+-- KEYS: entity, index, expiry, sizes, bytes.
+-- ARGV: id, data, now, expires_at|"", expected|"", op, pexpireat|"",
+--       PUBLISH|SPUBLISH|"", channel, message
+-- -> {"ok", version, created_at, updated_at, expires_at} | {"conflict", current|""}
+-- A retry of an applied op returns the first outcome and publishes nothing again (the
+-- first run published in the same atomic step).
+local cur = header(KEYS[1])
+if cur and cur[5] == ARGV[6] then
+  return {'ok', cur[1], cur[2], cur[3], cur[4]}
+end
+local now = tonumber(ARGV[3])
+local current = false
+if cur and (cur[4] == '' or tonumber(cur[4]) > now) then
+  current = tonumber(cur[1])
+end
+if ARGV[5] ~= '' then
+  local expected = tonumber(ARGV[5])
+  if (expected == 0 and current) or (expected > 0 and current ~= expected) then
+    if current then return {'conflict', tostring(current)} end
+    return {'conflict', ''}
+  end
+end
+local version = (current or 0) + 1
+local created = ARGV[3]
+if current then created = cur[2] end
+local old = accounted(cur, KEYS[4])
+local size = string.len(ARGV[2])
+local value = version .. '|' .. created .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[6]
+  .. '\n' .. ARGV[2]
+if ARGV[4] ~= '' then
+  redis.call('SET', KEYS[1], value, 'PXAT', ARGV[7])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+  redis.call('HSET', KEYS[4], ARGV[1], size)
+else
+  redis.call('SET', KEYS[1], value)
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
+end
+if size ~= old then redis.call('INCRBY', KEYS[5], size - old) end
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+announce(ARGV[8], ARGV[9], ARGV[10])
+return {'ok', tostring(version), created, ARGV[3], ARGV[4]}
