@@ -20,6 +20,7 @@ import pymongo
 import pytest
 from pymongo import monitoring
 
+from memstore.backends.common import ExpiredEntityPurge
 from memstore.backends.mongodb import MongoDBMemoryBackend, schema
 from memstore.core.errors import BackendUnavailableError, MemoryStoreError, PayloadTooLargeError
 from memstore.core.records import FeedbackRecord, ToolUsageRecord
@@ -350,6 +351,41 @@ async def test_without_ttl_indexes_expired_entities_are_purged(
     finally:
         client.close()
     assert ids == ["forever", "long"]
+
+
+async def test_the_purge_task_deletes_expired_entities_and_survives_a_failed_round(
+    mongo: MongoDBMemoryBackend, ferretdb: FerretDB, mongodb_database: str
+) -> None:
+    """The backends' shared purge task, on this backend's purge, at a short interval."""
+    rounds: list[int] = []
+
+    async def purge() -> int:
+        rounds.append(0)
+        if len(rounds) == 1:
+            raise BackendUnavailableError("first round fails")
+        return await mongo.purge_expired()
+
+    await mongo.save_entity("purge", "s", "short", {}, ttl=0.2)
+    await mongo.save_entity("purge", "s", "forever", {})
+    await asyncio.sleep(1.1)  # expire_on is rounded up to the millisecond
+    task = ExpiredEntityPurge("test", purge, interval=0.05)
+    task.start()
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(ferretdb.uri)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            ids = sorted(
+                d["id"] for d in client[mongodb_database]["entities"].find({"ns": "purge"})
+            )
+            if ids == ["forever"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        client.close()
+        await task.stop()
+    assert ids == ["forever"]
+    assert len(rounds) >= 2  # the failed first round did not stop the task
+    assert not task.running
 
 
 async def test_ferretdb_is_detected_and_gets_local_write_locks(

@@ -246,6 +246,24 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def _time_page(
+        self,
+        select: str,
+        conditions: list[tuple[str, Any]],
+        cursor: str | None,
+        limit: int,
+    ) -> list[Any]:
+        """Up to ``limit + 1`` rows of ``select`` in (ts, id) order after the cursor;
+        a condition whose value is ``None`` is left out."""
+        where = [sql for sql, value in conditions if value is not None]
+        params = [value for _, value in conditions if value is not None]
+        if (after := page_after_time(cursor)) is not None:
+            where.append("(ts > ? OR (ts = ? AND id > ?))")
+            params += [after[0], after[0], after[1]]
+        return await self._fetchall(
+            f"{select} WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?", (*params, limit + 1)
+        )
+
     # -- entities -----------------------------------------------------------------------
 
     async def save_entity(
@@ -505,24 +523,17 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         limit: int,
         cursor: str | None = None,
     ) -> Page[ToolUsageRecord]:
-        where = ["ns = ?"]
-        params: list[Any] = [namespace]
-        if tool_name is not None:
-            where.append("tool_name = ?")
-            params.append(tool_name)
-        if start is not None:
-            where.append("ts >= ?")
-            params.append(start)
-        if end is not None:
-            where.append("ts < ?")
-            params.append(end)
-        if (after := page_after_time(cursor)) is not None:
-            where.append("(ts > ? OR (ts = ? AND id > ?))")
-            params += [after[0], after[0], after[1]]
-        rows = await self._fetchall(
+        rows = await self._time_page(
             "SELECT id, tool_name, input, output, duration_ms, success, ts, conversation_id "
-            f"FROM tool_usage WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?",
-            (*params, limit + 1),
+            "FROM tool_usage",
+            [
+                ("ns = ?", namespace),
+                ("tool_name = ?", tool_name),
+                ("ts >= ?", start),
+                ("ts < ?", end),
+            ],
+            cursor,
+            limit,
         )
         return build_page([_tool_usage(r) for r in rows], limit, by_time)
 
@@ -562,21 +573,15 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         limit: int,
         cursor: str | None = None,
     ) -> Page[FeedbackRecord]:
-        where = ["ns = ?"]
-        params: list[Any] = [namespace]
-        if agent_name is not None:
-            where.append("agent_name = ?")
-            params.append(agent_name)
-        if feedback_type is not None:
-            where.append("feedback_type = ?")
-            params.append(feedback_type)
-        if (after := page_after_time(cursor)) is not None:
-            where.append("(ts > ? OR (ts = ? AND id > ?))")
-            params += [after[0], after[0], after[1]]
-        rows = await self._fetchall(
-            "SELECT id, agent_name, feedback_type, data, ts FROM feedback "
-            f"WHERE {' AND '.join(where)} ORDER BY ts, id LIMIT ?",
-            (*params, limit + 1),
+        rows = await self._time_page(
+            "SELECT id, agent_name, feedback_type, data, ts FROM feedback",
+            [
+                ("ns = ?", namespace),
+                ("agent_name = ?", agent_name),
+                ("feedback_type = ?", feedback_type),
+            ],
+            cursor,
+            limit,
         )
         return build_page([_feedback(r) for r in rows], limit, by_time)
 

@@ -475,6 +475,30 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 limit=self._max_bson,
             )
 
+    async def _insert_once(self, operation: str, collection: str, doc: Doc) -> None:
+        """Insert a record whose id is unique per namespace: the same id stored before (a
+        retry) is stored once, the unique key says no."""
+        with DRIVER_ERRORS(operation), contextlib.suppress(DuplicateKeyError):
+            await self._coll(collection).insert_one(doc)
+
+    async def _find_page(
+        self,
+        operation: str,
+        collection: str,
+        query: Doc,
+        fields: Doc,
+        limit: int,
+        *,
+        by: str = "time",
+    ) -> list[Doc]:
+        """Up to ``limit + 1`` documents in id or (ts, id) order (the query holds the
+        cursor's condition)."""
+        order = [("id", ASCENDING)] if by == "id" else [("ts", ASCENDING), ("id", ASCENDING)]
+        with DRIVER_ERRORS(operation):
+            return await (
+                self._coll(collection).find(query, fields).sort(order).limit(limit + 1).to_list()
+            )
+
     async def _atomic(
         self, operation: str, body: Callable[[AsyncClientSession | None], Awaitable[T]]
     ) -> T:
@@ -619,14 +643,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         query: Doc = {"ns": namespace, "type": entity_type, **_live(time.time())}
         if (after := page_after_id(cursor)) is not None:
             query["id"] = {"$gt": after}
-        with DRIVER_ERRORS("list_entities"):
-            docs = await (
-                self._coll(schema.ENTITIES)
-                .find(query, _ENTITY_FIELDS)
-                .sort("id", ASCENDING)
-                .limit(limit + 1)
-                .to_list()
-            )
+        docs = await self._find_page(
+            "list_entities", schema.ENTITIES, query, _ENTITY_FIELDS, limit, by="id"
+        )
         return build_page([_entity(d) for d in docs], limit, by_id)
 
     async def _group_count(self, collection: str, match: Doc, field: str) -> dict[str, int]:
@@ -805,14 +824,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         query: Doc = {"ns": namespace}
         if (after := page_after_id(cursor)) is not None:
             query["id"] = {"$gt": after}
-        with DRIVER_ERRORS("list_conversations"):
-            docs = await (
-                self._coll(schema.CONVERSATIONS)
-                .find(query, _CONVERSATION_FIELDS)
-                .sort("id", ASCENDING)
-                .limit(limit + 1)
-                .to_list()
-            )
+        docs = await self._find_page(
+            "list_conversations", schema.CONVERSATIONS, query, _CONVERSATION_FIELDS, limit, by="id"
+        )
         infos = [
             ConversationInfo(d["id"], d["message_count"], d["created_at"], d["updated_at"])
             for d in docs
@@ -850,9 +864,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             "cid": record.conversation_id,
         }
         self._check_bson("tool usage", doc, size)
-        # The same id recorded before (a retry) is stored once: the unique key says no.
-        with DRIVER_ERRORS("record_tool_usage"), contextlib.suppress(DuplicateKeyError):
-            await self._coll(schema.TOOL_USAGE).insert_one(doc)
+        await self._insert_once("record_tool_usage", schema.TOOL_USAGE, doc)
         return record
 
     async def query_tool_usage(
@@ -876,14 +888,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         if window:
             query["ts"] = window
         query.update(_after(cursor))
-        with DRIVER_ERRORS("query_tool_usage"):
-            docs = await (
-                self._coll(schema.TOOL_USAGE)
-                .find(query, _NO_ID)
-                .sort([("ts", ASCENDING), ("id", ASCENDING)])
-                .limit(limit + 1)
-                .to_list()
-            )
+        docs = await self._find_page("query_tool_usage", schema.TOOL_USAGE, query, _NO_ID, limit)
         return build_page([_tool_usage(d) for d in docs], limit, by_time)
 
     async def get_tool_names(self, namespace: str) -> list[str]:
@@ -907,9 +912,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             "bytes": size,
         }
         self._check_bson("feedback", doc, size)
-        # A retry of the same record is stored once.
-        with DRIVER_ERRORS("save_feedback"), contextlib.suppress(DuplicateKeyError):
-            await self._coll(schema.FEEDBACK).insert_one(doc)
+        await self._insert_once("save_feedback", schema.FEEDBACK, doc)
         return record
 
     async def query_feedback(
@@ -927,14 +930,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         if feedback_type is not None:
             query["ftype"] = feedback_type
         query.update(_after(cursor))
-        with DRIVER_ERRORS("query_feedback"):
-            docs = await (
-                self._coll(schema.FEEDBACK)
-                .find(query, _NO_ID)
-                .sort([("ts", ASCENDING), ("id", ASCENDING)])
-                .limit(limit + 1)
-                .to_list()
-            )
+        docs = await self._find_page("query_feedback", schema.FEEDBACK, query, _NO_ID, limit)
         return build_page([_feedback(d) for d in docs], limit, by_time)
 
     # -- summary ------------------------------------------------------------------------

@@ -108,6 +108,13 @@ def _itself(member: str) -> tuple[str]:
     return (member,)
 
 
+def _merged_id_page(shard_ids: list[list[bytes]], limit: int) -> Page[str]:
+    """One page of ids out of per-shard, id-ordered index ranges (each of up to
+    ``limit + 1`` ids after the cursor)."""
+    merged = sorted({_s(m) for ids in shard_ids for m in ids})
+    return build_page(merged[: limit + 1], limit, _itself)
+
+
 def _time_and_id(candidate: tuple[float, str, int]) -> tuple[float, str]:
     return (candidate[0], candidate[1])
 
@@ -360,9 +367,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 for t in tags
             ]
         )
-        ids = build_page(
-            sorted({_s(m) for ms in shard_ids for m in ms})[: limit + 1], limit, _itself
-        )
+        ids = _merged_id_page(shard_ids, limit)
         rows = await self.connection.pipeline(
             [("GET", self._entity_key(namespace, entity_type, i)) for i in ids.items]
         )
@@ -421,12 +426,25 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         *,
         messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
+        return await self._write_messages(
+            scripts.APPEND_MESSAGES, namespace, conversation_id, messages, messages_json
+        )
+
+    async def _write_messages(
+        self,
+        script: scripts.Script,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        messages_json: Sequence[bytes] | None,
+    ) -> list[MessageRecord]:
+        """Append (the script returns the first seq) or replace (it returns 1)."""
         raws = json_bytes_each(messages, messages_json)
         await self._register_namespace(namespace)
         now = time.time()
         first = int(
             await self.connection.write(
-                scripts.APPEND_MESSAGES,
+                script,
                 self._conversation_keys(namespace, conversation_id),
                 [conversation_id, _f(now), _op_id(), *raws],
             )
@@ -473,15 +491,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         *,
         messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
-        raws = json_bytes_each(messages, messages_json)
-        await self._register_namespace(namespace)
-        now = time.time()
-        await self.connection.write(
-            scripts.REPLACE_CONVERSATION,
-            self._conversation_keys(namespace, conversation_id),
-            [conversation_id, _f(now), _op_id(), *raws],
+        return await self._write_messages(
+            scripts.REPLACE_CONVERSATION, namespace, conversation_id, messages, messages_json
         )
-        return [MessageRecord(conversation_id, 1 + i, m, now) for i, m in enumerate(messages)]
 
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
         res = await self.connection.write(
@@ -503,9 +515,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 for t in k.conversation_tags(namespace)
             ]
         )
-        ids = build_page(
-            sorted({_s(m) for ms in shard_ids for m in ms})[: limit + 1], limit, _itself
-        )
+        ids = _merged_id_page(shard_ids, limit)
         commands: list[tuple[Any, ...]] = []
         for cid in ids.items:
             meta, msgs = self._conversation_keys(namespace, cid)[:2]
