@@ -451,11 +451,6 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         )
         return [MessageRecord(conversation_id, first + i, m, now) for i, m in enumerate(messages)]
 
-    @staticmethod
-    def _message_from(conversation_id: str, item: bytes) -> MessageRecord:
-        seq, ts, raw = item.split(b"\n", 2)
-        return MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
-
     async def load_messages(
         self,
         namespace: str,
@@ -476,12 +471,11 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 [key],
                 [before_seq, limit if limit is not None else ""],
             )
-        loads = orjson.loads
-        out: list[MessageRecord] = []
-        for item in items:  # inlined _message_from: this loop is the load's Python cost
-            seq, ts, raw = item.split(b"\n", 2)
-            out.append(MessageRecord(conversation_id, int(seq), loads(raw), float(ts)))
-        return out
+        # each item is "<seq>\n<created_at>\n<message JSON>" (see append_messages.lua)
+        return [
+            MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
+            for seq, ts, raw in (item.split(b"\n", 2) for item in items)
+        ]
 
     async def replace_conversation(
         self,
