@@ -43,8 +43,8 @@ def _script(name: str, *libraries: str) -> Script:
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 - Redis script id
 
 
-SAVE_ENTITY = _script("save_entity", "header", "accounted", "announce")
-DELETE_ENTITY = _script("delete_entity", "header", "accounted", "announce")
+SAVE_ENTITY = _script("save_entity", "header", "expected_version", "accounted", "announce")
+DELETE_ENTITY = _script("delete_entity", "header", "expected_version", "accounted", "announce")
 LIST_ENTITY_IDS = _script("list_entity_ids", "prune")
 COUNT_ENTITIES = _script("count_entities", "prune")
 ENTITY_BYTES = _script("entity_bytes", "prune")

@@ -4,17 +4,9 @@
 -- a retry of a delete whose reply was lost reports the same outcome.
 if redis.call('GET', KEYS[6]) == ARGV[4] then return {'ok', '1'} end
 local cur = header(KEYS[1])
-local current = false
-if cur and (cur[4] == '' or tonumber(cur[4]) > tonumber(ARGV[2])) then
-  current = tonumber(cur[1])
-end
-if ARGV[3] ~= '' then
-  local expected = tonumber(ARGV[3])
-  if (expected == 0 and current) or (expected > 0 and current ~= expected) then
-    if current then return {'conflict', tostring(current)} end
-    return {'conflict', ''}
-  end
-end
+local current = live_version(cur, tonumber(ARGV[2]))
+local refused = conflict(ARGV[3], current)
+if refused then return refused end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local old = accounted(cur, KEYS[4])

@@ -8,18 +8,9 @@ local cur = header(KEYS[1])
 if cur and cur[5] == ARGV[6] then
   return {'ok', cur[1], cur[2], cur[3], cur[4]}
 end
-local now = tonumber(ARGV[3])
-local current = false
-if cur and (cur[4] == '' or tonumber(cur[4]) > now) then
-  current = tonumber(cur[1])
-end
-if ARGV[5] ~= '' then
-  local expected = tonumber(ARGV[5])
-  if (expected == 0 and current) or (expected > 0 and current ~= expected) then
-    if current then return {'conflict', tostring(current)} end
-    return {'conflict', ''}
-  end
-end
+local current = live_version(cur, tonumber(ARGV[3]))
+local refused = conflict(ARGV[5], current)
+if refused then return refused end
 local version = (current or 0) + 1
 local created = ARGV[3]
 if current then created = cur[2] end
