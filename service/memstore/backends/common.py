@@ -152,29 +152,26 @@ class ErrorTranslation:
     ``MemoryStoreError`` and exceptions matching no rule pass through unchanged.
     """
 
-    __slots__ = ("_rules",)
+    __slots__ = ("_blocks", "_rules")
 
     def __init__(
         self, rules: Sequence[tuple[type[Exception] | tuple[type[Exception], ...], ErrorFactory]]
     ) -> None:
         self._rules = tuple(rules)
+        # one stateless block per operation name (a fixed set), reused by every call
+        self._blocks: dict[str, _Translating] = {}
 
     def __call__(self, operation: str) -> _Translating:
-        return _Translating(self._rules, operation)
-
-    def translate(self, exc: Exception, operation: str) -> MemoryStoreError | None:
-        """Our error for ``exc``, or ``None`` when no rule matches."""
-        if isinstance(exc, MemoryStoreError):
-            return None
-        for types, factory in self._rules:
-            if isinstance(exc, types):
-                return factory(exc, operation)
-        return None
+        block = self._blocks.get(operation)
+        if block is None:
+            block = self._blocks[operation] = _Translating(self._rules, operation)
+        return block
 
 
 class _Translating:
-    """One ``with`` block of an ``ErrorTranslation`` (a class, not a generator: it wraps
-    every backend call)."""
+    """The ``with`` block of one operation of an ``ErrorTranslation``; it keeps no state
+    between enter and exit, so one instance serves every call, nested ones included (a
+    class, not a generator: it wraps every backend call)."""
 
     __slots__ = ("_operation", "_rules")
 

@@ -220,22 +220,15 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             conn = self._writer
             if conn is None:
                 raise BackendUnavailableError("embedded store is not open")
-            with DRIVER_ERRORS("begin"):
+            with DRIVER_ERRORS("write"):
                 await conn.execute("BEGIN IMMEDIATE")
-            try:
-                with DRIVER_ERRORS("write"):
+                try:
                     yield conn
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await conn.execute("ROLLBACK")
-                raise
-            try:
-                with DRIVER_ERRORS("commit"):
                     await conn.execute("COMMIT")
-            except BackendUnavailableError:
-                with contextlib.suppress(sqlite3.Error):
-                    await conn.execute("ROLLBACK")
-                raise
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        await conn.execute("ROLLBACK")
+                    raise
 
     async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
         with DRIVER_ERRORS("read"):
