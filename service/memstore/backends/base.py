@@ -42,7 +42,7 @@ from memstore.core.records import (
 )
 
 if TYPE_CHECKING:
-    from memstore.core.settings import Settings
+    from memstore.core.settings import StoreSettings
 
 InvalidationCallback = Callable[[str | None], Awaitable[None]]
 """Called with a cache key to drop, or ``None`` to drop everything (e.g. channel lost)."""
@@ -54,7 +54,7 @@ class DistributedMemoryBackend(abc.ABC):
     #: short name used by the factory, metrics labels and span attributes
     name: str = "abstract"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StoreSettings) -> None:
         self.settings = settings
 
     # -- lifecycle --------------------------------------------------------------------

@@ -51,7 +51,7 @@ from memstore.core.records import (
 )
 
 if TYPE_CHECKING:
-    from memstore.core.settings import Settings
+    from memstore.core.settings import EmbeddedSettings
 
 #: SQLite's errors: the file is busy, locked, corrupt or gone; all mean "not now".
 DRIVER_ERRORS = ErrorTranslation(
@@ -145,7 +145,9 @@ def _by_conversation_id(info: ConversationInfo) -> tuple[str]:
 class EmbeddedMemoryBackend(DistributedMemoryBackend):
     name = "embedded"
 
-    def __init__(self, settings: Settings) -> None:
+    settings: EmbeddedSettings
+
+    def __init__(self, settings: EmbeddedSettings) -> None:
         super().__init__(settings)
         self.path = settings.data_path
         self._writer: aiosqlite.Connection | None = None

@@ -35,10 +35,15 @@ class _Slice(BaseSettings):
 
 
 class StoreSettings(_Slice):
-    """Which backend holds the memory, and the default namespace (the seed's names)."""
+    """Which backend holds the memory, the default namespace (the seed's names), and the
+    largest payload it stores."""
 
     memory_type: BackendName = Field("embedded", validation_alias=_env("MEMORY_TYPE"))
     memory_namespace: str = Field("agent", validation_alias=_env("MEMORY_NAMESPACE"))
+    # The largest request body, and so the largest JSON payload a backend is asked to store.
+    max_body_bytes: Annotated[int, bounds.BODY_BYTES] = Field(
+        1_048_576, validation_alias=_env("MEMSTORE_MAX_BODY_BYTES")
+    )
 
     @field_validator("memory_type", mode="before")
     @classmethod
@@ -165,16 +170,13 @@ class CacheSettings(_Slice):
 
 
 class ServerSettings(_Slice):
-    """The HTTP service: address, sizes of requests and pages, shutdown, logs, metrics."""
+    """The HTTP service: address, page sizes, messages per request, shutdown, logs, metrics."""
 
     host: str = Field("127.0.0.1", validation_alias=_env("MEMSTORE_HOST"))
     port: int = Field(8080, ge=0, le=65535, validation_alias=_env("MEMSTORE_PORT"))
     # Prometheus metrics (/metrics and the HTTP/backend series). Tracing is configured by the
     # standard OTEL_* variables instead (see memstore.observability.tracing).
     metrics_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_METRICS_ENABLED"))
-    max_body_bytes: Annotated[int, bounds.BODY_BYTES] = Field(
-        1_048_576, validation_alias=_env("MEMSTORE_MAX_BODY_BYTES")
-    )
     max_page_size: Annotated[int, bounds.PAGE_SIZE] = Field(
         500, validation_alias=_env("MEMSTORE_MAX_PAGE_SIZE")
     )

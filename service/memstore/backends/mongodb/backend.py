@@ -97,7 +97,7 @@ from memstore.core.validation import (
 )
 
 if TYPE_CHECKING:
-    from memstore.core.settings import Settings
+    from memstore.core.settings import MongoDBSettings
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ def uri_hosts(uri: str) -> list[str]:
     return [h for h in authority.rsplit("@", 1)[-1].split(",") if h]
 
 
-def client_options(settings: Settings, uri_options: set[str]) -> dict[str, Any]:
+def client_options(settings: MongoDBSettings, uri_options: set[str]) -> dict[str, Any]:
     """Keyword options for ``AsyncMongoClient``. Precedence: a setting given explicitly
     (environment or config) > the same option written in ``MONGODB_URI`` > the setting's
     default. (PyMongo lets keyword arguments win over the URI, so a default is passed only
@@ -310,7 +310,9 @@ def client_options(settings: Settings, uri_options: set[str]) -> dict[str, Any]:
 class MongoDBMemoryBackend(DistributedMemoryBackend):
     name = "mongodb"
 
-    def __init__(self, settings: Settings) -> None:
+    settings: MongoDBSettings
+
+    def __init__(self, settings: MongoDBSettings) -> None:
         super().__init__(settings)
         self._client: AsyncMongoClient[Doc] | None = None
         self._db: AsyncDatabase[Doc] | None = None

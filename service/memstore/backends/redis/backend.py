@@ -50,7 +50,7 @@ from memstore.core.records import (
 )
 
 if TYPE_CHECKING:
-    from memstore.core.settings import Settings
+    from memstore.core.settings import RedisSettings
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,9 @@ def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None]
 class RedisMemoryBackend(DistributedMemoryBackend):
     name = "redis"
 
-    def __init__(self, settings: Settings) -> None:
+    settings: RedisSettings
+
+    def __init__(self, settings: RedisSettings) -> None:
         super().__init__(settings)
         self.connection = RedisConnection(settings, on_retry=self._forget_registrations)
         self.cluster_mode = self.connection.cluster_mode

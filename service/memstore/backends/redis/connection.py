@@ -33,7 +33,7 @@ from memstore.core.errors import BackendUnavailableError, ConfigurationError
 from redis import exceptions as rexc
 
 if TYPE_CHECKING:
-    from memstore.core.settings import Settings
+    from memstore.core.settings import RedisSettings
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def parse_nodes(spec: str) -> list[tuple[str, int]]:
 class RedisConnection:
     """The client, the retry policy and the cluster topology of one process."""
 
-    def __init__(self, settings: Settings, *, on_retry: Callable[[], None]) -> None:
+    def __init__(self, settings: RedisSettings, *, on_retry: Callable[[], None]) -> None:
         self.settings = settings
         self.cluster_mode = bool(settings.redis_cluster_nodes.strip())
         self.nodes = parse_nodes(settings.redis_cluster_nodes) if self.cluster_mode else []
