@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
 from opentelemetry.trace.span import TraceState
+from opentelemetry.util._importlib_metadata import entry_points
 
 from memstore.observability.tracing import Tracing
 from memstore.observability.tracing_config import (
@@ -82,6 +83,15 @@ def _tracing(
     return Tracing(provider, sampler, drawn, propagator_from_env(env)), exporter, started
 
 
+def _sdk_sampler(env: dict[str, str]) -> Sampler:
+    """The sampler the SDK itself builds for ``env`` (its entry point, its argument)."""
+    name = env["OTEL_TRACES_SAMPLER"]
+    (found,) = entry_points(group="opentelemetry_traces_sampler", name=name)
+    arg = env.get("OTEL_TRACES_SAMPLER_ARG")
+    sampler: Sampler = found.load()(float(arg) if "ratio" in name and arg else arg)
+    return sampler
+
+
 def _ids(seed: str, count: int) -> list[int]:
     rng = random.Random(seed)
     return [rng.getrandbits(128) or 1 for _ in range(count)]
@@ -93,7 +103,7 @@ def test_root_requests_decide_as_the_sdk_sampler_on_the_drawn_id(name: str, rati
     env = {"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": ratio}
     trace_ids = _ids(f"{name}-{ratio}", 400)
     tracing, exporter, started = _tracing(env, ScriptedIds(iter(trace_ids)))
-    reference = sampler_from_env(env)
+    reference = _sdk_sampler(env)
     expected = []
     for trace_id in trace_ids:
         span = tracing.request_span(tracing.request_parent({}), NAME, NO_ATTRIBUTES)
@@ -116,7 +126,7 @@ def test_root_requests_decide_as_the_sdk_sampler_on_the_drawn_id(name: str, rati
 def test_requests_with_a_parent_decide_as_the_sdk_sampler(name: str, flags: str) -> None:
     env = {"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": "0.5"}
     tracing, exporter, started = _tracing(env)
-    reference = sampler_from_env(env)
+    reference = _sdk_sampler(env)
     for trace_id in _ids(name + flags, 200):
         parent = tracing.request_parent({"traceparent": f"00-{trace_id:032x}-{'5' * 16}-{flags}"})
         span = tracing.request_span(parent, NAME, NO_ATTRIBUTES)
@@ -294,3 +304,27 @@ def test_a_decision_the_sdk_did_not_take_is_not_left_behind() -> None:
     assert counting.calls == 2  # asked again, not handed the failed request's decision
     span.end()
     assert [s.name for s in exporter.get_finished_spans()] == ["next"]
+
+
+@pytest.mark.parametrize("name", ["traceidratio", "parentbased_traceidratio"])
+@pytest.mark.parametrize("ratio", ["0", "0.1", "0.5", "1"])
+def test_the_ratio_samplers_decide_exactly_as_the_sdks(name: str, ratio: str) -> None:
+    env = {"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": ratio}
+    ours, theirs = sampler_from_env(env), _sdk_sampler(env)
+    assert type(ours) is not type(theirs) and isinstance(ours, type(theirs))
+    assert ours.get_description() == theirs.get_description()
+    propagator = propagator_from_env({})
+    state = "vendor=a,other=b"
+    parents: list[Context | None] = [None, Context()]
+    for trace_id in _ids(name + ratio, 300):
+        for flags in ("00", "01"):
+            header = {"traceparent": f"00-{trace_id:032x}-{'7' * 16}-{flags}", "tracestate": state}
+            parents.append(propagator.extract(header))
+    for i, trace_id in enumerate(_ids(ratio + name, 600)):
+        parent = parents[i % len(parents)]
+        for attributes in (None, {"http.request.method": "GET"}):
+            mine = ours.should_sample(parent, trace_id, NAME, None, attributes)
+            sdk = theirs.should_sample(parent, trace_id, NAME, None, attributes)
+            assert mine.decision is sdk.decision
+            assert dict(mine.attributes) == dict(sdk.attributes)
+            assert mine.trace_state == sdk.trace_state
