@@ -9,10 +9,11 @@ and the request path pays one ``is None`` test.
 
 **What is standard.** Everything is the SDK's own: ``TracerProvider`` and its spans, the
 sampler (``OTEL_TRACES_SAMPLER`` / ``_ARG``, any name of the ``opentelemetry_traces_sampler``
-entry points), ``SpanLimits`` (``OTEL_SPAN_*_LIMIT``, ``OTEL_ATTRIBUTE_*_LIMIT``), one
+entry points; the SDK's two ratio samplers as subclasses with a shorter root path),
+``SpanLimits`` (``OTEL_SPAN_*_LIMIT``, ``OTEL_ATTRIBUTE_*_LIMIT``), one
 ``BatchSpanProcessor`` per exporter (``OTEL_BSP_*``), ``Resource.create``
-(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``; service name ``memstore`` when
-unset), the id generator (``OTEL_PYTHON_ID_GENERATOR``). Exporters and propagators are
+(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``; service name ``memstore`` when unset),
+the id generator (``OTEL_PYTHON_ID_GENERATOR``). Exporters and propagators are
 found the way the SDK finds them, by name in the ``opentelemetry_traces_exporter`` and
 ``opentelemetry_propagator`` entry points, so ``OTEL_TRACES_EXPORTER`` takes a comma list
 (``otlp``, ``console``, any installed exporter) and ``OTEL_PROPAGATORS`` any installed
@@ -32,7 +33,8 @@ request, a silent hundredfold cost at a 1% ratio.
 **The request path.** Sampling is decided before any span exists
 (``Tracing.request_span``): the configured propagator extracts the parent, the configured
 sampler decides on it and on a trace id drawn ahead (``PreDrawnIdGenerator``), and only a
-sampled request gets an SDK span, which takes that same trace id. An unsampled request
+sampled request gets an SDK span, which takes that same trace id and that same decision
+(``RequestDecisionSampler``: the configured sampler is asked once). An unsampled request
 creates no span and no context, and its children (backend spans) are not created either
 (``child_span``): with every standard sampler they would not be sampled.
 
