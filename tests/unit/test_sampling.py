@@ -6,7 +6,8 @@ span with that same trace id; children follow the request's decision."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict
@@ -15,10 +16,14 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util._importlib_metadata import entry_points
 
 from memstore.observability.tracing import Tracing
 from memstore.observability.tracing_config import (
     PreDrawnIdGenerator,
+    RequestDecisionSampler,
     propagator_from_env,
     sampler_from_env,
 )
@@ -32,6 +37,10 @@ SAMPLERS = (
     "parentbased_traceidratio",
 )
 NAME = "GET /v1/namespaces/{namespace}/entities/{entity_type}/{entity_id}"
+
+
+def NO_ATTRIBUTES() -> dict[str, Any]:
+    return {}
 
 
 class ScriptedIds(IdGenerator):
@@ -62,9 +71,9 @@ class Started(SpanProcessor):
 
 
 def _tracing(
-    env: dict[str, str], ids: IdGenerator | None = None
+    env: dict[str, str], ids: IdGenerator | None = None, configured: Sampler | None = None
 ) -> tuple[Tracing, InMemorySpanExporter, Started]:
-    sampler = sampler_from_env(env)
+    sampler = RequestDecisionSampler(configured or sampler_from_env(env))
     drawn = PreDrawnIdGenerator(ids or RandomIdGenerator())
     provider = TracerProvider(sampler=sampler, id_generator=drawn, shutdown_on_exit=False)
     exporter = InMemorySpanExporter()
@@ -72,6 +81,15 @@ def _tracing(
     provider.add_span_processor(started)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return Tracing(provider, sampler, drawn, propagator_from_env(env)), exporter, started
+
+
+def _sdk_sampler(env: dict[str, str]) -> Sampler:
+    """The sampler the SDK itself builds for ``env`` (its entry point, its argument)."""
+    name = env["OTEL_TRACES_SAMPLER"]
+    (found,) = entry_points(group="opentelemetry_traces_sampler", name=name)
+    arg = env.get("OTEL_TRACES_SAMPLER_ARG")
+    sampler: Sampler = found.load()(float(arg) if "ratio" in name and arg else arg)
+    return sampler
 
 
 def _ids(seed: str, count: int) -> list[int]:
@@ -85,10 +103,10 @@ def test_root_requests_decide_as_the_sdk_sampler_on_the_drawn_id(name: str, rati
     env = {"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": ratio}
     trace_ids = _ids(f"{name}-{ratio}", 400)
     tracing, exporter, started = _tracing(env, ScriptedIds(iter(trace_ids)))
-    reference = sampler_from_env(env)
+    reference = _sdk_sampler(env)
     expected = []
     for trace_id in trace_ids:
-        span = tracing.request_span(tracing.request_parent({}), NAME)
+        span = tracing.request_span(tracing.request_parent({}), NAME, NO_ATTRIBUTES)
         decision = reference.should_sample(None, trace_id, NAME).decision
         if decision.is_sampled():  # type: ignore[no-untyped-call]
             assert span is not None
@@ -108,10 +126,10 @@ def test_root_requests_decide_as_the_sdk_sampler_on_the_drawn_id(name: str, rati
 def test_requests_with_a_parent_decide_as_the_sdk_sampler(name: str, flags: str) -> None:
     env = {"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": "0.5"}
     tracing, exporter, started = _tracing(env)
-    reference = sampler_from_env(env)
+    reference = _sdk_sampler(env)
     for trace_id in _ids(name + flags, 200):
         parent = tracing.request_parent({"traceparent": f"00-{trace_id:032x}-{'5' * 16}-{flags}"})
-        span = tracing.request_span(parent, NAME)
+        span = tracing.request_span(parent, NAME, NO_ATTRIBUTES)
         decision = reference.should_sample(parent, trace_id, NAME).decision
         assert (span is not None) is decision.is_sampled()  # type: ignore[no-untyped-call]
         if span is not None:
@@ -128,7 +146,9 @@ def test_requests_with_a_parent_decide_as_the_sdk_sampler(name: str, flags: str)
 def test_malformed_traceparent_starts_a_new_trace() -> None:
     tracing, _, _ = _tracing({"OTEL_TRACES_SAMPLER": "parentbased_always_on"})
     for header in ("00-xyz", f"00-{'0' * 32}-{'1' * 16}-01", f"ff-{'1' * 32}-{'1' * 16}-01"):
-        span = tracing.request_span(tracing.request_parent({"traceparent": header}), NAME)
+        span = tracing.request_span(
+            tracing.request_parent({"traceparent": header}), NAME, NO_ATTRIBUTES
+        )
         assert span is not None
         assert span.get_span_context().trace_id != int("1" * 32, 16)
         span.end()
@@ -141,7 +161,7 @@ def test_b3_parent_with_the_b3_propagator_only() -> None:
     headers = CIMultiDict(
         {"X-B3-TraceId": trace_id, "X-B3-SpanId": "a2fb4a1d1a96d312", "X-B3-Sampled": "1"}
     )
-    span = tracing.request_span(tracing.request_parent(headers), NAME)
+    span = tracing.request_span(tracing.request_parent(headers), NAME, NO_ATTRIBUTES)
     assert span is not None
     span.end()
     (ended,) = exporter.get_finished_spans()
@@ -149,7 +169,9 @@ def test_b3_parent_with_the_b3_propagator_only() -> None:
     assert ended.parent is not None and f"{ended.parent.span_id:016x}" == "a2fb4a1d1a96d312"
     # A W3C header means nothing to it: a new trace.
     other = tracing.request_span(
-        tracing.request_parent({"traceparent": f"00-{trace_id}-{'1' * 16}-01"}), NAME
+        tracing.request_parent({"traceparent": f"00-{trace_id}-{'1' * 16}-01"}),
+        NAME,
+        NO_ATTRIBUTES,
     )
     assert other is not None and f"{other.get_span_context().trace_id:032x}" != trace_id
 
@@ -165,7 +187,7 @@ def test_children_follow_the_requests_decision() -> None:
     assert not tracing.in_unsampled()
     assert started.count == 0
 
-    server = tracing.request_span(tracing.request_parent({}), NAME)
+    server = tracing.request_span(tracing.request_parent({}), NAME, NO_ATTRIBUTES)
     assert server is not None
     attached = tracing.attach(tracing.set_span_in_context(server))
     try:
@@ -182,10 +204,127 @@ def test_children_follow_the_requests_decision() -> None:
     assert ended["load"].attributes == {"db.operation.name": "load"}
 
 
-def test_a_dropped_root_leaves_no_drawn_id_behind() -> None:
-    ids = PreDrawnIdGenerator(ScriptedIds(iter([7, 8, 9])))
-    assert ids.draw_trace_id() == 7
-    ids.forget()
-    assert ids.generate_trace_id() == 8  # not 7 again
+def test_a_drawn_id_goes_to_a_span_only_when_handed_over() -> None:
+    ids = PreDrawnIdGenerator(ScriptedIds(iter([7, 8, 9, 10])))
+    assert ids.draw_trace_id() == 7  # a dropped request's: not kept
+    assert ids.generate_trace_id() == 8
     assert ids.draw_trace_id() == 9
+    ids.hand_over(9)
     assert ids.generate_trace_id() == 9  # the drawn one, once
+    assert ids.generate_trace_id() == 10
+
+
+class Counting(Sampler):
+    """The SDK's sampler it wraps, counting its calls; adds an attribute and a trace state
+    to what it samples, as a sampler may."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: Any = None,
+        attributes: Any = None,
+        links: Sequence[Any] | None = None,
+        trace_state: Any = None,
+    ) -> SamplingResult:
+        self.calls += 1
+        result = self.inner.should_sample(parent_context, trace_id, name, kind, attributes, links)
+        if not result.decision.is_sampled():  # type: ignore[no-untyped-call]
+            return result
+        state = (result.trace_state or TraceState()).add("counting", str(self.calls))
+        return SamplingResult(
+            result.decision, {**(attributes or {}), "sampler.calls": self.calls}, state
+        )
+
+    def get_description(self) -> str:
+        return f"Counting{{{self.inner.get_description()}}}"
+
+
+@pytest.mark.parametrize("name", ["always_on", "always_off", "parentbased_traceidratio"])
+def test_the_configured_sampler_decides_once_per_request(name: str) -> None:
+    env = {"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": "0.5"}
+    counting = Counting(sampler_from_env(env))
+    tracing, exporter, started = _tracing(env, configured=counting)
+    assert tracing.provider.sampler.get_description() == counting.get_description()
+    for n in range(1, 101):
+        span = tracing.request_span(
+            tracing.request_parent({}), NAME, lambda: {"http.request.method": "GET"}
+        )
+        assert counting.calls == n
+        if span is not None:
+            span.end()
+    ended = exporter.get_finished_spans()
+    assert started.count == len(ended)
+    assert (len(ended) > 0) is (name != "always_off")
+    for span in ended:
+        # The attributes given at start and the one the sampler added, and its trace state.
+        assert dict(span.attributes or {}) == {
+            "http.request.method": "GET",
+            "sampler.calls": int(span.context.trace_state["counting"]),
+        }
+
+
+def test_other_spans_ask_the_configured_sampler() -> None:
+    counting = Counting(sampler_from_env({"OTEL_TRACES_SAMPLER": "always_on"}))
+    tracing, exporter, _ = _tracing({}, configured=counting)
+    server = tracing.request_span(tracing.request_parent({}), NAME, NO_ATTRIBUTES)
+    assert server is not None and counting.calls == 1
+    attached = tracing.attach(tracing.set_span_in_context(server))
+    try:
+        child = tracing.child_span("load", tracing.CLIENT, {"db.operation.name": "load"})
+        assert child is not None and counting.calls == 2
+        child.end()
+    finally:
+        tracing.detach(attached)
+    server.end()
+    other = tracing.tracer.start_span("other")  # no decision left behind for it
+    assert counting.calls == 3
+    other.end()
+    ended = {s.name: s for s in exporter.get_finished_spans()}
+    assert ended["load"].attributes == {"db.operation.name": "load", "sampler.calls": 2}
+    assert ended["other"].attributes == {"sampler.calls": 3}
+
+
+def test_a_decision_the_sdk_did_not_take_is_not_left_behind() -> None:
+    env = {"OTEL_TRACES_SAMPLER": "always_on"}
+    counting = Counting(sampler_from_env(env))
+    tracing, exporter, _ = _tracing(env, configured=counting)
+
+    def failing() -> dict[str, Any]:
+        raise RuntimeError("attributes")
+
+    with pytest.raises(RuntimeError):
+        tracing.request_span(tracing.request_parent({}), NAME, failing)
+    span = tracing.tracer.start_span("next")
+    assert counting.calls == 2  # asked again, not handed the failed request's decision
+    span.end()
+    assert [s.name for s in exporter.get_finished_spans()] == ["next"]
+
+
+@pytest.mark.parametrize("name", ["traceidratio", "parentbased_traceidratio"])
+@pytest.mark.parametrize("ratio", ["0", "0.1", "0.5", "1"])
+def test_the_ratio_samplers_decide_exactly_as_the_sdks(name: str, ratio: str) -> None:
+    env = {"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": ratio}
+    ours, theirs = sampler_from_env(env), _sdk_sampler(env)
+    assert type(ours) is not type(theirs) and isinstance(ours, type(theirs))
+    assert ours.get_description() == theirs.get_description()
+    propagator = propagator_from_env({})
+    state = "vendor=a,other=b"
+    parents: list[Context | None] = [None, Context()]
+    for trace_id in _ids(name + ratio, 300):
+        for flags in ("00", "01"):
+            header = {"traceparent": f"00-{trace_id:032x}-{'7' * 16}-{flags}", "tracestate": state}
+            parents.append(propagator.extract(header))
+    for i, trace_id in enumerate(_ids(ratio + name, 600)):
+        parent = parents[i % len(parents)]
+        for attributes in (None, {"http.request.method": "GET"}):
+            mine = ours.should_sample(parent, trace_id, NAME, None, attributes)
+            sdk = theirs.should_sample(parent, trace_id, NAME, None, attributes)
+            assert mine.decision is sdk.decision
+            assert dict(mine.attributes) == dict(sdk.attributes)
+            assert mine.trace_state == sdk.trace_state

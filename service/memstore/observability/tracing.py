@@ -9,10 +9,11 @@ and the request path pays one ``is None`` test.
 
 **What is standard.** Everything is the SDK's own: ``TracerProvider`` and its spans, the
 sampler (``OTEL_TRACES_SAMPLER`` / ``_ARG``, any name of the ``opentelemetry_traces_sampler``
-entry points), ``SpanLimits`` (``OTEL_SPAN_*_LIMIT``, ``OTEL_ATTRIBUTE_*_LIMIT``), one
+entry points; the SDK's two ratio samplers as subclasses with a shorter root path),
+``SpanLimits`` (``OTEL_SPAN_*_LIMIT``, ``OTEL_ATTRIBUTE_*_LIMIT``), one
 ``BatchSpanProcessor`` per exporter (``OTEL_BSP_*``), ``Resource.create``
-(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``; service name ``memstore`` when
-unset), the id generator (``OTEL_PYTHON_ID_GENERATOR``). Exporters and propagators are
+(``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``; service name ``memstore`` when unset),
+the id generator (``OTEL_PYTHON_ID_GENERATOR``). Exporters and propagators are
 found the way the SDK finds them, by name in the ``opentelemetry_traces_exporter`` and
 ``opentelemetry_propagator`` entry points, so ``OTEL_TRACES_EXPORTER`` takes a comma list
 (``otlp``, ``console``, any installed exporter) and ``OTEL_PROPAGATORS`` any installed
@@ -32,7 +33,8 @@ request, a silent hundredfold cost at a 1% ratio.
 **The request path.** Sampling is decided before any span exists
 (``Tracing.request_span``): the configured propagator extracts the parent, the configured
 sampler decides on it and on a trace id drawn ahead (``PreDrawnIdGenerator``), and only a
-sampled request gets an SDK span, which takes that same trace id. An unsampled request
+sampled request gets an SDK span, which takes that same trace id and that same decision
+(``RequestDecisionSampler``: the configured sampler is asked once). An unsampled request
 creates no span and no context, and its children (backend spans) are not created either
 (``child_span``): with every standard sampler they would not be sampled.
 
@@ -58,11 +60,10 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.sampling import Sampler
     from opentelemetry.trace import Span, SpanKind, Tracer
 
     from memstore.core.settings import Settings
-    from memstore.observability.tracing_config import PreDrawnIdGenerator
+    from memstore.observability.tracing_config import PreDrawnIdGenerator, RequestDecisionSampler
 
 
 # db.system.name well-known values for each backend (the embedded backend is SQLite).
@@ -101,7 +102,7 @@ class Tracing:
     def __init__(
         self,
         provider: TracerProvider,
-        sampler: Sampler,
+        sampler: RequestDecisionSampler,
         ids: PreDrawnIdGenerator,
         propagator: TextMapPropagator,
     ) -> None:
@@ -110,6 +111,7 @@ class Tracing:
 
         self.provider = provider
         self.sampler = sampler
+        self._decide = sampler.configured.should_sample
         self.ids = ids
         self.propagator = propagator
         self.tracer: Tracer = provider.get_tracer("memstore", _version())
@@ -174,19 +176,31 @@ class Tracing:
         """The caller's context, as the configured propagators read it."""
         return self.propagator.extract(headers)
 
-    def request_span(self, parent: Context, name: str) -> Span | None:
+    def request_span(
+        self, parent: Context, name: str, attributes: Callable[[], dict[str, Any]]
+    ) -> Span | None:
         """The server span of a request, or ``None`` when the sampler drops it: decided
         first, on the parent and a trace id drawn ahead, so a dropped request creates no
-        span; a sampled one gets the SDK's span, with that trace id."""
+        span; a sampled one gets the SDK's span, with that trace id, that decision (the
+        configured sampler is not asked twice) and ``attributes()`` from its start (one
+        attribute set, not one per attribute)."""
         parent_span = self._get_current_span(parent).get_span_context()
-        trace_id = parent_span.trace_id if parent_span.is_valid else self.ids.draw_trace_id()
-        decision = self.sampler.should_sample(parent, trace_id, name, self.SERVER).decision
-        if not decision.is_recording():  # type: ignore[no-untyped-call]  # the SDK's
-            if not parent_span.is_valid:
-                self.ids.forget()
+        root = not parent_span.is_valid
+        trace_id = self.ids.draw_trace_id() if root else parent_span.trace_id
+        decision = self._decide(parent, trace_id, name, self.SERVER)
+        if not decision.decision.is_recording():  # type: ignore[no-untyped-call]  # the SDK's
             return None
-        span = self.tracer.start_span(name, parent, self.SERVER)
-        # A sampler that is not a function of the trace id may decide otherwise this time.
+        if root:
+            self.ids.hand_over(trace_id)
+        self.sampler.hand_over(decision)
+        try:
+            span = self.tracer.start_span(name, parent, self.SERVER, attributes())
+        finally:
+            # Taken by the span just started, unless the SDK started none (a tracer the
+            # provider disabled): then no other span may take them.
+            self.sampler.hand_over(None)
+            if root:
+                self.ids.hand_over(0)
         return span if span.is_recording() else None
 
     def child_span(

@@ -13,18 +13,28 @@ by name in the entry points the SDK itself uses (``opentelemetry_traces_exporter
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace.span import TraceState
 from opentelemetry.util._importlib_metadata import entry_points
+from opentelemetry.util.types import Attributes
 
 from memstore.core.errors import ConfigurationError
 
@@ -117,34 +127,100 @@ def sampler_from_env(env: Mapping[str, str]) -> Sampler:
                 f"OTEL_TRACES_SAMPLER_ARG={raw!r} is not a sampling ratio between 0 and 1"
             )
         arg = ratio
-    sampler = factory(arg)
+    sampler = FASTER_SAMPLERS.get(factory, factory)(arg)
     if not isinstance(sampler, Sampler):
         raise ConfigurationError(f"OTEL_TRACES_SAMPLER={name!r} did not give a sampler")
     return sampler
 
 
+# A root request's decision with the ratio samplers: the SDK's own rule, and for a dropped
+# request a shared result (the SDK builds an equal one each time: a decision, an empty
+# attribute mapping, no trace state).
+_DROPPED = SamplingResult(Decision.DROP)
+_RATIO_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
+
+
+class RatioSampler(TraceIdRatioBased):
+    """The SDK's ``traceidratio`` sampler, with a shorter path for a root span (no valid
+    parent), which is what every request without a caller's context is: the same decision,
+    attributes and trace state as the SDK's, for about a quarter of the SDK's ~2.5 µs (the
+    call runs on every request, sampled or not)."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if get_current_span(parent_context).get_span_context().is_valid:
+            return super().should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        if trace_id & _RATIO_LIMIT < self.bound:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return _DROPPED
+
+
+class ParentBasedRatioSampler(ParentBasedTraceIdRatio):
+    """The SDK's ``parentbased_traceidratio`` sampler: a span with a valid parent goes
+    through the SDK's parent-based rules; a root span gets ``RatioSampler``'s short path."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate)
+        self._bound = TraceIdRatioBased.get_bound_for_rate(rate)
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if get_current_span(parent_context).get_span_context().is_valid:
+            return super().should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        if trace_id & _RATIO_LIMIT < self._bound:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return _DROPPED
+
+
+# The SDK's ratio samplers (as its entry points name them) -> memstore's faster equivalents;
+# a plugin registered under the same name instead is used as it is.
+FASTER_SAMPLERS: dict[Any, Any] = {
+    TraceIdRatioBased: RatioSampler,
+    ParentBasedTraceIdRatio: ParentBasedRatioSampler,
+}
+
+
 class PreDrawnIdGenerator(IdGenerator):
     """The configured id generator, with one more step: the request path draws the trace
-    id its sampling decision is made on (``draw_trace_id``), and the span the SDK then
-    starts for that request gets the same id (``generate_trace_id`` hands it out first)."""
+    id its sampling decision is made on (``draw_trace_id``), and when that request is
+    sampled hands it over (``hand_over``) so that the span the SDK then starts gets the same
+    id from ``generate_trace_id``. Drawing stores nothing: the 90% of requests that a 10%
+    sampler drops pay for the id alone."""
 
     def __init__(self, inner: IdGenerator) -> None:
         self._inner = inner
-        self._drawn: ContextVar[int] = ContextVar("memstore_drawn_trace_id", default=0)
+        self._handed: ContextVar[int] = ContextVar("memstore_handed_trace_id", default=0)
+        self.draw_trace_id = inner.generate_trace_id
 
-    def draw_trace_id(self) -> int:
-        trace_id = self._inner.generate_trace_id()
-        self._drawn.set(trace_id)
-        return trace_id
-
-    def forget(self) -> None:
-        self._drawn.set(0)
+    def hand_over(self, trace_id: int) -> None:
+        """``trace_id`` is the next root span's (``0``: none is, any more)."""
+        self._handed.set(trace_id)
 
     def generate_trace_id(self) -> int:
-        drawn = self._drawn.get()
-        if drawn:
-            self._drawn.set(0)
-            return drawn
+        handed = self._handed.get()
+        if handed:
+            self._handed.set(0)
+            return handed
         return self._inner.generate_trace_id()
 
     def generate_span_id(self) -> int:
@@ -154,12 +230,54 @@ class PreDrawnIdGenerator(IdGenerator):
         return self._inner.is_trace_id_random()
 
 
+class RequestDecisionSampler(Sampler):
+    """The tracer provider's sampler: the configured one (``configured``), except for the
+    span of a request whose decision the request path already made on the configured
+    sampler (``Tracing.request_span``), which gets that decision (``hand_over``) instead of
+    a second call. The span's attributes, given at its start, are the ones the tracer
+    passes in plus any the configured sampler added to its decision."""
+
+    def __init__(self, configured: Sampler) -> None:
+        self.configured = configured
+        self._handed: ContextVar[SamplingResult | None] = ContextVar(
+            "memstore_handed_decision", default=None
+        )
+
+    def hand_over(self, decision: SamplingResult | None) -> None:
+        """``decision`` is the next span's (``None``: none is, any more)."""
+        self._handed.set(decision)
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        handed = self._handed.get()
+        if handed is None:
+            return self.configured.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        self._handed.set(None)
+        if attributes and handed.decision.is_recording():  # type: ignore[no-untyped-call]
+            merged = {**attributes, **handed.attributes}
+            return SamplingResult(handed.decision, merged, handed.trace_state)
+        return handed
+
+    def get_description(self) -> str:
+        return self.configured.get_description()
+
+
 def configure(
     env: Mapping[str, str], version: str
-) -> tuple[TracerProvider, Sampler, PreDrawnIdGenerator, TextMapPropagator]:
+) -> tuple[TracerProvider, RequestDecisionSampler, PreDrawnIdGenerator, TextMapPropagator]:
     """The app's tracer provider (one ``BatchSpanProcessor`` per exporter), its sampler, id
     generator and propagator, or a ``ConfigurationError`` naming the setting at fault."""
-    sampler = sampler_from_env(env)
+    sampler = RequestDecisionSampler(sampler_from_env(env))
     propagator = propagator_from_env(env)
     generator = setting(env, "OTEL_PYTHON_ID_GENERATOR") or "random"
     ids = PreDrawnIdGenerator(

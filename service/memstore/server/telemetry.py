@@ -53,7 +53,11 @@ def observability_middleware(
             if row is None or row.traced:
                 matched = resource is not None
                 parent = tracing.request_parent(request.headers)
-                span = tracing.request_span(parent, f"{method} {route}" if matched else method)
+                span = tracing.request_span(
+                    parent,
+                    f"{method} {route}" if matched else method,
+                    lambda: _request_attributes(request, method, route, matched),
+                )
             if span is None:
                 # Not traced: nor are its children (backend spans).
                 unsampled = tracing.unsampled()
@@ -72,7 +76,6 @@ def observability_middleware(
                     finally:
                         tracing.sampled_again(unsampled)
             else:
-                span.set_attributes(_request_attributes(request, method, route, matched))
                 # In the caller's context, so its baggage stays current too.
                 token = tracing.attach(tracing.set_span_in_context(span, parent))
         if metrics is not None:
