@@ -84,7 +84,7 @@ async def lost_write(manager: DistributedMemoryManager, eid: str, data: JSONObje
     """A write to the Redis ``manager`` uses whose invalidation is lost: the writer's
     scripts publish nothing, and no manager (whose fallback publish would tell the
     others) is involved."""
-    writer = SilentRedisBackend(manager.backend.settings)
+    writer = SilentRedisBackend(manager.settings)
     await writer.connect()
     try:
         await writer.save_entity(manager.namespace, "doc", eid, data)
