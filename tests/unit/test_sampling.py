@@ -261,11 +261,12 @@ def test_the_configured_sampler_decides_once_per_request(name: str) -> None:
     ended = exporter.get_finished_spans()
     assert started.count == len(ended)
     assert (len(ended) > 0) is (name != "always_off")
-    for span in ended:
+    for finished in ended:
         # The attributes given at start and the one the sampler added, and its trace state.
-        assert dict(span.attributes or {}) == {
+        assert finished.context is not None
+        assert dict(finished.attributes or {}) == {
             "http.request.method": "GET",
-            "sampler.calls": int(span.context.trace_state["counting"]),
+            "sampler.calls": int(finished.context.trace_state["counting"]),
         }
 
 
