@@ -305,27 +305,3 @@ def test_a_decision_the_sdk_did_not_take_is_not_left_behind() -> None:
     assert counting.calls == 2  # asked again, not handed the failed request's decision
     span.end()
     assert [s.name for s in exporter.get_finished_spans()] == ["next"]
-
-
-@pytest.mark.parametrize("name", ["traceidratio", "parentbased_traceidratio"])
-@pytest.mark.parametrize("ratio", ["0", "0.1", "0.5", "1"])
-def test_the_ratio_samplers_decide_exactly_as_the_sdks(name: str, ratio: str) -> None:
-    env = {"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": ratio}
-    ours, theirs = sampler_from_env(env), _sdk_sampler(env)
-    assert type(ours) is not type(theirs) and isinstance(ours, type(theirs))
-    assert ours.get_description() == theirs.get_description()
-    propagator = propagator_from_env({})
-    state = "vendor=a,other=b"
-    parents: list[Context | None] = [None, Context()]
-    for trace_id in _ids(name + ratio, 300):
-        for flags in ("00", "01"):
-            header = {"traceparent": f"00-{trace_id:032x}-{'7' * 16}-{flags}", "tracestate": state}
-            parents.append(propagator.extract(header))
-    for i, trace_id in enumerate(_ids(ratio + name, 600)):
-        parent = parents[i % len(parents)]
-        for attributes in (None, {"http.request.method": "GET"}):
-            mine = ours.should_sample(parent, trace_id, NAME, None, attributes)
-            sdk = theirs.should_sample(parent, trace_id, NAME, None, attributes)
-            assert mine.decision is sdk.decision
-            assert dict(mine.attributes) == dict(sdk.attributes)
-            assert mine.trace_state == sdk.trace_state

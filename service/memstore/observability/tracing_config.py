@@ -25,13 +25,10 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import (
-    Decision,
-    ParentBasedTraceIdRatio,
     Sampler,
     SamplingResult,
-    TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util._importlib_metadata import entry_points
 from opentelemetry.util.types import Attributes
@@ -127,77 +124,10 @@ def sampler_from_env(env: Mapping[str, str]) -> Sampler:
                 f"OTEL_TRACES_SAMPLER_ARG={raw!r} is not a sampling ratio between 0 and 1"
             )
         arg = ratio
-    sampler = FASTER_SAMPLERS.get(factory, factory)(arg)
+    sampler = factory(arg)
     if not isinstance(sampler, Sampler):
         raise ConfigurationError(f"OTEL_TRACES_SAMPLER={name!r} did not give a sampler")
     return sampler
-
-
-# A root request's decision with the ratio samplers: the SDK's own rule, and for a dropped
-# request a shared result (the SDK builds an equal one each time: a decision, an empty
-# attribute mapping, no trace state).
-_DROPPED = SamplingResult(Decision.DROP)
-_RATIO_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
-
-
-class RatioSampler(TraceIdRatioBased):
-    """The SDK's ``traceidratio`` sampler, with a shorter path for a root span (no valid
-    parent), which is what every request without a caller's context is: the same decision,
-    attributes and trace state as the SDK's, for about a quarter of the SDK's ~2.5 µs (the
-    call runs on every request, sampled or not)."""
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        if get_current_span(parent_context).get_span_context().is_valid:
-            return super().should_sample(
-                parent_context, trace_id, name, kind, attributes, links, trace_state
-            )
-        if trace_id & _RATIO_LIMIT < self.bound:
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-        return _DROPPED
-
-
-class ParentBasedRatioSampler(ParentBasedTraceIdRatio):
-    """The SDK's ``parentbased_traceidratio`` sampler: a span with a valid parent goes
-    through the SDK's parent-based rules; a root span gets ``RatioSampler``'s short path."""
-
-    def __init__(self, rate: float) -> None:
-        super().__init__(rate)
-        self._bound = TraceIdRatioBased.get_bound_for_rate(rate)
-
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        if get_current_span(parent_context).get_span_context().is_valid:
-            return super().should_sample(
-                parent_context, trace_id, name, kind, attributes, links, trace_state
-            )
-        if trace_id & _RATIO_LIMIT < self._bound:
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-        return _DROPPED
-
-
-# The SDK's ratio samplers (as its entry points name them) -> memstore's faster equivalents;
-# a plugin registered under the same name instead is used as it is.
-FASTER_SAMPLERS: dict[Any, Any] = {
-    TraceIdRatioBased: RatioSampler,
-    ParentBasedTraceIdRatio: ParentBasedRatioSampler,
-}
 
 
 class PreDrawnIdGenerator(IdGenerator):
