@@ -20,6 +20,9 @@ CONTRACT_BACKENDS = [
     "mongodb",
     "redis",
     "redis_cluster",
+    # over mutual TLS as an ACL user limited to the test prefixes' keys and channels
+    "redis_mtls",
+    "redis_tls_cluster",
 ]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memstore.core import bounds
@@ -72,6 +72,30 @@ class RedisSettings(StoreSettings):
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT"))
     redis_db: int = Field(0, ge=0, validation_alias=_env("REDIS_DB"))
     redis_password: SecretStr | None = Field(None, validation_alias=_env("REDIS_PASSWORD"))
+    # ACL user (Redis 6+); None authenticates as "default" (with REDIS_PASSWORD if set).
+    redis_username: str | None = Field(
+        None, min_length=1, validation_alias=_env("MEMSTORE_REDIS_USERNAME", "REDIS_USERNAME")
+    )
+    # TLS on every connection (commands, cluster topology, invalidation subscriber). Also
+    # on when MEMSTORE_REDIS_CLUSTER_NODES uses the rediss:// scheme.
+    redis_tls: bool = Field(False, validation_alias=_env("MEMSTORE_REDIS_TLS"))
+    # PEM CA bundle the server certificate must chain to; None = the system's CAs.
+    redis_tls_ca_file: FilePath | None = Field(
+        None, validation_alias=_env("MEMSTORE_REDIS_TLS_CA_FILE")
+    )
+    # Client certificate and key (PEM) for servers that require them (tls-auth-clients).
+    redis_tls_cert_file: FilePath | None = Field(
+        None, validation_alias=_env("MEMSTORE_REDIS_TLS_CERT_FILE")
+    )
+    redis_tls_key_file: FilePath | None = Field(
+        None, validation_alias=_env("MEMSTORE_REDIS_TLS_KEY_FILE")
+    )
+    # The certificate is always verified against the CA; this also requires it to name the
+    # host connected to. Off only for clusters whose nodes announce addresses their
+    # certificates do not list.
+    redis_tls_verify_hostname: bool = Field(
+        True, validation_alias=_env("MEMSTORE_REDIS_TLS_VERIFY_HOSTNAME")
+    )
     # None means "<namespace>:" as in the seed's implementation.
     redis_prefix: str | None = Field(None, validation_alias=_env("REDIS_PREFIX"))
     # Seed list "host:port,host:port"; when set the Redis backend runs in cluster mode.
@@ -117,6 +141,28 @@ class RedisSettings(StoreSettings):
     redis_pubsub_health_seconds: float = Field(
         1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_REDIS_PUBSUB_HEALTH_SECONDS")
     )
+
+    @model_validator(mode="after")
+    def _check_redis_tls(self) -> RedisSettings:
+        # A TLS file without TLS would silently send the password in clear text.
+        if not self.redis_tls_enabled:
+            for name, value in (
+                ("MEMSTORE_REDIS_TLS_CA_FILE", self.redis_tls_ca_file),
+                ("MEMSTORE_REDIS_TLS_CERT_FILE", self.redis_tls_cert_file),
+                ("MEMSTORE_REDIS_TLS_KEY_FILE", self.redis_tls_key_file),
+            ):
+                if value is not None:
+                    raise ValueError(f"{name} is set but MEMSTORE_REDIS_TLS is off")
+        if (self.redis_tls_cert_file is None) != (self.redis_tls_key_file is None):
+            raise ValueError(
+                "MEMSTORE_REDIS_TLS_CERT_FILE and MEMSTORE_REDIS_TLS_KEY_FILE go together"
+            )
+        return self
+
+    @property
+    def redis_tls_enabled(self) -> bool:
+        """TLS is on: ``MEMSTORE_REDIS_TLS`` or a ``rediss://`` cluster node list."""
+        return self.redis_tls or self.redis_cluster_nodes.strip().lower().startswith("rediss")
 
     @property
     def effective_redis_prefix(self) -> str:
@@ -269,6 +315,7 @@ class Settings(
                 "port": "redis_port",
                 "db": "redis_db",
                 "password": "redis_password",
+                "username": "redis_username",
                 "prefix": "redis_prefix",
                 "cluster_nodes": "redis_cluster_nodes",
             }

@@ -69,10 +69,14 @@ def create_app(
     async def manager_lifecycle(app: web.Application) -> AsyncIterator[None]:
         try:
             await app[MANAGER].start()
-        except BackendUnavailableError:
+        except BackendUnavailableError as exc:
             # Serve anyway: /readyz says unready and requests get 503 until the backend
-            # answers (the manager connects on first use); no restart needed.
-            log.warning("memory backend unavailable at start; serving unready until it answers")
+            # answers (the manager connects on first use); no restart needed. The reason
+            # (refused credentials, certificate, unreachable) is what an operator needs.
+            log.warning(
+                "memory backend unavailable at start; serving unready until it answers: %s",
+                exc.message,
+            )
         yield
         await app[MANAGER].close()
         if tracing is not None:

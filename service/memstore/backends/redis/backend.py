@@ -171,6 +171,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             "prefix": self.keys.prefix,
             "index_shards": self.keys.shards,
             "wait_replicas": s.redis_wait_replicas,
+            "tls": s.redis_tls_enabled,
+            "username": s.redis_username,
         }
         if self.cluster_mode:
             info["seed_nodes"] = [f"{h}:{p}" for h, p in self.nodes]

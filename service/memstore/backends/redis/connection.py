@@ -19,11 +19,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -61,7 +63,14 @@ FINAL: tuple[type[Exception], ...] = (
 #: redis-py's exceptions that reach the caller (after retries) -> the project's.
 DRIVER_ERRORS = ErrorTranslation(
     [
-        (FINAL, lambda exc, _op: BackendUnavailableError(f"Redis refused: {type(exc).__name__}")),
+        # Redis's own text ("invalid username-password pair or user is disabled.", the
+        # NOPERM reason) says what to fix; it never repeats the credentials.
+        (
+            FINAL,
+            lambda exc, _op: BackendUnavailableError(
+                f"Redis refused: {type(exc).__name__}: {str(exc)[:200]}"
+            ),
+        ),
         (
             (rexc.RedisError, OSError),
             lambda exc, _op: BackendUnavailableError(
@@ -73,10 +82,18 @@ DRIVER_ERRORS = ErrorTranslation(
 
 
 def parse_nodes(spec: str) -> list[tuple[str, int]]:
-    """``"host:port,host:port"`` (an optional ``redis+cluster://`` scheme is accepted)."""
+    """``"host:port,host:port"`` (an optional ``redis+cluster://`` scheme is accepted;
+    ``rediss://`` / ``rediss+cluster://`` also turn TLS on, see ``RedisSettings``)."""
     spec = spec.strip()
-    for scheme in ("redis+cluster://", "redis-cluster://", "redis://"):
-        if spec.startswith(scheme):
+    for scheme in (
+        "redis+cluster://",
+        "redis-cluster://",
+        "redis://",
+        "rediss+cluster://",
+        "rediss-cluster://",
+        "rediss://",
+    ):
+        if spec.lower().startswith(scheme):
             spec = spec[len(scheme) :]
     nodes: list[tuple[str, int]] = []
     for part in spec.split(","):
@@ -116,8 +133,12 @@ class RedisConnection:
     # -- lifecycle --------------------------------------------------------------------
 
     def connection_kwargs(self) -> dict[str, Any]:
+        """What every connection of the process is opened with (the pool's, the cluster
+        client's, the invalidation subscriber's): credentials, timeouts and, with TLS,
+        redis-py's ``SSLConnection`` and its ``ssl_*`` options."""
         s = self.settings
-        return {
+        kwargs: dict[str, Any] = {
+            "username": s.redis_username,
             "password": s.redis_password.get_secret_value() if s.redis_password else None,
             "socket_timeout": s.redis_socket_timeout_seconds,
             "socket_connect_timeout": s.redis_connect_timeout_seconds,
@@ -126,18 +147,61 @@ class RedisConnection:
             "decode_responses": False,
             "protocol": 3,
         }
+        if s.redis_tls_enabled:
+            kwargs.update(self.tls_kwargs())
+        return kwargs
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "connection_class": SSLConnection,
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": s.redis_tls_verify_hostname,
+            "ssl_ca_certs": str(s.redis_tls_ca_file) if s.redis_tls_ca_file else None,
+            "ssl_certfile": str(s.redis_tls_cert_file) if s.redis_tls_cert_file else None,
+            "ssl_keyfile": str(s.redis_tls_key_file) if s.redis_tls_key_file else None,
+        }
+
+    def check_tls_files(self) -> None:
+        """Load the CA and the client certificate once before connecting, so a file that
+        is not PEM (or a key that does not match its certificate) is a start-up error
+        naming the setting, not a connection failure retried until it times out."""
+        s = self.settings
+        if not s.redis_tls_enabled:
+            return
+        context = ssl.create_default_context()
+        if s.redis_tls_ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(s.redis_tls_ca_file))
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigurationError(
+                    f"MEMSTORE_REDIS_TLS_CA_FILE: cannot load a CA bundle: {exc}"
+                ) from None
+        if s.redis_tls_cert_file is not None and s.redis_tls_key_file is not None:
+            try:
+                context.load_cert_chain(str(s.redis_tls_cert_file), str(s.redis_tls_key_file))
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigurationError(
+                    "MEMSTORE_REDIS_TLS_CERT_FILE / MEMSTORE_REDIS_TLS_KEY_FILE: cannot load "
+                    f"the client certificate and key: {exc}"
+                ) from None
 
     async def open(self) -> None:
         s = self.settings
+        self.check_tls_files()
         kwargs = self.connection_kwargs()
         try:
             if self.cluster_mode:
+                # The cluster client takes ssl=True and builds its SSLConnections itself.
+                cluster_kwargs = dict(kwargs)
+                if cluster_kwargs.pop("connection_class", None) is not None:
+                    cluster_kwargs["ssl"] = True
                 self._client = RedisCluster(
                     startup_nodes=[ClusterNode(h, p) for h, p in self.nodes],
                     require_full_coverage=False,
                     max_connections=s.redis_pool_size,
                     retry=Retry(NoBackoff(), 0),
-                    **kwargs,
+                    **cluster_kwargs,
                 )
             else:
                 self._pool = ConnectionPool(

@@ -55,6 +55,8 @@ class InvalidationBus:
         # Named so an operator (or a test) can find and kill exactly this subscription.
         self.client_name = f"memstore-inv-{instance_id[:12]}"
         self._kwargs["client_name"] = self.client_name
+        # SSLConnection with TLS (the same ssl_* options as the command connections).
+        self._connection_class: type[Connection] = self._kwargs.pop("connection_class", Connection)
         self._cluster = connection.cluster_mode
         self._keys = keys
         self._channel = keys.invalidation_channel()
@@ -150,7 +152,7 @@ class InvalidationBus:
             await self._redis.refresh_topology()
 
     def _connection(self, host: str, port: int, db: int) -> Connection:
-        return Connection(host=host, port=port, db=db, **self._kwargs)
+        return self._connection_class(host=host, port=port, db=db, **self._kwargs)
 
     async def _subscribe(self) -> list[Connection]:
         s = self._redis.settings
