@@ -3,8 +3,9 @@
 Results are :class:`~memstore_operator.status.Check` values; nothing here raises. Messages
 name hosts and ports but never a password or a URI (which may carry credentials).
 
-- redis / redisCluster: TCP connect, ``AUTH`` when a password is set, then ``PING``
-  (RESP), expecting ``+PONG``; a cluster is reachable when any seed node answers.
+- redis / redisCluster: TCP connect (TLS with the store's CA and client certificate when
+  its spec asks for TLS), ``AUTH [username] password`` when a password is set, then
+  ``PING`` (RESP), expecting ``+PONG``; a cluster is reachable when any seed node answers.
 - mongodb: TCP connect to the first host of the URI that accepts a connection
   (``mongodb+srv://`` URIs need a DNS SRV lookup and are reported as Unknown).
 - embedded: the data lives in the pod; always reachable.
@@ -12,10 +13,16 @@ name hosts and ports but never a password or a URI (which may carry credentials)
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import unquote
 
-from memstore_operator.model import StoreSpec
+from memstore_operator import constants as c
+from memstore_operator.model import SecretKeyRef, StoreSpec
 from memstore_operator.status import Check
 
 
@@ -39,18 +46,63 @@ def _readline(sock: socket.socket) -> bytes:
     return buf.strip()
 
 
-def ping_redis(host: str, port: int, password: str | None, timeout: float) -> Check:
+@dataclass(frozen=True)
+class RedisTlsFiles:
+    """The TLS material the pods mount, as read from the Secrets (PEM text)."""
+
+    verify_hostname: bool = True
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        context = (
+            ssl.create_default_context(cadata=self.ca)
+            if self.ca
+            else (ssl.create_default_context())
+        )
+        context.check_hostname = self.verify_hostname
+        if self.cert and self.key:
+            # The ssl module loads a certificate chain from files only.
+            with tempfile.TemporaryDirectory() as scratch:
+                cert, key = Path(scratch, "tls.crt"), Path(scratch, "tls.key")
+                for path, text in ((cert, self.cert), (key, self.key)):
+                    path.touch(mode=0o600)
+                    path.write_text(text)
+                context.load_cert_chain(cert, key)
+        return context
+
+
+def ping_redis(
+    host: str,
+    port: int,
+    password: str | None,
+    timeout: float,
+    *,
+    username: str | None = None,
+    tls: RedisTlsFiles | None = None,
+) -> Check:
     where = f"{host}:{port}"
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        context = tls.context() if tls is not None else None
+    except (ssl.SSLError, ValueError) as exc:
+        return Check(False, "InvalidCertificate", f"redis TLS files cannot be loaded: {exc}")
+    try:
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+            if context is not None:
+                sock = stack.enter_context(context.wrap_socket(sock, server_hostname=host))
             sock.settimeout(timeout)
             if password:
-                sock.sendall(_resp("AUTH", password))
+                auth = ("AUTH", username, password) if username else ("AUTH", password)
+                sock.sendall(_resp(*auth))
                 reply = _readline(sock)
                 if not reply.startswith(b"+OK"):
                     return Check(False, "AuthenticationFailed", f"redis at {where} refused AUTH")
             sock.sendall(_resp("PING"))
             reply = _readline(sock)
+    except ssl.SSLError as exc:
+        return Check(False, "TLSFailed", f"redis at {where}: {type(exc).__name__}: {exc}")
     except OSError as exc:
         return Check(False, "Unreachable", f"redis at {where}: {type(exc).__name__}: {exc}")
     if reply.startswith(b"+PONG"):
@@ -100,16 +152,31 @@ def ping_mongodb(uri: str, timeout: float) -> Check:
 def check_backend(spec: StoreSpec, secrets: dict[str, str], timeout: float) -> Check:
     """``secrets`` maps "secretName/key" to the decoded value."""
     b = spec.backend
-    password = None
-    if b.password_ref is not None:
-        password = secrets.get(f"{b.password_ref.name}/{b.password_ref.key}")
+
+    def value(ref: SecretKeyRef | None) -> str | None:
+        return secrets.get(f"{ref.name}/{ref.key}") if ref is not None else None
+
+    password = value(b.password_ref)
+    access = b.redis_access
+    username = access.username if access is not None else None
+    username = username or value(b.username_ref)
+    tls: RedisTlsFiles | None = None
+    if access is not None and access.tls is not None and access.tls.enabled:
+        spec_tls = access.tls
+        client = spec_tls.client_certificate_secret_ref
+        tls = RedisTlsFiles(
+            verify_hostname=spec_tls.verify_hostname,
+            ca=value(spec_tls.ca_secret_ref),
+            cert=secrets.get(f"{client.name}/{c.TLS_CERT_KEY}") if client else None,
+            key=secrets.get(f"{client.name}/{c.TLS_KEY_KEY}") if client else None,
+        )
     if b.redis is not None:
-        return ping_redis(b.redis.host, b.redis.port, password, timeout)
+        return ping_redis(b.redis.host, b.redis.port, password, timeout, username=username, tls=tls)
     if b.redis_cluster is not None:
         last = Check(False, "Unreachable", "no seed node")
         for node in b.redis_cluster.nodes:
             host, port = _split_hostport(node, 6379)
-            last = ping_redis(host, port, password, timeout)
+            last = ping_redis(host, port, password, timeout, username=username, tls=tls)
             if last.ok:
                 return last
         return last

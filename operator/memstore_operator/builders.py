@@ -93,9 +93,20 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
     elif b.mongodb is not None:
         data["MEMORY_TYPE"] = "mongodb"
         data["MONGODB_DB"] = b.mongodb.database
-    redis = b.redis or b.redis_cluster
+    redis = b.redis_access
     if redis is not None and redis.prefix is not None:
         data["REDIS_PREFIX"] = redis.prefix
+    if redis is not None and redis.username is not None:
+        data["REDIS_USERNAME"] = redis.username  # a name, not a secret
+    if redis is not None and redis.tls is not None and redis.tls.enabled:
+        tls = redis.tls
+        data["MEMSTORE_REDIS_TLS"] = "true"
+        data["MEMSTORE_REDIS_TLS_VERIFY_HOSTNAME"] = "true" if tls.verify_hostname else "false"
+        if tls.ca_secret_ref is not None:
+            data["MEMSTORE_REDIS_TLS_CA_FILE"] = f"{c.REDIS_TLS_DIR}/{c.TLS_CA_KEY}"
+        if tls.client_certificate_secret_ref is not None:
+            data["MEMSTORE_REDIS_TLS_CERT_FILE"] = f"{c.REDIS_TLS_DIR}/{c.TLS_CERT_KEY}"
+            data["MEMSTORE_REDIS_TLS_KEY_FILE"] = f"{c.REDIS_TLS_DIR}/{c.TLS_KEY_KEY}"
     data["MEMSTORE_AUTH_ENABLED"] = "true" if spec.auth.enabled else "false"
     if not spec.auth.enabled:
         # The user chose an open store; the service refuses a non-loopback bind without
@@ -147,11 +158,35 @@ def _probe(path: str, probe: Probe) -> Obj:
     }
 
 
+def redis_tls_volume(spec: StoreSpec) -> Obj | None:
+    """The Redis CA and client certificate as one read-only volume (a projection of the
+    Secrets, each key at its fixed file name), or None without TLS files."""
+    redis = spec.backend.redis_access
+    tls = redis.tls if redis is not None else None
+    if tls is None or not tls.enabled:
+        return None
+    sources: list[Obj] = []
+    if tls.ca_secret_ref is not None:
+        ref = tls.ca_secret_ref
+        sources.append(
+            {"secret": {"name": ref.name, "items": [{"key": ref.key, "path": c.TLS_CA_KEY}]}}
+        )
+    if tls.client_certificate_secret_ref is not None:
+        items = [{"key": k, "path": k} for k in (c.TLS_CERT_KEY, c.TLS_KEY_KEY)]
+        sources.append({"secret": {"name": tls.client_certificate_secret_ref.name, "items": items}})
+    if not sources:
+        return None
+    # group-readable only: fsGroup makes the pod's user a member
+    return {"name": "redis-tls", "projected": {"sources": sources, "defaultMode": 0o440}}
+
+
 def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None = None) -> Obj:
     b = spec.backend
     env: list[Obj] = []
     if b.password_ref is not None:
         env.append(_secret_env("REDIS_PASSWORD", b.password_ref.name, b.password_ref.key))
+    if b.username_ref is not None:
+        env.append(_secret_env("REDIS_USERNAME", b.username_ref.name, b.username_ref.key))
     if b.mongodb_uri_ref is not None:
         env.append(_secret_env("MONGODB_URI", b.mongodb_uri_ref.name, b.mongodb_uri_ref.key))
     volumes: list[Obj] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
@@ -174,6 +209,10 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
             }
         )
         mounts.append({"name": "auth", "mountPath": c.AUTH_DIR, "readOnly": True})
+    tls_volume = redis_tls_volume(spec)
+    if tls_volume is not None:
+        volumes.append(tls_volume)
+        mounts.append({"name": tls_volume["name"], "mountPath": c.REDIS_TLS_DIR, "readOnly": True})
     container: Obj = {
         "name": "memstore",
         "image": spec.image,

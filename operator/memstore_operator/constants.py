@@ -26,6 +26,12 @@ AUTH_TOKENS_FILE: Final = f"{AUTH_DIR}/{AUTH_TOKENS_KEY}"
 AUTH_TOKEN_KEY: Final = "token"  # noqa: S105 - a key name: the plaintext token lives there
 AUTH_SECRET_SUFFIX: Final = "-auth"  # noqa: S105 - a name suffix
 RUN_AS_USER: Final = 10001
+# Redis TLS files (MEMSTORE_REDIS_TLS_*_FILE), mounted from Secrets; the names follow the
+# kubernetes.io/tls Secret convention.
+REDIS_TLS_DIR: Final = "/etc/memstore/redis-tls"
+TLS_CA_KEY: Final = "ca.crt"
+TLS_CERT_KEY: Final = "tls.crt"
+TLS_KEY_KEY: Final = "tls.key"
 
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"

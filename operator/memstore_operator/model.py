@@ -73,18 +73,67 @@ class Embedded(SpecModel):
         return str(value) if isinstance(value, int) else value
 
 
-class Redis(SpecModel):
+class SecretName(SpecModel):
+    name: str
+
+
+class RedisTls(SpecModel):
+    enabled: bool
+    verify_hostname: bool
+    ca_secret_ref: SecretKeyRef | None = None
+    client_certificate_secret_ref: SecretName | None = None
+
+    @model_validator(mode="after")
+    def _files_need_tls(self) -> RedisTls:
+        if not self.enabled and (
+            self.ca_secret_ref is not None or self.client_certificate_secret_ref is not None
+        ):
+            raise ValueError("tls.caSecretRef and tls.clientCertificateSecretRef need tls.enabled")
+        return self
+
+    @property
+    def secret_refs(self) -> tuple[SecretKeyRef, ...]:
+        """The Secret keys mounted as files (CA; client certificate and key)."""
+        if not self.enabled:
+            return ()
+        refs: list[SecretKeyRef] = []
+        if self.ca_secret_ref is not None:
+            refs.append(self.ca_secret_ref)
+        client = self.client_certificate_secret_ref
+        if client is not None:
+            refs.append(SecretKeyRef(name=client.name, key=c.TLS_CERT_KEY))
+            refs.append(SecretKeyRef(name=client.name, key=c.TLS_KEY_KEY))
+        return tuple(refs)
+
+
+class RedisAccess(SpecModel):
+    """What both Redis sections share: key prefix, credentials, TLS."""
+
+    prefix: str | None = None
+    password_secret_ref: SecretKeyRef | None = None
+    username: str | None = None
+    username_secret_ref: SecretKeyRef | None = None
+    tls: RedisTls | None = None
+
+    @model_validator(mode="after")
+    def _one_username(self) -> RedisAccess:
+        if self.username is not None and self.username_secret_ref is not None:
+            raise ValueError("set at most one of username and usernameSecretRef")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls is not None and self.tls.enabled
+
+
+class Redis(RedisAccess):
     host: str = Field(min_length=1)
     port: int
     db: int
-    prefix: str | None = None
-    password_secret_ref: SecretKeyRef | None = None
 
 
-class RedisCluster(SpecModel):
+class RedisCluster(RedisAccess):
     nodes: tuple[str, ...]
-    prefix: str | None = None
-    password_secret_ref: SecretKeyRef | None = None
 
     @field_validator("nodes")
     @classmethod
@@ -116,9 +165,26 @@ class Backend(SpecModel):
         return raw
 
     @property
+    def redis_access(self) -> RedisAccess | None:
+        """The Redis section (standalone or cluster), if the backend is Redis."""
+        return self.redis or self.redis_cluster
+
+    @property
     def password_ref(self) -> SecretKeyRef | None:
-        section = self.redis or self.redis_cluster
+        section = self.redis_access
         return section.password_secret_ref if section is not None else None
+
+    @property
+    def username_ref(self) -> SecretKeyRef | None:
+        section = self.redis_access
+        return section.username_secret_ref if section is not None else None
+
+    @property
+    def redis_tls_refs(self) -> tuple[SecretKeyRef, ...]:
+        section = self.redis_access
+        if section is None or section.tls is None:
+            return ()
+        return section.tls.secret_refs
 
     @property
     def mongodb_uri_ref(self) -> SecretKeyRef | None:
@@ -230,8 +296,9 @@ class StoreSpec(MemoryStoreSpec):
     @property
     def secret_refs(self) -> tuple[SecretKeyRef, ...]:
         """Every Secret key the pods read (the generated auth Secret included)."""
-        refs = (self.backend.password_ref, self.backend.mongodb_uri_ref, self.auth_tokens_ref)
-        return tuple(r for r in refs if r is not None)
+        b = self.backend
+        refs = (b.password_ref, b.username_ref, b.mongodb_uri_ref, self.auth_tokens_ref)
+        return tuple(r for r in refs if r is not None) + b.redis_tls_refs
 
 
 @functools.cache

@@ -280,3 +280,112 @@ def test_status_missing_secret_is_pending() -> None:
 def test_mongodb_hosts_drop_credentials() -> None:
     hosts = mongodb_hosts("mongodb://u:p%40ss@a:1,b/db?replicaSet=x")
     assert hosts == [("a", 1), ("b", 27017)]
+
+
+# -- Redis TLS and ACL user -------------------------------------------------------------
+
+TLS_REDIS: dict[str, Any] = {
+    "type": "redis",
+    "redis": {
+        "host": "redis.db",
+        "usernameSecretRef": {"name": "redis-user", "key": "username"},
+        "passwordSecretRef": {"name": "redis-user", "key": "password"},
+        "tls": {
+            "caSecretRef": {"name": "redis-ca"},
+            "clientCertificateSecretRef": {"name": "memstore-client"},
+        },
+    },
+}
+
+
+def test_redis_tls_mounts_the_secrets_and_sets_the_files() -> None:
+    spec = spec_of({"backend": TLS_REDIS})
+    data = builders.config_data(spec)
+    assert data["MEMSTORE_REDIS_TLS"] == "true"
+    assert data["MEMSTORE_REDIS_TLS_VERIFY_HOSTNAME"] == "true"
+    assert data["MEMSTORE_REDIS_TLS_CA_FILE"] == "/etc/memstore/redis-tls/ca.crt"
+    assert data["MEMSTORE_REDIS_TLS_CERT_FILE"] == "/etc/memstore/redis-tls/tls.crt"
+    assert data["MEMSTORE_REDIS_TLS_KEY_FILE"] == "/etc/memstore/redis-tls/tls.key"
+    assert "REDIS_USERNAME" not in data and "REDIS_PASSWORD" not in data
+    dep = builders.deployment(spec, "h1", OWNER)
+    pod = dep["spec"]["template"]["spec"]
+    (volume,) = (v for v in pod["volumes"] if v["name"] == "redis-tls")
+    assert volume["projected"]["defaultMode"] == 0o440
+    assert volume["projected"]["sources"] == [
+        {"secret": {"name": "redis-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {
+            "secret": {
+                "name": "memstore-client",
+                "items": [
+                    {"key": "tls.crt", "path": "tls.crt"},
+                    {"key": "tls.key", "path": "tls.key"},
+                ],
+            }
+        },
+    ]
+    mounts = {m["name"]: m for m in container(dep)["volumeMounts"]}
+    assert mounts["redis-tls"] == {
+        "name": "redis-tls",
+        "mountPath": "/etc/memstore/redis-tls",
+        "readOnly": True,
+    }
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container(dep)["env"]}
+    assert env["REDIS_USERNAME"] == {"name": "redis-user", "key": "username"}
+    assert env["REDIS_PASSWORD"] == {"name": "redis-user", "key": "password"}
+    # every mounted key is a referenced Secret key: checked to exist, its version hashed
+    refs = {(r.name, r.key) for r in spec.secret_refs}
+    assert {
+        ("redis-ca", "ca.crt"),
+        ("memstore-client", "tls.crt"),
+        ("memstore-client", "tls.key"),
+        ("redis-user", "username"),
+    } <= refs
+
+
+def test_redis_cluster_tls_without_files_and_plain_username() -> None:
+    """TLS with the system CAs and no client certificate: no volume; a plain user name
+    is configuration, not a secret."""
+    spec = spec_of(
+        {
+            "backend": {
+                "type": "redisCluster",
+                "redisCluster": {
+                    "nodes": ["a:6379"],
+                    "username": "memstore",
+                    "tls": {"verifyHostname": False},
+                },
+            }
+        }
+    )
+    data = builders.config_data(spec)
+    assert data["MEMSTORE_REDIS_TLS"] == "true"
+    assert data["MEMSTORE_REDIS_TLS_VERIFY_HOSTNAME"] == "false"
+    assert data["REDIS_USERNAME"] == "memstore"
+    assert not any(k.endswith("_FILE") and "REDIS_TLS" in k for k in data)
+    pod = builders.deployment(spec, "h1", OWNER)["spec"]["template"]["spec"]
+    assert all(v["name"] != "redis-tls" for v in pod["volumes"])
+
+
+def test_redis_tls_off_sets_nothing() -> None:
+    spec = spec_of(
+        {"backend": {"type": "redis", "redis": {"host": "r", "tls": {"enabled": False}}}}
+    )
+    assert not any("TLS" in k for k in builders.config_data(spec))
+    pod = builders.deployment(spec, "h1", OWNER)["spec"]["template"]["spec"]
+    assert all(v["name"] != "redis-tls" for v in pod["volumes"])
+
+
+@pytest.mark.parametrize(
+    ("redis", "message"),
+    [
+        ({"host": "r", "tls": {"enabled": False, "caSecretRef": {"name": "c"}}}, "need tls"),
+        (
+            {"host": "r", "username": "u", "usernameSecretRef": {"name": "s", "key": "u"}},
+            "at most one of username and usernameSecretRef",
+        ),
+    ],
+    ids=["files-without-tls", "two-usernames"],
+)
+def test_invalid_redis_tls_specs(redis: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidSpec, match=message):
+        spec_of({"backend": {"type": "redis", "redis": redis}})

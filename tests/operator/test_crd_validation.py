@@ -189,3 +189,104 @@ def test_defaults_are_applied_by_the_apiserver(kube_api: KubeAPI, validation_ns:
     assert spec["cache"] == {"ttlSeconds": 30, "maxEntries": 10000}
     assert spec["probes"]["liveness"]["periodSeconds"] == 10
     assert spec["disruptionBudget"] == {"enabled": True}
+
+
+# -- Redis TLS and ACL user (kept apart from the table above) ----------------------------
+
+REDIS_TLS_BAD: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "tls-files-with-tls-off",
+        {
+            "type": "redis",
+            "redis": {"host": "r", "tls": {"enabled": False, "caSecretRef": {"name": "ca"}}},
+        },
+        "tls.caSecretRef and tls.clientCertificateSecretRef need tls.enabled",
+    ),
+    (
+        "tls-client-secret-bad-name",
+        {
+            "type": "redisCluster",
+            "redisCluster": {
+                "nodes": ["r:6379"],
+                "tls": {"clientCertificateSecretRef": {"name": "Not_A_Name"}},
+            },
+        },
+        "spec.backend.redisCluster.tls.clientCertificateSecretRef.name in body should match",
+    ),
+    (
+        "tls-ca-ref-without-name",
+        {"type": "redis", "redis": {"host": "r", "tls": {"caSecretRef": {"key": "ca.pem"}}}},
+        "spec.backend.redis.tls.caSecretRef.name: Required value",
+    ),
+    (
+        "tls-not-an-object",
+        {"type": "redis", "redis": {"host": "r", "tls": True}},
+        "spec.backend.redis.tls: Invalid value",
+    ),
+    (
+        "tls-unknown-field",
+        {"type": "redis", "redis": {"host": "r", "tls": {"insecureSkipVerify": True}}},
+        'unknown field "spec.backend.redis.tls.insecureSkipVerify"',
+    ),
+    (
+        "username-and-username-secret",
+        {
+            "type": "redisCluster",
+            "redisCluster": {
+                "nodes": ["r:6379"],
+                "username": "memstore",
+                "usernameSecretRef": {"name": "u", "key": "username"},
+            },
+        },
+        "set at most one of username and usernameSecretRef",
+    ),
+    (
+        "username-with-space",
+        {"type": "redis", "redis": {"host": "r", "username": "mem store"}},
+        "spec.backend.redis.username in body should match",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "backend", "message"), REDIS_TLS_BAD, ids=[b[0] for b in REDIS_TLS_BAD]
+)
+def test_invalid_redis_tls_spec_is_rejected_by_the_apiserver(
+    kube_api: KubeAPI, validation_ns: str, case: str, backend: dict[str, Any], message: str
+) -> None:
+    out = dry_run(kube_api, validation_ns, "bad", {"backend": backend})
+    assert out.returncode != 0, f"{case} was accepted"
+    assert message in out.stderr, out.stderr
+
+
+def test_redis_tls_spec_is_accepted_with_its_defaults(
+    kube_api: KubeAPI, validation_ns: str
+) -> None:
+    backend = {
+        "type": "redis",
+        "redis": {
+            "host": "redis.example",
+            "username": "memstore",
+            "passwordSecretRef": {"name": "redis", "key": "password"},
+            "tls": {
+                "caSecretRef": {"name": "redis-ca"},
+                "clientCertificateSecretRef": {"name": "memstore-redis-client"},
+            },
+        },
+    }
+    doc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MemoryStore",
+        "metadata": {"name": "tls", "namespace": validation_ns},
+        "spec": {"backend": backend},
+    }
+    out = kube_api.cluster.kubectl(
+        "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(doc)
+    )
+    tls = json.loads(out.stdout)["spec"]["backend"]["redis"]["tls"]
+    assert tls == {
+        "enabled": True,
+        "verifyHostname": True,
+        "caSecretRef": {"name": "redis-ca", "key": "ca.crt"},
+        "clientCertificateSecretRef": {"name": "memstore-redis-client"},
+    }

@@ -22,6 +22,8 @@ from tests.operator.conftest import (
     store_selector,
 )
 from tests.servers.kube import KubeAPI
+from tests.servers.redis import ACL_USER, LocalRedis
+from tests.support.tls import TlsFiles, make_tls_files
 from tests.support.waiting import wait_for
 
 CHILD_KINDS = ("ConfigMap", "Secret", "Service", "Deployment", "PodDisruptionBudget")
@@ -438,3 +440,89 @@ def test_service_monitor_follows_the_toggle_when_its_crd_exists(
     spec["telemetry"]["serviceMonitor"]["enabled"] = False
     c.apply("mon", spec)
     wait_for(lambda: monitor() is None, what="the ServiceMonitor to be removed")
+
+
+def test_redis_over_mutual_tls_as_an_acl_user(
+    op: OperatorProcess,
+    kube_api: KubeAPI,
+    kube_namespace: str,
+    redis_mtls_server: LocalRedis,
+    redis_tls_files: TlsFiles,
+    redis_acl_password: str,
+) -> None:
+    """A MemoryStore on a mutual-TLS Redis as an ACL user, everything from Secrets: the
+    operator's own check gets PONG over TLS with the CA and client certificate, and the
+    Deployment mounts them read-only and reads the credentials from the Secret."""
+    c = Cluster(kube_api, kube_namespace)
+    c.kubectl(
+        "create", "secret", "generic", "redis-user",
+        f"--from-literal=username={ACL_USER}", f"--from-literal=password={redis_acl_password}",
+    )  # fmt: skip
+    c.kubectl("create", "secret", "generic", "redis-ca", f"--from-file=ca.crt={redis_tls_files.ca}")
+    c.kubectl(
+        "create", "secret", "tls", "memstore-redis-client",
+        f"--cert={redis_tls_files.client_cert}", f"--key={redis_tls_files.client_key}",
+    )  # fmt: skip
+    spec = {
+        "replicas": 1,
+        "backend": {
+            "type": "redis",
+            "redis": {
+                "host": "127.0.0.1",
+                "port": redis_mtls_server.port,
+                "usernameSecretRef": {"name": "redis-user", "key": "username"},
+                "passwordSecretRef": {"name": "redis-user", "key": "password"},
+                "tls": {
+                    "caSecretRef": {"name": "redis-ca"},
+                    "clientCertificateSecretRef": {"name": "memstore-redis-client"},
+                },
+            },
+        },
+        "auth": {"enabled": False},
+    }
+    c.apply("tls", spec)
+
+    def reachable() -> dict[str, Any] | None:
+        got = c.condition("tls", "BackendReachable")
+        return got if got is not None and got["status"] == "True" else None
+
+    backend = wait_for(reachable, what="redis PONG over mutual TLS")
+    assert backend["reason"] == "Pong"
+    dep = wait_for(lambda: c.obj("Deployment", "tls"), what="the Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    ctr = pod["containers"][0]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in ctr["env"]}
+    assert env["REDIS_USERNAME"] == {"name": "redis-user", "key": "username"}
+    assert env["REDIS_PASSWORD"] == {"name": "redis-user", "key": "password"}
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert [s["secret"]["name"] for s in vols["redis-tls"]["projected"]["sources"]] == [
+        "redis-ca",
+        "memstore-redis-client",
+    ]
+    mounts = {m["name"]: m for m in ctr["volumeMounts"]}
+    assert mounts["redis-tls"]["readOnly"] is True
+    cm = c.obj("ConfigMap", "tls-config")
+    assert cm is not None
+    assert cm["data"]["MEMSTORE_REDIS_TLS"] == "true"
+    assert cm["data"]["MEMSTORE_REDIS_TLS_CA_FILE"] == mounts["redis-tls"]["mountPath"] + "/ca.crt"
+    for kind in ("ConfigMap", "Deployment"):
+        assert redis_acl_password not in json.dumps(c.listing(kind))
+    assert redis_acl_password not in op.log_path.read_text(errors="replace")
+
+    # A client certificate the server does not trust: the check says why, no crash.
+    other = make_tls_files(redis_tls_files.ca.parent / "untrusted")
+    c.kubectl(
+        "create", "secret", "tls", "untrusted-client",
+        f"--cert={other.client_cert}", f"--key={other.client_key}",
+    )  # fmt: skip
+    spec["backend"]["redis"]["tls"]["clientCertificateSecretRef"] = {"name": "untrusted-client"}  # type: ignore[index]
+    c.apply("tls", spec)
+    failed = wait_for(
+        lambda: (
+            got
+            if (got := c.condition("tls", "BackendReachable")) and got["status"] == "False"
+            else None
+        ),
+        what="BackendReachable False with the untrusted client certificate",
+    )
+    assert failed["reason"] in ("TLSFailed", "Unreachable")
