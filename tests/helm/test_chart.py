@@ -623,3 +623,53 @@ def test_chart_metadata() -> None:
     pyproject = (Path(chartgen.REPO) / "pyproject.toml").read_text()
     (version,) = re.findall(r'^version = "([^"]+)"', pyproject, flags=re.MULTILINE)
     assert chart["appVersion"] == version
+
+
+def test_redis_tls_example_renders_a_valid_store(render: Renderer, helm: Helm) -> None:
+    """examples/redis-tls.yaml (shown in the chart README): TLS refs and the ACL user
+    reach the MemoryStore as given, the password only as a Secret reference."""
+    example = CHART / "examples" / "redis-tls.yaml"
+    manifests = render(extra=["-f", str(example)])
+    (store,) = find(manifests, "MemoryStore")
+    redis = store["spec"]["backend"]["redis"]
+    assert redis["username"] == "memstore"
+    assert redis["tls"] == {
+        "enabled": True,
+        "verifyHostname": True,
+        "caSecretRef": {"name": "redis-ca"},
+        "clientCertificateSecretRef": {"name": "memstore-redis-client"},
+    }
+    assert redis["passwordSecretRef"]["key"] == "redis-password"
+    assert "change-me" not in yaml.safe_dump(store)
+    crd_validator().validate(store)
+    helm.run("lint", "--strict", str(CHART), "-f", str(example))
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (
+            ["memoryStore.spec.backend.type=redis", "memoryStore.spec.backend.redis.host=r",
+             "memoryStore.spec.backend.redis.tls.insecureSkipVerify=true"],
+            "additional properties 'insecureSkipVerify' not allowed",
+        ),
+        (
+            ["memoryStore.spec.backend.type=redis", "memoryStore.spec.backend.redis.host=r",
+             "memoryStore.spec.backend.redis.tls.enabled=yes"],
+            "/memoryStore/spec/backend/redis/tls/enabled': got string, want boolean",
+        ),
+        (
+            ["memoryStore.spec.backend.type=redisCluster",
+             "memoryStore.spec.backend.redisCluster.nodes={r:6379}",
+             "memoryStore.spec.backend.redisCluster.tls.caSecretRef.name=Bad_Name"],
+            "/memoryStore/spec/backend/redisCluster/tls/caSecretRef/name",
+        ),
+    ],
+    ids=["unknown-tls-field", "tls-enabled-not-bool", "ca-secret-bad-name"],
+)  # fmt: skip
+def test_values_schema_rejects_bad_redis_tls(helm: Helm, sets: list[str], message: str) -> None:
+    args = [a for s in sets for a in ("--set", s)]
+    out = helm.run("template", "r", str(CHART), *args, check=False)
+    assert out.returncode != 0
+    assert "values don't meet the specifications of the schema" in out.stderr
+    assert message in out.stderr, out.stderr
