@@ -12,10 +12,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from memstore.backends.embedded import EmbeddedMemoryBackend
 from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
+from memstore.observability.metrics import PrometheusMetrics
 from memstore.server.app import create_app
 from tests.servers.redis import LocalRedis, unique_prefix
 
@@ -124,3 +128,28 @@ async def test_caller_mistakes_are_not_backend_errors_but_an_outage_is(
         errors = backend_errors(await scrape(http))
         assert errors.get(("load_entity", "backend_unavailable"), 0) >= 1
         assert all(code != "version_conflict" for _, code in errors)
+
+
+class _BrokenBackend(EmbeddedMemoryBackend):
+    """The embedded backend with one read that fails in a way no translation table knows
+    (a bug, or a driver error nobody mapped): the server answers 500 internal_error."""
+
+    async def load_entity(self, namespace: str, entity_type: str, entity_id: str) -> Any:
+        raise RuntimeError("unexpected")
+
+
+async def test_an_unexpected_backend_exception_is_a_backend_error(
+    embedded_settings: Settings,
+) -> None:
+    metrics = PrometheusMetrics()
+    async with DistributedMemoryManager(
+        settings=embedded_settings, backend=_BrokenBackend(embedded_settings), prometheus=metrics
+    ) as manager:
+        with pytest.raises(RuntimeError):
+            await manager.get_entity("note", "n1")
+        samples = [
+            s
+            for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+            for s in f.samples
+        ]
+    assert backend_errors(samples) == {("load_entity", "internal_error"): 1}
