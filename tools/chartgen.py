@@ -273,8 +273,9 @@ def values_schema() -> Schema:
             "commonLabels": labels,
             "image": _obj(
                 {
-                    "repository": _str(minLength=1),
-                    "tag": _str(),
+                    # The spec's image reference is repository:tag (the CRD's pattern).
+                    "repository": _str(minLength=1, pattern=r"^[a-z0-9]+([._/:-]+[A-Za-z0-9_]+)*$"),
+                    "tag": _str(pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"),
                     "pullPolicy": _str(enum=["Always", "IfNotPresent", "Never"]),
                 },
                 required=["repository"],

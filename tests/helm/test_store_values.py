@@ -75,6 +75,8 @@ def test_valid_store_in_values_renders(
             "/memoryStore/credentials",
         ),
         ({"prometheusRule": {"runbookUrl": "docs/runbook.md"}}, "/prometheusRule/runbookUrl"),
+        ({"image": {"repository": "my registry/memstore"}}, "/image/repository"),
+        ({"image": {"tag": "v1 beta"}}, "/image/tag"),
     ],
     ids=[
         "operator-negative-limit",
@@ -82,6 +84,8 @@ def test_valid_store_in_values_renders(
         "mongodb-no-host",
         "mongodb-space",
         "runbook-not-a-url",
+        "image-repository-space",
+        "image-tag-space",
     ],
 )
 def test_chart_own_values_reject_unrunnable_values(

@@ -251,6 +251,7 @@ RUNNABLE: list[tuple[str, dict[str, Any]]] = [
     ("otlp-ipv6", otlp("http://[fd00::1]:4318")),
     ("image-digest", {"backend": REDIS, "image": "registry:5000/team/memstore@sha256:" + "a" * 64}),
     ("image-tag", {"backend": REDIS, "image": "ghcr.io/memstore/memstore:0.1.0-rc.1"}),
+    ("image-tag-and-digest", {"backend": REDIS, "image": "memstore:1.0@sha512:" + "b" * 128}),
     ("storage-class", embedded(storageClassName="fast-ssd")),
     (
         "scheduling",
