@@ -43,11 +43,21 @@ class Target:
     token: str | None = field(default=None, repr=False)  # never shown
 
 
-def _check_url(value: str) -> str:
+def _url_problem(value: str) -> str | None:
     url = URL(value)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise click.BadParameter(f"{value!r} is not an http:// or https:// URL with a host")
-    return value
+    if url.scheme in ("http", "https") and url.host:
+        return None
+    return f"{value!r} is not an http:// or https:// URL with a host"
+
+
+class UrlType(click.ParamType[str, Any]):
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        problem = _url_problem(str(value))
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return str(value)
 
 
 class NameType(click.ParamType[str, Any]):
@@ -66,18 +76,35 @@ class NameType(click.ParamType[str, Any]):
             self.fail(exc.message, param, ctx)
 
 
-def _store(attr: str, check: Callable[[str], str] | None = None) -> Any:
+def _store(attr: str) -> Any:
     def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
         if value is not None:
-            setattr(ctx.ensure_object(Target), attr, check(value) if check else value)
+            setattr(ctx.ensure_object(Target), attr, value)
 
     return callback
 
 
+def _checked(target: Target) -> Target:
+    """The root group's values (perhaps from the environment) are checked only when a
+    client command uses them: ``serve`` or ``completion`` do not care what MEMSTORE_URL
+    or MEMORY_NAMESPACE hold."""
+    problem = _url_problem(target.url)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="'--url' (or MEMSTORE_URL)")
+    try:
+        check_name("namespace", target.namespace)
+    except InvalidInputError as exc:
+        raise click.BadParameter(
+            exc.message, param_hint="'-n' / '--namespace' (or MEMORY_NAMESPACE)"
+        ) from None
+    return target
+
+
 def _target_options(*, root: bool) -> Callable[[F], F]:
     """``--url``, ``-n/--namespace`` and ``--token`` for the root group (with their env
-    variables and defaults) or for a client command (no env, no default: given, they
-    override what the root group set). Either way they land in ``ctx.obj`` (``Target``)."""
+    variables and defaults) or for a client command or group (no env, no default: given,
+    they override what was set before them, and are checked at once). Either way they
+    land in ``ctx.obj`` (``Target``)."""
 
     def env(name: str) -> str | None:
         return name if root else None
@@ -92,14 +119,15 @@ def _target_options(*, root: bool) -> Callable[[F], F]:
             envvar=env("MEMSTORE_URL"),
             default=default(DEFAULT_URL),
             show_default=root,
+            type=None if root else UrlType(),
             expose_value=False,
-            callback=_store("url", _check_url),
+            callback=_store("url"),
             help=f"Service URL (env MEMSTORE_URL){where}.",
         ),
         click.option(
             "--namespace",
             "-n",
-            type=NameType("namespace"),
+            type=None if root else NameType("namespace"),
             envvar=env("MEMORY_NAMESPACE"),
             default=default("agent"),
             show_default=root,
@@ -154,7 +182,7 @@ def _parse_json(text: str, what: str) -> Any:
 def _run(call: Callable[[MemoryClient], Awaitable[T]]) -> T:
     from memstore.client import MemoryClient
 
-    target = click.get_current_context().ensure_object(Target)
+    target = _checked(click.get_current_context().ensure_object(Target))
 
     async def go() -> T:
         async with MemoryClient(target.url, target.namespace, token=target.token) as client:
@@ -273,6 +301,7 @@ def _entity_missing(entity_type: str, entity_id: str) -> click.ClickException:
 
 
 @main.group()
+@client_options
 def entity() -> None:
     """Put, get, delete and list entities."""
 
@@ -339,6 +368,7 @@ def entity_types() -> None:
 
 
 @main.group()
+@client_options
 def conversation() -> None:
     """Append to, show, replace, list and delete conversations."""
 
@@ -401,6 +431,7 @@ def conversation_delete(conversation_id: str) -> None:
 
 
 @main.group()
+@client_options
 def tool() -> None:
     """Record and list tool uses."""
 
@@ -479,6 +510,7 @@ def tools() -> None:
 
 
 @main.group()
+@client_options
 def feedback() -> None:
     """Record and list learning feedback."""
 

@@ -37,6 +37,11 @@ def test_target_options_go_before_or_after_the_command(
     assert json.loads(got)["data"] == {"at": "before"}
     missing = run("--url", url, "-n", ns, "entity", "get", "user", "u1", "-n", "elsewhere")
     assert missing.returncode == 1 and "not_found" in missing.stderr
+    # After the group too: root < group < command.
+    got = ok("-n", "elsewhere", "entity", "--url", url, "-n", ns, "get", "user", "u1")
+    assert json.loads(got)["data"] == {"at": "before"}
+    missing = run("entity", "--url", url, "-n", ns, "get", "user", "u1", "-n", "elsewhere")
+    assert missing.returncode == 1 and "not_found" in missing.stderr
 
 
 def test_env_variables_are_the_defaults_and_options_override_them(
@@ -82,13 +87,45 @@ def test_a_bad_name_is_explained_in_words(
     assert json.loads(ok("entity", "types", "--url", live_service.url, "-n", ns)) == []
 
 
-def test_a_bad_url_is_a_usage_error() -> None:
-    result = run("--url", "localhost:8080", "tools")
+def test_bad_target_variables_matter_only_to_client_commands(
+    live_service: ServiceProcess,
+) -> None:
+    bad_url = {"MEMSTORE_URL": "garbage"}
+    bad_ns = {"MEMORY_NAMESPACE": "my ns"}
+    for env in (bad_url, bad_ns):
+        assert "_MEMSTORE_COMPLETE" in ok("completion", "bash", env=env)
+        assert run("hash-token", env=env, stdin="a-token\n").returncode == 0
+    result = run("tools", env=bad_url)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        "Error: Invalid value for '--url': 'localhost:8080' is not an http:// or https:// "
-        "URL with a host"
+        "Error: Invalid value for '--url' (or MEMSTORE_URL): 'garbage' is not an http:// or "
+        "https:// URL with a host"
     )
+    result = run("tools", "--url", live_service.url, env=bad_ns)
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "Error: Invalid value for '-n' / '--namespace' (or MEMORY_NAMESPACE): 'my ns' is not "
+            "a valid namespace: use 1 to 64 ASCII letters"
+        )
+    )
+    # The option given fixes what the variable got wrong.
+    assert ok("tools", "--url", live_service.url, "-n", "fine", env=bad_ns) == "[]\n"
+
+
+def test_a_bad_url_is_a_usage_error() -> None:
+    for args, hint in (
+        (("--url", "localhost:8080", "tools"), "'--url' (or MEMSTORE_URL)"),
+        (("tools", "--url", "localhost:8080"), "'--url'"),
+    ):
+        result = run(*args)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"Error: Invalid value for {hint}: 'localhost:8080' is not an http:// or https:// "
+            "URL with a host"
+        )
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
