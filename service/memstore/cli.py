@@ -179,13 +179,20 @@ def _parse_json(text: str, what: str) -> Any:
         raise click.BadParameter(f"{what} is not valid JSON: {exc}") from None
 
 
-def _run(call: Callable[[MemoryClient], Awaitable[T]]) -> T:
+def _run(
+    call: Callable[[MemoryClient], Awaitable[T]],
+    *,
+    ctx: click.Context | None = None,
+    timeout: float = 30.0,
+) -> T:
     from memstore.client import MemoryClient
 
-    target = _checked(click.get_current_context().ensure_object(Target))
+    target = _checked((ctx or click.get_current_context()).ensure_object(Target))
 
     async def go() -> T:
-        async with MemoryClient(target.url, target.namespace, token=target.token) as client:
+        async with MemoryClient(
+            target.url, target.namespace, token=target.token, timeout=timeout
+        ) as client:
             return await call(client)
 
     try:
@@ -195,6 +202,45 @@ def _run(call: Callable[[MemoryClient], Awaitable[T]]) -> T:
         raise click.ClickException(exc.message) from None
     except MemoryStoreError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+Completer = Callable[[click.Context, click.Parameter, str], list[str]]
+
+
+def _complete_from(
+    fetch: Callable[[click.Context, MemoryClient], Awaitable[list[str]]],
+) -> Completer:
+    """Shell completion of names the service holds (types, ids, tools), asked with the
+    --url/-n/--token typed so far; no answer within a second or two completes nothing
+    rather than hanging the shell or printing an error into it."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        try:
+            names = _run(lambda client: fetch(ctx, client), ctx=ctx, timeout=2.0)
+        except click.ClickException:
+            return []
+        return [name for name in names if name.startswith(incomplete)]
+
+    return complete
+
+
+async def _entity_types(ctx: click.Context, client: MemoryClient) -> list[str]:
+    return await client.get_entity_types()
+
+
+async def _entity_ids(ctx: click.Context, client: MemoryClient) -> list[str]:
+    entity_type = ctx.params.get("entity_type")
+    if not entity_type:
+        return []
+    return [e.id for e in (await client.list_entities(entity_type)).items]
+
+
+async def _conversation_ids(ctx: click.Context, client: MemoryClient) -> list[str]:
+    return [c.conversation_id for c in (await client.list_conversations()).items]
+
+
+async def _tool_names(ctx: click.Context, client: MemoryClient) -> list[str]:
+    return await client.get_tool_names()
 
 
 @click.group()
@@ -283,9 +329,17 @@ def serve(
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
 
 
-ENTITY_TYPE = click.argument("entity_type", type=NameType("entity_type"))
-ENTITY_ID = click.argument("entity_id", type=NameType("entity_id"))
-CONVERSATION_ID = click.argument("conversation_id", type=NameType("conversation_id"))
+ENTITY_TYPE = click.argument(
+    "entity_type", type=NameType("entity_type"), shell_complete=_complete_from(_entity_types)
+)
+ENTITY_ID = click.argument(
+    "entity_id", type=NameType("entity_id"), shell_complete=_complete_from(_entity_ids)
+)
+CONVERSATION_ID = click.argument(
+    "conversation_id",
+    type=NameType("conversation_id"),
+    shell_complete=_complete_from(_conversation_ids),
+)
 LIMIT = click.option("--limit", type=click.IntRange(min=1), default=None, help="Page size.")
 CURSOR = click.option("--cursor", default=None, help="The next_cursor of the previous page.")
 IF_VERSION = click.option(
@@ -437,7 +491,7 @@ def tool() -> None:
 
 
 @tool.command("record")
-@click.argument("tool_name", type=NameType("tool_name"))
+@click.argument("tool_name", type=NameType("tool_name"), shell_complete=_complete_from(_tool_names))
 @click.option("--input", "input_", default="null", help="The tool's input (JSON, @file, -).")
 @click.option("--output", default="null", help="The tool's output (JSON, @file, -).")
 @click.option("--duration-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
@@ -479,7 +533,14 @@ def tool_record(
 
 
 @tool.command("list")
-@click.option("--tool", "tool_name", type=NameType("tool_name"), default=None, help="Only it.")
+@click.option(
+    "--tool",
+    "tool_name",
+    type=NameType("tool_name"),
+    default=None,
+    shell_complete=_complete_from(_tool_names),
+    help="Only this tool's uses.",
+)
 @click.option("--start", type=float, default=None, help="From (POSIX seconds, inclusive).")
 @click.option("--end", type=float, default=None, help="To (POSIX seconds, exclusive).")
 @LIMIT

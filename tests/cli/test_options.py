@@ -146,7 +146,7 @@ def _complete(words: str) -> list[str]:
         }
     )
     assert result.returncode == 0, result.stderr
-    return [line.split(",", 1)[1] for line in result.stdout.splitlines()]
+    return [line.split(",", 1)[1] for line in result.stdout.splitlines() if line]
 
 
 def test_completion_completes_commands_and_options() -> None:
@@ -156,6 +156,23 @@ def test_completion_completes_commands_and_options() -> None:
     # The target options complete after the command too.
     assert _complete("memstore entity get user u1 --na") == ["--namespace"]
     assert _complete("memstore completion ") == ["bash", "zsh", "fish"]
+
+
+def test_completion_offers_the_names_the_service_holds(
+    live_service: ServiceProcess, ns: str
+) -> None:
+    target = f"--url {live_service.url} -n {ns}"
+    for entity_id in ("ada", "bob", "ann"):
+        ok(*target.split(), "entity", "put", "user", entity_id, "{}")
+    ok(*target.split(), "conversation", "append", "chat-1", "{}")
+    ok(*target.split(), "tool", "record", "web_search")
+    assert _complete(f"memstore {target} entity get ") == ["user"]
+    assert _complete(f"memstore {target} entity get user a") == ["ada", "ann"]
+    assert _complete(f"memstore entity delete {target} user ") == ["ada", "ann", "bob"]
+    assert _complete(f"memstore {target} conversation show ") == ["chat-1"]
+    assert _complete(f"memstore {target} tool list --tool ") == ["web_search"]
+    # No service there: nothing offered, nothing printed into the shell, no hang.
+    assert _complete(f"memstore --url {_dead_url()} entity get ") == []
 
 
 def test_invalid_settings_are_one_line_for_serve_and_ignored_by_client_commands(
