@@ -112,7 +112,12 @@ def _target_options(*, root: bool) -> Callable[[F], F]:
     def default(value: str | None) -> str | None:
         return value if root else None
 
-    where = "" if root else "; overrides the same option given before the command"
+    def fallback(option: str, var: str, value: str | None) -> str:
+        if root:
+            return f"env {var}"
+        last = f", {value}" if value else ""
+        return f"default: {option} before the command, env {var}{last}"
+
     options = (
         click.option(
             "--url",
@@ -122,7 +127,7 @@ def _target_options(*, root: bool) -> Callable[[F], F]:
             type=None if root else UrlType(),
             expose_value=False,
             callback=_store("url"),
-            help=f"Service URL (env MEMSTORE_URL){where}.",
+            help=f"Service URL ({fallback('--url', 'MEMSTORE_URL', DEFAULT_URL)}).",
         ),
         click.option(
             "--namespace",
@@ -133,7 +138,7 @@ def _target_options(*, root: bool) -> Callable[[F], F]:
             show_default=root,
             expose_value=False,
             callback=_store("namespace"),
-            help=f"Memory namespace (env MEMORY_NAMESPACE){where}.",
+            help=f"Memory namespace ({fallback('-n', 'MEMORY_NAMESPACE', 'agent')}).",
         ),
         click.option(
             "--token",
@@ -141,8 +146,8 @@ def _target_options(*, root: bool) -> Callable[[F], F]:
             default=None,
             expose_value=False,
             callback=_store("token"),
-            help="Bearer token (env MEMSTORE_TOKEN; prefer the env var, a command line is "
-            f"visible to other users){where}.",
+            help=f"Bearer token ({fallback('--token', 'MEMSTORE_TOKEN', None)}); prefer the "
+            "env var: a command line is visible to other users.",
         ),
     )
 
@@ -494,7 +499,13 @@ def tool() -> None:
 @click.argument("tool_name", type=NameType("tool_name"), shell_complete=_complete_from(_tool_names))
 @click.option("--input", "input_", default="null", help="The tool's input (JSON, @file, -).")
 @click.option("--output", default="null", help="The tool's output (JSON, @file, -).")
-@click.option("--duration-ms", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option(
+    "--duration-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="How long the use took.",
+)
 @click.option("--failed", is_flag=True, help="The use failed (default: it succeeded).")
 @click.option(
     "--conversation", type=NameType("conversation_id"), default=None, help="Its conversation."
