@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -44,7 +45,11 @@ class Target:
 
 
 def _url_problem(value: str) -> str | None:
-    url = URL(value)
+    try:
+        url = URL(value)
+        url.port  # noqa: B018 - parsed lazily: an out-of-range port raises here
+    except ValueError as exc:
+        return f"{value!r} is not a valid URL: {exc}"
     if url.scheme in ("http", "https") and url.host:
         return None
     return f"{value!r} is not an http:// or https:// URL with a host"
@@ -58,6 +63,21 @@ class UrlType(click.ParamType[str, Any]):
         if problem is not None:
             self.fail(problem, param, ctx)
         return str(value)
+
+
+class Finite(click.FloatRange):
+    """A float that is a number: click's float takes "nan" and "inf", which JSON cannot
+    carry (they would arrive as null, e.g. a TTL silently dropped)."""
+
+    name = "number"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return float(number)
 
 
 class NameType(click.ParamType[str, Any]):
@@ -369,7 +389,9 @@ def entity() -> None:
 @ENTITY_TYPE
 @ENTITY_ID
 @click.argument("data")
-@click.option("--ttl", type=float, default=None, help="Expire after this many seconds.")
+@click.option(
+    "--ttl", type=Finite(min=0, min_open=True), default=None, help="Expire after this many seconds."
+)
 @IF_VERSION
 @client_options
 def entity_put(
@@ -501,7 +523,7 @@ def tool() -> None:
 @click.option("--output", default="null", help="The tool's output (JSON, @file, -).")
 @click.option(
     "--duration-ms",
-    type=click.FloatRange(min=0),
+    type=Finite(min=0),
     default=0.0,
     show_default=True,
     help="How long the use took.",
@@ -510,7 +532,7 @@ def tool() -> None:
 @click.option(
     "--conversation", type=NameType("conversation_id"), default=None, help="Its conversation."
 )
-@click.option("--timestamp", type=float, default=None, help="POSIX seconds [now].")
+@click.option("--timestamp", type=Finite(min=0), default=None, help="POSIX seconds [now].")
 @click.option(
     "--id", "usage_id", type=NameType("entity_id"), default=None, help="Makes a retry idempotent."
 )
@@ -552,8 +574,8 @@ def tool_record(
     shell_complete=_complete_from(_tool_names),
     help="Only this tool's uses.",
 )
-@click.option("--start", type=float, default=None, help="From (POSIX seconds, inclusive).")
-@click.option("--end", type=float, default=None, help="To (POSIX seconds, exclusive).")
+@click.option("--start", type=Finite(), default=None, help="From (POSIX seconds, inclusive).")
+@click.option("--end", type=Finite(), default=None, help="To (POSIX seconds, exclusive).")
 @LIMIT
 @CURSOR
 @client_options

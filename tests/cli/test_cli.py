@@ -98,6 +98,9 @@ def test_conversation_append_show_and_summary(live_service: ServiceProcess, ns: 
         (("entity", "put", "user", "bad/id", "{}"), "'bad/id' is not a valid entity_id"),
         (("entity", "put", "user", "u1", "[1, 2]"), "invalid_input"),
         (("entity", "put", "user", "u1", "@/nonexistent/file.json"), "cannot read"),
+        # JSON has no NaN: it would arrive as null, the entity stored with no TTL.
+        (("entity", "put", "user", "u1", "{}", "--ttl", "nan"), "'nan' is not a finite number"),
+        (("entity", "put", "user", "u1", "{}", "--ttl", "0"), "is not in the range x>0"),
     ],
 )
 def test_bad_input_gives_a_message_not_a_traceback(

@@ -126,6 +126,11 @@ def test_a_bad_url_is_a_usage_error() -> None:
             f"Error: Invalid value for {hint}: 'localhost:8080' is not an http:// or https:// "
             "URL with a host"
         )
+    for url in ("http://[::1", "http://h:99999"):
+        result = run("tools", "--url", url)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"Error: Invalid value for '--url': '{url}' is not a valid URL: " in result.stderr
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
