@@ -4,6 +4,8 @@ Swap ``DistributedMemoryManager(...)`` for ``MemoryClient(url, namespace=...)`` 
 agent's code stays the same: same methods, same records, same exceptions
 (``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``,
 ...: the service's error ``code`` names the class, ``memstore.core.errors.error_from_wire``).
+No answer at all (connection refused, unknown host, timeout) is ``ServiceUnreachableError``,
+a ``BackendUnavailableError`` whose message says why.
 
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
 provider (the agent's own; a no-op when it has none) and carries that span's context in the
