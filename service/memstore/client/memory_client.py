@@ -4,6 +4,8 @@ Swap ``DistributedMemoryManager(...)`` for ``MemoryClient(url, namespace=...)`` 
 agent's code stays the same: same methods, same records, same exceptions
 (``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``,
 ...: the service's error ``code`` names the class, ``memstore.core.errors.error_from_wire``).
+No answer at all (connection refused, unknown host, timeout) is ``ServiceUnreachableError``,
+a ``BackendUnavailableError`` whose message says why.
 
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
 provider (the agent's own; a no-op when it has none) and carries that span's context in the
@@ -15,6 +17,7 @@ the agent's trace.
 from __future__ import annotations
 
 import os
+import socket
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
@@ -24,7 +27,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
-from memstore.core.errors import BackendUnavailableError, MemoryStoreError, error_from_wire
+from memstore.core.errors import MemoryStoreError, ServiceUnreachableError, error_from_wire
 from memstore.core.records import (
     DEFAULT_CONVERSATION,
     ConversationInfo,
@@ -41,6 +44,20 @@ from memstore.memory.api import MemoryAPI
 
 def _q(value: str) -> str:
     return quote(value, safe="")
+
+
+def _why_unreachable(exc: BaseException, timeout: float | None) -> str:
+    """Why no answer came, in words (aiohttp's own text names internal tuples)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s" if timeout else "no answer in time"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, socket.gaierror):
+            return f"host name {exc.host!r} not found"
+        if exc.os_error.errno:
+            return os.strerror(exc.os_error.errno).lower()
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the connection closed before an answer"
+    return str(exc) or type(exc).__name__
 
 
 class MemoryClient(MemoryAPI):
@@ -147,8 +164,9 @@ class MemoryClient(MemoryAPI):
             span.set_attribute("error.type", type(exc).__qualname__)
             span.set_status(Status(StatusCode.ERROR))
             span.end()
-            raise BackendUnavailableError(
-                f"cannot reach memstore at {self.base_url}: {exc}"
+            raise ServiceUnreachableError(
+                f"cannot reach memstore at {self.base_url}: "
+                f"{_why_unreachable(exc, self._timeout.total)}"
             ) from exc
         except BaseException:
             span.end()

@@ -189,7 +189,15 @@ class ServerSettings(_Slice):
     shutdown_timeout_seconds: float = Field(
         15.0, ge=0, validation_alias=_env("MEMSTORE_SHUTDOWN_TIMEOUT_SECONDS")
     )
-    log_level: str = Field("INFO", validation_alias=_env("MEMSTORE_LOG_LEVEL"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias=_env("MEMSTORE_LOG_LEVEL")
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        # Any case, as the logging module takes it; an unknown level is refused at start.
+        return value.strip().upper() if isinstance(value, str) else value
 
 
 class SecuritySettings(_Slice):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,19 +18,60 @@ import orjson
 from memstore.core.bounds import TTL_SECONDS, check_in
 from memstore.core.errors import InvalidInputError, PayloadTooLargeError
 
-NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@=+-]{0,255}$")
-TOOL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$")
+
+@dataclass(frozen=True)
+class NameRule:
+    """A name's charset and length, from which both its regex (for the code and the
+    OpenAPI document) and its description in words (for error messages: a regex tells a
+    user little) are made, so the two cannot disagree.
+
+    ASCII only: a name is a URL path segment, a Redis key part, a Mongo id and a SQLite
+    key alike, and ASCII keeps every one of them exact (no normalisation forms, no
+    percent-encoding surprises). Text in another script goes in the data, or in the id
+    encoded (a hash, base32, ...)."""
+
+    first: str  # punctuation allowed as the first character, besides letters and digits
+    rest: str  # punctuation allowed after it ("-" last: it is literal there in a class)
+    max_length: int
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(
+            f"^[A-Za-z0-9{self.first}][A-Za-z0-9{self.rest}]{{0,{self.max_length - 1}}}$"
+        )
+
+    def describe(self) -> str:
+        first = (
+            "a letter or digit" if not self.first else "a letter, digit or " + " ".join(self.first)
+        )
+        return (
+            f"use 1 to {self.max_length} ASCII letters, digits and {' '.join(self.rest)}, "
+            f"starting with {first} (no spaces, no other characters)"
+        )
+
+
+NAMESPACE_RULE = NameRule(first="", rest="_.-", max_length=64)
+TYPE_RULE = NAMESPACE_RULE
+ID_RULE = NameRule(first="_", rest="_.:@=+-", max_length=256)
+TOOL_RULE = NameRule(first="_", rest="_.:/-", max_length=128)
+
+NAMESPACE_RE = NAMESPACE_RULE.pattern
+TYPE_RE = TYPE_RULE.pattern
+ID_RE = ID_RULE.pattern
+TOOL_RE = TOOL_RULE.pattern
+
+NAME_RULES: dict[str, NameRule] = {
+    "namespace": NAMESPACE_RULE,
+    "entity_type": TYPE_RULE,
+    "entity_id": ID_RULE,
+    "conversation_id": ID_RULE,
+    "tool_name": TOOL_RULE,
+    "agent_name": TOOL_RULE,
+    "feedback_type": TYPE_RULE,
+}
 
 NAME_PATTERNS: dict[str, re.Pattern[str]] = {
-    "namespace": NAMESPACE_RE,
-    "entity_type": TYPE_RE,
-    "entity_id": ID_RE,
-    "conversation_id": ID_RE,
-    "tool_name": TOOL_RE,
-    "agent_name": TOOL_RE,
-    "feedback_type": TYPE_RE,
+    kind: rule.pattern for kind, rule in NAME_RULES.items()
 }
 
 
@@ -42,7 +84,17 @@ def check_name(kind: str, value: object) -> str:
         return value
     if isinstance(value, str) and NAME_PATTERNS[kind].fullmatch(value):
         return value  # a str subclass
-    raise InvalidInputError(f"{kind} must match {NAME_PATTERNS[kind].pattern}", field=kind)
+    raise InvalidInputError(name_problem(kind, value), field=kind)
+
+
+def name_problem(kind: str, value: object) -> str:
+    """What is wrong with ``value`` as a ``kind`` name, in words."""
+    if not isinstance(value, str):
+        return f"{kind} must be a string"
+    # The value is shown (shortened) so the user sees what arrived, e.g. after a shell
+    # split or a URL encoding; names are not payloads.
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    return f"{shown!r} is not a valid {kind}: {NAME_RULES[kind].describe()}"
 
 
 def check_object(kind: str, value: object) -> dict[str, Any]:

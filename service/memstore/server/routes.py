@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from memstore.core.bounds import (
     INTEGER_DIGITS,
@@ -28,7 +29,15 @@ from memstore.core.records import (
     MemorySummary,
     ToolUsageRecord,
 )
-from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
+from memstore.core.validation import (
+    ID_RE,
+    NAME_RULES,
+    NAMESPACE_RE,
+    TOOL_RE,
+    TYPE_RE,
+    check_limit,
+    check_name,
+)
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
 from memstore.server.routing import Param, Route, TableRoute, View
@@ -94,6 +103,17 @@ def manager_for(request: web.Request) -> DistributedMemoryManager:
     return request.app[MANAGER].for_checked_namespace(request.match_info["namespace"])
 
 
+def _problem(err: ErrorDetails) -> str:
+    """pydantic's message, except for a name: its rule in words instead of a regex."""
+    field = err["loc"][-1] if err["loc"] else None
+    kind = "entity_id" if field == "id" else field  # a tool use's id follows the id rule
+    if err["type"] == "string_pattern_mismatch" and isinstance(kind, str):
+        rule = NAME_RULES.get(kind)
+        if rule is not None:
+            return f"not valid: {rule.describe()}"
+    return err["msg"]
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the body as JSON (whatever the Content-Type, so plain curl works) into
     ``model``; every problem is an ``InvalidInputError`` naming the field."""
@@ -111,7 +131,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     except ValidationError as exc:
         # Locations and messages only: inputs may be payloads and must not be echoed.
         problems = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]}
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": _problem(err)}
             for err in exc.errors(include_url=False, include_input=False)
         ]
         first = problems[0]
