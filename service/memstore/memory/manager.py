@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -87,6 +88,8 @@ class _Shared:
     invalidations_received: int = 0
     started: bool = False
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Closes the backend if the event loop ends with the manager still open (see start).
+    loop_end_guard: asyncio.Task[None] | None = None
     started_at: float = field(default_factory=time.time)
 
 
@@ -164,13 +167,39 @@ class DistributedMemoryManager(MemoryAPI):
             await backend.connect()
             await backend.subscribe_invalidations(self._on_invalidation)
             shared.started = True
+            # A backend may run threads (aiosqlite's are not daemons) that would keep the
+            # process alive after ``asyncio.run`` returns if nobody closed the manager.
+            # ``asyncio.run`` (and ``asyncio.Runner``) cancel the tasks still pending and
+            # let them finish: this one then closes the backend, with a ResourceWarning.
+            shared.loop_end_guard = asyncio.get_running_loop().create_task(
+                self._close_when_the_loop_ends(), name="memstore-close-at-loop-end"
+            )
             log.info("memory backend connected", extra={"backend": backend.describe()})
+
+    async def _close_when_the_loop_ends(self) -> None:
+        shared = self._shared
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if shared.started:  # close() clears it before it cancels this task
+                await self.close()
+                warnings.warn(
+                    "DistributedMemoryManager was not closed; closing it as its event loop "
+                    "ends (use `async with DistributedMemoryManager(...) as memory:` or "
+                    "`await memory.close()`)",
+                    ResourceWarning,
+                    stacklevel=1,
+                )
+            raise
 
     async def close(self) -> None:
         shared = self._shared
         async with shared.start_lock:
             if shared.started and shared.backend is not None:
                 shared.started = False
+                guard, shared.loop_end_guard = shared.loop_end_guard, None
+                if guard is not None and guard is not asyncio.current_task():
+                    guard.cancel()
                 await shared.backend.close()
 
     async def __aenter__(self) -> Self:
