@@ -64,6 +64,10 @@ class EmbeddedSettings(StoreSettings):
     embedded_synchronous: Literal["normal", "full"] = Field(
         "normal", validation_alias=_env("MEMSTORE_EMBEDDED_SYNCHRONOUS")
     )
+    # One process owns the file (a second one is refused): each process's read cache
+    # only hears of its own writes. True lets several processes open it, each of them
+    # serving the others' writes up to the cache TTL late.
+    embedded_shared: bool = Field(False, validation_alias=_env("MEMSTORE_EMBEDDED_SHARED"))
 
 
 class RedisSettings(StoreSettings):
