@@ -20,6 +20,7 @@ from memstore import (
     InvalidInputError,
     MemoryClient,
     MemoryStoreError,
+    PayloadTooLargeError,
 )
 from memstore.core.settings import Settings
 from memstore.memory.api import MemoryAPI
@@ -171,3 +172,28 @@ async def test_values_round_trip_alike(memory: MemoryAPI) -> None:
     used = await memory.save_tool_usage("search", {"q": "x"}, ["r"], success=1)  # type: ignore[arg-type]
     assert used.success is True
     assert used.input == {"q": "x"}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: m.save_entity("user", "big", {"x": "a" * 70_000}),
+        lambda m: m.append_messages([{"x": "a" * 40_000}, {"y": "b" * 40_000}], "c1"),
+        lambda m: m.save_learning_feedback("agent", "rating", "a" * 70_000),
+    ],
+    ids=["entity", "messages", "feedback"],
+)
+async def test_too_large_is_the_same_error(
+    call: Call, manager: DistributedMemoryManager, remote: MemoryClient
+) -> None:
+    """The size limit only the server knows (64 KiB here): checked there by the manager's
+    own check, so the client gets exactly what an in-process caller gets."""
+    local = await outcome(call, manager)
+    over_http = await outcome(call, remote)
+    assert type(local) is PayloadTooLargeError
+    assert local.details["limit"] == 64 * 1024
+    assert (type(over_http), over_http.message, over_http.details) == (
+        type(local),
+        local.message,
+        local.details,
+    )
