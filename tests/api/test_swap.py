@@ -84,6 +84,8 @@ MISTAKES: list[tuple[str, Call, str]] = [
     ("replace with a non-object", lambda m: m.save_conversation_history([1], "c1"), "message"),  # type: ignore[list-item]
     ("before 0", lambda m: m.load_messages("c1", before_seq=0), "before"),
     ("last 0 messages", lambda m: m.load_messages("c1", limit=0), "limit"),
+    ("last True messages", lambda m: m.load_messages("c1", limit=True), "limit"),
+    ("boolean limit", lambda m: m.list_conversations(limit=True), "limit"),
     ("bad conversation on delete", lambda m: m.delete_conversation("a b"), "conversation_id"),
     ("empty tool name", lambda m: m.save_tool_usage("", {}, {}), "tool_name"),
     ("negative duration", lambda m: m.save_tool_usage("t", {}, {}, duration_ms=-1), "duration_ms"),

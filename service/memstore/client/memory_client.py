@@ -314,7 +314,9 @@ class MemoryClient(MemoryAPI):
         before = check_before(before_seq)
         collected: list[MessageRecord] = []
         while True:
-            want = None if limit is None else limit - len(collected)
+            # The first request sends ``limit`` as given, so the server judges it as the
+            # manager would (a bool or a float is an error there, not 1).
+            want = limit if limit is None or not collected else limit - len(collected)
             _, out, _ = await self._request("GET", path, params={"limit": want, "before": before})
             collected = [MessageRecord(**m) for m in out["items"]] + collected
             before = out["next_before"]
