@@ -11,6 +11,7 @@ against one real ``memstore serve`` started here, with ``.venv/bin`` first on ``
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -143,6 +144,16 @@ def test_readme_block_runs(block: Block, service: ServiceProcess, tmp_path: Path
         )
         assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stderr, command
+        # curl exits 0 on an HTTP error: its answer must not be the service's error body.
+        assert not is_error_body(result.stdout), f"{command}\n{result.stdout}"
+
+
+def is_error_body(text: str) -> bool:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and {"code", "message"} <= body.keys()
 
 
 def test_every_command_not_run_here_is_in_the_readme() -> None:
