@@ -25,7 +25,6 @@ JSONObject = dict[str, Any]
 T = TypeVar("T")
 
 
-
 def _name_patterns(schema: dict[str, Any]) -> None:
     # Names in an answer obey the rule they were checked with on the way in.
     for name, prop in schema["properties"].items():

@@ -117,11 +117,15 @@ def check_ttl(ttl: float | None) -> float | None:
     return None if ttl is None else check_in("ttl", ttl, TTL_SECONDS)
 
 
+def limit_error(max_limit: int) -> InvalidInputError:
+    return InvalidInputError(f"limit must be an integer in [1, {max_limit}]", field="limit")
+
+
 def check_limit(limit: int | None, max_limit: int, *, default: int) -> int:
     if limit is None:
         return default
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or limit > max_limit:
-        raise InvalidInputError(f"limit must be an integer in [1, {max_limit}]", field="limit")
+        raise limit_error(max_limit)
     return limit
 
 

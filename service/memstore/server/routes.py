@@ -28,7 +28,15 @@ from memstore.core.records import (
     MemorySummary,
     ToolUsageRecord,
 )
-from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
+from memstore.core.validation import (
+    ID_RE,
+    NAMESPACE_RE,
+    TOOL_RE,
+    TYPE_RE,
+    check_limit,
+    check_name,
+    limit_error,
+)
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
 from memstore.server.routing import Param, Route, TableRoute, View
@@ -139,8 +147,7 @@ def query_limit(request: web.Request) -> int | None:
     if raw is None:
         return None
     if not _INTEGER_RE.fullmatch(raw):
-        s = request.app[MANAGER].settings
-        check_limit(raw, s.max_page_size, default=s.default_page_size)  # raises
+        raise limit_error(request.app[MANAGER].settings.max_page_size)
     return int(raw)
 
 
