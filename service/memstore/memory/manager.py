@@ -256,12 +256,19 @@ class DistributedMemoryManager(MemoryAPI):
         except MemoryStoreError as exc:
             stats.errors += 1
             shared.errors_by_code[exc.code] = shared.errors_by_code.get(exc.code, 0) + 1
-            if shared.prometheus is not None:
+            # A 4xx (stale version, bad input, not found, quota) is the caller's mistake,
+            # answered correctly: only 5xx outcomes are failures of the backend.
+            if shared.prometheus is not None and exc.http_status >= 500:
                 shared.prometheus.count_backend_error(self.memory_type, operation, exc.code)
             if span is not None and tracing is not None:
                 tracing.record_error(span, exc, exc.code)
             raise
         except Exception as exc:
+            # Not one of ours: the server answers it with 500 internal_error.
+            if shared.prometheus is not None:
+                shared.prometheus.count_backend_error(
+                    self.memory_type, operation, MemoryStoreError.code
+                )
             if span is not None and tracing is not None:
                 tracing.record_error(span, exc, type(exc).__qualname__)
             raise

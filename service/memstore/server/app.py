@@ -43,9 +43,12 @@ def create_app(
     """``tracing``: default from the OTEL_* environment (see observability.tracing)."""
     settings = settings or Settings()
     metrics = metrics or PrometheusMetrics()
+    # Identifies the target even with recording switched off (absent() alerts read it).
+    metrics.set_build_info(settings.memory_type)
     if tracing is None:
         tracing = Tracing.from_env()
-    # Observability switched off records nothing (the /metrics registry stays, empty).
+    # Observability switched off records nothing (the /metrics registry keeps only the build
+    # and process figures).
     recording = metrics if settings.metrics_enabled else None
     if manager is None:
         manager = DistributedMemoryManager(settings=settings, prometheus=recording, tracing=tracing)
