@@ -6,6 +6,10 @@ agent's code stays the same: same methods, same records, same exceptions
 ...: the service's error ``code`` names the class, ``memstore.core.errors.error_from_wire``).
 No answer at all (connection refused, unknown host, timeout) is ``ServiceUnreachableError``,
 a ``BackendUnavailableError`` whose message says why.
+Arguments are checked here, before any request, by the manager's own checks
+(``memstore.core.validation.check_<operation>``), so a mistake gives the same exception,
+message and details on both sides; what only the server knows (its payload size and page
+size limits) it checks with those same functions.
 
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
 provider (the agent's own; a no-op when it has none) and carries that span's context in the
@@ -29,7 +33,6 @@ from yarl import URL
 
 from memstore.core.errors import MemoryStoreError, ServiceUnreachableError, error_from_wire
 from memstore.core.records import (
-    DEFAULT_CONVERSATION,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -38,6 +41,19 @@ from memstore.core.records import (
     MessageRecord,
     Page,
     ToolUsageRecord,
+)
+from memstore.core.validation import (
+    check_before,
+    check_conversation_id,
+    check_entity_key,
+    check_entity_write,
+    check_feedback,
+    check_messages,
+    check_name,
+    check_optional_name,
+    check_time_range,
+    check_tool_usage,
+    check_version,
 )
 from memstore.memory.api import MemoryAPI
 
@@ -76,7 +92,7 @@ class MemoryClient(MemoryAPI):
     ) -> None:
         """``tracer_provider``: where the client's spans go (default: the global one)."""
         self.base_url = base_url.rstrip("/")
-        self.namespace = namespace
+        self.namespace = check_name("namespace", namespace)
         # Never logged or shown; MEMSTORE_TOKEN is read when no token is given.
         self._token = token if token is not None else os.environ.get("MEMSTORE_TOKEN") or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -104,6 +120,7 @@ class MemoryClient(MemoryAPI):
 
     def for_namespace(self, namespace: str) -> MemoryClient:
         """A client on another namespace sharing this client's connection pool."""
+        check_name("namespace", namespace)
         other = MemoryClient(
             self.base_url,
             namespace,
@@ -230,12 +247,15 @@ class MemoryClient(MemoryAPI):
         ttl: float | None = None,
         expected_version: int | None = None,
     ) -> EntityRecord:
+        data_json, ttl, expected_version = check_entity_write(
+            entity_type, entity_id, data, ttl, expected_version, None
+        )
         headers = {}
         if expected_version == 0:
             headers["If-None-Match"] = "*"
         elif expected_version is not None:
             headers["If-Match"] = f'"{expected_version}"'
-        body: dict[str, Any] = {"data": data}
+        body: dict[str, Any] = {"data": orjson.Fragment(data_json)}
         if ttl is not None:
             body["ttl_seconds"] = ttl
         _, out, _ = await self._request(
@@ -247,6 +267,7 @@ class MemoryClient(MemoryAPI):
         return EntityRecord(**out)
 
     async def get_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None:
+        check_entity_key(entity_type, entity_id)
         status, out, _ = await self._request(
             "GET", self._ns(f"/entities/{_q(entity_type)}/{_q(entity_id)}"), accept_404=True
         )
@@ -255,6 +276,8 @@ class MemoryClient(MemoryAPI):
     async def delete_entity(
         self, entity_type: str, entity_id: str, *, expected_version: int | None = None
     ) -> bool:
+        check_entity_key(entity_type, entity_id)
+        expected_version = check_version(expected_version)
         headers = {} if expected_version is None else {"If-Match": f'"{expected_version}"'}
         status, _, _ = await self._request(
             "DELETE",
@@ -267,6 +290,7 @@ class MemoryClient(MemoryAPI):
     async def list_entities(
         self, entity_type: str, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[EntityRecord]:
+        check_name("entity_type", entity_type)
         _, out, _ = await self._request(
             "GET",
             self._ns(f"/entities/{_q(entity_type)}"),
@@ -280,14 +304,19 @@ class MemoryClient(MemoryAPI):
     # -- conversations ----------------------------------------------------------------
 
     def _conv(self, conversation_id: str | None, tail: str = "/messages") -> str:
-        return self._ns(f"/conversations/{_q(conversation_id or DEFAULT_CONVERSATION)}{tail}")
+        return self._ns(f"/conversations/{_q(check_conversation_id(conversation_id))}{tail}")
+
+    @staticmethod
+    def _messages_body(messages: object, *, allow_empty: bool) -> dict[str, Any]:
+        _, raws = check_messages(messages, max_count=None, max_bytes=None, allow_empty=allow_empty)
+        return {"messages": [orjson.Fragment(r) for r in raws]}
 
     async def append_messages(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]:
-        _, out, _ = await self._request(
-            "POST", self._conv(conversation_id), json={"messages": messages}
-        )
+        path = self._conv(conversation_id)
+        body = self._messages_body(messages, allow_empty=False)
+        _, out, _ = await self._request("POST", path, json=body)
         return [MessageRecord(**m) for m in out["items"]]
 
     async def load_messages(
@@ -299,13 +328,14 @@ class MemoryClient(MemoryAPI):
     ) -> list[MessageRecord]:
         """The last ``limit`` messages (all of them when ``limit`` is None, fetched page
         by page from the newest)."""
+        path = self._conv(conversation_id)
+        before = check_before(before_seq)
         collected: list[MessageRecord] = []
-        before = before_seq
         while True:
-            want = None if limit is None else limit - len(collected)
-            _, out, _ = await self._request(
-                "GET", self._conv(conversation_id), params={"limit": want, "before": before}
-            )
+            # The first request sends ``limit`` as given, so the server judges it as the
+            # manager would (a bool or a float is an error there, not 1).
+            want = limit if limit is None or not collected else limit - len(collected)
+            _, out, _ = await self._request("GET", path, params={"limit": want, "before": before})
             collected = [MessageRecord(**m) for m in out["items"]] + collected
             before = out["next_before"]
             if before is None or (limit is not None and len(collected) >= limit):
@@ -314,9 +344,9 @@ class MemoryClient(MemoryAPI):
     async def save_conversation_history(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]:
-        _, out, _ = await self._request(
-            "PUT", self._conv(conversation_id), json={"messages": messages}
-        )
+        path = self._conv(conversation_id)
+        body = self._messages_body(messages, allow_empty=True)
+        _, out, _ = await self._request("PUT", path, json=body)
         return [MessageRecord(**m) for m in out["items"]]
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
@@ -347,12 +377,22 @@ class MemoryClient(MemoryAPI):
         timestamp: float | None = None,
         usage_id: str | None = None,
     ) -> ToolUsageRecord:
+        duration_ms, timestamp, input_json, output_json = check_tool_usage(
+            tool_name,
+            args,
+            result,
+            duration_ms=duration_ms,
+            conversation_id=conversation_id,
+            timestamp=timestamp,
+            usage_id=usage_id,
+            max_bytes=None,
+        )
         body = {
             "tool_name": tool_name,
-            "input": args,
-            "output": result,
+            "input": orjson.Fragment(input_json),
+            "output": orjson.Fragment(output_json),
             "duration_ms": duration_ms,
-            "success": success,
+            "success": bool(success),
             "conversation_id": conversation_id,
             "timestamp": timestamp,
             "id": usage_id,
@@ -373,6 +413,8 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[ToolUsageRecord]:
+        check_optional_name("tool_name", tool_name)
+        start, end = check_time_range(start, end)
         _, out, _ = await self._request(
             "GET",
             self._ns("/tool-usage"),
@@ -392,10 +434,15 @@ class MemoryClient(MemoryAPI):
     async def save_learning_feedback(
         self, agent_name: str, feedback_type: str, data: Any
     ) -> FeedbackRecord:
+        data_json = check_feedback(agent_name, feedback_type, data, None)
         _, out, _ = await self._request(
             "POST",
             self._ns("/feedback"),
-            json={"agent_name": agent_name, "feedback_type": feedback_type, "data": data},
+            json={
+                "agent_name": agent_name,
+                "feedback_type": feedback_type,
+                "data": orjson.Fragment(data_json),
+            },
         )
         return FeedbackRecord(**out)
 
@@ -407,6 +454,8 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[FeedbackRecord]:
+        check_optional_name("agent_name", agent_name)
+        check_optional_name("feedback_type", feedback_type)
         _, out, _ = await self._request(
             "GET",
             self._ns("/feedback"),

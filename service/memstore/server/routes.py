@@ -37,6 +37,7 @@ from memstore.core.validation import (
     TYPE_RE,
     check_limit,
     check_name,
+    limit_error,
 )
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
@@ -152,6 +153,17 @@ def query_int(request: web.Request, name: str) -> int | None:
     return int(raw)
 
 
+def query_limit(request: web.Request) -> int | None:
+    """``limit``; one that is not an integer gets the manager's message for it (what an
+    in-process caller passing it would get)."""
+    raw = request.query.get("limit")
+    if raw is None:
+        return None
+    if not _INTEGER_RE.fullmatch(raw):
+        raise limit_error(request.app[MANAGER].settings.max_page_size)
+    return int(raw)
+
+
 def query_float(request: web.Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None:
@@ -237,7 +249,7 @@ async def get_entity_types(request: web.Request) -> web.Response:
 async def list_entities(request: web.Request) -> web.Response:
     page = await manager_for(request).list_entities(
         request.match_info["entity_type"],
-        limit=query_int(request, "limit"),
+        limit=query_limit(request),
         cursor=query_str(request, "cursor"),
     )
     return json_response(
@@ -309,7 +321,7 @@ async def delete_entity(request: web.Request) -> web.Response:
 
 async def list_conversations(request: web.Request) -> web.Response:
     page = await manager_for(request).list_conversations(
-        limit=query_int(request, "limit"), cursor=query_str(request, "cursor")
+        limit=query_limit(request), cursor=query_str(request, "cursor")
     )
     return json_response(
         {"items": [c.to_dict() for c in page.items], "next_cursor": page.next_cursor}
@@ -318,7 +330,7 @@ async def list_conversations(request: web.Request) -> web.Response:
 
 async def get_messages(request: web.Request) -> web.Response:
     manager = manager_for(request)
-    limit = query_int(request, "limit")
+    limit = query_limit(request)
     if limit is None:
         limit = manager.settings.default_page_size
     records = await manager.load_messages(
@@ -338,7 +350,7 @@ async def append_messages(request: web.Request) -> web.Response:
 
 
 async def replace_messages(request: web.Request) -> web.Response:
-    body = await read_body(request, schemas.MessagesIn)
+    body = await read_body(request, schemas.MessagesReplace)
     records = await manager_for(request).save_conversation_history(
         body.messages, request.match_info["conversation_id"]
     )
@@ -375,7 +387,7 @@ async def query_tool_usage(request: web.Request) -> web.Response:
         query_str(request, "tool_name"),
         start=query_time(request, "start"),
         end=query_time(request, "end"),
-        limit=query_int(request, "limit"),
+        limit=query_limit(request),
         cursor=query_str(request, "cursor"),
     )
     return json_response(
@@ -399,7 +411,7 @@ async def query_feedback(request: web.Request) -> web.Response:
     page = await manager_for(request).query_learning_feedback(
         query_str(request, "agent_name"),
         query_str(request, "feedback_type"),
-        limit=query_int(request, "limit"),
+        limit=query_limit(request),
         cursor=query_str(request, "cursor"),
     )
     return json_response(
@@ -422,7 +434,7 @@ async def list_summaries(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
     settings = manager.settings
     limit = check_limit(
-        query_int(request, "limit"), settings.max_page_size, default=settings.default_page_size
+        query_limit(request), settings.max_page_size, default=settings.default_page_size
     )
     after = query_str(request, "after")
     if after is not None:
@@ -538,7 +550,7 @@ ROUTES: tuple[Route, ...] = (
           responses={201: ("Appended.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
     Route("PUT", f"{P}/conversations/{{conversation_id}}/messages", replace_messages,
           "saveConversationHistory", "Replace the whole history.", "conversations",
-          params=(NS, CID), body=schemas.MessagesIn,
+          params=(NS, CID), body=schemas.MessagesReplace,
           role="write", grows_storage=True, shrinks_storage=True,
           responses={200: ("Replaced.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
     Route("DELETE", f"{P}/conversations/{{conversation_id}}", delete_conversation,
