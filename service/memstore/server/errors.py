@@ -86,15 +86,19 @@ def error_response(request: web.Request, exc: Exception) -> web.Response | None:
         if exc.status < 400:
             return None
         code = http_code(exc.status)
+        headers = None
         if exc.status == 413:
             message = "request body is too large"
-        elif exc.status == 405:
+        elif isinstance(exc, web.HTTPMethodNotAllowed):
             message = f"method {request.method} is not allowed here"
+            # RFC 9110 15.5.6: a 405 names the methods the resource supports (aiohttp's
+            # router collected them from the routes whose path matched).
+            headers = {"Allow": ", ".join(sorted(exc.allowed_methods))}
         elif exc.status == 404:
             message = "no such route"
         else:
             message = exc.reason
-        return json_error(exc.status, code, message)
+        return json_error(exc.status, code, message, headers=headers)
     log.error("unhandled error on %s %s", request.method, request.rel_url.path, exc_info=exc)
     return json_error(500, "internal_error", "internal error; see the server log")
 

@@ -158,7 +158,8 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-_ETAG_RE = re.compile(rf'^(?:W/)?"?([0-9]{{1,{INTEGER_DIGITS}}})"?$')
+# The documented pattern (ETAG_PATTERN) with the version captured: versions start at 1.
+_ETAG_RE = re.compile(rf'(?:W/)?"?([1-9][0-9]{{0,{INTEGER_DIGITS - 1}}})"?')
 
 
 def parse_etag(value: str, header: str) -> int:
@@ -227,11 +228,15 @@ async def list_entities(request: web.Request) -> web.Response:
 
 async def get_entity(request: web.Request) -> web.Response:
     mi = request.match_info
+    # Read like If-Match: an ETag the server could have issued; an empty or malformed
+    # value is a 400 (not silently "no condition"), whether the entity exists or not.
+    held = request.headers.get("If-None-Match")
+    held_version = None if held is None else parse_etag(held, "If-None-Match")
     record = await manager_for(request).get_entity(mi["entity_type"], mi["entity_id"])
     if record is None:
         raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
     tag = etag(record.version)
-    if request.headers.get("If-None-Match") == tag:
+    if held_version == record.version:
         return web.Response(status=304, headers={"ETag": tag})
     return json_response(entity_body(record), headers={"ETag": tag})
 
@@ -244,8 +249,6 @@ async def put_entity(request: web.Request) -> web.Response:
     expected: int | None = None
     if (if_match := request.headers.get("If-Match")) is not None:
         expected = parse_etag(if_match, "If-Match")
-        if expected == 0:
-            raise InvalidInputError("If-Match versions start at 1", field="If-Match")
     if (if_none := request.headers.get("If-None-Match")) is not None:
         if if_none.strip() != "*":
             raise InvalidInputError("If-None-Match on PUT must be *", field="If-None-Match")
