@@ -4,6 +4,8 @@ nothing stored changes."""
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from typing import Any
 
 import pytest
@@ -77,3 +79,143 @@ async def test_if_match_zero_is_a_400_on_delete_as_on_put(http: Client) -> None:
         body = await error_of(resp, 400, "invalid_input")
         assert body["details"]["field"] == "If-Match"
     assert (await (await http.get(path)).json())["data"] == {}
+
+
+# -- request bodies: content codings ----------------------------------------------------
+
+BODY = b'{"data": {"name": "Ada", "n": [1, 2.5, null]}}'
+
+
+def gzip_bytes(raw: bytes) -> bytes:
+    return gzip.compress(raw)
+
+
+def zlib_bytes(raw: bytes) -> bytes:
+    return zlib.compress(raw)
+
+
+def raw_deflate_bytes(raw: bytes) -> bytes:
+    # What some clients send as "deflate": the stream without the zlib wrapper.
+    c = zlib.compressobj(wbits=-15)
+    return c.compress(raw) + c.flush()
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        ("gzip", gzip_bytes),
+        ("GZIP", gzip_bytes),
+        ("deflate", zlib_bytes),
+        ("deflate", raw_deflate_bytes),
+        ("identity", bytes),
+    ],
+)
+async def test_a_compressed_body_is_decoded(
+    http: Client, spec: SpecChecker, coding: str, encode: Any
+) -> None:
+    path = f"{NS}/entities/user/zipped"
+    resp = await http.put(path, data=encode(BODY), headers={"Content-Encoding": coding})
+    body = await resp.json()
+    assert resp.status == 201, body
+    spec.check("PUT", ENTITY, 201, body)
+    assert body["data"] == {"name": "Ada", "n": [1, 2.5, None]}
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_body_that_does_not_decode_is_a_400(http: Client, coding: str) -> None:
+    path = f"{NS}/entities/user/notzipped"
+    for data in (BODY, gzip_bytes(BODY)[:-12] + b"garbage-tail"):
+        resp = await http.put(path, data=data, headers={"Content-Encoding": coding})
+        body = await error_of(resp, 400, "invalid_input")
+        assert body["details"]["field"] == "body"
+    assert (await http.get(path)).status == 404
+
+
+async def test_a_compression_bomb_is_a_413(http: Client, api_settings: Any) -> None:
+    # 100 MB of JSON compressed to ~100 KB: the decoded size is what the limit counts.
+    c = zlib.compressobj(wbits=31)
+    parts = [c.compress(b'{"data": {"x": "')]
+    chunk = b"0" * (1 << 20)
+    parts += [c.compress(chunk) for _ in range(100)]
+    parts.append(c.compress(b'"}}') + c.flush())
+    bomb = b"".join(parts)
+    assert len(bomb) < api_settings.max_body_bytes * 4
+    path = f"{NS}/entities/user/bomb"
+    resp = await http.put(path, data=bomb, headers={"Content-Encoding": "gzip"})
+    await error_of(resp, 413, "payload_too_large")
+    assert (await http.get(path)).status == 404
+
+
+@pytest.mark.parametrize("coding", ["compress", "xyz", "x-gzip", "gzip, gzip", "gzip, xyz"])
+async def test_an_unsupported_coding_is_a_415_naming_the_accepted_ones(
+    http: Client, spec: SpecChecker, coding: str
+) -> None:
+    path = f"{NS}/entities/user/coded"
+    resp = await http.put(path, data=BODY, headers={"Content-Encoding": coding})
+    body = await error_of(resp, 415, "unsupported_media_type")
+    assert resp.headers["Accept-Encoding"] == "gzip, deflate, identity"
+    spec.check("PUT", ENTITY, 415, body)
+    assert (await http.get(path)).status == 404
+
+
+async def test_the_document_says_which_codings_bodies_may_use(spec: SpecChecker) -> None:
+    for item in spec.doc["paths"].values():
+        for op in item.values():
+            if "requestBody" in op:
+                assert "gzip | deflate | identity" in op["requestBody"]["description"]
+                assert "Accept-Encoding" in op["responses"]["415"]["headers"]
+            else:
+                assert "415" not in op["responses"]
+
+
+# -- integers wider than 64 bits ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "field"),
+    [
+        ("PUT", f"{NS}/entities/user/wide", b'{"data": {"x": 18446744073709551616}}', "data.x"),
+        (
+            "PUT",
+            f"{NS}/entities/user/wide",
+            b'{"data": {"a": {"b": [1, -9223372036854775809]}}}',
+            "data.a.b.1",
+        ),
+        (
+            "POST",
+            f"{NS}/conversations/wide/messages",
+            b'{"messages": [{"n": 1}, {"n": 123456789012345678901234567890}]}',
+            "messages.1.n",
+        ),
+        (
+            "POST",
+            f"{NS}/tool-usage",
+            b'{"tool_name": "t", "input": 1e2, "output": 99999999999999999999}',
+            "output",
+        ),
+    ],
+)
+async def test_an_integer_wider_than_64_bits_is_a_400_naming_its_path(
+    http: Client, method: str, path: str, raw: bytes, field: str
+) -> None:
+    before = await (await http.get(f"{NS}/summary")).json()
+    resp = await http.request(method, path, data=raw)
+    body = await error_of(resp, 400, "invalid_input")
+    assert body["details"]["field"] == field
+    assert "64 bits" in body["message"]
+    assert "99999" not in body["message"]  # payloads are never echoed
+    assert await (await http.get(f"{NS}/summary")).json() == before
+
+
+async def test_64_bit_integers_and_long_digit_strings_are_stored_exactly(http: Client) -> None:
+    raw = (
+        b'{"data": {"max": 18446744073709551615, "min": -9223372036854775808,'
+        b' "s": "123456789012345678901234567890", "f": 1.00000000000000000001}}'
+    )
+    path = f"{NS}/entities/user/exact"
+    resp = await http.put(path, data=raw)
+    assert resp.status == 201, await resp.text()
+    got = await (await http.get(path)).read()
+    assert b'"max":18446744073709551615' in got
+    assert b'"min":-9223372036854775808' in got
+    assert b'"s":"123456789012345678901234567890"' in got

@@ -7,6 +7,7 @@ from what the server does.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, TypeVar
 
@@ -16,9 +17,11 @@ from pydantic import BaseModel, ValidationError
 
 from memstore.core.bounds import (
     INTEGER_DIGITS,
+    JSON_INTEGER,
     SEQUENCE,
     TIMESTAMP_SECONDS,
     check_in,
+    contains,
     json_schema,
 )
 from memstore.core.errors import ConflictError, InvalidInputError, NotFoundError
@@ -31,7 +34,7 @@ from memstore.core.records import (
 from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
-from memstore.server.routing import Param, Route, TableRoute, View
+from memstore.server.routing import BODY_CODINGS, Param, Route, TableRoute, View
 from memstore.server.security import principal_of
 from memstore.server.state import MANAGER, METRICS, OPENAPI
 
@@ -94,16 +97,70 @@ def manager_for(request: web.Request) -> DistributedMemoryManager:
     return request.app[MANAGER].for_checked_namespace(request.match_info["namespace"])
 
 
+def check_content_coding(request: web.Request) -> None:
+    """415 for a body in a coding the server does not decode (before reading it)."""
+    values = request.headers.getall("Content-Encoding", ())
+    codings = [c.strip().lower() for v in values for c in v.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if len(codings) > 1 or (codings and codings[0] not in BODY_CODINGS):
+        raise web.HTTPUnsupportedMediaType(
+            text=f"Content-Encoding must be one of {', '.join(BODY_CODINGS)} (one coding)",
+            headers={"Accept-Encoding": ", ".join(BODY_CODINGS)},
+        )
+
+
+# A 64-bit integer has at most 20 digits; any run of 19 could be outside JSON_INTEGER.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _too_wide_integer(raw: bytes) -> str | None:
+    """The path of the first integer in ``raw`` outside ``JSON_INTEGER`` (orjson reads
+    those as floats, silently rounding), or ``None``. The standard library parser keeps
+    integers exact; it runs only when a long run of digits makes it necessary."""
+    if _LONG_DIGITS.search(raw) is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except RecursionError:  # nested deeper than the stdlib parser goes: no path to give
+        return "body"
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not contains(JSON_INTEGER, item):
+                return path or "body"
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item))
+    return None
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the body as JSON (whatever the Content-Type, so plain curl works) into
     ``model``; every problem is an ``InvalidInputError`` naming the field."""
-    raw = await request.read()  # aiohttp enforces client_max_size (413)
+    check_content_coding(request)
+    try:
+        raw = await request.read()  # aiohttp enforces client_max_size (413)
+    except web.RequestPayloadError as exc:
+        # A body that does not decode under its Content-Encoding (or was cut short); the
+        # answer closes the connection (server.errors), the rest of the stream is unusable.
+        raise InvalidInputError(
+            "request body could not be read: it does not decode under its Content-Encoding"
+            " or was cut short",
+            field="body",
+        ) from exc
     if not raw:
         raise InvalidInputError("request body must be a JSON object", field="body")
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"request body is not valid JSON: {exc}", field="body") from exc
+    if (wide := _too_wide_integer(raw)) is not None:
+        raise InvalidInputError(
+            f"{wide}: integers must fit in 64 bits, [-2^63, 2^64 - 1]; send wider ones as strings",
+            field=wide,
+        )
     if not isinstance(value, dict):
         raise InvalidInputError("request body must be a JSON object", field="body")
     try:

@@ -20,6 +20,11 @@ from memstore.server.auth import Role
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: Content codings a request body may carry. aiohttp decodes them (zlib) while the body
+#: streams in, so ``client_max_size`` (413) bounds the decoded bytes: a compression bomb
+#: is cut off at the limit. Anything else is a 415 before the body is read.
+BODY_CODINGS = ("gzip", "deflate", "identity")
+
 
 @dataclass(frozen=True)
 class Param:
