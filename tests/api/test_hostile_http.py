@@ -219,3 +219,46 @@ async def test_64_bit_integers_and_long_digit_strings_are_stored_exactly(http: C
     assert b'"max":18446744073709551615' in got
     assert b'"min":-9223372036854775808' in got
     assert b'"s":"123456789012345678901234567890"' in got
+
+
+# -- cursors: opaque, only the server's own ----------------------------------------------
+
+PAGED = {
+    "/v1/namespaces/{namespace}/entities/{entity_type}": f"{NS}/entities/user",
+    "/v1/namespaces/{namespace}/conversations": f"{NS}/conversations",
+    "/v1/namespaces/{namespace}/tool-usage": f"{NS}/tool-usage",
+    "/v1/namespaces/{namespace}/feedback": f"{NS}/feedback",
+}
+
+
+async def test_the_document_says_cursors_are_the_servers_own(spec: SpecChecker) -> None:
+    for template in PAGED:
+        op = spec.doc["paths"][template]["get"]
+        (cursor,) = (p for p in op["parameters"] if p["name"] == "cursor")
+        assert cursor["schema"] == {"type": "string", "pattern": "^([A-Za-z0-9_-]+)?$"}
+        assert "next_cursor" in cursor["description"]
+        assert "400" in cursor["description"]
+        assert "cursor" in op["responses"]["400"]["description"]
+
+
+async def test_a_cursor_the_server_did_not_issue_is_a_400(
+    http: Client, spec: SpecChecker
+) -> None:
+    for i in range(3):
+        assert (await http.put(f"{NS}/entities/user/c{i}", json={"data": {}})).status == 201
+    first = await (await http.get(f"{NS}/entities/user", params={"limit": "1"})).json()
+    issued = first["next_cursor"]
+    assert issued
+    ok = await http.get(f"{NS}/entities/user", params={"limit": "1", "cursor": issued})
+    assert ok.status == 200
+    # Characters outside the cursor's alphabet are not skipped: the cursor is read exactly
+    # as it was issued, or refused.
+    forged = [issued + "!", "!" + issued, issued[:2] + " " + issued[2:], "garbage", "W10"]
+    for template, path in PAGED.items():
+        for cursor in forged:
+            resp = await http.get(path, params={"cursor": cursor})
+            body = await error_of(resp, 400, "invalid_input")
+            assert body["details"]["field"] == "cursor"
+            spec.check("GET", template, 400, body)
+        # Empty: the first page, as when absent.
+        assert (await http.get(path, params={"cursor": ""})).status == 200

@@ -31,7 +31,15 @@ from memstore.core.records import (
     MemorySummary,
     ToolUsageRecord,
 )
-from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
+from memstore.core.validation import (
+    CURSOR_RE,
+    ID_RE,
+    NAMESPACE_RE,
+    TOOL_RE,
+    TYPE_RE,
+    check_limit,
+    check_name,
+)
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
 from memstore.server.routing import BODY_CODINGS, Param, Route, TableRoute, View
@@ -56,7 +64,17 @@ CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True
 BEFORE_SCHEMA = {"type": "integer", **json_schema(SEQUENCE)}
 TIME_SCHEMA = {"type": "number", **json_schema(TIMESTAMP_SECONDS)}
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "Page size (capped).")
-CURSOR = Param("cursor", "query", {"type": "string"}, "Opaque cursor from `next_cursor`.")
+# Cursors are opaque (base64url of the last key seen, validation.encode_cursor): only one
+# the server issued for the same listing is accepted. The pattern says what one looks
+# like; it cannot say which the server issued, so any other string is a 400.
+CURSOR = Param(
+    "cursor",
+    "query",
+    {"type": "string", "pattern": f"^({CURSOR_RE.pattern})?$"},
+    "Opaque: pass back a `next_cursor` this server returned for the same listing (empty or "
+    "absent: the first page). Any other value, even one matching this pattern, is a 400 "
+    "`invalid_input` naming `cursor`.",
+)
 ETAG_PATTERN = rf'^(W/)?"?[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}"?$'
 IF_MATCH = Param(
     "If-Match",
@@ -78,6 +96,7 @@ IF_NONE_MATCH_PUT = Param(
 )
 
 E400 = ("Invalid input.", schemas.ErrorOut)
+E400_PAGE = ("Invalid input, or a cursor the server did not issue.", schemas.ErrorOut)
 E404 = ("Not found.", schemas.ErrorOut)
 E412 = ("Version precondition failed.", schemas.ErrorOut)
 E413 = ("Body too large.", schemas.ErrorOut)
@@ -538,7 +557,7 @@ ROUTES: tuple[Route, ...] = (
           "Entities of one type, ordered by id, one page.", "entities",
           params=(NS, ETYPE, *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.EntityPage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.EntityPage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}", get_entity, "getEntity",
           "Load an entity; its version is the ETag.", "entities",
           params=(NS, ETYPE, EID, IF_NONE_MATCH_GET),
@@ -562,7 +581,7 @@ ROUTES: tuple[Route, ...] = (
           "Conversations ordered by id, one page.", "conversations",
           params=(NS, *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.ConversationPage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.ConversationPage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/conversations/{{conversation_id}}/messages", get_messages,
           "loadMessages", "The last `limit` messages before `before`, in order.",
           "conversations",
@@ -596,7 +615,7 @@ ROUTES: tuple[Route, ...] = (
                   Param("end", "query", TIME_SCHEMA, "To (POSIX seconds, exclusive)."),
                   *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.ToolUsagePage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.ToolUsagePage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/tools", get_tool_names, "getToolNames",
           "Tools with at least one recorded use.", "tool-usage", params=(NS,),
           role="read",
@@ -611,7 +630,7 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, Param("agent_name", "query", _pattern(TOOL_RE)),
                   Param("feedback_type", "query", _pattern(TYPE_RE)), *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.FeedbackPage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.FeedbackPage), 400: E400_PAGE, 503: E503}),
 )  # fmt: skip
 
 
