@@ -241,9 +241,7 @@ async def test_the_document_says_cursors_are_the_servers_own(spec: SpecChecker) 
         assert "cursor" in op["responses"]["400"]["description"]
 
 
-async def test_a_cursor_the_server_did_not_issue_is_a_400(
-    http: Client, spec: SpecChecker
-) -> None:
+async def test_a_cursor_the_server_did_not_issue_is_a_400(http: Client, spec: SpecChecker) -> None:
     for i in range(3):
         assert (await http.put(f"{NS}/entities/user/c{i}", json={"data": {}})).status == 201
     first = await (await http.get(f"{NS}/entities/user", params={"limit": "1"})).json()
