@@ -8,6 +8,7 @@ import gzip
 import zlib
 from typing import Any
 
+import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -260,3 +261,13 @@ async def test_a_cursor_the_server_did_not_issue_is_a_400(http: Client, spec: Sp
             spec.check("GET", template, 400, body)
         # Empty: the first page, as when absent.
         assert (await http.get(path, params={"cursor": ""})).status == 200
+
+
+async def test_the_document_bounds_integers_in_json_payloads(spec: SpecChecker) -> None:
+    schemas = spec.doc["components"]["schemas"]
+    entity_put = {**schemas["EntityPut"], "components": spec.doc["components"]}
+    validator = jsonschema.Draft202012Validator(entity_put)
+    for ok in ({"a": 2**64 - 1}, {"a": [-(2**63), {"b": 1.5}]}, {"s": "9" * 30}, {"n": None}):
+        assert validator.is_valid({"data": ok}), ok
+    for bad in ({"a": 2**64}, {"a": [1, {"b": -(2**63) - 1}]}):
+        assert not validator.is_valid({"data": bad}), bad
