@@ -84,3 +84,16 @@ def route_row(request: web.Request) -> Route | None:
     in the table (policy code treats both as "unknown" and fails closed)."""
     route = request.match_info.route
     return route.row if isinstance(route, TableRoute) else None
+
+
+def open_path(request: web.Request) -> bool:
+    """Whether the request's path is served only by open routes (``role`` ``None``): a
+    405 there (wrong method) tells nothing that a caller without a token cannot learn."""
+    rows = [
+        route.row
+        for resource in request.app.router.resources()
+        if isinstance(resource, web.PlainResource) and resource.canonical == request.path
+        for route in resource
+        if isinstance(route, TableRoute)
+    ]
+    return bool(rows) and all(row.role is None for row in rows)
