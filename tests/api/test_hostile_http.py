@@ -271,3 +271,24 @@ async def test_the_document_bounds_integers_in_json_payloads(spec: SpecChecker) 
         assert validator.is_valid({"data": ok}), ok
     for bad in ({"a": 2**64}, {"a": [1, {"b": -(2**63) - 1}]}):
         assert not validator.is_valid({"data": bad}), bad
+
+
+# -- a deleted conversation reads as deleted --------------------------------------------
+
+MESSAGES = "/v1/namespaces/{namespace}/conversations/{conversation_id}/messages"
+
+
+async def test_messages_of_a_deleted_or_unknown_conversation_are_a_404(
+    http: Client, spec: SpecChecker, remote: Any
+) -> None:
+    path = f"{NS}/conversations/gone/messages"
+    assert (await http.post(path, json={"messages": [{"m": 1}]})).status == 201
+    assert (await http.get(path)).status == 200
+    assert (await http.delete(f"{NS}/conversations/gone")).status == 204
+    for target in (path, f"{NS}/conversations/never/messages"):
+        resp = await http.get(target)
+        body = await error_of(resp, 404, "not_found")
+        spec.check("GET", MESSAGES, 404, body)
+    # The client reads it as the manager does: an empty history, no error.
+    assert await remote.load_messages("gone") == []
+    assert await remote.load_conversation_history("never") == []

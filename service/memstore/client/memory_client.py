@@ -285,9 +285,15 @@ class MemoryClient(MemoryAPI):
         before = before_seq
         while True:
             want = None if limit is None else limit - len(collected)
-            _, out, _ = await self._request(
-                "GET", self._conv(conversation_id), params={"limit": want, "before": before}
+            status, out, _ = await self._request(
+                "GET",
+                self._conv(conversation_id),
+                params={"limit": want, "before": before},
+                accept_404=True,
             )
+            if status == 404:
+                # No such conversation: an empty history, as the manager answers.
+                return collected
             collected = [MessageRecord(**m) for m in out["items"]] + collected
             before = out["next_before"]
             if before is None or (limit is not None and len(collected) >= limit):

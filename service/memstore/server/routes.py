@@ -380,9 +380,14 @@ async def get_messages(request: web.Request) -> web.Response:
     limit = query_int(request, "limit")
     if limit is None:
         limit = manager.settings.default_page_size
-    records = await manager.load_messages(
-        request.match_info["conversation_id"], limit=limit, before_seq=query_int(request, "before")
-    )
+    cid = request.match_info["conversation_id"]
+    before = query_int(request, "before")
+    records = await manager.load_messages(cid, limit=limit, before_seq=before)
+    if not records and before is None:
+        # A conversation is its messages: none means it was never written or was deleted,
+        # and a deleted resource reads as 404 like an entity does (the client and the
+        # manager read it as an empty history).
+        raise NotFoundError(f"conversation {cid} does not exist")
     # seq is contiguous from 1, so older messages exist exactly when the first seq > 1.
     next_before = records[0].seq if records and records[0].seq > 1 else None
     return json_response({"items": [m.to_dict() for m in records], "next_before": next_before})
@@ -589,7 +594,9 @@ ROUTES: tuple[Route, ...] = (
                   Param("before", "query", BEFORE_SCHEMA,
                         "Only messages with seq below this (from `next_before`).")),
           role="read", hot=True,
-          responses={200: ("Messages.", schemas.MessagesOut), 400: E400, 503: E503}),
+          responses={200: ("Messages.", schemas.MessagesOut), 400: E400,
+                     404: ("No such conversation (no messages).", schemas.ErrorOut),
+                     503: E503}),
     Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
           "appendMessages", "Append messages atomically.", "conversations",
           params=(NS, CID), body=schemas.MessagesIn,
