@@ -138,8 +138,9 @@ class JsonErrorRequestHandler(web.RequestHandler):
             text = "internal error; see the server log"
         if _client_fault(exc):
             self.bounded_log.warning("bad HTTP request answered %d: %s", status, type(exc).__name__)
-        else:
-            self.logger.error("error answered %d by the connection handler", status, exc_info=exc)
+        elif status == 500:
+            # Not the client's doing: a bug, with its traceback.
+            self.logger.error("error answered 500 by the connection handler", exc_info=exc)
         response = json_error(status, code, text, headers=headers)
         response.force_close()
         return response
