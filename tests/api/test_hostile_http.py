@@ -10,8 +10,9 @@ from typing import Any
 
 import jsonschema
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
+from memstore.server.app import create_app
 from tests.api.conftest import SpecChecker
 
 Client = TestClient[Any, Any]
@@ -292,3 +293,19 @@ async def test_messages_of_a_deleted_or_unknown_conversation_are_a_404(
     # The client reads it as the manager does: an empty history, no error.
     assert await remote.load_messages("gone") == []
     assert await remote.load_conversation_history("never") == []
+
+
+async def test_coded_bodies_are_read_alike_when_the_quota_check_reads_them_first(
+    api_settings: Any,
+) -> None:
+    # With quotas on, the security middleware reads the body before the view does.
+    settings = api_settings.model_copy(update={"quota_max_bytes": 10**6})
+    async with TestClient(TestServer(create_app(settings))) as http:
+        path = f"{NS}/entities/user/quota"
+        resp = await http.put(path, data=gzip_bytes(BODY), headers={"Content-Encoding": "gzip"})
+        assert resp.status == 201, await resp.text()
+        resp = await http.put(path, data=BODY, headers={"Content-Encoding": "gzip"})
+        await error_of(resp, 400, "invalid_input")
+        resp = await http.put(path, data=BODY, headers={"Content-Encoding": "xyz"})
+        await error_of(resp, 415, "unsupported_media_type")
+        assert (await (await http.get(path)).json())["version"] == 1

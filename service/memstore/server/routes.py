@@ -42,7 +42,7 @@ from memstore.core.validation import (
 )
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
-from memstore.server.routing import BODY_CODINGS, Param, Route, TableRoute, View
+from memstore.server.routing import Param, Route, TableRoute, View, read_raw_body
 from memstore.server.security import principal_of
 from memstore.server.state import MANAGER, METRICS, OPENAPI
 
@@ -116,18 +116,6 @@ def manager_for(request: web.Request) -> DistributedMemoryManager:
     return request.app[MANAGER].for_checked_namespace(request.match_info["namespace"])
 
 
-def check_content_coding(request: web.Request) -> None:
-    """415 for a body in a coding the server does not decode (before reading it)."""
-    values = request.headers.getall("Content-Encoding", ())
-    codings = [c.strip().lower() for v in values for c in v.split(",")]
-    codings = [c for c in codings if c and c != "identity"]
-    if len(codings) > 1 or (codings and codings[0] not in BODY_CODINGS):
-        raise web.HTTPUnsupportedMediaType(
-            text=f"Content-Encoding must be one of {', '.join(BODY_CODINGS)} (one coding)",
-            headers={"Accept-Encoding": ", ".join(BODY_CODINGS)},
-        )
-
-
 # A 64-bit integer has at most 20 digits; any run of 19 could be outside JSON_INTEGER.
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
@@ -158,17 +146,7 @@ def _too_wide_integer(raw: bytes) -> str | None:
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the body as JSON (whatever the Content-Type, so plain curl works) into
     ``model``; every problem is an ``InvalidInputError`` naming the field."""
-    check_content_coding(request)
-    try:
-        raw = await request.read()  # aiohttp enforces client_max_size (413)
-    except web.RequestPayloadError as exc:
-        # A body that does not decode under its Content-Encoding (or was cut short); the
-        # answer closes the connection (server.errors), the rest of the stream is unusable.
-        raise InvalidInputError(
-            "request body could not be read: it does not decode under its Content-Encoding"
-            " or was cut short",
-            field="body",
-        ) from exc
+    raw = await read_raw_body(request)
     if not raw:
         raise InvalidInputError("request body must be a JSON object", field="body")
     try:

@@ -37,7 +37,7 @@ from memstore.server.limits import (
     RateLimiter,
     Reservation,
 )
-from memstore.server.routing import Route, open_path, route_row
+from memstore.server.routing import Route, open_path, read_raw_body, route_row
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Security:
     async def _admit(
         self, request: web.Request, route: Route, namespace: str
     ) -> Reservation | None:
-        body = await request.read()  # cached for the handler; aiohttp enforces the size cap
+        body = await read_raw_body(request)  # cached for the handler
         entity_exists = None
         if route.adds_entity:
             view = self.manager.for_namespace(namespace)
