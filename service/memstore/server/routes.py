@@ -121,8 +121,8 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def _too_wide_integer(raw: bytes) -> str | None:
-    """The path of the first integer in ``raw`` outside ``JSON_INTEGER`` (orjson reads
-    those as floats, silently rounding), or ``None``. The standard library parser keeps
+    """The path of an integer in ``raw`` outside ``JSON_INTEGER`` (orjson reads those
+    as floats, silently rounding), or ``None``. The standard library parser keeps
     integers exact; it runs only when a long run of digits makes it necessary."""
     if _LONG_DIGITS.search(raw) is None:
         return None
