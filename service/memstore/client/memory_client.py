@@ -335,7 +335,12 @@ class MemoryClient(MemoryAPI):
             # The first request sends ``limit`` as given, so the server judges it as the
             # manager would (a bool or a float is an error there, not 1).
             want = limit if limit is None or not collected else limit - len(collected)
-            _, out, _ = await self._request("GET", path, params={"limit": want, "before": before})
+            status, out, _ = await self._request(
+                "GET", path, params={"limit": want, "before": before}, accept_404=True
+            )
+            if status == 404:
+                # No such conversation: an empty history, as the manager answers.
+                return collected
             collected = [MessageRecord(**m) for m in out["items"]] + collected
             before = out["next_before"]
             if before is None or (limit is not None and len(collected) >= limit):

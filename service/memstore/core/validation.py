@@ -195,11 +195,19 @@ def check_version(version: int | None) -> int | None:
 # forged cursor is a 400, never a 500.
 
 
+#: What an issued cursor looks like (unpadded base64url); the OpenAPI document says so.
+CURSOR_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def encode_cursor(*key: str | int | float) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, *types: type) -> list[Any]:
+    # The base64 decoder skips characters outside its alphabet: check them first, so a
+    # cursor is read exactly as it was issued.
+    if not isinstance(cursor, str) or CURSOR_RE.fullmatch(cursor) is None:
+        raise InvalidInputError("cursor is not valid", field="cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))

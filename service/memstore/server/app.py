@@ -25,6 +25,7 @@ from memstore.observability.metrics import PrometheusMetrics
 from memstore.observability.tracing import Tracing
 from memstore.server.errors import error_middleware
 from memstore.server.openapi import build_openapi
+from memstore.server.protocol import serve_app
 from memstore.server.routes import ROUTES, add_routes
 from memstore.server.security import check_bind, security_middleware
 from memstore.server.state import MANAGER, METRICS, OPENAPI, SETTINGS
@@ -87,17 +88,14 @@ def create_app(
 
 
 def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM, then stop gracefully."""
+    """Run until SIGINT/SIGTERM, then stop gracefully (``protocol.serve_app``)."""
     check_bind(settings)
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # after the manager started
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout_seconds,
-        access_log=None,
-        print=lambda msg: log.info("%s", msg),
+    asyncio.run(
+        serve_app(
+            app, settings.host, settings.port, shutdown_timeout=settings.shutdown_timeout_seconds
+        )
     )
 
 

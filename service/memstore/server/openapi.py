@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter
 
+from memstore.core.bounds import JSON_INTEGER, json_schema
+from memstore.server.routing import BODY_CODINGS
 from memstore.server.schemas import ErrorOut
 
 if TYPE_CHECKING:
@@ -61,6 +63,30 @@ LINKS: dict[str, tuple[tuple[int, ...], dict[str, tuple[str, dict[str, str]]]]] 
 }  # fmt: skip
 
 
+_BODY_DESCRIPTION = (
+    "A JSON object. It may be sent compressed with `Content-Encoding: "
+    + " | ".join(BODY_CODINGS)
+    + "` (one coding; the size limit applies to the decoded body, 413 beyond it); any "
+    "other coding is answered 415 with `Accept-Encoding`. Integers in it must fit in 64 "
+    "bits ([-2^63, 2^64 - 1]): a wider one is a 400 naming its path (send it as a string)."
+)
+
+
+def _json_value_schema() -> dict[str, Any]:
+    """Any JSON value whose integers fit in ``JSON_INTEGER`` (read_body answers a wider
+    one with 400): pydantic's ``JsonValue`` is ``{}``, which lets generators and readers
+    assume any integer goes. (A float written with an exponent, ``1e30``, is accepted
+    although JSON Schema counts it as an integer: this is stricter than the server.)"""
+    this = {"$ref": REF.format(model="JsonValue")}
+    # One schema, no anyOf: each keyword applies to its own type only.
+    return {
+        "description": "Any JSON value; integers must fit in 64 bits.",
+        "items": this,
+        "additionalProperties": this,
+        "not": {"type": "integer", "not": json_schema(JSON_INTEGER)},
+    }
+
+
 def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]) -> dict[str, Any]:
     """The answers the security middleware can give on this route (server.security)."""
     content = {"application/json": {"schema": error_ref}}
@@ -89,6 +115,17 @@ def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]
         }
     if settings.request_timeout_seconds > 0:
         out["504"] = {"description": "The request timed out.", "content": content}
+    if route.body is not None:
+        out["415"] = {
+            "description": "The body's Content-Encoding is not one the server decodes.",
+            "content": content,
+            "headers": {
+                "Accept-Encoding": {
+                    "description": "The codings a request body may use.",
+                    "schema": {"type": "string"},
+                }
+            },
+        }
     return out
 
 
@@ -134,6 +171,7 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
         if route.body is not None:
             op["requestBody"] = {
                 "required": True,
+                "description": _BODY_DESCRIPTION,
                 "content": {
                     "application/json": {"schema": _schema(route.body, "validation", components)}
                 },
@@ -167,6 +205,8 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
                 }
         op["responses"] = responses
         paths.setdefault(route.path, {})[route.method.lower()] = op
+    if "JsonValue" in components:
+        components["JsonValue"] = _json_value_schema()
     return {
         "openapi": "3.1.0",
         "info": {

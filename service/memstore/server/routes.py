@@ -7,6 +7,7 @@ from what the server does.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, TypeVar
 
@@ -17,9 +18,11 @@ from pydantic_core import ErrorDetails
 
 from memstore.core.bounds import (
     INTEGER_DIGITS,
+    JSON_INTEGER,
     SEQUENCE,
     TIMESTAMP_SECONDS,
     check_in,
+    contains,
     json_schema,
 )
 from memstore.core.errors import ConflictError, InvalidInputError, NotFoundError
@@ -30,6 +33,7 @@ from memstore.core.records import (
     ToolUsageRecord,
 )
 from memstore.core.validation import (
+    CURSOR_RE,
     ID_RE,
     NAME_RULES,
     NAMESPACE_RE,
@@ -41,7 +45,7 @@ from memstore.core.validation import (
 )
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
-from memstore.server.routing import Param, Route, TableRoute, View
+from memstore.server.routing import Param, Route, TableRoute, View, read_raw_body
 from memstore.server.security import principal_of
 from memstore.server.state import MANAGER, METRICS, OPENAPI
 
@@ -63,7 +67,17 @@ CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True
 BEFORE_SCHEMA = {"type": "integer", **json_schema(SEQUENCE)}
 TIME_SCHEMA = {"type": "number", **json_schema(TIMESTAMP_SECONDS)}
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "Page size (capped).")
-CURSOR = Param("cursor", "query", {"type": "string"}, "Opaque cursor from `next_cursor`.")
+# Cursors are opaque (base64url of the last key seen, validation.encode_cursor): only one
+# the server issued for the same listing is accepted. The pattern says what one looks
+# like; it cannot say which the server issued, so any other string is a 400.
+CURSOR = Param(
+    "cursor",
+    "query",
+    {"type": "string", "pattern": f"^({CURSOR_RE.pattern})?$"},
+    "Opaque: pass back a `next_cursor` this server returned for the same listing (empty or "
+    "absent: the first page). Any other value, even one matching this pattern, is a 400 "
+    "`invalid_input` naming `cursor`.",
+)
 ETAG_PATTERN = rf'^(W/)?"?[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}"?$'
 IF_MATCH = Param(
     "If-Match",
@@ -85,6 +99,7 @@ IF_NONE_MATCH_PUT = Param(
 )
 
 E400 = ("Invalid input.", schemas.ErrorOut)
+E400_PAGE = ("Invalid input, or a cursor the server did not issue.", schemas.ErrorOut)
 E404 = ("Not found.", schemas.ErrorOut)
 E412 = ("Version precondition failed.", schemas.ErrorOut)
 E413 = ("Body too large.", schemas.ErrorOut)
@@ -115,16 +130,48 @@ def _problem(err: ErrorDetails) -> str:
     return err["msg"]
 
 
+# A 64-bit integer has at most 20 digits; any run of 19 could be outside JSON_INTEGER.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _too_wide_integer(raw: bytes) -> str | None:
+    """The path of an integer in ``raw`` outside ``JSON_INTEGER`` (orjson reads those
+    as floats, silently rounding), or ``None``. The standard library parser keeps
+    integers exact; it runs only when a long run of digits makes it necessary."""
+    if _LONG_DIGITS.search(raw) is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except RecursionError:  # nested deeper than the stdlib parser goes: no path to give
+        return "body"
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not contains(JSON_INTEGER, item):
+                return path or "body"
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item))
+    return None
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the body as JSON (whatever the Content-Type, so plain curl works) into
     ``model``; every problem is an ``InvalidInputError`` naming the field."""
-    raw = await request.read()  # aiohttp enforces client_max_size (413)
+    raw = await read_raw_body(request)
     if not raw:
         raise InvalidInputError("request body must be a JSON object", field="body")
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"request body is not valid JSON: {exc}", field="body") from exc
+    if (wide := _too_wide_integer(raw)) is not None:
+        raise InvalidInputError(
+            f"{wide}: integers must fit in 64 bits, [-2^63, 2^64 - 1]; send wider ones as strings",
+            field=wide,
+        )
     if not isinstance(value, dict):
         raise InvalidInputError("request body must be a JSON object", field="body")
     try:
@@ -190,7 +237,8 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-_ETAG_RE = re.compile(rf'^(?:W/)?"?([0-9]{{1,{INTEGER_DIGITS}}})"?$')
+# The documented pattern (ETAG_PATTERN) with the version captured: versions start at 1.
+_ETAG_RE = re.compile(rf'(?:W/)?"?([1-9][0-9]{{0,{INTEGER_DIGITS - 1}}})"?')
 
 
 def parse_etag(value: str, header: str) -> int:
@@ -259,11 +307,15 @@ async def list_entities(request: web.Request) -> web.Response:
 
 async def get_entity(request: web.Request) -> web.Response:
     mi = request.match_info
+    # Read like If-Match: an ETag the server could have issued; an empty or malformed
+    # value is a 400 (not silently "no condition"), whether the entity exists or not.
+    held = request.headers.get("If-None-Match")
+    held_version = None if held is None else parse_etag(held, "If-None-Match")
     record = await manager_for(request).get_entity(mi["entity_type"], mi["entity_id"])
     if record is None:
         raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
     tag = etag(record.version)
-    if request.headers.get("If-None-Match") == tag:
+    if held_version == record.version:
         return web.Response(status=304, headers={"ETag": tag})
     return json_response(entity_body(record), headers={"ETag": tag})
 
@@ -276,8 +328,6 @@ async def put_entity(request: web.Request) -> web.Response:
     expected: int | None = None
     if (if_match := request.headers.get("If-Match")) is not None:
         expected = parse_etag(if_match, "If-Match")
-        if expected == 0:
-            raise InvalidInputError("If-Match versions start at 1", field="If-Match")
     if (if_none := request.headers.get("If-None-Match")) is not None:
         if if_none.strip() != "*":
             raise InvalidInputError("If-None-Match on PUT must be *", field="If-None-Match")
@@ -333,9 +383,14 @@ async def get_messages(request: web.Request) -> web.Response:
     limit = query_limit(request)
     if limit is None:
         limit = manager.settings.default_page_size
-    records = await manager.load_messages(
-        request.match_info["conversation_id"], limit=limit, before_seq=query_int(request, "before")
-    )
+    cid = request.match_info["conversation_id"]
+    before = query_int(request, "before")
+    records = await manager.load_messages(cid, limit=limit, before_seq=before)
+    if not records and before is None:
+        # A conversation is its messages: none means it was never written or was deleted,
+        # and a deleted resource reads as 404 like an entity does (the client and the
+        # manager read it as an empty history).
+        raise NotFoundError(f"conversation {cid} does not exist")
     # seq is contiguous from 1, so older messages exist exactly when the first seq > 1.
     next_before = records[0].seq if records and records[0].seq > 1 else None
     return json_response({"items": [m.to_dict() for m in records], "next_before": next_before})
@@ -510,7 +565,7 @@ ROUTES: tuple[Route, ...] = (
           "Entities of one type, ordered by id, one page.", "entities",
           params=(NS, ETYPE, *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.EntityPage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.EntityPage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}", get_entity, "getEntity",
           "Load an entity; its version is the ETag.", "entities",
           params=(NS, ETYPE, EID, IF_NONE_MATCH_GET),
@@ -534,7 +589,7 @@ ROUTES: tuple[Route, ...] = (
           "Conversations ordered by id, one page.", "conversations",
           params=(NS, *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.ConversationPage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.ConversationPage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/conversations/{{conversation_id}}/messages", get_messages,
           "loadMessages", "The last `limit` messages before `before`, in order.",
           "conversations",
@@ -542,7 +597,9 @@ ROUTES: tuple[Route, ...] = (
                   Param("before", "query", BEFORE_SCHEMA,
                         "Only messages with seq below this (from `next_before`).")),
           role="read", hot=True,
-          responses={200: ("Messages.", schemas.MessagesOut), 400: E400, 503: E503}),
+          responses={200: ("Messages.", schemas.MessagesOut), 400: E400,
+                     404: ("No such conversation (no messages).", schemas.ErrorOut),
+                     503: E503}),
     Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
           "appendMessages", "Append messages atomically.", "conversations",
           params=(NS, CID), body=schemas.MessagesIn,
@@ -568,7 +625,7 @@ ROUTES: tuple[Route, ...] = (
                   Param("end", "query", TIME_SCHEMA, "To (POSIX seconds, exclusive)."),
                   *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.ToolUsagePage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.ToolUsagePage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/tools", get_tool_names, "getToolNames",
           "Tools with at least one recorded use.", "tool-usage", params=(NS,),
           role="read",
@@ -583,7 +640,7 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, Param("agent_name", "query", _pattern(TOOL_RE)),
                   Param("feedback_type", "query", _pattern(TYPE_RE)), *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.FeedbackPage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.FeedbackPage), 400: E400_PAGE, 503: E503}),
 )  # fmt: skip
 
 
