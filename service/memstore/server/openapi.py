@@ -73,17 +73,17 @@ _BODY_DESCRIPTION = (
 
 
 def _json_value_schema() -> dict[str, Any]:
-    """Any JSON value whose integers fit in ``JSON_INTEGER`` (read_body answers a wider
-    one with 400): pydantic's ``JsonValue`` is ``{}``, which lets generators and readers
-    assume any integer goes. (A float written with an exponent, ``1e30``, is accepted
-    although JSON Schema counts it as an integer: this is stricter than the server.)"""
+    """Any JSON value; the 64-bit rule for integer literals (read_body answers a wider
+    one with 400) is in words only. JSON Schema cannot say it: it counts a float written
+    with an exponent (``6.02e23``) as an integer too, and such floats are stored as they
+    are, so a schema bound on integers would document valid bodies as invalid."""
     this = {"$ref": REF.format(model="JsonValue")}
-    # One schema, no anyOf: each keyword applies to its own type only.
     return {
-        "description": "Any JSON value; integers must fit in 64 bits.",
+        "description": "Any JSON value. An integer written without a fraction or an "
+        "exponent must fit in 64 bits ([-2^63, 2^64 - 1]); a wider one is a 400 naming "
+        "its path (send it as a string). Floats are stored as floats.",
         "items": this,
         "additionalProperties": this,
-        "not": {"type": "integer", "not": json_schema(JSON_INTEGER)},
     }
 
 
