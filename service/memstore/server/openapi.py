@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter
 
-from memstore.core.bounds import JSON_INTEGER, json_schema
 from memstore.server.routing import BODY_CODINGS
 from memstore.server.schemas import ErrorOut
 
