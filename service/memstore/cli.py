@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 from pydantic import ValidationError
-from yarl import URL
 
 from memstore.core.errors import InvalidInputError, MemoryStoreError, ServiceUnreachableError
 from memstore.core.records import Page
@@ -44,22 +43,13 @@ class Target:
     token: str | None = field(default=None, repr=False)  # never shown
 
 
-def _url_problem(value: str) -> str | None:
-    try:
-        url = URL(value)
-        url.port  # noqa: B018 - parsed lazily: an out-of-range port raises here
-    except ValueError as exc:
-        return f"{value!r} is not a valid URL: {exc}"
-    if url.scheme in ("http", "https") and url.host:
-        return None
-    return f"{value!r} is not an http:// or https:// URL with a host"
-
-
 class UrlType(click.ParamType[str, Any]):
     name = "url"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        problem = _url_problem(str(value))
+        from memstore.client.memory_client import url_problem
+
+        problem = url_problem(str(value))
         if problem is not None:
             self.fail(problem, param, ctx)
         return str(value)
@@ -108,7 +98,9 @@ def _checked(target: Target) -> Target:
     """The root group's values (perhaps from the environment) are checked only when a
     client command uses them: ``serve`` or ``completion`` do not care what MEMSTORE_URL
     or MEMORY_NAMESPACE hold."""
-    problem = _url_problem(target.url)
+    from memstore.client.memory_client import url_problem
+
+    problem = url_problem(target.url)
     if problem is not None:
         raise click.BadParameter(problem, param_hint="'--url' (or MEMSTORE_URL)")
     try:

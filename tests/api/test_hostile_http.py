@@ -302,6 +302,14 @@ async def test_messages_of_a_deleted_or_unknown_conversation_are_a_404(
         resp = await http.get(target)
         body = await error_of(resp, 404, "not_found")
         spec.check("GET", MESSAGES, 404, body)
+    # Replacing a history with none deletes the conversation: the read, the listing and
+    # the delete agree that it is gone.
+    assert (await http.post(path, json={"messages": [{"m": 1}]})).status == 201
+    assert (await http.put(path, json={"messages": []})).status == 200
+    body = await error_of(await http.get(path), 404, "not_found")
+    listed = await (await http.get(f"{NS}/conversations")).json()
+    assert "gone" not in [c["conversation_id"] for c in listed["items"]]
+    assert (await http.delete(f"{NS}/conversations/gone")).status == 404
     # The client reads it as the manager does: an empty history, no error.
     assert await remote.load_messages("gone") == []
     assert await remote.load_conversation_history("never") == []

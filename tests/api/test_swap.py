@@ -164,6 +164,10 @@ async def test_replacing_a_history_with_nothing_clears_it(memory: MemoryAPI) -> 
     await memory.append_messages([{"role": "user", "content": "hi"}], "c1")
     assert await memory.save_conversation_history([], "c1") == []
     assert await memory.load_conversation_history("c1") == []
+    # ... and deletes the conversation, alike on both sides.
+    listed = await memory.list_conversations()
+    assert "c1" not in [c.conversation_id for c in listed.items]
+    assert await memory.delete_conversation("c1") is False
 
 
 async def test_values_round_trip_alike(memory: MemoryAPI) -> None:

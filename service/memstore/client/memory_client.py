@@ -21,6 +21,7 @@ the agent's trace.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
@@ -31,7 +32,12 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
-from memstore.core.errors import MemoryStoreError, ServiceUnreachableError, error_from_wire
+from memstore.core.errors import (
+    ConfigurationError,
+    MemoryStoreError,
+    ServiceUnreachableError,
+    error_from_wire,
+)
 from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
@@ -62,13 +68,38 @@ def _q(value: str) -> str:
     return quote(value, safe="")
 
 
+def url_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as the service's base URL, or ``None``. The URL is
+    shown without its user and password."""
+    try:
+        url = URL(value)
+        url.port  # noqa: B018 - parsed lazily: an out-of-range port raises here
+    except ValueError as exc:
+        return f"{shown_url(value)!r} is not a valid URL: {exc}"
+    if url.scheme in ("http", "https") and url.host:
+        return None
+    return f"{shown_url(value)!r} is not an http:// or https:// URL with a host"
+
+
+def shown_url(value: str) -> str:
+    """``value`` as it may be shown in messages: without a user or password."""
+    return re.sub(r"(?<=//)[^/@]*@", "", value)
+
+
 def _why_unreachable(exc: BaseException, timeout: float | None) -> str:
     """Why no answer came, in words (aiohttp's own text names internal tuples)."""
     if isinstance(exc, TimeoutError):
         return f"no answer within {timeout:g} s" if timeout else "no answer in time"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate not accepted: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        # Its errno is OpenSSL's, not the system's: strerror would name a wrong cause.
+        return f"TLS handshake failed: {exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         if isinstance(exc.os_error, socket.gaierror):
-            return f"host name {exc.host!r} not found"
+            if exc.os_error.errno == socket.EAI_NONAME:
+                return f"host name {exc.host!r} not found"
+            return f"host name {exc.host!r} could not be resolved"
         if exc.os_error.errno:
             return os.strerror(exc.os_error.errno).lower()
     if isinstance(exc, aiohttp.ServerDisconnectedError):
@@ -91,6 +122,9 @@ class MemoryClient(MemoryAPI):
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         """``tracer_provider``: where the client's spans go (default: the global one)."""
+        problem = url_problem(base_url)
+        if problem is not None:
+            raise ConfigurationError(problem)
         self.base_url = base_url.rstrip("/")
         self.namespace = check_name("namespace", namespace)
         # Never logged or shown; MEMSTORE_TOKEN is read when no token is given.
@@ -105,7 +139,7 @@ class MemoryClient(MemoryAPI):
         self._tracer = trace.get_tracer("memstore.client", tracer_provider=tracer_provider)
 
     def __repr__(self) -> str:  # never show the token
-        return f"MemoryClient({self.base_url!r}, namespace={self.namespace!r})"
+        return f"MemoryClient({shown_url(self.base_url)!r}, namespace={self.namespace!r})"
 
     async def __aenter__(self) -> Self:
         return self
@@ -182,7 +216,7 @@ class MemoryClient(MemoryAPI):
             span.set_status(Status(StatusCode.ERROR))
             span.end()
             raise ServiceUnreachableError(
-                f"cannot reach memstore at {self.base_url}: "
+                f"cannot reach memstore at {shown_url(self.base_url)}: "
                 f"{_why_unreachable(exc, self._timeout.total)}"
             ) from exc
         except BaseException:

@@ -184,15 +184,18 @@ class DistributedMemoryManager(MemoryAPI):
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            if shared.started:  # close() clears it before it cancels this task
+            # close() clears the guard before it cancels it; a guard left over from an
+            # earlier session (closed, then started again) must not close the new one.
+            if shared.started and shared.loop_end_guard is asyncio.current_task():
                 await self.close()
-                warnings.warn(
+                message = (
                     "DistributedMemoryManager was not closed; closing it as its event loop "
                     "ends (use `async with DistributedMemoryManager(...) as memory:` or "
-                    "`await memory.close()`)",
-                    ResourceWarning,
-                    stacklevel=1,
+                    "`await memory.close()`)"
                 )
+                # The warning is hidden by Python's default filters; the log line is not.
+                log.warning(message)
+                warnings.warn(message, ResourceWarning, stacklevel=1)
             raise
 
     async def close(self) -> None:
@@ -446,9 +449,17 @@ class DistributedMemoryManager(MemoryAPI):
     async def save_conversation_history(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]:
-        """Replace the whole history (seed API)."""
+        """Replace the whole history (seed API). Replacing it with no messages deletes the
+        conversation: a conversation is its messages, so reading, listing and deleting it
+        afterwards all agree that it is gone."""
         cid = check_conversation_id(conversation_id)
         msgs, raws = self._check_messages(messages, allow_empty=True)
+        if not msgs:
+            await self._run(
+                "replace_conversation",
+                lambda: self.backend.delete_conversation(self.namespace, cid),
+            )
+            return []
         return await self._run(
             "replace_conversation",
             lambda: self.backend.replace_conversation(

@@ -44,7 +44,7 @@ def create_app(
     """``tracing``: default from the OTEL_* environment (see observability.tracing)."""
     settings = settings or Settings()
     metrics = metrics or PrometheusMetrics()
-    # Identifies the target even with recording switched off (absent() alerts read it).
+    # Identifies the target even with recording switched off.
     metrics.set_build_info(settings.memory_type)
     if tracing is None:
         tracing = Tracing.from_env()

@@ -48,7 +48,7 @@ class MessagesIn(_Strict):
 
 class MessagesReplace(_Strict):
     messages: list[dict[str, JsonValue]] = Field(
-        description="The whole new history, in order; empty clears it."
+        description="The whole new history, in order; empty deletes the conversation."
     )
 
 
