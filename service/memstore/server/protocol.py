@@ -26,7 +26,7 @@ from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
 
 from memstore.core.errors import MemoryStoreError, RequestTimeoutError
 from memstore.server.errors import http_code, json_error
-from memstore.server.routing import BODY_CODINGS
+from memstore.server.routing import ACCEPT_ENCODING, BODY_CODINGS, UNSUPPORTED_CODING
 
 log = logging.getLogger("memstore.server.protocol")
 
@@ -126,8 +126,8 @@ class JsonErrorRequestHandler(web.RequestHandler):
         headers = None
         if _unsupported_coding(exc):
             status, code = 415, http_code(415)
-            text = f"Content-Encoding must be one of {', '.join(BODY_CODINGS)}"
-            headers = {"Accept-Encoding": ", ".join(BODY_CODINGS)}
+            text = UNSUPPORTED_CODING
+            headers = {"Accept-Encoding": ACCEPT_ENCODING}
         elif _client_fault(exc):
             status, code = 400, http_code(400)
             text = _MESSAGES.get(type(exc).__name__, "malformed HTTP request")

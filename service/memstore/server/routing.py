@@ -100,6 +100,11 @@ def open_path(request: web.Request) -> bool:
     return bool(rows) and all(row.role is None for row in rows)
 
 
+#: What a body in another coding is answered (415), wherever it is refused.
+UNSUPPORTED_CODING = f"Content-Encoding must be one of {', '.join(BODY_CODINGS)} (one coding)"
+ACCEPT_ENCODING = ", ".join(BODY_CODINGS)
+
+
 def check_content_coding(request: web.Request) -> None:
     """415 for a body in a coding the server does not decode (before reading it)."""
     values = request.headers.getall("Content-Encoding", ())
@@ -107,8 +112,7 @@ def check_content_coding(request: web.Request) -> None:
     codings = [c for c in codings if c and c != "identity"]
     if len(codings) > 1 or (codings and codings[0] not in BODY_CODINGS):
         raise web.HTTPUnsupportedMediaType(
-            text=f"Content-Encoding must be one of {', '.join(BODY_CODINGS)} (one coding)",
-            headers={"Accept-Encoding": ", ".join(BODY_CODINGS)},
+            text=UNSUPPORTED_CODING, headers={"Accept-Encoding": ACCEPT_ENCODING}
         )
 
 
