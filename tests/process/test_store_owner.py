@@ -119,3 +119,24 @@ def test_shared_opt_in_lets_processes_share_the_file(tmp_path: Path) -> None:
         shared = run_script(tmp_path / "memstore.db", MEMSTORE_EMBEDDED_SHARED="true")
         assert shared.returncode == 0, shared.stderr
         assert get_ada(svc) == {"name": "from the script"}
+
+
+async def test_a_second_manager_in_the_same_process_is_told_to_share(tmp_path: Path) -> None:
+    from memstore import ConfigurationError, DistributedMemoryManager
+    from memstore.core.settings import Settings
+
+    settings = Settings(memory_type="embedded", data_path=tmp_path / "m.db")
+    lock = tmp_path / "m.db.lock"
+    async with DistributedMemoryManager(settings=settings, namespace="a"):
+        assert lock.read_text() == str(os.getpid())
+        second = DistributedMemoryManager(settings=settings, namespace="b")
+        try:
+            await second.start()
+            raise AssertionError("a second manager on the same file was not refused")
+        except ConfigurationError as exc:
+            assert "already open in this process" in exc.message
+            assert "for_namespace()" in exc.message
+        finally:
+            await second.close()
+    # Released: no stale owner pid left in the lock file.
+    assert lock.read_text() == ""

@@ -180,15 +180,22 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
             os.close(fd)
             if owner == str(os.getpid()):
-                holder = f"this process ({owner}: another manager or backend on that file)"
+                advice = (
+                    f"is already open in this process ({owner}) by another manager or "
+                    "backend: share that one (for_namespace() gives a view of another "
+                    "namespace) or close it first"
+                )
             else:
                 holder = f"process {owner}" if owner else "processes that share it"
+                advice = (
+                    f"is in use by {holder}: one process owns an embedded store. Stop that "
+                    "process, give this one its own MEMSTORE_DATA_PATH, or use the running "
+                    "service through MemoryClient or the CLI (MEMSTORE_EMBEDDED_SHARED=true "
+                    "in every process shares the file, each serving the others' writes up "
+                    "to MEMSTORE_CACHE_TTL_SECONDS late)"
+                )
             raise ConfigurationError(
-                f"embedded store {self.path} is in use by {holder} (lock {self.lock_path}): "
-                "one process owns an embedded store. Stop that process, give this one its "
-                "own MEMSTORE_DATA_PATH, or use the running service through MemoryClient "
-                "or the CLI (MEMSTORE_EMBEDDED_SHARED=true in every process shares the "
-                "file, each serving the others' writes up to MEMSTORE_CACHE_TTL_SECONDS late)",
+                f"embedded store {self.path} {advice} (lock {self.lock_path})",
                 path=str(self.path),
                 owner_pid=int(owner) if owner.isdigit() else None,
             ) from None
@@ -202,6 +209,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     def _release_ownership(self) -> None:
         if self._owner_fd is not None:
+            if not self.settings.embedded_shared:
+                os.ftruncate(self._owner_fd, 0)  # no stale pid for a person reading the file
             os.close(self._owner_fd)  # drops the flock
             self._owner_fd = None
 
