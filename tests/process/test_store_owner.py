@@ -12,6 +12,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.support.procs import ServiceProcess, running_service
 
 SCRIPT = """
@@ -130,13 +132,10 @@ async def test_a_second_manager_in_the_same_process_is_told_to_share(tmp_path: P
     async with DistributedMemoryManager(settings=settings, namespace="a"):
         assert lock.read_text() == str(os.getpid())
         second = DistributedMemoryManager(settings=settings, namespace="b")
-        try:
+        with pytest.raises(ConfigurationError) as refused:
             await second.start()
-            raise AssertionError("a second manager on the same file was not refused")
-        except ConfigurationError as exc:
-            assert "already open in this process" in exc.message
-            assert "for_namespace()" in exc.message
-        finally:
-            await second.close()
+        await second.close()
+        assert "already open in this process" in refused.value.message
+        assert "for_namespace()" in refused.value.message
     # Released: no stale owner pid left in the lock file.
     assert lock.read_text() == ""
