@@ -328,8 +328,10 @@ class Run:
         name = f"{g.name}-{key}"
         if t.kind == "service":
             if g.name == "embedded":
-                # every service process of the group shares one file (multi-process WAL)
+                # every service process of the group shares one file (multi-process WAL),
+                # which the embedded backend allows only when each process opts in
                 t.env.setdefault("MEMSTORE_DATA_PATH", str(self.workdir / "embedded.db"))
+                t.env.setdefault("MEMSTORE_EMBEDDED_SHARED", "true")
             for i in range(t.count):
                 url, proc = self.procs.service(f"{name}-{i}", t.env)
                 t.urls.append(url)

@@ -38,10 +38,118 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
+def _str(**kw: Any) -> Schema:
+    return {"type": "string", **kw}
+
+
+# A label key: an optional DNS-subdomain prefix and "/", then a name (the CRD's CEL rules on
+# label maps check their keys with it).
+_LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_LABEL_KEYS_RULE = f'self.all(k, k.size() <= 317 && k.matches(r"{_LABEL_KEY}"))'
+
+
+def _when(condition: Schema, then: Schema) -> Schema:
+    return {"if": condition, "then": then}
+
+
+def _is(prop: str, value: Any) -> Schema:
+    """``prop`` is present and equals ``value``."""
+    return {"required": [prop], "properties": {prop: {"const": value}}}
+
+
+def _set_exactly_when_type(section: str) -> Schema:
+    return {
+        "if": _is("type", section),
+        "then": {"required": [section]},
+        "else": {"not": {"required": [section]}},
+    }
+
+
+# Every CEL rule of the CRD, as JSON Schema: helm checks values against JSON Schema only, so
+# each rule is mirrored here, and a rule without a mirror stops the generator (a new rule
+# must be translated, or its gap stated here, before the chart can be built). Absent
+# properties are read with the CRD's defaults in mind (replicas 1, storage a PVC, auth on).
+CEL_MIRRORS: dict[str, Schema] = {
+    "self.metadata.name.size() <= 52 && "
+    "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')": {
+        "properties": {
+            "metadata": {
+                "properties": {"name": _str(maxLength=52, pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$")}
+            }
+        }
+    },
+    "self.backend.type != 'embedded' || self.replicas <= 1": _when(
+        {"required": ["backend"], "properties": {"backend": _is("type", "embedded")}},
+        {"properties": {"replicas": {"maximum": 1}}},
+    ),
+    "self.backend.type != 'embedded' || !has(self.disruptionBudget) || "
+    "!has(self.disruptionBudget.minAvailable) || self.disruptionBudget.minAvailable == 0": _when(
+        {"required": ["backend"], "properties": {"backend": _is("type", "embedded")}},
+        {"properties": {"disruptionBudget": {"properties": {"minAvailable": {"const": 0}}}}},
+    ),
+    "has(self.redis) == (self.type == 'redis')": _set_exactly_when_type("redis"),
+    "has(self.redisCluster) == (self.type == 'redisCluster')": _set_exactly_when_type(
+        "redisCluster"
+    ),
+    "has(self.mongodb) == (self.type == 'mongodb')": _set_exactly_when_type("mongodb"),
+    "!has(self.embedded) || self.type == 'embedded'": _when(
+        {"required": ["embedded"]}, _is("type", "embedded")
+    ),
+    "self.storage == 'persistentVolumeClaim' || !has(self.storageClassName)": _when(
+        {"required": ["storageClassName"]},
+        {"properties": {"storage": {"const": "persistentVolumeClaim"}}},
+    ),
+    "self.enabled || !has(self.secretRef)": _when(
+        {"required": ["secretRef"]}, {"properties": {"enabled": {"const": True}}}
+    ),
+    _LABEL_KEYS_RULE: {"propertyNames": {"maxLength": 317, "pattern": _LABEL_KEY}},
+    "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''": (
+        _when(_is("operator", "Exists"), {"properties": {"value": {"const": ""}}})
+    ),
+    "has(self.key) || (has(self.operator) && self.operator == 'Exists')": _when(
+        {"not": {"required": ["key"]}}, _is("operator", "Exists")
+    ),
+    "!(has(self.minAvailable) && has(self.maxUnavailable))": {
+        "not": {"required": ["minAvailable", "maxUnavailable"]}
+    },
+    "!(has(self.username) && has(self.usernameSecretRef))": {
+        "not": {"required": ["username", "usernameSecretRef"]}
+    },
+    "self.enabled || (!has(self.caSecretRef) && !has(self.clientCertificateSecretRef))": _when(
+        _is("enabled", False),
+        {
+            "not": {
+                "anyOf": [
+                    {"required": ["caSecretRef"]},
+                    {"required": ["clientCertificateSecretRef"]},
+                ]
+            }
+        },
+    ),
+}
+
+
+def _mirror(rules: list[dict[str, Any]]) -> list[Schema]:
+    out = []
+    for rule in rules:
+        if rule["rule"] not in CEL_MIRRORS:
+            raise KeyError(
+                f"the CRD's CEL rule {rule['rule']!r} has no JSON Schema mirror: add it to "
+                "CEL_MIRRORS in tools/chartgen.py"
+            )
+        out.append(copy.deepcopy(CEL_MIRRORS[rule["rule"]]))
+    return out
+
+
 def _convert(node: Any) -> Any:
     """CRD structural schema -> JSON Schema that rejects what the API server would prune:
     an object with declared properties gets additionalProperties false (a typo in the spec
-    fails `helm install` instead of being dropped silently)."""
+    fails `helm install` instead of being dropped silently). CEL rules become their
+    CEL_MIRRORS entries (in ``allOf``). Integer-or-string fields keep both checks:
+    ``pattern`` applies to strings only and ``minimum`` to numbers only, as in the CRD."""
     if isinstance(node, list):
         return [_convert(n) for n in node]
     if not isinstance(node, dict):
@@ -59,6 +167,8 @@ def _convert(node: Any) -> Any:
     preserve = node.get("x-kubernetes-preserve-unknown-fields")
     if "properties" in node and "additionalProperties" not in node and not preserve:
         out["additionalProperties"] = False
+    if node.get("x-kubernetes-validations"):
+        out["allOf"] = _mirror(node["x-kubernetes-validations"])
     return out
 
 
@@ -70,26 +180,68 @@ def crd_spec_schema() -> Schema:
     # The chart fills spec.image from image.repository/tag when the spec has none.
     converted.pop("required", None)
     converted["required"] = ["backend"]
-    # The CRD's CEL rule "embedded keeps its data in one pod", as JSON Schema.
-    converted["if"] = {
-        "required": ["backend"],
-        "properties": {"backend": {"properties": {"type": {"const": "embedded"}}}},
-    }
-    converted["then"] = {"properties": {"replicas": {"maximum": 1}}}
+    # The chart fills backend.mongodb.uriSecretRef (and so the section) from
+    # credentials.mongodbUri: values_schema requires one or the other.
+    backend = converted["properties"]["backend"]
+    backend["properties"]["mongodb"]["required"].remove("uriSecretRef")
+    mirror = CEL_MIRRORS["has(self.mongodb) == (self.type == 'mongodb')"]
+    backend["allOf"] = [
+        _when({"required": ["mongodb"]}, _is("type", "mongodb")) if m == mirror else m
+        for m in backend["allOf"]
+    ]
     return converted
 
 
-def _obj(props: Schema, *, required: list[str] | None = None, strict: bool = True) -> Schema:
+# credentials.mongodbUri empty or absent: the spec must name its own Secret.
+_MONGODB_NEEDS_A_URI: Schema = _when(
+    {
+        "required": ["spec"],
+        "properties": {
+            "spec": {"required": ["backend"], "properties": {"backend": _is("type", "mongodb")}},
+            "credentials": {
+                "not": {"required": ["mongodbUri"], "properties": {"mongodbUri": {"minLength": 1}}}
+            },
+        },
+    },
+    {
+        "properties": {
+            "spec": {
+                "properties": {
+                    "backend": {
+                        "required": ["mongodb"],
+                        "properties": {"mongodb": {"required": ["uriSecretRef"]}},
+                    }
+                }
+            }
+        }
+    },
+)
+
+
+def crd_quantity() -> Schema:
+    """The CRD's schema of one resource quantity (integer >= 0 or quantity string)."""
+    spec = crd_spec_schema()
+    quantity: Schema = spec["properties"]["resources"]["properties"]["requests"][
+        "additionalProperties"
+    ]
+    return quantity
+
+
+def _obj(
+    props: Schema,
+    *,
+    required: list[str] | None = None,
+    strict: bool = True,
+    extra: list[Schema] | None = None,
+) -> Schema:
     out: Schema = {"type": "object", "properties": props}
     if strict:
         out["additionalProperties"] = False
     if required:
         out["required"] = required
+    if extra:
+        out["allOf"] = extra
     return out
-
-
-def _str(**kw: Any) -> Schema:
-    return {"type": "string", **kw}
 
 
 def _map_of_strings() -> Schema:
@@ -98,12 +250,15 @@ def _map_of_strings() -> Schema:
 
 _ANY_OBJECT: Schema = {"type": "object"}
 _LIST_OF_OBJECTS: Schema = {"type": "array", "items": {"type": "object"}}
-_QUANTITIES: Schema = {
-    "type": "object",
-    "additionalProperties": {"type": ["string", "integer", "number"]},
-}
-_RESOURCES = _obj({"requests": _QUANTITIES, "limits": _QUANTITIES, "claims": _LIST_OF_OBJECTS})
+
+
+def _resources() -> Schema:
+    quantities = {"type": "object", "additionalProperties": crd_quantity()}
+    return _obj({"requests": quantities, "limits": quantities, "claims": _LIST_OF_OBJECTS})
+
+
 _DURATION = _str(pattern=r"^[0-9]+(ms|s|m|h)$")
+_MONGODB_URI = r"^mongodb(\+srv)?://([^\s/@]+@)?[^\s/@,:]+(:[0-9]{1,5})?(,[^\s/@,:]+(:[0-9]{1,5})?)*(/[^\s]*)?$"
 
 
 def _probe_timing() -> Schema:
@@ -132,8 +287,9 @@ def values_schema() -> Schema:
             "commonLabels": labels,
             "image": _obj(
                 {
-                    "repository": _str(minLength=1),
-                    "tag": _str(),
+                    # The spec's image reference is repository:tag (the CRD's pattern).
+                    "repository": _str(minLength=1, pattern=r"^[a-z0-9]+([._/:-]+[A-Za-z0-9_]+)*$"),
+                    "tag": _str(pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"),
                     "pullPolicy": _str(enum=["Always", "IfNotPresent", "Never"]),
                 },
                 required=["repository"],
@@ -149,7 +305,7 @@ def values_schema() -> Schema:
                     "logLevel": _str(enum=["DEBUG", "INFO", "WARNING", "ERROR"]),
                     "metricsPort": {"type": "integer", "minimum": 1024, "maximum": 65535},
                     "livenessProbe": _probe_timing(),
-                    "resources": _RESOURCES,
+                    "resources": _resources(),
                     "podSecurityContext": _ANY_OBJECT,
                     "securityContext": _ANY_OBJECT,
                     "extraEnv": {
@@ -195,10 +351,18 @@ def values_schema() -> Schema:
                     "credentials": _obj(
                         {
                             "redisPassword": _str(),
-                            "mongodbUri": _str(),
+                            # Empty, or a MongoDB URI with a host and no spaces (the
+                            # service would refuse it at start, in the cluster).
+                            "mongodbUri": {
+                                "anyOf": [
+                                    {"const": ""},
+                                    _str(pattern=_MONGODB_URI),
+                                ]
+                            },
                         }
                     ),
-                }
+                },
+                extra=[_MONGODB_NEEDS_A_URI],
             ),
             "serviceMonitor": _obj(
                 {
@@ -217,6 +381,7 @@ def values_schema() -> Schema:
                     "latencyThresholdSeconds": {"type": "number", "exclusiveMinimum": 0},
                     "for": _DURATION,
                     "alertLabels": labels,
+                    "runbookUrl": _str(pattern=r"^https?://[^\s/#?]+[^\s#]*$"),
                 }
             ),
             "networkPolicy": _obj(

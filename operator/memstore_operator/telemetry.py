@@ -3,7 +3,10 @@
 :class:`Telemetry` holds the metrics in a registry of its own, served by
 :meth:`Telemetry.serve_metrics` (``MEMSTORE_OPERATOR_METRICS_PORT``, default 8082; ``0``
 turns it off). Label values are bounded: the trigger (create/update/resume/resync), the
-result and the backend type, never a store's name.
+result and the backend type, never a store's name. Like the service, it exports
+``memstore_operator_build_info{version,python} 1`` and prometheus-client's standard
+``process_*`` / ``python_*`` families (registered on this registry, which is not the
+library's default one).
 
 Traces are off unless an OTLP endpoint is configured (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``); then :func:`setup_tracing` installs the SDK's
@@ -15,13 +18,25 @@ SDK is never imported.
 from __future__ import annotations
 
 import logging
+import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 from memstore_operator.settings import OperatorSettings
 
@@ -40,6 +55,18 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)  # registers itself on CPython only
+        try:
+            package = version("memstore")
+        except PackageNotFoundError:  # a source tree that was never installed
+            package = "unknown"
+        Info(
+            "memstore_operator_build",
+            "The memstore build running this operator (always 1).",
+            registry=self.registry,
+        ).info({"version": package, "python": platform.python_version()})
         self.reconciles = Counter(
             "memstore_operator_reconciles",
             "Reconcile passes of MemoryStore objects, by trigger and result.",

@@ -30,6 +30,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "ServiceUnreachableError",
     "Settings",
 ]
 
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         QuotaExceededError,
         RateLimitedError,
         RequestTimeoutError,
+        ServiceUnreachableError,
     )
     from memstore.core.settings import Settings
     from memstore.memory.manager import DistributedMemoryManager
@@ -67,6 +69,7 @@ _LAZY = {
     "QuotaExceededError": "memstore.core.errors",
     "RateLimitedError": "memstore.core.errors",
     "RequestTimeoutError": "memstore.core.errors",
+    "ServiceUnreachableError": "memstore.core.errors",
     "DistributedMemoryBackend": "memstore.backends.base",
     "DistributedMemoryFactory": "memstore.backends.factory",
     "DistributedMemoryManager": "memstore.memory.manager",

@@ -2,4 +2,4 @@
 
 from memstore.cli import main
 
-main()
+main(prog_name="memstore")

@@ -8,38 +8,178 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 from pydantic import ValidationError
 
-from memstore.core.errors import MemoryStoreError
+from memstore.core.errors import InvalidInputError, MemoryStoreError, ServiceUnreachableError
+from memstore.core.records import Page
+from memstore.core.validation import check_name
+
+if TYPE_CHECKING:
+    from memstore.client import MemoryClient
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
-URL_OPTION = click.option(
-    "--url",
-    envvar="MEMSTORE_URL",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="Service URL (env MEMSTORE_URL).",
-)
-NS_OPTION = click.option(
-    "--namespace",
-    "-n",
-    envvar="MEMORY_NAMESPACE",
-    default="agent",
-    show_default=True,
-    help="Memory namespace (env MEMORY_NAMESPACE).",
-)
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+@dataclass
+class Target:
+    """Where client commands go. The root group fills it from its options (or their env
+    variables, or defaults); a client command's own options, given after the command,
+    override it."""
+
+    url: str = DEFAULT_URL
+    namespace: str = "agent"
+    token: str | None = field(default=None, repr=False)  # never shown
+
+
+class UrlType(click.ParamType[str, Any]):
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from memstore.client.memory_client import url_problem
+
+        problem = url_problem(str(value))
+        if problem is not None:
+            self.fail(problem, param, ctx)
+        return str(value)
+
+
+class Finite(click.FloatRange):
+    """A float that is a number: click's float takes "nan" and "inf", which JSON cannot
+    carry (they would arrive as null, e.g. a TTL silently dropped)."""
+
+    name = "number"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return float(number)
+
+
+class NameType(click.ParamType[str, Any]):
+    """A name the service checks (namespace, id, type, ...): checked here by the same
+    rule, so a bad one gets the rule in words before any request is sent."""
+
+    name = "name"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        try:
+            return check_name(self.kind, value)
+        except InvalidInputError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+def _store(attr: str) -> Any:
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+        if value is not None:
+            setattr(ctx.ensure_object(Target), attr, value)
+
+    return callback
+
+
+def _checked(target: Target) -> Target:
+    """The root group's values (perhaps from the environment) are checked only when a
+    client command uses them: ``serve`` or ``completion`` do not care what MEMSTORE_URL
+    or MEMORY_NAMESPACE hold."""
+    from memstore.client.memory_client import url_problem
+
+    problem = url_problem(target.url)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="'--url' (or MEMSTORE_URL)")
+    try:
+        check_name("namespace", target.namespace)
+    except InvalidInputError as exc:
+        raise click.BadParameter(
+            exc.message, param_hint="'-n' / '--namespace' (or MEMORY_NAMESPACE)"
+        ) from None
+    return target
+
+
+def _target_options(*, root: bool) -> Callable[[F], F]:
+    """``--url``, ``-n/--namespace`` and ``--token`` for the root group (with their env
+    variables and defaults) or for a client command or group (no env, no default: given,
+    they override what was set before them, and are checked at once). Either way they
+    land in ``ctx.obj`` (``Target``)."""
+
+    def env(name: str) -> str | None:
+        return name if root else None
+
+    def default(value: str | None) -> str | None:
+        return value if root else None
+
+    def fallback(option: str, var: str, value: str | None) -> str:
+        if root:
+            return f"env {var}"
+        last = f", {value}" if value else ""
+        return f"default: {option} before the command, env {var}{last}"
+
+    options = (
+        click.option(
+            "--url",
+            envvar=env("MEMSTORE_URL"),
+            default=default(DEFAULT_URL),
+            show_default=root,
+            type=None if root else UrlType(),
+            expose_value=False,
+            callback=_store("url"),
+            help=f"Service URL ({fallback('--url', 'MEMSTORE_URL', DEFAULT_URL)}).",
+        ),
+        click.option(
+            "--namespace",
+            "-n",
+            type=None if root else NameType("namespace"),
+            envvar=env("MEMORY_NAMESPACE"),
+            default=default("agent"),
+            show_default=root,
+            expose_value=False,
+            callback=_store("namespace"),
+            help=f"Memory namespace ({fallback('-n', 'MEMORY_NAMESPACE', 'agent')}).",
+        ),
+        click.option(
+            "--token",
+            envvar=env("MEMSTORE_TOKEN"),
+            default=None,
+            expose_value=False,
+            callback=_store("token"),
+            help=f"Bearer token ({fallback('--token', 'MEMSTORE_TOKEN', None)}); prefer the "
+            "env var: a command line is visible to other users.",
+        ),
+    )
+
+    def decorate(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+client_options = _target_options(root=False)
 
 
 def _print(value: Any) -> None:
     click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _print_page(page: Page[Any]) -> None:
+    _print({"items": [item.to_dict() for item in page.items], "next_cursor": page.next_cursor})
 
 
 def _parse_json(text: str, what: str) -> Any:
@@ -56,34 +196,79 @@ def _parse_json(text: str, what: str) -> Any:
         raise click.BadParameter(f"{what} is not valid JSON: {exc}") from None
 
 
-def _run(url: str, namespace: str, call: Callable[[Any], Awaitable[T]]) -> T:
+def _run(
+    call: Callable[[MemoryClient], Awaitable[T]],
+    *,
+    ctx: click.Context | None = None,
+    timeout: float = 30.0,
+) -> T:
     from memstore.client import MemoryClient
 
-    root = click.get_current_context().find_root()
-    token = root.params.get("token") or None
+    target = _checked((ctx or click.get_current_context()).ensure_object(Target))
 
     async def go() -> T:
-        async with MemoryClient(url, namespace, token=token) as client:
+        async with MemoryClient(
+            target.url, target.namespace, token=target.token, timeout=timeout
+        ) as client:
             return await call(client)
 
     try:
         return asyncio.run(go())
+    except ServiceUnreachableError as exc:
+        # No code prefix: the service did not say anything, it was not reached.
+        raise click.ClickException(exc.message) from None
     except MemoryStoreError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
 
 
+Completer = Callable[[click.Context, click.Parameter, str], list[str]]
+
+
+def _complete_from(
+    fetch: Callable[[click.Context, MemoryClient], Awaitable[list[str]]],
+) -> Completer:
+    """Shell completion of names the service holds (types, ids, tools), asked with the
+    --url/-n/--token typed so far; no answer within a second or two completes nothing
+    rather than hanging the shell or printing an error into it."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        try:
+            names = _run(lambda client: fetch(ctx, client), ctx=ctx, timeout=2.0)
+        except click.ClickException:
+            return []
+        return [name for name in names if name.startswith(incomplete)]
+
+    return complete
+
+
+async def _entity_types(ctx: click.Context, client: MemoryClient) -> list[str]:
+    return await client.get_entity_types()
+
+
+async def _entity_ids(ctx: click.Context, client: MemoryClient) -> list[str]:
+    entity_type = ctx.params.get("entity_type")
+    if not entity_type:
+        return []
+    return [e.id for e in (await client.list_entities(entity_type)).items]
+
+
+async def _conversation_ids(ctx: click.Context, client: MemoryClient) -> list[str]:
+    return [c.conversation_id for c in (await client.list_conversations()).items]
+
+
+async def _tool_names(ctx: click.Context, client: MemoryClient) -> list[str]:
+    return await client.get_tool_names()
+
+
 @click.group()
 @click.version_option(package_name="memstore")
-@click.option(
-    "--token",
-    envvar="MEMSTORE_TOKEN",
-    default=None,
-    show_default=False,
-    help="Bearer token for client commands (env MEMSTORE_TOKEN; prefer the env var, "
-    "a command line is visible to other users).",
-)
-def main(token: str | None) -> None:
-    """memstore: distributed memory for AI agents."""
+@_target_options(root=True)
+def main() -> None:
+    """memstore: distributed memory for AI agents.
+
+    --url, -n/--namespace and --token go before the command or after it; given in both
+    places, the one after the command wins.
+    """
 
 
 @main.command("hash-token")
@@ -161,119 +346,316 @@ def serve(
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
 
 
+ENTITY_TYPE = click.argument(
+    "entity_type", type=NameType("entity_type"), shell_complete=_complete_from(_entity_types)
+)
+ENTITY_ID = click.argument(
+    "entity_id", type=NameType("entity_id"), shell_complete=_complete_from(_entity_ids)
+)
+CONVERSATION_ID = click.argument(
+    "conversation_id",
+    type=NameType("conversation_id"),
+    shell_complete=_complete_from(_conversation_ids),
+)
+LIMIT = click.option("--limit", type=click.IntRange(min=1), default=None, help="Page size.")
+CURSOR = click.option("--cursor", default=None, help="The next_cursor of the previous page.")
+IF_VERSION = click.option(
+    "--if-version",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only if the stored version is this (0: only if it does not exist).",
+)
+
+
+def _entity_missing(entity_type: str, entity_id: str) -> click.ClickException:
+    return click.ClickException(f"not_found: entity {entity_type}/{entity_id} does not exist")
+
+
 @main.group()
+@client_options
 def entity() -> None:
     """Put, get, delete and list entities."""
 
 
 @entity.command("put")
-@URL_OPTION
-@NS_OPTION
-@click.argument("entity_type")
-@click.argument("entity_id")
+@ENTITY_TYPE
+@ENTITY_ID
 @click.argument("data")
-@click.option("--ttl", type=float, default=None, help="Expire after this many seconds.")
-@click.option("--if-version", type=int, default=None, help="Only if the stored version is this.")
+@click.option(
+    "--ttl", type=Finite(min=0, min_open=True), default=None, help="Expire after this many seconds."
+)
+@IF_VERSION
+@client_options
 def entity_put(
-    url: str,
-    namespace: str,
-    entity_type: str,
-    entity_id: str,
-    data: str,
-    ttl: float | None,
-    if_version: int | None,
+    entity_type: str, entity_id: str, data: str, ttl: float | None, if_version: int | None
 ) -> None:
     """Save DATA (JSON object, @file or - for stdin) as ENTITY_TYPE/ENTITY_ID."""
     payload = _parse_json(data, "DATA")
     record = _run(
-        url,
-        namespace,
         lambda c: c.save_entity(
             entity_type, entity_id, payload, ttl=ttl, expected_version=if_version
-        ),
+        )
     )
     _print(record.to_dict())
 
 
 @entity.command("get")
-@URL_OPTION
-@NS_OPTION
-@click.argument("entity_type")
-@click.argument("entity_id")
-def entity_get(url: str, namespace: str, entity_type: str, entity_id: str) -> None:
+@ENTITY_TYPE
+@ENTITY_ID
+@client_options
+def entity_get(entity_type: str, entity_id: str) -> None:
     """Print one entity."""
-    record = _run(url, namespace, lambda c: c.get_entity(entity_type, entity_id))
+    record = _run(lambda c: c.get_entity(entity_type, entity_id))
     if record is None:
-        raise click.ClickException(f"not_found: entity {entity_type}/{entity_id} does not exist")
+        raise _entity_missing(entity_type, entity_id)
     _print(record.to_dict())
 
 
 @entity.command("delete")
-@URL_OPTION
-@NS_OPTION
-@click.argument("entity_type")
-@click.argument("entity_id")
-def entity_delete(url: str, namespace: str, entity_type: str, entity_id: str) -> None:
+@ENTITY_TYPE
+@ENTITY_ID
+@IF_VERSION
+@client_options
+def entity_delete(entity_type: str, entity_id: str, if_version: int | None) -> None:
     """Delete one entity."""
-    if not _run(url, namespace, lambda c: c.delete_entity(entity_type, entity_id)):
-        raise click.ClickException(f"not_found: entity {entity_type}/{entity_id} does not exist")
+    if not _run(lambda c: c.delete_entity(entity_type, entity_id, expected_version=if_version)):
+        raise _entity_missing(entity_type, entity_id)
     click.echo(f"deleted {entity_type}/{entity_id}")
 
 
 @entity.command("list")
-@URL_OPTION
-@NS_OPTION
-@click.argument("entity_type")
-@click.option("--limit", type=int, default=None)
-@click.option("--cursor", default=None)
-def entity_list(
-    url: str, namespace: str, entity_type: str, limit: int | None, cursor: str | None
-) -> None:
-    """List one page of entities of ENTITY_TYPE."""
-    page = _run(url, namespace, lambda c: c.list_entities(entity_type, limit=limit, cursor=cursor))
-    _print({"items": [e.to_dict() for e in page.items], "next_cursor": page.next_cursor})
+@ENTITY_TYPE
+@LIMIT
+@CURSOR
+@client_options
+def entity_list(entity_type: str, limit: int | None, cursor: str | None) -> None:
+    """List one page of entities of ENTITY_TYPE, by id."""
+    _print_page(_run(lambda c: c.list_entities(entity_type, limit=limit, cursor=cursor)))
+
+
+@entity.command("types")
+@client_options
+def entity_types() -> None:
+    """List the entity types that have at least one entity."""
+    _print(_run(lambda c: c.get_entity_types()))
 
 
 @main.group()
+@client_options
 def conversation() -> None:
-    """Append to and show conversations."""
+    """Append to, show, replace, list and delete conversations."""
+
+
+def _messages(text: str) -> list[Any]:
+    value = _parse_json(text, "MESSAGES")
+    return value if isinstance(value, list) else [value]
 
 
 @conversation.command("append")
-@URL_OPTION
-@NS_OPTION
-@click.argument("conversation_id")
-@click.argument("message")
-def conversation_append(url: str, namespace: str, conversation_id: str, message: str) -> None:
-    """Append MESSAGE (a JSON object, or a JSON array of them) to CONVERSATION_ID."""
-    value = _parse_json(message, "MESSAGE")
-    messages = value if isinstance(value, list) else [value]
-    records = _run(url, namespace, lambda c: c.append_messages(messages, conversation_id))
+@CONVERSATION_ID
+@click.argument("messages")
+@client_options
+def conversation_append(conversation_id: str, messages: str) -> None:
+    """Append MESSAGES (a JSON object, or a JSON array of them; @file or - for stdin) to
+    CONVERSATION_ID."""
+    values = _messages(messages)
+    records = _run(lambda c: c.append_messages(values, conversation_id))
     _print([r.to_dict() for r in records])
 
 
 @conversation.command("show")
-@URL_OPTION
-@NS_OPTION
-@click.argument("conversation_id")
-@click.option("--last", type=int, default=None, help="Only the last N messages.")
-def conversation_show(url: str, namespace: str, conversation_id: str, last: int | None) -> None:
+@CONVERSATION_ID
+@click.option("--last", type=click.IntRange(min=1), default=None, help="Only the last N.")
+@client_options
+def conversation_show(conversation_id: str, last: int | None) -> None:
     """Print a conversation's messages in order."""
-    records = _run(url, namespace, lambda c: c.load_messages(conversation_id, limit=last))
+    records = _run(lambda c: c.load_messages(conversation_id, limit=last))
     _print([r.to_dict() for r in records])
 
 
+@conversation.command("replace")
+@CONVERSATION_ID
+@click.argument("messages")
+@client_options
+def conversation_replace(conversation_id: str, messages: str) -> None:
+    """Replace the whole history of CONVERSATION_ID with MESSAGES (as for append)."""
+    values = _messages(messages)
+    records = _run(lambda c: c.save_conversation_history(values, conversation_id))
+    _print([r.to_dict() for r in records])
+
+
+@conversation.command("list")
+@LIMIT
+@CURSOR
+@client_options
+def conversation_list(limit: int | None, cursor: str | None) -> None:
+    """List one page of conversations, by id."""
+    _print_page(_run(lambda c: c.list_conversations(limit=limit, cursor=cursor)))
+
+
+@conversation.command("delete")
+@CONVERSATION_ID
+@client_options
+def conversation_delete(conversation_id: str) -> None:
+    """Delete a conversation and its messages."""
+    if not _run(lambda c: c.delete_conversation(conversation_id)):
+        raise click.ClickException(f"not_found: conversation {conversation_id} does not exist")
+    click.echo(f"deleted conversation {conversation_id}")
+
+
+@main.group()
+@client_options
+def tool() -> None:
+    """Record and list tool uses."""
+
+
+@tool.command("record")
+@click.argument("tool_name", type=NameType("tool_name"), shell_complete=_complete_from(_tool_names))
+@click.option("--input", "input_", default="null", help="The tool's input (JSON, @file, -).")
+@click.option("--output", default="null", help="The tool's output (JSON, @file, -).")
+@click.option(
+    "--duration-ms",
+    type=Finite(min=0),
+    default=0.0,
+    show_default=True,
+    help="How long the use took.",
+)
+@click.option("--failed", is_flag=True, help="The use failed (default: it succeeded).")
+@click.option(
+    "--conversation", type=NameType("conversation_id"), default=None, help="Its conversation."
+)
+@click.option("--timestamp", type=Finite(min=0), default=None, help="POSIX seconds [now].")
+@click.option(
+    "--id", "usage_id", type=NameType("entity_id"), default=None, help="Makes a retry idempotent."
+)
+@client_options
+def tool_record(
+    tool_name: str,
+    input_: str,
+    output: str,
+    duration_ms: float,
+    failed: bool,
+    conversation: str | None,
+    timestamp: float | None,
+    usage_id: str | None,
+) -> None:
+    """Record one use of TOOL_NAME."""
+    args = _parse_json(input_, "--input")
+    result = _parse_json(output, "--output")
+    record = _run(
+        lambda c: c.save_tool_usage(
+            tool_name,
+            args,
+            result,
+            duration_ms=duration_ms,
+            success=not failed,
+            conversation_id=conversation,
+            timestamp=timestamp,
+            usage_id=usage_id,
+        )
+    )
+    _print(record.to_dict())
+
+
+@tool.command("list")
+@click.option(
+    "--tool",
+    "tool_name",
+    type=NameType("tool_name"),
+    default=None,
+    shell_complete=_complete_from(_tool_names),
+    help="Only this tool's uses.",
+)
+@click.option("--start", type=Finite(), default=None, help="From (POSIX seconds, inclusive).")
+@click.option("--end", type=Finite(), default=None, help="To (POSIX seconds, exclusive).")
+@LIMIT
+@CURSOR
+@client_options
+def tool_list(
+    tool_name: str | None,
+    start: float | None,
+    end: float | None,
+    limit: int | None,
+    cursor: str | None,
+) -> None:
+    """List one page of tool uses, oldest first."""
+    _print_page(
+        _run(
+            lambda c: c.query_tool_usage(
+                tool_name, start=start, end=end, limit=limit, cursor=cursor
+            )
+        )
+    )
+
+
+@main.command("tools")
+@client_options
+def tools() -> None:
+    """List the tools with at least one recorded use."""
+    _print(_run(lambda c: c.get_tool_names()))
+
+
+@main.group()
+@client_options
+def feedback() -> None:
+    """Record and list learning feedback."""
+
+
+@feedback.command("add")
+@click.argument("agent_name", type=NameType("agent_name"))
+@click.argument("feedback_type", type=NameType("feedback_type"))
+@click.argument("data", default="null")
+@client_options
+def feedback_add(agent_name: str, feedback_type: str, data: str) -> None:
+    """Record feedback of FEEDBACK_TYPE for AGENT_NAME; DATA is JSON (@file, - for stdin)."""
+    value = _parse_json(data, "DATA")
+    _print(_run(lambda c: c.save_learning_feedback(agent_name, feedback_type, value)).to_dict())
+
+
+@feedback.command("list")
+@click.option("--agent", type=NameType("agent_name"), default=None, help="Only this agent's.")
+@click.option("--type", "feedback_type", type=NameType("feedback_type"), default=None)
+@LIMIT
+@CURSOR
+@client_options
+def feedback_list(
+    agent: str | None, feedback_type: str | None, limit: int | None, cursor: str | None
+) -> None:
+    """List one page of feedback, oldest first."""
+    _print_page(
+        _run(lambda c: c.query_learning_feedback(agent, feedback_type, limit=limit, cursor=cursor))
+    )
+
+
 @main.command()
-@URL_OPTION
-@NS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Structured output.")
-def summary(url: str, namespace: str, as_json: bool) -> None:
+@click.option(
+    "--all", "every", is_flag=True, help="Every namespace the token covers (admin; JSON)."
+)
+@client_options
+def summary(as_json: bool, every: bool) -> None:
     """Print the namespace's memory summary."""
-    if as_json:
-        data = _run(url, namespace, lambda c: c.get_memory_summary_data())
-        _print(data.to_dict())
+    if every:
+        _print([s.to_dict() for s in _run(lambda c: c.list_memory_summaries())])
+    elif as_json:
+        _print(_run(lambda c: c.get_memory_summary_data()).to_dict())
     else:
-        click.echo(_run(url, namespace, lambda c: c.get_memory_summary()))
+        click.echo(_run(lambda c: c.get_memory_summary()))
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script: eval "$(memstore completion bash)".
+
+    In ~/.bashrc, ~/.zshrc, or for fish: memstore completion fish | source.
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # every choice is one click ships
+    root = click.get_current_context().find_root()
+    click.echo(cls(main, {}, root.info_name or "memstore", "_MEMSTORE_COMPLETE").source())
 
 
 @main.command(

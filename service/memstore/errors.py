@@ -13,6 +13,7 @@ from memstore.core.errors import (
     QuotaExceededError,
     RateLimitedError,
     RequestTimeoutError,
+    ServiceUnreachableError,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "ServiceUnreachableError",
 ]

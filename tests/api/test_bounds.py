@@ -22,7 +22,11 @@ NS = "/v1/namespaces/bounds"
 
 @pytest.fixture
 async def manager(api_settings: Settings) -> AsyncIterator[DistributedMemoryManager]:
-    async with DistributedMemoryManager(settings=api_settings, namespace="bounds") as m:
+    # A file of its own: the service under test owns api_settings' file.
+    settings = api_settings.model_copy(
+        update={"data_path": api_settings.data_path.with_name("in-process.db")}
+    )
+    async with DistributedMemoryManager(settings=settings, namespace="bounds") as m:
         yield m
 
 

@@ -175,6 +175,33 @@ async def test_bad_cursor_is_invalid_input(backend: DistributedMemoryBackend, ns
             await backend.query_tool_usage(ns, limit=5, cursor=bad)
 
 
+async def test_an_issued_cursor_altered_by_one_character_is_invalid_input(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    # The base64 decoder skips characters outside its alphabet; a cursor must be read
+    # exactly as issued, so an altered one is refused, not read as the original.
+    for i in range(3):
+        await backend.save_entity(ns, "c", f"k{i}", {})
+    page = await backend.list_entities(ns, "c", limit=1)
+    assert page.next_cursor
+    cursor = page.next_cursor
+    for bad in (cursor + "!", "*" + cursor, cursor[:2] + " " + cursor[2:], cursor + "="):
+        with pytest.raises(InvalidInputError):
+            await backend.list_entities(ns, "c", limit=1, cursor=bad)
+
+
+async def test_64_bit_integers_are_stored_exactly(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    # The widest integers JSON payloads may hold (bounds.JSON_INTEGER); the HTTP API and
+    # the manager refuse wider ones.
+    data = {"max": 2**64 - 1, "min": -(2**63), "list": [2**63, -(2**63) + 1]}
+    await backend.save_entity(ns, "n", "edges", data)
+    loaded = await backend.load_entity(ns, "n", "edges")
+    assert loaded is not None
+    assert orjson.dumps(loaded.data) == orjson.dumps(data)
+
+
 async def test_ttl_expiry_hides_entity_everywhere(
     backend: DistributedMemoryBackend, ns: str
 ) -> None:

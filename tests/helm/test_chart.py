@@ -474,7 +474,18 @@ def _service_metric_names() -> set[str]:
     return names
 
 
-_PROMQL_FUNCS = {"sum", "rate", "histogram_quantile", "by", "le", "max", "min", "avg", "irate"}
+_PROMQL_FUNCS = {
+    "sum",
+    "rate",
+    "histogram_quantile",
+    "by",
+    "le",
+    "max",
+    "min",
+    "avg",
+    "irate",
+    "absent",
+}
 
 
 def _metric_names(expr: str) -> set[str]:
@@ -490,6 +501,7 @@ def test_prometheus_rule_alerts_use_the_services_metrics(render: Renderer) -> No
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {
         "MemstoreDown",
+        "MemstoreTargetMissing",
         "MemstoreHighErrorRate",
         "MemstoreHighLatency",
         "MemstoreBackendUnreachable",
@@ -508,6 +520,35 @@ def test_prometheus_rule_alerts_use_the_services_metrics(render: Renderer) -> No
     assert monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "memstore"
     assert 'job="memstore"' in alerts["MemstoreDown"]["expr"]
+    # Silence is not health: one rule fires when no memstore target is scraped at all.
+    assert alerts["MemstoreTargetMissing"]["expr"] == 'absent(up{job="memstore"})'
+
+
+def _github_anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives a document's headings (lower case, punctuation dropped,
+    spaces to dashes)."""
+    headings = re.findall(r"^#{1,6} +(.+?) *$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+
+
+def test_every_alert_links_to_its_runbook_section(render: Renderer) -> None:
+    runbook = REPO / "docs" / "runbook.md"
+    anchors = _github_anchors(runbook.read_text())
+    base = "https://github.com/datamcp/memstore/blob/main/docs/runbook.md"
+    for sets in (
+        ("prometheusRule.enabled=true",),
+        ("prometheusRule.enabled=true", "prometheusRule.runbookUrl=https://wiki.example/memstore"),
+    ):
+        (rule,) = find(render(*sets), "PrometheusRule")
+        want = base if len(sets) == 1 else "https://wiki.example/memstore"
+        alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+        assert alerts
+        for alert in alerts:
+            url = alert["annotations"]["runbook_url"]
+            page, _, anchor = url.partition("#")
+            assert page == want, url
+            assert anchor == alert["alert"].lower(), url
+            assert anchor in anchors, f"docs/runbook.md has no section for {alert['alert']}"
 
 
 def test_service_monitor_targets_the_servers_port(render: Renderer) -> None:

@@ -97,16 +97,8 @@ async def test_scripted_workload_exposition(http: TestClient[Any, Any]) -> None:
     assert value(samples, op, backend="embedded", operation="save_entity") == N_IDS + 1
     assert value(samples, op, backend="embedded", operation="load_entity") == N_IDS + 5
     assert value(samples, op, backend="embedded", operation="delete_entity") == 3
-    assert (
-        value(
-            samples,
-            "memstore_backend_operation_errors_total",
-            backend="embedded",
-            operation="save_entity",
-            code="version_conflict",
-        )
-        == 1
-    )
+    # The conflict was the caller's (412), not a failure of the backend.
+    assert not [s for s in samples if s.name == "memstore_backend_operation_errors_total"]
     assert value(samples, "memstore_backend_up", backend="embedded") == 1
 
     # -- cache ---------------------------------------------------------------------------------
@@ -118,7 +110,8 @@ async def test_scripted_workload_exposition(http: TestClient[Any, Any]) -> None:
 
     # -- bounded cardinality: 1,000 ids, a handful of series -----------------------------
     names = {s.name for s in samples}
-    assert all(n.startswith("memstore_") for n in names)
+    # Ours, and prometheus-client's standard process/platform families.
+    assert all(n.startswith(("memstore_", "process_", "python_")) for n in names)
     assert not any(n.endswith("_created") for n in names)
     label_values = {v for s in samples for v in s.labels.values()}
     assert not any(v.startswith(("e0", "missing", "/no/such")) for v in label_values)

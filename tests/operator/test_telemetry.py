@@ -6,16 +6,20 @@ opentelemetry-proto), plus the Event and status of a spec that slips past the sc
 from __future__ import annotations
 
 import gzip
+import platform
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
 from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from memstore_operator.telemetry import Telemetry
 from tests.operator.conftest import Cluster, OperatorProcess
 from tests.servers.kube import KubeAPI
 from tests.support.waiting import wait_for
@@ -211,3 +215,14 @@ def test_metrics_spans_and_an_invalid_spec_past_the_schema(
         assert "tel" not in s.labels.values()
         assert "badaff" not in s.labels.values()
     op.stop()
+
+
+def test_build_info_and_process_metrics() -> None:
+    telemetry = Telemetry()
+    text = generate_latest(telemetry.registry).decode()
+    found = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    (build,) = [s for s in found if s.name == "memstore_operator_build_info"]
+    assert build.value == 1
+    assert build.labels == {"version": version("memstore"), "python": platform.python_version()}
+    names = {s.name for s in found}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "python_info"} <= names

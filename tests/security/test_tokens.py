@@ -143,3 +143,22 @@ async def test_client_sends_the_token_and_maps_the_errors(
         with pytest.raises(RateLimitedError) as limited:
             await client.get_entity_types()  # 5: over the burst
         assert limited.value.retry_after >= 1
+
+
+async def test_a_wrong_method_on_an_open_path_is_a_405_without_a_token(
+    make_http: Any, tokens: Tokens
+) -> None:
+    http: TestClient[Any, Any] = await make_http()
+    for method, path in (("TRACE", "/livez"), ("POST", "/readyz"), ("DELETE", "/metrics")):
+        resp = await http.request(method, path)
+        assert resp.status == 405, await resp.text()
+        assert resp.headers["Allow"] == "GET"
+        assert (await resp.json())["code"] == "method_not_allowed"
+    # Elsewhere a caller without a token learns nothing, not even which methods exist.
+    for method, path in (("TRACE", "/v1/metrics"), ("PATCH", "/v1/namespaces/x/entities/t/i")):
+        resp = await http.request(method, path)
+        assert resp.status == 401, await resp.text()
+        assert "Allow" not in resp.headers
+        resp = await http.request(method, path, headers=tokens.header(tokens.a))
+        assert resp.status == 405
+        assert resp.headers["Allow"]

@@ -31,6 +31,7 @@ EXAMPLES: dict[type[MemoryStoreError], MemoryStoreError] = {
     NotFoundError: NotFoundError("no such entity"),
     ConflictError: ConflictError("stale", expected_version=2, current_version=3),
     BackendUnavailableError: BackendUnavailableError("down", acks=0),
+    errors.ServiceUnreachableError: errors.ServiceUnreachableError("no answer"),
     errors.ConfigurationError: errors.ConfigurationError("driver missing"),
     errors.AuthenticationError: errors.AuthenticationError("no token"),
     errors.PermissionDeniedError: errors.PermissionDeniedError("no role", role="write"),

@@ -81,3 +81,18 @@ async def test_namespace_views_share_cache_but_not_data(manager: DistributedMemo
     assert other.get_metrics() == manager.get_metrics() | {
         "uptime_seconds": other.get_metrics()["uptime_seconds"]
     }
+
+
+async def test_integers_wider_than_64_bits_are_invalid_input_as_over_http(
+    manager: DistributedMemoryManager,
+) -> None:
+    # The same rule as the HTTP API's body reader (bounds.JSON_INTEGER): refused, never
+    # rounded; the edges are kept exactly.
+    for wide in (2**64, -(2**63) - 1):
+        with pytest.raises(InvalidInputError):
+            await manager.save_entity("n", "wide", {"x": [1, {"y": wide}]})
+        with pytest.raises(InvalidInputError):
+            await manager.append_messages([{"n": wide}], "c")
+    assert await manager.get_entity("n", "wide") is None
+    saved = await manager.save_entity("n", "edge", {"x": 2**64 - 1, "y": -(2**63)})
+    assert saved.data == {"x": 2**64 - 1, "y": -(2**63)}

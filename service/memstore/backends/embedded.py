@@ -8,8 +8,14 @@ Why it is shaped this way:
   connection under an asyncio lock, because aiosqlite shares one connection between
   coroutines and two interleaved transactions on it would be one transaction. Reads use
   their own connection, so they only ever see committed data.
-* ``BEGIN IMMEDIATE`` plus ``busy_timeout`` lets several processes share one file (the
-  two-process benchmark); the embedded backend is still meant for one replica.
+* One process owns the file: ``connect`` takes an exclusive ``flock`` on ``<file>.lock``
+  (held until ``close``; the kernel drops it when the process dies, even by ``kill -9``)
+  and writes its pid there, and a second process is refused with a ``ConfigurationError``
+  naming the file and that pid. Each process keeps a read cache that only its own writes
+  invalidate, so two processes on one file would serve each other stale entities.
+  ``MEMSTORE_EMBEDDED_SHARED=true`` takes a shared lock instead: processes that all set it
+  share the file (``BEGIN IMMEDIATE`` plus ``busy_timeout`` serialise their writes; the
+  two-process benchmark), accepting reads up to the cache TTL stale.
 * Expired entities are filtered by every read and purged in the background.
 """
 
@@ -17,9 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiosqlite
@@ -38,7 +47,7 @@ from memstore.backends.common import (
     page_after_id,
     page_after_time,
 )
-from memstore.core.errors import BackendUnavailableError
+from memstore.core.errors import BackendUnavailableError, ConfigurationError
 from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
@@ -154,6 +163,56 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._purge = ExpiredEntityPurge(self.name, self.purge_expired)
+        self._owner_fd: int | None = None
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def _take_ownership(self) -> None:
+        """The owner lock (see the module docstring); ``ConfigurationError`` when another
+        process holds it."""
+        shared = self.settings.embedded_shared
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            if owner == str(os.getpid()):
+                advice = (
+                    f"is already open in this process ({owner}) by another manager or "
+                    "backend: share that one (for_namespace() gives a view of another "
+                    "namespace) or close it first"
+                )
+            else:
+                holder = f"process {owner}" if owner else "processes that share it"
+                advice = (
+                    f"is in use by {holder}: one process owns an embedded store. Stop that "
+                    "process, give this one its own MEMSTORE_DATA_PATH, or use the running "
+                    "service through MemoryClient or the CLI (MEMSTORE_EMBEDDED_SHARED=true "
+                    "in every process shares the file, each serving the others' writes up "
+                    "to MEMSTORE_CACHE_TTL_SECONDS late)"
+                )
+            raise ConfigurationError(
+                f"embedded store {self.path} {advice} (lock {self.lock_path})",
+                path=str(self.path),
+                owner_pid=int(owner) if owner.isdigit() else None,
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        if not shared:
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._owner_fd = fd
+
+    def _release_ownership(self) -> None:
+        if self._owner_fd is not None:
+            if not self.settings.embedded_shared:
+                os.ftruncate(self._owner_fd, 0)  # no stale pid for a person reading the file
+            os.close(self._owner_fd)  # drops the flock
+            self._owner_fd = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -169,6 +228,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         try:
             with DRIVER_ERRORS("open"):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._take_ownership()
                 self._writer = await self._open()
                 await self._writer.executescript(SCHEMA)
                 self._reader = await self._open()
@@ -184,6 +244,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 with contextlib.suppress(sqlite3.Error, ValueError):
                     await conn.close()
         self._reader = self._writer = None
+        self._release_ownership()
 
     async def ping(self) -> bool:
         if self._reader is None:

@@ -4,6 +4,12 @@ Swap ``DistributedMemoryManager(...)`` for ``MemoryClient(url, namespace=...)`` 
 agent's code stays the same: same methods, same records, same exceptions
 (``NotFoundError``, ``ConflictError``, ``InvalidInputError``, ``BackendUnavailableError``,
 ...: the service's error ``code`` names the class, ``memstore.core.errors.error_from_wire``).
+No answer at all (connection refused, unknown host, timeout) is ``ServiceUnreachableError``,
+a ``BackendUnavailableError`` whose message says why.
+Arguments are checked here, before any request, by the manager's own checks
+(``memstore.core.validation.check_<operation>``), so a mistake gives the same exception,
+message and details on both sides; what only the server knows (its payload size and page
+size limits) it checks with those same functions.
 
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
 provider (the agent's own; a no-op when it has none) and carries that span's context in the
@@ -15,6 +21,8 @@ the agent's trace.
 from __future__ import annotations
 
 import os
+import re
+import socket
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
@@ -24,9 +32,13 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
-from memstore.core.errors import BackendUnavailableError, MemoryStoreError, error_from_wire
+from memstore.core.errors import (
+    ConfigurationError,
+    MemoryStoreError,
+    ServiceUnreachableError,
+    error_from_wire,
+)
 from memstore.core.records import (
-    DEFAULT_CONVERSATION,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -36,11 +48,63 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.core.validation import (
+    check_before,
+    check_conversation_id,
+    check_entity_key,
+    check_entity_write,
+    check_feedback,
+    check_messages,
+    check_name,
+    check_optional_name,
+    check_time_range,
+    check_tool_usage,
+    check_version,
+)
 from memstore.memory.api import MemoryAPI
 
 
 def _q(value: str) -> str:
     return quote(value, safe="")
+
+
+def url_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as the service's base URL, or ``None``. The URL is
+    shown without its user and password."""
+    try:
+        url = URL(value)
+        url.port  # noqa: B018 - parsed lazily: an out-of-range port raises here
+    except ValueError as exc:
+        return f"{shown_url(value)!r} is not a valid URL: {exc}"
+    if url.scheme in ("http", "https") and url.host:
+        return None
+    return f"{shown_url(value)!r} is not an http:// or https:// URL with a host"
+
+
+def shown_url(value: str) -> str:
+    """``value`` as it may be shown in messages: without a user or password."""
+    return re.sub(r"(?<=//)[^/@]*@", "", value)
+
+
+def _why_unreachable(exc: BaseException, timeout: float | None) -> str:
+    """Why no answer came, in words (aiohttp's own text names internal tuples)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s" if timeout else "no answer in time"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate not accepted: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        # Its errno is OpenSSL's, not the system's: strerror would name a wrong cause.
+        return f"TLS handshake failed: {exc.os_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, socket.gaierror):
+            if exc.os_error.errno == socket.EAI_NONAME:
+                return f"host name {exc.host!r} not found"
+            return f"host name {exc.host!r} could not be resolved"
+        if exc.os_error.errno:
+            return os.strerror(exc.os_error.errno).lower()
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the connection closed before an answer"
+    return str(exc) or type(exc).__name__
 
 
 class MemoryClient(MemoryAPI):
@@ -58,8 +122,11 @@ class MemoryClient(MemoryAPI):
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         """``tracer_provider``: where the client's spans go (default: the global one)."""
+        problem = url_problem(base_url)
+        if problem is not None:
+            raise ConfigurationError(problem)
         self.base_url = base_url.rstrip("/")
-        self.namespace = namespace
+        self.namespace = check_name("namespace", namespace)
         # Never logged or shown; MEMSTORE_TOKEN is read when no token is given.
         self._token = token if token is not None else os.environ.get("MEMSTORE_TOKEN") or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -72,7 +139,7 @@ class MemoryClient(MemoryAPI):
         self._tracer = trace.get_tracer("memstore.client", tracer_provider=tracer_provider)
 
     def __repr__(self) -> str:  # never show the token
-        return f"MemoryClient({self.base_url!r}, namespace={self.namespace!r})"
+        return f"MemoryClient({shown_url(self.base_url)!r}, namespace={self.namespace!r})"
 
     async def __aenter__(self) -> Self:
         return self
@@ -87,6 +154,7 @@ class MemoryClient(MemoryAPI):
 
     def for_namespace(self, namespace: str) -> MemoryClient:
         """A client on another namespace sharing this client's connection pool."""
+        check_name("namespace", namespace)
         other = MemoryClient(
             self.base_url,
             namespace,
@@ -147,8 +215,9 @@ class MemoryClient(MemoryAPI):
             span.set_attribute("error.type", type(exc).__qualname__)
             span.set_status(Status(StatusCode.ERROR))
             span.end()
-            raise BackendUnavailableError(
-                f"cannot reach memstore at {self.base_url}: {exc}"
+            raise ServiceUnreachableError(
+                f"cannot reach memstore at {shown_url(self.base_url)}: "
+                f"{_why_unreachable(exc, self._timeout.total)}"
             ) from exc
         except BaseException:
             span.end()
@@ -212,12 +281,15 @@ class MemoryClient(MemoryAPI):
         ttl: float | None = None,
         expected_version: int | None = None,
     ) -> EntityRecord:
+        data_json, ttl, expected_version = check_entity_write(
+            entity_type, entity_id, data, ttl, expected_version, None
+        )
         headers = {}
         if expected_version == 0:
             headers["If-None-Match"] = "*"
         elif expected_version is not None:
             headers["If-Match"] = f'"{expected_version}"'
-        body: dict[str, Any] = {"data": data}
+        body: dict[str, Any] = {"data": orjson.Fragment(data_json)}
         if ttl is not None:
             body["ttl_seconds"] = ttl
         _, out, _ = await self._request(
@@ -229,6 +301,7 @@ class MemoryClient(MemoryAPI):
         return EntityRecord(**out)
 
     async def get_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None:
+        check_entity_key(entity_type, entity_id)
         status, out, _ = await self._request(
             "GET", self._ns(f"/entities/{_q(entity_type)}/{_q(entity_id)}"), accept_404=True
         )
@@ -237,6 +310,8 @@ class MemoryClient(MemoryAPI):
     async def delete_entity(
         self, entity_type: str, entity_id: str, *, expected_version: int | None = None
     ) -> bool:
+        check_entity_key(entity_type, entity_id)
+        expected_version = check_version(expected_version)
         headers = {} if expected_version is None else {"If-Match": f'"{expected_version}"'}
         status, _, _ = await self._request(
             "DELETE",
@@ -249,6 +324,7 @@ class MemoryClient(MemoryAPI):
     async def list_entities(
         self, entity_type: str, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[EntityRecord]:
+        check_name("entity_type", entity_type)
         _, out, _ = await self._request(
             "GET",
             self._ns(f"/entities/{_q(entity_type)}"),
@@ -262,14 +338,19 @@ class MemoryClient(MemoryAPI):
     # -- conversations ----------------------------------------------------------------
 
     def _conv(self, conversation_id: str | None, tail: str = "/messages") -> str:
-        return self._ns(f"/conversations/{_q(conversation_id or DEFAULT_CONVERSATION)}{tail}")
+        return self._ns(f"/conversations/{_q(check_conversation_id(conversation_id))}{tail}")
+
+    @staticmethod
+    def _messages_body(messages: object, *, allow_empty: bool) -> dict[str, Any]:
+        _, raws = check_messages(messages, max_count=None, max_bytes=None, allow_empty=allow_empty)
+        return {"messages": [orjson.Fragment(r) for r in raws]}
 
     async def append_messages(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]:
-        _, out, _ = await self._request(
-            "POST", self._conv(conversation_id), json={"messages": messages}
-        )
+        path = self._conv(conversation_id)
+        body = self._messages_body(messages, allow_empty=False)
+        _, out, _ = await self._request("POST", path, json=body)
         return [MessageRecord(**m) for m in out["items"]]
 
     async def load_messages(
@@ -281,13 +362,19 @@ class MemoryClient(MemoryAPI):
     ) -> list[MessageRecord]:
         """The last ``limit`` messages (all of them when ``limit`` is None, fetched page
         by page from the newest)."""
+        path = self._conv(conversation_id)
+        before = check_before(before_seq)
         collected: list[MessageRecord] = []
-        before = before_seq
         while True:
-            want = None if limit is None else limit - len(collected)
-            _, out, _ = await self._request(
-                "GET", self._conv(conversation_id), params={"limit": want, "before": before}
+            # The first request sends ``limit`` as given, so the server judges it as the
+            # manager would (a bool or a float is an error there, not 1).
+            want = limit if limit is None or not collected else limit - len(collected)
+            status, out, _ = await self._request(
+                "GET", path, params={"limit": want, "before": before}, accept_404=True
             )
+            if status == 404:
+                # No such conversation: an empty history, as the manager answers.
+                return collected
             collected = [MessageRecord(**m) for m in out["items"]] + collected
             before = out["next_before"]
             if before is None or (limit is not None and len(collected) >= limit):
@@ -296,9 +383,9 @@ class MemoryClient(MemoryAPI):
     async def save_conversation_history(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]:
-        _, out, _ = await self._request(
-            "PUT", self._conv(conversation_id), json={"messages": messages}
-        )
+        path = self._conv(conversation_id)
+        body = self._messages_body(messages, allow_empty=True)
+        _, out, _ = await self._request("PUT", path, json=body)
         return [MessageRecord(**m) for m in out["items"]]
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
@@ -329,12 +416,22 @@ class MemoryClient(MemoryAPI):
         timestamp: float | None = None,
         usage_id: str | None = None,
     ) -> ToolUsageRecord:
+        duration_ms, timestamp, input_json, output_json = check_tool_usage(
+            tool_name,
+            args,
+            result,
+            duration_ms=duration_ms,
+            conversation_id=conversation_id,
+            timestamp=timestamp,
+            usage_id=usage_id,
+            max_bytes=None,
+        )
         body = {
             "tool_name": tool_name,
-            "input": args,
-            "output": result,
+            "input": orjson.Fragment(input_json),
+            "output": orjson.Fragment(output_json),
             "duration_ms": duration_ms,
-            "success": success,
+            "success": bool(success),
             "conversation_id": conversation_id,
             "timestamp": timestamp,
             "id": usage_id,
@@ -355,6 +452,8 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[ToolUsageRecord]:
+        check_optional_name("tool_name", tool_name)
+        start, end = check_time_range(start, end)
         _, out, _ = await self._request(
             "GET",
             self._ns("/tool-usage"),
@@ -374,10 +473,15 @@ class MemoryClient(MemoryAPI):
     async def save_learning_feedback(
         self, agent_name: str, feedback_type: str, data: Any
     ) -> FeedbackRecord:
+        data_json = check_feedback(agent_name, feedback_type, data, None)
         _, out, _ = await self._request(
             "POST",
             self._ns("/feedback"),
-            json={"agent_name": agent_name, "feedback_type": feedback_type, "data": data},
+            json={
+                "agent_name": agent_name,
+                "feedback_type": feedback_type,
+                "data": orjson.Fragment(data_json),
+            },
         )
         return FeedbackRecord(**out)
 
@@ -389,6 +493,8 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[FeedbackRecord]:
+        check_optional_name("agent_name", agent_name)
+        check_optional_name("feedback_type", feedback_type)
         _, out, _ = await self._request(
             "GET",
             self._ns("/feedback"),

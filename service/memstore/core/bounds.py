@@ -16,6 +16,7 @@ name                        interval             where it applies
 ``CACHE_TTL_SECONDS``       [0, 3600]            ``MEMSTORE_CACHE_TTL_SECONDS``
 ``BODY_BYTES``              [1024, ...)          ``MEMSTORE_MAX_BODY_BYTES``
 ``MESSAGES_PER_REQUEST``    [1, ...)             ``MEMSTORE_MAX_MESSAGES_PER_REQUEST``
+``JSON_INTEGER``            [-2^63, 2^64 - 1]    every integer inside a JSON payload
 ==========================  ===================  =======================================
 
 Timestamps are POSIX seconds; 1e11 is the year 5138, so anything beyond is a mistake.
@@ -42,6 +43,9 @@ PAGE_SIZE = Interval(ge=1, le=10_000)
 CACHE_TTL_SECONDS = Interval(ge=0, le=3600)
 BODY_BYTES = Interval(ge=1024)
 MESSAGES_PER_REQUEST = Interval(ge=1)
+#: What JSON payloads may hold as integers: 64 bits, signed or unsigned (what the JSON
+#: codec, orjson, encodes exactly; a wider one would come back as a rounded float).
+JSON_INTEGER = Interval(ge=-(2**63), le=2**64 - 1)
 
 #: Room for the JSON envelope around a payload of ``MEMSTORE_MAX_BODY_BYTES`` (the
 #: server's body cap is the two added).

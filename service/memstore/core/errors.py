@@ -10,6 +10,7 @@ exceptions. The tree (class, ``code``, HTTP status)::
     ├── NotFoundError                 not_found             404
     ├── ConflictError                 version_conflict      412
     ├── BackendUnavailableError       backend_unavailable   503
+    │   └── ServiceUnreachableError   service_unreachable   503
     ├── ConfigurationError            configuration_error   503
     ├── AuthenticationError           unauthorized          401
     ├── PermissionDeniedError         forbidden             403
@@ -108,6 +109,16 @@ class BackendUnavailableError(MemoryStoreError):
     http_status = 503
 
 
+class ServiceUnreachableError(BackendUnavailableError):
+    """``MemoryClient`` could not get an answer from the service at all (connection
+    refused, host name not found, no answer in time): the service, not its backend, is
+    out of reach. Raised by the client only; a subclass so that code catching
+    ``BackendUnavailableError`` (retry later) keeps working. A request that timed out may
+    still have been applied."""
+
+    code = "service_unreachable"
+
+
 class ConfigurationError(MemoryStoreError):
     """Settings are invalid or name a backend/driver that is not installed."""
 
@@ -182,6 +193,7 @@ ERROR_TYPES: tuple[type[MemoryStoreError], ...] = (
     NotFoundError,
     ConflictError,
     BackendUnavailableError,
+    ServiceUnreachableError,
     ConfigurationError,
     AuthenticationError,
     PermissionDeniedError,

@@ -17,13 +17,12 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ConfigDict, with_config
 
+from memstore.core.validation import DEFAULT_CONVERSATION as DEFAULT_CONVERSATION
 from memstore.core.validation import NAME_PATTERNS
 
 JSONObject = dict[str, Any]
 
 T = TypeVar("T")
-
-DEFAULT_CONVERSATION = "default"
 
 
 def _name_patterns(schema: dict[str, Any]) -> None:

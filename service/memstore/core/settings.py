@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from memstore.core import bounds
 
 BackendName = Literal["embedded", "redis", "mongodb"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 def _env(*names: str) -> AliasChoices:
@@ -63,6 +64,10 @@ class EmbeddedSettings(StoreSettings):
     embedded_synchronous: Literal["normal", "full"] = Field(
         "normal", validation_alias=_env("MEMSTORE_EMBEDDED_SYNCHRONOUS")
     )
+    # One process owns the file (a second one is refused): each process's read cache
+    # only hears of its own writes. True lets several processes open it, each of them
+    # serving the others' writes up to the cache TTL late.
+    embedded_shared: bool = Field(False, validation_alias=_env("MEMSTORE_EMBEDDED_SHARED"))
 
 
 class RedisSettings(StoreSettings):
@@ -235,7 +240,15 @@ class ServerSettings(_Slice):
     shutdown_timeout_seconds: float = Field(
         15.0, ge=0, validation_alias=_env("MEMSTORE_SHUTDOWN_TIMEOUT_SECONDS")
     )
-    log_level: str = Field("INFO", validation_alias=_env("MEMSTORE_LOG_LEVEL"))
+    # Checked here, so an unknown level is a one-line settings error rather than a
+    # traceback from the logging module later.
+    log_level: LogLevel = Field("INFO", validation_alias=_env("MEMSTORE_LOG_LEVEL"))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        # Any case, as the logging module takes it; an unknown level is refused at start.
+        return value.strip().upper() if isinstance(value, str) else value
 
 
 class SecuritySettings(_Slice):

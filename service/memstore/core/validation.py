@@ -9,27 +9,73 @@ Numeric bounds (TTL, timestamps, durations, page sizes) are in ``memstore.core.b
 from __future__ import annotations
 
 import base64
+import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from memstore.core.bounds import TTL_SECONDS, check_in
+from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, TTL_SECONDS, check_in
 from memstore.core.errors import InvalidInputError, PayloadTooLargeError
 
-NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@=+-]{0,255}$")
-TOOL_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,127}$")
+#: The conversation of the calls that name none (the seed's single history).
+DEFAULT_CONVERSATION = "default"
+
+
+@dataclass(frozen=True)
+class NameRule:
+    """A name's charset and length, from which both its regex (for the code and the
+    OpenAPI document) and its description in words (for error messages: a regex tells a
+    user little) are made, so the two cannot disagree.
+
+    ASCII only: a name is a URL path segment, a Redis key part, a Mongo id and a SQLite
+    key alike, and ASCII keeps every one of them exact (no normalisation forms, no
+    percent-encoding surprises). Text in another script goes in the data, or in the id
+    encoded (a hash, base32, ...)."""
+
+    first: str  # punctuation allowed as the first character, besides letters and digits
+    rest: str  # punctuation allowed after it ("-" last: it is literal there in a class)
+    max_length: int
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile(
+            f"^[A-Za-z0-9{self.first}][A-Za-z0-9{self.rest}]{{0,{self.max_length - 1}}}$"
+        )
+
+    def describe(self) -> str:
+        first = (
+            "a letter or digit" if not self.first else "a letter, digit or " + " ".join(self.first)
+        )
+        return (
+            f"use 1 to {self.max_length} ASCII letters, digits and {' '.join(self.rest)}, "
+            f"starting with {first} (no spaces, no other characters)"
+        )
+
+
+NAMESPACE_RULE = NameRule(first="", rest="_.-", max_length=64)
+TYPE_RULE = NAMESPACE_RULE
+ID_RULE = NameRule(first="_", rest="_.:@=+-", max_length=256)
+TOOL_RULE = NameRule(first="_", rest="_.:/-", max_length=128)
+
+NAMESPACE_RE = NAMESPACE_RULE.pattern
+TYPE_RE = TYPE_RULE.pattern
+ID_RE = ID_RULE.pattern
+TOOL_RE = TOOL_RULE.pattern
+
+NAME_RULES: dict[str, NameRule] = {
+    "namespace": NAMESPACE_RULE,
+    "entity_type": TYPE_RULE,
+    "entity_id": ID_RULE,
+    "conversation_id": ID_RULE,
+    "tool_name": TOOL_RULE,
+    "agent_name": TOOL_RULE,
+    "feedback_type": TYPE_RULE,
+}
 
 NAME_PATTERNS: dict[str, re.Pattern[str]] = {
-    "namespace": NAMESPACE_RE,
-    "entity_type": TYPE_RE,
-    "entity_id": ID_RE,
-    "conversation_id": ID_RE,
-    "tool_name": TOOL_RE,
-    "agent_name": TOOL_RE,
-    "feedback_type": TYPE_RE,
+    kind: rule.pattern for kind, rule in NAME_RULES.items()
 }
 
 
@@ -42,7 +88,17 @@ def check_name(kind: str, value: object) -> str:
         return value
     if isinstance(value, str) and NAME_PATTERNS[kind].fullmatch(value):
         return value  # a str subclass
-    raise InvalidInputError(f"{kind} must match {NAME_PATTERNS[kind].pattern}", field=kind)
+    raise InvalidInputError(name_problem(kind, value), field=kind)
+
+
+def name_problem(kind: str, value: object) -> str:
+    """What is wrong with ``value`` as a ``kind`` name, in words."""
+    if not isinstance(value, str):
+        return f"{kind} must be a string"
+    # The value is shown (shortened) so the user sees what arrived, e.g. after a shell
+    # split or a URL encoding; names are not payloads.
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    return f"{shown!r} is not a valid {kind}: {NAME_RULES[kind].describe()}"
 
 
 def check_object(kind: str, value: object) -> dict[str, Any]:
@@ -51,13 +107,35 @@ def check_object(kind: str, value: object) -> dict[str, Any]:
     return value
 
 
+def _has_non_finite(value: object) -> bool:
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+    return False
+
+
 def encode_json(kind: str, value: object) -> bytes:
     """Compact JSON; ``InvalidInputError`` for values JSON cannot carry (NaN, non-string
     keys, ...)."""
     try:
-        return orjson.dumps(value)
+        raw = orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise InvalidInputError(f"{kind} is not valid JSON: {exc}", field=kind) from exc
+    # orjson writes NaN and infinities as null: stored, they would silently differ from
+    # what the caller holds (and an HTTP body cannot carry them at all). Only a payload
+    # with a null in it can hold one, so the walk is skipped for most.
+    if b"null" in raw and _has_non_finite(value):
+        raise InvalidInputError(
+            f"{kind} is not valid JSON: NaN and infinities have no JSON form", field=kind
+        )
+    return raw
 
 
 def check_size(kind: str, size: int, max_bytes: int) -> None:
@@ -91,11 +169,15 @@ def check_ttl(ttl: float | None) -> float | None:
     return None if ttl is None else check_in("ttl", ttl, TTL_SECONDS)
 
 
+def limit_error(max_limit: int) -> InvalidInputError:
+    return InvalidInputError(f"limit must be an integer in [1, {max_limit}]", field="limit")
+
+
 def check_limit(limit: int | None, max_limit: int, *, default: int) -> int:
     if limit is None:
         return default
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or limit > max_limit:
-        raise InvalidInputError(f"limit must be an integer in [1, {max_limit}]", field="limit")
+        raise limit_error(max_limit)
     return limit
 
 
@@ -113,11 +195,19 @@ def check_version(version: int | None) -> int | None:
 # forged cursor is a 400, never a 500.
 
 
+#: What an issued cursor looks like (unpadded base64url); the OpenAPI document says so.
+CURSOR_RE = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def encode_cursor(*key: str | int | float) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, *types: type) -> list[Any]:
+    # The base64 decoder skips characters outside its alphabet: check them first, so a
+    # cursor is read exactly as it was issued.
+    if not isinstance(cursor, str) or CURSOR_RE.fullmatch(cursor) is None:
+        raise InvalidInputError("cursor is not valid", field="cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
@@ -132,3 +222,119 @@ def decode_cursor(cursor: str, *types: type) -> list[Any]:
         if not ok:
             raise InvalidInputError("cursor is not valid", field="cursor")
     return key
+
+
+# -- the arguments of MemoryAPI operations ----------------------------------------------
+# One check per operation, run by the manager (in process) and by the client before it
+# sends anything, so swapping one for the other changes no outcome: the same exception,
+# message and details for the same mistake. ``max_bytes`` is the manager's payload limit;
+# the client passes ``None`` (it does not know the server's; the server's manager checks
+# it with the same function).
+
+
+def check_payload(kind: str, value: object, max_bytes: int | None) -> bytes:
+    """The payload's compact JSON, within ``max_bytes`` when given."""
+    raw = encode_json(kind, value)
+    if max_bytes is not None:
+        check_size(kind, len(raw), max_bytes)
+    return raw
+
+
+def check_payload_items(kind: str, values: list[Any], max_bytes: int | None) -> list[bytes]:
+    raws = [encode_json(kind, v) for v in values]
+    if max_bytes is not None:
+        check_size(kind, json_array_size(raws), max_bytes)
+    return raws
+
+
+def check_entity_key(entity_type: object, entity_id: object) -> None:
+    check_name("entity_type", entity_type)
+    check_name("entity_id", entity_id)
+
+
+def check_entity_write(
+    entity_type: object,
+    entity_id: object,
+    data: object,
+    ttl: float | None,
+    expected_version: int | None,
+    max_bytes: int | None,
+) -> tuple[bytes, float | None, int | None]:
+    """``save_entity``: the data's JSON, the TTL and the expected version."""
+    check_entity_key(entity_type, entity_id)
+    check_object("data", data)
+    data_json = check_payload("data", data, max_bytes)
+    return data_json, check_ttl(ttl), check_version(expected_version)
+
+
+def check_conversation_id(conversation_id: str | None) -> str:
+    return check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
+
+
+def check_messages(
+    messages: object, *, max_count: int | None, max_bytes: int | None, allow_empty: bool
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """A list of JSON objects (non-empty for an append; a replace may clear the history)."""
+    if not isinstance(messages, list):
+        raise InvalidInputError("messages must be a JSON array of objects", field="messages")
+    if max_count is not None and len(messages) > max_count:
+        raise InvalidInputError(
+            f"at most {max_count} messages per request", field="messages", limit=max_count
+        )
+    for m in messages:
+        check_object("message", m)
+    raws = check_payload_items("messages", messages, max_bytes)
+    if not messages and not allow_empty:
+        raise InvalidInputError("messages must not be empty", field="messages")
+    return messages, raws
+
+
+def check_before(before_seq: object) -> int | None:
+    if before_seq is not None and (
+        isinstance(before_seq, bool) or not isinstance(before_seq, int) or before_seq < 1
+    ):
+        raise InvalidInputError("before must be an integer >= 1", field="before")
+    return before_seq
+
+
+def check_tool_usage(
+    tool_name: object,
+    args: object,
+    result: object,
+    *,
+    duration_ms: object,
+    conversation_id: object,
+    timestamp: object,
+    usage_id: object,
+    max_bytes: int | None,
+) -> tuple[float, float | None, bytes, bytes]:
+    """``save_tool_usage``: duration, timestamp, and the input's and output's JSON."""
+    check_name("tool_name", tool_name)
+    if conversation_id is not None:
+        check_name("conversation_id", conversation_id)
+    if usage_id is not None:
+        check_name("entity_id", usage_id)
+    duration = check_in("duration_ms", duration_ms, DURATION_MS)
+    ts = None if timestamp is None else check_in("timestamp", timestamp, TIMESTAMP_SECONDS)
+    input_json, output_json = check_payload_items("tool usage", [args, result], max_bytes)
+    return duration, ts, input_json, output_json
+
+
+def check_time_range(start: object, end: object) -> tuple[float | None, float | None]:
+    return (
+        None if start is None else check_in("start", start, TIMESTAMP_SECONDS),
+        None if end is None else check_in("end", end, TIMESTAMP_SECONDS),
+    )
+
+
+def check_optional_name(kind: str, value: object) -> None:
+    if value is not None:
+        check_name(kind, value)
+
+
+def check_feedback(
+    agent_name: object, feedback_type: object, data: object, max_bytes: int | None
+) -> bytes:
+    check_name("agent_name", agent_name)
+    check_name("feedback_type", feedback_type)
+    return check_payload("feedback", data, max_bytes)

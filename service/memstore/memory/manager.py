@@ -21,16 +21,15 @@ import asyncio
 import logging
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
-from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, check_in
-from memstore.core.errors import InvalidInputError, MemoryStoreError
+from memstore.core.errors import MemoryStoreError
 from memstore.core.records import (
-    DEFAULT_CONVERSATION,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -42,12 +41,17 @@ from memstore.core.records import (
 )
 from memstore.core.settings import Settings
 from memstore.core.validation import (
-    check_json_items_size,
-    check_json_size,
+    check_before,
+    check_conversation_id,
+    check_entity_key,
+    check_entity_write,
+    check_feedback,
     check_limit,
+    check_messages,
     check_name,
-    check_object,
-    check_ttl,
+    check_optional_name,
+    check_time_range,
+    check_tool_usage,
     check_version,
 )
 from memstore.memory.api import MemoryAPI
@@ -87,6 +91,8 @@ class _Shared:
     invalidations_received: int = 0
     started: bool = False
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Closes the backend if the event loop ends with the manager still open (see start).
+    loop_end_guard: asyncio.Task[None] | None = None
     started_at: float = field(default_factory=time.time)
 
 
@@ -164,13 +170,42 @@ class DistributedMemoryManager(MemoryAPI):
             await backend.connect()
             await backend.subscribe_invalidations(self._on_invalidation)
             shared.started = True
+            # A backend may run threads (aiosqlite's are not daemons) that would keep the
+            # process alive after ``asyncio.run`` returns if nobody closed the manager.
+            # ``asyncio.run`` (and ``asyncio.Runner``) cancel the tasks still pending and
+            # let them finish: this one then closes the backend, with a ResourceWarning.
+            shared.loop_end_guard = asyncio.get_running_loop().create_task(
+                self._close_when_the_loop_ends(), name="memstore-close-at-loop-end"
+            )
             log.info("memory backend connected", extra={"backend": backend.describe()})
+
+    async def _close_when_the_loop_ends(self) -> None:
+        shared = self._shared
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            # close() clears the guard before it cancels it; a guard left over from an
+            # earlier session (closed, then started again) must not close the new one.
+            if shared.started and shared.loop_end_guard is asyncio.current_task():
+                await self.close()
+                message = (
+                    "DistributedMemoryManager was not closed; closing it as its event loop "
+                    "ends (use `async with DistributedMemoryManager(...) as memory:` or "
+                    "`await memory.close()`)"
+                )
+                # The warning is hidden by Python's default filters; the log line is not.
+                log.warning(message)
+                warnings.warn(message, ResourceWarning, stacklevel=1)
+            raise
 
     async def close(self) -> None:
         shared = self._shared
         async with shared.start_lock:
             if shared.started and shared.backend is not None:
                 shared.started = False
+                guard, shared.loop_end_guard = shared.loop_end_guard, None
+                if guard is not None and guard is not asyncio.current_task():
+                    guard.cancel()
                 await shared.backend.close()
 
     async def __aenter__(self) -> Self:
@@ -224,12 +259,19 @@ class DistributedMemoryManager(MemoryAPI):
         except MemoryStoreError as exc:
             stats.errors += 1
             shared.errors_by_code[exc.code] = shared.errors_by_code.get(exc.code, 0) + 1
-            if shared.prometheus is not None:
+            # A 4xx (stale version, bad input, not found, quota) is the caller's mistake,
+            # answered correctly: only 5xx outcomes are failures of the backend.
+            if shared.prometheus is not None and exc.http_status >= 500:
                 shared.prometheus.count_backend_error(self.memory_type, operation, exc.code)
             if span is not None and tracing is not None:
                 tracing.record_error(span, exc, exc.code)
             raise
         except Exception as exc:
+            # Not one of ours: the server answers it with 500 internal_error.
+            if shared.prometheus is not None:
+                shared.prometheus.count_backend_error(
+                    self.memory_type, operation, MemoryStoreError.code
+                )
             if span is not None and tracing is not None:
                 tracing.record_error(span, exc, type(exc).__qualname__)
             raise
@@ -266,14 +308,9 @@ class DistributedMemoryManager(MemoryAPI):
         s = self._shared.settings
         return check_limit(limit, s.max_page_size, default=s.default_page_size)
 
-    def _check_payload(self, kind: str, value: object) -> bytes:
-        """The payload's compact JSON, within the size limit (passed on to the backend,
-        so the payload is serialised once)."""
-        return check_json_size(kind, value, self._shared.settings.max_body_bytes)
-
-    def _check_payloads(self, kind: str, values: list[Any]) -> list[bytes]:
-        """Each item's compact JSON; the limit applies to them as one JSON array."""
-        return check_json_items_size(kind, values, self._shared.settings.max_body_bytes)
+    # The argument checks are memstore.core.validation's check_<operation>, which the
+    # client runs too: they return each payload's compact JSON, passed on to the backend
+    # so that a payload is serialised once.
 
     # -- entities -----------------------------------------------------------------------
 
@@ -288,12 +325,14 @@ class DistributedMemoryManager(MemoryAPI):
     ) -> EntityRecord:
         """Create or replace an entity. ``expected_version``: 0 = create only, n = only if
         the stored version is n (else ``ConflictError``). ``ttl`` in seconds."""
-        check_name("entity_type", entity_type)
-        check_name("entity_id", entity_id)
-        check_object("data", data)
-        data_json = self._check_payload("data", data)
-        ttl = check_ttl(ttl)
-        expected_version = check_version(expected_version)
+        data_json, ttl, expected_version = check_entity_write(
+            entity_type,
+            entity_id,
+            data,
+            ttl,
+            expected_version,
+            self._shared.settings.max_body_bytes,
+        )
         key = entity_cache_key(self.namespace, entity_type, entity_id)
         try:
             return await self._run(
@@ -314,8 +353,7 @@ class DistributedMemoryManager(MemoryAPI):
 
     async def get_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None:
         """The entity with its version and timestamps, or ``None``."""
-        check_name("entity_type", entity_type)
-        check_name("entity_id", entity_id)
+        check_entity_key(entity_type, entity_id)
         cache = self._shared.cache
         key = entity_cache_key(self.namespace, entity_type, entity_id)
         hit = cache.get(key)
@@ -340,8 +378,7 @@ class DistributedMemoryManager(MemoryAPI):
     async def delete_entity(
         self, entity_type: str, entity_id: str, *, expected_version: int | None = None
     ) -> bool:
-        check_name("entity_type", entity_type)
-        check_name("entity_id", entity_id)
+        check_entity_key(entity_type, entity_id)
         expected_version = check_version(expected_version)
         key = entity_cache_key(self.namespace, entity_type, entity_id)
         try:
@@ -371,26 +408,23 @@ class DistributedMemoryManager(MemoryAPI):
 
     # -- conversations ------------------------------------------------------------------
 
-    def _check_messages(self, messages: object) -> tuple[list[JSONObject], list[bytes]]:
-        if not isinstance(messages, list):
-            raise InvalidInputError("messages must be a JSON array of objects", field="messages")
-        cap = self._shared.settings.max_messages_per_request
-        if len(messages) > cap:
-            raise InvalidInputError(
-                f"at most {cap} messages per request", field="messages", limit=cap
-            )
-        for m in messages:
-            check_object("message", m)
-        return messages, self._check_payloads("messages", messages)
+    def _check_messages(
+        self, messages: object, *, allow_empty: bool
+    ) -> tuple[list[JSONObject], list[bytes]]:
+        s = self._shared.settings
+        return check_messages(
+            messages,
+            max_count=s.max_messages_per_request,
+            max_bytes=s.max_body_bytes,
+            allow_empty=allow_empty,
+        )
 
     async def append_messages(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]:
         """Append messages atomically, O(1) each, to a conversation (default: ``default``)."""
-        cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
-        msgs, raws = self._check_messages(messages)
-        if not msgs:
-            raise InvalidInputError("messages must not be empty", field="messages")
+        cid = check_conversation_id(conversation_id)
+        msgs, raws = self._check_messages(messages, allow_empty=False)
         return await self._run(
             "append_messages",
             lambda: self.backend.append_messages(self.namespace, cid, msgs, messages_json=raws),
@@ -404,12 +438,9 @@ class DistributedMemoryManager(MemoryAPI):
         before_seq: int | None = None,
     ) -> list[MessageRecord]:
         """Messages in order; ``limit`` = only the last N (before ``before_seq``)."""
-        cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
+        cid = check_conversation_id(conversation_id)
         n = None if limit is None else self._limit(limit)
-        if before_seq is not None and (
-            isinstance(before_seq, bool) or not isinstance(before_seq, int) or before_seq < 1
-        ):
-            raise InvalidInputError("before must be an integer >= 1", field="before")
+        before_seq = check_before(before_seq)
         return await self._run(
             "load_messages",
             lambda: self.backend.load_messages(self.namespace, cid, limit=n, before_seq=before_seq),
@@ -418,9 +449,17 @@ class DistributedMemoryManager(MemoryAPI):
     async def save_conversation_history(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]:
-        """Replace the whole history (seed API)."""
-        cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
-        msgs, raws = self._check_messages(messages)
+        """Replace the whole history (seed API). Replacing it with no messages deletes the
+        conversation: a conversation is its messages, so reading, listing and deleting it
+        afterwards all agree that it is gone."""
+        cid = check_conversation_id(conversation_id)
+        msgs, raws = self._check_messages(messages, allow_empty=True)
+        if not msgs:
+            await self._run(
+                "replace_conversation",
+                lambda: self.backend.delete_conversation(self.namespace, cid),
+            )
+            return []
         return await self._run(
             "replace_conversation",
             lambda: self.backend.replace_conversation(
@@ -429,7 +468,7 @@ class DistributedMemoryManager(MemoryAPI):
         )
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
-        cid = check_name("conversation_id", conversation_id or DEFAULT_CONVERSATION)
+        cid = check_conversation_id(conversation_id)
         return await self._run(
             "delete_conversation", lambda: self.backend.delete_conversation(self.namespace, cid)
         )
@@ -459,15 +498,16 @@ class DistributedMemoryManager(MemoryAPI):
     ) -> ToolUsageRecord:
         """Record one tool use (seed API: ``save_tool_usage(tool_name, args, result)``).
         ``usage_id`` makes a retried call idempotent."""
-        check_name("tool_name", tool_name)
-        if conversation_id is not None:
-            check_name("conversation_id", conversation_id)
-        if usage_id is not None:
-            check_name("entity_id", usage_id)
-        duration_ms = check_in("duration_ms", duration_ms, DURATION_MS)
-        if timestamp is not None:
-            timestamp = check_in("timestamp", timestamp, TIMESTAMP_SECONDS)
-        input_json, output_json = self._check_payloads("tool usage", [args, result])
+        duration_ms, timestamp, input_json, output_json = check_tool_usage(
+            tool_name,
+            args,
+            result,
+            duration_ms=duration_ms,
+            conversation_id=conversation_id,
+            timestamp=timestamp,
+            usage_id=usage_id,
+            max_bytes=self._shared.settings.max_body_bytes,
+        )
         record = ToolUsageRecord(
             id=usage_id or uuid.uuid4().hex,
             tool_name=tool_name,
@@ -494,8 +534,8 @@ class DistributedMemoryManager(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[ToolUsageRecord]:
-        if tool_name is not None:
-            check_name("tool_name", tool_name)
+        check_optional_name("tool_name", tool_name)
+        start, end = check_time_range(start, end)
         n = self._limit(limit)
         return await self._run(
             "query_tool_usage",
@@ -514,9 +554,9 @@ class DistributedMemoryManager(MemoryAPI):
     async def save_learning_feedback(
         self, agent_name: str, feedback_type: str, data: Any
     ) -> FeedbackRecord:
-        check_name("agent_name", agent_name)
-        check_name("feedback_type", feedback_type)
-        data_json = self._check_payload("feedback", data)
+        data_json = check_feedback(
+            agent_name, feedback_type, data, self._shared.settings.max_body_bytes
+        )
         record = FeedbackRecord(
             id=uuid.uuid4().hex,
             agent_name=agent_name,
@@ -537,10 +577,8 @@ class DistributedMemoryManager(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[FeedbackRecord]:
-        if agent_name is not None:
-            check_name("agent_name", agent_name)
-        if feedback_type is not None:
-            check_name("feedback_type", feedback_type)
+        check_optional_name("agent_name", agent_name)
+        check_optional_name("feedback_type", feedback_type)
         n = self._limit(limit)
         return await self._run(
             "query_feedback",

@@ -11,20 +11,34 @@ Invariants:
   no Prometheus call at all.
 - Names follow Prometheus conventions: base units (``_seconds``), counters end ``_total``
   (prometheus-client appends it), no ``_created`` series.
+- Conventions of every exporter: ``memstore_build_info{version,python,backend} 1`` (joins
+  any series to the build that produced it, and lets ``absent()`` tell "not scraped" from
+  "scraped, nothing to report") and the standard ``process_*`` / ``python_*`` families of
+  prometheus-client's own collectors, on this registry.
+- ``memstore_backend_operation_errors_total`` counts failures of the backend (5xx codes:
+  ``backend_unavailable``, ``timeout``, ``configuration_error``, ``internal_error``), not
+  the caller's mistakes (400, 404, 412, 403 quota...), which are answers the backend gave
+  correctly; those show in the HTTP requests' ``4xx`` class.
 
 ``snapshot_http`` gives the HTTP figures as plain numbers for the JSON ``/v1/metrics``.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -68,6 +82,13 @@ HTTP_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"}
 )
 UNMATCHED_ROUTE = "unmatched"
+
+
+def package_version() -> str:
+    try:
+        return version("memstore")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
 
 
 def method_label(method: str) -> str:
@@ -114,6 +135,15 @@ class PrometheusMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # What prometheus-client's default registry carries; ours is private to the app, so
+        # they are registered here: process_* (CPU, memory, fds, start time), python_info
+        # and python_gc_*.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)  # registers itself on CPython only
+        self.build_info = Info(
+            "memstore_build", "The memstore build serving this process (always 1).", registry=r
+        )
         self.http_requests = Counter(
             "memstore_http_requests",
             "HTTP requests by method, route template and status class.",
@@ -155,6 +185,12 @@ class PrometheusMetrics:
         self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Histogram] = {}
         self._error_children: dict[tuple[str, str, str], Counter] = {}
+
+    def set_build_info(self, backend: str) -> None:
+        """Labels of ``memstore_build_info``: package version, Python version, backend."""
+        self.build_info.info(
+            {"version": package_version(), "python": platform.python_version(), "backend": backend}
+        )
 
     def watch_cache(
         self,

@@ -25,6 +25,7 @@ from memstore.observability.metrics import PrometheusMetrics
 from memstore.observability.tracing import Tracing
 from memstore.server.errors import error_middleware
 from memstore.server.openapi import build_openapi
+from memstore.server.protocol import serve_app
 from memstore.server.routes import ROUTES, add_routes
 from memstore.server.security import check_bind, security_middleware
 from memstore.server.state import MANAGER, METRICS, OPENAPI, SETTINGS
@@ -43,9 +44,12 @@ def create_app(
     """``tracing``: default from the OTEL_* environment (see observability.tracing)."""
     settings = settings or Settings()
     metrics = metrics or PrometheusMetrics()
+    # Identifies the target even with recording switched off.
+    metrics.set_build_info(settings.memory_type)
     if tracing is None:
         tracing = Tracing.from_env()
-    # Observability switched off records nothing (the /metrics registry stays, empty).
+    # Observability switched off records nothing (the /metrics registry keeps only the build
+    # and process figures).
     recording = metrics if settings.metrics_enabled else None
     if manager is None:
         manager = DistributedMemoryManager(settings=settings, prometheus=recording, tracing=tracing)
@@ -88,17 +92,14 @@ def create_app(
 
 
 def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM, then stop gracefully."""
+    """Run until SIGINT/SIGTERM, then stop gracefully (``protocol.serve_app``)."""
     check_bind(settings)
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)  # after the manager started
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        shutdown_timeout=settings.shutdown_timeout_seconds,
-        access_log=None,
-        print=lambda msg: log.info("%s", msg),
+    asyncio.run(
+        serve_app(
+            app, settings.host, settings.port, shutdown_timeout=settings.shutdown_timeout_seconds
+        )
     )
 
 

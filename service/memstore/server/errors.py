@@ -79,22 +79,35 @@ def error_response(request: web.Request, exc: Exception) -> web.Response | None:
     """The JSON answer for an exception a handler raised, or ``None`` when it must
     propagate (an HTTP redirect: aiohttp answers those itself)."""
     if isinstance(exc, MemoryStoreError):
-        return json_error(
+        response = json_error(
             exc.http_status, exc.code, exc.message, exc.details, headers=headers_for(exc)
         )
+        if isinstance(exc.__cause__, web.RequestPayloadError):
+            # The request's body stream broke (it did not decode): nothing more can be
+            # read from this connection, so the answer says it closes.
+            response.force_close()
+        return response
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:
             return None
         code = http_code(exc.status)
+        headers = None
         if exc.status == 413:
             message = "request body is too large"
-        elif exc.status == 405:
+        elif isinstance(exc, web.HTTPMethodNotAllowed):
             message = f"method {request.method} is not allowed here"
+            # RFC 9110 15.5.6: a 405 names the methods the resource supports (aiohttp's
+            # router collected them from the routes whose path matched).
+            headers = {"Allow": ", ".join(sorted(exc.allowed_methods))}
         elif exc.status == 404:
             message = "no such route"
+        elif isinstance(exc, web.HTTPUnsupportedMediaType):
+            # Raised by our own code with the message and the codings it accepts.
+            message = exc.text or "unsupported media type"
+            headers = {"Accept-Encoding": exc.headers.get("Accept-Encoding", "identity")}
         else:
             message = exc.reason
-        return json_error(exc.status, code, message)
+        return json_error(exc.status, code, message, headers=headers)
     log.error("unhandled error on %s %s", request.method, request.rel_url.path, exc_info=exc)
     return json_error(500, "internal_error", "internal error; see the server log")
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter
 
+from memstore.server.routing import BODY_CODINGS
 from memstore.server.schemas import ErrorOut
 
 if TYPE_CHECKING:
@@ -61,6 +62,30 @@ LINKS: dict[str, tuple[tuple[int, ...], dict[str, tuple[str, dict[str, str]]]]] 
 }  # fmt: skip
 
 
+_BODY_DESCRIPTION = (
+    "A JSON object. It may be sent compressed with `Content-Encoding: "
+    + " | ".join(BODY_CODINGS)
+    + "` (one coding; the size limit applies to the decoded body, 413 beyond it); any "
+    "other coding is answered 415 with `Accept-Encoding`. Integers in it must fit in 64 "
+    "bits ([-2^63, 2^64 - 1]): a wider one is a 400 naming its path (send it as a string)."
+)
+
+
+def _json_value_schema() -> dict[str, Any]:
+    """Any JSON value; the 64-bit rule for integer literals (read_body answers a wider
+    one with 400) is in words only. JSON Schema cannot say it: it counts a float written
+    with an exponent (``6.02e23``) as an integer too, and such floats are stored as they
+    are, so a schema bound on integers would document valid bodies as invalid."""
+    this = {"$ref": REF.format(model="JsonValue")}
+    return {
+        "description": "Any JSON value. An integer written without a fraction or an "
+        "exponent must fit in 64 bits ([-2^63, 2^64 - 1]); a wider one is a 400 naming "
+        "its path (send it as a string). Floats are stored as floats.",
+        "items": this,
+        "additionalProperties": this,
+    }
+
+
 def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]) -> dict[str, Any]:
     """The answers the security middleware can give on this route (server.security)."""
     content = {"application/json": {"schema": error_ref}}
@@ -89,6 +114,17 @@ def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]
         }
     if settings.request_timeout_seconds > 0:
         out["504"] = {"description": "The request timed out.", "content": content}
+    if route.body is not None:
+        out["415"] = {
+            "description": "The body's Content-Encoding is not one the server decodes.",
+            "content": content,
+            "headers": {
+                "Accept-Encoding": {
+                    "description": "The codings a request body may use.",
+                    "schema": {"type": "string"},
+                }
+            },
+        }
     return out
 
 
@@ -134,6 +170,7 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
         if route.body is not None:
             op["requestBody"] = {
                 "required": True,
+                "description": _BODY_DESCRIPTION,
                 "content": {
                     "application/json": {"schema": _schema(route.body, "validation", components)}
                 },
@@ -167,6 +204,8 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
                 }
         op["responses"] = responses
         paths.setdefault(route.path, {})[route.method.lower()] = op
+    if "JsonValue" in components:
+        components["JsonValue"] = _json_value_schema()
     return {
         "openapi": "3.1.0",
         "info": {

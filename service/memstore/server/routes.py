@@ -7,18 +7,22 @@ from what the server does.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from memstore.core.bounds import (
     INTEGER_DIGITS,
+    JSON_INTEGER,
     SEQUENCE,
     TIMESTAMP_SECONDS,
     check_in,
+    contains,
     json_schema,
 )
 from memstore.core.errors import ConflictError, InvalidInputError, NotFoundError
@@ -28,10 +32,20 @@ from memstore.core.records import (
     MemorySummary,
     ToolUsageRecord,
 )
-from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, check_limit, check_name
+from memstore.core.validation import (
+    CURSOR_RE,
+    ID_RE,
+    NAME_RULES,
+    NAMESPACE_RE,
+    TOOL_RE,
+    TYPE_RE,
+    check_limit,
+    check_name,
+    limit_error,
+)
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
-from memstore.server.routing import Param, Route, TableRoute, View
+from memstore.server.routing import Param, Route, TableRoute, View, read_raw_body
 from memstore.server.security import principal_of
 from memstore.server.state import MANAGER, METRICS, OPENAPI
 
@@ -53,7 +67,17 @@ CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True
 BEFORE_SCHEMA = {"type": "integer", **json_schema(SEQUENCE)}
 TIME_SCHEMA = {"type": "number", **json_schema(TIMESTAMP_SECONDS)}
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1}, "Page size (capped).")
-CURSOR = Param("cursor", "query", {"type": "string"}, "Opaque cursor from `next_cursor`.")
+# Cursors are opaque (base64url of the last key seen, validation.encode_cursor): only one
+# the server issued for the same listing is accepted. The pattern says what one looks
+# like; it cannot say which the server issued, so any other string is a 400.
+CURSOR = Param(
+    "cursor",
+    "query",
+    {"type": "string", "pattern": f"^({CURSOR_RE.pattern})?$"},
+    "Opaque: pass back a `next_cursor` this server returned for the same listing (empty or "
+    "absent: the first page). Any other value, even one matching this pattern, is a 400 "
+    "`invalid_input` naming `cursor`.",
+)
 ETAG_PATTERN = rf'^(W/)?"?[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}"?$'
 IF_MATCH = Param(
     "If-Match",
@@ -75,6 +99,7 @@ IF_NONE_MATCH_PUT = Param(
 )
 
 E400 = ("Invalid input.", schemas.ErrorOut)
+E400_PAGE = ("Invalid input, or a cursor the server did not issue.", schemas.ErrorOut)
 E404 = ("Not found.", schemas.ErrorOut)
 E412 = ("Version precondition failed.", schemas.ErrorOut)
 E413 = ("Body too large.", schemas.ErrorOut)
@@ -94,16 +119,59 @@ def manager_for(request: web.Request) -> DistributedMemoryManager:
     return request.app[MANAGER].for_checked_namespace(request.match_info["namespace"])
 
 
+def _problem(err: ErrorDetails) -> str:
+    """pydantic's message, except for a name: its rule in words instead of a regex."""
+    field = err["loc"][-1] if err["loc"] else None
+    kind = "entity_id" if field == "id" else field  # a tool use's id follows the id rule
+    if err["type"] == "string_pattern_mismatch" and isinstance(kind, str):
+        rule = NAME_RULES.get(kind)
+        if rule is not None:
+            return f"not valid: {rule.describe()}"
+    return err["msg"]
+
+
+# A 64-bit integer has at most 20 digits; any run of 19 could be outside JSON_INTEGER.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _too_wide_integer(raw: bytes) -> str | None:
+    """The path of an integer in ``raw`` outside ``JSON_INTEGER`` (orjson reads those
+    as floats, silently rounding), or ``None``. The standard library parser keeps
+    integers exact; it runs only when a long run of digits makes it necessary."""
+    if _LONG_DIGITS.search(raw) is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except RecursionError:  # nested deeper than the stdlib parser goes: no path to give
+        return "body"
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not contains(JSON_INTEGER, item):
+                return path or "body"
+        elif isinstance(item, dict):
+            stack.extend((f"{path}.{k}" if path else str(k), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(item))
+    return None
+
+
 async def read_body(request: web.Request, model: type[M]) -> M:
     """Parse the body as JSON (whatever the Content-Type, so plain curl works) into
     ``model``; every problem is an ``InvalidInputError`` naming the field."""
-    raw = await request.read()  # aiohttp enforces client_max_size (413)
+    raw = await read_raw_body(request)
     if not raw:
         raise InvalidInputError("request body must be a JSON object", field="body")
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"request body is not valid JSON: {exc}", field="body") from exc
+    if (wide := _too_wide_integer(raw)) is not None:
+        raise InvalidInputError(
+            f"{wide}: integers must fit in 64 bits, [-2^63, 2^64 - 1]; send wider ones as strings",
+            field=wide,
+        )
     if not isinstance(value, dict):
         raise InvalidInputError("request body must be a JSON object", field="body")
     try:
@@ -111,7 +179,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
     except ValidationError as exc:
         # Locations and messages only: inputs may be payloads and must not be echoed.
         problems = [
-            {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]}
+            {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": _problem(err)}
             for err in exc.errors(include_url=False, include_input=False)
         ]
         first = problems[0]
@@ -129,6 +197,17 @@ def query_int(request: web.Request, name: str) -> int | None:
         return None
     if not _INTEGER_RE.fullmatch(raw):
         raise InvalidInputError(f"{name} must be an integer", field=name)
+    return int(raw)
+
+
+def query_limit(request: web.Request) -> int | None:
+    """``limit``; one that is not an integer gets the manager's message for it (what an
+    in-process caller passing it would get)."""
+    raw = request.query.get("limit")
+    if raw is None:
+        return None
+    if not _INTEGER_RE.fullmatch(raw):
+        raise limit_error(request.app[MANAGER].settings.max_page_size)
     return int(raw)
 
 
@@ -158,7 +237,8 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-_ETAG_RE = re.compile(rf'^(?:W/)?"?([0-9]{{1,{INTEGER_DIGITS}}})"?$')
+# The documented pattern (ETAG_PATTERN) with the version captured: versions start at 1.
+_ETAG_RE = re.compile(rf'(?:W/)?"?([1-9][0-9]{{0,{INTEGER_DIGITS - 1}}})"?')
 
 
 def parse_etag(value: str, header: str) -> int:
@@ -217,7 +297,7 @@ async def get_entity_types(request: web.Request) -> web.Response:
 async def list_entities(request: web.Request) -> web.Response:
     page = await manager_for(request).list_entities(
         request.match_info["entity_type"],
-        limit=query_int(request, "limit"),
+        limit=query_limit(request),
         cursor=query_str(request, "cursor"),
     )
     return json_response(
@@ -227,11 +307,15 @@ async def list_entities(request: web.Request) -> web.Response:
 
 async def get_entity(request: web.Request) -> web.Response:
     mi = request.match_info
+    # Read like If-Match: an ETag the server could have issued; an empty or malformed
+    # value is a 400 (not silently "no condition"), whether the entity exists or not.
+    held = request.headers.get("If-None-Match")
+    held_version = None if held is None else parse_etag(held, "If-None-Match")
     record = await manager_for(request).get_entity(mi["entity_type"], mi["entity_id"])
     if record is None:
         raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
     tag = etag(record.version)
-    if request.headers.get("If-None-Match") == tag:
+    if held_version == record.version:
         return web.Response(status=304, headers={"ETag": tag})
     return json_response(entity_body(record), headers={"ETag": tag})
 
@@ -244,8 +328,6 @@ async def put_entity(request: web.Request) -> web.Response:
     expected: int | None = None
     if (if_match := request.headers.get("If-Match")) is not None:
         expected = parse_etag(if_match, "If-Match")
-        if expected == 0:
-            raise InvalidInputError("If-Match versions start at 1", field="If-Match")
     if (if_none := request.headers.get("If-None-Match")) is not None:
         if if_none.strip() != "*":
             raise InvalidInputError("If-None-Match on PUT must be *", field="If-None-Match")
@@ -289,7 +371,7 @@ async def delete_entity(request: web.Request) -> web.Response:
 
 async def list_conversations(request: web.Request) -> web.Response:
     page = await manager_for(request).list_conversations(
-        limit=query_int(request, "limit"), cursor=query_str(request, "cursor")
+        limit=query_limit(request), cursor=query_str(request, "cursor")
     )
     return json_response(
         {"items": [c.to_dict() for c in page.items], "next_cursor": page.next_cursor}
@@ -298,12 +380,17 @@ async def list_conversations(request: web.Request) -> web.Response:
 
 async def get_messages(request: web.Request) -> web.Response:
     manager = manager_for(request)
-    limit = query_int(request, "limit")
+    limit = query_limit(request)
     if limit is None:
         limit = manager.settings.default_page_size
-    records = await manager.load_messages(
-        request.match_info["conversation_id"], limit=limit, before_seq=query_int(request, "before")
-    )
+    cid = request.match_info["conversation_id"]
+    before = query_int(request, "before")
+    records = await manager.load_messages(cid, limit=limit, before_seq=before)
+    if not records and before is None:
+        # A conversation is its messages: none means it was never written or was deleted,
+        # and a deleted resource reads as 404 like an entity does (the client and the
+        # manager read it as an empty history).
+        raise NotFoundError(f"conversation {cid} does not exist")
     # seq is contiguous from 1, so older messages exist exactly when the first seq > 1.
     next_before = records[0].seq if records and records[0].seq > 1 else None
     return json_response({"items": [m.to_dict() for m in records], "next_before": next_before})
@@ -318,7 +405,7 @@ async def append_messages(request: web.Request) -> web.Response:
 
 
 async def replace_messages(request: web.Request) -> web.Response:
-    body = await read_body(request, schemas.MessagesIn)
+    body = await read_body(request, schemas.MessagesReplace)
     records = await manager_for(request).save_conversation_history(
         body.messages, request.match_info["conversation_id"]
     )
@@ -355,7 +442,7 @@ async def query_tool_usage(request: web.Request) -> web.Response:
         query_str(request, "tool_name"),
         start=query_time(request, "start"),
         end=query_time(request, "end"),
-        limit=query_int(request, "limit"),
+        limit=query_limit(request),
         cursor=query_str(request, "cursor"),
     )
     return json_response(
@@ -379,7 +466,7 @@ async def query_feedback(request: web.Request) -> web.Response:
     page = await manager_for(request).query_learning_feedback(
         query_str(request, "agent_name"),
         query_str(request, "feedback_type"),
-        limit=query_int(request, "limit"),
+        limit=query_limit(request),
         cursor=query_str(request, "cursor"),
     )
     return json_response(
@@ -402,7 +489,7 @@ async def list_summaries(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
     settings = manager.settings
     limit = check_limit(
-        query_int(request, "limit"), settings.max_page_size, default=settings.default_page_size
+        query_limit(request), settings.max_page_size, default=settings.default_page_size
     )
     after = query_str(request, "after")
     if after is not None:
@@ -478,7 +565,7 @@ ROUTES: tuple[Route, ...] = (
           "Entities of one type, ordered by id, one page.", "entities",
           params=(NS, ETYPE, *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.EntityPage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.EntityPage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}", get_entity, "getEntity",
           "Load an entity; its version is the ETag.", "entities",
           params=(NS, ETYPE, EID, IF_NONE_MATCH_GET),
@@ -502,7 +589,7 @@ ROUTES: tuple[Route, ...] = (
           "Conversations ordered by id, one page.", "conversations",
           params=(NS, *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.ConversationPage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.ConversationPage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/conversations/{{conversation_id}}/messages", get_messages,
           "loadMessages", "The last `limit` messages before `before`, in order.",
           "conversations",
@@ -510,7 +597,9 @@ ROUTES: tuple[Route, ...] = (
                   Param("before", "query", BEFORE_SCHEMA,
                         "Only messages with seq below this (from `next_before`).")),
           role="read", hot=True,
-          responses={200: ("Messages.", schemas.MessagesOut), 400: E400, 503: E503}),
+          responses={200: ("Messages.", schemas.MessagesOut), 400: E400,
+                     404: ("No such conversation (no messages).", schemas.ErrorOut),
+                     503: E503}),
     Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
           "appendMessages", "Append messages atomically.", "conversations",
           params=(NS, CID), body=schemas.MessagesIn,
@@ -518,7 +607,7 @@ ROUTES: tuple[Route, ...] = (
           responses={201: ("Appended.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
     Route("PUT", f"{P}/conversations/{{conversation_id}}/messages", replace_messages,
           "saveConversationHistory", "Replace the whole history.", "conversations",
-          params=(NS, CID), body=schemas.MessagesIn,
+          params=(NS, CID), body=schemas.MessagesReplace,
           role="write", grows_storage=True, shrinks_storage=True,
           responses={200: ("Replaced.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
     Route("DELETE", f"{P}/conversations/{{conversation_id}}", delete_conversation,
@@ -536,7 +625,7 @@ ROUTES: tuple[Route, ...] = (
                   Param("end", "query", TIME_SCHEMA, "To (POSIX seconds, exclusive)."),
                   *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.ToolUsagePage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.ToolUsagePage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/tools", get_tool_names, "getToolNames",
           "Tools with at least one recorded use.", "tool-usage", params=(NS,),
           role="read",
@@ -551,7 +640,7 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, Param("agent_name", "query", _pattern(TOOL_RE)),
                   Param("feedback_type", "query", _pattern(TYPE_RE)), *PAGE),
           role="read",
-          responses={200: ("A page.", schemas.FeedbackPage), 400: E400, 503: E503}),
+          responses={200: ("A page.", schemas.FeedbackPage), 400: E400_PAGE, 503: E503}),
 )  # fmt: skip
 
 

@@ -16,9 +16,15 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import ResourceRoute
 from pydantic import BaseModel
 
+from memstore.core.errors import InvalidInputError
 from memstore.server.auth import Role
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: Content codings a request body may carry. aiohttp decodes them (zlib) while the body
+#: streams in, so ``client_max_size`` (413) bounds the decoded bytes: a compression bomb
+#: is cut off at the limit. Anything else is a 415 before the body is read.
+BODY_CODINGS = ("gzip", "deflate", "identity")
 
 
 @dataclass(frozen=True)
@@ -79,3 +85,49 @@ def route_row(request: web.Request) -> Route | None:
     in the table (policy code treats both as "unknown" and fails closed)."""
     route = request.match_info.route
     return route.row if isinstance(route, TableRoute) else None
+
+
+def open_path(request: web.Request) -> bool:
+    """Whether the request's path is served only by open routes (``role`` ``None``): a
+    405 there (wrong method) tells nothing that a caller without a token cannot learn."""
+    rows = [
+        route.row
+        for resource in request.app.router.resources()
+        if isinstance(resource, web.PlainResource) and resource.canonical == request.path
+        for route in resource
+        if isinstance(route, TableRoute)
+    ]
+    return bool(rows) and all(row.role is None for row in rows)
+
+
+#: What a body in another coding is answered (415), wherever it is refused.
+UNSUPPORTED_CODING = f"Content-Encoding must be one of {', '.join(BODY_CODINGS)} (one coding)"
+ACCEPT_ENCODING = ", ".join(BODY_CODINGS)
+
+
+def check_content_coding(request: web.Request) -> None:
+    """415 for a body in a coding the server does not decode (before reading it)."""
+    values = request.headers.getall("Content-Encoding", ())
+    codings = [c.strip().lower() for v in values for c in v.split(",")]
+    codings = [c for c in codings if c and c != "identity"]
+    if len(codings) > 1 or (codings and codings[0] not in BODY_CODINGS):
+        raise web.HTTPUnsupportedMediaType(
+            text=UNSUPPORTED_CODING, headers={"Accept-Encoding": ACCEPT_ENCODING}
+        )
+
+
+async def read_raw_body(request: web.Request) -> bytes:
+    """The decoded request body, for whoever reads it first (the quota check or the
+    view; aiohttp caches it): 415 for a coding outside ``BODY_CODINGS``, 413 past
+    ``client_max_size``, 400 for a body that does not decode."""
+    check_content_coding(request)
+    try:
+        return await request.read()
+    except web.RequestPayloadError as exc:
+        # A body that does not decode under its Content-Encoding (or was cut short); the
+        # answer closes the connection (server.errors), the rest of the stream is unusable.
+        raise InvalidInputError(
+            "request body could not be read: it does not decode under its Content-Encoding"
+            " or was cut short",
+            field="body",
+        ) from exc

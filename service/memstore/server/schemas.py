@@ -46,6 +46,12 @@ class MessagesIn(_Strict):
     )
 
 
+class MessagesReplace(_Strict):
+    messages: list[dict[str, JsonValue]] = Field(
+        description="The whole new history, in order; empty deletes the conversation."
+    )
+
+
 class ToolUsageIn(_Strict):
     tool_name: str = Field(pattern=TOOL_RE.pattern)
     input: JsonValue = None

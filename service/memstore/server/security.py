@@ -37,7 +37,7 @@ from memstore.server.limits import (
     RateLimiter,
     Reservation,
 )
-from memstore.server.routing import Route, route_row
+from memstore.server.routing import Route, open_path, read_raw_body, route_row
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class Security:
     async def _admit(
         self, request: web.Request, route: Route, namespace: str
     ) -> Reservation | None:
-        body = await request.read()  # cached for the handler; aiohttp enforces the size cap
+        body = await read_raw_body(request)  # cached for the handler
         entity_exists = None
         if route.adds_entity:
             view = self.manager.for_namespace(namespace)
@@ -107,8 +107,10 @@ class Security:
         route = route_row(request)
         namespace = match_info.get("namespace")
         if match_info.http_exception is not None:
-            # No such route (404/405): any valid token may learn that, nothing more.
-            self.auth.authenticate(request.headers.get("Authorization"))
+            # No such route (404/405): any valid token may learn that, nothing more; a
+            # wrong method on an open path (a probe, /metrics) anyone may learn.
+            if not (match_info.http_exception.status == 405 and open_path(request)):
+                self.auth.authenticate(request.headers.get("Authorization"))
             return await handler(request)
         # A route without a row in the table needs admin: fail closed.
         role = "admin" if route is None else route.role

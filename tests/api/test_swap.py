@@ -1,0 +1,205 @@
+"""The one-line swap: ``DistributedMemoryManager`` and ``MemoryClient`` (against a real
+service on a loopback socket) give the same outcome for the same call.
+
+``test_same_mistake_same_error`` makes each bad call on both and compares the exception's
+class, code, message and details; the behaviour tests below run once per side
+(``memory`` is parametrized over the two).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from memstore import (
+    ConflictError,
+    DistributedMemoryManager,
+    InvalidInputError,
+    MemoryClient,
+    MemoryStoreError,
+    PayloadTooLargeError,
+)
+from memstore.core.settings import Settings
+from memstore.memory.api import MemoryAPI
+
+
+@pytest.fixture
+async def manager(api_settings: Settings) -> AsyncIterator[DistributedMemoryManager]:
+    # The service's settings on a file of its own (the service owns its file).
+    settings = api_settings.model_copy(
+        update={"data_path": api_settings.data_path.with_name("in-process.db")}
+    )
+    async with DistributedMemoryManager(settings=settings, namespace="agent") as memory:
+        yield memory
+
+
+@pytest.fixture(params=["manager", "client"])
+def memory(request: pytest.FixtureRequest) -> MemoryAPI:
+    side: MemoryAPI = request.getfixturevalue("manager" if request.param == "manager" else "remote")
+    return side
+
+
+class NotJSON:
+    pass
+
+
+Call = Callable[[MemoryAPI], Awaitable[Any]]
+BAD = "a b"  # a name with a space
+CID = "conversation_id"
+
+# (id, call, field named in the details)
+MISTAKES: list[tuple[str, Call, str]] = [
+    ("empty id", lambda m: m.save_entity("user", "", {"a": 1}), "entity_id"),
+    ("empty type", lambda m: m.save_entity("", "x", {"a": 1}), "entity_type"),
+    ("id with a slash", lambda m: m.save_entity("user", "a/b", {"a": 1}), "entity_id"),
+    ("id with a space", lambda m: m.get_entity("user", "a b"), "entity_id"),
+    ("empty id on get", lambda m: m.get_entity("user", ""), "entity_id"),
+    ("empty id on delete", lambda m: m.delete_entity("user", ""), "entity_id"),
+    ("NaN ttl", lambda m: m.save_entity("user", "x", {"a": 1}, ttl=math.nan), "ttl"),
+    ("infinite ttl", lambda m: m.save_entity("user", "x", {"a": 1}, ttl=math.inf), "ttl"),
+    ("zero ttl", lambda m: m.save_entity("user", "x", {"a": 1}, ttl=0), "ttl"),
+    ("boolean ttl", lambda m: m.save_entity("user", "x", {"a": 1}, ttl=True), "ttl"),
+    ("string ttl", lambda m: m.save_entity("user", "x", {"a": 1}, ttl="5"), "ttl"),  # type: ignore[arg-type]
+    ("data not an object", lambda m: m.save_entity("user", "x", [1, 2]), "data"),  # type: ignore[arg-type]
+    ("data not JSON", lambda m: m.save_entity("user", "x", {"a": NotJSON()}), "data"),
+    ("data with an int key", lambda m: m.save_entity("user", "x", {1: "a"}), "data"),  # type: ignore[dict-item]
+    ("NaN in data", lambda m: m.save_entity("user", "x", {"a": [math.nan]}), "data"),
+    ("infinity in a message", lambda m: m.append_messages([{"p": math.inf}], "c1"), "messages"),
+    ("data with a huge int", lambda m: m.save_entity("user", "x", {"n": 2**70}), "data"),
+    ("negative version", lambda m: m.save_entity("user", "x", {}, expected_version=-1), "version"),
+    ("version -1, delete", lambda m: m.delete_entity("u", "x", expected_version=-1), "version"),
+    ("limit 0", lambda m: m.list_entities("user", limit=0), "limit"),
+    ("limit above the cap", lambda m: m.list_entities("user", limit=51), "limit"),
+    ("fractional limit", lambda m: m.list_entities("user", limit=1.5), "limit"),  # type: ignore[arg-type]
+    ("forged cursor", lambda m: m.list_entities("user", cursor="not-a-cursor"), "cursor"),
+    ("bad type on list", lambda m: m.list_entities("a b"), "entity_type"),
+    ("no messages", lambda m: m.append_messages([], "c1"), "messages"),
+    ("message not an object", lambda m: m.append_messages([1], "c1"), "message"),  # type: ignore[list-item]
+    ("message not JSON", lambda m: m.append_messages([{"a": NotJSON()}], "c1"), "messages"),
+    ("messages not a list", lambda m: m.append_messages({"a": 1}, "c1"), "messages"),  # type: ignore[arg-type]
+    ("bad conversation id", lambda m: m.append_messages([{"a": 1}], "a b"), "conversation_id"),
+    ("replace with a non-object", lambda m: m.save_conversation_history([1], "c1"), "message"),  # type: ignore[list-item]
+    ("before 0", lambda m: m.load_messages("c1", before_seq=0), "before"),
+    ("last 0 messages", lambda m: m.load_messages("c1", limit=0), "limit"),
+    ("last True messages", lambda m: m.load_messages("c1", limit=True), "limit"),
+    ("boolean limit", lambda m: m.list_conversations(limit=True), "limit"),
+    ("bad conversation on delete", lambda m: m.delete_conversation("a b"), "conversation_id"),
+    ("empty tool name", lambda m: m.save_tool_usage("", {}, {}), "tool_name"),
+    ("negative duration", lambda m: m.save_tool_usage("t", {}, {}, duration_ms=-1), "duration_ms"),
+    ("NaN duration", lambda m: m.save_tool_usage("t", {}, {}, duration_ms=math.nan), "duration_ms"),
+    ("NaN timestamp", lambda m: m.save_tool_usage("t", {}, {}, timestamp=math.nan), "timestamp"),
+    ("empty usage id", lambda m: m.save_tool_usage("t", {}, {}, usage_id=""), "entity_id"),
+    ("tool input not JSON", lambda m: m.save_tool_usage("t", NotJSON(), {}), "tool usage"),
+    ("tool use, bad cid", lambda m: m.save_tool_usage("t", 1, 2, conversation_id=BAD), CID),
+    ("NaN start", lambda m: m.query_tool_usage(start=math.nan), "start"),
+    ("negative end", lambda m: m.query_tool_usage(end=-1), "end"),
+    ("bad tool filter", lambda m: m.query_tool_usage("a b"), "tool_name"),
+    ("empty agent name", lambda m: m.save_learning_feedback("", "rating", {}), "agent_name"),
+    ("feedback not JSON", lambda m: m.save_learning_feedback("a", "r", NotJSON()), "feedback"),
+    ("bad feedback filter", lambda m: m.query_learning_feedback(None, "a b"), "feedback_type"),
+    ("empty namespace", lambda m: _view(m, ""), "namespace"),
+]  # fmt: skip
+
+
+async def _view(m: MemoryAPI, namespace: str) -> MemoryAPI:
+    return m.for_namespace(namespace)
+
+
+async def outcome(call: Call, memory: MemoryAPI) -> MemoryStoreError:
+    with pytest.raises(MemoryStoreError) as info:
+        await call(memory)
+    return info.value
+
+
+@pytest.mark.parametrize(("call", "field"), [m[1:] for m in MISTAKES], ids=[m[0] for m in MISTAKES])
+async def test_same_mistake_same_error(
+    call: Call, field: str, manager: DistributedMemoryManager, remote: MemoryClient
+) -> None:
+    local = await outcome(call, manager)
+    over_http = await outcome(call, remote)
+    assert type(local) is InvalidInputError
+    assert local.details.get("field") == field, local.details
+    assert (type(over_http), over_http.code, over_http.message, over_http.details) == (
+        type(local),
+        local.code,
+        local.message,
+        local.details,
+    )
+
+
+async def test_a_mistake_stores_nothing(memory: MemoryAPI) -> None:
+    with pytest.raises(InvalidInputError):
+        await memory.save_entity("user", "x", {"a": 1}, ttl=math.nan)
+    assert await memory.get_entity("user", "x") is None
+    assert await memory.get_entity_types() == []
+
+
+async def test_missing_is_none_or_false_not_an_error(memory: MemoryAPI) -> None:
+    assert await memory.get_entity("user", "nobody") is None
+    assert await memory.load_entity("user", "nobody") is None
+    assert await memory.delete_entity("user", "nobody") is False
+    assert await memory.delete_conversation("nothing") is False
+    assert await memory.load_messages("nothing") == []
+    assert await memory.load_entities_by_type("user") == {}
+
+
+async def test_conflicts_carry_the_same_details(memory: MemoryAPI) -> None:
+    await memory.save_entity("user", "ada", {"v": 1})
+    with pytest.raises(ConflictError) as created:
+        await memory.save_entity("user", "ada", {"v": 2}, expected_version=0)
+    assert created.value.details == {"expected_version": 0, "current_version": 1}
+    with pytest.raises(ConflictError) as stale:
+        await memory.delete_entity("user", "ada", expected_version=7)
+    assert stale.value.details == {"expected_version": 7, "current_version": 1}
+    with pytest.raises(ConflictError) as missing:
+        await memory.save_entity("user", "nobody", {"v": 1}, expected_version=3)
+    assert missing.value.details == {"expected_version": 3, "current_version": None}
+    assert await memory.load_entity("user", "ada") == {"v": 1}
+
+
+async def test_replacing_a_history_with_nothing_clears_it(memory: MemoryAPI) -> None:
+    await memory.append_messages([{"role": "user", "content": "hi"}], "c1")
+    assert await memory.save_conversation_history([], "c1") == []
+    assert await memory.load_conversation_history("c1") == []
+    # ... and deletes the conversation, alike on both sides.
+    listed = await memory.list_conversations()
+    assert "c1" not in [c.conversation_id for c in listed.items]
+    assert await memory.delete_conversation("c1") is False
+
+
+async def test_values_round_trip_alike(memory: MemoryAPI) -> None:
+    data = {"big": 2**63 - 1, "small": 1e-300, "nested": {"list": [1, "two", None, True]}}
+    record = await memory.save_entity("user", "ada", data, ttl=60)
+    assert record.data == data
+    assert await memory.load_entity("user", "ada") == data
+    used = await memory.save_tool_usage("search", {"q": "x"}, ["r"], success=1)  # type: ignore[arg-type]
+    assert used.success is True
+    assert used.input == {"q": "x"}
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: m.save_entity("user", "big", {"x": "a" * 70_000}),
+        lambda m: m.append_messages([{"x": "a" * 40_000}, {"y": "b" * 40_000}], "c1"),
+        lambda m: m.save_learning_feedback("agent", "rating", "a" * 70_000),
+    ],
+    ids=["entity", "messages", "feedback"],
+)
+async def test_too_large_is_the_same_error(
+    call: Call, manager: DistributedMemoryManager, remote: MemoryClient
+) -> None:
+    """The size limit only the server knows (64 KiB here): checked there by the manager's
+    own check, so the client gets exactly what an in-process caller gets."""
+    local = await outcome(call, manager)
+    over_http = await outcome(call, remote)
+    assert type(local) is PayloadTooLargeError
+    assert local.details["limit"] == 64 * 1024
+    assert (type(over_http), over_http.message, over_http.details) == (
+        type(local),
+        local.message,
+        local.details,
+    )

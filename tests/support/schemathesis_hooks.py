@@ -1,0 +1,40 @@
+"""A schemathesis check loaded into its CLI (``SCHEMATHESIS_HOOKS``) by tests/support/fuzz.py.
+
+The operations that take a cursor or a JSON body may answer a schema-valid request with
+400 for two reasons the document states in words only: a cursor string the server did not
+issue, and an integer literal wider than 64 bits. ``positive_data_acceptance`` is told to
+accept 400 there; this check keeps every other 400 to a valid request a failure."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import schemathesis
+
+
+def _explained(body: Any) -> bool:
+    if not isinstance(body, dict):
+        return False
+    details = body.get("details") or {}
+    if body.get("code") != "invalid_input" or not isinstance(details, dict):
+        return False
+    if details.get("field") == "cursor":
+        return True
+    return "64 bits" in str(body.get("message", ""))
+
+
+@schemathesis.check
+def valid_request_refused_only_for_a_stated_reason(ctx: Any, response: Any, case: Any) -> None:
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or response.status_code != 400:
+        return
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = None
+    if not _explained(body):
+        raise AssertionError(
+            f"A schema-valid request was refused with 400 for no reason the document "
+            f"states: {response.content[:300]!r}"
+        )
