@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +46,8 @@ async def exchange(svc: ServiceProcess, raw: bytes) -> tuple[int, dict[str, str]
     try:
         writer.write(raw)
         await writer.drain()
-        data = await reader.read()  # to EOF: every such answer closes the connection
+        # To EOF: every such answer closes the connection (a server that does not fails).
+        data = await asyncio.wait_for(reader.read(), 30)
     finally:
         writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
@@ -108,6 +110,7 @@ async def test_a_flood_of_malformed_requests_costs_a_bounded_number_of_one_line_
     service: ServiceProcess,
 ) -> None:
     sent = 200
+    began = time.monotonic()
     for i in range(sent):
         raw = list(MALFORMED.values())[i % len(MALFORMED)]
         status, _, _ = await exchange(service, raw.encode("latin-1"))
@@ -115,8 +118,11 @@ async def test_a_flood_of_malformed_requests_costs_a_bounded_number_of_one_line_
     records = [json.loads(line) for line in service.logs().splitlines() if line.startswith("{")]
     bad = [r for r in records if r["msg"].startswith("bad HTTP request")]
     assert bad, records
-    # 10 at once, then 1 a second (tests/unit/test_bounded_log.py checks the budget).
-    assert len(bad) < sent / 2
+    elapsed = time.monotonic() - began
+    # 10 at once, then 1 a second (tests/unit/test_bounded_log.py checks the budget),
+    # whatever the pace of this machine; each logged line may also count the ones
+    # dropped before it.
+    assert len(bad) <= 10 + elapsed + 1 < sent, (len(bad), elapsed)
     for record in records:
         assert "exc" not in record, record
         assert "Traceback" not in json.dumps(record)
