@@ -78,7 +78,10 @@ CURSOR = Param(
     "absent: the first page). Any other value, even one matching this pattern, is a 400 "
     "`invalid_input` naming `cursor`.",
 )
-ETAG_PATTERN = rf'^(W/)?"?[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}"?$'
+_ETAG = rf'(W/)?"?[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}"?'
+ETAG_PATTERN = rf"^{_ETAG}$"
+# RFC 9110: If-None-Match is "*" or a list of entity tags.
+ETAG_LIST_PATTERN = rf"^(\*|{_ETAG}( *, *{_ETAG})*)$"
 IF_MATCH = Param(
     "If-Match",
     "header",
@@ -88,8 +91,9 @@ IF_MATCH = Param(
 IF_NONE_MATCH_GET = Param(
     "If-None-Match",
     "header",
-    {"type": "string", "pattern": ETAG_PATTERN},
-    "The ETag you hold: 304 when unchanged.",
+    {"type": "string", "pattern": ETAG_LIST_PATTERN},
+    'The ETags you hold (`"3"`, or a list `"3", "4"`), or `*`: 304 when the entity '
+    "exists with one of them (any version for `*`).",
 )
 IF_NONE_MATCH_PUT = Param(
     "If-None-Match",
@@ -248,6 +252,18 @@ def parse_etag(value: str, header: str) -> int:
     return int(match.group(1))
 
 
+def parse_etag_list(value: str, header: str) -> set[int] | None:
+    """The versions of an ``If-None-Match`` list; ``None`` for ``*`` (any version)."""
+    if value.strip() == "*":
+        return None
+    try:
+        return {parse_etag(part, header) for part in value.split(",")}
+    except InvalidInputError:
+        raise InvalidInputError(
+            f'{header} must be * or ETags such as "3" or "3", "4"', field=header
+        ) from None
+
+
 def entity_body(record: EntityRecord) -> dict[str, Any]:
     return record.to_dict()
 
@@ -310,12 +326,12 @@ async def get_entity(request: web.Request) -> web.Response:
     # Read like If-Match: an ETag the server could have issued; an empty or malformed
     # value is a 400 (not silently "no condition"), whether the entity exists or not.
     held = request.headers.get("If-None-Match")
-    held_version = None if held is None else parse_etag(held, "If-None-Match")
+    held_versions = None if held is None else parse_etag_list(held, "If-None-Match")
     record = await manager_for(request).get_entity(mi["entity_type"], mi["entity_id"])
     if record is None:
         raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
     tag = etag(record.version)
-    if held_version == record.version:
+    if held is not None and (held_versions is None or record.version in held_versions):
         return web.Response(status=304, headers={"ETag": tag})
     return json_response(entity_body(record), headers={"ETag": tag})
 
