@@ -56,11 +56,7 @@ class RedisTlsFiles:
     key: str | None = None
 
     def context(self) -> ssl.SSLContext:
-        context = (
-            ssl.create_default_context(cadata=self.ca)
-            if self.ca
-            else (ssl.create_default_context())
-        )
+        context = ssl.create_default_context(cadata=self.ca or None)
         context.check_hostname = self.verify_hostname
         if self.cert and self.key:
             # The ssl module loads a certificate chain from files only.
