@@ -11,12 +11,15 @@ from typing import Any
 
 import pytest
 from multidict import CIMultiDict
+from opentelemetry import context as context_api
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util._importlib_metadata import entry_points
 
@@ -24,6 +27,7 @@ from memstore.observability.tracing import Tracing
 from memstore.observability.tracing_config import (
     PreDrawnIdGenerator,
     RequestDecisionSampler,
+    RequestPropagator,
     propagator_from_env,
     sampler_from_env,
 )
@@ -305,3 +309,91 @@ def test_a_decision_the_sdk_did_not_take_is_not_left_behind() -> None:
     assert counting.calls == 2  # asked again, not handed the failed request's decision
     span.end()
     assert [s.name for s in exporter.get_finished_spans()] == ["next"]
+
+
+@pytest.mark.parametrize("name", ["traceidratio", "parentbased_traceidratio"])
+@pytest.mark.parametrize("ratio", ["0", "0.1", "0.5", "1"])
+def test_the_ratio_samplers_decide_exactly_as_the_sdks(name: str, ratio: str) -> None:
+    env = {"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": ratio}
+    ours, theirs = sampler_from_env(env), _sdk_sampler(env)
+    assert type(ours) is not type(theirs) and isinstance(ours, type(theirs))
+    assert ours.get_description() == theirs.get_description()
+    propagator = propagator_from_env({})
+    state = "vendor=a,other=b"
+    # The empty context (a request without trace headers), ``None`` (the current context,
+    # with no span, then with a sampled and an unsampled span), baggage only, and remote
+    # parents sampled or not.
+    parents: list[Context | None] = [Context(), None, propagator.extract({"baggage": "k=v"})]
+    for trace_id in _ids(name + ratio, 300):
+        for flags in ("00", "01"):
+            header = {"traceparent": f"00-{trace_id:032x}-{'7' * 16}-{flags}", "tracestate": state}
+            parents.append(propagator.extract(header))
+    currents = [None, *(p for p in parents[-2:] if p is not None)]
+    for current in currents:
+        token = context_api.attach(current) if current is not None else None
+        try:
+            for i, trace_id in enumerate(_ids(ratio + name, 600)):
+                parent = parents[i % len(parents)]
+                for attributes in (None, {"http.request.method": "GET"}):
+                    mine = ours.should_sample(parent, trace_id, NAME, None, attributes)
+                    sdk = theirs.should_sample(parent, trace_id, NAME, None, attributes)
+                    assert mine.decision is sdk.decision
+                    assert dict(mine.attributes) == dict(sdk.attributes)
+                    assert mine.trace_state == sdk.trace_state
+        finally:
+            if token is not None:
+                context_api.detach(token)
+
+
+TRACE_HEADERS = {
+    "traceparent": "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01",
+    "tracestate": "vendor=a",
+    "baggage": "tenant=t1",
+    "b3": "ab" * 16 + "-" + "cd" * 8 + "-1",
+    "x-b3-traceid": "ab" * 16,
+    "x-b3-spanid": "cd" * 8,
+    "x-b3-sampled": "1",
+    "x-b3-flags": "1",
+}
+
+
+@pytest.mark.parametrize(
+    "propagators", ["tracecontext", "baggage", "b3", "b3multi", "tracecontext,baggage,b3multi"]
+)
+def test_a_request_without_the_propagators_headers_skips_only_an_empty_extraction(
+    propagators: str,
+) -> None:
+    env = {"OTEL_PROPAGATORS": propagators, "OTEL_TRACES_SAMPLER": "always_on"}
+    tracing, _, _ = _tracing(env)
+    propagator = propagator_from_env(env)
+    assert propagator.parent_headers  # every one of these is known
+    rng = random.Random(propagators)
+    names = sorted(TRACE_HEADERS)
+    for _ in range(200):
+        chosen = rng.sample(names, rng.randint(0, 3))
+        headers = CIMultiDict({"Host": "h", **{n.title(): TRACE_HEADERS[n] for n in chosen}})
+        found = tracing.request_parent(headers)
+        extracted = propagator.extract(headers)
+        if found is None:
+            # Skipped: the propagators would have found neither a parent nor baggage.
+            assert not extracted
+        else:
+            assert _comparable(found) == _comparable(extracted)
+
+
+def _comparable(context: Context) -> dict[str, Any]:
+    # A span compares by identity; its span context by value.
+    return {
+        key: value.get_span_context() if hasattr(value, "get_span_context") else value
+        for key, value in context.items()
+    }
+
+
+def test_an_unknown_propagator_is_always_asked() -> None:
+    class Custom(TraceContextTextMapPropagator):
+        """A subclass may read any header: its requests are always extracted."""
+
+    propagator = RequestPropagator([Custom()])
+    assert propagator.parent_headers is None
+    known = RequestPropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+    assert known.parent_headers == frozenset({"traceparent", "baggage"})

@@ -31,7 +31,8 @@ is an unknown sampler or a ratio outside [0, 1]: there the SDK would warn and sa
 request, a silent hundredfold cost at a 1% ratio.
 
 **The request path.** Sampling is decided before any span exists
-(``Tracing.request_span``): the configured propagator extracts the parent, the configured
+(``Tracing.request_span``): the configured propagator extracts the parent (not even that
+when the request has none of the headers it reads: ``RequestPropagator``), the configured
 sampler decides on it and on a trace id drawn ahead (``PreDrawnIdGenerator``), and only a
 sampled request gets an SDK span, which takes that same trace id and that same decision
 (``RequestDecisionSampler``: the configured sampler is asked once). An unsampled request
@@ -58,12 +59,15 @@ from memstore.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.propagators.textmap import TextMapPropagator
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, SpanKind, Tracer
 
     from memstore.core.settings import Settings
-    from memstore.observability.tracing_config import PreDrawnIdGenerator, RequestDecisionSampler
+    from memstore.observability.tracing_config import (
+        PreDrawnIdGenerator,
+        RequestDecisionSampler,
+        RequestPropagator,
+    )
 
 
 # db.system.name well-known values for each backend (the embedded backend is SQLite).
@@ -104,16 +108,22 @@ class Tracing:
         provider: TracerProvider,
         sampler: RequestDecisionSampler,
         ids: PreDrawnIdGenerator,
-        propagator: TextMapPropagator,
+        propagator: RequestPropagator,
     ) -> None:
         from opentelemetry import context, trace
+        from opentelemetry.context import Context
         from opentelemetry.trace import SpanKind, Status, StatusCode
+
+        from memstore.observability.tracing_config import DROPPED
 
         self.provider = provider
         self.sampler = sampler
         self._decide = sampler.configured.should_sample
         self.ids = ids
         self.propagator = propagator
+        self._parent_headers = propagator.parent_headers
+        self._root = Context()  # the parent of a request that carries no context
+        self._dropped = DROPPED
         self.tracer: Tracer = provider.get_tracer("memstore", _version())
         self.resource_attributes = dict(provider.resource.attributes)
         # Bound once: attribute look-ups on modules cost on every request.
@@ -172,23 +182,34 @@ class Tracing:
             attrs["db.namespace"] = settings.data_path.name
         return BackendSpanInfo(str(attrs["db.namespace"]), attrs)
 
-    def request_parent(self, headers: Mapping[str, str]) -> Context:
-        """The caller's context, as the configured propagators read it."""
-        return self.propagator.extract(headers)
+    def request_parent(self, headers: Mapping[str, str]) -> Context | None:
+        """The caller's context, as the configured propagators read it; ``None`` when the
+        request carries none of the headers they read (``tracing_config.parent_headers``)."""
+        needed = self._parent_headers
+        if needed is None:
+            return self.propagator.extract(headers)
+        for name in needed:
+            if name in headers:
+                return self.propagator.extract(headers)
+        return None
 
     def request_span(
-        self, parent: Context, name: str, attributes: Callable[[], dict[str, Any]]
+        self, parent: Context | None, name: str, attributes: Callable[[], dict[str, Any]]
     ) -> Span | None:
         """The server span of a request, or ``None`` when the sampler drops it: decided
         first, on the parent and a trace id drawn ahead, so a dropped request creates no
         span; a sampled one gets the SDK's span, with that trace id, that decision (the
         configured sampler is not asked twice) and ``attributes()`` from its start (one
-        attribute set, not one per attribute)."""
-        parent_span = self._get_current_span(parent).get_span_context()
-        root = not parent_span.is_valid
+        attribute set, not one per attribute). ``parent`` ``None``: a root span."""
+        if parent is None:
+            parent = self._root
+            root = True
+        else:
+            parent_span = self._get_current_span(parent).get_span_context()
+            root = not parent_span.is_valid
         trace_id = self.ids.draw_trace_id() if root else parent_span.trace_id
         decision = self._decide(parent, trace_id, name, self.SERVER)
-        if not decision.decision.is_recording():  # type: ignore[no-untyped-call]  # the SDK's
+        if decision is self._dropped or not decision.decision.is_recording():  # type: ignore[no-untyped-call]  # the SDK's
             return None
         if root:
             self.ids.hand_over(trace_id)

@@ -9,8 +9,8 @@ installed at all (``errors.error_middleware`` is, instead).
 
 Tracing: the configured propagators (``OTEL_PROPAGATORS``: W3C ``traceparent``, B3, ...)
 give the parent of the server span; the sampler decides before any span exists
-(``Tracing.request_span``), so an unsampled request costs a header look-up per propagator and
-one sampler call. The response to a sampled request carries ``traceresponse`` (W3C Trace
+(``Tracing.request_span``), so an unsampled request costs a few header look-ups and one
+sampler call. The response to a sampled request carries ``traceresponse`` (W3C Trace
 Context level 2) so a caller can find the server's span. Server spans are errors only for
 5xx, as the HTTP conventions say. Probe and scrape routes (``traced=False`` in the route
 table) are counted in metrics but not traced: a kubelet and a Prometheus polling every few
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from memstore.observability.metrics import UNMATCHED_ROUTE, PrometheusMetrics, method_label
 from memstore.observability.tracing import Tracing, traceresponse
@@ -39,25 +40,21 @@ def observability_middleware(
 ) -> Middleware:
     observe = metrics.observe_http if metrics is not None else None
     perf_counter = time.perf_counter
+    # Each table route's span name (``None``: not traced), worked out on its first request.
+    span_names: dict[AbstractRoute, tuple[str | None]] = {}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else UNMATCHED_ROUTE
-        method = method_label(request.method)
         span: Span | None = None
         token: Any = None
         unsampled: Any = None
         if tracing is not None:
-            row = route_row(request)
-            if row is None or row.traced:
-                matched = resource is not None
+            known = span_names.get(request.match_info.route)
+            if known is None:
+                known = _span_name(request, span_names)
+            if known[0] is not None:
                 parent = tracing.request_parent(request.headers)
-                span = tracing.request_span(
-                    parent,
-                    f"{method} {route}" if matched else method,
-                    lambda: _request_attributes(request, method, route, matched),
-                )
+                span = tracing.request_span(parent, known[0], lambda: _request_attributes(request))
             if span is None:
                 # Not traced: nor are its children (backend spans).
                 unsampled = tracing.unsampled()
@@ -78,7 +75,9 @@ def observability_middleware(
             else:
                 # In the caller's context, so its baggage stays current too.
                 token = tracing.attach(tracing.set_span_in_context(span, parent))
+        method = route = ""
         if metrics is not None:
+            method, route = _labels(request)
             metrics.in_flight += 1
         began = perf_counter()
         status = 500
@@ -124,11 +123,37 @@ def observability_middleware(
     return middleware
 
 
-def _request_attributes(
-    request: web.Request, method: str, route: str, matched: bool
-) -> dict[str, Any]:
+def _labels(request: web.Request) -> tuple[str, str]:
+    """The request's method and route labels (the route template, or ``unmatched``)."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else UNMATCHED_ROUTE
+    return method_label(request.method), route
+
+
+def _span_name(
+    request: web.Request, span_names: dict[AbstractRoute, tuple[str | None]]
+) -> tuple[str | None]:
+    """The request's span name, ``None`` for a route the table does not trace (probes,
+    scrapes); kept in ``span_names`` for the table's routes (a bounded set: an unmatched
+    request's route is new each time)."""
+    method, route = _labels(request)
+    row = route_row(request)
+    if row is not None and not row.traced:
+        known: tuple[str | None] = (None,)
+    elif route is UNMATCHED_ROUTE:
+        known = (method,)
+    else:
+        known = (f"{method} {route}",)
+    if row is not None:
+        span_names[request.match_info.route] = known
+    return known
+
+
+def _request_attributes(request: web.Request) -> dict[str, Any]:
     """HTTP server span attributes (semantic conventions), from the parsed request and
     its connection."""
+    method, route = _labels(request)
+    matched = route is not UNMATCHED_ROUTE
     transport = request.transport
     headers = request.headers
     version = request.version
