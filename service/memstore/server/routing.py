@@ -108,6 +108,8 @@ ACCEPT_ENCODING = ", ".join(BODY_CODINGS)
 def check_content_coding(request: web.Request) -> None:
     """415 for a body in a coding the server does not decode (before reading it)."""
     values = request.headers.getall("Content-Encoding", ())
+    if not values:  # nearly every request
+        return
     codings = [c.strip().lower() for v in values for c in v.split(",")]
     codings = [c for c in codings if c and c != "identity"]
     if len(codings) > 1 or (codings and codings[0] not in BODY_CODINGS):
