@@ -188,11 +188,14 @@ def _may_have_parent(parent_context: Context | None) -> bool:
     ).get_span_context().is_valid
 
 
-class RatioSampler(TraceIdRatioBased):
-    """The SDK's ``traceidratio`` sampler with a shorter path for a root span (no valid
-    parent), which every request without a caller's trace context is: the same decision,
-    attributes and trace state as the SDK's (tests/unit/test_sampling.py compares them),
-    in a third of its instructions. It runs on every request, sampled or not."""
+class _RootFastPath(Sampler):
+    """For a span with no parent possible (an empty parent context: a request without
+    trace headers), the SDK's ratio rule on the trace id alone, and one shared result when
+    dropped; everything else goes through the SDK sampler this is mixed into. The same
+    decisions, attributes and trace state as the SDK's (tests/unit/test_sampling.py), in a
+    third of its instructions: it runs on every request, sampled or not."""
+
+    _root_bound: int
 
     def should_sample(
         self,
@@ -205,39 +208,29 @@ class RatioSampler(TraceIdRatioBased):
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
         if _may_have_parent(parent_context):
-            return super().should_sample(
+            # A mixin: the SDK sampler after it in the MRO implements it.
+            return super().should_sample(  # type: ignore[safe-super]
                 parent_context, trace_id, name, kind, attributes, links, trace_state
             )
-        if trace_id & _RATIO_LIMIT < self.bound:
+        if trace_id & _RATIO_LIMIT < self._root_bound:
             return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
         return DROPPED
 
 
-class ParentBasedRatioSampler(ParentBasedTraceIdRatio):
-    """The SDK's ``parentbased_traceidratio`` sampler: a span with a valid parent goes
-    through the SDK's parent-based rules; a root span takes ``RatioSampler``'s short path."""
+class RatioSampler(_RootFastPath, TraceIdRatioBased):
+    """The SDK's ``traceidratio`` sampler, with the root fast path."""
 
     def __init__(self, rate: float) -> None:
         super().__init__(rate)
-        self._bound = TraceIdRatioBased.get_bound_for_rate(rate)
+        self._root_bound = self.bound
 
-    def should_sample(
-        self,
-        parent_context: Context | None,
-        trace_id: int,
-        name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        if _may_have_parent(parent_context):
-            return super().should_sample(
-                parent_context, trace_id, name, kind, attributes, links, trace_state
-            )
-        if trace_id & _RATIO_LIMIT < self._bound:
-            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-        return DROPPED
+
+class ParentBasedRatioSampler(_RootFastPath, ParentBasedTraceIdRatio):
+    """The SDK's ``parentbased_traceidratio`` sampler, with the root fast path."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate)
+        self._root_bound = TraceIdRatioBased.get_bound_for_rate(rate)
 
 
 # The SDK's ratio samplers, as its entry points give them -> the equivalents above; a
