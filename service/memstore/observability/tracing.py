@@ -114,8 +114,6 @@ class Tracing:
         from opentelemetry.context import Context
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
-        from memstore.observability.tracing_config import DROPPED
-
         self.provider = provider
         self.sampler = sampler
         self._decide = sampler.configured.should_sample
@@ -123,7 +121,6 @@ class Tracing:
         self.propagator = propagator
         self._parent_headers = propagator.parent_headers
         self._root = Context()  # the parent of a request that carries no context
-        self._dropped = DROPPED
         self.tracer: Tracer = provider.get_tracer("memstore", _version())
         self.resource_attributes = dict(provider.resource.attributes)
         # Bound once: attribute look-ups on modules cost on every request.
@@ -184,7 +181,7 @@ class Tracing:
 
     def request_parent(self, headers: Mapping[str, str]) -> Context | None:
         """The caller's context, as the configured propagators read it; ``None`` when the
-        request carries none of the headers they read (``tracing_config.parent_headers``)."""
+        request carries none of the headers they read (``RequestPropagator.parent_headers``)."""
         needed = self._parent_headers
         if needed is None:
             return self.propagator.extract(headers)
@@ -209,7 +206,7 @@ class Tracing:
             root = not parent_span.is_valid
         trace_id = self.ids.draw_trace_id() if root else parent_span.trace_id
         decision = self._decide(parent, trace_id, name, self.SERVER)
-        if decision is self._dropped or not decision.decision.is_recording():  # type: ignore[no-untyped-call]  # the SDK's
+        if not decision.decision.is_recording():  # type: ignore[no-untyped-call]  # the SDK's
             return None
         if root:
             self.ids.hand_over(trace_id)

@@ -107,14 +107,12 @@ class RequestPropagator(CompositePropagator):
 
     def __init__(self, propagators: Sequence[TextMapPropagator]) -> None:
         super().__init__(propagators)
-        needed: set[str] | None = set()
-        for propagator in propagators:
-            headers = _PARENT_HEADERS.get(type(propagator))
-            if headers is None or needed is None:
-                needed = None
-                continue
-            needed.update(headers)
-        self.parent_headers = None if needed is None else frozenset(needed)
+        read = [_PARENT_HEADERS.get(type(propagator)) for propagator in propagators]
+        self.parent_headers = (
+            frozenset(name for names in read if names for name in names)
+            if None not in read
+            else None
+        )
 
 
 def _known_parent_headers() -> dict[type, tuple[str, ...]]:
@@ -176,7 +174,7 @@ def sampler_from_env(env: Mapping[str, str]) -> Sampler:
 # A root request's decision with the ratio samplers: the SDK's own rule, and for a dropped
 # request one shared result (the SDK builds an equal one each time: the decision, an empty
 # attribute mapping, no trace state).
-DROPPED = SamplingResult(Decision.DROP)
+_DROPPED = SamplingResult(Decision.DROP)
 _RATIO_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
 
 
@@ -214,7 +212,7 @@ class _RootFastPath(Sampler):
             )
         if trace_id & _RATIO_LIMIT < self._root_bound:
             return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
-        return DROPPED
+        return _DROPPED
 
 
 class RatioSampler(_RootFastPath, TraceIdRatioBased):

@@ -41,7 +41,7 @@ def observability_middleware(
     observe = metrics.observe_http if metrics is not None else None
     perf_counter = time.perf_counter
     # Each table route's span name (``None``: not traced), worked out on its first request.
-    span_names: dict[AbstractRoute, tuple[str | None]] = {}
+    span_names: dict[AbstractRoute, str | None] = {}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -49,12 +49,12 @@ def observability_middleware(
         token: Any = None
         unsampled: Any = None
         if tracing is not None:
-            known = span_names.get(request.match_info.route)
-            if known is None:
-                known = _span_name(request, span_names)
-            if known[0] is not None:
+            name = span_names.get(request.match_info.route, _UNKNOWN)
+            if name == _UNKNOWN:
+                name = _span_name(request, span_names)
+            if name is not None:
                 parent = tracing.request_parent(request.headers)
-                span = tracing.request_span(parent, known[0], lambda: _request_attributes(request))
+                span = tracing.request_span(parent, name, lambda: _request_attributes(request))
             if span is None:
                 # Not traced: nor are its children (backend spans).
                 unsampled = tracing.unsampled()
@@ -130,30 +130,28 @@ def _labels(request: web.Request) -> tuple[str, str]:
     return method_label(request.method), route
 
 
-def _span_name(
-    request: web.Request, span_names: dict[AbstractRoute, tuple[str | None]]
-) -> tuple[str | None]:
+_UNKNOWN = ""  # not in ``span_names`` yet (a span name is never empty)
+
+
+def _span_name(request: web.Request, span_names: dict[AbstractRoute, str | None]) -> str | None:
     """The request's span name, ``None`` for a route the table does not trace (probes,
     scrapes); kept in ``span_names`` for the table's routes (a bounded set: an unmatched
     request's route is new each time)."""
     method, route = _labels(request)
     row = route_row(request)
-    if row is not None and not row.traced:
-        known: tuple[str | None] = (None,)
-    elif route is UNMATCHED_ROUTE:
-        known = (method,)
-    else:
-        known = (f"{method} {route}",)
+    name = None if row is not None and not row.traced else method
+    if name is not None and route != UNMATCHED_ROUTE:
+        name = f"{method} {route}"
     if row is not None:
-        span_names[request.match_info.route] = known
-    return known
+        span_names[request.match_info.route] = name
+    return name
 
 
 def _request_attributes(request: web.Request) -> dict[str, Any]:
     """HTTP server span attributes (semantic conventions), from the parsed request and
     its connection."""
     method, route = _labels(request)
-    matched = route is not UNMATCHED_ROUTE
+    matched = route != UNMATCHED_ROUTE
     transport = request.transport
     headers = request.headers
     version = request.version
