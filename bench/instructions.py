@@ -102,7 +102,6 @@ class Counter:
         later ones with deeper trees and WAL checkpoints)."""
         if self.backend != "embedded":
             return {}
-        self.runs += 1
         run = self.workdir / f"run-{self.runs}"
         run.mkdir()
         for f in (self.workdir / "seed").iterdir():
@@ -136,6 +135,7 @@ class Counter:
 
     def count(self, variant: Variant, op: str, n: int) -> float:
         """Instructions per request of ``op`` in a fresh service process of ``variant``."""
+        self.runs += 1  # names this run's data, output and entity ids: nothing is reused
         out = self.workdir / f"callgrind-{self.runs}-{op}.out"
         env = {"MEMSTORE_CACHE_TTL_SECONDS": "0"} if op == "miss" else {}
         proc, port = self.start(variant, env | self.data(), out)
@@ -145,6 +145,10 @@ class Counter:
             subprocess.run([*control, "on", str(proc.pid)], check=True, capture_output=True)
             drive(port, op, n, f"run{self.runs}")
             subprocess.run([*control, "off", str(proc.pid)], check=True, capture_output=True)
+            # Written now: a process that is slow to stop under valgrind may be killed
+            # before it writes its profile at exit.
+            dump = ["callgrind_control", "--dump", str(proc.pid)]
+            subprocess.run(dump, check=True, capture_output=True)
         finally:
             self.procs.stop(proc)
         total = 0
@@ -152,6 +156,8 @@ class Counter:
             for line in part.read_text().splitlines():
                 if line.startswith(("totals:", "summary:")):
                     total = max(total, int(line.split()[1]))
+        if not total:
+            raise RuntimeError(f"{op}: callgrind wrote no counts for {variant.name}")
         return total / n
 
 
@@ -165,7 +171,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
-    variants = [Variant(t.name or str(t.resolve().name), t.resolve()) for t in args.trees]
+    variants = [Variant(t.resolve().name, t.resolve()) for t in args.trees]
     for spec in args.env:
         name, _, pairs = spec.partition("=")
         env = dict(p.split("=", 1) for p in pairs.split(",") if p)
