@@ -88,7 +88,25 @@ def create_app(
             await asyncio.to_thread(tracing.shutdown)
 
     app.cleanup_ctx.append(manager_lifecycle)
+    if settings.mcp_enabled:
+        # After the manager's lifecycle: /mcp's streams end before the manager closes.
+        _add_mcp(app, settings, manager)
     return app
+
+
+def _add_mcp(app: web.Application, settings: Settings, manager: DistributedMemoryManager) -> None:
+    """``/mcp`` when the MCP SDK (the ``mcp`` extra) is installed."""
+    try:
+        from memstore.server.mcp.http import add_mcp
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in ("mcp", "mcp_types"):
+            raise
+        log.warning(
+            "/mcp is not served: the MCP SDK is not installed (pip install 'memstore[mcp]'); "
+            "MEMSTORE_MCP_ENABLED=false silences this"
+        )
+        return
+    add_mcp(app, settings, manager)
 
 
 def serve(settings: Settings) -> None:

@@ -1,0 +1,272 @@
+"""The MCP server: the SDK's low-level ``Server`` with memstore's tools and resources, and
+the same policy as the HTTP API.
+
+* Who calls: ``principal_of(ctx)`` (over HTTP the principal the security middleware
+  authenticated from the bearer token; over stdio the local user, who owns the store).
+* Which namespace: the call's ``namespace`` argument (or the resource URI's); else the
+  token's namespace when it is limited to exactly one; else the default namespace.
+* Whether it may: ``Authenticator.authorize(principal, role, namespace)``, the check of
+  the REST routes, with the tool's role (``read`` or ``write``); a listen stream needs
+  ``read`` in the namespace of every URI it asks for.
+* Errors: a tool's mistakes (bad arguments, version conflicts, a namespace the token may
+  not use) are tool results with ``isError`` and the error's ``code``/``message``/
+  ``details`` (what the REST API answers), so a model can read them and correct itself;
+  an unknown tool or resource URI is a JSON-RPC error (``INVALID_PARAMS``), as the
+  protocol says.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import anyio
+import orjson
+from mcp.server import Server
+from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import ListenHandler
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    CallToolRequestParams,
+    CallToolResult,
+    ListResourcesResult,
+    ListResourceTemplatesResult,
+    ListToolsResult,
+    PaginatedRequestParams,
+    ReadResourceRequestParams,
+    ReadResourceResult,
+    Resource,
+    SubscriptionsListenRequestParams,
+    SubscriptionsListenResult,
+    TextContent,
+    Tool,
+    ToolAnnotations,
+)
+
+from memstore.core.errors import MemoryStoreError, RequestTimeoutError
+from memstore.core.validation import check_name
+from memstore.memory.api import MemoryAPI
+from memstore.server.auth import Authenticator, Principal, Role
+from memstore.server.mcp.resources import (
+    TEMPLATES,
+    ChangeFeed,
+    conversation_uri,
+    entity_uri,
+    parse_uri,
+    read_resource,
+    summary_uri,
+)
+from memstore.server.mcp.tools import TOOLS, ToolSpec, parse_args
+
+log = logging.getLogger(__name__)
+
+Ctx = ServerRequestContext[Any, Any]
+PrincipalOf = Callable[[Ctx], Principal]
+
+INSTRUCTIONS = (
+    "memstore is a memory shared by agents: entities (JSON objects by type and id, "
+    "versioned), conversations (append-only message logs) and tool-usage records. "
+    "Recall before you remember; pass the recalled version as expected_version so that "
+    "you never overwrite another agent's newer write."
+)
+
+
+def _version() -> str:
+    try:
+        return version("memstore")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "0"
+
+
+def resolve_namespace(principal: Principal, requested: str | None, default: str) -> str:
+    """The namespace a call works in (see the module doc)."""
+    if requested is not None:
+        return check_name("namespace", requested)
+    if principal.namespaces is not None and len(principal.namespaces) == 1:
+        (only,) = principal.namespaces
+        return only
+    return default
+
+
+def error_result(exc: MemoryStoreError) -> CallToolResult:
+    body = exc.to_dict()
+    return CallToolResult(
+        content=[TextContent(text=f"{exc.code}: {exc.message}")],
+        structured_content={"error": body},
+        is_error=True,
+    )
+
+
+def protocol_error(exc: MemoryStoreError) -> MCPError:
+    """An error outside a tool call (a resource read) as a JSON-RPC error."""
+    code = INVALID_PARAMS if exc.http_status < 500 else INTERNAL_ERROR
+    return MCPError(code, f"{exc.code}: {exc.message}", data=exc.to_dict())
+
+
+class MemoryMcp:
+    """The tools and resources over one ``MemoryAPI`` (any namespace of it)."""
+
+    def __init__(
+        self,
+        memory: MemoryAPI,
+        *,
+        principal_of: PrincipalOf,
+        feed: ChangeFeed,
+        call_timeout: float | None = None,
+        announce_writes: bool = False,
+    ) -> None:
+        """``announce_writes``: tell ``feed`` of the tools' own writes (when ``memory``
+        has no change hook of its own, e.g. a ``MemoryClient``)."""
+        self.memory = memory
+        self.default_namespace = memory.namespace
+        self.principal_of = principal_of
+        self.feed = feed
+        self.call_timeout = call_timeout
+        self.announce_writes = announce_writes
+        self.listen = ListenHandler(feed)
+        self.tools = [
+            Tool(
+                name=spec.name,
+                description=spec.description,
+                input_schema=spec.input_schema(),
+                annotations=ToolAnnotations(
+                    read_only_hint=spec.role == "read",
+                    destructive_hint=spec.name == "forget",
+                    idempotent_hint=spec.role == "read" or spec.name in ("remember", "forget"),
+                ),
+            )
+            for spec in TOOLS.values()
+        ]
+
+    def server(self) -> Server[Any]:
+        return Server(
+            "memstore",
+            version=_version(),
+            instructions=INSTRUCTIONS,
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            on_list_resources=self.list_resources,
+            on_list_resource_templates=self.list_resource_templates,
+            on_read_resource=self.read_resource,
+            on_subscriptions_listen=self.subscriptions_listen,
+        )
+
+    def _view(self, ctx: Ctx, requested: str | None, role: Role) -> MemoryAPI:
+        principal = self.principal_of(ctx)
+        namespace = resolve_namespace(principal, requested, self.default_namespace)
+        Authenticator.authorize(principal, role, namespace)
+        return self.memory.for_namespace(namespace)
+
+    # -- tools ----------------------------------------------------------------------------
+
+    async def list_tools(self, ctx: Ctx, params: PaginatedRequestParams | None) -> ListToolsResult:
+        return ListToolsResult(tools=self.tools)
+
+    async def call_tool(self, ctx: Ctx, params: CallToolRequestParams) -> CallToolResult:
+        spec = TOOLS.get(params.name)
+        if spec is None:
+            raise MCPError(
+                INVALID_PARAMS, f"unknown tool {params.name!r}; the tools are {', '.join(TOOLS)}"
+            )
+        try:
+            result = await self._call(ctx, spec, params.arguments)
+        except MemoryStoreError as exc:
+            return error_result(exc)
+        return CallToolResult(
+            content=[TextContent(text=orjson.dumps(result).decode())],
+            structured_content=result,
+        )
+
+    async def _call(
+        self, ctx: Ctx, spec: ToolSpec[Any], arguments: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        args = parse_args(spec.args, arguments)
+        view = self._view(ctx, args.namespace, spec.role)
+        try:
+            with anyio.fail_after(self.call_timeout):
+                result = await spec.call(view, args)
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"the call took longer than {self.call_timeout}s; "
+                "a write may or may not have been applied"
+            ) from None
+        finally:
+            if spec.changes is not None and self.announce_writes:
+                self._announce(view.namespace, spec.changes, args)
+        return result
+
+    def _announce(self, namespace: str, kind: str, args: Any) -> None:
+        if kind == "entity":
+            self.feed.changed(f"entity/{namespace}/{args.entity_type}/{args.entity_id}")
+        else:
+            self.feed.changed(f"conversation/{namespace}/{args.conversation_id}")
+
+    # -- resources ------------------------------------------------------------------------
+
+    async def list_resources(
+        self, ctx: Ctx, params: PaginatedRequestParams | None
+    ) -> ListResourcesResult:
+        """The default namespace's summary, then its conversations and entities, one page
+        of conversations per call (the cursor is the conversations' cursor)."""
+        cursor = params.cursor if params is not None else None
+        try:
+            view = self._view(ctx, None, "read")
+            namespace = view.namespace
+            resources: list[Resource] = []
+            if cursor is None:
+                resources.append(
+                    Resource(name=f"{namespace} summary", uri=summary_uri(namespace))
+                )
+                for entity_type in await view.get_entity_types():
+                    page = await view.list_entities(entity_type)
+                    resources += [
+                        Resource(
+                            name=f"{entity_type}/{e.id}",
+                            uri=entity_uri(namespace, entity_type, e.id),
+                            mime_type="application/json",
+                        )
+                        for e in page.items
+                    ]
+            conversations = await view.list_conversations(cursor=cursor)
+        except MemoryStoreError as exc:
+            raise protocol_error(exc) from None
+        resources += [
+            Resource(
+                name=f"conversation {c.conversation_id}",
+                uri=conversation_uri(namespace, c.conversation_id),
+                mime_type="application/json",
+            )
+            for c in conversations.items
+        ]
+        return ListResourcesResult(resources=resources, next_cursor=conversations.next_cursor)
+
+    async def list_resource_templates(
+        self, ctx: Ctx, params: PaginatedRequestParams | None
+    ) -> ListResourceTemplatesResult:
+        return ListResourceTemplatesResult(resource_templates=TEMPLATES)
+
+    async def read_resource(self, ctx: Ctx, params: ReadResourceRequestParams) -> ReadResourceResult:
+        try:
+            ref = parse_uri(params.uri)
+            view = self._view(ctx, ref.namespace, "read")
+            return await read_resource(view, params.uri, ref)
+        except MemoryStoreError as exc:
+            raise protocol_error(exc) from None
+
+    async def subscriptions_listen(
+        self, ctx: Ctx, params: SubscriptionsListenRequestParams
+    ) -> SubscriptionsListenResult:
+        """The SDK's listen stream, once the caller may read every URI it names (a change
+        notice tells something about a namespace too)."""
+        try:
+            for uri in params.notifications.resource_subscriptions or ():
+                self._view(ctx, parse_uri(uri).namespace, "read")
+            if params.notifications.resources_list_changed:
+                self._view(ctx, None, "read")
+        except MemoryStoreError as exc:
+            raise protocol_error(exc) from None
+        return await self.listen(ctx, params)
