@@ -218,9 +218,7 @@ class MemoryMcp:
             namespace = view.namespace
             resources: list[Resource] = []
             if cursor is None:
-                resources.append(
-                    Resource(name=f"{namespace} summary", uri=summary_uri(namespace))
-                )
+                resources.append(Resource(name=f"{namespace} summary", uri=summary_uri(namespace)))
                 for entity_type in await view.get_entity_types():
                     page = await view.list_entities(entity_type)
                     resources += [
@@ -249,7 +247,9 @@ class MemoryMcp:
     ) -> ListResourceTemplatesResult:
         return ListResourceTemplatesResult(resource_templates=TEMPLATES)
 
-    async def read_resource(self, ctx: Ctx, params: ReadResourceRequestParams) -> ReadResourceResult:
+    async def read_resource(
+        self, ctx: Ctx, params: ReadResourceRequestParams
+    ) -> ReadResourceResult:
         try:
             ref = parse_uri(params.uri)
             view = self._view(ctx, ref.namespace, "read")

@@ -28,7 +28,9 @@ A = TypeVar("A", bound="ToolArgs")
 
 def _name(kind: str, description: str) -> Any:
     # The pattern is a hint in the schema; the MemoryAPI check names the rule in words.
-    return Field(description=description, json_schema_extra={"pattern": NAME_PATTERNS[kind].pattern})
+    return Field(
+        description=description, json_schema_extra={"pattern": NAME_PATTERNS[kind].pattern}
+    )
 
 
 def _optional_name(kind: str, description: str) -> Any:
