@@ -5,11 +5,12 @@ exit by itself with status 0 (``# expected`` comments after a ``print`` are chec
 against its output). ``json`` blocks are MCP client configurations (``mcpServers``): each
 server in them is reached as a client would, with the official MCP client (a command is
 started in a fresh directory and spoken to over stdio, a ``url`` over Streamable HTTP),
-and must list the memory tools and answer the ``summary`` tool. ``sh`` blocks run command by command in bash, in document order,
-against one real ``memstore serve`` started here, with ``.venv/bin`` first on ``PATH`` and
-``MEMSTORE_URL`` set: the commands run as written, except that the port the README shows
-(8080) becomes the test service's port. The commands that cannot run here are in
-``NOT_RUN_HERE`` with where they are covered; each entry must match a README command.
+and must list the memory tools and answer the ``summary`` tool. ``sh`` blocks run command
+by command in bash, in document order, against one real ``memstore serve`` started here,
+with ``.venv/bin`` first on ``PATH`` and ``MEMSTORE_URL`` set: the commands run as
+written, except that the port the README shows (8080) becomes the test service's port (in
+``json`` blocks too). The commands that cannot run here are in ``NOT_RUN_HERE`` with where
+they are covered; each entry must match a README command.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -65,7 +66,8 @@ def blocks() -> list[Block]:
     for t in tokens:
         if t.type == "fence" and t.map is not None:
             lang = t.info.strip().split(" ")[0]
-            assert lang in ("python", "sh", "json"), f"README line {t.map[0] + 1}: unknown block {lang!r}"
+            where = f"README line {t.map[0] + 1}"
+            assert lang in ("python", "sh", "json"), f"{where}: unknown block {lang!r}"
             out.append(Block(lang, t.map[0] + 1, t.content))
     return out
 
@@ -160,7 +162,9 @@ def test_readme_block_runs(block: Block, service: ServiceProcess, tmp_path: Path
         assert not is_error_body(result.stdout), f"{command}\n{result.stdout}"
 
 
-async def check_mcp_server(name: str, entry: dict[str, Any], env: dict[str, str], cwd: Path) -> None:
+async def check_mcp_server(
+    name: str, entry: dict[str, Any], env: dict[str, str], cwd: Path
+) -> None:
     """Reach one ``mcpServers`` entry as an MCP client would; it must serve the tools."""
     from mcp import Client
     from mcp.client.stdio import StdioServerParameters

@@ -1,0 +1,325 @@
+"""``/mcp`` of a real ``memstore serve`` (auth on), driven by the official MCP client over
+Streamable HTTP: every tool, the resources, bad input, tokens, namespaces and Host checks."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult, TextResourceContents
+
+from tests.mcp.conftest import NS_A, NS_B, PUBLIC_HOST, McpTokens, connect
+from tests.support.procs import ServiceProcess
+
+TOOLS = {
+    "remember",
+    "recall",
+    "list_entities",
+    "forget",
+    "append_messages",
+    "read_conversation",
+    "list_conversations",
+    "record_tool_use",
+    "query_tool_usage",
+    "summary",
+}
+
+
+def ok(result: CallToolResult) -> Any:
+    assert not result.is_error, result.content
+    return result.structured_content
+
+
+def error(result: CallToolResult) -> dict[str, Any]:
+    assert result.is_error, result.structured_content
+    body: dict[str, Any] = result.structured_content["error"]
+    return body
+
+
+def leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in leaves(sub)]
+    return [exc]
+
+
+@pytest.fixture
+def ns() -> str:
+    return f"mcp-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def tokens(mcp_tokens: tuple[McpTokens, Any]) -> McpTokens:
+    return mcp_tokens[0]
+
+
+async def summary_of(client: Client, namespace: str) -> dict[str, Any]:
+    body: dict[str, Any] = ok(await client.call_tool("summary", {"namespace": namespace}))
+    return body
+
+
+async def test_tools_are_listed_with_their_schemas(
+    auth_service: ServiceProcess, tokens: McpTokens
+) -> None:
+    async with connect(auth_service.url, tokens.a) as client:
+        assert client.protocol_version == "2026-07-28"  # stateless per-request envelopes
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert set(tools) == TOOLS
+    remember = tools["remember"]
+    assert remember.input_schema["required"] == ["entity_type", "entity_id", "data"]
+    props = remember.input_schema["properties"]
+    assert {"namespace", "ttl_seconds", "expected_version"} <= props.keys()
+    assert "version_conflict" in props["expected_version"]["description"]
+    assert props["entity_id"]["pattern"]  # the name rule, for the model
+    assert remember.input_schema["additionalProperties"] is False
+    assert all(t.description for t in tools.values())
+    assert tools["recall"].annotations is not None and tools["recall"].annotations.read_only_hint
+    assert remember.annotations is not None and not remember.annotations.read_only_hint
+
+
+async def test_every_tool(auth_service: ServiceProcess, tokens: McpTokens, ns: str) -> None:
+    async with connect(auth_service.url, tokens.admin) as client:
+
+        async def call(name: str, **arguments: Any) -> CallToolResult:
+            return await client.call_tool(name, {"namespace": ns, **arguments})
+
+        ada = {"entity_type": "user", "entity_id": "ada"}
+        first = ok(await call("remember", **ada, data={"name": "Ada"}))
+        assert first["created"] and first["entity"]["version"] == 1
+        second = ok(await call("remember", **ada, data={"name": "Ada L."}, expected_version=1))
+        assert not second["created"] and second["entity"]["version"] == 2
+        # Another agent still holding version 1 is refused and overwrites nothing.
+        stale = error(await call("remember", **ada, data={"name": "stale"}, expected_version=1))
+        assert stale["code"] == "version_conflict"
+        assert stale["details"] == {"expected_version": 1, "current_version": 2}
+        assert error(await call("remember", **ada, data={}, expected_version=0))["code"] == (
+            "version_conflict"
+        )
+        recalled = ok(await call("recall", **ada))
+        assert recalled["found"] and recalled["entity"]["data"] == {"name": "Ada L."}
+        assert recalled["entity"]["version"] == 2
+        assert ok(await call("recall", entity_type="user", entity_id="nobody")) == {
+            "found": False,
+            "entity": None,
+        }
+        assert ok(await call("list_entities")) == {"types": ["user"]}
+        page = ok(await call("list_entities", entity_type="user", limit=10))
+        assert [e["id"] for e in page["items"]] == ["ada"] and page["next_cursor"] is None
+
+        appended = ok(
+            await call(
+                "append_messages",
+                conversation_id="c1",
+                messages=[
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "yo"},
+                ],
+            )
+        )
+        assert [m["seq"] for m in appended["items"]] == [1, 2]
+        last = ok(await call("read_conversation", conversation_id="c1", limit=1))
+        assert [m["message"]["content"] for m in last["items"]] == ["yo"]
+        assert last["next_before"] == 2
+        older = ok(await call("read_conversation", conversation_id="c1", before_seq=2))
+        assert [m["seq"] for m in older["items"]] == [1] and older["next_before"] is None
+        conversations = ok(await call("list_conversations"))
+        assert [c["conversation_id"] for c in conversations["items"]] == ["c1"]
+
+        use = {"tool_name": "search", "input": {"q": "x"}, "output": ["hit"], "usage_id": "u1"}
+        recorded = ok(await call("record_tool_use", **use, duration_ms=12.5))
+        assert recorded["tool_name"] == "search" and recorded["duration_ms"] == 12.5
+        ok(await call("record_tool_use", **use))  # a retry with the same id: stored once
+        uses = ok(await call("query_tool_usage", tool_name="search"))
+        assert [u["output"] for u in uses["items"]] == [["hit"]]
+
+        summary = ok(await call("summary"))
+        assert summary["namespace"] == ns
+        assert summary["entity_counts"] == {"user": 1}
+        assert (summary["conversations"], summary["messages"]) == (1, 2)
+        assert summary["tool_usage_counts"] == {"search": 1}
+
+        assert error(await call("forget", **ada, expected_version=1))["code"] == (
+            "version_conflict"
+        )
+        assert ok(await call("forget", **ada)) == {"deleted": True}
+        assert ok(await call("forget", **ada)) == {"deleted": False}
+        # Text content carries the same JSON for clients that only read text.
+        result = await call("recall", **ada)
+        assert json.loads(result.content[0].text) == result.structured_content  # type: ignore[union-attr]
+
+
+async def test_resources(auth_service: ServiceProcess, tokens: McpTokens, ns: str) -> None:
+    async with connect(auth_service.url, tokens.admin) as client:
+        ok(await client.call_tool(
+            "remember",
+            {"namespace": ns, "entity_type": "doc", "entity_id": "d1", "data": {"v": 1}},
+        ))  # fmt: skip
+        ok(await client.call_tool(
+            "append_messages", {"namespace": ns, "conversation_id": "c1", "messages": [{"m": 1}]}
+        ))  # fmt: skip
+
+        uri = f"memstore://{ns}/entities/doc/d1"
+        contents = (await client.read_resource(uri)).contents
+        assert isinstance(contents[0], TextResourceContents)
+        assert contents[0].mime_type == "application/json"
+        entity = json.loads(contents[0].text)
+        assert (entity["data"], entity["version"]) == ({"v": 1}, 1)
+        conv = (await client.read_resource(f"memstore://{ns}/conversations/c1")).contents[0]
+        assert isinstance(conv, TextResourceContents)
+        assert [m["message"] for m in json.loads(conv.text)["items"]] == [{"m": 1}]
+        summary = (await client.read_resource(f"memstore://{ns}/summary")).contents[0]
+        assert isinstance(summary, TextResourceContents)
+        assert json.loads(summary.text)["entity_counts"] == {"doc": 1}
+
+        templates = (await client.list_resource_templates()).resource_templates
+        assert {t.name for t in templates} == {"entity", "conversation", "summary"}
+
+        with pytest.raises(MCPError, match="not_found"):
+            await client.read_resource(f"memstore://{ns}/entities/doc/missing")
+        with pytest.raises(MCPError, match="unknown memstore resource") as refused:
+            await client.read_resource(f"memstore://{ns}/nothing-here")
+        assert refused.value.data["details"] == {"field": "uri"}
+        with pytest.raises(MCPError, match="entity_id"):
+            await client.read_resource(f"memstore://{ns}/entities/doc/a b")
+
+    # The token's own namespace is the default of resources/list.
+    async with connect(auth_service.url, tokens.a) as client:
+        ok(await client.call_tool(
+            "remember", {"entity_type": "doc", "entity_id": "listed", "data": {}}
+        ))  # fmt: skip
+        listed = {r.uri for r in (await client.list_resources()).resources}
+        assert f"memstore://{NS_A}/summary" in listed
+        assert f"memstore://{NS_A}/entities/doc/listed" in listed
+
+
+async def test_bad_input_is_a_tool_error_naming_the_field_and_writes_nothing(
+    auth_service: ServiceProcess, tokens: McpTokens, ns: str
+) -> None:
+    async with connect(auth_service.url, tokens.admin) as client:
+        before = await summary_of(client, ns)
+        with pytest.raises(MCPError, match="unknown tool 'rember'"):
+            await client.call_tool("rember", {"namespace": ns})
+        cases: list[tuple[dict[str, Any], str]] = [
+            ({"entity_type": "user", "data": {}}, "entity_id"),
+            ({"entity_type": "user", "entity_id": "u", "data": [1, 2]}, "data"),
+            ({"entity_type": "user", "entity_id": "u", "data": {}, "colour": "red"}, "colour"),
+            ({"entity_type": "user", "entity_id": "a b", "data": {}}, "entity_id"),
+            ({"entity_type": "user", "entity_id": "u", "data": {}, "ttl_seconds": -1},
+             "ttl_seconds"),
+            ({"entity_type": "user", "entity_id": "u", "data": {}, "expected_version": "x"},
+             "expected_version"),
+        ]  # fmt: skip
+        for arguments, field in cases:
+            body = error(await client.call_tool("remember", {"namespace": ns, **arguments}))
+            assert body["code"] == "invalid_input", (arguments, body)
+            assert body["details"]["field"] == field, (arguments, body)
+            assert field in body["message"]
+        body = error(await client.call_tool(
+            "append_messages", {"namespace": ns, "conversation_id": "c", "messages": []}
+        ))  # fmt: skip
+        assert body["details"]["field"] == "messages"
+        body = error(await client.call_tool("summary", {"namespace": "bad namespace"}))
+        assert body["code"] == "invalid_input" and body["details"]["field"] == "namespace"
+        assert await summary_of(client, ns) == before  # nothing was written
+
+
+async def test_tokens_namespaces_and_roles(auth_service: ServiceProcess, tokens: McpTokens) -> None:
+    entity = {"entity_type": "note", "entity_id": "n1", "data": {"by": "a"}}
+    async with connect(auth_service.url, tokens.a) as client:
+        # No namespace named: the token's only namespace.
+        written = ok(await client.call_tool("remember", entity))
+        assert written["entity"]["data"] == {"by": "a"}
+        # Another namespace: refused, the REST API's 403 body, nothing written there.
+        refused = error(await client.call_tool("remember", {**entity, "namespace": NS_B}))
+        assert refused == {
+            "code": "forbidden",
+            "message": "this token is not allowed in this namespace",
+        }
+        refused = error(await client.call_tool("summary", {"namespace": NS_B}))
+        assert refused["code"] == "forbidden"
+        with pytest.raises(MCPError, match="forbidden"):
+            await client.read_resource(f"memstore://{NS_B}/entities/note/n1")
+        with pytest.raises(MCPError, match="forbidden"):
+            async with client.listen(resource_subscriptions=[f"memstore://{NS_B}/summary"]):
+                pass
+    async with connect(auth_service.url, tokens.admin) as admin:
+        assert ok(await admin.call_tool(
+            "recall", {"namespace": NS_B, "entity_type": "note", "entity_id": "n1"}
+        ))["found"] is False  # fmt: skip
+        assert ok(await admin.call_tool(
+            "recall", {"namespace": NS_A, "entity_type": "note", "entity_id": "n1"}
+        ))["found"]  # fmt: skip
+    async with connect(auth_service.url, tokens.a_reader) as reader:
+        assert ok(await reader.call_tool("recall", {"entity_type": "note", "entity_id": "n1"}))[
+            "found"
+        ]
+        lacking = error(
+            await reader.call_tool("forget", {"entity_type": "note", "entity_id": "n1"})
+        )
+        assert lacking["code"] == "forbidden" and lacking["details"] == {"role": "write"}
+
+
+@pytest.mark.parametrize("token", [None, "not-a-token"])
+async def test_no_or_wrong_token_is_refused(
+    auth_service: ServiceProcess, token: str | None
+) -> None:
+    # The client's task groups raise it inside an exception group.
+    with pytest.raises((MCPError, BaseExceptionGroup)) as caught:
+        async with connect(auth_service.url, token):
+            pass
+    assert any(isinstance(e, MCPError) for e in leaves(caught.value))
+    headers = {"Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with httpx2.AsyncClient() as http:
+        answer = await http.post(f"{auth_service.url}/mcp", headers=headers, json={})
+    assert answer.status_code == 401
+    assert answer.json()["code"] == "unauthorized"
+
+
+async def test_host_and_origin_checks(auth_service: ServiceProcess, tokens: McpTokens) -> None:
+    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+
+    async def post(**headers: str) -> httpx2.Response:
+        async with httpx2.AsyncClient() as http:
+            return await http.post(
+                f"{auth_service.url}/mcp",
+                json=request,
+                headers={
+                    "Authorization": f"Bearer {tokens.a}",
+                    "Accept": "application/json, text/event-stream",
+                    "MCP-Protocol-Version": "2025-11-25",
+                    **headers,
+                },
+            )
+
+    assert (await post()).status_code == 200  # loopback
+    assert (await post(Host=PUBLIC_HOST)).status_code == 200  # configured
+    assert (await post(Host=f"{PUBLIC_HOST}:8443")).status_code == 200
+    assert (await post(Host="attacker.example")).status_code == 421  # DNS rebinding
+    assert (await post(Origin=f"https://{PUBLIC_HOST}")).status_code == 200
+    assert (await post(Origin="https://attacker.example")).status_code == 403
+    # The official client behind the real hostname.
+    async with connect(auth_service.url, tokens.a, host=PUBLIC_HOST) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+
+
+async def test_a_handshake_era_client_works_statelessly(
+    auth_service: ServiceProcess, tokens: McpTokens
+) -> None:
+    """Clients of earlier protocol versions (initialize handshake) are served without a
+    session: no Mcp-Session-Id, any replica answers each request."""
+    async with connect(auth_service.url, tokens.a, mode="legacy") as client:
+        assert client.protocol_version == "2025-11-25"
+        assert {t.name for t in (await client.list_tools()).tools} == TOOLS
+        written = ok(await client.call_tool(
+            "remember", {"entity_type": "note", "entity_id": "legacy", "data": {"ok": True}}
+        ))  # fmt: skip
+        assert written["entity"]["version"] >= 1
+        contents = (await client.read_resource(f"memstore://{NS_A}/entities/note/legacy")).contents
+        assert isinstance(contents[0], TextResourceContents)
+        assert json.loads(contents[0].text)["data"] == {"ok": True}
