@@ -11,11 +11,11 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp_types import TextResourceContents
+from mcp_types import CallToolResult, TextResourceContents
 
 from tests.mcp.conftest import NS_A, NS_B, PUBLIC_HOST, McpTokens, connect
 from tests.mcp.scenarios import TOOLS, error, exercise_every_tool, ok
-from tests.support.procs import ServiceProcess
+from tests.support.procs import ServiceProcess, running_service
 
 
 def leaves(exc: BaseException) -> list[BaseException]:
@@ -234,3 +234,33 @@ async def test_a_handshake_era_client_works_statelessly(
         contents = (await client.read_resource(f"memstore://{NS_A}/entities/note/legacy")).contents
         assert isinstance(contents[0], TextResourceContents)
         assert json.loads(contents[0].text)["data"] == {"ok": True}
+
+
+async def test_writes_count_against_the_namespace_quotas(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The REST routes' quotas hold through /mcp too (one tracker per replica)."""
+    env = {"MEMSTORE_QUOTA_MAX_ENTITIES": "2", "MEMSTORE_QUOTA_MAX_BYTES": "2000"}
+    with running_service(tmp_path_factory.mktemp("mcp-quotas"), env) as svc:
+        async with connect(svc.url) as client:
+
+            async def remember(entity_id: str, data: dict[str, Any]) -> CallToolResult:
+                return await client.call_tool(
+                    "remember", {"entity_type": "doc", "entity_id": entity_id, "data": data}
+                )
+
+            ok(await remember("d1", {}))
+            ok(await remember("d2", {}))
+            ok(await remember("d1", {"again": True}))  # a replacement creates nothing
+            refused = error(await remember("d3", {}))
+            assert refused["code"] == "quota_exceeded"
+            assert refused["details"]["quota"] == "entities"
+            assert ok(await client.call_tool("summary", {}))["entity_counts"] == {"doc": 2}
+            big = error(await client.call_tool(
+                "append_messages", {"conversation_id": "c", "messages": [{"t": "x" * 3000}]}
+            ))  # fmt: skip
+            assert big["code"] == "quota_exceeded" and big["details"]["quota"] == "bytes"
+            assert ok(await client.call_tool("forget", {"entity_type": "doc", "entity_id": "d2"}))[
+                "deleted"
+            ]
+            ok(await remember("d3", {}))  # room again after the delete

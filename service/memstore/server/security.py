@@ -179,8 +179,7 @@ class Security:
         return response
 
 
-def security_middleware(settings: Settings, manager: DistributedMemoryManager) -> Middleware:
-    security = Security(settings, manager)
+def security_middleware(security: Security) -> Middleware:
     if not security.auth.enabled:
         log.warning(
             "authentication is disabled (MEMSTORE_AUTH_ENABLED=false): every caller can read "

@@ -29,6 +29,7 @@ from memstore.core.errors import MemoryStoreError, PermissionDeniedError
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server.auth import Principal
+from memstore.server.limits import QuotaTracker
 from memstore.server.mcp.resources import ChangeFeed
 from memstore.server.mcp.server import Ctx, MemoryMcp
 from memstore.server.routing import Route, TableRoute, read_raw_body
@@ -148,14 +149,21 @@ MCP_ROUTES = tuple(
 )
 
 
-def add_mcp(app: web.Application, settings: Settings, manager: DistributedMemoryManager) -> None:
-    """Serve ``/mcp`` in ``app`` over ``manager``."""
+def add_mcp(
+    app: web.Application,
+    settings: Settings,
+    manager: DistributedMemoryManager,
+    quotas: QuotaTracker,
+) -> None:
+    """Serve ``/mcp`` in ``app`` over ``manager``; writes count against ``quotas`` (the
+    REST routes' tracker)."""
     feed = ChangeFeed()
     memory_mcp = MemoryMcp(
         manager,
         principal_of=principal_from_scope,
         feed=feed,
         call_timeout=settings.request_timeout_seconds or None,
+        quotas=quotas,
     )
     transport = StreamableHTTPSessionManager(
         memory_mcp.server(),

@@ -51,6 +51,7 @@ from memstore.core.errors import MemoryStoreError, RequestTimeoutError
 from memstore.core.validation import check_name
 from memstore.memory.api import MemoryAPI
 from memstore.server.auth import Authenticator, Principal, Role
+from memstore.server.limits import QuotaTracker, Reservation
 from memstore.server.mcp.resources import (
     TEMPLATES,
     ChangeFeed,
@@ -118,15 +119,18 @@ class MemoryMcp:
         feed: ChangeFeed,
         call_timeout: float | None = None,
         announce_writes: bool = False,
+        quotas: QuotaTracker | None = None,
     ) -> None:
         """``announce_writes``: tell ``feed`` of the tools' own writes (when ``memory``
-        has no change hook of its own, e.g. a ``MemoryClient``)."""
+        has no change hook of its own, e.g. a ``MemoryClient``). ``quotas``: the
+        namespace quotas writes are admitted against (the service's)."""
         self.memory = memory
         self.default_namespace = memory.namespace
         self.principal_of = principal_of
         self.feed = feed
         self.call_timeout = call_timeout
         self.announce_writes = announce_writes
+        self.quotas = quotas if quotas is not None and quotas.enabled else None
         self.listen = ListenHandler(feed)
         self.tools = [
             Tool(
@@ -186,6 +190,8 @@ class MemoryMcp:
     ) -> dict[str, Any]:
         args = parse_args(spec.args, arguments)
         view = self._view(ctx, args.namespace, spec.role)
+        reservation = await self._admit(view, spec, args, arguments)
+        result: dict[str, Any] | None = None
         try:
             with anyio.fail_after(self.call_timeout):
                 result = await spec.call(view, args)
@@ -197,7 +203,31 @@ class MemoryMcp:
         finally:
             if spec.changes is not None and self.announce_writes:
                 self._announce(view.namespace, spec.changes, args)
+            if self.quotas is not None:
+                done = result is not None
+                created = done and bool(result and result.get("created"))
+                self.quotas.settle(reservation, succeeded=done, created=created)
+                if done and spec.shrinks_storage:
+                    self.quotas.forget(view.namespace)
         return result
+
+    async def _admit(
+        self, view: MemoryAPI, spec: ToolSpec[Any], args: Any, arguments: dict[str, Any] | None
+    ) -> Reservation | None:
+        """The namespace's quotas, as the REST routes apply them (``QuotaExceededError``)."""
+        if self.quotas is None or not spec.grows_storage:
+            return None
+        entity_exists = None
+        if spec.adds_entity:
+
+            async def entity_exists() -> bool:
+                return await view.get_entity(args.entity_type, args.entity_id) is not None
+
+        return await self.quotas.reserve(
+            view.namespace,
+            incoming_bytes=len(orjson.dumps(arguments or {})),
+            entity_exists=entity_exists,
+        )
 
     def _announce(self, namespace: str, kind: str, args: Any) -> None:
         if kind == "entity":

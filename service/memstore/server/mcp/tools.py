@@ -231,6 +231,11 @@ class ToolSpec(Generic[A]):
     call: Callable[[MemoryAPI, A], Awaitable[JSONObject]]
     #: What the call changed (``"entity"`` or ``"conversation"``), for the change feed.
     changes: str | None = None
+    #: Quota policy, as in the route table: the write can make the namespace bigger /
+    #: create an entity (then its result says ``created``) / make it smaller.
+    grows_storage: bool = False
+    adds_entity: bool = False
+    shrinks_storage: bool = False
 
     def input_schema(self) -> dict[str, Any]:
         return self.args.model_json_schema()
@@ -248,6 +253,8 @@ TOOLS: dict[str, ToolSpec[Any]] = {
             "write",
             _remember,
             changes="entity",
+            grows_storage=True,
+            adds_entity=True,
         ),
         ToolSpec(
             "recall",
@@ -272,6 +279,7 @@ TOOLS: dict[str, ToolSpec[Any]] = {
             "write",
             _forget,
             changes="entity",
+            shrinks_storage=True,
         ),
         ToolSpec(
             "append_messages",
@@ -280,6 +288,7 @@ TOOLS: dict[str, ToolSpec[Any]] = {
             "write",
             _append_messages,
             changes="conversation",
+            grows_storage=True,
         ),
         ToolSpec(
             "read_conversation",
@@ -302,6 +311,7 @@ TOOLS: dict[str, ToolSpec[Any]] = {
             RecordToolUseArgs,
             "write",
             _record_tool_use,
+            grows_storage=True,
         ),
         ToolSpec(
             "query_tool_usage",
