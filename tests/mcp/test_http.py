@@ -264,3 +264,13 @@ async def test_writes_count_against_the_namespace_quotas(
                 "deleted"
             ]
             ok(await remember("d3", {}))  # room again after the delete
+
+
+async def test_get_and_delete_are_405(auth_service: ServiceProcess, tokens: McpTokens) -> None:
+    """Stateless: no standalone GET stream, no session to DELETE (the protocol's 405)."""
+    headers = {"Authorization": f"Bearer {tokens.a}", "Accept": "text/event-stream"}
+    async with httpx2.AsyncClient() as http:
+        for method in ("GET", "DELETE"):
+            answer = await http.request(method, f"{auth_service.url}/mcp", headers=headers)
+            assert answer.status_code == 405, method
+            assert answer.headers["Allow"] == "POST"

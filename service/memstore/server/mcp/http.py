@@ -83,7 +83,7 @@ async def mcp_view(request: web.Request) -> web.StreamResponse:
     """One HTTP request to the SDK's transport, as ASGI, answered as it streams."""
     transport = request.app[MCP_TRANSPORT]
     # Read here: bounded by client_max_size (413) and the accepted codings (415).
-    body = await read_raw_body(request) if request.method == "POST" else b""
+    body = await read_raw_body(request)
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
@@ -134,18 +134,20 @@ async def mcp_view(request: web.Request) -> web.StreamResponse:
 #: ``/mcp`` in the route table's terms. Not in ``routes.ROUTES``: a JSON-RPC endpoint, not
 #: a REST operation, so not in /openapi.json either. ``read`` lets a token in (listing
 #: tools, reading resources); each tool call then needs its own role in its namespace.
-MCP_ROUTES = tuple(
+#: POST only: stateless, there is no standalone GET stream to open and no session to
+#: DELETE, and the protocol says such a server answers both with 405 (aiohttp's, with
+#: ``Allow: POST``).
+MCP_ROUTES = (
     Route(
-        method,
+        "POST",
         MCP_PATH,
         mcp_view,
-        f"mcp{method.title()}",
+        "mcp",
         "MCP Streamable HTTP endpoint (JSON-RPC 2.0; stateless).",
         "mcp",
         role="read",
         streaming=True,
-    )
-    for method in ("POST", "GET", "DELETE")
+    ),
 )
 
 
