@@ -274,3 +274,18 @@ async def test_get_and_delete_are_405(auth_service: ServiceProcess, tokens: McpT
             answer = await http.request(method, f"{auth_service.url}/mcp", headers=headers)
             assert answer.status_code == 405, method
             assert answer.headers["Allow"] == "POST"
+
+
+def test_host_checks_follow_the_listen_address_unless_hosts_are_listed() -> None:
+    from memstore.core.settings import Settings
+    from memstore.server.mcp.http import transport_security
+
+    loopback = transport_security(Settings(host="127.0.0.1"))
+    assert loopback.enable_dns_rebinding_protection
+    assert "localhost:*" in loopback.allowed_hosts
+    assert not transport_security(Settings(host="0.0.0.0")).enable_dns_rebinding_protection
+    listed = transport_security(Settings(host="0.0.0.0", mcp_allowed_hosts=[PUBLIC_HOST]))
+    assert listed.enable_dns_rebinding_protection
+    assert PUBLIC_HOST in listed.allowed_hosts and "127.0.0.1:*" in listed.allowed_hosts
+    off = transport_security(Settings(host="127.0.0.1", mcp_allowed_hosts=["*"]))
+    assert not off.enable_dns_rebinding_protection

@@ -291,9 +291,9 @@ class McpSettings(_Slice):
     # Served when the `mcp` extra (the MCP SDK) is installed; false turns /mcp off.
     mcp_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_MCP_ENABLED"))
     # Host header values /mcp answers (DNS-rebinding protection), comma-separated;
-    # "name:*" allows any port. Loopback names are always allowed; add the names clients
-    # reach the service by (e.g. memstore.example.com, memstore.ns.svc:8080), or "*" to
-    # turn the check off (e.g. when a proxy in front checks the host).
+    # "name:*" allows any port. Set: these and the loopback names, others are refused;
+    # unset: loopback names only when listening on loopback, no check otherwise (the MCP
+    # SDK's default); "*": no check (e.g. a proxy in front checks the host).
     mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=_env("MEMSTORE_MCP_ALLOWED_HOSTS")
     )

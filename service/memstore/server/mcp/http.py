@@ -33,7 +33,7 @@ from memstore.server.limits import QuotaTracker
 from memstore.server.mcp.resources import ChangeFeed
 from memstore.server.mcp.server import Ctx, MemoryMcp
 from memstore.server.routing import Route, TableRoute, read_raw_body
-from memstore.server.security import principal_of
+from memstore.server.security import is_loopback, principal_of
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,13 @@ DISCONNECT_POLL_SECONDS = 1.0
 
 
 def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """Host and Origin checks (DNS-rebinding protection) from the settings."""
+    """Host and Origin checks (DNS-rebinding protection) from the settings: with allowed
+    hosts configured, those and the loopback names; without, the SDK's own default (on,
+    loopback names only, when the service listens on loopback; off otherwise: a pod is
+    reached by names it cannot know, and off loopback a bearer token is required, which
+    a rebinding page does not have)."""
     hosts = list(settings.mcp_allowed_hosts)
-    if "*" in hosts:
+    if "*" in hosts or not (hosts or is_loopback(settings.host)):
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     hosts += [h for name in LOOPBACK_HOSTS for h in (name, f"{name}:*")]
     origins = list(settings.mcp_allowed_origins)
