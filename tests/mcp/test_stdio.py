@@ -4,6 +4,7 @@ tokens, namespaces and roles then apply)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -17,7 +18,8 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.subscriptions import ResourceUpdated
-from mcp_types import TextResourceContents
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp_types import ResourceUpdatedNotification, TextResourceContents
 
 from tests.mcp.conftest import NS_A, NS_B, McpTokens
 from tests.mcp.scenarios import TOOLS, error, exercise_every_tool, ok
@@ -94,3 +96,50 @@ async def test_proxy_to_a_service_with_a_token(
         assert json.loads(contents.text)["data"] == {"p": 1}
     async with stdio("--url", auth_service.url, env={"MEMSTORE_TOKEN": "wrong"}) as client:
         assert error(await client.call_tool("summary", {}))["code"] == "unauthorized"
+
+
+def legacy_api() -> contextlib.AbstractContextManager[Any]:
+    """The SDK marks resources/subscribe deprecated (the 2026 protocol dropped it); it is
+    what 2025-era clients use."""
+    return pytest.warns(MCPDeprecationWarning)
+
+
+async def test_a_handshake_era_client_gets_resource_updates(tmp_path: Path) -> None:
+    """Desktop clients of the 2025 protocol subscribe with resources/subscribe and hear
+    notifications/resources/updated on the same stdio connection."""
+    updates: list[str] = []
+    arrived = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            updates.append(message.params.uri)
+            arrived.set()
+
+    uri = "memstore://desk/entities/note/watched"
+    params = StdioServerParameters(
+        command=MEMSTORE,
+        args=["mcp", "--in-process", "--data-path", str(tmp_path / "m.db"), "-n", "desk"],
+    )
+    async with Client(params, mode="legacy", message_handler=on_message) as client:
+        caps = client.server_capabilities.resources
+        assert caps is not None and caps.subscribe
+        with legacy_api():
+            await client.session.subscribe_resource(uri)
+        ok(await client.call_tool(
+            "remember", {"entity_type": "note", "entity_id": "other", "data": {}}
+        ))  # fmt: skip
+        ok(await client.call_tool(
+            "remember", {"entity_type": "note", "entity_id": "watched", "data": {}}
+        ))  # fmt: skip
+        with anyio.fail_after(15):
+            await arrived.wait()
+        assert updates == [uri]
+        with legacy_api():
+            await client.session.unsubscribe_resource(uri)
+        ok(await client.call_tool(
+            "remember", {"entity_type": "note", "entity_id": "watched", "data": {"v": 2}}
+        ))  # fmt: skip
+        await client.call_tool("summary", {})  # a round trip after the write
+        assert updates == [uri]
+        with pytest.raises(MCPError, match="unknown memstore resource"), legacy_api():
+            await client.session.subscribe_resource("memstore://desk/nothing")

@@ -17,6 +17,7 @@ the same policy as the HTTP API.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -26,13 +27,16 @@ import anyio
 import orjson
 from mcp.server import Server
 from mcp.server.context import ServerRequestContext
+from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated, ServerEvent
 from mcp_types import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     CallToolRequestParams,
     CallToolResult,
+    EmptyResult,
     ListResourcesResult,
     ListResourceTemplatesResult,
     ListToolsResult,
@@ -40,11 +44,13 @@ from mcp_types import (
     ReadResourceRequestParams,
     ReadResourceResult,
     Resource,
+    SubscribeRequestParams,
     SubscriptionsListenRequestParams,
     SubscriptionsListenResult,
     TextContent,
     Tool,
     ToolAnnotations,
+    UnsubscribeRequestParams,
 )
 
 from memstore.core.errors import MemoryStoreError, RequestTimeoutError
@@ -120,10 +126,14 @@ class MemoryMcp:
         call_timeout: float | None = None,
         announce_writes: bool = False,
         quotas: QuotaTracker | None = None,
+        session_subscriptions: bool = False,
     ) -> None:
         """``announce_writes``: tell ``feed`` of the tools' own writes (when ``memory``
         has no change hook of its own, e.g. a ``MemoryClient``). ``quotas``: the
-        namespace quotas writes are admitted against (the service's)."""
+        namespace quotas writes are admitted against (the service's).
+        ``session_subscriptions``: serve the handshake era's ``resources/subscribe`` too,
+        for a transport with one lasting connection (stdio); stateless HTTP has no
+        channel to send its notifications on."""
         self.memory = memory
         self.default_namespace = memory.namespace
         self.principal_of = principal_of
@@ -132,6 +142,11 @@ class MemoryMcp:
         self.announce_writes = announce_writes
         self.quotas = quotas if quotas is not None and quotas.enabled else None
         self.listen = ListenHandler(feed)
+        self.session_subscriptions = session_subscriptions
+        # resources/subscribe (handshake era, one connection): URI -> the session to tell.
+        self._subscribed: dict[str, ServerSession] = {}
+        self._stop_delivery: Callable[[], None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
         self.tools = [
             Tool(
                 name=spec.name,
@@ -147,7 +162,7 @@ class MemoryMcp:
         ]
 
     def server(self) -> Server[Any]:
-        return Server(
+        server: Server[Any] = Server(
             "memstore",
             version=_version(),
             instructions=INSTRUCTIONS,
@@ -158,6 +173,14 @@ class MemoryMcp:
             on_read_resource=self.read_resource,
             on_subscriptions_listen=self.subscriptions_listen,
         )
+        if self.session_subscriptions:
+            server.add_request_handler(
+                "resources/subscribe", SubscribeRequestParams, self.subscribe_resource
+            )
+            server.add_request_handler(
+                "resources/unsubscribe", UnsubscribeRequestParams, self.unsubscribe_resource
+            )
+        return server
 
     def _view(self, ctx: Ctx, requested: str | None, role: Role) -> MemoryAPI:
         principal = self.principal_of(ctx)
@@ -300,3 +323,37 @@ class MemoryMcp:
         except MemoryStoreError as exc:
             raise protocol_error(exc) from None
         return await self.listen(ctx, params)
+
+    # -- resources/subscribe (handshake era, stdio) ----------------------------------------
+
+    async def subscribe_resource(self, ctx: Ctx, params: SubscribeRequestParams) -> EmptyResult:
+        try:
+            self._view(ctx, parse_uri(params.uri).namespace, "read")
+        except MemoryStoreError as exc:
+            raise protocol_error(exc) from None
+        self._subscribed[params.uri] = ctx.session
+        if self._stop_delivery is None:
+            self._stop_delivery = self.feed.subscribe(self._tell_sessions)
+        return EmptyResult()
+
+    async def unsubscribe_resource(self, ctx: Ctx, params: UnsubscribeRequestParams) -> EmptyResult:
+        self._subscribed.pop(params.uri, None)
+        return EmptyResult()
+
+    def _tell_sessions(self, event: ServerEvent) -> None:
+        if not isinstance(event, ResourceUpdated):
+            return
+        session = self._subscribed.get(event.uri)
+        if session is not None:
+            # The feed's listeners are synchronous: the notification is sent by a task.
+            task = asyncio.get_running_loop().create_task(self._send_updated(session, event.uri))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send_updated(self, session: ServerSession, uri: str) -> None:
+        try:
+            await session.send_resource_updated(uri)
+        except Exception:
+            # The client went away; its subscription goes with it.
+            log.info("could not send a resource update; dropping the subscription")
+            self._subscribed.pop(uri, None)

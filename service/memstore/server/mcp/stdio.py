@@ -29,7 +29,11 @@ async def serve_stdio(memory: MemoryAPI, changes: ChangeSource | None) -> None:
     client) the tools announce their own writes to listen streams."""
     feed = ChangeFeed()
     memory_mcp = MemoryMcp(
-        memory, principal_of=lambda ctx: ANONYMOUS, feed=feed, announce_writes=changes is None
+        memory,
+        principal_of=lambda ctx: ANONYMOUS,
+        feed=feed,
+        announce_writes=changes is None,
+        session_subscriptions=True,
     )
     server = memory_mcp.server()
     async with memory:
