@@ -27,6 +27,7 @@ class McpTokens:
     a: str  # read+write on team-a only
     a_reader: str  # read on team-a only
     admin: str  # everything, every namespace
+    ab: str  # read+write on team-a and team-b
 
 
 @asynccontextmanager
@@ -46,13 +47,14 @@ async def connect(
 
 @pytest.fixture(scope="module")
 def mcp_tokens(tmp_path_factory: pytest.TempPathFactory) -> tuple[McpTokens, Path]:
-    tokens = McpTokens(*(secrets.token_urlsafe(24) for _ in range(3)))
+    tokens = McpTokens(*(secrets.token_urlsafe(24) for _ in range(4)))
     path = write_tokens_file(
         tmp_path_factory.mktemp("mcp-tokens") / "tokens.json",
         [
             ("team-a", tokens.a, [NS_A], ["read", "write"]),
             ("team-a-reader", tokens.a_reader, [NS_A], ["read"]),
             ("admin", tokens.admin, ["*"], ["read", "write", "admin"]),
+            ("team-ab", tokens.ab, [NS_A, NS_B], ["read", "write"]),
         ],
     )
     return tokens, path
@@ -68,7 +70,6 @@ def auth_service(
         "MEMSTORE_AUTH_TOKENS_FILE": str(mcp_tokens[1]),
         "MEMSTORE_MCP_ALLOWED_HOSTS": f"{PUBLIC_HOST},{PUBLIC_HOST}:*",
         "MEMSTORE_MCP_ALLOWED_ORIGINS": f"https://{PUBLIC_HOST}",
-        "MEMORY_NAMESPACE": NS_A,
     }
     with running_service(tmp_path_factory.mktemp("mcp-auth-service"), env) as svc:
         yield svc

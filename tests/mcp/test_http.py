@@ -164,6 +164,14 @@ async def test_tokens_namespaces_and_roles(auth_service: ServiceProcess, tokens:
         assert ok(await admin.call_tool(
             "recall", {"namespace": NS_A, "entity_type": "note", "entity_id": "n1"}
         ))["found"]  # fmt: skip
+    async with connect(auth_service.url, tokens.ab) as both:
+        # Two namespaces and not the default one: the call must say which.
+        unnamed = error(await both.call_tool("summary", {}))
+        assert unnamed["code"] == "invalid_input" and unnamed["details"] == {"field": "namespace"}
+        assert f"{NS_A}, {NS_B}" in unnamed["message"]
+        assert ok(await both.call_tool("summary", {"namespace": NS_B}))["namespace"] == NS_B
+    async with connect(auth_service.url, tokens.admin) as admin:
+        assert ok(await admin.call_tool("summary", {}))["namespace"] == "agent"  # the default
     async with connect(auth_service.url, tokens.a_reader) as reader:
         assert ok(await reader.call_tool("recall", {"entity_type": "note", "entity_id": "n1"}))[
             "found"

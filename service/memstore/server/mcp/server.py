@@ -4,7 +4,8 @@ the same policy as the HTTP API.
 * Who calls: ``principal_of(ctx)`` (over HTTP the principal the security middleware
   authenticated from the bearer token; over stdio the local user, who owns the store).
 * Which namespace: the call's ``namespace`` argument (or the resource URI's); else the
-  token's namespace when it is limited to exactly one; else the default namespace.
+  default namespace when the token may use it; else the token's namespace when it has
+  exactly one (else the call must name one).
 * Whether it may: ``Authenticator.authorize(principal, role, namespace)``, the check of
   the REST routes, with the tool's role (``read`` or ``write``); a listen stream needs
   ``read`` in the namespace of every URI it asks for.
@@ -53,7 +54,7 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
-from memstore.core.errors import MemoryStoreError, RequestTimeoutError
+from memstore.core.errors import InvalidInputError, MemoryStoreError, RequestTimeoutError
 from memstore.core.validation import check_name
 from memstore.memory.api import MemoryAPI
 from memstore.server.auth import Authenticator, Principal, Role
@@ -93,10 +94,16 @@ def resolve_namespace(principal: Principal, requested: str | None, default: str)
     """The namespace a call works in (see the module doc)."""
     if requested is not None:
         return check_name("namespace", requested)
-    if principal.namespaces is not None and len(principal.namespaces) == 1:
-        (only,) = principal.namespaces
+    scope = principal.namespaces
+    if scope is None or default in scope:
+        return default
+    if len(scope) == 1:
+        (only,) = scope
         return only
-    return default
+    # Say what to do rather than refuse the default namespace: the caller's own names.
+    raise InvalidInputError(
+        f"name the namespace: this token may use {', '.join(sorted(scope))}", field="namespace"
+    )
 
 
 def error_result(exc: MemoryStoreError) -> CallToolResult:
