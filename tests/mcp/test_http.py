@@ -4,9 +4,11 @@ Streamable HTTP: every tool, the resources, bad input, tokens, namespaces and Ho
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -297,3 +299,24 @@ def test_host_checks_follow_the_listen_address_unless_hosts_are_listed() -> None
     assert PUBLIC_HOST in listed.allowed_hosts and "127.0.0.1:*" in listed.allowed_hosts
     off = transport_security(Settings(host="127.0.0.1", mcp_allowed_hosts=["*"]))
     assert not off.enable_dns_rebinding_protection
+
+
+async def test_stopping_the_service_ends_listen_streams_gracefully(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """SIGTERM ends open listen streams with their final result (not a drop), so the
+    service stops without waiting out its shutdown timeout for them."""
+    env = {"MEMSTORE_SHUTDOWN_TIMEOUT_SECONDS": "120"}
+    svc = ServiceProcess(tmp_path_factory.mktemp("mcp-stop"), env).start()
+    try:
+        async with (
+            connect(svc.url) as client,
+            client.listen(resource_subscriptions=["memstore://agent/summary"]) as sub,
+        ):
+            svc.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            with anyio.fail_after(60):
+                events = [event async for event in sub]  # ends; a drop would raise
+            assert events == []
+        assert await anyio.to_thread.run_sync(lambda: svc.proc.wait(60)) == 0  # type: ignore[union-attr]
+    finally:
+        svc.stop()

@@ -46,8 +46,8 @@ class ToolArgs(BaseModel):
 
     namespace: str | None = _optional_name(
         "namespace",
-        "Memory namespace (tenant). Leave it out to use the one your token is limited to, "
-        "or the server's default namespace.",
+        "Memory namespace (tenant). Leave it out for the server's default namespace, or "
+        "your token's namespace when it is limited to one.",
     )
 
 
