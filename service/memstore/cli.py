@@ -323,11 +323,7 @@ def serve(
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-        raise click.ClickException(f"invalid settings: {problems}") from None
+        raise click.ClickException(f"invalid settings: {_problems(exc)}") from None
     configure_logging(settings.log_level)
     log = logging.getLogger("memstore")
     log.info(
@@ -344,6 +340,69 @@ def serve(
         ) from None
     except MemoryStoreError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from None
+
+
+@main.command("mcp")
+@click.option(
+    "--in-process",
+    is_flag=True,
+    help="Open the memory in this process (MEMORY_TYPE, by default the embedded store at "
+    "MEMSTORE_DATA_PATH) instead of proxying to the service at --url.",
+)
+@click.option(
+    "--data-path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Embedded file (with --in-process).",
+)
+@client_options
+def mcp_command(in_process: bool, data_path: Path | None) -> None:
+    """Serve MCP on stdin/stdout (for Claude Desktop and other MCP clients that start a
+    command): the memory tools and resources, over the service at --url with --token, or
+    in this process with --in-process."""
+    from memstore.observability.logs import configure_logging
+
+    target = _checked(click.get_current_context().ensure_object(Target))
+    try:
+        from memstore.server.mcp.stdio import serve_stdio
+    except ModuleNotFoundError as exc:
+        raise click.ClickException(
+            f"memstore mcp needs the MCP SDK ({exc.name} is missing): pip install 'memstore[mcp]'"
+        ) from None
+    if in_process:
+        from memstore.core.settings import Settings
+        from memstore.memory.manager import DistributedMemoryManager
+
+        overrides: dict[str, Any] = {"memory_namespace": target.namespace}
+        if data_path is not None:
+            overrides["data_path"] = data_path
+        try:
+            settings = Settings(**overrides)
+        except ValidationError as exc:
+            raise click.ClickException(f"invalid settings: {_problems(exc)}") from None
+        # stdout carries the protocol: logs go to stderr, as always.
+        configure_logging(settings.log_level)
+        manager = DistributedMemoryManager(settings=settings)
+        run = serve_stdio(manager, manager.add_change_listener)
+    else:
+        from memstore.client import MemoryClient
+
+        configure_logging("WARNING")
+        client = MemoryClient(target.url, target.namespace, token=target.token)
+        run = serve_stdio(client, None)
+    try:
+        asyncio.run(run)
+    except MemoryStoreError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False)
+    )
 
 
 ENTITY_TYPE = click.argument(

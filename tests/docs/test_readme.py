@@ -2,23 +2,30 @@
 
 ``python`` blocks are complete programs: each runs as a file in a fresh directory and must
 exit by itself with status 0 (``# expected`` comments after a ``print`` are checked
-against its output). ``sh`` blocks run command by command in bash, in document order,
-against one real ``memstore serve`` started here, with ``.venv/bin`` first on ``PATH`` and
-``MEMSTORE_URL`` set: the commands run as written, except that the port the README shows
-(8080) becomes the test service's port. The commands that cannot run here are in
-``NOT_RUN_HERE`` with where they are covered; each entry must match a README command.
+against its output). ``json`` blocks are MCP client configurations (``mcpServers``): each
+server in them is reached as a client would, with the official MCP client (a command is
+started in a fresh directory and spoken to over stdio, a ``url`` over Streamable HTTP),
+and must list the memory tools and answer the ``summary`` tool. ``sh`` blocks run command
+by command in bash, in document order, against one real ``memstore serve`` started here,
+with ``.venv/bin`` first on ``PATH`` and ``MEMSTORE_URL`` set: the commands run as
+written, except that the port the README shows (8080) becomes the test service's port (in
+``json`` blocks too). The commands that cannot run here are in ``NOT_RUN_HERE`` with where
+they are covered; each entry must match a README command.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
@@ -59,7 +66,8 @@ def blocks() -> list[Block]:
     for t in tokens:
         if t.type == "fence" and t.map is not None:
             lang = t.info.strip().split(" ")[0]
-            assert lang in ("python", "sh"), f"README line {t.map[0] + 1}: unknown block {lang!r}"
+            where = f"README line {t.map[0] + 1}"
+            assert lang in ("python", "sh", "json"), f"{where}: unknown block {lang!r}"
             out.append(Block(lang, t.map[0] + 1, t.content))
     return out
 
@@ -114,6 +122,12 @@ BLOCKS = blocks()
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"{b.lang}-line-{b.line}" for b in BLOCKS])
 def test_readme_block_runs(block: Block, service: ServiceProcess, tmp_path: Path) -> None:
     env = clean_env(MEMSTORE_URL=service.url)
+    if block.lang == "json":
+        servers = json.loads(local(block.code, service))["mcpServers"]
+        assert servers, "an MCP configuration without servers"
+        for name, entry in servers.items():
+            asyncio.run(check_mcp_server(name, entry, env, tmp_path / name))
+        return
     if block.lang == "python":
         script = tmp_path / f"readme_line_{block.line}.py"
         script.write_text(local(block.code, service))
@@ -148,6 +162,33 @@ def test_readme_block_runs(block: Block, service: ServiceProcess, tmp_path: Path
         assert not is_error_body(result.stdout), f"{command}\n{result.stdout}"
 
 
+async def check_mcp_server(
+    name: str, entry: dict[str, Any], env: dict[str, str], cwd: Path
+) -> None:
+    """Reach one ``mcpServers`` entry as an MCP client would; it must serve the tools."""
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    server: str | StdioServerParameters
+    if "url" in entry:
+        server = entry["url"]
+    else:
+        cwd.mkdir()
+        command = shutil.which(entry["command"], path=env["PATH"])
+        assert command is not None, f"{name}: {entry['command']} is not on PATH"
+        server = StdioServerParameters(
+            command=command,
+            args=entry.get("args", []),
+            env={**env, **entry.get("env", {})},
+            cwd=cwd,
+        )
+    async with Client(server) as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"remember", "recall", "summary"} <= tools, (name, tools)
+        result = await client.call_tool("summary", {})
+        assert not result.is_error, (name, result.content)
+
+
 def is_error_body(text: str) -> bool:
     try:
         body = json.loads(text)
@@ -165,7 +206,7 @@ def test_every_command_not_run_here_is_in_the_readme() -> None:
 
 def test_readme_has_runnable_blocks_of_both_kinds() -> None:
     kinds = {b.lang for b in BLOCKS}
-    assert kinds == {"python", "sh"}
+    assert kinds == {"python", "sh", "json"}
     assert any(not skipped(c) for b in BLOCKS if b.lang == "sh" for c in commands(b.code))
 
 

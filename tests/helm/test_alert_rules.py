@@ -90,6 +90,7 @@ def test_promtool_unit_tests_of_the_alerts(
     target = {"job": "memstore", "namespace": "ns", "pod": "store-0", "service": "store"}
     series = ",".join(f'{k}="{v}"' for k, v in target.items())
     http = "memstore_http_requests_total"
+    latency = "memstore_http_request_duration_seconds_bucket"
     tests = [
         {
             # Nothing scraped at all: only the absent() rule can say so.
@@ -161,6 +162,21 @@ def test_promtool_unit_tests_of_the_alerts(
                         )
                     ],
                 }
+            ],
+        },
+        {
+            # MCP listen streams last minutes by design: they do not make the service slow.
+            "interval": "1m",
+            "input_series": [
+                {"series": f'{latency}{{{series},route="/v1/x",le="0.1"}}', "values": "0+600x15"},
+                {"series": f'{latency}{{{series},route="/v1/x",le="600"}}', "values": "0+600x15"},
+                {"series": f'{latency}{{{series},route="/v1/x",le="+Inf"}}', "values": "0+600x15"},
+                {"series": f'{latency}{{{series},route="/mcp",le="0.1"}}', "values": "0x15"},
+                {"series": f'{latency}{{{series},route="/mcp",le="600"}}', "values": "0+60x15"},
+                {"series": f'{latency}{{{series},route="/mcp",le="+Inf"}}', "values": "0+60x15"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "14m", "alertname": "MemstoreHighLatency", "exp_alerts": []}
             ],
         },
     ]

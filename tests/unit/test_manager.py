@@ -96,3 +96,40 @@ async def test_integers_wider_than_64_bits_are_invalid_input_as_over_http(
     assert await manager.get_entity("n", "wide") is None
     saved = await manager.save_entity("n", "edge", {"x": 2**64 - 1, "y": -(2**63)})
     assert saved.data == {"x": 2**64 - 1, "y": -(2**63)}
+
+
+async def test_change_listeners_hear_every_write_and_the_bus(
+    manager: DistributedMemoryManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[str | None] = []
+
+    def broken(key: str | None) -> None:
+        raise RuntimeError("a listener's bug")
+
+    remove = manager.add_change_listener(heard.append)
+    remove_broken = manager.add_change_listener(broken)
+    other = manager.for_namespace("other")
+    await manager.save_entity("doc", "d1", {"v": 1})
+    with pytest.raises(ConflictError):  # failed writes are told too: they may have landed
+        await manager.save_entity("doc", "d1", {"v": 2}, expected_version=5)
+    await other.delete_entity("doc", "d1")
+    await manager.append_messages([{"m": 1}], "c1")
+    await manager.save_conversation_history([], "c1")
+    await manager.delete_conversation("c1")
+    await manager._on_invalidation("entity/unit/doc/d2")  # another replica's write
+    await manager._on_invalidation(None)  # the bus dropped
+    assert heard == [
+        "entity/unit/doc/d1",
+        "entity/unit/doc/d1",
+        "entity/other/doc/d1",
+        "conversation/unit/c1",
+        "conversation/unit/c1",
+        "conversation/unit/c1",
+        "entity/unit/doc/d2",
+        None,
+    ]
+    assert "change listener failed" in caplog.text  # logged, the writes went on
+    remove()
+    remove_broken()
+    await manager.save_entity("doc", "d3", {})
+    assert len(heard) == 8

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memstore.core import bounds
 
@@ -285,9 +285,35 @@ class SecuritySettings(_Slice):
     )
 
 
+class McpSettings(_Slice):
+    """The MCP endpoint of the HTTP service (``/mcp``; see docs/architecture.md, "MCP")."""
+
+    # Served when the `mcp` extra (the MCP SDK) is installed; false turns /mcp off.
+    mcp_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_MCP_ENABLED"))
+    # Host header values /mcp answers (DNS-rebinding protection), comma-separated;
+    # "name:*" allows any port. Set: these and the loopback names, others are refused;
+    # unset: loopback names only when listening on loopback, no check otherwise (the MCP
+    # SDK's default); "*": no check (e.g. a proxy in front checks the host).
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("MEMSTORE_MCP_ALLOWED_HOSTS")
+    )
+    # Origin header values allowed (browsers send one); loopback origins always are.
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("MEMSTORE_MCP_ALLOWED_ORIGINS")
+    )
+
+    @field_validator("mcp_allowed_hosts", "mcp_allowed_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class Settings(
     ServerSettings,
     SecuritySettings,
+    McpSettings,
     CacheSettings,
     EmbeddedSettings,
     RedisSettings,

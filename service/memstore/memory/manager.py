@@ -69,6 +69,17 @@ def entity_cache_key(namespace: str, entity_type: str, entity_id: str) -> str:
     return f"entity/{namespace}/{entity_type}/{entity_id}"
 
 
+def conversation_change_key(namespace: str, conversation_id: str) -> str:
+    """The change key of a conversation (``add_change_listener``); never cached or
+    published to other replicas (see the hook)."""
+    return f"conversation/{namespace}/{conversation_id}"
+
+
+#: Told the key of each change (``entity_cache_key``, ``conversation_change_key``), or
+#: ``None`` for "anything may have changed". Synchronous, must not raise.
+ChangeListener = Callable[[str | None], None]
+
+
 @dataclass(slots=True)
 class _OpStats:
     count: int = 0
@@ -89,6 +100,7 @@ class _Shared:
     ops: dict[str, _OpStats] = field(default_factory=dict)
     errors_by_code: dict[str, int] = field(default_factory=dict)
     invalidations_received: int = 0
+    change_listeners: dict[object, ChangeListener] = field(default_factory=dict)
     started: bool = False
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Closes the backend if the event loop ends with the manager still open (see start).
@@ -285,15 +297,50 @@ class DistributedMemoryManager(MemoryAPI):
                 tracing.detach(token)
                 span.end()
 
+    def add_change_listener(self, listener: ChangeListener) -> Callable[[], None]:
+        """Tell ``listener`` of every change this process learns of, in every namespace,
+        and return the call that stops it.
+
+        * entity saves and deletes made through this process (any view) and, through the
+          backend's invalidation bus, through every other replica: the entity's
+          ``entity_cache_key``;
+        * conversation appends, replacements and deletes made through this process:
+          ``conversation_change_key`` (not sent to other replicas: that would add a
+          round trip to every append; only entity writes announce themselves, inside their
+          write script);
+        * ``None`` when the bus was lost and came back: anything may have changed.
+
+        Listeners are called synchronously after the write (also a failed one: it may
+        have landed), must not block and must not raise (a raising one is logged)."""
+        token = object()
+        listeners = self._shared.change_listeners
+        listeners[token] = listener
+
+        def remove() -> None:
+            listeners.pop(token, None)
+
+        return remove
+
+    def _changed(self, key: str | None) -> None:
+        for listener in list(self._shared.change_listeners.values()):
+            try:
+                listener(key)
+            except Exception:
+                log.exception("change listener failed")
+
     async def _on_invalidation(self, key: str | None) -> None:
         self._shared.invalidations_received += 1
         if key is None:
             self._shared.cache.clear()
         else:
             self._shared.cache.invalidate(key)
+        if self._shared.change_listeners:
+            self._changed(key)
 
     async def _invalidate(self, key: str) -> None:
         self._shared.cache.invalidate(key)
+        if self._shared.change_listeners:
+            self._changed(key)
         try:
             await self.backend.publish_invalidation(key)
         except MemoryStoreError:
@@ -425,10 +472,13 @@ class DistributedMemoryManager(MemoryAPI):
         """Append messages atomically, O(1) each, to a conversation (default: ``default``)."""
         cid = check_conversation_id(conversation_id)
         msgs, raws = self._check_messages(messages, allow_empty=False)
-        return await self._run(
-            "append_messages",
-            lambda: self.backend.append_messages(self.namespace, cid, msgs, messages_json=raws),
-        )
+        try:
+            return await self._run(
+                "append_messages",
+                lambda: self.backend.append_messages(self.namespace, cid, msgs, messages_json=raws),
+            )
+        finally:
+            self._conversation_changed(cid)
 
     async def load_messages(
         self,
@@ -454,24 +504,35 @@ class DistributedMemoryManager(MemoryAPI):
         afterwards all agree that it is gone."""
         cid = check_conversation_id(conversation_id)
         msgs, raws = self._check_messages(messages, allow_empty=True)
-        if not msgs:
-            await self._run(
+        try:
+            if not msgs:
+                await self._run(
+                    "replace_conversation",
+                    lambda: self.backend.delete_conversation(self.namespace, cid),
+                )
+                return []
+            return await self._run(
                 "replace_conversation",
-                lambda: self.backend.delete_conversation(self.namespace, cid),
+                lambda: self.backend.replace_conversation(
+                    self.namespace, cid, msgs, messages_json=raws
+                ),
             )
-            return []
-        return await self._run(
-            "replace_conversation",
-            lambda: self.backend.replace_conversation(
-                self.namespace, cid, msgs, messages_json=raws
-            ),
-        )
+        finally:
+            self._conversation_changed(cid)
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
         cid = check_conversation_id(conversation_id)
-        return await self._run(
-            "delete_conversation", lambda: self.backend.delete_conversation(self.namespace, cid)
-        )
+        try:
+            return await self._run(
+                "delete_conversation",
+                lambda: self.backend.delete_conversation(self.namespace, cid),
+            )
+        finally:
+            self._conversation_changed(cid)
+
+    def _conversation_changed(self, cid: str) -> None:
+        if self._shared.change_listeners:
+            self._changed(conversation_change_key(self.namespace, cid))
 
     async def list_conversations(
         self, *, limit: int | None = None, cursor: str | None = None

@@ -24,10 +24,11 @@ from memstore.memory.manager import DistributedMemoryManager
 from memstore.observability.metrics import PrometheusMetrics
 from memstore.observability.tracing import Tracing
 from memstore.server.errors import error_middleware
+from memstore.server.limits import QuotaTracker
 from memstore.server.openapi import build_openapi
 from memstore.server.protocol import serve_app
 from memstore.server.routes import ROUTES, add_routes
-from memstore.server.security import check_bind, security_middleware
+from memstore.server.security import Security, check_bind, security_middleware
 from memstore.server.state import MANAGER, METRICS, OPENAPI, SETTINGS
 from memstore.server.telemetry import observability_middleware
 
@@ -59,7 +60,8 @@ def create_app(
         if recording is not None or tracing is not None
         else error_middleware
     )
-    middlewares: list[Middleware] = [outer, security_middleware(settings, manager)]
+    security = Security(settings, manager)
+    middlewares: list[Middleware] = [outer, security_middleware(security)]
     app = web.Application(
         middlewares=middlewares,
         client_max_size=settings.max_body_bytes + ENVELOPE_BYTES,
@@ -88,7 +90,30 @@ def create_app(
             await asyncio.to_thread(tracing.shutdown)
 
     app.cleanup_ctx.append(manager_lifecycle)
+    if settings.mcp_enabled:
+        # After the manager's lifecycle: /mcp's streams end before the manager closes.
+        _add_mcp(app, settings, manager, security.quotas)
     return app
+
+
+def _add_mcp(
+    app: web.Application,
+    settings: Settings,
+    manager: DistributedMemoryManager,
+    quotas: QuotaTracker,
+) -> None:
+    """``/mcp`` when the MCP SDK (the ``mcp`` extra) is installed."""
+    try:
+        from memstore.server.mcp.http import add_mcp
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] not in ("mcp", "mcp_types"):
+            raise
+        log.warning(
+            "/mcp is not served: the MCP SDK is not installed (pip install 'memstore[mcp]'); "
+            "MEMSTORE_MCP_ENABLED=false silences this"
+        )
+        return
+    add_mcp(app, settings, manager, quotas)
 
 
 def serve(settings: Settings) -> None:

@@ -66,6 +66,9 @@ class Route:
     traced: bool = True
     #: Matched before the other routes (the hottest requests try fewer patterns).
     hot: bool = False
+    #: The answer may be a long-lived stream (MCP's listen streams): no request deadline
+    #: for the whole request; the handler bounds each operation it runs itself.
+    streaming: bool = False
 
     @property
     def namespaced(self) -> bool:

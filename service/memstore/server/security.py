@@ -12,7 +12,8 @@ JSON by the one error map, ``memstore.server.errors``):
 4. for writes that can grow a namespace (``grows_storage`` in the row), its quota (403
    ``quota_exceeded``);
 5. the handler, body read included, under the request timeout (504 ``timeout``), enforced
-   by one shared ``DeadlineWatchdog`` rather than a timer per request.
+   by one shared ``DeadlineWatchdog`` rather than a timer per request; a ``streaming``
+   route (``/mcp``) bounds each call it runs itself instead.
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class Security:
         self, request: web.Request, handler: Handler, route: Route | None, namespace: str | None
     ) -> web.StreamResponse:
         watchdog = self.watchdog
-        if watchdog is None:
+        if watchdog is None or (route is not None and route.streaming):
             return await self._call(request, handler, route, namespace)
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
@@ -178,8 +179,7 @@ class Security:
         return response
 
 
-def security_middleware(settings: Settings, manager: DistributedMemoryManager) -> Middleware:
-    security = Security(settings, manager)
+def security_middleware(security: Security) -> Middleware:
     if not security.auth.enabled:
         log.warning(
             "authentication is disabled (MEMSTORE_AUTH_ENABLED=false): every caller can read "
