@@ -30,6 +30,7 @@ from memstore.core.records import (
     EntityRecord,
     FeedbackRecord,
     MemorySummary,
+    MessageRecord,
     ToolUsageRecord,
 )
 from memstore.core.validation import (
@@ -431,6 +432,15 @@ async def replace_messages(request: web.Request) -> web.Response:
     return json_response({"items": [m.to_dict() for m in records], "next_before": None})
 
 
+async def pop_message(request: web.Request) -> web.Response:
+    cid = request.match_info["conversation_id"]
+    record = await manager_for(request).pop_message(cid)
+    if record is None:
+        # Nothing to pop reads like loading it: a conversation without messages is 404.
+        raise NotFoundError(f"conversation {cid} does not exist")
+    return json_response(record.to_dict())
+
+
 async def delete_conversation(request: web.Request) -> web.Response:
     cid = request.match_info["conversation_id"]
     if not await manager_for(request).delete_conversation(cid):
@@ -629,6 +639,17 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, CID), body=schemas.MessagesReplace,
           role="write", grows_storage=True, shrinks_storage=True,
           responses={200: ("Replaced.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
+    Route("POST", f"{P}/conversations/{{conversation_id}}/messages:pop", pop_message,
+          "popMessage",
+          "Remove and return the last message, atomically (concurrent pops each get a "
+          "different one). The next append reuses its `seq`; popping the only message "
+          "deletes the conversation. Not idempotent: a retry pops another message.",
+          "conversations",
+          params=(NS, CID), role="write", shrinks_storage=True,
+          responses={200: ("The popped message.", MessageRecord), 400: E400,
+                     404: ("No such conversation (no messages): nothing popped.",
+                           schemas.ErrorOut),
+                     503: E503}),
     Route("DELETE", f"{P}/conversations/{{conversation_id}}", delete_conversation,
           "deleteConversation", "Delete a conversation and its messages.", "conversations",
           params=(NS, CID), role="write", shrinks_storage=True,

@@ -822,9 +822,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 # The delete names the full shard key (MongoDB < 7.1 requires it of a
                 # findAndModify); it claims the message: of two pops that read the same
                 # last seq, one gets the document and the other reads again.
-                doc = await msgs.find_one_and_delete(
-                    {**mine, "seq": last["seq"]}, session=session
-                )
+                doc = await msgs.find_one_and_delete({**mine, "seq": last["seq"]}, session=session)
                 if doc is not None:
                     break
             seq = doc["seq"]
