@@ -47,7 +47,7 @@ async def test_pop_over_http_and_through_the_client(
     assert resp.status == 404
     spec.check("POST", POP, 404, await resp.json())
     assert await remote.pop_message("c") is None
-    assert await remote.list_conversations() == type(await remote.list_conversations())([], None)
+    assert (await remote.list_conversations()).items == []
     # A bad conversation id is the same error in process and over HTTP.
     resp = await http.post("/v1/namespaces/agent/conversations/bad%20id/messages:pop")
     assert resp.status == 400
@@ -249,6 +249,7 @@ async def main() -> None:
 
 asyncio.run(main())
 asyncio.run(main())  # a second event loop: a second session, closed with its loop too
+print(len(memory._sessions.by_loop))  # nothing kept of the ended loops
 """
 
 
@@ -272,5 +273,5 @@ async def test_a_client_never_closed_exits_without_warnings(
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 0, err.decode()
-    assert out.decode().split() == ["1", "2"]
+    assert out.decode().split() == ["1", "2", "0"]
     assert err.decode() == ""

@@ -156,24 +156,27 @@ _LOOP_END_GUARDS: set[asyncio.Task[None]] = set()
 
 @dataclass(eq=False)
 class _Sessions:
-    """The aiohttp sessions of a client and its ``for_namespace`` views, one per loop."""
+    """The aiohttp sessions of a client and its ``for_namespace`` views, one per loop, each
+    with the task that closes it when its loop ends."""
 
     timeout: aiohttp.ClientTimeout
-    by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
+    by_loop: weakref.WeakKeyDictionary[
+        asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Task[None]]
+    ] = field(default_factory=weakref.WeakKeyDictionary)
 
     def get(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
-        session = self.by_loop.get(loop)
-        if session is None or session.closed:
-            session = self.by_loop[loop] = aiohttp.ClientSession(timeout=self.timeout)
-            guard = loop.create_task(
-                self._close_when_the_loop_ends(loop, session),
-                name="memstore-client-close-at-loop-end",
-            )
-            _LOOP_END_GUARDS.add(guard)
-            guard.add_done_callback(_LOOP_END_GUARDS.discard)
+        entry = self.by_loop.get(loop)
+        if entry is not None:
+            return entry[0]
+        session = aiohttp.ClientSession(timeout=self.timeout)
+        guard = loop.create_task(
+            self._close_when_the_loop_ends(loop, session),
+            name="memstore-client-close-at-loop-end",
+        )
+        _LOOP_END_GUARDS.add(guard)
+        guard.add_done_callback(_LOOP_END_GUARDS.discard)
+        self.by_loop[loop] = (session, guard)
         return session
 
     async def _close_when_the_loop_ends(
@@ -185,14 +188,19 @@ class _Sessions:
         try:
             await asyncio.Event().wait()
         finally:
-            if self.by_loop.get(loop) is session:
+            # The entry refers to its loop (session and task do), so it must be dropped
+            # here: the weak key alone would never let go of an ended loop.
+            entry = self.by_loop.get(loop)
+            if entry is not None and entry[0] is session:
                 del self.by_loop[loop]
             await session.close()
 
     async def close(self) -> None:
         """Close the session of the running loop (those of other loops close with them)."""
-        session = self.by_loop.pop(asyncio.get_running_loop(), None)
-        if session is not None:
+        entry = self.by_loop.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            session, guard = entry
+            guard.cancel()
             await session.close()
 
 
