@@ -406,10 +406,11 @@ async def get_messages(request: web.Request) -> web.Response:
     cid = request.match_info["conversation_id"]
     before = query_int(request, "before")
     records = await manager.load_messages(cid, limit=limit, before_seq=before)
-    if not records and before is None:
+    if not records and (before is None or not await manager.load_messages(cid, limit=1)):
         # A conversation is its messages: none means it was never written or was deleted,
-        # and a deleted resource reads as 404 like an entity does (the client and the
-        # manager read it as an empty history).
+        # and a deleted resource reads as 404 like an entity does, whatever page is asked
+        # for (the client and the manager read it as an empty history). A page before the
+        # first message of a conversation that has messages is 200 with no items.
         raise NotFoundError(f"conversation {cid} does not exist")
     # seq is contiguous from 1, so older messages exist exactly when the first seq > 1.
     next_before = records[0].seq if records and records[0].seq > 1 else None
@@ -627,7 +628,8 @@ ROUTES: tuple[Route, ...] = (
                         "Only messages with seq below this (from `next_before`).")),
           role="read", hot=True,
           responses={200: ("Messages.", schemas.MessagesOut), 400: E400,
-                     404: ("No such conversation (no messages).", schemas.ErrorOut),
+                     404: ("No such conversation (no messages), whatever `before` is.",
+                           schemas.ErrorOut),
                      503: E503}),
     Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
           "appendMessages", "Append messages atomically.", "conversations",
