@@ -4,6 +4,8 @@ ones from plain code and from inside a running loop), and a real
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,3 +176,43 @@ def test_a_runnable_with_message_history_sync(sync_client: MemoryClient) -> None
     assert chat.chain.invoke({"input": "I am Ada."}, chat.config).content == "Hello, Ada."
     assert chat.chain.invoke({"input": "What is my name?"}, chat.config).content == ("You are Ada.")
     chat.check([m.message for m in run_sync(sync_client.load_messages("chat"))])
+
+
+def test_a_sync_method_on_the_background_loop_itself_is_refused(
+    sync_client: MemoryClient,
+) -> None:
+    history = MemstoreChatMessageHistory("lc-5", sync_client)
+
+    async def inside() -> list[BaseMessage]:
+        return history.messages  # would wait on the loop it runs on
+
+    with pytest.raises(RuntimeError, match="await the async method"):
+        run_sync(inside())
+
+
+SYNC_SCRIPT = """
+import sys
+from langchain_core.messages import HumanMessage
+from memstore.client import MemoryClient
+from memstore.integrations.langchain import MemstoreChatMessageHistory
+
+# Nothing is closed by hand: the background loop ends at exit and closes the session.
+history = MemstoreChatMessageHistory("script", MemoryClient(sys.argv[1], namespace=sys.argv[2]))
+history.add_messages([HumanMessage("hi")])
+print(len(history.messages))
+"""
+
+
+def test_a_sync_script_exits_cleanly(live_service: ServiceProcess, tmp_path: Path) -> None:
+    script = tmp_path / "sync_history.py"
+    script.write_text(SYNC_SCRIPT)
+    result = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "always", str(script), live_service.url,
+         fresh_namespace()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1"]
+    assert result.stderr == ""
