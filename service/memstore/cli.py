@@ -502,7 +502,7 @@ def entity_types() -> None:
 @main.group()
 @client_options
 def conversation() -> None:
-    """Append to, show, replace, list and delete conversations."""
+    """Append to, show, pop, replace, list and delete conversations."""
 
 
 def _messages(text: str) -> list[Any]:
@@ -550,6 +550,17 @@ def conversation_replace(conversation_id: str, messages: str) -> None:
 def conversation_list(limit: int | None, cursor: str | None) -> None:
     """List one page of conversations, by id."""
     _print_page(_run(lambda c: c.list_conversations(limit=limit, cursor=cursor)))
+
+
+@conversation.command("pop")
+@CONVERSATION_ID
+@client_options
+def conversation_pop(conversation_id: str) -> None:
+    """Remove the last message of CONVERSATION_ID and print it."""
+    record = _run(lambda c: c.pop_message(conversation_id))
+    if record is None:
+        raise click.ClickException(f"not_found: conversation {conversation_id} has no messages")
+    _print(record.to_dict())
 
 
 @conversation.command("delete")

@@ -136,8 +136,14 @@ async def test_conversations_over_http(http: Client, spec: SpecChecker) -> None:
     assert convs["items"][0]["conversation_id"] == "chat-1"
     assert convs["items"][0]["message_count"] == 1
     conv = "/v1/namespaces/{namespace}/conversations/{conversation_id}"
+    # Before the first message of an existing conversation: an empty page.
+    empty = await call(http, spec, "GET", msgs, path, expect=200, params={"before": "1"})
+    assert empty == {"items": [], "next_before": None}
     await call(http, spec, "DELETE", conv, f"{NS}/conversations/chat-1", expect=204)
     await call(http, spec, "DELETE", conv, f"{NS}/conversations/chat-1", expect=404)
+    # Deleted: 404 whatever page is asked for.
+    await call(http, spec, "GET", msgs, path, expect=404)
+    await call(http, spec, "GET", msgs, path, expect=404, params={"limit": "37", "before": "2229"})
 
 
 async def test_tool_usage_feedback_and_summary(http: Client, spec: SpecChecker) -> None:

@@ -57,6 +57,19 @@ def test_conversation_list_replace_delete(target: tuple[str, ...]) -> None:
     assert again.stderr == "Error: not_found: conversation c1 does not exist\n"
 
 
+def test_conversation_pop(target: tuple[str, ...]) -> None:
+    ok(*target, "conversation", "append", "c", '[{"n": 1}, {"n": 2}]')
+    popped = j(*target, "conversation", "pop", "c")
+    assert (popped["seq"], popped["message"]) == (2, {"n": 2})
+    assert [m["message"] for m in j(*target, "conversation", "show", "c")] == [{"n": 1}]
+    assert j(*target, "conversation", "pop", "c")["message"] == {"n": 1}
+    empty = run(*target, "conversation", "pop", "c")
+    assert empty.returncode == 1
+    assert empty.stderr == "Error: not_found: conversation c has no messages\n"
+    bad = run(*target, "conversation", "pop", "bad id")
+    assert bad.returncode == 2 and "conversation_id" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_tool_record_list_and_names(target: tuple[str, ...]) -> None:
     first = j(*target, "tool", "record", "search", "--input", '{"q": "x"}', "--output", "[1]",
               "--duration-ms", "12.5", "--timestamp", "1000", "--id", "use-1")  # fmt: skip

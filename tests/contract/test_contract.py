@@ -329,6 +329,83 @@ async def test_replace_and_delete_conversation(backend: DistributedMemoryBackend
     assert (summary.conversations, summary.messages) == (1, 0)
 
 
+async def test_pop_message_takes_the_last_one_in_order(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    await backend.append_messages(ns, "c", [{"n": i} for i in range(1, 4)])
+    popped = await backend.pop_message(ns, "c")
+    assert popped is not None
+    assert (popped.conversation_id, popped.seq, popped.message) == ("c", 3, {"n": 3})
+    assert [m.message for m in await backend.load_messages(ns, "c")] == [{"n": 1}, {"n": 2}]
+    second = await backend.pop_message(ns, "c")
+    assert second is not None
+    assert (second.seq, second.message) == (2, {"n": 2})
+    # Another conversation and another namespace are untouched.
+    await backend.append_messages(ns, "other", [{"keep": True}])
+    await backend.append_messages(ns + "x", "c", [{"keep": True}])
+    assert (await backend.summary(ns)).messages == 2
+    assert [m.message for m in await backend.load_messages(ns + "x", "c")] == [{"keep": True}]
+
+
+async def test_pop_message_on_an_empty_or_missing_conversation(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    assert await backend.pop_message(ns, "never") is None
+    await backend.replace_conversation(ns, "empty", [])
+    assert await backend.pop_message(ns, "empty") is None
+    await backend.append_messages(ns, "one", [{"only": 1}])
+    popped = await backend.pop_message(ns, "one")
+    assert popped is not None and popped.message == {"only": 1}
+    assert await backend.pop_message(ns, "one") is None
+    # A conversation is its messages: popping the only one deletes it.
+    convs = await backend.list_conversations(ns, limit=10)
+    assert [c.conversation_id for c in convs.items] == ["empty"]
+    assert await backend.delete_conversation(ns, "one") is False
+    summary = await backend.summary(ns)
+    assert (summary.conversations, summary.messages) == (1, 0)
+
+
+async def test_seq_count_and_bytes_after_pop_then_append(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    big, small = {"text": "x" * 300}, {"t": 1}
+    await backend.append_messages(ns, "c", [small, small, big])
+    assert await stored(backend, ns) == 2 * size(small) + size(big)
+    await backend.pop_message(ns, "c")
+    assert await stored(backend, ns) == 2 * size(small)
+    # seq stays 1..n: the next append takes the popped seq again.
+    appended = await backend.append_messages(ns, "c", [{"n": "new"}, {"n": "newer"}])
+    assert [m.seq for m in appended] == [3, 4]
+    msgs = await backend.load_messages(ns, "c")
+    assert [m.seq for m in msgs] == [1, 2, 3, 4]
+    assert [m.message for m in msgs][2:] == [{"n": "new"}, {"n": "newer"}]
+    assert [m.seq for m in await backend.load_messages(ns, "c", limit=2, before_seq=4)] == [2, 3]
+    convs = await backend.list_conversations(ns, limit=10)
+    assert [(c.conversation_id, c.message_count) for c in convs.items] == [("c", 4)]
+    assert (await backend.summary(ns)).messages == 4
+    while await backend.pop_message(ns, "c") is not None:
+        pass
+    assert await stored(backend, ns) == 0
+    assert (await backend.summary(ns)).conversations == 0
+    restarted = await backend.append_messages(ns, "c", [small])
+    assert restarted[0].seq == 1
+
+
+async def test_concurrent_pops_return_each_message_once(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    await backend.append_messages(ns, "c", [{"i": i} for i in range(10)])
+    popped = await asyncio.gather(*(backend.pop_message(ns, "c") for _ in range(20)))
+    got = [p for p in popped if p is not None]
+    assert sorted(p.message["i"] for p in got) == list(range(10))
+    assert sorted(p.seq for p in got) == list(range(1, 11))
+    assert popped.count(None) == 10
+    assert await backend.load_messages(ns, "c") == []
+    summary = await backend.summary(ns)
+    assert (summary.conversations, summary.messages) == (0, 0)
+    assert await stored(backend, ns) == 0
+
+
 async def test_list_conversations_pages(backend: DistributedMemoryBackend, ns: str) -> None:
     for i in range(7):
         await backend.append_messages(ns, f"conv{i}", [{"i": i}] * (i + 1))

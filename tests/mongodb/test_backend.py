@@ -251,8 +251,10 @@ async def test_every_command_carries_the_shard_key_prefix(
     await mongo.append_messages(ns, "c", [{"m": 1}, {"m": 2}])
     await mongo.load_messages(ns, "c")
     await mongo.load_messages(ns, "c", limit=1, before_seq=2)
+    await mongo.pop_message(ns, "c")
     await mongo.replace_conversation(ns, "c", [{"m": 3}])
     await mongo.list_conversations(ns, limit=5)
+    await mongo.pop_message(ns, "c")
     await mongo.delete_conversation(ns, "c")
     await mongo.record_tool_usage(ns, ToolUsageRecord("u", "t", 1, 2, 1.0, True, 5.0))
     await mongo.query_tool_usage(ns, tool_name="t", start=0, end=10, limit=5)
@@ -273,6 +275,10 @@ async def test_every_command_carries_the_shard_key_prefix(
                 assert isinstance(flt.get(field), str), (name, collection, field, flt)
             assert flt["ns"] == ns
     assert {"find", "aggregate", "update", "delete", "findAndModify", "insert"} <= seen
+    # A pop's findAndModify names the whole shard key of messages (MongoDB < 7.1 needs it).
+    pops = [c for n, c in recorder.commands if n == "findAndModify" and c[n] == "messages"]
+    assert len(pops) == 2
+    assert all(isinstance(c["query"].get("seq"), int) for c in pops)
 
 
 async def test_writes_ask_for_majority_and_journal(

@@ -193,3 +193,32 @@ async def test_a_retried_write_is_applied_once(redis_backend: RedisMemoryBackend
     assert first == retry == [b"ok", b"1"]  # not a conflict on "version 1 expected"
     assert await backend.load_entity(ns, "doc", "a") is None
     assert (await backend.summary(ns)).entity_counts == {}
+
+
+async def test_a_retried_pop_returns_the_same_message(redis_backend: RedisMemoryBackend) -> None:
+    """A pop sent twice with one operation id (a retry after a lost reply) pops once and
+    the retry returns the same message, also when the pop emptied the conversation."""
+    import time
+
+    from memstore.backends.redis import scripts
+
+    backend = redis_backend
+    ns = f"idem{uuid.uuid4().hex[:8]}"
+    await backend.append_messages(ns, "c", [{"n": 1}, {"n": 2}])
+    k = backend.keys
+    keys = [
+        *backend._conversation_keys(ns, "c"),
+        k.conversation_last_pop(k.conversation_tag(ns, "c"), "c"),
+    ]
+    for op, expected in (("op-pop-1", 2), ("op-pop-2", 1)):
+        args = ["c", repr(time.time()), op]
+        first = await backend.connection.write(scripts.POP_MESSAGE, keys, args)
+        retry = await backend.connection.write(scripts.POP_MESSAGE, keys, args)
+        assert first == retry
+        assert first.startswith(f"{expected}\n".encode())
+    assert await backend.load_messages(ns, "c") == []
+    summary = await backend.summary(ns)
+    assert (summary.conversations, summary.messages) == (0, 0)
+    assert await backend.stored_bytes(ns) == 0
+    # A new op id is a new pop: nothing left.
+    assert await backend.connection.write(scripts.POP_MESSAGE, keys, ["c", "1.0", "op-3"]) is None

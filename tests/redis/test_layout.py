@@ -62,7 +62,10 @@ def test_every_operation_is_single_slot(
             *backend._entity_keys(ns, etype, eid),
             k.entity_tombstone(k.entity_tag(ns, etype, eid), eid),
         ],
-        backend._conversation_keys(ns, cid),
+        [
+            *backend._conversation_keys(ns, cid),
+            k.conversation_last_pop(k.conversation_tag(ns, cid), cid),
+        ],
     ]
     t = k.tool_tag(ns, eid)
     groups.append([k.tool_records(t), k.tool_time(t), k.tool_by_name(t, tool), k.tool_counts(t)])

@@ -14,6 +14,9 @@ against every backend. Semantics every backend must keep:
   (timestamp, id)) and paged with opaque cursors; a page never repeats or skips an item
   that existed unchanged for the whole walk.
 * Conversation append is O(1) per message and atomic per call; ``seq`` starts at 1.
+  ``pop_message`` removes the last message atomically on the server (never a read then a
+  replace), so concurrent pops each get a different message; a conversation stays
+  ``1..n`` contiguous, so the next append takes the popped ``seq`` again.
 * Driver errors become ``BackendUnavailableError`` (retryable) or another
   ``MemoryStoreError``; nothing else escapes.
 * Write methods take the payload's compact JSON too (``data_json``, ``messages_json``,
@@ -159,6 +162,14 @@ class DistributedMemoryBackend(abc.ABC):
     ) -> list[MessageRecord]:
         """Atomically replace the whole history (seq restarts at 1). Empty list keeps an
         empty conversation."""
+
+    @abc.abstractmethod
+    async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
+        """Remove and return the message with the highest ``seq``, atomically; ``None``
+        when the conversation has none. The counts and stored bytes shrink with it, the
+        next append reuses its ``seq``, and popping the only message deletes the
+        conversation (a conversation is its messages). A retry of a pop whose answer was
+        lost must not pop a second message where the backend retries writes itself."""
 
     @abc.abstractmethod
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool: ...

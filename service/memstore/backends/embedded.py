@@ -519,6 +519,32 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 conn, namespace, conversation_id, 1, messages, raws, now
             )
 
+    async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
+        async with self._transaction() as conn:
+            async with conn.execute(
+                "DELETE FROM messages WHERE ns = ?1 AND conversation_id = ?2 AND seq = "
+                "(SELECT MAX(seq) FROM messages WHERE ns = ?1 AND conversation_id = ?2) "
+                "RETURNING seq, message, created_at",
+                (namespace, conversation_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            # seq stays 1..n: the next append takes the popped seq again.
+            async with conn.execute(
+                "UPDATE conversations SET next_seq = next_seq - 1, "
+                "message_count = message_count - 1, updated_at = ? "
+                "WHERE ns = ? AND id = ? RETURNING message_count",
+                (time.time(), namespace, conversation_id),
+            ) as cur:
+                left = await cur.fetchone()
+            if left is not None and left[0] <= 0:
+                await conn.execute(
+                    "DELETE FROM conversations WHERE ns = ? AND id = ?",
+                    (namespace, conversation_id),
+                )
+        return MessageRecord(conversation_id, row[0], orjson.loads(row[1]), row[2])
+
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
         async with self._transaction() as conn:
             await conn.execute(

@@ -11,6 +11,21 @@ Arguments are checked here, before any request, by the manager's own checks
 message and details on both sides; what only the server knows (its payload size and page
 size limits) it checks with those same functions.
 
+Lifecycle: ``async with MemoryClient(...) as memory:`` or ``await memory.close()``; a
+client never closed is closed anyway when its event loop ends under ``asyncio.run`` (or
+``asyncio.Runner``), without warnings. The client keeps one aiohttp session per event loop
+(an aiohttp session belongs to the loop it was made on), so one client may be used from
+several loops, e.g. a framework's sync methods run on a helper thread's loop; each such
+session is closed when its loop ends. A loop driven by hand (``run_until_complete`` and
+``close`` without cancelling its tasks) must ``await memory.close()`` itself.
+
+Retries: an answer 429 (rate limited: refused before anything ran) is retried for every
+request; 503 (unavailable) only for an idempotent one (GET, unconditional PUT and DELETE,
+a tool use with its own ``usage_id``), since a 503 may come after the write landed. The
+wait is the answer's ``Retry-After`` (seconds or an HTTP date), else a doubling backoff;
+at most ``retries`` retries and ``retry_max_wait`` seconds of waiting in all, after which
+the error is raised (also at once when ``Retry-After`` asks for longer than what is left).
+
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
 provider (the agent's own; a no-op when it has none) and carries that span's context in the
 headers of the global propagator (``opentelemetry.propagate``: ``OTEL_PROPAGATORS``, W3C
@@ -20,9 +35,15 @@ the agent's trace.
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
+import math
 import os
 import re
 import socket
+import time
+import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
@@ -107,6 +128,82 @@ def _why_unreachable(exc: BaseException, timeout: float | None) -> str:
     return str(exc) or type(exc).__name__
 
 
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds from ``now`` (>= 0): a number of seconds or an
+    HTTP date. ``None`` when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+#: Tasks that close a client's session when their event loop ends. asyncio keeps only weak
+#: references to tasks; these must live until their loop cancels them.
+_LOOP_END_GUARDS: set[asyncio.Task[None]] = set()
+
+
+@dataclass(eq=False)
+class _Sessions:
+    """The aiohttp sessions of a client and its ``for_namespace`` views, one per loop, each
+    with the task that closes it when its loop ends."""
+
+    timeout: aiohttp.ClientTimeout
+    by_loop: weakref.WeakKeyDictionary[
+        asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Task[None]]
+    ] = field(default_factory=weakref.WeakKeyDictionary)
+
+    def get(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        entry = self.by_loop.get(loop)
+        if entry is not None:
+            return entry[0]
+        session = aiohttp.ClientSession(timeout=self.timeout)
+        guard = loop.create_task(
+            self._close_when_the_loop_ends(loop, session),
+            name="memstore-client-close-at-loop-end",
+        )
+        _LOOP_END_GUARDS.add(guard)
+        guard.add_done_callback(_LOOP_END_GUARDS.discard)
+        self.by_loop[loop] = (session, guard)
+        return session
+
+    async def _close_when_the_loop_ends(
+        self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession
+    ) -> None:
+        # asyncio.run cancels the tasks still pending when its main coroutine returns and
+        # lets them finish: this one closes the session then, quietly (nothing is lost by a
+        # client left open: it holds no data, only connections).
+        try:
+            await asyncio.Event().wait()
+        finally:
+            # The entry refers to its loop (session and task do), so it must be dropped
+            # here: the weak key alone would never let go of an ended loop.
+            entry = self.by_loop.get(loop)
+            if entry is not None and entry[0] is session:
+                del self.by_loop[loop]
+            await session.close()
+
+    async def close(self) -> None:
+        """Close the session of the running loop (those of other loops close with them)."""
+        entry = self.by_loop.pop(asyncio.get_running_loop(), None)
+        if entry is not None:
+            session, guard = entry
+            guard.cancel()
+            await session.close()
+
+
 class MemoryClient(MemoryAPI):
     """Async client for one memory namespace of a memstore service (the seed-compatible
     conveniences come from ``MemoryAPI``, shared with the manager)."""
@@ -120,18 +217,30 @@ class MemoryClient(MemoryAPI):
         timeout: float = 30.0,
         session: aiohttp.ClientSession | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        retries: int = 3,
+        retry_max_wait: float = 30.0,
     ) -> None:
-        """``tracer_provider``: where the client's spans go (default: the global one)."""
+        """``tracer_provider``: where the client's spans go (default: the global one).
+        ``session``: an aiohttp session to use (the caller closes it; default: the
+        client's own, one per event loop). ``retries`` / ``retry_max_wait``: the bound on
+        retries of answers 429 and 503 (count, and seconds of waiting in all)."""
         problem = url_problem(base_url)
         if problem is not None:
             raise ConfigurationError(problem)
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigurationError("retries must be an integer >= 0")
+        if not math.isfinite(retry_max_wait) or retry_max_wait < 0:
+            raise ConfigurationError("retry_max_wait must be a number of seconds >= 0")
+        self._retries = retries
+        self._retry_max_wait = float(retry_max_wait)
         self.base_url = base_url.rstrip("/")
         self.namespace = check_name("namespace", namespace)
         # Never logged or shown; MEMSTORE_TOKEN is read when no token is given.
         self._token = token if token is not None else os.environ.get("MEMSTORE_TOKEN") or None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
-        self._owns_session = session is None
+        self._sessions = _Sessions(self._timeout)
+        self._owns_sessions = True
         url = URL(self.base_url)
         self._server_address = url.host or ""
         self._server_port = url.port
@@ -148,27 +257,31 @@ class MemoryClient(MemoryAPI):
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
+        """Close this client's session on the running loop (a view from ``for_namespace``
+        leaves the shared sessions to the client it came from; a given ``session`` is
+        the caller's to close)."""
+        if self._owns_sessions:
+            await self._sessions.close()
 
     def for_namespace(self, namespace: str) -> MemoryClient:
-        """A client on another namespace sharing this client's connection pool."""
+        """A client on another namespace sharing this client's connection pools."""
         check_name("namespace", namespace)
         other = MemoryClient(
             self.base_url,
             namespace,
             token=self._token,
-            session=self._get_session(),
+            session=self._session,
             tracer_provider=self._tracer_provider,
+            retries=self._retries,
+            retry_max_wait=self._retry_max_wait,
         )
-        other._owns_session = False
+        other._timeout = self._timeout
+        other._sessions = self._sessions
+        other._owns_sessions = False
         return other
 
     def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
+        return self._session if self._session is not None else self._sessions.get()
 
     def _ns(self, path: str) -> str:
         return f"/v1/namespaces/{_q(self.namespace)}{path}"
@@ -182,7 +295,63 @@ class MemoryClient(MemoryAPI):
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         accept_404: bool = False,
+        idempotent: bool | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
+        """One call: the request, retried on 429 and (``idempotent``; by default from the
+        method and conditional headers) on 503 within the client's bounds."""
+        if idempotent is None:
+            conditional = headers is not None and any(
+                h in headers for h in ("If-Match", "If-None-Match")
+            )
+            # A conditional write that landed before its 503 would fail its retry with 412.
+            idempotent = method == "GET" or (method in ("PUT", "DELETE") and not conditional)
+        attempt = 0
+        waited = 0.0
+        while True:
+            status, raw, resp_headers = await self._send(
+                method,
+                path,
+                json=json,
+                params=params,
+                headers=headers,
+                attempt=attempt,
+                accept_404=accept_404,
+            )
+            if status == 429 or (status == 503 and idempotent):
+                delay = retry_after_seconds(resp_headers.get("Retry-After"))
+                if delay is None:
+                    delay = min(0.25 * 2**attempt, 5.0)
+                if attempt < self._retries and waited + delay <= self._retry_max_wait:
+                    await asyncio.sleep(delay)
+                    waited += delay
+                    attempt += 1
+                    continue
+            break
+        body: Any = None
+        if raw and resp_headers.get("Content-Type", "").startswith("application/json"):
+            body = orjson.loads(raw)
+        elif raw:
+            body = raw.decode("utf-8", "replace")
+        if status >= 400 and not (accept_404 and status == 404):
+            raise error_from_wire(
+                status,
+                body if isinstance(body, dict) else {},
+                retry_after=resp_headers.get("Retry-After"),
+            )
+        return status, body, resp_headers
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+        attempt: int,
+        accept_404: bool,
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One HTTP exchange in its own client span: (status, body bytes, headers)."""
         hdrs = dict(headers or {})
         if self._token:
             hdrs["Authorization"] = f"Bearer {self._token}"
@@ -201,6 +370,8 @@ class MemoryClient(MemoryAPI):
                 "url.full": self.base_url + path,
             },
         )
+        if attempt:
+            span.set_attribute("http.request.resend_count", attempt)
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=False):
                 propagate.inject(hdrs)
@@ -227,18 +398,7 @@ class MemoryClient(MemoryAPI):
             span.set_attribute("error.type", str(status))
             span.set_status(Status(StatusCode.ERROR))
         span.end()
-        body: Any = None
-        if raw and resp_headers.get("Content-Type", "").startswith("application/json"):
-            body = orjson.loads(raw)
-        elif raw:
-            body = raw.decode("utf-8", "replace")
-        if status >= 400 and not (accept_404 and status == 404):
-            raise error_from_wire(
-                status,
-                body if isinstance(body, dict) else {},
-                retry_after=resp_headers.get("Retry-After"),
-            )
-        return status, body, resp_headers
+        return status, raw, resp_headers
 
     # -- health and admin -------------------------------------------------------------
 
@@ -388,6 +548,12 @@ class MemoryClient(MemoryAPI):
         _, out, _ = await self._request("PUT", path, json=body)
         return [MessageRecord(**m) for m in out["items"]]
 
+    async def pop_message(self, conversation_id: str | None = None) -> MessageRecord | None:
+        status, out, _ = await self._request(
+            "POST", self._conv(conversation_id, tail="/messages:pop"), accept_404=True
+        )
+        return None if status == 404 else MessageRecord(**out)
+
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
         status, _, _ = await self._request(
             "DELETE", self._conv(conversation_id, tail=""), accept_404=True
@@ -440,6 +606,8 @@ class MemoryClient(MemoryAPI):
             "POST",
             self._ns("/tool-usage"),
             json={k: v for k, v in body.items() if v is not None or k in ("input", "output")},
+            # The same id is stored once: a retry cannot record the use twice.
+            idempotent=usage_id is not None,
         )
         return ToolUsageRecord(**out)
 

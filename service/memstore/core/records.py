@@ -65,8 +65,9 @@ class EntityRecord:
 @with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
-    """One message of a conversation. ``seq`` starts at 1 and only grows within a
-    conversation (replacing the history restarts it at 1)."""
+    """One message of a conversation. ``seq`` runs 1..n within a conversation: an append
+    takes the next one, a pop gives the last one back, replacing the history restarts it
+    at 1."""
 
     conversation_id: str
     seq: int

@@ -122,6 +122,13 @@ class MemoryAPI(Protocol):
         """Replace the whole history (seed API)."""
         ...
 
+    async def pop_message(self, conversation_id: str | None = None) -> MessageRecord | None:
+        """Remove and return the conversation's last message, atomically on the server
+        (concurrent pops each get a different message); ``None`` when it has none. The
+        next append reuses the popped ``seq``; popping the only message deletes the
+        conversation."""
+        ...
+
     async def delete_conversation(self, conversation_id: str | None = None) -> bool: ...
 
     async def list_conversations(

@@ -520,6 +520,11 @@ class DistributedMemoryManager(MemoryAPI):
         finally:
             self._conversation_changed(cid)
 
+    async def pop_message(self, conversation_id: str | None = None) -> MessageRecord | None:
+        """Remove and return the last message (``None`` when there is none), atomically."""
+        cid = check_conversation_id(conversation_id)
+        return await self._run("pop_message", lambda: self.backend.pop_message(self.namespace, cid))
+
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
         cid = check_conversation_id(conversation_id)
         try:

@@ -40,6 +40,7 @@ LINKS: dict[str, tuple[tuple[int, ...], dict[str, tuple[str, dict[str, str]]]]] 
     }),
     "appendMessages": ((201,), {
         "LoadMessages": ("loadMessages", _CONVERSATION),
+        "PopMessage": ("popMessage", _CONVERSATION),
         "DeleteConversation": ("deleteConversation", _CONVERSATION),
         "ListConversations": ("listConversations", _NAMESPACE),
     }),

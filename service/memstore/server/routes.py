@@ -30,6 +30,7 @@ from memstore.core.records import (
     EntityRecord,
     FeedbackRecord,
     MemorySummary,
+    MessageRecord,
     ToolUsageRecord,
 )
 from memstore.core.validation import (
@@ -405,10 +406,11 @@ async def get_messages(request: web.Request) -> web.Response:
     cid = request.match_info["conversation_id"]
     before = query_int(request, "before")
     records = await manager.load_messages(cid, limit=limit, before_seq=before)
-    if not records and before is None:
+    if not records and (before is None or not await manager.load_messages(cid, limit=1)):
         # A conversation is its messages: none means it was never written or was deleted,
-        # and a deleted resource reads as 404 like an entity does (the client and the
-        # manager read it as an empty history).
+        # and a deleted resource reads as 404 like an entity does, whatever page is asked
+        # for (the client and the manager read it as an empty history). A page before the
+        # first message of a conversation that has messages is 200 with no items.
         raise NotFoundError(f"conversation {cid} does not exist")
     # seq is contiguous from 1, so older messages exist exactly when the first seq > 1.
     next_before = records[0].seq if records and records[0].seq > 1 else None
@@ -429,6 +431,15 @@ async def replace_messages(request: web.Request) -> web.Response:
         body.messages, request.match_info["conversation_id"]
     )
     return json_response({"items": [m.to_dict() for m in records], "next_before": None})
+
+
+async def pop_message(request: web.Request) -> web.Response:
+    cid = request.match_info["conversation_id"]
+    record = await manager_for(request).pop_message(cid)
+    if record is None:
+        # Nothing to pop reads like loading it: a conversation without messages is 404.
+        raise NotFoundError(f"conversation {cid} does not exist")
+    return json_response(record.to_dict())
 
 
 async def delete_conversation(request: web.Request) -> web.Response:
@@ -617,7 +628,8 @@ ROUTES: tuple[Route, ...] = (
                         "Only messages with seq below this (from `next_before`).")),
           role="read", hot=True,
           responses={200: ("Messages.", schemas.MessagesOut), 400: E400,
-                     404: ("No such conversation (no messages).", schemas.ErrorOut),
+                     404: ("No such conversation (no messages), whatever `before` is.",
+                           schemas.ErrorOut),
                      503: E503}),
     Route("POST", f"{P}/conversations/{{conversation_id}}/messages", append_messages,
           "appendMessages", "Append messages atomically.", "conversations",
@@ -629,6 +641,17 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, CID), body=schemas.MessagesReplace,
           role="write", grows_storage=True, shrinks_storage=True,
           responses={200: ("Replaced.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
+    Route("POST", f"{P}/conversations/{{conversation_id}}/messages:pop", pop_message,
+          "popMessage",
+          "Remove and return the last message, atomically (concurrent pops each get a "
+          "different one). The next append reuses its `seq`; popping the only message "
+          "deletes the conversation. Not idempotent: a retry pops another message.",
+          "conversations",
+          params=(NS, CID), role="write", shrinks_storage=True,
+          responses={200: ("The popped message.", MessageRecord), 400: E400,
+                     404: ("No such conversation (no messages): nothing popped.",
+                           schemas.ErrorOut),
+                     503: E503}),
     Route("DELETE", f"{P}/conversations/{{conversation_id}}", delete_conversation,
           "deleteConversation", "Delete a conversation and its messages.", "conversations",
           params=(NS, CID), role="write", shrinks_storage=True,

@@ -806,6 +806,52 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
             return await self._atomic("replace_conversation", body)
 
+    async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
+        convs = self._coll(schema.CONVERSATIONS)
+        msgs = self._coll(schema.MESSAGES)
+        conv_key = {"ns": namespace, "id": conversation_id}
+
+        async def body(session: AsyncClientSession | None) -> MessageRecord | None:
+            mine = {"ns": namespace, "cid": conversation_id}
+            while True:
+                last = await msgs.find_one(
+                    mine, {"_id": 0, "seq": 1}, sort=[("seq", DESCENDING)], session=session
+                )
+                if last is None:
+                    return None
+                # The delete names the full shard key (MongoDB < 7.1 requires it of a
+                # findAndModify); it claims the message: of two pops that read the same
+                # last seq, one gets the document and the other reads again.
+                doc = await msgs.find_one_and_delete({**mine, "seq": last["seq"]}, session=session)
+                if doc is not None:
+                    break
+            seq = doc["seq"]
+            update = {"$set": {"updated_at": time.time()}}
+            # Give the seq back only if no append reserved a later one meanwhile (possible
+            # without transactions); else the conversation keeps a gap at ``seq``.
+            conv = await convs.find_one_and_update(
+                {**conv_key, "last_seq": seq},
+                {**update, "$inc": {"last_seq": -1, "message_count": -1}},
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            if conv is None:
+                conv = await convs.find_one_and_update(
+                    conv_key,
+                    {**update, "$inc": {"message_count": -1}},
+                    return_document=ReturnDocument.AFTER,
+                    session=session,
+                )
+            if conv is not None and conv["message_count"] <= 0:
+                # An append in flight has already counted its messages: then no match.
+                await convs.delete_one({**conv_key, "message_count": {"$lte": 0}}, session=session)
+            return MessageRecord(
+                conversation_id, seq, decode_value(doc["message"]), doc["created_at"]
+            )
+
+        async with self._write_lock(namespace, "\x00conversation", conversation_id):
+            return await self._atomic("pop_message", body)
+
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)

@@ -493,6 +493,21 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             scripts.REPLACE_CONVERSATION, namespace, conversation_id, messages, messages_json
         )
 
+    async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
+        tag = self.keys.conversation_tag(namespace, conversation_id)
+        item = await self.connection.write(
+            scripts.POP_MESSAGE,
+            [
+                *self._conversation_keys(namespace, conversation_id),
+                self.keys.conversation_last_pop(tag, conversation_id),
+            ],
+            [conversation_id, _f(time.time()), _op_id()],
+        )
+        if item is None:
+            return None
+        seq, ts, raw = item.split(b"\n", 2)
+        return MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
+
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
         res = await self.connection.write(
             scripts.DELETE_CONVERSATION,

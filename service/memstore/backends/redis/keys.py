@@ -110,6 +110,10 @@ class Keys:
     def conversation_messages(self, tag: str, conversation_id: str) -> str:
         return f"{self.prefix}m:{{{tag}}}:{conversation_id}"
 
+    def conversation_last_pop(self, tag: str, conversation_id: str) -> str:
+        """Short-lived marker of the last pop's operation id and item (idempotent retries)."""
+        return f"{self.prefix}cp:{{{tag}}}:{conversation_id}"
+
     def conversation_index(self, tag: str) -> str:
         return f"{self.prefix}ci:{{{tag}}}"
 

@@ -52,6 +52,7 @@ APPEND_MESSAGES = _script("append_messages", "push", "size")
 LOAD_MESSAGES_BEFORE = _script("load_messages_before")
 REPLACE_CONVERSATION = _script("replace_conversation", "push", "size")
 DELETE_CONVERSATION = _script("delete_conversation")
+POP_MESSAGE = _script("pop_message")
 RECORD_TOOL_USAGE = _script("record_tool_usage", "trim_tools")
 TOOL_COUNTS = _script("tool_counts", "trim_tools")
 TOOL_BYTES = _script("tool_bytes", "trim_tools")
@@ -66,6 +67,7 @@ ALL = (
     APPEND_MESSAGES,
     REPLACE_CONVERSATION,
     DELETE_CONVERSATION,
+    POP_MESSAGE,
     RECORD_TOOL_USAGE,
     TOOL_COUNTS,
     TOOL_BYTES,

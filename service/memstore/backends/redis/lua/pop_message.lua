@@ -1,0 +1,25 @@
+-- KEYS: meta, messages, index, counter, bytes, last pop.
+-- ARGV: conversation id, now, op -> the popped item ("<seq>\n<created_at>\n<JSON>") or nil.
+-- The last-pop key remembers "<op>\n<item>" for a minute, so a retry of a pop whose reply
+-- was lost returns the same message instead of popping another (the conversation's meta
+-- may be gone by then: popping its only message deletes it).
+local done = redis.call('GET', KEYS[6])
+if done and string.sub(done, 1, #ARGV[3] + 1) == ARGV[3] .. '\n' then
+  return string.sub(done, #ARGV[3] + 2)
+end
+local item = redis.call('RPOP', KEYS[2])
+if not item then return nil end
+-- the payload starts after the second newline
+local json_at = string.find(item, '\n', string.find(item, '\n', 1, true) + 1, true) + 1
+local b = string.len(item) - json_at + 1
+if b > 0 then redis.call('DECRBY', KEYS[5], b) end
+redis.call('DECRBY', KEYS[4], 1)
+if redis.call('LLEN', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+else
+  redis.call('HINCRBY', KEYS[1], 'b', -b)
+  redis.call('HSET', KEYS[1], 'u', ARGV[2])
+end
+redis.call('SET', KEYS[6], ARGV[3] .. '\n' .. item, 'PX', 60000)
+return item
