@@ -114,6 +114,7 @@ async def test_change_listeners_hear_every_write_and_the_bus(
         await manager.save_entity("doc", "d1", {"v": 2}, expected_version=5)
     await other.delete_entity("doc", "d1")
     await manager.append_messages([{"m": 1}], "c1")
+    await manager.pop_message("c1")
     await manager.save_conversation_history([], "c1")
     await manager.delete_conversation("c1")
     await manager._on_invalidation("entity/unit/doc/d2")  # another replica's write
@@ -125,6 +126,7 @@ async def test_change_listeners_hear_every_write_and_the_bus(
         "conversation/unit/c1",
         "conversation/unit/c1",
         "conversation/unit/c1",
+        "conversation/unit/c1",
         "entity/unit/doc/d2",
         None,
     ]
@@ -132,4 +134,4 @@ async def test_change_listeners_hear_every_write_and_the_bus(
     remove()
     remove_broken()
     await manager.save_entity("doc", "d3", {})
-    assert len(heard) == 8
+    assert len(heard) == 9

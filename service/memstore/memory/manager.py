@@ -523,7 +523,12 @@ class DistributedMemoryManager(MemoryAPI):
     async def pop_message(self, conversation_id: str | None = None) -> MessageRecord | None:
         """Remove and return the last message (``None`` when there is none), atomically."""
         cid = check_conversation_id(conversation_id)
-        return await self._run("pop_message", lambda: self.backend.pop_message(self.namespace, cid))
+        try:
+            return await self._run(
+                "pop_message", lambda: self.backend.pop_message(self.namespace, cid)
+            )
+        finally:
+            self._conversation_changed(cid)
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
         cid = check_conversation_id(conversation_id)
