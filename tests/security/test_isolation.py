@@ -49,6 +49,7 @@ CASES: dict[str, Case] = {
     "loadMessages": Case({"conversation_id": "c1"}),
     "appendMessages": Case({"conversation_id": "c1"}, body={"messages": [{"m": "A"}]}),
     "saveConversationHistory": Case({"conversation_id": "c1"}, body={"messages": []}),
+    "popMessage": Case({"conversation_id": "c1"}),
     "deleteConversation": Case({"conversation_id": "c1"}),
     "saveToolUsage": Case(body={"tool_name": "search", "input": "A", "output": "A"}),
     "queryToolUsage": Case(query={"tool_name": "search"}),
