@@ -13,13 +13,12 @@ import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.conformance.capabilities import (
@@ -34,6 +33,7 @@ from langgraph.checkpoint.conformance.test_utils import (
 )
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.serde.types import ERROR
 from langgraph.graph import START, MessagesState, StateGraph
 
 from memstore.client import MemoryClient
@@ -218,11 +218,11 @@ async def test_graph_sync_invoke_from_a_thread(memory: MemoryAPI) -> None:
 
 async def put(
     saver: MemstoreSaver, thread_id: str, ns: str = "", parent: str | None = None, **md: Any
-) -> dict[str, Any]:
+) -> RunnableConfig:
     config = generate_config(thread_id, checkpoint_ns=ns, checkpoint_id=parent)
     config["configurable"]["thread_id"] = thread_id  # also "" (generate_config makes one up)
     checkpoint = generate_checkpoint(channel_values={"v": md}, channel_versions={"v": 1})
-    return dict(await saver.aput(config, checkpoint, generate_metadata(**md), {"v": 1}))
+    return await saver.aput(config, checkpoint, generate_metadata(**md), {"v": 1})
 
 
 async def test_any_name_works(memory: MemoryAPI) -> None:
@@ -235,7 +235,7 @@ async def test_any_name_works(memory: MemoryAPI) -> None:
         stored = await put(saver, thread_id, ns)
         assert stored["configurable"]["thread_id"] == thread_id
         await saver.aput_writes(stored, [("blob", b"\x00\xff" * 10)], "task:1")
-        thread = {"configurable": {"thread_id": thread_id}}
+        thread: RunnableConfig = {"configurable": {"thread_id": thread_id}}
         tup = await saver.aget_tuple(
             {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
         )
@@ -285,6 +285,18 @@ async def test_writes_before_their_checkpoint(memory: MemoryAPI) -> None:
     await saver.aput(generate_config("early"), checkpoint, generate_metadata(), {})
     tup = await saver.aget_tuple(generate_config("early"))
     assert tup is not None and tup.pending_writes == [("t1", "ch", "w")]
+
+
+async def test_repeated_writes(memory: MemoryAPI) -> None:
+    """A task's write sent again keeps its first value; a special channel (ERROR,
+    INTERRUPT, ...) keeps its last, as in LangGraph's reference saver."""
+    saver = MemstoreSaver(memory)
+    stored = await put(saver, "again")
+    await saver.aput_writes(stored, [("ch", "first"), (ERROR, "boom")], "t1")
+    await saver.aput_writes(stored, [("ch", "second"), (ERROR, "bang")], "t1")
+    tup = await saver.aget_tuple(stored)
+    assert tup is not None
+    assert tup.pending_writes == [("t1", ERROR, "bang"), ("t1", "ch", "first")]
 
 
 async def test_list_pages_through_a_long_log(memory: MemoryAPI) -> None:
