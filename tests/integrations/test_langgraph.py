@@ -37,6 +37,7 @@ from langgraph.checkpoint.serde.types import ERROR
 from langgraph.graph import START, MessagesState, StateGraph
 
 from memstore.client import MemoryClient
+from memstore.core.errors import PayloadTooLargeError
 from memstore.core.settings import Settings
 from memstore.integrations.langgraph import MemstoreSaver
 from memstore.memory.api import MemoryAPI
@@ -361,6 +362,28 @@ def test_sync_methods_without_a_loop(embedded_settings: Settings) -> None:
     saver = MemstoreSaver(DistributedMemoryManager(settings=embedded_settings))
     with pytest.raises(asyncio.InvalidStateError, match="create the saver inside that loop"):
         saver.get_tuple(generate_config("t"))
+
+
+@pytest.mark.parametrize("backend", MANAGER_BACKENDS)
+async def test_too_large_a_checkpoint_leaves_nothing(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """A checkpoint over the payload limit is refused with memstore's error, and neither
+    it nor its log entry is stored; the thread's earlier checkpoint stays the latest."""
+    settings: Settings = request.getfixturevalue(f"{backend}_settings")
+    small = settings.model_copy(update={"max_body_bytes": 4096})
+    async with DistributedMemoryManager(settings=small, namespace=fresh_namespace()) as memory:
+        saver = MemstoreSaver(memory)
+        first = await put(saver, "big", step=0)
+        config = generate_config("big", checkpoint_id=first["configurable"]["checkpoint_id"])
+        checkpoint = generate_checkpoint(channel_values={"v": "x" * 5000})
+        with pytest.raises(PayloadTooLargeError):
+            await saver.aput(config, checkpoint, generate_metadata(step=1), {"v": 2})
+        assert [t.config async for t in saver.alist(generate_config("big"))] == [first]
+        assert len(await memory.load_messages("langgraph.thread:big")) == 1
+        assert (
+            await saver.aget_tuple(generate_config("big", checkpoint_id=checkpoint["id"])) is None
+        )
 
 
 async def test_bad_arguments(memory: MemoryAPI) -> None:

@@ -43,7 +43,7 @@ its first value, except the special channels (``WRITES_IDX_MAP``), where the las
 Cost, in memstore calls
 -----------------------
 
-* ``put``: two appends, sent together (one round trip); ``put_writes``: one append.
+* ``put``: two appends, the checkpoint then its log entry; ``put_writes``: one append.
 * ``get_tuple`` with a ``checkpoint_id``: one conversation read.
   Without one (the latest): one page of the thread log (``page_size`` entries, newest
   first), then one conversation read; more log pages only while the newest entries belong
@@ -61,7 +61,10 @@ Cost, in memstore calls
 
 Storage: each checkpoint holds its whole state, as ``SqliteSaver`` stores it; a thread's
 checkpoints grow with its history (``prune(strategy="keep_latest")`` trims them). The log
-keeps one small entry per checkpoint ever put until ``delete_thread``.
+keeps one small entry per checkpoint ever put until ``delete_thread``. One checkpoint (its
+state in base64, a third larger than the serde's bytes) must fit in the service's payload
+limit (``MEMSTORE_MAX_BODY_BYTES``, 1 MiB by default): a bigger one is refused with
+``PayloadTooLargeError`` and nothing of it is stored.
 
 Concurrency
 -----------
@@ -69,9 +72,10 @@ Concurrency
 Every write is an append, which memstore makes atomic (``seq`` numbers are never shared),
 and nothing is read-modify-written: two writers of one thread (several runs, parallel tasks
 writing their ``put_writes`` at once) can neither lose nor mix each other's records, so no
-``expected_version`` is needed. A ``put`` appends the log entry and the checkpoint
-together; a reader that meets a log entry whose checkpoint is not there yet (or never came,
-after a crash) skips it, and a ``put_writes`` may land before its checkpoint (LangGraph's
+``expected_version`` is needed. A ``put`` appends the checkpoint, then its log entry, so
+a listed checkpoint is always there to read (a reader that meets a log entry whose
+checkpoint is gone skips it); a crash between the two leaves the checkpoint readable by id
+but not listed. A ``put_writes`` may land before its checkpoint (LangGraph's
 ``durability="async"`` allows it). ``delete_thread`` racing a ``put`` on the same thread
 can leave that checkpoint's record behind, unreachable. ``prune`` deletes, then records what
 it deleted with an append (it never rewrites the log, which could drop a concurrent put).
@@ -424,12 +428,11 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
             "checkpoint": self._dump(checkpoint),
             "metadata": self._dump(get_checkpoint_metadata(config, metadata)),
         }
-        await asyncio.gather(
-            self.memory.append_messages([entry], thread_conversation_id(thread_id)),
-            self.memory.append_messages(
-                [body], checkpoint_conversation_id(thread_id, checkpoint_ns, checkpoint_id)
-            ),
+        # The checkpoint first: one refused (too large, say) leaves nothing behind.
+        await self.memory.append_messages(
+            [body], checkpoint_conversation_id(thread_id, checkpoint_ns, checkpoint_id)
         )
+        await self.memory.append_messages([entry], thread_conversation_id(thread_id))
         return _config(thread_id, checkpoint_ns, checkpoint_id)
 
     async def aput_writes(
