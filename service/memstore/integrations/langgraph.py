@@ -47,7 +47,7 @@ Cost, in memstore calls
 * ``get_tuple`` with a ``checkpoint_id``: one conversation read.
   Without one (the latest): one page of the thread log (``page_size`` entries, newest
   first), then one conversation read; more log pages only while the newest entries belong
-  to other namespaces, were pruned, or name a checkpoint whose write has not landed.
+  to other namespaces or were pruned.
 * ``list``: the thread log page by page (``page_size`` entries per call, newest first),
   stopping once ``limit`` checkpoints are found (no ``limit``: the whole log). The thread,
   namespace, ``checkpoint_id`` and ``before`` are decided from the log entries alone; each
@@ -55,7 +55,8 @@ Cost, in memstore calls
   one page sent together, so a metadata ``filter`` reads every candidate it rejects. With
   no config: plus ``list_conversations`` over the whole namespace.
 * ``delete_thread``: one log read, one delete per checkpoint (sent ``page_size`` at a
-  time), one delete of the log. ``prune``: the same reads and deletes plus one append;
+  time), one delete of the log. ``prune``: the log read, one read per checkpoint namespace
+  (its newest), one delete per other checkpoint, one append;
   ``copy_thread``: one log read, then per checkpoint one read and one replace, and the new
   log entries appended ``page_size`` at a time.
 
