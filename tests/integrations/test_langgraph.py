@@ -39,7 +39,11 @@ from langgraph.graph import START, MessagesState, StateGraph
 from memstore.client import MemoryClient
 from memstore.core.errors import PayloadTooLargeError
 from memstore.core.settings import Settings
-from memstore.integrations.langgraph import MemstoreSaver
+from memstore.integrations.langgraph import (
+    MemstoreSaver,
+    checkpoint_conversation_id,
+    thread_conversation_id,
+)
 from memstore.memory.api import MemoryAPI
 from memstore.memory.manager import DistributedMemoryManager
 from tests.servers.redis import LocalRedis, unique_prefix
@@ -394,11 +398,6 @@ async def test_bad_arguments(memory: MemoryAPI) -> None:
 
 
 def test_ids_the_tests_read() -> None:
-    """The ids the tests read are the module's (one format, documented once)."""
-    from memstore.integrations.langgraph import (
-        checkpoint_conversation_id,
-        thread_conversation_id,
-    )
-
+    """The ids the tests above read are the ones the saver writes."""
     assert thread_conversation_id("chat-1") == "langgraph.thread:chat-1"
     assert checkpoint_conversation_id("t", "a:b", "1f0") == "langgraph.checkpoint:t:a=3Ab:1f0"
