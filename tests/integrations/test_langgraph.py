@@ -35,6 +35,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import ERROR
 from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.types import Command, interrupt
 
 from memstore.client import MemoryClient
 from memstore.core.errors import PayloadTooLargeError
@@ -204,6 +205,53 @@ async def test_graph_two_turns(memory: MemoryAPI) -> None:
     assert await history(graph, config) == expected
 
 
+def approval_graph(saver: BaseCheckpointSaver[Any]) -> Any:
+    """A graph whose subgraph (stored under its own checkpoint namespace) stops for a
+    human's answer (an interrupt: LangGraph's special INTERRUPT and RESUME writes)."""
+
+    def ask(state: MessagesState) -> dict[str, list[tuple[str, str]]]:
+        return {"messages": [("ai", f"approved: {interrupt('approve?')}")]}
+
+    inner = StateGraph(MessagesState).add_node(ask).add_edge(START, "ask").compile()
+    outer = StateGraph(MessagesState).add_node("inner", inner).add_edge(START, "inner")
+    return outer.compile(checkpointer=saver)
+
+
+async def run_approval(saver: BaseCheckpointSaver[Any]) -> tuple[Any, ...]:
+    graph = approval_graph(saver)
+    config: RunnableConfig = {"configurable": {"thread_id": "approval"}}
+    first = await graph.ainvoke({"messages": [HumanMessage("deploy")]}, config)
+    waiting = await graph.aget_state(config, subgraphs=True)
+    (task,) = waiting.tasks
+    done = await graph.ainvoke(Command(resume="yes"), config)
+    listed = [t async for t in saver.alist({"configurable": {"thread_id": "approval"}})]
+    by_ns: dict[bool, list[Any]] = {}
+    for t in listed:
+        by_ns.setdefault(t.config["configurable"]["checkpoint_ns"] != "", []).append(
+            (t.metadata.get("source"), t.metadata.get("step"))
+        )
+    return (
+        [i.value for i in first["__interrupt__"]],
+        task.state.config["configurable"]["checkpoint_ns"].split(":")[0],
+        [m.content for m in done["messages"]],
+        by_ns,
+    )
+
+
+async def test_graph_subgraph_interrupt_and_resume(memory: MemoryAPI) -> None:
+    """A subgraph's checkpoints and an interrupt's writes, resumed: the same outcome and
+    the same checkpoints, namespace by namespace, as with LangGraph's reference saver."""
+    saver = MemstoreSaver(memory)
+    outcome = await run_approval(saver)
+    assert outcome == await run_approval(InMemorySaver())
+    assert outcome[:3] == (["approve?"], "inner", ["deploy", "approved: yes"])
+    # Across namespaces, newest first is by checkpoint id, as in LangGraph's SQL savers.
+    ids = [
+        t.checkpoint["id"] async for t in saver.alist({"configurable": {"thread_id": "approval"}})
+    ]
+    assert len(ids) == 6 and ids == sorted(ids, reverse=True)
+
+
 async def test_graph_sync_invoke_from_a_thread(memory: MemoryAPI) -> None:
     """``graph.invoke`` (the sync API) from a worker thread runs the saver's calls on the
     loop that owns the memory's connections."""
@@ -331,6 +379,22 @@ async def test_list_pages_through_a_long_log(memory: MemoryAPI) -> None:
     assert len([t async for t in saver.alist({"configurable": {"thread_id": "long"}})]) == 2
     tup = await saver.aget_tuple(generate_config("long", checkpoint_id=ids[0]))
     assert tup is None
+
+
+async def test_list_sorts_what_it_reads_whole(memory: MemoryAPI) -> None:
+    """Checkpoints put out of id order (by hand, or a subgraph's next to its parent's)
+    are listed by id when the listing reads the whole log."""
+    saver = MemstoreSaver(memory, page_size=2)
+    ids = [f"1f0-{n}" for n in "28461"]
+    for n, cid in enumerate(ids):
+        config = generate_config("unordered", checkpoint_ns="" if n % 2 else "sub:1")
+        await saver.aput(config, generate_checkpoint(checkpoint_id=cid), generate_metadata(), {})
+    thread: RunnableConfig = {"configurable": {"thread_id": "unordered"}}
+    newest_first = sorted(ids, reverse=True)
+    assert [t.checkpoint["id"] async for t in saver.alist(thread)] == newest_first
+    assert [t.checkpoint["id"] async for t in saver.alist(thread, limit=3)] == newest_first[:3]
+    root = [t.checkpoint["id"] async for t in saver.alist(generate_config("unordered"))]
+    assert root == ["1f0-8", "1f0-6"]
 
 
 async def test_list_every_thread(memory: MemoryAPI) -> None:

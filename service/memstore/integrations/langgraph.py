@@ -31,9 +31,13 @@ the records carry the original names, which is what the saver reads back.
 Order and semantics
 -------------------
 
-``list`` returns newest first in the order the checkpoints were put, which for LangGraph's
-own ids (time-ordered uuid6, put in order by one run) is descending checkpoint id. It keeps
-the reference (``InMemorySaver``) semantics exactly: ``checkpoint_ns`` absent from the
+``list`` returns newest first: by descending checkpoint id when it reads the whole log
+anyway (no ``limit``) or spans namespaces (no ``checkpoint_ns`` in the config); with a
+``limit`` within one namespace (and for the latest checkpoint) in the order the checkpoints
+of that namespace were put, which is the same for LangGraph (it saves a namespace's
+checkpoints one after the other, with time-ordered ids), but not for checkpoints put out of
+order by hand (copy another saver's threads oldest first). Otherwise it keeps the
+reference (``InMemorySaver``) semantics exactly: ``checkpoint_ns`` absent from the
 config means every namespace, ``before`` keeps ids lower than its ``checkpoint_id``,
 ``filter`` keeps checkpoints whose metadata equals every given key, ``limit`` counts what is
 returned; with no config at all every thread of the namespace is listed, thread after
@@ -49,7 +53,8 @@ Cost, in memstore calls
   first), then one conversation read; more log pages only while the newest entries belong
   to other namespaces or were pruned.
 * ``list``: the thread log page by page (``page_size`` entries per call, newest first),
-  stopping once ``limit`` checkpoints are found (no ``limit``: the whole log). The thread,
+  stopping once ``limit`` checkpoints of the namespace are found (no ``limit``, or no
+  namespace given: the whole log, then sorted). The thread,
   namespace, ``checkpoint_id`` and ``before`` are decided from the log entries alone; each
   remaining candidate costs one conversation read (its checkpoint and writes), the reads of
   one page sent together, so a metadata ``filter`` reads every candidate it rejects. With
@@ -305,21 +310,18 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
         if limit is not None and limit <= 0:
             return
         remaining = limit
-        seen: set[Key] = set()  # met already, or deleted by a prune met already
-        pages = self._log_pages(log_id)
-        async with aclosing(pages):
-            async for page in pages:
-                candidates = [
-                    (entry["thread_id"], ns, cid)
-                    for entry in page
-                    for ns, cid in _new_puts(entry, seen)
-                    if (checkpoint_ns is None or ns == checkpoint_ns)
-                    and (checkpoint_id is None or cid == checkpoint_id)
-                    and (before_id is None or cid < before_id)
-                ]
+        candidate_pages = self._candidates(
+            log_id,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_id=checkpoint_id,
+            before_id=before_id,
+            whole=limit is None or checkpoint_ns is None,
+        )
+        async with aclosing(candidate_pages):
+            async for candidates in candidate_pages:
                 while candidates:
                     # Without a filter, the next `remaining` candidates are enough (unless
-                    # some were never written); a filter may reject any of them.
+                    # some are gone); a filter may reject any of them.
                     take = len(candidates) if remaining is None or filter else remaining
                     batch, candidates = candidates[:take], candidates[take:]
                     found = await asyncio.gather(*(self._read_checkpoint(*c) for c in batch))
@@ -331,6 +333,43 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
                             remaining -= 1
                             if remaining == 0:
                                 return
+
+    async def _candidates(
+        self,
+        log_id: str,
+        *,
+        checkpoint_ns: str | None,
+        checkpoint_id: str | None,
+        before_id: str | None,
+        whole: bool,
+    ) -> AsyncGenerator[list[tuple[str, str, str]], None]:
+        """The (thread, namespace, id) a list reads, newest first: page by page in log
+        order, or (``whole``) every one of them at once, sorted by id.
+
+        Puts reach the log in id order within one namespace (LangGraph saves a
+        namespace's checkpoints one after the other), not across namespaces (a subgraph
+        saves while its parent's save is still on its way). A listing that reads the
+        whole log anyway (no ``limit``) or spans namespaces sorts by id; one that stops
+        early (``limit``, the latest) trusts the log's order within its namespace."""
+        seen: set[Key] = set()  # met already, or deleted by a prune met already
+        collected: list[tuple[str, str, str]] = []
+        pages = self._log_pages(log_id)
+        async with aclosing(pages):
+            async for page in pages:
+                candidates = [
+                    (entry["thread_id"], ns, cid)
+                    for entry in page
+                    for ns, cid in _new_puts(entry, seen)
+                    if (checkpoint_ns is None or ns == checkpoint_ns)
+                    and (checkpoint_id is None or cid == checkpoint_id)
+                    and (before_id is None or cid < before_id)
+                ]
+                if whole:
+                    collected += candidates
+                else:
+                    yield candidates
+        if whole:
+            yield sorted(collected, key=lambda c: c[2], reverse=True)
 
     async def _thread_logs(self) -> AsyncGenerator[str, None]:
         """Every thread log of the namespace."""
