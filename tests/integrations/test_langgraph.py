@@ -40,6 +40,7 @@ from langgraph.types import Command, interrupt
 from memstore.client import MemoryClient
 from memstore.core.errors import PayloadTooLargeError
 from memstore.core.settings import Settings
+from memstore.integrations.background_loop import run_sync
 from memstore.integrations.langgraph import (
     MemstoreSaver,
     checkpoint_conversation_id,
@@ -426,10 +427,29 @@ async def test_sync_methods_need_another_thread(memory: MemoryAPI) -> None:
     assert await saver.aget_tuple(config) is None
 
 
-def test_sync_methods_without_a_loop(embedded_settings: Settings) -> None:
-    saver = MemstoreSaver(DistributedMemoryManager(settings=embedded_settings))
-    with pytest.raises(asyncio.InvalidStateError, match="create the saver inside that loop"):
-        saver.get_tuple(generate_config("t"))
+def test_sync_methods_in_a_plain_program(
+    live_service: ServiceProcess, embedded_settings: Settings
+) -> None:
+    """No event loop anywhere (a plain sync program): the sync methods run on the
+    adapters' background loop, for a client and for a manager used through them alone."""
+    client = MemoryClient(live_service.url, namespace=fresh_namespace())
+    manager = DistributedMemoryManager(settings=embedded_settings, namespace=fresh_namespace())
+    try:
+        for memory in (client, manager):
+            saver = MemstoreSaver(memory)
+            assert saver.loop is None
+            graph = ScriptedChat(["one", "two"]).build(saver)
+            config: RunnableConfig = {"configurable": {"thread_id": "plain"}}
+            graph.invoke({"messages": [HumanMessage("a")]}, config)
+            out = graph.invoke({"messages": [HumanMessage("b")]}, config)
+            assert [m.content for m in out["messages"]] == ["a", "one", "b", "two"]
+            assert len(list(saver.list(config))) == 6
+            assert next(iter(saver.list(config, limit=1))).metadata["step"] == 4
+            saver.delete_thread("plain")
+            assert saver.get_tuple(config) is None
+    finally:
+        run_sync(client.close())
+        run_sync(manager.close())
 
 
 @pytest.mark.parametrize("backend", MANAGER_BACKENDS)

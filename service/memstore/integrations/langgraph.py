@@ -89,13 +89,19 @@ it deleted with an append (it never rewrites the log, which could drop a concurr
 Synchronous methods
 -------------------
 
-The memory's connections (a ``MemoryClient``'s aiohttp session, the manager's backend
-driver) belong to the event loop they were opened in. As LangGraph's own async savers do,
-the sync methods (``graph.invoke``, ``get_state``, ...) run the async ones on that loop:
-the loop running when the saver is made (or ``loop=``), from another thread, e.g.
-``await asyncio.to_thread(graph.invoke, ...)``. Called on the loop's own thread they would
-deadlock, so they raise ``asyncio.InvalidStateError``; there, use the async API
-(``await graph.ainvoke(...)``).
+The sync methods (``graph.invoke``, ``get_state``, ...) run the async ones on an event
+loop, and wait:
+
+* on the loop that was running where the saver was made (or ``loop=``): the memory's
+  connections (the manager's Redis or MongoDB driver) belong to the loop that opened them,
+  and an app that builds its graph inside its loop and calls ``graph.invoke`` from a
+  worker thread (``await asyncio.to_thread(graph.invoke, ...)``) uses one memory from both
+  kinds of methods. LangGraph's own async savers do the same. On that loop's own thread
+  the call would wait for itself, so it raises ``asyncio.InvalidStateError`` instead: use
+  the async API there (``await graph.ainvoke(...)``);
+* made where no loop runs (a plain sync program), on the adapters' shared background loop
+  (``background_loop.run_sync``), as the other adapters' sync methods: a ``MemoryClient``
+  serves it next to any other loop, a manager only if used through the sync methods alone.
 
 Not implemented: ``delete_for_runs`` (it needs every checkpoint of the namespace read:
 there is no index by run). ``prune(strategy="keep_latest")`` keeps each namespace's newest
@@ -110,7 +116,7 @@ import base64
 import hashlib
 import json
 import string
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
 from contextlib import aclosing
 from typing import Any, TypeVar
 
@@ -131,6 +137,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from memstore.core.records import JSONObject
 from memstore.core.validation import ID_RULE
+from memstore.integrations.background_loop import run_sync
 from memstore.memory.api import MemoryAPI
 
 T = TypeVar("T")
@@ -226,7 +233,7 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
     ) -> None:
         """``page_size``: log entries read per call (at most the server's
         ``MEMSTORE_MAX_PAGE_SIZE``). ``loop``: where the sync methods run the async ones
-        (default: the running loop, if any)."""
+        (default: the loop running here, if any; else the adapters' background loop)."""
         super().__init__(serde=serde)
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
             raise ValueError("page_size must be an integer >= 1")
@@ -587,31 +594,21 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
 
     # -- synchronous methods: the async ones, run on the memory's event loop -------------
 
-    def _on_loop(self, call: Callable[[], Awaitable[T]]) -> T:
-        loop = self._owner_loop()
-
-        async def run() -> T:
-            return await call()
-
-        return asyncio.run_coroutine_threadsafe(run(), loop).result()
-
-    def _owner_loop(self) -> asyncio.AbstractEventLoop:
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run one of the async methods for a sync caller (see the module docstring)."""
         if self.loop is None:
-            raise asyncio.InvalidStateError(
-                "MemstoreSaver's synchronous methods run on the event loop that owns the "
-                "memory: create the saver inside that loop (or pass loop=), or use the async "
-                "methods (await graph.ainvoke(...))"
-            )
+            return run_sync(coro)
         if _running(self.loop):
+            coro.close()
             raise asyncio.InvalidStateError(
                 "synchronous calls to MemstoreSaver would block the event loop they need: "
                 "call them from another thread (await asyncio.to_thread(graph.invoke, ...)) "
                 "or use the async methods (await graph.ainvoke(...))"
             )
-        return self.loop
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._on_loop(lambda: self.aget_tuple(config))
+        return self._run(self.aget_tuple(config))
 
     def list(
         self,
@@ -621,27 +618,21 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        loop = self._owner_loop()
         items = self.alist(config, filter=filter, before=before, limit=limit)
 
-        async def step() -> tuple[bool, CheckpointTuple | None]:
-            try:
-                return True, await anext(items)
-            except StopAsyncIteration:
-                return False, None
+        async def step() -> CheckpointTuple | None:
+            return await anext(items, None)
 
         try:
-            while True:
-                more, tup = asyncio.run_coroutine_threadsafe(step(), loop).result()
-                if not more or tup is None:
-                    return
+            while (tup := self._run(step())) is not None:
                 yield tup
         finally:
-            closed = asyncio.run_coroutine_threadsafe(items.aclose(), loop)
-            # Left unfinished, this generator may be collected on the loop's own thread,
-            # which must not wait for the loop.
-            if not _running(loop):
-                closed.result()
+            if self.loop is not None and _running(self.loop):
+                # Left unfinished and collected on the loop's own thread, which must not
+                # wait for itself: the loop closes it later.
+                asyncio.run_coroutine_threadsafe(items.aclose(), self.loop)
+            else:
+                self._run(items.aclose())
 
     def put(
         self,
@@ -650,7 +641,7 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self._on_loop(lambda: self.aput(config, checkpoint, metadata, new_versions))
+        return self._run(self.aput(config, checkpoint, metadata, new_versions))
 
     def put_writes(
         self,
@@ -659,16 +650,16 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self._on_loop(lambda: self.aput_writes(config, writes, task_id, task_path))
+        self._run(self.aput_writes(config, writes, task_id, task_path))
 
     def delete_thread(self, thread_id: str) -> None:
-        self._on_loop(lambda: self.adelete_thread(thread_id))
+        self._run(self.adelete_thread(thread_id))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        self._on_loop(lambda: self.aprune(thread_ids, strategy=strategy))
+        self._run(self.aprune(thread_ids, strategy=strategy))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        self._on_loop(lambda: self.acopy_thread(source_thread_id, target_thread_id))
+        self._run(self.acopy_thread(source_thread_id, target_thread_id))
 
 
 async def _one(item: str) -> AsyncGenerator[str, None]:
