@@ -1,8 +1,9 @@
 """``MemstoreSaver`` (LangGraph checkpointer) against real backends and a real service.
 
 LangGraph's own conformance suite (``langgraph-checkpoint-conformance``) runs against the
-saver over the in-process manager on embedded, Redis and MongoDB (FerretDB), and over
-``MemoryClient`` against real ``memstore serve`` processes (embedded and Redis). A real
+saver over the in-process manager on embedded, Redis, Redis Cluster and MongoDB
+(FerretDB), and over ``MemoryClient`` against real ``memstore serve`` processes (embedded
+and Redis). A real
 ``StateGraph`` with a scripted fake chat model (no network) runs two turns on each; the
 first turn's messages are then read back through memstore's own API.
 """
@@ -51,7 +52,7 @@ from memstore.memory.manager import DistributedMemoryManager
 from tests.servers.redis import LocalRedis, unique_prefix
 from tests.support.procs import ServiceProcess, running_service
 
-MANAGER_BACKENDS = ["embedded", "redis", "mongodb"]
+MANAGER_BACKENDS = ["embedded", "redis", "redis_cluster", "mongodb"]
 SERVICE_BACKENDS = ["embedded", "redis"]
 MEMORIES = MANAGER_BACKENDS + [f"http-{b}" for b in SERVICE_BACKENDS]
 
