@@ -358,3 +358,21 @@ def test_in_script_message_uses_the_managers_cache_key() -> None:
     from memstore.memory.manager import entity_cache_key
 
     assert _cache_key("ns", "doc", "d1") == entity_cache_key("ns", "doc", "d1")
+
+
+@pytest.mark.parametrize("round_", range(4))
+async def test_close_does_not_wait_for_the_invalidation_reader(
+    round_: int, redis_settings: Settings
+) -> None:
+    """A manager closed right after a few writes and reads closes at once. redis-py's
+    read with a timeout can swallow the cancellation that ``stop`` sends the subscriber's
+    reader (it answers None when the cancellation meets its timeout); the reader kept
+    pinging and ``close`` waited for it forever, in one run out of two here (each round
+    is a new event loop: the hang showed from the second on)."""
+    memory = DistributedMemoryManager(settings=redis_settings, namespace=f"close{round_}")
+    await memory.append_messages([{"n": 1}], "c")
+    await memory.append_messages([{"n": 2}], "c")
+    await memory.load_messages("c", limit=2)
+    closing = asyncio.ensure_future(memory.close())
+    done, _ = await asyncio.wait([closing], timeout=10)
+    assert done, "close() still waiting after 10 s"

@@ -211,7 +211,10 @@ class InvalidationBus:
     async def _read(self, conn: Connection, callback: InvalidationCallback) -> None:
         health = self._redis.settings.redis_pubsub_health_seconds
         waiting_pong = False
-        while True:
+        # Not `while True`: redis-py's read with a timeout can swallow a cancellation that
+        # arrives as its timeout fires (it answers None), and `stop` would then wait for
+        # this reader forever; `stop` sets `_closed` first, so it ends within `health`.
+        while not self._closed:
             msg = await conn.read_response(timeout=health)
             if msg is None:
                 if waiting_pong:
