@@ -102,3 +102,38 @@ async def test_close_returns_at_every_point_of_the_subscription(
         for _ in range(turns):
             await asyncio.sleep(0)
         await closes_promptly(manager, f"after {turns} loop turns")
+
+
+@pytest.mark.timeout(60)
+async def test_a_cancelled_close_stays_cancelled(redis_settings: Settings) -> None:
+    """Cancelling the caller of close() cancels the caller: the subscriber's own
+    cancellation is the one to suppress, not the caller's."""
+    backend = RedisMemoryBackend(redis_settings)
+    await backend.connect()
+    flushing, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_to_stop(key: str | None) -> None:
+        if key is None:  # the flush once subscribed
+            flushing.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await release.wait()  # a cleanup that takes a while
+
+    await backend.subscribe_invalidations(slow_to_stop)
+    await flushing.wait()
+    subscriber = subscriber_tasks()
+    assert subscriber
+    closing = asyncio.create_task(backend.close())
+    for _ in range(3):  # close() cancels the subscriber and waits for its cleanup
+        await asyncio.sleep(0)
+    assert not closing.done()
+    closing.cancel()
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+    finally:
+        release.set()
+        await asyncio.wait(subscriber)  # it still stops, on its own
+        await backend.close()
+    assert all(t.done() for t in subscriber)

@@ -19,6 +19,9 @@
   or a server-side unsubscribe (slot moved, failover) counts as a drop. On a drop the
   callback gets ``None`` (flush everything), the subscriber reconnects with backoff, and
   once subscribed again calls ``None`` once more: anything cached during the gap is gone.
+* ``stop`` does not rely on its cancel arriving (redis-py can lose one, see ``stop``):
+  the subscriber also checks a closed flag after every await and its pump waits on a
+  closing event, so ``close()`` returns with the task, its readers and sockets gone.
 * Publishing never raises: the write it follows has already happened, and the manager's
   cache TTL bounds how stale another replica can be if a message is lost.
 """
