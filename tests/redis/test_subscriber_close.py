@@ -137,3 +137,18 @@ async def test_a_cancelled_close_stays_cancelled(redis_settings: Settings) -> No
         await asyncio.wait(subscriber)  # it still stops, on its own
         await backend.close()
     assert all(t.done() for t in subscriber)
+
+
+@pytest.mark.timeout(60)
+def test_close_on_another_loop_fails_promptly(redis_settings: Settings) -> None:
+    """A close() on a loop other than the subscriber's cannot wait for it (that loop is
+    not running): it says so instead of hanging, and the subscriber, told to stop, ends
+    when its own loop runs again."""
+    with asyncio.Runner() as first, asyncio.Runner() as second:
+        backend = RedisMemoryBackend(redis_settings)
+        first.run(backend.connect())
+        first.run(backend.subscribe_invalidations(lambda key: asyncio.sleep(0)))
+        with pytest.raises(RuntimeError, match="another event loop"):
+            second.run(backend.close())
+        first.run(backend.close())
+        assert backend.invalidation_bus is None

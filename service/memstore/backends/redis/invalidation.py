@@ -124,12 +124,21 @@ class InvalidationBus:
         # taken for the subscriber's own and suppressed.
         self._closed = True
         self._closing.set()
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
-            if not task.cancelled():
-                task.result()
+        task = self._task
+        if task is None:
+            return
+        task.cancel()
+        if task.get_loop() is not asyncio.get_running_loop():
+            # Waiting here for a task of a loop that is not running would never end; it
+            # stops by itself when its loop runs again, or a stop() there waits for it.
+            raise RuntimeError(
+                "the Redis invalidation subscriber runs on another event loop: "
+                "close the manager on the loop that started it"
+            )
+        self._task = None
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.result()
 
     async def _flush(self, callback: InvalidationCallback) -> None:
         try:
