@@ -19,6 +19,9 @@
   or a server-side unsubscribe (slot moved, failover) counts as a drop. On a drop the
   callback gets ``None`` (flush everything), the subscriber reconnects with backoff, and
   once subscribed again calls ``None`` once more: anything cached during the gap is gone.
+* ``stop`` does not rely on its cancel arriving (redis-py can lose one, see ``stop``):
+  the subscriber also checks a closed flag after every await and its pump waits on a
+  closing event, so ``close()`` returns with the task, its readers and sockets gone.
 * Publishing never raises: the write it follows has already happened, and the manager's
   cache TTL bounds how stale another replica can be if a message is lost.
 """
@@ -63,6 +66,7 @@ class InvalidationBus:
         self._me = instance_id.encode()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing = asyncio.Event()
         #: set while every channel is subscribed; tests and readiness can wait on it
         self.subscribed = asyncio.Event()
         #: number of times the subscription was lost (observability, tests)
@@ -111,12 +115,30 @@ class InvalidationBus:
         self._task = asyncio.create_task(self._run(callback), name="memstore-redis-invalidation")
 
     async def stop(self) -> None:
+        # Cancelling is the fast path, not the guarantee: a cancel can be lost inside
+        # redis-py (on Python 3.11 its sends go through ``asyncio.wait_for``, which
+        # returns the result instead of raising when the cancel lands in the same loop
+        # turn as the send completes). So the subscriber also stops on ``_closed`` and
+        # ``_closing``, which it checks after every await. ``asyncio.wait`` rather than
+        # ``await task``: a cancellation of our caller must reach our caller, not be
+        # taken for the subscriber's own and suppressed.
         self._closed = True
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._closing.set()
+        task = self._task
+        if task is None:
+            return
+        task.cancel()
+        if task.get_loop() is not asyncio.get_running_loop():
+            # Waiting here for a task of a loop that is not running would never end; it
+            # stops by itself when its loop runs again, or a stop() there waits for it.
+            raise RuntimeError(
+                "the Redis invalidation subscriber runs on another event loop: "
+                "close the manager on the loop that started it"
+            )
+        self._task = None
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.result()
 
     async def _flush(self, callback: InvalidationCallback) -> None:
         try:
@@ -130,6 +152,8 @@ class InvalidationBus:
             conns: list[Connection] = []
             try:
                 conns = await self._subscribe()
+                if self._closed:
+                    return  # stopped while subscribing (the finally below disconnects)
                 attempt = 0
                 await self._flush(callback)
                 self.subscribed.set()
@@ -147,7 +171,11 @@ class InvalidationBus:
                 return
             self.drops += 1
             await self._flush(callback)
-            await asyncio.sleep(self._redis.backoff(attempt))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._redis.backoff(attempt)):
+                    await self._closing.wait()
+            if self._closed:
+                return
             attempt = min(attempt + 1, 10)
             await self._redis.refresh_topology()
 
@@ -196,24 +224,24 @@ class InvalidationBus:
 
     async def _pump(self, conns: list[Connection], callback: InvalidationCallback) -> None:
         tasks = [asyncio.create_task(self._read(c, callback)) for c in conns]
+        closing = asyncio.create_task(self._closing.wait())
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait([*tasks, closing], return_when=asyncio.FIRST_COMPLETED)
+            if self._closed:
+                return
             for task in done:
                 task.result()  # re-raise the reason the channel dropped
             raise rexc.ConnectionError("invalidation reader stopped")
         finally:
-            for task in tasks:
+            for task in (*tasks, closing):
                 task.cancel()
-            for task in tasks:
+            for task in (*tasks, closing):
                 with contextlib.suppress(asyncio.CancelledError, *ERRORS):
                     await task
 
     async def _read(self, conn: Connection, callback: InvalidationCallback) -> None:
         health = self._redis.settings.redis_pubsub_health_seconds
         waiting_pong = False
-        # Not `while True`: redis-py's read with a timeout can swallow a cancellation that
-        # arrives as its timeout fires (it answers None), and `stop` would then wait for
-        # this reader forever; `stop` sets `_closed` first, so it ends within `health`.
         while not self._closed:
             msg = await conn.read_response(timeout=health)
             if msg is None:
