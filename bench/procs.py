@@ -258,6 +258,11 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def redis_pid(port: int) -> int:
+    info = redis_cli(port, "INFO", "server")
+    return int(info.split("process_id:")[1].split()[0])
+
+
 def redis_cli(port: int, *args: str) -> str:
     out = subprocess.run(
         ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10

@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 from bench import workload as W
-from bench.procs import REPO, Procs, cpu_seconds, redis_cli
+from bench.procs import REPO, Procs, cpu_seconds, redis_cli, redis_pid
 from bench.wrk import Sample, run_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -114,6 +114,7 @@ class Group:
     conversations: int = W.CONVERSATIONS
     messages: int = W.MESSAGES_PER_CONVERSATION
     connections: int | None = None  # None: the load's own
+    store_pids: list[int] = field(default_factory=list)  # the backend's server processes
 
 
 # -- loads ----------------------------------------------------------------------------------
@@ -228,6 +229,7 @@ def setup_embedded(g: Group, ctx: Run) -> None:
 def setup_redis(g: Group, ctx: Run) -> None:
     port = ctx.procs.redis("redis")
     ctx.redis_port = port
+    g.store_pids = [redis_pid(port)]
     g.service_env = {"MEMORY_TYPE": "redis", "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port)}
     g.raw = ("redis", {"port": str(port)})
 
@@ -235,6 +237,7 @@ def setup_redis(g: Group, ctx: Run) -> None:
 def setup_redis_cluster(g: Group, ctx: Run) -> None:
     ports = ctx.procs.redis_cluster("cluster")
     seed = ",".join(f"127.0.0.1:{p}" for p in ports)
+    g.store_pids = [redis_pid(p) for p in ports]
     g.service_env = {"MEMORY_TYPE": "redis", "MEMSTORE_REDIS_CLUSTER_NODES": seed}
     g.raw = ("redis-cluster", {"nodes": seed})
 
@@ -264,6 +267,7 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
         "p99_ms": round(median([s.p99_ms for s in samples]), 3),
         "errors": sum(s.errors for s in samples),
         "cpu_us_per_req": round(median([s.cpu_us for s in samples]), 1),
+        "store_cpu_us_per_req": round(median([s.store_cpu_us for s in samples]), 1),
         "rounds": [s.to_dict() for s in samples],
     }
 
@@ -367,6 +371,7 @@ class Run:
         urls = t.urls if len(t.urls) > 1 else t.urls * (2 if side.label == "x2" else 1)
         pids = [p.pid for p in t.procs]
         cpu0 = cpu_seconds(pids)
+        store0 = cpu_seconds(g.store_pids)
         params = load.params()
         if load.script == "get":
             params["n"] = str(g.entities)
@@ -381,6 +386,7 @@ class Run:
             delay_ms=delay_ms,
         )
         sample.cpu_us = 1e6 * (cpu_seconds(pids) - cpu0) / max(1, sample.requests)
+        sample.store_cpu_us = 1e6 * (cpu_seconds(g.store_pids) - store0) / max(1, sample.requests)
         return sample
 
     def agents(self, g: Group, side: Side, load: Agents, seconds: int) -> Sample:
@@ -522,9 +528,17 @@ class Run:
                     print(f"## {g.name}/{sc.key}: FAILED: {exc}", file=sys.stderr)
                     continue
                 self.results.append(res)
+                store = ""
+                if g.store_pids:
+                    store = (
+                        f", store CPU {res['measured']['store_cpu_us_per_req']:.0f} vs "
+                        f"{res['reference']['store_cpu_us_per_req']:.0f} µs/req"
+                    )
                 print(
                     f"{g.name}/{sc.key}: {res['measured']['rps']:.0f} vs "
-                    f"{res['reference']['rps']:.0f} req/s = {res['ratio']} "
+                    f"{res['reference']['rps']:.0f} req/s = {res['ratio']}, service CPU "
+                    f"{res['measured']['cpu_us_per_req']:.0f} vs "
+                    f"{res['reference']['cpu_us_per_req']:.0f} µs/req{store} "
                     f"({time.monotonic() - began:.0f}s)",
                     file=sys.stderr,
                 )

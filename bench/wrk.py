@@ -32,6 +32,8 @@ class Sample:
     # CPU time the server process(es) used per request, in microseconds: the figure that
     # stays comparable when other work shares the machine (throughput does not).
     cpu_us: float = 0.0
+    # CPU time the backend's server processes (Redis) used per request, both sides alike.
+    store_cpu_us: float = 0.0
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)

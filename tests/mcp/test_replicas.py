@@ -1,6 +1,7 @@
 """Update notifications across replicas: two real ``memstore serve`` processes on one
 Redis; a client listening through replica A hears of writes made through replica B (its
-REST API or its MCP endpoint), carried by the backend's invalidation bus."""
+REST API or its MCP endpoint), entities and conversations alike, carried by the backend's
+invalidation bus."""
 
 from __future__ import annotations
 
@@ -81,6 +82,21 @@ async def test_a_listener_on_one_replica_hears_writes_through_another(
                 # A delete through B.
                 assert await rest_b.delete_entity("doc", "shared")
                 assert await next_event(sub) == ResourceUpdated(uri=uri)
-                # Conversations: writes through the listening replica (not sent over the bus).
-                await rest_a.append_message({"role": "user", "content": "hi"}, "chat")
+                # Conversations through B: each write script announces the change.
+                hi, bye = {"role": "user", "content": "hi"}, {"role": "user", "content": "bye"}
+                conversation_writes = [
+                    ("append", lambda: rest_b.append_message(hi, "chat")),
+                    ("replace", lambda: rest_b.save_conversation_history([hi, bye], "chat")),
+                    ("pop", lambda: rest_b.pop_message("chat")),
+                    ("delete", lambda: rest_b.delete_conversation("chat")),
+                ]
+                for what, write in conversation_writes:
+                    await write()
+                    assert await next_event(sub) == ResourceUpdated(uri=conversation_uri), what
+                # Through the listening replica: told once (its own bus message is ignored;
+                # B's entity write after it shares the one standalone channel, so an echo
+                # would arrive before it).
+                await rest_a.append_message(hi, "chat")
                 assert await next_event(sub) == ResourceUpdated(uri=conversation_uri)
+                await rest_b.save_entity("doc", "shared", {"v": 3})
+                assert await next_event(sub) == ResourceUpdated(uri=uri)

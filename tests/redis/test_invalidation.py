@@ -353,11 +353,72 @@ async def test_a_write_publishes_inside_its_script(
     assert sent == []  # no separate PUBLISH round trip
 
 
+async def test_conversation_writes_reach_the_other_replicas_listeners(
+    replicas: tuple[DistributedMemoryManager, DistributedMemoryManager],
+) -> None:
+    """Append, replace, pop and delete on B each tell A's change listeners, from inside
+    the write script (no separate PUBLISH), and leave A's entity cache alone."""
+    a, b = replicas
+    heard: list[str | None] = []
+    a.add_change_listener(heard.append)
+    b_bus = bus(b)
+    sent: list[str] = []
+    real_publish = b_bus.publish  # type: ignore[attr-defined]
+
+    async def counting(key: str) -> None:
+        sent.append(key)
+        await real_publish(key)
+
+    b_bus.publish = counting  # type: ignore[attr-defined]
+    key = f"conversation/{a.namespace}/talk"
+    cache_invalidations = invalidations(a)
+    writes: list[tuple[str, Callable[[], Any]]] = [
+        ("append", lambda: b.append_messages([{"n": 1}, {"n": 2}], "talk")),
+        ("replace", lambda: b.save_conversation_history([{"n": 3}, {"n": 4}], "talk")),
+        ("pop", lambda: b.pop_message("talk")),
+        ("delete", lambda: b.delete_conversation("talk")),
+    ]
+    for what, write in writes:
+        count = len(heard)
+        await write()
+        await wait_for(lambda c=count: len(heard) > c, f"A to hear B's {what}")
+        assert heard[count:] == [key], what
+    assert sent == []
+    assert invalidations(a) == cache_invalidations
+
+
+async def test_a_replica_hears_its_own_conversation_change_once(
+    replicas: tuple[DistributedMemoryManager, DistributedMemoryManager],
+) -> None:
+    """The writer's listeners are told directly; its script's message comes back on the
+    bus and is ignored. B then writes a conversation of the same slot (so the same
+    channel, in order after A's message): when A hears B's, A's own echo would have come
+    first."""
+    a, b = replicas
+    backend = a.backend
+    assert isinstance(backend, RedisMemoryBackend)
+    tag = backend.keys.conversation_tag(a.namespace, "mine")
+    theirs = next(
+        f"theirs{i}"
+        for i in range(10_000)
+        if backend.keys.conversation_tag(a.namespace, f"theirs{i}") == tag
+    )
+    heard: list[str | None] = []
+    a.add_change_listener(heard.append)
+    await a.append_messages([{"n": 1}], "mine")
+    assert heard == [f"conversation/{a.namespace}/mine"]
+    await b.append_messages([{"n": 1}], theirs)
+    their_key = f"conversation/{a.namespace}/{theirs}"
+    await wait_for(lambda: their_key in heard, "A to hear B's append")
+    assert heard == [f"conversation/{a.namespace}/mine", their_key]
+
+
 def test_in_script_message_uses_the_managers_cache_key() -> None:
-    from memstore.backends.redis.backend import _cache_key
-    from memstore.memory.manager import entity_cache_key
+    from memstore.backends.redis.backend import _cache_key, _conversation_change_key
+    from memstore.memory.manager import conversation_change_key, entity_cache_key
 
     assert _cache_key("ns", "doc", "d1") == entity_cache_key("ns", "doc", "d1")
+    assert _conversation_change_key("ns", "c1") == conversation_change_key("ns", "c1")
 
 
 @pytest.mark.parametrize("round_", range(4))

@@ -8,7 +8,7 @@ import pytest
 
 from memstore.core.errors import ConflictError, InvalidInputError
 from memstore.core.settings import Settings
-from memstore.memory.manager import DistributedMemoryManager
+from memstore.memory.manager import DistributedMemoryManager, conversation_change_key
 
 
 @pytest.fixture
@@ -28,6 +28,33 @@ async def test_reads_are_served_from_the_cache_until_invalidated(
     # ... until the invalidation for that key arrives through the backend's hook.
     await manager._on_invalidation("entity/unit/user/u1")
     assert await manager.load_entity("user", "u1") == {"v": 2}
+
+
+async def test_another_replicas_conversation_change_leaves_the_cache_alone(
+    manager: DistributedMemoryManager,
+) -> None:
+    """A conversation's change key arrives on the bus once per append made on another
+    replica: its listeners hear it, but the entity cache neither drops an entry nor moves
+    its generation (an entity load in flight would otherwise not be cached)."""
+    heard: list[str | None] = []
+    manager.add_change_listener(heard.append)
+    await manager.save_entity("user", "u1", {"v": 1})
+    await manager.load_entity("user", "u1")
+    cache = manager._shared.cache
+    generation = cache.begin_load()
+    before = manager.get_metrics()["cache"]
+    await manager._on_invalidation(conversation_change_key("unit", "u1"))
+    assert heard[-1] == "conversation/unit/u1"
+    assert cache.begin_load() == generation
+    after = manager.get_metrics()["cache"]
+    assert (after["entries"], after["invalidations"], after["flushes"]) == (
+        before["entries"],
+        before["invalidations"],
+        before["flushes"],
+    )
+    # still a hit: the copy was kept
+    await manager.backend.save_entity("unit", "user", "u1", {"v": 2})
+    assert await manager.load_entity("user", "u1") == {"v": 1}
 
 
 async def test_invalidate_all_when_the_channel_drops(manager: DistributedMemoryManager) -> None:

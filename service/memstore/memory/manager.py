@@ -69,10 +69,14 @@ def entity_cache_key(namespace: str, entity_type: str, entity_id: str) -> str:
     return f"entity/{namespace}/{entity_type}/{entity_id}"
 
 
+_CONVERSATION_KEY_PREFIX = "conversation/"
+
+
 def conversation_change_key(namespace: str, conversation_id: str) -> str:
-    """The change key of a conversation (``add_change_listener``); never cached or
-    published to other replicas (see the hook)."""
-    return f"conversation/{namespace}/{conversation_id}"
+    """The change key of a conversation (``add_change_listener``): never cached; the
+    Redis conversation write scripts publish it to the other replicas (the backend keeps
+    a copy of this format, which a test checks)."""
+    return f"{_CONVERSATION_KEY_PREFIX}{namespace}/{conversation_id}"
 
 
 #: Told the key of each change (``entity_cache_key``, ``conversation_change_key``), or
@@ -304,10 +308,9 @@ class DistributedMemoryManager(MemoryAPI):
         * entity saves and deletes made through this process (any view) and, through the
           backend's invalidation bus, through every other replica: the entity's
           ``entity_cache_key``;
-        * conversation appends, replacements and deletes made through this process:
-          ``conversation_change_key`` (not sent to other replicas: that would add a
-          round trip to every append; only entity writes announce themselves, inside their
-          write script);
+        * conversation appends, replacements, pops and deletes made through this process
+          and, where the backend's write scripts announce them (Redis), through every
+          other replica: ``conversation_change_key``;
         * ``None`` when the bus was lost and came back: anything may have changed.
 
         Listeners are called synchronously after the write (also a failed one: it may
@@ -332,7 +335,9 @@ class DistributedMemoryManager(MemoryAPI):
         self._shared.invalidations_received += 1
         if key is None:
             self._shared.cache.clear()
-        else:
+        elif not key.startswith(_CONVERSATION_KEY_PREFIX):
+            # The cache holds entities only: a conversation's change (one per append on
+            # another replica) must not bump the generation and drop in-flight loads.
             self._shared.cache.invalidate(key)
         if self._shared.change_listeners:
             self._changed(key)

@@ -84,6 +84,13 @@ def _cache_key(namespace: str, entity_type: str, entity_id: str) -> str:
     return f"entity/{namespace}/{entity_type}/{entity_id}"
 
 
+def _conversation_change_key(namespace: str, conversation_id: str) -> str:
+    """The manager's change key of a conversation (``manager.conversation_change_key``,
+    checked like ``_cache_key``), which the conversation write scripts publish so that
+    other replicas' change listeners hear of the change."""
+    return f"conversation/{namespace}/{conversation_id}"
+
+
 #: The cache key whose invalidation the last entity write of this task published inside
 #: its script (or that needs none: a conflict changed nothing). ``publish_invalidation``
 #: for that key is then a no-op: one round trip per write instead of two. A task that
@@ -94,7 +101,7 @@ _announced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
-#: ARGV tail of an entity write script that publishes nothing
+#: ARGV of a write script's announcement (how, channel, message) that publishes nothing
 _NO_ANNOUNCEMENT = ("", "", "")
 
 
@@ -195,9 +202,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             await self._bus.publish(key)
 
     def _announcement(self, cache_key: str, tag: str) -> list[Any] | None:
-        """ARGV tail of an entity write script that publishes ``cache_key``'s
-        invalidation in the write's own atomic step (how, channel, message), or ``None``
-        when the write is to publish nothing."""
+        """ARGV of a write script on ``tag``'s slot that publishes ``cache_key`` (an
+        entity's cache key or a conversation's change key) in the write's own atomic step
+        (how, channel, message), or ``None`` when the write is to publish nothing."""
         return None if self._bus is None else self._bus.announcement(cache_key, tag)
 
     async def subscribe_invalidations(self, callback: InvalidationCallback) -> None:
@@ -411,6 +418,15 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     # -- conversations ------------------------------------------------------------------
 
+    def _conversation_announcement(self, ns: str, conversation_id: str) -> tuple[Any, ...]:
+        """ARGV of a conversation write script that tells the other replicas' change
+        listeners (``_announcement``)."""
+        announcement = self._announcement(
+            _conversation_change_key(ns, conversation_id),
+            self.keys.conversation_tag(ns, conversation_id),
+        )
+        return _NO_ANNOUNCEMENT if announcement is None else tuple(announcement)
+
     def _conversation_keys(self, ns: str, conversation_id: str) -> list[str]:
         tag = self.keys.conversation_tag(ns, conversation_id)
         k = self.keys
@@ -450,7 +466,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             await self.connection.write(
                 script,
                 self._conversation_keys(namespace, conversation_id),
-                [conversation_id, _f(now), _op_id(), *raws],
+                [
+                    conversation_id,
+                    _f(now),
+                    _op_id(),
+                    *self._conversation_announcement(namespace, conversation_id),
+                    *raws,
+                ],
             )
         )
         return [MessageRecord(conversation_id, first + i, m, now) for i, m in enumerate(messages)]
@@ -501,7 +523,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 *self._conversation_keys(namespace, conversation_id),
                 self.keys.conversation_last_pop(tag, conversation_id),
             ],
-            [conversation_id, _f(time.time()), _op_id()],
+            [
+                conversation_id,
+                _f(time.time()),
+                _op_id(),
+                *self._conversation_announcement(namespace, conversation_id),
+            ],
         )
         if item is None:
             return None
@@ -512,7 +539,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         res = await self.connection.write(
             scripts.DELETE_CONVERSATION,
             self._conversation_keys(namespace, conversation_id),
-            [conversation_id],
+            [conversation_id, *self._conversation_announcement(namespace, conversation_id)],
         )
         return int(res) == 1
 

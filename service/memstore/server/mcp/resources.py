@@ -9,9 +9,9 @@ URIs (names never hold ``/``, so each part is unambiguous)::
 ``ChangeFeed`` is the SDK's ``SubscriptionBus`` over the memory's change keys: the manager
 tells it of every change it learns of (``DistributedMemoryManager.add_change_listener``:
 this process's writes and, through the backend's invalidation bus, other replicas' entity
-writes), and it hands ``ResourceUpdated`` events to the open ``subscriptions/listen``
-streams of this process, which the SDK's ``ListenHandler`` filters by the URIs each one
-asked for.
+and conversation writes), and it hands ``ResourceUpdated`` events to the open
+``subscriptions/listen`` streams of this process, which the SDK's ``ListenHandler`` filters
+by the URIs each one asked for.
 """
 
 from __future__ import annotations

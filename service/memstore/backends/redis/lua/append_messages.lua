@@ -1,5 +1,7 @@
--- KEYS: meta, messages, index, counter, bytes. ARGV: conversation id, now, op, message...
--- -> first seq. The meta hash keeps the conversation's payload bytes in field 'b'.
+-- KEYS: meta, messages, index, counter, bytes.
+-- ARGV: conversation id, now, op, PUBLISH|SPUBLISH|"", channel, message, message...
+-- -> first seq. The meta hash keeps the conversation's payload bytes in field 'b'. A retry
+-- of an applied op returns the first outcome and publishes nothing again.
 local last = redis.call('HMGET', KEYS[1], 'o', 'r')
 if last[1] and last[1] == ARGV[3] then return tonumber(last[2]) end
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -7,15 +9,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZADD', KEYS[3], 0, ARGV[1])
 end
 local first = redis.call('LLEN', KEYS[2]) + 1
-local n = #ARGV - 3
+local n = #ARGV - 6
 if n > 0 then
-  push(KEYS[2], first, ARGV[2], 4)
+  push(KEYS[2], first, ARGV[2], 7)
   redis.call('INCRBY', KEYS[4], n)
-  local b = payload_bytes()
+  local b = payload_bytes(7)
   if b > 0 then
     redis.call('HINCRBY', KEYS[1], 'b', b)
     redis.call('INCRBY', KEYS[5], b)
   end
 end
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', first)
+announce(ARGV[4], ARGV[5], ARGV[6])
 return first

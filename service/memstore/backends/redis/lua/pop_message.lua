@@ -1,8 +1,10 @@
 -- KEYS: meta, messages, index, counter, bytes, last pop.
--- ARGV: conversation id, now, op -> the popped item ("<seq>\n<created_at>\n<JSON>") or nil.
+-- ARGV: conversation id, now, op, PUBLISH|SPUBLISH|"", channel, message
+-- -> the popped item ("<seq>\n<created_at>\n<JSON>") or nil.
 -- The last-pop key remembers "<op>\n<item>" for a minute, so a retry of a pop whose reply
 -- was lost returns the same message instead of popping another (the conversation's meta
--- may be gone by then: popping its only message deletes it).
+-- may be gone by then: popping its only message deletes it). Only a pop that removed a
+-- message announces the change, once.
 local done = redis.call('GET', KEYS[6])
 if done and string.sub(done, 1, #ARGV[3] + 1) == ARGV[3] .. '\n' then
   return string.sub(done, #ARGV[3] + 2)
@@ -22,4 +24,5 @@ else
   redis.call('HSET', KEYS[1], 'u', ARGV[2])
 end
 redis.call('SET', KEYS[6], ARGV[3] .. '\n' .. item, 'PX', 60000)
+announce(ARGV[4], ARGV[5], ARGV[6])
 return item
