@@ -182,6 +182,11 @@ async def test_429_is_retried_for_any_request_503_only_for_idempotent_ones(flaky
     server.refuse(503)
     await memory.save_tool_usage("search", {}, {}, usage_id="use-1")  # stored once per id
     assert len(server.seen) == 2
+    server.seen.clear()
+    server.refuse(503)
+    with pytest.raises(BackendUnavailableError):  # a landed delete would answer 404
+        await memory.delete_entity("user", "u1")
+    assert len(server.seen) == 1
 
 
 async def test_retries_are_bounded_by_count(flaky) -> None:
@@ -220,16 +225,17 @@ async def test_retry_after_is_honoured_in_seconds_and_as_an_http_date(flaky) -> 
 
 
 def test_retry_after_values() -> None:
-    now = 1_700_000_000.0
+    now = time.time()
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("3") == 3.0
     assert retry_after_seconds(" 1.5 ") == 1.5
     assert retry_after_seconds("-4") == 0.0
     assert retry_after_seconds("nan") is None
     assert retry_after_seconds("soon") is None
-    date = email.utils.formatdate(now + 30, usegmt=True)
-    assert retry_after_seconds(date, now=now) == 30.0
-    assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    # HTTP dates have whole seconds: 30 s from now reads as 29 to 30.
+    later = retry_after_seconds(email.utils.formatdate(now + 30, usegmt=True))
+    assert later is not None and 28.0 < later <= 30.0
+    assert retry_after_seconds(email.utils.formatdate(now - 30, usegmt=True)) == 0.0
 
 
 # -- closing ------------------------------------------------------------------------------
@@ -275,3 +281,28 @@ async def test_a_client_never_closed_exits_without_warnings(
     assert proc.returncode == 0, err.decode()
     assert out.decode().split() == ["1", "2", "0"]
     assert err.decode() == ""
+
+
+async def test_close_closes_the_sessions_of_other_running_loops(flaky) -> None:
+    """A client used on another running loop (the adapters' background loop) gets a session
+    there; ``close()`` on the caller's loop has that loop close it too."""
+    from memstore.integrations.background_loop import BackgroundLoop
+
+    _server, client = flaky
+    memory = client()
+    other = BackgroundLoop(name="test-other-loop")
+    try:
+        # from a worker thread: this loop must keep serving the test server meanwhile
+        assert await asyncio.to_thread(other.run, memory.ping())
+        assert await memory.ping()
+        sessions = [session for session, _ in memory._sessions.by_loop.values()]
+        assert len(sessions) == 2
+        await memory.close()
+        for _ in range(100):  # the other loop closes its session on its own turn
+            if all(s.closed for s in sessions):
+                break
+            await asyncio.sleep(0.01)
+        assert all(s.closed for s in sessions)
+        assert len(memory._sessions.by_loop) == 0
+    finally:
+        other.stop()

@@ -287,6 +287,7 @@ async def test_get_and_delete_are_405(auth_service: ServiceProcess, tokens: McpT
 
 
 def test_host_checks_follow_the_listen_address_unless_hosts_are_listed() -> None:
+    from memstore.core.errors import ConfigurationError
     from memstore.core.settings import Settings
     from memstore.server.mcp.http import transport_security
 
@@ -299,6 +300,13 @@ def test_host_checks_follow_the_listen_address_unless_hosts_are_listed() -> None
     assert PUBLIC_HOST in listed.allowed_hosts and "127.0.0.1:*" in listed.allowed_hosts
     off = transport_security(Settings(host="127.0.0.1", mcp_allowed_hosts=["*"]))
     assert not off.enable_dns_rebinding_protection
+    # The SDK checks Origin only with Host: origins without a Host check are refused.
+    for hosts in ([], ["*"]):
+        unchecked = Settings(
+            host="0.0.0.0", mcp_allowed_hosts=hosts, mcp_allowed_origins=["https://app.example"]
+        )
+        with pytest.raises(ConfigurationError, match="MEMSTORE_MCP_ALLOWED_HOSTS"):
+            transport_security(unchecked)
 
 
 async def test_stopping_the_service_ends_listen_streams_gracefully(

@@ -16,7 +16,9 @@ against every backend. Semantics every backend must keep:
 * Conversation append is O(1) per message and atomic per call; ``seq`` starts at 1.
   ``pop_message`` removes the last message atomically on the server (never a read then a
   replace), so concurrent pops each get a different message; a conversation stays
-  ``1..n`` contiguous, so the next append takes the popped ``seq`` again.
+  ``1..n`` contiguous, so the next append takes the popped ``seq`` again. (One exception:
+  MongoDB without transactions, where a pop racing an append from another process can
+  leave the popped ``seq`` as a gap; docs/architecture.md, the pop table.)
 * Driver errors become ``BackendUnavailableError`` (retryable) or another
   ``MemoryStoreError``; nothing else escapes.
 * Write methods take the payload's compact JSON too (``data_json``, ``messages_json``,

@@ -20,8 +20,9 @@ session is closed when its loop ends. A loop driven by hand (``run_until_complet
 ``close`` without cancelling its tasks) must ``await memory.close()`` itself.
 
 Retries: an answer 429 (rate limited: refused before anything ran) is retried for every
-request; 503 (unavailable) only for an idempotent one (GET, unconditional PUT and DELETE,
-a tool use with its own ``usage_id``), since a 503 may come after the write landed. The
+request; 503 (unavailable) only for one that can be resent (GET, unconditional PUT, a
+tool use with its own ``usage_id``), since a 503 may come after the write landed (a DELETE
+that landed would answer its retry 404: "nothing deleted"). The
 wait is the answer's ``Retry-After`` (seconds or an HTTP date), else a doubling backoff;
 at most ``retries`` retries and ``retry_max_wait`` seconds of waiting in all, after which
 the error is raised (also at once when ``Retry-After`` asks for longer than what is left).
@@ -128,8 +129,8 @@ def _why_unreachable(exc: BaseException, timeout: float | None) -> str:
     return str(exc) or type(exc).__name__
 
 
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """A ``Retry-After`` header as seconds from ``now`` (>= 0): a number of seconds or an
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header as seconds from now (>= 0): a number of seconds or an
     HTTP date. ``None`` when absent or unreadable."""
     if value is None:
         return None
@@ -143,7 +144,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
             return None
         if when.tzinfo is None:  # RFC 9110 dates are GMT
             return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
+        seconds = when.timestamp() - time.time()
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
@@ -196,8 +197,13 @@ class _Sessions:
             await session.close()
 
     async def close(self) -> None:
-        """Close the session of the running loop (those of other loops close with them)."""
-        entry = self.by_loop.pop(asyncio.get_running_loop(), None)
+        """Close the session of the running loop, and have every other running loop close
+        its own (cancelling its guard closes it there: a session is closed on its loop)."""
+        running = asyncio.get_running_loop()
+        for loop, (_, guard) in list(self.by_loop.items()):
+            if loop is not running and loop.is_running():
+                loop.call_soon_threadsafe(guard.cancel)
+        entry = self.by_loop.pop(running, None)
         if entry is not None:
             session, guard = entry
             guard.cancel()
@@ -257,9 +263,10 @@ class MemoryClient(MemoryAPI):
         await self.close()
 
     async def close(self) -> None:
-        """Close this client's session on the running loop (a view from ``for_namespace``
-        leaves the shared sessions to the client it came from; a given ``session`` is
-        the caller's to close)."""
+        """Close this client's sessions: the running loop's at once, those of other running
+        loops (e.g. the adapters' background loop) on their loops. A view from
+        ``for_namespace`` leaves the shared sessions to the client it came from; a given
+        ``session`` is the caller's to close."""
         if self._owns_sessions:
             await self._sessions.close()
 
@@ -304,7 +311,9 @@ class MemoryClient(MemoryAPI):
                 h in headers for h in ("If-Match", "If-None-Match")
             )
             # A conditional write that landed before its 503 would fail its retry with 412.
-            idempotent = method == "GET" or (method in ("PUT", "DELETE") and not conditional)
+            # A DELETE that landed before its 503 would answer its retry 404 (reported as
+            # "nothing deleted"), so only GET and an unconditional PUT are resent.
+            idempotent = method == "GET" or (method == "PUT" and not conditional)
         attempt = 0
         waited = 0.0
         while True:

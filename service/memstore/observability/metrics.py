@@ -121,7 +121,8 @@ class _CacheCollector(Collector):
             (
                 "memstore_cache_invalidations_received",
                 self._received(),
-                "Invalidation messages received from the backend's bus (other replicas).",
+                "Messages received from the backend's bus (other replicas' entity "
+                "invalidations and conversation changes).",
             ),
             ("memstore_cache_flushes", s.flushes, "Whole-cache flushes."),
         ):

@@ -25,7 +25,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from memstore.core.bounds import ENVELOPE_BYTES
-from memstore.core.errors import MemoryStoreError, PermissionDeniedError
+from memstore.core.errors import ConfigurationError, MemoryStoreError, PermissionDeniedError
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server.auth import Principal
@@ -51,10 +51,19 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     """Host and Origin checks (DNS-rebinding protection) from the settings: with allowed
     hosts configured, those and the loopback names; without, the SDK's own default (on,
     loopback names only, when the service listens on loopback; off otherwise: a pod is
-    reached by names it cannot know, and off loopback a bearer token is required, which
-    a rebinding page does not have)."""
+    reached by names it cannot know, and off loopback the service starts only with
+    bearer tokens, which a rebinding page does not have, unless
+    ``MEMSTORE_ALLOW_INSECURE_BIND`` says otherwise). The SDK checks Host and Origin
+    together or not at all, so allowed origins without a Host check are refused rather
+    than silently ignored."""
     hosts = list(settings.mcp_allowed_hosts)
     if "*" in hosts or not (hosts or is_loopback(settings.host)):
+        if settings.mcp_allowed_origins:
+            raise ConfigurationError(
+                "MEMSTORE_MCP_ALLOWED_ORIGINS is checked only together with the Host check, "
+                "which is off here: also set MEMSTORE_MCP_ALLOWED_HOSTS to the names "
+                "clients use (not '*')"
+            )
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     hosts += [h for name in LOOPBACK_HOSTS for h in (name, f"{name}:*")]
     origins = list(settings.mcp_allowed_origins)

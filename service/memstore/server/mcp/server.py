@@ -19,8 +19,9 @@ the same policy as the HTTP API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -223,13 +224,8 @@ class MemoryMcp:
         reservation = await self._admit(view, spec, args, arguments)
         result: dict[str, Any] | None = None
         try:
-            with anyio.fail_after(self.call_timeout):
+            with self._time_limit("the call", "; a write may or may not have been applied"):
                 result = await spec.call(view, args)
-        except TimeoutError:
-            raise RequestTimeoutError(
-                f"the call took longer than {self.call_timeout}s; "
-                "a write may or may not have been applied"
-            ) from None
         finally:
             if spec.changes is not None and self.announce_writes:
                 self._announce(view.namespace, spec.changes, args)
@@ -240,6 +236,18 @@ class MemoryMcp:
                 if done and spec.shrinks_storage:
                     self.quotas.forget(view.namespace)
         return result
+
+    @contextlib.contextmanager
+    def _time_limit(self, what: str, note: str = "") -> Iterator[None]:
+        """``call_timeout`` on one call (the whole ``/mcp`` request has no deadline: a
+        listen stream is long), as ``RequestTimeoutError``."""
+        try:
+            with anyio.fail_after(self.call_timeout):
+                yield
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"{what} took longer than {self.call_timeout}s{note}"
+            ) from None
 
     async def _admit(
         self, view: MemoryAPI, spec: ToolSpec[Any], args: Any, arguments: dict[str, Any] | None
@@ -275,23 +283,27 @@ class MemoryMcp:
         cursor = params.cursor if params is not None else None
         try:
             view = self._view(ctx, None, "read")
-            namespace = view.namespace
-            resources: list[Resource] = []
-            if cursor is None:
-                resources.append(Resource(name=f"{namespace} summary", uri=summary_uri(namespace)))
-                for entity_type in await view.get_entity_types():
-                    page = await view.list_entities(entity_type)
-                    resources += [
-                        Resource(
-                            name=f"{entity_type}/{e.id}",
-                            uri=entity_uri(namespace, entity_type, e.id),
-                            mime_type="application/json",
-                        )
-                        for e in page.items
-                    ]
-            conversations = await view.list_conversations(cursor=cursor)
+            with self._time_limit("listing the resources"):
+                return await self._list_resources(view, cursor)
         except MemoryStoreError as exc:
             raise protocol_error(exc) from None
+
+    async def _list_resources(self, view: MemoryAPI, cursor: str | None) -> ListResourcesResult:
+        namespace = view.namespace
+        resources: list[Resource] = []
+        if cursor is None:
+            resources.append(Resource(name=f"{namespace} summary", uri=summary_uri(namespace)))
+            for entity_type in await view.get_entity_types():
+                page = await view.list_entities(entity_type)
+                resources += [
+                    Resource(
+                        name=f"{entity_type}/{e.id}",
+                        uri=entity_uri(namespace, entity_type, e.id),
+                        mime_type="application/json",
+                    )
+                    for e in page.items
+                ]
+        conversations = await view.list_conversations(cursor=cursor)
         resources += [
             Resource(
                 name=f"conversation {c.conversation_id}",
@@ -313,7 +325,8 @@ class MemoryMcp:
         try:
             ref = parse_uri(params.uri)
             view = self._view(ctx, ref.namespace, "read")
-            return await read_resource(view, params.uri, ref)
+            with self._time_limit("reading the resource"):
+                return await read_resource(view, params.uri, ref)
         except MemoryStoreError as exc:
             raise protocol_error(exc) from None
 

@@ -39,6 +39,10 @@ def _optional_name(kind: str, description: str) -> Any:
     )
 
 
+#: The server refuses a page larger than its limit rather than shortening it silently.
+_AT_MOST = "At most the server's MEMSTORE_MAX_PAGE_SIZE (500 unless configured); more is an error."
+
+
 class ToolArgs(BaseModel):
     """Every tool takes an optional namespace; unknown arguments are refused."""
 
@@ -82,7 +86,7 @@ class ListEntitiesArgs(ToolArgs):
     entity_type: str | None = _optional_name(
         "entity_type", "List the entities of this type; leave it out to list the types."
     )
-    limit: int | None = Field(None, ge=1, description="Page size (capped by the server).")
+    limit: int | None = Field(None, ge=1, description="Page size. " + _AT_MOST)
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
 
 
@@ -97,14 +101,14 @@ class AppendMessagesArgs(ToolArgs):
 
 class ReadConversationArgs(ToolArgs):
     conversation_id: str = _name("conversation_id", "The conversation.")
-    limit: int = Field(50, ge=1, description="How many of the latest messages (capped).")
+    limit: int = Field(50, ge=1, description="How many of the latest messages. " + _AT_MOST)
     before_seq: int | None = Field(
         None, ge=1, description="Only messages before this seq (`next_before` of a page)."
     )
 
 
 class PageArgs(ToolArgs):
-    limit: int | None = Field(None, ge=1, description="Page size (capped by the server).")
+    limit: int | None = Field(None, ge=1, description="Page size. " + _AT_MOST)
     cursor: str | None = Field(None, description="`next_cursor` of the previous page.")
 
 
