@@ -413,14 +413,6 @@ async def test_a_replica_hears_its_own_conversation_change_once(
     assert heard == [f"conversation/{a.namespace}/mine", their_key]
 
 
-def test_in_script_message_uses_the_managers_cache_key() -> None:
-    from memstore.backends.redis.backend import _cache_key, _conversation_change_key
-    from memstore.memory.manager import conversation_change_key, entity_cache_key
-
-    assert _cache_key("ns", "doc", "d1") == entity_cache_key("ns", "doc", "d1")
-    assert _conversation_change_key("ns", "c1") == conversation_change_key("ns", "c1")
-
-
 @pytest.mark.parametrize("round_", range(4))
 async def test_close_does_not_wait_for_the_invalidation_reader(
     round_: int, redis_settings: Settings

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from memstore.core.errors import ConflictError, InvalidInputError
+from memstore.core.keys import conversation_change_key
 from memstore.core.settings import Settings
-from memstore.memory.manager import DistributedMemoryManager, conversation_change_key
+from memstore.memory.manager import DistributedMemoryManager
 
 
 @pytest.fixture

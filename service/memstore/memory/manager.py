@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
 from memstore.core.errors import MemoryStoreError
+from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
@@ -62,21 +63,6 @@ from memstore.observability.tracing import BackendSpanInfo, Tracing
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def entity_cache_key(namespace: str, entity_type: str, entity_id: str) -> str:
-    # "/" cannot occur in validated names, so the key is unambiguous.
-    return f"entity/{namespace}/{entity_type}/{entity_id}"
-
-
-_CONVERSATION_KEY_PREFIX = "conversation/"
-
-
-def conversation_change_key(namespace: str, conversation_id: str) -> str:
-    """The change key of a conversation (``add_change_listener``): never cached; the
-    Redis conversation write scripts publish it to the other replicas (the backend keeps
-    a copy of this format, which a test checks)."""
-    return f"{_CONVERSATION_KEY_PREFIX}{namespace}/{conversation_id}"
 
 
 #: Told the key of each change (``entity_cache_key``, ``conversation_change_key``), or
@@ -335,7 +321,7 @@ class DistributedMemoryManager(MemoryAPI):
         self._shared.invalidations_received += 1
         if key is None:
             self._shared.cache.clear()
-        elif not key.startswith(_CONVERSATION_KEY_PREFIX):
+        elif not key.startswith(CONVERSATION_KEY_PREFIX):
             # The cache holds entities only: a conversation's change (one per append on
             # another replica) must not bump the generation and drop in-flight loads.
             self._shared.cache.invalidate(key)

@@ -38,6 +38,7 @@ from memstore.backends.redis.connection import RedisConnection, parse_nodes
 from memstore.backends.redis.invalidation import InvalidationBus
 from memstore.backends.redis.keys import Keys
 from memstore.core.errors import BackendUnavailableError, ConfigurationError
+from memstore.core.keys import conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
@@ -75,20 +76,6 @@ def _score_pairs(reply: list[Any]) -> list[tuple[str, float]]:
 
 def _op_id() -> str:
     return os.urandom(12).hex()
-
-
-def _cache_key(namespace: str, entity_type: str, entity_id: str) -> str:
-    """The manager's cache key of an entity (``manager.entity_cache_key``; backends may
-    not import the manager, tests check both agree). If they ever differ, nothing goes
-    stale: the manager's own publish is then not recognised as done and is sent."""
-    return f"entity/{namespace}/{entity_type}/{entity_id}"
-
-
-def _conversation_change_key(namespace: str, conversation_id: str) -> str:
-    """The manager's change key of a conversation (``manager.conversation_change_key``,
-    checked like ``_cache_key``), which the conversation write scripts publish so that
-    other replicas' change listeners hear of the change."""
-    return f"conversation/{namespace}/{conversation_id}"
 
 
 #: The cache key whose invalidation the last entity write of this task published inside
@@ -268,7 +255,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         now = time.time()
         expires_at = now + ttl if ttl is not None else None
         tag = self.keys.entity_tag(namespace, entity_type, entity_id)
-        cache_key = _cache_key(namespace, entity_type, entity_id)
+        cache_key = entity_cache_key(namespace, entity_type, entity_id)
         announcement = self._announcement(cache_key, tag)
         res = await self.connection.write(
             scripts.SAVE_ENTITY,
@@ -338,7 +325,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> bool:
         _announced.set(None)
         tag = self.keys.entity_tag(namespace, entity_type, entity_id)
-        cache_key = _cache_key(namespace, entity_type, entity_id)
+        cache_key = entity_cache_key(namespace, entity_type, entity_id)
         announcement = self._announcement(cache_key, tag)
         res = await self.connection.write(
             scripts.DELETE_ENTITY,
@@ -422,7 +409,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         """ARGV of a conversation write script that tells the other replicas' change
         listeners (``_announcement``)."""
         announcement = self._announcement(
-            _conversation_change_key(ns, conversation_id),
+            conversation_change_key(ns, conversation_id),
             self.keys.conversation_tag(ns, conversation_id),
         )
         return _NO_ANNOUNCEMENT if announcement is None else tuple(announcement)

@@ -25,6 +25,7 @@ from mcp.shared.subscriptions import ResourcesListChanged, ResourceUpdated, Serv
 from mcp_types import ReadResourceResult, ResourceTemplate, TextResourceContents
 
 from memstore.core.errors import InvalidInputError, NotFoundError
+from memstore.core.keys import CONVERSATION_KEY_PREFIX, ENTITY_KEY_PREFIX
 from memstore.core.validation import check_name
 from memstore.memory.api import MemoryAPI
 
@@ -151,12 +152,11 @@ class ChangeFeed:
         if key is None:
             self._deliver(ResourcesListChanged())
             return
-        kind, _, rest = key.partition("/")
-        parts = rest.split("/")
-        if kind == "entity" and len(parts) == 3:
-            self._deliver(ResourceUpdated(uri=entity_uri(*parts)))
-        elif kind == "conversation" and len(parts) == 2:
-            self._deliver(ResourceUpdated(uri=conversation_uri(*parts)))
+        parts = key.split("/")
+        if key.startswith(ENTITY_KEY_PREFIX) and len(parts) == 4:
+            self._deliver(ResourceUpdated(uri=entity_uri(*parts[1:])))
+        elif key.startswith(CONVERSATION_KEY_PREFIX) and len(parts) == 3:
+            self._deliver(ResourceUpdated(uri=conversation_uri(*parts[1:])))
 
     def _deliver(self, event: ServerEvent) -> None:
         for listener in list(self._listeners.values()):

@@ -56,6 +56,7 @@ from mcp_types import (
 )
 
 from memstore.core.errors import InvalidInputError, MemoryStoreError, RequestTimeoutError
+from memstore.core.keys import conversation_change_key, entity_cache_key
 from memstore.core.validation import check_name
 from memstore.memory.api import MemoryAPI
 from memstore.server.auth import Authenticator, Principal, Role
@@ -269,9 +270,9 @@ class MemoryMcp:
 
     def _announce(self, namespace: str, kind: str, args: Any) -> None:
         if kind == "entity":
-            self.feed.changed(f"entity/{namespace}/{args.entity_type}/{args.entity_id}")
+            self.feed.changed(entity_cache_key(namespace, args.entity_type, args.entity_id))
         else:
-            self.feed.changed(f"conversation/{namespace}/{args.conversation_id}")
+            self.feed.changed(conversation_change_key(namespace, args.conversation_id))
 
     # -- resources ------------------------------------------------------------------------
 
