@@ -67,7 +67,8 @@ class EntityRecord:
 class MessageRecord:
     """One message of a conversation. ``seq`` runs 1..n within a conversation: an append
     takes the next one, a pop gives the last one back, replacing the history restarts it
-    at 1."""
+    at 1. (MongoDB without transactions: a pop racing another process's append can leave
+    the popped ``seq`` as a gap; docs/architecture.md, the pop table.)"""
 
     conversation_id: str
     seq: int

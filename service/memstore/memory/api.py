@@ -125,8 +125,9 @@ class MemoryAPI(Protocol):
     async def pop_message(self, conversation_id: str | None = None) -> MessageRecord | None:
         """Remove and return the conversation's last message, atomically on the server
         (concurrent pops each get a different message); ``None`` when it has none. The
-        next append reuses the popped ``seq``; popping the only message deletes the
-        conversation."""
+        next append reuses the popped ``seq`` (except on MongoDB without transactions when
+        another process appends meanwhile: then it stays a gap); popping the only message
+        deletes the conversation."""
         ...
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool: ...
