@@ -27,9 +27,14 @@ CONTRACT_BACKENDS = [
 
 
 @pytest.fixture(params=CONTRACT_BACKENDS)
-async def backend(request: pytest.FixtureRequest) -> AsyncIterator[DistributedMemoryBackend]:
+def backend_settings(request: pytest.FixtureRequest) -> Settings:
     settings: Settings = request.getfixturevalue(f"{request.param}_settings")
-    instance = DistributedMemoryFactory.create_memory_backend(settings)
+    return settings
+
+
+@pytest.fixture
+async def backend(backend_settings: Settings) -> AsyncIterator[DistributedMemoryBackend]:
+    instance = DistributedMemoryFactory.create_memory_backend(backend_settings)
     await instance.connect()
     try:
         yield instance

@@ -29,6 +29,7 @@ EXAMPLES: dict[type[MemoryStoreError], MemoryStoreError] = {
     InvalidInputError: InvalidInputError("bad id", field="entity_id"),
     PayloadTooLargeError: PayloadTooLargeError("too big", field="data", limit=1024),
     NotFoundError: NotFoundError("no such entity"),
+    errors.ChangesPrunedError: errors.ChangesPrunedError("gone", after=3, first_position=9),
     ConflictError: ConflictError("stale", expected_version=2, current_version=3),
     BackendUnavailableError: BackendUnavailableError("down", acks=0),
     errors.ServiceUnreachableError: errors.ServiceUnreachableError("no answer"),

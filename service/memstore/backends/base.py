@@ -19,6 +19,11 @@ against every backend. Semantics every backend must keep:
   ``1..n`` contiguous, so the next append takes the popped ``seq`` again. (One exception:
   MongoDB without transactions, where a pop racing an append from another process can
   leave the popped ``seq`` as a gap; docs/architecture.md, the pop table.)
+* Every write that changes something appends one event to its namespace's change log
+  (``read_changes``), with the next position, the kind, the keys, the version, the time
+  and the actor (``memstore.core.changes``); a write that changes nothing (a conflict, a
+  delete of nothing, a pop of nothing, a retried tool use already stored) appends
+  nothing. The event is readable once the write returns.
 * Driver errors become ``BackendUnavailableError`` (retryable) or another
   ``MemoryStoreError``; nothing else escapes.
 * Write methods take the payload's compact JSON too (``data_json``, ``messages_json``,
@@ -36,6 +41,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from memstore.core.records import (
+    ChangePage,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -231,6 +237,21 @@ class DistributedMemoryBackend(abc.ABC):
         cursor: str | None = None,
     ) -> Page[FeedbackRecord]:
         """Ordered by (timestamp, id)."""
+
+    # -- change log -----------------------------------------------------------------------
+
+    async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:
+        """Up to ``limit`` events with ``position > after`` in ascending position, without
+        holes: positions run on by exactly 1 from ``after`` except across events removed
+        by retention. Every replica reading the same namespace sees the same events in
+        the same order."""
+        raise NotImplementedError(f"{self.name} has no change log yet")
+
+    async def trim_changes(self, namespace: str) -> None:
+        """Apply the retention settings now: remove events older than
+        ``changes_retention_seconds`` and all but the newest ``changes_max_events``.
+        Positions are never reused; ``last_position`` survives trimming everything."""
+        raise NotImplementedError(f"{self.name} has no change log yet")
 
     # -- summary ------------------------------------------------------------------------
 

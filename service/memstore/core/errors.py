@@ -8,6 +8,7 @@ exceptions. The tree (class, ``code``, HTTP status)::
     ├── InvalidInputError             invalid_input         400
     │   └── PayloadTooLargeError      payload_too_large     413
     ├── NotFoundError                 not_found             404
+    ├── ChangesPrunedError            changes_pruned        410
     ├── ConflictError                 version_conflict      412
     ├── BackendUnavailableError       backend_unavailable   503
     │   └── ServiceUnreachableError   service_unreachable   503
@@ -76,6 +77,28 @@ class PayloadTooLargeError(InvalidInputError):
 class NotFoundError(MemoryStoreError):
     code = "not_found"
     http_status = 404
+
+
+class ChangesPrunedError(MemoryStoreError):
+    """A change-feed reader asked to resume after a position whose successors retention
+    already removed: it would miss events, so it is told instead of being served a gap.
+    ``first_position`` is the oldest position still retained (resume from a fresh state)."""
+
+    code = "changes_pruned"
+    http_status = 410
+
+    def __init__(self, message: str, *, after: int, first_position: int) -> None:
+        super().__init__(message, after=after, first_position=first_position)
+        self.after = after
+        self.first_position = first_position
+
+    @classmethod
+    def from_details(cls, message: str, details: Mapping[str, Any]) -> MemoryStoreError:
+        return cls(
+            message,
+            after=int(details.get("after", 0)),
+            first_position=int(details.get("first_position", 0)),
+        )
 
 
 class ConflictError(MemoryStoreError):
@@ -191,6 +214,7 @@ ERROR_TYPES: tuple[type[MemoryStoreError], ...] = (
     InvalidInputError,
     PayloadTooLargeError,
     NotFoundError,
+    ChangesPrunedError,
     ConflictError,
     BackendUnavailableError,
     ServiceUnreachableError,
@@ -212,6 +236,7 @@ CLOSEST_BY_STATUS: dict[int, type[MemoryStoreError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    410: ChangesPrunedError,
     412: ConflictError,
     413: PayloadTooLargeError,
     429: RateLimitedError,

@@ -122,6 +122,59 @@ class FeedbackRecord:
         return _shallow(self)
 
 
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One entry of a namespace's change log (``memstore.core.changes`` lists the kinds).
+
+    ``position`` increases strictly within a namespace (1, 2, 3, ... in write order);
+    the fields that name what changed are set for the kinds they apply to:
+
+    * ``entity.saved``/``entity.deleted``/``entity.expired``: ``entity_type``,
+      ``entity_id``, ``version`` (the new version; for a delete or an expiry, the version
+      that was removed);
+    * ``conversation.appended``/``replaced``: ``conversation_id``, ``version`` (the highest
+      ``seq`` after the write), ``count`` (messages written); ``popped``: ``version`` (the
+      popped ``seq``); ``deleted``: neither;
+    * ``tool_usage.recorded``: ``record_id``, ``tool_name``, ``conversation_id`` when the
+      use belongs to one; ``tool_usage.pruned``: ``count``;
+    * ``feedback.saved``: ``record_id``.
+
+    ``actor``/``address``: who wrote it (``memstore.core.changes.Actor``). Events never
+    hold payloads."""
+
+    position: int
+    kind: str
+    timestamp: float
+    entity_type: str | None = None
+    entity_id: str | None = None
+    conversation_id: str | None = None
+    tool_name: str | None = None
+    record_id: str | None = None
+    version: int | None = None
+    count: int | None = None
+    actor: str | None = None
+    address: str | None = None
+
+    def to_dict(self) -> JSONObject:
+        return _shallow(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """Events of one namespace with ``position > after``, ascending.
+
+    ``first_position``: the oldest position still retained (``last_position + 1`` when
+    retention removed everything); ``last_position``: the highest position ever given
+    (0 for a namespace that never changed). A reader that asked for ``after <
+    first_position - 1`` missed pruned events (the manager turns that into
+    ``ChangesPrunedError``)."""
+
+    events: list[ChangeEvent]
+    first_position: int
+    last_position: int
+
+
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     """One page of a listing; ``next_cursor`` is opaque and ``None`` on the last page."""

@@ -45,6 +45,14 @@ class StoreSettings(_Slice):
     max_body_bytes: Annotated[int, bounds.BODY_BYTES] = Field(
         1_048_576, validation_alias=_env("MEMSTORE_MAX_BODY_BYTES")
     )
+    # Change-log retention per namespace: events older than this many seconds, and all
+    # but the newest ``changes_max_events``, are removed when the log is trimmed.
+    changes_retention_seconds: Annotated[float, bounds.TTL_SECONDS] = Field(
+        7 * 24 * 3600.0, validation_alias=_env("MEMSTORE_CHANGES_RETENTION_SECONDS")
+    )
+    changes_max_events: int = Field(
+        100_000, ge=1, validation_alias=_env("MEMSTORE_CHANGES_MAX_EVENTS")
+    )
 
     @field_validator("memory_type", mode="before")
     @classmethod

@@ -297,6 +297,13 @@ def check_before(before_seq: object) -> int | None:
     return before_seq
 
 
+def check_change_position(after: object) -> int:
+    """A change-log position to read after: 0 (from the start) or a position seen."""
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 10**18:
+        raise InvalidInputError("after must be an integer >= 0", field="after")
+    return after
+
+
 def check_tool_usage(
     tool_name: object,
     args: object,

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
-from memstore.core.errors import MemoryStoreError
+from memstore.core.errors import ChangesPrunedError, MemoryStoreError
 from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
 from memstore.core.records import (
+    ChangePage,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -43,6 +44,7 @@ from memstore.core.records import (
 from memstore.core.settings import Settings
 from memstore.core.validation import (
     check_before,
+    check_change_position,
     check_conversation_id,
     check_entity_key,
     check_entity_write,
@@ -652,6 +654,31 @@ class DistributedMemoryManager(MemoryAPI):
                 cursor=cursor,
             ),
         )
+
+    # -- change log -----------------------------------------------------------------------
+
+    async def read_changes(self, *, after: int = 0, limit: int | None = None) -> ChangePage:
+        """Events of this namespace with ``position > after``, oldest first (at most
+        ``limit``). Raises ``ChangesPrunedError`` when retention already removed events
+        right after ``after``: the caller would otherwise miss them without knowing."""
+        after = check_change_position(after)
+        n = self._limit(limit)
+        page = await self._run(
+            "read_changes",
+            lambda: self.backend.read_changes(self.namespace, after=after, limit=n),
+        )
+        if after < page.first_position - 1:
+            raise ChangesPrunedError(
+                f"changes after position {after} were removed by retention; the oldest"
+                f" retained position is {page.first_position}",
+                after=after,
+                first_position=page.first_position,
+            )
+        return page
+
+    async def trim_changes(self) -> None:
+        """Apply the change log's retention settings to this namespace now."""
+        await self._run("trim_changes", lambda: self.backend.trim_changes(self.namespace))
 
     # -- summary, cache, metrics --------------------------------------------------------
 

@@ -1,0 +1,72 @@
+"""The change log's vocabulary: what kinds of change there are, and who made one.
+
+Every write appends one :class:`~memstore.core.records.ChangeEvent` to its namespace's
+change log, in the same atomic step as the write where the backend allows it (see each
+backend's docstring). The kinds below are the whole list; the feed, the audit export and
+webhooks filter by them.
+
+Who made a change is the *actor*: the token's name and the client's address when the
+change came through the HTTP API (the server sets it per request), or whatever an
+in-process caller declares with :func:`acting_as`. Backends read it with
+:func:`current_actor` when they write the event, so no write method needs an extra
+argument. The actor never holds a secret (a token's name, never the token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Final
+
+ENTITY_SAVED: Final = "entity.saved"
+ENTITY_DELETED: Final = "entity.deleted"
+ENTITY_EXPIRED: Final = "entity.expired"
+CONVERSATION_APPENDED: Final = "conversation.appended"
+CONVERSATION_REPLACED: Final = "conversation.replaced"
+CONVERSATION_POPPED: Final = "conversation.popped"
+CONVERSATION_DELETED: Final = "conversation.deleted"
+TOOL_USAGE_RECORDED: Final = "tool_usage.recorded"
+TOOL_USAGE_PRUNED: Final = "tool_usage.pruned"
+FEEDBACK_SAVED: Final = "feedback.saved"
+
+#: Every kind, in the order the docs list them.
+CHANGE_KINDS: Final = (
+    ENTITY_SAVED,
+    ENTITY_DELETED,
+    ENTITY_EXPIRED,
+    CONVERSATION_APPENDED,
+    CONVERSATION_REPLACED,
+    CONVERSATION_POPPED,
+    CONVERSATION_DELETED,
+    TOOL_USAGE_RECORDED,
+    TOOL_USAGE_PRUNED,
+    FEEDBACK_SAVED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is writing: a token's name (``None`` when auth is off) and the client address."""
+
+    name: str | None = None
+    address: str | None = None
+
+
+_CURRENT_ACTOR: ContextVar[Actor | None] = ContextVar("memstore_actor", default=None)
+
+
+def current_actor() -> Actor | None:
+    """The actor of the running task's writes, or ``None`` when nobody declared one."""
+    return _CURRENT_ACTOR.get()
+
+
+@contextlib.contextmanager
+def acting_as(actor: Actor | None) -> Iterator[None]:
+    """Record ``actor`` on the change events of the writes made inside the block."""
+    token = _CURRENT_ACTOR.set(actor)
+    try:
+        yield
+    finally:
+        _CURRENT_ACTOR.reset(token)
