@@ -14,6 +14,11 @@ JSON by the one error map, ``memstore.server.errors``):
 5. the handler, body read included, under the request timeout (504 ``timeout``), enforced
    by one shared ``DeadlineWatchdog`` rather than a timer per request; a ``streaming``
    route (``/mcp``) bounds each call it runs itself instead.
+
+The handler runs as its caller (``memstore.core.changes.acting_as``): the token's name
+(``None`` with auth off) and the client's address, which the backends write on the change
+events of the request's writes. Set here, once, because this is where the principal is
+known, and every route passes here (the REST routes and ``/mcp`` alike).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import math
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from memstore.core.changes import Actor, acting_as
 from memstore.core.errors import ConfigurationError, RequestTimeoutError
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
@@ -102,9 +108,10 @@ class Security:
             # limiter; an unmatched route is answered by aiohttp's 404/405 handler.
             if match_info.http_exception is not None:
                 return await handler(request)
-            return await self._timed(
-                request, handler, route_row(request), match_info.get("namespace")
-            )
+            with acting_as(Actor(None, request.remote)):
+                return await self._timed(
+                    request, handler, route_row(request), match_info.get("namespace")
+                )
         route = route_row(request)
         namespace = match_info.get("namespace")
         if match_info.http_exception is not None:
@@ -116,7 +123,8 @@ class Security:
         # A route without a row in the table needs admin: fail closed.
         role = "admin" if route is None else route.role
         if role is None:
-            return await self._timed(request, handler, route, namespace)
+            with acting_as(Actor(None, request.remote)):
+                return await self._timed(request, handler, route, namespace)
         principal = self.auth.authenticate(request.headers.get("Authorization"))
         # Refused requests count too: probing other namespaces is not free.
         key = principal.rate_key if self.auth.enabled else f"addr:{request.remote}"
@@ -124,8 +132,10 @@ class Security:
         self.auth.authorize(principal, role, namespace)
         request[PRINCIPAL] = principal
         held = self.inflight.acquire(key)
+        actor = Actor(principal.name if self.auth.enabled else None, request.remote)
         try:
-            return await self._timed(request, handler, route, namespace)
+            with acting_as(actor):
+                return await self._timed(request, handler, route, namespace)
         finally:
             if held:
                 self.inflight.release(key)
