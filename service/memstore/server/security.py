@@ -29,11 +29,12 @@ import asyncio
 import ipaddress
 import logging
 import math
+from collections.abc import Awaitable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from memstore.core.changes import Actor, acting_as
+from memstore.core.changes import Actor, acting_as, current_actor
 from memstore.core.errors import ConfigurationError, MemoryStoreError, RequestTimeoutError
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
@@ -115,13 +116,10 @@ class Security:
             # limiter; an unmatched route is answered by aiohttp's 404/405 handler.
             if match_info.http_exception is not None:
                 return await handler(request)
-            return await self._as(
-                Actor(None, request.remote),
-                request,
-                handler,
-                route_row(request),
-                match_info.get("namespace"),
-            )
+            with acting_as(Actor(None, request.remote)):
+                return await self._serve(
+                    request, handler, route_row(request), match_info.get("namespace")
+                )
         route = route_row(request)
         namespace = match_info.get("namespace")
         if match_info.http_exception is not None:
@@ -133,7 +131,8 @@ class Security:
         # A route without a row in the table needs admin: fail closed.
         role = "admin" if route is None else route.role
         if role is None:
-            return await self._as(Actor(None, request.remote), request, handler, route, namespace)
+            with acting_as(Actor(None, request.remote)):
+                return await self._serve(request, handler, route, namespace)
         principal = self.auth.authenticate(request.headers.get("Authorization"))
         # Refused requests count too: probing other namespaces is not free.
         key = principal.rate_key if self.auth.enabled else f"addr:{request.remote}"
@@ -143,39 +142,37 @@ class Security:
         held = self.inflight.acquire(key)
         actor = Actor(principal.name if self.auth.enabled else None, request.remote)
         try:
-            return await self._as(actor, request, handler, route, namespace)
+            with acting_as(actor):
+                return await self._serve(request, handler, route, namespace)
         finally:
             if held:
                 self.inflight.release(key)
 
-    async def _as(
-        self,
-        actor: Actor,
-        request: web.Request,
-        handler: Handler,
-        route: Route | None,
-        namespace: str | None,
+    def _serve(
+        self, request: web.Request, handler: Handler, route: Route | None, namespace: str | None
+    ) -> Awaitable[web.StreamResponse]:
+        """The rest of the request (a plain function: no coroutine layer per request); a
+        read of a namespace goes through the read audit when ``audit_reads`` is on."""
+        if self.audit_reads and namespace is not None and request.method == "GET":
+            return self._audited(request, handler, route, namespace)
+        return self._timed(request, handler, route, namespace)
+
+    async def _audited(
+        self, request: web.Request, handler: Handler, route: Route | None, namespace: str
     ) -> web.StreamResponse:
-        """The rest of the request as ``actor``; a read of a namespace is logged when
-        ``audit_reads`` is on."""
-        with acting_as(actor):
-            if not (self.audit_reads and namespace is not None and request.method == "GET"):
-                return await self._timed(request, handler, route, namespace)
-            status = 500
-            try:
-                response = await self._timed(request, handler, route, namespace)
-                status = response.status
-                return response
-            except MemoryStoreError as exc:
-                status = exc.http_status
-                raise
-            finally:
-                keys = {k: v for k, v in request.match_info.items() if k != "namespace"}
-                keys.update(
-                    (k, request.query[k]) for k in _AUDITED_QUERY_KEYS if k in request.query
-                )
-                operation = None if route is None else route.operation_id
-                log_read(actor, namespace, operation, keys, status)
+        status = 500
+        try:
+            response = await self._timed(request, handler, route, namespace)
+            status = response.status
+            return response
+        except MemoryStoreError as exc:
+            status = exc.http_status
+            raise
+        finally:
+            keys = {k: v for k, v in request.match_info.items() if k != "namespace"}
+            keys.update((k, request.query[k]) for k in _AUDITED_QUERY_KEYS if k in request.query)
+            operation = None if route is None else route.operation_id
+            log_read(current_actor(), namespace, operation, keys, status)
 
     async def _timed(
         self, request: web.Request, handler: Handler, route: Route | None, namespace: str | None
