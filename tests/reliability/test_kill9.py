@@ -128,3 +128,26 @@ async def test_kill9_embedded(tmp_path: Path, figures: Any) -> None:
     db = tmp_path / "svc" / "memstore.db"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        # The change log is written in each write's transaction: after the kills it still
+        # agrees with the data, and its positions have no hole.
+        stale_entities = conn.execute(
+            "SELECT e.ns, e.type, e.id, e.version, (SELECT c.version FROM change_log c "
+            "WHERE c.ns = e.ns AND c.entity_type = e.type AND c.entity_id = e.id "
+            "ORDER BY c.position DESC LIMIT 1) AS logged FROM entities e "
+            "WHERE logged IS NOT e.version"
+        ).fetchall()
+        assert stale_entities == []
+        stale_conversations = conn.execute(
+            "SELECT v.ns, v.id, v.next_seq - 1, (SELECT CASE c.kind WHEN "
+            "'conversation.popped' THEN c.version - 1 ELSE c.version END FROM change_log c "
+            "WHERE c.ns = v.ns AND c.conversation_id = v.id AND c.kind IN "
+            "('conversation.appended', 'conversation.replaced', 'conversation.popped') "
+            "ORDER BY c.position DESC LIMIT 1) AS logged FROM conversations v "
+            "WHERE logged IS NOT v.next_seq - 1"
+        ).fetchall()
+        assert stale_conversations == []
+        holes = conn.execute(
+            "SELECT ns, COUNT(*), MIN(position), MAX(position) FROM change_log GROUP BY ns "
+            "HAVING COUNT(*) != MAX(position) - MIN(position) + 1 OR MIN(position) != 1"
+        ).fetchall()
+        assert holes == []
