@@ -294,9 +294,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     raise
 
     async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        # Executed and read to the end in one call on the reader's thread. Separate
+        # execute and fetch calls let concurrent reads interleave there, and while any
+        # statement of a connection is unfinished its WAL snapshot stays open: a read
+        # that began after a write's commit could still answer the state before it.
         with DRIVER_ERRORS("read"):
-            async with self._read().execute(sql, tuple(params)) as cur:
-                return list(await cur.fetchall())
+            return list(await self._read().execute_fetchall(sql, tuple(params)))
 
     async def _fetchone(self, sql: str, params: Iterable[Any]) -> Any:
         rows = await self._fetchall(sql, params)
