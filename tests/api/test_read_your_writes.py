@@ -26,7 +26,10 @@ PATH = f"{NS}/entities/doc/a"
 
 
 def manager_of(http: Client) -> DistributedMemoryManager:
-    return http.server.app[MANAGER]
+    app = http.app
+    assert app is not None
+    manager: DistributedMemoryManager = app[MANAGER]
+    return manager
 
 
 async def write_behind_the_cache(http: Client, data: JSONObject) -> None:

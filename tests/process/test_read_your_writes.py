@@ -210,7 +210,7 @@ async def hit_rate_of_plain_readers(
 
         await asyncio.gather(*(agent(keys[w::8]) for w in range(8)))
         after = (await plain.get_metrics())["cache"]
-    delta = {k: after[k] - before[k] for k in after if isinstance(after[k], int)}
+    delta: dict[str, int] = {k: after[k] - before[k] for k in after if isinstance(after[k], int)}
     hits = delta["hits"] - delta["min_version_hits"]
     lookups = hits + delta["misses"] - delta["min_version_misses"]
     assert delta["min_version_hits"] + delta["min_version_misses"] == 8 * rounds
