@@ -27,6 +27,11 @@ wait is the answer's ``Retry-After`` (seconds or an HTTP date), else a doubling 
 at most ``retries`` retries and ``retry_max_wait`` seconds of waiting in all, after which
 the error is raised (also at once when ``Retry-After`` asks for longer than what is left).
 
+Read-your-writes: the client remembers the entity versions it wrote and read (a
+``VersionTracker``, its own or one shared with other clients, e.g. one per replica URL)
+and sends them on entity reads (``Memstore-Min-Version``), so no replica answers it from a
+cached copy older than what it has seen.
+
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
 provider (the agent's own; a no-op when it has none) and carries that span's context in the
 headers of the global propagator (``opentelemetry.propagate``: ``OTEL_PROPAGATORS``, W3C
