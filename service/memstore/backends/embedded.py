@@ -493,6 +493,10 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 await conn.execute(sql, params)
 
     async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
+        # Executed and read to the end in one call on the reader's thread. Separate
+        # execute and fetch calls let concurrent reads interleave there, and while any
+        # statement of a connection is unfinished its WAL snapshot stays open: a read
+        # that began after a write's commit could still answer the state before it.
         with DRIVER_ERRORS("read"):
             return list(await self._read().execute_fetchall(sql, tuple(params)))
 

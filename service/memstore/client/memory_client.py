@@ -27,6 +27,11 @@ wait is the answer's ``Retry-After`` (seconds or an HTTP date), else a doubling 
 at most ``retries`` retries and ``retry_max_wait`` seconds of waiting in all, after which
 the error is raised (also at once when ``Retry-After`` asks for longer than what is left).
 
+Read-your-writes: the client remembers the entity versions it wrote and read (a
+``VersionTracker``, its own or one shared with other clients, e.g. one per replica URL)
+and sends them on entity reads (``Memstore-Min-Version``), so no replica answers it from a
+cached copy older than what it has seen.
+
 Tracing: every request is an HTTP client span from the *global* OpenTelemetry tracer
 provider (the agent's own; a no-op when it has none) and carries that span's context in the
 headers of the global propagator (``opentelemetry.propagate``: ``OTEL_PROPAGATORS``, W3C
@@ -56,6 +61,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
+from memstore.client.versions import NO_CACHE, VersionTracker
 from memstore.core.bounds import TIMESTAMP_SECONDS, check_in
 from memstore.core.errors import (
     BackendUnavailableError,
@@ -76,6 +82,7 @@ from memstore.core.records import (
     ToolUsageRecord,
 )
 from memstore.core.validation import (
+    MIN_VERSION_HEADER,
     check_before,
     check_change_position,
     check_conversation_id,
@@ -83,6 +90,7 @@ from memstore.core.validation import (
     check_entity_write,
     check_feedback,
     check_messages,
+    check_min_version,
     check_name,
     check_optional_name,
     check_time_range,
@@ -231,11 +239,15 @@ class MemoryClient(MemoryAPI):
         tracer_provider: trace.TracerProvider | None = None,
         retries: int = 3,
         retry_max_wait: float = 30.0,
+        versions: VersionTracker | None = None,
     ) -> None:
         """``tracer_provider``: where the client's spans go (default: the global one).
         ``session``: an aiohttp session to use (the caller closes it; default: the
         client's own, one per event loop). ``retries`` / ``retry_max_wait``: the bound on
-        retries of answers 429 and 503 (count, and seconds of waiting in all)."""
+        retries of answers 429 and 503 (count, and seconds of waiting in all).
+        ``versions``: the entity versions seen, for read-your-writes (default: the
+        client's own); clients given the same tracker (e.g. one per replica of one
+        service) never read an entity older than any of them has seen."""
         problem = url_problem(base_url)
         if problem is not None:
             raise ConfigurationError(problem)
@@ -258,6 +270,7 @@ class MemoryClient(MemoryAPI):
         self._server_port = url.port
         self._tracer_provider = tracer_provider
         self._tracer = trace.get_tracer("memstore.client", tracer_provider=tracer_provider)
+        self.versions = versions if versions is not None else VersionTracker()
 
     def __repr__(self) -> str:  # never show the token
         return f"MemoryClient({shown_url(self.base_url)!r}, namespace={self.namespace!r})"
@@ -287,6 +300,7 @@ class MemoryClient(MemoryAPI):
             tracer_provider=self._tracer_provider,
             retries=self._retries,
             retry_max_wait=self._retry_max_wait,
+            versions=self.versions,
         )
         other._timeout = self._timeout
         other._sessions = self._sessions
@@ -473,14 +487,43 @@ class MemoryClient(MemoryAPI):
             json=body,
             headers=headers,
         )
-        return EntityRecord(**out)
+        record = EntityRecord(**out)
+        self.versions.saw((self.namespace, entity_type, entity_id), record.version)
+        return record
 
-    async def get_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None:
+    async def get_entity(
+        self,
+        entity_type: str,
+        entity_id: str,
+        *,
+        min_version: int | None = None,
+        use_cache: bool = True,
+    ) -> EntityRecord | None:
+        """The entity, or ``None``, never older than what this client (or another sharing
+        its ``versions``) has written or read of it: the read carries the version floor
+        (``Memstore-Min-Version``), or ``Cache-Control: no-cache`` after this client
+        deleted an entity whose version it never saw."""
         check_entity_key(entity_type, entity_id)
+        min_version = check_min_version(min_version)
+        key = (self.namespace, entity_type, entity_id)
+        floor = self.versions.floor(key)
+        headers: dict[str, str] = {}
+        if not use_cache or floor == NO_CACHE:
+            headers["Cache-Control"] = "no-cache"
+        elif floor is not None or min_version is not None:
+            headers[MIN_VERSION_HEADER] = str(max(floor or 0, min_version or 0))
         status, out, _ = await self._request(
-            "GET", self._ns(f"/entities/{_q(entity_type)}/{_q(entity_id)}"), accept_404=True
+            "GET",
+            self._ns(f"/entities/{_q(entity_type)}/{_q(entity_id)}"),
+            headers=headers,
+            accept_404=True,
         )
-        return None if status == 404 else EntityRecord(**out)
+        if status == 404:
+            self.versions.saw_absent(key)
+            return None
+        record = EntityRecord(**out)
+        self.versions.saw(key, record.version)
+        return record
 
     async def delete_entity(
         self, entity_type: str, entity_id: str, *, expected_version: int | None = None
@@ -494,7 +537,12 @@ class MemoryClient(MemoryAPI):
             headers=headers,
             accept_404=True,
         )
-        return status == 204
+        key = (self.namespace, entity_type, entity_id)
+        if status == 204:
+            self.versions.deleted(key)
+            return True
+        self.versions.saw_absent(key)
+        return False
 
     async def list_entities(
         self, entity_type: str, *, limit: int | None = None, cursor: str | None = None

@@ -196,6 +196,20 @@ def check_version(version: int | None) -> int | None:
     return version
 
 
+#: The HTTP request header that carries ``min_version`` on entity reads (the server reads
+#: it, ``MemoryClient`` sends it).
+MIN_VERSION_HEADER = "Memstore-Min-Version"
+
+
+def check_min_version(version: object) -> int | None:
+    """A read's lowest acceptable version (read-your-writes), or ``None``."""
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or version < 1
+    ):
+        raise InvalidInputError("min_version must be an integer >= 1", field="min_version")
+    return version
+
+
 # -- opaque cursors ---------------------------------------------------------------------
 # A cursor is the sort key of the last item returned, as base64url(JSON list). Backends
 # decide what goes in it; callers only pass it back. Decoding validates the shape so a

@@ -72,7 +72,20 @@ class MemoryAPI(Protocol):
         expected_version: int | None = None,
     ) -> EntityRecord: ...
 
-    async def get_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None: ...
+    async def get_entity(
+        self,
+        entity_type: str,
+        entity_id: str,
+        *,
+        min_version: int | None = None,
+        use_cache: bool = True,
+    ) -> EntityRecord | None:
+        """The entity, or ``None``. Read-your-writes: ``min_version`` (a version the caller
+        wrote or read, e.g. through another replica) keeps a replica's cached copy older
+        than it from being served; ``use_cache=False`` reads the backend. Neither is a
+        precondition: the answer is the stored state, which after a delete (and a
+        re-create, whose versions start at 1 again) may be ``None`` or a lower version."""
+        ...
 
     async def delete_entity(
         self, entity_type: str, entity_id: str, *, expected_version: int | None = None

@@ -5,12 +5,17 @@ the value can race a writer that invalidated the key in between; the stored valu
 be stale until its TTL. ``begin_load`` returns the current generation and ``store`` drops
 the value if any invalidation happened since, so the race can only cost a miss.
 ``max TTL`` bounds staleness even when a cross-replica invalidation is lost.
+
+Why ``accept``: a reader that knows a newer state exists (read-your-writes: it wrote or
+read version n through another replica) asks only for an entry that is at least that
+new; an older entry counts as a miss and stays until the caller stores what it loads.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -24,6 +29,13 @@ class CacheStats:
     evictions: int = 0
     invalidations: int = 0
     flushes: int = 0
+    #: Lookups that carried a condition (``get(..., accept=...)``): also in hits/misses.
+    conditional_hits: int = 0
+    conditional_misses: int = 0
+    #: Conditional lookups that found an entry and refused it (too old for the reader).
+    refused: int = 0
+    #: Reads told to skip the cache (``skip()``): not lookups, in neither hits nor misses.
+    bypasses: int = 0
 
 
 class LocalCache(Generic[V]):
@@ -41,19 +53,34 @@ class LocalCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._data)
 
-    def get(self, key: str) -> V | None:
+    def get(self, key: str, accept: Callable[[V], bool] | None = None) -> V | None:
+        """The cached value, or ``None``; with ``accept``, only a value it accepts (a
+        refused one stays cached for readers without the condition)."""
+        stats = self.stats
         entry = self._data.get(key)
-        if entry is None:
-            self.stats.misses += 1
-            return None
-        expires, value = entry
-        if expires <= time.monotonic():
-            del self._data[key]
-            self.stats.misses += 1
+        value: V | None = None
+        if entry is not None:
+            expires, value = entry
+            if expires <= time.monotonic():
+                del self._data[key]
+                value = None
+            elif accept is not None and not accept(value):
+                stats.refused += 1
+                value = None
+        if value is None:
+            stats.misses += 1
+            if accept is not None:
+                stats.conditional_misses += 1
             return None
         self._data.move_to_end(key)
-        self.stats.hits += 1
+        stats.hits += 1
+        if accept is not None:
+            stats.conditional_hits += 1
         return value
+
+    def skip(self) -> None:
+        """Count a read that does not look in the cache (its caller wants the backend)."""
+        self.stats.bypasses += 1
 
     def begin_load(self) -> int:
         return self._generation

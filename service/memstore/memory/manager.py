@@ -51,6 +51,7 @@ from memstore.core.validation import (
     check_feedback,
     check_limit,
     check_messages,
+    check_min_version,
     check_name,
     check_optional_name,
     check_time_range,
@@ -391,12 +392,31 @@ class DistributedMemoryManager(MemoryAPI):
             # Also on failure: a timed-out write may still have landed.
             await self._invalidate(key)
 
-    async def get_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None:
-        """The entity with its version and timestamps, or ``None``."""
+    async def get_entity(
+        self,
+        entity_type: str,
+        entity_id: str,
+        *,
+        min_version: int | None = None,
+        use_cache: bool = True,
+    ) -> EntityRecord | None:
+        """The entity with its version and timestamps, or ``None``. ``min_version``: a
+        cached copy older than this is not served (the backend is read and the result
+        cached); ``use_cache=False`` reads the backend whatever the cache holds."""
         check_entity_key(entity_type, entity_id)
+        min_version = check_min_version(min_version)
         cache = self._shared.cache
         key = entity_cache_key(self.namespace, entity_type, entity_id)
-        hit = cache.get(key)
+        if not use_cache:
+            cache.skip()
+            hit = None
+        elif min_version is None:
+            hit = cache.get(key)
+        else:
+            # The backends are linearizable per key, so only this cache can hold a state
+            # older than one the caller has seen (on another replica, or before the
+            # invalidation message of another replica's write arrived).
+            hit = cache.get(key, lambda cached: cached.version >= min_version)
         tracing = self._shared.tracing
         if tracing is not None:
             # An attribute of the request's span rather than a span of its own: a lookup of
@@ -729,6 +749,13 @@ class DistributedMemoryManager(MemoryAPI):
                 "invalidations": stats.invalidations,
                 "invalidations_received": shared.invalidations_received,
                 "flushes": stats.flushes,
+                # Reads that carried a min_version (read-your-writes), also counted in
+                # hits/misses; refused: a cached copy too old for them. Bypasses: reads
+                # that skipped the cache (use_cache=False, Cache-Control: no-cache).
+                "min_version_hits": stats.conditional_hits,
+                "min_version_misses": stats.conditional_misses,
+                "min_version_refused": stats.refused,
+                "bypasses": stats.bypasses,
             },
         }
         if shared.prometheus is not None:

@@ -56,6 +56,10 @@ class CacheStats(Protocol):
     evictions: int
     invalidations: int
     flushes: int
+    conditional_hits: int
+    conditional_misses: int
+    refused: int
+    bypasses: int
 
 
 # "_created" series double the exposition for no operational value.
@@ -125,6 +129,28 @@ class _CacheCollector(Collector):
                 "invalidations and conversation changes).",
             ),
             ("memstore_cache_flushes", s.flushes, "Whole-cache flushes."),
+            (
+                "memstore_cache_min_version_hits",
+                s.conditional_hits,
+                "Hits of reads that carried a minimum version (read-your-writes); also "
+                "counted in memstore_cache_hits.",
+            ),
+            (
+                "memstore_cache_min_version_misses",
+                s.conditional_misses,
+                "Misses of reads that carried a minimum version; also counted in "
+                "memstore_cache_misses.",
+            ),
+            (
+                "memstore_cache_min_version_refused",
+                s.refused,
+                "Cached entries older than a read's minimum version (read from the backend).",
+            ),
+            (
+                "memstore_cache_bypasses",
+                s.bypasses,
+                "Reads that skipped the cache (Cache-Control: no-cache).",
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         yield GaugeMetricFamily("memstore_cache_entries", "Entries in the cache.", self._size())

@@ -44,6 +44,7 @@ from memstore.core.records import (
 from memstore.core.validation import (
     CURSOR_RE,
     ID_RE,
+    MIN_VERSION_HEADER,
     NAME_RULES,
     NAMESPACE_RE,
     TOOL_RE,
@@ -104,6 +105,24 @@ IF_NONE_MATCH_GET = Param(
     {"type": "string", "pattern": ETAG_LIST_PATTERN},
     'The ETags you hold (`"3"`, or a list `"3", "4"`), or `*`: 304 when the entity '
     "exists with one of them (any version for `*`).",
+)
+MIN_VERSION = Param(
+    MIN_VERSION_HEADER,
+    "header",
+    {"type": "string", "pattern": rf"^[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}$"},
+    "Read-your-writes: a version of this entity you wrote or read (its ETag's number), "
+    "through any replica. This replica does not answer from its local cache with an "
+    "older copy; it reads the backend instead. Not a precondition (never 412): the answer "
+    "is the stored state, which after a delete may be 404, and after a re-create (versions "
+    "start at 1 again) a lower version. A value that is not a positive integer of at most "
+    f"{INTEGER_DIGITS} digits is a 400 naming the header.",
+)
+CACHE_CONTROL = Param(
+    "Cache-Control",
+    "header",
+    {"type": "string"},
+    "`no-cache` (RFC 9111): read the backend, not this replica's local cache. Other "
+    "directives are ignored.",
 )
 IF_NONE_MATCH_PUT = Param(
     "If-None-Match",
@@ -277,6 +296,29 @@ def parse_etag_list(value: str, header: str) -> set[int] | None:
         ) from None
 
 
+#: Read-your-writes on entity GETs: the lowest version the answer may have.
+_MIN_VERSION_RE = re.compile(rf"[1-9][0-9]{{0,{INTEGER_DIGITS - 1}}}")
+
+
+def parse_min_version(value: str) -> int:
+    if _MIN_VERSION_RE.fullmatch(value.strip()) is None:
+        raise InvalidInputError(
+            f"{MIN_VERSION_HEADER} must be a version: an integer from 1 to {INTEGER_DIGITS} digits",
+            field=MIN_VERSION_HEADER,
+        )
+    return int(value)
+
+
+def asks_no_cache(request: web.Request) -> bool:
+    """Whether the request's ``Cache-Control`` holds the ``no-cache`` directive (RFC 9111:
+    comma-separated, case-insensitive; other directives are ignored)."""
+    return any(
+        directive.split("=", 1)[0].strip().lower() == "no-cache"
+        for value in request.headers.getall("Cache-Control", ())
+        for directive in value.split(",")
+    )
+
+
 def entity_body(record: EntityRecord) -> dict[str, Any]:
     return record.to_dict()
 
@@ -340,7 +382,15 @@ async def get_entity(request: web.Request) -> web.Response:
     # value is a 400 (not silently "no condition"), whether the entity exists or not.
     held = request.headers.get("If-None-Match")
     held_versions = None if held is None else parse_etag_list(held, "If-None-Match")
-    record = await manager_for(request).get_entity(mi["entity_type"], mi["entity_id"])
+    min_version = None
+    if (floor := request.headers.get(MIN_VERSION_HEADER)) is not None:
+        min_version = parse_min_version(floor)
+    record = await manager_for(request).get_entity(
+        mi["entity_type"],
+        mi["entity_id"],
+        min_version=min_version,
+        use_cache=not asks_no_cache(request),
+    )
     if record is None:
         raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
     tag = etag(record.version)
@@ -649,7 +699,7 @@ ROUTES: tuple[Route, ...] = (
           responses={200: ("A page.", schemas.EntityPage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}", get_entity, "getEntity",
           "Load an entity; its version is the ETag.", "entities",
-          params=(NS, ETYPE, EID, IF_NONE_MATCH_GET),
+          params=(NS, ETYPE, EID, IF_NONE_MATCH_GET, MIN_VERSION, CACHE_CONTROL),
           role="read", hot=True,
           responses={200: ("The entity.", EntityRecord), 304: ("Not modified.", None),
                      400: E400, 404: E404, 503: E503},
