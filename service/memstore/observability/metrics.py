@@ -200,8 +200,7 @@ class PrometheusMetrics:
         )
         self.webhook_dead_letters = Counter(
             "memstore_webhook_dead_letters",
-            "Events given up on after the last attempt (or removed by retention before"
-            " delivery).",
+            "Events given up on after the last attempt (or removed by retention before delivery).",
             ["webhook"],
             registry=r,
         )
