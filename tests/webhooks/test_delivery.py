@@ -8,7 +8,7 @@ import base64
 import hashlib
 import hmac
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ def verify(secret: str, delivery: Delivery) -> Any:
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Callable[..., ServiceProcess]:
+def service(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     started: list[ServiceProcess] = []
 
     def start(**env: str) -> ServiceProcess:
@@ -73,7 +73,7 @@ def service(tmp_path: Path) -> Callable[..., ServiceProcess]:
         started.append(svc)
         return svc
 
-    yield start  # type: ignore[misc]
+    yield start
     for svc in started:
         svc.stop()
 

@@ -24,6 +24,7 @@ from memstore.core.records import (
     ToolUsageRecord,
 )
 from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, WEBHOOK_RE
+from memstore.server.webhooks.config import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
 
 ChangeKind = Literal[CHANGE_KINDS]  # type: ignore[valid-type]
 
@@ -78,12 +79,15 @@ class FeedbackIn(_Strict):
 
 class WebhookPut(_Strict):
     url: str = Field(
-        max_length=2048,
+        max_length=MAX_URL_LENGTH,
+        pattern=URL_PATTERN,
         description="Where events are POSTed: an http:// or https:// URL with a host and no"
         " user name or password.",
     )
     secret: SecretStr | None = Field(
         None,
+        # Checked by the webhook store (a pattern constraint does not apply to SecretStr).
+        json_schema_extra={"pattern": SECRET_PATTERN},
         description="The signing secret, `whsec_` + base64 of 24 to 64 random bytes. Absent:"
         " a new webhook gets a generated one, shown once in this answer; a replaced one keeps"
         " its own.",

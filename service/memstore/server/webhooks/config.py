@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import secrets as secrets_module
 import time
 from dataclasses import dataclass, field
@@ -55,6 +56,24 @@ SECRET_BYTES = (24, 64)
 
 Source = Literal["api", "file"]
 
+_PORT = "([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+#: What a webhook URL looks like (the OpenAPI document states it): http(s), a host (no user
+#: name or password: ``@`` is not allowed before the path), an optional port, then any
+#: path and query without spaces or control characters.
+URL_PATTERN = (
+    rf"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~!$&'()*+,;=%-]+(:{_PORT})?"
+    r"([/?#][^\s\x00-\x1f\x7f]*)?$"
+)
+_B64 = "[A-Za-z0-9+/]"
+#: ``whsec_`` + the padded base64 of 24 to 64 bytes (8 to 21 groups of 3 bytes, and the
+#: padded rest), exactly what :func:`check_secret` takes.
+SECRET_PATTERN = (
+    rf"^{SECRET_PREFIX}(({_B64}{{4}}){{8,20}}({_B64}{{2}}==|{_B64}{{3}}=)?"
+    rf"|({_B64}{{4}}){{21}}({_B64}{{2}}==)?)$"
+)
+_URL_RE = re.compile(URL_PATTERN)
+_SECRET_RE = re.compile(SECRET_PATTERN)
+
 
 def check_url(url: object) -> str:
     """An absolute http(s) URL with a host and without credentials; 400 naming ``url``."""
@@ -62,8 +81,12 @@ def check_url(url: object) -> str:
         raise InvalidInputError("url must be a non-empty string", field="url")
     if len(url) > MAX_URL_LENGTH:
         raise InvalidInputError(f"url is longer than {MAX_URL_LENGTH} characters", field="url")
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        raise InvalidInputError("url must not contain spaces or control characters", field="url")
+    if _URL_RE.fullmatch(url) is None:
+        raise InvalidInputError(
+            "url must be http:// or https://, a host (no user name or password), an optional"
+            " port up to 65535, then a path without spaces or control characters",
+            field="url",
+        )
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port outside 0-65535
@@ -86,7 +109,7 @@ def check_secret(secret: str) -> SecretStr:
         f"secret must be {SECRET_PREFIX} followed by the base64 of {SECRET_BYTES[0]} to"
         f" {SECRET_BYTES[1]} random bytes (leave it out to have one generated)"
     )
-    if not secret.startswith(SECRET_PREFIX):
+    if _SECRET_RE.fullmatch(secret) is None:
         raise InvalidInputError(problem, field="secret")
     try:
         raw = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
