@@ -223,10 +223,22 @@ class Webhook:
         )
 
 
-def parse_webhooks_file(raw: bytes, where: str) -> tuple[Webhook, ...]:
+def _read_secret(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise InvalidInputError(
+            f"secret_file {path} cannot be read: {reason}", field="secret_file"
+        ) from None
+
+
+def parse_webhooks_file(raw: bytes, where: str, folder: Path | None = None) -> tuple[Webhook, ...]:
     """The webhooks of a ``MEMSTORE_WEBHOOKS_FILE``: ``{"webhooks": [{"name", "namespace",
-    "url", "secret", "kinds"?, "entity_types"?}]}``. A problem is a ``ConfigurationError``
-    naming the entry and field, never a secret."""
+    "url", "secret" | "secret_file", "kinds"?, "entity_types"?}]}``. ``secret_file`` (what
+    the operator writes: the secret stays in its Secret, mounted as a file) is a path,
+    relative to ``folder`` (the file's own). A problem is a ``ConfigurationError`` naming
+    the entry and field, never a secret."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -241,7 +253,8 @@ def parse_webhooks_file(raw: bytes, where: str) -> tuple[Webhook, ...]:
         if not isinstance(item, dict):
             raise ConfigurationError(f"{entry} must be an object")
         unknown = sorted(
-            set(item) - {"name", "namespace", "url", "secret", "kinds", "entity_types"}
+            set(item)
+            - {"name", "namespace", "url", "secret", "secret_file", "kinds", "entity_types"}
         )
         if unknown:
             raise ConfigurationError(f"{entry}: unknown field {unknown[0]}")
@@ -249,7 +262,13 @@ def parse_webhooks_file(raw: bytes, where: str) -> tuple[Webhook, ...]:
             name = check_name("webhook_name", item.get("name"))
             namespace = check_name("namespace", item.get("namespace"))
             url = check_url(item.get("url"))
-            secret = item.get("secret")
+            secret, secret_file = item.get("secret"), item.get("secret_file")
+            if (secret is None) == (secret_file is None):
+                raise InvalidInputError("give one of secret and secret_file", field="secret")
+            if secret_file is not None:
+                if not isinstance(secret_file, str) or not secret_file:
+                    raise InvalidInputError("secret_file must be a path", field="secret_file")
+                secret = _read_secret((folder or Path()) / secret_file)
             if not isinstance(secret, str):
                 raise InvalidInputError("secret must be a string", field="secret")
             hook = Webhook(
@@ -277,7 +296,7 @@ def load_webhooks_file(path: Path | None) -> tuple[Webhook, ...]:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"cannot read webhooks file {path}: {exc.strerror}") from None
-    return parse_webhooks_file(raw, str(path))
+    return parse_webhooks_file(raw, str(path), path.parent)
 
 
 async def last_position(view: DistributedMemoryManager) -> int:
