@@ -47,7 +47,7 @@ def test_the_crd_states_the_services_rules() -> None:
 
 
 def test_a_webhook_named_twice_in_one_namespace_is_rejected(
-    kube_api: KubeAPI, kube_namespace: str
+    crd: Path, kube_api: KubeAPI, kube_namespace: str
 ) -> None:
     c = Cluster(kube_api, kube_namespace)
     twice = [HOOKS[0], {**HOOKS[0], "url": "https://other.example/"}]
