@@ -46,6 +46,9 @@ class Receiver:
     fail_first: int = 0
     always_fail: bool = False
     delay: float = 0.0
+    #: Requests wait for this before answering (never set: the receiver hangs).
+    hold: asyncio.Event | None = None
+    entered: int = 0
     requests: list[Delivery] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -62,6 +65,9 @@ class Receiver:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             body = await request.read()
+            self.entered += 1
+            if self.hold is not None:
+                await self.hold.wait()
             if self.delay:
                 await asyncio.sleep(self.delay)
             failing = self.always_fail or len(self.requests) < self.fail_first

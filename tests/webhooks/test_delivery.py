@@ -189,6 +189,41 @@ async def test_events_are_dead_lettered_after_the_last_attempt(
     assert "dead-lettered" in svc.logs()
 
 
+async def test_a_hanging_receiver_does_not_stall_other_webhooks(
+    service: Callable[..., ServiceProcess], make_receiver: Callable[..., Any]
+) -> None:
+    hanging: Receiver = await make_receiver(hold=asyncio.Event())  # never answers
+    healthy: Receiver = await make_receiver()
+    svc = service()
+    async with aiohttp.ClientSession() as http:
+        for name, receiver in (("stuck", hanging), ("ok", healthy)):
+            r = await http.put(f"{svc.url}{HOOK}/{name}", json={"url": receiver.url})
+            assert r.status == 201
+        for i in range(5):
+            await http.put(f"{svc.url}/v1/namespaces/{NS}/entities/note/{i}", json={"data": {}})
+        await until(lambda: set(healthy.accepted_positions()) == set(range(1, 6)), "5 events")
+        # Meanwhile the hanging receiver never answered; its attempts time out and retry.
+        assert hanging.accepted == []
+        assert hanging.entered >= 1
+
+        async def timeouts() -> float:
+            samples = await scrape(http, svc.url)
+            return sample(
+                samples,
+                "memstore_webhook_deliveries_total",
+                webhook=f"{NS}/stuck",
+                outcome="timeout",
+            )
+
+        for _ in range(600):
+            if await timeouts() >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await timeouts() >= 1
+    assert hanging.hold is not None
+    hanging.hold.set()  # let the receiver stop
+
+
 async def test_two_replicas_deliver_every_event_one_at_a_time(
     tmp_path: Path, make_receiver: Callable[..., Any]
 ) -> None:
