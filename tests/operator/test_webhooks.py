@@ -148,12 +148,13 @@ def test_webhooks_reach_the_pods_as_a_mounted_file(
     rotated = "whsec_" + base64.b64encode(b"rotated-webhook-secret-0123456").decode()
     patch = json.dumps({"data": {"signing": base64.b64encode(rotated.encode()).decode()}})
     c.kubectl("patch", "secret", "hook-secret", "-p", patch)
-    wait_for(
-        lambda: (
-            c.obj("Deployment", "hooked")["spec"]["template"]["metadata"]["annotations"][
-                "memory.datamcp.io/config-hash"
-            ]
-            != before
-        ),
-        what="a new config hash after the rotation",
-    )
+
+    def config_hash() -> str:
+        got = c.obj("Deployment", "hooked")
+        assert got is not None
+        value: str = got["spec"]["template"]["metadata"]["annotations"][
+            "memory.datamcp.io/config-hash"
+        ]
+        return value
+
+    wait_for(lambda: config_hash() != before, what="a new config hash after the rotation")
