@@ -412,5 +412,5 @@ def test_an_unusable_webhooks_file_stops_the_start(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 1
-    assert "webhooks[0]" in done.stderr and "url must start with http" in done.stderr
+    assert "webhooks[0]" in done.stderr and "url must be http:// or https://" in done.stderr
     assert secret.removeprefix("whsec_") not in done.stderr + done.stdout
