@@ -122,12 +122,16 @@ class WebhookDeliverer:
             await self._session.close()
 
     async def _supervise(self) -> None:
+        failing = False
         while True:
             try:
                 hooks = await self.store.list_all()
             except MemoryStoreError as exc:
-                log.warning("could not read the webhooks; keeping the current ones: %s", exc)
+                if not failing:  # once per outage, not every poll
+                    log.warning("could not read the webhooks; keeping the current ones: %s", exc)
+                failing = True
             else:
+                failing = False
                 self._sync(hooks)
             await asyncio.sleep(self.settings.webhook_poll_seconds)
 
@@ -166,15 +170,23 @@ class _Worker:
         self.deadline = 0.0
 
     async def run(self) -> None:
+        # One line when delivery pauses for a reason (a backend outage is not logged every
+        # poll), one when it resumes.
+        paused: str | None = None
         try:
             while True:
                 try:
                     if await self._claim():
+                        if paused is not None:
+                            log.info("webhook delivery resumed", extra=self._where())
+                            paused = None
                         await self._deliver_while_holding()
                 except ClaimLost:
                     log.info("webhook claim taken by another replica", extra=self._where())
                 except MemoryStoreError as exc:
-                    log.warning("webhook delivery paused: %s", exc, extra=self._where())
+                    if paused != exc.code:
+                        log.warning("webhook delivery paused: %s", exc, extra=self._where())
+                        paused = exc.code
                 except Exception:
                     log.exception("webhook delivery failed", extra=self._where())
                 await asyncio.sleep(self.settings.webhook_poll_seconds)
@@ -190,6 +202,10 @@ class _Worker:
     async def _claim(self) -> bool:
         record = await self.state_view.get_entity(STATE_TYPE, self.hook.key)
         if record is None:
+            if self.hook.source != "file":
+                # An API webhook's state is written by its PUT: gone means deleted (the
+                # supervisor stops this task at its next read of the webhooks).
+                return False
             # A webhook from the file, seen for the first time: from the current position.
             position, expected = await last_position(self.events_view), 0
         else:
