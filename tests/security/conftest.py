@@ -1,5 +1,5 @@
 """Auth-enabled services for the security tests: a tokens file with tenants A and B, a
-read-only token for A, and an admin token."""
+read-only token for A, an admin token for A only, and an admin token for everything."""
 
 from __future__ import annotations
 

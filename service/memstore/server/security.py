@@ -14,6 +14,13 @@ JSON by the one error map, ``memstore.server.errors``):
 5. the handler, body read included, under the request timeout (504 ``timeout``), enforced
    by one shared ``DeadlineWatchdog`` rather than a timer per request; a ``streaming``
    route (``/mcp``) bounds each call it runs itself instead.
+
+The handler runs as its caller (``memstore.core.changes.acting_as``): the token's name
+(``None`` with auth off) and the client's address, which the backends write on the change
+events of the request's writes. Set here, once, because this is where the principal is
+known, and every route passes here (the REST routes and ``/mcp`` alike). With
+``MEMSTORE_AUDIT_READS`` every GET of a namespace is also logged here (logger
+``memstore.audit``): the actor, the operation and its keys, the status, never a payload.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import math
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from memstore.core.errors import ConfigurationError, RequestTimeoutError
+from memstore.core.changes import Actor, acting_as
+from memstore.core.errors import ConfigurationError, MemoryStoreError, RequestTimeoutError
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server.auth import ANONYMOUS, Authenticator, Principal, build_authenticator
@@ -41,6 +49,10 @@ from memstore.server.limits import (
 from memstore.server.routing import Route, open_path, read_raw_body, route_row
 
 log = logging.getLogger(__name__)
+audit_log = logging.getLogger("memstore.audit")
+
+#: Query parameters that name what a read looks at (the others page or shape the answer).
+_AUDITED_QUERY_KEYS = ("tool_name", "agent_name", "feedback_type")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 
@@ -72,6 +84,7 @@ class Security:
         self.open_access = not (
             self.auth.enabled or self.limiter.enabled or self.inflight.limit > 0
         )
+        self.audit_reads = settings.audit_reads
 
     async def _read_usage(self, namespace: str) -> tuple[int, int | None]:
         view = self.manager.for_namespace(namespace)
@@ -102,8 +115,12 @@ class Security:
             # limiter; an unmatched route is answered by aiohttp's 404/405 handler.
             if match_info.http_exception is not None:
                 return await handler(request)
-            return await self._timed(
-                request, handler, route_row(request), match_info.get("namespace")
+            return await self._as(
+                Actor(None, request.remote),
+                request,
+                handler,
+                route_row(request),
+                match_info.get("namespace"),
             )
         route = route_row(request)
         namespace = match_info.get("namespace")
@@ -116,7 +133,7 @@ class Security:
         # A route without a row in the table needs admin: fail closed.
         role = "admin" if route is None else route.role
         if role is None:
-            return await self._timed(request, handler, route, namespace)
+            return await self._as(Actor(None, request.remote), request, handler, route, namespace)
         principal = self.auth.authenticate(request.headers.get("Authorization"))
         # Refused requests count too: probing other namespaces is not free.
         key = principal.rate_key if self.auth.enabled else f"addr:{request.remote}"
@@ -124,11 +141,54 @@ class Security:
         self.auth.authorize(principal, role, namespace)
         request[PRINCIPAL] = principal
         held = self.inflight.acquire(key)
+        actor = Actor(principal.name if self.auth.enabled else None, request.remote)
         try:
-            return await self._timed(request, handler, route, namespace)
+            return await self._as(actor, request, handler, route, namespace)
         finally:
             if held:
                 self.inflight.release(key)
+
+    async def _as(
+        self,
+        actor: Actor,
+        request: web.Request,
+        handler: Handler,
+        route: Route | None,
+        namespace: str | None,
+    ) -> web.StreamResponse:
+        """The rest of the request as ``actor``; a read of a namespace is logged when
+        ``audit_reads`` is on."""
+        with acting_as(actor):
+            if not (self.audit_reads and namespace is not None and request.method == "GET"):
+                return await self._timed(request, handler, route, namespace)
+            status = 500
+            try:
+                response = await self._timed(request, handler, route, namespace)
+                status = response.status
+                return response
+            except MemoryStoreError as exc:
+                status = exc.http_status
+                raise
+            finally:
+                self._audit_read(actor, request, route, namespace, status)
+
+    @staticmethod
+    def _audit_read(
+        actor: Actor, request: web.Request, route: Route | None, namespace: str, status: int
+    ) -> None:
+        keys = {k: v for k, v in request.match_info.items() if k != "namespace"}
+        keys.update((k, request.query[k]) for k in _AUDITED_QUERY_KEYS if k in request.query)
+        audit_log.info(
+            "read",
+            extra={
+                "actor": actor.name,
+                "address": actor.address,
+                "namespace": namespace,
+                "operation": None if route is None else route.operation_id,
+                "keys": keys,
+                "status": status,
+            },
+        )
 
     async def _timed(
         self, request: web.Request, handler: Handler, route: Route | None, namespace: str | None
