@@ -46,9 +46,13 @@ class Receiver:
     fail_first: int = 0
     always_fail: bool = False
     delay: float = 0.0
-    #: Requests wait for this before answering (never set: the receiver hangs).
+    #: Requests wait for this before answering (never set: the receiver hangs); with
+    #: ``hold_first``, only the first that many requests do.
     hold: asyncio.Event | None = None
+    hold_first: int | None = None
     entered: int = 0
+    #: ``webhook-id`` of every request, as it arrives (before any answer).
+    arrived_ids: list[str] = field(default_factory=list)
     requests: list[Delivery] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -66,7 +70,9 @@ class Receiver:
         try:
             body = await request.read()
             self.entered += 1
-            if self.hold is not None:
+            self.arrived_ids.append(request.headers.get("webhook-id", ""))
+            held = self.hold_first is None or self.entered <= self.hold_first
+            if self.hold is not None and held:
                 await self.hold.wait()
             if self.delay:
                 await asyncio.sleep(self.delay)

@@ -268,6 +268,44 @@ async def test_two_replicas_deliver_every_event_one_at_a_time(
     assert sorted(set(positions)) == list(range(1, 31))
 
 
+async def test_a_replica_killed_mid_attempt_leaves_the_event_to_the_next(
+    tmp_path: Path, make_receiver: Callable[..., Any]
+) -> None:
+    """At least once across a crash: the first attempt never gets its answer (the receiver
+    holds it) and its replica is killed; a replica started afterwards takes the claim once
+    the lease has passed and sends the same event again."""
+    receiver: Receiver = await make_receiver(hold=asyncio.Event(), hold_first=1)
+    env = {
+        **FAST,
+        "MEMSTORE_EMBEDDED_SHARED": "true",
+        "MEMSTORE_CACHE_TTL_SECONDS": "0",
+        # The held attempt must not time out before the kill.
+        "MEMSTORE_WEBHOOK_TIMEOUT_SECONDS": "3",
+        "MEMSTORE_WEBHOOK_LEASE_SECONDS": "6",
+    }
+    a = ServiceProcess(tmp_path, env).start()
+    b: ServiceProcess | None = None
+    try:
+        async with aiohttp.ClientSession() as http:
+            r = await http.put(f"{a.url}{HOOK}/h", json={"url": receiver.url})
+            assert r.status == 201
+            r = await http.put(f"{a.url}/v1/namespaces/{NS}/entities/n/1", json={"data": {}})
+            assert r.status == 201
+            await until(lambda: receiver.entered == 1, "the first attempt")
+            a.stop(signal.SIGKILL)
+            b = ServiceProcess(tmp_path, env).start()
+            await until(lambda: receiver.accepted, "the event, from the other replica")
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+        assert receiver.hold is not None
+        receiver.hold.set()
+    assert receiver.accepted_positions() == [1]
+    # The same message: a receiver that saw the first one would drop it by its id.
+    assert receiver.arrived_ids[0] == receiver.arrived_ids[1] == f"{NS}:1"
+
+
 async def test_secrets_never_shown_after_the_put(
     tmp_path: Path, make_receiver: Callable[..., Any]
 ) -> None:
