@@ -19,6 +19,7 @@ from memstore.core import changes
 from memstore.core.errors import PermissionDeniedError
 from memstore.core.records import ChangeEvent
 from tests.cli.run import run
+from tests.mcp.conftest import connect
 from tests.security.conftest import write_tokens_file
 from tests.support.procs import ServiceProcess, running_service
 
@@ -214,3 +215,24 @@ async def test_a_token_without_the_admin_role_cannot_export(
     refused = run("audit", "export", env=env)
     assert refused.returncode == 1
     assert refused.stderr.startswith("Error: forbidden:"), refused.stderr
+
+
+async def test_reads_through_mcp_are_audited_too(
+    service: ServiceProcess, audit_tokens: tuple[AuditTokens, Path]
+) -> None:
+    tokens, _ = audit_tokens
+    async with connect(service.url, tokens.carol) as mcp:
+        result = await mcp.call_tool(
+            "recall", {"namespace": NS, "entity_type": "note", "entity_id": "n2"}
+        )
+        assert not result.is_error, result
+        await mcp.read_resource(f"memstore://{NS}/summary")
+    lines = [
+        orjson.loads(line)
+        for line in service.logs().splitlines()
+        if line.startswith("{") and '"memstore.audit"' in line
+    ]
+    reads = [(x["actor"], x["operation"], x["keys"], x["status"]) for x in lines]
+    assert ("carol", "mcp:recall", {"entity_type": "note", "entity_id": "n2"}, 200) in reads
+    assert ("carol", "mcp:resources/read", {"uri": f"memstore://{NS}/summary"}, 200) in reads
+    assert MARKER not in service.logs()

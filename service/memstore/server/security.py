@@ -170,25 +170,12 @@ class Security:
                 status = exc.http_status
                 raise
             finally:
-                self._audit_read(actor, request, route, namespace, status)
-
-    @staticmethod
-    def _audit_read(
-        actor: Actor, request: web.Request, route: Route | None, namespace: str, status: int
-    ) -> None:
-        keys = {k: v for k, v in request.match_info.items() if k != "namespace"}
-        keys.update((k, request.query[k]) for k in _AUDITED_QUERY_KEYS if k in request.query)
-        audit_log.info(
-            "read",
-            extra={
-                "actor": actor.name,
-                "address": actor.address,
-                "namespace": namespace,
-                "operation": None if route is None else route.operation_id,
-                "keys": keys,
-                "status": status,
-            },
-        )
+                keys = {k: v for k, v in request.match_info.items() if k != "namespace"}
+                keys.update(
+                    (k, request.query[k]) for k in _AUDITED_QUERY_KEYS if k in request.query
+                )
+                operation = None if route is None else route.operation_id
+                log_read(actor, namespace, operation, keys, status)
 
     async def _timed(
         self, request: web.Request, handler: Handler, route: Route | None, namespace: str | None
@@ -237,6 +224,28 @@ class Security:
         if ok and route.shrinks_storage:
             self.quotas.forget(namespace)
         return response
+
+
+def log_read(
+    actor: Actor | None,
+    namespace: str,
+    operation: str | None,
+    keys: dict[str, str],
+    status: int,
+) -> None:
+    """One line of the read audit (``MEMSTORE_AUDIT_READS``): who read what. ``keys`` are
+    names (types, ids, filters), never payloads."""
+    audit_log.info(
+        "read",
+        extra={
+            "actor": None if actor is None else actor.name,
+            "address": None if actor is None else actor.address,
+            "namespace": namespace,
+            "operation": operation,
+            "keys": keys,
+            "status": status,
+        },
+    )
 
 
 def security_middleware(security: Security) -> Middleware:
