@@ -114,6 +114,8 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
         data["MEMSTORE_ALLOW_INSECURE_BIND"] = "true"
     if spec.auth_tokens_ref is not None:
         data["MEMSTORE_AUTH_TOKENS_FILE"] = c.AUTH_TOKENS_FILE
+    if spec.webhooks:
+        data["MEMSTORE_WEBHOOKS_FILE"] = c.WEBHOOKS_FILE  # a path: the secrets stay in Secrets
     tel = spec.telemetry
     if tel.otlp_endpoint:
         data["OTEL_EXPORTER_OTLP_ENDPOINT"] = tel.otlp_endpoint
@@ -180,6 +182,50 @@ def redis_tls_volume(spec: StoreSpec) -> Obj | None:
     return {"name": "redis-tls", "projected": {"sources": sources, "defaultMode": 0o440}}
 
 
+def webhook_secret_file(index: int) -> str:
+    """Where the ``index``-th webhook's secret is mounted, relative to the list's folder."""
+    return f"secrets/{index}"
+
+
+def webhooks_list(spec: StoreSpec) -> str:
+    """The service's webhooks file without secrets: each entry names its secret's file
+    (``secret_file``), mounted beside it from the referenced Secret."""
+    entries = []
+    for i, hook in enumerate(spec.webhooks):
+        entry: Obj = {
+            "name": hook.name,
+            "namespace": hook.namespace,
+            "url": hook.url,
+            "secret_file": webhook_secret_file(i),
+        }
+        if hook.kinds:
+            entry["kinds"] = list(hook.kinds)
+        if hook.entity_types:
+            entry["entity_types"] = list(hook.entity_types)
+        entries.append(entry)
+    return json.dumps({"webhooks": entries}, sort_keys=True)
+
+
+def webhooks_volume(spec: StoreSpec) -> Obj | None:
+    """The list (from the pod's own annotation, through the downward API) and each
+    webhook's secret (from its Secret) as one read-only volume, or None without webhooks."""
+    if not spec.webhooks:
+        return None
+    annotation = f"metadata.annotations['{c.WEBHOOKS_ANNOTATION}']"
+    sources: list[Obj] = [
+        {
+            "downwardAPI": {
+                "items": [{"path": c.WEBHOOKS_LIST, "fieldRef": {"fieldPath": annotation}}]
+            }
+        }
+    ]
+    for i, hook in enumerate(spec.webhooks):
+        ref = hook.secret_ref
+        item = {"key": ref.key, "path": webhook_secret_file(i)}
+        sources.append({"secret": {"name": ref.name, "items": [item]}})
+    return {"name": "webhooks", "projected": {"sources": sources, "defaultMode": 0o440}}
+
+
 def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None = None) -> Obj:
     b = spec.backend
     env: list[Obj] = []
@@ -213,6 +259,12 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
     if tls_volume is not None:
         volumes.append(tls_volume)
         mounts.append({"name": tls_volume["name"], "mountPath": c.REDIS_TLS_DIR, "readOnly": True})
+    hooks_volume = webhooks_volume(spec)
+    annotations = {c.CONFIG_HASH_ANNOTATION: cfg_hash}
+    if hooks_volume is not None:
+        volumes.append(hooks_volume)
+        mounts.append({"name": hooks_volume["name"], "mountPath": c.WEBHOOKS_DIR, "readOnly": True})
+        annotations[c.WEBHOOKS_ANNOTATION] = webhooks_list(spec)
     container: Obj = {
         "name": "memstore",
         "image": spec.image,
@@ -280,7 +332,7 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
             "template": {
                 "metadata": {
                     "labels": labels(spec),
-                    "annotations": {c.CONFIG_HASH_ANNOTATION: cfg_hash},
+                    "annotations": annotations,
                 },
                 "spec": pod_spec,
             },

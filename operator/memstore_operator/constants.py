@@ -32,6 +32,13 @@ REDIS_TLS_DIR: Final = "/etc/memstore/redis-tls"
 TLS_CA_KEY: Final = "ca.crt"
 TLS_CERT_KEY: Final = "tls.crt"
 TLS_KEY_KEY: Final = "tls.key"
+# Webhooks (MEMSTORE_WEBHOOKS_FILE): the list, without secrets, from a pod template
+# annotation (downward API), and each webhook's secret from its Secret, in one read-only
+# volume; the list names each secret's file.
+WEBHOOKS_DIR: Final = "/etc/memstore/webhooks"
+WEBHOOKS_LIST: Final = "webhooks.json"
+WEBHOOKS_FILE: Final = f"{WEBHOOKS_DIR}/{WEBHOOKS_LIST}"
+WEBHOOKS_ANNOTATION: Final = f"{GROUP}/webhooks"
 
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"

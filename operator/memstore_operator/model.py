@@ -248,6 +248,17 @@ class ImagePullSecret(SpecModel):
     name: str
 
 
+class Webhook(SpecModel):
+    """One signed webhook of a memory namespace; its secret comes from ``secret_ref``."""
+
+    name: str
+    namespace: str
+    url: str
+    secret_ref: SecretKeyRef
+    kinds: tuple[str, ...] = ()
+    entity_types: tuple[str, ...] = ()
+
+
 class MemoryStoreSpec(SpecModel):
     """``spec`` of a MemoryStore, after the CRD's defaults."""
 
@@ -265,6 +276,7 @@ class MemoryStoreSpec(SpecModel):
     probes: Probes
     disruption_budget: DisruptionBudget
     service: ServicePort
+    webhooks: tuple[Webhook, ...] = ()
 
     @model_validator(mode="after")
     def _embedded_is_single(self) -> MemoryStoreSpec:
@@ -298,7 +310,8 @@ class StoreSpec(MemoryStoreSpec):
         """Every Secret key the pods read (the generated auth Secret included)."""
         b = self.backend
         refs = (b.password_ref, b.username_ref, b.mongodb_uri_ref, self.auth_tokens_ref)
-        return tuple(r for r in refs if r is not None) + b.redis_tls_refs
+        webhook_refs = tuple(w.secret_ref for w in self.webhooks)
+        return tuple(r for r in refs if r is not None) + b.redis_tls_refs + webhook_refs
 
 
 @functools.cache

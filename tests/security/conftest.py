@@ -26,7 +26,8 @@ class Tokens:
     a: str  # read+write on tenant-a
     b: str  # read+write on tenant-b
     a_reader: str  # read on tenant-a
-    a_admin: str  # read+write+admin on tenant-a only
+    a_admin: str  # read, write and admin on tenant-a (configures it: webhooks)
+    b_admin: str  # read, write and admin on tenant-b
     admin: str  # everything, every namespace
     path: Path
 
@@ -53,6 +54,7 @@ def tokens(tmp_path: Path) -> Tokens:
         b=secrets.token_urlsafe(24),
         a_reader=secrets.token_urlsafe(24),
         a_admin=secrets.token_urlsafe(24),
+        b_admin=secrets.token_urlsafe(24),
         admin=secrets.token_urlsafe(24),
         path=tmp_path / "tokens.json",
     )
@@ -63,6 +65,7 @@ def tokens(tmp_path: Path) -> Tokens:
             ("tenant-b", t.b, [NS_B], ["read", "write"]),
             ("tenant-a-reader", t.a_reader, [NS_A], ["read"]),
             ("tenant-a-admin", t.a_admin, [NS_A], ["read", "write", "admin"]),
+            ("tenant-b-admin", t.b_admin, [NS_B], ["read", "write", "admin"]),
             ("admin", t.admin, ["*"], ["read", "write", "admin"]),
         ],
     )

@@ -11,5 +11,7 @@ from tests.support.procs import ServiceProcess, running_service
 
 @pytest.fixture(scope="session")
 def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    with running_service(tmp_path_factory.mktemp("live-service")) as svc:
+    # Webhooks are stored but not delivered: fuzzed webhook URLs must not be called.
+    env = {"MEMSTORE_WEBHOOKS_ENABLED": "false"}
+    with running_service(tmp_path_factory.mktemp("live-service"), env) as svc:
         yield svc

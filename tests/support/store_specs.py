@@ -171,7 +171,56 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         {"backend": {"type": "redis", "redis": {"host": "r", "username": "mem store"}}},
         "spec.backend.redis.username in body should match",
     ),
+    # Webhooks
+    (
+        "webhook-without-secret-ref",
+        {"backend": REDIS, "webhooks": [{"name": "a", "namespace": "n", "url": "http://h/"}]},
+        "spec.webhooks[0].secretRef: Required value",
+    ),
+    (
+        "webhook-secret-inline",
+        {
+            "backend": REDIS,
+            "webhooks": [
+                {
+                    "name": "a",
+                    "namespace": "n",
+                    "url": "http://h/",
+                    "secret": "whsec_x",
+                    "secretRef": {"name": "s", "key": "k"},
+                }
+            ],
+        },
+        'unknown field "spec.webhooks[0].secret"',
+    ),
+    (
+        "webhook-unknown-kind",
+        {
+            "backend": REDIS,
+            "webhooks": [
+                {
+                    "name": "a",
+                    "namespace": "n",
+                    "url": "http://h/",
+                    "secretRef": {"name": "s", "key": "k"},
+                    "kinds": ["entity.exploded"],
+                }
+            ],
+        },
+        'spec.webhooks[0].kinds[0]: Unsupported value: "entity.exploded"',
+    ),
 ]
+
+
+def webhook(**fields: Any) -> dict[str, Any]:
+    hook = {
+        "name": "audit",
+        "namespace": "agent",
+        "url": "https://hooks.example/in",
+        "secretRef": {"name": "hook", "key": "secret"},
+        **fields,
+    }
+    return {"backend": REDIS, "webhooks": [{k: v for k, v in hook.items() if v is not None}]}
 
 
 def embedded(**section: Any) -> dict[str, Any]:
@@ -291,6 +340,19 @@ UNRUNNABLE: list[tuple[str, dict[str, Any], str]] = [
         {"backend": REDIS, "telemetry": {"serviceMonitor": {"labels": {"x": "a/b"}}}},
         "spec.telemetry.serviceMonitor.labels.x",
     ),
+    ("webhook-url-not-http", webhook(url="ftp://hooks.example/in"), "spec.webhooks[0].url"),
+    ("webhook-url-no-host", webhook(url="https:///in"), "spec.webhooks[0].url"),
+    ("webhook-url-credentials", webhook(url="https://u:p@hooks.example/"), "spec.webhooks[0].url"),
+    ("webhook-url-space", webhook(url="https://hooks.example/a b"), "spec.webhooks[0].url"),
+    ("webhook-url-port-too-big", webhook(url="http://h:70000/"), "spec.webhooks[0].url"),
+    ("webhook-name-bad", webhook(name="audit log"), "spec.webhooks[0].name"),
+    ("webhook-namespace-bad", webhook(namespace="_webhooks"), "spec.webhooks[0].namespace"),
+    (
+        "webhook-secret-ref-bad-name",
+        webhook(secretRef={"name": "Hook Secret", "key": "k"}),
+        "spec.webhooks[0].secretRef.name",
+    ),
+    ("webhook-entity-type-bad", webhook(entityTypes=["a/b"]), "spec.webhooks[0].entityTypes[0]"),
 ]
 
 # Their valid neighbours, accepted: the rules reject the mistake, not the feature.
@@ -353,6 +415,8 @@ RUNNABLE: list[tuple[str, dict[str, Any]]] = [
             },
         },
     ),
+    ("webhook", webhook(kinds=["entity.saved"], entityTypes=["note"])),
+    ("webhook-http-port-query", webhook(url="http://receiver.tools.svc:8080/in?x=1")),
 ]
 
 # Where helm reports a case whose API-server text is a CEL message rather than a field.

@@ -322,10 +322,56 @@ class McpSettings(_Slice):
         return value
 
 
+class WebhookSettings(_Slice):
+    """Delivery of change events to webhooks (see docs/architecture.md, "Webhooks")."""
+
+    # Run the deliverer in this process (webhooks configured through the API are still
+    # stored and listed when it is off; another replica delivers them).
+    webhooks_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_WEBHOOKS_ENABLED"))
+    # JSON {"webhooks": [{"name", "namespace", "url", "secret", "kinds"?, "entity_types"?}]},
+    # read at start (the operator mounts it from the MemoryStore spec's Secrets).
+    webhooks_file: Path | None = Field(None, validation_alias=_env("MEMSTORE_WEBHOOKS_FILE"))
+    # One delivery attempt: connect, send, and read the answer's status.
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("MEMSTORE_WEBHOOK_TIMEOUT_SECONDS")
+    )
+    # Attempts per event (the first included); then the event is dead-lettered.
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=100, validation_alias=_env("MEMSTORE_WEBHOOK_MAX_ATTEMPTS")
+    )
+    # Wait before attempt n+1: min(cap, base * 2^(n-1)), its second half drawn at random.
+    webhook_backoff_base_seconds: float = Field(
+        1.0, gt=0, le=3600, validation_alias=_env("MEMSTORE_WEBHOOK_BACKOFF_BASE_SECONDS")
+    )
+    webhook_backoff_cap_seconds: float = Field(
+        300.0, gt=0, le=86_400, validation_alias=_env("MEMSTORE_WEBHOOK_BACKOFF_CAP_SECONDS")
+    )
+    # How long a replica's claim on a webhook lasts without renewal; at least twice the
+    # attempt timeout, so an attempt always ends inside a claim renewed before it.
+    webhook_lease_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias=_env("MEMSTORE_WEBHOOK_LEASE_SECONDS")
+    )
+    # How often an idle deliverer reads the change log, a replica without the claim tries
+    # to take it, and the list of webhooks is read again.
+    webhook_poll_seconds: float = Field(
+        1.0, gt=0, le=600, validation_alias=_env("MEMSTORE_WEBHOOK_POLL_SECONDS")
+    )
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> WebhookSettings:
+        if self.webhook_lease_seconds < 2 * self.webhook_timeout_seconds:
+            raise ValueError(
+                "MEMSTORE_WEBHOOK_LEASE_SECONDS must be at least twice"
+                " MEMSTORE_WEBHOOK_TIMEOUT_SECONDS"
+            )
+        return self
+
+
 class Settings(
     ServerSettings,
     SecuritySettings,
     McpSettings,
+    WebhookSettings,
     CacheSettings,
     EmbeddedSettings,
     RedisSettings,

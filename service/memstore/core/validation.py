@@ -65,11 +65,13 @@ NAMESPACE_RULE = NameRule(first="", rest="_.-", max_length=64)
 TYPE_RULE = NAMESPACE_RULE
 ID_RULE = NameRule(first="_", rest="_.:@=+-", max_length=256)
 TOOL_RULE = NameRule(first="_", rest="_.:/-", max_length=128)
+WEBHOOK_RULE = NAMESPACE_RULE
 
 NAMESPACE_RE = NAMESPACE_RULE.pattern
 TYPE_RE = TYPE_RULE.pattern
 ID_RE = ID_RULE.pattern
 TOOL_RE = TOOL_RULE.pattern
+WEBHOOK_RE = WEBHOOK_RULE.pattern
 
 NAME_RULES: dict[str, NameRule] = {
     "namespace": NAMESPACE_RULE,
@@ -79,6 +81,7 @@ NAME_RULES: dict[str, NameRule] = {
     "tool_name": TOOL_RULE,
     "agent_name": TOOL_RULE,
     "feedback_type": TYPE_RULE,
+    "webhook_name": WEBHOOK_RULE,
 }
 
 NAME_PATTERNS: dict[str, re.Pattern[str]] = {

@@ -61,9 +61,16 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
+#: Libraries whose DEBUG lines hold the parameters of every statement (aiosqlite: each
+#: SQL call with its values, i.e. payloads and the webhooks' secrets): kept at INFO.
+PARAMETER_LOGGERS = ("aiosqlite",)
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    for name in PARAMETER_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))

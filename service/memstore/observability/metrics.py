@@ -209,6 +209,27 @@ class PrometheusMetrics:
             ["backend"],
             registry=r,
         )
+        # Webhooks: ``webhook`` is "<namespace>/<name>", bounded by the configured webhooks
+        # (at most 32 per namespace).
+        self.webhook_deliveries = Counter(
+            "memstore_webhook_deliveries",
+            "Webhook delivery attempts by outcome (success, http_error, timeout, network_error).",
+            ["webhook", "outcome"],
+            registry=r,
+        )
+        self.webhook_duration = Histogram(
+            "memstore_webhook_delivery_duration_seconds",
+            "Webhook delivery attempt latency, until the receiver's status (or the failure).",
+            ["webhook"],
+            buckets=(*LATENCY_BUCKETS, 10.0, 30.0),
+            registry=r,
+        )
+        self.webhook_dead_letters = Counter(
+            "memstore_webhook_dead_letters",
+            "Events given up on after the last attempt (or removed by retention before delivery).",
+            ["webhook"],
+            registry=r,
+        )
         self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Histogram] = {}
         self._error_children: dict[tuple[str, str, str], Counter] = {}
@@ -257,6 +278,13 @@ class PrometheusMetrics:
 
     def set_backend_up(self, backend: str, up: bool) -> None:
         self.backend_up.labels(backend).set(1 if up else 0)
+
+    def observe_webhook(self, webhook: str, outcome: str, seconds: float) -> None:
+        self.webhook_deliveries.labels(webhook, outcome).inc()
+        self.webhook_duration.labels(webhook).observe(seconds)
+
+    def count_webhook_dead_letters(self, webhook: str, events: int = 1) -> None:
+        self.webhook_dead_letters.labels(webhook).inc(events)
 
     # -- readable figures -----------------------------------------------------------------
 

@@ -29,8 +29,10 @@ from memstore.server.openapi import build_openapi
 from memstore.server.protocol import serve_app
 from memstore.server.routes import ROUTES, add_routes
 from memstore.server.security import Security, check_bind, security_middleware
-from memstore.server.state import MANAGER, METRICS, OPENAPI, SETTINGS
+from memstore.server.state import MANAGER, METRICS, OPENAPI, SETTINGS, WEBHOOKS
 from memstore.server.telemetry import observability_middleware
+from memstore.server.webhooks.config import WebhookStore, load_webhooks_file
+from memstore.server.webhooks.deliverer import WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ def create_app(
     app[MANAGER] = manager
     app[METRICS] = metrics
     app[OPENAPI] = build_openapi(ROUTES, settings)
+    # A webhooks file that cannot be used stops the start (fail closed), like the tokens.
+    app[WEBHOOKS] = webhooks = WebhookStore(manager, load_webhooks_file(settings.webhooks_file))
     add_routes(app)
 
     async def manager_lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -90,6 +94,16 @@ def create_app(
             await asyncio.to_thread(tracing.shutdown)
 
     app.cleanup_ctx.append(manager_lifecycle)
+    if settings.webhooks_enabled:
+        deliverer = WebhookDeliverer(manager, webhooks, settings, recording)
+
+        async def deliverer_lifecycle(app: web.Application) -> AsyncIterator[None]:
+            # After the manager's: stopped (its claims given up) before the manager closes.
+            await deliverer.start()
+            yield
+            await deliverer.stop()
+
+        app.cleanup_ctx.append(deliverer_lifecycle)
     if settings.mcp_enabled:
         # After the manager's lifecycle: /mcp's streams end before the manager closes.
         _add_mcp(app, settings, manager, security.quotas)

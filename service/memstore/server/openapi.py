@@ -27,6 +27,7 @@ _CONVERSATION = {
     "conversation_id": "$request.path.conversation_id",
 }
 _NAMESPACE = {"namespace": "$request.path.namespace"}
+_WEBHOOK = {"namespace": "$request.path.namespace", "webhook_name": "$request.path.webhook_name"}
 
 #: OpenAPI links (what a response lets a client do next), for readers and for stateful
 #: fuzzing: operation id -> statuses -> link name -> (target operation, parameters).
@@ -59,6 +60,11 @@ LINKS: dict[str, tuple[tuple[int, ...], dict[str, tuple[str, dict[str, str]]]]] 
             "agent_name": "$response.body#/agent_name",
             "feedback_type": "$response.body#/feedback_type"}),
         "GetMemorySummary": ("getMemorySummary", _NAMESPACE),
+    }),
+    "saveWebhook": ((200, 201), {
+        "GetWebhook": ("getWebhook", _WEBHOOK),
+        "DeleteWebhook": ("deleteWebhook", _WEBHOOK),
+        "ListWebhooks": ("listWebhooks", _NAMESPACE),
     }),
 }  # fmt: skip
 

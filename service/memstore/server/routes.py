@@ -49,6 +49,7 @@ from memstore.core.validation import (
     NAMESPACE_RE,
     TOOL_RE,
     TYPE_RE,
+    WEBHOOK_RE,
     check_limit,
     check_name,
     limit_error,
@@ -57,7 +58,7 @@ from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
 from memstore.server.routing import Param, Route, TableRoute, View, read_raw_body
 from memstore.server.security import principal_of
-from memstore.server.state import MANAGER, METRICS, OPENAPI
+from memstore.server.state import MANAGER, METRICS, OPENAPI, WEBHOOKS
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -73,6 +74,7 @@ NS = Param("namespace", "path", _pattern(NAMESPACE_RE), "Memory namespace (tenan
 ETYPE = Param("entity_type", "path", _pattern(TYPE_RE), "Entity type.", True)
 EID = Param("entity_id", "path", _pattern(ID_RE), "Entity id.", True)
 CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True)
+WEBHOOK = Param("webhook_name", "path", _pattern(WEBHOOK_RE), "Webhook name (per namespace).", True)
 # What query_int parses (INTEGER_DIGITS digits); the document says so, so clients and
 # fuzzers agree.
 BEFORE_SCHEMA = {"type": "integer", **json_schema(SEQUENCE)}
@@ -588,7 +590,8 @@ async def list_summaries(request: web.Request) -> web.Response:
     if scope is None:
         listed = await manager.list_namespaces()
         complete = listed is not None
-        names = listed or []
+        # Internal namespaces (e.g. the webhooks') are outside the namespace rule.
+        names = [n for n in listed or [] if NAMESPACE_RE.fullmatch(n)]
     else:
         names = sorted(n for n in scope if NAMESPACE_RE.fullmatch(n))
     names = [n for n in names if after is None or n > after][: limit + 1]
@@ -597,6 +600,46 @@ async def list_summaries(request: web.Request) -> web.Response:
     ]
     next_after = names[limit - 1] if len(names) > limit else None
     return json_response({"items": items, "next_after": next_after, "complete": complete})
+
+
+# -- webhooks ---------------------------------------------------------------------------
+
+
+async def put_webhook(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.WebhookPut)
+    mi = request.match_info
+    hook, created, generated = await request.app[WEBHOOKS].put(
+        mi["namespace"],
+        mi["webhook_name"],
+        url=body.url,
+        secret=body.secret,
+        kinds=body.kinds,
+        entity_types=body.entity_types,
+    )
+    answer = hook.public()
+    if generated is not None:
+        answer["secret"] = generated.get_secret_value()  # the one time it is shown
+    return json_response(answer, status=201 if created else 200)
+
+
+async def get_webhook(request: web.Request) -> web.Response:
+    mi = request.match_info
+    hook = await request.app[WEBHOOKS].get(mi["namespace"], mi["webhook_name"])
+    if hook is None:
+        raise NotFoundError(f"webhook {mi['webhook_name']} does not exist")
+    return json_response(hook.public())
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    hooks = await request.app[WEBHOOKS].list(request.match_info["namespace"])
+    return json_response({"items": [h.public() for h in hooks]})
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    mi = request.match_info
+    if not await request.app[WEBHOOKS].delete(mi["namespace"], mi["webhook_name"]):
+        raise NotFoundError(f"webhook {mi['webhook_name']} does not exist")
+    return web.Response(status=204)
 
 
 # -- audit ------------------------------------------------------------------------------
@@ -784,6 +827,27 @@ ROUTES: tuple[Route, ...] = (
                   Param("feedback_type", "query", _pattern(TYPE_RE)), *PAGE),
           role="read",
           responses={200: ("A page.", schemas.FeedbackPage), 400: E400_PAGE, 503: E503}),
+    Route("GET", f"{P}/webhooks", list_webhooks, "listWebhooks",
+          "The namespace's webhooks (secrets redacted).", "webhooks", params=(NS,),
+          role="admin",
+          responses={200: ("Webhooks.", schemas.WebhookPage), 400: E400, 503: E503}),
+    Route("GET", f"{P}/webhooks/{{webhook_name}}", get_webhook, "getWebhook",
+          "One webhook (secret redacted).", "webhooks", params=(NS, WEBHOOK),
+          role="admin",
+          responses={200: ("The webhook.", schemas.WebhookOut), 400: E400, 404: E404,
+                     503: E503}),
+    Route("PUT", f"{P}/webhooks/{{webhook_name}}", put_webhook, "saveWebhook",
+          "Create or replace a webhook: the namespace's change events are POSTed to `url`,"
+          " signed (Standard Webhooks), at least once, in order. A generated secret is"
+          " shown in this answer only.", "webhooks",
+          params=(NS, WEBHOOK), body=schemas.WebhookPut,
+          role="admin",
+          responses={200: ("Replaced.", schemas.WebhookOut), 201: ("Created.", schemas.WebhookOut),
+                     400: E400, 503: E503}),
+    Route("DELETE", f"{P}/webhooks/{{webhook_name}}", delete_webhook, "deleteWebhook",
+          "Delete a webhook; delivery stops.", "webhooks", params=(NS, WEBHOOK),
+          role="admin",
+          responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
     Route("GET", f"{P}/audit", export_audit, "exportAudit",
           "The audit trail: the namespace's change log as JSON lines (one change event per "
           "line, oldest first: who wrote what, when, from which address; never payloads), "

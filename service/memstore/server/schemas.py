@@ -9,11 +9,12 @@ are not records."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
 
 from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, TTL_SECONDS
+from memstore.core.changes import CHANGE_KINDS
 from memstore.core.records import (
     ConversationInfo,
     EntityRecord,
@@ -22,7 +23,10 @@ from memstore.core.records import (
     MessageRecord,
     ToolUsageRecord,
 )
-from memstore.core.validation import ID_RE, TOOL_RE, TYPE_RE
+from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, WEBHOOK_RE
+from memstore.server.webhooks.config import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
+
+ChangeKind = Literal[CHANGE_KINDS]  # type: ignore[valid-type]
 
 
 class _Strict(BaseModel):
@@ -71,6 +75,31 @@ class FeedbackIn(_Strict):
     agent_name: str = Field(pattern=TOOL_RE.pattern)
     feedback_type: str = Field(pattern=TYPE_RE.pattern)
     data: JsonValue = None
+
+
+class WebhookPut(_Strict):
+    url: str = Field(
+        max_length=MAX_URL_LENGTH,
+        pattern=URL_PATTERN,
+        description="Where events are POSTed: an http:// or https:// URL with a host and no"
+        " user name or password.",
+    )
+    secret: SecretStr | None = Field(
+        None,
+        # Checked by the webhook store (a pattern constraint does not apply to SecretStr).
+        json_schema_extra={"pattern": SECRET_PATTERN},
+        description="The signing secret, `whsec_` + base64 of 24 to 64 random bytes. Absent:"
+        " a new webhook gets a generated one, shown once in this answer; a replaced one keeps"
+        " its own.",
+    )
+    kinds: list[ChangeKind] | None = Field(
+        None, max_length=len(CHANGE_KINDS), description="Only these kinds (absent: all)."
+    )
+    entity_types: list[Annotated[str, Field(pattern=TYPE_RE.pattern)]] | None = Field(
+        None,
+        max_length=64,
+        description="Only entity events of these types (absent: every event).",
+    )
 
 
 # -- responses ------------------------------------------------------------------------
@@ -146,3 +175,25 @@ class SummaryPageOut(_Response):
     complete: bool = Field(
         description="False when the backend cannot list namespaces (wildcard tokens only)."
     )
+
+
+class WebhookOut(_Response):
+    namespace: str = Field(pattern=NAMESPACE_RE.pattern)
+    name: str = Field(pattern=WEBHOOK_RE.pattern)
+    url: str
+    secret: str = Field(
+        description="`**********`, except in the answer to the PUT that generated it: the"
+        " only time it is shown."
+    )
+    kinds: list[ChangeKind]
+    entity_types: list[str]
+    source: Literal["api", "file"] = Field(
+        description="`file`: from the service's webhooks file (the MemoryStore spec); the"
+        " API does not change those."
+    )
+    created_at: float | None
+    updated_at: float | None
+
+
+class WebhookPage(_Response):
+    items: list[WebhookOut] = Field(description="The namespace's webhooks, by name.")

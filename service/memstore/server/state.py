@@ -9,8 +9,10 @@ from aiohttp import web
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.observability.metrics import PrometheusMetrics
+from memstore.server.webhooks.config import WebhookStore
 
 SETTINGS = web.AppKey("settings", Settings)
 MANAGER = web.AppKey("manager", DistributedMemoryManager)
 METRICS = web.AppKey("metrics", PrometheusMetrics)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+WEBHOOKS = web.AppKey("webhooks", WebhookStore)

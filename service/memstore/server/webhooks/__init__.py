@@ -1,0 +1,1 @@
+"""Webhooks: change events delivered to receivers outside, signed (Standard Webhooks)."""
