@@ -214,10 +214,10 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         self._background.start()
 
     async def close(self) -> None:
-        await self._background.stop()
         if self._bus is not None:
-            await self._bus.stop()
+            await self._bus.stop()  # first: it refuses a close on another event loop
             self._bus = None
+        await self._background.stop()
         await self.connection.close()
 
     async def ping(self) -> bool:
