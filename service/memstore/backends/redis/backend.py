@@ -136,6 +136,38 @@ def _after(entry_id: str) -> str:
     return f"{ms}-{int(seq) + 1}"
 
 
+def _stream_order(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
+
+
+class _RelayBatch:
+    """Outbox entries of the writes that finished while the previous relay was in flight:
+    relayed together, one script per namespace (group commit). Entries of one outbox are
+    merged by id and sent oldest first."""
+
+    __slots__ = ("entries", "previous", "task")
+
+    def __init__(self, previous: asyncio.Task[None] | None) -> None:
+        #: namespace -> outbox -> entry id -> the entry's six values
+        self.entries: dict[str, dict[str, dict[str, list[Any]]]] = {}
+        self.previous = previous
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, ns: str, outbox: str, entries: list[tuple[str, list[Any]]]) -> None:
+        self.entries.setdefault(ns, {}).setdefault(outbox, {}).update(entries)
+
+
+def _relay_args(outboxes: dict[str, dict[str, list[Any]]]) -> list[Any]:
+    """``RELAY_CHANGES``' ARGV for some outboxes of one namespace."""
+    args: list[Any] = []
+    for outbox, entries in outboxes.items():
+        args += [outbox, len(entries)]
+        for entry_id in sorted(entries, key=_stream_order):
+            args += [entry_id, *entries[entry_id]]
+    return args
+
+
 def _change_event(position: int, values: list[Any]) -> ChangeEvent:
     """A log entry's fields (time, kind, names JSON, version, count, entity id)."""
     t, kind, names, version, count, entity_id = values
@@ -150,6 +182,13 @@ def _change_event(position: int, values: list[Any]) -> ChangeEvent:
         count=int(count) if count else None,
         **fields,
     )
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Done callback: mark a relay task's exception retrieved (its writers, if any are
+    still waiting, get it themselves)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _raise_on_conflict(reply: list[Any], expected_version: int | None) -> None:
@@ -201,6 +240,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         #: outbox key -> id of its last entry this process knows relayed (cluster): the
         #: next write script on that outbox drops the entries up to it
         self._relayed: dict[str, str] = {}
+        #: the relay batch writers join until it is sent, and the last batch sent
+        self._relay_next: _RelayBatch | None = None
+        self._relay_last: asyncio.Task[None] | None = None
         self._background = ExpiredEntityPurge(self.name, self.purge_expired)
 
     def __repr__(self) -> str:
@@ -294,28 +336,70 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> Any:
         """Run a write script whose last KEYS/ARGV are a change block on ``tag``'s slot and
         return its own reply. On a cluster, first relay its outbox to the namespace's log,
-        so the write's event is readable when the write returns."""
+        so the write's event is readable when the write returns.
+
+        A relay that fails after its retries does not fail the write, which is applied:
+        reporting it as failed would make clients repeat it (an append twice). The event
+        waits in the outbox for the next write on the slot or the background round."""
         reply = await self.connection.write(script, keys, args)
         if not self.cluster_mode:
             return reply
         result, pending = reply
         if pending:
-            await self._relay(ns, self.keys.change_outbox(tag), _entries(pending))
+            outbox, entries = self.keys.change_outbox(tag), _entries(pending)
+            try:
+                if len(entries) < _OUTBOX_BATCH:
+                    await self._relay_with_others(ns, outbox, entries)
+                else:  # a backlog (writers died, or relays failed): read on to the end
+                    await self._relay(ns, outbox, entries)
+            except BackendUnavailableError as exc:
+                log.warning("change log relay failed, the background round retries: %s", exc)
         return result
+
+    async def _relay_with_others(
+        self, ns: str, outbox: str, entries: list[tuple[str, list[Any]]]
+    ) -> None:
+        """Relay ``entries`` in the next relay batch: at most one batch is in flight per
+        process, and the writes that finish meanwhile share the next one, so under load a
+        relay costs a fraction of a round trip per write. The batch is sent by a task of
+        its own, so a cancelled writer cannot strand the others."""
+        batch = self._relay_next
+        if batch is None:
+            batch = self._relay_next = _RelayBatch(self._relay_last)
+            batch.task = asyncio.create_task(self._send_batch(batch), name="memstore-relay")
+            batch.task.add_done_callback(_retrieved)
+            self._relay_last = batch.task
+        batch.add(ns, outbox, entries)
+        assert batch.task is not None
+        await asyncio.shield(batch.task)
+
+    async def _send_batch(self, batch: _RelayBatch) -> None:
+        previous, batch.previous = batch.previous, None
+        if previous is not None and previous.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([previous])
+        if self._relay_next is batch:
+            self._relay_next = None  # closed: writers from now on start the next batch
+        await asyncio.gather(
+            *(self._relay_to_log(ns, outboxes) for ns, outboxes in batch.entries.items())
+        )
+
+    async def _relay_to_log(self, ns: str, outboxes: dict[str, dict[str, list[Any]]]) -> None:
+        """One ``RELAY_CHANGES`` call for some outboxes of ``ns``; remembers how far each
+        is relayed (the next write on it drops those entries from the outbox)."""
+        log_keys = [self.keys.change_log(ns), self.keys.change_state(ns)]
+        done = await self.connection.write(scripts.RELAY_CHANGES, log_keys, _relay_args(outboxes))
+        if len(self._relayed) > 100_000:
+            self._relayed.clear()
+        for outbox, last in zip(outboxes, done, strict=True):
+            if last:
+                self._relayed[outbox] = _s(last)
 
     async def _relay(self, ns: str, outbox: str, entries: list[tuple[str, list[Any]]]) -> None:
         """Move ``entries`` (the oldest not known relayed) and every later entry of
-        ``outbox`` to ``ns``'s log; entries already relayed are skipped by the script."""
-        log_keys = [self.keys.change_log(ns), self.keys.change_state(ns)]
+        ``outbox`` to ``ns``'s log, a batch at a time; entries already relayed are
+        skipped by the script."""
         while entries:
-            args: list[Any] = [outbox]
-            for entry_id, values in entries:
-                args += [entry_id, *values]
-            last = _s(await self.connection.write(scripts.RELAY_CHANGES, log_keys, args))
-            if last:
-                if len(self._relayed) > 100_000:
-                    self._relayed.clear()
-                self._relayed[outbox] = last
+            await self._relay_to_log(ns, {outbox: dict(entries)})
             if len(entries) < _OUTBOX_BATCH:
                 return
             more = await self.connection.execute(
@@ -354,7 +438,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         for outbox, batch in zip(outboxes, batches, strict=True):
             if batch:
                 await self._relay(ns, outbox, _entries(batch))
-                relayed[outbox] = self._relayed[outbox]
+                if outbox in self._relayed:
+                    relayed[outbox] = self._relayed[outbox]
         await self.connection.pipeline(
             [("XTRIM", o, "MINID", _after(relayed[o])) for o in outboxes if o in relayed]
         )
