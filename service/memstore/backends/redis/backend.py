@@ -148,7 +148,7 @@ class _RelayBatch:
 
     __slots__ = ("entries", "previous", "task")
 
-    def __init__(self, previous: asyncio.Task[None] | None) -> None:
+    def __init__(self, previous: asyncio.Future[None] | None) -> None:
         #: namespace -> outbox -> entry id -> the entry's six values
         self.entries: dict[str, dict[str, dict[str, list[Any]]]] = {}
         self.previous = previous
@@ -240,9 +240,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         #: outbox key -> id of its last entry this process knows relayed (cluster): the
         #: next write script on that outbox drops the entries up to it
         self._relayed: dict[str, str] = {}
-        #: the relay batch writers join until it is sent, and the last batch sent
+        #: the relay batch writers join until it is sent, and the last relay started
         self._relay_next: _RelayBatch | None = None
-        self._relay_last: asyncio.Task[None] | None = None
+        self._relay_last: asyncio.Future[None] | None = None
         self._background = ExpiredEntityPurge(self.name, self.purge_expired)
 
     def __repr__(self) -> str:
@@ -359,11 +359,20 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     async def _relay_with_others(
         self, ns: str, outbox: str, entries: list[tuple[str, list[Any]]]
     ) -> None:
-        """Relay ``entries`` in the next relay batch: at most one batch is in flight per
-        process, and the writes that finish meanwhile share the next one, so under load a
-        relay costs a fraction of a round trip per write. The batch is sent by a task of
-        its own, so a cancelled writer cannot strand the others."""
+        """Relay ``entries`` to the log, sharing the call with concurrent writers (group
+        commit): with no relay in flight the writer relays at once itself; otherwise it
+        joins the next batch, sent when the relay in flight ends, so under load a relay
+        costs a fraction of a round trip per write. A batch is sent by a task of its own,
+        so a cancelled writer cannot strand the others."""
         batch = self._relay_next
+        last = self._relay_last
+        if batch is None and (last is None or last.done()):
+            flight = self._relay_last = asyncio.get_running_loop().create_future()
+            try:
+                await self._relay_to_log(ns, {outbox: dict(entries)})
+            finally:
+                flight.set_result(None)
+            return
         if batch is None:
             batch = self._relay_next = _RelayBatch(self._relay_last)
             batch.task = asyncio.create_task(self._send_batch(batch), name="memstore-relay")
@@ -379,9 +388,11 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             await asyncio.wait([previous])
         if self._relay_next is batch:
             self._relay_next = None  # closed: writers from now on start the next batch
-        await asyncio.gather(
-            *(self._relay_to_log(ns, outboxes) for ns, outboxes in batch.entries.items())
-        )
+        if len(batch.entries) == 1:
+            ((ns, outboxes),) = batch.entries.items()
+            await self._relay_to_log(ns, outboxes)
+        else:
+            await asyncio.gather(*(self._relay_to_log(n, o) for n, o in batch.entries.items()))
 
     async def _relay_to_log(self, ns: str, outboxes: dict[str, dict[str, list[Any]]]) -> None:
         """One ``RELAY_CHANGES`` call for some outboxes of ``ns``; remembers how far each
