@@ -93,6 +93,9 @@ class Counter:
         if backend == "redis":
             port = self.procs.redis("redis")
             self.env |= {"MEMORY_TYPE": "redis", "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(port)}
+        elif backend == "redis-cluster":
+            seed = ",".join(f"127.0.0.1:{p}" for p in self.procs.redis_cluster("cluster"))
+            self.env |= {"MEMORY_TYPE": "redis", "MEMSTORE_REDIS_CLUSTER_NODES": seed}
         else:
             self.env |= {"MEMORY_TYPE": "embedded"}
         self.runs = 0
@@ -163,7 +166,9 @@ class Counter:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", choices=("embedded", "redis"), default="embedded")
+    parser.add_argument(
+        "--backend", choices=("embedded", "redis", "redis-cluster"), default="embedded"
+    )
     parser.add_argument("--ops", default=",".join(OPS), help=f"comma list of {', '.join(OPS)}")
     parser.add_argument("-n", type=int, default=1000, help="measured requests per operation")
     parser.add_argument("--trees", nargs="+", type=Path, default=[Path(".")])

@@ -298,6 +298,8 @@ class Run:
                 env["MEMSTORE_CACHE_TTL_SECONDS"] = "0"
             env.update(self.variant_env(key))
             t = g.targets[key] = Target("service", "svc", env=env, count=2 if key == "svc2" else 1)
+        elif key == "tree":
+            t = g.targets[key] = Target("service", "tree", env=self.tree_env(g))
         elif key == "base":
             t = g.targets[key] = Target("baseline", "raw", raw=g.raw)
         else:
@@ -322,6 +324,19 @@ class Run:
                     "OTEL_SERVICE_NAME": "memstore-bench",
                 }
         return {}
+
+    def tree_env(self, g: Group) -> dict[str, str]:
+        """The service of the ``--reference-tree`` checkout: its ``service/`` first on the
+        path (ahead of this tree's editable install), its own data (prefix, database,
+        file), otherwise the group's default settings."""
+        tree = self.args.reference_tree.resolve()
+        return {
+            **g.service_env,
+            "PYTHONPATH": str(tree / "service"),
+            "REDIS_PREFIX": "memstore-ref:",
+            "MONGODB_DB": "bench_ref",
+            "MEMSTORE_DATA_PATH": str(self.workdir / "embedded-ref.db"),
+        }
 
     def otlp_sink(self) -> str:
         if not self.sink_url:
@@ -803,7 +818,29 @@ def redis_tracing_costs() -> list[Scenario]:
     ]
 
 
-def groups() -> list[Group]:
+def tree_comparisons() -> list[Scenario]:
+    """``--reference-tree``: the writes of this checkout's service against another
+    checkout's (same backend server, same settings, each with its own data), e.g. a
+    branch against main."""
+    return [
+        Scenario(
+            f"tree-{key}",
+            f"{title}: this tree / reference tree",
+            Side("tree", load),
+            Side("svc", load),
+            0.90,
+            kind="cost",
+        )
+        for key, title, load in (
+            ("put", "entity PUT", put_load()),
+            ("append", "conversation append", append_load()),
+            ("tool", "tool-usage record", tool_load()),
+        )
+    ]
+
+
+def groups(reference_tree: bool = False) -> list[Group]:
+    trees = tree_comparisons() if reference_tree else []
     embedded = backend_scenarios()
     embedded.insert(
         0,
@@ -842,15 +879,17 @@ def groups() -> list[Group]:
         )
     )
     return [
-        Group("embedded", setup_embedded, embedded),
-        Group("redis", setup_redis, backend_scenarios() + redis_tracing_costs(), need_redis),
-        Group("redis-cluster", setup_redis_cluster, backend_scenarios(), need_redis),
+        Group("embedded", setup_embedded, embedded + trees),
+        Group(
+            "redis", setup_redis, backend_scenarios() + redis_tracing_costs() + trees, need_redis
+        ),
+        Group("redis-cluster", setup_redis_cluster, backend_scenarios() + trees, need_redis),
         # FerretDB v1 on SQLite is the bottleneck there (fsync per write, sorts in memory):
         # fewer entities, connections and rounds keep the group inside the time budget.
         Group(
             "mongodb",
             setup_mongo,
-            backend_scenarios(),
+            backend_scenarios() + trees,
             need_mongo,
             entities=100,
             conversations=5,
@@ -860,6 +899,14 @@ def groups() -> list[Group]:
             connections=4,
         ),
     ]
+
+
+def _commit(tree: Path) -> str:
+    """The checkout's commit, ``+`` if it has uncommitted changes."""
+    git = ["git", "-C", str(tree)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True)
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -876,6 +923,12 @@ def main(argv: list[str] | None = None) -> int:
         help="skip redis-benchmark and Redis bytes per entity",
     )
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--reference-tree",
+        type=Path,
+        help="another checkout (e.g. a worktree of main): adds the rows tree-put, "
+        "tree-append, tree-tool, its service against this tree's",
+    )
     p.add_argument("--report", type=Path, help="only print the tables of an earlier result file")
     args = p.parse_args(argv)
     if args.report is not None:
@@ -894,10 +947,12 @@ def main(argv: list[str] | None = None) -> int:
             "only": args.only,
             "entities": W.ENTITIES,
             "entity_payload_bytes": len(orjson.dumps(W.entity_data())),
+            "tree": _commit(REPO),
+            "reference_tree": _commit(args.reference_tree) if args.reference_tree else None,
         },
     }
     try:
-        for g in groups():
+        for g in groups(args.reference_tree is not None):
             run.run_group(g)
         if args.extras and run.selected("redis/extras") and need_redis() is None:
             g = Group("redis", setup_redis, [])

@@ -81,6 +81,17 @@ def test_every_operation_is_single_slot(
     )
     for tag in k.entity_tags(ns, etype):
         groups.append([k.entity_index(tag), k.entity_expiry(tag)])
+    # on a cluster each write script also appends to its own slot's change outbox, and the
+    # relay script writes the namespace's log and its state
+    tags = [
+        k.entity_tag(ns, etype, eid),
+        k.conversation_tag(ns, cid),
+        k.tool_tag(ns, eid),
+        k.feedback_tag(ns, eid),
+    ]
+    for group, tag in zip(groups, tags, strict=False):
+        group.append(k.change_outbox(tag))
+    groups.append([k.change_log(ns), k.change_state(ns)])
     for group in groups:
         assert len({slot_of(key) for key in group}) == 1, group
         # exactly one hash tag per key, so names can never pick the slot

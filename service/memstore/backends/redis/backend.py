@@ -9,6 +9,13 @@ Shape (see "Redis backend" in docs/architecture.md for the reasoning and trade-o
   multi-shard reads (listings, summary) are one pipeline of single-slot commands
   (``keys.py``).
 * Only the master of a slot is read (no replica reads), so a client reads its own writes.
+* Change log: each write script appends the write's change event in its own atomic step.
+  On standalone Redis it goes straight into the namespace's log stream with the next
+  position. On a cluster the log is in another slot, so it goes into the outbox stream of
+  the write's own slot, and the writer relays the outbox to the log (``RELAY_CHANGES``,
+  idempotent per outbox entry) before it returns. The background round
+  (``purge_expired``) relays what a writer that died left, prunes expired entities and
+  trims the logs.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import orjson
 
 from memstore.backends.base import DistributedMemoryBackend, InvalidationCallback
 from memstore.backends.common import (
+    ExpiredEntityPurge,
     build_page,
     json_bytes,
     json_bytes_each,
@@ -37,9 +45,12 @@ from memstore.backends.redis import scripts
 from memstore.backends.redis.connection import RedisConnection, parse_nodes
 from memstore.backends.redis.invalidation import InvalidationBus
 from memstore.backends.redis.keys import Keys
+from memstore.core.changes import current_actor
 from memstore.core.errors import BackendUnavailableError, ConfigurationError
 from memstore.core.keys import conversation_change_key, entity_cache_key
 from memstore.core.records import (
+    ChangeEvent,
+    ChangePage,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -92,6 +103,94 @@ _announced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _NO_ANNOUNCEMENT = ("", "", "")
 
 
+#: Outbox entries a write script returns, and the relay reads, at most per batch
+#: (``changes.lua`` returns up to 100).
+_OUTBOX_BATCH = 100
+
+
+def _names(actor: bool = True, **names: str | None) -> bytes:
+    """The names part of a change event (``changes.lua``): what changed and, for a write
+    (``actor``), who wrote it; ``None`` fields are left out."""
+    out: dict[str, str] = {k: v for k, v in names.items() if v is not None}
+    if actor and (who := current_actor()) is not None:
+        if who.name is not None:
+            out["actor"] = who.name
+        if who.address is not None:
+            out["address"] = who.address
+    return orjson.dumps(out)
+
+
+def _entries(reply: list[Any]) -> list[tuple[str, list[Any]]]:
+    """Stream entries as (id, the six field values) whether they come from a script
+    (``[id, [f, v, ...]]``) or from redis-py's XRANGE reply callback (``(id, {f: v})``)."""
+    out: list[tuple[str, list[Any]]] = []
+    for entry_id, fields in reply:
+        values = list(fields.values()) if isinstance(fields, dict) else list(fields[1::2])
+        out.append((_s(entry_id), values))
+    return out
+
+
+def _after(entry_id: str) -> str:
+    """The smallest stream id above ``entry_id`` (``XTRIM MINID`` keeps ids >= it)."""
+    ms, seq = entry_id.split("-")
+    return f"{ms}-{int(seq) + 1}"
+
+
+def _stream_order(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
+
+
+class _RelayBatch:
+    """Outbox entries of the writes that finished while the previous relay was in flight:
+    relayed together, one script per namespace (group commit). Entries of one outbox are
+    merged by id and sent oldest first."""
+
+    __slots__ = ("entries", "previous", "task")
+
+    def __init__(self, previous: asyncio.Future[None] | None) -> None:
+        #: namespace -> outbox -> entry id -> the entry's six values
+        self.entries: dict[str, dict[str, dict[str, list[Any]]]] = {}
+        self.previous = previous
+        self.task: asyncio.Task[None] | None = None
+
+    def add(self, ns: str, outbox: str, entries: list[tuple[str, list[Any]]]) -> None:
+        self.entries.setdefault(ns, {}).setdefault(outbox, {}).update(entries)
+
+
+def _relay_args(outboxes: dict[str, dict[str, list[Any]]]) -> list[Any]:
+    """``RELAY_CHANGES``' ARGV for some outboxes of one namespace."""
+    args: list[Any] = []
+    for outbox, entries in outboxes.items():
+        args += [outbox, len(entries)]
+        for entry_id in sorted(entries, key=_stream_order):
+            args += [entry_id, *entries[entry_id]]
+    return args
+
+
+def _change_event(position: int, values: list[Any]) -> ChangeEvent:
+    """A log entry's fields (time, kind, names JSON, version, count, entity id)."""
+    t, kind, names, version, count, entity_id = values
+    fields: dict[str, Any] = orjson.loads(names)
+    if entity_id:
+        fields["entity_id"] = _s(entity_id)
+    return ChangeEvent(
+        position=position,
+        kind=_s(kind),
+        timestamp=float(t),
+        version=int(version) if version else None,
+        count=int(count) if count else None,
+        **fields,
+    )
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    """Done callback: mark a relay task's exception retrieved (its writers, if any are
+    still waiting, get it themselves)."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _raise_on_conflict(reply: list[Any], expected_version: int | None) -> None:
     """A write script's ``{"conflict", current|""}`` reply as ``ConflictError``."""
     if _s(reply[0]) == "conflict":
@@ -138,6 +237,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         self._bus: InvalidationBus | None = None
         self._known_types: set[tuple[str, str]] = set()
         self._known_namespaces: set[str] = set()
+        #: outbox key -> id of its last entry this process knows relayed (cluster): the
+        #: next write script on that outbox drops the entries up to it
+        self._relayed: dict[str, str] = {}
+        #: the relay batch writers join until it is sent, and the last relay started
+        self._relay_next: _RelayBatch | None = None
+        self._relay_last: asyncio.Future[None] | None = None
+        self._background = ExpiredEntityPurge(self.name, self.purge_expired)
 
     def __repr__(self) -> str:
         return f"RedisMemoryBackend({self.describe()!r})"
@@ -147,11 +253,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     async def connect(self) -> None:
         await self.connection.open()
         self._bus = InvalidationBus(self.connection, self.keys, self.instance_id)
+        self._background.start()
 
     async def close(self) -> None:
         if self._bus is not None:
-            await self._bus.stop()
+            await self._bus.stop()  # first: it refuses a close on another event loop
             self._bus = None
+        await self._background.stop()
         await self.connection.close()
 
     async def ping(self) -> bool:
@@ -207,6 +315,157 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         self._known_types.clear()
         self._known_namespaces.clear()
 
+    # -- change log plumbing ------------------------------------------------------------
+
+    def _change_block(
+        self, ns: str, tag: str, now: float, names: bytes
+    ) -> tuple[list[str], list[Any]]:
+        """The KEYS and ARGV a script on ``tag``'s slot appends its change events with
+        (``changes.lua``): the namespace's log on standalone Redis, the slot's outbox on a
+        cluster."""
+        if self.cluster_mode:
+            outbox = self.keys.change_outbox(tag)
+            relayed = self._relayed.get(outbox)
+            bound = _after(relayed) if relayed else ""
+            return [outbox, outbox], ["outbox", _f(now), bound, names]
+        k = self.keys
+        return [k.change_log(ns), k.change_state(ns)], ["log", _f(now), "", names]
+
+    async def _write(
+        self, script: scripts.Script, ns: str, tag: str, keys: list[str], args: list[Any]
+    ) -> Any:
+        """Run a write script whose last KEYS/ARGV are a change block on ``tag``'s slot and
+        return its own reply. On a cluster, first relay its outbox to the namespace's log,
+        so the write's event is readable when the write returns.
+
+        A relay that fails after its retries does not fail the write, which is applied:
+        reporting it as failed would make clients repeat it (an append twice). The event
+        waits in the outbox for the next write on the slot or the background round."""
+        reply = await self.connection.write(script, keys, args)
+        if not self.cluster_mode:
+            return reply
+        result, pending = reply
+        if pending:
+            outbox, entries = self.keys.change_outbox(tag), _entries(pending)
+            try:
+                if len(entries) < _OUTBOX_BATCH:
+                    await self._relay_with_others(ns, outbox, entries)
+                else:  # a backlog (writers died, or relays failed): read on to the end
+                    await self._relay(ns, outbox, entries)
+            except BackendUnavailableError as exc:
+                log.warning("change log relay failed, the background round retries: %s", exc)
+        return result
+
+    async def _relay_with_others(
+        self, ns: str, outbox: str, entries: list[tuple[str, list[Any]]]
+    ) -> None:
+        """Relay ``entries`` to the log, sharing the call with concurrent writers (group
+        commit): with no relay in flight the writer relays at once itself; otherwise it
+        joins the next batch, sent when the relay in flight ends, so under load a relay
+        costs a fraction of a round trip per write. A batch is sent by a task of its own,
+        so a cancelled writer cannot strand the others."""
+        batch = self._relay_next
+        last = self._relay_last
+        if batch is None and (last is None or last.done()):
+            flight = self._relay_last = asyncio.get_running_loop().create_future()
+            try:
+                await self._relay_to_log(ns, {outbox: dict(entries)})
+            finally:
+                flight.set_result(None)
+            return
+        if batch is None:
+            batch = self._relay_next = _RelayBatch(self._relay_last)
+            batch.task = asyncio.create_task(self._send_batch(batch), name="memstore-relay")
+            batch.task.add_done_callback(_retrieved)
+            self._relay_last = batch.task
+        batch.add(ns, outbox, entries)
+        assert batch.task is not None
+        await asyncio.shield(batch.task)
+
+    async def _send_batch(self, batch: _RelayBatch) -> None:
+        previous, batch.previous = batch.previous, None
+        if previous is not None and previous.get_loop() is asyncio.get_running_loop():
+            await asyncio.wait([previous])
+        if self._relay_next is batch:
+            self._relay_next = None  # closed: writers from now on start the next batch
+        if len(batch.entries) == 1:
+            ((ns, outboxes),) = batch.entries.items()
+            await self._relay_to_log(ns, outboxes)
+        else:
+            await asyncio.gather(*(self._relay_to_log(n, o) for n, o in batch.entries.items()))
+
+    async def _relay_to_log(self, ns: str, outboxes: dict[str, dict[str, list[Any]]]) -> None:
+        """One ``RELAY_CHANGES`` call for some outboxes of ``ns``; remembers how far each
+        is relayed (the next write on it drops those entries from the outbox)."""
+        log_keys = [self.keys.change_log(ns), self.keys.change_state(ns)]
+        done = await self.connection.write(scripts.RELAY_CHANGES, log_keys, _relay_args(outboxes))
+        if len(self._relayed) > 100_000:
+            self._relayed.clear()
+        for outbox, last in zip(outboxes, done, strict=True):
+            if last:
+                self._relayed[outbox] = _s(last)
+
+    async def _relay(self, ns: str, outbox: str, entries: list[tuple[str, list[Any]]]) -> None:
+        """Move ``entries`` (the oldest not known relayed) and every later entry of
+        ``outbox`` to ``ns``'s log, a batch at a time; entries already relayed are
+        skipped by the script."""
+        while entries:
+            await self._relay_to_log(ns, {outbox: dict(entries)})
+            if len(entries) < _OUTBOX_BATCH:
+                return
+            more = await self.connection.execute(
+                "XRANGE", outbox, f"({entries[-1][0]}", "+", "COUNT", _OUTBOX_BATCH
+            )
+            entries = _entries(more)
+
+    def _outboxes(self, ns: str, types: list[str]) -> list[str]:
+        """Every outbox a write in ``ns`` may use (entity types from the type registry)."""
+        k = self.keys
+        tags = [tag for t in types for tag in k.entity_tags(ns, t)]
+        tags += [*k.conversation_tags(ns), *k.tool_tags(ns), *k.feedback_tags(ns)]
+        return [k.change_outbox(tag) for tag in tags]
+
+    async def relay_outboxes(self, ns: str) -> None:
+        """Cluster: relay every outbox entry of ``ns`` not yet in its log (left by a writer
+        that died between its write and its relay), then drop the relayed entries."""
+        if not self.cluster_mode:
+            return
+        state = await self.connection.execute("HGETALL", self.keys.change_state(ns))
+        relayed = {_s(f): _s(v) for f, v in (state.items() if isinstance(state, dict) else [])}
+        outboxes = self._outboxes(ns, await self._types_ever(ns))
+        batches = await self.connection.pipeline(
+            [
+                (
+                    "XRANGE",
+                    o,
+                    f"({relayed[o]}" if o in relayed else "-",
+                    "+",
+                    "COUNT",
+                    _OUTBOX_BATCH,
+                )
+                for o in outboxes
+            ]
+        )
+        for outbox, batch in zip(outboxes, batches, strict=True):
+            if batch:
+                await self._relay(ns, outbox, _entries(batch))
+                if outbox in self._relayed:
+                    relayed[outbox] = self._relayed[outbox]
+        await self.connection.pipeline(
+            [("XTRIM", o, "MINID", _after(relayed[o])) for o in outboxes if o in relayed]
+        )
+
+    async def purge_expired(self) -> None:
+        """The background round (every minute, each replica): per registered namespace,
+        relay outbox entries a dead writer left (cluster), prune expired entities from the
+        indexes (logging ``entity.expired``) and apply the change log's retention. Every
+        step is idempotent, so replicas running it at once do no harm."""
+        registered = await self.connection.execute("SMEMBERS", self.keys.namespaces())
+        for ns in sorted(_s(n) for n in registered):
+            await self.relay_outboxes(ns)
+            await self._entity_counts(ns)
+            await self.trim_changes(ns)
+
     # -- entities -----------------------------------------------------------------------
 
     def _entity_keys(self, ns: str, entity_type: str, entity_id: str) -> list[str]:
@@ -215,9 +474,20 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag)]
 
     def _entity_shard_keys(self, tag: str) -> list[str]:
-        """index, expiry, sizes, bytes of one entity shard (the pruning scripts' KEYS)."""
+        """index, expiry, sizes, bytes of one entity shard."""
         k = self.keys
         return [k.entity_index(tag), k.entity_expiry(tag), k.entity_sizes(tag), k.entity_bytes(tag)]
+
+    def _pruning(
+        self, ns: str, entity_type: str, tag: str, now: float, *args: Any
+    ) -> tuple[Any, ...]:
+        """A pruning script's call on one entity shard (``LIST_ENTITY_IDS``,
+        ``COUNT_ENTITIES``, ``ENTITY_BYTES``): KEYS and ``now, *args``, then the change
+        block for the ``entity.expired`` events of what it prunes (no actor: Redis' expiry
+        removed them, not the caller)."""
+        names = _names(actor=False, entity_type=entity_type)
+        change_keys, change_args = self._change_block(ns, tag, now, names)
+        return [*self._entity_shard_keys(tag), *change_keys], [_f(now), *args, *change_args]
 
     async def _register_type(self, ns: str, entity_type: str) -> None:
         await self._register_namespace(ns)
@@ -257,9 +527,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         tag = self.keys.entity_tag(namespace, entity_type, entity_id)
         cache_key = entity_cache_key(namespace, entity_type, entity_id)
         announcement = self._announcement(cache_key, tag)
-        res = await self.connection.write(
+        names = _names(entity_type=entity_type, entity_id=entity_id)
+        change_keys, change_args = self._change_block(namespace, tag, now, names)
+        res = await self._write(
             scripts.SAVE_ENTITY,
-            [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag)],
+            namespace,
+            tag,
+            [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag), *change_keys],
             [
                 entity_id,
                 payload,
@@ -269,6 +543,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _op_id(),
                 str(math.ceil(expires_at * 1000)) if expires_at is not None else "",
                 *(announcement or _NO_ANNOUNCEMENT),
+                *change_args,
             ],
         )
         if announcement is not None:
@@ -327,19 +602,26 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         tag = self.keys.entity_tag(namespace, entity_type, entity_id)
         cache_key = entity_cache_key(namespace, entity_type, entity_id)
         announcement = self._announcement(cache_key, tag)
-        res = await self.connection.write(
+        now = time.time()
+        names = _names(entity_type=entity_type, entity_id=entity_id)
+        change_keys, change_args = self._change_block(namespace, tag, now, names)
+        res = await self._write(
             scripts.DELETE_ENTITY,
+            namespace,
+            tag,
             [
                 self.keys.entity(tag, entity_id),
                 *self._entity_shard_keys(tag),
                 self.keys.entity_tombstone(tag, entity_id),
+                *change_keys,
             ],
             [
                 entity_id,
-                _f(time.time()),
+                _f(now),
                 str(expected_version) if expected_version is not None else "",
                 _op_id(),
                 *(announcement or _NO_ANNOUNCEMENT),
+                *change_args,
             ],
         )
         if announcement is not None:
@@ -359,8 +641,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 (
                     "SCRIPT",
                     scripts.LIST_ENTITY_IDS,
-                    self._entity_shard_keys(t),
-                    [_f(now), lo, limit + 1],
+                    *self._pruning(namespace, entity_type, t, now, lo, limit + 1),
                 )
                 for t in tags
             ]
@@ -384,10 +665,10 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     async def _entity_counts(self, namespace: str) -> dict[str, int]:
         types = await self._types_ever(namespace)
-        now = _f(time.time())
+        now = time.time()
         k = self.keys
         commands: list[tuple[Any, ...]] = [
-            ("SCRIPT", scripts.COUNT_ENTITIES, self._entity_shard_keys(tag), [now])
+            ("SCRIPT", scripts.COUNT_ENTITIES, *self._pruning(namespace, t, tag, now))
             for t in types
             for tag in k.entity_tags(namespace, t)
         ]
@@ -449,15 +730,21 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         raws = json_bytes_each(messages, messages_json)
         await self._register_namespace(namespace)
         now = time.time()
+        tag = self.keys.conversation_tag(namespace, conversation_id)
+        names = _names(conversation_id=conversation_id)
+        change_keys, change_args = self._change_block(namespace, tag, now, names)
         first = int(
-            await self.connection.write(
+            await self._write(
                 script,
-                self._conversation_keys(namespace, conversation_id),
+                namespace,
+                tag,
+                [*self._conversation_keys(namespace, conversation_id), *change_keys],
                 [
                     conversation_id,
                     _f(now),
                     _op_id(),
                     *self._conversation_announcement(namespace, conversation_id),
+                    *change_args,
                     *raws,
                 ],
             )
@@ -504,17 +791,24 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
         tag = self.keys.conversation_tag(namespace, conversation_id)
-        item = await self.connection.write(
+        now = time.time()
+        names = _names(conversation_id=conversation_id)
+        change_keys, change_args = self._change_block(namespace, tag, now, names)
+        item = await self._write(
             scripts.POP_MESSAGE,
+            namespace,
+            tag,
             [
                 *self._conversation_keys(namespace, conversation_id),
                 self.keys.conversation_last_pop(tag, conversation_id),
+                *change_keys,
             ],
             [
                 conversation_id,
-                _f(time.time()),
+                _f(now),
                 _op_id(),
                 *self._conversation_announcement(namespace, conversation_id),
+                *change_args,
             ],
         )
         if item is None:
@@ -523,10 +817,19 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
 
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
-        res = await self.connection.write(
+        tag = self.keys.conversation_tag(namespace, conversation_id)
+        names = _names(conversation_id=conversation_id)
+        change_keys, change_args = self._change_block(namespace, tag, time.time(), names)
+        res = await self._write(
             scripts.DELETE_CONVERSATION,
-            self._conversation_keys(namespace, conversation_id),
-            [conversation_id, *self._conversation_announcement(namespace, conversation_id)],
+            namespace,
+            tag,
+            [*self._conversation_keys(namespace, conversation_id), *change_keys],
+            [
+                conversation_id,
+                *self._conversation_announcement(namespace, conversation_id),
+                *change_args,
+            ],
         )
         return int(res) == 1
 
@@ -580,16 +883,26 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         fields["input"], fields["output"] = orjson.Fragment(raw_input), orjson.Fragment(raw_output)
         # tool name, accounted bytes, record: the script reads the first two on trimming
         value = b"%s\n%d\n%s" % (record.tool_name.encode(), size, orjson.dumps(fields))
-        cutoff = self._tool_cutoff(time.time())
+        now = time.time()
+        cutoff = self._tool_cutoff(now)
+        names = _names(
+            record_id=record.id,
+            tool_name=record.tool_name,
+            conversation_id=record.conversation_id,
+        )
+        change_keys, change_args = self._change_block(namespace, tag, now, names)
         await self._register_namespace(namespace)
-        await self.connection.write(
+        await self._write(
             scripts.RECORD_TOOL_USAGE,
+            namespace,
+            tag,
             [
                 k.tool_records(tag),
                 k.tool_time(tag),
                 k.tool_by_name(tag, record.tool_name),
                 k.tool_counts(tag),
                 k.tool_bytes(tag),
+                *change_keys,
             ],
             [
                 record.id,
@@ -599,6 +912,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _f(cutoff) if cutoff is not None else "",
                 k.tool_by_name_prefix(tag),
                 str(size),
+                *change_args,
             ],
         )
         return record
@@ -681,24 +995,34 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return Page(items, next_cursor)
 
     def _tool_shard_commands(self, namespace: str, script: scripts.Script) -> list[tuple[Any, ...]]:
-        """One trimming script per tool-usage shard (TOOL_COUNTS or TOOL_BYTES)."""
+        """One trimming script per tool-usage shard (TOOL_COUNTS or TOOL_BYTES), with the
+        change block of the ``tool_usage.pruned`` events of what it trims (no actor)."""
         k = self.keys
-        cutoff = self._tool_cutoff(time.time())
-        return [
-            (
-                "SCRIPT",
-                script,
-                [
-                    k.tool_records(t),
-                    k.tool_time(t),
-                    k.tool_time(t),
-                    k.tool_counts(t),
-                    k.tool_bytes(t),
-                ],
-                [_f(cutoff) if cutoff is not None else "", k.tool_by_name_prefix(t)],
+        now = time.time()
+        cutoff = self._tool_cutoff(now)
+        commands: list[tuple[Any, ...]] = []
+        for t in k.tool_tags(namespace):
+            change_keys, change_args = self._change_block(namespace, t, now, b"{}")
+            commands.append(
+                (
+                    "SCRIPT",
+                    script,
+                    [
+                        k.tool_records(t),
+                        k.tool_time(t),
+                        k.tool_time(t),
+                        k.tool_counts(t),
+                        k.tool_bytes(t),
+                        *change_keys,
+                    ],
+                    [
+                        _f(cutoff) if cutoff is not None else "",
+                        k.tool_by_name_prefix(t),
+                        *change_args,
+                    ],
+                )
             )
-            for t in k.tool_tags(namespace)
-        ]
+        return commands
 
     async def _tool_counts(self, namespace: str) -> dict[str, int]:
         commands = self._tool_shard_commands(namespace, scripts.TOOL_COUNTS)
@@ -724,9 +1048,14 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         raw = json_bytes(record.data, data_json)
         fields = record.to_dict()
         fields["data"] = orjson.Fragment(raw)
+        change_keys, change_args = self._change_block(
+            namespace, tag, time.time(), _names(record_id=record.id)
+        )
         await self._register_namespace(namespace)
-        await self.connection.write(
+        await self._write(
             scripts.SAVE_FEEDBACK,
+            namespace,
+            tag,
             [
                 k.feedback_records(tag),
                 k.feedback_time(tag),
@@ -734,12 +1063,14 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 k.feedback_time(tag, kind=record.feedback_type),
                 k.feedback_time(tag, agent=record.agent_name, kind=record.feedback_type),
                 k.feedback_bytes(tag),
+                *change_keys,
             ],
             [
                 record.id,
                 _f(record.timestamp),
                 orjson.dumps(fields),
                 str(len(raw)),
+                *change_args,
             ],
         )
         return record
@@ -765,6 +1096,32 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         )
         items = [FeedbackRecord(**orjson.loads(v)) for v in values if v is not None]
         return Page(items, next_cursor)
+
+    # -- change log -----------------------------------------------------------------------
+
+    async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:
+        k = self.keys
+        last, first, entries = await self.connection.eval(
+            scripts.READ_CHANGES,
+            [k.change_log(namespace), k.change_state(namespace)],
+            [after + 1, limit],
+        )
+        events = [
+            _change_event(int(entry_id.split("-")[0]), values)
+            for entry_id, values in _entries(entries)
+        ]
+        return ChangePage(events, first_position=int(first), last_position=int(last))
+
+    async def trim_changes(self, namespace: str) -> None:
+        s = self.settings
+        while True:
+            more = await self.connection.write(
+                scripts.TRIM_CHANGES,
+                [self.keys.change_log(namespace)],
+                [s.changes_max_events, _f(time.time() - s.changes_retention_seconds)],
+            )
+            if not int(more):
+                return
 
     # -- summary ------------------------------------------------------------------------
 
@@ -800,9 +1157,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         """Sum of the per-shard byte counters the write scripts keep (after pruning expired
         entities and trimming tool usage past retention, as the counts do)."""
         k = self.keys
-        now = _f(time.time())
+        now = time.time()
         commands: list[tuple[Any, ...]] = [
-            ("SCRIPT", scripts.ENTITY_BYTES, self._entity_shard_keys(tag), [now])
+            ("SCRIPT", scripts.ENTITY_BYTES, *self._pruning(namespace, t, tag, now))
             for t in await self._types_ever(namespace)
             for tag in k.entity_tags(namespace, t)
         ]
@@ -822,12 +1179,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         type_sets = await self.connection.pipeline(
             [("SMEMBERS", k.entity_types(n)) for n in registered]
         )
-        now = _f(time.time())
+        now = time.time()
         commands: list[tuple[Any, ...]] = []
         owners: list[str] = []
         for ns, types in zip(registered, type_sets, strict=True):
             probes: list[tuple[Any, ...]] = [
-                ("SCRIPT", scripts.COUNT_ENTITIES, self._entity_shard_keys(tag), [now])
+                ("SCRIPT", scripts.COUNT_ENTITIES, *self._pruning(ns, t, tag, now))
                 for t in sorted(_s(x) for x in types)
                 for tag in k.entity_tags(ns, t)
             ]

@@ -14,6 +14,10 @@ Invariants:
   messages, metadata and shard counters; a tool-usage record and its time indexes) shares
   one tag, so every Lua script is single-slot. Operations that span shards (listing,
   summary) are split into one single-slot command per shard: CROSSSLOT cannot happen.
+* A namespace's change log (a stream) and its state (a hash: the last position, and per
+  outbox the last entry relayed) share one tag of their own. On a cluster every data tag
+  has an outbox stream next to its data, where the write scripts put their events; the
+  relay script moves them to the log on the log's slot.
 """
 
 from __future__ import annotations
@@ -177,6 +181,22 @@ class Keys:
     def feedback_bytes(self, tag: str) -> str:
         """Payload bytes of the shard's feedback records (kept exact by the scripts)."""
         return f"{self.prefix}fb:{{{tag}}}"
+
+    # -- change log ---------------------------------------------------------------------
+
+    def change_log(self, ns: str) -> str:
+        """Stream of the namespace's change events, entry id ``<position>-0``."""
+        return f"{self.prefix}cl:{{{ns}|changes}}"
+
+    def change_state(self, ns: str) -> str:
+        """Hash: ``p`` = the last position given; per outbox (field = the outbox's key)
+        the id of its last entry relayed to the log."""
+        return f"{self.prefix}cs:{{{ns}|changes}}"
+
+    def change_outbox(self, tag: str) -> str:
+        """Cluster only: stream of the events of the writes on ``tag``'s slot, in write
+        order, until they are relayed to the namespace's log."""
+        return f"{self.prefix}co:{{{tag}}}"
 
     # -- namespace registry -------------------------------------------------------------
 

@@ -16,8 +16,12 @@ payload bytes (``eb``/``cb``/``tb``/``fb`` keys, same hash tag as the data) in t
 atomic step, so the counters are exact whatever runs concurrently. What counts is what the
 embedded backend counts: the JSON of an entity's data, of each message, of a tool use's
 input plus output, of a feedback's data. Entities with a TTL keep their size in a per-shard
-hash (``es``) because Redis may drop the entity key before the expiry index is pruned; the
-prune subtracts it.
+hash (``es``, "<bytes>:<version>") because Redis may drop the entity key before the expiry
+index is pruned; the prune subtracts it and logs the version as expired.
+
+Change log: every script that changes something also appends its change event in the same
+atomic step (``lua/changes.lua``: straight into the namespace's log on standalone Redis,
+into the shard's outbox on a cluster, which ``RELAY_CHANGES`` moves to the log).
 """
 
 from __future__ import annotations
@@ -43,20 +47,27 @@ def _script(name: str, *libraries: str) -> Script:
     return Script(name, source, hashlib.sha1(source.encode()).hexdigest())  # noqa: S324 - Redis script id
 
 
-SAVE_ENTITY = _script("save_entity", "header", "expected_version", "accounted", "announce")
-DELETE_ENTITY = _script("delete_entity", "header", "expected_version", "accounted", "announce")
-LIST_ENTITY_IDS = _script("list_entity_ids", "prune")
-COUNT_ENTITIES = _script("count_entities", "prune")
-ENTITY_BYTES = _script("entity_bytes", "prune")
-APPEND_MESSAGES = _script("append_messages", "push", "size", "announce")
+SAVE_ENTITY = _script(
+    "save_entity", "header", "expected_version", "accounted", "announce", "changes"
+)
+DELETE_ENTITY = _script(
+    "delete_entity", "header", "expected_version", "accounted", "announce", "changes"
+)
+LIST_ENTITY_IDS = _script("list_entity_ids", "changes", "prune")
+COUNT_ENTITIES = _script("count_entities", "changes", "prune")
+ENTITY_BYTES = _script("entity_bytes", "changes", "prune")
+APPEND_MESSAGES = _script("append_messages", "push", "size", "announce", "changes")
 LOAD_MESSAGES_BEFORE = _script("load_messages_before")
-REPLACE_CONVERSATION = _script("replace_conversation", "push", "size", "announce")
-DELETE_CONVERSATION = _script("delete_conversation", "announce")
-POP_MESSAGE = _script("pop_message", "announce")
-RECORD_TOOL_USAGE = _script("record_tool_usage", "trim_tools")
-TOOL_COUNTS = _script("tool_counts", "trim_tools")
-TOOL_BYTES = _script("tool_bytes", "trim_tools")
-SAVE_FEEDBACK = _script("save_feedback")
+REPLACE_CONVERSATION = _script("replace_conversation", "push", "size", "announce", "changes")
+DELETE_CONVERSATION = _script("delete_conversation", "announce", "changes")
+POP_MESSAGE = _script("pop_message", "announce", "changes")
+RECORD_TOOL_USAGE = _script("record_tool_usage", "changes", "trim_tools")
+TOOL_COUNTS = _script("tool_counts", "changes", "trim_tools")
+TOOL_BYTES = _script("tool_bytes", "changes", "trim_tools")
+SAVE_FEEDBACK = _script("save_feedback", "changes")
+RELAY_CHANGES = _script("relay_changes")
+READ_CHANGES = _script("read_changes")
+TRIM_CHANGES = _script("trim_changes")
 
 ALL = (
     SAVE_ENTITY,
@@ -73,4 +84,7 @@ ALL = (
     TOOL_BYTES,
     SAVE_FEEDBACK,
     LOAD_MESSAGES_BEFORE,
+    RELAY_CHANGES,
+    READ_CHANGES,
+    TRIM_CHANGES,
 )

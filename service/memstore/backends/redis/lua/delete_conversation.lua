@@ -1,6 +1,6 @@
--- KEYS: meta, messages, index, counter, bytes.
--- ARGV: conversation id, PUBLISH|SPUBLISH|"", channel, message -> 1 if it existed (only
--- then is the change announced).
+-- KEYS: meta, messages, index, counter, bytes, change log keys (changes.lua).
+-- ARGV: conversation id, PUBLISH|SPUBLISH|"", channel, message, change block (4,
+-- changes.lua) -> 1 if it existed (only then is the change announced and logged).
 local existed = redis.call('EXISTS', KEYS[1])
 local b = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
 if b ~= 0 then redis.call('DECRBY', KEYS[5], b) end
@@ -8,5 +8,8 @@ local n = redis.call('LLEN', KEYS[2])
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if n > 0 then redis.call('DECRBY', KEYS[4], n) end
-if existed == 1 then announce(ARGV[2], ARGV[3], ARGV[4]) end
-return existed
+if existed == 1 then
+  announce(ARGV[2], ARGV[3], ARGV[4])
+  change(5, 'conversation.deleted')
+end
+return changes_reply(5, existed)

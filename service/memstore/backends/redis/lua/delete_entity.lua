@@ -1,22 +1,33 @@
--- KEYS: entity, index, expiry, sizes, bytes, tombstone.
--- ARGV: id, now, expected|"", op, PUBLISH|SPUBLISH|"", channel, message
+-- KEYS: entity, index, expiry, sizes, bytes, tombstone, change log keys (changes.lua).
+-- ARGV: id, now, expected|"", op, PUBLISH|SPUBLISH|"", channel, message,
+--       change block (4, changes.lua)
 -- -> {"ok", 0|1} | {"conflict", cur|""}. The tombstone remembers the op id for a minute so
--- a retry of a delete whose reply was lost reports the same outcome.
-if redis.call('GET', KEYS[6]) == ARGV[4] then return {'ok', '1'} end
+-- a retry of a delete whose reply was lost reports the same outcome. Logs entity.deleted
+-- with the removed version. Removing what is left of an expired entity (its key, if Redis
+-- has not dropped it yet, and its index entries) logs entity.expired instead, as the
+-- expiry prune would have: the delete itself found nothing and reports 0.
+if redis.call('GET', KEYS[6]) == ARGV[4] then return changes_reply(8, {'ok', '1'}) end
 local cur = header(KEYS[1])
 local current = live_version(cur, tonumber(ARGV[2]))
 local refused = conflict(ARGV[3], current)
-if refused then return refused end
+if refused then return changes_reply(8, refused) end
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
+local expiring = redis.call('ZREM', KEYS[3], ARGV[1]) == 1
+local sized = redis.call('HGET', KEYS[4], ARGV[1])
 local old = accounted(cur, KEYS[4])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if old ~= 0 then redis.call('DECRBY', KEYS[5], old) end
-if not cur then return {'ok', '0'} end
-redis.call('DEL', KEYS[1])
-announce(ARGV[5], ARGV[6], ARGV[7])
+if cur then
+  redis.call('DEL', KEYS[1])
+  announce(ARGV[5], ARGV[6], ARGV[7])
+end
 if current then
   redis.call('SET', KEYS[6], ARGV[4], 'PX', 60000)
-  return {'ok', '1'}
+  change(8, 'entity.deleted', nil, current)
+  return changes_reply(8, {'ok', '1'})
 end
-return {'ok', '0'}
+if expiring then
+  local version = cur and cur[1] or (sized and string.match(sized, ':(%d+)$'))
+  change(8, 'entity.expired', nil, version)
+end
+return changes_reply(8, {'ok', '0'})

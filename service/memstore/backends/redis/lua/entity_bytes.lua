@@ -1,3 +1,4 @@
--- KEYS: index, expiry, sizes, bytes. ARGV: now -> payload bytes of the shard's live entities
-while prune(ARGV[1], 1000) > 0 do end
+-- KEYS: index, expiry, sizes, bytes, change log keys (changes.lua).
+-- ARGV: now, change block (4, changes.lua) -> payload bytes of the shard's live entities
+while prune(ARGV[1], 1000, 2) > 0 do end
 return tonumber(redis.call('GET', KEYS[4]) or '0')

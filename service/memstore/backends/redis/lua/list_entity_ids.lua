@@ -1,6 +1,7 @@
--- KEYS: index, expiry, sizes, bytes. ARGV: now, lex lower bound ("-" or "(id"), count
+-- KEYS: index, expiry, sizes, bytes, change log keys (changes.lua).
+-- ARGV: now, lex lower bound ("-" or "(id"), count, change block (4, changes.lua)
 -- -> live ids in order
-prune(ARGV[1], 256)
+prune(ARGV[1], 256, 4)
 local now = tonumber(ARGV[1])
 local want = tonumber(ARGV[3])
 local lo = ARGV[2]

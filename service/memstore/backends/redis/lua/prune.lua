@@ -1,14 +1,22 @@
 -- Drop up to ``limit`` expired members from the shard's indexes and their bytes from its
--- counter (KEYS: index, expiry, sizes, bytes). Listing and counting prune at most 256 per
--- call, so one call stays short; their correctness never depends on the pruning (expired
--- members are skipped/subtracted using the expiry index). ``ENTITY_BYTES`` prunes all.
-local function prune(now, limit)
+-- counter (KEYS: index, expiry, sizes, bytes, change log keys), logging entity.expired
+-- for each (change block at ARGV[at], changes.lua; its names JSON holds the entity type;
+-- the version comes from the sizes hash, "<bytes>:<version>", when it has one). Listing
+-- and counting prune at most 256 per call, so one call stays short; their correctness
+-- never depends on the pruning (expired members are skipped/subtracted using the expiry
+-- index). ``ENTITY_BYTES`` prunes all.
+local function prune(now, limit, at)
   local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
   if #expired == 0 then return 0 end
   local sizes = redis.call('HMGET', KEYS[3], unpack(expired))
   local freed = 0
-  for _, s in ipairs(sizes) do
-    if s then freed = freed + tonumber(s) end
+  for i, s in ipairs(sizes) do
+    local version = nil
+    if s then
+      freed = freed + tonumber(string.match(s, '^%d+'))
+      version = string.match(s, ':(%d+)$')
+    end
+    change(at, 'entity.expired', nil, version, nil, expired[i])
   end
   redis.call('ZREM', KEYS[1], unpack(expired))
   redis.call('ZREM', KEYS[2], unpack(expired))

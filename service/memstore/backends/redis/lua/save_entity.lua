@@ -1,16 +1,16 @@
--- KEYS: entity, index, expiry, sizes, bytes.
+-- KEYS: entity, index, expiry, sizes, bytes, change log keys (changes.lua).
 -- ARGV: id, data, now, expires_at|"", expected|"", op, pexpireat|"",
---       PUBLISH|SPUBLISH|"", channel, message
+--       PUBLISH|SPUBLISH|"", channel, message, change block (4, changes.lua)
 -- -> {"ok", version, created_at, updated_at, expires_at} | {"conflict", current|""}
--- A retry of an applied op returns the first outcome and publishes nothing again (the
--- first run published in the same atomic step).
+-- A retry of an applied op returns the first outcome and publishes and logs nothing again
+-- (the first run did both in the same atomic step).
 local cur = header(KEYS[1])
 if cur and cur[5] == ARGV[6] then
-  return {'ok', cur[1], cur[2], cur[3], cur[4]}
+  return changes_reply(11, {'ok', cur[1], cur[2], cur[3], cur[4]})
 end
 local current = live_version(cur, tonumber(ARGV[3]))
 local refused = conflict(ARGV[5], current)
-if refused then return refused end
+if refused then return changes_reply(11, refused) end
 local version = (current or 0) + 1
 local created = ARGV[3]
 if current then created = cur[2] end
@@ -21,7 +21,7 @@ local value = version .. '|' .. created .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[1], value, 'PXAT', ARGV[7])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-  redis.call('HSET', KEYS[4], ARGV[1], size)
+  redis.call('HSET', KEYS[4], ARGV[1], size .. ':' .. version)
 else
   redis.call('SET', KEYS[1], value)
   redis.call('ZREM', KEYS[3], ARGV[1])
@@ -30,4 +30,5 @@ end
 if size ~= old then redis.call('INCRBY', KEYS[5], size - old) end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 announce(ARGV[8], ARGV[9], ARGV[10])
-return {'ok', tostring(version), created, ARGV[3], ARGV[4]}
+change(11, 'entity.saved', nil, version)
+return changes_reply(11, {'ok', tostring(version), created, ARGV[3], ARGV[4]})

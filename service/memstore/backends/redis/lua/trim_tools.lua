@@ -1,8 +1,9 @@
 -- Drop tool-usage records with timestamp < cutoff (at most ``limit``). Per-tool index keys
 -- are derived from the record (value = tool name, newline, accounted bytes, newline, JSON;
 -- records written before byte accounting lack the bytes line and count 0) and share the
--- slot. KEYS[5] is the shard's byte counter.
-local function trim(cutoff, limit, tool_prefix)
+-- slot. KEYS[5] is the shard's byte counter. Logs one tool_usage.pruned event with the
+-- number of records dropped (change block at ARGV[at], changes.lua), none when 0.
+local function trim(cutoff, limit, tool_prefix, at)
   local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. cutoff, 'LIMIT', 0, limit)
   for _, id in ipairs(old) do
     local v = redis.call('HGET', KEYS[1], id)
@@ -16,5 +17,6 @@ local function trim(cutoff, limit, tool_prefix)
     end
     redis.call('ZREM', KEYS[2], id)
   end
+  if #old > 0 then change(at, 'tool_usage.pruned', '{}', nil, #old) end
   return #old
 end
