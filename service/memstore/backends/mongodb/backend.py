@@ -552,9 +552,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 limit=self._max_bson,
             )
 
-    async def _insert_once(
-        self, operation: str, collection: str, doc: Doc, event: Doc
-    ) -> None:
+    async def _insert_once(self, operation: str, collection: str, doc: Doc, event: Doc) -> None:
         """Insert a record whose id is unique per namespace, with its event: the same id
         stored before (a retry) is stored once, the unique key says no, and logs nothing.
         The position is claimed after the insert: records have no order of their own to
@@ -695,9 +693,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     ) -> EntityRecord:
         coll = self._coll(schema.ENTITIES)
 
-        async def body(
-            session: AsyncClientSession | None, claims: Claims
-        ) -> Logged[EntityRecord]:
+        async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[EntityRecord]:
             for _ in range(MAX_RACE_RETRIES):
                 now = time.time()
                 current_doc = await coll.find_one(key, _CAS_FIELDS, session=session)
@@ -1015,7 +1011,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     ordered=True,
                     session=session,
                 )
-            records = [MessageRecord(conversation_id, 1 + i, m, now) for i, m in enumerate(messages)]
+            records = [
+                MessageRecord(conversation_id, 1 + i, m, now) for i, m in enumerate(messages)
+            ]
             event = event_doc(
                 changes.CONVERSATION_REPLACED, conversation_id=conversation_id, version=n, count=n
             )
@@ -1094,9 +1092,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     {**conv_key, "lp": {"$not": {"$gte": position}}}, session=session
                 )
                 if result.deleted_count:
-                    event = event_doc(
-                        changes.CONVERSATION_DELETED, conversation_id=conversation_id
-                    )
+                    event = event_doc(changes.CONVERSATION_DELETED, conversation_id=conversation_id)
                     return True, event
                 if await convs.find_one(conv_key, _NO_ID, session=session) is None:
                     return False, None
