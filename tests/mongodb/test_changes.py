@@ -64,7 +64,7 @@ def ns() -> str:
 
 @pytest.fixture
 async def replicas(mongodb_settings: Settings) -> AsyncIterator[list[MongoDBMemoryBackend]]:
-    backends = [QuickBackend(mongodb_settings) for _ in range(3)]
+    backends: list[MongoDBMemoryBackend] = [QuickBackend(mongodb_settings) for _ in range(3)]
     for backend in backends:
         await backend.connect()
     try:
