@@ -18,6 +18,10 @@ Shape and invariants (the reasoning is in docs/architecture.md, "MongoDB backend
   never a growing array. Append/replace/delete run in a multi-document transaction where
   the server offers them (replica set, mongos); a standalone server (and FerretDB v1) runs
   the same steps without one (see the docs for what that gives up).
+* The change log (``changelog``): every write claims a slot after observing what it
+  changes, writes conditionally on that, then inserts its event at the slot (``noop`` for
+  a slot it cannot use); readers number the events without gaps. Entities, conversations
+  and records all go through ``_logged``, in one transaction where the server has them.
 * Write concern ``majority`` (+ journal) and retryable writes by default. Every write is
   safe to retry: inserts carry a client-made ``_id`` and unique keys, tool-usage and
   feedback ids are unique per namespace, CAS writes are keyed on ``rev``.
