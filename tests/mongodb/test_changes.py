@@ -22,6 +22,7 @@ from memstore.backends.mongodb.changelog import ChangeLog
 from memstore.core import changes
 from memstore.core.records import ChangeEvent, ToolUsageRecord
 from memstore.core.settings import Settings
+from tests.mongodb.test_backend import RecordedMongoDBBackend, Recorder
 
 HOLE_TIMEOUT = 1.0
 
@@ -51,7 +52,6 @@ class SlowWriterBackend(QuickBackend):
         super().__init__(settings)
         self._changes = SlowLog(
             lambda: self._coll(schema.CHANGES),
-            self._claim_lock,
             hole_timeout=self.change_hole_timeout,
             hole_wait=self.change_hole_wait,
         )
@@ -103,15 +103,14 @@ def keyed(events: list[ChangeEvent]) -> dict[tuple[str | None, str | None], list
 
 
 def share_update_atomicity(backends: list[MongoDBMemoryBackend]) -> None:
-    """Give the replicas one table of FerretDB's stand-in locks for atomic single-document
-    updates (conditional writes, ``$inc``), which MongoDB gives every process and
-    FerretDB v1 gives none (docs/architecture.md, "FerretDB v1 gaps"); the backend takes
-    them per process. Without this, two replicas on FerretDB can both win one entity's
-    compare-and-set, which no change log can put in order."""
+    """Give the replicas one table of FerretDB's stand-in locks for atomic conditional
+    writes, which MongoDB gives every process and FerretDB v1 gives none
+    (docs/architecture.md, "FerretDB v1 gaps"); the backend takes them per process.
+    Without this, two replicas on FerretDB can both win one entity's compare-and-set,
+    which no change log can put in order. Their slot claims stay their own."""
     first = backends[0]
     for backend in backends[1:]:
         backend._local_locks = first._local_locks
-        backend._claim_locks = first._claim_locks
 
 
 async def test_replicas_writing_the_same_keys_share_one_gap_free_log_in_key_order(
@@ -318,3 +317,30 @@ async def test_a_failed_transaction_leaves_no_event_and_no_hole(
     finally:
         await forced.close()
         await plain.close()
+
+
+async def test_concurrent_claims_in_one_process_share_an_inc_and_a_cancelled_one_is_a_noop(
+    mongodb_settings: Settings, ns: str, raw: Any
+) -> None:
+    recorder = Recorder()
+    backend = RecordedMongoDBBackend(mongodb_settings, recorder)
+    await backend.connect()
+    try:
+        recorder.commands.clear()
+        await asyncio.gather(*(backend.save_entity(ns, "e", f"k{i}", {}) for i in range(12)))
+        claims = [
+            c for n, c in recorder.commands if n == "findAndModify" and c[n] == schema.CHANGES
+        ]
+        assert 1 <= len(claims) < 12
+        assert sum(c["update"]["$inc"]["last"] for c in claims) == 12
+        # A caller cancelled while its claim is in flight: the slot reserved for it is
+        # filled at once, so readers do not wait for it.
+        claiming = asyncio.create_task(backend._changes.claim(ns))
+        await asyncio.sleep(0)
+        claiming.cancel()
+        await backend.save_entity(ns, "e", "after", {})
+        page = await backend.read_changes(ns, after=12, limit=10)
+        assert [(e.position, e.entity_id) for e in page.events] == [(13, "after")]
+        assert raw.find_one({"ns": ns, "slot": 13})["kind"] == "noop"
+    finally:
+        await backend.close()

@@ -326,8 +326,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
     settings: MongoDBSettings
 
-    #: a change-log position claimed this long ago and still empty belongs to a writer
-    #: that died; a reader then fills it with a ``noop`` (docs/architecture.md)
+    #: a change-log slot claimed this long ago and still empty belongs to a writer that
+    #: died; a reader then fills it with a ``noop`` (docs/architecture.md)
     change_hole_timeout: float = 5.0
     #: how long ``read_changes`` waits for a young hole before returning what it has
     change_hole_wait: float = 1.0
@@ -342,10 +342,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         self._max_bson = DEFAULT_MAX_BSON
         self._purge = ExpiredEntityPurge(self.name, self._background_round)
         self._local_locks: list[asyncio.Lock] | None = None
-        self._claim_locks: list[asyncio.Lock] | None = None
         self._changes = ChangeLog(
             lambda: self._coll(schema.CHANGES),
-            self._claim_lock,
             hole_timeout=self.change_hole_timeout,
             hole_wait=self.change_hole_wait,
         )
@@ -374,7 +372,6 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 build_info: Doc = await self._client.admin.command("buildInfo")
                 if not schema.has_atomic_updates(build_info):
                     self._local_locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
-                    self._claim_locks = [asyncio.Lock() for _ in range(LOCK_STRIPES)]
                 shard = self.settings.mongodb_sharding and schema.is_mongos(hello)
                 if self.settings.mongodb_sharding and not shard:
                     log.warning(
@@ -527,13 +524,6 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             return contextlib.nullcontext()
         return self._local_locks[hash(key) % LOCK_STRIPES]
 
-    def _claim_lock(self, namespace: str) -> contextlib.AbstractAsyncContextManager[Any]:
-        """The local lock around claiming a change-log position, or a no-op on MongoDB
-        (taken inside a write lock, never around one)."""
-        if self._claim_locks is None:
-            return contextlib.nullcontext()
-        return self._claim_locks[hash(namespace) % LOCK_STRIPES]
-
     def _encode_checked(self, kind: str, value: Any, raw: bytes | None) -> tuple[Any, int]:
         """Check the service size limit on ``value``'s compact JSON (``raw`` when the
         caller has it), then encode. Returns (BSON value, JSON size)."""
@@ -559,7 +549,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def _insert_once(self, operation: str, collection: str, doc: Doc, event: Doc) -> None:
         """Insert a record whose id is unique per namespace, with its event: the same id
         stored before (a retry) is stored once, the unique key says no, and logs nothing.
-        The position is claimed after the insert: records have no order of their own to
+        The slot is claimed after the insert: records have no order of their own to
         keep, and a write that stops in between leaves no hole."""
         coll = self._coll(collection)
 
@@ -631,13 +621,13 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         """Run a write that appends to the change log, atomically where the server has
         transactions (``_atomic``).
 
-        ``body`` observes the state it changes, then claims a position (``claims``; it
-        may claim again after losing a race), makes its conditional write and returns
+        ``body`` observes the state it changes, then claims a slot (``claims``; it may
+        claim again after losing a race), makes its conditional write and returns
         (result, event or ``None`` when it changed nothing). The event is inserted here
-        at the last claimed position, in the same transaction. Without one, an insert
-        that finds its position taken (a reader gave up on it: the writer was slower
-        than ``change_hole_timeout``) appends the event at a new position. Every other
-        claimed position gets a ``noop`` at the end, whatever happened."""
+        at the last claimed slot, in the same transaction. Without one, an insert that
+        finds its slot taken (a reader gave up on it: the writer was slower than
+        ``change_hole_timeout``) appends the event at a new slot. Every other claimed
+        slot gets a ``noop`` at the end, whatever happened."""
         claims = Claims(self._changes, namespace)
 
         async def run(session: AsyncClientSession | None) -> T:
@@ -665,8 +655,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             with DRIVER_ERRORS(operation):
                 await claims.release()
         except MemoryStoreError:
-            # Readers fill these positions themselves after the hole timeout.
-            log.warning("could not mark unused change-log positions", extra={"op": operation})
+            # Readers fill these slots themselves after the hole timeout.
+            log.warning("could not mark unused change-log slots", extra={"op": operation})
 
     # -- entities -----------------------------------------------------------------------
 
@@ -721,7 +711,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     doc["expire_on"] = _expire_on(expires_at)
                 self._check_bson("data", doc, size)
                 # Claimed after the read: whoever wrote the version read here claimed
-                # an earlier position, so the key's events stay in version order.
+                # an earlier slot, so the key's events stay in version order.
                 await claims.claim()
                 if current_doc is None:
                     # A concurrent create makes this a duplicate key: run again.
@@ -873,21 +863,21 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         *,
         create: bool,
     ) -> Doc | None:
-        """Apply ``update(position)`` to a conversation document whose last change has
-        an earlier position than this write's, recording this one (``lp``), and return
+        """Apply ``update(slot)`` to a conversation document whose last change has
+        an earlier slot than this write's, recording this one (``lp``), and return
         the document after it; ``None`` when the conversation does not exist and
         ``create`` is false.
 
-        First try with the position already claimed. No match means the conversation is
-        missing or a later position changed it; that failed update is an observation,
-        so a position claimed after it is later than every change it saw: claim again
+        First try with the slot already claimed. No match means the conversation is
+        missing or a later slot changed it; that failed update is an observation,
+        so a slot claimed after it is later than every change it saw: claim again
         and retry (creating the document if asked; a later writer that got there first
         makes the upsert a duplicate key, and the write runs again)."""
         for attempt in range(MAX_RACE_RETRIES):
-            position = claims.slot
+            slot = claims.slot
             conv = await convs.find_one_and_update(
-                {**conv_key, "lp": {"$not": {"$gte": position}}},
-                update(position),
+                {**conv_key, "lp": {"$not": {"$gte": slot}}},
+                update(slot),
                 upsert=create and attempt > 0,
                 return_document=ReturnDocument.AFTER,
                 session=session,
@@ -918,10 +908,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         ) -> Logged[list[MessageRecord]]:
             now = time.time()
 
-            def update(position: int) -> Doc:
+            def update(slot: int) -> Doc:
                 return {
                     "$inc": {"last_seq": n, "message_count": n},
-                    "$set": {"updated_at": now, "lp": position},
+                    "$set": {"updated_at": now, "lp": slot},
                     "$setOnInsert": {"created_at": now},
                 }
 
@@ -1000,9 +990,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         ) -> Logged[list[MessageRecord]]:
             now = time.time()
 
-            def update(position: int) -> Doc:
+            def update(slot: int) -> Doc:
                 return {
-                    "$set": {"last_seq": n, "message_count": n, "updated_at": now, "lp": position},
+                    "$set": {"last_seq": n, "message_count": n, "updated_at": now, "lp": slot},
                     "$setOnInsert": {"created_at": now},
                 }
 
@@ -1051,14 +1041,14 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             await claims.claim()  # after the message was taken
             now = time.time()
 
-            def give_back(position: int) -> Doc:
+            def give_back(slot: int) -> Doc:
                 return {
-                    "$set": {"updated_at": now, "lp": position},
+                    "$set": {"updated_at": now, "lp": slot},
                     "$inc": {"last_seq": -1, "message_count": -1},
                 }
 
-            def count_down(position: int) -> Doc:
-                return {"$set": {"updated_at": now, "lp": position}, "$inc": {"message_count": -1}}
+            def count_down(slot: int) -> Doc:
+                return {"$set": {"updated_at": now, "lp": slot}, "$inc": {"message_count": -1}}
 
             # Give the seq back only if no append reserved a later one meanwhile (possible
             # without transactions); else the conversation keeps a gap at ``seq``.
@@ -1090,17 +1080,17 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
             for _ in range(MAX_RACE_RETRIES):
-                position = await claims.claim()
+                slot = await claims.claim()
                 await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
                 result = await convs.delete_one(
-                    {**conv_key, "lp": {"$not": {"$gte": position}}}, session=session
+                    {**conv_key, "lp": {"$not": {"$gte": slot}}}, session=session
                 )
                 if result.deleted_count:
                     event = event_doc(changes.CONVERSATION_DELETED, conversation_id=conversation_id)
                     return True, event
                 if await convs.find_one(conv_key, _NO_ID, session=session) is None:
                     return False, None
-                # A later position changed it meanwhile: delete after that one.
+                # A later slot changed it meanwhile: delete after that one.
             raise BackendUnavailableError("delete_conversation: too much contention")
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):

@@ -87,41 +87,74 @@ def _event(doc: Doc, position: int) -> ChangeEvent:
 class ChangeLog:
     """Claims, appends, seals, reads and trims the log in one collection.
 
-    ``claim_lock(ns)`` serialises claims within this process on servers whose ``$inc`` is
-    not atomic (FerretDB v1); across processes the unique index still keeps two documents
-    from one slot, and the loser appends again.
+    Claims of one namespace are made by one task per process at a time (``_serve``): the
+    callers that arrive while an ``$inc`` is in flight share the next one, which reserves
+    a slot for each of them. Each slot is still claimed after its caller asked, i.e.
+    after its caller observed what it changes; and on FerretDB v1, whose ``$inc`` is not
+    atomic, this process at least never races itself (across processes the unique index
+    keeps two documents from one slot, and the loser appends again).
     """
 
     def __init__(
         self,
         collection: Callable[[], Coll],
-        claim_lock: Callable[[str], contextlib.AbstractAsyncContextManager[Any]],
         *,
         hole_timeout: float,
         hole_wait: float,
     ) -> None:
         self._coll = collection
-        self._claim_lock = claim_lock
         self.hole_timeout = hole_timeout
         self.hole_wait = hole_wait
+        self._asking: dict[str, list[asyncio.Future[int]]] = {}
+        self._serving: dict[str, asyncio.Task[None]] = {}
 
     # -- writing ----------------------------------------------------------------------
 
     async def claim(self, namespace: str) -> int:
         """The next slot of ``namespace``, given to this caller only."""
-        async with self._claim_lock(namespace):
-            head = await self._coll().find_one_and_update(
-                {"ns": namespace, "slot": HEAD},
-                {
-                    "$inc": {"last": 1},
-                    "$set": {"at": time.time()},
-                    "$setOnInsert": {"sealed": 0, "sealed_pos": 0, "first": 1},
-                },
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
+        asked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._asking.setdefault(namespace, []).append(asked)
+        if namespace not in self._serving:
+            self._serving[namespace] = asyncio.create_task(
+                self._serve(namespace), name="memstore-mongodb-claims"
             )
-        assert head is not None  # upsert=True with ReturnDocument.AFTER
-        return int(head["last"])
+        return await asked
+
+    async def _serve(self, namespace: str) -> None:
+        """Reserve slots for everyone asking, one ``$inc`` per round, until nobody is."""
+        asking: list[asyncio.Future[int]] = []
+        try:
+            while asking := self._asking.pop(namespace, []):
+                try:
+                    head = await self._coll().find_one_and_update(
+                        {"ns": namespace, "slot": HEAD},
+                        {
+                            "$inc": {"last": len(asking)},
+                            "$set": {"at": time.time()},
+                            "$setOnInsert": {"sealed": 0, "sealed_pos": 0, "first": 1},
+                        },
+                        upsert=True,
+                        return_document=ReturnDocument.AFTER,
+                    )
+                except Exception as exc:
+                    for asked in asking:
+                        if not asked.done():
+                            asked.set_exception(exc)
+                    continue
+                assert head is not None  # upsert=True with ReturnDocument.AFTER
+                first = int(head["last"]) - len(asking) + 1
+                for i, asked in enumerate(asking):
+                    if asked.done():  # the caller was cancelled: nobody will use it
+                        await self.fill(namespace, first + i)
+                    else:
+                        asked.set_result(first + i)
+        except BaseException:
+            # Cancelled (the loop is closing): nobody may wait for a slot forever.
+            for asked in [*asking, *self._asking.pop(namespace, [])]:
+                asked.cancel()
+            raise
+        finally:
+            del self._serving[namespace]
 
     async def insert(
         self,
