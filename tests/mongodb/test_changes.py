@@ -319,7 +319,7 @@ async def test_a_failed_transaction_leaves_no_event_and_no_hole(
         await plain.close()
 
 
-async def test_concurrent_claims_in_one_process_share_an_inc_and_a_cancelled_one_is_a_noop(
+async def test_concurrent_writes_in_one_process_share_claims_and_inserts(
     mongodb_settings: Settings, ns: str, raw: Any
 ) -> None:
     recorder = Recorder()
@@ -333,6 +333,10 @@ async def test_concurrent_claims_in_one_process_share_an_inc_and_a_cancelled_one
         ]
         assert 1 <= len(claims) < 12
         assert sum(c["update"]["$inc"]["last"] for c in claims) == 12
+        # Their events share insertMany commands the same way.
+        inserts = [c for n, c in recorder.commands if n == "insert" and c[n] == schema.CHANGES]
+        assert 1 <= len(inserts) < 12
+        assert sum(len(c["documents"]) for c in inserts) == 12
         # A caller cancelled while its claim is in flight: the slot reserved for it is
         # filled at once, so readers do not wait for it.
         claiming = asyncio.create_task(backend._changes.claim(ns))

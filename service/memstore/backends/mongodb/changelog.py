@@ -29,19 +29,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from memstore.core.changes import current_actor
 from memstore.core.records import ChangeEvent, ChangePage
 
 Doc = dict[str, Any]
 Coll = AsyncCollection[Doc]
+A = TypeVar("A")
+R = TypeVar("R")
+
+#: server codes of a duplicate key
+DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
 
 NOOP = "noop"
 HEAD = 0
@@ -84,15 +89,69 @@ def _event(doc: Doc, position: int) -> ChangeEvent:
     return ChangeEvent(position=position, kind=doc["kind"], timestamp=doc["ts"], **values)
 
 
+class _Rounds(Generic[A, R]):
+    """Calls of one namespace that arrive while a round is in flight share the next
+    round: one task per namespace runs ``run(namespace, [arg, ...])`` (one result or
+    exception per argument) until nobody is waiting. ``abandoned`` gets the result of a
+    caller that was cancelled meanwhile."""
+
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[str, list[A]], Awaitable[list[R | Exception]]],
+        abandoned: Callable[[str, R], Awaitable[None]] | None = None,
+    ) -> None:
+        self._name = name
+        self._run = run
+        self._abandoned = abandoned
+        self._waiting: dict[str, list[tuple[A, asyncio.Future[R]]]] = {}
+        self._serving: dict[str, asyncio.Task[None]] = {}
+
+    async def __call__(self, namespace: str, arg: A) -> R:
+        done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(namespace, []).append((arg, done))
+        if namespace not in self._serving:
+            self._serving[namespace] = asyncio.create_task(self._serve(namespace), name=self._name)
+        return await done
+
+    async def _serve(self, namespace: str) -> None:
+        batch: list[tuple[A, asyncio.Future[R]]] = []
+        try:
+            while batch := self._waiting.pop(namespace, []):
+                try:
+                    results = await self._run(namespace, [arg for arg, _ in batch])
+                except Exception as exc:
+                    results = [exc] * len(batch)
+                for (_, done), result in zip(batch, results, strict=True):
+                    if not done.done():
+                        if isinstance(result, Exception):
+                            done.set_exception(result)
+                        else:
+                            done.set_result(result)
+                    elif self._abandoned is not None and not isinstance(result, Exception):
+                        # best effort: readers fill a hole themselves after the timeout
+                        with contextlib.suppress(Exception):
+                            await self._abandoned(namespace, result)
+        except BaseException:
+            # Cancelled (the loop is closing): nobody may wait forever.
+            for _, done in [*batch, *self._waiting.pop(namespace, [])]:
+                done.cancel()
+            raise
+        finally:
+            del self._serving[namespace]
+
+
 class ChangeLog:
     """Claims, appends, seals, reads and trims the log in one collection.
 
-    Claims of one namespace are made by one task per process at a time (``_serve``): the
-    callers that arrive while an ``$inc`` is in flight share the next one, which reserves
-    a slot for each of them. Each slot is still claimed after its caller asked, i.e.
-    after its caller observed what it changes; and on FerretDB v1, whose ``$inc`` is not
-    atomic, this process at least never races itself (across processes the unique index
-    keeps two documents from one slot, and the loser appends again).
+    Claims of one namespace are made by one task per process (``_Rounds``): the callers
+    that arrive while an ``$inc`` is in flight share the next one, which reserves a slot
+    for each. Each slot is still reserved after its caller asked, i.e. after its caller
+    observed what it changes; a caller cancelled meanwhile gets its slot filled with a
+    ``noop`` at once. On FerretDB v1, whose ``$inc`` is not atomic, this process at least
+    never races itself (across processes the unique index keeps two documents from one
+    slot, and the loser appends again). Event inserts outside a transaction share an
+    ``insertMany`` the same way.
     """
 
     def __init__(
@@ -105,56 +164,31 @@ class ChangeLog:
         self._coll = collection
         self.hole_timeout = hole_timeout
         self.hole_wait = hole_wait
-        self._asking: dict[str, list[asyncio.Future[int]]] = {}
-        self._serving: dict[str, asyncio.Task[None]] = {}
+        self._claims: _Rounds[None, int] = _Rounds(
+            "memstore-mongodb-claims", self._claim_round, self.fill
+        )
+        self._inserts: _Rounds[Doc, None] = _Rounds("memstore-mongodb-events", self._insert_round)
 
     # -- writing ----------------------------------------------------------------------
 
     async def claim(self, namespace: str) -> int:
         """The next slot of ``namespace``, given to this caller only."""
-        asked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._asking.setdefault(namespace, []).append(asked)
-        if namespace not in self._serving:
-            self._serving[namespace] = asyncio.create_task(
-                self._serve(namespace), name="memstore-mongodb-claims"
-            )
-        return await asked
+        return await self._claims(namespace, None)
 
-    async def _serve(self, namespace: str) -> None:
-        """Reserve slots for everyone asking, one ``$inc`` per round, until nobody is."""
-        asking: list[asyncio.Future[int]] = []
-        try:
-            while asking := self._asking.pop(namespace, []):
-                try:
-                    head = await self._coll().find_one_and_update(
-                        {"ns": namespace, "slot": HEAD},
-                        {
-                            "$inc": {"last": len(asking)},
-                            "$set": {"at": time.time()},
-                            "$setOnInsert": {"sealed": 0, "sealed_pos": 0, "first": 1},
-                        },
-                        upsert=True,
-                        return_document=ReturnDocument.AFTER,
-                    )
-                except Exception as exc:
-                    for asked in asking:
-                        if not asked.done():
-                            asked.set_exception(exc)
-                    continue
-                assert head is not None  # upsert=True with ReturnDocument.AFTER
-                first = int(head["last"]) - len(asking) + 1
-                for i, asked in enumerate(asking):
-                    if asked.done():  # the caller was cancelled: nobody will use it
-                        await self.fill(namespace, first + i)
-                    else:
-                        asked.set_result(first + i)
-        except BaseException:
-            # Cancelled (the loop is closing): nobody may wait for a slot forever.
-            for asked in [*asking, *self._asking.pop(namespace, [])]:
-                asked.cancel()
-            raise
-        finally:
-            del self._serving[namespace]
+    async def _claim_round(self, namespace: str, asking: list[None]) -> list[int | Exception]:
+        head = await self._coll().find_one_and_update(
+            {"ns": namespace, "slot": HEAD},
+            {
+                "$inc": {"last": len(asking)},
+                "$set": {"at": time.time()},
+                "$setOnInsert": {"sealed": 0, "sealed_pos": 0, "first": 1},
+            },
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        assert head is not None  # upsert=True with ReturnDocument.AFTER
+        first = int(head["last"]) - len(asking) + 1
+        return [first + i for i in range(len(asking))]
 
     async def insert(
         self,
@@ -166,7 +200,24 @@ class ChangeLog:
         """Store ``event`` at ``slot``; ``DuplicateKeyError`` when the slot is taken (a
         reader filled it after the hole timeout)."""
         doc = {"ns": namespace, "slot": slot, "ts": time.time(), **event}
-        await self._coll().insert_one(doc, session=session)
+        if session is not None:
+            await self._coll().insert_one(doc, session=session)
+        else:
+            await self._inserts(namespace, doc)
+
+    async def _insert_round(self, namespace: str, docs: list[Doc]) -> list[Exception | None]:
+        try:
+            await self._coll().insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            if exc.details.get("writeConcernErrors"):
+                raise
+            results: list[Exception | None] = [None] * len(docs)
+            for error in exc.details.get("writeErrors", []):
+                message, code = error.get("errmsg", "write error"), error.get("code")
+                failure = DuplicateKeyError if code in DUPLICATE_KEY_CODES else OperationFailure
+                results[error["index"]] = failure(message, code, error)
+            return results
+        return [None] * len(docs)
 
     async def fill(self, namespace: str, slot: int) -> None:
         """A ``noop`` at ``slot`` unless it already holds a document."""
