@@ -36,6 +36,8 @@ def test_index_commands_unsharded_are_pinned() -> None:
             key={"ns": 1, "agent": 1, "ftype": 1, "ts": 1, "id": 1},
             name="feedback_by_agent",
         ),
+        one("changes", key={"ns": 1, "slot": 1}, name="changes_key", unique=True),
+        one("changes", key={"ns": 1, "pos": 1}, name="changes_by_position"),
     ]
 
 
@@ -80,6 +82,7 @@ def test_sharding_commands_are_pinned() -> None:
         {"shardCollection": "agent_memory.messages", "key": {"ns": 1, "cid": "hashed", "seq": 1}},
         {"shardCollection": "agent_memory.tool_usage", "key": {"ns": 1, "id": "hashed"}},
         {"shardCollection": "agent_memory.feedback", "key": {"ns": 1, "id": "hashed"}},
+        {"shardCollection": "agent_memory.changes", "key": {"ns": 1, "slot": "hashed"}},
     ]
     # Hashed shard keys cannot be unique; the command must never ask for it.
     assert all("unique" not in c for c in schema.sharding_commands("x"))

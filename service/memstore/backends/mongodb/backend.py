@@ -18,6 +18,10 @@ Shape and invariants (the reasoning is in docs/architecture.md, "MongoDB backend
   never a growing array. Append/replace/delete run in a multi-document transaction where
   the server offers them (replica set, mongos); a standalone server (and FerretDB v1) runs
   the same steps without one (see the docs for what that gives up).
+* The change log (``changelog``): every write claims a slot after observing what it
+  changes, writes conditionally on that, then inserts its event at the slot (``noop`` for
+  a slot it cannot use); readers number the events without gaps. Entities, conversations
+  and records all go through ``_logged``, in one transaction where the server has them.
 * Write concern ``majority`` (+ journal) and retryable writes by default. Every write is
   safe to retry: inserts carry a client-made ``_id`` and unique keys, tool-usage and
   feedback ids are unique per namespace, CAS writes are keyed on ``rev``.
@@ -71,7 +75,9 @@ from memstore.backends.common import (
     page_after_time,
 )
 from memstore.backends.mongodb import schema
+from memstore.backends.mongodb.changelog import ChangeLog, Claims, event_doc
 from memstore.backends.mongodb.codec import decode_value, encode_value
+from memstore.core import changes
 from memstore.core.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -80,6 +86,7 @@ from memstore.core.errors import (
     PayloadTooLargeError,
 )
 from memstore.core.records import (
+    ChangePage,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -104,6 +111,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Doc = dict[str, Any]
 Coll = AsyncCollection[Doc]
+#: what a logged write's body returns: its result and its event (None: nothing changed)
+Logged = tuple[T, Doc | None]
 
 #: compare-and-set / duplicate-key retries before giving up (only under heavy contention)
 MAX_RACE_RETRIES = 64
@@ -122,6 +131,10 @@ INDEX_CONFLICT_CODES = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpec
 BSON_TOO_LARGE = frozenset({10334, 17419, 17420})
 #: stripes of the in-process write locks used only on servers without atomic updates
 LOCK_STRIPES = 256
+#: the TTL index deletes an expired entity this long after it expired: memstore's own
+#: purge (which logs ``entity.expired``) runs every minute and gets there first; the
+#: index only cleans up when no memstore replica runs
+TTL_INDEX_GRACE_SECONDS = 3600.0
 
 _ENTITY_FIELDS = {
     "_id": 0,
@@ -156,10 +169,11 @@ def _is_live(doc: Doc, now: float) -> bool:
 
 
 def _expire_on(expires_at: float) -> datetime.datetime:
-    """The TTL index's date: ``expires_at`` rounded up to the millisecond (BSON dates are
-    milliseconds), so the server never deletes an entity before it has expired."""
+    """The TTL index's date: ``expires_at`` plus the grace, rounded up to the millisecond
+    (BSON dates are milliseconds), so the server never deletes a live entity and leaves
+    expired ones to memstore's purge first."""
     return datetime.datetime.fromtimestamp(
-        math.ceil(expires_at * 1000) / 1000, tz=datetime.UTC
+        math.ceil((expires_at + TTL_INDEX_GRACE_SECONDS) * 1000) / 1000, tz=datetime.UTC
     ).replace(tzinfo=None)
 
 
@@ -312,6 +326,12 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
     settings: MongoDBSettings
 
+    #: a change-log slot claimed this long ago and still empty belongs to a writer that
+    #: died; a reader then fills it with a ``noop`` (docs/architecture.md)
+    change_hole_timeout: float = 5.0
+    #: how long ``read_changes`` waits for a young hole before returning what it has
+    change_hole_wait: float = 1.0
+
     def __init__(self, settings: MongoDBSettings) -> None:
         super().__init__(settings)
         self._client: AsyncMongoClient[Doc] | None = None
@@ -320,8 +340,13 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         self._sharded = False
         self._ttl_index = False
         self._max_bson = DEFAULT_MAX_BSON
-        self._purge = ExpiredEntityPurge(self.name, self.purge_expired)
+        self._purge = ExpiredEntityPurge(self.name, self._background_round)
         self._local_locks: list[asyncio.Lock] | None = None
+        self._changes = ChangeLog(
+            lambda: self._coll(schema.CHANGES),
+            hole_timeout=self.change_hole_timeout,
+            hole_wait=self.change_hole_wait,
+        )
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -360,8 +385,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         except BaseException:
             await self.close()
             raise
-        if not self._ttl_index:
-            self._purge.start()
+        # Every server: the purge logs each expiry and trims the change log.
+        self._purge.start()
 
     def create_client(self, uri: str, options: dict[str, Any]) -> AsyncMongoClient[Doc]:
         """The driver client ``connect`` uses. A subclass may add PyMongo options of its
@@ -387,8 +412,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         except OperationFailure as exc:
             if exc.code != NOT_IMPLEMENTED:
                 raise
-            # FerretDB v1: no TTL indexes. Reads already hide expired entities; a
-            # background task deletes them so they do not accumulate.
+            # FerretDB v1: no TTL indexes. Reads already hide expired entities and the
+            # background purge deletes them; only the fallback is missing.
             log.warning("server has no TTL indexes; expired entities are purged by memstore")
             self._ttl_index = False
 
@@ -432,12 +457,56 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         }
 
     async def purge_expired(self) -> int:
-        """Delete expired entities now (what the TTL monitor does on MongoDB); returns
-        how many. Runs every minute on servers without TTL indexes."""
+        """Delete expired entities now, each with an ``entity.expired`` event; returns how
+        many. Runs every minute (the TTL index is only the fallback, an hour later)."""
+        coll = self._coll(schema.ENTITIES)
+        purged = 0
         with DRIVER_ERRORS("purge"):
-            now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-            result = await self._coll(schema.ENTITIES).delete_many({"expire_on": {"$lte": now}})
-            return result.deleted_count
+            now = time.time()
+            # The TTL index's range (expire_on is expires_at + the grace), then the exact
+            # expiry.
+            expired = await coll.find(
+                {
+                    "expire_on": {"$lte": _expire_on(now)},
+                    "expires_at": {"$lte": now},
+                },
+                {"_id": 0, "ns": 1, "type": 1, "id": 1, "rev": 1, "version": 1},
+            ).to_list()
+            for doc in expired:
+                key = {"ns": doc["ns"], "type": doc["type"], "id": doc["id"]}
+                async with self._write_lock(doc["ns"], doc["type"], doc["id"]):
+                    if await self._purge_one(key, doc):
+                        purged += 1
+        return purged
+
+    async def _purge_one(self, key: Doc, doc: Doc) -> bool:
+        """Delete one expired entity if it is still the version found, with its event."""
+
+        async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
+            await claims.claim()  # after the entity was found expired
+            result = await self._coll(schema.ENTITIES).delete_one(
+                {**key, "rev": doc["rev"]}, session=session
+            )
+            if result.deleted_count == 0:
+                return False, None  # saved again or deleted meanwhile
+            event = event_doc(
+                changes.ENTITY_EXPIRED,
+                entity_type=key["type"],
+                entity_id=key["id"],
+                version=doc["version"],
+            )
+            return True, event
+
+        return await self._logged("purge", key["ns"], body)
+
+    async def _background_round(self) -> None:
+        """Every minute: purge expired entities, then apply the change log's retention
+        to every namespace."""
+        await self.purge_expired()
+        with DRIVER_ERRORS("trim_changes"):
+            namespaces = await self._changes.namespaces()
+        for namespace in namespaces:
+            await self.trim_changes(namespace)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -477,11 +546,29 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 limit=self._max_bson,
             )
 
-    async def _insert_once(self, operation: str, collection: str, doc: Doc) -> None:
-        """Insert a record whose id is unique per namespace: the same id stored before (a
-        retry) is stored once, the unique key says no."""
-        with DRIVER_ERRORS(operation), contextlib.suppress(DuplicateKeyError):
-            await self._coll(collection).insert_one(doc)
+    async def _insert_once(self, operation: str, collection: str, doc: Doc, event: Doc) -> None:
+        """Insert a record whose id is unique per namespace, with its event: the same id
+        stored before (a retry) is stored once, the unique key says no, and logs nothing.
+        The slot is claimed after the insert: records have no order of their own to
+        keep, and a write that stops in between leaves no hole."""
+        coll = self._coll(collection)
+
+        async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[None]:
+            if session is not None:
+                # In a transaction a duplicate key would abort it: look first (a
+                # concurrent insert still aborts it, and the rerun finds the record).
+                if await coll.find_one({"ns": doc["ns"], "id": doc["id"]}, _NO_ID, session=session):
+                    return None, None
+                await coll.insert_one(doc, session=session)
+            else:
+                try:
+                    await coll.insert_one(doc)
+                except DuplicateKeyError:
+                    return None, None
+            await claims.claim()
+            return None, event
+
+        await self._logged(operation, doc["ns"], body)
 
     async def _find_page(
         self,
@@ -525,6 +612,52 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def _logged(
+        self,
+        operation: str,
+        namespace: str,
+        body: Callable[[AsyncClientSession | None, Claims], Awaitable[Logged[T]]],
+    ) -> T:
+        """Run a write that appends to the change log, atomically where the server has
+        transactions (``_atomic``).
+
+        ``body`` observes the state it changes, then claims a slot (``claims``; it may
+        claim again after losing a race), makes its conditional write and returns
+        (result, event or ``None`` when it changed nothing). The event is inserted here
+        at the last claimed slot, in the same transaction. Without one, an insert that
+        finds its slot taken (a reader gave up on it: the writer was slower than
+        ``change_hole_timeout``) appends the event at a new slot. Every other claimed
+        slot gets a ``noop`` at the end, whatever happened."""
+        claims = Claims(self._changes, namespace)
+
+        async def run(session: AsyncClientSession | None) -> T:
+            claims.used = None
+            result, event = await body(session, claims)
+            while event is not None:
+                try:
+                    await self._changes.insert(namespace, claims.slot, event, session)
+                except DuplicateKeyError:
+                    if session is not None:
+                        raise  # the transaction is rolled back: ``_atomic`` runs it again
+                    await claims.claim()
+                    continue
+                claims.used = claims.slot
+                break
+            return result
+
+        try:
+            return await self._atomic(operation, run)
+        finally:
+            await self._release(operation, claims)
+
+    async def _release(self, operation: str, claims: Claims) -> None:
+        try:
+            with DRIVER_ERRORS(operation):
+                await claims.release()
+        except MemoryStoreError:
+            # Readers fill these slots themselves after the hole timeout.
+            log.warning("could not mark unused change-log slots", extra={"op": operation})
+
     # -- entities -----------------------------------------------------------------------
 
     async def save_entity(
@@ -553,10 +686,11 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         ttl: float | None,
     ) -> EntityRecord:
         coll = self._coll(schema.ENTITIES)
-        with DRIVER_ERRORS("save_entity"):
+
+        async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[EntityRecord]:
             for _ in range(MAX_RACE_RETRIES):
                 now = time.time()
-                current_doc = await coll.find_one(key, _CAS_FIELDS)
+                current_doc = await coll.find_one(key, _CAS_FIELDS, session=session)
                 live = current_doc is not None and _is_live(current_doc, now)
                 current = current_doc["version"] if live and current_doc else None
                 check_expected_version(expected_version, current)
@@ -576,16 +710,19 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 if expires_at is not None:
                     doc["expire_on"] = _expire_on(expires_at)
                 self._check_bson("data", doc, size)
+                # Claimed after the read: whoever wrote the version read here claimed
+                # an earlier slot, so the key's events stay in version order.
+                await claims.claim()
                 if current_doc is None:
-                    try:
-                        await coll.insert_one(doc)
-                    except DuplicateKeyError:
-                        continue  # created concurrently: re-read and decide again
+                    # A concurrent create makes this a duplicate key: run again.
+                    await coll.insert_one(doc, session=session)
                 else:
-                    result = await coll.replace_one({**key, "rev": current_doc["rev"]}, doc)
+                    result = await coll.replace_one(
+                        {**key, "rev": current_doc["rev"]}, doc, session=session
+                    )
                     if result.matched_count == 0:
                         continue  # changed concurrently: re-read and decide again
-                return EntityRecord(
+                record = EntityRecord(
                     type=key["type"],
                     id=key["id"],
                     data=data,
@@ -594,7 +731,16 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     updated_at=now,
                     expires_at=expires_at,
                 )
-        raise BackendUnavailableError("save_entity: too much contention on one entity")
+                event = event_doc(
+                    changes.ENTITY_SAVED,
+                    entity_type=key["type"],
+                    entity_id=key["id"],
+                    version=version,
+                )
+                return record, event
+            raise BackendUnavailableError("save_entity: too much contention on one entity")
+
+        return await self._logged("save_entity", key["ns"], body)
 
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
@@ -620,24 +766,30 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
     async def _delete_entity(self, key: Doc, expected_version: int | None) -> bool:
         coll = self._coll(schema.ENTITIES)
-        with DRIVER_ERRORS("delete_entity"):
-            if expected_version is None:
-                # Only a live entity counts; an expired one is left to the TTL index.
-                result = await coll.delete_one({**key, **_live(time.time())})
-                return result.deleted_count == 1
+
+        async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
             for _ in range(MAX_RACE_RETRIES):
-                now = time.time()
-                current_doc = await coll.find_one(key, _CAS_FIELDS)
-                live = current_doc is not None and _is_live(current_doc, now)
-                check_expected_version(
-                    expected_version, current_doc["version"] if live and current_doc else None
-                )
-                if current_doc is None:
-                    return False
-                result = await coll.delete_one({**key, "rev": current_doc["rev"]})
+                current_doc = await coll.find_one(key, _CAS_FIELDS, session=session)
+                live = current_doc is not None and _is_live(current_doc, time.time())
+                current = current_doc["version"] if live and current_doc else None
+                check_expected_version(expected_version, current)
+                if current_doc is None or current is None:
+                    # Nothing live to delete; an expired entity is left to the purge,
+                    # which logs its expiry.
+                    return False, None
+                await claims.claim()  # after the read, as in a save
+                result = await coll.delete_one({**key, "rev": current_doc["rev"]}, session=session)
                 if result.deleted_count == 1:
-                    return live
-        raise BackendUnavailableError("delete_entity: too much contention on one entity")
+                    event = event_doc(
+                        changes.ENTITY_DELETED,
+                        entity_type=key["type"],
+                        entity_id=key["id"],
+                        version=current,
+                    )
+                    return True, event
+            raise BackendUnavailableError("delete_entity: too much contention on one entity")
+
+        return await self._logged("delete_entity", key["ns"], body)
 
     async def list_entities(
         self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
@@ -701,6 +853,42 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             encoded.append((value, size))
         return encoded
 
+    async def _conversation_write(
+        self,
+        convs: Coll,
+        claims: Claims,
+        conv_key: Doc,
+        update: Callable[[int], Doc],
+        session: AsyncClientSession | None,
+        *,
+        create: bool,
+    ) -> Doc | None:
+        """Apply ``update(slot)`` to a conversation document whose last change has
+        an earlier slot than this write's, recording this one (``lp``), and return
+        the document after it; ``None`` when the conversation does not exist and
+        ``create`` is false.
+
+        First try with the slot already claimed. No match means the conversation is
+        missing or a later slot changed it; that failed update is an observation,
+        so a slot claimed after it is later than every change it saw: claim again
+        and retry (creating the document if asked; a later writer that got there first
+        makes the upsert a duplicate key, and the write runs again)."""
+        for attempt in range(MAX_RACE_RETRIES):
+            slot = claims.slot
+            conv = await convs.find_one_and_update(
+                {**conv_key, "lp": {"$not": {"$gte": slot}}},
+                update(slot),
+                upsert=create and attempt > 0,
+                return_document=ReturnDocument.AFTER,
+                session=session,
+            )
+            if conv is not None:
+                return conv
+            if attempt > 0 and not await convs.find_one(conv_key, _NO_ID, session=session):
+                return None
+            await claims.claim()
+        raise BackendUnavailableError("too much contention on one conversation")
+
     async def append_messages(
         self,
         namespace: str,
@@ -713,23 +901,27 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         n = len(encoded)
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)
+        conv_key = {"ns": namespace, "id": conversation_id}
 
-        async def body(session: AsyncClientSession | None) -> list[MessageRecord]:
+        async def body(
+            session: AsyncClientSession | None, claims: Claims
+        ) -> Logged[list[MessageRecord]]:
             now = time.time()
-            # One atomic $inc reserves seqs [last - n + 1, last] for this call only.
-            conv = await convs.find_one_and_update(
-                {"ns": namespace, "id": conversation_id},
-                {
+
+            def update(slot: int) -> Doc:
+                return {
                     "$inc": {"last_seq": n, "message_count": n},
-                    "$set": {"updated_at": now},
+                    "$set": {"updated_at": now, "lp": slot},
                     "$setOnInsert": {"created_at": now},
-                },
-                # (no projection: FerretDB v1 rejects one on findAndModify; the doc is tiny)
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-                session=session,
+                }
+
+            await claims.claim()
+            # One atomic $inc reserves seqs [last - n + 1, last] for this call only.
+            # (no projection: FerretDB v1 rejects one on findAndModify; the doc is tiny)
+            conv = await self._conversation_write(
+                convs, claims, conv_key, update, session, create=True
             )
-            assert conv is not None  # upsert=True with ReturnDocument.AFTER
+            assert conv is not None  # created when missing
             first = conv["last_seq"] - n + 1
             if n:
                 await msgs.insert_many(
@@ -737,12 +929,21 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     ordered=True,
                     session=session,
                 )
-            return [
+            records = [
                 MessageRecord(conversation_id, first + i, m, now) for i, m in enumerate(messages)
             ]
+            if not n:
+                return records, None
+            event = event_doc(
+                changes.CONVERSATION_APPENDED,
+                conversation_id=conversation_id,
+                version=conv["last_seq"],
+                count=n,
+            )
+            return records, event
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
-            return await self._atomic("append_messages", body)
+            return await self._logged("append_messages", namespace, body)
 
     async def load_messages(
         self,
@@ -782,43 +983,54 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         n = len(encoded)
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)
+        conv_key = {"ns": namespace, "id": conversation_id}
 
-        async def body(session: AsyncClientSession | None) -> list[MessageRecord]:
+        async def body(
+            session: AsyncClientSession | None, claims: Claims
+        ) -> Logged[list[MessageRecord]]:
             now = time.time()
-            await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
-            await convs.update_one(
-                {"ns": namespace, "id": conversation_id},
-                {
-                    "$set": {"last_seq": n, "message_count": n, "updated_at": now},
+
+            def update(slot: int) -> Doc:
+                return {
+                    "$set": {"last_seq": n, "message_count": n, "updated_at": now, "lp": slot},
                     "$setOnInsert": {"created_at": now},
-                },
-                upsert=True,
-                session=session,
-            )
+                }
+
+            await claims.claim()
+            await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
+            await self._conversation_write(convs, claims, conv_key, update, session, create=True)
             if n:
                 await msgs.insert_many(
                     self._message_docs(namespace, conversation_id, 1, encoded, now),
                     ordered=True,
                     session=session,
                 )
-            return [MessageRecord(conversation_id, 1 + i, m, now) for i, m in enumerate(messages)]
+            records = [
+                MessageRecord(conversation_id, 1 + i, m, now) for i, m in enumerate(messages)
+            ]
+            event = event_doc(
+                changes.CONVERSATION_REPLACED, conversation_id=conversation_id, version=n, count=n
+            )
+            return records, event
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
-            return await self._atomic("replace_conversation", body)
+            return await self._logged("replace_conversation", namespace, body)
 
     async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)
         conv_key = {"ns": namespace, "id": conversation_id}
 
-        async def body(session: AsyncClientSession | None) -> MessageRecord | None:
+        async def body(
+            session: AsyncClientSession | None, claims: Claims
+        ) -> Logged[MessageRecord | None]:
             mine = {"ns": namespace, "cid": conversation_id}
             while True:
                 last = await msgs.find_one(
                     mine, {"_id": 0, "seq": 1}, sort=[("seq", DESCENDING)], session=session
                 )
                 if last is None:
-                    return None
+                    return None, None
                 # The delete names the full shard key (MongoDB < 7.1 requires it of a
                 # findAndModify); it claims the message: of two pops that read the same
                 # last seq, one gets the document and the other reads again.
@@ -826,45 +1038,63 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 if doc is not None:
                     break
             seq = doc["seq"]
-            update = {"$set": {"updated_at": time.time()}}
+            await claims.claim()  # after the message was taken
+            now = time.time()
+
+            def give_back(slot: int) -> Doc:
+                return {
+                    "$set": {"updated_at": now, "lp": slot},
+                    "$inc": {"last_seq": -1, "message_count": -1},
+                }
+
+            def count_down(slot: int) -> Doc:
+                return {"$set": {"updated_at": now, "lp": slot}, "$inc": {"message_count": -1}}
+
             # Give the seq back only if no append reserved a later one meanwhile (possible
             # without transactions); else the conversation keeps a gap at ``seq``.
-            conv = await convs.find_one_and_update(
-                {**conv_key, "last_seq": seq},
-                {**update, "$inc": {"last_seq": -1, "message_count": -1}},
-                return_document=ReturnDocument.AFTER,
-                session=session,
+            conv = await self._conversation_write(
+                convs, claims, {**conv_key, "last_seq": seq}, give_back, session, create=False
             )
             if conv is None:
-                conv = await convs.find_one_and_update(
-                    conv_key,
-                    {**update, "$inc": {"message_count": -1}},
-                    return_document=ReturnDocument.AFTER,
-                    session=session,
+                conv = await self._conversation_write(
+                    convs, claims, conv_key, count_down, session, create=False
                 )
             if conv is not None and conv["message_count"] <= 0:
                 # An append in flight has already counted its messages: then no match.
                 await convs.delete_one({**conv_key, "message_count": {"$lte": 0}}, session=session)
-            return MessageRecord(
+            record = MessageRecord(
                 conversation_id, seq, decode_value(doc["message"]), doc["created_at"]
             )
+            event = event_doc(
+                changes.CONVERSATION_POPPED, conversation_id=conversation_id, version=seq
+            )
+            return record, event
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
-            return await self._atomic("pop_message", body)
+            return await self._logged("pop_message", namespace, body)
 
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)
+        conv_key = {"ns": namespace, "id": conversation_id}
 
-        async def body(session: AsyncClientSession | None) -> bool:
-            await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
-            result = await convs.delete_one(
-                {"ns": namespace, "id": conversation_id}, session=session
-            )
-            return result.deleted_count > 0
+        async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
+            for _ in range(MAX_RACE_RETRIES):
+                slot = await claims.claim()
+                await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
+                result = await convs.delete_one(
+                    {**conv_key, "lp": {"$not": {"$gte": slot}}}, session=session
+                )
+                if result.deleted_count:
+                    event = event_doc(changes.CONVERSATION_DELETED, conversation_id=conversation_id)
+                    return True, event
+                if await convs.find_one(conv_key, _NO_ID, session=session) is None:
+                    return False, None
+                # A later slot changed it meanwhile: delete after that one.
+            raise BackendUnavailableError("delete_conversation: too much contention")
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
-            return await self._atomic("delete_conversation", body)
+            return await self._logged("delete_conversation", namespace, body)
 
     async def list_conversations(
         self, namespace: str, *, limit: int, cursor: str | None = None
@@ -912,7 +1142,13 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             "cid": record.conversation_id,
         }
         self._check_bson("tool usage", doc, size)
-        await self._insert_once("record_tool_usage", schema.TOOL_USAGE, doc)
+        event = event_doc(
+            changes.TOOL_USAGE_RECORDED,
+            record_id=record.id,
+            tool_name=record.tool_name,
+            conversation_id=record.conversation_id,
+        )
+        await self._insert_once("record_tool_usage", schema.TOOL_USAGE, doc, event)
         return record
 
     async def query_tool_usage(
@@ -960,7 +1196,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             "bytes": size,
         }
         self._check_bson("feedback", doc, size)
-        await self._insert_once("save_feedback", schema.FEEDBACK, doc)
+        event = event_doc(changes.FEEDBACK_SAVED, record_id=record.id)
+        await self._insert_once("save_feedback", schema.FEEDBACK, doc, event)
         return record
 
     async def query_feedback(
@@ -980,6 +1217,20 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         query.update(_after(cursor))
         docs = await self._find_page("query_feedback", schema.FEEDBACK, query, _NO_ID, limit)
         return build_page([_feedback(d) for d in docs], limit, by_time)
+
+    # -- change log ---------------------------------------------------------------------
+
+    async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:
+        with DRIVER_ERRORS("read_changes"):
+            return await self._changes.read(namespace, after=after, limit=limit)
+
+    async def trim_changes(self, namespace: str) -> None:
+        with DRIVER_ERRORS("trim_changes"):
+            await self._changes.trim(
+                namespace,
+                max_events=self.settings.changes_max_events,
+                retention=self.settings.changes_retention_seconds,
+            )
 
     # -- summary ------------------------------------------------------------------------
 

@@ -28,7 +28,9 @@ CONVERSATIONS = "conversations"
 MESSAGES = "messages"
 TOOL_USAGE = "tool_usage"
 FEEDBACK = "feedback"
-COLLECTIONS = (ENTITIES, CONVERSATIONS, MESSAGES, TOOL_USAGE, FEEDBACK)
+#: the change log: one document per position of a namespace, plus its head (``pos`` 0)
+CHANGES = "changes"
+COLLECTIONS = (ENTITIES, CONVERSATIONS, MESSAGES, TOOL_USAGE, FEEDBACK, CHANGES)
 
 #: name of the TTL index; FerretDB v1 cannot build it (the backend then purges itself)
 TTL_INDEX = "entities_ttl"
@@ -41,6 +43,10 @@ SHARD_KEYS: dict[str, dict[str, Any]] = {
     MESSAGES: {"ns": 1, "cid": "hashed", "seq": 1},
     TOOL_USAGE: {"ns": 1, "id": "hashed"},
     FEEDBACK: {"ns": 1, "id": "hashed"},
+    # Hashed slots: a namespace's appends land on every chunk instead of the last one;
+    # a tail read is then sent to each of the namespace's shards (each walks the
+    # position index), which is fine for a log that is written far more than read.
+    CHANGES: {"ns": 1, "slot": "hashed"},
 }
 
 #: fields every query on the collection pins with an equality (checked by a test that
@@ -51,6 +57,7 @@ QUERY_PREFIX: dict[str, tuple[str, ...]] = {
     MESSAGES: ("ns", "cid"),
     TOOL_USAGE: ("ns",),
     FEEDBACK: ("ns",),
+    CHANGES: ("ns",),
 }
 
 
@@ -77,6 +84,13 @@ def index_specs() -> dict[str, list[Spec]]:
             _index("feedback_key", {"ns": 1, "id": 1}, unique=True),
             _index("feedback_by_time", {"ns": 1, "ts": 1, "id": 1}),
             _index("feedback_by_agent", {"ns": 1, "agent": 1, "ftype": 1, "ts": 1, "id": 1}),
+        ],
+        CHANGES: [
+            # Unique: of two inserts at one slot (a late writer and a reader filling its
+            # hole) exactly one wins, so every reader sees the same document there.
+            _index("changes_key", {"ns": 1, "slot": 1}, unique=True),
+            # Reads by position (only sealed events have one).
+            _index("changes_by_position", {"ns": 1, "pos": 1}),
         ],
     }
 
