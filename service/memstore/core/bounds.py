@@ -41,6 +41,10 @@ DURATION_MS = Interval(ge=0, lt=1e12)
 SEQUENCE = Interval(ge=1, le=10**INTEGER_DIGITS - 1)
 PAGE_SIZE = Interval(ge=1, le=10_000)
 CACHE_TTL_SECONDS = Interval(ge=0, le=3600)
+# Change feed: how often a waiting reader polls / a quiet stream sends a keep-alive, and
+# the longest long-poll wait a deployment may allow.
+POLL_SECONDS = Interval(gt=0, le=300)
+LONG_POLL_SECONDS = Interval(ge=0, le=300)
 BODY_BYTES = Interval(ge=1024)
 MESSAGES_PER_REQUEST = Interval(ge=1)
 #: What JSON payloads may hold as integers: 64 bits, signed or unsigned (what the JSON
