@@ -17,6 +17,12 @@ Why it is shaped this way:
   share the file (``BEGIN IMMEDIATE`` plus ``busy_timeout`` serialise their writes; the
   two-process benchmark), accepting reads up to the cache TTL stale.
 * Expired entities are filtered by every read and purged in the background.
+* The change log: every write inserts its event into ``change_log`` in the write's own
+  transaction, so the event exists exactly when the write does. The position is the
+  namespace's row of ``change_positions`` plus one, and a trigger stores it back there, so
+  an event costs one statement (one hop to aiosqlite's thread) and positions are never
+  reused, even after retention removed every event. Retention removes a prefix of the
+  log (the oldest events), so the retained events are always one contiguous run.
 """
 
 from __future__ import annotations
@@ -47,8 +53,12 @@ from memstore.backends.common import (
     page_after_id,
     page_after_time,
 )
+from memstore.core import changes
+from memstore.core.changes import current_actor
 from memstore.core.errors import BackendUnavailableError, ConfigurationError
 from memstore.core.records import (
+    ChangeEvent,
+    ChangePage,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -107,7 +117,51 @@ CREATE TABLE IF NOT EXISTS feedback (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS feedback_by_time ON feedback (ns, ts, id);
 CREATE INDEX IF NOT EXISTS feedback_by_agent ON feedback (ns, agent_name, feedback_type, ts, id);
+CREATE TABLE IF NOT EXISTS change_log (
+    ns TEXT NOT NULL, position INTEGER NOT NULL, kind TEXT NOT NULL, ts REAL NOT NULL,
+    entity_type TEXT, entity_id TEXT, conversation_id TEXT, tool_name TEXT, record_id TEXT,
+    version INTEGER, count INTEGER, actor TEXT, address TEXT,
+    PRIMARY KEY (ns, position)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS change_positions (
+    ns TEXT NOT NULL PRIMARY KEY, last_position INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS change_log_position AFTER INSERT ON change_log BEGIN
+    INSERT INTO change_positions (ns, last_position) VALUES (NEW.ns, NEW.position)
+        ON CONFLICT (ns) DO UPDATE SET last_position = excluded.last_position;
+END;
 """
+
+#: One change event; its position is the namespace's last one plus one (the trigger above
+#: stores it back). Parameters: ns, kind, ts, entity_type, entity_id, conversation_id,
+#: tool_name, record_id, version, count, actor, address.
+_LOG_CHANGE = (
+    "INSERT INTO change_log (ns, position, kind, ts, entity_type, entity_id, conversation_id, "
+    "tool_name, record_id, version, count, actor, address) VALUES (?1, COALESCE((SELECT "
+    "last_position FROM change_positions WHERE ns = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+    "?9, ?10, ?11, ?12)"
+)
+
+#: Events after a position with the namespace's first and last positions, in one statement
+#: so all three come from one snapshot. No row: the namespace never changed; one row of
+#: NULL event columns: nothing after ``after``.
+_READ_CHANGES = (
+    "SELECT p.last_position, (SELECT MIN(position) FROM change_log WHERE ns = ?1), "
+    "c.position, c.kind, c.ts, c.entity_type, c.entity_id, c.conversation_id, c.tool_name, "
+    "c.record_id, c.version, c.count, c.actor, c.address "
+    "FROM change_positions AS p LEFT JOIN (SELECT * FROM change_log WHERE ns = ?1 "
+    "AND position > ?2 ORDER BY position LIMIT ?3) AS c WHERE p.ns = ?1 ORDER BY c.position"
+)
+
+#: Retention: remove the oldest events, up to the first one both among the newest ``?2``
+#: and not older than ``?3`` (a timestamp). A prefix only, so what is left stays contiguous.
+_TRIM_CHANGES = (
+    "DELETE FROM change_log WHERE ns = ?1 AND position < MAX("
+    "(SELECT last_position FROM change_positions WHERE ns = ?1) - ?2 + 1, "
+    "COALESCE((SELECT position FROM change_log WHERE ns = ?1 AND ts >= ?3 "
+    "ORDER BY position LIMIT 1), (SELECT last_position FROM change_positions WHERE ns = ?1) + 1))"
+)
+
 
 _ENTITY_COLUMNS = "type, id, data, version, created_at, updated_at, expires_at"
 
@@ -151,6 +205,41 @@ def _by_conversation_id(info: ConversationInfo) -> tuple[str]:
     return (info.conversation_id,)
 
 
+def _change_event(row: tuple[Any, ...]) -> ChangeEvent:
+    return ChangeEvent(*row)
+
+
+def _change(
+    namespace: str,
+    kind: str,
+    ts: float,
+    *,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    conversation_id: str | None = None,
+    tool_name: str | None = None,
+    record_id: str | None = None,
+    version: int | None = None,
+    count: int | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of ``_LOG_CHANGE``; the actor is the running task's."""
+    actor = current_actor()
+    return (
+        namespace,
+        kind,
+        ts,
+        entity_type,
+        entity_id,
+        conversation_id,
+        tool_name,
+        record_id,
+        version,
+        count,
+        actor.name if actor is not None else None,
+        actor.address if actor is not None else None,
+    )
+
+
 class EmbeddedMemoryBackend(DistributedMemoryBackend):
     name = "embedded"
 
@@ -162,7 +251,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._purge = ExpiredEntityPurge(self.name, self.purge_expired)
+        self._purge = ExpiredEntityPurge(self.name, self._background_round)
         self._owner_fd: int | None = None
 
     @property
@@ -259,15 +348,41 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         return {"backend": self.name, "path": str(self.path)}
 
     async def purge_expired(self) -> int:
-        """Delete expired entities now (reads already hide them); returns how many."""
-        async with (
-            self._transaction() as conn,
-            conn.execute(
-                "DELETE FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ?",
-                (time.time(),),
-            ) as cur,
-        ):
-            return cur.rowcount
+        """Delete expired entities now (reads already hide them), each with its
+        ``entity.expired`` event; returns how many."""
+        now = time.time()
+        async with self._transaction() as conn:
+            async with conn.execute(
+                "DELETE FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ? "
+                "RETURNING ns, type, id, version",
+                (now,),
+            ) as cur:
+                expired = list(await cur.fetchall())
+            if expired:
+                # in namespace order, so each namespace's events follow its key order
+                expired.sort()
+                await conn.executemany(
+                    _LOG_CHANGE,
+                    [
+                        _change(
+                            ns,
+                            changes.ENTITY_EXPIRED,
+                            now,
+                            entity_type=entity_type,
+                            entity_id=entity_id,
+                            version=version,
+                        )
+                        for ns, entity_type, entity_id, version in expired
+                    ],
+                )
+        return len(expired)
+
+    async def _background_round(self) -> None:
+        """What the background task does every minute: purge expired entities, then apply
+        the change log's retention to every namespace that has a log."""
+        await self.purge_expired()
+        for (namespace,) in await self._fetchall("SELECT ns FROM change_positions", ()):
+            await self.trim_changes(namespace)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -349,6 +464,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             check_expected_version(expected_version, current)
             version = (current or 0) + 1
             created_at = row[1] if live and row is not None else now
+            if row is not None and not live:
+                # replaced before the purge reached it: its expiry is logged here instead
+                await self._log_expired(conn, key, row[0], now)
             await conn.execute(
                 "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
                 "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -356,6 +474,17 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 "version = excluded.version, created_at = excluded.created_at, "
                 "updated_at = excluded.updated_at, expires_at = excluded.expires_at",
                 (*key, payload, version, created_at, now, expires_at),
+            )
+            await conn.execute(
+                _LOG_CHANGE,
+                _change(
+                    namespace,
+                    changes.ENTITY_SAVED,
+                    now,
+                    entity_type=entity_type,
+                    entity_id=entity_id,
+                    version=version,
+                ),
             )
         return EntityRecord(
             type=entity_type,
@@ -399,7 +528,39 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             if row is None:
                 return False
             await conn.execute("DELETE FROM entities WHERE ns = ? AND type = ? AND id = ?", key)
+            if live:
+                await conn.execute(
+                    _LOG_CHANGE,
+                    _change(
+                        namespace,
+                        changes.ENTITY_DELETED,
+                        now,
+                        entity_type=entity_type,
+                        entity_id=entity_id,
+                        version=row[0],
+                    ),
+                )
+            else:
+                # deleted before the purge reached it: its expiry is logged here instead
+                await self._log_expired(conn, key, row[0], now)
         return live
+
+    @staticmethod
+    async def _log_expired(
+        conn: aiosqlite.Connection, key: tuple[str, str, str], version: int, now: float
+    ) -> None:
+        namespace, entity_type, entity_id = key
+        await conn.execute(
+            _LOG_CHANGE,
+            _change(
+                namespace,
+                changes.ENTITY_EXPIRED,
+                now,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                version=version,
+            ),
+        )
 
     async def list_entities(
         self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
@@ -465,6 +626,17 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 row = await cur.fetchone()
             assert row is not None  # the row was upserted just above
             first = row[0] - len(messages)
+            await conn.execute(
+                _LOG_CHANGE,
+                _change(
+                    namespace,
+                    changes.CONVERSATION_APPENDED,
+                    now,
+                    conversation_id=conversation_id,
+                    version=row[0] - 1,
+                    count=len(messages),
+                ),
+            )
             return await self._insert_messages(
                 conn, namespace, conversation_id, first, messages, raws, now
             )
@@ -515,6 +687,17 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 "updated_at = excluded.updated_at",
                 (namespace, conversation_id, len(messages) + 1, len(messages), now, now),
             )
+            await conn.execute(
+                _LOG_CHANGE,
+                _change(
+                    namespace,
+                    changes.CONVERSATION_REPLACED,
+                    now,
+                    conversation_id=conversation_id,
+                    version=len(messages),
+                    count=len(messages),
+                ),
+            )
             return await self._insert_messages(
                 conn, namespace, conversation_id, 1, messages, raws, now
             )
@@ -530,12 +713,23 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 row = await cur.fetchone()
             if row is None:
                 return None
+            now = time.time()
+            await conn.execute(
+                _LOG_CHANGE,
+                _change(
+                    namespace,
+                    changes.CONVERSATION_POPPED,
+                    now,
+                    conversation_id=conversation_id,
+                    version=row[0],
+                ),
+            )
             # seq stays 1..n: the next append takes the popped seq again.
             async with conn.execute(
                 "UPDATE conversations SET next_seq = next_seq - 1, "
                 "message_count = message_count - 1, updated_at = ? "
                 "WHERE ns = ? AND id = ? RETURNING message_count",
-                (time.time(), namespace, conversation_id),
+                (now, namespace, conversation_id),
             ) as cur:
                 left = await cur.fetchone()
             if left is not None and left[0] <= 0:
@@ -554,7 +748,18 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             async with conn.execute(
                 "DELETE FROM conversations WHERE ns = ? AND id = ?", (namespace, conversation_id)
             ) as cur:
-                return cur.rowcount > 0
+                deleted = cur.rowcount > 0
+            if deleted:
+                await conn.execute(
+                    _LOG_CHANGE,
+                    _change(
+                        namespace,
+                        changes.CONVERSATION_DELETED,
+                        time.time(),
+                        conversation_id=conversation_id,
+                    ),
+                )
+            return deleted
 
     async def list_conversations(
         self, namespace: str, *, limit: int, cursor: str | None = None
@@ -577,7 +782,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         output_json: bytes | None = None,
     ) -> ToolUsageRecord:
         async with self._transaction() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "INSERT INTO tool_usage (ns, id, tool_name, input, output, duration_ms, "
                 "success, ts, conversation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (ns, id) DO NOTHING",
@@ -593,6 +798,18 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     record.conversation_id,
                 ),
             )
+            if cur.rowcount > 0:  # not a retry of a use already stored
+                await conn.execute(
+                    _LOG_CHANGE,
+                    _change(
+                        namespace,
+                        changes.TOOL_USAGE_RECORDED,
+                        time.time(),
+                        conversation_id=record.conversation_id,
+                        tool_name=record.tool_name,
+                        record_id=record.id,
+                    ),
+                )
         return record
 
     async def query_tool_usage(
@@ -632,7 +849,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self, namespace: str, record: FeedbackRecord, *, data_json: bytes | None = None
     ) -> FeedbackRecord:
         async with self._transaction() as conn:
-            await conn.execute(
+            cur = await conn.execute(
                 "INSERT INTO feedback (ns, id, agent_name, feedback_type, data, ts) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ns, id) DO NOTHING",
                 (
@@ -644,6 +861,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     record.timestamp,
                 ),
             )
+            if cur.rowcount > 0:  # not a retry of a record already stored
+                await conn.execute(
+                    _LOG_CHANGE,
+                    _change(namespace, changes.FEEDBACK_SAVED, time.time(), record_id=record.id),
+                )
         return record
 
     async def query_feedback(
@@ -666,6 +888,22 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             limit,
         )
         return build_page([_feedback(r) for r in rows], limit, by_time)
+
+    # -- change log ---------------------------------------------------------------------
+
+    async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:
+        rows = await self._fetchall(_READ_CHANGES, (namespace, after, limit))
+        if not rows:
+            return ChangePage([], first_position=1, last_position=0)
+        last = rows[0][0]
+        first = rows[0][1] if rows[0][1] is not None else last + 1
+        events = [_change_event(r[2:]) for r in rows if r[2] is not None]
+        return ChangePage(events, first_position=first, last_position=last)
+
+    async def trim_changes(self, namespace: str) -> None:
+        cutoff = time.time() - self.settings.changes_retention_seconds
+        async with self._transaction() as conn:
+            await conn.execute(_TRIM_CHANGES, (namespace, self.settings.changes_max_events, cutoff))
 
     # -- summary ------------------------------------------------------------------------
 
