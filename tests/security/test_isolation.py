@@ -56,6 +56,7 @@ CASES: dict[str, Case] = {
     "getToolNames": Case(),
     "saveLearningFeedback": Case(body={"agent_name": "bot", "feedback_type": "t", "data": 1}),
     "getLearningFeedback": Case(query={"agent_name": "bot"}),
+    "getChanges": Case(query={"after": "0"}),
 }
 
 # What this suite expects; the route table's ``role`` column must say the same.
