@@ -7,6 +7,7 @@ a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import sys
@@ -779,10 +780,8 @@ def watch(
             if count is not None and printed >= count:
                 return
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a follow ends
         _run(follow)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a follow ends
 
 
 @main.command()

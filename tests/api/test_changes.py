@@ -181,7 +181,7 @@ class Stream:
             fields[name] = value
 
     async def events(self, n: int) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         while len(out) < n:
             block = await self.next_block()
             if "data" in block:
@@ -202,7 +202,9 @@ async def test_an_event_stream_resumes_from_last_event_id(http: Client) -> None:
         assert all("address" not in e for e in events)
     await http.put(f"/v1/namespaces/{NS}/entities/user/bob", json={"data": {}})
     # Last-Event-ID (what an EventSource sends when it reconnects) wins over ?after=.
-    async with http.get(FEED, params={"after": "0"}, headers={**STREAM, "Last-Event-ID": "3"}) as resp:
+    async with http.get(
+        FEED, params={"after": "0"}, headers={**STREAM, "Last-Event-ID": "3"}
+    ) as resp:
         stream = Stream(resp)
         assert [e["position"] for e in await stream.events(2)] == [4, 5]
         await http.delete(f"/v1/namespaces/{NS}/entities/user/bob")
@@ -245,13 +247,13 @@ def short_deadline_settings(api_settings: Settings) -> Settings:
 
 
 async def test_a_stream_outlives_the_request_deadline(short_deadline_settings: Settings) -> None:
-    async with TestClient(TestServer(create_app(short_deadline_settings))) as http:
-        async with http.get(FEED, headers=STREAM) as resp:
-            assert resp.status == 200
-            await asyncio.sleep(1.0)  # three deadlines
-            await http.put(f"/v1/namespaces/{NS}/entities/user/ada", json={"data": {}})
-            [saved] = await Stream(resp).events(1)
-            assert saved["kind"] == changes.ENTITY_SAVED
+    app = create_app(short_deadline_settings)
+    async with TestClient(TestServer(app)) as http, http.get(FEED, headers=STREAM) as resp:
+        assert resp.status == 200
+        await asyncio.sleep(1.0)  # three deadlines
+        await http.put(f"/v1/namespaces/{NS}/entities/user/ada", json={"data": {}})
+        [saved] = await Stream(resp).events(1)
+        assert saved["kind"] == changes.ENTITY_SAVED
 
 
 @pytest.fixture
@@ -262,10 +264,11 @@ def small_log_settings(api_settings: Settings) -> Settings:
 async def test_a_pruned_resume_point_is_a_410_before_any_stream(
     small_log_settings: Settings,
 ) -> None:
-    async with TestClient(TestServer(create_app(small_log_settings))) as http:
+    app = create_app(small_log_settings)
+    async with TestClient(TestServer(app)) as http:
         for i in range(6):
             await http.put(f"/v1/namespaces/{NS}/entities/item/i{i}", json={"data": {}})
-        await http.server.app[MANAGER].for_namespace(NS).trim_changes()
+        await app[MANAGER].for_namespace(NS).trim_changes()
         spec = SpecChecker(await (await http.get("/openapi.json")).json())
         for headers in ({}, STREAM):
             resp = await http.get(FEED, params={"after": "1"}, headers=headers)

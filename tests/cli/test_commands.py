@@ -130,7 +130,9 @@ def test_watch_prints_changes_as_json_lines(target: tuple[str, ...]) -> None:
         (3, "feedback.saved"),
     ]
     assert "address" not in changes[0]
-    only = ok(*target, "watch", "--kind", "feedback.saved", "--kind", "entity.saved", "--count", "2")
+    only = ok(
+        *target, "watch", "--kind", "feedback.saved", "--kind", "entity.saved", "--count", "2"
+    )
     assert [json.loads(line)["position"] for line in only.splitlines()] == [1, 3]
     resumed = ok(*target, "watch", "--after", "1", "--count", "1", "--conversation", "c1")
     assert json.loads(resumed)["conversation_id"] == "c1"
@@ -175,4 +177,6 @@ def test_watch_follows_until_ctrl_c(target: tuple[str, ...]) -> None:
 def test_watch_without_a_service_says_so() -> None:
     result = run("--url", "http://127.0.0.1:9", "watch")
     assert result.returncode == 1
-    assert result.stderr == "Error: cannot reach memstore at http://127.0.0.1:9: connection refused\n"
+    assert (
+        result.stderr == "Error: cannot reach memstore at http://127.0.0.1:9: connection refused\n"
+    )

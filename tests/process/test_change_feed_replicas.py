@@ -67,9 +67,7 @@ def replicas(
         yield backend, a, b
 
 
-async def workload(
-    memory: MemoryClient, worker: int, writes: int, written: dict[str, int]
-) -> None:
+async def workload(memory: MemoryClient, worker: int, writes: int, written: dict[str, int]) -> None:
     """``writes`` writes of every kind, each one changing something (so each is exactly
     one change event); counts them by kind in ``written``."""
     rng = random.Random(worker)
@@ -114,8 +112,7 @@ async def collect(memory: MemoryClient, into: list[ChangeEvent], after: int = 0)
 
 def summary(events: list[ChangeEvent]) -> list[tuple[Any, ...]]:
     return [
-        (e.position, e.kind, e.entity_id, e.conversation_id, e.record_id, e.version)
-        for e in events
+        (e.position, e.kind, e.entity_id, e.conversation_id, e.record_id, e.version) for e in events
     ]
 
 

@@ -22,18 +22,20 @@ async def test_a_graceful_stop_ends_open_streams(tmp_path: Path) -> None:
     # A stream left open would hold the stop for the whole (long) shutdown timeout.
     svc = ServiceProcess(tmp_path, {"MEMSTORE_SHUTDOWN_TIMEOUT_SECONDS": "120"}).start()
     try:
-        async with aiohttp.ClientSession() as session:
-            async with session.get(
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
                 f"{svc.url}/v1/namespaces/{NS}/changes",
                 headers={"Accept": "text/event-stream"},
-            ) as resp:
-                assert resp.status == 200
-                assert await resp.content.readline() == b": keep-alive\n"
-                assert svc.proc is not None
-                svc.proc.send_signal(signal.SIGTERM)
-                # The rest of the stream, then a clean end (no ClientPayloadError).
-                rest = await asyncio.wait_for(resp.content.read(), 60)
-                assert rest == b"\n"
+            ) as resp,
+        ):
+            assert resp.status == 200
+            assert await resp.content.readline() == b": keep-alive\n"
+            assert svc.proc is not None
+            svc.proc.send_signal(signal.SIGTERM)
+            # The rest of the stream, then a clean end (no ClientPayloadError).
+            rest = await asyncio.wait_for(resp.content.read(), 60)
+            assert rest == b"\n"
         assert await asyncio.to_thread(svc.proc.wait, 60) == 0
     finally:
         svc.stop()

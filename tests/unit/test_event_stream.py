@@ -21,7 +21,7 @@ def parse(*chunks: bytes) -> list[ServerSentEvent]:
 
 
 def test_fields_comments_and_the_blank_line_that_ends_an_event() -> None:
-    stream = b": hello\nid: 7\nevent: entity.saved\ndata: {\"a\":\ndata: 1}\n\n"
+    stream = b': hello\nid: 7\nevent: entity.saved\ndata: {"a":\ndata: 1}\n\n'
     assert parse(stream) == [ServerSentEvent("entity.saved", '{"a":\n1}', "7")]
 
 
@@ -57,14 +57,12 @@ def event(kind: str, **fields: object) -> ChangeEvent:
 
 
 def test_the_change_filter() -> None:
-    wanted = check_change_filter(
-        [changes.ENTITY_SAVED, changes.TOOL_USAGE_RECORDED], None, "c1"
-    )
+    wanted = check_change_filter([changes.ENTITY_SAVED, changes.TOOL_USAGE_RECORDED], None, "c1")
     assert wanted.matches(event(changes.TOOL_USAGE_RECORDED, conversation_id="c1"))
     assert not wanted.matches(event(changes.TOOL_USAGE_RECORDED))
     assert not wanted.matches(event(changes.FEEDBACK_SAVED, conversation_id="c1"))
     one = check_change_filter(changes.ENTITY_DELETED, "user", None)
-    assert one.kinds == {changes.ENTITY_DELETED}
+    assert one.kinds == frozenset({changes.ENTITY_DELETED})
     assert one.matches(event(changes.ENTITY_DELETED, entity_type="user"))
     assert not one.matches(event(changes.ENTITY_DELETED, entity_type="doc"))
     assert check_change_filter(None, None, None).everything

@@ -45,7 +45,7 @@ import re
 import socket
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
@@ -56,6 +56,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
+from memstore.client.sse import EventStreamParser
 from memstore.core.errors import (
     BackendUnavailableError,
     ChangesPrunedError,
@@ -93,7 +94,6 @@ from memstore.core.validation import (
     check_tool_usage,
     check_version,
 )
-from memstore.client.sse import EventStreamParser
 from memstore.memory.api import MemoryAPI
 
 #: The fields of a change event (a newer server may send more: they are left out).
@@ -732,7 +732,7 @@ class MemoryClient(MemoryAPI):
         kinds: str | Iterable[str] | None = None,
         entity_type: str | None = None,
         conversation_id: str | None = None,
-    ) -> AsyncIterator[ChangeEvent]:
+    ) -> AsyncGenerator[ChangeEvent, None]:
         """The change feed as Server-Sent Events. A stream that drops (connection lost,
         the replica stopping, no keep-alive within ``stream_idle_timeout``, an answer
         503 or 429) is opened again with ``Last-Event-ID`` = the last position delivered,
@@ -786,8 +786,9 @@ class MemoryClient(MemoryAPI):
         self, params: dict[str, Any], position: int
     ) -> AsyncIterator[ChangeEvent | int | None]:
         """One connection of ``watch``: ``None`` once connected, then its events and bare
-        ids (positions the server scanned past, filtered out). Raises the server's error for an error answer or a
-        final ``pruned``/``error`` event, ``_StreamEnded`` when it stops otherwise."""
+        ids (positions the server scanned past, filtered out). Raises the server's error
+        for an error answer or a final ``pruned``/``error`` event, ``_StreamEnded`` when
+        it stops otherwise."""
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"

@@ -21,7 +21,7 @@ the manager, and over HTTP they are network calls (async on the client).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any, Protocol, Self
 
 from memstore.core.records import (
@@ -239,7 +239,7 @@ class MemoryAPI(Protocol):
         kinds: str | Iterable[str] | None = None,
         entity_type: str | None = None,
         conversation_id: str | None = None,
-    ) -> AsyncIterator[ChangeEvent]:
+    ) -> AsyncGenerator[ChangeEvent, None]:
         """``async for change in memory.watch(...)``: every change after ``after``, in
         position order (the same order on every replica), waiting for new ones forever.
         Filters: ``kinds`` (one or several of ``memstore.core.changes.CHANGE_KINDS``),

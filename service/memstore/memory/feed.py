@@ -93,14 +93,15 @@ class ChangeReader:
         self._read_timeout = read_timeout
         self.closed = False
 
-    async def next_events(self, timeout: float | None = None) -> list[ChangeEvent]:
+    async def next_events(self, within: float | None = None) -> list[ChangeEvent]:
         """The next events the filter wants (at most a page), oldest first, waiting for
-        them up to ``timeout`` seconds (``None``: until there are some; 0: one read).
+        them up to ``within`` seconds (``None``: until there are some; 0: one read).
+        Not a cancellation: a read under way finishes, and the position stays exact.
         ``[]`` when the time is up or the reader was closed; the position may have moved
         on over events the filter dropped meanwhile. Raises ``ChangesPrunedError`` when
         retention removed events after the position (the reader fell behind)."""
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if within is None else loop.time() + within
         while not self.closed:
             self._wake.clear()  # before the read: a change during it wakes the next wait
             page = await self._read_page()
@@ -108,7 +109,9 @@ class ChangeReader:
             if page.events:
                 self.position = page.events[-1].position
                 wanted = self._wanted
-                found = page.events if wanted is None else [e for e in page.events if wanted.matches(e)]
+                found = (
+                    page.events if wanted is None else [e for e in page.events if wanted.matches(e)]
+                )
                 if found:
                     return found
             now = loop.time()
@@ -116,7 +119,9 @@ class ChangeReader:
                 return []
             if page.events:
                 continue  # every event scanned was filtered out: read on at once
-            wait = self._poll_seconds if deadline is None else min(self._poll_seconds, deadline - now)
+            wait = (
+                self._poll_seconds if deadline is None else min(self._poll_seconds, deadline - now)
+            )
             try:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()

@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -726,7 +726,7 @@ class DistributedMemoryManager(MemoryAPI):
         kinds: str | Iterable[str] | None = None,
         entity_type: str | None = None,
         conversation_id: str | None = None,
-    ) -> AsyncIterator[ChangeEvent]:
+    ) -> AsyncGenerator[ChangeEvent, None]:
         """Every change of this namespace after position ``after``, in position order,
         forever (stop iterating to stop): waits for new ones, woken by the changes this
         process hears of, else every ``MEMSTORE_CHANGES_POLL_SECONDS``. Filters: ``kinds``

@@ -188,7 +188,7 @@ async def get_changes(request: web.Request) -> web.StreamResponse:
     try:
         # The first read happens before anything is sent: a pruned resume point or an
         # unavailable backend is an ordinary JSON error answer.
-        events = await reader.next_events(timeout=wait)
+        events = await reader.next_events(within=wait)
         if not stream:
             return web.Response(
                 body=orjson.dumps(
@@ -254,7 +254,7 @@ async def _stream(
             if reader.closed or transport is None or transport.is_closing():
                 break
             try:
-                events = await reader.next_events(timeout=keepalive)
+                events = await reader.next_events(within=keepalive)
             except ChangesPrunedError as exc:
                 await response.write(_last_frame("pruned", exc))
                 break
