@@ -26,7 +26,12 @@ def auth_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicePr
     tokens = write_tokens_file(
         Path(data) / "tokens.json", [("admin", ADMIN_TOKEN, ["*"], ["read", "write", "admin"])]
     )
-    env = {"MEMSTORE_AUTH_ENABLED": "true", "MEMSTORE_AUTH_TOKENS_FILE": str(tokens)}
+    env = {
+        "MEMSTORE_AUTH_ENABLED": "true",
+        "MEMSTORE_AUTH_TOKENS_FILE": str(tokens),
+        # long-polls of the fuzzer (every `wait` the document allows) stay short
+        "MEMSTORE_CHANGES_MAX_WAIT_SECONDS": "0.2",
+    }
     with running_service(data, env) as svc:
         yield svc
 

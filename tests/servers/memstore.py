@@ -11,5 +11,7 @@ from tests.support.procs import ServiceProcess, running_service
 
 @pytest.fixture(scope="session")
 def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    with running_service(tmp_path_factory.mktemp("live-service")) as svc:
+    # Long-polls of a fuzzer (every `wait` the document allows) stay short.
+    env = {"MEMSTORE_CHANGES_MAX_WAIT_SECONDS": "0.2"}
+    with running_service(tmp_path_factory.mktemp("live-service"), env) as svc:
         yield svc

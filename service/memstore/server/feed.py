@@ -106,12 +106,12 @@ def _position(value: str, name: str) -> int:
 
 def _resume_point(request: web.Request) -> int:
     """``Last-Event-ID`` (an ``EventSource`` reconnecting sends it, and its URL still
-    has the first ``after``) wins over ``?after=``; neither: 0, from the start."""
-    last_id = request.headers.get("Last-Event-ID", "").strip()
-    if last_id:
-        return _position(last_id, "Last-Event-ID")
+    has the first ``after``) wins over ``?after=``; neither: 0, from the start. Both are
+    checked when given."""
     after = request.query.get("after")
-    return 0 if after is None else _position(after, "after")
+    position = 0 if after is None else _position(after, "after")
+    last_id = request.headers.get("Last-Event-ID")
+    return position if last_id is None else _position(last_id.strip(), "Last-Event-ID")
 
 
 def _name(request: web.Request, param: str, kind: str) -> str | None:
