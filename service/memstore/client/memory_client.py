@@ -102,11 +102,6 @@ _CHANGE_FIELDS = frozenset(f.name for f in dataclasses.fields(ChangeEvent))
 _RECONNECTABLE = (BackendUnavailableError, RateLimitedError, RequestTimeoutError)
 
 
-class _StreamEnded(ServiceUnreachableError):
-    """The change stream stopped without a final event (closed, the replica stopping,
-    cut off): opened again, and raised only when that keeps failing."""
-
-
 def _change(body: dict[str, Any]) -> ChangeEvent:
     return ChangeEvent(**{k: v for k, v in body.items() if k in _CHANGE_FIELDS})
 
@@ -760,7 +755,7 @@ class MemoryClient(MemoryAPI):
                     elif event.position > position:  # else delivered already
                         position = event.position
                         yield event
-                failure: MemoryStoreError = _StreamEnded(
+                failure: MemoryStoreError = ServiceUnreachableError(
                     f"the change stream from {shown_url(self.base_url)} ended"
                 )
             except ChangesPrunedError:
@@ -787,8 +782,8 @@ class MemoryClient(MemoryAPI):
     ) -> AsyncIterator[ChangeEvent | int | None]:
         """One connection of ``watch``: ``None`` once connected, then its events and bare
         ids (positions the server scanned past, filtered out). Raises the server's error
-        for an error answer or a final ``pruned``/``error`` event, ``_StreamEnded`` when
-        it stops otherwise."""
+        for an error answer or a final ``pruned``/``error`` event, ``ServiceUnreachableError``
+        when it stops otherwise (closed, the replica stopping, cut off)."""
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
@@ -856,11 +851,11 @@ class MemoryClient(MemoryAPI):
                             continue
                         yield _change(orjson.loads(sse.data))
             except (aiohttp.ClientError, TimeoutError) as exc:
-                raise _StreamEnded(
+                raise ServiceUnreachableError(
                     f"the change stream from {shown_url(self.base_url)} broke: "
                     f"{_why_unreachable(exc, self.stream_idle_timeout)}"
                 ) from exc
-        raise _StreamEnded(f"the change stream from {shown_url(self.base_url)} ended")
+        raise ServiceUnreachableError(f"the change stream from {shown_url(self.base_url)} ended")
 
     # -- summary ----------------------------------------------------------------------
 
