@@ -699,6 +699,33 @@ def feedback_list(
     )
 
 
+@main.group()
+@client_options
+def audit() -> None:
+    """The namespace's audit trail: who changed what, when, from where (admin)."""
+
+
+@audit.command("export")
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Only events after this position [from the oldest retained one].",
+)
+@click.option("--since", type=Finite(min=0), default=None, help="From (POSIX seconds, inclusive).")
+@click.option("--until", type=Finite(min=0), default=None, help="To (POSIX seconds, exclusive).")
+@client_options
+def audit_export(after: int | None, since: float | None, until: float | None) -> None:
+    """Print the change log as JSON lines, one event per line, oldest first: position,
+    kind, time, keys, version, actor (token name) and address; never payloads."""
+
+    async def export(client: MemoryClient) -> None:
+        async for event in client.export_audit(after=after, since=since, until=until):
+            click.echo(orjson.dumps(event.to_dict()).decode())
+
+    _run(export)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Structured output.")
 @click.option(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -13,6 +14,7 @@ from memstore.backends.embedded import EmbeddedMemoryBackend
 from memstore.core import changes
 from memstore.core.changes import Actor, acting_as
 from memstore.core.errors import BackendUnavailableError
+from memstore.core.records import ToolUsageRecord
 from memstore.core.settings import Settings
 
 
@@ -137,6 +139,25 @@ async def test_a_write_that_fails_leaves_no_event(embedded: EmbeddedMemoryBacken
     assert await kinds(embedded, "ns") == [
         (1, changes.ENTITY_SAVED, "x"),
         (2, changes.CONVERSATION_APPENDED, "c"),
+    ]
+
+
+async def test_a_tool_use_that_fails_leaves_no_event(embedded: EmbeddedMemoryBackend) -> None:
+    """A tool use and its event are one statement: the record failing undoes the event."""
+    assert embedded._writer is not None
+    await embedded._writer.execute(
+        "CREATE TEMP TRIGGER refuse BEFORE INSERT ON tool_usage "
+        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    )
+    record = ToolUsageRecord("u1", "search", {}, None, 1.0, True, time.time())
+    with pytest.raises(BackendUnavailableError):
+        await embedded.record_tool_usage("ns", record)
+    assert await kinds(embedded, "ns") == []
+    await embedded._writer.execute("DROP TRIGGER refuse")
+    await embedded.record_tool_usage("ns", record)
+    page = await embedded.read_changes("ns", after=0, limit=10)
+    assert [(e.position, e.kind, e.record_id) for e in page.events] == [
+        (1, changes.TOOL_USAGE_RECORDED, "u1")
     ]
 
 

@@ -1,5 +1,5 @@
 """Auth-enabled services for the security tests: a tokens file with tenants A and B, a
-read-only token for A, and an admin token."""
+read-only token for A, an admin token for A only, and an admin token for everything."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class Tokens:
     a: str  # read+write on tenant-a
     b: str  # read+write on tenant-b
     a_reader: str  # read on tenant-a
+    a_admin: str  # read+write+admin on tenant-a only
     admin: str  # everything, every namespace
     path: Path
 
@@ -51,6 +52,7 @@ def tokens(tmp_path: Path) -> Tokens:
         a=secrets.token_urlsafe(24),
         b=secrets.token_urlsafe(24),
         a_reader=secrets.token_urlsafe(24),
+        a_admin=secrets.token_urlsafe(24),
         admin=secrets.token_urlsafe(24),
         path=tmp_path / "tokens.json",
     )
@@ -60,6 +62,7 @@ def tokens(tmp_path: Path) -> Tokens:
             ("tenant-a", t.a, [NS_A], ["read", "write"]),
             ("tenant-b", t.b, [NS_B], ["read", "write"]),
             ("tenant-a-reader", t.a_reader, [NS_A], ["read"]),
+            ("tenant-a-admin", t.a_admin, [NS_A], ["read", "write", "admin"]),
             ("admin", t.admin, ["*"], ["read", "write", "admin"]),
         ],
     )

@@ -57,11 +57,14 @@ CASES: dict[str, Case] = {
     "saveLearningFeedback": Case(body={"agent_name": "bot", "feedback_type": "t", "data": 1}),
     "getLearningFeedback": Case(query={"agent_name": "bot"}),
     "getChanges": Case(query={"after": "0"}),
+    "exportAudit": Case(query={"after": "0"}),
 }
 
 # What this suite expects; the route table's ``role`` column must say the same.
 OPEN_ROUTES = frozenset({"livez", "readyz", "prometheusMetrics", "openapi"})
 ADMIN_ROUTES = frozenset({"getMetrics", "clearCache", "listMemorySummaries"})
+# Admin on one namespace: a token needs the admin role there.
+NAMESPACE_ADMIN_ROUTES = frozenset({"exportAudit"})
 
 BY_OP = {r.operation_id: r for r in ROUTES}
 NAMESPACED = sorted(op for op, r in BY_OP.items() if "{namespace}" in r.path)
@@ -119,6 +122,9 @@ def test_the_table_names_every_route() -> None:
             expected = None
         elif op in ADMIN_ROUTES:
             expected = "admin"
+        elif op in NAMESPACE_ADMIN_ROUTES:
+            assert "{namespace}" in route.path, op
+            expected = "admin"
         else:
             assert "{namespace}" in route.path, op
             expected = "read" if route.method == "GET" else "write"
@@ -128,17 +134,19 @@ def test_the_table_names_every_route() -> None:
 @pytest.mark.parametrize("op", NAMESPACED)
 async def test_token_for_a_gets_nothing_of_b(make_http: Any, tokens: Tokens, op: str) -> None:
     http: Client = await make_http()
+    # Tenant A's token with every role the route needs in A.
+    a_token = tokens.a_admin if op in NAMESPACE_ADMIN_ROUTES else tokens.a
     # First against an empty B, then against a B holding data: the answers must be equal.
     method, path, kwargs = request_for(op, NS_B)
-    empty = await http.request(method, path, headers=tokens.header(tokens.a), **kwargs)
+    empty = await http.request(method, path, headers=tokens.header(a_token), **kwargs)
     empty_body = await empty.json()
     await seed_b(http, tokens)
     before = await snapshot_b(http, tokens)
-    for token in (tokens.a, tokens.a_reader):
+    for token in (a_token, tokens.a_reader):
         resp = await http.request(method, path, headers=tokens.header(token), **kwargs)
         text = await resp.text()
-        if token == tokens.a_reader and method != "GET":
-            assert resp.status == 403, text  # lacks the write role, whatever the namespace
+        if token == tokens.a_reader and BY_OP[op].role != "read":
+            assert resp.status == 403, text  # lacks the role, whatever the namespace
         else:
             assert resp.status == 403, text
             assert (await resp.json()) == empty_body
@@ -149,7 +157,7 @@ async def test_token_for_a_gets_nothing_of_b(make_http: Any, tokens: Tokens, op:
     assert await snapshot_b(http, tokens) == before
     # The same request in A's own namespace is let through (the table reaches the handler).
     method, path, kwargs = request_for(op, NS_A)
-    own = await http.request(method, path, headers=tokens.header(tokens.a), **kwargs)
+    own = await http.request(method, path, headers=tokens.header(a_token), **kwargs)
     assert own.status not in (401, 403), await own.text()
     assert SECRET_MARK not in await own.text()
 
@@ -189,6 +197,21 @@ async def test_admin_routes_need_the_admin_role(make_http: Any, tokens: Tokens, 
         assert SECRET_MARK not in await resp.text()
     resp = await http.request(method, path, headers=tokens.header(tokens.admin), **kwargs)
     assert resp.status == 200, await resp.text()
+
+
+@pytest.mark.parametrize("op", sorted(NAMESPACE_ADMIN_ROUTES))
+async def test_namespace_admin_routes_need_the_admin_role_there(
+    make_http: Any, tokens: Tokens, op: str
+) -> None:
+    http: Client = await make_http()
+    method, path, kwargs = request_for(op, NS_A)
+    for token in (tokens.a, tokens.a_reader, tokens.b):
+        resp = await http.request(method, path, headers=tokens.header(token), **kwargs)
+        assert resp.status == 403, await resp.text()
+        assert (await resp.json())["code"] == "forbidden"
+    for token in (tokens.a_admin, tokens.admin):
+        resp = await http.request(method, path, headers=tokens.header(token), **kwargs)
+        assert resp.status == 200, await resp.text()
 
 
 @pytest.mark.parametrize("op", sorted(OPEN_ROUTES))

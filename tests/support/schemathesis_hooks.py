@@ -1,9 +1,14 @@
-"""A schemathesis check loaded into its CLI (``SCHEMATHESIS_HOOKS``) by tests/support/fuzz.py.
+"""A schemathesis check and a deserializer loaded into its CLI (``SCHEMATHESIS_HOOKS``) by
+tests/support/fuzz.py.
 
 The operations that take a cursor or a JSON body may answer a schema-valid request with
 400 for two reasons the document states in words only: a cursor string the server did not
 issue, and an integer literal wider than 64 bits. ``positive_data_acceptance`` is told to
-accept 400 there; this check keeps every other 400 to a valid request a failure."""
+accept 400 there; this check keeps every other 400 to a valid request a failure.
+
+JSON lines (``application/x-ndjson``, the audit export) have no built-in deserializer: the
+one here requires every line to be a JSON object (a change event), so a broken line fails
+the response checks instead of being skipped."""
 
 from __future__ import annotations
 
@@ -38,3 +43,12 @@ def valid_request_refused_only_for_a_stated_reason(ctx: Any, response: Any, case
             f"A schema-valid request was refused with 400 for no reason the document "
             f"states: {response.content[:300]!r}"
         )
+
+
+@schemathesis.deserializer("application/x-ndjson")
+def json_lines(ctx: Any, response: Any) -> list[Any]:
+    lines = [json.loads(line) for line in response.content.splitlines() if line.strip()]
+    for line in lines:
+        if not isinstance(line, dict) or "position" not in line or "kind" not in line:
+            raise ValueError(f"not a change event: {line!r:.200}")
+    return lines

@@ -19,10 +19,13 @@ Why it is shaped this way:
 * Expired entities are filtered by every read and purged in the background.
 * The change log: every write inserts its event into ``change_log`` in the write's own
   transaction, so the event exists exactly when the write does. The position is the
-  namespace's row of ``change_positions`` plus one, and a trigger stores it back there, so
-  an event costs one statement (one hop to aiosqlite's thread) and positions are never
-  reused, even after retention removed every event. Retention removes a prefix of the
-  log (the oldest events), so the retained events are always one contiguous run.
+  namespace's newest one plus one (an index seek); ``change_positions`` keeps the last
+  position across retention removing every event, so positions are never reused.
+  Retention removes a prefix of the log (the oldest events), so the retained events are
+  always one contiguous run.
+* Each statement is a hop to aiosqlite's thread (~40 µs of CPU): statements whose rows
+  are read go through ``execute_fetchall`` (one hop, where a cursor's ``fetchone`` and
+  ``close`` are two more), and a write's event adds at most one statement.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ from memstore.backends.common import (
     page_after_time,
 )
 from memstore.core import changes
-from memstore.core.changes import current_actor
+from memstore.core.changes import Actor, current_actor
 from memstore.core.errors import BackendUnavailableError, ConfigurationError
 from memstore.core.records import (
     ChangeEvent,
@@ -126,35 +129,91 @@ CREATE TABLE IF NOT EXISTS change_log (
 CREATE TABLE IF NOT EXISTS change_positions (
     ns TEXT NOT NULL PRIMARY KEY, last_position INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS change_log_position AFTER INSERT ON change_log BEGIN
-    INSERT INTO change_positions (ns, last_position) VALUES (NEW.ns, NEW.position)
-        ON CONFLICT (ns) DO UPDATE SET last_position = excluded.last_position;
+"""
+
+#: A namespace's last position: its newest event's, or, when retention removed every event,
+#: the one ``trim_changes`` saved in ``change_positions`` before deleting (so positions are
+#: never reused). Writes touch only ``change_log``: a counter row updated by every write
+#: would be one more page written per commit.
+_LAST_POSITION = (
+    "COALESCE((SELECT MAX(position) FROM change_log WHERE ns = {ns}), "
+    "(SELECT last_position FROM change_positions WHERE ns = {ns}), 0)"
+)
+_NEXT_POSITION = f"{_LAST_POSITION} + 1"
+
+#: What the write connection adds for itself (TEMP: per connection, never stored, so a new
+#: version changes them without a migration):
+#:
+#: * ``tool_usage_writes``/``feedback_writes``: a record and its event in one statement,
+#:   the event only when the id is new (a retried record changes nothing). Each statement
+#:   is a hop to aiosqlite's thread (~40 µs of CPU); these writes had one statement, and
+#:   keep one.
+WRITER_SCHEMA = f"""
+CREATE TEMP VIEW tool_usage_writes AS SELECT *, NULL AS logged_at, NULL AS actor,
+    NULL AS address FROM main.tool_usage WHERE 0;
+CREATE TEMP TRIGGER tool_usage_write INSTEAD OF INSERT ON tool_usage_writes BEGIN
+    INSERT INTO change_log (ns, position, kind, ts, conversation_id, tool_name, record_id,
+        actor, address)
+    SELECT NEW.ns, {_NEXT_POSITION.format(ns="NEW.ns")}, '{changes.TOOL_USAGE_RECORDED}',
+        NEW.logged_at, NEW.conversation_id, NEW.tool_name, NEW.id, NEW.actor, NEW.address
+    WHERE NOT EXISTS (SELECT 1 FROM tool_usage WHERE ns = NEW.ns AND id = NEW.id);
+    INSERT INTO tool_usage (ns, id, tool_name, input, output, duration_ms, success, ts,
+        conversation_id)
+    VALUES (NEW.ns, NEW.id, NEW.tool_name, NEW.input, NEW.output, NEW.duration_ms,
+        NEW.success, NEW.ts, NEW.conversation_id)
+    ON CONFLICT (ns, id) DO NOTHING;
+END;
+CREATE TEMP VIEW feedback_writes AS SELECT *, NULL AS logged_at, NULL AS actor,
+    NULL AS address FROM main.feedback WHERE 0;
+CREATE TEMP TRIGGER feedback_write INSTEAD OF INSERT ON feedback_writes BEGIN
+    INSERT INTO change_log (ns, position, kind, ts, record_id, actor, address)
+    SELECT NEW.ns, {_NEXT_POSITION.format(ns="NEW.ns")}, '{changes.FEEDBACK_SAVED}',
+        NEW.logged_at, NEW.id, NEW.actor, NEW.address
+    WHERE NOT EXISTS (SELECT 1 FROM feedback WHERE ns = NEW.ns AND id = NEW.id);
+    INSERT INTO feedback (ns, id, agent_name, feedback_type, data, ts)
+    VALUES (NEW.ns, NEW.id, NEW.agent_name, NEW.feedback_type, NEW.data, NEW.ts)
+    ON CONFLICT (ns, id) DO NOTHING;
 END;
 """
 
-#: One change event; its position is the namespace's last one plus one (the trigger above
-#: stores it back). Parameters: ns, kind, ts, entity_type, entity_id, conversation_id,
-#: tool_name, record_id, version, count, actor, address.
+#: One change event at the namespace's next position. Parameters: ns, kind, ts,
+#: entity_type, entity_id, conversation_id, tool_name, record_id, version, count, actor,
+#: address.
 _LOG_CHANGE = (
     "INSERT INTO change_log (ns, position, kind, ts, entity_type, entity_id, conversation_id, "
-    "tool_name, record_id, version, count, actor, address) VALUES (?1, COALESCE((SELECT "
-    "last_position FROM change_positions WHERE ns = ?1), 0) + 1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-    "?9, ?10, ?11, ?12)"
+    f"tool_name, record_id, version, count, actor, address) VALUES (?1, "
+    f"{_NEXT_POSITION.format(ns='?1')}, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
 )
 
-#: Events after a position with the namespace's first and last positions, in one statement
-#: so all three come from one snapshot. No row: the namespace never changed; one row of
-#: NULL event columns: nothing after ``after``.
+#: Events after a position with the namespace's last and first positions, in one
+#: statement so all three come from one snapshot: one row per event, or one row of NULL
+#: event columns when there is none after ``after``.
 _READ_CHANGES = (
-    "SELECT p.last_position, (SELECT MIN(position) FROM change_log WHERE ns = ?1), "
-    "c.position, c.kind, c.ts, c.entity_type, c.entity_id, c.conversation_id, c.tool_name, "
-    "c.record_id, c.version, c.count, c.actor, c.address "
-    "FROM change_positions AS p LEFT JOIN (SELECT * FROM change_log WHERE ns = ?1 "
-    "AND position > ?2 ORDER BY position LIMIT ?3) AS c WHERE p.ns = ?1 ORDER BY c.position"
+    f"SELECT {_LAST_POSITION.format(ns='?1')}, "
+    "(SELECT MIN(position) FROM change_log WHERE ns = ?1), c.position, c.kind, c.ts, "
+    "c.entity_type, c.entity_id, c.conversation_id, c.tool_name, c.record_id, c.version, "
+    "c.count, c.actor, c.address FROM (SELECT 1) LEFT JOIN (SELECT * FROM change_log "
+    "WHERE ns = ?1 AND position > ?2 ORDER BY position LIMIT ?3) AS c ORDER BY c.position"
 )
 
-#: Retention: remove the oldest events, up to the first one both among the newest ``?2``
-#: and not older than ``?3`` (a timestamp). A prefix only, so what is left stays contiguous.
+#: The namespaces that have events: one seek per namespace in the key's order (a skip
+#: scan), where ``DISTINCT`` would read every event.
+_NAMESPACES_WITH_CHANGES = (
+    "WITH RECURSIVE n(ns) AS (SELECT MIN(ns) FROM change_log UNION ALL "
+    "SELECT (SELECT MIN(ns) FROM change_log WHERE ns > n.ns) FROM n WHERE n.ns IS NOT NULL) "
+    "SELECT ns FROM n WHERE ns IS NOT NULL"
+)
+
+#: Retention, step 1: save the namespace's last position, which outlives its events.
+_SAVE_LAST_POSITION = (
+    "INSERT INTO change_positions (ns, last_position) SELECT ns, MAX(position) "
+    "FROM change_log WHERE ns = ?1 GROUP BY ns "
+    "ON CONFLICT (ns) DO UPDATE SET last_position = excluded.last_position"
+)
+
+#: Retention, step 2: remove the oldest events, up to the first one both among the newest
+#: ``?2`` and not older than ``?3`` (a timestamp). A prefix only, so what is left stays
+#: one contiguous run of positions.
 _TRIM_CHANGES = (
     "DELETE FROM change_log WHERE ns = ?1 AND position < MAX("
     "(SELECT last_position FROM change_positions WHERE ns = ?1) - ?2 + 1, "
@@ -205,6 +264,18 @@ def _by_conversation_id(info: ConversationInfo) -> tuple[str]:
     return (info.conversation_id,)
 
 
+async def _first_row(conn: aiosqlite.Connection, sql: str, params: Iterable[Any]) -> Any:
+    """The first row of ``sql``'s answer or ``None``, in one call to aiosqlite's thread (a
+    cursor's ``fetchone`` and ``close`` would be two more, ~40 µs of CPU each)."""
+    for row in await conn.execute_fetchall(sql, params):
+        return row
+    return None
+
+
+#: The actor of writes made outside ``acting_as``.
+_NOBODY = Actor()
+
+
 def _change_event(row: tuple[Any, ...]) -> ChangeEvent:
     return ChangeEvent(*row)
 
@@ -223,7 +294,7 @@ def _change(
     count: int | None = None,
 ) -> tuple[Any, ...]:
     """The parameters of ``_LOG_CHANGE``; the actor is the running task's."""
-    actor = current_actor()
+    actor = current_actor() or _NOBODY
     return (
         namespace,
         kind,
@@ -235,8 +306,8 @@ def _change(
         record_id,
         version,
         count,
-        actor.name if actor is not None else None,
-        actor.address if actor is not None else None,
+        actor.name,
+        actor.address,
     )
 
 
@@ -320,6 +391,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 self._take_ownership()
                 self._writer = await self._open()
                 await self._writer.executescript(SCHEMA)
+                await self._writer.executescript(WRITER_SCHEMA)
                 self._reader = await self._open()
         except BaseException:
             await self.close()
@@ -352,12 +424,13 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         ``entity.expired`` event; returns how many."""
         now = time.time()
         async with self._transaction() as conn:
-            async with conn.execute(
-                "DELETE FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ? "
-                "RETURNING ns, type, id, version",
-                (now,),
-            ) as cur:
-                expired = list(await cur.fetchall())
+            expired = list(
+                await conn.execute_fetchall(
+                    "DELETE FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ? "
+                    "RETURNING ns, type, id, version",
+                    (now,),
+                )
+            )
             if expired:
                 # in namespace order, so each namespace's events follow its key order
                 expired.sort()
@@ -381,7 +454,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         """What the background task does every minute: purge expired entities, then apply
         the change log's retention to every namespace that has a log."""
         await self.purge_expired()
-        for (namespace,) in await self._fetchall("SELECT ns FROM change_positions", ()):
+        for (namespace,) in await self._fetchall(_NAMESPACES_WITH_CHANGES, ()):
             await self.trim_changes(namespace)
 
     # -- helpers ------------------------------------------------------------------------
@@ -408,10 +481,20 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                         await conn.execute("ROLLBACK")
                     raise
 
+    async def _write_statement(self, sql: str, params: Iterable[Any]) -> None:
+        """A write that is one statement: SQLite runs it (its triggers included) as one
+        implicit transaction, so it needs no ``BEGIN``/``COMMIT`` (two fewer hops). The
+        lock keeps it out of another coroutine's open transaction on the connection."""
+        async with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise BackendUnavailableError("embedded store is not open")
+            with DRIVER_ERRORS("write"):
+                await conn.execute(sql, params)
+
     async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
         with DRIVER_ERRORS("read"):
-            async with self._read().execute(sql, tuple(params)) as cur:
-                return list(await cur.fetchall())
+            return list(await self._read().execute_fetchall(sql, tuple(params)))
 
     async def _fetchone(self, sql: str, params: Iterable[Any]) -> Any:
         rows = await self._fetchall(sql, params)
@@ -453,12 +536,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         expires_at = now + ttl if ttl is not None else None
         key = (namespace, entity_type, entity_id)
         async with self._transaction() as conn:
-            async with conn.execute(
+            row = await _first_row(
+                conn,
                 "SELECT version, created_at, expires_at FROM entities "
                 "WHERE ns = ? AND type = ? AND id = ?",
                 key,
-            ) as cur:
-                row = await cur.fetchone()
+            )
             live = row is not None and (row[2] is None or row[2] > now)
             current = row[0] if live and row is not None else None
             check_expected_version(expected_version, current)
@@ -517,11 +600,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         key = (namespace, entity_type, entity_id)
         now = time.time()
         async with self._transaction() as conn:
-            async with conn.execute(
+            row = await _first_row(
+                conn,
                 "SELECT version, expires_at FROM entities WHERE ns = ? AND type = ? AND id = ?",
                 key,
-            ) as cur:
-                row = await cur.fetchone()
+            )
             live = row is not None and (row[1] is None or row[1] > now)
             current = row[0] if live and row is not None else None
             check_expected_version(expected_version, current)
@@ -612,19 +695,15 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         raws = json_bytes_each(messages, messages_json)
         now = time.time()
         async with self._transaction() as conn:
-            await conn.execute(
+            row = await _first_row(
+                conn,
                 "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
-                "updated_at) VALUES (?, ?, 1, 0, ?, ?) ON CONFLICT (ns, id) DO NOTHING",
-                (namespace, conversation_id, now, now),
+                "updated_at) VALUES (?1, ?2, ?3 + 1, ?3, ?4, ?4) ON CONFLICT (ns, id) DO UPDATE "
+                "SET next_seq = next_seq + ?3, message_count = message_count + ?3, "
+                "updated_at = ?4 RETURNING next_seq",
+                (namespace, conversation_id, len(messages), now),
             )
-            async with conn.execute(
-                "UPDATE conversations SET next_seq = next_seq + ?, "
-                "message_count = message_count + ?, updated_at = ? "
-                "WHERE ns = ? AND id = ? RETURNING next_seq",
-                (len(messages), len(messages), now, namespace, conversation_id),
-            ) as cur:
-                row = await cur.fetchone()
-            assert row is not None  # the row was upserted just above
+            assert row is not None  # an upsert returns its row
             first = row[0] - len(messages)
             await conn.execute(
                 _LOG_CHANGE,
@@ -704,13 +783,13 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
         async with self._transaction() as conn:
-            async with conn.execute(
+            row = await _first_row(
+                conn,
                 "DELETE FROM messages WHERE ns = ?1 AND conversation_id = ?2 AND seq = "
                 "(SELECT MAX(seq) FROM messages WHERE ns = ?1 AND conversation_id = ?2) "
                 "RETURNING seq, message, created_at",
                 (namespace, conversation_id),
-            ) as cur:
-                row = await cur.fetchone()
+            )
             if row is None:
                 return None
             now = time.time()
@@ -725,13 +804,13 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 ),
             )
             # seq stays 1..n: the next append takes the popped seq again.
-            async with conn.execute(
+            left = await _first_row(
+                conn,
                 "UPDATE conversations SET next_seq = next_seq - 1, "
                 "message_count = message_count - 1, updated_at = ? "
                 "WHERE ns = ? AND id = ? RETURNING message_count",
                 (now, namespace, conversation_id),
-            ) as cur:
-                left = await cur.fetchone()
+            )
             if left is not None and left[0] <= 0:
                 await conn.execute(
                     "DELETE FROM conversations WHERE ns = ? AND id = ?",
@@ -745,10 +824,10 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
                 (namespace, conversation_id),
             )
-            async with conn.execute(
+            cur = await conn.execute(
                 "DELETE FROM conversations WHERE ns = ? AND id = ?", (namespace, conversation_id)
-            ) as cur:
-                deleted = cur.rowcount > 0
+            )
+            deleted = cur.rowcount > 0
             if deleted:
                 await conn.execute(
                     _LOG_CHANGE,
@@ -781,35 +860,26 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         input_json: bytes | None = None,
         output_json: bytes | None = None,
     ) -> ToolUsageRecord:
-        async with self._transaction() as conn:
-            cur = await conn.execute(
-                "INSERT INTO tool_usage (ns, id, tool_name, input, output, duration_ms, "
-                "success, ts, conversation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (ns, id) DO NOTHING",
-                (
-                    namespace,
-                    record.id,
-                    record.tool_name,
-                    json_bytes(record.input, input_json),
-                    json_bytes(record.output, output_json),
-                    record.duration_ms,
-                    int(record.success),
-                    record.timestamp,
-                    record.conversation_id,
-                ),
-            )
-            if cur.rowcount > 0:  # not a retry of a use already stored
-                await conn.execute(
-                    _LOG_CHANGE,
-                    _change(
-                        namespace,
-                        changes.TOOL_USAGE_RECORDED,
-                        time.time(),
-                        conversation_id=record.conversation_id,
-                        tool_name=record.tool_name,
-                        record_id=record.id,
-                    ),
-                )
+        actor = current_actor() or _NOBODY
+        await self._write_statement(
+            "INSERT INTO tool_usage_writes (ns, id, tool_name, input, output, duration_ms, "
+            "success, ts, conversation_id, logged_at, actor, address) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                namespace,
+                record.id,
+                record.tool_name,
+                json_bytes(record.input, input_json),
+                json_bytes(record.output, output_json),
+                record.duration_ms,
+                int(record.success),
+                record.timestamp,
+                record.conversation_id,
+                time.time(),
+                actor.name,
+                actor.address,
+            ),
+        )
         return record
 
     async def query_tool_usage(
@@ -848,24 +918,22 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     async def save_feedback(
         self, namespace: str, record: FeedbackRecord, *, data_json: bytes | None = None
     ) -> FeedbackRecord:
-        async with self._transaction() as conn:
-            cur = await conn.execute(
-                "INSERT INTO feedback (ns, id, agent_name, feedback_type, data, ts) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ns, id) DO NOTHING",
-                (
-                    namespace,
-                    record.id,
-                    record.agent_name,
-                    record.feedback_type,
-                    json_bytes(record.data, data_json),
-                    record.timestamp,
-                ),
-            )
-            if cur.rowcount > 0:  # not a retry of a record already stored
-                await conn.execute(
-                    _LOG_CHANGE,
-                    _change(namespace, changes.FEEDBACK_SAVED, time.time(), record_id=record.id),
-                )
+        actor = current_actor() or _NOBODY
+        await self._write_statement(
+            "INSERT INTO feedback_writes (ns, id, agent_name, feedback_type, data, ts, "
+            "logged_at, actor, address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                namespace,
+                record.id,
+                record.agent_name,
+                record.feedback_type,
+                json_bytes(record.data, data_json),
+                record.timestamp,
+                time.time(),
+                actor.name,
+                actor.address,
+            ),
+        )
         return record
 
     async def query_feedback(
@@ -893,8 +961,6 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:
         rows = await self._fetchall(_READ_CHANGES, (namespace, after, limit))
-        if not rows:
-            return ChangePage([], first_position=1, last_position=0)
         last = rows[0][0]
         first = rows[0][1] if rows[0][1] is not None else last + 1
         events = [_change_event(r[2:]) for r in rows if r[2] is not None]
@@ -903,6 +969,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     async def trim_changes(self, namespace: str) -> None:
         cutoff = time.time() - self.settings.changes_retention_seconds
         async with self._transaction() as conn:
+            await conn.execute(_SAVE_LAST_POSITION, (namespace,))
             await conn.execute(_TRIM_CHANGES, (namespace, self.settings.changes_max_events, cutoff))
 
     # -- summary ------------------------------------------------------------------------

@@ -37,6 +37,7 @@ the agent's trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import email.utils
 import math
@@ -57,6 +58,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
 from memstore.client.sse import EventStreamParser
+from memstore.core.bounds import TIMESTAMP_SECONDS, check_in
 from memstore.core.errors import (
     BackendUnavailableError,
     ChangesPrunedError,
@@ -864,6 +866,90 @@ class MemoryClient(MemoryAPI):
         out.pop("total_entities", None)
         out.pop("total_tool_uses", None)
         return MemorySummary(**out)
+
+    # -- audit ------------------------------------------------------------------------
+
+    async def export_audit(
+        self,
+        *,
+        after: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> AsyncIterator[ChangeEvent]:
+        """Admin: the namespace's audit trail (its change log), oldest first, as the
+        service streams it: events after position ``after`` (default: from the oldest
+        retained one) with a time in ``[since, until)``, up to the newest event when the
+        export started. ``ChangesPrunedError`` when retention already removed events right
+        after ``after``. Never resent: iterate again from the last position seen."""
+        if after is not None:
+            check_change_position(after)
+        params = {
+            "after": after,
+            "since": None if since is None else check_in("since", since, TIMESTAMP_SECONDS),
+            "until": None if until is None else check_in("until", until, TIMESTAMP_SECONDS),
+        }
+        async with self._stream("GET", self._ns("/audit"), params) as resp:
+            try:
+                async for line in resp.content:
+                    if line.strip():
+                        yield ChangeEvent(**orjson.loads(line))
+            except aiohttp.ClientPayloadError as exc:
+                raise BackendUnavailableError(
+                    f"the audit export from {shown_url(self.base_url)} stopped before its "
+                    f"end ({exc}); resume after the last position received"
+                ) from exc
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self, method: str, path: str, params: dict[str, Any]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A response read as it arrives, in its own client span: an error answer raises
+        its exception here; the timeout bounds each wait for data, not the whole stream."""
+        hdrs: dict[str, str] = {}
+        if self._token:
+            hdrs["Authorization"] = f"Bearer {self._token}"
+        query = {k: str(v) for k, v in params.items() if v is not None}
+        span = self._tracer.start_span(
+            method,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method,
+                "server.address": self._server_address,
+                "server.port": self._server_port or 0,
+                "url.full": self.base_url + path,
+            },
+        )
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout.total)
+        try:
+            with trace.use_span(span, end_on_exit=False, record_exception=False):
+                propagate.inject(hdrs)
+                try:
+                    resp = await self._get_session().request(
+                        method, self.base_url + path, params=query, headers=hdrs, timeout=timeout
+                    )
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    span.record_exception(exc)
+                    span.set_attribute("error.type", type(exc).__qualname__)
+                    span.set_status(Status(StatusCode.ERROR))
+                    raise ServiceUnreachableError(
+                        f"cannot reach memstore at {shown_url(self.base_url)}: "
+                        f"{_why_unreachable(exc, self._timeout.total)}"
+                    ) from exc
+                async with resp:
+                    span.set_attribute("http.response.status_code", resp.status)
+                    if resp.status >= 400:
+                        span.set_attribute("error.type", str(resp.status))
+                        span.set_status(Status(StatusCode.ERROR))
+                        raw = await resp.read()
+                        body = orjson.loads(raw) if resp.content_type == "application/json" else {}
+                        raise error_from_wire(
+                            resp.status,
+                            body if isinstance(body, dict) else {},
+                            retry_after=resp.headers.get("Retry-After"),
+                        )
+                    yield resp
+        finally:
+            span.end()
 
 
 if TYPE_CHECKING:

@@ -12,8 +12,11 @@ name                        interval             where it applies
 ``TIMESTAMP_SECONDS``       [0, 1e11)            tool-use ``timestamp``, ``start``/``end``
 ``DURATION_MS``             [0, 1e12)            tool-use ``duration_ms``
 ``SEQUENCE``                [1, 10^18 - 1]       ``before`` (message seq), ETag versions
+``CHANGE_POSITION``         [0, 10^18 - 1]       change-log ``after`` (0: from the start)
 ``PAGE_SIZE``               [1, 10000]           max/default page size settings
 ``CACHE_TTL_SECONDS``       [0, 3600]            ``MEMSTORE_CACHE_TTL_SECONDS``
+``POLL_SECONDS``            (0, 300]             change feed poll and keep-alive settings
+``LONG_POLL_SECONDS``       [0, 300]             ``MEMSTORE_CHANGES_MAX_WAIT_SECONDS``
 ``BODY_BYTES``              [1024, ...)          ``MEMSTORE_MAX_BODY_BYTES``
 ``MESSAGES_PER_REQUEST``    [1, ...)             ``MEMSTORE_MAX_MESSAGES_PER_REQUEST``
 ``JSON_INTEGER``            [-2^63, 2^64 - 1]    every integer inside a JSON payload
@@ -39,6 +42,7 @@ TTL_SECONDS = Interval(gt=0, le=10 * 365 * 24 * 3600)
 TIMESTAMP_SECONDS = Interval(ge=0, lt=1e11)
 DURATION_MS = Interval(ge=0, lt=1e12)
 SEQUENCE = Interval(ge=1, le=10**INTEGER_DIGITS - 1)
+CHANGE_POSITION = Interval(ge=0, le=10**INTEGER_DIGITS - 1)
 PAGE_SIZE = Interval(ge=1, le=10_000)
 CACHE_TTL_SECONDS = Interval(ge=0, le=3600)
 # Change feed: how often a waiting reader polls / a quiet stream sends a keep-alive, and

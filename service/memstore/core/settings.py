@@ -277,7 +277,7 @@ class ServerSettings(_Slice):
 
 class SecuritySettings(_Slice):
     """Request policies (see docs/architecture.md, "Security"): auth, rate limits,
-    in-flight caps, quotas, the request deadline."""
+    in-flight caps, quotas, the request deadline, the audit of reads."""
 
     # Off is the developer default (`make run`); then only a loopback bind is allowed.
     auth_enabled: bool = Field(False, validation_alias=_env("MEMSTORE_AUTH_ENABLED"))
@@ -307,6 +307,10 @@ class SecuritySettings(_Slice):
     request_timeout_seconds: float = Field(
         30.0, ge=0, validation_alias=_env("MEMSTORE_REQUEST_TIMEOUT_SECONDS")
     )
+    # One JSON log line (logger memstore.audit) per read of a namespace: who, from where,
+    # which operation and keys, never payloads. Logs, not the change log: a read must not
+    # cost a write.
+    audit_reads: bool = Field(False, validation_alias=_env("MEMSTORE_AUDIT_READS"))
 
 
 class McpSettings(_Slice):

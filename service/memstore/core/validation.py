@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 
-from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, TTL_SECONDS, check_in
+from memstore.core.bounds import (
+    CHANGE_POSITION,
+    DURATION_MS,
+    TIMESTAMP_SECONDS,
+    TTL_SECONDS,
+    check_in,
+    contains,
+)
 from memstore.core.changes import CHANGE_KINDS, ChangeFilter
 from memstore.core.errors import InvalidInputError, PayloadTooLargeError
 
@@ -300,7 +307,11 @@ def check_before(before_seq: object) -> int | None:
 
 def check_change_position(after: object) -> int:
     """A change-log position to read after: 0 (from the start) or a position seen."""
-    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 10**18:
+    if (
+        isinstance(after, bool)
+        or not isinstance(after, int)
+        or not contains(CHANGE_POSITION, after)
+    ):
         raise InvalidInputError("after must be an integer >= 0", field="after")
     return after
 

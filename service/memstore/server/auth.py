@@ -12,7 +12,7 @@ Invariants:
   order of the file says which token is close.
 * Roles are explicit, none implies another: ``read`` for GET on a namespace, ``write`` for
   anything that changes a namespace, ``admin`` for the process-wide operations (cache
-  clear, metrics JSON, cross-namespace summary).
+  clear, metrics JSON, cross-namespace summary) and a namespace's audit trail.
 * Which role a route needs is its row's ``role`` in the route table
   (``memstore.server.routes.ROUTES``); a route without a row needs ``admin`` (fail closed).
 * The file is re-read when it changes (a rotated Secret), checked at most every

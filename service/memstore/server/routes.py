@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from memstore.core.bounds import (
+    CHANGE_POSITION,
     INTEGER_DIGITS,
     JSON_INTEGER,
     SEQUENCE,
@@ -26,8 +27,15 @@ from memstore.core.bounds import (
     json_schema,
 )
 from memstore.core.changes import CHANGE_KINDS
-from memstore.core.errors import ConflictError, InvalidInputError, NotFoundError
+from memstore.core.errors import (
+    ChangesPrunedError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+)
 from memstore.core.records import (
+    ChangeEvent,
+    ChangePage,
     EntityRecord,
     FeedbackRecord,
     MemorySummary,
@@ -57,6 +65,7 @@ M = TypeVar("M", bound=BaseModel)
 JSON = "application/json"
 _KIND = "(" + "|".join(re.escape(k) for k in CHANGE_KINDS) + ")"
 KINDS_PATTERN = f"^{_KIND}(,{_KIND})*$"
+NDJSON = "application/x-ndjson"
 
 
 def _pattern(rx: re.Pattern[str]) -> dict[str, Any]:
@@ -559,6 +568,48 @@ async def list_summaries(request: web.Request) -> web.Response:
     return json_response({"items": items, "next_after": next_after, "complete": complete})
 
 
+# -- audit ------------------------------------------------------------------------------
+
+
+def _in_period(event: ChangeEvent, since: float | None, until: float | None) -> bool:
+    return (since is None or event.timestamp >= since) and (
+        until is None or event.timestamp < until
+    )
+
+
+async def export_audit(request: web.Request) -> web.StreamResponse:
+    """The namespace's change log as JSON lines, oldest first: every retained event with a
+    position after ``after`` and a time in ``[since, until)``. Without ``after``, from the
+    oldest retained event; an ``after`` whose successors retention removed is a 410 (the
+    caller would miss events). Ends at the newest event when the export started."""
+    manager = manager_for(request)
+    after = query_int(request, "after")
+    since = query_time(request, "since")
+    until = query_time(request, "until")
+    limit = manager.settings.max_page_size
+    try:
+        page: ChangePage = await manager.read_changes(after=after or 0, limit=limit)
+    except ChangesPrunedError as exc:
+        if after is not None:
+            raise
+        page = await manager.read_changes(after=exc.first_position - 1, limit=limit)
+    end = page.last_position
+    response = web.StreamResponse(headers={"Content-Type": NDJSON})
+    await response.prepare(request)
+    while True:
+        events = [e for e in page.events if e.position <= end]
+        lines = [orjson.dumps(e.to_dict()) for e in events if _in_period(e, since, until)]
+        if lines:
+            await response.write(b"\n".join(lines) + b"\n")
+        if not events or events[-1].position >= end:
+            break
+        # Retention removing events past this point now would be a gap: the read raises
+        # and the stream ends unfinished, which the client reports as an error.
+        page = await manager.read_changes(after=events[-1].position, limit=limit)
+    await response.write_eof()
+    return response
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])
 
@@ -698,8 +749,7 @@ ROUTES: tuple[Route, ...] = (
           responses={201: ("Recorded.", FeedbackRecord), 400: E400, 413: E413, 503: E503}),
     Route("GET", f"{P}/changes", get_changes, "getChanges", CHANGES_DESCRIPTION, "changes",
           params=(NS,
-                  Param("after", "query", {"type": "integer", "minimum": 0,
-                                           "maximum": 10**INTEGER_DIGITS - 1},
+                  Param("after", "query", {"type": "integer", **json_schema(CHANGE_POSITION)},
                         "Only changes after this position (from `next_after` or an event's "
                         "`id`); 0 or absent: from the oldest retained."),
                   Param("kind", "query", {"type": "string", "pattern": KINDS_PATTERN},
@@ -723,6 +773,24 @@ ROUTES: tuple[Route, ...] = (
                   Param("feedback_type", "query", _pattern(TYPE_RE)), *PAGE),
           role="read",
           responses={200: ("A page.", schemas.FeedbackPage), 400: E400_PAGE, 503: E503}),
+    Route("GET", f"{P}/audit", export_audit, "exportAudit",
+          "The audit trail: the namespace's change log as JSON lines (one change event per "
+          "line, oldest first: who wrote what, when, from which address; never payloads), "
+          "up to the newest event when the export started.", "audit",
+          params=(NS,
+                  Param("after", "query", {"type": "integer", **json_schema(CHANGE_POSITION)},
+                        "Only events after this position (absent: from the oldest "
+                        "retained one)."),
+                  Param("since", "query", TIME_SCHEMA,
+                        "Only events at or after this time (POSIX seconds)."),
+                  Param("until", "query", TIME_SCHEMA,
+                        "Only events before this time (POSIX seconds).")),
+          role="admin",
+          responses={200: ("Change events, one JSON object per line.", NDJSON), 400: E400,
+                     410: ("Retention removed events right after `after`: the details "
+                           "give `first_position`, the oldest retained one.",
+                           schemas.ErrorOut),
+                     503: E503}),
 )  # fmt: skip
 
 

@@ -53,8 +53,9 @@ class Route:
     # status -> further media types the same response may be rendered as (text bodies)
     text_alternatives: dict[int, tuple[str, ...]] = field(default_factory=dict)
     #: The token role the route needs; ``None``: open to anyone (probes, scrape, document).
-    #: Namespaced routes are ``read`` for GET and ``write`` otherwise; process-wide ones
-    #: ``admin``. Required on every row: a new route's access is always a decision.
+    #: Namespaced routes are ``read`` for GET and ``write`` otherwise (the audit trail:
+    #: ``admin`` on the namespace); process-wide ones ``admin``. Required on every row: a
+    #: new route's access is always a decision.
     role: Role | None = field(kw_only=True)
     #: The write can make its namespace bigger: checked against the namespace's quotas.
     grows_storage: bool = False

@@ -14,6 +14,13 @@ JSON by the one error map, ``memstore.server.errors``):
 5. the handler, body read included, under the request timeout (504 ``timeout``), enforced
    by one shared ``DeadlineWatchdog`` rather than a timer per request; a ``streaming``
    route (``/mcp``) bounds each call it runs itself instead.
+
+The handler runs as its caller (``memstore.core.changes.acting_as``): the token's name
+(``None`` with auth off) and the client's address, which the backends write on the change
+events of the request's writes. Set here, once, because this is where the principal is
+known, and every route passes here (the REST routes and ``/mcp`` alike). With
+``MEMSTORE_AUDIT_READS`` every GET of a namespace is also logged here (logger
+``memstore.audit``): the actor, the operation and its keys, the status, never a payload.
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import asyncio
 import ipaddress
 import logging
 import math
+from collections.abc import Awaitable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from memstore.core.errors import ConfigurationError, RequestTimeoutError
+from memstore.core.changes import Actor, acting_as, current_actor
+from memstore.core.errors import ConfigurationError, MemoryStoreError, RequestTimeoutError
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server.auth import ANONYMOUS, Authenticator, Principal, build_authenticator
@@ -41,6 +50,10 @@ from memstore.server.limits import (
 from memstore.server.routing import Route, open_path, read_raw_body, route_row
 
 log = logging.getLogger(__name__)
+audit_log = logging.getLogger("memstore.audit")
+
+#: Query parameters that name what a read looks at (the others page or shape the answer).
+_AUDITED_QUERY_KEYS = ("tool_name", "agent_name", "feedback_type")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 
@@ -72,6 +85,7 @@ class Security:
         self.open_access = not (
             self.auth.enabled or self.limiter.enabled or self.inflight.limit > 0
         )
+        self.audit_reads = settings.audit_reads
 
     async def _read_usage(self, namespace: str) -> tuple[int, int | None]:
         view = self.manager.for_namespace(namespace)
@@ -102,9 +116,10 @@ class Security:
             # limiter; an unmatched route is answered by aiohttp's 404/405 handler.
             if match_info.http_exception is not None:
                 return await handler(request)
-            return await self._timed(
-                request, handler, route_row(request), match_info.get("namespace")
-            )
+            with acting_as(Actor(None, request.remote)):
+                return await self._serve(
+                    request, handler, route_row(request), match_info.get("namespace")
+                )
         route = route_row(request)
         namespace = match_info.get("namespace")
         if match_info.http_exception is not None:
@@ -116,7 +131,8 @@ class Security:
         # A route without a row in the table needs admin: fail closed.
         role = "admin" if route is None else route.role
         if role is None:
-            return await self._timed(request, handler, route, namespace)
+            with acting_as(Actor(None, request.remote)):
+                return await self._serve(request, handler, route, namespace)
         principal = self.auth.authenticate(request.headers.get("Authorization"))
         # Refused requests count too: probing other namespaces is not free.
         key = principal.rate_key if self.auth.enabled else f"addr:{request.remote}"
@@ -124,11 +140,39 @@ class Security:
         self.auth.authorize(principal, role, namespace)
         request[PRINCIPAL] = principal
         held = self.inflight.acquire(key)
+        actor = Actor(principal.name if self.auth.enabled else None, request.remote)
         try:
-            return await self._timed(request, handler, route, namespace)
+            with acting_as(actor):
+                return await self._serve(request, handler, route, namespace)
         finally:
             if held:
                 self.inflight.release(key)
+
+    def _serve(
+        self, request: web.Request, handler: Handler, route: Route | None, namespace: str | None
+    ) -> Awaitable[web.StreamResponse]:
+        """The rest of the request (a plain function: no coroutine layer per request); a
+        read of a namespace goes through the read audit when ``audit_reads`` is on."""
+        if self.audit_reads and namespace is not None and request.method == "GET":
+            return self._audited(request, handler, route, namespace)
+        return self._timed(request, handler, route, namespace)
+
+    async def _audited(
+        self, request: web.Request, handler: Handler, route: Route | None, namespace: str
+    ) -> web.StreamResponse:
+        status = 500
+        try:
+            response = await self._timed(request, handler, route, namespace)
+            status = response.status
+            return response
+        except MemoryStoreError as exc:
+            status = exc.http_status
+            raise
+        finally:
+            keys = {k: v for k, v in request.match_info.items() if k != "namespace"}
+            keys.update((k, request.query[k]) for k in _AUDITED_QUERY_KEYS if k in request.query)
+            operation = None if route is None else route.operation_id
+            log_read(current_actor(), namespace, operation, keys, status)
 
     async def _timed(
         self, request: web.Request, handler: Handler, route: Route | None, namespace: str | None
@@ -177,6 +221,28 @@ class Security:
         if ok and route.shrinks_storage:
             self.quotas.forget(namespace)
         return response
+
+
+def log_read(
+    actor: Actor | None,
+    namespace: str,
+    operation: str | None,
+    keys: dict[str, str],
+    status: int,
+) -> None:
+    """One line of the read audit (``MEMSTORE_AUDIT_READS``): who read what. ``keys`` are
+    names (types, ids, filters), never payloads."""
+    audit_log.info(
+        "read",
+        extra={
+            "actor": None if actor is None else actor.name,
+            "address": None if actor is None else actor.address,
+            "namespace": namespace,
+            "operation": operation,
+            "keys": keys,
+            "status": status,
+        },
+    )
 
 
 def security_middleware(security: Security) -> Middleware:

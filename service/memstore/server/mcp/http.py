@@ -179,6 +179,7 @@ def add_mcp(
         feed=feed,
         call_timeout=settings.request_timeout_seconds or None,
         quotas=quotas,
+        audit_reads=settings.audit_reads,
     )
     transport = StreamableHTTPSessionManager(
         memory_mcp.server(),

@@ -55,6 +55,7 @@ from mcp_types import (
     UnsubscribeRequestParams,
 )
 
+from memstore.core.changes import current_actor
 from memstore.core.errors import InvalidInputError, MemoryStoreError, RequestTimeoutError
 from memstore.core.keys import conversation_change_key, entity_cache_key
 from memstore.core.validation import check_name
@@ -71,8 +72,12 @@ from memstore.server.mcp.resources import (
     summary_uri,
 )
 from memstore.server.mcp.tools import TOOLS, ToolSpec, parse_args
+from memstore.server.security import log_read
 
 log = logging.getLogger(__name__)
+
+#: The arguments of a read tool that name what it reads (audited when reads are).
+_AUDITED_ARGS = ("entity_type", "entity_id", "conversation_id", "tool_name")
 
 Ctx = ServerRequestContext[Any, Any]
 PrincipalOf = Callable[[Ctx], Principal]
@@ -136,18 +141,21 @@ class MemoryMcp:
         announce_writes: bool = False,
         quotas: QuotaTracker | None = None,
         session_subscriptions: bool = False,
+        audit_reads: bool = False,
     ) -> None:
         """``announce_writes``: tell ``feed`` of the tools' own writes (when ``memory``
         has no change hook of its own, e.g. a ``MemoryClient``). ``quotas``: the
         namespace quotas writes are admitted against (the service's).
         ``session_subscriptions``: serve the handshake era's ``resources/subscribe`` too,
         for a transport with one lasting connection (stdio); stateless HTTP has no
-        channel to send its notifications on."""
+        channel to send its notifications on. ``audit_reads``: log every read tool call
+        and resource read (``MEMSTORE_AUDIT_READS``, as the REST routes' reads)."""
         self.memory = memory
         self.default_namespace = memory.namespace
         self.principal_of = principal_of
         self.feed = feed
         self.call_timeout = call_timeout
+        self.audit_reads = audit_reads
         self.announce_writes = announce_writes
         self.quotas = quotas if quotas is not None and quotas.enabled else None
         self.listen = ListenHandler(feed)
@@ -222,6 +230,23 @@ class MemoryMcp:
     ) -> dict[str, Any]:
         args = parse_args(spec.args, arguments)
         view = self._view(ctx, args.namespace, spec.role)
+        if not (self.audit_reads and spec.role == "read"):
+            return await self._run_call(view, spec, args, arguments)
+        keys = {k: v for k in _AUDITED_ARGS if (v := getattr(args, k, None)) is not None}
+        status = 500
+        try:
+            result = await self._run_call(view, spec, args, arguments)
+            status = 200
+            return result
+        except MemoryStoreError as exc:
+            status = exc.http_status
+            raise
+        finally:
+            log_read(current_actor(), view.namespace, f"mcp:{spec.name}", keys, status)
+
+    async def _run_call(
+        self, view: MemoryAPI, spec: ToolSpec[Any], args: Any, arguments: dict[str, Any] | None
+    ) -> dict[str, Any]:
         reservation = await self._admit(view, spec, args, arguments)
         result: dict[str, Any] | None = None
         try:
@@ -284,10 +309,20 @@ class MemoryMcp:
         cursor = params.cursor if params is not None else None
         try:
             view = self._view(ctx, None, "read")
-            with self._time_limit("listing the resources"):
-                return await self._list_resources(view, cursor)
         except MemoryStoreError as exc:
             raise protocol_error(exc) from None
+        status = 500
+        try:
+            with self._time_limit("listing the resources"):
+                result = await self._list_resources(view, cursor)
+            status = 200
+            return result
+        except MemoryStoreError as exc:
+            status = exc.http_status
+            raise protocol_error(exc) from None
+        finally:
+            if self.audit_reads:
+                log_read(current_actor(), view.namespace, "mcp:resources/list", {}, status)
 
     async def _list_resources(self, view: MemoryAPI, cursor: str | None) -> ListResourcesResult:
         namespace = view.namespace
@@ -326,10 +361,21 @@ class MemoryMcp:
         try:
             ref = parse_uri(params.uri)
             view = self._view(ctx, ref.namespace, "read")
-            with self._time_limit("reading the resource"):
-                return await read_resource(view, params.uri, ref)
         except MemoryStoreError as exc:
             raise protocol_error(exc) from None
+        status = 500
+        try:
+            with self._time_limit("reading the resource"):
+                result = await read_resource(view, params.uri, ref)
+            status = 200
+            return result
+        except MemoryStoreError as exc:
+            status = exc.http_status
+            raise protocol_error(exc) from None
+        finally:
+            if self.audit_reads:
+                keys = {"uri": params.uri}
+                log_read(current_actor(), view.namespace, "mcp:resources/read", keys, status)
 
     async def subscriptions_listen(
         self, ctx: Ctx, params: SubscriptionsListenRequestParams
