@@ -72,3 +72,27 @@ async def test_watch_resumes_across_a_killed_and_restarted_service(tmp_path: Pat
         svc.stop()
     assert [e.position for e in seen] == list(range(1, 11))
     assert [e.entity_id for e in seen] == [f"d{i}" for i in range(10)]
+
+
+async def test_a_stream_its_client_left_gives_back_its_in_flight_slot(tmp_path: Path) -> None:
+    # The keep-alive (whose write would find the client gone) is far off: only noticing
+    # the closed connection ends the stream, and frees the caller's one slot.
+    env = {"MEMSTORE_MAX_INFLIGHT_PER_CALLER": "1", "MEMSTORE_CHANGES_KEEPALIVE_SECONDS": "120"}
+    svc = ServiceProcess(tmp_path, env).start()
+    url = f"{svc.url}/v1/namespaces/{NS}/changes"
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, headers={"Accept": "text/event-stream"}) as resp:
+                assert resp.status == 200
+                async with session.get(url) as busy:
+                    assert busy.status == 429  # the open stream holds the slot
+            # The stream's connection is closed now; wait (bounded) for the slot.
+            for _ in range(100):
+                async with session.get(url) as again:
+                    if again.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the slot was not given back within 10 s")
+    finally:
+        svc.stop()

@@ -27,6 +27,7 @@ omit ``address`` (the client address is for the admin audit export); ``actor`` s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -59,6 +60,10 @@ EVENT_STREAM = "text/event-stream"
 OMITTED = ("address",)
 #: What an ``after`` / ``Last-Event-ID`` looks like: a position (``check_change_position``).
 _POSITION_RE = re.compile(r"[0-9]{1,18}")
+#: How often an open stream checks that its client is still there (aiohttp does not
+#: cancel a handler whose client left): a stream given up by its client ends, and gives
+#: back its in-flight slot, within this, not at its next keep-alive.
+DISCONNECT_POLL_SECONDS = 1.0
 _LIMIT_RE = re.compile(r"-?[0-9]{1,18}")
 
 
@@ -239,6 +244,7 @@ async def _stream(
     )
     await response.prepare(request)
     sent = after  # the last position the client was told of (an event's or a bare id)
+    watching = asyncio.create_task(_close_when_gone(request, reader))
     try:
         while True:
             if events:
@@ -266,4 +272,15 @@ async def _stream(
             await response.write_eof()
     except ConnectionError:
         pass  # the client went away: nothing to tell it
+    finally:
+        watching.cancel()
     return response
+
+
+async def _close_when_gone(request: web.Request, reader: ChangeReader) -> None:
+    while not reader.closed:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            reader.close()
+            return
+        await asyncio.sleep(DISCONNECT_POLL_SECONDS)
