@@ -142,6 +142,8 @@ async def test_a_long_poll_with_nothing_new_answers_empty(http: Client) -> None:
         ({"wait": "31"}, {}, "wait"),  # above MEMSTORE_CHANGES_MAX_WAIT_SECONDS
         ({"limit": "0"}, {}, "limit"),
         ({"limit": "many"}, {}, "limit"),
+        ({"limit": "0"}, STREAM, "limit"),
+        ({"wait": "-2"}, STREAM, "wait"),
     ],
 )
 async def test_bad_parameters_are_a_400_naming_them(

@@ -173,8 +173,8 @@ async def get_changes(request: web.Request) -> web.StreamResponse:
     kinds = _kinds(request)
     entity_type = _name(request, "type", "entity_type")
     conversation_id = _name(request, "conversation", "conversation_id")
-    wait = 0.0 if stream else _wait(request)
-    limit = None if stream else _limit(request)
+    wait = _wait(request)  # checked in both forms; a stream does not wait for its first read
+    limit = _limit(request)  # a stream's reads are pages of this size too
     feeds = request.app[FEED_STREAMS]
     if feeds.closing:
         raise BackendUnavailableError("the service is stopping; reconnect")
@@ -193,7 +193,7 @@ async def get_changes(request: web.Request) -> web.StreamResponse:
     try:
         # The first read happens before anything is sent: a pruned resume point or an
         # unavailable backend is an ordinary JSON error answer.
-        events = await reader.next_events(within=wait)
+        events = await reader.next_events(within=0.0 if stream else wait)
         if not stream:
             return web.Response(
                 body=orjson.dumps(
