@@ -7,6 +7,7 @@ a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import sys
@@ -19,6 +20,7 @@ import click
 import orjson
 from pydantic import ValidationError
 
+from memstore.core.changes import CHANGE_KINDS
 from memstore.core.errors import InvalidInputError, MemoryStoreError, ServiceUnreachableError
 from memstore.core.records import Page
 from memstore.core.validation import check_name
@@ -738,6 +740,75 @@ def summary(as_json: bool, every: bool) -> None:
         _print(_run(lambda c: c.get_memory_summary_data()).to_dict())
     else:
         click.echo(_run(lambda c: c.get_memory_summary()))
+
+
+@main.command()
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Only changes after this position (a printed change's `position`: resume "
+    "there); 0 starts at the oldest change still retained.",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(CHANGE_KINDS),
+    help="Only changes of this kind (repeat the option for several).",
+)
+@click.option(
+    "--type",
+    "entity_type",
+    type=NameType("entity_type"),
+    default=None,
+    shell_complete=_complete_from(_entity_types),
+    help="Only changes of entities of this type.",
+)
+@click.option(
+    "--conversation",
+    type=NameType("conversation_id"),
+    default=None,
+    shell_complete=_complete_from(_conversation_ids),
+    help="Only changes of this conversation (and tool uses recorded in it).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many changes (default: follow until Ctrl-C).",
+)
+@client_options
+def watch(
+    after: int,
+    kinds: tuple[str, ...],
+    entity_type: str | None,
+    conversation: str | None,
+    count: int | None,
+) -> None:
+    """Print the namespace's changes, oldest first, one JSON line each, and follow new
+    ones as they happen (the service's change feed; a dropped connection is resumed where
+    it stopped)."""
+
+    async def follow(client: MemoryClient) -> None:
+        printed = 0
+        async for change in client.watch(
+            after=after,
+            kinds=kinds or None,
+            entity_type=entity_type,
+            conversation_id=conversation,
+        ):
+            line = change.to_dict()
+            line.pop("address", None)  # never on the feed
+            click.echo(orjson.dumps(line).decode())
+            sys.stdout.flush()  # one line as each change comes, also into a pipe
+            printed += 1
+            if count is not None and printed >= count:
+                return
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a follow ends
+        _run(follow)
 
 
 @main.command()

@@ -8,6 +8,7 @@ class, code, message and details; the behaviour tests below run once per side
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -100,6 +101,14 @@ MISTAKES: list[tuple[str, Call, str]] = [
     ("empty agent name", lambda m: m.save_learning_feedback("", "rating", {}), "agent_name"),
     ("feedback not JSON", lambda m: m.save_learning_feedback("a", "r", NotJSON()), "feedback"),
     ("bad feedback filter", lambda m: m.query_learning_feedback(None, "a b"), "feedback_type"),
+    ("negative change position", lambda m: m.read_changes(after=-1), "after"),
+    ("boolean change position", lambda m: m.read_changes(after=True), "after"),
+    ("changes limit 0", lambda m: m.read_changes(limit=0), "limit"),
+    ("watch from -1", lambda m: anext(m.watch(after=-1)), "after"),
+    ("watch an unknown kind", lambda m: anext(m.watch(kinds=["entity.renamed"])), "kinds"),
+    ("watch no kind", lambda m: anext(m.watch(kinds=[])), "kinds"),
+    ("watch a bad type", lambda m: anext(m.watch(entity_type="a b")), "entity_type"),
+    ("watch a bad conversation", lambda m: anext(m.watch(conversation_id=BAD)), CID),
     ("empty namespace", lambda m: _view(m, ""), "namespace"),
 ]  # fmt: skip
 
@@ -178,6 +187,28 @@ async def test_values_round_trip_alike(memory: MemoryAPI) -> None:
     used = await memory.save_tool_usage("search", {"q": "x"}, ["r"], success=1)  # type: ignore[arg-type]
     assert used.success is True
     assert used.input == {"q": "x"}
+
+
+async def test_the_change_feed_reads_alike(memory: MemoryAPI) -> None:
+    await memory.save_entity("user", "ada", {"n": 1})
+    await memory.append_messages([{"m": 1}], "c1")
+    await memory.save_entity("note", "n1", {})
+    page = await memory.read_changes()
+    assert [(e.position, e.kind) for e in page.events] == [
+        (1, "entity.saved"),
+        (2, "conversation.appended"),
+        (3, "entity.saved"),
+    ]
+    assert (page.first_position, page.last_position) == (1, 3)
+    assert page.events[0].address is None  # neither side shows it
+    notes = memory.watch(entity_type="note")
+    assert (await anext(notes)).entity_id == "n1"
+    pending = asyncio.ensure_future(anext(notes))  # waits for the next note
+    await memory.save_entity("user", "bob", {})
+    await memory.save_entity("note", "n2", {})
+    later = await asyncio.wait_for(pending, 20)
+    assert (later.position, later.entity_id) == (5, "n2")
+    await notes.aclose()
 
 
 @pytest.mark.parametrize(

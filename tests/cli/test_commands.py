@@ -116,3 +116,67 @@ def test_summary_of_every_namespace(target: tuple[str, ...]) -> None:
     every = j(*target, "summary", "--all")
     mine = [s for s in every if s["namespace"] == namespace]
     assert len(mine) == 1 and mine[0]["entity_counts"] == {"user": 1}
+
+
+def test_watch_prints_changes_as_json_lines(target: tuple[str, ...]) -> None:
+    ok(*target, "entity", "put", "user", "u1", "{}")
+    ok(*target, "conversation", "append", "c1", "{}")
+    ok(*target, "feedback", "add", "bot", "rating", "5")
+    lines = ok(*target, "watch", "--count", "3").splitlines()
+    changes = [json.loads(line) for line in lines]
+    assert [(c["position"], c["kind"]) for c in changes] == [
+        (1, "entity.saved"),
+        (2, "conversation.appended"),
+        (3, "feedback.saved"),
+    ]
+    assert "address" not in changes[0]
+    only = ok(
+        *target, "watch", "--kind", "feedback.saved", "--kind", "entity.saved", "--count", "2"
+    )
+    assert [json.loads(line)["position"] for line in only.splitlines()] == [1, 3]
+    resumed = ok(*target, "watch", "--after", "1", "--count", "1", "--conversation", "c1")
+    assert json.loads(resumed)["conversation_id"] == "c1"
+    typed = ok(*target, "watch", "--type", "user", "--count", "1")
+    assert json.loads(typed)["entity_id"] == "u1"
+
+
+def test_watch_refuses_a_bad_kind_before_asking(target: tuple[str, ...]) -> None:
+    bad = run(*target, "watch", "--kind", "entity.renamed")
+    assert bad.returncode == 2
+    assert "'entity.renamed' is not one of" in bad.stderr
+    negative = run(*target, "watch", "--after", "-1")
+    assert negative.returncode == 2 and "Traceback" not in negative.stderr
+
+
+def test_watch_follows_until_ctrl_c(target: tuple[str, ...]) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from tests.cli.run import MEMSTORE
+
+    proc = subprocess.Popen(
+        [MEMSTORE, *target, "watch"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        ok(*target, "entity", "put", "user", "live", "{}")
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # printed as it happens, not at exit
+        assert json.loads(line)["entity_id"] == "live"
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert err == "" and out == ""
+
+
+def test_watch_without_a_service_says_so() -> None:
+    result = run("--url", "http://127.0.0.1:9", "watch")
+    assert result.returncode == 1
+    assert (
+        result.stderr == "Error: cannot reach memstore at http://127.0.0.1:9: connection refused\n"
+    )

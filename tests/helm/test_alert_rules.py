@@ -91,6 +91,7 @@ def test_promtool_unit_tests_of_the_alerts(
     series = ",".join(f'{k}="{v}"' for k, v in target.items())
     http = "memstore_http_requests_total"
     latency = "memstore_http_request_duration_seconds_bucket"
+    feed = "/v1/namespaces/{namespace}/changes"  # the change feed's route label
     tests = [
         {
             # Nothing scraped at all: only the absent() rule can say so.
@@ -165,7 +166,8 @@ def test_promtool_unit_tests_of_the_alerts(
             ],
         },
         {
-            # MCP listen streams last minutes by design: they do not make the service slow.
+            # MCP listen streams and change-feed streams last minutes by design: they do
+            # not make the service slow.
             "interval": "1m",
             "input_series": [
                 {"series": f'{latency}{{{series},route="/v1/x",le="0.1"}}', "values": "0+600x15"},
@@ -174,6 +176,9 @@ def test_promtool_unit_tests_of_the_alerts(
                 {"series": f'{latency}{{{series},route="/mcp",le="0.1"}}', "values": "0x15"},
                 {"series": f'{latency}{{{series},route="/mcp",le="600"}}', "values": "0+60x15"},
                 {"series": f'{latency}{{{series},route="/mcp",le="+Inf"}}', "values": "0+60x15"},
+                {"series": f'{latency}{{{series},route="{feed}",le="0.1"}}', "values": "0x15"},
+                {"series": f'{latency}{{{series},route="{feed}",le="600"}}', "values": "0+60x15"},
+                {"series": f'{latency}{{{series},route="{feed}",le="+Inf"}}', "values": "0+60x15"},
             ],
             "alert_rule_test": [
                 {"eval_time": "14m", "alertname": "MemstoreHighLatency", "exp_alerts": []}

@@ -31,6 +31,8 @@ def auth_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicePr
         "MEMSTORE_AUTH_TOKENS_FILE": str(tokens),
         # Webhooks are stored but not delivered: fuzzed webhook URLs must not be called.
         "MEMSTORE_WEBHOOKS_ENABLED": "false",
+        # long-polls of the fuzzer (every `wait` the document allows) stay short
+        "MEMSTORE_CHANGES_MAX_WAIT_SECONDS": "0.2",
     }
     with running_service(data, env) as svc:
         yield svc

@@ -60,6 +60,7 @@ CASES: dict[str, Case] = {
     "getWebhook": Case({"webhook_name": "w1"}),
     "saveWebhook": Case({"webhook_name": "w1"}, body={"url": "http://127.0.0.1:9/a"}),
     "deleteWebhook": Case({"webhook_name": "w1"}),
+    "getChanges": Case(query={"after": "0"}),
     "exportAudit": Case(query={"after": "0"}),
 }
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email.utils
 import math
 import os
@@ -50,7 +51,7 @@ import re
 import socket
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
@@ -61,17 +62,22 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from yarl import URL
 
+from memstore.client.sse import EventStreamParser
 from memstore.client.versions import NO_CACHE, VersionTracker
 from memstore.core.bounds import TIMESTAMP_SECONDS, check_in
 from memstore.core.errors import (
     BackendUnavailableError,
+    ChangesPrunedError,
     ConfigurationError,
     MemoryStoreError,
+    RateLimitedError,
+    RequestTimeoutError,
     ServiceUnreachableError,
     error_from_wire,
 )
 from memstore.core.records import (
     ChangeEvent,
+    ChangePage,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -84,6 +90,7 @@ from memstore.core.records import (
 from memstore.core.validation import (
     MIN_VERSION_HEADER,
     check_before,
+    check_change_filter,
     check_change_position,
     check_conversation_id,
     check_entity_key,
@@ -98,6 +105,15 @@ from memstore.core.validation import (
     check_version,
 )
 from memstore.memory.api import MemoryAPI
+
+#: The fields of a change event (a newer server may send more: they are left out).
+_CHANGE_FIELDS = frozenset(f.name for f in dataclasses.fields(ChangeEvent))
+#: Errors after which a change stream is opened again (after a wait), not raised.
+_RECONNECTABLE = (BackendUnavailableError, RateLimitedError, RequestTimeoutError)
+
+
+def _change(body: dict[str, Any]) -> ChangeEvent:
+    return ChangeEvent(**{k: v for k, v in body.items() if k in _CHANGE_FIELDS})
 
 
 def _q(value: str) -> str:
@@ -737,6 +753,159 @@ class MemoryClient(MemoryAPI):
             },
         )
         return Page([FeedbackRecord(**r) for r in out["items"]], out["next_cursor"])
+
+    # -- change log -------------------------------------------------------------------
+
+    #: Seconds without a byte from a change stream (the server sends a keep-alive every
+    #: ``MEMSTORE_CHANGES_KEEPALIVE_SECONDS``, 15 by default) after which it counts as
+    #: dead and is opened again.
+    stream_idle_timeout: float = 60.0
+
+    async def read_changes(self, *, after: int = 0, limit: int | None = None) -> ChangePage:
+        after = check_change_position(after)
+        _, out, _ = await self._request(
+            "GET", self._ns("/changes"), params={"after": after, "limit": limit}
+        )
+        return ChangePage(
+            [_change(e) for e in out["events"]], out["first_position"], out["last_position"]
+        )
+
+    async def watch(
+        self,
+        *,
+        after: int = 0,
+        kinds: str | Iterable[str] | None = None,
+        entity_type: str | None = None,
+        conversation_id: str | None = None,
+    ) -> AsyncGenerator[ChangeEvent, None]:
+        """The change feed as Server-Sent Events. A stream that drops (connection lost,
+        the replica stopping, no keep-alive within ``stream_idle_timeout``, an answer
+        503 or 429) is opened again with ``Last-Event-ID`` = the last position delivered,
+        so nothing is missed or repeated; the waits between attempts double from 0.25 s
+        up to 5 s (or follow ``Retry-After``), and after ``retry_max_wait`` seconds of
+        failed attempts in a row the last error is raised. ``ChangesPrunedError`` when
+        retention removed changes not yet delivered."""
+        position = check_change_position(after)
+        wanted = check_change_filter(kinds, entity_type, conversation_id)
+        params: dict[str, Any] = {"after": position}
+        if wanted.kinds is not None:
+            params["kind"] = ",".join(sorted(wanted.kinds))
+        params["type"] = wanted.entity_type
+        params["conversation"] = wanted.conversation_id
+        attempt = 0
+        waited = 0.0
+        connected_once = False
+        while True:
+            try:
+                async for event in self._change_stream(params, position):
+                    if event is None:  # connected: a new series of waits
+                        attempt, waited, connected_once = 0, 0.0, True
+                    elif isinstance(event, int):
+                        position = max(position, event)
+                    elif event.position > position:  # else delivered already
+                        position = event.position
+                        yield event
+                failure: MemoryStoreError = ServiceUnreachableError(
+                    f"the change stream from {shown_url(self.base_url)} ended"
+                )
+            except ChangesPrunedError:
+                raise
+            except ServiceUnreachableError as exc:
+                if not connected_once:
+                    raise  # nothing there (wrong URL, service down): say so at once
+                failure = exc
+            except _RECONNECTABLE as exc:
+                failure = exc
+            delay: float | None = None
+            if isinstance(failure, RateLimitedError):
+                delay = failure.retry_after
+            if delay is None:
+                delay = min(0.25 * 2**attempt, 5.0)
+            if attempt and waited + delay > self._retry_max_wait:
+                raise failure
+            await asyncio.sleep(delay)
+            waited += delay
+            attempt += 1
+
+    async def _change_stream(
+        self, params: dict[str, Any], position: int
+    ) -> AsyncIterator[ChangeEvent | int | None]:
+        """One connection of ``watch``: ``None`` once connected, then its events and bare
+        ids (positions the server scanned past, filtered out). Raises the server's error
+        for an error answer or a final ``pruned``/``error`` event, ``ServiceUnreachableError``
+        when it stops otherwise (closed, the replica stopping, cut off)."""
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        if position:
+            headers["Last-Event-ID"] = str(position)
+        query = {k: str(v) for k, v in params.items() if v is not None}
+        url = self.base_url + self._ns("/changes")
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self._timeout.total, sock_read=self.stream_idle_timeout
+        )
+        span = self._tracer.start_span(
+            "GET",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": "GET",
+                "server.address": self._server_address,
+                "server.port": self._server_port or 0,
+                "url.full": url,
+            },
+        )
+        try:
+            with trace.use_span(span, end_on_exit=False, record_exception=False):
+                propagate.inject(headers)
+                response = await self._get_session().get(
+                    url, params=query, headers=headers, timeout=timeout
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            span.record_exception(exc)
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR))
+            span.end()
+            raise ServiceUnreachableError(
+                f"cannot reach memstore at {shown_url(self.base_url)}: "
+                f"{_why_unreachable(exc, self._timeout.total)}"
+            ) from exc
+        except BaseException:
+            span.end()
+            raise
+        span.set_attribute("http.response.status_code", response.status)
+        if response.status >= 400:
+            span.set_attribute("error.type", str(response.status))
+            span.set_status(Status(StatusCode.ERROR))
+        span.end()
+        async with response:
+            if response.status != 200 or response.content_type != "text/event-stream":
+                raw = await response.read()
+                body = orjson.loads(raw) if response.content_type == "application/json" else {}
+                raise error_from_wire(
+                    response.status if response.status >= 400 else 502,
+                    body if isinstance(body, dict) else {},
+                    retry_after=response.headers.get("Retry-After"),
+                )
+            yield None
+            parser = EventStreamParser()
+            try:
+                async for chunk in response.content.iter_any():
+                    for sse in parser.feed(chunk):
+                        if sse.event in ("pruned", "error"):
+                            body = orjson.loads(sse.data)
+                            status = 410 if sse.event == "pruned" else 500
+                            raise error_from_wire(status, body if isinstance(body, dict) else {})
+                        if not sse.data:
+                            if sse.last_event_id.isdigit():
+                                yield int(sse.last_event_id)
+                            continue
+                        yield _change(orjson.loads(sse.data))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise ServiceUnreachableError(
+                    f"the change stream from {shown_url(self.base_url)} broke: "
+                    f"{_why_unreachable(exc, self.stream_idle_timeout)}"
+                ) from exc
+        raise ServiceUnreachableError(f"the change stream from {shown_url(self.base_url)} ended")
 
     # -- summary ----------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ name                        interval             where it applies
 ``CHANGE_POSITION``         [0, 10^18 - 1]       change-log ``after`` (0: from the start)
 ``PAGE_SIZE``               [1, 10000]           max/default page size settings
 ``CACHE_TTL_SECONDS``       [0, 3600]            ``MEMSTORE_CACHE_TTL_SECONDS``
+``POLL_SECONDS``            (0, 300]             change feed poll and keep-alive settings
+``LONG_POLL_SECONDS``       [0, 300]             ``MEMSTORE_CHANGES_MAX_WAIT_SECONDS``
 ``BODY_BYTES``              [1024, ...)          ``MEMSTORE_MAX_BODY_BYTES``
 ``MESSAGES_PER_REQUEST``    [1, ...)             ``MEMSTORE_MAX_MESSAGES_PER_REQUEST``
 ``JSON_INTEGER``            [-2^63, 2^64 - 1]    every integer inside a JSON payload
@@ -43,6 +45,10 @@ SEQUENCE = Interval(ge=1, le=10**INTEGER_DIGITS - 1)
 CHANGE_POSITION = Interval(ge=0, le=10**INTEGER_DIGITS - 1)
 PAGE_SIZE = Interval(ge=1, le=10_000)
 CACHE_TTL_SECONDS = Interval(ge=0, le=3600)
+# Change feed: how often a waiting reader polls / a quiet stream sends a keep-alive, and
+# the longest long-poll wait a deployment may allow.
+POLL_SECONDS = Interval(gt=0, le=300)
+LONG_POLL_SECONDS = Interval(ge=0, le=300)
 BODY_BYTES = Interval(ge=1024)
 MESSAGES_PER_REQUEST = Interval(ge=1)
 #: What JSON payloads may hold as integers: 64 bits, signed or unsigned (what the JSON

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from memstore.core.records import ChangeEvent
 
 ENTITY_SAVED: Final = "entity.saved"
 ENTITY_DELETED: Final = "entity.deleted"
@@ -42,6 +45,29 @@ CHANGE_KINDS: Final = (
     TOOL_USAGE_PRUNED,
     FEEDBACK_SAVED,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFilter:
+    """What a change-feed reader wants (``None``: any). ``kinds`` from ``CHANGE_KINDS``;
+    ``entity_type`` matches entity events of that type; ``conversation_id`` matches the
+    conversation's events and the tool uses recorded in it. Checked by
+    ``memstore.core.validation.check_change_filter``."""
+
+    kinds: frozenset[str] | None = None
+    entity_type: str | None = None
+    conversation_id: str | None = None
+
+    @property
+    def everything(self) -> bool:
+        return self.kinds is None and self.entity_type is None and self.conversation_id is None
+
+    def matches(self, event: ChangeEvent) -> bool:
+        return (
+            (self.kinds is None or event.kind in self.kinds)
+            and (self.entity_type is None or event.entity_type == self.entity_type)
+            and (self.conversation_id is None or event.conversation_id == self.conversation_id)
+        )
 
 
 @dataclass(frozen=True, slots=True)

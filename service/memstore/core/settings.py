@@ -53,6 +53,13 @@ class StoreSettings(_Slice):
     changes_max_events: int = Field(
         100_000, ge=1, validation_alias=_env("MEMSTORE_CHANGES_MAX_EVENTS")
     )
+    # A change-feed reader waiting for news reads the log again after this long even when
+    # nothing woke it: the bound on its latency for changes this process does not hear of
+    # (writes through other replicas without an invalidation bus, e.g. on MongoDB; tool
+    # uses and feedback anywhere).
+    changes_poll_seconds: Annotated[float, bounds.POLL_SECONDS] = Field(
+        0.5, validation_alias=_env("MEMSTORE_CHANGES_POLL_SECONDS")
+    )
 
     @field_validator("memory_type", mode="before")
     @classmethod
@@ -247,6 +254,15 @@ class ServerSettings(_Slice):
     )
     shutdown_timeout_seconds: float = Field(
         15.0, ge=0, validation_alias=_env("MEMSTORE_SHUTDOWN_TIMEOUT_SECONDS")
+    )
+    # The change feed (GET .../changes): a comment line on a quiet event stream this often
+    # (proxies close idle connections; the client notices a dead one), and the longest
+    # `wait` a long-poll may ask for.
+    changes_keepalive_seconds: Annotated[float, bounds.POLL_SECONDS] = Field(
+        15.0, validation_alias=_env("MEMSTORE_CHANGES_KEEPALIVE_SECONDS")
+    )
+    changes_max_wait_seconds: Annotated[float, bounds.LONG_POLL_SECONDS] = Field(
+        30.0, validation_alias=_env("MEMSTORE_CHANGES_MAX_WAIT_SECONDS")
     )
     # Checked here, so an unknown level is a one-line settings error rather than a
     # traceback from the logging module later.

@@ -24,6 +24,7 @@ from memstore.core.bounds import (
     check_in,
     contains,
 )
+from memstore.core.changes import CHANGE_KINDS, ChangeFilter
 from memstore.core.errors import InvalidInputError, PayloadTooLargeError
 
 #: The conversation of the calls that name none (the seed's single history).
@@ -330,6 +331,34 @@ def check_change_position(after: object) -> int:
     ):
         raise InvalidInputError("after must be an integer >= 0", field="after")
     return after
+
+
+def check_change_filter(
+    kinds: object, entity_type: object, conversation_id: object, *, kinds_field: str = "kinds"
+) -> ChangeFilter:
+    """A change-feed filter: ``kinds`` one kind or several (a list, tuple or set) from
+    ``CHANGE_KINDS`` (``None``: every kind), and optional names. ``kinds_field`` is what
+    the caller calls the kinds (``kind`` in a query string)."""
+    wanted: frozenset[str] | None = None
+    if kinds is not None:
+        items: list[object] = (
+            list(kinds) if isinstance(kinds, list | tuple | set | frozenset) else [kinds]
+        )
+        unknown = [k for k in items if not isinstance(k, str) or k not in CHANGE_KINDS]
+        if unknown or not items:
+            raise InvalidInputError(
+                f"{kinds_field} must be one or more of {', '.join(CHANGE_KINDS)}"
+                + (f", not {', '.join(repr(k) for k in unknown)}" if unknown else ""),
+                field=kinds_field,
+            )
+        wanted = frozenset(k for k in items if isinstance(k, str))
+    check_optional_name("entity_type", entity_type)
+    check_optional_name("conversation_id", conversation_id)
+    return ChangeFilter(
+        wanted,
+        entity_type if isinstance(entity_type, str) else None,
+        conversation_id if isinstance(conversation_id, str) else None,
+    )
 
 
 def check_tool_usage(

@@ -21,9 +21,12 @@ the manager, and over HTTP they are network calls (async on the client).
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any, Protocol, Self
 
 from memstore.core.records import (
+    ChangeEvent,
+    ChangePage,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -233,6 +236,30 @@ class MemoryAPI(Protocol):
             if page.next_cursor is None:
                 return out
             cursor = page.next_cursor
+
+    # -- change log -----------------------------------------------------------------------
+
+    async def read_changes(self, *, after: int = 0, limit: int | None = None) -> ChangePage:
+        """One page of this namespace's change log: events with ``position > after``,
+        oldest first. ``ChangesPrunedError`` when retention already removed events right
+        after ``after`` (they would be missed)."""
+        ...
+
+    def watch(
+        self,
+        *,
+        after: int = 0,
+        kinds: str | Iterable[str] | None = None,
+        entity_type: str | None = None,
+        conversation_id: str | None = None,
+    ) -> AsyncGenerator[ChangeEvent, None]:
+        """``async for change in memory.watch(...)``: every change after ``after``, in
+        position order (the same order on every replica), waiting for new ones forever.
+        Filters: ``kinds`` (one or several of ``memstore.core.changes.CHANGE_KINDS``),
+        ``entity_type``, ``conversation_id``. Resume after a stop with ``after`` = the
+        last ``position`` seen. ``ChangesPrunedError`` when retention removed changes not
+        yet read."""
+        ...
 
     # -- summary ------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -31,6 +31,7 @@ from memstore.backends.factory import DistributedMemoryFactory
 from memstore.core.errors import ChangesPrunedError, MemoryStoreError
 from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
 from memstore.core.records import (
+    ChangeEvent,
     ChangePage,
     ConversationInfo,
     EntityRecord,
@@ -44,6 +45,7 @@ from memstore.core.records import (
 from memstore.core.settings import Settings
 from memstore.core.validation import (
     check_before,
+    check_change_filter,
     check_change_position,
     check_conversation_id,
     check_entity_key,
@@ -60,6 +62,7 @@ from memstore.core.validation import (
 )
 from memstore.memory.api import MemoryAPI
 from memstore.memory.cache import LocalCache
+from memstore.memory.feed import ChangeReader, ChangeSignal
 from memstore.observability.metrics import PrometheusMetrics
 from memstore.observability.tracing import BackendSpanInfo, Tracing
 
@@ -94,6 +97,8 @@ class _Shared:
     errors_by_code: dict[str, int] = field(default_factory=dict)
     invalidations_received: int = 0
     change_listeners: dict[object, ChangeListener] = field(default_factory=dict)
+    # Wakes change-feed readers; a change listener from the first reader on.
+    change_signal: ChangeSignal | None = None
     started: bool = False
     start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Closes the backend if the event loop ends with the manager still open (see start).
@@ -699,6 +704,67 @@ class DistributedMemoryManager(MemoryAPI):
     async def trim_changes(self) -> None:
         """Apply the change log's retention settings to this namespace now."""
         await self._run("trim_changes", lambda: self.backend.trim_changes(self.namespace))
+
+    def change_reader(
+        self,
+        *,
+        after: int = 0,
+        kinds: str | Iterable[str] | None = None,
+        entity_type: str | None = None,
+        conversation_id: str | None = None,
+        page_size: int | None = None,
+        kinds_field: str = "kinds",
+        read_timeout: float | None = None,
+    ) -> ChangeReader:
+        """A reader of this namespace's change log from ``after`` (``memory/feed.py``),
+        woken by the changes this process hears of; ``close()`` it when done. The HTTP
+        feed's building block; ``watch`` is the simple form. ``read_timeout`` bounds each
+        read of the log (``RequestTimeoutError``)."""
+        after = check_change_position(after)
+        wanted = check_change_filter(kinds, entity_type, conversation_id, kinds_field=kinds_field)
+        size = self._limit(page_size)
+        shared = self._shared
+        if shared.change_signal is None:
+            shared.change_signal = ChangeSignal()
+            self.add_change_listener(shared.change_signal.changed)
+        wake = asyncio.Event()
+        return ChangeReader(
+            lambda position, limit: self.read_changes(after=position, limit=limit),
+            after=after,
+            wanted=wanted,
+            page_size=size,
+            poll_seconds=shared.settings.changes_poll_seconds,
+            wake=wake,
+            unregister=shared.change_signal.register(self.namespace, wake),
+            read_timeout=read_timeout,
+        )
+
+    async def watch(
+        self,
+        *,
+        after: int = 0,
+        kinds: str | Iterable[str] | None = None,
+        entity_type: str | None = None,
+        conversation_id: str | None = None,
+    ) -> AsyncGenerator[ChangeEvent, None]:
+        """Every change of this namespace after position ``after``, in position order,
+        forever (stop iterating to stop): waits for new ones, woken by the changes this
+        process hears of, else every ``MEMSTORE_CHANGES_POLL_SECONDS``. Filters: ``kinds``
+        (``memstore.core.changes``), ``entity_type``, ``conversation_id``. Raises
+        ``ChangesPrunedError`` when retention removed events it had not read yet."""
+        reader = self.change_reader(
+            after=after,
+            kinds=kinds,
+            entity_type=entity_type,
+            conversation_id=conversation_id,
+            page_size=self._walk_page_size(),
+        )
+        try:
+            while True:
+                for event in await reader.next_events():
+                    yield event
+        finally:
+            reader.close()
 
     # -- summary, cache, metrics --------------------------------------------------------
 

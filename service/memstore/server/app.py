@@ -24,6 +24,7 @@ from memstore.memory.manager import DistributedMemoryManager
 from memstore.observability.metrics import PrometheusMetrics
 from memstore.observability.tracing import Tracing
 from memstore.server.errors import error_middleware
+from memstore.server.feed import add_feed
 from memstore.server.limits import QuotaTracker
 from memstore.server.openapi import build_openapi
 from memstore.server.protocol import serve_app
@@ -75,6 +76,7 @@ def create_app(
     # A webhooks file that cannot be used stops the start (fail closed), like the tokens.
     app[WEBHOOKS] = webhooks = WebhookStore(manager, load_webhooks_file(settings.webhooks_file))
     add_routes(app)
+    add_feed(app)
 
     async def manager_lifecycle(app: web.Application) -> AsyncIterator[None]:
         try:

@@ -163,6 +163,8 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
             schema = dict(p.schema)
             if p.name == "limit":
                 schema["maximum"] = max_page_size
+            elif p.name == "wait":
+                schema["maximum"] = settings.changes_max_wait_seconds
             params.append(
                 {
                     "name": p.name,

@@ -26,6 +26,7 @@ from memstore.core.bounds import (
     contains,
     json_schema,
 )
+from memstore.core.changes import CHANGE_KINDS
 from memstore.core.errors import (
     ChangesPrunedError,
     ConflictError,
@@ -56,6 +57,7 @@ from memstore.core.validation import (
 )
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
+from memstore.server.feed import EVENT_STREAM, get_changes
 from memstore.server.routing import Param, Route, TableRoute, View, read_raw_body
 from memstore.server.security import principal_of
 from memstore.server.state import MANAGER, METRICS, OPENAPI, WEBHOOKS
@@ -63,6 +65,8 @@ from memstore.server.state import MANAGER, METRICS, OPENAPI, WEBHOOKS
 M = TypeVar("M", bound=BaseModel)
 
 JSON = "application/json"
+_KIND = "(" + "|".join(re.escape(k) for k in CHANGE_KINDS) + ")"
+KINDS_PATTERN = f"^{_KIND}(,{_KIND})*$"
 NDJSON = "application/x-ndjson"
 
 
@@ -139,6 +143,21 @@ E404 = ("Not found.", schemas.ErrorOut)
 E412 = ("Version precondition failed.", schemas.ErrorOut)
 E413 = ("Body too large.", schemas.ErrorOut)
 E503 = ("Backend unavailable; retry later.", schemas.ErrorOut)
+E410 = (
+    "The resume point is older than the retained log: changes after it were removed by "
+    "retention (`details.first_position`: the oldest retained). Start again from a fresh "
+    "state.",
+    schemas.ErrorOut,
+)
+CHANGES_DESCRIPTION = (
+    "The namespace's changes, oldest first, in the same order on every replica. With "
+    "`Accept: text/event-stream`: Server-Sent Events, one per change (`id:` its position, "
+    "`event:` its kind, `data:` the change as JSON), keep-alive comments on a quiet "
+    "stream; resume with `Last-Event-ID` (or `after`); a stream that falls behind "
+    "retention ends with an event `pruned`, one stopped by an error with an event "
+    "`error` (data: the JSON error body). Otherwise one JSON page; `wait` makes it a "
+    "long-poll."
+)
 
 # -- helpers ----------------------------------------------------------------------------
 
@@ -821,6 +840,26 @@ ROUTES: tuple[Route, ...] = (
           body=schemas.FeedbackIn,
           role="write", grows_storage=True,
           responses={201: ("Recorded.", FeedbackRecord), 400: E400, 413: E413, 503: E503}),
+    Route("GET", f"{P}/changes", get_changes, "getChanges", CHANGES_DESCRIPTION, "changes",
+          params=(NS,
+                  Param("after", "query", {"type": "integer", **json_schema(CHANGE_POSITION)},
+                        "Only changes after this position (from `next_after` or an event's "
+                        "`id`); 0 or absent: from the oldest retained."),
+                  Param("kind", "query", {"type": "string", "pattern": KINDS_PATTERN},
+                        "Only these kinds (comma-separated): " + ", ".join(CHANGE_KINDS) + "."),
+                  Param("type", "query", _pattern(TYPE_RE), "Only entity changes of this type."),
+                  Param("conversation", "query", _pattern(ID_RE),
+                        "Only this conversation's changes (and tool uses recorded in it)."),
+                  LIMIT,
+                  Param("wait", "query", {"type": "number", "minimum": 0},
+                        "JSON form: with nothing new, wait up to this many seconds for a "
+                        "change (long-poll); default 0."),
+                  Param("Last-Event-ID", "header", {"type": "string", "pattern": "^[0-9]{1,18}$"},
+                        "Event stream: resume after this position (wins over `after`).")),
+          role="read", streaming=True,
+          responses={200: ("Changes.", schemas.ChangesPageOut), 400: E400, 410: E410,
+                     503: E503},
+          text_alternatives={200: (EVENT_STREAM,)}),
     Route("GET", f"{P}/feedback", query_feedback, "getLearningFeedback",
           "Learning feedback ordered by time, filtered by agent and type.", "feedback",
           params=(NS, Param("agent_name", "query", _pattern(TOOL_RE)),

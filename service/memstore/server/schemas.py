@@ -9,13 +9,16 @@ are not records."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, create_model
 
 from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, TTL_SECONDS
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.records import (
+    ChangeEvent,
     ConversationInfo,
     EntityRecord,
     FeedbackRecord,
@@ -197,3 +200,35 @@ class WebhookOut(_Response):
 
 class WebhookPage(_Response):
     items: list[WebhookOut] = Field(description="The namespace's webhooks, by name.")
+
+
+def _record_without(record: type, omitted: tuple[str, ...], name: str, doc: str) -> type[BaseModel]:
+    """The schema of ``record``'s ``to_dict()`` less the fields ``omitted``: the fields
+    come from the record itself, none is declared again here."""
+    hints = typing.get_type_hints(record)
+    fields: dict[str, Any] = {
+        f.name: (hints[f.name], ...) for f in dataclasses.fields(record) if f.name not in omitted
+    }
+    return create_model(name, __doc__=doc, **fields)
+
+
+#: A change on the feed: ``ChangeEvent`` without ``address`` (server.feed.OMITTED).
+FeedEvent = _record_without(
+    ChangeEvent,
+    ("address",),
+    "FeedEvent",
+    "One change (memstore.core.records.ChangeEvent) as the feed gives it: without the "
+    "client address, which only the admin audit export shows.",
+)
+
+
+class ChangesPageOut(_Response):
+    events: list[FeedEvent] = Field(  # type: ignore[valid-type]
+        description="The changes after `after` that the filters keep, oldest first."
+    )
+    next_after: int = Field(
+        description="The last position scanned (filtered-out changes count): pass it as "
+        "`after` for the next page."
+    )
+    first_position: int = Field(description="The oldest position still retained.")
+    last_position: int = Field(description="The newest position given (0: no change yet).")
