@@ -16,7 +16,6 @@ import random
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,36 +24,13 @@ from memstore.client import MemoryClient
 from memstore.core import changes
 from memstore.core.records import ChangeEvent
 from tests.support.procs import ServiceProcess, running_service
+from tests.support.shared_backend import backend_env
 
 WORKERS = 16  # concurrent writers, half through each replica
 #: Writes of the workload, per backend: the issue's 10,000, except on FerretDB v1 (the
 #: MongoDB of the tests), which took about two minutes for 1,000 of these on this shared
 #: 2-core machine, the others about half a minute for 10,000.
 WRITES = {"embedded": 10_000, "redis": 10_000, "redis_cluster": 10_000, "mongodb": 1_000}
-
-
-def backend_env(request: pytest.FixtureRequest, backend: str, shared_dir: Path) -> dict[str, str]:
-    """The environment that points a ``memstore serve`` at the test's shared backend."""
-    if backend == "embedded":
-        return {
-            "MEMORY_TYPE": "embedded",
-            "MEMSTORE_DATA_PATH": str(shared_dir / "shared.db"),
-            "MEMSTORE_EMBEDDED_SHARED": "true",
-        }
-    if backend == "mongodb":
-        settings = request.getfixturevalue("mongodb_settings")
-        return {
-            "MEMORY_TYPE": "mongodb",
-            "MONGODB_URI": settings.mongodb_uri.get_secret_value(),
-            "MONGODB_DB": settings.mongodb_db,
-        }
-    settings = request.getfixturevalue(f"{backend}_settings")
-    env = {"MEMORY_TYPE": "redis", "REDIS_PREFIX": str(settings.redis_prefix)}
-    if settings.redis_cluster_nodes:
-        env["MEMSTORE_REDIS_CLUSTER_NODES"] = settings.redis_cluster_nodes
-    else:
-        env["REDIS_HOST"], env["REDIS_PORT"] = settings.redis_host, str(settings.redis_port)
-    return env
 
 
 @pytest.fixture(params=list(WRITES))

@@ -22,9 +22,8 @@ import pytest
 
 from memstore.client import MemoryClient, VersionTracker
 from memstore.client.versions import EntityKey
-from memstore.core.settings import Settings
-from tests.servers.mongodb import FerretDB
 from tests.support.procs import running_service
+from tests.support.shared_backend import backend_env
 
 NS = "ryw"
 LONG_TTL = "300"
@@ -40,18 +39,8 @@ MONGODB_WORKERS = 8
 MONGODB_KEYS_PER_WORKER = 2
 
 
-def replica_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
-    if backend == "mongodb":
-        ferretdb: FerretDB = request.getfixturevalue("ferretdb")
-        database: str = request.getfixturevalue("mongodb_database")
-        env = {"MEMORY_TYPE": "mongodb", "MONGODB_URI": ferretdb.uri, "MONGODB_DB": database}
-    else:
-        settings: Settings = request.getfixturevalue(f"{backend}_settings")
-        env = {"MEMORY_TYPE": "redis", "REDIS_PREFIX": str(settings.redis_prefix)}
-        if settings.redis_cluster_nodes:
-            env["MEMSTORE_REDIS_CLUSTER_NODES"] = settings.redis_cluster_nodes
-        else:
-            env |= {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(settings.redis_port)}
+def replica_env(backend: str, request: pytest.FixtureRequest, shared_dir: Path) -> dict[str, str]:
+    env = backend_env(request, backend, shared_dir)
     return env | {"MEMSTORE_CACHE_TTL_SECONDS": LONG_TTL, "MEMSTORE_LOG_LEVEL": "WARNING"}
 
 
@@ -59,7 +48,7 @@ def replica_env(backend: str, request: pytest.FixtureRequest) -> dict[str, str]:
 def two_replicas(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """(backend, URL of replica A, URL of replica B)."""
     backend: str = request.param
-    env = replica_env(backend, request)
+    env = replica_env(backend, request, tmp_path)
     with running_service(tmp_path / "a", env) as a, running_service(tmp_path / "b", env) as b:
         yield backend, a.url, b.url
 
