@@ -13,9 +13,12 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from memstore.backends.embedded import EmbeddedMemoryBackend
 from memstore.client import MemoryClient
 from memstore.core.errors import ChangesPrunedError, InvalidInputError
+from memstore.core.records import ChangePage
 from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
 from memstore.observability.logs import JsonFormatter
 from memstore.server.app import create_app
 from memstore.server.state import MANAGER
@@ -104,6 +107,52 @@ async def test_after_a_pruned_position_is_a_410_and_without_after_the_oldest_ret
             with pytest.raises(ChangesPrunedError) as caught:
                 _ = [e async for e in remote.export_audit(after=2)]
             assert caught.value.first_position == 4
+
+
+class TrimmingBackend(EmbeddedMemoryBackend):
+    """The embedded store whose second change-log read comes after retention ran: an
+    export is overtaken by retention between two of its pages."""
+
+    reads = 0
+
+    async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:
+        self.reads += 1
+        if self.reads == 2:
+            await self.trim_changes(namespace)
+        return await super().read_changes(namespace, after=after, limit=limit)
+
+
+async def test_an_export_overtaken_by_retention_ends_with_an_error_line(
+    api_settings: Settings,
+) -> None:
+    settings = api_settings.model_copy(
+        update={"changes_max_events": 3, "max_page_size": 2, "default_page_size": 2}
+    )
+    backend = TrimmingBackend(settings)
+    manager = DistributedMemoryManager(settings=settings, backend=backend)
+    async with TestClient(TestServer(create_app(settings, manager=manager))) as http:
+        for i in range(6):
+            await http.put(f"/v1/namespaces/agent/entities/t/e{i}", json={"data": {}})
+        resp = await http.get(AUDIT)
+        assert resp.status == 200
+        raw = [orjson.loads(line) for line in (await resp.read()).splitlines()]
+        assert [e["position"] for e in raw[:-1]] == [1, 2]
+        assert raw[-1]["error"]["code"] == "changes_pruned"
+        assert raw[-1]["error"]["details"] == {"after": 2, "first_position": 4}
+        for i in range(3):  # positions 7-9: 4-9 kept until the next trim
+            await manager.for_namespace("agent").save_entity("t", f"more{i}", {})
+        backend.reads = 0
+        url = str(http.make_url("/")).rstrip("/")
+        async with MemoryClient(url, namespace="agent") as remote:
+            got: list[int] = []
+
+            async def export() -> None:
+                async for event in remote.export_audit(after=3):
+                    got.append(event.position)
+
+            with pytest.raises(ChangesPrunedError):
+                await export()
+            assert got == [4, 5]
 
 
 async def test_the_route_is_in_the_document(http: Client) -> None:

@@ -291,6 +291,37 @@ async def test_a_pruned_resume_point_is_a_410_before_any_stream(
                     pass
 
 
+async def test_a_reader_without_a_position_starts_at_the_oldest_retained_change(
+    small_log_settings: Settings,
+) -> None:
+    """A namespace whose oldest changes retention removed: a new reader (no ``after``,
+    ``after=0``, no ``Last-Event-ID``) is not refused, it starts at the oldest kept."""
+    app = create_app(small_log_settings)
+    async with TestClient(TestServer(app)) as http:
+        for i in range(6):
+            await http.put(f"/v1/namespaces/{NS}/entities/item/i{i}", json={"data": {}})
+        await app[MANAGER].for_namespace(NS).trim_changes()
+        for query in ({}, {"after": 0}):
+            body = await page(http, **query)
+            assert [e["position"] for e in body["events"]] == [4, 5, 6]
+        async with http.get(FEED, headers=STREAM) as resp:
+            assert resp.status == 200
+            assert [e["position"] for e in await Stream(resp).events(3)] == [4, 5, 6]
+        url = str(http.make_url("/")).rstrip("/")
+        async with MemoryClient(url, NS) as client:
+            assert [e.position for e in (await client.read_changes()).events] == [4, 5, 6]
+            seen = []
+            async for change in client.watch():
+                seen.append(change.position)
+                if len(seen) == 3:
+                    break
+            assert seen == [4, 5, 6]
+            exported = [e.position async for e in client.export_audit()]
+            assert exported == [4, 5, 6]
+        manager = app[MANAGER].for_namespace(NS)
+        assert [e.position for e in (await manager.read_changes()).events] == [4, 5, 6]
+
+
 class GatedBackend(EmbeddedMemoryBackend):
     """The embedded store whose change-log reads wait while ``closed`` is set: a test
     can let a stream fall behind retention between two of its reads."""

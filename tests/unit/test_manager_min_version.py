@@ -185,3 +185,20 @@ async def test_own_writes_are_never_read_stale_under_concurrent_readers(
             await asyncio.gather(*readers)
         assert stale == []
         assert manager.get_metrics()["cache"]["hits"] > 0  # the cache was in use
+
+
+@pytest.mark.parametrize("read", ["min_version", "no_cache"])
+async def test_a_deleted_entity_found_by_a_fresh_read_leaves_the_cache(
+    manager: DistributedMemoryManager, read: str
+) -> None:
+    """Another replica deleted doc/a; a reader who knows it reads the backend (nothing
+    there), and readers without a token stop getting the cached copy too."""
+    await manager.save_entity("doc", "a", {"v": 1})
+    assert (await manager.get_entity("doc", "a")) is not None  # cached now
+    await manager.backend.delete_entity(NS, "doc", "a")
+    assert (await manager.get_entity("doc", "a")) is not None  # the stale copy
+    if read == "min_version":
+        assert await manager.get_entity("doc", "a", min_version=2) is None
+    else:
+        assert await manager.get_entity("doc", "a", use_cache=False) is None
+    assert await manager.get_entity("doc", "a") is None

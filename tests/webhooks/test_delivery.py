@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from tests.support.procs import ServiceProcess
+from tests.support.shared_backend import backend_env
 from tests.webhooks.conftest import FAST, Delivery, Receiver, sample, scrape, until
 
 NS = "team"
@@ -306,11 +307,14 @@ async def test_a_replica_killed_mid_attempt_leaves_the_event_to_the_next(
     assert receiver.arrived_ids[0] == receiver.arrived_ids[1] == f"{NS}:1"
 
 
+@pytest.mark.parametrize("backend", ["embedded", "mongodb"])
 async def test_secrets_never_shown_after_the_put(
-    tmp_path: Path, make_receiver: Callable[..., Any]
+    tmp_path: Path, make_receiver: Callable[..., Any], backend: str, request: pytest.FixtureRequest
 ) -> None:
+    """Also on MongoDB: its driver logs every command and reply at DEBUG."""
     receiver: Receiver = await make_receiver()
-    svc = ServiceProcess(tmp_path, {**FAST, "MEMSTORE_LOG_LEVEL": "DEBUG"}).start()
+    store = {} if backend == "embedded" else backend_env(request, backend, tmp_path)
+    svc = ServiceProcess(tmp_path, {**FAST, **store, "MEMSTORE_LOG_LEVEL": "DEBUG"}).start()
     given = "whsec_" + base64.b64encode(b"given-secret-bytes-0123456789").decode()
     try:
         async with aiohttp.ClientSession() as http:

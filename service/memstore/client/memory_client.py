@@ -59,7 +59,7 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from yarl import URL
 
 from memstore.client.sse import EventStreamParser
@@ -329,6 +329,29 @@ class MemoryClient(MemoryAPI):
     def _ns(self, path: str) -> str:
         return f"/v1/namespaces/{_q(self.namespace)}{path}"
 
+    def _client_span(self, method: str, url: str) -> Span:
+        """The client span of one HTTP exchange (OpenTelemetry's HTTP client conventions)."""
+        return self._tracer.start_span(
+            method,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method,
+                "server.address": self._server_address,
+                "server.port": self._server_port or 0,
+                "url.full": url,
+            },
+        )
+
+    def _unreachable(self, span: Span, exc: BaseException) -> ServiceUnreachableError:
+        """The error for an exchange that got no answer, recorded on its span."""
+        span.record_exception(exc)
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.set_status(Status(StatusCode.ERROR))
+        return ServiceUnreachableError(
+            f"cannot reach memstore at {shown_url(self.base_url)}: "
+            f"{_why_unreachable(exc, self._timeout.total)}"
+        )
+
     async def _request(
         self,
         method: str,
@@ -405,16 +428,7 @@ class MemoryClient(MemoryAPI):
             data = orjson.dumps(json)
             hdrs["Content-Type"] = "application/json"
         query = {k: str(v) for k, v in (params or {}).items() if v is not None}
-        span = self._tracer.start_span(
-            method,
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": method,
-                "server.address": self._server_address,
-                "server.port": self._server_port or 0,
-                "url.full": self.base_url + path,
-            },
-        )
+        span = self._client_span(method, self.base_url + path)
         if attempt:
             span.set_attribute("http.request.resend_count", attempt)
         try:
@@ -427,14 +441,9 @@ class MemoryClient(MemoryAPI):
                     status = resp.status
                     resp_headers = dict(resp.headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            span.record_exception(exc)
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR))
+            error = self._unreachable(span, exc)
             span.end()
-            raise ServiceUnreachableError(
-                f"cannot reach memstore at {shown_url(self.base_url)}: "
-                f"{_why_unreachable(exc, self._timeout.total)}"
-            ) from exc
+            raise error from exc
         except BaseException:
             span.end()
             raise
@@ -844,16 +853,7 @@ class MemoryClient(MemoryAPI):
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self._timeout.total, sock_read=self.stream_idle_timeout
         )
-        span = self._tracer.start_span(
-            "GET",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": "GET",
-                "server.address": self._server_address,
-                "server.port": self._server_port or 0,
-                "url.full": url,
-            },
-        )
+        span = self._client_span("GET", url)
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=False):
                 propagate.inject(headers)
@@ -861,14 +861,9 @@ class MemoryClient(MemoryAPI):
                     url, params=query, headers=headers, timeout=timeout
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            span.record_exception(exc)
-            span.set_attribute("error.type", type(exc).__qualname__)
-            span.set_status(Status(StatusCode.ERROR))
+            error = self._unreachable(span, exc)
             span.end()
-            raise ServiceUnreachableError(
-                f"cannot reach memstore at {shown_url(self.base_url)}: "
-                f"{_why_unreachable(exc, self._timeout.total)}"
-            ) from exc
+            raise error from exc
         except BaseException:
             span.end()
             raise
@@ -939,8 +934,14 @@ class MemoryClient(MemoryAPI):
         async with self._stream("GET", self._ns("/audit"), params) as resp:
             try:
                 async for line in resp.content:
-                    if line.strip():
-                        yield ChangeEvent(**orjson.loads(line))
+                    if not line.strip():
+                        continue
+                    item = orjson.loads(line)
+                    if "error" in item:
+                        # The service ended the export early (its last line says why).
+                        error = item["error"]
+                        raise error_from_wire(500, error if isinstance(error, dict) else {})
+                    yield ChangeEvent(**item)
             except aiohttp.ClientPayloadError as exc:
                 raise BackendUnavailableError(
                     f"the audit export from {shown_url(self.base_url)} stopped before its "
@@ -957,16 +958,7 @@ class MemoryClient(MemoryAPI):
         if self._token:
             hdrs["Authorization"] = f"Bearer {self._token}"
         query = {k: str(v) for k, v in params.items() if v is not None}
-        span = self._tracer.start_span(
-            method,
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": method,
-                "server.address": self._server_address,
-                "server.port": self._server_port or 0,
-                "url.full": self.base_url + path,
-            },
-        )
+        span = self._client_span(method, self.base_url + path)
         timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout.total)
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=False):
@@ -976,13 +968,7 @@ class MemoryClient(MemoryAPI):
                         method, self.base_url + path, params=query, headers=hdrs, timeout=timeout
                     )
                 except (aiohttp.ClientError, TimeoutError) as exc:
-                    span.record_exception(exc)
-                    span.set_attribute("error.type", type(exc).__qualname__)
-                    span.set_status(Status(StatusCode.ERROR))
-                    raise ServiceUnreachableError(
-                        f"cannot reach memstore at {shown_url(self.base_url)}: "
-                        f"{_why_unreachable(exc, self._timeout.total)}"
-                    ) from exc
+                    raise self._unreachable(span, exc) from exc
                 async with resp:
                     span.set_attribute("http.response.status_code", resp.status)
                     if resp.status >= 400:

@@ -15,7 +15,8 @@ name                        interval             where it applies
 ``CHANGE_POSITION``         [0, 10^18 - 1]       change-log ``after`` (0: from the start)
 ``PAGE_SIZE``               [1, 10000]           max/default page size settings
 ``CACHE_TTL_SECONDS``       [0, 3600]            ``MEMSTORE_CACHE_TTL_SECONDS``
-``POLL_SECONDS``            (0, 300]             change feed poll and keep-alive settings
+``POLL_SECONDS``            (0, 300]             ``MEMSTORE_CHANGES_POLL_SECONDS``
+``KEEPALIVE_SECONDS``       (0, 30]              ``MEMSTORE_CHANGES_KEEPALIVE_SECONDS``
 ``LONG_POLL_SECONDS``       [0, 300]             ``MEMSTORE_CHANGES_MAX_WAIT_SECONDS``
 ``BODY_BYTES``              [1024, ...)          ``MEMSTORE_MAX_BODY_BYTES``
 ``MESSAGES_PER_REQUEST``    [1, ...)             ``MEMSTORE_MAX_MESSAGES_PER_REQUEST``
@@ -48,6 +49,9 @@ CACHE_TTL_SECONDS = Interval(ge=0, le=3600)
 # Change feed: how often a waiting reader polls / a quiet stream sends a keep-alive, and
 # the longest long-poll wait a deployment may allow.
 POLL_SECONDS = Interval(gt=0, le=300)
+#: At most half the client's stream idle timeout (60 s), so a quiet stream is never taken
+#: for a dead one.
+KEEPALIVE_SECONDS = Interval(gt=0, le=30)
 LONG_POLL_SECONDS = Interval(ge=0, le=300)
 BODY_BYTES = Interval(ge=1024)
 MESSAGES_PER_REQUEST = Interval(ge=1)

@@ -159,6 +159,18 @@ class ChangeEvent:
     def to_dict(self) -> JSONObject:
         return _shallow(self)
 
+    def to_shared_dict(self) -> JSONObject:
+        """The event as the feed and webhooks send it: without :data:`AUDIT_ONLY_FIELDS`."""
+        body = _shallow(self)
+        for name in AUDIT_ONLY_FIELDS:
+            del body[name]
+        return body
+
+
+#: Fields of a change event that only the admin audit export shows: the client address
+#: is for auditors, not for every reader of the feed or every webhook receiver.
+AUDIT_ONLY_FIELDS = ("address",)
+
 
 @dataclass(frozen=True, slots=True)
 class ChangePage:

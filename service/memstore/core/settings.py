@@ -258,7 +258,7 @@ class ServerSettings(_Slice):
     # The change feed (GET .../changes): a comment line on a quiet event stream this often
     # (proxies close idle connections; the client notices a dead one), and the longest
     # `wait` a long-poll may ask for.
-    changes_keepalive_seconds: Annotated[float, bounds.POLL_SECONDS] = Field(
+    changes_keepalive_seconds: Annotated[float, bounds.KEEPALIVE_SECONDS] = Field(
         15.0, validation_alias=_env("MEMSTORE_CHANGES_KEEPALIVE_SECONDS")
     )
     changes_max_wait_seconds: Annotated[float, bounds.LONG_POLL_SECONDS] = Field(

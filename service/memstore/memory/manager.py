@@ -438,6 +438,10 @@ class DistributedMemoryManager(MemoryAPI):
         if record is not None:
             expires_in = None if record.expires_at is None else record.expires_at - time.time()
             cache.store(key, record, generation, expires_in=expires_in)
+        elif min_version is not None or not use_cache:
+            # Gone from the backend, and the caller knew a state newer than what the cache
+            # may hold: a copy left there would serve the deleted entity to other readers.
+            cache.invalidate(key)
         return record
 
     async def delete_entity(
@@ -684,15 +688,16 @@ class DistributedMemoryManager(MemoryAPI):
 
     async def read_changes(self, *, after: int = 0, limit: int | None = None) -> ChangePage:
         """Events of this namespace with ``position > after``, oldest first (at most
-        ``limit``). Raises ``ChangesPrunedError`` when retention already removed events
-        right after ``after``: the caller would otherwise miss them without knowing."""
+        ``limit``); ``after=0``: from the oldest event retention kept. Raises
+        ``ChangesPrunedError`` when retention already removed events right after a
+        position ``after > 0`` the caller saw: it would otherwise miss them unknowingly."""
         after = check_change_position(after)
         n = self._limit(limit)
         page = await self._run(
             "read_changes",
             lambda: self.backend.read_changes(self.namespace, after=after, limit=n),
         )
-        if after < page.first_position - 1:
+        if 0 < after < page.first_position - 1:
             raise ChangesPrunedError(
                 f"changes after position {after} were removed by retention; the oldest"
                 f" retained position is {page.first_position}",

@@ -62,8 +62,9 @@ class JsonFormatter(logging.Formatter):
 
 
 #: Libraries whose DEBUG lines hold the parameters of every statement (aiosqlite: each
-#: SQL call with its values, i.e. payloads and the webhooks' secrets): kept at INFO.
-PARAMETER_LOGGERS = ("aiosqlite",)
+#: SQL call with its values; PyMongo: each command and reply, up to 1,000 characters; so
+#: payloads and the webhooks' secrets): kept at INFO.
+PARAMETER_LOGGERS = ("aiosqlite", "pymongo")
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -32,7 +32,6 @@ import contextlib
 import logging
 import math
 import re
-from typing import Any
 
 import orjson
 from aiohttp import web
@@ -56,8 +55,6 @@ from memstore.server.state import MANAGER, SETTINGS
 log = logging.getLogger(__name__)
 
 EVENT_STREAM = "text/event-stream"
-#: Fields of a change event the feed leaves out.
-OMITTED = ("address",)
 #: What an ``after`` / ``Last-Event-ID`` looks like: a position (``check_change_position``).
 _POSITION_RE = re.compile(r"[0-9]{1,18}")
 #: How often an open stream checks that its client is still there (aiohttp does not
@@ -94,13 +91,6 @@ def add_feed(app: web.Application) -> None:
         app[FEED_STREAMS].close()
 
     app.on_shutdown.append(end_streams)
-
-
-def event_body(event: ChangeEvent) -> dict[str, Any]:
-    body = event.to_dict()
-    for name in OMITTED:
-        body.pop(name, None)
-    return body
 
 
 def _position(value: str, name: str) -> int:
@@ -198,7 +188,7 @@ async def get_changes(request: web.Request) -> web.StreamResponse:
             return web.Response(
                 body=orjson.dumps(
                     {
-                        "events": [event_body(e) for e in events],
+                        "events": [e.to_shared_dict() for e in events],
                         "next_after": reader.position,
                         "first_position": reader.first_position,
                         "last_position": reader.last_position,
@@ -216,7 +206,7 @@ def _frame(event: ChangeEvent) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (
         event.position,
         event.kind.encode(),
-        orjson.dumps(event_body(event)),
+        orjson.dumps(event.to_shared_dict()),
     )
 
 

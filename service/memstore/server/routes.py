@@ -7,7 +7,9 @@ from what the server does.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from typing import Any, TypeVar
 
@@ -28,10 +30,11 @@ from memstore.core.bounds import (
 )
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.errors import (
-    ChangesPrunedError,
     ConflictError,
     InvalidInputError,
+    MemoryStoreError,
     NotFoundError,
+    RequestTimeoutError,
 )
 from memstore.core.records import (
     ChangeEvent,
@@ -61,6 +64,8 @@ from memstore.server.feed import EVENT_STREAM, get_changes
 from memstore.server.routing import Param, Route, TableRoute, View, read_raw_body
 from memstore.server.security import principal_of
 from memstore.server.state import MANAGER, METRICS, OPENAPI, WEBHOOKS
+
+log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -674,31 +679,42 @@ async def export_audit(request: web.Request) -> web.StreamResponse:
     """The namespace's change log as JSON lines, oldest first: every retained event with a
     position after ``after`` and a time in ``[since, until)``. Without ``after``, from the
     oldest retained event; an ``after`` whose successors retention removed is a 410 (the
-    caller would miss events). Ends at the newest event when the export started."""
+    caller would miss events). Ends at the newest event when the export started.
+
+    The route is ``streaming`` (an export may outlast the request deadline): each read of
+    the log has the deadline instead. An error once the answer has begun (retention
+    removing what the export has not reached yet, a read out of time) ends it with one line
+    ``{"error": <the error body>}``, never a silent gap."""
     manager = manager_for(request)
     after = query_int(request, "after")
     since = query_time(request, "since")
     until = query_time(request, "until")
     limit = manager.settings.max_page_size
-    try:
-        page: ChangePage = await manager.read_changes(after=after or 0, limit=limit)
-    except ChangesPrunedError as exc:
-        if after is not None:
-            raise
-        page = await manager.read_changes(after=exc.first_position - 1, limit=limit)
+    deadline = manager.settings.request_timeout_seconds or None
+
+    async def read(position: int) -> ChangePage:
+        try:
+            async with asyncio.timeout(deadline):
+                return await manager.read_changes(after=position, limit=limit)
+        except TimeoutError:
+            raise RequestTimeoutError("a read of the change log timed out") from None
+
+    page = await read(after or 0)
     end = page.last_position
     response = web.StreamResponse(headers={"Content-Type": NDJSON})
     await response.prepare(request)
-    while True:
-        events = [e for e in page.events if e.position <= end]
-        lines = [orjson.dumps(e.to_dict()) for e in events if _in_period(e, since, until)]
-        if lines:
-            await response.write(b"\n".join(lines) + b"\n")
-        if not events or events[-1].position >= end:
-            break
-        # Retention removing events past this point now would be a gap: the read raises
-        # and the stream ends unfinished, which the client reports as an error.
-        page = await manager.read_changes(after=events[-1].position, limit=limit)
+    try:
+        while True:
+            events = [e for e in page.events if e.position <= end]
+            lines = [orjson.dumps(e.to_dict()) for e in events if _in_period(e, since, until)]
+            if lines:
+                await response.write(b"\n".join(lines) + b"\n")
+            if not events or events[-1].position >= end:
+                break
+            page = await read(events[-1].position)
+    except MemoryStoreError as exc:
+        log.warning("audit export ended early: %s", exc.code)
+        await response.write(orjson.dumps({"error": exc.to_dict()}) + b"\n")
     await response.write_eof()
     return response
 
@@ -899,7 +915,7 @@ ROUTES: tuple[Route, ...] = (
                         "Only events at or after this time (POSIX seconds)."),
                   Param("until", "query", TIME_SCHEMA,
                         "Only events before this time (POSIX seconds).")),
-          role="admin",
+          role="admin", streaming=True,
           responses={200: ("Change events, one JSON object per line.", NDJSON), 400: E400,
                      410: ("Retention removed events right after `after`: the details "
                            "give `first_position`, the oldest retained one.",

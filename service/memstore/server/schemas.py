@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, create_
 from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, TTL_SECONDS
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.records import (
+    AUDIT_ONLY_FIELDS,
     ChangeEvent,
     ConversationInfo,
     EntityRecord,
@@ -212,10 +213,10 @@ def _record_without(record: type, omitted: tuple[str, ...], name: str, doc: str)
     return create_model(name, __doc__=doc, **fields)
 
 
-#: A change on the feed: ``ChangeEvent`` without ``address`` (server.feed.OMITTED).
+#: A change on the feed: ``ChangeEvent`` without ``AUDIT_ONLY_FIELDS`` (its ``to_shared_dict``).
 FeedEvent = _record_without(
     ChangeEvent,
-    ("address",),
+    AUDIT_ONLY_FIELDS,
     "FeedEvent",
     "One change (memstore.core.records.ChangeEvent) as the feed gives it: without the "
     "client address, which only the admin audit export shows.",

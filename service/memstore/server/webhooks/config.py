@@ -35,7 +35,7 @@ import orjson
 from pydantic import SecretStr
 
 from memstore.core.changes import CHANGE_KINDS
-from memstore.core.errors import ChangesPrunedError, ConfigurationError, InvalidInputError
+from memstore.core.errors import ConfigurationError, InvalidInputError
 from memstore.core.records import ChangeEvent, EntityRecord
 from memstore.core.validation import check_name
 from memstore.memory.manager import DistributedMemoryManager
@@ -301,10 +301,7 @@ def load_webhooks_file(path: Path | None) -> tuple[Webhook, ...]:
 
 async def last_position(view: DistributedMemoryManager) -> int:
     """The highest change-log position the namespace of ``view`` ever gave (0: none)."""
-    try:
-        page = await view.read_changes(after=0, limit=1)
-    except ChangesPrunedError as exc:
-        page = await view.read_changes(after=exc.first_position - 1, limit=1)
+    page = await view.read_changes(after=0, limit=1)
     return page.last_position
 
 
@@ -326,7 +323,7 @@ class WebhookStore:
         hooks: list[Webhook] = []
         cursor: str | None = None
         while True:
-            page = await self.view.list_entities(CONFIG_TYPE, cursor=cursor, limit=500)
+            page = await self.view.list_entities(CONFIG_TYPE, cursor=cursor)
             hooks.extend(Webhook.from_record(r) for r in page.items)
             if page.next_cursor is None:
                 return hooks

@@ -55,9 +55,6 @@ from memstore.server.webhooks.signing import Signer
 
 log = logging.getLogger(__name__)
 
-#: Events read from the change log at a time.
-PAGE_SIZE = 100
-
 
 class ClaimLost(Exception):
     """Another replica holds the webhook's claim now."""
@@ -266,7 +263,7 @@ class _Worker:
         while True:
             await self._renew_if_due()
             try:
-                page = await self.events_view.read_changes(after=self.position, limit=PAGE_SIZE)
+                page = await self.events_view.read_changes(after=self.position)
             except ChangesPrunedError as exc:
                 missed = exc.first_position - 1 - self.position
                 log.error(
@@ -296,7 +293,7 @@ class _Worker:
                 await self._commit(passed_over)
 
     async def _deliver(self, event: ChangeEvent) -> None:
-        body = orjson.dumps({"namespace": self.hook.namespace, **event.to_dict()})
+        body = orjson.dumps({"namespace": self.hook.namespace, **event.to_shared_dict()})
         message_id = f"{self.hook.namespace}:{event.position}"
         s = self.settings
         outcome = ""
