@@ -489,6 +489,7 @@ _PROMQL_FUNCS = {
 
 
 def _metric_names(expr: str) -> set[str]:
+    expr = re.sub(r'"[^"]*"', '""', expr)  # label values (a route may hold braces)
     expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
     expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
     expr = re.sub(r"by \([^)]*\)", "", expr)  # grouping labels

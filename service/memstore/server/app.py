@@ -101,7 +101,14 @@ def create_app(
 
         async def deliverer_lifecycle(app: web.Application) -> AsyncIterator[None]:
             # After the manager's: stopped (its claims given up) before the manager closes.
-            await deliverer.start()
+            # Its tasks copy this context: marked unsampled, their backend reads (a poll
+            # every second per webhook) make no traces of their own.
+            token = tracing.unsampled() if tracing is not None else None
+            try:
+                await deliverer.start()
+            finally:
+                if tracing is not None and token is not None:
+                    tracing.sampled_again(token)
             yield
             await deliverer.stop()
 
