@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pymongo
@@ -20,8 +20,10 @@ import pytest
 from memstore.backends.mongodb import MongoDBMemoryBackend, schema
 from memstore.backends.mongodb.changelog import ChangeLog
 from memstore.core import changes
+from memstore.core.errors import ChangesPrunedError
 from memstore.core.records import ChangeEvent, ToolUsageRecord
 from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
 from tests.mongodb.test_backend import RecordedMongoDBBackend, Recorder
 
 HOLE_TIMEOUT = 1.0
@@ -348,3 +350,60 @@ async def test_concurrent_writes_in_one_process_share_claims_and_inserts(
         assert raw.find_one({"ns": ns, "slot": 13})["kind"] == "noop"
     finally:
         await backend.close()
+
+
+class TrimmedMidReadLog(ChangeLog):
+    """A change log that runs ``trim_meanwhile`` (once) between finding the slot of the
+    event a read starts at and reading the slots: the moment a trim of another replica
+    can fall into."""
+
+    trim_meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def _slot_of(self, namespace: str, position: int) -> int | None:
+        slot = await super()._slot_of(namespace, position)
+        trim, self.trim_meanwhile = self.trim_meanwhile, None
+        if trim is not None:
+            await trim()
+        return slot
+
+
+class TrimmedMidReadBackend(QuickBackend):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._changes = TrimmedMidReadLog(
+            lambda: self._coll(schema.CHANGES),
+            hole_timeout=self.change_hole_timeout,
+            hole_wait=self.change_hole_wait,
+        )
+
+
+async def test_a_read_racing_retention_reports_the_cut_instead_of_renumbering(
+    mongodb_settings: Settings, ns: str
+) -> None:
+    """A trim that deletes the slots a read is about to read: the read must not number
+    the next kept events from the position it asked for (a silent gap with wrong
+    positions); it answers with the new ``first_position``, so the manager raises
+    ChangesPrunedError."""
+    reader = TrimmedMidReadBackend(mongodb_settings)
+    trimmer = QuickBackend(mongodb_settings.model_copy(update={"changes_max_events": 2}))
+    manager = DistributedMemoryManager(settings=mongodb_settings, backend=reader, namespace=ns)
+    await trimmer.connect()
+    try:
+        async with manager:  # connects and closes ``reader``
+            for i in range(1, 7):
+                await reader.save_entity(ns, "e", f"e{i}", {})
+            log = reader._changes
+            assert isinstance(log, TrimmedMidReadLog)
+            log.trim_meanwhile = lambda: trimmer.trim_changes(ns)
+            with pytest.raises(ChangesPrunedError) as pruned:
+                await manager.read_changes(after=0)
+            assert pruned.value.first_position == 5
+            # Reading from inside the kept range, cut again meanwhile: the page says so.
+            await reader.save_entity(ns, "e", "e7", {})
+            await reader.save_entity(ns, "e", "e8", {})
+            log.trim_meanwhile = lambda: trimmer.trim_changes(ns)
+            page = await reader.read_changes(ns, after=4, limit=10)
+            assert (page.first_position, page.last_position) == (7, 8)
+            assert [(e.position, e.entity_id) for e in page.events] == [(7, "e7"), (8, "e8")]
+    finally:
+        await trimmer.close()

@@ -313,7 +313,6 @@ class ChangeLog:
     # -- reading ----------------------------------------------------------------------
 
     async def read(self, namespace: str, *, after: int, limit: int) -> ChangePage:
-        coll = self._coll()
         while True:
             head = await self.seal(namespace, wait_after=after)
             if head is None:
@@ -326,28 +325,47 @@ class ChangeLog:
             if slot is None:
                 continue  # trimmed meanwhile: read the new head
             want = min(limit, last - position)
-            events: list[ChangeEvent] = []
-            while len(events) < want:
-                docs = await (
-                    coll.find(
-                        {"ns": namespace, "slot": {"$gte": slot, "$lte": int(head["sealed"])}},
-                        {"_id": 0, "ns": 0},
-                    )
-                    .sort("slot", ASCENDING)
-                    .limit(want - len(events) + 1)
-                    .to_list()
-                )
-                if not docs:
-                    break  # trimmed meanwhile
-                for doc in docs:
-                    slot = int(doc["slot"]) + 1
-                    if doc["kind"] == NOOP:
-                        continue
-                    position += 1
-                    events.append(_event(doc, position))
-                    if len(events) == want:
-                        break
+            events = await self._read_slots(namespace, slot, position, int(head["sealed"]), want)
+            if events is None:
+                # Trimmed meanwhile, before any event was read: the new head's ``first``
+                # tells the caller what it missed (the manager raises ChangesPrunedError).
+                continue
             return ChangePage(events, first, last)
+
+    async def _read_slots(
+        self, namespace: str, slot: int, position: int, sealed: int, limit: int
+    ) -> list[ChangeEvent] | None:
+        """Up to ``limit`` events from ``slot`` on (the event at ``position + 1``), up to
+        the ``sealed`` slot.
+
+        Sealed slots are contiguous from the oldest kept one, so a slot missing from what
+        the server returns was deleted by a trim that ran since ``slot`` was looked up:
+        the events read before it are numbered right and returned; ``None`` when no event
+        was read before it (counting on past the gap would give later events earlier
+        positions and hide the cut from the reader)."""
+        coll = self._coll()
+        events: list[ChangeEvent] = []
+        while len(events) < limit and slot <= sealed:
+            docs = await (
+                coll.find(
+                    {"ns": namespace, "slot": {"$gte": slot, "$lte": sealed}},
+                    {"_id": 0, "ns": 0},
+                )
+                .sort("slot", ASCENDING)
+                .limit(limit - len(events) + 1)
+                .to_list()
+            )
+            for doc in docs or [None]:
+                if doc is None or int(doc["slot"]) != slot:
+                    return events or None
+                slot += 1
+                if doc["kind"] == NOOP:
+                    continue
+                position += 1
+                events.append(_event(doc, position))
+                if len(events) == limit:
+                    break
+        return events
 
     # -- retention --------------------------------------------------------------------
 
