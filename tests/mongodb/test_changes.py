@@ -407,3 +407,48 @@ async def test_a_read_racing_retention_reports_the_cut_instead_of_renumbering(
             assert [(e.position, e.entity_id) for e in page.events] == [(7, "e7"), (8, "e8")]
     finally:
         await trimmer.close()
+
+
+class LostEventLog(ChangeLog):
+    """A change log whose first event insert fails as a dropped connection does (the
+    server is not reached, nothing is stored)."""
+
+    failed = False
+
+    async def insert(self, namespace: str, slot: int, event: Any, session: Any = None) -> None:
+        if not self.failed and event["kind"] != "noop":
+            self.failed = True
+            raise pymongo.errors.AutoReconnect("connection reset")
+        await super().insert(namespace, slot, event, session)
+
+
+class LostEventBackend(QuickBackend):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._changes = LostEventLog(
+            lambda: self._coll(schema.CHANGES),
+            hole_timeout=self.change_hole_timeout,
+            hole_wait=self.change_hole_wait,
+        )
+
+
+async def test_an_applied_write_whose_event_insert_fails_is_not_reported_as_failed(
+    mongodb_settings: Settings, ns: str, raw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without transactions the messages are stored before the event insert fails:
+    answering 503 would make the client append them again. The write succeeds, the lost
+    event is logged, and its slot is a noop at once."""
+    backend = LostEventBackend(mongodb_settings)
+    await backend.connect()
+    try:
+        with caplog.at_level("WARNING", logger="memstore.backends.mongodb.backend"):
+            stored = await backend.append_messages(ns, "c", [{"m": 1}])
+        assert [m.seq for m in stored] == [1]
+        assert [m.message for m in await backend.load_messages(ns, "c")] == [{"m": 1}]
+        assert "change event of an applied write is lost" in caplog.text
+        assert [d["kind"] for d in raw.find({"ns": ns, "slot": {"$gt": 0}})] == ["noop"] * 2
+        await backend.save_entity(ns, "e", "after", {})
+        page = await backend.read_changes(ns, after=0, limit=10)
+        assert [(e.position, e.entity_id) for e in page.events] == [(1, "after")]
+    finally:
+        await backend.close()

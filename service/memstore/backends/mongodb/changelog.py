@@ -355,8 +355,10 @@ class ChangeLog:
                 .limit(limit - len(events) + 1)
                 .to_list()
             )
-            for doc in docs or [None]:
-                if doc is None or int(doc["slot"]) != slot:
+            if not docs:
+                return events or None
+            for doc in docs:
+                if int(doc["slot"]) != slot:
                     return events or None
                 slot += 1
                 if doc["kind"] == NOOP:
@@ -424,16 +426,16 @@ class Claims:
     ``release`` fills every other with a ``noop`` (all of them when the write changed
     nothing or failed), so no claimed slot stays a hole."""
 
-    __slots__ = ("_log", "_namespace", "slots", "used")
+    __slots__ = ("_log", "namespace", "slots", "used")
 
     def __init__(self, log: ChangeLog, namespace: str) -> None:
         self._log = log
-        self._namespace = namespace
+        self.namespace = namespace
         self.slots: list[int] = []
         self.used: int | None = None
 
     async def claim(self) -> int:
-        slot = await self._log.claim(self._namespace)
+        slot = await self._log.claim(self.namespace)
         self.slots.append(slot)
         return slot
 
@@ -444,4 +446,4 @@ class Claims:
     async def release(self) -> None:
         for slot in self.slots:
             if slot != self.used:
-                await self._log.fill(self._namespace, slot)
+                await self._log.fill(self.namespace, slot)
