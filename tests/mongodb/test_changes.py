@@ -452,3 +452,28 @@ async def test_an_applied_write_whose_event_insert_fails_is_not_reported_as_fail
         assert [(e.position, e.entity_id) for e in page.events] == [(1, "after")]
     finally:
         await backend.close()
+
+
+async def test_a_writer_whose_slot_was_cut_by_retention_appends_its_event_again(
+    mongodb_settings: Settings, replicas: list[MongoDBMemoryBackend], ns: str, raw: Any
+) -> None:
+    """The writer stalls past the hole timeout; a reader fills its slot with a noop,
+    seals it, and retention deletes it. The slot's unique key is free again, so the late
+    insert succeeds there, below everything readers look at: it must append again."""
+    slow = SlowWriterBackend(mongodb_settings)
+    trimmer = QuickBackend(mongodb_settings.model_copy(update={"changes_max_events": 1}))
+    await slow.connect()
+    await trimmer.connect()
+    try:
+        stalled = asyncio.create_task(slow.save_entity(ns, "e", "late", {"v": 1}))
+        await asyncio.sleep(0.2)  # it has claimed slot 1 and stalls before inserting
+        await replicas[0].save_entity(ns, "e", "quick", {})
+        await asyncio.sleep(HOLE_TIMEOUT + 0.1)
+        await trimmer.trim_changes(ns)  # fills slot 1 with a noop, seals, deletes it
+        assert raw.find_one({"ns": ns, "slot": 1}) is None
+        await stalled
+        events = await everything(replicas[1], ns)
+        assert [(e.position, e.entity_id) for e in events] == [(1, "quick"), (2, "late")]
+    finally:
+        await slow.close()
+        await trimmer.close()
