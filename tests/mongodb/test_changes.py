@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pymongo
@@ -20,8 +20,10 @@ import pytest
 from memstore.backends.mongodb import MongoDBMemoryBackend, schema
 from memstore.backends.mongodb.changelog import ChangeLog
 from memstore.core import changes
+from memstore.core.errors import ChangesPrunedError
 from memstore.core.records import ChangeEvent, ToolUsageRecord
 from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
 from tests.mongodb.test_backend import RecordedMongoDBBackend, Recorder
 
 HOLE_TIMEOUT = 1.0
@@ -348,3 +350,130 @@ async def test_concurrent_writes_in_one_process_share_claims_and_inserts(
         assert raw.find_one({"ns": ns, "slot": 13})["kind"] == "noop"
     finally:
         await backend.close()
+
+
+class TrimmedMidReadLog(ChangeLog):
+    """A change log that runs ``trim_meanwhile`` (once) between finding the slot of the
+    event a read starts at and reading the slots: the moment a trim of another replica
+    can fall into."""
+
+    trim_meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def _slot_of(self, namespace: str, position: int) -> int | None:
+        slot = await super()._slot_of(namespace, position)
+        trim, self.trim_meanwhile = self.trim_meanwhile, None
+        if trim is not None:
+            await trim()
+        return slot
+
+
+class TrimmedMidReadBackend(QuickBackend):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._changes = TrimmedMidReadLog(
+            lambda: self._coll(schema.CHANGES),
+            hole_timeout=self.change_hole_timeout,
+            hole_wait=self.change_hole_wait,
+        )
+
+
+async def test_a_read_racing_retention_reports_the_cut_instead_of_renumbering(
+    mongodb_settings: Settings, ns: str
+) -> None:
+    """A trim that deletes the slots a read is about to read: the read must not number
+    the next kept events from the position it asked for (a silent gap with wrong
+    positions); it answers with the new ``first_position``, so the manager raises
+    ChangesPrunedError."""
+    reader = TrimmedMidReadBackend(mongodb_settings)
+    trimmer = QuickBackend(mongodb_settings.model_copy(update={"changes_max_events": 2}))
+    manager = DistributedMemoryManager(settings=mongodb_settings, backend=reader, namespace=ns)
+    await trimmer.connect()
+    try:
+        async with manager:  # connects and closes ``reader``
+            for i in range(1, 7):
+                await reader.save_entity(ns, "e", f"e{i}", {})
+            log = reader._changes
+            assert isinstance(log, TrimmedMidReadLog)
+            log.trim_meanwhile = lambda: trimmer.trim_changes(ns)
+            with pytest.raises(ChangesPrunedError) as pruned:
+                await manager.read_changes(after=0)
+            assert pruned.value.first_position == 5
+            # Reading from inside the kept range, cut again meanwhile: the page says so.
+            await reader.save_entity(ns, "e", "e7", {})
+            await reader.save_entity(ns, "e", "e8", {})
+            log.trim_meanwhile = lambda: trimmer.trim_changes(ns)
+            page = await reader.read_changes(ns, after=4, limit=10)
+            assert (page.first_position, page.last_position) == (7, 8)
+            assert [(e.position, e.entity_id) for e in page.events] == [(7, "e7"), (8, "e8")]
+    finally:
+        await trimmer.close()
+
+
+class LostEventLog(ChangeLog):
+    """A change log whose first event insert fails as a dropped connection does (the
+    server is not reached, nothing is stored)."""
+
+    failed = False
+
+    async def insert(self, namespace: str, slot: int, event: Any, session: Any = None) -> None:
+        if not self.failed and event["kind"] != "noop":
+            self.failed = True
+            raise pymongo.errors.AutoReconnect("connection reset")
+        await super().insert(namespace, slot, event, session)
+
+
+class LostEventBackend(QuickBackend):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._changes = LostEventLog(
+            lambda: self._coll(schema.CHANGES),
+            hole_timeout=self.change_hole_timeout,
+            hole_wait=self.change_hole_wait,
+        )
+
+
+async def test_an_applied_write_whose_event_insert_fails_is_not_reported_as_failed(
+    mongodb_settings: Settings, ns: str, raw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without transactions the messages are stored before the event insert fails:
+    answering 503 would make the client append them again. The write succeeds, the lost
+    event is logged, and its slot is a noop at once."""
+    backend = LostEventBackend(mongodb_settings)
+    await backend.connect()
+    try:
+        with caplog.at_level("WARNING", logger="memstore.backends.mongodb.backend"):
+            stored = await backend.append_messages(ns, "c", [{"m": 1}])
+        assert [m.seq for m in stored] == [1]
+        assert [m.message for m in await backend.load_messages(ns, "c")] == [{"m": 1}]
+        assert "change event of an applied write is lost" in caplog.text
+        assert [d["kind"] for d in raw.find({"ns": ns, "slot": {"$gt": 0}})] == ["noop"] * 2
+        await backend.save_entity(ns, "e", "after", {})
+        page = await backend.read_changes(ns, after=0, limit=10)
+        assert [(e.position, e.entity_id) for e in page.events] == [(1, "after")]
+    finally:
+        await backend.close()
+
+
+async def test_a_writer_whose_slot_was_cut_by_retention_appends_its_event_again(
+    mongodb_settings: Settings, replicas: list[MongoDBMemoryBackend], ns: str, raw: Any
+) -> None:
+    """The writer stalls past the hole timeout; a reader fills its slot with a noop,
+    seals it, and retention deletes it. The slot's unique key is free again, so the late
+    insert succeeds there, below everything readers look at: it must append again."""
+    slow = SlowWriterBackend(mongodb_settings)
+    trimmer = QuickBackend(mongodb_settings.model_copy(update={"changes_max_events": 1}))
+    await slow.connect()
+    await trimmer.connect()
+    try:
+        stalled = asyncio.create_task(slow.save_entity(ns, "e", "late", {"v": 1}))
+        await asyncio.sleep(0.2)  # it has claimed slot 1 and stalls before inserting
+        await replicas[0].save_entity(ns, "e", "quick", {})
+        await asyncio.sleep(HOLE_TIMEOUT + 0.1)
+        await trimmer.trim_changes(ns)  # fills slot 1 with a noop, seals, deletes it
+        assert raw.find_one({"ns": ns, "slot": 1}) is None
+        await stalled
+        events = await everything(replicas[1], ns)
+        assert [(e.position, e.entity_id) for e in events] == [(1, "quick"), (2, "late")]
+    finally:
+        await slow.close()
+        await trimmer.close()

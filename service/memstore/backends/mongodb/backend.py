@@ -624,31 +624,49 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         ``body`` observes the state it changes, then claims a slot (``claims``; it may
         claim again after losing a race), makes its conditional write and returns
         (result, event or ``None`` when it changed nothing). The event is inserted here
-        at the last claimed slot, in the same transaction. Without one, an insert that
-        finds its slot taken (a reader gave up on it: the writer was slower than
-        ``change_hole_timeout``) appends the event at a new slot. Every other claimed
-        slot gets a ``noop`` at the end, whatever happened."""
+        at the last claimed slot, in the same transaction (a duplicate key rolls it back
+        and ``_atomic`` runs it again); without one, see ``_append_applied``. Every other
+        claimed slot gets a ``noop`` at the end, whatever happened."""
         claims = Claims(self._changes, namespace)
 
         async def run(session: AsyncClientSession | None) -> T:
             claims.used = None
             result, event = await body(session, claims)
-            while event is not None:
-                try:
-                    await self._changes.insert(namespace, claims.slot, event, session)
-                except DuplicateKeyError:
-                    if session is not None:
-                        raise  # the transaction is rolled back: ``_atomic`` runs it again
-                    await claims.claim()
-                    continue
+            if event is not None and session is not None:
+                await self._changes.insert(namespace, claims.slot, event, session)
                 claims.used = claims.slot
-                break
+            elif event is not None:
+                await self._append_applied(operation, claims, event)
             return result
 
         try:
             return await self._atomic(operation, run)
         finally:
             await self._release(operation, claims)
+
+    async def _append_applied(self, operation: str, claims: Claims, event: Doc) -> None:
+        """Insert the event of a write applied without a transaction, at its last claimed
+        slot. A slot taken meanwhile (a reader gave up on it: the writer was slower than
+        ``change_hole_timeout``; or retention had already cut it) gets the event at a new
+        slot. A failure is logged, not raised: the data write is applied, and reporting it
+        as failed would make the client repeat it (an append twice). That write then has
+        no event; its slot becomes a ``noop`` (at once, or by a reader after the hole
+        timeout)."""
+        try:
+            while True:
+                try:
+                    await self._changes.insert(claims.namespace, claims.slot, event)
+                except DuplicateKeyError:
+                    await claims.claim()
+                    continue
+                claims.used = claims.slot
+                return
+        except PyMongoError as exc:
+            log.warning(
+                "change event of an applied write is lost: %s",
+                _describe_error(exc),
+                extra={"op": operation},
+            )
 
     async def _release(self, operation: str, claims: Claims) -> None:
         try:

@@ -21,7 +21,9 @@ docs/architecture.md ("MongoDB backend", "Change log"); in short:
   compare-and-set on the head. Every slot below ``sealed`` is final, so sealers racing each
   other compute the same positions; the loser's compare-and-set just fails.
 * Readers then read events by position. Retention raises the head's ``first`` (a
-  position) before it deletes anything below it, and only ever deletes sealed slots.
+  position) and ``cut`` (the slot of that position) before it deletes the slots below
+  ``cut``, and only ever deletes sealed slots. A writer whose insert lands below ``cut``
+  (it stalled so long that its slot was given up on, sealed and deleted) appends again.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any, Generic, TypeVar
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from memstore.core.changes import current_actor
 from memstore.core.records import ChangeEvent, ChangePage
@@ -181,7 +183,7 @@ class ChangeLog:
             {
                 "$inc": {"last": len(asking)},
                 "$set": {"at": time.time()},
-                "$setOnInsert": {"sealed": 0, "sealed_pos": 0, "first": 1},
+                "$setOnInsert": {"sealed": 0, "sealed_pos": 0, "first": 1, "cut": 0},
             },
             upsert=True,
             return_document=ReturnDocument.AFTER,
@@ -198,7 +200,9 @@ class ChangeLog:
         session: AsyncClientSession | None = None,
     ) -> None:
         """Store ``event`` at ``slot``; ``DuplicateKeyError`` when the slot is taken (a
-        reader filled it after the hole timeout)."""
+        reader filled it after the hole timeout) or, outside a transaction, when it had
+        been cut by retention already (filled, sealed, then deleted: the insert lands in
+        a slot no reader looks at again)."""
         doc = {"ns": namespace, "slot": slot, "ts": time.time(), **event}
         if session is not None:
             await self._coll().insert_one(doc, session=session)
@@ -206,18 +210,31 @@ class ChangeLog:
             await self._inserts(namespace, doc)
 
     async def _insert_round(self, namespace: str, docs: list[Doc]) -> list[Exception | None]:
+        results: list[Exception | None] = [None] * len(docs)
         try:
             await self._coll().insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             if exc.details.get("writeConcernErrors"):
                 raise
-            results: list[Exception | None] = [None] * len(docs)
             for error in exc.details.get("writeErrors", []):
                 message, code = error.get("errmsg", "write error"), error.get("code")
                 failure = DuplicateKeyError if code in DUPLICATE_KEY_CODES else OperationFailure
                 results[error["index"]] = failure(message, code, error)
-            return results
-        return [None] * len(docs)
+        landed = [i for i, doc in enumerate(docs) if results[i] is None and doc["kind"] != NOOP]
+        if landed:
+            # Retention raises ``cut`` before it deletes below it, so an event stored
+            # below it now arrived after its slot was filled, sealed and deleted. (If
+            # the head cannot be read, the events stay where they landed: almost always
+            # a slot readers will count.)
+            with contextlib.suppress(PyMongoError):
+                head = await self._coll().find_one({"ns": namespace, "slot": HEAD}, {"cut": 1})
+                cut = int((head or {}).get("cut", 0))
+                for i in landed:
+                    if docs[i]["slot"] < cut:
+                        results[i] = DuplicateKeyError(
+                            f"slot {docs[i]['slot']} was cut by retention before its event arrived"
+                        )
+        return results
 
     async def fill(self, namespace: str, slot: int) -> None:
         """A ``noop`` at ``slot`` unless it already holds a document."""
@@ -313,7 +330,6 @@ class ChangeLog:
     # -- reading ----------------------------------------------------------------------
 
     async def read(self, namespace: str, *, after: int, limit: int) -> ChangePage:
-        coll = self._coll()
         while True:
             head = await self.seal(namespace, wait_after=after)
             if head is None:
@@ -326,36 +342,58 @@ class ChangeLog:
             if slot is None:
                 continue  # trimmed meanwhile: read the new head
             want = min(limit, last - position)
-            events: list[ChangeEvent] = []
-            while len(events) < want:
-                docs = await (
-                    coll.find(
-                        {"ns": namespace, "slot": {"$gte": slot, "$lte": int(head["sealed"])}},
-                        {"_id": 0, "ns": 0},
-                    )
-                    .sort("slot", ASCENDING)
-                    .limit(want - len(events) + 1)
-                    .to_list()
-                )
-                if not docs:
-                    break  # trimmed meanwhile
-                for doc in docs:
-                    slot = int(doc["slot"]) + 1
-                    if doc["kind"] == NOOP:
-                        continue
-                    position += 1
-                    events.append(_event(doc, position))
-                    if len(events) == want:
-                        break
+            events = await self._read_slots(namespace, slot, position, int(head["sealed"]), want)
+            if events is None:
+                # Trimmed meanwhile, before any event was read: the new head's ``first``
+                # tells the caller what it missed (the manager raises ChangesPrunedError).
+                continue
             return ChangePage(events, first, last)
+
+    async def _read_slots(
+        self, namespace: str, slot: int, position: int, sealed: int, limit: int
+    ) -> list[ChangeEvent] | None:
+        """Up to ``limit`` events from ``slot`` on (the event at ``position + 1``), up to
+        the ``sealed`` slot.
+
+        Sealed slots are contiguous from the oldest kept one, so a slot missing from what
+        the server returns was deleted by a trim that ran since ``slot`` was looked up:
+        the events read before it are numbered right and returned; ``None`` when no event
+        was read before it (counting on past the gap would give later events earlier
+        positions and hide the cut from the reader)."""
+        coll = self._coll()
+        events: list[ChangeEvent] = []
+        while len(events) < limit and slot <= sealed:
+            docs = await (
+                coll.find(
+                    {"ns": namespace, "slot": {"$gte": slot, "$lte": sealed}},
+                    {"_id": 0, "ns": 0},
+                )
+                .sort("slot", ASCENDING)
+                .limit(limit - len(events) + 1)
+                .to_list()
+            )
+            if not docs:
+                return events or None
+            for doc in docs:
+                if int(doc["slot"]) != slot:
+                    return events or None
+                slot += 1
+                if doc["kind"] == NOOP:
+                    continue
+                position += 1
+                events.append(_event(doc, position))
+                if len(events) == limit:
+                    break
+        return events
 
     # -- retention --------------------------------------------------------------------
 
     async def trim(self, namespace: str, *, max_events: int, retention: float) -> None:
         """Keep the newest ``max_events`` events and those younger than ``retention``
         seconds. Seals first (so everything stored counts), anchors the oldest kept
-        event, raises the head's ``first`` to it, then deletes the slots below it (in
-        that order: a reader never sees the cut as missing events)."""
+        event, raises the head's ``first`` to it and ``cut`` to its slot, then deletes the
+        slots below it (in that order: a reader never sees the cut as missing events, and
+        a late writer finds its slot below ``cut``)."""
         head = await self.seal(namespace)
         if head is None:
             return
@@ -392,7 +430,9 @@ class ChangeLog:
             await coll.update_one(
                 {"ns": namespace, "slot": first_slot, "pos": None}, {"$set": {"pos": first}}
             )
-        await coll.update_one({"ns": namespace, "slot": HEAD}, {"$max": {"first": first}})
+        await coll.update_one(
+            {"ns": namespace, "slot": HEAD}, {"$max": {"first": first, "cut": first_slot}}
+        )
         await coll.delete_many({"ns": namespace, "slot": {"$gt": HEAD, "$lt": first_slot}})
 
     async def namespaces(self) -> list[str]:
@@ -406,16 +446,16 @@ class Claims:
     ``release`` fills every other with a ``noop`` (all of them when the write changed
     nothing or failed), so no claimed slot stays a hole."""
 
-    __slots__ = ("_log", "_namespace", "slots", "used")
+    __slots__ = ("_log", "namespace", "slots", "used")
 
     def __init__(self, log: ChangeLog, namespace: str) -> None:
         self._log = log
-        self._namespace = namespace
+        self.namespace = namespace
         self.slots: list[int] = []
         self.used: int | None = None
 
     async def claim(self) -> int:
-        slot = await self._log.claim(self._namespace)
+        slot = await self._log.claim(self.namespace)
         self.slots.append(slot)
         return slot
 
@@ -426,4 +466,4 @@ class Claims:
     async def release(self) -> None:
         for slot in self.slots:
             if slot != self.used:
-                await self._log.fill(self._namespace, slot)
+                await self._log.fill(self.namespace, slot)
