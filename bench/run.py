@@ -709,15 +709,16 @@ def _cpu(r: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "| backend | scenario | service req/s | baseline req/s | ratio (target) "
-        "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service | p50 / p99 ms baseline "
-        "| p99 at ½ max |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in report["scenarios"]:
-        if r["kind"] != "baseline":
-            continue
+    baselines = [r for r in report["scenarios"] if r["kind"] == "baseline"]
+    lines: list[str] = []
+    if baselines or not report["scenarios"]:
+        lines += [
+            "| backend | scenario | service req/s | baseline req/s | ratio (target) "
+            "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service "
+            "| p50 / p99 ms baseline | p99 at ½ max |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+    for r in baselines:
         m, b = r["measured"], r["reference"]
         half = r.get("half_max")
         half_s = (
@@ -735,7 +736,7 @@ def markdown(report: dict[str, Any]) -> str:
     costs = [r for r in report["scenarios"] if r["kind"] == "cost"]
     if costs:
         lines += [
-            "",
+            *([""] if lines else []),
             "| comparison | with req/s | without req/s | ratio (target) "
             "| CPU µs/req with / without (ratio) | p50 / p99 ms with | p50 / p99 ms without |",
             "|---|---:|---:|---:|---:|---:|---:|",
