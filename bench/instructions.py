@@ -14,9 +14,10 @@ starts from the same seeded data.
     .venv/bin/python -m bench.instructions --ops get --trees . \\
         --env tracing10=OTEL_TRACES_SAMPLER_ARG=0.1,OTEL_TRACES_EXPORTER=console
 
-Each tree is a checkout with its own ``.venv`` (``make venv``); the first is the reference.
-``--env NAME=K=V,K=V`` adds a configuration of the last tree. valgrind must be installed
-(Debian: ``apt-get install valgrind``).
+Each tree is a checkout whose service runs with this checkout's interpreter and libraries
+(``bench.procs.checkout_env``, as ``make bench --reference-tree`` runs it); the first is
+the reference. ``--env NAME=K=V,K=V`` adds a configuration of the last tree. valgrind
+must be installed (Debian: ``apt-get install valgrind``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import http.client
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ from pathlib import Path
 import orjson
 
 from bench import workload as W
-from bench.procs import Procs, free_port, http_ok, wait_until
+from bench.procs import Procs, checkout_env, free_port, http_ok, wait_until
 
 NS = f"/v1/namespaces/{W.NAMESPACE}"
 OPS = ("get", "miss", "put", "append", "load50", "tool")
@@ -116,8 +118,15 @@ class Counter:
         self, variant: Variant, env: dict[str, str], out: Path | None
     ) -> tuple[subprocess.Popen[bytes], int]:
         port = free_port()
-        full = {**os.environ, **self.env, "MEMSTORE_PORT": str(port), **variant.env, **env}
-        args = [str(variant.tree / ".venv/bin/python"), "-m", "memstore", "serve"]
+        full = {
+            **os.environ,
+            **self.env,
+            "MEMSTORE_PORT": str(port),
+            **checkout_env(variant.tree),
+            **variant.env,
+            **env,
+        }
+        args = [sys.executable, "-m", "memstore", "serve"]
         if out is not None:
             valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
             args = [*valgrind, f"--callgrind-out-file={out}", *args]
@@ -176,7 +185,12 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
-    variants = [Variant(t.resolve().name, t.resolve()) for t in args.trees]
+    try:
+        variants = [Variant(t.resolve().name, t.resolve()) for t in args.trees]
+        for v in variants:
+            checkout_env(v.tree)
+    except ValueError as exc:
+        parser.error(str(exc))
     for spec in args.env:
         name, _, pairs = spec.partition("=")
         env = dict(p.split("=", 1) for p in pairs.split(",") if p)

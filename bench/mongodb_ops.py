@@ -4,10 +4,11 @@
 ``python -m bench.mongodb_ops --trees ../old .`` starts one FerretDB and, for entity saves
 (replacing one of 20 entities, ~1 KB) and one-message appends (to one of 20
 conversations), sequentially and with 8 concurrent writers, runs each checkout's backend
-in its own process (its ``service/`` first on ``PYTHONPATH``, this checkout's
-environment) in alternating rounds. It prints, per checkout, the median over the rounds
-of: commands sent per write (PyMongo command monitoring; exact), the process's CPU per
-write, and writes per second. Each run gets a fresh database.
+in its own process (``bench.procs.checkout_env``: its ``service/`` first on
+``PYTHONPATH``, this checkout's environment) in alternating rounds. It prints, per
+checkout, the median over the rounds of: commands sent per write (PyMongo command
+monitoring; exact), the process's CPU per write, and writes per second. Each run gets a
+fresh database.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.procs import Procs
+from bench.procs import REPO, Procs, checkout_env
 
 ROWS = (("put", 300, 1), ("put", 400, 8), ("append", 300, 1), ("append", 400, 8))
 
@@ -93,19 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         uri, database, op, n, writers = args.child
         print(json.dumps(asyncio.run(_one(uri, database, op, int(n), int(writers)))))
         return 0
-    procs = Procs(Path(tempfile.mkdtemp(prefix="memstore-ops-")))
     trees = [Path(t).resolve() for t in args.trees]
+    try:
+        paths = {t: checkout_env(t)["PYTHONPATH"] for t in trees}
+    except ValueError as exc:
+        p.error(str(exc))
+    procs = Procs(Path(tempfile.mkdtemp(prefix="memstore-ops-")))
     try:
         uri = procs.ferretdb("ferretdb")
         for op, n, writers in ROWS:
             samples: dict[Path, list[dict[str, float]]] = {t: [] for t in trees}
             for r in range(args.rounds):
                 for tree in trees if r % 2 == 0 else list(reversed(trees)):
+                    service = paths[tree]
                     child = [uri, f"d{uuid.uuid4().hex[:8]}", op, str(n), str(writers)]
                     me = [sys.executable, "-m", "bench.mongodb_ops", "--trees", *args.trees]
                     out = subprocess.run(
                         [*me, "--child", *child],
-                        env={**os.environ, "PYTHONPATH": f"{tree / 'service'}:{Path.cwd()}"},
+                        env={**os.environ, "PYTHONPATH": f"{service}:{REPO}"},
                         capture_output=True,
                         text=True,
                         check=True,

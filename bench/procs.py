@@ -247,6 +247,17 @@ class Procs:
         return f"mongodb://127.0.0.1:{port}/"
 
 
+def checkout_env(tree: Path) -> dict[str, str]:
+    """The environment that runs another checkout's ``memstore`` with this checkout's
+    interpreter and libraries: its ``service/`` first on ``PYTHONPATH``, ahead of this
+    tree's editable install. Two checkouts compared this way differ in their code alone
+    (the same library versions), and the other one needs no ``.venv`` of its own."""
+    service = tree.resolve() / "service"
+    if not (service / "memstore" / "__init__.py").is_file():
+        raise ValueError(f"{tree}: no service/memstore there (not a memstore checkout)")
+    return {"PYTHONPATH": str(service)}
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of processes (and their threads) so far."""
     tick = os.sysconf("SC_CLK_TCK")

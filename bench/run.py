@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 from bench import workload as W
-from bench.procs import REPO, Procs, cpu_seconds, redis_cli, redis_pid
+from bench.procs import REPO, Procs, checkout_env, cpu_seconds, redis_cli, redis_pid
 from bench.wrk import Sample, run_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -293,13 +293,11 @@ class Run:
         if key in g.targets:
             t = g.targets[key]
         elif key.startswith("svc"):
-            env = dict(g.service_env)
-            if "nocache" in key:
-                env["MEMSTORE_CACHE_TTL_SECONDS"] = "0"
-            env.update(self.variant_env(key))
+            env = self.service_env(g, key)
             t = g.targets[key] = Target("service", "svc", env=env, count=2 if key == "svc2" else 1)
-        elif key == "tree":
-            t = g.targets[key] = Target("service", "tree", env=self.tree_env(g))
+        elif key.startswith("tree"):  # "tree", "tree_nocache": --reference-tree's service
+            env = self.service_env(g, key) | self.tree_env()
+            t = g.targets[key] = Target("service", "tree", env=env)
         elif key == "base":
             t = g.targets[key] = Target("baseline", "raw", raw=g.raw)
         else:
@@ -307,6 +305,14 @@ class Run:
         if not t.urls:
             self.start(g, key, t)
         return t
+
+    def service_env(self, g: Group, key: str) -> dict[str, str]:
+        """The group's service settings for a target key: ``_nocache`` turns the cache
+        off, then the observability variant of ``variant_env``."""
+        env = dict(g.service_env)
+        if "nocache" in key:
+            env["MEMSTORE_CACHE_TTL_SECONDS"] = "0"
+        return env | self.variant_env(key)
 
     def variant_env(self, key: str) -> dict[str, str]:
         """Observability variants of the service: ``svc_off`` has metrics and tracing off;
@@ -325,14 +331,12 @@ class Run:
                 }
         return {}
 
-    def tree_env(self, g: Group) -> dict[str, str]:
-        """The service of the ``--reference-tree`` checkout: its ``service/`` first on the
-        path (ahead of this tree's editable install), its own data (prefix, database,
-        file), otherwise the group's default settings."""
-        tree = self.args.reference_tree.resolve()
+    def tree_env(self) -> dict[str, str]:
+        """The ``--reference-tree`` checkout's service, with this checkout's environment
+        (``checkout_env``) and its own data (Redis prefix, database, file) on the same
+        backend servers: two versions of the code may not share a data layout."""
         return {
-            **g.service_env,
-            "PYTHONPATH": str(tree / "service"),
+            **checkout_env(self.args.reference_tree),
             "REDIS_PREFIX": "memstore-ref:",
             "MONGODB_DB": "bench_ref",
             "MEMSTORE_DATA_PATH": str(self.workdir / "embedded-ref.db"),
@@ -705,15 +709,16 @@ def _cpu(r: dict[str, Any]) -> str:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "| backend | scenario | service req/s | baseline req/s | ratio (target) "
-        "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service | p50 / p99 ms baseline "
-        "| p99 at ½ max |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in report["scenarios"]:
-        if r["kind"] != "baseline":
-            continue
+    baselines = [r for r in report["scenarios"] if r["kind"] == "baseline"]
+    lines: list[str] = []
+    if baselines or not report["scenarios"]:
+        lines += [
+            "| backend | scenario | service req/s | baseline req/s | ratio (target) "
+            "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service "
+            "| p50 / p99 ms baseline | p99 at ½ max |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+    for r in baselines:
         m, b = r["measured"], r["reference"]
         half = r.get("half_max")
         half_s = (
@@ -731,7 +736,7 @@ def markdown(report: dict[str, Any]) -> str:
     costs = [r for r in report["scenarios"] if r["kind"] == "cost"]
     if costs:
         lines += [
-            "",
+            *([""] if lines else []),
             "| comparison | with req/s | without req/s | ratio (target) "
             "| CPU µs/req with / without (ratio) | p50 / p99 ms with | p50 / p99 ms without |",
             "|---|---:|---:|---:|---:|---:|---:|",
@@ -818,29 +823,30 @@ def redis_tracing_costs() -> list[Scenario]:
     ]
 
 
-def tree_comparisons() -> list[Scenario]:
-    """``--reference-tree``: the writes of this checkout's service against another
-    checkout's (same backend server, same settings, each with its own data), e.g. a
-    branch against main."""
+def tree_comparisons(scenarios: list[Scenario]) -> list[Scenario]:
+    """``--reference-tree``: what a change costs. Every service row of a group (the
+    service against the raw baseline) once more as ``tree-<key>``: the same load against
+    this checkout's service and another checkout's (e.g. a branch against main), same
+    settings, same backend servers, rounds alternating as in every cost row."""
     return [
         Scenario(
-            f"tree-{key}",
-            f"{title}: this tree / reference tree",
-            Side("tree", load),
-            Side("svc", load),
+            f"tree-{sc.key}",
+            # the service side's part of the title (the mixed row's also names its raw reference)
+            f"{sc.title.partition(' vs ')[0]}: this tree / reference tree",
+            Side(sc.meas.target.replace("svc", "tree", 1), sc.meas.load),
+            sc.meas,
             0.90,
             kind="cost",
         )
-        for key, title, load in (
-            ("put", "entity PUT", put_load()),
-            ("append", "conversation append", append_load()),
-            ("tool", "tool-usage record", tool_load()),
-        )
+        for sc in scenarios
+        if sc.kind == "baseline" and sc.meas.target.startswith("svc")
     ]
 
 
 def groups(reference_tree: bool = False) -> list[Group]:
-    trees = tree_comparisons() if reference_tree else []
+    def trees(scenarios: list[Scenario]) -> list[Scenario]:
+        return scenarios + (tree_comparisons(scenarios) if reference_tree else [])
+
     embedded = backend_scenarios()
     embedded.insert(
         0,
@@ -879,17 +885,15 @@ def groups(reference_tree: bool = False) -> list[Group]:
         )
     )
     return [
-        Group("embedded", setup_embedded, embedded + trees),
-        Group(
-            "redis", setup_redis, backend_scenarios() + redis_tracing_costs() + trees, need_redis
-        ),
-        Group("redis-cluster", setup_redis_cluster, backend_scenarios() + trees, need_redis),
+        Group("embedded", setup_embedded, trees(embedded)),
+        Group("redis", setup_redis, trees(backend_scenarios() + redis_tracing_costs()), need_redis),
+        Group("redis-cluster", setup_redis_cluster, trees(backend_scenarios()), need_redis),
         # FerretDB v1 on SQLite is the bottleneck there (fsync per write, sorts in memory):
         # fewer entities, connections and rounds keep the group inside the time budget.
         Group(
             "mongodb",
             setup_mongo,
-            backend_scenarios() + trees,
+            trees(backend_scenarios()),
             need_mongo,
             entities=100,
             conversations=5,
@@ -926,11 +930,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--reference-tree",
         type=Path,
-        help="another checkout (e.g. a worktree of main): adds the rows tree-put, "
-        "tree-append, tree-tool, its service against this tree's",
+        help="another checkout (e.g. a worktree of main): adds a row tree-<key> for every "
+        "service row <key>, its service against this tree's (pick them with --only)",
     )
     p.add_argument("--report", type=Path, help="only print the tables of an earlier result file")
     args = p.parse_args(argv)
+    if args.reference_tree is not None:
+        try:
+            checkout_env(args.reference_tree)
+        except ValueError as exc:
+            p.error(str(exc))
     if args.report is not None:
         print(performance_section(json.loads(args.report.read_text())))
         return 0

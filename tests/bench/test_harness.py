@@ -4,12 +4,14 @@ One second per side on the embedded backend: the service and the baseline app st
 processes, wrk drives them, and the result file and table must have the documented shape.
 The PUT scenario also proves the version-check script works against both servers: every
 If-Match / If-None-Match request must succeed (a 412 would count as an error).
-No timing is asserted.
+``--reference-tree`` runs the other checkout's service beside this one's (a copy of the
+service code here; a broken copy proves it is that code which runs). No timing is asserted.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,3 +77,77 @@ def test_one_scenario_round_trip(tmp_path: Path) -> None:
     assert table.startswith("| backend | scenario | service req/s | baseline req/s |")
     assert "| embedded | entity GET, cache hit |" in table
     assert "| embedded | entity PUT" in table
+
+
+def _reference_tree(tmp_path: Path) -> Path:
+    """A checkout to compare against: a copy of this tree's service code."""
+    tree = tmp_path / "ref"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "service", tree / "service", ignore=ignore)
+    return tree
+
+
+def _bench_tree_put(tmp_path: Path, tree: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--only",
+            "^embedded/tree-put$",
+            "--seconds",
+            "1",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--no-extras",
+            "--out",
+            str(tmp_path / "out"),
+            "--reference-tree",
+            str(tree),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+
+
+def test_reference_tree_row(tmp_path: Path) -> None:
+    out = _bench_tree_put(tmp_path, _reference_tree(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    (file,) = (tmp_path / "out").glob("*.json")
+    report = json.loads(file.read_text())
+    (row,) = report["scenarios"]
+    assert (row["group"], row["key"], row["kind"]) == ("embedded", "tree-put", "cost")
+    assert row["reference"]["target"] == "tree"
+    assert row["measured"]["target"] == "svc"
+    for side in ("reference", "measured"):
+        assert row[side]["rps"] > 0
+        assert row[side]["errors"] == 0, (side, row[side])
+        assert len(row[side]["rounds"]) == 4  # a cost row: four times --rounds
+    assert "reference_tree" in report["settings"]
+    assert out.stdout.startswith("| comparison |")
+    assert "| embedded: entity PUT" in out.stdout
+    assert ": this tree / reference tree |" in out.stdout
+
+
+def test_reference_tree_runs_that_trees_code(tmp_path: Path) -> None:
+    tree = _reference_tree(tmp_path)
+    (tree / "service" / "memstore" / "__main__.py").write_text("raise SystemExit(7)\n")
+    out = _bench_tree_put(tmp_path, tree)
+    assert out.returncode == 1
+    (file,) = (tmp_path / "out").glob("*.json")
+    (failure,) = json.loads(file.read_text())["failed"]
+    assert failure["key"] == "tree-put"
+    assert "exited with 7" in failure["error"]
+    kept = out.stderr.rsplit("logs of the failed run kept in ", 1)[1].strip()
+    shutil.rmtree(kept)
+
+
+def test_reference_tree_must_be_a_checkout(tmp_path: Path) -> None:
+    out = _bench_tree_put(tmp_path, tmp_path)
+    assert out.returncode == 2
+    assert "not a memstore checkout" in out.stderr
+    assert "Traceback" not in out.stderr
