@@ -302,7 +302,7 @@ async def test_a_reader_without_a_position_starts_at_the_oldest_retained_change(
             await http.put(f"/v1/namespaces/{NS}/entities/item/i{i}", json={"data": {}})
         await app[MANAGER].for_namespace(NS).trim_changes()
         for query in ({}, {"after": 0}):
-            body = await page(http, **query)
+            body = await page(http, None, **query)
             assert [e["position"] for e in body["events"]] == [4, 5, 6]
         async with http.get(FEED, headers=STREAM) as resp:
             assert resp.status == 200
