@@ -260,6 +260,11 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             await self._bus.stop()  # first: it refuses a close on another event loop
             self._bus = None
         await self._background.stop()
+        last = self._relay_last
+        if isinstance(last, asyncio.Task) and not last.done():
+            # A batch relay outlives the writers that joined it (they may have been
+            # cancelled): it ends before the connection closes, or it would reopen one.
+            await asyncio.wait([last], timeout=self.settings.redis_socket_timeout_seconds)
         await self.connection.close()
 
     async def ping(self) -> bool:
