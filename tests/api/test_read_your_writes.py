@@ -187,6 +187,8 @@ async def test_a_delete_through_one_replica_is_not_undone_by_another(
         assert await alone_on_b.get_entity("doc", "known") is not None  # B's stale copy
         assert await on_b.get_entity("doc", "known") is None
         assert tracker.floor(("agent", "doc", "known")) == 2
+        # That read found nothing: B dropped its stale copy for readers without a token.
+        assert await alone_on_b.get_entity("doc", "known") is None
 
         # A version the client never saw (another writer made it): no number bounds it.
         await manager_of(b).save_entity("doc", "unseen", {"v": 1})
@@ -195,7 +197,8 @@ async def test_a_delete_through_one_replica_is_not_undone_by_another(
         before = await cache_figures(b)
         assert await on_b.get_entity("doc", "unseen") is None
         assert (await cache_figures(b))["bypasses"] == before["bypasses"] + 1
-        assert await alone_on_b.get_entity("doc", "unseen") is not None  # B's stale copy
+        # The bypassing read found nothing: B dropped its stale copy for everyone.
+        assert await alone_on_b.get_entity("doc", "unseen") is None
 
 
 async def test_the_client_passes_the_callers_own_conditions(

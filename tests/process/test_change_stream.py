@@ -77,7 +77,7 @@ async def test_watch_resumes_across_a_killed_and_restarted_service(tmp_path: Pat
 async def test_a_stream_its_client_left_gives_back_its_in_flight_slot(tmp_path: Path) -> None:
     # The keep-alive (whose write would find the client gone) is far off: only noticing
     # the closed connection ends the stream, and frees the caller's one slot.
-    env = {"MEMSTORE_MAX_INFLIGHT_PER_CALLER": "1", "MEMSTORE_CHANGES_KEEPALIVE_SECONDS": "120"}
+    env = {"MEMSTORE_MAX_INFLIGHT_PER_CALLER": "1", "MEMSTORE_CHANGES_KEEPALIVE_SECONDS": "30"}
     svc = ServiceProcess(tmp_path, env).start()
     url = f"{svc.url}/v1/namespaces/{NS}/changes"
     try:
