@@ -383,11 +383,40 @@ class WebhookSettings(_Slice):
         return self
 
 
+EmbedderName = Literal["wordllama", "local", "openai", "none"]
+
+
+class SearchSettings(_Slice):
+    """Search (recall) and the embedder behind semantic search (``memstore.embeddings``)."""
+
+    # wordllama: a model whose weights ship inside its PyPI package (no download, CPU);
+    # local: a model loaded from MEMSTORE_EMBEDDER_MODEL_PATH; openai: any OpenAI-compatible
+    # /v1/embeddings endpoint at MEMSTORE_EMBEDDER_URL; none: keyword and filter only.
+    embedder: EmbedderName = Field("wordllama", validation_alias=_env("MEMSTORE_EMBEDDER"))
+    # The model's name for the embedder (wordllama: a bundled config; openai: the model
+    # the endpoint serves); empty: the embedder's default.
+    embedder_model: str = Field("", validation_alias=_env("MEMSTORE_EMBEDDER_MODEL"))
+    embedder_model_path: Path | None = Field(
+        None, validation_alias=_env("MEMSTORE_EMBEDDER_MODEL_PATH")
+    )
+    embedder_url: str | None = Field(None, validation_alias=_env("MEMSTORE_EMBEDDER_URL"))
+    embedder_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("MEMSTORE_EMBEDDER_API_KEY")
+    )
+    # Which fields of each entity type are indexed (keywords) and embedded (semantic), as
+    # JSON {"<type>": ["field", "nested.field"], "*": [...]}; a type not listed (and no
+    # "*") indexes every string value of its JSON.
+    search_fields: dict[str, list[str]] = Field(
+        default_factory=dict, validation_alias=_env("MEMSTORE_SEARCH_FIELDS")
+    )
+
+
 class Settings(
     ServerSettings,
     SecuritySettings,
     McpSettings,
     WebhookSettings,
+    SearchSettings,
     CacheSettings,
     EmbeddedSettings,
     RedisSettings,
