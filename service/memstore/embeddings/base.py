@@ -44,6 +44,20 @@ def build_embedder(settings: SearchSettings) -> Embedder | None:
         from memstore.embeddings.wordllama import WordLlamaEmbedder
 
         return WordLlamaEmbedder(settings.embedder_model)
-    if settings.embedder == "none":
-        return None
-    raise ConfigurationError(f"MEMSTORE_EMBEDDER={settings.embedder!r} is not available yet")
+    if settings.embedder == "local":
+        from memstore.embeddings.local import LocalModelEmbedder
+
+        if settings.embedder_model_path is None:
+            raise ConfigurationError("MEMSTORE_EMBEDDER=local needs MEMSTORE_EMBEDDER_MODEL_PATH")
+        return LocalModelEmbedder(settings.embedder_model_path)
+    if settings.embedder == "openai":
+        from memstore.embeddings.openai_compatible import OpenAICompatibleEmbedder
+
+        if not settings.embedder_url or not settings.embedder_model:
+            raise ConfigurationError(
+                "MEMSTORE_EMBEDDER=openai needs MEMSTORE_EMBEDDER_URL and MEMSTORE_EMBEDDER_MODEL"
+            )
+        return OpenAICompatibleEmbedder(
+            settings.embedder_url, settings.embedder_model, api_key=settings.embedder_api_key
+        )
+    return None
