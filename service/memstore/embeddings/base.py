@@ -24,9 +24,12 @@ class Embedder(Protocol):
     run in a worker thread, remote ones are awaited."""
 
     name: str
-    """The vector space: model and dimension, e.g. ``wordllama/l2_supercat/256``."""
+    """The vector space: model and dimension, e.g. ``wordllama/l2_supercat/256``
+    (``local/<folder>/<dimension>/<weights digest>``; ``openai/<model>``, whose dimension
+    the endpoint's model decides)."""
 
     dimension: int
+    """Known when built for local models; for ``openai``, 0 until the first ``embed``."""
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One L2-normalised row of ``dimension`` float32 per text, in order."""
