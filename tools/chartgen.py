@@ -261,6 +261,16 @@ _DURATION = _str(pattern=r"^[0-9]+(ms|s|m|h)$")
 _MONGODB_URI = r"^mongodb(\+srv)?://([^\s/@]+@)?[^\s/@,:]+(:[0-9]{1,5})?(,[^\s/@,:]+(:[0-9]{1,5})?)*(/[^\s]*)?$"
 
 
+# Empty, or a registry host (lower case, as image references require) with an optional port
+# and path: ghcr.io, localhost:5000, registry.example/team.
+_IMAGE_REGISTRY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?"
+    r"(/[a-z0-9]+([._-][a-z0-9]+)*)*)?$"
+)
+# Empty, or a digest of an OCI-registered algorithm with its exact length.
+_IMAGE_DIGEST = r"^(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})?$"
+
+
 def _probe_timing() -> Schema:
     return _obj(
         {
@@ -280,16 +290,23 @@ def values_schema() -> Schema:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            # Helm adds "global" for charts used as dependencies.
-            "global": _ANY_OBJECT,
+            # Helm adds "global" for charts used as dependencies; other charts' keys stay
+            # allowed in it.
+            "global": {
+                "type": "object",
+                "properties": {"imageRegistry": _str(pattern=_IMAGE_REGISTRY)},
+            },
             "nameOverride": _str(maxLength=63),
             "fullnameOverride": _str(maxLength=63),
             "commonLabels": labels,
             "image": _obj(
                 {
-                    # The spec's image reference is repository:tag (the CRD's pattern).
+                    # Rendered as registry/repository@digest or registry/repository:tag,
+                    # which the CRD's pattern of spec.image accepts.
+                    "registry": _str(pattern=_IMAGE_REGISTRY),
                     "repository": _str(minLength=1, pattern=r"^[a-z0-9]+([._/:-]+[A-Za-z0-9_]+)*$"),
                     "tag": _str(pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"),
+                    "digest": _str(pattern=_IMAGE_DIGEST),
                     "pullPolicy": _str(enum=["Always", "IfNotPresent", "Never"]),
                 },
                 required=["repository"],
