@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -358,7 +359,7 @@ def rendered_images(manifests: list[Manifest]) -> dict[str, str]:
     [
         ((), "ghcr.io/memstore/memstore:0.1.0"),
         (("image.tag=1.2.3",), "ghcr.io/memstore/memstore:1.2.3"),
-        (("image.registry=registry.example:5000",), "registry.example:5000/memstore/memstore:0.1.0"),
+        (("image.registry=reg.example:5000",), "reg.example:5000/memstore/memstore:0.1.0"),
         (("image.registry=", "image.repository=memstore", "image.tag=dev"), "memstore:dev"),
         (("image.registry=localhost:5000/team",), "localhost:5000/team/memstore/memstore:0.1.0"),
         (("global.imageRegistry=mirror.example",), "mirror.example/memstore/memstore:0.1.0"),
@@ -795,3 +796,30 @@ def test_values_schema_rejects_bad_redis_tls(helm: Helm, sets: list[str], messag
     assert out.returncode != 0
     assert "values don't meet the specifications of the schema" in out.stderr
     assert message in out.stderr, out.stderr
+
+
+def test_readme_helm_install_commands_render_the_image_they_name(helm: Helm) -> None:
+    """Each `helm install` of the README (which needs a cluster) renders as written with
+    `helm template`, and the images it names are the ones the operator, the store and the
+    test pod get."""
+    from tests.docs.test_readme import BLOCKS, commands
+
+    installs = [
+        shlex.split(c) for b in BLOCKS if b.lang == "sh" for c in commands(b.code)
+        if c.startswith("helm install")
+    ]  # fmt: skip
+    assert len(installs) >= 3
+    expected = {
+        "image.repository=memstore": "memstore:dev",
+        "image.repository=team/memstore": "registry.example.com/team/memstore:0.1.0",
+    }
+    seen = set()
+    for argv in installs:
+        out = helm.run("template", *argv[2:], cwd=REPO)
+        manifests = [d for d in yaml.safe_load_all(out.stdout) if d]
+        images = set(rendered_images(manifests).values())
+        for flag, image in expected.items():
+            if flag in argv:
+                assert images == {image}, (argv, images)
+                seen.add(flag)
+    assert seen == set(expected)

@@ -22,11 +22,11 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
+from memstore.core.settings import Settings
+from memstore.server.security import check_bind
 from memstore_operator import builders
 from memstore_operator import constants as opc
 from memstore_operator.__main__ import LIVENESS_DEFAULT
-from memstore.core.settings import Settings
-from memstore.server.security import check_bind
 from memstore_operator.model import parse_spec
 from tests.support.procs import free_port, wait_http
 from tools.chartgen import CHART, REPO

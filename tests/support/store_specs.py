@@ -251,6 +251,10 @@ def scheduling(**fields: Any) -> dict[str, Any]:
     return {"backend": REDIS, "scheduling": fields}
 
 
+def toleration(**fields: Any) -> dict[str, Any]:
+    return {"key": "k", "operator": "Exists", **fields}
+
+
 # Values the API server used to store and nothing could run: sizes and quantities (as
 # integers and as strings), URLs, host names, names and label maps. Each is rejected with a
 # message that names the field (the third column: a text of the API server's answer).
@@ -391,13 +395,9 @@ UNRUNNABLE: list[tuple[str, dict[str, Any], str]] = [
     ("webhook-url-ipv4-out-of-range", webhook(url="https://999.1.1.1/in"), "spec.webhooks[0].url"),
     (
         "toleration-seconds-without-no-execute",
-        scheduling(
-            tolerations=[
-                {"key": "k", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}
-            ]
-        ),
+        scheduling(tolerations=[toleration(effect="NoSchedule", tolerationSeconds=5)]),
         "spec.scheduling.tolerations[0]",
-    ),  # fmt: skip
+    ),
     (
         "service-name-control-character",
         {"backend": REDIS, "telemetry": {"serviceName": "a\nb"}},
@@ -488,12 +488,8 @@ RUNNABLE: list[tuple[str, dict[str, Any]]] = [
     ("webhook-host-ipv4", webhook(url="http://10.0.0.9:8080/in")),
     (
         "toleration-seconds-no-execute",
-        scheduling(
-            tolerations=[
-                {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-            ]
-        ),
-    ),  # fmt: skip
+        scheduling(tolerations=[toleration(effect="NoExecute", tolerationSeconds=300)]),
+    ),
     ("service-name", {"backend": REDIS, "telemetry": {"serviceName": "memstore (team a)"}}),
 ]
 
