@@ -470,15 +470,18 @@ def test_helm_test_keeps_the_finished_pod_for_its_logs(env: Env) -> None:
     env.install()
     pod_name = f"{env.release}-memstore-test-readyz"
 
-    def run_helm_test() -> str:
+    def run_helm_test(previous: str | None = None) -> str:
         result: list[subprocess.CompletedProcess[str]] = []
-        runner = threading.Thread(
-            target=lambda: result.append(
-                env.helm.run("test", env.release, "-n", env.namespace, "--timeout", "120s")
-            )
-        )
+        args = ("test", env.release, "-n", env.namespace, "--timeout", "120s")
+        runner = threading.Thread(target=lambda: result.append(env.helm.run(*args, check=False)))
         runner.start()
-        pod = wait_for(lambda: env.get("pod", pod_name), "the helm test pod")
+
+        def new_pod() -> dict[str, Any] | None:
+            # Not the previous run's pod, which helm deletes before creating this one.
+            pod = env.get("pod", pod_name)
+            return pod if pod is not None and pod["metadata"]["uid"] != previous else None
+
+        pod = wait_for(new_pod, "the helm test pod")
         status = {"status": {"phase": "Succeeded"}}
         env.cluster.kubectl(
             "patch", "pod", pod_name, "-n", env.namespace, "--subresource=status",
@@ -486,6 +489,7 @@ def test_helm_test_keeps_the_finished_pod_for_its_logs(env: Env) -> None:
         )  # fmt: skip
         runner.join(timeout=150)
         assert result, "helm test did not finish"
+        assert result[0].returncode == 0, result[0].stderr + result[0].stdout
         assert "Phase:          Succeeded" in result[0].stdout, result[0].stdout
         uid: str = pod["metadata"]["uid"]
         return uid
@@ -494,5 +498,5 @@ def test_helm_test_keeps_the_finished_pod_for_its_logs(env: Env) -> None:
     kept = env.get("pod", pod_name)
     assert kept is not None, "helm deleted the succeeded test pod: `helm test --logs` fails"
     assert kept["metadata"]["uid"] == first
-    second = run_helm_test()
+    second = run_helm_test(previous=first)
     assert second != first
