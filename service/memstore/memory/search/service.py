@@ -47,6 +47,9 @@ class SearchIndexes:
         self.settings = settings
         self._backend = backend
         self._embedder = embedder
+        # An embedder the caller gave is the caller's to close; one built here is closed
+        # with the indexes (and built again if the manager starts again).
+        self._own_embedder = embedder is _UNSET
         self._indexes: dict[str, NamespaceIndex] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -55,8 +58,7 @@ class SearchIndexes:
     def embedder(self) -> Embedder | None:
         """The embedder (built from the settings on first use), ``None`` without one."""
         if self._embedder is _UNSET:
-            s = self.settings
-            self._embedder = None if s.embedder == "none" else build_embedder(s)
+            self._embedder = build_embedder(self.settings)
         return self._embedder
 
     def start(self) -> None:
@@ -71,8 +73,10 @@ class SearchIndexes:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self._indexes.clear()
-        if self._embedder is not _UNSET and self._embedder is not None:
-            await self._embedder.close()
+        if self._own_embedder and self._embedder is not _UNSET:
+            embedder, self._embedder = self._embedder, _UNSET
+            if embedder is not None:
+                await embedder.close()
 
     def index(self, namespace: str) -> NamespaceIndex:
         index = self._indexes.get(namespace)
