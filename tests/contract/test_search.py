@@ -242,8 +242,8 @@ async def test_read_your_writes_across_two_managers(backend_settings: Settings, 
         page = await reader.search_messages("penguin", mode="keyword")
         assert [h.message.seq for h in page.items] == [2]
         await writer.save_tool_usage("lookup", {"q": "hippo"}, "found a hippo", usage_id="u1")
-        page = await reader.search_tool_usage("hippo", mode="keyword")
-        assert [h.record.id for h in page.items] == ["u1"]
+        uses = await reader.search_tool_usage("hippo", mode="keyword")
+        assert [h.record.id for h in uses.items] == ["u1"]
 
 
 async def test_messages_and_tool_usage(memory: DistributedMemoryManager) -> None:
@@ -279,16 +279,16 @@ async def test_messages_and_tool_usage(memory: DistributedMemoryManager) -> None
     await memory.save_tool_usage("web_search", {"q": "capital of Peru"}, {"answer": "Lima"})
     await memory.save_tool_usage("calculator", {"expr": "6 * 7"}, "42", usage_id="calc1")
     await memory.save_tool_usage("web_search", {"q": "tallest mountain"}, {"answer": "Everest"})
-    page = await memory.search_tool_usage("lima", mode="keyword")
-    assert [h.record.output for h in page.items] == [{"answer": "Lima"}]
-    page = await memory.search_tool_usage("search", mode="keyword")  # the tool's name
-    assert len(page.items) == 2
-    page = await memory.search_tool_usage("42", mode="keyword", tool_name="calculator")
-    assert [h.record.id for h in page.items] == ["calc1"]
-    page = await memory.search_tool_usage("42", mode="keyword", tool_name="web_search")
-    assert page.items == []
-    page = await memory.search_tool_usage("highest peak in the world", mode="semantic", limit=1)
-    assert [h.record.output for h in page.items] == [{"answer": "Everest"}]
+    uses = await memory.search_tool_usage("lima", mode="keyword")
+    assert [h.record.output for h in uses.items] == [{"answer": "Lima"}]
+    uses = await memory.search_tool_usage("search", mode="keyword")  # the tool's name
+    assert len(uses.items) == 2
+    uses = await memory.search_tool_usage("42", mode="keyword", tool_name="calculator")
+    assert [h.record.id for h in uses.items] == ["calc1"]
+    uses = await memory.search_tool_usage("42", mode="keyword", tool_name="web_search")
+    assert uses.items == []
+    uses = await memory.search_tool_usage("highest peak in the world", mode="semantic", limit=1)
+    assert [h.record.output for h in uses.items] == [{"answer": "Everest"}]
 
 
 BAD_ENTITY_SEARCHES: list[tuple[dict[str, Any], str]] = [
@@ -362,12 +362,12 @@ async def test_without_an_embedder_meaning_is_refused_and_auto_is_keyword(
         await plain.save_entity("note", "n1", {"text": "a note"})
         for mode in ("semantic", "hybrid"):
             with pytest.raises(InvalidInputError, match="MEMSTORE_EMBEDDER=none") as caught:
-                await plain.search_entities("note", mode=mode)  # type: ignore[arg-type]
+                await plain.search_entities("note", mode=mode)
             assert caught.value.details["field"] == "mode"
         page = await plain.search_entities("note")
         assert page.mode == "keyword" and page.embedder is None and ids(page) == ["n1"]
-        page = await plain.search_messages("note")
-        assert page.mode == "keyword" and page.items == []
+        found = await plain.search_messages("note")
+        assert found.mode == "keyword" and found.items == []
 
 
 async def test_vectors_are_stored_and_reused_after_a_restart(
@@ -400,8 +400,8 @@ async def test_vectors_are_stored_and_reused_after_a_restart(
     async with DistributedMemoryManager(
         settings=backend_settings, namespace=ns, embedder=counting
     ) as again:
-        page = await again.search_entities("ocean coast", mode="semantic")
-        assert ids(page) == ["n1"]
+        found = await again.search_entities("ocean coast", mode="semantic")
+        assert ids(found) == ["n1"]
         # the stored vector was reused: only the query was embedded
         assert counting.texts == ["ocean coast"]
     await counting.close()
