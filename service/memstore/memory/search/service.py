@@ -52,6 +52,7 @@ class SearchIndexes:
         self._indexes: dict[str, NamespaceIndex] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def embedder(self) -> Embedder | None:
@@ -64,6 +65,7 @@ class SearchIndexes:
         if self._task is None:
             # A manager may be started again on another event loop: a fresh event.
             self._wake = asyncio.Event()
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(
                 self._embed_in_background(), name="memstore-search-embedding"
             )
@@ -71,6 +73,10 @@ class SearchIndexes:
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            # The flag too: a driver may turn the cancellation of a write in flight into
+            # an error of its own, which the task logs and would otherwise carry on after.
+            self._stopping = True
+            self._wake.set()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self._indexes.clear()
@@ -93,17 +99,21 @@ class SearchIndexes:
         return index
 
     async def _embed_in_background(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             for index in list(self._indexes.values()):
                 for coll in index.collections():
+                    if self._stopping:
+                        return
                     try:
                         await index.embed_pending(coll)
-                        await index.persist(coll)
+                        await index.persist(coll, lambda: self._stopping)
                     except asyncio.CancelledError:
                         raise
                     except Exception:
+                        if self._stopping:
+                            return
                         log.warning(
                             "search: background embedding failed; retrying",
                             exc_info=True,
