@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import TypeAdapter
 
 from memstore.server.routing import BODY_CODINGS
-from memstore.server.schemas import ErrorOut
+from memstore.server.schemas import COMPONENT_KEY, SEARCH_COMPONENTS, ErrorOut
 
 if TYPE_CHECKING:
     from memstore.core.settings import Settings
@@ -147,6 +147,30 @@ def _schema(
     return {"$ref": REF.format(model=body.__name__)}
 
 
+def _link(value: Any, used: set[str]) -> Any:
+    """``value`` with each ``{COMPONENT_KEY: name}`` made a ``$ref`` (``used`` collects
+    the names)."""
+    if isinstance(value, dict):
+        if COMPONENT_KEY in value:
+            used.add(value[COMPONENT_KEY])
+            return {"$ref": REF.format(model=value[COMPONENT_KEY])}
+        return {k: _link(v, used) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_link(v, used) for v in value]
+    return value
+
+
+def _with_linked_components(components: dict[str, Any]) -> dict[str, Any]:
+    """The components, with those of ``SEARCH_COMPONENTS`` they refer to (and those refer
+    to) added, all references as ``$ref``."""
+    used: set[str] = set()
+    out: dict[str, Any] = _link(components, used)
+    while pending := sorted(used - out.keys()):
+        for name in pending:
+            out[name] = _link(SEARCH_COMPONENTS[name], used)
+    return out
+
+
 def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, Any]:
     max_page_size = settings.max_page_size
     components: dict[str, Any] = {}
@@ -216,6 +240,7 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
                 }
         op["responses"] = responses
         paths.setdefault(route.path, {})[route.method.lower()] = op
+    components = _with_linked_components(components)
     if "JsonValue" in components:
         components["JsonValue"] = _json_value_schema()
     return {
