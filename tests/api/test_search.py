@@ -344,3 +344,21 @@ async def test_the_client_gets_the_servers_error(api: Api) -> None:
             with pytest.raises(InvalidInputError) as refused:
                 await call
             assert refused.value.details["field"] == field
+
+
+async def test_without_an_embedder_auto_is_keyword_and_semantic_a_400(tmp_path: Path) -> None:
+    """MEMSTORE_EMBEDDER=none: the document offers no vector mode, `auto` ranks by
+    keywords, and asking for `semantic` or `hybrid` is a 400 naming `mode`."""
+    env = {"MEMSTORE_EMBEDDER": "none", "MEMSTORE_LOG_LEVEL": "WARNING"}
+    with running_service(tmp_path / "no-embedder", env) as svc:
+        async for api in _api(svc.url):
+            modes = api.spec.doc["components"]["schemas"]["EntitySearch"]["properties"]["mode"]
+            assert modes["enum"] == ["auto", "filter", "keyword"]
+            await store_notes(api)
+            words = await api.post(ENTITIES, {"query": "paris"})
+            assert (words["mode"], words["embedder"]) == ("keyword", None)
+            assert entity_ids(words) == ["n1", "t1"]
+            for mode in ("semantic", "hybrid"):
+                refused = await api.post(MESSAGES, {"query": "x", "mode": mode}, expect=400)
+                assert refused["details"]["field"] == "mode"
+                assert "MEMSTORE_EMBEDDER=none" in refused["message"]

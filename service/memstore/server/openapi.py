@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter
 
+from memstore.core.search import SEARCH_MODES
 from memstore.server.routing import BODY_CODINGS
 from memstore.server.schemas import COMPONENT_KEY, SEARCH_COMPONENTS, ErrorOut
 
@@ -171,6 +172,23 @@ def _with_linked_components(components: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: The search modes that compare embeddings: a service without an embedder refuses them.
+VECTOR_MODES = ("semantic", "hybrid")
+
+
+def _without_modes(value: Any, modes: tuple[str, ...]) -> Any:
+    """``value`` with ``modes`` left out of every enumeration of search modes."""
+    if isinstance(value, dict):
+        out = {k: _without_modes(v, modes) for k, v in value.items()}
+        enum = value.get("enum")
+        if isinstance(enum, list) and enum and set(enum) <= set(SEARCH_MODES):
+            out["enum"] = [m for m in enum if m not in modes]
+        return out
+    if isinstance(value, list):
+        return [_without_modes(v, modes) for v in value]
+    return value
+
+
 def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, Any]:
     max_page_size = settings.max_page_size
     components: dict[str, Any] = {}
@@ -241,6 +259,8 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
         op["responses"] = responses
         paths.setdefault(route.path, {})[route.method.lower()] = op
     components = _with_linked_components(components)
+    if settings.embedder == "none":
+        components = _without_modes(components, VECTOR_MODES)
     if "JsonValue" in components:
         components["JsonValue"] = _json_value_schema()
     return {
