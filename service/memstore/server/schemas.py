@@ -201,8 +201,15 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-# The maximum is the server's page size (openapi.py writes it in).
-_PageSize = Annotated[int, BeforeValidator(_integral), _doc(minimum=1)]
+def _nullable(schema: dict[str, Any]) -> Any:
+    return WithJsonSchema({"anyOf": [schema, {"type": "null"}]})
+
+
+# The page size goes to the manager as it came (an integral float as an integer),
+# unchecked here: a MemoryClient forwards it without checking it itself (its bounds are the
+# server's), so the answer must be the manager's own error, word for word. The document's
+# maximum is the server's page size (openapi.py writes it in).
+_PageSize = Annotated[Any, BeforeValidator(_integral), _nullable({"type": "integer", "minimum": 1})]
 _Cursor = Annotated[str, _doc(pattern=f"^({CURSOR_RE.pattern})?$")]
 _Filter = Annotated[dict[str, JsonValue], WithJsonSchema(_ref("SearchFilter"))]
 _MODES = (
@@ -256,7 +263,7 @@ class EntitySearch(_Strict):
         description=_MODES + " `filter`: the filter alone, every hit scores 1.0, no query;"
         " `auto` without a query is `filter`.",
     )
-    limit: _PageSize | None = _LIMIT
+    limit: _PageSize = _LIMIT
     cursor: _Cursor | None = _CURSOR
 
 
@@ -270,7 +277,7 @@ class MessageSearch(_Strict):
     mode: str = Field(
         "auto", json_schema_extra={"enum": list(TEXT_SEARCH_MODES)}, description=_MODES
     )
-    limit: _PageSize | None = _LIMIT
+    limit: _PageSize = _LIMIT
     cursor: _Cursor | None = _CURSOR
 
 
@@ -284,7 +291,7 @@ class ToolUsageSearch(_Strict):
     mode: str = Field(
         "auto", json_schema_extra={"enum": list(TEXT_SEARCH_MODES)}, description=_MODES
     )
-    limit: _PageSize | None = _LIMIT
+    limit: _PageSize = _LIMIT
     cursor: _Cursor | None = _CURSOR
 
 
