@@ -481,7 +481,8 @@ async def delete_entity(request: web.Request) -> web.Response:
 
 # -- search (recall) --------------------------------------------------------------------
 # POST with a JSON body (a filter is a nested object); a read all the same: role ``read``,
-# nothing written. The body's rules are the manager's search check, not repeated here.
+# nothing in the namespace changes (vectors are kept in the search's own namespace). The
+# body's rules are the manager's search check, not repeated here.
 
 
 async def search_entities(request: web.Request) -> web.Response:
@@ -846,8 +847,9 @@ ROUTES: tuple[Route, ...] = (
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 412: E412, 503: E503}),
     Route("POST", f"{P}/search", search_entities, "searchEntities",
           "Search the namespace's entities: filter on fields, rank by words (BM25), by "
-          "meaning (embeddings) or both; one page of hits, best first. A read: writes "
-          "nothing, and sees every write acknowledged before it started.", "search",
+          "meaning (embeddings) or both; one page of hits, best first. A read: changes "
+          "nothing in the namespace, and sees every write acknowledged before it started.",
+          "search",
           params=(NS,), body=schemas.EntitySearch,
           role="read",
           responses={200: ("A page of hits.", schemas.EntitySearchPage),
@@ -895,7 +897,8 @@ ROUTES: tuple[Route, ...] = (
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
     Route("POST", f"{P}/conversations:search", search_messages, "searchMessages",
           "Search the messages of the namespace's conversations (or of one) by their text "
-          "content; one page of hits, best first. A read: writes nothing.", "search",
+          "content; one page of hits, best first. A read: changes nothing in the namespace.",
+          "search",
           params=(NS,), body=schemas.MessageSearch,
           role="read",
           responses={200: ("A page of hits.", schemas.MessageSearchPage),
@@ -914,7 +917,7 @@ ROUTES: tuple[Route, ...] = (
           responses={200: ("A page.", schemas.ToolUsagePage), 400: E400_PAGE, 503: E503}),
     Route("POST", f"{P}/tool-usage/search", search_tool_usage, "searchToolUsage",
           "Search tool uses by tool name, input and output; one page of hits, best first. "
-          "A read: writes nothing.", "search",
+          "A read: changes nothing in the namespace.", "search",
           params=(NS,), body=schemas.ToolUsageSearch,
           role="read",
           responses={200: ("A page of hits.", schemas.ToolUsageSearchPage),
