@@ -110,6 +110,29 @@ MISTAKES: list[tuple[str, Call, str]] = [
     ("watch a bad type", lambda m: anext(m.watch(entity_type="a b")), "entity_type"),
     ("watch a bad conversation", lambda m: anext(m.watch(conversation_id=BAD)), CID),
     ("empty namespace", lambda m: _view(m, ""), "namespace"),
+    ("unknown operator", lambda m: m.search_entities(filter={"n": {"$foo": 1}}), "filter.n.$foo"),
+    ("$in not a list", lambda m: m.search_entities(filter={"n": {"$in": 3}}), "filter.n.$in"),
+    ("$gt an object", lambda m: m.search_entities(filter={"n": {"$gt": {}}}), "filter.n.$gt"),
+    ("op and field", lambda m: m.search_entities(filter={"n": {"$gt": 1, "a": 2}}), "filter.n"),
+    ("filter not an object", lambda m: m.search_entities(filter=[1]), "filter"),  # type: ignore[arg-type]
+    ("empty search query", lambda m: m.search_entities(""), "query"),
+    ("blank message query", lambda m: m.search_messages("  "), "query"),
+    ("query not a string", lambda m: m.search_tool_usage(5), "query"),  # type: ignore[arg-type]
+    ("query too long", lambda m: m.search_messages("x" * 4097), "query"),
+    ("unknown search mode", lambda m: m.search_entities("x", mode="fuzzy"), "mode"),  # type: ignore[arg-type]
+    ("filter mode with a query", lambda m: m.search_entities("x", mode="filter"), "query"),
+    ("keyword without a query", lambda m: m.search_entities(mode="keyword"), "query"),
+    ("no filter mode for messages", lambda m: m.search_messages("x", mode="filter"), "mode"),
+    ("types not a list", lambda m: m.search_entities("x", types="note"), "types"),  # type: ignore[arg-type]
+    ("no types", lambda m: m.search_entities("x", types=[]), "types"),
+    ("bad search type", lambda m: m.search_entities("x", types=[BAD]), "types"),
+    ("bad search conversation", lambda m: m.search_messages("x", conversation_id=BAD), CID),
+    ("bad search tool", lambda m: m.search_tool_usage("x", tool_name=BAD), "tool_name"),
+    ("search limit 0", lambda m: m.search_entities("x", limit=0), "limit"),
+    ("search limit above the cap", lambda m: m.search_messages("x", limit=51), "limit"),
+    ("fractional search limit", lambda m: m.search_tool_usage("x", limit=1.5), "limit"),  # type: ignore[arg-type]
+    ("boolean search limit", lambda m: m.search_entities("x", limit=True), "limit"),
+    ("forged search cursor", lambda m: m.search_entities("x", cursor="not-a-cursor"), "cursor"),
 ]  # fmt: skip
 
 
@@ -234,3 +257,24 @@ async def test_too_large_is_the_same_error(
         local.message,
         local.details,
     )
+
+
+async def test_search_reads_alike(memory: MemoryAPI) -> None:
+    await memory.save_entity("note", "n1", {"text": "Paris in May, then Paris again", "stars": 5})
+    await memory.save_entity("note", "n2", {"text": "milk and eggs", "stars": 2})
+    await memory.save_entity("task", "t1", {"text": "a hotel in Paris", "stars": 3})
+    words = await memory.search_entities("paris", mode="keyword")
+    assert [(h.entity.type, h.entity.id) for h in words.items] == [("note", "n1"), ("task", "t1")]
+    assert (words.mode, words.embedder, words.next_cursor) == ("keyword", None, None)
+    first = await memory.search_entities(filter={"stars": {"$gte": 3}}, limit=1)
+    rest = await memory.search_entities(
+        filter={"stars": {"$gte": 3}}, limit=1, cursor=first.next_cursor
+    )
+    assert first.mode == "filter" and rest.next_cursor is None
+    assert {h.entity.id for h in first.items + rest.items} == {"n1", "t1"}
+    await memory.append_messages([{"content": "pancakes"}, {"content": "waffles"}], "c1")
+    messages = await memory.search_messages("waffles", mode="keyword")
+    assert [(h.message.conversation_id, h.message.seq) for h in messages.items] == [("c1", 2)]
+    await memory.save_tool_usage("web_search", {"q": "weather in Oslo"}, ["rain"])
+    uses = await memory.search_tool_usage("oslo", tool_name="web_search", mode="keyword")
+    assert [h.record.output for h in uses.items] == [["rain"]]

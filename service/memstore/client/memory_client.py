@@ -91,7 +91,7 @@ from memstore.core.records import (
     ToolUsageHit,
     ToolUsageRecord,
 )
-from memstore.core.search import SearchMode
+from memstore.core.search import SearchMode, check_entity_search, check_text_search
 from memstore.core.validation import (
     MIN_VERSION_HEADER,
     check_before,
@@ -115,6 +115,12 @@ from memstore.memory.api import MemoryAPI
 _CHANGE_FIELDS = frozenset(f.name for f in dataclasses.fields(ChangeEvent))
 #: Errors after which a change stream is opened again (after a wait), not raised.
 _RECONNECTABLE = (BackendUnavailableError, RateLimitedError, RequestTimeoutError)
+
+
+#: How the client runs the search checks: the limit is passed as ``None`` (its bounds are
+#: the server's page sizes) and an embedder is assumed (whether the service has one is the
+#: server's to say); the server checks both with the same functions.
+_SEARCH_CHECK: dict[str, Any] = {"max_limit": 1, "default_limit": 1, "has_embedder": lambda: True}
 
 
 def _change(body: dict[str, Any]) -> ChangeEvent:
@@ -590,6 +596,17 @@ class MemoryClient(MemoryAPI):
 
     # -- search (recall) --------------------------------------------------------------
 
+    async def _search(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One page of a search: POSTed (the filter is a nested object), resent after a
+        503 like any read (a search writes nothing); absent arguments are left out."""
+        _, out, _ = await self._request(
+            "POST",
+            self._ns(path),
+            json={k: v for k, v in body.items() if v is not None},
+            idempotent=True,
+        )
+        return out  # type: ignore[no-any-return]
+
     async def search_entities(
         self,
         query: str | None = None,
@@ -600,7 +617,14 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[EntityHit]:
-        raise NotImplementedError("search is being built")
+        check_entity_search(query, types, filter, mode, None, **_SEARCH_CHECK)
+        out = await self._search(
+            "/search",
+            {"query": query, "types": types, "filter": filter, "mode": mode,
+             "limit": limit, "cursor": cursor},
+        )  # fmt: skip
+        hits = [EntityHit(EntityRecord(**h["entity"]), h["score"]) for h in out["items"]]
+        return SearchPage(hits, out["next_cursor"], out["mode"], out["embedder"])
 
     async def search_messages(
         self,
@@ -611,7 +635,14 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[MessageHit]:
-        raise NotImplementedError("search is being built")
+        check_text_search(query, "conversation_id", conversation_id, mode, None, **_SEARCH_CHECK)
+        out = await self._search(
+            "/conversations:search",
+            {"query": query, "conversation_id": conversation_id, "mode": mode,
+             "limit": limit, "cursor": cursor},
+        )  # fmt: skip
+        hits = [MessageHit(MessageRecord(**h["message"]), h["score"]) for h in out["items"]]
+        return SearchPage(hits, out["next_cursor"], out["mode"], out["embedder"])
 
     async def search_tool_usage(
         self,
@@ -622,7 +653,14 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[ToolUsageHit]:
-        raise NotImplementedError("search is being built")
+        check_text_search(query, "tool_name", tool_name, mode, None, **_SEARCH_CHECK)
+        out = await self._search(
+            "/tool-usage/search",
+            {"query": query, "tool_name": tool_name, "mode": mode,
+             "limit": limit, "cursor": cursor},
+        )  # fmt: skip
+        hits = [ToolUsageHit(ToolUsageRecord(**h["record"]), h["score"]) for h in out["items"]]
+        return SearchPage(hits, out["next_cursor"], out["mode"], out["embedder"])
 
     # -- conversations ----------------------------------------------------------------
 
