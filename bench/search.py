@@ -220,7 +220,7 @@ FILTERS: list[tuple[dict[str, Any], Callable[[dict[str, Any]], bool]]] = [
     (
         {"source.agent": "coder", "day": {"$lt": 30}},
         lambda d: d["source"]["agent"] == "coder" and d["day"] < 30,
-    ),  # fmt: skip
+    ),
     ({"day": {"$gte": 100, "$lte": 110}}, lambda d: 100 <= d["day"] <= 110),
 ]
 KEYWORD_QUERIES = [
@@ -463,7 +463,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             rss2 = rss_bytes()
             coll = _entities_collection(memory, ns)
             t = time.perf_counter()
-            while coll.has_work:
+            while coll.has_work:  # noqa: ASYNC110 - the index has no event to wait on
                 await asyncio.sleep(0.05)
             build["vectors_stored_s"] = round(time.perf_counter() - t, 3)
             memory_use["rss_bytes_per_entity"] = round((rss1 - rss0) / n)
