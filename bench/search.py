@@ -463,9 +463,17 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             rss2 = rss_bytes()
             coll = _entities_collection(memory, ns)
             t = time.perf_counter()
-            while coll.has_work:  # noqa: ASYNC110 - the index has no event to wait on
+            while coll.has_work and time.perf_counter() - t < args.store_wait:  # noqa: ASYNC110 - the index has no event to wait on
                 await asyncio.sleep(0.05)
-            build["vectors_stored_s"] = round(time.perf_counter() - t, 3)
+            stored = not coll.has_work
+            if stored:
+                build["vectors_stored_s"] = round(time.perf_counter() - t, 3)
+            else:
+                # Stored in the background during the measurements (a slow backend): the
+                # queries' figures then include that work.
+                build["vectors_stored_s"] = None
+                build["vectors_left_after_wait"] = len(coll.to_persist) + len(coll.pending)
+                build["store_wait_s"] = args.store_wait
             memory_use["rss_bytes_per_entity"] = round((rss1 - rss0) / n)
             memory_use["rss_bytes_per_vector"] = round((rss2 - rss1) / n)
             memory_use["matrix_bytes_per_vector"] = round(coll.vectors.nbytes / n)
@@ -520,7 +528,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 )
             base.db.close()
 
-        if args.restart:
+        if args.restart and stored:
             # A replica started after the vectors were stored: entities and vectors are read
             # back, nothing is embedded.
             async with DistributedMemoryManager(
@@ -541,12 +549,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--no-restart", dest="restart", action="store_false")
+    p.add_argument(
+        "--store-wait",
+        type=float,
+        default=180.0,
+        help="seconds to wait for the vectors to be stored before measuring",
+    )
     args = p.parse_args(argv)
     print(json.dumps(asyncio.run(measure(args))))
     return 0
 
 
 # -- the report's tables ------------------------------------------------------------------
+
+
+def _stored(build: dict[str, Any]) -> str:
+    if build["vectors_stored_s"] is not None:
+        return f"{build['vectors_stored_s']:.2f}"
+    return f"> {build['store_wait_s']:.0f} ({build['vectors_left_after_wait']:,} left)"
 
 
 def markdown(rows: list[dict[str, Any]]) -> list[str]:
@@ -584,7 +604,7 @@ def markdown(rows: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"| {row['group']} | {row['entities']:,} | {b['load_entities_per_s']:,.0f} "
             f"| {b['keyword_first_s']:.2f} | {b['semantic_first_s']:.2f} "
-            f"| {b['vectors_stored_s']:.2f} | {'' if restart is None else f'{restart:.2f}'} "
+            f"| {_stored(b)} | {'' if restart is None else f'{restart:.2f}'} "
             f"| {b['baseline_fts5_s']:.2f} "
             f"| {mem['rss_bytes_per_entity']:,} / {mem['baseline_rss_bytes_per_entity']:,} "
             f"| {mem['rss_bytes_per_vector']:,} ({mem['matrix_bytes_per_vector']:,}) "
