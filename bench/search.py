@@ -15,8 +15,10 @@ prints one JSON line. In that process:
    task writing the vectors to the backend, and a restarted replica's first semantic
    search (a new manager: entities and stored vectors read back, nothing embedded);
 3. memory: the process's RSS (``VmRSS`` after ``malloc_trim``) before and after the
-   keyword index (per entity) and after the vectors (per vector), beside the vector
-   matrix's own bytes;
+   keyword index (per entity: records, text, tokens, postings) and again once the vectors
+   are computed and stored (per vector: the matrix, its bookkeeping, and whatever the
+   embedding and the writes left allocated), beside the vector matrix's own bytes (rows
+   grow by doubling); the baseline's RSS growth, FTS5 database size and matrix alike;
 4. steady state, per mode (filter, keyword, semantic, hybrid): the manager and the
    baseline answer the same queries (limit 10), alternating rounds (order flipped each
    round) of ``--seconds`` each, one query at a time. The baseline:
@@ -460,7 +462,6 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             t = time.perf_counter()
             await memory.search_entities(SEMANTIC_QUERIES[0], mode="semantic", limit=LIMIT)
             build["semantic_first_s"] = round(time.perf_counter() - t, 3)
-            rss2 = rss_bytes()
             coll = _entities_collection(memory, ns)
             t = time.perf_counter()
             while coll.has_work and time.perf_counter() - t < args.store_wait:  # noqa: ASYNC110 - the index has no event to wait on
@@ -474,6 +475,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 build["vectors_stored_s"] = None
                 build["vectors_left_after_wait"] = len(coll.to_persist) + len(coll.pending)
                 build["store_wait_s"] = args.store_wait
+            rss2 = rss_bytes()  # vectors computed and stored: no batch in flight
             memory_use["rss_bytes_per_entity"] = round((rss1 - rss0) / n)
             memory_use["rss_bytes_per_vector"] = round((rss2 - rss1) / n)
             memory_use["matrix_bytes_per_vector"] = round(coll.vectors.nbytes / n)
