@@ -24,9 +24,12 @@ class Embedder(Protocol):
     run in a worker thread, remote ones are awaited."""
 
     name: str
-    """The vector space: model and dimension, e.g. ``wordllama/l2_supercat/256``."""
+    """The vector space: model and dimension, e.g. ``wordllama/l2_supercat/256``
+    (``local/<folder>/<dimension>/<weights digest>``; ``openai/<model>``, whose dimension
+    the endpoint's model decides)."""
 
     dimension: int
+    """Known when built for local models; for ``openai``, 0 until the first ``embed``."""
 
     async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One L2-normalised row of ``dimension`` float32 per text, in order."""
@@ -44,6 +47,20 @@ def build_embedder(settings: SearchSettings) -> Embedder | None:
         from memstore.embeddings.wordllama import WordLlamaEmbedder
 
         return WordLlamaEmbedder(settings.embedder_model)
-    if settings.embedder == "none":
-        return None
-    raise ConfigurationError(f"MEMSTORE_EMBEDDER={settings.embedder!r} is not available yet")
+    if settings.embedder == "local":
+        from memstore.embeddings.local import LocalModelEmbedder
+
+        if settings.embedder_model_path is None:
+            raise ConfigurationError("MEMSTORE_EMBEDDER=local needs MEMSTORE_EMBEDDER_MODEL_PATH")
+        return LocalModelEmbedder(settings.embedder_model_path)
+    if settings.embedder == "openai":
+        from memstore.embeddings.openai_compatible import OpenAICompatibleEmbedder
+
+        if not settings.embedder_url or not settings.embedder_model:
+            raise ConfigurationError(
+                "MEMSTORE_EMBEDDER=openai needs MEMSTORE_EMBEDDER_URL and MEMSTORE_EMBEDDER_MODEL"
+            )
+        return OpenAICompatibleEmbedder(
+            settings.embedder_url, settings.embedder_model, api_key=settings.embedder_api_key
+        )
+    return None
