@@ -16,7 +16,7 @@ from memstore.core.search import EntitySearch, TextSearch, matches_filter
 from memstore.core.settings import Settings
 from memstore.core.text import tokenize
 from memstore.embeddings.base import Embedder, build_embedder
-from memstore.memory.search.index import Collection, Key, Kind, NamespaceIndex
+from memstore.memory.search.index import Collection, Key, NamespaceIndex
 from memstore.memory.search.ranking import (
     fingerprint,
     fuse,
@@ -235,6 +235,3 @@ class SearchIndexes:
             search.mode,
             self._embedder_name(search.mode),
         )
-
-
-__all__ = ["Kind", "SearchIndexes"]
