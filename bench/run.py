@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from bench import search as S
 from bench import workload as W
 from bench.embeddings import markdown as embedding_markdown
 from bench.procs import REPO, Procs, checkout_env, cpu_seconds, redis_cli, redis_pid
@@ -116,6 +117,11 @@ class Group:
     messages: int = W.MESSAGES_PER_CONVERSATION
     connections: int | None = None  # None: the load's own
     store_pids: list[int] = field(default_factory=list)  # the backend's server processes
+    # Search rows (``search-<n>``, bench/search.py) up to this many entities; larger sizes
+    # are listed as skipped with the reason.
+    search_max: int | None = None
+    search_max_reason: str = ""
+    search_store_wait: float = 180.0  # seconds the row waits for its vectors to be stored
 
 
 # -- loads ----------------------------------------------------------------------------------
@@ -281,6 +287,7 @@ class Run:
         self.redis_port = 0
         self.sink_url = ""
         self.results: list[dict[str, Any]] = []
+        self.search_results: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
         self.failed: list[dict[str, str]] = []
         self.extras: dict[str, Any] = {}
@@ -523,9 +530,45 @@ class Run:
             }
         return res
 
+    def search(self, g: Group, entities: int) -> dict[str, Any]:
+        """A ``search-<n>`` row: ``bench.search`` in its own process against the group's
+        backend (its own namespace, database or file), its JSON line as the result."""
+        a = self.args
+        env = {
+            **os.environ,
+            **g.service_env,
+            "PYTHONPATH": str(REPO),
+            "MEMSTORE_LOG_LEVEL": "WARNING",
+            "MEMSTORE_DATA_PATH": str(self.workdir / f"search-{entities}.db"),
+            "MONGODB_DB": f"bench_search_{entities}",
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.search",
+            "--entities",
+            str(entities),
+            "--namespace",
+            f"search{entities}",
+            "--rounds",
+            str(min(a.rounds, g.rounds or a.rounds)),
+            "--seconds",
+            str(g.seconds or a.seconds),
+            "--store-wait",
+            str(g.search_store_wait),
+        ]
+        out = subprocess.run(
+            cmd, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env, timeout=3600
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"bench.search exited with {out.returncode}")
+        row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+        return {"group": g.name, "key": S.size_key(entities), **row}
+
     def run_group(self, g: Group) -> None:
         todo = [sc for sc in g.scenarios if self.selected(f"{g.name}/{sc.key}")]
-        if not todo:
+        sizes = [n for n in self.args.search_sizes if self.selected(f"{g.name}/{S.size_key(n)}")]
+        if not (todo or sizes):
             return
         reason = g.requires()
         if reason:
@@ -560,6 +603,23 @@ class Run:
                     f"{res['measured']['cpu_us_per_req']:.0f} vs "
                     f"{res['reference']['cpu_us_per_req']:.0f} µs/req{store} "
                     f"({time.monotonic() - began:.0f}s)",
+                    file=sys.stderr,
+                )
+            for n in sizes:
+                if g.search_max is not None and n > g.search_max:
+                    reason = f"{S.size_key(n)}: {g.search_max_reason}"
+                    self.skipped.append({"group": g.name, "reason": reason})
+                    print(f"## {g.name}: skipped {reason}", file=sys.stderr)
+                    continue
+                began = time.monotonic()
+                try:
+                    self.search_results.append(self.search(g, n))
+                except Exception as exc:
+                    self.failed.append({"group": g.name, "key": S.size_key(n), "error": str(exc)})
+                    print(f"## {g.name}/{S.size_key(n)}: FAILED: {exc}", file=sys.stderr)
+                    continue
+                print(
+                    f"{g.name}/{S.size_key(n)}: done ({time.monotonic() - began:.0f}s)",
                     file=sys.stderr,
                 )
         finally:
@@ -712,7 +772,7 @@ def _cpu(r: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     baselines = [r for r in report["scenarios"] if r["kind"] == "baseline"]
     lines: list[str] = []
-    if baselines or not report["scenarios"]:
+    if baselines or not (report["scenarios"] or report.get("search")):
         lines += [
             "| backend | scenario | service req/s | baseline req/s | ratio (target) "
             "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service "
@@ -774,6 +834,8 @@ def markdown(report: dict[str, Any]) -> str:
             )
     if emb := report.get("embeddings"):
         lines += ["", embedding_markdown(emb)]
+    if search := S.markdown(report.get("search", [])):
+        lines += [*([""] if lines else []), *search]
     for s in report["skipped"]:
         lines.append(f"\n_{s['group']}: skipped — {s['reason']}_")
     for f in report.get("failed", []):
@@ -904,6 +966,13 @@ def groups(reference_tree: bool = False) -> list[Group]:
             rounds=2,
             seconds=2,
             connections=4,
+            # FerretDB v1 on SQLite scans a collection for each write here: ~1 write/s
+            # with a few thousand documents, so the search rows stop at 1,000 entities and
+            # measure while the vectors are still being stored.
+            search_max=1000,
+            search_max_reason="FerretDB v1/SQLite stores ~1 entity/s at this size (beyond "
+            "the time budget)",
+            search_store_wait=30.0,
         ),
     ]
 
@@ -933,6 +1002,16 @@ def _commit(tree: Path) -> str:
     return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated entity counts") from None
+    if any(n < 20 for n in sizes):
+        raise argparse.ArgumentTypeError("each search size is at least 20 entities")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--only", help="regex on group/scenario keys, e.g. 'embedded/get-hit'")
@@ -945,6 +1024,13 @@ def main(argv: list[str] | None = None) -> int:
         dest="extras",
         action="store_false",
         help="skip redis-benchmark and Redis bytes per entity",
+    )
+    p.add_argument(
+        "--search-sizes",
+        type=_sizes,
+        default=_sizes(os.environ.get("BENCH_SEARCH_SIZES", "1000,10000,100000")),
+        help="entities per search row (search-<n>), comma-separated; e.g. 1000,10000 "
+        "for a quicker run",
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument(
@@ -976,6 +1062,7 @@ def main(argv: list[str] | None = None) -> int:
             "only": args.only,
             "entities": W.ENTITIES,
             "entity_payload_bytes": len(orjson.dumps(W.entity_data())),
+            "search_sizes": args.search_sizes,
             "tree": _commit(REPO),
             "reference_tree": _commit(args.reference_tree) if args.reference_tree else None,
         },
@@ -1004,6 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
         run.procs.stop_all()
     report.update(run.extras)
     report["scenarios"] = run.results
+    report["search"] = run.search_results
     report["skipped"] = run.skipped
     report["failed"] = run.failed
     report["elapsed_seconds"] = round(time.monotonic() - t0, 1)
@@ -1013,7 +1101,8 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(report)
     print(table)
     print(
-        f"\n{len(run.results)} scenarios in {report['elapsed_seconds']}s; results: {path}",
+        f"\n{len(run.results)} scenarios, {len(run.search_results)} search rows in "
+        f"{report['elapsed_seconds']}s; results: {path}",
         file=sys.stderr,
     )
     if run.failed:
