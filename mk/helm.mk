@@ -1,6 +1,6 @@
 # Helm v3, built from the Go module proxy at a pinned version (no replace directives,
 # local toolchain) into $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm; a no-op when already cached.
-# Also the image / kind flow for people with Docker (not exercised by CI here).
+# Also the kind flow for people with Docker (not exercised by CI here).
 HELM_VERSION ?= v3.22.0
 HELM_DIR := $(TOOLS_DIR)/helm-$(HELM_VERSION)
 HELM_BIN := $(HELM_DIR)/helm

@@ -15,7 +15,9 @@
 # mirror) and resolves requirements.lock against the package index itself; that keeps the
 # build the one users run (no Dockerfile switch for "wheels from elsewhere"). The result is
 # saved as a docker-archive in $(IMAGE_CACHE), named by the hash of every build input: an
-# unchanged tree does not rebuild. Cold ~2.5 min (debootstrap ~1 min included), warm 0 s.
+# unchanged tree does not rebuild. No --layers: buildah 1.28 reuses a cached
+# `RUN --mount=type=bind,from=builder` step although the builder's output changed (a
+# source change then gave an image with the old code), so every build is a full one.
 IMAGE_REPO ?= memstore
 IMAGE_TAG ?= dev
 IMAGE := $(IMAGE_REPO):$(IMAGE_TAG)
@@ -36,7 +38,7 @@ image:
 		"or use IMAGE_ENGINE=podman or buildah" >&2; exit 1; }; \
 		DOCKER_BUILDKIT=1 docker build $(IMAGE_BUILD_ARGS) -t $(IMAGE) . ;; \
 	podman) podman build $(IMAGE_BUILD_ARGS) -t $(IMAGE) . ;; \
-	buildah) buildah build --layers $(IMAGE_BUILD_ARGS) -t $(IMAGE) . ;; \
+	buildah) buildah build $(IMAGE_BUILD_ARGS) -t $(IMAGE) . ;; \
 	*) echo "make image: no container engine (a running Docker, podman or buildah);" \
 		"'make image-engine' installs buildah (Debian)" >&2; exit 1 ;; \
 	esac
@@ -65,26 +67,34 @@ LOCAL_PYTHON_IMAGE := localhost/memstore-python:$(LOCAL_PYTHON_VERSION)
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 IMAGE_CACHE := $(TOOLS_DIR)/images
 LOCAL_PYTHON_STAMP := $(IMAGE_CACHE)/memstore-python-$(LOCAL_PYTHON_VERSION).id
+# $(BUILDAH) keeps its network configuration (even with host networking or none it creates
+# /etc/cni/net.d) in the cache instead: the tests leave the machine as it was.
+BUILDAH_CONF := $(IMAGE_CACHE)/containers.conf
+BUILDAH := CONTAINERS_CONF=$(BUILDAH_CONF) buildah
+
+$(BUILDAH_CONF):
+	@mkdir -p $(IMAGE_CACHE)/cni
+	@printf '[network]\nnetwork_config_dir = "%s"\n' $(IMAGE_CACHE)/cni > $@
 
 # Keyed by LOCAL_PYTHON_VERSION (bump it to take newer Debian packages) and by the image
 # still being in buildah's storage.
-local-python-image: image-engine
+local-python-image: image-engine $(BUILDAH_CONF)
 	@set -euo pipefail; \
-	if [ -f $(LOCAL_PYTHON_STAMP) ] && buildah inspect --type image $(LOCAL_PYTHON_IMAGE) >/dev/null 2>&1; \
+	if [ -f $(LOCAL_PYTHON_STAMP) ] && $(BUILDAH) inspect --type image $(LOCAL_PYTHON_IMAGE) >/dev/null 2>&1; \
 		then exit 0; fi; \
 	mkdir -p $(IMAGE_CACHE); root=$$(mktemp -d); trap 'rm -rf "$$root"' EXIT; \
 	echo "debootstrap bookworm (python3, python3-venv, ca-certificates) -> $(LOCAL_PYTHON_IMAGE)"; \
 	debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
 		bookworm "$$root" $(DEBIAN_MIRROR) >/dev/null; \
 	rm -rf "$$root"/var/lib/apt/lists/* "$$root"/var/cache/apt/*.bin "$$root"/var/cache/apt/archives/*.deb; \
-	ctr=$$(buildah from scratch); trap 'buildah rm "$$ctr" >/dev/null; rm -rf "$$root"' EXIT; \
-	buildah copy --quiet "$$ctr" "$$root" / >/dev/null; \
-	buildah config --env PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin \
+	ctr=$$($(BUILDAH) from scratch); trap '$(BUILDAH) rm "$$ctr" >/dev/null; rm -rf "$$root"' EXIT; \
+	$(BUILDAH) copy --quiet "$$ctr" "$$root" / >/dev/null; \
+	$(BUILDAH) config --env PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin \
 		--env LANG=C.UTF-8 --env PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
 		--cmd python3 "$$ctr"; \
-	buildah run "$$ctr" -- python3 -m venv /usr/local; \
-	buildah run "$$ctr" -- ln -sf python3 /usr/local/bin/python; \
-	buildah commit --quiet --rm "$$ctr" $(LOCAL_PYTHON_IMAGE) > $(LOCAL_PYTHON_STAMP); trap 'rm -rf "$$root"' EXIT
+	$(BUILDAH) run --network none "$$ctr" -- python3 -m venv /usr/local; \
+	$(BUILDAH) run --network none "$$ctr" -- ln -sf python3 /usr/local/bin/python; \
+	$(BUILDAH) commit --quiet --rm "$$ctr" $(LOCAL_PYTHON_IMAGE) > $(LOCAL_PYTHON_STAMP); trap 'rm -rf "$$root"' EXIT
 
 # --- the image the node tests run -------------------------------------------------------
 # Every input of the build: the Dockerfile, .dockerignore and what it lets into the context.
@@ -101,17 +111,17 @@ test-image: local-python-image
 	@set -euo pipefail; archive=$(TEST_IMAGE_ARCHIVE); tag=$(TEST_IMAGE_TAG); \
 	if [ ! -f "$$archive" ]; then \
 		echo "buildah: $(IMAGE_REPO):$$tag (base $(LOCAL_PYTHON_IMAGE))"; \
-		buildah build --quiet --layers --network host \
+		$(BUILDAH) build --quiet --network host \
 			--volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
 			--build-arg PYTHON_IMAGE=$(LOCAL_PYTHON_IMAGE) --build-arg VERSION=$(APP_VERSION) \
 			-t localhost/$(IMAGE_REPO):$$tag . >/dev/null; \
 		rm -f $(IMAGE_CACHE)/memstore-test-*.tar; \
-		buildah push --quiet localhost/$(IMAGE_REPO):$$tag \
+		$(BUILDAH) push --quiet localhost/$(IMAGE_REPO):$$tag \
 			docker-archive:$$archive.tmp:$(IMAGE_REPO):$$tag; \
 		mv $$archive.tmp $$archive; \
-		old=$$(buildah images --noheading --format '{{.Name}}:{{.Tag}}' \
+		old=$$($(BUILDAH) images --noheading --format '{{.Name}}:{{.Tag}}' \
 			| grep '^localhost/$(IMAGE_REPO):test-' | grep -v ":$$tag$$" || true); \
-		[ -z "$$old" ] || buildah rmi $$old >/dev/null 2>&1 || true; \
+		[ -z "$$old" ] || $(BUILDAH) rmi $$old >/dev/null 2>&1 || true; \
 	fi; \
 	printf '{"archive": "%s", "image": "docker.io/library/%s:%s"}\n' \
 		"$$archive" $(IMAGE_REPO) "$$tag" > $(MEMSTORE_TEST_IMAGE_INFO)

@@ -14,15 +14,15 @@ PAUSE_ARCHIVE := $(IMAGE_CACHE)/pause-$(K8S_VERSION).tar
 export MEMSTORE_PAUSE_ARCHIVE := $(PAUSE_ARCHIVE)
 export MEMSTORE_PAUSE_IMAGE := $(PAUSE_IMAGE)
 
-$(PAUSE_ARCHIVE): | node-packages k8s-tools
+$(PAUSE_ARCHIVE): | node-packages k8s-tools $(BUILDAH_CONF)
 	@set -euo pipefail; mkdir -p $(IMAGE_CACHE); \
 	src=$$(cd tools/k8s && GOTOOLCHAIN=local GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' k8s.io/kubernetes); \
 	work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
 	gcc -Os -Wall -Werror -static -DVERSION=$(K8S_VERSION) -o "$$work/pause" "$$src/build/pause/linux/pause.c"; \
-	ctr=$$(buildah from scratch); \
-	buildah copy --quiet "$$ctr" "$$work/pause" /pause >/dev/null; \
-	buildah config --entrypoint '["/pause"]' --user 65535:65535 "$$ctr"; \
-	buildah commit --quiet --rm "$$ctr" $(PAUSE_IMAGE) >/dev/null; \
-	buildah push --quiet $(PAUSE_IMAGE) docker-archive:$@.tmp:$(PAUSE_IMAGE); mv $@.tmp $@
+	ctr=$$($(BUILDAH) from scratch); \
+	$(BUILDAH) copy --quiet "$$ctr" "$$work/pause" /pause >/dev/null; \
+	$(BUILDAH) config --entrypoint '["/pause"]' --user 65535:65535 "$$ctr"; \
+	$(BUILDAH) commit --quiet --rm "$$ctr" $(PAUSE_IMAGE) >/dev/null; \
+	$(BUILDAH) push --quiet $(PAUSE_IMAGE) docker-archive:$@.tmp:$(PAUSE_IMAGE); mv $@.tmp $@
 
 pause-image: $(PAUSE_ARCHIVE)

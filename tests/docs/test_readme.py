@@ -44,6 +44,8 @@ NOT_RUN_HERE = {
     "kube-apiserver",
     "kubectl ": "needs a Kubernetes cluster (tests/helm, tests/operator)",
     "make kind-": "needs Docker; the README says kind is not exercised by CI",
+    "make image": "pulls python:3.11-slim-bookworm from Docker Hub; `make test` builds the "
+    "same Dockerfile on a local base (make test-image) and tests/node runs the image",
 }
 
 _README_PORT = re.compile(r"(localhost|127\.0\.0\.1):8080\b")

@@ -3,18 +3,18 @@ kubelet calls the probes.
 
 ``helm install`` with the image `make test-image` built; the operator pod runs and its
 liveness probe (made fast here: first call after 5 s, then every 2 s, two failures
-restart it) keeps passing; the operator creates the default MemoryStore, whose pod becomes Ready only when the
-kubelet's readiness probe on /readyz succeeds; ``helm test`` runs its pod, which calls the
-store's Service by its cluster DNS name.
+restart it) keeps passing; the operator creates the default MemoryStore, whose pod
+becomes Ready only when the kubelet's readiness probe on /readyz succeeds; ``helm test``
+runs its pod, which calls the store's Service by its cluster DNS name.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta, timezone
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -98,7 +98,7 @@ def test_chart_runs_on_the_node(kube_node: KubeNode, node_helm: Helm, namespace:
         operator["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
     )
     checked = started + timedelta(seconds=LIVENESS_DELAY + 4 * LIVENESS_PERIOD)
-    time.sleep(max(0.0, (checked - datetime.now(timezone.utc)).total_seconds()))
+    time.sleep(max(0.0, (checked - datetime.now(UTC)).total_seconds()))
     (operator,) = _pods(kube_node, namespace, operator_sel)
     status = operator["status"]["containerStatuses"][0]
     assert _ready(operator), _diagnostics(kube_node, namespace)
@@ -113,10 +113,10 @@ def test_chart_runs_on_the_node(kube_node: KubeNode, node_helm: Helm, namespace:
     # readiness probe on /readyz answered 2xx; the store's own metrics count those calls.
     store = f"{release}-memstore"
     wait_for(
-        lambda: kube_node.kubectl_json("get", "memorystore", store, "-n", namespace)["status"][
-            "phase"
-        ]
-        == "Ready",
+        lambda: (
+            kube_node.kubectl_json("get", "memorystore", store, "-n", namespace)["status"]["phase"]
+            == "Ready"
+        ),
         "the MemoryStore Ready",
         timeout=180,
     )
@@ -143,4 +143,3 @@ def test_chart_runs_on_the_node(kube_node: KubeNode, node_helm: Helm, namespace:
         f"helm test failed:\n{tested.stderr}{tested.stdout}\n{_diagnostics(kube_node, namespace)}"
     )
     assert re.search(r"Phase:\s+Succeeded", tested.stdout), tested.stdout
-

@@ -244,7 +244,9 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
             with urllib.request.urlopen(f"{server}/readyz", context=ctx, timeout=3) as r:
                 return bool(r.status == 200)
 
-        wait_process("kube-apiserver", cluster.procs["kube-apiserver"], api_ready, logs, timeout=180)
+        wait_process(
+            "kube-apiserver", cluster.procs["kube-apiserver"], api_ready, logs, timeout=180
+        )
         kc = str(cluster.kubeconfig)
         cluster.procs["kube-controller-manager"] = start_process(
             "kube-controller-manager",
@@ -271,7 +273,9 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
             out = cluster.kubectl("get", "serviceaccount", "default", "-n", "default", check=False)
             return out.returncode == 0
 
-        wait_process("kube-controller-manager", cluster.procs["kube-controller-manager"], default_sa, logs)
+        wait_process(
+            "kube-controller-manager", cluster.procs["kube-controller-manager"], default_sa, logs
+        )
         yield cluster
     finally:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):

@@ -317,7 +317,9 @@ class KubeNode:
 
 
 def _image_info() -> dict[str, str]:
-    info = Path(os.environ.get("MEMSTORE_TEST_IMAGE_INFO") or _default_images() / "memstore-test.json")
+    info = Path(
+        os.environ.get("MEMSTORE_TEST_IMAGE_INFO") or _default_images() / "memstore-test.json"
+    )
     if not info.exists():
         pytest.fail(f"{info} is missing: run `make test-image` (mk/image.mk builds the image)")
     data: dict[str, str] = json.loads(info.read_text())
@@ -359,10 +361,25 @@ def _pause() -> tuple[Path, str]:
 def _check_prerequisites(bins: Path) -> None:
     if os.geteuid() != 0:
         pytest.fail("the node tests need root (containerd, kubelet, iptables)")
-    for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"):
+    for b in (
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kubelet",
+        "kube-proxy",
+        "kubectl",
+    ):
         if not (bins / b).exists():
             pytest.fail(f"{bins / b} is missing: run `make node-tools` (mk/k8s.mk builds it)")
-    for cmd in ("etcd", "containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "conntrack"):
+    for cmd in (
+        "etcd",
+        "containerd",
+        "containerd-shim-runc-v2",
+        "runc",
+        "ctr",
+        "iptables",
+        "conntrack",
+    ):
         if shutil.which(cmd) is None:
             pytest.fail(f"{cmd} is missing: run `make node-tools` (installs Debian's packages)")
     if not Path("/usr/lib/cni/bridge").exists():
@@ -422,7 +439,9 @@ def _make_node_pki(pki: Path) -> None:
 def _kubeconfig(path: Path, server: str, pki: Path, user: str) -> Path:
     write_kubeconfig(path, server, pki)
     if user != "admin":
-        text = path.read_text().replace("admin.crt", f"{user}.crt").replace("admin.key", f"{user}.key")
+        text = (
+            path.read_text().replace("admin.crt", f"{user}.crt").replace("admin.key", f"{user}.key")
+        )
         path.write_text(text)
     return path
 
@@ -683,7 +702,11 @@ def _delete_all_pods(node: KubeNode) -> None:
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        tasks = node.ctr("tasks", "ls", "-q").stdout.split() if node.procs["containerd"].poll() is None else []
+        tasks = (
+            node.ctr("tasks", "ls", "-q").stdout.split()
+            if node.procs["containerd"].poll() is None
+            else []
+        )
         netns = os.listdir("/var/run/netns") if os.path.isdir("/var/run/netns") else []
         if not tasks and not [n for n in netns if n.startswith("cni-")]:
             return
@@ -758,8 +781,10 @@ def _remove_chains() -> None:
             rules = [shlex.split(r) for r in res.stdout.splitlines()]
             chains = [r[1] for r in rules if r[0] == "-N" and r[1].startswith(ours)]
             for parts in rules:
-                if parts[0] == "-A" and not parts[1].startswith(ours) and any(
-                    c in parts for c in chains
+                if (
+                    parts[0] == "-A"
+                    and not parts[1].startswith(ours)
+                    and any(c in parts for c in chains)
                 ):
                     _run(tool, "-w", "-t", table, "-D", *parts[1:])
             for c in chains:
