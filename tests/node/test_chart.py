@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import pytest
 
 from tests.helm.conftest import Helm
-from tests.servers.node import KubeNode, image_ref
+from tests.node.conftest import (
+    diagnostics,
+    image_sets,
+    install,
+    pods,
+    ready,
+    readyz_calls,
+    store_pods,
+    wait_store_ready,
+)
+from tests.servers.node import KubeNode
 from tests.support.waiting import wait_for
-from tools.chartgen import CHART
 
 #: The operator's liveness checks: the first 5 s after start, then every 2 s; two failures
 #: in a row restart the container.
@@ -34,112 +38,46 @@ FAST_LIVENESS = (
 )
 
 
-def _ready(pod: dict[str, Any]) -> bool:
-    conds = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
-    return conds.get("Ready") == "True"
-
-
-def _pods(node: KubeNode, namespace: str, selector: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = node.kubectl_json("get", "pods", "-n", namespace, "-l", selector)[
-        "items"
-    ]
-    return out
-
-
-def _diagnostics(node: KubeNode, namespace: str) -> str:
-    out = node.cluster.kubectl("get", "pods,pvc,events", "-n", namespace, "-o", "wide", check=False)
-    described = node.cluster.kubectl("describe", "pods", "-n", namespace, check=False)
-    return f"{out.stdout}{out.stderr}\n{described.stdout[-6000:]}"
-
-
-@pytest.fixture
-def namespace(kube_node: KubeNode) -> Iterator[str]:
-    name = f"n-{uuid.uuid4().hex[:8]}"
-    kube_node.cluster.kubectl("create", "namespace", name)
-    kube_node.cluster.kubectl(
-        "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted"
-    )
-    yield name
-    kube_node.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture
-def node_helm(helm: Helm, kube_node: KubeNode) -> Helm:
-    return helm.with_kubeconfig(kube_node.cluster.kubeconfig)
-
-
 def test_chart_runs_on_the_node(kube_node: KubeNode, node_helm: Helm, namespace: str) -> None:
-    repository, tag = image_ref()
     release = "rel"
-    sets = (
-        f"image.repository={repository}",
-        f"image.tag={tag}",
-        "image.pullPolicy=Never",  # the image was imported into the node, never pulled
-        "memoryStore.spec.imagePullPolicy=Never",
-        *FAST_LIVENESS,
-    )
-    args = ["install", release, str(CHART), "-n", namespace, "--wait", "--timeout", "3m"]
-    for s in sets:
-        args += ["--set", s]
-    installed = node_helm.run(*args, check=False)
-    assert installed.returncode == 0, (
-        f"helm install failed:\n{installed.stderr}\n{_diagnostics(kube_node, namespace)}"
-    )
+    install(kube_node, node_helm, namespace, release, (*image_sets(), *FAST_LIVENESS))
+    tag = image_sets()[1].split("=", 1)[1]
 
     # The operator: its pod runs the image's memstore-operator, Ready, and the kubelet's
     # liveness checks keep passing for four periods after the first one.
     operator_sel = "app.kubernetes.io/component=operator"
     (operator,) = wait_for(
-        lambda: [p for p in _pods(kube_node, namespace, operator_sel) if _ready(p)],
+        lambda: [p for p in pods(kube_node, namespace, operator_sel) if ready(p)],
         "the operator pod Ready",
-        timeout=120,
+        timeout=60,
     )
     started = datetime.fromisoformat(
         operator["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
     )
     checked = started + timedelta(seconds=LIVENESS_DELAY + 4 * LIVENESS_PERIOD)
     time.sleep(max(0.0, (checked - datetime.now(UTC)).total_seconds()))
-    (operator,) = _pods(kube_node, namespace, operator_sel)
+    (operator,) = pods(kube_node, namespace, operator_sel)
     status = operator["status"]["containerStatuses"][0]
-    assert _ready(operator), _diagnostics(kube_node, namespace)
-    assert status["restartCount"] == 0, _diagnostics(kube_node, namespace)
+    assert ready(operator), diagnostics(kube_node, namespace)
+    assert status["restartCount"] == 0, diagnostics(kube_node, namespace)
     assert status["image"].endswith(f":{tag}")
     unhealthy = kube_node.cluster.kubectl(
         "get", "events", "-n", namespace, "--field-selector", "reason=Unhealthy", "-o", "name"
     ).stdout
-    assert unhealthy == "", _diagnostics(kube_node, namespace)
+    assert unhealthy == "", diagnostics(kube_node, namespace)
 
     # The default MemoryStore: its pod is Ready, which the kubelet sets only once its
     # readiness probe on /readyz answered 2xx; the store's own metrics count those calls.
     store = f"{release}-memstore"
-    wait_for(
-        lambda: (
-            kube_node.kubectl_json("get", "memorystore", store, "-n", namespace)["status"]["phase"]
-            == "Ready"
-        ),
-        "the MemoryStore Ready",
-        timeout=180,
-    )
-    pods = _pods(kube_node, namespace, f"app.kubernetes.io/instance={store}")
-    store_pods = [p for p in pods if p["spec"]["containers"][0].get("readinessProbe")]
-    assert store_pods and all(_ready(p) for p in store_pods), _diagnostics(kube_node, namespace)
-    (pod,) = store_pods
-    probe = pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]
-    assert probe["path"] == "/readyz"
-    metrics = kube_node.cluster.kubectl(
-        "get", "--raw",
-        f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}:8080/proxy/metrics",
-    ).stdout  # fmt: skip
-    readyz_calls = [
-        float(m.group(1))
-        for m in re.finditer(r'^memstore_http_requests_total\{[^}]*route="/readyz"[^}]*\} (\S+)$',
-                             metrics, re.M)
-    ]  # fmt: skip
-    assert readyz_calls and sum(readyz_calls) >= 1, metrics[:3000]
+    wait_store_ready(kube_node, namespace, store)
+    (pod,) = store_pods(kube_node, namespace, store)
+    assert ready(pod), diagnostics(kube_node, namespace)
+    assert pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert readyz_calls(kube_node, namespace, pod["metadata"]["name"]) >= 1
 
     # helm test: its pod runs on the node and reaches the store's Service by DNS name.
     tested = node_helm.run("test", release, "-n", namespace, "--timeout", "3m", check=False)
     assert tested.returncode == 0, (
-        f"helm test failed:\n{tested.stderr}{tested.stdout}\n{_diagnostics(kube_node, namespace)}"
+        f"helm test failed:\n{tested.stderr}{tested.stdout}\n{diagnostics(kube_node, namespace)}"
     )
     assert re.search(r"Phase:\s+Succeeded", tested.stdout), tested.stdout
