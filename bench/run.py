@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from bench import workload as W
+from bench.embeddings import markdown as embedding_markdown
 from bench.procs import REPO, Procs, checkout_env, cpu_seconds, redis_cli, redis_pid
 from bench.wrk import Sample, run_wrk
 
@@ -771,6 +772,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {r['used_memory_delta_per_entity']:,}{ok} "
                 f"| {r['memory_usage_entity_key']:,} | {r['limit']:,} |"
             )
+    if emb := report.get("embeddings"):
+        lines += ["", embedding_markdown(emb)]
     for s in report["skipped"]:
         lines.append(f"\n_{s['group']}: skipped — {s['reason']}_")
     for f in report.get("failed", []):
@@ -905,6 +908,23 @@ def groups(reference_tree: bool = False) -> list[Group]:
     ]
 
 
+def embedding_bench(rounds: int, seconds: int) -> dict[str, Any]:
+    """``bench.embeddings`` in a process of its own (its CPU time is its own)."""
+    print("## embeddings/wordllama", file=sys.stderr)
+    command = [sys.executable, "-m", "bench.embeddings", "--json"]
+    done = subprocess.run(
+        [*command, "--rounds", str(rounds), "--seconds", str(seconds)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip()[-2000:])
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def _commit(tree: Path) -> str:
     """The checkout's commit, ``+`` if it has uncommitted changes."""
     git = ["git", "-C", str(tree)]
@@ -963,6 +983,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for g in groups(args.reference_tree is not None):
             run.run_group(g)
+        if run.selected("embeddings/wordllama"):
+            try:
+                run.extras["embeddings"] = embedding_bench(args.rounds, args.seconds)
+            except Exception as exc:
+                run.failed.append({"group": "embeddings", "key": "wordllama", "error": str(exc)})
+                print(f"## embeddings/wordllama: FAILED: {exc}", file=sys.stderr)
         if args.extras and run.selected("redis/extras") and need_redis() is None:
             g = Group("redis", setup_redis, [])
             try:

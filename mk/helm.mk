@@ -59,7 +59,7 @@ kind-deploy: image $(KIND_BIN) $(HELM_BIN)
 	$(KIND_BIN) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
 	$(HELM_BIN) upgrade --install memstore charts/memstore \
 		--kube-context kind-$(KIND_CLUSTER) -n $(KIND_NAMESPACE) --create-namespace \
-		--set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
+		--set image.registry= --set image.repository=$(IMAGE_REPO) --set image.tag=$(IMAGE_TAG) \
 		--set image.pullPolicy=Never --set memoryStore.spec.imagePullPolicy=Never \
 		--wait --timeout 5m
 	kubectl --context kind-$(KIND_CLUSTER) -n $(KIND_NAMESPACE) wait memorystore/memstore \

@@ -51,6 +51,82 @@ _LABEL_KEY = (
 _LABEL_KEYS_RULE = f'self.all(k, k.size() <= 317 && k.matches(r"{_LABEL_KEY}"))'
 
 
+# Host checks the CRD makes with CEL beside its patterns (RE2 has no look-ahead, so "digits
+# and dots must be an IPv4 address" needs a second expression): IPv4 with each number 0-255,
+# IPv6 in its eight-group or "::"-shortened forms (zone ids such as %eth0 are not accepted).
+_IPV4 = (
+    r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+)
+_H = "[0-9A-Fa-f]{1,4}"
+_IPV6 = (
+    "("
+    + "|".join(
+        [
+            f"({_H}:){{7}}{_H}",
+            f"({_H}:){{1,7}}:",
+            f"({_H}:){{1,6}}:{_H}",
+            f"({_H}:){{1,5}}(:{_H}){{1,2}}",
+            f"({_H}:){{1,4}}(:{_H}){{1,3}}",
+            f"({_H}:){{1,3}}(:{_H}){{1,4}}",
+            f"({_H}:){{1,2}}(:{_H}){{1,5}}",
+            f"{_H}:(:{_H}){{1,6}}",
+            f":((:{_H}){{1,7}}|:)",
+            # with the last 32 bits written as IPv4 (::ffff:10.0.0.1, 64:ff9b::10.0.0.1)
+            f"({_H}:){{6}}{_IPV4}",
+            f"::(ffff(:0{{1,4}})?:)?{_IPV4}",
+            f"({_H}:){{1,4}}:{_IPV4}",
+        ]
+    )
+    + ")"
+)
+# A webhook URL's host: DNS labels (with "_", which the service accepts) between single dots.
+_URL_LABEL = "[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?"
+_RESOURCE_NAMES = ["cpu", "memory", "ephemeral-storage"]
+_HUGEPAGES = r"^hugepages-[1-9][0-9]*(Ki|Mi|Gi|Ti|Pi|Ei|[kMGTPE])?$"
+_PREFIXED_NAME = (
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_RESOURCE_NAMES_RULE = (
+    f'self.all(k, k in {json.dumps(_RESOURCE_NAMES)} || k.matches(r"{_HUGEPAGES}") || '
+    f'(k.size() <= 317 && k.matches(r"{_PREFIXED_NAME}")))'
+)
+
+
+def _implies(condition: str, then: str) -> tuple[str, Schema]:
+    """The CEL rule ``!self.matches(condition) || self.matches(then)`` on a string, and its
+    JSON Schema mirror."""
+    rule = f'!self.matches(r"{condition}") || self.matches(r"{then}")'
+    return rule, {"if": {"pattern": condition}, "then": {"pattern": then}}
+
+
+_HOST_RULES: dict[str, Schema] = dict(
+    [
+        _implies(r"^[0-9.]+$", f"^{_IPV4}$"),
+        _implies(r"^[0-9.]+:[0-9]+$", f"^{_IPV4}:[0-9]+$"),
+        _implies(r"^https?://[0-9.]+([:/]|$)", f"^https?://{_IPV4}([:/]|$)"),
+        _implies(r"^https?://\[", f"^https?://\\[{_IPV6}\\]([:/]|$)"),
+        _implies(r"^[A-Za-z]+://[0-9.]+([:/?#]|$)", f"^[A-Za-z]+://{_IPV4}([:/?#]|$)"),
+        (
+            f'!self.contains(":") || self.matches(r"^{_IPV6}$")',
+            {"if": {"pattern": ":"}, "then": {"pattern": f"^{_IPV6}$"}},
+        ),
+        (
+            f'!self.startsWith("[") || self.matches(r"^\\[{_IPV6}\\]:[0-9]+$")',
+            {"if": {"pattern": r"^\["}, "then": {"pattern": f"^\\[{_IPV6}\\]:[0-9]+$"}},
+        ),
+        (
+            f'self.matches(r"^[A-Za-z]+://{_URL_LABEL}(\\.{_URL_LABEL})*([:/?#]|$)")',
+            {"pattern": f"^[A-Za-z]+://{_URL_LABEL}(\\.{_URL_LABEL})*([:/?#]|$)"},
+        ),
+        (
+            '!self.matches(r"^[A-Za-z]+://[^/?#:]*:0+([/?#]|$)")',
+            {"not": {"pattern": "^[A-Za-z]+://[^/?#:]*:0+([/?#]|$)"}},
+        ),
+    ]
+)
+
+
 def _when(condition: Schema, then: Schema) -> Schema:
     return {"if": condition, "then": then}
 
@@ -106,6 +182,19 @@ CEL_MIRRORS: dict[str, Schema] = {
         {"required": ["secretRef"]}, {"properties": {"enabled": {"const": True}}}
     ),
     _LABEL_KEYS_RULE: {"propertyNames": {"maxLength": 317, "pattern": _LABEL_KEY}},
+    _RESOURCE_NAMES_RULE: {
+        "propertyNames": {
+            "anyOf": [
+                {"enum": _RESOURCE_NAMES},
+                {"pattern": _HUGEPAGES},
+                {"maxLength": 317, "pattern": _PREFIXED_NAME},
+            ]
+        }
+    },
+    "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')": _when(
+        {"required": ["tolerationSeconds"]}, _is("effect", "NoExecute")
+    ),
+    **_HOST_RULES,
     "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''": (
         _when(_is("operator", "Exists"), {"properties": {"value": {"const": ""}}})
     ),
@@ -261,6 +350,16 @@ _DURATION = _str(pattern=r"^[0-9]+(ms|s|m|h)$")
 _MONGODB_URI = r"^mongodb(\+srv)?://([^\s/@]+@)?[^\s/@,:]+(:[0-9]{1,5})?(,[^\s/@,:]+(:[0-9]{1,5})?)*(/[^\s]*)?$"
 
 
+# Empty, or a registry host (lower case, as image references require) with an optional port
+# and path: ghcr.io, localhost:5000, registry.example/team.
+_IMAGE_REGISTRY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*(:[0-9]{1,5})?"
+    r"(/[a-z0-9]+([._-][a-z0-9]+)*)*)?$"
+)
+# Empty, or a digest of an OCI-registered algorithm with its exact length.
+_IMAGE_DIGEST = r"^(sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})?$"
+
+
 def _probe_timing() -> Schema:
     return _obj(
         {
@@ -280,16 +379,23 @@ def values_schema() -> Schema:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            # Helm adds "global" for charts used as dependencies.
-            "global": _ANY_OBJECT,
+            # Helm adds "global" for charts used as dependencies; other charts' keys stay
+            # allowed in it.
+            "global": {
+                "type": "object",
+                "properties": {"imageRegistry": _str(pattern=_IMAGE_REGISTRY)},
+            },
             "nameOverride": _str(maxLength=63),
             "fullnameOverride": _str(maxLength=63),
             "commonLabels": labels,
             "image": _obj(
                 {
-                    # The spec's image reference is repository:tag (the CRD's pattern).
+                    # Rendered as registry/repository@digest or registry/repository:tag,
+                    # which the CRD's pattern of spec.image accepts.
+                    "registry": _str(pattern=_IMAGE_REGISTRY),
                     "repository": _str(minLength=1, pattern=r"^[a-z0-9]+([._/:-]+[A-Za-z0-9_]+)*$"),
                     "tag": _str(pattern=r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$"),
+                    "digest": _str(pattern=_IMAGE_DIGEST),
                     "pullPolicy": _str(enum=["Always", "IfNotPresent", "Never"]),
                 },
                 required=["repository"],

@@ -401,10 +401,13 @@ def mcp_command(in_process: bool, data_path: Path | None) -> None:
 
 
 def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-        for e in exc.errors(include_url=False, include_input=False)
-    )
+    # A check of several settings together has no location; its message names them.
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        where = ".".join(map(str, error["loc"]))
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 ENTITY_TYPE = click.argument(

@@ -55,7 +55,9 @@ class Helm:
     def with_kubeconfig(self, kubeconfig: Path) -> Helm:
         return Helm(self.bin, self.home, kubeconfig)
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = True, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {
             **os.environ,
             "HELM_CACHE_HOME": str(self.home / "cache"),
@@ -69,6 +71,7 @@ class Helm:
             capture_output=True,
             text=True,
             env=env,
+            cwd=cwd,
             timeout=240,
             check=False,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -279,6 +280,13 @@ def test_schema_covers_every_value() -> None:
         (["memoryStore.name=9lives"], "/memoryStore/name"),
         ([f"memoryStore.name={'a' * 53}"], "/memoryStore/name"),
         (["image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+        (["image.digest=sha256:abc"], "/image/digest"),
+        (["image.digest=" + "0" * 64], "/image/digest"),
+        (["image.digest=md5:" + "0" * 32], "/image/digest"),
+        (["image.digest=sha256:" + "A" * 64], "/image/digest"),
+        (["image.registry=https://registry.example"], "/image/registry"),
+        (["image.registry=registry.example/"], "/image/registry"),
+        (["global.imageRegistry=Registry Example"], "/global/imageRegistry"),
         (["prometheusRule.for=five minutes"], "/prometheusRule/for"),
         (["operator.extraEnv[0].name=X", "operator.extraEnv[0].value=1"], "got number, want"),
     ],
@@ -325,8 +333,81 @@ def test_image_defaults_match_the_crd_and_appversion() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     default = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     values = yaml.safe_load((CHART / "values.yaml").read_text())
-    image = f"{values['image']['repository']}:{chart['appVersion']}"
-    assert default["properties"]["image"]["default"] == image
+    image = values["image"]
+    reference = f"{image['registry']}/{image['repository']}:{chart['appVersion']}"
+    assert default["properties"]["image"]["default"] == reference
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def rendered_images(manifests: list[Manifest]) -> dict[str, str]:
+    """The image of every place the chart names one: the operator container, the first
+    MemoryStore's spec.image (what the operator runs), the helm test pod."""
+    (dep,) = find(manifests, "Deployment")
+    (store,) = find(manifests, "MemoryStore")
+    (test_pod,) = find(manifests, "Pod")
+    return {
+        "operator": dep["spec"]["template"]["spec"]["containers"][0]["image"],
+        "store": store["spec"]["image"],
+        "helm-test": test_pod["spec"]["containers"][0]["image"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("sets", "image"),
+    [
+        ((), "ghcr.io/memstore/memstore:0.1.0"),
+        (("image.tag=1.2.3",), "ghcr.io/memstore/memstore:1.2.3"),
+        (("image.registry=reg.example:5000",), "reg.example:5000/memstore/memstore:0.1.0"),
+        (("image.registry=", "image.repository=memstore", "image.tag=dev"), "memstore:dev"),
+        (("image.registry=localhost:5000/team",), "localhost:5000/team/memstore/memstore:0.1.0"),
+        (("global.imageRegistry=mirror.example",), "mirror.example/memstore/memstore:0.1.0"),
+        (
+            ("global.imageRegistry=mirror.example", "image.registry=registry.example"),
+            "mirror.example/memstore/memstore:0.1.0",
+        ),
+        (
+            ("global.imageRegistry=mirror.example", "image.registry="),
+            "mirror.example/memstore/memstore:0.1.0",
+        ),
+        ((f"image.digest={DIGEST}",), f"ghcr.io/memstore/memstore@{DIGEST}"),
+        ((f"image.digest={DIGEST}", "image.tag=1.2.3"), f"ghcr.io/memstore/memstore@{DIGEST}"),
+        (
+            (f"image.digest={DIGEST}", "global.imageRegistry=mirror.example"),
+            f"mirror.example/memstore/memstore@{DIGEST}",
+        ),
+    ],
+    ids=[
+        "defaults", "tag", "registry", "no-registry", "registry-path", "global",
+        "global-wins", "global-alone", "digest", "digest-wins-over-tag", "digest-and-global",
+    ],
+)  # fmt: skip
+def test_every_image_honours_registry_digest_and_global(
+    render: Renderer, sets: tuple[str, ...], image: str
+) -> None:
+    manifests = render(*sets)
+    assert rendered_images(manifests) == {"operator": image, "store": image, "helm-test": image}
+    # The store's reference is one the CRD accepts (its pattern of spec.image).
+    (store,) = find(manifests, "MemoryStore")
+    crd_validator().validate(store)
+
+
+def test_explicit_images_are_used_as_given(render: Renderer) -> None:
+    """An image named in the store's spec or for the test pod is a whole reference: the
+    chart's registry settings do not rewrite it."""
+    images = rendered_images(
+        render(
+            "global.imageRegistry=mirror.example",
+            "memoryStore.spec.image=other.example/memstore:9",
+            "tests.image=python:3.11-slim",
+        )
+    )
+    assert images == {
+        "operator": "mirror.example/memstore/memstore:0.1.0",
+        "store": "other.example/memstore:9",
+        "helm-test": "python:3.11-slim",
+    }
 
 
 @pytest.mark.parametrize("case", sorted(RENDERINGS))
@@ -715,3 +796,30 @@ def test_values_schema_rejects_bad_redis_tls(helm: Helm, sets: list[str], messag
     assert out.returncode != 0
     assert "values don't meet the specifications of the schema" in out.stderr
     assert message in out.stderr, out.stderr
+
+
+def test_readme_helm_install_commands_render_the_image_they_name(helm: Helm) -> None:
+    """Each `helm install` of the README (which needs a cluster) renders as written with
+    `helm template`, and the images it names are the ones the operator, the store and the
+    test pod get."""
+    from tests.docs.test_readme import BLOCKS, commands
+
+    installs = [
+        shlex.split(c) for b in BLOCKS if b.lang == "sh" for c in commands(b.code)
+        if c.startswith("helm install")
+    ]  # fmt: skip
+    assert len(installs) >= 3
+    expected = {
+        "image.repository=memstore": "memstore:dev",
+        "image.repository=team/memstore": "registry.example.com/team/memstore:0.1.0",
+    }
+    seen = set()
+    for argv in installs:
+        out = helm.run("template", *argv[2:], cwd=REPO)
+        manifests = [d for d in yaml.safe_load_all(out.stdout) if d]
+        images = set(rendered_images(manifests).values())
+        for flag, image in expected.items():
+            if flag in argv:
+                assert images == {image}, (argv, images)
+                seen.add(flag)
+    assert seen == set(expected)

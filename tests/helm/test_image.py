@@ -7,19 +7,28 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
+from memstore.core.settings import Settings
+from memstore.server.security import check_bind
 from memstore_operator import builders
 from memstore_operator import constants as opc
 from memstore_operator.__main__ import LIVENESS_DEFAULT
 from memstore_operator.model import parse_spec
+from tests.support.procs import free_port, wait_http
 from tools.chartgen import CHART, REPO
 
 if TYPE_CHECKING:
@@ -192,3 +201,97 @@ def test_copied_sources_exist_and_are_in_the_build_context() -> None:
     for path in (".venv/bin/python", ".git/HEAD", "tests/conftest.py", "charts/memstore"):
         assert _dockerignored(path, patterns), path
     assert _dockerignored("service/memstore/__pycache__/x.pyc", patterns)
+
+
+# -- Starting the image with its defaults -------------------------------------------------
+
+
+def image_env() -> dict[str, str]:
+    """The runtime stage's ENV, as a container started from the image sees it."""
+    env_text = " ".join(i["value"] for i in final_stage() if i["instruction"] == "ENV")
+    return dict(re.findall(r"(\w+)=(\S+)", env_text))
+
+
+def image_command() -> list[str]:
+    """ENTRYPOINT + CMD, the program resolved in this environment's bin directory."""
+    program, *args = json.loads(one(final_stage(), "ENTRYPOINT")) + json.loads(
+        one(final_stage(), "CMD")
+    )
+    return [str(Path(sys.executable).with_name(program)), *args]
+
+
+def test_the_image_defaults_explain_how_to_run_it() -> None:
+    """`docker run` with nothing set: the image listens on 0.0.0.0 without auth, which the
+    service refuses by design. It must exit non-zero with one message naming both ways
+    to run it (the README's container section), not a traceback. Nothing is bound: the
+    refusal comes before the listening socket."""
+    env = {**image_env(), "PATH": "/usr/bin:/bin"}
+    assert env["MEMSTORE_HOST"] == "0.0.0.0"
+    done = subprocess.run(image_command(), env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert "refusing to listen on 0.0.0.0 with authentication disabled" in error
+    for way in (
+        "MEMSTORE_AUTH_ENABLED=true",
+        "MEMSTORE_AUTH_TOKENS_FILE=",
+        "memstore hash-token",
+        "MEMSTORE_ALLOW_INSECURE_BIND=true",
+    ):
+        assert way in error, (way, error)
+
+
+def _tokens_file(path: Path, token: str) -> Path:
+    digest = subprocess.run(
+        [str(Path(sys.executable).with_name("memstore")), "hash-token"],
+        input=token, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    entry = {"name": "admin", "sha256": digest, "namespaces": ["*"], "roles": ["read", "write"]}
+    path.write_text(json.dumps({"tokens": [entry]}))
+    return path
+
+
+@pytest.mark.parametrize("way", ["tokens", "insecure-bind"])
+def test_each_documented_way_starts_the_image(
+    way: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each way the message and the README name, on top of the image's environment: the
+    settings pass the bind check on the image's 0.0.0.0, and the image's command serves
+    (on loopback here: test servers never listen beyond it)."""
+    token = "readme-token-1"
+    way_env = {
+        "tokens": {
+            "MEMSTORE_AUTH_ENABLED": "true",
+            "MEMSTORE_AUTH_TOKENS_FILE": str(_tokens_file(tmp_path / "tokens.json", token)),
+        },
+        "insecure-bind": {"MEMSTORE_ALLOW_INSECURE_BIND": "true"},
+    }[way]
+    env = {**image_env(), **way_env}
+    for key in [k for k in os.environ if k.startswith(("MEMSTORE_", "MEMORY_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    check_bind(Settings())  # raises on the image's 0.0.0.0 without one of the ways
+
+    port = free_port()
+    env.update(
+        PATH="/usr/bin:/bin",
+        MEMSTORE_HOST="127.0.0.1",
+        MEMSTORE_PORT=str(port),
+        MEMSTORE_DATA_PATH=str(tmp_path / "memstore.db"),  # the image's /data volume
+    )
+    proc = subprocess.Popen(image_command(), env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/namespaces/agent/summary")
+        if way == "tokens":
+            with pytest.raises(urllib.error.HTTPError) as denied:
+                urllib.request.urlopen(request, timeout=10)
+            denied.value.close()
+            assert denied.value.code == 401
+            request.add_header("Authorization", f"Bearer {token}")
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -458,3 +459,44 @@ def test_crd_file_is_applied_unchanged(env: Env) -> None:
     local = yaml.safe_load(CRD_FILE.read_text())
     assert live["spec"]["versions"][0]["schema"] == local["spec"]["versions"][0]["schema"]
     assert live["spec"]["names"]["shortNames"] == local["spec"]["names"]["shortNames"]
+
+
+def test_helm_test_keeps_the_finished_pod_for_its_logs(env: Env) -> None:
+    """`helm test --logs` reads the test pod's log after the pod finished: helm must not
+    have deleted it by then. Without a kubelet the pod never runs, so the test plays the
+    kubelet's part: it reports the pod Succeeded through the status subresource; helm's
+    own wait and delete policy do the rest. A second `helm test` replaces the pod
+    (before-hook-creation), so runs do not collide."""
+    env.install()
+    pod_name = f"{env.release}-memstore-test-readyz"
+
+    def run_helm_test(previous: str | None = None) -> str:
+        result: list[subprocess.CompletedProcess[str]] = []
+        args = ("test", env.release, "-n", env.namespace, "--timeout", "120s")
+        runner = threading.Thread(target=lambda: result.append(env.helm.run(*args, check=False)))
+        runner.start()
+
+        def new_pod() -> dict[str, Any] | None:
+            # Not the previous run's pod, which helm deletes before creating this one.
+            pod = env.get("pod", pod_name)
+            return pod if pod is not None and pod["metadata"]["uid"] != previous else None
+
+        pod = wait_for(new_pod, "the helm test pod")
+        status = {"status": {"phase": "Succeeded"}}
+        env.cluster.kubectl(
+            "patch", "pod", pod_name, "-n", env.namespace, "--subresource=status",
+            "--type=merge", "-p", json.dumps(status),
+        )  # fmt: skip
+        runner.join(timeout=150)
+        assert result, "helm test did not finish"
+        assert result[0].returncode == 0, result[0].stderr + result[0].stdout
+        assert "Phase:          Succeeded" in result[0].stdout, result[0].stdout
+        uid: str = pod["metadata"]["uid"]
+        return uid
+
+    first = run_helm_test()
+    kept = env.get("pod", pod_name)
+    assert kept is not None, "helm deleted the succeeded test pod: `helm test --logs` fails"
+    assert kept["metadata"]["uid"] == first
+    second = run_helm_test(previous=first)
+    assert second != first

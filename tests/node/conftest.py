@@ -22,6 +22,7 @@ def image_sets() -> tuple[str, ...]:
     """Chart values for the image under test, imported into the node (never pulled)."""
     repository, tag = image_ref()
     return (
+        "image.registry=",  # the repository is the whole name, as with `kind load`
         f"image.repository={repository}",
         f"image.tag={tag}",
         "image.pullPolicy=Never",

@@ -25,7 +25,7 @@ from tests.node.conftest import (
     store_pods,
     wait_store_ready,
 )
-from tests.servers.node import KubeNode
+from tests.servers.node import KubeNode, image_ref
 from tests.support.waiting import wait_for
 
 #: The operator's liveness checks: the first 5 s after start, then every 2 s; two failures
@@ -41,7 +41,7 @@ FAST_LIVENESS = (
 def test_chart_runs_on_the_node(kube_node: KubeNode, node_helm: Helm, namespace: str) -> None:
     release = "rel"
     install(kube_node, node_helm, namespace, release, (*image_sets(), *FAST_LIVENESS))
-    tag = image_sets()[1].split("=", 1)[1]
+    _, tag = image_ref()
 
     # The operator: its pod runs the image's memstore-operator, Ready, and the kubelet's
     # liveness checks keep passing for four periods after the first one.
@@ -75,9 +75,13 @@ def test_chart_runs_on_the_node(kube_node: KubeNode, node_helm: Helm, namespace:
     assert pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert readyz_calls(kube_node, namespace, pod["metadata"]["name"]) >= 1
 
-    # helm test: its pod runs on the node and reaches the store's Service by DNS name.
-    tested = node_helm.run("test", release, "-n", namespace, "--timeout", "3m", check=False)
+    # helm test: its pod runs on the node and reaches the store's Service by DNS name; --logs
+    # reads the finished pod's log through the apiserver and the kubelet.
+    tested = node_helm.run(
+        "test", release, "-n", namespace, "--timeout", "3m", "--logs", check=False
+    )
     assert tested.returncode == 0, (
         f"helm test failed:\n{tested.stderr}{tested.stdout}\n{diagnostics(kube_node, namespace)}"
     )
     assert re.search(r"Phase:\s+Succeeded", tested.stdout), tested.stdout
+    assert re.search(r"/readyz: HTTP 200", tested.stdout), tested.stdout

@@ -251,6 +251,10 @@ def scheduling(**fields: Any) -> dict[str, Any]:
     return {"backend": REDIS, "scheduling": fields}
 
 
+def toleration(**fields: Any) -> dict[str, Any]:
+    return {"key": "k", "operator": "Exists", **fields}
+
+
 # Values the API server used to store and nothing could run: sizes and quantities (as
 # integers and as strings), URLs, host names, names and label maps. Each is rejected with a
 # message that names the field (the third column: a text of the API server's answer).
@@ -353,6 +357,52 @@ UNRUNNABLE: list[tuple[str, dict[str, Any], str]] = [
         "spec.webhooks[0].secretRef.name",
     ),
     ("webhook-entity-type-bad", webhook(entityTypes=["a/b"]), "spec.webhooks[0].entityTypes[0]"),
+    # Numbers where the schema allows integers or strings only.
+    ("size-float", embedded(size=1.5), "spec.backend.embedded.size"),
+    ("memory-float", requests(memory=0.5), "spec.resources.requests.memory"),
+    # Resource names the pods' containers could not have.
+    ("resource-name-typo", requests(memroy="1Gi"), "spec.resources.requests"),
+    ("resource-name-space", requests(**{"my gpu": "1"}), "spec.resources.requests"),
+    (
+        "resource-name-unprefixed",
+        {"backend": REDIS, "resources": {"limits": {"gpu": 1}}},
+        "spec.resources.limits",
+    ),
+    # Addresses that look like IP addresses and are not.
+    ("redis-host-ipv4-out-of-range", redis_host("10.0.0.256"), "spec.backend.redis.host"),
+    ("redis-host-ipv4-three-numbers", redis_host("10.0.1"), "spec.backend.redis.host"),
+    ("redis-host-ipv6-colons-only", redis_host(":::"), "spec.backend.redis.host"),
+    ("redis-host-ipv6-nine-groups", redis_host("1:2:3:4:5:6:7:8:9"), "spec.backend.redis.host"),
+    ("redis-host-ipv6-two-gaps", redis_host("fd00::1::2"), "spec.backend.redis.host"),
+    (
+        "cluster-node-ipv4-out-of-range",
+        cluster_node("300.1.1.1:6379"),
+        "spec.backend.redisCluster.nodes[0]",
+    ),
+    (
+        "cluster-node-ipv6-bad",
+        cluster_node("[fd00:::7]:6379"),
+        "spec.backend.redisCluster.nodes[0]",
+    ),
+    ("otlp-ipv4-out-of-range", otlp("http://300.1.1.1:4318"), "spec.telemetry.otlpEndpoint"),
+    ("otlp-ipv6-bad", otlp("http://[1::2::3]:4318"), "spec.telemetry.otlpEndpoint"),
+    # Webhook URLs whose host or port cannot be.
+    ("webhook-url-host-dots", webhook(url="https://../in"), "spec.webhooks[0].url"),
+    ("webhook-url-host-leading-dash", webhook(url="https://-x.example/in"), "spec.webhooks[0].url"),
+    ("webhook-url-host-empty-label", webhook(url="https://a..b/in"), "spec.webhooks[0].url"),
+    ("webhook-url-host-percent", webhook(url="https://%41/in"), "spec.webhooks[0].url"),
+    ("webhook-url-port-zero", webhook(url="https://h:0/in"), "spec.webhooks[0].url"),
+    ("webhook-url-ipv4-out-of-range", webhook(url="https://999.1.1.1/in"), "spec.webhooks[0].url"),
+    (
+        "toleration-seconds-without-no-execute",
+        scheduling(tolerations=[toleration(effect="NoSchedule", tolerationSeconds=5)]),
+        "spec.scheduling.tolerations[0]",
+    ),
+    (
+        "service-name-control-character",
+        {"backend": REDIS, "telemetry": {"serviceName": "a\nb"}},
+        "spec.telemetry.serviceName",
+    ),
 ]
 
 # Their valid neighbours, accepted: the rules reject the mistake, not the feature.
@@ -417,6 +467,30 @@ RUNNABLE: list[tuple[str, dict[str, Any]]] = [
     ),
     ("webhook", webhook(kinds=["entity.saved"], entityTypes=["note"])),
     ("webhook-http-port-query", webhook(url="http://receiver.tools.svc:8080/in?x=1")),
+    (
+        "resource-names",
+        {
+            "backend": REDIS,
+            "resources": {
+                "requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": "1Gi"},
+                "limits": {"hugepages-2Mi": "0", "example.com/gpu": 1},
+            },
+        },
+    ),
+    ("redis-host-ipv4", redis_host("192.168.255.0")),
+    ("redis-host-dotted-name-with-digits", redis_host("10.0.0.256.nip.io")),
+    ("redis-host-ipv6-full", redis_host("2001:db8:0:0:0:0:0:1")),
+    ("redis-host-ipv6-loopback", redis_host("::1")),
+    ("redis-host-ipv4-mapped-ipv6", redis_host("::ffff:10.0.0.1")),
+    ("cluster-node-ipv4", cluster_node("10.0.0.7:6379")),
+    ("otlp-ipv4", otlp("http://10.0.0.1:4318/v1")),
+    ("webhook-host-underscore", webhook(url="http://my_receiver:8080/in")),
+    ("webhook-host-ipv4", webhook(url="http://10.0.0.9:8080/in")),
+    (
+        "toleration-seconds-no-execute",
+        scheduling(tolerations=[toleration(effect="NoExecute", tolerationSeconds=300)]),
+    ),
+    ("service-name", {"backend": REDIS, "telemetry": {"serviceName": "memstore (team a)"}}),
 ]
 
 # Where helm reports a case whose API-server text is a CEL message rather than a field.

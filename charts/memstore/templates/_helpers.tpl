@@ -67,9 +67,25 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* Container image reference; the tag defaults to the chart's appVersion. */}}
+{{/*
+Container image reference, for every image the chart renders (the operator, the first
+MemoryStore's spec.image, the helm test pod): [registry/]repository, then @digest when a
+digest is given (it pins the exact image, so the tag is not used), else :tag (default: the
+chart's appVersion). global.imageRegistry, when set, replaces image.registry (the Bitnami
+convention for charts used as dependencies).
+*/}}
 {{- define "memstore.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $registry := .Values.image.registry }}
+{{- with .Values.global }}{{ with .imageRegistry }}{{ $registry = . }}{{ end }}{{ end }}
+{{- $repository := .Values.image.repository }}
+{{- if $registry }}
+{{- $repository = printf "%s/%s" $registry $repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
 {{- end }}
 
 {{/*

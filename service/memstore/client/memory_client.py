@@ -79,14 +79,19 @@ from memstore.core.records import (
     ChangeEvent,
     ChangePage,
     ConversationInfo,
+    EntityHit,
     EntityRecord,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
+    MessageHit,
     MessageRecord,
     Page,
+    SearchPage,
+    ToolUsageHit,
     ToolUsageRecord,
 )
+from memstore.core.search import SearchMode
 from memstore.core.validation import (
     MIN_VERSION_HEADER,
     check_before,
@@ -582,6 +587,42 @@ class MemoryClient(MemoryAPI):
 
     async def get_entity_types(self) -> list[str]:
         return list((await self._request("GET", self._ns("/entities")))[1]["types"])
+
+    # -- search (recall) --------------------------------------------------------------
+
+    async def search_entities(
+        self,
+        query: str | None = None,
+        *,
+        types: list[str] | None = None,
+        filter: JSONObject | None = None,
+        mode: SearchMode = "auto",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage[EntityHit]:
+        raise NotImplementedError("search is being built")
+
+    async def search_messages(
+        self,
+        query: str,
+        *,
+        conversation_id: str | None = None,
+        mode: SearchMode = "auto",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage[MessageHit]:
+        raise NotImplementedError("search is being built")
+
+    async def search_tool_usage(
+        self,
+        query: str,
+        *,
+        tool_name: str | None = None,
+        mode: SearchMode = "auto",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage[ToolUsageHit]:
+        raise NotImplementedError("search is being built")
 
     # -- conversations ----------------------------------------------------------------
 

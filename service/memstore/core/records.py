@@ -195,6 +195,57 @@ class Page(Generic[T]):
     next_cursor: str | None = None
 
 
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
+class EntityHit:
+    """An entity a search found, with its score (higher is better; what the number means
+    depends on the search's ``mode``: BM25 for keywords, cosine similarity for semantic,
+    the fused reciprocal-rank score for hybrid, 1.0 for a filter alone)."""
+
+    entity: EntityRecord
+    score: float
+
+    def to_dict(self) -> JSONObject:
+        return {"entity": self.entity.to_dict(), "score": self.score}
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
+class MessageHit:
+    """A conversation message a search found, with its score."""
+
+    message: MessageRecord
+    score: float
+
+    def to_dict(self) -> JSONObject:
+        return {"message": self.message.to_dict(), "score": self.score}
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
+class ToolUsageHit:
+    """A tool-usage record a search found, with its score."""
+
+    record: ToolUsageRecord
+    score: float
+
+    def to_dict(self) -> JSONObject:
+        return {"record": self.record.to_dict(), "score": self.score}
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage(Generic[T]):
+    """One page of search hits, best first. ``next_cursor`` continues the same ranking
+    (opaque, ``None`` on the last page: results are never silently capped); ``mode`` is the
+    mode that ran (``auto`` resolved); ``embedder`` names the embedder whose vectors were
+    compared (``None`` when no vector was)."""
+
+    items: list[T]
+    next_cursor: str | None
+    mode: str
+    embedder: str | None = None
+
+
 _SUMMARY_TOTALS = ("total_entities", "total_tool_uses")
 
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    DirectoryPath,
+    Field,
+    FilePath,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memstore.core import bounds
@@ -30,8 +38,9 @@ def _env(*names: str) -> AliasChoices:
 class _Slice(BaseSettings):
     """One component's settings. Field names are the Python names; aliases are the env names."""
 
+    # Errors never quote the input: it is the whole environment, passwords and keys included.
     model_config = SettingsConfigDict(
-        env_file=None, populate_by_name=True, extra="ignore", frozen=True
+        env_file=None, populate_by_name=True, extra="ignore", frozen=True, hide_input_in_errors=True
     )
 
 
@@ -383,11 +392,61 @@ class WebhookSettings(_Slice):
         return self
 
 
+EmbedderName = Literal["wordllama", "local", "openai", "none"]
+
+
+class SearchSettings(_Slice):
+    """Search (recall) and the embedder behind semantic search (``memstore.embeddings``)."""
+
+    # wordllama: a model whose weights ship inside its PyPI package (no download, CPU);
+    # local: a model loaded from MEMSTORE_EMBEDDER_MODEL_PATH; openai: any OpenAI-compatible
+    # /v1/embeddings endpoint at MEMSTORE_EMBEDDER_URL; none: keyword and filter only.
+    embedder: EmbedderName = Field("wordllama", validation_alias=_env("MEMSTORE_EMBEDDER"))
+    # The model's name for the embedder (wordllama: a bundled config; openai: the model
+    # the endpoint serves); empty: the embedder's default.
+    embedder_model: str = Field("", validation_alias=_env("MEMSTORE_EMBEDDER_MODEL"))
+    embedder_model_path: DirectoryPath | None = Field(
+        None, validation_alias=_env("MEMSTORE_EMBEDDER_MODEL_PATH")
+    )
+    embedder_url: str | None = Field(None, validation_alias=_env("MEMSTORE_EMBEDDER_URL"))
+    embedder_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("MEMSTORE_EMBEDDER_API_KEY")
+    )
+    # Which fields of each entity type are indexed (keywords) and embedded (semantic), as
+    # JSON {"<type>": ["field", "nested.field"], "*": [...]}; a type not listed (and no
+    # "*") indexes every string value of its JSON.
+    search_fields: dict[str, list[str]] = Field(
+        default_factory=dict, validation_alias=_env("MEMSTORE_SEARCH_FIELDS")
+    )
+
+    @model_validator(mode="after")
+    def _check_embedder(self) -> SearchSettings:
+        # What each embedder cannot start without; whether the model exists is checked when
+        # the embedder is built (memstore.embeddings.build_embedder).
+        if self.embedder == "local" and self.embedder_model_path is None:
+            raise ValueError("MEMSTORE_EMBEDDER=local needs MEMSTORE_EMBEDDER_MODEL_PATH")
+        if self.embedder == "openai":
+            missing = [
+                name
+                for name, value in (
+                    ("MEMSTORE_EMBEDDER_URL", self.embedder_url),
+                    ("MEMSTORE_EMBEDDER_MODEL", self.embedder_model),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"MEMSTORE_EMBEDDER=openai needs {' and '.join(missing)}")
+            if not str(self.embedder_url).lower().startswith(("http://", "https://")):
+                raise ValueError("MEMSTORE_EMBEDDER_URL must be an http:// or https:// URL")
+        return self
+
+
 class Settings(
     ServerSettings,
     SecuritySettings,
     McpSettings,
     WebhookSettings,
+    SearchSettings,
     CacheSettings,
     EmbeddedSettings,
     RedisSettings,

@@ -28,14 +28,19 @@ from memstore.core.records import (
     ChangeEvent,
     ChangePage,
     ConversationInfo,
+    EntityHit,
     EntityRecord,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
+    MessageHit,
     MessageRecord,
     Page,
+    SearchPage,
+    ToolUsageHit,
     ToolUsageRecord,
 )
+from memstore.core.search import SearchMode
 
 
 class MemoryAPI(Protocol):
@@ -99,6 +104,50 @@ class MemoryAPI(Protocol):
     ) -> Page[EntityRecord]: ...
 
     async def get_entity_types(self) -> list[str]: ...
+
+    # -- search (recall) ----------------------------------------------------------------
+
+    async def search_entities(
+        self,
+        query: str | None = None,
+        *,
+        types: list[str] | None = None,
+        filter: JSONObject | None = None,
+        mode: SearchMode = "auto",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage[EntityHit]:
+        """Entities of this namespace (of ``types``, when given) matching ``filter`` and
+        ranked against ``query`` (``memstore.core.search`` says how each mode ranks).
+        Expired entities are never returned. Reads its own writes: a search sees every
+        write acknowledged before it started, through any replica."""
+        ...
+
+    async def search_messages(
+        self,
+        query: str,
+        *,
+        conversation_id: str | None = None,
+        mode: SearchMode = "auto",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage[MessageHit]:
+        """Messages of this namespace (of one conversation, when given) ranked against
+        ``query`` over their text content."""
+        ...
+
+    async def search_tool_usage(
+        self,
+        query: str,
+        *,
+        tool_name: str | None = None,
+        mode: SearchMode = "auto",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage[ToolUsageHit]:
+        """Tool-usage records (of one tool, when given) ranked against ``query`` over their
+        tool name, input and output."""
+        ...
 
     async def load_entity(self, entity_type: str, entity_id: str) -> JSONObject | None:
         """The entity's data (seed API), or ``None``."""

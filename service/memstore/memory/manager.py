@@ -34,14 +34,19 @@ from memstore.core.records import (
     ChangeEvent,
     ChangePage,
     ConversationInfo,
+    EntityHit,
     EntityRecord,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
+    MessageHit,
     MessageRecord,
     Page,
+    SearchPage,
+    ToolUsageHit,
     ToolUsageRecord,
 )
+from memstore.core.search import SearchMode
 from memstore.core.settings import Settings
 from memstore.core.validation import (
     check_before,
@@ -474,6 +479,42 @@ class DistributedMemoryManager(MemoryAPI):
         return await self._run(
             "get_entity_types", lambda: self.backend.get_entity_types(self.namespace)
         )
+
+    # -- search (recall) --------------------------------------------------------------
+
+    async def search_entities(
+        self,
+        query: str | None = None,
+        *,
+        types: list[str] | None = None,
+        filter: JSONObject | None = None,
+        mode: SearchMode = "auto",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage[EntityHit]:
+        raise NotImplementedError("search is being built")
+
+    async def search_messages(
+        self,
+        query: str,
+        *,
+        conversation_id: str | None = None,
+        mode: SearchMode = "auto",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage[MessageHit]:
+        raise NotImplementedError("search is being built")
+
+    async def search_tool_usage(
+        self,
+        query: str,
+        *,
+        tool_name: str | None = None,
+        mode: SearchMode = "auto",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SearchPage[ToolUsageHit]:
+        raise NotImplementedError("search is being built")
 
     # -- conversations ------------------------------------------------------------------
 

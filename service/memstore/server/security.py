@@ -273,10 +273,14 @@ def check_bind(settings: Settings) -> None:
     if settings.auth_enabled or is_loopback(settings.host):
         return
     if not settings.allow_insecure_bind:
+        # The container image listens on 0.0.0.0 by default, so this is the first thing a
+        # `docker run` without settings shows: it names every way to start.
         raise ConfigurationError(
-            f"refusing to listen on {settings.host} with authentication disabled; set "
-            "MEMSTORE_AUTH_ENABLED=true with MEMSTORE_AUTH_TOKENS_FILE, or "
-            "MEMSTORE_ALLOW_INSECURE_BIND=true if something in front authenticates"
+            f"refusing to listen on {settings.host} with authentication disabled. Either "
+            "turn authentication on: MEMSTORE_AUTH_ENABLED=true and "
+            "MEMSTORE_AUTH_TOKENS_FILE=<path of a tokens file> (its sha256 hashes come from "
+            "`memstore hash-token`); or, if something in front authenticates, "
+            "MEMSTORE_ALLOW_INSECURE_BIND=true (`memstore serve --allow-insecure-bind`)"
         )
     log.warning(
         "listening on a non-loopback address with authentication disabled "
