@@ -2,7 +2,8 @@
 # memstore image: one image, two programs.
 #   default:   memstore serve           (the HTTP service, port 8080)
 #   operator:  command: ["memstore-operator"]   (health on 8081)
-# Build: `make image` (needs Docker with BuildKit). Not built by CI here (no engine).
+# Build: `make image` (Docker with BuildKit, podman or buildah); `make test` builds it with
+# buildah on a local Debian base (mk/image.mk) and runs it on a real node (tests/node).
 #
 # Invariants tests/helm/test_image.py checks without an engine:
 #   - the final stage has no compilers or build tools (wheels are built in `builder`);

@@ -24,6 +24,7 @@ help:
 	@echo "make lint   - ruff check, ruff format --check, mypy (strict; relaxed for tests), import contracts"
 	@echo "make bench  - benchmarks (not part of make test)"
 	@echo "make lock   - re-resolve requirements.lock after a change to pyproject.toml's dependencies"
+	@echo "make image  - the container image (Docker with BuildKit, podman or buildah; see README)"
 
 # uv installs the locked environment: on a fresh machine `make venv` took 27 s with pip and
 # 9 s with uv, installing uv itself included (same packages, same versions). pip is still

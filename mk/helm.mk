@@ -1,6 +1,6 @@
 # Helm v3, built from the Go module proxy at a pinned version (no replace directives,
 # local toolchain) into $(TOOLS_DIR)/helm-$(HELM_VERSION)/helm; a no-op when already cached.
-# Also the image / kind flow for people with Docker (not exercised by CI here).
+# Also the kind flow for people with Docker (not exercised by CI here).
 HELM_VERSION ?= v3.22.0
 HELM_DIR := $(TOOLS_DIR)/helm-$(HELM_VERSION)
 HELM_BIN := $(HELM_DIR)/helm
@@ -35,22 +35,15 @@ chart-gen: venv
 	$(BIN)/python -m tools.chartgen
 
 # ---------------------------------------------------------------------------------------
-# Image and kind flow, for people with Docker. Not exercised by CI here (no container
-# engine on our machines): tests/helm/test_image.py checks the Dockerfile without one.
+# kind flow, for people with Docker. Not exercised by CI here (no Docker engine on our
+# machines). `make image` lives in mk/image.mk.
 # ---------------------------------------------------------------------------------------
-IMAGE_REPO ?= memstore
-IMAGE_TAG ?= dev
-IMAGE := $(IMAGE_REPO):$(IMAGE_TAG)
-APP_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 KIND_VERSION ?= v0.33.0
 KIND_BIN := $(TOOLS_DIR)/kind-$(KIND_VERSION)/kind
 KIND_CLUSTER ?= memstore
 KIND_NAMESPACE ?= memstore
 
-.PHONY: image kind kind-up kind-deploy kind-down
-
-image:
-	docker build --build-arg VERSION=$(APP_VERSION) -t $(IMAGE) .
+.PHONY: kind kind-up kind-deploy kind-down
 
 $(KIND_BIN):
 	mkdir -p $(dir $(KIND_BIN))

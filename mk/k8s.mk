@@ -29,6 +29,23 @@ $(K8S_BINS) &:
 		k8s.io/kubernetes/cmd/kubectl
 	@touch $(K8S_BINS)
 
+# The node the node tests run (tests/servers/node.py): kubelet, kube-proxy, kube-scheduler
+# from the same module and version stamp. A group of its own so that adding it did not
+# relink the control plane binaries of an existing cache.
+K8S_NODE_BINS := $(K8S_DIR)/kubelet $(K8S_DIR)/kube-proxy $(K8S_DIR)/kube-scheduler
+
+.PHONY: k8s-node-tools
+k8s-node-tools: $(K8S_NODE_BINS)
+
+$(K8S_NODE_BINS) &:
+	@mkdir -p $(K8S_DIR)
+	cd tools/k8s && GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0 \
+		go build -trimpath -ldflags '$(K8S_LDFLAGS)' -o $(K8S_DIR)/ \
+		k8s.io/kubernetes/cmd/kubelet \
+		k8s.io/kubernetes/cmd/kube-proxy \
+		k8s.io/kubernetes/cmd/kube-scheduler
+	@touch $(K8S_NODE_BINS)
+
 /usr/bin/etcd:
 	apt-get install -y -q etcd-server || (apt-get update -q && apt-get install -y -q etcd-server)
 

@@ -44,13 +44,13 @@ NOT_RUN_HERE = {
     "kube-apiserver",
     "kubectl ": "needs a Kubernetes cluster (tests/helm, tests/operator)",
     "make kind-": "needs Docker; the README says kind is not exercised by CI",
-    "make image": "needs a container engine; tests/helm/test_image.py checks the Dockerfile "
-    "and runs the image's command with its environment",
+    "make image": "pulls python:3.11-slim-bookworm from Docker Hub; `make test` builds the "
+    "same Dockerfile on a local base (make test-image) and tests/node runs the image",
     "docker ": "needs Docker; tests/helm/test_image.py starts the image's command with the "
     "same settings",
     "kind ": "needs Docker and kind (not on our machines)",
-    "helm test": "needs a cluster whose kubelet runs the test pod; tests/helm runs `helm test` "
-    "on a real kube-apiserver, reporting the pod's result in the kubelet's place",
+    "helm test": "needs a cluster whose kubelet runs the test pod; tests/node runs "
+    "`helm test --logs` on a real node",
 }
 
 _README_PORT = re.compile(r"(localhost|127\.0\.0\.1):8080\b")

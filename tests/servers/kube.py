@@ -52,36 +52,42 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_pki(d: Path) -> None:
-    """CA, apiserver serving cert, admin client cert, service-account key pair."""
+API_SANS = "IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc"
+
+
+def make_leaf(d: Path, name: str, subj: str, ext: str) -> None:
+    """A key and a certificate signed by the CA in ``d`` (``ext``: its X.509 extensions)."""
+    (d / f"{name}.ext").write_text(ext)
+    _openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+        "-out", f"{name}.csr", "-subj", subj,
+        cwd=d,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext",
+        cwd=d,
+    )  # fmt: skip
+
+
+def make_pki(d: Path, api_sans: str = API_SANS) -> None:
+    """CA, apiserver serving cert (``api_sans``: its subjectAltName), admin client cert,
+    service-account key pair."""
     d.mkdir(parents=True, exist_ok=True)
     _openssl(
         "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
         "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=memstore-test-ca",
         cwd=d,
     )  # fmt: skip
-
-    def leaf(name: str, subj: str, ext: str) -> None:
-        (d / f"{name}.ext").write_text(ext)
-        _openssl(
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
-            "-out", f"{name}.csr", "-subj", subj,
-            cwd=d,
-        )  # fmt: skip
-        _openssl(
-            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-out", f"{name}.crt", "-extfile", f"{name}.ext",
-            cwd=d,
-        )  # fmt: skip
-
-    leaf(
+    make_leaf(
+        d,
         "apiserver",
         "/CN=kube-apiserver",
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n",
+        f"extendedKeyUsage=serverAuth\nsubjectAltName={api_sans}\n",
     )
-    leaf(
+    make_leaf(
+        d,
         "admin",
         "/O=system:masters/CN=admin",
         "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
@@ -136,33 +142,33 @@ class KubeCluster:
         )
 
 
-def _tail(path: Path, n: int = 40) -> str:
+def tail(path: Path, n: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return ""
 
 
-def _start(name: str, argv: list[str], logs: Path) -> subprocess.Popen[bytes]:
+def start_process(name: str, argv: list[str], logs: Path) -> subprocess.Popen[bytes]:
     with (logs / f"{name}.log").open("wb") as out:  # the child keeps its own descriptor
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait(
+def wait_process(
     name: str, proc: subprocess.Popen[bytes], ok: Any, logs: Path, timeout: float = 120
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited ({proc.returncode}):\n{_tail(logs / f'{name}.log')}")
+            raise RuntimeError(f"{name} exited ({proc.returncode}):\n{tail(logs / f'{name}.log')}")
         with contextlib.suppress(Exception):
             if ok():
                 return
         time.sleep(0.3)
-    raise RuntimeError(f"{name} not ready in {timeout}s:\n{_tail(logs / f'{name}.log')}")
+    raise RuntimeError(f"{name} not ready in {timeout}s:\n{tail(logs / f'{name}.log')}")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -192,7 +198,7 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
     try:
         etcd_url = f"http://127.0.0.1:{etcd_port}"
         peer_url = f"http://127.0.0.1:{etcd_peer}"
-        cluster.procs["etcd"] = _start(
+        cluster.procs["etcd"] = start_process(
             "etcd",
             [
                 etcd, f"--data-dir={root / 'etcd'}", "--name=default",
@@ -208,8 +214,8 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
             with urllib.request.urlopen(f"{etcd_url}/health", timeout=2) as r:
                 return bool(r.status == 200)
 
-        _wait("etcd", cluster.procs["etcd"], etcd_ready, logs)
-        cluster.procs["kube-apiserver"] = _start(
+        wait_process("etcd", cluster.procs["etcd"], etcd_ready, logs)
+        cluster.procs["kube-apiserver"] = start_process(
             "kube-apiserver",
             [
                 str(bins / "kube-apiserver"),
@@ -238,9 +244,11 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
             with urllib.request.urlopen(f"{server}/readyz", context=ctx, timeout=3) as r:
                 return bool(r.status == 200)
 
-        _wait("kube-apiserver", cluster.procs["kube-apiserver"], api_ready, logs, timeout=180)
+        wait_process(
+            "kube-apiserver", cluster.procs["kube-apiserver"], api_ready, logs, timeout=180
+        )
         kc = str(cluster.kubeconfig)
-        cluster.procs["kube-controller-manager"] = _start(
+        cluster.procs["kube-controller-manager"] = start_process(
             "kube-controller-manager",
             [
                 str(bins / "kube-controller-manager"),
@@ -265,13 +273,15 @@ def kube_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClust
             out = cluster.kubectl("get", "serviceaccount", "default", "-n", "default", check=False)
             return out.returncode == 0
 
-        _wait("kube-controller-manager", cluster.procs["kube-controller-manager"], default_sa, logs)
+        wait_process(
+            "kube-controller-manager", cluster.procs["kube-controller-manager"], default_sa, logs
+        )
         yield cluster
     finally:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             proc = cluster.procs.get(name)
             if proc is not None:
-                _stop(proc)
+                stop_process(proc)
 
 
 @dataclass
