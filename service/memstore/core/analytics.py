@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ConfigDict, with_config
+from pydantic import ConfigDict, TypeAdapter, with_config
 
 from memstore.core.bounds import TIMESTAMP_SECONDS, check_in
 from memstore.core.errors import InvalidInputError
@@ -475,3 +475,17 @@ def rating_of(data: Any) -> float | None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     return None
+
+
+
+Answer = TypeVar("Answer", AnalyticsOverview, GrowthSeries, ToolAnalytics, FeedbackAnalytics)
+_ADAPTERS: dict[type, Any] = {}
+
+
+def from_dict(cls: type[Answer], body: JSONObject) -> Answer:
+    """An answer rebuilt from its ``to_dict()`` JSON (the HTTP client's side)."""
+    adapter = _ADAPTERS.get(cls)
+    if adapter is None:
+        adapter = _ADAPTERS[cls] = TypeAdapter(cls)
+    answer: Answer = adapter.validate_python(body)
+    return answer
