@@ -783,7 +783,8 @@ WINDOW = (
           "Bucket width: hour (default) or day (UTC)."),
     Param("since", "query", TIME_SCHEMA,
           "Window start, POSIX seconds, widened to its bucket's start (default: 48 hours "
-          f"or 30 days before `until`). A window of more than {MAX_BUCKETS} buckets is a 400."),
+          f"or 30 days before `until`). A `since` after `until`, or a window of more than "
+          f"{MAX_BUCKETS} buckets, is a 400 naming `since`."),
     Param("until", "query", TIME_SCHEMA,
           "Window end, POSIX seconds, widened to its bucket's end (default: now)."),
 )  # fmt: skip
