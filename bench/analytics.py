@@ -60,9 +60,7 @@ async def seed(settings: Any, entities: int, tools: int) -> float:
         await asyncio.gather(
             *(
                 bounded(
-                    backend.save_entity(
-                        NS, f"type{i % 5}", f"e{i:06d}", {"n": i, "text": "x" * 80}
-                    )
+                    backend.save_entity(NS, f"type{i % 5}", f"e{i:06d}", {"n": i, "text": "x" * 80})
                 )
                 for i in range(entities)
             )
