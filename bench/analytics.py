@@ -173,12 +173,22 @@ def run_backend(
         settings = Settings(memory_type="embedded", data_path=str(path))
     seconds = asyncio.run(seed(settings, entities, tools))
     print(f"{backend}: seeded in {seconds:.0f} s", file=sys.stderr)
+    extra: dict[str, Any] = {}
+    if backend == "redis":
+        import redis
+
+        client = redis.Redis(port=port)
+        created = sum(
+            int(client.memory_usage(key) or 0) for key in client.scan_iter(match="*ei:*:c")
+        )
+        extra["creation_index_bytes_per_entity"] = created / entities
+        print(f"redis: creation-time index {created / entities:.1f} B/entity", file=sys.stderr)
     url, proc = procs.service(
         f"service-{backend}", {**env, "MEMSTORE_REQUEST_TIMEOUT_SECONDS": "60"}
     )
     result = asyncio.run(measure(url, [proc.pid], store_pids, rounds, per_round))
     procs.stop(proc)
-    return result
+    return {**result, **extra}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -192,6 +202,8 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for backend, rows in report["backends"].items():
         for name, r in rows.items():
+            if not isinstance(r, dict):
+                continue
             lines.append(
                 f"| {backend} | {name} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{r['max_ms']:.1f} | {r['ratio_to_summary']:.2f} | {r['service_cpu_ms']:.1f} "

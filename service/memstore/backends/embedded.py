@@ -246,6 +246,12 @@ def _entity(row: sqlite3.Row | tuple[Any, ...]) -> EntityRecord:
     )
 
 
+def _hour(column: str) -> str:
+    """SQL for ``core.analytics.hour_of(column)``."""
+    h = f"CAST({column} / 3600.0 AS INTEGER)"
+    return f"({h} - ({h} * 3600.0 > {column}) + (({h} + 1) * 3600.0 <= {column}))"
+
+
 def _tool_usage(row: tuple[Any, ...]) -> ToolUsageRecord:
     return ToolUsageRecord(
         id=row[0],
@@ -1015,7 +1021,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     # -- analytics ----------------------------------------------------------------------
     # One statement per question; SQLite computes the bucket of a time exactly as
-    # core.analytics does (IEEE division, truncation = floor for times >= 0).
+    # core.analytics.hour_of does (truncation = floor for times >= 0, then the division's
+    # rounding corrected by comparing with the hour's edges).
 
     async def analytics_overview(self, namespace: str) -> AnalyticsOverview:
         now = time.time()
@@ -1067,7 +1074,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         if extra:
             params.append(time.time())
         rows = await self._fetchall(
-            f"SELECT CAST({column} / 3600.0 AS INTEGER) / ? AS k, COUNT(*) FROM {table}"
+            f"SELECT {_hour(column)} / ? AS k, COUNT(*) FROM {table}"
             f" WHERE ns = ? AND {column} >= ? AND {column} < ?{extra} GROUP BY k",
             params,
         )
@@ -1079,7 +1086,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         """The CTE of the uses in the window (with their bucket key ``k``)."""
         lo, hi = window.scan_range
         sql = (
-            "WITH w AS (SELECT *, CAST(ts / 3600.0 AS INTEGER) / ? AS k FROM tool_usage"
+            f"WITH w AS (SELECT *, {_hour('ts')} / ? AS k FROM tool_usage"
             " WHERE ns = ? AND ts >= ? AND ts < ?"
             + (" AND tool_name = ?" if tool_name is not None else "")
             + "), u AS (SELECT * FROM w WHERE k BETWEEN ? AND ?) "
@@ -1154,7 +1161,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             " THEN json_extract(CAST(data AS TEXT), '$.rating') END"
         )
         rows = await self._fetchall(
-            f"SELECT CAST(ts / 3600.0 AS INTEGER) / ? AS k, COUNT(*), COUNT({rating}),"
+            f"SELECT {_hour('ts')} / ? AS k, COUNT(*), COUNT({rating}),"
             f" TOTAL({rating}) FROM feedback WHERE ns = ? AND ts >= ? AND ts < ? GROUP BY k",
             (window.hours, namespace, lo, hi),
         )

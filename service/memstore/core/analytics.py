@@ -3,9 +3,10 @@
 The backends aggregate (SQL, MongoDB pipelines, Lua on Redis); what must come out the
 same everywhere is defined here once, in exact terms:
 
-* **Buckets.** A time ``t`` (POSIX seconds) is in hour ``floor(t / 3600)`` (IEEE double
-  division, as Python, SQLite and Lua all do it) and in day ``hour // 24`` (UTC days). A
-  bucket's key is that number; it starts at ``key * bucket_seconds``.
+* **Buckets.** A time ``t`` (POSIX seconds) is in hour ``h`` when ``h * 3600 <= t < (h +
+  1) * 3600`` (exact comparisons: each backend corrects the rounding of ``t / 3600``), and in
+  day ``h // 24`` (UTC days). A bucket's key is that number; it starts at ``key *
+  bucket_seconds``, so a bucket is exactly the timestamps in ``[start, start + width)``.
 * **Window.** ``since``/``until`` are widened to whole buckets: the series covers every
   bucket from the one holding ``since`` to the one holding ``until``, both included, and
   counts what falls in them. Every bucket of the window is in the answer, empty ones with
@@ -55,7 +56,14 @@ _RESPONSE = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 def hour_of(ts: float) -> int:
-    return math.floor(ts / 3600.0)
+    """The ``h`` with ``h * 3600 <= ts < (h + 1) * 3600``, exactly (the division's rounding
+    corrected), so a range count on timestamps agrees with it at every edge."""
+    h = math.floor(ts / 3600.0)
+    if h * 3600 > ts:
+        return h - 1
+    if (h + 1) * 3600 <= ts:
+        return h + 1
+    return h
 
 
 def percentile_rank(p: int, n: int) -> int:

@@ -1220,8 +1220,14 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 (
                     "SCRIPT",
                     scripts.ANALYTICS_ENTITIES,
-                    [k.entity_index(tag), k.entity_expiry(tag)],
-                    [now, k.entity(tag, ""), *self._window_args(window)],
+                    [
+                        k.entity_index(tag),
+                        k.entity_expiry(tag),
+                        k.entity_sizes(tag),
+                        k.entity_bytes(tag),
+                        k.entity_created(tag),
+                    ],
+                    [now, *self._window_args(window)],
                 )
                 for _, tag in shards
             ]

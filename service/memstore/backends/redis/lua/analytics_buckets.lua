@@ -1,9 +1,16 @@
--- Analytics buckets (memstore.core.analytics): a time's hour is floor(t / 3600) in doubles,
--- as in Python and SQLite; a bucket is hour // hours. ``bucket_of`` returns the key, or
+-- Analytics buckets (memstore.core.analytics): a time's hour is the h with
+-- h * 3600 <= t < (h + 1) * 3600 (exact, as in Python and SQLite); a bucket is hour // hours. ``bucket_of`` returns the key, or
 -- false when it is outside first..last. Times are compared as numbers, returned as the
 -- strings they were stored as (Python reprs: exact round trip).
+local function hour_of(ts)
+  local h = math.floor(ts / 3600)
+  if h * 3600 > ts then return h - 1 end
+  if (h + 1) * 3600 <= ts then return h + 1 end
+  return h
+end
+
 local function bucket_of(ts, hours, first, last)
-  local key = math.floor(math.floor(ts / 3600) / hours)
+  local key = math.floor(hour_of(ts) / hours)
   if key < first or key > last then return false end
   return key
 end
