@@ -1083,10 +1083,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     def _tool_window(
         self, namespace: str, window: BucketWindow, tool_name: str | None
     ) -> tuple[str, list[Any]]:
-        """The CTE of the uses in the window (with their bucket key ``k``)."""
+        """The CTE of the uses in the window (with their bucket key ``k``), without their
+        payloads (the listed calls are read in full by id)."""
         lo, hi = window.scan_range
         sql = (
-            f"WITH w AS (SELECT *, {_hour('ts')} / ? AS k FROM tool_usage"
+            "WITH w AS (SELECT id, tool_name, duration_ms, success, ts,"
+            f" {_hour('ts')} / ? AS k FROM tool_usage"
             " WHERE ns = ? AND ts >= ? AND ts < ?"
             + (" AND tool_name = ?" if tool_name is not None else "")
             + "), u AS (SELECT * FROM w WHERE k BETWEEN ? AND ?) "
@@ -1105,7 +1107,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             for i, bound in enumerate(analytics.HISTOGRAM_BOUNDS_MS)
         )
         ranks = " OR ".join(f"rn = MAX(1, ({p} * n + 99) / 100)" for p in analytics.PERCENTILES)
-        columns = "id, tool_name, input, output, duration_ms, success, ts, conversation_id"
+        columns = (
+            "t.id, t.tool_name, t.input, t.output, t.duration_ms, t.success, t.ts,"
+            " t.conversation_id"
+        )
+        listed = (
+            f" SELECT {columns} FROM r JOIN tool_usage t ON t.ns = ? AND t.id = r.id"
+            " WHERE r.rn <= ? ORDER BY r.tool_name, r.rn"
+        )
         series, histogram, percentiles, slowest, failures = await asyncio.gather(
             self._fetchall(
                 cte + "SELECT tool_name, k, COUNT(*), SUM(success) FROM u GROUP BY tool_name, k",
@@ -1124,16 +1133,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 params,
             ),
             self._fetchall(
-                cte + f", r AS (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY tool_name"
-                " ORDER BY duration_ms DESC, ts DESC, id DESC) AS rn FROM u)"
-                f" SELECT {columns} FROM r WHERE rn <= ? ORDER BY tool_name, rn",
-                [*params, limit],
+                cte + ", r AS (SELECT id, tool_name, ROW_NUMBER() OVER (PARTITION BY tool_name"
+                " ORDER BY duration_ms DESC, ts DESC, id DESC) AS rn FROM u)" + listed,
+                [*params, namespace, limit],
             ),
             self._fetchall(
-                cte + f", r AS (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY tool_name"
-                " ORDER BY ts DESC, id DESC) AS rn FROM u WHERE success = 0)"
-                f" SELECT {columns} FROM r WHERE rn <= ? ORDER BY tool_name, rn",
-                [*params, limit],
+                cte + ", r AS (SELECT id, tool_name, ROW_NUMBER() OVER (PARTITION BY tool_name"
+                " ORDER BY ts DESC, id DESC) AS rn FROM u WHERE success = 0)" + listed,
+                [*params, namespace, limit],
             ),
         )
         tallies: dict[str, ToolTally] = {}
