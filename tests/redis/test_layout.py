@@ -80,7 +80,7 @@ def test_every_operation_is_single_slot(
         ]
     )
     for tag in k.entity_tags(ns, etype):
-        groups.append([k.entity_index(tag), k.entity_expiry(tag)])
+        groups.append([k.entity_index(tag), k.entity_expiry(tag), k.entity_created(tag)])
     # on a cluster each write script also appends to its own slot's change outbox, and the
     # relay script writes the namespace's log and its state
     tags = [

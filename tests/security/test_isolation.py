@@ -66,6 +66,11 @@ CASES: dict[str, Case] = {
     "searchMessages": Case(body={"query": SECRET_MARK}),
     "searchToolUsage": Case(body={"query": SECRET_MARK}),
     "exportAudit": Case(query={"after": "0"}),
+    # analytics
+    "getAnalyticsOverview": Case(),
+    "getAnalyticsGrowth": Case(query={"kind": "entities"}),
+    "getAnalyticsTools": Case(query={"tool_name": "search"}),
+    "getAnalyticsFeedback": Case(query={"bucket": "day"}),
 }
 
 # What this suite expects; the route table's ``role`` column must say the same.

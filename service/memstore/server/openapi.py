@@ -204,7 +204,8 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
         for p in route.params:
             schema = dict(p.schema)
             if p.name == "limit":
-                schema["maximum"] = max_page_size
+                # a page size, unless the row states its own bound (analytics' listed calls)
+                schema.setdefault("maximum", max_page_size)
             elif p.name == "wait":
                 schema["maximum"] = settings.changes_max_wait_seconds
             params.append(

@@ -83,6 +83,11 @@ class Keys:
         """Sorted set, all scores 0: live-or-not-yet-pruned ids in lexical order."""
         return f"{self.prefix}ei:{{{tag}}}"
 
+    def entity_created(self, tag: str) -> str:
+        """Shard sorted set id -> created_at (analytics), kept by the entity scripts,
+        which derive its name from the index's (``<index>:c``)."""
+        return f"{self.entity_index(tag)}:c"
+
     def entity_expiry(self, tag: str) -> str:
         """Sorted set id -> expires_at for entities with a TTL (same members as above)."""
         return f"{self.prefix}ex:{{{tag}}}"

@@ -12,6 +12,7 @@ local current = live_version(cur, tonumber(ARGV[2]))
 local refused = conflict(ARGV[3], current)
 if refused then return changes_reply(8, refused) end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[2] .. ':c', ARGV[1])
 local expiring = redis.call('ZREM', KEYS[3], ARGV[1]) == 1
 local sized = redis.call('HGET', KEYS[4], ARGV[1])
 local old = accounted(cur, KEYS[4])

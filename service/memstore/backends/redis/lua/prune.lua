@@ -19,6 +19,7 @@ local function prune(now, limit, at)
     change(at, 'entity.expired', nil, version, nil, expired[i])
   end
   redis.call('ZREM', KEYS[1], unpack(expired))
+  redis.call('ZREM', KEYS[1] .. ':c', unpack(expired))
   redis.call('ZREM', KEYS[2], unpack(expired))
   redis.call('HDEL', KEYS[3], unpack(expired))
   if freed ~= 0 then redis.call('DECRBY', KEYS[4], freed) end

@@ -29,6 +29,8 @@ else
 end
 if size ~= old then redis.call('INCRBY', KEYS[5], size - old) end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
+-- creation times (analytics): '<index>:c', id -> created_at; a replace keeps it
+if not current then redis.call('ZADD', KEYS[2] .. ':c', created, ARGV[1]) end
 announce(ARGV[8], ARGV[9], ARGV[10])
 change(11, 'entity.saved', nil, version)
 return changes_reply(11, {'ok', tostring(version), created, ARGV[3], ARGV[4]})
