@@ -62,6 +62,11 @@ CASES: dict[str, Case] = {
     "deleteWebhook": Case({"webhook_name": "w1"}),
     "getChanges": Case(query={"after": "0"}),
     "exportAudit": Case(query={"after": "0"}),
+    # analytics
+    "getAnalyticsOverview": Case(),
+    "getAnalyticsGrowth": Case(query={"kind": "entities"}),
+    "getAnalyticsTools": Case(query={"tool_name": "search"}),
+    "getAnalyticsFeedback": Case(query={"bucket": "day"}),
 }
 
 # What this suite expects; the route table's ``role`` column must say the same.

@@ -24,6 +24,10 @@ against every backend. Semantics every backend must keep:
   and the actor (``memstore.core.changes``); a write that changes nothing (a conflict, a
   delete of nothing, a pop of nothing, a retried tool use already stored) appends
   nothing. The event is readable once the write returns.
+* Analytics (``analytics_*``) are computed where the data is (SQL, aggregation pipelines,
+  Lua), never by reading every record into the service, and are exact: every backend
+  gives the same numbers for the same data, by the definitions of
+  ``memstore.core.analytics`` (buckets, nearest-rank percentiles, histogram bins).
 * Driver errors become ``BackendUnavailableError`` (retryable) or another
   ``MemoryStoreError``; nothing else escapes.
 * Write methods take the payload's compact JSON too (``data_json``, ``messages_json``,
@@ -40,6 +44,13 @@ import abc
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from memstore.core.analytics import (
+    AnalyticsOverview,
+    BucketWindow,
+    FeedbackAnalytics,
+    GrowthSeries,
+    ToolAnalytics,
+)
 from memstore.core.records import (
     ChangePage,
     ConversationInfo,
@@ -258,6 +269,34 @@ class DistributedMemoryBackend(abc.ABC):
     @abc.abstractmethod
     async def summary(self, namespace: str) -> MemorySummary:
         """Exact counts of live data in the namespace."""
+
+    # -- analytics ----------------------------------------------------------------------
+
+    async def analytics_overview(self, namespace: str) -> AnalyticsOverview:
+        """Live items per kind: counts, payload bytes, oldest and newest creation time
+        (entities per type, by ``created_at``; messages by ``created_at``; tool uses and
+        feedback by ``timestamp``)."""
+        raise NotImplementedError(f"{self.name} has no analytics")
+
+    async def analytics_growth(
+        self, namespace: str, kind: str, window: BucketWindow
+    ) -> GrowthSeries:
+        """Items of ``kind`` (``core.analytics.GROWTH_KINDS``) created per bucket of
+        ``window``; live items only (a deleted or expired entity no longer counts)."""
+        raise NotImplementedError(f"{self.name} has no analytics")
+
+    async def analytics_tools(
+        self, namespace: str, window: BucketWindow, *, tool_name: str | None, limit: int
+    ) -> ToolAnalytics:
+        """Per tool, the uses in ``window``: calls, successes, nearest-rank duration
+        percentiles, the fixed-bound histogram, calls and successes per bucket, and the
+        ``limit`` slowest and most recent failed calls. ``tool_name``: that tool only."""
+        raise NotImplementedError(f"{self.name} has no analytics")
+
+    async def analytics_feedback(self, namespace: str, window: BucketWindow) -> FeedbackAnalytics:
+        """Feedback per bucket of ``window``: records, and count and mean of the numeric
+        ``data.rating`` values."""
+        raise NotImplementedError(f"{self.name} has no analytics")
 
     # -- optional usage hooks --------------------------------------------------------------
 

@@ -56,7 +56,16 @@ from memstore.backends.common import (
     page_after_id,
     page_after_time,
 )
-from memstore.core import changes
+from memstore.core import analytics, changes
+from memstore.core.analytics import (
+    AnalyticsOverview,
+    BucketWindow,
+    FeedbackAnalytics,
+    GrowthSeries,
+    KindStats,
+    ToolAnalytics,
+    ToolTally,
+)
 from memstore.core.changes import Actor, current_actor
 from memstore.core.errors import BackendUnavailableError, ConfigurationError
 from memstore.core.records import (
@@ -1003,6 +1012,153 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             tool_usage_counts={r[0]: r[1] for r in tool_rows},
             feedback_count=fb[0],
         )
+
+    # -- analytics ----------------------------------------------------------------------
+    # One statement per question; SQLite computes the bucket of a time exactly as
+    # core.analytics does (IEEE division, truncation = floor for times >= 0).
+
+    async def analytics_overview(self, namespace: str) -> AnalyticsOverview:
+        now = time.time()
+        types, conv, msgs, tools, fb = await asyncio.gather(
+            self._fetchall(
+                "SELECT type, COUNT(*), SUM(length(data)), MIN(created_at), MAX(created_at)"
+                " FROM entities WHERE ns = ? AND (expires_at IS NULL OR expires_at > ?)"
+                " GROUP BY type",
+                (namespace, now),
+            ),
+            self._fetchone("SELECT COUNT(*) FROM conversations WHERE ns = ?", (namespace,)),
+            self._fetchone(
+                "SELECT COUNT(*), COALESCE(SUM(length(message)), 0), MIN(created_at),"
+                " MAX(created_at) FROM messages WHERE ns = ?",
+                (namespace,),
+            ),
+            self._fetchall(
+                "SELECT tool_name, COUNT(*), SUM(length(input) + length(output)), MIN(ts),"
+                " MAX(ts) FROM tool_usage WHERE ns = ? GROUP BY tool_name",
+                (namespace,),
+            ),
+            self._fetchone(
+                "SELECT COUNT(*), COALESCE(SUM(length(data)), 0), MIN(ts), MAX(ts)"
+                " FROM feedback WHERE ns = ?",
+                (namespace,),
+            ),
+        )
+        return analytics.overview(
+            namespace,
+            {r[0]: KindStats(*r[1:]) for r in types},
+            conv[0],
+            KindStats(*msgs),
+            {r[0]: r[1] for r in tools},
+            analytics.merge_stats(KindStats(*r[1:]) for r in tools),
+            KindStats(*fb),
+        )
+
+    async def analytics_growth(
+        self, namespace: str, kind: str, window: BucketWindow
+    ) -> GrowthSeries:
+        table, column, extra = {
+            "entities": ("entities", "created_at", " AND (expires_at IS NULL OR expires_at > ?)"),
+            "messages": ("messages", "created_at", ""),
+            "tool_usage": ("tool_usage", "ts", ""),
+            "feedback": ("feedback", "ts", ""),
+        }[kind]
+        lo, hi = window.scan_range
+        params: list[Any] = [window.hours, namespace, lo, hi]
+        if extra:
+            params.append(time.time())
+        rows = await self._fetchall(
+            f"SELECT CAST({column} / 3600.0 AS INTEGER) / ? AS k, COUNT(*) FROM {table}"
+            f" WHERE ns = ? AND {column} >= ? AND {column} < ?{extra} GROUP BY k",
+            params,
+        )
+        return analytics.growth(kind, window, {r[0]: r[1] for r in rows})
+
+    def _tool_window(
+        self, namespace: str, window: BucketWindow, tool_name: str | None
+    ) -> tuple[str, list[Any]]:
+        """The CTE of the uses in the window (with their bucket key ``k``)."""
+        lo, hi = window.scan_range
+        sql = (
+            "WITH w AS (SELECT *, CAST(ts / 3600.0 AS INTEGER) / ? AS k FROM tool_usage"
+            " WHERE ns = ? AND ts >= ? AND ts < ?"
+            + (" AND tool_name = ?" if tool_name is not None else "")
+            + "), u AS (SELECT * FROM w WHERE k BETWEEN ? AND ?) "
+        )
+        params: list[Any] = [window.hours, namespace, lo, hi]
+        if tool_name is not None:
+            params.append(tool_name)
+        return sql, [*params, window.first, window.last]
+
+    async def analytics_tools(
+        self, namespace: str, window: BucketWindow, *, tool_name: str | None, limit: int
+    ) -> ToolAnalytics:
+        cte, params = self._tool_window(namespace, window, tool_name)
+        bins = " ".join(
+            f"WHEN duration_ms <= {bound!r} THEN {i}"
+            for i, bound in enumerate(analytics.HISTOGRAM_BOUNDS_MS)
+        )
+        ranks = " OR ".join(f"rn = MAX(1, ({p} * n + 99) / 100)" for p in analytics.PERCENTILES)
+        columns = "id, tool_name, input, output, duration_ms, success, ts, conversation_id"
+        series, histogram, percentiles, slowest, failures = await asyncio.gather(
+            self._fetchall(
+                cte + "SELECT tool_name, k, COUNT(*), SUM(success) FROM u GROUP BY tool_name, k",
+                params,
+            ),
+            self._fetchall(
+                cte + f"SELECT tool_name, CASE {bins} ELSE {len(analytics.HISTOGRAM_BOUNDS_MS)}"
+                " END AS b, COUNT(*) FROM u GROUP BY tool_name, b",
+                params,
+            ),
+            self._fetchall(
+                cte + ", r AS (SELECT tool_name, duration_ms, ROW_NUMBER() OVER"
+                " (PARTITION BY tool_name ORDER BY duration_ms) AS rn,"
+                " COUNT(*) OVER (PARTITION BY tool_name) AS n FROM u)"
+                f" SELECT tool_name, rn, n, duration_ms FROM r WHERE {ranks}",
+                params,
+            ),
+            self._fetchall(
+                cte + f", r AS (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY tool_name"
+                " ORDER BY duration_ms DESC, ts DESC, id DESC) AS rn FROM u)"
+                f" SELECT {columns} FROM r WHERE rn <= ? ORDER BY tool_name, rn",
+                [*params, limit],
+            ),
+            self._fetchall(
+                cte + f", r AS (SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY tool_name"
+                " ORDER BY ts DESC, id DESC) AS rn FROM u WHERE success = 0)"
+                f" SELECT {columns} FROM r WHERE rn <= ? ORDER BY tool_name, rn",
+                [*params, limit],
+            ),
+        )
+        tallies: dict[str, ToolTally] = {}
+        for name, key, calls, successes in series:
+            t = tallies.setdefault(name, ToolTally())
+            t.calls += calls
+            t.successes += successes
+            t.series[key] = [calls, successes]
+        for name, b, count in histogram:
+            tallies[name].histogram[b] = count
+        for name, rn, n, duration in percentiles:
+            for p in analytics.PERCENTILES:
+                if rn == analytics.percentile_rank(p, n):
+                    tallies[name].percentiles[p] = duration
+        for row in slowest:
+            tallies[row[1]].slowest.append(_tool_usage(row))
+        for row in failures:
+            tallies[row[1]].recent_failures.append(_tool_usage(row))
+        return analytics.tool_analytics(window, tallies)
+
+    async def analytics_feedback(self, namespace: str, window: BucketWindow) -> FeedbackAnalytics:
+        lo, hi = window.scan_range
+        rating = (
+            "CASE WHEN json_type(CAST(data AS TEXT), '$.rating') IN ('integer', 'real')"
+            " THEN json_extract(CAST(data AS TEXT), '$.rating') END"
+        )
+        rows = await self._fetchall(
+            f"SELECT CAST(ts / 3600.0 AS INTEGER) / ? AS k, COUNT(*), COUNT({rating}),"
+            f" TOTAL({rating}) FROM feedback WHERE ns = ? AND ts >= ? AND ts < ? GROUP BY k",
+            (window.hours, namespace, lo, hi),
+        )
+        return analytics.feedback_analytics(window, {r[0]: (r[1], r[2], r[3]) for r in rows})
 
     # -- optional usage hooks (quotas, cross-namespace summary) -------------------------
 

@@ -64,6 +64,13 @@ from yarl import URL
 
 from memstore.client.sse import EventStreamParser
 from memstore.client.versions import NO_CACHE, VersionTracker
+from memstore.core import analytics
+from memstore.core.analytics import (
+    AnalyticsOverview,
+    FeedbackAnalytics,
+    GrowthSeries,
+    ToolAnalytics,
+)
 from memstore.core.bounds import TIMESTAMP_SECONDS, check_in
 from memstore.core.errors import (
     BackendUnavailableError,
@@ -942,6 +949,65 @@ class MemoryClient(MemoryAPI):
                     f"{_why_unreachable(exc, self.stream_idle_timeout)}"
                 ) from exc
         raise ServiceUnreachableError(f"the change stream from {shown_url(self.base_url)} ended")
+
+    # -- analytics --------------------------------------------------------------------
+
+    async def analytics_overview(self) -> AnalyticsOverview:
+        _, out, _ = await self._request("GET", self._ns("/analytics/overview"))
+        return analytics.from_dict(AnalyticsOverview, out)
+
+    async def analytics_growth(
+        self,
+        kind: str,
+        *,
+        bucket: str = "hour",
+        since: float | None = None,
+        until: float | None = None,
+    ) -> GrowthSeries:
+        analytics.check_growth_kind(kind)
+        analytics.check_window(bucket, since, until, time.time())
+        _, out, _ = await self._request(
+            "GET",
+            self._ns("/analytics/growth"),
+            params={"kind": kind, "bucket": bucket, "since": since, "until": until},
+        )
+        return analytics.from_dict(GrowthSeries, out)
+
+    async def analytics_tools(
+        self,
+        *,
+        bucket: str = "hour",
+        since: float | None = None,
+        until: float | None = None,
+        tool_name: str | None = None,
+        limit: int | None = None,
+    ) -> ToolAnalytics:
+        check_optional_name("tool_name", tool_name)
+        analytics.check_listed_calls(limit)
+        analytics.check_window(bucket, since, until, time.time())
+        _, out, _ = await self._request(
+            "GET",
+            self._ns("/analytics/tools"),
+            params={
+                "bucket": bucket,
+                "since": since,
+                "until": until,
+                "tool_name": tool_name,
+                "limit": limit,
+            },
+        )
+        return analytics.from_dict(ToolAnalytics, out)
+
+    async def analytics_feedback(
+        self, *, bucket: str = "hour", since: float | None = None, until: float | None = None
+    ) -> FeedbackAnalytics:
+        analytics.check_window(bucket, since, until, time.time())
+        _, out, _ = await self._request(
+            "GET",
+            self._ns("/analytics/feedback"),
+            params={"bucket": bucket, "since": since, "until": until},
+        )
+        return analytics.from_dict(FeedbackAnalytics, out)
 
     # -- summary ----------------------------------------------------------------------
 

@@ -24,6 +24,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any, Protocol, Self
 
+from memstore.core.analytics import (
+    AnalyticsOverview,
+    FeedbackAnalytics,
+    GrowthSeries,
+    ToolAnalytics,
+)
 from memstore.core.records import (
     ChangeEvent,
     ChangePage,
@@ -308,6 +314,47 @@ class MemoryAPI(Protocol):
         ``entity_type``, ``conversation_id``. Resume after a stop with ``after`` = the
         last ``position`` seen. ``ChangesPrunedError`` when retention removed changes not
         yet read."""
+        ...
+
+    # -- analytics ----------------------------------------------------------------------
+    # Computed by the backend (memstore.core.analytics defines buckets, percentiles and
+    # bins). ``bucket``: "hour" or "day"; ``since``/``until`` (POSIX seconds) are widened
+    # to whole buckets, default: the last 48 hours or 30 days up to now.
+
+    async def analytics_overview(self) -> AnalyticsOverview:
+        """Counts, stored bytes, oldest and newest item per kind (entities per type)."""
+        ...
+
+    async def analytics_growth(
+        self,
+        kind: str,
+        *,
+        bucket: str = "hour",
+        since: float | None = None,
+        until: float | None = None,
+    ) -> GrowthSeries:
+        """Items of ``kind`` (entities, messages, tool_usage, feedback) created per bucket,
+        every bucket of the window included (zero when empty)."""
+        ...
+
+    async def analytics_tools(
+        self,
+        *,
+        bucket: str = "hour",
+        since: float | None = None,
+        until: float | None = None,
+        tool_name: str | None = None,
+        limit: int | None = None,
+    ) -> ToolAnalytics:
+        """Per tool: calls, successes, failures, success rate, nearest-rank p50/p90/p99 of
+        the duration, a fixed-bound histogram, calls and successes per bucket, and the
+        ``limit`` (default 5, at most 100) slowest and most recent failed calls."""
+        ...
+
+    async def analytics_feedback(
+        self, *, bucket: str = "hour", since: float | None = None, until: float | None = None
+    ) -> FeedbackAnalytics:
+        """Feedback records per bucket and the mean of their numeric ``data.rating``."""
         ...
 
     # -- summary ------------------------------------------------------------------------

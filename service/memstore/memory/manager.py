@@ -28,6 +28,15 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
+from memstore.core.analytics import (
+    AnalyticsOverview,
+    FeedbackAnalytics,
+    GrowthSeries,
+    ToolAnalytics,
+    check_growth_kind,
+    check_listed_calls,
+    check_window,
+)
 from memstore.core.errors import ChangesPrunedError, MemoryStoreError
 from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
 from memstore.core.records import (
@@ -811,6 +820,55 @@ class DistributedMemoryManager(MemoryAPI):
                     yield event
         finally:
             reader.close()
+
+    # -- analytics ----------------------------------------------------------------------
+
+    async def analytics_overview(self) -> AnalyticsOverview:
+        return await self._run(
+            "analytics_overview", lambda: self.backend.analytics_overview(self.namespace)
+        )
+
+    async def analytics_growth(
+        self,
+        kind: str,
+        *,
+        bucket: str = "hour",
+        since: float | None = None,
+        until: float | None = None,
+    ) -> GrowthSeries:
+        kind = check_growth_kind(kind)
+        window = check_window(bucket, since, until, time.time())
+        return await self._run(
+            "analytics_growth",
+            lambda: self.backend.analytics_growth(self.namespace, kind, window),
+        )
+
+    async def analytics_tools(
+        self,
+        *,
+        bucket: str = "hour",
+        since: float | None = None,
+        until: float | None = None,
+        tool_name: str | None = None,
+        limit: int | None = None,
+    ) -> ToolAnalytics:
+        check_optional_name("tool_name", tool_name)
+        n = check_listed_calls(limit)
+        window = check_window(bucket, since, until, time.time())
+        return await self._run(
+            "analytics_tools",
+            lambda: self.backend.analytics_tools(
+                self.namespace, window, tool_name=tool_name, limit=n
+            ),
+        )
+
+    async def analytics_feedback(
+        self, *, bucket: str = "hour", since: float | None = None, until: float | None = None
+    ) -> FeedbackAnalytics:
+        window = check_window(bucket, since, until, time.time())
+        return await self._run(
+            "analytics_feedback", lambda: self.backend.analytics_feedback(self.namespace, window)
+        )
 
     # -- summary, cache, metrics --------------------------------------------------------
 

@@ -28,6 +28,17 @@ from memstore.core.bounds import (
     contains,
     json_schema,
 )
+from memstore.core.analytics import (
+    BUCKET_HOURS,
+    DEFAULT_LISTED_CALLS,
+    GROWTH_KINDS,
+    MAX_BUCKETS,
+    MAX_LISTED_CALLS,
+    AnalyticsOverview,
+    FeedbackAnalytics,
+    GrowthSeries,
+    ToolAnalytics,
+)
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.errors import (
     ConflictError,
@@ -626,6 +637,44 @@ async def list_summaries(request: web.Request) -> web.Response:
     return json_response({"items": items, "next_after": next_after, "complete": complete})
 
 
+# -- analytics ----------------------------------------------------------------------------
+
+
+def _window_query(request: web.Request) -> dict[str, Any]:
+    return {
+        "bucket": request.query.get("bucket", "hour"),
+        "since": query_time(request, "since"),
+        "until": query_time(request, "until"),
+    }
+
+
+async def analytics_overview(request: web.Request) -> web.Response:
+    return json_response((await manager_for(request).analytics_overview()).to_dict())
+
+
+async def analytics_growth(request: web.Request) -> web.Response:
+    kind = request.query.get("kind")
+    if kind is None:
+        raise InvalidInputError("kind is required", field="kind")
+    series = await manager_for(request).analytics_growth(kind, **_window_query(request))
+    return json_response(series.to_dict())
+
+
+async def analytics_tools(request: web.Request) -> web.Response:
+    answer = await manager_for(request).analytics_tools(
+        **_window_query(request),
+        tool_name=query_str(request, "tool_name"),
+        limit=query_int(request, "limit"),
+    )
+    return json_response(answer.to_dict())
+
+
+async def analytics_feedback(request: web.Request) -> web.Response:
+    return json_response(
+        (await manager_for(request).analytics_feedback(**_window_query(request))).to_dict()
+    )
+
+
 # -- webhooks ---------------------------------------------------------------------------
 
 
@@ -727,6 +776,17 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 P = "/v1/namespaces/{namespace}"
 PAGE = (LIMIT, CURSOR)
+
+#: The time window of the analytics routes.
+WINDOW = (
+    Param("bucket", "query", {"type": "string", "enum": list(BUCKET_HOURS)},
+          "Bucket width: hour (default) or day (UTC)."),
+    Param("since", "query", TIME_SCHEMA,
+          "Window start, POSIX seconds, widened to its bucket's start (default: 48 hours "
+          f"or 30 days before `until`). A window of more than {MAX_BUCKETS} buckets is a 400."),
+    Param("until", "query", TIME_SCHEMA,
+          "Window end, POSIX seconds, widened to its bucket's end (default: now)."),
+)  # fmt: skip
 
 # Open routes (role=None) are unauthenticated on purpose: probes (kubelet has no token),
 # Prometheus scraping (counts and latencies only, no tenant data; restrict it with the
@@ -921,6 +981,39 @@ ROUTES: tuple[Route, ...] = (
                            "give `first_position`, the oldest retained one.",
                            schemas.ErrorOut),
                      503: E503}),
+    # -- analytics (memstore.core.analytics: buckets, percentiles, bins) --
+    Route("GET", f"{P}/analytics/overview", analytics_overview, "getAnalyticsOverview",
+          "Live items per kind: count, stored bytes (compact JSON of the payloads), oldest "
+          "and newest creation time; entities also per type, tool uses per tool.", "analytics",
+          params=(NS,), role="read",
+          responses={200: ("Overview.", AnalyticsOverview), 400: E400, 503: E503}),
+    Route("GET", f"{P}/analytics/growth", analytics_growth, "getAnalyticsGrowth",
+          "Items created per time bucket: live entities and stored messages by creation "
+          "time, tool uses and feedback by timestamp. Every bucket of the window is listed, "
+          "empty ones with 0.", "analytics",
+          params=(NS, Param("kind", "query", {"type": "string", "enum": list(GROWTH_KINDS)},
+                            "What to count.", True),
+                  *WINDOW),
+          role="read",
+          responses={200: ("One point per bucket.", GrowthSeries), 400: E400, 503: E503}),
+    Route("GET", f"{P}/analytics/tools", analytics_tools, "getAnalyticsTools",
+          "Tool usage per tool in the window: calls, successes, failures, success rate, "
+          "nearest-rank duration percentiles (p50, p90, p99: the ceil(p*n/100)-th smallest), "
+          "a histogram with fixed bounds (`le`, milliseconds, the last `null`), calls and "
+          "successes per bucket, the slowest and the most recent failed calls.", "analytics",
+          params=(NS, *WINDOW,
+                  Param("tool_name", "query", _pattern(TOOL_RE), "Only this tool."),
+                  Param("limit", "query",
+                        {"type": "integer", "minimum": 0, "maximum": MAX_LISTED_CALLS},
+                        f"Slowest and failed calls listed per tool (default "
+                        f"{DEFAULT_LISTED_CALLS}).")),
+          role="read",
+          responses={200: ("Per tool, by name.", ToolAnalytics), 400: E400, 503: E503}),
+    Route("GET", f"{P}/analytics/feedback", analytics_feedback, "getAnalyticsFeedback",
+          "Learning feedback per bucket: records, and the count and mean of the numeric "
+          "`data.rating` values (a JSON number; booleans do not count).", "analytics",
+          params=(NS, *WINDOW), role="read",
+          responses={200: ("One point per bucket.", FeedbackAnalytics), 400: E400, 503: E503}),
 )  # fmt: skip
 
 

@@ -77,7 +77,17 @@ from memstore.backends.common import (
 from memstore.backends.mongodb import schema
 from memstore.backends.mongodb.changelog import ChangeLog, Claims, event_doc
 from memstore.backends.mongodb.codec import decode_value, encode_value
-from memstore.core import changes
+from memstore.core import analytics, changes
+from memstore.core.analytics import (
+    AnalyticsOverview,
+    BucketWindow,
+    FeedbackAnalytics,
+    GrowthSeries,
+    KindStats,
+    ToolAnalytics,
+    ToolTally,
+    hour_of,
+)
 from memstore.core.errors import (
     BackendUnavailableError,
     ConfigurationError,
@@ -722,6 +732,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     "version": version,
                     "rev": ObjectId(),
                     "created_at": created_at,
+                    "hour": hour_of(created_at),  # analytics buckets
                     "updated_at": now,
                     "expires_at": expires_at,
                 }
@@ -856,6 +867,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 "message": m,
                 "bytes": size,
                 "created_at": now,
+                "hour": hour_of(now),  # analytics buckets
             }
             for i, (m, size) in enumerate(encoded)
         ]
@@ -1153,6 +1165,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             "id": record.id,
             "tool": record.tool_name,
             "ts": record.timestamp,
+            "hour": hour_of(record.timestamp),  # analytics buckets
             "input": encoded[0],
             "output": encoded[1],
             "duration_ms": record.duration_ms,
@@ -1210,6 +1223,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             "agent": record.agent_name,
             "ftype": record.feedback_type,
             "ts": record.timestamp,
+            "hour": hour_of(record.timestamp),  # analytics buckets
             "data": encoded,
             "bytes": size,
         }
@@ -1280,6 +1294,177 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             tool_usage_counts=tools,
             feedback_count=feedback,
         )
+
+    # -- analytics ----------------------------------------------------------------------
+    # Pipelines FerretDB v1 runs too: $match, $sort, $skip, $limit, $group with one $sum
+    # (no arithmetic, no $min/$max/$facet). Each document carries ``hour`` (the hour of its
+    # creation time, core.analytics.hour_of, written with it), so a bucket is a $group on a
+    # field and a window a range on it; extremes are a sort and a limit.
+
+    async def _agg(self, collection: str, pipeline: list[Doc]) -> list[Doc]:
+        return list(await (await self._coll(collection).aggregate(pipeline)).to_list())
+
+    async def _group_sum(self, collection: str, match: Doc, key: Any, value: Any) -> list[Doc]:
+        return await self._agg(
+            collection, [{"$match": match}, {"$group": {"_id": key, "n": {"$sum": value}}}]
+        )
+
+    async def _extreme(self, collection: str, match: Doc, field: str, order: int) -> float | None:
+        docs = await self._agg(
+            collection,
+            [{"$match": match}, {"$sort": {field: order}}, {"$limit": 1},
+             {"$project": {"_id": 0, field: 1}}],
+        )  # fmt: skip
+        return float(docs[0][field]) if docs else None
+
+    async def _kind_stats(self, collection: str, match: Doc, field: str) -> KindStats:
+        count, size, oldest, newest = await asyncio.gather(
+            self._group_sum(collection, match, None, 1),
+            self._group_sum(collection, match, None, "$bytes"),
+            self._extreme(collection, match, field, ASCENDING),
+            self._extreme(collection, match, field, DESCENDING),
+        )
+        return KindStats(
+            int(count[0]["n"]) if count else 0, int(size[0]["n"]) if size else 0, oldest, newest
+        )
+
+    async def analytics_overview(self, namespace: str) -> AnalyticsOverview:
+        ns: Doc = {"ns": namespace}
+        with DRIVER_ERRORS("analytics_overview"):
+            live = {**ns, **_live(time.time())}
+            types = await self._group_count(schema.ENTITIES, live, "type")
+            per_type, conversations, messages, tools, tool_usage, feedback = await asyncio.gather(
+                asyncio.gather(
+                    *(self._kind_stats(schema.ENTITIES, {**live, "type": t}, "created_at")
+                      for t in types)
+                ),  # fmt: skip
+                self._group_sum(schema.CONVERSATIONS, ns, None, 1),
+                self._kind_stats(schema.MESSAGES, ns, "created_at"),
+                self._group_count(schema.TOOL_USAGE, ns, "tool"),
+                self._kind_stats(schema.TOOL_USAGE, ns, "ts"),
+                self._kind_stats(schema.FEEDBACK, ns, "ts"),
+            )
+        return analytics.overview(
+            namespace,
+            dict(zip(types, per_type, strict=True)),
+            int(conversations[0]["n"]) if conversations else 0,
+            messages,
+            tools,
+            tool_usage,
+            feedback,
+        )
+
+    @staticmethod
+    def _hours(window: BucketWindow) -> Doc:
+        return {"$gte": window.first * window.hours, "$lt": (window.last + 1) * window.hours}
+
+    async def analytics_growth(
+        self, namespace: str, kind: str, window: BucketWindow
+    ) -> GrowthSeries:
+        collection = {
+            "entities": schema.ENTITIES,
+            "messages": schema.MESSAGES,
+            "tool_usage": schema.TOOL_USAGE,
+            "feedback": schema.FEEDBACK,
+        }[kind]
+        match: Doc = {"ns": namespace, "hour": self._hours(window)}
+        if kind == "entities":
+            match.update(_live(time.time()))
+        with DRIVER_ERRORS("analytics_growth"):
+            rows = await self._group_sum(collection, match, "$hour", 1)
+        counts: dict[int, int] = {}
+        for row in rows:
+            key = int(row["_id"]) // window.hours
+            counts[key] = counts.get(key, 0) + int(row["n"])
+        return analytics.growth(kind, window, counts)
+
+    async def analytics_tools(
+        self, namespace: str, window: BucketWindow, *, tool_name: str | None, limit: int
+    ) -> ToolAnalytics:
+        match: Doc = {"ns": namespace, "hour": self._hours(window)}
+        if tool_name is not None:
+            match["tool"] = tool_name
+        coll = schema.TOOL_USAGE
+        bounds = analytics.HISTOGRAM_BOUNDS_MS
+        with DRIVER_ERRORS("analytics_tools"):
+            rows = await self._group_sum(
+                coll, match, {"t": "$tool", "h": "$hour", "s": "$success"}, 1
+            )
+            tallies: dict[str, ToolTally] = {}
+            for row in rows:
+                name, n = row["_id"]["t"], int(row["n"])
+                t = tallies.setdefault(name, ToolTally())
+                point = t.series.setdefault(int(row["_id"]["h"]) // window.hours, [0, 0])
+                t.calls += n
+                point[0] += n
+                if row["_id"]["s"]:
+                    t.successes += n
+                    point[1] += n
+            names = sorted(tallies)
+
+            async def nth_duration(name: str, rank: int) -> float:
+                docs = await self._agg(
+                    coll,
+                    [{"$match": {**match, "tool": name}}, {"$sort": {"duration_ms": 1}},
+                     {"$skip": rank - 1}, {"$limit": 1}, {"$project": {"_id": 0, "duration_ms": 1}}],
+                )  # fmt: skip
+                return float(docs[0]["duration_ms"])
+
+            async def listed(name: str, extra: Doc, order: list[tuple[str, int]]) -> list[Doc]:
+                if limit == 0:
+                    return []
+                cursor = self._coll(coll).find({**match, "tool": name, **extra}, _NO_ID)
+                return list(await cursor.sort(order).limit(limit).to_list())
+
+            ranks = [(n, p) for n in names for p in analytics.PERCENTILES]
+            durations, at_most, slowest, failures = await asyncio.gather(
+                asyncio.gather(
+                    *(nth_duration(n, analytics.percentile_rank(p, tallies[n].calls))
+                      for n, p in ranks)
+                ),  # fmt: skip
+                asyncio.gather(
+                    *(self._group_sum(coll, {**match, "duration_ms": {"$lte": b}}, "$tool", 1)
+                      for b in bounds)
+                ),  # fmt: skip
+                asyncio.gather(
+                    *(listed(n, {}, [("duration_ms", -1), ("ts", -1), ("id", -1)]) for n in names)
+                ),
+                asyncio.gather(
+                    *(listed(n, {"success": False}, [("ts", -1), ("id", -1)]) for n in names)
+                ),
+            )
+        for (name, p), value in zip(ranks, durations, strict=True):
+            tallies[name].percentiles[p] = value
+        for name in names:
+            below = [
+                next((int(r["n"]) for r in rows if r["_id"] == name), 0) for rows in at_most
+            ]
+            cumulative = [*below, tallies[name].calls]
+            tallies[name].histogram = [
+                cumulative[i] - (cumulative[i - 1] if i else 0) for i in range(len(cumulative))
+            ]
+        for name, slow, failed in zip(names, slowest, failures, strict=True):
+            tallies[name].slowest = [_tool_usage(d) for d in slow]
+            tallies[name].recent_failures = [_tool_usage(d) for d in failed]
+        return analytics.tool_analytics(window, tallies)
+
+    async def analytics_feedback(self, namespace: str, window: BucketWindow) -> FeedbackAnalytics:
+        match: Doc = {"ns": namespace, "hour": self._hours(window)}
+        rated: Doc = {**match, "data": {"$type": "object"}, "data.rating": {"$type": "number"}}
+        with DRIVER_ERRORS("analytics_feedback"):
+            counts, rating_counts, rating_sums = await asyncio.gather(
+                self._group_sum(schema.FEEDBACK, match, "$hour", 1),
+                self._group_sum(schema.FEEDBACK, rated, "$hour", 1),
+                self._group_sum(schema.FEEDBACK, rated, "$hour", "$data.rating"),
+            )
+        buckets: dict[int, tuple[int, int, float]] = {}
+        for rows, part in ((counts, 0), (rating_counts, 1), (rating_sums, 2)):
+            for row in rows:
+                key = int(row["_id"]) // window.hours
+                acc = list(buckets.get(key, (0, 0, 0.0)))
+                acc[part] += row["n"]
+                buckets[key] = (int(acc[0]), int(acc[1]), float(acc[2]))
+        return analytics.feedback_analytics(window, buckets)
 
     # -- usage (quotas, admin summary) --------------------------------------------------
 

@@ -45,6 +45,16 @@ from memstore.backends.redis import scripts
 from memstore.backends.redis.connection import RedisConnection, parse_nodes
 from memstore.backends.redis.invalidation import InvalidationBus
 from memstore.backends.redis.keys import Keys
+from memstore.core import analytics
+from memstore.core.analytics import (
+    AnalyticsOverview,
+    BucketWindow,
+    FeedbackAnalytics,
+    GrowthSeries,
+    KindStats,
+    ToolAnalytics,
+    ToolTally,
+)
 from memstore.core.changes import current_actor
 from memstore.core.errors import BackendUnavailableError, ConfigurationError
 from memstore.core.keys import conversation_change_key, entity_cache_key
@@ -210,6 +220,29 @@ def _merged_id_page(shard_ids: list[list[bytes]], limit: int) -> Page[str]:
 
 def _time_and_id(candidate: tuple[float, str, int]) -> tuple[float, str]:
     return (candidate[0], candidate[1])
+
+
+def _pairs(reply: list[Any]) -> dict[int, int]:
+    """``{key: count}`` from a flat ``[key, count, ...]`` script reply."""
+    return {int(reply[j]): int(reply[j + 1]) for j in range(0, len(reply), 2)}
+
+
+def _added(parts: list[dict[int, int]]) -> dict[int, int]:
+    total: dict[int, int] = {}
+    for part in parts:
+        for key, n in part.items():
+            total[key] = total.get(key, 0) + n
+    return total
+
+
+def _scanned(reply: list[Any], head: int) -> tuple[KindStats, dict[int, int]]:
+    """``{count, bytes, oldest|"", newest|"", key, count, ...}`` of a scanning script."""
+    n, size, oldest, newest = reply[:head]
+    return (
+        KindStats(int(n), int(size), float(oldest) if oldest else None,
+                  float(newest) if newest else None),  # fmt: skip
+        _pairs(reply[head:]),
+    )
 
 
 def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None]:
@@ -1155,6 +1188,226 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             tool_usage_counts=tool_counts,
             feedback_count=feedback,
         )
+
+    # -- analytics ----------------------------------------------------------------------
+    # Lua on each shard aggregates (lua/analytics_*.lua); the service adds the shards up.
+
+    def _window_args(self, window: BucketWindow | None) -> list[Any]:
+        if window is None:  # no bucket: first > last
+            return [1, 1, 0]
+        return [window.hours, window.first, window.last]
+
+    def _scan_range(self, window: BucketWindow, *, tools: bool = False) -> tuple[str, str]:
+        lo, hi = window.scan_range
+        cutoff = self._tool_cutoff(time.time()) if tools else None
+        if cutoff is not None:
+            lo = max(lo, cutoff)
+        return _f(lo), _f(hi)
+
+    async def _entity_scan(
+        self, namespace: str, window: BucketWindow | None
+    ) -> dict[str, tuple[KindStats, dict[int, int]]]:
+        k = self.keys
+        now = _f(time.time())
+        shards = [
+            (t, tag)
+            for t in await self._types_ever(namespace)
+            for tag in k.entity_tags(namespace, t)
+        ]
+        replies = await self.connection.pipeline(
+            [
+                (
+                    "SCRIPT",
+                    scripts.ANALYTICS_ENTITIES,
+                    [k.entity_index(tag), k.entity_expiry(tag)],
+                    [now, k.entity(tag, ""), *self._window_args(window)],
+                )
+                for _, tag in shards
+            ]
+        )
+        per_type: dict[str, list[tuple[KindStats, dict[int, int]]]] = {}
+        for (t, _), reply in zip(shards, replies, strict=True):
+            per_type.setdefault(t, []).append(_scanned(reply, 4))
+        return {
+            t: (
+                analytics.merge_stats(s for s, _ in parts),
+                _added([c for _, c in parts]),
+            )
+            for t, parts in per_type.items()
+        }
+
+    async def _message_scan(
+        self, namespace: str, window: BucketWindow | None
+    ) -> tuple[int, KindStats, dict[int, int]]:
+        k = self.keys
+        replies = await self.connection.pipeline(
+            [
+                (
+                    "SCRIPT",
+                    scripts.ANALYTICS_MESSAGES,
+                    [k.conversation_index(tag)],
+                    [k.conversation_messages(tag, ""), *self._window_args(window)],
+                )
+                for tag in k.conversation_tags(namespace)
+            ]
+        )
+        parts = [_scanned(reply[1:], 4) for reply in replies]
+        return (
+            sum(int(reply[0]) for reply in replies),
+            analytics.merge_stats(s for s, _ in parts),
+            _added([c for _, c in parts]),
+        )
+
+    async def _time_ends(self, indexes: list[str], low: str) -> tuple[float | None, float | None]:
+        """Oldest and newest score at or after ``low`` over several time indexes."""
+        replies = await self.connection.pipeline(
+            [
+                cmd
+                for z in indexes
+                for cmd in (
+                    ("ZRANGEBYSCORE", z, low, "+inf", "WITHSCORES", "LIMIT", 0, 1),
+                    ("ZREVRANGEBYSCORE", z, "+inf", low, "WITHSCORES", "LIMIT", 0, 1),
+                )
+            ]
+        )
+        scores = [score for reply in replies for _, score in _score_pairs(reply)]
+        return (min(scores), max(scores)) if scores else (None, None)
+
+    async def analytics_overview(self, namespace: str) -> AnalyticsOverview:
+        k = self.keys
+        (entities, messages, tool_counts, tool_bytes, fb) = await asyncio.gather(
+            self._entity_scan(namespace, None),
+            self._message_scan(namespace, None),
+            self._tool_counts(namespace),
+            self.connection.pipeline(self._tool_shard_commands(namespace, scripts.TOOL_BYTES)),
+            self.connection.pipeline(
+                [("ZCARD", k.feedback_time(t)) for t in k.feedback_tags(namespace)]
+                + [("GET", k.feedback_bytes(t)) for t in k.feedback_tags(namespace)]
+            ),
+        )
+        cutoff = self._tool_cutoff(time.time())
+        tool_ends, fb_ends = await asyncio.gather(
+            self._time_ends(
+                [k.tool_time(t) for t in k.tool_tags(namespace)],
+                _f(cutoff) if cutoff is not None else "-inf",
+            ),
+            self._time_ends([k.feedback_time(t) for t in k.feedback_tags(namespace)], "-inf"),
+        )
+        n = len(fb) // 2
+        return analytics.overview(
+            namespace,
+            {t: stats for t, (stats, _) in entities.items()},
+            messages[0],
+            messages[1],
+            tool_counts,
+            KindStats(sum(tool_counts.values()), sum(int(b or 0) for b in tool_bytes), *tool_ends),
+            KindStats(sum(int(x) for x in fb[:n]), sum(int(x or 0) for x in fb[n:]), *fb_ends),
+        )
+
+    async def analytics_growth(
+        self, namespace: str, kind: str, window: BucketWindow
+    ) -> GrowthSeries:
+        k = self.keys
+        if kind == "entities":
+            counts = _added([c for _, c in (await self._entity_scan(namespace, window)).values()])
+        elif kind == "messages":
+            counts = (await self._message_scan(namespace, window))[2]
+        else:
+            if kind == "tool_usage":
+                lo, hi = self._scan_range(window, tools=True)
+                indexes = [k.tool_time(t) for t in k.tool_tags(namespace)]
+            else:
+                lo, hi = self._scan_range(window)
+                indexes = [k.feedback_time(t) for t in k.feedback_tags(namespace)]
+            replies = await self.connection.pipeline(
+                [
+                    ("SCRIPT", scripts.ANALYTICS_TIME_COUNTS, [z], [lo, hi, *self._window_args(window)])
+                    for z in indexes
+                ]
+            )
+            counts = _added([_pairs(reply) for reply in replies])
+        return analytics.growth(kind, window, counts)
+
+    async def analytics_tools(
+        self, namespace: str, window: BucketWindow, *, tool_name: str | None, limit: int
+    ) -> ToolAnalytics:
+        k = self.keys
+        tags = k.tool_tags(namespace)
+        lo, hi = self._scan_range(window, tools=True)
+        replies = await self.connection.pipeline(
+            [
+                (
+                    "SCRIPT",
+                    scripts.ANALYTICS_TOOLS,
+                    [k.tool_records(t), k.tool_by_name(t, tool_name) if tool_name else k.tool_time(t)],
+                    [lo, hi, *self._window_args(window), limit],
+                )
+                for t in tags
+            ]
+        )
+        tallies: dict[str, ToolTally] = {}
+        durations: dict[str, list[float]] = {}
+        slow_ids: dict[str, list[tuple[int, str]]] = {}
+        failed_ids: dict[str, list[tuple[int, str]]] = {}
+        for shard, reply in enumerate(replies):
+            for name_b, calls, successes, series, durs, slowest, failed in reply:
+                name = _s(name_b)
+                t = tallies.setdefault(name, ToolTally())
+                t.calls += int(calls)
+                t.successes += int(successes)
+                for j in range(0, len(series), 3):
+                    point = t.series.setdefault(int(series[j]), [0, 0])
+                    point[0] += int(series[j + 1])
+                    point[1] += int(series[j + 2])
+                durations.setdefault(name, []).extend(float(d) for d in durs)
+                slow_ids.setdefault(name, []).extend((shard, _s(i)) for i in slowest)
+                failed_ids.setdefault(name, []).extend((shard, _s(i)) for i in failed)
+        wanted = sorted({c for ids in (*slow_ids.values(), *failed_ids.values()) for c in ids})
+        values = await self.connection.pipeline(
+            [("HGET", k.tool_records(tags[shard]), i) for shard, i in wanted]
+        )
+        records = {
+            c: ToolUsageRecord(**orjson.loads(v.split(b"\n", 2)[-1]))
+            for c, v in zip(wanted, values, strict=True)
+            if v is not None
+        }
+        for name, t in tallies.items():
+            ordered = sorted(durations[name])
+            for p in analytics.PERCENTILES:
+                t.percentiles[p] = ordered[analytics.percentile_rank(p, len(ordered)) - 1]
+            for d in ordered:
+                t.histogram[analytics.histogram_bin(d)] += 1
+            slow = [records[c] for c in slow_ids[name] if c in records]
+            t.slowest = sorted(slow, key=analytics.slowest_order, reverse=True)[:limit]
+            failed = [records[c] for c in failed_ids[name] if c in records]
+            t.recent_failures = sorted(failed, key=analytics.recent_order, reverse=True)[:limit]
+        return analytics.tool_analytics(window, tallies)
+
+    async def analytics_feedback(self, namespace: str, window: BucketWindow) -> FeedbackAnalytics:
+        k = self.keys
+        lo, hi = self._scan_range(window)
+        replies = await self.connection.pipeline(
+            [
+                (
+                    "SCRIPT",
+                    scripts.ANALYTICS_FEEDBACK,
+                    [k.feedback_records(t), k.feedback_time(t)],
+                    [lo, hi, *self._window_args(window)],
+                )
+                for t in k.feedback_tags(namespace)
+            ]
+        )
+        buckets: dict[int, tuple[int, int, float]] = {}
+        for reply in replies:
+            for j in range(0, len(reply), 4):
+                key = int(reply[j])
+                n, rated, total = buckets.get(key, (0, 0, 0.0))
+                buckets[key] = (
+                    n + int(reply[j + 1]),
+                    rated + int(reply[j + 2]),
+                    total + float(reply[j + 3]),
+                )
+        return analytics.feedback_analytics(window, buckets)
 
     # -- optional usage hooks (quotas, cross-namespace summary) -------------------------
 

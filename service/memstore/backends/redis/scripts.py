@@ -66,6 +66,12 @@ TOOL_COUNTS = _script("tool_counts", "changes", "trim_tools")
 TOOL_BYTES = _script("tool_bytes", "changes", "trim_tools")
 SAVE_FEEDBACK = _script("save_feedback", "changes")
 RELAY_CHANGES = _script("relay_changes")
+# analytics: read-only, one shard each (memstore.core.analytics for the definitions)
+ANALYTICS_ENTITIES = _script("analytics_entities", "header", "analytics_buckets")
+ANALYTICS_MESSAGES = _script("analytics_messages", "analytics_buckets")
+ANALYTICS_TIME_COUNTS = _script("analytics_time_counts", "analytics_buckets")
+ANALYTICS_TOOLS = _script("analytics_tools", "analytics_buckets")
+ANALYTICS_FEEDBACK = _script("analytics_feedback", "analytics_buckets")
 READ_CHANGES = _script("read_changes")
 TRIM_CHANGES = _script("trim_changes")
 
@@ -87,4 +93,9 @@ ALL = (
     RELAY_CHANGES,
     READ_CHANGES,
     TRIM_CHANGES,
+    ANALYTICS_ENTITIES,
+    ANALYTICS_MESSAGES,
+    ANALYTICS_TIME_COUNTS,
+    ANALYTICS_TOOLS,
+    ANALYTICS_FEEDBACK,
 )
