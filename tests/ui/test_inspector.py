@@ -5,12 +5,24 @@ token that must see nothing of another namespace. Screenshots of each view go to
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from tests.ui.conftest import MESSAGES, NOTES, NS_A, NS_B, SECRET_MARK, Inspected, Page, call
+from tests.ui.conftest import (
+    BASE_TIME,
+    MESSAGES,
+    NOTES,
+    NS_A,
+    NS_B,
+    SECRET_MARK,
+    Inspected,
+    Page,
+    call,
+)
 
 
 def no_page_errors(page: Page) -> None:
@@ -34,6 +46,19 @@ def test_namespaces_view_lists_counts(page: Page, inspected: Inspected) -> None:
     figures = page.find("#namespace-figures").text
     assert f"Entities\n{NOTES + 2}" in figures
     assert [r[:2] for r in page.rows("#entity-type-counts")] == [["note", str(NOTES)], ["person", "2"]]
+    # Bytes from the analytics overview, as the API counts them.
+    overview = call(inspected.svc, "GET", f"/v1/namespaces/{NS_A}/analytics/overview", inspected.admin)
+    assert overview["entities"]["bytes"] > 0
+    assert f"Entity bytes\n{fmt_bytes(overview['entities']['bytes'])}" in figures
+    # Growth: one point per day from the oldest record (the tool uses) to today, for
+    # each kind; the chart's table holds the same counts.
+    growth = page.wait_for("#growth-chart")
+    assert int(growth.get_attribute("data-points")) in days_since(BASE_TIME)
+    assert growth.find_elements(By.CSS_SELECTOR, "canvas")
+    table = page.rows("#growth-chart details table")
+    assert len(table) == int(growth.get_attribute("data-points"))
+    totals = [sum(int(r[k].replace(",", "")) for r in table) for k in (1, 2, 3, 4)]
+    assert totals == [NOTES + 2, MESSAGES + 1, 30, 12]
     page.shot("namespaces")
     no_page_errors(page)
 
@@ -92,6 +117,51 @@ def test_conversation_viewer_pages_through_history(page: Page, inspected: Inspec
     no_page_errors(page)
 
 
+def fmt_bytes(n: int) -> str:
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
+
+
+def days_since(t: float) -> set[int]:
+    """Day buckets from ``t`` to now (either side of a midnight passing in the test)."""
+    return {int(time.time() // 86400 - t // 86400 + 1) + d for d in (0, 1)}
+
+
+def nearest_rank(values: list[float], p: int) -> float:
+    ordered = sorted(values)
+    return ordered[math.ceil(p * len(ordered) / 100) - 1]
+
+
+def test_tool_analytics_per_tool(page: Page, inspected: Inspected) -> None:
+    page.open(inspected.admin, NS_A, "tools")
+    stats = {r[0]: r[1:] for r in page.rows("#tool-stats")}
+    durations = inspected.tool_durations
+    for tool, picked in (("fetch", range(0, 30, 3)), ("search", [i for i in range(30) if i % 3])):
+        mine = [durations[i] for i in picked]
+        failures = sum(1 for i in picked if i % 7 == 0)
+        assert stats[tool] == [
+            str(len(mine)), str(failures), f"{(len(mine) - failures) / len(mine) * 100:.1f} %",
+            *(f"{nearest_rank(mine, p):.1f} ms" for p in (50, 90, 99)),
+        ]  # fmt: skip
+        # Histogram: one bar per bin of the API (14 bounds and the rest), counts sum to calls.
+        histogram = page.wait_for(f"[id='tool-histogram-{tool}']")
+        assert histogram.get_attribute("data-points") == "15"
+        assert histogram.find_elements(By.CSS_SELECTOR, "canvas")
+        bars = [int(r[1]) for r in page.rows(f"[id='tool-histogram-{tool}'] details table")]
+        assert sum(bars) == len(mine)
+        slowest = page.rows(f"[id='tool-slowest-{tool}']")
+        assert [float(r[1].split()[0]) for r in slowest] == sorted(mine, reverse=True)[:5]
+    failing = page.rows("[id='tool-failures-search']")
+    assert {r[2] for r in failing} == {"failed"}
+    assert len(failing) == sum(1 for i in range(30) if i % 3 and i % 7 == 0)
+    # Calls over time: a point per day since the first call, the two tools' calls in it.
+    calls = page.wait_for("#tool-calls-chart")
+    assert int(calls.get_attribute("data-points")) in days_since(BASE_TIME)
+    rows = page.rows("#tool-calls-chart details table")
+    assert [sum(int(r[k]) for r in rows) for k in (1, 2)] == [10, 20]
+    page.shot("tool-analytics")
+    no_page_errors(page)
+
+
 def test_tool_usage_lists_calls_and_charts_them(page: Page, inspected: Inspected) -> None:
     page.open(inspected.admin, NS_A, "tools")
     rows = page.rows("#tool-page")
@@ -118,6 +188,12 @@ def test_feedback_view(page: Page, inspected: Inspected) -> None:
     assert len(rows) == 12
     assert {r[1] for r in rows} == {"planner"}
     assert [r[3] for r in rows][:3] == ['{"rating":0}', '{"rating":1}', '{"rating":2}']
+    # Recorded now: the chart counts them in the current hour, with their mean rating.
+    chart = page.wait_for("#feedback-chart")
+    points = page.rows("#feedback-chart details table")
+    assert len(points) == int(chart.get_attribute("data-points")) >= 1
+    assert sum(int(r[1]) for r in points) == 12
+    assert [r[2] for r in points if r[1] != "0"] == [f"{sum(i % 5 for i in range(12)) / 12:.2f}"]
     page.shot("feedback")
     no_page_errors(page)
 

@@ -85,16 +85,27 @@
   const nsPath = (suffix) => `/v1/namespaces/${encodeURIComponent(state.namespace)}${suffix || ""}`;
   const seg = encodeURIComponent;
 
-  // Analytics routes answer 404 on a memstore without them: the view then says so.
+  // The analytics routes (aggregated by the backend); null on a memstore without them
+  // (404), so the views fall back to the listings.
   async function analytics(kind, params) {
     try {
       return await api(nsPath(`/analytics/${kind}`), params);
     } catch (err) {
-      if (err instanceof ApiError && err.status === 404 && err.code !== "not_found") return null;
       if (err instanceof ApiError && err.status === 404) return null;
       throw err;
     }
   }
+
+  // The window of a chart: from the oldest record of what it shows to now, in hours when
+  // that fits in the API's bucket limit, else in days (the last MAX_BUCKETS days).
+  const MAX_BUCKETS = 990;
+  function windowSince(oldest) {
+    const now = Date.now() / 1000;
+    if (oldest === null || oldest === undefined) return { bucket: "hour" };
+    if (now - oldest < MAX_BUCKETS * 3600) return { bucket: "hour", since: oldest };
+    return { bucket: "day", since: Math.max(oldest, now - MAX_BUCKETS * 86400) };
+  }
+  const perBucket = (bucket) => (bucket === "day" ? "per day (UTC)" : "per hour");
 
   // -- tables, pagers, charts -----------------------------------------------------------
 
@@ -154,11 +165,12 @@
   // a table below it.
   function chart(root, options) {
     const { id, title, summary, xs, series, xLabel, time, bars } = options;
+    const xFormat = options.xFormat || ((x) => (time ? fmtTime(x) : String(x)));
     const figure = el("figure", { class: "chart", id, "data-points": xs.length });
     const plot = el("div", { role: "img", "aria-label": `${title}: ${summary}` });
     const rows = xs.map((x, i) => ({ x, values: series.map((s) => s.values[i]) }));
     const data = table(`${title} (data)`, [
-      { label: xLabel, cell: (r) => (time ? fmtTime(r.x) : String(r.x)) },
+      { label: xLabel, cell: (r) => xFormat(r.x) },
       ...series.map((s, j) => ({ label: s.label, cell: (r) => num(s.format ? s.format(r.values[j]) : fmtNumber(r.values[j])) })),
     ], rows);
     figure.append(el("figcaption", {}, title), plot,
@@ -174,7 +186,7 @@
       width,
       height: 220,
       scales: { x: { time: Boolean(time) } },
-      axes: [{ label: xLabel }, {}],
+      axes: [time ? { label: xLabel } : { label: xLabel, values: (u, splits) => splits.map((x) => (Number.isInteger(x) ? xFormat(x) : "")) }, {}],
       series: [{ label: xLabel }, ...series.map((s, j) => ({
         label: s.label,
         stroke: colours[j % colours.length],
@@ -242,7 +254,7 @@
       here.append(errorNote(err));
       return;
     }
-    const overview = await analytics("overview").catch(() => null);
+    const overview = await analytics("overview");
     here.append(el("h3", {}, `Namespace ${summary.namespace}`));
     const figures = [
       ["Entities", fmtNumber(summary.total_entities)],
@@ -269,16 +281,18 @@
       here.append(el("p", { class: "note" }, "Bytes and growth over time come from the analytics API, which this memstore does not serve."));
       return;
     }
-    const growth = await analytics("growth", { bucket: "day" }).catch(() => null);
-    if (growth) {
-      const series = growth.series || [growth];
-      const xs = series[0].points.map((p) => p.start);
-      chart(here, {
-        id: "growth-chart", title: "Growth: items created per day", time: true, xLabel: "Day",
-        summary: series.map((s) => `${s.kind}: ${fmtNumber(s.total)} created in the window`).join("; "),
-        xs, series: series.map((s) => ({ label: s.kind, values: s.points.map((p) => p.count) })),
-      });
-    }
+    const oldest = Math.min(...["entities", "messages", "tool_usage", "feedback"]
+      .map((k) => overview[k].oldest).filter((t) => t !== null));
+    const window = windowSince(Number.isFinite(oldest) ? oldest : null);
+    const kinds = [["entities", "Entities"], ["messages", "Messages"], ["tool_usage", "Tool uses"], ["feedback", "Feedback"]];
+    const series = await Promise.all(kinds.map(([kind]) => analytics("growth", { kind, ...window })));
+    chart(here, {
+      id: "growth-chart", title: `Items created ${perBucket(window.bucket)}`, time: true,
+      xLabel: window.bucket === "day" ? "Day" : "Hour",
+      summary: series.map((s, i) => `${kinds[i][1]}: ${fmtNumber(s.total)} created in the window`).join("; "),
+      xs: series[0].points.map((p) => p.start),
+      series: series.map((s, i) => ({ label: kinds[i][1], values: s.points.map((p) => p.count) })),
+    });
   };
 
   views.entities = async (main) => {
@@ -384,43 +398,53 @@
 
   views.tools = async (main) => {
     main.append(el("h2", { tabindex: -1 }, `Tool usage in ${state.namespace}`));
-    const stats = await analytics("tools", { bucket: "hour" }).catch(() => null);
-    if (stats) {
-      const tools = stats.tools || [];
-      main.append(table("Calls per tool (this window)", [
+    const overview = await analytics("overview");
+    if (overview) {
+      const window = windowSince(overview.tool_usage.oldest);
+      const stats = await analytics("tools", { ...window, limit: 5 });
+      const tools = stats.tools;
+      main.append(table(`Per tool, ${fmtTime(stats.start)} to ${fmtTime(stats.end)} (UTC)`, [
         { label: "Tool", cell: (t) => t.tool_name },
         { label: "Calls", cell: (t) => num(fmtNumber(t.calls)) },
+        { label: "Failures", cell: (t) => num(fmtNumber(t.failures)) },
         { label: "Success rate", cell: (t) => num(fmtRate(t.success_rate)) },
-        { label: "p50", cell: (t) => num(fmtMs(t.duration_ms && t.duration_ms.p50)) },
-        { label: "p90", cell: (t) => num(fmtMs(t.duration_ms && t.duration_ms.p90)) },
-        { label: "p99", cell: (t) => num(fmtMs(t.duration_ms && t.duration_ms.p99)) },
+        { label: "p50", cell: (t) => num(fmtMs(t.duration_ms.p50)) },
+        { label: "p90", cell: (t) => num(fmtMs(t.duration_ms.p90)) },
+        { label: "p99", cell: (t) => num(fmtMs(t.duration_ms.p99)) },
       ], tools, { id: "tool-stats" }));
       if (tools.length) {
+        const shown = tools.slice(0, 4);
         const xs = tools[0].series.map((p) => p.start);
+        const xLabel = window.bucket === "day" ? "Day" : "Hour";
         chart(main, {
-          id: "tool-calls-chart", title: "Calls per hour", time: true, xLabel: "Hour",
-          summary: tools.map((t) => `${t.tool_name}: ${fmtNumber(t.calls)} calls`).join("; "),
-          xs, series: tools.slice(0, 4).map((t) => ({ label: t.tool_name, values: t.series.map((p) => p.calls) })),
+          id: "tool-calls-chart", title: `Calls ${perBucket(window.bucket)}`, time: true, xLabel,
+          summary: shown.map((t) => `${t.tool_name}: ${fmtNumber(t.calls)} calls`).join("; "),
+          xs, series: shown.map((t) => ({ label: t.tool_name, values: t.series.map((p) => p.calls) })),
         });
-        for (const t of tools.slice(0, 4)) {
+        chart(main, {
+          id: "tool-success-chart", title: `Success rate ${perBucket(window.bucket)}`, time: true, xLabel,
+          summary: shown.map((t) => `${t.tool_name}: ${fmtRate(t.success_rate)} overall`).join("; "),
+          xs, series: shown.map((t) => ({ label: t.tool_name, format: fmtRate,
+            values: t.series.map((p) => (p.success_rate === null ? null : p.success_rate)) })),
+        });
+        for (const t of shown) {
+          const bound = (i) => (t.histogram[i - 1].le === null ? "more" : `≤ ${fmtNumber(t.histogram[i - 1].le)} ms`);
           chart(main, {
-            id: `tool-histogram-${t.tool_name}`, title: `Durations of ${t.tool_name}`, xLabel: "Up to (ms)",
-            bars: true, summary: `p50 ${fmtMs(t.duration_ms.p50)}, p99 ${fmtMs(t.duration_ms.p99)}`,
+            id: `tool-histogram-${t.tool_name}`, title: `Durations of ${t.tool_name}`, xLabel: "Duration",
+            bars: true, xFormat: (i) => (i >= 1 && i <= t.histogram.length ? bound(i) : ""),
+            summary: `p50 ${fmtMs(t.duration_ms.p50)}, p90 ${fmtMs(t.duration_ms.p90)}, p99 ${fmtMs(t.duration_ms.p99)}`,
             xs: t.histogram.map((_, i) => i + 1),
             series: [{ label: "Calls", values: t.histogram.map((b) => b.count) }],
           });
-          const calls = [
-            ["Slowest calls", t.slowest || []],
-            ["Recent failures", t.recent_failures || []],
-          ];
-          for (const [caption, rows] of calls) {
+          const lists = [["Slowest calls", t.slowest, "slowest"], ["Most recent failures", t.recent_failures, "failures"]];
+          for (const [caption, rows, key] of lists) {
             if (!rows.length) continue;
             main.append(table(`${caption} of ${t.tool_name}`, [
               { label: "When (UTC)", cell: (r) => fmtTime(r.timestamp) },
               { label: "Duration", cell: (r) => num(fmtMs(r.duration_ms)) },
               { label: "Result", cell: (r) => el("td", { class: r.success ? "good" : "bad" }, r.success ? "ok" : "failed") },
               { label: "Input", cell: (r) => el("td", { class: "preview" }, preview(r.input)) },
-            ], rows));
+            ], rows, { id: `tool-${key}-${t.tool_name}` }));
           }
         }
       }
@@ -469,13 +493,20 @@
 
   views.feedback = async (main) => {
     main.append(el("h2", { tabindex: -1 }, `Learning feedback in ${state.namespace}`));
-    const series = await analytics("feedback", { bucket: "day" }).catch(() => null);
-    if (series && series.points) {
+    const overview = await analytics("overview");
+    if (overview) {
+      const window = windowSince(overview.feedback.oldest);
+      const series = await analytics("feedback", window);
       chart(main, {
-        id: "feedback-chart", title: "Feedback per day", time: true, xLabel: "Day",
-        summary: `${fmtNumber(series.points.reduce((a, p) => a + p.count, 0))} records in the window`,
+        id: "feedback-chart", title: `Feedback ${perBucket(window.bucket)}`, time: true,
+        xLabel: window.bucket === "day" ? "Day" : "Hour",
+        summary: `${fmtNumber(series.count)} records, mean rating ${series.rating_mean === null ? "–" : series.rating_mean.toFixed(2)} over ${fmtNumber(series.rating_count)} ratings`,
         xs: series.points.map((p) => p.start),
-        series: [{ label: "Records", values: series.points.map((p) => p.count) }],
+        series: [
+          { label: "Records", values: series.points.map((p) => p.count) },
+          { label: "Mean rating", values: series.points.map((p) => p.rating_mean),
+            format: (v) => (v === null || v === undefined ? "–" : Number(v).toFixed(2)) },
+        ],
       });
     }
     const listing = el("section");
