@@ -30,7 +30,8 @@ NS_B = "team-b"
 SECRET_MARK = "b-only-5e1c"  # planted in B's data; a token for A must never see it
 NOTES = 60  # entities of type "note" in A
 MESSAGES = 75  # messages of conversation "chat-1" in A
-BASE_TIME = 1_780_000_000.0  # tool uses and feedback are spread over hours from here
+#: tool uses are spread over the day before the tests start (hourly charts)
+BASE_TIME = float(int(time.time()) - 86_400)
 
 
 @dataclass(frozen=True)
@@ -79,10 +80,10 @@ def seed(svc: ServiceProcess, token: str) -> list[float]:
         call(svc, "POST", f"{a}/tool-usage", token, {
             "tool_name": "search" if i % 3 else "fetch", "input": {"q": f"query {i}"},
             "output": "ok", "duration_ms": duration, "success": i % 7 != 0,
-            "timestamp": BASE_TIME + i * 600, "conversation_id": "chat-1"})  # fmt: skip
+            "timestamp": BASE_TIME + i * 2880, "conversation_id": "chat-1"})  # fmt: skip
     for i in range(12):
-        call(svc, "POST", f"{a}/feedback", token,
-             {"agent_name": "planner", "feedback_type": "rating", "data": {"rating": i % 5}})  # fmt: skip
+        rating = {"agent_name": "planner", "feedback_type": "rating", "data": {"rating": i % 5}}
+        call(svc, "POST", f"{a}/feedback", token, rating)
     b = f"/v1/namespaces/{NS_B}"
     call(svc, "PUT", f"{b}/entities/note/secret", token, {"data": {"text": SECRET_MARK}})
     call(svc, "POST", f"{b}/conversations/{SECRET_MARK}/messages", token,
@@ -149,6 +150,11 @@ def browser() -> Iterator[webdriver.Chrome]:
         driver.quit()
 
 
+def points(chart: WebElement) -> int:
+    """How many points a chart of the inspector drew (its figure's data-points)."""
+    return int(chart.get_attribute("data-points") or "-1")
+
+
 class Page:
     """The inspector in the browser, as a person uses it."""
 
@@ -185,7 +191,9 @@ class Page:
     def find(self, css: str) -> WebElement:
         return self.driver.find_element(By.CSS_SELECTOR, css)
 
-    def wait_for(self, css: str, check: Callable[[WebElement], bool] = lambda e: True) -> WebElement:
+    def wait_for(
+        self, css: str, check: Callable[[WebElement], bool] = lambda e: True
+    ) -> WebElement:
         def found(driver: webdriver.Chrome) -> WebElement | bool:
             for element in driver.find_elements(By.CSS_SELECTOR, css):
                 if check(element):
@@ -199,12 +207,15 @@ class Page:
     def rows(self, table_css: str) -> list[list[str]]:
         table = self.wait_for(table_css)
         return [
-            [cell.get_attribute("textContent") or "" for cell in row.find_elements(By.CSS_SELECTOR, "td")]
+            [
+                cell.get_attribute("textContent") or ""
+                for cell in row.find_elements(By.CSS_SELECTOR, "td")
+            ]
             for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")
         ]
 
     def text(self) -> str:
-        return self.driver.execute_script("return document.documentElement.outerHTML")
+        return str(self.driver.execute_script("return document.documentElement.outerHTML"))
 
     def shot(self, name: str) -> Path:
         time.sleep(0.2)  # let the canvas paint

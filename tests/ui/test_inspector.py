@@ -22,6 +22,7 @@ from tests.ui.conftest import (
     Inspected,
     Page,
     call,
+    points,
 )
 
 
@@ -45,18 +46,23 @@ def test_namespaces_view_lists_counts(page: Page, inspected: Inspected) -> None:
     assert rows[NS_B] == ["1", "1", "1", "1", "0"]
     figures = page.find("#namespace-figures").text
     assert f"Entities\n{NOTES + 2}" in figures
-    assert [r[:2] for r in page.rows("#entity-type-counts")] == [["note", str(NOTES)], ["person", "2"]]
+    assert [r[:2] for r in page.rows("#entity-type-counts")] == [
+        ["note", str(NOTES)],
+        ["person", "2"],
+    ]
     # Bytes from the analytics overview, as the API counts them.
-    overview = call(inspected.svc, "GET", f"/v1/namespaces/{NS_A}/analytics/overview", inspected.admin)
+    overview = call(
+        inspected.svc, "GET", f"/v1/namespaces/{NS_A}/analytics/overview", inspected.admin
+    )
     assert overview["entities"]["bytes"] > 0
     assert f"Entity bytes\n{fmt_bytes(overview['entities']['bytes'])}" in figures
-    # Growth: one point per day from the oldest record (the tool uses) to today, for
+    # Growth: one point per hour from the oldest record (the tool uses) to now, for
     # each kind; the chart's table holds the same counts.
     growth = page.wait_for("#growth-chart")
-    assert int(growth.get_attribute("data-points")) in days_since(BASE_TIME)
+    assert points(growth) in hours_since(BASE_TIME)
     assert growth.find_elements(By.CSS_SELECTOR, "canvas")
     table = page.rows("#growth-chart details table")
-    assert len(table) == int(growth.get_attribute("data-points"))
+    assert len(table) == points(growth)
     totals = [sum(int(r[k].replace(",", "")) for r in table) for k in (1, 2, 3, 4)]
     assert totals == [NOTES + 2, MESSAGES + 1, 30, 12]
     page.shot("namespaces")
@@ -99,18 +105,26 @@ def test_conversation_viewer_pages_through_history(page: Page, inspected: Inspec
     seqs = [int(r[0]) for r in page.rows("#message-page")]
     assert seqs == list(range(MESSAGES - 24, MESSAGES + 1))  # the newest 25
     assert page.rows("#message-page")[-1][2] == f"message {MESSAGES}"
-    older = page.driver.find_element(By.XPATH, "//section[@id='messages']//button[text()='Older messages']")
+    older = page.driver.find_element(
+        By.XPATH, "//section[@id='messages']//button[text()='Older messages']"
+    )
     older.click()
     page.wait_for("#messages [data-page='2']")
-    assert [int(r[0]) for r in page.rows("#message-page")] == list(range(MESSAGES - 49, MESSAGES - 24))
-    older = page.driver.find_element(By.XPATH, "//section[@id='messages']//button[text()='Older messages']")
+    assert [int(r[0]) for r in page.rows("#message-page")] == list(
+        range(MESSAGES - 49, MESSAGES - 24)
+    )
+    older = page.driver.find_element(
+        By.XPATH, "//section[@id='messages']//button[text()='Older messages']"
+    )
     older.click()
     page.wait_for("#messages [data-page='3']")
     assert [int(r[0]) for r in page.rows("#message-page")] == list(range(1, MESSAGES - 49))
     assert not page.driver.find_element(
         By.XPATH, "//section[@id='messages']//button[text()='Older messages']"
     ).is_enabled()
-    page.driver.find_element(By.XPATH, "//section[@id='messages']//button[text()='Newer messages']").click()
+    page.driver.find_element(
+        By.XPATH, "//section[@id='messages']//button[text()='Newer messages']"
+    ).click()
     page.wait_for("#messages [data-page='2']")
     assert int(page.rows("#message-page")[0][0]) == MESSAGES - 49
     page.shot("conversations")
@@ -121,9 +135,9 @@ def fmt_bytes(n: int) -> str:
     return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
 
 
-def days_since(t: float) -> set[int]:
-    """Day buckets from ``t`` to now (either side of a midnight passing in the test)."""
-    return {int(time.time() // 86400 - t // 86400 + 1) + d for d in (0, 1)}
+def hours_since(t: float) -> set[int]:
+    """Hour buckets from ``t`` to now (either side of an hour passing in the test)."""
+    return {int(time.time() // 3600 - t // 3600 + 1) + d for d in (0, 1)}
 
 
 def nearest_rank(values: list[float], p: int) -> float:
@@ -153,9 +167,9 @@ def test_tool_analytics_per_tool(page: Page, inspected: Inspected) -> None:
     failing = page.rows("[id='tool-failures-search']")
     assert {r[2] for r in failing} == {"failed"}
     assert len(failing) == sum(1 for i in range(30) if i % 3 and i % 7 == 0)
-    # Calls over time: a point per day since the first call, the two tools' calls in it.
+    # Calls over time: a point per hour since the first call, the two tools' calls in it.
     calls = page.wait_for("#tool-calls-chart")
-    assert int(calls.get_attribute("data-points")) in days_since(BASE_TIME)
+    assert points(calls) in hours_since(BASE_TIME)
     rows = page.rows("#tool-calls-chart details table")
     assert [sum(int(r[k]) for r in rows) for k in (1, 2)] == [10, 20]
     page.shot("tool-analytics")
@@ -172,7 +186,8 @@ def test_tool_usage_lists_calls_and_charts_them(page: Page, inspected: Inspected
     assert chart.get_attribute("data-points") == "25"
     assert chart.find_elements(By.CSS_SELECTOR, "canvas")
     assert len(chart.find_elements(By.CSS_SELECTOR, "details tbody tr")) == 25
-    assert "25 calls, 4 failed" in chart.find_element(By.CSS_SELECTOR, "[role=img]").get_attribute("aria-label")
+    label = chart.find_element(By.CSS_SELECTOR, "[role=img]").get_attribute("aria-label")
+    assert label is not None and "25 calls, 4 failed" in label
     # Filter by tool: the server answers only that tool's calls.
     select = page.find("#tool-filter")
     select.send_keys("fetch")
@@ -190,10 +205,10 @@ def test_feedback_view(page: Page, inspected: Inspected) -> None:
     assert [r[3] for r in rows][:3] == ['{"rating":0}', '{"rating":1}', '{"rating":2}']
     # Recorded now: the chart counts them in the current hour, with their mean rating.
     chart = page.wait_for("#feedback-chart")
-    points = page.rows("#feedback-chart details table")
-    assert len(points) == int(chart.get_attribute("data-points")) >= 1
-    assert sum(int(r[1]) for r in points) == 12
-    assert [r[2] for r in points if r[1] != "0"] == [f"{sum(i % 5 for i in range(12)) / 12:.2f}"]
+    buckets = page.rows("#feedback-chart details table")
+    assert len(buckets) == points(chart) >= 1
+    assert sum(int(r[1]) for r in buckets) == 12
+    assert [r[2] for r in buckets if r[1] != "0"] == [f"{sum(i % 5 for i in range(12)) / 12:.2f}"]
     page.shot("feedback")
     no_page_errors(page)
 
@@ -204,7 +219,12 @@ def test_live_view_shows_new_changes(page: Page, inspected: Inspected) -> None:
     # A write from elsewhere appears at the top, without reloading.
     threading.Thread(
         target=call,
-        args=(inspected.svc, "PUT", f"/v1/namespaces/{NS_A}/entities/person/linus", inspected.admin),
+        args=(
+            inspected.svc,
+            "PUT",
+            f"/v1/namespaces/{NS_A}/entities/person/linus",
+            inspected.admin,
+        ),
         kwargs={"body": {"data": {"name": "linus"}}},
     ).start()
     page.wait_for("#live-count", lambda e: e.text == "21 changes shown.")
