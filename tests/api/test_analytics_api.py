@@ -84,10 +84,10 @@ async def test_analytics_routes(http: Client, spec: SpecChecker) -> None:
 async def test_client_gives_what_the_manager_gives(http: Client, remote: MemoryClient) -> None:
     await seed(http)
     window = {"since": T0, "until": T0 + 7199}
-    tools = await remote.analytics_tools(**window, limit=2)
+    tools = await remote.analytics_tools(since=T0, until=T0 + 7199, limit=2)
     body = await (await http.get(f"{A}/tools", params=window | {"limit": 2})).json()
     assert tools.to_dict() == body
-    growth = await remote.analytics_growth("tool_usage", bucket="day", **window)
+    growth = await remote.analytics_growth("tool_usage", bucket="day", since=T0, until=T0 + 7199)
     assert isinstance(growth, GrowthSeries)
     assert growth.total == 4 and growth.bucket_seconds == 86400
     feedback = await remote.analytics_feedback()

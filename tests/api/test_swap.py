@@ -109,6 +109,15 @@ MISTAKES: list[tuple[str, Call, str]] = [
     ("watch no kind", lambda m: anext(m.watch(kinds=[])), "kinds"),
     ("watch a bad type", lambda m: anext(m.watch(entity_type="a b")), "entity_type"),
     ("watch a bad conversation", lambda m: anext(m.watch(conversation_id=BAD)), CID),
+    # analytics
+    ("growth of an unknown kind", lambda m: m.analytics_growth("planets"), "kind"),
+    ("growth by the week", lambda m: m.analytics_growth("entities", bucket="week"), "bucket"),
+    ("tools since after until", lambda m: m.analytics_tools(since=20.0, until=10.0), "since"),
+    ("tools over 1001 hours", lambda m: m.analytics_tools(since=0.0, until=3_600_000.0), "since"),
+    ("tools, NaN until", lambda m: m.analytics_tools(until=math.nan), "until"),
+    ("tools, 101 listed", lambda m: m.analytics_tools(limit=101), "limit"),
+    ("tools, bad tool name", lambda m: m.analytics_tools(tool_name=BAD), "tool_name"),
+    ("feedback by the minute", lambda m: m.analytics_feedback(bucket="minute"), "bucket"),
     ("empty namespace", lambda m: _view(m, ""), "namespace"),
 ]  # fmt: skip
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 import types
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -33,7 +32,9 @@ CLOCK_MODULES = (
 class Clock:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = T0
-        fake = types.SimpleNamespace(**{n: getattr(time, n) for n in dir(time) if not n.startswith("__")})
+        fake = types.SimpleNamespace(
+            **{n: getattr(time, n) for n in dir(time) if not n.startswith("__")}
+        )
         fake.time = lambda: self.now
         for name in CLOCK_MODULES:
             module = __import__(name, fromlist=["time"])
@@ -41,8 +42,8 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
-    yield Clock(monkeypatch)
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    return Clock(monkeypatch)
 
 
 @pytest.fixture
@@ -194,9 +195,29 @@ async def test_tools(backend: DistributedMemoryBackend, ns: str, clock: Clock) -
     assert (search["calls"], search["successes"], search["failures"]) == (10, 8, 2)
     assert search["success_rate"] == 0.8
     assert search["duration_ms"] == {"p50": 50.0, "p90": 90.0, "p99": 100.0}
-    assert [b["count"] for b in search["histogram"]] == [0, 0, 1, 1, 3, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert [b["count"] for b in search["histogram"]] == [
+        0,
+        0,
+        1,
+        1,
+        3,
+        5,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]
     assert [b["le"] for b in search["histogram"]][-3:] == [30000, 60000, None]
-    nonzero = [(p["start"], p["calls"], p["successes"], p["success_rate"]) for p in search["series"] if p["calls"]]
+    nonzero = [
+        (p["start"], p["calls"], p["successes"], p["success_rate"])
+        for p in search["series"]
+        if p["calls"]
+    ]
     assert nonzero == [(T0, 6, 5, 5 / 6), (T0 + HOUR, 4, 3, 0.75)]
     assert len(search["series"]) == 25
     assert search["series"][5]["success_rate"] is None
@@ -228,7 +249,9 @@ async def test_tools(backend: DistributedMemoryBackend, ns: str, clock: Clock) -
     assert none.tools == []
 
 
-async def test_tool_percentiles_are_nearest_rank(backend: DistributedMemoryBackend, ns: str) -> None:
+async def test_tool_percentiles_are_nearest_rank(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
     # 1..200 ms, recorded in shuffled order: p50 = 100, p90 = 180, p99 = 198
     order = [(i * 37) % 200 for i in range(200)]
     for i, d in enumerate(order):
@@ -245,14 +268,20 @@ async def test_feedback(backend: DistributedMemoryBackend, ns: str, clock: Clock
     got = (await backend.analytics_feedback(ns, hours(0, 24))).to_dict()
     assert (got["count"], got["rating_count"]) == (6, 3)
     assert got["rating_mean"] == 3.8333333333333335  # (4 + 5 + 2.5) / 3
-    nonzero = [(p["start"], p["count"], p["rating_count"], p["rating_mean"]) for p in got["points"] if p["count"]]
+    nonzero = [
+        (p["start"], p["count"], p["rating_count"], p["rating_mean"])
+        for p in got["points"]
+        if p["count"]
+    ]
     assert nonzero == [(T0, 2, 2, 4.5), (T0 + HOUR, 2, 0, None), (T0 + DAY, 2, 1, 2.5)]
     assert len(got["points"]) == 25
     day1 = (await backend.analytics_feedback(ns, BucketWindow("day", H0 // 24, H0 // 24))).to_dict()
     assert (day1["count"], day1["rating_count"], day1["rating_mean"]) == (4, 2, 4.5)
 
 
-async def test_namespaces_are_separate(backend: DistributedMemoryBackend, ns: str, clock: Clock) -> None:
+async def test_namespaces_are_separate(
+    backend: DistributedMemoryBackend, ns: str, clock: Clock
+) -> None:
     await seed(backend, ns, clock)
     other = f"{ns}x"
     overview = await backend.analytics_overview(other)

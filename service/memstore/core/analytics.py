@@ -41,9 +41,11 @@ DEFAULT_BUCKETS: dict[str, int] = {"hour": 48, "day": 30}
 MAX_BUCKETS = 1000
 #: what ``analytics_growth`` counts: live items by creation time
 GROWTH_KINDS = ("entities", "messages", "tool_usage", "feedback")
+# fmt: off
 HISTOGRAM_BOUNDS_MS: tuple[float, ...] = (
     1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
-)  # fmt: skip
+)
+# fmt: on
 PERCENTILES = (50, 90, 99)
 #: slowest and failing calls listed per tool when ``limit`` is not given, and the most
 MAX_LISTED_CALLS = 100
@@ -114,9 +116,7 @@ class BucketWindow:
 def check_window(bucket: object, since: object, until: object, now: float) -> BucketWindow:
     """The window of an analytics call, or ``InvalidInputError`` naming the parameter."""
     if not isinstance(bucket, str) or bucket not in BUCKET_HOURS:
-        raise InvalidInputError(
-            f"bucket must be one of {', '.join(BUCKET_HOURS)}", field="bucket"
-        )
+        raise InvalidInputError(f"bucket must be one of {', '.join(BUCKET_HOURS)}", field="bucket")
     hours = BUCKET_HOURS[bucket]
     end = now if until is None else check_in("until", until, TIMESTAMP_SECONDS)
     last = hour_of(end) // hours
@@ -167,8 +167,12 @@ class KindStats:
     newest: float | None = None
 
     def to_dict(self) -> JSONObject:
-        return {"count": self.count, "bytes": self.bytes, "oldest": self.oldest,
-                "newest": self.newest}  # fmt: skip
+        return {
+            "count": self.count,
+            "bytes": self.bytes,
+            "oldest": self.oldest,
+            "newest": self.newest,
+        }
 
 
 def merge_stats(parts: Iterable[KindStats]) -> KindStats:
@@ -275,9 +279,14 @@ def growth(kind: str, window: BucketWindow, counts: Mapping[int, int]) -> Growth
         for key, start in zip(range(window.first, window.last + 1), window.starts(), strict=True)
     ]
     return GrowthSeries(
-        kind, window.bucket, window.seconds, window.start, window.end,
-        sum(p.count for p in points), points,
-    )  # fmt: skip
+        kind,
+        window.bucket,
+        window.seconds,
+        window.start,
+        window.end,
+        sum(p.count for p in points),
+        points,
+    )
 
 
 @with_config(_RESPONSE)
@@ -325,10 +334,14 @@ class ToolStats:
             "duration_ms": dict(self.duration_ms),
             "histogram": [{"le": b.le, "count": b.count} for b in self.histogram],
             "series": [
-                {"start": p.start, "calls": p.calls, "successes": p.successes,
-                 "success_rate": p.success_rate}
+                {
+                    "start": p.start,
+                    "calls": p.calls,
+                    "successes": p.successes,
+                    "success_rate": p.success_rate,
+                }
                 for p in self.series
-            ],  # fmt: skip
+            ],
             "slowest": [r.to_dict() for r in self.slowest],
             "recent_failures": [r.to_dict() for r in self.recent_failures],
         }
@@ -397,9 +410,12 @@ def tool_stats(window: BucketWindow, tool_name: str, tally: ToolTally) -> ToolSt
 
 def tool_analytics(window: BucketWindow, tallies: Mapping[str, ToolTally]) -> ToolAnalytics:
     return ToolAnalytics(
-        window.bucket, window.seconds, window.start, window.end,
+        window.bucket,
+        window.seconds,
+        window.start,
+        window.end,
         [tool_stats(window, name, t) for name, t in sorted(tallies.items()) if t.calls > 0],
-    )  # fmt: skip
+    )
 
 
 def slowest_order(record: ToolUsageRecord) -> tuple[float, float, str]:
@@ -445,10 +461,14 @@ class FeedbackAnalytics:
             "rating_count": self.rating_count,
             "rating_mean": self.rating_mean,
             "points": [
-                {"start": p.start, "count": p.count, "rating_count": p.rating_count,
-                 "rating_mean": p.rating_mean}
+                {
+                    "start": p.start,
+                    "count": p.count,
+                    "rating_count": p.rating_count,
+                    "rating_mean": p.rating_mean,
+                }
                 for p in self.points
-            ],  # fmt: skip
+            ],
         }
 
 
@@ -463,9 +483,15 @@ def feedback_analytics(
     rated = sum(b[1] for k, b in buckets.items() if window.first <= k <= window.last)
     total = sum(b[2] for k, b in buckets.items() if window.first <= k <= window.last)
     return FeedbackAnalytics(
-        window.bucket, window.seconds, window.start, window.end,
-        sum(p.count for p in points), rated, total / rated if rated else None, points,
-    )  # fmt: skip
+        window.bucket,
+        window.seconds,
+        window.start,
+        window.end,
+        sum(p.count for p in points),
+        rated,
+        total / rated if rated else None,
+        points,
+    )
 
 
 def rating_of(data: Any) -> float | None:
@@ -475,7 +501,6 @@ def rating_of(data: Any) -> float | None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     return None
-
 
 
 Answer = TypeVar("Answer", AnalyticsOverview, GrowthSeries, ToolAnalytics, FeedbackAnalytics)

@@ -18,16 +18,6 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from memstore.core.bounds import (
-    CHANGE_POSITION,
-    INTEGER_DIGITS,
-    JSON_INTEGER,
-    SEQUENCE,
-    TIMESTAMP_SECONDS,
-    check_in,
-    contains,
-    json_schema,
-)
 from memstore.core.analytics import (
     BUCKET_HOURS,
     DEFAULT_LISTED_CALLS,
@@ -38,6 +28,16 @@ from memstore.core.analytics import (
     FeedbackAnalytics,
     GrowthSeries,
     ToolAnalytics,
+)
+from memstore.core.bounds import (
+    CHANGE_POSITION,
+    INTEGER_DIGITS,
+    JSON_INTEGER,
+    SEQUENCE,
+    TIMESTAMP_SECONDS,
+    check_in,
+    contains,
+    json_schema,
 )
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.errors import (

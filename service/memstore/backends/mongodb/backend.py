@@ -1312,9 +1312,13 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def _extreme(self, collection: str, match: Doc, field: str, order: int) -> float | None:
         docs = await self._agg(
             collection,
-            [{"$match": match}, {"$sort": {field: order}}, {"$limit": 1},
-             {"$project": {"_id": 0, field: 1}}],
-        )  # fmt: skip
+            [
+                {"$match": match},
+                {"$sort": {field: order}},
+                {"$limit": 1},
+                {"$project": {"_id": 0, field: 1}},
+            ],
+        )
         return float(docs[0][field]) if docs else None
 
     async def _kind_stats(self, collection: str, match: Doc, field: str) -> KindStats:
@@ -1335,9 +1339,11 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             types = await self._group_count(schema.ENTITIES, live, "type")
             per_type, conversations, messages, tools, tool_usage, feedback = await asyncio.gather(
                 asyncio.gather(
-                    *(self._kind_stats(schema.ENTITIES, {**live, "type": t}, "created_at")
-                      for t in types)
-                ),  # fmt: skip
+                    *(
+                        self._kind_stats(schema.ENTITIES, {**live, "type": t}, "created_at")
+                        for t in types
+                    )
+                ),
                 self._group_sum(schema.CONVERSATIONS, ns, None, 1),
                 self._kind_stats(schema.MESSAGES, ns, "created_at"),
                 self._group_count(schema.TOOL_USAGE, ns, "tool"),
@@ -1405,9 +1411,14 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             async def nth_duration(name: str, rank: int) -> float:
                 docs = await self._agg(
                     coll,
-                    [{"$match": {**match, "tool": name}}, {"$sort": {"duration_ms": 1}},
-                     {"$skip": rank - 1}, {"$limit": 1}, {"$project": {"_id": 0, "duration_ms": 1}}],
-                )  # fmt: skip
+                    [
+                        {"$match": {**match, "tool": name}},
+                        {"$sort": {"duration_ms": 1}},
+                        {"$skip": rank - 1},
+                        {"$limit": 1},
+                        {"$project": {"_id": 0, "duration_ms": 1}},
+                    ],
+                )
                 return float(docs[0]["duration_ms"])
 
             async def listed(name: str, extra: Doc, order: list[tuple[str, int]]) -> list[Doc]:
@@ -1419,13 +1430,17 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             ranks = [(n, p) for n in names for p in analytics.PERCENTILES]
             durations, at_most, slowest, failures = await asyncio.gather(
                 asyncio.gather(
-                    *(nth_duration(n, analytics.percentile_rank(p, tallies[n].calls))
-                      for n, p in ranks)
-                ),  # fmt: skip
+                    *(
+                        nth_duration(n, analytics.percentile_rank(p, tallies[n].calls))
+                        for n, p in ranks
+                    )
+                ),
                 asyncio.gather(
-                    *(self._group_sum(coll, {**match, "duration_ms": {"$lte": b}}, "$tool", 1)
-                      for b in bounds)
-                ),  # fmt: skip
+                    *(
+                        self._group_sum(coll, {**match, "duration_ms": {"$lte": b}}, "$tool", 1)
+                        for b in bounds
+                    )
+                ),
                 asyncio.gather(
                     *(listed(n, {}, [("duration_ms", -1), ("ts", -1), ("id", -1)]) for n in names)
                 ),
@@ -1436,9 +1451,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         for (name, p), value in zip(ranks, durations, strict=True):
             tallies[name].percentiles[p] = value
         for name in names:
-            below = [
-                next((int(r["n"]) for r in rows if r["_id"] == name), 0) for rows in at_most
-            ]
+            below = [next((int(r["n"]) for r in rows if r["_id"] == name), 0) for rows in at_most]
             cumulative = [*below, tallies[name].calls]
             tallies[name].histogram = [
                 cumulative[i] - (cumulative[i - 1] if i else 0) for i in range(len(cumulative))

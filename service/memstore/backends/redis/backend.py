@@ -239,8 +239,9 @@ def _scanned(reply: list[Any], head: int) -> tuple[KindStats, dict[int, int]]:
     """``{count, bytes, oldest|"", newest|"", key, count, ...}`` of a scanning script."""
     n, size, oldest, newest = reply[:head]
     return (
-        KindStats(int(n), int(size), float(oldest) if oldest else None,
-                  float(newest) if newest else None),  # fmt: skip
+        KindStats(
+            int(n), int(size), float(oldest) if oldest else None, float(newest) if newest else None
+        ),
         _pairs(reply[head:]),
     )
 
@@ -1321,7 +1322,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 indexes = [k.feedback_time(t) for t in k.feedback_tags(namespace)]
             replies = await self.connection.pipeline(
                 [
-                    ("SCRIPT", scripts.ANALYTICS_TIME_COUNTS, [z], [lo, hi, *self._window_args(window)])
+                    (
+                        "SCRIPT",
+                        scripts.ANALYTICS_TIME_COUNTS,
+                        [z],
+                        [lo, hi, *self._window_args(window)],
+                    )
                     for z in indexes
                 ]
             )
@@ -1339,7 +1345,10 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 (
                     "SCRIPT",
                     scripts.ANALYTICS_TOOLS,
-                    [k.tool_records(t), k.tool_by_name(t, tool_name) if tool_name else k.tool_time(t)],
+                    [
+                        k.tool_records(t),
+                        k.tool_by_name(t, tool_name) if tool_name else k.tool_time(t),
+                    ],
                     [lo, hi, *self._window_args(window), limit],
                 )
                 for t in tags
