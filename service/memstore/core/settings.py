@@ -322,6 +322,15 @@ class SecuritySettings(_Slice):
     audit_reads: bool = Field(False, validation_alias=_env("MEMSTORE_AUDIT_READS"))
 
 
+class InspectorSettings(_Slice):
+    """The web inspector (``/ui``; see docs/architecture.md, "Inspector")."""
+
+    # Unset: served when auth is off (a developer's loopback service), not when it is on
+    # (an operator turns it on deliberately). The page holds no data of its own: it shows
+    # what the API answers for the token pasted into it.
+    ui_enabled: bool | None = Field(None, validation_alias=_env("MEMSTORE_UI_ENABLED"))
+
+
 class McpSettings(_Slice):
     """The MCP endpoint of the HTTP service (``/mcp``; see docs/architecture.md, "MCP")."""
 
@@ -444,6 +453,7 @@ class SearchSettings(_Slice):
 class Settings(
     ServerSettings,
     SecuritySettings,
+    InspectorSettings,
     McpSettings,
     WebhookSettings,
     SearchSettings,
@@ -454,6 +464,11 @@ class Settings(
 ):
     """The service's settings: every slice, read from the environment once at start-up.
     Components take the slice they read (a backend its ``RedisSettings``, ...)."""
+
+    @property
+    def ui_served(self) -> bool:
+        """Whether ``/ui`` is served: ``MEMSTORE_UI_ENABLED``, else only without auth."""
+        return self.ui_enabled if self.ui_enabled is not None else not self.auth_enabled
 
     @classmethod
     def from_seed_config(

@@ -25,6 +25,7 @@ from memstore.observability.metrics import PrometheusMetrics
 from memstore.observability.tracing import Tracing
 from memstore.server.errors import error_middleware
 from memstore.server.feed import add_feed
+from memstore.server.inspector import add_inspector
 from memstore.server.limits import QuotaTracker
 from memstore.server.openapi import build_openapi
 from memstore.server.protocol import serve_app
@@ -77,6 +78,8 @@ def create_app(
     app[WEBHOOKS] = webhooks = WebhookStore(manager, load_webhooks_file(settings.webhooks_file))
     add_routes(app)
     add_feed(app)
+    if settings.ui_served:
+        add_inspector(app)
 
     async def manager_lifecycle(app: web.Application) -> AsyncIterator[None]:
         try:
