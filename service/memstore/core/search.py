@@ -18,10 +18,271 @@ object of operators, as LangGraph's ``SearchOp.filter`` does.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from memstore.core.errors import InvalidInputError
+from memstore.core.validation import TYPE_RE, check_limit, check_name, name_problem
 
 SearchMode = Literal["auto", "filter", "keyword", "semantic", "hybrid"]
 SEARCH_MODES: tuple[SearchMode, ...] = ("auto", "filter", "keyword", "semantic", "hybrid")
+#: Messages and tool usage have no filter mode.
+TEXT_SEARCH_MODES: tuple[SearchMode, ...] = ("auto", "keyword", "semantic", "hybrid")
+
+#: The longest query accepted (characters): a question, not a document.
+MAX_QUERY_LENGTH = 4096
 
 # Comparison operators a filter accepts; a field's value without one means $eq.
 FILTER_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin")
+
+# -- argument checks ---------------------------------------------------------------------
+# Run by the manager (in process) and the client alike, so a mistake gets the same
+# InvalidInputError, naming the field, wherever it is made; nothing is searched or written.
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySearch:
+    """A checked ``search_entities`` request (``mode`` resolved from ``auto``)."""
+
+    query: str | None
+    types: tuple[str, ...] | None
+    filter: dict[str, Any] | None
+    mode: SearchMode
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class TextSearch:
+    """A checked ``search_messages`` / ``search_tool_usage`` request."""
+
+    query: str
+    scope: str | None  # the conversation id or the tool name
+    mode: SearchMode
+    limit: int
+
+
+def _check_mode(
+    mode: object, query: str | None, *, has_embedder: Callable[[], bool], kinds: tuple[str, ...]
+) -> SearchMode:
+    if not isinstance(mode, str) or mode not in kinds:
+        raise InvalidInputError(f"mode must be one of {', '.join(kinds)}", field="mode")
+    if mode == "auto":
+        if query is None:
+            return "filter"
+        return "hybrid" if has_embedder() else "keyword"
+    if mode == "filter":
+        if query is not None:
+            raise InvalidInputError(
+                "mode filter takes no query (use keyword, semantic or hybrid)", field="query"
+            )
+        return "filter"
+    if query is None:
+        raise InvalidInputError(f"mode {mode} needs a query", field="query")
+    if mode in ("semantic", "hybrid") and not has_embedder():
+        raise InvalidInputError(
+            f"mode {mode} needs an embedder and this service has none (MEMSTORE_EMBEDDER=none):"
+            " use keyword or filter",
+            field="mode",
+        )
+    return mode  # type: ignore[return-value]
+
+
+def _check_query(query: object, *, required: bool) -> str | None:
+    if query is None and not required:
+        return None
+    if not isinstance(query, str):
+        raise InvalidInputError("query must be a string", field="query")
+    if not query.strip():
+        raise InvalidInputError("query must not be empty", field="query")
+    if len(query) > MAX_QUERY_LENGTH:
+        raise InvalidInputError(
+            f"query is longer than {MAX_QUERY_LENGTH} characters", field="query"
+        )
+    return query
+
+
+def check_entity_search(
+    query: object,
+    types: object,
+    filter: object,
+    mode: object,
+    limit: object,
+    *,
+    max_limit: int,
+    default_limit: int,
+    has_embedder: Callable[[], bool],
+) -> EntitySearch:
+    """``search_entities``' arguments, or ``InvalidInputError`` naming the field.
+    ``has_embedder`` is asked only when the mode needs to know."""
+    checked_query = _check_query(query, required=False)
+    checked_types: tuple[str, ...] | None = None
+    if types is not None:
+        if not isinstance(types, list | tuple) or not types:
+            raise InvalidInputError("types must be a non-empty list of entity types", field="types")
+        for t in types:
+            if not isinstance(t, str) or TYPE_RE.fullmatch(t) is None:
+                raise InvalidInputError(name_problem("entity_type", t), field="types")
+        checked_types = tuple(types)
+    checked_filter: dict[str, Any] | None = None
+    if filter is not None:
+        if not isinstance(filter, dict):
+            raise InvalidInputError("filter must be a JSON object", field="filter")
+        check_filter(filter)
+        checked_filter = filter or None
+    checked_mode = _check_mode(mode, checked_query, has_embedder=has_embedder, kinds=SEARCH_MODES)
+    return EntitySearch(
+        checked_query,
+        checked_types,
+        checked_filter,
+        checked_mode,
+        check_limit(limit, max_limit, default=default_limit),  # type: ignore[arg-type]
+    )
+
+
+def check_text_search(
+    query: object,
+    scope_field: str,
+    scope: object,
+    mode: object,
+    limit: object,
+    *,
+    max_limit: int,
+    default_limit: int,
+    has_embedder: Callable[[], bool],
+) -> TextSearch:
+    """``search_messages`` (``scope_field`` ``conversation_id``) and ``search_tool_usage``
+    (``tool_name``): a query is required, there is no filter mode."""
+    checked_query = _check_query(query, required=True)
+    assert checked_query is not None
+    if scope is not None:
+        check_name(scope_field, scope)
+    checked_mode = _check_mode(
+        mode, checked_query, has_embedder=has_embedder, kinds=TEXT_SEARCH_MODES
+    )
+    return TextSearch(
+        checked_query,
+        scope if isinstance(scope, str) else None,
+        checked_mode,
+        check_limit(limit, max_limit, default=default_limit),  # type: ignore[arg-type]
+    )
+
+
+# -- filters -----------------------------------------------------------------------------
+
+
+def check_filter(filter: dict[str, Any], prefix: str = "filter") -> None:
+    """Every operator known, every operator's value of the right type; the error names the
+    path, e.g. ``filter.stars.$foo``."""
+    for key, value in filter.items():
+        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+            raise InvalidInputError(
+                f"{prefix}: {key!r} is not a field path (names joined by dots)", field=prefix
+            )
+        path = f"{prefix}.{key}"
+        if key.startswith("$"):
+            raise InvalidInputError(
+                f'{path}: an operator needs a field before it (e.g. {{"stars": {{"$gt": 3}}}})',
+                field=path,
+            )
+        if isinstance(value, dict):
+            _check_condition(value, path)
+
+
+def _check_condition(condition: dict[str, Any], path: str) -> None:
+    operators = [k for k in condition if isinstance(k, str) and k.startswith("$")]
+    if not operators:
+        check_filter(condition, path)  # an object: its fields are matched one by one
+        return
+    if len(operators) != len(condition):
+        raise InvalidInputError(
+            f"{path}: an object of operators holds only operators ($eq, $gt, ...)", field=path
+        )
+    for op, value in condition.items():
+        where = f"{path}.{op}"
+        if op not in FILTER_OPERATORS:
+            raise InvalidInputError(
+                f"{where}: unknown operator; use one of {', '.join(FILTER_OPERATORS)}",
+                field=where,
+            )
+        if op in ("$in", "$nin"):
+            if not isinstance(value, list):
+                raise InvalidInputError(f"{where} takes a list of values", field=where)
+        elif op in ("$gt", "$gte", "$lt", "$lte") and not _orderable(value):
+            raise InvalidInputError(f"{where} takes a number or a string", field=where)
+
+
+def _orderable(value: object) -> bool:
+    return isinstance(value, int | float | str) and not isinstance(value, bool)
+
+
+#: What :func:`field_value` answers for a field that is not there.
+MISSING: Any = object()
+
+
+def field_value(data: Any, path: str) -> Any:
+    """The value at ``path`` (dots walk nested objects), or :data:`MISSING`."""
+    for part in path.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return MISSING
+        data = data[part]
+    return data
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: ``1 == 1.0``, but ``true`` is no number and ``"1"`` no ``1``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _compare(op: str, value: Any, operand: Any) -> bool:
+    # Numbers compare with numbers, strings with strings; anything else never matches.
+    if not (_orderable(value) and _orderable(operand)) or isinstance(value, str) != isinstance(
+        operand, str
+    ):
+        return False
+    if op == "$gt":
+        return bool(value > operand)
+    if op == "$gte":
+        return bool(value >= operand)
+    if op == "$lt":
+        return bool(value < operand)
+    return bool(value <= operand)
+
+
+def _apply(op: str, value: Any, operand: Any) -> bool:
+    if value is MISSING:
+        return op in ("$ne", "$nin")
+    if op == "$eq":
+        return json_equal(value, operand)
+    if op == "$ne":
+        return not json_equal(value, operand)
+    if op == "$in":
+        return any(json_equal(value, o) for o in operand)
+    if op == "$nin":
+        return not any(json_equal(value, o) for o in operand)
+    return _compare(op, value, operand)
+
+
+def matches_filter(data: Any, filter: dict[str, Any]) -> bool:
+    """Whether the JSON object ``data`` matches a checked ``filter`` (``check_filter``):
+    every field's condition holds. A condition is a value (equality), an object of
+    operators (all hold), or an object of fields (the field's object matches them)."""
+    for path, condition in filter.items():
+        value = field_value(data, path)
+        if isinstance(condition, dict):
+            if condition and all(k.startswith("$") for k in condition):
+                if not all(_apply(op, value, operand) for op, operand in condition.items()):
+                    return False
+            elif not isinstance(value, dict) or not matches_filter(value, condition):
+                return False
+        elif value is MISSING or not json_equal(value, condition):
+            return False
+    return True

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from memstore.core.errors import ConfigurationError
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -35,5 +37,13 @@ class Embedder(Protocol):
 
 def build_embedder(settings: SearchSettings) -> Embedder | None:
     """The embedder ``MEMSTORE_EMBEDDER`` names, or ``None`` for ``none``. Builds it only:
-    nothing is loaded or connected until the first ``embed``."""
-    raise NotImplementedError(f"embedder {settings.embedder!r} is not available yet")
+    nothing is loaded or connected until the first ``embed``. A model the settings name
+    but that cannot exist (not in the package, no such folder) is a
+    ``ConfigurationError`` here, at start-up."""
+    if settings.embedder == "wordllama":
+        from memstore.embeddings.wordllama import WordLlamaEmbedder
+
+        return WordLlamaEmbedder(settings.embedder_model)
+    if settings.embedder == "none":
+        return None
+    raise ConfigurationError(f"MEMSTORE_EMBEDDER={settings.embedder!r} is not available yet")

@@ -46,7 +46,7 @@ from memstore.core.records import (
     ToolUsageHit,
     ToolUsageRecord,
 )
-from memstore.core.search import SearchMode
+from memstore.core.search import SearchMode, check_entity_search, check_text_search
 from memstore.core.settings import Settings
 from memstore.core.validation import (
     check_before,
@@ -68,8 +68,12 @@ from memstore.core.validation import (
 from memstore.memory.api import MemoryAPI
 from memstore.memory.cache import LocalCache
 from memstore.memory.feed import ChangeReader, ChangeSignal
+from memstore.memory.search.service import SearchIndexes
 from memstore.observability.metrics import PrometheusMetrics
 from memstore.observability.tracing import BackendSpanInfo, Tracing
+
+if TYPE_CHECKING:
+    from memstore.embeddings.base import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +113,8 @@ class _Shared:
     # Closes the backend if the event loop ends with the manager still open (see start).
     loop_end_guard: asyncio.Task[None] | None = None
     started_at: float = field(default_factory=time.time)
+    # The search indexes of the namespaces searched (memory/search), built on first use.
+    search: SearchIndexes | None = None
 
 
 class DistributedMemoryManager(MemoryAPI):
@@ -125,7 +131,10 @@ class DistributedMemoryManager(MemoryAPI):
         backend: DistributedMemoryBackend | None = None,
         prometheus: PrometheusMetrics | None = None,
         tracing: Tracing | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
+        """``embedder``: the one semantic search uses, instead of the one
+        ``MEMSTORE_EMBEDDER`` names (an application may bring its own model)."""
         if settings is None:
             settings = Settings.from_seed_config(memory_type, config, namespace)
         self.namespace = check_name("namespace", namespace or settings.memory_namespace)
@@ -140,6 +149,11 @@ class DistributedMemoryManager(MemoryAPI):
             prometheus=prometheus,
             tracing=tracing,
             span_info=None if tracing is None else tracing.backend_info(settings),
+        )
+        shared.search = (
+            SearchIndexes(settings, lambda: self.backend)
+            if embedder is None
+            else SearchIndexes(settings, lambda: self.backend, embedder)
         )
         if prometheus is not None:
             prometheus.watch_cache(
@@ -185,6 +199,8 @@ class DistributedMemoryManager(MemoryAPI):
             await backend.connect()
             await backend.subscribe_invalidations(self._on_invalidation)
             shared.started = True
+            if shared.search is not None:
+                shared.search.start()
             # A backend may run threads (aiosqlite's are not daemons) that would keep the
             # process alive after ``asyncio.run`` returns if nobody closed the manager.
             # ``asyncio.run`` (and ``asyncio.Runner``) cancel the tasks still pending and
@@ -221,6 +237,9 @@ class DistributedMemoryManager(MemoryAPI):
                 guard, shared.loop_end_guard = shared.loop_end_guard, None
                 if guard is not None and guard is not asyncio.current_task():
                     guard.cancel()
+                if shared.search is not None:
+                    # Its background task writes vectors: stopped before the backend closes.
+                    await shared.search.close()
                 await shared.backend.close()
 
     async def __aenter__(self) -> Self:
@@ -482,6 +501,16 @@ class DistributedMemoryManager(MemoryAPI):
 
     # -- search (recall) --------------------------------------------------------------
 
+    def _search_limits(self) -> dict[str, Any]:
+        s = self._shared.settings
+        search = self._shared.search
+        assert search is not None
+        return {
+            "max_limit": s.max_page_size,
+            "default_limit": s.default_page_size,
+            "has_embedder": lambda: search.embedder is not None,
+        }
+
     async def search_entities(
         self,
         query: str | None = None,
@@ -492,7 +521,14 @@ class DistributedMemoryManager(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[EntityHit]:
-        raise NotImplementedError("search is being built")
+        """Entities matching ``filter`` (of ``types``), ranked against ``query``
+        (``memstore.core.search``); reads its own writes (memory/search/index.py)."""
+        search = check_entity_search(query, types, filter, mode, limit, **self._search_limits())
+        indexes = self._shared.search
+        assert indexes is not None
+        return await self._run(
+            "search_entities", lambda: indexes.search_entities(self.namespace, search, cursor)
+        )
 
     async def search_messages(
         self,
@@ -503,7 +539,14 @@ class DistributedMemoryManager(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[MessageHit]:
-        raise NotImplementedError("search is being built")
+        search = check_text_search(
+            query, "conversation_id", conversation_id, mode, limit, **self._search_limits()
+        )
+        indexes = self._shared.search
+        assert indexes is not None
+        return await self._run(
+            "search_messages", lambda: indexes.search_messages(self.namespace, search, cursor)
+        )
 
     async def search_tool_usage(
         self,
@@ -514,7 +557,14 @@ class DistributedMemoryManager(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[ToolUsageHit]:
-        raise NotImplementedError("search is being built")
+        search = check_text_search(
+            query, "tool_name", tool_name, mode, limit, **self._search_limits()
+        )
+        indexes = self._shared.search
+        assert indexes is not None
+        return await self._run(
+            "search_tool_usage", lambda: indexes.search_tool_usage(self.namespace, search, cursor)
+        )
 
     # -- conversations ------------------------------------------------------------------
 
