@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.errors import InvalidInputError, MemoryStoreError, ServiceUnreachableError
-from memstore.core.records import Page
+from memstore.core.records import Page, SearchPage
+from memstore.core.search import FILTER_OPERATORS, SEARCH_MODES
 from memstore.core.validation import check_name
 
 if TYPE_CHECKING:
@@ -182,6 +183,17 @@ def _print(value: Any) -> None:
 
 def _print_page(page: Page[Any]) -> None:
     _print({"items": [item.to_dict() for item in page.items], "next_cursor": page.next_cursor})
+
+
+def _print_search(page: SearchPage[Any]) -> None:
+    _print(
+        {
+            "items": [hit.to_dict() for hit in page.items],
+            "next_cursor": page.next_cursor,
+            "mode": page.mode,
+            "embedder": page.embedder,
+        }
+    )
 
 
 def _parse_json(text: str, what: str) -> Any:
@@ -697,6 +709,133 @@ def feedback_list(
     _print_page(
         _run(lambda c: c.query_learning_feedback(agent, feedback_type, limit=limit, cursor=cursor))
     )
+
+
+@main.group()
+@client_options
+def search() -> None:
+    """Recall: search entities, messages and tool uses by fields, words and meaning.
+
+    Prints one page of hits, best first, each with its score, and the mode that ran;
+    pass --cursor the printed next_cursor for the next page. Bad input (an unknown
+    operator, a limit out of range, an empty query) is an error naming the field.
+    """
+
+
+SEARCH_MODE = click.option(
+    "--mode",
+    type=click.Choice(SEARCH_MODES),
+    default="auto",
+    show_default=True,
+    help="filter, keyword (BM25), semantic (embeddings), hybrid (both fused); auto: hybrid "
+    "with a query (keyword without an embedder), filter without one.",
+)
+SEARCH_LIMIT = click.option(
+    "--limit", type=int, default=None, help="Page size [the server's default page size]."
+)
+
+
+@search.command("entities")
+@click.argument("query", required=False)
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    type=NameType("entity_type"),
+    shell_complete=_complete_from(_entity_types),
+    help="Only entities of this type (repeat the option for several).",
+)
+@click.option(
+    "--filter",
+    "filter_",
+    default=None,
+    help='Conditions on fields (JSON, @file or -): {"stars": {"$gte": 4}, "author.name": '
+    f'"Ada"}}; operators {" ".join(FILTER_OPERATORS)}.',
+)
+@SEARCH_MODE
+@SEARCH_LIMIT
+@CURSOR
+@client_options
+def search_entities(
+    query: str | None,
+    types: tuple[str, ...],
+    filter_: str | None,
+    mode: str,
+    limit: int | None,
+    cursor: str | None,
+) -> None:
+    """Search entities for QUERY (words or a question; leave it out to filter only)."""
+    conditions = None if filter_ is None else _parse_json(filter_, "--filter")
+    page = _run(
+        lambda c: c.search_entities(
+            query,
+            types=list(types) or None,
+            filter=conditions,
+            mode=mode,  # type: ignore[arg-type]  # one of SEARCH_MODES (click.Choice)
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+    _print_search(page)
+
+
+@search.command("messages")
+@click.argument("query")
+@click.option(
+    "--conversation",
+    type=NameType("conversation_id"),
+    default=None,
+    shell_complete=_complete_from(_conversation_ids),
+    help="Only this conversation's messages.",
+)
+@SEARCH_MODE
+@SEARCH_LIMIT
+@CURSOR
+@client_options
+def search_messages(
+    query: str, conversation: str | None, mode: str, limit: int | None, cursor: str | None
+) -> None:
+    """Search conversation messages for QUERY."""
+    page = _run(
+        lambda c: c.search_messages(
+            query,
+            conversation_id=conversation,
+            mode=mode,  # type: ignore[arg-type]
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+    _print_search(page)
+
+
+@search.command("tool-usage")
+@click.argument("query")
+@click.option(
+    "--tool",
+    "tool_name",
+    type=NameType("tool_name"),
+    default=None,
+    shell_complete=_complete_from(_tool_names),
+    help="Only this tool's uses.",
+)
+@SEARCH_MODE
+@SEARCH_LIMIT
+@CURSOR
+@client_options
+def search_tool_usage(
+    query: str, tool_name: str | None, mode: str, limit: int | None, cursor: str | None
+) -> None:
+    """Search tool uses (tool name, input, output) for QUERY."""
+    page = _run(
+        lambda c: c.search_tool_usage(
+            query,
+            tool_name=tool_name,
+            mode=mode,  # type: ignore[arg-type]
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+    _print_search(page)
 
 
 @main.group()

@@ -17,6 +17,9 @@ RECORDS = [
     records.ToolUsageRecord,
     records.FeedbackRecord,
     records.MemorySummary,
+    records.EntityHit,
+    records.MessageHit,
+    records.ToolUsageHit,
 ]
 
 

@@ -61,6 +61,10 @@ CASES: dict[str, Case] = {
     "saveWebhook": Case({"webhook_name": "w1"}, body={"url": "http://127.0.0.1:9/a"}),
     "deleteWebhook": Case({"webhook_name": "w1"}),
     "getChanges": Case(query={"after": "0"}),
+    # Searches for B's planted mark: an answer in A's own namespace must not hold it.
+    "searchEntities": Case(body={"query": SECRET_MARK}),
+    "searchMessages": Case(body={"query": SECRET_MARK}),
+    "searchToolUsage": Case(body={"query": SECRET_MARK}),
     "exportAudit": Case(query={"after": "0"}),
 }
 
@@ -72,6 +76,8 @@ ADMIN_ROUTES = frozenset({"getMetrics", "clearCache", "listMemorySummaries"})
 NAMESPACE_ADMIN_ROUTES = frozenset(
     {"exportAudit", "listWebhooks", "getWebhook", "saveWebhook", "deleteWebhook"}
 )
+# Reads with a body (a search's filter is a nested object): POST, role read.
+POST_READ_ROUTES = frozenset({"searchEntities", "searchMessages", "searchToolUsage"})
 
 BY_OP = {r.operation_id: r for r in ROUTES}
 NAMESPACED = sorted(op for op, r in BY_OP.items() if "{namespace}" in r.path)
@@ -131,8 +137,8 @@ async def snapshot_b(http: Client, tokens: Tokens) -> list[Any]:
 
 def test_the_table_names_every_route() -> None:
     assert set(CASES) == set(BY_OP)
-    # Every route's access rule is deliberate: open, admin, or namespaced (read for GET,
-    # write for anything else).
+    # Every route's access rule is deliberate: open, admin, or namespaced (read for GET
+    # and the searches, write for anything else).
     for op, route in BY_OP.items():
         if op in OPEN_ROUTES:
             expected = None
@@ -143,7 +149,8 @@ def test_the_table_names_every_route() -> None:
             expected = "admin"
         else:
             assert "{namespace}" in route.path, op
-            expected = "read" if route.method == "GET" else "write"
+            reads = route.method == "GET" or op in POST_READ_ROUTES
+            expected = "read" if reads else "write"
         assert route.role == expected, op
 
 
@@ -276,3 +283,22 @@ async def test_cross_namespace_summary_is_scoped_to_the_token(
     mine = await (await http.get("/v1/summary", headers=tokens.header(scoped_admin))).json()
     assert [s["namespace"] for s in mine["items"]] == [NS_A]
     assert SECRET_MARK not in str(mine)
+
+
+@pytest.mark.parametrize("op", sorted(POST_READ_ROUTES))
+async def test_searches_need_only_the_read_role(make_http: Any, tokens: Tokens, op: str) -> None:
+    """A search is a read although it is a POST: a read-only token may search its own
+    namespace, and finds nothing of another's."""
+    http: Client = await make_http()
+    await seed_b(http, tokens)
+    method, path, kwargs = request_for(op, NS_A)
+    resp = await http.request(method, path, headers=tokens.header(tokens.a_reader), **kwargs)
+    text = await resp.text()
+    assert resp.status == 200, text
+    assert (await resp.json())["items"] == []
+    assert SECRET_MARK not in text
+    # B's own token finds B's mark: the search above had something to miss.
+    method, path, kwargs = request_for(op, NS_B)
+    resp = await http.request(method, path, headers=tokens.header(tokens.b), **kwargs)
+    assert resp.status == 200, await resp.text()
+    assert SECRET_MARK in await resp.text()

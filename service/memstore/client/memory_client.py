@@ -590,6 +590,17 @@ class MemoryClient(MemoryAPI):
 
     # -- search (recall) --------------------------------------------------------------
 
+    async def _search(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One page of a search: POSTed (the filter is a nested object), resent after a
+        503 like any read (a search writes nothing); absent arguments are left out."""
+        _, out, _ = await self._request(
+            "POST",
+            self._ns(path),
+            json={k: v for k, v in body.items() if v is not None},
+            idempotent=True,
+        )
+        return out  # type: ignore[no-any-return]
+
     async def search_entities(
         self,
         query: str | None = None,
@@ -600,7 +611,13 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[EntityHit]:
-        raise NotImplementedError("search is being built")
+        out = await self._search(
+            "/search",
+            {"query": query, "types": types, "filter": filter, "mode": mode,
+             "limit": limit, "cursor": cursor},
+        )  # fmt: skip
+        hits = [EntityHit(EntityRecord(**h["entity"]), h["score"]) for h in out["items"]]
+        return SearchPage(hits, out["next_cursor"], out["mode"], out["embedder"])
 
     async def search_messages(
         self,
@@ -611,7 +628,13 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[MessageHit]:
-        raise NotImplementedError("search is being built")
+        out = await self._search(
+            "/conversations/search",
+            {"query": query, "conversation_id": conversation_id, "mode": mode,
+             "limit": limit, "cursor": cursor},
+        )  # fmt: skip
+        hits = [MessageHit(MessageRecord(**h["message"]), h["score"]) for h in out["items"]]
+        return SearchPage(hits, out["next_cursor"], out["mode"], out["embedder"])
 
     async def search_tool_usage(
         self,
@@ -622,7 +645,13 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[ToolUsageHit]:
-        raise NotImplementedError("search is being built")
+        out = await self._search(
+            "/tool-usage/search",
+            {"query": query, "tool_name": tool_name, "mode": mode,
+             "limit": limit, "cursor": cursor},
+        )  # fmt: skip
+        hits = [ToolUsageHit(ToolUsageRecord(**h["record"]), h["score"]) for h in out["items"]]
+        return SearchPage(hits, out["next_cursor"], out["mode"], out["embedder"])
 
     # -- conversations ----------------------------------------------------------------
 

@@ -177,12 +177,15 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
         if params:
             op["parameters"] = params
         if route.body is not None:
+            body_ref = _schema(route.body, "validation", components)
+            body_limit = components[route.body.__name__].get("properties", {}).get("limit")
+            for branch in body_limit.get("anyOf", [body_limit]) if body_limit else ():
+                if branch.get("type") == "integer":  # a page size in the body (search)
+                    branch["maximum"] = max_page_size
             op["requestBody"] = {
                 "required": True,
                 "description": _BODY_DESCRIPTION,
-                "content": {
-                    "application/json": {"schema": _schema(route.body, "validation", components)}
-                },
+                "content": {"application/json": {"schema": body_ref}},
             }
         responses: dict[str, Any] = {}
         for status, (description, body) in sorted(route.responses.items()):

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import re
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 from aiohttp import web
@@ -43,8 +43,10 @@ from memstore.core.records import (
     FeedbackRecord,
     MemorySummary,
     MessageRecord,
+    SearchPage,
     ToolUsageRecord,
 )
+from memstore.core.search import SearchMode
 from memstore.core.validation import (
     CURSOR_RE,
     ID_RE,
@@ -144,6 +146,13 @@ IF_NONE_MATCH_PUT = Param(
 
 E400 = ("Invalid input.", schemas.ErrorOut)
 E400_PAGE = ("Invalid input, or a cursor the server did not issue.", schemas.ErrorOut)
+E400_SEARCH = (
+    "Invalid search: `details.field` names the problem (e.g. `filter.stars.$foo` for an "
+    "unknown operator, `limit` out of range, `query` empty or missing where the mode "
+    "needs one, `mode` unknown or semantic without an embedder, `cursor` not issued by "
+    "the server for this search).",
+    schemas.ErrorOut,
+)
 E404 = ("Not found.", schemas.ErrorOut)
 E412 = ("Version precondition failed.", schemas.ErrorOut)
 E413 = ("Body too large.", schemas.ErrorOut)
@@ -246,7 +255,7 @@ async def read_body(request: web.Request, model: type[M]) -> M:
         ]
         first = problems[0]
         raise InvalidInputError(
-            f"{first['field']}: {first['problem']}", problems=problems
+            f"{first['field']}: {first['problem']}", field=first["field"], problems=problems
         ) from None
 
 
@@ -469,6 +478,57 @@ async def delete_entity(request: web.Request) -> web.Response:
     if not deleted:
         raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
     return web.Response(status=204)
+
+
+# -- search (recall) --------------------------------------------------------------------
+# POST with a JSON body (a filter is a nested object); a read all the same: role ``read``,
+# nothing written. The body's rules are the manager's search check, not repeated here.
+
+
+def search_body(page: SearchPage[Any]) -> dict[str, Any]:
+    return {
+        "items": [hit.to_dict() for hit in page.items],
+        "next_cursor": page.next_cursor,
+        "mode": page.mode,
+        "embedder": page.embedder,
+    }
+
+
+async def search_entities(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.EntitySearch)
+    page = await manager_for(request).search_entities(
+        body.query,
+        types=body.types,
+        filter=body.filter,
+        mode=cast(SearchMode, body.mode),  # checked by the manager
+        limit=body.limit,
+        cursor=body.cursor,
+    )
+    return json_response(search_body(page))
+
+
+async def search_messages(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.MessageSearch)
+    page = await manager_for(request).search_messages(
+        body.query,
+        conversation_id=body.conversation_id,
+        mode=cast(SearchMode, body.mode),
+        limit=body.limit,
+        cursor=body.cursor,
+    )
+    return json_response(search_body(page))
+
+
+async def search_tool_usage(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.ToolUsageSearch)
+    page = await manager_for(request).search_tool_usage(
+        body.query,
+        tool_name=body.tool_name,
+        mode=cast(SearchMode, body.mode),
+        limit=body.limit,
+        cursor=body.cursor,
+    )
+    return json_response(search_body(page))
 
 
 # -- conversations ----------------------------------------------------------------------
@@ -794,6 +854,14 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, ETYPE, EID, IF_MATCH),
           role="write", shrinks_storage=True,
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 412: E412, 503: E503}),
+    Route("POST", f"{P}/search", search_entities, "searchEntities",
+          "Search the namespace's entities: filter on fields, rank by words (BM25), by "
+          "meaning (embeddings) or both; one page of hits, best first. A read: writes "
+          "nothing, and sees every write acknowledged before it started.", "search",
+          params=(NS,), body=schemas.EntitySearch,
+          role="read",
+          responses={200: ("A page of hits.", schemas.EntitySearchPage),
+                     400: E400_SEARCH, 413: E413, 503: E503}),
     Route("GET", f"{P}/conversations", list_conversations, "listConversations",
           "Conversations ordered by id, one page.", "conversations",
           params=(NS, *PAGE),
@@ -835,6 +903,13 @@ ROUTES: tuple[Route, ...] = (
           "deleteConversation", "Delete a conversation and its messages.", "conversations",
           params=(NS, CID), role="write", shrinks_storage=True,
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
+    Route("POST", f"{P}/conversations/search", search_messages, "searchMessages",
+          "Search the messages of the namespace's conversations (or of one) by their text "
+          "content; one page of hits, best first. A read: writes nothing.", "search",
+          params=(NS,), body=schemas.MessageSearch,
+          role="read",
+          responses={200: ("A page of hits.", schemas.MessageSearchPage),
+                     400: E400_SEARCH, 413: E413, 503: E503}),
     Route("POST", f"{P}/tool-usage", record_tool_usage, "saveToolUsage",
           "Record one tool use.", "tool-usage", params=(NS,), body=schemas.ToolUsageIn,
           role="write", grows_storage=True, hot=True,
@@ -847,6 +922,13 @@ ROUTES: tuple[Route, ...] = (
                   *PAGE),
           role="read",
           responses={200: ("A page.", schemas.ToolUsagePage), 400: E400_PAGE, 503: E503}),
+    Route("POST", f"{P}/tool-usage/search", search_tool_usage, "searchToolUsage",
+          "Search tool uses by tool name, input and output; one page of hits, best first. "
+          "A read: writes nothing.", "search",
+          params=(NS,), body=schemas.ToolUsageSearch,
+          role="read",
+          responses={200: ("A page of hits.", schemas.ToolUsageSearchPage),
+                     400: E400_SEARCH, 413: E413, 503: E503}),
     Route("GET", f"{P}/tools", get_tool_names, "getToolNames",
           "Tools with at least one recorded use.", "tool-usage", params=(NS,),
           role="read",

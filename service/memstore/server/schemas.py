@@ -21,13 +21,24 @@ from memstore.core.records import (
     AUDIT_ONLY_FIELDS,
     ChangeEvent,
     ConversationInfo,
+    EntityHit,
     EntityRecord,
     FeedbackRecord,
     MemorySummary,
+    MessageHit,
     MessageRecord,
+    ToolUsageHit,
     ToolUsageRecord,
 )
-from memstore.core.validation import ID_RE, NAMESPACE_RE, TOOL_RE, TYPE_RE, WEBHOOK_RE
+from memstore.core.search import FILTER_OPERATORS, SEARCH_MODES
+from memstore.core.validation import (
+    CURSOR_RE,
+    ID_RE,
+    NAMESPACE_RE,
+    TOOL_RE,
+    TYPE_RE,
+    WEBHOOK_RE,
+)
 from memstore.server.webhooks.config import MAX_URL_LENGTH, SECRET_PATTERN, URL_PATTERN
 
 ChangeKind = Literal[CHANGE_KINDS]  # type: ignore[valid-type]
@@ -106,6 +117,89 @@ class WebhookPut(_Strict):
     )
 
 
+# -- search requests ------------------------------------------------------------------
+# The bodies are parsed here for their JSON types only. Every rule beyond the type (the
+# modes, the filter's operators, the limit's range, a non-empty query, valid names, a
+# cursor the server issued) is checked in one place, the core's search check that the
+# manager runs, so an HTTP caller, a MemoryClient and an in-process caller get the same
+# error for the same mistake. The document states those rules (``_doc``: schema only, not
+# enforced here), made from the same constants.
+
+
+def _doc(**schema: Any) -> Any:
+    return Field(json_schema_extra=schema)
+
+
+_Query = Annotated[str, _doc(minLength=1)]
+_PageSize = Annotated[int, _doc(minimum=1)]  # the maximum is the server's (openapi.py)
+_Cursor = Annotated[str, _doc(pattern=f"^({CURSOR_RE.pattern})?$")]
+_MODE = Field(
+    "auto",
+    json_schema_extra={"enum": list(SEARCH_MODES)},
+    description="How hits are ranked: `filter` (the filter alone, every hit scores 1.0),"
+    " `keyword` (BM25 over the indexed fields), `semantic` (cosine similarity of"
+    " embeddings), `hybrid` (both rankings fused by reciprocal rank), `auto` (hybrid with"
+    " a query and an embedder, keyword with a query and no embedder, filter without a"
+    " query). `semantic` and `hybrid` need a query and an embedder.",
+)
+_LIMIT = Field(
+    None, description="Page size (absent: the server's default page size; at most its maximum)."
+)
+_CURSOR = Field(
+    None,
+    description="Opaque: the `next_cursor` of the previous page of the same search (same"
+    " arguments). Any other value is a 400 `invalid_input` naming `cursor`.",
+)
+_FILTER_DESCRIPTION = (
+    "Field path (dots walk nested objects: `author.name`) -> a value (the field equals it)"
+    " or an object of operators: "
+    + ", ".join(f"`{op}`" for op in FILTER_OPERATORS)
+    + " (`$in`/`$nin` take a list; `$gt`..`$lte` a number or a string; numbers compare"
+    " with numbers, strings with strings, other pairs never match; a missing field"
+    " matches only `$ne` and `$nin`). Every condition must hold. An unknown operator is a"
+    " 400 naming it (`filter.<path>.<operator>`)."
+)
+
+
+class EntitySearch(_Strict):
+    """The body of ``search_entities``."""
+
+    query: _Query | None = Field(
+        None, description="What to look for (words, a question); absent: the filter alone."
+    )
+    types: list[Annotated[str, _doc(pattern=TYPE_RE.pattern)]] | None = Field(
+        None, description="Only entities of these types (absent: every type)."
+    )
+    filter: dict[str, JsonValue] | None = Field(None, description=_FILTER_DESCRIPTION)
+    mode: str = _MODE
+    limit: _PageSize | None = _LIMIT
+    cursor: _Cursor | None = _CURSOR
+
+
+class MessageSearch(_Strict):
+    """The body of ``search_messages``."""
+
+    query: _Query = Field(description="What to look for (words, a question).")
+    conversation_id: Annotated[str, _doc(pattern=ID_RE.pattern)] | None = Field(
+        None, description="Only this conversation's messages (absent: every conversation)."
+    )
+    mode: str = _MODE
+    limit: _PageSize | None = _LIMIT
+    cursor: _Cursor | None = _CURSOR
+
+
+class ToolUsageSearch(_Strict):
+    """The body of ``search_tool_usage``."""
+
+    query: _Query = Field(description="What to look for (words, a question).")
+    tool_name: Annotated[str, _doc(pattern=TOOL_RE.pattern)] | None = Field(
+        None, description="Only this tool's uses (absent: every tool)."
+    )
+    mode: str = _MODE
+    limit: _PageSize | None = _LIMIT
+    cursor: _Cursor | None = _CURSOR
+
+
 # -- responses ------------------------------------------------------------------------
 
 
@@ -153,6 +247,37 @@ class ToolNamesOut(BaseModel):
 class FeedbackPage(_Response):
     items: list[FeedbackRecord]
     next_cursor: str | None
+
+
+_RAN_MODE = Field(
+    json_schema_extra={"enum": [m for m in SEARCH_MODES if m != "auto"]},
+    description="The mode that ran (`auto` resolved).",
+)
+_EMBEDDER = Field(
+    description="The embedder whose vectors were compared; null when none was (filter, keyword)."
+)
+_NEXT = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class EntitySearchPage(_Response):
+    items: list[EntityHit] = Field(description="Hits, best first.")
+    next_cursor: str | None = _NEXT
+    mode: str = _RAN_MODE
+    embedder: str | None = _EMBEDDER
+
+
+class MessageSearchPage(_Response):
+    items: list[MessageHit] = Field(description="Hits, best first.")
+    next_cursor: str | None = _NEXT
+    mode: str = _RAN_MODE
+    embedder: str | None = _EMBEDDER
+
+
+class ToolUsageSearchPage(_Response):
+    items: list[ToolUsageHit] = Field(description="Hits, best first.")
+    next_cursor: str | None = _NEXT
+    mode: str = _RAN_MODE
+    embedder: str | None = _EMBEDDER
 
 
 class HealthOut(BaseModel):

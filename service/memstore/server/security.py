@@ -19,8 +19,9 @@ The handler runs as its caller (``memstore.core.changes.acting_as``): the token'
 (``None`` with auth off) and the client's address, which the backends write on the change
 events of the request's writes. Set here, once, because this is where the principal is
 known, and every route passes here (the REST routes and ``/mcp`` alike). With
-``MEMSTORE_AUDIT_READS`` every GET of a namespace is also logged here (logger
-``memstore.audit``): the actor, the operation and its keys, the status, never a payload.
+``MEMSTORE_AUDIT_READS`` every read of a namespace (a GET, or a search: a POST with the
+``read`` role) is also logged here (logger ``memstore.audit``): the actor, the operation
+and its keys, the status, never a payload.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class Security:
     ) -> Awaitable[web.StreamResponse]:
         """The rest of the request (a plain function: no coroutine layer per request); a
         read of a namespace goes through the read audit when ``audit_reads`` is on."""
-        if self.audit_reads and namespace is not None and request.method == "GET":
+        if self.audit_reads and namespace is not None and _is_read(request, route):
             return self._audited(request, handler, route, namespace)
         return self._timed(request, handler, route, namespace)
 
@@ -221,6 +222,11 @@ class Security:
         if ok and route.shrinks_storage:
             self.quotas.forget(namespace)
         return response
+
+
+def _is_read(request: web.Request, route: Route | None) -> bool:
+    """A GET, or a route that reads with a body (search: POST, role ``read``)."""
+    return request.method == "GET" or (route is not None and route.role == "read")
 
 
 def log_read(
