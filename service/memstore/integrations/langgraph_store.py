@@ -17,9 +17,12 @@ memstore's own search, filters and change feed see it as it is.
   by ``.`` (LangGraph forbids ``.`` in a label), each label with letters, digits and ``_``
   kept and every other character written ``-XX`` per UTF-8 byte, except ``-`` itself,
   written ``--``: ``("memories", "user-1")`` is ``lg.memories.user--1``. A type holds at
-  most 64 characters (memstore's name rule): a tuple whose type would be longer is
-  refused with ``InvalidNamespaceError`` (nothing is written). Types that are not this
-  encoding of a tuple (other entities of the namespace) are never listed or searched.
+  most 64 characters (memstore's name rule); a namespace whose readable type would be
+  longer (two UUIDs, say) gets ``lgh.<48 hex digits of the SHA-256 of its labels>``, and
+  its labels are kept in the entity ``lg-namespaces/<that type>`` (``{"namespace":
+  [labels]}``, written before its first item, never deleted: one small entity per long
+  namespace ever used). Types that are neither (other entities of the namespace) are
+  never listed or searched.
 * **Id**: the key with letters, digits and ``_ . : @ + -`` kept and every other character
   written ``=XX`` per UTF-8 byte; an ``_`` in front when the key is empty or does not start
   with a letter, digit or ``_`` (memstore ids start with one), and in front of a key that
@@ -38,8 +41,10 @@ several for one item the last counts), as ``InMemoryStore`` does; at most ``conc
 memstore calls at once.
 
 * ``GetOp``: one ``get_entity``.
-* ``PutOp``: one ``save_entity``, or ``delete_entity`` for ``value=None``.
-* ``SearchOp``: ``get_entity_types`` (the types of the namespaces under the prefix), then
+* ``PutOp``: one ``save_entity``, or ``delete_entity`` for ``value=None`` (plus, the
+  first time this store writes to a long namespace, its ``lg-namespaces`` entry).
+* ``SearchOp``: ``get_entity_types`` (the types of the namespaces under the prefix, as
+  for ``ListNamespacesOp``), then
   ``search_entities(query, types=..., filter=..., mode="auto")`` page by page until
   ``offset + limit`` hits: with a ``query``, hybrid (keyword and semantic) ranking, or
   keywords alone when the service runs ``MEMSTORE_EMBEDDER=none``, scores in
@@ -47,7 +52,8 @@ memstore calls at once.
   ``filter`` goes to memstore unchanged (LangGraph's syntax: a value is equality, or an
   object of ``$eq $ne $gt $gte $lt $lte``, memstore adds ``$in $nin``; dotted keys walk
   nested objects); JSON cannot carry NaN or infinities, so a filter holding one is refused.
-* ``ListNamespacesOp``: one ``get_entity_types``; prefix and suffix conditions (``"*"``
+* ``ListNamespacesOp``: one ``get_entity_types`` (plus one read per long namespace this
+  store has not met yet); prefix and suffix conditions (``"*"``
   matches any one label), ``max_depth``, ``offset`` and ``limit`` as ``InMemoryStore``,
   namespaces sorted. A namespace is listed while it holds an unexpired item.
 
@@ -88,6 +94,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import string
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -117,8 +125,13 @@ from memstore.memory.api import MemoryAPI
 
 T = TypeVar("T")
 
-#: What every entity type of the store starts with.
+#: What the store's readable entity types start with.
 TYPE_PREFIX = "lg."
+#: What the types of namespaces too long to be readable start with (then a hash).
+HASHED_TYPE_PREFIX = "lgh."
+HASH_CHARS = 48
+#: The entity type whose entities name the namespace of each hashed type (id: the type).
+REGISTRY_TYPE = "lg-namespaces"
 
 _LABEL_LITERAL = frozenset(string.ascii_letters + string.digits + "_")
 _KEY_LITERAL = frozenset(string.ascii_letters + string.digits + "_.:@+-")
@@ -179,24 +192,32 @@ def _unescape_label(text: str) -> str | None:
     return _unescape(text.replace("--", "-2D"), "-")
 
 
+def _readable_type(namespace: Namespace) -> str:
+    return TYPE_PREFIX + ".".join(map(_escape_label, namespace))
+
+
+def _hashed_type(namespace: Namespace) -> str:
+    digest = hashlib.sha256(json.dumps(namespace).encode("ascii")).hexdigest()
+    return HASHED_TYPE_PREFIX + digest[:HASH_CHARS]
+
+
 def namespace_type(namespace: Sequence[str]) -> str:
-    """The memstore entity type holding a LangGraph namespace's items."""
+    """The memstore entity type holding a LangGraph namespace's items: readable when it
+    fits memstore's type names, else a hash (``is_hashed_type``)."""
     namespace = _check_labels(namespace)
     if not namespace:
         raise InvalidNamespaceError("namespace cannot be empty")
-    encoded = TYPE_PREFIX + ".".join(map(_escape_label, namespace))
-    if len(encoded) > TYPE_RULE.max_length:
-        raise InvalidNamespaceError(
-            f"namespace {namespace!r} is too long for memstore: it is stored as the entity "
-            f"type {encoded[:40]}... ({len(encoded)} characters; at most "
-            f"{TYPE_RULE.max_length}: letters, digits and '_' count one, '-' two, "
-            "other characters three per UTF-8 byte, plus one per label and 3)"
-        )
-    return encoded
+    readable = _readable_type(namespace)
+    return readable if len(readable) <= TYPE_RULE.max_length else _hashed_type(namespace)
+
+
+def is_hashed_type(entity_type: str) -> bool:
+    return entity_type.startswith(HASHED_TYPE_PREFIX)
 
 
 def type_namespace(entity_type: str) -> Namespace | None:
-    """The namespace an entity type holds, or ``None`` for a type the store did not make."""
+    """The namespace a readable entity type holds, or ``None`` for a type the store did
+    not make this way (a hashed type's namespace is in the registry)."""
     if not entity_type.startswith(TYPE_PREFIX):
         return None
     labels = [_unescape_label(part) for part in entity_type[len(TYPE_PREFIX) :].split(".")]
@@ -204,10 +225,7 @@ def type_namespace(entity_type: str) -> Namespace | None:
     if len(namespace) != len(labels):
         return None
     # Only the canonical form (what namespace_type writes) counts.
-    try:
-        return namespace if namespace_type(namespace) == entity_type else None
-    except InvalidNamespaceError:
-        return None
+    return namespace if namespace_type(namespace) == entity_type else None
 
 
 def key_id(key: str) -> str:
@@ -299,6 +317,9 @@ class MemstoreStore(BaseStore):
         self.page_size = page_size
         self.concurrency = concurrency
         self.loop = loop if loop is not None else running_loop()
+        # Hashed types whose registry entry is known to be stored, and what they hold (a
+        # hash names one namespace forever, so these never go stale).
+        self._hashed: dict[str, Namespace] = {}
 
     def __repr__(self) -> str:
         return f"MemstoreStore(namespace={self.memory.namespace!r})"
@@ -385,8 +406,15 @@ class MemstoreStore(BaseStore):
         _check_fields(op.index, "index")
         value = dict(op.value)
         ttl = None if op.ttl is None else op.ttl * 60
+        namespace = tuple(op.namespace)
 
         async def save() -> None:
+            if is_hashed_type(entity_type) and entity_type not in self._hashed:
+                # The registry entry first: a type that holds items is always named.
+                await self.memory.save_entity(
+                    REGISTRY_TYPE, entity_type, {"namespace": list(namespace)}
+                )
+                self._hashed[entity_type] = namespace
             await self.memory.save_entity(entity_type, entity_id, value, ttl=ttl)
 
         return save()
@@ -403,9 +431,23 @@ class MemstoreStore(BaseStore):
             )
 
     async def _store_types(self) -> dict[str, Namespace]:
-        """The namespace of each entity type the store made."""
+        """The namespace of each entity type the store made (that holds unexpired items)."""
         types = await self.memory.get_entity_types()
-        return {t: ns for t in types if (ns := type_namespace(t)) is not None}
+        unknown = [t for t in types if is_hashed_type(t) and t not in self._hashed]
+        entries = await asyncio.gather(*(self.memory.get_entity(REGISTRY_TYPE, t) for t in unknown))
+        for entity_type, entry in zip(unknown, entries, strict=True):
+            labels = None if entry is None else entry.data.get("namespace")
+            if isinstance(labels, list) and all(isinstance(label, str) for label in labels):
+                named: Namespace = tuple(labels)
+                with contextlib.suppress(InvalidNamespaceError):
+                    if namespace_type(named) == entity_type:
+                        self._hashed[entity_type] = named
+        found: dict[str, Namespace] = {}
+        for entity_type in types:
+            namespace = self._hashed.get(entity_type) or type_namespace(entity_type)
+            if namespace is not None:
+                found[entity_type] = namespace
+        return found
 
     def _search(self, op: SearchOp) -> Awaitable[list[SearchItem]]:
         prefix = _check_labels(op.namespace_prefix, what="namespace_prefix")

@@ -73,13 +73,21 @@ def test_key_ids(key: str, entity_id: str) -> None:
     assert id_key(entity_id) == key
 
 
-def test_names_too_long_for_memstore() -> None:
-    with pytest.raises(InvalidNamespaceError, match="too long for memstore"):
-        namespace_type(("x" * 62,))
+def test_long_namespaces_are_hashed() -> None:
     assert namespace_type(("x" * 61,)) == "lg." + "x" * 61
+    hashed = namespace_type(("x" * 62,))
+    assert hashed.startswith("lgh.") and len(hashed) == 52
+    assert type_namespace(hashed) is None  # its labels are in the registry
+    assert namespace_type(("x" * 62,)) == hashed
+    assert namespace_type(("x" * 62, "y")) != hashed
+
+
+def test_keys_too_long_for_memstore() -> None:
     with pytest.raises(ValueError, match="too long for memstore"):
         key_id("k" * 257)
     assert key_id("k" * 256) == "k" * 256
+    with pytest.raises(ValueError, match="too long for memstore"):
+        key_id("é" * 43)  # 258 characters escaped
 
 
 # -- items as entities ----------------------------------------------------------------------
@@ -129,9 +137,8 @@ async def test_last_put_of_an_item_in_a_batch_counts(store: MemstoreStore) -> No
 
 
 async def test_a_batch_that_cannot_be_stored_writes_nothing(store: MemstoreStore) -> None:
-    long_namespace = ("a" * 40, "b" * 40)
-    with pytest.raises(InvalidNamespaceError, match="too long for memstore"):
-        await store.abatch([PutOp(("ns",), "first", {"v": 1}), PutOp(long_namespace, "k", {})])
+    with pytest.raises(InvalidNamespaceError):
+        await store.abatch([PutOp(("ns",), "first", {"v": 1}), PutOp(("a", ""), "k", {})])
     with pytest.raises(ValueError, match="too long for memstore"):
         await store.abatch([PutOp(("ns",), "first", {"v": 1}), PutOp(("ns",), "k" * 300, {})])
     with pytest.raises(ValueError, match="MEMSTORE_SEARCH_FIELDS"):
@@ -159,6 +166,35 @@ async def test_index_settings_the_service_owns(store: MemstoreStore) -> None:
     await store.aput(("ns",), "k", {"text": "kept"}, index=False)
     item = await store.aget(("ns",), "k")
     assert item is not None and item.value == {"text": "kept"}
+
+
+async def test_long_namespaces(store: MemstoreStore) -> None:
+    org, user = "7c4dae43-61fb-4288-ac9c-d0aea4909dfd", "2f9d15ea-850f-4c50-8f61-33d4a9aa6dc6"
+    long_namespace = (org, user, "memories")
+    await store.aput(long_namespace, "pet", {"text": "Ada has a dog named Rex"})
+    await store.aput((org, "shared"), "rule", {"text": "be kind"})
+    hashed = namespace_type(long_namespace)
+    assert (await store.memory.get_entity(hashed, "pet")) is not None
+    assert (await store.memory.load_entity("lg-namespaces", hashed)) == {
+        "namespace": list(long_namespace)
+    }
+    item = await store.aget(long_namespace, "pet")
+    assert item is not None and item.namespace == long_namespace
+
+    # A store that never wrote there reads the registry.
+    fresh = MemstoreStore(store.memory)
+    assert await fresh.alist_namespaces(prefix=(org,)) == [(org, user, "memories"), (org, "shared")]
+    assert await fresh.alist_namespaces(prefix=(org,), max_depth=2) == [
+        (org, user),
+        (org, "shared"),
+    ]
+    hits = await fresh.asearch((org, user), query="dog")
+    assert [(h.namespace, h.key) for h in hits] == [(long_namespace, "pet")]
+    assert {h.key for h in await fresh.asearch((org,))} == {"pet", "rule"}
+
+    # A registry entry that does not name its type is not believed.
+    await store.memory.save_entity("lg-namespaces", hashed, {"namespace": ["other"]})
+    assert await MemstoreStore(store.memory).alist_namespaces() == [(org, "shared")]
 
 
 # -- TTL --------------------------------------------------------------------------------------
