@@ -1,6 +1,6 @@
-"""Stores for the LangGraph store tests: ``MemstoreStore`` over the in-process manager
-(embedded backend) and over ``MemoryClient`` against a real ``memstore serve``, each on a
-memstore namespace no other test uses."""
+"""Stores for the LangGraph store tests: ``MemstoreStore`` over the in-process manager (on
+a backend) or over ``MemoryClient`` against a real ``memstore serve``, each on a memstore
+namespace no other test uses."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from memstore.integrations.langgraph_store import MemstoreStore
 from memstore.memory.api import MemoryAPI
 from memstore.memory.manager import DistributedMemoryManager
 
-#: What a store runs over: the manager in process, or the HTTP client.
+#: What a store runs over: the manager in process (embedded), or the HTTP client.
 MEMORIES = ["embedded", "http"]
+#: ... and the manager on every other backend.
+ALL_MEMORIES = [*MEMORIES, "redis", "redis_cluster", "mongodb"]
 
 
 def _memory(kind: str, request: pytest.FixtureRequest) -> MemoryAPI:
@@ -26,7 +28,7 @@ def _memory(kind: str, request: pytest.FixtureRequest) -> MemoryAPI:
     if kind == "http":
         return MemoryClient(request.getfixturevalue("live_service").url, namespace=namespace)
     return DistributedMemoryManager(
-        settings=request.getfixturevalue("embedded_settings"), namespace=namespace
+        settings=request.getfixturevalue(f"{kind}_settings"), namespace=namespace
     )
 
 

@@ -1,7 +1,7 @@
 """A real LangGraph graph with ``MemstoreStore`` as its store: one node writes memories,
 the next recalls them with ``store.search`` and a query; a second run (a new thread, the
 same user) recalls what the first wrote. Async (``ainvoke``, async nodes) and sync
-(``invoke``, sync nodes), over the in-process manager (embedded) and over ``MemoryClient``
+(``invoke``, sync nodes), over the in-process manager on every backend and over ``MemoryClient``
 against a real ``memstore serve``."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore
 
 from memstore.integrations.langgraph_store import MemstoreStore
-from tests.integrations.langgraph_store.support import MEMORIES, async_store, sync_store
+from tests.integrations.langgraph_store.support import ALL_MEMORIES, async_store, sync_store
 
 
 class State(TypedDict, total=False):
@@ -72,13 +72,13 @@ FIRST_RUN: State = {
 SECOND_RUN: State = {"user": "ada", "question": "where does Ada work as a dentist?"}
 
 
-@pytest.fixture(params=MEMORIES)
+@pytest.fixture(params=ALL_MEMORIES)
 async def astore(request: pytest.FixtureRequest) -> AsyncIterator[MemstoreStore]:
     async with async_store(request.param, request) as opened:
         yield opened
 
 
-@pytest.fixture(params=MEMORIES)
+@pytest.fixture(params=ALL_MEMORIES)
 def store(request: pytest.FixtureRequest) -> Iterator[MemstoreStore]:
     with sync_store(request.param, request) as opened:
         yield opened

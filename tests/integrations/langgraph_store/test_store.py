@@ -1,7 +1,8 @@
 """``MemstoreStore`` beyond LangGraph's own tests: how items map onto memstore entities,
 the errors of what cannot be stored, TTL in minutes and its refresh, the ``index``
-settings it refuses, and recall with a query. Over the in-process manager (embedded) and
-over ``MemoryClient`` against a real ``memstore serve``."""
+settings it refuses, and recall with a query. Over the in-process manager on every backend
+(embedded, Redis, Redis Cluster, MongoDB) and over ``MemoryClient`` against a real
+``memstore serve``."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from memstore.integrations.langgraph_store import (
     namespace_type,
     type_namespace,
 )
-from tests.integrations.langgraph_store.support import MEMORIES, async_store
+from tests.integrations.langgraph_store.support import ALL_MEMORIES, async_store
 
 
-@pytest.fixture(params=MEMORIES)
+@pytest.fixture(params=ALL_MEMORIES)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[MemstoreStore]:
     async with async_store(request.param, request) as opened:
         yield opened
@@ -211,7 +212,7 @@ async def test_ttl_in_minutes(store: MemstoreStore) -> None:
     assert forever is not None and forever.expires_at is None
 
 
-@pytest.mark.parametrize("kind", MEMORIES)
+@pytest.mark.parametrize("kind", ALL_MEMORIES)
 async def test_default_ttl_and_refresh_on_read(kind: str, request: pytest.FixtureRequest) -> None:
     ttl_config = {"default_ttl": 1.0, "refresh_on_read": True}
     async with async_store(kind, request, ttl=ttl_config) as store:

@@ -12,8 +12,9 @@ where the store comes from:
   use, and none of these tests depends on them);
 * the ``InMemoryStore`` tests took ``store = InMemoryStore()``: they take the fixture;
   ``test_cannot_put_empty_namespace`` ends before its part about LangGraph's own
-  ``AsyncBatchedBaseStore`` wrapper, and runs its sync calls on a store made outside the
-  test's loop (``mixed_store``).
+  ``AsyncBatchedBaseStore`` wrapper (a test of that wrapper over ``InMemoryStore``); its
+  sync and async calls go to one store made outside the test's loop (sync calls on the
+  adapters' background loop, async ones on the test's).
 
 Not run, and why: the vector tests (they rank with the fake embeddings given to the
 store: ``vector_*``, ``embed_with_path*``, ``scores``); tests of SQLite internals
