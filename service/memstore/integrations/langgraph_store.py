@@ -51,7 +51,8 @@ memstore calls at once.
   ``SearchItem.score``; without one, every match of the filter (``score`` ``None``). The
   ``filter`` goes to memstore unchanged (LangGraph's syntax: a value is equality, or an
   object of ``$eq $ne $gt $gte $lt $lte``, memstore adds ``$in $nin``; dotted keys walk
-  nested objects); JSON cannot carry NaN or infinities, so a filter holding one is refused.
+  nested objects); over HTTP, JSON cannot carry NaN or infinities, so a filter holding one
+  is refused there.
 * ``ListNamespacesOp``: one ``get_entity_types`` (plus one read per long namespace this
   store has not met yet); prefix and suffix conditions (``"*"``
   matches any one label), ``max_depth``, ``offset`` and ``limit`` as ``InMemoryStore``,

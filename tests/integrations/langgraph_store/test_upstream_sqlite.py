@@ -2,14 +2,14 @@
 (``libs/checkpoint-sqlite/tests/test_store.py``) and ``InMemoryStore``'s namespace tests
 (``libs/checkpoint/tests/test_store.py``) of github.com/langchain-ai/langgraph at commit
 f09cfe8ffc1eeffd68f4b628ed69c30f7cad229f (MIT License, Copyright (c) 2024 LangChain, Inc.;
-no PyPI package ships them). The test bodies are upstream's (formatted by ruff); what changed is
-where the store comes from:
+no PyPI package ships them). The test bodies are upstream's (formatted by ruff); what
+changed is where the store comes from:
 
 * the ``store`` fixture is a ``MemstoreStore`` over the in-process manager (embedded) or
   over ``MemoryClient`` against a real ``memstore serve``;
 * ``create_vector_store(fake_embeddings, ...)`` opens one more such store (memstore embeds
   on the service: LangGraph's fake embeddings and ``text_fields`` are not the store's to
-  use, and none of these tests depends on them);
+  use; ``test_non_ascii``'s queries are ranked by memstore's own search);
 * the ``InMemoryStore`` tests took ``store = InMemoryStore()``: they take the fixture;
   ``test_cannot_put_empty_namespace`` ends before its part about LangGraph's own
   ``AsyncBatchedBaseStore`` wrapper (a test of that wrapper over ``InMemoryStore``); its
@@ -20,9 +20,10 @@ Not run, and why: the vector tests (they rank with the fake embeddings given to 
 store: ``vector_*``, ``embed_with_path*``, ``scores``); tests of SQLite internals
 (``escape_glob_literal``, ``namespace_match_pattern``, ``nonnull_migrations``,
 ``list_namespaces_prefix_uses_indexable_condition``); ``sql_injection_vulnerability``
-(expects ``ValueError`` for a filter key holding SQL; for memstore a key is a path, which
-simply matches nothing); ``numeric_filter_safety`` (filters on infinity and NaN, which
-JSON cannot carry to memstore: refused with an error instead).
+(expects ``ValueError("Invalid filter key")``; memstore refuses that key with its own
+``InvalidInputError``: "... is not a field path"); ``numeric_filter_safety`` (filters on
+infinity and NaN, which JSON cannot carry over HTTP: the client refuses them with
+``InvalidInputError``; and on ``10**100``, which memstore's search cannot hold either).
 """
 # ruff: noqa
 # mypy: ignore-errors
