@@ -16,8 +16,14 @@ changed is where the store comes from:
   sync and async calls go to one store made outside the test's loop (sync calls on the
   adapters' background loop, async ones on the test's).
 
-Not run, and why: the vector tests (they rank with the fake embeddings given to the
-store: ``vector_*``, ``embed_with_path*``, ``scores``); tests of SQLite internals
+Four vector tests run and pass with memstore's own ranking (``vector_insert_with_auto_embedding``,
+``vector_search_with_filters``, ``vector_search_pagination``, ``vector_search_edge_cases``).
+Not run, and why: the other vector tests: ``vector_store_initialization`` (reads the
+store's ``index_config`` of fake embeddings, which the store refuses), ``embed_with_path*``
+(index chosen fields per store or per put: refused, the service chooses),
+``vector_update_with_embedding`` (its last step expects an item put with ``index=False``
+to stay out of a query's top hits: memstore indexes every item), ``scores`` (exact scores
+of the fake embeddings); tests of SQLite internals
 (``escape_glob_literal``, ``namespace_match_pattern``, ``nonnull_migrations``,
 ``list_namespaces_prefix_uses_indexable_condition``); ``sql_injection_vulnerability``
 (expects ``ValueError("Invalid filter key")``; memstore refuses that key with its own
@@ -51,6 +57,8 @@ from memstore.integrations.langgraph_store import MemstoreStore
 from tests.integrations.langgraph_store.support import MEMORIES, StoreMaker, sync_store
 
 VECTOR_TYPES = ["cosine"]
+#: Upstream's annotation of the ``fake_embeddings`` fixture, which here opens stores.
+CharacterEmbeddings = StoreMaker
 
 
 @pytest.fixture(params=MEMORIES)
@@ -730,6 +738,141 @@ def test_list_namespaces_metacharacter_labels(store: SqliteStore) -> None:
         assert set(store.list_namespaces(prefix=[label, "child"], limit=100)) == {
             (label, "child"),
         }
+
+
+@pytest.mark.parametrize("distance_type", VECTOR_TYPES)
+@pytest.mark.parametrize("conn_type", ["memory", "file"])
+def test_vector_insert_with_auto_embedding(
+    fake_embeddings: CharacterEmbeddings,
+    distance_type: str,
+    conn_type: Literal["memory", "file"],
+) -> None:
+    """Test inserting items that get auto-embedded."""
+    with create_vector_store(
+        fake_embeddings, distance_type=distance_type, conn_type=conn_type
+    ) as store:
+        docs = [
+            ("doc1", {"text": "short text"}),
+            ("doc2", {"text": "longer text document"}),
+            ("doc3", {"text": "longest text document here"}),
+            ("doc4", {"description": "text in description field"}),
+            ("doc5", {"content": "text in content field"}),
+            ("doc6", {"body": "text in body field"}),
+        ]
+
+        for key, value in docs:
+            store.put(("test",), key, value)
+
+        results = store.search(("test",), query="long text")
+        assert len(results) > 0
+
+        doc_order = [r.key for r in results]
+        assert "doc2" in doc_order
+        assert "doc3" in doc_order
+
+
+@pytest.mark.parametrize("distance_type", VECTOR_TYPES)
+def test_vector_search_with_filters(
+    fake_embeddings: CharacterEmbeddings,
+    distance_type: str,
+) -> None:
+    """Test combining vector search with filters."""
+    with create_vector_store(fake_embeddings, distance_type=distance_type) as store:
+        # Insert test documents
+        docs = [
+            ("doc1", {"text": "red apple", "color": "red", "score": 4.5}),
+            ("doc2", {"text": "red car", "color": "red", "score": 3.0}),
+            ("doc3", {"text": "green apple", "color": "green", "score": 4.0}),
+            ("doc4", {"text": "blue car", "color": "blue", "score": 3.5}),
+        ]
+        for key, value in docs:
+            store.put(("test",), key, value)
+
+        results = store.search(("test",), query="apple", filter={"color": "red"})
+
+        # Check ordering and score - verify "doc1" is first result
+        assert len(results) == 2
+        assert results[0].key == "doc1"
+
+        results = store.search(("test",), query="car", filter={"color": "red"})
+        # Check ordering - verify "doc2" is first result
+        assert len(results) > 0
+        assert results[0].key == "doc2"
+
+        results = store.search(("test",), query="bbbbluuu", filter={"score": {"$gt": 3.2}})
+        # There should be 3 documents with score > 3.2
+        assert len(results) == 3
+        # Check that the blue car is the most similar to "bbbbluuu" query
+        assert results[0].key == "doc4"  # The blue car should be the most relevant
+        # Verify remaining docs are ordered by appropriate similarity
+        high_score_keys = [r.key for r in results]
+        assert "doc1" in high_score_keys  # score 4.5
+        assert "doc3" in high_score_keys  # score 4.0
+
+        # Multiple filters
+        results = store.search(
+            ("test",), query="apple", filter={"score": {"$gte": 4.0}, "color": "green"}
+        )
+        # Check that doc3 is the top result
+        assert len(results) > 0
+        assert results[0].key == "doc3"
+
+
+@pytest.mark.parametrize("distance_type", VECTOR_TYPES)
+def test_vector_search_pagination(
+    fake_embeddings: CharacterEmbeddings,
+    distance_type: str,
+) -> None:
+    """Test pagination with vector search."""
+    with create_vector_store(fake_embeddings, distance_type=distance_type) as store:
+        # Insert multiple similar documents
+        for i in range(5):
+            store.put(("test",), f"doc{i}", {"text": f"test document number {i}"})
+
+        # Test with different page sizes
+        results_page1 = store.search(("test",), query="test", limit=2)
+        results_page2 = store.search(("test",), query="test", limit=2, offset=2)
+
+        assert len(results_page1) == 2
+        assert len(results_page2) == 2
+        # Make sure different pages have different results
+        assert results_page1[0].key != results_page2[0].key
+        assert results_page1[1].key != results_page2[0].key
+        assert results_page1[0].key != results_page2[1].key
+        assert results_page1[1].key != results_page2[1].key
+
+        # Check scores are in descending order within each page
+        assert results_page1[0].score >= results_page1[1].score
+        assert results_page2[0].score >= results_page2[1].score
+
+        # First page results should have higher scores than second page
+        all_results = store.search(("test",), query="test", limit=10)
+        assert len(all_results) == 5
+        assert all_results[0].score >= all_results[2].score  # First page vs second page start
+
+
+@pytest.mark.parametrize("distance_type", VECTOR_TYPES)
+def test_vector_search_edge_cases(
+    fake_embeddings: CharacterEmbeddings,
+    distance_type: str,
+) -> None:
+    """Test edge cases in vector search."""
+    with create_vector_store(fake_embeddings, distance_type=distance_type) as store:
+        store.put(("test",), "doc1", {"text": "test document"})
+
+        results = store.search(("test",), query="")
+        assert len(results) == 1
+
+        results = store.search(("test",), query=None)
+        assert len(results) == 1
+
+        long_query = "test " * 100
+        results = store.search(("test",), query=long_query)
+        assert len(results) == 1
+
+        special_query = "test!@#$%^&*()"
+        results = store.search(("test",), query=special_query)
+        assert len(results) == 1
 
 
 # -- libs/checkpoint/tests/test_store.py (InMemoryStore) ----------------------------------
