@@ -28,7 +28,9 @@ memstore's own search, filters and change feed see it as it is.
   with a letter, digit or ``_`` (memstore ids start with one), and in front of a key that
   starts with ``_``. An id holds at most 256 characters: a longer one is refused with
   ``ValueError``.
-* ``created_at`` / ``updated_at``: the entity's (UTC ``datetime``). A read that refreshes the
+* ``value``: a copy of the entity's data (a caller may change it: the manager's cache and
+  search index keep theirs). ``created_at`` / ``updated_at``: the entity's (UTC
+  ``datetime``). A read that refreshes the
   TTL re-saves the item, so ``updated_at`` is then the time of that read.
 
 Operations
@@ -95,6 +97,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import json
 import string
@@ -387,7 +390,7 @@ class MemstoreStore(BaseStore):
             if op.refresh_ttl:
                 await self._refresh(record)
             return Item(
-                value=record.data,
+                value=copy.deepcopy(record.data),
                 key=op.key,
                 namespace=tuple(op.namespace),
                 created_at=_time(record.created_at),
@@ -491,7 +494,7 @@ class MemstoreStore(BaseStore):
                     SearchItem(
                         namespace=namespaces[record.type],
                         key=key,
-                        value=record.data,
+                        value=copy.deepcopy(record.data),
                         created_at=_time(record.created_at),
                         updated_at=_time(record.updated_at),
                         score=hit.score if scored else None,

@@ -116,6 +116,20 @@ async def test_items_are_entities(store: MemstoreStore) -> None:
     assert await store.memory.get_entity("lg.memories.user--1", "likes") is None
 
 
+async def test_changing_an_item_changes_nothing_stored(store: MemstoreStore) -> None:
+    await store.aput(("ns",), "k", {"text": "kept", "tags": ["a"]})
+    item = await store.aget(("ns",), "k")
+    assert item is not None
+    item.value["text"] = "changed"
+    item.value["tags"].append("b")
+    (hit,) = await store.asearch(("ns",), query="kept")
+    hit.value["text"] = "changed"
+    again = await store.aget(("ns",), "k")
+    assert again is not None and again.value == {"text": "kept", "tags": ["a"]}
+    (hit,) = await store.asearch(("ns",), query="kept")
+    assert hit.value == {"text": "kept", "tags": ["a"]}
+
+
 async def test_other_entities_are_not_namespaces(store: MemstoreStore) -> None:
     await store.memory.save_entity("notes", "n1", {"text": "not a store item"})
     await store.memory.save_entity("lg.a-2Db", "n1", {"text": "not canonical"})
