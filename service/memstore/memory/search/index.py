@@ -434,12 +434,13 @@ class NamespaceIndex:
                         coll.pending.pop(key, None)
                         coll.to_persist.add(key)
 
-    async def persist(self, coll: Collection[Any]) -> None:
-        """Write the new vectors to the backend and delete those of items gone."""
+    async def persist(self, coll: Collection[Any], stopping: Callable[[], bool]) -> None:
+        """Write the new vectors to the backend and delete those of items gone (until
+        ``stopping()``)."""
         embedder = self.embedder
         if embedder is None:
             return
-        while coll.to_persist:
+        while coll.to_persist and not stopping():
             key = coll.to_persist.pop()
             item = coll.items.get(key)
             vector = coll.vectors.get(key)
@@ -457,7 +458,7 @@ class NamespaceIndex:
                 coll.to_persist.add(key)
                 raise
             coll.persisted.add(key)
-        while coll.to_delete:
+        while coll.to_delete and not stopping():
             key = coll.to_delete.pop()
             if key in coll.items and key in coll.vectors:
                 continue  # it came back meanwhile

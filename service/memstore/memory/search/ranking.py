@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import bisect
 import hashlib
+import heapq
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,14 +26,14 @@ def ordered(scores: Iterable[tuple[Key, float]]) -> Ranked:
     return ranked
 
 
-def fuse(*rankings: Ranked) -> Ranked:
+def fuse(*rankings: Ranked) -> dict[Key, float]:
     """Reciprocal rank fusion: each item scores the sum of 1 / (RRF_K + rank) over the
     rankings it is in (rank 1 = best)."""
     fused: dict[Key, float] = {}
     for ranking in rankings:
         for rank, (_, key) in enumerate(ranking, start=1):
             fused[key] = fused.get(key, 0.0) + 1.0 / (RRF_K + rank)
-    return ordered(fused.items())
+    return fused
 
 
 def fingerprint(*parts: Any) -> str:
@@ -62,10 +62,14 @@ def read_cursor(
     return float(values[2]), tuple(values[3:])
 
 
-def page_of(ranked: Ranked, after: tuple[float, Key] | None, limit: int) -> tuple[Ranked, bool]:
-    """The ``limit`` hits after ``after`` and whether more follow."""
-    start = 0
+def page_of(
+    scores: Iterable[tuple[Key, float]], after: tuple[float, Key] | None, limit: int
+) -> tuple[Ranked, bool]:
+    """The ``limit`` best hits after ``after`` (in :func:`ordered`'s order) and whether more
+    follow. The scores need not be sorted: only the page is (a partial selection)."""
+    order = ((-score, key) for key, score in scores)
     if after is not None:
-        start = bisect.bisect_right(ranked, (-after[0], after[1]), key=lambda h: (-h[0], h[1]))
-    page = ranked[start : start + limit]
-    return page, start + limit < len(ranked)
+        bound = (-after[0], after[1])
+        order = (hit for hit in order if hit > bound)
+    best = heapq.nsmallest(limit + 1, order)
+    return [(-neg, key) for neg, key in best[:limit]], len(best) > limit

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from memstore.backends.base import DistributedMemoryBackend
@@ -18,7 +18,6 @@ from memstore.core.text import tokenize
 from memstore.embeddings.base import Embedder, build_embedder
 from memstore.memory.search.index import Collection, Key, Kind, NamespaceIndex
 from memstore.memory.search.ranking import (
-    Ranked,
     fingerprint,
     fuse,
     make_cursor,
@@ -47,20 +46,26 @@ class SearchIndexes:
         self.settings = settings
         self._backend = backend
         self._embedder = embedder
+        # An embedder the caller gave is the caller's to close; one built here is closed
+        # with the indexes (and built again if the manager starts again).
+        self._own_embedder = embedder is _UNSET
         self._indexes: dict[str, NamespaceIndex] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def embedder(self) -> Embedder | None:
         """The embedder (built from the settings on first use), ``None`` without one."""
         if self._embedder is _UNSET:
-            s = self.settings
-            self._embedder = None if s.embedder == "none" else build_embedder(s)
+            self._embedder = build_embedder(self.settings)
         return self._embedder
 
     def start(self) -> None:
         if self._task is None:
+            # A manager may be started again on another event loop: a fresh event.
+            self._wake = asyncio.Event()
+            self._stopping = False
             self._task = asyncio.get_running_loop().create_task(
                 self._embed_in_background(), name="memstore-search-embedding"
             )
@@ -68,11 +73,17 @@ class SearchIndexes:
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
+            # The flag too: a driver may turn the cancellation of a write in flight into
+            # an error of its own, which the task logs and would otherwise carry on after.
+            self._stopping = True
+            self._wake.set()
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         self._indexes.clear()
-        if self._embedder is not _UNSET and self._embedder is not None:
-            await self._embedder.close()
+        if self._own_embedder and self._embedder is not _UNSET:
+            embedder, self._embedder = self._embedder, _UNSET
+            if embedder is not None:
+                await embedder.close()
 
     def index(self, namespace: str) -> NamespaceIndex:
         index = self._indexes.get(namespace)
@@ -88,17 +99,21 @@ class SearchIndexes:
         return index
 
     async def _embed_in_background(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             for index in list(self._indexes.values()):
                 for coll in index.collections():
+                    if self._stopping:
+                        return
                     try:
                         await index.embed_pending(coll)
-                        await index.persist(coll)
+                        await index.persist(coll, lambda: self._stopping)
                     except asyncio.CancelledError:
                         raise
                     except Exception:
+                        if self._stopping:
+                            return
                         log.warning(
                             "search: background embedding failed; retrying",
                             exc_info=True,
@@ -108,22 +123,25 @@ class SearchIndexes:
 
     # -- searching -------------------------------------------------------------------------
 
-    async def _rank(
+    async def _scores(
         self,
         index: NamespaceIndex,
         coll: Collection[Any],
         mode: str,
         query: str | None,
-        candidates: list[Key],
-    ) -> Ranked:
+        accept: Callable[[Key], bool],
+    ) -> Iterable[tuple[Key, float]]:
+        """The score in ``mode`` of each item ``accept`` takes (unsorted; those the mode
+        does not find left out: no query token for keywords, no vector for meaning). Each
+        mode walks only what it found (a keyword search only the items with a token)."""
         if mode == "filter":
-            return ordered((key, 1.0) for key in candidates)
-        keyword: Ranked = []
-        semantic: Ranked = []
+            return ((key, 1.0) for key in coll.items if accept(key))
+        keyword: dict[Key, float] = {}
+        semantic: dict[Key, float] = {}
         if mode in ("keyword", "hybrid"):
             assert query is not None
             scores = coll.bm25.scores(tokenize(query))
-            keyword = ordered((k, scores[k]) for k in candidates if k in scores)
+            keyword = {k: score for k, score in scores.items() if accept(k)}
         if mode in ("semantic", "hybrid"):
             assert query is not None
             assert index.embedder is not None
@@ -131,12 +149,12 @@ class SearchIndexes:
             if coll.has_work:
                 self._wake.set()  # the vectors computed here are stored in the background
             vector = (await index.embedder.embed([query]))[0]
-            semantic = ordered(coll.vectors.scores(vector, candidates).items())
+            semantic = {k: v for k, v in coll.vectors.scores(vector).items() if accept(k)}
         if mode == "keyword":
-            return keyword
+            return keyword.items()
         if mode == "semantic":
-            return semantic
-        return fuse(keyword, semantic)
+            return semantic.items()
+        return fuse(ordered(keyword.items()), ordered(semantic.items())).items()
 
     def _embedder_name(self, mode: str) -> str | None:
         embedder = self.embedder
@@ -153,15 +171,18 @@ class SearchIndexes:
         assert coll is not None
         now = time.time()
         types = None if search.types is None else set(search.types)
-        candidates = [
-            key
-            for key, item in coll.items.items()
-            if (types is None or key[0] in types)
-            and (item.record.expires_at is None or item.record.expires_at > now)
-            and (search.filter is None or matches_filter(item.record.data, search.filter))
-        ]
-        ranked = await self._rank(index, coll, search.mode, search.query, candidates)
-        hits, more = page_of(ranked, after, search.limit)
+        items, flt = coll.items, search.filter
+
+        def accept(key: Key) -> bool:
+            record = items[key].record
+            return (
+                (types is None or key[0] in types)
+                and (record.expires_at is None or record.expires_at > now)
+                and (flt is None or matches_filter(record.data, flt))
+            )
+
+        scores = await self._scores(index, coll, search.mode, search.query, accept)
+        hits, more = page_of(scores, after, search.limit)
         return SearchPage(
             [EntityHit(coll.items[key].record, score) for score, key in hits],
             make_cursor(search.mode, mark, *hits[-1]) if more else None,
@@ -178,9 +199,11 @@ class SearchIndexes:
         await index.catch_up("message")
         coll = index.messages
         assert coll is not None
-        candidates = [key for key in coll.items if search.scope is None or key[0] == search.scope]
-        ranked = await self._rank(index, coll, search.mode, search.query, candidates)
-        hits, more = page_of(ranked, after, search.limit)
+        cid = search.scope
+        scores = await self._scores(
+            index, coll, search.mode, search.query, lambda key: cid is None or key[0] == cid
+        )
+        hits, more = page_of(scores, after, search.limit)
         return SearchPage(
             [MessageHit(coll.items[key].record, score) for score, key in hits],
             make_cursor(search.mode, mark, *hits[-1]) if more else None,
@@ -197,13 +220,15 @@ class SearchIndexes:
         await index.catch_up("tool_usage")
         coll = index.tool_usage
         assert coll is not None
-        candidates = [
-            key
-            for key, item in coll.items.items()
-            if search.scope is None or item.record.tool_name == search.scope
-        ]
-        ranked = await self._rank(index, coll, search.mode, search.query, candidates)
-        hits, more = page_of(ranked, after, search.limit)
+        tool, uses = search.scope, coll.items
+        scores = await self._scores(
+            index,
+            coll,
+            search.mode,
+            search.query,
+            lambda key: tool is None or uses[key].record.tool_name == tool,
+        )
+        hits, more = page_of(scores, after, search.limit)
         return SearchPage(
             [ToolUsageHit(coll.items[key].record, score) for score, key in hits],
             make_cursor(search.mode, mark, *hits[-1]) if more else None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -123,19 +123,9 @@ class VectorTable(Generic[K]):
             bigger[: self._matrix.shape[0]] = self._matrix
             self._matrix = bigger
 
-    def scores(
-        self, query: npt.NDArray[np.float32], keys: Iterable[K] | None = None
-    ) -> dict[K, float]:
-        """Similarity of each stored vector (of ``keys`` only, when given) to ``query``."""
+    def scores(self, query: npt.NDArray[np.float32]) -> dict[K, float]:
+        """Similarity of each stored vector to ``query``."""
         if self._matrix is None or not self._row:
             return {}
-        used = len(self._keys)
-        sims = self._matrix[:used] @ query.astype(np.float32)
-        if keys is None:
-            return {k: float(sims[r]) for r, k in enumerate(self._keys) if k is not None}
-        out: dict[K, float] = {}
-        for k in keys:
-            row = self._row.get(k)
-            if row is not None:
-                out[k] = float(sims[row])
-        return out
+        sims = (self._matrix[: len(self._keys)] @ query.astype(np.float32)).tolist()
+        return {k: sims[r] for r, k in enumerate(self._keys) if k is not None}
