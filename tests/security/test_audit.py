@@ -128,6 +128,8 @@ async def scripted_session(svc: ServiceProcess, tokens: AuditTokens) -> list[Exp
         # Reads: audited in the logs (MEMSTORE_AUDIT_READS), never in the change log.
         assert await bob.load_entity("note", "n2") is not None
         await alice.query_tool_usage("search")
+        # A search is a read too (a POST with the read role); its query is not logged.
+        await bob.search_entities(f"{MARKER}-query", mode="keyword")
     finally:
         for client in (alice, bob):
             await client.close()
@@ -190,6 +192,7 @@ async def test_the_export_lists_every_write_with_its_actor_and_no_payload(
     reads = [(x["actor"], x["address"], x["operation"], x["keys"]) for x in audit_lines]
     assert ("bob", BOB_ADDRESS, "getEntity", {"entity_type": "note", "entity_id": "n2"}) in reads
     assert ("alice", ALICE_ADDRESS, "queryToolUsage", {"tool_name": "search"}) in reads
+    assert ("bob", BOB_ADDRESS, "searchEntities", {}) in reads
     assert all(x["namespace"] == NS for x in audit_lines)
     assert MARKER not in service.logs()
 

@@ -91,7 +91,7 @@ from memstore.core.records import (
     ToolUsageHit,
     ToolUsageRecord,
 )
-from memstore.core.search import SearchMode
+from memstore.core.search import SearchMode, check_entity_search, check_text_search
 from memstore.core.validation import (
     MIN_VERSION_HEADER,
     check_before,
@@ -115,6 +115,12 @@ from memstore.memory.api import MemoryAPI
 _CHANGE_FIELDS = frozenset(f.name for f in dataclasses.fields(ChangeEvent))
 #: Errors after which a change stream is opened again (after a wait), not raised.
 _RECONNECTABLE = (BackendUnavailableError, RateLimitedError, RequestTimeoutError)
+
+
+#: How the client runs the search checks: the limit is passed as ``None`` (its bounds are
+#: the server's page sizes) and an embedder is assumed (whether the service has one is the
+#: server's to say); the server checks both with the same functions.
+_SEARCH_CHECK: dict[str, Any] = {"max_limit": 1, "default_limit": 1, "has_embedder": lambda: True}
 
 
 def _change(body: dict[str, Any]) -> ChangeEvent:
@@ -611,6 +617,7 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[EntityHit]:
+        check_entity_search(query, types, filter, mode, None, **_SEARCH_CHECK)
         out = await self._search(
             "/search",
             {"query": query, "types": types, "filter": filter, "mode": mode,
@@ -628,8 +635,9 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[MessageHit]:
+        check_text_search(query, "conversation_id", conversation_id, mode, None, **_SEARCH_CHECK)
         out = await self._search(
-            "/conversations/search",
+            "/conversations:search",
             {"query": query, "conversation_id": conversation_id, "mode": mode,
              "limit": limit, "cursor": cursor},
         )  # fmt: skip
@@ -645,6 +653,7 @@ class MemoryClient(MemoryAPI):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SearchPage[ToolUsageHit]:
+        check_text_search(query, "tool_name", tool_name, mode, None, **_SEARCH_CHECK)
         out = await self._search(
             "/tool-usage/search",
             {"query": query, "tool_name": tool_name, "mode": mode,

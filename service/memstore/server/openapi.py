@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter
 
+from memstore.core.search import SEARCH_MODES
 from memstore.server.routing import BODY_CODINGS
-from memstore.server.schemas import ErrorOut
+from memstore.server.schemas import COMPONENT_KEY, SEARCH_COMPONENTS, ErrorOut
 
 if TYPE_CHECKING:
     from memstore.core.settings import Settings
@@ -147,6 +148,47 @@ def _schema(
     return {"$ref": REF.format(model=body.__name__)}
 
 
+def _link(value: Any, used: set[str]) -> Any:
+    """``value`` with each ``{COMPONENT_KEY: name}`` made a ``$ref`` (``used`` collects
+    the names)."""
+    if isinstance(value, dict):
+        if COMPONENT_KEY in value:
+            used.add(value[COMPONENT_KEY])
+            return {"$ref": REF.format(model=value[COMPONENT_KEY])}
+        return {k: _link(v, used) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_link(v, used) for v in value]
+    return value
+
+
+def _with_linked_components(components: dict[str, Any]) -> dict[str, Any]:
+    """The components, with those of ``SEARCH_COMPONENTS`` they refer to (and those refer
+    to) added, all references as ``$ref``."""
+    used: set[str] = set()
+    out: dict[str, Any] = _link(components, used)
+    while pending := sorted(used - out.keys()):
+        for name in pending:
+            out[name] = _link(SEARCH_COMPONENTS[name], used)
+    return out
+
+
+#: The search modes that compare embeddings: a service without an embedder refuses them.
+VECTOR_MODES = ("semantic", "hybrid")
+
+
+def _without_modes(value: Any, modes: tuple[str, ...]) -> Any:
+    """``value`` with ``modes`` left out of every enumeration of search modes."""
+    if isinstance(value, dict):
+        out = {k: _without_modes(v, modes) for k, v in value.items()}
+        enum = value.get("enum")
+        if isinstance(enum, list) and enum and set(enum) <= set(SEARCH_MODES):
+            out["enum"] = [m for m in enum if m not in modes]
+        return out
+    if isinstance(value, list):
+        return [_without_modes(v, modes) for v in value]
+    return value
+
+
 def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, Any]:
     max_page_size = settings.max_page_size
     components: dict[str, Any] = {}
@@ -216,6 +258,9 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
                 }
         op["responses"] = responses
         paths.setdefault(route.path, {})[route.method.lower()] = op
+    components = _with_linked_components(components)
+    if settings.embedder == "none":
+        components = _without_modes(components, VECTOR_MODES)
     if "JsonValue" in components:
         components["JsonValue"] = _json_value_schema()
     return {

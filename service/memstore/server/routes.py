@@ -903,7 +903,7 @@ ROUTES: tuple[Route, ...] = (
           "deleteConversation", "Delete a conversation and its messages.", "conversations",
           params=(NS, CID), role="write", shrinks_storage=True,
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
-    Route("POST", f"{P}/conversations/search", search_messages, "searchMessages",
+    Route("POST", f"{P}/conversations:search", search_messages, "searchMessages",
           "Search the messages of the namespace's conversations (or of one) by their text "
           "content; one page of hits, best first. A read: writes nothing.", "search",
           params=(NS,), body=schemas.MessageSearch,

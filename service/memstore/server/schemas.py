@@ -13,7 +13,16 @@ import dataclasses
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SecretStr,
+    WithJsonSchema,
+    create_model,
+)
 
 from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, TTL_SECONDS
 from memstore.core.changes import CHANGE_KINDS
@@ -30,7 +39,12 @@ from memstore.core.records import (
     ToolUsageHit,
     ToolUsageRecord,
 )
-from memstore.core.search import FILTER_OPERATORS, SEARCH_MODES
+from memstore.core.search import (
+    FILTER_OPERATORS,
+    MAX_QUERY_LENGTH,
+    SEARCH_MODES,
+    TEXT_SEARCH_MODES,
+)
 from memstore.core.validation import (
     CURSOR_RE,
     ID_RE,
@@ -121,26 +135,85 @@ class WebhookPut(_Strict):
 # The bodies are parsed here for their JSON types only. Every rule beyond the type (the
 # modes, the filter's operators, the limit's range, a non-empty query, valid names, a
 # cursor the server issued) is checked in one place, the core's search check that the
-# manager runs, so an HTTP caller, a MemoryClient and an in-process caller get the same
-# error for the same mistake. The document states those rules (``_doc``: schema only, not
-# enforced here), made from the same constants.
+# manager runs (memstore.core.search), so an HTTP caller, a MemoryClient and an
+# in-process caller get the same error for the same mistake. The document states those
+# rules all the same (``_doc``: schema only, not enforced here), made from the same
+# constants, so that what it calls a valid body is a valid search.
 
 
 def _doc(**schema: Any) -> Any:
     return Field(json_schema_extra=schema)
 
 
-_Query = Annotated[str, _doc(minLength=1)]
-_PageSize = Annotated[int, _doc(minimum=1)]  # the maximum is the server's (openapi.py)
+#: Stands for a reference to one of ``SEARCH_COMPONENTS`` (recursive schemas pydantic does
+#: not make); ``openapi.build_openapi`` turns it into a ``$ref``.
+COMPONENT_KEY = "x-memstore-component"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {COMPONENT_KEY: name}
+
+
+#: A field path: names joined by dots, none empty, not starting with ``$`` (an operator).
+_FIELD_PATH = r"^[^$.][^.]*(\.[^.]+)*$"
+_ORDERABLE: dict[str, Any] = {"type": ["number", "string"]}
+_OPERAND: dict[str, dict[str, Any]] = {
+    "$eq": {}, "$ne": {},
+    "$gt": _ORDERABLE, "$gte": _ORDERABLE, "$lt": _ORDERABLE, "$lte": _ORDERABLE,
+    "$in": {"type": "array"}, "$nin": {"type": "array"},
+}  # fmt: skip
+#: Components of /openapi.json that no pydantic model makes (recursive filter schemas).
+SEARCH_COMPONENTS: dict[str, dict[str, Any]] = {
+    "SearchFilter": {
+        "type": "object",
+        "description": "Field path (dots walk nested objects: `author.name`) -> a condition:"
+        ' a value (the field equals it; `1` equals `1.0`, never `true` or `"1"`), an'
+        " object of operators (all must hold), or an object of fields (the field is an"
+        " object matching them). Every condition must hold.",
+        "propertyNames": {"pattern": _FIELD_PATH},
+        "additionalProperties": {
+            "anyOf": [
+                {"type": ["string", "number", "boolean", "null", "array"]},
+                _ref("SearchOperators"),
+                _ref("SearchFilter"),
+            ]
+        },
+    },
+    "SearchOperators": {
+        "type": "object",
+        "description": "Operators on one field: "
+        + ", ".join(f"`{op}`" for op in FILTER_OPERATORS)
+        + ". `$in`/`$nin` take a list; `$gt`..`$lte` a number or a string (numbers compare"
+        " with numbers, strings with strings, other pairs never match); a missing field"
+        " matches only `$ne` and `$nin`. Another operator is a 400 naming it"
+        " (`filter.<path>.<operator>`).",
+        "minProperties": 1,
+        "properties": {op: _OPERAND[op] for op in FILTER_OPERATORS},
+        "additionalProperties": False,
+    },
+}
+
+_Query = Annotated[str, _doc(pattern=r"\S", maxLength=MAX_QUERY_LENGTH)]
+
+
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 20.0 is the integer 20 (JSON Schema says so too).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# The maximum is the server's page size (openapi.py writes it in).
+_PageSize = Annotated[int, BeforeValidator(_integral), _doc(minimum=1)]
 _Cursor = Annotated[str, _doc(pattern=f"^({CURSOR_RE.pattern})?$")]
-_MODE = Field(
-    "auto",
-    json_schema_extra={"enum": list(SEARCH_MODES)},
-    description="How hits are ranked: `filter` (the filter alone, every hit scores 1.0),"
-    " `keyword` (BM25 over the indexed fields), `semantic` (cosine similarity of"
-    " embeddings), `hybrid` (both rankings fused by reciprocal rank), `auto` (hybrid with"
-    " a query and an embedder, keyword with a query and no embedder, filter without a"
-    " query). `semantic` and `hybrid` need a query and an embedder.",
+_Filter = Annotated[dict[str, JsonValue], WithJsonSchema(_ref("SearchFilter"))]
+_MODES = (
+    "How hits are ranked: `keyword` (BM25 over the indexed fields), `semantic` (cosine"
+    " similarity of embeddings), `hybrid` (both rankings fused by reciprocal rank), `auto`"
+    " (hybrid, or keyword when the service has no embedder). `semantic` and `hybrid` need"
+    " an embedder (not MEMSTORE_EMBEDDER=none)."
+)
+_QUERY = (
+    "What to look for (words, a question): at least one character that is not white"
+    f" space, at most {MAX_QUERY_LENGTH} characters."
 )
 _LIMIT = Field(
     None, description="Page size (absent: the server's default page size; at most its maximum)."
@@ -150,28 +223,39 @@ _CURSOR = Field(
     description="Opaque: the `next_cursor` of the previous page of the same search (same"
     " arguments). Any other value is a 400 `invalid_input` naming `cursor`.",
 )
-_FILTER_DESCRIPTION = (
-    "Field path (dots walk nested objects: `author.name`) -> a value (the field equals it)"
-    " or an object of operators: "
-    + ", ".join(f"`{op}`" for op in FILTER_OPERATORS)
-    + " (`$in`/`$nin` take a list; `$gt`..`$lte` a number or a string; numbers compare"
-    " with numbers, strings with strings, other pairs never match; a missing field"
-    " matches only `$ne` and `$nin`). Every condition must hold. An unknown operator is a"
-    " 400 naming it (`filter.<path>.<operator>`)."
-)
+
+
+def _entity_search_rules(schema: dict[str, Any]) -> None:
+    # The mode decides whether a query is needed: `filter` takes none, the ranking modes
+    # need one, `auto` (the default) takes either.
+    ranking = [m for m in SEARCH_MODES if m not in ("auto", "filter")]
+    schema["anyOf"] = [
+        {"properties": {"mode": {"const": "auto"}}},
+        {"required": ["mode"],
+         "properties": {"mode": {"const": "filter"}, "query": {"type": "null"}}},
+        {"required": ["mode", "query"],
+         "properties": {"mode": {"enum": ranking}, "query": {"type": "string"}}},
+    ]  # fmt: skip
 
 
 class EntitySearch(_Strict):
     """The body of ``search_entities``."""
 
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_entity_search_rules)
+
     query: _Query | None = Field(
-        None, description="What to look for (words, a question); absent: the filter alone."
+        None, description=_QUERY + " Absent or null: the filter alone (mode `filter`)."
     )
-    types: list[Annotated[str, _doc(pattern=TYPE_RE.pattern)]] | None = Field(
-        None, description="Only entities of these types (absent: every type)."
+    types: (
+        Annotated[list[Annotated[str, _doc(pattern=TYPE_RE.pattern)]], _doc(minItems=1)] | None
+    ) = Field(None, description="Only entities of these types (absent: every type).")
+    filter: _Filter | None = Field(None, description="Conditions on the entity's fields.")
+    mode: str = Field(
+        "auto",
+        json_schema_extra={"enum": list(SEARCH_MODES)},
+        description=_MODES + " `filter`: the filter alone, every hit scores 1.0, no query;"
+        " `auto` without a query is `filter`.",
     )
-    filter: dict[str, JsonValue] | None = Field(None, description=_FILTER_DESCRIPTION)
-    mode: str = _MODE
     limit: _PageSize | None = _LIMIT
     cursor: _Cursor | None = _CURSOR
 
@@ -179,11 +263,13 @@ class EntitySearch(_Strict):
 class MessageSearch(_Strict):
     """The body of ``search_messages``."""
 
-    query: _Query = Field(description="What to look for (words, a question).")
+    query: _Query = Field(description=_QUERY)
     conversation_id: Annotated[str, _doc(pattern=ID_RE.pattern)] | None = Field(
         None, description="Only this conversation's messages (absent: every conversation)."
     )
-    mode: str = _MODE
+    mode: str = Field(
+        "auto", json_schema_extra={"enum": list(TEXT_SEARCH_MODES)}, description=_MODES
+    )
     limit: _PageSize | None = _LIMIT
     cursor: _Cursor | None = _CURSOR
 
@@ -191,11 +277,13 @@ class MessageSearch(_Strict):
 class ToolUsageSearch(_Strict):
     """The body of ``search_tool_usage``."""
 
-    query: _Query = Field(description="What to look for (words, a question).")
+    query: _Query = Field(description=_QUERY)
     tool_name: Annotated[str, _doc(pattern=TOOL_RE.pattern)] | None = Field(
         None, description="Only this tool's uses (absent: every tool)."
     )
-    mode: str = _MODE
+    mode: str = Field(
+        "auto", json_schema_extra={"enum": list(TEXT_SEARCH_MODES)}, description=_MODES
+    )
     limit: _PageSize | None = _LIMIT
     cursor: _Cursor | None = _CURSOR
 
