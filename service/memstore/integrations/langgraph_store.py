@@ -30,8 +30,8 @@ memstore's own search, filters and change feed see it as it is.
   ``ValueError``.
 * ``value``: a copy of the entity's data (a caller may change it: the manager's cache and
   search index keep theirs). ``created_at`` / ``updated_at``: the entity's (UTC
-  ``datetime``). A read that refreshes the
-  TTL re-saves the item, so ``updated_at`` is then the time of that read.
+  ``datetime``). A read that refreshes the TTL re-saves the item, so ``updated_at`` is
+  then the time of that read.
 
 Operations
 ----------
@@ -46,8 +46,8 @@ memstore calls at once.
 * ``PutOp``: one ``save_entity``, or ``delete_entity`` for ``value=None`` (plus, the
   first time this store writes to a long namespace, its ``lg-namespaces`` entry).
 * ``SearchOp``: ``get_entity_types`` (the types of the namespaces under the prefix, as
-  for ``ListNamespacesOp``), then
-  ``search_entities(query, types=..., filter=..., mode="auto")`` page by page until
+  for ``ListNamespacesOp``), then ``search_entities(query, types=..., filter=...,
+  mode="auto")`` page by page (``page_size`` hits a call) until
   ``offset + limit`` hits: with a ``query``, hybrid (keyword and semantic) ranking, or
   keywords alone when the service runs ``MEMSTORE_EMBEDDER=none``, scores in
   ``SearchItem.score``; without one, every match of the filter (``score`` ``None``). The
@@ -56,9 +56,9 @@ memstore calls at once.
   nested objects); over HTTP, JSON cannot carry NaN or infinities, so a filter holding one
   is refused there.
 * ``ListNamespacesOp``: one ``get_entity_types`` (plus one read per long namespace this
-  store has not met yet); prefix and suffix conditions (``"*"``
-  matches any one label), ``max_depth``, ``offset`` and ``limit`` as ``InMemoryStore``,
-  namespaces sorted. A namespace is listed while it holds an unexpired item.
+  store has not met yet); prefix and suffix conditions (``"*"`` matches any one label),
+  ``max_depth``, ``offset`` and ``limit`` as ``InMemoryStore``, namespaces sorted. A
+  namespace is listed while it holds an unexpired item.
 
 TTL (minutes, ``supports_ttl``)
 -------------------------------
