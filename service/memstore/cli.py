@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.errors import InvalidInputError, MemoryStoreError, ServiceUnreachableError
-from memstore.core.records import Page, SearchPage
+from memstore.core.records import Page
 from memstore.core.search import FILTER_OPERATORS, SEARCH_MODES
 from memstore.core.validation import check_name
 
@@ -183,17 +183,6 @@ def _print(value: Any) -> None:
 
 def _print_page(page: Page[Any]) -> None:
     _print({"items": [item.to_dict() for item in page.items], "next_cursor": page.next_cursor})
-
-
-def _print_search(page: SearchPage[Any]) -> None:
-    _print(
-        {
-            "items": [hit.to_dict() for hit in page.items],
-            "next_cursor": page.next_cursor,
-            "mode": page.mode,
-            "embedder": page.embedder,
-        }
-    )
 
 
 def _parse_json(text: str, what: str) -> Any:
@@ -776,7 +765,7 @@ def search_entities(
             cursor=cursor,
         )
     )
-    _print_search(page)
+    _print(page.to_dict())
 
 
 @search.command("messages")
@@ -805,7 +794,7 @@ def search_messages(
             cursor=cursor,
         )
     )
-    _print_search(page)
+    _print(page.to_dict())
 
 
 @search.command("tool-usage")
@@ -835,7 +824,7 @@ def search_tool_usage(
             cursor=cursor,
         )
     )
-    _print_search(page)
+    _print(page.to_dict())
 
 
 @main.group()

@@ -245,6 +245,15 @@ class SearchPage(Generic[T]):
     mode: str
     embedder: str | None = None
 
+    def to_dict(self) -> JSONObject:
+        """The HTTP answer (the CLI prints it too): the hits' ``to_dict()`` and the rest."""
+        return {
+            "items": [hit.to_dict() for hit in self.items],  # type: ignore[attr-defined]
+            "next_cursor": self.next_cursor,
+            "mode": self.mode,
+            "embedder": self.embedder,
+        }
+
 
 _SUMMARY_TOTALS = ("total_entities", "total_tool_uses")
 

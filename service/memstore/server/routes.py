@@ -43,7 +43,6 @@ from memstore.core.records import (
     FeedbackRecord,
     MemorySummary,
     MessageRecord,
-    SearchPage,
     ToolUsageRecord,
 )
 from memstore.core.search import SearchMode
@@ -485,15 +484,6 @@ async def delete_entity(request: web.Request) -> web.Response:
 # nothing written. The body's rules are the manager's search check, not repeated here.
 
 
-def search_body(page: SearchPage[Any]) -> dict[str, Any]:
-    return {
-        "items": [hit.to_dict() for hit in page.items],
-        "next_cursor": page.next_cursor,
-        "mode": page.mode,
-        "embedder": page.embedder,
-    }
-
-
 async def search_entities(request: web.Request) -> web.Response:
     body = await read_body(request, schemas.EntitySearch)
     page = await manager_for(request).search_entities(
@@ -504,7 +494,7 @@ async def search_entities(request: web.Request) -> web.Response:
         limit=body.limit,
         cursor=body.cursor,
     )
-    return json_response(search_body(page))
+    return json_response(page.to_dict())
 
 
 async def search_messages(request: web.Request) -> web.Response:
@@ -516,7 +506,7 @@ async def search_messages(request: web.Request) -> web.Response:
         limit=body.limit,
         cursor=body.cursor,
     )
-    return json_response(search_body(page))
+    return json_response(page.to_dict())
 
 
 async def search_tool_usage(request: web.Request) -> web.Response:
@@ -528,7 +518,7 @@ async def search_tool_usage(request: web.Request) -> web.Response:
         limit=body.limit,
         cursor=body.cursor,
     )
-    return json_response(search_body(page))
+    return json_response(page.to_dict())
 
 
 # -- conversations ----------------------------------------------------------------------
