@@ -67,7 +67,9 @@ globals().update(TESTS)
 
 
 @pytest.fixture(params=MEMORIES, autouse=True)
-def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[MemstoreStore]:
+def store(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MemstoreStore]:
     with sync_store(request.param, request) as opened:
 
         def in_memory_store(**index: Any) -> MemstoreStore:

@@ -1,7 +1,14 @@
 """LangGraph's own async tests of its SQLite store (langgraph-checkpoint-sqlite's
 ``tests/test_async_store.py``, see ``upstream.py``), run against ``MemstoreStore`` made on
 the test's loop, over the in-process manager (embedded) and over ``MemoryClient`` against a
-real ``memstore serve``. What is replaced: the ``store`` fixture."""
+real ``memstore serve``.
+
+What is replaced: the ``store`` fixture; ``create_vector_store(fake_embeddings, ...)``, which
+opens one more such store on the test's loop (memstore embeds on the service: LangGraph's
+fake embeddings and ``text_fields`` are not the store's to use, so the vector tests that run
+rank with memstore's own search); ``fake_embeddings``, which here only says which memory to
+open a store over; ``conn_string`` (the SQLite database a vector store opens).
+"""
 
 from __future__ import annotations
 
@@ -14,12 +21,6 @@ import pytest
 from memstore.integrations.langgraph_store import MemstoreStore
 from tests.integrations.langgraph_store import upstream
 from tests.integrations.langgraph_store.support import MEMORIES, StoreMaker, async_store
-
-FAKE_EMBEDDINGS = (
-    "opens its own store with LangGraph's fake character embeddings and ranks with them; "
-    "memstore embeds on the service (the sync module runs the vector tests that do not "
-    "depend on those embeddings)"
-)
 
 
 @asynccontextmanager
@@ -47,9 +48,12 @@ globals().update(
             "conn_string": None,
         },
         not_run={
-            "test_vector_store_initialization": FAKE_EMBEDDINGS,
-            "test_vector_update_with_embedding": FAKE_EMBEDDINGS,
-            "test_embed_with_path": FAKE_EMBEDDINGS,
+            "test_vector_store_initialization": "reads the store's index_config of fake "
+            "embeddings, which MemstoreStore does not take",
+            "test_vector_update_with_embedding": "its last step expects an item put with "
+            "index=False to stay out of a query's top hits: memstore indexes every item",
+            "test_embed_with_path": "chooses the indexed fields per store and expects the "
+            "fake embeddings' score (> 0.9) for a text found through one of them",
         },
     )
 )

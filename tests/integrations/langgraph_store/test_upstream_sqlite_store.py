@@ -67,7 +67,8 @@ globals().update(
             "path')",
             "test_numeric_filter_safety": "filters on infinity and NaN, which JSON cannot "
             "carry over HTTP (the client refuses them with InvalidInputError), and on "
-            "10**100, which memstore's search cannot hold either",
+            "10**100, for which the manager's search raises TypeError ('Integer exceeds "
+            "64-bit range', from the search's fingerprint) instead of a clear error",
         },
     )
 )

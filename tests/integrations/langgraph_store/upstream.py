@@ -46,7 +46,9 @@ def tests_folder(dist: str) -> Path:
     tools = Path(os.environ.get("TOOLS_DIR") or Path.home() / ".cache" / "memstore-tools")
     folder = tools / "langgraph-tests" / f"{dist.replace('-', '_')}-{_version(dist)}" / "tests"
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder} is missing: run `make langgraph-tests` (or `make tools`)")
+        raise FileNotFoundError(
+            f"{folder} is missing: run `make langgraph-tests` (or `make tools`)"
+        )
     return folder
 
 
@@ -59,6 +61,13 @@ def _imported_modules(node: ast.Import | ast.ImportFrom) -> list[str]:
 def _defined_name(node: ast.stmt) -> str | None:
     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         return node.name
+    targets: list[ast.expr] = []
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+        targets = [node.target]
+    if len(targets) == 1 and isinstance(targets[0], ast.Name):
+        return targets[0].id
     return None
 
 
@@ -109,7 +118,7 @@ def load(
             seen.add(name)
             if name in replaced or name in not_run:
                 continue
-            if name.startswith(("test_", "Test")):
+            if name.startswith(("test_", "Test")) and not isinstance(node, ast.Assign):
                 tests.append(name)
         kept.append(node)
     unknown = (set(replaced) | set(not_run)) - seen
