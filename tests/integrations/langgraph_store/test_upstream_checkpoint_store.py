@@ -7,7 +7,9 @@ What is replaced: each test builds its store with ``InMemoryStore(...)``; here t
 returns the test's ``store`` (made outside the test's loop: its sync calls run on the
 adapters' background loop, its async ones on the test's). The ``index`` settings a vector
 test passes are not the store's to take (memstore embeds on the service), so the vector
-tests that run rank with memstore's own search.
+tests that run rank with memstore's own search. The tests of LangGraph's
+``AsyncBatchedBaseStore`` wrap the store they get that way (upstream's
+``MockAsyncBatchedStore``), so they run over ``MemstoreStore`` too.
 """
 
 from __future__ import annotations
@@ -21,16 +23,12 @@ from memstore.integrations.langgraph_store import MemstoreStore
 from tests.integrations.langgraph_store import upstream
 from tests.integrations.langgraph_store.support import MEMORIES, sync_store
 
-LANGGRAPH_ITSELF = "a test of LangGraph's own code (no store, or InMemoryStore's internals)"
-BATCHED_WRAPPER = (
-    "a test of LangGraph's AsyncBatchedBaseStore wrapper, whose abatch calls the wrapped "
-    "store's sync batch on the test's loop"
-)
+LANGGRAPH_ITSELF = "a test of a LangGraph helper function that takes no store"
 INDEX_FALSE = (
     "its last step expects an item put with index=False to stay out of a query's top "
     "hits: memstore indexes every item"
 )
-MOCKER = "spies on InMemoryStore.batch with pytest-mock"
+MOCKER = "spies on InMemoryStore.batch with pytest-mock (not installed here)"
 
 EMBED_TEST_UTILS = upstream.load_helper("langgraph-checkpoint", "embed_test_utils.py")
 TESTS = upstream.load(
@@ -43,11 +41,8 @@ TESTS = upstream.load(
         "fake_embeddings": None,
     },
     not_run={
-        "test_async_batch_store_resilience": BATCHED_WRAPPER,
-        "test_async_batch_store": BATCHED_WRAPPER,
-        "test_async_batch_store_handles_cancellation": BATCHED_WRAPPER,
-        "test_async_batch_store_deduplication": BATCHED_WRAPPER,
-        "test_async_batched_vector_search_concurrent": BATCHED_WRAPPER,
+        "test_async_batch_store": MOCKER,
+        "test_async_batch_store_deduplication": MOCKER,
         "test_dedupe_ops_maps_repeated_reads_and_puts_to_one_op": LANGGRAPH_ITSELF,
         "test_get_text_at_path": LANGGRAPH_ITSELF,
         "test_get_text_at_path_with_non_dict_mapping": LANGGRAPH_ITSELF,
