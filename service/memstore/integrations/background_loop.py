@@ -16,6 +16,10 @@ What it means for the ``MemoryAPI`` given to an adapter:
 The loop starts on first use and stops at interpreter exit (``atexit``), ending like
 ``asyncio.run``: the tasks still pending are cancelled and awaited, which closes the
 clients' sessions on it.
+
+``run_on`` is for the adapters that also serve an app's own loop (LangGraph's saver and
+store): made where a loop runs, they run their sync methods on that loop, from another
+thread, because the app's memory (a manager's Redis or MongoDB connections) belongs to it.
 """
 
 from __future__ import annotations
@@ -96,3 +100,27 @@ _SHARED = BackgroundLoop()
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on the adapters' shared background loop and return its result."""
     return _SHARED.run(coro)
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The loop running this thread's code, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def run_on(loop: asyncio.AbstractEventLoop | None, coro: Coroutine[Any, Any, T], owner: str) -> T:
+    """Run ``coro`` for a sync caller on ``loop`` (``None``: the shared background loop) and
+    wait for its result. On ``loop``'s own thread that wait would block the loop the call
+    needs, so it raises ``asyncio.InvalidStateError`` naming ``owner`` instead."""
+    if loop is None:
+        return run_sync(coro)
+    if running_loop() is loop:
+        coro.close()
+        raise asyncio.InvalidStateError(
+            f"synchronous calls to {owner} would block the event loop they need: "
+            "call them from another thread (await asyncio.to_thread(graph.invoke, ...)) "
+            "or use the async methods (await graph.ainvoke(...))"
+        )
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()

@@ -137,7 +137,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from memstore.core.records import JSONObject
 from memstore.core.validation import ID_RULE
-from memstore.integrations.background_loop import run_sync
+from memstore.integrations.background_loop import run_on, running_loop
 from memstore.memory.api import MemoryAPI
 
 T = TypeVar("T")
@@ -239,12 +239,7 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
             raise ValueError("page_size must be an integer >= 1")
         self.memory = memory
         self.page_size = page_size
-        if loop is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-        self.loop = loop
+        self.loop = loop if loop is not None else running_loop()
 
     # -- encoding -----------------------------------------------------------------------
 
@@ -596,16 +591,7 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run one of the async methods for a sync caller (see the module docstring)."""
-        if self.loop is None:
-            return run_sync(coro)
-        if _running(self.loop):
-            coro.close()
-            raise asyncio.InvalidStateError(
-                "synchronous calls to MemstoreSaver would block the event loop they need: "
-                "call them from another thread (await asyncio.to_thread(graph.invoke, ...)) "
-                "or use the async methods (await graph.ainvoke(...))"
-            )
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        return run_on(self.loop, coro, "MemstoreSaver")
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self._run(self.aget_tuple(config))
@@ -627,7 +613,7 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
             while (tup := self._run(step())) is not None:
                 yield tup
         finally:
-            if self.loop is not None and _running(self.loop):
+            if self.loop is not None and running_loop() is self.loop:
                 # Left unfinished and collected on the loop's own thread, which must not
                 # wait for itself: the loop closes it later.
                 asyncio.run_coroutine_threadsafe(items.aclose(), self.loop)
@@ -664,11 +650,3 @@ class MemstoreSaver(BaseCheckpointSaver[int]):
 
 async def _one(item: str) -> AsyncGenerator[str, None]:
     yield item
-
-
-def _running(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether ``loop`` runs this very thread's code."""
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
