@@ -325,3 +325,22 @@ async def test_batch_search_sees_the_state_before_its_writes(store: MemstoreStor
     assert [h.key for h in found] == ["old"]  # type: ignore[union-attr]
     assert got is None
     assert {h.key for h in await store.asearch(("ns",))} == {"old", "new"}
+
+
+@pytest.mark.parametrize("kind", ["embedded", "redis"])
+async def test_numeric_filters_beyond_json(kind: str, request: pytest.FixtureRequest) -> None:
+    """In process, filters on numbers JSON cannot carry (infinities, NaN, integers beyond
+    64 bits) compare as Python numbers do, as in LangGraph's own stores."""
+    async with async_store(kind, request) as store:
+        for key, price in (("a", 10), ("b", 20), ("c", 30)):
+            await store.aput(("items",), key, {"price": price})
+
+        async def found(condition: dict[str, object]) -> list[str]:
+            hits = await store.asearch(("items",), filter={"price": condition}, limit=10)
+            return sorted(hit.key for hit in hits)
+
+        assert await found({"$lt": float("inf")}) == ["a", "b", "c"]
+        assert await found({"$gt": float("-inf")}) == ["a", "b", "c"]
+        assert await found({"$eq": float("nan")}) == []
+        assert await found({"$lt": 10**100}) == ["a", "b", "c"]
+        assert await found({"$gt": 15}) == ["b", "c"]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 from collections.abc import Iterable
 from typing import Any
-
-import orjson
 
 from memstore.core.errors import InvalidInputError
 from memstore.core.validation import decode_cursor, encode_cursor
@@ -38,8 +37,9 @@ def fuse(*rankings: Ranked) -> dict[Key, float]:
 
 def fingerprint(*parts: Any) -> str:
     """Which search a cursor belongs to (its arguments), so a cursor is not reused for
-    another search."""
-    raw = orjson.dumps(list(parts), option=orjson.OPT_SORT_KEYS)
+    another search. The standard library's encoder: a filter may hold numbers orjson cannot
+    write (integers beyond 64 bits, NaN, infinities), which still compare in a filter."""
+    raw = json.dumps(list(parts), sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
