@@ -1,7 +1,10 @@
 """Group commit on the embedded backend: concurrent writes share one transaction, and a write
 that fails its own check, or fails in SQLite halfway through, fails alone: the others
 commit, change-log positions stay contiguous in commit order, and nothing of the failed
-write is stored or logged."""
+write is stored or logged.
+
+Of writes started together, the first runs alone (no one was writing when it came) and
+the others wait for it, then commit as one group."""
 
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ class GroupRecordingBackend(EmbeddedMemoryBackend):
         super().__init__(settings)
         self.groups: list[int] = []
 
-    async def _commit_group(self, group: list[_Write]) -> None:
-        await super()._commit_group(group)
+    async def _commit_group(self, group: list[_Write], *, join_waiting: bool = True) -> None:
+        await super()._commit_group(group, join_waiting=join_waiting)
         self.groups.append(len(group))
 
 
@@ -61,12 +64,12 @@ async def events(backend: EmbeddedMemoryBackend, ns: str) -> list[tuple[int, str
     ]
 
 
-@pytest.mark.parametrize("conflict_at", [0, 3, 9])
+@pytest.mark.parametrize("conflict_at", [0, 1, 4, 9])
 async def test_a_conflicting_write_fails_alone_in_its_group(
     embedded: GroupRecordingBackend, conflict_at: int
 ) -> None:
     """Ten concurrent writes of three kinds; one entity save expects a version that is not
-    stored. First in the group (no savepoint before it), in the middle, or last."""
+    stored. Alone, first in the group (no savepoint before it), in the middle, or last."""
     await embedded.save_entity("ns", "note", "held", {"v": 1})
     embedded.groups.clear()
 
@@ -81,7 +84,7 @@ async def test_a_conflicting_write_fails_alone_in_its_group(
 
     results = await asyncio.gather(*(call(i) for i in range(10)), return_exceptions=True)
 
-    assert embedded.groups == [10]  # one transaction for all ten
+    assert embedded.groups == [1, 9]  # the first alone, then one transaction for nine
     assert isinstance(results[conflict_at], ConflictError)
     assert all(not isinstance(r, BaseException) for i, r in enumerate(results) if i != conflict_at)
     held = await embedded.load_entity("ns", "note", "held")
@@ -116,14 +119,14 @@ async def test_a_write_failing_in_sqlite_halfway_is_rolled_back_alone(
     side.commit()
     side.close()
 
-    ids = ["a", "boom", "b", "c"]
+    ids = ["a", "b", "boom", "c"]
     results = await asyncio.gather(
         *(embedded.save_entity("ns", "note", i, {"id": i}) for i in ids), return_exceptions=True
     )
 
-    assert embedded.groups == [4]
-    assert isinstance(results[1], BackendUnavailableError)
-    assert "refused" in str(results[1])
+    assert embedded.groups == [1, 3]  # boom is the second of its group: under a savepoint
+    assert isinstance(results[2], BackendUnavailableError)
+    assert "refused" in str(results[2])
     assert await embedded.load_entity("ns", "note", "boom") is None
     assert [(p, k) for p, _, k in await events(embedded, "ns")] == [(1, "a"), (2, "b"), (3, "c")]
     for i in ("a", "b", "c"):
@@ -143,14 +146,15 @@ async def test_the_first_write_failing_does_not_take_the_group_with_it(
     side.commit()
     side.close()
 
-    ids = ["boom", "a", "b"]
+    ids = ["x", "boom", "a", "b"]
     results = await asyncio.gather(
         *(embedded.save_entity("ns", "note", i, {"id": i}) for i in ids), return_exceptions=True
     )
 
-    assert isinstance(results[0], BackendUnavailableError)
+    assert embedded.groups == [1, 3]  # boom is the first of its group
+    assert isinstance(results[1], BackendUnavailableError)
     assert await embedded.load_entity("ns", "note", "boom") is None
-    assert [(p, k) for p, _, k in await events(embedded, "ns")] == [(1, "a"), (2, "b")]
+    assert [(p, k) for p, _, k in await events(embedded, "ns")] == [(1, "x"), (2, "a"), (3, "b")]
 
 
 async def test_a_failed_commit_acknowledges_nobody(
@@ -168,26 +172,27 @@ async def test_a_failed_commit_acknowledges_nobody(
     side.close()
     await embedded._writer.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
 
-    ids = ["a", "boom", "b"]
+    ids = ["alone", "a", "boom", "b"]
     results = await asyncio.gather(
         *(embedded.save_entity("ns", "note", i, {"id": i}) for i in ids), return_exceptions=True
     )
 
-    assert embedded.groups == [3]
-    assert all(isinstance(r, BackendUnavailableError) for r in results), results
-    assert await events(embedded, "ns") == []
-    for i in ids:
+    assert embedded.groups == [1, 3]
+    assert not isinstance(results[0], BaseException)
+    assert all(isinstance(r, BackendUnavailableError) for r in results[1:]), results
+    assert [(p, k) for p, _, k in await events(embedded, "ns")] == [(1, "alone")]
+    for i in ids[1:]:
         assert await embedded.load_entity("ns", "note", i) is None
     # the store goes on: the next write commits
     await embedded.save_entity("ns", "note", "a", {"id": "a"})
-    assert [p for p, _, _ in await events(embedded, "ns")] == [1]
+    assert [p for p, _, _ in await events(embedded, "ns")] == [1, 2]
 
 
 async def test_a_reader_sees_a_group_whole_or_not_at_all(
     embedded: GroupRecordingBackend,
 ) -> None:
-    """While groups of 8 saves commit, every read of the change log sees a multiple of 8
-    events: never part of a group."""
+    """Rounds of 8 concurrent saves (one alone, then a group of 7): every read of the change
+    log sees whole rounds, or a round's first save alone: never part of a group."""
     seen: set[int] = set()
     stop = asyncio.Event()
 
@@ -203,6 +208,6 @@ async def test_a_reader_sees_a_group_whole_or_not_at_all(
         )
     stop.set()
     await reader
-    assert set(embedded.groups) == {8}
+    assert set(embedded.groups) == {1, 7}
     assert len(seen) > 1
-    assert all(n % 8 == 0 for n in seen), sorted(seen)
+    assert all(n % 8 in (0, 1) for n in seen), sorted(seen)

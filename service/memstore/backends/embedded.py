@@ -8,10 +8,11 @@ Why it is shaped this way:
   Writes go through one committer task, the only user of the write connection (aiosqlite
   shares a connection between coroutines, and two interleaved transactions on it would be
   one transaction).
-* Group commit: the writes that wait while a transaction runs join the next one, up to
-  ``_MAX_GROUP``, so concurrent writers share one ``BEGIN IMMEDIATE``/``COMMIT`` (and, with
-  ``synchronous=FULL``, one fsync). A write is acknowledged (its call returns) only after
-  the shared ``COMMIT`` returned. Each write after the first in a transaction runs under
+* Group commit: a write that comes when nobody is writing runs alone, in its caller's
+  task; the writes that come while a transaction runs wait and then share the next one
+  (the committer task runs it), up to ``_MAX_GROUP``, so concurrent writers share one
+  ``BEGIN IMMEDIATE``/``COMMIT`` (and, with ``synchronous=FULL``, one fsync). A write is
+  acknowledged (its call returns) only after the ``COMMIT`` of its transaction returned. Each write after the first in a transaction runs under
   its own ``SAVEPOINT``, so one that fails (a version conflict, a SQLite error) is rolled
   back alone and the others commit; a write that is one statement needs no savepoint
   (SQLite undoes a failed statement by itself). Readers see a group all at once or not at
@@ -359,6 +360,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self._reader: aiosqlite.Connection | None = None
         self._pending: deque[_Write] = deque()
         self._committer: asyncio.Task[None] | None = None
+        self._writing_alone = False
         self._purge = ExpiredEntityPurge(self.name, self._background_round)
         self._owner_fd: int | None = None
 
@@ -522,8 +524,21 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         if self._writer is None:
             raise BackendUnavailableError("embedded store is not open")
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Write(run, done, one_statement))
-        if self._committer is None:
+        write = _Write(run, done, one_statement)
+        if self._committer is None and not self._writing_alone:
+            # Nobody is writing: this write runs alone in its caller's task (no task to
+            # start and switch to when there is no one to group with). The writes that
+            # arrive meanwhile wait for the committer, started when this one is done.
+            self._writing_alone = True
+            try:
+                await self._commit_group([write], join_waiting=False)
+            finally:
+                self._writing_alone = False
+                if self._pending and self._committer is None:
+                    self._committer = asyncio.create_task(self._commit_pending())
+            return done.result()
+        self._pending.append(write)
+        if self._committer is None and not self._writing_alone:
             self._committer = asyncio.create_task(self._commit_pending())
         return await done
 
@@ -553,17 +568,30 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             if self._pending:  # a write that arrived during the ``finally``
                 self._committer = asyncio.create_task(self._commit_pending())
 
-    async def _commit_group(self, group: list[_Write]) -> None:
-        """Run ``group``'s first write and every write that waits, up to ``_MAX_GROUP``, in
-        one transaction; then resolve the futures of those that succeeded, only after the
-        ``COMMIT``. ``group`` grows with the writes taken, for the caller to fail them if
-        this raises."""
+    async def _commit_group(self, group: list[_Write], *, join_waiting: bool = True) -> None:
+        """Run ``group``'s first write and (``join_waiting``) every write that waits, up to
+        ``_MAX_GROUP``, in one transaction; then resolve the futures of those that
+        succeeded, only after the ``COMMIT``. ``group`` grows with the writes taken, for the
+        caller to fail them if this raises (the transaction is then rolled back)."""
         conn = self._writer
         first = group[0]
         if conn is None:
             _fail(first, BackendUnavailableError("embedded store is not open"))
             return
-        if first.one_statement and not self._pending:
+        try:
+            await self._run_group(conn, group, join_waiting)
+        except BaseException:
+            # cancelled (the caller of a write running alone) or a bug: nothing commits
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+            raise
+
+    async def _run_group(
+        self, conn: aiosqlite.Connection, group: list[_Write], join_waiting: bool
+    ) -> None:
+        first = group[0]
+        if first.one_statement and not (join_waiting and self._pending):
             # alone: the statement is its own transaction
             try:
                 with DRIVER_ERRORS("write"):
@@ -587,7 +615,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                         write = None
                         break
                 await self._run_in_group(conn, write, succeeded)
-            if len(group) >= _MAX_GROUP or not self._pending:
+            if len(group) >= _MAX_GROUP or not self._pending or not join_waiting:
                 break
             write = self._pending.popleft()
             group.append(write)
