@@ -12,12 +12,12 @@ Why it is shaped this way:
   task; the writes that come while a transaction runs wait and then share the next one
   (the committer task runs it), up to ``_MAX_GROUP``, so concurrent writers share one
   ``BEGIN IMMEDIATE``/``COMMIT`` (and, with ``synchronous=FULL``, one fsync). A write is
-  acknowledged (its call returns) only after the ``COMMIT`` of its transaction returned. Each write after the first in a transaction runs under
-  its own ``SAVEPOINT``, so one that fails (a version conflict, a SQLite error) is rolled
-  back alone and the others commit; a write that is one statement needs no savepoint
-  (SQLite undoes a failed statement by itself). Readers see a group all at once or not at
-  all, and change-log positions follow the order the writes ran in, which is the commit
-  order.
+  acknowledged (its call returns) only after the ``COMMIT`` of its transaction returned.
+  Each write after the first in a transaction runs under its own ``SAVEPOINT``, so one
+  that fails (a version conflict, a SQLite error) is rolled back alone and the others
+  commit; a write that is one statement needs no savepoint (SQLite undoes a failed
+  statement by itself). Readers see a group all at once or not at all, and change-log
+  positions follow the order the writes ran in, which is the commit order.
 * One process owns the file: ``connect`` takes an exclusive ``flock`` on ``<file>.lock``
   (held until ``close``; the kernel drops it when the process dies, even by ``kill -9``)
   and writes its pid there, and a second process is refused with a ``ConfigurationError``
