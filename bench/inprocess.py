@@ -1,3 +1,4 @@
+# ruff: noqa: S603 - the driver starts its own worker processes
 """``python -m bench.inprocess``: writes in process, without HTTP: the embedded store through
 ``DistributedMemoryManager`` against LangGraph's ``AsyncSqliteStore`` and, with
 ``--reference-tree``, against another checkout's memstore.
@@ -305,7 +306,7 @@ def summarise(
     title: str, ref: str, meas: str, op: str, c: int, samples: dict[str, list[dict[str, Any]]]
 ) -> dict[str, Any]:
     def med(side: str, key: str) -> float:
-        return statistics.median(s[key] for s in samples[side])
+        return float(statistics.median(s[key] for s in samples[side]))
 
     rps = list(
         zip(

@@ -171,5 +171,5 @@ async def check_store(data: Path, acks: list[str]) -> None:
                 assert rest[0] in feedback, line
         assert all(n > 50 for n in counts.values()), counts
         # the store is whole after the kill
-        page = await memory.query_tool_usage(limit=1)
-        assert page.items
+        tool_page = await memory.query_tool_usage(limit=1)
+        assert tool_page.items
