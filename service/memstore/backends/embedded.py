@@ -523,24 +523,45 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         ``BackendUnavailableError`` when the transaction could not begin or commit."""
         if self._writer is None:
             raise BackendUnavailableError("embedded store is not open")
-        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        write = _Write(run, done, one_statement)
         if self._committer is None and not self._writing_alone:
-            # Nobody is writing: this write runs alone in its caller's task (no task to
-            # start and switch to when there is no one to group with). The writes that
-            # arrive meanwhile wait for the committer, started when this one is done.
+            # Nobody is writing: this write runs alone in its caller's task, as it would
+            # without group commit (no task to start and switch to when there is no one
+            # to group with). The writes that arrive meanwhile wait for the committer,
+            # started when this one is done.
             self._writing_alone = True
             try:
-                await self._commit_group([write], join_waiting=False)
+                return await self._write_alone(self._writer, run, one_statement)
             finally:
                 self._writing_alone = False
                 if self._pending and self._committer is None:
                     self._committer = asyncio.create_task(self._commit_pending())
-            return done.result()
-        self._pending.append(write)
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Write(run, done, one_statement))
         if self._committer is None and not self._writing_alone:
             self._committer = asyncio.create_task(self._commit_pending())
         return await done
+
+    @staticmethod
+    async def _write_alone(
+        conn: aiosqlite.Connection,
+        run: Callable[[aiosqlite.Connection], Awaitable[T]],
+        one_statement: bool,
+    ) -> T:
+        """One write in its own transaction (a one-statement write is one by itself, without
+        ``BEGIN``/``COMMIT``: two fewer hops), rolled back when it fails or its caller is
+        cancelled."""
+        with DRIVER_ERRORS("write"):
+            if one_statement:
+                return await run(conn)
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = await run(conn)
+                await conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+                raise
+            return value
 
     async def _write_statement(self, sql: str, params: Iterable[Any]) -> None:
         """A write that is one statement (its triggers included)."""
@@ -568,30 +589,28 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             if self._pending:  # a write that arrived during the ``finally``
                 self._committer = asyncio.create_task(self._commit_pending())
 
-    async def _commit_group(self, group: list[_Write], *, join_waiting: bool = True) -> None:
-        """Run ``group``'s first write and (``join_waiting``) every write that waits, up to
-        ``_MAX_GROUP``, in one transaction; then resolve the futures of those that
-        succeeded, only after the ``COMMIT``. ``group`` grows with the writes taken, for the
-        caller to fail them if this raises (the transaction is then rolled back)."""
+    async def _commit_group(self, group: list[_Write]) -> None:
+        """Run ``group``'s first write and every write that waits, up to ``_MAX_GROUP``, in
+        one transaction; then resolve the futures of those that succeeded, only after the
+        ``COMMIT``. ``group`` grows with the writes taken, for the caller to fail them if
+        this raises (the transaction is then rolled back)."""
         conn = self._writer
         first = group[0]
         if conn is None:
             _fail(first, BackendUnavailableError("embedded store is not open"))
             return
         try:
-            await self._run_group(conn, group, join_waiting)
+            await self._run_group(conn, group)
         except BaseException:
-            # cancelled (the caller of a write running alone) or a bug: nothing commits
+            # the committer cancelled (the loop closing) or a bug: nothing commits
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     await conn.execute("ROLLBACK")
             raise
 
-    async def _run_group(
-        self, conn: aiosqlite.Connection, group: list[_Write], join_waiting: bool
-    ) -> None:
+    async def _run_group(self, conn: aiosqlite.Connection, group: list[_Write]) -> None:
         first = group[0]
-        if first.one_statement and not (join_waiting and self._pending):
+        if first.one_statement and not self._pending:
             # alone: the statement is its own transaction
             try:
                 with DRIVER_ERRORS("write"):
@@ -615,7 +634,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                         write = None
                         break
                 await self._run_in_group(conn, write, succeeded)
-            if len(group) >= _MAX_GROUP or not self._pending or not join_waiting:
+            if len(group) >= _MAX_GROUP or not self._pending:
                 break
             write = self._pending.popleft()
             group.append(write)
