@@ -1039,6 +1039,11 @@ def main(argv: list[str] | None = None) -> int:
         help="another checkout (e.g. a worktree of main): adds a row tree-<key> for every "
         "service row <key>, its service against this tree's (pick them with --only)",
     )
+    p.add_argument(
+        "--connections",
+        type=int,
+        help="wrk connections for every row (the concurrency; default: each load's own, 16)",
+    )
     p.add_argument("--report", type=Path, help="only print the tables of an earlier result file")
     args = p.parse_args(argv)
     if args.reference_tree is not None:
@@ -1060,6 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "warmup": args.warmup,
             "only": args.only,
+            "connections": args.connections,
             "entities": W.ENTITIES,
             "entity_payload_bytes": len(orjson.dumps(W.entity_data())),
             "search_sizes": args.search_sizes,
@@ -1069,6 +1075,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         for g in groups(args.reference_tree is not None):
+            if args.connections is not None:
+                g.connections = args.connections
             run.run_group(g)
         if run.selected("embeddings/wordllama"):
             try:

@@ -4,10 +4,20 @@ Why it is shaped this way:
 
 * SQLite in WAL mode: readers never block the writer and a committed transaction survives
   ``kill -9`` of the process (``synchronous=NORMAL``; ``full`` also survives power loss).
-* Two connections. Every write runs as one ``BEGIN IMMEDIATE`` transaction on the write
-  connection under an asyncio lock, because aiosqlite shares one connection between
-  coroutines and two interleaved transactions on it would be one transaction. Reads use
-  their own connection, so they only ever see committed data.
+* Two connections. Reads use their own connection, so they only ever see committed data.
+  Writes go through one committer task, the only user of the write connection (aiosqlite
+  shares a connection between coroutines, and two interleaved transactions on it would be
+  one transaction).
+* Group commit: a write that comes when nobody is writing runs alone, in its caller's
+  task; the writes that come while a transaction runs wait and then share the next one
+  (the committer task runs it), up to ``_MAX_GROUP``, so concurrent writers share one
+  ``BEGIN IMMEDIATE``/``COMMIT`` (and, with ``synchronous=FULL``, one fsync). A write is
+  acknowledged (its call returns) only after the ``COMMIT`` of its transaction returned.
+  Each write after the first in a transaction runs under its own ``SAVEPOINT``, so one
+  that fails (a version conflict, a SQLite error) is rolled back alone and the others
+  commit; a write that is one statement needs no savepoint (SQLite undoes a failed
+  statement by itself). Readers see a group all at once or not at all, and change-log
+  positions follow the order the writes ran in, which is the commit order.
 * One process owns the file: ``connect`` takes an exclusive ``flock`` on ``<file>.lock``
   (held until ``close``; the kernel drops it when the process dies, even by ``kill -9``)
   and writes its pid there, and a second process is refused with a ``ConfigurationError``
@@ -36,9 +46,11 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 import orjson
@@ -307,9 +319,10 @@ def _change(
     record_id: str | None = None,
     version: int | None = None,
     count: int | None = None,
+    actor: Actor,
 ) -> tuple[Any, ...]:
-    """The parameters of ``_LOG_CHANGE``; the actor is the running task's."""
-    actor = current_actor() or _NOBODY
+    """The parameters of ``_LOG_CHANGE``. ``actor`` is the caller's ``current_actor()``,
+    taken in the caller's task: the write runs in the committer's."""
     return (
         namespace,
         kind,
@@ -326,6 +339,30 @@ def _change(
     )
 
 
+T = TypeVar("T")
+
+#: The most writes one transaction takes: a bound on how long the first of them waits for
+#: its acknowledgement, and on how much one failed ``COMMIT`` turns away.
+_MAX_GROUP = 64
+
+
+@dataclass(eq=False)
+class _Write:
+    """A write waiting for the committer: what it does on the write connection, and the
+    future its caller awaits (resolved only after its transaction committed)."""
+
+    run: Callable[[aiosqlite.Connection], Awaitable[Any]]
+    done: asyncio.Future[Any]
+    #: One statement: SQLite undoes it alone when it fails, so it needs no savepoint, and
+    #: alone it needs no ``BEGIN``/``COMMIT`` (two fewer hops to aiosqlite's thread).
+    one_statement: bool
+
+
+def _fail(write: _Write, exc: BaseException) -> None:
+    if not write.done.done():
+        write.done.set_exception(exc)
+
+
 class EmbeddedMemoryBackend(DistributedMemoryBackend):
     name = "embedded"
 
@@ -336,7 +373,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self.path = settings.data_path
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._pending: deque[_Write] = deque()
+        self._committer: asyncio.Task[None] | None = None
+        self._writing_alone = False
         self._purge = ExpiredEntityPurge(self.name, self._background_round)
         self._owner_fd: int | None = None
 
@@ -415,6 +454,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     async def close(self) -> None:
         await self._purge.stop()
+        if self._committer is not None:
+            # the writes already accepted are committed (or failed) before the close
+            await asyncio.shield(self._committer)
         for conn in (self._reader, self._writer):
             if conn is not None:
                 with contextlib.suppress(sqlite3.Error, ValueError):
@@ -438,7 +480,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         """Delete expired entities now (reads already hide them), each with its
         ``entity.expired`` event; returns how many."""
         now = time.time()
-        async with self._transaction() as conn:
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> int:
             expired = list(
                 await conn.execute_fetchall(
                     "DELETE FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ? "
@@ -459,11 +503,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                             entity_type=entity_type,
                             entity_id=entity_id,
                             version=version,
+                            actor=actor,
                         )
                         for ns, entity_type, entity_id, version in expired
                     ],
                 )
-        return len(expired)
+            return len(expired)
+
+        return await self._write(write)
 
     async def _background_round(self) -> None:
         """What the background task does every minute: purge expired entities, then apply
@@ -479,33 +526,177 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             raise BackendUnavailableError("embedded store is not open")
         return self._reader
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One IMMEDIATE transaction on the write connection, committed on success."""
-        async with self._write_lock:
-            conn = self._writer
-            if conn is None:
-                raise BackendUnavailableError("embedded store is not open")
-            with DRIVER_ERRORS("write"):
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        await conn.execute("ROLLBACK")
-                    raise
+    async def _write(
+        self,
+        run: Callable[[aiosqlite.Connection], Awaitable[T]],
+        *,
+        one_statement: bool = False,
+    ) -> T:
+        """Run ``run`` in the next group transaction on the write connection and return its
+        result once that transaction committed (module docstring, "Group commit"). Raises
+        what ``run`` raised (its own work rolled back, the group's committed), or
+        ``BackendUnavailableError`` when the transaction could not begin or commit."""
+        if self._writer is None:
+            raise BackendUnavailableError("embedded store is not open")
+        if self._committer is None and not self._writing_alone:
+            # Nobody is writing: this write runs alone in its caller's task, as it would
+            # without group commit (no task to start and switch to when there is no one
+            # to group with). The writes that arrive meanwhile wait for the committer,
+            # started when this one is done.
+            self._writing_alone = True
+            try:
+                return await self._write_alone(self._writer, run, one_statement)
+            finally:
+                self._writing_alone = False
+                if self._pending and self._committer is None:
+                    self._committer = asyncio.create_task(self._commit_pending())
+        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Write(run, done, one_statement))
+        if self._committer is None and not self._writing_alone:
+            self._committer = asyncio.create_task(self._commit_pending())
+        return await done
+
+    @staticmethod
+    async def _write_alone(
+        conn: aiosqlite.Connection,
+        run: Callable[[aiosqlite.Connection], Awaitable[T]],
+        one_statement: bool,
+    ) -> T:
+        """One write in its own transaction (a one-statement write is one by itself, without
+        ``BEGIN``/``COMMIT``: two fewer hops), rolled back when it fails or its caller is
+        cancelled."""
+        with DRIVER_ERRORS("write"):
+            if one_statement:
+                return await run(conn)
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = await run(conn)
+                await conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+                raise
+            return value
 
     async def _write_statement(self, sql: str, params: Iterable[Any]) -> None:
-        """A write that is one statement: SQLite runs it (its triggers included) as one
-        implicit transaction, so it needs no ``BEGIN``/``COMMIT`` (two fewer hops). The
-        lock keeps it out of another coroutine's open transaction on the connection."""
-        async with self._write_lock:
-            conn = self._writer
-            if conn is None:
-                raise BackendUnavailableError("embedded store is not open")
+        """A write that is one statement (its triggers included)."""
+
+        async def run(conn: aiosqlite.Connection) -> None:
+            await conn.execute(sql, params)
+
+        await self._write(run, one_statement=True)
+
+    async def _commit_pending(self) -> None:
+        """The committer: one group transaction after another until no write waits. A task
+        of its own, so a caller cancelled while its group runs does not cancel the
+        others' writes."""
+        try:
+            while self._pending:
+                group = [self._pending.popleft()]
+                try:
+                    await self._commit_group(group)
+                except BaseException as exc:
+                    for write in group:
+                        _fail(write, exc)
+                    raise
+        finally:
+            self._committer = None
+            if self._pending:  # a write that arrived during the ``finally``
+                self._committer = asyncio.create_task(self._commit_pending())
+
+    async def _commit_group(self, group: list[_Write]) -> None:
+        """Run ``group``'s first write and every write that waits, up to ``_MAX_GROUP``, in
+        one transaction; then resolve the futures of those that succeeded, only after the
+        ``COMMIT``. ``group`` grows with the writes taken, for the caller to fail them if
+        this raises (the transaction is then rolled back)."""
+        conn = self._writer
+        first = group[0]
+        if conn is None:
+            _fail(first, BackendUnavailableError("embedded store is not open"))
+            return
+        try:
+            await self._run_group(conn, group)
+        except BaseException:
+            # the committer cancelled (the loop closing) or a bug: nothing commits
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.execute("ROLLBACK")
+            raise
+
+    async def _run_group(self, conn: aiosqlite.Connection, group: list[_Write]) -> None:
+        first = group[0]
+        if first.one_statement and not self._pending:
+            # alone: the statement is its own transaction
+            try:
+                with DRIVER_ERRORS("write"):
+                    value = await first.run(conn)
+            except Exception as exc:  # the caller's error, raised in the caller
+                _fail(first, exc)
+            else:
+                if not first.done.done():
+                    first.done.set_result(value)
+            return
+        succeeded: list[tuple[_Write, Any]] = []
+        write: _Write | None = first
+        while write is not None:
+            if not write.done.done():  # skipped if its caller was cancelled before it ran
+                if not conn.in_transaction:
+                    try:
+                        with DRIVER_ERRORS("write"):
+                            await conn.execute("BEGIN IMMEDIATE")
+                    except BackendUnavailableError as exc:
+                        _fail(write, exc)
+                        write = None
+                        break
+                await self._run_in_group(conn, write, succeeded)
+            if len(group) >= _MAX_GROUP or not self._pending:
+                break
+            write = self._pending.popleft()
+            group.append(write)
+        if not conn.in_transaction:
+            return  # nothing succeeded
+        try:
             with DRIVER_ERRORS("write"):
-                await conn.execute(sql, params)
+                await conn.execute("COMMIT")
+        except BackendUnavailableError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            for write, _ in succeeded:
+                _fail(write, exc)
+            return
+        for write, value in succeeded:
+            if not write.done.done():
+                write.done.set_result(value)
+
+    @staticmethod
+    async def _run_in_group(
+        conn: aiosqlite.Connection, write: _Write, succeeded: list[tuple[_Write, Any]]
+    ) -> None:
+        """Run one write inside the open transaction; on failure undo only its work and
+        give its caller the error."""
+        savepoint = bool(succeeded) and not write.one_statement
+        try:
+            with DRIVER_ERRORS("write"):
+                if savepoint:
+                    await conn.execute("SAVEPOINT write")
+                value = await write.run(conn)
+        except Exception as exc:  # the caller's error, raised in the caller
+            _fail(write, exc)
+            with contextlib.suppress(sqlite3.Error):
+                if savepoint:
+                    # the newest savepoint of that name: this write's
+                    await conn.execute("ROLLBACK TO write")
+                elif not succeeded:
+                    await conn.execute("ROLLBACK")
+            if succeeded and not conn.in_transaction:
+                # SQLite rolled the whole transaction back (an I/O error, a full disk):
+                # the earlier writes of the group are gone, and none was acknowledged
+                lost = BackendUnavailableError(f"embedded store write failed: {exc}")
+                for earlier, _ in succeeded:
+                    _fail(earlier, lost)
+                succeeded.clear()
+        else:
+            succeeded.append((write, value))
 
     async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
         # Executed and read to the end in one call on the reader's thread. Separate
@@ -554,7 +745,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         now = time.time()
         expires_at = now + ttl if ttl is not None else None
         key = (namespace, entity_type, entity_id)
-        async with self._transaction() as conn:
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> EntityRecord:
             row = await _first_row(
                 conn,
                 "SELECT version, created_at, expires_at FROM entities "
@@ -568,7 +761,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             created_at = row[1] if live and row is not None else now
             if row is not None and not live:
                 # replaced before the purge reached it: its expiry is logged here instead
-                await self._log_expired(conn, key, row[0], now)
+                await self._log_expired(conn, key, row[0], now, actor)
             await conn.execute(
                 "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
                 "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -586,17 +779,20 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     entity_type=entity_type,
                     entity_id=entity_id,
                     version=version,
+                    actor=actor,
                 ),
             )
-        return EntityRecord(
-            type=entity_type,
-            id=entity_id,
-            data=data,
-            version=version,
-            created_at=created_at,
-            updated_at=now,
-            expires_at=expires_at,
-        )
+            return EntityRecord(
+                type=entity_type,
+                id=entity_id,
+                data=data,
+                version=version,
+                created_at=created_at,
+                updated_at=now,
+                expires_at=expires_at,
+            )
+
+        return await self._write(write)
 
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
@@ -618,7 +814,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     ) -> bool:
         key = (namespace, entity_type, entity_id)
         now = time.time()
-        async with self._transaction() as conn:
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> bool:
             row = await _first_row(
                 conn,
                 "SELECT version, expires_at FROM entities WHERE ns = ? AND type = ? AND id = ?",
@@ -640,16 +838,23 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                         entity_type=entity_type,
                         entity_id=entity_id,
                         version=row[0],
+                        actor=actor,
                     ),
                 )
             else:
                 # deleted before the purge reached it: its expiry is logged here instead
-                await self._log_expired(conn, key, row[0], now)
-        return live
+                await self._log_expired(conn, key, row[0], now, actor)
+            return live
+
+        return await self._write(write)
 
     @staticmethod
     async def _log_expired(
-        conn: aiosqlite.Connection, key: tuple[str, str, str], version: int, now: float
+        conn: aiosqlite.Connection,
+        key: tuple[str, str, str],
+        version: int,
+        now: float,
+        actor: Actor,
     ) -> None:
         namespace, entity_type, entity_id = key
         await conn.execute(
@@ -661,6 +866,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 entity_type=entity_type,
                 entity_id=entity_id,
                 version=version,
+                actor=actor,
             ),
         )
 
@@ -713,7 +919,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     ) -> list[MessageRecord]:
         raws = json_bytes_each(messages, messages_json)
         now = time.time()
-        async with self._transaction() as conn:
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> list[MessageRecord]:
             row = await _first_row(
                 conn,
                 "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
@@ -733,11 +941,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     conversation_id=conversation_id,
                     version=row[0] - 1,
                     count=len(messages),
+                    actor=actor,
                 ),
             )
             return await self._insert_messages(
                 conn, namespace, conversation_id, first, messages, raws, now
             )
+
+        return await self._write(write)
 
     async def load_messages(
         self,
@@ -773,7 +984,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     ) -> list[MessageRecord]:
         raws = json_bytes_each(messages, messages_json)
         now = time.time()
-        async with self._transaction() as conn:
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> list[MessageRecord]:
             await conn.execute(
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
                 (namespace, conversation_id),
@@ -794,14 +1007,19 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     conversation_id=conversation_id,
                     version=len(messages),
                     count=len(messages),
+                    actor=actor,
                 ),
             )
             return await self._insert_messages(
                 conn, namespace, conversation_id, 1, messages, raws, now
             )
 
+        return await self._write(write)
+
     async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
-        async with self._transaction() as conn:
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> MessageRecord | None:
             row = await _first_row(
                 conn,
                 "DELETE FROM messages WHERE ns = ?1 AND conversation_id = ?2 AND seq = "
@@ -820,6 +1038,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     now,
                     conversation_id=conversation_id,
                     version=row[0],
+                    actor=actor,
                 ),
             )
             # seq stays 1..n: the next append takes the popped seq again.
@@ -835,10 +1054,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     "DELETE FROM conversations WHERE ns = ? AND id = ?",
                     (namespace, conversation_id),
                 )
-        return MessageRecord(conversation_id, row[0], orjson.loads(row[1]), row[2])
+            return MessageRecord(conversation_id, row[0], orjson.loads(row[1]), row[2])
+
+        return await self._write(write)
 
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
-        async with self._transaction() as conn:
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> bool:
             await conn.execute(
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
                 (namespace, conversation_id),
@@ -855,9 +1078,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                         changes.CONVERSATION_DELETED,
                         time.time(),
                         conversation_id=conversation_id,
+                        actor=actor,
                     ),
                 )
             return deleted
+
+        return await self._write(write)
 
     async def list_conversations(
         self, namespace: str, *, limit: int, cursor: str | None = None
@@ -987,9 +1213,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     async def trim_changes(self, namespace: str) -> None:
         cutoff = time.time() - self.settings.changes_retention_seconds
-        async with self._transaction() as conn:
+
+        async def write(conn: aiosqlite.Connection) -> None:
             await conn.execute(_SAVE_LAST_POSITION, (namespace,))
             await conn.execute(_TRIM_CHANGES, (namespace, self.settings.changes_max_events, cutoff))
+
+        await self._write(write)
 
     # -- summary ------------------------------------------------------------------------
 

@@ -1,0 +1,214 @@
+"""Group commit on the embedded backend: concurrent writes share one transaction, and a write
+that fails its own check, or fails in SQLite halfway through, fails alone: the others
+commit, change-log positions stay contiguous in commit order, and nothing of the failed
+write is stored or logged.
+
+Of writes started together, the first runs alone (no one was writing when it came) and
+the others wait for it, then commit as one group."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from memstore.backends.embedded import EmbeddedMemoryBackend, _Write
+from memstore.core import changes
+from memstore.core.errors import BackendUnavailableError, ConflictError
+from memstore.core.records import ToolUsageRecord
+from memstore.core.settings import Settings
+
+
+class GroupRecordingBackend(EmbeddedMemoryBackend):
+    """Records the size of each group transaction (a write running alone is not one), to
+    show that the writes were grouped."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.groups: list[int] = []
+
+    async def _commit_group(self, group: list[_Write]) -> None:
+        await super()._commit_group(group)
+        self.groups.append(len(group))
+
+
+@pytest.fixture
+async def embedded(embedded_settings: Settings) -> AsyncIterator[GroupRecordingBackend]:
+    backend = GroupRecordingBackend(embedded_settings)
+    await backend.connect()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def tool(i: int) -> ToolUsageRecord:
+    return ToolUsageRecord(
+        id=f"t{i}",
+        tool_name="search",
+        input={"q": i},
+        output={"hits": i},
+        duration_ms=1.0,
+        success=True,
+        timestamp=1.0 + i,
+        conversation_id=None,
+    )
+
+
+async def events(backend: EmbeddedMemoryBackend, ns: str) -> list[tuple[int, str, str | None]]:
+    page = await backend.read_changes(ns, after=0, limit=1000)
+    return [
+        (e.position, e.kind, e.entity_id or e.conversation_id or e.record_id) for e in page.events
+    ]
+
+
+@pytest.mark.parametrize("conflict_at", [0, 1, 4, 9])
+async def test_a_conflicting_write_fails_alone_in_its_group(
+    embedded: GroupRecordingBackend, conflict_at: int
+) -> None:
+    """Ten concurrent writes of three kinds; one entity save expects a version that is not
+    stored. Alone, first in the group (no savepoint before it), in the middle, or last."""
+    await embedded.save_entity("ns", "note", "held", {"v": 1})
+    embedded.groups.clear()
+
+    def call(i: int) -> Any:
+        if i == conflict_at:
+            return embedded.save_entity("ns", "note", "held", {"v": "lost"}, expected_version=7)
+        if i % 3 == 0:
+            return embedded.save_entity("ns", "note", f"e{i}", {"i": i})
+        if i % 3 == 1:
+            return embedded.append_messages("ns", "chat", [{"role": "user", "content": str(i)}])
+        return embedded.record_tool_usage("ns", tool(i))
+
+    results = await asyncio.gather(*(call(i) for i in range(10)), return_exceptions=True)
+
+    assert embedded.groups == [9]  # the first alone, then one transaction for nine
+    assert isinstance(results[conflict_at], ConflictError)
+    assert all(not isinstance(r, BaseException) for i, r in enumerate(results) if i != conflict_at)
+    held = await embedded.load_entity("ns", "note", "held")
+    assert held is not None and (held.version, held.data) == (1, {"v": 1})
+    logged = await events(embedded, "ns")
+    assert [p for p, _, _ in logged] == list(range(1, 11))  # contiguous: 1 + nine writes
+    expected = [(changes.ENTITY_SAVED, "held")]
+    for i in range(10):
+        if i == conflict_at:
+            continue
+        if i % 3 == 0:
+            expected.append((changes.ENTITY_SAVED, f"e{i}"))
+        elif i % 3 == 1:
+            expected.append((changes.CONVERSATION_APPENDED, "chat"))
+        else:
+            expected.append((changes.TOOL_USAGE_RECORDED, f"t{i}"))
+    assert [(kind, key) for _, kind, key in logged] == expected  # in the order they ran
+    messages = await embedded.load_messages("ns", "chat")
+    assert [m.seq for m in messages] == list(range(1, len(messages) + 1))
+
+
+async def test_a_write_failing_in_sqlite_halfway_is_rolled_back_alone(
+    embedded: GroupRecordingBackend, embedded_settings: Settings
+) -> None:
+    """The save of ``boom`` fails after its entity row was written (its event's insert is
+    refused by a trigger): its savepoint undoes the row, the group commits the rest."""
+    side = sqlite3.connect(embedded_settings.data_path)
+    side.execute(
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON change_log WHEN NEW.entity_id = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    side.commit()
+    side.close()
+
+    ids = ["a", "b", "boom", "c"]
+    results = await asyncio.gather(
+        *(embedded.save_entity("ns", "note", i, {"id": i}) for i in ids), return_exceptions=True
+    )
+
+    assert embedded.groups == [3]  # boom is the second of its group: under a savepoint
+    assert isinstance(results[2], BackendUnavailableError)
+    assert "refused" in str(results[2])
+    assert await embedded.load_entity("ns", "note", "boom") is None
+    assert [(p, k) for p, _, k in await events(embedded, "ns")] == [(1, "a"), (2, "b"), (3, "c")]
+    for i in ("a", "b", "c"):
+        assert await embedded.load_entity("ns", "note", i) is not None
+
+
+async def test_the_first_write_failing_does_not_take_the_group_with_it(
+    embedded: GroupRecordingBackend, embedded_settings: Settings
+) -> None:
+    """The first write of a transaction runs without a savepoint: when it fails halfway,
+    the whole (so far empty) transaction is rolled back and the next writes start anew."""
+    side = sqlite3.connect(embedded_settings.data_path)
+    side.execute(
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON change_log WHEN NEW.entity_id = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+    )
+    side.commit()
+    side.close()
+
+    ids = ["x", "boom", "a", "b"]
+    results = await asyncio.gather(
+        *(embedded.save_entity("ns", "note", i, {"id": i}) for i in ids), return_exceptions=True
+    )
+
+    assert embedded.groups == [3]  # boom is the first of its group
+    assert isinstance(results[1], BackendUnavailableError)
+    assert await embedded.load_entity("ns", "note", "boom") is None
+    assert [(p, k) for p, _, k in await events(embedded, "ns")] == [(1, "x"), (2, "a"), (3, "b")]
+
+
+async def test_a_failed_commit_acknowledges_nobody(
+    embedded: GroupRecordingBackend, embedded_settings: Settings
+) -> None:
+    """When the shared COMMIT fails (here: a deferred foreign key the group violates), every
+    write of the group gets the error and none of them is stored."""
+    side = sqlite3.connect(embedded_settings.data_path)
+    side.executescript(
+        "CREATE TABLE guard (ns TEXT PRIMARY KEY);"
+        "CREATE TABLE guarded (ns TEXT REFERENCES guard (ns) DEFERRABLE INITIALLY DEFERRED);"
+        "CREATE TRIGGER guard_log AFTER INSERT ON change_log WHEN NEW.entity_id = 'boom' "
+        "BEGIN INSERT INTO guarded VALUES (NEW.ns); END;"
+    )
+    side.close()
+    await embedded._writer.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+
+    ids = ["alone", "a", "boom", "b"]
+    results = await asyncio.gather(
+        *(embedded.save_entity("ns", "note", i, {"id": i}) for i in ids), return_exceptions=True
+    )
+
+    assert embedded.groups == [3]
+    assert not isinstance(results[0], BaseException)
+    assert all(isinstance(r, BackendUnavailableError) for r in results[1:]), results
+    assert [(p, k) for p, _, k in await events(embedded, "ns")] == [(1, "alone")]
+    for i in ids[1:]:
+        assert await embedded.load_entity("ns", "note", i) is None
+    # the store goes on: the next write commits
+    await embedded.save_entity("ns", "note", "a", {"id": "a"})
+    assert [p for p, _, _ in await events(embedded, "ns")] == [1, 2]
+
+
+async def test_a_reader_sees_a_group_whole_or_not_at_all(
+    embedded: GroupRecordingBackend,
+) -> None:
+    """Rounds of 8 concurrent saves (one alone, then a group of 7): every read of the change
+    log sees whole rounds, or a round's first save alone: never part of a group."""
+    seen: set[int] = set()
+    stop = asyncio.Event()
+
+    async def read() -> None:
+        while not stop.is_set():
+            seen.add((await embedded.read_changes("ns", after=0, limit=1000)).last_position)
+            await asyncio.sleep(0)
+
+    reader = asyncio.create_task(read())
+    for round_ in range(20):
+        await asyncio.gather(
+            *(embedded.save_entity("ns", "note", f"{round_}-{i}", {}) for i in range(8))
+        )
+    stop.set()
+    await reader
+    assert set(embedded.groups) == {7}
+    assert len(seen) > 1
+    assert all(n % 8 in (0, 1) for n in seen), sorted(seen)
