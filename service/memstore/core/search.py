@@ -18,6 +18,7 @@ object of operators, as LangGraph's ``SearchOp.filter`` does.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -275,14 +276,116 @@ def matches_filter(data: Any, filter: dict[str, Any]) -> bool:
     """Whether the JSON object ``data`` matches a checked ``filter`` (``check_filter``):
     every field's condition holds. A condition is a value (equality), an object of
     operators (all hold), or an object of fields (the field's object matches them)."""
-    for path, condition in filter.items():
-        value = field_value(data, path)
-        if isinstance(condition, dict):
-            if condition and all(k.startswith("$") for k in condition):
-                if not all(_apply(op, value, operand) for op, operand in condition.items()):
-                    return False
-            elif not isinstance(value, dict) or not matches_filter(value, condition):
-                return False
-        elif value is MISSING or not json_equal(value, condition):
-            return False
-    return True
+    return compile_filter(filter)(data)
+
+
+Predicate = Callable[[Any], bool]
+
+
+def compile_filter(filter: dict[str, Any]) -> Predicate:
+    """:func:`matches_filter` for one checked ``filter``, as a predicate over ``data``: the
+    paths are split and the operators chosen once, not once per item a search tests."""
+    tests = [_field_test(path, condition) for path, condition in filter.items()]
+    if len(tests) == 1:
+        return tests[0]
+
+    def matches(data: Any) -> bool:
+        return all(test(data) for test in tests)
+
+    return matches
+
+
+def _getter(path: str) -> Callable[[Any], Any]:
+    """``field_value(data, path)`` with the path split once."""
+    parts = path.split(".")
+    if len(parts) == 1:
+        name = parts[0]
+        return lambda data: data[name] if isinstance(data, dict) and name in data else MISSING
+    return lambda data: field_value_parts(data, parts)
+
+
+def field_value_parts(data: Any, parts: list[str]) -> Any:
+    for part in parts:
+        if not isinstance(data, dict) or part not in data:
+            return MISSING
+        data = data[part]
+    return data
+
+
+def _field_test(path: str, condition: Any) -> Predicate:
+    get = _getter(path)
+    if isinstance(condition, dict):
+        if condition and all(k.startswith("$") for k in condition):
+            ops = [_operator_test(op, operand) for op, operand in condition.items()]
+            if len(ops) == 1:
+                only = ops[0]
+                return lambda data: only(get(data))
+
+            def all_hold(data: Any) -> bool:
+                value = get(data)
+                return all(op(value) for op in ops)
+
+            return all_hold
+        nested = compile_filter(condition)
+
+        def object_matches(data: Any) -> bool:
+            value = get(data)
+            return isinstance(value, dict) and nested(value)
+
+        return object_matches
+    equal = _equal_to(condition)
+
+    def equals(data: Any) -> bool:
+        value = get(data)
+        return value is not MISSING and equal(value)
+
+    return equals
+
+
+def _equal_to(operand: Any) -> Predicate:
+    """``json_equal(value, operand)`` for one ``operand``, its type's branch chosen once."""
+    if isinstance(operand, bool):
+        return lambda value: isinstance(value, bool) and value == operand
+    if isinstance(operand, int | float):
+        return lambda value: (
+            not isinstance(value, bool) and isinstance(value, int | float) and value == operand
+        )
+    if isinstance(operand, dict | list):
+        return lambda value: json_equal(value, operand)
+    kind = type(operand)
+    return lambda value: type(value) is kind and value == operand
+
+
+def _operator_test(op: str, operand: Any) -> Predicate:
+    """``_apply(op, value, operand)`` for one ``op`` and ``operand``."""
+    if op in ("$eq", "$ne"):
+        equal = _equal_to(operand)
+        if op == "$eq":
+            return lambda value: value is not MISSING and equal(value)
+        return lambda value: value is MISSING or not equal(value)
+    if op in ("$in", "$nin"):
+        if all(type(o) is str for o in operand):
+            strings = frozenset(operand)
+            found: Predicate = lambda value: type(value) is str and value in strings  # noqa: E731
+        else:
+            equals = [_equal_to(o) for o in operand]
+            found = lambda value: any(e(value) for e in equals)  # noqa: E731
+        if op == "$in":
+            return lambda value: value is not MISSING and found(value)
+        return lambda value: value is MISSING or not found(value)
+    compare = _COMPARISONS[op]
+    if not _orderable(operand):
+        return lambda value: False
+    if isinstance(operand, str):
+        return lambda value: isinstance(value, str) and compare(value, operand)
+    return lambda value: (
+        isinstance(value, int | float) and not isinstance(value, bool) and compare(value, operand)
+    )
+
+
+_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    "$gt": operator.gt,
+    "$gte": operator.ge,
+    "$lt": operator.lt,
+    "$lte": operator.le,
+}

@@ -17,9 +17,10 @@ for the same text under the same embedder, else computed again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -46,6 +47,9 @@ Key = tuple[Any, ...]
 
 #: Items re-read from the backend at once while catching up.
 READ_CONCURRENCY = 32
+#: Vectors written to the backend at once by the background task (the backend contract
+#: has no batch write; one write at a time left the backend's round trips idle).
+WRITE_CONCURRENCY = 16
 #: Texts per call to the embedder.
 EMBED_BATCH = 64
 #: A tool use is looked for from this long before its event first (its timestamp is the
@@ -184,6 +188,13 @@ class NamespaceIndex:
 
     def collections(self) -> list[Collection[Any]]:
         return [c for c in (self.entities, self.messages, self.tool_usage) if c is not None]
+
+    @contextlib.asynccontextmanager
+    async def unchanged(self) -> AsyncIterator[None]:
+        """Hold off everything that changes the index (catching up with the log, storing
+        computed vectors) while a worker thread reads it."""
+        async with self._lock, self._embed_lock:
+            yield
 
     # -- keeping up with the log ----------------------------------------------------------
 
@@ -441,23 +452,37 @@ class NamespaceIndex:
         if embedder is None:
             return
         while coll.to_persist and not stopping():
-            key = coll.to_persist.pop()
-            item = coll.items.get(key)
-            vector = coll.vectors.get(key)
-            if item is None or vector is None:
-                continue
-            version = item.record.version if isinstance(item.record, EntityRecord) else None
-            try:
+            keys = [
+                coll.to_persist.pop() for _ in range(min(WRITE_CONCURRENCY, len(coll.to_persist)))
+            ]
+            saved: set[Key] = set()
+
+            async def save(key: Key, saved: set[Key]) -> None:
+                item = coll.items.get(key)
+                vector = coll.vectors.get(key)
+                if item is None or vector is None:
+                    return
+                version = item.record.version if isinstance(item.record, EntityRecord) else None
                 await self.backend.save_entity(
                     VECTORS_NAMESPACE,
                     self.namespace,
                     vector_id(coll.kind, key),
                     stored_vector(coll.kind, key, embedder.name, item.digest, version, vector),
                 )
+                saved.add(key)
+                coll.persisted.add(key)
+
+            try:
+                results = await asyncio.gather(
+                    *(save(k, saved) for k in keys), return_exceptions=True
+                )
             except BaseException:
-                coll.to_persist.add(key)
+                coll.to_persist.update(k for k in keys if k not in saved)
                 raise
-            coll.persisted.add(key)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                coll.to_persist.update(k for k in keys if k not in saved)
+                raise failed[0]
         while coll.to_delete and not stopping():
             key = coll.to_delete.pop()
             if key in coll.items and key in coll.vectors:

@@ -7,22 +7,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.core.records import EntityHit, MessageHit, SearchPage, ToolUsageHit
-from memstore.core.search import EntitySearch, TextSearch, matches_filter
+from memstore.core.search import EntitySearch, TextSearch, compile_filter
 from memstore.core.settings import Settings
 from memstore.core.text import tokenize
 from memstore.embeddings.base import Embedder, build_embedder
 from memstore.memory.search.index import Collection, Key, NamespaceIndex
 from memstore.memory.search.ranking import (
+    RRF_K,
+    Ranked,
     fingerprint,
     fuse,
     make_cursor,
     ordered,
     page_of,
+    page_of_rows,
+    ranks_of_rows,
     read_cursor,
 )
 
@@ -30,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: After a failed round of background embedding or vector writes, wait this long.
 RETRY_SECONDS = 5.0
+
+#: A collection of this many items or more is ranked in a worker thread.
+OFFLOAD_ITEMS = 2000
 
 _UNSET: Any = object()
 
@@ -123,25 +133,21 @@ class SearchIndexes:
 
     # -- searching -------------------------------------------------------------------------
 
-    async def _scores(
+    async def _page(
         self,
         index: NamespaceIndex,
         coll: Collection[Any],
         mode: str,
         query: str | None,
         accept: Callable[[Key], bool],
-    ) -> Iterable[tuple[Key, float]]:
-        """The score in ``mode`` of each item ``accept`` takes (unsorted; those the mode
-        does not find left out: no query token for keywords, no vector for meaning). Each
-        mode walks only what it found (a keyword search only the items with a token)."""
-        if mode == "filter":
-            return ((key, 1.0) for key in coll.items if accept(key))
-        keyword: dict[Key, float] = {}
-        semantic: dict[Key, float] = {}
-        if mode in ("keyword", "hybrid"):
-            assert query is not None
-            scores = coll.bm25.scores(tokenize(query))
-            keyword = {k: score for k, score in scores.items() if accept(k)}
+        after: tuple[float, Key] | None,
+        limit: int,
+    ) -> tuple[Ranked, bool]:
+        """The page of hits in ``mode`` among the items ``accept`` takes. The ranking runs
+        in a worker thread once the collection is large (a scan of 100k items holds a
+        core for a noticeable time; the event loop keeps serving meanwhile), with every
+        change to the index held off until it is done."""
+        vector: npt.NDArray[np.float32] | None = None
         if mode in ("semantic", "hybrid"):
             assert query is not None
             assert index.embedder is not None
@@ -149,12 +155,15 @@ class SearchIndexes:
             if coll.has_work:
                 self._wake.set()  # the vectors computed here are stored in the background
             vector = (await index.embedder.embed([query]))[0]
-            semantic = {k: v for k, v in coll.vectors.scores(vector).items() if accept(k)}
-        if mode == "keyword":
-            return keyword.items()
-        if mode == "semantic":
-            return semantic.items()
-        return fuse(ordered(keyword.items()), ordered(semantic.items())).items()
+        tokens = tokenize(query) if query is not None and mode in ("keyword", "hybrid") else None
+
+        def rank() -> tuple[Ranked, bool]:
+            return _rank(coll, mode, tokens, vector, accept, after, limit)
+
+        if len(coll.items) < OFFLOAD_ITEMS:
+            return rank()
+        async with index.unchanged():
+            return await asyncio.to_thread(rank)
 
     def _embedder_name(self, mode: str) -> str | None:
         embedder = self.embedder
@@ -171,18 +180,20 @@ class SearchIndexes:
         assert coll is not None
         now = time.time()
         types = None if search.types is None else set(search.types)
-        items, flt = coll.items, search.filter
+        items = coll.items
+        matches = None if search.filter is None else compile_filter(search.filter)
 
         def accept(key: Key) -> bool:
             record = items[key].record
             return (
                 (types is None or key[0] in types)
                 and (record.expires_at is None or record.expires_at > now)
-                and (flt is None or matches_filter(record.data, flt))
+                and (matches is None or matches(record.data))
             )
 
-        scores = await self._scores(index, coll, search.mode, search.query, accept)
-        hits, more = page_of(scores, after, search.limit)
+        hits, more = await self._page(
+            index, coll, search.mode, search.query, accept, after, search.limit
+        )
         return SearchPage(
             [EntityHit(coll.items[key].record, score) for score, key in hits],
             make_cursor(search.mode, mark, *hits[-1]) if more else None,
@@ -200,10 +211,15 @@ class SearchIndexes:
         coll = index.messages
         assert coll is not None
         cid = search.scope
-        scores = await self._scores(
-            index, coll, search.mode, search.query, lambda key: cid is None or key[0] == cid
+        hits, more = await self._page(
+            index,
+            coll,
+            search.mode,
+            search.query,
+            lambda key: cid is None or key[0] == cid,
+            after,
+            search.limit,
         )
-        hits, more = page_of(scores, after, search.limit)
         return SearchPage(
             [MessageHit(coll.items[key].record, score) for score, key in hits],
             make_cursor(search.mode, mark, *hits[-1]) if more else None,
@@ -221,17 +237,66 @@ class SearchIndexes:
         coll = index.tool_usage
         assert coll is not None
         tool, uses = search.scope, coll.items
-        scores = await self._scores(
+        hits, more = await self._page(
             index,
             coll,
             search.mode,
             search.query,
             lambda key: tool is None or uses[key].record.tool_name == tool,
+            after,
+            search.limit,
         )
-        hits, more = page_of(scores, after, search.limit)
         return SearchPage(
             [ToolUsageHit(coll.items[key].record, score) for score, key in hits],
             make_cursor(search.mode, mark, *hits[-1]) if more else None,
             search.mode,
             self._embedder_name(search.mode),
         )
+
+
+def _rank(
+    coll: Collection[Any],
+    mode: str,
+    tokens: list[str] | None,
+    vector: npt.NDArray[np.float32] | None,
+    accept: Callable[[Key], bool],
+    after: tuple[float, Key] | None,
+    limit: int,
+) -> tuple[Ranked, bool]:
+    """The page in ``mode`` (see :meth:`SearchIndexes._page`). Each mode walks only what
+    it found: a keyword search only the items with a query token, a semantic one only
+    the items with a vector, best first until the page is full."""
+    if mode == "filter":
+        return page_of(((key, 1.0) for key in coll.items if accept(key)), after, limit)
+    keyword: dict[Key, float] = {}
+    if tokens is not None:
+        keyword = {k: score for k, score in coll.bm25.scores(tokens).items() if accept(k)}
+        if mode == "keyword":
+            return page_of(keyword.items(), after, limit)
+    assert vector is not None
+    table = coll.vectors
+    rows, sims = table.similarities(vector)
+    if mode == "semantic":
+        return page_of_rows(rows, sims, table.key_at, accept, after, limit)
+    # Hybrid: reciprocal rank fusion of the two full rankings, summed per row in numpy
+    # (the keyword term first, as :func:`fuse` adds them, so the sums are the same).
+    semantic_rows, semantic_keys = ranks_of_rows(rows, sims, table.key_at, accept)
+    by_keyword = ordered(keyword.items())
+    keyword_rows = [table.row_of(key) for _, key in by_keyword]
+    if None in keyword_rows:  # an item with tokens and no vector yet: fuse by key
+        semantic = [(0.0, key) for key in semantic_keys]
+        return page_of(fuse(by_keyword, semantic).items(), after, limit)
+    fused = np.zeros(table.rows, dtype=np.float64)
+    found = np.zeros(table.rows, dtype=bool)
+    if keyword_rows:
+        at = np.array(keyword_rows, dtype=np.intp)
+        fused[at] = 1.0 / (RRF_K + np.arange(1, at.shape[0] + 1))
+        found[at] = True
+    fused[semantic_rows] += 1.0 / (RRF_K + np.arange(1, semantic_rows.shape[0] + 1))
+    found[semantic_rows] = True
+    hit_rows = np.flatnonzero(found)
+    return page_of_rows(hit_rows, fused[hit_rows], table.key_at, _always, after, limit)
+
+
+def _always(key: Key) -> bool:
+    return True

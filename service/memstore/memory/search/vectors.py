@@ -67,13 +67,14 @@ def read_stored_vector(data: dict[str, Any]) -> npt.NDArray[np.float32] | None:
 
 
 class VectorTable(Generic[K]):
-    """Unit vectors by key; ``scores(q)`` is the cosine similarity of each to ``q``."""
+    """Unit vectors by key; ``similarities(q)`` is the cosine similarity of each to ``q``."""
 
     def __init__(self) -> None:
         self._matrix: npt.NDArray[np.float32] | None = None
         self._row: dict[K, int] = {}
         self._keys: list[K | None] = []
         self._free: list[int] = []
+        self._live: npt.NDArray[np.bool_] = np.zeros(0, dtype=bool)  # rows holding a vector
 
     def __len__(self) -> int:
         return len(self._row)
@@ -101,6 +102,7 @@ class VectorTable(Generic[K]):
             self._grow(row + 1, dim)
             self._row[key] = row
             self._keys[row] = key
+            self._live[row] = True
         assert self._matrix is not None
         self._matrix[row] = vector
 
@@ -108,6 +110,7 @@ class VectorTable(Generic[K]):
         row = self._row.pop(key, None)
         if row is not None:
             self._keys[row] = None
+            self._live[row] = False
             self._free.append(row)
             if self._matrix is not None:
                 self._matrix[row] = 0.0
@@ -122,10 +125,31 @@ class VectorTable(Generic[K]):
             bigger = np.zeros((max(rows, 2 * self._matrix.shape[0]), dim), dtype=np.float32)
             bigger[: self._matrix.shape[0]] = self._matrix
             self._matrix = bigger
+        if self._live.shape[0] < self._matrix.shape[0]:
+            live = np.zeros(self._matrix.shape[0], dtype=bool)
+            live[: self._live.shape[0]] = self._live
+            self._live = live
 
-    def scores(self, query: npt.NDArray[np.float32]) -> dict[K, float]:
-        """Similarity of each stored vector to ``query``."""
+    def similarities(
+        self, query: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        """The rows holding a vector and their similarity to ``query`` (the float32
+        products of one matrix-vector product, widened exactly to float64)."""
         if self._matrix is None or not self._row:
-            return {}
-        sims = (self._matrix[: len(self._keys)] @ query.astype(np.float32)).tolist()
-        return {k: sims[r] for r, k in enumerate(self._keys) if k is not None}
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.float64)
+        sims = self._matrix[: len(self._keys)] @ query.astype(np.float32)
+        rows = np.flatnonzero(self._live[: len(self._keys)])
+        return rows, sims[rows].astype(np.float64)
+
+    @property
+    def rows(self) -> int:
+        """How many rows the similarities are indexed by (used or free)."""
+        return len(self._keys)
+
+    def key_at(self, row: int) -> K:
+        key = self._keys[row]
+        assert key is not None
+        return key
+
+    def row_of(self, key: K) -> int | None:
+        return self._row.get(key)
