@@ -508,14 +508,21 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     # -- entities -----------------------------------------------------------------------
 
     def _entity_keys(self, ns: str, entity_type: str, entity_id: str) -> list[str]:
-        """entity, index, expiry, sizes, bytes: the KEYS of the entity write scripts."""
+        """entity, index, expiry, sizes, bytes, creation times: the KEYS of the entity
+        write scripts."""
         tag = self.keys.entity_tag(ns, entity_type, entity_id)
         return [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag)]
 
     def _entity_shard_keys(self, tag: str) -> list[str]:
-        """index, expiry, sizes, bytes of one entity shard."""
+        """index, expiry, sizes, bytes, creation times of one entity shard."""
         k = self.keys
-        return [k.entity_index(tag), k.entity_expiry(tag), k.entity_sizes(tag), k.entity_bytes(tag)]
+        return [
+            k.entity_index(tag),
+            k.entity_expiry(tag),
+            k.entity_sizes(tag),
+            k.entity_bytes(tag),
+            k.entity_created(tag),
+        ]
 
     def _pruning(
         self, ns: str, entity_type: str, tag: str, now: float, *args: Any
@@ -1220,13 +1227,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 (
                     "SCRIPT",
                     scripts.ANALYTICS_ENTITIES,
-                    [
-                        k.entity_index(tag),
-                        k.entity_expiry(tag),
-                        k.entity_sizes(tag),
-                        k.entity_bytes(tag),
-                        k.entity_created(tag),
-                    ],
+                    self._entity_shard_keys(tag),
                     [now, *self._window_args(window)],
                 )
                 for _, tag in shards
