@@ -24,9 +24,7 @@ async def test_a_replace_backfills_the_creation_index(
     await redis_backend.save_entity(ns, "doc", "old", {"n": 1})
     k = redis_backend.keys
     # the pre-upgrade state: the entity is stored, the creation-time index does not exist
-    await redis_backend.connection.execute(
-        "DEL", k.entity_created(k.entity_tag(ns, "doc", "old"))
-    )
+    await redis_backend.connection.execute("DEL", k.entity_created(k.entity_tag(ns, "doc", "old")))
     clock.now = T0 + 2 * HOUR
     await redis_backend.save_entity(ns, "doc", "old", {"n": 2})
     overview = (await redis_backend.analytics_overview(ns)).to_dict()
