@@ -908,7 +908,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     # -- tool usage ---------------------------------------------------------------------
 
-    def _tool_cutoff(self, now: float) -> float | None:
+    def tool_usage_cutoff(self, now: float) -> float | None:
         keep = self.settings.redis_tool_usage_retention_seconds
         return now - keep if keep > 0 else None
 
@@ -930,7 +930,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         # tool name, accounted bytes, record: the script reads the first two on trimming
         value = b"%s\n%d\n%s" % (record.tool_name.encode(), size, orjson.dumps(fields))
         now = time.time()
-        cutoff = self._tool_cutoff(now)
+        cutoff = self.tool_usage_cutoff(now)
         names = _names(
             record_id=record.id,
             tool_name=record.tool_name,
@@ -1019,7 +1019,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> Page[ToolUsageRecord]:
         k = self.keys
         tags = k.tool_tags(namespace)
-        cutoff = self._tool_cutoff(time.time())
+        cutoff = self.tool_usage_cutoff(time.time())
         if cutoff is not None:
             start = cutoff if start is None else max(start, cutoff)
         index = [k.tool_by_name(t, tool_name) if tool_name else k.tool_time(t) for t in tags]
@@ -1045,7 +1045,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         change block of the ``tool_usage.pruned`` events of what it trims (no actor)."""
         k = self.keys
         now = time.time()
-        cutoff = self._tool_cutoff(now)
+        cutoff = self.tool_usage_cutoff(now)
         commands: list[tuple[Any, ...]] = []
         for t in k.tool_tags(namespace):
             change_keys, change_args = self._change_block(namespace, t, now, b"{}")
@@ -1207,7 +1207,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     def _scan_range(self, window: BucketWindow, *, tools: bool = False) -> tuple[str, str]:
         lo, hi = window.scan_range
-        cutoff = self._tool_cutoff(time.time()) if tools else None
+        cutoff = self.tool_usage_cutoff(time.time()) if tools else None
         if cutoff is not None:
             lo = max(lo, cutoff)
         return _f(lo), _f(hi)
@@ -1293,7 +1293,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 + [("GET", k.feedback_bytes(t)) for t in k.feedback_tags(namespace)]
             ),
         )
-        cutoff = self._tool_cutoff(time.time())
+        cutoff = self.tool_usage_cutoff(time.time())
         tool_ends, fb_ends = await asyncio.gather(
             self._time_ends(
                 [k.tool_time(t) for t in k.tool_tags(namespace)],
