@@ -500,3 +500,31 @@ async def test_transaction_path_sends_a_real_transaction(
         assert (await backend.summary("txn")).conversations == 0
     finally:
         await backend.close()
+
+
+async def test_connect_backfills_the_analytics_hour(
+    mongodb_settings: Settings, mongo: MongoDBMemoryBackend
+) -> None:
+    """A document written before ``hour`` existed gets it at the next connect, so the
+    windowed analytics count it as the overview does."""
+    from memstore.core.analytics import BucketWindow, hour_of
+
+    ns = f"hr{uuid.uuid4().hex[:8]}"
+    ts = 1_767_225_600.0 + 90  # 2026-01-01T00:01:30Z
+    for i in range(2):
+        await mongo.record_tool_usage(
+            ns, ToolUsageRecord(f"u{i}", "search", {}, None, 1.0, True, ts + i)
+        )
+    await mongo._coll(schema.TOOL_USAGE).update_one(
+        {"ns": ns, "id": "u0"}, {"$unset": {"hour": ""}}
+    )
+    window = BucketWindow("hour", hour_of(ts), hour_of(ts))
+    stale = await mongo.analytics_tools(ns, window, tool_name=None, limit=10)
+    assert [t.calls for t in stale.tools] == [1]  # the pre-upgrade state
+    again = MongoDBMemoryBackend(mongodb_settings)
+    await again.connect()
+    try:
+        got = await again.analytics_tools(ns, window, tool_name=None, limit=10)
+    finally:
+        await again.close()
+    assert [(t.tool_name, t.calls) for t in got.tools] == [("search", 2)]

@@ -305,6 +305,12 @@ class DistributedMemoryBackend(abc.ABC):
         the backend cannot tell cheaply. Called at most every few seconds per namespace."""
         return None
 
+    def tool_usage_cutoff(self, now: float) -> float | None:
+        """The oldest timestamp a tool use may have and still be stored at ``now`` (reads
+        already leave older ones out, even before a trim deletes them); ``None`` when the
+        backend keeps tool uses forever."""
+        return None
+
     async def list_namespaces(self) -> list[str] | None:
         """Sorted namespaces holding data (for the admin cross-namespace summary);
         ``None`` when the backend cannot enumerate them."""

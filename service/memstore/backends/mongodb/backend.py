@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import bson
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -141,6 +141,14 @@ INDEX_CONFLICT_CODES = frozenset({85, 86})  # IndexOptionsConflict, IndexKeySpec
 BSON_TOO_LARGE = frozenset({10334, 17419, 17420})
 #: stripes of the in-process write locks used only on servers without atomic updates
 LOCK_STRIPES = 256
+# The collections whose documents carry ``hour`` and the time it is the hour of.
+_HOUR_SOURCES = (
+    (schema.ENTITIES, "created_at"),
+    (schema.MESSAGES, "created_at"),
+    (schema.TOOL_USAGE, "ts"),
+    (schema.FEEDBACK, "ts"),
+)
+_BACKFILL_BATCH = 1000
 #: the TTL index deletes an expired entity this long after it expired: memstore's own
 #: purge (which logs ``entity.expired``) runs every minute and gets there first; the
 #: index only cleans up when no memstore replica runs
@@ -389,6 +397,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                         "mongos; collections are left unsharded"
                     )
                 await self._create_indexes(sharded=shard)
+                await self._backfill_hours()
                 if shard:
                     await self._shard_collections()
                 self._sharded = shard
@@ -426,6 +435,30 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             # background purge deletes them; only the fallback is missing.
             log.warning("server has no TTL indexes; expired entities are purged by memstore")
             self._ttl_index = False
+
+    async def _backfill_hours(self) -> None:
+        """Give ``hour`` (the analytics bucket field) to documents written before it
+        existed, which the windowed analytics would otherwise miss while the overview
+        counts them. Computed here, not in an update pipeline (FerretDB has no $floor);
+        idempotent, and one empty find per collection once nothing is missing."""
+        missing: Doc = {"hour": {"$exists": False}}
+        for name, time_field in _HOUR_SOURCES:
+            coll = self._coll(name)
+            while (
+                docs := await coll.find(missing, {"_id": 1, time_field: 1})
+                .limit(_BACKFILL_BATCH)
+                .to_list()
+            ):
+                updates = [
+                    UpdateOne(
+                        {"_id": d["_id"], **missing}, {"$set": {"hour": hour_of(d[time_field])}}
+                    )
+                    for d in docs
+                ]
+                await coll.bulk_write(updates, ordered=False)
+                log.info(
+                    "analytics hour backfilled", extra={"collection": name, "documents": len(docs)}
+                )
 
     async def _shard_collections(self) -> None:
         assert self._client is not None

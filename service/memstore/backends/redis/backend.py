@@ -508,14 +508,21 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     # -- entities -----------------------------------------------------------------------
 
     def _entity_keys(self, ns: str, entity_type: str, entity_id: str) -> list[str]:
-        """entity, index, expiry, sizes, bytes: the KEYS of the entity write scripts."""
+        """entity, index, expiry, sizes, bytes, creation times: the KEYS of the entity
+        write scripts."""
         tag = self.keys.entity_tag(ns, entity_type, entity_id)
         return [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag)]
 
     def _entity_shard_keys(self, tag: str) -> list[str]:
-        """index, expiry, sizes, bytes of one entity shard."""
+        """index, expiry, sizes, bytes, creation times of one entity shard."""
         k = self.keys
-        return [k.entity_index(tag), k.entity_expiry(tag), k.entity_sizes(tag), k.entity_bytes(tag)]
+        return [
+            k.entity_index(tag),
+            k.entity_expiry(tag),
+            k.entity_sizes(tag),
+            k.entity_bytes(tag),
+            k.entity_created(tag),
+        ]
 
     def _pruning(
         self, ns: str, entity_type: str, tag: str, now: float, *args: Any
@@ -901,7 +908,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     # -- tool usage ---------------------------------------------------------------------
 
-    def _tool_cutoff(self, now: float) -> float | None:
+    def tool_usage_cutoff(self, now: float) -> float | None:
         keep = self.settings.redis_tool_usage_retention_seconds
         return now - keep if keep > 0 else None
 
@@ -923,7 +930,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         # tool name, accounted bytes, record: the script reads the first two on trimming
         value = b"%s\n%d\n%s" % (record.tool_name.encode(), size, orjson.dumps(fields))
         now = time.time()
-        cutoff = self._tool_cutoff(now)
+        cutoff = self.tool_usage_cutoff(now)
         names = _names(
             record_id=record.id,
             tool_name=record.tool_name,
@@ -1012,7 +1019,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> Page[ToolUsageRecord]:
         k = self.keys
         tags = k.tool_tags(namespace)
-        cutoff = self._tool_cutoff(time.time())
+        cutoff = self.tool_usage_cutoff(time.time())
         if cutoff is not None:
             start = cutoff if start is None else max(start, cutoff)
         index = [k.tool_by_name(t, tool_name) if tool_name else k.tool_time(t) for t in tags]
@@ -1038,7 +1045,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         change block of the ``tool_usage.pruned`` events of what it trims (no actor)."""
         k = self.keys
         now = time.time()
-        cutoff = self._tool_cutoff(now)
+        cutoff = self.tool_usage_cutoff(now)
         commands: list[tuple[Any, ...]] = []
         for t in k.tool_tags(namespace):
             change_keys, change_args = self._change_block(namespace, t, now, b"{}")
@@ -1200,7 +1207,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     def _scan_range(self, window: BucketWindow, *, tools: bool = False) -> tuple[str, str]:
         lo, hi = window.scan_range
-        cutoff = self._tool_cutoff(time.time()) if tools else None
+        cutoff = self.tool_usage_cutoff(time.time()) if tools else None
         if cutoff is not None:
             lo = max(lo, cutoff)
         return _f(lo), _f(hi)
@@ -1220,13 +1227,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 (
                     "SCRIPT",
                     scripts.ANALYTICS_ENTITIES,
-                    [
-                        k.entity_index(tag),
-                        k.entity_expiry(tag),
-                        k.entity_sizes(tag),
-                        k.entity_bytes(tag),
-                        k.entity_created(tag),
-                    ],
+                    self._entity_shard_keys(tag),
                     [now, *self._window_args(window)],
                 )
                 for _, tag in shards
@@ -1292,7 +1293,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 + [("GET", k.feedback_bytes(t)) for t in k.feedback_tags(namespace)]
             ),
         )
-        cutoff = self._tool_cutoff(time.time())
+        cutoff = self.tool_usage_cutoff(time.time())
         tool_ends, fb_ends = await asyncio.gather(
             self._time_ends(
                 [k.tool_time(t) for t in k.tool_tags(namespace)],

@@ -84,8 +84,8 @@ class Keys:
         return f"{self.prefix}ei:{{{tag}}}"
 
     def entity_created(self, tag: str) -> str:
-        """Shard sorted set id -> created_at (analytics), kept by the entity scripts,
-        which derive its name from the index's (``<index>:c``)."""
+        """Shard sorted set id -> created_at (analytics), kept by the entity scripts
+        (passed in their KEYS like every key a script touches)."""
         return f"{self.entity_index(tag)}:c"
 
     def entity_expiry(self, tag: str) -> str:

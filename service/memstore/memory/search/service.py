@@ -237,14 +237,17 @@ class SearchIndexes:
         coll = index.tool_usage
         assert coll is not None
         tool, uses = search.scope, coll.items
+        # past the backend's retention: gone for reads, whether or not a trim ran yet
+        cutoff = self._backend().tool_usage_cutoff(time.time())
+
+        def accept(key: Key) -> bool:
+            record = uses[key].record
+            return (tool is None or record.tool_name == tool) and (
+                cutoff is None or record.timestamp >= cutoff
+            )
+
         hits, more = await self._page(
-            index,
-            coll,
-            search.mode,
-            search.query,
-            lambda key: tool is None or uses[key].record.tool_name == tool,
-            after,
-            search.limit,
+            index, coll, search.mode, search.query, accept, after, search.limit
         )
         return SearchPage(
             [ToolUsageHit(coll.items[key].record, score) for score, key in hits],

@@ -3,6 +3,9 @@
 -- -> {conversations, messages, payload bytes, oldest|"", newest|"", key, count, ...}
 -- Items are "<seq>\n<created_at>\n<JSON>" (push.lua); every message of the shard is read
 -- here, on the server, 1000 at a time: O(messages of the shard).
+-- The message lists are not in KEYS: their ids come from the index read here, so the caller
+-- cannot name them in advance. They share the index's hash tag (one slot, so Cluster
+-- accepts it), but a Redis that enforces declared keys would refuse this script.
 local prefix = ARGV[1]
 local hours, first, last = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)

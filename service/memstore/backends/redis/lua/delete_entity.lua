@@ -1,4 +1,5 @@
--- KEYS: entity, index, expiry, sizes, bytes, tombstone, change log keys (changes.lua).
+-- KEYS: entity, index, expiry, sizes, bytes, creation times, tombstone, change log keys
+-- (changes.lua).
 -- ARGV: id, now, expected|"", op, PUBLISH|SPUBLISH|"", channel, message,
 --       change block (4, changes.lua)
 -- -> {"ok", 0|1} | {"conflict", cur|""}. The tombstone remembers the op id for a minute so
@@ -6,13 +7,13 @@
 -- with the removed version. Removing what is left of an expired entity (its key, if Redis
 -- has not dropped it yet, and its index entries) logs entity.expired instead, as the
 -- expiry prune would have: the delete itself found nothing and reports 0.
-if redis.call('GET', KEYS[6]) == ARGV[4] then return changes_reply(8, {'ok', '1'}) end
+if redis.call('GET', KEYS[7]) == ARGV[4] then return changes_reply(8, {'ok', '1'}) end
 local cur = header(KEYS[1])
 local current = live_version(cur, tonumber(ARGV[2]))
 local refused = conflict(ARGV[3], current)
 if refused then return changes_reply(8, refused) end
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[2] .. ':c', ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 local expiring = redis.call('ZREM', KEYS[3], ARGV[1]) == 1
 local sized = redis.call('HGET', KEYS[4], ARGV[1])
 local old = accounted(cur, KEYS[4])
@@ -23,7 +24,7 @@ if cur then
   announce(ARGV[5], ARGV[6], ARGV[7])
 end
 if current then
-  redis.call('SET', KEYS[6], ARGV[4], 'PX', 60000)
+  redis.call('SET', KEYS[7], ARGV[4], 'PX', 60000)
   change(8, 'entity.deleted', nil, current)
   return changes_reply(8, {'ok', '1'})
 end

@@ -1,4 +1,4 @@
--- KEYS: index, expiry, sizes, bytes, change log keys (changes.lua).
+-- KEYS: index, expiry, sizes, bytes, creation times, change log keys (changes.lua).
 -- ARGV: now, lex lower bound ("-" or "(id"), count, change block (4, changes.lua)
 -- -> live ids in order
 prune(ARGV[1], 256, 4)

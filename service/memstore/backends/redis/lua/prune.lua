@@ -1,7 +1,8 @@
 -- Drop up to ``limit`` expired members from the shard's indexes and their bytes from its
--- counter (KEYS: index, expiry, sizes, bytes, change log keys), logging entity.expired
--- for each (change block at ARGV[at], changes.lua; its names JSON holds the entity type;
--- the version comes from the sizes hash, "<bytes>:<version>", when it has one). Listing
+-- counter (KEYS: index, expiry, sizes, bytes, creation times, change log keys), logging
+-- entity.expired for each (change block at ARGV[at], changes.lua; its names JSON holds
+-- the entity type; the version comes from the sizes hash, "<bytes>:<version>", when it
+-- has one). Listing
 -- and counting prune at most 256 per call, so one call stays short; their correctness
 -- never depends on the pruning (expired members are skipped/subtracted using the expiry
 -- index). ``ENTITY_BYTES`` prunes all.
@@ -19,7 +20,7 @@ local function prune(now, limit, at)
     change(at, 'entity.expired', nil, version, nil, expired[i])
   end
   redis.call('ZREM', KEYS[1], unpack(expired))
-  redis.call('ZREM', KEYS[1] .. ':c', unpack(expired))
+  redis.call('ZREM', KEYS[5], unpack(expired))
   redis.call('ZREM', KEYS[2], unpack(expired))
   redis.call('HDEL', KEYS[3], unpack(expired))
   if freed ~= 0 then redis.call('DECRBY', KEYS[4], freed) end

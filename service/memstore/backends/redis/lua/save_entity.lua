@@ -1,4 +1,4 @@
--- KEYS: entity, index, expiry, sizes, bytes, change log keys (changes.lua).
+-- KEYS: entity, index, expiry, sizes, bytes, creation times, change log keys (changes.lua).
 -- ARGV: id, data, now, expires_at|"", expected|"", op, pexpireat|"",
 --       PUBLISH|SPUBLISH|"", channel, message, change block (4, changes.lua)
 -- -> {"ok", version, created_at, updated_at, expires_at} | {"conflict", current|""}
@@ -29,8 +29,9 @@ else
 end
 if size ~= old then redis.call('INCRBY', KEYS[5], size - old) end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
--- creation times (analytics): '<index>:c', id -> created_at; a replace keeps it
-if not current then redis.call('ZADD', KEYS[2] .. ':c', created, ARGV[1]) end
+-- creation times (analytics), id -> created_at. NX on every save: a replace keeps the
+-- first score, and an entity stored before this index existed joins it on its next write.
+redis.call('ZADD', KEYS[6], 'NX', created, ARGV[1])
 announce(ARGV[8], ARGV[9], ARGV[10])
 change(11, 'entity.saved', nil, version)
 return changes_reply(11, {'ok', tostring(version), created, ARGV[3], ARGV[4]})
