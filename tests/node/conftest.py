@@ -3,6 +3,7 @@ Standard), helm on the node's cluster, and what the tests read from the node."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -90,17 +91,26 @@ def diagnostics(node: KubeNode, namespace: str) -> str:
     return f"{out.stdout}{out.stderr}\n{described.stdout[-6000:]}"
 
 
-@pytest.fixture
-def namespace(kube_node: KubeNode) -> Iterator[str]:
+@contextlib.contextmanager
+def new_namespace(node: KubeNode) -> Iterator[str]:
+    """A namespace of its own (restricted Pod Security Standard), deleted afterwards."""
     name = f"n-{uuid.uuid4().hex[:8]}"
-    kube_node.cluster.kubectl("create", "namespace", name)
-    kube_node.cluster.kubectl(
+    node.cluster.kubectl("create", "namespace", name)
+    node.cluster.kubectl(
         "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted"
     )
-    yield name
-    kube_node.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    try:
+        yield name
+    finally:
+        node.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
+def namespace(kube_node: KubeNode) -> Iterator[str]:
+    with new_namespace(kube_node) as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
 def node_helm(helm: Helm, kube_node: KubeNode) -> Helm:
     return helm.with_kubeconfig(kube_node.cluster.kubeconfig)
