@@ -4,6 +4,7 @@ Standard), helm on the node's cluster, and what the tests read from the node."""
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -88,7 +89,20 @@ def wait_store_ready(node: KubeNode, namespace: str, store: str) -> None:
 def diagnostics(node: KubeNode, namespace: str) -> str:
     out = node.cluster.kubectl("get", "pods,pvc,events", "-n", namespace, "-o", "wide", check=False)
     described = node.cluster.kubectl("describe", "pods", "-n", namespace, check=False)
-    return f"{out.stdout}{out.stderr}\n{described.stdout[-6000:]}"
+    # A container that exited says why in its log (e.g. a setting the service refused).
+    crashed = ""
+    listed = node.cluster.kubectl("get", "pods", "-n", namespace, "-o", "json", check=False)
+    for pod in json.loads(listed.stdout or "{}").get("items", []):
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            if status.get("restartCount", 0) > 0:
+                name = pod["metadata"]["name"]
+                log = node.cluster.kubectl(
+                    "logs", name, "-c", status["name"], "-n", namespace, "--previous",
+                    "--tail=20", check=False,
+                )  # fmt: skip
+                crashed += f"\nlast log of {name}/{status['name']} before its restart:\n"
+                crashed += f"{log.stdout}{log.stderr}"
+    return f"{out.stdout}{out.stderr}\n{described.stdout[-6000:]}{crashed}"
 
 
 @contextlib.contextmanager
