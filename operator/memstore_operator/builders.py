@@ -276,6 +276,10 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
         "envFrom": [{"configMapRef": {"name": configmap_name(spec)}}],
         "livenessProbe": _probe("/livez", spec.probes.liveness),
         "readinessProbe": _probe("/readyz", spec.probes.readiness),
+        # On deletion the endpoint leaves the Service while the pod is told to stop; kube-proxy
+        # on every node needs a moment to stop sending it new connections, so the service
+        # keeps serving that long before SIGTERM closes its listener.
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(c.PRE_STOP_SECONDS)]}}},
         "resources": dict(spec.resources),
         "securityContext": {
             "allowPrivilegeEscalation": False,

@@ -45,3 +45,7 @@ LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
 MANAGED_BY: Final = "memstore-operator"
+
+#: Seconds a store pod keeps serving after its deletion starts (preStop), before SIGTERM:
+#: longer than kube-proxy takes to drop its endpoint, well within the grace period.
+PRE_STOP_SECONDS = 5

@@ -3,6 +3,8 @@ Standard), helm on the node's cluster, and what the tests read from the node."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -87,20 +89,42 @@ def wait_store_ready(node: KubeNode, namespace: str, store: str) -> None:
 def diagnostics(node: KubeNode, namespace: str) -> str:
     out = node.cluster.kubectl("get", "pods,pvc,events", "-n", namespace, "-o", "wide", check=False)
     described = node.cluster.kubectl("describe", "pods", "-n", namespace, check=False)
-    return f"{out.stdout}{out.stderr}\n{described.stdout[-6000:]}"
+    # A container that exited says why in its log (e.g. a setting the service refused).
+    crashed = ""
+    listed = node.cluster.kubectl("get", "pods", "-n", namespace, "-o", "json", check=False)
+    for pod in json.loads(listed.stdout or "{}").get("items", []):
+        for status in pod.get("status", {}).get("containerStatuses", []):
+            if status.get("restartCount", 0) > 0:
+                name = pod["metadata"]["name"]
+                log = node.cluster.kubectl(
+                    "logs", name, "-c", status["name"], "-n", namespace, "--previous",
+                    "--tail=20", check=False,
+                )  # fmt: skip
+                crashed += f"\nlast log of {name}/{status['name']} before its restart:\n"
+                crashed += f"{log.stdout}{log.stderr}"
+    return f"{out.stdout}{out.stderr}\n{described.stdout[-6000:]}{crashed}"
+
+
+@contextlib.contextmanager
+def new_namespace(node: KubeNode) -> Iterator[str]:
+    """A namespace of its own (restricted Pod Security Standard), deleted afterwards."""
+    name = f"n-{uuid.uuid4().hex[:8]}"
+    node.cluster.kubectl("create", "namespace", name)
+    node.cluster.kubectl(
+        "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted"
+    )
+    try:
+        yield name
+    finally:
+        node.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
 def namespace(kube_node: KubeNode) -> Iterator[str]:
-    name = f"n-{uuid.uuid4().hex[:8]}"
-    kube_node.cluster.kubectl("create", "namespace", name)
-    kube_node.cluster.kubectl(
-        "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted"
-    )
-    yield name
-    kube_node.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with new_namespace(kube_node) as name:
+        yield name
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def node_helm(helm: Helm, kube_node: KubeNode) -> Helm:
     return helm.with_kubeconfig(kube_node.cluster.kubeconfig)

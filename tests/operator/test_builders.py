@@ -81,6 +81,9 @@ def test_deployment_probes_security_and_labels() -> None:
     assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["ports"][0]["containerPort"] == 8080
+    # keeps serving while kube-proxy drops the endpoint, within the grace period
+    assert c["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 5
     sc = c["securityContext"]
     assert sc["runAsNonRoot"] is True
     assert sc["runAsUser"] == 10001
