@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from memstore.backends.base import DistributedMemoryBackend
 from memstore.core.errors import InvalidInputError
 from memstore.core.records import EntityHit, SearchPage
 from memstore.core.settings import Settings
@@ -412,6 +413,38 @@ async def test_vectors_are_stored_and_reused_after_a_restart(
         # the stored vector was reused: only the query was embedded
         assert counting.texts == ["ocean coast"]
     await counting.close()
+
+
+async def stored_vectors(backend: DistributedMemoryBackend, ns: str) -> list[list[Any]]:
+    """The keys of the vectors stored for ``ns``, read from the backend itself."""
+    page = await backend.list_entities(VECTORS_NAMESPACE, ns, limit=100)
+    return sorted(r.data["key"] for r in page.items)
+
+
+async def test_deleting_an_item_deletes_its_stored_vector(
+    backend_settings: Settings, ns: str
+) -> None:
+    async with DistributedMemoryManager(settings=backend_settings, namespace=ns) as searcher:
+        await searcher.save_entity("note", "n1", {"text": "a lighthouse on a cliff"})
+        await searcher.save_entity("note", "n2", {"text": "a pasta recipe"})
+        await searcher.append_messages(
+            [{"role": "user", "content": "the ostrich runs"}, {"role": "user", "content": "bye"}],
+            "c1",
+        )
+        await searcher.search_entities("sea", mode="semantic")
+        await searcher.search_messages("ostrich", mode="semantic")
+        expected = [["c1", 1], ["c1", 2], ["note", "n1"], ["note", "n2"]]
+        for _ in range(100):
+            if await stored_vectors(searcher.backend, ns) == expected:
+                break
+            await asyncio.sleep(0.05)
+        assert await stored_vectors(searcher.backend, ns) == expected
+    # Another replica, which never searched: no index of the namespace is left anywhere.
+    async with DistributedMemoryManager(settings=backend_settings, namespace=ns) as other:
+        assert await other.delete_entity("note", "n2")
+        popped = await other.pop_message("c1")
+        assert popped is not None and popped.seq == 2
+        assert await stored_vectors(other.backend, ns) == [["c1", 1], ["note", "n1"]]
 
 
 class CountingEmbedder:

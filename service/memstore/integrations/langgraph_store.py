@@ -36,20 +36,24 @@ memstore's own search, filters and change feed see it as it is.
 Operations
 ----------
 
-``batch`` / ``abatch`` check every op first (an op that cannot be encoded fails the batch
-before anything is written), then run its reads (``GetOp``, ``SearchOp``,
+``batch`` / ``abatch`` check every op first (an op that cannot be encoded, or a value
+memstore would refuse, such as one holding NaN, fails the batch before anything is
+written), then run its reads (``GetOp``, ``SearchOp``,
 ``ListNamespacesOp``) against the state before the batch, then its writes (``PutOp``; of
 several for one item the last counts), as ``InMemoryStore`` does; at most ``concurrency``
-memstore calls at once.
+memstore calls at once. A call that fails fails the batch only once all its other calls
+have ended (none writes after the batch returned or raised); the writes that succeeded
+stay.
 
 * ``GetOp``: one ``get_entity``.
 * ``PutOp``: one ``save_entity``, or ``delete_entity`` for ``value=None`` (plus, the
   first time this store writes to a long namespace, its ``lg-namespaces`` entry).
 * ``SearchOp``: ``get_entity_types`` (the types of the namespaces under the prefix, as
   for ``ListNamespacesOp``), then ``search_entities(query, types=..., filter=...,
-  mode="auto")`` page by page (``page_size`` hits a call) until
-  ``offset + limit`` hits: with a ``query``, hybrid (keyword and semantic) ranking, or
-  keywords alone when the service runs ``MEMSTORE_EMBEDDER=none``, scores in
+  mode="auto")`` page by page (``page_size`` hits a call) until ``offset + limit``
+  items (hits whose id the store did not make are skipped before offset and limit
+  count): with a ``query``, hybrid (keyword and semantic) ranking, or keywords alone
+  when the service runs ``MEMSTORE_EMBEDDER=none``, scores in
   ``SearchItem.score``; without one, every match of the filter (``score`` ``None``). The
   ``filter`` goes to memstore unchanged (LangGraph's syntax: a value is equality, or an
   object of ``$eq $ne $gt $gte $lt $lte``, memstore adds ``$in $nin``; dotted keys walk
@@ -123,7 +127,7 @@ from langgraph.store.base import (
 
 from memstore.core.errors import ConflictError
 from memstore.core.records import EntityHit, EntityRecord
-from memstore.core.validation import ID_RULE, TYPE_RULE
+from memstore.core.validation import ID_RULE, TYPE_RULE, check_entity_write
 from memstore.integrations.background_loop import run_on, running_loop
 from memstore.memory.api import MemoryAPI
 
@@ -368,14 +372,14 @@ class MemstoreStore(BaseStore):
                 return await call
 
         try:
-            found = await asyncio.gather(*(bounded(read) for _, read in reads))
+            found = await _settle(bounded(read) for _, read in reads)
         except BaseException:
             for write in writes.values():
                 _discard(write)
             raise
         for (i, _), result in zip(reads, found, strict=True):
             results[i] = result
-        await asyncio.gather(*(bounded(write) for write in writes.values()))
+        await _settle(bounded(write) for write in writes.values())
         return results
 
     # -- operations (each checks its names before its coroutine is made) ----------------
@@ -410,6 +414,9 @@ class MemstoreStore(BaseStore):
         _check_fields(op.index, "index")
         value = dict(op.value)
         ttl = None if op.ttl is None else op.ttl * 60
+        # The manager's own checks (JSON without NaN, a valid TTL), here so that a bad
+        # value fails the batch before any of its writes runs.
+        check_entity_write(entity_type, entity_id, value, ttl, None, None)
         namespace = tuple(op.namespace)
 
         async def save() -> None:
@@ -467,7 +474,10 @@ class MemstoreStore(BaseStore):
             wanted = op.offset + op.limit
             if not namespaces or wanted == 0:
                 return []
-            hits: list[EntityHit] = []
+            # Hits whose id the store did not make (an entity saved in one of its types by
+            # other code) are dropped before offset and limit count, so a page is short
+            # only at the end of the results.
+            hits: list[tuple[EntityHit, str]] = []
             cursor: str | None = None
             scored = True
             while len(hits) < wanted:
@@ -479,29 +489,27 @@ class MemstoreStore(BaseStore):
                     limit=min(wanted - len(hits), self.page_size),
                     cursor=cursor,
                 )
-                hits += page.items
+                for hit in page.items:
+                    if (key := id_key(hit.entity.id)) is not None:
+                        hits.append((hit, key))
                 scored = page.mode != "filter"
                 if page.next_cursor is None:
                     break
                 cursor = page.next_cursor
-            items = []
-            for hit in hits[op.offset : wanted]:
-                record = hit.entity
-                key = id_key(record.id)
-                if key is None:
-                    continue  # an entity the store did not write, in one of its types
-                items.append(
-                    SearchItem(
-                        namespace=namespaces[record.type],
-                        key=key,
-                        value=copy.deepcopy(record.data),
-                        created_at=_time(record.created_at),
-                        updated_at=_time(record.updated_at),
-                        score=hit.score if scored else None,
-                    )
+            shown = hits[op.offset : wanted]
+            items = [
+                SearchItem(
+                    namespace=namespaces[hit.entity.type],
+                    key=key,
+                    value=copy.deepcopy(hit.entity.data),
+                    created_at=_time(hit.entity.created_at),
+                    updated_at=_time(hit.entity.updated_at),
+                    score=hit.score if scored else None,
                 )
+                for hit, key in shown
+            ]
             if op.refresh_ttl:
-                await asyncio.gather(*(self._refresh(hit.entity) for hit in hits[op.offset :]))
+                await _settle(self._refresh(hit.entity) for hit, _ in shown)
             return items
 
         return search()
@@ -522,6 +530,27 @@ class MemstoreStore(BaseStore):
             return sorted(found)[op.offset : op.offset + op.limit]
 
         return list_namespaces()
+
+
+async def _settle(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Run ``calls`` at once and wait for every one to end before raising the first
+    error: no call of a batch goes on after the batch has returned or failed (a plain
+    ``gather`` would leave the others running, writing after the caller saw the error)."""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    if not tasks:
+        return []
+    try:
+        await asyncio.wait(tasks)
+    except BaseException:
+        # Cancelled while waiting: cancel the calls too, and wait for them to stop.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    for task in tasks:
+        if (error := task.exception()) is not None:
+            raise error
+    return [task.result() for task in tasks]
 
 
 def _discard(call: Awaitable[Any]) -> None:

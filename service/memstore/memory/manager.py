@@ -78,6 +78,7 @@ from memstore.memory.api import MemoryAPI
 from memstore.memory.cache import LocalCache
 from memstore.memory.feed import ChangeReader, ChangeSignal
 from memstore.memory.search.service import SearchIndexes
+from memstore.memory.search.vectors import VECTORS_NAMESPACE, vector_id
 from memstore.observability.metrics import PrometheusMetrics
 from memstore.observability.tracing import BackendSpanInfo, Tracing
 
@@ -484,7 +485,7 @@ class DistributedMemoryManager(MemoryAPI):
         expected_version = check_version(expected_version)
         key = entity_cache_key(self.namespace, entity_type, entity_id)
         try:
-            return await self._run(
+            deleted = await self._run(
                 "delete_entity",
                 lambda: self.backend.delete_entity(
                     self.namespace, entity_type, entity_id, expected_version=expected_version
@@ -492,6 +493,9 @@ class DistributedMemoryManager(MemoryAPI):
             )
         finally:
             await self._invalidate(key)
+        # Also when it was not there (expired): its vector may have outlived it.
+        await self._delete_vector("entity", (entity_type, entity_id))
+        return deleted
 
     async def list_entities(
         self, entity_type: str, *, limit: int | None = None, cursor: str | None = None
@@ -646,11 +650,14 @@ class DistributedMemoryManager(MemoryAPI):
         """Remove and return the last message (``None`` when there is none), atomically."""
         cid = check_conversation_id(conversation_id)
         try:
-            return await self._run(
+            popped = await self._run(
                 "pop_message", lambda: self.backend.pop_message(self.namespace, cid)
             )
         finally:
             self._conversation_changed(cid)
+        if popped is not None:
+            await self._delete_vector("message", (popped.conversation_id, popped.seq))
+        return popped
 
     async def delete_conversation(self, conversation_id: str | None = None) -> bool:
         cid = check_conversation_id(conversation_id)
@@ -661,6 +668,22 @@ class DistributedMemoryManager(MemoryAPI):
             )
         finally:
             self._conversation_changed(cid)
+
+    async def _delete_vector(self, kind: str, key: tuple[Any, ...]) -> None:
+        """Delete the stored vector of an item just deleted (``memory/search/vectors.py``),
+        so that its vector, and the vector of its text, do not stay in the backend until a
+        search index of the namespace notices the delete. The item is gone either way: a
+        failure here is logged, not raised, and an index that holds the vector deletes it
+        when it catches up."""
+        try:
+            await self._run(
+                "delete_vector",
+                lambda: self.backend.delete_entity(
+                    VECTORS_NAMESPACE, self.namespace, vector_id(kind, key)
+                ),
+            )
+        except MemoryStoreError as exc:
+            log.warning("could not delete the search vector of a deleted %s: %s", kind, exc)
 
     def _conversation_changed(self, cid: str) -> None:
         if self._shared.change_listeners:

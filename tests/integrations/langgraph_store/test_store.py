@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from langgraph.store.base import GetOp, InvalidNamespaceError, PutOp, SearchOp
 
-from memstore.core.errors import InvalidInputError
+from memstore.core.errors import InvalidInputError, PayloadTooLargeError
 from memstore.integrations.langgraph_store import (
     MemstoreStore,
     id_key,
@@ -166,6 +166,34 @@ async def test_a_batch_that_cannot_be_stored_writes_nothing(store: MemstoreStore
     assert await store.memory.get_entity_types() == []
 
 
+async def test_a_value_memstore_refuses_fails_the_batch_before_any_write(
+    store: MemstoreStore,
+) -> None:
+    with pytest.raises(InvalidInputError, match="NaN"):
+        await store.abatch(
+            [PutOp(("ns",), "a", {"x": 1}), PutOp(("ns",), "b", {"x": float("nan")})]
+        )
+    await asyncio.sleep(0.2)  # a write left running would land by now
+    assert await store.aget(("ns",), "a") is None
+    assert await store.memory.get_entity_types() == []
+
+
+# In process only: a body too large for the service is also one aiohttp's client warns
+# about (a ResourceWarning, an error under the test settings), before the service sees it.
+@pytest.mark.parametrize("kind", [k for k in ALL_MEMORIES if k != "http"])
+async def test_a_failed_batch_has_ended_all_its_writes(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    async with async_store(kind, request) as store:
+        # Too big for memstore: refused when its write runs, not by the checks before.
+        too_big = {"text": "x" * 2_000_000}
+        with pytest.raises(PayloadTooLargeError):
+            await store.abatch([PutOp(("ns",), "a", {"x": 1}), PutOp(("ns",), "b", too_big)])
+        # The other write ended before the error reached here: it is stored, at once.
+        item = await store.memory.get_entity(namespace_type(("ns",)), "a")
+        assert item is not None and item.data == {"x": 1}
+
+
 async def test_memstore_refuses_what_json_cannot_carry(store: MemstoreStore) -> None:
     with pytest.raises(InvalidInputError):
         await store.aput(("ns",), "k", {"v": float("nan")})
@@ -315,6 +343,17 @@ async def test_search_pages_with_offset(store: MemstoreStore) -> None:
     assert sorted(seen) == [f"k{i}" for i in range(7)]
     assert await store.asearch(("pages",), limit=0) == []
     assert await store.asearch(("nothing",)) == []
+
+
+async def test_search_skips_entities_the_store_did_not_make(store: MemstoreStore) -> None:
+    for key in ("k1", "k2", "k3"):
+        await store.aput(("docs",), key, {"text": key})
+    # An entity saved directly in the store's type, with an id no key encodes to.
+    await store.memory.save_entity(namespace_type(("docs",)), "_k9", {"text": "foreign"})
+    store.page_size = 2
+    assert sorted(h.key for h in await store.asearch(("docs",), limit=3)) == ["k1", "k2", "k3"]
+    assert len(await store.asearch(("docs",), limit=2, offset=1)) == 2
+    assert len(await store.asearch(("docs",), query="k1 k2 k3 foreign", limit=3)) == 3
 
 
 async def test_batch_search_sees_the_state_before_its_writes(store: MemstoreStore) -> None:
