@@ -13,12 +13,8 @@ The model2vec extra installs the library: ``pip install 'memstore[model2vec]'``.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.util
-import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memstore.core.errors import ConfigurationError
+from memstore.embeddings.threaded import ThreadedEmbedder
 from memstore.embeddings.vectors import unit_rows
 
 if TYPE_CHECKING:
@@ -77,28 +74,18 @@ def _dimension_and_digest(embeddings: Path, sentence_transformers: bool) -> tupl
     return int(shape[-1]), digest.hexdigest()[:12]
 
 
-class LocalModelEmbedder:
+class LocalModelEmbedder(ThreadedEmbedder):
     """A model2vec ``StaticModel`` from a local folder. ``name`` is
     ``local/<folder name>/<dimension>/<first 12 hex of the weights' sha256>``: other
     weights at the same path are another vector space (stored vectors are recomputed)."""
 
     def __init__(self, folder: Path) -> None:
+        super().__init__("embed-local")
         self.folder = folder
         embeddings, sentence_transformers = model_files(folder)
         self.dimension, digest = _dimension_and_digest(embeddings, sentence_transformers)
         self.name = f"local/{folder.name}/{self.dimension}/{digest}"
         self._model: StaticModel | None = None
-        self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-local")
-
-    def __repr__(self) -> str:
-        return f"LocalModelEmbedder({self.name!r})"
-
-    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.embed_now, list(texts))
 
     def embed_now(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """The blocking work of ``embed`` (in the caller's thread)."""
@@ -120,6 +107,3 @@ class LocalModelEmbedder:
                 model_files(self.folder)
                 self._model = StaticModel.from_pretrained(self.folder)
             return self._model
-
-    async def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)

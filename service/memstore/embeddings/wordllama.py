@@ -12,12 +12,9 @@ and disables downloads (a missing file is an error, not a fetch).
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import logging
-import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from memstore.core.errors import ConfigurationError
+from memstore.embeddings.threaded import ThreadedEmbedder
 from memstore.embeddings.vectors import unit_rows
 
 if TYPE_CHECKING:
@@ -117,26 +115,16 @@ def load_model(config: str, stored: int, dim: int) -> WordLlamaInference:
     return model
 
 
-class WordLlamaEmbedder:
+class WordLlamaEmbedder(ThreadedEmbedder):
     """``embed`` runs the model in one worker thread of its own (loaded there on first
     use, so neither loading nor embedding blocks the event loop, and concurrent calls
     queue instead of competing for the CPU)."""
 
     def __init__(self, model: str = "") -> None:
+        super().__init__("embed-wordllama")
         self._config, self._stored, self.dimension = parse_model(model)
         self.name = f"wordllama/{self._config}/{self.dimension}"
         self._model: WordLlamaInference | None = None
-        self._load_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-wordllama")
-
-    def __repr__(self) -> str:
-        return f"WordLlamaEmbedder({self.name!r})"
-
-    async def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.embed_now, list(texts))
 
     def embed_now(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """The blocking work of ``embed`` (in the caller's thread)."""
@@ -153,6 +141,3 @@ class WordLlamaEmbedder:
             if self._model is None:
                 self._model = load_model(self._config, self._stored, self.dimension)
             return self._model
-
-    async def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
