@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -61,7 +62,7 @@ class SearchIndexes:
         # An embedder the caller gave is the caller's to close; one built here is closed
         # with the indexes (and built again if the manager starts again).
         self._own_embedder = embedder is _UNSET
-        self._indexes: dict[str, NamespaceIndex] = {}
+        self._indexes: OrderedDict[str, NamespaceIndex] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -98,16 +99,23 @@ class SearchIndexes:
                 await embedder.close()
 
     def index(self, namespace: str) -> NamespaceIndex:
+        """The namespace's index, built on first use. Past ``search_max_namespaces`` the
+        least recently searched index is dropped: a search holding it finishes on it, and
+        vectors it had computed but not stored yet are computed again by the next build."""
         index = self._indexes.get(namespace)
-        if index is None:
-            index = self._indexes[namespace] = NamespaceIndex(
-                self._backend(),
-                namespace,
-                fields=self.settings.search_fields,
-                page_size=self.settings.max_page_size,
-                embedder=self.embedder,
-                on_pending=self._wake.set,
-            )
+        if index is not None:
+            self._indexes.move_to_end(namespace)
+            return index
+        index = self._indexes[namespace] = NamespaceIndex(
+            self._backend(),
+            namespace,
+            fields=self.settings.search_fields,
+            page_size=self.settings.max_page_size,
+            embedder=self.embedder,
+            on_pending=self._wake.set,
+        )
+        while len(self._indexes) > self.settings.search_max_namespaces:
+            self._indexes.popitem(last=False)
         return index
 
     async def _embed_in_background(self) -> None:
