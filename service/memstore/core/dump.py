@@ -125,6 +125,25 @@ class Manifest:
     origin: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import wrote: the target namespace, the dump's manifest namespace and
+    counts per record kind."""
+
+    namespace: str
+    source_namespace: str
+    counts: dict[str, int] = field(default_factory=dict)
+    replaced: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "source_namespace": self.source_namespace,
+            "counts": self.counts,
+            "replaced": self.replaced,
+        }
+
+
 # -- reading ----------------------------------------------------------------------------
 
 
@@ -143,8 +162,13 @@ def parse_line(raw: bytes, where: int) -> dict[str, Any]:
     return obj
 
 
-def read_manifest(obj: dict[str, Any]) -> Manifest:
-    if obj.get("kind") != MANIFEST or obj.get("format") != FORMAT:
+def read_manifest(raw: bytes) -> Manifest:
+    """The first line of a dump."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict) or obj.get("kind") != MANIFEST or obj.get("format") != FORMAT:
         raise _fail(1, f"the first line is not a {FORMAT} manifest: is this an export dump?")
     version = obj.get("format_version")
     if type(version) is not int or version < 1:

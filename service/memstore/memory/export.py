@@ -33,7 +33,6 @@ import contextvars
 import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
-from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from memstore.core import dump
@@ -59,25 +58,6 @@ IMPORTING: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 #: Writes in flight at once during an import, and items per listing page of an export.
 _BATCH: Final = 64
 _PAGE: Final = 500
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    """What an import wrote: the target namespace, the dump's manifest namespace and
-    counts per record kind."""
-
-    namespace: str
-    source_namespace: str
-    counts: dict[str, int] = field(default_factory=dict)
-    replaced: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "namespace": self.namespace,
-            "source_namespace": self.source_namespace,
-            "counts": self.counts,
-            "replaced": self.replaced,
-        }
 
 
 # -- export -----------------------------------------------------------------------------
@@ -209,10 +189,12 @@ async def spool_and_verify(chunks: AsyncIterable[bytes], spool: IO[bytes]) -> du
             if raw.strip():
                 raise dump.fail(where, "data after the trailer")
             continue
-        obj = dump.parse_line(raw, where)
         if manifest is None:
-            manifest = dump.read_manifest(obj)
-        elif obj["kind"] == dump.TRAILER:
+            manifest = dump.read_manifest(raw)
+            spool.write(raw)
+            continue
+        obj = dump.parse_line(raw, where)
+        if obj["kind"] == dump.TRAILER:
             order.close_conversation(where)
             dump.check_trailer(obj, tally, where)
             finished = True
@@ -308,7 +290,7 @@ async def _apply(view: DistributedMemoryManager, spool: IO[bytes]) -> dict[str, 
 
 async def import_chunks(
     view: DistributedMemoryManager, chunks: AsyncIterable[bytes], *, replace: bool = False
-) -> ImportResult:
+) -> dump.ImportResult:
     """Import a dump (any chunking of its bytes) into ``view``'s namespace (whatever the
     manifest's namespace is). See the module docstring for the rules."""
     namespace = view.namespace
@@ -337,4 +319,4 @@ async def import_chunks(
         finally:
             IMPORTING.reset(token)
         await view.set_import_marker(None)
-    return ImportResult(namespace, manifest.namespace, counts, replace)
+    return dump.ImportResult(namespace, manifest.namespace, counts, replace)

@@ -44,6 +44,7 @@ from memstore.core.analytics import (
     check_listed_calls,
     check_window,
 )
+from memstore.core.dump import ImportResult
 from memstore.core.errors import ChangesPrunedError, MemoryStoreError, NamespaceImportingError
 from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
 from memstore.core.records import (
@@ -1005,7 +1006,7 @@ class DistributedMemoryManager(MemoryAPI):
 
     async def import_namespace(
         self, chunks: AsyncIterable[bytes], *, replace: bool = False
-    ) -> export.ImportResult:
+    ) -> ImportResult:
         """Import a dump (its bytes, cut anywhere) into this namespace: verified whole
         first (``DumpInvalidError``, nothing written), then written while the namespace
         answers ``NamespaceImportingError`` on every replica. A namespace holding data is
