@@ -290,8 +290,6 @@ class DistributedMemoryManager(MemoryAPI):
         shared = self._shared
         if not shared.started:
             await self.start()
-        if self.namespace[0] != "_":  # reserved namespaces are never imported
-            await self._refuse_while_importing()
         stats = shared.ops.get(operation)
         if stats is None:
             stats = shared.ops[operation] = _OpStats()
@@ -314,6 +312,8 @@ class DistributedMemoryManager(MemoryAPI):
                 token = tracing.attach(tracing.set_span_in_context(span))
         began = time.perf_counter()
         try:
+            if self.namespace[0] != "_":  # reserved namespaces are never imported
+                await self._refuse_while_importing()
             return await call()
         except MemoryStoreError as exc:
             stats.errors += 1
