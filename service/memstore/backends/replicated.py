@@ -393,7 +393,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         self._failures = 0
         self._successes = 0
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._forward = Replicator(
+        self.forward = Replicator(
             primary, secondary, batch=settings.replication_batch, state=secondary
         )
         self._claimed_until = 0.0
@@ -536,7 +536,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         """The primary answers again: check it kept its data, copy what the secondary
         took meanwhile (lenient), then let the primary serve."""
         try:
-            for namespace, position in list(self._forward.positions.items()):
+            for namespace, position in list(self.forward.positions.items()):
                 page = await self.primary.read_changes(namespace, after=position, limit=1)
                 if page.last_position < position:
                     self.problem = (
@@ -573,6 +573,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                         self._writes_done.clear()
                         await self._writes_done.wait()
                     await reconciler.run_round(await namespaces())
+                    self._reconciler = None
                     self.serving = PRIMARY
                 finally:
                     self._writes_open.set()
@@ -648,7 +649,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             applied = 0
             try:
                 if self.serving == PRIMARY and await self._claim():
-                    applied = await self._forward.run_round(await self._forward.known_namespaces())
+                    applied = await self.forward.run_round(await self.forward.known_namespaces())
             except BackendUnavailableError as exc:
                 log.info("replication paused: %s", exc)
             except ReplicationError as exc:
@@ -664,7 +665,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
     def status(self) -> dict[str, Any]:
         """Which backend serves, the lag this replica knows of, and why it is degraded."""
         now = time.time()
-        lags = self._forward.lag if self.replicating else {}
+        lags = self.forward.lag if self.replicating else {}
         lag_events = sum(lag.events for lag in lags.values())
         lag_seconds = max((lag.seconds(now) for lag in lags.values()), default=0.0)
         reasons = []
