@@ -58,9 +58,7 @@ async def replicated(
     opened: list[ReplicatedMemoryBackend] = []
 
     async def open_backend(settings: Settings | None = None) -> ReplicatedMemoryBackend:
-        backend = DistributedMemoryFactory.create_memory_backend(
-            settings or replicated_settings()
-        )
+        backend = DistributedMemoryFactory.create_memory_backend(settings or replicated_settings())
         assert isinstance(backend, ReplicatedMemoryBackend)
         await backend.connect()
         opened.append(backend)

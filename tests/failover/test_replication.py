@@ -129,9 +129,7 @@ async def test_lenient_failover_takes_writes_and_reconciles_them(
     replicated_settings: Callable[..., Any],
     primary_redis: LocalRedis,
 ) -> None:
-    backend: ReplicatedMemoryBackend = await replicated(
-        replicated_settings(failure_mode="lenient")
-    )
+    backend: ReplicatedMemoryBackend = await replicated(replicated_settings(failure_mode="lenient"))
     name = ns()
     await write_some(backend, name)
     await eventually(lambda: caught_up(backend, [name]))
