@@ -90,7 +90,7 @@ def test_bad_secondary_specs_are_refused(
     assert message in out.stderr, out.stderr
     if case != "unknown failure mode":
         # The operator refuses it too (a spec that never met the API server's check).
-        with pytest.raises(InvalidSpec, match="secondaryBackend|failureMode"):
+        with pytest.raises(InvalidSpec, match=r"secondaryBackend|failureMode"):
             parse_spec("fo", "ns", spec)
 
 

@@ -71,6 +71,8 @@ _FAILOVER = "failover"  # id "state": the secondary's log positions when it took
 # rounds or until a round finds fewer than this many events, then holds writes briefly.
 _CATCH_UP_ROUNDS = 20
 _CATCH_UP_EVENTS = 50
+# How long ``close`` waits for the background tasks to end.
+_CLOSE_TIMEOUT_SECONDS = 5.0
 
 PRIMARY = "primary"
 SECONDARY = "secondary"
@@ -408,6 +410,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         self._writes_done = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._failback: asyncio.Task[None] | None = None
+        self._closing = False
 
     def __repr__(self) -> str:
         return f"ReplicatedMemoryBackend({self.primary!r} -> {self.secondary!r})"
@@ -429,12 +432,14 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         ]
 
     async def close(self) -> None:
+        self._closing = True
         tasks = [*self._tasks, *([self._failback] if self._failback else [])]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # A driver call may swallow the cancellation (and retry); the loops also stop
+            # at their next turn because of ``_closing``.
+            await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_SECONDS)
         self._tasks = []
         self._failback = None
         with contextlib.suppress(MemoryStoreError):
@@ -469,7 +474,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
 
     async def _watch_primary(self) -> None:
         interval = self.replication.health_check_interval_seconds
-        while True:
+        while not self._closing:
             ok = await self._probe()
             self.primary_up = ok
             if ok:
@@ -645,7 +650,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
 
     async def _replicate(self) -> None:
         poll = self.replication.replication_poll_seconds
-        while True:
+        while not self._closing:
             applied = 0
             try:
                 if self.serving == PRIMARY and await self._claim():
