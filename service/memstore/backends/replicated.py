@@ -230,10 +230,13 @@ class Replicator:
         lag = self.lag.setdefault(namespace, NamespaceLag())
         lag.position, lag.last_position = after, page.last_position
         if page.last_position < after:
-            raise ReplicationError(
-                f"the source's change log of {namespace!r} ends at {page.last_position}, "
-                f"before the replicated position {after}: it lost data"
+            log.error(
+                "the change log of namespace %r ends at %d, before the replicated position %d",
+                namespace,
+                page.last_position,
+                after,
             )
+            raise ReplicationError("the source lost data that was already replicated")
         if after < page.first_position - 1:
             # Retention removed events never copied: copy the namespace whole, then go on
             # from the log's end as it was before the copy (replays are harmless).
@@ -364,10 +367,9 @@ async def _pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> Any:
         cursor = page.next_cursor
 
 
-class ReplicationError(MemoryStoreError):
-    """The replication cannot go on safely (e.g. the primary came back without its data)."""
-
-    code = "replication_error"
+class ReplicationError(RuntimeError):
+    """The replication cannot go on safely (e.g. the source lost data it had given). Stays
+    inside this module: the store reports it in ``status()``, never to a caller."""
 
 
 # -- the backend ------------------------------------------------------------------------
@@ -545,11 +547,16 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                 page = await self.primary.read_changes(namespace, after=position, limit=1)
                 if page.last_position < position:
                     self.problem = (
-                        f"the primary came back without its data (namespace {namespace!r}: "
-                        f"log ends at {page.last_position}, {position} were replicated); "
-                        "the secondary keeps serving: restore the primary from it"
+                        "the primary came back without its data; the secondary keeps "
+                        "serving: restore the primary from it"
                     )
-                    log.error(self.problem)
+                    log.error(
+                        "%s (namespace %r: its log ends at %d, %d events were replicated)",
+                        self.problem,
+                        namespace,
+                        page.last_position,
+                        position,
+                    )
                     return
             if self._failover_positions is not None:
                 positions = self._failover_positions
@@ -599,7 +606,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             log.warning(
                 "primary backend back: it serves again", extra={"primary": self.primary.name}
             )
-        except MemoryStoreError as exc:
+        except (MemoryStoreError, ReplicationError) as exc:
             log.warning("failback postponed: %s", exc)
 
     # -- the replication loop ---------------------------------------------------------

@@ -385,7 +385,8 @@ async def readyz(request: web.Request) -> web.Response:
     # With a secondary backend: which one serves, the lag, why the store is degraded.
     replication = manager.replication_status()
     if replication is not None:
-        body["replication"] = replication
+        # An open route: totals only, no namespace names (those are in /v1/metrics).
+        body["replication"] = {k: v for k, v in replication.items() if k != "namespaces"}
     if ready:
         return json_response(body)
     return json_response(body, status=503, headers={"Retry-After": "1"})
