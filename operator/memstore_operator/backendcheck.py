@@ -145,9 +145,14 @@ def ping_mongodb(uri: str, timeout: float) -> Check:
     return Check(False, "Unreachable", "mongodb: " + "; ".join(errors or ["no hosts"]))
 
 
-def check_backend(spec: StoreSpec, secrets: dict[str, str], timeout: float) -> Check:
-    """``secrets`` maps "secretName/key" to the decoded value."""
-    b = spec.backend
+def check_backend(
+    spec: StoreSpec, secrets: dict[str, str], timeout: float, *, secondary: bool = False
+) -> Check:
+    """``secrets`` maps "secretName/key" to the decoded value. ``secondary``: check the
+    spec's secondary backend instead (the spec must name one)."""
+    b = spec.secondary_backend if secondary else spec.backend
+    if b is None:
+        return Check(None, "NotConfigured", "no secondary backend")
 
     def value(ref: SecretKeyRef | None) -> str | None:
         return secrets.get(f"{ref.name}/{ref.key}") if ref is not None else None

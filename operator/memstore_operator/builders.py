@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from memstore_operator import constants as c
-from memstore_operator.model import Probe, StoreSpec
+from memstore_operator.model import Backend, Probe, StoreSpec
 
 Obj = dict[str, Any]
 
@@ -68,16 +68,35 @@ def _fmt_number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def secondary_name(name: str) -> str:
+    """The service's variable for the secondary backend's copy of setting ``name``
+    (``MONGODB_URI`` -> ``MEMSTORE_SECONDARY_MONGODB_URI``; the service's rule)."""
+    if name == "MEMORY_TYPE":
+        return "MEMSTORE_SECONDARY_BACKEND"
+    return c.SECONDARY_PREFIX + name.removeprefix("MEMSTORE_")
+
+
 def config_data(spec: StoreSpec) -> dict[str, str]:
     """Non-secret settings, as the service's environment variables."""
-    b = spec.backend
     data: dict[str, str] = {
         "MEMSTORE_HOST": "0.0.0.0",  # noqa: S104 - the pod must listen on its pod IP
         "MEMSTORE_PORT": str(c.CONTAINER_PORT),
         "MEMORY_NAMESPACE": spec.memory_namespace,
         "MEMSTORE_CACHE_TTL_SECONDS": _fmt_number(spec.cache.ttl_seconds),
         "MEMSTORE_CACHE_MAX_ENTRIES": str(spec.cache.max_entries),
+        **backend_config(spec.backend),
     }
+    if spec.secondary_backend is not None:
+        for name, value in backend_config(spec.secondary_backend).items():
+            data[secondary_name(name)] = value
+        data["MEMSTORE_FAILURE_MODE"] = spec.failure_mode
+    data.update(_service_config(spec))
+    return data
+
+
+def backend_config(b: Backend) -> dict[str, str]:
+    """One backend's non-secret settings, under the primary's variable names."""
+    data: dict[str, str] = {}
     if b.embedded is not None:
         data["MEMORY_TYPE"] = "embedded"
         data["MEMSTORE_DATA_PATH"] = c.DATA_PATH
@@ -107,6 +126,11 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
         if tls.client_certificate_secret_ref is not None:
             data["MEMSTORE_REDIS_TLS_CERT_FILE"] = f"{c.REDIS_TLS_DIR}/{c.TLS_CERT_KEY}"
             data["MEMSTORE_REDIS_TLS_KEY_FILE"] = f"{c.REDIS_TLS_DIR}/{c.TLS_KEY_KEY}"
+    return data
+
+
+def _service_config(spec: StoreSpec) -> dict[str, str]:
+    data: dict[str, str] = {}
     data["MEMSTORE_AUTH_ENABLED"] = "true" if spec.auth.enabled else "false"
     if not spec.auth.enabled:
         # The user chose an open store; the service refuses a non-loopback bind without
@@ -235,6 +259,15 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
         env.append(_secret_env("REDIS_USERNAME", b.username_ref.name, b.username_ref.key))
     if b.mongodb_uri_ref is not None:
         env.append(_secret_env("MONGODB_URI", b.mongodb_uri_ref.name, b.mongodb_uri_ref.key))
+    second = spec.secondary_backend
+    if second is not None:
+        for name, ref in (
+            ("REDIS_PASSWORD", second.password_ref),
+            ("REDIS_USERNAME", second.username_ref),
+            ("MONGODB_URI", second.mongodb_uri_ref),
+        ):
+            if ref is not None:
+                env.append(_secret_env(secondary_name(name), ref.name, ref.key))
     volumes: list[Obj] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
     mounts: list[Obj] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108
     if b.embedded is not None:

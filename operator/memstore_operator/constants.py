@@ -49,3 +49,7 @@ MANAGED_BY: Final = "memstore-operator"
 #: Seconds a store pod keeps serving after its deletion starts (preStop), before SIGTERM:
 #: longer than kube-proxy takes to drop its endpoint, well within the grace period.
 PRE_STOP_SECONDS = 5
+
+# The service reads the secondary backend's settings under this prefix (memstore's
+# core/settings.py, SECONDARY_PREFIX; the two packages share variable names only).
+SECONDARY_PREFIX = "MEMSTORE_SECONDARY_"

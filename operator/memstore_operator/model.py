@@ -268,6 +268,8 @@ class MemoryStoreSpec(SpecModel):
     image_pull_secrets: tuple[ImagePullSecret, ...] = ()
     memory_namespace: str
     backend: Backend
+    secondary_backend: Backend | None = None
+    failure_mode: Literal["strict", "lenient"]
     cache: Cache
     auth: Auth
     telemetry: Telemetry
@@ -282,6 +284,21 @@ class MemoryStoreSpec(SpecModel):
     def _embedded_is_single(self) -> MemoryStoreSpec:
         if self.backend.type == "embedded" and self.replicas > 1:
             raise ValueError("the embedded backend allows at most 1 replica")
+        return self
+
+    @model_validator(mode="after")
+    def _secondary(self) -> MemoryStoreSpec:
+        # The CRD's rules, for specs that reach the operator without the API server's check.
+        second = self.secondary_backend
+        if second is None:
+            if self.failure_mode == "lenient":
+                raise ValueError("failureMode lenient needs a secondaryBackend")
+            return self
+        if second.type == "embedded":
+            raise ValueError("secondaryBackend.type must be redis, redisCluster or mongodb")
+        access = second.redis_access
+        if access is not None and access.tls is not None and access.tls.enabled:
+            raise ValueError("secondaryBackend does not support Redis TLS yet")
         return self
 
 
@@ -309,7 +326,15 @@ class StoreSpec(MemoryStoreSpec):
     def secret_refs(self) -> tuple[SecretKeyRef, ...]:
         """Every Secret key the pods read (the generated auth Secret included)."""
         b = self.backend
-        refs = (b.password_ref, b.username_ref, b.mongodb_uri_ref, self.auth_tokens_ref)
+        refs: tuple[SecretKeyRef | None, ...] = (
+            b.password_ref,
+            b.username_ref,
+            b.mongodb_uri_ref,
+            self.auth_tokens_ref,
+        )
+        second = self.secondary_backend
+        if second is not None:
+            refs += (second.password_ref, second.username_ref, second.mongodb_uri_ref)
         webhook_refs = tuple(w.secret_ref for w in self.webhooks)
         return tuple(r for r in refs if r is not None) + b.redis_tls_refs + webhook_refs
 
@@ -353,9 +378,10 @@ def with_defaults(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``spec`` with the CRD's defaults, as the API server would store it, and
     the chosen backend's section read as ``{}`` when left out."""
     out = copy.deepcopy(dict(spec))
-    backend = out.get("backend")
-    if isinstance(backend, dict) and backend.get("type") in BACKEND_TYPES:
-        backend.setdefault(backend["type"], {})
+    for field in ("backend", "secondaryBackend"):
+        backend = out.get(field)
+        if isinstance(backend, dict) and backend.get("type") in BACKEND_TYPES:
+            backend.setdefault(backend["type"], {})
     return dict(apply_defaults(spec_schema(), out))
 
 

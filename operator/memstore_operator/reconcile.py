@@ -239,6 +239,7 @@ class Reconciler:
         ensure_auth_secret(kube, spec, body)
         secrets, versions, values = resolve_secrets(kube, spec)
         cfg_hash = None
+        secondary: st.Check | None = None
         if secrets.ok:
             cfg_hash = builders.config_hash(spec, versions)
             try:
@@ -256,8 +257,15 @@ class Reconciler:
             with step("check backend", **{"memstore.backend": spec.backend.type}):
                 backend = backendcheck.check_backend(spec, values, self.backend_timeout)
             self.telemetry.record_backend_check(spec.backend.type, backend.ok)
+            if spec.secondary_backend is not None:
+                with step("check secondary backend"):
+                    secondary = backendcheck.check_backend(
+                        spec, values, self.backend_timeout, secondary=True
+                    )
         else:
             backend = st.Check(None, "SecretNotFound", "not checked: a Secret is missing")
+            if spec.secondary_backend is not None:
+                secondary = backend
         status = st.compute(
             previous=previous,
             generation=generation,
@@ -269,6 +277,7 @@ class Reconciler:
             deployment=kube.read_deployment(namespace, name),
             secrets=secrets,
             backend=backend,
+            secondary=secondary,
         )
         with step("patch status", **{"memstore.phase": str(status.get("phase"))}):
             kube.patch_status(namespace, name, status)

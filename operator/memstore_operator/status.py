@@ -12,6 +12,7 @@ READY = "Ready"
 PROGRESSING = "Progressing"
 BACKEND_REACHABLE = "BackendReachable"
 SECRETS_RESOLVED = "SecretsResolved"
+DEGRADED = "Degraded"
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,11 @@ def compute(
     deployment: Mapping[str, Any] | None,
     secrets: Check,
     backend: Check,
+    secondary: Check | None = None,
     invalid: str | None = None,
 ) -> dict[str, Any]:
-    """The whole ``status`` object. ``invalid`` is the message of an invalid spec."""
+    """The whole ``status`` object. ``invalid`` is the message of an invalid spec;
+    ``secondary``: the check of the secondary backend, when the spec names one."""
     prev = dict(previous or {})
     conds: list[Condition] = list(prev.get("conditions") or [])
     status: dict[str, Any] = {
@@ -136,11 +139,49 @@ def compute(
         phase, ready_check = "Degraded", progressing
     elif progressing.ok:
         phase, ready_check = "Progressing", Check(False, progressing.reason, progressing.message)
+    elif backend.ok is False and secondary is not None and secondary.ok:
+        # The pods serve from the secondary (the service fails over on its own).
+        phase = "Degraded"
+        ready_check = Check(True, "SecondaryServing", "the primary backend is unreachable")
     elif backend.ok is False:
         phase, ready_check = "Degraded", Check(False, backend.reason, backend.message)
+    elif secondary is not None and secondary.ok is False:
+        phase = "Degraded"
+        ready_check = Check(True, "Available", f"{ready}/{desired_replicas} replicas ready")
     else:
         phase = "Ready"
         ready_check = Check(True, "Available", f"{ready}/{desired_replicas} replicas ready")
     put(READY, ready_check.status, ready_check.reason, ready_check.message)
+    if secondary is not None:
+        degraded = degraded_check(backend, secondary)
+        put(DEGRADED, degraded.status, degraded.reason, degraded.message)
     status.update(phase=phase, conditions=conds)
     return status
+
+
+def degraded_check(primary: Check, secondary: Check) -> Check:
+    """The ``Degraded`` condition of a store with a secondary backend, from what the
+    operator can see itself: which backends answer. The replication lag is known to the
+    store only (``/readyz`` ``replication``, ``memstore_replication_lag_seconds``)."""
+    if primary.ok is False and secondary.ok:
+        return Check(
+            True,
+            "SecondaryServing",
+            f"the primary backend is unreachable ({primary.message}); the secondary serves",
+        )
+    if primary.ok is False:
+        return Check(True, "BothUnreachable", "neither the primary nor the secondary answers")
+    if secondary.ok is False:
+        return Check(
+            True,
+            "SecondaryUnreachable",
+            f"the secondary backend is unreachable ({secondary.message}): replication is "
+            "paused and there is nothing to fail over to",
+        )
+    if primary.ok is None or secondary.ok is None:
+        return Check(None, "NotChecked", "a backend could not be checked")
+    return Check(
+        False,
+        "BothReachable",
+        "both backends answer; the replication lag is in the store's /readyz and metrics",
+    )

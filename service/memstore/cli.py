@@ -21,7 +21,12 @@ import orjson
 from pydantic import ValidationError
 
 from memstore.core.changes import CHANGE_KINDS
-from memstore.core.errors import InvalidInputError, MemoryStoreError, ServiceUnreachableError
+from memstore.core.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    MemoryStoreError,
+    ServiceUnreachableError,
+)
 from memstore.core.records import Page
 from memstore.core.search import FILTER_OPERATORS, SEARCH_MODES
 from memstore.core.validation import check_name
@@ -325,8 +330,12 @@ def serve(
             overrides[key] = value
     try:
         settings = Settings(**overrides)
+        if settings.secondary_backend is not None:
+            settings.secondary_settings()  # refused now rather than on the first request
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings: {_problems(exc)}") from None
+    except ConfigurationError as exc:
+        raise click.ClickException(f"invalid settings: {exc.message}") from None
     configure_logging(settings.log_level)
     log = logging.getLogger("memstore")
     log.info(

@@ -23,6 +23,8 @@ CONTRACT_BACKENDS = [
     # over mutual TLS as an ACL user limited to the test prefixes' keys and channels
     "redis_mtls",
     "redis_tls_cluster",
+    # the replicated backend (primary Redis, secondary FerretDB) through its primary
+    "redis_to_mongodb",
 ]
 
 

@@ -21,6 +21,14 @@ SPECS: dict[str, dict[str, Any]] = {
     "redis cluster": {
         "backend": {"type": "redisCluster", "redisCluster": {"nodes": ["a:1", "b:2"]}}
     },
+    "redis, mongodb secondary, lenient": {
+        "backend": {"type": "redis", "redis": {"host": "redis.db"}},
+        "secondaryBackend": {
+            "type": "mongodb",
+            "mongodb": {"uriSecretRef": {"name": "m", "key": "uri"}, "database": "copy"},
+        },
+        "failureMode": "lenient",
+    },
     "mongodb, traced": {
         "backend": {"type": "mongodb", "mongodb": {"uriSecretRef": {"name": "m", "key": "uri"}}},
         "telemetry": {"otlpEndpoint": "http://otel:4318", "samplingRatio": 0.1},

@@ -62,6 +62,7 @@ class LocalRedis:
         cluster: bool = False,
         tls: TlsFiles | None = None,
         tls_auth_clients: bool = False,
+        appendonly: bool = False,
     ) -> None:
         self.port = free_port()
         self.dir = workdir / str(self.port)
@@ -74,7 +75,9 @@ class LocalRedis:
             *(["--port", "0", "--tls-port"] if tls else ["--port"]), str(self.port),
             "--dir", str(self.dir),
             "--save", "",
-            "--appendonly", "no",
+            # appendonly: every write fsynced before its answer, so a kill -9 loses none
+            *(["--appendonly", "yes", "--appendfsync", "always"] if appendonly
+              else ["--appendonly", "no"]),
             "--protected-mode", "no",
             "--logfile", str(self.dir / "redis.log"),
             "--maxmemory-policy", "noeviction",

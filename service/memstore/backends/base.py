@@ -249,6 +249,17 @@ class DistributedMemoryBackend(abc.ABC):
     ) -> Page[FeedbackRecord]:
         """Ordered by (timestamp, id)."""
 
+    # -- one tool use or feedback record by id (replication) ------------------------------
+
+    async def load_tool_usage(self, namespace: str, record_id: str) -> ToolUsageRecord | None:
+        """The tool use stored under ``record_id`` exactly as ``query_tool_usage`` returns
+        it, or ``None`` (never stored, or out of the backend's tool-usage retention)."""
+        raise NotImplementedError(f"{self.name} cannot load a tool use by id")
+
+    async def load_feedback(self, namespace: str, record_id: str) -> FeedbackRecord | None:
+        """The feedback record stored under ``record_id``, or ``None``."""
+        raise NotImplementedError(f"{self.name} cannot load feedback by id")
+
     # -- restore (export/import) -----------------------------------------------------------
 
     async def import_entity(self, namespace: str, record: EntityRecord) -> None:

@@ -1286,6 +1286,23 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         )
         return build_page([_feedback(r) for r in rows], limit, by_time)
 
+    # -- one record by id (replication) -------------------------------------------------
+
+    async def load_tool_usage(self, namespace: str, record_id: str) -> ToolUsageRecord | None:
+        row = await self._fetchone(
+            "SELECT id, tool_name, input, output, duration_ms, success, ts, conversation_id "
+            "FROM tool_usage WHERE ns = ? AND id = ?",
+            (namespace, record_id),
+        )
+        return _tool_usage(row) if row is not None else None
+
+    async def load_feedback(self, namespace: str, record_id: str) -> FeedbackRecord | None:
+        row = await self._fetchone(
+            "SELECT id, agent_name, feedback_type, data, ts FROM feedback WHERE ns = ? AND id = ?",
+            (namespace, record_id),
+        )
+        return _feedback(row) if row is not None else None
+
     # -- change log ---------------------------------------------------------------------
 
     async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:

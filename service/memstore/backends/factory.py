@@ -31,7 +31,19 @@ class DistributedMemoryFactory:
 
     @staticmethod
     def create_memory_backend(settings: Settings) -> DistributedMemoryBackend:
-        """Build (not connect) the backend named by ``settings.memory_type``."""
+        """Build (not connect) the backend named by ``settings.memory_type``; with
+        ``MEMSTORE_SECONDARY_BACKEND`` set, that one replicated to the secondary."""
+        primary = DistributedMemoryFactory.create_single_backend(settings)
+        if settings.secondary_backend is None:
+            return primary
+        from memstore.backends.replicated import ReplicatedMemoryBackend
+
+        secondary = DistributedMemoryFactory.create_single_backend(settings.secondary_settings())
+        return ReplicatedMemoryBackend(settings, primary, secondary)
+
+    @staticmethod
+    def create_single_backend(settings: Settings) -> DistributedMemoryBackend:
+        """Build the backend named by ``settings.memory_type`` alone."""
         try:
             module_name, class_name, extra = _BACKENDS[settings.memory_type]
         except KeyError:

@@ -11,6 +11,8 @@ never show in a repr or a log line.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -401,6 +403,65 @@ class WebhookSettings(_Slice):
         return self
 
 
+FailureMode = Literal["strict", "lenient"]
+
+#: The prefix of the secondary backend's own connection settings: each of the primary's
+#: backend variables, its ``MEMSTORE_`` taken off, behind this (``MONGODB_URI`` ->
+#: ``MEMSTORE_SECONDARY_MONGODB_URI``, ``MEMSTORE_REDIS_CLUSTER_NODES`` ->
+#: ``MEMSTORE_SECONDARY_REDIS_CLUSTER_NODES``).
+SECONDARY_PREFIX = "MEMSTORE_SECONDARY_"
+
+
+class ReplicationSettings(_Slice):
+    """A secondary backend the primary's data is replicated to, and failover to it (see
+    docs/architecture.md, "Replication and failover")."""
+
+    # The secondary's MEMORY_TYPE; unset: one backend, no replication.
+    secondary_backend: BackendName | None = Field(
+        None, validation_alias=_env("MEMSTORE_SECONDARY_BACKEND")
+    )
+    # With the primary down: "strict" refuses writes (503) until it is back; "lenient"
+    # writes to the secondary and copies those writes to the primary when it returns.
+    failure_mode: FailureMode = Field("strict", validation_alias=_env("MEMSTORE_FAILURE_MODE"))
+    # How often the primary is probed; a probe slower than this counts as failed.
+    health_check_interval_seconds: float = Field(
+        1.0, gt=0, le=60, validation_alias=_env("MEMSTORE_HEALTH_CHECK_INTERVAL_SECONDS")
+    )
+    # Consecutive failed probes (or failed reads) before the secondary serves, and
+    # consecutive good probes before the primary serves again.
+    failover_after_failures: int = Field(
+        2, ge=1, le=100, validation_alias=_env("MEMSTORE_FAILOVER_AFTER_FAILURES")
+    )
+    failback_after_successes: int = Field(
+        3, ge=1, le=1000, validation_alias=_env("MEMSTORE_FAILBACK_AFTER_SUCCESSES")
+    )
+    # The replicator reads this many change events per namespace per round, and reads
+    # the log again after this long when it found nothing to do.
+    replication_batch: int = Field(
+        500, ge=1, le=10_000, validation_alias=_env("MEMSTORE_REPLICATION_BATCH")
+    )
+    replication_poll_seconds: float = Field(
+        0.2, gt=0, le=60, validation_alias=_env("MEMSTORE_REPLICATION_POLL_SECONDS")
+    )
+    # One replica replicates at a time: it holds a claim on the secondary this long
+    # without renewing it.
+    replication_lease_seconds: float = Field(
+        15.0, gt=0, le=3600, validation_alias=_env("MEMSTORE_REPLICATION_LEASE_SECONDS")
+    )
+    # Lag (seconds since the oldest event not yet copied) above which the store reports
+    # itself degraded.
+    replication_max_lag_seconds: float = Field(
+        30.0, gt=0, validation_alias=_env("MEMSTORE_REPLICATION_MAX_LAG_SECONDS")
+    )
+
+    @field_validator("secondary_backend", mode="before")
+    @classmethod
+    def _normalise_secondary(cls, value: Any) -> Any:
+        if value is None or value == "":
+            return None
+        return str(value).strip().lower()
+
+
 EmbedderName = Literal["wordllama", "local", "openai", "none"]
 
 
@@ -462,6 +523,7 @@ class Settings(
     McpSettings,
     WebhookSettings,
     SearchSettings,
+    ReplicationSettings,
     CacheSettings,
     EmbeddedSettings,
     RedisSettings,
@@ -474,6 +536,46 @@ class Settings(
     def ui_served(self) -> bool:
         """Whether ``/ui`` is served: ``MEMSTORE_UI_ENABLED``, else only without auth."""
         return self.ui_enabled if self.ui_enabled is not None else not self.auth_enabled
+
+    def secondary_settings(self, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings the secondary backend is built from: these, with
+        ``MEMORY_TYPE`` = ``MEMSTORE_SECONDARY_BACKEND`` and each backend setting taken
+        from its ``MEMSTORE_SECONDARY_*`` variable when set (:data:`SECONDARY_PREFIX`).
+        Only the backend slices' own fields are overridable; the rest is shared."""
+        if self.secondary_backend is None:
+            from memstore.core.errors import ConfigurationError
+
+            raise ConfigurationError("MEMSTORE_SECONDARY_BACKEND is not set")
+        env = os.environ if environ is None else environ
+        shared = set(StoreSettings.model_fields)
+        values: dict[str, Any] = dict(self)
+        values["memory_type"] = self.secondary_backend
+        values["secondary_backend"] = None
+        for slice_cls in (EmbeddedSettings, RedisSettings, MongoDBSettings):
+            for name, field in slice_cls.model_fields.items():
+                if name in shared or not isinstance(field.validation_alias, AliasChoices):
+                    continue
+                for alias in field.validation_alias.choices:
+                    key = SECONDARY_PREFIX + str(alias).removeprefix("MEMSTORE_")
+                    if key in env:
+                        values[name] = env[key]
+                        break
+        slices: dict[str, type[StoreSettings]] = {
+            "embedded": EmbeddedSettings,
+            "redis": RedisSettings,
+            "mongodb": MongoDBSettings,
+        }
+        own = slices[self.secondary_backend]
+        if values["memory_type"] == self.memory_type and all(
+            values[n] == getattr(self, n) for n in own.model_fields if n not in shared
+        ):
+            from memstore.core.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "the secondary backend is the primary itself: set its MEMSTORE_SECONDARY_* "
+                "connection settings (e.g. MEMSTORE_SECONDARY_MONGODB_URI)"
+            )
+        return type(self).model_validate(values)
 
     @classmethod
     def from_seed_config(

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
+from memstore.backends.replicated import ReplicatedMemoryBackend
 from memstore.core.analytics import (
     AnalyticsOverview,
     FeedbackAnalytics,
@@ -182,6 +183,8 @@ class DistributedMemoryManager(MemoryAPI):
             prometheus.watch_cache(
                 lambda: cache.stats, lambda: len(cache), lambda: shared.invalidations_received
             )
+            if settings.secondary_backend is not None:
+                prometheus.watch_replication(self.replication_status)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -283,6 +286,12 @@ class DistributedMemoryManager(MemoryAPI):
         if self._shared.prometheus is not None:
             self._shared.prometheus.set_backend_up(self.memory_type, ok)
         return ok
+
+    def replication_status(self) -> dict[str, Any] | None:
+        """With a secondary backend: which one serves, the replication lag, whether the
+        store is degraded (``ReplicatedMemoryBackend.status``); else ``None``."""
+        backend = self._shared.backend
+        return backend.status() if isinstance(backend, ReplicatedMemoryBackend) else None
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -1127,6 +1136,9 @@ class DistributedMemoryManager(MemoryAPI):
                 "bypasses": stats.bypasses,
             },
         }
+        replication = self.replication_status()
+        if replication is not None:
+            result["replication"] = replication
         if shared.prometheus is not None:
             # The HTTP service's figures (same series as /metrics).
             result["backend_up"] = shared.prometheus.backend_up_values()

@@ -156,6 +156,62 @@ class _CacheCollector(Collector):
         yield GaugeMetricFamily("memstore_cache_entries", "Entries in the cache.", self._size())
 
 
+class _ReplicationCollector(Collector):
+    """A primary and a secondary backend (``ReplicatedMemoryBackend.status``): which one
+    serves and how far the secondary is behind. Totals only: no namespace names."""
+
+    def __init__(self, status: Callable[[], dict[str, Any] | None]) -> None:
+        self._status = status
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._status()
+        if s is None:
+            return
+        serving = GaugeMetricFamily(
+            "memstore_backend_serving",
+            "1 for the backend that serves reads now (role primary or secondary), else 0.",
+            labels=["role", "backend"],
+        )
+        for role in ("primary", "secondary"):
+            serving.add_metric([role, str(s[role])], 1.0 if s["serving"] == role else 0.0)
+        yield serving
+        for name, value, doc in (
+            ("memstore_replication_primary_up", s["primary_up"], "The primary answers probes."),
+            (
+                "memstore_replication_active",
+                s["replicating"],
+                "This replica is the one replicating (holds the claim on the secondary).",
+            ),
+            (
+                "memstore_replication_reconciling",
+                s["reconciling"],
+                "Writes the secondary took are being copied back to the primary.",
+            ),
+            (
+                "memstore_replication_degraded",
+                s["degraded"],
+                "The secondary serves, the lag is over its bound, or replication stopped.",
+            ),
+            (
+                "memstore_replication_lag_events",
+                s["lag_events"],
+                "Change events of the primary not yet applied to the secondary (all "
+                "namespaces; known on the replicating replica).",
+            ),
+            (
+                "memstore_replication_lag_seconds",
+                s["lag_seconds"],
+                "Age of the oldest change event not yet applied to the secondary.",
+            ),
+        ):
+            yield GaugeMetricFamily(name, doc, value=float(value))
+        yield CounterMetricFamily(
+            "memstore_replication_failovers",
+            "Times this process switched reads to the secondary.",
+            value=s["failovers"],
+        )
+
+
 class PrometheusMetrics:
     """Every metric the service exports, in one registry owned by the application."""
 
@@ -247,6 +303,9 @@ class PrometheusMetrics:
         received: Callable[[], int] = lambda: 0,
     ) -> None:
         self.registry.register(_CacheCollector(stats, size, received))
+
+    def watch_replication(self, status: Callable[[], dict[str, Any] | None]) -> None:
+        self.registry.register(_ReplicationCollector(status))
 
     # -- hot path -------------------------------------------------------------------------
 

@@ -389,13 +389,19 @@ async def livez(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     manager = request.app[MANAGER]
-    if await manager.ping():
-        return json_response({"status": "ready", "backend": manager.memory_type})
-    return json_response(
-        {"status": "unready", "backend": manager.memory_type},
-        status=503,
-        headers={"Retry-After": "1"},
-    )
+    ready = await manager.ping()
+    body: dict[str, Any] = {
+        "status": "ready" if ready else "unready",
+        "backend": manager.memory_type,
+    }
+    # With a secondary backend: which one serves, the lag, why the store is degraded.
+    replication = manager.replication_status()
+    if replication is not None:
+        # An open route: totals only, no namespace names (those are in /v1/metrics).
+        body["replication"] = {k: v for k, v in replication.items() if k != "namespaces"}
+    if ready:
+        return json_response(body)
+    return json_response(body, status=503, headers={"Retry-After": "1"})
 
 
 async def prometheus_metrics(request: web.Request) -> web.Response:

@@ -378,6 +378,9 @@ class ToolUsageSearchPage(_Response):
 class HealthOut(BaseModel):
     status: str
     backend: str | None = None
+    # With a secondary backend: which one serves, the replication lag (totals), whether
+    # and why the store is degraded (docs/architecture.md, "Replication and failover").
+    replication: dict[str, Any] | None = None
 
 
 class CacheClearedOut(BaseModel):

@@ -1343,6 +1343,22 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         docs = await self._find_page("query_feedback", schema.FEEDBACK, query, _NO_ID, limit)
         return build_page([_feedback(d) for d in docs], limit, by_time)
 
+    # -- one record by id (replication) -------------------------------------------------
+
+    async def load_tool_usage(self, namespace: str, record_id: str) -> ToolUsageRecord | None:
+        with DRIVER_ERRORS("load_tool_usage"):
+            doc = await self._coll(schema.TOOL_USAGE).find_one(
+                {"ns": namespace, "id": record_id}, _NO_ID
+            )
+        return _tool_usage(doc) if doc is not None else None
+
+    async def load_feedback(self, namespace: str, record_id: str) -> FeedbackRecord | None:
+        with DRIVER_ERRORS("load_feedback"):
+            doc = await self._coll(schema.FEEDBACK).find_one(
+                {"ns": namespace, "id": record_id}, _NO_ID
+            )
+        return _feedback(doc) if doc is not None else None
+
     # -- change log ---------------------------------------------------------------------
 
     async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:

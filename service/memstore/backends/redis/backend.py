@@ -1207,6 +1207,23 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         items = [FeedbackRecord(**orjson.loads(v)) for v in values if v is not None]
         return Page(items, next_cursor)
 
+    # -- one record by id (replication) -------------------------------------------------
+
+    async def load_tool_usage(self, namespace: str, record_id: str) -> ToolUsageRecord | None:
+        tag = self.keys.tool_tag(namespace, record_id)
+        value = await self.connection.execute("HGET", self.keys.tool_records(tag), record_id)
+        if value is None:
+            return None
+        # "tool\nbytes\nJSON" (older records: "tool\nJSON"), as query_tool_usage reads it
+        record = ToolUsageRecord(**orjson.loads(value.split(b"\n", 2)[-1]))
+        cutoff = self.tool_usage_cutoff(time.time())
+        return record if cutoff is None or record.timestamp >= cutoff else None
+
+    async def load_feedback(self, namespace: str, record_id: str) -> FeedbackRecord | None:
+        tag = self.keys.feedback_tag(namespace, record_id)
+        value = await self.connection.execute("HGET", self.keys.feedback_records(tag), record_id)
+        return FeedbackRecord(**orjson.loads(value)) if value is not None else None
+
     # -- change log -----------------------------------------------------------------------
 
     async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:

@@ -1,0 +1,978 @@
+"""``ReplicatedMemoryBackend``: a primary backend, a secondary it is copied to, failover.
+
+Writes go to the primary and are acknowledged by it alone. A :class:`Replicator` copies
+them to the secondary afterwards by tailing the primary's change log per namespace: for
+each event it reads the *current* state of the key the event names from the primary and
+writes exactly that to the secondary (``import_entity``/``import_conversation`` keep
+versions, seqs and timestamps; tool uses and feedback keep their id and time), a key the
+primary no longer has as a delete. Copying state, not events, makes a replay harmless, so
+the position kept on the secondary (namespace ``_replication``) may lag what was applied.
+
+The primary is probed every ``MEMSTORE_HEALTH_CHECK_INTERVAL_SECONDS``; after
+``MEMSTORE_FAILOVER_AFTER_FAILURES`` failed probes or reads the secondary serves reads.
+Writes then fail fast (``strict``) or go to the secondary (``lenient``); in lenient mode
+the secondary's log from the failover point is reconciled into the primary when it is back
+(:func:`reconcile_entity`, :func:`merge_messages`: the conflict rules), and only then does
+the primary serve again. docs/architecture.md, "Replication and failover", has the whole
+story and its limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from memstore.backends.base import DistributedMemoryBackend, InvalidationCallback
+from memstore.core import changes
+from memstore.core.errors import BackendUnavailableError, ConflictError, MemoryStoreError
+from memstore.core.records import (
+    ChangeEvent,
+    ChangePage,
+    ConversationInfo,
+    EntityRecord,
+    FeedbackRecord,
+    JSONObject,
+    MemorySummary,
+    MessageRecord,
+    Page,
+    ToolUsageRecord,
+)
+
+if TYPE_CHECKING:
+    from memstore.core.analytics import (
+        AnalyticsOverview,
+        BucketWindow,
+        FeedbackAnalytics,
+        GrowthSeries,
+        ToolAnalytics,
+    )
+    from memstore.core.settings import Settings
+
+log = logging.getLogger("memstore.replication")
+
+T = TypeVar("T")
+
+#: Where the replication keeps its own state, on the secondary. Not a valid user
+#: namespace (names start with a letter or digit), never replicated, never listed.
+STATE_NAMESPACE = "_replication"
+_POSITION = "position"  # id: the namespace; data: {"position": n}
+_CLAIM = "claim"  # id "forward": which replica replicates now
+_FAILOVER = "failover"  # id "state": the secondary's log positions when it took writes
+
+# The failback copies the secondary's writes while they go on, for at most this many
+# rounds or until a round finds fewer than this many events, then holds writes briefly.
+_CATCH_UP_ROUNDS = 20
+_CATCH_UP_EVENTS = 50
+# How long ``close`` waits for the background tasks to end.
+_CLOSE_TIMEOUT_SECONDS = 5.0
+
+PRIMARY = "primary"
+SECONDARY = "secondary"
+
+# The state of one key as the replicator reads it from the source.
+_Key = tuple[str, ...]
+
+
+def _event_key(event: ChangeEvent) -> _Key | None:
+    kind = event.kind
+    if kind.startswith("entity."):
+        return ("entity", str(event.entity_type), str(event.entity_id))
+    if kind.startswith("conversation."):
+        return ("conversation", str(event.conversation_id))
+    if kind == changes.TOOL_USAGE_RECORDED:
+        return ("tool_usage", str(event.record_id))
+    if kind == changes.FEEDBACK_SAVED:
+        return ("feedback", str(event.record_id))
+    # tool_usage.pruned: each backend applies its own tool-usage retention.
+    return None
+
+
+# -- conflict rules (lenient failover: what the secondary took, back into the primary) ---
+
+
+def reconcile_entity(
+    primary: EntityRecord | None, secondary: EntityRecord | None, deleted_version: int | None
+) -> EntityRecord | bool | None:
+    """What the primary should hold for a key the secondary changed during the outage:
+    a record to write, ``None`` to delete it, ``True`` to leave the primary as it is.
+
+    * The higher version wins (the side that saw more saves of the key).
+    * Equal versions with different contents (both sides saved version n from n-1: one
+      write the secondary never received before the outage, one made during it): the later
+      ``updated_at`` wins; a tie of that too keeps the primary's.
+    * A delete on the secondary (``deleted_version``: the version it removed) deletes the
+      primary's copy when that is not newer than what was deleted.
+    * A key the primary does not have takes the secondary's record (a write wins over a
+      delete it never saw)."""
+    if secondary is None:
+        if primary is None:
+            return True
+        if deleted_version is not None and primary.version <= deleted_version:
+            return None
+        return True
+    if primary is None or secondary.version > primary.version:
+        return secondary
+    if (
+        secondary.version == primary.version
+        and secondary != primary
+        and secondary.updated_at > primary.updated_at
+    ):
+        return secondary
+    return True
+
+
+def merge_messages(
+    primary: Sequence[MessageRecord], secondary: Sequence[MessageRecord]
+) -> list[MessageRecord] | None:
+    """A conversation both sides may have appended to: the messages they share (the
+    longest common prefix), then the primary's later ones, then the secondary's later
+    ones that the primary does not already hold (same message and ``created_at``), seqs
+    renumbered ``1..n``. ``None``: the primary's copy already holds everything. A pop or
+    replace the secondary did during the outage is kept only when the primary had nothing
+    the secondary lacks (then the secondary's copy is taken whole)."""
+
+    def same(a: MessageRecord, b: MessageRecord) -> bool:
+        return a.message == b.message and a.created_at == b.created_at
+
+    common = 0
+    for a, b in zip(primary, secondary, strict=False):
+        if not same(a, b):
+            break
+        common += 1
+    if common == len(primary):
+        # Nothing on the primary the secondary lacks: the secondary's copy, whole.
+        if len(secondary) == len(primary):
+            return None
+        return _contiguous(list(secondary))
+    held = {(repr(m.message), m.created_at) for m in primary[common:]}
+    extra = [m for m in secondary[common:] if (repr(m.message), m.created_at) not in held]
+    if not extra:
+        return None
+    return _contiguous([*primary, *extra])
+
+
+# -- the replicator ---------------------------------------------------------------------
+
+
+@dataclass
+class NamespaceLag:
+    """How far the target is behind the source in one namespace."""
+
+    position: int = 0
+    last_position: int = 0
+    oldest_pending: float | None = None  # time of the oldest event not yet applied
+
+    @property
+    def events(self) -> int:
+        return max(0, self.last_position - self.position)
+
+    def seconds(self, now: float) -> float:
+        if self.events == 0 or self.oldest_pending is None:
+            return 0.0
+        return max(0.0, now - self.oldest_pending)
+
+
+@dataclass
+class Replicator:
+    """Copies what changed in ``source`` to ``target``, namespace by namespace, from the
+    source's change log. ``reconcile``: the conflict rules decide (the lenient failback)
+    instead of the source winning (replication). Positions are kept in ``positions`` and,
+    when ``state`` is given, durably in its ``_replication`` namespace."""
+
+    source: DistributedMemoryBackend
+    target: DistributedMemoryBackend
+    batch: int
+    state: DistributedMemoryBackend | None = None
+    reconcile: bool = False
+    concurrency: int = 16
+    positions: dict[str, int] = field(default_factory=dict)
+    lag: dict[str, NamespaceLag] = field(default_factory=dict)
+
+    async def load_position(self, namespace: str) -> int:
+        if namespace not in self.positions:
+            position = 0
+            if self.state is not None:
+                record = await self.state.load_entity(STATE_NAMESPACE, _POSITION, namespace)
+                if record is not None:
+                    position = int(record.data["position"])
+            self.positions[namespace] = position
+        return self.positions[namespace]
+
+    async def known_namespaces(self) -> list[str]:
+        """The source's namespaces and those a position is kept for."""
+        names = set(await self.source.list_namespaces() or [])
+        names.update(self.positions)
+        if self.state is not None:
+            cursor: str | None = None
+            while True:
+                page = await self.state.list_entities(
+                    STATE_NAMESPACE, _POSITION, limit=500, cursor=cursor
+                )
+                names.update(r.id for r in page.items)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+        names.discard(STATE_NAMESPACE)
+        return sorted(names)
+
+    async def step(self, namespace: str) -> int:
+        """Apply up to ``batch`` events of ``namespace``; the number applied."""
+        after = await self.load_position(namespace)
+        page: ChangePage = await self.source.read_changes(namespace, after=after, limit=self.batch)
+        lag = self.lag.setdefault(namespace, NamespaceLag())
+        lag.position, lag.last_position = after, page.last_position
+        if page.last_position < after:
+            log.error(
+                "the change log of namespace %r ends at %d, before the replicated position %d",
+                namespace,
+                page.last_position,
+                after,
+            )
+            raise ReplicationError("the source lost data that was already replicated")
+        if after < page.first_position - 1:
+            # Retention removed events never copied: copy the namespace whole, then go on
+            # from the log's end as it was before the copy (replays are harmless).
+            await self.copy_namespace(namespace)
+            await self._advance(namespace, page.last_position)
+            lag.position = page.last_position
+            return 0
+        if not page.events:
+            lag.oldest_pending = None
+            return 0
+        lag.oldest_pending = page.events[0].timestamp
+        last: dict[_Key, ChangeEvent] = {}
+        for event in page.events:
+            key = _event_key(event)
+            if key is not None:
+                last.pop(key, None)
+                last[key] = event
+        limiter = asyncio.Semaphore(self.concurrency)
+
+        async def apply(key: _Key, event: ChangeEvent) -> None:
+            async with limiter:
+                await self.apply(namespace, key, event)
+
+        await asyncio.gather(*(apply(k, e) for k, e in last.items()))
+        position = page.events[-1].position
+        await self._advance(namespace, position)
+        lag.position = position
+        lag.oldest_pending = None
+        return len(page.events)
+
+    async def _advance(self, namespace: str, position: int) -> None:
+        self.positions[namespace] = position
+        if self.state is not None:
+            await self.state.save_entity(
+                STATE_NAMESPACE, _POSITION, namespace, {"position": position}
+            )
+
+    async def apply(self, namespace: str, key: _Key, event: ChangeEvent) -> None:
+        """Make ``target`` hold what ``source`` holds under ``key`` now."""
+        src, dst = self.source, self.target
+        if key[0] == "entity":
+            _, entity_type, entity_id = key
+            record = await src.load_entity(namespace, entity_type, entity_id)
+            if self.reconcile:
+                deleted = event.version if event.kind != changes.ENTITY_SAVED else None
+                held = await dst.load_entity(namespace, entity_type, entity_id)
+                decision = reconcile_entity(held, record, deleted)
+                if decision is True:
+                    return
+                record = decision if isinstance(decision, EntityRecord) else None
+            if record is not None:
+                await dst.import_entity(namespace, record)
+            else:
+                await dst.delete_entity(namespace, entity_type, entity_id)
+        elif key[0] == "conversation":
+            conversation_id = key[1]
+            messages = await src.load_messages(namespace, conversation_id)
+            if self.reconcile:
+                if not messages and event.kind == changes.CONVERSATION_DELETED:
+                    await dst.delete_conversation(namespace, conversation_id)
+                    return
+                kept = await dst.load_messages(namespace, conversation_id)
+                merged = merge_messages(kept, messages)
+                if merged is not None:
+                    await dst.import_conversation(namespace, conversation_id, merged)
+            elif messages:
+                await dst.import_conversation(namespace, conversation_id, _contiguous(messages))
+            else:
+                await dst.delete_conversation(namespace, conversation_id)
+        elif key[0] == "tool_usage":
+            use = await src.load_tool_usage(namespace, key[1])
+            if use is not None:
+                await dst.record_tool_usage(namespace, use)
+        elif key[0] == "feedback":
+            feedback = await src.load_feedback(namespace, key[1])
+            if feedback is not None:
+                await dst.save_feedback(namespace, feedback)
+
+    async def copy_namespace(self, namespace: str) -> None:
+        """Everything the source holds in ``namespace``, written to the target."""
+        src, dst = self.source, self.target
+        for entity_type in await src.get_entity_types(namespace):
+
+            def entities(c: str | None, t: str = entity_type) -> Awaitable[Page[EntityRecord]]:
+                return src.list_entities(namespace, t, limit=500, cursor=c)
+
+            async for entity in _pages(entities):
+                await dst.import_entity(namespace, entity)
+        async for info in _pages(lambda c: src.list_conversations(namespace, limit=500, cursor=c)):
+            messages = await src.load_messages(namespace, info.conversation_id)
+            await dst.import_conversation(namespace, info.conversation_id, _contiguous(messages))
+        async for use in _pages(lambda c: src.query_tool_usage(namespace, limit=500, cursor=c)):
+            await dst.record_tool_usage(namespace, use)
+        async for fb in _pages(lambda c: src.query_feedback(namespace, limit=500, cursor=c)):
+            await dst.save_feedback(namespace, fb)
+
+    async def run_round(self, namespaces: Iterable[str]) -> int:
+        """One pass over ``namespaces``, each until its log is drained; events applied."""
+        applied = 0
+        for namespace in namespaces:
+            while True:
+                n = await self.step(namespace)
+                applied += n
+                if n < self.batch:
+                    break
+        return applied
+
+
+def _contiguous(messages: list[MessageRecord]) -> list[MessageRecord]:
+    """The messages with seqs ``1..n``, as an import takes them. They are already, except
+    after a MongoDB pop raced an append without transactions (a gap): then renumbered."""
+    if all(m.seq == i for i, m in enumerate(messages, start=1)):
+        return messages
+    return [
+        MessageRecord(m.conversation_id, i, m.message, m.created_at)
+        for i, m in enumerate(messages, start=1)
+    ]
+
+
+async def _pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> Any:
+    cursor: str | None = None
+    while True:
+        page = await fetch(cursor)
+        for item in page.items:
+            yield item
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+class ReplicationError(RuntimeError):
+    """The replication cannot go on safely (e.g. the source lost data it had given). Stays
+    inside this module: the store reports it in ``status()``, never to a caller."""
+
+
+# -- the backend ------------------------------------------------------------------------
+
+
+class ReplicatedMemoryBackend(DistributedMemoryBackend):
+    """A primary and a secondary backend behind one backend interface."""
+
+    name = "replicated"
+
+    def __init__(
+        self,
+        settings: Settings,
+        primary: DistributedMemoryBackend,
+        secondary: DistributedMemoryBackend,
+    ) -> None:
+        super().__init__(settings)
+        self.primary = primary
+        self.secondary = secondary
+        self.replication = settings
+        self.serving = PRIMARY
+        self.primary_up = True
+        self.failovers = 0
+        self.problem: str | None = None
+        self._failures = 0
+        self._successes = 0
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.forward = Replicator(
+            primary, secondary, batch=settings.replication_batch, state=secondary
+        )
+        self._claimed_until = 0.0
+        self._claim_version = 0
+        self._reconciler: Replicator | None = None
+        self._failover_positions: dict[str, int] | None = None
+        # Writes wait here while the primary takes over again (closed: the last events
+        # the secondary took are being copied to the primary).
+        self._writes_open = asyncio.Event()
+        self._writes_open.set()
+        self._writes_in_flight = 0
+        self._writes_done = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failback: asyncio.Task[None] | None = None
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"ReplicatedMemoryBackend({self.primary!r} -> {self.secondary!r})"
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        await self.secondary.connect()
+        await self.primary.connect()
+        state = await self.secondary.load_entity(STATE_NAMESPACE, _FAILOVER, "state")
+        if state is not None and not state.data.get("resolved"):
+            # A lenient failover this store did not finish reconciling (a restart during
+            # the outage): serve from the secondary until the primary has taken its writes.
+            self._failover_positions = {k: int(v) for k, v in state.data["positions"].items()}
+            self.serving = SECONDARY
+        self._tasks = [
+            asyncio.create_task(self._watch_primary(), name="memstore-replication-health"),
+            asyncio.create_task(self._replicate(), name="memstore-replication"),
+        ]
+
+    async def close(self) -> None:
+        self._closing = True
+        tasks = [*self._tasks, *([self._failback] if self._failback else [])]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # A driver call may swallow the cancellation (and retry); the loops also stop
+            # at their next turn because of ``_closing``.
+            await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_SECONDS)
+        self._tasks = []
+        self._failback = None
+        with contextlib.suppress(MemoryStoreError):
+            await self._release_claim()
+        await self.primary.close()
+        await self.secondary.close()
+
+    async def ping(self) -> bool:
+        return await self._serving_backend().ping()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "primary": self.primary.describe(),
+            "secondary": self.secondary.describe(),
+            "serving": self.serving,
+            "failure_mode": self.replication.failure_mode,
+        }
+
+    # -- health and failover ------------------------------------------------------------
+
+    def _serving_backend(self) -> DistributedMemoryBackend:
+        return self.primary if self.serving == PRIMARY else self.secondary
+
+    async def _probe(self) -> bool:
+        try:
+            return await asyncio.wait_for(
+                self.primary.ping(), self.replication.health_check_interval_seconds
+            )
+        except (TimeoutError, MemoryStoreError):
+            return False
+
+    async def _watch_primary(self) -> None:
+        interval = self.replication.health_check_interval_seconds
+        while not self._closing:
+            ok = await self._probe()
+            self.primary_up = ok
+            if ok:
+                self._failures = 0
+                self._successes += 1
+                if (
+                    self.serving == SECONDARY
+                    and self._successes >= self.replication.failback_after_successes
+                    and (self._failback is None or self._failback.done())
+                ):
+                    self._failback = asyncio.create_task(
+                        self._fail_back(), name="memstore-failback"
+                    )
+            else:
+                self._note_failure()
+            await asyncio.sleep(interval)
+
+    def _note_failure(self) -> None:
+        self._successes = 0
+        self._failures += 1
+        self.primary_up = False
+        if self.serving == PRIMARY and self._failures >= self.replication.failover_after_failures:
+            self.serving = SECONDARY
+            self.failovers += 1
+            log.warning(
+                "primary backend down: the secondary serves",
+                extra={
+                    "primary": self.primary.name,
+                    "secondary": self.secondary.name,
+                    "failure_mode": self.replication.failure_mode,
+                },
+            )
+
+    async def _begin_taking_writes(self) -> None:
+        """Lenient mode, before the first write the secondary takes: record where its
+        change log stood in every namespace (kept on the secondary: a restart resumes)."""
+        if self._failover_positions is not None:
+            return
+        record = await self.secondary.load_entity(STATE_NAMESPACE, _FAILOVER, "state")
+        if record is not None and not record.data.get("resolved"):
+            self._failover_positions = {k: int(v) for k, v in record.data["positions"].items()}
+            return
+        positions: dict[str, int] = {}
+        for namespace in await self.secondary.list_namespaces() or []:
+            if namespace != STATE_NAMESPACE:
+                page = await self.secondary.read_changes(namespace, after=0, limit=1)
+                positions[namespace] = page.last_position
+        try:
+            await self.secondary.save_entity(
+                STATE_NAMESPACE,
+                _FAILOVER,
+                "state",
+                {"positions": positions, "since": time.time(), "resolved": False},
+                expected_version=record.version if record is not None else 0,
+            )
+        except ConflictError:
+            # Another replica recorded it first: its positions are the earlier ones.
+            record = await self.secondary.load_entity(STATE_NAMESPACE, _FAILOVER, "state")
+            if record is not None:
+                positions = {k: int(v) for k, v in record.data["positions"].items()}
+        self._failover_positions = positions
+
+    async def _fail_back(self) -> None:
+        """The primary answers again: check it kept its data, copy what the secondary
+        took meanwhile (lenient), then let the primary serve."""
+        try:
+            for namespace, position in list(self.forward.positions.items()):
+                page = await self.primary.read_changes(namespace, after=position, limit=1)
+                if page.last_position < position:
+                    self.problem = (
+                        "the primary came back without its data; the secondary keeps "
+                        "serving: restore the primary from it"
+                    )
+                    log.error(
+                        "%s (namespace %r: its log ends at %d, %d events were replicated)",
+                        self.problem,
+                        namespace,
+                        page.last_position,
+                        position,
+                    )
+                    return
+            if self._failover_positions is not None:
+                positions = self._failover_positions
+                reconciler = Replicator(
+                    self.secondary,
+                    self.primary,
+                    batch=self.replication.replication_batch,
+                    reconcile=True,
+                    positions=dict(positions),
+                )
+                self._reconciler = reconciler
+
+                async def namespaces() -> list[str]:
+                    names = set(await self.secondary.list_namespaces() or []) | set(positions)
+                    names.discard(STATE_NAMESPACE)
+                    return sorted(names)
+
+                # Copy while writes still go to the secondary, until little is left ...
+                for _ in range(_CATCH_UP_ROUNDS):
+                    if await reconciler.run_round(await namespaces()) < _CATCH_UP_EVENTS:
+                        break
+                # ... then hold writes, wait for those in flight, copy the rest, switch.
+                self._writes_open.clear()
+                try:
+                    while self._writes_in_flight:
+                        self._writes_done.clear()
+                        await self._writes_done.wait()
+                    await reconciler.run_round(await namespaces())
+                    self._reconciler = None
+                    self.serving = PRIMARY
+                finally:
+                    self._writes_open.set()
+                record = await self.secondary.load_entity(STATE_NAMESPACE, _FAILOVER, "state")
+                if record is not None:
+                    with contextlib.suppress(ConflictError):
+                        await self.secondary.save_entity(
+                            STATE_NAMESPACE,
+                            _FAILOVER,
+                            "state",
+                            {**record.data, "resolved": True},
+                            expected_version=record.version,
+                        )
+                self._failover_positions = None
+                self._reconciler = None
+            self.serving = PRIMARY
+            self.problem = None
+            log.warning(
+                "primary backend back: it serves again", extra={"primary": self.primary.name}
+            )
+        except (MemoryStoreError, ReplicationError) as exc:
+            log.warning("failback postponed: %s", exc)
+
+    # -- the replication loop ---------------------------------------------------------
+
+    async def _claim(self) -> bool:
+        """Hold the claim on replicating (one replica at a time); True while held."""
+        now = time.time()
+        lease = self.replication.replication_lease_seconds
+        if self._claimed_until - now > lease / 2:
+            return True
+        record = await self.secondary.load_entity(STATE_NAMESPACE, _CLAIM, "forward")
+        if record is not None:
+            owner, until = record.data.get("owner"), float(record.data.get("until", 0))
+            if owner != self._owner and until > now:
+                self._claimed_until = 0.0
+                return False
+        try:
+            saved = await self.secondary.save_entity(
+                STATE_NAMESPACE,
+                _CLAIM,
+                "forward",
+                {"owner": self._owner, "until": now + lease},
+                expected_version=record.version if record is not None else 0,
+            )
+        except ConflictError:
+            self._claimed_until = 0.0
+            return False
+        self._claim_version = saved.version
+        self._claimed_until = now + lease
+        return True
+
+    async def _release_claim(self) -> None:
+        if self._claimed_until <= time.time():
+            return
+        self._claimed_until = 0.0
+        with contextlib.suppress(ConflictError):
+            await self.secondary.save_entity(
+                STATE_NAMESPACE,
+                _CLAIM,
+                "forward",
+                {"owner": None, "until": 0},
+                expected_version=self._claim_version,
+            )
+
+    @property
+    def replicating(self) -> bool:
+        return self._claimed_until > time.time()
+
+    async def _replicate(self) -> None:
+        poll = self.replication.replication_poll_seconds
+        while not self._closing:
+            applied = 0
+            try:
+                if self.serving == PRIMARY and await self._claim():
+                    applied = await self.forward.run_round(await self.forward.known_namespaces())
+            except BackendUnavailableError as exc:
+                log.info("replication paused: %s", exc)
+            except ReplicationError as exc:
+                self.problem = str(exc)
+                log.error("replication stopped: %s", exc)
+            except MemoryStoreError:
+                log.exception("replication round failed")
+            if not applied:
+                await asyncio.sleep(poll)
+
+    # -- what the store reports ---------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Which backend serves, the lag this replica knows of, and why it is degraded."""
+        now = time.time()
+        lags = self.forward.lag if self.replicating else {}
+        lag_events = sum(lag.events for lag in lags.values())
+        lag_seconds = max((lag.seconds(now) for lag in lags.values()), default=0.0)
+        reasons = []
+        if self.serving == SECONDARY:
+            reasons.append(f"the secondary ({self.secondary.name}) serves: the primary is down")
+        if lag_seconds > self.replication.replication_max_lag_seconds:
+            reasons.append(f"replication lag {lag_seconds:.1f} s")
+        if self.problem:
+            reasons.append(self.problem)
+        return {
+            "serving": self.serving,
+            "primary": self.primary.name,
+            "secondary": self.secondary.name,
+            "primary_up": self.primary_up,
+            "failure_mode": self.replication.failure_mode,
+            "failovers": self.failovers,
+            "replicating": self.replicating,
+            "reconciling": self._reconciler is not None,
+            "lag_events": lag_events,
+            "lag_seconds": round(lag_seconds, 3),
+            "namespaces": {
+                ns: {"events": lag.events, "seconds": round(lag.seconds(now), 3)}
+                for ns, lag in sorted(lags.items())
+            },
+            "degraded": bool(reasons),
+            "reasons": reasons,
+        }
+
+    # -- routing ------------------------------------------------------------------------
+
+    async def _read(self, call: Callable[[DistributedMemoryBackend], Awaitable[T]]) -> T:
+        if self.serving == PRIMARY:
+            try:
+                return await call(self.primary)
+            except BackendUnavailableError:
+                # Answer from the secondary now; enough of these and it serves outright.
+                self._note_failure()
+        return await call(self.secondary)
+
+    async def _write(self, call: Callable[[DistributedMemoryBackend], Awaitable[T]]) -> T:
+        if not self._writes_open.is_set():
+            await self._writes_open.wait()
+        if self.serving == PRIMARY:
+            try:
+                return await call(self.primary)
+            except BackendUnavailableError:
+                self._note_failure()
+                raise
+        if self.replication.failure_mode == "strict":
+            raise BackendUnavailableError(
+                f"the primary backend ({self.primary.name}) is down and "
+                "MEMSTORE_FAILURE_MODE=strict: writes are refused until it is back; "
+                f"reads are served from the secondary ({self.secondary.name})",
+                serving=SECONDARY,
+                failure_mode="strict",
+            )
+        self._writes_in_flight += 1
+        try:
+            await self._begin_taking_writes()
+            return await call(self.secondary)
+        finally:
+            self._writes_in_flight -= 1
+            if not self._writes_in_flight:
+                self._writes_done.set()
+
+    # -- cache invalidation ---------------------------------------------------------------
+
+    async def publish_invalidation(self, key: str) -> None:
+        await self._serving_backend().publish_invalidation(key)
+
+    async def subscribe_invalidations(self, callback: InvalidationCallback) -> None:
+        await self.primary.subscribe_invalidations(callback)
+        await self.secondary.subscribe_invalidations(callback)
+
+    # -- entities -----------------------------------------------------------------------
+
+    async def save_entity(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        data: JSONObject,
+        *,
+        expected_version: int | None = None,
+        ttl: float | None = None,
+        data_json: bytes | None = None,
+    ) -> EntityRecord:
+        return await self._write(
+            lambda b: b.save_entity(
+                namespace,
+                entity_type,
+                entity_id,
+                data,
+                expected_version=expected_version,
+                ttl=ttl,
+                data_json=data_json,
+            )
+        )
+
+    async def load_entity(
+        self, namespace: str, entity_type: str, entity_id: str
+    ) -> EntityRecord | None:
+        return await self._read(lambda b: b.load_entity(namespace, entity_type, entity_id))
+
+    async def delete_entity(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        expected_version: int | None = None,
+    ) -> bool:
+        return await self._write(
+            lambda b: b.delete_entity(
+                namespace, entity_type, entity_id, expected_version=expected_version
+            )
+        )
+
+    async def list_entities(
+        self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
+    ) -> Page[EntityRecord]:
+        return await self._read(
+            lambda b: b.list_entities(namespace, entity_type, limit=limit, cursor=cursor)
+        )
+
+    async def get_entity_types(self, namespace: str) -> list[str]:
+        return await self._read(lambda b: b.get_entity_types(namespace))
+
+    async def import_entity(self, namespace: str, record: EntityRecord) -> None:
+        await self._write(lambda b: b.import_entity(namespace, record))
+
+    # -- conversations ------------------------------------------------------------------
+
+    async def append_messages(
+        self,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        *,
+        messages_json: Sequence[bytes] | None = None,
+    ) -> list[MessageRecord]:
+        return await self._write(
+            lambda b: b.append_messages(
+                namespace, conversation_id, messages, messages_json=messages_json
+            )
+        )
+
+    async def load_messages(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRecord]:
+        return await self._read(
+            lambda b: b.load_messages(
+                namespace, conversation_id, limit=limit, before_seq=before_seq
+            )
+        )
+
+    async def replace_conversation(
+        self,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        *,
+        messages_json: Sequence[bytes] | None = None,
+    ) -> list[MessageRecord]:
+        return await self._write(
+            lambda b: b.replace_conversation(
+                namespace, conversation_id, messages, messages_json=messages_json
+            )
+        )
+
+    async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
+        return await self._write(lambda b: b.pop_message(namespace, conversation_id))
+
+    async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
+        return await self._write(lambda b: b.delete_conversation(namespace, conversation_id))
+
+    async def list_conversations(
+        self, namespace: str, *, limit: int, cursor: str | None = None
+    ) -> Page[ConversationInfo]:
+        return await self._read(
+            lambda b: b.list_conversations(namespace, limit=limit, cursor=cursor)
+        )
+
+    async def import_conversation(
+        self, namespace: str, conversation_id: str, messages: list[MessageRecord]
+    ) -> None:
+        await self._write(lambda b: b.import_conversation(namespace, conversation_id, messages))
+
+    # -- tool usage and feedback --------------------------------------------------------
+
+    async def record_tool_usage(
+        self,
+        namespace: str,
+        record: ToolUsageRecord,
+        *,
+        input_json: bytes | None = None,
+        output_json: bytes | None = None,
+    ) -> ToolUsageRecord:
+        return await self._write(
+            lambda b: b.record_tool_usage(
+                namespace, record, input_json=input_json, output_json=output_json
+            )
+        )
+
+    async def query_tool_usage(
+        self,
+        namespace: str,
+        *,
+        tool_name: str | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[ToolUsageRecord]:
+        return await self._read(
+            lambda b: b.query_tool_usage(
+                namespace, tool_name=tool_name, start=start, end=end, limit=limit, cursor=cursor
+            )
+        )
+
+    async def get_tool_names(self, namespace: str) -> list[str]:
+        return await self._read(lambda b: b.get_tool_names(namespace))
+
+    async def load_tool_usage(self, namespace: str, record_id: str) -> ToolUsageRecord | None:
+        return await self._read(lambda b: b.load_tool_usage(namespace, record_id))
+
+    async def save_feedback(
+        self, namespace: str, record: FeedbackRecord, *, data_json: bytes | None = None
+    ) -> FeedbackRecord:
+        return await self._write(lambda b: b.save_feedback(namespace, record, data_json=data_json))
+
+    async def query_feedback(
+        self,
+        namespace: str,
+        *,
+        agent_name: str | None = None,
+        feedback_type: str | None = None,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[FeedbackRecord]:
+        return await self._read(
+            lambda b: b.query_feedback(
+                namespace,
+                agent_name=agent_name,
+                feedback_type=feedback_type,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    async def load_feedback(self, namespace: str, record_id: str) -> FeedbackRecord | None:
+        return await self._read(lambda b: b.load_feedback(namespace, record_id))
+
+    # -- change log, summary, analytics, usage --------------------------------------------
+    # The serving backend's own log: its positions are not the other backend's (see
+    # docs/architecture.md, "Replication and failover", for what a feed reader sees).
+
+    async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:
+        return await self._read(lambda b: b.read_changes(namespace, after=after, limit=limit))
+
+    async def trim_changes(self, namespace: str) -> None:
+        await self._serving_backend().trim_changes(namespace)
+
+    async def summary(self, namespace: str) -> MemorySummary:
+        return await self._read(lambda b: b.summary(namespace))
+
+    async def analytics_overview(self, namespace: str) -> AnalyticsOverview:
+        return await self._read(lambda b: b.analytics_overview(namespace))
+
+    async def analytics_growth(
+        self, namespace: str, kind: str, window: BucketWindow
+    ) -> GrowthSeries:
+        return await self._read(lambda b: b.analytics_growth(namespace, kind, window))
+
+    async def analytics_tools(
+        self, namespace: str, window: BucketWindow, *, tool_name: str | None, limit: int
+    ) -> ToolAnalytics:
+        return await self._read(
+            lambda b: b.analytics_tools(namespace, window, tool_name=tool_name, limit=limit)
+        )
+
+    async def analytics_feedback(self, namespace: str, window: BucketWindow) -> FeedbackAnalytics:
+        return await self._read(lambda b: b.analytics_feedback(namespace, window))
+
+    async def stored_bytes(self, namespace: str) -> int | None:
+        return await self._read(lambda b: b.stored_bytes(namespace))
+
+    def tool_usage_cutoff(self, now: float) -> float | None:
+        return self._serving_backend().tool_usage_cutoff(now)
+
+    async def list_namespaces(self) -> list[str] | None:
+        names = await self._read(lambda b: b.list_namespaces())
+        return None if names is None else [n for n in names if n != STATE_NAMESPACE]

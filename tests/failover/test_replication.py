@@ -1,0 +1,158 @@
+"""Replication from a primary Redis to a secondary FerretDB (MongoDB wire), failover when
+the primary is killed, and the lenient failback, through ``ReplicatedMemoryBackend``
+with real servers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from memstore.backends.base import DistributedMemoryBackend
+from memstore.backends.replicated import PRIMARY, SECONDARY, ReplicatedMemoryBackend
+from memstore.core.errors import BackendUnavailableError
+from memstore.core.records import FeedbackRecord, ToolUsageRecord
+from tests.failover.conftest import caught_up, eventually
+from tests.servers.redis import LocalRedis
+
+
+def ns() -> str:
+    return f"n{uuid.uuid4().hex[:10]}"
+
+
+async def everything(backend: DistributedMemoryBackend, namespace: str) -> dict[str, Any]:
+    """All a namespace holds, exactly (versions, seqs, timestamps)."""
+    out: dict[str, Any] = {"entities": {}, "conversations": {}}
+    for entity_type in await backend.get_entity_types(namespace):
+        page = await backend.list_entities(namespace, entity_type, limit=500)
+        for e in page.items:
+            out["entities"][(e.type, e.id)] = e
+    convs = await backend.list_conversations(namespace, limit=500)
+    for info in convs.items:
+        out["conversations"][info.conversation_id] = await backend.load_messages(
+            namespace, info.conversation_id
+        )
+    out["tools"] = (await backend.query_tool_usage(namespace, limit=500)).items
+    out["feedback"] = (await backend.query_feedback(namespace, limit=500)).items
+    return out
+
+
+async def write_some(backend: DistributedMemoryBackend, namespace: str) -> None:
+    await backend.save_entity(namespace, "note", "a", {"v": 1})
+    await backend.save_entity(namespace, "note", "a", {"v": 2}, expected_version=1)
+    await backend.save_entity(namespace, "note", "ttl", {"v": 1}, ttl=3600)
+    await backend.save_entity(namespace, "note", "gone", {"v": 1})
+    await backend.delete_entity(namespace, "note", "gone")
+    await backend.save_entity(namespace, "fact", "b", {"nested": [1, {"x": None}], "s": "é"})
+    await backend.append_messages(namespace, "c1", [{"m": 1}, {"m": 2}, {"m": 3}])
+    await backend.pop_message(namespace, "c1")
+    await backend.append_messages(namespace, "c1", [{"m": 4}])
+    await backend.replace_conversation(namespace, "c2", [{"r": 1}])
+    await backend.append_messages(namespace, "c3", [{"m": 1}])
+    await backend.delete_conversation(namespace, "c3")
+    await backend.record_tool_usage(
+        namespace,
+        ToolUsageRecord("use-1", "search", {"q": 1}, ["r"], 1.5, True, 1_700_000_000.5, "c1"),
+    )
+    await backend.save_feedback(
+        namespace, FeedbackRecord("fb-1", "agent", "rating", {"rating": 4}, 1_700_000_001.0)
+    )
+
+
+async def test_secondary_holds_exactly_what_the_primary_holds(
+    replicated: Callable[..., Any],
+) -> None:
+    backend: ReplicatedMemoryBackend = await replicated()
+    names = [ns(), ns()]
+    for name in names:
+        await write_some(backend, name)
+    await eventually(lambda: caught_up(backend, names))
+    for name in names:
+        primary = await everything(backend.primary, name)
+        assert primary["entities"][("note", "a")].version == 2
+        assert ("note", "gone") not in primary["entities"]
+        assert [m.seq for m in primary["conversations"]["c1"]] == [1, 2, 3]
+        assert await everything(backend.secondary, name) == primary
+    status = backend.status()
+    assert status["serving"] == PRIMARY
+    assert status["replicating"] is True
+    assert status["lag_events"] == 0
+    assert status["degraded"] is False
+
+    # The position is kept on the secondary: a new process resumes where this one was.
+    positions = dict(backend.forward.positions)
+    await backend.close()
+    again: ReplicatedMemoryBackend = await replicated(backend.settings)
+    for name in names:
+        assert await again.forward.load_position(name) == positions[name]
+
+
+async def test_strict_failover_reads_from_secondary_and_refuses_writes(
+    replicated: Callable[..., Any], primary_redis: LocalRedis
+) -> None:
+    backend: ReplicatedMemoryBackend = await replicated()
+    name = ns()
+    await write_some(backend, name)
+    await eventually(lambda: caught_up(backend, [name]))
+    before = await everything(backend.primary, name)
+
+    primary_redis.kill9()
+    killed = time.monotonic()
+    # Reads keep answering (from the secondary, at once when the primary fails them).
+    record = await backend.load_entity(name, "note", "a")
+    assert record == before["entities"][("note", "a")]
+    await eventually(lambda: backend.serving == SECONDARY)
+    detected = time.monotonic() - killed
+    assert await everything(backend, name) == before
+    with pytest.raises(BackendUnavailableError) as refused:
+        await backend.save_entity(name, "note", "new", {"v": 1})
+    assert "MEMSTORE_FAILURE_MODE=strict" in refused.value.message
+    assert refused.value.details == {"serving": "secondary", "failure_mode": "strict"}
+    status = backend.status()
+    assert status["degraded"] is True
+    assert status["primary_up"] is False
+    assert await backend.ping() is True
+    print(f"strict: the secondary served {detected:.2f} s after the kill")
+
+    primary_redis.start()
+    await eventually(lambda: backend.serving == PRIMARY)
+    saved = await backend.save_entity(name, "note", "new", {"v": 1})
+    assert saved.version == 1
+    assert (await everything(backend.primary, name))["entities"][("note", "a")] == record
+
+
+async def test_lenient_failover_takes_writes_and_reconciles_them(
+    replicated: Callable[..., Any],
+    replicated_settings: Callable[..., Any],
+    primary_redis: LocalRedis,
+) -> None:
+    backend: ReplicatedMemoryBackend = await replicated(replicated_settings(failure_mode="lenient"))
+    name = ns()
+    await write_some(backend, name)
+    await eventually(lambda: caught_up(backend, [name]))
+
+    primary_redis.kill9()
+    await eventually(lambda: backend.serving == SECONDARY)
+    # During the outage: a new entity, a new version of an old one, an append, a delete.
+    made = await backend.save_entity(name, "note", "during", {"v": 1})
+    updated = await backend.save_entity(name, "note", "a", {"v": 3}, expected_version=2)
+    await backend.append_messages(name, "c1", [{"m": 5}])
+    await backend.delete_entity(name, "note", "ttl")
+    assert updated.version == 3
+    on_secondary = await everything(backend.secondary, name)
+
+    primary_redis.start()
+    await eventually(lambda: backend.serving == PRIMARY)
+    assert backend.status()["reconciling"] is False
+    on_primary = await everything(backend.primary, name)
+    assert on_primary["entities"][("note", "during")] == made
+    assert on_primary["entities"][("note", "a")] == updated
+    assert ("note", "ttl") not in on_primary["entities"]
+    assert on_primary == on_secondary
+    # Writes go to the primary again, and are replicated again.
+    await backend.append_messages(name, "c1", [{"m": 6}])
+    await eventually(lambda: caught_up(backend, [name]))
+    assert await everything(backend.secondary, name) == await everything(backend.primary, name)
