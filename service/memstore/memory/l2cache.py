@@ -6,14 +6,15 @@ the architecture document):
 
 * Each entity has a *generation* key and each namespace an *epoch* key in Memcached. A
   cached value lives under a key that names both, read *before* the backend was read.
-* A write through any replica bumps the entity's generation (``incr``) after the backend
-  applied it and before the write is acknowledged, so a reader that starts after the
-  acknowledgement reads the new generation and finds no value under it. A slow reader that
-  loaded the old state stores it under the old generation, which nobody reads any more.
+* A write through any replica replaces the entity's generation with a fresh random
+  62-bit number after the backend applied it and before the write is acknowledged, so a
+  reader that starts after the acknowledgement reads the new generation and finds no
+  value under it. A slow reader that loaded the old state stores it under the old
+  generation, which nobody reads any more.
 * A generation or epoch key that is missing (never set, evicted, Memcached restarted) is
-  created with a random 62-bit number, never a counter restarting at a known value, so a
-  value stored under an earlier generation is not found again (a collision is a 2^-62
-  chance per re-creation). A writer whose ``incr`` finds no key has nothing to bump.
+  created by the next reader (``add``), with a random number too: never a counter that
+  could come back to a number a value is still stored under (a collision is a 2^-62
+  chance per new generation).
 * A writer that cannot reach Memcached remembers what it owes (per key, or per namespace
   once there are too many keys) and retries; this process reads nothing from Memcached
   while it owes a bump. Other replicas that can reach Memcached meanwhile may serve the
@@ -57,8 +58,6 @@ RETRY_AFTER_SECONDS = 1.0
 MAX_OWED_KEYS = 10_000
 #: At most one "Memcached unavailable" log line per this many seconds.
 LOG_EVERY_SECONDS = 30.0
-
-_NOT_FOUND = b"NOT_FOUND"
 
 
 @dataclass(slots=True)
@@ -250,9 +249,11 @@ class SharedEntityCache:
         self._owe(namespace, None)
 
     async def _bump(self, name: bytes) -> bool:
-        """``incr``; a missing key is fine (the next reader creates a fresh number)."""
-        outcome = await self._call(lambda client: client.incr(name), not_found_ok=True)
-        return outcome is not None
+        """Replace a generation (or epoch) with a fresh random number: one round trip
+        whether or not the key exists, and never a number used before (an ``incr`` of an
+        evicted key would fail, and a counter could come back to an old value)."""
+        fresh = _fresh_generation()
+        return await self._call(lambda client: client.set(name, fresh)) is not None
 
     def _owes(self) -> bool:
         return self._owed_count > 0 or bool(self._owed_namespaces)
@@ -302,9 +303,7 @@ class SharedEntityCache:
 
     # -- the client ---------------------------------------------------------------------
 
-    async def _call(
-        self, call: Callable[[aiomcache.Client], Awaitable[Any]], *, not_found_ok: bool = False
-    ) -> Any:
+    async def _call(self, call: Callable[[aiomcache.Client], Awaitable[Any]]) -> Any:
         """``call(client)``'s result, or ``None`` after marking Memcached down."""
         import aiomcache
 
@@ -324,12 +323,13 @@ class SharedEntityCache:
             await client.close()
             self._failed("timeout")
             return None
-        except aiomcache.ClientException as exc:
-            if not_found_ok and len(exc.args) > 1 and exc.args[1] == _NOT_FOUND:
-                return False
-            self._failed(type(exc).__name__)
-            return None
-        except (OSError, EOFError, asyncio.IncompleteReadError, ValueError) as exc:
+        except (
+            aiomcache.ClientException,
+            OSError,
+            EOFError,
+            asyncio.IncompleteReadError,
+            ValueError,
+        ) as exc:
             self._failed(type(exc).__name__)
             return None
         return result if result is not None else False
