@@ -247,3 +247,101 @@ async def test_a_reader_after_a_write_does_not_join_an_older_load(
         # A reader that knows a newer version than a shared load answers does not take it.
         again = await memory.get_entity("user", "u1", min_version=late.version)
         assert again is not None and again.version == late.version
+
+
+class CuttableProxy:
+    """A TCP proxy to Memcached on loopback that a test can cut and restore: one
+    replica's path to Memcached fails while the other's works."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(
+            self._serve, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.writers:
+            w.close()
+        self.writers.clear()
+        await self.server.wait_closed()
+        self.server = None
+
+
+@pytest.mark.parametrize("backend_settings", ["mongodb_settings"], indirect=True)
+@pytest.mark.parametrize("max_owed", [10_000, 2])
+async def test_a_writer_cut_off_from_memcached_repays_its_bumps(
+    backend_settings: Settings,
+    memcached_server: LocalMemcached,
+    memcached_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    max_owed: int,
+) -> None:
+    """B reaches Memcached through a proxy that is cut while B writes. B's writes succeed
+    and B reads them; A, which still reaches Memcached, serves the older state until B
+    can send the bumps it owes (the documented residual window), then the new one. With
+    more owed bumps than the bound, B bumps the namespace's epoch instead."""
+    from memstore.memory import l2cache
+
+    monkeypatch.setattr(l2cache, "MAX_OWED_KEYS", max_owed)
+    proxy = CuttableProxy(memcached_server.port)
+    await proxy.start()
+    direct = with_l2(
+        backend_settings, memcached_server.url, memcached_prefix, cache_ttl_seconds=0.0
+    )
+    via_proxy = with_l2(
+        backend_settings,
+        f"memcached://127.0.0.1:{proxy.port}",
+        memcached_prefix,
+        cache_ttl_seconds=0.0,
+        l2_cache_timeout_seconds=0.2,
+    )
+    keys = ["k0", "k1", "k2", "k3"]
+    async with (
+        DistributedMemoryManager(settings=direct) as a,
+        DistributedMemoryManager(settings=via_proxy) as b,
+    ):
+        for key in keys:
+            await b.save_entity("doc", key, {"v": 1})
+            await a.get_entity("doc", key)  # cached at v1
+        await proxy.cut()
+        for key in keys:
+            await b.save_entity("doc", key, {"v": 2})
+            mine = await b.get_entity("doc", key)
+            assert mine is not None and mine.data == {"v": 2}
+        assert b.get_metrics()["l2_cache"]["available"] is False
+        old = await a.get_entity("doc", "k0")
+        assert old is not None and old.data == {"v": 1}  # the residual window
+
+        await proxy.start()  # same port
+        deadline = time.monotonic() + 10
+        while not b.get_metrics()["l2_cache"]["available"]:
+            assert time.monotonic() < deadline, "the owed bumps were never sent"
+            await asyncio.sleep(0.05)
+        for key in keys:
+            read = await a.get_entity("doc", key)
+            assert read is not None and read.data == {"v": 2}, key
+        await proxy.cut()
