@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.util
 import logging
 import math
 import secrets
@@ -40,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from memstore.core.errors import ConfigurationError
 from memstore.core.records import EntityRecord
 from memstore.core.settings import L2CacheSettings, memcached_address
 
@@ -95,6 +97,12 @@ class SharedEntityCache:
     def __init__(self, settings: L2CacheSettings) -> None:
         if settings.l2_cache_url is None:
             raise ValueError("no MEMSTORE_L2_CACHE_URL")
+        # Checked here, without importing it: constructing a manager imports no driver.
+        if importlib.util.find_spec("aiomcache") is None:
+            raise ConfigurationError(
+                "MEMSTORE_L2_CACHE_URL needs the Memcached client: "
+                "pip install 'memstore[memcached]'"
+            )
         self.host, self.port = memcached_address(settings.l2_cache_url)
         self.ttl = settings.l2_cache_ttl_seconds
         self.timeout = settings.l2_cache_timeout_seconds

@@ -228,7 +228,10 @@ class DistributedMemoryManager(MemoryAPI):
             shared.loop_end_guard = asyncio.get_running_loop().create_task(
                 self._close_when_the_loop_ends(), name="memstore-close-at-loop-end"
             )
-            log.info("memory backend connected", extra={"backend": backend.describe()})
+            extra: dict[str, Any] = {"backend": backend.describe()}
+            if shared.l2 is not None:
+                extra["l2_cache"] = shared.l2.describe()
+            log.info("memory backend connected", extra=extra)
 
     async def _close_when_the_loop_ends(self) -> None:
         shared = self._shared
