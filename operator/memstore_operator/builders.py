@@ -78,6 +78,12 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
         "MEMSTORE_CACHE_TTL_SECONDS": _fmt_number(spec.cache.ttl_seconds),
         "MEMSTORE_CACHE_MAX_ENTRIES": str(spec.cache.max_entries),
     }
+    memcached = spec.cache.memcached
+    if memcached is not None:
+        data["MEMSTORE_L2_CACHE_URL"] = memcached.url
+        data["MEMSTORE_L2_CACHE_TTL_SECONDS"] = str(memcached.ttl_seconds)
+        # One store's keys never meet another's in a shared Memcached.
+        data["MEMSTORE_L2_CACHE_PREFIX"] = f"{spec.namespace}.{spec.name}"
     if b.embedded is not None:
         data["MEMORY_TYPE"] = "embedded"
         data["MEMSTORE_DATA_PATH"] = c.DATA_PATH

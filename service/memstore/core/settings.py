@@ -262,7 +262,7 @@ class L2CacheSettings(_Slice):
     l2_cache_prefix: str = Field(
         "memstore",
         min_length=1,
-        max_length=64,
+        max_length=128,
         pattern=r"^[A-Za-z0-9_.:-]+$",
         validation_alias=_env("MEMSTORE_L2_CACHE_PREFIX"),
     )
