@@ -345,3 +345,25 @@ async def test_a_writer_cut_off_from_memcached_repays_its_bumps(
             read = await a.get_entity("doc", key)
             assert read is not None and read.data == {"v": 2}, key
         await proxy.cut()
+
+
+@pytest.mark.parametrize("backend_settings", ["redis_settings"], indirect=True)
+async def test_prometheus_exports_the_shared_cache_figures(l2_settings: Settings) -> None:
+    from prometheus_client import generate_latest
+
+    from memstore.observability.metrics import PrometheusMetrics
+
+    prometheus = PrometheusMetrics()
+    async with DistributedMemoryManager(settings=l2_settings, prometheus=prometheus) as memory:
+        await memory.save_entity("user", "u1", {"name": "Ada"})
+        await memory.get_entity("user", "u1")
+        await memory.get_entity("user", "u1")
+        text = generate_latest(prometheus.registry).decode()
+    for line in (
+        "memstore_l2_cache_hits_total 1.0",
+        "memstore_l2_cache_misses_total 1.0",
+        "memstore_l2_cache_stores_total 1.0",
+        "memstore_l2_cache_invalidations_total 1.0",
+        "memstore_l2_cache_errors_total 0.0",
+    ):
+        assert line in text
