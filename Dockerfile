@@ -27,7 +27,7 @@ COPY operator ./operator
 COPY charts/memstore/crds ./charts/memstore/crds
 # Every dependency as a wheel, the project included, at the exact versions of
 # requirements.lock (the ones make and CI test).
-RUN pip wheel --wheel-dir /wheels -c requirements.lock '.[redis,mongodb,operator,mcp,model2vec]'
+RUN pip wheel --wheel-dir /wheels -c requirements.lock '.[redis,mongodb,memcached,operator,mcp,model2vec]'
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG VERSION=0.1.0
@@ -47,7 +47,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 # Install from the builder's wheels only (no index, no compiler here); the bind mount
 # keeps the wheels out of every layer of this stage.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels 'memstore[redis,mongodb,operator,mcp,model2vec]' \
+    pip install --no-index --find-links=/wheels 'memstore[redis,mongodb,memcached,operator,mcp,model2vec]' \
     && groupadd --system --gid 10001 memstore \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
        --home-dir /nonexistent --shell /usr/sbin/nologin memstore \

@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from bench import l2cache as L2
 from bench import search as S
 from bench import workload as W
 from bench.embeddings import markdown as embedding_markdown
@@ -252,6 +253,7 @@ def setup_redis_cluster(g: Group, ctx: Run) -> None:
 
 def setup_mongo(g: Group, ctx: Run) -> None:
     uri = ctx.procs.ferretdb("ferretdb")
+    g.store_pids = [ctx.procs.children[-1].pid]  # the FerretDB just started
     g.service_env = {"MEMORY_TYPE": "mongodb", "MONGODB_URI": uri, "MONGODB_DB": "bench"}
     g.raw = ("mongodb", {"uri": uri})
 
@@ -287,6 +289,7 @@ class Run:
         self.procs = Procs(self.workdir)
         self.redis_port = 0
         self.sink_url = ""
+        self.memcached_url = ""
         self.results: list[dict[str, Any]] = []
         self.search_results: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
@@ -321,6 +324,10 @@ class Run:
         env = dict(g.service_env)
         if "nocache" in key:
             env["MEMSTORE_CACHE_TTL_SECONDS"] = "0"
+        if "_l2" in key and not self.memcached_url:
+            self.memcached_url, pid = L2.start_memcached(self.procs)
+            g.store_pids.append(pid)
+        env |= L2.service_env(key, g.entities, self.memcached_url)
         return env | self.variant_env(key)
 
     def variant_env(self, key: str) -> dict[str, str]:
@@ -809,6 +816,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {r['group']}: {r['title']} | {m['rps']:,.0f} | {b['rps']:,.0f} "
                 f"| {_ratio(r)} | {_cpu(r)} | {_lat(m)} | {_lat(b)} |"
             )
+    if l2 := L2.markdown(report["scenarios"]):
+        lines += [*([""] if lines else []), *l2]
     if rb := report.get("redis_benchmark"):
         lines += [
             "",
@@ -961,7 +970,7 @@ def groups(reference_tree: bool = False) -> list[Group]:
         Group(
             "mongodb",
             setup_mongo,
-            trees(backend_scenarios()),
+            trees(backend_scenarios()) + L2.scenarios(),
             need_mongo,
             entities=100,
             conversations=5,

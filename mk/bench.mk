@@ -20,7 +20,7 @@ tools:: bench-tools
 # Only the tools the benchmark uses (not every `make tools` target: no Kubernetes build).
 # FerretDB's rule lives in mk/ferretdb.mk (the mongodb backend's); without it the mongodb
 # group reports itself skipped.
-bench: venv bench-tools redis
+bench: venv bench-tools redis memcached
 	@if $(MAKE) -q ferretdb >/dev/null 2>&1; [ $$? -ne 2 ]; then $(MAKE) --no-print-directory ferretdb; fi
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -90,6 +90,12 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
         for name, value in backend_config(spec.secondary_backend).items():
             data[secondary_name(name)] = value
         data["MEMSTORE_FAILURE_MODE"] = spec.failure_mode
+    memcached = spec.cache.memcached
+    if memcached is not None:
+        data["MEMSTORE_L2_CACHE_URL"] = memcached.url
+        data["MEMSTORE_L2_CACHE_TTL_SECONDS"] = str(memcached.ttl_seconds)
+        # One store's keys never meet another's in a shared Memcached.
+        data["MEMSTORE_L2_CACHE_PREFIX"] = f"{spec.namespace}.{spec.name}"
     data.update(_service_config(spec))
     return data
 

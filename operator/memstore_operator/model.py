@@ -191,9 +191,15 @@ class Backend(SpecModel):
         return self.mongodb.uri_secret_ref if self.mongodb is not None else None
 
 
+class Memcached(SpecModel):
+    url: str
+    ttl_seconds: int
+
+
 class Cache(SpecModel):
     ttl_seconds: float
     max_entries: int
+    memcached: Memcached | None = None
 
 
 class Auth(SpecModel):

@@ -392,3 +392,23 @@ def test_redis_tls_off_sets_nothing() -> None:
 def test_invalid_redis_tls_specs(redis: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidSpec, match=message):
         spec_of({"backend": {"type": "redis", "redis": redis}})
+
+
+def test_memcached_names_the_shared_cache_keyed_by_the_store() -> None:
+    plain = builders.config_data(spec_of({"backend": {"type": "embedded"}}))
+    assert not any(k.startswith("MEMSTORE_L2_CACHE_") for k in plain)
+    spec = spec_of(
+        {
+            "backend": {"type": "embedded"},
+            "cache": {"memcached": {"url": "memcached://mc.cache:11211", "ttlSeconds": 60}},
+        }
+    )
+    data = builders.config_data(spec)
+    assert data["MEMSTORE_L2_CACHE_URL"] == "memcached://mc.cache:11211"
+    assert data["MEMSTORE_L2_CACHE_TTL_SECONDS"] == "60"
+    assert data["MEMSTORE_L2_CACHE_PREFIX"] == "ns.m"
+    # The CRD's default TTL applies when the spec leaves it out.
+    default = spec_of(
+        {"backend": {"type": "embedded"}, "cache": {"memcached": {"url": "memcached://mc"}}}
+    )
+    assert builders.config_data(default)["MEMSTORE_L2_CACHE_TTL_SECONDS"] == "300"

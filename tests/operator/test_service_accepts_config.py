@@ -33,6 +33,10 @@ SPECS: dict[str, dict[str, Any]] = {
         "backend": {"type": "mongodb", "mongodb": {"uriSecretRef": {"name": "m", "key": "uri"}}},
         "telemetry": {"otlpEndpoint": "http://otel:4318", "samplingRatio": 0.1},
     },
+    "mongodb, memcached": {
+        "backend": {"type": "mongodb", "mongodb": {"uriSecretRef": {"name": "m", "key": "uri"}}},
+        "cache": {"memcached": {"url": "memcached://memcached.cache:11211"}},
+    },
 }
 
 

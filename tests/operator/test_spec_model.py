@@ -67,6 +67,7 @@ def test_the_agreement_check_catches_a_default_in_the_model() -> None:
     class Cache(model.SpecModel):
         ttl_seconds: float = 30
         max_entries: int
+        memcached: model.Memcached | None = None
 
     schema = spec_schema()["properties"]["cache"]
     assert disagreements(Cache, schema, "spec.cache") == [

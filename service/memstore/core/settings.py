@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -244,6 +245,59 @@ class CacheSettings(_Slice):
     cache_max_entries: int = Field(
         10_000, ge=0, validation_alias=_env("MEMSTORE_CACHE_MAX_ENTRIES")
     )
+
+
+class L2CacheSettings(_Slice):
+    """The shared second-level cache (Memcached) between the local cache and the backend:
+    off unless ``MEMSTORE_L2_CACHE_URL`` names a server (docs/architecture.md, "Second-level
+    cache (Memcached)")."""
+
+    # memcached://host[:port] (default port 11211). Memcached's text protocol has no
+    # authentication: the URL carries no secret.
+    l2_cache_url: str | None = Field(None, validation_alias=_env("MEMSTORE_L2_CACHE_URL"))
+    # How long a cached entity lives in Memcached (an entity expiring sooner, sooner).
+    # Memcached reads an expiry above 30 days as a Unix time: the bound stays below.
+    l2_cache_ttl_seconds: int = Field(
+        300, ge=1, le=30 * 24 * 3600, validation_alias=_env("MEMSTORE_L2_CACHE_TTL_SECONDS")
+    )
+    # Starts every key: stores sharing one Memcached need different prefixes.
+    l2_cache_prefix: str = Field(
+        "memstore",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        validation_alias=_env("MEMSTORE_L2_CACHE_PREFIX"),
+    )
+    # One Memcached call longer than this counts as Memcached being down.
+    l2_cache_timeout_seconds: float = Field(
+        0.25, gt=0, le=10, validation_alias=_env("MEMSTORE_L2_CACHE_TIMEOUT_SECONDS")
+    )
+    l2_cache_pool_size: int = Field(
+        8, ge=1, le=256, validation_alias=_env("MEMSTORE_L2_CACHE_POOL_SIZE")
+    )
+
+    @field_validator("l2_cache_url")
+    @classmethod
+    def _memcached_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        memcached_address(value)
+        return value
+
+
+def memcached_address(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a ``memcached://host[:port]`` URL; ``ValueError`` naming the
+    problem otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme != "memcached" or not parts.hostname:
+        raise ValueError("MEMSTORE_L2_CACHE_URL must look like memcached://host[:port]")
+    if parts.username or parts.password or parts.path not in ("", "/") or parts.query:
+        raise ValueError("MEMSTORE_L2_CACHE_URL takes only a host and a port")
+    try:
+        port = parts.port or 11211
+    except ValueError:
+        raise ValueError("MEMSTORE_L2_CACHE_URL has an invalid port") from None
+    return parts.hostname, port
 
 
 class ServerSettings(_Slice):
@@ -525,6 +579,7 @@ class Settings(
     SearchSettings,
     ReplicationSettings,
     CacheSettings,
+    L2CacheSettings,
     EmbeddedSettings,
     RedisSettings,
     MongoDBSettings,

@@ -87,6 +87,7 @@ from memstore.memory import export
 from memstore.memory.api import MemoryAPI
 from memstore.memory.cache import LocalCache
 from memstore.memory.feed import ChangeReader, ChangeSignal
+from memstore.memory.l2cache import SharedEntityCache, namespace_of
 from memstore.memory.search.service import SearchIndexes
 from memstore.memory.search.vectors import VECTORS_NAMESPACE, vector_id
 from memstore.observability.metrics import PrometheusMetrics
@@ -139,6 +140,10 @@ class _Shared:
     # (time.monotonic) that reading is trusted.
     importing: frozenset[str] = frozenset()
     importing_fresh_until: float = 0.0
+    # The shared second-level cache (Memcached), when MEMSTORE_L2_CACHE_URL names one.
+    l2: SharedEntityCache | None = None
+    # Entity loads in progress, by cache key: concurrent misses of a key share one load.
+    flights: dict[str, asyncio.Future[EntityRecord | None]] = field(default_factory=dict)
 
 
 class DistributedMemoryManager(MemoryAPI):
@@ -179,12 +184,17 @@ class DistributedMemoryManager(MemoryAPI):
             if embedder is None
             else SearchIndexes(settings, lambda: self.backend, embedder)
         )
+        if settings.l2_cache_url is not None:
+            shared.l2 = SharedEntityCache(settings)
         if prometheus is not None:
             prometheus.watch_cache(
                 lambda: cache.stats, lambda: len(cache), lambda: shared.invalidations_received
             )
             if settings.secondary_backend is not None:
                 prometheus.watch_replication(self.replication_status)
+            l2 = shared.l2
+            if l2 is not None:
+                prometheus.watch_l2_cache(lambda: l2.stats)
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -234,7 +244,10 @@ class DistributedMemoryManager(MemoryAPI):
             shared.loop_end_guard = asyncio.get_running_loop().create_task(
                 self._close_when_the_loop_ends(), name="memstore-close-at-loop-end"
             )
-            log.info("memory backend connected", extra={"backend": backend.describe()})
+            extra: dict[str, Any] = {"backend": backend.describe()}
+            if shared.l2 is not None:
+                extra["l2_cache"] = shared.l2.describe()
+            log.info("memory backend connected", extra=extra)
 
     async def _close_when_the_loop_ends(self) -> None:
         shared = self._shared
@@ -267,6 +280,8 @@ class DistributedMemoryManager(MemoryAPI):
                     # Its background task writes vectors: stopped before the backend closes.
                     await shared.search.close()
                 await shared.backend.close()
+                if shared.l2 is not None:
+                    await shared.l2.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -417,20 +432,34 @@ class DistributedMemoryManager(MemoryAPI):
                 log.exception("change listener failed")
 
     async def _on_invalidation(self, key: str | None) -> None:
-        self._shared.invalidations_received += 1
+        shared = self._shared
+        shared.invalidations_received += 1
         if key is None:
-            self._shared.cache.clear()
+            shared.cache.clear()
+            shared.flights.clear()
         elif not key.startswith(CONVERSATION_KEY_PREFIX):
+            if shared.l2 is not None:
+                # The bus may bring another replica's message before that replica has
+                # bumped the shared cache: bumping it here first keeps a reload started
+                # below from finding the old value there and caching it locally.
+                await shared.l2.invalidate(namespace_of(key), key)
             # The cache holds entities only: a conversation's change (one per append on
             # another replica) must not bump the generation and drop in-flight loads.
-            self._shared.cache.invalidate(key)
-        if self._shared.change_listeners:
+            shared.cache.invalidate(key)
+            shared.flights.pop(key, None)
+        if shared.change_listeners:
             self._changed(key)
 
     async def _invalidate(self, key: str) -> None:
-        self._shared.cache.invalidate(key)
-        if self._shared.change_listeners:
+        shared = self._shared
+        shared.cache.invalidate(key)
+        # A reader arriving from now on must not join a load that began before the write.
+        shared.flights.pop(key, None)
+        if shared.change_listeners:
             self._changed(key)
+        if shared.l2 is not None:
+            # Before the write is acknowledged (and before other replicas are told).
+            await shared.l2.invalidate(self.namespace, key)
         try:
             await self.backend.publish_invalidation(key)
         except MemoryStoreError:
@@ -523,9 +552,7 @@ class DistributedMemoryManager(MemoryAPI):
                 return hit
             cache.invalidate(key)
         generation = cache.begin_load()
-        record = await self._run(
-            "load_entity", lambda: self.backend.load_entity(self.namespace, entity_type, entity_id)
-        )
+        record = await self._load_entity(key, entity_type, entity_id, min_version, use_cache)
         if record is not None:
             expires_in = None if record.expires_at is None else record.expires_at - time.time()
             cache.store(key, record, generation, expires_in=expires_in)
@@ -533,6 +560,81 @@ class DistributedMemoryManager(MemoryAPI):
             # Gone from the backend, and the caller knew a state newer than what the cache
             # may hold: a copy left there would serve the deleted entity to other readers.
             cache.invalidate(key)
+        return record
+
+    async def _load_entity(
+        self,
+        key: str,
+        entity_type: str,
+        entity_id: str,
+        min_version: int | None,
+        use_cache: bool,
+    ) -> EntityRecord | None:
+        """The entity past the local cache: from the shared cache when there is one, else
+        the backend; concurrent misses of one key share one load."""
+        shared = self._shared
+        namespace = self.namespace
+
+        def from_backend() -> Awaitable[EntityRecord | None]:
+            return self._run(
+                "load_entity", lambda: self.backend.load_entity(namespace, entity_type, entity_id)
+            )
+
+        if not use_cache:
+            return await from_backend()
+        l2 = shared.l2
+        load = from_backend
+        if l2 is not None:
+            accept = None if min_version is None else lambda r: r.version >= min_version
+
+            def load() -> Awaitable[EntityRecord | None]:
+                return l2.read(namespace, key, from_backend, accept)
+
+        if not shared.cache.enabled:
+            # No local cache: the operator asked for reads that see every acknowledged
+            # write, and a load that began before one may return the state before it.
+            return await load()
+        return await self._single_flight(key, load, min_version)
+
+    async def _single_flight(
+        self,
+        key: str,
+        load: Callable[[], Awaitable[EntityRecord | None]],
+        min_version: int | None,
+    ) -> EntityRecord | None:
+        """``load()``, shared with the readers of ``key`` that arrive while it runs. A write
+        through this process removes the flight (later readers start their own); a reader
+        that knows a newer version than the shared result loads on its own. Joining a
+        load of a few ms is within what the local cache already serves (up to its TTL)."""
+        flights = self._shared.flights
+        flight = flights.get(key)
+        if flight is not None:
+            try:
+                record = await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not flight.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The leader was cancelled, not this reader: load on its own.
+            else:
+                if min_version is None or (record is not None and record.version >= min_version):
+                    return record
+            return await load()
+        flight = asyncio.get_running_loop().create_future()
+        flights[key] = flight
+        try:
+            record = await load()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                flight.cancel()
+            else:
+                flight.set_exception(exc)
+                flight.exception()  # retrieved: no "never retrieved" report without joiners
+            raise
+        finally:
+            if flights.get(key) is flight:
+                del flights[key]
+        flight.set_result(record)
         return record
 
     async def delete_entity(
@@ -1139,6 +1241,22 @@ class DistributedMemoryManager(MemoryAPI):
         replication = self.replication_status()
         if replication is not None:
             result["replication"] = replication
+        l2 = shared.l2
+        if l2 is not None:
+            l2_stats = l2.stats
+            l2_lookups = l2_stats.hits + l2_stats.misses
+            result["l2_cache"] = {
+                **l2.describe(),
+                "available": l2.available,
+                "hits": l2_stats.hits,
+                "misses": l2_stats.misses,
+                "hit_rate": round(l2_stats.hits / l2_lookups, 4) if l2_lookups else 0.0,
+                "stores": l2_stats.stores,
+                "invalidations": l2_stats.invalidations,
+                "errors": l2_stats.errors,
+                "bypasses": l2_stats.bypasses,
+                "too_large": l2_stats.too_large,
+            }
         if shared.prometheus is not None:
             # The HTTP service's figures (same series as /metrics).
             result["backend_up"] = shared.prometheus.backend_up_values()

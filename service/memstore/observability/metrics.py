@@ -62,6 +62,18 @@ class CacheStats(Protocol):
     bypasses: int
 
 
+class L2CacheStats(Protocol):
+    """What the second-level cache collector reads (memory/l2cache.py's counters)."""
+
+    hits: int
+    misses: int
+    stores: int
+    invalidations: int
+    errors: int
+    bypasses: int
+    too_large: int
+
+
 # "_created" series double the exposition for no operational value.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -210,6 +222,42 @@ class _ReplicationCollector(Collector):
             "Times this process switched reads to the secondary.",
             value=s["failovers"],
         )
+class _L2CacheCollector(Collector):
+    def __init__(self, stats: Callable[[], L2CacheStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._stats()
+        for name, value, doc in (
+            ("memstore_l2_cache_hits", s.hits, "Second-level cache (Memcached) hits."),
+            (
+                "memstore_l2_cache_misses",
+                s.misses,
+                "Second-level cache misses (read from the backend, then stored).",
+            ),
+            ("memstore_l2_cache_stores", s.stores, "Entities stored in the second-level cache."),
+            (
+                "memstore_l2_cache_invalidations",
+                s.invalidations,
+                "Generation bumps for entity writes (this replica's and other replicas').",
+            ),
+            (
+                "memstore_l2_cache_errors",
+                s.errors,
+                "Memcached calls that failed or timed out (the read went to the backend).",
+            ),
+            (
+                "memstore_l2_cache_bypasses",
+                s.bypasses,
+                "Reads that went straight to the backend: Memcached down, or bumps owed.",
+            ),
+            (
+                "memstore_l2_cache_too_large",
+                s.too_large,
+                "Entities too large for Memcached's item limit (not cached there).",
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
 
 
 class PrometheusMetrics:
@@ -306,6 +354,8 @@ class PrometheusMetrics:
 
     def watch_replication(self, status: Callable[[], dict[str, Any] | None]) -> None:
         self.registry.register(_ReplicationCollector(status))
+    def watch_l2_cache(self, stats: Callable[[], L2CacheStats]) -> None:
+        self.registry.register(_L2CacheCollector(stats))
 
     # -- hot path -------------------------------------------------------------------------
 
