@@ -78,6 +78,9 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
         "MEMSTORE_CACHE_TTL_SECONDS": _fmt_number(spec.cache.ttl_seconds),
         "MEMSTORE_CACHE_MAX_ENTRIES": str(spec.cache.max_entries),
     }
+    if spec.workers > 1:
+        # Only then: a store with one worker keeps the configuration (and hash) it had.
+        data["MEMSTORE_WORKERS"] = str(spec.workers)
     if b.embedded is not None:
         data["MEMORY_TYPE"] = "embedded"
         data["MEMSTORE_DATA_PATH"] = c.DATA_PATH
@@ -226,6 +229,19 @@ def webhooks_volume(spec: StoreSpec) -> Obj | None:
     return {"name": "webhooks", "projected": {"sources": sources, "defaultMode": 0o440}}
 
 
+def container_resources(spec: StoreSpec) -> Obj:
+    """``spec.resources`` as given; left out (``{}``, the CRD's default), the per-worker
+    defaults times ``spec.workers`` (one worker: what the CRD's default was before it had
+    workers). A partial spec is not completed: adding a memory limit next to a larger
+    request the user set would make the pod invalid."""
+    if spec.resources:
+        return {key: dict(value) for key, value in spec.resources.items()}
+    out: Obj = {}
+    for section, name, amount, unit in c.PER_WORKER_RESOURCES:
+        out.setdefault(section, {})[name] = f"{amount * spec.workers}{unit}"
+    return out
+
+
 def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None = None) -> Obj:
     b = spec.backend
     env: list[Obj] = []
@@ -280,7 +296,7 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
         # on every node needs a moment to stop sending it new connections, so the service
         # keeps serving that long before SIGTERM closes its listener.
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(c.PRE_STOP_SECONDS)]}}},
-        "resources": dict(spec.resources),
+        "resources": container_resources(spec),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

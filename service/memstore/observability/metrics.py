@@ -35,7 +35,6 @@ are left out (the container's CPU and memory come from the kubelet's cAdvisor).
 
 from __future__ import annotations
 
-import os
 import platform
 from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
@@ -50,9 +49,10 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
+    values,
 )
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -106,10 +106,10 @@ def package_version() -> str:
         return "unknown"
 
 
-def multiprocess_dir() -> str | None:
-    """The directory of prometheus-client's multiprocess mode, if on (the library's own
-    test: the variable in the environment)."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+def multiprocess_mode() -> bool:
+    """prometheus-client chose its multiprocess values (it decides once, on import, from
+    ``PROMETHEUS_MULTIPROC_DIR``)."""
+    return values.ValueClass is not values.MutexValue
 
 
 def method_label(method: str) -> str:
@@ -151,7 +151,11 @@ _CACHE_COUNTERS = (
         "Cached entries older than a read's minimum version (read from the backend).",
         "refused",
     ),
-    ("memstore_cache_bypasses", "Reads that skipped the cache (Cache-Control: no-cache).", "bypasses"),
+    (
+        "memstore_cache_bypasses",
+        "Reads that skipped the cache (Cache-Control: no-cache).",
+        "bypasses",
+    ),
 )
 _CACHE_ENTRIES_DOC = "Entries in the cache."
 
@@ -181,7 +185,7 @@ class PrometheusMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self.multiprocess = multiprocess_dir() is not None
+        self.multiprocess = multiprocess_mode()
         # In multiprocess mode the series live in the library's files, not in a registry:
         # MultiProcessCollector reads them all back, this process's included.
         r = None if self.multiprocess else self.registry
@@ -192,9 +196,9 @@ class PrometheusMetrics:
             # What prometheus-client's default registry carries; ours is private to the
             # app, so they are registered here: process_* (CPU, memory, fds, start time),
             # python_info and python_gc_*.
-            ProcessCollector(registry=r)
-            PlatformCollector(registry=r)
-            GCCollector(registry=r)  # registers itself on CPython only
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)  # registers itself on CPython only
         # A gauge rather than an Info (which multiprocess mode lacks); the text exposition
         # is the same: memstore_build_info{...} 1.
         self.build_info = Gauge(
@@ -294,7 +298,9 @@ class PrometheusMetrics:
             return
         self._cache_sources = (stats, size, received)
         # Counter() appends "_total" to these names, as the collector's families do.
-        self._cache_counters = [Counter(name, doc, registry=None) for name, doc, _ in _CACHE_COUNTERS]
+        self._cache_counters = [
+            Counter(name, doc, registry=None) for name, doc, _ in _CACHE_COUNTERS
+        ]
         self._published = [0] * len(_CACHE_COUNTERS)
         self._cache_entries = Gauge(
             "memstore_cache_entries", _CACHE_ENTRIES_DOC, registry=None, multiprocess_mode="livesum"

@@ -10,11 +10,10 @@ acknowledged write is never lost by a stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
-import contextlib
 from collections.abc import AsyncIterator, Callable
-
 from typing import Any
 
 from aiohttp import web

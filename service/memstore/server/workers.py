@@ -74,9 +74,7 @@ def check_port_free(host: str, port: int) -> None:
     """Bind (and release) every address ``host`` resolves to, without SO_REUSEPORT: an
     address in use by anyone, another ``memstore serve --workers`` included, fails here
     as it would for one worker, instead of joining that server's SO_REUSEPORT group."""
-    infos = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     for family, kind, proto, _, address in infos:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -248,7 +246,7 @@ class Supervisor:
         status = 1
         try:
             status = self._worker_main(number)
-        except BaseException:  # noqa: BLE001 - reported, then the process ends
+        except BaseException:
             log.exception("worker %d failed", number)
         finally:
             logging.shutdown()
