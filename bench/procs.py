@@ -269,6 +269,32 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def with_children(pids: list[int]) -> list[int]:
+    """``pids`` and their child processes (the workers of ``memstore serve --workers``)."""
+    out = list(pids)
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def wait_for_workers(url: str, workers: int, timeout: float = 120.0) -> None:
+    """Until each of the ``workers`` has answered (a new connection each time: the kernel
+    picks the worker; the ``Memstore-Worker`` header names it)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}: only workers {sorted(seen)} of {workers} answered")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url + "/livez", timeout=2) as r,  # noqa: S310 - loopback
+        ):
+            seen.add(r.headers.get("Memstore-Worker", ""))
+        time.sleep(0.02)
+
+
 def redis_pid(port: int) -> int:
     info = redis_cli(port, "INFO", "server")
     return int(info.split("process_id:")[1].split()[0])

@@ -324,3 +324,24 @@ def test_bad_worker_counts_and_a_taken_port_are_refused(
         assert out.returncode == 1, out.stderr
         assert f"cannot listen on 127.0.0.1:{svc.port}" in out.stderr
         assert "Traceback" not in out.stderr
+
+
+def gone(pid: int) -> bool:
+    """Exited: no process, or a zombie its new parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_workers_stop_when_the_supervisor_is_killed(
+    tmp_path: Path, redis_settings: Settings
+) -> None:
+    with served(tmp_path, workers_env(redis_settings)) as svc:
+        assert svc.proc is not None
+        workers = children(svc.proc.pid)
+        assert len(workers) == 2
+        svc.proc.kill()
+        svc.proc.wait(10)
+        wait_for(lambda: all(gone(pid) for pid in workers), "the orphaned workers exited")

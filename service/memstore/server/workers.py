@@ -24,6 +24,8 @@ load lands unevenly; the kernel's per-socket queues spread it by the connection'
   temporary directory when not set; ``*.db`` files left there by an earlier run are
   removed at start, as the library requires). A dead worker's live gauges are dropped
   (``mark_process_dead``); its counters stay in the sums.
+* A worker gets SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``), so a
+  ``kill -9`` of the supervisor leaves no orphan holding the port.
 * The embedded backend is refused: its one file has one owner process (docs/architecture.md,
   "Embedded backend: one owner process"; "Workers" says why it stays so).
 """
@@ -31,6 +33,7 @@ load lands unevenly; the kernel's per-socket queues spread it by the connection'
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -238,6 +241,7 @@ class Supervisor:
     # -- a worker -----------------------------------------------------------------------
 
     def _fork(self, number: int) -> None:
+        supervisor = os.getpid()
         pid = os.fork()
         if pid:
             self.workers[pid] = number
@@ -245,6 +249,11 @@ class Supervisor:
         # The child: never returns into the supervisor's loop.
         status = 1
         try:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                # First: the supervisor's handlers would forward to its (copied) worker
+                # table. Until the worker's own handlers, a signal just ends it.
+                signal.signal(sig, signal.SIG_DFL)
+            _stop_with_parent(supervisor)
             status = self._worker_main(number)
         except BaseException:
             log.exception("worker %d failed", number)
@@ -253,9 +262,6 @@ class Supervisor:
             os._exit(status)
 
     def _worker_main(self, number: int) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            # The supervisor's handlers would forward to its (copied) worker table.
-            signal.signal(sig, signal.SIG_DFL)
         os.close(self.ready_r)
         ready_w = self.ready_w
         # Traces name the worker (a resource attribute, from the SDK's own variable).
@@ -281,6 +287,20 @@ class Supervisor:
             log.error("%s: %s", exc.code, exc.message)
             return 1
         return 0
+
+
+#: prctl(2) option: the signal this process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _stop_with_parent(supervisor: int) -> None:
+    """A worker whose supervisor died (``kill -9``) gets SIGTERM and drains, rather than
+    serving on as an orphan nobody will stop (Linux's ``PR_SET_PDEATHSIG``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != supervisor:  # it died before the call
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _mark_process_dead(pid: int) -> None:
