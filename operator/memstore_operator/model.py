@@ -263,7 +263,7 @@ class MemoryStoreSpec(SpecModel):
     """``spec`` of a MemoryStore, after the CRD's defaults."""
 
     replicas: int = Field(ge=0)
-    workers: int = Field(1, ge=1, le=16)
+    workers: int = Field(ge=1, le=16)
     image: str
     image_pull_policy: str
     image_pull_secrets: tuple[ImagePullSecret, ...] = ()
