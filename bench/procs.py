@@ -125,7 +125,8 @@ class Procs:
             },
         )
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(url + "/readyz"), name, proc=proc)
+        # A service starts in ~2 s on an idle machine; a shared one has taken over 30 s.
+        wait_until(lambda: http_ok(url + "/readyz"), name, proc=proc, timeout=180.0)
         return url, proc
 
     def baseline(
