@@ -57,6 +57,7 @@ RESTART_WINDOW_SECONDS = 60.0
 KILL_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.1
 _PID = struct.Struct("!i")
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def check_workers(settings: Settings) -> None:
@@ -127,6 +128,7 @@ class Supervisor:
         self.settings = settings
         self.workers: dict[int, int] = {}  # pid -> worker number
         self.listening: set[int] = set()  # pids that reported listening
+        self.killed: set[int] = set()  # pids sent SIGKILL (late to stop)
         self.deaths: deque[float] = deque()
         self.stopping_since: float | None = None
         self.status = 0
@@ -136,9 +138,7 @@ class Supervisor:
     # -- the loop -----------------------------------------------------------------------
 
     def run(self) -> int:
-        previous = {
-            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-        }
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
         try:
             for number in range(self.settings.workers):
                 self._fork(number)
@@ -184,6 +184,9 @@ class Supervisor:
         if time.monotonic() - self.stopping_since < limit:
             return
         for pid, number in list(self.workers.items()):
+            if pid in self.killed:
+                continue
+            self.killed.add(pid)
             log.error("memstore supervisor: worker %d (pid %d) did not stop; killed", number, pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -203,7 +206,8 @@ class Supervisor:
         self.listening.discard(pid)
         _mark_process_dead(pid)
         if self.stopping_since is not None:
-            if code != 0:
+            # -SIGTERM: told to stop before its own handlers were set (still starting).
+            if code not in (0, -signal.SIGTERM):
                 log.error("memstore supervisor: worker %d exited with status %d", number, code)
                 self.status = 1
             return
@@ -242,17 +246,21 @@ class Supervisor:
 
     def _fork(self, number: int) -> None:
         supervisor = os.getpid()
+        # Blocked across the fork: in the child, the supervisor's handlers would forward a
+        # signal to its (copied) worker table. Pending signals arrive once unblocked.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         pid = os.fork()
         if pid:
             self.workers[pid] = number
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             return
         # The child: never returns into the supervisor's loop.
         status = 1
         try:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                # First: the supervisor's handlers would forward to its (copied) worker
-                # table. Until the worker's own handlers, a signal just ends it.
+            for sig in _STOP_SIGNALS:
+                # Until the worker's own handlers (its event loop's), a signal ends it.
                 signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
             _stop_with_parent(supervisor)
             status = self._worker_main(number)
         except BaseException:
