@@ -125,7 +125,8 @@ class Procs:
             },
         )
         url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_ok(url + "/readyz"), name, proc=proc)
+        # A service starts in ~2 s on an idle machine; a shared one has taken over 30 s.
+        wait_until(lambda: http_ok(url + "/readyz"), name, proc=proc, timeout=180.0)
         return url, proc
 
     def baseline(
@@ -267,6 +268,32 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def with_children(pids: list[int]) -> list[int]:
+    """``pids`` and their child processes (the workers of ``memstore serve --workers``)."""
+    out = list(pids)
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                out += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def wait_for_workers(url: str, workers: int, timeout: float = 120.0) -> None:
+    """Until each of the ``workers`` has answered (a new connection each time: the kernel
+    picks the worker; the ``Memstore-Worker`` header names it)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url}: only workers {sorted(seen)} of {workers} answered")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url + "/livez", timeout=2) as r,  # noqa: S310 - loopback
+        ):
+            seen.add(r.headers.get("Memstore-Worker", ""))
+        time.sleep(0.02)
 
 
 def redis_pid(port: int) -> int:

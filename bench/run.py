@@ -43,7 +43,16 @@ from bench import search as S
 from bench import workload as W
 from bench.embeddings import markdown as embedding_markdown
 from bench.export import markdown as export_markdown
-from bench.procs import REPO, Procs, checkout_env, cpu_seconds, redis_cli, redis_pid
+from bench.procs import (
+    REPO,
+    Procs,
+    checkout_env,
+    cpu_seconds,
+    redis_cli,
+    redis_pid,
+    wait_for_workers,
+    with_children,
+)
 from bench.wrk import Sample, run_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -328,6 +337,8 @@ class Run:
             self.memcached_url, pid = L2.start_memcached(self.procs)
             g.store_pids.append(pid)
         env |= L2.service_env(key, g.entities, self.memcached_url)
+        if m := re.search(r"_w(\d+)", key):  # "svc_w2": memstore serve --workers 2
+            env["MEMSTORE_WORKERS"] = m.group(1)
         return env | self.variant_env(key)
 
     def variant_env(self, key: str) -> dict[str, str]:
@@ -373,6 +384,8 @@ class Run:
                 t.env.setdefault("MEMSTORE_EMBEDDED_SHARED", "true")
             for i in range(t.count):
                 url, proc = self.procs.service(f"{name}-{i}", t.env)
+                if "MEMSTORE_WORKERS" in t.env:
+                    wait_for_workers(url, int(t.env["MEMSTORE_WORKERS"]))
                 t.urls.append(url)
                 t.procs.append(proc)
         else:
@@ -404,7 +417,9 @@ class Run:
             return self.agents(g, side, load, seconds)
         t = self.target(g, side.target)
         urls = t.urls if len(t.urls) > 1 else t.urls * (2 if side.label == "x2" else 1)
-        pids = [p.pid for p in t.procs]
+        # The workers of `serve --workers` too: a parent's CPU time counts only children
+        # it has reaped.
+        pids = with_children([p.pid for p in t.procs])
         cpu0 = cpu_seconds(pids)
         store0 = cpu_seconds(g.store_pids)
         params = load.params()
@@ -881,6 +896,29 @@ def performance_section(report: dict[str, Any]) -> str:
 # -- main ---------------------------------------------------------------------------------------
 
 
+def workers_rows() -> list[Scenario]:
+    """``memstore serve --workers 2`` against one worker, same backend, same load (16
+    connections, which the kernel spreads over the workers by SO_REUSEPORT)."""
+    return [
+        Scenario(
+            "workers-get-hit",
+            "--workers 2 / 1 (GET, cache hit)",
+            Side("svc", get_load()),
+            Side("svc_w2", get_load()),
+            1.7,
+            kind="cost",
+        ),
+        Scenario(
+            "workers-get-miss",
+            "--workers 2 / 1 (GET from Redis, cache off)",
+            Side("svc_nocache", get_load()),
+            Side("svc_w2_nocache", get_load()),
+            1.7,
+            kind="cost",
+        ),
+    ]
+
+
 def redis_tracing_costs() -> list[Scenario]:
     """Tracing on a request that reaches the backend (server and backend spans): the
     cache-miss GET against the same service with tracing off."""
@@ -963,7 +1001,12 @@ def groups(reference_tree: bool = False) -> list[Group]:
     )
     return [
         Group("embedded", setup_embedded, trees(embedded)),
-        Group("redis", setup_redis, trees(backend_scenarios() + redis_tracing_costs()), need_redis),
+        Group(
+            "redis",
+            setup_redis,
+            trees(backend_scenarios() + redis_tracing_costs() + workers_rows()),
+            need_redis,
+        ),
         Group("redis-cluster", setup_redis_cluster, trees(backend_scenarios()), need_redis),
         # FerretDB v1 on SQLite is the bottleneck there (fsync per write, sorts in memory):
         # fewer entities, connections and rounds keep the group inside the time budget.

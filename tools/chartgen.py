@@ -161,6 +161,10 @@ CEL_MIRRORS: dict[str, Schema] = {
         {"required": ["backend"], "properties": {"backend": _is("type", "embedded")}},
         {"properties": {"replicas": {"maximum": 1}}},
     ),
+    "self.backend.type != 'embedded' || !has(self.workers) || self.workers == 1": _when(
+        {"required": ["backend"], "properties": {"backend": _is("type", "embedded")}},
+        {"properties": {"workers": {"const": 1}}},
+    ),
     "self.backend.type != 'embedded' || !has(self.disruptionBudget) || "
     "!has(self.disruptionBudget.minAvailable) || self.disruptionBudget.minAvailable == 0": _when(
         {"required": ["backend"], "properties": {"backend": _is("type", "embedded")}},

@@ -96,6 +96,9 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
         data["MEMSTORE_L2_CACHE_TTL_SECONDS"] = str(memcached.ttl_seconds)
         # One store's keys never meet another's in a shared Memcached.
         data["MEMSTORE_L2_CACHE_PREFIX"] = f"{spec.namespace}.{spec.name}"
+    if spec.workers > 1:
+        # Only then: a store with one worker keeps the configuration (and hash) it had.
+        data["MEMSTORE_WORKERS"] = str(spec.workers)
     data.update(_service_config(spec))
     return data
 
@@ -256,6 +259,19 @@ def webhooks_volume(spec: StoreSpec) -> Obj | None:
     return {"name": "webhooks", "projected": {"sources": sources, "defaultMode": 0o440}}
 
 
+def container_resources(spec: StoreSpec) -> Obj:
+    """``spec.resources`` as given; left out (``{}``, the CRD's default), the per-worker
+    defaults times ``spec.workers`` (one worker: what the CRD's default was before it had
+    workers). A partial spec is not completed: adding a memory limit next to a larger
+    request the user set would make the pod invalid."""
+    if spec.resources:
+        return {key: dict(value) for key, value in spec.resources.items()}
+    out: Obj = {}
+    for section, name, amount, unit in c.PER_WORKER_RESOURCES:
+        out.setdefault(section, {})[name] = f"{amount * spec.workers}{unit}"
+    return out
+
+
 def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None = None) -> Obj:
     b = spec.backend
     env: list[Obj] = []
@@ -319,7 +335,7 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
         # on every node needs a moment to stop sending it new connections, so the service
         # keeps serving that long before SIGTERM closes its listener.
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(c.PRE_STOP_SECONDS)]}}},
-        "resources": dict(spec.resources),
+        "resources": container_resources(spec),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -17,6 +17,13 @@ CONFIG_HASH_ANNOTATION: Final = f"{GROUP}/config-hash"
 
 SERVICE_PORT_NAME: Final = "http"
 CONTAINER_PORT: Final = 8080
+#: The resources a pod gets per server process (spec.workers) when spec.resources is left
+#: out: (section, resource, amount, unit).
+PER_WORKER_RESOURCES: Final = (
+    ("requests", "cpu", 100, "m"),
+    ("requests", "memory", 128, "Mi"),
+    ("limits", "memory", 512, "Mi"),
+)
 DATA_DIR: Final = "/data"
 DATA_PATH: Final = "/data/memstore.db"
 # Auth contract with the service (MEMSTORE_AUTH_ENABLED / MEMSTORE_AUTH_TOKENS_FILE).

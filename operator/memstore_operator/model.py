@@ -269,6 +269,7 @@ class MemoryStoreSpec(SpecModel):
     """``spec`` of a MemoryStore, after the CRD's defaults."""
 
     replicas: int = Field(ge=0)
+    workers: int = Field(ge=1, le=16)
     image: str
     image_pull_policy: str
     image_pull_secrets: tuple[ImagePullSecret, ...] = ()
@@ -290,6 +291,8 @@ class MemoryStoreSpec(SpecModel):
     def _embedded_is_single(self) -> MemoryStoreSpec:
         if self.backend.type == "embedded" and self.replicas > 1:
             raise ValueError("the embedded backend allows at most 1 replica")
+        if self.backend.type == "embedded" and self.workers > 1:
+            raise ValueError("the embedded backend has one owner process: workers must be 1")
         return self
 
     @model_validator(mode="after")

@@ -306,17 +306,24 @@ def hash_token_command() -> None:
     default=None,
     help="Serve without auth on a non-loopback address (env MEMSTORE_ALLOW_INSECURE_BIND).",
 )
+@click.option(
+    "--workers",
+    envvar="MEMSTORE_WORKERS",
+    type=int,
+    default=None,
+    help="Processes serving the port (Redis or MongoDB backend) [1].",
+)
 def serve(
     host: str | None,
     port: int | None,
     memory_type: str | None,
     data_path: Path | None,
     allow_insecure_bind: bool | None,
+    workers: int | None,
 ) -> None:
     """Serve the HTTP API until SIGTERM/SIGINT (then stop gracefully)."""
     from memstore.core.settings import Settings
     from memstore.observability.logs import configure_logging
-    from memstore.server.app import serve as run_server
 
     overrides: dict[str, Any] = {}
     for key, value in (
@@ -325,6 +332,7 @@ def serve(
         ("memory_type", memory_type),
         ("data_path", data_path),
         ("allow_insecure_bind", allow_insecure_bind),
+        ("workers", workers),
     ):
         if value is not None:
             overrides[key] = value
@@ -345,7 +353,18 @@ def serve(
         settings.memory_type,
     )
     try:
-        run_server(settings)
+        if settings.workers > 1:
+            from memstore.server.workers import serve_workers
+
+            status = serve_workers(settings)
+            if status:
+                raise SystemExit(status)
+        else:
+            # Imported here: with --workers, prometheus-client must first be imported
+            # after the supervisor chose its multiprocess directory.
+            from memstore.server.app import serve as run_server
+
+            run_server(settings)
     except OSError as exc:
         raise click.ClickException(
             f"cannot listen on {settings.host}:{settings.port}: {exc}"

@@ -40,6 +40,9 @@ NOT_RUN_HERE = {
     "make run": "serves until stopped: the `memstore serve` it runs is the service this "
     "test starts and runs the other commands against",
     "make test": "is what runs this test (CI's command)",
+    "MEMORY_TYPE=redis REDIS_HOST=localhost memstore serve --workers": "serves until "
+    "stopped, on a Redis: tests/process/test_workers.py runs `memstore serve --workers 2` on "
+    "a real Redis",
     "helm install": "needs a Kubernetes cluster: tests/helm installs the chart on a real "
     "kube-apiserver",
     "kubectl ": "needs a Kubernetes cluster (tests/helm, tests/operator)",

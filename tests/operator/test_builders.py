@@ -224,6 +224,8 @@ def test_service_monitor_only_when_enabled() -> None:
     [
         ({"backend": {"type": "nope"}}, "backend.type"),
         ({"backend": {"type": "embedded"}, "replicas": 2}, "at most 1 replica"),
+        ({"backend": {"type": "embedded"}, "workers": 2}, "one owner process: workers must be 1"),
+        ({"backend": {"type": "redis", "redis": {"host": "h"}}, "workers": 0}, "workers"),
         ({"backend": {"type": "redis"}}, "host is required"),
         ({"backend": {"type": "redis", "redis": {"host": "h"}, "mongodb": {}}}, "backend.mongodb"),
         ({"backend": {"type": "mongodb", "mongodb": {}}}, "uriSecretRef"),
@@ -412,3 +414,36 @@ def test_memcached_names_the_shared_cache_keyed_by_the_store() -> None:
         {"backend": {"type": "embedded"}, "cache": {"memcached": {"url": "memcached://mc"}}}
     )
     assert builders.config_data(default)["MEMSTORE_L2_CACHE_TTL_SECONDS"] == "300"
+
+
+REDIS_BACKEND = {"type": "redis", "redis": {"host": "redis.db"}}
+
+
+def test_one_worker_keeps_the_former_default_resources_and_config() -> None:
+    spec = spec_of({"backend": REDIS_BACKEND})
+    assert spec.workers == 1
+    assert container(builders.deployment(spec, "h"))["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"memory": "512Mi"},
+    }
+    assert "MEMSTORE_WORKERS" not in builders.config_data(spec)
+
+
+def test_workers_size_the_default_resources_and_reach_the_server() -> None:
+    spec = spec_of({"backend": REDIS_BACKEND, "workers": 4})
+    assert container(builders.deployment(spec, "h"))["resources"] == {
+        "requests": {"cpu": "400m", "memory": "512Mi"},
+        "limits": {"memory": "2048Mi"},
+    }
+    assert builders.config_data(spec)["MEMSTORE_WORKERS"] == "4"
+    # A different worker count is a different configuration: the pods roll.
+    assert builders.config_hash(spec) != builders.config_hash(
+        spec_of({"backend": REDIS_BACKEND, "workers": 2})
+    )
+
+
+def test_given_resources_are_used_as_they_are() -> None:
+    given = {"requests": {"memory": "4Gi"}}
+    spec = spec_of({"backend": REDIS_BACKEND, "workers": 4, "resources": given})
+    # No limit is added below the 4Gi request (that pod would be refused).
+    assert container(builders.deployment(spec, "h"))["resources"] == given

@@ -100,6 +100,9 @@ def test_defaults_are_applied_by_the_apiserver(kube_api: KubeAPI, validation_ns:
     )
     spec = json.loads(out.stdout)["spec"]
     assert spec["replicas"] == 1
+    assert spec["workers"] == 1
+    # Left out: the operator sizes them by spec.workers (builders.container_resources).
+    assert spec["resources"] == {}
     assert spec["auth"] == {"enabled": True}
     assert spec["backend"] == {"type": "embedded"}  # its section's defaults: the operator's
     assert spec["cache"] == {"ttlSeconds": 30, "maxEntries": 10000}

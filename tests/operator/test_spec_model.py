@@ -83,6 +83,7 @@ def test_a_bare_spec_takes_every_value_from_the_crd() -> None:
     schema = spec_schema()["properties"]
     spec = parse_spec("m", "ns", {"backend": {"type": "embedded"}})
     assert spec.replicas == schema["replicas"]["default"]
+    assert spec.workers == schema["workers"]["default"] == 1
     assert spec.image == schema["image"]["default"]
     assert spec.resources == schema["resources"]["default"]
     assert spec.cache.ttl_seconds == schema["cache"]["properties"]["ttlSeconds"]["default"]

@@ -23,6 +23,21 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         "the embedded backend keeps its data in one pod: replicas must be 0 or 1",
     ),
     (
+        "embedded-with-2-workers",
+        {"workers": 2, "backend": {"type": "embedded"}},
+        "the embedded backend has one owner process: workers must be 1",
+    ),
+    (
+        "zero-workers",
+        {"workers": 0, "backend": REDIS},
+        "spec.workers in body should be greater than or equal to 1",
+    ),
+    (
+        "too-many-workers",
+        {"workers": 17, "backend": REDIS},
+        "spec.workers in body should be less than or equal to 16",
+    ),
+    (
         "password-ref-without-key",
         {"backend": {"type": "redis", "redis": {"host": "r", "passwordSecretRef": {"name": "s"}}}},
         "spec.backend.redis.passwordSecretRef.key: Required value",
@@ -429,6 +444,8 @@ RUNNABLE: list[tuple[str, dict[str, Any]]] = [
     ("size-fraction", embedded(size="0.5Gi")),
     ("size-si", embedded(size="500M")),
     ("quantities", requests(cpu="0.5", memory="128Mi")),
+    ("workers-redis", {"backend": REDIS, "workers": 16}),
+    ("workers-embedded-one", {"backend": {"type": "embedded"}, "workers": 1}),
     ("quantities-int-and-exponent", requests(cpu=2, memory="1e9")),
     ("quantity-zero", requests(cpu=0)),
     ("quantity-millis", {"backend": REDIS, "resources": {"limits": {"cpu": "250m"}}}),

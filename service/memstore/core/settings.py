@@ -305,6 +305,9 @@ class ServerSettings(_Slice):
 
     host: str = Field("127.0.0.1", validation_alias=_env("MEMSTORE_HOST"))
     port: int = Field(8080, ge=0, le=65535, validation_alias=_env("MEMSTORE_PORT"))
+    # `memstore serve` processes sharing the port (docs/architecture.md, "Workers"); 1
+    # serves in the one process, with no supervisor.
+    workers: int = Field(1, ge=1, le=64, validation_alias=_env("MEMSTORE_WORKERS"))
     # Prometheus metrics (/metrics and the HTTP/backend series). Tracing is configured by the
     # standard OTEL_* variables instead (see memstore.observability.tracing).
     metrics_enabled: bool = Field(True, validation_alias=_env("MEMSTORE_METRICS_ENABLED"))

@@ -41,6 +41,12 @@ def _redact(key: str, value: Any) -> Any:
 
 
 class JsonFormatter(logging.Formatter):
+    """``worker``: the process's number under ``memstore serve --workers``, on every line."""
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -49,6 +55,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if self.worker is not None:
+            body["worker"] = self.worker
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             body["trace_id"] = f"{ctx.trace_id:032x}"
@@ -67,9 +75,9 @@ class JsonFormatter(logging.Formatter):
 PARAMETER_LOGGERS = ("aiosqlite", "pymongo")
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", *, worker: int | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -21,6 +21,16 @@ Invariants:
   correctly; those show in the HTTP requests' ``4xx`` class.
 
 ``snapshot_http`` gives the HTTP figures as plain numbers for the JSON ``/v1/metrics``.
+
+Multiprocess mode (``memstore serve --workers N``): prometheus-client's own, chosen by the
+``PROMETHEUS_MULTIPROC_DIR`` environment variable before the library is imported (the
+supervisor sets it). Every worker writes its series to files there and any worker's
+``/metrics`` answers with ``MultiProcessCollector``'s aggregate of them all. Collectors
+that read live objects at scrape time cannot aggregate, so in that mode the figures kept
+as plain ints (the cache counters, the in-flight count) are copied into multiprocess series
+by :meth:`PrometheusMetrics.publish` (every second and at each scrape), and the
+``process_*`` / ``python_gc_*`` collectors, which would describe only the scraping worker,
+are left out (the container's CPU and memory come from the kubelet's cAdvisor).
 """
 
 from __future__ import annotations
@@ -36,12 +46,13 @@ from prometheus_client import (
     Gauge,
     GCCollector,
     Histogram,
-    Info,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
+    values,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -107,9 +118,58 @@ def package_version() -> str:
         return "unknown"
 
 
+def multiprocess_mode() -> bool:
+    """prometheus-client chose its multiprocess values (it decides once, on import, from
+    ``PROMETHEUS_MULTIPROC_DIR``)."""
+    return values.ValueClass is not values.MutexValue
+
+
 def method_label(method: str) -> str:
     """The request method, or ``_OTHER`` (as the OTel conventions say) for anything else."""
     return method if method in HTTP_METHODS else "_OTHER"
+
+
+#: (name, documentation, CacheStats attribute or None for the invalidations received) of
+#: the cache counters, in the order the exposition lists them.
+_CACHE_COUNTERS = (
+    ("memstore_cache_hits", "Local cache hits.", "hits"),
+    ("memstore_cache_misses", "Local cache misses.", "misses"),
+    ("memstore_cache_evictions", "Entries evicted by the size bound.", "evictions"),
+    (
+        "memstore_cache_invalidations",
+        "Keys invalidated, by local writes or by messages from other replicas.",
+        "invalidations",
+    ),
+    (
+        "memstore_cache_invalidations_received",
+        "Messages received from the backend's bus (other replicas' entity "
+        "invalidations and conversation changes).",
+        None,
+    ),
+    ("memstore_cache_flushes", "Whole-cache flushes.", "flushes"),
+    (
+        "memstore_cache_min_version_hits",
+        "Hits of reads that carried a minimum version (read-your-writes); also "
+        "counted in memstore_cache_hits.",
+        "conditional_hits",
+    ),
+    (
+        "memstore_cache_min_version_misses",
+        "Misses of reads that carried a minimum version; also counted in memstore_cache_misses.",
+        "conditional_misses",
+    ),
+    (
+        "memstore_cache_min_version_refused",
+        "Cached entries older than a read's minimum version (read from the backend).",
+        "refused",
+    ),
+    (
+        "memstore_cache_bypasses",
+        "Reads that skipped the cache (Cache-Control: no-cache).",
+        "bypasses",
+    ),
+)
+_CACHE_ENTRIES_DOC = "Entries in the cache."
 
 
 class _CacheCollector(Collector):
@@ -125,47 +185,10 @@ class _CacheCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats()
-        for name, value, doc in (
-            ("memstore_cache_hits", s.hits, "Local cache hits."),
-            ("memstore_cache_misses", s.misses, "Local cache misses."),
-            ("memstore_cache_evictions", s.evictions, "Entries evicted by the size bound."),
-            (
-                "memstore_cache_invalidations",
-                s.invalidations,
-                "Keys invalidated, by local writes or by messages from other replicas.",
-            ),
-            (
-                "memstore_cache_invalidations_received",
-                self._received(),
-                "Messages received from the backend's bus (other replicas' entity "
-                "invalidations and conversation changes).",
-            ),
-            ("memstore_cache_flushes", s.flushes, "Whole-cache flushes."),
-            (
-                "memstore_cache_min_version_hits",
-                s.conditional_hits,
-                "Hits of reads that carried a minimum version (read-your-writes); also "
-                "counted in memstore_cache_hits.",
-            ),
-            (
-                "memstore_cache_min_version_misses",
-                s.conditional_misses,
-                "Misses of reads that carried a minimum version; also counted in "
-                "memstore_cache_misses.",
-            ),
-            (
-                "memstore_cache_min_version_refused",
-                s.refused,
-                "Cached entries older than a read's minimum version (read from the backend).",
-            ),
-            (
-                "memstore_cache_bypasses",
-                s.bypasses,
-                "Reads that skipped the cache (Cache-Control: no-cache).",
-            ),
-        ):
+        for name, doc, attr in _CACHE_COUNTERS:
+            value = self._received() if attr is None else getattr(s, attr)
             yield CounterMetricFamily(name, doc, value=value)
-        yield GaugeMetricFamily("memstore_cache_entries", "Entries in the cache.", self._size())
+        yield GaugeMetricFamily("memstore_cache_entries", _CACHE_ENTRIES_DOC, self._size())
 
 
 class _ReplicationCollector(Collector):
@@ -261,19 +284,33 @@ class _L2CacheCollector(Collector):
 
 
 class PrometheusMetrics:
-    """Every metric the service exports, in one registry owned by the application."""
+    """Every metric the service exports, in one registry owned by the application (in
+    multiprocess mode: the registry answering ``/metrics`` aggregates every worker's)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        # What prometheus-client's default registry carries; ours is private to the app, so
-        # they are registered here: process_* (CPU, memory, fds, start time), python_info
-        # and python_gc_*.
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)  # registers itself on CPython only
-        self.build_info = Info(
-            "memstore_build", "The memstore build serving this process (always 1).", registry=r
+        self.multiprocess = multiprocess_mode()
+        # In multiprocess mode the series live in the library's files, not in a registry:
+        # MultiProcessCollector reads them all back, this process's included.
+        r = None if self.multiprocess else self.registry
+        if self.multiprocess:
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            PlatformCollector(registry=self.registry)
+        else:
+            # What prometheus-client's default registry carries; ours is private to the
+            # app, so they are registered here: process_* (CPU, memory, fds, start time),
+            # python_info and python_gc_*.
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)  # registers itself on CPython only
+        # A gauge rather than an Info (which multiprocess mode lacks); the text exposition
+        # is the same: memstore_build_info{...} 1.
+        self.build_info = Gauge(
+            "memstore_build_info",
+            "The memstore build serving this process (always 1).",
+            ["version", "python", "backend"],
+            registry=r,
+            multiprocess_mode="max",
         )
         self.http_requests = Counter(
             "memstore_http_requests",
@@ -289,11 +326,16 @@ class PrometheusMetrics:
             registry=r,
         )
         self.http_in_flight = Gauge(
-            "memstore_http_requests_in_flight", "HTTP requests being served.", registry=r
+            "memstore_http_requests_in_flight",
+            "HTTP requests being served.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
-        # A plain int the middleware bumps (no lock, no method call), read at scrape time.
+        # A plain int the middleware bumps (no lock, no method call), read at scrape time
+        # (multiprocess: copied by publish()).
         self.in_flight = 0
-        self.http_in_flight.set_function(lambda: self.in_flight)
+        if not self.multiprocess:
+            self.http_in_flight.set_function(lambda: self.in_flight)
         self.backend_duration = Histogram(
             "memstore_backend_operation_duration_seconds",
             "Backend operation latency (failed operations included).",
@@ -312,6 +354,8 @@ class PrometheusMetrics:
             "1 when the last health check reached the backend, else 0.",
             ["backend"],
             registry=r,
+            # Across workers: 0 when any live worker's last check failed.
+            multiprocess_mode="livemin",
         )
         # Webhooks: ``webhook`` is "<namespace>/<name>", bounded by the configured webhooks
         # (at most 32 per namespace).
@@ -337,12 +381,15 @@ class PrometheusMetrics:
         self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Histogram] = {}
         self._error_children: dict[tuple[str, str, str], Counter] = {}
+        # Multiprocess mode: the cache's counters as series, and what was published so far.
+        self._cache_sources: tuple[Callable[[], CacheStats], Callable[[], int], Callable[[], int]]
+        self._cache_counters: list[Counter] = []
+        self._cache_entries: Gauge | None = None
+        self._published: list[int] = []
 
     def set_build_info(self, backend: str) -> None:
         """Labels of ``memstore_build_info``: package version, Python version, backend."""
-        self.build_info.info(
-            {"version": package_version(), "python": platform.python_version(), "backend": backend}
-        )
+        self.build_info.labels(package_version(), platform.python_version(), backend).set(1)
 
     def watch_cache(
         self,
@@ -350,7 +397,37 @@ class PrometheusMetrics:
         size: Callable[[], int],
         received: Callable[[], int] = lambda: 0,
     ) -> None:
-        self.registry.register(_CacheCollector(stats, size, received))
+        if not self.multiprocess:
+            self.registry.register(_CacheCollector(stats, size, received))
+            return
+        self._cache_sources = (stats, size, received)
+        # Counter() appends "_total" to these names, as the collector's families do.
+        self._cache_counters = [
+            Counter(name, doc, registry=None) for name, doc, _ in _CACHE_COUNTERS
+        ]
+        self._published = [0] * len(_CACHE_COUNTERS)
+        self._cache_entries = Gauge(
+            "memstore_cache_entries", _CACHE_ENTRIES_DOC, registry=None, multiprocess_mode="livesum"
+        )
+
+    def publish(self) -> None:
+        """Multiprocess mode: copy this worker's plain-int figures (cache counters, entries,
+        requests in flight) into its multiprocess series; a no-op otherwise. Counters grow
+        by what this worker counted since its last call, so the sum over workers stays a
+        counter across worker restarts."""
+        if not self.multiprocess:
+            return
+        self.http_in_flight.set(self.in_flight)
+        if self._cache_entries is None:
+            return
+        stats, size, received = self._cache_sources
+        s = stats()
+        for i, (_, _, attr) in enumerate(_CACHE_COUNTERS):
+            value = received() if attr is None else int(getattr(s, attr))
+            if value > self._published[i]:
+                self._cache_counters[i].inc(value - self._published[i])
+                self._published[i] = value
+        self._cache_entries.set(size())
 
     def watch_replication(self, status: Callable[[], dict[str, Any] | None]) -> None:
         self.registry.register(_ReplicationCollector(status))
@@ -419,11 +496,10 @@ class PrometheusMetrics:
                     seconds[name] = seconds.get(name, 0.0) + sample.value
         for name, entry in routes.items():
             entry["avg_ms"] = round(1000 * seconds.get(name, 0.0) / entry["count"], 3)
-        in_flight = next(iter(self.http_in_flight.collect())).samples[0].value
         return {
             "requests": dict(sorted(routes.items())),
             "total_requests": sum(e["count"] for e in routes.values()),
-            "in_flight": int(in_flight),
+            "in_flight": self.in_flight,
         }
 
     def backend_up_values(self) -> dict[str, int]:

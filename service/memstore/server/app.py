@@ -10,9 +10,11 @@ acknowledged write is never lost by a stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -31,7 +33,7 @@ from memstore.server.openapi import build_openapi
 from memstore.server.protocol import serve_app
 from memstore.server.routes import ROUTES, add_routes
 from memstore.server.security import Security, check_bind, security_middleware
-from memstore.server.state import MANAGER, METRICS, OPENAPI, SETTINGS, WEBHOOKS
+from memstore.server.state import MANAGER, METRICS, OPENAPI, SETTINGS, WEBHOOKS, WORKER
 from memstore.server.telemetry import observability_middleware
 from memstore.server.webhooks.config import WebhookStore, load_webhooks_file
 from memstore.server.webhooks.deliverer import WebhookDeliverer
@@ -45,8 +47,11 @@ def create_app(
     manager: DistributedMemoryManager | None = None,
     metrics: PrometheusMetrics | None = None,
     tracing: Tracing | None = None,
+    worker: int | None = None,
 ) -> web.Application:
-    """``tracing``: default from the OTEL_* environment (see observability.tracing)."""
+    """``tracing``: default from the OTEL_* environment (see observability.tracing).
+    ``worker``: this process's number under ``memstore serve --workers`` (server/workers.py),
+    sent back in the ``Memstore-Worker`` header of every response."""
     settings = settings or Settings()
     metrics = metrics or PrometheusMetrics()
     # Identifies the target even with recording switched off.
@@ -76,6 +81,9 @@ def create_app(
     app[OPENAPI] = build_openapi(ROUTES, settings)
     # A webhooks file that cannot be used stops the start (fail closed), like the tokens.
     app[WEBHOOKS] = webhooks = WebhookStore(manager, load_webhooks_file(settings.webhooks_file))
+    if worker is not None:
+        app[WORKER] = worker
+        app.on_response_prepare.append(_worker_header(worker))
     add_routes(app)
     add_feed(app)
     if settings.ui_served:
@@ -99,6 +107,8 @@ def create_app(
             await asyncio.to_thread(tracing.shutdown)
 
     app.cleanup_ctx.append(manager_lifecycle)
+    if metrics.multiprocess:
+        app.cleanup_ctx.append(_publish_metrics(metrics))
     if settings.webhooks_enabled:
         deliverer = WebhookDeliverer(manager, webhooks, settings, recording)
 
@@ -142,14 +152,61 @@ def _add_mcp(
     add_mcp(app, settings, manager, quotas)
 
 
-def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM, then stop gracefully (``protocol.serve_app``)."""
+def _worker_header(worker: int) -> Callable[[web.Request, web.StreamResponse], Any]:
+    value = str(worker)
+
+    async def add_header(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Memstore-Worker"] = value
+
+    return add_header
+
+
+#: How often a worker copies its plain-int figures into the multiprocess series.
+PUBLISH_SECONDS = 1.0
+
+
+def _publish_metrics(
+    metrics: PrometheusMetrics,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Multiprocess mode: ``metrics.publish()`` every second while the app runs, so another
+    worker's scrape sees this worker's cache and in-flight figures at most that late."""
+
+    async def publish_every() -> None:
+        while True:
+            metrics.publish()
+            await asyncio.sleep(PUBLISH_SECONDS)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(publish_every())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        metrics.publish()
+
+    return lifecycle
+
+
+def serve(
+    settings: Settings,
+    *,
+    worker: int | None = None,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM, then stop gracefully (``protocol.serve_app``). ``worker``:
+    one of the processes of ``memstore serve --workers`` (``server/workers.py``): it listens
+    with SO_REUSEPORT and calls ``on_listening`` once it accepts connections."""
     check_bind(settings)
-    app = create_app(settings)
+    app = create_app(settings, worker=worker)
     app.on_startup.append(_freeze_startup_objects)  # after the manager started
     asyncio.run(
         serve_app(
-            app, settings.host, settings.port, shutdown_timeout=settings.shutdown_timeout_seconds
+            app,
+            settings.host,
+            settings.port,
+            shutdown_timeout=settings.shutdown_timeout_seconds,
+            reuse_port=worker is not None,
+            on_listening=on_listening,
         )
     )
 

@@ -174,10 +174,21 @@ class JsonErrorAppRunner(web.AppRunner):
         return JsonErrorServer(base, BoundedLog(log))
 
 
-async def serve_app(app: web.Application, host: str, port: int, *, shutdown_timeout: float) -> None:
+async def serve_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_timeout: float,
+    reuse_port: bool = False,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
     """Serve ``app`` until SIGINT/SIGTERM, then stop gracefully: the listener closes,
     in-flight requests finish (up to ``shutdown_timeout``), then the app's cleanup runs.
-    (``web.run_app`` cannot take another runner; this is its sequence for one TCP site.)"""
+    (``web.run_app`` cannot take another runner; this is its sequence for one TCP site.)
+    ``reuse_port``: SO_REUSEPORT, so the workers of ``memstore serve --workers`` each
+    listen on the same port and the kernel spreads connections over them;
+    ``on_listening`` is called once the site accepts connections."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -188,9 +199,11 @@ async def serve_app(app: web.Application, host: str, port: int, *, shutdown_time
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
         await site.start()
         log.info("memstore listening on %s", site.name)
+        if on_listening is not None:
+            on_listening()
         await stop.wait()
     finally:
         await runner.cleanup()

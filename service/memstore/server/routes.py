@@ -83,7 +83,7 @@ from memstore.server.routing import (
     read_raw_body,
 )
 from memstore.server.security import principal_of
-from memstore.server.state import MANAGER, METRICS, OPENAPI, WEBHOOKS
+from memstore.server.state import MANAGER, METRICS, OPENAPI, WEBHOOKS, WORKER
 
 log = logging.getLogger(__name__)
 
@@ -407,14 +407,21 @@ async def readyz(request: web.Request) -> web.Response:
 async def prometheus_metrics(request: web.Request) -> web.Response:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    body = generate_latest(request.app[METRICS].registry)
+    metrics = request.app[METRICS]
+    metrics.publish()  # multiprocess mode: this worker's own figures, current
+    body = generate_latest(metrics.registry)
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
 
 
 async def metrics_json(request: web.Request) -> web.Response:
-    return json_response(request.app[MANAGER].get_metrics())
+    figures = request.app[MANAGER].get_metrics()
+    worker = request.app.get(WORKER)
+    if worker is not None:
+        # Under --workers: the answering worker's own figures (GET /metrics aggregates).
+        figures["worker"] = worker
+    return json_response(figures)
 
 
 async def clear_cache(request: web.Request) -> web.Response:

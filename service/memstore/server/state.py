@@ -16,3 +16,5 @@ MANAGER = web.AppKey("manager", DistributedMemoryManager)
 METRICS = web.AppKey("metrics", PrometheusMetrics)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 WEBHOOKS = web.AppKey("webhooks", WebhookStore)
+#: This process's number under ``memstore serve --workers N`` (absent with one worker).
+WORKER = web.AppKey("worker", int)
