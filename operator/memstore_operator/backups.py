@@ -180,7 +180,7 @@ def _job(
         },
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the image's HOME
-            {"name": "backup", "mountPath": MOUNT, "readOnly": read_only},
+            {"name": "backup", "mountPath": MOUNT, **({"readOnly": True} if read_only else {})},
         ],
     }
     pod_spec: Obj = {
