@@ -271,6 +271,44 @@ def test_transition_rules_refuse_changes(
         assert ok.returncode == 0, ok.stderr
 
 
+def test_every_field_has_a_description() -> None:
+    import yaml
+
+    from tests.operator.conftest import CRD_DIR
+    from tests.operator.test_crd_explain import DOCUMENTED_BY_KUBERNETES, fields
+
+    for plural in PLURALS.values():
+        loaded = yaml.safe_load((CRD_DIR / f"{plural}.{GROUP}.yaml").read_text())
+        (version,) = loaded["spec"]["versions"]
+        root = version["schema"]["openAPIV3Schema"]
+        assert root.get("description")
+        missing = [
+            path
+            for path, schema in fields(root)
+            if path not in DOCUMENTED_BY_KUBERNETES
+            and not str(schema.get("description", "")).strip()
+        ]
+        assert not missing, f"{plural}: fields without a description: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        ("memorystorebackups.spec.tokenSecretRef", "admin role"),
+        ("memorystorescheduledbackups.spec.keep", "Completed backups to keep"),
+        ("memorystorerestores.spec.replace", "memstore import --replace"),
+    ],
+)
+def test_kubectl_explain_documents_the_kinds(
+    crd: Path, kube_api: KubeAPI, path: str, text: str
+) -> None:
+    def explain() -> str | None:
+        out = kube_api.cluster.kubectl("explain", path, check=False)
+        return out.stdout if out.returncode == 0 else None
+
+    assert text in " ".join(wait_for(explain, f"kubectl explain {path}").split())
+
+
 # --- the operator: Jobs and status -------------------------------------------------------
 
 
