@@ -309,6 +309,20 @@ def test_kubectl_explain_documents_the_kinds(
     assert text in " ".join(wait_for(explain, f"kubectl explain {path}").split())
 
 
+@pytest.mark.parametrize("example", ["backup.yaml", "restore.yaml"])
+def test_the_chart_examples_are_accepted(
+    kube_api: KubeAPI, validation_ns: str, example: str
+) -> None:
+    """charts/memstore/examples/{backup,restore}.yaml, which the READMEs show."""
+    from tests.operator.conftest import REPO
+
+    path = REPO / "charts" / "memstore" / "examples" / example
+    out = kube_api.cluster.kubectl(
+        "create", "--dry-run=server", "-n", validation_ns, "-f", str(path), check=False
+    )
+    assert out.returncode == 0, out.stderr
+
+
 # --- the operator: Jobs and status -------------------------------------------------------
 
 
