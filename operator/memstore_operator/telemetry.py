@@ -3,7 +3,8 @@
 :class:`Telemetry` holds the metrics in a registry of its own, served by
 :meth:`Telemetry.serve_metrics` (``MEMSTORE_OPERATOR_METRICS_PORT``, default 8082; ``0``
 turns it off). Label values are bounded: the trigger (create/update/resume/resync), the
-result and the backend type, never a store's name. Like the service, it exports
+result and the backend type, never a store's name (except the backup-age gauges of
+:class:`BackupAges`). Like the service, it exports
 ``memstore_operator_build_info{version,python} 1`` and prometheus-client's standard
 ``process_*`` / ``python_*`` families (registered on this registry, which is not the
 library's default one).
