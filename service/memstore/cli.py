@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -855,6 +855,181 @@ def audit_export(after: int | None, since: float | None, until: float | None) ->
             click.echo(orjson.dumps(event.to_dict()).decode())
 
     _run(export)
+
+
+# -- export and import (memstore.core.dump) ------------------------------------------------
+
+#: Bytes read from a dump file per chunk sent.
+_CHUNK = 256 * 1024
+
+
+def _namespace_given(ctx: click.Context) -> bool:
+    """Whether -n/--namespace was on the command line (before or after the command): only
+    then does it override the namespaces the dumps name (MEMORY_NAMESPACE does not)."""
+    from click.core import ParameterSource
+
+    return any(
+        c.get_parameter_source("namespace") == ParameterSource.COMMANDLINE
+        for c in (ctx, ctx.find_root())
+    )
+
+
+async def _write_dump(client: MemoryClient, out: Any) -> int:
+    lines = 0
+    async for line in client.export_namespace():
+        out.write(line)
+        lines += 1
+    return lines
+
+
+def _export_to(client: MemoryClient, path: Path) -> Callable[[], Awaitable[int]]:
+    """Export into ``path`` through a temporary name, renamed when the dump is complete:
+    a failed export never leaves a file that looks like a dump."""
+
+    async def go() -> int:
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            with partial.open("wb") as out:
+                lines = await _write_dump(client, out)
+            partial.replace(path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return lines
+
+    return go
+
+
+def _report_export(namespace: str, path: Path, lines: int) -> None:
+    """One JSON line per dump written (manifest and trailer are not records)."""
+    click.echo(
+        orjson.dumps({"namespace": namespace, "file": str(path), "records": lines - 2}).decode()
+    )
+
+
+@main.command("export")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    help="File to write the dump to (- = stdout); with --all, a directory: DIR/<namespace>.jsonl.",
+)
+@click.option(
+    "--all", "every", is_flag=True, help="Every namespace the token covers, one dump each."
+)
+@client_options
+def export_command(output: str, every: bool) -> None:
+    """Export the namespace (admin): a dump in JSON lines that `memstore import` restores
+    into any backend (docs/architecture.md, "Export and import"). Prints one JSON line per
+    dump written (unless the dump goes to stdout)."""
+    if not every:
+        if output == "-":
+            _run(lambda c: _write_dump(c, sys.stdout.buffer), timeout=300.0)
+            sys.stdout.flush()
+            return
+        path = Path(output)
+        try:
+            lines = _run(lambda c: _export_to(c, path)(), timeout=300.0)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+        target = click.get_current_context().ensure_object(Target)
+        _report_export(target.namespace, path, lines)
+        return
+    folder = Path(output)
+    if output == "-" or (folder.exists() and not folder.is_dir()):
+        raise click.BadParameter("with --all, --output is a directory", param_hint="'--output'")
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot create {output}: {exc.strerror}") from None
+
+    async def export_all(client: MemoryClient) -> None:
+        for s in await client.list_memory_summaries():
+            path = folder / f"{s.namespace}.jsonl"
+            lines = await _export_to(client.for_namespace(s.namespace), path)()
+            _report_export(s.namespace, path, lines)
+
+    try:
+        _run(export_all, timeout=300.0)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write to {output}: {exc.strerror}") from None
+
+
+def _dump_namespace(path: Path) -> str:
+    """The namespace a dump file's manifest names (its first line)."""
+    from memstore.core import dump
+
+    try:
+        with path.open("rb") as f:
+            first = f.readline(dump.MAX_LINE_BYTES)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return dump.read_manifest(first).namespace
+    except MemoryStoreError as exc:
+        raise click.ClickException(f"{path}: {exc.message}") from None
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            yield chunk
+
+
+@main.command("import")
+@click.option(
+    "--input",
+    "-i",
+    "source",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="A dump file, or a directory of dumps (*.jsonl): each into the namespace its "
+    "manifest names (-n on the command line overrides it for a single file).",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the namespace's entities and conversations (else a namespace holding data "
+    "is refused).",
+)
+@client_options
+def import_command(source: Path, replace: bool) -> None:
+    """Import dumps written by `memstore export` (admin), into any backend. Each dump is
+    verified whole (counts, sha256) before anything is written, and its namespace is
+    unreadable until it is imported. Prints one JSON line per namespace imported."""
+    ctx = click.get_current_context()
+    override = _namespace_given(ctx)
+    if source.is_dir():
+        if override:
+            raise click.BadParameter(
+                "-n names the target of a single file; a directory's dumps go to the "
+                "namespaces their manifests name",
+                param_hint="'-n'",
+            )
+        files = sorted(p for p in source.iterdir() if p.suffix == ".jsonl" and p.is_file())
+        if not files:
+            raise click.ClickException(f"no *.jsonl dumps in {source}")
+    else:
+        files = [source]
+    target = ctx.ensure_object(Target)
+    plan = [(p, target.namespace if override else _dump_namespace(p)) for p in files]
+
+    async def run_imports(client: MemoryClient) -> None:
+        for path, namespace in plan:
+            try:
+                result = await client.for_namespace(namespace).import_namespace(
+                    _file_chunks(path), replace=replace
+                )
+            except MemoryStoreError as exc:
+                exc.message = f"{path}: {exc.message}"
+                raise
+            click.echo(orjson.dumps({"file": str(path), **result.to_dict()}).decode())
+
+    try:
+        _run(run_imports, timeout=300.0)
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {source}: {exc.strerror}") from None
 
 
 @main.command()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from memstore.core import dump
 from memstore.server.routes import ROUTES
 from tests.security.conftest import NS_A, NS_B, Tokens
 
@@ -29,7 +30,12 @@ class Case:
     params: dict[str, str] = field(default_factory=dict)
     query: dict[str, str] = field(default_factory=dict)
     body: Any = None
+    #: a raw body (sent as is), for the routes whose body is not JSON
+    data: bytes | None = None
 
+
+#: A valid dump of an empty namespace (the import route's body).
+EMPTY_DUMP = dump.manifest_line("elsewhere", {}) + dump.Tally().trailer_line()
 
 CASES: dict[str, Case] = {
     "livez": Case(),
@@ -66,6 +72,8 @@ CASES: dict[str, Case] = {
     "searchMessages": Case(body={"query": SECRET_MARK}),
     "searchToolUsage": Case(body={"query": SECRET_MARK}),
     "exportAudit": Case(query={"after": "0"}),
+    "exportNamespace": Case(),
+    "importNamespace": Case(data=EMPTY_DUMP),
     # analytics
     "getAnalyticsOverview": Case(),
     "getAnalyticsGrowth": Case(query={"kind": "entities"}),
@@ -76,10 +84,18 @@ CASES: dict[str, Case] = {
 # What this suite expects; the route table's ``role`` column must say the same.
 OPEN_ROUTES = frozenset({"livez", "readyz", "prometheusMetrics", "openapi"})
 ADMIN_ROUTES = frozenset({"getMetrics", "clearCache", "listMemorySummaries"})
-# Namespaced, but admin there: the audit trail, and the webhooks (they hold secrets and
-# send the namespace's changes out).
+# Namespaced, but admin there: the audit trail, export and import (the whole namespace),
+# and the webhooks (they hold secrets and send the namespace's changes out).
 NAMESPACE_ADMIN_ROUTES = frozenset(
-    {"exportAudit", "listWebhooks", "getWebhook", "saveWebhook", "deleteWebhook"}
+    {
+        "exportAudit",
+        "exportNamespace",
+        "importNamespace",
+        "listWebhooks",
+        "getWebhook",
+        "saveWebhook",
+        "deleteWebhook",
+    }
 )
 # Reads with a body (a search's filter is a nested object): POST, role read.
 POST_READ_ROUTES = frozenset({"searchEntities", "searchMessages", "searchToolUsage"})
@@ -96,6 +112,8 @@ def request_for(op: str, namespace: str) -> tuple[str, str, dict[str, Any]]:
     kwargs: dict[str, Any] = {"params": case.query}
     if case.body is not None:
         kwargs["json"] = case.body
+    if case.data is not None:
+        kwargs["data"] = case.data
     return route.method, path, kwargs
 
 

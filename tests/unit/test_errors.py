@@ -39,6 +39,9 @@ EXAMPLES: dict[type[MemoryStoreError], MemoryStoreError] = {
     errors.QuotaExceededError: errors.QuotaExceededError("full", quota="entities", limit=1, used=1),
     RateLimitedError: RateLimitedError("slow down", retry_after=7),
     errors.RequestTimeoutError: errors.RequestTimeoutError("too slow"),
+    errors.NamespaceImportingError: errors.NamespaceImportingError("importing"),
+    errors.NamespaceNotEmptyError: errors.NamespaceNotEmptyError("not empty"),
+    errors.DumpInvalidError: errors.DumpInvalidError("bad dump"),
 }
 
 

@@ -249,6 +249,32 @@ class DistributedMemoryBackend(abc.ABC):
     ) -> Page[FeedbackRecord]:
         """Ordered by (timestamp, id)."""
 
+    # -- restore (export/import) -----------------------------------------------------------
+
+    async def import_entity(self, namespace: str, record: EntityRecord) -> None:
+        """Write exactly ``record`` (data, version, created_at, updated_at, expires_at)
+        under its key, replacing whatever is stored there, with no version check: the
+        restore side of an export (``memstore.memory.export``). Like a save, it appends
+        one ``entity.saved`` event with the record's version and tells the other replicas
+        (their caches drop the key); the manager drops its own cached copy. The record's
+        ``created_at`` replaces any earlier creation time (analytics count it there).
+        ``expires_at`` in the past stores nothing readable (the entity is expired)."""
+        raise NotImplementedError(f"{self.name} cannot import")
+
+    async def import_conversation(
+        self, namespace: str, conversation_id: str, messages: list[MessageRecord]
+    ) -> None:
+        """Replace the whole conversation with exactly ``messages`` (each one's ``seq``,
+        ``message`` and ``created_at`` kept; ``conversation_id`` of the records is
+        ignored), atomically, as ``replace_conversation`` does: counts and stored bytes
+        follow, one ``conversation.replaced`` event (version = the highest ``seq``,
+        count = the number of messages), the other replicas told. The seqs must be
+        ``1..n`` in order (what every backend numbers and the next append continues);
+        anything else raises ``InvalidInputError`` and writes nothing. The conversation's
+        ``created_at``/``updated_at`` become its first/last message's ``created_at`` (now,
+        for an empty one, which is kept as an empty conversation)."""
+        raise NotImplementedError(f"{self.name} cannot import")
+
     # -- change log -----------------------------------------------------------------------
 
     async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:

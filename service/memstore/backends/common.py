@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from memstore.core.errors import ConflictError, MemoryStoreError
-from memstore.core.records import Page
+from memstore.core.errors import ConflictError, InvalidInputError, MemoryStoreError
+from memstore.core.records import MessageRecord, Page
 from memstore.core.validation import decode_cursor, encode_cursor
 
 log = logging.getLogger(__name__)
@@ -209,3 +209,14 @@ def json_bytes_each(values: Sequence[Any], encoded: Sequence[bytes] | None) -> l
     if encoded is not None:
         return list(encoded)
     return [orjson.dumps(v) for v in values]
+
+
+def check_imported_seqs(conversation_id: str, messages: Sequence[MessageRecord]) -> None:
+    """``import_conversation``'s rule: the seqs are ``1..n`` in order."""
+    for i, m in enumerate(messages, 1):
+        if m.seq != i:
+            raise InvalidInputError(
+                f"conversation {conversation_id}: message {i} has seq {m.seq}; an imported"
+                " conversation's seqs run 1..n in order",
+                field="seq",
+            )

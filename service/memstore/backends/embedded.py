@@ -63,6 +63,7 @@ from memstore.backends.common import (
     by_id,
     by_time,
     check_expected_version,
+    check_imported_seqs,
     json_bytes,
     json_bytes_each,
     page_after_id,
@@ -794,6 +795,44 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
         return await self._write(write)
 
+    async def import_entity(self, namespace: str, record: EntityRecord) -> None:
+        payload = orjson.dumps(record.data)
+        actor = current_actor() or _NOBODY
+        now = time.time()
+
+        async def write(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
+                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
+                "version = excluded.version, created_at = excluded.created_at, "
+                "updated_at = excluded.updated_at, expires_at = excluded.expires_at",
+                (
+                    namespace,
+                    record.type,
+                    record.id,
+                    payload,
+                    record.version,
+                    record.created_at,
+                    record.updated_at,
+                    record.expires_at,
+                ),
+            )
+            await conn.execute(
+                _LOG_CHANGE,
+                _change(
+                    namespace,
+                    changes.ENTITY_SAVED,
+                    now,
+                    entity_type=record.type,
+                    entity_id=record.id,
+                    version=record.version,
+                    actor=actor,
+                ),
+            )
+
+        await self._write(write)
+
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
     ) -> EntityRecord | None:
@@ -1015,6 +1054,51 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             )
 
         return await self._write(write)
+
+    async def import_conversation(
+        self, namespace: str, conversation_id: str, messages: list[MessageRecord]
+    ) -> None:
+        check_imported_seqs(conversation_id, messages)
+        raws = [orjson.dumps(m.message) for m in messages]
+        now = time.time()
+        first = messages[0].created_at if messages else now
+        last = messages[-1].created_at if messages else now
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
+                (namespace, conversation_id),
+            )
+            await conn.execute(
+                "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ns, id) DO UPDATE SET "
+                "next_seq = excluded.next_seq, message_count = excluded.message_count, "
+                "created_at = excluded.created_at, updated_at = excluded.updated_at",
+                (namespace, conversation_id, len(messages) + 1, len(messages), first, last),
+            )
+            await conn.executemany(
+                "INSERT INTO messages (ns, conversation_id, seq, message, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (namespace, conversation_id, m.seq, raw, m.created_at)
+                    for m, raw in zip(messages, raws, strict=True)
+                ],
+            )
+            await conn.execute(
+                _LOG_CHANGE,
+                _change(
+                    namespace,
+                    changes.CONVERSATION_REPLACED,
+                    now,
+                    conversation_id=conversation_id,
+                    version=len(messages),
+                    count=len(messages),
+                    actor=actor,
+                ),
+            )
+
+        await self._write(write)
 
     async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
         actor = current_actor() or _NOBODY

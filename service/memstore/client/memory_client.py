@@ -51,9 +51,9 @@ import re
 import socket
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -72,6 +72,7 @@ from memstore.core.analytics import (
     ToolAnalytics,
 )
 from memstore.core.bounds import TIMESTAMP_SECONDS, check_in
+from memstore.core.dump import ImportResult
 from memstore.core.errors import (
     BackendUnavailableError,
     ChangesPrunedError,
@@ -1093,24 +1094,77 @@ class MemoryClient(MemoryAPI):
                     f"end ({exc}); resume after the last position received"
                 ) from exc
 
+    # -- export and import (memstore.core.dump) ------------------------------------------
+
+    async def export_namespace(self) -> AsyncIterator[bytes]:
+        """Admin: the namespace's dump, line by line (each with its ``\\n``), as the
+        service streams it. A dump the service could not finish raises (its last line
+        says why); a connection lost mid-way raises ``BackendUnavailableError``. Never
+        resent: export again."""
+        async with self._stream("GET", self._ns("/export"), {}) as resp:
+            try:
+                async for line in resp.content:
+                    if line.startswith(b'{"error"'):
+                        # no record line starts so (sorted keys): the service's last word
+                        error = orjson.loads(line)["error"]
+                        raise error_from_wire(500, error if isinstance(error, dict) else {})
+                    yield line
+            except aiohttp.ClientPayloadError as exc:
+                raise BackendUnavailableError(
+                    f"the export from {shown_url(self.base_url)} stopped before its end ({exc})"
+                ) from exc
+
+    async def import_namespace(
+        self, chunks: AsyncIterable[bytes], *, replace: bool = False
+    ) -> ImportResult:
+        """Admin: import a dump (its bytes, cut anywhere, streamed as the request body)
+        into this namespace. The service verifies it whole before writing
+        (``DumpInvalidError``), refuses a namespace holding data unless ``replace``
+        (``NamespaceNotEmptyError``), and hides the namespace until the import is done.
+        Never resent: an interrupted import is finished by importing again."""
+        params = {"replace": "true" if replace else None}
+        async with self._stream(
+            "POST", self._ns("/import"), params, data=chunks, read_timeout=None
+        ) as resp:
+            out = orjson.loads(await resp.read())
+        return ImportResult(
+            out["namespace"], out["source_namespace"], out["counts"], out["replaced"]
+        )
+
     @contextlib.asynccontextmanager
     async def _stream(
-        self, method: str, path: str, params: dict[str, Any]
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        *,
+        data: AsyncIterable[bytes] | None = None,
+        read_timeout: float | Literal["default"] | None = "default",
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """A response read as it arrives, in its own client span: an error answer raises
-        its exception here; the timeout bounds each wait for data, not the whole stream."""
+        its exception here; the timeout bounds each wait for data, not the whole stream
+        (``read_timeout=None``: no bound, for an answer that comes only after long work).
+        ``data``: a request body streamed from the iterable."""
         hdrs: dict[str, str] = {}
         if self._token:
             hdrs["Authorization"] = f"Bearer {self._token}"
+        if data is not None:
+            hdrs["Content-Type"] = "application/x-ndjson"
         query = {k: str(v) for k, v in params.items() if v is not None}
         span = self._client_span(method, self.base_url + path)
-        timeout = aiohttp.ClientTimeout(total=None, sock_read=self._timeout.total)
+        sock_read = self._timeout.total if read_timeout == "default" else read_timeout
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=sock_read)
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=False):
                 propagate.inject(hdrs)
                 try:
                     resp = await self._get_session().request(
-                        method, self.base_url + path, params=query, headers=hdrs, timeout=timeout
+                        method,
+                        self.base_url + path,
+                        params=query,
+                        headers=hdrs,
+                        timeout=timeout,
+                        data=data,
                     )
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise self._unreachable(span, exc) from exc

@@ -6,7 +6,8 @@ exceptions. The tree (class, ``code``, HTTP status)::
 
     MemoryStoreError                  internal_error        500
     ├── InvalidInputError             invalid_input         400
-    │   └── PayloadTooLargeError      payload_too_large     413
+    │   ├── PayloadTooLargeError      payload_too_large     413
+    │   └── DumpInvalidError          invalid_dump          400
     ├── NotFoundError                 not_found             404
     ├── ChangesPrunedError            changes_pruned        410
     ├── ConflictError                 version_conflict      412
@@ -17,7 +18,9 @@ exceptions. The tree (class, ``code``, HTTP status)::
     ├── PermissionDeniedError         forbidden             403
     ├── QuotaExceededError            quota_exceeded        403
     ├── RateLimitedError              rate_limited          429
-    └── RequestTimeoutError           timeout               504
+    ├── RequestTimeoutError           timeout               504
+    ├── NamespaceImportingError       namespace_importing   409
+    └── NamespaceNotEmptyError        namespace_not_empty   409
 
 Each class carries its ``code`` and ``http_status``; :data:`ERROR_TYPES` lists them and
 :func:`error_type` maps a code back to its class. The server answers an error with its
@@ -208,6 +211,29 @@ class RequestTimeoutError(MemoryStoreError):
     http_status = 504
 
 
+class NamespaceImportingError(MemoryStoreError):
+    """An import into the namespace has begun and not finished: until it commits, every
+    replica answers this instead of a half-imported namespace (409). Running the same
+    import again finishes it (imports are idempotent)."""
+
+    code = "namespace_importing"
+    http_status = 409
+
+
+class NamespaceNotEmptyError(MemoryStoreError):
+    """An import into a namespace that already holds data, without ``replace`` (409)."""
+
+    code = "namespace_not_empty"
+    http_status = 409
+
+
+class DumpInvalidError(InvalidInputError):
+    """An export dump that is malformed, truncated, or fails its checksum or counts: it
+    is refused and nothing of it is visible (400)."""
+
+    code = "invalid_dump"
+
+
 #: Every error type, each with its own ``code``: the one code -> class table.
 ERROR_TYPES: tuple[type[MemoryStoreError], ...] = (
     MemoryStoreError,
@@ -224,6 +250,9 @@ ERROR_TYPES: tuple[type[MemoryStoreError], ...] = (
     QuotaExceededError,
     RateLimitedError,
     RequestTimeoutError,
+    NamespaceImportingError,
+    NamespaceNotEmptyError,
+    DumpInvalidError,
 )
 
 _BY_CODE: dict[str, type[MemoryStoreError]] = {cls.code: cls for cls in ERROR_TYPES}
@@ -236,6 +265,7 @@ CLOSEST_BY_STATUS: dict[int, type[MemoryStoreError]] = {
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    409: NamespaceImportingError,
     410: ChangesPrunedError,
     412: ConflictError,
     413: PayloadTooLargeError,

@@ -22,7 +22,14 @@ import logging
 import time
 import uuid
 import warnings
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -37,7 +44,8 @@ from memstore.core.analytics import (
     check_listed_calls,
     check_window,
 )
-from memstore.core.errors import ChangesPrunedError, MemoryStoreError
+from memstore.core.dump import ImportResult
+from memstore.core.errors import ChangesPrunedError, MemoryStoreError, NamespaceImportingError
 from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ChangeEvent,
@@ -74,6 +82,7 @@ from memstore.core.validation import (
     check_tool_usage,
     check_version,
 )
+from memstore.memory import export
 from memstore.memory.api import MemoryAPI
 from memstore.memory.cache import LocalCache
 from memstore.memory.feed import ChangeReader, ChangeSignal
@@ -125,6 +134,10 @@ class _Shared:
     started_at: float = field(default_factory=time.time)
     # The search indexes of the namespaces searched (memory/search), built on first use.
     search: SearchIndexes | None = None
+    # Namespaces an import has marked (memory/export.py), as last read, and until when
+    # (time.monotonic) that reading is trusted.
+    importing: frozenset[str] = frozenset()
+    importing_fresh_until: float = 0.0
 
 
 class DistributedMemoryManager(MemoryAPI):
@@ -277,6 +290,8 @@ class DistributedMemoryManager(MemoryAPI):
         shared = self._shared
         if not shared.started:
             await self.start()
+        if self.namespace[0] != "_":  # reserved namespaces are never imported
+            await self._refuse_while_importing()
         stats = shared.ops.get(operation)
         if stats is None:
             stats = shared.ops[operation] = _OpStats()
@@ -328,6 +343,39 @@ class DistributedMemoryManager(MemoryAPI):
             if span is not None and tracing is not None:
                 tracing.detach(token)
                 span.end()
+
+    async def _refuse_while_importing(self) -> None:
+        """Raise ``NamespaceImportingError`` while an import into this namespace has not
+        finished (``memory/export.py``), except in the import's own task. The markers of
+        every namespace are read at most every ``MARKER_REFRESH_SECONDS``: one listing
+        per replica, whatever the number of namespaces."""
+        shared = self._shared
+        if time.monotonic() >= shared.importing_fresh_until:
+            await self._read_import_markers()
+        if self.namespace in shared.importing and export.IMPORTING.get() != self.namespace:
+            raise NamespaceImportingError(
+                f"namespace {self.namespace} is being imported; it is readable again when"
+                " the import finishes (an interrupted import is finished by running it again)",
+                namespace=self.namespace,
+            )
+
+    async def _read_import_markers(self) -> None:
+        shared = self._shared
+        began = time.monotonic()
+        names: set[str] = set()
+        cursor: str | None = None
+        while True:
+            page = await self.backend.list_entities(
+                export.IMPORTS_NAMESPACE, export.MARKER_TYPE, limit=500, cursor=cursor
+            )
+            names.update(r.id for r in page.items)
+            if (cursor := page.next_cursor) is None:
+                break
+        if names != shared.importing:
+            # an import began or ended: no entity cached before it may be served after it
+            shared.cache.clear()
+            shared.importing = frozenset(names)
+        shared.importing_fresh_until = began + export.MARKER_REFRESH_SECONDS
 
     def add_change_listener(self, listener: ChangeListener) -> Callable[[], None]:
         """Tell ``listener`` of every change this process learns of, in every namespace,
@@ -942,6 +990,84 @@ class DistributedMemoryManager(MemoryAPI):
         return await self._run(
             "analytics_feedback", lambda: self.backend.analytics_feedback(self.namespace, window)
         )
+
+    # -- export and import (memory/export.py) -------------------------------------------
+
+    def export_namespace(self) -> AsyncIterator[bytes]:
+        """This namespace's dump (``memstore.core.dump``), line by line, streamed."""
+        from memstore import __version__
+
+        origin = {
+            "backend": self.memory_type,
+            "exported_at": time.time(),
+            "memstore_version": __version__,
+        }
+        return export.export_lines(self, origin)
+
+    async def import_namespace(
+        self, chunks: AsyncIterable[bytes], *, replace: bool = False
+    ) -> ImportResult:
+        """Import a dump (its bytes, cut anywhere) into this namespace: verified whole
+        first (``DumpInvalidError``, nothing written), then written while the namespace
+        answers ``NamespaceImportingError`` on every replica. A namespace holding data is
+        refused (``NamespaceNotEmptyError``) unless ``replace``."""
+        result = await export.import_chunks(self, chunks, replace=replace)
+        await self._read_import_markers()
+        return result
+
+    async def import_marker(self) -> JSONObject | None:
+        """The import marker of this namespace (an unfinished import), or ``None``."""
+        if not self._shared.started:
+            await self.start()
+        record = await self.backend.load_entity(
+            export.IMPORTS_NAMESPACE, export.MARKER_TYPE, self.namespace
+        )
+        return None if record is None else record.data
+
+    async def set_import_marker(self, marker: JSONObject | None) -> None:
+        """Write (``None``: remove) this namespace's import marker."""
+        if not self._shared.started:
+            await self.start()
+        backend = self.backend
+        if marker is None:
+            await backend.delete_entity(
+                export.IMPORTS_NAMESPACE, export.MARKER_TYPE, self.namespace
+            )
+        else:
+            await backend.save_entity(
+                export.IMPORTS_NAMESPACE, export.MARKER_TYPE, self.namespace, marker
+            )
+
+    async def import_entity(self, record: EntityRecord) -> None:
+        """Write exactly ``record`` (``DistributedMemoryBackend.import_entity``)."""
+        try:
+            await self._run(
+                "import_entity", lambda: self.backend.import_entity(self.namespace, record)
+            )
+        finally:
+            await self._invalidate(entity_cache_key(self.namespace, record.type, record.id))
+
+    async def import_conversation(
+        self, conversation_id: str, messages: list[MessageRecord]
+    ) -> None:
+        """Replace a conversation with exactly ``messages`` (their seq and times kept)."""
+        try:
+            await self._run(
+                "import_conversation",
+                lambda: self.backend.import_conversation(self.namespace, conversation_id, messages),
+            )
+        finally:
+            self._conversation_changed(conversation_id)
+
+    async def import_tool_usage(self, record: ToolUsageRecord) -> None:
+        """Store a tool use as it is (same id: stored once)."""
+        await self._run(
+            "record_tool_usage", lambda: self.backend.record_tool_usage(self.namespace, record)
+        )
+
+    async def import_feedback(self, record: FeedbackRecord) -> None:
+        """Store a feedback record as it is (same id: stored once)."""
+        await self._run("save_feedback", lambda: self.backend.save_feedback(self.namespace, record))
 
     # -- summary, cache, metrics --------------------------------------------------------
 

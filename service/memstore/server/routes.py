@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -73,7 +74,14 @@ from memstore.core.validation import (
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
 from memstore.server.feed import EVENT_STREAM, get_changes
-from memstore.server.routing import Param, Route, TableRoute, View, read_raw_body
+from memstore.server.routing import (
+    Param,
+    Route,
+    TableRoute,
+    View,
+    check_content_coding,
+    read_raw_body,
+)
 from memstore.server.security import principal_of
 from memstore.server.state import MANAGER, METRICS, OPENAPI, WEBHOOKS
 
@@ -167,6 +175,10 @@ E404 = ("Not found.", schemas.ErrorOut)
 E412 = ("Version precondition failed.", schemas.ErrorOut)
 E413 = ("Body too large.", schemas.ErrorOut)
 E503 = ("Backend unavailable; retry later.", schemas.ErrorOut)
+E409_IMPORTING = (
+    "An import into the namespace is running (`namespace_importing`): retry when it is done.",
+    schemas.ErrorOut,
+)
 E410 = (
     "The resume point is older than the retained log: changes after it were removed by "
     "retention (`details.first_position`: the oldest retained). Start again from a fresh "
@@ -819,6 +831,66 @@ async def export_audit(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def export_namespace(request: web.Request) -> web.StreamResponse:
+    """The namespace's dump (``memstore.core.dump``), streamed as it is read. An error
+    before the first line is an ordinary JSON error; one after it (the backend failing
+    mid-way) ends the stream with a line ``{"error": <the error body>}`` and no trailer,
+    so an import refuses the dump as truncated."""
+    manager = manager_for(request)
+    lines = manager.export_namespace()
+    first = await anext(lines)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": NDJSON,
+            "Content-Disposition": f'attachment; filename="{manager.namespace}.jsonl"',
+        }
+    )
+    await response.prepare(request)
+    buffer = [first]
+    size = len(first)
+    try:
+        async for line in lines:
+            buffer.append(line)
+            size += len(line)
+            if size >= _EXPORT_CHUNK:
+                await response.write(b"".join(buffer))
+                buffer, size = [], 0
+    except MemoryStoreError as exc:
+        log.warning("namespace export ended early: %s", exc.code)
+        buffer.append(orjson.dumps({"error": exc.to_dict()}) + b"\n")
+    await response.write(b"".join(buffer))
+    await response.write_eof()
+    return response
+
+
+#: Bytes of dump lines gathered per write of an export.
+_EXPORT_CHUNK = 64 * 1024
+
+
+async def import_namespace(request: web.Request) -> web.Response:
+    """Import a dump (the request body, streamed: never read whole) into the URL's
+    namespace, whatever namespace the dump's manifest names."""
+    check_content_coding(request)
+    replace = query_str(request, "replace")
+    if replace not in (None, "true", "false"):
+        raise InvalidInputError("replace must be true or false", field="replace")
+    manager = manager_for(request)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in request.content.iter_chunked(_EXPORT_CHUNK):
+                yield chunk
+        except web.RequestPayloadError as exc:
+            raise InvalidInputError(
+                "request body could not be read: it does not decode under its"
+                " Content-Encoding or was cut short",
+                field="body",
+            ) from exc
+
+    result = await manager.import_namespace(chunks(), replace=replace == "true")
+    return json_response(result.to_dict())
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])
 
@@ -1056,6 +1128,30 @@ ROUTES: tuple[Route, ...] = (
                      410: ("Retention removed events right after `after`: the details "
                            "give `first_position`, the oldest retained one.",
                            schemas.ErrorOut),
+                     503: E503}),
+    Route("GET", f"{P}/export", export_namespace, "exportNamespace",
+          "The namespace's dump: JSON lines, a manifest, every entity, conversation with its "
+          "messages, tool use and feedback record in a fixed order, and a trailer with "
+          "counts and a sha256 (docs/architecture.md, \"Export and import\"). Streamed "
+          "while it is read; an error after the first line ends it with a line "
+          "`{\"error\": ...}` and no trailer.", "export",
+          params=(NS,), role="admin", streaming=True,
+          responses={200: ("The dump, one JSON object per line.", NDJSON), 400: E400,
+                     409: E409_IMPORTING, 503: E503}),
+    Route("POST", f"{P}/import", import_namespace, "importNamespace",
+          "Import a dump (the body, `application/x-ndjson`, streamed) into this namespace "
+          "(the URL's, whatever the dump's manifest names). The whole dump is verified "
+          "first (structure, counts, sha256): a bad one is a 400 `invalid_dump` and nothing "
+          "is written. While the import runs every replica answers the namespace with 409 "
+          "`namespace_importing`. A namespace holding data is refused (409 "
+          "`namespace_not_empty`) unless `replace=true`, which deletes its entities and "
+          "conversations first.", "export",
+          params=(NS, Param("replace", "query", {"type": "string", "enum": ["true", "false"]},
+                            "Replace the namespace's entities and conversations.")),
+          role="admin", streaming=True, shrinks_storage=True,
+          responses={200: ("Imported.", schemas.ImportResultOut), 400: E400,
+                     409: ("The namespace holds data (`namespace_not_empty`) or another "
+                           "import is running (`namespace_importing`).", schemas.ErrorOut),
                      503: E503}),
     # -- analytics (memstore.core.analytics: buckets, percentiles, bins) --
     Route("GET", f"{P}/analytics/overview", analytics_overview, "getAnalyticsOverview",

@@ -453,3 +453,13 @@ class ChangesPageOut(_Response):
     )
     first_position: int = Field(description="The oldest position still retained.")
     last_position: int = Field(description="The newest position given (0: no change yet).")
+
+
+class ImportResultOut(_Response):
+    namespace: str = Field(description="The namespace imported into (the URL's).")
+    source_namespace: str = Field(description="The namespace the dump was exported from.")
+    counts: dict[str, int] = Field(
+        description="Records imported per kind: entity, conversation, message, tool_usage, "
+        "feedback."
+    )
+    replaced: bool = Field(description="Whether the namespace's data was replaced.")

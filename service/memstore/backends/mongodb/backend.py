@@ -71,6 +71,7 @@ from memstore.backends.common import (
     by_id,
     by_time,
     check_expected_version,
+    check_imported_seqs,
     page_after_id,
     page_after_time,
 )
@@ -737,6 +738,12 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         async with self._write_lock(namespace, entity_type, entity_id):
             return await self._save_entity(key, data, encoded, size, expected_version, ttl)
 
+    async def import_entity(self, namespace: str, record: EntityRecord) -> None:
+        encoded, size = self._encode_checked("data", record.data, None)
+        key = {"ns": namespace, "type": record.type, "id": record.id}
+        async with self._write_lock(namespace, record.type, record.id):
+            await self._save_entity(key, record.data, encoded, size, None, None, record)
+
     async def _save_entity(
         self,
         key: Doc,
@@ -745,7 +752,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         size: int,
         expected_version: int | None,
         ttl: float | None,
+        imported: EntityRecord | None = None,
     ) -> EntityRecord:
+        """A save, or with ``imported`` an import: that record's version and times as
+        given, no version check."""
         coll = self._coll(schema.ENTITIES)
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[EntityRecord]:
@@ -754,10 +764,17 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 current_doc = await coll.find_one(key, _CAS_FIELDS, session=session)
                 live = current_doc is not None and _is_live(current_doc, now)
                 current = current_doc["version"] if live and current_doc else None
-                check_expected_version(expected_version, current)
-                version = (current or 0) + 1
-                created_at = current_doc["created_at"] if live and current_doc else now
-                expires_at = now + ttl if ttl is not None else None
+                if imported is None:
+                    check_expected_version(expected_version, current)
+                    version = (current or 0) + 1
+                    created_at = current_doc["created_at"] if live and current_doc else now
+                    updated_at = now
+                    expires_at = now + ttl if ttl is not None else None
+                else:
+                    version = imported.version
+                    created_at = imported.created_at
+                    updated_at = imported.updated_at
+                    expires_at = imported.expires_at
                 doc: Doc = {
                     **key,
                     "data": encoded,
@@ -766,7 +783,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     "rev": ObjectId(),
                     "created_at": created_at,
                     "hour": hour_of(created_at),  # analytics buckets
-                    "updated_at": now,
+                    "updated_at": updated_at,
                     "expires_at": expires_at,
                 }
                 if expires_at is not None:
@@ -790,7 +807,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     data=data,
                     version=version,
                     created_at=created_at,
-                    updated_at=now,
+                    updated_at=updated_at,
                     expires_at=expires_at,
                 )
                 event = event_doc(
@@ -1078,6 +1095,49 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
             return await self._logged("replace_conversation", namespace, body)
+
+    async def import_conversation(
+        self, namespace: str, conversation_id: str, messages: list[MessageRecord]
+    ) -> None:
+        check_imported_seqs(conversation_id, messages)
+        encoded = self._encode_messages([m.message for m in messages], None)
+        n = len(encoded)
+        convs = self._coll(schema.CONVERSATIONS)
+        msgs = self._coll(schema.MESSAGES)
+        conv_key = {"ns": namespace, "id": conversation_id}
+
+        async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[None]:
+            now = time.time()
+            created = messages[0].created_at if messages else now
+            updated = messages[-1].created_at if messages else now
+
+            def update(slot: int) -> Doc:
+                return {
+                    "$set": {
+                        "last_seq": n,
+                        "message_count": n,
+                        "created_at": created,
+                        "updated_at": updated,
+                        "lp": slot,
+                    }
+                }
+
+            await claims.claim()
+            await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
+            await self._conversation_write(convs, claims, conv_key, update, session, create=True)
+            if n:
+                docs = self._message_docs(namespace, conversation_id, 1, encoded, now)
+                for doc, m in zip(docs, messages, strict=True):
+                    doc["created_at"] = m.created_at
+                    doc["hour"] = hour_of(m.created_at)
+                await msgs.insert_many(docs, ordered=True, session=session)
+            event = event_doc(
+                changes.CONVERSATION_REPLACED, conversation_id=conversation_id, version=n, count=n
+            )
+            return None, event
+
+        async with self._write_lock(namespace, "\x00conversation", conversation_id):
+            await self._logged("import_conversation", namespace, body)
 
     async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
         convs = self._coll(schema.CONVERSATIONS)

@@ -35,6 +35,7 @@ from memstore.backends.base import DistributedMemoryBackend, InvalidationCallbac
 from memstore.backends.common import (
     ExpiredEntityPurge,
     build_page,
+    check_imported_seqs,
     json_bytes,
     json_bytes_each,
     page_after_id,
@@ -606,6 +607,37 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             expires_at=float(res[4]) if res[4] else None,
         )
 
+    async def import_entity(self, namespace: str, record: EntityRecord) -> None:
+        _announced.set(None)
+        payload = orjson.dumps(record.data)
+        await self._register_type(namespace, record.type)
+        tag = self.keys.entity_tag(namespace, record.type, record.id)
+        cache_key = entity_cache_key(namespace, record.type, record.id)
+        announcement = self._announcement(cache_key, tag)
+        names = _names(entity_type=record.type, entity_id=record.id)
+        change_keys, change_args = self._change_block(namespace, tag, time.time(), names)
+        expires_at = record.expires_at
+        await self._write(
+            scripts.IMPORT_ENTITY,
+            namespace,
+            tag,
+            [self.keys.entity(tag, record.id), *self._entity_shard_keys(tag), *change_keys],
+            [
+                record.id,
+                payload,
+                _f(record.updated_at),
+                _f(expires_at) if expires_at is not None else "",
+                str(record.version),
+                _op_id(),
+                str(math.ceil(expires_at * 1000)) if expires_at is not None else "",
+                *(announcement or _NO_ANNOUNCEMENT),
+                *change_args,
+                _f(record.created_at),
+            ],
+        )
+        if announcement is not None:
+            _announced.set(cache_key)
+
     @staticmethod
     def _entity_from(
         entity_type: str, entity_id: str, value: bytes | None, now: float
@@ -833,6 +865,38 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> list[MessageRecord]:
         return await self._write_messages(
             scripts.REPLACE_CONVERSATION, namespace, conversation_id, messages, messages_json
+        )
+
+    async def import_conversation(
+        self, namespace: str, conversation_id: str, messages: list[MessageRecord]
+    ) -> None:
+        check_imported_seqs(conversation_id, messages)
+        raws = [orjson.dumps(m.message) for m in messages]
+        # list items as append_messages.lua writes them: "<seq>\n<created_at>\n<json>"
+        items = [
+            f"{m.seq}\n{_f(m.created_at)}\n".encode() + raw
+            for m, raw in zip(messages, raws, strict=True)
+        ]
+        await self._register_namespace(namespace)
+        now = time.time()
+        tag = self.keys.conversation_tag(namespace, conversation_id)
+        names = _names(conversation_id=conversation_id)
+        change_keys, change_args = self._change_block(namespace, tag, now, names)
+        await self._write(
+            scripts.IMPORT_CONVERSATION,
+            namespace,
+            tag,
+            [*self._conversation_keys(namespace, conversation_id), *change_keys],
+            [
+                conversation_id,
+                _f(messages[0].created_at if messages else now),
+                _op_id(),
+                *self._conversation_announcement(namespace, conversation_id),
+                *change_args,
+                _f(messages[-1].created_at if messages else now),
+                str(sum(len(r) for r in raws)),
+                *items,
+            ],
         )
 
     async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:

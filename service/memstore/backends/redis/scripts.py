@@ -65,6 +65,8 @@ RECORD_TOOL_USAGE = _script("record_tool_usage", "changes", "trim_tools")
 TOOL_COUNTS = _script("tool_counts", "changes", "trim_tools")
 TOOL_BYTES = _script("tool_bytes", "changes", "trim_tools")
 SAVE_FEEDBACK = _script("save_feedback", "changes")
+IMPORT_ENTITY = _script("import_entity", "header", "accounted", "announce", "changes")
+IMPORT_CONVERSATION = _script("import_conversation", "announce", "changes")
 RELAY_CHANGES = _script("relay_changes")
 # analytics: read-only, one shard each (memstore.core.analytics for the definitions)
 ANALYTICS_ENTITIES = _script("analytics_entities", "analytics_buckets")
@@ -89,6 +91,8 @@ ALL = (
     TOOL_COUNTS,
     TOOL_BYTES,
     SAVE_FEEDBACK,
+    IMPORT_ENTITY,
+    IMPORT_CONVERSATION,
     LOAD_MESSAGES_BEFORE,
     RELAY_CHANGES,
     READ_CHANGES,

@@ -1,0 +1,290 @@
+"""The export format of one namespace ("memstore dump"): JSON lines, backend-neutral.
+
+A dump is, one JSON object per line (docs/architecture.md, "Export and import")::
+
+    {"kind": "manifest", "format": "memstore-dump", "format_version": 1,
+     "namespace": ..., "origin": {...}}
+    {"kind": "entity", ...}            entities by (type, id)
+    {"kind": "conversation", ...}      conversations by id, each followed by
+    {"kind": "message", ...}           its messages by seq
+    {"kind": "tool_usage", ...}        tool uses by (timestamp, id)
+    {"kind": "feedback", ...}          feedback by (timestamp, id)
+    {"kind": "trailer", "counts": {...}, "sha256": ...}
+
+Record lines have sorted keys and orjson's exact float form, so the same data gives the
+same bytes on every backend; ``origin`` (backend, time, version, change-log position) is
+the only part of two dumps of the same data allowed to differ. The trailer's ``sha256``
+is over the record lines (each with its ``\\n``), in order.
+
+This module is pure: what a line is, how it is written and checked. Reading a namespace
+and writing one are ``memstore.memory.export``'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from memstore.core.errors import DumpInvalidError, InvalidInputError
+from memstore.core.records import (
+    EntityRecord,
+    FeedbackRecord,
+    MessageRecord,
+    ToolUsageRecord,
+)
+from memstore.core.validation import check_name
+
+FORMAT: Final = "memstore-dump"
+#: The version this code writes. A reader accepts every version up to its own and
+#: refuses a later one (it could not know what the new lines mean). Additions (entity
+#: version history, retention policies) are new record kinds or new optional fields
+#: under a new version.
+FORMAT_VERSION: Final = 1
+
+MANIFEST: Final = "manifest"
+ENTITY: Final = "entity"
+CONVERSATION: Final = "conversation"
+MESSAGE: Final = "message"
+TOOL_USAGE: Final = "tool_usage"
+FEEDBACK: Final = "feedback"
+TRAILER: Final = "trailer"
+
+#: Record kinds in the order they appear in a dump (and the trailer's count keys).
+RECORD_KINDS: Final = (ENTITY, CONVERSATION, MESSAGE, TOOL_USAGE, FEEDBACK)
+
+#: The longest line a reader accepts (a record holds one payload: entity data, a message,
+#: a tool use's input and output); well above the service's payload limits.
+MAX_LINE_BYTES: Final = 64 * 1024 * 1024
+
+_OPTS: Final = orjson.OPT_SORT_KEYS
+
+
+def line(obj: dict[str, Any]) -> bytes:
+    """One line of a dump: compact JSON, sorted keys, ``\\n``."""
+    return orjson.dumps(obj, option=_OPTS) + b"\n"
+
+
+def manifest_line(namespace: str, origin: dict[str, Any]) -> bytes:
+    return line(
+        {
+            "kind": MANIFEST,
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "namespace": namespace,
+            "origin": origin,
+        }
+    )
+
+
+def entity_line(r: EntityRecord) -> bytes:
+    return line({"kind": ENTITY, **r.to_dict()})
+
+
+def conversation_line(conversation_id: str, message_count: int) -> bytes:
+    return line(
+        {"kind": CONVERSATION, "conversation_id": conversation_id, "message_count": message_count}
+    )
+
+
+def message_line(r: MessageRecord) -> bytes:
+    return line({"kind": MESSAGE, **r.to_dict()})
+
+
+def tool_usage_line(r: ToolUsageRecord) -> bytes:
+    return line({"kind": TOOL_USAGE, **r.to_dict()})
+
+
+def feedback_line(r: FeedbackRecord) -> bytes:
+    return line({"kind": FEEDBACK, **r.to_dict()})
+
+
+@dataclass
+class Tally:
+    """Counts and checksum of the record lines written or read so far."""
+
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RECORD_KINDS, 0))
+    digest: Any = field(default_factory=hashlib.sha256)
+
+    def add(self, kind: str, raw: bytes) -> bytes:
+        self.counts[kind] += 1
+        self.digest.update(raw)
+        return raw
+
+    def trailer_line(self) -> bytes:
+        return line({"kind": TRAILER, "counts": self.counts, "sha256": self.digest.hexdigest()})
+
+
+@dataclass(frozen=True)
+class Manifest:
+    namespace: str
+    format_version: int
+    origin: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import wrote: the target namespace, the dump's manifest namespace and
+    counts per record kind."""
+
+    namespace: str
+    source_namespace: str
+    counts: dict[str, int] = field(default_factory=dict)
+    replaced: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "source_namespace": self.source_namespace,
+            "counts": self.counts,
+            "replaced": self.replaced,
+        }
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _fail(where: int, problem: str) -> DumpInvalidError:
+    return DumpInvalidError(f"line {where}: {problem}", line=where)
+
+
+def parse_line(raw: bytes, where: int) -> dict[str, Any]:
+    """One line as a JSON object with a string ``kind``."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _fail(where, "not JSON") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("kind"), str):
+        raise _fail(where, 'not a JSON object with a "kind"')
+    return obj
+
+
+def read_manifest(raw: bytes) -> Manifest:
+    """The first line of a dump."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj = None
+    if not isinstance(obj, dict) or obj.get("kind") != MANIFEST or obj.get("format") != FORMAT:
+        raise _fail(1, f"the first line is not a {FORMAT} manifest: is this an export dump?")
+    version = obj.get("format_version")
+    if type(version) is not int or version < 1:
+        raise _fail(1, "format_version must be an integer >= 1")
+    if version > FORMAT_VERSION:
+        raise _fail(
+            1,
+            f"format_version {version} is newer than this memstore reads ({FORMAT_VERSION});"
+            " import it with a newer memstore",
+        )
+    origin = obj.get("origin")
+    try:
+        namespace = check_name("namespace", obj.get("namespace"))
+    except InvalidInputError as exc:
+        raise _fail(1, exc.message) from None
+    return Manifest(namespace, version, origin if isinstance(origin, dict) else {})
+
+
+def check_trailer(obj: dict[str, Any], tally: Tally, where: int) -> None:
+    """The trailer's counts and checksum against what was read."""
+    digest = tally.digest.hexdigest()
+    if obj.get("sha256") != digest:
+        raise _fail(
+            where,
+            f"checksum mismatch: the trailer says {obj.get('sha256')!r}, the records hash to"
+            f" {digest!r} (the dump was altered or damaged)",
+        )
+    if obj.get("counts") != tally.counts:
+        raise _fail(where, f"counts mismatch: trailer {obj.get('counts')!r}, read {tally.counts!r}")
+
+
+def _str(obj: dict[str, Any], key: str, where: int, name: str | None = None) -> str:
+    try:
+        return check_name(name or key, obj.get(key))
+    except InvalidInputError as exc:
+        raise _fail(where, exc.message) from None
+
+
+def _num(obj: dict[str, Any], key: str, where: int, *, optional: bool = False) -> Any:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _fail(where, f"{key} must be a number")
+    return value
+
+
+def _int(obj: dict[str, Any], key: str, where: int, low: int) -> int:
+    value = obj.get(key)
+    if type(value) is not int or value < low:
+        raise _fail(where, f"{key} must be an integer >= {low}")
+    return value
+
+
+def _object(obj: dict[str, Any], key: str, where: int) -> dict[str, Any]:
+    value = obj.get(key)
+    if not isinstance(value, dict):
+        raise _fail(where, f"{key} must be a JSON object")
+    return value
+
+
+def read_entity(obj: dict[str, Any], where: int) -> EntityRecord:
+    return EntityRecord(
+        type=_str(obj, "type", where, "entity_type"),
+        id=_str(obj, "id", where, "entity_id"),
+        data=_object(obj, "data", where),
+        version=_int(obj, "version", where, 1),
+        created_at=_num(obj, "created_at", where),
+        updated_at=_num(obj, "updated_at", where),
+        expires_at=_num(obj, "expires_at", where, optional=True),
+    )
+
+
+def read_conversation(obj: dict[str, Any], where: int) -> tuple[str, int]:
+    return _str(obj, "conversation_id", where), _int(obj, "message_count", where, 0)
+
+
+def read_message(obj: dict[str, Any], where: int) -> MessageRecord:
+    return MessageRecord(
+        conversation_id=_str(obj, "conversation_id", where),
+        seq=_int(obj, "seq", where, 1),
+        message=_object(obj, "message", where),
+        created_at=_num(obj, "created_at", where),
+    )
+
+
+def read_tool_usage(obj: dict[str, Any], where: int) -> ToolUsageRecord:
+    conversation = obj.get("conversation_id")
+    if not isinstance(obj.get("success"), bool):
+        raise _fail(where, "success must be true or false")
+    if "input" not in obj or "output" not in obj:
+        raise _fail(where, "a tool use has input and output")
+    return ToolUsageRecord(
+        id=_str(obj, "id", where, "entity_id"),
+        tool_name=_str(obj, "tool_name", where),
+        input=obj["input"],
+        output=obj["output"],
+        duration_ms=_num(obj, "duration_ms", where),
+        success=obj["success"],
+        timestamp=_num(obj, "timestamp", where),
+        conversation_id=None if conversation is None else _str(obj, "conversation_id", where),
+    )
+
+
+def read_feedback(obj: dict[str, Any], where: int) -> FeedbackRecord:
+    if "data" not in obj:
+        raise _fail(where, "feedback has data")
+    return FeedbackRecord(
+        id=_str(obj, "id", where, "entity_id"),
+        agent_name=_str(obj, "agent_name", where),
+        feedback_type=_str(obj, "feedback_type", where),
+        data=obj["data"],
+        timestamp=_num(obj, "timestamp", where),
+    )
+
+
+def fail(where: int, problem: str) -> DumpInvalidError:
+    """The error for a dump that breaks the format's order or structure at ``where``."""
+    return _fail(where, problem)

@@ -1,0 +1,322 @@
+"""Export and import of a whole namespace, streamed (the format: ``memstore.core.dump``).
+
+Export reads the namespace page by page through the manager's listings and yields lines;
+nothing but the current page (and one conversation's messages) is in memory.
+
+Import, in two passes over a spooled copy of the dump (a temporary file, so memory stays
+bounded whatever the dump's size):
+
+1. **Verify**: every line parsed and checked (structure, order, names, types), then the
+   trailer's counts and sha256. A dump that fails is refused with ``DumpInvalidError``
+   before anything is written.
+2. **Apply**, under the namespace's import marker: an entity of the reserved namespace
+   :data:`IMPORTS_NAMESPACE` (id = the namespace). While it exists every replica's
+   manager answers every operation on the namespace with ``NamespaceImportingError``
+   (409), except the import's own writes; replicas re-read the markers at most
+   :data:`MARKER_REFRESH_SECONDS` apart, and the import waits that long after writing the
+   marker before it writes data, so no replica can see a half-imported namespace. The
+   marker is removed when the last record is written. An import that dies leaves the
+   marker (the namespace stays unreadable, never half-visible); running the same import
+   again finishes it.
+
+Target rules: the namespace must hold no data, unless ``replace`` (its entities and
+conversations are deleted first; tool uses and feedback, which memstore never deletes
+one by one, stay, and the dump's are added by id) or it is marked by an unfinished import.
+Records keep their ids, versions and times: importing the same dump twice gives the
+same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import tempfile
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from typing import IO, TYPE_CHECKING, Any, Final
+
+from memstore.core import dump
+from memstore.core.errors import NamespaceNotEmptyError
+from memstore.core.records import MessageRecord
+
+if TYPE_CHECKING:
+    from memstore.memory.manager import DistributedMemoryManager
+
+#: The reserved namespace of import markers: outside the namespace rule (a name starts
+#: with a letter or digit), so no request can address it. One entity per namespace being
+#: imported: type :data:`MARKER_TYPE`, id = the namespace.
+IMPORTS_NAMESPACE: Final = "_imports"
+MARKER_TYPE: Final = "import"
+#: How long a replica trusts the markers it read (``DistributedMemoryManager``).
+MARKER_REFRESH_SECONDS: Final = 1.0
+
+#: The namespace whose import the current task is running: its own writes pass the marker.
+IMPORTING: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "memstore_importing", default=None
+)
+
+#: Writes in flight at once during an import, and items per listing page of an export.
+_BATCH: Final = 64
+_PAGE: Final = 500
+
+
+# -- export -----------------------------------------------------------------------------
+
+
+async def export_lines(
+    view: DistributedMemoryManager, origin: dict[str, Any]
+) -> AsyncIterator[bytes]:
+    """The dump of ``view``'s namespace, line by line. ``origin`` goes into the manifest
+    (with the change log's last position added)."""
+    changes = await view.read_changes(after=0, limit=1)
+    yield dump.manifest_line(
+        view.namespace, {**origin, "change_log_position": changes.last_position}
+    )
+    tally = dump.Tally()
+    for entity_type in await view.get_entity_types():
+        cursor: str | None = None
+        while True:
+            page = await view.list_entities(entity_type, limit=_PAGE, cursor=cursor)
+            for entity in page.items:
+                yield tally.add(dump.ENTITY, dump.entity_line(entity))
+            if (cursor := page.next_cursor) is None:
+                break
+    cursor = None
+    while True:
+        conversations = await view.list_conversations(limit=_PAGE, cursor=cursor)
+        for info in conversations.items:
+            messages = await view.load_messages(info.conversation_id)
+            yield tally.add(
+                dump.CONVERSATION, dump.conversation_line(info.conversation_id, len(messages))
+            )
+            for message in messages:
+                yield tally.add(dump.MESSAGE, dump.message_line(message))
+        if (cursor := conversations.next_cursor) is None:
+            break
+    cursor = None
+    while True:
+        uses = await view.query_tool_usage(limit=_PAGE, cursor=cursor)
+        for use in uses.items:
+            yield tally.add(dump.TOOL_USAGE, dump.tool_usage_line(use))
+        if (cursor := uses.next_cursor) is None:
+            break
+    cursor = None
+    while True:
+        feedback = await view.query_learning_feedback(limit=_PAGE, cursor=cursor)
+        for record in feedback.items:
+            yield tally.add(dump.FEEDBACK, dump.feedback_line(record))
+        if (cursor := feedback.next_cursor) is None:
+            break
+    yield tally.trailer_line()
+
+
+# -- import: pass 1, spool and verify -------------------------------------------------------
+
+
+async def _lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """Lines (with their ``\\n``; the last one may lack it) of a byte stream cut anywhere."""
+    rest = b""
+    async for chunk in chunks:
+        if not chunk:
+            continue
+        rest += chunk
+        if len(rest) > dump.MAX_LINE_BYTES and b"\n" not in rest:
+            raise dump.fail(0, f"a line longer than {dump.MAX_LINE_BYTES} bytes")
+        *whole, rest = rest.split(b"\n")
+        for raw in whole:
+            yield raw + b"\n"
+    if rest:
+        yield rest
+
+
+class _Order:
+    """The order rules of a dump's record lines (``memstore.core.dump``)."""
+
+    def __init__(self) -> None:
+        self.stage = 0
+        self.conversation: str | None = None
+        self.expected = 0
+        self.seen = 0
+
+    def close_conversation(self, where: int) -> None:
+        if self.conversation is not None and self.seen != self.expected:
+            raise dump.fail(
+                where,
+                f"conversation {self.conversation} announced {self.expected} messages and has"
+                f" {self.seen}",
+            )
+        self.conversation = None
+
+    def record(self, kind: str, obj: dict[str, Any], where: int) -> None:
+        if kind not in dump.RECORD_KINDS:
+            raise dump.fail(where, f"unknown record kind {kind!r}")
+        stage = dump.RECORD_KINDS.index(kind)
+        if kind == dump.MESSAGE:
+            message = dump.read_message(obj, where)
+            if self.conversation != message.conversation_id:
+                raise dump.fail(where, "a message outside its conversation")
+            self.seen += 1
+            if message.seq != self.seen:
+                raise dump.fail(where, f"seq {message.seq} where {self.seen} was expected")
+            return
+        self.close_conversation(where)
+        if stage < self.stage:
+            raise dump.fail(
+                where, f"a {kind} record after the {dump.RECORD_KINDS[self.stage]} records"
+            )
+        self.stage = stage
+        if kind == dump.ENTITY:
+            dump.read_entity(obj, where)
+        elif kind == dump.CONVERSATION:
+            self.conversation, self.expected = dump.read_conversation(obj, where)
+            self.seen = 0
+        elif kind == dump.TOOL_USAGE:
+            dump.read_tool_usage(obj, where)
+        else:
+            dump.read_feedback(obj, where)
+
+
+async def spool_and_verify(chunks: AsyncIterable[bytes], spool: IO[bytes]) -> dump.Manifest:
+    """Copy the dump to ``spool`` while checking all of it; raises ``DumpInvalidError``."""
+    where = 0
+    manifest: dump.Manifest | None = None
+    tally = dump.Tally()
+    order = _Order()
+    finished = False
+    async for raw in _lines(chunks):
+        where += 1
+        if finished:
+            if raw.strip():
+                raise dump.fail(where, "data after the trailer")
+            continue
+        if manifest is None:
+            manifest = dump.read_manifest(raw)
+            spool.write(raw)
+            continue
+        obj = dump.parse_line(raw, where)
+        if obj["kind"] == dump.TRAILER:
+            order.close_conversation(where)
+            dump.check_trailer(obj, tally, where)
+            finished = True
+        else:
+            order.record(obj["kind"], obj, where)
+            tally.add(obj["kind"], raw if raw.endswith(b"\n") else raw + b"\n")
+        spool.write(raw)
+    if manifest is None:
+        raise dump.fail(1, "the dump is empty")
+    if not finished:
+        raise dump.fail(where, "no trailer: the dump is truncated")
+    return manifest
+
+
+# -- import: pass 2, apply under the marker -------------------------------------------------
+
+
+async def _is_empty(view: DistributedMemoryManager) -> bool:
+    s = await view.get_memory_summary_data()
+    return not (s.total_entities or s.conversations or s.total_tool_uses or s.feedback_count)
+
+
+async def _gather(pending: list[Awaitable[Any]]) -> None:
+    if pending:
+        await asyncio.gather(*pending)
+        pending.clear()
+
+
+async def _clear(view: DistributedMemoryManager) -> None:
+    """Delete the namespace's entities and conversations (``replace``)."""
+    pending: list[Awaitable[Any]] = []
+    for entity_type in await view.get_entity_types():
+        cursor: str | None = None
+        while True:
+            page = await view.list_entities(entity_type, limit=_PAGE, cursor=cursor)
+            for entity in page.items:
+                pending.append(view.delete_entity(entity_type, entity.id))
+                if len(pending) >= _BATCH:
+                    await _gather(pending)
+            if (cursor := page.next_cursor) is None:
+                break
+    cursor = None
+    while True:
+        conversations = await view.list_conversations(limit=_PAGE, cursor=cursor)
+        for info in conversations.items:
+            pending.append(view.delete_conversation(info.conversation_id))
+            if len(pending) >= _BATCH:
+                await _gather(pending)
+        if (cursor := conversations.next_cursor) is None:
+            break
+    await _gather(pending)
+
+
+async def _apply(view: DistributedMemoryManager, spool: IO[bytes]) -> dict[str, int]:
+    counts = dict.fromkeys(dump.RECORD_KINDS, 0)
+    pending: list[Awaitable[Any]] = []
+    conversation: str | None = None
+    messages: list[MessageRecord] = []
+
+    def flush_conversation() -> None:
+        nonlocal conversation, messages
+        if conversation is not None:
+            pending.append(view.import_conversation(conversation, messages))
+            conversation, messages = None, []
+
+    spool.readline()  # the manifest
+    where = 1
+    for raw in spool:
+        where += 1
+        obj = dump.parse_line(raw, where)
+        kind = obj["kind"]
+        if kind == dump.TRAILER:
+            break
+        counts[kind] += 1
+        if kind == dump.MESSAGE:
+            messages.append(dump.read_message(obj, where))
+            continue
+        flush_conversation()
+        if kind == dump.ENTITY:
+            pending.append(view.import_entity(dump.read_entity(obj, where)))
+        elif kind == dump.CONVERSATION:
+            conversation = dump.read_conversation(obj, where)[0]
+        elif kind == dump.TOOL_USAGE:
+            pending.append(view.import_tool_usage(dump.read_tool_usage(obj, where)))
+        else:
+            pending.append(view.import_feedback(dump.read_feedback(obj, where)))
+        if len(pending) >= _BATCH:
+            await _gather(pending)
+    flush_conversation()
+    await _gather(pending)
+    return counts
+
+
+async def import_chunks(
+    view: DistributedMemoryManager, chunks: AsyncIterable[bytes], *, replace: bool = False
+) -> dump.ImportResult:
+    """Import a dump (any chunking of its bytes) into ``view``'s namespace (whatever the
+    manifest's namespace is). See the module docstring for the rules."""
+    namespace = view.namespace
+    with tempfile.TemporaryFile() as spool:
+        manifest = await spool_and_verify(chunks, spool)
+        spool.seek(0)
+        resuming = await view.import_marker() is not None
+        if not resuming and not replace and not await _is_empty(view):
+            raise NamespaceNotEmptyError(
+                f"namespace {namespace} already holds data: import into an empty namespace,"
+                " or replace its entities and conversations (replace=true, --replace)",
+                namespace=namespace,
+            )
+        await view.set_import_marker(
+            {"started_at": time.time(), "source_namespace": manifest.namespace, "replace": replace}
+        )
+        if not resuming:
+            # every replica reads the markers again within this time: from then on none
+            # serves the namespace until the marker goes
+            await asyncio.sleep(MARKER_REFRESH_SECONDS * 1.2)
+        token = IMPORTING.set(namespace)
+        try:
+            if replace:
+                await _clear(view)
+            counts = await _apply(view, spool)
+        finally:
+            IMPORTING.reset(token)
+        await view.set_import_marker(None)
+    return dump.ImportResult(namespace, manifest.namespace, counts, replace)
