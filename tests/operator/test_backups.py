@@ -330,7 +330,7 @@ def custom(c: Cluster, kind: str, name: str) -> dict[str, Any] | None:
     from kubernetes.client.exceptions import ApiException
 
     try:
-        got = c.custom.get_namespaced_custom_object(GROUP, VERSION, c.ns, PLURALS[kind], name)
+        got: Any = c.custom.get_namespaced_custom_object(GROUP, VERSION, c.ns, PLURALS[kind], name)
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -533,13 +533,11 @@ def test_backup_needs_a_token_when_the_store_has_only_hashes(
     c = Cluster(kube_api, kube_namespace)
     from memstore_operator.builders import tokens_file
 
-    c.core.create_namespaced_secret(
-        c.ns,
-        {
-            "metadata": {"name": "tokens"},
-            "stringData": {"tokens.json": tokens_file("the-admin-token")},
-        },
-    )
+    secret: Any = {
+        "metadata": {"name": "tokens"},
+        "stringData": {"tokens.json": tokens_file("the-admin-token")},
+    }
+    c.core.create_namespaced_secret(c.ns, secret)
     ready_store(
         c, "mem", {"backend": {"type": "embedded"}, "auth": {"secretRef": {"name": "tokens"}}}
     )
@@ -557,10 +555,9 @@ def test_backup_needs_a_token_when_the_store_has_only_hashes(
         backup_spec(tokenSecretRef={"name": "admin", "key": "t"}),
     )
     wait_phase(c, "MemoryStoreBackup", "given", "Running", op)
-    env = {
-        e["name"]: e
-        for e in job(c, "given-backup")["spec"]["template"]["spec"]["containers"][0]["env"]
-    }  # type: ignore[index]
+    given = job(c, "given-backup")
+    assert given is not None
+    env = {e["name"]: e for e in given["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MEMSTORE_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "admin", "key": "t"}}
 
 
