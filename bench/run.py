@@ -41,6 +41,7 @@ import orjson
 from bench import search as S
 from bench import workload as W
 from bench.embeddings import markdown as embedding_markdown
+from bench.export import markdown as export_markdown
 from bench.procs import REPO, Procs, checkout_env, cpu_seconds, redis_cli, redis_pid
 from bench.wrk import Sample, run_wrk
 
@@ -834,6 +835,8 @@ def markdown(report: dict[str, Any]) -> str:
             )
     if emb := report.get("embeddings"):
         lines += ["", embedding_markdown(emb)]
+    if exported := export_markdown(report.get("export", [])):
+        lines += ["", exported]
     if search := S.markdown(report.get("search", [])):
         lines += [*([""] if lines else []), *search]
     for s in report["skipped"]:
@@ -994,6 +997,23 @@ def embedding_bench(rounds: int, seconds: int) -> dict[str, Any]:
     return result
 
 
+def export_bench(items: int, backends: list[str]) -> list[dict[str, Any]]:
+    """``bench.export`` in a process of its own (each of its phases in one more)."""
+    print(f"## export ({items:,} records: {', '.join(backends)})", file=sys.stderr)
+    command = [sys.executable, "-m", "bench.export", "--json", "--items", str(items)]
+    done = subprocess.run(
+        [*command, "--backends", ",".join(backends)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip()[-2000:])
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
 def _commit(tree: Path) -> str:
     """The checkout's commit, ``+`` if it has uncommitted changes."""
     git = ["git", "-C", str(tree)]
@@ -1031,6 +1051,13 @@ def main(argv: list[str] | None = None) -> int:
         default=_sizes(os.environ.get("BENCH_SEARCH_SIZES", "1000,10000,100000")),
         help="entities per search row (search-<n>), comma-separated; e.g. 1000,10000 "
         "for a quicker run",
+    )
+    p.add_argument(
+        "--export-items",
+        type=int,
+        default=int(os.environ.get("BENCH_EXPORT_ITEMS", "100000")),
+        help="records of the namespace the export rows (export/<backend>) export and "
+        "import; 0 skips them",
     )
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument(
@@ -1084,6 +1111,17 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run.failed.append({"group": "embeddings", "key": "wordllama", "error": str(exc)})
                 print(f"## embeddings/wordllama: FAILED: {exc}", file=sys.stderr)
+        export_backends = [
+            b
+            for b in ("embedded", "redis")
+            if run.selected(f"export/{b}") and (b == "embedded" or need_redis() is None)
+        ]
+        if export_backends and args.export_items > 0:
+            try:
+                run.extras["export"] = export_bench(args.export_items, export_backends)
+            except Exception as exc:
+                run.failed.append({"group": "export", "key": "export", "error": str(exc)})
+                print(f"## export: FAILED: {exc}", file=sys.stderr)
         if args.extras and run.selected("redis/extras") and need_redis() is None:
             g = Group("redis", setup_redis, [])
             try:

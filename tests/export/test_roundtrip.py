@@ -4,7 +4,7 @@ manifest's ``origin``, on every pair of backends."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
@@ -31,7 +31,7 @@ def without_origin(lines: list[bytes]) -> list[bytes]:
     return [orjson.dumps(manifest), *lines[1:]]
 
 
-async def chunks(lines: list[bytes], size: int = 7_000):  # type: ignore[no-untyped-def]
+async def chunks(lines: list[bytes], size: int = 7_000) -> AsyncIterator[bytes]:
     data = b"".join(lines)
     for i in range(0, len(data), size):
         yield data[i : i + size]

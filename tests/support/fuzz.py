@@ -41,7 +41,11 @@ WINDOW_OPERATIONS = sorted(
     r.operation_id for r in ROUTES if {"bucket", "since"} <= {p.name for p in r.params}
 )
 
-REFUSABLE_OPERATIONS = CURSOR_OPERATIONS + BODY_OPERATIONS + WINDOW_OPERATIONS
+# Operations with a raw body (the import's dump): any text is schema-valid, only an intact
+# dump is accepted (a 400 ``invalid_dump`` otherwise, as the operation's description says).
+RAW_BODY_OPERATIONS = sorted(r.operation_id for r in ROUTES if r.raw_body is not None)
+
+REFUSABLE_OPERATIONS = CURSOR_OPERATIONS + BODY_OPERATIONS + WINDOW_OPERATIONS + RAW_BODY_OPERATIONS
 
 # 412 answers a well-formed conditional request whose precondition does not hold (a
 # random If-Match, or If-None-Match: * on an entity that exists).

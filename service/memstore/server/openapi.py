@@ -122,7 +122,7 @@ def _error_responses(route: Route, settings: Settings, error_ref: dict[str, Any]
         }
     if settings.request_timeout_seconds > 0:
         out["504"] = {"description": "The request timed out.", "content": content}
-    if route.body is not None:
+    if route.body is not None or route.raw_body is not None:
         out["415"] = {
             "description": "The body's Content-Encoding is not one the server decodes.",
             "content": content,
@@ -229,6 +229,12 @@ def build_openapi(routes: tuple[Route, ...], settings: Settings) -> dict[str, An
                 "required": True,
                 "description": _BODY_DESCRIPTION,
                 "content": {"application/json": {"schema": body_ref}},
+            }
+        if route.raw_body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "description": "Streamed, never read whole; " + _BODY_DESCRIPTION,
+                "content": {route.raw_body: {"schema": {"type": "string"}}},
             }
         responses: dict[str, Any] = {}
         for status, (description, body) in sorted(route.responses.items()):

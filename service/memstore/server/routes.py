@@ -1148,7 +1148,7 @@ ROUTES: tuple[Route, ...] = (
           "conversations first.", "export",
           params=(NS, Param("replace", "query", {"type": "string", "enum": ["true", "false"]},
                             "Replace the namespace's entities and conversations.")),
-          role="admin", streaming=True, shrinks_storage=True,
+          raw_body=NDJSON, role="admin", streaming=True, shrinks_storage=True,
           responses={200: ("Imported.", schemas.ImportResultOut), 400: E400,
                      409: ("The namespace holds data (`namespace_not_empty`) or another "
                            "import is running (`namespace_importing`).", schemas.ErrorOut),

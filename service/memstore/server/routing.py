@@ -46,6 +46,9 @@ class Route:
     tag: str
     params: tuple[Param, ...] = ()
     body: type[BaseModel] | None = None
+    #: A body that is not a JSON document but a stream of this media type (the import's
+    #: dump), read by the handler as it arrives.
+    raw_body: str | None = None
     # status -> (description, body type or media type string or None); a body type is a
     # pydantic model or a record of memstore.core.records (pydantic derives its schema).
     responses: dict[int, tuple[str, type | str | None]] = field(default_factory=dict)
