@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,14 @@ class Waiting(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class CannotRun(Waiting):
+    """The run can never start as specified (e.g. its source backup failed): Failed."""
+
+
+#: What a run's preparation returns: the Job to create and the status fields it adds.
+Prepared = tuple[dict[str, Any], dict[str, Any]]
 
 
 def _api_message(exc: ApiException) -> str:
@@ -80,15 +88,11 @@ class BackupReconciler:
         meta = obj["metadata"]
         self.kube.patch_object_status(plural, meta["namespace"], meta["name"], status)
 
-    def _run(
-        self,
-        plural: str,
-        obj: Mapping[str, Any],
-        build: Any,
-        extra: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        """Create the Job ``build()`` returns unless it exists, and turn its state into the
-        status (Running, Completed or Failed)."""
+    def _run(self, obj: Mapping[str, Any], prepare: Callable[[], Prepared]) -> dict[str, Any]:
+        """Follow the run's Job to Running, Completed or Failed. Without a Job yet,
+        ``prepare()`` checks that it can start (raising Waiting: Pending, CannotRun or
+        NotRunnable: Failed) and gives the Job to create; once the Job exists it is followed
+        whatever happens to the store or the source meanwhile."""
         meta = obj["metadata"]
         namespace, generation = meta["namespace"], int(meta.get("generation") or 0)
         previous = obj.get("status") or {}
@@ -97,7 +101,15 @@ class BackupReconciler:
         job = self.kube.read_job(namespace, job_name)
         if job is None:
             try:
-                self.kube.create_job(build())
+                build, extra = prepare()
+            except CannotRun as exc:
+                return self._pending(obj, "Failed", exc.reason, str(exc))
+            except Waiting as exc:
+                return self._pending(obj, "Pending", exc.reason, str(exc))
+            except b.NotRunnable as exc:
+                return self._pending(obj, "Failed", "TokenUnavailable", str(exc))
+            try:
+                self.kube.create_job(build)
             except ApiException as exc:
                 if exc.status not in (400, 422):
                     raise
@@ -111,9 +123,9 @@ class BackupReconciler:
         owners = [o.get("uid") for o in job["metadata"].get("ownerReferences") or []]
         if meta["uid"] not in owners:
             check = Check(None, "JobExists", f"waiting for an older Job {job_name} to be deleted")
-            return b.run_status(previous, generation, "Pending", check, at, **extra)
+            return b.run_status(previous, generation, "Pending", check, at)
         outcome = b.job_outcome(job, self.kube.job_pods(namespace, job_name))
-        fields = {**extra, "jobName": job_name, **b.outcome_fields(outcome)}
+        fields = {"jobName": job_name, **b.outcome_fields(outcome)}
         if outcome.state == "Completed":
             check = Check(True, "Succeeded", "the Job completed")
             return b.run_status(previous, generation, "Completed", check, at, **fields)
@@ -154,20 +166,22 @@ class BackupReconciler:
         if previous.get("phase") in FINISHED:
             return dict(previous)
         spec = obj["spec"]
-        meta = obj["metadata"]
-        try:
-            store = self._ready_store(meta["namespace"], spec["memoryStore"]["name"])
-            b.token_ref(spec, store)
-        except Waiting as exc:
-            return self._pending(obj, "Pending", exc.reason, str(exc))
-        except b.NotRunnable as exc:
-            return self._pending(obj, "Failed", "TokenUnavailable", str(exc))
-        claim, path = b.dump_path(obj)
-        extra = {
-            "backend": previous.get("backend") or store.backend.type,
-            "destination": {"persistentVolumeClaim": {"claimName": claim, "path": path}},
-        }
-        status = self._run(b.BACKUP_PLURAL, obj, lambda: b.backup_job(obj, store), extra)
+
+        def prepare() -> Prepared:
+            store = self._ready_store(obj["metadata"]["namespace"], spec["memoryStore"]["name"])
+            claim, path = b.dump_path(obj)
+            extra = {
+                "backend": store.backend.type,
+                "destination": {"persistentVolumeClaim": {"claimName": claim, "path": path}},
+            }
+            return b.backup_job(obj, store), extra
+
+        status = self._run(obj, prepare)
+        if status.get("jobName") and not status.get("destination"):
+            # The Job was made but its first status write was lost (an operator restart):
+            # retention needs to know where the files are.
+            claim, path = b.dump_path(obj)
+            status["destination"] = {"persistentVolumeClaim": {"claimName": claim, "path": path}}
         if status["phase"] in FINISHED:
             self.telemetry.record_run("backup", str(status["phase"]))
         return status
@@ -196,9 +210,10 @@ class BackupReconciler:
         if previous.get("phase") in FINISHED:
             return dict(previous)
         spec, namespace = obj["spec"], obj["metadata"]["namespace"]
-        extra: dict[str, Any] = {}
-        source = spec["source"]
-        try:
+
+        def prepare() -> Prepared:
+            extra: dict[str, Any] = {}
+            source = spec["source"]
             if source.get("backup"):
                 backup_name = str(source["backup"]["name"])
                 backup = self.kube.get_object(b.BACKUP_PLURAL, namespace, backup_name)
@@ -206,8 +221,7 @@ class BackupReconciler:
                     raise Waiting("BackupNotFound", f"MemoryStoreBackup {backup_name!r} not found")
                 bst = backup.get("status") or {}
                 if bst.get("phase") == "Failed":
-                    message = f"MemoryStoreBackup {backup_name!r} failed"
-                    return self._pending(obj, "Failed", "BackupFailed", message)
+                    raise CannotRun("BackupFailed", f"MemoryStoreBackup {backup_name!r} failed")
                 if bst.get("phase") != "Completed":
                     message = f"waiting for MemoryStoreBackup {backup_name!r} to complete"
                     raise Waiting("BackupNotCompleted", message)
@@ -218,15 +232,10 @@ class BackupReconciler:
                 pvc = source["persistentVolumeClaim"]
                 claim, path = str(pvc["claimName"]), str(pvc["path"])
             store = self._ready_store(namespace, spec["memoryStore"]["name"])
-            b.token_ref(spec, store)
-        except Waiting as exc:
-            return self._pending(obj, "Pending", exc.reason, str(exc))
-        except b.NotRunnable as exc:
-            return self._pending(obj, "Failed", "TokenUnavailable", str(exc))
-        extra["backend"] = previous.get("backend") or store.backend.type
-        status = self._run(
-            b.RESTORE_PLURAL, obj, lambda: b.restore_job(obj, store, claim, path), extra
-        )
+            extra["backend"] = store.backend.type
+            return b.restore_job(obj, store, claim, path), extra
+
+        status = self._run(obj, prepare)
         if status["phase"] in FINISHED:
             self.telemetry.record_run("restore", str(status["phase"]))
         return status

@@ -526,6 +526,15 @@ def test_backup_runs_a_job_and_follows_it(
     assert (cond["status"], cond["reason"]) == ("False", "JobFailed")
     assert "admin role needed" in cond["message"], cond
 
+    # Once its Job runs, a backup follows it whatever happens to the store meanwhile.
+    create(c, "MemoryStoreBackup", "b3", backup_spec())
+    wait_phase(c, "MemoryStoreBackup", "b3", "Running", op)
+    c.kubectl("delete", "memorystore", "mem", "--wait=false")
+    wait_for(lambda: c.obj("Deployment", "mem") is None, what="the store's Deployment gone")
+    finish_job(c, "b3-backup", 0, json.dumps({"sizeBytes": 1, "namespaces": 1}))
+    st = wait_phase(c, "MemoryStoreBackup", "b3", "Completed", op)
+    assert st["destination"]["persistentVolumeClaim"]["path"] == "memstore/prod/b3"
+
 
 def test_backup_needs_a_token_when_the_store_has_only_hashes(
     op: OperatorProcess, kube_api: KubeAPI, kube_namespace: str
