@@ -7,6 +7,11 @@ asyncio task, not a kopf timer, so no finalizer is put on the resources) re-runs
 reconcile to follow Deployment readiness and backend reachability and to repair drift.
 Deletion is left to ownerReferences and the garbage collector.
 
+Backups, scheduled backups and restores (:mod:`memstore_operator.backup_reconcile`) are
+followed by event handlers (on their resources and on the Jobs they run: stateless, so
+kopf writes nothing on those objects) and by a periodic sweep that also fires the
+schedules.
+
 The operator's state lives in kopf's memo (:class:`OperatorMemo`), which
 :mod:`memstore_operator.cli` creates with the settings and the startup handler fills in.
 kopf hands every resource handler a shallow copy of it, so they all share its objects.
@@ -17,12 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import kopf
 
+from memstore_operator import backups
 from memstore_operator import constants as c
+from memstore_operator.backup_reconcile import BackupReconciler
 from memstore_operator.kube import Kube, load_config
 from memstore_operator.reconcile import Reconciler
 from memstore_operator.settings import OperatorSettings
@@ -33,6 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds between two sweeps of the backup resources (at most; the resync period when
+#: shorter). Cron schedules have minutes as their finest unit.
+BACKUP_SWEEP_SECONDS = 5.0
+
 
 @dataclass
 class OperatorMemo:
@@ -40,13 +52,20 @@ class OperatorMemo:
 
     settings: OperatorSettings
     reconciler: Reconciler | None = None
+    backups: BackupReconciler | None = None
     resync: asyncio.Task[None] | None = None
+    sweep: asyncio.Task[None] | None = None
     tracing: TracerProvider | None = None
 
     def started(self) -> Reconciler:
         if self.reconciler is None:
             raise kopf.TemporaryError("the operator is still starting", delay=1)
         return self.reconciler
+
+    def backups_started(self) -> BackupReconciler:
+        if self.backups is None:
+            raise kopf.TemporaryError("the operator is still starting", delay=1)
+        return self.backups
 
 
 async def _resync_loop(reconciler: Reconciler, settings: OperatorSettings) -> None:
@@ -75,6 +94,18 @@ async def _resync_loop(reconciler: Reconciler, settings: OperatorSettings) -> No
             log.exception("resync pass failed")
 
 
+async def _backup_sweep_loop(backups_: BackupReconciler, settings: OperatorSettings) -> None:
+    period = min(BACKUP_SWEEP_SECONDS, float(settings.resync_seconds))
+    while True:
+        try:
+            await asyncio.to_thread(backups_.sweep)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("backup sweep failed")
+        await asyncio.sleep(period)
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     if not isinstance(memo, OperatorMemo):
@@ -99,18 +130,21 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     telemetry.serve_metrics(ours.metrics_port, ours.metrics_addr)
     memo.tracing = setup_tracing(ours)
     memo.reconciler = Reconciler(Kube(), telemetry, ours.backend_timeout_seconds)
+    memo.backups = BackupReconciler(memo.reconciler.kube, telemetry, list(ours.namespaces))
     memo.resync = asyncio.create_task(_resync_loop(memo.reconciler, ours))
+    memo.sweep = asyncio.create_task(_backup_sweep_loop(memo.backups, ours))
 
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
     if not isinstance(memo, OperatorMemo):
         return
-    task, memo.resync = memo.resync, None
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for task in (memo.resync, memo.sweep):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    memo.resync = memo.sweep = None
     provider, memo.tracing = memo.tracing, None
     if provider is not None:
         await asyncio.to_thread(provider.shutdown)
@@ -128,3 +162,54 @@ def reconcile_store(body: kopf.Body, memo: OperatorMemo, reason: str = "resume",
     if outcome.missing is not None:
         kopf.warn(body, reason="SecretNotFound", message=outcome.missing)
         raise kopf.TemporaryError(outcome.missing, delay=memo.settings.retry_seconds)
+
+
+def _live(event: Mapping[str, Any], body: kopf.Body) -> tuple[str, str] | None:
+    """(namespace, name) of the object of an event, unless it is being deleted."""
+    if event.get("type") == "DELETED" or body.get("metadata", {}).get("deletionTimestamp"):
+        return None
+    meta = body["metadata"]
+    return str(meta["namespace"]), str(meta["name"])
+
+
+@kopf.on.event(c.GROUP, c.VERSION, backups.BACKUP_PLURAL)
+def backup_event(event: Mapping[str, Any], body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
+    if (key := _live(event, body)) is not None:
+        memo.backups_started().reconcile_backup(*key)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, backups.RESTORE_PLURAL)
+def restore_event(event: Mapping[str, Any], body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
+    if (key := _live(event, body)) is not None:
+        memo.backups_started().reconcile_restore(*key)
+
+
+@kopf.on.event(c.GROUP, c.VERSION, backups.SCHEDULE_PLURAL)
+def schedule_event(event: Mapping[str, Any], body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
+    if (key := _live(event, body)) is not None:
+        memo.backups_started().reconcile_schedule(*key)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={backups.RUN_LABEL: kopf.PRESENT})
+def job_event(event: Mapping[str, Any], body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
+    """A Job of a backup or restore changed: follow its owner (for a retention Job, the
+    schedule of the backup whose files it deletes)."""
+    if event.get("type") == "DELETED":
+        return
+    meta = body["metadata"]
+    namespace = str(meta["namespace"])
+    rec = memo.backups_started()
+    for owner in meta.get("ownerReferences") or []:
+        kind, name = owner.get("kind"), str(owner.get("name"))
+        if kind == backups.RESTORE_KIND:
+            rec.reconcile_restore(namespace, name)
+        elif kind == backups.BACKUP_KIND:
+            if meta.get("labels", {}).get(backups.RUN_LABEL) == "backup-delete":
+                backup = rec.kube.get_object(backups.BACKUP_PLURAL, namespace, name)
+                schedule = ((backup or {}).get("metadata", {}).get("labels") or {}).get(
+                    backups.SCHEDULE_LABEL
+                )
+                if schedule:
+                    rec.reconcile_schedule(namespace, str(schedule))
+            else:
+                rec.reconcile_backup(namespace, name)

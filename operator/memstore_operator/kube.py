@@ -71,6 +71,7 @@ class Kube:
         self.api = api_client or client.ApiClient()
         self.core = client.CoreV1Api(self.api)
         self.apps = client.AppsV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self._dyn: Any = None
         self._kinds: dict[str, tuple[float, bool]] = {}
@@ -225,3 +226,92 @@ class Kube:
                 c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"status": dict(status)}
             )
         )
+
+    # --- backups and restores: their resources, Jobs and the Jobs' pods -------------
+
+    def get_object(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A MemoryStoreBackup / ...ScheduledBackup / ...Restore (any plural of the group)."""
+        out: Any = unless_absent(
+            lambda: self.custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, plural, name
+            )
+        )
+        return None if out is None else dict(out)
+
+    def list_objects(
+        self, plural: str, namespaces: list[str], namespace: str | None = None, selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """Objects of ``plural`` in ``namespace``, else in ``namespaces`` (empty: all)."""
+        watched = [namespace] if namespace is not None else namespaces
+        items: list[dict[str, Any]] = []
+        if not watched:
+            out: Any = self.custom.list_cluster_custom_object(
+                c.GROUP, c.VERSION, plural, label_selector=selector
+            )
+            items.extend(out.get("items", []))
+        for ns in watched:
+            got: Any = self.custom.list_namespaced_custom_object(
+                c.GROUP, c.VERSION, ns, plural, label_selector=selector
+            )
+            items.extend(got.get("items", []))
+        return items
+
+    def create_object(self, plural: str, obj: Mapping[str, Any]) -> bool:
+        """Create it; False when one of that name exists already."""
+        body: Any = dict(obj)
+        try:
+            self.custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, obj["metadata"]["namespace"], plural, body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_object(self, plural: str, namespace: str, name: str, uid: str) -> None:
+        """Delete it if it still is the object ``uid``; its Jobs go with it (background)."""
+        body: Any = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid=uid), propagation_policy="Background"
+        )
+        try:
+            self.custom.delete_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, plural, name, body=body
+            )
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    def patch_object_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        unless_absent(
+            lambda: self.custom.patch_namespaced_custom_object_status(
+                c.GROUP, c.VERSION, namespace, plural, name, {"status": dict(status)}
+            )
+        )
+
+    def read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        job = unless_absent(lambda: self.batch.read_namespaced_job(name, namespace))
+        if job is None:
+            return None
+        api: Any = self.api
+        result: dict[str, Any] = api.sanitize_for_serialization(job)
+        return result
+
+    def create_job(self, obj: Mapping[str, Any]) -> bool:
+        """Create the Job; False when one of that name exists already."""
+        body: Any = dict(obj)
+        try:
+            self.batch.create_namespaced_job(obj["metadata"]["namespace"], body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        got = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}")
+        api: Any = self.api
+        items: list[dict[str, Any]] = api.sanitize_for_serialization(got)["items"]
+        return items

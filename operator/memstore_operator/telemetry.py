@@ -3,7 +3,8 @@
 :class:`Telemetry` holds the metrics in a registry of its own, served by
 :meth:`Telemetry.serve_metrics` (``MEMSTORE_OPERATOR_METRICS_PORT``, default 8082; ``0``
 turns it off). Label values are bounded: the trigger (create/update/resume/resync), the
-result and the backend type, never a store's name. Like the service, it exports
+result and the backend type, never a store's name (except the backup-age gauges of
+:class:`BackupAges`). Like the service, it exports
 ``memstore_operator_build_info{version,python} 1`` and prometheus-client's standard
 ``process_*`` / ``python_*`` families (registered on this registry, which is not the
 library's default one).
@@ -19,8 +20,9 @@ from __future__ import annotations
 
 import logging
 import platform
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
@@ -37,6 +39,8 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from memstore_operator.settings import OperatorSettings
 
@@ -46,6 +50,47 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PHASES = ("Pending", "Progressing", "Ready", "Degraded", "Failed")
+RUN_KINDS = ("backup", "restore")
+RUN_RESULTS = ("Completed", "Failed")
+
+
+class BackupAges(Collector):
+    """The newest successful backup of each MemoryStore (that has one): its completion
+    time and its age at scrape time. Labelled by namespace and store, unlike the other
+    metrics: an alert on a stale backup must say which store it is about, and there is
+    one series per store that is backed up."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[tuple[str, str], float] = {}
+
+    def record(self, namespace: str, store: str, completed: float) -> None:
+        with self._lock:
+            key = (namespace, store)
+            self._last[key] = max(completed, self._last.get(key, 0.0))
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        with self._lock:
+            last = dict(self._last)
+        labels = ["namespace", "memorystore"]
+        when = GaugeMetricFamily(
+            "memstore_operator_backup_last_success_timestamp_seconds",
+            "Completion time (Unix seconds) of the newest successful MemoryStoreBackup of a store.",
+            labels=labels,
+        )
+        age = GaugeMetricFamily(
+            "memstore_operator_backup_age_seconds",
+            "Seconds since the newest successful MemoryStoreBackup of a store completed.",
+            labels=labels,
+        )
+        now = time.time()
+        for (namespace, store), completed in sorted(last.items()):
+            when.add_metric([namespace, store], completed)
+            age.add_metric([namespace, store], max(0.0, now - completed))
+        yield when
+        yield age
+
+
 TRIGGERS = ("create", "update", "resume", "resync")
 RESULTS = ("ok", "invalid", "pending", "error")
 
@@ -98,6 +143,17 @@ class Telemetry:
             ["phase"],
             registry=self.registry,
         )
+        self.runs = Counter(
+            "memstore_operator_backup_runs",
+            "Backups and restores that finished, by kind (backup, restore) and result.",
+            ["kind", "result"],
+            registry=self.registry,
+        )
+        self.backup_ages = BackupAges()
+        self.registry.register(self.backup_ages)
+        for k in RUN_KINDS:
+            for res in RUN_RESULTS:
+                self.runs.labels(k, res)
         # Every series exists from the start, so a rate() over a fresh process is defined.
         for t in TRIGGERS:
             self.reconcile_duration.labels(t)
@@ -139,6 +195,12 @@ class Telemetry:
     def record_backend_check(self, backend: str, ok: bool | None) -> None:
         result = "unknown" if ok is None else ("ok" if ok else "failed")
         self.backend_checks.labels(backend, result).inc()
+
+    def record_run(self, kind: str, result: str) -> None:
+        self.runs.labels(kind, result).inc()
+
+    def record_backup_success(self, namespace: str, store: str, completed: float) -> None:
+        self.backup_ages.record(namespace, store, completed)
 
     def record_phases(self, phases: list[str]) -> None:
         for p in PHASES:

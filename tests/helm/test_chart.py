@@ -198,11 +198,21 @@ def test_validation_can_fail(render: Renderer) -> None:
 
 
 def test_crds_dir_is_the_operators_crd() -> None:
-    """One CRD file: the chart installs the very file the operator tests load."""
+    """The chart installs the very files the operator tests load: the MemoryStore CRD
+    and those of the backup and restore kinds."""
+    from tests.operator.conftest import CRD_DIR as OPERATOR_CRD_DIR
     from tests.operator.conftest import CRD_FILE as OPERATOR_CRD_FILE
 
     files = sorted(p.name for p in (CHART / "crds").iterdir())
-    assert files == [CRD_FILE.name]
+    assert files == sorted(
+        [
+            CRD_FILE.name,
+            "memorystorebackups.memory.datamcp.io.yaml",
+            "memorystorerestores.memory.datamcp.io.yaml",
+            "memorystorescheduledbackups.memory.datamcp.io.yaml",
+        ]
+    )
+    assert OPERATOR_CRD_DIR.resolve() == (CHART / "crds").resolve()
     assert OPERATOR_CRD_FILE.resolve() == CRD_FILE.resolve()
     spec = crd()["spec"]
     assert spec["group"] == opc.GROUP
@@ -480,12 +490,14 @@ def test_rbac_namespaced_by_default(render: Renderer) -> None:
     assert ("memory.datamcp.io", "memorystores", "watch") in rules
     assert ("memory.datamcp.io", "memorystores/status", "patch") in rules
     assert ("", "secrets", "get") in rules
-    # Never: reading all secrets or changing existing ones, wildcards, pods, RBAC,
-    # deleting the stores themselves.
+    # Never: reading all secrets or changing existing ones, wildcards, doing anything to
+    # pods but listing them (a backup Job's pod holds its result in its termination
+    # message), RBAC, deleting the stores themselves.
     for group, resource, verb in rules:
         assert "*" not in (group, resource, verb)
         assert not (resource == "secrets" and verb not in ("get", "create"))
-        assert resource not in ("pods", "roles", "rolebindings", "clusterroles")
+        assert not (resource.startswith("pods") and (resource, verb) != ("pods", "list"))
+        assert resource not in ("roles", "rolebindings", "clusterroles")
         assert not (resource == "memorystores" and verb in ("delete", "create"))
     # The only cluster-scoped grant is kopf's read-only observer.
     (cluster_role,) = find(manifests, "ClusterRole")

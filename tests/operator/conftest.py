@@ -24,33 +24,34 @@ from tests.servers.kube import KubeAPI, free_port
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_FILE = REPO / "charts" / "memstore" / "crds" / "memorystores.memory.datamcp.io.yaml"
+CRD_DIR = REPO / "charts" / "memstore" / "crds"
+CRD_FILE = CRD_DIR / "memorystores.memory.datamcp.io.yaml"
 GROUP, VERSION, PLURAL = "memory.datamcp.io", "v1alpha1", "memorystores"
 
 
 @pytest.fixture(scope="session")
 def crd(kube_api: KubeAPI) -> Path:
     cluster = kube_api.cluster
-    cluster.kubectl("apply", "--server-side", "-f", str(CRD_FILE))
+    # Every CRD of the chart: MemoryStore and the backup and restore kinds.
+    cluster.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
     jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
-    wait_for(
-        lambda: (
-            cluster.kubectl(
-                "get",
-                "crd/memorystores.memory.datamcp.io",
-                "-o",
-                f"jsonpath={jsonpath}",
-                check=False,
-            ).stdout.strip()
-            == "True"
-        ),
-        what="the CRD to be Established",
-    )
-    # Discovery of the new kind can lag the Established condition a little.
-    wait_for(
-        lambda: cluster.kubectl("get", "ms", "-A", check=False).returncode == 0,
-        what="the ms kind in discovery",
-    )
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        name = path.name.removesuffix(".yaml")
+        wait_for(
+            lambda n=name: (
+                cluster.kubectl(
+                    "get", f"crd/{n}", "-o", f"jsonpath={jsonpath}", check=False
+                ).stdout.strip()
+                == "True"
+            ),
+            what=f"the CRD {name} to be Established",
+        )
+    # Discovery of the new kinds can lag the Established condition a little.
+    for short in ("ms", "msb", "mssb", "msr"):
+        wait_for(
+            lambda s=short: cluster.kubectl("get", s, "-A", check=False).returncode == 0,
+            what=f"the {short} kind in discovery",
+        )
     return CRD_FILE
 
 

@@ -30,7 +30,7 @@ import pytest
 K8S_VERSION = "v1.30.14"
 CONTROLLERS = (
     "deployment,replicaset,garbagecollector,namespace,serviceaccount,"
-    "serviceaccount-token,disruption,pvc-protection"
+    "serviceaccount-token,disruption,pvc-protection,job"
 )
 
 
