@@ -7,6 +7,10 @@ every document of the test's MongoDB database through PyMongo.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import re
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 import redis as redis_sync
+import zstandard
 from bson import encode as bson_encode
 from pymongo import MongoClient
 
@@ -150,10 +155,21 @@ def raw_dump(request: pytest.FixtureRequest, backend_name: str) -> Callable[[Set
 
     def dump(settings: Settings) -> bytes:
         if backend_name == "embedded":
+            # The file's bytes (WAL included), and every cell of every table read with
+            # sqlite3 itself (a value split over overflow pages is whole there).
             path = Path(settings.data_path)
-            return b"".join(
+            files = b"".join(
                 p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name)
             )
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+                cells = [
+                    v if isinstance(v, bytes) else str(v).encode()
+                    for t in tables
+                    for row in db.execute(f'SELECT * FROM "{t}"')
+                    for v in row
+                ]
+            return files + b"\n".join(cells)
         if backend_name == "mongodb":
             client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri.get_secret_value())
             try:
@@ -173,6 +189,21 @@ def raw_dump(request: pytest.FixtureRequest, backend_name: str) -> Callable[[Set
         return redis_dump([server], settings.redis_prefix)
 
     return dump
+
+
+def readable_forms(raw: bytes) -> bytes:
+    """``raw`` plus everything an onlooker gets from it without a key: every base64 run
+    decoded, and zstd-decompressed where it is a zstd frame."""
+    out = [raw]
+    for run in re.findall(rb"[A-Za-z0-9+/]{16,}={0,2}", raw):
+        try:
+            decoded = base64.b64decode(run + b"=" * (-len(run) % 4))
+        except ValueError:
+            continue
+        out.append(decoded)
+        with contextlib.suppress(zstandard.ZstdError):
+            out.append(zstandard.ZstdDecompressor().decompress(decoded))
+    return b"\n".join(out)
 
 
 async def write_everything(backend: DistributedMemoryBackend, ns: str, secret: str) -> None:
@@ -259,7 +290,7 @@ async def test_raw_store_holds_no_plaintext(
     backend = await open_backend(sealed_settings)
     await write_everything(backend, ns, PLANT)
     await backend.close()
-    raw = raw_dump(sealed_settings)
+    raw = readable_forms(raw_dump(sealed_settings))
     assert ns.encode() in raw  # the dump really holds this namespace (names stay in clear)
     for text in (PLANT, "Grüße", "Grü", "how agents remember", "note 3"):
         assert text.encode() not in raw, text
@@ -274,7 +305,21 @@ async def test_plaintext_is_visible_without_sealing(
     backend = await open_backend(plain_settings)
     await write_everything(backend, ns, PLANT)
     await backend.close()
-    assert PLANT.encode() in raw_dump(plain_settings)
+    assert PLANT.encode() in readable_forms(raw_dump(plain_settings))
+
+
+async def test_compression_alone_does_not_hide_payloads(
+    plain_settings: Settings, open_backend: Opened, raw_dump: Callable[[Settings], bytes]
+) -> None:
+    """Compression is not encryption: the onlooker of the test above reads it back."""
+    ns = f"zo{uuid.uuid4().hex[:8]}"
+    settings = plain_settings.model_copy(update={"compression_min_bytes": 64})
+    backend = await open_backend(settings)
+    await backend.save_entity(ns, "profile", "p", {"secret": PLANT, **big_payload(4)})
+    await backend.close()
+    raw = raw_dump(settings)
+    assert PLANT.encode() not in raw
+    assert PLANT.encode() in readable_forms(raw)
 
 
 async def test_compressed_values_are_smaller_in_the_raw_store(
