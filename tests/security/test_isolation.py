@@ -38,6 +38,9 @@ CASES: dict[str, Case] = {
     "openapi": Case(),
     "getMetrics": Case(),
     "clearCache": Case(),
+    "listDataKeys": Case(),
+    "rotateDataKeys": Case(),
+    "shredDataKey": Case(),
     "listMemorySummaries": Case(),
     "getMemorySummary": Case(),
     "getEntityTypes": Case(),
@@ -75,11 +78,13 @@ CASES: dict[str, Case] = {
 
 # What this suite expects; the route table's ``role`` column must say the same.
 OPEN_ROUTES = frozenset({"livez", "readyz", "prometheusMetrics", "openapi"})
-ADMIN_ROUTES = frozenset({"getMetrics", "clearCache", "listMemorySummaries"})
+ADMIN_ROUTES = frozenset(
+    {"getMetrics", "clearCache", "listMemorySummaries", "listDataKeys", "rotateDataKeys"}
+)
 # Namespaced, but admin there: the audit trail, and the webhooks (they hold secrets and
 # send the namespace's changes out).
 NAMESPACE_ADMIN_ROUTES = frozenset(
-    {"exportAudit", "listWebhooks", "getWebhook", "saveWebhook", "deleteWebhook"}
+    {"exportAudit", "listWebhooks", "getWebhook", "saveWebhook", "deleteWebhook", "shredDataKey"}
 )
 # Reads with a body (a search's filter is a nested object): POST, role read.
 POST_READ_ROUTES = frozenset({"searchEntities", "searchMessages", "searchToolUsage"})

@@ -105,6 +105,10 @@ class SealedBackend(DistributedMemoryBackend):
         self._keys: dict[str, tuple[codec.DataKey | None, float]] = {}
         self._creating: dict[str, asyncio.Lock] = {}
 
+    @property
+    def encrypts(self) -> bool:
+        return self._keks is not None
+
     def __repr__(self) -> str:
         return f"SealedBackend({self.inner.name}, keks={self._keks!r}, compression_min_bytes={self._min_bytes})"
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
+from memstore.backends.sealed import SealedBackend
 from memstore.core.analytics import (
     AnalyticsOverview,
     FeedbackAnalytics,
@@ -37,7 +38,7 @@ from memstore.core.analytics import (
     check_listed_calls,
     check_window,
 )
-from memstore.core.errors import ChangesPrunedError, MemoryStoreError
+from memstore.core.errors import ChangesPrunedError, ConfigurationError, MemoryStoreError
 from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ChangeEvent,
@@ -955,6 +956,36 @@ class DistributedMemoryManager(MemoryAPI):
     async def list_namespaces(self) -> list[str] | None:
         """Namespaces holding data, or ``None`` if the backend cannot enumerate them."""
         return await self._run("list_namespaces", lambda: self.backend.list_namespaces())
+
+    # -- encryption at rest: data keys (memstore.backends.sealed) --------------------------
+
+    def _sealed(self) -> SealedBackend:
+        backend = self.backend
+        if not isinstance(backend, SealedBackend) or not backend.encrypts:
+            raise ConfigurationError("encryption at rest is off: set MEMSTORE_ENCRYPTION_KEY_FILE")
+        return backend
+
+    async def list_data_keys(self) -> list[dict[str, Any]]:
+        """Every namespace's data key: namespace, key id, the KEK id wrapping it (no secret)."""
+        backend = self._sealed()
+        return await self._run("list_data_keys", backend.data_keys)
+
+    async def rotate_data_keys(self) -> dict[str, Any]:
+        """Re-wrap every data key with the primary key-encryption key."""
+        backend = self._sealed()
+        return await self._run("rotate_data_keys", backend.rotate_data_keys)
+
+    async def shred_data_key(self) -> dict[str, Any]:
+        """Delete this namespace's data key (crypto-shredding): its encrypted payloads become
+        unreadable everywhere. This process's cached plaintext (entity cache, search index)
+        goes with it; other replicas drop theirs on the invalidation bus (Redis) or within
+        ``MEMSTORE_DATA_KEY_CACHE_SECONDS``."""
+        backend = self._sealed()
+        result = await self._run("shred_data_key", lambda: backend.shred_data_key(self.namespace))
+        self._shared.cache.clear()
+        if self._shared.search is not None:
+            self._shared.search.forget(self.namespace)
+        return result
 
     def clear_cache(self) -> int:
         """Drop this process's local cache (synchronous, as in the seed). Returns entries."""

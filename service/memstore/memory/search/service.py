@@ -95,6 +95,11 @@ class SearchIndexes:
             if embedder is not None:
                 await embedder.close()
 
+    def forget(self, namespace: str) -> None:
+        """Drop a namespace's in-memory index (its data key was shredded: what the index
+        holds came from plaintext); the next search builds it again from the backend."""
+        self._indexes.pop(namespace, None)
+
     def index(self, namespace: str) -> NamespaceIndex:
         index = self._indexes.get(namespace)
         if index is None:
