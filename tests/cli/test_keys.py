@@ -37,9 +37,22 @@ def test_keys_rotate_and_shred_through_the_service(tmp_path: Path) -> None:
 
     with running_service(data, env) as svc:
         for ns in ("tenant-a", "tenant-b"):
-            ok("entity", "put", "note", "n1", '{"text": "the launch code is 0000"}', "-n", ns, "--url", svc.url)
+            ok(
+                "entity",
+                "put",
+                "note",
+                "n1",
+                '{"text": "the launch code is 0000"}',
+                "-n",
+                ns,
+                "--url",
+                svc.url,
+            )
         listed = j("keys", "list", "--url", svc.url)
-        assert {(k["namespace"], k["kek_id"]) for k in listed} == {("tenant-a", "k1"), ("tenant-b", "k1")}
+        assert {(k["namespace"], k["kek_id"]) for k in listed} == {
+            ("tenant-a", "k1"),
+            ("tenant-b", "k1"),
+        }
         logs = svc.logs()
     assert k1.split(":")[1] not in logs
 
@@ -79,7 +92,9 @@ def test_keys_commands_without_encryption_say_so(tmp_path: Path) -> None:
     with running_service(tmp_path / "data") as svc:
         result = run("keys", "rotate", "--url", svc.url)
     assert result.returncode != 0
-    assert "configuration_error" in result.stderr and "MEMSTORE_ENCRYPTION_KEY_FILE" in result.stderr
+    assert (
+        "configuration_error" in result.stderr and "MEMSTORE_ENCRYPTION_KEY_FILE" in result.stderr
+    )
 
 
 def test_new_kek_rejects_a_bad_id() -> None:

@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 import pytest
-import redis as redis_sync
 import zstandard
 from bson import encode as bson_encode
 from pymongo import MongoClient
 
+import redis as redis_sync
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
 from memstore.backends.sealed import SealedBackend
@@ -86,7 +86,9 @@ def kek_lines() -> dict[str, str]:
 
 
 @pytest.fixture
-def sealed_settings(plain_settings: Settings, tmp_path: Path, kek_lines: dict[str, str]) -> Settings:
+def sealed_settings(
+    plain_settings: Settings, tmp_path: Path, kek_lines: dict[str, str]
+) -> Settings:
     return plain_settings.model_copy(
         update={
             "compression_min_bytes": 512,
@@ -161,32 +163,38 @@ def raw_dump(request: pytest.FixtureRequest, backend_name: str) -> Callable[[Set
             files = b"".join(
                 p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name)
             )
-            with contextlib.closing(sqlite3.connect(path)) as db:
-                tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                tables = [
+                    r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                ]
                 cells = [
                     v if isinstance(v, bytes) else str(v).encode()
                     for t in tables
-                    for row in db.execute(f'SELECT * FROM "{t}"')
+                    for row in conn.execute(f'SELECT * FROM "{t}"')
                     for v in row
                 ]
             return files + b"\n".join(cells)
         if backend_name == "mongodb":
-            client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri.get_secret_value())
+            client: MongoClient[dict[str, Any]] = MongoClient(
+                settings.mongodb_uri.get_secret_value()
+            )
             try:
                 db = client[settings.mongodb_db]
                 return b"".join(
-                    bson_encode(doc) for name in db.list_collection_names() for doc in db[name].find()
+                    bson_encode(doc)
+                    for name in db.list_collection_names()
+                    for doc in db[name].find()
                 )
             finally:
                 client.close()
         if "cluster" in backend_name:
             fixture = "redis_cluster" if backend_name == "redis_cluster" else "redis_tls_cluster"
             cluster = request.getfixturevalue(fixture)
-            return redis_dump(cluster.nodes, settings.redis_prefix)
+            return redis_dump(cluster.nodes, settings.redis_prefix or "")
         server = request.getfixturevalue(
             {"redis": "redis_server", "redis_mtls": "redis_mtls_server"}[backend_name]
         )
-        return redis_dump([server], settings.redis_prefix)
+        return redis_dump([server], settings.redis_prefix or "")
 
     return dump
 
@@ -210,7 +218,12 @@ async def write_everything(backend: DistributedMemoryBackend, ns: str, secret: s
     await backend.save_entity(ns, "profile", "p1", {"secret": secret, **NESTED})
     await backend.save_entity(ns, "profile", "big", {"secret": secret, **big_payload(64)})
     await backend.append_messages(
-        ns, "c1", [{"role": "user", "content": f"{secret} {UNICODE}"}, {"role": "assistant", "content": "ok"}]
+        ns,
+        "c1",
+        [
+            {"role": "user", "content": f"{secret} {UNICODE}"},
+            {"role": "assistant", "content": "ok"},
+        ],
     )
     await backend.record_tool_usage(
         ns,
@@ -273,7 +286,9 @@ async def test_round_trip_of_sealed_payloads(
             duration_ms=1.0, success=False, timestamp=1_767_225_601.0,
         )  # fmt: skip
         assert (await backend.record_tool_usage(ns, use)).input == value
-    outputs = [u.output for u in (await backend.query_tool_usage(ns, tool_name="t", limit=10)).items]
+    outputs = [
+        u.output for u in (await backend.query_tool_usage(ns, tool_name="t", limit=10)).items
+    ]
     assert sorted(map(repr, outputs)) == sorted(
         map(repr, ("a plain string " * 100, [1, "two", {"three": 3}], None, 42))
     )

@@ -51,6 +51,8 @@ ZSTD = "zstd"
 ZSTD_LEVEL = 3
 NONCE_BYTES = 12
 KEY_BYTES = 32
+#: Bytes an envelope adds around its base64 body (the reserved key and the header fields).
+ENVELOPE_OVERHEAD = 64
 KEY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -130,7 +132,11 @@ def wrap_data_key(keks: KeyEncryptionKeys, namespace: str, key: DataKey) -> dict
     nonce = os.urandom(NONCE_BYTES)
     kek = AESGCM(keks.keys[keks.primary])
     wrapped = nonce + kek.encrypt(nonce, key.secret, _wrap_aad(namespace, key.key_id, keks.primary))
-    return {"key_id": key.key_id, "kek_id": keks.primary, "wrapped": base64.b64encode(wrapped).decode()}
+    return {
+        "key_id": key.key_id,
+        "kek_id": keks.primary,
+        "wrapped": base64.b64encode(wrapped).decode(),
+    }
 
 
 def unwrap_data_key(keks: KeyEncryptionKeys, namespace: str, stored: dict[str, Any]) -> DataKey:
@@ -138,7 +144,9 @@ def unwrap_data_key(keks: KeyEncryptionKeys, namespace: str, stored: dict[str, A
         key_id, kek_id = str(stored["key_id"]), str(stored["kek_id"])
         wrapped = base64.b64decode(stored["wrapped"], validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error):
-        raise PayloadUnreadableError(f"the stored data key of namespace {namespace!r} is malformed") from None
+        raise PayloadUnreadableError(
+            f"the stored data key of namespace {namespace!r} is malformed"
+        ) from None
     kek = keks.keys.get(kek_id)
     if kek is None:
         raise ConfigurationError(
@@ -152,7 +160,8 @@ def unwrap_data_key(keks: KeyEncryptionKeys, namespace: str, stored: dict[str, A
         )
     except InvalidTag:
         raise PayloadUnreadableError(
-            f"the data key of namespace {namespace!r} does not open with key-encryption key {kek_id!r}"
+            f"the data key of namespace {namespace!r} does not open with key-encryption "
+            f"key {kek_id!r}"
         ) from None
     return DataKey(key_id=key_id, secret=secret)
 
@@ -163,7 +172,9 @@ def record_aad(namespace: str, kind: str, *key: str) -> bytes:
 
 
 def _payload_aad(aad: bytes, key_id: str, codec: str) -> bytes:
-    return b"\0".join((b"memstore-payload", str(FORMAT_VERSION).encode(), key_id.encode(), codec.encode(), aad))
+    return b"\0".join(
+        (b"memstore-payload", str(FORMAT_VERSION).encode(), key_id.encode(), codec.encode(), aad)
+    )
 
 
 def is_envelope(stored: Any) -> bool:
@@ -185,7 +196,8 @@ def seal(
     body = value_json
     if compress_min_bytes > 0 and len(value_json) >= compress_min_bytes:
         compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(value_json)
-        if len(compressed) < len(value_json):
+        # Kept only when the envelope (base64 body, header) is smaller than the plain JSON.
+        if (len(compressed) + 2) // 3 * 4 + ENVELOPE_OVERHEAD < len(value_json):
             codec, body = ZSTD, compressed
     if key is None and not codec and ENVELOPE_KEY.encode() not in value_json:
         return None
@@ -242,7 +254,8 @@ def open_sealed(stored: Any, *, key: DataKey | None, aad: bytes) -> Any:
             )
         except InvalidTag:
             raise PayloadUnreadableError(
-                "a stored payload does not authenticate: it was altered or moved from another record"
+                "a stored payload does not authenticate: it was altered or moved from "
+                "another record"
             ) from None
     if codec == ZSTD:
         try:
