@@ -184,4 +184,4 @@ def test_every_contract_method_is_sealed_or_deliberately_passed_through() -> Non
     assert contract <= set(vars(SealedBackend))
     undecided = generated - PASSTHROUGH_METHODS
     assert not undecided, f"decide how SealedBackend treats: {sorted(undecided)}"
-    assert PASSTHROUGH_METHODS <= contract
+    assert contract >= PASSTHROUGH_METHODS

@@ -32,6 +32,7 @@ import base64
 import binascii
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,23 @@ class DataKey:
 
     key_id: str
     secret: bytes = field(repr=False)
+    # The cipher, set up once per key rather than once per payload.
+    aead: AESGCM = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "aead", AESGCM(self.secret))
+
+
+class _Zstd(threading.local):
+    """A compressor and a decompressor per thread: setting one up costs more than
+    compressing a few kilobytes, and they are not thread-safe."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_zstd = _Zstd()
 
 
 @dataclass(frozen=True)
@@ -195,7 +213,7 @@ def seal(
     codec = ""
     body = value_json
     if compress_min_bytes > 0 and len(value_json) >= compress_min_bytes:
-        compressed = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(value_json)
+        compressed = _zstd.compressor.compress(value_json)
         # Kept only when the envelope (base64 body, header) is smaller than the plain JSON.
         if (len(compressed) + 2) // 3 * 4 + ENVELOPE_OVERHEAD < len(value_json):
             codec, body = ZSTD, compressed
@@ -208,7 +226,7 @@ def seal(
         header["c"] = codec
     if key is not None:
         nonce = os.urandom(NONCE_BYTES)
-        body = nonce + AESGCM(key.secret).encrypt(nonce, body, _payload_aad(aad, key.key_id, codec))
+        body = nonce + key.aead.encrypt(nonce, body, _payload_aad(aad, key.key_id, codec))
         header["k"] = key.key_id
     header["n"] = len(value_json)
     header["b"] = base64.b64encode(body).decode()
@@ -249,7 +267,7 @@ def open_sealed(stored: Any, *, key: DataKey | None, aad: bytes) -> Any:
         if key is None or key.key_id != key_id:
             raise PayloadUnreadableError("a stored payload was opened with the wrong data key")
         try:
-            body = AESGCM(key.secret).decrypt(
+            body = key.aead.decrypt(
                 body[:NONCE_BYTES], body[NONCE_BYTES:], _payload_aad(aad, key.key_id, codec)
             )
         except InvalidTag:
@@ -259,7 +277,7 @@ def open_sealed(stored: Any, *, key: DataKey | None, aad: bytes) -> Any:
             ) from None
     if codec == ZSTD:
         try:
-            body = zstandard.ZstdDecompressor().decompress(body)
+            body = _zstd.decompressor.decompress(body)
         except zstandard.ZstdError:
             raise PayloadUnreadableError("a stored payload does not decompress") from None
     elif codec:
