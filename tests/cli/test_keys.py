@@ -88,13 +88,29 @@ def test_keys_rotate_and_shred_through_the_service(tmp_path: Path) -> None:
     assert k2.split(":")[1] not in logs and "launch code" not in logs
 
 
-def test_keys_commands_without_encryption_say_so(tmp_path: Path) -> None:
-    with running_service(tmp_path / "data") as svc:
+def test_keys_without_encryption(tmp_path: Path) -> None:
+    """No key file: nothing to rotate while no data key exists; once one does (written by
+    a replica that had the key file), rotation says what is missing, and shredding, which
+    needs no key, still works."""
+    key_file = tmp_path / "kek"
+    key_file.write_text(ok("keys", "new-kek", "--id", "k1"))
+    data = tmp_path / "data"
+    with running_service(data) as svc:
+        assert j("keys", "rotate", "--url", svc.url) == {
+            "kek_id": None,
+            "rewrapped": 0,
+            "unchanged": 0,
+        }
+        assert j("keys", "list", "--url", svc.url) == []
+    with running_service(data, {"MEMSTORE_ENCRYPTION_KEY_FILE": str(key_file)}) as svc:
+        ok("entity", "put", "note", "n1", '{"text": "x"}', "-n", "ns1", "--url", svc.url)
+    with running_service(data) as svc:
         result = run("keys", "rotate", "--url", svc.url)
-    assert result.returncode != 0
-    assert (
-        "configuration_error" in result.stderr and "MEMSTORE_ENCRYPTION_KEY_FILE" in result.stderr
-    )
+        assert result.returncode != 0
+        assert "configuration_error" in result.stderr
+        assert "MEMSTORE_ENCRYPTION_KEY_FILE" in result.stderr
+        assert j("keys", "shred", "--yes", "-n", "ns1", "--url", svc.url)["shredded"] is True
+        assert j("keys", "list", "--url", svc.url) == []
 
 
 def test_new_kek_rejects_a_bad_id() -> None:

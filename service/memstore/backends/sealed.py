@@ -253,26 +253,7 @@ class SealedBackend(DistributedMemoryBackend):
     # -- key administration ---------------------------------------------------------------
 
     async def data_keys(self) -> list[dict[str, Any]]:
-        """Every namespace's data key: the namespace, key id and the id of the KEK wrapping
-        it (never a secret)."""
-        out: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            page = await self.inner.list_entities(
-                KEYS_NAMESPACE, DATA_KEY_TYPE, limit=500, cursor=cursor
-            )
-            for record in page.items:
-                out.append(
-                    {
-                        "namespace": record.id,
-                        "key_id": record.data.get("key_id"),
-                        "kek_id": record.data.get("kek_id"),
-                        "created_at": record.created_at,
-                    }
-                )
-            cursor = page.next_cursor
-            if cursor is None:
-                return out
+        return await list_data_keys(self.inner)
 
     async def rotate_data_keys(self) -> dict[str, Any]:
         """Re-wrap every data key with the primary KEK (old data stays readable: the data
@@ -310,14 +291,9 @@ class SealedBackend(DistributedMemoryBackend):
         """Delete the namespace's data key: everything encrypted with it becomes unreadable
         on every replica and in every copy of the backend. The next write to the
         namespace creates a new key."""
-        self._require_keks()
-        record = await self.inner.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, namespace)
-        if record is None:
-            raise NotFoundError(f"namespace {namespace!r} has no data key")
-        await self.inner.delete_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, namespace)
+        result = await delete_data_key(self.inner, namespace)
         self._keys.pop(namespace, None)
-        await self._announce(namespace)
-        return {"namespace": namespace, "key_id": record.data.get("key_id"), "shredded": True}
+        return result
 
     def _require_keks(self) -> codec.KeyEncryptionKeys:
         if self._keks is None:
@@ -585,6 +561,41 @@ class SealedBackend(DistributedMemoryBackend):
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
+
+
+# -- key administration that needs no key-encryption key (any backend, wrapped or not) -----
+
+
+async def list_data_keys(backend: DistributedMemoryBackend) -> list[dict[str, Any]]:
+    """Every namespace's data key: the namespace, key id and the id of the KEK wrapping it
+    (never a secret)."""
+    out: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = await backend.list_entities(KEYS_NAMESPACE, DATA_KEY_TYPE, limit=500, cursor=cursor)
+        for record in page.items:
+            out.append(
+                {
+                    "namespace": record.id,
+                    "key_id": record.data.get("key_id"),
+                    "kek_id": record.data.get("kek_id"),
+                    "created_at": record.created_at,
+                }
+            )
+        cursor = page.next_cursor
+        if cursor is None:
+            return out
+
+
+async def delete_data_key(backend: DistributedMemoryBackend, namespace: str) -> dict[str, Any]:
+    """Crypto-shredding: delete the namespace's wrapped data key and tell the other replicas.
+    Needs no key-encryption key, so a replica whose key file is gone can still shred."""
+    record = await backend.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, namespace)
+    if record is None:
+        raise NotFoundError(f"namespace {namespace!r} has no data key")
+    await backend.delete_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, namespace)
+    await backend.publish_invalidation(data_key_change_key(namespace))
+    return {"namespace": namespace, "key_id": record.data.get("key_id"), "shredded": True}
 
 
 def _passthrough(name: str, member: Callable[..., Any]) -> Callable[..., Any]:

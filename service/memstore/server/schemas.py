@@ -396,7 +396,7 @@ class DataKeyList(BaseModel):
 
 
 class DataKeysRotatedOut(BaseModel):
-    kek_id: str
+    kek_id: str | None
     rewrapped: int
     unchanged: int
 
