@@ -214,7 +214,7 @@ class Encryption(SpecModel):
 class AtRest(SpecModel):
     """Compression and encryption of stored payloads; the key file is mounted from a Secret."""
 
-    compression_min_bytes: int = 0
+    compression_min_bytes: int
     encryption: Encryption | None = None
 
 
@@ -288,7 +288,7 @@ class MemoryStoreSpec(SpecModel):
     disruption_budget: DisruptionBudget
     service: ServicePort
     webhooks: tuple[Webhook, ...] = ()
-    at_rest: AtRest = Field(default_factory=AtRest)
+    at_rest: AtRest
 
     @model_validator(mode="after")
     def _embedded_is_single(self) -> MemoryStoreSpec:
