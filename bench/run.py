@@ -41,6 +41,7 @@ import orjson
 from bench import l2cache as L2
 from bench import search as S
 from bench import workload as W
+from bench.atrest import markdown as atrest_markdown
 from bench.embeddings import markdown as embedding_markdown
 from bench.export import markdown as export_markdown
 from bench.procs import (
@@ -861,6 +862,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", embedding_markdown(emb)]
     if exported := export_markdown(report.get("export", [])):
         lines += ["", exported]
+    if at_rest := report.get("atrest"):
+        lines += ["", atrest_markdown(at_rest)]
     if search := S.markdown(report.get("search", [])):
         lines += [*([""] if lines else []), *search]
     for s in report["skipped"]:
@@ -1066,6 +1069,31 @@ def export_bench(items: int, backends: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def atrest_bench(rounds: int, seconds: int) -> dict[str, Any]:
+    """``bench.atrest`` in a process of its own (its CPU time is its own)."""
+    print("## atrest/codec", file=sys.stderr)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.atrest",
+            "--json",
+            "--rounds",
+            f"{rounds}",
+            "--seconds",
+            f"{seconds}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip()[-2000:])
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def _commit(tree: Path) -> str:
     """The checkout's commit, ``+`` if it has uncommitted changes."""
     git = ["git", "-C", str(tree)]
@@ -1174,6 +1202,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run.failed.append({"group": "export", "key": "export", "error": str(exc)})
                 print(f"## export: FAILED: {exc}", file=sys.stderr)
+        if run.selected("atrest/codec"):
+            try:
+                run.extras["atrest"] = atrest_bench(args.rounds, args.seconds)
+            except Exception as exc:
+                run.failed.append({"group": "atrest", "key": "codec", "error": str(exc)})
+                print(f"## atrest/codec: FAILED: {exc}", file=sys.stderr)
         if args.extras and run.selected("redis/extras") and need_redis() is None:
             g = Group("redis", setup_redis, [])
             try:

@@ -149,6 +149,10 @@ def _set_exactly_when_type(section: str) -> Schema:
 # must be translated, or its gap stated here, before the chart can be built). Absent
 # properties are read with the CRD's defaults in mind (replicas 1, storage a PVC, auth on).
 CEL_MIRRORS: dict[str, Schema] = {
+    # Transition rules (oldSelf) judge an update against the stored object: a values file
+    # has no previous state, so they have no mirror; the API server enforces them.
+    "!has(oldSelf.encryption) || has(self.encryption)": {},
+    "oldSelf.compressionMinBytes == 0 || self.compressionMinBytes > 0": {},
     "self.metadata.name.size() <= 52 && "
     "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')": {
         "properties": {

@@ -149,6 +149,10 @@ def _service_config(spec: StoreSpec) -> dict[str, str]:
         data["MEMSTORE_AUTH_TOKENS_FILE"] = c.AUTH_TOKENS_FILE
     if spec.webhooks:
         data["MEMSTORE_WEBHOOKS_FILE"] = c.WEBHOOKS_FILE  # a path: the secrets stay in Secrets
+    if spec.at_rest.compression_min_bytes:
+        data["MEMSTORE_COMPRESSION_MIN_BYTES"] = str(spec.at_rest.compression_min_bytes)
+    if spec.at_rest.encryption is not None:
+        data["MEMSTORE_ENCRYPTION_KEY_FILE"] = c.ENCRYPTION_KEY_FILE  # a path, never a key
     tel = spec.telemetry
     if tel.otlp_endpoint:
         data["OTEL_EXPORTER_OTLP_ENDPOINT"] = tel.otlp_endpoint
@@ -310,6 +314,19 @@ def deployment(spec: StoreSpec, cfg_hash: str, owner: Mapping[str, Any] | None =
             }
         )
         mounts.append({"name": "auth", "mountPath": c.AUTH_DIR, "readOnly": True})
+    if spec.at_rest.encryption is not None:
+        ref = spec.at_rest.encryption.secret_ref
+        volumes.append(
+            {
+                "name": "encryption-keys",
+                "secret": {
+                    "secretName": ref.name,
+                    "items": [{"key": ref.key, "path": c.ENCRYPTION_KEYS}],
+                    "defaultMode": 0o440,
+                },
+            }
+        )
+        mounts.append({"name": "encryption-keys", "mountPath": c.ENCRYPTION_DIR, "readOnly": True})
     tls_volume = redis_tls_volume(spec)
     if tls_volume is not None:
         volumes.append(tls_volume)

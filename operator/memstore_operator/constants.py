@@ -47,6 +47,12 @@ WEBHOOKS_LIST: Final = "webhooks.json"
 WEBHOOKS_FILE: Final = f"{WEBHOOKS_DIR}/{WEBHOOKS_LIST}"
 WEBHOOKS_ANNOTATION: Final = f"{GROUP}/webhooks"
 
+# Encryption at rest (MEMSTORE_ENCRYPTION_KEY_FILE): the key-encryption keys, mounted
+# read-only from their Secret; only the path goes into the ConfigMap.
+ENCRYPTION_DIR: Final = "/etc/memstore/encryption"
+ENCRYPTION_KEYS: Final = "keys"
+ENCRYPTION_KEY_FILE: Final = f"{ENCRYPTION_DIR}/{ENCRYPTION_KEYS}"
+
 LABEL_NAME: Final = "app.kubernetes.io/name"
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_COMPONENT: Final = "app.kubernetes.io/component"

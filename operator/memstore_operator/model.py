@@ -213,6 +213,17 @@ class Auth(SpecModel):
         return self
 
 
+class Encryption(SpecModel):
+    secret_ref: SecretKeyRef
+
+
+class AtRest(SpecModel):
+    """Compression and encryption of stored payloads; the key file is mounted from a Secret."""
+
+    compression_min_bytes: int
+    encryption: Encryption | None = None
+
+
 class ServiceMonitor(SpecModel):
     enabled: bool
     interval: str
@@ -286,6 +297,7 @@ class MemoryStoreSpec(SpecModel):
     disruption_budget: DisruptionBudget
     service: ServicePort
     webhooks: tuple[Webhook, ...] = ()
+    at_rest: AtRest
 
     @model_validator(mode="after")
     def _embedded_is_single(self) -> MemoryStoreSpec:
@@ -345,7 +357,9 @@ class StoreSpec(MemoryStoreSpec):
         if second is not None:
             refs += (second.password_ref, second.username_ref, second.mongodb_uri_ref)
         webhook_refs = tuple(w.secret_ref for w in self.webhooks)
-        return tuple(r for r in refs if r is not None) + b.redis_tls_refs + webhook_refs
+        encryption = self.at_rest.encryption
+        key_refs = (encryption.secret_ref,) if encryption is not None else ()
+        return tuple(r for r in refs if r is not None) + b.redis_tls_refs + webhook_refs + key_refs
 
 
 @functools.cache

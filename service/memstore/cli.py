@@ -860,6 +860,56 @@ def search_tool_usage(
 
 @main.group()
 @client_options
+def keys() -> None:
+    """Encryption at rest: data keys, rotation, crypto-shredding (admin)."""
+
+
+@keys.command("new-kek")
+@click.option("--id", "key_id", required=True, help="The key's id (letters, digits, _ . -).")
+def keys_new_kek(key_id: str) -> None:
+    """Print a new key-encryption key as a line of a MEMSTORE_ENCRYPTION_KEY_FILE
+    (`<id>:<base64 of 32 random bytes>`). Needs no service."""
+    from memstore.core.payload_codec import new_kek_line
+
+    try:
+        click.echo(new_kek_line(key_id))
+    except MemoryStoreError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@keys.command("list")
+@client_options
+def keys_list() -> None:
+    """Every namespace's data key: key id and the key-encryption key wrapping it."""
+    _print(_run(lambda c: c.list_data_keys()))
+
+
+@keys.command("rotate")
+@client_options
+def keys_rotate() -> None:
+    """Re-wrap every data key with the key file's first (primary) key-encryption key.
+    Run it after putting a new key first in the file on every replica; old data stays
+    readable, and the old key can leave the file once this reports every key re-wrapped."""
+    _print(_run(lambda c: c.rotate_data_keys()))
+
+
+@keys.command("shred")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@client_options
+def keys_shred(yes: bool) -> None:
+    """Delete the namespace's data key: its encrypted data becomes unreadable for good,
+    on every replica and in every backup. Other namespaces are untouched."""
+    target = _checked(click.get_current_context().ensure_object(Target))
+    if not yes:
+        click.confirm(
+            f"Make every encrypted payload of namespace {target.namespace!r} unreadable for good?",
+            abort=True,
+        )
+    _print(_run(lambda c: c.shred_data_key()))
+
+
+@main.group()
+@client_options
 def audit() -> None:
     """The namespace's audit trail: who changed what, when, from where (admin)."""
 

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from memstore.core.payload_codec import new_kek_line
 from memstore.core.settings import Settings
 from memstore.server.app import create_app
 from memstore.server.auth import hash_token
@@ -73,9 +74,16 @@ def tokens(tmp_path: Path) -> Tokens:
 
 
 @pytest.fixture
-def auth_settings(embedded_settings: Settings, tokens: Tokens) -> Settings:
+def auth_settings(embedded_settings: Settings, tokens: Tokens, tmp_path: Path) -> Settings:
+    # Encryption at rest on: the isolation rules hold with it, and its key routes answer.
+    key_file = tmp_path / "encryption-keys"
+    key_file.write_text(new_kek_line("k1") + "\n")
     return embedded_settings.model_copy(
-        update={"auth_enabled": True, "auth_tokens_file": tokens.path}
+        update={
+            "auth_enabled": True,
+            "auth_tokens_file": tokens.path,
+            "encryption_key_file": key_file,
+        }
     )
 
 

@@ -44,6 +44,9 @@ CASES: dict[str, Case] = {
     "openapi": Case(),
     "getMetrics": Case(),
     "clearCache": Case(),
+    "listDataKeys": Case(),
+    "rotateDataKeys": Case(),
+    "shredDataKey": Case(),
     "listMemorySummaries": Case(),
     "getMemorySummary": Case(),
     "getEntityTypes": Case(),
@@ -83,9 +86,12 @@ CASES: dict[str, Case] = {
 
 # What this suite expects; the route table's ``role`` column must say the same.
 OPEN_ROUTES = frozenset({"livez", "readyz", "prometheusMetrics", "openapi"})
-ADMIN_ROUTES = frozenset({"getMetrics", "clearCache", "listMemorySummaries"})
+ADMIN_ROUTES = frozenset(
+    {"getMetrics", "clearCache", "listMemorySummaries", "listDataKeys", "rotateDataKeys"}
+)
 # Namespaced, but admin there: the audit trail, export and import (the whole namespace),
-# and the webhooks (they hold secrets and send the namespace's changes out).
+# the webhooks (they hold secrets and send the namespace's changes out), and shredding
+# the namespace's data key.
 NAMESPACE_ADMIN_ROUTES = frozenset(
     {
         "exportAudit",
@@ -95,6 +101,7 @@ NAMESPACE_ADMIN_ROUTES = frozenset(
         "getWebhook",
         "saveWebhook",
         "deleteWebhook",
+        "shredDataKey",
     }
 )
 # Reads with a body (a search's filter is a nested object): POST, role read.

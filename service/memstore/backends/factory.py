@@ -59,4 +59,7 @@ class DistributedMemoryFactory:
                 f"backend {settings.memory_type!r} is not available: {exc}{hint}"
             ) from exc
         backend_cls: type[DistributedMemoryBackend] = getattr(module, class_name)
-        return backend_cls(settings)
+        from memstore.backends.sealed import build_sealed
+
+        # Compression and encryption at rest, when configured, wrap every backend alike.
+        return build_sealed(backend_cls(settings), settings)

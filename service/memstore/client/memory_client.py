@@ -503,6 +503,20 @@ class MemoryClient(MemoryAPI):
     async def clear_cache(self) -> int:
         return int((await self._request("POST", "/v1/cache/clear"))[1]["cleared"])
 
+    # -- encryption at rest: data keys (admin) ----------------------------------------
+
+    async def list_data_keys(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (await self._request("GET", "/v1/keys"))[1]["items"]
+        return items
+
+    async def rotate_data_keys(self) -> dict[str, Any]:
+        out: dict[str, Any] = (await self._request("POST", "/v1/keys/rotate"))[1]
+        return out
+
+    async def shred_data_key(self) -> dict[str, Any]:
+        out: dict[str, Any] = (await self._request("DELETE", self._ns("/key")))[1]
+        return out
+
     # -- entities ---------------------------------------------------------------------
 
     async def save_entity(

@@ -10,6 +10,8 @@ exceptions. The tree (class, ``code``, HTTP status)::
     │   └── DumpInvalidError          invalid_dump          400
     ├── NotFoundError                 not_found             404
     ├── ChangesPrunedError            changes_pruned        410
+    ├── DataShreddedError             data_shredded         410
+    ├── PayloadUnreadableError        payload_unreadable    500
     ├── ConflictError                 version_conflict      412
     ├── BackendUnavailableError       backend_unavailable   503
     │   └── ServiceUnreachableError   service_unreachable   503
@@ -102,6 +104,35 @@ class ChangesPrunedError(MemoryStoreError):
             after=int(details.get("after", 0)),
             first_position=int(details.get("first_position", 0)),
         )
+
+
+class DataShreddedError(MemoryStoreError):
+    """The namespace's data key was deleted (crypto-shredding): what was encrypted with it
+    can never be read again, on any replica or from any backup of the backend."""
+
+    code = "data_shredded"
+    http_status = 410
+
+    def __init__(self, message: str, *, namespace: str, key_id: str) -> None:
+        super().__init__(message, namespace=namespace, key_id=key_id)
+        self.namespace = namespace
+        self.key_id = key_id
+
+    @classmethod
+    def from_details(cls, message: str, details: Mapping[str, Any]) -> MemoryStoreError:
+        return cls(
+            message,
+            namespace=str(details.get("namespace", "")),
+            key_id=str(details.get("key_id", "")),
+        )
+
+
+class PayloadUnreadableError(MemoryStoreError):
+    """A stored payload does not open: altered, moved from another record, or written in
+    a format this version does not know."""
+
+    code = "payload_unreadable"
+    http_status = 500
 
 
 class ConflictError(MemoryStoreError):
@@ -241,6 +272,8 @@ ERROR_TYPES: tuple[type[MemoryStoreError], ...] = (
     PayloadTooLargeError,
     NotFoundError,
     ChangesPrunedError,
+    DataShreddedError,
+    PayloadUnreadableError,
     ConflictError,
     BackendUnavailableError,
     ServiceUnreachableError,

@@ -15,3 +15,11 @@ def entity_cache_key(namespace: str, entity_type: str, entity_id: str) -> str:
 def conversation_change_key(namespace: str, conversation_id: str) -> str:
     """A conversation's change key (never cached: the cache holds entities only)."""
     return f"{CONVERSATION_KEY_PREFIX}{namespace}/{conversation_id}"
+
+
+DATA_KEY_PREFIX = "data-key/"
+
+
+def data_key_change_key(namespace: str) -> str:
+    """Announces that a namespace's data key was deleted or re-wrapped (at-rest encryption)."""
+    return f"{DATA_KEY_PREFIX}{namespace}"

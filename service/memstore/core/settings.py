@@ -73,6 +73,24 @@ class StoreSettings(_Slice):
         0.5, validation_alias=_env("MEMSTORE_CHANGES_POLL_SECONDS")
     )
 
+    # At rest (memstore.backends.sealed): payloads whose compact JSON has at least this
+    # many bytes are stored zstd-compressed; 0 = compression off (the default: a release
+    # before this one cannot read compressed values, so turning it on is a deliberate step).
+    compression_min_bytes: int = Field(
+        0, ge=0, validation_alias=_env("MEMSTORE_COMPRESSION_MIN_BYTES")
+    )
+    # A file of key-encryption keys (a mounted Kubernetes Secret): set, every payload is
+    # encrypted with its namespace's data key. Only the path is a setting; the keys are read
+    # by the backend at start-up and never held here.
+    encryption_key_file: FilePath | None = Field(
+        None, validation_alias=_env("MEMSTORE_ENCRYPTION_KEY_FILE")
+    )
+    # How long a replica keeps an unwrapped data key: the bound on how long another
+    # replica without an invalidation bus (MongoDB) still reads a just-shredded namespace.
+    data_key_cache_seconds: float = Field(
+        10.0, ge=0, le=3600, validation_alias=_env("MEMSTORE_DATA_KEY_CACHE_SECONDS")
+    )
+
     @field_validator("memory_type", mode="before")
     @classmethod
     def _normalise_type(cls, value: Any) -> Any:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
 from memstore.backends.replicated import ReplicatedMemoryBackend
+from memstore.backends.sealed import SealedBackend, delete_data_key, list_data_keys
 from memstore.core.analytics import (
     AnalyticsOverview,
     FeedbackAnalytics,
@@ -46,7 +47,12 @@ from memstore.core.analytics import (
     check_window,
 )
 from memstore.core.dump import ImportResult
-from memstore.core.errors import ChangesPrunedError, MemoryStoreError, NamespaceImportingError
+from memstore.core.errors import (
+    ChangesPrunedError,
+    ConfigurationError,
+    MemoryStoreError,
+    NamespaceImportingError,
+)
 from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ChangeEvent,
@@ -1192,6 +1198,47 @@ class DistributedMemoryManager(MemoryAPI):
     async def list_namespaces(self) -> list[str] | None:
         """Namespaces holding data, or ``None`` if the backend cannot enumerate them."""
         return await self._run("list_namespaces", lambda: self.backend.list_namespaces())
+
+    # -- encryption at rest: data keys (memstore.backends.sealed) --------------------------
+
+    def _unsealed_backend(self) -> DistributedMemoryBackend:
+        backend = self.backend
+        return backend.inner if isinstance(backend, SealedBackend) else backend
+
+    async def list_data_keys(self) -> list[dict[str, Any]]:
+        """Every namespace's data key: namespace, key id, the KEK id wrapping it (no secret)."""
+        return await self._run("list_data_keys", lambda: list_data_keys(self._unsealed_backend()))
+
+    async def rotate_data_keys(self) -> dict[str, Any]:
+        """Re-wrap every data key with the primary key-encryption key. Without a key file
+        and without data keys there is nothing to do; with data keys it is a
+        ``ConfigurationError``."""
+        backend = self.backend
+        if isinstance(backend, SealedBackend) and backend.encrypts:
+            return await self._run("rotate_data_keys", backend.rotate_data_keys)
+        if await self.list_data_keys():
+            raise ConfigurationError(
+                "data keys exist but encryption at rest is off: set MEMSTORE_ENCRYPTION_KEY_FILE"
+            )
+        return {"kek_id": None, "rewrapped": 0, "unchanged": 0}
+
+    async def shred_data_key(self) -> dict[str, Any]:
+        """Delete this namespace's data key (crypto-shredding): its encrypted payloads become
+        unreadable everywhere. This process's cached plaintext (entity cache, search index)
+        goes with it; other replicas drop theirs on the invalidation bus (Redis) or within
+        ``MEMSTORE_DATA_KEY_CACHE_SECONDS``."""
+        backend = self.backend
+
+        def shred() -> Awaitable[dict[str, Any]]:
+            if isinstance(backend, SealedBackend):
+                return backend.shred_data_key(self.namespace)
+            return delete_data_key(backend, self.namespace)
+
+        result = await self._run("shred_data_key", shred)
+        self._shared.cache.clear()
+        if self._shared.search is not None:
+            self._shared.search.forget(self.namespace)
+        return result
 
     def clear_cache(self) -> int:
         """Drop this process's local cache (synchronous, as in the seed). Returns entries."""

@@ -245,6 +245,8 @@ class _ReplicationCollector(Collector):
             "Times this process switched reads to the secondary.",
             value=s["failovers"],
         )
+
+
 class _L2CacheCollector(Collector):
     def __init__(self, stats: Callable[[], L2CacheStats]) -> None:
         self._stats = stats
@@ -431,6 +433,7 @@ class PrometheusMetrics:
 
     def watch_replication(self, status: Callable[[], dict[str, Any] | None]) -> None:
         self.registry.register(_ReplicationCollector(status))
+
     def watch_l2_cache(self, stats: Callable[[], L2CacheStats]) -> None:
         self.registry.register(_L2CacheCollector(stats))
 

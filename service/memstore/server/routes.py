@@ -428,6 +428,21 @@ async def clear_cache(request: web.Request) -> web.Response:
     return json_response({"cleared": request.app[MANAGER].clear_cache()})
 
 
+# -- encryption at rest: data keys ------------------------------------------------------
+
+
+async def list_data_keys(request: web.Request) -> web.Response:
+    return json_response({"items": await request.app[MANAGER].list_data_keys()})
+
+
+async def rotate_data_keys(request: web.Request) -> web.Response:
+    return json_response(await request.app[MANAGER].rotate_data_keys())
+
+
+async def shred_data_key(request: web.Request) -> web.Response:
+    return json_response(await manager_for(request).shred_data_key())
+
+
 # -- entities ---------------------------------------------------------------------------
 
 
@@ -950,6 +965,16 @@ ROUTES: tuple[Route, ...] = (
           "Clear this replica's local cache.", "admin",
           role="admin",
           responses={200: ("Cleared.", schemas.CacheClearedOut)}),
+    Route("GET", "/v1/keys", list_data_keys, "listDataKeys",
+          "Encryption at rest: every namespace's data key (key id, the id of the"
+          " key-encryption key wrapping it; never a secret).", "keys",
+          role="admin",
+          responses={200: ("Data keys.", schemas.DataKeyList), 503: E503}),
+    Route("POST", "/v1/keys/rotate", rotate_data_keys, "rotateDataKeys",
+          "Re-wrap every namespace's data key with the primary key-encryption key of"
+          " MEMSTORE_ENCRYPTION_KEY_FILE (old data stays readable).", "keys",
+          role="admin",
+          responses={200: ("Rotated.", schemas.DataKeysRotatedOut), 503: E503}),
     Route("GET", "/v1/summary", list_summaries, "listMemorySummaries",
           "Summaries of every namespace the token covers, by name, one page.", "admin",
           params=(LIMIT, Param("after", "query", _pattern(NAMESPACE_RE),
@@ -1124,6 +1149,14 @@ ROUTES: tuple[Route, ...] = (
           "Delete a webhook; delivery stops.", "webhooks", params=(NS, WEBHOOK),
           role="admin",
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
+    Route("DELETE", f"{P}/key", shred_data_key, "shredDataKey",
+          "Crypto-shredding: delete the namespace's data key. Everything encrypted with it"
+          " becomes unreadable on every replica and in every copy of the backend (reads"
+          " answer 410 `data_shredded`); the next write makes a new key.", "keys",
+          params=(NS,),
+          role="admin", shrinks_storage=True,
+          responses={200: ("Shredded.", schemas.DataKeyShreddedOut), 400: E400, 404: E404,
+                     503: E503}),
     Route("GET", f"{P}/audit", export_audit, "exportAudit",
           "The audit trail: the namespace's change log as JSON lines (one change event per "
           "line, oldest first: who wrote what, when, from which address; never payloads), "

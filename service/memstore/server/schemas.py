@@ -387,6 +387,29 @@ class CacheClearedOut(BaseModel):
     cleared: int
 
 
+class DataKeyOut(BaseModel):
+    namespace: str
+    key_id: str
+    kek_id: str
+    created_at: float
+
+
+class DataKeyList(BaseModel):
+    items: list[DataKeyOut]
+
+
+class DataKeysRotatedOut(BaseModel):
+    kek_id: str | None
+    rewrapped: int
+    unchanged: int
+
+
+class DataKeyShreddedOut(BaseModel):
+    namespace: str
+    key_id: str
+    shredded: bool
+
+
 class MetricsOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     backend: str

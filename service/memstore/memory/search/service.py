@@ -98,6 +98,11 @@ class SearchIndexes:
             if embedder is not None:
                 await embedder.close()
 
+    def forget(self, namespace: str) -> None:
+        """Drop a namespace's in-memory index (its data key was shredded: what the index
+        holds came from plaintext); the next search builds it again from the backend."""
+        self._indexes.pop(namespace, None)
+
     def index(self, namespace: str) -> NamespaceIndex:
         """The namespace's index, built on first use. Past ``search_max_namespaces`` the
         least recently searched index is dropped: a search holding it finishes on it, and

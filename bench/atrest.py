@@ -1,0 +1,310 @@
+"""Compression and encryption at rest: ratio and CPU cost on realistic agent payloads.
+
+``python -m bench.atrest`` (``make bench`` runs it in a process of its own, the row
+``atrest/codec``) measures, in one process and one run:
+
+* **codec**: for each payload class, the stored size (the envelope's compact JSON: base64
+  body and header included) over the logical size (the payload's compact JSON), and the
+  µs per encode (``orjson.dumps`` + seal) and per decode (open + ``orjson.loads``) with
+  compression off/on and encryption off/on (CPU time of the measuring thread, the best
+  of 5 passes). The reference row is plain JSON
+  (``orjson.dumps`` / ``orjson.loads`` alone): what every write and read costs today.
+* **backend**: PUT (``save_entity``) and GET (``load_entity``) operations per second on
+  the embedded backend in process (a fresh SQLite file per configuration), plain against
+  each sealed configuration, alternating rounds (order flipped each round), medians.
+
+The payload generator (``payloads``) makes, from a fixed seed, the four kinds an agent
+stores most: a **conversation message** (role, 20-120 words of content, sometimes a tool
+call), a **tool output** of JSON web-search results (8-10 hits: title, URL with an id,
+snippet, score, dates), an **HTML snippet** (a fetched page fragment: headings,
+paragraphs, links, classes), and an **entity profile** (a user's name, preferences, a
+list of remembered facts with timestamps and source ids). Words come from a fixed English
+vocabulary; ids, URLs, numbers and timestamps are random, so the text is as compressible
+as real text and the ids are not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.embeddings import WORDS
+from memstore.core import payload_codec as codec
+
+THRESHOLD = 1024
+CONFIGS: dict[str, tuple[int, bool]] = {
+    # name: (compression_min_bytes, encrypted)
+    "zstd": (THRESHOLD, False),
+    "aes-gcm": (0, True),
+    "zstd+aes-gcm": (THRESHOLD, True),
+}
+
+
+def _words(rng: random.Random, lo: int, hi: int) -> str:
+    return " ".join(rng.choices(WORDS, k=rng.randint(lo, hi)))
+
+
+def message(rng: random.Random) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "role": rng.choice(["user", "assistant"]),
+        "content": _words(rng, 20, 120).capitalize() + ".",
+    }
+    if rng.random() < 0.3:
+        out["tool_calls"] = [
+            {
+                "id": f"call_{uuid.UUID(int=rng.getrandbits(128)).hex[:24]}",
+                "type": "function",
+                "function": {
+                    "name": "web_search",
+                    "arguments": json.dumps({"query": _words(rng, 3, 8)}),
+                },
+            }
+        ]
+    return out
+
+
+def tool_output(rng: random.Random) -> dict[str, Any]:
+    return {
+        "query": _words(rng, 3, 8),
+        "total": rng.randint(1000, 90000),
+        "results": [
+            {
+                "title": _words(rng, 4, 10).title(),
+                "url": f"https://www.{rng.choice(WORDS)}-{rng.choice(WORDS)}.com/"
+                f"{rng.choice(WORDS)}/{rng.getrandbits(40):x}",
+                "snippet": _words(rng, 25, 45) + "...",
+                "score": round(rng.random(), 4),
+                "published": f"20{rng.randint(18, 26)}-{rng.randint(1, 12):02d}-"
+                f"{rng.randint(1, 28):02d}",
+            }
+            for _ in range(rng.randint(8, 10))
+        ],
+    }
+
+
+def html_snippet(rng: random.Random) -> dict[str, Any]:
+    parts = [f'<article class="post post-{rng.getrandbits(20)}">']
+    for _ in range(rng.randint(4, 7)):
+        parts.append(f'<h2 id="h-{rng.getrandbits(24):x}">{_words(rng, 3, 7).title()}</h2>')
+        for _ in range(rng.randint(1, 3)):
+            link = f'<a href="/{rng.choice(WORDS)}/{rng.getrandbits(32):x}">{rng.choice(WORDS)}</a>'
+            parts.append(f'<p class="body">{_words(rng, 30, 60)} {link} {_words(rng, 5, 20)}.</p>')
+    parts.append("</article>")
+    return {"url": f"https://example.com/{rng.getrandbits(48):x}", "html": "\n".join(parts)}
+
+
+def entity_profile(rng: random.Random) -> dict[str, Any]:
+    return {
+        "name": f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()}",
+        "email": f"{rng.choice(WORDS)}{rng.randint(1, 999)}@example.com",
+        "preferences": {
+            w: rng.choice([True, False, rng.randint(1, 10)]) for w in rng.sample(WORDS, 8)
+        },
+        "facts": [
+            {
+                "text": _words(rng, 8, 20).capitalize() + ".",
+                "learned_at": 1_767_225_600 + rng.randint(0, 10_000_000),
+                "source": f"conv-{uuid.UUID(int=rng.getrandbits(128))}",
+                "confidence": round(rng.random(), 3),
+            }
+            for _ in range(rng.randint(10, 25))
+        ],
+    }
+
+
+KINDS: dict[str, Callable[[random.Random], dict[str, Any]]] = {
+    "message": message,
+    "tool output (search JSON)": tool_output,
+    "HTML snippet": html_snippet,
+    "entity profile": entity_profile,
+}
+
+
+def payloads(kind: str, count: int, seed: int = 11) -> list[dict[str, Any]]:
+    rng = random.Random(f"{seed}-{kind}")
+    return [KINDS[kind](rng) for _ in range(count)]
+
+
+def _keys() -> codec.DataKey:
+    return codec.DataKey("bench", bytes(range(32)))
+
+
+def codec_rows(count: int) -> list[dict[str, Any]]:
+    key = _keys()
+    aad = codec.record_aad("bench", "entity", "doc", "x")
+    rows = []
+    for kind in KINDS:
+        values = payloads(kind, count)
+        raws = [orjson.dumps(v) for v in values]
+        logical = sum(len(r) for r in raws)
+
+        def timed(fn: Callable[[], object]) -> float:
+            # This thread's CPU time (what the codec costs, whatever else the machine
+            # runs), the best of 5 passes.
+            best = []
+            for _ in range(5):
+                start = time.thread_time()
+                fn()
+                best.append(time.thread_time() - start)
+            return min(best) / count * 1e6
+
+        plain_enc = timed(lambda values=values: [orjson.dumps(v) for v in values])
+        plain_dec = timed(lambda raws=raws: [orjson.loads(r) for r in raws])
+        row: dict[str, Any] = {
+            "kind": kind,
+            "mean_bytes": logical // count,
+            "plain": {"encode_us": plain_enc, "decode_us": plain_dec, "ratio": 1.0},
+        }
+        for name, (min_bytes, encrypted) in CONFIGS.items():
+            k = key if encrypted else None
+
+            def seal_all(
+                min_bytes: int = min_bytes,
+                k: codec.DataKey | None = k,
+                values: list[dict[str, Any]] = values,
+            ) -> list[Any]:
+                out = []
+                for v in values:
+                    raw = orjson.dumps(v)
+                    env = codec.seal(raw, compress_min_bytes=min_bytes, key=k, aad=aad)
+                    out.append(v if env is None else env)
+                return out
+
+            stored = seal_all()
+            stored_bytes = sum(len(orjson.dumps(s)) for s in stored)
+            enc = timed(seal_all)
+            dec = timed(
+                lambda stored=stored, k=k: [codec.open_sealed(s, key=k, aad=aad) for s in stored]
+            )
+            assert [codec.open_sealed(s, key=k, aad=aad) for s in stored] == values
+            row[name] = {"encode_us": enc, "decode_us": dec, "ratio": stored_bytes / logical}
+        rows.append(row)
+    return rows
+
+
+async def backend_rows(rounds: int, seconds: float) -> list[dict[str, Any]]:
+    from memstore.backends.factory import DistributedMemoryFactory
+    from memstore.core.settings import Settings
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-atrest-"))
+    key_file = workdir / "kek"
+    key_file.write_text(codec.new_kek_line("bench") + "\n")
+    mix = [p for kind in KINDS for p in payloads(kind, 50)]
+    settings_of = {
+        "plain": {},
+        **{
+            name: {
+                "compression_min_bytes": min_bytes,
+                "encryption_key_file": key_file if encrypted else None,
+            }
+            for name, (min_bytes, encrypted) in CONFIGS.items()
+        },
+    }
+    backends = {}
+    for name, extra in settings_of.items():
+        s = Settings(memory_type="embedded", data_path=workdir / f"{name}.db", **extra)
+        b = DistributedMemoryFactory.create_memory_backend(s)
+        await b.connect()
+        backends[name] = b
+
+    async def put_get(name: str) -> tuple[float, float]:
+        b = backends[name]
+        n = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            await b.save_entity("bench", "doc", f"d{n % 500}", mix[n % len(mix)])
+            n += 1
+        put = n / (time.perf_counter() - start)
+        n = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            await b.load_entity("bench", "doc", f"d{n % 500}")
+            n += 1
+        return put, n / (time.perf_counter() - start)
+
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in backends}
+    order = list(backends)
+    for name in order:  # warm-up: every id written once
+        for i in range(500):
+            await backends[name].save_entity("bench", "doc", f"d{i}", mix[i % len(mix)])
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else reversed(order):
+            samples[name].append(await put_get(name))
+    for b in backends.values():
+        await b.close()
+    plain_put = statistics.median(s[0] for s in samples["plain"])
+    plain_get = statistics.median(s[1] for s in samples["plain"])
+    rows = []
+    for name, got in samples.items():
+        put = statistics.median(s[0] for s in got)
+        get = statistics.median(s[1] for s in got)
+        rows.append(
+            {
+                "config": name,
+                "put_per_s": put,
+                "get_per_s": get,
+                "put_vs_plain": put / plain_put,
+                "get_vs_plain": get / plain_get,
+            }
+        )
+    return rows
+
+
+def markdown(result: dict[str, Any]) -> str:
+    names = ["plain", *CONFIGS]
+    lines = [
+        f"At rest (compression threshold {THRESHOLD} B; ratio = stored / logical bytes; "
+        "µs per payload, encode / decode; plain = orjson alone):",
+        "",
+        "| payload | mean bytes | " + " | ".join(names) + " |",
+        "|---|---:|" + "---:|" * len(names),
+    ]
+    for row in result["codec"]:
+        cells = [
+            f"{row[n]['ratio']:.2f} · {row[n]['encode_us']:.1f} / {row[n]['decode_us']:.1f}"
+            for n in names
+        ]
+        lines.append(f"| {row['kind']} | {row['mean_bytes']:,} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| embedded backend, in process | PUT/s | GET/s | PUT vs plain | GET vs plain |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in result["backend"]:
+        lines.append(
+            f"| {row['config']} | {row['put_per_s']:,.0f} | {row['get_per_s']:,.0f} "
+            f"| {row['put_vs_plain']:.2f} | {row['get_vs_plain']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--count", type=int, default=400, help="payloads per kind (codec)")
+    parser.add_argument("--json", action="store_true", help="JSON on stdout (else Markdown)")
+    args = parser.parse_args(argv)
+    result = {
+        "threshold_bytes": THRESHOLD,
+        "codec": codec_rows(args.count),
+        "backend": asyncio.run(backend_rows(args.rounds, args.seconds)),
+    }
+    print(json.dumps(result) if args.json else markdown(result), file=sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
