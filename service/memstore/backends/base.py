@@ -51,7 +51,6 @@ from memstore.core.analytics import (
     GrowthSeries,
     ToolAnalytics,
 )
-from memstore.core.retention import Cutoffs, PruneReport
 from memstore.core.records import (
     ChangePage,
     ConversationInfo,
@@ -63,6 +62,7 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.core.retention import Cutoffs, PruneReport
 
 if TYPE_CHECKING:
     from memstore.core.settings import StoreSettings

@@ -80,13 +80,6 @@ from memstore.core.analytics import (
 )
 from memstore.core.changes import Actor, current_actor
 from memstore.core.errors import BackendUnavailableError, ConfigurationError
-from memstore.core.retention import (
-    Cutoffs,
-    PruneReport,
-    PrunedConversation,
-    PrunedEntity,
-    PrunedRecord,
-)
 from memstore.core.records import (
     ChangeEvent,
     ChangePage,
@@ -98,6 +91,13 @@ from memstore.core.records import (
     MessageRecord,
     Page,
     ToolUsageRecord,
+)
+from memstore.core.retention import (
+    Cutoffs,
+    PrunedConversation,
+    PrunedEntity,
+    PrunedRecord,
+    PruneReport,
 )
 
 if TYPE_CHECKING:

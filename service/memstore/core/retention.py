@@ -207,8 +207,8 @@ class PruneReport:
     @property
     def items(self) -> int:
         """Items listed: entities, conversations, tool uses and feedback records."""
-        return len(self.entities) + len(self.conversations) + len(self.tool_usage) + len(
-            self.feedback
+        return (
+            len(self.entities) + len(self.conversations) + len(self.tool_usage) + len(self.feedback)
         )
 
     @property

@@ -460,9 +460,7 @@ class RetentionSettings(_Slice):
     retention: RetentionConfig = Field(
         default_factory=RetentionConfig, validation_alias=_env("MEMSTORE_RETENTION")
     )
-    retention_file: FilePath | None = Field(
-        None, validation_alias=_env("MEMSTORE_RETENTION_FILE")
-    )
+    retention_file: FilePath | None = Field(None, validation_alias=_env("MEMSTORE_RETENTION_FILE"))
     # False: policies are declared (and dry runs answer) but nothing is removed.
     retention_enforce: bool = Field(True, validation_alias=_env("MEMSTORE_RETENTION_ENFORCE"))
     # Seconds between background pruning rounds (each walks every namespace).
@@ -494,8 +492,7 @@ class RetentionSettings(_Slice):
             config = RetentionConfig.model_validate(raw or {})
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
-                for e in exc.errors()
+                f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
             )
             raise ValueError(f"MEMSTORE_RETENTION_FILE: {problems}") from None
         object.__setattr__(self, "retention", config)

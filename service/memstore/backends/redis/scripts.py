@@ -66,6 +66,15 @@ TOOL_COUNTS = _script("tool_counts", "changes", "trim_tools")
 TOOL_BYTES = _script("tool_bytes", "changes", "trim_tools")
 SAVE_FEEDBACK = _script("save_feedback", "changes")
 RELAY_CHANGES = _script("relay_changes")
+# retention (memstore.core.retention): scans are read-only, one shard each
+RETENTION_ENTITIES = _script("retention_entities", "header", "retention")
+RETENTION_CONVERSATIONS = _script("retention_conversations", "retention")
+PRUNE_ENTITY = _script("prune_entity", "header", "retention", "accounted", "changes")
+PRUNE_CONVERSATION = _script("prune_conversation", "retention", "changes")
+PRUNE_TOOLS = _script("prune_tools", "changes")
+PRUNE_FEEDBACK = _script("prune_feedback", "changes")
+PIN_ENTITY = _script("pin_entity", "header")
+TOUCH_ENTITIES = _script("touch_entities")
 # analytics: read-only, one shard each (memstore.core.analytics for the definitions)
 ANALYTICS_ENTITIES = _script("analytics_entities", "analytics_buckets")
 ANALYTICS_MESSAGES = _script("analytics_messages", "analytics_buckets")
@@ -98,4 +107,12 @@ ALL = (
     ANALYTICS_TIME_COUNTS,
     ANALYTICS_TOOLS,
     ANALYTICS_FEEDBACK,
+    RETENTION_ENTITIES,
+    RETENTION_CONVERSATIONS,
+    PRUNE_ENTITY,
+    PRUNE_CONVERSATION,
+    PRUNE_TOOLS,
+    PRUNE_FEEDBACK,
+    PIN_ENTITY,
+    TOUCH_ENTITIES,
 )
