@@ -15,7 +15,7 @@ import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.core import changes
-from memstore.core.records import FeedbackRecord, ToolUsageRecord
+from memstore.core.records import ChangeEvent, FeedbackRecord, ToolUsageRecord
 from memstore.core.retention import PruneReport, RetentionPolicy
 
 HOUR = 3600.0
@@ -38,7 +38,7 @@ def _entity_keys(report: PruneReport) -> list[tuple[str, str, str]]:
     return [(e.type, e.id, e.reason) for e in report.entities]
 
 
-async def _last_events(backend: DistributedMemoryBackend, ns: str, n: int) -> list[object]:
+async def _last_events(backend: DistributedMemoryBackend, ns: str, n: int) -> list[ChangeEvent]:
     page = await backend.read_changes(ns, after=0, limit=10_000)
     return page.events[-n:]
 
@@ -91,7 +91,7 @@ async def test_entities_dry_run_lists_what_enforcement_removes(
     assert done.entities == dry.entities and not done.dry_run
     assert await backend.load_entity(ns, "a", "1") is None
     events = await _last_events(backend, ns, 1)
-    assert [(e.kind, e.entity_type, e.entity_id, e.version) for e in events] == [  # type: ignore[attr-defined]
+    assert [(e.kind, e.entity_type, e.entity_id, e.version) for e in events] == [
         (changes.ENTITY_PRUNED, "a", "1", 1)
     ]
     rest = await backend.prune(ns, policy.cutoffs(now), now, dry_run=False, limit=100)
@@ -148,10 +148,13 @@ async def test_keep_last_messages_leaves_exactly_n(
     assert len(await backend.load_messages(ns, "short")) == 3
     summary = await backend.summary(ns)
     assert (summary.conversations, summary.messages) == (2, 7)
-    info = {c.conversation_id: c.message_count for c in (await backend.list_conversations(ns, limit=10)).items}
+    info = {
+        c.conversation_id: c.message_count
+        for c in (await backend.list_conversations(ns, limit=10)).items
+    }
     assert info == {"long": 4, "short": 3}
     events = await _last_events(backend, ns, 1)
-    assert [(e.kind, e.conversation_id, e.version, e.count) for e in events] == [  # type: ignore[attr-defined]
+    assert [(e.kind, e.conversation_id, e.version, e.count) for e in events] == [
         (changes.CONVERSATION_TRIMMED, "long", 6, 6)
     ]
     # seq keep running after a trim: append, page back, pop
@@ -181,10 +184,12 @@ async def test_idle_conversations_are_removed_whole(
     done = await backend.prune(ns, policy.cutoffs(now), now, dry_run=False, limit=100)
     assert done.conversations == dry.conversations
     assert await backend.load_messages(ns, "old") == []
-    assert [c.conversation_id for c in (await backend.list_conversations(ns, limit=10)).items] == ["new"]
+    assert [c.conversation_id for c in (await backend.list_conversations(ns, limit=10)).items] == [
+        "new"
+    ]
     assert (await backend.summary(ns)).messages == 1
     events = await _last_events(backend, ns, 1)
-    assert [e.kind for e in events] == [changes.CONVERSATION_PRUNED]  # type: ignore[attr-defined]
+    assert [e.kind for e in events] == [changes.CONVERSATION_PRUNED]
 
 
 async def test_tool_usage_and_feedback_by_age(backend: DistributedMemoryBackend, ns: str) -> None:
@@ -205,7 +210,10 @@ async def test_tool_usage_and_feedback_by_age(backend: DistributedMemoryBackend,
         await backend.save_feedback(
             ns,
             FeedbackRecord(
-                id=f"f{n}", agent_name="a", feedback_type="rating", data={"r": n},
+                id=f"f{n}",
+                agent_name="a",
+                feedback_type="rating",
+                data={"r": n},
                 timestamp=base + n * HOUR,
             ),
         )

@@ -45,6 +45,11 @@ CASES: dict[str, Case] = {
     "getEntity": Case({"entity_type": "note", "entity_id": "n1"}),
     "saveEntity": Case({"entity_type": "note", "entity_id": "n1"}, body={"data": {"x": "A"}}),
     "deleteEntity": Case({"entity_type": "note", "entity_id": "n1"}),
+    "pinEntity": Case({"entity_type": "note", "entity_id": "n1"}),
+    "unpinEntity": Case({"entity_type": "note", "entity_id": "n1"}),
+    "getRetentionPolicy": Case(),
+    "retentionDryRun": Case(query={"at": "4000000000"}),
+    "enforceRetention": Case(),
     "listConversations": Case(),
     "loadMessages": Case({"conversation_id": "c1"}),
     "appendMessages": Case({"conversation_id": "c1"}, body={"messages": [{"m": "A"}]}),
@@ -79,7 +84,15 @@ ADMIN_ROUTES = frozenset({"getMetrics", "clearCache", "listMemorySummaries"})
 # Namespaced, but admin there: the audit trail, and the webhooks (they hold secrets and
 # send the namespace's changes out).
 NAMESPACE_ADMIN_ROUTES = frozenset(
-    {"exportAudit", "listWebhooks", "getWebhook", "saveWebhook", "deleteWebhook"}
+    {
+        "exportAudit",
+        "listWebhooks",
+        "getWebhook",
+        "saveWebhook",
+        "deleteWebhook",
+        # bulk removal across the namespace
+        "enforceRetention",
+    }
 )
 # Reads with a body (a search's filter is a nested object): POST, role read.
 POST_READ_ROUTES = frozenset({"searchEntities", "searchMessages", "searchToolUsage"})

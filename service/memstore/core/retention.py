@@ -33,7 +33,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from memstore.core.validation import check_name
+from memstore.core.validation import NAMESPACE_RE
 
 #: A read refreshes an entity's idle clock at most once per this fraction of its idle
 #: time: an entity is never removed sooner than ``(1 - TOUCH_FRACTION) * idle`` after its
@@ -137,14 +137,16 @@ class RetentionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default: RetentionPolicy = Field(default_factory=RetentionPolicy)
-    namespaces: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: Overrides: the fields a namespace's policy sets (``null`` included) replace the
+    #: default's; the fields it leaves out keep the default's.
+    namespaces: dict[str, RetentionPolicy] = Field(default_factory=dict)
 
     @field_validator("namespaces")
     @classmethod
-    def _check_namespaces(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for name, override in value.items():
-            check_name("namespace", name)
-            RetentionPolicy.model_validate(override)  # the override alone is a valid policy
+    def _check_namespaces(cls, value: dict[str, RetentionPolicy]) -> dict[str, RetentionPolicy]:
+        for name in value:
+            if not NAMESPACE_RE.fullmatch(name):
+                raise ValueError(f"{name!r} is not a valid namespace name")
         return value
 
     @property
@@ -154,9 +156,11 @@ class RetentionConfig(BaseModel):
     def policy_for(self, namespace: str) -> RetentionPolicy:
         """The default with the namespace's override applied field by field."""
         override = self.namespaces.get(namespace)
-        if not override:
+        if override is None:
             return self.default
-        return RetentionPolicy.model_validate({**self.default.model_dump(), **override})
+        return self.default.model_copy(
+            update=override.model_dump(include=override.model_fields_set)
+        )
 
 
 # -- what a prune removed (or would remove) ---------------------------------------------

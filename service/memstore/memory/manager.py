@@ -180,7 +180,7 @@ class DistributedMemoryManager(MemoryAPI):
             if settings.retention_enforce:
                 shared.pruner = RetentionPruner(
                     self.list_namespaces,
-                    self._prune_namespace,
+                    self.prune_namespace,
                     settings.retention_interval_seconds,
                 )
         if prometheus is not None:
@@ -980,6 +980,9 @@ class DistributedMemoryManager(MemoryAPI):
         """This namespace's policy: the default with the namespace's override."""
         return self._shared.settings.retention.policy_for(self.namespace)
 
+    async def get_retention_policy(self) -> RetentionPolicy:
+        return self.retention_policy()
+
     async def pin_entity(
         self, entity_type: str, entity_id: str, pinned: bool = True
     ) -> EntityRecord | None:
@@ -1054,7 +1057,7 @@ class DistributedMemoryManager(MemoryAPI):
                 prometheus.count_pruned("messages", c.reason, c.messages)
         return report
 
-    async def _prune_namespace(self, namespace: str) -> int:
+    async def prune_namespace(self, namespace: str) -> int:
         """The background enforcement of one namespace (``RetentionPruner``): batches until
         nothing more is due at the round's instant, with a pause between them."""
         view = self.for_checked_namespace(namespace)
