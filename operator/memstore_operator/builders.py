@@ -116,6 +116,11 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
         data["MEMSTORE_AUTH_TOKENS_FILE"] = c.AUTH_TOKENS_FILE
     if spec.webhooks:
         data["MEMSTORE_WEBHOOKS_FILE"] = c.WEBHOOKS_FILE  # a path: the secrets stay in Secrets
+    retention = spec.retention
+    data["MEMSTORE_RETENTION"] = retention.config_json()
+    data["MEMSTORE_RETENTION_ENFORCE"] = "true" if retention.enforce else "false"
+    data["MEMSTORE_RETENTION_INTERVAL_SECONDS"] = _fmt_number(retention.interval_seconds)
+    data["MEMSTORE_RETENTION_BATCH"] = str(retention.batch)
     tel = spec.telemetry
     if tel.otlp_endpoint:
         data["OTEL_EXPORTER_OTLP_ENDPOINT"] = tel.otlp_endpoint
