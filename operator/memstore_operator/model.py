@@ -286,9 +286,9 @@ class RetentionPolicy(SpecModel):
 
 
 class Retention(SpecModel):
-    enforce: bool = True
-    interval_seconds: float = 60
-    batch: int = 200
+    enforce: bool
+    interval_seconds: float
+    batch: int
     default: RetentionPolicy = Field(default_factory=RetentionPolicy)
     namespaces: dict[str, RetentionPolicy] = Field(default_factory=dict)
 
@@ -321,7 +321,7 @@ class MemoryStoreSpec(SpecModel):
     disruption_budget: DisruptionBudget
     service: ServicePort
     webhooks: tuple[Webhook, ...] = ()
-    retention: Retention = Field(default_factory=Retention)
+    retention: Retention
 
     @model_validator(mode="after")
     def _embedded_is_single(self) -> MemoryStoreSpec:
