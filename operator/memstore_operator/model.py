@@ -17,8 +17,8 @@ types and the cross-field rules the builders rely on, and turn a failure into
 from __future__ import annotations
 
 import copy
-import json
 import functools
+import json
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Literal
