@@ -1570,44 +1570,36 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             )
             for e in report.entities
         ]
-        for conv in report.conversations:
-            await conn.execute(
+        # one statement per kind of change (each statement is a hop to the SQLite thread)
+        convs = report.conversations
+        if convs:
+            await conn.executemany(
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ? AND seq <= ?",
-                (namespace, conv.id, conv.through_seq),
+                [(namespace, c.id, c.through_seq) for c in convs],
             )
-            if conv.reason == "idle":
-                await conn.execute(
-                    "DELETE FROM conversations WHERE ns = ? AND id = ?", (namespace, conv.id)
-                )
-                events.append(
-                    _change(
-                        namespace,
-                        changes.CONVERSATION_PRUNED,
-                        now,
-                        conversation_id=conv.id,
-                        version=conv.through_seq,
-                        count=conv.messages,
-                        actor=actor,
-                    )
-                )
-            else:
-                # seq stay as they were: the oldest kept message keeps its number
-                await conn.execute(
-                    "UPDATE conversations SET message_count = message_count - ? "
-                    "WHERE ns = ? AND id = ?",
-                    (conv.messages, namespace, conv.id),
-                )
-                events.append(
-                    _change(
-                        namespace,
-                        changes.CONVERSATION_TRIMMED,
-                        now,
-                        conversation_id=conv.id,
-                        version=conv.through_seq,
-                        count=conv.messages,
-                        actor=actor,
-                    )
-                )
+        idle = [(namespace, c.id) for c in convs if c.reason == "idle"]
+        if idle:
+            await conn.executemany("DELETE FROM conversations WHERE ns = ? AND id = ?", idle)
+        trimmed = [(c.messages, namespace, c.id) for c in convs if c.reason != "idle"]
+        if trimmed:
+            # seq stay as they were: the oldest kept message keeps its number
+            await conn.executemany(
+                "UPDATE conversations SET message_count = message_count - ? "
+                "WHERE ns = ? AND id = ?",
+                trimmed,
+            )
+        events += [
+            _change(
+                namespace,
+                changes.CONVERSATION_PRUNED if c.reason == "idle" else changes.CONVERSATION_TRIMMED,
+                now,
+                conversation_id=c.id,
+                version=c.through_seq,
+                count=c.messages,
+                actor=actor,
+            )
+            for c in convs
+        ]
         for table, kind, records in (
             ("tool_usage", changes.TOOL_USAGE_PRUNED, report.tool_usage),
             ("feedback", changes.FEEDBACK_PRUNED, report.feedback),

@@ -1038,9 +1038,11 @@ class DistributedMemoryManager(MemoryAPI):
         )
         if dry_run:
             return report
+        # Cache entries go now, on every replica. Stored search vectors of pruned entities
+        # are removed by the namespace's search index when it reads the entity.pruned
+        # events (one write per vector here would double the cost of a batch).
         for e in report.entities:
             await self._invalidate(entity_cache_key(self.namespace, e.type, e.id))
-            await self._delete_vector("entity", (e.type, e.id))
         for c in report.conversations:
             self._conversation_changed(c.id)
         prometheus = self._shared.prometheus
