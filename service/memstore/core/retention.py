@@ -28,7 +28,8 @@ enforcement at the same ``now`` and ``limit`` name the same items.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -115,6 +116,19 @@ class Cutoffs:
     conversation_idle_before: float | None = None
     tool_usage_before: float | None = None
     feedback_before: float | None = None
+
+    def only(self, kinds: Collection[str]) -> Cutoffs:
+        """These cutoffs with the rules of the kinds not named switched off."""
+        c = self
+        if "entities" not in kinds:
+            c = replace(c, entity_saved_before=None, entity_idle_before=None)
+        if "conversations" not in kinds:
+            c = replace(c, conversation_idle_before=None, conversation_max_messages=None)
+        if "tool_usage" not in kinds:
+            c = replace(c, tool_usage_before=None)
+        if "feedback" not in kinds:
+            c = replace(c, feedback_before=None)
+        return c
 
     def entity_reason(
         self, updated_at: float, accessed_at: float | None, pinned: bool

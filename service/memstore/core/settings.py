@@ -474,7 +474,7 @@ class RetentionSettings(_Slice):
     )
     # Items per kind removed by one backend call (one transaction or script run).
     retention_batch: int = Field(
-        200, ge=1, le=10_000, validation_alias=_env("MEMSTORE_RETENTION_BATCH")
+        100, ge=1, le=10_000, validation_alias=_env("MEMSTORE_RETENTION_BATCH")
     )
     # Pause between two batches, so pruning a large backlog leaves room for requests.
     retention_pause_seconds: float = Field(

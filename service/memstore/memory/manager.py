@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 import warnings
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -56,6 +56,7 @@ from memstore.core.records import (
     ToolUsageRecord,
 )
 from memstore.core.retention import (
+    KINDS,
     PruneReport,
     RetentionPolicy,
     check_prune_at,
@@ -95,6 +96,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: Background pruning waits this many times as long as its last batch took before the
+#: next one: it keeps the backend busy for at most a quarter of the time.
+PRUNE_YIELD = 3.0
 
 
 #: Told the key of each change (``entity_cache_key``, ``conversation_change_key``), or
@@ -1024,14 +1029,15 @@ class DistributedMemoryManager(MemoryAPI):
         dry_run: bool,
         limit: int | None = None,
         policy: RetentionPolicy | None = None,
+        kinds: Collection[str] = KINDS,
     ) -> PruneReport:
         """Apply ``policy`` (default: the namespace's) at the instant ``now`` (tests pass a
-        future one to age the data). Enforcing drops the removed entities from the caches
-        of every replica and counts the removals in the metrics."""
+        future one to age the data), to ``kinds`` only. Enforcing drops the removed
+        entities from the caches of every replica and counts the removals in the metrics."""
         s = self._shared.settings
         n = check_prune_limit(limit if limit is not None else s.default_page_size, s.max_page_size)
         policy = policy if policy is not None else self.retention_policy()
-        cutoffs = policy.cutoffs(now)
+        cutoffs = policy.cutoffs(now).only(kinds)
         report = await self._run(
             "retention_dry_run" if dry_run else "prune",
             lambda: self.backend.prune(self.namespace, cutoffs, now, dry_run=dry_run, limit=n),
@@ -1059,23 +1065,38 @@ class DistributedMemoryManager(MemoryAPI):
                 prometheus.count_pruned("messages", c.reason, c.messages)
         return report
 
-    async def prune_namespace(self, namespace: str) -> int:
-        """The background enforcement of one namespace (``RetentionPruner``): batches until
-        nothing more is due at the round's instant, with a pause between them."""
+    async def prune_namespace(
+        self,
+        namespace: str,
+        *,
+        now: float | None = None,
+        policy: RetentionPolicy | None = None,
+    ) -> int:
+        """The background enforcement of one namespace (``RetentionPruner``): batches judged
+        at one instant (``now``, default the round's start) until nothing more is due.
+        Between two batches it waits ``MEMSTORE_RETENTION_PAUSE_SECONDS`` and at least
+        ``PRUNE_YIELD`` times as long as the batch took, so pruning holds the backend (the
+        embedded store's one writer, a Redis shard) for at most a share of the time,
+        whatever the backlog."""
         view = self.for_checked_namespace(namespace)
-        policy = view.retention_policy()
+        policy = policy if policy is not None else view.retention_policy()
         s = self._shared.settings
         removed = 0
         if not policy.empty:
-            now = time.time()
+            now = time.time() if now is None else now
+            kinds: set[str] = set(KINDS)
             while True:
+                began = time.perf_counter()
                 report = await view.prune(
-                    now=now, dry_run=False, limit=s.retention_batch, policy=policy
+                    now=now, dry_run=False, limit=s.retention_batch, policy=policy, kinds=kinds
                 )
                 removed += report.items
-                if report.complete:
+                # a kind with nothing more due is not judged again in this round
+                kinds = {k for k in kinds if report.more[k]}
+                if not kinds:
                     break
-                await asyncio.sleep(s.retention_pause_seconds)
+                took = time.perf_counter() - began
+                await asyncio.sleep(max(s.retention_pause_seconds, took * PRUNE_YIELD))
         prometheus = self._shared.prometheus
         if prometheus is not None:
             summary = await view.get_memory_summary_data()
