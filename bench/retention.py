@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=5.0, help="per phase")
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument("--share", type=float, default=0.1, help="MEMSTORE_RETENTION_MAX_SHARE")
     parser.add_argument("--pause", type=float, default=0.02)
     args = parser.parse_args(argv)
     from memstore.core.settings import Settings
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 "retention_enforce": False,
                 "retention_batch": args.batch,
                 "retention_pause_seconds": args.pause,
+                "retention_max_share": args.share,
             }
             if args.backend == "redis":
                 port = procs.redis("redis")

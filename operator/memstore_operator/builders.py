@@ -121,6 +121,7 @@ def config_data(spec: StoreSpec) -> dict[str, str]:
     data["MEMSTORE_RETENTION_ENFORCE"] = "true" if retention.enforce else "false"
     data["MEMSTORE_RETENTION_INTERVAL_SECONDS"] = _fmt_number(retention.interval_seconds)
     data["MEMSTORE_RETENTION_BATCH"] = str(retention.batch)
+    data["MEMSTORE_RETENTION_MAX_SHARE"] = _fmt_number(retention.max_share)
     tel = spec.telemetry
     if tel.otlp_endpoint:
         data["OTEL_EXPORTER_OTLP_ENDPOINT"] = tel.otlp_endpoint

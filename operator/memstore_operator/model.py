@@ -289,6 +289,7 @@ class Retention(SpecModel):
     enforce: bool
     interval_seconds: float
     batch: int
+    max_share: float
     default: RetentionPolicy = Field(default_factory=RetentionPolicy)
     namespaces: dict[str, RetentionPolicy] = Field(default_factory=dict)
 

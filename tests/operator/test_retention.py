@@ -19,6 +19,7 @@ from tests.servers.kube import KubeAPI
 RETENTION = {
     "intervalSeconds": 30,
     "batch": 50,
+    "maxShare": 0.25,
     "default": {
         "entityIdleSeconds": 2592000,
         "conversationMaxMessages": 500,
@@ -52,6 +53,7 @@ def test_the_service_reads_the_rendered_policies(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(key, value)
     settings = Settings()
     assert (settings.retention_interval_seconds, settings.retention_batch) == (30, 50)
+    assert settings.retention_max_share == 0.25
     assert settings.retention_enforce
     team_a = settings.retention.policy_for("team-a")
     assert team_a.conversation_max_messages is None  # 0 switched the default off
@@ -95,6 +97,7 @@ def _doc(namespace: str, name: str, retention: dict[str, Any]) -> str:
         ({"default": {"toolUsageMaxAgeSeconds": -1}}, "should be greater than or equal to 0"),
         ({"default": {"conversationMaxMessages": 1.5}}, "conversationMaxMessages"),
         ({"batch": 0}, "spec.retention.batch"),
+        ({"maxShare": 0}, "spec.retention.maxShare"),
         ({"default": {"entityMaxAgeSecs": 5}}, "entityMaxAgeSecs"),
     ],
 )

@@ -97,10 +97,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Background pruning waits this many times as long as its last batch took before the
-#: next one: it keeps the backend busy for at most a quarter of the time.
-PRUNE_YIELD = 3.0
-
 
 #: Told the key of each change (``entity_cache_key``, ``conversation_change_key``), or
 #: ``None`` for "anything may have changed". Synchronous, must not raise.
@@ -1038,6 +1034,11 @@ class DistributedMemoryManager(MemoryAPI):
         n = check_prune_limit(limit if limit is not None else s.default_page_size, s.max_page_size)
         policy = policy if policy is not None else self.retention_policy()
         cutoffs = policy.cutoffs(now).only(kinds)
+        # Old entity versions (``policy.versions_keep``, ``versions_max_age_seconds``) are
+        # not judged here yet: version history and its trim primitive
+        # (``trim_entity_versions(namespace, keep=, older_than=now - max_age, dry_run=)``)
+        # come with the version-history work; they join this call, at the same ``now``,
+        # as a fifth kind of the report.
         report = await self._run(
             "retention_dry_run" if dry_run else "prune",
             lambda: self.backend.prune(self.namespace, cutoffs, now, dry_run=dry_run, limit=n),
@@ -1074,10 +1075,10 @@ class DistributedMemoryManager(MemoryAPI):
     ) -> int:
         """The background enforcement of one namespace (``RetentionPruner``): batches judged
         at one instant (``now``, default the round's start) until nothing more is due.
-        Between two batches it waits ``MEMSTORE_RETENTION_PAUSE_SECONDS`` and at least
-        ``PRUNE_YIELD`` times as long as the batch took, so pruning holds the backend (the
-        embedded store's one writer, a Redis shard) for at most a share of the time,
-        whatever the backlog."""
+        Between two batches it waits ``MEMSTORE_RETENTION_PAUSE_SECONDS``, and long enough
+        that pruning takes at most ``MEMSTORE_RETENTION_MAX_SHARE`` of the time: it holds
+        the backend (the embedded store's one writer, a Redis shard) and the event loop
+        for that share at most, whatever the backlog."""
         view = self.for_checked_namespace(namespace)
         policy = policy if policy is not None else view.retention_policy()
         s = self._shared.settings
@@ -1096,7 +1097,8 @@ class DistributedMemoryManager(MemoryAPI):
                 if not kinds:
                     break
                 took = time.perf_counter() - began
-                await asyncio.sleep(max(s.retention_pause_seconds, took * PRUNE_YIELD))
+                rest = took * (1 - s.retention_max_share) / s.retention_max_share
+                await asyncio.sleep(max(s.retention_pause_seconds, rest))
         prometheus = self._shared.prometheus
         if prometheus is not None:
             summary = await view.get_memory_summary_data()
