@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
 import sys
@@ -79,11 +78,12 @@ async def run(args: argparse.Namespace, settings: Any) -> dict[str, Any]:
             # the background task's own loop (batches, pacing), stopped at the phase's end
             began = time.perf_counter()
             before = await backlog_items()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    memory.prune_namespace("backlog", now=time.time() + HOUR, policy=policy),
-                    until - time.perf_counter(),
-                )
+            await memory.prune_namespace(
+                "backlog",
+                now=time.time() + HOUR,
+                policy=policy,
+                until=time.monotonic() + (until - time.perf_counter()),
+            )
             pruned["seconds"] += time.perf_counter() - began
             pruned["items"] += before - await backlog_items()
 

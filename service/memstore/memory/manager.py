@@ -1072,9 +1072,12 @@ class DistributedMemoryManager(MemoryAPI):
         *,
         now: float | None = None,
         policy: RetentionPolicy | None = None,
+        until: float | None = None,
     ) -> int:
         """The background enforcement of one namespace (``RetentionPruner``): batches judged
-        at one instant (``now``, default the round's start) until nothing more is due.
+        at one instant (``now``, default the round's start) until nothing more is due, or
+        until the ``time.monotonic()`` deadline ``until`` has passed (checked between
+        batches: a batch is never cut in the middle).
         Between two batches it waits ``MEMSTORE_RETENTION_PAUSE_SECONDS``, and long enough
         that pruning takes at most ``MEMSTORE_RETENTION_MAX_SHARE`` of the time: it holds
         the backend (the embedded store's one writer, a Redis shard) and the event loop
@@ -1098,7 +1101,10 @@ class DistributedMemoryManager(MemoryAPI):
                     break
                 took = time.perf_counter() - began
                 rest = took * (1 - s.retention_max_share) / s.retention_max_share
-                await asyncio.sleep(max(s.retention_pause_seconds, rest))
+                pause = max(s.retention_pause_seconds, rest)
+                if until is not None and time.monotonic() + pause >= until:
+                    break
+                await asyncio.sleep(pause)
         prometheus = self._shared.prometheus
         if prometheus is not None:
             summary = await view.get_memory_summary_data()
