@@ -153,6 +153,12 @@ def _service_config(spec: StoreSpec) -> dict[str, str]:
         data["MEMSTORE_COMPRESSION_MIN_BYTES"] = str(spec.at_rest.compression_min_bytes)
     if spec.at_rest.encryption is not None:
         data["MEMSTORE_ENCRYPTION_KEY_FILE"] = c.ENCRYPTION_KEY_FILE  # a path, never a key
+    retention = spec.retention
+    data["MEMSTORE_RETENTION"] = retention.config_json()
+    data["MEMSTORE_RETENTION_ENFORCE"] = "true" if retention.enforce else "false"
+    data["MEMSTORE_RETENTION_INTERVAL_SECONDS"] = _fmt_number(retention.interval_seconds)
+    data["MEMSTORE_RETENTION_BATCH"] = str(retention.batch)
+    data["MEMSTORE_RETENTION_MAX_SHARE"] = _fmt_number(retention.max_share)
     tel = spec.telemetry
     if tel.otlp_endpoint:
         data["OTEL_EXPORTER_OTLP_ENDPOINT"] = tel.otlp_endpoint

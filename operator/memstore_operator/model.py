@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from collections.abc import Mapping
 from importlib import resources
 from typing import Any, Literal
@@ -276,6 +277,50 @@ class Webhook(SpecModel):
     entity_types: tuple[str, ...] = ()
 
 
+class RetentionPolicy(SpecModel):
+    """One retention policy (0 or absent: that kind is kept forever). The service's
+    ``MEMSTORE_RETENTION`` names the same fields in snake case."""
+
+    entity_max_age_seconds: float = 0
+    entity_idle_seconds: float = 0
+    conversation_max_messages: int = 0
+    conversation_idle_seconds: float = 0
+    tool_usage_max_age_seconds: float = 0
+    feedback_max_age_seconds: float = 0
+    versions_keep: int = 0
+    versions_max_age_seconds: float = 0
+
+    def rendered(self, *, override: bool) -> dict[str, float | int | None]:
+        """As the service reads it: 0 is ``null`` (off); a default leaves its unset fields
+        out, an override names the fields it sets (``null`` switching a default off)."""
+        fields = self.model_fields_set if override else set(type(self).model_fields)
+        out: dict[str, float | int | None] = {}
+        for name in sorted(fields):
+            value = getattr(self, name)
+            if value or override:
+                out[name] = value or None
+        return out
+
+
+class Retention(SpecModel):
+    enforce: bool
+    interval_seconds: float
+    batch: int
+    max_share: float
+    default: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    namespaces: dict[str, RetentionPolicy] = Field(default_factory=dict)
+
+    def config_json(self) -> str:
+        """``MEMSTORE_RETENTION``: the default and the overrides (compact JSON)."""
+        body = {
+            "default": self.default.rendered(override=False),
+            "namespaces": {
+                ns: policy.rendered(override=True) for ns, policy in sorted(self.namespaces.items())
+            },
+        }
+        return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+
 class MemoryStoreSpec(SpecModel):
     """``spec`` of a MemoryStore, after the CRD's defaults."""
 
@@ -298,6 +343,7 @@ class MemoryStoreSpec(SpecModel):
     service: ServicePort
     webhooks: tuple[Webhook, ...] = ()
     at_rest: AtRest
+    retention: Retention
 
     @model_validator(mode="after")
     def _embedded_is_single(self) -> MemoryStoreSpec:

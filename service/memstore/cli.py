@@ -516,6 +516,19 @@ def entity_delete(entity_type: str, entity_id: str, if_version: int | None) -> N
     click.echo(f"deleted {entity_type}/{entity_id}")
 
 
+@entity.command("pin")
+@ENTITY_TYPE
+@ENTITY_ID
+@click.option("--off", is_flag=True, help="Unpin instead.")
+@client_options
+def entity_pin(entity_type: str, entity_id: str, off: bool) -> None:
+    """Pin an entity: retention never removes it (--off: unpin)."""
+    record = _run(lambda c: c.pin_entity(entity_type, entity_id, pinned=not off))
+    if record is None:
+        raise _entity_missing(entity_type, entity_id)
+    _print(record.to_dict())
+
+
 @entity.command("list")
 @ENTITY_TYPE
 @LIMIT
@@ -906,6 +919,39 @@ def keys_shred(yes: bool) -> None:
             abort=True,
         )
     _print(_run(lambda c: c.shred_data_key()))
+
+
+@main.group()
+@client_options
+def retention() -> None:
+    """The namespace's retention policy: show it, dry-run it, enforce it."""
+
+
+@retention.command("policy")
+@client_options
+def retention_show_policy() -> None:
+    """Print the namespace's policy (null: kept forever)."""
+
+    _print(_run(lambda c: c.get_retention_policy()).model_dump())
+
+
+@retention.command("dry-run")
+@click.option(
+    "--at", type=Finite(min=0), default=None, help="Judge at this instant (POSIX seconds) [now]."
+)
+@LIMIT
+@client_options
+def retention_dry_run(at: float | None, limit: int | None) -> None:
+    """Print what the policy would remove (per kind the first LIMIT items); removes nothing."""
+    _print(_run(lambda c: c.retention_dry_run(at=at, limit=limit)).to_dict())
+
+
+@retention.command("enforce")
+@LIMIT
+@client_options
+def retention_enforce(limit: int | None) -> None:
+    """Remove now what the policy selects, one batch (admin); prints what went."""
+    _print(_run(lambda c: c.enforce_retention(limit=limit)).to_dict())
 
 
 @main.group()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,23 @@ import redis as redis_sync
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
 from memstore.core.changes import ENTITY_SAVED
+from memstore.core.retention import RetentionPolicy
 from memstore.core.settings import Settings
 from tests.migration.dataset import NAMESPACES, read_everything
 from tests.servers.redis import LocalCluster, LocalRedis
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXPECTED: dict[str, Any] = orjson.loads((FIXTURES / "expected.json").read_bytes())["reads"]
+
+#: Fields records gained after the fixtures were written, and what old data reads as.
+ADDED_ENTITY_FIELDS: dict[str, Any] = {
+    "pinned": False,  # retention: nothing written before pins is pinned
+}
+for _reads in EXPECTED.values():
+    for _ns in _reads.values():
+        for _entity in _ns["entities"]:
+            for _name, _default in ADDED_ENTITY_FIELDS.items():
+                _entity.setdefault(_name, _default)
 
 
 def _unb64(value: str) -> bytes:
@@ -140,3 +152,31 @@ async def test_writes_carry_on_from_old_data(
         summary = await backend.summary(ns)
         assert summary.messages == old["summary"]["messages"]  # one appended, one popped
         assert summary.entity_counts["user"] == old["summary"]["entity_counts"]["user"] - 1
+
+
+async def test_retention_applies_to_old_data(
+    old_store: tuple[str, DistributedMemoryBackend],
+) -> None:
+    """Records written before pins and read times: unpinned, idle since their last save;
+    they can be pinned, and a dry run and an enforcement name the same items."""
+    kind, backend = old_store
+    now = time.time() + 86400
+    policy = RetentionPolicy(entity_idle_seconds=1, conversation_max_messages=1)
+    for ns in NAMESPACES:
+        old = EXPECTED[kind][ns]
+        first = old["entities"][0]
+        pinned = await backend.set_entity_pinned(ns, first["type"], first["id"], True)
+        assert pinned is not None and pinned.pinned and pinned.version == first["version"]
+        dry = await backend.prune(ns, policy.cutoffs(now), now, dry_run=True, limit=1000)
+        done = await backend.prune(ns, policy.cutoffs(now), now, dry_run=False, limit=1000)
+        assert (done.entities, done.conversations) == (dry.entities, dry.conversations)
+        expected = sorted(
+            (e["type"], e["id"])
+            for e in old["entities"][1:]
+            if e["expires_at"] is None or e["expires_at"] > now
+        )
+        assert sorted((e.type, e.id) for e in done.entities) == expected
+        for conv in old["conversations"]:
+            cid = conv["info"]["conversation_id"]
+            left = await backend.load_messages(ns, cid)
+            assert [m.seq for m in left] == [conv["messages"][-1]["seq"]]

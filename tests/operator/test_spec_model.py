@@ -53,6 +53,8 @@ def disagreements(cls: type[BaseModel], schema: dict[str, Any], path: str) -> li
         inner = nested_model(field.annotation)
         if inner is not None:
             node = sub["items"] if sub.get("type") == "array" else sub
+            # a map of objects (dict[str, X]): the schema of its values
+            node = node.get("additionalProperties", node)
             out += disagreements(inner, node, where)
     return out
 

@@ -54,6 +54,11 @@ CASES: dict[str, Case] = {
     "getEntity": Case({"entity_type": "note", "entity_id": "n1"}),
     "saveEntity": Case({"entity_type": "note", "entity_id": "n1"}, body={"data": {"x": "A"}}),
     "deleteEntity": Case({"entity_type": "note", "entity_id": "n1"}),
+    "pinEntity": Case({"entity_type": "note", "entity_id": "n1"}),
+    "unpinEntity": Case({"entity_type": "note", "entity_id": "n1"}),
+    "getRetentionPolicy": Case(),
+    "retentionDryRun": Case(query={"at": "4000000000"}),
+    "enforceRetention": Case(),
     "listConversations": Case(),
     "loadMessages": Case({"conversation_id": "c1"}),
     "appendMessages": Case({"conversation_id": "c1"}, body={"messages": [{"m": "A"}]}),
@@ -102,6 +107,8 @@ NAMESPACE_ADMIN_ROUTES = frozenset(
         "saveWebhook",
         "deleteWebhook",
         "shredDataKey",
+        # bulk removal across the namespace
+        "enforceRetention",
     }
 )
 # Reads with a body (a search's filter is a nested object): POST, role read.

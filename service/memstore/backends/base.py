@@ -62,6 +62,7 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.core.retention import Cutoffs, PruneReport
 
 if TYPE_CHECKING:
     from memstore.core.settings import StoreSettings
@@ -300,6 +301,40 @@ class DistributedMemoryBackend(abc.ABC):
         ``changes_retention_seconds`` and all but the newest ``changes_max_events``.
         Positions are never reused; ``last_position`` survives trimming everything."""
         raise NotImplementedError(f"{self.name} has no change log yet")
+
+    # -- retention (docs/architecture.md, "Retention") ------------------------------------
+
+    async def set_entity_pinned(
+        self, namespace: str, entity_type: str, entity_id: str, pinned: bool
+    ) -> EntityRecord | None:
+        """Set or clear the entity's pin and return it (``None``: no live entity). The pin
+        is metadata: the version, ``updated_at`` and the payload stay, a save keeps it, and
+        a create (also over an expired entity) starts unpinned. A change of the pin appends
+        no event (the data did not change); callers drop cached copies."""
+        raise NotImplementedError(f"{self.name} has no retention")
+
+    async def touch_entities(
+        self, namespace: str, keys: Sequence[tuple[str, str]], at: float
+    ) -> None:
+        """Record a read of each (type, id) at ``at``: ``accessed_at`` becomes the larger of
+        its value and ``at`` (entities that do not exist are left alone). One round trip
+        per shard or statement, never one per key; appends no event."""
+        raise NotImplementedError(f"{self.name} has no retention")
+
+    async def prune(
+        self, namespace: str, cutoffs: Cutoffs, now: float, *, dry_run: bool, limit: int
+    ) -> PruneReport:
+        """Apply ``cutoffs`` (``core.retention``: the rules and the order of each kind) at
+        ``now``: per kind, the first ``limit`` items the rules select, and ``more`` when
+        others follow. ``dry_run``: only list them. Otherwise remove exactly those (an item
+        changed since it was selected, e.g. saved, read or pinned, is re-judged at the
+        moment of removal and kept if it no longer qualifies) and append one event per
+        removed entity (``entity.pruned``) and conversation (``conversation.pruned``, or
+        ``conversation.trimmed`` with the last removed ``seq`` and the count), and one per
+        batch of tool uses (``tool_usage.pruned``) and feedback (``feedback.pruned``)
+        with the count. Computed where the data is, in bounded batches; exact on every
+        backend."""
+        raise NotImplementedError(f"{self.name} has no retention")
 
     # -- summary ------------------------------------------------------------------------
 

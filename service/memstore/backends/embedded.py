@@ -93,6 +93,13 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.core.retention import (
+    Cutoffs,
+    PrunedConversation,
+    PrunedEntity,
+    PrunedRecord,
+    PruneReport,
+)
 
 if TYPE_CHECKING:
     from memstore.core.settings import EmbeddedSettings
@@ -244,7 +251,17 @@ _TRIM_CHANGES = (
 )
 
 
-_ENTITY_COLUMNS = "type, id, data, version, created_at, updated_at, expires_at"
+_ENTITY_COLUMNS = "type, id, data, version, created_at, updated_at, expires_at, pinned"
+
+#: Columns added after the first release, with their definitions: a store written before
+#: them gets them (with these defaults) when it is opened.
+_ADDED_COLUMNS = {
+    "entities": {
+        # retention: a pinned entity is never pruned; the last read the service recorded
+        "pinned": "INTEGER NOT NULL DEFAULT 0",
+        "accessed_at": "REAL",
+    }
+}
 
 
 def _entity(row: sqlite3.Row | tuple[Any, ...]) -> EntityRecord:
@@ -256,6 +273,7 @@ def _entity(row: sqlite3.Row | tuple[Any, ...]) -> EntityRecord:
         created_at=row[4],
         updated_at=row[5],
         expires_at=row[6],
+        pinned=bool(row[7]),
     )
 
 
@@ -446,12 +464,22 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 self._take_ownership()
                 self._writer = await self._open()
                 await self._writer.executescript(SCHEMA)
+                await self._add_columns(self._writer)
                 await self._writer.executescript(WRITER_SCHEMA)
                 self._reader = await self._open()
         except BaseException:
             await self.close()
             raise
         self._purge.start()
+
+    @staticmethod
+    async def _add_columns(conn: aiosqlite.Connection) -> None:
+        """Add the columns of ``_ADDED_COLUMNS`` a store written by an older release lacks."""
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {r[1] for r in await conn.execute_fetchall(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in have:
+                    await conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     async def close(self) -> None:
         await self._purge.stop()
@@ -751,11 +779,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         async def write(conn: aiosqlite.Connection) -> EntityRecord:
             row = await _first_row(
                 conn,
-                "SELECT version, created_at, expires_at FROM entities "
+                "SELECT version, created_at, expires_at, pinned FROM entities "
                 "WHERE ns = ? AND type = ? AND id = ?",
                 key,
             )
             live = row is not None and (row[2] is None or row[2] > now)
+            pinned = bool(row[3]) if live and row is not None else False
             current = row[0] if live and row is not None else None
             check_expected_version(expected_version, current)
             version = (current or 0) + 1
@@ -768,8 +797,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
                 "version = excluded.version, created_at = excluded.created_at, "
-                "updated_at = excluded.updated_at, expires_at = excluded.expires_at",
-                (*key, payload, version, created_at, now, expires_at),
+                "updated_at = excluded.updated_at, expires_at = excluded.expires_at, "
+                "pinned = ?9, accessed_at = CASE WHEN ?10 THEN accessed_at END",
+                (*key, payload, version, created_at, now, expires_at, pinned, live),
             )
             await conn.execute(
                 _LOG_CHANGE,
@@ -791,6 +821,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 created_at=created_at,
                 updated_at=now,
                 expires_at=expires_at,
+                pinned=pinned,
             )
 
         return await self._write(write)
@@ -1505,6 +1536,183 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         return analytics.feedback_analytics(window, {r[0]: (r[1], r[2], r[3]) for r in rows})
 
     # -- optional usage hooks (quotas, cross-namespace summary) -------------------------
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def set_entity_pinned(
+        self, namespace: str, entity_type: str, entity_id: str, pinned: bool
+    ) -> EntityRecord | None:
+        now = time.time()
+
+        async def write(conn: aiosqlite.Connection) -> EntityRecord | None:
+            row = await _first_row(
+                conn,
+                f"UPDATE entities SET pinned = ? WHERE ns = ? AND type = ? AND id = ? "
+                f"AND (expires_at IS NULL OR expires_at > ?) RETURNING {_ENTITY_COLUMNS}",
+                (int(pinned), namespace, entity_type, entity_id, now),
+            )
+            return _entity(row) if row is not None else None
+
+        return await self._write(write, one_statement=True)
+
+    async def touch_entities(
+        self, namespace: str, keys: Sequence[tuple[str, str]], at: float
+    ) -> None:
+        if not keys:
+            return
+
+        async def write(conn: aiosqlite.Connection) -> None:
+            await conn.executemany(
+                "UPDATE entities SET accessed_at = MAX(COALESCE(accessed_at, 0), ?) "
+                "WHERE ns = ? AND type = ? AND id = ?",
+                [(at, namespace, t, i) for t, i in keys],
+            )
+
+        await self._write(write)
+
+    async def prune(
+        self, namespace: str, cutoffs: Cutoffs, now: float, *, dry_run: bool, limit: int
+    ) -> PruneReport:
+        report = PruneReport(now=now, dry_run=dry_run, limit=limit)
+        if dry_run:
+            await self._select_prunable(self._read(), namespace, cutoffs, now, limit, report)
+            return report
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> PruneReport:
+            await self._select_prunable(conn, namespace, cutoffs, now, limit, report)
+            await self._remove_pruned(conn, namespace, report, actor)
+            return report
+
+        return await self._write(write)
+
+    async def _select_prunable(
+        self,
+        conn: aiosqlite.Connection,
+        namespace: str,
+        cutoffs: Cutoffs,
+        now: float,
+        limit: int,
+        report: PruneReport,
+    ) -> None:
+        """Fill ``report`` with the first ``limit`` items of each kind the cutoffs select
+        (core/retention.py), read on ``conn`` (in the removing transaction when enforcing)."""
+        c = cutoffs
+        if c.entity_saved_before is not None or c.entity_idle_before is not None:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT type, id, version, updated_at, accessed_at FROM entities "
+                    "WHERE ns = ?1 AND pinned = 0 AND (expires_at IS NULL OR expires_at > ?2) "
+                    "AND ((?3 IS NOT NULL AND updated_at < ?3) OR (?4 IS NOT NULL AND "
+                    "MAX(updated_at, COALESCE(accessed_at, updated_at)) < ?4)) "
+                    "ORDER BY type, id LIMIT ?5",
+                    (namespace, now, c.entity_saved_before, c.entity_idle_before, limit + 1),
+                )
+            )
+            report.more["entities"] = len(rows) > limit
+            for t, i, version, updated, accessed in rows[:limit]:
+                reason = c.entity_reason(updated, accessed, False)
+                assert reason is not None  # the query's condition is the same rule
+                report.entities.append(PrunedEntity(t, i, reason, version))
+        if c.conversation_idle_before is not None or c.conversation_max_messages is not None:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT id, next_seq - 1, message_count, updated_at FROM conversations "
+                    "WHERE ns = ?1 AND ((?2 IS NOT NULL AND updated_at < ?2) OR "
+                    "(?3 IS NOT NULL AND message_count > ?3)) ORDER BY id LIMIT ?4",
+                    (namespace, c.conversation_idle_before, c.conversation_max_messages, limit + 1),
+                )
+            )
+            report.more["conversations"] = len(rows) > limit
+            keep = c.conversation_max_messages
+            for cid, last, count, updated in rows[:limit]:
+                if c.conversation_idle_before is not None and updated < c.conversation_idle_before:
+                    report.conversations.append(PrunedConversation(cid, "idle", last, count))
+                else:
+                    assert keep is not None
+                    report.conversations.append(
+                        PrunedConversation(cid, "max_messages", last - keep, count - keep)
+                    )
+        for kind, table, before, into in (
+            ("tool_usage", "tool_usage", c.tool_usage_before, report.tool_usage),
+            ("feedback", "feedback", c.feedback_before, report.feedback),
+        ):
+            if before is None:
+                continue
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT id, ts FROM {table} WHERE ns = ? AND ts < ? ORDER BY ts, id LIMIT ?",
+                    (namespace, before, limit + 1),
+                )
+            )
+            report.more[kind] = len(rows) > limit
+            into.extend(PrunedRecord(i, ts) for i, ts in rows[:limit])
+
+    @staticmethod
+    async def _remove_pruned(
+        conn: aiosqlite.Connection, namespace: str, report: PruneReport, actor: Actor
+    ) -> None:
+        """Delete what ``_select_prunable`` selected in this transaction, with the events."""
+        now = report.now
+        if report.entities:
+            await conn.executemany(
+                "DELETE FROM entities WHERE ns = ? AND type = ? AND id = ?",
+                [(namespace, e.type, e.id) for e in report.entities],
+            )
+        events = [
+            _change(
+                namespace,
+                changes.ENTITY_PRUNED,
+                now,
+                entity_type=e.type,
+                entity_id=e.id,
+                version=e.version,
+                actor=actor,
+            )
+            for e in report.entities
+        ]
+        # one statement per kind of change (each statement is a hop to the SQLite thread)
+        convs = report.conversations
+        if convs:
+            await conn.executemany(
+                "DELETE FROM messages WHERE ns = ? AND conversation_id = ? AND seq <= ?",
+                [(namespace, c.id, c.through_seq) for c in convs],
+            )
+        idle = [(namespace, c.id) for c in convs if c.reason == "idle"]
+        if idle:
+            await conn.executemany("DELETE FROM conversations WHERE ns = ? AND id = ?", idle)
+        trimmed = [(c.messages, namespace, c.id) for c in convs if c.reason != "idle"]
+        if trimmed:
+            # seq stay as they were: the oldest kept message keeps its number
+            await conn.executemany(
+                "UPDATE conversations SET message_count = message_count - ? "
+                "WHERE ns = ? AND id = ?",
+                trimmed,
+            )
+        events += [
+            _change(
+                namespace,
+                changes.CONVERSATION_PRUNED if c.reason == "idle" else changes.CONVERSATION_TRIMMED,
+                now,
+                conversation_id=c.id,
+                version=c.through_seq,
+                count=c.messages,
+                actor=actor,
+            )
+            for c in convs
+        ]
+        for table, kind, records in (
+            ("tool_usage", changes.TOOL_USAGE_PRUNED, report.tool_usage),
+            ("feedback", changes.FEEDBACK_PRUNED, report.feedback),
+        ):
+            if records:
+                await conn.executemany(
+                    f"DELETE FROM {table} WHERE ns = ? AND id = ?",
+                    [(namespace, r.id) for r in records],
+                )
+                events.append(_change(namespace, kind, now, count=len(records), actor=actor))
+        if events:
+            await conn.executemany(_LOG_CHANGE, events)
 
     async def stored_bytes(self, namespace: str) -> int | None:
         row = await self._fetchone(

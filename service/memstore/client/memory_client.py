@@ -77,6 +77,7 @@ from memstore.core.errors import (
     BackendUnavailableError,
     ChangesPrunedError,
     ConfigurationError,
+    InvalidInputError,
     MemoryStoreError,
     RateLimitedError,
     RequestTimeoutError,
@@ -99,6 +100,7 @@ from memstore.core.records import (
     ToolUsageHit,
     ToolUsageRecord,
 )
+from memstore.core.retention import PruneReport, RetentionPolicy, check_prune_at
 from memstore.core.search import SearchMode, check_entity_search, check_text_search
 from memstore.core.validation import (
     MIN_VERSION_HEADER,
@@ -601,6 +603,39 @@ class MemoryClient(MemoryAPI):
             return True
         self.versions.saw_absent(key)
         return False
+
+    async def pin_entity(
+        self, entity_type: str, entity_id: str, pinned: bool = True
+    ) -> EntityRecord | None:
+        check_entity_key(entity_type, entity_id)
+        if not isinstance(pinned, bool):
+            raise InvalidInputError("pinned must be true or false", field="pinned")
+        status, out, _ = await self._request(
+            "PUT" if pinned else "DELETE",
+            self._ns(f"/entities/{_q(entity_type)}/{_q(entity_id)}/pin"),
+            accept_404=True,
+        )
+        return EntityRecord(**out) if status == 200 else None
+
+    async def get_retention_policy(self) -> RetentionPolicy:
+        _, out, _ = await self._request("GET", self._ns("/retention/policy"))
+        return RetentionPolicy.model_validate(out)
+
+    async def retention_dry_run(
+        self, *, at: float | None = None, limit: int | None = None
+    ) -> PruneReport:
+        if at is not None:
+            at = check_prune_at(at)
+        _, out, _ = await self._request(
+            "GET", self._ns("/retention/dry-run"), params={"at": at, "limit": limit}
+        )
+        return PruneReport.from_dict(out)
+
+    async def enforce_retention(self, *, limit: int | None = None) -> PruneReport:
+        _, out, _ = await self._request(
+            "POST", self._ns("/retention:enforce"), params={"limit": limit}
+        )
+        return PruneReport.from_dict(out)
 
     async def list_entities(
         self, entity_type: str, *, limit: int | None = None, cursor: str | None = None

@@ -24,26 +24,34 @@ if TYPE_CHECKING:
 ENTITY_SAVED: Final = "entity.saved"
 ENTITY_DELETED: Final = "entity.deleted"
 ENTITY_EXPIRED: Final = "entity.expired"
+ENTITY_PRUNED: Final = "entity.pruned"
 CONVERSATION_APPENDED: Final = "conversation.appended"
 CONVERSATION_REPLACED: Final = "conversation.replaced"
 CONVERSATION_POPPED: Final = "conversation.popped"
 CONVERSATION_DELETED: Final = "conversation.deleted"
+CONVERSATION_PRUNED: Final = "conversation.pruned"
+CONVERSATION_TRIMMED: Final = "conversation.trimmed"
 TOOL_USAGE_RECORDED: Final = "tool_usage.recorded"
 TOOL_USAGE_PRUNED: Final = "tool_usage.pruned"
 FEEDBACK_SAVED: Final = "feedback.saved"
+FEEDBACK_PRUNED: Final = "feedback.pruned"
 
 #: Every kind, in the order the docs list them.
 CHANGE_KINDS: Final = (
     ENTITY_SAVED,
     ENTITY_DELETED,
     ENTITY_EXPIRED,
+    ENTITY_PRUNED,
     CONVERSATION_APPENDED,
     CONVERSATION_REPLACED,
     CONVERSATION_POPPED,
     CONVERSATION_DELETED,
+    CONVERSATION_PRUNED,
+    CONVERSATION_TRIMMED,
     TOOL_USAGE_RECORDED,
     TOOL_USAGE_PRUNED,
     FEEDBACK_SAVED,
+    FEEDBACK_PRUNED,
 )
 
 

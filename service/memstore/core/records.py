@@ -57,6 +57,8 @@ class EntityRecord:
     created_at: float
     updated_at: float
     expires_at: float | None = None
+    #: Pinned entities are never removed by retention (docs/architecture.md, "Retention").
+    pinned: bool = False
 
     def to_dict(self) -> JSONObject:
         return _shallow(self)

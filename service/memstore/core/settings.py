@@ -23,12 +23,14 @@ from pydantic import (
     Field,
     FilePath,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from memstore.core import bounds
+from memstore.core.retention import RetentionConfig
 
 BackendName = Literal["embedded", "redis", "mongodb"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -591,6 +593,58 @@ class SearchSettings(_Slice):
         return self
 
 
+class RetentionSettings(_Slice):
+    """Retention policies (``memstore.core.retention``): a default for every namespace and
+    per-namespace overrides, as JSON in ``MEMSTORE_RETENTION`` or in the JSON/YAML file
+    ``MEMSTORE_RETENTION_FILE`` (one of the two), and how the background pruning runs."""
+
+    retention: RetentionConfig = Field(
+        default_factory=RetentionConfig, validation_alias=_env("MEMSTORE_RETENTION")
+    )
+    retention_file: FilePath | None = Field(None, validation_alias=_env("MEMSTORE_RETENTION_FILE"))
+    # False: policies are declared (and dry runs answer) but nothing is removed.
+    retention_enforce: bool = Field(True, validation_alias=_env("MEMSTORE_RETENTION_ENFORCE"))
+    # Seconds between background pruning rounds (each walks every namespace).
+    retention_interval_seconds: float = Field(
+        60.0, gt=0, le=86400, validation_alias=_env("MEMSTORE_RETENTION_INTERVAL_SECONDS")
+    )
+    # Items per kind removed by one backend call (one transaction or script run).
+    retention_batch: int = Field(
+        50, ge=1, le=10_000, validation_alias=_env("MEMSTORE_RETENTION_BATCH")
+    )
+    # At most this share of the time goes to pruning: after a batch that took t seconds
+    # the next waits t * (1 - share) / share, so a backlog never crowds out requests.
+    retention_max_share: float = Field(
+        0.1, gt=0, le=1, validation_alias=_env("MEMSTORE_RETENTION_MAX_SHARE")
+    )
+    # Pause between two batches, so pruning a large backlog leaves room for requests.
+    retention_pause_seconds: float = Field(
+        0.02, ge=0, le=60, validation_alias=_env("MEMSTORE_RETENTION_PAUSE_SECONDS")
+    )
+
+    @model_validator(mode="after")
+    def _load_retention_file(self) -> RetentionSettings:
+        if self.retention_file is None:
+            return self
+        if not self.retention.empty:
+            raise ValueError("set MEMSTORE_RETENTION or MEMSTORE_RETENTION_FILE, not both")
+        import yaml  # JSON is YAML: one parser reads both
+
+        try:
+            raw = yaml.safe_load(self.retention_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"MEMSTORE_RETENTION_FILE: cannot read it: {exc}") from exc
+        try:
+            config = RetentionConfig.model_validate(raw or {})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(f"MEMSTORE_RETENTION_FILE: {problems}") from None
+        object.__setattr__(self, "retention", config)
+        return self
+
+
 class Settings(
     ServerSettings,
     SecuritySettings,
@@ -604,6 +658,7 @@ class Settings(
     EmbeddedSettings,
     RedisSettings,
     MongoDBSettings,
+    RetentionSettings,
 ):
     """The service's settings: every slice, read from the environment once at start-up.
     Components take the slice they read (a backend its ``RedisSettings``, ...)."""

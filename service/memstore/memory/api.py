@@ -46,6 +46,7 @@ from memstore.core.records import (
     ToolUsageHit,
     ToolUsageRecord,
 )
+from memstore.core.retention import PruneReport, RetentionPolicy
 from memstore.core.search import SearchMode
 
 
@@ -355,6 +356,30 @@ class MemoryAPI(Protocol):
         self, *, bucket: str = "hour", since: float | None = None, until: float | None = None
     ) -> FeedbackAnalytics:
         """Feedback records per bucket and the mean of their numeric ``data.rating``."""
+        ...
+
+    # -- retention (docs/architecture.md, "Retention") --------------------------------
+
+    async def pin_entity(
+        self, entity_type: str, entity_id: str, pinned: bool = True
+    ) -> EntityRecord | None:
+        """Pin (``pinned=False``: unpin) an entity: retention never removes a pinned one.
+        The entity (same version), or ``None`` when there is none."""
+        ...
+
+    async def get_retention_policy(self) -> RetentionPolicy:
+        """The namespace's retention policy (the default with the namespace's override)."""
+        ...
+
+    async def retention_dry_run(
+        self, *, at: float | None = None, limit: int | None = None
+    ) -> PruneReport:
+        """What the namespace's retention policy would remove at ``at`` (default: now):
+        per kind the first ``limit`` items, and whether more are due. Removes nothing."""
+        ...
+
+    async def enforce_retention(self, *, limit: int | None = None) -> PruneReport:
+        """Remove now what the policy selects, one batch (the first ``limit`` per kind)."""
         ...
 
     # -- summary ------------------------------------------------------------------------

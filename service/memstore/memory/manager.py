@@ -28,6 +28,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
 )
 from dataclasses import dataclass, field
@@ -70,6 +71,13 @@ from memstore.core.records import (
     ToolUsageHit,
     ToolUsageRecord,
 )
+from memstore.core.retention import (
+    KINDS,
+    PruneReport,
+    RetentionPolicy,
+    check_prune_at,
+    check_prune_limit,
+)
 from memstore.core.search import SearchMode, check_entity_search, check_text_search
 from memstore.core.settings import Settings
 from memstore.core.validation import (
@@ -94,6 +102,7 @@ from memstore.memory.api import MemoryAPI
 from memstore.memory.cache import LocalCache
 from memstore.memory.feed import ChangeReader, ChangeSignal
 from memstore.memory.l2cache import SharedEntityCache, namespace_of
+from memstore.memory.retention import ReadRecorder, RetentionPruner
 from memstore.memory.search.service import SearchIndexes
 from memstore.memory.search.vectors import VECTORS_NAMESPACE, vector_id
 from memstore.observability.metrics import PrometheusMetrics
@@ -150,6 +159,9 @@ class _Shared:
     l2: SharedEntityCache | None = None
     # Entity loads in progress, by cache key: concurrent misses of a key share one load.
     flights: dict[str, asyncio.Future[EntityRecord | None]] = field(default_factory=dict)
+    # Retention (memory/retention.py): touches of entity reads, background pruning.
+    reads: ReadRecorder | None = None
+    pruner: RetentionPruner | None = None
 
 
 class DistributedMemoryManager(MemoryAPI):
@@ -192,6 +204,14 @@ class DistributedMemoryManager(MemoryAPI):
         )
         if settings.l2_cache_url is not None:
             shared.l2 = SharedEntityCache(settings)
+        if not settings.retention.empty:
+            shared.reads = ReadRecorder(settings.retention, lambda: self.backend)
+            if settings.retention_enforce:
+                shared.pruner = RetentionPruner(
+                    self.list_namespaces,
+                    self.prune_namespace,
+                    settings.retention_interval_seconds,
+                )
         if prometheus is not None:
             prometheus.watch_cache(
                 lambda: cache.stats, lambda: len(cache), lambda: shared.invalidations_received
@@ -243,6 +263,10 @@ class DistributedMemoryManager(MemoryAPI):
             shared.started = True
             if shared.search is not None:
                 shared.search.start()
+            if shared.reads is not None:
+                shared.reads.start()
+            if shared.pruner is not None:
+                shared.pruner.start()
             # A backend may run threads (aiosqlite's are not daemons) that would keep the
             # process alive after ``asyncio.run`` returns if nobody closed the manager.
             # ``asyncio.run`` (and ``asyncio.Runner``) cancel the tasks still pending and
@@ -282,6 +306,10 @@ class DistributedMemoryManager(MemoryAPI):
                 guard, shared.loop_end_guard = shared.loop_end_guard, None
                 if guard is not None and guard is not asyncio.current_task():
                     guard.cancel()
+                if shared.pruner is not None:
+                    await shared.pruner.stop()
+                if shared.reads is not None:
+                    await shared.reads.stop()
                 if shared.search is not None:
                     # Its background task writes vectors: stopped before the backend closes.
                     await shared.search.close()
@@ -553,8 +581,11 @@ class DistributedMemoryManager(MemoryAPI):
             # An attribute of the request's span rather than a span of its own: a lookup of
             # about a µs is not worth an SDK span (~40 µs with its export, make bench).
             tracing.set_current_attribute("memstore.cache.hit", hit is not None)
+        reads = self._shared.reads
         if hit is not None:
             if hit.expires_at is None or hit.expires_at > time.time():
+                if reads is not None:
+                    reads.read(self.namespace, entity_type, entity_id, time.time())
                 return hit
             cache.invalidate(key)
         generation = cache.begin_load()
@@ -562,6 +593,8 @@ class DistributedMemoryManager(MemoryAPI):
         if record is not None:
             expires_in = None if record.expires_at is None else record.expires_at - time.time()
             cache.store(key, record, generation, expires_in=expires_in)
+            if reads is not None:
+                reads.read(self.namespace, entity_type, entity_id, time.time())
         elif min_version is not None or not use_cache:
             # Gone from the backend, and the caller knew a state newer than what the cache
             # may hold: a copy left there would serve the deleted entity to other readers.
@@ -1185,6 +1218,152 @@ class DistributedMemoryManager(MemoryAPI):
     async def import_feedback(self, record: FeedbackRecord) -> None:
         """Store a feedback record as it is (same id: stored once)."""
         await self._run("save_feedback", lambda: self.backend.save_feedback(self.namespace, record))
+
+    # -- retention (memory/retention.py, core/retention.py) -------------------------------
+
+    def retention_policy(self) -> RetentionPolicy:
+        """This namespace's policy: the default with the namespace's override."""
+        return self._shared.settings.retention.policy_for(self.namespace)
+
+    async def get_retention_policy(self) -> RetentionPolicy:
+        return self.retention_policy()
+
+    async def pin_entity(
+        self, entity_type: str, entity_id: str, pinned: bool = True
+    ) -> EntityRecord | None:
+        """Pin (or, ``pinned=False``, unpin) an entity: retention never removes a pinned
+        one. Returns the entity, ``None`` when there is none. The version stays."""
+        check_entity_key(entity_type, entity_id)
+        if not isinstance(pinned, bool):
+            from memstore.core.errors import InvalidInputError
+
+            raise InvalidInputError("pinned must be true or false", field="pinned")
+        key = entity_cache_key(self.namespace, entity_type, entity_id)
+        try:
+            return await self._run(
+                "set_entity_pinned",
+                lambda: self.backend.set_entity_pinned(
+                    self.namespace, entity_type, entity_id, pinned
+                ),
+            )
+        finally:
+            await self._invalidate(key)
+
+    async def retention_dry_run(
+        self, *, at: float | None = None, limit: int | None = None
+    ) -> PruneReport:
+        """What this namespace's policy would remove at ``at`` (default: now), the first
+        ``limit`` items of each kind (default: the default page size)."""
+        now = time.time() if at is None else check_prune_at(at)
+        return await self.prune(now=now, dry_run=True, limit=limit)
+
+    async def enforce_retention(self, *, limit: int | None = None) -> PruneReport:
+        """Remove now what this namespace's policy selects (one batch: the first ``limit``
+        of each kind; ``complete`` is false when more are due)."""
+        return await self.prune(now=time.time(), dry_run=False, limit=limit)
+
+    async def prune(
+        self,
+        *,
+        now: float,
+        dry_run: bool,
+        limit: int | None = None,
+        policy: RetentionPolicy | None = None,
+        kinds: Collection[str] = KINDS,
+    ) -> PruneReport:
+        """Apply ``policy`` (default: the namespace's) at the instant ``now`` (tests pass a
+        future one to age the data), to ``kinds`` only. Enforcing drops the removed
+        entities from the caches of every replica and counts the removals in the metrics."""
+        s = self._shared.settings
+        n = check_prune_limit(limit if limit is not None else s.default_page_size, s.max_page_size)
+        policy = policy if policy is not None else self.retention_policy()
+        cutoffs = policy.cutoffs(now).only(kinds)
+        # Old entity versions (``policy.versions_keep``, ``versions_max_age_seconds``) are
+        # not judged here yet: version history and its trim primitive
+        # (``trim_entity_versions(namespace, keep=, older_than=now - max_age, dry_run=)``)
+        # come with the version-history work; they join this call, at the same ``now``,
+        # as a fifth kind of the report.
+        report = await self._run(
+            "retention_dry_run" if dry_run else "prune",
+            lambda: self.backend.prune(self.namespace, cutoffs, now, dry_run=dry_run, limit=n),
+        )
+        if dry_run:
+            return report
+        # Cache entries go now, on every replica. Stored search vectors of pruned entities
+        # are removed by the namespace's search index when it reads the entity.pruned
+        # events (one write per vector here would double the cost of a batch).
+        for e in report.entities:
+            await self._invalidate(entity_cache_key(self.namespace, e.type, e.id))
+        for c in report.conversations:
+            self._conversation_changed(c.id)
+        prometheus = self._shared.prometheus
+        if prometheus is not None:
+            for kind, items in (
+                ("entities", report.entities),
+                ("conversations", report.conversations),
+                ("tool_usage", report.tool_usage),
+                ("feedback", report.feedback),
+            ):
+                for item in items:
+                    prometheus.count_pruned(kind, item.reason)
+            for c in report.conversations:
+                prometheus.count_pruned("messages", c.reason, c.messages)
+        return report
+
+    async def prune_namespace(
+        self,
+        namespace: str,
+        *,
+        now: float | None = None,
+        policy: RetentionPolicy | None = None,
+        until: float | None = None,
+    ) -> int:
+        """The background enforcement of one namespace (``RetentionPruner``): batches judged
+        at one instant (``now``, default the round's start) until nothing more is due, or
+        until the ``time.monotonic()`` deadline ``until`` has passed (checked between
+        batches: a batch is never cut in the middle).
+        Between two batches it waits ``MEMSTORE_RETENTION_PAUSE_SECONDS``, and long enough
+        that pruning takes at most ``MEMSTORE_RETENTION_MAX_SHARE`` of the time: it holds
+        the backend (the embedded store's one writer, a Redis shard) and the event loop
+        for that share at most, whatever the backlog."""
+        view = self.for_checked_namespace(namespace)
+        policy = policy if policy is not None else view.retention_policy()
+        s = self._shared.settings
+        removed = 0
+        if not policy.empty:
+            now = time.time() if now is None else now
+            kinds: set[str] = set(KINDS)
+            while True:
+                began = time.perf_counter()
+                report = await view.prune(
+                    now=now, dry_run=False, limit=s.retention_batch, policy=policy, kinds=kinds
+                )
+                removed += report.items
+                # a kind with nothing more due is not judged again in this round
+                kinds = {k for k in kinds if report.more[k]}
+                if not kinds:
+                    break
+                took = time.perf_counter() - began
+                rest = took * (1 - s.retention_max_share) / s.retention_max_share
+                pause = max(s.retention_pause_seconds, rest)
+                if until is not None and time.monotonic() + pause >= until:
+                    break
+                await asyncio.sleep(pause)
+        prometheus = self._shared.prometheus
+        if prometheus is not None:
+            summary = await view.get_memory_summary_data()
+            prometheus.set_namespace_usage(
+                namespace,
+                {
+                    "entities": summary.total_entities,
+                    "conversations": summary.conversations,
+                    "messages": summary.messages,
+                    "tool_usage": summary.total_tool_uses,
+                    "feedback": summary.feedback_count,
+                },
+                await view.get_stored_bytes(),
+            )
+        return removed
 
     # -- summary, cache, metrics --------------------------------------------------------
 

@@ -380,6 +380,27 @@ class PrometheusMetrics:
             ["webhook"],
             registry=r,
         )
+        # Retention: items removed by kind (entities, conversations, messages, tool_usage,
+        # feedback) and reason (max_age, idle, max_messages): a fixed, small set of labels.
+        self.retention_pruned = Counter(
+            "memstore_retention_pruned_items",
+            "Items removed by retention, by kind and reason.",
+            ["kind", "reason"],
+            registry=r,
+        )
+        # Per namespace, refreshed by each retention round (one series per namespace).
+        self.namespace_items = Gauge(
+            "memstore_namespace_items",
+            "Items stored in a namespace, by kind (as of the last retention round).",
+            ["namespace", "kind"],
+            registry=r,
+        )
+        self.namespace_bytes = Gauge(
+            "memstore_namespace_bytes",
+            "Payload bytes stored in a namespace (as of the last retention round).",
+            ["namespace"],
+            registry=r,
+        )
         self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Histogram] = {}
         self._error_children: dict[tuple[str, str, str], Counter] = {}
@@ -464,6 +485,17 @@ class PrometheusMetrics:
         if child is None:
             child = self._error_children[key] = self.backend_errors.labels(*key)
         child.inc()
+
+    def count_pruned(self, kind: str, reason: str, items: int = 1) -> None:
+        self.retention_pruned.labels(kind, reason).inc(items)
+
+    def set_namespace_usage(
+        self, namespace: str, items: dict[str, int], stored_bytes: int | None
+    ) -> None:
+        for kind, n in items.items():
+            self.namespace_items.labels(namespace, kind).set(n)
+        if stored_bytes is not None:
+            self.namespace_bytes.labels(namespace).set(stored_bytes)
 
     def set_backend_up(self, backend: str, up: bool) -> None:
         self.backend_up.labels(backend).set(1 if up else 0)

@@ -57,6 +57,7 @@ from memstore.core.records import (
     MessageRecord,
     ToolUsageRecord,
 )
+from memstore.core.retention import RetentionPolicy
 from memstore.core.search import SearchMode
 from memstore.core.validation import (
     CURSOR_RE,
@@ -515,6 +516,33 @@ async def put_entity(request: web.Request) -> web.Response:
     if created:
         headers["Location"] = request.rel_url.path
     return json_response(entity_body(record), status=201 if created else 200, headers=headers)
+
+
+async def pin_entity(request: web.Request) -> web.Response:
+    """PUT pins, DELETE unpins; the entity with its unchanged version."""
+    mi = request.match_info
+    record = await manager_for(request).pin_entity(
+        mi["entity_type"], mi["entity_id"], pinned=request.method == "PUT"
+    )
+    if record is None:
+        raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
+    return json_response(entity_body(record), headers={"ETag": etag(record.version)})
+
+
+async def retention_policy(request: web.Request) -> web.Response:
+    return json_response(manager_for(request).retention_policy().model_dump())
+
+
+async def retention_dry_run(request: web.Request) -> web.Response:
+    report = await manager_for(request).retention_dry_run(
+        at=query_time(request, "at"), limit=query_limit(request)
+    )
+    return json_response(report.to_dict())
+
+
+async def enforce_retention(request: web.Request) -> web.Response:
+    report = await manager_for(request).enforce_retention(limit=query_limit(request))
+    return json_response(report.to_dict())
 
 
 async def delete_entity(request: web.Request) -> web.Response:
@@ -1016,6 +1044,40 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, ETYPE, EID, IF_MATCH),
           role="write", shrinks_storage=True,
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 412: E412, 503: E503}),
+    Route("PUT", f"{P}/entities/{{entity_type}}/{{entity_id}}/pin", pin_entity, "pinEntity",
+          "Pin an entity: retention never removes it (a TTL still expires it). Kept across "
+          "saves; the version does not change.", "retention",
+          params=(NS, ETYPE, EID), role="write",
+          responses={200: ("The pinned entity.", EntityRecord), 400: E400, 404: E404,
+                     503: E503}),
+    Route("DELETE", f"{P}/entities/{{entity_type}}/{{entity_id}}/pin", pin_entity,
+          "unpinEntity", "Unpin an entity: retention's rules apply to it again.", "retention",
+          params=(NS, ETYPE, EID), role="write",
+          responses={200: ("The unpinned entity.", EntityRecord), 400: E400, 404: E404,
+                     503: E503}),
+    Route("GET", f"{P}/retention/policy", retention_policy, "getRetentionPolicy",
+          "The namespace's retention policy: the default with the namespace's override "
+          "(null: kept forever).", "retention",
+          params=(NS,), role="read",
+          responses={200: ("The policy.", RetentionPolicy), 400: E400}),
+    Route("GET", f"{P}/retention/dry-run", retention_dry_run, "retentionDryRun",
+          "What the policy would remove at `at` (default: now): per kind the first `limit` "
+          "items in their order (entities by type and id, conversations by id, tool uses "
+          "and feedback by time and id), with counts and whether more are due. Removes "
+          "nothing; an enforcement at the same instant removes exactly these.", "retention",
+          params=(NS, Param("at", "query", TIME_SCHEMA,
+                            "The instant to judge at (POSIX seconds; later ages the data)."),
+                  LIMIT),
+          role="read",
+          responses={200: ("What would go.", schemas.RetentionReportOut), 400: E400,
+                     503: E503}),
+    Route("POST", f"{P}/retention:enforce", enforce_retention, "enforceRetention",
+          "Remove now what the policy selects (one batch: the first `limit` of each kind; "
+          "`complete` false when more are due). The background pruning does the same on "
+          "its own.", "retention",
+          params=(NS, LIMIT), role="admin", shrinks_storage=True,
+          responses={200: ("What was removed.", schemas.RetentionReportOut), 400: E400,
+                     503: E503}),
     Route("POST", f"{P}/search", search_entities, "searchEntities",
           "Search the namespace's entities: filter on fields, rank by words (BM25), by "
           "meaning (embeddings) or both; one page of hits, best first. A read: changes "

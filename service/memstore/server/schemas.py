@@ -314,6 +314,48 @@ class EntityPage(_Response):
     next_cursor: str | None
 
 
+class PrunedEntityOut(BaseModel):
+    type: str
+    id: str
+    reason: Literal["max_age", "idle"]
+    version: int
+
+
+class PrunedConversationOut(BaseModel):
+    id: str
+    reason: Literal["idle", "max_messages"]
+    through_seq: int = Field(description="Messages with seq up to this one go (idle: all).")
+    messages: int
+
+
+class PrunedRecordOut(BaseModel):
+    id: str
+    timestamp: float
+    reason: Literal["max_age"]
+
+
+class RetentionCountsOut(BaseModel):
+    entities: int
+    conversations: int = Field(description="Whole conversations (idle).")
+    trimmed_conversations: int = Field(description="Conversations losing their oldest messages.")
+    messages: int
+    tool_usage: int
+    feedback: int
+
+
+class RetentionReportOut(_Response):
+    now: float = Field(description="The instant the policy was judged at (POSIX seconds).")
+    dry_run: bool
+    limit: int = Field(description="Items listed at most per kind.")
+    complete: bool = Field(description="Nothing more is due beyond what is listed.")
+    more: dict[str, bool] = Field(description="Per kind: more items are due beyond the limit.")
+    counts: RetentionCountsOut
+    entities: list[PrunedEntityOut]
+    conversations: list[PrunedConversationOut]
+    tool_usage: list[PrunedRecordOut]
+    feedback: list[PrunedRecordOut]
+
+
 class EntityTypesOut(BaseModel):
     types: list[str]
 

@@ -107,6 +107,13 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.core.retention import (
+    Cutoffs,
+    PrunedConversation,
+    PrunedEntity,
+    PrunedRecord,
+    PruneReport,
+)
 from memstore.core.validation import (
     check_json_items_size,
     check_json_size,
@@ -164,8 +171,9 @@ _ENTITY_FIELDS = {
     "created_at": 1,
     "updated_at": 1,
     "expires_at": 1,
+    "pinned": 1,
 }
-_CAS_FIELDS = {"_id": 0, "version": 1, "created_at": 1, "expires_at": 1, "rev": 1}
+_CAS_FIELDS = {"_id": 0, "version": 1, "created_at": 1, "expires_at": 1, "rev": 1, "pinned": 1}
 _MESSAGE_FIELDS = {"_id": 0, "seq": 1, "message": 1, "created_at": 1}
 _CONVERSATION_FIELDS = {
     "_id": 0,
@@ -205,7 +213,27 @@ def _entity(doc: Doc) -> EntityRecord:
         created_at=doc["created_at"],
         updated_at=doc["updated_at"],
         expires_at=doc.get("expires_at"),
+        pinned=bool(doc.get("pinned", False)),
     )
+
+
+def _prunable_entities(cutoffs: Cutoffs) -> Doc:
+    """The retention rules for entities as a filter (core/retention.py): not pinned
+    (documents written before pins have no field), and saved before the age bound, or
+    neither saved nor read (``accessed_at``, absent until a read is recorded) since the
+    idle bound."""
+    rules: list[Doc] = []
+    if cutoffs.entity_saved_before is not None:
+        rules.append({"updated_at": {"$lt": cutoffs.entity_saved_before}})
+    if cutoffs.entity_idle_before is not None:
+        idle = cutoffs.entity_idle_before
+        rules.append(
+            {
+                "updated_at": {"$lt": idle},
+                "$or": [{"accessed_at": None}, {"accessed_at": {"$lt": idle}}],
+            }
+        )
+    return {"pinned": {"$ne": True}, "$or": rules}
 
 
 def _tool_usage(doc: Doc) -> ToolUsageRecord:
@@ -788,6 +816,11 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 }
                 if expires_at is not None:
                     doc["expire_on"] = _expire_on(expires_at)
+                # a replace keeps the pin (a pin sets a new rev, so it cannot be lost to
+                # a save that read before it); a create starts unpinned
+                pinned = bool(live and current_doc and current_doc.get("pinned"))
+                if pinned:
+                    doc["pinned"] = True
                 self._check_bson("data", doc, size)
                 # Claimed after the read: whoever wrote the version read here claimed
                 # an earlier slot, so the key's events stay in version order.
@@ -809,6 +842,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     created_at=created_at,
                     updated_at=updated_at,
                     expires_at=expires_at,
+                    pinned=pinned,
                 )
                 event = event_doc(
                     changes.ENTITY_SAVED,
@@ -1358,6 +1392,238 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 {"ns": namespace, "id": record_id}, _NO_ID
             )
         return _feedback(doc) if doc is not None else None
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def set_entity_pinned(
+        self, namespace: str, entity_type: str, entity_id: str, pinned: bool
+    ) -> EntityRecord | None:
+        key = {"ns": namespace, "type": entity_type, "id": entity_id}
+        with DRIVER_ERRORS("set_entity_pinned"):
+            doc = await self._coll(schema.ENTITIES).find_one_and_update(
+                {**key, **_live(time.time())},
+                # a new rev: a save that read the entity before re-reads it, keeping the pin
+                {"$set": {"pinned": pinned, "rev": ObjectId()}},
+                return_document=ReturnDocument.AFTER,
+            )
+        return _entity(doc) if doc is not None else None
+
+    async def touch_entities(
+        self, namespace: str, keys: Sequence[tuple[str, str]], at: float
+    ) -> None:
+        if not keys:
+            return
+        with DRIVER_ERRORS("touch_entities"):
+            await self._coll(schema.ENTITIES).bulk_write(
+                [
+                    UpdateOne({"ns": namespace, "type": t, "id": i}, {"$max": {"accessed_at": at}})
+                    for t, i in keys
+                ],
+                ordered=False,
+            )
+
+    async def prune(
+        self, namespace: str, cutoffs: Cutoffs, now: float, *, dry_run: bool, limit: int
+    ) -> PruneReport:
+        report = PruneReport(now=now, dry_run=dry_run, limit=limit)
+        c = cutoffs
+        with DRIVER_ERRORS("prune"):
+            if c.entity_saved_before is not None or c.entity_idle_before is not None:
+                docs = await (
+                    self._coll(schema.ENTITIES)
+                    .find(
+                        {"ns": namespace, "$and": [_live(now), _prunable_entities(c)]},
+                        {
+                            "_id": 0,
+                            "type": 1,
+                            "id": 1,
+                            "version": 1,
+                            "updated_at": 1,
+                            "accessed_at": 1,
+                        },
+                    )
+                    .sort([("type", ASCENDING), ("id", ASCENDING)])
+                    .limit(limit + 1)
+                    .to_list()
+                )
+                report.more["entities"] = len(docs) > limit
+                for d in docs[:limit]:
+                    reason = c.entity_reason(d["updated_at"], d.get("accessed_at"), False)
+                    assert reason is not None  # the filter is the same rule
+                    report.entities.append(PrunedEntity(d["type"], d["id"], reason, d["version"]))
+            if c.conversation_idle_before is not None or c.conversation_max_messages is not None:
+                rules: list[Doc] = []
+                if c.conversation_idle_before is not None:
+                    rules.append({"updated_at": {"$lt": c.conversation_idle_before}})
+                if c.conversation_max_messages is not None:
+                    rules.append({"message_count": {"$gt": c.conversation_max_messages}})
+                convs = await (
+                    self._coll(schema.CONVERSATIONS)
+                    .find({"ns": namespace, "$or": rules}, {"_id": 0, "id": 1})
+                    .sort("id", ASCENDING)
+                    .limit(limit + 1)
+                    .to_list()
+                )
+                report.more["conversations"] = len(convs) > limit
+                for d in convs[:limit]:
+                    fate = await self._conversation_fate(namespace, d["id"], c, None)
+                    if fate is not None:
+                        report.conversations.append(fate)
+            for kind, coll, before, into in (
+                ("tool_usage", schema.TOOL_USAGE, c.tool_usage_before, report.tool_usage),
+                ("feedback", schema.FEEDBACK, c.feedback_before, report.feedback),
+            ):
+                if before is None:
+                    continue
+                docs = await (
+                    self._coll(coll)
+                    .find({"ns": namespace, "ts": {"$lt": before}}, {"_id": 0, "id": 1, "ts": 1})
+                    .sort([("ts", ASCENDING), ("id", ASCENDING)])
+                    .limit(limit + 1)
+                    .to_list()
+                )
+                report.more[kind] = len(docs) > limit
+                into.extend(PrunedRecord(d["id"], d["ts"]) for d in docs[:limit])
+        if dry_run:
+            return report
+        removed = await asyncio.gather(
+            *(self._prune_entity(namespace, e, c, now) for e in report.entities)
+        )
+        report.entities = [e for e in removed if e is not None]
+        trimmed = [
+            await self._prune_conversation(namespace, conv.id, c) for conv in report.conversations
+        ]
+        report.conversations = [conv for conv in trimmed if conv is not None]
+        report.tool_usage = await self._prune_records(
+            namespace, schema.TOOL_USAGE, changes.TOOL_USAGE_PRUNED, report.tool_usage
+        )
+        report.feedback = await self._prune_records(
+            namespace, schema.FEEDBACK, changes.FEEDBACK_PRUNED, report.feedback
+        )
+        return report
+
+    async def _conversation_fate(
+        self, namespace: str, cid: str, c: Cutoffs, session: AsyncClientSession | None
+    ) -> PrunedConversation | None:
+        """What the rules do to one conversation now: all of it (idle), its oldest messages
+        (keep the newest N: those up to the (N+1)-th newest seq, gaps included), or
+        nothing."""
+        conv = await self._coll(schema.CONVERSATIONS).find_one(
+            {"ns": namespace, "id": cid},
+            {"_id": 0, "updated_at": 1, "message_count": 1, "last_seq": 1},
+            session=session,
+        )
+        if conv is None:
+            return None
+        count = conv["message_count"]
+        idle = c.conversation_idle_before
+        if idle is not None and conv["updated_at"] < idle:
+            return PrunedConversation(cid, "idle", conv["last_seq"], count)
+        keep = c.conversation_max_messages
+        if keep is None or count <= keep:
+            return None
+        newest_gone = await (
+            self._coll(schema.MESSAGES)
+            .find({"ns": namespace, "cid": cid}, {"_id": 0, "seq": 1}, session=session)
+            .sort("seq", DESCENDING)
+            .skip(keep)
+            .limit(1)
+            .to_list()
+        )
+        if not newest_gone:
+            return None
+        return PrunedConversation(cid, "max_messages", newest_gone[0]["seq"], count - keep)
+
+    async def _prune_entity(
+        self, namespace: str, e: PrunedEntity, c: Cutoffs, now: float
+    ) -> PrunedEntity | None:
+        """Delete one selected entity if the rules still select it (same filter), with its
+        ``entity.pruned`` event."""
+        key = {"ns": namespace, "type": e.type, "id": e.id}
+
+        async def body(
+            session: AsyncClientSession | None, claims: Claims
+        ) -> Logged[PrunedEntity | None]:
+            await claims.claim()
+            # (no projection: FerretDB v1 rejects one on findAndModify; the doc is small)
+            doc = await self._coll(schema.ENTITIES).find_one_and_delete(
+                {**key, "$and": [_live(now), _prunable_entities(c)]}, session=session
+            )
+            if doc is None:
+                return None, None
+            reason = c.entity_reason(doc["updated_at"], doc.get("accessed_at"), False)
+            assert reason is not None
+            event = event_doc(
+                changes.ENTITY_PRUNED,
+                entity_type=e.type,
+                entity_id=e.id,
+                version=doc["version"],
+            )
+            return PrunedEntity(e.type, e.id, reason, doc["version"]), event
+
+        async with self._write_lock(namespace, e.type, e.id):
+            return await self._logged("prune", namespace, body)
+
+    async def _prune_conversation(
+        self, namespace: str, cid: str, c: Cutoffs
+    ) -> PrunedConversation | None:
+        """Remove what the rules select of one conversation, judged again under its write
+        lock (in a transaction where the deployment has them), with its event."""
+        convs = self._coll(schema.CONVERSATIONS)
+        msgs = self._coll(schema.MESSAGES)
+        conv_key = {"ns": namespace, "id": cid}
+
+        async def body(
+            session: AsyncClientSession | None, claims: Claims
+        ) -> Logged[PrunedConversation | None]:
+            await claims.claim()
+            fate = await self._conversation_fate(namespace, cid, c, session)
+            if fate is None:
+                return None, None
+            mine = {"ns": namespace, "cid": cid}
+            if fate.reason == "idle":
+                await msgs.delete_many(mine, session=session)
+                await convs.delete_one(conv_key, session=session)
+                kind = changes.CONVERSATION_PRUNED
+            else:
+                gone = await msgs.delete_many(
+                    {**mine, "seq": {"$lte": fate.through_seq}}, session=session
+                )
+                fate = PrunedConversation(cid, fate.reason, fate.through_seq, gone.deleted_count)
+
+                def count_down(slot: int) -> Doc:
+                    return {"$set": {"lp": slot}, "$inc": {"message_count": -gone.deleted_count}}
+
+                await self._conversation_write(
+                    convs, claims, conv_key, count_down, session, create=False
+                )
+                kind = changes.CONVERSATION_TRIMMED
+            event = event_doc(
+                kind, conversation_id=cid, version=fate.through_seq, count=fate.messages
+            )
+            return fate, event
+
+        async with self._write_lock(namespace, "\x00conversation", cid):
+            return await self._logged("prune", namespace, body)
+
+    async def _prune_records(
+        self, namespace: str, collection: str, kind: str, records: list[PrunedRecord]
+    ) -> list[PrunedRecord]:
+        """Delete selected tool uses or feedback (records never change: what was selected
+        still qualifies) with one event holding the count."""
+        if not records:
+            return []
+
+        async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[int]:
+            await claims.claim()
+            result = await self._coll(collection).delete_many(
+                {"ns": namespace, "id": {"$in": [r.id for r in records]}}, session=session
+            )
+            n = result.deleted_count
+            return n, (event_doc(kind, count=n) if n else None)
+
+        await self._logged("prune", namespace, body)
+        return records
 
     # -- change log ---------------------------------------------------------------------
 

@@ -71,6 +71,13 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.core.retention import (
+    Cutoffs,
+    PrunedConversation,
+    PrunedEntity,
+    PrunedRecord,
+    PruneReport,
+)
 
 if TYPE_CHECKING:
     from memstore.core.settings import RedisSettings
@@ -247,11 +254,21 @@ def _scanned(reply: list[Any], head: int) -> tuple[KindStats, dict[int, int]]:
     )
 
 
-def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None]:
-    """``<version>|<created>|<updated>|<expires>|<op>\\n<payload>`` (see scripts.py)."""
+def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None, bool]:
+    """``<version>|<created>|<updated>|<expires>|<op>[|1]\\n<payload>`` (see header.lua:
+    the sixth field, absent from records written before pins, is the pin)."""
     head, _, data = value.partition(b"\n")
-    v, c, u, x, _op = head.split(b"|", 4)
-    return data, int(v), float(c), float(u), float(x) if x else None
+    v, c, u, x, rest = head.split(b"|", 4)
+    return data, int(v), float(c), float(u), float(x) if x else None, rest.endswith(b"|1")
+
+
+#: Ids a retention scan examines per script call: bounds how long one call holds Redis.
+_SCAN_BUDGET = 500
+
+
+def _bound(value: float | None) -> str:
+    """A retention bound as a script argument ("": the rule is off)."""
+    return _f(value) if value is not None else ""
 
 
 class RedisMemoryBackend(DistributedMemoryBackend):
@@ -605,6 +622,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             created_at=float(res[2]),
             updated_at=float(res[3]),
             expires_at=float(res[4]) if res[4] else None,
+            pinned=len(res) > 5 and _s(res[5]) == "1",
         )
 
     async def import_entity(self, namespace: str, record: EntityRecord) -> None:
@@ -644,7 +662,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> EntityRecord | None:
         if value is None:
             return None
-        data, version, created, updated, expires_at = _parse_entity(value)
+        data, version, created, updated, expires_at, pinned = _parse_entity(value)
         if expires_at is not None and expires_at <= now:
             return None
         return EntityRecord(
@@ -655,6 +673,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             created_at=created,
             updated_at=updated,
             expires_at=expires_at,
+            pinned=pinned,
         )
 
     def _entity_key(self, namespace: str, entity_type: str, entity_id: str) -> str:
@@ -1507,6 +1526,299 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return analytics.feedback_analytics(window, buckets)
 
     # -- optional usage hooks (quotas, cross-namespace summary) -------------------------
+
+    # -- retention (lua/retention*.lua, prune_*.lua) --------------------------------------
+
+    async def set_entity_pinned(
+        self, namespace: str, entity_type: str, entity_id: str, pinned: bool
+    ) -> EntityRecord | None:
+        key = self._entity_key(namespace, entity_type, entity_id)
+        now = time.time()
+        value = await self.connection.write(
+            scripts.PIN_ENTITY, [key], [_f(now), "1" if pinned else ""]
+        )
+        return self._entity_from(entity_type, entity_id, value, now)
+
+    async def touch_entities(
+        self, namespace: str, keys: Sequence[tuple[str, str]], at: float
+    ) -> None:
+        k = self.keys
+        by_tag: dict[str, list[str]] = {}
+        for entity_type, entity_id in keys:
+            by_tag.setdefault(k.entity_tag(namespace, entity_type, entity_id), []).append(entity_id)
+        await self.connection.pipeline(
+            [
+                (
+                    "SCRIPT",
+                    scripts.TOUCH_ENTITIES,
+                    [k.entity_accessed(tag)],
+                    [_f(at), k.entity(tag, ""), *ids],
+                )
+                for tag, ids in by_tag.items()
+            ]
+        )
+
+    async def _scan_shards(
+        self,
+        script: scripts.Script,
+        shards: list[tuple[list[str], list[Any], list[Any]]],
+        want: int,
+        width: int,
+    ) -> list[list[Any]]:
+        """Run a retention scan (``RETENTION_ENTITIES``/``RETENTION_CONVERSATIONS``) on each
+        shard, ``(keys, args before the cursor, args after it)``, until each has given
+        ``want`` items or has no more ids: at most ``_SCAN_BUDGET`` ids examined per call.
+        Returns each shard's items as lists of ``width`` values, in the shard's id order."""
+        found: list[list[list[Any]]] = [[] for _ in shards]
+        after = [""] * len(shards)
+        open_ = list(range(len(shards)))
+        while open_:
+            replies = await self.connection.pipeline(
+                [
+                    (
+                        "SCRIPT",
+                        script,
+                        shards[i][0],
+                        [
+                            *shards[i][1],
+                            after[i],
+                            want - len(found[i]),
+                            _SCAN_BUDGET,
+                            *shards[i][2],
+                        ],
+                    )
+                    for i in open_
+                ]
+            )
+            still = []
+            for i, reply in zip(open_, replies, strict=True):
+                last, exhausted, *items = reply
+                found[i] += [items[j : j + width] for j in range(0, len(items), width)]
+                after[i] = _s(last)
+                if _s(exhausted) != "1" and len(found[i]) < want:
+                    still.append(i)
+            open_ = still
+        return found
+
+    async def prune(
+        self, namespace: str, cutoffs: Cutoffs, now: float, *, dry_run: bool, limit: int
+    ) -> PruneReport:
+        report = PruneReport(now=now, dry_run=dry_run, limit=limit)
+        c = cutoffs
+        if c.entity_saved_before is not None or c.entity_idle_before is not None:
+            await self._prune_entities(namespace, c, now, limit, report)
+        if c.conversation_idle_before is not None or c.conversation_max_messages is not None:
+            await self._prune_conversations(namespace, c, limit, report)
+        if c.tool_usage_before is not None:
+            await self._prune_tools(namespace, c.tool_usage_before, limit, report)
+        if c.feedback_before is not None:
+            await self._prune_feedback(namespace, c.feedback_before, limit, report)
+        return report
+
+    async def _prune_entities(
+        self, ns: str, c: Cutoffs, now: float, limit: int, report: PruneReport
+    ) -> None:
+        k = self.keys
+        bounds = [_bound(c.entity_saved_before), _bound(c.entity_idle_before)]
+        chosen: list[PrunedEntity] = []
+        for entity_type in await self._types_ever(ns):
+            tags = k.entity_tags(ns, entity_type)
+            shards = await self._scan_shards(
+                scripts.RETENTION_ENTITIES,
+                [
+                    (
+                        [k.entity_index(t), k.entity_accessed(t)],
+                        [_f(now), *bounds],
+                        [k.entity(t, "")],
+                    )
+                    for t in tags
+                ],
+                limit + 1 - len(chosen),
+                3,
+            )
+            merged = sorted(
+                (
+                    PrunedEntity(entity_type, _s(i), _s(r), int(v))  # type: ignore[arg-type]
+                    for items in shards
+                    for i, r, v in items
+                ),
+                key=lambda e: e.id,
+            )
+            chosen += merged[: limit + 1 - len(chosen)]
+            if len(chosen) > limit:
+                break
+        report.more["entities"] = len(chosen) > limit
+        chosen = chosen[:limit]
+        if report.dry_run:
+            report.entities = chosen
+            return
+
+        async def remove(e: PrunedEntity) -> PrunedEntity | None:
+            tag = k.entity_tag(ns, e.type, e.id)
+            names = _names(entity_type=e.type, entity_id=e.id)
+            change_keys, change_args = self._change_block(ns, tag, now, names)
+            res = await self._write(
+                scripts.PRUNE_ENTITY,
+                ns,
+                tag,
+                [
+                    k.entity(tag, e.id),
+                    *self._entity_shard_keys(tag),
+                    k.entity_accessed(tag),
+                    *change_keys,
+                ],
+                [e.id, _f(now), *bounds, *change_args],
+            )
+            if not res:
+                return None
+            return PrunedEntity(e.type, e.id, _s(res[0]), int(res[1]))  # type: ignore[arg-type]
+
+        removed = await asyncio.gather(*(remove(e) for e in chosen))
+        report.entities = [e for e in removed if e is not None]
+
+    async def _prune_conversations(
+        self, ns: str, c: Cutoffs, limit: int, report: PruneReport
+    ) -> None:
+        k = self.keys
+        idle, keep = _bound(c.conversation_idle_before), c.conversation_max_messages
+        bounds = [idle, str(keep) if keep is not None else ""]
+        shards = await self._scan_shards(
+            scripts.RETENTION_CONVERSATIONS,
+            [
+                (
+                    [k.conversation_index(t)],
+                    bounds,
+                    [k.conversation_meta(t, ""), k.conversation_messages(t, "")],
+                )
+                for t in k.conversation_tags(ns)
+            ],
+            limit + 1,
+            4,
+        )
+        merged = sorted(
+            (
+                PrunedConversation(_s(i), _s(r), int(s), int(n))  # type: ignore[arg-type]
+                for items in shards
+                for i, r, s, n in items
+            ),
+            key=lambda conv: conv.id,
+        )
+        report.more["conversations"] = len(merged) > limit
+        chosen = merged[:limit]
+        if report.dry_run:
+            report.conversations = chosen
+            return
+
+        async def remove(conv: PrunedConversation) -> PrunedConversation | None:
+            tag = k.conversation_tag(ns, conv.id)
+            names = _names(conversation_id=conv.id)
+            change_keys, change_args = self._change_block(ns, tag, report.now, names)
+            res = await self._write(
+                scripts.PRUNE_CONVERSATION,
+                ns,
+                tag,
+                [*self._conversation_keys(ns, conv.id), *change_keys],
+                [conv.id, *bounds, *change_args],
+            )
+            if not res:
+                return None
+            return PrunedConversation(conv.id, _s(res[0]), int(res[1]), int(res[2]))  # type: ignore[arg-type]
+
+        removed = await asyncio.gather(*(remove(conv) for conv in chosen))
+        report.conversations = [conv for conv in removed if conv is not None]
+
+    async def _oldest(
+        self, indexes: list[str], before: float, limit: int
+    ) -> tuple[list[tuple[float, str, int]], bool]:
+        """The first ``limit`` (timestamp, id, shard) with ``timestamp < before`` over the
+        shards' time indexes, in (timestamp, id) order, and whether more follow."""
+        replies = await self.connection.pipeline(
+            [
+                ("ZRANGEBYSCORE", z, "-inf", f"({_f(before)}", "WITHSCORES", "LIMIT", 0, limit + 1)
+                for z in indexes
+            ]
+        )
+        cands = sorted(
+            (score, m, shard)
+            for shard, reply in enumerate(replies)
+            for m, score in _score_pairs(reply)
+        )
+        return cands[:limit], len(cands) > limit
+
+    async def _prune_tools(self, ns: str, before: float, limit: int, report: PruneReport) -> None:
+        k = self.keys
+        tags = k.tool_tags(ns)
+        chosen, report.more["tool_usage"] = await self._oldest(
+            [k.tool_time(t) for t in tags], before, limit
+        )
+        report.tool_usage = [PrunedRecord(i, ts) for ts, i, _ in chosen]
+        if report.dry_run or not chosen:
+            return
+        by_shard: dict[int, list[str]] = {}
+        for _, i, shard in chosen:
+            by_shard.setdefault(shard, []).append(i)
+
+        async def remove(shard: int, ids: list[str]) -> None:
+            t = tags[shard]
+            change_keys, change_args = self._change_block(ns, t, report.now, _names())
+            await self._write(
+                scripts.PRUNE_TOOLS,
+                ns,
+                t,
+                [
+                    k.tool_records(t),
+                    k.tool_time(t),
+                    k.tool_counts(t),
+                    k.tool_bytes(t),
+                    *change_keys,
+                ],
+                [k.tool_by_name_prefix(t), *change_args, *ids],
+            )
+
+        await asyncio.gather(*(remove(s, ids) for s, ids in by_shard.items()))
+
+    async def _prune_feedback(
+        self, ns: str, before: float, limit: int, report: PruneReport
+    ) -> None:
+        k = self.keys
+        tags = k.feedback_tags(ns)
+        chosen, report.more["feedback"] = await self._oldest(
+            [k.feedback_time(t) for t in tags], before, limit
+        )
+        report.feedback = [PrunedRecord(i, ts) for ts, i, _ in chosen]
+        if report.dry_run or not chosen:
+            return
+        values = await self.connection.pipeline(
+            [("HGET", k.feedback_records(tags[shard]), i) for _, i, shard in chosen]
+        )
+        by_shard: dict[int, list[Any]] = {}
+        for (_, i, shard), value in zip(chosen, values, strict=True):
+            if value is None:
+                continue
+            record = orjson.loads(value)
+            size = len(orjson.dumps(record["data"]))
+            by_shard.setdefault(shard, []).extend(
+                [i, record["agent_name"], record["feedback_type"], str(size)]
+            )
+
+        async def remove(shard: int, quads: list[Any]) -> None:
+            t = tags[shard]
+            change_keys, change_args = self._change_block(ns, t, report.now, _names())
+            await self._write(
+                scripts.PRUNE_FEEDBACK,
+                ns,
+                t,
+                [k.feedback_records(t), k.feedback_time(t), k.feedback_bytes(t), *change_keys],
+                [
+                    k.feedback_time(t, agent=""),
+                    k.feedback_time(t, kind=""),
+                    k.feedback_time(t, agent="", kind="")[:-1],
+                    *change_args,
+                    *quads,
+                ],
+            )
+
+        await asyncio.gather(*(remove(s, q) for s, q in by_shard.items()))
 
     async def stored_bytes(self, namespace: str) -> int | None:
         """Sum of the per-shard byte counters the write scripts keep (after pruning expired

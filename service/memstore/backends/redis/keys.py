@@ -101,6 +101,11 @@ class Keys:
         """Payload bytes of the shard's not-yet-pruned entities (kept exact by the scripts)."""
         return f"{self.prefix}eb:{{{tag}}}"
 
+    def entity_accessed(self, tag: str) -> str:
+        """Hash id -> the last read the service recorded (retention's idle time); entities
+        never read since have no field and count from their last save."""
+        return f"{self.prefix}ea:{{{tag}}}"
+
     def entity_types(self, ns: str) -> str:
         """Set of types ever written in the namespace (a superset; counts decide liveness)."""
         return f"{self.prefix}et:{{{ns}|types}}"

@@ -68,6 +68,15 @@ SAVE_FEEDBACK = _script("save_feedback", "changes")
 IMPORT_ENTITY = _script("import_entity", "header", "accounted", "announce", "changes")
 IMPORT_CONVERSATION = _script("import_conversation", "announce", "changes")
 RELAY_CHANGES = _script("relay_changes")
+# retention (memstore.core.retention): scans are read-only, one shard each
+RETENTION_ENTITIES = _script("retention_entities", "header", "retention")
+RETENTION_CONVERSATIONS = _script("retention_conversations", "retention")
+PRUNE_ENTITY = _script("prune_entity", "header", "retention", "accounted", "changes")
+PRUNE_CONVERSATION = _script("prune_conversation", "retention", "changes")
+PRUNE_TOOLS = _script("prune_tools", "changes")
+PRUNE_FEEDBACK = _script("prune_feedback", "changes")
+PIN_ENTITY = _script("pin_entity", "header")
+TOUCH_ENTITIES = _script("touch_entities")
 # analytics: read-only, one shard each (memstore.core.analytics for the definitions)
 ANALYTICS_ENTITIES = _script("analytics_entities", "analytics_buckets")
 ANALYTICS_MESSAGES = _script("analytics_messages", "analytics_buckets")
@@ -102,4 +111,12 @@ ALL = (
     ANALYTICS_TIME_COUNTS,
     ANALYTICS_TOOLS,
     ANALYTICS_FEEDBACK,
+    RETENTION_ENTITIES,
+    RETENTION_CONVERSATIONS,
+    PRUNE_ENTITY,
+    PRUNE_CONVERSATION,
+    PRUNE_TOOLS,
+    PRUNE_FEEDBACK,
+    PIN_ENTITY,
+    TOUCH_ENTITIES,
 )

@@ -254,7 +254,11 @@ class NamespaceIndex:
                 if self.messages is None or e.conversation_id is None:
                     continue
                 c = conversations.setdefault(e.conversation_id, [0, 1 << 62, 0])
-                if e.kind in (changes.CONVERSATION_REPLACED, changes.CONVERSATION_DELETED):
+                if e.kind in (
+                    changes.CONVERSATION_REPLACED,
+                    changes.CONVERSATION_DELETED,
+                    changes.CONVERSATION_PRUNED,
+                ):
                     c[0] = 1
                 elif e.version is not None:
                     first = e.version - (e.count or 1) + 1

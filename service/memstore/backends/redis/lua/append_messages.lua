@@ -9,7 +9,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'c', ARGV[2])
   redis.call('ZADD', KEYS[3], 0, ARGV[1])
 end
-local first = redis.call('LLEN', KEYS[2]) + 1
+-- the next seq follows the last one (retention may have trimmed the oldest messages)
+local tail = redis.call('LINDEX', KEYS[2], -1)
+local first = 1
+if tail then first = tonumber(string.match(tail, '^%d+')) + 1 end
 local n = #ARGV - 10
 if n > 0 then
   push(KEYS[2], first, ARGV[2], 11)
