@@ -46,7 +46,7 @@ async def test_no_response_model_redeclares_a_record(spec: Any) -> None:
         op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
         for path in spec.doc["paths"].values()
         for op in path.values()
-        if "requestBody" in op
+        if "application/json" in op.get("requestBody", {}).get("content", {})
     }
     record_fields = {frozenset(f.name for f in dataclasses.fields(r)) for r in RECORDS}
     for name, schema in components.items():
