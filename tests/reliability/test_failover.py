@@ -121,6 +121,13 @@ async def test_failover_under_write_load(
             await asyncio.sleep(3)
             during = await replication(session, svc.url)
             assert during["degraded"] is True
+            assert "namespaces" not in during  # /readyz is open: no namespace names
+            async with session.get(svc.url + "/metrics") as resp:
+                exposition = await resp.text()
+            assert 'memstore_backend_serving{backend="mongodb",role="secondary"} 1.0' in (
+                exposition
+            )
+            assert "memstore_replication_failovers_total 1.0" in exposition
             writes_during = ledger.acknowledged - acked_at_failover
             attempts_during = ledger.attempts - attempts_at_failover
             # What a reader missed while the secondary served: acknowledged by the
