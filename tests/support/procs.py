@@ -63,7 +63,12 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_http(self.url + "/livez", proc=self.proc)
+        try:
+            wait_http(self.url + "/livez", proc=self.proc)
+        except BaseException:
+            # Not left running (and loading the machine) after a start that timed out.
+            self.stop(signal.SIGKILL)
+            raise
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:

@@ -58,6 +58,8 @@ RETRY_AFTER_SECONDS = 1.0
 #: Owed generation bumps kept per key up to this many; beyond, their namespaces' epochs
 #: are bumped instead (one key each, whatever the number of entities).
 MAX_OWED_KEYS = 10_000
+#: The least time a generation bump may take before it counts as failed.
+WRITE_TIMEOUT_SECONDS = 2.0
 #: At most one "Memcached unavailable" log line per this many seconds.
 LOG_EVERY_SECONDS = 30.0
 
@@ -118,7 +120,6 @@ class SharedEntityCache:
         self._owed_namespaces: set[str] = set()
         self._owed_count = 0
         self._repay_task: asyncio.Task[None] | None = None
-        self._closed = False
 
     def describe(self) -> dict[str, Any]:
         return {"url": f"memcached://{self.host}:{self.port}", "ttl_seconds": self.ttl}
@@ -259,9 +260,18 @@ class SharedEntityCache:
     async def _bump(self, name: bytes) -> bool:
         """Replace a generation (or epoch) with a fresh random number: one round trip
         whether or not the key exists, and never a number used before (an ``incr`` of an
-        evicted key would fail, and a counter could come back to an old value)."""
+        evicted key would fail, and a counter could come back to an old value).
+
+        A bump that fails opens the one window where other replicas may serve the old
+        state, so it gets a longer deadline than a read (a busy event loop can take a
+        read's 0.25 s on its own) and a second try; a refused connection fails at once."""
         fresh = _fresh_generation()
-        return await self._call(lambda client: client.set(name, fresh)) is not None
+        deadline = max(self.timeout, WRITE_TIMEOUT_SECONDS)
+        for _ in range(2):
+            done = await self._call(lambda client: client.set(name, fresh), seconds=deadline)
+            if done is not None:
+                return True
+        return False
 
     def _owes(self) -> bool:
         return self._owed_count > 0 or bool(self._owed_namespaces)
@@ -278,14 +288,14 @@ class SharedEntityCache:
                 self._owed_namespaces.update(self._owed_keys)
                 self._owed_keys.clear()
                 self._owed_count = 0
-        if (self._repay_task is None or self._repay_task.done()) and not self._closed:
+        if self._repay_task is None or self._repay_task.done():
             self._repay_task = asyncio.get_running_loop().create_task(
                 self._repay(), name="memstore-l2-cache-repay"
             )
 
     async def _repay(self) -> None:
         """Send the owed bumps once Memcached answers again (reads wait for this)."""
-        while self._owes() and not self._closed:
+        while self._owes():
             await asyncio.sleep(max(self._down_until - time.monotonic(), 0.05))
             await self._repay_once()
 
@@ -311,7 +321,9 @@ class SharedEntityCache:
 
     # -- the client ---------------------------------------------------------------------
 
-    async def _call(self, call: Callable[[aiomcache.Client], Awaitable[Any]]) -> Any:
+    async def _call(
+        self, call: Callable[[aiomcache.Client], Awaitable[Any]], *, seconds: float | None = None
+    ) -> Any:
         """``call(client)``'s result, or ``None`` after marking Memcached down."""
         import aiomcache
 
@@ -321,7 +333,7 @@ class SharedEntityCache:
                 self.host, self.port, pool_size=self._pool_size
             )
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(seconds or self.timeout):
                 result = await call(client)
         except TimeoutError:
             # aiomcache returns a connection interrupted mid-reply to its pool (its
@@ -354,12 +366,16 @@ class SharedEntityCache:
             )
 
     async def close(self) -> None:
-        self._closed = True
+        """Stop repaying (a later write starts again) and close the connections."""
         task, self._repay_task = self._repay_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._owes():
+            # A last attempt (it stops at the first failure): owed bumps die with the process.
+            self._down_until = 0.0
+            await self._repay_once()
         if self._client is not None:
             await self._client.close()
             self._client = None
