@@ -615,7 +615,7 @@ class RetentionSettings(_Slice):
     # At most this share of the time goes to pruning: after a batch that took t seconds
     # the next waits t * (1 - share) / share, so a backlog never crowds out requests.
     retention_max_share: float = Field(
-        0.1, gt=0, le=1, validation_alias=_env("MEMSTORE_RETENTION_MAX_SHARE")
+        0.05, gt=0, le=1, validation_alias=_env("MEMSTORE_RETENTION_MAX_SHARE")
     )
     # Pause between two batches, so pruning a large backlog leaves room for requests.
     retention_pause_seconds: float = Field(
