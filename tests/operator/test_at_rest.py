@@ -17,7 +17,7 @@ from tests.operator.conftest import GROUP, VERSION
 from tests.servers.kube import KubeAPI
 
 OWNER = {"metadata": {"name": "m", "uid": "u-1"}}
-ENCRYPTED = {
+ENCRYPTED: dict[str, Any] = {
     "backend": {"type": "embedded"},
     "atRest": {"compressionMinBytes": 1024, "encryption": {"secretRef": {"name": "kek"}}},
 }
@@ -102,7 +102,7 @@ def test_crd_defaults_and_bounds(kube_api: KubeAPI, at_rest_ns: str) -> None:
         ({"encryption": {}}, "spec.atRest.encryption.secretRef: Required value"),
         ({"encryption": {"secretRef": {"name": "kek", "value": "x"}}}, "unknown field"),
     ):
-        bad = {"backend": {"type": "embedded"}, "atRest": spec}
+        bad: dict[str, Any] = {"backend": {"type": "embedded"}, "atRest": spec}
         out = kubectl(
             "create", "--dry-run=server", "-f", "-", input=doc(at_rest_ns, "b", bad), check=False
         )
@@ -119,7 +119,10 @@ def test_encryption_and_compression_cannot_be_switched_off(
         out = kubectl("replace", "-f", "-", input=doc(at_rest_ns, "store", plain), check=False)
         assert out.returncode != 0
         assert "atRest.encryption cannot be removed" in out.stderr, out.stderr
-        off = {**ENCRYPTED, "atRest": {**ENCRYPTED["atRest"], "compressionMinBytes": 0}}
+        off = {
+            "backend": {"type": "embedded"},
+            "atRest": {"compressionMinBytes": 0, "encryption": {"secretRef": {"name": "kek"}}},
+        }
         out = kubectl("replace", "-f", "-", input=doc(at_rest_ns, "store", off), check=False)
         assert out.returncode != 0
         assert "atRest.compressionMinBytes cannot go back to 0" in out.stderr, out.stderr

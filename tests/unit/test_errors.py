@@ -30,6 +30,8 @@ EXAMPLES: dict[type[MemoryStoreError], MemoryStoreError] = {
     PayloadTooLargeError: PayloadTooLargeError("too big", field="data", limit=1024),
     NotFoundError: NotFoundError("no such entity"),
     errors.ChangesPrunedError: errors.ChangesPrunedError("gone", after=3, first_position=9),
+    errors.DataShreddedError: errors.DataShreddedError("shredded", namespace="a", key_id="k"),
+    errors.PayloadUnreadableError: errors.PayloadUnreadableError("altered"),
     ConflictError: ConflictError("stale", expected_version=2, current_version=3),
     BackendUnavailableError: BackendUnavailableError("down", acks=0),
     errors.ServiceUnreachableError: errors.ServiceUnreachableError("no answer"),
