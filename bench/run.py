@@ -912,6 +912,14 @@ def workers_rows() -> list[Scenario]:
             kind="cost",
         ),
         Scenario(
+            "workers-get-hit-off",
+            "--workers 2 / 1, metrics off (GET, cache hit)",
+            Side("svc_off", get_load()),
+            Side("svc_w2_off", get_load()),
+            1.7,
+            kind="cost",
+        ),
+        Scenario(
             "workers-get-miss",
             "--workers 2 / 1 (GET from Redis, cache off)",
             Side("svc_nocache", get_load()),
