@@ -151,3 +151,42 @@ def test_reference_tree_must_be_a_checkout(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "not a memstore checkout" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_workers_row_counts_every_worker(tmp_path: Path) -> None:
+    """``redis/workers-get-miss``: one worker against ``--workers 2`` on the bench's own
+    Redis. The CPU per request of the two-worker side is the workers' (a supervisor that
+    only waits would give a small fraction of a microsecond per request)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--only",
+            "^redis/workers-get-miss$",
+            "--seconds",
+            "1",
+            "--rounds",
+            "1",
+            "--warmup",
+            "0",
+            "--no-extras",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = json.loads(next(tmp_path.glob("*.json")).read_text())["scenarios"]
+    assert (row["reference"]["target"], row["measured"]["target"]) == (
+        "svc_nocache",
+        "svc_w2_nocache",
+    )
+    assert row["target_ratio"] == 1.7
+    for side in ("reference", "measured"):
+        assert row[side]["errors"] == 0
+        assert row[side]["cpu_us_per_req"] > 10, row[side]
+    assert "| redis: --workers 2 / 1 (GET from Redis, cache off) |" in out.stdout

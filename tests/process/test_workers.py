@@ -123,6 +123,9 @@ async def test_connections_land_on_both_workers_and_one_scrape_counts_both(
             assert resp.status in (200, 201)
             seen[resp.headers[WORKER]] += 1
     assert set(seen) == {"0", "1"}, seen
+    # Each worker's log lines name it.
+    logs = two_workers.logs()
+    assert '"worker":0' in logs and '"worker":1' in logs
 
     put = (
         ("method", "PUT"),
