@@ -144,6 +144,26 @@ def _set_exactly_when_type(section: str) -> Schema:
     }
 
 
+def _tls_on(section: str) -> Schema:
+    """``section`` has ``tls`` with ``enabled`` not false (it defaults to true)."""
+    return {
+        "required": [section],
+        "properties": {
+            section: {
+                "required": ["tls"],
+                "properties": {
+                    "tls": {
+                        "not": {
+                            "required": ["enabled"],
+                            "properties": {"enabled": {"const": False}},
+                        }
+                    }
+                },
+            }
+        },
+    }
+
+
 # Every CEL rule of the CRD, as JSON Schema: helm checks values against JSON Schema only, so
 # each rule is mirrored here, and a rule without a mirror stops the generator (a new rule
 # must be translated, or its gap stated here, before the chart can be built). Absent
@@ -174,6 +194,22 @@ CEL_MIRRORS: dict[str, Schema] = {
         {"required": ["backend"], "properties": {"backend": _is("type", "embedded")}},
         {"properties": {"disruptionBudget": {"properties": {"minAvailable": {"const": 0}}}}},
     ),
+    "self.type != 'embedded'": {"properties": {"type": {"not": {"const": "embedded"}}}},
+    "!has(self.embedded)": {"not": {"required": ["embedded"]}},
+    "!(has(self.redis) && has(self.redis.tls) && self.redis.tls.enabled) && "
+    "!(has(self.redisCluster) && has(self.redisCluster.tls) && self.redisCluster.tls.enabled)": {
+        "not": {"anyOf": [_tls_on("redis"), _tls_on("redisCluster")]}
+    },
+    "self.failureMode != 'lenient' || has(self.secondaryBackend)": _when(
+        _is("failureMode", "lenient"), {"required": ["secondaryBackend"]}
+    ),
+    "self.all(ns, ns.matches('^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'))": {
+        "propertyNames": {"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+    },
+    # Comparing two fields has no JSON Schema form: the API server enforces this one.
+    "!has(self.entityIdleSeconds) || !has(self.entityMaxAgeSeconds) || "
+    "self.entityIdleSeconds == 0.0 || self.entityMaxAgeSeconds == 0.0 || "
+    "self.entityIdleSeconds < self.entityMaxAgeSeconds": {},
     "has(self.redis) == (self.type == 'redis')": _set_exactly_when_type("redis"),
     "has(self.redisCluster) == (self.type == 'redisCluster')": _set_exactly_when_type(
         "redisCluster"
@@ -259,6 +295,13 @@ def _convert(node: Any) -> Any:
             out[key] = {k: _convert(v) for k, v in value.items()}
         else:
             out[key] = _convert(value)
+    # OpenAPI 3.0 (the CRD) says exclusiveMinimum: true next to minimum; JSON Schema
+    # draft 7 (helm) gives the bound itself.
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        if node.get(exclusive) is True:
+            out[exclusive] = out.pop(bound)
+        elif node.get(exclusive) is False:
+            del out[exclusive]
     if node.get("x-kubernetes-int-or-string"):
         out["type"] = ["integer", "string"]
     preserve = node.get("x-kubernetes-preserve-unknown-fields")
