@@ -71,6 +71,10 @@ _FAILOVER = "failover"  # id "state": the secondary's log positions when it took
 # rounds or until a round finds fewer than this many events, then holds writes briefly.
 _CATCH_UP_ROUNDS = 20
 _CATCH_UP_EVENTS = 50
+_PRIMARY_LOST_DATA = (
+    "the primary came back without its data; the secondary keeps serving: restore the "
+    "primary from it"
+)
 # How long ``close`` waits for the background tasks to end.
 _CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -242,7 +246,6 @@ class Replicator:
             # from the log's end as it was before the copy (replays are harmless).
             await self.copy_namespace(namespace)
             await self._advance(namespace, page.last_position)
-            lag.position = page.last_position
             return 0
         if not page.events:
             lag.oldest_pending = None
@@ -261,14 +264,14 @@ class Replicator:
                 await self.apply(namespace, key, event)
 
         await asyncio.gather(*(apply(k, e) for k, e in last.items()))
-        position = page.events[-1].position
-        await self._advance(namespace, position)
-        lag.position = position
-        lag.oldest_pending = None
+        await self._advance(namespace, page.events[-1].position)
         return len(page.events)
 
     async def _advance(self, namespace: str, position: int) -> None:
         self.positions[namespace] = position
+        lag = self.lag.setdefault(namespace, NamespaceLag())
+        lag.position = position
+        lag.oldest_pending = None
         if self.state is not None:
             await self.state.save_entity(
                 STATE_NAMESPACE, _POSITION, namespace, {"position": position}
@@ -546,10 +549,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             for namespace, position in list(self.forward.positions.items()):
                 page = await self.primary.read_changes(namespace, after=position, limit=1)
                 if page.last_position < position:
-                    self.problem = (
-                        "the primary came back without its data; the secondary keeps "
-                        "serving: restore the primary from it"
-                    )
+                    self.problem = _PRIMARY_LOST_DATA
                     log.error(
                         "%s (namespace %r: its log ends at %d, %d events were replicated)",
                         self.problem,
@@ -665,8 +665,14 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             except BackendUnavailableError as exc:
                 log.info("replication paused: %s", exc)
             except ReplicationError as exc:
-                self.problem = str(exc)
+                # The primary answers with a log shorter than what was copied from it: it
+                # restarted empty (or was restored from an older copy) faster than the
+                # probes noticed. Serving it would show clients their data gone.
+                self.problem = _PRIMARY_LOST_DATA
                 log.error("replication stopped: %s", exc)
+                if self.serving == PRIMARY:
+                    self.serving = SECONDARY
+                    self.failovers += 1
             except MemoryStoreError:
                 log.exception("replication round failed")
             if not applied:
