@@ -488,6 +488,11 @@ class SearchSettings(_Slice):
     search_fields: dict[str, list[str]] = Field(
         default_factory=dict, validation_alias=_env("MEMSTORE_SEARCH_FIELDS")
     )
+    # A replica keeps the search indexes of this many namespaces in memory, the least
+    # recently searched dropped first (built again from the store when searched again).
+    search_max_namespaces: int = Field(
+        64, ge=1, validation_alias=_env("MEMSTORE_SEARCH_MAX_NAMESPACES")
+    )
 
     @model_validator(mode="after")
     def _check_embedder(self) -> SearchSettings:

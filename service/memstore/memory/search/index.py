@@ -189,6 +189,12 @@ class NamespaceIndex:
     def collections(self) -> list[Collection[Any]]:
         return [c for c in (self.entities, self.messages, self.tool_usage) if c is not None]
 
+    def collection(self, kind: Kind) -> Collection[Any]:
+        """The collection of ``kind``, built by :meth:`catch_up`."""
+        coll: Collection[Any] | None = getattr(self, _ATTR[kind])
+        assert coll is not None, f"{kind} searched before catch_up built it"
+        return coll
+
     @contextlib.asynccontextmanager
     async def unchanged(self) -> AsyncIterator[None]:
         """Hold off everything that changes the index (catching up with the log, storing

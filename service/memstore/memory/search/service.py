@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -19,7 +20,7 @@ from memstore.core.search import EntitySearch, TextSearch, compile_filter
 from memstore.core.settings import Settings
 from memstore.core.text import tokenize
 from memstore.embeddings.base import Embedder, build_embedder
-from memstore.memory.search.index import Collection, Key, NamespaceIndex
+from memstore.memory.search.index import Collection, Key, Kind, NamespaceIndex
 from memstore.memory.search.ranking import (
     RRF_K,
     Ranked,
@@ -43,6 +44,8 @@ OFFLOAD_ITEMS = 2000
 
 _UNSET: Any = object()
 
+H = TypeVar("H", EntityHit, MessageHit, ToolUsageHit)
+
 
 class SearchIndexes:
     """The search indexes of every namespace this replica searched."""
@@ -59,7 +62,7 @@ class SearchIndexes:
         # An embedder the caller gave is the caller's to close; one built here is closed
         # with the indexes (and built again if the manager starts again).
         self._own_embedder = embedder is _UNSET
-        self._indexes: dict[str, NamespaceIndex] = {}
+        self._indexes: OrderedDict[str, NamespaceIndex] = OrderedDict()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -96,16 +99,23 @@ class SearchIndexes:
                 await embedder.close()
 
     def index(self, namespace: str) -> NamespaceIndex:
+        """The namespace's index, built on first use. Past ``search_max_namespaces`` the
+        least recently searched index is dropped: a search holding it finishes on it, and
+        vectors it had computed but not stored yet are computed again by the next build."""
         index = self._indexes.get(namespace)
-        if index is None:
-            index = self._indexes[namespace] = NamespaceIndex(
-                self._backend(),
-                namespace,
-                fields=self.settings.search_fields,
-                page_size=self.settings.max_page_size,
-                embedder=self.embedder,
-                on_pending=self._wake.set,
-            )
+        if index is not None:
+            self._indexes.move_to_end(namespace)
+            return index
+        index = self._indexes[namespace] = NamespaceIndex(
+            self._backend(),
+            namespace,
+            fields=self.settings.search_fields,
+            page_size=self.settings.max_page_size,
+            embedder=self.embedder,
+            on_pending=self._wake.set,
+        )
+        while len(self._indexes) > self.settings.search_max_namespaces:
+            self._indexes.popitem(last=False)
         return index
 
     async def _embed_in_background(self) -> None:
@@ -169,91 +179,111 @@ class SearchIndexes:
         embedder = self.embedder
         return embedder.name if embedder is not None and mode in ("semantic", "hybrid") else None
 
-    async def search_entities(
-        self, namespace: str, search: EntitySearch, cursor: str | None
-    ) -> SearchPage[EntityHit]:
-        mark = fingerprint("entity", search.query, search.types, search.filter)
-        after = read_cursor(cursor, search.mode, mark, (str, str))
+    async def _search(
+        self,
+        namespace: str,
+        kind: Kind,
+        search: EntitySearch | TextSearch,
+        cursor: str | None,
+        *,
+        mark: str,
+        key_types: tuple[type, ...],
+        acceptor: Callable[[Collection[Any]], Callable[[Key], bool]],
+        hit: Callable[[Any, float], H],
+    ) -> SearchPage[H]:
+        """One page of ``kind`` hits: read the cursor (it must belong to this search:
+        ``mark``), catch the index up with the log, rank the items ``acceptor`` (given the
+        caught-up collection) takes, and make the next cursor from the page's last hit."""
+        after = read_cursor(cursor, search.mode, mark, key_types)
         index = self.index(namespace)
-        await index.catch_up("entity")
-        coll = index.entities
-        assert coll is not None
-        now = time.time()
-        types = None if search.types is None else set(search.types)
-        items = coll.items
-        matches = None if search.filter is None else compile_filter(search.filter)
-
-        def accept(key: Key) -> bool:
-            record = items[key].record
-            return (
-                (types is None or key[0] in types)
-                and (record.expires_at is None or record.expires_at > now)
-                and (matches is None or matches(record.data))
-            )
-
+        await index.catch_up(kind)
+        coll = index.collection(kind)
         hits, more = await self._page(
-            index, coll, search.mode, search.query, accept, after, search.limit
+            index, coll, search.mode, search.query, acceptor(coll), after, search.limit
         )
         return SearchPage(
-            [EntityHit(coll.items[key].record, score) for score, key in hits],
+            [hit(coll.items[key].record, score) for score, key in hits],
             make_cursor(search.mode, mark, *hits[-1]) if more else None,
             search.mode,
             self._embedder_name(search.mode),
+        )
+
+    async def search_entities(
+        self, namespace: str, search: EntitySearch, cursor: str | None
+    ) -> SearchPage[EntityHit]:
+        types = None if search.types is None else set(search.types)
+        matches = None if search.filter is None else compile_filter(search.filter)
+
+        def acceptor(coll: Collection[Any]) -> Callable[[Key], bool]:
+            items, now = coll.items, time.time()
+
+            def accept(key: Key) -> bool:
+                record = items[key].record
+                return (
+                    (types is None or key[0] in types)
+                    and (record.expires_at is None or record.expires_at > now)
+                    and (matches is None or matches(record.data))
+                )
+
+            return accept
+
+        return await self._search(
+            namespace,
+            "entity",
+            search,
+            cursor,
+            mark=fingerprint("entity", search.query, search.types, search.filter),
+            key_types=(str, str),
+            acceptor=acceptor,
+            hit=EntityHit,
         )
 
     async def search_messages(
         self, namespace: str, search: TextSearch, cursor: str | None
     ) -> SearchPage[MessageHit]:
-        mark = fingerprint("message", search.query, search.scope)
-        after = read_cursor(cursor, search.mode, mark, (str, int))
-        index = self.index(namespace)
-        await index.catch_up("message")
-        coll = index.messages
-        assert coll is not None
         cid = search.scope
-        hits, more = await self._page(
-            index,
-            coll,
-            search.mode,
-            search.query,
-            lambda key: cid is None or key[0] == cid,
-            after,
-            search.limit,
-        )
-        return SearchPage(
-            [MessageHit(coll.items[key].record, score) for score, key in hits],
-            make_cursor(search.mode, mark, *hits[-1]) if more else None,
-            search.mode,
-            self._embedder_name(search.mode),
+
+        def accept(key: Key) -> bool:
+            return cid is None or key[0] == cid
+
+        return await self._search(
+            namespace,
+            "message",
+            search,
+            cursor,
+            mark=fingerprint("message", search.query, search.scope),
+            key_types=(str, int),
+            acceptor=lambda coll: accept,
+            hit=MessageHit,
         )
 
     async def search_tool_usage(
         self, namespace: str, search: TextSearch, cursor: str | None
     ) -> SearchPage[ToolUsageHit]:
-        mark = fingerprint("tool_usage", search.query, search.scope)
-        after = read_cursor(cursor, search.mode, mark, (str,))
-        index = self.index(namespace)
-        await index.catch_up("tool_usage")
-        coll = index.tool_usage
-        assert coll is not None
-        tool, uses = search.scope, coll.items
-        # past the backend's retention: gone for reads, whether or not a trim ran yet
-        cutoff = self._backend().tool_usage_cutoff(time.time())
+        tool = search.scope
 
-        def accept(key: Key) -> bool:
-            record = uses[key].record
-            return (tool is None or record.tool_name == tool) and (
-                cutoff is None or record.timestamp >= cutoff
-            )
+        def acceptor(coll: Collection[Any]) -> Callable[[Key], bool]:
+            uses = coll.items
+            # past the backend's retention: gone for reads, whether or not a trim ran yet
+            cutoff = self._backend().tool_usage_cutoff(time.time())
 
-        hits, more = await self._page(
-            index, coll, search.mode, search.query, accept, after, search.limit
-        )
-        return SearchPage(
-            [ToolUsageHit(coll.items[key].record, score) for score, key in hits],
-            make_cursor(search.mode, mark, *hits[-1]) if more else None,
-            search.mode,
-            self._embedder_name(search.mode),
+            def accept(key: Key) -> bool:
+                record = uses[key].record
+                return (tool is None or record.tool_name == tool) and (
+                    cutoff is None or record.timestamp >= cutoff
+                )
+
+            return accept
+
+        return await self._search(
+            namespace,
+            "tool_usage",
+            search,
+            cursor,
+            mark=fingerprint("tool_usage", search.query, search.scope),
+            key_types=(str,),
+            acceptor=acceptor,
+            hit=ToolUsageHit,
         )
 
 
