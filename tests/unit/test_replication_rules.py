@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from memstore.backends.replicated import merge_messages, reconcile_entity
+import inspect
+
+from memstore.backends.base import DistributedMemoryBackend
+from memstore.backends.replicated import ReplicatedMemoryBackend, merge_messages, reconcile_entity
 from memstore.core.records import EntityRecord, MessageRecord
 
 
@@ -60,11 +63,6 @@ def test_the_replicated_backend_routes_every_backend_method() -> None:
     """A backend method the replicated backend does not define would run the base class's
     default (often "not supported") instead of reaching the serving backend: a method
     added to the contract must be routed there too (a read, or a write)."""
-    import inspect
-
-    from memstore.backends.base import DistributedMemoryBackend
-    from memstore.backends.replicated import ReplicatedMemoryBackend
-
     missing = [
         name
         for name, _ in inspect.getmembers(DistributedMemoryBackend, inspect.isfunction)
