@@ -69,7 +69,7 @@ _FAILOVER = "failover"  # id "state": the secondary's log positions when it took
 
 # The failback copies the secondary's writes while they go on, for at most this many
 # rounds or until a round finds fewer than this many events, then holds writes briefly.
-_CATCH_UP_ROUNDS = 20
+_CATCH_UP_ROUNDS = 5
 _CATCH_UP_EVENTS = 50
 _PRIMARY_LOST_DATA = (
     "the primary came back without its data; the secondary keeps serving: restore the "
@@ -568,6 +568,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                     positions=dict(positions),
                 )
                 self._reconciler = reconciler
+                log.warning("primary backend answers again: copying the secondary's writes to it")
 
                 async def namespaces() -> list[str]:
                     names = set(await self.secondary.list_namespaces() or []) | set(positions)
@@ -575,9 +576,12 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                     return sorted(names)
 
                 # Copy while writes still go to the secondary, until little is left ...
-                for _ in range(_CATCH_UP_ROUNDS):
-                    if await reconciler.run_round(await namespaces()) < _CATCH_UP_EVENTS:
+                for round_number in range(_CATCH_UP_ROUNDS):
+                    applied = await reconciler.run_round(await namespaces())
+                    log.info("failback: round %d copied %d events", round_number + 1, applied)
+                    if applied < _CATCH_UP_EVENTS:
                         break
+                log.info("failback: holding writes (%d in flight)", self._writes_in_flight)
                 # ... then hold writes, wait for those in flight, copy the rest, switch.
                 self._writes_open.clear()
                 try:
