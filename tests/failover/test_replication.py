@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
+from memstore.backends.factory import DistributedMemoryFactory
 from memstore.backends.replicated import PRIMARY, SECONDARY, ReplicatedMemoryBackend
 from memstore.core.errors import BackendUnavailableError
 from memstore.core.records import FeedbackRecord, ToolUsageRecord
@@ -156,3 +157,46 @@ async def test_lenient_failover_takes_writes_and_reconciles_them(
     await backend.append_messages(name, "c1", [{"m": 6}])
     await eventually(lambda: caught_up(backend, [name]))
     assert await everything(backend.secondary, name) == await everything(backend.primary, name)
+
+
+async def test_a_namespace_whose_log_was_pruned_is_copied_whole(
+    replicated: Callable[..., Any], replicated_settings: Callable[..., Any]
+) -> None:
+    settings = replicated_settings(changes_max_events=3)
+    name = ns()
+    # Written before replication was switched on, and the log trimmed to its last 3.
+    alone = DistributedMemoryFactory.create_single_backend(settings)
+    await alone.connect()
+    try:
+        await write_some(alone, name)
+        for i in range(10):
+            await alone.save_entity(name, "old", f"e{i}", {"i": i})
+        await alone.trim_changes(name)
+        page = await alone.read_changes(name, after=0, limit=10)
+        assert page.first_position > 1
+    finally:
+        await alone.close()
+    backend: ReplicatedMemoryBackend = await replicated(settings)
+    await eventually(lambda: caught_up(backend, [name]))
+    assert await everything(backend.secondary, name) == await everything(backend.primary, name)
+
+
+async def test_a_primary_back_without_its_data_does_not_serve(
+    replicated: Callable[..., Any], primary_redis: LocalRedis
+) -> None:
+    backend: ReplicatedMemoryBackend = await replicated()
+    name = ns()
+    await write_some(backend, name)
+    await eventually(lambda: caught_up(backend, [name]))
+    primary_redis.kill9()
+    await eventually(lambda: backend.serving == SECONDARY)
+    for path in sorted(primary_redis.dir.rglob("appendonly*"), reverse=True):
+        if path.is_file():
+            path.unlink()
+    primary_redis.start()  # empty
+    await eventually(lambda: backend.problem is not None)
+    status = backend.status()
+    assert status["serving"] == SECONDARY
+    assert status["degraded"] is True
+    assert any("without its data" in reason for reason in status["reasons"])
+    assert (await backend.load_entity(name, "note", "a")) is not None  # the secondary's

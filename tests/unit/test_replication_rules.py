@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from memstore.backends.replicated import merge_messages, reconcile_entity
+import inspect
+
+from memstore.backends.base import DistributedMemoryBackend
+from memstore.backends.replicated import ReplicatedMemoryBackend, merge_messages, reconcile_entity
 from memstore.core.records import EntityRecord, MessageRecord
 
 
@@ -54,3 +57,15 @@ def test_the_secondary_copy_is_taken_whole_when_the_primary_has_nothing_more() -
     assert merge_messages(messages(("a", 1), ("p", 2)), messages(("r", 3))) == messages(
         ("a", 1), ("p", 2), ("r", 3)
     )
+
+
+def test_the_replicated_backend_routes_every_backend_method() -> None:
+    """A backend method the replicated backend does not define would run the base class's
+    default (often "not supported") instead of reaching the serving backend: a method
+    added to the contract must be routed there too (a read, or a write)."""
+    missing = [
+        name
+        for name, _ in inspect.getmembers(DistributedMemoryBackend, inspect.isfunction)
+        if not name.startswith("_") and name not in ReplicatedMemoryBackend.__dict__
+    ]
+    assert missing == []

@@ -69,8 +69,12 @@ _FAILOVER = "failover"  # id "state": the secondary's log positions when it took
 
 # The failback copies the secondary's writes while they go on, for at most this many
 # rounds or until a round finds fewer than this many events, then holds writes briefly.
-_CATCH_UP_ROUNDS = 20
+_CATCH_UP_ROUNDS = 5
 _CATCH_UP_EVENTS = 50
+_PRIMARY_LOST_DATA = (
+    "the primary came back without its data; the secondary keeps serving: restore the "
+    "primary from it"
+)
 # How long ``close`` waits for the background tasks to end.
 _CLOSE_TIMEOUT_SECONDS = 5.0
 
@@ -242,7 +246,6 @@ class Replicator:
             # from the log's end as it was before the copy (replays are harmless).
             await self.copy_namespace(namespace)
             await self._advance(namespace, page.last_position)
-            lag.position = page.last_position
             return 0
         if not page.events:
             lag.oldest_pending = None
@@ -261,14 +264,14 @@ class Replicator:
                 await self.apply(namespace, key, event)
 
         await asyncio.gather(*(apply(k, e) for k, e in last.items()))
-        position = page.events[-1].position
-        await self._advance(namespace, position)
-        lag.position = position
-        lag.oldest_pending = None
+        await self._advance(namespace, page.events[-1].position)
         return len(page.events)
 
     async def _advance(self, namespace: str, position: int) -> None:
         self.positions[namespace] = position
+        lag = self.lag.setdefault(namespace, NamespaceLag())
+        lag.position = position
+        lag.oldest_pending = None
         if self.state is not None:
             await self.state.save_entity(
                 STATE_NAMESPACE, _POSITION, namespace, {"position": position}
@@ -546,10 +549,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             for namespace, position in list(self.forward.positions.items()):
                 page = await self.primary.read_changes(namespace, after=position, limit=1)
                 if page.last_position < position:
-                    self.problem = (
-                        "the primary came back without its data; the secondary keeps "
-                        "serving: restore the primary from it"
-                    )
+                    self.problem = _PRIMARY_LOST_DATA
                     log.error(
                         "%s (namespace %r: its log ends at %d, %d events were replicated)",
                         self.problem,
@@ -568,6 +568,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                     positions=dict(positions),
                 )
                 self._reconciler = reconciler
+                log.warning("primary backend answers again: copying the secondary's writes to it")
 
                 async def namespaces() -> list[str]:
                     names = set(await self.secondary.list_namespaces() or []) | set(positions)
@@ -575,9 +576,12 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                     return sorted(names)
 
                 # Copy while writes still go to the secondary, until little is left ...
-                for _ in range(_CATCH_UP_ROUNDS):
-                    if await reconciler.run_round(await namespaces()) < _CATCH_UP_EVENTS:
+                for round_number in range(_CATCH_UP_ROUNDS):
+                    applied = await reconciler.run_round(await namespaces())
+                    log.info("failback: round %d copied %d events", round_number + 1, applied)
+                    if applied < _CATCH_UP_EVENTS:
                         break
+                log.info("failback: holding writes (%d in flight)", self._writes_in_flight)
                 # ... then hold writes, wait for those in flight, copy the rest, switch.
                 self._writes_open.clear()
                 try:
@@ -665,8 +669,14 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             except BackendUnavailableError as exc:
                 log.info("replication paused: %s", exc)
             except ReplicationError as exc:
-                self.problem = str(exc)
+                # The primary answers with a log shorter than what was copied from it: it
+                # restarted empty (or was restored from an older copy) faster than the
+                # probes noticed. Serving it would show clients their data gone.
+                self.problem = _PRIMARY_LOST_DATA
                 log.error("replication stopped: %s", exc)
+                if self.serving == PRIMARY:
+                    self.serving = SECONDARY
+                    self.failovers += 1
             except MemoryStoreError:
                 log.exception("replication round failed")
             if not applied:
