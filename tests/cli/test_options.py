@@ -156,7 +156,7 @@ def _complete(words: str) -> list[str]:
 
 def test_completion_completes_commands_and_options() -> None:
     assert _complete("memstore ent") == ["entity"]
-    assert _complete("memstore entity ") == ["delete", "get", "list", "put", "types"]
+    assert _complete("memstore entity ") == ["delete", "get", "list", "pin", "put", "types"]
     assert _complete("memstore tool") == ["tool", "tools"]
     # The target options complete after the command too.
     assert _complete("memstore entity get user u1 --na") == ["--namespace"]
