@@ -75,9 +75,7 @@ async def test_key_administration_finds_the_sealing_above_the_replication(
 
     _, replicated = layers(manager)
     # The wrapped key reached the secondary as it is stored.
-    await eventually(
-        lambda: replicated.secondary.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, name)
-    )
+    await eventually(lambda: replicated.secondary.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, name))
     assert (await memory.shred_data_key())["shredded"] is True
     with pytest.raises(DataShreddedError):
         await memory.get_entity("profile", "p", use_cache=False)
