@@ -513,6 +513,11 @@ class DistributedMemoryManager(MemoryAPI):
             # The write itself succeeded; other replicas fall back to the cache TTL.
             log.warning("could not publish a cache invalidation; relying on cache TTL")
 
+    async def _invalidate_shared_namespace(self) -> None:
+        l2 = self._shared.l2
+        if l2 is not None:
+            await l2.invalidate_namespace(self.namespace)
+
     def _walk_page_size(self) -> int:
         # In process, a walk over every page takes the biggest pages allowed.
         return self._shared.settings.max_page_size
@@ -1174,7 +1179,11 @@ class DistributedMemoryManager(MemoryAPI):
         first (``DumpInvalidError``, nothing written), then written while the namespace
         answers ``NamespaceImportingError`` on every replica. A namespace holding data is
         refused (``NamespaceNotEmptyError``) unless ``replace``."""
-        result = await export.import_chunks(self, chunks, replace=replace)
+        try:
+            result = await export.import_chunks(self, chunks, replace=replace)
+        finally:
+            # Many entities written at once: none of the namespace's cached ones stays.
+            await self._invalidate_shared_namespace()
         await self._read_import_markers()
         return result
 
@@ -1430,6 +1439,8 @@ class DistributedMemoryManager(MemoryAPI):
 
         result = await self._run("shred_data_key", shred)
         self._shared.cache.clear()
+        # The shared cache holds plaintext: no replica may serve the namespace from it now.
+        await self._invalidate_shared_namespace()
         if self._shared.search is not None:
             self._shared.search.forget(self.namespace)
         return result
