@@ -312,6 +312,21 @@ def test_the_embedded_backend_is_refused_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "m.db").exists()
 
 
+def test_an_embedded_secondary_is_refused_with_one_line(
+    tmp_path: Path, redis_settings: Settings
+) -> None:
+    env = workers_env(redis_settings) | {
+        "MEMSTORE_PORT": str(free_port()),
+        "MEMSTORE_SECONDARY_BACKEND": "embedded",
+        "MEMSTORE_SECONDARY_DATA_PATH": str(tmp_path / "s.db"),
+    }
+    out = run_serve(env=env)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "--workers 2 needs a shared secondary backend" in out.stderr, out.stderr
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_bad_worker_counts_and_a_taken_port_are_refused(
     tmp_path: Path, redis_settings: Settings
 ) -> None:
