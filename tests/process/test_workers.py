@@ -377,14 +377,17 @@ async def test_shared_cache_and_replication_figures_aggregate_over_workers(
 ) -> None:
     """The L2 cache's counters (plain ints in each worker) sum over the workers in one
     scrape; the replication figures are one series each, not the answering worker's."""
-    env = workers_env(redis_settings) | {
-        "MEMSTORE_CACHE_TTL_SECONDS": "0",  # every read asks Memcached
-        "MEMSTORE_L2_CACHE_URL": memcached_server.url,
-        "MEMSTORE_L2_CACHE_PREFIX": memcached_prefix,
-        "MEMSTORE_SECONDARY_BACKEND": "mongodb",
-        "MONGODB_URI": ferretdb.uri,
-        "MONGODB_DB": f"w{uuid.uuid4().hex[:16]}",
-    }
+    env = (
+        workers_env(redis_settings)
+        | {
+            "MEMSTORE_CACHE_TTL_SECONDS": "0",  # every read asks Memcached
+            "MEMSTORE_L2_CACHE_URL": memcached_server.url,
+            "MEMSTORE_L2_CACHE_PREFIX": memcached_prefix,
+            "MEMSTORE_SECONDARY_BACKEND": "mongodb",
+            "MONGODB_URI": ferretdb.uri,
+            "MONGODB_DB": f"w{uuid.uuid4().hex[:16]}",
+        }
+    )
     with served(tmp_path, env) as svc:
         url = svc.url
         async with on_each_worker(url) as (w0, w1):
