@@ -7,6 +7,7 @@ every document of the test's MongoDB database through PyMongo.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import re
@@ -25,12 +26,14 @@ from pymongo import MongoClient
 import redis as redis_sync
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
+from memstore.backends.replicated import ReplicatedMemoryBackend
 from memstore.backends.sealed import SealedBackend
 from memstore.core.analytics import check_window
 from memstore.core.errors import ConfigurationError, DataShreddedError, PayloadUnreadableError
 from memstore.core.payload_codec import ENVELOPE_KEY, new_kek_line
 from memstore.core.records import FeedbackRecord, ToolUsageRecord
 from memstore.core.settings import Settings
+from memstore.memory.manager import backend_layer
 from tests.contract.conftest import CONTRACT_BACKENDS
 from tests.servers.redis import LocalRedis
 
@@ -155,6 +158,16 @@ def raw_dump(request: pytest.FixtureRequest, backend_name: str) -> Callable[[Set
             raw.close()
         return bytes(out)
 
+    def mongo_dump(settings: Settings) -> bytes:
+        client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri.get_secret_value())
+        try:
+            db = client[settings.mongodb_db]
+            return b"".join(
+                bson_encode(doc) for name in db.list_collection_names() for doc in db[name].find()
+            )
+        finally:
+            client.close()
+
     def dump(settings: Settings) -> bytes:
         if backend_name == "embedded":
             # The file's bytes (WAL included), and every cell of every table read with
@@ -175,18 +188,11 @@ def raw_dump(request: pytest.FixtureRequest, backend_name: str) -> Callable[[Set
                 ]
             return files + b"\n".join(cells)
         if backend_name == "mongodb":
-            client: MongoClient[dict[str, Any]] = MongoClient(
-                settings.mongodb_uri.get_secret_value()
-            )
-            try:
-                db = client[settings.mongodb_db]
-                return b"".join(
-                    bson_encode(doc)
-                    for name in db.list_collection_names()
-                    for doc in db[name].find()
-                )
-            finally:
-                client.close()
+            return mongo_dump(settings)
+        if backend_name == "redis_to_mongodb":
+            # The primary's keys and the secondary's documents (call ``replicated`` first).
+            server = request.getfixturevalue("redis_server")
+            return redis_dump([server], settings.redis_prefix or "") + mongo_dump(settings)
         if "cluster" in backend_name:
             fixture = "redis_cluster" if backend_name == "redis_cluster" else "redis_tls_cluster"
             cluster = request.getfixturevalue(fixture)
@@ -197,6 +203,22 @@ def raw_dump(request: pytest.FixtureRequest, backend_name: str) -> Callable[[Set
         return redis_dump([server], settings.redis_prefix or "")
 
     return dump
+
+
+async def replicated(backend: DistributedMemoryBackend) -> None:
+    """With a secondary: wait until it holds everything the primary holds now."""
+    stack = backend_layer(backend, ReplicatedMemoryBackend)
+    if stack is None:
+        return
+    for _ in range(500):
+        behind = False
+        for name in await stack.primary.list_namespaces() or []:
+            page = await stack.primary.read_changes(name, after=0, limit=1)
+            behind = behind or stack.forward.positions.get(name, 0) < page.last_position
+        if not behind:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the secondary did not catch up")
 
 
 def readable_forms(raw: bytes) -> bytes:
@@ -304,6 +326,7 @@ async def test_raw_store_holds_no_plaintext(
     ns = f"raw{uuid.uuid4().hex[:8]}"
     backend = await open_backend(sealed_settings)
     await write_everything(backend, ns, PLANT)
+    await replicated(backend)
     await backend.close()
     raw = readable_forms(raw_dump(sealed_settings))
     assert ns.encode() in raw  # the dump really holds this namespace (names stay in clear)
@@ -319,6 +342,7 @@ async def test_plaintext_is_visible_without_sealing(
     ns = f"ctl{uuid.uuid4().hex[:8]}"
     backend = await open_backend(plain_settings)
     await write_everything(backend, ns, PLANT)
+    await replicated(backend)
     await backend.close()
     assert PLANT.encode() in readable_forms(raw_dump(plain_settings))
 
@@ -331,6 +355,7 @@ async def test_compression_alone_does_not_hide_payloads(
     settings = plain_settings.model_copy(update={"compression_min_bytes": 64})
     backend = await open_backend(settings)
     await backend.save_entity(ns, "profile", "p", {"secret": PLANT, **big_payload(4)})
+    await replicated(backend)
     await backend.close()
     raw = raw_dump(settings)
     assert PLANT.encode() not in raw
@@ -353,6 +378,7 @@ async def test_compressed_values_are_smaller_in_the_raw_store(
         got = await backend.load_entity(ns, "doc", "d")
         assert got is not None and got.data == payload
         stored[label] = await backend.stored_bytes(ns)
+        await replicated(backend)
         await backend.close()
         grew[label] = len(raw_dump(plain_settings)) - before
     # The backend's own byte count, and what the raw store grew by, shrink alike.

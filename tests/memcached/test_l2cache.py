@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from memstore.backends.factory import DistributedMemoryFactory
+from memstore.core.errors import DataShreddedError
+from memstore.core.payload_codec import new_kek_line
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 from tests.servers.memcached import LocalMemcached
@@ -375,3 +378,40 @@ async def test_prometheus_exports_the_shared_cache_figures(l2_settings: Settings
         "memstore_l2_cache_errors_total 0.0",
     ):
         assert line in text
+
+
+async def test_a_pinned_entity_stays_pinned_in_the_shared_cache(l2_settings: Settings) -> None:
+    async with (
+        DistributedMemoryManager(settings=l2_settings) as a,
+        DistributedMemoryManager(settings=l2_settings) as b,
+    ):
+        await b.save_entity("user", "u1", {"name": "Ada"})
+        assert await b.pin_entity("user", "u1") is not None
+        for _ in range(2):  # the second read is served by the shared cache
+            got = await a.get_entity("user", "u1")
+            assert got is not None and got.pinned is True
+        assert a.get_metrics()["l2_cache"]["hits"] == 1
+
+
+async def test_a_shredded_namespace_is_not_served_from_the_shared_cache(
+    l2_settings: Settings, tmp_path: Path
+) -> None:
+    kek = tmp_path / "kek"
+    kek.write_text(new_kek_line("k1") + "\n")
+    # No cached data key (MongoDB has no bus to drop one): what is tested is Memcached.
+    settings = l2_settings.model_copy(
+        update={"encryption_key_file": kek, "data_key_cache_seconds": 0.0}
+    )
+    async with (
+        DistributedMemoryManager(settings=settings) as a,
+        DistributedMemoryManager(settings=settings) as b,
+    ):
+        await a.save_entity("user", "u1", {"secret": "s"})
+        for _ in range(2):  # the second read is served by the shared cache
+            got = await b.get_entity("user", "u1")
+            assert got is not None and got.data == {"secret": "s"}
+        assert b.get_metrics()["l2_cache"]["hits"] == 1
+        await a.shred_data_key()
+        # Another replica: its plaintext in Memcached is unreachable, the backend says why.
+        with pytest.raises(DataShreddedError):
+            await b.get_entity("user", "u1")

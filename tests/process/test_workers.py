@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from memstore.core.settings import Settings
 from memstore.server.workers import MAX_RESTARTS
+from tests.servers.memcached import LocalMemcached
+from tests.servers.mongodb import FerretDB
 from tests.support.procs import ServiceProcess, free_port
 
 NS = "workers"
@@ -312,6 +315,21 @@ def test_the_embedded_backend_is_refused_with_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "m.db").exists()
 
 
+def test_an_embedded_secondary_is_refused_with_one_line(
+    tmp_path: Path, redis_settings: Settings
+) -> None:
+    env = workers_env(redis_settings) | {
+        "MEMSTORE_PORT": str(free_port()),
+        "MEMSTORE_SECONDARY_BACKEND": "embedded",
+        "MEMSTORE_SECONDARY_DATA_PATH": str(tmp_path / "s.db"),
+    }
+    out = run_serve(env=env)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "--workers 2 needs a shared secondary backend" in out.stderr, out.stderr
+    assert not (tmp_path / "s.db").exists()
+
+
 def test_bad_worker_counts_and_a_taken_port_are_refused(
     tmp_path: Path, redis_settings: Settings
 ) -> None:
@@ -348,3 +366,58 @@ def test_workers_stop_when_the_supervisor_is_killed(
         svc.proc.kill()
         svc.proc.wait(10)
         wait_for(lambda: all(gone(pid) for pid in workers), "the orphaned workers exited")
+
+
+async def test_shared_cache_and_replication_figures_aggregate_over_workers(
+    tmp_path: Path,
+    redis_settings: Settings,
+    memcached_server: LocalMemcached,
+    memcached_prefix: str,
+    ferretdb: FerretDB,
+) -> None:
+    """The L2 cache's counters (plain ints in each worker) sum over the workers in one
+    scrape; the replication figures are one series each, not the answering worker's."""
+    env = (
+        workers_env(redis_settings)
+        | {
+            "MEMSTORE_CACHE_TTL_SECONDS": "0",  # every read asks Memcached
+            "MEMSTORE_L2_CACHE_URL": memcached_server.url,
+            "MEMSTORE_L2_CACHE_PREFIX": memcached_prefix,
+            "MEMSTORE_SECONDARY_BACKEND": "mongodb",
+            "MONGODB_URI": ferretdb.uri,
+            "MONGODB_DB": f"w{uuid.uuid4().hex[:16]}",
+        }
+    )
+    with served(tmp_path, env) as svc:
+        url = svc.url
+        async with on_each_worker(url) as (w0, w1):
+            for worker, session, count in (("0", w0, 3), ("1", w1, 4)):
+                for i in range(count):  # a new entity each: one L2 miss each
+                    key = ENTITY.format(f"l2-{worker}-{i}")
+                    async with session.put(url + key, json={"data": {"i": i}}) as resp:
+                        assert resp.status in (200, 201)
+                    async with session.get(url + key) as resp:
+                        assert resp.status == 200
+            own = []
+            for session in (w0, w1):
+                async with session.get(url + "/v1/metrics") as resp:
+                    own.append((await resp.json())["l2_cache"]["misses"])
+            assert own[0] >= 3 and own[1] >= 4, own
+
+            async def scraped() -> str:
+                async with w1.get(url + "/metrics") as resp:
+                    return await resp.text()
+
+            # The other worker publishes every second: wait for its figures.
+            text = await scraped()
+            for _ in range(100):
+                if samples(text, "memstore_l2_cache_misses_total").get(()) == sum(own):
+                    break
+                await asyncio.sleep(0.1)
+                text = await scraped()
+    assert samples(text, "memstore_l2_cache_misses_total") == {(): sum(own)}
+    assert samples(text, "memstore_l2_cache_stores_total")[()] >= 7
+    serving = samples(text, "memstore_backend_serving")
+    assert serving[(("backend", "redis"), ("role", "primary"))] == 1.0, serving
+    assert list(samples(text, "memstore_replication_primary_up").values()) == [1.0]
+    assert len(samples(text, "memstore_replication_lag_events")) == 1

@@ -342,3 +342,28 @@ async def test_searches_need_only_the_read_role(make_http: Any, tokens: Tokens, 
     resp = await http.request(method, path, headers=tokens.header(tokens.b), **kwargs)
     assert resp.status == 200, await resp.text()
     assert SECRET_MARK in await resp.text()
+
+
+async def test_data_keys_are_scoped_to_the_token(make_http: Any, tokens: Tokens) -> None:
+    """An admin of some namespaces lists their data keys only, and cannot rotate every
+    namespace's key; an admin of all namespaces lists and rotates them all."""
+    http: Client = await make_http()
+    for ns in (NS_A, NS_B):
+        resp = await http.put(
+            f"/v1/namespaces/{ns}/entities/note/x",
+            json={"data": {"s": 1}},
+            headers=tokens.header(tokens.admin),
+        )
+        assert resp.status in (200, 201), await resp.text()
+    everything = await (await http.get("/v1/keys", headers=tokens.header(tokens.admin))).json()
+    assert sorted(k["namespace"] for k in everything["items"]) == [NS_A, NS_B]
+    mine = await (await http.get("/v1/keys", headers=tokens.header(tokens.a_admin))).json()
+    assert [k["namespace"] for k in mine["items"]] == [NS_A]
+
+    refused = await http.post("/v1/keys/rotate", headers=tokens.header(tokens.a_admin))
+    assert refused.status == 403
+    body = await refused.json()
+    assert body["code"] == "forbidden" and "all namespaces" in body["message"]
+    rotated = await http.post("/v1/keys/rotate", headers=tokens.header(tokens.admin))
+    assert rotated.status == 200, await rotated.text()
+    assert (await rotated.json())["unchanged"] == 2

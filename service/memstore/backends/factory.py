@@ -32,18 +32,25 @@ class DistributedMemoryFactory:
     @staticmethod
     def create_memory_backend(settings: Settings) -> DistributedMemoryBackend:
         """Build (not connect) the backend named by ``settings.memory_type``; with
-        ``MEMSTORE_SECONDARY_BACKEND`` set, that one replicated to the secondary."""
+        ``MEMSTORE_SECONDARY_BACKEND`` set, that one replicated to the secondary.
+
+        Compression and encryption at rest, when configured, wrap the outermost backend
+        once: a replicated store seals above the replication, so the replicator copies
+        ciphertext and the wrapped data keys (namespace ``_keys``) as they are stored, and
+        shredding a key deletes it on the primary, whence the deletion replicates."""
+        from memstore.backends.sealed import build_sealed
+
         primary = DistributedMemoryFactory.create_single_backend(settings)
         if settings.secondary_backend is None:
-            return primary
+            return build_sealed(primary, settings)
         from memstore.backends.replicated import ReplicatedMemoryBackend
 
         secondary = DistributedMemoryFactory.create_single_backend(settings.secondary_settings())
-        return ReplicatedMemoryBackend(settings, primary, secondary)
+        return build_sealed(ReplicatedMemoryBackend(settings, primary, secondary), settings)
 
     @staticmethod
     def create_single_backend(settings: Settings) -> DistributedMemoryBackend:
-        """Build the backend named by ``settings.memory_type`` alone."""
+        """Build the backend named by ``settings.memory_type`` alone, unsealed."""
         try:
             module_name, class_name, extra = _BACKENDS[settings.memory_type]
         except KeyError:
@@ -59,7 +66,4 @@ class DistributedMemoryFactory:
                 f"backend {settings.memory_type!r} is not available: {exc}{hint}"
             ) from exc
         backend_cls: type[DistributedMemoryBackend] = getattr(module, class_name)
-        from memstore.backends.sealed import build_sealed
-
-        # Compression and encryption at rest, when configured, wrap every backend alike.
-        return build_sealed(backend_cls(settings), settings)
+        return backend_cls(settings)

@@ -219,6 +219,7 @@ class SharedEntityCache:
                     record.created_at,
                     record.updated_at,
                     record.expires_at,
+                    record.pinned,
                 ]
             )
         except TypeError:
@@ -232,13 +233,15 @@ class SharedEntityCache:
     @staticmethod
     def _decode(key: str, payload: bytes) -> EntityRecord | None:
         try:
-            stored_key, type_, id_, data, version, created, updated, expires = orjson.loads(payload)
+            (stored_key, type_, id_, data, version, created, updated, expires, pinned) = (
+                orjson.loads(payload)
+            )
         except (orjson.JSONDecodeError, ValueError, TypeError):
-            return None
+            return None  # also a value of an older layout (a miss: read from the backend)
         # The key is stored with the value: a digest collision cannot answer another entity.
         if stored_key != key:
             return None
-        return EntityRecord(type_, id_, data, version, created, updated, expires)
+        return EntityRecord(type_, id_, data, version, created, updated, expires, pinned is True)
 
     # -- writes -------------------------------------------------------------------------
 

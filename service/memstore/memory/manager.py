@@ -114,6 +114,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+B = TypeVar("B", bound=DistributedMemoryBackend)
+
+
+def backend_layer(backend: DistributedMemoryBackend, kind: type[B]) -> B | None:
+    """The layer of type ``kind`` in the stack the factory built (``SealedBackend`` wraps
+    a ``ReplicatedMemoryBackend``, which holds the single backends), or ``None``."""
+    layer: DistributedMemoryBackend = backend
+    while not isinstance(layer, kind):
+        if not isinstance(layer, SealedBackend):
+            return None
+        layer = layer.inner
+    return layer
 
 
 #: Told the key of each change (``entity_cache_key``, ``conversation_change_key``), or
@@ -340,7 +352,8 @@ class DistributedMemoryManager(MemoryAPI):
         """With a secondary backend: which one serves, the replication lag, whether the
         store is degraded (``ReplicatedMemoryBackend.status``); else ``None``."""
         backend = self._shared.backend
-        return backend.status() if isinstance(backend, ReplicatedMemoryBackend) else None
+        replicated = None if backend is None else backend_layer(backend, ReplicatedMemoryBackend)
+        return None if replicated is None else replicated.status()
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -499,6 +512,11 @@ class DistributedMemoryManager(MemoryAPI):
         except MemoryStoreError:
             # The write itself succeeded; other replicas fall back to the cache TTL.
             log.warning("could not publish a cache invalidation; relying on cache TTL")
+
+    async def _invalidate_shared_namespace(self) -> None:
+        l2 = self._shared.l2
+        if l2 is not None:
+            await l2.invalidate_namespace(self.namespace)
 
     def _walk_page_size(self) -> int:
         # In process, a walk over every page takes the biggest pages allowed.
@@ -1161,7 +1179,11 @@ class DistributedMemoryManager(MemoryAPI):
         first (``DumpInvalidError``, nothing written), then written while the namespace
         answers ``NamespaceImportingError`` on every replica. A namespace holding data is
         refused (``NamespaceNotEmptyError``) unless ``replace``."""
-        result = await export.import_chunks(self, chunks, replace=replace)
+        try:
+            result = await export.import_chunks(self, chunks, replace=replace)
+        finally:
+            # Many entities written at once: none of the namespace's cached ones stays.
+            await self._invalidate_shared_namespace()
         await self._read_import_markers()
         return result
 
@@ -1382,7 +1404,8 @@ class DistributedMemoryManager(MemoryAPI):
 
     def _unsealed_backend(self) -> DistributedMemoryBackend:
         backend = self.backend
-        return backend.inner if isinstance(backend, SealedBackend) else backend
+        sealed = backend_layer(backend, SealedBackend)
+        return backend if sealed is None else sealed.inner
 
     async def list_data_keys(self) -> list[dict[str, Any]]:
         """Every namespace's data key: namespace, key id, the KEK id wrapping it (no secret)."""
@@ -1392,9 +1415,9 @@ class DistributedMemoryManager(MemoryAPI):
         """Re-wrap every data key with the primary key-encryption key. Without a key file
         and without data keys there is nothing to do; with data keys it is a
         ``ConfigurationError``."""
-        backend = self.backend
-        if isinstance(backend, SealedBackend) and backend.encrypts:
-            return await self._run("rotate_data_keys", backend.rotate_data_keys)
+        sealed = backend_layer(self.backend, SealedBackend)
+        if sealed is not None and sealed.encrypts:
+            return await self._run("rotate_data_keys", sealed.rotate_data_keys)
         if await self.list_data_keys():
             raise ConfigurationError(
                 "data keys exist but encryption at rest is off: set MEMSTORE_ENCRYPTION_KEY_FILE"
@@ -1407,14 +1430,17 @@ class DistributedMemoryManager(MemoryAPI):
         goes with it; other replicas drop theirs on the invalidation bus (Redis) or within
         ``MEMSTORE_DATA_KEY_CACHE_SECONDS``."""
         backend = self.backend
+        sealed = backend_layer(backend, SealedBackend)
 
         def shred() -> Awaitable[dict[str, Any]]:
-            if isinstance(backend, SealedBackend):
-                return backend.shred_data_key(self.namespace)
+            if sealed is not None:
+                return sealed.shred_data_key(self.namespace)
             return delete_data_key(backend, self.namespace)
 
         result = await self._run("shred_data_key", shred)
         self._shared.cache.clear()
+        # The shared cache holds plaintext: no replica may serve the namespace from it now.
+        await self._invalidate_shared_namespace()
         if self._shared.search is not None:
             self._shared.search.forget(self.namespace)
         return result

@@ -38,7 +38,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -191,6 +191,46 @@ class _CacheCollector(Collector):
         yield GaugeMetricFamily("memstore_cache_entries", _CACHE_ENTRIES_DOC, self._size())
 
 
+_SERVING_DOC = "1 for the backend that serves reads now (role primary or secondary), else 0."
+_FAILOVERS_DOC = "Times a process switched reads to the secondary (summed over workers)."
+#: name, status key, help, how workers combine (``--workers``: each worker runs its own
+#: replicated backend; the lag is known by the one holding the replication claim).
+_REPLICATION_GAUGES: tuple[tuple[str, str, str, Literal["livemin", "livemax"]], ...] = (
+    ("memstore_replication_primary_up", "primary_up", "The primary answers probes.", "livemin"),
+    (
+        "memstore_replication_active",
+        "replicating",
+        "This replica (a worker of it) is the one replicating (holds the claim on the secondary).",
+        "livemax",
+    ),
+    (
+        "memstore_replication_reconciling",
+        "reconciling",
+        "Writes the secondary took are being copied back to the primary.",
+        "livemax",
+    ),
+    (
+        "memstore_replication_degraded",
+        "degraded",
+        "The secondary serves, the lag is over its bound, or replication stopped.",
+        "livemax",
+    ),
+    (
+        "memstore_replication_lag_events",
+        "lag_events",
+        "Change events of the primary not yet applied to the secondary (all namespaces; "
+        "known on the replicating replica or worker).",
+        "livemax",
+    ),
+    (
+        "memstore_replication_lag_seconds",
+        "lag_seconds",
+        "Age of the oldest change event not yet applied to the secondary.",
+        "livemax",
+    ),
+)
+
+
 class _ReplicationCollector(Collector):
     """A primary and a secondary backend (``ReplicatedMemoryBackend.status``): which one
     serves and how far the secondary is behind. Totals only: no namespace names."""
@@ -203,48 +243,83 @@ class _ReplicationCollector(Collector):
         if s is None:
             return
         serving = GaugeMetricFamily(
-            "memstore_backend_serving",
-            "1 for the backend that serves reads now (role primary or secondary), else 0.",
-            labels=["role", "backend"],
+            "memstore_backend_serving", _SERVING_DOC, labels=["role", "backend"]
         )
         for role in ("primary", "secondary"):
             serving.add_metric([role, str(s[role])], 1.0 if s["serving"] == role else 0.0)
         yield serving
-        for name, value, doc in (
-            ("memstore_replication_primary_up", s["primary_up"], "The primary answers probes."),
-            (
-                "memstore_replication_active",
-                s["replicating"],
-                "This replica is the one replicating (holds the claim on the secondary).",
-            ),
-            (
-                "memstore_replication_reconciling",
-                s["reconciling"],
-                "Writes the secondary took are being copied back to the primary.",
-            ),
-            (
-                "memstore_replication_degraded",
-                s["degraded"],
-                "The secondary serves, the lag is over its bound, or replication stopped.",
-            ),
-            (
-                "memstore_replication_lag_events",
-                s["lag_events"],
-                "Change events of the primary not yet applied to the secondary (all "
-                "namespaces; known on the replicating replica).",
-            ),
-            (
-                "memstore_replication_lag_seconds",
-                s["lag_seconds"],
-                "Age of the oldest change event not yet applied to the secondary.",
-            ),
-        ):
-            yield GaugeMetricFamily(name, doc, value=float(value))
+        for name, key, doc, _ in _REPLICATION_GAUGES:
+            yield GaugeMetricFamily(name, doc, value=float(s[key]))
         yield CounterMetricFamily(
-            "memstore_replication_failovers",
-            "Times this process switched reads to the secondary.",
-            value=s["failovers"],
+            "memstore_replication_failovers", _FAILOVERS_DOC, value=s["failovers"]
         )
+
+
+class _PublishedReplication:
+    """Multiprocess mode: this worker's replication status in multiprocess gauges (the
+    largest over live workers, the smallest for ``primary_up``) and its failovers in a
+    counter summed over workers."""
+
+    def __init__(self, status: Callable[[], dict[str, Any] | None]) -> None:
+        self._status = status
+        self._last: dict[str, Any] = {}
+        self._serving = Gauge(
+            "memstore_backend_serving",
+            _SERVING_DOC,
+            ["role", "backend"],
+            registry=None,
+            multiprocess_mode="livemax",
+        )
+        self._gauges = [
+            (key, Gauge(name, doc, registry=None, multiprocess_mode=mode))
+            for name, key, doc, mode in _REPLICATION_GAUGES
+        ]
+        self._failovers = _PublishedCounters(
+            (("memstore_replication_failovers", _FAILOVERS_DOC, "failovers"),),
+            lambda: [int(self._last.get("failovers", 0))],
+        )
+
+    def publish(self) -> None:
+        s = self._status()
+        if s is None:
+            return
+        self._last = s
+        for role in ("primary", "secondary"):
+            self._serving.labels(role, str(s[role])).set(1.0 if s["serving"] == role else 0.0)
+        for key, gauge in self._gauges:
+            gauge.set(float(s[key]))
+        self._failovers.publish()
+
+
+_L2_COUNTERS = (
+    ("memstore_l2_cache_hits", "Second-level cache (Memcached) hits.", "hits"),
+    (
+        "memstore_l2_cache_misses",
+        "Second-level cache misses (read from the backend, then stored).",
+        "misses",
+    ),
+    ("memstore_l2_cache_stores", "Entities stored in the second-level cache.", "stores"),
+    (
+        "memstore_l2_cache_invalidations",
+        "Generation bumps for entity writes (this replica's and other replicas').",
+        "invalidations",
+    ),
+    (
+        "memstore_l2_cache_errors",
+        "Memcached calls that failed or timed out (the read went to the backend).",
+        "errors",
+    ),
+    (
+        "memstore_l2_cache_bypasses",
+        "Reads that went straight to the backend: Memcached down, or bumps owed.",
+        "bypasses",
+    ),
+    (
+        "memstore_l2_cache_too_large",
+        "Entities too large for Memcached's item limit (not cached there).",
+        "too_large",
+    ),
+)
 
 
 class _L2CacheCollector(Collector):
@@ -253,36 +328,28 @@ class _L2CacheCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats()
-        for name, value, doc in (
-            ("memstore_l2_cache_hits", s.hits, "Second-level cache (Memcached) hits."),
-            (
-                "memstore_l2_cache_misses",
-                s.misses,
-                "Second-level cache misses (read from the backend, then stored).",
-            ),
-            ("memstore_l2_cache_stores", s.stores, "Entities stored in the second-level cache."),
-            (
-                "memstore_l2_cache_invalidations",
-                s.invalidations,
-                "Generation bumps for entity writes (this replica's and other replicas').",
-            ),
-            (
-                "memstore_l2_cache_errors",
-                s.errors,
-                "Memcached calls that failed or timed out (the read went to the backend).",
-            ),
-            (
-                "memstore_l2_cache_bypasses",
-                s.bypasses,
-                "Reads that went straight to the backend: Memcached down, or bumps owed.",
-            ),
-            (
-                "memstore_l2_cache_too_large",
-                s.too_large,
-                "Entities too large for Memcached's item limit (not cached there).",
-            ),
-        ):
-            yield CounterMetricFamily(name, doc, value=value)
+        for name, doc, attr in _L2_COUNTERS:
+            yield CounterMetricFamily(name, doc, value=getattr(s, attr))
+
+
+class _PublishedCounters:
+    """Multiprocess mode: plain-int counters of this worker (``read()``, in the order of
+    ``table``) copied into multiprocess series, which grow by what was counted since the
+    last copy, so the sum over workers stays a counter across worker restarts."""
+
+    def __init__(
+        self, table: tuple[tuple[str, str, str | None], ...], read: Callable[[], list[int]]
+    ) -> None:
+        # Counter() appends "_total" to these names, as the collectors' families do.
+        self._counters = [Counter(name, doc, registry=None) for name, doc, _ in table]
+        self._read = read
+        self._published = [0] * len(table)
+
+    def publish(self) -> None:
+        for i, value in enumerate(self._read()):
+            if value > self._published[i]:
+                self._counters[i].inc(value - self._published[i])
+                self._published[i] = value
 
 
 class PrometheusMetrics:
@@ -404,11 +471,8 @@ class PrometheusMetrics:
         self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Histogram] = {}
         self._error_children: dict[tuple[str, str, str], Counter] = {}
-        # Multiprocess mode: the cache's counters as series, and what was published so far.
-        self._cache_sources: tuple[Callable[[], CacheStats], Callable[[], int], Callable[[], int]]
-        self._cache_counters: list[Counter] = []
-        self._cache_entries: Gauge | None = None
-        self._published: list[int] = []
+        # Multiprocess mode: what publish() copies into multiprocess series.
+        self._publishers: list[Callable[[], None]] = []
 
     def set_build_info(self, backend: str) -> None:
         """Labels of ``memstore_build_info``: package version, Python version, backend."""
@@ -423,40 +487,48 @@ class PrometheusMetrics:
         if not self.multiprocess:
             self.registry.register(_CacheCollector(stats, size, received))
             return
-        self._cache_sources = (stats, size, received)
-        # Counter() appends "_total" to these names, as the collector's families do.
-        self._cache_counters = [
-            Counter(name, doc, registry=None) for name, doc, _ in _CACHE_COUNTERS
-        ]
-        self._published = [0] * len(_CACHE_COUNTERS)
-        self._cache_entries = Gauge(
+
+        def read() -> list[int]:
+            s = stats()
+            return [
+                received() if attr is None else int(getattr(s, attr))
+                for _, _, attr in _CACHE_COUNTERS
+            ]
+
+        self._publishers.append(_PublishedCounters(_CACHE_COUNTERS, read).publish)
+        entries = Gauge(
             "memstore_cache_entries", _CACHE_ENTRIES_DOC, registry=None, multiprocess_mode="livesum"
         )
+        self._publishers.append(lambda: entries.set(size()))
 
     def publish(self) -> None:
-        """Multiprocess mode: copy this worker's plain-int figures (cache counters, entries,
-        requests in flight) into its multiprocess series; a no-op otherwise. Counters grow
-        by what this worker counted since its last call, so the sum over workers stays a
-        counter across worker restarts."""
+        """Multiprocess mode: copy this worker's plain-int figures (cache and L2 cache
+        counters, cache entries, replication status, requests in flight) into its
+        multiprocess series; a no-op otherwise. Counters grow by what this worker counted
+        since its last call, so the sum over workers stays a counter across worker
+        restarts."""
         if not self.multiprocess:
             return
         self.http_in_flight.set(self.in_flight)
-        if self._cache_entries is None:
-            return
-        stats, size, received = self._cache_sources
-        s = stats()
-        for i, (_, _, attr) in enumerate(_CACHE_COUNTERS):
-            value = received() if attr is None else int(getattr(s, attr))
-            if value > self._published[i]:
-                self._cache_counters[i].inc(value - self._published[i])
-                self._published[i] = value
-        self._cache_entries.set(size())
+        for publish in self._publishers:
+            publish()
 
     def watch_replication(self, status: Callable[[], dict[str, Any] | None]) -> None:
-        self.registry.register(_ReplicationCollector(status))
+        if not self.multiprocess:
+            self.registry.register(_ReplicationCollector(status))
+            return
+        self._publishers.append(_PublishedReplication(status).publish)
 
     def watch_l2_cache(self, stats: Callable[[], L2CacheStats]) -> None:
-        self.registry.register(_L2CacheCollector(stats))
+        if not self.multiprocess:
+            self.registry.register(_L2CacheCollector(stats))
+            return
+
+        def read() -> list[int]:
+            s = stats()
+            return [int(getattr(s, attr)) for _, _, attr in _L2_COUNTERS]
+
+        self._publishers.append(_PublishedCounters(_L2_COUNTERS, read).publish)
 
     # -- hot path -------------------------------------------------------------------------
 

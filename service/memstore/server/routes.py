@@ -46,6 +46,7 @@ from memstore.core.errors import (
     InvalidInputError,
     MemoryStoreError,
     NotFoundError,
+    PermissionDeniedError,
     RequestTimeoutError,
 )
 from memstore.core.records import (
@@ -433,10 +434,21 @@ async def clear_cache(request: web.Request) -> web.Response:
 
 
 async def list_data_keys(request: web.Request) -> web.Response:
-    return json_response({"items": await request.app[MANAGER].list_data_keys()})
+    keys = await request.app[MANAGER].list_data_keys()
+    scope = principal_of(request).namespaces
+    if scope is not None:
+        # An admin of some namespaces sees their keys only (as /v1/summary).
+        keys = [k for k in keys if k["namespace"] in scope]
+    return json_response({"items": keys})
 
 
 async def rotate_data_keys(request: web.Request) -> web.Response:
+    if principal_of(request).namespaces is not None:
+        # It re-wraps every namespace's key: not for an admin of some namespaces.
+        raise PermissionDeniedError(
+            "rotating the data keys re-wraps every namespace's key: it needs an admin token"
+            " for all namespaces"
+        )
     return json_response(await request.app[MANAGER].rotate_data_keys())
 
 
@@ -995,12 +1007,14 @@ ROUTES: tuple[Route, ...] = (
           responses={200: ("Cleared.", schemas.CacheClearedOut)}),
     Route("GET", "/v1/keys", list_data_keys, "listDataKeys",
           "Encryption at rest: every namespace's data key (key id, the id of the"
-          " key-encryption key wrapping it; never a secret).", "keys",
+          " key-encryption key wrapping it; never a secret); a token for some namespaces"
+          " sees theirs.", "keys",
           role="admin",
           responses={200: ("Data keys.", schemas.DataKeyList), 503: E503}),
     Route("POST", "/v1/keys/rotate", rotate_data_keys, "rotateDataKeys",
           "Re-wrap every namespace's data key with the primary key-encryption key of"
-          " MEMSTORE_ENCRYPTION_KEY_FILE (old data stays readable).", "keys",
+          " MEMSTORE_ENCRYPTION_KEY_FILE (old data stays readable). Needs an admin token"
+          " for every namespace.", "keys",
           role="admin",
           responses={200: ("Rotated.", schemas.DataKeysRotatedOut), 503: E503}),
     Route("GET", "/v1/summary", list_summaries, "listMemorySummaries",

@@ -26,8 +26,9 @@ load lands unevenly; the kernel's per-socket queues spread it by the connection'
   (``mark_process_dead``); its counters stay in the sums.
 * A worker gets SIGTERM when the supervisor dies (``PR_SET_PDEATHSIG``), so a
   ``kill -9`` of the supervisor leaves no orphan holding the port.
-* The embedded backend is refused: its one file has one owner process (docs/architecture.md,
-  "Embedded backend: one owner process"; "Workers" says why it stays so).
+* The embedded backend, as the primary or the secondary, is refused: its one file has one
+  owner process (docs/architecture.md, "Embedded backend: one owner process"; "Workers"
+  says why it stays so).
 """
 
 from __future__ import annotations
@@ -67,6 +68,12 @@ def check_workers(settings: Settings) -> None:
             f"--workers {settings.workers} needs a shared backend (MEMORY_TYPE redis or "
             "mongodb): an embedded SQLite file has one owner process, whose cache hears only "
             "its own writes; run one worker, or several replicas on Redis or MongoDB"
+        )
+    if settings.secondary_backend == "embedded":
+        raise ConfigurationError(
+            f"--workers {settings.workers} needs a shared secondary backend "
+            "(MEMSTORE_SECONDARY_BACKEND redis or mongodb): an embedded SQLite file has one "
+            "owner process; run one worker, or a Redis or MongoDB secondary"
         )
     if settings.port == 0:
         raise ConfigurationError(
