@@ -200,3 +200,48 @@ async def test_a_primary_back_without_its_data_does_not_serve(
     assert status["degraded"] is True
     assert any("without its data" in reason for reason in status["reasons"])
     assert (await backend.load_entity(name, "note", "a")) is not None  # the secondary's
+
+
+async def test_lenient_failback_finishes_while_writes_outpace_the_copy(
+    replicated: Callable[..., Any],
+    replicated_settings: Callable[..., Any],
+    primary_redis: LocalRedis,
+) -> None:
+    """Writers that add more events than each copy step takes (here: one more than a
+    batch, every time the failback reads the secondary's log, while writes are open): the
+    failback still ends (bounded catch-up rounds, then writes held, the rest copied), and
+    no acknowledged write is lost."""
+    batch = 10
+    backend: ReplicatedMemoryBackend = await replicated(
+        replicated_settings(failure_mode="lenient", replication_batch=batch)
+    )
+    name = ns()
+    await write_some(backend, name)
+    await eventually(lambda: caught_up(backend, [name]))
+    primary_redis.kill9()
+    await eventually(lambda: backend.serving == SECONDARY)
+    await backend.save_entity(name, "note", "during", {"v": 1})
+
+    acknowledged: dict[str, int] = {}
+    read_changes = backend.secondary.read_changes
+
+    async def read_changes_while_writers_outpace(namespace: str, *, after: int, limit: int) -> Any:
+        # Writers keep adding (while writes are not held for the switch) more than a
+        # step of the copy takes: a log that the copy never drains.
+        if namespace == name and backend._writes_open.is_set():
+            for _ in range(batch + 1):
+                key = f"k{len(acknowledged)}"
+                record = await backend.save_entity(name, "load", key, {"k": key})
+                acknowledged[key] = record.version
+        return await read_changes(namespace, after=after, limit=limit)
+
+    backend.secondary.read_changes = read_changes_while_writers_outpace  # type: ignore[method-assign]
+    primary_redis.start()
+    await eventually(lambda: backend.serving == PRIMARY, timeout=60)
+    backend.secondary.read_changes = read_changes  # type: ignore[method-assign]
+    assert len(acknowledged) > batch  # writes landed between the steps of the copy
+    on_primary = await everything(backend.primary, name)
+    for key in acknowledged:
+        assert ("load", key) in on_primary["entities"], key
+    assert ("note", "during") in on_primary["entities"]
+    assert backend.status()["reconciling"] is False

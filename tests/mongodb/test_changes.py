@@ -477,3 +477,46 @@ async def test_a_writer_whose_slot_was_cut_by_retention_appends_its_event_again(
     finally:
         await slow.close()
         await trimmer.close()
+
+
+class WrittenToEveryPass:
+    """The change-log collection, as a reader's seal sees it while writers keep going:
+    another replica writes one more event before each look at the head."""
+
+    def __init__(self, coll: Any, write: Callable[[], Awaitable[Any]]) -> None:
+        self._coll, self._write = coll, write
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._coll, name)
+
+    async def find_one(self, query: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if query.get("slot") == 0 and self.writes < 1000:  # the head
+            self.writes += 1
+            await self._write()
+        return await self._coll.find_one(query, *args, **kwargs)
+
+
+async def test_a_read_ends_while_writers_add_an_event_per_seal_pass(
+    mongodb_settings: Settings, replicas: list[MongoDBMemoryBackend], ns: str
+) -> None:
+    """A reader seals what was claimed when it began, not what writers add meanwhile:
+    chasing those never ends while one lands per pass."""
+    writer = replicas[0]
+    await writer.save_entity(ns, "e", "first", {})
+    reader = QuickBackend(mongodb_settings)
+    await reader.connect()
+    try:
+        written = WrittenToEveryPass(
+            reader._coll(schema.CHANGES), lambda: writer.save_entity(ns, "e", "more", {})
+        )
+        reader._changes = ChangeLog(
+            lambda: written,  # type: ignore[arg-type,return-value]
+            hole_timeout=HOLE_TIMEOUT,
+            hole_wait=QuickBackend.change_hole_wait,
+        )
+        page = await asyncio.wait_for(reader.read_changes(ns, after=0, limit=10), 30)
+        assert [e.entity_id for e in page.events][:1] == ["first"]
+        assert written.writes < 10  # a few passes, not one per event written meanwhile
+    finally:
+        await reader.close()

@@ -138,7 +138,7 @@ async def test_failover_under_write_load(
             redis.start()
             restarted = time.monotonic()
             # Lenient: after the reconciliation, which runs under the load.
-            back_after = await wait_serving(session, svc.url, "primary", timeout=180)
+            back_after = await wait_serving(session, svc.url, "primary", timeout=120)
             await asyncio.sleep(1)
             stop_load.set()
             stop_probe.set()

@@ -68,7 +68,9 @@ _CLAIM = "claim"  # id "forward": which replica replicates now
 _FAILOVER = "failover"  # id "state": the secondary's log positions when it took writes
 
 # The failback copies the secondary's writes while they go on, for at most this many
-# rounds or until a round finds fewer than this many events, then holds writes briefly.
+# rounds, until a round finds fewer than this many events, or until a round fails to halve
+# what the one before copied (the writers keep up with the copy: more rounds would not
+# shrink what is left); then it holds writes for one last, bounded round.
 _CATCH_UP_ROUNDS = 5
 _CATCH_UP_EVENTS = 50
 _PRIMARY_LOST_DATA = (
@@ -337,13 +339,18 @@ class Replicator:
             await dst.save_feedback(namespace, fb)
 
     async def run_round(self, namespaces: Iterable[str]) -> int:
-        """One pass over ``namespaces``, each until its log is drained; events applied."""
+        """One pass over ``namespaces``, each up to where its log ended when the pass
+        reached it (or drained, when that comes first); events applied. Bounded on purpose:
+        "until drained" never ends while writers add events faster than they are copied."""
         applied = 0
         for namespace in namespaces:
+            end: int | None = None
             while True:
                 n = await self.step(namespace)
                 applied += n
-                if n < self.batch:
+                if end is None:
+                    end = self.lag[namespace].last_position
+                if n < self.batch or self.positions.get(namespace, 0) >= end:
                     break
         return applied
 
@@ -560,7 +567,9 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                     return
             if self._failover_positions is not None:
                 positions = self._failover_positions
-                reconciler = Replicator(
+                # A failback retried after a failed attempt goes on from where that one got
+                # (the merge is idempotent), instead of copying the whole outage again.
+                reconciler = self._reconciler or Replicator(
                     self.secondary,
                     self.primary,
                     batch=self.replication.replication_batch,
@@ -575,12 +584,17 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                     names.discard(STATE_NAMESPACE)
                     return sorted(names)
 
-                # Copy while writes still go to the secondary, until little is left ...
+                # Copy while writes still go to the secondary, while that shrinks what is
+                # left (each round ends where the log ended when it began) ...
+                previous: int | None = None
                 for round_number in range(_CATCH_UP_ROUNDS):
                     applied = await reconciler.run_round(await namespaces())
                     log.info("failback: round %d copied %d events", round_number + 1, applied)
-                    if applied < _CATCH_UP_EVENTS:
+                    if applied < _CATCH_UP_EVENTS or (
+                        previous is not None and applied > previous // 2
+                    ):
                         break
+                    previous = applied
                 log.info("failback: holding writes (%d in flight)", self._writes_in_flight)
                 # ... then hold writes, wait for those in flight, copy the rest, switch.
                 self._writes_open.clear()

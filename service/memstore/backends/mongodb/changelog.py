@@ -252,12 +252,19 @@ class ChangeLog:
         first event of each round and at every event after a ``noop``; in between,
         position = anchor's position + (slot - anchor's slot). With ``wait_after``, a
         reader that has seen every position up to it and finds a young hole next waits
-        up to ``hole_wait`` for it to be filled."""
+        up to ``hole_wait`` for it to be filled.
+
+        Seals at most up to the slots claimed when it began: chasing the events written
+        meanwhile would never end while writers add one per pass (each pass is several
+        round trips), and a reader stalled in here sees nothing of what it sealed."""
         coll = self._coll()
         deadline = time.monotonic() + self.hole_wait
         head = await coll.find_one({"ns": namespace, "slot": HEAD})
+        claimed = int(head["last"]) if head is not None else 0
         while head is not None:
             sealed, position = int(head["sealed"]), int(head["sealed_pos"])
+            if sealed >= claimed:
+                return head
             docs = await (
                 coll.find(
                     {"ns": namespace, "slot": {"$gt": sealed}},
