@@ -31,7 +31,12 @@ from memstore.backends.sealed import SealedBackend
 from memstore.core.analytics import check_window
 from memstore.core.errors import ConfigurationError, DataShreddedError, PayloadUnreadableError
 from memstore.core.payload_codec import ENVELOPE_KEY, new_kek_line
-from memstore.core.records import FeedbackRecord, ToolUsageRecord
+from memstore.core.records import (
+    EntityRecord,
+    FeedbackRecord,
+    MessageRecord,
+    ToolUsageRecord,
+)
 from memstore.core.settings import Settings
 from memstore.memory.manager import backend_layer
 from tests.contract.conftest import CONTRACT_BACKENDS
@@ -476,3 +481,31 @@ async def test_plain_data_written_before_reads_through_the_codec(
     ns = f"old{uuid.uuid4().hex[:8]}"
     await write_everything(await open_backend(plain_settings), ns, PLANT)
     await read_everything(await open_backend(sealed_settings), ns, PLANT)
+
+
+async def test_imports_pins_and_loads_by_id_go_through_the_codec(
+    sealed_settings: Settings, open_backend: Opened, raw_dump: Callable[[Settings], bytes]
+) -> None:
+    ns = f"imp{uuid.uuid4().hex[:8]}"
+    backend = await open_backend(sealed_settings)
+    record = EntityRecord("profile", "imported", {"secret": PLANT}, 4, 1.0e9, 1.0e9 + 5, None)
+    await backend.import_entity(ns, record)
+    await backend.import_conversation(
+        ns, "c9", [MessageRecord("c9", 1, {"content": f"{PLANT} {UNICODE}"}, 1.0e9)]
+    )
+    assert await backend.load_entity(ns, "profile", "imported") == record
+    assert [m.message for m in await backend.load_messages(ns, "c9")] == [
+        {"content": f"{PLANT} {UNICODE}"}
+    ]
+    pinned = await backend.set_entity_pinned(ns, "profile", "imported", True)
+    assert pinned is not None and pinned.data == {"secret": PLANT} and pinned.pinned
+    await write_everything(backend, ns, PLANT)
+    use = await backend.load_tool_usage(ns, f"t-{ns}")
+    assert use is not None and use.input == {"query": PLANT}
+    feedback = await backend.load_feedback(ns, f"f-{ns}")
+    assert feedback is not None and feedback.data == {"rating": 4, "comment": PLANT}
+    await replicated(backend)
+    await backend.close()
+    raw = readable_forms(raw_dump(sealed_settings))
+    assert ns.encode() in raw
+    assert PLANT.encode() not in raw

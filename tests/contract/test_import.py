@@ -119,3 +119,16 @@ async def test_import_conversation_refuses_seqs_that_are_not_one_to_n(
     assert caught.value.details == {"field": "seq"}
     assert await backend.load_messages(ns, "c") == before
     assert (await backend.read_changes(ns, after=0, limit=10)).last_position == 1
+
+
+async def test_an_import_writes_the_records_pin(backend: DistributedMemoryBackend, ns: str) -> None:
+    now = time.time()
+    pinned = EntityRecord("note", "p", {"keep": 1}, 3, now - 9.0, now - 1.0, None, pinned=True)
+    await backend.import_entity(ns, pinned)
+    assert await backend.load_entity(ns, "note", "p") == pinned
+    # a save keeps it, as it keeps any pin
+    assert (await backend.save_entity(ns, "note", "p", {"keep": 2})).pinned
+    # an unpinned record imported over it unpins it: the record is written as given
+    plain = EntityRecord("note", "p", {"keep": 3}, 3, now - 9.0, now - 1.0, None)
+    await backend.import_entity(ns, plain)
+    assert await backend.load_entity(ns, "note", "p") == plain

@@ -52,7 +52,7 @@ async def managers() -> AsyncIterator[Callable[[Settings], DistributedMemoryMana
 
 async def fill(view: DistributedMemoryManager, *, scale: int = 1) -> None:
     """A namespace with a bit of everything: entities of several types (one with a TTL),
-    unicode, a large value, conversations (one empty), tool uses and feedback."""
+    unicode, a large value, a pinned entity, conversations (one empty), tool uses and feedback."""
     now = time.time()
     for i in range(12 * scale):
         await view.save_entity("user", f"u{i:03d}", {"name": f"Ünïcødé {i} 日本語 👋", "i": i})
@@ -61,6 +61,7 @@ async def fill(view: DistributedMemoryManager, *, scale: int = 1) -> None:
     await view.save_entity("doc", "d0", {"body": "second version", "$k.y": {"a.b": 2**60}})
     await view.save_entity("session", "s1", {"ttl": True}, ttl=3600)
     await view.save_entity("blob", "big", {"payload": "é" * 60_000, "list": list(range(500))})
+    await view.pin_entity("user", "u001")  # the pin travels in the dump (retention)
     for c in range(3 * scale):
         await view.append_messages(
             [

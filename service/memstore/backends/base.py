@@ -264,8 +264,8 @@ class DistributedMemoryBackend(abc.ABC):
     # -- restore (export/import) -----------------------------------------------------------
 
     async def import_entity(self, namespace: str, record: EntityRecord) -> None:
-        """Write exactly ``record`` (data, version, created_at, updated_at, expires_at)
-        under its key, replacing whatever is stored there, with no version check: the
+        """Write exactly ``record`` (data, version, created_at, updated_at, expires_at,
+        pinned) under its key, replacing whatever is stored there, with no version check: the
         restore side of an export (``memstore.memory.export``). Like a save, it appends
         one ``entity.saved`` event with the record's version and tells the other replicas
         (their caches drop the key); the manager drops its own cached copy. The record's

@@ -834,10 +834,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         async def write(conn: aiosqlite.Connection) -> None:
             await conn.execute(
                 "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
-                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "expires_at, pinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
                 "version = excluded.version, created_at = excluded.created_at, "
-                "updated_at = excluded.updated_at, expires_at = excluded.expires_at",
+                "updated_at = excluded.updated_at, expires_at = excluded.expires_at, "
+                "pinned = excluded.pinned",
                 (
                     namespace,
                     record.type,
@@ -847,6 +848,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     record.created_at,
                     record.updated_at,
                     record.expires_at,
+                    int(record.pinned),
                 ),
             )
             await conn.execute(

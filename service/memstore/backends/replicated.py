@@ -54,6 +54,7 @@ if TYPE_CHECKING:
         GrowthSeries,
         ToolAnalytics,
     )
+    from memstore.core.retention import Cutoffs, PruneReport
     from memstore.core.settings import Settings
 
 log = logging.getLogger("memstore.replication")
@@ -832,6 +833,29 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
 
     async def import_entity(self, namespace: str, record: EntityRecord) -> None:
         await self._write(lambda b: b.import_entity(namespace, record))
+
+    # -- retention: pins and read times are entity metadata, a prune is a write ----------
+
+    async def set_entity_pinned(
+        self, namespace: str, entity_type: str, entity_id: str, pinned: bool
+    ) -> EntityRecord | None:
+        return await self._write(
+            lambda b: b.set_entity_pinned(namespace, entity_type, entity_id, pinned)
+        )
+
+    async def touch_entities(
+        self, namespace: str, keys: Sequence[tuple[str, str]], at: float
+    ) -> None:
+        await self._write(lambda b: b.touch_entities(namespace, keys, at))
+
+    async def prune(
+        self, namespace: str, cutoffs: Cutoffs, now: float, *, dry_run: bool, limit: int
+    ) -> PruneReport:
+        def call(b: DistributedMemoryBackend) -> Awaitable[PruneReport]:
+            return b.prune(namespace, cutoffs, now, dry_run=dry_run, limit=limit)
+
+        # a dry run reads what the serving backend holds; an enforcement writes
+        return await (self._read(call) if dry_run else self._write(call))
 
     # -- conversations ------------------------------------------------------------------
 

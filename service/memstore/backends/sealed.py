@@ -80,6 +80,9 @@ PASSTHROUGH_METHODS = frozenset(
         "stored_bytes",
         "tool_usage_cutoff",
         "list_namespaces",
+        # retention: keys, read times and cutoffs, never a payload
+        "touch_entities",
+        "prune",
     }
 )
 
@@ -369,6 +372,20 @@ class SealedBackend(DistributedMemoryBackend):
         items = [await self._open_entity(namespace, r) for r in page.items]
         return Page(items=items, next_cursor=page.next_cursor)
 
+    async def import_entity(self, namespace: str, record: EntityRecord) -> None:
+        if namespace != KEYS_NAMESPACE:
+            key = await self._write_key(self._key_owner(namespace, record.type))
+            aad = codec.record_aad(namespace, "entity", record.type, record.id)
+            stored, _ = self._seal(record.data, None, key, aad)
+            record = dataclasses.replace(record, data=stored)
+        await self.inner.import_entity(namespace, record)
+
+    async def set_entity_pinned(
+        self, namespace: str, entity_type: str, entity_id: str, pinned: bool
+    ) -> EntityRecord | None:
+        record = await self.inner.set_entity_pinned(namespace, entity_type, entity_id, pinned)
+        return None if record is None else await self._open_entity(namespace, record)
+
     # -- conversations --------------------------------------------------------------------
 
     async def _seal_messages(
@@ -415,6 +432,18 @@ class SealedBackend(DistributedMemoryBackend):
             namespace, conversation_id, stored, messages_json=raws
         )
         return [dataclasses.replace(r, message=m) for r, m in zip(records, messages, strict=True)]
+
+    async def import_conversation(
+        self, namespace: str, conversation_id: str, messages: list[MessageRecord]
+    ) -> None:
+        stored, _ = await self._seal_messages(
+            namespace, conversation_id, [m.message for m in messages], None
+        )
+        await self.inner.import_conversation(
+            namespace,
+            conversation_id,
+            [dataclasses.replace(m, message=v) for m, v in zip(messages, stored, strict=True)],
+        )
 
     async def replace_conversation(
         self,
@@ -555,6 +584,19 @@ class SealedBackend(DistributedMemoryBackend):
                 r = dataclasses.replace(r, data=data)
             items.append(r)
         return Page(items=items, next_cursor=page.next_cursor)
+
+    async def load_tool_usage(self, namespace: str, record_id: str) -> ToolUsageRecord | None:
+        record = await self.inner.load_tool_usage(namespace, record_id)
+        return None if record is None else await self._open_tool_use(namespace, record)
+
+    async def load_feedback(self, namespace: str, record_id: str) -> FeedbackRecord | None:
+        record = await self.inner.load_feedback(namespace, record_id)
+        if record is None or not codec.is_envelope(record.data):
+            return record
+        data = await self._open(
+            namespace, record.data, codec.record_aad(namespace, "feedback", record.id)
+        )
+        return dataclasses.replace(record, data=data)
 
     def __getattr__(self, name: str) -> Any:
         # The wrapped backend's own attributes (its describe() facts, test helpers).

@@ -223,6 +223,14 @@ def _int(obj: dict[str, Any], key: str, where: int, low: int) -> int:
     return value
 
 
+def _bool(obj: dict[str, Any], key: str, where: int) -> bool:
+    """An optional flag (absent: false)."""
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise _fail(where, f"{key} must be true or false")
+    return value
+
+
 def _object(obj: dict[str, Any], key: str, where: int) -> dict[str, Any]:
     value = obj.get(key)
     if not isinstance(value, dict):
@@ -239,6 +247,7 @@ def read_entity(obj: dict[str, Any], where: int) -> EntityRecord:
         created_at=_num(obj, "created_at", where),
         updated_at=_num(obj, "updated_at", where),
         expires_at=_num(obj, "expires_at", where, optional=True),
+        pinned=_bool(obj, "pinned", where),
     )
 
 

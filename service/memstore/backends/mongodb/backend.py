@@ -819,6 +819,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 # a replace keeps the pin (a pin sets a new rev, so it cannot be lost to
                 # a save that read before it); a create starts unpinned
                 pinned = bool(live and current_doc and current_doc.get("pinned"))
+                if imported is not None:
+                    pinned = imported.pinned  # an import writes the record's pin as given
                 if pinned:
                     doc["pinned"] = True
                 self._check_bson("data", doc, size)

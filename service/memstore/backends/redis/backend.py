@@ -651,6 +651,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
                 _f(record.created_at),
+                "1" if record.pinned else "",
             ],
         )
         if announcement is not None:

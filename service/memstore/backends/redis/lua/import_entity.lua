@@ -1,6 +1,7 @@
 -- KEYS: entity, index, expiry, sizes, bytes, creation times, change log keys (changes.lua).
 -- ARGV: id, data, updated_at, expires_at|"", version, op, pexpireat|"",
---       PUBLISH|SPUBLISH|"", channel, message, change block (4, changes.lua), created_at
+--       PUBLISH|SPUBLISH|"", channel, message, change block (4, changes.lua), created_at,
+--       pinned "1"|""
 -- -> 1. Writes the record as given (an import: no version check, the creation time
 -- replaced). A retry of an applied op logs and publishes nothing again.
 local cur = header(KEYS[1])
@@ -8,8 +9,10 @@ if cur and cur[5] == ARGV[6] then return changes_reply(11, 1) end
 local old = accounted(cur, KEYS[4])
 local size = string.len(ARGV[2])
 local created = ARGV[15]
+local pinned = ''
+if ARGV[16] == '1' then pinned = '|1' end
 local value = ARGV[5] .. '|' .. created .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[6]
-  .. '\n' .. ARGV[2]
+  .. pinned .. '\n' .. ARGV[2]
 if ARGV[4] ~= '' then
   redis.call('SET', KEYS[1], value, 'PXAT', ARGV[7])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
