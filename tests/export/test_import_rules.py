@@ -306,3 +306,32 @@ async def test_the_shared_cache_is_not_served_during_an_import(
         await b.get_entity("user", "u1")
     with pytest.raises(NamespaceImportingError):
         await a.get_entity("user", "u1")
+
+
+async def test_the_summary_listing_skips_a_namespace_under_import(
+    store_settings: Callable[[str, str], Settings],
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from memstore.server.app import create_app
+    from memstore.server.state import MANAGER
+
+    app = create_app(store_settings("embedded", "summary"))
+    async with TestClient(TestServer(app)) as http:
+        manager = app[MANAGER]
+        for ns in ("busy", "idle"):
+            await manager.for_namespace(ns).save_entity("user", "u1", {"ns": ns})
+        await manager.for_namespace("busy").set_import_marker({"started_at": 0.0})
+        await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+        resp = await http.get("/v1/summary")
+        assert resp.status == 200, await resp.text()
+        page = await resp.json()
+        assert [item["namespace"] for item in page["items"]] == ["idle"]
+        assert [(s["namespace"], s["code"]) for s in page["skipped"]] == [
+            ("busy", "namespace_importing")
+        ]
+        await manager.for_namespace("busy").set_import_marker(None)
+        await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+        page = await (await http.get("/v1/summary")).json()
+        assert [item["namespace"] for item in page["items"]] == ["busy", "idle"]
+        assert page["skipped"] == []
