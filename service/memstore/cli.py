@@ -23,8 +23,10 @@ from pydantic import ValidationError
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.errors import (
     ConfigurationError,
+    DataShreddedError,
     InvalidInputError,
     MemoryStoreError,
+    NamespaceImportingError,
     ServiceUnreachableError,
 )
 from memstore.core.records import Page
@@ -1068,16 +1070,35 @@ def export_command(output: str, every: bool) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot create {output}: {exc.strerror}") from None
 
-    async def export_all(client: MemoryClient) -> None:
-        for s in await client.list_memory_summaries():
-            path = folder / f"{s.namespace}.jsonl"
-            lines = await _export_to(client.for_namespace(s.namespace), path)()
-            _report_export(s.namespace, path, lines)
+    def report_skipped(namespace: str, code: str, message: str) -> None:
+        click.echo(f"Skipped namespace {namespace}: {code}: {message}", err=True)
+
+    async def export_all(client: MemoryClient) -> tuple[int, int]:
+        """Every namespace that can be exported now; (exported, skipped)."""
+        summaries, skipped = await client.list_memory_summaries_and_skipped()
+        for s in skipped:
+            report_skipped(s["namespace"], s["code"], s["message"])
+        exported = 0
+        for summary in summaries:
+            path = folder / f"{summary.namespace}.jsonl"
+            try:
+                lines = await _export_to(client.for_namespace(summary.namespace), path)()
+            except (NamespaceImportingError, DataShreddedError) as exc:
+                # that namespace's state, not the store's: the others are still backed up
+                report_skipped(summary.namespace, exc.code, exc.message)
+                skipped.append({"namespace": summary.namespace})
+                continue
+            _report_export(summary.namespace, path, lines)
+            exported += 1
+        return exported, len(skipped)
 
     try:
-        _run(export_all, timeout=300.0)
+        exported, skipped = _run(export_all, timeout=300.0)
     except OSError as exc:
         raise click.ClickException(f"cannot write to {output}: {exc.strerror}") from None
+    if skipped and not exported:
+        # a backup that saved nothing must not look like a success
+        raise click.ClickException(f"no namespace exported ({skipped} skipped)")
 
 
 def _dump_namespace(path: Path) -> str:

@@ -173,3 +173,32 @@ def test_export_and_import_need_the_admin_role(source: ServiceProcess, tmp_path:
     assert refused.stderr.startswith("Error: forbidden: ")
     assert not (tmp_path / "x.jsonl").exists()
     assert not list(tmp_path.iterdir())  # the partial file was removed
+
+
+def test_export_all_skips_a_shredded_namespace(tmp_path: Path) -> None:
+    key = ok("keys", "new-kek", "--id", "k1").strip()
+    key_file = tmp_path / "kek"
+    key_file.write_text(key + "\n")
+    env = {"MEMSTORE_ENCRYPTION_KEY_FILE": str(key_file)}
+    with running_service(tmp_path / "data", env) as svc:
+        url = {"MEMSTORE_URL": svc.url}
+        for ns in ("shred-a", "shred-b"):
+            ok("-n", ns, "entity", "put", "note", "n1", '{"secret": 1}', env=url)
+        ok("-n", "shred-a", "keys", "shred", "--yes", env=url)
+        folder = tmp_path / "dumps"
+        result = run("export", "--all", "--output", str(folder), env=url)
+        # the other namespaces are backed up; the skipped one is named, once, on stderr
+        assert result.returncode == 0, result.stderr
+        exported = [json.loads(line)["namespace"] for line in result.stdout.splitlines()]
+        assert exported == ["shred-b"]
+        assert result.stderr.startswith("Skipped namespace shred-a: data_shredded: ")
+        assert len(result.stderr.splitlines()) == 1
+        assert sorted(p.name for p in folder.iterdir()) == ["shred-b.jsonl"]
+        # nothing exported at all: a failure
+        ok("-n", "shred-b", "keys", "shred", "--yes", env=url)
+        result = run("export", "--all", "--output", str(tmp_path / "none"), env=url)
+        assert result.returncode == 1
+        assert "Skipped namespace shred-a" in result.stderr
+        assert "Skipped namespace shred-b" in result.stderr
+        assert "Error: no namespace exported (2 skipped)" in result.stderr
+        assert "Traceback" not in result.stderr

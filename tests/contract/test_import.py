@@ -107,16 +107,43 @@ async def test_import_empty_conversation_keeps_it(
     assert await backend.load_messages(ns, "empty") == []
 
 
-async def test_import_conversation_refuses_seqs_that_are_not_one_to_n(
+async def test_import_conversation_keeps_seqs_that_start_later_or_skip(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    """A conversation trimmed by retention (keep-last-N) starts after seq 1; its export
+    must import as it is, and appends, pops, paged reads and trims continue from it."""
+    t0 = time.time() - 100
+    messages = [MessageRecord("c", s, {"s": s}, t0 + s) for s in (4, 5, 7, 8, 9)]
+    await backend.import_conversation(ns, "c", messages)
+    assert await backend.load_messages(ns, "c") == messages
+    assert await backend.load_messages(ns, "c", limit=2) == messages[3:]
+    assert await backend.load_messages(ns, "c", before_seq=8) == messages[:3]
+    assert await backend.load_messages(ns, "c", before_seq=7, limit=1) == messages[1:2]
+    assert await backend.load_messages(ns, "c", before_seq=9, limit=2) == messages[2:4]
+    assert await backend.load_messages(ns, "c", before_seq=4) == []
+    assert await backend.load_messages(ns, "c", before_seq=100, limit=1) == messages[4:]
+    (info,) = (await backend.list_conversations(ns, limit=10)).items
+    assert info.message_count == 5
+    position, kind, version = await _last_event(backend, ns)
+    assert (position, kind, version) == (1, changes.CONVERSATION_REPLACED, 9)
+    (appended,) = await backend.append_messages(ns, "c", [{"next": True}])
+    assert appended.seq == 10
+    popped = await backend.pop_message(ns, "c")
+    assert popped is not None and popped.seq == 10
+    assert await backend.load_messages(ns, "c") == messages
+
+
+async def test_import_conversation_refuses_seqs_that_do_not_increase(
     backend: DistributedMemoryBackend, ns: str
 ) -> None:
     await backend.append_messages(ns, "c", [{"keep": 1}, {"keep": 2}])
     before = await backend.load_messages(ns, "c")
     now = time.time()
-    gap = [MessageRecord("c", 1, {"a": 1}, now), MessageRecord("c", 3, {"a": 3}, now)]
-    with pytest.raises(InvalidInputError) as caught:
-        await backend.import_conversation(ns, "c", gap)
-    assert caught.value.details == {"field": "seq"}
+    for bad in ([3, 3], [2, 1], [0, 1]):
+        messages = [MessageRecord("c", s, {"a": s}, now) for s in bad]
+        with pytest.raises(InvalidInputError) as caught:
+            await backend.import_conversation(ns, "c", messages)
+        assert caught.value.details == {"field": "seq"}
     assert await backend.load_messages(ns, "c") == before
     assert (await backend.read_changes(ns, after=0, limit=10)).last_position == 1
 

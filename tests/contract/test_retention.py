@@ -15,7 +15,7 @@ import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.core import changes
-from memstore.core.records import ChangeEvent, FeedbackRecord, ToolUsageRecord
+from memstore.core.records import ChangeEvent, FeedbackRecord, MessageRecord, ToolUsageRecord
 from memstore.core.retention import PruneReport, RetentionPolicy
 
 HOUR = 3600.0
@@ -167,6 +167,23 @@ async def test_keep_last_messages_leaves_exactly_n(
     assert popped is not None and popped.seq == 11
     again = await backend.prune(ns, policy.cutoffs(now), now, dry_run=True, limit=100)
     assert again.conversations == []
+
+
+async def test_keep_last_messages_of_an_imported_conversation_with_gaps(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    """An imported conversation's seqs may skip: the last removed seq is read, not
+    computed from the newest seq and the count."""
+    t0 = time.time() - 100
+    messages = [MessageRecord("c", s, {"s": s}, t0 + s) for s in (4, 5, 7, 8, 9)]
+    await backend.import_conversation(ns, "c", messages)
+    now = time.time()
+    policy = RetentionPolicy(conversation_max_messages=2)
+    report = await backend.prune(ns, policy.cutoffs(now), now, dry_run=False, limit=10)
+    assert [(c.through_seq, c.messages) for c in report.conversations] == [(7, 3)]
+    assert await backend.load_messages(ns, "c") == messages[3:]
+    (event,) = await _last_events(backend, ns, 1)
+    assert (event.kind, event.version, event.count) == (changes.CONVERSATION_TRIMMED, 7, 3)
 
 
 async def test_idle_conversations_are_removed_whole(

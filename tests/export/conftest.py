@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from memstore.core.retention import Cutoffs
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 
@@ -52,7 +53,8 @@ async def managers() -> AsyncIterator[Callable[[Settings], DistributedMemoryMana
 
 async def fill(view: DistributedMemoryManager, *, scale: int = 1) -> None:
     """A namespace with a bit of everything: entities of several types (one with a TTL),
-    unicode, a large value, a pinned entity, conversations (one empty), tool uses and feedback."""
+    unicode, a large value, a pinned entity, conversations (one empty, one trimmed by
+    retention so its seqs start after 1), tool uses and feedback."""
     now = time.time()
     for i in range(12 * scale):
         await view.save_entity("user", f"u{i:03d}", {"name": f"Ünïcødé {i} 日本語 👋", "i": i})
@@ -62,6 +64,10 @@ async def fill(view: DistributedMemoryManager, *, scale: int = 1) -> None:
     await view.save_entity("session", "s1", {"ttl": True}, ttl=3600)
     await view.save_entity("blob", "big", {"payload": "é" * 60_000, "list": list(range(500))})
     await view.pin_entity("user", "u001")  # the pin travels in the dump (retention)
+    await view.append_messages([{"turn": t} for t in range(6)], conversation_id="trimmed")
+    await view.backend.prune(
+        view.namespace, Cutoffs(conversation_max_messages=2), time.time(), dry_run=False, limit=50
+    )
     for c in range(3 * scale):
         await view.append_messages(
             [

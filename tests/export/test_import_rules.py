@@ -225,3 +225,117 @@ async def test_the_http_api_answers_409_while_importing(
         assert resp.content_type == "application/x-ndjson"
         lines = (await resp.read()).splitlines()
         assert [orjson.loads(line)["kind"] for line in lines] == ["manifest", "trailer"]
+
+
+async def test_an_import_of_another_dump_is_refused_while_one_is_under_way(
+    backend_name: str,
+    store_settings: Callable[[str, str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    source = managers(store_settings("embedded", "a")).for_namespace("src")
+    await fill(source)
+    lines = await dump_of(source)
+    await source.save_entity("user", "extra", {"other": "dump"})
+    other = await dump_of(source)
+    target = managers(store_settings(backend_name, "b")).for_namespace("dst")
+    # two imports of different dumps starting at once: one runs, the other is refused
+    outcomes = await asyncio.gather(
+        target.import_namespace(chunks_of(lines)),
+        target.import_namespace(chunks_of(other)),
+        return_exceptions=True,
+    )
+    refused = [o for o in outcomes if isinstance(o, NamespaceImportingError)]
+    done = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert (len(refused), len(done)) == (1, 1), outcomes
+    assert await target.import_marker() is None
+    # an interrupted import's marker names its dump: another dump is refused and the
+    # marker stays; the same dump finishes it
+    winner = lines if outcomes[0] in done else other
+    loser = other if winner is lines else lines
+    sha256 = orjson.loads(winner[-1])["sha256"]
+    await target.set_import_marker({"started_at": 0.0, "sha256": sha256})
+    with pytest.raises(NamespaceImportingError):
+        await target.import_namespace(chunks_of(loser), replace=True)
+    assert (await target.import_marker() or {}).get("sha256") == sha256
+    await target.import_namespace(chunks_of(winner))
+    assert await target.import_marker() is None
+    assert records(await dump_of(target)) == records(winner)
+
+
+async def test_a_cached_entity_is_not_served_during_an_import(
+    store_settings: Callable[[str, str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    shared = store_settings("redis", "cached")
+    assert shared.cache_ttl_seconds > 0  # the per-replica cache is on
+    writer = managers(shared).for_namespace("dst")
+    reader = managers(shared).for_namespace("dst")  # another replica
+    # saved and read by the reader itself: no bus message from another replica can drop it
+    await reader.save_entity("user", "u1", {"name": "before"})
+    # read until served from its cache (a late bus message may drop the first copy)
+    for _ in range(100):
+        assert await reader.get_entity("user", "u1") is not None
+        if reader.get_metrics()["cache"]["hits"] >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert reader.get_metrics()["cache"]["hits"] >= 1
+    await writer.set_import_marker({"started_at": 0.0})
+    await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+    with pytest.raises(NamespaceImportingError):
+        await reader.get_entity("user", "u1")
+
+
+async def test_the_shared_cache_is_not_served_during_an_import(
+    store_settings: Callable[[str, str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+    memcached_server: Any,
+    memcached_prefix: str,
+) -> None:
+    # no per-replica cache: every read reaches the shared (L2) cache
+    shared = store_settings("redis", "l2").model_copy(
+        update={
+            "l2_cache_url": memcached_server.url,
+            "l2_cache_prefix": memcached_prefix,
+            "cache_ttl_seconds": 0.0,
+            "l2_cache_timeout_seconds": 2.0,
+        }
+    )
+    a = managers(shared).for_namespace("dst")
+    b = managers(shared).for_namespace("dst")
+    await a.save_entity("user", "u1", {"name": "before"})
+    assert await a.get_entity("user", "u1") is not None  # now in Memcached
+    await a.set_import_marker({"started_at": 0.0})
+    await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+    with pytest.raises(NamespaceImportingError):
+        await b.get_entity("user", "u1")
+    with pytest.raises(NamespaceImportingError):
+        await a.get_entity("user", "u1")
+
+
+async def test_the_summary_listing_skips_a_namespace_under_import(
+    store_settings: Callable[[str, str], Settings],
+) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from memstore.server.app import create_app
+    from memstore.server.state import MANAGER
+
+    app = create_app(store_settings("embedded", "summary"))
+    async with TestClient(TestServer(app)) as http:
+        manager = app[MANAGER]
+        for ns in ("busy", "idle"):
+            await manager.for_namespace(ns).save_entity("user", "u1", {"ns": ns})
+        await manager.for_namespace("busy").set_import_marker({"started_at": 0.0})
+        await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+        resp = await http.get("/v1/summary")
+        assert resp.status == 200, await resp.text()
+        page = await resp.json()
+        assert [item["namespace"] for item in page["items"]] == ["idle"]
+        assert [(s["namespace"], s["code"]) for s in page["skipped"]] == [
+            ("busy", "namespace_importing")
+        ]
+        await manager.for_namespace("busy").set_import_marker(None)
+        await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+        page = await (await http.get("/v1/summary")).json()
+        assert [item["namespace"] for item in page["items"]] == ["busy", "idle"]
+        assert page["skipped"] == []

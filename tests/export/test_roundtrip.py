@@ -61,8 +61,8 @@ async def test_round_trip_between_backends(
     counts = orjson.loads(first[-1])["counts"]
     assert counts == {
         "entity": 19,
-        "conversation": 4,
-        "message": 7,
+        "conversation": 5,
+        "message": 9,
         "tool_usage": 8,
         "feedback": 4,
     }
@@ -73,3 +73,8 @@ async def test_round_trip_between_backends(
     assert saved.version == 3
     (appended,) = await b.append_messages([{"next": 1}], conversation_id="conv-0")
     assert appended.seq == 4
+    # the conversation retention trimmed kept its seqs (5, 6) and continues after them
+    trimmed = await b.backend.load_messages(b.namespace, "trimmed")
+    assert [m.seq for m in trimmed] == [5, 6]
+    (appended,) = await b.append_messages([{"next": 1}], conversation_id="trimmed")
+    assert appended.seq == 7

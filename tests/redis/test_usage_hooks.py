@@ -126,7 +126,7 @@ async def test_admin_summary_lists_every_namespace_on_redis(make_http: Any, cred
     h = creds.h(creds.writer)
     admin = creds.h(creds.admin)
     empty = await (await http.get("/v1/summary", headers=admin)).json()
-    assert empty == {"items": [], "next_after": None, "complete": True}
+    assert empty == {"items": [], "skipped": [], "next_after": None, "complete": True}
     assert (await http.put(f"{B}/entities/note/n", json={"data": {}}, headers=h)).status == 201
     for i in range(2):
         resp = await http.put(f"{A}/entities/note/n{i}", json={"data": {"i": i}}, headers=h)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
+from memstore.backends.embedded import EmbeddedMemoryBackend
 from memstore.core.retention import TOUCH_FRACTION, RetentionConfig, RetentionPolicy
 from memstore.core.settings import Settings
+from memstore.memory import export
 from memstore.memory.manager import DistributedMemoryManager
 from memstore.memory.retention import ReadRecorder, RetentionPruner
 from memstore.memory.search.vectors import VECTORS_NAMESPACE
@@ -120,3 +123,57 @@ def test_policies_from_a_file_and_clear_errors(
     monkeypatch.setenv("MEMSTORE_RETENTION", '{"default": {"entity_max_age": 5}}')
     with pytest.raises(ValidationError, match="entity_max_age"):
         Settings()
+
+
+async def test_a_namespace_that_fails_does_not_stop_the_round(
+    embedded_settings: Settings,
+) -> None:
+    settings = _with(embedded_settings, conversation_max_messages=2)
+    async with DistributedMemoryManager(settings=settings) as memory:
+        for ns in ("aaa-importing", "one"):
+            await memory.for_namespace(ns).append_messages([{"i": i} for i in range(5)], "c1")
+        # an import under way: every operation on that namespace answers 409
+        await memory.for_namespace("aaa-importing").set_import_marker({"started_at": 0.0})
+        await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+        pruner = RetentionPruner(memory.list_namespaces, memory.prune_namespace, 60.0)
+        assert await pruner.run_round() == 1  # "one" trimmed after "aaa-importing" failed
+        summary = await memory.for_namespace("one").get_memory_summary_data()
+        assert summary.messages == 2
+
+
+class _NoTouchesIn(EmbeddedMemoryBackend):
+    """A real backend that cannot record reads in one namespace (as a backend without
+    ``touch_entities`` would)."""
+
+    async def touch_entities(
+        self, namespace: str, keys: Sequence[tuple[str, str]], at: float
+    ) -> None:
+        if namespace == "broken":
+            raise NotImplementedError("no touches here")
+        await super().touch_entities(namespace, keys, at)
+
+
+async def test_the_read_recorder_survives_any_failure(embedded_settings: Settings) -> None:
+    settings = _with(embedded_settings, entity_idle_seconds=IDLE)
+    backend = _NoTouchesIn(settings)
+    async with DistributedMemoryManager(settings=settings, backend=backend) as memory:
+        await memory.for_namespace("ok").save_entity("n", "a", {})
+        reads = ReadRecorder(memory.settings.retention, lambda: memory.backend, interval=0.05)
+        reads.start()
+        try:
+            reads.read("broken", "n", "a", time.time())
+            reads.read("ok", "n", "a", time.time())
+            for _ in range(100):
+                if reads.pending == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert reads.pending == 0
+            # still running: a later read is written too
+            reads.read("ok", "n", "b", time.time())
+            for _ in range(100):
+                if reads.pending == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert reads.pending == 0
+        finally:
+            await reads.stop()

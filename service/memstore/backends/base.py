@@ -280,11 +280,12 @@ class DistributedMemoryBackend(abc.ABC):
         ``message`` and ``created_at`` kept; ``conversation_id`` of the records is
         ignored), atomically, as ``replace_conversation`` does: counts and stored bytes
         follow, one ``conversation.replaced`` event (version = the highest ``seq``,
-        count = the number of messages), the other replicas told. The seqs must be
-        ``1..n`` in order (what every backend numbers and the next append continues);
-        anything else raises ``InvalidInputError`` and writes nothing. The conversation's
-        ``created_at``/``updated_at`` become its first/last message's ``created_at`` (now,
-        for an empty one, which is kept as an empty conversation)."""
+        count = the number of messages), the other replicas told. The seqs must increase
+        strictly from 1 or later (retention's keep-last-N leaves a conversation starting
+        after 1; gaps are kept as given) and are stored exactly; the next append takes
+        the highest + 1. Anything else raises ``InvalidInputError`` and writes nothing.
+        The conversation's ``created_at``/``updated_at`` become its first/last message's
+        ``created_at`` (now, for an empty one, which is kept as an empty conversation)."""
         raise NotImplementedError(f"{self.name} cannot import")
 
     # -- change log -----------------------------------------------------------------------

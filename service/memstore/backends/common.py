@@ -211,12 +211,17 @@ def json_bytes_each(values: Sequence[Any], encoded: Sequence[bytes] | None) -> l
     return [orjson.dumps(v) for v in values]
 
 
-def check_imported_seqs(conversation_id: str, messages: Sequence[MessageRecord]) -> None:
-    """``import_conversation``'s rule: the seqs are ``1..n`` in order."""
+def check_imported_seqs(conversation_id: str, messages: Sequence[MessageRecord]) -> int:
+    """``import_conversation``'s rule: the seqs increase strictly from 1 or later (a
+    conversation trimmed by retention starts after 1). Returns the highest seq (0 when
+    there is none): the next append takes the one after it."""
+    last = 0
     for i, m in enumerate(messages, 1):
-        if m.seq != i:
+        if m.seq <= last:
             raise InvalidInputError(
-                f"conversation {conversation_id}: message {i} has seq {m.seq}; an imported"
-                " conversation's seqs run 1..n in order",
+                f"conversation {conversation_id}: message {i} has seq {m.seq} after"
+                f" {last}; an imported conversation's seqs are 1 or more and increase",
                 field="seq",
             )
+        last = m.seq
+    return last

@@ -1091,7 +1091,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     async def import_conversation(
         self, namespace: str, conversation_id: str, messages: list[MessageRecord]
     ) -> None:
-        check_imported_seqs(conversation_id, messages)
+        last_seq = check_imported_seqs(conversation_id, messages)
         raws = [orjson.dumps(m.message) for m in messages]
         now = time.time()
         first = messages[0].created_at if messages else now
@@ -1108,7 +1108,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ns, id) DO UPDATE SET "
                 "next_seq = excluded.next_seq, message_count = excluded.message_count, "
                 "created_at = excluded.created_at, updated_at = excluded.updated_at",
-                (namespace, conversation_id, len(messages) + 1, len(messages), first, last),
+                (namespace, conversation_id, last_seq + 1, len(messages), first, last),
             )
             await conn.executemany(
                 "INSERT INTO messages (ns, conversation_id, seq, message, created_at) "
@@ -1125,7 +1125,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     changes.CONVERSATION_REPLACED,
                     now,
                     conversation_id=conversation_id,
-                    version=len(messages),
+                    version=last_seq,
                     count=len(messages),
                     actor=actor,
                 ),
@@ -1619,7 +1619,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         if c.conversation_idle_before is not None or c.conversation_max_messages is not None:
             rows = list(
                 await conn.execute_fetchall(
-                    "SELECT id, next_seq - 1, message_count, updated_at FROM conversations "
+                    # the last removed seq is read, not computed: an imported
+                    # conversation may have gaps in its seqs
+                    "SELECT id, next_seq - 1, message_count, updated_at, (SELECT seq FROM "
+                    "messages m WHERE m.ns = ?1 AND m.conversation_id = conversations.id "
+                    "ORDER BY seq DESC LIMIT 1 OFFSET COALESCE(?3, 0)) FROM conversations "
                     "WHERE ns = ?1 AND ((?2 IS NOT NULL AND updated_at < ?2) OR "
                     "(?3 IS NOT NULL AND message_count > ?3)) ORDER BY id LIMIT ?4",
                     (namespace, c.conversation_idle_before, c.conversation_max_messages, limit + 1),
@@ -1627,13 +1631,13 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             )
             report.more["conversations"] = len(rows) > limit
             keep = c.conversation_max_messages
-            for cid, last, count, updated in rows[:limit]:
+            for cid, last, count, updated, newest_gone in rows[:limit]:
                 if c.conversation_idle_before is not None and updated < c.conversation_idle_before:
                     report.conversations.append(PrunedConversation(cid, "idle", last, count))
                 else:
                     assert keep is not None
                     report.conversations.append(
-                        PrunedConversation(cid, "max_messages", last - keep, count - keep)
+                        PrunedConversation(cid, "max_messages", newest_gone, count - keep)
                     )
         for kind, table, before, into in (
             ("tool_usage", "tool_usage", c.tool_usage_before, report.tool_usage),

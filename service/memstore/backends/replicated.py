@@ -142,7 +142,7 @@ def merge_messages(
     """A conversation both sides may have appended to: the messages they share (the
     longest common prefix), then the primary's later ones, then the secondary's later
     ones that the primary does not already hold (same message and ``created_at``), seqs
-    renumbered ``1..n``. ``None``: the primary's copy already holds everything. A pop or
+    kept, the secondary's extra ones numbered on from the primary's last. ``None``: the primary's copy already holds everything. A pop or
     replace the secondary did during the outage is kept only when the primary had nothing
     the secondary lacks (then the secondary's copy is taken whole)."""
 
@@ -158,12 +158,19 @@ def merge_messages(
         # Nothing on the primary the secondary lacks: the secondary's copy, whole.
         if len(secondary) == len(primary):
             return None
-        return _contiguous(list(secondary))
+        return list(secondary)
     held = {(repr(m.message), m.created_at) for m in primary[common:]}
     extra = [m for m in secondary[common:] if (repr(m.message), m.created_at) not in held]
     if not extra:
         return None
-    return _contiguous([*primary, *extra])
+    last = primary[-1].seq if primary else 0
+    return [
+        *primary,
+        *(
+            MessageRecord(m.conversation_id, last + i, m.message, m.created_at)
+            for i, m in enumerate(extra, start=1)
+        ),
+    ]
 
 
 # -- the replicator ---------------------------------------------------------------------
@@ -309,7 +316,7 @@ class Replicator:
                 if merged is not None:
                     await dst.import_conversation(namespace, conversation_id, merged)
             elif messages:
-                await dst.import_conversation(namespace, conversation_id, _contiguous(messages))
+                await dst.import_conversation(namespace, conversation_id, messages)
             else:
                 await dst.delete_conversation(namespace, conversation_id)
         elif key[0] == "tool_usage":
@@ -333,7 +340,7 @@ class Replicator:
                 await dst.import_entity(namespace, entity)
         async for info in _pages(lambda c: src.list_conversations(namespace, limit=500, cursor=c)):
             messages = await src.load_messages(namespace, info.conversation_id)
-            await dst.import_conversation(namespace, info.conversation_id, _contiguous(messages))
+            await dst.import_conversation(namespace, info.conversation_id, messages)
         async for use in _pages(lambda c: src.query_tool_usage(namespace, limit=500, cursor=c)):
             await dst.record_tool_usage(namespace, use)
         async for fb in _pages(lambda c: src.query_feedback(namespace, limit=500, cursor=c)):
@@ -354,17 +361,6 @@ class Replicator:
                 if n < self.batch or self.positions.get(namespace, 0) >= end:
                     break
         return applied
-
-
-def _contiguous(messages: list[MessageRecord]) -> list[MessageRecord]:
-    """The messages with seqs ``1..n``, as an import takes them. They are already, except
-    after a MongoDB pop raced an append without transactions (a gap): then renumbered."""
-    if all(m.seq == i for i, m in enumerate(messages, start=1)):
-        return messages
-    return [
-        MessageRecord(m.conversation_id, i, m.message, m.created_at)
-        for i, m in enumerate(messages, start=1)
-    ]
 
 
 async def _pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> Any:

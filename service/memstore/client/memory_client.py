@@ -485,8 +485,18 @@ class MemoryClient(MemoryAPI):
         return status == 200
 
     async def list_memory_summaries(self) -> list[MemorySummary]:
-        """Admin: summaries of every namespace the token covers (all pages)."""
+        """Admin: summaries of every namespace the token covers (all pages), but those
+        that cannot be summarized now (see ``list_memory_summaries_and_skipped``)."""
+        return (await self.list_memory_summaries_and_skipped())[0]
+
+    async def list_memory_summaries_and_skipped(
+        self,
+    ) -> tuple[list[MemorySummary], list[dict[str, Any]]]:
+        """Admin: the summaries of every namespace the token covers (all pages), and the
+        namespaces skipped because they cannot be summarized now, each
+        ``{"namespace", "code", "message"}`` (``namespace_importing``, ``data_shredded``)."""
         out: list[MemorySummary] = []
+        skipped: list[dict[str, Any]] = []
         after: str | None = None
         while True:
             _, page, _ = await self._request("GET", "/v1/summary", params={"after": after})
@@ -494,9 +504,10 @@ class MemoryClient(MemoryAPI):
                 item.pop("total_entities", None)
                 item.pop("total_tool_uses", None)
                 out.append(MemorySummary(**item))
+            skipped.extend(page.get("skipped", []))
             after = page["next_after"]
             if after is None:
-                return out
+                return out, skipped
 
     async def get_metrics(self) -> dict[str, Any]:
         """The service's metrics (async here: it is a network call)."""

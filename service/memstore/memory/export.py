@@ -17,7 +17,9 @@ bounded whatever the dump's size):
    marker before it writes data, so no replica can see a half-imported namespace. The
    marker is removed when the last record is written. An import that dies leaves the
    marker (the namespace stays unreadable, never half-visible); running the same import
-   again finishes it.
+   again finishes it. The marker holds the dump's sha256: an import of another dump into
+   a marked namespace is refused (``NamespaceImportingError``), and the marker is created
+   only where none exists, so of two imports starting at once one is refused.
 
 Target rules: the namespace must hold no data, unless ``replace`` (its entities and
 conversations are deleted first; tool uses and feedback, which memstore never deletes
@@ -36,7 +38,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from memstore.core import dump
-from memstore.core.errors import NamespaceNotEmptyError
+from memstore.core.errors import (
+    ConflictError,
+    NamespaceImportingError,
+    NamespaceNotEmptyError,
+)
 from memstore.core.records import MessageRecord
 
 if TYPE_CHECKING:
@@ -137,6 +143,7 @@ class _Order:
         self.conversation: str | None = None
         self.expected = 0
         self.seen = 0
+        self.last_seq = 0
 
     def close_conversation(self, where: int) -> None:
         if self.conversation is not None and self.seen != self.expected:
@@ -156,8 +163,12 @@ class _Order:
             if self.conversation != message.conversation_id:
                 raise dump.fail(where, "a message outside its conversation")
             self.seen += 1
-            if message.seq != self.seen:
-                raise dump.fail(where, f"seq {message.seq} where {self.seen} was expected")
+            # Retention's keep-last-N leaves seqs starting after 1: increasing is the rule.
+            if message.seq <= self.last_seq:
+                raise dump.fail(
+                    where, f"seq {message.seq} after {self.last_seq}: seqs must increase"
+                )
+            self.last_seq = message.seq
             return
         self.close_conversation(where)
         if stage < self.stage:
@@ -170,14 +181,18 @@ class _Order:
         elif kind == dump.CONVERSATION:
             self.conversation, self.expected = dump.read_conversation(obj, where)
             self.seen = 0
+            self.last_seq = 0
         elif kind == dump.TOOL_USAGE:
             dump.read_tool_usage(obj, where)
         else:
             dump.read_feedback(obj, where)
 
 
-async def spool_and_verify(chunks: AsyncIterable[bytes], spool: IO[bytes]) -> dump.Manifest:
-    """Copy the dump to ``spool`` while checking all of it; raises ``DumpInvalidError``."""
+async def spool_and_verify(
+    chunks: AsyncIterable[bytes], spool: IO[bytes]
+) -> tuple[dump.Manifest, str]:
+    """Copy the dump to ``spool`` while checking all of it; raises ``DumpInvalidError``.
+    Returns the manifest and the dump's sha256 (hex, the trailer's)."""
     where = 0
     manifest: dump.Manifest | None = None
     tally = dump.Tally()
@@ -206,7 +221,7 @@ async def spool_and_verify(chunks: AsyncIterable[bytes], spool: IO[bytes]) -> du
         raise dump.fail(1, "the dump is empty")
     if not finished:
         raise dump.fail(where, "no trailer: the dump is truncated")
-    return manifest
+    return manifest, tally.digest.hexdigest()
 
 
 # -- import: pass 2, apply under the marker -------------------------------------------------
@@ -288,6 +303,14 @@ async def _apply(view: DistributedMemoryManager, spool: IO[bytes]) -> dict[str, 
     return counts
 
 
+def _importing_another(namespace: str) -> NamespaceImportingError:
+    return NamespaceImportingError(
+        f"namespace {namespace} is being imported from another dump; only that import"
+        " (the same dump again, if it was interrupted) can run in it until it finishes",
+        namespace=namespace,
+    )
+
+
 async def import_chunks(
     view: DistributedMemoryManager, chunks: AsyncIterable[bytes], *, replace: bool = False
 ) -> dump.ImportResult:
@@ -295,18 +318,30 @@ async def import_chunks(
     manifest's namespace is). See the module docstring for the rules."""
     namespace = view.namespace
     with tempfile.TemporaryFile() as spool:
-        manifest = await spool_and_verify(chunks, spool)
+        manifest, sha256 = await spool_and_verify(chunks, spool)
         spool.seek(0)
-        resuming = await view.import_marker() is not None
+        marker = await view.import_marker()
+        resuming = marker is not None
+        # a marker from before markers named their dump has no sha256: resumable as before
+        if marker is not None and marker.get("sha256", sha256) != sha256:
+            raise _importing_another(namespace)
         if not resuming and not replace and not await _is_empty(view):
             raise NamespaceNotEmptyError(
                 f"namespace {namespace} already holds data: import into an empty namespace,"
                 " or replace its entities and conversations (replace=true, --replace)",
                 namespace=namespace,
             )
-        await view.set_import_marker(
-            {"started_at": time.time(), "source_namespace": manifest.namespace, "replace": replace}
-        )
+        marker = {
+            "started_at": time.time(),
+            "source_namespace": manifest.namespace,
+            "replace": replace,
+            "sha256": sha256,
+        }
+        try:
+            # created only where none exists: of two imports starting at once, one wins
+            await view.set_import_marker(marker, create=not resuming)
+        except ConflictError:
+            raise _importing_another(namespace) from None
         if not resuming:
             # every replica reads the markers again within this time: from then on none
             # serves the namespace until the marker goes

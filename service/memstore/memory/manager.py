@@ -582,6 +582,12 @@ class DistributedMemoryManager(MemoryAPI):
         cached); ``use_cache=False`` reads the backend whatever the cache holds."""
         check_entity_key(entity_type, entity_id)
         min_version = check_min_version(min_version)
+        if self.namespace[0] != "_":
+            # Before any cache (this one, the shared L2): a copy cached before an import
+            # must not answer during it. A set lookup; the markers are re-read once a second.
+            if not self._shared.started:
+                await self.start()
+            await self._refuse_while_importing()
         cache = self._shared.cache
         key = entity_cache_key(self.namespace, entity_type, entity_id)
         if not use_cache:
@@ -1196,8 +1202,9 @@ class DistributedMemoryManager(MemoryAPI):
         )
         return None if record is None else record.data
 
-    async def set_import_marker(self, marker: JSONObject | None) -> None:
-        """Write (``None``: remove) this namespace's import marker."""
+    async def set_import_marker(self, marker: JSONObject | None, *, create: bool = False) -> None:
+        """Write (``None``: remove) this namespace's import marker; ``create``: only if
+        there is none (``ConflictError`` otherwise)."""
         if not self._shared.started:
             await self.start()
         backend = self.backend
@@ -1207,7 +1214,11 @@ class DistributedMemoryManager(MemoryAPI):
             )
         else:
             await backend.save_entity(
-                export.IMPORTS_NAMESPACE, export.MARKER_TYPE, self.namespace, marker
+                export.IMPORTS_NAMESPACE,
+                export.MARKER_TYPE,
+                self.namespace,
+                marker,
+                expected_version=0 if create else None,
             )
 
     async def import_entity(self, record: EntityRecord) -> None:

@@ -83,9 +83,12 @@ class ReadRecorder:
         for namespace, keys in queued.items():
             try:
                 await self._backend().touch_entities(namespace, list(keys), max(keys.values()))
-            except MemoryStoreError as exc:
+            except Exception as exc:  # any failure: the recorder must outlive it
                 # the entities count from an older read: they may go sooner, never later
-                log.warning("could not record entity reads: %s", exc)
+                if isinstance(exc, MemoryStoreError):
+                    log.warning("could not record entity reads in %s: %s", namespace, exc)
+                else:
+                    log.exception("could not record entity reads in %s", namespace)
                 for key in keys:
                     self._touched.pop((namespace, *key), None)
 
@@ -104,7 +107,11 @@ class ReadRecorder:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:
+                # only cancellation ends the recorder: a failure loses this second's reads
+                log.exception("recording entity reads failed; will retry")
 
 
 class RetentionPruner:
@@ -136,12 +143,19 @@ class RetentionPruner:
                 await task
 
     async def run_round(self) -> int:
-        """One pass over every namespace; the number of items removed."""
+        """One pass over every namespace; the number of items removed. A namespace that
+        fails (being imported, its data key shredded, a backend error) is logged and
+        skipped: the others are pruned all the same, and the next round retries it."""
         removed = 0
         for namespace in await self._list() or []:
             if namespace.startswith("_"):
                 continue  # internal: stored search vectors, webhook state
-            removed += await self._prune(namespace)
+            try:
+                removed += await self._prune(namespace)
+            except MemoryStoreError as exc:
+                log.warning("retention skipped namespace %s this round: %s", namespace, exc)
+            except Exception:
+                log.exception("retention skipped namespace %s this round", namespace)
         self.rounds += 1
         return removed
 

@@ -43,8 +43,10 @@ from memstore.core.bounds import (
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.errors import (
     ConflictError,
+    DataShreddedError,
     InvalidInputError,
     MemoryStoreError,
+    NamespaceImportingError,
     NotFoundError,
     PermissionDeniedError,
     RequestTimeoutError,
@@ -761,11 +763,18 @@ async def list_summaries(request: web.Request) -> web.Response:
     else:
         names = sorted(n for n in scope if NAMESPACE_RE.fullmatch(n))
     names = [n for n in names if after is None or n > after][: limit + 1]
-    items = [
-        (await manager.for_namespace(n).get_memory_summary_data()).to_dict() for n in names[:limit]
-    ]
+    items: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for n in names[:limit]:
+        try:
+            items.append((await manager.for_namespace(n).get_memory_summary_data()).to_dict())
+        except (NamespaceImportingError, DataShreddedError) as exc:
+            # one namespace's state, not the store's: the others are listed all the same
+            skipped.append({"namespace": n, "code": exc.code, "message": exc.message})
     next_after = names[limit - 1] if len(names) > limit else None
-    return json_response({"items": items, "next_after": next_after, "complete": complete})
+    return json_response(
+        {"items": items, "skipped": skipped, "next_after": next_after, "complete": complete}
+    )
 
 
 # -- analytics ----------------------------------------------------------------------------

@@ -459,8 +459,19 @@ class MetricsOut(BaseModel):
     cache: dict[str, Any]
 
 
+class SkippedNamespaceOut(_Response):
+    namespace: str = Field(pattern=NAMESPACE_RE.pattern)
+    code: str = Field(description="The error code the namespace answers with.")
+    message: str
+
+
 class SummaryPageOut(_Response):
     items: list[MemorySummary] = Field(description="One summary per namespace, by name.")
+    skipped: list[SkippedNamespaceOut] = Field(
+        description="Namespaces of this page that could not be summarized now (being"
+        " imported: `namespace_importing`; data key shredded: `data_shredded`); the others"
+        " are listed all the same."
+    )
     next_after: str | None = Field(
         description="Pass as `after` for the next page; null on the last page."
     )

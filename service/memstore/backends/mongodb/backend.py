@@ -1135,7 +1135,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def import_conversation(
         self, namespace: str, conversation_id: str, messages: list[MessageRecord]
     ) -> None:
-        check_imported_seqs(conversation_id, messages)
+        last_seq = check_imported_seqs(conversation_id, messages)
         encoded = self._encode_messages([m.message for m in messages], None)
         n = len(encoded)
         convs = self._coll(schema.CONVERSATIONS)
@@ -1150,7 +1150,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             def update(slot: int) -> Doc:
                 return {
                     "$set": {
-                        "last_seq": n,
+                        "last_seq": last_seq,
                         "message_count": n,
                         "created_at": created,
                         "updated_at": updated,
@@ -1164,11 +1164,15 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             if n:
                 docs = self._message_docs(namespace, conversation_id, 1, encoded, now)
                 for doc, m in zip(docs, messages, strict=True):
+                    doc["seq"] = m.seq
                     doc["created_at"] = m.created_at
                     doc["hour"] = hour_of(m.created_at)
                 await msgs.insert_many(docs, ordered=True, session=session)
             event = event_doc(
-                changes.CONVERSATION_REPLACED, conversation_id=conversation_id, version=n, count=n
+                changes.CONVERSATION_REPLACED,
+                conversation_id=conversation_id,
+                version=last_seq,
+                count=n,
             )
             return None, event
 

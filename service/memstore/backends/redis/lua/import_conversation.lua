@@ -1,8 +1,9 @@
 -- KEYS: meta, messages, index, counter, bytes, change log keys (changes.lua).
 -- ARGV: conversation id, created_at, op, PUBLISH|SPUBLISH|"", channel, message,
 --       change block (4, changes.lua), updated_at, payload bytes, item... -> 1
--- Replaces the history with the given list items ("<seq>\n<created_at>\n<json>", seq 1..n,
--- built by the caller) and sets the conversation's creation and update times.
+-- Replaces the history with the given list items ("<seq>\n<created_at>\n<json>", seqs
+-- increasing from 1 or later, built by the caller; appends continue after the last) and
+-- sets the conversation's creation and update times.
 local last = redis.call('HMGET', KEYS[1], 'o', 'b')
 if last[1] and last[1] == ARGV[3] then return changes_reply(7, 1) end
 local old_bytes = tonumber(last[2] or '0')
@@ -24,5 +25,7 @@ if n - old ~= 0 then redis.call('INCRBY', KEYS[4], n - old) end
 if new_bytes ~= old_bytes then redis.call('INCRBY', KEYS[5], new_bytes - old_bytes) end
 redis.call('HSET', KEYS[1], 'c', ARGV[2], 'u', ARGV[11], 'o', ARGV[3], 'r', 1, 'b', new_bytes)
 announce(ARGV[4], ARGV[5], ARGV[6])
-change(7, 'conversation.replaced', nil, n, n)
+local top = 0
+if n > 0 then top = tonumber(string.match(ARGV[#ARGV], '^%d+')) end
+change(7, 'conversation.replaced', nil, top, n)
 return changes_reply(7, 1)

@@ -33,6 +33,9 @@ local function conversation_reason(meta, messages, idle, keep)
   local last = 0
   if n > 0 then last = seq_of(redis.call('LINDEX', messages, -1)) end
   if idle and updated < idle then return {'idle', last, n} end
-  if keep and n > keep then return {'max_messages', last - keep, n - keep} end
+  -- the last removed seq is read, not computed: an imported conversation may have gaps
+  if keep and n > keep then
+    return {'max_messages', seq_of(redis.call('LINDEX', messages, n - keep - 1)), n - keep}
+  end
   return nil
 end
