@@ -141,10 +141,11 @@ def merge_messages(
 ) -> list[MessageRecord] | None:
     """A conversation both sides may have appended to: the messages they share (the
     longest common prefix), then the primary's later ones, then the secondary's later
-    ones that the primary does not already hold (same message and ``created_at``), seqs
-    kept, the secondary's extra ones numbered on from the primary's last. ``None``: the primary's copy already holds everything. A pop or
-    replace the secondary did during the outage is kept only when the primary had nothing
-    the secondary lacks (then the secondary's copy is taken whole)."""
+    ones that the primary does not already hold (same message and ``created_at``); seqs
+    kept, the secondary's extra ones numbered on from the primary's last. ``None``: the
+    primary's copy already holds everything. A pop or replace the secondary did during
+    the outage is kept only when the primary had nothing the secondary lacks (then the
+    secondary's copy is taken whole)."""
 
     def same(a: MessageRecord, b: MessageRecord) -> bool:
         return a.message == b.message and a.created_at == b.created_at
