@@ -15,6 +15,7 @@ import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
+from memstore.core.dump import FORMAT_VERSION as FORMAT
 from memstore.core.errors import DumpInvalidError, NamespaceImportingError, NamespaceNotEmptyError
 from memstore.core.records import EntityRecord
 from memstore.core.settings import Settings
@@ -60,7 +61,13 @@ async def test_a_damaged_dump_changes_nothing(
         ([lines[0], lines[2], lines[1], *lines[3:]], "checksum mismatch"),  # reordered
         ([b'{"kind":"manifest","format":"other"}\n', *lines[1:]], "is this an export dump"),
         ([*lines, b'{"kind":"entity"}\n'], "data after the trailer"),
-        ([lines[0].replace(b'"format_version":1', b'"format_version":2'), *lines[1:]], "newer"),
+        (
+            [
+                lines[0].replace(b'"format_version":1', b'"format_version":%d' % (FORMAT + 1)),
+                *lines[1:],
+            ],
+            "newer",
+        ),
     ]:
         with pytest.raises(DumpInvalidError) as caught:
             await target.import_namespace(chunks_of(bad))

@@ -415,3 +415,41 @@ async def test_a_shredded_namespace_is_not_served_from_the_shared_cache(
         # Another replica: its plaintext in Memcached is unreachable, the backend says why.
         with pytest.raises(DataShreddedError):
             await b.get_entity("user", "u1")
+
+
+async def test_with_encryption_the_shared_cache_holds_entities_encrypted(
+    l2_settings: Settings,
+    memcached_server: LocalMemcached,
+    memcached_prefix: str,
+    tmp_path: Path,
+) -> None:
+    kek = tmp_path / "kek"
+    kek.write_text(new_kek_line("k1") + "\n")
+    sealed = l2_settings.model_copy(
+        update={"encryption_key_file": kek, "data_key_cache_seconds": 0.0}
+    )
+    secret, plain = "PLANTED-l2-sealed-7f3a", "PLANTED-l2-plain-91c4"
+    async with (
+        DistributedMemoryManager(settings=sealed, namespace="enc") as a,
+        DistributedMemoryManager(settings=sealed, namespace="enc") as b,
+        # the same Memcached without encryption: the control that the check can see text
+        DistributedMemoryManager(settings=l2_settings, namespace="clear") as c,
+    ):
+        await a.save_entity("user", "u1", {"secret": secret, "n": [1, 2.5, None]})
+        for _ in range(2):  # the second read is a hit, opened with the namespace's key
+            got = await b.get_entity("user", "u1")
+            assert got is not None and got.data == {"secret": secret, "n": [1, 2.5, None]}
+        assert b.get_metrics()["l2_cache"]["hits"] == 1
+        await c.save_entity("user", "u1", {"secret": plain})
+        for _ in range(2):
+            await c.get_entity("user", "u1")
+        values = memcached_server.values(memcached_prefix)
+        records = [v for k, v in values.items() if k.startswith(f"{memcached_prefix}:v:".encode())]
+        assert len(records) == 2
+        assert any(plain.encode() in v for v in records)
+        assert not any(secret.encode() in v for v in values.values())
+        assert any(b"memstore:sealed" in v for v in records)
+        # A value the key no longer opens is a miss: the backend answers (shredded here).
+        await a.shred_data_key()
+        with pytest.raises(DataShreddedError):
+            await b.get_entity("user", "u1")

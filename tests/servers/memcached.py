@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import unquote_to_bytes
 
 import pytest
 
@@ -93,6 +94,39 @@ class LocalMemcached:
             parts = line.split()
             if len(parts) == 3 and parts[0] == "STAT":
                 out[parts[1]] = parts[2]
+        return out
+
+    def values(self, prefix: str) -> dict[bytes, bytes]:
+        """Every item whose key starts with ``prefix``, as the server holds it (keys from
+        the LRU crawler's metadump, values by ``get``)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(b"lru_crawler metadump all\r\n")
+            reply = b""
+            while not reply.endswith(b"END\r\n"):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            keys = [
+                unquote_to_bytes(field[4:])
+                for line in reply.splitlines()
+                for field in line.split()[:1]
+                if field.startswith(b"key=")
+            ]
+            out: dict[bytes, bytes] = {}
+            for key in keys:
+                if not key.startswith(prefix.encode()):
+                    continue
+                s.sendall(b"get " + key + b"\r\n")
+                got = b""
+                while not got.endswith(b"END\r\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    got += chunk
+                header, _, rest = got.partition(b"\r\n")
+                if header.startswith(b"VALUE "):
+                    out[key] = rest[: int(header.split()[3])]
         return out
 
     def alive(self) -> bool:

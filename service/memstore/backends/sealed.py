@@ -216,13 +216,12 @@ class SealedBackend(DistributedMemoryBackend):
             self._keys[owner] = (fresh, time.monotonic())
             return fresh
 
-    async def _open(self, owner: str, stored: Any, aad: bytes) -> Any:
-        key_id = codec.envelope_key_id(stored)
-        if key_id is None:
-            return codec.open_sealed(stored, key=None, aad=aad)
+    async def _key_by_id(self, owner: str, key_id: str, what: str) -> codec.DataKey:
+        """The data key ``key_id`` of ``owner``; ``DataShreddedError`` when the namespace's
+        key is another one or none (deleted)."""
         if self._keks is None:
             raise ConfigurationError(
-                "a stored payload is encrypted but no MEMSTORE_ENCRYPTION_KEY_FILE is set"
+                f"{what} is encrypted but no MEMSTORE_ENCRYPTION_KEY_FILE is set"
             )
         key = await self._stored_key(owner)
         if key is not None and key.key_id != key_id:
@@ -230,12 +229,60 @@ class SealedBackend(DistributedMemoryBackend):
             key = await self._stored_key(owner)
         if key is None or key.key_id != key_id:
             raise DataShreddedError(
-                f"the data key {key_id!r} of namespace {owner!r} was deleted: this payload "
+                f"the data key {key_id!r} of namespace {owner!r} was deleted: {what} "
                 "can no longer be read",
                 namespace=owner,
                 key_id=key_id,
             )
+        return key
+
+    async def _open(self, owner: str, stored: Any, aad: bytes) -> Any:
+        key_id = codec.envelope_key_id(stored)
+        if key_id is None:
+            return codec.open_sealed(stored, key=None, aad=aad)
+        key = await self._key_by_id(owner, key_id, "this payload")
         return codec.open_sealed(stored, key=key, aad=aad)
+
+    # -- payloads kept outside the store: dumps, the shared cache --------------------------
+
+    async def dump_sealer(self, namespace: str) -> codec.Sealer | None:
+        """What seals a dump of ``namespace``: its data key (made now if it has none, as a
+        first write would); ``None`` without encryption. A dump sealed with it opens only
+        while the key exists, so shredding the namespace takes its dumps with it."""
+        key = await self._write_key(namespace)
+        return None if key is None else codec.Sealer(key, self._min_bytes)
+
+    async def dump_opener(self, namespace: str, key_id: str) -> codec.Sealer:
+        """What opens a dump sealed with data key ``key_id`` of ``namespace`` (the dump's
+        source): ``DataShreddedError`` when this store does not hold that key."""
+        try:
+            key = await self._key_by_id(namespace, key_id, "the dump")
+        except DataShreddedError:
+            raise DataShreddedError(
+                f"the dump of namespace {namespace!r} is sealed with its data key {key_id!r}, "
+                "which this store does not hold (shredded, or a store that never held it): "
+                "the dump cannot be read",
+                namespace=namespace,
+                key_id=key_id,
+            ) from None
+        return codec.Sealer(key, self._min_bytes)
+
+    async def seal_cached_entity(self, namespace: str, record: EntityRecord) -> EntityRecord | None:
+        """``record`` as it is kept at rest (its data sealed with the namespace's key, bound
+        to the entity), for a cache outside the process; ``None`` when the namespace has no
+        key to seal it with (nothing is cached then)."""
+        owner = self._key_owner(namespace, record.type)
+        key = await self._stored_key(owner)
+        if key is None:
+            return None
+        aad = codec.record_aad(namespace, "entity", record.type, record.id)
+        stored, _ = self._seal(record.data, None, key, aad)
+        return dataclasses.replace(record, data=stored)
+
+    async def open_cached_entity(self, namespace: str, record: EntityRecord) -> EntityRecord:
+        """The plain record of one :meth:`seal_cached_entity` made (``DataShreddedError`` once
+        the key is gone)."""
+        return await self._open_entity(namespace, record)
 
     def _seal(
         self,

@@ -3,7 +3,7 @@
 A dump is, one JSON object per line (docs/architecture.md, "Export and import")::
 
     {"kind": "manifest", "format": "memstore-dump", "format_version": 1,
-     "namespace": ..., "origin": {...}}
+     "namespace": ..., "origin": {...}}  (2 with "sealed": {"key_id": ...})
     {"kind": "entity", ...}            entities by (type, id)
     {"kind": "conversation", ...}      conversations by id, each followed by
     {"kind": "message", ...}           its messages by seq
@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
+from memstore.core import payload_codec
 from memstore.core.errors import DumpInvalidError, InvalidInputError
 from memstore.core.records import (
     EntityRecord,
@@ -39,11 +41,19 @@ from memstore.core.records import (
 from memstore.core.validation import check_name
 
 FORMAT: Final = "memstore-dump"
-#: The version this code writes. A reader accepts every version up to its own and
-#: refuses a later one (it could not know what the new lines mean). Additions (entity
-#: version history, retention policies) are new record kinds or new optional fields
-#: under a new version.
-FORMAT_VERSION: Final = 1
+#: The newest version this code reads and writes. A reader accepts every version up to
+#: its own and refuses a later one (it could not know what the new lines mean). Additions
+#: (entity version history, retention policies) are new record kinds or new optional
+#: fields under a new version.
+FORMAT_VERSION: Final = 2
+#: A dump with plain payloads is written as version 1, readable by every release.
+PLAIN_FORMAT_VERSION: Final = 1
+#: From version 2 the manifest may say ``sealed``: {``key_id``}: every payload is an
+#: at-rest envelope (``memstore.core.payload_codec``) encrypted with that data key of the
+#: manifest's namespace, so the dump opens only where that key is held, and not at all
+#: once it is shredded. An earlier release refuses it by its version rather than import
+#: envelopes as data.
+SEALED_FORMAT_VERSION: Final = 2
 
 MANIFEST: Final = "manifest"
 ENTITY: Final = "entity"
@@ -68,20 +78,70 @@ def line(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj, option=_OPTS) + b"\n"
 
 
-def manifest_line(namespace: str, origin: dict[str, Any]) -> bytes:
-    return line(
-        {
-            "kind": MANIFEST,
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "namespace": namespace,
-            "origin": origin,
-        }
-    )
+def manifest_line(namespace: str, origin: dict[str, Any], *, key_id: str | None = None) -> bytes:
+    """``key_id``: the payloads are sealed with that data key of ``namespace``."""
+    manifest: dict[str, Any] = {
+        "kind": MANIFEST,
+        "format": FORMAT,
+        "format_version": PLAIN_FORMAT_VERSION,
+        "namespace": namespace,
+        "origin": origin,
+    }
+    if key_id is not None:
+        manifest["format_version"] = SEALED_FORMAT_VERSION
+        manifest["sealed"] = {"key_id": key_id}
+    return line(manifest)
 
 
-def entity_line(r: EntityRecord) -> bytes:
-    return line({"kind": ENTITY, **r.to_dict()})
+#: The payload fields of each record kind: what a sealed dump holds sealed.
+PAYLOAD_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    ENTITY: ("data",),
+    MESSAGE: ("message",),
+    TOOL_USAGE: ("input", "output"),
+    FEEDBACK: ("data",),
+}
+#: The fields naming a record, bound to each of its sealed payloads.
+_RECORD_KEY: Final[dict[str, tuple[str, ...]]] = {
+    ENTITY: ("type", "id"),
+    MESSAGE: ("conversation_id", "seq"),
+    TOOL_USAGE: ("tool_name", "id"),
+    FEEDBACK: ("id",),
+}
+
+
+def payload_aad(namespace: str, kind: str, name: str, fields: dict[str, Any]) -> bytes:
+    """What a dump's sealed payload is bound to: the dump's namespace, the record kind and
+    key, and the field; never valid for another record, field, or a record at rest."""
+    key = (str(fields.get(k)) for k in _RECORD_KEY[kind])
+    return payload_codec.record_aad(namespace, "dump", kind, name, *key)
+
+
+def map_payloads(
+    kind: str, fields: dict[str, Any], namespace: str, apply: Callable[[Any, bytes], Any]
+) -> dict[str, Any]:
+    """``fields`` (a record line's) with each payload replaced by ``apply(payload, aad)``:
+    a sealer's ``seal`` on export, its ``open`` on import."""
+    names = PAYLOAD_FIELDS.get(kind, ())
+    if not names:
+        return fields
+    out = dict(fields)
+    for name in names:
+        out[name] = apply(fields.get(name), payload_aad(namespace, kind, name, fields))
+    return out
+
+
+#: A sealed dump's payloads: (the dump's namespace, the sealer's ``seal``).
+Sealing = tuple[str, Callable[[Any, bytes], Any]]
+
+
+def record_line(kind: str, fields: dict[str, Any], sealed: Sealing | None = None) -> bytes:
+    if sealed is not None:
+        fields = map_payloads(kind, fields, *sealed)
+    return line({"kind": kind, **fields})
+
+
+def entity_line(r: EntityRecord, sealed: Sealing | None = None) -> bytes:
+    return record_line(ENTITY, r.to_dict(), sealed)
 
 
 def conversation_line(conversation_id: str, message_count: int) -> bytes:
@@ -90,16 +150,16 @@ def conversation_line(conversation_id: str, message_count: int) -> bytes:
     )
 
 
-def message_line(r: MessageRecord) -> bytes:
-    return line({"kind": MESSAGE, **r.to_dict()})
+def message_line(r: MessageRecord, sealed: Sealing | None = None) -> bytes:
+    return record_line(MESSAGE, r.to_dict(), sealed)
 
 
-def tool_usage_line(r: ToolUsageRecord) -> bytes:
-    return line({"kind": TOOL_USAGE, **r.to_dict()})
+def tool_usage_line(r: ToolUsageRecord, sealed: Sealing | None = None) -> bytes:
+    return record_line(TOOL_USAGE, r.to_dict(), sealed)
 
 
-def feedback_line(r: FeedbackRecord) -> bytes:
-    return line({"kind": FEEDBACK, **r.to_dict()})
+def feedback_line(r: FeedbackRecord, sealed: Sealing | None = None) -> bytes:
+    return record_line(FEEDBACK, r.to_dict(), sealed)
 
 
 @dataclass
@@ -123,6 +183,8 @@ class Manifest:
     namespace: str
     format_version: int
     origin: dict[str, Any]
+    #: The data key id the payloads are sealed with (``SEALED_FORMAT_VERSION``), or None.
+    key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -184,7 +246,13 @@ def read_manifest(raw: bytes) -> Manifest:
         namespace = check_name("namespace", obj.get("namespace"))
     except InvalidInputError as exc:
         raise _fail(1, exc.message) from None
-    return Manifest(namespace, version, origin if isinstance(origin, dict) else {})
+    key_id = None
+    if version >= SEALED_FORMAT_VERSION and "sealed" in obj:
+        sealed = obj["sealed"]
+        if not isinstance(sealed, dict) or not isinstance(sealed.get("key_id"), str):
+            raise _fail(1, 'sealed must be {"key_id": <the data key id>}')
+        key_id = sealed["key_id"]
+    return Manifest(namespace, version, origin if isinstance(origin, dict) else {}, key_id)
 
 
 def check_trailer(obj: dict[str, Any], tally: Tally, where: int) -> None:

@@ -249,6 +249,29 @@ def logical_size(stored: Any) -> int | None:
     return n if isinstance(n, int) else None
 
 
+@dataclass(frozen=True)
+class Sealer:
+    """Seals and opens payloads with one data key outside the store (a dump's payloads):
+    every payload is sealed, and one that is not, or is sealed with another key, does not
+    open."""
+
+    key: DataKey
+    compress_min_bytes: int = 0
+
+    def seal(self, value: Any, aad: bytes) -> dict[str, Any]:
+        envelope = seal(
+            orjson.dumps(value), compress_min_bytes=self.compress_min_bytes, key=self.key, aad=aad
+        )
+        if envelope is None:  # pragma: no cover - with a key, seal always makes an envelope
+            raise PayloadUnreadableError("a payload could not be sealed")
+        return envelope
+
+    def open(self, stored: Any, aad: bytes) -> Any:
+        if envelope_key_id(stored) != self.key.key_id:
+            raise PayloadUnreadableError("a payload is not sealed with the data key it should be")
+        return open_sealed(stored, key=self.key, aad=aad)
+
+
 def open_sealed(stored: Any, *, key: DataKey | None, aad: bytes) -> Any:
     """The payload a stored value holds: plain values as they are, envelopes opened with
     ``key`` (the data key whose id :func:`envelope_key_id` named)."""

@@ -1,14 +1,19 @@
 """Export and import of a whole namespace, streamed (the format: ``memstore.core.dump``).
 
 Export reads the namespace page by page through the manager's listings and yields lines;
-nothing but the current page (and one conversation's messages) is in memory.
+nothing but the current page (and one conversation's messages) is in memory. With
+encryption at rest on, every payload is written sealed with the namespace's data key
+(``memstore.core.dump``, ``SEALED_FORMAT_VERSION``): the dump opens only in a store holding
+that key, and nowhere once the key is shredded; nothing is decrypted to disk on import
+(the spool holds the dump as it came).
 
 Import, in two passes over a spooled copy of the dump (a temporary file, so memory stays
 bounded whatever the dump's size):
 
 1. **Verify**: every line parsed and checked (structure, order, names, types), then the
    trailer's counts and sha256. A dump that fails is refused with ``DumpInvalidError``
-   before anything is written.
+   before anything is written; a sealed dump's key is looked up (``DataShreddedError``
+   when this store does not hold it) and every payload opened once, also before.
 2. **Apply**, under the namespace's import marker: an entity of the reserved namespace
    :data:`IMPORTS_NAMESPACE` (id = the namespace). While it exists every replica's
    manager answers every operation on the namespace with ``NamespaceImportingError``
@@ -34,7 +39,7 @@ import asyncio
 import contextvars
 import tempfile
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from memstore.core import dump
@@ -42,7 +47,9 @@ from memstore.core.errors import (
     ConflictError,
     NamespaceImportingError,
     NamespaceNotEmptyError,
+    PayloadUnreadableError,
 )
+from memstore.core.payload_codec import Sealer
 from memstore.core.records import MessageRecord
 
 if TYPE_CHECKING:
@@ -75,16 +82,21 @@ async def export_lines(
     """The dump of ``view``'s namespace, line by line. ``origin`` goes into the manifest
     (with the change log's last position added)."""
     changes = await view.read_changes(after=0, limit=1)
+    sealer = await view.dump_sealer()
+    namespace = view.namespace
     yield dump.manifest_line(
-        view.namespace, {**origin, "change_log_position": changes.last_position}
+        namespace,
+        {**origin, "change_log_position": changes.last_position},
+        key_id=None if sealer is None else sealer.key.key_id,
     )
     tally = dump.Tally()
+    sealed = None if sealer is None else (namespace, sealer.seal)
     for entity_type in await view.get_entity_types():
         cursor: str | None = None
         while True:
             page = await view.list_entities(entity_type, limit=_PAGE, cursor=cursor)
             for entity in page.items:
-                yield tally.add(dump.ENTITY, dump.entity_line(entity))
+                yield tally.add(dump.ENTITY, dump.entity_line(entity, sealed))
             if (cursor := page.next_cursor) is None:
                 break
     cursor = None
@@ -96,21 +108,21 @@ async def export_lines(
                 dump.CONVERSATION, dump.conversation_line(info.conversation_id, len(messages))
             )
             for message in messages:
-                yield tally.add(dump.MESSAGE, dump.message_line(message))
+                yield tally.add(dump.MESSAGE, dump.message_line(message, sealed))
         if (cursor := conversations.next_cursor) is None:
             break
     cursor = None
     while True:
         uses = await view.query_tool_usage(limit=_PAGE, cursor=cursor)
         for use in uses.items:
-            yield tally.add(dump.TOOL_USAGE, dump.tool_usage_line(use))
+            yield tally.add(dump.TOOL_USAGE, dump.tool_usage_line(use, sealed))
         if (cursor := uses.next_cursor) is None:
             break
     cursor = None
     while True:
         feedback = await view.query_learning_feedback(limit=_PAGE, cursor=cursor)
         for record in feedback.items:
-            yield tally.add(dump.FEEDBACK, dump.feedback_line(record))
+            yield tally.add(dump.FEEDBACK, dump.feedback_line(record, sealed))
         if (cursor := feedback.next_cursor) is None:
             break
     yield tally.trailer_line()
@@ -263,7 +275,29 @@ async def _clear(view: DistributedMemoryManager) -> None:
     await _gather(pending)
 
 
-async def _apply(view: DistributedMemoryManager, spool: IO[bytes]) -> dict[str, int]:
+async def _check_sealed(spool: IO[bytes], namespace: str, opener: Sealer) -> None:
+    """Open every payload of a sealed dump once before anything is written: one that does
+    not open (altered, or sealed with another key) fails the import as an invalid dump."""
+    spool.readline()  # the manifest
+    where = 1
+    for raw in spool:
+        where += 1
+        obj = dump.parse_line(raw, where)
+        if obj["kind"] == dump.TRAILER:
+            break
+        try:
+            dump.map_payloads(obj["kind"], obj, namespace, opener.open)
+        except PayloadUnreadableError as exc:
+            raise dump.fail(where, f"a sealed payload does not open: {exc.message}") from None
+        if where % _BATCH == 0:
+            await asyncio.sleep(0)  # decrypting a large dump does not hold the event loop
+
+
+async def _apply(
+    view: DistributedMemoryManager,
+    spool: IO[bytes],
+    opened: Callable[[str, dict[str, Any]], dict[str, Any]],
+) -> dict[str, int]:
     counts = dict.fromkeys(dump.RECORD_KINDS, 0)
     pending: list[Awaitable[Any]] = []
     conversation: str | None = None
@@ -283,6 +317,7 @@ async def _apply(view: DistributedMemoryManager, spool: IO[bytes]) -> dict[str, 
         kind = obj["kind"]
         if kind == dump.TRAILER:
             break
+        obj = opened(kind, obj)
         counts[kind] += 1
         if kind == dump.MESSAGE:
             messages.append(dump.read_message(obj, where))
@@ -320,6 +355,19 @@ async def import_chunks(
     with tempfile.TemporaryFile() as spool:
         manifest, sha256 = await spool_and_verify(chunks, spool)
         spool.seek(0)
+        opener: Sealer | None = None
+        if manifest.key_id is not None:
+            # The dump's key must be here (not shredded) and open every payload before the
+            # marker: a dump that cannot be read writes nothing.
+            opener = await view.dump_opener(manifest.namespace, manifest.key_id)
+            await _check_sealed(spool, manifest.namespace, opener)
+            spool.seek(0)
+
+        def opened(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+            if opener is None:
+                return obj
+            return dump.map_payloads(kind, obj, manifest.namespace, opener.open)
+
         marker = await view.import_marker()
         resuming = marker is not None
         # a marker from before markers named their dump has no sha256: resumable as before
@@ -350,7 +398,7 @@ async def import_chunks(
         try:
             if replace:
                 await _clear(view)
-            counts = await _apply(view, spool)
+            counts = await _apply(view, spool, opened)
         finally:
             IMPORTING.reset(token)
         await view.set_import_marker(None)

@@ -37,11 +37,11 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from memstore.core.errors import ConfigurationError
+from memstore.core.errors import ConfigurationError, MemoryStoreError
 from memstore.core.records import EntityRecord
 from memstore.core.settings import L2CacheSettings, memcached_address
 
@@ -78,6 +78,17 @@ class L2Stats:
     bypasses: int = 0
     #: Values not stored because they are larger than Memcached takes.
     too_large: int = 0
+
+
+class EntitySealer(Protocol):
+    """Encryption at rest (``SealedBackend``): what Memcached holds is an entity as the
+    backend keeps it, its data sealed with the namespace's data key."""
+
+    async def seal_cached_entity(
+        self, namespace: str, record: EntityRecord
+    ) -> EntityRecord | None: ...
+
+    async def open_cached_entity(self, namespace: str, record: EntityRecord) -> EntityRecord: ...
 
 
 def _digest(text: str) -> str:
@@ -148,10 +159,12 @@ class SharedEntityCache:
         key: str,
         load: Callable[[], Awaitable[EntityRecord | None]],
         accept: Callable[[EntityRecord], bool] | None = None,
+        sealer: EntitySealer | None = None,
     ) -> EntityRecord | None:
         """The entity from Memcached, else from ``load()`` (the backend), which is then
         stored for the next reader. ``accept``: a cached value it refuses counts as a miss
-        (a reader that knows of a newer version)."""
+        (a reader that knows of a newer version). ``sealer``: values are stored sealed and
+        opened on a hit; one that does not open (its key shredded) is a miss."""
         if not self.available:
             self.stats.bypasses += 1
             return await load()
@@ -166,6 +179,11 @@ class SharedEntityCache:
             return await load()
         if isinstance(cached, bytes):
             record = self._decode(key, cached)
+            if record is not None and sealer is not None:
+                try:
+                    record = await sealer.open_cached_entity(namespace, record)
+                except MemoryStoreError:
+                    record = None  # the backend gives the authoritative answer
             if (
                 record is not None
                 and (record.expires_at is None or record.expires_at > time.time())
@@ -176,7 +194,14 @@ class SharedEntityCache:
         self.stats.misses += 1
         record = await load()
         if record is not None:
-            await self._store(value_key, key, record)
+            stored: EntityRecord | None = record
+            if sealer is not None:
+                try:
+                    stored = await sealer.seal_cached_entity(namespace, record)
+                except MemoryStoreError:
+                    stored = None  # the read succeeded: only the caching is skipped
+            if stored is not None:
+                await self._store(value_key, key, stored)
         return record
 
     async def _tags(self, namespace: str, key: str) -> tuple[bytes, bytes] | None:

@@ -55,6 +55,7 @@ from memstore.core.errors import (
     NamespaceImportingError,
 )
 from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
+from memstore.core.payload_codec import Sealer
 from memstore.core.records import (
     ChangeEvent,
     ChangePage,
@@ -649,9 +650,12 @@ class DistributedMemoryManager(MemoryAPI):
         load = from_backend
         if l2 is not None:
             accept = None if min_version is None else lambda r: r.version >= min_version
+            # With encryption at rest, Memcached holds entities encrypted, as the backend.
+            sealed = backend_layer(self.backend, SealedBackend)
+            sealer = sealed if sealed is not None and sealed.encrypts else None
 
             def load() -> Awaitable[EntityRecord | None]:
-                return l2.read(namespace, key, from_backend, accept)
+                return l2.read(namespace, key, from_backend, accept, sealer)
 
         if not shared.cache.enabled:
             # No local cache: the operator asked for reads that see every acknowledged
@@ -1455,6 +1459,27 @@ class DistributedMemoryManager(MemoryAPI):
         if self._shared.search is not None:
             self._shared.search.forget(self.namespace)
         return result
+
+    async def dump_sealer(self) -> Sealer | None:
+        """What seals this namespace's dump: its data key with encryption at rest on
+        (``None`` off: the dump is plain, as before)."""
+        sealed = backend_layer(self.backend, SealedBackend)
+        if sealed is None or not sealed.encrypts:
+            return None
+        return await self._run("dump_sealer", lambda: sealed.dump_sealer(self.namespace))
+
+    async def dump_opener(self, source_namespace: str, key_id: str) -> Sealer:
+        """What opens a dump of ``source_namespace`` sealed with data key ``key_id``:
+        ``DataShreddedError`` when this store does not hold that key (shredded, or a store
+        that never had it), ``ConfigurationError`` without encryption at rest."""
+        sealed = backend_layer(self.backend, SealedBackend)
+        if sealed is None or not sealed.encrypts:
+            raise ConfigurationError(
+                f"the dump is encrypted with data key {key_id!r} of namespace "
+                f"{source_namespace!r}: importing it needs encryption at rest "
+                "(MEMSTORE_ENCRYPTION_KEY_FILE) in a store holding that key"
+            )
+        return await self._run("dump_opener", lambda: sealed.dump_opener(source_namespace, key_id))
 
     def clear_cache(self) -> int:
         """Drop this process's local cache (synchronous, as in the seed). Returns entries."""

@@ -1,0 +1,217 @@
+"""Dumps under encryption at rest: every payload is sealed with the namespace's data key,
+so a dump opens only where that key is held and nowhere once it is shredded (crypto-
+shredding covers backups); a store without encryption writes the plain dumps of before."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from memstore.core import dump
+from memstore.core.errors import ConfigurationError, DataShreddedError, DumpInvalidError
+from memstore.core.payload_codec import ENVELOPE_KEY, new_kek_line
+from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
+from tests.contract.test_at_rest import readable_forms
+from tests.export.conftest import BACKENDS, fill
+from tests.export.test_import_rules import chunks_of, dump_of
+
+PLANT = "PLANTED-dump-5e1f-secret"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def kek(tmp_path: Path) -> Path:
+    path = tmp_path / "kek"
+    path.write_text(new_kek_line("k1") + "\n")
+    return path
+
+
+@pytest.fixture
+def sealed_store(
+    backend_name: str, store_settings: Callable[[str, str], Settings], kek: Path
+) -> Callable[[str], Settings]:
+    def make(label: str) -> Settings:
+        return store_settings(backend_name, label).model_copy(
+            update={
+                "encryption_key_file": kek,
+                "compression_min_bytes": 512,
+                "data_key_cache_seconds": 0.0,
+                # two managers on one file stand for two processes of one store
+                "embedded_shared": backend_name == "embedded",
+            }
+        )
+
+    return make
+
+
+async def fill_planted(view: DistributedMemoryManager) -> None:
+    await fill(view)
+    await view.save_entity("secret", "s1", {"secret": PLANT})
+    await view.append_messages([{"role": "user", "content": PLANT}], conversation_id="planted")
+    await view.save_tool_usage("web", {"q": PLANT}, {"hits": [PLANT]}, usage_id="t-planted")
+    await view.save_learning_feedback("agent", "note", {"text": PLANT, "rating": 5})
+
+
+def manifest(lines: list[bytes]) -> dict[str, object]:
+    obj: dict[str, object] = orjson.loads(lines[0])
+    return obj
+
+
+async def state(view: DistributedMemoryManager) -> list[bytes]:
+    """The namespace's records as a plain dump would hold them (its key opens them)."""
+    lines = await dump_of(view)
+    sealed = manifest(lines).get("sealed")
+    namespace = str(manifest(lines)["namespace"])
+    out = []
+    for raw in lines[1:-1]:
+        obj = orjson.loads(raw)
+        if isinstance(sealed, dict):
+            sealer = await view.dump_opener(namespace, sealed["key_id"])
+            obj = dump.map_payloads(obj["kind"], obj, namespace, sealer.open)
+        out.append(dump.line(obj))
+    return out
+
+
+async def assert_nothing_written(view: DistributedMemoryManager) -> None:
+    summary = await view.get_memory_summary_data()
+    assert summary.total_entities == summary.conversations == summary.total_tool_uses == 0
+    assert summary.feedback_count == 0
+    assert await view.import_marker() is None
+    assert (await view.read_changes()).last_position == 0
+
+
+async def test_a_sealed_dump_holds_no_plaintext_and_imports_while_its_key_exists(
+    sealed_store: Callable[[str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    settings = sealed_store("a")
+    source = managers(settings).for_namespace("src")
+    await fill_planted(source)
+    lines = await dump_of(source)
+    head = manifest(lines)
+    keys = {k["namespace"]: k["key_id"] for k in await source.list_data_keys()}
+    assert head["format_version"] == dump.SEALED_FORMAT_VERSION
+    assert head["sealed"] == {"key_id": keys["src"]}
+    for raw in lines[1:-1]:
+        obj = orjson.loads(raw)
+        for name in dump.PAYLOAD_FIELDS.get(obj["kind"], ()):
+            assert ENVELOPE_KEY in obj[name], raw[:200]
+    assert PLANT.encode() not in readable_forms(b"".join(lines))
+    # Another process of the same store (another replica, `memstore import` through any
+    # of them) restores it under another name: the namespace's key opens it.
+    restored = managers(settings).for_namespace("restored")
+    result = await restored.import_namespace(chunks_of(lines))
+    assert result.counts == orjson.loads(lines[-1])["counts"]
+    got = await restored.get_entity("secret", "s1")
+    assert got is not None and got.data == {"secret": PLANT}
+    again = await dump_of(restored)
+    # re-sealed with the target's own key, and the same records once opened
+    assert manifest(again)["sealed"] == {"key_id": (await restored.dump_sealer()).key.key_id}  # type: ignore[union-attr]
+    assert [orjson.loads(x)["kind"] for x in again] == [orjson.loads(x)["kind"] for x in lines]
+    assert await state(restored) == await state(source)
+
+
+async def test_shredding_makes_a_dump_taken_before_unreadable(
+    sealed_store: Callable[[str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    store = managers(sealed_store("a"))
+    source, other = store.for_namespace("src"), store.for_namespace("other")
+    await fill_planted(source)
+    await other.save_entity("user", "u1", {"name": "kept"})
+    backup, other_backup = await dump_of(source), await dump_of(other)
+    before = await state(source)
+    shredded = await source.shred_data_key()
+    assert shredded["shredded"] is True
+    restored = store.for_namespace("restored")
+    with pytest.raises(DataShreddedError) as caught:
+        await restored.import_namespace(chunks_of(backup))
+    key_id = manifest(backup)["sealed"]["key_id"]  # type: ignore[index]
+    assert caught.value.details == {"namespace": "src", "key_id": key_id}
+    assert "cannot be read" in caught.value.message
+    await assert_nothing_written(restored)
+    # Not even over the namespace itself: replace deletes nothing when the dump is unreadable.
+    count = (await source.get_memory_summary_data()).total_entities
+    with pytest.raises(DataShreddedError):
+        await source.import_namespace(chunks_of(backup), replace=True)
+    assert (await source.get_memory_summary_data()).total_entities == count
+    assert before  # what the dump held, read while the key existed
+    # The other namespace is untouched: its data and its dumps.
+    assert (await other.get_entity("user", "u1")).data == {"name": "kept"}  # type: ignore[union-attr]
+    copy = store.for_namespace("other-copy")
+    await copy.import_namespace(chunks_of(other_backup))
+    assert (await copy.get_entity("user", "u1")).data == {"name": "kept"}  # type: ignore[union-attr]
+
+
+async def test_a_store_without_the_key_cannot_read_the_dump(
+    sealed_store: Callable[[str], Settings],
+    store_settings: Callable[[str, str], Settings],
+    backend_name: str,
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    source = managers(sealed_store("a")).for_namespace("src")
+    await fill_planted(source)
+    lines = await dump_of(source)
+    # Another store sharing the KEK file, but not the namespace's data key: the dump does
+    # not carry the key (it would outlive a shred), so it does not open there.
+    elsewhere = managers(sealed_store("b")).for_namespace("src")
+    with pytest.raises(DataShreddedError):
+        await elsewhere.import_namespace(chunks_of(lines))
+    await assert_nothing_written(elsewhere)
+    # A store without encryption at rest: told what it needs.
+    plain = managers(store_settings(backend_name, "c")).for_namespace("src")
+    with pytest.raises(ConfigurationError) as caught:
+        await plain.import_namespace(chunks_of(lines))
+    assert "MEMSTORE_ENCRYPTION_KEY_FILE" in caught.value.message
+    await assert_nothing_written(plain)
+
+
+async def test_an_altered_sealed_payload_is_refused_before_anything_is_written(
+    sealed_store: Callable[[str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    store = managers(sealed_store("a"))
+    source = store.for_namespace("src")
+    await fill_planted(source)
+    lines = await dump_of(source)
+    # Flip one bit of the last entity's ciphertext and rewrite the trailer to match: the
+    # checksum passes, the authentication of that payload does not.
+    where = max(i for i, raw in enumerate(lines) if orjson.loads(raw)["kind"] == dump.ENTITY)
+    obj = orjson.loads(lines[where])
+    body = bytearray(base64.b64decode(obj["data"][ENVELOPE_KEY]["b"]))
+    body[-1] ^= 1
+    obj["data"][ENVELOPE_KEY]["b"] = base64.b64encode(bytes(body)).decode()
+    altered = [*lines[:where], dump.line(obj), *lines[where + 1 : -1]]
+    trailer = orjson.loads(lines[-1])
+    trailer["sha256"] = hashlib.sha256(b"".join(altered[1:])).hexdigest()
+    altered.append(dump.line(trailer))
+    target = store.for_namespace("dst")
+    with pytest.raises(DumpInvalidError) as caught:
+        await target.import_namespace(chunks_of(altered))
+    assert caught.value.message.startswith(f"line {where + 1}: a sealed payload does not open")
+    await assert_nothing_written(target)
+
+
+async def test_without_encryption_the_dump_is_the_plain_format_1(
+    backend_name: str,
+    store_settings: Callable[[str, str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    source = managers(store_settings(backend_name, "a")).for_namespace("src")
+    await fill_planted(source)
+    lines = await dump_of(source)
+    head = manifest(lines)
+    assert head["format_version"] == dump.PLAIN_FORMAT_VERSION == 1
+    assert "sealed" not in head
+    assert PLANT.encode() in b"".join(lines)
+    assert await source.dump_sealer() is None
