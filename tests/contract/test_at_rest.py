@@ -509,3 +509,75 @@ async def test_imports_pins_and_loads_by_id_go_through_the_codec(
     raw = readable_forms(raw_dump(sealed_settings))
     assert ns.encode() in raw
     assert PLANT.encode() not in raw
+
+
+def written_size(*values: Any) -> int:
+    return sum(len(orjson.dumps(v)) for v in values)
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["zstd+aes", "zstd"])
+async def test_logical_bytes_count_payloads_as_written(
+    sealed_settings: Settings, plain_settings: Settings, open_backend: Opened, encrypted: bool
+) -> None:
+    """``logical_bytes``: what the bytes quota counts, exact through saves, replaces, deletes,
+    pops and conversation replaces, whatever is sealed (compression alone seals only the
+    large payloads, so a tool use may have one sealed part and one plain)."""
+    settings = sealed_settings
+    if not encrypted:
+        settings = settings.model_copy(update={"encryption_key_file": None})
+    backend = await open_backend(settings)
+    ns = f"lb{uuid.uuid4().hex[:8]}"
+    assert await backend.logical_bytes(ns) == 0
+    small, big = {"name": UNICODE}, {"secret": PLANT, **big_payload(16)}
+    await backend.save_entity(ns, "doc", "small", small)
+    await backend.save_entity(ns, "doc", "big", big)
+    await backend.save_entity(ns, "doc", "gone", big)
+    messages = [{"role": "user", "content": UNICODE}, big_payload(4), {"c": "x" * 300}]
+    await backend.append_messages(ns, "c1", messages)
+    await backend.append_messages(ns, "c2", [{"n": 1}])
+    use = ToolUsageRecord(
+        id="t1", tool_name="web.search", input={"q": "?"}, output=big_payload(8),
+        duration_ms=2.5, success=True, timestamp=1_767_225_600.0, conversation_id="c1",
+    )  # fmt: skip
+    await backend.record_tool_usage(ns, use)
+    use2 = ToolUsageRecord(
+        id="t2", tool_name="t", input=big_payload(2), output=None,
+        duration_ms=1.0, success=False, timestamp=1_767_225_601.0,
+    )  # fmt: skip
+    await backend.record_tool_usage(ns, use2)
+    rated = {"rating": 4.5, "comment": PLANT}
+    await backend.save_feedback(ns, FeedbackRecord("f1", "agent", "rating", rated, 1_767_225_600.0))
+    await backend.save_feedback(
+        ns, FeedbackRecord("f2", "agent", "note", big_payload(2), 1_767_225_601.0)
+    )
+    expected = written_size(
+        small, big, big, *messages, {"n": 1}, use.input, use.output, use2.input, use2.output,
+        rated, big_payload(2),
+    )  # fmt: skip
+    assert await backend.logical_bytes(ns) == expected
+    stored = await backend.stored_bytes(ns)
+    assert stored is not None and stored * 2 < expected, (stored, expected)
+    # replaces, deletes, pops, conversation replaces
+    await backend.save_entity(ns, "doc", "big", small)
+    await backend.delete_entity(ns, "doc", "gone")
+    popped = await backend.pop_message(ns, "c1")
+    assert popped is not None
+    await backend.replace_conversation(ns, "c2", [big_payload(3), {"n": 2}])
+    expected = written_size(
+        small, small, *messages[:2], big_payload(3), {"n": 2}, use.input, use.output,
+        use2.input, use2.output, rated, big_payload(2),
+    )  # fmt: skip
+    assert await backend.logical_bytes(ns) == expected
+    # Another namespace neither sees nor changes them.
+    await backend.save_entity(ns + "x", "doc", "d", big)
+    assert await backend.logical_bytes(ns) == expected
+    assert await backend.logical_bytes(ns + "x") == written_size(big)
+    # Without the at-rest layer nothing is sealed: logical and stored bytes are one.
+    plain = await open_backend(plain_settings)
+    other = f"lp{uuid.uuid4().hex[:8]}"
+    await plain.save_entity(other, "doc", "big", big)
+    await plain.append_messages(other, "c", messages)
+    await plain.record_tool_usage(other, use)
+    await plain.save_feedback(other, FeedbackRecord("f", "a", "r", rated, 1_767_225_600.0))
+    want = written_size(big, *messages, use.input, use.output, rated)
+    assert await plain.logical_bytes(other) == await plain.stored_bytes(other) == want

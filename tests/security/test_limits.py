@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
 from memstore.core.errors import ConfigurationError
+from memstore.core.payload_codec import new_kek_line
 from memstore.core.settings import Settings
 from memstore.server.security import check_bind
 from tests.security.conftest import NS_A, NS_B, Tokens
@@ -103,6 +106,39 @@ async def test_bytes_quota(make_http: Any, tokens: Tokens) -> None:
     assert (await http.delete(f"{A}/conversations/c", headers=h)).status == 204
     resp = await http.post(f"{A}/conversations/c/messages", json={"messages": [chunk]}, headers=h)
     assert resp.status == 201
+
+
+async def test_the_bytes_quota_counts_payloads_as_written(
+    make_http: Any, tokens: Tokens, tmp_path: Path
+) -> None:
+    """Compressed and encrypted at rest, a payload still counts its own size: zstd makes
+    these messages ~30 times smaller in the store, and the quota admits no more of them."""
+    kek = tmp_path / "kek"
+    kek.write_text(new_kek_line("k1") + "\n")
+    http: Client = await make_http(
+        quota_max_bytes=10_000,
+        quota_refresh_seconds=0,  # the exact usage is read before every write
+        compression_min_bytes=512,
+        encryption_key_file=kek,
+    )
+    h = tokens.header(tokens.a)
+    chunk = {"text": "x" * 3000}
+    accepted = 0
+    for _ in range(10):
+        resp = await http.post(
+            f"{A}/conversations/c/messages", json={"messages": [chunk]}, headers=h
+        )
+        if resp.status == 403:
+            body = await resp.json()
+            assert body["details"]["quota"] == "bytes"
+            assert body["details"]["used"] == 3 * len(orjson.dumps(chunk))
+            break
+        assert resp.status == 201
+        accepted += 1
+    assert accepted == 3
+    overview = await (await http.get(f"{A}/analytics/overview", headers=h)).json()
+    assert overview["logical_bytes"] == 3 * len(orjson.dumps(chunk))
+    assert overview["stored_bytes"] * 10 < overview["logical_bytes"], overview
 
 
 async def test_slow_body_is_cut_by_the_request_timeout(make_http: Any, tokens: Tokens) -> None:

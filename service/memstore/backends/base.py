@@ -378,6 +378,13 @@ class DistributedMemoryBackend(abc.ABC):
         the backend cannot tell cheaply. Called at most every few seconds per namespace."""
         return None
 
+    async def logical_bytes(self, namespace: str) -> int | None:
+        """Bytes of the namespace's payloads as they were written, before compression and
+        encryption at rest: a sealed payload's envelope ``n`` (``core/payload_codec.py``),
+        a plain one's stored size; what the bytes quota counts. ``None`` when the backend
+        cannot tell. Without sealed payloads it equals :meth:`stored_bytes`."""
+        return None
+
     def tool_usage_cutoff(self, now: float) -> float | None:
         """The oldest timestamp a tool use may have and still be stored at ``now`` (reads
         already leave older ones out, even before a trim deletes them); ``None`` when the

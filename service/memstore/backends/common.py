@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from memstore.core import payload_codec
 from memstore.core.errors import ConflictError, InvalidInputError, MemoryStoreError
 from memstore.core.records import MessageRecord, Page
 from memstore.core.validation import decode_cursor, encode_cursor
@@ -202,6 +203,13 @@ def json_bytes(value: Any, encoded: bytes | None) -> bytes:
     """Compact JSON of ``value``: ``encoded`` when the caller already has it (the manager
     passes what its size check produced), else serialised here."""
     return encoded if encoded is not None else orjson.dumps(value)
+
+
+def logical_size(stored: Any, size: int) -> int:
+    """A stored payload's logical size (``logical_bytes``): its envelope's ``n`` when it is
+    sealed, else ``size``, its stored compact JSON's length."""
+    n = payload_codec.logical_size(stored)
+    return size if n is None else n
 
 
 def json_bytes_each(values: Sequence[Any], encoded: Sequence[bytes] | None) -> list[bytes]:

@@ -1731,6 +1731,26 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         )
         return int(row[0])
 
+    async def logical_bytes(self, namespace: str) -> int | None:
+        # Only a payload with the envelope's key near its start is parsed (a top-level
+        # reserved key is always an envelope; json_extract finds no "n" in any other).
+        def logical(column: str) -> str:
+            return (
+                f"COALESCE(CASE WHEN instr(CAST(substr({column}, 1, 64) AS TEXT),"
+                f" '\"memstore:sealed\":{{') > 0 THEN json_extract(CAST({column} AS TEXT),"
+                f" '$.\"memstore:sealed\".n') END, length({column}))"
+            )
+
+        row = await self._fetchone(
+            f"SELECT (SELECT COALESCE(SUM({logical('data')}), 0) FROM entities WHERE ns = ?1)"
+            f" + (SELECT COALESCE(SUM({logical('message')}), 0) FROM messages WHERE ns = ?1)"
+            f" + (SELECT COALESCE(SUM({logical('input')} + {logical('output')}), 0)"
+            "    FROM tool_usage WHERE ns = ?1)"
+            f" + (SELECT COALESCE(SUM({logical('data')}), 0) FROM feedback WHERE ns = ?1)",
+            (namespace,),
+        )
+        return int(row[0])
+
     async def list_namespaces(self) -> list[str] | None:
         rows = await self._fetchall(
             "SELECT ns FROM entities UNION SELECT ns FROM conversations"

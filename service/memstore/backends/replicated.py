@@ -1015,6 +1015,9 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
     async def stored_bytes(self, namespace: str) -> int | None:
         return await self._read(lambda b: b.stored_bytes(namespace))
 
+    async def logical_bytes(self, namespace: str) -> int | None:
+        return await self._read(lambda b: b.logical_bytes(namespace))
+
     def tool_usage_cutoff(self, now: float) -> float | None:
         return self._serving_backend().tool_usage_cutoff(now)
 

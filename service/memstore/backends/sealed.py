@@ -78,6 +78,7 @@ PASSTHROUGH_METHODS = frozenset(
         "analytics_tools",
         "analytics_feedback",
         "stored_bytes",
+        "logical_bytes",
         "tool_usage_cutoff",
         "list_namespaces",
         # retention: keys, read times and cutoffs, never a payload

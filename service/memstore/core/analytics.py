@@ -201,7 +201,10 @@ def merge_stats(parts: Iterable[KindStats]) -> KindStats:
 @dataclass(frozen=True, slots=True)
 class AnalyticsOverview:
     """Counts and stored bytes per kind; ``entities`` sums ``entity_types``; a
-    conversation's messages are in ``messages``."""
+    conversation's messages are in ``messages``. ``stored_bytes`` and ``logical_bytes``:
+    the namespace's payloads as stored (after compression and encryption at rest,
+    envelopes included) and as written (what the bytes quota counts); set by the manager,
+    ``None`` where the backend cannot tell."""
 
     namespace: str
     entities: KindStats
@@ -211,6 +214,8 @@ class AnalyticsOverview:
     tool_usage: KindStats
     tool_usage_by_tool: dict[str, int]
     feedback: KindStats
+    stored_bytes: int | None = None
+    logical_bytes: int | None = None
 
     def to_dict(self) -> JSONObject:
         return {
@@ -222,6 +227,8 @@ class AnalyticsOverview:
             "tool_usage": self.tool_usage.to_dict(),
             "tool_usage_by_tool": dict(self.tool_usage_by_tool),
             "feedback": self.feedback.to_dict(),
+            "stored_bytes": self.stored_bytes,
+            "logical_bytes": self.logical_bytes,
         }
 
 

@@ -18,6 +18,7 @@ operations here (``get_entity``, ``list_entities``, ``query_tool_usage``, ...) r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -1123,8 +1124,13 @@ class DistributedMemoryManager(MemoryAPI):
     # -- analytics ----------------------------------------------------------------------
 
     async def analytics_overview(self) -> AnalyticsOverview:
-        return await self._run(
+        overview = await self._run(
             "analytics_overview", lambda: self.backend.analytics_overview(self.namespace)
+        )
+        return dataclasses.replace(
+            overview,
+            stored_bytes=await self.get_stored_bytes(),
+            logical_bytes=await self.get_logical_bytes(),
         )
 
     async def analytics_growth(
@@ -1399,6 +1405,7 @@ class DistributedMemoryManager(MemoryAPI):
                     "feedback": summary.feedback_count,
                 },
                 await view.get_stored_bytes(),
+                await view.get_logical_bytes(),
             )
         return removed
 
@@ -1410,6 +1417,14 @@ class DistributedMemoryManager(MemoryAPI):
     async def get_stored_bytes(self) -> int | None:
         """Bytes of stored payloads in this namespace, or ``None`` if the backend can't tell."""
         return await self._run("stored_bytes", lambda: self.backend.stored_bytes(self.namespace))
+
+    async def get_logical_bytes(self) -> int | None:
+        """Bytes of this namespace's payloads as they were written, before compression and
+        encryption at rest (what the bytes quota counts), or ``None`` if the backend can't
+        tell. Without the at-rest layer nothing is sealed: the stored bytes."""
+        if backend_layer(self.backend, SealedBackend) is None:
+            return await self.get_stored_bytes()
+        return await self._run("logical_bytes", lambda: self.backend.logical_bytes(self.namespace))
 
     async def list_namespaces(self) -> list[str] | None:
         """Namespaces holding data, or ``None`` if the backend cannot enumerate them."""

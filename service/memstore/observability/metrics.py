@@ -468,6 +468,13 @@ class PrometheusMetrics:
             ["namespace"],
             registry=r,
         )
+        self.namespace_logical_bytes = Gauge(
+            "memstore_namespace_logical_bytes",
+            "Payload bytes of a namespace as written, before compression and encryption at "
+            "rest: what the bytes quota counts (as of the last retention round).",
+            ["namespace"],
+            registry=r,
+        )
         self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._backend_children: dict[tuple[str, str], Histogram] = {}
         self._error_children: dict[tuple[str, str, str], Counter] = {}
@@ -562,12 +569,18 @@ class PrometheusMetrics:
         self.retention_pruned.labels(kind, reason).inc(items)
 
     def set_namespace_usage(
-        self, namespace: str, items: dict[str, int], stored_bytes: int | None
+        self,
+        namespace: str,
+        items: dict[str, int],
+        stored_bytes: int | None,
+        logical_bytes: int | None = None,
     ) -> None:
         for kind, n in items.items():
             self.namespace_items.labels(namespace, kind).set(n)
         if stored_bytes is not None:
             self.namespace_bytes.labels(namespace).set(stored_bytes)
+        if logical_bytes is not None:
+            self.namespace_logical_bytes.labels(namespace).set(logical_bytes)
 
     def set_backend_up(self, backend: str, up: bool) -> None:
         self.backend_up.labels(backend).set(1 if up else 0)

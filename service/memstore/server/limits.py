@@ -6,7 +6,8 @@ how long until the next token (``Retry-After``). Buckets live in this process: w
 replicas a caller gets up to N times the rate (document it, or divide the rate by N).
 
 Quotas (entities, bytes per namespace) without counting on every write: the exact usage is
-read from the backend (``summary`` counts, the optional ``stored_bytes`` hook) at most every
+read from the backend (``summary`` counts, the optional ``logical_bytes`` hook: payloads
+as written, before compression and encryption at rest) at most every
 ``refresh_seconds`` per namespace; in between, each admitted write reserves what it may add
 (one entity, its body bytes) and gives back what it did not use. Within one process the
 quota is exact up to replaced payloads (counted as growth until the next refresh, so the
@@ -116,7 +117,7 @@ class NamespaceUsage:
     stale: bool = False
 
 
-#: Reads the exact usage of a namespace: (entities, stored bytes or None).
+#: Reads the exact usage of a namespace: (entities, logical payload bytes or None).
 UsageReader = Callable[[str], Awaitable[tuple[int, int | None]]]
 
 

@@ -1287,7 +1287,9 @@ ROUTES: tuple[Route, ...] = (
     # -- analytics (memstore.core.analytics: buckets, percentiles, bins) --
     Route("GET", f"{P}/analytics/overview", analytics_overview, "getAnalyticsOverview",
           "Live items per kind: count, stored bytes (compact JSON of the payloads), oldest "
-          "and newest creation time; entities also per type, tool uses per tool.", "analytics",
+          "and newest creation time; entities also per type, tool uses per tool; the "
+          "namespace's stored and logical bytes (as written, before compression and "
+          "encryption at rest: what the bytes quota counts).", "analytics",
           params=(NS,), role="read",
           responses={200: ("Overview.", AnalyticsOverview), 400: E400, 503: E503}),
     Route("GET", f"{P}/analytics/growth", analytics_growth, "getAnalyticsGrowth",

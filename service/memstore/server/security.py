@@ -91,8 +91,9 @@ class Security:
     async def _read_usage(self, namespace: str) -> tuple[int, int | None]:
         view = self.manager.for_namespace(namespace)
         summary = await view.get_memory_summary_data()
-        stored = await view.get_stored_bytes() if self.quotas.max_bytes else None
-        return summary.total_entities, stored
+        # payloads as written: compression and encryption at rest change no one's quota
+        written = await view.get_logical_bytes() if self.quotas.max_bytes else None
+        return summary.total_entities, written
 
     async def _admit(
         self, request: web.Request, route: Route, namespace: str

@@ -72,6 +72,7 @@ from memstore.backends.common import (
     by_time,
     check_expected_version,
     check_imported_seqs,
+    logical_size,
     page_after_id,
     page_after_time,
 )
@@ -807,6 +808,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     **key,
                     "data": encoded,
                     "bytes": size,  # compact JSON size, for the bytes quota
+                    "lbytes": logical_size(encoded, size),  # before compression/encryption
                     "version": version,
                     "rev": ObjectId(),
                     "created_at": created_at,
@@ -952,6 +954,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 "seq": first_seq + i,
                 "message": m,
                 "bytes": size,
+                "lbytes": logical_size(m, size),
                 "created_at": now,
                 "hour": hour_of(now),  # analytics buckets
             }
@@ -1294,6 +1297,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         encoded = [encode_value(record.input), encode_value(record.output)]
         doc: Doc = {
             "bytes": size,  # input + output as compact JSON, for the bytes quota
+            "lbytes": sum(logical_size(v, len(r)) for v, r in zip(encoded, raws, strict=True)),
             "ns": namespace,
             "id": record.id,
             "tool": record.tool_name,
@@ -1359,6 +1363,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             "hour": hour_of(record.timestamp),  # analytics buckets
             "data": encoded,
             "bytes": size,
+            "lbytes": logical_size(encoded, size),
         }
         self._check_bson("feedback", doc, size)
         event = event_doc(changes.FEEDBACK_SAVED, record_id=record.id)
@@ -1862,10 +1867,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
     # -- usage (quotas, admin summary) --------------------------------------------------
 
-    async def _sum_bytes(self, collection: str, match: Doc) -> int:
+    async def _sum_bytes(self, collection: str, match: Doc, field: str = "$bytes") -> int:
         pipeline: list[Doc] = [
             {"$match": match},
-            {"$group": {"_id": None, "n": {"$sum": "$bytes"}}},
+            {"$group": {"_id": None, "n": {"$sum": field}}},
         ]
         rows = await (await self._coll(collection).aggregate(pipeline)).to_list()
         return int(rows[0]["n"]) if rows else 0
@@ -1880,6 +1885,25 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 self._sum_bytes(schema.MESSAGES, ns),
                 self._sum_bytes(schema.TOOL_USAGE, ns),
                 self._sum_bytes(schema.FEEDBACK, ns),
+            )
+        return sum(parts)
+
+    async def logical_bytes(self, namespace: str) -> int | None:
+        # "lbytes" is written with "bytes"; a document from before it has only "bytes".
+        ns = {"ns": namespace}
+        matches = [
+            (schema.ENTITIES, {**ns, **_live(time.time())}),
+            (schema.MESSAGES, ns),
+            (schema.TOOL_USAGE, ns),
+            (schema.FEEDBACK, ns),
+        ]
+        with DRIVER_ERRORS("logical_bytes"):
+            parts = await asyncio.gather(
+                *(
+                    self._sum_bytes(c, {**m, "lbytes": {"$exists": True}}, "$lbytes")
+                    for c, m in matches
+                ),
+                *(self._sum_bytes(c, {**m, "lbytes": {"$exists": False}}) for c, m in matches),
             )
         return sum(parts)
 

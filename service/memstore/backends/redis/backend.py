@@ -1836,6 +1836,36 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         commands += [("GET", k.feedback_bytes(t)) for t in k.feedback_tags(namespace)]
         return sum(int(r or 0) for r in await self.connection.pipeline(commands))
 
+    async def logical_bytes(self, namespace: str) -> int | None:
+        """The payloads' sizes before compression and encryption (``logical_bytes.lua``
+        reads every record of each shard: O(records), unlike the counters); expired
+        entities and tool uses past retention are pruned first, as for ``stored_bytes``."""
+        await self.stored_bytes(namespace)
+        k = self.keys
+        commands: list[tuple[Any, ...]] = [
+            ("SCRIPT", scripts.LOGICAL_BYTES, [k.entity_index(tag)], ["e", k.entity(tag, "")])
+            for t in await self._types_ever(namespace)
+            for tag in k.entity_tags(namespace, t)
+        ]
+        commands += [
+            (
+                "SCRIPT",
+                scripts.LOGICAL_BYTES,
+                [k.conversation_index(tag)],
+                ["c", k.conversation_messages(tag, "")],
+            )
+            for tag in k.conversation_tags(namespace)
+        ]
+        commands += [
+            ("SCRIPT", scripts.LOGICAL_BYTES, [k.tool_records(tag)], ["t"])
+            for tag in k.tool_tags(namespace)
+        ]
+        commands += [
+            ("SCRIPT", scripts.LOGICAL_BYTES, [k.feedback_records(tag)], ["f"])
+            for tag in k.feedback_tags(namespace)
+        ]
+        return sum(int(r or 0) for r in await self.connection.pipeline(commands))
+
     async def list_namespaces(self) -> list[str] | None:
         """The namespace registry, minus namespaces without live data (all deleted or
         expired). One pipelined probe per shard per namespace: an admin-route cost."""

@@ -64,6 +64,7 @@ POP_MESSAGE = _script("pop_message", "announce", "changes")
 RECORD_TOOL_USAGE = _script("record_tool_usage", "changes", "trim_tools")
 TOOL_COUNTS = _script("tool_counts", "changes", "trim_tools")
 TOOL_BYTES = _script("tool_bytes", "changes", "trim_tools")
+LOGICAL_BYTES = _script("logical_bytes")
 SAVE_FEEDBACK = _script("save_feedback", "changes")
 IMPORT_ENTITY = _script("import_entity", "header", "accounted", "announce", "changes")
 IMPORT_CONVERSATION = _script("import_conversation", "announce", "changes")
@@ -99,6 +100,7 @@ ALL = (
     RECORD_TOOL_USAGE,
     TOOL_COUNTS,
     TOOL_BYTES,
+    LOGICAL_BYTES,
     SAVE_FEEDBACK,
     IMPORT_ENTITY,
     IMPORT_CONVERSATION,
