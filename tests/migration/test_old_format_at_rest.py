@@ -32,7 +32,13 @@ async def test_old_data_reads_as_before_with_at_rest_on(
     old_store: tuple[str, DistributedMemoryBackend], tmp_path: Path
 ) -> None:
     kind, backend = old_store
-    assert await read_everything(sealed(backend, tmp_path)) == EXPECTED[kind]
+    wrapped = sealed(backend, tmp_path)
+    assert await read_everything(wrapped) == EXPECTED[kind]
+    for ns in NAMESPACES:
+        # Plain payloads as written are what is stored (MongoDB: documents without "lbytes")
+        logical = await wrapped.logical_bytes(ns)
+        assert logical is not None and logical > 0
+        assert logical == await wrapped.stored_bytes(ns)
 
 
 async def test_writes_carry_on_sealed_next_to_old_plain_data(

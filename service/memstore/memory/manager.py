@@ -1469,7 +1469,8 @@ class DistributedMemoryManager(MemoryAPI):
 
         result = await self._run("shred_data_key", shred)
         self._shared.cache.clear()
-        # The shared cache holds plaintext: no replica may serve the namespace from it now.
+        # Nothing cached in Memcached for the namespace is served from now on (with the key
+        # gone its sealed values would not open either).
         await self._invalidate_shared_namespace()
         if self._shared.search is not None:
             self._shared.search.forget(self.namespace)

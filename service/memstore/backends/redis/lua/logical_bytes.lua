@@ -10,7 +10,9 @@
 -- wraps a plain one that has it), and entity and tool-use envelopes hold nothing else
 -- (a feedback's may start with its clear "rating"). Entity keys and message lists are
 -- not in KEYS (their ids come from the index read here), as in analytics_messages.lua:
--- they share the index's hash tag, so one slot.
+-- they share the index's hash tag, so one slot. A tool use or feedback record of another
+-- layout (none is written today) counts as stored (a feedback: its whole record), never
+-- an error.
 local HEAD = '{"memstore:sealed":{"v":1,[^{}]-"n":(%d+),"b":"'
 local WHOLE = '(){"memstore:sealed":{"v":1,[^{}]-"n":(%d+),"b":"[^"]*"}}()'
 
@@ -67,12 +69,16 @@ elseif kind == 't' then
     local second = string.find(value, '\n', first + 1, true)
     local size = tonumber(string.sub(value, first + 1, second - 1))
     local at = string.match(value, '^{"id":"[^"]*","tool_name":"[^"]*","input":()', second + 1)
-    local from, n, to = string.match(value, '^' .. WHOLE, at)
-    if from then size = size - (to - from) + tonumber(n) end
-    -- the output ends where the fixed fields after it begin
-    local stop = string.find(value, ',"duration_ms":[^,{}"]*,"success":[a-z]*,"timestamp":[^,{}"]*,"conversation_id":[^,{}]*}$', at)
-    from, n, to = string.match(string.sub(value, 1, stop - 1), ',"output":' .. WHOLE .. '$', at)
-    if from then size = size - (to - from) + tonumber(n) end
+    if at then
+      local from, n, to = string.match(value, '^' .. WHOLE, at)
+      if from then size = size - (to - from) + tonumber(n) end
+      -- the output ends where the fixed fields after it begin
+      local stop = string.find(value, ',"duration_ms":[^,{}"]*,"success":[a-z]*,"timestamp":[^,{}"]*,"conversation_id":[^,{}]*}$', at)
+      if stop then
+        from, n, to = string.match(string.sub(value, 1, stop - 1), ',"output":' .. WHOLE .. '$', at)
+        if from then size = size - (to - from) + tonumber(n) end
+      end
+    end
     total = total + size
   end
 else
@@ -80,8 +86,12 @@ else
   local values = redis.call('HVALS', KEYS[1])
   for _, value in ipairs(values) do
     local at = string.match(value, '^{"id":"[^"]*","agent_name":"[^"]*","feedback_type":"[^"]*","data":()')
-    local stop = string.find(value, ',"timestamp":[^,{}"]*}$', at)
-    total = total + (sealed_n(value, at) or (stop - at))
+    local stop = at and string.find(value, ',"timestamp":[^,{}"]*}$', at)
+    if stop then
+      total = total + (sealed_n(value, at) or (stop - at))
+    else
+      total = total + string.len(value)
+    end
   end
 end
 return total
