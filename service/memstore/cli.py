@@ -1000,15 +1000,17 @@ def _namespace_given(ctx: click.Context) -> bool:
     )
 
 
-async def _write_dump(client: MemoryClient, out: Any) -> int:
+async def _write_dump(client: MemoryClient, out: Any, with_key: bool = False) -> int:
     lines = 0
-    async for line in client.export_namespace():
+    async for line in client.export_namespace(with_key=with_key):
         out.write(line)
         lines += 1
     return lines
 
 
-def _export_to(client: MemoryClient, path: Path) -> Callable[[], Awaitable[int]]:
+def _export_to(
+    client: MemoryClient, path: Path, with_key: bool = False
+) -> Callable[[], Awaitable[int]]:
     """Export into ``path`` through a temporary name, renamed when the dump is complete:
     a failed export never leaves a file that looks like a dump."""
 
@@ -1016,7 +1018,7 @@ def _export_to(client: MemoryClient, path: Path) -> Callable[[], Awaitable[int]]
         partial = path.with_name(f".{path.name}.partial")
         try:
             with partial.open("wb") as out:
-                lines = await _write_dump(client, out)
+                lines = await _write_dump(client, out, with_key)
             partial.replace(path)
         except BaseException:
             partial.unlink(missing_ok=True)
@@ -1043,19 +1045,27 @@ def _report_export(namespace: str, path: Path, lines: int) -> None:
 @click.option(
     "--all", "every", is_flag=True, help="Every namespace the token covers, one dump each."
 )
+@click.option(
+    "--with-key",
+    is_flag=True,
+    help="Encryption at rest: the dump carries its data key, wrapped by the key-encryption "
+    "key, so any store with that KEK imports it; it then outlives `keys shred`.",
+)
 @client_options
-def export_command(output: str, every: bool) -> None:
+def export_command(output: str, every: bool, with_key: bool) -> None:
     """Export the namespace (admin): a dump in JSON lines that `memstore import` restores
-    into any backend (docs/architecture.md, "Export and import"). Prints one JSON line per
-    dump written (unless the dump goes to stdout)."""
+    into any backend (docs/architecture.md, "Export and import"). With encryption at rest
+    the payloads are encrypted with the namespace's data key: the dump imports only where
+    that key is (not after `keys shred`), unless --with-key. Prints one JSON line per dump
+    written (unless the dump goes to stdout)."""
     if not every:
         if output == "-":
-            _run(lambda c: _write_dump(c, sys.stdout.buffer), timeout=300.0)
+            _run(lambda c: _write_dump(c, sys.stdout.buffer, with_key), timeout=300.0)
             sys.stdout.flush()
             return
         path = Path(output)
         try:
-            lines = _run(lambda c: _export_to(c, path)(), timeout=300.0)
+            lines = _run(lambda c: _export_to(c, path, with_key)(), timeout=300.0)
         except OSError as exc:
             raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
         target = click.get_current_context().ensure_object(Target)
@@ -1082,7 +1092,7 @@ def export_command(output: str, every: bool) -> None:
         for summary in summaries:
             path = folder / f"{summary.namespace}.jsonl"
             try:
-                lines = await _export_to(client.for_namespace(summary.namespace), path)()
+                lines = await _export_to(client.for_namespace(summary.namespace), path, with_key)()
             except (NamespaceImportingError, DataShreddedError) as exc:
                 # that namespace's state, not the store's: the others are still backed up
                 report_skipped(summary.namespace, exc.code, exc.message)

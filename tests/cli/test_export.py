@@ -202,3 +202,41 @@ def test_export_all_skips_a_shredded_namespace(tmp_path: Path) -> None:
         assert "Skipped namespace shred-b" in result.stderr
         assert "Error: no namespace exported (2 skipped)" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_an_encrypted_backup_is_shredded_with_its_key_unless_exported_with_it(
+    tmp_path: Path,
+) -> None:
+    key_file = tmp_path / "kek"
+    key_file.write_text(ok("keys", "new-kek", "--id", "k1"))
+    env = {"MEMSTORE_ENCRYPTION_KEY_FILE": str(key_file)}
+    with (
+        running_service(tmp_path / "a", env) as svc,
+        running_service(tmp_path / "b", env) as other,
+    ):
+        url, other_url = {"MEMSTORE_URL": svc.url}, {"MEMSTORE_URL": other.url}
+        ok("-n", "tenant", "entity", "put", "note", "n1", '{"secret": "PLANTED-cli-77"}', env=url)
+        plain, carried = tmp_path / "plain.jsonl", tmp_path / "carried.jsonl"
+        ok("-n", "tenant", "export", "-o", str(plain), env=url)
+        ok("-n", "tenant", "export", "-o", str(carried), "--with-key", env=url)
+        for path in (plain, carried):
+            assert b"PLANTED-cli-77" not in path.read_bytes()
+        assert "wrapped_key" not in json.loads(plain.read_bytes().splitlines()[0])["sealed"]
+        assert "wrapped_key" in json.loads(carried.read_bytes().splitlines()[0])["sealed"]
+        # the same store restores it under another name while the key exists
+        ok("-n", "restored", "import", "--input", str(plain), env=url)
+        # another store (same KEK file) only with the key carried
+        refused = run("-n", "tenant", "import", "--input", str(plain), env=other_url)
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("Error: data_shredded: "), refused.stderr
+        ok("-n", "tenant", "import", "--input", str(carried), env=other_url)
+        got = json.loads(ok("-n", "tenant", "entity", "get", "note", "n1", env=other_url))
+        assert got["data"] == {"secret": "PLANTED-cli-77"}
+        # after the shred the backup taken before is unreadable, and nothing is written
+        ok("-n", "tenant", "keys", "shred", "--yes", env=url)
+        refused = run("-n", "again", "import", "--input", str(plain), env=url)
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("Error: data_shredded: "), refused.stderr
+        assert "Traceback" not in refused.stderr
+        summary = json.loads(ok("-n", "again", "summary", "--json", env=url))
+        assert summary["total_entities"] == 0

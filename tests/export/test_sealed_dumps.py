@@ -215,3 +215,44 @@ async def test_without_encryption_the_dump_is_the_plain_format_1(
     assert "sealed" not in head
     assert PLANT.encode() in b"".join(lines)
     assert await source.dump_sealer() is None
+
+
+async def test_a_dump_exported_with_its_key_opens_in_any_store_holding_the_kek(
+    sealed_store: Callable[[str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+    tmp_path: Path,
+) -> None:
+    source = managers(sealed_store("a")).for_namespace("src")
+    await fill_planted(source)
+    lines = [line async for line in source.export_namespace(with_key=True)]
+    sealed = manifest(lines)["sealed"]
+    assert isinstance(sealed, dict)
+    assert sealed["wrapped_key"]["key_id"] == sealed["key_id"]
+    assert sealed["wrapped_key"]["kek_id"] == "k1"
+    # The key travels wrapped: neither the payloads nor the key's secret are readable.
+    sealer = await source.dump_sealer()
+    assert sealer is not None
+    readable = readable_forms(b"".join(lines))
+    assert PLANT.encode() not in readable and sealer.key.secret not in readable
+    before = await state(source)
+    # Another store sharing the KEK file: its own key seals what it imports.
+    elsewhere = managers(sealed_store("b"))
+    moved = elsewhere.for_namespace("moved")
+    await moved.import_namespace(chunks_of(lines))
+    assert await state(moved) == before
+    keys = {k["namespace"]: k["key_id"] for k in await moved.list_data_keys()}
+    assert keys["moved"] != sealed["key_id"]
+    # What carrying the key means: the dump outlives a shred of it.
+    await source.shred_data_key()
+    again = elsewhere.for_namespace("moved-again")
+    await again.import_namespace(chunks_of(lines))
+    assert await state(again) == before
+    # A store whose key file lacks that KEK: told which one it needs, nothing written.
+    kek2 = tmp_path / "kek2"
+    kek2.write_text(new_kek_line("k9") + "\n")
+    stranger = managers(sealed_store("c").model_copy(update={"encryption_key_file": kek2}))
+    target = stranger.for_namespace("src")
+    with pytest.raises(ConfigurationError) as caught:
+        await target.import_namespace(chunks_of(lines))
+    assert "'k1'" in caught.value.message
+    await assert_nothing_written(target)

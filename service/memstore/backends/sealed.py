@@ -247,25 +247,36 @@ class SealedBackend(DistributedMemoryBackend):
     # -- payloads kept outside the store: dumps, the shared cache --------------------------
 
     async def dump_sealer(self, namespace: str) -> codec.Sealer | None:
-        """What seals a dump of ``namespace``: its data key (made now if it has none, as a
-        first write would); ``None`` without encryption. A dump sealed with it opens only
-        while the key exists, so shredding the namespace takes its dumps with it."""
-        key = await self._write_key(namespace)
-        return None if key is None else codec.Sealer(key, self._min_bytes)
+        """What seals a dump of ``namespace``: its data key; ``None`` without encryption or
+        when the namespace has no key (nothing of it is sealed at rest either: it is
+        exported as it is stored). A dump sealed with it opens only while the key exists,
+        so shredding the namespace takes its dumps with it."""
+        key = await self._stored_key(namespace)
+        if key is None:
+            return None
+        record = await self.inner.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, namespace)
+        wrapped = None if record is None else record.data
+        return codec.Sealer(key, self._min_bytes, wrapped)
 
-    async def dump_opener(self, namespace: str, key_id: str) -> codec.Sealer:
+    async def dump_opener(
+        self, namespace: str, key_id: str, wrapped: dict[str, Any] | None = None
+    ) -> codec.Sealer:
         """What opens a dump sealed with data key ``key_id`` of ``namespace`` (the dump's
-        source): ``DataShreddedError`` when this store does not hold that key."""
+        source): that key from this store, else from ``wrapped`` (a dump exported with its
+        key: any store holding the KEK that wraps it); ``DataShreddedError`` otherwise."""
         try:
             key = await self._key_by_id(namespace, key_id, "the dump")
         except DataShreddedError:
-            raise DataShreddedError(
-                f"the dump of namespace {namespace!r} is sealed with its data key {key_id!r}, "
-                "which this store does not hold (shredded, or a store that never held it): "
-                "the dump cannot be read",
-                namespace=namespace,
-                key_id=key_id,
-            ) from None
+            if wrapped is None or wrapped.get("key_id") != key_id:
+                raise DataShreddedError(
+                    f"the dump of namespace {namespace!r} is sealed with its data key "
+                    f"{key_id!r}, which this store does not hold (shredded, or a store that "
+                    "never held it; a dump exported with its key opens in any store sharing "
+                    "the key-encryption key): the dump cannot be read",
+                    namespace=namespace,
+                    key_id=key_id,
+                ) from None
+            key = codec.unwrap_data_key(self._require_keks(), namespace, wrapped)
         return codec.Sealer(key, self._min_bytes)
 
     async def seal_cached_entity(self, namespace: str, record: EntityRecord) -> EntityRecord | None:

@@ -1156,12 +1156,14 @@ class MemoryClient(MemoryAPI):
 
     # -- export and import (memstore.core.dump) ------------------------------------------
 
-    async def export_namespace(self) -> AsyncIterator[bytes]:
+    async def export_namespace(self, *, with_key: bool = False) -> AsyncIterator[bytes]:
         """Admin: the namespace's dump, line by line (each with its ``\\n``), as the
         service streams it. A dump the service could not finish raises (its last line
         says why); a connection lost mid-way raises ``BackendUnavailableError``. Never
-        resent: export again."""
-        async with self._stream("GET", self._ns("/export"), {}) as resp:
+        resent: export again. ``with_key``: with encryption at rest, the dump carries its
+        data key wrapped by the key-encryption key (it then survives a shred)."""
+        params = {"with_key": "true"} if with_key else {}
+        async with self._stream("GET", self._ns("/export"), params) as resp:
             try:
                 async for line in resp.content:
                     if line.startswith(b'{"error"'):

@@ -51,8 +51,9 @@ PLAIN_FORMAT_VERSION: Final = 1
 #: From version 2 the manifest may say ``sealed``: {``key_id``}: every payload is an
 #: at-rest envelope (``memstore.core.payload_codec``) encrypted with that data key of the
 #: manifest's namespace, so the dump opens only where that key is held, and not at all
-#: once it is shredded. An earlier release refuses it by its version rather than import
-#: envelopes as data.
+#: once it is shredded; ``sealed.wrapped_key`` (asked for at export) carries the key
+#: wrapped by a KEK, so the dump opens wherever that KEK is, shredded or not. An earlier
+#: release refuses it by its version rather than import envelopes as data.
 SEALED_FORMAT_VERSION: Final = 2
 
 MANIFEST: Final = "manifest"
@@ -78,8 +79,15 @@ def line(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj, option=_OPTS) + b"\n"
 
 
-def manifest_line(namespace: str, origin: dict[str, Any], *, key_id: str | None = None) -> bytes:
-    """``key_id``: the payloads are sealed with that data key of ``namespace``."""
+def manifest_line(
+    namespace: str,
+    origin: dict[str, Any],
+    *,
+    key_id: str | None = None,
+    wrapped_key: dict[str, Any] | None = None,
+) -> bytes:
+    """``key_id``: the payloads are sealed with that data key of ``namespace``;
+    ``wrapped_key``: the key itself, wrapped by a KEK (a dump exported with its key)."""
     manifest: dict[str, Any] = {
         "kind": MANIFEST,
         "format": FORMAT,
@@ -90,6 +98,8 @@ def manifest_line(namespace: str, origin: dict[str, Any], *, key_id: str | None 
     if key_id is not None:
         manifest["format_version"] = SEALED_FORMAT_VERSION
         manifest["sealed"] = {"key_id": key_id}
+        if wrapped_key is not None:
+            manifest["sealed"]["wrapped_key"] = wrapped_key
     return line(manifest)
 
 
@@ -185,6 +195,8 @@ class Manifest:
     origin: dict[str, Any]
     #: The data key id the payloads are sealed with (``SEALED_FORMAT_VERSION``), or None.
     key_id: str | None = None
+    #: That key wrapped by a KEK, when the dump was exported with it.
+    wrapped_key: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -246,13 +258,20 @@ def read_manifest(raw: bytes) -> Manifest:
         namespace = check_name("namespace", obj.get("namespace"))
     except InvalidInputError as exc:
         raise _fail(1, exc.message) from None
-    key_id = None
+    key_id = wrapped = None
     if version >= SEALED_FORMAT_VERSION and "sealed" in obj:
         sealed = obj["sealed"]
         if not isinstance(sealed, dict) or not isinstance(sealed.get("key_id"), str):
             raise _fail(1, 'sealed must be {"key_id": <the data key id>}')
         key_id = sealed["key_id"]
-    return Manifest(namespace, version, origin if isinstance(origin, dict) else {}, key_id)
+        wrapped = sealed.get("wrapped_key")
+        if wrapped is not None and not (
+            isinstance(wrapped, dict)
+            and all(isinstance(wrapped.get(k), str) for k in ("key_id", "kek_id", "wrapped"))
+        ):
+            raise _fail(1, "sealed.wrapped_key must be {key_id, kek_id, wrapped}")
+    origin = origin if isinstance(origin, dict) else {}
+    return Manifest(namespace, version, origin, key_id, wrapped)
 
 
 def check_trailer(obj: dict[str, Any], tally: Tally, where: int) -> None:

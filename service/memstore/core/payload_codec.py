@@ -257,6 +257,9 @@ class Sealer:
 
     key: DataKey
     compress_min_bytes: int = 0
+    #: The key as stored, wrapped by a KEK (``wrap_data_key``): what a dump exported with
+    #: its key carries.
+    wrapped: dict[str, Any] | None = field(default=None, repr=False)
 
     def seal(self, value: Any, aad: bytes) -> dict[str, Any]:
         envelope = seal(

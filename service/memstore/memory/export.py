@@ -77,10 +77,12 @@ _PAGE: Final = 500
 
 
 async def export_lines(
-    view: DistributedMemoryManager, origin: dict[str, Any]
+    view: DistributedMemoryManager, origin: dict[str, Any], *, with_key: bool = False
 ) -> AsyncIterator[bytes]:
     """The dump of ``view``'s namespace, line by line. ``origin`` goes into the manifest
-    (with the change log's last position added)."""
+    (with the change log's last position added). ``with_key``: a sealed dump carries its
+    data key, wrapped by the KEK (it then opens in any store holding that KEK, and outlives
+    a shred of the key)."""
     changes = await view.read_changes(after=0, limit=1)
     sealer = await view.dump_sealer()
     namespace = view.namespace
@@ -88,6 +90,7 @@ async def export_lines(
         namespace,
         {**origin, "change_log_position": changes.last_position},
         key_id=None if sealer is None else sealer.key.key_id,
+        wrapped_key=sealer.wrapped if sealer is not None and with_key else None,
     )
     tally = dump.Tally()
     sealed = None if sealer is None else (namespace, sealer.seal)
@@ -359,7 +362,9 @@ async def import_chunks(
         if manifest.key_id is not None:
             # The dump's key must be here (not shredded) and open every payload before the
             # marker: a dump that cannot be read writes nothing.
-            opener = await view.dump_opener(manifest.namespace, manifest.key_id)
+            opener = await view.dump_opener(
+                manifest.namespace, manifest.key_id, manifest.wrapped_key
+            )
             await _check_sealed(spool, manifest.namespace, opener)
             spool.seek(0)
 

@@ -1177,8 +1177,10 @@ class DistributedMemoryManager(MemoryAPI):
 
     # -- export and import (memory/export.py) -------------------------------------------
 
-    def export_namespace(self) -> AsyncIterator[bytes]:
-        """This namespace's dump (``memstore.core.dump``), line by line, streamed."""
+    def export_namespace(self, *, with_key: bool = False) -> AsyncIterator[bytes]:
+        """This namespace's dump (``memstore.core.dump``), line by line, streamed. With
+        encryption at rest its payloads are sealed with the namespace's data key;
+        ``with_key``: the dump carries that key, wrapped by the key-encryption key."""
         from memstore import __version__
 
         origin = {
@@ -1186,7 +1188,7 @@ class DistributedMemoryManager(MemoryAPI):
             "exported_at": time.time(),
             "memstore_version": __version__,
         }
-        return export.export_lines(self, origin)
+        return export.export_lines(self, origin, with_key=with_key)
 
     async def import_namespace(
         self, chunks: AsyncIterable[bytes], *, replace: bool = False
@@ -1484,10 +1486,13 @@ class DistributedMemoryManager(MemoryAPI):
             return None
         return await self._run("dump_sealer", lambda: sealed.dump_sealer(self.namespace))
 
-    async def dump_opener(self, source_namespace: str, key_id: str) -> Sealer:
-        """What opens a dump of ``source_namespace`` sealed with data key ``key_id``:
-        ``DataShreddedError`` when this store does not hold that key (shredded, or a store
-        that never had it), ``ConfigurationError`` without encryption at rest."""
+    async def dump_opener(
+        self, source_namespace: str, key_id: str, wrapped: JSONObject | None = None
+    ) -> Sealer:
+        """What opens a dump of ``source_namespace`` sealed with data key ``key_id`` (or
+        with the key it carries, ``wrapped``): ``DataShreddedError`` when this store does
+        not hold that key (shredded, or a store that never had it) and the dump does not
+        carry it, ``ConfigurationError`` without encryption at rest."""
         sealed = backend_layer(self.backend, SealedBackend)
         if sealed is None or not sealed.encrypts:
             raise ConfigurationError(
@@ -1495,7 +1500,9 @@ class DistributedMemoryManager(MemoryAPI):
                 f"{source_namespace!r}: importing it needs encryption at rest "
                 "(MEMSTORE_ENCRYPTION_KEY_FILE) in a store holding that key"
             )
-        return await self._run("dump_opener", lambda: sealed.dump_opener(source_namespace, key_id))
+        return await self._run(
+            "dump_opener", lambda: sealed.dump_opener(source_namespace, key_id, wrapped)
+        )
 
     def clear_cache(self) -> int:
         """Drop this process's local cache (synchronous, as in the seed). Returns entries."""

@@ -913,8 +913,11 @@ async def export_namespace(request: web.Request) -> web.StreamResponse:
     before the first line is an ordinary JSON error; one after it (the backend failing
     mid-way) ends the stream with a line ``{"error": <the error body>}`` and no trailer,
     so an import refuses the dump as truncated."""
+    with_key = query_str(request, "with_key")
+    if with_key not in (None, "true", "false"):
+        raise InvalidInputError("with_key must be true or false", field="with_key")
     manager = manager_for(request)
-    lines = manager.export_namespace()
+    lines = manager.export_namespace(with_key=with_key == "true")
     first = await anext(lines)
     response = web.StreamResponse(
         headers={
@@ -1265,8 +1268,14 @@ ROUTES: tuple[Route, ...] = (
           "messages, tool use and feedback record in a fixed order, and a trailer with "
           "counts and a sha256 (docs/architecture.md, \"Export and import\"). Streamed "
           "while it is read; an error after the first line ends it with a line "
-          "`{\"error\": ...}` and no trailer.", "export",
-          params=(NS,), role="admin", streaming=True,
+          "`{\"error\": ...}` and no trailer. With encryption at rest the payloads are "
+          "sealed with the namespace's data key: the dump opens only in a store holding it, "
+          "and not after `keys shred`, unless exported `with_key`.", "export",
+          params=(NS, Param("with_key", "query", {"type": "string", "enum": ["true", "false"]},
+                            "Encryption at rest: the dump carries its data key, wrapped by "
+                            "the key-encryption key, so any store holding that KEK imports "
+                            "it, even after the key was shredded.")),
+          role="admin", streaming=True,
           responses={200: ("The dump, one JSON object per line.", NDJSON), 400: E400,
                      409: E409_IMPORTING, 503: E503}),
     Route("POST", f"{P}/import", import_namespace, "importNamespace",
