@@ -4,6 +4,7 @@ shredding covers backups); a store without encryption writes the plain dumps of 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from collections.abc import Callable
@@ -13,9 +14,15 @@ import orjson
 import pytest
 
 from memstore.core import dump
-from memstore.core.errors import ConfigurationError, DataShreddedError, DumpInvalidError
+from memstore.core.errors import (
+    ConfigurationError,
+    DataShreddedError,
+    DumpInvalidError,
+    NamespaceImportingError,
+)
 from memstore.core.payload_codec import ENVELOPE_KEY, new_kek_line
 from memstore.core.settings import Settings
+from memstore.memory import export
 from memstore.memory.manager import DistributedMemoryManager
 from tests.contract.test_at_rest import readable_forms
 from tests.export.conftest import BACKENDS, fill
@@ -256,3 +263,25 @@ async def test_a_dump_exported_with_its_key_opens_in_any_store_holding_the_kek(
         await target.import_namespace(chunks_of(lines))
     assert "'k1'" in caught.value.message
     await assert_nothing_written(target)
+
+
+async def test_an_interrupted_import_of_a_sealed_dump_is_finished_by_running_it_again(
+    sealed_store: Callable[[str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    store = managers(sealed_store("a"))
+    source = store.for_namespace("src")
+    await fill_planted(source)
+    lines = await dump_of(source)
+    target = store.for_namespace("dst")
+    # what an import that died leaves: its marker, naming the dump
+    await target.set_import_marker(
+        {"started_at": 0.0, "sha256": orjson.loads(lines[-1])["sha256"]}, create=True
+    )
+    # every replica, this one too, sees the namespace marked from now on
+    await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+    with pytest.raises(NamespaceImportingError):
+        await target.get_entity("secret", "s1")
+    await target.import_namespace(chunks_of(lines))
+    assert await target.import_marker() is None
+    assert await state(target) == await state(source)

@@ -1500,9 +1500,10 @@ class DistributedMemoryManager(MemoryAPI):
                 f"{source_namespace!r}: importing it needs encryption at rest "
                 "(MEMSTORE_ENCRYPTION_KEY_FILE) in a store holding that key"
             )
-        return await self._run(
-            "dump_opener", lambda: sealed.dump_opener(source_namespace, key_id, wrapped)
-        )
+        if not self._shared.started:
+            await self.start()
+        # Not through _run: an interrupted import (its namespace marked) resumes through here.
+        return await sealed.dump_opener(source_namespace, key_id, wrapped)
 
     def clear_cache(self) -> int:
         """Drop this process's local cache (synchronous, as in the seed). Returns entries."""
