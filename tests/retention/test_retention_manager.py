@@ -97,6 +97,9 @@ async def test_a_background_round_prunes_every_namespace_in_batches(
         )
         assert 'memstore_namespace_items{kind="messages",namespace="one"} 6.0' in text
         assert 'memstore_namespace_bytes{namespace="two"}' in text
+        # nothing sealed at rest: the payloads as written are what is stored (6 x {"i":N})
+        assert 'memstore_namespace_logical_bytes{namespace="two"} 42.0' in text
+        assert 'memstore_namespace_bytes{namespace="two"} 42.0' in text
 
 
 def test_policies_from_a_file_and_clear_errors(
