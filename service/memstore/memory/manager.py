@@ -32,6 +32,7 @@ from collections.abc import (
     Iterable,
 )
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
@@ -1586,8 +1587,12 @@ class DistributedMemoryManager(MemoryAPI):
         while True:
             page = await self._run(
                 "list_snapshots",
-                lambda c=cursor: self.backend.list_entities(  # type: ignore[misc]
-                    history.SNAPSHOTS_NAMESPACE, ns, limit=500, cursor=c
+                partial(
+                    self.backend.list_entities,
+                    history.SNAPSHOTS_NAMESPACE,
+                    ns,
+                    limit=500,
+                    cursor=cursor,
                 ),
             )
             out += [history.snapshot_of(r) for r in page.items]
@@ -1620,8 +1625,8 @@ class DistributedMemoryManager(MemoryAPI):
         while True:
             page = await self._run(
                 "list_versioned_entities",
-                lambda c=cursor: self.backend.list_versioned_entities(  # type: ignore[misc]
-                    self.namespace, cursor=c, limit=500
+                partial(
+                    self.backend.list_versioned_entities, self.namespace, cursor=cursor, limit=500
                 ),
             )
             for key in page.items:
