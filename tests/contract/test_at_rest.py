@@ -545,7 +545,11 @@ async def test_version_history_is_sealed_like_live_payloads(
     old = await backend.load_entity_version(ns, "profile", "old", version=1)
     assert old is not None and old.data == {"secret": PLANT, "imported": True}
     keys = (await backend.list_versioned_entities(ns)).items
-    assert [(k.id, k.data) for k in keys][0] == ("gone", None)  # its tombstone
+    assert [(k.id, k.deleted, k.data is None) for k in keys] == [
+        ("gone", True, True),  # its tombstone
+        ("old", False, False),
+        ("p1", False, False),
+    ]
     revision = await backend.load_conversation_revision(ns, "c1", 1)
     assert revision is not None
     assert [m.message for m in revision[1]] == [{"content": f"{PLANT} {UNICODE}"}]
