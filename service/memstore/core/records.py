@@ -83,6 +83,79 @@ class MessageRecord:
 
 @with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
+class EntityVersion:
+    """One version of an entity: a past or the current version, or the tombstone of a
+    delete (``backends/base.py``, "Version history")."""
+
+    type: str
+    id: str
+    version: int
+    #: The version's payload; ``None`` only for a tombstone.
+    data: JSONObject | None
+    #: When this version was written (its ``updated_at``); a tombstone's: the delete time.
+    saved_at: float
+    #: Who wrote it (``memstore.core.changes.current_actor()``'s name), when declared.
+    actor: str | None = None
+    #: True: the tombstone a delete (or a retention prune) left at this version.
+    deleted: bool = False
+    expires_at: float | None = None
+
+    def to_dict(self) -> JSONObject:
+        return _shallow(self)
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
+class ConversationRevision:
+    """The messages a ``replace_conversation`` replaced, kept as revision ``revision``
+    (1, 2, ... per conversation, never reused while the conversation has revisions)."""
+
+    conversation_id: str
+    revision: int
+    replaced_at: float
+    message_count: int
+    actor: str | None = None
+
+    def to_dict(self) -> JSONObject:
+        return _shallow(self)
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A named instant of a namespace: a marker, not a copy (the version history holds the
+    states it names)."""
+
+    name: str
+    created_at: float
+    #: The namespace's change-log position when it was taken (information).
+    change_position: int
+    actor: str | None = None
+
+    def to_dict(self) -> JSONObject:
+        return _shallow(self)
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
+class SnapshotRevert:
+    """What reverting a namespace's entities to a snapshot did: keys saved back to their
+    state then (a new version each), deleted (they did not exist then), left as they were
+    (unchanged since), and those a concurrent write changed while the revert ran (left to
+    that write: ``conflicts``, as ``type/id``)."""
+
+    snapshot: str
+    saved: int
+    deleted: int
+    unchanged: int
+    conflicts: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> JSONObject:
+        return {**_shallow(self), "conflicts": list(self.conflicts)}
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
 class ConversationInfo:
     conversation_id: str
     message_count: int
