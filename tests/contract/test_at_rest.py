@@ -583,6 +583,8 @@ async def test_logical_bytes_count_payloads_as_written(
     await plain.save_feedback(other, FeedbackRecord("f", "a", "r", rated, 1_767_225_600.0))
     want = written_size(big, *messages, use.input, use.output, rated)
     assert await plain.logical_bytes(other) == await plain.stored_bytes(other) == want
+
+
 async def test_version_history_is_sealed_like_live_payloads(
     sealed_settings: Settings, open_backend: Opened, raw_dump: Callable[[Settings], bytes]
 ) -> None:

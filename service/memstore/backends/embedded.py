@@ -1956,6 +1956,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             (namespace,),
         )
         return int(row[0])
+
     # -- version history (module docstring) -----------------------------------------------
 
     async def list_entity_versions(

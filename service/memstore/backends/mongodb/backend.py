@@ -1908,6 +1908,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 *(self._sum_bytes(c, {**m, "lbytes": {"$exists": False}}) for c, m in matches),
             )
         return sum(parts)
+
     # -- version history: not yet on this backend (placeholders until it is built) ----------
 
     async def list_entity_versions(

@@ -1867,6 +1867,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             for tag in k.feedback_tags(namespace)
         ]
         return sum(int(r or 0) for r in await self.connection.pipeline(commands))
+
     # -- version history: not yet on this backend (placeholders until it is built) ----------
 
     async def list_entity_versions(
