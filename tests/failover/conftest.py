@@ -83,10 +83,43 @@ async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> float:
         await asyncio.sleep(0.02)
 
 
-async def caught_up(backend: ReplicatedMemoryBackend, namespaces: list[str]) -> bool:
-    """Every namespace's change log replicated up to its end (as the primary has it now)."""
+async def _behind(backend: ReplicatedMemoryBackend, namespaces: list[str]) -> dict[str, str]:
+    """The namespaces whose change log, as the primary has it now, is not yet replicated
+    to its end: ``{namespace: "position p of n"}``."""
+    behind: dict[str, str] = {}
     for ns in namespaces:
         page = await backend.primary.read_changes(ns, after=0, limit=1)
-        if backend.forward.positions.get(ns, 0) < page.last_position:
-            return False
-    return True
+        position = backend.forward.positions.get(ns, 0)
+        if position < page.last_position:
+            behind[ns] = f"position {position} of {page.last_position}"
+    return behind
+
+
+async def caught_up(backend: ReplicatedMemoryBackend, namespaces: list[str]) -> bool:
+    """Every namespace's change log replicated up to its end (as the primary has it now)."""
+    return not await _behind(backend, namespaces)
+
+
+async def wait_replicated(
+    backend: ReplicatedMemoryBackend, namespaces: list[str], timeout: float = 30.0
+) -> None:
+    """Wait until the secondary holds every write the primary acknowledged so far in
+    ``namespaces``; fail after ``timeout`` naming what is behind.
+
+    The replication is asynchronous and goes namespace by namespace, so neither a write
+    seen on the secondary in one namespace nor ``status()["lag_events"] == 0`` (the lag
+    as of each namespace's last replication step: 0 right after a write, until the next
+    step reads the log) says an earlier write in another namespace is there. The
+    replicator's position against the end of the primary's log, read after the writes
+    returned, does: the position only moves once the events before it are applied."""
+    began = time.monotonic()
+    while True:
+        behind = await _behind(backend, namespaces)
+        if not behind:
+            return
+        if time.monotonic() - began > timeout:
+            raise AssertionError(
+                f"replication not caught up within {timeout} s: {behind}; "
+                f"status: {backend.status()}"
+            )
+        await asyncio.sleep(0.02)

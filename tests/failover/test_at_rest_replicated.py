@@ -17,7 +17,7 @@ from memstore.core.errors import DataShreddedError
 from memstore.core.payload_codec import ENVELOPE_KEY, new_kek_line
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager, backend_layer
-from tests.failover.conftest import eventually
+from tests.failover.conftest import wait_replicated
 
 
 @pytest.fixture
@@ -74,20 +74,23 @@ async def test_key_administration_finds_the_sealing_above_the_replication(
     assert rotated["kek_id"] == "k1" and rotated["unchanged"] >= 1
 
     _, replicated = layers(manager)
+    # The key and the entity live in two namespaces, replicated one after the other: only
+    # the replicator's position in each says both are on the secondary.
+    await wait_replicated(replicated, [KEYS_NAMESPACE, name])
     # The wrapped key reached the secondary as it is stored.
-    await eventually(lambda: replicated.secondary.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, name))
+    wrapped = await replicated.secondary.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, name)
+    assert wrapped == await replicated.primary.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, name)
+    assert wrapped is not None
+    copy = await replicated.secondary.load_entity(name, "profile", "p")
+    assert copy is not None and ENVELOPE_KEY in copy.data  # ciphertext, copied unopened
+
     assert (await memory.shred_data_key())["shredded"] is True
     with pytest.raises(DataShreddedError):
         await memory.get_entity("profile", "p", use_cache=False)
-
     # The deletion of the key replicates: the secondary's copy is unreadable too.
-    async def gone_on_the_secondary() -> bool:
-        key = await replicated.secondary.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, name)
-        return key is None
-
-    await eventually(gone_on_the_secondary)
-    copy = await replicated.secondary.load_entity(name, "profile", "p")
-    assert copy is not None and ENVELOPE_KEY in copy.data  # ciphertext, copied unopened
+    await wait_replicated(replicated, [KEYS_NAMESPACE, name])
+    assert await replicated.secondary.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, name) is None
+    assert await replicated.secondary.load_entity(name, "profile", "p") == copy
 
 
 async def test_a_shredded_namespace_does_not_stop_the_replication(
@@ -110,7 +113,6 @@ async def test_a_shredded_namespace_does_not_stop_the_replication(
     replicated = backend_layer(manager.backend, ReplicatedMemoryBackend)
     assert replicated is not None
 
-    async def on_the_secondary() -> bool:
-        return await replicated.secondary.load_entity(other, "profile", "p") is not None
-
-    await eventually(on_the_secondary)
+    await wait_replicated(replicated, [KEYS_NAMESPACE, shredded, other])
+    assert await replicated.secondary.load_entity(other, "profile", "p") is not None
+    assert await replicated.secondary.load_entity(KEYS_NAMESPACE, DATA_KEY_TYPE, shredded) is None

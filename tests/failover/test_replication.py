@@ -4,6 +4,7 @@ with real servers."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -245,3 +246,34 @@ async def test_lenient_failback_finishes_while_writes_outpace_the_copy(
         assert ("load", key) in on_primary["entities"], key
     assert ("note", "during") in on_primary["entities"]
     assert backend.status()["reconciling"] is False
+
+
+async def test_the_lag_is_known_before_the_replica_says_it_replicates(
+    replicated: Callable[..., Any], replicated_settings: Callable[..., Any]
+) -> None:
+    """A store that starts replicating data written before: as long as anything is left
+    to copy, ``status()`` never says it replicates with a lag of 0 (what an operator
+    waits for before switching backends), not even before the first round reached every
+    namespace."""
+    settings = replicated_settings(replication_batch=10)
+    names = [ns() for _ in range(5)]
+    alone = DistributedMemoryFactory.create_single_backend(settings)
+    await alone.connect()
+    try:
+        for name in names:
+            for i in range(30):
+                await alone.save_entity(name, "note", f"e{i}", {"i": i})
+    finally:
+        await alone.close()
+    backend: ReplicatedMemoryBackend = await replicated(settings)
+    seen_behind = []
+    while True:
+        # The status first: the positions only grow, so behind afterwards is behind then.
+        status = backend.status()
+        if await caught_up(backend, names):
+            break
+        seen_behind.append(status)
+        await asyncio.sleep(0.001)
+    wrong = [s for s in seen_behind if s["replicating"] and s["lag_events"] == 0]
+    assert not wrong, wrong[0]
+    assert backend.status()["lag_events"] == 0

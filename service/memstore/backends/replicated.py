@@ -216,6 +216,9 @@ class Replicator:
     concurrency: int = 16
     positions: dict[str, int] = field(default_factory=dict)
     lag: dict[str, NamespaceLag] = field(default_factory=dict)
+    #: Every namespace of a round has a lag (see :meth:`measure`): before, a lag of 0
+    #: would only mean that nothing was measured yet.
+    measured: bool = False
 
     async def load_position(self, namespace: str) -> int:
         if namespace not in self.positions:
@@ -243,6 +246,19 @@ class Replicator:
                 cursor = page.next_cursor
         names.discard(STATE_NAMESPACE)
         return sorted(names)
+
+    async def measure(self, namespaces: Iterable[str]) -> None:
+        """The lag of each namespace not stepped yet, from its log's end. Without it a
+        namespace counts as caught up until its turn in the round comes (a store that
+        starts replicating would report a lag of 0 before it copied anything)."""
+        for namespace in namespaces:
+            if namespace in self.lag:
+                continue
+            after = await self.load_position(namespace)
+            page = await self.source.read_changes(namespace, after=after, limit=1)
+            oldest = page.events[0].timestamp if page.events else None
+            self.lag[namespace] = NamespaceLag(after, page.last_position, oldest)
+        self.measured = True
 
     async def step(self, namespace: str) -> int:
         """Apply up to ``batch`` events of ``namespace``; the number applied."""
@@ -447,6 +463,8 @@ class Replicator:
         """One pass over ``namespaces``, each up to where its log ended when the pass
         reached it (or drained, when that comes first); events applied. Bounded on purpose:
         "until drained" never ends while writers add events faster than they are copied."""
+        namespaces = list(namespaces)
+        await self.measure(namespaces)
         applied = 0
         for namespace in namespaces:
             end: int | None = None
@@ -795,7 +813,9 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
     def status(self) -> dict[str, Any]:
         """Which backend serves, the lag this replica knows of, and why it is degraded."""
         now = time.time()
-        lags = self.forward.lag if self.replicating else {}
+        # Replicating once the lag of every namespace is known, not at the claim.
+        replicating = self.replicating and self.forward.measured
+        lags = self.forward.lag if replicating else {}
         lag_events = sum(lag.events for lag in lags.values())
         lag_seconds = max((lag.seconds(now) for lag in lags.values()), default=0.0)
         reasons = []
@@ -812,7 +832,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             "primary_up": self.primary_up,
             "failure_mode": self.replication.failure_mode,
             "failovers": self.failovers,
-            "replicating": self.replicating,
+            "replicating": replicating,
             "reconciling": self._reconciler is not None,
             "lag_events": lag_events,
             "lag_seconds": round(lag_seconds, 3),

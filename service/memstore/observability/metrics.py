@@ -200,7 +200,8 @@ _REPLICATION_GAUGES: tuple[tuple[str, str, str, Literal["livemin", "livemax"]], 
     (
         "memstore_replication_active",
         "replicating",
-        "This replica (a worker of it) is the one replicating (holds the claim on the secondary).",
+        "This replica (a worker of it) is the one replicating (holds the claim on the "
+        "secondary and has measured the lag of every namespace).",
         "livemax",
     ),
     (
