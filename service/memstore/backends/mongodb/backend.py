@@ -47,7 +47,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import bson
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    AsyncMongoClient,
+    DeleteOne,
+    ReplaceOne,
+    ReturnDocument,
+    UpdateOne,
+)
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -75,7 +83,7 @@ from memstore.backends.common import (
     page_after_id,
     page_after_time,
 )
-from memstore.backends.mongodb import schema
+from memstore.backends.mongodb import history, schema
 from memstore.backends.mongodb.changelog import ChangeLog, Claims, event_doc
 from memstore.backends.mongodb.codec import decode_value, encode_value
 from memstore.core import analytics, changes
@@ -99,7 +107,9 @@ from memstore.core.errors import (
 from memstore.core.records import (
     ChangePage,
     ConversationInfo,
+    ConversationRevision,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -112,12 +122,14 @@ from memstore.core.retention import (
     PrunedConversation,
     PrunedEntity,
     PrunedRecord,
+    PrunedVersion,
     PruneReport,
 )
 from memstore.core.validation import (
     check_json_items_size,
     check_json_size,
     check_size,
+    decode_cursor,
     json_array_size,
 )
 
@@ -173,8 +185,13 @@ _ENTITY_FIELDS = {
     "expires_at": 1,
     "pinned": 1,
 }
+_ENTITY_FIELDS_WITH_ACTOR = {**_ENTITY_FIELDS, "actor": 1}
 _CAS_FIELDS = {"_id": 0, "version": 1, "created_at": 1, "expires_at": 1, "rev": 1, "pinned": 1}
+#: what a save or delete reads: the compare-and-set fields and the version's history row
+_SAVE_FIELDS = {**_CAS_FIELDS, **history.CURRENT_FIELDS}
 _MESSAGE_FIELDS = {"_id": 0, "seq": 1, "message": 1, "created_at": 1}
+#: what a revision keeps of each replaced message
+_REVISION_COPY_FIELDS = {**_MESSAGE_FIELDS, "bytes": 1}
 _CONVERSATION_FIELDS = {
     "_id": 0,
     "id": 1,
@@ -188,6 +205,12 @@ _NO_ID = {"_id": 0}
 def _live(now: float) -> Doc:
     """Filter for entities that have not expired (``expires_at`` null/missing or later)."""
     return {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]}
+
+
+def _actor_name() -> str | None:
+    """Who writes (the token's name), as the change log records it."""
+    actor = changes.current_actor()
+    return actor.name if actor is not None else None
 
 
 def _is_live(doc: Doc, now: float) -> bool:
@@ -270,6 +293,10 @@ def _after(cursor: str | None) -> Doc:
 
 def _by_conversation_id(info: ConversationInfo) -> tuple[str]:
     return (info.conversation_id,)
+
+
+def _by_revision(revision: ConversationRevision) -> tuple[int]:
+    return (revision.revision,)
 
 
 def _describe_error(exc: PyMongoError) -> str:
@@ -542,7 +569,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     "expire_on": {"$lte": _expire_on(now)},
                     "expires_at": {"$lte": now},
                 },
-                {"_id": 0, "ns": 1, "type": 1, "id": 1, "rev": 1, "version": 1},
+                {"ns": 1, "type": 1, "id": 1, "rev": 1, **history.CURRENT_FIELDS},
             ).to_list()
             for doc in expired:
                 key = {"ns": doc["ns"], "type": doc["type"], "id": doc["id"]}
@@ -552,10 +579,13 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         return purged
 
     async def _purge_one(self, key: Doc, doc: Doc) -> bool:
-        """Delete one expired entity if it is still the version found, with its event."""
+        """Delete one expired entity if it is still the version found, with its event.
+        Its version moves to history first (no tombstone: it was not deleted, and the
+        history row keeps the numbering)."""
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
             await claims.claim()  # after the entity was found expired
+            await self._keep_version(key, doc, session)
             result = await self._coll(schema.ENTITIES).delete_one(
                 {**key, "rev": doc["rev"]}, session=session
             )
@@ -783,18 +813,24 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         imported: EntityRecord | None = None,
     ) -> EntityRecord:
         """A save, or with ``imported`` an import: that record's version and times as
-        given, no version check."""
+        given, no version check. The version it replaces moves to history first."""
         coll = self._coll(schema.ENTITIES)
+        actor = _actor_name()
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[EntityRecord]:
             for _ in range(MAX_RACE_RETRIES):
                 now = time.time()
-                current_doc = await coll.find_one(key, _CAS_FIELDS, session=session)
+                # The whole document: the version it holds moves to history.
+                current_doc = await coll.find_one(key, _SAVE_FIELDS, session=session)
                 live = current_doc is not None and _is_live(current_doc, now)
                 current = current_doc["version"] if live and current_doc else None
                 if imported is None:
                     check_expected_version(expected_version, current)
-                    version = (current or 0) + 1
+                    if current is None:
+                        # A create continues after every version the key had.
+                        version = 1 + await self._last_version(key, current_doc, session)
+                    else:
+                        version = current + 1
                     created_at = current_doc["created_at"] if live and current_doc else now
                     updated_at = now
                     expires_at = now + ttl if ttl is not None else None
@@ -814,6 +850,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     "updated_at": updated_at,
                     "expires_at": expires_at,
                 }
+                if actor is not None:
+                    doc["actor"] = actor  # who wrote this version (its history row keeps it)
                 if expires_at is not None:
                     doc["expire_on"] = _expire_on(expires_at)
                 # a replace keeps the pin (a pin sets a new rev, so it cannot be lost to
@@ -827,6 +865,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 # Claimed after the read: whoever wrote the version read here claimed
                 # an earlier slot, so the key's events stay in version order.
                 await claims.claim()
+                if current_doc is not None and (
+                    imported is None or current_doc["version"] != imported.version
+                ):
+                    await self._keep_version(key, current_doc, session)
                 if current_doc is None:
                     # A concurrent create makes this a duplicate key: run again.
                     await coll.insert_one(doc, session=session)
@@ -857,6 +899,36 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
         return await self._logged("save_entity", key["ns"], body)
 
+    async def _last_version(
+        self, key: Doc, current_doc: Doc | None, session: AsyncClientSession | None
+    ) -> int:
+        """The highest version the key has had (its expired document's, its history's,
+        its tombstones'), 0 for none: a create continues after it."""
+        row = await self._coll(schema.ENTITY_VERSIONS).find_one(
+            key, {"_id": 0, "version": 1}, sort=history.NEWEST_FIRST, session=session
+        )
+        last = row["version"] if row is not None else 0
+        return max(last, current_doc["version"]) if current_doc is not None else last
+
+    async def _keep_version(
+        self, key: Doc, current_doc: Doc, session: AsyncClientSession | None
+    ) -> None:
+        """Write the version an ``entities`` document holds to history. An upsert on the
+        row's unique key: the writer that retries, and the loser of a compare-and-set race
+        (which read the same document), write the same row again."""
+        row = history.history_row(key, current_doc)
+        await self._coll(schema.ENTITY_VERSIONS).replace_one(
+            history.row_key(key, row["version"], deleted=False), row, upsert=True, session=session
+        )
+
+    async def _leave_tombstone(
+        self, key: Doc, version: int, actor: str | None, session: AsyncClientSession | None
+    ) -> None:
+        row = history.tombstone_row(key, version, time.time(), actor)
+        await self._coll(schema.ENTITY_VERSIONS).replace_one(
+            history.row_key(key, version, deleted=True), row, upsert=True, session=session
+        )
+
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
     ) -> EntityRecord | None:
@@ -880,11 +952,15 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             return await self._delete_entity(key, expected_version)
 
     async def _delete_entity(self, key: Doc, expected_version: int | None) -> bool:
+        """The deleted version moves to history, then the entity goes, then its
+        tombstone is written (without a transaction, a writer that stops before the
+        tombstone still leaves the version, which keeps the numbering)."""
         coll = self._coll(schema.ENTITIES)
+        actor = _actor_name()
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
             for _ in range(MAX_RACE_RETRIES):
-                current_doc = await coll.find_one(key, _CAS_FIELDS, session=session)
+                current_doc = await coll.find_one(key, _SAVE_FIELDS, session=session)
                 live = current_doc is not None and _is_live(current_doc, time.time())
                 current = current_doc["version"] if live and current_doc else None
                 check_expected_version(expected_version, current)
@@ -893,8 +969,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     # which logs its expiry.
                     return False, None
                 await claims.claim()  # after the read, as in a save
+                await self._keep_version(key, current_doc, session)
                 result = await coll.delete_one({**key, "rev": current_doc["rev"]}, session=session)
                 if result.deleted_count == 1:
+                    await self._leave_tombstone(key, current, actor, session)
                     event = event_doc(
                         changes.ENTITY_DELETED,
                         entity_type=key["type"],
@@ -934,6 +1012,155 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 schema.ENTITIES, {"ns": namespace, **_live(time.time())}, "type"
             )
         return sorted(counts)
+
+    # -- version history (pure parts: history.py) -----------------------------------------
+
+    async def _current_version(self, key: Doc) -> EntityVersion | None:
+        """The version the ``entities`` document holds, expired or not (an expired one is
+        the history row the purge is about to write)."""
+        doc = await self._coll(schema.ENTITIES).find_one(key, _ENTITY_FIELDS_WITH_ACTOR)
+        return history.from_current(doc) if doc is not None else None
+
+    async def list_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[EntityVersion]:
+        after = history.page_after_version(cursor)
+        key = {"ns": namespace, "type": entity_type, "id": entity_id}
+        with DRIVER_ERRORS("list_entity_versions"):
+            current = await self._current_version(key)
+            # One more than a page, and one for a row that repeats the current version.
+            rows = await (
+                self._coll(schema.ENTITY_VERSIONS)
+                .find({**key, **history.older_than(after)}, history.ROW_FIELDS)
+                .sort(history.NEWEST_FIRST)
+                .limit(limit + 2)
+                .to_list()
+            )
+        if current is not None and after is not None and history.order_key(current) >= after:
+            current = None
+        items = history.merge_newest_first(current, map(history.from_row, rows))
+        return build_page(items, limit, history.order_key)
+
+    async def load_entity_version(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        if (version is None) == (at is None):
+            raise InvalidInputError("give exactly one of version and at", field="version")
+        key = {"ns": namespace, "type": entity_type, "id": entity_id}
+        rows = self._coll(schema.ENTITY_VERSIONS)
+        with DRIVER_ERRORS("load_entity_version"):
+            current = await self._current_version(key)
+            if version is not None:
+                if current is not None and current.version == version:
+                    return current
+                doc = await rows.find_one(
+                    history.row_key(key, version, deleted=False), history.ROW_FIELDS
+                )
+                return history.from_row(doc) if doc is not None else None
+            assert at is not None
+            if current is not None and current.saved_at <= at:
+                return current
+            doc = await rows.find_one(
+                {**key, "saved_at": {"$lte": at}}, history.ROW_FIELDS, sort=history.NEWEST_FIRST
+            )
+        return history.from_row(doc) if doc is not None else None
+
+    async def list_versioned_entities(
+        self, namespace: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[EntityVersion]:
+        after = history.after_key(history.page_after_key(cursor))
+        ns: Doc = {"ns": namespace}
+        with DRIVER_ERRORS("list_versioned_entities"):
+            currents = await (
+                self._coll(schema.ENTITIES)
+                .find({**ns, **after}, _ENTITY_FIELDS_WITH_ACTOR)
+                .sort([("type", ASCENDING), ("id", ASCENDING)])
+                .limit(limit + 1)
+                .to_list()
+            )
+            # The keys that have history, one per group (FerretDB v1 runs $group with
+            # a $sum and sorts on the group's fields).
+            groups = await self._agg(
+                schema.ENTITY_VERSIONS,
+                [
+                    {"$match": {**ns, **after}},
+                    {"$group": {"_id": {"t": "$type", "i": "$id"}, "n": {"$sum": 1}}},
+                    {"$sort": {"_id.t": 1, "_id.i": 1}},
+                    {"$limit": limit + 1},
+                ],
+            )
+            by_key = {(d["type"], d["id"]): history.from_current(d) for d in currents}
+            keys = sorted(set(by_key) | {(g["_id"]["t"], g["_id"]["i"]) for g in groups})
+            keys = keys[: limit + 1]
+            missing = [k for k in keys if k not in by_key]
+
+            async def newest(k: tuple[str, str]) -> Doc | None:
+                return await self._coll(schema.ENTITY_VERSIONS).find_one(
+                    {**ns, "type": k[0], "id": k[1]},
+                    history.ROW_FIELDS,
+                    sort=history.NEWEST_FIRST,
+                )
+
+            for k, doc in zip(missing, await asyncio.gather(*map(newest, missing)), strict=True):
+                if doc is not None:  # (None: its history was removed since the group)
+                    by_key[k] = history.from_row(doc)
+        return build_page([by_key[k] for k in keys if k in by_key], limit, history.by_key)
+
+    async def import_entity_versions(
+        self, namespace: str, versions: Sequence[EntityVersion]
+    ) -> None:
+        if not versions:
+            return
+        writes = []
+        for v in versions:
+            key = {"ns": namespace, "type": v.type, "id": v.id}
+            data, size = (None, 0) if v.deleted else self._encode_checked("data", v.data, None)
+            row = history.imported_row(key, v, data, size)
+            self._check_bson("data", row, size)
+            writes.append(
+                ReplaceOne(history.row_key(key, v.version, deleted=v.deleted), row, upsert=True)
+            )
+        with DRIVER_ERRORS("import_entity_versions"):
+            await self._coll(schema.ENTITY_VERSIONS).bulk_write(writes, ordered=True)
+
+    async def purge_history(self, namespace: str) -> int:
+        ns: Doc = {"ns": namespace}
+        rows = self._coll(schema.ENTITY_VERSIONS)
+        removed = 0
+        with DRIVER_ERRORS("purge_history"):
+            for t, i in await self._keys_due(
+                schema.ENTITY_VERSIONS, {"t": "$type", "i": "$id"}, ns, None
+            ):
+                key = {**ns, "type": t, "id": i}
+                async with self._write_lock(namespace, t, i):
+                    current = await self._coll(schema.ENTITIES).find_one(
+                        key, {"_id": 0, "version": 1}
+                    )
+                    if current is not None:
+                        # Below the current version only: a delete racing this one
+                        # writes its rows at the current version, and they stay.
+                        gone: Doc = {**key, "version": {"$lt": current["version"]}}
+                    else:
+                        # The newest row stays: it holds the numbering.
+                        newest = await rows.find_one(key, {"_id": 1}, sort=history.NEWEST_FIRST)
+                        if newest is None:
+                            continue
+                        gone = {**key, "_id": {"$ne": newest["_id"]}}
+                    removed += (await rows.delete_many(gone)).deleted_count
+            removed += await self._erase_revisions(ns, None)
+        return removed
 
     # -- conversations ------------------------------------------------------------------
 
@@ -1100,11 +1327,19 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)
         conv_key = {"ns": namespace, "id": conversation_id}
+        actor = _actor_name()
 
         async def body(
             session: AsyncClientSession | None, claims: Claims
         ) -> Logged[list[MessageRecord]]:
             now = time.time()
+            mine = {"ns": namespace, "cid": conversation_id}
+            # The messages replaced become a revision (stored values copied as they are).
+            replaced = await (
+                msgs.find(mine, _REVISION_COPY_FIELDS, session=session)
+                .sort("seq", ASCENDING)
+                .to_list()
+            )
 
             def update(slot: int) -> Doc:
                 return {
@@ -1113,8 +1348,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 }
 
             await claims.claim()
-            await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
             await self._conversation_write(convs, claims, conv_key, update, session, create=True)
+            if replaced:
+                await self._keep_revision(mine, replaced, now, actor, session)
+            await msgs.delete_many(mine, session=session)
             if n:
                 await msgs.insert_many(
                     self._message_docs(namespace, conversation_id, 1, encoded, now),
@@ -1131,6 +1368,42 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
             return await self._logged("replace_conversation", namespace, body)
+
+    async def _keep_revision(
+        self,
+        mine: Doc,
+        replaced: list[Doc],
+        now: float,
+        actor: str | None,
+        session: AsyncClientSession | None,
+    ) -> None:
+        """Store ``replaced`` (a conversation's messages, as stored) as its next revision,
+        numbered 1 + the highest stored (retention never removes a conversation's newest
+        revision, so a number is not reused while the conversation has revisions). The
+        messages first, the revision document last: a writer that stops in between leaves
+        no revision without its messages; the stray messages count for the numbering
+        and go with the conversation."""
+        number = 1
+        for collection in (schema.REVISIONS, schema.REVISION_MESSAGES):
+            last = await self._coll(collection).find_one(
+                mine, {"_id": 0, "rev": 1}, sort=[("rev", DESCENDING)], session=session
+            )
+            if last is not None:
+                number = max(number, last["rev"] + 1)
+        await self._coll(schema.REVISION_MESSAGES).insert_many(
+            [{**mine, "rev": number, **m} for m in replaced], ordered=True, session=session
+        )
+        await self._coll(schema.REVISIONS).insert_one(
+            {
+                **mine,
+                "rev": number,
+                "replaced_at": now,
+                "actor": actor,
+                "message_count": len(replaced),
+                "bytes": sum(m.get("bytes", 0) for m in replaced),
+            },
+            session=session,
+        )
 
     async def import_conversation(
         self, namespace: str, conversation_id: str, messages: list[MessageRecord]
@@ -1242,9 +1515,13 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         conv_key = {"ns": namespace, "id": conversation_id}
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
+            mine = {"ns": namespace, "cid": conversation_id}
             for _ in range(MAX_RACE_RETRIES):
                 slot = await claims.claim()
-                await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
+                await msgs.delete_many(mine, session=session)
+                # Delete is erase: its revisions go too (again after a replace that got
+                # in first made one).
+                await self._erase_revisions(mine, session)
                 result = await convs.delete_one(
                     {**conv_key, "lp": {"$not": {"$gte": slot}}}, session=session
                 )
@@ -1258,6 +1535,97 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
             return await self._logged("delete_conversation", namespace, body)
+
+    async def _erase_revisions(self, mine: Doc, session: AsyncClientSession | None) -> int:
+        """Delete the revisions of ``mine`` (``{ns, cid}``, or ``{ns}``: all of a
+        namespace), documents first; returns how many."""
+        gone = await self._coll(schema.REVISIONS).delete_many(mine, session=session)
+        await self._coll(schema.REVISION_MESSAGES).delete_many(mine, session=session)
+        return gone.deleted_count
+
+    async def list_conversation_revisions(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[ConversationRevision]:
+        query: Doc = {"ns": namespace, "cid": conversation_id}
+        if cursor:
+            query["rev"] = {"$lt": int(decode_cursor(cursor, int)[0])}
+        with DRIVER_ERRORS("list_conversation_revisions"):
+            docs = await (
+                self._coll(schema.REVISIONS)
+                .find(query, history.REVISION_FIELDS)
+                .sort("rev", DESCENDING)
+                .limit(limit + 1)
+                .to_list()
+            )
+        return build_page([history.from_revision(d) for d in docs], limit, _by_revision)
+
+    async def load_conversation_revision(
+        self, namespace: str, conversation_id: str, revision: int
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        mine = {"ns": namespace, "cid": conversation_id}
+        with DRIVER_ERRORS("load_conversation_revision"):
+            doc = await self._coll(schema.REVISIONS).find_one(
+                {**mine, "rev": revision}, history.REVISION_FIELDS
+            )
+            if doc is None:
+                return None
+            docs = await (
+                self._coll(schema.REVISION_MESSAGES)
+                .find({**mine, "rev": revision}, _MESSAGE_FIELDS)
+                .sort("seq", ASCENDING)
+                .to_list()
+            )
+        messages = [
+            MessageRecord(conversation_id, d["seq"], decode_value(d["message"]), d["created_at"])
+            for d in docs
+        ]
+        return history.from_revision(doc), messages
+
+    async def import_conversation_revision(
+        self,
+        namespace: str,
+        revision: ConversationRevision,
+        messages: Sequence[MessageRecord],
+    ) -> None:
+        cid = revision.conversation_id
+        mine = {"ns": namespace, "cid": cid}
+        encoded = self._encode_messages([m.message for m in messages], None)
+        docs = [
+            {
+                **mine,
+                "rev": revision.revision,
+                "seq": m.seq,
+                "message": value,
+                "bytes": size,
+                "created_at": m.created_at,
+            }
+            for m, (value, size) in zip(messages, encoded, strict=True)
+        ]
+        row = {
+            **mine,
+            "rev": revision.revision,
+            "replaced_at": revision.replaced_at,
+            "actor": revision.actor,
+            "message_count": revision.message_count,
+            "bytes": sum(size for _, size in encoded),
+        }
+
+        async def body(session: AsyncClientSession | None) -> None:
+            rev_msgs = self._coll(schema.REVISION_MESSAGES)
+            await rev_msgs.delete_many({**mine, "rev": revision.revision}, session=session)
+            if docs:
+                await rev_msgs.insert_many(docs, ordered=True, session=session)
+            await self._coll(schema.REVISIONS).replace_one(
+                {**mine, "rev": revision.revision}, row, upsert=True, session=session
+            )
+
+        async with self._write_lock(namespace, "\x00conversation", cid):
+            await self._atomic("import_conversation_revision", body)
 
     async def list_conversations(
         self, namespace: str, *, limit: int, cursor: str | None = None
@@ -1490,6 +1858,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 )
                 report.more[kind] = len(docs) > limit
                 into.extend(PrunedRecord(d["id"], d["ts"]) for d in docs[:limit])
+            if c.versions_on:
+                due = await self._versions_due(namespace, c, limit)
+                report.more["versions"] = len(due) > limit
+                report.versions = due[:limit]
         if dry_run:
             return report
         removed = await asyncio.gather(
@@ -1506,7 +1878,112 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         report.feedback = await self._prune_records(
             namespace, schema.FEEDBACK, changes.FEEDBACK_PRUNED, report.feedback
         )
+        with DRIVER_ERRORS("prune"):
+            await self._remove_versions(namespace, report.versions)
         return report
+
+    async def _keys_due(
+        self, collection: str, group: dict[str, str], match: Doc, more_than: int | None
+    ) -> list[tuple[str, ...]]:
+        """The keys (``group``: output name -> ``$field``) of ``collection`` that have a
+        row matching ``match`` and, with ``more_than``, more than that many."""
+        pipeline: list[Doc] = [
+            {"$match": match},
+            {"$group": {"_id": group, "n": {"$sum": 1}}},
+        ]
+        if more_than is not None:
+            pipeline.append({"$match": {"n": {"$gt": more_than}}})
+        rows = await self._agg(collection, pipeline)
+        return [tuple(r["_id"][name] for name in group) for r in rows]
+
+    async def _versions_due(self, namespace: str, c: Cutoffs, limit: int) -> list[PrunedVersion]:
+        """What the ``versions`` rules remove, in their order (history rows by (type, id,
+        version, deleted), then revisions by (conversation, revision)): up to ``limit + 1``
+        items. Each candidate key's rows are read newest first and ranked
+        (``Cutoffs.version_reason``); the candidate keys come from one aggregation per
+        rule."""
+        keep, before = c.versions_keep, c.versions_saved_before
+        ns: Doc = {"ns": namespace}
+        due: list[PrunedVersion] = []
+        keys: set[tuple[str, ...]] = set()
+        entity_key = {"t": "$type", "i": "$id"}
+        if keep is not None:
+            keys.update(await self._keys_due(schema.ENTITY_VERSIONS, entity_key, ns, keep))
+        if before is not None:
+            aged = {**ns, "saved_at": {"$lt": before}}
+            keys.update(await self._keys_due(schema.ENTITY_VERSIONS, entity_key, aged, None))
+        for t, i in sorted(keys):
+            key = {**ns, "type": t, "id": i}
+            rows = await (
+                self._coll(schema.ENTITY_VERSIONS)
+                .find(key, {"_id": 0, "version": 1, "deleted": 1, "saved_at": 1})
+                .sort(history.NEWEST_FIRST)
+                .to_list()
+            )
+            current = await self._coll(schema.ENTITIES).find_one(key, {"_id": 0, "version": 1})
+            if current is not None:  # a row left equal to the current version is not history
+                rows = [r for r in rows if r["deleted"] or r["version"] != current["version"]]
+            gone = []
+            for rank, row in enumerate(rows):
+                reason = c.version_reason(rank, row["saved_at"], current is None)
+                if reason is not None:
+                    gone.append(PrunedVersion(t, i, row["version"], reason, row["deleted"]))
+            due.extend(reversed(gone))
+            if len(due) > limit:
+                return due
+        cids: set[tuple[str, ...]] = set()
+        if keep is not None:
+            cids.update(await self._keys_due(schema.REVISIONS, {"c": "$cid"}, ns, keep))
+        if before is not None:
+            aged = {**ns, "replaced_at": {"$lt": before}}
+            cids.update(await self._keys_due(schema.REVISIONS, {"c": "$cid"}, aged, None))
+        for (cid,) in sorted(cids):
+            revisions = await (
+                self._coll(schema.REVISIONS)
+                .find({**ns, "cid": cid}, {"_id": 0, "rev": 1, "replaced_at": 1})
+                .sort("rev", DESCENDING)
+                .to_list()
+            )
+            gone = []
+            for rank, doc in enumerate(revisions):
+                # rank 0 holds the revision numbering
+                reason = c.version_reason(rank, doc["replaced_at"], True)
+                if reason is not None:
+                    gone.append(PrunedVersion(None, cid, doc["rev"], reason))
+            due.extend(reversed(gone))
+            if len(due) > limit:
+                return due
+        return due
+
+    async def _remove_versions(self, namespace: str, versions: list[PrunedVersion]) -> None:
+        """Delete the history rows and revisions the rules selected. A history row never
+        changes, and what the rules select of a key stays selected as the key gets newer
+        versions, so the selection needs no second judgement (no event: history rows
+        have none)."""
+        rows = [v for v in versions if v.type is not None]
+        if rows:
+            await self._coll(schema.ENTITY_VERSIONS).bulk_write(
+                [
+                    DeleteOne(
+                        history.row_key(
+                            {"ns": namespace, "type": v.type, "id": v.id},
+                            v.version,
+                            deleted=v.deleted,
+                        )
+                    )
+                    for v in rows
+                ],
+                ordered=False,
+            )
+        for v in versions:
+            if v.type is None:
+                await self._remove_revision(namespace, v.id, v.version)
+
+    async def _remove_revision(self, namespace: str, cid: str, revision: int) -> None:
+        mine = {"ns": namespace, "cid": cid, "rev": revision}
+        # The revision first: one that is listed always has its messages.
+        await self._coll(schema.REVISIONS).delete_one(mine)
+        await self._coll(schema.REVISION_MESSAGES).delete_many(mine)
 
     async def _conversation_fate(
         self, namespace: str, cid: str, c: Cutoffs, session: AsyncClientSession | None
@@ -1551,12 +2028,19 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             session: AsyncClientSession | None, claims: Claims
         ) -> Logged[PrunedEntity | None]:
             await claims.claim()
-            # (no projection: FerretDB v1 rejects one on findAndModify; the doc is small)
-            doc = await self._coll(schema.ENTITIES).find_one_and_delete(
-                {**key, "$and": [_live(now), _prunable_entities(c)]}, session=session
-            )
+            due = {"$and": [_live(now), _prunable_entities(c)]}
+            coll = self._coll(schema.ENTITIES)
+            doc = await coll.find_one({**key, **due}, session=session)
             if doc is None:
                 return None, None
+            # Removed like a delete: the version to history, then (if the rules still
+            # select this very version: a read since touches it without a new rev) the
+            # entity, then the tombstone.
+            await self._keep_version(key, doc, session)
+            gone = await coll.delete_one({**key, "rev": doc["rev"], **due}, session=session)
+            if gone.deleted_count == 0:
+                return None, None
+            await self._leave_tombstone(key, doc["version"], history.RETENTION_ACTOR, session)
             reason = c.entity_reason(doc["updated_at"], doc.get("accessed_at"), False)
             assert reason is not None
             event = event_doc(
@@ -1590,6 +2074,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             if fate.reason == "idle":
                 await msgs.delete_many(mine, session=session)
                 await convs.delete_one(conv_key, session=session)
+                # a whole conversation pruned is erased, as a delete (its revisions too)
+                await self._erase_revisions(mine, session)
                 kind = changes.CONVERSATION_PRUNED
             else:
                 gone = await msgs.delete_many(
