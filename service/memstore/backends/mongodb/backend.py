@@ -77,11 +77,19 @@ from memstore.backends.common import (
     ExpiredEntityPurge,
     build_page,
     by_id,
+    by_key,
+    by_revision,
     by_time,
     check_expected_version,
     check_imported_seqs,
+    check_version_or_at,
+    history_order,
+    keeps_history,
     page_after_id,
+    page_after_key,
+    page_after_revision,
     page_after_time,
+    page_after_version,
 )
 from memstore.backends.mongodb import history, schema
 from memstore.backends.mongodb.changelog import ChangeLog, Claims, event_doc
@@ -129,7 +137,6 @@ from memstore.core.validation import (
     check_json_items_size,
     check_json_size,
     check_size,
-    decode_cursor,
     json_array_size,
 )
 
@@ -205,12 +212,6 @@ _NO_ID = {"_id": 0}
 def _live(now: float) -> Doc:
     """Filter for entities that have not expired (``expires_at`` null/missing or later)."""
     return {"$or": [{"expires_at": None}, {"expires_at": {"$gt": now}}]}
-
-
-def _actor_name() -> str | None:
-    """Who writes (the token's name), as the change log records it."""
-    actor = changes.current_actor()
-    return actor.name if actor is not None else None
 
 
 def _is_live(doc: Doc, now: float) -> bool:
@@ -293,10 +294,6 @@ def _after(cursor: str | None) -> Doc:
 
 def _by_conversation_id(info: ConversationInfo) -> tuple[str]:
     return (info.conversation_id,)
-
-
-def _by_revision(revision: ConversationRevision) -> tuple[int]:
-    return (revision.revision,)
 
 
 def _describe_error(exc: PyMongoError) -> str:
@@ -585,7 +582,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
             await claims.claim()  # after the entity was found expired
-            await self._keep_version(key, doc, session)
+            if keeps_history(key["ns"]):
+                await self._keep_version(key, doc, session)
             result = await self._coll(schema.ENTITIES).delete_one(
                 {**key, "rev": doc["rev"]}, session=session
             )
@@ -815,7 +813,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         """A save, or with ``imported`` an import: that record's version and times as
         given, no version check. The version it replaces moves to history first."""
         coll = self._coll(schema.ENTITIES)
-        actor = _actor_name()
+        actor = changes.current_actor_name()
+        history_kept = keeps_history(key["ns"])
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[EntityRecord]:
             for _ in range(MAX_RACE_RETRIES):
@@ -828,7 +827,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     check_expected_version(expected_version, current)
                     if current is None:
                         # A create continues after every version the key had.
-                        version = 1 + await self._last_version(key, current_doc, session)
+                        version = 1 + await self._last_version(
+                            key, current_doc, session, history_kept
+                        )
                     else:
                         version = current + 1
                     created_at = current_doc["created_at"] if live and current_doc else now
@@ -865,8 +866,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 # Claimed after the read: whoever wrote the version read here claimed
                 # an earlier slot, so the key's events stay in version order.
                 await claims.claim()
-                if current_doc is not None and (
-                    imported is None or current_doc["version"] != imported.version
+                if (
+                    history_kept
+                    and current_doc is not None
+                    and (imported is None or current_doc["version"] != imported.version)
                 ):
                     await self._keep_version(key, current_doc, session)
                 if current_doc is None:
@@ -900,15 +903,22 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         return await self._logged("save_entity", key["ns"], body)
 
     async def _last_version(
-        self, key: Doc, current_doc: Doc | None, session: AsyncClientSession | None
+        self,
+        key: Doc,
+        current_doc: Doc | None,
+        session: AsyncClientSession | None,
+        history_kept: bool,
     ) -> int:
         """The highest version the key has had (its expired document's, its history's,
         its tombstones'), 0 for none: a create continues after it."""
-        row = await self._coll(schema.ENTITY_VERSIONS).find_one(
-            key, {"_id": 0, "version": 1}, sort=history.NEWEST_FIRST, session=session
-        )
-        last = row["version"] if row is not None else 0
-        return max(last, current_doc["version"]) if current_doc is not None else last
+        last = current_doc["version"] if current_doc is not None else 0
+        if history_kept:
+            row = await self._coll(schema.ENTITY_VERSIONS).find_one(
+                key, {"_id": 0, "version": 1}, sort=history.NEWEST_FIRST, session=session
+            )
+            if row is not None:
+                last = max(last, row["version"])
+        return last
 
     async def _keep_version(
         self, key: Doc, current_doc: Doc, session: AsyncClientSession | None
@@ -956,7 +966,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         tombstone is written (without a transaction, a writer that stops before the
         tombstone still leaves the version, which keeps the numbering)."""
         coll = self._coll(schema.ENTITIES)
-        actor = _actor_name()
+        actor = changes.current_actor_name()
+        history_kept = keeps_history(key["ns"])
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
             for _ in range(MAX_RACE_RETRIES):
@@ -969,10 +980,12 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     # which logs its expiry.
                     return False, None
                 await claims.claim()  # after the read, as in a save
-                await self._keep_version(key, current_doc, session)
+                if history_kept:
+                    await self._keep_version(key, current_doc, session)
                 result = await coll.delete_one({**key, "rev": current_doc["rev"]}, session=session)
                 if result.deleted_count == 1:
-                    await self._leave_tombstone(key, current, actor, session)
+                    if history_kept:
+                        await self._leave_tombstone(key, current, actor, session)
                     event = event_doc(
                         changes.ENTITY_DELETED,
                         entity_type=key["type"],
@@ -1030,7 +1043,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[EntityVersion]:
-        after = history.page_after_version(cursor)
+        after = page_after_version(cursor)
         key = {"ns": namespace, "type": entity_type, "id": entity_id}
         with DRIVER_ERRORS("list_entity_versions"):
             current = await self._current_version(key)
@@ -1042,10 +1055,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 .limit(limit + 2)
                 .to_list()
             )
-        if current is not None and after is not None and history.order_key(current) >= after:
+        if current is not None and after is not None and history_order(current) >= after:
             current = None
         items = history.merge_newest_first(current, map(history.from_row, rows))
-        return build_page(items, limit, history.order_key)
+        return build_page(items, limit, history_order)
 
     async def load_entity_version(
         self,
@@ -1056,8 +1069,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         version: int | None = None,
         at: float | None = None,
     ) -> EntityVersion | None:
-        if (version is None) == (at is None):
-            raise InvalidInputError("give exactly one of version and at", field="version")
+        check_version_or_at(version, at)
         key = {"ns": namespace, "type": entity_type, "id": entity_id}
         rows = self._coll(schema.ENTITY_VERSIONS)
         with DRIVER_ERRORS("load_entity_version"):
@@ -1080,7 +1092,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def list_versioned_entities(
         self, namespace: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[EntityVersion]:
-        after = history.after_key(history.page_after_key(cursor))
+        after = history.after_key(page_after_key(cursor))
         ns: Doc = {"ns": namespace}
         with DRIVER_ERRORS("list_versioned_entities"):
             currents = await (
@@ -1101,10 +1113,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     {"$limit": limit + 1},
                 ],
             )
-            by_key = {(d["type"], d["id"]): history.from_current(d) for d in currents}
-            keys = sorted(set(by_key) | {(g["_id"]["t"], g["_id"]["i"]) for g in groups})
+            newest_by_key = {(d["type"], d["id"]): history.from_current(d) for d in currents}
+            keys = sorted(set(newest_by_key) | {(g["_id"]["t"], g["_id"]["i"]) for g in groups})
             keys = keys[: limit + 1]
-            missing = [k for k in keys if k not in by_key]
+            missing = [k for k in keys if k not in newest_by_key]
 
             async def newest(k: tuple[str, str]) -> Doc | None:
                 return await self._coll(schema.ENTITY_VERSIONS).find_one(
@@ -1115,8 +1127,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
             for k, doc in zip(missing, await asyncio.gather(*map(newest, missing)), strict=True):
                 if doc is not None:  # (None: its history was removed since the group)
-                    by_key[k] = history.from_row(doc)
-        return build_page([by_key[k] for k in keys if k in by_key], limit, history.by_key)
+                    newest_by_key[k] = history.from_row(doc)
+        return build_page([newest_by_key[k] for k in keys if k in newest_by_key], limit, by_key)
 
     async def import_entity_versions(
         self, namespace: str, versions: Sequence[EntityVersion]
@@ -1327,7 +1339,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)
         conv_key = {"ns": namespace, "id": conversation_id}
-        actor = _actor_name()
+        actor = changes.current_actor_name()
+        history_kept = keeps_history(namespace)
 
         async def body(
             session: AsyncClientSession | None, claims: Claims
@@ -1335,10 +1348,12 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             now = time.time()
             mine = {"ns": namespace, "cid": conversation_id}
             # The messages replaced become a revision (stored values copied as they are).
-            replaced = await (
-                msgs.find(mine, _REVISION_COPY_FIELDS, session=session)
+            replaced = (
+                await msgs.find(mine, _REVISION_COPY_FIELDS, session=session)
                 .sort("seq", ASCENDING)
                 .to_list()
+                if history_kept
+                else []
             )
 
             def update(slot: int) -> Doc:
@@ -1552,8 +1567,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         limit: int = 100,
     ) -> Page[ConversationRevision]:
         query: Doc = {"ns": namespace, "cid": conversation_id}
-        if cursor:
-            query["rev"] = {"$lt": int(decode_cursor(cursor, int)[0])}
+        if (after := page_after_revision(cursor)) is not None:
+            query["rev"] = {"$lt": after}
         with DRIVER_ERRORS("list_conversation_revisions"):
             docs = await (
                 self._coll(schema.REVISIONS)
@@ -1562,7 +1577,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 .limit(limit + 1)
                 .to_list()
             )
-        return build_page([history.from_revision(d) for d in docs], limit, _by_revision)
+        return build_page([history.from_revision(d) for d in docs], limit, by_revision)
 
     async def load_conversation_revision(
         self, namespace: str, conversation_id: str, revision: int
@@ -2036,11 +2051,14 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             # Removed like a delete: the version to history, then (if the rules still
             # select this very version: a read since touches it without a new rev) the
             # entity, then the tombstone.
-            await self._keep_version(key, doc, session)
+            history_kept = keeps_history(namespace)
+            if history_kept:
+                await self._keep_version(key, doc, session)
             gone = await coll.delete_one({**key, "rev": doc["rev"], **due}, session=session)
             if gone.deleted_count == 0:
                 return None, None
-            await self._leave_tombstone(key, doc["version"], history.RETENTION_ACTOR, session)
+            if history_kept:
+                await self._leave_tombstone(key, doc["version"], changes.RETENTION_ACTOR, session)
             reason = c.entity_reason(doc["updated_at"], doc.get("accessed_at"), False)
             assert reason is not None
             event = event_doc(
@@ -2369,69 +2387,17 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             )
         return sum(parts)
 
-    # -- version history: not yet on this backend (placeholders until it is built) ----------
-
-    async def list_entity_versions(
-        self,
-        namespace: str,
-        entity_type: str,
-        entity_id: str,
-        *,
-        cursor: str | None = None,
-        limit: int = 100,
-    ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def load_entity_version(
-        self,
-        namespace: str,
-        entity_type: str,
-        entity_id: str,
-        *,
-        version: int | None = None,
-        at: float | None = None,
-    ) -> EntityVersion | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def list_versioned_entities(
-        self, namespace: str, *, cursor: str | None = None, limit: int = 100
-    ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def import_entity_versions(
-        self, namespace: str, versions: Sequence[EntityVersion]
-    ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def list_conversation_revisions(
-        self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
-    ) -> Page[ConversationRevision]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def load_conversation_revision(
-        self, namespace: str, conversation_id: str, revision: int
-    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def import_conversation_revision(
-        self,
-        namespace: str,
-        revision: ConversationRevision,
-        messages: Sequence[MessageRecord],
-    ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def purge_history(self, namespace: str) -> int:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
     async def list_namespaces(self) -> list[str] | None:
-        # Conversations count even when empty (their metadata document is data). A $group
-        # rather than distinct: FerretDB v1's distinct refuses the client's maxTimeMS.
+        # Conversations count even when empty (their metadata document is data), and so
+        # does version history (a deleted entity's tombstone). A $group rather than
+        # distinct: FerretDB v1's distinct refuses the client's maxTimeMS.
         with DRIVER_ERRORS("list_namespaces"):
             found = await asyncio.gather(
                 self._group_count(schema.ENTITIES, _live(time.time()), "ns"),
                 self._group_count(schema.CONVERSATIONS, {}, "ns"),
                 self._group_count(schema.TOOL_USAGE, {}, "ns"),
                 self._group_count(schema.FEEDBACK, {}, "ns"),
+                self._group_count(schema.ENTITY_VERSIONS, {}, "ns"),
+                self._group_count(schema.REVISIONS, {}, "ns"),
             )
         return sorted({n for counts in found for n in counts})

@@ -23,14 +23,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from memstore.backends.common import history_order
 from memstore.backends.mongodb.codec import decode_value
 from memstore.core.records import ConversationRevision, EntityVersion
-from memstore.core.validation import decode_cursor, encode_cursor
 
 Doc = dict[str, Any]
-
-#: actor of the tombstone a retention prune leaves
-RETENTION_ACTOR = "retention"
 
 #: history rows, newest first (a tombstone before the live row of the same version)
 NEWEST_FIRST = [("version", -1), ("deleted", -1)]
@@ -128,29 +125,12 @@ def from_current(doc: Doc) -> EntityVersion:
     )
 
 
-# -- order and paging -------------------------------------------------------------------
-
-
-def order_key(version: EntityVersion) -> tuple[int, int]:
-    """Sort key of a key's versions; larger is newer (a tombstone after the live row of
-    its version)."""
-    return (version.version, 1 if version.deleted else 0)
-
-
-def version_cursor(version: EntityVersion) -> str:
-    return encode_cursor(*order_key(version))
-
-
-def page_after_version(cursor: str | None) -> tuple[int, int] | None:
-    """The (version, tombstone) after which a newest-first page of versions starts."""
-    if not cursor:
-        return None
-    version, deleted = decode_cursor(cursor, int, int)
-    return int(version), int(deleted)
+# -- order (paging helpers are shared: ``backends.common``) ------------------------------
 
 
 def older_than(after: tuple[int, int] | None) -> Doc:
-    """Filter for history rows after ``after`` in newest-first order."""
+    """Filter for history rows after ``after`` (``common.page_after_version``) in
+    newest-first order."""
     if after is None:
         return {}
     version, deleted = after
@@ -165,40 +145,19 @@ def merge_newest_first(
     """The current version (if any) among history rows, newest first; a history row
     equal to the current version (left by a writer that stopped between its two writes)
     is skipped."""
-    items = [r for r in rows if current is None or order_key(r) != order_key(current)]
+    items = [r for r in rows if current is None or history_order(r) != history_order(current)]
     if current is not None:
         items.append(current)
-    items.sort(key=order_key, reverse=True)
+    items.sort(key=history_order, reverse=True)
     return items
 
 
-def newest_at(
-    current: EntityVersion | None, rows: Iterable[EntityVersion], at: float
-) -> EntityVersion | None:
-    """The newest version (live or tombstone) saved at or before ``at``."""
-    for item in merge_newest_first(current, rows):
-        if item.saved_at <= at:
-            return item
-    return None
-
-
 def after_key(after: tuple[str, str] | None) -> Doc:
-    """Filter for documents after ``(type, id)`` in (type, id) order."""
+    """Filter for documents after ``(type, id)`` (``common.page_after_key``)."""
     if after is None:
         return {}
     t, i = after
     return {"$or": [{"type": {"$gt": t}}, {"type": t, "id": {"$gt": i}}]}
-
-
-def page_after_key(cursor: str | None) -> tuple[str, str] | None:
-    if not cursor:
-        return None
-    t, i = decode_cursor(cursor, str, str)
-    return str(t), str(i)
-
-
-def by_key(version: EntityVersion) -> tuple[str, str]:
-    return (version.type, version.id)
 
 
 # -- conversation revisions -------------------------------------------------------------
