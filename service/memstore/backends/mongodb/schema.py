@@ -64,10 +64,10 @@ SHARD_KEYS: dict[str, dict[str, Any]] = {
     # position index), which is fine for a log that is written far more than read.
     CHANGES: {"ns": 1, "slot": "hashed"},
     # An entity's history lives with it (same key as ``entities``), a revision's
-    # messages with their conversation.
+    # messages with their conversation (split by revision and seq, as messages are).
     ENTITY_VERSIONS: {"ns": 1, "type": 1, "id": "hashed"},
     REVISIONS: {"ns": 1, "cid": "hashed"},
-    REVISION_MESSAGES: {"ns": 1, "cid": "hashed"},
+    REVISION_MESSAGES: {"ns": 1, "cid": "hashed", "rev": 1, "seq": 1},
 }
 
 #: fields every query on the collection pins with an equality (checked by a test that
