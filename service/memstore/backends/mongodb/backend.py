@@ -1553,7 +1553,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
     async def _erase_revisions(self, mine: Doc, session: AsyncClientSession | None) -> int:
         """Delete the revisions of ``mine`` (``{ns, cid}``, or ``{ns}``: all of a
-        namespace), documents first; returns how many."""
+        namespace, stray messages of a copy that stopped short included), documents
+        first; returns how many."""
         gone = await self._coll(schema.REVISIONS).delete_many(mine, session=session)
         await self._coll(schema.REVISION_MESSAGES).delete_many(mine, session=session)
         return gone.deleted_count

@@ -80,9 +80,11 @@ QUERY_PREFIX: dict[str, tuple[str, ...]] = {
     FEEDBACK: ("ns",),
     CHANGES: ("ns",),
     ENTITY_VERSIONS: ("ns",),
-    # (retention trims revisions by age across a namespace's conversations)
+    # Retention trims revisions across a namespace's conversations, and ``purge_history``
+    # erases every revision's messages of a namespace (rare, admin): both ask each of the
+    # namespace's shards.
     REVISIONS: ("ns",),
-    REVISION_MESSAGES: ("ns", "cid"),
+    REVISION_MESSAGES: ("ns",),
 }
 
 
