@@ -579,7 +579,7 @@ async def test_history_is_written_before_the_entity_changes(
     await mongo.save_entity(ns, "t", "a", {"v": 2})
     assert [(n, c[n]) for n, c in recorder.writes()] == [
         ("findAndModify", "changes"),  # the claim
-        ("update", "entity_versions"),  # v1 into history (an upsert)
+        ("insert", "entity_versions"),  # v1 into history
         ("update", "entities"),  # compare-and-set on rev
         ("insert", "changes"),  # the event
     ]
@@ -587,9 +587,9 @@ async def test_history_is_written_before_the_entity_changes(
     await mongo.delete_entity(ns, "t", "a")
     assert [(n, c[n]) for n, c in recorder.writes()] == [
         ("findAndModify", "changes"),
-        ("update", "entity_versions"),  # v2 into history
+        ("insert", "entity_versions"),  # v2 into history
         ("delete", "entities"),
-        ("update", "entity_versions"),  # the tombstone
+        ("insert", "entity_versions"),  # the tombstone
         ("insert", "changes"),
     ]
 
@@ -615,8 +615,10 @@ async def test_a_save_stopped_after_its_history_write_loses_nothing(
     keep_none = Cutoffs(versions_keep=0)
     dry = await mongo.prune(ns, keep_none, time.time(), dry_run=True, limit=10)
     assert [(v.version, v.deleted) for v in dry.versions] == [(1, False)]
-    # the next save writes the same row again and carries on
+    # the next save writes the same row again (its insert meets the unique key, so it
+    # replaces the row) and carries on
     assert (await mongo.save_entity(ns, "t", "a", {"v": 3})).version == 3
+    assert await mongo._coll(schema.ENTITY_VERSIONS).count_documents(key) == 2
     listed = (await mongo.list_entity_versions(ns, "t", "a")).items
     assert [(v.version, v.data) for v in listed] == [(3, {"v": 3}), (2, {"v": 2}), (1, {"v": 1})]
 

@@ -923,21 +923,34 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def _keep_version(
         self, key: Doc, current_doc: Doc, session: AsyncClientSession | None
     ) -> None:
-        """Write the version an ``entities`` document holds to history. An upsert on the
-        row's unique key: the writer that retries, and the loser of a compare-and-set race
-        (which read the same document), write the same row again."""
-        row = history.history_row(key, current_doc)
-        await self._coll(schema.ENTITY_VERSIONS).replace_one(
-            history.row_key(key, row["version"], deleted=False), row, upsert=True, session=session
-        )
+        """Write the version an ``entities`` document holds to history."""
+        await self._write_row(key, history.history_row(key, current_doc), session)
 
     async def _leave_tombstone(
         self, key: Doc, version: int, actor: str | None, session: AsyncClientSession | None
     ) -> None:
-        row = history.tombstone_row(key, version, time.time(), actor)
-        await self._coll(schema.ENTITY_VERSIONS).replace_one(
-            history.row_key(key, version, deleted=True), row, upsert=True, session=session
-        )
+        await self._write_row(key, history.tombstone_row(key, version, time.time(), actor), session)
+
+    async def _write_row(self, key: Doc, row: Doc, session: AsyncClientSession | None) -> None:
+        """Store a history row, replacing one with its unique key: a writer that runs
+        again, and the loser of a compare-and-set race (which read the same document),
+        write the same row a second time.
+
+        Outside a transaction it is an insert, and a replace only when the unique key
+        says the row is there: an insert reads nothing, where FerretDB evaluates an
+        upsert's filter over the whole collection, which grows with every save. In a
+        transaction a duplicate key would abort it, so it is an upsert (MongoDB finds
+        the row through the unique index)."""
+        coll = self._coll(schema.ENTITY_VERSIONS)
+        unique = history.row_key(key, row["version"], deleted=row["deleted"])
+        if session is not None:
+            await coll.replace_one(unique, row, upsert=True, session=session)
+            return
+        try:
+            await coll.insert_one(row)
+        except DuplicateKeyError:
+            row.pop("_id", None)  # the driver set one on the failed insert
+            await coll.replace_one(unique, row, upsert=True)
 
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
