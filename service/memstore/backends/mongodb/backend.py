@@ -12,7 +12,13 @@ Shape and invariants (the reasoning is in docs/architecture.md, "MongoDB backend
   ``version``/``rev``, checks ``expected_version`` and writes with a filter on ``rev`` (a
   fresh ObjectId per write), or inserts when absent; losing a race means re-reading, so
   a conditional save that lost raises ``ConflictError``. ``rev`` (not ``version``) is the
-  CAS token because an expired entity that is saved again restarts at version 1.
+  CAS token because a pin, and an import of the same version, change the document
+  without a new version.
+* Version history (``history``): the version a save, delete, purge or prune replaces or
+  removes is written to ``entity_versions`` before the entity changes, a delete's
+  tombstone after; a create numbers on from the key's highest history version;
+  ``replace_conversation`` copies the replaced messages as a revision. In the write's
+  transaction where the server has them; without, the order loses no version.
 * Conversations: one document per message (``seq`` from a per-conversation counter
   reserved with one atomic ``$inc``, so concurrent appends get disjoint contiguous ranges),
   never a growing array. Append/replace/delete run in a multi-document transaction where
