@@ -29,7 +29,7 @@ from memstore.core.errors import (
     MemoryStoreError,
     PayloadTooLargeError,
 )
-from memstore.core.records import FeedbackRecord, ToolUsageRecord
+from memstore.core.records import EntityVersion, FeedbackRecord, ToolUsageRecord
 from memstore.core.retention import Cutoffs
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
@@ -713,3 +713,40 @@ async def test_revision_numbers_survive_the_conversation_document(
     assert await mongo.delete_conversation(ns, "c")
     for collection in (schema.REVISIONS, schema.REVISION_MESSAGES):
         assert await mongo._coll(collection).count_documents({"ns": ns}) == 0
+
+
+async def test_version_retention_walks_candidate_keys_in_batches(
+    mongo: MongoDBMemoryBackend,
+) -> None:
+    """The candidate keys of each rule are read ``limit + 1`` at a time and merged: every
+    bounded prune names exactly the first rows of the unbounded one, also when candidate
+    keys give no row (a deleted key's lone tombstone) and one rule's keys are sparse
+    among the other's (a merge that ran past a full batch would skip keys)."""
+    ns = f"h{uuid.uuid4().hex[:8]}"
+    for n in (0, 5):  # an old history row each
+        await mongo.save_entity(ns, "t", f"k{n}", {"v": 1})
+        await mongo.save_entity(ns, "t", f"k{n}", {"v": 2})
+    await asyncio.sleep(0.01)
+    old = time.time()
+    await asyncio.sleep(0.01)
+    await mongo.save_entity(ns, "t", "k3", {"v": 1})  # a young history row
+    await mongo.save_entity(ns, "t", "k3", {"v": 2})
+    lone = [
+        EntityVersion("t", f"k{n}", 1, None, time.time(), None, deleted=True)
+        for n in (1, 2, 4, 6, 7)
+    ]
+    await mongo.import_entity_versions(ns, lone)  # candidates by count, nothing to remove
+    now = time.time()
+    cases = {
+        Cutoffs(versions_keep=0): [("k0", 1), ("k3", 1), ("k5", 1)],
+        Cutoffs(versions_saved_before=old): [("k0", 1), ("k5", 1)],
+        Cutoffs(versions_keep=0, versions_saved_before=old): [("k0", 1), ("k3", 1), ("k5", 1)],
+    }
+    for cutoffs, expected in cases.items():
+        full = await mongo.prune(ns, cutoffs, now, dry_run=True, limit=100)
+        assert [(v.id, v.version) for v in full.versions] == expected
+        assert not any(v.deleted for v in full.versions)
+        for limit in range(1, len(expected) + 1):
+            page = await mongo.prune(ns, cutoffs, now, dry_run=True, limit=limit)
+            assert page.versions == full.versions[:limit], (cutoffs, limit)
+            assert page.more["versions"] is (limit < len(expected))

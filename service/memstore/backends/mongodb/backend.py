@@ -48,7 +48,7 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import bson
@@ -1918,36 +1918,80 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         return report
 
     async def _keys_due(
-        self, collection: str, group: dict[str, str], match: Doc, more_than: int | None
+        self,
+        collection: str,
+        group: dict[str, str],
+        match: Doc,
+        more_than: int | None,
+        batch: int | None = None,
     ) -> list[tuple[str, ...]]:
         """The keys (``group``: output name -> ``$field``) of ``collection`` that have a
-        row matching ``match`` and, with ``more_than``, more than that many."""
+        row matching ``match`` and, with ``more_than``, more than that many; with
+        ``batch``, the first that many in key order."""
         pipeline: list[Doc] = [
             {"$match": match},
             {"$group": {"_id": group, "n": {"$sum": 1}}},
         ]
         if more_than is not None:
             pipeline.append({"$match": {"n": {"$gt": more_than}}})
+        if batch is not None:
+            pipeline += [{"$sort": {f"_id.{name}": 1 for name in group}}, {"$limit": batch}]
         rows = await self._agg(collection, pipeline)
         return [tuple(r["_id"][name] for name in group) for r in rows]
+
+    async def _candidates(
+        self,
+        collection: str,
+        group: dict[str, str],
+        rules: list[tuple[Doc, int | None]],
+        after: Callable[[tuple[str, ...]], Doc],
+        batch: int,
+    ) -> AsyncIterator[tuple[str, ...]]:
+        """The keys any rule (``_keys_due``'s ``match``, ``more_than``) selects, in key
+        order, fetched ``batch`` per rule at a time: a prune reads the groups it needs
+        for its ``limit``, not every key of the namespace. Of the merged batches only
+        the keys up to the lowest last key of a full batch are sure to be in order."""
+        last: tuple[str, ...] | None = None
+        while True:
+            found: set[tuple[str, ...]] = set()
+            bound: tuple[str, ...] | None = None
+            for match, more_than in rules:
+                resume = after(last) if last is not None else {}
+                keys = await self._keys_due(
+                    collection, group, {**match, **resume}, more_than, batch
+                )
+                found.update(keys)
+                if len(keys) == batch and (bound is None or keys[-1] < bound):
+                    bound = keys[-1]
+            for key in sorted(found):
+                if bound is not None and key > bound:
+                    break
+                last = key
+                yield key
+            if bound is None:
+                return
 
     async def _versions_due(self, namespace: str, c: Cutoffs, limit: int) -> list[PrunedVersion]:
         """What the ``versions`` rules remove, in their order (history rows by (type, id,
         version, deleted), then revisions by (conversation, revision)): up to ``limit + 1``
         items. Each candidate key's rows are read newest first and ranked
-        (``Cutoffs.version_reason``); the candidate keys come from one aggregation per
-        rule."""
+        (``Cutoffs.version_reason``); the candidate keys come from aggregations, one per
+        rule (``_candidates``)."""
         keep, before = c.versions_keep, c.versions_saved_before
         ns: Doc = {"ns": namespace}
         due: list[PrunedVersion] = []
-        keys: set[tuple[str, ...]] = set()
-        entity_key = {"t": "$type", "i": "$id"}
+        rules: list[tuple[Doc, int | None]] = []
         if keep is not None:
-            keys.update(await self._keys_due(schema.ENTITY_VERSIONS, entity_key, ns, keep))
+            rules.append((ns, keep))
         if before is not None:
-            aged = {**ns, "saved_at": {"$lt": before}}
-            keys.update(await self._keys_due(schema.ENTITY_VERSIONS, entity_key, aged, None))
-        for t, i in sorted(keys):
+            rules.append(({**ns, "saved_at": {"$lt": before}}, None))
+        async for t, i in self._candidates(
+            schema.ENTITY_VERSIONS,
+            {"t": "$type", "i": "$id"},
+            rules,
+            lambda k: history.after_key((k[0], k[1])),
+            limit + 1,
+        ):
             key = {**ns, "type": t, "id": i}
             rows = await (
                 self._coll(schema.ENTITY_VERSIONS)
@@ -1966,13 +2010,18 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             due.extend(reversed(gone))
             if len(due) > limit:
                 return due
-        cids: set[tuple[str, ...]] = set()
+        rules = []
         if keep is not None:
-            cids.update(await self._keys_due(schema.REVISIONS, {"c": "$cid"}, ns, keep))
+            rules.append((ns, keep))
         if before is not None:
-            aged = {**ns, "replaced_at": {"$lt": before}}
-            cids.update(await self._keys_due(schema.REVISIONS, {"c": "$cid"}, aged, None))
-        for (cid,) in sorted(cids):
+            rules.append(({**ns, "replaced_at": {"$lt": before}}, None))
+        async for (cid,) in self._candidates(
+            schema.REVISIONS,
+            {"c": "$cid"},
+            rules,
+            lambda k: {"cid": {"$gt": k[0]}},
+            limit + 1,
+        ):
             revisions = await (
                 self._coll(schema.REVISIONS)
                 .find({**ns, "cid": cid}, {"_id": 0, "rev": 1, "replaced_at": 1})
