@@ -1,11 +1,12 @@
 """Version history of the MongoDB backend as pure functions: the documents it stores, how
-they read back, the order they are listed in and what retention removes of them.
+they read back and the order they are listed in.
 
 Shape (the reasoning is in docs/architecture.md, "MongoDB backend", "Version history"):
 
 * The current version stays the ``entities`` document, so reads cost what they did. A
   save, delete, purge or prune first writes the version it replaces or removes to
-  ``entity_versions`` (an upsert keyed on ``{ns, type, id, version, deleted}``), then makes
+  ``entity_versions`` (replacing a row with the same unique key ``{ns, type, id, version,
+  deleted}``: ``MongoDBMemoryBackend._write_row``), then makes
   its compare-and-set write on ``rev``; a delete (and a retention prune) then adds the
   tombstone. History first means a version is never lost, even without transactions: a
   writer that stops in between leaves a history row equal to the current version, which
