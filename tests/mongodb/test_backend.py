@@ -9,6 +9,7 @@ start-up, the TTL fallback, error mapping, and the seed-style manager on MongoDB
 from __future__ import annotations
 
 import asyncio
+import datetime
 import random
 import time
 import uuid
@@ -22,8 +23,14 @@ from pymongo import monitoring
 
 from memstore.backends.common import ExpiredEntityPurge
 from memstore.backends.mongodb import MongoDBMemoryBackend, schema
-from memstore.core.errors import BackendUnavailableError, MemoryStoreError, PayloadTooLargeError
-from memstore.core.records import FeedbackRecord, ToolUsageRecord
+from memstore.core.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    MemoryStoreError,
+    PayloadTooLargeError,
+)
+from memstore.core.records import EntityVersion, FeedbackRecord, ToolUsageRecord
+from memstore.core.retention import Cutoffs
 from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 from tests.servers.mongodb import FerretDB
@@ -263,6 +270,30 @@ async def test_every_command_carries_the_shard_key_prefix(
     await mongo.save_feedback(ns, FeedbackRecord("f", "a", "k", {}, 1.0))
     await mongo.query_feedback(ns, agent_name="a", limit=5)
     await mongo.summary(ns)
+    # version history: every read, write, trim and purge of it
+    await mongo.save_entity(ns, "t", "h", {"x": 1})
+    await mongo.save_entity(ns, "t", "h", {"x": 2})
+    await mongo.delete_entity(ns, "t", "h")
+    await mongo.save_entity(ns, "t", "h", {"x": 3})
+    versions = await mongo.list_entity_versions(ns, "t", "h", limit=1)
+    await mongo.list_entity_versions(ns, "t", "h", cursor=versions.next_cursor, limit=1)
+    await mongo.load_entity_version(ns, "t", "h", version=1)
+    await mongo.load_entity_version(ns, "t", "h", at=time.time())
+    keys = await mongo.list_versioned_entities(ns, limit=1)
+    await mongo.list_versioned_entities(ns, cursor=keys.next_cursor, limit=1)
+    await mongo.import_entity_versions(ns, versions.items)
+    await mongo.append_messages(ns, "r", [{"m": 1}])
+    await mongo.replace_conversation(ns, "r", [{"m": 2}])
+    await mongo.replace_conversation(ns, "r", [{"m": 3}])
+    revisions = await mongo.list_conversation_revisions(ns, "r", limit=1)
+    await mongo.list_conversation_revisions(ns, "r", cursor=revisions.next_cursor, limit=1)
+    loaded = await mongo.load_conversation_revision(ns, "r", 1)
+    assert loaded is not None
+    await mongo.import_conversation_revision(ns, *loaded)
+    cutoffs = Cutoffs(versions_keep=0, versions_saved_before=time.time())
+    await mongo.prune(ns, cutoffs, time.time(), dry_run=False, limit=10)
+    await mongo.purge_history(ns)
+    await mongo.delete_conversation(ns, "r")
 
     seen: set[str] = set()
     for name, command in recorder.commands:
@@ -528,3 +559,194 @@ async def test_connect_backfills_the_analytics_hour(
     finally:
         await again.close()
     assert [(t.tool_name, t.calls) for t in got.tools] == [("search", 2)]
+
+
+# -- version history: the MongoDB steps ---------------------------------------------------
+
+
+def _shape(versions: Any) -> list[tuple[int, bool]]:
+    return [(v.version, v.deleted) for v in versions]
+
+
+async def test_history_is_written_before_the_entity_changes(
+    mongo: MongoDBMemoryBackend, recorder: Recorder
+) -> None:
+    """Without a transaction the replaced version is stored first: a writer that stops
+    between its writes can leave a history row too many, never a version too few."""
+    ns = f"h{uuid.uuid4().hex[:8]}"
+    await mongo.save_entity(ns, "t", "a", {"v": 1})
+    recorder.commands.clear()
+    await mongo.save_entity(ns, "t", "a", {"v": 2})
+    assert [(n, c[n]) for n, c in recorder.writes()] == [
+        ("findAndModify", "changes"),  # the claim
+        ("insert", "entity_versions"),  # v1 into history
+        ("update", "entities"),  # compare-and-set on rev
+        ("insert", "changes"),  # the event
+    ]
+    recorder.commands.clear()
+    await mongo.delete_entity(ns, "t", "a")
+    assert [(n, c[n]) for n, c in recorder.writes()] == [
+        ("findAndModify", "changes"),
+        ("insert", "entity_versions"),  # v2 into history
+        ("delete", "entities"),
+        ("insert", "entity_versions"),  # the tombstone
+        ("insert", "changes"),
+    ]
+
+
+async def test_a_save_stopped_after_its_history_write_loses_nothing(
+    mongo: MongoDBMemoryBackend,
+) -> None:
+    ns = f"h{uuid.uuid4().hex[:8]}"
+    key = {"ns": ns, "type": "t", "id": "a"}
+    await mongo.save_entity(ns, "t", "a", {"v": 1})
+    await mongo.save_entity(ns, "t", "a", {"v": 2})
+    # What a save of v3 that stopped after its first write leaves: v2 stored twice.
+    current = await mongo._coll(schema.ENTITIES).find_one(key)
+    assert current is not None
+    await mongo._keep_version(key, current, None)
+    assert await mongo._coll(schema.ENTITY_VERSIONS).count_documents(key) == 2
+    listed = (await mongo.list_entity_versions(ns, "t", "a")).items
+    assert _shape(listed) == [(2, False), (1, False)]
+    page = await mongo.list_entity_versions(ns, "t", "a", limit=1)
+    rest = await mongo.list_entity_versions(ns, "t", "a", cursor=page.next_cursor, limit=1)
+    assert _shape(page.items + rest.items) == [(2, False), (1, False)]
+    assert rest.next_cursor is None
+    keep_none = Cutoffs(versions_keep=0)
+    dry = await mongo.prune(ns, keep_none, time.time(), dry_run=True, limit=10)
+    assert [(v.version, v.deleted) for v in dry.versions] == [(1, False)]
+    # the next save writes the same row again (its insert meets the unique key, so it
+    # replaces the row) and carries on
+    assert (await mongo.save_entity(ns, "t", "a", {"v": 3})).version == 3
+    assert await mongo._coll(schema.ENTITY_VERSIONS).count_documents(key) == 2
+    listed = (await mongo.list_entity_versions(ns, "t", "a")).items
+    assert [(v.version, v.data) for v in listed] == [(3, {"v": 3}), (2, {"v": 2}), (1, {"v": 1})]
+
+
+async def test_a_delete_stopped_before_its_tombstone_keeps_the_numbering(
+    mongo: MongoDBMemoryBackend,
+) -> None:
+    ns = f"h{uuid.uuid4().hex[:8]}"
+    key = {"ns": ns, "type": "t", "id": "a"}
+    await mongo.save_entity(ns, "t", "a", {"v": 1})
+    await mongo.save_entity(ns, "t", "a", {"v": 2})
+    # A delete that stopped after removing the entity: v2 in history, no tombstone.
+    current = await mongo._coll(schema.ENTITIES).find_one(key)
+    assert current is not None
+    await mongo._keep_version(key, current, None)
+    await mongo._coll(schema.ENTITIES).delete_one(key)
+    again = await mongo.save_entity(ns, "t", "a", {"v": "new"}, expected_version=0)
+    assert again.version == 3
+    listed = (await mongo.list_entity_versions(ns, "t", "a")).items
+    assert _shape(listed) == [(3, False), (2, False), (1, False)]
+
+
+async def test_purged_expired_entity_moves_to_history(mongo: MongoDBMemoryBackend) -> None:
+    ns = f"h{uuid.uuid4().hex[:8]}"
+    key = {"ns": ns, "type": "t", "id": "a"}
+    saved = await mongo.save_entity(ns, "t", "a", {"v": 1}, ttl=3600)
+    # aged on the server instead of waiting: expired a second ago
+    past = time.time() - 1
+    await mongo._coll(schema.ENTITIES).update_one(
+        key, {"$set": {"expires_at": past, "expire_on": datetime.datetime(2000, 1, 1)}}
+    )
+    # before the purge the expired row is the key's newest version, and after it too
+    before = (await mongo.list_entity_versions(ns, "t", "a")).items
+    assert await mongo.purge_expired() >= 1
+    assert await mongo._coll(schema.ENTITIES).find_one(key) is None
+    after = (await mongo.list_entity_versions(ns, "t", "a")).items
+    assert after == before
+    assert [(v.version, v.deleted, v.data, v.expires_at) for v in after] == [
+        (1, False, {"v": 1}, past)
+    ]
+    assert after[0].saved_at == saved.updated_at
+    # it holds the numbering: a create continues, and nothing prunes that last row
+    assert (
+        await mongo.prune(ns, Cutoffs(versions_keep=0), time.time(), dry_run=True, limit=9)
+    ).versions == []
+    assert (await mongo.save_entity(ns, "t", "a", {"v": 2}, expected_version=0)).version == 2
+
+
+async def test_concurrent_saves_keep_every_version_once(mongo: MongoDBMemoryBackend) -> None:
+    ns = f"h{uuid.uuid4().hex[:8]}"
+    saved = await asyncio.gather(*(mongo.save_entity(ns, "t", "a", {"n": n}) for n in range(20)))
+    by_version = {r.version: r.data for r in saved}
+    assert sorted(by_version) == list(range(1, 21))
+    listed = (await mongo.list_entity_versions(ns, "t", "a")).items
+    assert [(v.version, v.data) for v in listed] == [(n, by_version[n]) for n in range(20, 0, -1)]
+    # conditional saves on the same version: one wins, its predecessor is stored once
+    results = await asyncio.gather(
+        *(mongo.save_entity(ns, "t", "a", {"c": n}, expected_version=20) for n in range(5)),
+        return_exceptions=True,
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, ConflictError) for r in results if isinstance(r, BaseException))
+    rows = await mongo._coll(schema.ENTITY_VERSIONS).count_documents({"ns": ns, "version": 20})
+    assert rows == 1
+
+
+async def test_revision_numbers_survive_the_conversation_document(
+    mongo: MongoDBMemoryBackend,
+) -> None:
+    """Popping the last message deletes the conversation document, not its revisions; a
+    replace that stopped after copying messages leaves them numbered: neither number is
+    given again."""
+    ns = f"h{uuid.uuid4().hex[:8]}"
+    await mongo.append_messages(ns, "c", [{"m": 1}])
+    await mongo.replace_conversation(ns, "c", [{"m": 2}])  # revision 1
+    assert await mongo.pop_message(ns, "c") is not None
+    assert await mongo._coll(schema.CONVERSATIONS).find_one({"ns": ns, "id": "c"}) is None
+    await mongo.append_messages(ns, "c", [{"m": 3}])
+    await mongo.replace_conversation(ns, "c", [{"m": 4}])
+    listed = (await mongo.list_conversation_revisions(ns, "c")).items
+    assert [(r.revision, r.message_count) for r in listed] == [(2, 1), (1, 1)]
+    # messages of a revision 3 whose document was never written
+    await mongo._coll(schema.REVISION_MESSAGES).insert_one(
+        {"ns": ns, "cid": "c", "rev": 3, "seq": 1, "message": {"stray": 1}, "created_at": 1.0}
+    )
+    await mongo.replace_conversation(ns, "c", [{"m": 5}])
+    listed = (await mongo.list_conversation_revisions(ns, "c")).items
+    assert [r.revision for r in listed] == [4, 2, 1]
+    loaded = await mongo.load_conversation_revision(ns, "c", 4)
+    assert loaded is not None and [m.message for m in loaded[1]] == [{"m": 4}]
+    assert await mongo.load_conversation_revision(ns, "c", 3) is None
+    assert await mongo.delete_conversation(ns, "c")
+    for collection in (schema.REVISIONS, schema.REVISION_MESSAGES):
+        assert await mongo._coll(collection).count_documents({"ns": ns}) == 0
+
+
+async def test_version_retention_walks_candidate_keys_in_batches(
+    mongo: MongoDBMemoryBackend,
+) -> None:
+    """The candidate keys of each rule are read ``limit + 1`` at a time and merged: every
+    bounded prune names exactly the first rows of the unbounded one, also when candidate
+    keys give no row (a deleted key's lone tombstone) and one rule's keys are sparse
+    among the other's (a merge that ran past a full batch would skip keys)."""
+    ns = f"h{uuid.uuid4().hex[:8]}"
+    for n in (0, 5):  # an old history row each
+        await mongo.save_entity(ns, "t", f"k{n}", {"v": 1})
+        await mongo.save_entity(ns, "t", f"k{n}", {"v": 2})
+    await asyncio.sleep(0.01)
+    old = time.time()
+    await asyncio.sleep(0.01)
+    await mongo.save_entity(ns, "t", "k3", {"v": 1})  # a young history row
+    await mongo.save_entity(ns, "t", "k3", {"v": 2})
+    lone = [
+        EntityVersion("t", f"k{n}", 1, None, time.time(), None, deleted=True)
+        for n in (1, 2, 4, 6, 7)
+    ]
+    await mongo.import_entity_versions(ns, lone)  # candidates by count, nothing to remove
+    now = time.time()
+    cases = {
+        Cutoffs(versions_keep=0): [("k0", 1), ("k3", 1), ("k5", 1)],
+        Cutoffs(versions_saved_before=old): [("k0", 1), ("k5", 1)],
+        Cutoffs(versions_keep=0, versions_saved_before=old): [("k0", 1), ("k3", 1), ("k5", 1)],
+    }
+    for cutoffs, expected in cases.items():
+        full = await mongo.prune(ns, cutoffs, now, dry_run=True, limit=100)
+        assert [(v.id, v.version) for v in full.versions] == expected
+        assert not any(v.deleted for v in full.versions)
+        for limit in range(1, len(expected) + 1):
+            page = await mongo.prune(ns, cutoffs, now, dry_run=True, limit=limit)
+            assert page.versions == full.versions[:limit], (cutoffs, limit)
+            assert page.more["versions"] is (limit < len(expected))

@@ -38,6 +38,30 @@ def test_index_commands_unsharded_are_pinned() -> None:
         ),
         one("changes", key={"ns": 1, "slot": 1}, name="changes_key", unique=True),
         one("changes", key={"ns": 1, "pos": 1}, name="changes_by_position"),
+        one(
+            "entity_versions",
+            key={"ns": 1, "type": 1, "id": 1, "version": 1, "deleted": 1},
+            name="entity_versions_key",
+            unique=True,
+        ),
+        one("entity_versions", key={"ns": 1, "saved_at": 1}, name="entity_versions_by_time"),
+        one(
+            "conversation_revisions",
+            key={"ns": 1, "cid": 1, "rev": 1},
+            name="conversation_revisions_key",
+            unique=True,
+        ),
+        one(
+            "conversation_revisions",
+            key={"ns": 1, "replaced_at": 1},
+            name="conversation_revisions_by_time",
+        ),
+        one(
+            "revision_messages",
+            key={"ns": 1, "cid": 1, "rev": 1, "seq": 1},
+            name="revision_messages_key",
+            unique=True,
+        ),
     ]
 
 
@@ -83,6 +107,18 @@ def test_sharding_commands_are_pinned() -> None:
         {"shardCollection": "agent_memory.tool_usage", "key": {"ns": 1, "id": "hashed"}},
         {"shardCollection": "agent_memory.feedback", "key": {"ns": 1, "id": "hashed"}},
         {"shardCollection": "agent_memory.changes", "key": {"ns": 1, "slot": "hashed"}},
+        {
+            "shardCollection": "agent_memory.entity_versions",
+            "key": {"ns": 1, "type": 1, "id": "hashed"},
+        },
+        {
+            "shardCollection": "agent_memory.conversation_revisions",
+            "key": {"ns": 1, "cid": "hashed"},
+        },
+        {
+            "shardCollection": "agent_memory.revision_messages",
+            "key": {"ns": 1, "cid": "hashed", "rev": 1, "seq": 1},
+        },
     ]
     # Hashed shard keys cannot be unique; the command must never ask for it.
     assert all("unique" not in c for c in schema.sharding_commands("x"))

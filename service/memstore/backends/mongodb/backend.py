@@ -12,7 +12,13 @@ Shape and invariants (the reasoning is in docs/architecture.md, "MongoDB backend
   ``version``/``rev``, checks ``expected_version`` and writes with a filter on ``rev`` (a
   fresh ObjectId per write), or inserts when absent; losing a race means re-reading, so
   a conditional save that lost raises ``ConflictError``. ``rev`` (not ``version``) is the
-  CAS token because an expired entity that is saved again restarts at version 1.
+  CAS token because a pin, and an import of the same version, change the document
+  without a new version.
+* Version history (``history``): the version a save, delete, purge or prune replaces or
+  removes is written to ``entity_versions`` before the entity changes, a delete's
+  tombstone after; a create numbers on from the key's highest history version;
+  ``replace_conversation`` copies the replaced messages as a revision. In the write's
+  transaction where the server has them; without, the order loses no version.
 * Conversations: one document per message (``seq`` from a per-conversation counter
   reserved with one atomic ``$inc``, so concurrent appends get disjoint contiguous ranges),
   never a growing array. Append/replace/delete run in a multi-document transaction where
@@ -42,12 +48,20 @@ import datetime
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import bson
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument, UpdateOne
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    AsyncMongoClient,
+    DeleteOne,
+    ReplaceOne,
+    ReturnDocument,
+    UpdateOne,
+)
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -69,14 +83,22 @@ from memstore.backends.common import (
     ExpiredEntityPurge,
     build_page,
     by_id,
+    by_key,
+    by_revision,
     by_time,
     check_expected_version,
     check_imported_seqs,
+    check_version_or_at,
+    history_order,
+    keeps_history,
     logical_size,
     page_after_id,
+    page_after_key,
+    page_after_revision,
     page_after_time,
+    page_after_version,
 )
-from memstore.backends.mongodb import schema
+from memstore.backends.mongodb import history, schema
 from memstore.backends.mongodb.changelog import ChangeLog, Claims, event_doc
 from memstore.backends.mongodb.codec import decode_value, encode_value
 from memstore.core import analytics, changes
@@ -115,6 +137,7 @@ from memstore.core.retention import (
     PrunedConversation,
     PrunedEntity,
     PrunedRecord,
+    PrunedVersion,
     PruneReport,
 )
 from memstore.core.validation import (
@@ -176,8 +199,13 @@ _ENTITY_FIELDS = {
     "expires_at": 1,
     "pinned": 1,
 }
+_ENTITY_FIELDS_WITH_ACTOR = {**_ENTITY_FIELDS, "actor": 1}
 _CAS_FIELDS = {"_id": 0, "version": 1, "created_at": 1, "expires_at": 1, "rev": 1, "pinned": 1}
+#: what a save or delete reads: the compare-and-set fields and the version's history row
+_SAVE_FIELDS = {**_CAS_FIELDS, **history.CURRENT_FIELDS}
 _MESSAGE_FIELDS = {"_id": 0, "seq": 1, "message": 1, "created_at": 1}
+#: what a revision keeps of each replaced message
+_REVISION_COPY_FIELDS = {**_MESSAGE_FIELDS, "bytes": 1}
 _CONVERSATION_FIELDS = {
     "_id": 0,
     "id": 1,
@@ -545,7 +573,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     "expire_on": {"$lte": _expire_on(now)},
                     "expires_at": {"$lte": now},
                 },
-                {"_id": 0, "ns": 1, "type": 1, "id": 1, "rev": 1, "version": 1},
+                {"ns": 1, "type": 1, "id": 1, "rev": 1, **history.CURRENT_FIELDS},
             ).to_list()
             for doc in expired:
                 key = {"ns": doc["ns"], "type": doc["type"], "id": doc["id"]}
@@ -555,10 +583,14 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         return purged
 
     async def _purge_one(self, key: Doc, doc: Doc) -> bool:
-        """Delete one expired entity if it is still the version found, with its event."""
+        """Delete one expired entity if it is still the version found, with its event.
+        Its version moves to history first (no tombstone: it was not deleted, and the
+        history row keeps the numbering)."""
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
             await claims.claim()  # after the entity was found expired
+            if keeps_history(key["ns"]):
+                await self._keep_version(key, doc, session)
             result = await self._coll(schema.ENTITIES).delete_one(
                 {**key, "rev": doc["rev"]}, session=session
             )
@@ -786,18 +818,27 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         imported: EntityRecord | None = None,
     ) -> EntityRecord:
         """A save, or with ``imported`` an import: that record's version and times as
-        given, no version check."""
+        given, no version check. The version it replaces moves to history first."""
         coll = self._coll(schema.ENTITIES)
+        actor = changes.current_actor_name()
+        history_kept = keeps_history(key["ns"])
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[EntityRecord]:
             for _ in range(MAX_RACE_RETRIES):
                 now = time.time()
-                current_doc = await coll.find_one(key, _CAS_FIELDS, session=session)
+                # The whole document: the version it holds moves to history.
+                current_doc = await coll.find_one(key, _SAVE_FIELDS, session=session)
                 live = current_doc is not None and _is_live(current_doc, now)
                 current = current_doc["version"] if live and current_doc else None
                 if imported is None:
                     check_expected_version(expected_version, current)
-                    version = (current or 0) + 1
+                    if current is None:
+                        # A create continues after every version the key had.
+                        version = 1 + await self._last_version(
+                            key, current_doc, session, history_kept
+                        )
+                    else:
+                        version = current + 1
                     created_at = current_doc["created_at"] if live and current_doc else now
                     updated_at = now
                     expires_at = now + ttl if ttl is not None else None
@@ -818,6 +859,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     "updated_at": updated_at,
                     "expires_at": expires_at,
                 }
+                if actor is not None:
+                    doc["actor"] = actor  # who wrote this version (its history row keeps it)
                 if expires_at is not None:
                     doc["expire_on"] = _expire_on(expires_at)
                 # a replace keeps the pin (a pin sets a new rev, so it cannot be lost to
@@ -831,6 +874,12 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 # Claimed after the read: whoever wrote the version read here claimed
                 # an earlier slot, so the key's events stay in version order.
                 await claims.claim()
+                if (
+                    history_kept
+                    and current_doc is not None
+                    and (imported is None or current_doc["version"] != imported.version)
+                ):
+                    await self._keep_version(key, current_doc, session)
                 if current_doc is None:
                     # A concurrent create makes this a duplicate key: run again.
                     await coll.insert_one(doc, session=session)
@@ -861,6 +910,56 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
         return await self._logged("save_entity", key["ns"], body)
 
+    async def _last_version(
+        self,
+        key: Doc,
+        current_doc: Doc | None,
+        session: AsyncClientSession | None,
+        history_kept: bool,
+    ) -> int:
+        """The highest version the key has had (its expired document's, its history's,
+        its tombstones'), 0 for none: a create continues after it."""
+        last = current_doc["version"] if current_doc is not None else 0
+        if history_kept:
+            row = await self._coll(schema.ENTITY_VERSIONS).find_one(
+                key, {"_id": 0, "version": 1}, sort=history.NEWEST_FIRST, session=session
+            )
+            if row is not None:
+                last = max(last, row["version"])
+        return last
+
+    async def _keep_version(
+        self, key: Doc, current_doc: Doc, session: AsyncClientSession | None
+    ) -> None:
+        """Write the version an ``entities`` document holds to history."""
+        await self._write_row(key, history.history_row(key, current_doc), session)
+
+    async def _leave_tombstone(
+        self, key: Doc, version: int, actor: str | None, session: AsyncClientSession | None
+    ) -> None:
+        await self._write_row(key, history.tombstone_row(key, version, time.time(), actor), session)
+
+    async def _write_row(self, key: Doc, row: Doc, session: AsyncClientSession | None) -> None:
+        """Store a history row, replacing one with its unique key: a writer that runs
+        again, and the loser of a compare-and-set race (which read the same document),
+        write the same row a second time.
+
+        Outside a transaction it is an insert, and a replace only when the unique key
+        says the row is there: an insert reads nothing, where FerretDB evaluates an
+        upsert's filter over the whole collection, which grows with every save. In a
+        transaction a duplicate key would abort it, so it is an upsert (MongoDB finds
+        the row through the unique index)."""
+        coll = self._coll(schema.ENTITY_VERSIONS)
+        unique = history.row_key(key, row["version"], deleted=row["deleted"])
+        if session is not None:
+            await coll.replace_one(unique, row, upsert=True, session=session)
+            return
+        try:
+            await coll.insert_one(row)
+        except DuplicateKeyError:
+            row.pop("_id", None)  # the driver set one on the failed insert
+            await coll.replace_one(unique, row, upsert=True)
+
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
     ) -> EntityRecord | None:
@@ -884,11 +983,16 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             return await self._delete_entity(key, expected_version)
 
     async def _delete_entity(self, key: Doc, expected_version: int | None) -> bool:
+        """The deleted version moves to history, then the entity goes, then its
+        tombstone is written (without a transaction, a writer that stops before the
+        tombstone still leaves the version, which keeps the numbering)."""
         coll = self._coll(schema.ENTITIES)
+        actor = changes.current_actor_name()
+        history_kept = keeps_history(key["ns"])
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
             for _ in range(MAX_RACE_RETRIES):
-                current_doc = await coll.find_one(key, _CAS_FIELDS, session=session)
+                current_doc = await coll.find_one(key, _SAVE_FIELDS, session=session)
                 live = current_doc is not None and _is_live(current_doc, time.time())
                 current = current_doc["version"] if live and current_doc else None
                 check_expected_version(expected_version, current)
@@ -897,8 +1001,12 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                     # which logs its expiry.
                     return False, None
                 await claims.claim()  # after the read, as in a save
+                if history_kept:
+                    await self._keep_version(key, current_doc, session)
                 result = await coll.delete_one({**key, "rev": current_doc["rev"]}, session=session)
                 if result.deleted_count == 1:
+                    if history_kept:
+                        await self._leave_tombstone(key, current, actor, session)
                     event = event_doc(
                         changes.ENTITY_DELETED,
                         entity_type=key["type"],
@@ -938,6 +1046,154 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 schema.ENTITIES, {"ns": namespace, **_live(time.time())}, "type"
             )
         return sorted(counts)
+
+    # -- version history (pure parts: history.py) -----------------------------------------
+
+    async def _current_version(self, key: Doc) -> EntityVersion | None:
+        """The version the ``entities`` document holds, expired or not (an expired one is
+        the history row the purge is about to write)."""
+        doc = await self._coll(schema.ENTITIES).find_one(key, _ENTITY_FIELDS_WITH_ACTOR)
+        return history.from_current(doc) if doc is not None else None
+
+    async def list_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[EntityVersion]:
+        after = page_after_version(cursor)
+        key = {"ns": namespace, "type": entity_type, "id": entity_id}
+        with DRIVER_ERRORS("list_entity_versions"):
+            current = await self._current_version(key)
+            # One more than a page, and one for a row that repeats the current version.
+            rows = await (
+                self._coll(schema.ENTITY_VERSIONS)
+                .find({**key, **history.older_than(after)}, history.ROW_FIELDS)
+                .sort(history.NEWEST_FIRST)
+                .limit(limit + 2)
+                .to_list()
+            )
+        if current is not None and after is not None and history_order(current) >= after:
+            current = None
+        items = history.merge_newest_first(current, map(history.from_row, rows))
+        return build_page(items, limit, history_order)
+
+    async def load_entity_version(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        check_version_or_at(version, at)
+        key = {"ns": namespace, "type": entity_type, "id": entity_id}
+        rows = self._coll(schema.ENTITY_VERSIONS)
+        with DRIVER_ERRORS("load_entity_version"):
+            current = await self._current_version(key)
+            if version is not None:
+                if current is not None and current.version == version:
+                    return current
+                doc = await rows.find_one(
+                    history.row_key(key, version, deleted=False), history.ROW_FIELDS
+                )
+                return history.from_row(doc) if doc is not None else None
+            assert at is not None
+            if current is not None and current.saved_at <= at:
+                return current
+            doc = await rows.find_one(
+                {**key, "saved_at": {"$lte": at}}, history.ROW_FIELDS, sort=history.NEWEST_FIRST
+            )
+        return history.from_row(doc) if doc is not None else None
+
+    async def list_versioned_entities(
+        self, namespace: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[EntityVersion]:
+        after = history.after_key(page_after_key(cursor))
+        ns: Doc = {"ns": namespace}
+        with DRIVER_ERRORS("list_versioned_entities"):
+            currents = await (
+                self._coll(schema.ENTITIES)
+                .find({**ns, **after}, _ENTITY_FIELDS_WITH_ACTOR)
+                .sort([("type", ASCENDING), ("id", ASCENDING)])
+                .limit(limit + 1)
+                .to_list()
+            )
+            # The keys that have history, one per group (FerretDB v1 runs $group with
+            # a $sum and sorts on the group's fields).
+            groups = await self._agg(
+                schema.ENTITY_VERSIONS,
+                [
+                    {"$match": {**ns, **after}},
+                    {"$group": {"_id": {"t": "$type", "i": "$id"}, "n": {"$sum": 1}}},
+                    {"$sort": {"_id.t": 1, "_id.i": 1}},
+                    {"$limit": limit + 1},
+                ],
+            )
+            newest_by_key = {(d["type"], d["id"]): history.from_current(d) for d in currents}
+            keys = sorted(set(newest_by_key) | {(g["_id"]["t"], g["_id"]["i"]) for g in groups})
+            keys = keys[: limit + 1]
+            missing = [k for k in keys if k not in newest_by_key]
+
+            async def newest(k: tuple[str, str]) -> Doc | None:
+                return await self._coll(schema.ENTITY_VERSIONS).find_one(
+                    {**ns, "type": k[0], "id": k[1]},
+                    history.ROW_FIELDS,
+                    sort=history.NEWEST_FIRST,
+                )
+
+            for k, doc in zip(missing, await asyncio.gather(*map(newest, missing)), strict=True):
+                if doc is not None:  # (None: its history was removed since the group)
+                    newest_by_key[k] = history.from_row(doc)
+        return build_page([newest_by_key[k] for k in keys if k in newest_by_key], limit, by_key)
+
+    async def import_entity_versions(
+        self, namespace: str, versions: Sequence[EntityVersion]
+    ) -> None:
+        if not versions:
+            return
+        writes = []
+        for v in versions:
+            key = {"ns": namespace, "type": v.type, "id": v.id}
+            data, size = (None, 0) if v.deleted else self._encode_checked("data", v.data, None)
+            row = history.imported_row(key, v, data, size)
+            self._check_bson("data", row, size)
+            writes.append(
+                ReplaceOne(history.row_key(key, v.version, deleted=v.deleted), row, upsert=True)
+            )
+        with DRIVER_ERRORS("import_entity_versions"):
+            await self._coll(schema.ENTITY_VERSIONS).bulk_write(writes, ordered=True)
+
+    async def purge_history(self, namespace: str) -> int:
+        ns: Doc = {"ns": namespace}
+        rows = self._coll(schema.ENTITY_VERSIONS)
+        removed = 0
+        with DRIVER_ERRORS("purge_history"):
+            for t, i in await self._keys_due(
+                schema.ENTITY_VERSIONS, {"t": "$type", "i": "$id"}, ns, None
+            ):
+                key = {**ns, "type": t, "id": i}
+                async with self._write_lock(namespace, t, i):
+                    current = await self._coll(schema.ENTITIES).find_one(
+                        key, {"_id": 0, "version": 1}
+                    )
+                    if current is not None:
+                        # Below the current version only: a delete racing this one
+                        # writes its rows at the current version, and they stay.
+                        gone: Doc = {**key, "version": {"$lt": current["version"]}}
+                    else:
+                        # The newest row stays: it holds the numbering.
+                        newest = await rows.find_one(key, {"_id": 1}, sort=history.NEWEST_FIRST)
+                        if newest is None:
+                            continue
+                        gone = {**key, "_id": {"$ne": newest["_id"]}}
+                    removed += (await rows.delete_many(gone)).deleted_count
+            removed += await self._erase_revisions(ns, None)
+        return removed
 
     # -- conversations ------------------------------------------------------------------
 
@@ -1105,11 +1361,22 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         convs = self._coll(schema.CONVERSATIONS)
         msgs = self._coll(schema.MESSAGES)
         conv_key = {"ns": namespace, "id": conversation_id}
+        actor = changes.current_actor_name()
+        history_kept = keeps_history(namespace)
 
         async def body(
             session: AsyncClientSession | None, claims: Claims
         ) -> Logged[list[MessageRecord]]:
             now = time.time()
+            mine = {"ns": namespace, "cid": conversation_id}
+            # The messages replaced become a revision (stored values copied as they are).
+            replaced = (
+                await msgs.find(mine, _REVISION_COPY_FIELDS, session=session)
+                .sort("seq", ASCENDING)
+                .to_list()
+                if history_kept
+                else []
+            )
 
             def update(slot: int) -> Doc:
                 return {
@@ -1118,8 +1385,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 }
 
             await claims.claim()
-            await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
             await self._conversation_write(convs, claims, conv_key, update, session, create=True)
+            if replaced:
+                await self._keep_revision(mine, replaced, now, actor, session)
+            await msgs.delete_many(mine, session=session)
             if n:
                 await msgs.insert_many(
                     self._message_docs(namespace, conversation_id, 1, encoded, now),
@@ -1136,6 +1405,42 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
             return await self._logged("replace_conversation", namespace, body)
+
+    async def _keep_revision(
+        self,
+        mine: Doc,
+        replaced: list[Doc],
+        now: float,
+        actor: str | None,
+        session: AsyncClientSession | None,
+    ) -> None:
+        """Store ``replaced`` (a conversation's messages, as stored) as its next revision,
+        numbered 1 + the highest stored (retention never removes a conversation's newest
+        revision, so a number is not reused while the conversation has revisions). The
+        messages first, the revision document last: a writer that stops in between leaves
+        no revision without its messages; the stray messages count for the numbering
+        and go with the conversation."""
+        number = 1
+        for collection in (schema.REVISIONS, schema.REVISION_MESSAGES):
+            last = await self._coll(collection).find_one(
+                mine, {"_id": 0, "rev": 1}, sort=[("rev", DESCENDING)], session=session
+            )
+            if last is not None:
+                number = max(number, last["rev"] + 1)
+        await self._coll(schema.REVISION_MESSAGES).insert_many(
+            [{**mine, "rev": number, **m} for m in replaced], ordered=True, session=session
+        )
+        await self._coll(schema.REVISIONS).insert_one(
+            {
+                **mine,
+                "rev": number,
+                "replaced_at": now,
+                "actor": actor,
+                "message_count": len(replaced),
+                "bytes": sum(m.get("bytes", 0) for m in replaced),
+            },
+            session=session,
+        )
 
     async def import_conversation(
         self, namespace: str, conversation_id: str, messages: list[MessageRecord]
@@ -1247,9 +1552,13 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         conv_key = {"ns": namespace, "id": conversation_id}
 
         async def body(session: AsyncClientSession | None, claims: Claims) -> Logged[bool]:
+            mine = {"ns": namespace, "cid": conversation_id}
             for _ in range(MAX_RACE_RETRIES):
                 slot = await claims.claim()
-                await msgs.delete_many({"ns": namespace, "cid": conversation_id}, session=session)
+                await msgs.delete_many(mine, session=session)
+                # Delete is erase: its revisions go too (again after a replace that got
+                # in first made one).
+                await self._erase_revisions(mine, session)
                 result = await convs.delete_one(
                     {**conv_key, "lp": {"$not": {"$gte": slot}}}, session=session
                 )
@@ -1263,6 +1572,98 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
 
         async with self._write_lock(namespace, "\x00conversation", conversation_id):
             return await self._logged("delete_conversation", namespace, body)
+
+    async def _erase_revisions(self, mine: Doc, session: AsyncClientSession | None) -> int:
+        """Delete the revisions of ``mine`` (``{ns, cid}``, or ``{ns}``: all of a
+        namespace, stray messages of a copy that stopped short included), documents
+        first; returns how many."""
+        gone = await self._coll(schema.REVISIONS).delete_many(mine, session=session)
+        await self._coll(schema.REVISION_MESSAGES).delete_many(mine, session=session)
+        return gone.deleted_count
+
+    async def list_conversation_revisions(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[ConversationRevision]:
+        query: Doc = {"ns": namespace, "cid": conversation_id}
+        if (after := page_after_revision(cursor)) is not None:
+            query["rev"] = {"$lt": after}
+        with DRIVER_ERRORS("list_conversation_revisions"):
+            docs = await (
+                self._coll(schema.REVISIONS)
+                .find(query, history.REVISION_FIELDS)
+                .sort("rev", DESCENDING)
+                .limit(limit + 1)
+                .to_list()
+            )
+        return build_page([history.from_revision(d) for d in docs], limit, by_revision)
+
+    async def load_conversation_revision(
+        self, namespace: str, conversation_id: str, revision: int
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        mine = {"ns": namespace, "cid": conversation_id}
+        with DRIVER_ERRORS("load_conversation_revision"):
+            doc = await self._coll(schema.REVISIONS).find_one(
+                {**mine, "rev": revision}, history.REVISION_FIELDS
+            )
+            if doc is None:
+                return None
+            docs = await (
+                self._coll(schema.REVISION_MESSAGES)
+                .find({**mine, "rev": revision}, _MESSAGE_FIELDS)
+                .sort("seq", ASCENDING)
+                .to_list()
+            )
+        messages = [
+            MessageRecord(conversation_id, d["seq"], decode_value(d["message"]), d["created_at"])
+            for d in docs
+        ]
+        return history.from_revision(doc), messages
+
+    async def import_conversation_revision(
+        self,
+        namespace: str,
+        revision: ConversationRevision,
+        messages: Sequence[MessageRecord],
+    ) -> None:
+        cid = revision.conversation_id
+        mine = {"ns": namespace, "cid": cid}
+        encoded = self._encode_messages([m.message for m in messages], None)
+        docs = [
+            {
+                **mine,
+                "rev": revision.revision,
+                "seq": m.seq,
+                "message": value,
+                "bytes": size,
+                "created_at": m.created_at,
+            }
+            for m, (value, size) in zip(messages, encoded, strict=True)
+        ]
+        row = {
+            **mine,
+            "rev": revision.revision,
+            "replaced_at": revision.replaced_at,
+            "actor": revision.actor,
+            "message_count": revision.message_count,
+            "bytes": sum(size for _, size in encoded),
+        }
+
+        async def body(session: AsyncClientSession | None) -> None:
+            rev_msgs = self._coll(schema.REVISION_MESSAGES)
+            await rev_msgs.delete_many({**mine, "rev": revision.revision}, session=session)
+            if docs:
+                await rev_msgs.insert_many(docs, ordered=True, session=session)
+            await self._coll(schema.REVISIONS).replace_one(
+                {**mine, "rev": revision.revision}, row, upsert=True, session=session
+            )
+
+        async with self._write_lock(namespace, "\x00conversation", cid):
+            await self._atomic("import_conversation_revision", body)
 
     async def list_conversations(
         self, namespace: str, *, limit: int, cursor: str | None = None
@@ -1497,6 +1898,10 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 )
                 report.more[kind] = len(docs) > limit
                 into.extend(PrunedRecord(d["id"], d["ts"]) for d in docs[:limit])
+            if c.versions_on:
+                due = await self._versions_due(namespace, c, limit)
+                report.more["versions"] = len(due) > limit
+                report.versions = due[:limit]
         if dry_run:
             return report
         removed = await asyncio.gather(
@@ -1513,7 +1918,161 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         report.feedback = await self._prune_records(
             namespace, schema.FEEDBACK, changes.FEEDBACK_PRUNED, report.feedback
         )
+        with DRIVER_ERRORS("prune"):
+            await self._remove_versions(namespace, report.versions)
         return report
+
+    async def _keys_due(
+        self,
+        collection: str,
+        group: dict[str, str],
+        match: Doc,
+        more_than: int | None,
+        batch: int | None = None,
+    ) -> list[tuple[str, ...]]:
+        """The keys (``group``: output name -> ``$field``) of ``collection`` that have a
+        row matching ``match`` and, with ``more_than``, more than that many; with
+        ``batch``, the first that many in key order."""
+        pipeline: list[Doc] = [
+            {"$match": match},
+            {"$group": {"_id": group, "n": {"$sum": 1}}},
+        ]
+        if more_than is not None:
+            pipeline.append({"$match": {"n": {"$gt": more_than}}})
+        if batch is not None:
+            pipeline += [{"$sort": {f"_id.{name}": 1 for name in group}}, {"$limit": batch}]
+        rows = await self._agg(collection, pipeline)
+        return [tuple(r["_id"][name] for name in group) for r in rows]
+
+    async def _candidates(
+        self,
+        collection: str,
+        group: dict[str, str],
+        rules: list[tuple[Doc, int | None]],
+        after: Callable[[tuple[str, ...]], Doc],
+        batch: int,
+    ) -> AsyncIterator[tuple[str, ...]]:
+        """The keys any rule (``_keys_due``'s ``match``, ``more_than``) selects, in key
+        order, fetched ``batch`` per rule at a time: a prune reads the groups it needs
+        for its ``limit``, not every key of the namespace. Of the merged batches only
+        the keys up to the lowest last key of a full batch are sure to be in order."""
+        last: tuple[str, ...] | None = None
+        while True:
+            found: set[tuple[str, ...]] = set()
+            bound: tuple[str, ...] | None = None
+            for match, more_than in rules:
+                resume = after(last) if last is not None else {}
+                keys = await self._keys_due(
+                    collection, group, {**match, **resume}, more_than, batch
+                )
+                found.update(keys)
+                if len(keys) == batch and (bound is None or keys[-1] < bound):
+                    bound = keys[-1]
+            for key in sorted(found):
+                if bound is not None and key > bound:
+                    break
+                last = key
+                yield key
+            if bound is None:
+                return
+
+    async def _versions_due(self, namespace: str, c: Cutoffs, limit: int) -> list[PrunedVersion]:
+        """What the ``versions`` rules remove, in their order (history rows by (type, id,
+        version, deleted), then revisions by (conversation, revision)): up to ``limit + 1``
+        items. Each candidate key's rows are read newest first and ranked
+        (``Cutoffs.version_reason``); the candidate keys come from aggregations, one per
+        rule (``_candidates``)."""
+        keep, before = c.versions_keep, c.versions_saved_before
+        ns: Doc = {"ns": namespace}
+        due: list[PrunedVersion] = []
+        rules: list[tuple[Doc, int | None]] = []
+        if keep is not None:
+            rules.append((ns, keep))
+        if before is not None:
+            rules.append(({**ns, "saved_at": {"$lt": before}}, None))
+        async for t, i in self._candidates(
+            schema.ENTITY_VERSIONS,
+            {"t": "$type", "i": "$id"},
+            rules,
+            lambda k: history.after_key((k[0], k[1])),
+            limit + 1,
+        ):
+            key = {**ns, "type": t, "id": i}
+            rows = await (
+                self._coll(schema.ENTITY_VERSIONS)
+                .find(key, {"_id": 0, "version": 1, "deleted": 1, "saved_at": 1})
+                .sort(history.NEWEST_FIRST)
+                .to_list()
+            )
+            current = await self._coll(schema.ENTITIES).find_one(key, {"_id": 0, "version": 1})
+            if current is not None:  # a row left equal to the current version is not history
+                rows = [r for r in rows if r["deleted"] or r["version"] != current["version"]]
+            gone = []
+            for rank, row in enumerate(rows):
+                reason = c.version_reason(rank, row["saved_at"], current is None)
+                if reason is not None:
+                    gone.append(PrunedVersion(t, i, row["version"], reason, row["deleted"]))
+            due.extend(reversed(gone))
+            if len(due) > limit:
+                return due
+        rules = []
+        if keep is not None:
+            rules.append((ns, keep))
+        if before is not None:
+            rules.append(({**ns, "replaced_at": {"$lt": before}}, None))
+        async for (cid,) in self._candidates(
+            schema.REVISIONS,
+            {"c": "$cid"},
+            rules,
+            lambda k: {"cid": {"$gt": k[0]}},
+            limit + 1,
+        ):
+            revisions = await (
+                self._coll(schema.REVISIONS)
+                .find({**ns, "cid": cid}, {"_id": 0, "rev": 1, "replaced_at": 1})
+                .sort("rev", DESCENDING)
+                .to_list()
+            )
+            gone = []
+            for rank, doc in enumerate(revisions):
+                # rank 0 holds the revision numbering
+                reason = c.version_reason(rank, doc["replaced_at"], True)
+                if reason is not None:
+                    gone.append(PrunedVersion(None, cid, doc["rev"], reason))
+            due.extend(reversed(gone))
+            if len(due) > limit:
+                return due
+        return due
+
+    async def _remove_versions(self, namespace: str, versions: list[PrunedVersion]) -> None:
+        """Delete the history rows and revisions the rules selected. A history row never
+        changes, and what the rules select of a key stays selected as the key gets newer
+        versions, so the selection needs no second judgement (no event: history rows
+        have none)."""
+        rows = [v for v in versions if v.type is not None]
+        if rows:
+            await self._coll(schema.ENTITY_VERSIONS).bulk_write(
+                [
+                    DeleteOne(
+                        history.row_key(
+                            {"ns": namespace, "type": v.type, "id": v.id},
+                            v.version,
+                            deleted=v.deleted,
+                        )
+                    )
+                    for v in rows
+                ],
+                ordered=False,
+            )
+        for v in versions:
+            if v.type is None:
+                await self._remove_revision(namespace, v.id, v.version)
+
+    async def _remove_revision(self, namespace: str, cid: str, revision: int) -> None:
+        mine = {"ns": namespace, "cid": cid, "rev": revision}
+        # The revision first: one that is listed always has its messages.
+        await self._coll(schema.REVISIONS).delete_one(mine)
+        await self._coll(schema.REVISION_MESSAGES).delete_many(mine)
 
     async def _conversation_fate(
         self, namespace: str, cid: str, c: Cutoffs, session: AsyncClientSession | None
@@ -1558,12 +2117,22 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             session: AsyncClientSession | None, claims: Claims
         ) -> Logged[PrunedEntity | None]:
             await claims.claim()
-            # (no projection: FerretDB v1 rejects one on findAndModify; the doc is small)
-            doc = await self._coll(schema.ENTITIES).find_one_and_delete(
-                {**key, "$and": [_live(now), _prunable_entities(c)]}, session=session
-            )
+            due = {"$and": [_live(now), _prunable_entities(c)]}
+            coll = self._coll(schema.ENTITIES)
+            doc = await coll.find_one({**key, **due}, session=session)
             if doc is None:
                 return None, None
+            # Removed like a delete: the version to history, then (if the rules still
+            # select this very version: a read since touches it without a new rev) the
+            # entity, then the tombstone.
+            history_kept = keeps_history(namespace)
+            if history_kept:
+                await self._keep_version(key, doc, session)
+            gone = await coll.delete_one({**key, "rev": doc["rev"], **due}, session=session)
+            if gone.deleted_count == 0:
+                return None, None
+            if history_kept:
+                await self._leave_tombstone(key, doc["version"], changes.RETENTION_ACTOR, session)
             reason = c.entity_reason(doc["updated_at"], doc.get("accessed_at"), False)
             assert reason is not None
             event = event_doc(
@@ -1597,6 +2166,8 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             if fate.reason == "idle":
                 await msgs.delete_many(mine, session=session)
                 await convs.delete_one(conv_key, session=session)
+                # a whole conversation pruned is erased, as a delete (its revisions too)
+                await self._erase_revisions(mine, session)
                 kind = changes.CONVERSATION_PRUNED
             else:
                 gone = await msgs.delete_many(
@@ -1909,69 +2480,17 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             )
         return sum(parts)
 
-    # -- version history: not yet on this backend (placeholders until it is built) ----------
-
-    async def list_entity_versions(
-        self,
-        namespace: str,
-        entity_type: str,
-        entity_id: str,
-        *,
-        cursor: str | None = None,
-        limit: int = 100,
-    ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def load_entity_version(
-        self,
-        namespace: str,
-        entity_type: str,
-        entity_id: str,
-        *,
-        version: int | None = None,
-        at: float | None = None,
-    ) -> EntityVersion | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def list_versioned_entities(
-        self, namespace: str, *, cursor: str | None = None, limit: int = 100
-    ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def import_entity_versions(
-        self, namespace: str, versions: Sequence[EntityVersion]
-    ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def list_conversation_revisions(
-        self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
-    ) -> Page[ConversationRevision]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def load_conversation_revision(
-        self, namespace: str, conversation_id: str, revision: int
-    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def import_conversation_revision(
-        self,
-        namespace: str,
-        revision: ConversationRevision,
-        messages: Sequence[MessageRecord],
-    ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
-    async def purge_history(self, namespace: str) -> int:
-        raise NotImplementedError(f"{self.name} has no version history yet")
-
     async def list_namespaces(self) -> list[str] | None:
-        # Conversations count even when empty (their metadata document is data). A $group
-        # rather than distinct: FerretDB v1's distinct refuses the client's maxTimeMS.
+        # Conversations count even when empty (their metadata document is data), and so
+        # does version history (a deleted entity's tombstone). A $group rather than
+        # distinct: FerretDB v1's distinct refuses the client's maxTimeMS.
         with DRIVER_ERRORS("list_namespaces"):
             found = await asyncio.gather(
                 self._group_count(schema.ENTITIES, _live(time.time()), "ns"),
                 self._group_count(schema.CONVERSATIONS, {}, "ns"),
                 self._group_count(schema.TOOL_USAGE, {}, "ns"),
                 self._group_count(schema.FEEDBACK, {}, "ns"),
+                self._group_count(schema.ENTITY_VERSIONS, {}, "ns"),
+                self._group_count(schema.REVISIONS, {}, "ns"),
             )
         return sorted({n for counts in found for n in counts})

@@ -30,7 +30,23 @@ TOOL_USAGE = "tool_usage"
 FEEDBACK = "feedback"
 #: the change log: one document per position of a namespace, plus its head (``pos`` 0)
 CHANGES = "changes"
-COLLECTIONS = (ENTITIES, CONVERSATIONS, MESSAGES, TOOL_USAGE, FEEDBACK, CHANGES)
+#: version history: the versions saves replaced, and the tombstones deletes left
+ENTITY_VERSIONS = "entity_versions"
+#: what ``replace_conversation`` replaced: one document per revision ...
+REVISIONS = "conversation_revisions"
+#: ... and one per message of a revision (like ``messages``: no 16 MB ceiling)
+REVISION_MESSAGES = "revision_messages"
+COLLECTIONS = (
+    ENTITIES,
+    CONVERSATIONS,
+    MESSAGES,
+    TOOL_USAGE,
+    FEEDBACK,
+    CHANGES,
+    ENTITY_VERSIONS,
+    REVISIONS,
+    REVISION_MESSAGES,
+)
 
 #: name of the TTL index; FerretDB v1 cannot build it (the backend then purges itself)
 TTL_INDEX = "entities_ttl"
@@ -47,6 +63,11 @@ SHARD_KEYS: dict[str, dict[str, Any]] = {
     # a tail read is then sent to each of the namespace's shards (each walks the
     # position index), which is fine for a log that is written far more than read.
     CHANGES: {"ns": 1, "slot": "hashed"},
+    # An entity's history lives with it (same key as ``entities``), a revision's
+    # messages with their conversation (split by revision and seq, as messages are).
+    ENTITY_VERSIONS: {"ns": 1, "type": 1, "id": "hashed"},
+    REVISIONS: {"ns": 1, "cid": "hashed"},
+    REVISION_MESSAGES: {"ns": 1, "cid": "hashed", "rev": 1, "seq": 1},
 }
 
 #: fields every query on the collection pins with an equality (checked by a test that
@@ -58,6 +79,12 @@ QUERY_PREFIX: dict[str, tuple[str, ...]] = {
     TOOL_USAGE: ("ns",),
     FEEDBACK: ("ns",),
     CHANGES: ("ns",),
+    ENTITY_VERSIONS: ("ns",),
+    # Retention trims revisions across a namespace's conversations, and ``purge_history``
+    # erases every revision's messages of a namespace (rare, admin): both ask each of the
+    # namespace's shards.
+    REVISIONS: ("ns",),
+    REVISION_MESSAGES: ("ns",),
 }
 
 
@@ -91,6 +118,24 @@ def index_specs() -> dict[str, list[Spec]]:
             _index("changes_key", {"ns": 1, "slot": 1}, unique=True),
             # Reads by position (only sealed events have one).
             _index("changes_by_position", {"ns": 1, "pos": 1}),
+        ],
+        ENTITY_VERSIONS: [
+            # One row per (version, tombstone or not): a retried move into history
+            # replaces its row instead of doubling it. Walked backwards for "newest first".
+            _index(
+                "entity_versions_key",
+                {"ns": 1, "type": 1, "id": 1, "version": 1, "deleted": 1},
+                unique=True,
+            ),
+            # Retention by age.
+            _index("entity_versions_by_time", {"ns": 1, "saved_at": 1}),
+        ],
+        REVISIONS: [
+            _index("conversation_revisions_key", {"ns": 1, "cid": 1, "rev": 1}, unique=True),
+            _index("conversation_revisions_by_time", {"ns": 1, "replaced_at": 1}),
+        ],
+        REVISION_MESSAGES: [
+            _index("revision_messages_key", {"ns": 1, "cid": 1, "rev": 1, "seq": 1}, unique=True),
         ],
     }
 
