@@ -536,7 +536,9 @@ def run(
     seconds: float,
     warmup: float,
     quick: bool,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The rows measured, and those skipped with the reason (AMS not installed)."""
+    skipped: list[dict[str, str]] = []
     if quick:
         os.environ["BENCH_PEERS_ENTITIES"] = "100"
         os.environ["BENCH_PEERS_CONVERSATIONS"] = "4"
@@ -558,8 +560,14 @@ def run(
                 os.environ["BENCH_PEERS_POSTGRES_DSN"] = dsn
                 store_pids["lg-postgres"] = str(pid)
             if stores & {"http-memstore", "http-ams"}:
-                for store, pids in start_http_peers(procs).items():
-                    store_pids[store] = ",".join(map(str, pids))
+                try:
+                    for store, pids in start_http_peers(procs).items():
+                        store_pids[store] = ",".join(map(str, pids))
+                except RuntimeError as exc:
+                    http = [r for r in rows if r.peer.startswith("http-")]
+                    skipped += [{"group": f"peers/{r.key}", "reason": str(exc)} for r in http]
+                    rows = [r for r in rows if r not in http]
+                    print(f"## peers/ams: skipped ({exc})", file=sys.stderr)
 
             def get(name: str) -> PeerWorker:
                 if name not in workers:
@@ -592,7 +600,7 @@ def run(
             procs.stop_all()
             if pg_home is not None:
                 shutil.rmtree(pg_home, ignore_errors=True)
-    return results
+    return results, skipped
 
 
 def _totals(res: dict[str, Any], samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -681,9 +689,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in ROWS if args.only is None or re.search(args.only, r.key)]
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     started = dt.datetime.now(dt.UTC)
-    results = run(rows, concurrencies, args.rounds, args.seconds, args.warmup, args.quick)
+    results, skipped = run(rows, concurrencies, args.rounds, args.seconds, args.warmup, args.quick)
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps({"rows": results, "skipped": skipped}))
         return 0
     report = {
         "started": started.isoformat(timespec="seconds"),
@@ -694,11 +702,14 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
         },
         "rows": results,
+        "skipped": skipped,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"peers-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(json.dumps(report, indent=2))
     print(markdown(results))
+    for s in skipped:
+        print(f"\n_{s['group']}: skipped — {s['reason']}_")
     print(f"results: {path}", file=sys.stderr)
     return 0
 
