@@ -126,6 +126,8 @@ async def measure(
     server = store_cpu or (lambda: 0.0)
     n0, cpu0, srv0, t0 = done, sum(os.times()[:2]), server(), time.perf_counter()
     await asyncio.sleep(seconds)
+    while done == n0:  # a sample has at least one operation (short samples of slow peers)
+        await asyncio.sleep(0.005)
     n1, cpu1, srv1, t1 = done, sum(os.times()[:2]), server(), time.perf_counter()
     stop = True
     await asyncio.gather(*tasks)
