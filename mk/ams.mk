@@ -7,7 +7,8 @@
 # OpenSSL 1.1, which bookworm no longer has: libssl1.1 is fetched from Debian's
 # bullseye-security archive with `apt-get download` (a private source list; nothing is
 # installed system-wide) and unpacked into $(AMS_DIR)/libssl, put on LD_LIBRARY_PATH by
-# bench/peers.py for that one process. Not part of `make tools`: only `make bench` needs it.
+# bench/peers.py for that one process. Part of `make tools`: tests/bench/test_peers_bench.py
+# runs the peer bench's quick mode on it.
 AMS_VERSION := $(shell sed -n 's/^agent-memory-server==//p' bench/ams-requirements.lock)
 AMS_DIR := $(TOOLS_DIR)/ams-$(AMS_VERSION)-$(shell sha1sum bench/ams-requirements.lock | cut -c1-8)
 AMS_STAMP := $(AMS_DIR)/.installed
@@ -35,3 +36,5 @@ $(AMS_STAMP): bench/ams-requirements.lock
 
 .PHONY: ams
 ams: $(AMS_STAMP)
+
+tools:: ams
