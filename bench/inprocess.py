@@ -112,6 +112,7 @@ async def measure(
     seconds so far of the store's server processes (Redis, PostgreSQL), read at the same
     instants and reported apart (``store_cpu_us_per_op``)."""
     done = 0
+    progressed = asyncio.Event()
     counter = itertools.count()
     stop = False
 
@@ -120,14 +121,16 @@ async def measure(
         while not stop:
             await op(next(counter))
             done += 1
+            progressed.set()
 
     tasks = [asyncio.create_task(loop()) for _ in range(concurrency)]
     await asyncio.sleep(warmup)
     server = store_cpu or (lambda: 0.0)
     n0, cpu0, srv0, t0 = done, sum(os.times()[:2]), server(), time.perf_counter()
     await asyncio.sleep(seconds)
-    while done == n0:  # a sample has at least one operation (short samples of slow peers)
-        await asyncio.sleep(0.005)
+    if done == n0:  # a sample has at least one operation (short samples of slow peers)
+        progressed.clear()
+        await progressed.wait()
     n1, cpu1, srv1, t1 = done, sum(os.times()[:2]), server(), time.perf_counter()
     stop = True
     await asyncio.gather(*tasks)
