@@ -11,7 +11,7 @@ export TOOLS_DIR
 # pyproject.toml declares compatible ranges; requirements.lock pins every package of the
 # environment (the project's extras below) to the exact version make, CI and the image install.
 LOCK := requirements.lock
-EXTRAS := dev,redis,mongodb,memcached,operator,mcp,agents,langchain,langgraph,model2vec
+EXTRAS := dev,redis,mongodb,memcached,operator,mcp,agents,langchain,langgraph,model2vec,bench
 # The virtualenv is rebuilt when pyproject.toml or the lock file changes.
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) 2>/dev/null | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=

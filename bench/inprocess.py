@@ -101,9 +101,18 @@ async def langgraph_ops(path: Path, journal: str) -> tuple[dict[str, Any], Any]:
 
 
 async def measure(
-    op: Callable[[int], Awaitable[None]], concurrency: int, seconds: float, warmup: float
+    op: Callable[[int], Awaitable[None]],
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    store_cpu: Callable[[], float] | None = None,
 ) -> dict[str, float]:
+    """``concurrency`` tasks calling ``op`` in a loop; after ``warmup``, the operations
+    done in ``seconds`` and this process's CPU per operation. ``store_cpu``: the CPU
+    seconds so far of the store's server processes (Redis, PostgreSQL), read at the same
+    instants and reported apart (``store_cpu_us_per_op``)."""
     done = 0
+    progressed = asyncio.Event()
     counter = itertools.count()
     stop = False
 
@@ -112,21 +121,29 @@ async def measure(
         while not stop:
             await op(next(counter))
             done += 1
+            progressed.set()
 
     tasks = [asyncio.create_task(loop()) for _ in range(concurrency)]
     await asyncio.sleep(warmup)
-    n0, cpu0, t0 = done, sum(os.times()[:2]), time.perf_counter()
+    server = store_cpu or (lambda: 0.0)
+    n0, cpu0, srv0, t0 = done, sum(os.times()[:2]), server(), time.perf_counter()
     await asyncio.sleep(seconds)
-    n1, cpu1, t1 = done, sum(os.times()[:2]), time.perf_counter()
+    if done == n0:  # a sample has at least one operation (short samples of slow peers)
+        progressed.clear()
+        await progressed.wait()
+    n1, cpu1, srv1, t1 = done, sum(os.times()[:2]), server(), time.perf_counter()
     stop = True
     await asyncio.gather(*tasks)
     ops = n1 - n0
-    return {
+    out = {
         "ops": ops,
         "seconds": t1 - t0,
         "ops_per_s": ops / (t1 - t0),
         "cpu_us_per_op": 1e6 * (cpu1 - cpu0) / max(1, ops),
     }
+    if store_cpu is not None:
+        out["store_cpu_us_per_op"] = 1e6 * (srv1 - srv0) / max(1, ops)
+    return out
 
 
 async def worker(store: str, durability: str, path: Path) -> None:
@@ -150,12 +167,15 @@ async def worker(store: str, durability: str, path: Path) -> None:
 
 
 class Worker:
+    #: The module whose ``--worker STORE DURABILITY PATH`` runs the side (bench.peers has its own).
+    module = "bench.inprocess"
+
     def __init__(self, store: str, durability: str, workdir: Path, tree: Path | None) -> None:
         self.name = f"{store}/{durability}"
         env = {**os.environ, **(checkout_env(tree) if tree is not None else {})}
         path = workdir / f"{store}-{durability}.db"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.inprocess", "--worker", store, durability, str(path)],
+            [sys.executable, "-m", self.module, "--worker", store, durability, str(path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=REPO,

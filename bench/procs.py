@@ -79,8 +79,14 @@ class Procs:
         self.children: list[subprocess.Popen[bytes]] = []
 
     def spawn(
-        self, name: str, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
     ) -> subprocess.Popen[bytes]:
+        """``user``: run as that user (PostgreSQL refuses to run as root)."""
         log = (self.workdir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             args,
@@ -88,6 +94,7 @@ class Procs:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd,
+            user=user,
         )
         self.children.append(proc)
         return proc
@@ -156,7 +163,9 @@ class Procs:
 
     # -- backends ---------------------------------------------------------------------------
 
-    def redis(self, name: str, cluster: bool = False) -> int:
+    def redis(self, name: str, cluster: bool = False, appendfsync: str | None = None) -> int:
+        """A redis-server on a free port; ``appendfsync`` (``always``, ``everysec``) turns the
+        append-only file on with that fsync policy (default: no persistence)."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server not found; `make tools` installs it (mk/redis.mk)")
@@ -174,7 +183,8 @@ class Procs:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "no" if appendfsync is None else "yes",
+            *(() if appendfsync is None else ("--appendfsync", appendfsync)),
             "--protected-mode",
             "no",
         ]

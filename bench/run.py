@@ -44,6 +44,8 @@ from bench import workload as W
 from bench.atrest import markdown as atrest_markdown
 from bench.embeddings import markdown as embedding_markdown
 from bench.export import markdown as export_markdown
+from bench.peers import ROWS as PEER_ROWS
+from bench.peers import markdown as peers_markdown
 from bench.procs import (
     REPO,
     Procs,
@@ -796,7 +798,7 @@ def _cpu(r: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     baselines = [r for r in report["scenarios"] if r["kind"] == "baseline"]
     lines: list[str] = []
-    if baselines or not (report["scenarios"] or report.get("search")):
+    if baselines or not (report["scenarios"] or report.get("search") or report.get("peers")):
         lines += [
             "| backend | scenario | service req/s | baseline req/s | ratio (target) "
             "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service "
@@ -858,6 +860,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {r['used_memory_delta_per_entity']:,}{ok} "
                 f"| {r['memory_usage_entity_key']:,} | {r['limit']:,} |"
             )
+    if peers := peers_markdown(report.get("peers", [])):
+        lines += ["", peers]
     if emb := report.get("embeddings"):
         lines += ["", embedding_markdown(emb)]
     if exported := export_markdown(report.get("export", [])):
@@ -1077,6 +1081,28 @@ def export_bench(items: int, backends: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
+def peers_bench(rounds: int, seconds: int, keys: list[str]) -> dict[str, Any]:
+    """``bench.peers`` in a process of its own (each side in one more): memstore against
+    LangGraph's stores, OpenAI Agents' sessions and Agent Memory Server
+    (``BENCH_PEERS_QUICK=1``: its quick mode)."""
+    print(f"## peers ({', '.join(keys)})", file=sys.stderr)
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.peers", "--json"),
+            *("--rounds", str(rounds), "--seconds", str(seconds)),
+            *("--only", f"^({'|'.join(keys)})$"),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.peers exited with {done.returncode}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
 def atrest_bench(rounds: int, seconds: int) -> dict[str, Any]:
     """``bench.atrest`` in a process of its own (its CPU time is its own)."""
     print("## atrest/codec", file=sys.stderr)
@@ -1210,6 +1236,14 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run.failed.append({"group": "export", "key": "export", "error": str(exc)})
                 print(f"## export: FAILED: {exc}", file=sys.stderr)
+        if peer_keys := [r.key for r in PEER_ROWS if run.selected(f"peers/{r.key}")]:
+            try:
+                peers = peers_bench(args.rounds, args.seconds, peer_keys)
+                run.extras["peers"] = peers["rows"]
+                run.skipped += peers["skipped"]
+            except Exception as exc:
+                run.failed.append({"group": "peers", "key": "peers", "error": str(exc)})
+                print(f"## peers: FAILED: {exc}", file=sys.stderr)
         if run.selected("atrest/codec"):
             try:
                 run.extras["atrest"] = atrest_bench(args.rounds, args.seconds)

@@ -2,6 +2,8 @@
 # of the harness). Load comes from wrk (Debian package, driven by bench/lua/*.lua); the
 # backends (redis-server, FerretDB) are the ones `make tools` provides for the tests.
 #   make bench BENCH_ARGS="--only 'redis/' --rounds 5"   # a subset, more rounds
+#   make bench BENCH_ARGS="--only '^peers/'"             # the peer table alone
+#   BENCH_PEERS_QUICK=1 make bench BENCH_ARGS="--only '^peers/'"   # the same in seconds
 #   make bench-profile                                  # installs py-spy (pinned) into .venv
 PY_SPY_VERSION ?= 0.4.1
 BENCH_ARGS ?=
@@ -20,8 +22,11 @@ tools:: bench-tools
 # Only the tools the benchmark uses (not every `make tools` target: no Kubernetes build).
 # FerretDB's rule lives in mk/ferretdb.mk (the mongodb backend's); without it the mongodb
 # group reports itself skipped.
-bench: venv bench-tools redis memcached
+# The peer table (bench/peers.py) needs PostgreSQL (mk/postgres.mk) and Agent Memory Server
+# with Redis Stack (mk/ams.mk); if AMS cannot be installed, its row is listed as skipped.
+bench: venv bench-tools redis memcached postgres
 	@if $(MAKE) -q ferretdb >/dev/null 2>&1; [ $$? -ne 2 ]; then $(MAKE) --no-print-directory ferretdb; fi
+	@$(MAKE) --no-print-directory ams || echo "Agent Memory Server not installed: its peer row is skipped"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-profile: venv
