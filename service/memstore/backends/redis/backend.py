@@ -254,16 +254,31 @@ def _scanned(reply: list[Any], head: int) -> tuple[KindStats, dict[int, int]]:
     )
 
 
-def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None, bool]:
-    """``<version>|<created>|<updated>|<expires>|<op>[|1]\\n<payload>`` (see header.lua:
-    the sixth field, absent from records written before pins, is the pin)."""
+def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None, bool, bytes]:
+    """``<version>|<created>|<updated>|<expires>|<op>[|<pin>[|<actor>]]\\n<payload>`` (see
+    header.lua: the sixth field, absent from records written before pins, is the pin; the
+    seventh, absent from records written before history or without an actor, is the
+    writer's name as JSON)."""
     head, _, data = value.partition(b"\n")
     v, c, u, x, rest = head.split(b"|", 4)
-    return data, int(v), float(c), float(u), float(x) if x else None, rest.endswith(b"|1")
+    pin, _, actor = rest.partition(b"|")[2].partition(b"|")
+    return data, int(v), float(c), float(u), float(x) if x else None, pin == b"1", actor
+
+
+def _actor_json() -> str:
+    """The name of the running task's writer as the scripts store it (a JSON string, so it
+    holds no raw newline or separator trouble), "" when there is none."""
+    who = current_actor()
+    if who is None or who.name is None:
+        return ""
+    return orjson.dumps(who.name).decode()
 
 
 #: Ids a retention scan examines per script call: bounds how long one call holds Redis.
 _SCAN_BUDGET = 500
+
+#: The actor of the tombstone an entity removed by retention leaves (a JSON string).
+_RETENTION_ACTOR = orjson.dumps("retention").decode()
 
 
 def _bound(value: float | None) -> str:
@@ -526,13 +541,21 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     # -- entities -----------------------------------------------------------------------
 
     def _entity_keys(self, ns: str, entity_type: str, entity_id: str) -> list[str]:
-        """entity, index, expiry, sizes, bytes, creation times: the KEYS of the entity
-        write scripts."""
+        """entity, index, expiry, sizes, bytes, creation times, history index, history:
+        the KEYS of the entity write scripts."""
         tag = self.keys.entity_tag(ns, entity_type, entity_id)
-        return [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag)]
+        return self._entity_keys_on(tag, entity_id)
+
+    def _entity_keys_on(self, tag: str, entity_id: str) -> list[str]:
+        k = self.keys
+        return [
+            k.entity(tag, entity_id),
+            *self._entity_shard_keys(tag),
+            k.entity_history(tag, entity_id),
+        ]
 
     def _entity_shard_keys(self, tag: str) -> list[str]:
-        """index, expiry, sizes, bytes, creation times of one entity shard."""
+        """index, expiry, sizes, bytes, creation times, history index of one entity shard."""
         k = self.keys
         return [
             k.entity_index(tag),
@@ -540,6 +563,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             k.entity_sizes(tag),
             k.entity_bytes(tag),
             k.entity_created(tag),
+            k.entity_history_index(tag),
         ]
 
     def _pruning(
@@ -547,11 +571,19 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> tuple[Any, ...]:
         """A pruning script's call on one entity shard (``LIST_ENTITY_IDS``,
         ``COUNT_ENTITIES``, ``ENTITY_BYTES``): KEYS and ``now, *args``, then the change
-        block for the ``entity.expired`` events of what it prunes (no actor: Redis' expiry
-        removed them, not the caller)."""
+        block for the ``entity.expired`` events of what it prunes (no actor: their expiry
+        removed them, not the caller), then the entity and history key prefixes (the
+        pruned records move into their history)."""
         names = _names(actor=False, entity_type=entity_type)
         change_keys, change_args = self._change_block(ns, tag, now, names)
-        return [*self._entity_shard_keys(tag), *change_keys], [_f(now), *args, *change_args]
+        k = self.keys
+        return [*self._entity_shard_keys(tag), *change_keys], [
+            _f(now),
+            *args,
+            *change_args,
+            k.entity(tag, ""),
+            k.entity_history(tag, ""),
+        ]
 
     async def _register_type(self, ns: str, entity_type: str) -> None:
         await self._register_namespace(ns)
@@ -597,7 +629,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             scripts.SAVE_ENTITY,
             namespace,
             tag,
-            [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag), *change_keys],
+            [*self._entity_keys_on(tag, entity_id), *change_keys],
             [
                 entity_id,
                 payload,
@@ -605,7 +637,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _f(expires_at) if expires_at is not None else "",
                 str(expected_version) if expected_version is not None else "",
                 _op_id(),
-                str(math.ceil(expires_at * 1000)) if expires_at is not None else "",
+                _actor_json(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
             ],
@@ -639,7 +671,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             scripts.IMPORT_ENTITY,
             namespace,
             tag,
-            [self.keys.entity(tag, record.id), *self._entity_shard_keys(tag), *change_keys],
+            [*self._entity_keys_on(tag, record.id), *change_keys],
             [
                 record.id,
                 payload,
@@ -647,7 +679,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _f(expires_at) if expires_at is not None else "",
                 str(record.version),
                 _op_id(),
-                str(math.ceil(expires_at * 1000)) if expires_at is not None else "",
+                # who wrote the imported version is not in the record
+                "",
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
                 _f(record.created_at),
@@ -663,7 +696,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> EntityRecord | None:
         if value is None:
             return None
-        data, version, created, updated, expires_at, pinned = _parse_entity(value)
+        data, version, created, updated, expires_at, pinned, _ = _parse_entity(value)
         if expires_at is not None and expires_at <= now:
             return None
         return EntityRecord(
@@ -708,8 +741,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             namespace,
             tag,
             [
-                self.keys.entity(tag, entity_id),
-                *self._entity_shard_keys(tag),
+                *self._entity_keys_on(tag, entity_id),
                 self.keys.entity_tombstone(tag, entity_id),
                 *change_keys,
             ],
@@ -720,6 +752,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _op_id(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
+                _actor_json(),
             ],
         )
         if announcement is not None:
@@ -816,6 +849,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             scripts.APPEND_MESSAGES, namespace, conversation_id, messages, messages_json
         )
 
+    def _revision_keys(self, tag: str, conversation_id: str) -> list[str]:
+        """revisions, revision index: the KEYS a script that makes or erases revisions
+        adds after the conversation's own (``lua/revisions.lua``)."""
+        k = self.keys
+        return [k.conversation_revisions(tag, conversation_id), k.conversation_revision_index(tag)]
+
     async def _write_messages(
         self,
         script: scripts.Script,
@@ -823,26 +862,35 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         conversation_id: str,
         messages: list[JSONObject],
         messages_json: Sequence[bytes] | None,
+        *,
+        revision: bool = False,
     ) -> list[MessageRecord]:
-        """Append (the script returns the first seq) or replace (it returns 1)."""
+        """Append (the script returns the first seq) or replace (it returns 1; with
+        ``revision`` the replaced messages become a revision)."""
         raws = json_bytes_each(messages, messages_json)
         await self._register_namespace(namespace)
         now = time.time()
         tag = self.keys.conversation_tag(namespace, conversation_id)
         names = _names(conversation_id=conversation_id)
         change_keys, change_args = self._change_block(namespace, tag, now, names)
+        keys = self._conversation_keys(namespace, conversation_id)
+        extra: list[Any] = []
+        if revision:
+            keys += self._revision_keys(tag, conversation_id)
+            extra = [_actor_json(), self.keys.conversation_revision_messages_prefix(tag)]
         first = int(
             await self._write(
                 script,
                 namespace,
                 tag,
-                [*self._conversation_keys(namespace, conversation_id), *change_keys],
+                [*keys, *change_keys],
                 [
                     conversation_id,
                     _f(now),
                     _op_id(),
                     *self._conversation_announcement(namespace, conversation_id),
                     *change_args,
+                    *extra,
                     *raws,
                 ],
             )
@@ -884,7 +932,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
         return await self._write_messages(
-            scripts.REPLACE_CONVERSATION, namespace, conversation_id, messages, messages_json
+            scripts.REPLACE_CONVERSATION,
+            namespace,
+            conversation_id,
+            messages,
+            messages_json,
+            revision=True,
         )
 
     async def import_conversation(
@@ -954,11 +1007,16 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             scripts.DELETE_CONVERSATION,
             namespace,
             tag,
-            [*self._conversation_keys(namespace, conversation_id), *change_keys],
+            [
+                *self._conversation_keys(namespace, conversation_id),
+                *self._revision_keys(tag, conversation_id),
+                *change_keys,
+            ],
             [
                 conversation_id,
                 *self._conversation_announcement(namespace, conversation_id),
                 *change_args,
+                self.keys.conversation_revision_messages_prefix(tag),
             ],
         )
         return int(res) == 1
@@ -1662,13 +1720,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 scripts.PRUNE_ENTITY,
                 ns,
                 tag,
-                [
-                    k.entity(tag, e.id),
-                    *self._entity_shard_keys(tag),
-                    k.entity_accessed(tag),
-                    *change_keys,
-                ],
-                [e.id, _f(now), *bounds, *change_args],
+                [*self._entity_keys_on(tag, e.id), k.entity_accessed(tag), *change_keys],
+                [e.id, _f(now), *bounds, *change_args, _RETENTION_ACTOR],
             )
             if not res:
                 return None
@@ -1718,8 +1771,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 scripts.PRUNE_CONVERSATION,
                 ns,
                 tag,
-                [*self._conversation_keys(ns, conv.id), *change_keys],
-                [conv.id, *bounds, *change_args],
+                [
+                    *self._conversation_keys(ns, conv.id),
+                    *self._revision_keys(tag, conv.id),
+                    *change_keys,
+                ],
+                [conv.id, *bounds, *change_args, k.conversation_revision_messages_prefix(tag)],
             )
             if not res:
                 return None
