@@ -119,9 +119,10 @@ async def test_delete_and_conditional_delete(backend: DistributedMemoryBackend, 
     assert not await backend.delete_entity(ns, "t", "x")
     with pytest.raises(ConflictError):
         await backend.delete_entity(ns, "t", "x", expected_version=1)
-    # After a delete the id is free again and starts over at version 1.
+    # After a delete the id is free again; its versions go on from the deleted one's
+    # (version history: a tombstone holds the number, so no old version can match).
     again = await backend.save_entity(ns, "t", "x", {"again": True})
-    assert again.version == 1
+    assert again.version == 2
 
 
 async def test_list_pagination_is_ordered_and_complete(
@@ -216,9 +217,9 @@ async def test_ttl_expiry_hides_entity_everywhere(
     page = await backend.list_entities(ns, "session", limit=10)
     assert [e.id for e in page.items] == ["s2", "s3"]
     assert (await backend.summary(ns)).entity_counts == {"session": 2}
-    # A save over an expired entity is a create.
+    # A save over an expired entity is a create, numbered on from the expired version.
     recreated = await backend.save_entity(ns, "session", "s1", {"x": 4}, expected_version=0)
-    assert recreated.version == 1
+    assert recreated.version == 2
 
 
 async def test_ttl_cleared_by_save_without_ttl(backend: DistributedMemoryBackend, ns: str) -> None:

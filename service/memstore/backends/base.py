@@ -34,6 +34,47 @@ against every backend. Semantics every backend must keep:
   ``input_json``/``output_json``) when the caller has it: the manager passes the bytes its
   size check produced, so a payload is serialised once. ``None``: the backend encodes it.
 
+Version history (docs/architecture.md, "Version history"):
+
+* Every save of an entity keeps the version it replaces as a *history row*: the whole
+  record (``EntityVersion``: version, data, ``saved_at`` = that version's ``updated_at``,
+  ``actor`` = who wrote that version, ``expires_at``). The current version stays in the
+  entity row (reads cost what they did); a history row is written in the same atomic step
+  as the save that makes it.
+* A delete leaves a *tombstone*: the deleted version moves into history and a tombstone
+  row is added with the same version number (``data`` ``None``, ``deleted`` true,
+  ``saved_at`` = the delete time, ``actor`` = the deleter). A tombstone consumes no number.
+* Versions never restart: a create (entity row absent or expired) takes 1 + the highest
+  version recorded for the key (current, history or tombstone), else 1; so
+  ``expected_version=n`` can never match a different object, and ``expected_version=0``
+  ("must not exist") holds after a delete. A save over an expired row is such a create
+  (the expired row moves to history); the purge of an expired row moves it to history too
+  (no tombstone: it was not deleted), so the numbering continues.
+* Retention pruning an entity removes it like a delete: the version moves to history and
+  a tombstone with the actor ``core.changes.RETENTION_ACTOR`` keeps the numbering.
+  ``prune`` with the ``versions`` rules of ``Cutoffs`` removes history rows and
+  conversation revisions (``core.retention``); it never removes the rank-0 row of a key
+  with no entity row stored, nor a conversation's newest revision (they hold numbering).
+* The actor is ``core.changes.current_actor_name()`` at the time of the write (the same
+  source as the change log's actor; never a secret, ``None`` when nobody declared one).
+* History methods return rows as stored, ``expires_at`` included: an entity row whose
+  ``expires_at`` has passed is still the key's newest version; whether a version was
+  readable at an instant is the caller's judgement (``expires_at <= at``: it was not).
+* ``import_entity`` writes the record exactly and moves the current row (if any, and if
+  its version differs) into history as a save does, so a replicated secondary builds the
+  same history as its primary.
+* ``replace_conversation`` keeps the replaced messages as a *revision*
+  (``ConversationRevision``: numbers 1.. per conversation, 1 + the highest stored, so
+  never reused while one is stored; ``replaced_at``, ``actor``, ``message_count`` and the
+  messages exactly: seq, message, created_at), in the same atomic step. Replacing an
+  empty or absent conversation makes none; ``import_conversation`` and appends/pops make
+  none. ``delete_conversation`` and retention's whole-conversation prune remove its
+  revisions too (delete = erase); a pop that empties a conversation keeps them.
+* History rows and revisions append no change-log event of their own (the save, delete
+  or replace that made them already did); the ``import_*`` methods append none beyond
+  what import already does. Without a versions policy history is kept without bound;
+  ``purge_history`` erases it for a namespace.
+
 What the backends share (paging, ``expected_version`` checks, the expired-entity purge,
 driver-error translation) is in ``memstore.backends.common``.
 """
@@ -54,7 +95,9 @@ from memstore.core.analytics import (
 from memstore.core.records import (
     ChangePage,
     ConversationInfo,
+    ConversationRevision,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -270,7 +313,9 @@ class DistributedMemoryBackend(abc.ABC):
         one ``entity.saved`` event with the record's version and tells the other replicas
         (their caches drop the key); the manager drops its own cached copy. The record's
         ``created_at`` replaces any earlier creation time (analytics count it there).
-        ``expires_at`` in the past stores nothing readable (the entity is expired)."""
+        ``expires_at`` in the past stores nothing readable (the entity is expired). The
+        row it replaces (if any, and of another version) moves into history as a save's
+        does, so a replica fed by imports keeps the same history."""
         raise NotImplementedError(f"{self.name} cannot import")
 
     async def import_conversation(
@@ -287,6 +332,84 @@ class DistributedMemoryBackend(abc.ABC):
         The conversation's ``created_at``/``updated_at`` become its first/last message's
         ``created_at`` (now, for an empty one, which is kept as an empty conversation)."""
         raise NotImplementedError(f"{self.name} cannot import")
+
+    # -- version history (module docstring, "Version history") ----------------------------
+
+    @abc.abstractmethod
+    async def list_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[EntityVersion]:
+        """Every version of the key, newest first: the current row (expired or not), then
+        history rows and tombstones by version descending (a tombstone before the live row
+        of the same version). Paged with an opaque cursor. Empty when the key has none."""
+
+    @abc.abstractmethod
+    async def load_entity_version(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        """Exactly one of ``version`` / ``at`` (else ``InvalidInputError``). ``version``:
+        that live version (the current row or a history row; never a tombstone). ``at``:
+        the state at the instant ``at``: the newest row (live or tombstone, in the order of
+        ``list_entity_versions``) with ``saved_at <= at``. ``None`` when there is none."""
+
+    @abc.abstractmethod
+    async def list_versioned_entities(
+        self, namespace: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[EntityVersion]:
+        """Every key with an entity row or a history row, one item per key: its newest row
+        (the current row; else its newest history row or tombstone), ordered by (type, id).
+        Used by the snapshot revert (and an export of history)."""
+
+    @abc.abstractmethod
+    async def import_entity_versions(
+        self, namespace: str, versions: Sequence[EntityVersion]
+    ) -> None:
+        """Write these history rows exactly as given (restore, replication): a row of the
+        same (type, id, version, deleted) already stored is replaced. Never touches the
+        entity rows; appends no event."""
+
+    @abc.abstractmethod
+    async def list_conversation_revisions(
+        self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[ConversationRevision]:
+        """The conversation's revisions, newest first, paged with an opaque cursor."""
+
+    @abc.abstractmethod
+    async def load_conversation_revision(
+        self, namespace: str, conversation_id: str, revision: int
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        """The revision and its messages (ascending ``seq``, exactly as they were), or
+        ``None``."""
+
+    @abc.abstractmethod
+    async def import_conversation_revision(
+        self,
+        namespace: str,
+        revision: ConversationRevision,
+        messages: Sequence[MessageRecord],
+    ) -> None:
+        """Write this revision exactly (replacing one of the same number); the messages'
+        ``conversation_id`` is ignored. Never touches the live conversation; no event."""
+
+    @abc.abstractmethod
+    async def purge_history(self, namespace: str) -> int:
+        """Erase the namespace's version history: every entity history row and tombstone
+        and every conversation revision, except the rank-0 row of each key that has no
+        entity row stored (it holds the numbering, so no version is ever reused: a
+        deleted key keeps its tombstone, which holds no data). Current rows untouched; no
+        event. Returns the number of rows removed."""
 
     # -- change log -----------------------------------------------------------------------
 
@@ -334,7 +457,10 @@ class DistributedMemoryBackend(abc.ABC):
         ``conversation.trimmed`` with the last removed ``seq`` and the count), and one per
         batch of tool uses (``tool_usage.pruned``) and feedback (``feedback.pruned``)
         with the count. Computed where the data is, in bounded batches; exact on every
-        backend."""
+        backend. A pruned entity leaves a tombstone like a delete (actor
+        ``core.changes.RETENTION_ACTOR``). The ``versions`` kind (``Cutoffs.versions_keep``,
+        ``versions_saved_before``) removes history rows and conversation revisions in
+        the order of ``core.retention`` (``report.versions``) and appends no event."""
         raise NotImplementedError(f"{self.name} has no retention")
 
     # -- summary ------------------------------------------------------------------------

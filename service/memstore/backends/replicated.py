@@ -37,7 +37,9 @@ from memstore.core.records import (
     ChangeEvent,
     ChangePage,
     ConversationInfo,
+    ConversationRevision,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -915,6 +917,83 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         self, namespace: str, conversation_id: str, messages: list[MessageRecord]
     ) -> None:
         await self._write(lambda b: b.import_conversation(namespace, conversation_id, messages))
+
+    # -- version history: reads from the serving backend, writes to the writing one ------
+
+    async def list_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[EntityVersion]:
+        return await self._read(
+            lambda b: b.list_entity_versions(
+                namespace, entity_type, entity_id, cursor=cursor, limit=limit
+            )
+        )
+
+    async def load_entity_version(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        return await self._read(
+            lambda b: b.load_entity_version(
+                namespace, entity_type, entity_id, version=version, at=at
+            )
+        )
+
+    async def list_versioned_entities(
+        self, namespace: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[EntityVersion]:
+        return await self._read(
+            lambda b: b.list_versioned_entities(namespace, cursor=cursor, limit=limit)
+        )
+
+    async def import_entity_versions(
+        self, namespace: str, versions: Sequence[EntityVersion]
+    ) -> None:
+        await self._write(lambda b: b.import_entity_versions(namespace, versions))
+
+    async def list_conversation_revisions(
+        self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[ConversationRevision]:
+        return await self._read(
+            lambda b: b.list_conversation_revisions(
+                namespace, conversation_id, cursor=cursor, limit=limit
+            )
+        )
+
+    async def load_conversation_revision(
+        self, namespace: str, conversation_id: str, revision: int
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        return await self._read(
+            lambda b: b.load_conversation_revision(namespace, conversation_id, revision)
+        )
+
+    async def import_conversation_revision(
+        self,
+        namespace: str,
+        revision: ConversationRevision,
+        messages: Sequence[MessageRecord],
+    ) -> None:
+        await self._write(lambda b: b.import_conversation_revision(namespace, revision, messages))
+
+    async def purge_history(self, namespace: str) -> int:
+        # History rows make no events, so the replication would never carry the purge:
+        # the other backend is purged here too (it takes no events either).
+        removed = await self._write(lambda b: b.purge_history(namespace))
+        other = self.secondary if self.serving == PRIMARY else self.primary
+        with contextlib.suppress(BackendUnavailableError):
+            await other.purge_history(namespace)
+        return removed
 
     # -- tool usage and feedback --------------------------------------------------------
 

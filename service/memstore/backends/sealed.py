@@ -39,7 +39,9 @@ from memstore.core.errors import (
 from memstore.core.keys import DATA_KEY_PREFIX, data_key_change_key
 from memstore.core.records import (
     ConversationInfo,
+    ConversationRevision,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -83,6 +85,9 @@ PASSTHROUGH_METHODS = frozenset(
         # retention: keys, read times and cutoffs, never a payload
         "touch_entities",
         "prune",
+        # version history: revision headers and a purge carry no payload
+        "list_conversation_revisions",
+        "purge_history",
     }
 )
 
@@ -165,6 +170,16 @@ class SealedBackend(DistributedMemoryBackend):
 
     async def summary(self, namespace: str) -> MemorySummary:
         return await self.inner.summary(namespace)
+
+    async def list_conversation_revisions(
+        self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[ConversationRevision]:
+        return await self.inner.list_conversation_revisions(
+            namespace, conversation_id, cursor=cursor, limit=limit
+        )
+
+    async def purge_history(self, namespace: str) -> int:
+        return await self.inner.purge_history(namespace)
 
     # -- data keys ------------------------------------------------------------------------
 
@@ -385,6 +400,95 @@ class SealedBackend(DistributedMemoryBackend):
     ) -> EntityRecord | None:
         record = await self.inner.set_entity_pinned(namespace, entity_type, entity_id, pinned)
         return None if record is None else await self._open_entity(namespace, record)
+
+    # -- version history: a history row is the entity row it was, sealed as it was -------
+
+    async def _open_version(self, namespace: str, version: EntityVersion) -> EntityVersion:
+        if namespace == KEYS_NAMESPACE or not codec.is_envelope(version.data):
+            return version
+        data = await self._open(
+            self._key_owner(namespace, version.type),
+            version.data,
+            codec.record_aad(namespace, "entity", version.type, version.id),
+        )
+        return dataclasses.replace(version, data=data)
+
+    async def list_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[EntityVersion]:
+        page = await self.inner.list_entity_versions(
+            namespace, entity_type, entity_id, cursor=cursor, limit=limit
+        )
+        items = [await self._open_version(namespace, v) for v in page.items]
+        return Page(items=items, next_cursor=page.next_cursor)
+
+    async def load_entity_version(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        found = await self.inner.load_entity_version(
+            namespace, entity_type, entity_id, version=version, at=at
+        )
+        return None if found is None else await self._open_version(namespace, found)
+
+    async def list_versioned_entities(
+        self, namespace: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[EntityVersion]:
+        page = await self.inner.list_versioned_entities(namespace, cursor=cursor, limit=limit)
+        items = [await self._open_version(namespace, v) for v in page.items]
+        return Page(items=items, next_cursor=page.next_cursor)
+
+    async def import_entity_versions(
+        self, namespace: str, versions: Sequence[EntityVersion]
+    ) -> None:
+        if namespace != KEYS_NAMESPACE:
+            sealed: list[EntityVersion] = []
+            for v in versions:
+                if v.data is not None:
+                    key = await self._write_key(self._key_owner(namespace, v.type))
+                    aad = codec.record_aad(namespace, "entity", v.type, v.id)
+                    stored, _ = self._seal(v.data, None, key, aad)
+                    v = dataclasses.replace(v, data=stored)
+                sealed.append(v)
+            versions = sealed
+        await self.inner.import_entity_versions(namespace, versions)
+
+    async def load_conversation_revision(
+        self, namespace: str, conversation_id: str, revision: int
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        found = await self.inner.load_conversation_revision(namespace, conversation_id, revision)
+        if found is None:
+            return None
+        header, messages = found
+        return header, [await self._open_message(namespace, m) for m in messages]
+
+    async def import_conversation_revision(
+        self,
+        namespace: str,
+        revision: ConversationRevision,
+        messages: Sequence[MessageRecord],
+    ) -> None:
+        cid = revision.conversation_id
+        stored, _ = await self._seal_messages(namespace, cid, [m.message for m in messages], None)
+        await self.inner.import_conversation_revision(
+            namespace,
+            revision,
+            [
+                dataclasses.replace(m, conversation_id=cid, message=v)
+                for m, v in zip(messages, stored, strict=True)
+            ],
+        )
 
     # -- conversations --------------------------------------------------------------------
 

@@ -94,6 +94,16 @@ def current_actor() -> Actor | None:
     return _CURRENT_ACTOR.get()
 
 
+def current_actor_name() -> str | None:
+    """The name version history records as who wrote a version (never the address)."""
+    actor = _CURRENT_ACTOR.get()
+    return None if actor is None else actor.name
+
+
+#: The actor of the tombstones retention leaves when it prunes an entity.
+RETENTION_ACTOR: Final = "retention"
+
+
 class _ActingAs:
     """The ``with`` block of :func:`acting_as`: a class, not a generator, because the server
     enters one per request (a generator-based context manager costs several times more)."""

@@ -83,6 +83,45 @@ class MessageRecord:
 
 @with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
+class EntityVersion:
+    """One version of an entity: a past or the current version, or the tombstone of a
+    delete (``backends/base.py``, "Version history")."""
+
+    type: str
+    id: str
+    version: int
+    #: The version's payload; ``None`` only for a tombstone.
+    data: JSONObject | None
+    #: When this version was written (its ``updated_at``); a tombstone's: the delete time.
+    saved_at: float
+    #: Who wrote it (``memstore.core.changes.current_actor()``'s name), when declared.
+    actor: str | None = None
+    #: True: the tombstone a delete (or a retention prune) left at this version.
+    deleted: bool = False
+    expires_at: float | None = None
+
+    def to_dict(self) -> JSONObject:
+        return _shallow(self)
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
+class ConversationRevision:
+    """The messages a ``replace_conversation`` replaced, kept as revision ``revision``
+    (1, 2, ... per conversation, never reused while the conversation has revisions)."""
+
+    conversation_id: str
+    revision: int
+    replaced_at: float
+    message_count: int
+    actor: str | None = None
+
+    def to_dict(self) -> JSONObject:
+        return _shallow(self)
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
 class ConversationInfo:
     conversation_id: str
     message_count: int

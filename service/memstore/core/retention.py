@@ -18,10 +18,23 @@ one instant ``now`` (strictly older than the bound is removed):
   append, replace or pop) removes the whole conversation;
 * conversation ``max_messages``: a conversation with more keeps its newest
   ``conversation_max_messages`` messages (their ``seq`` are unchanged);
-* tool uses and feedback: ``timestamp < now - <kind>_max_age_seconds``.
+* tool uses and feedback: ``timestamp < now - <kind>_max_age_seconds``;
+* versions (the history rows of ``backends/base.py``, "Version history": old entity
+  versions and tombstones, conversation revisions): the rows of one entity key (or of one
+  conversation) ranked newest first, rank 0 the newest (entities: version descending, a
+  tombstone before the live row of the same version; revisions: revision descending); a
+  row goes when its rank is ``>= versions_keep`` (reason ``max_versions``, judged first)
+  or its time (``saved_at``; a revision's ``replaced_at``) is ``< now -
+  versions_max_age_seconds`` (``max_age``). Never removed: rank 0 of an entity key with
+  no entity row stored (a deleted key's tombstone, or the version a purge of an expired
+  entity moved: it holds the numbering, so no version is ever reused) and rank 0 of a
+  conversation's revisions (it holds the revision numbering). The current version of an
+  entity is not a history row, so never a version to prune; pinning protects the entity,
+  not its history.
 
 Each kind is taken in a fixed order (entities by (type, id), conversations by id, tool
-uses and feedback by (timestamp, id)), the first ``limit`` of each, so a dry run and an
+uses and feedback by (timestamp, id), versions by (type, id, version, deleted) and then
+revisions by (conversation id, revision)), the first ``limit`` of each, so a dry run and an
 enforcement at the same ``now`` and ``limit`` name the same items.
 """
 
@@ -46,10 +59,10 @@ _MAX_SECONDS = 100 * 365 * 86400.0
 
 Seconds = Annotated[float, Field(gt=0, le=_MAX_SECONDS, allow_inf_nan=False)]
 
-KINDS: Final = ("entities", "conversations", "tool_usage", "feedback")
-REASONS: Final = ("max_age", "idle", "max_messages")
+KINDS: Final = ("entities", "conversations", "tool_usage", "feedback", "versions")
+REASONS: Final = ("max_age", "idle", "max_messages", "max_versions")
 
-Reason = Literal["max_age", "idle", "max_messages"]
+Reason = Literal["max_age", "idle", "max_messages", "max_versions"]
 
 
 class RetentionPolicy(BaseModel):
@@ -78,10 +91,16 @@ class RetentionPolicy(BaseModel):
         None, description="Remove feedback records older than this."
     )
     versions_keep: int | None = Field(
-        None, ge=0, le=10**6, description="Old versions kept per entity (version history)."
+        None,
+        ge=0,
+        le=10**6,
+        description="Old versions kept per entity and revisions per conversation "
+        "(version history; the current version is not counted).",
     )
     versions_max_age_seconds: Seconds | None = Field(
-        None, description="Remove old entity versions older than this (version history)."
+        None,
+        description="Remove old entity versions and conversation revisions older than this "
+        "(version history).",
     )
 
     @property
@@ -102,6 +121,8 @@ class RetentionPolicy(BaseModel):
             conversation_idle_before=before(self.conversation_idle_seconds),
             tool_usage_before=before(self.tool_usage_max_age_seconds),
             feedback_before=before(self.feedback_max_age_seconds),
+            versions_keep=self.versions_keep,
+            versions_saved_before=before(self.versions_max_age_seconds),
         )
 
 
@@ -116,6 +137,15 @@ class Cutoffs:
     conversation_idle_before: float | None = None
     tool_usage_before: float | None = None
     feedback_before: float | None = None
+    #: History rows kept per entity key / revisions per conversation (rank ``>=`` goes).
+    versions_keep: int | None = None
+    #: History rows saved (revisions replaced) strictly before this go.
+    versions_saved_before: float | None = None
+
+    @property
+    def versions_on(self) -> bool:
+        """Whether a rule of the ``versions`` kind applies."""
+        return self.versions_keep is not None or self.versions_saved_before is not None
 
     def only(self, kinds: Collection[str]) -> Cutoffs:
         """These cutoffs with the rules of the kinds not named switched off."""
@@ -128,7 +158,22 @@ class Cutoffs:
             c = replace(c, tool_usage_before=None)
         if "feedback" not in kinds:
             c = replace(c, feedback_before=None)
+        if "versions" not in kinds:
+            c = replace(c, versions_keep=None, versions_saved_before=None)
         return c
+
+    def version_reason(self, rank: int, saved_at: float, holds_numbering: bool) -> Reason | None:
+        """Why a history row goes (``max_versions`` first), or ``None`` when it stays.
+        ``rank``: its place among its key's history rows, newest first (0 = newest);
+        ``holds_numbering``: it is rank 0 of a key whose numbering only it keeps (see the
+        module docstring)."""
+        if rank == 0 and holds_numbering:
+            return None
+        if self.versions_keep is not None and rank >= self.versions_keep:
+            return "max_versions"
+        if self.versions_saved_before is not None and saved_at < self.versions_saved_before:
+            return "max_age"
+        return None
 
     def entity_reason(
         self, updated_at: float, accessed_at: float | None, pinned: bool
@@ -208,6 +253,19 @@ class PrunedRecord:
     reason: Reason = "max_age"
 
 
+@dataclass(frozen=True, slots=True)
+class PrunedVersion:
+    """A history row: an old entity version or tombstone (``type``, ``id``, ``version``,
+    ``deleted``), or a conversation revision (``type`` ``None``, ``id`` the conversation,
+    ``version`` the revision number)."""
+
+    type: str | None
+    id: str
+    version: int
+    reason: Reason
+    deleted: bool = False
+
+
 @dataclass(slots=True)
 class PruneReport:
     """What one prune removed, or, for a dry run, would remove, per kind: the first
@@ -220,13 +278,18 @@ class PruneReport:
     conversations: list[PrunedConversation] = field(default_factory=list)
     tool_usage: list[PrunedRecord] = field(default_factory=list)
     feedback: list[PrunedRecord] = field(default_factory=list)
+    versions: list[PrunedVersion] = field(default_factory=list)
     more: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(KINDS, False))
 
     @property
     def items(self) -> int:
-        """Items listed: entities, conversations, tool uses and feedback records."""
+        """Items listed: entities, conversations, tool uses, feedback records, versions."""
         return (
-            len(self.entities) + len(self.conversations) + len(self.tool_usage) + len(self.feedback)
+            len(self.entities)
+            + len(self.conversations)
+            + len(self.tool_usage)
+            + len(self.feedback)
+            + len(self.versions)
         )
 
     @property
@@ -250,6 +313,7 @@ class PruneReport:
                 "messages": sum(c.messages for c in self.conversations),
                 "tool_usage": len(self.tool_usage),
                 "feedback": len(self.feedback),
+                "versions": len(self.versions),
             },
             "entities": [
                 {"type": e.type, "id": e.id, "reason": e.reason, "version": e.version}
@@ -270,6 +334,16 @@ class PruneReport:
             "feedback": [
                 {"id": r.id, "timestamp": r.timestamp, "reason": r.reason} for r in self.feedback
             ],
+            "versions": [
+                {
+                    "type": v.type,
+                    "id": v.id,
+                    "version": v.version,
+                    "deleted": v.deleted,
+                    "reason": v.reason,
+                }
+                for v in self.versions
+            ],
         }
 
     @classmethod
@@ -282,6 +356,7 @@ class PruneReport:
             conversations=[PrunedConversation(**c) for c in body["conversations"]],
             tool_usage=[PrunedRecord(**r) for r in body["tool_usage"]],
             feedback=[PrunedRecord(**r) for r in body["feedback"]],
+            versions=[PrunedVersion(**v) for v in body.get("versions", [])],
             more={k: bool(v) for k, v in body["more"].items()},
         )
 

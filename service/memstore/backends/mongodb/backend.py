@@ -99,7 +99,9 @@ from memstore.core.errors import (
 from memstore.core.records import (
     ChangePage,
     ConversationInfo,
+    ConversationRevision,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -1882,6 +1884,61 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 self._sum_bytes(schema.FEEDBACK, ns),
             )
         return sum(parts)
+
+    # -- version history: not yet on this backend (placeholders until it is built) ----------
+
+    async def list_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[EntityVersion]:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def load_entity_version(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def list_versioned_entities(
+        self, namespace: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[EntityVersion]:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def import_entity_versions(
+        self, namespace: str, versions: Sequence[EntityVersion]
+    ) -> None:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def list_conversation_revisions(
+        self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[ConversationRevision]:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def load_conversation_revision(
+        self, namespace: str, conversation_id: str, revision: int
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def import_conversation_revision(
+        self,
+        namespace: str,
+        revision: ConversationRevision,
+        messages: Sequence[MessageRecord],
+    ) -> None:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def purge_history(self, namespace: str) -> int:
+        raise NotImplementedError(f"{self.name} has no version history yet")
 
     async def list_namespaces(self) -> list[str] | None:
         # Conversations count even when empty (their metadata document is data). A $group

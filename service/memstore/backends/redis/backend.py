@@ -63,7 +63,9 @@ from memstore.core.records import (
     ChangeEvent,
     ChangePage,
     ConversationInfo,
+    ConversationRevision,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -1892,6 +1894,61 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         commands += self._tool_shard_commands(namespace, scripts.TOOL_BYTES)
         commands += [("GET", k.feedback_bytes(t)) for t in k.feedback_tags(namespace)]
         return sum(int(r or 0) for r in await self.connection.pipeline(commands))
+
+    # -- version history: not yet on this backend (placeholders until it is built) ----------
+
+    async def list_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Page[EntityVersion]:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def load_entity_version(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def list_versioned_entities(
+        self, namespace: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[EntityVersion]:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def import_entity_versions(
+        self, namespace: str, versions: Sequence[EntityVersion]
+    ) -> None:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def list_conversation_revisions(
+        self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Page[ConversationRevision]:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def load_conversation_revision(
+        self, namespace: str, conversation_id: str, revision: int
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def import_conversation_revision(
+        self,
+        namespace: str,
+        revision: ConversationRevision,
+        messages: Sequence[MessageRecord],
+    ) -> None:
+        raise NotImplementedError(f"{self.name} has no version history yet")
+
+    async def purge_history(self, namespace: str) -> int:
+        raise NotImplementedError(f"{self.name} has no version history yet")
 
     async def list_namespaces(self) -> list[str] | None:
         """The namespace registry, minus namespaces without live data (all deleted or
