@@ -56,8 +56,8 @@ from memstore.core.analytics import (
     ToolAnalytics,
     ToolTally,
 )
-from memstore.core.changes import current_actor
-from memstore.core.errors import BackendUnavailableError, ConfigurationError
+from memstore.core.changes import RETENTION_ACTOR, current_actor, current_actor_name
+from memstore.core.errors import BackendUnavailableError, ConfigurationError, InvalidInputError
 from memstore.core.keys import conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ChangeEvent,
@@ -78,8 +78,10 @@ from memstore.core.retention import (
     PrunedConversation,
     PrunedEntity,
     PrunedRecord,
+    PrunedVersion,
     PruneReport,
 )
+from memstore.core.validation import decode_cursor
 
 if TYPE_CHECKING:
     from memstore.core.settings import RedisSettings
@@ -267,20 +269,134 @@ def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None,
     return data, int(v), float(c), float(u), float(x) if x else None, pin == b"1", actor
 
 
-def _actor_json() -> str:
-    """The name of the running task's writer as the scripts store it (a JSON string, so it
-    holds no raw newline or separator trouble), "" when there is none."""
-    who = current_actor()
-    if who is None or who.name is None:
-        return ""
-    return orjson.dumps(who.name).decode()
+def _actor_json(name: str | None) -> str:
+    """An actor's name as the scripts store it: a JSON string (it holds no raw newline),
+    "" for none."""
+    return "" if name is None else orjson.dumps(name).decode()
+
+
+def _actor_of(raw: bytes) -> str | None:
+    return str(orjson.loads(raw)) if raw else None
+
+
+def _writer() -> str:
+    """Who writes now (``current_actor_name``), as the scripts store it."""
+    return _actor_json(current_actor_name())
+
+
+def _version_of_entity(entity_type: str, entity_id: str, value: bytes) -> EntityVersion:
+    """The stored entity row as a version (expired or not: history shows it as stored)."""
+    data, version, _, updated, expires_at, _, actor = _parse_entity(value)
+    return EntityVersion(
+        type=entity_type,
+        id=entity_id,
+        version=version,
+        data=orjson.loads(data),
+        saved_at=updated,
+        actor=_actor_of(actor),
+        expires_at=expires_at,
+    )
+
+
+def _version_of_row(entity_type: str, entity_id: str, row: bytes) -> EntityVersion:
+    """A history row, ``<version>|<saved_at>|<expires>|<"d"|"">|<actor>\\n<payload>``
+    (lua/history.lua)."""
+    head, _, data = row.partition(b"\n")
+    v, saved, x, d, actor = head.split(b"|", 4)
+    deleted = d == b"d"
+    return EntityVersion(
+        type=entity_type,
+        id=entity_id,
+        version=int(v),
+        data=None if deleted else orjson.loads(data),
+        saved_at=float(saved),
+        actor=_actor_of(actor),
+        deleted=deleted,
+        expires_at=float(x) if x else None,
+    )
+
+
+def _row_of(v: EntityVersion) -> tuple[int, bytes]:
+    """The score and history row (lua/history.lua) of a version."""
+    head = b"%d|%s|%s|%s|%s\n" % (
+        v.version,
+        _f(v.saved_at).encode(),
+        _f(v.expires_at).encode() if v.expires_at is not None else b"",
+        b"d" if v.deleted else b"",
+        _actor_json(v.actor).encode(),
+    )
+    if v.deleted:
+        return 2 * v.version + 1, head
+    return 2 * v.version, head + orjson.dumps(v.data)
+
+
+def _score(value: Any) -> int:
+    return int(float(value))
+
+
+def _member_scores(reply: list[Any]) -> list[tuple[bytes, Any]]:
+    """A script's flat ``[member, score, ...]`` (ZRANGE ... WITHSCORES inside Lua)."""
+    return [(reply[j], reply[j + 1]) for j in range(0, len(reply), 2)]
+
+
+def _within(score: int, top: str, bottom: str) -> bool:
+    """Whether ``score`` is between ZRANGEBYSCORE bounds ("+inf", "(14", "6", "-inf")."""
+
+    def above(bound: str, strict: bool) -> bool:
+        if bound.startswith("("):
+            return score > int(bound[1:]) if strict else score < int(bound[1:])
+        if bound in ("+inf", "-inf"):
+            return True
+        return score >= int(bound) if strict else score <= int(bound)
+
+    return above(top, False) and above(bottom, True)
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _score_key(pair: tuple[int, EntityVersion]) -> tuple[int]:
+    return (pair[0],)
+
+
+def _id_then_number(row: tuple[PrunedVersion, int]) -> tuple[str, int]:
+    """Version retention's order within a type: id, then score (version, tombstone last)
+    or revision."""
+    return (row[0].id, row[1])
+
+
+def _revision_number(revision: ConversationRevision) -> int:
+    return revision.revision
+
+
+def _revision_key(revision: ConversationRevision) -> tuple[int]:
+    return (revision.revision,)
+
+
+def _revision_of(conversation_id: str, revision: int, value: bytes) -> ConversationRevision:
+    """A revisions hash value, "<replaced_at>|<message count>|<actor>" (lua/revisions.lua)."""
+    at, count, actor = value.split(b"|", 2)
+    return ConversationRevision(
+        conversation_id=conversation_id,
+        revision=revision,
+        replaced_at=float(at),
+        message_count=int(count),
+        actor=_actor_of(actor),
+    )
+
+
+def _message_of(conversation_id: str, item: bytes) -> MessageRecord:
+    """A message list item, "<seq>\\n<created_at>\\n<message JSON>" (append_messages.lua)."""
+    seq, ts, raw = item.split(b"\n", 2)
+    return MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
 
 
 #: Ids a retention scan examines per script call: bounds how long one call holds Redis.
 _SCAN_BUDGET = 500
 
 #: The actor of the tombstone an entity removed by retention leaves (a JSON string).
-_RETENTION_ACTOR = orjson.dumps("retention").decode()
+_RETENTION_ACTOR = _actor_json(RETENTION_ACTOR)
 
 
 def _bound(value: float | None) -> str:
@@ -639,7 +755,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _f(expires_at) if expires_at is not None else "",
                 str(expected_version) if expected_version is not None else "",
                 _op_id(),
-                _actor_json(),
+                _writer(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
             ],
@@ -754,7 +870,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _op_id(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
-                _actor_json(),
+                _writer(),
             ],
         )
         if announcement is not None:
@@ -879,7 +995,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         extra: list[Any] = []
         if revision:
             keys += self._revision_keys(tag, conversation_id)
-            extra = [_actor_json(), self.keys.conversation_revision_messages_prefix(tag)]
+            extra = [_writer(), self.keys.conversation_revision_messages_prefix(tag)]
         first = int(
             await self._write(
                 script,
@@ -1674,7 +1790,100 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             await self._prune_tools(namespace, c.tool_usage_before, limit, report)
         if c.feedback_before is not None:
             await self._prune_feedback(namespace, c.feedback_before, limit, report)
+        if c.versions_on:
+            await self._prune_versions(namespace, c, limit, report)
         return report
+
+    async def _prune_versions(self, ns: str, c: Cutoffs, limit: int, report: PruneReport) -> None:
+        """Entity history rows by (type, id, version, deleted), then revisions by
+        (conversation, revision): the first ``limit`` that go (lua/version_retention.lua),
+        found by read-only scans, then removed by one script per key that judges them
+        again."""
+        k = self.keys
+        keep = str(c.versions_keep) if c.versions_keep is not None else ""
+        bounds = [keep, _bound(c.versions_saved_before)]
+        #: (the row as reported, its score: 2 x version (+1: tombstone), or the revision)
+        chosen: list[tuple[PrunedVersion, int]] = []
+        for entity_type in await self._types_ever(ns):
+            tags = k.entity_tags(ns, entity_type)
+            shards = await self._scan_shards(
+                scripts.RETENTION_VERSIONS,
+                [
+                    (
+                        [k.entity_history_index(t)],
+                        bounds,
+                        [k.entity(t, ""), k.entity_history(t, "")],
+                    )
+                    for t in tags
+                ],
+                limit + 1 - len(chosen),
+                3,
+            )
+            rows = sorted(
+                (
+                    (PrunedVersion(entity_type, _s(i), n // 2, _s(r), n % 2 == 1), n)  # type: ignore[arg-type]
+                    for items in shards
+                    for i, score, r in items
+                    for n in (_score(score),)
+                ),
+                key=_id_then_number,
+            )
+            chosen += rows[: limit + 1 - len(chosen)]
+            if len(chosen) > limit:
+                break
+        if len(chosen) <= limit:
+            shards = await self._scan_shards(
+                scripts.RETENTION_REVISIONS,
+                [
+                    ([k.conversation_revision_index(t)], bounds, [k.conversation_revisions(t, "")])
+                    for t in k.conversation_tags(ns)
+                ],
+                limit + 1 - len(chosen),
+                3,
+            )
+            revisions = sorted(
+                (
+                    (PrunedVersion(None, _s(i), int(n), _s(r)), int(n))  # type: ignore[arg-type]
+                    for items in shards
+                    for i, n, r in items
+                ),
+                key=_id_then_number,
+            )
+            chosen += revisions[: limit + 1 - len(chosen)]
+        report.more["versions"] = len(chosen) > limit
+        chosen = chosen[:limit]
+        if report.dry_run:
+            report.versions = [v for v, _ in chosen]
+            return
+        by_key: dict[tuple[str | None, str], list[int]] = {}
+        for v, n in chosen:
+            by_key.setdefault((v.type, v.id), []).append(n)
+
+        async def remove(entity_type: str | None, key_id: str, numbers: list[int]) -> set[int]:
+            if entity_type is None:
+                tag = k.conversation_tag(ns, key_id)
+                done = await self.connection.write(
+                    scripts.PRUNE_REVISIONS,
+                    [k.conversation_revisions(tag, key_id), k.conversation_revision_index(tag)],
+                    [key_id, *bounds, k.conversation_revision_messages_prefix(tag), *numbers],
+                )
+            else:
+                tag = k.entity_tag(ns, entity_type, key_id)
+                done = await self.connection.write(
+                    scripts.PRUNE_VERSIONS,
+                    [
+                        k.entity(tag, key_id),
+                        k.entity_history_index(tag),
+                        k.entity_history(tag, key_id),
+                    ],
+                    [key_id, *bounds, *numbers],
+                )
+            return {_score(n) for n in done}
+
+        keys = list(by_key)
+        removed = await asyncio.gather(*(remove(t, i, by_key[t, i]) for t, i in keys))
+        gone = {(t, i, n) for (t, i), numbers in zip(keys, removed, strict=True) for n in numbers}
+        report.versions = [v for v, n in chosen if (v.type, v.id, n) in gone]
 
     async def _prune_entities(
         self, ns: str, c: Cutoffs, now: float, limit: int, report: PruneReport
@@ -1895,7 +2104,34 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         commands += [("GET", k.feedback_bytes(t)) for t in k.feedback_tags(namespace)]
         return sum(int(r or 0) for r in await self.connection.pipeline(commands))
 
-    # -- version history: not yet on this backend (placeholders until it is built) ----------
+    # -- version history (lua/history.lua, lua/revisions.lua) -----------------------------
+
+    async def _versions_between(
+        self, ns: str, entity_type: str, entity_id: str, top: str, bottom: str, count: int
+    ) -> list[tuple[int, EntityVersion]]:
+        """(score, version) of the key's rows with ``top >= score >= bottom`` (bounds as
+        ZRANGEBYSCORE takes them), highest first: the stored entity row (score 2 x its
+        version) and up to ``count`` history rows, read in one script. A history row of
+        the entity row's own version (an import may write one) is left out."""
+        tag = self.keys.entity_tag(ns, entity_type, entity_id)
+        k = self.keys
+        value, rows = await self.connection.eval(
+            scripts.ENTITY_VERSIONS,
+            [k.entity(tag, entity_id), k.entity_history(tag, entity_id)],
+            [top, bottom, count],
+        )
+        out: list[tuple[int, EntityVersion]] = []
+        current = None
+        if value is not None:
+            row = _version_of_entity(entity_type, entity_id, value)
+            current = 2 * row.version
+            if _within(current, top, bottom):
+                out.append((current, row))
+        for member, score in _member_scores(rows):
+            if (n := _score(score)) != current:
+                out.append((n, _version_of_row(entity_type, entity_id, member)))
+        out.sort(key=_first, reverse=True)
+        return out
 
     async def list_entity_versions(
         self,
@@ -1906,7 +2142,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        top = f"({decode_cursor(cursor, int)[0]}" if cursor else "+inf"
+        rows = await self._versions_between(
+            namespace, entity_type, entity_id, top, "-inf", limit + 2
+        )
+        page = build_page(rows[: limit + 1], limit, _score_key)
+        return Page([v for _, v in page.items], page.next_cursor)
 
     async def load_entity_version(
         self,
@@ -1917,27 +2158,121 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         version: int | None = None,
         at: float | None = None,
     ) -> EntityVersion | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        if (version is None) == (at is None):
+            raise InvalidInputError("give exactly one of version and at", field="version")
+        if version is not None:
+            score = str(2 * version)
+            rows = await self._versions_between(namespace, entity_type, entity_id, score, score, 1)
+            return rows[0][1] if rows else None
+        assert at is not None
+        tag = self.keys.entity_tag(namespace, entity_type, entity_id)
+        k = self.keys
+        found = await self.connection.eval(
+            scripts.ENTITY_VERSION_AT,
+            [k.entity(tag, entity_id), k.entity_history(tag, entity_id)],
+            [_f(at)],
+        )
+        if found is None:
+            return None
+        if isinstance(found, list):
+            return _version_of_row(entity_type, entity_id, found[0])
+        return _version_of_entity(entity_type, entity_id, found)
 
     async def list_versioned_entities(
         self, namespace: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        after_type, after_id = decode_cursor(cursor, str, str) if cursor else ("", "")
+        k = self.keys
+        keys: list[tuple[str, str]] = []
+        for entity_type in await self._types_ever(namespace):
+            if entity_type < after_type:
+                continue
+            lo = f"({after_id}" if entity_type == after_type and after_id else "-"
+            tags = k.entity_tags(namespace, entity_type)
+            want = limit + 1 - len(keys)
+            ranges = await self.connection.pipeline(
+                [
+                    cmd
+                    for t in tags
+                    for cmd in (
+                        ("ZRANGEBYLEX", k.entity_index(t), lo, "+", "LIMIT", 0, want),
+                        ("ZRANGEBYLEX", k.entity_history_index(t), lo, "+", "LIMIT", 0, want),
+                    )
+                ]
+            )
+            ids = sorted({_s(m) for r in ranges for m in r})[:want]
+            keys += [(entity_type, i) for i in ids]
+            if len(keys) > limit:
+                break
+        newest = await asyncio.gather(
+            *(self._versions_between(namespace, t, i, "+inf", "-inf", 1) for t, i in keys)
+        )
+        # an id indexed but gone (a key Redis expired itself, written before history) has
+        # no row; its place still moves the cursor on
+        found = [
+            (key, rows[0][1] if rows else None) for key, rows in zip(keys, newest, strict=True)
+        ]
+        page = build_page(found[: limit + 1], limit, _first)
+        return Page([v for _, v in page.items if v is not None], page.next_cursor)
 
     async def import_entity_versions(
         self, namespace: str, versions: Sequence[EntityVersion]
     ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        by_key: dict[tuple[str, str], list[Any]] = {}
+        for v in versions:
+            by_key.setdefault((v.type, v.id), []).extend(_row_of(v))
+        for entity_type in sorted({t for t, _ in by_key}):
+            await self._register_type(namespace, entity_type)
+        k = self.keys
+
+        async def write(entity_type: str, entity_id: str, rows: list[Any]) -> None:
+            tag = k.entity_tag(namespace, entity_type, entity_id)
+            await self.connection.write(
+                scripts.IMPORT_ENTITY_VERSIONS,
+                [k.entity_history_index(tag), k.entity_history(tag, entity_id)],
+                [entity_id, *rows],
+            )
+
+        await asyncio.gather(*(write(t, i, rows) for (t, i), rows in by_key.items()))
 
     async def list_conversation_revisions(
         self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[ConversationRevision]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        below = decode_cursor(cursor, int)[0] if cursor else None
+        tag = self.keys.conversation_tag(namespace, conversation_id)
+        stored = await self.connection.execute(
+            "HGETALL", self.keys.conversation_revisions(tag, conversation_id)
+        )
+        revisions = sorted(
+            (
+                _revision_of(conversation_id, int(r), value)
+                for r, value in (stored.items() if isinstance(stored, dict) else [])
+                if below is None or int(r) < below
+            ),
+            key=_revision_number,
+            reverse=True,
+        )
+        return build_page(revisions[: limit + 1], limit, _revision_key)
 
     async def load_conversation_revision(
         self, namespace: str, conversation_id: str, revision: int
     ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        tag = self.keys.conversation_tag(namespace, conversation_id)
+        k = self.keys
+        value, items = await self.connection.eval(
+            scripts.LOAD_CONVERSATION_REVISION,
+            [
+                k.conversation_revisions(tag, conversation_id),
+                k.conversation_revision_messages(tag, revision, conversation_id),
+            ],
+            [revision],
+        )
+        if value is None:
+            return None
+        return (
+            _revision_of(conversation_id, revision, value),
+            [_message_of(conversation_id, item) for item in items],
+        )
 
     async def import_conversation_revision(
         self,
@@ -1945,10 +2280,60 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         revision: ConversationRevision,
         messages: Sequence[MessageRecord],
     ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        cid = revision.conversation_id
+        await self._register_namespace(namespace)
+        tag = self.keys.conversation_tag(namespace, cid)
+        k = self.keys
+        await self.connection.write(
+            scripts.IMPORT_CONVERSATION_REVISION,
+            [
+                k.conversation_revisions(tag, cid),
+                k.conversation_revision_index(tag),
+                k.conversation_revision_messages(tag, revision.revision, cid),
+            ],
+            [
+                cid,
+                revision.revision,
+                f"{_f(revision.replaced_at)}|{revision.message_count}|"
+                f"{_actor_json(revision.actor)}",
+                *(
+                    f"{m.seq}\n{_f(m.created_at)}\n".encode() + orjson.dumps(m.message)
+                    for m in messages
+                ),
+            ],
+        )
 
     async def purge_history(self, namespace: str) -> int:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        k = self.keys
+        removed = 0
+        for entity_type in await self._types_ever(namespace):
+            for tag in k.entity_tags(namespace, entity_type):
+                after = ""
+                while True:
+                    last, done, n = await self.connection.write(
+                        scripts.PURGE_VERSIONS,
+                        [k.entity_history_index(tag)],
+                        [after, _SCAN_BUDGET, k.entity(tag, ""), k.entity_history(tag, "")],
+                    )
+                    removed += int(n)
+                    after = _s(last)
+                    if _s(done) == "1":
+                        break
+        for tag in k.conversation_tags(namespace):
+            while True:
+                done, n = await self.connection.write(
+                    scripts.PURGE_REVISIONS,
+                    [k.conversation_revision_index(tag)],
+                    [
+                        _SCAN_BUDGET,
+                        k.conversation_revisions(tag, ""),
+                        k.conversation_revision_messages_prefix(tag),
+                    ],
+                )
+                removed += int(n)
+                if _s(done) == "1":
+                    break
+        return removed
 
     async def list_namespaces(self) -> list[str] | None:
         """The namespace registry, minus namespaces without live data (all deleted or

@@ -58,7 +58,9 @@ COUNT_ENTITIES = _script("count_entities", "header", "history", "changes", "prun
 ENTITY_BYTES = _script("entity_bytes", "header", "history", "changes", "prune")
 APPEND_MESSAGES = _script("append_messages", "push", "size", "announce", "changes")
 LOAD_MESSAGES_BEFORE = _script("load_messages_before")
-REPLACE_CONVERSATION = _script("replace_conversation", "push", "size", "announce", "changes")
+REPLACE_CONVERSATION = _script(
+    "replace_conversation", "push", "size", "revisions", "announce", "changes"
+)
 DELETE_CONVERSATION = _script("delete_conversation", "revisions", "announce", "changes")
 POP_MESSAGE = _script("pop_message", "announce", "changes")
 RECORD_TOOL_USAGE = _script("record_tool_usage", "changes", "trim_tools")
@@ -94,7 +96,10 @@ PRUNE_REVISIONS = _script(
 ENTITY_VERSIONS = _script("entity_versions")
 ENTITY_VERSION_AT = _script("entity_version_at", "header", "history")
 IMPORT_ENTITY_VERSIONS = _script("import_entity_versions", "history")
+LOAD_CONVERSATION_REVISION = _script("load_conversation_revision")
 IMPORT_CONVERSATION_REVISION = _script("import_conversation_revision")
+PURGE_VERSIONS = _script("purge_versions")
+PURGE_REVISIONS = _script("purge_revisions", "revisions")
 # analytics: read-only, one shard each (memstore.core.analytics for the definitions)
 ANALYTICS_ENTITIES = _script("analytics_entities", "analytics_buckets")
 ANALYTICS_MESSAGES = _script("analytics_messages", "analytics_buckets")
@@ -144,5 +149,8 @@ ALL = (
     ENTITY_VERSIONS,
     ENTITY_VERSION_AT,
     IMPORT_ENTITY_VERSIONS,
+    LOAD_CONVERSATION_REVISION,
     IMPORT_CONVERSATION_REVISION,
+    PURGE_VERSIONS,
+    PURGE_REVISIONS,
 )

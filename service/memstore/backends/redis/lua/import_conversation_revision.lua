@@ -13,7 +13,5 @@ for i = 4, #ARGV do
 end
 if #items > 0 then redis.call('RPUSH', KEYS[3], unpack(items)) end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
-if tonumber(ARGV[2]) > n then redis.call('HSET', KEYS[1], 'n', ARGV[2]) end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1

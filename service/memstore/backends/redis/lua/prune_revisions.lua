@@ -1,10 +1,9 @@
 -- KEYS: revisions, revision index. ARGV: conversation id, keep|"", saved|"", revision
 -- messages prefix, revision... -> the revisions removed: those given that still go
--- (version_retention.lua). The last number given stays (numbers are never reused).
+-- (version_retention.lua).
 local doomed = {}
-for _, r in ipairs(doomed_revisions(KEYS[1], bound(ARGV[2]), bound(ARGV[3]))) do
-  doomed[r] = true
-end
+local list = doomed_revisions(KEYS[1], bound(ARGV[2]), bound(ARGV[3]))
+for j = 1, #list, 2 do doomed[list[j]] = true end
 local out = {}
 for i = 5, #ARGV do
   local r = tonumber(ARGV[i])
@@ -14,5 +13,5 @@ for i = 5, #ARGV do
     out[#out + 1] = r
   end
 end
-if #revision_numbers(KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return out

@@ -10,7 +10,7 @@ local old_bytes = tonumber(last[2] or '0')
 local new_bytes = payload_bytes(13)
 local old = redis.call('LLEN', KEYS[2])
 if old > 0 then
-  local r = redis.call('HINCRBY', KEYS[6], 'n', 1)
+  local r = (revision_numbers(KEYS[6])[1] or 0) + 1
   redis.call('RENAME', KEYS[2], ARGV[12] .. r .. ':' .. ARGV[1])
   redis.call('HSET', KEYS[6], r, ARGV[2] .. '|' .. old .. '|' .. ARGV[11])
   redis.call('ZADD', KEYS[7], 0, ARGV[1])

@@ -1,34 +1,43 @@
--- Version retention (memstore.core.retention: ``versions_keep``, ``versions_saved_before``),
--- judged at one instant. keep: how many of a key's newest past rows stay (nil: no bound);
--- saved: rows saved (replaced) before it go (nil: no bound).
+-- Version retention (memstore.core.retention, ``Cutoffs.version_reason``), judged at one
+-- instant. A key's history rows ranked newest first (rank 0 the newest) go when the rank
+-- is >= keep ('max_versions', judged first) or the row was saved (a revision replaced)
+-- before ``saved`` ('max_age'); keep, saved: nil when the rule is off.
+local function version_reason(rank, saved_at, holds_numbering, keep, saved)
+  if rank == 0 and holds_numbering then return nil end
+  if keep and rank >= keep then return 'max_versions' end
+  if saved and saved_at < saved then return 'max_age' end
+  return nil
+end
 
--- The scores (history.lua) of the history rows of one entity that go. A key without a
--- live record keeps its newest row (its tombstone, or its expired record not yet moved
--- into the history), which holds its numbering; the live record is never a history row.
-local function doomed_versions(key, history, now, keep, saved)
-  local cur = header(key)
-  local rank, guard = 0, not cur
-  if cur and cur[4] ~= '' and tonumber(cur[4]) <= now then rank = 1 end
+-- {score, reason, ...} of the history rows (history.lua) of one entity that go. Rank 0
+-- of a key with no entity row stored (a tombstone, or a purged expired version) holds
+-- its numbering and stays; the entity row itself is never a history row.
+local function doomed_versions(key, history, keep, saved)
+  local stored = redis.call('EXISTS', key) == 1
   local rows = redis.call('ZREVRANGE', history, 0, -1, 'WITHSCORES')
   local out = {}
   for j = 1, #rows, 2 do
     local _, s = row_fields(rows[j])
-    if not (guard and j == 1) and ((keep and rank >= keep) or (saved and s < saved)) then
+    local why = version_reason((j - 1) / 2, s, not stored, keep, saved)
+    if why then
       out[#out + 1] = rows[j + 1]
+      out[#out + 1] = why
     end
-    rank = rank + 1
   end
   return out
 end
 
--- The revision numbers (revisions.lua) of one conversation that go, newest first.
+-- {revision, reason, ...} of the revisions (revisions.lua) of one conversation that go,
+-- newest first. The newest holds the numbering and stays.
 local function doomed_revisions(revisions, keep, saved)
-  local numbers = revision_numbers(revisions)
-  table.sort(numbers, function(a, b) return a > b end)
   local out = {}
-  for rank, r in ipairs(numbers) do
+  for rank, r in ipairs(revision_numbers(revisions)) do
     local at = tonumber(string.match(redis.call('HGET', revisions, r), '^[^|]*'))
-    if (keep and rank > keep) or (saved and at < saved) then out[#out + 1] = r end
+    local why = version_reason(rank - 1, at, true, keep, saved)
+    if why then
+      out[#out + 1] = r
+      out[#out + 1] = why
+    end
   end
   return out
 end
