@@ -797,8 +797,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _f(expires_at) if expires_at is not None else "",
                 str(record.version),
                 _op_id(),
-                # who wrote the imported version is not in the record
-                "",
+                # the record does not say who wrote it: the writer of the import does
+                _writer(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
                 _f(record.created_at),
