@@ -7,6 +7,7 @@ the counters are shared by replicas (two apps, one Redis)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -153,14 +154,18 @@ async def test_admin_summary_lists_every_namespace_on_redis(make_http: Any, cred
 async def test_bytes_of_an_entity_whose_key_redis_already_dropped(
     redis_backend: RedisMemoryBackend,
 ) -> None:
-    """Redis deletes an expired key on its own; the size must still be subtracted once."""
+    """A record written before version history has a Redis expiry (``PXAT``), so Redis
+    deletes it on its own; the size must still be subtracted once."""
     ns = f"u{secrets.token_hex(6)}"
     keep = {"keep": "k" * 40}
     await redis_backend.save_entity(ns, "doc", "keep", keep)
-    await redis_backend.save_entity(ns, "doc", "gone", {"text": "g" * 300}, ttl=0.5)
+    gone = await redis_backend.save_entity(ns, "doc", "gone", {"text": "g" * 300}, ttl=0.5)
     await redis_backend.save_entity(ns, "doc", "later", {"text": "l" * 100}, ttl=0.5)
     key = redis_backend._entity_keys(ns, "doc", "gone")[0]
     client = redis_backend.connection.client
+    assert gone.expires_at is not None
+    # what the release before version history wrote: the key expires with the entity
+    await client.execute_command("PEXPIREAT", key, math.ceil(gone.expires_at * 1000))
     deadline = 50
     while int(await client.execute_command("EXISTS", key)) and deadline:
         await asyncio.sleep(0.2)  # wait for Redis itself to drop the key (lazy or active)
