@@ -10,9 +10,9 @@ Invariants:
   in the ``k``-th equal slice of the 16384 slots. With the usual contiguous slot
   allocation every master therefore owns a share of the shards proportional to its slot
   range: one namespace spreads over all masters, independent of its name.
-* Everything one atomic operation touches (an entity and its index shard; a conversation's
-  messages, metadata and shard counters; a tool-usage record and its time indexes) shares
-  one tag, so every Lua script is single-slot. Operations that span shards (listing,
+* Everything one atomic operation touches (an entity, its history and its index shard; a
+  conversation's messages, revisions, metadata and shard counters; a tool-usage record and
+  its time indexes) shares one tag, so every Lua script is single-slot. Operations that span shards (listing,
   summary) are split into one single-slot command per shard: CROSSSLOT cannot happen.
 * A namespace's change log (a stream) and its state (a hash: the last position, and per
   outbox the last entry relayed) share one tag of their own. On a cluster every data tag

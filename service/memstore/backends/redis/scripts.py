@@ -19,6 +19,13 @@ input plus output, of a feedback's data. Entities with a TTL keep their size in 
 hash (``es``, "<bytes>:<version>") because Redis may drop the entity key before the expiry
 index is pruned; the prune subtracts it and logs the version as expired.
 
+Version history: the entity write scripts move the record they replace or remove into the
+entity's history (``lua/history.lua``) and the replace of a conversation keeps its messages
+as a revision (``lua/revisions.lua``), in their own atomic step. The expiry prune
+(``lua/prune.lua``) and the retention and purge scans reach each record's own keys
+through the shard's key prefixes in ARGV: they run on the shard's slot, which those keys
+share.
+
 Change log: every script that changes something also appends its change event in the same
 atomic step (``lua/changes.lua``: straight into the namespace's log on standalone Redis,
 into the shard's outbox on a cluster, which ``RELAY_CHANGES`` moves to the log).
