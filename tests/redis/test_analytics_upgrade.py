@@ -73,12 +73,15 @@ async def test_the_entity_scripts_touch_the_creation_index_they_are_given(
     # b expired by "now + 10": the prune of a count drops it from the index it was given
     # (no change block; then the entity and history key prefixes)
     no_log = ["", "", "", ""]
-    prefixes = [k.entity(tag, ""), k.entity_history(tag, "")]
+    prefixes = [k.entity(tag, ""), k.entity_history(tag, ""), k.entity_version_prefix(tag)]
     count = ("SCRIPT", scripts.COUNT_ENTITIES, shard, [repr(now + 10), *no_log, *prefixes])
     assert await backend.connection.pipeline([count]) == [1]
     assert await execute("ZRANGE", created, 0, -1) == [b"a"]
     reply = await backend.connection.write(
-        scripts.DELETE_ENTITY, [*entity_keys("a"), tomb], ["a", repr(now), "", "op-del"]
+        scripts.DELETE_ENTITY,
+        [*entity_keys("a"), tomb],
+        # id, now, expected, op, no announcement, no change block, no actor, version prefix
+        ["a", repr(now), "", "op-del", *[""] * 3, *no_log, "", k.entity_version_prefix(tag)],
     )
     assert reply == [b"ok", b"1"]
     assert await execute("EXISTS", created) == 0

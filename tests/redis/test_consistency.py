@@ -188,7 +188,9 @@ async def test_a_retried_write_is_applied_once(redis_backend: RedisMemoryBackend
     assert rec.version == 1
 
     tomb = backend.keys.entity_tombstone(backend.keys.entity_tag(ns, "doc", "a"), "a")
-    del_args = ["a", now, "1", "op-del"]
+    # id, now, expected, op, no announcement, no change block, no actor, version prefix
+    prefix = backend.keys.entity_version_prefix(backend.keys.entity_tag(ns, "doc", "a"))
+    del_args = ["a", now, "1", "op-del", *[""] * 8, prefix]
     first = await backend.connection.write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
     retry = await backend.connection.write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
     assert first == retry == [b"ok", b"1"]  # not a conflict on "version 1 expected"

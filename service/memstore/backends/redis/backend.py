@@ -298,45 +298,47 @@ def _version_of_entity(entity_type: str, entity_id: str, value: bytes) -> Entity
     )
 
 
-def _version_of_row(entity_type: str, entity_id: str, row: bytes) -> EntityVersion:
-    """A history row, ``<version>|<saved_at>|<expires>|<"d"|"">|<actor>\\n<payload>``
-    (lua/history.lua)."""
-    head, _, data = row.partition(b"\n")
-    v, saved, x, d, actor = head.split(b"|", 4)
-    deleted = d == b"d"
+def _version_of_row(
+    entity_type: str, entity_id: str, member: bytes, score: Any, row: bytes | None
+) -> EntityVersion:
+    """A history row (lua/history.lua): a past version's stored value, or a tombstone's
+    member, ``<version>|<saved_at>|<actor>``."""
+    if row is not None:
+        return _version_of_entity(entity_type, entity_id, row)
+    v, saved, actor = member.split(b"|", 2)
     return EntityVersion(
         type=entity_type,
         id=entity_id,
         version=int(v),
-        data=None if deleted else orjson.loads(data),
+        data=None,
         saved_at=float(saved),
         actor=_actor_of(actor),
-        deleted=deleted,
-        expires_at=float(x) if x else None,
+        deleted=True,
     )
 
 
-def _row_of(v: EntityVersion) -> tuple[int, bytes]:
-    """The score and history row (lua/history.lua) of a version."""
-    head = b"%d|%s|%s|%s|%s\n" % (
-        v.version,
-        _f(v.saved_at).encode(),
-        _f(v.expires_at).encode() if v.expires_at is not None else b"",
-        b"d" if v.deleted else b"",
-        _actor_json(v.actor).encode(),
-    )
+def _row_of(v: EntityVersion) -> list[Any]:
+    """Score, member and stored value of a history row (lua/history.lua): a past version
+    is stored as an entity value (created = saved_at: a version has no creation time of
+    its own), a tombstone in its member."""
+    actor = _actor_json(v.actor)
     if v.deleted:
-        return 2 * v.version + 1, head
-    return 2 * v.version, head + orjson.dumps(v.data)
+        return [2 * v.version + 1, f"{v.version}|{_f(v.saved_at)}|{actor}", ""]
+    saved = _f(v.saved_at)
+    expires = _f(v.expires_at) if v.expires_at is not None else ""
+    head = f"{v.version}|{saved}|{saved}|{expires}|"
+    if actor:
+        head += f"||{actor}"
+    return [2 * v.version, str(v.version), head.encode() + b"\n" + orjson.dumps(v.data)]
 
 
 def _score(value: Any) -> int:
     return int(float(value))
 
 
-def _member_scores(reply: list[Any]) -> list[tuple[bytes, Any]]:
-    """A script's flat ``[member, score, ...]`` (ZRANGE ... WITHSCORES inside Lua)."""
-    return [(reply[j], reply[j + 1]) for j in range(0, len(reply), 2)]
+def _history_rows(reply: list[Any]) -> list[tuple[bytes, Any, bytes | None]]:
+    """``entity_versions.lua``'s flat ``[member, score, row, ...]``."""
+    return [(reply[j], reply[j + 1], reply[j + 2]) for j in range(0, len(reply), 3)]
 
 
 def _within(score: int, top: str, bottom: str) -> bool:
@@ -701,6 +703,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             *change_args,
             k.entity(tag, ""),
             k.entity_history(tag, ""),
+            k.entity_version_prefix(tag),
         ]
 
     async def _register_type(self, ns: str, entity_type: str) -> None:
@@ -758,6 +761,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _writer(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
+                self.keys.entity_version_prefix(tag),
             ],
         )
         if announcement is not None:
@@ -803,6 +807,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 *change_args,
                 _f(record.created_at),
                 "1" if record.pinned else "",
+                self.keys.entity_version_prefix(tag),
             ],
         )
         if announcement is not None:
@@ -871,6 +876,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
                 _writer(),
+                self.keys.entity_version_prefix(tag),
             ],
         )
         if announcement is not None:
@@ -1812,7 +1818,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                     (
                         [k.entity_history_index(t)],
                         bounds,
-                        [k.entity(t, ""), k.entity_history(t, "")],
+                        [k.entity(t, ""), k.entity_history(t, ""), k.entity_version_prefix(t)],
                     )
                     for t in tags
                 ],
@@ -1876,7 +1882,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                         k.entity_history_index(tag),
                         k.entity_history(tag, key_id),
                     ],
-                    [key_id, *bounds, *numbers],
+                    [key_id, *bounds, k.entity_version_prefix(tag), *numbers],
                 )
             return {_score(n) for n in done}
 
@@ -1932,7 +1938,14 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 ns,
                 tag,
                 [*self._entity_keys_on(tag, e.id), k.entity_accessed(tag), *change_keys],
-                [e.id, _f(now), *bounds, *change_args, _RETENTION_ACTOR],
+                [
+                    e.id,
+                    _f(now),
+                    *bounds,
+                    *change_args,
+                    _RETENTION_ACTOR,
+                    k.entity_version_prefix(tag),
+                ],
             )
             if not res:
                 return None
@@ -2118,18 +2131,18 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         value, rows = await self.connection.eval(
             scripts.ENTITY_VERSIONS,
             [k.entity(tag, entity_id), k.entity_history(tag, entity_id)],
-            [top, bottom, count],
+            [top, bottom, count, k.entity_version_prefix(tag), entity_id],
         )
         out: list[tuple[int, EntityVersion]] = []
         current = None
         if value is not None:
-            row = _version_of_entity(entity_type, entity_id, value)
-            current = 2 * row.version
+            stored = _version_of_entity(entity_type, entity_id, value)
+            current = 2 * stored.version
             if _within(current, top, bottom):
-                out.append((current, row))
-        for member, score in _member_scores(rows):
+                out.append((current, stored))
+        for member, score, row in _history_rows(rows):
             if (n := _score(score)) != current:
-                out.append((n, _version_of_row(entity_type, entity_id, member)))
+                out.append((n, _version_of_row(entity_type, entity_id, member, score, row)))
         out.sort(key=_first, reverse=True)
         return out
 
@@ -2170,12 +2183,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         found = await self.connection.eval(
             scripts.ENTITY_VERSION_AT,
             [k.entity(tag, entity_id), k.entity_history(tag, entity_id)],
-            [_f(at)],
+            [_f(at), k.entity_version_prefix(tag), entity_id],
         )
         if found is None:
             return None
         if isinstance(found, list):
-            return _version_of_row(entity_type, entity_id, found[0])
+            return _version_of_row(entity_type, entity_id, *found)
         return _version_of_entity(entity_type, entity_id, found)
 
     async def list_versioned_entities(
@@ -2230,7 +2243,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             await self.connection.write(
                 scripts.IMPORT_ENTITY_VERSIONS,
                 [k.entity_history_index(tag), k.entity_history(tag, entity_id)],
-                [entity_id, *rows],
+                [entity_id, k.entity_version_prefix(tag), *rows],
             )
 
         await asyncio.gather(*(write(t, i, rows) for (t, i), rows in by_key.items()))
@@ -2313,7 +2326,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                     last, done, n = await self.connection.write(
                         scripts.PURGE_VERSIONS,
                         [k.entity_history_index(tag)],
-                        [after, _SCAN_BUDGET, k.entity(tag, ""), k.entity_history(tag, "")],
+                        [
+                            after,
+                            _SCAN_BUDGET,
+                            k.entity(tag, ""),
+                            k.entity_history(tag, ""),
+                            k.entity_version_prefix(tag),
+                        ],
                     )
                     removed += int(n)
                     after = _s(last)

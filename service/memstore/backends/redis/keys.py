@@ -12,8 +12,9 @@ Invariants:
   range: one namespace spreads over all masters, independent of its name.
 * Everything one atomic operation touches (an entity, its history and its index shard; a
   conversation's messages, revisions, metadata and shard counters; a tool-usage record and
-  its time indexes) shares one tag, so every Lua script is single-slot. Operations that span shards (listing,
-  summary) are split into one single-slot command per shard: CROSSSLOT cannot happen.
+  its time indexes) shares one tag, so every Lua script is single-slot. Operations that
+  span shards (listing, summary) are split into one single-slot command per shard:
+  CROSSSLOT cannot happen.
 * A namespace's change log (a stream) and its state (a hash: the last position, and per
   outbox the last entry relayed) share one tag of their own. On a cluster every data tag
   has an outbox stream next to its data, where the write scripts put their events; the
@@ -109,6 +110,14 @@ class Keys:
     def entity_history(self, tag: str, entity_id: str) -> str:
         """Sorted set of the entity's past versions and tombstones (``lua/history.lua``)."""
         return f"{self.prefix}eh:{{{tag}}}:{entity_id}"
+
+    def entity_version(self, tag: str, version: int | str, entity_id: str) -> str:
+        """A past version's value, the entity value renamed (the number before the id:
+        ids may hold ``:``, digits never do)."""
+        return f"{self.entity_version_prefix(tag)}{version}:{entity_id}"
+
+    def entity_version_prefix(self, tag: str) -> str:
+        return f"{self.prefix}ev:{{{tag}}}:"
 
     def entity_history_index(self, tag: str) -> str:
         """Sorted set, all scores 0: the ids of the shard that have a history, in lexical

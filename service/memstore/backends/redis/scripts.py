@@ -102,10 +102,12 @@ PRUNE_REVISIONS = _script(
 # running meanwhile is seen whole or not at all
 ENTITY_VERSIONS = _script("entity_versions")
 ENTITY_VERSION_AT = _script("entity_version_at", "header", "history")
-IMPORT_ENTITY_VERSIONS = _script("import_entity_versions", "history")
+IMPORT_ENTITY_VERSIONS = _script("import_entity_versions")
 LOAD_CONVERSATION_REVISION = _script("load_conversation_revision")
 IMPORT_CONVERSATION_REVISION = _script("import_conversation_revision")
-PURGE_VERSIONS = _script("purge_versions")
+PURGE_VERSIONS = _script(
+    "purge_versions", "header", "history", "revisions", "retention", "version_retention"
+)
 PURGE_REVISIONS = _script("purge_revisions", "revisions")
 # analytics: read-only, one shard each (memstore.core.analytics for the definitions)
 ANALYTICS_ENTITIES = _script("analytics_entities", "analytics_buckets")

@@ -1,7 +1,7 @@
 -- KEYS: entity, index, expiry, sizes, bytes, creation times, history index, history,
 -- last delete's op, change log keys (changes.lua).
 -- ARGV: id, now, expected|"", op, PUBLISH|SPUBLISH|"", channel, message,
---       change block (4, changes.lua), actor JSON|""
+--       change block (4, changes.lua), actor JSON|"", version key prefix (history.lua)
 -- -> {"ok", 0|1} | {"conflict", cur|""}. The deleted version moves into the history and a
 -- tombstone (same version, the delete's time and actor) follows it, so a re-create numbers
 -- on. The op key remembers the op id for a minute so a retry of a delete whose reply was
@@ -22,8 +22,7 @@ local old = accounted(cur, KEYS[4])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if old ~= 0 then redis.call('DECRBY', KEYS[5], old) end
 if cur then
-  keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1])
-  redis.call('DEL', KEYS[1])
+  keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1], ARGV[13])
   announce(ARGV[5], ARGV[6], ARGV[7])
 end
 if current then

@@ -1,30 +1,31 @@
 -- Version history (docs/architecture.md, "Version history"). Each entity has one sorted
 -- set ``<P>eh:{tag}:<id>`` of its past versions and tombstones, in its own slot: score
 -- 2 x version, plus 1 for the tombstone a delete left at that version (so a reverse range
--- gives the tombstone before the live row of the same version), member the row itself:
--- ``<version>|<saved_at>|<expires|"">|<"d"|"">|<actor JSON|"">\n<payload>`` (a tombstone
--- has no payload). The member being the row, one ZADD stores it. The shard's history
--- index (KEYS: ``ehi``) lists the ids that have rows, lexically, scores 0.
+-- gives the tombstone before the live row of the same version). A past version's member
+-- is its number, and its row is the entity value exactly as it was stored, renamed to
+-- ``<P>ev:{tag}:<version>:<id>`` (RENAME: O(1), the payload is never copied; its header
+-- holds saved_at = updated_at, expires_at and the actor). A tombstone's member is the
+-- whole row, ``<version>|<saved_at>|<actor JSON|"">``. The shard's history index (KEYS:
+-- ``ehi``) lists the ids that have rows, lexically, scores 0.
 
--- Store ``row`` at ``score``, replacing a row already there (an import may have put one).
-local function put_row(history, score, row)
-  redis.call('ZREMRANGEBYSCORE', history, score, score)
-  redis.call('ZADD', history, score, row)
-end
-
--- Move the stored entity (``cur`` = header(key)) into its history: a save replaces it,
--- a delete or a purge of its expiry removes it. The caller then overwrites or deletes
--- ``key``.
-local function keep_version(cur, key, history, index, id)
-  local row = cur[1] .. '|' .. cur[3] .. '|' .. cur[4] .. '||' .. cur[8] .. '\n'
-    .. redis.call('GETRANGE', key, cur[6], -1)
-  put_row(history, 2 * tonumber(cur[1]), row)
+-- Move the stored entity (``cur`` = header(key)) into its history (``prefix``: the
+-- shard's "<P>ev:{tag}:"): a save replaces it, a delete or a purge of its expiry removes
+-- it. ``key`` no longer exists afterwards. A row of the same version already there (an
+-- import may have put one) is replaced.
+local function keep_version(cur, key, history, index, id, prefix)
+  local row = prefix .. cur[1] .. ':' .. id
+  redis.call('RENAME', key, row)
+  -- a record written before history carries a Redis expiry; a history row never expires
+  if cur[4] ~= '' then redis.call('PERSIST', row) end
+  redis.call('ZADD', history, 2 * tonumber(cur[1]), cur[1])
   redis.call('ZADD', index, 0, id)
 end
 
 -- The tombstone of a delete of ``version`` at ``now`` by ``actor`` (JSON|"").
 local function tombstone(history, version, now, actor)
-  put_row(history, 2 * tonumber(version) + 1, version .. '|' .. now .. '||d|' .. actor .. '\n')
+  local score = 2 * tonumber(version) + 1
+  redis.call('ZREMRANGEBYSCORE', history, score, score)
+  redis.call('ZADD', history, score, version .. '|' .. now .. '|' .. actor)
 end
 
 -- The highest version the history holds (0: none). A create numbers on after it.
@@ -34,8 +35,12 @@ local function top_version(history)
   return math.floor(tonumber(top[2]) / 2)
 end
 
--- A history row's version, saved_at and whether it is a tombstone.
-local function row_fields(row)
-  local v, s, d = string.match(row, '^(%d+)|([^|]*)|[^|]*|([^|]*)|')
-  return tonumber(v), tonumber(s), d == 'd'
+-- When the history row (member, score) was saved: a tombstone says it, a past version's
+-- header does (its updated_at). nil when the version's value is missing.
+local function saved_at(member, score, prefix, id)
+  if tonumber(score) % 2 == 1 then
+    return tonumber(string.match(member, '^%d+|([^|]*)|'))
+  end
+  local h = header(prefix .. member .. ':' .. id)
+  return h and tonumber(h[3])
 end

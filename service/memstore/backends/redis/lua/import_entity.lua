@@ -2,7 +2,7 @@
 --       change log keys (changes.lua).
 -- ARGV: id, data, updated_at, expires_at|"", version, op, actor JSON|"",
 --       PUBLISH|SPUBLISH|"", channel, message, change block (4, changes.lua), created_at,
---       pinned "1"|""
+--       pinned "1"|"", version key prefix (history.lua)
 -- -> 1. Writes the record as given (an import: no version check, the creation time
 -- replaced). The stored record, if its version differs, moves into the history as a save
 -- would move it (a replicated secondary builds the primary's history). A retry of an
@@ -10,7 +10,9 @@
 local cur = header(KEYS[1])
 if cur and cur[5] == ARGV[6] then return changes_reply(11, 1) end
 local old = accounted(cur, KEYS[4])
-if cur and cur[1] ~= ARGV[5] then keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1]) end
+if cur and cur[1] ~= ARGV[5] then
+  keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1], ARGV[17])
+end
 local size = string.len(ARGV[2])
 local created = ARGV[15]
 redis.call('SET', KEYS[1],

@@ -2,8 +2,8 @@
 -- counter (KEYS: index, expiry, sizes, bytes, creation times, history index, change log
 -- keys), moving each expired record into its history (history.lua: numbering goes on
 -- after it) and logging entity.expired for each (change block at ARGV[at], changes.lua;
--- its names JSON holds the entity type; ARGV[at + 4], ARGV[at + 5] are the shard's
--- entity and history key prefixes; the version comes from the sizes hash,
+-- its names JSON holds the entity type; ARGV[at + 4], ARGV[at + 5], ARGV[at + 6] are the
+-- shard's entity, history and version key prefixes; the version comes from the sizes hash,
 -- "<bytes>:<version>", when it has one). Listing and counting prune at most 256 per
 -- call, so one call stays short; their correctness never depends on the pruning (expired
 -- members are skipped/subtracted using the expiry index). ``ENTITY_BYTES`` prunes all.
@@ -22,10 +22,7 @@ local function prune(now, limit, at)
     local key = ARGV[at + 4] .. id
     -- a record written before history has a Redis TTL and may be gone already
     local cur = header(key)
-    if cur then
-      keep_version(cur, key, ARGV[at + 5] .. id, KEYS[6], id)
-      redis.call('DEL', key)
-    end
+    if cur then keep_version(cur, key, ARGV[at + 5] .. id, KEYS[6], id, ARGV[at + 6]) end
     change(at, 'entity.expired', nil, version, nil, id)
   end
   redis.call('ZREM', KEYS[1], unpack(expired))

@@ -1,6 +1,6 @@
 -- Read-only. KEYS: history index. ARGV: keep|"", saved|"", after|"" (exclusive), want,
--- budget, entity key prefix, history key prefix (the shard's "<P>e:{tag}:",
--- "<P>eh:{tag}:").
+-- budget, entity, history and version key prefixes (the shard's "<P>e:{tag}:",
+-- "<P>eh:{tag}:", "<P>ev:{tag}:").
 -- Like retention_entities.lua: {last id examined|"", "1" when no more, then id, score,
 -- reason for each history row that goes (version_retention.lua), at least ``want``
 -- unless the shard has no more; an id's rows come all together}.
@@ -13,7 +13,7 @@ local out = {'', ''}
 local found, last = 0, ''
 for i, id in ipairs(ids) do
   last = id
-  local doomed = doomed_versions(ARGV[6] .. id, ARGV[7] .. id, keep, saved)
+  local doomed = doomed_versions(ARGV[6] .. id, ARGV[7] .. id, ARGV[8], id, keep, saved)
   for j = 1, #doomed, 2 do
     out[#out + 1] = id
     out[#out + 1] = doomed[j]

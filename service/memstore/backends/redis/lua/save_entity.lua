@@ -1,7 +1,8 @@
 -- KEYS: entity, index, expiry, sizes, bytes, creation times, history index, history,
 --       change log keys (changes.lua).
 -- ARGV: id, data, now, expires_at|"", expected|"", op, actor JSON|"",
---       PUBLISH|SPUBLISH|"", channel, message, change block (4, changes.lua)
+--       PUBLISH|SPUBLISH|"", channel, message, change block (4, changes.lua),
+--       version key prefix (history.lua)
 -- -> {"ok", version, created_at, updated_at, expires_at, pinned "1"|""} | {"conflict", current|""}
 -- A replace keeps the pin (header field 7); a create starts unpinned. The version replaced
 -- (live or expired) moves into the history; a create numbers on after the highest version
@@ -32,7 +33,7 @@ else
   version = version + 1
 end
 local old = accounted(cur, KEYS[4])
-if cur then keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1]) end
+if cur then keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1], ARGV[15]) end
 local size = string.len(ARGV[2])
 redis.call('SET', KEYS[1],
   head(version, created, ARGV[3], ARGV[4], ARGV[6], pin, ARGV[7]) .. '\n' .. ARGV[2])
