@@ -180,3 +180,38 @@ async def test_retention_applies_to_old_data(
             cid = conv["info"]["conversation_id"]
             left = await backend.load_messages(ns, cid)
             assert [m.seq for m in left] == [conv["messages"][-1]["seq"]]
+
+
+async def test_version_history_starts_on_old_data(
+    old_store: tuple[str, DistributedMemoryBackend],
+) -> None:
+    """Records written before version history have none: the first save after the upgrade
+    keeps the old version (actor unknown), a delete leaves a tombstone, a re-create numbers
+    on; a replace keeps the old messages as revision 1."""
+    kind, backend = old_store
+    for ns in NAMESPACES:
+        old = EXPECTED[kind][ns]
+        u0 = next(e for e in old["entities"] if e["id"] == "u0")
+        before = await backend.list_entity_versions(ns, "user", "u0")
+        assert [(v.version, v.data, v.actor) for v in before.items] == [
+            (u0["version"], u0["data"], None)
+        ]
+        await backend.save_entity(ns, "user", "u0", {"after": "upgrade"})
+        after = await backend.list_entity_versions(ns, "user", "u0")
+        assert [(v.version, v.data) for v in after.items] == [
+            (u0["version"] + 1, {"after": "upgrade"}),
+            (u0["version"], u0["data"]),
+        ]
+        assert after.items[1].saved_at == u0["updated_at"]
+        assert await backend.delete_entity(ns, "user", "u0")
+        again = await backend.save_entity(ns, "user", "u0", {"again": True}, expected_version=0)
+        assert again.version == u0["version"] + 2
+
+        c1 = next(c for c in old["conversations"] if c["info"]["conversation_id"] == "c1")
+        assert (await backend.list_conversation_revisions(ns, "c1")).items == []
+        await backend.replace_conversation(ns, "c1", [{"role": "user", "content": "fresh"}])
+        found = await backend.load_conversation_revision(ns, "c1", 1)
+        assert found is not None
+        assert [(m.seq, m.message) for m in found[1]] == [
+            (m["seq"], m["message"]) for m in c1["messages"]
+        ]

@@ -82,6 +82,22 @@ CASES: dict[str, Case] = {
     "exportAudit": Case(query={"after": "0"}),
     "exportNamespace": Case(),
     "importNamespace": Case(data=EMPTY_DUMP),
+    # version history
+    "listEntityVersions": Case({"entity_type": "note", "entity_id": "n1"}),
+    "getEntityVersion": Case({"entity_type": "note", "entity_id": "n1", "version": "1"}),
+    "diffEntityVersions": Case(
+        {"entity_type": "note", "entity_id": "n1"}, query={"from": "1", "to": "1"}
+    ),
+    "revertEntity": Case({"entity_type": "note", "entity_id": "n1"}, body={"version": 1}),
+    "listConversationRevisions": Case({"conversation_id": "c1"}),
+    "getConversationRevision": Case({"conversation_id": "c1", "revision": "1"}),
+    "restoreConversationRevision": Case({"conversation_id": "c1", "revision": "1"}),
+    "createSnapshot": Case(body={"name": "s1"}),
+    "listSnapshots": Case(),
+    "getSnapshot": Case({"snapshot": "s1"}),
+    "deleteSnapshot": Case({"snapshot": "s1"}),
+    "revertToSnapshot": Case({"snapshot": "s1"}),
+    "purgeHistory": Case(),
     # analytics
     "getAnalyticsOverview": Case(),
     "getAnalyticsGrowth": Case(query={"kind": "entities"}),
@@ -109,6 +125,9 @@ NAMESPACE_ADMIN_ROUTES = frozenset(
         "shredDataKey",
         # bulk removal across the namespace
         "enforceRetention",
+        # bulk changes across the namespace: rolling its entities back, erasing history
+        "revertToSnapshot",
+        "purgeHistory",
     }
 )
 # Reads with a body (a search's filter is a nested object): POST, role read.

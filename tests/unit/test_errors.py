@@ -43,6 +43,7 @@ EXAMPLES: dict[type[MemoryStoreError], MemoryStoreError] = {
     errors.RequestTimeoutError: errors.RequestTimeoutError("too slow"),
     errors.NamespaceImportingError: errors.NamespaceImportingError("importing"),
     errors.NamespaceNotEmptyError: errors.NamespaceNotEmptyError("not empty"),
+    errors.AlreadyExistsError: errors.AlreadyExistsError("taken", snapshot="s1"),
     errors.DumpInvalidError: errors.DumpInvalidError("bad dump"),
 }
 

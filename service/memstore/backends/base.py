@@ -315,7 +315,8 @@ class DistributedMemoryBackend(abc.ABC):
         ``created_at`` replaces any earlier creation time (analytics count it there).
         ``expires_at`` in the past stores nothing readable (the entity is expired). The
         row it replaces (if any, and of another version) moves into history as a save's
-        does, so a replica fed by imports keeps the same history."""
+        does, so a replica fed by imports keeps the same history; the imported version's
+        actor (version history) is the importer's ``current_actor_name()``."""
         raise NotImplementedError(f"{self.name} cannot import")
 
     async def import_conversation(
@@ -511,8 +512,9 @@ class DistributedMemoryBackend(abc.ABC):
         return None
 
     async def list_namespaces(self) -> list[str] | None:
-        """Sorted namespaces holding data (for the admin cross-namespace summary);
-        ``None`` when the backend cannot enumerate them."""
+        """Sorted namespaces holding data (for the admin cross-namespace summary), version
+        history included (a namespace whose entities were all deleted still holds their
+        tombstones); ``None`` when the backend cannot enumerate them."""
         return None
 
     def describe(self) -> dict[str, Any]:

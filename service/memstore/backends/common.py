@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import orjson
 
 from memstore.core.errors import ConflictError, InvalidInputError, MemoryStoreError
-from memstore.core.records import MessageRecord, Page
+from memstore.core.records import ConversationRevision, EntityVersion, MessageRecord, Page
 from memstore.core.validation import decode_cursor, encode_cursor
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,62 @@ def by_id(record: Any) -> tuple[str]:
 def by_time(record: Any) -> tuple[float, str]:
     """Sort key of records listed by (timestamp, id)."""
     return (record.timestamp, record.id)
+
+
+# -- version history (base.py, "Version history") -----------------------------------------
+
+#: Namespaces starting with this are the service's own (data keys, search vectors,
+#: replication state, import markers, webhooks, snapshots): they keep no version history.
+#: A shredded data key must not survive as an old version, and the vectors and positions
+#: are rewritten far too often for a history to be worth its space.
+INTERNAL_PREFIX = "_"
+
+
+def keeps_history(namespace: str) -> bool:
+    """Whether writes in ``namespace`` keep version history (user namespaces do)."""
+    return not namespace.startswith(INTERNAL_PREFIX)
+
+
+def history_order(row: EntityVersion) -> tuple[int, int]:
+    """Sort key of an entity's rows, newest first as ``list_entity_versions`` lists them
+    (sort by it descending): version, then a tombstone before the live row of its version."""
+    return (row.version, int(row.deleted))
+
+
+def page_after_version(cursor: str | None) -> tuple[int, int] | None:
+    """The (version, deleted) after which a page of ``list_entity_versions`` goes on
+    (rows strictly below it in ``history_order``); ``None``: from the newest."""
+    if not cursor:
+        return None
+    version, deleted = decode_cursor(cursor, int, int)
+    return int(version), int(deleted)
+
+
+def page_after_key(cursor: str | None) -> tuple[str, str] | None:
+    """The (type, id) after which a page of ``list_versioned_entities`` goes on."""
+    if not cursor:
+        return None
+    entity_type, entity_id = decode_cursor(cursor, str, str)
+    return str(entity_type), str(entity_id)
+
+
+def page_after_revision(cursor: str | None) -> int | None:
+    """The revision below which a page of ``list_conversation_revisions`` goes on."""
+    return int(decode_cursor(cursor, int)[0]) if cursor else None
+
+
+def by_key(row: EntityVersion) -> tuple[str, str]:
+    return (row.type, row.id)
+
+
+def by_revision(revision: ConversationRevision) -> tuple[int]:
+    return (revision.revision,)
+
+
+def check_version_or_at(version: int | None, at: float | None) -> None:
+    """``load_entity_version`` takes exactly one of them."""
+    if (version is None) == (at is None):
+        raise InvalidInputError("give exactly one of version and at", field="version")
 
 
 # -- conditional writes ---------------------------------------------------------------------

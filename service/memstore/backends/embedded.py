@@ -33,6 +33,14 @@ Why it is shaped this way:
   position across retention removing every event, so positions are never reused.
   Retention removes a prefix of the log (the oldest events), so the retained events are
   always one contiguous run.
+* Version history (base.py, "Version history"): ``entity_versions`` holds the replaced
+  versions and tombstones of entities, ``conversation_revisions``/``revision_messages`` the
+  messages a replace replaced. An entity row leaves for history through two TEMP triggers
+  of the write connection (``WRITER_SCHEMA``): one on an update that changes the version
+  (a save, an import of another version), one on a delete (a delete, an expiry purge, a
+  retention prune), so every path that replaces or removes a row keeps it, in the write's
+  own statement, with no extra hop. The row carries who wrote it (column ``actor``).
+  Namespaces of the service (``_keys``, ``_search``, ...) keep none (``keeps_history``).
 * Each statement is a hop to aiosqlite's thread (~40 µs of CPU): statements whose rows
   are read go through ``execute_fetchall`` (one hop, where a cursor's ``fetchone`` and
   ``close`` are two more), and a write's event adds at most one statement.
@@ -57,17 +65,26 @@ import orjson
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.common import (
+    INTERNAL_PREFIX,
     ErrorTranslation,
     ExpiredEntityPurge,
     build_page,
     by_id,
+    by_key,
+    by_revision,
     by_time,
     check_expected_version,
     check_imported_seqs,
+    check_version_or_at,
+    history_order,
     json_bytes,
     json_bytes_each,
+    keeps_history,
     page_after_id,
+    page_after_key,
+    page_after_revision,
     page_after_time,
+    page_after_version,
 )
 from memstore.core import analytics, changes
 from memstore.core.analytics import (
@@ -100,6 +117,7 @@ from memstore.core.retention import (
     PrunedConversation,
     PrunedEntity,
     PrunedRecord,
+    PrunedVersion,
     PruneReport,
 )
 
@@ -160,6 +178,22 @@ CREATE TABLE IF NOT EXISTS change_log (
 CREATE TABLE IF NOT EXISTS change_positions (
     ns TEXT NOT NULL PRIMARY KEY, last_position INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS entity_versions (
+    ns TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+    version INTEGER NOT NULL, deleted INTEGER NOT NULL,
+    data BLOB, saved_at REAL NOT NULL, actor TEXT, expires_at REAL,
+    PRIMARY KEY (ns, type, id, version, deleted)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS conversation_revisions (
+    ns TEXT NOT NULL, conversation_id TEXT NOT NULL, revision INTEGER NOT NULL,
+    replaced_at REAL NOT NULL, message_count INTEGER NOT NULL, actor TEXT,
+    PRIMARY KEY (ns, conversation_id, revision)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revision_messages (
+    ns TEXT NOT NULL, conversation_id TEXT NOT NULL, revision INTEGER NOT NULL,
+    seq INTEGER NOT NULL, message BLOB NOT NULL, created_at REAL NOT NULL,
+    PRIMARY KEY (ns, conversation_id, revision, seq)
+) WITHOUT ROWID;
 """
 
 #: A namespace's last position: its newest event's, or, when retention removed every event,
@@ -179,7 +213,23 @@ _NEXT_POSITION = f"{_LAST_POSITION} + 1"
 #:   the event only when the id is new (a retried record changes nothing). Each statement
 #:   is a hop to aiosqlite's thread (~40 µs of CPU); these writes had one statement, and
 #:   keep one.
+#: * ``entity_replaced``/``entity_removed``: an entity row that a write replaces with another
+#:   version, or deletes, moves into ``entity_versions`` (module docstring).
 WRITER_SCHEMA = f"""
+CREATE TEMP TRIGGER entity_replaced AFTER UPDATE OF version ON entities
+WHEN OLD.version <> NEW.version AND substr(OLD.ns, 1, 1) <> '{INTERNAL_PREFIX}' BEGIN
+    INSERT OR REPLACE INTO entity_versions (ns, type, id, version, deleted, data, saved_at,
+        actor, expires_at)
+    VALUES (OLD.ns, OLD.type, OLD.id, OLD.version, 0, OLD.data, OLD.updated_at, OLD.actor,
+        OLD.expires_at);
+END;
+CREATE TEMP TRIGGER entity_removed AFTER DELETE ON entities
+WHEN substr(OLD.ns, 1, 1) <> '{INTERNAL_PREFIX}' BEGIN
+    INSERT OR REPLACE INTO entity_versions (ns, type, id, version, deleted, data, saved_at,
+        actor, expires_at)
+    VALUES (OLD.ns, OLD.type, OLD.id, OLD.version, 0, OLD.data, OLD.updated_at, OLD.actor,
+        OLD.expires_at);
+END;
 CREATE TEMP VIEW tool_usage_writes AS SELECT *, NULL AS logged_at, NULL AS actor,
     NULL AS address FROM main.tool_usage WHERE 0;
 CREATE TEMP TRIGGER tool_usage_write INSTEAD OF INSERT ON tool_usage_writes BEGIN
@@ -262,8 +312,40 @@ _ADDED_COLUMNS = {
         # retention: a pinned entity is never pruned; the last read the service recorded
         "pinned": "INTEGER NOT NULL DEFAULT 0",
         "accessed_at": "REAL",
+        # version history: who wrote the current version (NULL: nobody declared, or
+        # written before history was kept)
+        "actor": "TEXT",
     }
 }
+
+#: A tombstone (a delete's, a prune's): ns, type, id, version, saved_at, actor.
+_TOMBSTONE = (
+    "INSERT OR REPLACE INTO entity_versions (ns, type, id, version, deleted, data, saved_at, "
+    "actor, expires_at) VALUES (?, ?, ?, ?, 1, NULL, ?, ?, NULL)"
+)
+
+#: Every row of one key (?1 ns, ?2 type, ?3 id): the current row and its history.
+_KEY_ROWS = (
+    "SELECT version, 0 AS deleted, data, updated_at AS saved_at, actor, expires_at "
+    "FROM entities WHERE ns = ?1 AND type = ?2 AND id = ?3 UNION ALL "
+    "SELECT version, deleted, data, saved_at, actor, expires_at FROM entity_versions "
+    "WHERE ns = ?1 AND type = ?2 AND id = ?3"
+)
+
+
+def _version(entity_type: str, entity_id: str, row: tuple[Any, ...]) -> EntityVersion:
+    """An ``EntityVersion`` of a ``_KEY_ROWS`` row."""
+    version, deleted, data, saved_at, actor, expires_at = row
+    return EntityVersion(
+        type=entity_type,
+        id=entity_id,
+        version=version,
+        data=None if data is None else orjson.loads(data),
+        saved_at=saved_at,
+        actor=actor,
+        deleted=bool(deleted),
+        expires_at=expires_at,
+    )
 
 
 def _entity(row: sqlite3.Row | tuple[Any, ...]) -> EntityRecord:
@@ -779,29 +861,34 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         actor = current_actor() or _NOBODY
 
         async def write(conn: aiosqlite.Connection) -> EntityRecord:
+            # the stored row (if any) and the highest version the key's history holds:
+            # a create numbers on from it (versions never restart)
             row = await _first_row(
                 conn,
-                "SELECT version, created_at, expires_at, pinned FROM entities "
-                "WHERE ns = ? AND type = ? AND id = ?",
+                "SELECT e.version, e.created_at, e.expires_at, e.pinned, (SELECT MAX(version) "
+                "FROM entity_versions v WHERE v.ns = ?1 AND v.type = ?2 AND v.id = ?3) "
+                "FROM (SELECT 1) LEFT JOIN entities e ON e.ns = ?1 AND e.type = ?2 AND e.id = ?3",
                 key,
             )
-            live = row is not None and (row[2] is None or row[2] > now)
-            pinned = bool(row[3]) if live and row is not None else False
-            current = row[0] if live and row is not None else None
+            stored = row[0] is not None
+            live = stored and (row[2] is None or row[2] > now)
+            pinned = bool(row[3]) if live else False
+            current = row[0] if live else None
             check_expected_version(expected_version, current)
-            version = (current or 0) + 1
-            created_at = row[1] if live and row is not None else now
-            if row is not None and not live:
+            version = (current or max(row[0] or 0, row[4] or 0)) + 1
+            created_at = row[1] if live else now
+            if stored and not live:
                 # replaced before the purge reached it: its expiry is logged here instead
                 await self._log_expired(conn, key, row[0], now, actor)
             await conn.execute(
                 "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
-                "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "expires_at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?11) "
                 "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
                 "version = excluded.version, created_at = excluded.created_at, "
                 "updated_at = excluded.updated_at, expires_at = excluded.expires_at, "
-                "pinned = ?9, accessed_at = CASE WHEN ?10 THEN accessed_at END",
-                (*key, payload, version, created_at, now, expires_at, pinned, live),
+                "pinned = ?9, accessed_at = CASE WHEN ?10 THEN accessed_at END, "
+                "actor = excluded.actor",
+                (*key, payload, version, created_at, now, expires_at, pinned, live, actor.name),
             )
             await conn.execute(
                 _LOG_CHANGE,
@@ -836,11 +923,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         async def write(conn: aiosqlite.Connection) -> None:
             await conn.execute(
                 "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
-                "expires_at, pinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "expires_at, pinned, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
                 "version = excluded.version, created_at = excluded.created_at, "
                 "updated_at = excluded.updated_at, expires_at = excluded.expires_at, "
-                "pinned = excluded.pinned",
+                "pinned = excluded.pinned, actor = excluded.actor",
                 (
                     namespace,
                     record.type,
@@ -851,6 +938,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     record.updated_at,
                     record.expires_at,
                     int(record.pinned),
+                    actor.name,
                 ),
             )
             await conn.execute(
@@ -902,6 +990,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             if row is None:
                 return False
             await conn.execute("DELETE FROM entities WHERE ns = ? AND type = ? AND id = ?", key)
+            if live and keeps_history(namespace):
+                await conn.execute(_TOMBSTONE, (*key, row[0], now, actor.name))
             if live:
                 await conn.execute(
                     _LOG_CHANGE,
@@ -1061,6 +1151,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         actor = current_actor() or _NOBODY
 
         async def write(conn: aiosqlite.Connection) -> list[MessageRecord]:
+            if keeps_history(namespace):
+                await self._keep_revision(conn, namespace, conversation_id, now, actor)
             await conn.execute(
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
                 (namespace, conversation_id),
@@ -1089,6 +1181,38 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             )
 
         return await self._write(write)
+
+    @staticmethod
+    async def _keep_revision(
+        conn: aiosqlite.Connection, namespace: str, conversation_id: str, now: float, actor: Actor
+    ) -> None:
+        """The conversation's messages as its next revision (none when it has none)."""
+        row = await _first_row(
+            conn,
+            "INSERT INTO conversation_revisions (ns, conversation_id, revision, replaced_at, "
+            "message_count, actor) SELECT ?1, ?2, COALESCE((SELECT MAX(revision) FROM "
+            "conversation_revisions WHERE ns = ?1 AND conversation_id = ?2), 0) + 1, ?3, "
+            "COUNT(*), ?4 FROM messages WHERE ns = ?1 AND conversation_id = ?2 "
+            "HAVING COUNT(*) > 0 RETURNING revision",
+            (namespace, conversation_id, now, actor.name),
+        )
+        if row is not None:
+            await conn.execute(
+                "INSERT INTO revision_messages (ns, conversation_id, revision, seq, message, "
+                "created_at) SELECT ns, conversation_id, ?3, seq, message, created_at "
+                "FROM messages WHERE ns = ?1 AND conversation_id = ?2",
+                (namespace, conversation_id, row[0]),
+            )
+
+    @staticmethod
+    async def _drop_revisions(conn: aiosqlite.Connection, keys: Sequence[tuple[str, str]]) -> None:
+        """Erase the revisions of these (namespace, conversation) keys."""
+        await conn.executemany(
+            "DELETE FROM revision_messages WHERE ns = ? AND conversation_id = ?", keys
+        )
+        await conn.executemany(
+            "DELETE FROM conversation_revisions WHERE ns = ? AND conversation_id = ?", keys
+        )
 
     async def import_conversation(
         self, namespace: str, conversation_id: str, messages: list[MessageRecord]
@@ -1185,6 +1309,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
                 (namespace, conversation_id),
             )
+            await self._drop_revisions(conn, [(namespace, conversation_id)])
             cur = await conn.execute(
                 "DELETE FROM conversations WHERE ns = ? AND id = ?", (namespace, conversation_id)
             )
@@ -1655,6 +1780,54 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             )
             report.more[kind] = len(rows) > limit
             into.extend(PrunedRecord(i, ts) for i, ts in rows[:limit])
+        if c.versions_on:
+            await self._select_versions(conn, namespace, c, limit, report)
+
+    @staticmethod
+    async def _select_versions(
+        conn: aiosqlite.Connection,
+        namespace: str,
+        cutoffs: Cutoffs,
+        limit: int,
+        report: PruneReport,
+    ) -> None:
+        """The first ``limit`` history rows the versions rules select (core/retention.py):
+        entity rows by (type, id, version, deleted), then revisions by (conversation,
+        revision); each row's rank computed over its key's rows, newest first."""
+        keep, before = cutoffs.versions_keep, cutoffs.versions_saved_before
+        rows = list(
+            await conn.execute_fetchall(
+                "WITH r AS (SELECT type, id, version, deleted, saved_at, ROW_NUMBER() OVER "
+                "(PARTITION BY type, id ORDER BY version DESC, deleted DESC) - 1 AS rank, "
+                "EXISTS (SELECT 1 FROM entities e WHERE e.ns = ?1 AND e.type = v.type "
+                "AND e.id = v.id) AS has_row FROM entity_versions v WHERE ns = ?1) "
+                "SELECT type, id, version, deleted, saved_at, rank, has_row FROM r "
+                "WHERE NOT (rank = 0 AND NOT has_row) AND ((?2 IS NOT NULL AND rank >= ?2) "
+                "OR (?3 IS NOT NULL AND saved_at < ?3)) ORDER BY type, id, version, deleted "
+                "LIMIT ?4",
+                (namespace, keep, before, limit + 1),
+            )
+        )
+        for t, i, version, deleted, saved_at, rank, has_row in rows:
+            reason = cutoffs.version_reason(rank, saved_at, not has_row)
+            assert reason is not None  # the query's condition is the same rule
+            report.versions.append(PrunedVersion(t, i, version, reason, bool(deleted)))
+        if len(report.versions) <= limit:
+            revisions = await conn.execute_fetchall(
+                "WITH r AS (SELECT conversation_id, revision, replaced_at, ROW_NUMBER() OVER "
+                "(PARTITION BY conversation_id ORDER BY revision DESC) - 1 AS rank FROM "
+                "conversation_revisions WHERE ns = ?1) SELECT conversation_id, revision, "
+                "replaced_at, rank FROM r WHERE rank > 0 AND ((?2 IS NOT NULL AND rank >= ?2) "
+                "OR (?3 IS NOT NULL AND replaced_at < ?3)) ORDER BY conversation_id, revision "
+                "LIMIT ?4",
+                (namespace, keep, before, limit + 1 - len(report.versions)),
+            )
+            for cid, revision, replaced_at, rank in revisions:
+                reason = cutoffs.version_reason(rank, replaced_at, True)
+                assert reason is not None
+                report.versions.append(PrunedVersion(None, cid, revision, reason))
+        report.more["versions"] = len(report.versions) > limit
+        del report.versions[limit:]
 
     @staticmethod
     async def _remove_pruned(
@@ -1662,11 +1835,41 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     ) -> None:
         """Delete what ``_select_prunable`` selected in this transaction, with the events."""
         now = report.now
+        if report.versions:
+            await conn.executemany(
+                "DELETE FROM entity_versions WHERE ns = ? AND type = ? AND id = ? "
+                "AND version = ? AND deleted = ?",
+                [
+                    (namespace, v.type, v.id, v.version, int(v.deleted))
+                    for v in report.versions
+                    if v.type is not None
+                ],
+            )
+            revisions = [(namespace, v.id, v.version) for v in report.versions if v.type is None]
+            await conn.executemany(
+                "DELETE FROM revision_messages WHERE ns = ? AND conversation_id = ? "
+                "AND revision = ?",
+                revisions,
+            )
+            await conn.executemany(
+                "DELETE FROM conversation_revisions WHERE ns = ? AND conversation_id = ? "
+                "AND revision = ?",
+                revisions,
+            )
         if report.entities:
+            # the trigger moves each row to history; a tombstone keeps its number
             await conn.executemany(
                 "DELETE FROM entities WHERE ns = ? AND type = ? AND id = ?",
                 [(namespace, e.type, e.id) for e in report.entities],
             )
+            if keeps_history(namespace):
+                await conn.executemany(
+                    _TOMBSTONE,
+                    [
+                        (namespace, e.type, e.id, e.version, now, changes.RETENTION_ACTOR)
+                        for e in report.entities
+                    ],
+                )
         events = [
             _change(
                 namespace,
@@ -1689,6 +1892,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         idle = [(namespace, c.id) for c in convs if c.reason == "idle"]
         if idle:
             await conn.executemany("DELETE FROM conversations WHERE ns = ? AND id = ?", idle)
+            await EmbeddedMemoryBackend._drop_revisions(conn, idle)
         trimmed = [(c.messages, namespace, c.id) for c in convs if c.reason != "idle"]
         if trimmed:
             # seq stay as they were: the oldest kept message keeps its number
@@ -1733,7 +1937,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         )
         return int(row[0])
 
-    # -- version history: not yet on this backend (placeholders until it is built) ----------
+    # -- version history (module docstring) -----------------------------------------------
 
     async def list_entity_versions(
         self,
@@ -1744,7 +1948,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        after = page_after_version(cursor) or (2**62, 2)
+        rows = await self._fetchall(
+            f"SELECT * FROM ({_KEY_ROWS}) WHERE (version, deleted) < (?4, ?5) "
+            "ORDER BY version DESC, deleted DESC LIMIT ?6",
+            (namespace, entity_type, entity_id, *after, limit + 1),
+        )
+        items = [_version(entity_type, entity_id, r) for r in rows]
+        return build_page(items, limit, history_order)
 
     async def load_entity_version(
         self,
@@ -1755,27 +1966,102 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         version: int | None = None,
         at: float | None = None,
     ) -> EntityVersion | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        check_version_or_at(version, at)
+        if version is not None:
+            row = await self._fetchone(
+                f"SELECT * FROM ({_KEY_ROWS}) WHERE version = ?4 AND deleted = 0 LIMIT 1",
+                (namespace, entity_type, entity_id, version),
+            )
+        else:
+            row = await self._fetchone(
+                f"SELECT * FROM ({_KEY_ROWS}) WHERE saved_at <= ?4 "
+                "ORDER BY version DESC, deleted DESC LIMIT 1",
+                (namespace, entity_type, entity_id, at),
+            )
+        return None if row is None else _version(entity_type, entity_id, row)
 
     async def list_versioned_entities(
         self, namespace: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        after = page_after_key(cursor) or ("", "")
+        rows = await self._fetchall(
+            "WITH k AS (SELECT type, id FROM entities WHERE ns = ?1 AND (type, id) > (?2, ?3) "
+            "UNION SELECT type, id FROM entity_versions WHERE ns = ?1 AND (type, id) > (?2, ?3) "
+            "ORDER BY type, id LIMIT ?4) "
+            "SELECT k.type, k.id, e.version, 0, e.data, e.updated_at, e.actor, e.expires_at "
+            "FROM k JOIN entities e ON e.ns = ?1 AND e.type = k.type AND e.id = k.id "
+            "UNION ALL SELECT k.type, k.id, v.version, v.deleted, v.data, v.saved_at, v.actor, "
+            "v.expires_at FROM k JOIN entity_versions v ON v.ns = ?1 AND v.type = k.type "
+            "AND v.id = k.id WHERE NOT EXISTS (SELECT 1 FROM entities e WHERE e.ns = ?1 "
+            "AND e.type = k.type AND e.id = k.id) AND (v.version, v.deleted) = (SELECT "
+            "version, deleted FROM entity_versions w WHERE w.ns = ?1 AND w.type = k.type "
+            "AND w.id = k.id ORDER BY version DESC, deleted DESC LIMIT 1) ORDER BY 1, 2",
+            (namespace, *after, limit + 1),
+        )
+        items = [_version(r[0], r[1], r[2:]) for r in rows]
+        return build_page(items, limit, by_key)
 
     async def import_entity_versions(
         self, namespace: str, versions: Sequence[EntityVersion]
     ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        if not versions:
+            return
+        rows = [
+            (
+                namespace,
+                v.type,
+                v.id,
+                v.version,
+                int(v.deleted),
+                None if v.data is None else orjson.dumps(v.data),
+                v.saved_at,
+                v.actor,
+                v.expires_at,
+            )
+            for v in versions
+        ]
+
+        async def write(conn: aiosqlite.Connection) -> None:
+            await conn.executemany(
+                "INSERT OR REPLACE INTO entity_versions (ns, type, id, version, deleted, data, "
+                "saved_at, actor, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self._write(write, one_statement=True)
 
     async def list_conversation_revisions(
         self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[ConversationRevision]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        below = page_after_revision(cursor) or 2**62
+        rows = await self._fetchall(
+            "SELECT conversation_id, revision, replaced_at, message_count, actor "
+            "FROM conversation_revisions WHERE ns = ? AND conversation_id = ? AND revision < ? "
+            "ORDER BY revision DESC LIMIT ?",
+            (namespace, conversation_id, below, limit + 1),
+        )
+        return build_page([ConversationRevision(*r) for r in rows], limit, by_revision)
 
     async def load_conversation_revision(
         self, namespace: str, conversation_id: str, revision: int
     ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        rows = await self._fetchall(
+            "SELECT r.conversation_id, r.revision, r.replaced_at, r.message_count, r.actor, "
+            "m.seq, m.message, m.created_at FROM conversation_revisions r "
+            "LEFT JOIN revision_messages m ON m.ns = r.ns "
+            "AND m.conversation_id = r.conversation_id AND m.revision = r.revision "
+            "WHERE r.ns = ? AND r.conversation_id = ? AND r.revision = ? ORDER BY m.seq",
+            (namespace, conversation_id, revision),
+        )
+        if not rows:
+            return None
+        header = ConversationRevision(*rows[0][:5])
+        messages = [
+            MessageRecord(conversation_id, r[5], orjson.loads(r[6]), r[7])
+            for r in rows
+            if r[5] is not None
+        ]
+        return header, messages
 
     async def import_conversation_revision(
         self,
@@ -1783,15 +2069,64 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         revision: ConversationRevision,
         messages: Sequence[MessageRecord],
     ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        cid, number = revision.conversation_id, revision.revision
+        rows = [
+            (namespace, cid, number, m.seq, orjson.dumps(m.message), m.created_at) for m in messages
+        ]
+
+        async def write(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT OR REPLACE INTO conversation_revisions (ns, conversation_id, revision, "
+                "replaced_at, message_count, actor) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    namespace,
+                    cid,
+                    number,
+                    revision.replaced_at,
+                    revision.message_count,
+                    revision.actor,
+                ),
+            )
+            await conn.execute(
+                "DELETE FROM revision_messages WHERE ns = ? AND conversation_id = ? "
+                "AND revision = ?",
+                (namespace, cid, number),
+            )
+            await conn.executemany(
+                "INSERT INTO revision_messages (ns, conversation_id, revision, seq, message, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self._write(write)
 
     async def purge_history(self, namespace: str) -> int:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        async def write(conn: aiosqlite.Connection) -> int:
+            # all but the newest row of a key without an entity row (it holds the number)
+            entity_rows = await conn.execute(
+                "DELETE FROM entity_versions WHERE ns = ?1 AND NOT (NOT EXISTS (SELECT 1 "
+                "FROM entities e WHERE e.ns = ?1 AND e.type = entity_versions.type "
+                "AND e.id = entity_versions.id) AND (version, deleted) = (SELECT version, "
+                "deleted FROM entity_versions w WHERE w.ns = ?1 "
+                "AND w.type = entity_versions.type AND w.id = entity_versions.id "
+                "ORDER BY version DESC, deleted DESC LIMIT 1))",
+                (namespace,),
+            )
+            removed = entity_rows.rowcount
+            await conn.execute("DELETE FROM revision_messages WHERE ns = ?", (namespace,))
+            revisions = await conn.execute(
+                "DELETE FROM conversation_revisions WHERE ns = ?", (namespace,)
+            )
+            return int(removed + revisions.rowcount)
+
+        return await self._write(write)
 
     async def list_namespaces(self) -> list[str] | None:
         rows = await self._fetchall(
             "SELECT ns FROM entities UNION SELECT ns FROM conversations"
-            " UNION SELECT ns FROM tool_usage UNION SELECT ns FROM feedback ORDER BY 1",
+            " UNION SELECT ns FROM tool_usage UNION SELECT ns FROM feedback"
+            " UNION SELECT ns FROM entity_versions UNION SELECT ns FROM conversation_revisions"
+            " ORDER BY 1",
             (),
         )
         return [r[0] for r in rows]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend, InvalidationCallback
+from memstore.backends.common import history_order
 from memstore.core import changes
 from memstore.core.errors import BackendUnavailableError, ConflictError, MemoryStoreError
 from memstore.core.records import (
@@ -88,6 +89,9 @@ SECONDARY = "secondary"
 
 # The state of one key as the replicator reads it from the source.
 _Key = tuple[str, ...]
+
+#: History rows compared per read when the replicator copies a key's version history.
+_HISTORY_PAGE = 100
 
 
 def _event_key(event: ChangeEvent) -> _Key | None:
@@ -303,10 +307,15 @@ class Replicator:
                 if decision is True:
                     return
                 record = decision if isinstance(decision, EntityRecord) else None
-            if record is not None:
-                await dst.import_entity(namespace, record)
+            if self.reconcile:
+                # the failback takes the reconciled state; the history the secondary kept
+                # of the outage's writes stays there
+                if record is not None:
+                    await dst.import_entity(namespace, record)
+                else:
+                    await dst.delete_entity(namespace, entity_type, entity_id)
             else:
-                await dst.delete_entity(namespace, entity_type, entity_id)
+                await self._copy_entity(namespace, entity_type, entity_id, record)
         elif key[0] == "conversation":
             conversation_id = key[1]
             messages = await src.load_messages(namespace, conversation_id)
@@ -318,7 +327,9 @@ class Replicator:
                 merged = merge_messages(kept, messages)
                 if merged is not None:
                     await dst.import_conversation(namespace, conversation_id, merged)
-            elif messages:
+            elif messages or event.kind == changes.CONVERSATION_REPLACED:
+                # (a replace with no messages keeps an empty conversation)
+                await self._copy_revisions(namespace, conversation_id)
                 await dst.import_conversation(namespace, conversation_id, messages)
             else:
                 await dst.delete_conversation(namespace, conversation_id)
@@ -331,18 +342,101 @@ class Replicator:
             if feedback is not None:
                 await dst.save_feedback(namespace, feedback)
 
+    async def _copy_entity(
+        self, namespace: str, entity_type: str, entity_id: str, record: EntityRecord | None
+    ) -> None:
+        """Write ``record`` (``None``: delete) to the target as the source's writer did, then
+        the source's history rows the target lacks or holds otherwise: the target's own
+        move of its replaced row into history (``import_entity``) and its tombstone
+        (``delete_entity``) are overwritten by the source's rows of the same version."""
+        src, dst = self.source, self.target
+        page = await src.list_entity_versions(
+            namespace, entity_type, entity_id, limit=_HISTORY_PAGE
+        )
+        top = page.items[0] if page.items else None
+        if record is not None:
+            writer = None
+            if top is not None and not top.deleted and top.version == record.version:
+                writer = top.actor
+            with changes.acting_as(changes.Actor(writer)):
+                await dst.import_entity(namespace, record)
+        else:
+            await dst.delete_entity(namespace, entity_type, entity_id)
+        held: dict[tuple[int, int], EntityVersion] = {}
+        held_cursor: str | None = None
+        held_low: int | None = None
+        held_all = False
+        while page.items:
+            low = page.items[-1].version
+            while not held_all and (held_low is None or held_low >= low):
+                theirs = await dst.list_entity_versions(
+                    namespace, entity_type, entity_id, cursor=held_cursor, limit=_HISTORY_PAGE
+                )
+                held.update((history_order(v), v) for v in theirs.items)
+                if theirs.items:
+                    held_low = theirs.items[-1].version
+                held_cursor = theirs.next_cursor
+                held_all = held_cursor is None
+            missing = [
+                v
+                for v in page.items
+                if held.get(history_order(v)) != v
+                and not (record is not None and not v.deleted and v.version == record.version)
+            ]
+            if missing:
+                await dst.import_entity_versions(namespace, missing)
+            # a page the target already holds whole: earlier events copied the rest
+            if not missing or page.next_cursor is None:
+                return
+            page = await src.list_entity_versions(
+                namespace, entity_type, entity_id, cursor=page.next_cursor, limit=_HISTORY_PAGE
+            )
+
+    async def _copy_revisions(self, namespace: str, conversation_id: str) -> None:
+        """The source's conversation revisions the target lacks (newest first, until one
+        it has)."""
+        src, dst = self.source, self.target
+        theirs = await dst.list_conversation_revisions(namespace, conversation_id, limit=1)
+        newest = theirs.items[0].revision if theirs.items else 0
+        cursor: str | None = None
+        while True:
+            page = await src.list_conversation_revisions(
+                namespace, conversation_id, cursor=cursor, limit=_HISTORY_PAGE
+            )
+            for revision in page.items:
+                if revision.revision <= newest:
+                    return
+                found = await src.load_conversation_revision(
+                    namespace, conversation_id, revision.revision
+                )
+                if found is not None:
+                    await dst.import_conversation_revision(namespace, found[0], found[1])
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
     async def copy_namespace(self, namespace: str) -> None:
         """Everything the source holds in ``namespace``, written to the target."""
         src, dst = self.source, self.target
-        for entity_type in await src.get_entity_types(namespace):
+        if self.reconcile:
+            for entity_type in await src.get_entity_types(namespace):
 
-            def entities(c: str | None, t: str = entity_type) -> Awaitable[Page[EntityRecord]]:
-                return src.list_entities(namespace, t, limit=500, cursor=c)
+                def entities(c: str | None, t: str = entity_type) -> Awaitable[Page[EntityRecord]]:
+                    return src.list_entities(namespace, t, limit=500, cursor=c)
 
-            async for entity in _pages(entities):
-                await dst.import_entity(namespace, entity)
+                async for entity in _pages(entities):
+                    await dst.import_entity(namespace, entity)
+        else:
+            # every key with a current version or a history, with its history
+            async for row in _pages(
+                lambda c: src.list_versioned_entities(namespace, limit=500, cursor=c)
+            ):
+                current = await src.load_entity(namespace, row.type, row.id)
+                await self._copy_entity(namespace, row.type, row.id, current)
         async for info in _pages(lambda c: src.list_conversations(namespace, limit=500, cursor=c)):
             messages = await src.load_messages(namespace, info.conversation_id)
+            if not self.reconcile:
+                await self._copy_revisions(namespace, info.conversation_id)
             await dst.import_conversation(namespace, info.conversation_id, messages)
         async for use in _pages(lambda c: src.query_tool_usage(namespace, limit=500, cursor=c)):
             await dst.record_tool_usage(namespace, use)
@@ -854,7 +948,17 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             return b.prune(namespace, cutoffs, now, dry_run=dry_run, limit=limit)
 
         # a dry run reads what the serving backend holds; an enforcement writes
-        return await (self._read(call) if dry_run else self._write(call))
+        if dry_run:
+            return await self._read(call)
+        report = await self._write(call)
+        if cutoffs.versions_on:
+            # Trimming history makes no events, so the replication never carries it: the
+            # other backend applies the same versions rules itself.
+            only_versions = cutoffs.only(("versions",))
+            other = self.secondary if self.serving == PRIMARY else self.primary
+            with contextlib.suppress(BackendUnavailableError):
+                await other.prune(namespace, only_versions, now, dry_run=False, limit=limit)
+        return report
 
     # -- conversations ------------------------------------------------------------------
 

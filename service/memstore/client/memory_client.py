@@ -88,8 +88,10 @@ from memstore.core.records import (
     ChangeEvent,
     ChangePage,
     ConversationInfo,
+    ConversationRevision,
     EntityHit,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -97,6 +99,8 @@ from memstore.core.records import (
     MessageRecord,
     Page,
     SearchPage,
+    Snapshot,
+    SnapshotRevert,
     ToolUsageHit,
     ToolUsageRecord,
 )
@@ -104,6 +108,7 @@ from memstore.core.retention import PruneReport, RetentionPolicy, check_prune_at
 from memstore.core.search import SearchMode, check_entity_search, check_text_search
 from memstore.core.validation import (
     MIN_VERSION_HEADER,
+    check_as_of,
     check_before,
     check_change_filter,
     check_change_position,
@@ -118,6 +123,7 @@ from memstore.core.validation import (
     check_time_range,
     check_tool_usage,
     check_version,
+    check_version_number,
 )
 from memstore.memory.api import MemoryAPI
 
@@ -647,6 +653,155 @@ class MemoryClient(MemoryAPI):
             "POST", self._ns("/retention:enforce"), params={"limit": limit}
         )
         return PruneReport.from_dict(out)
+
+    # -- version history ----------------------------------------------------------------
+
+    def _entity_path(self, entity_type: str, entity_id: str, tail: str = "") -> str:
+        check_entity_key(entity_type, entity_id)
+        return self._ns(f"/entities/{_q(entity_type)}/{_q(entity_id)}{tail}")
+
+    async def list_entity_versions(
+        self,
+        entity_type: str,
+        entity_id: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[EntityVersion]:
+        _, out, _ = await self._request(
+            "GET",
+            self._entity_path(entity_type, entity_id, "/versions"),
+            params={"limit": limit, "cursor": cursor},
+        )
+        return Page([EntityVersion(**v) for v in out["items"]], out["next_cursor"])
+
+    async def get_entity_version(
+        self, entity_type: str, entity_id: str, version: int
+    ) -> EntityVersion | None:
+        path = self._entity_path(entity_type, entity_id)
+        number = check_version_number(version)
+        status, out, _ = await self._request("GET", f"{path}/versions/{number}", accept_404=True)
+        return None if status == 404 else EntityVersion(**out)
+
+    async def get_entity_as_of(
+        self,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        path = self._entity_path(entity_type, entity_id)
+        version, at = check_as_of(version, at)
+        status, out, _ = await self._request(
+            "GET",
+            path,
+            # repr: the shortest text that reads back as the same float
+            params={"as_of_version": version, "as_of": None if at is None else repr(at)},
+            accept_404=True,
+        )
+        return None if status == 404 else EntityVersion(**out)
+
+    async def diff_entity_versions(
+        self, entity_type: str, entity_id: str, from_version: int, to_version: int
+    ) -> list[JSONObject]:
+        path = self._entity_path(entity_type, entity_id, "/diff")
+        check_version_number(from_version, "from")
+        check_version_number(to_version, "to")
+        _, out, _ = await self._request(
+            "GET", path, params={"from": from_version, "to": to_version}
+        )
+        patch: list[JSONObject] = out["patch"]
+        return patch
+
+    async def revert_entity(
+        self,
+        entity_type: str,
+        entity_id: str,
+        version: int,
+        *,
+        expected_version: int | None = None,
+    ) -> EntityRecord:
+        path = self._entity_path(entity_type, entity_id, "/revert")
+        check_version_number(version)
+        expected_version = check_version(expected_version)
+        headers = {}
+        if expected_version == 0:
+            headers["If-None-Match"] = "*"
+        elif expected_version is not None:
+            headers["If-Match"] = f'"{expected_version}"'
+        _, out, _ = await self._request("POST", path, json={"version": version}, headers=headers)
+        record = EntityRecord(**out)
+        self.versions.saw((self.namespace, entity_type, entity_id), record.version)
+        return record
+
+    async def list_conversation_revisions(
+        self,
+        conversation_id: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ConversationRevision]:
+        _, out, _ = await self._request(
+            "GET",
+            self._conv(conversation_id, tail="/revisions"),
+            params={"limit": limit, "cursor": cursor},
+        )
+        return Page([ConversationRevision(**r) for r in out["items"]], out["next_cursor"])
+
+    async def get_conversation_revision(
+        self, revision: int, conversation_id: str | None = None
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        number = check_version_number(revision, "revision")
+        status, out, _ = await self._request(
+            "GET", self._conv(conversation_id, tail=f"/revisions/{number}"), accept_404=True
+        )
+        if status == 404:
+            return None
+        return ConversationRevision(**out["revision"]), [
+            MessageRecord(**m) for m in out["messages"]
+        ]
+
+    async def restore_conversation_revision(
+        self, revision: int, conversation_id: str | None = None
+    ) -> list[MessageRecord]:
+        number = check_version_number(revision, "revision")
+        _, out, _ = await self._request(
+            "POST", self._conv(conversation_id, tail=f"/revisions/{number}/restore")
+        )
+        return [MessageRecord(**m) for m in out["items"]]
+
+    async def create_snapshot(self, name: str) -> Snapshot:
+        check_name("snapshot", name)
+        _, out, _ = await self._request("POST", self._ns("/snapshots"), json={"name": name})
+        return Snapshot(**out)
+
+    async def get_snapshot(self, name: str) -> Snapshot | None:
+        check_name("snapshot", name)
+        status, out, _ = await self._request(
+            "GET", self._ns(f"/snapshots/{_q(name)}"), accept_404=True
+        )
+        return None if status == 404 else Snapshot(**out)
+
+    async def list_snapshots(self) -> list[Snapshot]:
+        _, out, _ = await self._request("GET", self._ns("/snapshots"))
+        return [Snapshot(**s) for s in out["items"]]
+
+    async def delete_snapshot(self, name: str) -> bool:
+        check_name("snapshot", name)
+        status, _, _ = await self._request(
+            "DELETE", self._ns(f"/snapshots/{_q(name)}"), accept_404=True
+        )
+        return status == 204
+
+    async def revert_to_snapshot(self, name: str) -> SnapshotRevert:
+        check_name("snapshot", name)
+        _, out, _ = await self._request("POST", self._ns(f"/snapshots/{_q(name)}/revert"))
+        return SnapshotRevert(**out)
+
+    async def purge_history(self) -> int:
+        _, out, _ = await self._request("POST", self._ns("/history:purge"))
+        return int(out["removed"])
 
     async def list_entities(
         self, entity_type: str, *, limit: int | None = None, cursor: str | None = None

@@ -9,9 +9,9 @@ floor per entity: the highest version the client wrote or read, one more than th
 the client deleted it, or "read the backend" (``NO_CACHE``) after it deleted an entity
 whose version it never saw.
 
-Versions order the states of one life of an entity only (they start at 1 again when a
-deleted or expired entity is created anew), so a floor never goes down: a client that
-deleted version 5 reads past the cache until the entity is past version 5 again. The
+A floor never goes down: a client that deleted version 5 reads past the cache until the
+entity is past version 5 again (version history numbers a re-created entity on from its
+deleted version; data written before it may still restart at 1). The
 floors are bounded (least recently used keys are forgotten first): a forgotten key is read
 as any reader without a token reads it.
 

@@ -22,7 +22,8 @@ exceptions. The tree (class, ``code``, HTTP status)::
     ├── RateLimitedError              rate_limited          429
     ├── RequestTimeoutError           timeout               504
     ├── NamespaceImportingError       namespace_importing   409
-    └── NamespaceNotEmptyError        namespace_not_empty   409
+    ├── NamespaceNotEmptyError        namespace_not_empty   409
+    └── AlreadyExistsError            already_exists        409
 
 Each class carries its ``code`` and ``http_status``; :data:`ERROR_TYPES` lists them and
 :func:`error_type` maps a code back to its class. The server answers an error with its
@@ -258,6 +259,13 @@ class NamespaceNotEmptyError(MemoryStoreError):
     http_status = 409
 
 
+class AlreadyExistsError(MemoryStoreError):
+    """A name that must be new is taken (a namespace's snapshot of that name exists): 409."""
+
+    code = "already_exists"
+    http_status = 409
+
+
 class DumpInvalidError(InvalidInputError):
     """An export dump that is malformed, truncated, or fails its checksum or counts: it
     is refused and nothing of it is visible (400)."""
@@ -285,6 +293,7 @@ ERROR_TYPES: tuple[type[MemoryStoreError], ...] = (
     RequestTimeoutError,
     NamespaceImportingError,
     NamespaceNotEmptyError,
+    AlreadyExistsError,
     DumpInvalidError,
 )
 

@@ -122,6 +122,40 @@ class ConversationRevision:
 
 @with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A named instant of a namespace: a marker, not a copy (the version history holds the
+    states it names)."""
+
+    name: str
+    created_at: float
+    #: The namespace's change-log position when it was taken (information).
+    change_position: int
+    actor: str | None = None
+
+    def to_dict(self) -> JSONObject:
+        return _shallow(self)
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
+class SnapshotRevert:
+    """What reverting a namespace's entities to a snapshot did: keys saved back to their
+    state then (a new version each), deleted (they did not exist then), left as they were
+    (unchanged since), and those a concurrent write changed while the revert ran (left to
+    that write: ``conflicts``, as ``type/id``)."""
+
+    snapshot: str
+    saved: int
+    deleted: int
+    unchanged: int
+    conflicts: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> JSONObject:
+        return {**_shallow(self), "conflicts": list(self.conflicts)}
+
+
+@with_config(_RESPONSE)
+@dataclass(frozen=True, slots=True)
 class ConversationInfo:
     conversation_id: str
     message_count: int

@@ -67,12 +67,14 @@ TYPE_RULE = NAMESPACE_RULE
 ID_RULE = NameRule(first="_", rest="_.:@=+-", max_length=256)
 TOOL_RULE = NameRule(first="_", rest="_.:/-", max_length=128)
 WEBHOOK_RULE = NAMESPACE_RULE
+SNAPSHOT_RULE = NAMESPACE_RULE
 
 NAMESPACE_RE = NAMESPACE_RULE.pattern
 TYPE_RE = TYPE_RULE.pattern
 ID_RE = ID_RULE.pattern
 TOOL_RE = TOOL_RULE.pattern
 WEBHOOK_RE = WEBHOOK_RULE.pattern
+SNAPSHOT_RE = SNAPSHOT_RULE.pattern
 
 NAME_RULES: dict[str, NameRule] = {
     "namespace": NAMESPACE_RULE,
@@ -83,6 +85,7 @@ NAME_RULES: dict[str, NameRule] = {
     "agent_name": TOOL_RULE,
     "feedback_type": TYPE_RULE,
     "webhook_name": WEBHOOK_RULE,
+    "snapshot": SNAPSHOT_RULE,
 }
 
 NAME_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -198,6 +201,25 @@ def check_version(version: int | None) -> int | None:
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise InvalidInputError("expected_version must be an integer >= 0", field="version")
     return version
+
+
+def check_version_number(value: object, field: str = "version") -> int:
+    """A version of an entity or a revision of a conversation: an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < 2**63:
+        raise InvalidInputError(f"{field} must be an integer >= 1", field=field)
+    return value
+
+
+def check_as_of(version: object, at: object) -> tuple[int | None, float | None]:
+    """An entity read "as of": exactly one of a version (>= 1) and an instant (POSIX
+    seconds)."""
+    if (version is None) == (at is None):
+        raise InvalidInputError("give exactly one of as_of_version and as_of", field="as_of")
+    if version is not None:
+        return check_version_number(version, "as_of_version"), None
+    if isinstance(at, bool) or not isinstance(at, int | float):
+        raise InvalidInputError("as_of must be POSIX seconds", field="as_of")
+    return None, check_in("as_of", float(at), TIMESTAMP_SECONDS)
 
 
 #: The HTTP request header that carries ``min_version`` on entity reads (the server reads

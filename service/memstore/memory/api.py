@@ -34,8 +34,10 @@ from memstore.core.records import (
     ChangeEvent,
     ChangePage,
     ConversationInfo,
+    ConversationRevision,
     EntityHit,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -43,6 +45,8 @@ from memstore.core.records import (
     MessageRecord,
     Page,
     SearchPage,
+    Snapshot,
+    SnapshotRevert,
     ToolUsageHit,
     ToolUsageRecord,
 )
@@ -98,8 +102,8 @@ class MemoryAPI(Protocol):
         """The entity, or ``None``. Read-your-writes: ``min_version`` (a version the caller
         wrote or read, e.g. through another replica) keeps a replica's cached copy older
         than it from being served; ``use_cache=False`` reads the backend. Neither is a
-        precondition: the answer is the stored state, which after a delete (and a
-        re-create, whose versions start at 1 again) may be ``None`` or a lower version."""
+        precondition: the answer is the stored state, which after a delete may be
+        ``None`` (a re-create numbers on from the deleted version)."""
         ...
 
     async def delete_entity(
@@ -380,6 +384,96 @@ class MemoryAPI(Protocol):
 
     async def enforce_retention(self, *, limit: int | None = None) -> PruneReport:
         """Remove now what the policy selects, one batch (the first ``limit`` per kind)."""
+        ...
+
+    # -- version history (docs/architecture.md, "Version history") ----------------------
+
+    async def list_entity_versions(
+        self,
+        entity_type: str,
+        entity_id: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[EntityVersion]:
+        """Every version of the entity, newest first: the current one, then older ones and
+        the tombstones of deletes (``deleted``, no data), one page."""
+        ...
+
+    async def get_entity_version(
+        self, entity_type: str, entity_id: str, version: int
+    ) -> EntityVersion | None:
+        """One version of the entity (current or older, never a tombstone), or ``None``."""
+        ...
+
+    async def get_entity_as_of(
+        self,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        """The entity at version ``version`` or at the instant ``at`` (POSIX seconds):
+        ``None`` when it did not exist then (not created yet, deleted, or expired)."""
+        ...
+
+    async def diff_entity_versions(
+        self, entity_type: str, entity_id: str, from_version: int, to_version: int
+    ) -> list[JSONObject]:
+        """The RFC 6902 JSON Patch turning version ``from_version`` into ``to_version``."""
+        ...
+
+    async def revert_entity(
+        self,
+        entity_type: str,
+        entity_id: str,
+        version: int,
+        *,
+        expected_version: int | None = None,
+    ) -> EntityRecord:
+        """Save version ``version``'s data as a new version (never rewrites history)."""
+        ...
+
+    async def list_conversation_revisions(
+        self,
+        conversation_id: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ConversationRevision]:
+        """What replacing the conversation's history replaced, newest first, one page."""
+        ...
+
+    async def get_conversation_revision(
+        self, revision: int, conversation_id: str | None = None
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        """A revision and the messages it holds, or ``None``."""
+        ...
+
+    async def restore_conversation_revision(
+        self, revision: int, conversation_id: str | None = None
+    ) -> list[MessageRecord]:
+        """Replace the history with the revision's messages (the replaced history becomes
+        a new revision)."""
+        ...
+
+    async def create_snapshot(self, name: str) -> Snapshot:
+        """Mark this instant of the namespace as ``name`` (``AlreadyExistsError`` if taken)."""
+        ...
+
+    async def get_snapshot(self, name: str) -> Snapshot | None: ...
+
+    async def list_snapshots(self) -> list[Snapshot]: ...
+
+    async def delete_snapshot(self, name: str) -> bool: ...
+
+    async def revert_to_snapshot(self, name: str) -> SnapshotRevert:
+        """Give every entity its state at the snapshot (new versions, deletes)."""
+        ...
+
+    async def purge_history(self) -> int:
+        """Erase the namespace's version history but the tombstones; rows removed."""
         ...
 
     # -- summary ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from collections.abc import (
     Iterable,
 )
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from memstore.backends.base import DistributedMemoryBackend
@@ -47,20 +48,26 @@ from memstore.core.analytics import (
     check_listed_calls,
     check_window,
 )
+from memstore.core.changes import current_actor_name
 from memstore.core.dump import ImportResult
 from memstore.core.errors import (
+    AlreadyExistsError,
     ChangesPrunedError,
     ConfigurationError,
+    ConflictError,
     MemoryStoreError,
     NamespaceImportingError,
+    NotFoundError,
 )
 from memstore.core.keys import CONVERSATION_KEY_PREFIX, conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ChangeEvent,
     ChangePage,
     ConversationInfo,
+    ConversationRevision,
     EntityHit,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -68,6 +75,8 @@ from memstore.core.records import (
     MessageRecord,
     Page,
     SearchPage,
+    Snapshot,
+    SnapshotRevert,
     ToolUsageHit,
     ToolUsageRecord,
 )
@@ -81,6 +90,7 @@ from memstore.core.retention import (
 from memstore.core.search import SearchMode, check_entity_search, check_text_search
 from memstore.core.settings import Settings
 from memstore.core.validation import (
+    check_as_of,
     check_before,
     check_change_filter,
     check_change_position,
@@ -96,8 +106,9 @@ from memstore.core.validation import (
     check_time_range,
     check_tool_usage,
     check_version,
+    check_version_number,
 )
-from memstore.memory import export
+from memstore.memory import export, history
 from memstore.memory.api import MemoryAPI
 from memstore.memory.cache import LocalCache
 from memstore.memory.feed import ChangeReader, ChangeSignal
@@ -1310,12 +1321,9 @@ class DistributedMemoryManager(MemoryAPI):
         s = self._shared.settings
         n = check_prune_limit(limit if limit is not None else s.default_page_size, s.max_page_size)
         policy = policy if policy is not None else self.retention_policy()
+        # every kind at the same instant, old versions included (``versions_keep``,
+        # ``versions_max_age_seconds``: the ``versions`` kind of the report)
         cutoffs = policy.cutoffs(now).only(kinds)
-        # Old entity versions (``policy.versions_keep``, ``versions_max_age_seconds``) are
-        # not judged here yet: version history and its trim primitive
-        # (``trim_entity_versions(namespace, keep=, older_than=now - max_age, dry_run=)``)
-        # come with the version-history work; they join this call, at the same ``now``,
-        # as a fifth kind of the report.
         report = await self._run(
             "retention_dry_run" if dry_run else "prune",
             lambda: self.backend.prune(self.namespace, cutoffs, now, dry_run=dry_run, limit=n),
@@ -1336,6 +1344,7 @@ class DistributedMemoryManager(MemoryAPI):
                 ("conversations", report.conversations),
                 ("tool_usage", report.tool_usage),
                 ("feedback", report.feedback),
+                ("versions", report.versions),
             ):
                 for item in items:
                     prometheus.count_pruned(kind, item.reason)
@@ -1399,6 +1408,257 @@ class DistributedMemoryManager(MemoryAPI):
         return removed
 
     # -- summary, cache, metrics --------------------------------------------------------
+
+    # -- version history (memory/history.py; docs/architecture.md, "Version history") ---
+
+    async def list_entity_versions(
+        self,
+        entity_type: str,
+        entity_id: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[EntityVersion]:
+        """Every version of the entity, newest first (the current one, then older versions
+        and the tombstones of deletes), one page."""
+        check_entity_key(entity_type, entity_id)
+        n = self._limit(limit)
+        return await self._run(
+            "list_entity_versions",
+            lambda: self.backend.list_entity_versions(
+                self.namespace, entity_type, entity_id, cursor=cursor, limit=n
+            ),
+        )
+
+    async def get_entity_version(
+        self, entity_type: str, entity_id: str, version: int
+    ) -> EntityVersion | None:
+        """Version ``version`` of the entity (current or past; never a tombstone)."""
+        check_entity_key(entity_type, entity_id)
+        version = check_version_number(version)
+        return await self._run(
+            "load_entity_version",
+            lambda: self.backend.load_entity_version(
+                self.namespace, entity_type, entity_id, version=version
+            ),
+        )
+
+    async def get_entity_as_of(
+        self,
+        entity_type: str,
+        entity_id: str,
+        *,
+        version: int | None = None,
+        at: float | None = None,
+    ) -> EntityVersion | None:
+        """The entity as it was: at version ``version``, or at the instant ``at`` (POSIX
+        seconds; ``None`` when it did not exist then: not yet created, deleted, or
+        expired)."""
+        check_entity_key(entity_type, entity_id)
+        version, at = check_as_of(version, at)
+        if version is not None:
+            return await self.get_entity_version(entity_type, entity_id, version)
+        assert at is not None
+        row = await self._run(
+            "load_entity_version",
+            lambda: self.backend.load_entity_version(self.namespace, entity_type, entity_id, at=at),
+        )
+        return history.live_at(row, at)
+
+    async def diff_entity_versions(
+        self, entity_type: str, entity_id: str, from_version: int, to_version: int
+    ) -> list[JSONObject]:
+        """The RFC 6902 JSON Patch that turns version ``from_version`` of the entity into
+        version ``to_version`` (``NotFoundError`` naming a version the entity never had)."""
+        check_entity_key(entity_type, entity_id)
+        check_version_number(from_version, "from")
+        check_version_number(to_version, "to")
+        found: dict[int, EntityVersion] = {}
+        for name, number in (("from", from_version), ("to", to_version)):
+            row = await self.get_entity_version(entity_type, entity_id, number)
+            if row is None or row.data is None:
+                raise NotFoundError(
+                    f"entity {entity_type}/{entity_id} has no version {number}",
+                    field=name,
+                    version=number,
+                )
+            found[number] = row
+        source, target = found[from_version].data, found[to_version].data
+        assert source is not None
+        assert target is not None
+        return history.json_patch(source, target)
+
+    async def revert_entity(
+        self,
+        entity_type: str,
+        entity_id: str,
+        version: int,
+        *,
+        expected_version: int | None = None,
+    ) -> EntityRecord:
+        """Save version ``version``'s data as a new version (history is never rewritten;
+        after a delete this re-creates the entity). ``expected_version`` as for a save.
+        The new version has no TTL. ``NotFoundError`` when there is no such version."""
+        old = await self.get_entity_version(entity_type, entity_id, version)
+        if old is None or old.data is None:
+            raise NotFoundError(
+                f"entity {entity_type}/{entity_id} has no version {version}", version=version
+            )
+        return await self.save_entity(
+            entity_type, entity_id, old.data, expected_version=expected_version
+        )
+
+    async def list_conversation_revisions(
+        self,
+        conversation_id: str | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ConversationRevision]:
+        """What replacing the conversation's history replaced, newest first, one page."""
+        cid = check_conversation_id(conversation_id)
+        n = self._limit(limit)
+        return await self._run(
+            "list_conversation_revisions",
+            lambda: self.backend.list_conversation_revisions(
+                self.namespace, cid, cursor=cursor, limit=n
+            ),
+        )
+
+    async def get_conversation_revision(
+        self, revision: int, conversation_id: str | None = None
+    ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
+        """A revision and its messages (as they were), or ``None``."""
+        cid = check_conversation_id(conversation_id)
+        number = check_version_number(revision, "revision")
+        return await self._run(
+            "load_conversation_revision",
+            lambda: self.backend.load_conversation_revision(self.namespace, cid, number),
+        )
+
+    async def restore_conversation_revision(
+        self, revision: int, conversation_id: str | None = None
+    ) -> list[MessageRecord]:
+        """Replace the conversation's history with the revision's messages (which keeps the
+        history replaced now as a new revision). ``NotFoundError`` when there is none."""
+        found = await self.get_conversation_revision(revision, conversation_id)
+        if found is None:
+            raise NotFoundError(
+                f"conversation {check_conversation_id(conversation_id)} has no revision {revision}",
+                revision=revision,
+            )
+        return await self.save_conversation_history([m.message for m in found[1]], conversation_id)
+
+    async def create_snapshot(self, name: str) -> Snapshot:
+        """Mark this instant of the namespace as ``name`` (``ConflictError`` when the name
+        is taken). Cheap: a marker; the version history holds the states."""
+        check_name("snapshot", name)
+        ns = self.namespace
+        position = (await self.read_changes(after=0, limit=1)).last_position
+        now = time.time()
+        data = history.snapshot_data(now, position, current_actor_name())
+        try:
+            await self._run(
+                "create_snapshot",
+                lambda: self.backend.save_entity(
+                    history.SNAPSHOTS_NAMESPACE, ns, name, data, expected_version=0
+                ),
+            )
+        except ConflictError:
+            raise AlreadyExistsError(
+                f"namespace {ns} already has a snapshot {name!r}", snapshot=name
+            ) from None
+        return Snapshot(name, now, position, data["actor"])
+
+    async def get_snapshot(self, name: str) -> Snapshot | None:
+        check_name("snapshot", name)
+        ns = self.namespace
+        record = await self._run(
+            "load_snapshot",
+            lambda: self.backend.load_entity(history.SNAPSHOTS_NAMESPACE, ns, name),
+        )
+        return None if record is None else history.snapshot_of(record)
+
+    async def list_snapshots(self) -> list[Snapshot]:
+        """The namespace's snapshots by name."""
+        ns = self.namespace
+        out: list[Snapshot] = []
+        cursor: str | None = None
+        while True:
+            page = await self._run(
+                "list_snapshots",
+                partial(
+                    self.backend.list_entities,
+                    history.SNAPSHOTS_NAMESPACE,
+                    ns,
+                    limit=500,
+                    cursor=cursor,
+                ),
+            )
+            out += [history.snapshot_of(r) for r in page.items]
+            if (cursor := page.next_cursor) is None:
+                return out
+
+    async def delete_snapshot(self, name: str) -> bool:
+        """Forget the snapshot (the history it named stays)."""
+        check_name("snapshot", name)
+        ns = self.namespace
+        return await self._run(
+            "delete_snapshot",
+            lambda: self.backend.delete_entity(history.SNAPSHOTS_NAMESPACE, ns, name),
+        )
+
+    async def revert_to_snapshot(self, name: str) -> SnapshotRevert:
+        """Give every entity of the namespace the state it had at the snapshot: a key whose
+        data differs from then is saved with that data (a new version), one that did not
+        exist then is deleted; history is never rewritten. Each write is conditional on
+        the version just read, so a write made meanwhile by someone else wins (the key is
+        named in ``conflicts``). Conversations, tool uses and feedback are not reverted.
+        ``NotFoundError`` when there is no such snapshot."""
+        snapshot = await self.get_snapshot(name)
+        if snapshot is None:
+            raise NotFoundError(f"namespace {self.namespace} has no snapshot {name!r}")
+        at = snapshot.created_at
+        saved = deleted = unchanged = 0
+        conflicts: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await self._run(
+                "list_versioned_entities",
+                partial(
+                    self.backend.list_versioned_entities, self.namespace, cursor=cursor, limit=500
+                ),
+            )
+            for key in page.items:
+                then = await self.get_entity_as_of(key.type, key.id, at=at)
+                now = await self.get_entity(key.type, key.id, use_cache=False)
+                try:
+                    if then is not None and then.data is not None:
+                        if now is not None and now.data == then.data:
+                            unchanged += 1
+                            continue
+                        await self.save_entity(
+                            key.type,
+                            key.id,
+                            then.data,
+                            expected_version=now.version if now is not None else 0,
+                        )
+                        saved += 1
+                    elif now is not None:
+                        await self.delete_entity(key.type, key.id, expected_version=now.version)
+                        deleted += 1
+                    else:
+                        unchanged += 1
+                except ConflictError:
+                    conflicts.append(f"{key.type}/{key.id}")
+            if (cursor := page.next_cursor) is None:
+                return SnapshotRevert(name, saved, deleted, unchanged, conflicts)
+
+    async def purge_history(self) -> int:
+        """Erase the namespace's version history (old versions, conversation revisions),
+        keeping only the tombstones that hold deleted entities' version numbers: for an
+        erasure of what was deleted or overwritten. The rows removed."""
+        return await self._run("purge_history", lambda: self.backend.purge_history(self.namespace))
 
     async def get_memory_summary_data(self) -> MemorySummary:
         return await self._run("summary", lambda: self.backend.summary(self.namespace))

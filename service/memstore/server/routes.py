@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import orjson
@@ -55,9 +56,12 @@ from memstore.core.records import (
     ChangeEvent,
     ChangePage,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     MemorySummary,
     MessageRecord,
+    Snapshot,
+    SnapshotRevert,
     ToolUsageRecord,
 )
 from memstore.core.retention import RetentionPolicy
@@ -68,6 +72,7 @@ from memstore.core.validation import (
     MIN_VERSION_HEADER,
     NAME_RULES,
     NAMESPACE_RE,
+    SNAPSHOT_RE,
     TOOL_RE,
     TYPE_RE,
     WEBHOOK_RE,
@@ -108,6 +113,12 @@ ETYPE = Param("entity_type", "path", _pattern(TYPE_RE), "Entity type.", True)
 EID = Param("entity_id", "path", _pattern(ID_RE), "Entity id.", True)
 CID = Param("conversation_id", "path", _pattern(ID_RE), "Conversation id.", True)
 WEBHOOK = Param("webhook_name", "path", _pattern(WEBHOOK_RE), "Webhook name (per namespace).", True)
+SNAPSHOT = Param("snapshot", "path", _pattern(SNAPSHOT_RE), "Snapshot name (per namespace).", True)
+#: Path segments that are numbers (an entity's version, a conversation's revision), each
+#: an integer >= 1 of at most ``INTEGER_DIGITS`` digits; checked before the view runs.
+NUMBER_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 10**INTEGER_DIGITS - 1}
+VERSION = Param("version", "path", NUMBER_SCHEMA, "A version of the entity.", True)
+REVISION = Param("revision", "path", NUMBER_SCHEMA, "A revision of the conversation.", True)
 # What query_int parses (INTEGER_DIGITS digits); the document says so, so clients and
 # fuzzers agree.
 BEFORE_SCHEMA = {"type": "integer", **json_schema(SEQUENCE)}
@@ -148,8 +159,8 @@ MIN_VERSION = Param(
     "Read-your-writes: a version of this entity you wrote or read (its ETag's number), "
     "through any replica. This replica does not answer from its local cache with an "
     "older copy; it reads the backend instead. Not a precondition (never 412): the answer "
-    "is the stored state, which after a delete may be 404, and after a re-create (versions "
-    "start at 1 again) a lower version. A value that is not a positive integer of at most "
+    "is the stored state, which after a delete may be 404 (a re-create goes on from the "
+    "deleted version's number). A value that is not a positive integer of at most "
     f"{INTEGER_DIGITS} digits is a 400 naming the header.",
 )
 CACHE_CONTROL = Param(
@@ -476,8 +487,41 @@ async def list_entities(request: web.Request) -> web.Response:
     )
 
 
+def query_as_of(request: web.Request) -> float | None:
+    """``as_of``: POSIX seconds, or an RFC 3339 date-time with its offset."""
+    raw = request.query.get("as_of")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise InvalidInputError(
+                "as_of must be POSIX seconds or an RFC 3339 date-time", field="as_of"
+            ) from None
+        if parsed.tzinfo is None:
+            raise InvalidInputError(
+                "as_of must give its UTC offset (e.g. 2026-12-05T18:00:00Z)", field="as_of"
+            ) from None
+        value = parsed.timestamp()
+    return check_in("as_of", value, TIMESTAMP_SECONDS)
+
+
+def path_number(name: str, value: str) -> int:
+    """A version or revision in the path: an integer >= 1."""
+    if _MIN_VERSION_RE.fullmatch(value) is None:
+        raise InvalidInputError(f"{name} must be an integer >= 1", field=name)
+    return int(value)
+
+
 async def get_entity(request: web.Request) -> web.Response:
     mi = request.match_info
+    as_of_version = query_int(request, "as_of_version")
+    as_of = query_as_of(request)
+    if as_of_version is not None or as_of is not None:
+        return await _get_entity_as_of(request, as_of_version, as_of)
     # Read like If-Match: an ETag the server could have issued; an empty or malformed
     # value is a 400 (not silently "no condition"), whether the entity exists or not.
     held = request.headers.get("If-None-Match")
@@ -499,17 +543,30 @@ async def get_entity(request: web.Request) -> web.Response:
     return json_response(entity_body(record), headers={"ETag": tag})
 
 
-async def put_entity(request: web.Request) -> web.Response:
+async def _get_entity_as_of(
+    request: web.Request, version: int | None, at: float | None
+) -> web.Response:
     mi = request.match_info
-    # The body is checked before the preconditions: a malformed request is a 400 whatever
-    # the stored version.
-    body = await read_body(request, schemas.EntityPut)
+    then = await manager_for(request).get_entity_as_of(
+        mi["entity_type"], mi["entity_id"], version=version, at=at
+    )
+    if then is None:
+        what = f"version {version}" if version is not None else f"at {at}"
+        raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} has no {what}")
+    return json_response(then.to_dict(), headers={"ETag": etag(then.version)})
+
+
+def _write_precondition(request: web.Request) -> int | None:
+    """The ``expected_version`` of a write: ``If-Match`` (at that version) or
+    ``If-None-Match: *`` (must not exist)."""
     expected: int | None = None
     if (if_match := request.headers.get("If-Match")) is not None:
         expected = parse_etag(if_match, "If-Match")
     if (if_none := request.headers.get("If-None-Match")) is not None:
         if if_none.strip() != "*":
-            raise InvalidInputError("If-None-Match on PUT must be *", field="If-None-Match")
+            raise InvalidInputError(
+                f"If-None-Match on {request.method} must be *", field="If-None-Match"
+            )
         if expected is not None:
             # RFC 9110: "must be at version n" and "must not exist" never hold together.
             raise ConflictError(
@@ -518,6 +575,15 @@ async def put_entity(request: web.Request) -> web.Response:
                 current_version=None,
             )
         expected = 0
+    return expected
+
+
+async def put_entity(request: web.Request) -> web.Response:
+    mi = request.match_info
+    # The body is checked before the preconditions: a malformed request is a 400 whatever
+    # the stored version.
+    body = await read_body(request, schemas.EntityPut)
+    expected = _write_precondition(request)
     record = await manager_for(request).save_entity(
         mi["entity_type"],
         mi["entity_id"],
@@ -525,7 +591,8 @@ async def put_entity(request: web.Request) -> web.Response:
         ttl=body.ttl_seconds,
         expected_version=expected,
     )
-    created = record.version == 1
+    # a create (also a re-create after a delete, numbered on) sets both times at once
+    created = record.created_at == record.updated_at
     headers = {"ETag": etag(record.version)}
     if created:
         headers["Location"] = request.rel_url.path
@@ -541,6 +608,134 @@ async def pin_entity(request: web.Request) -> web.Response:
     if record is None:
         raise NotFoundError(f"entity {mi['entity_type']}/{mi['entity_id']} does not exist")
     return json_response(entity_body(record), headers={"ETag": etag(record.version)})
+
+
+# -- version history ----------------------------------------------------------------------
+
+
+async def list_entity_versions(request: web.Request) -> web.Response:
+    mi = request.match_info
+    page = await manager_for(request).list_entity_versions(
+        mi["entity_type"],
+        mi["entity_id"],
+        limit=query_limit(request),
+        cursor=query_str(request, "cursor"),
+    )
+    return json_response(
+        {"items": [v.to_dict() for v in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+async def get_entity_version(request: web.Request) -> web.Response:
+    mi = request.match_info
+    version = path_number("version", mi["version"])
+    found = await manager_for(request).get_entity_version(
+        mi["entity_type"], mi["entity_id"], version
+    )
+    if found is None:
+        raise NotFoundError(
+            f"entity {mi['entity_type']}/{mi['entity_id']} has no version {version}"
+        )
+    return json_response(found.to_dict(), headers={"ETag": etag(found.version)})
+
+
+async def diff_entity_versions(request: web.Request) -> web.Response:
+    mi = request.match_info
+    numbers = {}
+    for name in ("from", "to"):
+        value = query_int(request, name)
+        if value is None:
+            raise InvalidInputError(f"{name} is required: a version of the entity", field=name)
+        numbers[name] = value
+    patch = await manager_for(request).diff_entity_versions(
+        mi["entity_type"], mi["entity_id"], numbers["from"], numbers["to"]
+    )
+    return json_response(
+        {
+            "type": mi["entity_type"],
+            "id": mi["entity_id"],
+            "from_version": numbers["from"],
+            "to_version": numbers["to"],
+            "patch": patch,
+        }
+    )
+
+
+async def revert_entity(request: web.Request) -> web.Response:
+    mi = request.match_info
+    body = await read_body(request, schemas.RevertIn)
+    expected = _write_precondition(request)
+    record = await manager_for(request).revert_entity(
+        mi["entity_type"], mi["entity_id"], body.version, expected_version=expected
+    )
+    return json_response(entity_body(record), headers={"ETag": etag(record.version)})
+
+
+async def list_conversation_revisions(request: web.Request) -> web.Response:
+    page = await manager_for(request).list_conversation_revisions(
+        request.match_info["conversation_id"],
+        limit=query_limit(request),
+        cursor=query_str(request, "cursor"),
+    )
+    return json_response(
+        {"items": [r.to_dict() for r in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+async def get_conversation_revision(request: web.Request) -> web.Response:
+    cid = request.match_info["conversation_id"]
+    revision = path_number("revision", request.match_info["revision"])
+    found = await manager_for(request).get_conversation_revision(revision, cid)
+    if found is None:
+        raise NotFoundError(f"conversation {cid} has no revision {revision}")
+    header, messages = found
+    return json_response(
+        {"revision": header.to_dict(), "messages": [m.to_dict() for m in messages]}
+    )
+
+
+async def restore_conversation_revision(request: web.Request) -> web.Response:
+    cid = request.match_info["conversation_id"]
+    revision = path_number("revision", request.match_info["revision"])
+    records = await manager_for(request).restore_conversation_revision(revision, cid)
+    return json_response({"items": [m.to_dict() for m in records], "next_before": None})
+
+
+async def create_snapshot(request: web.Request) -> web.Response:
+    body = await read_body(request, schemas.SnapshotIn)
+    snapshot = await manager_for(request).create_snapshot(body.name)
+    return json_response(
+        snapshot.to_dict(), status=201, headers={"Location": f"{request.rel_url.path}/{body.name}"}
+    )
+
+
+async def list_snapshots(request: web.Request) -> web.Response:
+    snapshots = await manager_for(request).list_snapshots()
+    return json_response({"items": [s.to_dict() for s in snapshots]})
+
+
+async def get_snapshot(request: web.Request) -> web.Response:
+    name = request.match_info["snapshot"]
+    snapshot = await manager_for(request).get_snapshot(name)
+    if snapshot is None:
+        raise NotFoundError(f"snapshot {name} does not exist")
+    return json_response(snapshot.to_dict())
+
+
+async def delete_snapshot(request: web.Request) -> web.Response:
+    name = request.match_info["snapshot"]
+    if not await manager_for(request).delete_snapshot(name):
+        raise NotFoundError(f"snapshot {name} does not exist")
+    return web.Response(status=204)
+
+
+async def revert_to_snapshot(request: web.Request) -> web.Response:
+    result = await manager_for(request).revert_to_snapshot(request.match_info["snapshot"])
+    return json_response(result.to_dict())
+
+
+async def purge_history(request: web.Request) -> web.Response:
+    return json_response({"removed": await manager_for(request).purge_history()})
 
 
 async def retention_policy(request: web.Request) -> web.Response:
@@ -1049,12 +1244,54 @@ ROUTES: tuple[Route, ...] = (
           role="read",
           responses={200: ("A page.", schemas.EntityPage), 400: E400_PAGE, 503: E503}),
     Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}", get_entity, "getEntity",
-          "Load an entity; its version is the ETag.", "entities",
-          params=(NS, ETYPE, EID, IF_NONE_MATCH_GET, MIN_VERSION, CACHE_CONTROL),
+          "Load an entity; its version is the ETag. With `as_of_version` or `as_of`: the "
+          "version it had then (an EntityVersion; 404 when it did not exist then).",
+          "entities",
+          params=(NS, ETYPE, EID, IF_NONE_MATCH_GET, MIN_VERSION, CACHE_CONTROL,
+                  Param("as_of_version", "query", NUMBER_SCHEMA,
+                        "Version history: this version of the entity (not with `as_of`)."),
+                  Param("as_of", "query", TIME_SCHEMA,
+                        "Version history: the entity as it was at this instant, POSIX "
+                        "seconds (an RFC 3339 date-time with its UTC offset is read too). "
+                        "Not with `as_of_version`: both is a 400 naming `as_of`.")),
           role="read", hot=True,
-          responses={200: ("The entity.", EntityRecord), 304: ("Not modified.", None),
-                     400: E400, 404: E404, 503: E503},
+          responses={200: ("The entity (or its version then).", schemas.EntityAsOf),
+                     304: ("Not modified.", None), 400: E400, 404: E404, 503: E503},
           response_headers={200: {"ETag": "The entity's version."}}),
+    Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}/versions", list_entity_versions,
+          "listEntityVersions",
+          "Every version of the entity, newest first: the current one, then older ones "
+          "and the tombstones deletes left (`deleted`: true, no data), one page.",
+          "history",
+          params=(NS, ETYPE, EID, *PAGE), role="read",
+          responses={200: ("A page.", schemas.EntityVersionPage), 400: E400_PAGE,
+                     503: E503}),
+    Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}/versions/{{version}}",
+          get_entity_version, "getEntityVersion",
+          "One version of the entity (current or older; never a tombstone).", "history",
+          params=(NS, ETYPE, EID, VERSION), role="read",
+          responses={200: ("The version.", EntityVersion), 400: E400, 404: E404, 503: E503},
+          response_headers={200: {"ETag": "The version."}}),
+    Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}/diff", diff_entity_versions,
+          "diffEntityVersions",
+          "The RFC 6902 JSON Patch that turns version `from` of the entity into version "
+          "`to`.", "history",
+          params=(NS, ETYPE, EID,
+                  Param("from", "query", NUMBER_SCHEMA, "The version to start from.", True),
+                  Param("to", "query", NUMBER_SCHEMA, "The version to arrive at.", True)),
+          role="read",
+          responses={200: ("The patch.", schemas.EntityDiffOut), 400: E400, 404: E404,
+                     503: E503}),
+    Route("POST", f"{P}/entities/{{entity_type}}/{{entity_id}}/revert", revert_entity,
+          "revertEntity",
+          "Save an older version's data as a new version (history is never rewritten; "
+          "after a delete it re-creates the entity, without a TTL). If-Match makes it "
+          "conditional.", "history",
+          params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH_PUT), body=schemas.RevertIn,
+          role="write", grows_storage=True, adds_entity=True,
+          responses={200: ("The new version.", EntityRecord), 400: E400, 404: E404,
+                     412: E412, 503: E503},
+          response_headers={200: {"ETag": "New version."}}),
     Route("PUT", f"{P}/entities/{{entity_type}}/{{entity_id}}", put_entity, "saveEntity",
           "Create or replace an entity; If-Match makes it conditional.", "entities",
           params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH_PUT), body=schemas.EntityPut,
@@ -1151,6 +1388,61 @@ ROUTES: tuple[Route, ...] = (
           "deleteConversation", "Delete a conversation and its messages.", "conversations",
           params=(NS, CID), role="write", shrinks_storage=True,
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
+    Route("GET", f"{P}/conversations/{{conversation_id}}/revisions",
+          list_conversation_revisions, "listConversationRevisions",
+          "What replacing the conversation's history replaced, newest first, one page.",
+          "history",
+          params=(NS, CID, *PAGE), role="read",
+          responses={200: ("A page.", schemas.ConversationRevisionPage), 400: E400_PAGE,
+                     503: E503}),
+    Route("GET", f"{P}/conversations/{{conversation_id}}/revisions/{{revision}}",
+          get_conversation_revision, "getConversationRevision",
+          "One revision with its messages, as they were.", "history",
+          params=(NS, CID, REVISION), role="read",
+          responses={200: ("The revision.", schemas.ConversationRevisionOut), 400: E400,
+                     404: E404, 503: E503}),
+    Route("POST", f"{P}/conversations/{{conversation_id}}/revisions/{{revision}}/restore",
+          restore_conversation_revision, "restoreConversationRevision",
+          "Replace the conversation's history with the revision's messages; the history "
+          "replaced now is kept as a new revision.", "history",
+          params=(NS, CID, REVISION), role="write", grows_storage=True,
+          responses={200: ("The history now.", schemas.MessagesOut), 400: E400, 404: E404,
+                     503: E503}),
+    Route("POST", f"{P}/snapshots", create_snapshot, "createSnapshot",
+          "Mark this instant of the namespace under a new name (a marker: the version "
+          "history holds the states).", "history",
+          params=(NS,), body=schemas.SnapshotIn, role="write",
+          responses={201: ("Created.", Snapshot), 400: E400,
+                     409: ("The name is taken (`already_exists`).", schemas.ErrorOut),
+                     503: E503}),
+    Route("GET", f"{P}/snapshots", list_snapshots, "listSnapshots",
+          "The namespace's snapshots by name.", "history",
+          params=(NS,), role="read",
+          responses={200: ("Snapshots.", schemas.SnapshotList), 400: E400, 503: E503}),
+    Route("GET", f"{P}/snapshots/{{snapshot}}", get_snapshot, "getSnapshot",
+          "One snapshot.", "history",
+          params=(NS, SNAPSHOT), role="read",
+          responses={200: ("The snapshot.", Snapshot), 400: E400, 404: E404, 503: E503}),
+    Route("DELETE", f"{P}/snapshots/{{snapshot}}", delete_snapshot, "deleteSnapshot",
+          "Forget a snapshot (the history it named stays).", "history",
+          params=(NS, SNAPSHOT), role="write",
+          responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
+    Route("POST", f"{P}/snapshots/{{snapshot}}/revert", revert_to_snapshot,
+          "revertToSnapshot",
+          "Give every entity of the namespace its state at the snapshot: saved back as a "
+          "new version, or deleted when it did not exist then (conversations, tool uses "
+          "and feedback are not reverted). A key written meanwhile by someone else is "
+          "left to that write and named in `conflicts`.", "history",
+          params=(NS, SNAPSHOT), role="admin",
+          grows_storage=True, adds_entity=True, shrinks_storage=True,
+          responses={200: ("What was done.", SnapshotRevert), 400: E400, 404: E404,
+                     503: E503}),
+    Route("POST", f"{P}/history:purge", purge_history, "purgeHistory",
+          "Erase the namespace's version history (older versions, conversation "
+          "revisions); deleted entities keep their tombstone, which holds no data and "
+          "keeps their version numbers from being reused.", "history",
+          params=(NS,), role="admin",
+          responses={200: ("Removed.", schemas.HistoryPurgedOut), 400: E400, 503: E503}),
     Route("POST", f"{P}/conversations:search", search_messages, "searchMessages",
           "Search the messages of the namespace's conversations (or of one) by their text "
           "content; one page of hits, best first. A read: changes nothing in the namespace.",
@@ -1320,13 +1612,20 @@ ROUTES: tuple[Route, ...] = (
 )  # fmt: skip
 
 
+#: Path parameters that are numbers, not names.
+_NUMBERS = frozenset({"version", "revision"})
+
+
 def _checking_path(handler: View) -> View:
     """Check the path's names before the handler looks at headers or body, so a request
     with a bad name is a 400 naming the field whatever else it carries."""
 
     async def checked(request: web.Request) -> web.StreamResponse:
         for kind, value in request.match_info.items():
-            check_name(kind, value)
+            if kind in _NUMBERS:
+                path_number(kind, value)
+            else:
+                check_name(kind, value)
         return await handler(request)
 
     return checked

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    RootModel,
     SecretStr,
     WithJsonSchema,
     create_model,
@@ -30,12 +31,15 @@ from memstore.core.records import (
     AUDIT_ONLY_FIELDS,
     ChangeEvent,
     ConversationInfo,
+    ConversationRevision,
     EntityHit,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     MemorySummary,
     MessageHit,
     MessageRecord,
+    Snapshot,
     ToolUsageHit,
     ToolUsageRecord,
 )
@@ -49,6 +53,7 @@ from memstore.core.validation import (
     CURSOR_RE,
     ID_RE,
     NAMESPACE_RE,
+    SNAPSHOT_RE,
     TOOL_RE,
     TYPE_RE,
     WEBHOOK_RE,
@@ -98,6 +103,10 @@ class ToolUsageIn(_Strict):
     id: str | None = Field(
         None, pattern=ID_RE.pattern, description="Client-chosen id; makes retries idempotent."
     )
+
+
+class SnapshotIn(_Strict):
+    name: str = Field(pattern=SNAPSHOT_RE.pattern, description="The snapshot's name (new).")
 
 
 class FeedbackIn(_Strict):
@@ -211,6 +220,14 @@ def _nullable(schema: dict[str, Any]) -> Any:
 # maximum is the server's page size (openapi.py writes it in).
 _PageSize = Annotated[Any, BeforeValidator(_integral), _nullable({"type": "integer", "minimum": 1})]
 _Cursor = Annotated[str, _doc(pattern=f"^({CURSOR_RE.pattern})?$")]
+
+
+class RevertIn(_Strict):
+    version: Annotated[int, BeforeValidator(_integral)] = Field(
+        ge=1, lt=2**63, description="The version whose data becomes the new one."
+    )
+
+
 _Filter = Annotated[dict[str, JsonValue], WithJsonSchema(_ref("SearchFilter"))]
 _MODES = (
     "How hits are ranked: `keyword` (BM25 over the indexed fields), `semantic` (cosine"
@@ -334,6 +351,16 @@ class PrunedRecordOut(BaseModel):
     reason: Literal["max_age"]
 
 
+class PrunedVersionOut(BaseModel):
+    type: str | None = Field(
+        description="The entity type of an old version; null for a conversation revision."
+    )
+    id: str = Field(description="The entity id, or the conversation id of a revision.")
+    version: int = Field(description="The version (or revision) number.")
+    deleted: bool = Field(description="The row is a tombstone (the mark a delete left).")
+    reason: Literal["max_age", "max_versions"]
+
+
 class RetentionCountsOut(BaseModel):
     entities: int
     conversations: int = Field(description="Whole conversations (idle).")
@@ -341,6 +368,7 @@ class RetentionCountsOut(BaseModel):
     messages: int
     tool_usage: int
     feedback: int
+    versions: int = Field(description="Old entity versions and conversation revisions.")
 
 
 class RetentionReportOut(_Response):
@@ -354,6 +382,46 @@ class RetentionReportOut(_Response):
     conversations: list[PrunedConversationOut]
     tool_usage: list[PrunedRecordOut]
     feedback: list[PrunedRecordOut]
+    versions: list[PrunedVersionOut]
+
+
+class EntityVersionPage(_Response):
+    items: list[EntityVersion]
+    next_cursor: str | None
+
+
+class EntityAsOf(RootModel[EntityRecord | EntityVersion]):
+    """The entity now (an ``EntityRecord``), or, with ``as_of``/``as_of_version``, the
+    version it had then (an ``EntityVersion``)."""
+
+
+class EntityDiffOut(_Response):
+    type: str
+    id: str
+    from_version: int
+    to_version: int
+    patch: list[dict[str, JsonValue]] = Field(
+        description="RFC 6902 JSON Patch operations turning `from_version`'s data into "
+        "`to_version`'s."
+    )
+
+
+class ConversationRevisionPage(_Response):
+    items: list[ConversationRevision]
+    next_cursor: str | None
+
+
+class ConversationRevisionOut(_Response):
+    revision: ConversationRevision
+    messages: list[MessageRecord] = Field(description="The messages it replaced, in order.")
+
+
+class SnapshotList(_Response):
+    items: list[Snapshot]
+
+
+class HistoryPurgedOut(_Response):
+    removed: int = Field(description="History rows and revisions removed.")
 
 
 class EntityTypesOut(BaseModel):
