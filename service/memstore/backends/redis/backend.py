@@ -36,10 +36,16 @@ from memstore.backends.common import (
     ExpiredEntityPurge,
     build_page,
     check_imported_seqs,
+    check_version_or_at,
+    history_order,
     json_bytes,
     json_bytes_each,
+    keeps_history,
     page_after_id,
+    page_after_key,
+    page_after_revision,
     page_after_time,
+    page_after_version,
     version_conflict,
 )
 from memstore.backends.redis import scripts
@@ -57,7 +63,7 @@ from memstore.core.analytics import (
     ToolTally,
 )
 from memstore.core.changes import RETENTION_ACTOR, current_actor, current_actor_name
-from memstore.core.errors import BackendUnavailableError, ConfigurationError, InvalidInputError
+from memstore.core.errors import BackendUnavailableError, ConfigurationError
 from memstore.core.keys import conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ChangeEvent,
@@ -81,7 +87,6 @@ from memstore.core.retention import (
     PrunedVersion,
     PruneReport,
 )
-from memstore.core.validation import decode_cursor
 
 if TYPE_CHECKING:
     from memstore.core.settings import RedisSettings
@@ -358,8 +363,10 @@ def _first(pair: tuple[Any, Any]) -> Any:
     return pair[0]
 
 
-def _score_key(pair: tuple[int, EntityVersion]) -> tuple[int]:
-    return (pair[0],)
+def _history_key(row: EntityVersion) -> tuple[int, int]:
+    """A page cursor of ``list_entity_versions`` (``common.page_after_version``)."""
+    version, deleted = history_order(row)
+    return (version, deleted)
 
 
 def _id_then_number(row: tuple[PrunedVersion, int]) -> tuple[str, int]:
@@ -674,6 +681,16 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             k.entity_history(tag, entity_id),
         ]
 
+    def _version_prefix(self, ns: str, tag: str) -> str:
+        """Where the entity write scripts on ``tag`` keep past versions (``history.lua``):
+        "" in the service's own namespaces, which keep no history (``keeps_history``)."""
+        return self.keys.entity_version_prefix(tag) if keeps_history(ns) else ""
+
+    def _revision_prefix(self, ns: str, tag: str) -> str:
+        """Where a replace on ``tag`` keeps the replaced messages (``revisions.lua``), ""
+        where no history is kept."""
+        return self.keys.conversation_revision_messages_prefix(tag) if keeps_history(ns) else ""
+
     def _entity_shard_keys(self, tag: str) -> list[str]:
         """index, expiry, sizes, bytes, creation times, history index of one entity shard."""
         k = self.keys
@@ -703,7 +720,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             *change_args,
             k.entity(tag, ""),
             k.entity_history(tag, ""),
-            k.entity_version_prefix(tag),
+            self._version_prefix(ns, tag),
         ]
 
     async def _register_type(self, ns: str, entity_type: str) -> None:
@@ -761,7 +778,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _writer(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
-                self.keys.entity_version_prefix(tag),
+                self._version_prefix(namespace, tag),
             ],
         )
         if announcement is not None:
@@ -807,7 +824,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 *change_args,
                 _f(record.created_at),
                 "1" if record.pinned else "",
-                self.keys.entity_version_prefix(tag),
+                self._version_prefix(namespace, tag),
             ],
         )
         if announcement is not None:
@@ -876,7 +893,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
                 _writer(),
-                self.keys.entity_version_prefix(tag),
+                self._version_prefix(namespace, tag),
             ],
         )
         if announcement is not None:
@@ -1001,7 +1018,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         extra: list[Any] = []
         if revision:
             keys += self._revision_keys(tag, conversation_id)
-            extra = [_writer(), self.keys.conversation_revision_messages_prefix(tag)]
+            extra = [_writer(), self._revision_prefix(namespace, tag)]
         first = int(
             await self._write(
                 script,
@@ -1944,7 +1961,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                     *bounds,
                     *change_args,
                     _RETENTION_ACTOR,
-                    k.entity_version_prefix(tag),
+                    self._version_prefix(ns, tag),
                 ],
             )
             if not res:
@@ -2155,12 +2172,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[EntityVersion]:
-        top = f"({decode_cursor(cursor, int)[0]}" if cursor else "+inf"
+        after = page_after_version(cursor)
+        top = f"({2 * after[0] + after[1]}" if after else "+inf"
         rows = await self._versions_between(
             namespace, entity_type, entity_id, top, "-inf", limit + 2
         )
-        page = build_page(rows[: limit + 1], limit, _score_key)
-        return Page([v for _, v in page.items], page.next_cursor)
+        return build_page([v for _, v in rows[: limit + 1]], limit, _history_key)
 
     async def load_entity_version(
         self,
@@ -2171,8 +2188,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         version: int | None = None,
         at: float | None = None,
     ) -> EntityVersion | None:
-        if (version is None) == (at is None):
-            raise InvalidInputError("give exactly one of version and at", field="version")
+        check_version_or_at(version, at)
         if version is not None:
             score = str(2 * version)
             rows = await self._versions_between(namespace, entity_type, entity_id, score, score, 1)
@@ -2194,7 +2210,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     async def list_versioned_entities(
         self, namespace: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[EntityVersion]:
-        after_type, after_id = decode_cursor(cursor, str, str) if cursor else ("", "")
+        after_type, after_id = page_after_key(cursor) or ("", "")
         k = self.keys
         keys: list[tuple[str, str]] = []
         for entity_type in await self._types_ever(namespace):
@@ -2251,7 +2267,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     async def list_conversation_revisions(
         self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[ConversationRevision]:
-        below = decode_cursor(cursor, int)[0] if cursor else None
+        below = page_after_revision(cursor)
         tag = self.keys.conversation_tag(namespace, conversation_id)
         stored = await self.connection.execute(
             "HGETALL", self.keys.conversation_revisions(tag, conversation_id)
@@ -2355,8 +2371,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return removed
 
     async def list_namespaces(self) -> list[str] | None:
-        """The namespace registry, minus namespaces without live data (all deleted or
-        expired). One pipelined probe per shard per namespace: an admin-route cost."""
+        """The namespace registry, minus namespaces without data (all deleted or expired,
+        and no version history left). One pipelined probe per shard per namespace: an
+        admin-route cost."""
         key = self.keys.namespaces()
         registered = sorted(_s(n) for n in await self.connection.execute("SMEMBERS", key))
         if not registered:
@@ -2374,7 +2391,14 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 for t in sorted(_s(x) for x in types)
                 for tag in k.entity_tags(ns, t)
             ]
+            # version history is data too (a namespace of deleted entities holds tombstones)
+            probes += [
+                ("ZCARD", k.entity_history_index(tag))
+                for t in sorted(_s(x) for x in types)
+                for tag in k.entity_tags(ns, t)
+            ]
             probes += [("ZCARD", k.conversation_index(t)) for t in k.conversation_tags(ns)]
+            probes += [("ZCARD", k.conversation_revision_index(t)) for t in k.conversation_tags(ns)]
             probes += [("HLEN", k.tool_records(t)) for t in k.tool_tags(ns)]
             probes += [("ZCARD", k.feedback_time(t)) for t in k.feedback_tags(ns)]
             commands += probes

@@ -26,7 +26,7 @@ if cur then
   announce(ARGV[5], ARGV[6], ARGV[7])
 end
 if current then
-  tombstone(KEYS[8], current, ARGV[2], ARGV[12] or '')
+  tombstone(KEYS[8], current, ARGV[2], ARGV[12] or '', ARGV[13])
   redis.call('SET', KEYS[9], ARGV[4], 'PX', 60000)
   change(8, 'entity.deleted', nil, current)
   return changes_reply(8, {'ok', '1'})

@@ -9,10 +9,15 @@
 -- ``ehi``) lists the ids that have rows, lexically, scores 0.
 
 -- Move the stored entity (``cur`` = header(key)) into its history (``prefix``: the
--- shard's "<P>ev:{tag}:"): a save replaces it, a delete or a purge of its expiry removes
--- it. ``key`` no longer exists afterwards. A row of the same version already there (an
--- import may have put one) is replaced.
+-- shard's "<P>ev:{tag}:", "" in the service's own namespaces, which keep no history): a
+-- save replaces it, a delete or a purge of its expiry removes it. ``key`` no longer exists
+-- afterwards. A row of the same version already there (an import may have put one) is
+-- replaced.
 local function keep_version(cur, key, history, index, id, prefix)
+  if prefix == '' then
+    redis.call('DEL', key)
+    return
+  end
   local row = prefix .. cur[1] .. ':' .. id
   redis.call('RENAME', key, row)
   -- a record written before history carries a Redis expiry; a history row never expires
@@ -21,8 +26,10 @@ local function keep_version(cur, key, history, index, id, prefix)
   redis.call('ZADD', index, 0, id)
 end
 
--- The tombstone of a delete of ``version`` at ``now`` by ``actor`` (JSON|"").
-local function tombstone(history, version, now, actor)
+-- The tombstone of a delete of ``version`` at ``now`` by ``actor`` (JSON|""); none where
+-- no history is kept (``prefix`` "", as for keep_version).
+local function tombstone(history, version, now, actor, prefix)
+  if prefix == '' then return end
   local score = 2 * tonumber(version) + 1
   redis.call('ZREMRANGEBYSCORE', history, score, score)
   redis.call('ZADD', history, score, version .. '|' .. now .. '|' .. actor)

@@ -15,7 +15,7 @@ local old = accounted(cur, KEYS[4])
 redis.call('HDEL', KEYS[4], ARGV[1])
 if old ~= 0 then redis.call('DECRBY', KEYS[5], old) end
 keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1], ARGV[10])
-tombstone(KEYS[8], cur[1], ARGV[2], ARGV[9])
+tombstone(KEYS[8], cur[1], ARGV[2], ARGV[9], ARGV[10])
 redis.call('HDEL', KEYS[9], ARGV[1])
 change(5, 'entity.pruned', nil, cur[1])
 return changes_reply(5, {reason, cur[1]})

@@ -1,15 +1,17 @@
 -- KEYS: meta, messages, index, counter, bytes, revisions, revision index, change log
 -- keys (changes.lua).
 -- ARGV: conversation id, now, op, PUBLISH|SPUBLISH|"", channel, message,
---       change block (4, changes.lua), actor JSON|"", revision messages prefix,
---       message... -> 1
+--       change block (4, changes.lua), actor JSON|"", revision messages prefix ("" in
+--       the service's own namespaces, which keep no revisions), message... -> 1
 -- The messages replaced, if any, become the conversation's next revision (revisions.lua).
 local last = redis.call('HMGET', KEYS[1], 'o', 'b')
 if last[1] and last[1] == ARGV[3] then return changes_reply(7, 1) end
 local old_bytes = tonumber(last[2] or '0')
 local new_bytes = payload_bytes(13)
 local old = redis.call('LLEN', KEYS[2])
-if old > 0 then
+if old > 0 and ARGV[12] == '' then
+  redis.call('DEL', KEYS[2])
+elseif old > 0 then
   local r = (revision_numbers(KEYS[6])[1] or 0) + 1
   redis.call('RENAME', KEYS[2], ARGV[12] .. r .. ':' .. ARGV[1])
   redis.call('HSET', KEYS[6], r, ARGV[2] .. '|' .. old .. '|' .. ARGV[11])
