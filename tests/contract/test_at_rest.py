@@ -32,7 +32,9 @@ from memstore.core.analytics import check_window
 from memstore.core.errors import ConfigurationError, DataShreddedError, PayloadUnreadableError
 from memstore.core.payload_codec import ENVELOPE_KEY, new_kek_line
 from memstore.core.records import (
+    ConversationRevision,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     MessageRecord,
     ToolUsageRecord,
@@ -509,3 +511,63 @@ async def test_imports_pins_and_loads_by_id_go_through_the_codec(
     raw = readable_forms(raw_dump(sealed_settings))
     assert ns.encode() in raw
     assert PLANT.encode() not in raw
+
+
+async def test_version_history_is_sealed_like_live_payloads(
+    sealed_settings: Settings, open_backend: Opened, raw_dump: Callable[[Settings], bytes]
+) -> None:
+    """Old versions, tombstoned keys, conversation revisions and imported history rows hold
+    no plaintext in the raw store, and read back whole through the codec; shredding the
+    namespace's key takes its history with it."""
+    ns = f"hist{uuid.uuid4().hex[:8]}"
+    backend = await open_backend(sealed_settings)
+    await backend.save_entity(ns, "profile", "p1", {"secret": PLANT, "v": 1, **NESTED})
+    await backend.save_entity(ns, "profile", "p1", {"secret": PLANT, "v": 2})
+    await backend.save_entity(ns, "profile", "gone", {"secret": PLANT, "big": big_payload(16)})
+    await backend.delete_entity(ns, "profile", "gone")
+    await backend.append_messages(ns, "c1", [{"content": f"{PLANT} {UNICODE}"}])
+    await backend.replace_conversation(ns, "c1", [{"content": "replaced"}])
+    await backend.import_entity_versions(
+        ns, [EntityVersion("profile", "old", 1, {"secret": PLANT, "imported": True}, 1000.0)]
+    )
+    await backend.import_conversation_revision(
+        ns,
+        ConversationRevision("c2", 1, 1000.0, 1),
+        [MessageRecord("c2", 1, {"content": PLANT}, 999.0)],
+    )
+    versions = (await backend.list_entity_versions(ns, "profile", "p1")).items
+    assert [v.data for v in versions] == [
+        {"secret": PLANT, "v": 2},
+        {"secret": PLANT, "v": 1, **NESTED},
+    ]
+    gone = await backend.load_entity_version(ns, "profile", "gone", version=1)
+    assert gone is not None and gone.data == {"secret": PLANT, "big": big_payload(16)}
+    old = await backend.load_entity_version(ns, "profile", "old", version=1)
+    assert old is not None and old.data == {"secret": PLANT, "imported": True}
+    keys = (await backend.list_versioned_entities(ns)).items
+    assert [(k.id, k.deleted, k.data is None) for k in keys] == [
+        ("gone", True, True),  # its tombstone
+        ("old", False, False),
+        ("p1", False, False),
+    ]
+    revision = await backend.load_conversation_revision(ns, "c1", 1)
+    assert revision is not None
+    assert [m.message for m in revision[1]] == [{"content": f"{PLANT} {UNICODE}"}]
+    imported = await backend.load_conversation_revision(ns, "c2", 1)
+    assert imported is not None and imported[1][0].message == {"content": PLANT}
+    await replicated(backend)
+    await backend.close()
+    raw = readable_forms(raw_dump(sealed_settings))
+    assert ns.encode() in raw
+    for text in (PLANT, "Grüße", "how agents remember", "note 3"):
+        assert text.encode() not in raw, text
+        assert text.encode("unicode_escape") not in raw, text
+
+    # after shredding, the history of the namespace is as unreadable as its live data
+    backend = await open_backend(sealed_settings)
+    assert isinstance(backend, SealedBackend)
+    await backend.shred_data_key(ns)
+    with pytest.raises(DataShreddedError):
+        await backend.list_entity_versions(ns, "profile", "p1")
+    with pytest.raises(DataShreddedError):
+        await backend.load_conversation_revision(ns, "c1", 1)
