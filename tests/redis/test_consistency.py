@@ -109,6 +109,9 @@ async def test_expired_entities_vanish_into_their_history(
     # the listing's prune moved the expired row into the entity's history
     assert int(await client.execute_command("EXISTS", key)) == 0
     assert int(await client.execute_command("ZCARD", history)) == 1
+    k = backend.keys
+    renamed = k.entity_version(k.entity_tag(ns, "tmp", "t05"), 1, "t05")
+    assert int(await client.execute_command("PTTL", renamed)) == -1  # a row never expires
     versions = (await backend.list_entity_versions(ns, "tmp", "t05")).items
     assert [(v.version, v.deleted, v.data) for v in versions] == [(1, False, {"i": 5})]
     # re-creating an expired entity numbers on from it

@@ -35,6 +35,7 @@ from memstore.backends.base import DistributedMemoryBackend, InvalidationCallbac
 from memstore.backends.common import (
     ExpiredEntityPurge,
     build_page,
+    by_revision,
     check_imported_seqs,
     check_version_or_at,
     history_order,
@@ -304,7 +305,7 @@ def _version_of_entity(entity_type: str, entity_id: str, value: bytes) -> Entity
 
 
 def _version_of_row(
-    entity_type: str, entity_id: str, member: bytes, score: Any, row: bytes | None
+    entity_type: str, entity_id: str, member: bytes, row: bytes | None
 ) -> EntityVersion:
     """A history row (lua/history.lua): a past version's stored value, or a tombstone's
     member, ``<version>|<saved_at>|<actor>``."""
@@ -363,24 +364,10 @@ def _first(pair: tuple[Any, Any]) -> Any:
     return pair[0]
 
 
-def _history_key(row: EntityVersion) -> tuple[int, int]:
-    """A page cursor of ``list_entity_versions`` (``common.page_after_version``)."""
-    version, deleted = history_order(row)
-    return (version, deleted)
-
-
 def _id_then_number(row: tuple[PrunedVersion, int]) -> tuple[str, int]:
     """Version retention's order within a type: id, then score (version, tombstone last)
     or revision."""
     return (row[0].id, row[1])
-
-
-def _revision_number(revision: ConversationRevision) -> int:
-    return revision.revision
-
-
-def _revision_key(revision: ConversationRevision) -> tuple[int]:
-    return (revision.revision,)
 
 
 def _revision_of(conversation_id: str, revision: int, value: bytes) -> ConversationRevision:
@@ -1058,11 +1045,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 [key],
                 [before_seq, limit if limit is not None else ""],
             )
-        # each item is "<seq>\n<created_at>\n<message JSON>" (see append_messages.lua)
-        return [
-            MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
-            for seq, ts, raw in (item.split(b"\n", 2) for item in items)
-        ]
+        return [_message_of(conversation_id, item) for item in items]
 
     async def replace_conversation(
         self,
@@ -1135,10 +1118,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 *change_args,
             ],
         )
-        if item is None:
-            return None
-        seq, ts, raw = item.split(b"\n", 2)
-        return MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
+        return None if item is None else _message_of(conversation_id, item)
 
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
         tag = self.keys.conversation_tag(namespace, conversation_id)
@@ -2159,7 +2139,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 out.append((current, stored))
         for member, score, row in _history_rows(rows):
             if (n := _score(score)) != current:
-                out.append((n, _version_of_row(entity_type, entity_id, member, score, row)))
+                out.append((n, _version_of_row(entity_type, entity_id, member, row)))
         out.sort(key=_first, reverse=True)
         return out
 
@@ -2177,7 +2157,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         rows = await self._versions_between(
             namespace, entity_type, entity_id, top, "-inf", limit + 2
         )
-        return build_page([v for _, v in rows[: limit + 1]], limit, _history_key)
+        return build_page([v for _, v in rows[: limit + 1]], limit, history_order)
 
     async def load_entity_version(
         self,
@@ -2204,7 +2184,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         if found is None:
             return None
         if isinstance(found, list):
-            return _version_of_row(entity_type, entity_id, *found)
+            member, _, row = found
+            return _version_of_row(entity_type, entity_id, member, row)
         return _version_of_entity(entity_type, entity_id, found)
 
     async def list_versioned_entities(
@@ -2278,10 +2259,10 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 for r, value in (stored.items() if isinstance(stored, dict) else [])
                 if below is None or int(r) < below
             ),
-            key=_revision_number,
+            key=by_revision,
             reverse=True,
         )
-        return build_page(revisions[: limit + 1], limit, _revision_key)
+        return build_page(revisions[: limit + 1], limit, by_revision)
 
     async def load_conversation_revision(
         self, namespace: str, conversation_id: str, revision: int
