@@ -216,6 +216,63 @@ async def test_actor_of_each_version(backend: DistributedMemoryBackend, ns: str)
     ]
 
 
+async def test_long_non_ascii_actor_in_every_header_reader(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    # the actor is part of each stored row's header (Redis: "<version>|...|<actor JSON>\n"
+    # before the payload); a name of more than 511 bytes (here 1,203: two-byte letters)
+    # must be read whole by every script that parses a header: save over it, load, the
+    # listings and counts, history reads, the byte counters, retention and the purge
+    long_name = "ci-" + "é" * 600
+    control = f"{ns}c"
+    for target, actor in ((ns, Actor(long_name)), (control, None)):
+        with acting_as(actor):
+            await backend.save_entity(target, "doc", "d", {"n": 1, "text": "é"})
+            await backend.save_entity(target, "doc", "d", {"n": 2, "text": "é"})
+            await backend.save_entity(target, "doc", "gone", {"n": 0})
+            await backend.delete_entity(target, "doc", "gone")
+    between = await _tick()
+    with acting_as(Actor(long_name)):
+        await backend.save_entity(ns, "doc", "d", {"n": 3, "text": "é"}, expected_version=2)
+
+    loaded = await backend.load_entity(ns, "doc", "d")
+    assert loaded is not None and loaded.version == 3 and loaded.data == {"n": 3, "text": "é"}
+    assert [e.id for e in (await backend.list_entities(ns, "doc", limit=10)).items] == ["d"]
+    versions = await _all_versions(backend, ns, "doc", "d")
+    assert [(v.version, v.actor, v.data) for v in versions] == [
+        (3, long_name, {"n": 3, "text": "é"}),
+        (2, long_name, {"n": 2, "text": "é"}),
+        (1, long_name, {"n": 1, "text": "é"}),
+    ]
+    at = await backend.load_entity_version(ns, "doc", "d", at=between)
+    assert at is not None and at.version == 2 and at.actor == long_name
+    gone = await _all_versions(backend, ns, "doc", "gone")
+    assert [(v.version, v.deleted, v.actor) for v in gone] == [
+        (1, True, long_name),
+        (1, False, long_name),
+    ]
+    # the byte counters count payloads only: the same data without the actor weighs the same
+    await backend.save_entity(control, "doc", "d", {"n": 3, "text": "é"}, expected_version=2)
+    assert await backend.logical_bytes(ns) == await backend.logical_bytes(control)
+    assert await backend.stored_bytes(ns) == await backend.stored_bytes(control)
+    pinned = await backend.set_entity_pinned(ns, "doc", "d", True)
+    assert pinned is not None and pinned.version == 3
+    keep_one = Cutoffs(versions_keep=1)
+    dry = await backend.prune(ns, keep_one, time.time(), dry_run=True, limit=50)
+    assert [(v.id, v.version) for v in dry.versions] == [("d", 1), ("gone", 1)]
+    done = await backend.prune(ns, keep_one, time.time(), dry_run=False, limit=50)
+    assert done.versions == dry.versions
+    # an entity pruned for its age: the scan and the prune read its header
+    await backend.set_entity_pinned(ns, "doc", "d", False)
+    aged = await backend.prune(
+        ns, Cutoffs(entity_saved_before=time.time() + 60), time.time(), dry_run=False, limit=50
+    )
+    assert [(e.id, e.version) for e in aged.entities] == [("d", 3)]
+    assert await backend.load_entity(ns, "doc", "d") is None
+    assert await backend.purge_history(ns) == 2  # d: 3 and 2 (below its tombstone)
+    assert _shape(await _all_versions(backend, ns, "doc", "d")) == [(3, True)]
+
+
 async def test_versions_page_without_repeats(backend: DistributedMemoryBackend, ns: str) -> None:
     for n in range(23):
         await backend.save_entity(ns, "log", "l", {"n": n})

@@ -27,7 +27,8 @@ local kind = ARGV[1]
 local total = 0
 
 if kind == 'e' then
-  -- header "<version>|...|<op id>[|1]\n" (at most ~120 B), then the payload
+  -- header "<version>|...|<op id>[|<pin>|<actor JSON>]\n" (~120 B plus the actor's
+  -- name), then the payload
   local from = 0
   while true do
     local ids = redis.call('ZRANGE', KEYS[1], from, from + 999)
@@ -36,6 +37,11 @@ if kind == 'e' then
       local head = redis.call('GETRANGE', key, 0, 511)
       if head ~= '' then -- '' once Redis expired it: expired entities do not count
         local at = string.find(head, '\n', 1, true)
+        if not at then
+          -- a longer header (a long actor name): read the value whole (header.lua too reads again)
+          head = redis.call('GET', key)
+          at = string.find(head, '\n', 1, true)
+        end
         local n = sealed_n(head, at + 1)
         if not n then n = redis.call('STRLEN', key) - at end
         total = total + n
