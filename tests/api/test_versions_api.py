@@ -20,6 +20,7 @@ from memstore.core.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from memstore.core.payload_codec import new_kek_line
 from memstore.core.retention import RetentionConfig, RetentionPolicy
 from memstore.core.settings import Settings
 from memstore.server.app import create_app
@@ -321,6 +322,9 @@ async def test_roles_and_the_actor_with_auth(auth_http: TestClient[Any, Any]) ->
     resp = await http.post(snap + "/s/revert", headers=_as("writer-token"))
     assert resp.status == 403
     assert (await http.post(snap + "/s/revert", headers=_as("admin-token"))).status == 200
+    # forgetting the snapshot takes the way back away: admin too
+    assert (await http.delete(snap + "/s", headers=_as("writer-token"))).status == 403
+    assert (await http.delete(snap + "/s", headers=_as("admin-token"))).status == 204
     resp = await http.post("/v1/namespaces/agent/history:purge", headers=_as("writer-token"))
     assert resp.status == 403
 
@@ -356,3 +360,56 @@ async def test_retention_of_versions_over_http(versions_http: TestClient[Any, An
     assert done["versions"] == dry["versions"]
     listed = await (await http.get(DOC + "/versions")).json()
     assert [v["version"] for v in listed["items"]] == [4, 3]
+
+
+@pytest.fixture
+async def sealed_http(
+    embedded_settings: Settings, tmp_path: Path
+) -> AsyncIterator[TestClient[Any, Any]]:
+    kek = tmp_path / "kek"
+    kek.write_text(new_kek_line("k1") + "\n")
+    settings = embedded_settings.model_copy(update={"encryption_key_file": kek})
+    async with TestClient(TestServer(create_app(settings))) as client:
+        yield client
+
+
+async def test_versions_after_a_shred(sealed_http: TestClient[Any, Any]) -> None:
+    http = sealed_http
+    spec = SpecChecker(await (await http.get("/openapi.json")).json())
+    await _save(http, 1)
+    await _save(http, 2)
+    assert (await http.delete("/v1/namespaces/agent/key")).status == 200
+    await _save(http, 3)
+    # the page lists the versions that no longer open, flagged, beside the fresh one
+    resp = await http.get(DOC + "/versions")
+    body = await resp.json()
+    assert resp.status == 200
+    spec.check("GET", E + "/versions", 200, body)
+    assert [(v["version"], v["data"], v["shredded"]) for v in body["items"]] == [
+        (3, {"n": 3, "tags": ["t3"]}, False),
+        (2, None, True),
+        (1, None, True),
+    ]
+    resp = await http.get(DOC + "/versions/2")
+    assert resp.status == 410 and (await resp.json())["code"] == "data_shredded"
+    resp = await http.get(DOC + "?as_of_version=1")
+    assert resp.status == 410 and (await resp.json())["code"] == "data_shredded"
+
+
+async def test_a_snapshot_revert_that_cannot_read_a_key_writes_nothing(
+    sealed_http: TestClient[Any, Any],
+) -> None:
+    http, base = sealed_http, "/v1/namespaces/agent"
+    await _save(http, 1, base + "/entities/doc/b")
+    assert (await http.post(base + "/snapshots", json={"name": "s"})).status == 201
+    assert (await http.delete(base + "/key")).status == 200
+    # "a" did not exist at the snapshot (a revert would delete it), "b"'s state then is
+    # sealed with the shredded key: the revert must refuse before deleting "a"
+    await _save(http, 1, base + "/entities/doc/a")
+    await _save(http, 2, base + "/entities/doc/b")
+    resp = await http.post(base + "/snapshots/s/revert")
+    assert resp.status == 410 and (await resp.json())["code"] == "data_shredded"
+    a = await http.get(base + "/entities/doc/a")
+    assert a.status == 200 and (await a.json())["version"] == 1
+    b = await (await http.get(base + "/entities/doc/b")).json()
+    assert b["version"] == 2 and b["data"] == {"n": 2, "tags": ["t2"]}

@@ -640,6 +640,25 @@ async def test_version_history_is_sealed_like_live_payloads(
     assert isinstance(backend, SealedBackend)
     await backend.shred_data_key(ns)
     with pytest.raises(DataShreddedError):
-        await backend.list_entity_versions(ns, "profile", "p1")
+        await backend.load_entity_version(ns, "profile", "p1", version=1)
     with pytest.raises(DataShreddedError):
         await backend.load_conversation_revision(ns, "c1", 1)
+    # the listings still answer: a version that no longer opens is listed without its
+    # data, flagged, so what is saved after the shred stays listable beside it
+    await backend.save_entity(ns, "profile", "p1", {"fresh": True})
+    versions = (await backend.list_entity_versions(ns, "profile", "p1")).items
+    assert [(v.version, v.data, v.shredded) for v in versions] == [
+        (3, {"fresh": True}, False),
+        (2, None, True),
+        (1, None, True),
+    ]
+    fresh = await backend.load_entity_version(ns, "profile", "p1", version=3)
+    assert fresh is not None and fresh.data == {"fresh": True} and not fresh.shredded
+    with pytest.raises(DataShreddedError):
+        await backend.load_entity_version(ns, "profile", "p1", version=2)
+    keys = (await backend.list_versioned_entities(ns)).items
+    assert [(k.id, k.deleted, k.data, k.shredded) for k in keys] == [
+        ("gone", True, None, False),  # a tombstone holds no data to shred
+        ("old", False, None, True),
+        ("p1", False, {"fresh": True}, False),
+    ]

@@ -125,8 +125,10 @@ NAMESPACE_ADMIN_ROUTES = frozenset(
         "shredDataKey",
         # bulk removal across the namespace
         "enforceRetention",
-        # bulk changes across the namespace: rolling its entities back, erasing history
+        # bulk changes across the namespace: rolling its entities back, erasing history,
+        # and forgetting a snapshot (a writer must not take the way back away)
         "revertToSnapshot",
+        "deleteSnapshot",
         "purgeHistory",
     }
 )

@@ -472,6 +472,15 @@ class SealedBackend(DistributedMemoryBackend):
         )
         return dataclasses.replace(version, data=data)
 
+    async def _list_version(self, namespace: str, version: EntityVersion) -> EntityVersion:
+        """A listed version: one whose data key was shredded is listed without its data
+        (``shredded``) rather than failing the page, so the versions saved since stay
+        listable; loading it answers ``DataShreddedError``."""
+        try:
+            return await self._open_version(namespace, version)
+        except DataShreddedError:
+            return dataclasses.replace(version, data=None, shredded=True)
+
     async def list_entity_versions(
         self,
         namespace: str,
@@ -484,7 +493,7 @@ class SealedBackend(DistributedMemoryBackend):
         page = await self.inner.list_entity_versions(
             namespace, entity_type, entity_id, cursor=cursor, limit=limit
         )
-        items = [await self._open_version(namespace, v) for v in page.items]
+        items = [await self._list_version(namespace, v) for v in page.items]
         return Page(items=items, next_cursor=page.next_cursor)
 
     async def load_entity_version(
@@ -505,7 +514,7 @@ class SealedBackend(DistributedMemoryBackend):
         self, namespace: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[EntityVersion]:
         page = await self.inner.list_versioned_entities(namespace, cursor=cursor, limit=limit)
-        items = [await self._open_version(namespace, v) for v in page.items]
+        items = [await self._list_version(namespace, v) for v in page.items]
         return Page(items=items, next_cursor=page.next_cursor)
 
     async def import_entity_versions(

@@ -90,7 +90,7 @@ class EntityVersion:
     type: str
     id: str
     version: int
-    #: The version's payload; ``None`` only for a tombstone.
+    #: The version's payload; ``None`` for a tombstone (and a ``shredded`` version).
     data: JSONObject | None
     #: When this version was written (its ``updated_at``); a tombstone's: the delete time.
     saved_at: float
@@ -99,6 +99,9 @@ class EntityVersion:
     #: True: the tombstone a delete (or a retention prune) left at this version.
     deleted: bool = False
     expires_at: float | None = None
+    #: True: a listed version whose payload was sealed with a crypto-shredded data key
+    #: (``data`` is then ``None``; loading that version answers ``DataShreddedError``).
+    shredded: bool = False
 
     def to_dict(self) -> JSONObject:
         return _shallow(self)

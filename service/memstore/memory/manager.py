@@ -1627,13 +1627,19 @@ class DistributedMemoryManager(MemoryAPI):
         exist then is deleted; history is never rewritten. Each write is conditional on
         the version just read, so a write made meanwhile by someone else wins (the key is
         named in ``conflicts``). Conversations, tool uses and feedback are not reverted.
-        ``NotFoundError`` when there is no such snapshot."""
+        ``NotFoundError`` when there is no such snapshot.
+
+        Every key's state then and now is read before the first write: a key that cannot
+        be read (``DataShreddedError``: its version then, or its current row, was sealed
+        with a shredded data key) refuses the whole revert with nothing written, rather
+        than leave the namespace half reverted to a state that never existed."""
         snapshot = await self.get_snapshot(name)
         if snapshot is None:
             raise NotFoundError(f"namespace {self.namespace} has no snapshot {name!r}")
         at = snapshot.created_at
-        saved = deleted = unchanged = 0
-        conflicts: list[str] = []
+        unchanged = 0
+        # (type, id, the data then or None: delete, the version now or 0: absent)
+        writes: list[tuple[str, str, JSONObject | None, int]] = []
         cursor: str | None = None
         while True:
             page = await self._run(
@@ -1650,27 +1656,28 @@ class DistributedMemoryManager(MemoryAPI):
                     "load_entity",
                     partial(self.backend.load_entity, self.namespace, key.type, key.id),
                 )
-                try:
-                    if then is not None and then.data is not None:
-                        if now is not None and now.data == then.data:
-                            unchanged += 1
-                            continue
-                        await self.save_entity(
-                            key.type,
-                            key.id,
-                            then.data,
-                            expected_version=now.version if now is not None else 0,
-                        )
-                        saved += 1
-                    elif now is not None:
-                        await self.delete_entity(key.type, key.id, expected_version=now.version)
-                        deleted += 1
-                    else:
-                        unchanged += 1
-                except ConflictError:
-                    conflicts.append(f"{key.type}/{key.id}")
+                then_data = None if then is None else then.data
+                if (now.data if now is not None else None) == then_data:
+                    unchanged += 1
+                else:
+                    writes.append(
+                        (key.type, key.id, then_data, now.version if now is not None else 0)
+                    )
             if (cursor := page.next_cursor) is None:
-                return SnapshotRevert(name, saved, deleted, unchanged, conflicts)
+                break
+        saved = deleted = 0
+        conflicts: list[str] = []
+        for entity_type, entity_id, data, version in writes:
+            try:
+                if data is not None:
+                    await self.save_entity(entity_type, entity_id, data, expected_version=version)
+                    saved += 1
+                else:
+                    await self.delete_entity(entity_type, entity_id, expected_version=version)
+                    deleted += 1
+            except ConflictError:
+                conflicts.append(f"{entity_type}/{entity_id}")
+        return SnapshotRevert(name, saved, deleted, unchanged, conflicts)
 
     async def purge_history(self) -> int:
         """Erase the namespace's version history (old versions, conversation revisions),

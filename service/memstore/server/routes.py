@@ -1264,7 +1264,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{P}/entities/{{entity_type}}/{{entity_id}}/versions", list_entity_versions,
           "listEntityVersions",
           "Every version of the entity, newest first: the current one, then older ones "
-          "and the tombstones deletes left (`deleted`: true, no data), one page.",
+          "and the tombstones deletes left (`deleted`: true, no data), one page. A version "
+          "sealed with a crypto-shredded data key is listed without its data (`shredded`: "
+          "true); reading it answers 410 `data_shredded`.",
           "history",
           params=(NS, ETYPE, EID, *PAGE), role="read",
           responses={200: ("A page.", schemas.EntityVersionPage), 400: E400_PAGE,
@@ -1427,18 +1429,24 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, SNAPSHOT), role="read",
           responses={200: ("The snapshot.", Snapshot), 400: E400, 404: E404, 503: E503}),
     Route("DELETE", f"{P}/snapshots/{{snapshot}}", delete_snapshot, "deleteSnapshot",
-          "Forget a snapshot (the history it named stays).", "history",
-          params=(NS, SNAPSHOT), role="write",
+          "Forget a snapshot (the history it named stays). Admin, as the revert to it: "
+          "a writer must not take the way back from the namespace's admins.", "history",
+          params=(NS, SNAPSHOT), role="admin",
           responses={204: ("Deleted.", None), 400: E400, 404: E404, 503: E503}),
     Route("POST", f"{P}/snapshots/{{snapshot}}/revert", revert_to_snapshot,
           "revertToSnapshot",
           "Give every entity of the namespace its state at the snapshot: saved back as a "
           "new version, or deleted when it did not exist then (conversations, tool uses "
           "and feedback are not reverted). A key written meanwhile by someone else is "
-          "left to that write and named in `conflicts`.", "history",
+          "left to that write and named in `conflicts`. Every key is read before the "
+          "first write: one whose state then or now is sealed with a crypto-shredded "
+          "data key refuses the whole revert (410 `data_shredded`), nothing written.",
+          "history",
           params=(NS, SNAPSHOT), role="admin",
           grows_storage=True, adds_entity=True, shrinks_storage=True,
           responses={200: ("What was done.", SnapshotRevert), 400: E400, 404: E404,
+                     410: ("A key's state cannot be read (`data_shredded`): nothing was "
+                           "written.", schemas.ErrorOut),
                      503: E503}),
     Route("POST", f"{P}/history:purge", purge_history, "purgeHistory",
           "Erase the namespace's version history (older versions, conversation "
