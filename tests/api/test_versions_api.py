@@ -408,7 +408,9 @@ async def test_a_snapshot_revert_that_cannot_read_a_key_writes_nothing(
     await _save(http, 1, base + "/entities/doc/a")
     await _save(http, 2, base + "/entities/doc/b")
     resp = await http.post(base + "/snapshots/s/revert")
-    assert resp.status == 410 and (await resp.json())["code"] == "data_shredded"
+    refused = await resp.json()
+    assert resp.status == 410 and refused["code"] == "data_shredded"
+    assert "doc/b" in refused["message"] and "nothing was written" in refused["message"]
     a = await http.get(base + "/entities/doc/a")
     assert a.status == 200 and (await a.json())["version"] == 1
     b = await (await http.get(base + "/entities/doc/b")).json()

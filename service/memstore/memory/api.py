@@ -469,7 +469,9 @@ class MemoryAPI(Protocol):
     async def delete_snapshot(self, name: str) -> bool: ...
 
     async def revert_to_snapshot(self, name: str) -> SnapshotRevert:
-        """Give every entity its state at the snapshot (new versions, deletes)."""
+        """Give every entity its state at the snapshot (new versions, deletes); every key
+        is read first: one that cannot be read (``DataShreddedError``) refuses the whole
+        revert with nothing written."""
         ...
 
     async def purge_history(self) -> int:

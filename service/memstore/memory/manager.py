@@ -56,6 +56,7 @@ from memstore.core.errors import (
     ChangesPrunedError,
     ConfigurationError,
     ConflictError,
+    DataShreddedError,
     MemoryStoreError,
     NamespaceImportingError,
     NotFoundError,
@@ -1649,13 +1650,21 @@ class DistributedMemoryManager(MemoryAPI):
                 ),
             )
             for key in page.items:
-                then = await self.get_entity_as_of(key.type, key.id, at=at)
-                # from the backend, not through get_entity: a revert is not a read of
-                # every entity (it would refresh every idle clock of the namespace)
-                now = await self._run(
-                    "load_entity",
-                    partial(self.backend.load_entity, self.namespace, key.type, key.id),
-                )
+                try:
+                    then = await self.get_entity_as_of(key.type, key.id, at=at)
+                    # from the backend, not through get_entity: a revert is not a read of
+                    # every entity (it would refresh every idle clock of the namespace)
+                    now = await self._run(
+                        "load_entity",
+                        partial(self.backend.load_entity, self.namespace, key.type, key.id),
+                    )
+                except DataShreddedError as exc:
+                    raise DataShreddedError(
+                        f"snapshot {name!r} cannot be reverted: entity {key.type}/{key.id} "
+                        f"cannot be read ({exc.message}); nothing was written",
+                        namespace=exc.namespace,
+                        key_id=exc.key_id,
+                    ) from None
                 then_data = None if then is None else then.data
                 if (now.data if now is not None else None) == then_data:
                     unchanged += 1
