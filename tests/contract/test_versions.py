@@ -231,13 +231,23 @@ async def test_long_non_ascii_actor_in_every_header_reader(
             await backend.save_entity(target, "doc", "d", {"n": 2, "text": "é"})
             await backend.save_entity(target, "doc", "gone", {"n": 0})
             await backend.delete_entity(target, "doc", "gone")
+            await backend.save_entity(target, "doc", "imp", {"n": 1})
+            # an import over the row moves it to history: its header is read
+            now = time.time()
+            await backend.import_entity(target, EntityRecord("doc", "imp", {"n": 2}, 2, now, now))
     between = await _tick()
     with acting_as(Actor(long_name)):
         await backend.save_entity(ns, "doc", "d", {"n": 3, "text": "é"}, expected_version=2)
 
     loaded = await backend.load_entity(ns, "doc", "d")
     assert loaded is not None and loaded.version == 3 and loaded.data == {"n": 3, "text": "é"}
-    assert [e.id for e in (await backend.list_entities(ns, "doc", limit=10)).items] == ["d"]
+    assert [e.id for e in (await backend.list_entities(ns, "doc", limit=10)).items] == [
+        "d",
+        "imp",
+    ]
+    assert (await backend.summary(ns)).entity_counts == {"doc": 2}
+    imported = await _all_versions(backend, ns, "doc", "imp")
+    assert [(v.version, v.actor) for v in imported] == [(2, long_name), (1, long_name)]
     versions = await _all_versions(backend, ns, "doc", "d")
     assert [(v.version, v.actor, v.data) for v in versions] == [
         (3, long_name, {"n": 3, "text": "é"}),
@@ -267,9 +277,9 @@ async def test_long_non_ascii_actor_in_every_header_reader(
     aged = await backend.prune(
         ns, Cutoffs(entity_saved_before=time.time() + 60), time.time(), dry_run=False, limit=50
     )
-    assert [(e.id, e.version) for e in aged.entities] == [("d", 3)]
+    assert [(e.id, e.version) for e in aged.entities] == [("d", 3), ("imp", 2)]
     assert await backend.load_entity(ns, "doc", "d") is None
-    assert await backend.purge_history(ns) == 2  # d: 3 and 2 (below its tombstone)
+    assert await backend.purge_history(ns) == 4  # d: 3 and 2, imp: 2 and 1 (below tombstones)
     assert _shape(await _all_versions(backend, ns, "doc", "d")) == [(3, True)]
 
 
