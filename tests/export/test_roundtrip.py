@@ -1,5 +1,5 @@
 """Export from A, import into B, export from B: the dumps are identical but for the
-manifest's ``origin``, on every pair of backends."""
+manifest's ``origin``, on a covering set of backend pairs (``PAIRS``)."""
 
 from __future__ import annotations
 
