@@ -67,7 +67,7 @@ async def kill_once(svc: ServiceProcess, namespace: str, ledger: Ledger) -> floa
     await asyncio.sleep(0.3)
     stop.set()
     await load
-    svc.start(keep_standby=True)
+    svc.start()
     await asyncio.to_thread(ready_within, svc.url)
     return time.monotonic() - killed
 
@@ -119,7 +119,7 @@ async def kill_under_load(
 
 @pytest.mark.slow
 async def test_kill9_embedded(tmp_path: Path, figures: Any) -> None:
-    svc = ServiceProcess(tmp_path / "svc").start(keep_standby=True)
+    svc = ServiceProcess(tmp_path / "svc").start()
     try:
         await asyncio.to_thread(wait_http, svc.url + "/readyz")
         await kill_under_load(svc, figures, "embedded")

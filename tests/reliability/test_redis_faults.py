@@ -35,7 +35,7 @@ def redis_env(server: LocalRedis) -> dict[str, str]:
 
 @pytest.mark.slow
 async def test_kill9_redis(redis_server: LocalRedis, tmp_path: Path, figures: Any) -> None:
-    svc = ServiceProcess(tmp_path / "svc", redis_env(redis_server)).start(keep_standby=True)
+    svc = ServiceProcess(tmp_path / "svc", redis_env(redis_server)).start()
     try:
         await asyncio.to_thread(wait_http, svc.url + "/readyz")
         await kill_under_load(svc, figures, "redis")

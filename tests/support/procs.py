@@ -52,54 +52,26 @@ class ServiceProcess:
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
-        self.standby: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, keep_standby: bool = False) -> ServiceProcess:
-        """Start ``memstore serve`` and wait until it answers. ``keep_standby``: then start
-        the next one up to its imports (``tests/support/standby_serve.py``); the next
-        ``start`` lets that one serve instead of starting a process from nothing (for a
-        test that kills the service and starts it again, many times)."""
+    def start(self) -> ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        standby, self.standby = self.standby, None
-        if standby is not None and standby.poll() is None:
-            assert standby.stdin is not None
-            standby.stdin.write(b"go\n")
-            standby.stdin.close()
-            self.proc = standby
-        else:
-            self.proc = self._spawn(["memstore", "serve"])
+        with self.log_path.open("ab") as log:
+            # The child keeps its own copy of the descriptor.
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "memstore", "serve"],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             wait_http(self.url + "/livez", proc=self.proc)
         except BaseException:
             # Not left running (and loading the machine) after a start that timed out.
             self.stop(signal.SIGKILL)
             raise
-        if keep_standby:
-            self.standby = self._spawn(["tests.support.standby_serve"], stdin=subprocess.PIPE)
         return self
 
-    def _spawn(self, module: list[str], stdin: int | None = None) -> subprocess.Popen[bytes]:
-        with self.log_path.open("ab") as log:
-            # The child keeps its own copy of the descriptor.
-            return subprocess.Popen(
-                [sys.executable, "-m", *module],
-                env=self.env,
-                stdin=stdin,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        standby, self.standby = self.standby, None
-        if standby is not None:
-            assert standby.stdin is not None
-            with contextlib.suppress(OSError):
-                standby.stdin.close()  # end of input: it exits without serving
-            try:
-                standby.wait(timeout)
-            except subprocess.TimeoutExpired:
-                standby.kill()
-                standby.wait()
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
