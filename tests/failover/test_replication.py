@@ -92,6 +92,33 @@ async def test_secondary_holds_exactly_what_the_primary_holds(
         assert await again.forward.load_position(name) == positions[name]
 
 
+async def test_close_during_a_copy_leaves_nothing_running(
+    replicated: Callable[..., Any],
+) -> None:
+    """``close`` while the replication is writing a batch to the secondary: when it
+    returns, nothing the backend started runs any more (the copy's concurrent writes, the
+    secondary's change-log rounds those writes had joined). Anything left would go on
+    using connections after the clients were closed, and after the event loop ended:
+    sockets left to the garbage collector, an unclosed-socket warning in whatever runs
+    then."""
+    backend: ReplicatedMemoryBackend = await replicated()
+    name = ns()
+    copying = asyncio.Event()
+    import_entity = backend.secondary.import_entity
+
+    async def import_entity_noticed(namespace: str, record: Any) -> None:
+        if namespace == name:
+            copying.set()
+        await import_entity(namespace, record)
+
+    backend.secondary.import_entity = import_entity_noticed  # type: ignore[method-assign]
+    await asyncio.gather(*(backend.save_entity(name, "bulk", f"b{i}", {"i": i}) for i in range(40)))
+    await asyncio.wait_for(copying.wait(), 30)
+    await backend.close()
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert left == []
+
+
 async def test_strict_failover_reads_from_secondary_and_refuses_writes(
     replicated: Callable[..., Any], primary_redis: LocalRedis
 ) -> None:

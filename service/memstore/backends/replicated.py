@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -219,6 +219,8 @@ class Replicator:
     #: Every namespace of a round has a lag (see :meth:`measure`): before, a lag of 0
     #: would only mean that nothing was measured yet.
     measured: bool = False
+    #: set by the owner's ``close``: ``run_round`` returns before its next step
+    stopping: bool = False
 
     async def load_position(self, namespace: str) -> int:
         if namespace not in self.positions:
@@ -296,7 +298,7 @@ class Replicator:
             async with limiter:
                 await self.apply(namespace, key, event)
 
-        await asyncio.gather(*(apply(k, e) for k, e in last.items()))
+        await _all_or_none(apply(k, e) for k, e in last.items())
         await self._advance(namespace, page.events[-1].position)
         return len(page.events)
 
@@ -469,6 +471,8 @@ class Replicator:
         for namespace in namespaces:
             end: int | None = None
             while True:
+                if self.stopping:
+                    return applied
                 n = await self.step(namespace)
                 applied += n
                 if end is None:
@@ -476,6 +480,21 @@ class Replicator:
                 if n < self.batch or self.positions.get(namespace, 0) >= end:
                     break
         return applied
+
+
+async def _all_or_none(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``calls`` concurrently; when one fails or the caller is cancelled, the others
+    are cancelled and waited for before this returns. (``asyncio.gather`` returns at the
+    first failure or cancelled call and leaves the rest running: after a ``close`` they
+    would go on using the target's connections after it closed them.)"""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        # the first failure is what the caller sees; the others' end here
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> Any:
@@ -535,6 +554,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         self._tasks: list[asyncio.Task[None]] = []
         self._failback: asyncio.Task[None] | None = None
         self._closing = False
+        self._wake = asyncio.Event()  # set by ``close``: the loops' pauses end at once
 
     def __repr__(self) -> str:
         return f"ReplicatedMemoryBackend({self.primary!r} -> {self.secondary!r})"
@@ -556,14 +576,24 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         ]
 
     async def close(self) -> None:
+        # The background tasks are asked to stop and finish the driver calls they are in:
+        # a call cancelled halfway can leave a connection behind that no one closes
+        # (PyMongo's async client closes a socket whose connect is cancelled only on
+        # OSError; the garbage collector then finds it open), and an unfinished copy
+        # step leaves the secondary's change log a slot to fill. They stop after their
+        # current step or probe; only what still runs after the timeout is cancelled.
         self._closing = True
+        self._wake.set()
+        self.forward.stopping = True
+        if self._reconciler is not None:
+            self._reconciler.stopping = True
         tasks = [*self._tasks, *([self._failback] if self._failback else [])]
-        for task in tasks:
-            task.cancel()
         if tasks:
-            # A driver call may swallow the cancellation (and retry); the loops also stop
-            # at their next turn because of ``_closing``.
-            await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_SECONDS)
+            _, running = await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_SECONDS)
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running, timeout=_CLOSE_TIMEOUT_SECONDS)
         self._tasks = []
         self._failback = None
         with contextlib.suppress(MemoryStoreError):
@@ -614,7 +644,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                     )
             else:
                 self._note_failure()
-            await asyncio.sleep(interval)
+            await self._pause(interval)
 
     def _note_failure(self) -> None:
         self._successes = 0
@@ -701,6 +731,8 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                 previous: int | None = None
                 for round_number in range(_CATCH_UP_ROUNDS):
                     applied = await reconciler.run_round(await namespaces())
+                    if self._closing:
+                        return  # the round stopped short: the next start goes on from here
                     log.info("failback: round %d copied %d events", round_number + 1, applied)
                     if applied < _CATCH_UP_EVENTS or (
                         previous is not None and applied > previous // 2
@@ -715,6 +747,8 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                         self._writes_done.clear()
                         await self._writes_done.wait()
                     await reconciler.run_round(await namespaces())
+                    if self._closing:
+                        return
                     self._reconciler = None
                     self.serving = PRIMARY
                 finally:
@@ -806,7 +840,12 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             except MemoryStoreError:
                 log.exception("replication round failed")
             if not applied:
-                await asyncio.sleep(poll)
+                await self._pause(poll)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep between rounds, cut short by ``close``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
 
     # -- what the store reports ---------------------------------------------------------
 

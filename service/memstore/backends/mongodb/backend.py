@@ -533,6 +533,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def close(self) -> None:
         await self._purge.stop()
         if self._client is not None:
+            await self._changes.close()
             client, self._client, self._db = self._client, None, None
             with contextlib.suppress(PyMongoError):
                 await client.close()
