@@ -33,6 +33,7 @@ from memstore.core.records import (
 )
 from memstore.core.retention import Cutoffs, RetentionPolicy
 from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
 from tests.contract.conftest import CONTRACT_BACKENDS
 
 HOUR = 3600.0
@@ -386,6 +387,40 @@ async def test_conversation_replace_keeps_a_revision(
     assert await backend.delete_conversation(ns, "c")
     assert (await backend.list_conversation_revisions(ns, "c")).items == []
     assert await backend.load_conversation_revision(ns, "c", 1) is None
+
+
+@pytest.fixture(params=CONTRACT_BACKENDS + WRAPPED)
+async def memory(
+    request: pytest.FixtureRequest, tmp_path: Path, ns: str
+) -> AsyncIterator[DistributedMemoryManager]:
+    settings = _settings(str(request.param), request, tmp_path)
+    backend = _build(settings, tmp_path)
+    async with DistributedMemoryManager(settings=settings, namespace=ns, backend=backend) as m:
+        yield m
+
+
+async def test_manager_replace_with_nothing_keeps_a_revision(
+    memory: DistributedMemoryManager,
+) -> None:
+    # Through the manager (the API and HTTP path) a replace with [] is a replace like any
+    # other: the replaced messages stay restorable; only delete erases.
+    await memory.append_messages([{"n": 1}, {"n": 2}], "c")
+    assert await memory.save_conversation_history([], "c") == []
+    assert await memory.load_messages("c") == []
+    listed = await memory.list_conversations()
+    assert [(c.conversation_id, c.message_count) for c in listed.items] == [("c", 0)]
+    revisions = (await memory.list_conversation_revisions("c")).items
+    assert [(r.revision, r.message_count) for r in revisions] == [(1, 2)]
+    restored = await memory.restore_conversation_revision(1, "c")
+    assert [m.message for m in restored] == [{"n": 1}, {"n": 2}]
+    assert [m.message for m in await memory.load_messages("c")] == [{"n": 1}, {"n": 2}]
+    # the restore replaced an empty history: no revision of it
+    revisions = (await memory.list_conversation_revisions("c")).items
+    assert [(r.revision, r.message_count) for r in revisions] == [(1, 2)]
+    # an explicit delete erases the conversation and its revisions
+    assert await memory.delete_conversation("c") is True
+    assert (await memory.list_conversation_revisions("c")).items == []
+    assert (await memory.list_conversations()).items == []
 
 
 async def test_conversation_revisions_page(backend: DistributedMemoryBackend, ns: str) -> None:

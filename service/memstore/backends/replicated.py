@@ -83,6 +83,10 @@ _PRIMARY_LOST_DATA = (
 )
 # How long ``close`` waits for the background tasks to end.
 _CLOSE_TIMEOUT_SECONDS = 5.0
+# After a failed replication round the next waits the poll interval, doubled per failure
+# in a row up to this: a fault that repeats (a bug, an untranslated driver error) is
+# retried, and logged, a few times a minute instead of in a tight loop.
+_MAX_RETRY_SECONDS = 30.0
 
 PRIMARY = "primary"
 SECONDARY = "secondary"
@@ -555,6 +559,12 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         self._failback: asyncio.Task[None] | None = None
         self._closing = False
         self._wake = asyncio.Event()  # set by ``close``: the loops' pauses end at once
+        # Replication rounds that failed (any exception but a backend being unreachable,
+        # which pauses): counted for the metrics, the latest named in status().
+        self.round_errors = 0
+        self._failing_in_a_row = 0
+        self._last_error: str | None = None
+        self._last_error_at: float | None = None
 
     def __repr__(self) -> str:
         return f"ReplicatedMemoryBackend({self.primary!r} -> {self.secondary!r})"
@@ -826,6 +836,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             try:
                 if self.serving == PRIMARY and await self._claim():
                     applied = await self.forward.run_round(await self.forward.known_namespaces())
+                self._failing_in_a_row = 0
             except BackendUnavailableError as exc:
                 log.info("replication paused: %s", exc)
             except ReplicationError as exc:
@@ -837,8 +848,16 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                 if self.serving == PRIMARY:
                     self.serving = SECONDARY
                     self.failovers += 1
-            except MemoryStoreError:
-                log.exception("replication round failed")
+            except Exception as exc:
+                # A memstore error, or anything else (a bug, a driver error that was not
+                # translated): the task must not end, or replication stops for good with
+                # nothing to show for it. Logged with its traceback (code locations and
+                # the exception, never the data), counted, named in status(), retried.
+                self._round_failed(exc)
+                await self._pause(
+                    min(poll * 2 ** min(self._failing_in_a_row, 20), _MAX_RETRY_SECONDS)
+                )
+                continue
             if not applied:
                 await self._pause(poll)
 
@@ -846,6 +865,19 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         """Sleep between rounds, cut short by ``close``."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _round_failed(self, exc: BaseException) -> None:
+        self.round_errors += 1
+        self._failing_in_a_row += 1
+        # Only the type in status() (served by /v1/health and read by operators): a
+        # message may quote a key or a driver's connection details; the log has both.
+        self._last_error = type(exc).__qualname__
+        self._last_error_at = time.time()
+        log.exception(
+            "replication round failed (%d in a row); retrying",
+            self._failing_in_a_row,
+            extra={"error_type": self._last_error},
+        )
 
     # -- what the store reports ---------------------------------------------------------
 
@@ -864,6 +896,11 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             reasons.append(f"replication lag {lag_seconds:.1f} s")
         if self.problem:
             reasons.append(self.problem)
+        if self._failing_in_a_row:
+            reasons.append(
+                f"replication rounds failing ({self._failing_in_a_row} in a row, last "
+                f"{self._last_error}): retrying"
+            )
         return {
             "serving": self.serving,
             "primary": self.primary.name,
@@ -879,6 +916,9 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                 ns: {"events": lag.events, "seconds": round(lag.seconds(now), 3)}
                 for ns, lag in sorted(lags.items())
             },
+            "round_errors": self.round_errors,
+            "last_error": self._last_error,
+            "last_error_at": self._last_error_at,
             "degraded": bool(reasons),
             "reasons": reasons,
         }

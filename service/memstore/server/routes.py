@@ -1372,7 +1372,10 @@ ROUTES: tuple[Route, ...] = (
           role="write", grows_storage=True, hot=True,
           responses={201: ("Appended.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
     Route("PUT", f"{P}/conversations/{{conversation_id}}/messages", replace_messages,
-          "saveConversationHistory", "Replace the whole history.", "conversations",
+          "saveConversationHistory",
+          "Replace the whole history. What it replaces is kept as a revision, also when "
+          "replaced by no messages (the conversation then stays, with none).",
+          "conversations",
           params=(NS, CID), body=schemas.MessagesReplace,
           role="write", grows_storage=True, shrinks_storage=True,
           responses={200: ("Replaced.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
