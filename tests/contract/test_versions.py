@@ -642,5 +642,7 @@ async def test_delete_history_rows_removes_exactly_those(
     two = await backend.load_conversation_revision(ns, "c", 2)
     assert two is not None and [m.message for m in two[1]] == [{"m": 2}]
     assert [m.message for m in await backend.load_messages(ns, "c")] == [{"m": 4}]
-    assert [r.revision for r in (await backend.list_conversation_revisions(ns, "keep")).items] == [1]
+    assert [r.revision for r in (await backend.list_conversation_revisions(ns, "keep")).items] == [
+        1
+    ]
     assert await backend.delete_conversation_revisions(ns, "c", []) == 0

@@ -394,36 +394,36 @@ class Replicator:
         # An erase waiting for the target is applied once every event before it is, and
         # before any after it (those copy the source's history as it is after the erase).
         await self._erase(namespace, [e for e in erases if e.position <= after])
-        later = [e.position for e in erases if e.position > after]
-        if later and page.events and page.events[-1].position > min(later):
-            stop = min(later)
+        stop = min((e.position for e in erases if e.position > after), default=None)
+        reached = page.events[-1].position if page.events else after
+        if stop is not None and reached > stop:
+            # the page goes past an erase: apply the events up to it, then the erase
             page = ChangePage(
                 [e for e in page.events if e.position <= stop],
                 page.first_position,
                 page.last_position,
             )
-            if not page.events:
-                # (a hole in the log, events retention removed: nothing before the erase)
-                await self._advance(namespace, stop)
-                return 0
-        if not page.events:
+            reached = stop
+        if page.events:
+            lag.oldest_pending = page.events[0].timestamp
+            last: dict[_Key, ChangeEvent] = {}
+            for event in page.events:
+                key = _event_key(event)
+                if key is not None:
+                    last.pop(key, None)
+                    last[key] = event
+            limiter = asyncio.Semaphore(self.concurrency)
+
+            async def apply(key: _Key, event: ChangeEvent) -> None:
+                async with limiter:
+                    await self.apply(namespace, key, event)
+
+            await asyncio.gather(*(apply(k, e) for k, e in last.items()))
+        else:
             lag.oldest_pending = None
-            return 0
-        lag.oldest_pending = page.events[0].timestamp
-        last: dict[_Key, ChangeEvent] = {}
-        for event in page.events:
-            key = _event_key(event)
-            if key is not None:
-                last.pop(key, None)
-                last[key] = event
-        limiter = asyncio.Semaphore(self.concurrency)
-
-        async def apply(key: _Key, event: ChangeEvent) -> None:
-            async with limiter:
-                await self.apply(namespace, key, event)
-
-        await asyncio.gather(*(apply(k, e) for k, e in last.items()))
-        await self._advance(namespace, page.events[-1].position)
+        if reached > after:
+            await self._advance(namespace, reached)
+        await self._erase(namespace, [e for e in erases if after < e.position <= reached])
         return len(page.events)
 
     async def _erase(self, namespace: str, erases: Sequence[PendingErase]) -> None:
