@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.embedded import EmbeddedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
 from memstore.backends.redis import RedisMemoryBackend
-from memstore.backends.replicated import ReplicatedMemoryBackend
+from memstore.backends.replicated import PRIMARY, SECONDARY, ReplicatedMemoryBackend
 from memstore.core.retention import Cutoffs
 from memstore.core.settings import Settings
+from tests.failover.conftest import caught_up, eventually
 from tests.servers.redis import LocalRedis
 
 SECRET = "must be erased"
@@ -230,3 +231,32 @@ async def test_an_erase_the_secondary_was_down_for_reaches_it_when_back(
     got = await history(backend.secondary, ns)
     assert got == want
     assert not holds_secret(got)
+
+
+async def test_an_erase_during_a_lenient_outage_reaches_the_primary_at_failback(
+    replicated: Callable[..., Any],
+    replicated_settings: Callable[..., Settings],
+    primary_redis: LocalRedis,
+    ns: str,
+) -> None:
+    """The other direction, through the real failover: the primary is down, the secondary
+    takes the purge, and the failback applies it to the primary before it serves again."""
+    backend: ReplicatedMemoryBackend = await replicated(replicated_settings(failure_mode="lenient"))
+    await backend.save_entity(ns, "doc", "e", {"secret": f"e1 {SECRET}"})
+    await backend.save_entity(ns, "doc", "e", {"secret": "e2"})
+    await backend.append_messages(ns, "c", [{"m": f"1 {SECRET}"}])
+    await backend.replace_conversation(ns, "c", [{"m": "2"}])
+    await eventually(lambda: caught_up(backend, [ns]))
+    assert holds_secret(await history(backend.secondary, ns))
+
+    primary_redis.kill9()
+    await eventually(lambda: backend.serving == SECONDARY)
+    assert await backend.purge_history(ns) == 2
+    assert await backend.erase_pending(ns) is True
+
+    primary_redis.start()
+    await eventually(lambda: backend.serving == PRIMARY)
+    assert await backend.erase_pending(ns) is False
+    want = {"doc/e": [(2, False, {"secret": "e2"})], "conversation/c": []}
+    assert await history(backend.primary, ns) == want
+    assert await history(backend.secondary, ns) == want
