@@ -632,3 +632,52 @@ async def test_replication_copies_history(replicated: ReplicatedMemoryBackend, n
     assert (await backend.secondary.list_conversation_revisions(ns, "c")).items == want_revs
     one = await backend.secondary.load_conversation_revision(ns, "c", 1)
     assert one is not None and [m.message for m in one[1]] == [{"m": 1}]
+
+
+async def test_delete_history_rows_removes_exactly_those(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    """``delete_entity_versions`` / ``delete_conversation_revisions`` (what the replication
+    uses to make a copy's history the source's): the named rows go, nothing else, never
+    the current row; rows not stored are ignored."""
+    for n in range(1, 4):
+        await backend.save_entity(ns, "doc", "d", {"n": n})
+    await backend.delete_entity(ns, "doc", "d")
+    await backend.save_entity(ns, "doc", "d", {"n": 4})
+    await backend.save_entity(ns, "doc", "other", {"n": 1})
+    await backend.save_entity(ns, "doc", "other", {"n": 2})
+    before = _shape(await _all_versions(backend, ns, "doc", "d"))
+    assert before == [(4, False), (3, True), (3, False), (2, False), (1, False)]
+    # the tombstone of 3 and version 2; (9, False) is not stored; (4, False) is current
+    removed = await backend.delete_entity_versions(
+        ns, "doc", "d", [(3, True), (2, False), (9, False), (4, False)]
+    )
+    assert removed == 2
+    assert _shape(await _all_versions(backend, ns, "doc", "d")) == [
+        (4, False),
+        (3, False),
+        (1, False),
+    ]
+    assert (await backend.load_entity(ns, "doc", "d")).data == {"n": 4}  # type: ignore[union-attr]
+    assert await backend.load_entity_version(ns, "doc", "d", version=2) is None
+    assert _shape(await _all_versions(backend, ns, "doc", "other")) == [(2, False), (1, False)]
+    assert await backend.delete_entity_versions(ns, "doc", "d", []) == 0
+    # numbering goes on from the highest version recorded
+    assert (await backend.save_entity(ns, "doc", "d", {"n": 5})).version == 5
+
+    await backend.append_messages(ns, "c", [{"m": 1}])
+    for m in range(2, 5):
+        await backend.replace_conversation(ns, "c", [{"m": m}])
+    await backend.replace_conversation(ns, "keep", [{"m": 1}])
+    await backend.replace_conversation(ns, "keep", [{"m": 2}])
+    assert await backend.delete_conversation_revisions(ns, "c", [1, 3, 7]) == 2
+    left = (await backend.list_conversation_revisions(ns, "c")).items
+    assert [r.revision for r in left] == [2]
+    assert await backend.load_conversation_revision(ns, "c", 1) is None
+    two = await backend.load_conversation_revision(ns, "c", 2)
+    assert two is not None and [m.message for m in two[1]] == [{"m": 2}]
+    assert [m.message for m in await backend.load_messages(ns, "c")] == [{"m": 4}]
+    assert [r.revision for r in (await backend.list_conversation_revisions(ns, "keep")).items] == [
+        1
+    ]
+    assert await backend.delete_conversation_revisions(ns, "c", []) == 0

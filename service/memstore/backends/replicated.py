@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -48,6 +49,7 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.core.retention import Cutoffs
 
 if TYPE_CHECKING:
     from memstore.core.analytics import (
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
         GrowthSeries,
         ToolAnalytics,
     )
-    from memstore.core.retention import Cutoffs, PruneReport
+    from memstore.core.retention import PruneReport
     from memstore.core.settings import Settings
 
 log = logging.getLogger("memstore.replication")
@@ -70,6 +72,11 @@ STATE_NAMESPACE = "_replication"
 _POSITION = "position"  # id: the namespace; data: {"position": n}
 _CLAIM = "claim"  # id "forward": which replica replicates now
 _FAILOVER = "failover"  # id "state": the secondary's log positions when it took writes
+# id: the namespace; data {"erases": [...]}: the history erases (``history:purge``,
+# retention's versions rules) the other backend was down for, each with the log position
+# it follows. Kept on the backend that took the erase, the source of the direction that
+# carries it (:meth:`Replicator.step`).
+_ERASE = "erase"
 
 # The failback copies the secondary's writes while they go on, for at most this many
 # rounds, until a round finds fewer than this many events, or until a round fails to halve
@@ -184,6 +191,108 @@ def merge_messages(
     ]
 
 
+# -- history erases the other backend has not applied yet ------------------------------
+
+
+@dataclass(frozen=True)
+class PendingErase:
+    """A ``history:purge`` (``keep``/``saved_before`` None) or a retention versions prune
+    (``keep``/``saved_before`` as its cutoffs, ``now`` its instant) the other backend was
+    down for; ``position``: the end of the namespace's change log before the erase."""
+
+    position: int
+    purge: bool
+    keep: int | None = None
+    saved_before: float | None = None
+    now: float = 0.0
+
+    def to_json(self) -> JSONObject:
+        return {
+            "position": self.position,
+            "purge": self.purge,
+            "keep": self.keep,
+            "saved_before": self.saved_before,
+            "now": self.now,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> PendingErase:
+        return cls(
+            int(data["position"]),
+            bool(data["purge"]),
+            data.get("keep"),
+            data.get("saved_before"),
+            float(data.get("now", 0.0)),
+        )
+
+    async def apply(self, target: DistributedMemoryBackend, namespace: str) -> None:
+        if self.purge:
+            await target.purge_history(namespace)
+            return
+        cutoffs = Cutoffs(versions_keep=self.keep, versions_saved_before=self.saved_before)
+        while True:
+            report = await target.prune(
+                namespace, cutoffs, self.now, dry_run=False, limit=_ERASE_BATCH
+            )
+            if not report.more.get("versions"):
+                return
+
+
+#: History rows one call of a deferred versions prune removes.
+_ERASE_BATCH = 500
+
+
+async def pending_erases(backend: DistributedMemoryBackend, namespace: str) -> list[PendingErase]:
+    record = await backend.load_entity(STATE_NAMESPACE, _ERASE, namespace)
+    if record is None:
+        return []
+    return [PendingErase.from_json(e) for e in record.data.get("erases", [])]
+
+
+async def _update_erases(
+    backend: DistributedMemoryBackend,
+    namespace: str,
+    change: Callable[[list[PendingErase]], list[PendingErase]],
+) -> None:
+    """Rewrite the namespace's pending erases (compare-and-set: replicas may race)."""
+    while True:
+        record = await backend.load_entity(STATE_NAMESPACE, _ERASE, namespace)
+        held = (
+            []
+            if record is None
+            else [PendingErase.from_json(e) for e in record.data.get("erases", [])]
+        )
+        erases = change(held)
+        try:
+            if erases:
+                await backend.save_entity(
+                    STATE_NAMESPACE,
+                    _ERASE,
+                    namespace,
+                    {"erases": [e.to_json() for e in erases]},
+                    expected_version=record.version if record is not None else 0,
+                )
+            elif record is not None:
+                await backend.delete_entity(
+                    STATE_NAMESPACE, _ERASE, namespace, expected_version=record.version
+                )
+            return
+        except ConflictError:
+            continue
+
+
+async def record_erase(
+    backend: DistributedMemoryBackend, namespace: str, erase: PendingErase
+) -> None:
+    await _update_erases(backend, namespace, lambda held: [*held, erase])
+
+
+async def drop_erases(
+    backend: DistributedMemoryBackend, namespace: str, done: Sequence[PendingErase]
+) -> None:
+    await _update_erases(backend, namespace, lambda held: [e for e in held if e not in done])
+
+
 # -- the replicator ---------------------------------------------------------------------
 
 
@@ -280,31 +389,54 @@ class Replicator:
                 after,
             )
             raise ReplicationError("the source lost data that was already replicated")
+        erases = await pending_erases(self.source, namespace)
         if after < page.first_position - 1:
             # Retention removed events never copied: copy the namespace whole, then go on
             # from the log's end as it was before the copy (replays are harmless).
+            await self._erase(namespace, [e for e in erases if e.position <= page.last_position])
             await self.copy_namespace(namespace)
             await self._advance(namespace, page.last_position)
             return 0
-        if not page.events:
+        # An erase waiting for the target is applied once every event before it is, and
+        # before any after it (those copy the source's history as it is after the erase).
+        await self._erase(namespace, [e for e in erases if e.position <= after])
+        stop = min((e.position for e in erases if e.position > after), default=None)
+        reached = page.events[-1].position if page.events else after
+        if stop is not None and reached > stop:
+            # the page goes past an erase: apply the events up to it, then the erase
+            page = ChangePage(
+                [e for e in page.events if e.position <= stop],
+                page.first_position,
+                page.last_position,
+            )
+            reached = stop
+        if page.events:
+            lag.oldest_pending = page.events[0].timestamp
+            last: dict[_Key, ChangeEvent] = {}
+            for event in page.events:
+                key = _event_key(event)
+                if key is not None:
+                    last.pop(key, None)
+                    last[key] = event
+            limiter = asyncio.Semaphore(self.concurrency)
+
+            async def apply(key: _Key, event: ChangeEvent) -> None:
+                async with limiter:
+                    await self.apply(namespace, key, event)
+
+            await _all_or_none(apply(k, e) for k, e in last.items())
+        else:
             lag.oldest_pending = None
-            return 0
-        lag.oldest_pending = page.events[0].timestamp
-        last: dict[_Key, ChangeEvent] = {}
-        for event in page.events:
-            key = _event_key(event)
-            if key is not None:
-                last.pop(key, None)
-                last[key] = event
-        limiter = asyncio.Semaphore(self.concurrency)
-
-        async def apply(key: _Key, event: ChangeEvent) -> None:
-            async with limiter:
-                await self.apply(namespace, key, event)
-
-        await _all_or_none(apply(k, e) for k, e in last.items())
-        await self._advance(namespace, page.events[-1].position)
+        if reached > after:
+            await self._advance(namespace, reached)
+        await self._erase(namespace, [e for e in erases if after < e.position <= reached])
         return len(page.events)
+
+    async def _erase(self, namespace: str, erases: Sequence[PendingErase]) -> None:
+        for erase in erases:
+            await erase.apply(self.target, namespace)
+        if erases:
+            await drop_erases(self.source, namespace, erases)
 
     async def _advance(self, namespace: str, position: int) -> None:
         self.positions[namespace] = position
@@ -368,14 +500,20 @@ class Replicator:
         self, namespace: str, entity_type: str, entity_id: str, record: EntityRecord | None
     ) -> None:
         """Write ``record`` (``None``: delete) to the target as the source's writer did, then
-        the source's history rows the target lacks or holds otherwise: the target's own
-        move of its replaced row into history (``import_entity``) and its tombstone
-        (``delete_entity``) are overwritten by the source's rows of the same version."""
+        make the target's history of the key exactly the source's: rows it lacks or holds
+        otherwise are written (its own move of its replaced row into history by
+        ``import_entity`` and its tombstone from ``delete_entity`` are overwritten by the
+        source's rows of the same version), rows the source no longer holds are removed.
+        The copy is authoritative because an erase (``history:purge``, retention's versions
+        rules) must not survive on the target: the row ``import_entity`` moves into history
+        may be one the source erased after the target last copied the key."""
         src, dst = self.source, self.target
-        page = await src.list_entity_versions(
-            namespace, entity_type, entity_id, limit=_HISTORY_PAGE
+        theirs = await _all_pages(
+            lambda c: src.list_entity_versions(
+                namespace, entity_type, entity_id, cursor=c, limit=_HISTORY_PAGE
+            )
         )
-        top = page.items[0] if page.items else None
+        top = theirs[0] if theirs else None
         if record is not None:
             writer = None
             if top is not None and not top.deleted and top.version == record.version:
@@ -384,58 +522,53 @@ class Replicator:
                 await dst.import_entity(namespace, record)
         else:
             await dst.delete_entity(namespace, entity_type, entity_id)
-        held: dict[tuple[int, int], EntityVersion] = {}
-        held_cursor: str | None = None
-        held_low: int | None = None
-        held_all = False
-        while page.items:
-            low = page.items[-1].version
-            while not held_all and (held_low is None or held_low >= low):
-                theirs = await dst.list_entity_versions(
-                    namespace, entity_type, entity_id, cursor=held_cursor, limit=_HISTORY_PAGE
+        held = {
+            history_order(v): v
+            for v in await _all_pages(
+                lambda c: dst.list_entity_versions(
+                    namespace, entity_type, entity_id, cursor=c, limit=_HISTORY_PAGE
                 )
-                held.update((history_order(v), v) for v in theirs.items)
-                if theirs.items:
-                    held_low = theirs.items[-1].version
-                held_cursor = theirs.next_cursor
-                held_all = held_cursor is None
-            missing = [
-                v
-                for v in page.items
-                if held.get(history_order(v)) != v
-                and not (record is not None and not v.deleted and v.version == record.version)
-            ]
-            if missing:
-                await dst.import_entity_versions(namespace, missing)
-            # a page the target already holds whole: earlier events copied the rest
-            if not missing or page.next_cursor is None:
-                return
-            page = await src.list_entity_versions(
-                namespace, entity_type, entity_id, cursor=page.next_cursor, limit=_HISTORY_PAGE
             )
+        }
+        # the current row is listed first on both sides; it is not a history row
+        current = (record.version, 0) if record is not None else None
+        wanted = {history_order(v): v for v in theirs if history_order(v) != current}
+        missing = [v for order, v in wanted.items() if held.get(order) != v]
+        if missing:
+            await dst.import_entity_versions(namespace, missing)
+        extra = [(v, bool(d)) for v, d in held if (v, d) != current and (v, d) not in wanted]
+        if extra:
+            await dst.delete_entity_versions(namespace, entity_type, entity_id, extra)
 
     async def _copy_revisions(self, namespace: str, conversation_id: str) -> None:
-        """The source's conversation revisions the target lacks (newest first, until one
-        it has)."""
+        """Make the target's revisions of the conversation exactly the source's: those it
+        lacks or holds otherwise are copied, those the source no longer has (erased) are
+        removed."""
         src, dst = self.source, self.target
-        theirs = await dst.list_conversation_revisions(namespace, conversation_id, limit=1)
-        newest = theirs.items[0].revision if theirs.items else 0
-        cursor: str | None = None
-        while True:
-            page = await src.list_conversation_revisions(
-                namespace, conversation_id, cursor=cursor, limit=_HISTORY_PAGE
+        theirs = await _all_pages(
+            lambda c: src.list_conversation_revisions(
+                namespace, conversation_id, cursor=c, limit=_HISTORY_PAGE
             )
-            for revision in page.items:
-                if revision.revision <= newest:
-                    return
-                found = await src.load_conversation_revision(
-                    namespace, conversation_id, revision.revision
+        )
+        held = {
+            r.revision: r
+            for r in await _all_pages(
+                lambda c: dst.list_conversation_revisions(
+                    namespace, conversation_id, cursor=c, limit=_HISTORY_PAGE
                 )
-                if found is not None:
-                    await dst.import_conversation_revision(namespace, found[0], found[1])
-            cursor = page.next_cursor
-            if cursor is None:
-                return
+            )
+        }
+        for revision in theirs:
+            if held.get(revision.revision) == revision:
+                continue
+            found = await src.load_conversation_revision(
+                namespace, conversation_id, revision.revision
+            )
+            if found is not None:
+                await dst.import_conversation_revision(namespace, found[0], found[1])
+        extra = sorted(set(held) - {r.revision for r in theirs})
+        if extra:
+            await dst.delete_conversation_revisions(namespace, conversation_id, extra)
 
     async def copy_namespace(self, namespace: str) -> None:
         """Everything the source holds in ``namespace``, written to the target."""
@@ -499,6 +632,10 @@ async def _all_or_none(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
             task.cancel()
         # the first failure is what the caller sees; the others' end here
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _all_pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> list[T]:
+    return [item async for item in _pages(fetch)]
 
 
 async def _pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> Any:
@@ -1049,15 +1186,20 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         # a dry run reads what the serving backend holds; an enforcement writes
         if dry_run:
             return await self._read(call)
-        report = await self._write(call)
-        if cutoffs.versions_on:
-            # Trimming history makes no events, so the replication never carries it: the
-            # other backend applies the same versions rules itself.
-            only_versions = cutoffs.only(("versions",))
-            other = self.secondary if self.serving == PRIMARY else self.primary
-            with contextlib.suppress(BackendUnavailableError):
-                await other.prune(namespace, only_versions, now, dry_run=False, limit=limit)
-        return report
+        if not cutoffs.versions_on:
+            return await self._write(call)
+        # The other backend applies the same versions rules itself (at the same instant).
+        return await self._erase_history(
+            namespace,
+            PendingErase(
+                0,
+                purge=False,
+                keep=cutoffs.versions_keep,
+                saved_before=cutoffs.versions_saved_before,
+                now=now,
+            ),
+            call,
+        )
 
     # -- conversations ------------------------------------------------------------------
 
@@ -1189,14 +1331,69 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
     ) -> None:
         await self._write(lambda b: b.import_conversation_revision(namespace, revision, messages))
 
+    async def delete_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        versions: Sequence[tuple[int, bool]],
+    ) -> int:
+        return await self._write(
+            lambda b: b.delete_entity_versions(namespace, entity_type, entity_id, versions)
+        )
+
+    async def delete_conversation_revisions(
+        self, namespace: str, conversation_id: str, revisions: Sequence[int]
+    ) -> int:
+        return await self._write(
+            lambda b: b.delete_conversation_revisions(namespace, conversation_id, revisions)
+        )
+
     async def purge_history(self, namespace: str) -> int:
-        # History rows make no events, so the replication would never carry the purge:
-        # the other backend is purged here too (it takes no events either).
-        removed = await self._write(lambda b: b.purge_history(namespace))
-        other = self.secondary if self.serving == PRIMARY else self.primary
-        with contextlib.suppress(BackendUnavailableError):
-            await other.purge_history(namespace)
-        return removed
+        return await self._erase_history(
+            namespace,
+            PendingErase(0, purge=True),
+            lambda b: b.purge_history(namespace),
+        )
+
+    async def _erase_history(
+        self,
+        namespace: str,
+        erase: PendingErase,
+        call: Callable[[DistributedMemoryBackend], Awaitable[T]],
+    ) -> T:
+        """An erase of history (which makes no change event, so the replication never
+        carries it): on the writing backend, then on the other one at once; when that one
+        is down, the erase is recorded on the writing backend with where its change log
+        stood and the replication applies it in order when it copies again (see
+        :meth:`Replicator.step`). Keys the replication copies later get the writing
+        backend's history exactly (:meth:`Replicator._copy_entity`)."""
+
+        async def first(b: DistributedMemoryBackend) -> tuple[DistributedMemoryBackend, int, T]:
+            # the log's end before the erase: every event after it copies erased history
+            position = (await b.read_changes(namespace, after=0, limit=1)).last_position
+            return b, position, await call(b)
+
+        writer, position, result = await self._write(first)
+        other = self.secondary if writer is self.primary else self.primary
+        try:
+            await erase.apply(other, namespace)
+        except BackendUnavailableError:
+            await record_erase(writer, namespace, dataclasses.replace(erase, position=position))
+            log.warning(
+                "history erase of namespace %r deferred: the %s is down",
+                namespace,
+                SECONDARY if other is self.secondary else PRIMARY,
+            )
+        return result
+
+    async def erase_pending(self, namespace: str) -> bool:
+        """Whether an erase of the namespace's history waits for the other backend."""
+        for backend in (self.primary, self.secondary):
+            with contextlib.suppress(BackendUnavailableError):
+                if await pending_erases(backend, namespace):
+                    return True
+        return False
 
     # -- tool usage and feedback --------------------------------------------------------
 

@@ -1674,6 +1674,14 @@ class DistributedMemoryManager(MemoryAPI):
         erasure of what was deleted or overwritten. The rows removed."""
         return await self._run("purge_history", lambda: self.backend.purge_history(self.namespace))
 
+    async def history_erase_pending(self) -> bool:
+        """Whether an erase of this namespace's history (a purge, retention's versions
+        rules) still waits for a replicated store's other backend, which was down: it is
+        applied there, in order, when the replication copies again."""
+        return await self._run(
+            "history_erase_pending", lambda: self.backend.erase_pending(self.namespace)
+        )
+
     async def get_memory_summary_data(self) -> MemorySummary:
         return await self._run("summary", lambda: self.backend.summary(self.namespace))
 

@@ -735,7 +735,12 @@ async def revert_to_snapshot(request: web.Request) -> web.Response:
 
 
 async def purge_history(request: web.Request) -> web.Response:
-    return json_response({"removed": await manager_for(request).purge_history()})
+    manager = manager_for(request)
+    removed = await manager.purge_history()
+    # true: a replicated store's other backend was down; it is erased there once it is back
+    return json_response(
+        {"removed": removed, "erase_pending": await manager.history_erase_pending()}
+    )
 
 
 async def retention_policy(request: web.Request) -> web.Response:

@@ -2343,6 +2343,38 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             ],
         )
 
+    async def delete_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        versions: Sequence[tuple[int, bool]],
+    ) -> int:
+        if not versions:
+            return 0
+        k = self.keys
+        tag = k.entity_tag(namespace, entity_type, entity_id)
+        removed = await self.connection.write(
+            scripts.DROP_VERSIONS,
+            [k.entity_history_index(tag), k.entity_history(tag, entity_id)],
+            [entity_id, k.entity_version_prefix(tag), *(2 * v + int(d) for v, d in versions)],
+        )
+        return int(removed)
+
+    async def delete_conversation_revisions(
+        self, namespace: str, conversation_id: str, revisions: Sequence[int]
+    ) -> int:
+        if not revisions:
+            return 0
+        k = self.keys
+        tag = k.conversation_tag(namespace, conversation_id)
+        removed = await self.connection.write(
+            scripts.DROP_REVISIONS,
+            [k.conversation_revisions(tag, conversation_id), k.conversation_revision_index(tag)],
+            [conversation_id, k.conversation_revision_messages_prefix(tag), *revisions],
+        )
+        return int(removed)
+
     async def purge_history(self, namespace: str) -> int:
         k = self.keys
         removed = 0

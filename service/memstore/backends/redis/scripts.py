@@ -110,6 +110,8 @@ PURGE_VERSIONS = _script(
     "purge_versions", "header", "history", "revisions", "retention", "version_retention"
 )
 PURGE_REVISIONS = _script("purge_revisions", "revisions")
+DROP_VERSIONS = _script("drop_versions")
+DROP_REVISIONS = _script("drop_revisions")
 # analytics: read-only, one shard each (memstore.core.analytics for the definitions)
 ANALYTICS_ENTITIES = _script("analytics_entities", "analytics_buckets")
 ANALYTICS_MESSAGES = _script("analytics_messages", "analytics_buckets")
@@ -164,4 +166,6 @@ ALL = (
     IMPORT_CONVERSATION_REVISION,
     PURGE_VERSIONS,
     PURGE_REVISIONS,
+    DROP_VERSIONS,
+    DROP_REVISIONS,
 )
