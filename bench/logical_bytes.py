@@ -1,3 +1,4 @@
+# ruff: noqa: S603 - runs this module in a child process per checkout, by design
 """What one ``logical_bytes`` call costs on a large namespace (Redis backend).
 
 ``python -m bench.logical_bytes [--entities 10000] [--calls 20] [--reference-tree <checkout>]``
@@ -37,7 +38,6 @@ def _redis_cpu(client: Any) -> float:
 
 async def _worker(port: int, prefix: str, entities: int, calls: int, seed: bool) -> dict[str, Any]:
     import redis
-
     from bench.atrest import payloads
     from memstore.backends.factory import DistributedMemoryFactory
     from memstore.backends.sealed import build_sealed
@@ -91,11 +91,12 @@ def _run_side(
     if tree is not None:
         path.insert(0, checkout_env(tree)["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(path)
-    args = [sys.executable, "-m", "bench.logical_bytes", "--worker", "--port", str(port)]
-    args += ["--prefix", prefix, "--entities", str(entities), "--calls", str(calls)]
-    if not seed:
-        args.append("--no-seed")
-    done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.logical_bytes", "--worker", "--port", str(port),
+         "--prefix", prefix, "--entities", str(entities), "--calls", str(calls),
+         "--seed", str(int(seed))],
+        env=env, cwd=REPO, capture_output=True, text=True, check=False,
+    )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"worker failed:\n{done.stderr}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -109,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--reference-tree", type=Path)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--no-seed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--seed", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--prefix", default="", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
-        out = asyncio.run(_worker(a.port, a.prefix, a.entities, a.calls, not a.no_seed))
+        out = asyncio.run(_worker(a.port, a.prefix, a.entities, a.calls, bool(a.seed)))
         print(json.dumps(out))
         return 0
     sides: dict[str, Path | None] = {"this tree": None}

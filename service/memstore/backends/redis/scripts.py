@@ -90,9 +90,7 @@ LOAD_MESSAGES_BEFORE = _script("load_messages_before")
 REPLACE_CONVERSATION = _script(
     "replace_conversation", "logical", "push", "size", "revisions", "announce", "changes"
 )
-DELETE_CONVERSATION = _script(
-    "delete_conversation", "logical", "revisions", "announce", "changes"
-)
+DELETE_CONVERSATION = _script("delete_conversation", "logical", "revisions", "announce", "changes")
 POP_MESSAGE = _script("pop_message", "logical", "announce", "changes")
 RECORD_TOOL_USAGE = _script("record_tool_usage", "logical", "changes", "trim_tools")
 TOOL_COUNTS = _script("tool_counts", "logical", "changes", "trim_tools")
@@ -112,9 +110,7 @@ RETENTION_CONVERSATIONS = _script("retention_conversations", "retention")
 PRUNE_ENTITY = _script(
     "prune_entity", "header", "logical", "retention", "accounted", "history", "changes"
 )
-PRUNE_CONVERSATION = _script(
-    "prune_conversation", "logical", "retention", "revisions", "changes"
-)
+PRUNE_CONVERSATION = _script("prune_conversation", "logical", "retention", "revisions", "changes")
 PRUNE_TOOLS = _script("prune_tools", "logical", "changes")
 PRUNE_FEEDBACK = _script("prune_feedback", "logical", "changes")
 PIN_ENTITY = _script("pin_entity", "header")
