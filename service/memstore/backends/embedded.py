@@ -933,8 +933,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             # rewind the key to the imported version (base.py): its rows of that version
             # and later go; the trigger keeps a replaced row only when it is older
             await conn.execute(
-                "DELETE FROM entity_versions WHERE ns = ? AND type = ? AND id = ? "
-                "AND version >= ?",
+                "DELETE FROM entity_versions WHERE ns = ? AND type = ? AND id = ? AND version >= ?",
                 (namespace, record.type, record.id, record.version),
             )
             await conn.execute(
