@@ -278,8 +278,9 @@ class Webhook(SpecModel):
 
 
 class RetentionPolicy(SpecModel):
-    """One retention policy (0 or absent: that kind is kept forever). The service's
-    ``MEMSTORE_RETENTION`` names the same fields in snake case."""
+    """One retention policy (absent: that kind is kept forever; 0: off, except
+    ``versions_keep``). The service's ``MEMSTORE_RETENTION`` names the same fields in
+    snake case."""
 
     entity_max_age_seconds: float = 0
     entity_idle_seconds: float = 0
@@ -287,17 +288,23 @@ class RetentionPolicy(SpecModel):
     conversation_idle_seconds: float = 0
     tool_usage_max_age_seconds: float = 0
     feedback_max_age_seconds: float = 0
-    versions_keep: int = 0
+    # A count, not a bound: 0 keeps no old version, as in the service (a zero age or a
+    # zero message count would remove everything, so there 0 can only mean off).
+    versions_keep: int | None = None
     versions_max_age_seconds: float = 0
 
     def rendered(self, *, override: bool) -> dict[str, float | int | None]:
-        """As the service reads it: 0 is ``null`` (off); a default leaves its unset fields
-        out, an override names the fields it sets (``null`` switching a default off)."""
+        """As the service reads it: 0 is ``null`` (off) but for ``versions_keep``, which is
+        passed as is; a default leaves its unset fields out, an override names the fields
+        it sets (``null`` switching a default off)."""
         fields = self.model_fields_set if override else set(type(self).model_fields)
         out: dict[str, float | int | None] = {}
         for name in sorted(fields):
             value = getattr(self, name)
-            if value or override:
+            if name == "versions_keep":
+                if value is not None or override:
+                    out[name] = value
+            elif value or override:
                 out[name] = value or None
         return out
 

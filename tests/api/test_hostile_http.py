@@ -307,14 +307,19 @@ async def test_messages_of_a_deleted_or_unknown_conversation_are_a_404(
         resp = await http.get(target)
         body = await error_of(resp, 404, "not_found")
         spec.check("GET", MESSAGES, 404, body)
-    # Replacing a history with none deletes the conversation: the read, the listing and
-    # the delete agree that it is gone.
+    # Replacing a history with none keeps what it replaced as a revision (restorable) and
+    # the conversation with no messages: its messages read as none (404), the listing
+    # shows it with 0, and only the delete erases it with its revisions.
     assert (await http.post(path, json={"messages": [{"m": 1}]})).status == 201
     assert (await http.put(path, json={"messages": []})).status == 200
     body = await error_of(await http.get(path), 404, "not_found")
     listed = await (await http.get(f"{NS}/conversations")).json()
-    assert "gone" not in [c["conversation_id"] for c in listed["items"]]
-    assert (await http.delete(f"{NS}/conversations/gone")).status == 404
+    assert [c["message_count"] for c in listed["items"] if c["conversation_id"] == "gone"] == [0]
+    revisions = await (await http.get(f"{NS}/conversations/gone/revisions")).json()
+    assert [r["message_count"] for r in revisions["items"]] == [1]
+    assert (await http.delete(f"{NS}/conversations/gone")).status == 204
+    revisions = await (await http.get(f"{NS}/conversations/gone/revisions")).json()
+    assert revisions["items"] == []
     # The client reads it as the manager does: an empty history, no error.
     assert await remote.load_messages("gone") == []
     assert await remote.load_conversation_history("never") == []

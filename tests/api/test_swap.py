@@ -205,10 +205,13 @@ async def test_replacing_a_history_with_nothing_clears_it(memory: MemoryAPI) -> 
     await memory.append_messages([{"role": "user", "content": "hi"}], "c1")
     assert await memory.save_conversation_history([], "c1") == []
     assert await memory.load_conversation_history("c1") == []
-    # ... and deletes the conversation, alike on both sides.
+    # ... keeps what it replaced as a revision and the conversation with no messages,
+    # alike on both sides; the delete erases both.
     listed = await memory.list_conversations()
-    assert "c1" not in [c.conversation_id for c in listed.items]
-    assert await memory.delete_conversation("c1") is False
+    assert [c.message_count for c in listed.items if c.conversation_id == "c1"] == [0]
+    assert [r.message_count for r in (await memory.list_conversation_revisions("c1")).items] == [1]
+    assert await memory.delete_conversation("c1") is True
+    assert (await memory.list_conversation_revisions("c1")).items == []
 
 
 async def test_values_round_trip_alike(memory: MemoryAPI) -> None:

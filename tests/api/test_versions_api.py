@@ -220,7 +220,7 @@ async def test_purge_history_over_http(http: TestClient[Any, Any], spec: SpecChe
     resp = await http.post("/v1/namespaces/agent/history:purge")
     body = await resp.json()
     spec.check("POST", P + "/history:purge", 200, body)
-    assert body == {"removed": 2}
+    assert body == {"removed": 2, "erase_pending": False}
     listed = await (await http.get(DOC + "/versions")).json()
     assert [v["version"] for v in listed["items"]] == [3]
 

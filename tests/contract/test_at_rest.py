@@ -12,6 +12,7 @@ import base64
 import contextlib
 import re
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -39,6 +40,7 @@ from memstore.core.records import (
     MessageRecord,
     ToolUsageRecord,
 )
+from memstore.core.retention import Cutoffs
 from memstore.core.settings import Settings
 from memstore.memory.manager import backend_layer
 from tests.contract.conftest import CONTRACT_BACKENDS
@@ -583,6 +585,97 @@ async def test_logical_bytes_count_payloads_as_written(
     await plain.save_feedback(other, FeedbackRecord("f", "a", "r", rated, 1_767_225_600.0))
     want = written_size(big, *messages, use.input, use.output, rated)
     assert await plain.logical_bytes(other) == await plain.stored_bytes(other) == want
+
+
+async def test_logical_bytes_follow_expiry_retention_imports_and_history(
+    sealed_settings: Settings, open_backend: Opened
+) -> None:
+    """``logical_bytes`` stays exact through the paths the test above leaves out: saves
+    that move the replaced version into history, TTL expiry, retention's prune of entities,
+    conversations (whole and trimmed), tool uses and feedback, and imports of live data and
+    of history. History rows (old versions, tombstones, revisions) count nowhere, in the
+    stored bytes neither."""
+    backend = await open_backend(sealed_settings)
+    ns = f"lx{uuid.uuid4().hex[:8]}"
+    small, big = {"name": UNICODE}, {"secret": PLANT, **big_payload(16)}
+    assert await backend.logical_bytes(ns) == 0
+    # saves moving each replaced version into history; a delete leaves a tombstone
+    for data in (big, big_payload(8), small):
+        await backend.save_entity(ns, "doc", "h", data)
+    await backend.save_entity(ns, "doc", "d", big)
+    await backend.delete_entity(ns, "doc", "d")
+    await backend.replace_conversation(ns, "c", [big_payload(4)])
+    await backend.replace_conversation(ns, "c", [{"n": 1}, big_payload(2)])
+    live = [small, {"n": 1}, big_payload(2)]
+    assert await backend.logical_bytes(ns) == written_size(*live)
+    # TTL: counted while live, gone once expired (TTL'd then plain, and plain then TTL'd)
+    await backend.save_entity(ns, "doc", "t1", big, ttl=1.0)
+    await backend.save_entity(ns, "doc", "t2", small, ttl=1.0)
+    await backend.save_entity(ns, "doc", "t2", big_payload(3))
+    await backend.save_entity(ns, "doc", "t3", small)
+    await backend.save_entity(ns, "doc", "t3", big_payload(5), ttl=1.0)
+    await backend.save_entity(ns, "doc", "keep", small, ttl=3600)
+    live += [big_payload(3), small]
+    assert await backend.logical_bytes(ns) == written_size(*live, big, big_payload(5))
+    await asyncio.sleep(1.6)
+    # the backend's own expiry round (every backend runs one; embedded counts an expired
+    # row, in its stored bytes too, until it has removed it)
+    stack = backend_layer(backend, ReplicatedMemoryBackend)
+    single: Any = stack.primary if stack is not None else backend
+    while isinstance(single, SealedBackend):
+        single = single.inner
+    await single.purge_expired()
+    assert await backend.logical_bytes(ns) == written_size(*live)
+    # imports: a live entity (over a stored one, whose row moves into history) and a
+    # conversation count; imported history rows and revisions do not
+    await backend.import_entity(ns, EntityRecord("doc", "h", big_payload(6), 9, 1.0e9, 1.0e9 + 5))
+    await backend.import_entity(ns, EntityRecord("doc", "new", big, 1, 1.0e9, 1.0e9))
+    await backend.import_conversation(
+        ns, "c", [MessageRecord("c", 3, big_payload(1), 1.0e9), MessageRecord("c", 4, small, 1.0e9)]
+    )
+    await backend.import_entity_versions(
+        ns, [EntityVersion("doc", "old", 2, big_payload(7), 1.0e9 - 5)]
+    )
+    await backend.import_conversation_revision(
+        ns, ConversationRevision("c", 7, 1.0e9, 1), [MessageRecord("c", 1, big, 1.0e9)]
+    )
+    live = [big_payload(6), big_payload(3), small, big, big_payload(1), small]
+    assert await backend.logical_bytes(ns) == written_size(*live)
+    # retention: entities saved before the bound, a conversation trimmed to its last
+    # message, tool uses and feedback before theirs; history pruned to nothing
+    t0 = time.time()
+    await backend.append_messages(ns, "c2", [big_payload(2), {"n": 2}, small])
+    await backend.append_messages(ns, "c3", [big_payload(3)])
+    use = ToolUsageRecord(
+        id="t", tool_name="web", input={"q": "?"}, output=big_payload(8),
+        duration_ms=1.0, success=True, timestamp=t0 - 100,
+    )  # fmt: skip
+    await backend.record_tool_usage(ns, use)
+    await backend.save_feedback(ns, FeedbackRecord("f", "a", "note", big_payload(2), t0 - 100))
+    await backend.save_feedback(ns, FeedbackRecord("g", "a", "note", small, t0 + 100))
+    before = written_size(*live, big_payload(2), {"n": 2}, small, big_payload(3))
+    assert await backend.logical_bytes(ns) == before + written_size(
+        use.input, use.output, big_payload(2), small
+    )
+    stored_before = await backend.stored_bytes(ns)
+    cutoffs = Cutoffs(
+        entity_saved_before=t0 + 1,
+        conversation_max_messages=1,
+        tool_usage_before=t0,
+        feedback_before=t0,
+        versions_keep=0,
+    )
+    report = await backend.prune(ns, cutoffs, t0 + 1, dry_run=False, limit=100)
+    assert report.entities and report.tool_usage and report.feedback and report.versions
+    # entities all gone; conversations keep their last message each; feedback "g" stays
+    assert await backend.logical_bytes(ns) == written_size(small, small, big_payload(3), small)
+    stored = await backend.stored_bytes(ns)
+    assert stored is not None and stored_before is not None and stored < stored_before
+    # idle conversations go whole
+    idle = Cutoffs(conversation_idle_before=time.time() + 1)
+    report = await backend.prune(ns, idle, time.time() + 1, dry_run=False, limit=100)
+    assert len(report.conversations) == 3
+    assert await backend.logical_bytes(ns) == written_size(small)
 
 
 async def test_version_history_is_sealed_like_live_payloads(

@@ -34,6 +34,7 @@ from memstore.core.records import (
 )
 from memstore.core.retention import Cutoffs, RetentionPolicy
 from memstore.core.settings import Settings
+from memstore.memory.manager import DistributedMemoryManager
 from tests.contract.conftest import CONTRACT_BACKENDS
 
 HOUR = 3600.0
@@ -491,6 +492,40 @@ async def test_conversation_replace_keeps_a_revision(
     assert await backend.load_conversation_revision(ns, "c", 1) is None
 
 
+@pytest.fixture(params=CONTRACT_BACKENDS + WRAPPED)
+async def memory(
+    request: pytest.FixtureRequest, tmp_path: Path, ns: str
+) -> AsyncIterator[DistributedMemoryManager]:
+    settings = _settings(str(request.param), request, tmp_path)
+    backend = _build(settings, tmp_path)
+    async with DistributedMemoryManager(settings=settings, namespace=ns, backend=backend) as m:
+        yield m
+
+
+async def test_manager_replace_with_nothing_keeps_a_revision(
+    memory: DistributedMemoryManager,
+) -> None:
+    # Through the manager (the API and HTTP path) a replace with [] is a replace like any
+    # other: the replaced messages stay restorable; only delete erases.
+    await memory.append_messages([{"n": 1}, {"n": 2}], "c")
+    assert await memory.save_conversation_history([], "c") == []
+    assert await memory.load_messages("c") == []
+    listed = await memory.list_conversations()
+    assert [(c.conversation_id, c.message_count) for c in listed.items] == [("c", 0)]
+    revisions = (await memory.list_conversation_revisions("c")).items
+    assert [(r.revision, r.message_count) for r in revisions] == [(1, 2)]
+    restored = await memory.restore_conversation_revision(1, "c")
+    assert [m.message for m in restored] == [{"n": 1}, {"n": 2}]
+    assert [m.message for m in await memory.load_messages("c")] == [{"n": 1}, {"n": 2}]
+    # the restore replaced an empty history: no revision of it
+    revisions = (await memory.list_conversation_revisions("c")).items
+    assert [(r.revision, r.message_count) for r in revisions] == [(1, 2)]
+    # an explicit delete erases the conversation and its revisions
+    assert await memory.delete_conversation("c") is True
+    assert (await memory.list_conversation_revisions("c")).items == []
+    assert (await memory.list_conversations()).items == []
+
+
 async def test_conversation_revisions_page(backend: DistributedMemoryBackend, ns: str) -> None:
     for n in range(7):
         await backend.replace_conversation(ns, "c", [{"n": n}, {"n": n, "second": True}])
@@ -721,3 +756,52 @@ async def test_replication_follows_a_rewind(replicated: ReplicatedMemoryBackend,
             break
         await asyncio.sleep(0.02)
     assert await _all_versions(backend.secondary, ns, "doc", "d") == want
+
+
+async def test_delete_history_rows_removes_exactly_those(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    """``delete_entity_versions`` / ``delete_conversation_revisions`` (what the replication
+    uses to make a copy's history the source's): the named rows go, nothing else, never
+    the current row; rows not stored are ignored."""
+    for n in range(1, 4):
+        await backend.save_entity(ns, "doc", "d", {"n": n})
+    await backend.delete_entity(ns, "doc", "d")
+    await backend.save_entity(ns, "doc", "d", {"n": 4})
+    await backend.save_entity(ns, "doc", "other", {"n": 1})
+    await backend.save_entity(ns, "doc", "other", {"n": 2})
+    before = _shape(await _all_versions(backend, ns, "doc", "d"))
+    assert before == [(4, False), (3, True), (3, False), (2, False), (1, False)]
+    # the tombstone of 3 and version 2; (9, False) is not stored; (4, False) is current
+    removed = await backend.delete_entity_versions(
+        ns, "doc", "d", [(3, True), (2, False), (9, False), (4, False)]
+    )
+    assert removed == 2
+    assert _shape(await _all_versions(backend, ns, "doc", "d")) == [
+        (4, False),
+        (3, False),
+        (1, False),
+    ]
+    assert (await backend.load_entity(ns, "doc", "d")).data == {"n": 4}  # type: ignore[union-attr]
+    assert await backend.load_entity_version(ns, "doc", "d", version=2) is None
+    assert _shape(await _all_versions(backend, ns, "doc", "other")) == [(2, False), (1, False)]
+    assert await backend.delete_entity_versions(ns, "doc", "d", []) == 0
+    # numbering goes on from the highest version recorded
+    assert (await backend.save_entity(ns, "doc", "d", {"n": 5})).version == 5
+
+    await backend.append_messages(ns, "c", [{"m": 1}])
+    for m in range(2, 5):
+        await backend.replace_conversation(ns, "c", [{"m": m}])
+    await backend.replace_conversation(ns, "keep", [{"m": 1}])
+    await backend.replace_conversation(ns, "keep", [{"m": 2}])
+    assert await backend.delete_conversation_revisions(ns, "c", [1, 3, 7]) == 2
+    left = (await backend.list_conversation_revisions(ns, "c")).items
+    assert [r.revision for r in left] == [2]
+    assert await backend.load_conversation_revision(ns, "c", 1) is None
+    two = await backend.load_conversation_revision(ns, "c", 2)
+    assert two is not None and [m.message for m in two[1]] == [{"m": 2}]
+    assert [m.message for m in await backend.load_messages(ns, "c")] == [{"m": 4}]
+    assert [r.revision for r in (await backend.list_conversation_revisions(ns, "keep")).items] == [
+        1
+    ]
+    assert await backend.delete_conversation_revisions(ns, "c", []) == 0

@@ -1,5 +1,5 @@
 """Export from A, import into B, export from B: the dumps are identical but for the
-manifest's ``origin``, on every pair of backends."""
+manifest's ``origin``, on a covering set of backend pairs (``PAIRS``)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,25 @@ async def chunks(lines: list[bytes], size: int = 7_000) -> AsyncIterator[bytes]:
         yield data[i : i + size]
 
 
-@pytest.mark.parametrize(
-    ("source", "target"), list(itertools.product(BACKENDS, BACKENDS)), ids=lambda b: b
-)
+# A covering set of pairs, not all 16. What a pair proves is two things apart: that the
+# source writes the dump of what it holds (its own writes: ``fill`` goes through it), and
+# that the target takes another backend's dump and exports it again byte for byte (but for
+# ``origin``). The target sees the source only through the dump's bytes, which the source
+# must write the same whatever its storage (each pair checks them against the target's
+# re-export), so no pair adds anything beyond its source's side and its target's side.
+# Each backend is here the source for two other backends and the target of two others
+# (its neighbours both ways round the ring below); a pair of a backend with itself would
+# check its codec against itself only, the weakest check of all.
+RING = BACKENDS + BACKENDS[:1]
+PAIRS = [
+    *itertools.pairwise(RING),
+    *((target, source) for source, target in itertools.pairwise(RING)),
+]
+assert {s for s, _ in PAIRS} == {t for _, t in PAIRS} == set(BACKENDS)
+assert all(source != target for source, target in PAIRS)
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS, ids=lambda b: b)
 async def test_round_trip_between_backends(
     source: str,
     target: str,

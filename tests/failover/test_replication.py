@@ -5,18 +5,24 @@ with real servers."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
+from memstore.backends.mongodb import MongoDBMemoryBackend
+from memstore.backends.redis import RedisMemoryBackend
 from memstore.backends.replicated import PRIMARY, SECONDARY, ReplicatedMemoryBackend
 from memstore.core.errors import BackendUnavailableError
-from memstore.core.records import FeedbackRecord, ToolUsageRecord
+from memstore.core.records import ChangePage, FeedbackRecord, ToolUsageRecord
+from memstore.core.settings import Settings
+from memstore.observability.metrics import PrometheusMetrics
 from tests.failover.conftest import caught_up, eventually
 from tests.servers.redis import LocalRedis
 
@@ -90,6 +96,33 @@ async def test_secondary_holds_exactly_what_the_primary_holds(
     again: ReplicatedMemoryBackend = await replicated(backend.settings)
     for name in names:
         assert await again.forward.load_position(name) == positions[name]
+
+
+async def test_close_during_a_copy_leaves_nothing_running(
+    replicated: Callable[..., Any],
+) -> None:
+    """``close`` while the replication is writing a batch to the secondary: when it
+    returns, nothing the backend started runs any more (the copy's concurrent writes, the
+    secondary's change-log rounds those writes had joined). Anything left would go on
+    using connections after the clients were closed, and after the event loop ended:
+    sockets left to the garbage collector, an unclosed-socket warning in whatever runs
+    then."""
+    backend: ReplicatedMemoryBackend = await replicated()
+    name = ns()
+    copying = asyncio.Event()
+    import_entity = backend.secondary.import_entity
+
+    async def import_entity_noticed(namespace: str, record: Any) -> None:
+        if namespace == name:
+            copying.set()
+        await import_entity(namespace, record)
+
+    backend.secondary.import_entity = import_entity_noticed  # type: ignore[method-assign]
+    await asyncio.gather(*(backend.save_entity(name, "bulk", f"b{i}", {"i": i}) for i in range(40)))
+    await asyncio.wait_for(copying.wait(), 30)
+    await backend.close()
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert left == []
 
 
 async def test_strict_failover_reads_from_secondary_and_refuses_writes(
@@ -277,3 +310,53 @@ async def test_the_lag_is_known_before_the_replica_says_it_replicates(
     wrong = [s for s in seen_behind if s["replicating"] and s["lag_events"] == 0]
     assert not wrong, wrong[0]
     assert backend.status()["lag_events"] == 0
+
+
+class _ReadChangesFailsOnce(RedisMemoryBackend):
+    """A primary whose change-log read raises, once armed, an error no backend translates
+    (what a bug or an untranslated driver error looks like to the replication loop)."""
+
+    armed = False
+
+    async def read_changes(self, namespace: str, *, after: int, limit: int) -> ChangePage:
+        if self.armed:
+            self.armed = False
+            raise KeyError("a bug in the replicator")
+        return await super().read_changes(namespace, after=after, limit=limit)
+
+
+async def test_an_unexpected_error_is_reported_and_retried(
+    replicated_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = replicated_settings()
+    primary = _ReadChangesFailsOnce(settings)
+    backend = ReplicatedMemoryBackend(
+        settings, primary, MongoDBMemoryBackend(settings.secondary_settings())
+    )
+    metrics = PrometheusMetrics()
+    metrics.watch_replication(backend.status)
+    await backend.connect()
+    try:
+        name = ns()
+        await backend.save_entity(name, "note", "a", {"v": 1})
+        await eventually(lambda: caught_up(backend, [name]))
+        caplog.set_level(logging.ERROR, logger="memstore.replication")
+        primary.armed = True
+        await backend.save_entity(name, "note", "a", {"v": 2}, expected_version=1)
+        await eventually(lambda: not primary.armed)  # the loop met the error ...
+        await eventually(lambda: caught_up(backend, [name]))  # ... and replicates on
+        copied = await backend.secondary.load_entity(name, "note", "a")
+        assert copied is not None and copied.data == {"v": 2}
+        # degraded until a round succeeds again (the failed round may have copied this
+        # namespace before it met the error in another one)
+        await eventually(lambda: not backend.status()["degraded"])
+        status = backend.status()
+        assert (status["round_errors"], status["last_error"]) == (1, "KeyError")
+        assert status["last_error_at"] is not None
+        failed = [r for r in caplog.records if r.getMessage().startswith("replication round")]
+        assert len(failed) == 1 and failed[0].exc_info is not None
+        assert isinstance(failed[0].exc_info[1], KeyError)
+        exposition = generate_latest(metrics.registry).decode()
+        assert "memstore_replication_round_errors_total 1.0" in exposition
+    finally:
+        await backend.close()

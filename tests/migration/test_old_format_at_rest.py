@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.backends.sealed import SealedBackend, build_sealed
 from memstore.core.payload_codec import ENVELOPE_KEY, new_kek_line
+from memstore.core.records import FeedbackRecord, ToolUsageRecord
 from tests.migration.dataset import NAMESPACES, read_everything
 from tests.migration.test_old_format import EXPECTED
 from tests.migration.test_old_format import old_store as old_store_fixture
@@ -52,3 +55,42 @@ async def test_writes_carry_on_sealed_next_to_old_plain_data(
         assert raw is not None and set(raw.data) == {ENVELOPE_KEY}
         everything = await read_everything(wrapped)
         assert everything[ns]["entities"] != []
+
+
+def _size(value: object) -> int:
+    return len(orjson.dumps(value))
+
+
+async def test_logical_bytes_count_old_data_and_the_writes_made_before_the_first_count(
+    old_store: tuple[str, DistributedMemoryBackend], tmp_path: Path
+) -> None:
+    """Old data counts as stored (it is plain), through sealed writes that replace, delete,
+    pop and add to it before anything has counted the logical bytes (Redis: the first
+    count backfills each shard's counter once), and the counts go on exact after it."""
+    _, backend = old_store
+    wrapped = sealed(backend, tmp_path)
+    big = {"results": [{"i": i, "text": f"item {i} of the upgrade"} for i in range(200)]}
+    for ns in NAMESPACES:
+        old = await wrapped.stored_bytes(ns)
+        assert old is not None and old > 0
+        u0 = await wrapped.load_entity(ns, "user", "u0")
+        u1 = await wrapped.load_entity(ns, "user", "u1")
+        assert u0 is not None and u1 is not None
+        await wrapped.save_entity(ns, "user", "u0", big)
+        assert await wrapped.delete_entity(ns, "user", "u1")
+        popped = await wrapped.pop_message(ns, "c3")
+        assert popped is not None
+        await wrapped.append_messages(ns, "c1", [big])
+        use = ToolUsageRecord("up", "search", {"q": "upgrade"}, big, 1.0, True, 1.0e9)
+        await wrapped.record_tool_usage(ns, use)
+        await wrapped.save_feedback(ns, FeedbackRecord("up", "agent", "note", big, 1.0e9))
+        removed = _size(u0.data) + _size(u1.data) + _size(popped.message)
+        added = 4 * _size(big) + _size(use.input)
+        expected = old - removed + added
+        assert await wrapped.logical_bytes(ns) == expected
+        stored = await wrapped.stored_bytes(ns)
+        assert stored is not None and stored < expected
+        # counted again: the same; a later write moves it by its own size
+        assert await wrapped.logical_bytes(ns) == expected
+        await wrapped.save_entity(ns, "user", "u0", {"small": True})
+        assert await wrapped.logical_bytes(ns) == expected - _size(big) + _size({"small": True})

@@ -56,6 +56,27 @@ def crd(kube_api: KubeAPI) -> Path:
 
 
 @dataclass
+class Standby:
+    """An operator process that has done its imports and waits for a line on stdin
+    (``slow_writes.py --standby``), with what it was started with."""
+
+    proc: subprocess.Popen[bytes]
+    metrics_port: int
+    extra_env: dict[str, str]
+    write_delay: float
+
+    def discard(self) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # end of input: it exits without running
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@dataclass
 class OperatorProcess:
     kube: KubeAPI
     log_dir: Path
@@ -65,16 +86,52 @@ class OperatorProcess:
     starts: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
     write_delay: float = 0.0
+    standby: Standby | None = None
 
-    def start(self, extra_env: dict[str, str] | None = None, write_delay: float = 0.0) -> None:
+    def start(
+        self,
+        extra_env: dict[str, str] | None = None,
+        write_delay: float = 0.0,
+        *,
+        keep_standby: bool = False,
+    ) -> None:
         """Start ``memstore operator`` (the CLI entry) (``extra_env`` is kept for restarts until
         the next start that passes one). With ``write_delay`` the operator pauses that long
-        before every write to the API server (``tests/operator/slow_writes.py``)."""
+        before every write to the API server (``tests/operator/slow_writes.py``).
+
+        ``keep_standby`` (with ``write_delay``): once this operator is live, start the next
+        one up to its imports, waiting (``slow_writes.py --standby``); the next ``start`` with
+        the same settings lets it run instead of starting a process from nothing."""
         if extra_env is not None:
             self.extra_env = dict(extra_env)
         self.write_delay = write_delay
         self.starts += 1
-        self.metrics_port = free_port()
+        standby, self.standby = self.standby, None
+        if standby is not None and (standby.extra_env, standby.write_delay) != (
+            self.extra_env,
+            write_delay,
+        ):
+            standby.discard()
+            standby = None
+        if standby is not None and standby.proc.poll() is None:
+            assert standby.proc.stdin is not None
+            standby.proc.stdin.write(b"go\n")
+            standby.proc.stdin.close()
+            self.proc, self.metrics_port = standby.proc, standby.metrics_port
+        else:
+            self.metrics_port = free_port()
+            self.proc = self._spawn(self.starts, self.metrics_port, standby=False)
+        self._wait_alive()
+        if keep_standby and write_delay:
+            port = free_port()
+            self.standby = Standby(
+                self._spawn(self.starts + 1, port, standby=True),
+                port,
+                dict(self.extra_env),
+                write_delay,
+            )
+
+    def _spawn(self, number: int, metrics_port: int, *, standby: bool) -> subprocess.Popen[bytes]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -86,7 +143,7 @@ class OperatorProcess:
             MEMSTORE_OPERATOR_RETRY_SECONDS="1",
             MEMSTORE_OPERATOR_BACKEND_TIMEOUT_SECONDS="1",
             MEMSTORE_OPERATOR_LIVENESS=f"http://127.0.0.1:{self.liveness_port}/healthz",
-            MEMSTORE_OPERATOR_METRICS_PORT=str(self.metrics_port),
+            MEMSTORE_OPERATOR_METRICS_PORT=str(metrics_port),
             MEMSTORE_OPERATOR_METRICS_ADDR="127.0.0.1",
             MEMSTORE_OPERATOR_NAMESPACES="",
             # Short server-side watch timeouts: every test also exercises watch restarts.
@@ -94,18 +151,22 @@ class OperatorProcess:
         )
         env.update(self.extra_env)
         command = [sys.executable, "-m", "memstore", "operator"]
-        if write_delay:
-            command = [sys.executable, "-m", "tests.operator.slow_writes", str(write_delay)]
-        with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:
-            self.proc = subprocess.Popen(
+        if self.write_delay:
+            command = [sys.executable, "-m", "tests.operator.slow_writes", str(self.write_delay)]
+            if standby:
+                command.append("--standby")
+        with (self.log_dir / f"operator-{number}.log").open("wb") as log:
+            return subprocess.Popen(
                 command,
                 cwd=REPO,
                 env=env,
+                stdin=subprocess.PIPE if standby else None,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
+    def _wait_alive(self) -> None:
         def alive() -> bool:
             assert self.proc is not None
             if self.proc.poll() is not None:
@@ -138,6 +199,9 @@ class OperatorProcess:
             self.proc.wait(timeout=30)
 
     def stop(self) -> None:
+        if self.standby is not None:
+            self.standby.discard()
+            self.standby = None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

@@ -2,9 +2,15 @@
 SIGKILL lands between two writes of one reconcile (a half-done reconcile) rather than
 mostly between reconciles.
 
-``python -m tests.operator.slow_writes SECONDS [memstore-operator options]``, run from
-the repository root by :class:`tests.operator.conftest.OperatorProcess`. The pause wraps
-the writing methods of :class:`memstore_operator.kube.Kube` in this test process only.
+``python -m tests.operator.slow_writes SECONDS [--standby] [memstore-operator options]``,
+run from the repository root by :class:`tests.operator.conftest.OperatorProcess`. The pause
+wraps the writing methods of :class:`memstore_operator.kube.Kube` in this test process only.
+
+``--standby``: import what the operator imports, then wait for a line on stdin before
+running it (end of input: exit without running). A test that kills the operator many
+times starts the next one this way while the current one runs, so each restart after a
+kill skips the seconds of imports; the operator itself starts from nothing as before (its
+state is in the API server).
 """
 
 from __future__ import annotations
@@ -34,6 +40,21 @@ def pause_before_writes(seconds: float) -> None:
         setattr(Kube, name, slowed(getattr(Kube, name)))
 
 
+def wait_for_go() -> bool:
+    """The imports the operator does when it starts (``memstore_operator.cli.main``), then
+    a line on stdin: True to run, False at the end of input (the test is gone)."""
+    import kopf  # noqa: F401
+
+    import memstore_operator.handlers  # noqa: F401
+
+    return bool(sys.stdin.readline())
+
+
 if __name__ == "__main__":
     pause_before_writes(float(sys.argv[1]))
-    main(sys.argv[2:], prog_name="memstore-operator")
+    args = sys.argv[2:]
+    if args[:1] == ["--standby"]:
+        args = args[1:]
+        if not wait_for_go():
+            sys.exit(0)
+    main(args, prog_name="memstore-operator")

@@ -110,7 +110,7 @@ def test_random_kills_over_create_update_delete_cycles(
     rng = random.Random(20261124)
     delay = 0.2
     op.stop()
-    op.start({}, write_delay=delay)
+    op.start({}, write_delay=delay, keep_standby=True)
     names = ("k0", "k1", "k2")
     live: dict[str, dict[str, Any]] = {}
     tokens: dict[str, str] = {}
@@ -155,7 +155,7 @@ def test_random_kills_over_create_update_delete_cycles(
             tok = token_of(c, n)
             if tok is not None:
                 assert tokens.setdefault(n, tok) == tok, f"{n}: the auth token changed"
-        op.start({}, write_delay=delay)
+        op.start({}, write_delay=delay, keep_standby=True)
 
     for name in names:
         if name in live:

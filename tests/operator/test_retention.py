@@ -131,3 +131,53 @@ def test_the_api_server_accepts_a_full_policy(
         check=False,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_versions_keep_0_keeps_no_old_version_as_in_the_service(
+    crd: Path, kube_api: KubeAPI, kube_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``versionsKeep: 0`` is a count (keep no old version), not "off", in the default and
+    in an override; absent is unbounded. The spec goes through the real API server (its
+    schema and defaults), then the operator's rendering, then the service's reading."""
+    retention = {
+        "default": {"versionsKeep": 0},
+        "namespaces": {"team-a": {"versionsKeep": 3}, "team-b": {"versionsKeep": 0}},
+    }
+    c = Cluster(kube_api, kube_namespace)
+    out = c.kubectl(
+        "create",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        "-",
+        input=_doc(kube_namespace, "keep0", retention),
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    spec = parse_spec("keep0", kube_namespace, json.loads(out.stdout)["spec"])
+    data = builders.config_data(spec)
+    rendered = json.loads(data["MEMSTORE_RETENTION"])
+    assert rendered["default"] == {"versions_keep": 0}
+    assert rendered["namespaces"] == {
+        "team-a": {"versions_keep": 3},
+        "team-b": {"versions_keep": 0},
+    }
+    for key, value in data.items():
+        monkeypatch.setenv(key, value)
+    policies = Settings().retention
+    assert policies.policy_for("other").versions_keep == 0
+    assert policies.policy_for("team-a").versions_keep == 3
+    assert policies.policy_for("team-b").versions_keep == 0
+    # absent: history kept without bound
+    unbounded = parse_spec("m", "ns", {"backend": {"type": "embedded"}, "retention": {}})
+    assert (
+        "versions_keep"
+        not in json.loads(builders.config_data(unbounded)["MEMSTORE_RETENTION"])["default"]
+    )
+
+
+def test_the_crd_says_what_versions_keep_0_means() -> None:
+    props = spec_schema()["properties"]["retention"]["properties"]["default"]["properties"]
+    words = " ".join(props["versionsKeep"]["description"].split())
+    assert "0 keeps no old version" in words and "revisions per conversation" in words

@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,19 @@ from tests.servers.redis import LocalCluster, unique_prefix
 
 WRITERS = 16
 LOAD_BEFORE_KILL = 2.0
-LOAD_AFTER_TAKEOVER = 3.0
+# After the takeover (and, durable, after the old master rejoined) the load goes on until
+# this many writes started then were acknowledged on the failed master's slots (durable,
+# before the rejoin: refused), not for a fixed time: no longer than it takes.
+WRITES_AFTER = 10
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``check`` (a deadline, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
 
 
 def _wait_takeover(cluster: LocalCluster, victim_port: int, timeout: float = 60.0) -> None:
@@ -95,15 +108,34 @@ async def test_failover_under_write_load(
         victim.kill9()
         killed_at = time.monotonic()
         await asyncio.to_thread(_wait_takeover, cluster, victim.port)
-        takeover_s = time.monotonic() - killed_at
-        await asyncio.sleep(LOAD_AFTER_TAKEOVER)
+        took_over_at = time.monotonic()
+        takeover_s = took_over_at - killed_at
+
+        def on_victim_slots(since: float) -> list[tuple[float, float]]:
+            """Writes started after ``since`` and acknowledged on the failed master's slots."""
+            return [
+                (t0, t1)
+                for eid, (_, t0, t1) in list(acked.items())
+                if t0 > since and slot(eid) in victim_slots
+            ]
+
+        if durable:
+            refused_at_takeover = sum(errors.values())
+            await until(
+                lambda: sum(errors.values()) - refused_at_takeover >= WRITES_AFTER,
+                f"{WRITES_AFTER} writes refused after the takeover",
+            )
+        else:
+            await until(
+                lambda: len(on_victim_slots(took_over_at)) >= WRITES_AFTER,
+                f"{WRITES_AFTER} writes acknowledged on the failed master's slots",
+            )
 
         # After the takeover the same, never restarted service writes to every slot range.
         # Writes started after the kill and acknowledged on the failed master's slots.
         recovered = [
             (round(t0 - killed_at, 3), round(t1 - killed_at, 3))
-            for eid, (_, t0, t1) in acked.items()
-            if t0 > killed_at and slot(eid) in victim_slots
+            for t0, t1 in on_victim_slots(killed_at)
         ]
         first_write_on_victim_slots_s = min(t1 for _, t1 in recovered) if recovered else None
         if durable:
@@ -114,12 +146,11 @@ async def test_failover_under_write_load(
             victim.start()  # the old master comes back and rejoins as a replica
             await asyncio.to_thread(cluster.wait_healthy, 60)
             rejoined_at = time.monotonic()
-            await asyncio.sleep(LOAD_AFTER_TAKEOVER)
-            recovered = [
-                (t0, t1)
-                for eid, (_, t0, t1) in acked.items()
-                if t0 > rejoined_at and slot(eid) in victim_slots
-            ]
+            await until(
+                lambda: len(on_victim_slots(rejoined_at)) >= WRITES_AFTER,
+                f"{WRITES_AFTER} durable writes acknowledged on those slots after the rejoin",
+            )
+            recovered = on_victim_slots(rejoined_at)
         assert recovered, "no write on the failed master's slots succeeded after takeover"
         ready = False
         for _ in range(50):  # readiness follows the new topology, no restart

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,7 +25,7 @@ from memstore.core.settings import Settings
 from memstore.memory.manager import DistributedMemoryManager
 from redis import Redis as SyncRedis
 from tests.servers.redis import LocalCluster, LocalRedis
-from tests.support.procs import ServiceProcess, wait_http
+from tests.support.procs import ServiceProcess
 
 LONG_TTL = 300.0
 
@@ -242,25 +240,9 @@ async def test_cache_ttl_bounds_staleness_when_a_message_is_lost(
         await asyncio.sleep(0.05)
 
 
-class _Service(ServiceProcess):
-    """``ServiceProcess`` that closes its copy of the log file (no ResourceWarning)."""
-
-    def start(self) -> _Service:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "memstore", "serve"],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_http(self.url + "/livez", proc=self.proc)
-        return self
-
-
 @contextlib.contextmanager
 def running_service(data_dir: Path, env: dict[str, str]) -> Iterator[ServiceProcess]:
-    svc = _Service(data_dir, env).start()
+    svc = ServiceProcess(data_dir, env).start()
     try:
         yield svc
     finally:

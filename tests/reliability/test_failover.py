@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,15 @@ from tests.support.procs import ServiceProcess, wait_http
 
 WORKERS = 4
 NAMESPACE = "failover"
+# The phases end on counts, not times (as the kill -9 test's kill does): the same amount of
+# work on a fast and on a slow machine, and no phase that waits longer than it needs.
+# Redis is killed after this many acknowledged writes, with the replication still behind,
+ACKS_BEFORE_KILL = 300
+# the outage lasts until this many writes were tried (strict: every one refused) or
+# acknowledged (lenient: taken by the secondary, to be reconciled),
+WRITES_DURING_OUTAGE = 20
+# and after the failback the load goes on until this many more writes were acknowledged.
+ACKS_AFTER_FAILBACK = 20
 
 
 def failover_env(redis: LocalRedis, ferretdb: FerretDB, mode: str) -> dict[str, str]:
@@ -81,6 +91,15 @@ async def read_probe(base: str, stop: asyncio.Event, log: list[tuple[float, bool
             await asyncio.sleep(0.01)
 
 
+async def until(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    """Poll ``check`` (a deadline, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        await asyncio.sleep(0.02)
+
+
 def snapshot(ledger: Ledger) -> Ledger:
     return Ledger(
         entities=dict(ledger.entities), messages={k: list(v) for k, v in ledger.messages.items()}
@@ -109,7 +128,10 @@ async def test_failover_under_write_load(
                 write_load(svc.url, NAMESPACE, ledger, workers=WORKERS, stop=stop_load)
             )
             probe = asyncio.create_task(read_probe(svc.url, stop_probe, reads))
-            await asyncio.sleep(3)
+            await until(
+                lambda: ledger.acknowledged >= ACKS_BEFORE_KILL,
+                f"{ACKS_BEFORE_KILL} writes acknowledged before the kill",
+            )
 
             # -- the kill, under load ---------------------------------------------------
             before_kill = await replication(session, svc.url)
@@ -118,7 +140,16 @@ async def test_failover_under_write_load(
             killed = time.monotonic()
             served_after = await wait_serving(session, svc.url, "secondary")
             attempts_at_failover, acked_at_failover = ledger.attempts, ledger.acknowledged
-            await asyncio.sleep(3)
+            if mode == "strict":
+                await until(
+                    lambda: ledger.attempts - attempts_at_failover >= WRITES_DURING_OUTAGE,
+                    f"{WRITES_DURING_OUTAGE} writes tried during the outage",
+                )
+            else:
+                await until(
+                    lambda: ledger.acknowledged - acked_at_failover >= WRITES_DURING_OUTAGE,
+                    f"lenient mode acknowledged {WRITES_DURING_OUTAGE} writes during the outage",
+                )
             during = await replication(session, svc.url)
             assert during["degraded"] is True
             assert "namespaces" not in during  # /readyz is open: no namespace names
@@ -139,7 +170,11 @@ async def test_failover_under_write_load(
             restarted = time.monotonic()
             # Lenient: after the reconciliation, which runs under the load.
             back_after = await wait_serving(session, svc.url, "primary", timeout=120)
-            await asyncio.sleep(1)
+            acked_at_failback = ledger.acknowledged
+            await until(
+                lambda: ledger.acknowledged - acked_at_failback >= ACKS_AFTER_FAILBACK,
+                f"{ACKS_AFTER_FAILBACK} writes acknowledged after the failback",
+            )
             stop_load.set()
             stop_probe.set()
             await asyncio.gather(load, probe)

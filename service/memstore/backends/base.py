@@ -420,12 +420,39 @@ class DistributedMemoryBackend(abc.ABC):
         ``conversation_id`` is ignored. Never touches the live conversation; no event."""
 
     @abc.abstractmethod
+    async def delete_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        versions: Sequence[tuple[int, bool]],
+    ) -> int:
+        """Remove the key's history rows named by ``(version, deleted)`` (a tombstone is
+        ``(n, True)``); rows not stored are ignored. Never touches the entity row; appends
+        no event. The replication uses it to make a copy's history exactly the source's
+        (an erase on the source must not survive on the copy). Returns rows removed."""
+
+    @abc.abstractmethod
+    async def delete_conversation_revisions(
+        self, namespace: str, conversation_id: str, revisions: Sequence[int]
+    ) -> int:
+        """Remove these revisions (and their messages) of the conversation; revisions not
+        stored are ignored. Never touches the live conversation; appends no event.
+        Returns revisions removed."""
+
+    @abc.abstractmethod
     async def purge_history(self, namespace: str) -> int:
         """Erase the namespace's version history: every entity history row and tombstone
         and every conversation revision, except the rank-0 row of each key that has no
         entity row stored (it holds the numbering, so no version is ever reused: a
         deleted key keeps its tombstone, which holds no data). Current rows untouched; no
         event. Returns the number of rows removed."""
+
+    async def erase_pending(self, namespace: str) -> bool:
+        """Whether an erase of the namespace's history (``purge_history``, retention's
+        versions rules) has not reached every copy of it yet: a replicated store whose
+        other backend was down applies it there later."""
+        return False
 
     # -- change log -----------------------------------------------------------------------
 

@@ -2135,6 +2135,55 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
         await self._write(write)
 
+    async def delete_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        versions: Sequence[tuple[int, bool]],
+    ) -> int:
+        rows = [(namespace, entity_type, entity_id, v, int(d)) for v, d in versions]
+        if not rows:
+            return 0
+
+        async def write(conn: aiosqlite.Connection) -> int:
+            removed = 0
+            for row in rows:
+                cur = await conn.execute(
+                    "DELETE FROM entity_versions WHERE ns = ? AND type = ? AND id = ? "
+                    "AND version = ? AND deleted = ?",
+                    row,
+                )
+                removed += cur.rowcount
+            return removed
+
+        return await self._write(write)
+
+    async def delete_conversation_revisions(
+        self, namespace: str, conversation_id: str, revisions: Sequence[int]
+    ) -> int:
+        rows = [(namespace, conversation_id, r) for r in revisions]
+        if not rows:
+            return 0
+
+        async def write(conn: aiosqlite.Connection) -> int:
+            removed = 0
+            for row in rows:
+                await conn.execute(
+                    "DELETE FROM revision_messages WHERE ns = ? AND conversation_id = ? "
+                    "AND revision = ?",
+                    row,
+                )
+                cur = await conn.execute(
+                    "DELETE FROM conversation_revisions WHERE ns = ? AND conversation_id = ? "
+                    "AND revision = ?",
+                    row,
+                )
+                removed += cur.rowcount
+            return removed
+
+        return await self._write(write)
+
     async def purge_history(self, namespace: str) -> int:
         async def write(conn: aiosqlite.Connection) -> int:
             # all but the newest row of a key without an entity row (it holds the number)

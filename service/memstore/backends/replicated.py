@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,6 +49,7 @@ from memstore.core.records import (
     Page,
     ToolUsageRecord,
 )
+from memstore.core.retention import Cutoffs
 
 if TYPE_CHECKING:
     from memstore.core.analytics import (
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
         GrowthSeries,
         ToolAnalytics,
     )
-    from memstore.core.retention import Cutoffs, PruneReport
+    from memstore.core.retention import PruneReport
     from memstore.core.settings import Settings
 
 log = logging.getLogger("memstore.replication")
@@ -70,6 +72,11 @@ STATE_NAMESPACE = "_replication"
 _POSITION = "position"  # id: the namespace; data: {"position": n}
 _CLAIM = "claim"  # id "forward": which replica replicates now
 _FAILOVER = "failover"  # id "state": the secondary's log positions when it took writes
+# id: the namespace; data {"erases": [...]}: the history erases (``history:purge``,
+# retention's versions rules) the other backend was down for, each with the log position
+# it follows. Kept on the backend that took the erase, the source of the direction that
+# carries it (:meth:`Replicator.step`).
+_ERASE = "erase"
 
 # The failback copies the secondary's writes while they go on, for at most this many
 # rounds, until a round finds fewer than this many events, or until a round fails to halve
@@ -83,6 +90,10 @@ _PRIMARY_LOST_DATA = (
 )
 # How long ``close`` waits for the background tasks to end.
 _CLOSE_TIMEOUT_SECONDS = 5.0
+# After a failed replication round the next waits the poll interval, doubled per failure
+# in a row up to this: a fault that repeats (a bug, an untranslated driver error) is
+# retried, and logged, a few times a minute instead of in a tight loop.
+_MAX_RETRY_SECONDS = 30.0
 
 PRIMARY = "primary"
 SECONDARY = "secondary"
@@ -180,6 +191,108 @@ def merge_messages(
     ]
 
 
+# -- history erases the other backend has not applied yet ------------------------------
+
+
+@dataclass(frozen=True)
+class PendingErase:
+    """A ``history:purge`` (``keep``/``saved_before`` None) or a retention versions prune
+    (``keep``/``saved_before`` as its cutoffs, ``now`` its instant) the other backend was
+    down for; ``position``: the end of the namespace's change log before the erase."""
+
+    position: int
+    purge: bool
+    keep: int | None = None
+    saved_before: float | None = None
+    now: float = 0.0
+
+    def to_json(self) -> JSONObject:
+        return {
+            "position": self.position,
+            "purge": self.purge,
+            "keep": self.keep,
+            "saved_before": self.saved_before,
+            "now": self.now,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> PendingErase:
+        return cls(
+            int(data["position"]),
+            bool(data["purge"]),
+            data.get("keep"),
+            data.get("saved_before"),
+            float(data.get("now", 0.0)),
+        )
+
+    async def apply(self, target: DistributedMemoryBackend, namespace: str) -> None:
+        if self.purge:
+            await target.purge_history(namespace)
+            return
+        cutoffs = Cutoffs(versions_keep=self.keep, versions_saved_before=self.saved_before)
+        while True:
+            report = await target.prune(
+                namespace, cutoffs, self.now, dry_run=False, limit=_ERASE_BATCH
+            )
+            if not report.more.get("versions"):
+                return
+
+
+#: History rows one call of a deferred versions prune removes.
+_ERASE_BATCH = 500
+
+
+async def pending_erases(backend: DistributedMemoryBackend, namespace: str) -> list[PendingErase]:
+    record = await backend.load_entity(STATE_NAMESPACE, _ERASE, namespace)
+    if record is None:
+        return []
+    return [PendingErase.from_json(e) for e in record.data.get("erases", [])]
+
+
+async def _update_erases(
+    backend: DistributedMemoryBackend,
+    namespace: str,
+    change: Callable[[list[PendingErase]], list[PendingErase]],
+) -> None:
+    """Rewrite the namespace's pending erases (compare-and-set: replicas may race)."""
+    while True:
+        record = await backend.load_entity(STATE_NAMESPACE, _ERASE, namespace)
+        held = (
+            []
+            if record is None
+            else [PendingErase.from_json(e) for e in record.data.get("erases", [])]
+        )
+        erases = change(held)
+        try:
+            if erases:
+                await backend.save_entity(
+                    STATE_NAMESPACE,
+                    _ERASE,
+                    namespace,
+                    {"erases": [e.to_json() for e in erases]},
+                    expected_version=record.version if record is not None else 0,
+                )
+            elif record is not None:
+                await backend.delete_entity(
+                    STATE_NAMESPACE, _ERASE, namespace, expected_version=record.version
+                )
+            return
+        except ConflictError:
+            continue
+
+
+async def record_erase(
+    backend: DistributedMemoryBackend, namespace: str, erase: PendingErase
+) -> None:
+    await _update_erases(backend, namespace, lambda held: [*held, erase])
+
+
+async def drop_erases(
+    backend: DistributedMemoryBackend, namespace: str, done: Sequence[PendingErase]
+) -> None:
+    await _update_erases(backend, namespace, lambda held: [e for e in held if e not in done])
+
+
 # -- the replicator ---------------------------------------------------------------------
 
 
@@ -219,6 +332,8 @@ class Replicator:
     #: Every namespace of a round has a lag (see :meth:`measure`): before, a lag of 0
     #: would only mean that nothing was measured yet.
     measured: bool = False
+    #: set by the owner's ``close``: ``run_round`` returns before its next step
+    stopping: bool = False
 
     async def load_position(self, namespace: str) -> int:
         if namespace not in self.positions:
@@ -274,31 +389,54 @@ class Replicator:
                 after,
             )
             raise ReplicationError("the source lost data that was already replicated")
+        erases = await pending_erases(self.source, namespace)
         if after < page.first_position - 1:
             # Retention removed events never copied: copy the namespace whole, then go on
             # from the log's end as it was before the copy (replays are harmless).
+            await self._erase(namespace, [e for e in erases if e.position <= page.last_position])
             await self.copy_namespace(namespace)
             await self._advance(namespace, page.last_position)
             return 0
-        if not page.events:
+        # An erase waiting for the target is applied once every event before it is, and
+        # before any after it (those copy the source's history as it is after the erase).
+        await self._erase(namespace, [e for e in erases if e.position <= after])
+        stop = min((e.position for e in erases if e.position > after), default=None)
+        reached = page.events[-1].position if page.events else after
+        if stop is not None and reached > stop:
+            # the page goes past an erase: apply the events up to it, then the erase
+            page = ChangePage(
+                [e for e in page.events if e.position <= stop],
+                page.first_position,
+                page.last_position,
+            )
+            reached = stop
+        if page.events:
+            lag.oldest_pending = page.events[0].timestamp
+            last: dict[_Key, ChangeEvent] = {}
+            for event in page.events:
+                key = _event_key(event)
+                if key is not None:
+                    last.pop(key, None)
+                    last[key] = event
+            limiter = asyncio.Semaphore(self.concurrency)
+
+            async def apply(key: _Key, event: ChangeEvent) -> None:
+                async with limiter:
+                    await self.apply(namespace, key, event)
+
+            await _all_or_none(apply(k, e) for k, e in last.items())
+        else:
             lag.oldest_pending = None
-            return 0
-        lag.oldest_pending = page.events[0].timestamp
-        last: dict[_Key, ChangeEvent] = {}
-        for event in page.events:
-            key = _event_key(event)
-            if key is not None:
-                last.pop(key, None)
-                last[key] = event
-        limiter = asyncio.Semaphore(self.concurrency)
-
-        async def apply(key: _Key, event: ChangeEvent) -> None:
-            async with limiter:
-                await self.apply(namespace, key, event)
-
-        await asyncio.gather(*(apply(k, e) for k, e in last.items()))
-        await self._advance(namespace, page.events[-1].position)
+        if reached > after:
+            await self._advance(namespace, reached)
+        await self._erase(namespace, [e for e in erases if after < e.position <= reached])
         return len(page.events)
+
+    async def _erase(self, namespace: str, erases: Sequence[PendingErase]) -> None:
+        for erase in erases:
+            await erase.apply(self.target, namespace)
+        if erases:
+            await drop_erases(self.source, namespace, erases)
 
     async def _advance(self, namespace: str, position: int) -> None:
         self.positions[namespace] = position
@@ -362,14 +500,20 @@ class Replicator:
         self, namespace: str, entity_type: str, entity_id: str, record: EntityRecord | None
     ) -> None:
         """Write ``record`` (``None``: delete) to the target as the source's writer did, then
-        the source's history rows the target lacks or holds otherwise: the target's own
-        move of its replaced row into history (``import_entity``) and its tombstone
-        (``delete_entity``) are overwritten by the source's rows of the same version."""
+        make the target's history of the key exactly the source's: rows it lacks or holds
+        otherwise are written (its own move of its replaced row into history by
+        ``import_entity`` and its tombstone from ``delete_entity`` are overwritten by the
+        source's rows of the same version), rows the source no longer holds are removed.
+        The copy is authoritative because an erase (``history:purge``, retention's versions
+        rules) must not survive on the target: the row ``import_entity`` moves into history
+        may be one the source erased after the target last copied the key."""
         src, dst = self.source, self.target
-        page = await src.list_entity_versions(
-            namespace, entity_type, entity_id, limit=_HISTORY_PAGE
+        theirs = await _all_pages(
+            lambda c: src.list_entity_versions(
+                namespace, entity_type, entity_id, cursor=c, limit=_HISTORY_PAGE
+            )
         )
-        top = page.items[0] if page.items else None
+        top = theirs[0] if theirs else None
         if record is not None:
             writer = None
             if top is not None and not top.deleted and top.version == record.version:
@@ -378,58 +522,53 @@ class Replicator:
                 await dst.import_entity(namespace, record)
         else:
             await dst.delete_entity(namespace, entity_type, entity_id)
-        held: dict[tuple[int, int], EntityVersion] = {}
-        held_cursor: str | None = None
-        held_low: int | None = None
-        held_all = False
-        while page.items:
-            low = page.items[-1].version
-            while not held_all and (held_low is None or held_low >= low):
-                theirs = await dst.list_entity_versions(
-                    namespace, entity_type, entity_id, cursor=held_cursor, limit=_HISTORY_PAGE
+        held = {
+            history_order(v): v
+            for v in await _all_pages(
+                lambda c: dst.list_entity_versions(
+                    namespace, entity_type, entity_id, cursor=c, limit=_HISTORY_PAGE
                 )
-                held.update((history_order(v), v) for v in theirs.items)
-                if theirs.items:
-                    held_low = theirs.items[-1].version
-                held_cursor = theirs.next_cursor
-                held_all = held_cursor is None
-            missing = [
-                v
-                for v in page.items
-                if held.get(history_order(v)) != v
-                and not (record is not None and not v.deleted and v.version == record.version)
-            ]
-            if missing:
-                await dst.import_entity_versions(namespace, missing)
-            # a page the target already holds whole: earlier events copied the rest
-            if not missing or page.next_cursor is None:
-                return
-            page = await src.list_entity_versions(
-                namespace, entity_type, entity_id, cursor=page.next_cursor, limit=_HISTORY_PAGE
             )
+        }
+        # the current row is listed first on both sides; it is not a history row
+        current = (record.version, 0) if record is not None else None
+        wanted = {history_order(v): v for v in theirs if history_order(v) != current}
+        missing = [v for order, v in wanted.items() if held.get(order) != v]
+        if missing:
+            await dst.import_entity_versions(namespace, missing)
+        extra = [(v, bool(d)) for v, d in held if (v, d) != current and (v, d) not in wanted]
+        if extra:
+            await dst.delete_entity_versions(namespace, entity_type, entity_id, extra)
 
     async def _copy_revisions(self, namespace: str, conversation_id: str) -> None:
-        """The source's conversation revisions the target lacks (newest first, until one
-        it has)."""
+        """Make the target's revisions of the conversation exactly the source's: those it
+        lacks or holds otherwise are copied, those the source no longer has (erased) are
+        removed."""
         src, dst = self.source, self.target
-        theirs = await dst.list_conversation_revisions(namespace, conversation_id, limit=1)
-        newest = theirs.items[0].revision if theirs.items else 0
-        cursor: str | None = None
-        while True:
-            page = await src.list_conversation_revisions(
-                namespace, conversation_id, cursor=cursor, limit=_HISTORY_PAGE
+        theirs = await _all_pages(
+            lambda c: src.list_conversation_revisions(
+                namespace, conversation_id, cursor=c, limit=_HISTORY_PAGE
             )
-            for revision in page.items:
-                if revision.revision <= newest:
-                    return
-                found = await src.load_conversation_revision(
-                    namespace, conversation_id, revision.revision
+        )
+        held = {
+            r.revision: r
+            for r in await _all_pages(
+                lambda c: dst.list_conversation_revisions(
+                    namespace, conversation_id, cursor=c, limit=_HISTORY_PAGE
                 )
-                if found is not None:
-                    await dst.import_conversation_revision(namespace, found[0], found[1])
-            cursor = page.next_cursor
-            if cursor is None:
-                return
+            )
+        }
+        for revision in theirs:
+            if held.get(revision.revision) == revision:
+                continue
+            found = await src.load_conversation_revision(
+                namespace, conversation_id, revision.revision
+            )
+            if found is not None:
+                await dst.import_conversation_revision(namespace, found[0], found[1])
+        extra = sorted(set(held) - {r.revision for r in theirs})
+        if extra:
+            await dst.delete_conversation_revisions(namespace, conversation_id, extra)
 
     async def copy_namespace(self, namespace: str) -> None:
         """Everything the source holds in ``namespace``, written to the target."""
@@ -469,6 +608,8 @@ class Replicator:
         for namespace in namespaces:
             end: int | None = None
             while True:
+                if self.stopping:
+                    return applied
                 n = await self.step(namespace)
                 applied += n
                 if end is None:
@@ -476,6 +617,25 @@ class Replicator:
                 if n < self.batch or self.positions.get(namespace, 0) >= end:
                     break
         return applied
+
+
+async def _all_or_none(calls: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run ``calls`` concurrently; when one fails or the caller is cancelled, the others
+    are cancelled and waited for before this returns. (``asyncio.gather`` returns at the
+    first failure or cancelled call and leaves the rest running: after a ``close`` they
+    would go on using the target's connections after it closed them.)"""
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        # the first failure is what the caller sees; the others' end here
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _all_pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> list[T]:
+    return [item async for item in _pages(fetch)]
 
 
 async def _pages(fetch: Callable[[str | None], Awaitable[Page[T]]]) -> Any:
@@ -535,6 +695,13 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         self._tasks: list[asyncio.Task[None]] = []
         self._failback: asyncio.Task[None] | None = None
         self._closing = False
+        self._wake = asyncio.Event()  # set by ``close``: the loops' pauses end at once
+        # Replication rounds that failed (any exception but a backend being unreachable,
+        # which pauses): counted for the metrics, the latest named in status().
+        self.round_errors = 0
+        self._failing_in_a_row = 0
+        self._last_error: str | None = None
+        self._last_error_at: float | None = None
 
     def __repr__(self) -> str:
         return f"ReplicatedMemoryBackend({self.primary!r} -> {self.secondary!r})"
@@ -556,14 +723,24 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         ]
 
     async def close(self) -> None:
+        # The background tasks are asked to stop and finish the driver calls they are in:
+        # a call cancelled halfway can leave a connection behind that no one closes
+        # (PyMongo's async client closes a socket whose connect is cancelled only on
+        # OSError; the garbage collector then finds it open), and an unfinished copy
+        # step leaves the secondary's change log a slot to fill. They stop after their
+        # current step or probe; only what still runs after the timeout is cancelled.
         self._closing = True
+        self._wake.set()
+        self.forward.stopping = True
+        if self._reconciler is not None:
+            self._reconciler.stopping = True
         tasks = [*self._tasks, *([self._failback] if self._failback else [])]
-        for task in tasks:
-            task.cancel()
         if tasks:
-            # A driver call may swallow the cancellation (and retry); the loops also stop
-            # at their next turn because of ``_closing``.
-            await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_SECONDS)
+            _, running = await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT_SECONDS)
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running, timeout=_CLOSE_TIMEOUT_SECONDS)
         self._tasks = []
         self._failback = None
         with contextlib.suppress(MemoryStoreError):
@@ -614,7 +791,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                     )
             else:
                 self._note_failure()
-            await asyncio.sleep(interval)
+            await self._pause(interval)
 
     def _note_failure(self) -> None:
         self._successes = 0
@@ -701,6 +878,8 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                 previous: int | None = None
                 for round_number in range(_CATCH_UP_ROUNDS):
                     applied = await reconciler.run_round(await namespaces())
+                    if self._closing:
+                        return  # the round stopped short: the next start goes on from here
                     log.info("failback: round %d copied %d events", round_number + 1, applied)
                     if applied < _CATCH_UP_EVENTS or (
                         previous is not None and applied > previous // 2
@@ -715,6 +894,8 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                         self._writes_done.clear()
                         await self._writes_done.wait()
                     await reconciler.run_round(await namespaces())
+                    if self._closing:
+                        return
                     self._reconciler = None
                     self.serving = PRIMARY
                 finally:
@@ -792,6 +973,7 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             try:
                 if self.serving == PRIMARY and await self._claim():
                     applied = await self.forward.run_round(await self.forward.known_namespaces())
+                self._failing_in_a_row = 0
             except BackendUnavailableError as exc:
                 log.info("replication paused: %s", exc)
             except ReplicationError as exc:
@@ -803,10 +985,36 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                 if self.serving == PRIMARY:
                     self.serving = SECONDARY
                     self.failovers += 1
-            except MemoryStoreError:
-                log.exception("replication round failed")
+            except Exception as exc:
+                # A memstore error, or anything else (a bug, a driver error that was not
+                # translated): the task must not end, or replication stops for good with
+                # nothing to show for it. Logged with its traceback (code locations and
+                # the exception, never the data), counted, named in status(), retried.
+                self._round_failed(exc)
+                await self._pause(
+                    min(poll * 2 ** min(self._failing_in_a_row, 20), _MAX_RETRY_SECONDS)
+                )
+                continue
             if not applied:
-                await asyncio.sleep(poll)
+                await self._pause(poll)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep between rounds, cut short by ``close``."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _round_failed(self, exc: BaseException) -> None:
+        self.round_errors += 1
+        self._failing_in_a_row += 1
+        # Only the type in status() (served by /v1/health and read by operators): a
+        # message may quote a key or a driver's connection details; the log has both.
+        self._last_error = type(exc).__qualname__
+        self._last_error_at = time.time()
+        log.exception(
+            "replication round failed (%d in a row); retrying",
+            self._failing_in_a_row,
+            extra={"error_type": self._last_error},
+        )
 
     # -- what the store reports ---------------------------------------------------------
 
@@ -825,6 +1033,11 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             reasons.append(f"replication lag {lag_seconds:.1f} s")
         if self.problem:
             reasons.append(self.problem)
+        if self._failing_in_a_row:
+            reasons.append(
+                f"replication rounds failing ({self._failing_in_a_row} in a row, last "
+                f"{self._last_error}): retrying"
+            )
         return {
             "serving": self.serving,
             "primary": self.primary.name,
@@ -840,6 +1053,9 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
                 ns: {"events": lag.events, "seconds": round(lag.seconds(now), 3)}
                 for ns, lag in sorted(lags.items())
             },
+            "round_errors": self.round_errors,
+            "last_error": self._last_error,
+            "last_error_at": self._last_error_at,
             "degraded": bool(reasons),
             "reasons": reasons,
         }
@@ -970,15 +1186,20 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         # a dry run reads what the serving backend holds; an enforcement writes
         if dry_run:
             return await self._read(call)
-        report = await self._write(call)
-        if cutoffs.versions_on:
-            # Trimming history makes no events, so the replication never carries it: the
-            # other backend applies the same versions rules itself.
-            only_versions = cutoffs.only(("versions",))
-            other = self.secondary if self.serving == PRIMARY else self.primary
-            with contextlib.suppress(BackendUnavailableError):
-                await other.prune(namespace, only_versions, now, dry_run=False, limit=limit)
-        return report
+        if not cutoffs.versions_on:
+            return await self._write(call)
+        # The other backend applies the same versions rules itself (at the same instant).
+        return await self._erase_history(
+            namespace,
+            PendingErase(
+                0,
+                purge=False,
+                keep=cutoffs.versions_keep,
+                saved_before=cutoffs.versions_saved_before,
+                now=now,
+            ),
+            call,
+        )
 
     # -- conversations ------------------------------------------------------------------
 
@@ -1110,14 +1331,69 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
     ) -> None:
         await self._write(lambda b: b.import_conversation_revision(namespace, revision, messages))
 
+    async def delete_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        versions: Sequence[tuple[int, bool]],
+    ) -> int:
+        return await self._write(
+            lambda b: b.delete_entity_versions(namespace, entity_type, entity_id, versions)
+        )
+
+    async def delete_conversation_revisions(
+        self, namespace: str, conversation_id: str, revisions: Sequence[int]
+    ) -> int:
+        return await self._write(
+            lambda b: b.delete_conversation_revisions(namespace, conversation_id, revisions)
+        )
+
     async def purge_history(self, namespace: str) -> int:
-        # History rows make no events, so the replication would never carry the purge:
-        # the other backend is purged here too (it takes no events either).
-        removed = await self._write(lambda b: b.purge_history(namespace))
-        other = self.secondary if self.serving == PRIMARY else self.primary
-        with contextlib.suppress(BackendUnavailableError):
-            await other.purge_history(namespace)
-        return removed
+        return await self._erase_history(
+            namespace,
+            PendingErase(0, purge=True),
+            lambda b: b.purge_history(namespace),
+        )
+
+    async def _erase_history(
+        self,
+        namespace: str,
+        erase: PendingErase,
+        call: Callable[[DistributedMemoryBackend], Awaitable[T]],
+    ) -> T:
+        """An erase of history (which makes no change event, so the replication never
+        carries it): on the writing backend, then on the other one at once; when that one
+        is down, the erase is recorded on the writing backend with where its change log
+        stood and the replication applies it in order when it copies again (see
+        :meth:`Replicator.step`). Keys the replication copies later get the writing
+        backend's history exactly (:meth:`Replicator._copy_entity`)."""
+
+        async def first(b: DistributedMemoryBackend) -> tuple[DistributedMemoryBackend, int, T]:
+            # the log's end before the erase: every event after it copies erased history
+            position = (await b.read_changes(namespace, after=0, limit=1)).last_position
+            return b, position, await call(b)
+
+        writer, position, result = await self._write(first)
+        other = self.secondary if writer is self.primary else self.primary
+        try:
+            await erase.apply(other, namespace)
+        except BackendUnavailableError:
+            await record_erase(writer, namespace, dataclasses.replace(erase, position=position))
+            log.warning(
+                "history erase of namespace %r deferred: the %s is down",
+                namespace,
+                SECONDARY if other is self.secondary else PRIMARY,
+            )
+        return result
+
+    async def erase_pending(self, namespace: str) -> bool:
+        """Whether an erase of the namespace's history waits for the other backend."""
+        for backend in (self.primary, self.secondary):
+            with contextlib.suppress(BackendUnavailableError):
+                if await pending_erases(backend, namespace):
+                    return True
+        return False
 
     # -- tool usage and feedback --------------------------------------------------------
 

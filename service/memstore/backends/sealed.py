@@ -182,6 +182,20 @@ class SealedBackend(DistributedMemoryBackend):
     async def purge_history(self, namespace: str) -> int:
         return await self.inner.purge_history(namespace)
 
+    async def delete_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        versions: Sequence[tuple[int, bool]],
+    ) -> int:
+        return await self.inner.delete_entity_versions(namespace, entity_type, entity_id, versions)
+
+    async def delete_conversation_revisions(
+        self, namespace: str, conversation_id: str, revisions: Sequence[int]
+    ) -> int:
+        return await self.inner.delete_conversation_revisions(namespace, conversation_id, revisions)
+
     # -- data keys ------------------------------------------------------------------------
 
     def _key_owner(self, namespace: str, entity_type: str | None = None) -> str:

@@ -863,18 +863,14 @@ class DistributedMemoryManager(MemoryAPI):
     async def save_conversation_history(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]:
-        """Replace the whole history (seed API). Replacing it with no messages deletes the
-        conversation: a conversation is its messages, so reading, listing and deleting it
-        afterwards all agree that it is gone."""
+        """Replace the whole history (seed API). Replacing it with no messages is a
+        replace like any other: the replaced messages are kept as a revision (so a
+        mistaken "replace with nothing" can be restored) and the conversation stays, with
+        no messages, as every backend's ``replace_conversation`` keeps it; only
+        ``delete_conversation`` erases a conversation and its revisions."""
         cid = check_conversation_id(conversation_id)
         msgs, raws = self._check_messages(messages, allow_empty=True)
         try:
-            if not msgs:
-                await self._run(
-                    "replace_conversation",
-                    lambda: self.backend.delete_conversation(self.namespace, cid),
-                )
-                return []
             return await self._run(
                 "replace_conversation",
                 lambda: self.backend.replace_conversation(
@@ -1677,6 +1673,14 @@ class DistributedMemoryManager(MemoryAPI):
         keeping only the tombstones that hold deleted entities' version numbers: for an
         erasure of what was deleted or overwritten. The rows removed."""
         return await self._run("purge_history", lambda: self.backend.purge_history(self.namespace))
+
+    async def history_erase_pending(self) -> bool:
+        """Whether an erase of this namespace's history (a purge, retention's versions
+        rules) still waits for a replicated store's other backend, which was down: it is
+        applied there, in order, when the replication copies again."""
+        return await self._run(
+            "history_erase_pending", lambda: self.backend.erase_pending(self.namespace)
+        )
 
     async def get_memory_summary_data(self) -> MemorySummary:
         return await self._run("summary", lambda: self.backend.summary(self.namespace))

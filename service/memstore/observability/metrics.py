@@ -193,6 +193,10 @@ class _CacheCollector(Collector):
 
 _SERVING_DOC = "1 for the backend that serves reads now (role primary or secondary), else 0."
 _FAILOVERS_DOC = "Times a process switched reads to the secondary (summed over workers)."
+_ROUND_ERRORS_DOC = (
+    "Replication rounds that failed and were retried (summed over workers); the error "
+    "type is in /readyz (replication.last_error), its traceback in the log."
+)
 #: name, status key, help, how workers combine (``--workers``: each worker runs its own
 #: replicated backend; the lag is known by the one holding the replication claim).
 _REPLICATION_GAUGES: tuple[tuple[str, str, str, Literal["livemin", "livemax"]], ...] = (
@@ -254,6 +258,9 @@ class _ReplicationCollector(Collector):
         yield CounterMetricFamily(
             "memstore_replication_failovers", _FAILOVERS_DOC, value=s["failovers"]
         )
+        yield CounterMetricFamily(
+            "memstore_replication_round_errors", _ROUND_ERRORS_DOC, value=s["round_errors"]
+        )
 
 
 class _PublishedReplication:
@@ -276,8 +283,11 @@ class _PublishedReplication:
             for name, key, doc, mode in _REPLICATION_GAUGES
         ]
         self._failovers = _PublishedCounters(
-            (("memstore_replication_failovers", _FAILOVERS_DOC, "failovers"),),
-            lambda: [int(self._last.get("failovers", 0))],
+            (
+                ("memstore_replication_failovers", _FAILOVERS_DOC, "failovers"),
+                ("memstore_replication_round_errors", _ROUND_ERRORS_DOC, "round_errors"),
+            ),
+            lambda: [int(self._last.get(key, 0)) for key in ("failovers", "round_errors")],
         )
 
     def publish(self) -> None:

@@ -735,7 +735,12 @@ async def revert_to_snapshot(request: web.Request) -> web.Response:
 
 
 async def purge_history(request: web.Request) -> web.Response:
-    return json_response({"removed": await manager_for(request).purge_history()})
+    manager = manager_for(request)
+    removed = await manager.purge_history()
+    # true: a replicated store's other backend was down; it is erased there once it is back
+    return json_response(
+        {"removed": removed, "erase_pending": await manager.history_erase_pending()}
+    )
 
 
 async def retention_policy(request: web.Request) -> web.Response:
@@ -1372,7 +1377,10 @@ ROUTES: tuple[Route, ...] = (
           role="write", grows_storage=True, hot=True,
           responses={201: ("Appended.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
     Route("PUT", f"{P}/conversations/{{conversation_id}}/messages", replace_messages,
-          "saveConversationHistory", "Replace the whole history.", "conversations",
+          "saveConversationHistory",
+          "Replace the whole history. What it replaces is kept as a revision, also when "
+          "replaced by no messages (the conversation then stays, with none).",
+          "conversations",
           params=(NS, CID), body=schemas.MessagesReplace,
           role="write", grows_storage=True, shrinks_storage=True,
           responses={200: ("Replaced.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),

@@ -422,6 +422,11 @@ class SnapshotList(_Response):
 
 class HistoryPurgedOut(_Response):
     removed: int = Field(description="History rows and revisions removed.")
+    erase_pending: bool = Field(
+        description="True when the store replicates and its other backend was down: the "
+        "history is erased there too, in order, once the replication copies again "
+        "(until then a failover could serve it)."
+    )
 
 
 class EntityTypesOut(BaseModel):

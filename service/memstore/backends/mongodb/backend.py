@@ -534,6 +534,7 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
     async def close(self) -> None:
         await self._purge.stop()
         if self._client is not None:
+            await self._changes.close()
             client, self._client, self._db = self._client, None, None
             with contextlib.suppress(PyMongoError):
                 await client.close()
@@ -1184,6 +1185,32 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
             )
         with DRIVER_ERRORS("import_entity_versions"):
             await self._coll(schema.ENTITY_VERSIONS).bulk_write(writes, ordered=True)
+
+    async def delete_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        versions: Sequence[tuple[int, bool]],
+    ) -> int:
+        if not versions:
+            return 0
+        key = {"ns": namespace, "type": entity_type, "id": entity_id}
+        rows = [history.row_key(key, v, deleted=d) for v, d in versions]
+        with DRIVER_ERRORS("delete_entity_versions"):
+            async with self._write_lock(namespace, entity_type, entity_id):
+                gone = await self._coll(schema.ENTITY_VERSIONS).delete_many({"$or": rows})
+        return gone.deleted_count
+
+    async def delete_conversation_revisions(
+        self, namespace: str, conversation_id: str, revisions: Sequence[int]
+    ) -> int:
+        if not revisions:
+            return 0
+        mine: Doc = {"ns": namespace, "cid": conversation_id, "rev": {"$in": list(revisions)}}
+        with DRIVER_ERRORS("delete_conversation_revisions"):
+            async with self._write_lock(namespace, "\x00conversation", conversation_id):
+                return await self._erase_revisions(mine, None)
 
     async def purge_history(self, namespace: str) -> int:
         ns: Doc = {"ns": namespace}

@@ -70,6 +70,8 @@ _FIELDS = (
 HOLE_POLL_SECONDS = 0.02
 #: slots sealed per round trip
 SEAL_BATCH = 500
+#: how long ``ChangeLog.close`` lets the rounds in flight end before it cancels them
+CLOSE_TIMEOUT_SECONDS = 5.0
 
 
 def event_doc(kind: str, **fields: Any) -> Doc:
@@ -115,6 +117,24 @@ class _Rounds(Generic[A, R]):
         if namespace not in self._serving:
             self._serving[namespace] = asyncio.create_task(self._serve(namespace), name=self._name)
         return await done
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._serving)
+
+    async def wait_idle(self, deadline: float) -> None:
+        """Until no round runs: the rounds in flight end (an abandoned claim is filled);
+        those still running at ``deadline`` (loop time) are cancelled."""
+        loop = asyncio.get_running_loop()
+        while self._serving:
+            tasks = list(self._serving.values())
+            remaining = deadline - loop.time()
+            if remaining > 0:
+                await asyncio.wait(tasks, timeout=remaining)
+                continue
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
 
     async def _serve(self, namespace: str) -> None:
         batch: list[tuple[A, asyncio.Future[R]]] = []
@@ -170,6 +190,18 @@ class ChangeLog:
             "memstore-mongodb-claims", self._claim_round, self.fill
         )
         self._inserts: _Rounds[Doc, None] = _Rounds("memstore-mongodb-events", self._insert_round)
+
+    async def close(self) -> None:
+        """Let the claim and insert rounds in flight end (their callers may be gone: a
+        cancelled write leaves its round running, and the filling of its slot). They run
+        on the driver's client, so the backend calls this before closing the client: a
+        round left running would use connections that outlive the client, and the event
+        loop, unclosed. Bounded by ``CLOSE_TIMEOUT_SECONDS``, then cancelled."""
+        deadline = asyncio.get_running_loop().time() + CLOSE_TIMEOUT_SECONDS
+        # an abandoned claim is filled through an insert round: look again until both idle
+        while self._claims.busy or self._inserts.busy:
+            await self._claims.wait_idle(deadline)
+            await self._inserts.wait_idle(deadline)
 
     # -- writing ----------------------------------------------------------------------
 

@@ -1304,8 +1304,9 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return Page(items, next_cursor)
 
     def _tool_shard_commands(self, namespace: str, script: scripts.Script) -> list[tuple[Any, ...]]:
-        """One trimming script per tool-usage shard (TOOL_COUNTS or TOOL_BYTES), with the
-        change block of the ``tool_usage.pruned`` events of what it trims (no actor)."""
+        """One trimming script per tool-usage shard (TOOL_COUNTS, TOOL_BYTES or
+        TOOL_LOGICAL_BYTES), with the change block of the ``tool_usage.pruned`` events of
+        what it trims (no actor)."""
         k = self.keys
         now = time.time()
         cutoff = self.tool_usage_cutoff(now)
@@ -2115,13 +2116,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return sum(int(r or 0) for r in await self.connection.pipeline(commands))
 
     async def logical_bytes(self, namespace: str) -> int | None:
-        """The payloads' sizes before compression and encryption (``logical_bytes.lua``
-        reads every record of each shard: O(records), unlike the counters); expired
-        entities and tool uses past retention are pruned first, as for ``stored_bytes``."""
-        await self.stored_bytes(namespace)
+        """The payloads' sizes before compression and encryption: the logical counters the
+        write scripts keep beside the byte counters (``lua/logical.lua``; a shard's first
+        read backfills its counter once), after the same pruning as ``stored_bytes``."""
         k = self.keys
+        now = time.time()
         commands: list[tuple[Any, ...]] = [
-            ("SCRIPT", scripts.LOGICAL_BYTES, [k.entity_index(tag)], ["e", k.entity(tag, "")])
+            ("SCRIPT", scripts.ENTITY_LOGICAL_BYTES, *self._pruning(namespace, t, tag, now))
             for t in await self._types_ever(namespace)
             for tag in k.entity_tags(namespace, t)
         ]
@@ -2129,17 +2130,19 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             (
                 "SCRIPT",
                 scripts.LOGICAL_BYTES,
-                [k.conversation_index(tag)],
-                ["c", k.conversation_messages(tag, "")],
+                [k.conversation_index(tag), k.conversation_bytes(tag)],
+                ["c", k.conversation_messages(tag, ""), k.conversation_meta(tag, "")],
             )
             for tag in k.conversation_tags(namespace)
         ]
+        commands += self._tool_shard_commands(namespace, scripts.TOOL_LOGICAL_BYTES)
         commands += [
-            ("SCRIPT", scripts.LOGICAL_BYTES, [k.tool_records(tag)], ["t"])
-            for tag in k.tool_tags(namespace)
-        ]
-        commands += [
-            ("SCRIPT", scripts.LOGICAL_BYTES, [k.feedback_records(tag)], ["f"])
+            (
+                "SCRIPT",
+                scripts.LOGICAL_BYTES,
+                [k.feedback_records(tag), k.feedback_bytes(tag)],
+                ["f"],
+            )
             for tag in k.feedback_tags(namespace)
         ]
         return sum(int(r or 0) for r in await self.connection.pipeline(commands))
@@ -2342,6 +2345,38 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 ),
             ],
         )
+
+    async def delete_entity_versions(
+        self,
+        namespace: str,
+        entity_type: str,
+        entity_id: str,
+        versions: Sequence[tuple[int, bool]],
+    ) -> int:
+        if not versions:
+            return 0
+        k = self.keys
+        tag = k.entity_tag(namespace, entity_type, entity_id)
+        removed = await self.connection.write(
+            scripts.DROP_VERSIONS,
+            [k.entity_history_index(tag), k.entity_history(tag, entity_id)],
+            [entity_id, k.entity_version_prefix(tag), *(2 * v + int(d) for v, d in versions)],
+        )
+        return int(removed)
+
+    async def delete_conversation_revisions(
+        self, namespace: str, conversation_id: str, revisions: Sequence[int]
+    ) -> int:
+        if not revisions:
+            return 0
+        k = self.keys
+        tag = k.conversation_tag(namespace, conversation_id)
+        removed = await self.connection.write(
+            scripts.DROP_REVISIONS,
+            [k.conversation_revisions(tag, conversation_id), k.conversation_revision_index(tag)],
+            [conversation_id, k.conversation_revision_messages_prefix(tag), *revisions],
+        )
+        return int(removed)
 
     async def purge_history(self, namespace: str) -> int:
         k = self.keys

@@ -19,6 +19,11 @@ input plus output, of a feedback's data. Entities with a TTL keep their size in 
 hash (``es``, "<bytes>:<version>") because Redis may drop the entity key before the expiry
 index is pruned; the prune subtracts it and logs the version as expired.
 
+Logical bytes (``logical_bytes``): beside each of those counters, ``<counter>:l`` holds the
+same payloads' logical sizes (before compression and encryption, ``lua/logical.lua``),
+adjusted by the same scripts in the same step; a shard's first read backfills it once from
+its records (data written before it existed). History rows count in neither.
+
 Version history: the entity write scripts move the record they replace or remove into the
 entity's history (``lua/history.lua``) and the replace of a conversation keeps its messages
 as a revision (``lua/revisions.lua``), in their own atomic step. The expiry prune
@@ -55,36 +60,59 @@ def _script(name: str, *libraries: str) -> Script:
 
 
 SAVE_ENTITY = _script(
-    "save_entity", "header", "expected_version", "accounted", "history", "announce", "changes"
+    "save_entity",
+    "header",
+    "logical",
+    "expected_version",
+    "accounted",
+    "history",
+    "announce",
+    "changes",
 )
 DELETE_ENTITY = _script(
-    "delete_entity", "header", "expected_version", "accounted", "history", "announce", "changes"
+    "delete_entity",
+    "header",
+    "logical",
+    "expected_version",
+    "accounted",
+    "history",
+    "announce",
+    "changes",
 )
-LIST_ENTITY_IDS = _script("list_entity_ids", "header", "history", "changes", "prune")
-COUNT_ENTITIES = _script("count_entities", "header", "history", "changes", "prune")
-ENTITY_BYTES = _script("entity_bytes", "header", "history", "changes", "prune")
-APPEND_MESSAGES = _script("append_messages", "push", "size", "announce", "changes")
+LIST_ENTITY_IDS = _script("list_entity_ids", "header", "logical", "history", "changes", "prune")
+COUNT_ENTITIES = _script("count_entities", "header", "logical", "history", "changes", "prune")
+ENTITY_BYTES = _script("entity_bytes", "header", "logical", "history", "changes", "prune")
+ENTITY_LOGICAL_BYTES = _script(
+    "entity_logical_bytes", "header", "logical", "accounted", "history", "changes", "prune"
+)
+APPEND_MESSAGES = _script("append_messages", "logical", "push", "size", "announce", "changes")
 LOAD_MESSAGES_BEFORE = _script("load_messages_before")
 REPLACE_CONVERSATION = _script(
-    "replace_conversation", "push", "size", "revisions", "announce", "changes"
+    "replace_conversation", "logical", "push", "size", "revisions", "announce", "changes"
 )
-DELETE_CONVERSATION = _script("delete_conversation", "revisions", "announce", "changes")
-POP_MESSAGE = _script("pop_message", "announce", "changes")
-RECORD_TOOL_USAGE = _script("record_tool_usage", "changes", "trim_tools")
-TOOL_COUNTS = _script("tool_counts", "changes", "trim_tools")
-TOOL_BYTES = _script("tool_bytes", "changes", "trim_tools")
-LOGICAL_BYTES = _script("logical_bytes")
-SAVE_FEEDBACK = _script("save_feedback", "changes")
-IMPORT_ENTITY = _script("import_entity", "header", "accounted", "history", "announce", "changes")
-IMPORT_CONVERSATION = _script("import_conversation", "announce", "changes")
+DELETE_CONVERSATION = _script("delete_conversation", "logical", "revisions", "announce", "changes")
+POP_MESSAGE = _script("pop_message", "logical", "announce", "changes")
+RECORD_TOOL_USAGE = _script("record_tool_usage", "logical", "changes", "trim_tools")
+TOOL_COUNTS = _script("tool_counts", "logical", "changes", "trim_tools")
+TOOL_BYTES = _script("tool_bytes", "logical", "changes", "trim_tools")
+TOOL_LOGICAL_BYTES = _script("tool_logical_bytes", "logical", "changes", "trim_tools")
+# conversations ("c") and feedback ("f")
+LOGICAL_BYTES = _script("logical_bytes", "logical")
+SAVE_FEEDBACK = _script("save_feedback", "logical", "changes")
+IMPORT_ENTITY = _script(
+    "import_entity", "header", "logical", "accounted", "history", "announce", "changes"
+)
+IMPORT_CONVERSATION = _script("import_conversation", "logical", "announce", "changes")
 RELAY_CHANGES = _script("relay_changes")
 # retention (memstore.core.retention): scans are read-only, one shard each
 RETENTION_ENTITIES = _script("retention_entities", "header", "retention")
 RETENTION_CONVERSATIONS = _script("retention_conversations", "retention")
-PRUNE_ENTITY = _script("prune_entity", "header", "retention", "accounted", "history", "changes")
-PRUNE_CONVERSATION = _script("prune_conversation", "retention", "revisions", "changes")
-PRUNE_TOOLS = _script("prune_tools", "changes")
-PRUNE_FEEDBACK = _script("prune_feedback", "changes")
+PRUNE_ENTITY = _script(
+    "prune_entity", "header", "logical", "retention", "accounted", "history", "changes"
+)
+PRUNE_CONVERSATION = _script("prune_conversation", "logical", "retention", "revisions", "changes")
+PRUNE_TOOLS = _script("prune_tools", "logical", "changes")
+PRUNE_FEEDBACK = _script("prune_feedback", "logical", "changes")
 PIN_ENTITY = _script("pin_entity", "header")
 TOUCH_ENTITIES = _script("touch_entities")
 RETENTION_VERSIONS = _script(
@@ -110,6 +138,8 @@ PURGE_VERSIONS = _script(
     "purge_versions", "header", "history", "revisions", "retention", "version_retention"
 )
 PURGE_REVISIONS = _script("purge_revisions", "revisions")
+DROP_VERSIONS = _script("drop_versions")
+DROP_REVISIONS = _script("drop_revisions")
 # analytics: read-only, one shard each (memstore.core.analytics for the definitions)
 ANALYTICS_ENTITIES = _script("analytics_entities", "analytics_buckets")
 ANALYTICS_MESSAGES = _script("analytics_messages", "analytics_buckets")
@@ -125,6 +155,7 @@ ALL = (
     LIST_ENTITY_IDS,
     COUNT_ENTITIES,
     ENTITY_BYTES,
+    ENTITY_LOGICAL_BYTES,
     APPEND_MESSAGES,
     REPLACE_CONVERSATION,
     DELETE_CONVERSATION,
@@ -132,6 +163,7 @@ ALL = (
     RECORD_TOOL_USAGE,
     TOOL_COUNTS,
     TOOL_BYTES,
+    TOOL_LOGICAL_BYTES,
     LOGICAL_BYTES,
     SAVE_FEEDBACK,
     IMPORT_ENTITY,
@@ -164,4 +196,6 @@ ALL = (
     IMPORT_CONVERSATION_REVISION,
     PURGE_VERSIONS,
     PURGE_REVISIONS,
+    DROP_VERSIONS,
+    DROP_REVISIONS,
 )

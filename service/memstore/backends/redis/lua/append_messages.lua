@@ -1,7 +1,8 @@
 -- KEYS: meta, messages, index, counter, bytes, change log keys (changes.lua).
 -- ARGV: conversation id, now, op, PUBLISH|SPUBLISH|"", channel, message,
 --       change block (4, changes.lua), message...
--- -> first seq. The meta hash keeps the conversation's payload bytes in field 'b'. A retry
+-- -> first seq. The meta hash keeps the conversation's payload bytes in field 'b', their
+-- logical bytes (logical.lua) in 'l'. A retry
 -- of an applied op returns the first outcome and publishes nothing again.
 local last = redis.call('HMGET', KEYS[1], 'o', 'r')
 if last[1] and last[1] == ARGV[3] then return changes_reply(7, tonumber(last[2])) end
@@ -21,6 +22,11 @@ if n > 0 then
   if b > 0 then
     redis.call('HINCRBY', KEYS[1], 'b', b)
     redis.call('INCRBY', KEYS[5], b)
+  end
+  local l = payload_lbytes(11)
+  if l > 0 then
+    redis.call('HINCRBY', KEYS[1], 'l', l)
+    ladjust(KEYS[5], l)
   end
 end
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', first)

@@ -6,6 +6,7 @@
 local existed = redis.call('EXISTS', KEYS[1])
 local b = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
 if b ~= 0 then redis.call('DECRBY', KEYS[5], b) end
+ladjust(KEYS[5], -tonumber(redis.call('HGET', KEYS[1], 'l') or '0'))
 local n = redis.call('LLEN', KEYS[2])
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])

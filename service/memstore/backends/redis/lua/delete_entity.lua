@@ -19,6 +19,7 @@ redis.call('ZREM', KEYS[6], ARGV[1])
 local expiring = redis.call('ZREM', KEYS[3], ARGV[1]) == 1
 local sized = redis.call('HGET', KEYS[4], ARGV[1])
 local old = accounted(cur, KEYS[4])
+ladjust(KEYS[5], -laccounted(cur, KEYS[4]))
 redis.call('HDEL', KEYS[4], ARGV[1])
 if old ~= 0 then redis.call('DECRBY', KEYS[5], old) end
 if cur then

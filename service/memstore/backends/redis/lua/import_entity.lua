@@ -11,22 +11,25 @@
 local cur = header(KEYS[1])
 if cur and cur[5] == ARGV[6] then return changes_reply(11, 1) end
 local old = accounted(cur, KEYS[4])
+local lold = laccounted(cur, KEYS[4])
 rewind(KEYS[8], KEYS[7], ARGV[1], ARGV[5], ARGV[17])
 if cur and tonumber(cur[1]) < tonumber(ARGV[5]) then
   keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1], ARGV[17])
 end
 local size = string.len(ARGV[2])
+local lsize = payload_logical(ARGV[2])
 local created = ARGV[15]
 redis.call('SET', KEYS[1],
   head(ARGV[5], created, ARGV[3], ARGV[4], ARGV[6], ARGV[16], ARGV[7]) .. '\n' .. ARGV[2])
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-  redis.call('HSET', KEYS[4], ARGV[1], size .. ':' .. ARGV[5])
+  redis.call('HSET', KEYS[4], ARGV[1], sized(size, lsize, ARGV[5]))
 else
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[1])
 end
 if size ~= old then redis.call('INCRBY', KEYS[5], size - old) end
+ladjust(KEYS[5], lsize - lold)
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('ZADD', KEYS[6], created, ARGV[1])
 announce(ARGV[8], ARGV[9], ARGV[10])

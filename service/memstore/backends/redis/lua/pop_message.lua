@@ -16,12 +16,15 @@ if not item then return changes_reply(7, nil) end
 local json_at = string.find(item, '\n', string.find(item, '\n', 1, true) + 1, true) + 1
 local b = string.len(item) - json_at + 1
 if b > 0 then redis.call('DECRBY', KEYS[5], b) end
+local l = message_logical(item)
+ladjust(KEYS[5], -l)
 redis.call('DECRBY', KEYS[4], 1)
 if redis.call('LLEN', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
 else
   redis.call('HINCRBY', KEYS[1], 'b', -b)
+  redis.call('HINCRBY', KEYS[1], 'l', -l)
   redis.call('HSET', KEYS[1], 'u', ARGV[2])
 end
 redis.call('SET', KEYS[6], ARGV[3] .. '\n' .. item, 'PX', 60000)

@@ -1,6 +1,7 @@
 -- Drop up to ``limit`` expired members from the shard's indexes and their bytes from its
--- counter (KEYS: index, expiry, sizes, bytes, creation times, history index, change log
--- keys), moving each expired record into its history (history.lua: numbering goes on
+-- counters (KEYS: index, expiry, sizes, bytes, creation times, history index, change log
+-- keys; the logical bytes counter beside bytes, logical.lua), moving each expired record
+-- into its history (history.lua: numbering goes on
 -- after it) and logging entity.expired for each (change block at ARGV[at], changes.lua;
 -- its names JSON holds the entity type; ARGV[at + 4], ARGV[at + 5], ARGV[at + 6] are the
 -- shard's entity, history and version key prefixes; the version comes from the sizes hash,
@@ -11,7 +12,7 @@ local function prune(now, limit, at)
   local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
   if #expired == 0 then return 0 end
   local sizes = redis.call('HMGET', KEYS[3], unpack(expired))
-  local freed = 0
+  local freed, lfreed = 0, 0
   for i, s in ipairs(sizes) do
     local version = nil
     if s then
@@ -20,8 +21,14 @@ local function prune(now, limit, at)
     end
     local id = expired[i]
     local key = ARGV[at + 4] .. id
-    -- a record written before history has a Redis TTL and may be gone already
+    -- a record written before history has a Redis TTL and may be gone already (its
+    -- logical bytes are then its sizes entry's, as in accounted.lua)
     local cur = header(key)
+    if cur and s then
+      lfreed = lfreed + entity_logical(key, cur)
+    elseif s then
+      lfreed = lfreed + (tonumber(string.match(s, '^%d+,(%d+):')) or 0)
+    end
     if cur then keep_version(cur, key, ARGV[at + 5] .. id, KEYS[6], id, ARGV[at + 6]) end
     change(at, 'entity.expired', nil, version, nil, id)
   end
@@ -30,5 +37,6 @@ local function prune(now, limit, at)
   redis.call('ZREM', KEYS[2], unpack(expired))
   redis.call('HDEL', KEYS[3], unpack(expired))
   if freed ~= 0 then redis.call('DECRBY', KEYS[4], freed) end
+  ladjust(KEYS[4], -lfreed)
   return #expired
 end

@@ -10,6 +10,7 @@ if not fate then return changes_reply(4, nil) end
 if fate[1] == 'idle' then
   local b = tonumber(redis.call('HGET', KEYS[1], 'b') or '0')
   if b ~= 0 then redis.call('DECRBY', KEYS[5], b) end
+  ladjust(KEYS[5], -tonumber(redis.call('HGET', KEYS[1], 'l') or '0'))
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('ZREM', KEYS[3], ARGV[1])
   if fate[3] > 0 then redis.call('DECRBY', KEYS[4], fate[3]) end
@@ -18,17 +19,22 @@ if fate[1] == 'idle' then
   return changes_reply(4, fate)
 end
 local k = fate[3]
-local freed = 0
+local freed, lfreed = 0, 0
 for _, item in ipairs(redis.call('LRANGE', KEYS[2], 0, k - 1)) do
   -- the payload starts after the second newline
   local json_at = string.find(item, '\n', string.find(item, '\n', 1, true) + 1, true) + 1
   freed = freed + string.len(item) - json_at + 1
+  lfreed = lfreed + message_logical(item)
 end
 redis.call('LTRIM', KEYS[2], k, -1)
 redis.call('DECRBY', KEYS[4], k)
 if freed ~= 0 then
   redis.call('DECRBY', KEYS[5], freed)
   redis.call('HINCRBY', KEYS[1], 'b', -freed)
+end
+if lfreed ~= 0 then
+  ladjust(KEYS[5], -lfreed)
+  redis.call('HINCRBY', KEYS[1], 'l', -lfreed)
 end
 change(4, 'conversation.trimmed', nil, fate[2], k)
 return changes_reply(4, fate)

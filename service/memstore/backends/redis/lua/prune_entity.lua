@@ -12,6 +12,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[6], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local old = accounted(cur, KEYS[4])
+ladjust(KEYS[5], -laccounted(cur, KEYS[4]))
 redis.call('HDEL', KEYS[4], ARGV[1])
 if old ~= 0 then redis.call('DECRBY', KEYS[5], old) end
 keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1], ARGV[10])

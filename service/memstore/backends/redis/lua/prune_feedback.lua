@@ -6,7 +6,10 @@
 local removed = 0
 for i = 8, #ARGV, 4 do
   local id, agent, kind, size = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  if redis.call('HDEL', KEYS[1], id) == 1 then
+  local v = redis.call('HGET', KEYS[1], id)
+  if v then
+    redis.call('HDEL', KEYS[1], id)
+    ladjust(KEYS[3], -feedback_logical(v))
     redis.call('ZREM', KEYS[2], id)
     redis.call('ZREM', ARGV[1] .. agent, id)
     redis.call('ZREM', ARGV[2] .. kind, id)

@@ -11,6 +11,7 @@ for i = 6, #ARGV do
     redis.call('ZREM', ARGV[1] .. tool, id)
     size = tonumber(size) or 0
     if size ~= 0 then redis.call('DECRBY', KEYS[4], size) end
+    ladjust(KEYS[4], -tool_logical(v))
     if redis.call('HINCRBY', KEYS[3], tool, -1) <= 0 then redis.call('HDEL', KEYS[3], tool) end
     redis.call('HDEL', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)

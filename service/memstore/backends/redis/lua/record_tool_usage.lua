@@ -8,5 +8,6 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
 if ARGV[7] ~= '0' then redis.call('INCRBY', KEYS[5], ARGV[7]) end
+ladjust(KEYS[5], tool_logical(ARGV[4]))
 change(8, 'tool_usage.recorded')
 return changes_reply(8, 1)

@@ -4,10 +4,12 @@
 --       change block (4, changes.lua), actor JSON|"", revision messages prefix ("" in
 --       the service's own namespaces, which keep no revisions), message... -> 1
 -- The messages replaced, if any, become the conversation's next revision (revisions.lua).
-local last = redis.call('HMGET', KEYS[1], 'o', 'b')
+local last = redis.call('HMGET', KEYS[1], 'o', 'b', 'l')
 if last[1] and last[1] == ARGV[3] then return changes_reply(7, 1) end
 local old_bytes = tonumber(last[2] or '0')
 local new_bytes = payload_bytes(13)
+local old_l = tonumber(last[3] or '0')
+local new_l = payload_lbytes(13)
 local old = redis.call('LLEN', KEYS[2])
 if old > 0 and ARGV[12] == '' then
   redis.call('DEL', KEYS[2])
@@ -25,7 +27,8 @@ local n = #ARGV - 12
 if n > 0 then push(KEYS[2], 1, ARGV[2], 13) end
 if n - old ~= 0 then redis.call('INCRBY', KEYS[4], n - old) end
 if new_bytes ~= old_bytes then redis.call('INCRBY', KEYS[5], new_bytes - old_bytes) end
-redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', 1, 'b', new_bytes)
+ladjust(KEYS[5], new_l - old_l)
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'o', ARGV[3], 'r', 1, 'b', new_bytes, 'l', new_l)
 announce(ARGV[4], ARGV[5], ARGV[6])
 change(7, 'conversation.replaced', nil, n, n)
 return changes_reply(7, 1)

@@ -33,18 +33,21 @@ else
   version = version + 1
 end
 local old = accounted(cur, KEYS[4])
+local lold = laccounted(cur, KEYS[4])
 if cur then keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1], ARGV[15]) end
 local size = string.len(ARGV[2])
+local lsize = payload_logical(ARGV[2])
 redis.call('SET', KEYS[1],
   head(version, created, ARGV[3], ARGV[4], ARGV[6], pin, ARGV[7]) .. '\n' .. ARGV[2])
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-  redis.call('HSET', KEYS[4], ARGV[1], size .. ':' .. version)
+  redis.call('HSET', KEYS[4], ARGV[1], sized(size, lsize, version))
 else
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[1])
 end
 if size ~= old then redis.call('INCRBY', KEYS[5], size - old) end
+ladjust(KEYS[5], lsize - lold)
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 -- creation times (analytics), id -> created_at. NX on every save: a replace keeps the
 -- first score, and an entity stored before this index existed joins it on its next write.
