@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
+from memstore.backends.common import history_order
 from memstore.backends.embedded import EmbeddedMemoryBackend
 from memstore.backends.factory import DistributedMemoryFactory
 from memstore.backends.replicated import ReplicatedMemoryBackend
@@ -371,6 +372,108 @@ async def test_import_entity_moves_the_current_row_to_history(
     assert versions[1].data == {"v": 1}
 
 
+def _assert_consistent(versions: list[EntityVersion]) -> None:
+    """Newest first, no (version, kind) twice, no tombstone ahead of a live higher row."""
+    order = [history_order(v) for v in versions]
+    assert order == sorted(set(order), reverse=True)
+
+
+@pytest.mark.parametrize("deleted", [True, False], ids=["after_delete", "over_current"])
+async def test_import_of_an_older_version_rewinds_the_key(
+    backend: DistributedMemoryBackend, ns: str, deleted: bool
+) -> None:
+    """A restore of an older dump (v1 over v1..v3, deleted or not): the key is as it was at
+    v1, and saves number on from there without a clash with the rewound rows."""
+    for n in range(1, 4):
+        await backend.save_entity(ns, "doc", "d", {"n": n})
+    if deleted:
+        await backend.delete_entity(ns, "doc", "d")
+    now = time.time()
+    dump = EntityRecord("doc", "d", {"n": "dump-v1"}, 1, now - 100.0, now - 100.0, None)
+    with acting_as(Actor("restorer")):
+        await backend.import_entity(ns, dump)
+    loaded = await backend.load_entity(ns, "doc", "d")
+    assert loaded is not None and (loaded.version, loaded.data) == (1, {"n": "dump-v1"})
+    rows = await _all_versions(backend, ns, "doc", "d")
+    assert [(v.version, v.deleted, v.data, v.actor) for v in rows] == [
+        (1, False, {"n": "dump-v1"}, "restorer")
+    ]
+    page = await backend.list_versioned_entities(ns)
+    assert [(r.id, r.version, r.deleted) for r in page.items] == [("d", 1, False)]
+    # the restored object is version 1: a condition on it holds, numbering goes on from it
+    saved = await backend.save_entity(ns, "doc", "d", {"n": "after"}, expected_version=1)
+    assert saved.version == 2
+    again = await backend.save_entity(ns, "doc", "d", {"n": "after2"})
+    assert again.version == 3
+    with pytest.raises(ConflictError):
+        await backend.save_entity(ns, "doc", "d", {"n": "stale"}, expected_version=2)
+    rows = await _all_versions(backend, ns, "doc", "d")
+    _assert_consistent(rows)
+    assert [(v.version, v.deleted, v.data) for v in rows] == [
+        (3, False, {"n": "after2"}),
+        (2, False, {"n": "after"}),
+        (1, False, {"n": "dump-v1"}),
+    ]
+    two = await backend.load_entity_version(ns, "doc", "d", version=2)
+    assert two is not None and two.data == {"n": "after"}
+    # a delete and a re-create go on as ever
+    assert await backend.delete_entity(ns, "doc", "d", expected_version=3)
+    recreated = await backend.save_entity(ns, "doc", "d", {"n": 4}, expected_version=0)
+    assert recreated.version == 4
+    rows = await _all_versions(backend, ns, "doc", "d")
+    _assert_consistent(rows)
+    assert _shape(rows) == [(4, False), (3, True), (3, False), (2, False), (1, False)]
+
+
+async def test_save_over_a_history_row_of_the_current_version(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    """A history row already holding the current version's number (an import of history
+    rows may write one) is replaced by the version a save moves there; the save succeeds."""
+    await backend.save_entity(ns, "doc", "d", {"n": 1})
+    current = await backend.save_entity(ns, "doc", "d", {"n": 2})
+    stray = EntityVersion("doc", "d", 2, {"n": "stray"}, current.updated_at - 1.0, "x")
+    await backend.import_entity_versions(ns, [stray])
+    assert (await backend.save_entity(ns, "doc", "d", {"n": 3}, expected_version=2)).version == 3
+    rows = await _all_versions(backend, ns, "doc", "d")
+    _assert_consistent(rows)
+    assert [(v.version, v.data) for v in rows] == [(3, {"n": 3}), (2, {"n": 2}), (1, {"n": 1})]
+    assert rows[1].saved_at == pytest.approx(current.updated_at, abs=1e-3)
+
+
+async def test_import_rewinds_to_a_middle_version(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    """Rows below the imported version stay; the replaced row (newer) and every row from
+    the imported version on go."""
+    for n in range(1, 4):
+        await backend.save_entity(ns, "doc", "d", {"n": n})
+    await backend.delete_entity(ns, "doc", "d")
+    await backend.save_entity(ns, "doc", "d", {"n": 4}, expected_version=0)
+    now = time.time()
+    await backend.import_entity(
+        ns, EntityRecord("doc", "d", {"n": "dump-v2"}, 2, now - 9.0, now - 5.0, None)
+    )
+    rows = await _all_versions(backend, ns, "doc", "d")
+    assert [(v.version, v.deleted, v.data) for v in rows] == [
+        (2, False, {"n": "dump-v2"}),
+        (1, False, {"n": 1}),
+    ]
+    assert (await backend.save_entity(ns, "doc", "d", {"n": 5})).version == 3
+    # a later version imported over it moves it into history (replication's case)
+    await backend.import_entity(
+        ns, EntityRecord("doc", "d", {"n": "v7"}, 7, now - 9.0, now - 1.0, None)
+    )
+    rows = await _all_versions(backend, ns, "doc", "d")
+    _assert_consistent(rows)
+    assert [(v.version, v.data) for v in rows] == [
+        (7, {"n": "v7"}),
+        (3, {"n": 5}),
+        (2, {"n": "dump-v2"}),
+        (1, {"n": 1}),
+    ]
+
+
 async def test_import_entity_versions_round_trip(
     backend: DistributedMemoryBackend, ns: str
 ) -> None:
@@ -699,6 +802,27 @@ async def test_replication_copies_history(replicated: ReplicatedMemoryBackend, n
     assert (await backend.secondary.list_conversation_revisions(ns, "c")).items == want_revs
     one = await backend.secondary.load_conversation_revision(ns, "c", 1)
     assert one is not None and [m.message for m in one[1]] == [{"m": 1}]
+
+
+async def test_replication_follows_a_rewind(replicated: ReplicatedMemoryBackend, ns: str) -> None:
+    """An import of an older version on the primary (a restore) rewinds the secondary's
+    history the same way."""
+    backend = replicated
+    for n in range(1, 4):
+        await backend.save_entity(ns, "doc", "d", {"n": n})
+    await backend.delete_entity(ns, "doc", "d")
+    now = time.time()
+    await backend.import_entity(
+        ns, EntityRecord("doc", "d", {"n": "dump-v1"}, 1, now - 100.0, now - 100.0, None)
+    )
+    await backend.save_entity(ns, "doc", "d", {"n": "after"}, expected_version=1)
+    want = await _all_versions(backend.primary, ns, "doc", "d")
+    assert [(v.version, v.data) for v in want] == [(2, {"n": "after"}), (1, {"n": "dump-v1"})]
+    for _ in range(500):
+        if await _all_versions(backend.secondary, ns, "doc", "d") == want:
+            break
+        await asyncio.sleep(0.02)
+    assert await _all_versions(backend.secondary, ns, "doc", "d") == want
 
 
 async def test_delete_history_rows_removes_exactly_those(

@@ -49,7 +49,8 @@ Version history (docs/architecture.md, "Version history"):
   ``expected_version=n`` can never match a different object, and ``expected_version=0``
   ("must not exist") holds after a delete. A save over an expired row is such a create
   (the expired row moves to history); the purge of an expired row moves it to history too
-  (no tombstone: it was not deleted), so the numbering continues.
+  (no tombstone: it was not deleted), so the numbering continues. The one exception is
+  a restore: ``import_entity`` rewinds the key to the imported version (below).
 * Retention pruning an entity removes it like a delete: the version moves to history and
   a tombstone with the actor ``core.changes.RETENTION_ACTOR`` keeps the numbering.
   ``prune`` with the ``versions`` rules of ``Cutoffs`` removes history rows and
@@ -60,9 +61,14 @@ Version history (docs/architecture.md, "Version history"):
 * History methods return rows as stored, ``expires_at`` included: an entity row whose
   ``expires_at`` has passed is still the key's newest version; whether a version was
   readable at an instant is the caller's judgement (``expires_at <= at``: it was not).
-* ``import_entity`` writes the record exactly and moves the current row (if any, and if
-  its version differs) into history as a save does, so a replicated secondary builds the
-  same history as its primary.
+* ``import_entity`` of version n *rewinds* the key to it: in one atomic step, the key's
+  history rows and tombstones of version n or higher go, a current row of a lower version
+  moves into history as a save's does (of a higher one it is dropped, of n it is just
+  replaced), and the record is written exactly. Replication imports increasing versions,
+  so a replicated secondary builds the same history as its primary; a restore of an
+  older dump leaves the key as it was at that version, numbered on from n (the only case
+  where numbers come again: an ``expected_version``/ETag of a rewound version matches
+  the restored object, which is that version).
 * ``replace_conversation`` keeps the replaced messages as a *revision*
   (``ConversationRevision``: numbers 1.. per conversation, 1 + the highest stored, so
   never reused while one is stored; ``replaced_at``, ``actor``, ``message_count`` and the
@@ -313,10 +319,19 @@ class DistributedMemoryBackend(abc.ABC):
         one ``entity.saved`` event with the record's version and tells the other replicas
         (their caches drop the key); the manager drops its own cached copy. The record's
         ``created_at`` replaces any earlier creation time (analytics count it there).
-        ``expires_at`` in the past stores nothing readable (the entity is expired). The
-        row it replaces (if any, and of another version) moves into history as a save's
-        does, so a replica fed by imports keeps the same history; the imported version's
-        actor (version history) is the importer's ``current_actor_name()``."""
+        ``expires_at`` in the past stores nothing readable (the entity is expired).
+
+        Version history: the import rewinds the key to the record's version n, atomically
+        with the write (the same transaction or script; MongoDB without transactions:
+        the rows first, then the entity, so a writer that stops in between leaves no row
+        ahead of the current one): history rows and tombstones of version >= n are
+        removed, the row it replaces moves into history when its version is lower than n
+        (as a save's does: a replica fed by imports of increasing versions keeps the same
+        history) and is dropped when higher. So the next save is n + 1 and the listing
+        never shows a row ahead of the current version. After a restore of an older dump
+        an ``expected_version`` (an ETag) of a rewound version can match again: the
+        restored object is that version. The imported version's actor is the importer's
+        ``current_actor_name()``."""
         raise NotImplementedError(f"{self.name} cannot import")
 
     async def import_conversation(

@@ -36,10 +36,13 @@ Why it is shaped this way:
 * Version history (base.py, "Version history"): ``entity_versions`` holds the replaced
   versions and tombstones of entities, ``conversation_revisions``/``revision_messages`` the
   messages a replace replaced. An entity row leaves for history through two TEMP triggers
-  of the write connection (``WRITER_SCHEMA``): one on an update that changes the version
-  (a save, an import of another version), one on a delete (a delete, an expiry purge, a
+  of the write connection (``WRITER_SCHEMA``): one on an update that raises the version
+  (a save, an import of a later version), one on a delete (a delete, an expiry purge, a
   retention prune), so every path that replaces or removes a row keeps it, in the write's
-  own statement, with no extra hop. The row carries who wrote it (column ``actor``).
+  own statement, with no extra hop. The row carries who wrote it (column ``actor``). An
+  import rewinds the key first (deletes its history from the imported version on, in the
+  import's transaction), so an older version imported over a newer one leaves no row
+  ahead of it.
   Namespaces of the service (``_keys``, ``_search``, ...) keep none (``keeps_history``).
 * Each statement is a hop to aiosqlite's thread (~40 µs of CPU): statements whose rows
   are read go through ``execute_fetchall`` (one hop, where a cursor's ``fetchone`` and
@@ -213,22 +216,28 @@ _NEXT_POSITION = f"{_LAST_POSITION} + 1"
 #:   the event only when the id is new (a retried record changes nothing). Each statement
 #:   is a hop to aiosqlite's thread (~40 µs of CPU); these writes had one statement, and
 #:   keep one.
-#: * ``entity_replaced``/``entity_removed``: an entity row that a write replaces with another
-#:   version, or deletes, moves into ``entity_versions`` (module docstring).
+#: * ``entity_replaced``/``entity_removed``: an entity row that a write replaces with a
+#:   higher version, or deletes, moves into ``entity_versions`` (module docstring). A row
+#:   replaced by a lower version (an import rewinding the key) is dropped. The history
+#:   write is an explicit upsert: the outer statement's conflict policy overrides an
+#:   ``INSERT OR REPLACE`` in a trigger body (the saves' upsert would make it ABORT), so a
+#:   row already there would fail the write.
+_KEEP_OLD_ROW = """
+    INSERT INTO entity_versions (ns, type, id, version, deleted, data, saved_at, actor,
+        expires_at)
+    VALUES (OLD.ns, OLD.type, OLD.id, OLD.version, 0, OLD.data, OLD.updated_at, OLD.actor,
+        OLD.expires_at)
+    ON CONFLICT (ns, type, id, version, deleted) DO UPDATE SET data = excluded.data,
+        saved_at = excluded.saved_at, actor = excluded.actor, expires_at = excluded.expires_at;
+"""
 WRITER_SCHEMA = f"""
 CREATE TEMP TRIGGER entity_replaced AFTER UPDATE OF version ON entities
-WHEN OLD.version <> NEW.version AND substr(OLD.ns, 1, 1) <> '{INTERNAL_PREFIX}' BEGIN
-    INSERT OR REPLACE INTO entity_versions (ns, type, id, version, deleted, data, saved_at,
-        actor, expires_at)
-    VALUES (OLD.ns, OLD.type, OLD.id, OLD.version, 0, OLD.data, OLD.updated_at, OLD.actor,
-        OLD.expires_at);
+WHEN OLD.version < NEW.version AND substr(OLD.ns, 1, 1) <> '{INTERNAL_PREFIX}' BEGIN
+    {_KEEP_OLD_ROW}
 END;
 CREATE TEMP TRIGGER entity_removed AFTER DELETE ON entities
 WHEN substr(OLD.ns, 1, 1) <> '{INTERNAL_PREFIX}' BEGIN
-    INSERT OR REPLACE INTO entity_versions (ns, type, id, version, deleted, data, saved_at,
-        actor, expires_at)
-    VALUES (OLD.ns, OLD.type, OLD.id, OLD.version, 0, OLD.data, OLD.updated_at, OLD.actor,
-        OLD.expires_at);
+    {_KEEP_OLD_ROW}
 END;
 CREATE TEMP VIEW tool_usage_writes AS SELECT *, NULL AS logged_at, NULL AS actor,
     NULL AS address FROM main.tool_usage WHERE 0;
@@ -921,6 +930,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         now = time.time()
 
         async def write(conn: aiosqlite.Connection) -> None:
+            # rewind the key to the imported version (base.py): its rows of that version
+            # and later go; the trigger keeps a replaced row only when it is older
+            await conn.execute(
+                "DELETE FROM entity_versions WHERE ns = ? AND type = ? AND id = ? AND version >= ?",
+                (namespace, record.type, record.id, record.version),
+            )
             await conn.execute(
                 "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
                 "expires_at, pinned, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "

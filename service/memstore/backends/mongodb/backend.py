@@ -16,7 +16,8 @@ Shape and invariants (the reasoning is in docs/architecture.md, "MongoDB backend
   without a new version.
 * Version history (``history``): the version a save, delete, purge or prune replaces or
   removes is written to ``entity_versions`` before the entity changes, a delete's
-  tombstone after; a create numbers on from the key's highest history version;
+  tombstone after; a create numbers on from the key's highest history version; an
+  import first removes the key's rows of its version and later (it rewinds the key);
   ``replace_conversation`` copies the replaced messages as a revision. In the write's
   transaction where the server has them; without, the order loses no version.
 * Conversations: one document per message (``seq`` from a per-conversation counter
@@ -819,7 +820,9 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
         imported: EntityRecord | None = None,
     ) -> EntityRecord:
         """A save, or with ``imported`` an import: that record's version and times as
-        given, no version check. The version it replaces moves to history first."""
+        given, no version check, the key rewound to that version (its history rows from
+        it on removed; a replaced row of a higher version dropped). The version it
+        replaces moves to history first."""
         coll = self._coll(schema.ENTITIES)
         actor = changes.current_actor_name()
         history_kept = keeps_history(key["ns"])
@@ -877,8 +880,22 @@ class MongoDBMemoryBackend(DistributedMemoryBackend):
                 await claims.claim()
                 if (
                     history_kept
+                    and imported is not None
+                    and (current_doc is None or current_doc["version"] >= imported.version)
+                ):
+                    # rewind the key to the imported version (base.py): its rows of that
+                    # version and later go before the entity changes, so a writer that
+                    # stops in between leaves no row ahead of the current version. Below a
+                    # stored document of a lower version there is no such row (no write
+                    # puts one above it), so replication's imports of the next version
+                    # skip this: FerretDB reads the whole collection for a filtered delete.
+                    await self._coll(schema.ENTITY_VERSIONS).delete_many(
+                        {**key, "version": {"$gte": imported.version}}, session=session
+                    )
+                if (
+                    history_kept
                     and current_doc is not None
-                    and (imported is None or current_doc["version"] != imported.version)
+                    and (imported is None or current_doc["version"] < imported.version)
                 ):
                     await self._keep_version(key, current_doc, session)
                 if current_doc is None:

@@ -35,6 +35,21 @@ local function tombstone(history, version, now, actor, prefix)
   redis.call('ZADD', history, score, version .. '|' .. now .. '|' .. actor)
 end
 
+-- Remove the key's history rows and tombstones of ``version`` or later: an import of
+-- ``version`` rewinds the key to it (base.py, ``import_entity``). The index entry goes
+-- with the last row (``prefix`` "": no history is kept, nothing to remove).
+local function rewind(history, index, id, version, prefix)
+  if prefix == '' then return end
+  local from = 2 * tonumber(version)
+  local rows = redis.call('ZRANGEBYSCORE', history, from, '+inf', 'WITHSCORES')
+  if #rows == 0 then return end
+  for j = 1, #rows, 2 do
+    if tonumber(rows[j + 1]) % 2 == 0 then redis.call('DEL', prefix .. rows[j] .. ':' .. id) end
+  end
+  redis.call('ZREMRANGEBYSCORE', history, from, '+inf')
+  if redis.call('EXISTS', history) == 0 then redis.call('ZREM', index, id) end
+end
+
 -- The highest version the history holds (0: none). A create numbers on after it.
 local function top_version(history)
   local top = redis.call('ZREVRANGE', history, 0, 0, 'WITHSCORES')

@@ -4,14 +4,16 @@
 --       PUBLISH|SPUBLISH|"", channel, message, change block (4, changes.lua), created_at,
 --       pinned "1"|"", version key prefix (history.lua)
 -- -> 1. Writes the record as given (an import: no version check, the creation time
--- replaced). The stored record, if its version differs, moves into the history as a save
--- would move it (a replicated secondary builds the primary's history). A retry of an
--- applied op logs and publishes nothing again.
+-- replaced), rewinding the key to its version n: history rows and tombstones of n or
+-- later go; the stored record moves into the history as a save would move it when its
+-- version is lower (a replicated secondary builds the primary's history), and is
+-- overwritten otherwise. A retry of an applied op logs and publishes nothing again.
 local cur = header(KEYS[1])
 if cur and cur[5] == ARGV[6] then return changes_reply(11, 1) end
 local old = accounted(cur, KEYS[4])
 local lold = laccounted(cur, KEYS[4])
-if cur and cur[1] ~= ARGV[5] then
+rewind(KEYS[8], KEYS[7], ARGV[1], ARGV[5], ARGV[17])
+if cur and tonumber(cur[1]) < tonumber(ARGV[5]) then
   keep_version(cur, KEYS[1], KEYS[8], KEYS[7], ARGV[1], ARGV[17])
 end
 local size = string.len(ARGV[2])
