@@ -49,18 +49,21 @@ async def test_the_entity_scripts_touch_the_creation_index_they_are_given(
 
     backend = redis_backend
     ns = f"keys{uuid.uuid4().hex[:8]}"
-    tag = backend.keys.entity_tag(ns, "doc", "a")
+    k = backend.keys
+    tag = k.entity_tag(ns, "doc", "a")
     created = f"test:{{{tag}}}:created"
-    keys = [*backend._entity_keys(ns, "doc", "a")[:5], created]
-    tomb = backend.keys.entity_tombstone(tag, "a")
+    # index, expiry, sizes, bytes, the creation index under test, history index
+    shard = [*backend._entity_shard_keys(tag)[:4], created, k.entity_history_index(tag)]
+    tomb = k.entity_tombstone(tag, "a")
     now = time.time()
+
+    def entity_keys(entity_id: str) -> list[str]:
+        return [k.entity(tag, entity_id), *shard, k.entity_history(tag, entity_id)]
 
     async def save(entity_id: str, expires_at: float | None) -> None:
         exp = repr(expires_at) if expires_at is not None else ""
-        pxat = str(int(expires_at * 1000)) if expires_at is not None else ""
-        entity_keys = [backend.keys.entity(tag, entity_id), *keys[1:]]
-        args = [entity_id, b"{}", repr(now), exp, "", f"op-{entity_id}", pxat]
-        reply = await backend.connection.write(scripts.SAVE_ENTITY, entity_keys, args)
+        args = [entity_id, b"{}", repr(now), exp, "", f"op-{entity_id}", ""]
+        reply = await backend.connection.write(scripts.SAVE_ENTITY, entity_keys(entity_id), args)
         assert reply[0] == b"ok"
 
     await save("a", None)
@@ -68,11 +71,17 @@ async def test_the_entity_scripts_touch_the_creation_index_they_are_given(
     execute = backend.connection.execute
     assert await execute("ZRANGE", created, 0, -1) == [b"a", b"b"]
     # b expired by "now + 10": the prune of a count drops it from the index it was given
-    count = ("SCRIPT", scripts.COUNT_ENTITIES, keys[1:], [repr(now + 10)])
+    # (no change block; then the entity and history key prefixes)
+    no_log = ["", "", "", ""]
+    prefixes = [k.entity(tag, ""), k.entity_history(tag, ""), k.entity_version_prefix(tag)]
+    count = ("SCRIPT", scripts.COUNT_ENTITIES, shard, [repr(now + 10), *no_log, *prefixes])
     assert await backend.connection.pipeline([count]) == [1]
     assert await execute("ZRANGE", created, 0, -1) == [b"a"]
     reply = await backend.connection.write(
-        scripts.DELETE_ENTITY, [*keys, tomb], ["a", repr(now), "", "op-del"]
+        scripts.DELETE_ENTITY,
+        [*entity_keys("a"), tomb],
+        # id, now, expected, op, no announcement, no change block, no actor, version prefix
+        ["a", repr(now), "", "op-del", *[""] * 3, *no_log, "", k.entity_version_prefix(tag)],
     )
     assert reply == [b"ok", b"1"]
     assert await execute("EXISTS", created) == 0

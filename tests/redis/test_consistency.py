@@ -1,4 +1,4 @@
-"""Exact listings and counts after concurrent writers and deleters, and native TTL, on
+"""Exact listings and counts after concurrent writers and deleters, and TTL, on
 standalone Redis and on the Redis Cluster."""
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ async def test_list_and_summary_exact_after_concurrent_writes_and_deletes(
             await r.close()
 
 
-async def test_ttl_is_native_and_expired_entities_vanish(
+async def test_expired_entities_vanish_into_their_history(
     redis_backend: RedisMemoryBackend,
 ) -> None:
     backend = redis_backend
@@ -91,18 +91,14 @@ async def test_ttl_is_native_and_expired_entities_vanish(
     await backend.save_entity(ns, "keep", "k0", {"i": 0}, ttl=1.0)
 
     client = backend.connection.client
-    key = backend._entity_keys(ns, "tmp", "t05")[0]
-    pttl = int(await client.execute_command("PTTL", key))
-    assert 0 < pttl <= 1000  # Redis itself expires the key
-    assert (
-        int(await client.execute_command("PTTL", backend._entity_keys(ns, "tmp", "t00")[0])) == -1
-    )
+    key, _, _, _, _, _, _, history = backend._entity_keys(ns, "tmp", "t05")
+    # no Redis expiry: the expired row must outlive its expiry to join the history
+    assert int(await client.execute_command("PTTL", key)) == -1
 
     summary = await backend.summary(ns)
     assert summary.entity_counts == {"tmp": 40, "keep": 10}
 
     await asyncio.sleep(1.3)
-    assert int(await client.execute_command("EXISTS", key)) == 0
     assert await backend.load_entity(ns, "tmp", "t05") is None
     assert [e.id for e in await _walk(backend, ns, "tmp", limit=7)] == ["t00"]
     assert [e.id for e in await _walk(backend, ns, "keep", limit=7)] == [
@@ -110,9 +106,17 @@ async def test_ttl_is_native_and_expired_entities_vanish(
     ]
     summary = await backend.summary(ns)
     assert summary.entity_counts == {"tmp": 1, "keep": 9}
-    # re-creating an expired entity starts again at version 1
+    # the listing's prune moved the expired row into the entity's history
+    assert int(await client.execute_command("EXISTS", key)) == 0
+    assert int(await client.execute_command("ZCARD", history)) == 1
+    k = backend.keys
+    renamed = k.entity_version(k.entity_tag(ns, "tmp", "t05"), 1, "t05")
+    assert int(await client.execute_command("PTTL", renamed)) == -1  # a row never expires
+    versions = (await backend.list_entity_versions(ns, "tmp", "t05")).items
+    assert [(v.version, v.deleted, v.data) for v in versions] == [(1, False, {"i": 5})]
+    # re-creating an expired entity numbers on from it
     again = await backend.save_entity(ns, "tmp", "t05", {"again": True})
-    assert again.version == 1
+    assert again.version == 2
     assert (await backend.summary(ns)).entity_counts == {"tmp": 2, "keep": 9}
 
 
@@ -187,7 +191,9 @@ async def test_a_retried_write_is_applied_once(redis_backend: RedisMemoryBackend
     assert rec.version == 1
 
     tomb = backend.keys.entity_tombstone(backend.keys.entity_tag(ns, "doc", "a"), "a")
-    del_args = ["a", now, "1", "op-del"]
+    # id, now, expected, op, no announcement, no change block, no actor, version prefix
+    prefix = backend.keys.entity_version_prefix(backend.keys.entity_tag(ns, "doc", "a"))
+    del_args = ["a", now, "1", "op-del", *[""] * 8, prefix]
     first = await backend.connection.write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
     retry = await backend.connection.write(scripts.DELETE_ENTITY, [*keys, tomb], del_args)
     assert first == retry == [b"ok", b"1"]  # not a conflict on "version 1 expected"

@@ -65,6 +65,8 @@ def test_every_operation_is_single_slot(
         [
             *backend._conversation_keys(ns, cid),
             k.conversation_last_pop(k.conversation_tag(ns, cid), cid),
+            *backend._revision_keys(k.conversation_tag(ns, cid), cid),
+            k.conversation_revision_messages(k.conversation_tag(ns, cid), 7, cid),
         ],
     ]
     t = k.tool_tag(ns, eid)

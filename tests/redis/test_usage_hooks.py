@@ -7,6 +7,7 @@ the counters are shared by replicas (two apps, one Redis)."""
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from memstore.backends.redis import RedisMemoryBackend
-from memstore.core.records import ToolUsageRecord
+from memstore.core.records import Page, ToolUsageRecord
 from memstore.core.settings import Settings
 from memstore.server.app import create_app
 from tests.security.conftest import NS_A, NS_B, write_tokens_file
@@ -141,10 +142,11 @@ async def test_admin_summary_lists_every_namespace_on_redis(make_http: Any, cred
     paged = await (await http.get("/v1/summary", params={"limit": "1"}, headers=admin)).json()
     assert [s["namespace"] for s in paged["items"]] == [NS_A]
     assert paged["next_after"] == NS_A
-    # A namespace whose data is all deleted drops out of the listing.
+    # A namespace whose entities are all deleted still holds their tombstones (version
+    # history, which keeps the numbering), so it stays listed.
     assert (await http.delete(f"{B}/entities/note/n", headers=h)).status == 204
     after = await (await http.get("/v1/summary", headers=admin)).json()
-    assert [s["namespace"] for s in after["items"]] == [NS_A]
+    assert [s["namespace"] for s in after["items"]] == [NS_A, NS_B]
 
 
 # -- the backend's accounting where Redis differs from the embedded store ------------------
@@ -153,14 +155,18 @@ async def test_admin_summary_lists_every_namespace_on_redis(make_http: Any, cred
 async def test_bytes_of_an_entity_whose_key_redis_already_dropped(
     redis_backend: RedisMemoryBackend,
 ) -> None:
-    """Redis deletes an expired key on its own; the size must still be subtracted once."""
+    """A record written before version history has a Redis expiry (``PXAT``), so Redis
+    deletes it on its own; the size must still be subtracted once."""
     ns = f"u{secrets.token_hex(6)}"
     keep = {"keep": "k" * 40}
     await redis_backend.save_entity(ns, "doc", "keep", keep)
-    await redis_backend.save_entity(ns, "doc", "gone", {"text": "g" * 300}, ttl=0.5)
+    gone = await redis_backend.save_entity(ns, "doc", "gone", {"text": "g" * 300}, ttl=0.5)
     await redis_backend.save_entity(ns, "doc", "later", {"text": "l" * 100}, ttl=0.5)
     key = redis_backend._entity_keys(ns, "doc", "gone")[0]
     client = redis_backend.connection.client
+    assert gone.expires_at is not None
+    # what the release before version history wrote: the key expires with the entity
+    await client.execute_command("PEXPIREAT", key, math.ceil(gone.expires_at * 1000))
     deadline = 50
     while int(await client.execute_command("EXISTS", key)) and deadline:
         await asyncio.sleep(0.2)  # wait for Redis itself to drop the key (lazy or active)
@@ -199,3 +205,20 @@ async def test_tool_usage_retention_trim_gives_bytes_back(any_redis_settings: Se
         assert (await backend.summary(ns)).tool_usage_counts == {}
     finally:
         await backend.close()
+
+
+async def test_history_alone_keeps_a_namespace_listed(redis_backend: RedisMemoryBackend) -> None:
+    """``list_namespaces`` counts version history: revisions of a conversation emptied by
+    pops, the tombstone of a deleted entity."""
+    revs, tomb = f"r{secrets.token_hex(6)}", f"t{secrets.token_hex(6)}"
+    await redis_backend.append_messages(revs, "c", [{"m": 1}])
+    await redis_backend.replace_conversation(revs, "c", [{"m": 2}])
+    assert await redis_backend.pop_message(revs, "c") is not None  # empty: gone
+    await redis_backend.save_entity(tomb, "doc", "d", {"v": 1})
+    assert await redis_backend.delete_entity(tomb, "doc", "d")
+    assert await redis_backend.list_conversations(revs, limit=10) == Page([], None)
+    assert await redis_backend.list_namespaces() == sorted([revs, tomb])
+    # purging the history erases the revisions; the tombstone holds the numbering
+    assert await redis_backend.purge_history(revs) == 1
+    assert await redis_backend.purge_history(tomb) == 1  # the deleted version, not its tombstone
+    assert await redis_backend.list_namespaces() == [tomb]

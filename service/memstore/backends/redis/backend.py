@@ -35,11 +35,18 @@ from memstore.backends.base import DistributedMemoryBackend, InvalidationCallbac
 from memstore.backends.common import (
     ExpiredEntityPurge,
     build_page,
+    by_revision,
     check_imported_seqs,
+    check_version_or_at,
+    history_order,
     json_bytes,
     json_bytes_each,
+    keeps_history,
     page_after_id,
+    page_after_key,
+    page_after_revision,
     page_after_time,
+    page_after_version,
     version_conflict,
 )
 from memstore.backends.redis import scripts
@@ -56,7 +63,7 @@ from memstore.core.analytics import (
     ToolAnalytics,
     ToolTally,
 )
-from memstore.core.changes import current_actor
+from memstore.core.changes import RETENTION_ACTOR, current_actor, current_actor_name
 from memstore.core.errors import BackendUnavailableError, ConfigurationError
 from memstore.core.keys import conversation_change_key, entity_cache_key
 from memstore.core.records import (
@@ -78,6 +85,7 @@ from memstore.core.retention import (
     PrunedConversation,
     PrunedEntity,
     PrunedRecord,
+    PrunedVersion,
     PruneReport,
 )
 
@@ -256,16 +264,135 @@ def _scanned(reply: list[Any], head: int) -> tuple[KindStats, dict[int, int]]:
     )
 
 
-def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None, bool]:
-    """``<version>|<created>|<updated>|<expires>|<op>[|1]\\n<payload>`` (see header.lua:
-    the sixth field, absent from records written before pins, is the pin)."""
+def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None, bool, bytes]:
+    """``<version>|<created>|<updated>|<expires>|<op>[|<pin>[|<actor>]]\\n<payload>`` (see
+    header.lua: the sixth field, absent from records written before pins, is the pin; the
+    seventh, absent from records written before history or without an actor, is the
+    writer's name as JSON)."""
     head, _, data = value.partition(b"\n")
     v, c, u, x, rest = head.split(b"|", 4)
-    return data, int(v), float(c), float(u), float(x) if x else None, rest.endswith(b"|1")
+    pin, _, actor = rest.partition(b"|")[2].partition(b"|")
+    return data, int(v), float(c), float(u), float(x) if x else None, pin == b"1", actor
+
+
+def _actor_json(name: str | None) -> str:
+    """An actor's name as the scripts store it: a JSON string (it holds no raw newline),
+    "" for none."""
+    return "" if name is None else orjson.dumps(name).decode()
+
+
+def _actor_of(raw: bytes) -> str | None:
+    return str(orjson.loads(raw)) if raw else None
+
+
+def _writer() -> str:
+    """Who writes now (``current_actor_name``), as the scripts store it."""
+    return _actor_json(current_actor_name())
+
+
+def _version_of_entity(entity_type: str, entity_id: str, value: bytes) -> EntityVersion:
+    """The stored entity row as a version (expired or not: history shows it as stored)."""
+    data, version, _, updated, expires_at, _, actor = _parse_entity(value)
+    return EntityVersion(
+        type=entity_type,
+        id=entity_id,
+        version=version,
+        data=orjson.loads(data),
+        saved_at=updated,
+        actor=_actor_of(actor),
+        expires_at=expires_at,
+    )
+
+
+def _version_of_row(
+    entity_type: str, entity_id: str, member: bytes, row: bytes | None
+) -> EntityVersion:
+    """A history row (lua/history.lua): a past version's stored value, or a tombstone's
+    member, ``<version>|<saved_at>|<actor>``."""
+    if row is not None:
+        return _version_of_entity(entity_type, entity_id, row)
+    v, saved, actor = member.split(b"|", 2)
+    return EntityVersion(
+        type=entity_type,
+        id=entity_id,
+        version=int(v),
+        data=None,
+        saved_at=float(saved),
+        actor=_actor_of(actor),
+        deleted=True,
+    )
+
+
+def _row_of(v: EntityVersion) -> list[Any]:
+    """Score, member and stored value of a history row (lua/history.lua): a past version
+    is stored as an entity value (created = saved_at: a version has no creation time of
+    its own), a tombstone in its member."""
+    actor = _actor_json(v.actor)
+    if v.deleted:
+        return [2 * v.version + 1, f"{v.version}|{_f(v.saved_at)}|{actor}", ""]
+    saved = _f(v.saved_at)
+    expires = _f(v.expires_at) if v.expires_at is not None else ""
+    head = f"{v.version}|{saved}|{saved}|{expires}|"
+    if actor:
+        head += f"||{actor}"
+    return [2 * v.version, str(v.version), head.encode() + b"\n" + orjson.dumps(v.data)]
+
+
+def _score(value: Any) -> int:
+    return int(float(value))
+
+
+def _history_rows(reply: list[Any]) -> list[tuple[bytes, Any, bytes | None]]:
+    """``entity_versions.lua``'s flat ``[member, score, row, ...]``."""
+    return [(reply[j], reply[j + 1], reply[j + 2]) for j in range(0, len(reply), 3)]
+
+
+def _within(score: int, top: str, bottom: str) -> bool:
+    """Whether ``score`` is between ZRANGEBYSCORE bounds ("+inf", "(14", "6", "-inf")."""
+
+    def above(bound: str, strict: bool) -> bool:
+        if bound.startswith("("):
+            return score > int(bound[1:]) if strict else score < int(bound[1:])
+        if bound in ("+inf", "-inf"):
+            return True
+        return score >= int(bound) if strict else score <= int(bound)
+
+    return above(top, False) and above(bottom, True)
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
+
+
+def _id_then_number(row: tuple[PrunedVersion, int]) -> tuple[str, int]:
+    """Version retention's order within a type: id, then score (version, tombstone last)
+    or revision."""
+    return (row[0].id, row[1])
+
+
+def _revision_of(conversation_id: str, revision: int, value: bytes) -> ConversationRevision:
+    """A revisions hash value, "<replaced_at>|<message count>|<actor>" (lua/revisions.lua)."""
+    at, count, actor = value.split(b"|", 2)
+    return ConversationRevision(
+        conversation_id=conversation_id,
+        revision=revision,
+        replaced_at=float(at),
+        message_count=int(count),
+        actor=_actor_of(actor),
+    )
+
+
+def _message_of(conversation_id: str, item: bytes) -> MessageRecord:
+    """A message list item, "<seq>\\n<created_at>\\n<message JSON>" (append_messages.lua)."""
+    seq, ts, raw = item.split(b"\n", 2)
+    return MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
 
 
 #: Ids a retention scan examines per script call: bounds how long one call holds Redis.
 _SCAN_BUDGET = 500
+
+#: The actor of the tombstone an entity removed by retention leaves (a JSON string).
+_RETENTION_ACTOR = _actor_json(RETENTION_ACTOR)
 
 
 def _bound(value: float | None) -> str:
@@ -528,13 +655,31 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     # -- entities -----------------------------------------------------------------------
 
     def _entity_keys(self, ns: str, entity_type: str, entity_id: str) -> list[str]:
-        """entity, index, expiry, sizes, bytes, creation times: the KEYS of the entity
-        write scripts."""
+        """entity, index, expiry, sizes, bytes, creation times, history index, history:
+        the KEYS of the entity write scripts."""
         tag = self.keys.entity_tag(ns, entity_type, entity_id)
-        return [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag)]
+        return self._entity_keys_on(tag, entity_id)
+
+    def _entity_keys_on(self, tag: str, entity_id: str) -> list[str]:
+        k = self.keys
+        return [
+            k.entity(tag, entity_id),
+            *self._entity_shard_keys(tag),
+            k.entity_history(tag, entity_id),
+        ]
+
+    def _version_prefix(self, ns: str, tag: str) -> str:
+        """Where the entity write scripts on ``tag`` keep past versions (``history.lua``):
+        "" in the service's own namespaces, which keep no history (``keeps_history``)."""
+        return self.keys.entity_version_prefix(tag) if keeps_history(ns) else ""
+
+    def _revision_prefix(self, ns: str, tag: str) -> str:
+        """Where a replace on ``tag`` keeps the replaced messages (``revisions.lua``), ""
+        where no history is kept."""
+        return self.keys.conversation_revision_messages_prefix(tag) if keeps_history(ns) else ""
 
     def _entity_shard_keys(self, tag: str) -> list[str]:
-        """index, expiry, sizes, bytes, creation times of one entity shard."""
+        """index, expiry, sizes, bytes, creation times, history index of one entity shard."""
         k = self.keys
         return [
             k.entity_index(tag),
@@ -542,6 +687,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             k.entity_sizes(tag),
             k.entity_bytes(tag),
             k.entity_created(tag),
+            k.entity_history_index(tag),
         ]
 
     def _pruning(
@@ -549,11 +695,20 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> tuple[Any, ...]:
         """A pruning script's call on one entity shard (``LIST_ENTITY_IDS``,
         ``COUNT_ENTITIES``, ``ENTITY_BYTES``): KEYS and ``now, *args``, then the change
-        block for the ``entity.expired`` events of what it prunes (no actor: Redis' expiry
-        removed them, not the caller)."""
+        block for the ``entity.expired`` events of what it prunes (no actor: their expiry
+        removed them, not the caller), then the entity and history key prefixes (the
+        pruned records move into their history)."""
         names = _names(actor=False, entity_type=entity_type)
         change_keys, change_args = self._change_block(ns, tag, now, names)
-        return [*self._entity_shard_keys(tag), *change_keys], [_f(now), *args, *change_args]
+        k = self.keys
+        return [*self._entity_shard_keys(tag), *change_keys], [
+            _f(now),
+            *args,
+            *change_args,
+            k.entity(tag, ""),
+            k.entity_history(tag, ""),
+            self._version_prefix(ns, tag),
+        ]
 
     async def _register_type(self, ns: str, entity_type: str) -> None:
         await self._register_namespace(ns)
@@ -599,7 +754,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             scripts.SAVE_ENTITY,
             namespace,
             tag,
-            [self.keys.entity(tag, entity_id), *self._entity_shard_keys(tag), *change_keys],
+            [*self._entity_keys_on(tag, entity_id), *change_keys],
             [
                 entity_id,
                 payload,
@@ -607,9 +762,10 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _f(expires_at) if expires_at is not None else "",
                 str(expected_version) if expected_version is not None else "",
                 _op_id(),
-                str(math.ceil(expires_at * 1000)) if expires_at is not None else "",
+                _writer(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
+                self._version_prefix(namespace, tag),
             ],
         )
         if announcement is not None:
@@ -641,7 +797,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             scripts.IMPORT_ENTITY,
             namespace,
             tag,
-            [self.keys.entity(tag, record.id), *self._entity_shard_keys(tag), *change_keys],
+            [*self._entity_keys_on(tag, record.id), *change_keys],
             [
                 record.id,
                 payload,
@@ -649,11 +805,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _f(expires_at) if expires_at is not None else "",
                 str(record.version),
                 _op_id(),
-                str(math.ceil(expires_at * 1000)) if expires_at is not None else "",
+                # the record does not say who wrote it: the writer of the import does
+                _writer(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
                 _f(record.created_at),
                 "1" if record.pinned else "",
+                self._version_prefix(namespace, tag),
             ],
         )
         if announcement is not None:
@@ -665,7 +823,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     ) -> EntityRecord | None:
         if value is None:
             return None
-        data, version, created, updated, expires_at, pinned = _parse_entity(value)
+        data, version, created, updated, expires_at, pinned, _ = _parse_entity(value)
         if expires_at is not None and expires_at <= now:
             return None
         return EntityRecord(
@@ -710,8 +868,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             namespace,
             tag,
             [
-                self.keys.entity(tag, entity_id),
-                *self._entity_shard_keys(tag),
+                *self._entity_keys_on(tag, entity_id),
                 self.keys.entity_tombstone(tag, entity_id),
                 *change_keys,
             ],
@@ -722,6 +879,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 _op_id(),
                 *(announcement or _NO_ANNOUNCEMENT),
                 *change_args,
+                _writer(),
+                self._version_prefix(namespace, tag),
             ],
         )
         if announcement is not None:
@@ -818,6 +977,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             scripts.APPEND_MESSAGES, namespace, conversation_id, messages, messages_json
         )
 
+    def _revision_keys(self, tag: str, conversation_id: str) -> list[str]:
+        """revisions, revision index: the KEYS a script that makes or erases revisions
+        adds after the conversation's own (``lua/revisions.lua``)."""
+        k = self.keys
+        return [k.conversation_revisions(tag, conversation_id), k.conversation_revision_index(tag)]
+
     async def _write_messages(
         self,
         script: scripts.Script,
@@ -825,26 +990,35 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         conversation_id: str,
         messages: list[JSONObject],
         messages_json: Sequence[bytes] | None,
+        *,
+        revision: bool = False,
     ) -> list[MessageRecord]:
-        """Append (the script returns the first seq) or replace (it returns 1)."""
+        """Append (the script returns the first seq) or replace (it returns 1; with
+        ``revision`` the replaced messages become a revision)."""
         raws = json_bytes_each(messages, messages_json)
         await self._register_namespace(namespace)
         now = time.time()
         tag = self.keys.conversation_tag(namespace, conversation_id)
         names = _names(conversation_id=conversation_id)
         change_keys, change_args = self._change_block(namespace, tag, now, names)
+        keys = self._conversation_keys(namespace, conversation_id)
+        extra: list[Any] = []
+        if revision:
+            keys += self._revision_keys(tag, conversation_id)
+            extra = [_writer(), self._revision_prefix(namespace, tag)]
         first = int(
             await self._write(
                 script,
                 namespace,
                 tag,
-                [*self._conversation_keys(namespace, conversation_id), *change_keys],
+                [*keys, *change_keys],
                 [
                     conversation_id,
                     _f(now),
                     _op_id(),
                     *self._conversation_announcement(namespace, conversation_id),
                     *change_args,
+                    *extra,
                     *raws,
                 ],
             )
@@ -871,11 +1045,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 [key],
                 [before_seq, limit if limit is not None else ""],
             )
-        # each item is "<seq>\n<created_at>\n<message JSON>" (see append_messages.lua)
-        return [
-            MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
-            for seq, ts, raw in (item.split(b"\n", 2) for item in items)
-        ]
+        return [_message_of(conversation_id, item) for item in items]
 
     async def replace_conversation(
         self,
@@ -886,7 +1056,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         messages_json: Sequence[bytes] | None = None,
     ) -> list[MessageRecord]:
         return await self._write_messages(
-            scripts.REPLACE_CONVERSATION, namespace, conversation_id, messages, messages_json
+            scripts.REPLACE_CONVERSATION,
+            namespace,
+            conversation_id,
+            messages,
+            messages_json,
+            revision=True,
         )
 
     async def import_conversation(
@@ -943,10 +1118,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 *change_args,
             ],
         )
-        if item is None:
-            return None
-        seq, ts, raw = item.split(b"\n", 2)
-        return MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
+        return None if item is None else _message_of(conversation_id, item)
 
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
         tag = self.keys.conversation_tag(namespace, conversation_id)
@@ -956,11 +1128,16 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             scripts.DELETE_CONVERSATION,
             namespace,
             tag,
-            [*self._conversation_keys(namespace, conversation_id), *change_keys],
+            [
+                *self._conversation_keys(namespace, conversation_id),
+                *self._revision_keys(tag, conversation_id),
+                *change_keys,
+            ],
             [
                 conversation_id,
                 *self._conversation_announcement(namespace, conversation_id),
                 *change_args,
+                self.keys.conversation_revision_messages_prefix(tag),
             ],
         )
         return int(res) == 1
@@ -1616,7 +1793,100 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             await self._prune_tools(namespace, c.tool_usage_before, limit, report)
         if c.feedback_before is not None:
             await self._prune_feedback(namespace, c.feedback_before, limit, report)
+        if c.versions_on:
+            await self._prune_versions(namespace, c, limit, report)
         return report
+
+    async def _prune_versions(self, ns: str, c: Cutoffs, limit: int, report: PruneReport) -> None:
+        """Entity history rows by (type, id, version, deleted), then revisions by
+        (conversation, revision): the first ``limit`` that go (lua/version_retention.lua),
+        found by read-only scans, then removed by one script per key that judges them
+        again."""
+        k = self.keys
+        keep = str(c.versions_keep) if c.versions_keep is not None else ""
+        bounds = [keep, _bound(c.versions_saved_before)]
+        #: (the row as reported, its score: 2 x version (+1: tombstone), or the revision)
+        chosen: list[tuple[PrunedVersion, int]] = []
+        for entity_type in await self._types_ever(ns):
+            tags = k.entity_tags(ns, entity_type)
+            shards = await self._scan_shards(
+                scripts.RETENTION_VERSIONS,
+                [
+                    (
+                        [k.entity_history_index(t)],
+                        bounds,
+                        [k.entity(t, ""), k.entity_history(t, ""), k.entity_version_prefix(t)],
+                    )
+                    for t in tags
+                ],
+                limit + 1 - len(chosen),
+                3,
+            )
+            rows = sorted(
+                (
+                    (PrunedVersion(entity_type, _s(i), n // 2, _s(r), n % 2 == 1), n)  # type: ignore[arg-type]
+                    for items in shards
+                    for i, score, r in items
+                    for n in (_score(score),)
+                ),
+                key=_id_then_number,
+            )
+            chosen += rows[: limit + 1 - len(chosen)]
+            if len(chosen) > limit:
+                break
+        if len(chosen) <= limit:
+            shards = await self._scan_shards(
+                scripts.RETENTION_REVISIONS,
+                [
+                    ([k.conversation_revision_index(t)], bounds, [k.conversation_revisions(t, "")])
+                    for t in k.conversation_tags(ns)
+                ],
+                limit + 1 - len(chosen),
+                3,
+            )
+            revisions = sorted(
+                (
+                    (PrunedVersion(None, _s(i), int(n), _s(r)), int(n))  # type: ignore[arg-type]
+                    for items in shards
+                    for i, n, r in items
+                ),
+                key=_id_then_number,
+            )
+            chosen += revisions[: limit + 1 - len(chosen)]
+        report.more["versions"] = len(chosen) > limit
+        chosen = chosen[:limit]
+        if report.dry_run:
+            report.versions = [v for v, _ in chosen]
+            return
+        by_key: dict[tuple[str | None, str], list[int]] = {}
+        for v, n in chosen:
+            by_key.setdefault((v.type, v.id), []).append(n)
+
+        async def remove(entity_type: str | None, key_id: str, numbers: list[int]) -> set[int]:
+            if entity_type is None:
+                tag = k.conversation_tag(ns, key_id)
+                done = await self.connection.write(
+                    scripts.PRUNE_REVISIONS,
+                    [k.conversation_revisions(tag, key_id), k.conversation_revision_index(tag)],
+                    [key_id, *bounds, k.conversation_revision_messages_prefix(tag), *numbers],
+                )
+            else:
+                tag = k.entity_tag(ns, entity_type, key_id)
+                done = await self.connection.write(
+                    scripts.PRUNE_VERSIONS,
+                    [
+                        k.entity(tag, key_id),
+                        k.entity_history_index(tag),
+                        k.entity_history(tag, key_id),
+                    ],
+                    [key_id, *bounds, k.entity_version_prefix(tag), *numbers],
+                )
+            return {_score(n) for n in done}
+
+        keys = list(by_key)
+        removed = await asyncio.gather(*(remove(t, i, by_key[t, i]) for t, i in keys))
+        gone = {(t, i, n) for (t, i), numbers in zip(keys, removed, strict=True) for n in numbers}
+        report.versions = [v for v, n in chosen if (v.type, v.id, n) in gone]
 
     async def _prune_entities(
         self, ns: str, c: Cutoffs, now: float, limit: int, report: PruneReport
@@ -1664,13 +1934,15 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 scripts.PRUNE_ENTITY,
                 ns,
                 tag,
+                [*self._entity_keys_on(tag, e.id), k.entity_accessed(tag), *change_keys],
                 [
-                    k.entity(tag, e.id),
-                    *self._entity_shard_keys(tag),
-                    k.entity_accessed(tag),
-                    *change_keys,
+                    e.id,
+                    _f(now),
+                    *bounds,
+                    *change_args,
+                    _RETENTION_ACTOR,
+                    self._version_prefix(ns, tag),
                 ],
-                [e.id, _f(now), *bounds, *change_args],
             )
             if not res:
                 return None
@@ -1720,8 +1992,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 scripts.PRUNE_CONVERSATION,
                 ns,
                 tag,
-                [*self._conversation_keys(ns, conv.id), *change_keys],
-                [conv.id, *bounds, *change_args],
+                [
+                    *self._conversation_keys(ns, conv.id),
+                    *self._revision_keys(tag, conv.id),
+                    *change_keys,
+                ],
+                [conv.id, *bounds, *change_args, k.conversation_revision_messages_prefix(tag)],
             )
             if not res:
                 return None
@@ -1868,7 +2144,34 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         ]
         return sum(int(r or 0) for r in await self.connection.pipeline(commands))
 
-    # -- version history: not yet on this backend (placeholders until it is built) ----------
+    # -- version history (lua/history.lua, lua/revisions.lua) -----------------------------
+
+    async def _versions_between(
+        self, ns: str, entity_type: str, entity_id: str, top: str, bottom: str, count: int
+    ) -> list[tuple[int, EntityVersion]]:
+        """(score, version) of the key's rows with ``top >= score >= bottom`` (bounds as
+        ZRANGEBYSCORE takes them), highest first: the stored entity row (score 2 x its
+        version) and up to ``count`` history rows, read in one script. A history row of
+        the entity row's own version (an import may write one) is left out."""
+        tag = self.keys.entity_tag(ns, entity_type, entity_id)
+        k = self.keys
+        value, rows = await self.connection.eval(
+            scripts.ENTITY_VERSIONS,
+            [k.entity(tag, entity_id), k.entity_history(tag, entity_id)],
+            [top, bottom, count, k.entity_version_prefix(tag), entity_id],
+        )
+        out: list[tuple[int, EntityVersion]] = []
+        current = None
+        if value is not None:
+            stored = _version_of_entity(entity_type, entity_id, value)
+            current = 2 * stored.version
+            if _within(current, top, bottom):
+                out.append((current, stored))
+        for member, score, row in _history_rows(rows):
+            if (n := _score(score)) != current:
+                out.append((n, _version_of_row(entity_type, entity_id, member, row)))
+        out.sort(key=_first, reverse=True)
+        return out
 
     async def list_entity_versions(
         self,
@@ -1879,7 +2182,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         cursor: str | None = None,
         limit: int = 100,
     ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        after = page_after_version(cursor)
+        top = f"({2 * after[0] + after[1]}" if after else "+inf"
+        rows = await self._versions_between(
+            namespace, entity_type, entity_id, top, "-inf", limit + 2
+        )
+        return build_page([v for _, v in rows[: limit + 1]], limit, history_order)
 
     async def load_entity_version(
         self,
@@ -1890,27 +2198,121 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         version: int | None = None,
         at: float | None = None,
     ) -> EntityVersion | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        check_version_or_at(version, at)
+        if version is not None:
+            score = str(2 * version)
+            rows = await self._versions_between(namespace, entity_type, entity_id, score, score, 1)
+            return rows[0][1] if rows else None
+        assert at is not None
+        tag = self.keys.entity_tag(namespace, entity_type, entity_id)
+        k = self.keys
+        found = await self.connection.eval(
+            scripts.ENTITY_VERSION_AT,
+            [k.entity(tag, entity_id), k.entity_history(tag, entity_id)],
+            [_f(at), k.entity_version_prefix(tag), entity_id],
+        )
+        if found is None:
+            return None
+        if isinstance(found, list):
+            member, _, row = found
+            return _version_of_row(entity_type, entity_id, member, row)
+        return _version_of_entity(entity_type, entity_id, found)
 
     async def list_versioned_entities(
         self, namespace: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[EntityVersion]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        after_type, after_id = page_after_key(cursor) or ("", "")
+        k = self.keys
+        keys: list[tuple[str, str]] = []
+        for entity_type in await self._types_ever(namespace):
+            if entity_type < after_type:
+                continue
+            lo = f"({after_id}" if entity_type == after_type and after_id else "-"
+            tags = k.entity_tags(namespace, entity_type)
+            want = limit + 1 - len(keys)
+            ranges = await self.connection.pipeline(
+                [
+                    cmd
+                    for t in tags
+                    for cmd in (
+                        ("ZRANGEBYLEX", k.entity_index(t), lo, "+", "LIMIT", 0, want),
+                        ("ZRANGEBYLEX", k.entity_history_index(t), lo, "+", "LIMIT", 0, want),
+                    )
+                ]
+            )
+            ids = sorted({_s(m) for r in ranges for m in r})[:want]
+            keys += [(entity_type, i) for i in ids]
+            if len(keys) > limit:
+                break
+        newest = await asyncio.gather(
+            *(self._versions_between(namespace, t, i, "+inf", "-inf", 1) for t, i in keys)
+        )
+        # an id indexed but gone (a key Redis expired itself, written before history) has
+        # no row; its place still moves the cursor on
+        found = [
+            (key, rows[0][1] if rows else None) for key, rows in zip(keys, newest, strict=True)
+        ]
+        page = build_page(found[: limit + 1], limit, _first)
+        return Page([v for _, v in page.items if v is not None], page.next_cursor)
 
     async def import_entity_versions(
         self, namespace: str, versions: Sequence[EntityVersion]
     ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        by_key: dict[tuple[str, str], list[Any]] = {}
+        for v in versions:
+            by_key.setdefault((v.type, v.id), []).extend(_row_of(v))
+        for entity_type in sorted({t for t, _ in by_key}):
+            await self._register_type(namespace, entity_type)
+        k = self.keys
+
+        async def write(entity_type: str, entity_id: str, rows: list[Any]) -> None:
+            tag = k.entity_tag(namespace, entity_type, entity_id)
+            await self.connection.write(
+                scripts.IMPORT_ENTITY_VERSIONS,
+                [k.entity_history_index(tag), k.entity_history(tag, entity_id)],
+                [entity_id, k.entity_version_prefix(tag), *rows],
+            )
+
+        await asyncio.gather(*(write(t, i, rows) for (t, i), rows in by_key.items()))
 
     async def list_conversation_revisions(
         self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
     ) -> Page[ConversationRevision]:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        below = page_after_revision(cursor)
+        tag = self.keys.conversation_tag(namespace, conversation_id)
+        stored = await self.connection.execute(
+            "HGETALL", self.keys.conversation_revisions(tag, conversation_id)
+        )
+        revisions = sorted(
+            (
+                _revision_of(conversation_id, int(r), value)
+                for r, value in (stored.items() if isinstance(stored, dict) else [])
+                if below is None or int(r) < below
+            ),
+            key=by_revision,
+            reverse=True,
+        )
+        return build_page(revisions[: limit + 1], limit, by_revision)
 
     async def load_conversation_revision(
         self, namespace: str, conversation_id: str, revision: int
     ) -> tuple[ConversationRevision, list[MessageRecord]] | None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        tag = self.keys.conversation_tag(namespace, conversation_id)
+        k = self.keys
+        value, items = await self.connection.eval(
+            scripts.LOAD_CONVERSATION_REVISION,
+            [
+                k.conversation_revisions(tag, conversation_id),
+                k.conversation_revision_messages(tag, revision, conversation_id),
+            ],
+            [revision],
+        )
+        if value is None:
+            return None
+        return (
+            _revision_of(conversation_id, revision, value),
+            [_message_of(conversation_id, item) for item in items],
+        )
 
     async def import_conversation_revision(
         self,
@@ -1918,14 +2320,71 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         revision: ConversationRevision,
         messages: Sequence[MessageRecord],
     ) -> None:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        cid = revision.conversation_id
+        await self._register_namespace(namespace)
+        tag = self.keys.conversation_tag(namespace, cid)
+        k = self.keys
+        await self.connection.write(
+            scripts.IMPORT_CONVERSATION_REVISION,
+            [
+                k.conversation_revisions(tag, cid),
+                k.conversation_revision_index(tag),
+                k.conversation_revision_messages(tag, revision.revision, cid),
+            ],
+            [
+                cid,
+                revision.revision,
+                f"{_f(revision.replaced_at)}|{revision.message_count}|"
+                f"{_actor_json(revision.actor)}",
+                *(
+                    f"{m.seq}\n{_f(m.created_at)}\n".encode() + orjson.dumps(m.message)
+                    for m in messages
+                ),
+            ],
+        )
 
     async def purge_history(self, namespace: str) -> int:
-        raise NotImplementedError(f"{self.name} has no version history yet")
+        k = self.keys
+        removed = 0
+        for entity_type in await self._types_ever(namespace):
+            for tag in k.entity_tags(namespace, entity_type):
+                after = ""
+                while True:
+                    last, done, n = await self.connection.write(
+                        scripts.PURGE_VERSIONS,
+                        [k.entity_history_index(tag)],
+                        [
+                            after,
+                            _SCAN_BUDGET,
+                            k.entity(tag, ""),
+                            k.entity_history(tag, ""),
+                            k.entity_version_prefix(tag),
+                        ],
+                    )
+                    removed += int(n)
+                    after = _s(last)
+                    if _s(done) == "1":
+                        break
+        for tag in k.conversation_tags(namespace):
+            while True:
+                done, n = await self.connection.write(
+                    scripts.PURGE_REVISIONS,
+                    [k.conversation_revision_index(tag)],
+                    [
+                        _SCAN_BUDGET,
+                        k.conversation_revisions(tag, ""),
+                        k.conversation_revision_messages_prefix(tag),
+                    ],
+                )
+                removed += int(n)
+                if _s(done) == "1":
+                    break
+        return removed
 
     async def list_namespaces(self) -> list[str] | None:
-        """The namespace registry, minus namespaces without live data (all deleted or
-        expired). One pipelined probe per shard per namespace: an admin-route cost."""
+        """The namespace registry, minus namespaces without data (all deleted or expired,
+        and no version history left). One pipelined probe per shard per namespace: an
+        admin-route cost."""
         key = self.keys.namespaces()
         registered = sorted(_s(n) for n in await self.connection.execute("SMEMBERS", key))
         if not registered:
@@ -1943,7 +2402,14 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 for t in sorted(_s(x) for x in types)
                 for tag in k.entity_tags(ns, t)
             ]
+            # version history is data too (a namespace of deleted entities holds tombstones)
+            probes += [
+                ("ZCARD", k.entity_history_index(tag))
+                for t in sorted(_s(x) for x in types)
+                for tag in k.entity_tags(ns, t)
+            ]
             probes += [("ZCARD", k.conversation_index(t)) for t in k.conversation_tags(ns)]
+            probes += [("ZCARD", k.conversation_revision_index(t)) for t in k.conversation_tags(ns)]
             probes += [("HLEN", k.tool_records(t)) for t in k.tool_tags(ns)]
             probes += [("ZCARD", k.feedback_time(t)) for t in k.feedback_tags(ns)]
             commands += probes

@@ -10,10 +10,11 @@ Invariants:
   in the ``k``-th equal slice of the 16384 slots. With the usual contiguous slot
   allocation every master therefore owns a share of the shards proportional to its slot
   range: one namespace spreads over all masters, independent of its name.
-* Everything one atomic operation touches (an entity and its index shard; a conversation's
-  messages, metadata and shard counters; a tool-usage record and its time indexes) shares
-  one tag, so every Lua script is single-slot. Operations that span shards (listing,
-  summary) are split into one single-slot command per shard: CROSSSLOT cannot happen.
+* Everything one atomic operation touches (an entity, its history and its index shard; a
+  conversation's messages, revisions, metadata and shard counters; a tool-usage record and
+  its time indexes) shares one tag, so every Lua script is single-slot. Operations that
+  span shards (listing, summary) are split into one single-slot command per shard:
+  CROSSSLOT cannot happen.
 * A namespace's change log (a stream) and its state (a hash: the last position, and per
   outbox the last entry relayed) share one tag of their own. On a cluster every data tag
   has an outbox stream next to its data, where the write scripts put their events; the
@@ -106,6 +107,23 @@ class Keys:
         never read since have no field and count from their last save."""
         return f"{self.prefix}ea:{{{tag}}}"
 
+    def entity_history(self, tag: str, entity_id: str) -> str:
+        """Sorted set of the entity's past versions and tombstones (``lua/history.lua``)."""
+        return f"{self.prefix}eh:{{{tag}}}:{entity_id}"
+
+    def entity_version(self, tag: str, version: int | str, entity_id: str) -> str:
+        """A past version's value, the entity value renamed (the number before the id:
+        ids may hold ``:``, digits never do)."""
+        return f"{self.entity_version_prefix(tag)}{version}:{entity_id}"
+
+    def entity_version_prefix(self, tag: str) -> str:
+        return f"{self.prefix}ev:{{{tag}}}:"
+
+    def entity_history_index(self, tag: str) -> str:
+        """Sorted set, all scores 0: the ids of the shard that have a history, in lexical
+        order (a deleted entity is in it and no longer in the index above)."""
+        return f"{self.prefix}ehi:{{{tag}}}"
+
     def entity_types(self, ns: str) -> str:
         """Set of types ever written in the namespace (a superset; counts decide liveness)."""
         return f"{self.prefix}et:{{{ns}|types}}"
@@ -127,6 +145,23 @@ class Keys:
     def conversation_last_pop(self, tag: str, conversation_id: str) -> str:
         """Short-lived marker of the last pop's operation id and item (idempotent retries)."""
         return f"{self.prefix}cp:{{{tag}}}:{conversation_id}"
+
+    def conversation_revisions(self, tag: str, conversation_id: str) -> str:
+        """Hash of the conversation's revisions (``lua/revisions.lua``): ``n`` = the last
+        revision number given, ``<revision>`` = its "<replaced_at>|<count>|<actor JSON>"."""
+        return f"{self.prefix}cr:{{{tag}}}:{conversation_id}"
+
+    def conversation_revision_messages(self, tag: str, revision: int, conversation_id: str) -> str:
+        """List of a revision's messages, items as in the conversation's own list (the
+        number before the id: ids may hold ``:``, digits never do)."""
+        return f"{self.conversation_revision_messages_prefix(tag)}{revision}:{conversation_id}"
+
+    def conversation_revision_messages_prefix(self, tag: str) -> str:
+        return f"{self.prefix}crm:{{{tag}}}:"
+
+    def conversation_revision_index(self, tag: str) -> str:
+        """Sorted set, all scores 0: the ids of the shard's conversations with revisions."""
+        return f"{self.prefix}cri:{{{tag}}}"
 
     def conversation_index(self, tag: str) -> str:
         return f"{self.prefix}ci:{{{tag}}}"

@@ -19,6 +19,13 @@ input plus output, of a feedback's data. Entities with a TTL keep their size in 
 hash (``es``, "<bytes>:<version>") because Redis may drop the entity key before the expiry
 index is pruned; the prune subtracts it and logs the version as expired.
 
+Version history: the entity write scripts move the record they replace or remove into the
+entity's history (``lua/history.lua``) and the replace of a conversation keeps its messages
+as a revision (``lua/revisions.lua``), in their own atomic step. The expiry prune
+(``lua/prune.lua``) and the retention and purge scans reach each record's own keys
+through the shard's key prefixes in ARGV: they run on the shard's slot, which those keys
+share.
+
 Change log: every script that changes something also appends its change event in the same
 atomic step (``lua/changes.lua``: straight into the namespace's log on standalone Redis,
 into the shard's outbox on a cluster, which ``RELAY_CHANGES`` moves to the log).
@@ -48,36 +55,61 @@ def _script(name: str, *libraries: str) -> Script:
 
 
 SAVE_ENTITY = _script(
-    "save_entity", "header", "expected_version", "accounted", "announce", "changes"
+    "save_entity", "header", "expected_version", "accounted", "history", "announce", "changes"
 )
 DELETE_ENTITY = _script(
-    "delete_entity", "header", "expected_version", "accounted", "announce", "changes"
+    "delete_entity", "header", "expected_version", "accounted", "history", "announce", "changes"
 )
-LIST_ENTITY_IDS = _script("list_entity_ids", "changes", "prune")
-COUNT_ENTITIES = _script("count_entities", "changes", "prune")
-ENTITY_BYTES = _script("entity_bytes", "changes", "prune")
+LIST_ENTITY_IDS = _script("list_entity_ids", "header", "history", "changes", "prune")
+COUNT_ENTITIES = _script("count_entities", "header", "history", "changes", "prune")
+ENTITY_BYTES = _script("entity_bytes", "header", "history", "changes", "prune")
 APPEND_MESSAGES = _script("append_messages", "push", "size", "announce", "changes")
 LOAD_MESSAGES_BEFORE = _script("load_messages_before")
-REPLACE_CONVERSATION = _script("replace_conversation", "push", "size", "announce", "changes")
-DELETE_CONVERSATION = _script("delete_conversation", "announce", "changes")
+REPLACE_CONVERSATION = _script(
+    "replace_conversation", "push", "size", "revisions", "announce", "changes"
+)
+DELETE_CONVERSATION = _script("delete_conversation", "revisions", "announce", "changes")
 POP_MESSAGE = _script("pop_message", "announce", "changes")
 RECORD_TOOL_USAGE = _script("record_tool_usage", "changes", "trim_tools")
 TOOL_COUNTS = _script("tool_counts", "changes", "trim_tools")
 TOOL_BYTES = _script("tool_bytes", "changes", "trim_tools")
 LOGICAL_BYTES = _script("logical_bytes")
 SAVE_FEEDBACK = _script("save_feedback", "changes")
-IMPORT_ENTITY = _script("import_entity", "header", "accounted", "announce", "changes")
+IMPORT_ENTITY = _script("import_entity", "header", "accounted", "history", "announce", "changes")
 IMPORT_CONVERSATION = _script("import_conversation", "announce", "changes")
 RELAY_CHANGES = _script("relay_changes")
 # retention (memstore.core.retention): scans are read-only, one shard each
 RETENTION_ENTITIES = _script("retention_entities", "header", "retention")
 RETENTION_CONVERSATIONS = _script("retention_conversations", "retention")
-PRUNE_ENTITY = _script("prune_entity", "header", "retention", "accounted", "changes")
-PRUNE_CONVERSATION = _script("prune_conversation", "retention", "changes")
+PRUNE_ENTITY = _script("prune_entity", "header", "retention", "accounted", "history", "changes")
+PRUNE_CONVERSATION = _script("prune_conversation", "retention", "revisions", "changes")
 PRUNE_TOOLS = _script("prune_tools", "changes")
 PRUNE_FEEDBACK = _script("prune_feedback", "changes")
 PIN_ENTITY = _script("pin_entity", "header")
 TOUCH_ENTITIES = _script("touch_entities")
+RETENTION_VERSIONS = _script(
+    "retention_versions", "header", "history", "revisions", "retention", "version_retention"
+)
+RETENTION_REVISIONS = _script(
+    "retention_revisions", "header", "history", "revisions", "retention", "version_retention"
+)
+PRUNE_VERSIONS = _script(
+    "prune_versions", "header", "history", "revisions", "retention", "version_retention"
+)
+PRUNE_REVISIONS = _script(
+    "prune_revisions", "header", "history", "revisions", "retention", "version_retention"
+)
+# version history (lua/history.lua, lua/revisions.lua): reads are one script, so a write
+# running meanwhile is seen whole or not at all
+ENTITY_VERSIONS = _script("entity_versions")
+ENTITY_VERSION_AT = _script("entity_version_at", "header", "history")
+IMPORT_ENTITY_VERSIONS = _script("import_entity_versions")
+LOAD_CONVERSATION_REVISION = _script("load_conversation_revision")
+IMPORT_CONVERSATION_REVISION = _script("import_conversation_revision")
+PURGE_VERSIONS = _script(
+    "purge_versions", "header", "history", "revisions", "retention", "version_retention"
+)
+PURGE_REVISIONS = _script("purge_revisions", "revisions")
 # analytics: read-only, one shard each (memstore.core.analytics for the definitions)
 ANALYTICS_ENTITIES = _script("analytics_entities", "analytics_buckets")
 ANALYTICS_MESSAGES = _script("analytics_messages", "analytics_buckets")
@@ -121,4 +153,15 @@ ALL = (
     PRUNE_FEEDBACK,
     PIN_ENTITY,
     TOUCH_ENTITIES,
+    RETENTION_VERSIONS,
+    RETENTION_REVISIONS,
+    PRUNE_VERSIONS,
+    PRUNE_REVISIONS,
+    ENTITY_VERSIONS,
+    ENTITY_VERSION_AT,
+    IMPORT_ENTITY_VERSIONS,
+    LOAD_CONVERSATION_REVISION,
+    IMPORT_CONVERSATION_REVISION,
+    PURGE_VERSIONS,
+    PURGE_REVISIONS,
 )

@@ -1,5 +1,6 @@
--- KEYS: index, expiry, sizes, bytes, creation times, change log keys (changes.lua).
--- ARGV: now, lex lower bound ("-" or "(id"), count, change block (4, changes.lua)
+-- KEYS: index, expiry, sizes, bytes, creation times, history index, change log keys
+-- (changes.lua). ARGV: now, lex lower bound ("-" or "(id"), count, change block (4,
+-- changes.lua), entity, history and version key prefixes (prune.lua)
 -- -> live ids in order
 prune(ARGV[1], 256, 4)
 local now = tonumber(ARGV[1])

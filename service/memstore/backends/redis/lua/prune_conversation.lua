@@ -1,8 +1,10 @@
--- KEYS: meta, messages, index, counter, bytes, change log keys (changes.lua).
--- ARGV: conversation id, idle|"", keep|"", change block (4, changes.lua)
+-- KEYS: meta, messages, index, counter, bytes, revisions, revision index, change log
+-- keys (changes.lua). ARGV: conversation id, idle|"", keep|"", change block (4,
+-- changes.lua), revision messages prefix
 -- -> {reason, through_seq, messages} removed (the whole conversation, with its
 -- conversation.pruned event, or its oldest messages, with conversation.trimmed), or nil
--- when it no longer qualifies. A trim leaves the kept messages' seq as they were.
+-- when it no longer qualifies. A trim leaves the kept messages' seq as they were. A
+-- conversation pruned whole goes as a delete goes, its revisions with it.
 local fate = conversation_reason(KEYS[1], KEYS[2], bound(ARGV[2]), bound(ARGV[3]))
 if not fate then return changes_reply(4, nil) end
 if fate[1] == 'idle' then
@@ -11,6 +13,7 @@ if fate[1] == 'idle' then
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('ZREM', KEYS[3], ARGV[1])
   if fate[3] > 0 then redis.call('DECRBY', KEYS[4], fate[3]) end
+  erase_revisions(KEYS[6], KEYS[7], ARGV[8], ARGV[1])
   change(4, 'conversation.pruned', nil, fate[2], fate[3])
   return changes_reply(4, fate)
 end
