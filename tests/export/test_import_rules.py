@@ -63,7 +63,9 @@ async def test_a_damaged_dump_changes_nothing(
         ([*lines, b'{"kind":"entity"}\n'], "data after the trailer"),
         (
             [
-                lines[0].replace(b'"format_version":1', b'"format_version":%d' % (FORMAT + 1)),
+                lines[0].replace(
+                    b'"format_version":%d' % FORMAT, b'"format_version":%d' % (FORMAT + 1)
+                ),
                 *lines[1:],
             ],
             "newer",
