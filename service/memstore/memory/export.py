@@ -31,10 +31,12 @@ bounded whatever the dump's size):
    only where none exists, so of two imports starting at once one is refused.
 
 Target rules: the namespace must hold no data, unless ``replace`` (its entities and
-conversations are deleted first and its version history purged, which keeps only the
-tombstones holding deleted keys' version numbers; tool uses and feedback, which memstore
-never deletes one by one, stay, and the dump's are added by id) or it is marked by an
-unfinished import. History rows and revisions are written as they are in the dump.
+conversations are deleted first, and its version history is purged once the dump's
+entity rows are written: only the tombstones holding the numbering of keys the dump
+does not hold alive stay; tool uses and feedback, which memstore never deletes one by
+one, stay, and the dump's are added by id) or it is marked by an unfinished import (an
+interrupted replace finishes as a replace). History rows and revisions are written as
+they are in the dump.
 Records keep their ids, versions and times: importing the same dump twice gives the
 same state.
 """
@@ -45,8 +47,10 @@ import asyncio
 import contextvars
 import tempfile
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Final
+
+import orjson
 
 from memstore.core import dump
 from memstore.core.errors import (
@@ -340,14 +344,33 @@ async def _gather(pending: list[Awaitable[Any]]) -> None:
         pending.clear()
 
 
-async def _clear(view: DistributedMemoryManager) -> None:
-    """Delete the namespace's entities and conversations (``replace``)."""
+def _dump_entity_keys(spool: IO[bytes]) -> Iterator[tuple[str, str]]:
+    """The (type, id) of the spooled dump's entity lines, in the dump's order (by type,
+    then id), reading from the spool's current position."""
+    spool.readline()  # the manifest
+    for raw in spool:
+        obj = orjson.loads(raw)
+        if obj["kind"] != dump.ENTITY:
+            return
+        yield obj["type"], obj["id"]
+
+
+async def _clear(view: DistributedMemoryManager, keep: Iterator[tuple[str, str]]) -> None:
+    """Delete the namespace's entities and conversations (``replace``), but the entities
+    ``keep`` names (the dump's, ascending): the import writes those over the stored row,
+    where a delete would leave a tombstone at a version the dump may reuse."""
     pending: list[Awaitable[Any]] = []
-    for entity_type in await view.get_entity_types():
+    kept = next(keep, None)
+    for entity_type in sorted(await view.get_entity_types()):
         cursor: str | None = None
         while True:
             page = await view.list_entities(entity_type, limit=_PAGE, cursor=cursor)
             for entity in page.items:
+                key = (entity_type, entity.id)
+                while kept is not None and kept < key:
+                    kept = next(keep, None)
+                if kept == key:
+                    continue
                 pending.append(view.delete_entity(entity_type, entity.id))
                 if len(pending) >= _BATCH:
                     await _gather(pending)
@@ -388,7 +411,21 @@ async def _apply(
     spool: IO[bytes],
     format_version: int,
     opened: Callable[[str, dict[str, Any]], dict[str, Any]],
+    *,
+    replace: bool,
 ) -> dict[str, int]:
+    """Write the spooled dump. ``replace``: once the entity rows are written, the
+    namespace's history is purged (``purge_history`` keeps only the newest row of a key
+    without an entity row), then the dump's history is written."""
+    purged = not replace
+
+    async def purge() -> None:
+        nonlocal purged
+        if not purged:
+            await _gather(pending)
+            await view.purge_history()
+            purged = True
+
     counts = dict.fromkeys(dump.record_kinds(format_version), 0)
     pending: list[Awaitable[Any]] = []
     conversation: str | None = None
@@ -428,11 +465,14 @@ async def _apply(
             continue
         flush_conversation()
         if kind == dump.ENTITY_VERSION:
+            await purge()
             versions.append(dump.read_entity_version(obj, where))
             if len(versions) >= _BATCH:
                 flush_versions()
             continue
         flush_versions()
+        if kind != dump.ENTITY:
+            await purge()
         if kind == dump.ENTITY:
             pending.append(view.import_entity(dump.read_entity(obj, where)))
         elif kind == dump.CONVERSATION:
@@ -448,6 +488,7 @@ async def _apply(
     flush_conversation()
     flush_versions()
     await _gather(pending)
+    await purge()
     return counts
 
 
@@ -488,6 +529,9 @@ async def import_chunks(
         # a marker from before markers named their dump has no sha256: resumable as before
         if marker is not None and marker.get("sha256", sha256) != sha256:
             raise _importing_another(namespace)
+        # an interrupted replace is finished as one (its clear and purge run again), so
+        # what the first run wrote leaves no tombstone behind
+        replace = replace or (marker is not None and marker.get("replace") is True)
         if not resuming and not replace and not await _is_empty(view):
             raise NamespaceNotEmptyError(
                 f"namespace {namespace} already holds data: import into an empty namespace,"
@@ -512,10 +556,9 @@ async def import_chunks(
         token = IMPORTING.set(namespace)
         try:
             if replace:
-                await _clear(view)
-                # after the deletes: their tombstones are history too
-                await view.purge_history()
-            counts = await _apply(view, spool, manifest.format_version, opened)
+                await _clear(view, _dump_entity_keys(spool))
+                spool.seek(0)
+            counts = await _apply(view, spool, manifest.format_version, opened, replace=replace)
         finally:
             IMPORTING.reset(token)
         await view.set_import_marker(None)
