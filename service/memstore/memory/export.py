@@ -149,21 +149,44 @@ async def export_lines(
     yield tally.trailer_line()
 
 
+async def _live_versions(view: DistributedMemoryManager) -> AsyncIterator[tuple[str, str, int]]:
+    """(type, id, version) of the live entities, ascending (the entity lines' order)."""
+    for entity_type in sorted(await view.get_entity_types()):
+        cursor: str | None = None
+        while True:
+            page = await view.list_entities(entity_type, limit=_PAGE, cursor=cursor)
+            for entity in page.items:
+                yield entity_type, entity.id, entity.version
+            if (cursor := page.next_cursor) is None:
+                break
+
+
 async def _entity_history(view: DistributedMemoryManager) -> AsyncIterator[EntityVersion]:
     """Every key's history rows by (type, id), newest first: what ``list_entity_versions``
     lists but the live entity row (which is the dump's entity line)."""
+    live = _live_versions(view)
+    entity = await anext(live, None)
     keys: str | None = None
     while True:
         page = await view.list_versioned_entities(limit=_PAGE, cursor=keys)
         for key in page.items:
             # the newest row is the entity row when a live entity of its version is
-            # stored; a live newest row without one is a history row (an expired entity
-            # row, or an imported history row) and goes as such
+            # stored (found walking the live entities alongside, both by (type, id)); a
+            # live newest row without one is a history row (an expired entity row, or
+            # an imported history row) and goes as such
+            while entity is not None and entity[:2] < (key.type, key.id):
+                entity = await anext(live, None)
             current = None
             if not key.deleted:
-                stored = await view.stored_entity(key.type, key.id)
-                if stored is not None and stored.version == key.version:
+                if entity is not None and entity[:2] == (key.type, key.id):
+                    version: int | None = entity[2]
+                else:  # not listed (expired, or written meanwhile): read it
+                    stored = await view.stored_entity(key.type, key.id)
+                    version = None if stored is None else stored.version
+                if version == key.version:
                     current = key.version
+                    if version == 1:
+                        continue  # a first version has no history before it
             cursor: str | None = None
             while True:
                 rows = await view.list_entity_versions(key.type, key.id, limit=_PAGE, cursor=cursor)
