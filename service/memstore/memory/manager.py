@@ -1645,7 +1645,12 @@ class DistributedMemoryManager(MemoryAPI):
             )
             for key in page.items:
                 then = await self.get_entity_as_of(key.type, key.id, at=at)
-                now = await self.stored_entity(key.type, key.id)
+                # from the backend, not through get_entity: a revert is not a read of
+                # every entity (it would refresh every idle clock of the namespace)
+                now = await self._run(
+                    "load_entity",
+                    partial(self.backend.load_entity, self.namespace, key.type, key.id),
+                )
                 try:
                     if then is not None and then.data is not None:
                         if now is not None and now.data == then.data:
