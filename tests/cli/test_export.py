@@ -49,7 +49,8 @@ def env_for(svc: ServiceProcess, token: str = ADMIN) -> dict[str, str]:
 
 def fill(svc: ServiceProcess, namespace: str) -> None:
     env = env_for(svc, WRITER)
-    ok("-n", namespace, "entity", "put", "user", "u1", '{"name": "Ädä ✓"}', env=env)
+    ok("-n", namespace, "entity", "put", "user", "u1", '{"name": "Ädä"}', env=env)
+    ok("-n", namespace, "entity", "put", "user", "u1", '{"name": "Ädä ✓"}', env=env)  # v1: history
     ok("-n", namespace, "entity", "put", "doc", "d1", '{"n": [1, 2.5]}', env=env)
     ok("-n", namespace, "conversation", "append", "c1", '[{"m": 1}, {"m": "two"}]', env=env)
     ok("-n", namespace, "tool", "record", "search", "--input", '{"q": 1}', env=env)
@@ -73,8 +74,11 @@ def test_export_then_import_into_another_service(
     trailer = json.loads(dump_path.read_bytes().splitlines()[-1])
     assert trailer["counts"] == {
         "entity": 2,
+        "entity_version": 1,
         "conversation": 1,
         "message": 2,
+        "revision": 0,
+        "revision_message": 0,
         "tool_usage": 1,
         "feedback": 1,
     }

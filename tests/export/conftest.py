@@ -54,7 +54,9 @@ async def managers() -> AsyncIterator[Callable[[Settings], DistributedMemoryMana
 async def fill(view: DistributedMemoryManager, *, scale: int = 1) -> None:
     """A namespace with a bit of everything: entities of several types (one with a TTL),
     unicode, a large value, a pinned entity, conversations (one empty, one trimmed by
-    retention so its seqs start after 1), tool uses and feedback."""
+    retention so its seqs start after 1), tool uses and feedback; and version history: an
+    old version, a key left only as a tombstone, a delete + re-create, a conversation
+    replaced twice (two revisions)."""
     now = time.time()
     for i in range(12 * scale):
         await view.save_entity("user", f"u{i:03d}", {"name": f"Ünïcødé {i} 日本語 👋", "i": i})
@@ -63,6 +65,10 @@ async def fill(view: DistributedMemoryManager, *, scale: int = 1) -> None:
     await view.save_entity("doc", "d0", {"body": "second version", "$k.y": {"a.b": 2**60}})
     await view.save_entity("session", "s1", {"ttl": True}, ttl=3600)
     await view.save_entity("blob", "big", {"payload": "é" * 60_000, "list": list(range(500))})
+    await view.delete_entity("doc", f"d{5 * scale - 1}")  # only its tombstone stays
+    await view.save_entity("note", "n1", {"v": 1})
+    await view.delete_entity("note", "n1")
+    await view.save_entity("note", "n1", {"v": 2})  # numbering goes on after the tombstone
     await view.pin_entity("user", "u001")  # the pin travels in the dump (retention)
     await view.append_messages([{"turn": t} for t in range(6)], conversation_id="trimmed")
     await view.backend.prune(
@@ -78,6 +84,8 @@ async def fill(view: DistributedMemoryManager, *, scale: int = 1) -> None:
         )
     await view.append_messages([{"role": "user", "content": "more"}], conversation_id="conv-0")
     await view.backend.replace_conversation(view.namespace, "empty", [])
+    await view.save_conversation_history([{"role": "user", "content": "v2 ✓"}], "conv-2")
+    await view.save_conversation_history([{"n": 3}, {"n": 4}], "conv-2")  # revision 2: 1 message
     for i in range(8 * scale):
         await view.save_tool_usage(
             f"tool.{i % 3}",

@@ -63,7 +63,9 @@ async def test_a_damaged_dump_changes_nothing(
         ([*lines, b'{"kind":"entity"}\n'], "data after the trailer"),
         (
             [
-                lines[0].replace(b'"format_version":1', b'"format_version":%d' % (FORMAT + 1)),
+                lines[0].replace(
+                    b'"format_version":%d' % FORMAT, b'"format_version":%d' % (FORMAT + 1)
+                ),
                 *lines[1:],
             ],
             "newer",
@@ -112,15 +114,32 @@ async def test_a_namespace_holding_data_is_refused_unless_replaced(
     lines = await dump_of(source)
     target = managers(store_settings(backend_name, "b")).for_namespace("dst")
     await target.save_entity("other", "keep-me", {"x": 1})
+    await target.save_entity("other", "keep-me", {"x": 2})
+    await target.save_entity("doc", "d0", {"target's": "own"})  # a key the dump holds too
     await target.append_messages([{"old": True}], conversation_id="old-conversation")
+    await target.save_conversation_history([{"new": True}], "old-conversation")
     with pytest.raises(NamespaceNotEmptyError):
         await target.import_namespace(chunks_of(lines))
     assert await target.get_entity("other", "keep-me") is not None
     assert await target.get_entity("user", "u001") is None
     await target.import_namespace(chunks_of(lines), replace=True)
-    # entities and conversations are the dump's, exactly
+    # entities, conversations and history are the dump's, exactly; of the target's own
+    # history only the tombstone holding the numbering of its deleted key stays
     assert await target.get_entity("other", "keep-me") is None
-    assert records(await dump_of(target)) == records(lines)
+    again = records(await dump_of(target))
+    (left,) = [x for x in again if b'"id":"keep-me"' in x]
+    assert orjson.loads(left)["kind"] == "entity_version"
+    assert [x for x in again if x != left][:-1] == records(lines)[:-1]
+    (tombstone,) = (await target.list_entity_versions("other", "keep-me")).items
+    assert (tombstone.version, tombstone.deleted) == (2, True)
+    assert (await target.list_conversation_revisions("old-conversation")).items == []
+    d0 = (await target.list_entity_versions("doc", "d0")).items
+    assert [(v.version, v.deleted, v.data) for v in d0] == [
+        (2, False, {"body": "second version", "$k.y": {"a.b": 2**60}}),
+        (1, False, {"body": "x" * 200, "n": [0, 1.5, None, True]}),
+    ]
+    saved = await target.save_entity("other", "keep-me", {"x": 3})
+    assert saved.version == 3
 
 
 class _PausingBackend:

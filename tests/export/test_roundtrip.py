@@ -77,8 +77,11 @@ async def test_round_trip_between_backends(
     counts = orjson.loads(first[-1])["counts"]
     assert counts == {
         "entity": 19,
+        "entity_version": 5,
         "conversation": 5,
         "message": 9,
+        "revision": 2,
+        "revision_message": 3,
         "tool_usage": 8,
         "feedback": 4,
     }
@@ -87,6 +90,9 @@ async def test_round_trip_between_backends(
     assert user is not None and user.version == 1
     saved = await b.save_entity("doc", "d0", {"third": 3})
     assert saved.version == 3
+    # a key imported as a tombstone only numbers on after it
+    saved = await b.save_entity("doc", "d4", {"back": True})
+    assert saved.version == 2
     (appended,) = await b.append_messages([{"next": 1}], conversation_id="conv-0")
     assert appended.seq == 4
     # the conversation retention trimmed kept its seqs (5, 6) and continues after them

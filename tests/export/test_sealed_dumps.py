@@ -63,8 +63,11 @@ def sealed_store(
 
 async def fill_planted(view: DistributedMemoryManager) -> None:
     await fill(view)
-    await view.save_entity("secret", "s1", {"secret": PLANT})
+    await view.save_entity("secret", "s1", {"secret": PLANT, "old": True})
+    await view.save_entity("secret", "s1", {"secret": PLANT})  # the first is history
     await view.append_messages([{"role": "user", "content": PLANT}], conversation_id="planted")
+    # the message replaced is a revision's
+    await view.save_conversation_history([{"role": "user", "content": "clean"}], "planted")
     await view.save_tool_usage("web", {"q": PLANT}, {"hits": [PLANT]}, usage_id="t-planted")
     await view.save_learning_feedback("agent", "note", {"text": PLANT, "rating": 5})
 
@@ -107,10 +110,15 @@ async def test_a_sealed_dump_holds_no_plaintext_and_imports_while_its_key_exists
     lines = await dump_of(source)
     head = manifest(lines)
     keys = {k["namespace"]: k["key_id"] for k in await source.list_data_keys()}
-    assert head["format_version"] == dump.SEALED_FORMAT_VERSION
+    assert head["format_version"] == dump.FORMAT_VERSION
     assert head["sealed"] == {"key_id": keys["src"]}
+    kinds = {orjson.loads(raw)["kind"] for raw in lines[1:-1]}
+    assert {dump.ENTITY_VERSION, dump.REVISION, dump.REVISION_MESSAGE} <= kinds
     for raw in lines[1:-1]:
         obj = orjson.loads(raw)
+        if obj.get("deleted") is True:  # a tombstone: no payload
+            assert obj["data"] is None
+            continue
         for name in dump.PAYLOAD_FIELDS.get(obj["kind"], ()):
             assert ENVELOPE_KEY in obj[name], raw[:200]
     assert PLANT.encode() not in readable_forms(b"".join(lines))
@@ -121,6 +129,10 @@ async def test_a_sealed_dump_holds_no_plaintext_and_imports_while_its_key_exists
     assert result.counts == orjson.loads(lines[-1])["counts"]
     got = await restored.get_entity("secret", "s1")
     assert got is not None and got.data == {"secret": PLANT}
+    old = await restored.get_entity_version("secret", "s1", 1)
+    assert old is not None and old.data == {"secret": PLANT, "old": True}
+    found = await restored.get_conversation_revision(1, "planted")
+    assert found is not None and [m.message["content"] for m in found[1]] == [PLANT]
     again = await dump_of(restored)
     # re-sealed with the target's own key, and the same records once opened
     assert manifest(again)["sealed"] == {"key_id": (await restored.dump_sealer()).key.key_id}  # type: ignore[union-attr]
@@ -209,7 +221,7 @@ async def test_an_altered_sealed_payload_is_refused_before_anything_is_written(
     await assert_nothing_written(target)
 
 
-async def test_without_encryption_the_dump_is_the_plain_format_1(
+async def test_without_encryption_the_dump_is_plain(
     backend_name: str,
     store_settings: Callable[[str, str], Settings],
     managers: Callable[[Settings], DistributedMemoryManager],
@@ -218,7 +230,7 @@ async def test_without_encryption_the_dump_is_the_plain_format_1(
     await fill_planted(source)
     lines = await dump_of(source)
     head = manifest(lines)
-    assert head["format_version"] == dump.PLAIN_FORMAT_VERSION == 1
+    assert head["format_version"] == dump.FORMAT_VERSION == 3
     assert "sealed" not in head
     assert PLANT.encode() in b"".join(lines)
     assert await source.dump_sealer() is None

@@ -2,11 +2,14 @@
 
 A dump is, one JSON object per line (docs/architecture.md, "Export and import")::
 
-    {"kind": "manifest", "format": "memstore-dump", "format_version": 1,
-     "namespace": ..., "origin": {...}}  (2 with "sealed": {"key_id": ...})
+    {"kind": "manifest", "format": "memstore-dump", "format_version": 3,
+     "namespace": ..., "origin": {...}}  (and "sealed": {"key_id": ...})
     {"kind": "entity", ...}            entities by (type, id)
+    {"kind": "entity_version", ...}    history rows by (type, id), newest first
     {"kind": "conversation", ...}      conversations by id, each followed by
     {"kind": "message", ...}           its messages by seq
+    {"kind": "revision", ...}          revisions by (conversation id, revision desc),
+    {"kind": "revision_message", ...}  each followed by its messages by seq
     {"kind": "tool_usage", ...}        tool uses by (timestamp, id)
     {"kind": "feedback", ...}          feedback by (timestamp, id)
     {"kind": "trailer", "counts": {...}, "sha256": ...}
@@ -33,7 +36,9 @@ import orjson
 from memstore.core import payload_codec
 from memstore.core.errors import DumpInvalidError, InvalidInputError
 from memstore.core.records import (
+    ConversationRevision,
     EntityRecord,
+    EntityVersion,
     FeedbackRecord,
     MessageRecord,
     ToolUsageRecord,
@@ -43,10 +48,10 @@ from memstore.core.validation import check_name
 FORMAT: Final = "memstore-dump"
 #: The newest version this code reads and writes. A reader accepts every version up to
 #: its own and refuses a later one (it could not know what the new lines mean). Additions
-#: (entity version history, retention policies) are new record kinds or new optional
-#: fields under a new version.
-FORMAT_VERSION: Final = 2
-#: A dump with plain payloads is written as version 1, readable by every release.
+#: (retention policies, ...) are new record kinds or new optional fields under a new
+#: version.
+FORMAT_VERSION: Final = 3
+#: Version 1: plain payloads, no version history (what releases before sealed dumps wrote).
 PLAIN_FORMAT_VERSION: Final = 1
 #: From version 2 the manifest may say ``sealed``: {``key_id``}: every payload is an
 #: at-rest envelope (``memstore.core.payload_codec``) encrypted with that data key of the
@@ -55,17 +60,47 @@ PLAIN_FORMAT_VERSION: Final = 1
 #: wrapped by a KEK, so the dump opens wherever that KEK is, shredded or not. An earlier
 #: release refuses it by its version rather than import envelopes as data.
 SEALED_FORMAT_VERSION: Final = 2
+#: From version 3 a dump carries the namespace's version history (``entity_version``,
+#: ``revision`` and ``revision_message`` lines; the trailer counts them), sealed or not,
+#: and every export writes it. A dump of an earlier version has no history: it imports
+#: with none (and a ``revision`` line in it is refused as an unknown kind). A new number
+#: rather than a manifest field: a release that does not know history refuses the dump by
+#: its version (a clear "import it with a newer memstore") instead of failing on the first
+#: unknown line, and a v3 dump always says its history is complete, even when empty.
+HISTORY_FORMAT_VERSION: Final = 3
 
 MANIFEST: Final = "manifest"
 ENTITY: Final = "entity"
+ENTITY_VERSION: Final = "entity_version"
 CONVERSATION: Final = "conversation"
 MESSAGE: Final = "message"
+REVISION: Final = "revision"
+REVISION_MESSAGE: Final = "revision_message"
 TOOL_USAGE: Final = "tool_usage"
 FEEDBACK: Final = "feedback"
 TRAILER: Final = "trailer"
 
 #: Record kinds in the order they appear in a dump (and the trailer's count keys).
-RECORD_KINDS: Final = (ENTITY, CONVERSATION, MESSAGE, TOOL_USAGE, FEEDBACK)
+RECORD_KINDS: Final = (
+    ENTITY,
+    ENTITY_VERSION,
+    CONVERSATION,
+    MESSAGE,
+    REVISION,
+    REVISION_MESSAGE,
+    TOOL_USAGE,
+    FEEDBACK,
+)
+#: The kinds of a dump before ``HISTORY_FORMAT_VERSION``.
+_HISTORY_KINDS: Final = frozenset({ENTITY_VERSION, REVISION, REVISION_MESSAGE})
+
+
+def record_kinds(format_version: int) -> tuple[str, ...]:
+    """The record kinds (and trailer count keys) of a dump of ``format_version``."""
+    if format_version >= HISTORY_FORMAT_VERSION:
+        return RECORD_KINDS
+    return tuple(k for k in RECORD_KINDS if k not in _HISTORY_KINDS)
+
 
 #: The longest line a reader accepts (a record holds one payload: entity data, a message,
 #: a tool use's input and output); well above the service's payload limits.
@@ -91,12 +126,11 @@ def manifest_line(
     manifest: dict[str, Any] = {
         "kind": MANIFEST,
         "format": FORMAT,
-        "format_version": PLAIN_FORMAT_VERSION,
+        "format_version": FORMAT_VERSION,
         "namespace": namespace,
         "origin": origin,
     }
     if key_id is not None:
-        manifest["format_version"] = SEALED_FORMAT_VERSION
         manifest["sealed"] = {"key_id": key_id}
         if wrapped_key is not None:
             manifest["sealed"]["wrapped_key"] = wrapped_key
@@ -106,14 +140,18 @@ def manifest_line(
 #: The payload fields of each record kind: what a sealed dump holds sealed.
 PAYLOAD_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     ENTITY: ("data",),
+    ENTITY_VERSION: ("data",),
     MESSAGE: ("message",),
+    REVISION_MESSAGE: ("message",),
     TOOL_USAGE: ("input", "output"),
     FEEDBACK: ("data",),
 }
 #: The fields naming a record, bound to each of its sealed payloads.
 _RECORD_KEY: Final[dict[str, tuple[str, ...]]] = {
     ENTITY: ("type", "id"),
+    ENTITY_VERSION: ("type", "id", "version", "deleted"),
     MESSAGE: ("conversation_id", "seq"),
+    REVISION_MESSAGE: ("conversation_id", "revision", "seq"),
     TOOL_USAGE: ("tool_name", "id"),
     FEEDBACK: ("id",),
 }
@@ -136,6 +174,8 @@ def map_payloads(
         return fields
     out = dict(fields)
     for name in names:
+        if kind == ENTITY_VERSION and fields.get("deleted") is True:
+            continue  # a tombstone has no payload to seal
         out[name] = apply(fields.get(name), payload_aad(namespace, kind, name, fields))
     return out
 
@@ -164,6 +204,27 @@ def message_line(r: MessageRecord, sealed: Sealing | None = None) -> bytes:
     return record_line(MESSAGE, r.to_dict(), sealed)
 
 
+def entity_version_line(r: EntityVersion, sealed: Sealing | None = None) -> bytes:
+    return record_line(ENTITY_VERSION, r.to_dict(), sealed)
+
+
+def revision_line(r: ConversationRevision) -> bytes:
+    return record_line(REVISION, r.to_dict())
+
+
+def revision_message_line(
+    revision: ConversationRevision, r: MessageRecord, sealed: Sealing | None = None
+) -> bytes:
+    """A message of ``revision`` (named by the revision's conversation, whatever the
+    backend put in the record's ``conversation_id``)."""
+    fields = {
+        **r.to_dict(),
+        "conversation_id": revision.conversation_id,
+        "revision": revision.revision,
+    }
+    return record_line(REVISION_MESSAGE, fields, sealed)
+
+
 def tool_usage_line(r: ToolUsageRecord, sealed: Sealing | None = None) -> bytes:
     return record_line(TOOL_USAGE, r.to_dict(), sealed)
 
@@ -178,6 +239,11 @@ class Tally:
 
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RECORD_KINDS, 0))
     digest: Any = field(default_factory=hashlib.sha256)
+
+    @classmethod
+    def of_version(cls, format_version: int) -> Tally:
+        """A tally of the kinds a dump of ``format_version`` holds (its trailer's keys)."""
+        return cls(dict.fromkeys(record_kinds(format_version), 0))
 
     def add(self, kind: str, raw: bytes) -> bytes:
         self.counts[kind] += 1
@@ -349,6 +415,44 @@ def read_message(obj: dict[str, Any], where: int) -> MessageRecord:
         message=_object(obj, "message", where),
         created_at=_num(obj, "created_at", where),
     )
+
+
+def read_entity_version(obj: dict[str, Any], where: int) -> EntityVersion:
+    deleted = _bool(obj, "deleted", where)
+    data = obj.get("data")
+    if deleted and data is not None:
+        raise _fail(where, "a tombstone has no data")
+    actor = obj.get("actor")
+    if actor is not None and not isinstance(actor, str):
+        raise _fail(where, "actor must be a string or null")
+    return EntityVersion(
+        type=_str(obj, "type", where, "entity_type"),
+        id=_str(obj, "id", where, "entity_id"),
+        version=_int(obj, "version", where, 1),
+        data=None if deleted else _object(obj, "data", where),
+        saved_at=_num(obj, "saved_at", where),
+        actor=actor,
+        deleted=deleted,
+        expires_at=_num(obj, "expires_at", where, optional=True),
+    )
+
+
+def read_revision(obj: dict[str, Any], where: int) -> ConversationRevision:
+    actor = obj.get("actor")
+    if actor is not None and not isinstance(actor, str):
+        raise _fail(where, "actor must be a string or null")
+    return ConversationRevision(
+        conversation_id=_str(obj, "conversation_id", where),
+        revision=_int(obj, "revision", where, 1),
+        replaced_at=_num(obj, "replaced_at", where),
+        message_count=_int(obj, "message_count", where, 0),
+        actor=actor,
+    )
+
+
+def read_revision_message(obj: dict[str, Any], where: int) -> tuple[int, MessageRecord]:
+    """(the revision number, the message)."""
+    return _int(obj, "revision", where, 1), read_message(obj, where)
 
 
 def read_tool_usage(obj: dict[str, Any], where: int) -> ToolUsageRecord:

@@ -1,7 +1,11 @@
 """Export and import of a whole namespace, streamed (the format: ``memstore.core.dump``).
 
 Export reads the namespace page by page through the manager's listings and yields lines;
-nothing but the current page (and one conversation's messages) is in memory. With
+nothing but the current page (and one conversation's or revision's messages) is in
+memory. The version history goes with it: every key's history rows (old versions and
+tombstones, also of keys that now hold only a tombstone) and every conversation's
+revisions; an entity row that expired but is still stored is not a live entity, so it
+goes as the history row it is for the history listings. With
 encryption at rest on, every payload is written sealed with the namespace's data key
 (``memstore.core.dump``, ``SEALED_FORMAT_VERSION``): the dump opens only in a store holding
 that key, and nowhere once the key is shredded; nothing is decrypted to disk on import
@@ -27,8 +31,12 @@ bounded whatever the dump's size):
    only where none exists, so of two imports starting at once one is refused.
 
 Target rules: the namespace must hold no data, unless ``replace`` (its entities and
-conversations are deleted first; tool uses and feedback, which memstore never deletes
-one by one, stay, and the dump's are added by id) or it is marked by an unfinished import.
+conversations are deleted first, and its version history is purged once the dump's
+entity rows are written: only the tombstones holding the numbering of keys the dump
+does not hold alive stay; tool uses and feedback, which memstore never deletes one by
+one, stay, and the dump's are added by id) or it is marked by an unfinished import (an
+interrupted replace finishes as a replace). History rows and revisions are written as
+they are in the dump.
 Records keep their ids, versions and times: importing the same dump twice gives the
 same state.
 """
@@ -39,8 +47,10 @@ import asyncio
 import contextvars
 import tempfile
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Final
+
+import orjson
 
 from memstore.core import dump
 from memstore.core.errors import (
@@ -50,7 +60,7 @@ from memstore.core.errors import (
     PayloadUnreadableError,
 )
 from memstore.core.payload_codec import Sealer
-from memstore.core.records import MessageRecord
+from memstore.core.records import ConversationRevision, EntityVersion, MessageRecord
 
 if TYPE_CHECKING:
     from memstore.memory.manager import DistributedMemoryManager
@@ -102,6 +112,8 @@ async def export_lines(
                 yield tally.add(dump.ENTITY, dump.entity_line(entity, sealed))
             if (cursor := page.next_cursor) is None:
                 break
+    async for row in _entity_history(view):
+        yield tally.add(dump.ENTITY_VERSION, dump.entity_version_line(row, sealed))
     cursor = None
     while True:
         conversations = await view.list_conversations(limit=_PAGE, cursor=cursor)
@@ -114,6 +126,12 @@ async def export_lines(
                 yield tally.add(dump.MESSAGE, dump.message_line(message, sealed))
         if (cursor := conversations.next_cursor) is None:
             break
+    async for revision, messages in _revisions(view):
+        yield tally.add(dump.REVISION, dump.revision_line(revision))
+        for message in messages:
+            yield tally.add(
+                dump.REVISION_MESSAGE, dump.revision_message_line(revision, message, sealed)
+            )
     cursor = None
     while True:
         uses = await view.query_tool_usage(limit=_PAGE, cursor=cursor)
@@ -129,6 +147,81 @@ async def export_lines(
         if (cursor := feedback.next_cursor) is None:
             break
     yield tally.trailer_line()
+
+
+async def _live_versions(view: DistributedMemoryManager) -> AsyncIterator[tuple[str, str, int]]:
+    """(type, id, version) of the live entities, ascending (the entity lines' order)."""
+    for entity_type in sorted(await view.get_entity_types()):
+        cursor: str | None = None
+        while True:
+            page = await view.list_entities(entity_type, limit=_PAGE, cursor=cursor)
+            for entity in page.items:
+                yield entity_type, entity.id, entity.version
+            if (cursor := page.next_cursor) is None:
+                break
+
+
+async def _entity_history(view: DistributedMemoryManager) -> AsyncIterator[EntityVersion]:
+    """Every key's history rows by (type, id), newest first: what ``list_entity_versions``
+    lists but the live entity row (which is the dump's entity line)."""
+    live = _live_versions(view)
+    entity = await anext(live, None)
+    keys: str | None = None
+    while True:
+        page = await view.list_versioned_entities(limit=_PAGE, cursor=keys)
+        for key in page.items:
+            # the newest row is the entity row when a live entity of its version is
+            # stored (found walking the live entities alongside, both by (type, id)); a
+            # live newest row without one is a history row (an expired entity row, or
+            # an imported history row) and goes as such
+            while entity is not None and entity[:2] < (key.type, key.id):
+                entity = await anext(live, None)
+            current = None
+            if not key.deleted:
+                if entity is not None and entity[:2] == (key.type, key.id):
+                    version: int | None = entity[2]
+                else:  # not listed (expired, or written meanwhile): read it
+                    stored = await view.stored_entity(key.type, key.id)
+                    version = None if stored is None else stored.version
+                if version == key.version:
+                    current = key.version
+                    if version == 1:
+                        continue  # a first version has no history before it
+            cursor: str | None = None
+            while True:
+                rows = await view.list_entity_versions(key.type, key.id, limit=_PAGE, cursor=cursor)
+                for row in rows.items:
+                    if row.version == current and not row.deleted:
+                        current = None
+                        continue
+                    yield row
+                if (cursor := rows.next_cursor) is None:
+                    break
+        if (keys := page.next_cursor) is None:
+            return
+
+
+async def _revisions(
+    view: DistributedMemoryManager,
+) -> AsyncIterator[tuple[ConversationRevision, list[MessageRecord]]]:
+    """Every conversation's revisions with their messages, by conversation id, newest
+    revision first (one revision's messages in memory at a time)."""
+    conversations: str | None = None
+    while True:
+        page = await view.list_conversations(limit=_PAGE, cursor=conversations)
+        for info in page.items:
+            cid = info.conversation_id
+            cursor: str | None = None
+            while True:
+                revisions = await view.list_conversation_revisions(cid, limit=_PAGE, cursor=cursor)
+                for revision in revisions.items:
+                    found = await view.get_conversation_revision(revision.revision, cid)
+                    if found is not None:  # pruned meanwhile
+                        yield found
+                if (cursor := revisions.next_cursor) is None:
+                    break
+        if (conversations := page.next_cursor) is None:
+            return
 
 
 # -- import: pass 1, spool and verify -------------------------------------------------------
@@ -153,30 +246,43 @@ async def _lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
 class _Order:
     """The order rules of a dump's record lines (``memstore.core.dump``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, format_version: int) -> None:
+        self.kinds = dump.record_kinds(format_version)
         self.stage = 0
         self.conversation: str | None = None
+        #: the open revision's number (the conversation is ``self.conversation``)
+        self.revision: int | None = None
         self.expected = 0
         self.seen = 0
         self.last_seq = 0
 
     def close_conversation(self, where: int) -> None:
         if self.conversation is not None and self.seen != self.expected:
+            what = "conversation" if self.revision is None else f"revision {self.revision} of"
             raise dump.fail(
                 where,
-                f"conversation {self.conversation} announced {self.expected} messages and has"
+                f"{what} {self.conversation} announced {self.expected} messages and has"
                 f" {self.seen}",
             )
         self.conversation = None
+        self.revision = None
 
     def record(self, kind: str, obj: dict[str, Any], where: int) -> None:
-        if kind not in dump.RECORD_KINDS:
+        if kind not in self.kinds:
             raise dump.fail(where, f"unknown record kind {kind!r}")
-        stage = dump.RECORD_KINDS.index(kind)
-        if kind == dump.MESSAGE:
-            message = dump.read_message(obj, where)
-            if self.conversation != message.conversation_id:
-                raise dump.fail(where, "a message outside its conversation")
+        stage = self.kinds.index(kind)
+        if kind in (dump.MESSAGE, dump.REVISION_MESSAGE):
+            if kind == dump.MESSAGE:
+                revision, message = None, dump.read_message(obj, where)
+            else:
+                revision, message = dump.read_revision_message(obj, where)
+            container = dump.CONVERSATION if revision is None else dump.REVISION
+            if (
+                self.conversation != message.conversation_id
+                or self.revision != revision
+                or self.kinds[self.stage] != container
+            ):
+                raise dump.fail(where, f"a {kind} outside its {container}")
             self.seen += 1
             # Retention's keep-last-N leaves seqs starting after 1: increasing is the rule.
             if message.seq <= self.last_seq:
@@ -187,14 +293,20 @@ class _Order:
             return
         self.close_conversation(where)
         if stage < self.stage:
-            raise dump.fail(
-                where, f"a {kind} record after the {dump.RECORD_KINDS[self.stage]} records"
-            )
+            raise dump.fail(where, f"a {kind} record after the {self.kinds[self.stage]} records")
         self.stage = stage
         if kind == dump.ENTITY:
             dump.read_entity(obj, where)
+        elif kind == dump.ENTITY_VERSION:
+            dump.read_entity_version(obj, where)
         elif kind == dump.CONVERSATION:
             self.conversation, self.expected = dump.read_conversation(obj, where)
+            self.seen = 0
+            self.last_seq = 0
+        elif kind == dump.REVISION:
+            opened = dump.read_revision(obj, where)
+            self.conversation, self.revision = opened.conversation_id, opened.revision
+            self.expected = opened.message_count
             self.seen = 0
             self.last_seq = 0
         elif kind == dump.TOOL_USAGE:
@@ -211,7 +323,7 @@ async def spool_and_verify(
     where = 0
     manifest: dump.Manifest | None = None
     tally = dump.Tally()
-    order = _Order()
+    order = _Order(dump.FORMAT_VERSION)
     finished = False
     async for raw in _lines(chunks):
         where += 1
@@ -221,6 +333,8 @@ async def spool_and_verify(
             continue
         if manifest is None:
             manifest = dump.read_manifest(raw)
+            tally = dump.Tally.of_version(manifest.format_version)
+            order = _Order(manifest.format_version)
             spool.write(raw)
             continue
         obj = dump.parse_line(raw, where)
@@ -253,14 +367,33 @@ async def _gather(pending: list[Awaitable[Any]]) -> None:
         pending.clear()
 
 
-async def _clear(view: DistributedMemoryManager) -> None:
-    """Delete the namespace's entities and conversations (``replace``)."""
+def _dump_entity_keys(spool: IO[bytes]) -> Iterator[tuple[str, str]]:
+    """The (type, id) of the spooled dump's entity lines, in the dump's order (by type,
+    then id), reading from the spool's current position."""
+    spool.readline()  # the manifest
+    for raw in spool:
+        obj = orjson.loads(raw)
+        if obj["kind"] != dump.ENTITY:
+            return
+        yield obj["type"], obj["id"]
+
+
+async def _clear(view: DistributedMemoryManager, keep: Iterator[tuple[str, str]]) -> None:
+    """Delete the namespace's entities and conversations (``replace``), but the entities
+    ``keep`` names (the dump's, ascending): the import writes those over the stored row,
+    where a delete would leave a tombstone at a version the dump may reuse."""
     pending: list[Awaitable[Any]] = []
-    for entity_type in await view.get_entity_types():
+    kept = next(keep, None)
+    for entity_type in sorted(await view.get_entity_types()):
         cursor: str | None = None
         while True:
             page = await view.list_entities(entity_type, limit=_PAGE, cursor=cursor)
             for entity in page.items:
+                key = (entity_type, entity.id)
+                while kept is not None and kept < key:
+                    kept = next(keep, None)
+                if kept == key:
+                    continue
                 pending.append(view.delete_entity(entity_type, entity.id))
                 if len(pending) >= _BATCH:
                     await _gather(pending)
@@ -299,18 +432,43 @@ async def _check_sealed(spool: IO[bytes], namespace: str, opener: Sealer) -> Non
 async def _apply(
     view: DistributedMemoryManager,
     spool: IO[bytes],
+    format_version: int,
     opened: Callable[[str, dict[str, Any]], dict[str, Any]],
+    *,
+    replace: bool,
 ) -> dict[str, int]:
-    counts = dict.fromkeys(dump.RECORD_KINDS, 0)
+    """Write the spooled dump. ``replace``: once the entity rows are written, the
+    namespace's history is purged (``purge_history`` keeps only the newest row of a key
+    without an entity row), then the dump's history is written."""
+    purged = not replace
+
+    async def purge() -> None:
+        nonlocal purged
+        if not purged:
+            await _gather(pending)
+            await view.purge_history()
+            purged = True
+
+    counts = dict.fromkeys(dump.record_kinds(format_version), 0)
     pending: list[Awaitable[Any]] = []
     conversation: str | None = None
+    revision: ConversationRevision | None = None
     messages: list[MessageRecord] = []
+    versions: list[EntityVersion] = []
 
     def flush_conversation() -> None:
-        nonlocal conversation, messages
-        if conversation is not None:
+        nonlocal conversation, revision, messages
+        if revision is not None:
+            pending.append(view.import_conversation_revision(revision, messages))
+        elif conversation is not None:
             pending.append(view.import_conversation(conversation, messages))
-            conversation, messages = None, []
+        conversation, revision, messages = None, None, []
+
+    def flush_versions() -> None:
+        nonlocal versions
+        if versions:
+            pending.append(view.import_entity_versions(versions))
+            versions = []
 
     spool.readline()  # the manifest
     where = 1
@@ -325,11 +483,25 @@ async def _apply(
         if kind == dump.MESSAGE:
             messages.append(dump.read_message(obj, where))
             continue
+        if kind == dump.REVISION_MESSAGE:
+            messages.append(dump.read_revision_message(obj, where)[1])
+            continue
         flush_conversation()
+        if kind == dump.ENTITY_VERSION:
+            await purge()
+            versions.append(dump.read_entity_version(obj, where))
+            if len(versions) >= _BATCH:
+                flush_versions()
+            continue
+        flush_versions()
+        if kind != dump.ENTITY:
+            await purge()
         if kind == dump.ENTITY:
             pending.append(view.import_entity(dump.read_entity(obj, where)))
         elif kind == dump.CONVERSATION:
             conversation = dump.read_conversation(obj, where)[0]
+        elif kind == dump.REVISION:
+            revision = dump.read_revision(obj, where)
         elif kind == dump.TOOL_USAGE:
             pending.append(view.import_tool_usage(dump.read_tool_usage(obj, where)))
         else:
@@ -337,7 +509,9 @@ async def _apply(
         if len(pending) >= _BATCH:
             await _gather(pending)
     flush_conversation()
+    flush_versions()
     await _gather(pending)
+    await purge()
     return counts
 
 
@@ -378,6 +552,9 @@ async def import_chunks(
         # a marker from before markers named their dump has no sha256: resumable as before
         if marker is not None and marker.get("sha256", sha256) != sha256:
             raise _importing_another(namespace)
+        # an interrupted replace is finished as one (its clear and purge run again), so
+        # what the first run wrote leaves no tombstone behind
+        replace = replace or (marker is not None and marker.get("replace") is True)
         if not resuming and not replace and not await _is_empty(view):
             raise NamespaceNotEmptyError(
                 f"namespace {namespace} already holds data: import into an empty namespace,"
@@ -402,8 +579,9 @@ async def import_chunks(
         token = IMPORTING.set(namespace)
         try:
             if replace:
-                await _clear(view)
-            counts = await _apply(view, spool, opened)
+                await _clear(view, _dump_entity_keys(spool))
+                spool.seek(0)
+            counts = await _apply(view, spool, manifest.format_version, opened, replace=replace)
         finally:
             IMPORTING.reset(token)
         await view.set_import_marker(None)

@@ -31,6 +31,7 @@ from collections.abc import (
     Callable,
     Collection,
     Iterable,
+    Sequence,
 )
 from dataclasses import dataclass, field
 from functools import partial
@@ -1683,6 +1684,40 @@ class DistributedMemoryManager(MemoryAPI):
             except ConflictError:
                 conflicts.append(f"{entity_type}/{entity_id}")
         return SnapshotRevert(name, saved, deleted, unchanged, conflicts)
+
+    async def list_versioned_entities(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[EntityVersion]:
+        """Every key with an entity or a history row, by (type, id): its newest row."""
+        n = self._limit(limit)
+        return await self._run(
+            "list_versioned_entities",
+            partial(self.backend.list_versioned_entities, self.namespace, cursor=cursor, limit=n),
+        )
+
+    async def stored_entity(self, entity_type: str, entity_id: str) -> EntityRecord | None:
+        """The live entity as stored, read from the backend: not a read of it (no cache,
+        no idle clock refreshed), for an export or a revert going through every key."""
+        return await self._run(
+            "load_entity",
+            partial(self.backend.load_entity, self.namespace, entity_type, entity_id),
+        )
+
+    async def import_entity_versions(self, versions: Sequence[EntityVersion]) -> None:
+        """Write these history rows exactly (``backend.import_entity_versions``)."""
+        await self._run(
+            "import_entity_versions",
+            lambda: self.backend.import_entity_versions(self.namespace, versions),
+        )
+
+    async def import_conversation_revision(
+        self, revision: ConversationRevision, messages: Sequence[MessageRecord]
+    ) -> None:
+        """Write this revision and its messages exactly (no live conversation touched)."""
+        await self._run(
+            "import_conversation_revision",
+            lambda: self.backend.import_conversation_revision(self.namespace, revision, messages),
+        )
 
     async def purge_history(self) -> int:
         """Erase the namespace's version history (old versions, conversation revisions),
