@@ -21,8 +21,10 @@ from typing import Any
 
 import schemathesis
 
+from memstore.core import dump
+
 #: The kinds of the lines of a namespace export (memstore.core.dump).
-DUMP_KINDS = {"manifest", "entity", "conversation", "message", "tool_usage", "feedback", "trailer"}
+DUMP_KINDS = {dump.MANIFEST, *dump.RECORD_KINDS, dump.TRAILER}
 
 
 def _explained(body: Any) -> bool:

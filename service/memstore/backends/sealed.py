@@ -60,7 +60,7 @@ VECTORS_NAMESPACE = "_search"
 
 #: Methods of the backend contract that carry no payload: passed to the wrapped backend as
 #: they are. A new contract method must be added here or sealed below
-#: (tests/unit/test_sealed_backend.py checks that every method is one or the other).
+#: (tests/unit/test_payload_codec.py checks that every method is one or the other).
 PASSTHROUGH_METHODS = frozenset(
     {
         "connect",
@@ -89,6 +89,7 @@ PASSTHROUGH_METHODS = frozenset(
         # version history: revision headers and a purge carry no payload
         "list_conversation_revisions",
         "purge_history",
+        "erase_pending",
     }
 )
 
