@@ -260,3 +260,77 @@ async def test_an_erase_during_a_lenient_outage_reaches_the_primary_at_failback(
     want = {"doc/e": [(2, False, {"secret": "e2"})], "conversation/c": []}
     assert await history(backend.primary, ns) == want
     assert await history(backend.secondary, ns) == want
+
+
+async def revisions(backend: DistributedMemoryBackend, ns: str, cid: str) -> list[Any]:
+    """The conversation's revisions with their messages, whether or not it is live."""
+    out = []
+    for r in (await backend.list_conversation_revisions(ns, cid, limit=1000)).items:
+        found = await backend.load_conversation_revision(ns, cid, r.revision)
+        assert found is not None
+        out.append((r.revision, [m.message for m in found[1]]))
+    return out
+
+
+async def test_a_pop_that_empties_a_conversation_keeps_its_revisions_on_the_secondary(
+    pair: ReplicatedMemoryBackend, ns: str
+) -> None:
+    backend = pair
+    await backend.append_messages(ns, "c", [{"m": "1"}, {"m": "2"}])
+    await backend.replace_conversation(ns, "c", [{"m": "3"}, {"m": "4"}])
+    await drain(backend, ns)  # the secondary holds revision 1
+    while await backend.pop_message(ns, "c") is not None:
+        pass
+    await drain(backend, ns)
+
+    want = [(1, [{"m": "1"}, {"m": "2"}])]
+    assert await revisions(backend.primary, ns, "c") == want
+    assert await revisions(backend.secondary, ns, "c") == want
+    assert await backend.secondary.load_messages(ns, "c") == []
+
+    # a delete still erases them on both sides
+    await backend.replace_conversation(ns, "c", [{"m": "5"}])
+    await backend.delete_conversation(ns, "c")
+    await drain(backend, ns)
+    assert await revisions(backend.primary, ns, "c") == []
+    assert await revisions(backend.secondary, ns, "c") == []
+
+
+class _PurgeFailsOnce(EmbeddedMemoryBackend):
+    """A secondary whose first purge fails with an error that is not a memstore one."""
+
+    failed = False
+
+    async def purge_history(self, namespace: str) -> int:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("disk full")
+        return await super().purge_history(namespace)
+
+
+async def test_an_erase_the_secondary_failed_is_recorded_and_reaches_it_later(
+    tmp_path: Path, ns: str
+) -> None:
+    settings = Settings(memory_type="embedded", data_path=tmp_path / "p.db", replication_batch=1)
+    secondary = _PurgeFailsOnce(settings.model_copy(update={"data_path": tmp_path / "s.db"}))
+    backend = await _open(
+        ReplicatedMemoryBackend(settings, EmbeddedMemoryBackend(settings), secondary)
+    )
+    try:
+        await backend.save_entity(ns, "doc", "d", {"secret": f"d1 {SECRET}"})
+        await backend.save_entity(ns, "doc", "d", {"secret": "d2"})
+        await drain(backend, ns)
+        assert holds_secret(await history(backend.secondary, ns))
+
+        assert await backend.purge_history(ns) == 1
+        assert secondary.failed
+        assert await backend.erase_pending(ns) is True
+        assert holds_secret(await history(backend.secondary, ns))  # not erased yet
+
+        await drain(backend, ns)
+        assert await backend.erase_pending(ns) is False
+        want = await history(backend.primary, ns)
+        assert want == {"doc/d": [(2, False, {"secret": "d2"})]}
+        assert await history(backend.secondary, ns) == want
+    finally:
+        await backend.close()

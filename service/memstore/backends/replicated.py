@@ -103,6 +103,8 @@ _Key = tuple[str, ...]
 
 #: History rows compared per read when the replicator copies a key's version history.
 _HISTORY_PAGE = 100
+# the conversation events whose writer dropped the conversation's revisions with it
+_CONVERSATION_GONE = frozenset({changes.CONVERSATION_DELETED, changes.CONVERSATION_PRUNED})
 
 
 def _event_key(event: ChangeEvent) -> _Key | None:
@@ -481,12 +483,13 @@ class Replicator:
                 merged = merge_messages(kept, messages)
                 if merged is not None:
                     await dst.import_conversation(namespace, conversation_id, merged)
-            elif messages or event.kind == changes.CONVERSATION_REPLACED:
-                # (a replace with no messages keeps an empty conversation)
+            elif not messages and event.kind in _CONVERSATION_GONE:
+                await dst.delete_conversation(namespace, conversation_id)
+            else:
+                # only a delete or an idle prune drops the revisions: a pop or a trim that
+                # empties the conversation keeps them on the source, so they are copied
                 await self._copy_revisions(namespace, conversation_id)
                 await dst.import_conversation(namespace, conversation_id, messages)
-            else:
-                await dst.delete_conversation(namespace, conversation_id)
         elif key[0] == "tool_usage":
             use = await src.load_tool_usage(namespace, key[1])
             if use is not None:
@@ -1378,12 +1381,19 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         other = self.secondary if writer is self.primary else self.primary
         try:
             await erase.apply(other, namespace)
-        except BackendUnavailableError:
+        except BaseException as exc:
+            # the writer is erased already: whatever stopped the other side, the erase is
+            # recorded so that the replication applies it there (an unrecorded erase would
+            # leave the erased history on the other backend for good)
             await record_erase(writer, namespace, dataclasses.replace(erase, position=position))
+            if not isinstance(exc, Exception):
+                raise
             log.warning(
-                "history erase of namespace %r deferred: the %s is down",
+                "history erase of namespace %r deferred: the %s %s",
                 namespace,
                 SECONDARY if other is self.secondary else PRIMARY,
+                "is down" if isinstance(exc, BackendUnavailableError) else "failed",
+                exc_info=not isinstance(exc, BackendUnavailableError),
             )
         return result
 
