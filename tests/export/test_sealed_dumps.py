@@ -297,3 +297,56 @@ async def test_an_interrupted_import_of_a_sealed_dump_is_finished_by_running_it_
     await target.import_namespace(chunks_of(lines))
     assert await target.import_marker() is None
     assert await state(target) == await state(source)
+
+
+async def test_a_dump_after_a_shred_leaves_the_unreadable_history_out_and_imports(
+    sealed_store: Callable[[str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    store = managers(sealed_store("a"))
+    source = store.for_namespace("src")
+    await source.save_entity("note", "n1", {"v": 1})
+    await source.save_entity("note", "n1", {"v": 2})
+    await source.shred_data_key()
+    # saved after the shred (with a new key): v3 of n1, and a key of its own history
+    await source.save_entity("note", "n1", {"v": 3})
+    await source.save_entity("note", "n2", {"v": 1})
+    await source.save_entity("note", "n2", {"v": 2})
+    listed = (await source.list_entity_versions("note", "n1")).items
+    assert [(v.version, v.shredded) for v in listed] == [(3, False), (2, True), (1, True)]
+    lines = await dump_of(source)
+    history = [orjson.loads(x) for x in lines if orjson.loads(x)["kind"] == dump.ENTITY_VERSION]
+    assert [(h["id"], h["version"]) for h in history] == [("n2", 1)]
+    target = store.for_namespace("dst")
+    result = await target.import_namespace(chunks_of(lines))
+    assert result.counts == orjson.loads(lines[-1])["counts"]
+    assert (await target.get_entity("note", "n1")).data == {"v": 3}  # type: ignore[union-attr]
+    old = await target.get_entity_version("note", "n2", 1)
+    assert old is not None and old.data == {"v": 1}
+    assert await target.import_marker() is None
+
+
+async def test_a_sealed_history_payload_that_is_no_object_is_refused_before_the_marker(
+    sealed_store: Callable[[str], Settings],
+    managers: Callable[[Settings], DistributedMemoryManager],
+) -> None:
+    store = managers(sealed_store("a"))
+    source = store.for_namespace("src")
+    await source.save_entity("note", "n1", {"v": 1})
+    await source.save_entity("note", "n1", {"v": 2})
+    lines = await dump_of(source)
+    # The history row's data sealed as null (what a dump of a shredded row held): it
+    # opens, and the trailer is rewritten to match, so only its content is wrong.
+    where = next(i for i, x in enumerate(lines) if orjson.loads(x)["kind"] == dump.ENTITY_VERSION)
+    obj = orjson.loads(lines[where])
+    sealer = await source.dump_opener("src", manifest(lines)["sealed"]["key_id"])  # type: ignore[index]
+    obj["data"] = sealer.seal(None, dump.payload_aad("src", dump.ENTITY_VERSION, "data", obj))
+    crafted = [*lines[:where], dump.line(obj), *lines[where + 1 : -1]]
+    trailer = orjson.loads(lines[-1])
+    trailer["sha256"] = hashlib.sha256(b"".join(crafted[1:])).hexdigest()
+    crafted.append(dump.line(trailer))
+    target = store.for_namespace("dst")
+    with pytest.raises(DumpInvalidError) as caught:
+        await target.import_namespace(chunks_of(crafted))
+    assert caught.value.message == f"line {where + 1}: data must be a JSON object"
+    await assert_nothing_written(target)

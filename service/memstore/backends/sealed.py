@@ -20,6 +20,7 @@ vectors with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import time
@@ -289,14 +290,22 @@ class SealedBackend(DistributedMemoryBackend):
         return codec.Sealer(key, self._min_bytes, wrapped)
 
     async def dump_opener(
-        self, namespace: str, key_id: str, wrapped: dict[str, Any] | None = None
+        self,
+        namespace: str,
+        key_id: str,
+        wrapped: dict[str, Any] | None = None,
+        *,
+        store_key: bool = True,
     ) -> codec.Sealer:
         """What opens a dump sealed with data key ``key_id`` of ``namespace`` (the dump's
-        source): that key from this store, else from ``wrapped`` (a dump exported with its
-        key: any store holding the KEK that wraps it); ``DataShreddedError`` otherwise."""
-        try:
-            key = await self._key_by_id(namespace, key_id, "the dump")
-        except DataShreddedError:
+        source): that key from this store (unless not ``store_key``), else from ``wrapped``
+        (a dump exported with its key: any store holding the KEK that wraps it);
+        ``DataShreddedError`` otherwise."""
+        key: codec.DataKey | None = None
+        if store_key:
+            with contextlib.suppress(DataShreddedError):
+                key = await self._key_by_id(namespace, key_id, "the dump")
+        if key is None:
             if wrapped is None or wrapped.get("key_id") != key_id:
                 raise DataShreddedError(
                     f"the dump of namespace {namespace!r} is sealed with its data key "
@@ -305,7 +314,7 @@ class SealedBackend(DistributedMemoryBackend):
                     "the key-encryption key): the dump cannot be read",
                     namespace=namespace,
                     key_id=key_id,
-                ) from None
+                )
             key = codec.unwrap_data_key(self._require_keks(), namespace, wrapped)
         return codec.Sealer(key, self._min_bytes)
 

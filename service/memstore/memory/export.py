@@ -58,6 +58,7 @@ from memstore.core.errors import (
     NamespaceImportingError,
     NamespaceNotEmptyError,
     PayloadUnreadableError,
+    PermissionDeniedError,
 )
 from memstore.core.payload_codec import Sealer
 from memstore.core.records import ConversationRevision, EntityVersion, MessageRecord
@@ -194,6 +195,8 @@ async def _entity_history(view: DistributedMemoryManager) -> AsyncIterator[Entit
                     if row.version == current and not row.deleted:
                         current = None
                         continue
+                    if row.shredded:
+                        continue  # its data key is gone: nobody can read it, here or there
                     yield row
                 if (cursor := rows.next_cursor) is None:
                     break
@@ -411,6 +414,17 @@ async def _clear(view: DistributedMemoryManager, keep: Iterator[tuple[str, str]]
     await _gather(pending)
 
 
+#: The readers of the record kinds with payloads (``dump.PAYLOAD_FIELDS``).
+_PAYLOAD_READERS: Final[dict[str, Callable[[dict[str, Any], int], object]]] = {
+    dump.ENTITY: dump.read_entity,
+    dump.ENTITY_VERSION: dump.read_entity_version,
+    dump.MESSAGE: dump.read_message,
+    dump.REVISION_MESSAGE: dump.read_revision_message,
+    dump.TOOL_USAGE: dump.read_tool_usage,
+    dump.FEEDBACK: dump.read_feedback,
+}
+
+
 async def _check_sealed(spool: IO[bytes], namespace: str, opener: Sealer) -> None:
     """Open every payload of a sealed dump once before anything is written: one that does
     not open (altered, or sealed with another key) fails the import as an invalid dump."""
@@ -422,9 +436,15 @@ async def _check_sealed(spool: IO[bytes], namespace: str, opener: Sealer) -> Non
         if obj["kind"] == dump.TRAILER:
             break
         try:
-            dump.map_payloads(obj["kind"], obj, namespace, opener.open)
+            opened = dump.map_payloads(obj["kind"], obj, namespace, opener.open)
         except PayloadUnreadableError as exc:
             raise dump.fail(where, f"a sealed payload does not open: {exc.message}") from None
+        # what a payload opens to gets the checks a plain one gets in the verify pass (an
+        # envelope passes them whatever it holds): the apply pass, under the marker, must
+        # not meet a line it refuses
+        reader = _PAYLOAD_READERS.get(obj["kind"])
+        if reader is not None:
+            reader(opened, where)
         if where % _BATCH == 0:
             await asyncio.sleep(0)  # decrypting a large dump does not hold the event loop
 
@@ -524,20 +544,37 @@ def _importing_another(namespace: str) -> NamespaceImportingError:
 
 
 async def import_chunks(
-    view: DistributedMemoryManager, chunks: AsyncIterable[bytes], *, replace: bool = False
+    view: DistributedMemoryManager,
+    chunks: AsyncIterable[bytes],
+    *,
+    replace: bool = False,
+    allows_source: Callable[[str], bool] | None = None,
 ) -> dump.ImportResult:
     """Import a dump (any chunking of its bytes) into ``view``'s namespace (whatever the
-    manifest's namespace is). See the module docstring for the rules."""
+    manifest's namespace is). See the module docstring for the rules. ``allows_source``:
+    whether the caller may read a namespace (``None``: any)."""
     namespace = view.namespace
     with tempfile.TemporaryFile() as spool:
         manifest, sha256 = await spool_and_verify(chunks, spool)
         spool.seek(0)
         opener: Sealer | None = None
         if manifest.key_id is not None:
+            source = manifest.namespace
+            # This store's key of the source opens the dump only for a caller who may read
+            # the source: else an admin of one namespace would read another's data by
+            # importing its dump. Anyone else needs the key carried in the dump.
+            store_key = source == namespace or allows_source is None or allows_source(source)
+            if not store_key and manifest.wrapped_key is None:
+                raise PermissionDeniedError(
+                    f"the dump is of namespace {source!r}, sealed with its data key and"
+                    " without that key: importing it into another namespace needs access to"
+                    f" {source!r} (or a dump exported with its key, with_key)",
+                    namespace=source,
+                )
             # The dump's key must be here (not shredded) and open every payload before the
             # marker: a dump that cannot be read writes nothing.
             opener = await view.dump_opener(
-                manifest.namespace, manifest.key_id, manifest.wrapped_key
+                source, manifest.key_id, manifest.wrapped_key, store_key=store_key
             )
             await _check_sealed(spool, manifest.namespace, opener)
             spool.seek(0)

@@ -1200,14 +1200,22 @@ class DistributedMemoryManager(MemoryAPI):
         return export.export_lines(self, origin, with_key=with_key)
 
     async def import_namespace(
-        self, chunks: AsyncIterable[bytes], *, replace: bool = False
+        self,
+        chunks: AsyncIterable[bytes],
+        *,
+        replace: bool = False,
+        allows_source: Callable[[str], bool] | None = None,
     ) -> ImportResult:
         """Import a dump (its bytes, cut anywhere) into this namespace: verified whole
         first (``DumpInvalidError``, nothing written), then written while the namespace
         answers ``NamespaceImportingError`` on every replica. A namespace holding data is
-        refused (``NamespaceNotEmptyError``) unless ``replace``."""
+        refused (``NamespaceNotEmptyError``) unless ``replace``. ``allows_source``: whether
+        the caller may read a namespace (``None``: any), asked of the dump's source before
+        this store's key of it opens a sealed dump (``PermissionDeniedError``)."""
         try:
-            result = await export.import_chunks(self, chunks, replace=replace)
+            result = await export.import_chunks(
+                self, chunks, replace=replace, allows_source=allows_source
+            )
         finally:
             # Many entities written at once: none of the namespace's cached ones stays.
             await self._invalidate_shared_namespace()
@@ -1807,12 +1815,18 @@ class DistributedMemoryManager(MemoryAPI):
         return await self._run("dump_sealer", lambda: sealed.dump_sealer(self.namespace))
 
     async def dump_opener(
-        self, source_namespace: str, key_id: str, wrapped: JSONObject | None = None
+        self,
+        source_namespace: str,
+        key_id: str,
+        wrapped: JSONObject | None = None,
+        *,
+        store_key: bool = True,
     ) -> Sealer:
         """What opens a dump of ``source_namespace`` sealed with data key ``key_id`` (or
         with the key it carries, ``wrapped``): ``DataShreddedError`` when this store does
         not hold that key (shredded, or a store that never had it) and the dump does not
-        carry it, ``ConfigurationError`` without encryption at rest."""
+        carry it, ``ConfigurationError`` without encryption at rest. Not ``store_key``:
+        only the key the dump carries opens it, never this store's."""
         sealed = backend_layer(self.backend, SealedBackend)
         if sealed is None or not sealed.encrypts:
             raise ConfigurationError(
@@ -1823,7 +1837,7 @@ class DistributedMemoryManager(MemoryAPI):
         if not self._shared.started:
             await self.start()
         # Not through _run: an interrupted import (its namespace marked) resumes through here.
-        return await sealed.dump_opener(source_namespace, key_id, wrapped)
+        return await sealed.dump_opener(source_namespace, key_id, wrapped, store_key=store_key)
 
     def clear_cache(self) -> int:
         """Drop this process's local cache (synchronous, as in the seed). Returns entries."""

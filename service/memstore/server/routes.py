@@ -1167,7 +1167,10 @@ async def import_namespace(request: web.Request) -> web.Response:
                 field="body",
             ) from exc
 
-    result = await manager.import_namespace(chunks(), replace=replace == "true")
+    principal = principal_of(request)
+    result = await manager.import_namespace(
+        chunks(), replace=replace == "true", allows_source=principal.allows_namespace
+    )
     return json_response(result.to_dict())
 
 
@@ -1588,7 +1591,10 @@ ROUTES: tuple[Route, ...] = (
                      409: E409_IMPORTING, 503: E503}),
     Route("POST", f"{P}/import", import_namespace, "importNamespace",
           "Import a dump (the body, `application/x-ndjson`, streamed) into this namespace "
-          "(the URL's, whatever the dump's manifest names). The whole dump is verified "
+          "(the URL's, whatever the dump's manifest names). A sealed dump of another "
+          "namespace, without its key (`with_key`), opens with this store's key of that "
+          "namespace only for a token covering it too: else 403 `forbidden`, nothing "
+          "written. The whole dump is verified "
           "first (structure, counts, sha256): a bad one is a 400 `invalid_dump` and nothing "
           "is written. While the import runs every replica answers the namespace with 409 "
           "`namespace_importing`. A namespace holding data is refused (409 "
