@@ -1194,7 +1194,12 @@ def main(argv: list[str] | None = None) -> int:
         help="after a whole run (no --only), rewrite README.md's Performance section from "
         "it (make bench does, unless BENCH_README=0)",
     )
-    p.add_argument("--readme-path", type=Path, default=REPO / "README.md", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--readme-path",
+        type=Path,
+        default=REPO / "README.md",
+        help="the README that --readme and --update-readme rewrite (default: this checkout's)",
+    )
     args = p.parse_args(argv)
     if args.reference_tree is not None:
         try:
