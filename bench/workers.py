@@ -10,8 +10,9 @@ do not change, unlike throughput), the best each side could do with the machine 
     max_2 = min(2 / s2, cores / (s2 + g2 + r2))
 
 with s the service's CPU per request (supervisor and workers), g wrk's and r Redis's. The
-ratio cannot exceed ``max_2 / max_1``: the *CPU bound* column. On 2 cores with s ≈ 70 µs
-and g + r ≈ 25 µs it is about 1.5, below the 1.7 target, whatever the service does.
+ratio cannot exceed ``max_2 / max_1``: the *CPU bound* column. On 2 cores, wrk and Redis
+alone (g + r ≈ 14 µs against s ≈ 78 µs on the cache hit) bound it at 2 s1 / (s1 + g + r)
+≈ 1.7 even if a second worker cost nothing more per request (bench/README.md, Workers).
 """
 
 from __future__ import annotations
