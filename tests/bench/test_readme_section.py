@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markdown_it import MarkdownIt
 
 from bench import sections, workers
 from bench.run import markdown
@@ -119,6 +120,15 @@ def test_readme_rewrite_keeps_the_rest_and_is_idempotent(tmp_path: Path) -> None
     _, _, tail = original.partition(sections.END)
     assert after.startswith(head + sections.BEGIN + "\n" + expected + "\n\n" + sections.END)
     assert after.endswith(sections.END + tail)
+    # every table row renders inside a table (a blank line or a marker would cut it off)
+    tables: set[int] = set()
+    for token in MarkdownIt("commonmark").enable("table").parse(after):
+        if token.type == "table_open" and token.map is not None:
+            tables.update(range(*token.map))
+    start = after.index(sections.BEGIN)
+    first = after[:start].count("\n")
+    rows = [i for i, line in enumerate(after.splitlines()) if i > first and line.startswith("|")]
+    assert rows and set(rows) <= tables
     # the section is the one the report command prints
     printed = bench("--report", str(RESULTS))
     assert printed.stdout.rstrip("\n") == expected
