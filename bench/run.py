@@ -1210,8 +1210,11 @@ def main(argv: list[str] | None = None) -> int:
         print(sections.performance_section(json.loads(args.report.read_text())))
         return 0
     if args.readme is not None:
-        source = args.readme if args.readme != Path() else sections.latest_full_run(args.out)
-        return _readme(args.readme_path, source)
+        try:
+            source = args.readme if args.readme != Path() else sections.latest_full_run(args.out)
+            return _readme(args.readme_path, source)
+        except (OSError, ValueError) as exc:  # no results file, no markers in the README
+            p.error(str(exc))
     run = Run(args)
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
