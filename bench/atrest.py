@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 
 from bench.embeddings import WORDS
+from bench.sections import Section, value_only
 from memstore.core import payload_codec as codec
 
 THRESHOLD = 1024
@@ -311,6 +312,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['put_cpu_us']:,.0f} / {row['get_cpu_us']:,.0f} |"
         )
     return "\n".join(lines)
+
+
+#: ``report["atrest"]`` of ``python -m bench`` as Markdown (bench/sections.py).
+SECTIONS = (
+    Section("atrest", "Compression and encryption at rest", value_only(markdown), order=85),
+)
 
 
 def main(argv: list[str] | None = None) -> int:

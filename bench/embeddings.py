@@ -36,6 +36,8 @@ import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from bench.sections import Section, value_only
+
 if TYPE_CHECKING:
     from memstore.embeddings.wordllama import WordLlamaEmbedder
 
@@ -208,6 +210,10 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| memory per vector | bytes |", "|---|---:|"]
     lines += [f"| {label} | {mem[key]:,} |" for label, key in memory_rows]
     return "\n".join(lines)
+
+
+#: ``report["embeddings"]`` of ``python -m bench`` as Markdown (bench/sections.py).
+SECTIONS = (Section("embeddings", "Embeddings", value_only(markdown), order=70),)
 
 
 def main(argv: list[str] | None = None) -> int:

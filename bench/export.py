@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import Procs
+from bench.sections import Section, value_only
 
 NS = "bench-export"
 RESTORED = "bench-restored"
@@ -268,6 +269,10 @@ def bench(items: int, backends: list[str]) -> list[dict[str, Any]]:
             return [run_backend(procs, b, items) for b in backends]
         finally:
             procs.stop_all()
+
+
+#: ``report["export"]`` of ``python -m bench`` as Markdown (bench/sections.py).
+SECTIONS = (Section("export", "Export and import", value_only(markdown), order=80),)
 
 
 def main(argv: list[str] | None = None) -> int:

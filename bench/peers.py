@@ -68,6 +68,7 @@ from bench.procs import (
     wait_until,
     with_children,
 )
+from bench.sections import Section, value_only
 
 Op = Callable[[int], Awaitable[Any]]
 
@@ -659,6 +660,12 @@ def markdown(results: list[dict[str, Any]]) -> str:
     out += ["", "| row | durability: memstore | durability: peer |", "|---|---|---|"]
     out += [f"| {t} | {m} | {p} |" for t, (m, p) in seen.items()]
     return "\n".join(out)
+
+
+#: ``report["peers"]`` of ``python -m bench`` as Markdown (bench/sections.py).
+SECTIONS = (
+    Section("peers", "Peers: memstore ÷ what users would pick instead", value_only(markdown), 40),
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,12 +40,9 @@ import orjson
 
 from bench import l2cache as L2
 from bench import search as S
+from bench import sections, workers
 from bench import workload as W
-from bench.atrest import markdown as atrest_markdown
-from bench.embeddings import markdown as embedding_markdown
-from bench.export import markdown as export_markdown
 from bench.peers import ROWS as PEER_ROWS
-from bench.peers import markdown as peers_markdown
 from bench.procs import (
     REPO,
     Procs,
@@ -56,6 +53,7 @@ from bench.procs import (
     wait_for_workers,
     with_children,
 )
+from bench.sections import Section, value_only
 from bench.wrk import Sample, run_wrk
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -290,6 +288,7 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
         "errors": sum(s.errors for s in samples),
         "cpu_us_per_req": round(median([s.cpu_us for s in samples]), 1),
         "store_cpu_us_per_req": round(median([s.store_cpu_us for s in samples]), 1),
+        "loadgen_cpu_us_per_req": round(median([s.loadgen_cpu_us for s in samples]), 1),
         "rounds": [s.to_dict() for s in samples],
     }
 
@@ -795,16 +794,17 @@ def _cpu(r: dict[str, Any]) -> str:
     return f"{m:,.0f} / {b:,.0f} ({r['cpu_ratio']:.2f})"
 
 
-def markdown(report: dict[str, Any]) -> str:
-    baselines = [r for r in report["scenarios"] if r["kind"] == "baseline"]
-    lines: list[str] = []
-    if baselines or not (report["scenarios"] or report.get("search") or report.get("peers")):
-        lines += [
-            "| backend | scenario | service req/s | baseline req/s | ratio (target) "
-            "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service "
-            "| p50 / p99 ms baseline | p99 at ½ max |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
+def baseline_table(scenarios: list[dict[str, Any]], report: dict[str, Any]) -> str:
+    """The service against its bare baseline, one row per (backend, scenario)."""
+    baselines = [r for r in scenarios if r["kind"] == "baseline"]
+    if not baselines:
+        return ""
+    lines = [
+        "| backend | scenario | service req/s | baseline req/s | ratio (target) "
+        "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service "
+        "| p50 / p99 ms baseline | p99 at ½ max |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in baselines:
         m, b = r["measured"], r["reference"]
         half = r.get("half_max")
@@ -820,84 +820,70 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {r['group']} | {r['title']} | {m['rps']:,.0f} | {b['rps']:,.0f} | {_ratio(r)} "
             f"| {_cpu(r)} | {_lat(m)} | {_lat(b)} | {half_s} |"
         )
-    costs = [r for r in report["scenarios"] if r["kind"] == "cost"]
-    if costs:
-        lines += [
-            *([""] if lines else []),
-            "| comparison | with req/s | without req/s | ratio (target) "
-            "| CPU µs/req with / without (ratio) | p50 / p99 ms with | p50 / p99 ms without |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in costs:
-            m, b = r["measured"], r["reference"]
-            lines.append(
-                f"| {r['group']}: {r['title']} | {m['rps']:,.0f} | {b['rps']:,.0f} "
-                f"| {_ratio(r)} | {_cpu(r)} | {_lat(m)} | {_lat(b)} |"
-            )
-    if l2 := L2.markdown(report["scenarios"]):
-        lines += [*([""] if lines else []), *l2]
-    if rb := report.get("redis_benchmark"):
-        lines += [
-            "",
-            "| redis-benchmark (outer limit) | test | req/s | p50 ms | p99 ms |",
-            "|---|---|---:|---:|---:|",
-        ]
-        for r in rb:
-            lines.append(
-                f"| {r['run']} | {r['test']} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p99_ms']} |"
-            )
-    if mem := report.get("redis_memory"):
-        lines += [
-            "",
-            "| Redis, per entity | payload bytes | used_memory Δ / entity "
-            "| MEMORY USAGE of the entity hash | target ≤ 1.3 x payload + 200 |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for r in mem:
-            ok = " ✓" if r["meets_target"] else " ✗"
-            lines.append(
-                f"| {r['payload_bytes']:,} B payload | {r['payload_bytes']:,} "
-                f"| {r['used_memory_delta_per_entity']:,}{ok} "
-                f"| {r['memory_usage_entity_key']:,} | {r['limit']:,} |"
-            )
-    if peers := peers_markdown(report.get("peers", [])):
-        lines += ["", peers]
-    if emb := report.get("embeddings"):
-        lines += ["", embedding_markdown(emb)]
-    if exported := export_markdown(report.get("export", [])):
-        lines += ["", exported]
-    if at_rest := report.get("atrest"):
-        lines += ["", atrest_markdown(at_rest)]
-    if search := S.markdown(report.get("search", [])):
-        lines += [*([""] if lines else []), *search]
-    for s in report["skipped"]:
-        lines.append(f"\n_{s['group']}: skipped — {s['reason']}_")
-    for f in report.get("failed", []):
-        lines.append(f"\n_{f['group']}/{f['key']}: FAILED — {f['error']}_")
     return "\n".join(lines)
 
 
-def performance_section(report: dict[str, Any]) -> str:
-    """The README's Performance section: machine, how to reproduce, the tables."""
-    m = report["machine"]
-    load = ", ".join(f"{x:.1f}" for x in m.get("load_average_at_start", []))
-    return "\n".join(
-        [
-            f"Latest run: {report['started']} UTC, {report['elapsed_seconds']:.0f} s, on "
-            f"{m['cores']} cores ({m['cpu'] or 'unknown CPU'}), {m['memory']} RAM, "
-            f"{m['os']}, Python {m['python']}, {m['redis']}; load average at start {load} "
-            "(the machine is shared: read the CPU-per-request ratio first). "
-            f"Settings: {report['settings']['rounds']} alternating rounds of "
-            f"{report['settings']['seconds']} s per side after a warm-up "
-            "(comparison rows: four times the rounds).",
-            "",
-            "Reproduce: `make bench` (results in `bench/results/<timestamp>.json`; "
-            "`python -m bench --report <file>` prints these tables again). "
-            "Method and caveats: `bench/README.md`.",
-            "",
-            markdown(report),
-        ]
-    )
+def comparison_table(scenarios: list[dict[str, Any]], report: dict[str, Any]) -> str:
+    """The same service with one thing changed (the workers rows have their own table)."""
+    costs = [r for r in scenarios if r["kind"] == "cost" and not workers.is_workers_row(r)]
+    if not costs:
+        return ""
+    lines = [
+        "| comparison | with req/s | without req/s | ratio (target) "
+        "| CPU µs/req with / without (ratio) | p50 / p99 ms with | p50 / p99 ms without |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in costs:
+        m, b = r["measured"], r["reference"]
+        lines.append(
+            f"| {r['group']}: {r['title']} | {m['rps']:,.0f} | {b['rps']:,.0f} "
+            f"| {_ratio(r)} | {_cpu(r)} | {_lat(m)} | {_lat(b)} |"
+        )
+    return "\n".join(lines)
+
+
+def redis_benchmark_table(rows: list[dict[str, Any]], report: dict[str, Any]) -> str:
+    lines = [
+        "| redis-benchmark (outer limit) | test | req/s | p50 ms | p99 ms |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['run']} | {r['test']} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p99_ms']} |"
+        )
+    return "\n".join(lines)
+
+
+def redis_memory_table(rows: list[dict[str, Any]], report: dict[str, Any]) -> str:
+    lines = [
+        "| Redis, per entity | payload bytes | used_memory Δ / entity "
+        "| MEMORY USAGE of the entity hash | target ≤ 1.3 x payload + 200 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        ok = " ✓" if r["meets_target"] else " ✗"
+        lines.append(
+            f"| {r['payload_bytes']:,} B payload | {r['payload_bytes']:,} "
+            f"| {r['used_memory_delta_per_entity']:,}{ok} "
+            f"| {r['memory_usage_entity_key']:,} | {r['limit']:,} |"
+        )
+    return "\n".join(lines)
+
+
+#: How this module's own keys of a results file are rendered (bench/sections.py).
+SECTIONS = (
+    Section("scenarios", "Against the bare baselines", baseline_table, order=10),
+    Section("scenarios", "Comparisons: the same service, one thing changed", comparison_table, 20),
+    Section("scenarios", "Workers: `serve --workers 2` ÷ one worker", workers.markdown, 25),
+    Section("scenarios", "Shared second-level cache", value_only(L2.markdown), 30),
+    Section("redis_benchmark", "redis-benchmark on the same machine", redis_benchmark_table, 90),
+    Section("redis_memory", "Redis memory per entity", redis_memory_table, 91),
+)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """What ``make bench`` prints: every table of the report (bench/sections.py)."""
+    return sections.markdown(report)
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -1146,6 +1132,13 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
+def _readme(readme: Path, results: Path) -> int:
+    changed = sections.write_readme(readme, json.loads(results.read_text()))
+    state = "rewritten" if changed else "already up to date"
+    print(f"{readme}: Performance section {state} from {results}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--only", help="regex on group/scenario keys, e.g. 'embedded/get-hit'")
@@ -1186,6 +1179,27 @@ def main(argv: list[str] | None = None) -> int:
         help="wrk connections for every row (the concurrency; default: each load's own, 16)",
     )
     p.add_argument("--report", type=Path, help="only print the tables of an earlier result file")
+    p.add_argument(
+        "--readme",
+        type=Path,
+        nargs="?",
+        const=Path(),
+        metavar="RESULTS",
+        help="only rewrite README.md's Performance section from a results file (default: "
+        "the newest whole run in bench/results)",
+    )
+    p.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="after a whole run (no --only), rewrite README.md's Performance section from "
+        "it (make bench does, unless BENCH_README=0)",
+    )
+    p.add_argument(
+        "--readme-path",
+        type=Path,
+        default=REPO / "README.md",
+        help="the README that --readme and --update-readme rewrite (default: this checkout's)",
+    )
     args = p.parse_args(argv)
     if args.reference_tree is not None:
         try:
@@ -1193,8 +1207,14 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             p.error(str(exc))
     if args.report is not None:
-        print(performance_section(json.loads(args.report.read_text())))
+        print(sections.performance_section(json.loads(args.report.read_text())))
         return 0
+    if args.readme is not None:
+        try:
+            source = args.readme if args.readme != Path() else sections.latest_full_run(args.out)
+            return _readme(args.readme_path, source)
+        except (OSError, ValueError) as exc:  # no results file, no markers in the README
+            p.error(str(exc))
     run = Run(args)
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
@@ -1279,6 +1299,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{report['elapsed_seconds']}s; results: {path}",
         file=sys.stderr,
     )
+    if args.update_readme:
+        if args.only is None:
+            _readme(args.readme_path, path)
+        else:
+            print(f"{args.readme_path.name} not rewritten: a partial run (--only)", file=sys.stderr)
     if run.failed:
         print(f"logs of the failed run kept in {run.workdir}", file=sys.stderr)
         return 1

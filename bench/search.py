@@ -57,6 +57,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bench.sections import Section, value_only
+
 MODES = ("filter", "keyword", "semantic", "hybrid")
 ENTITY_TYPE = "memory"
 LIMIT = 10
@@ -614,6 +616,10 @@ def markdown(rows: list[dict[str, Any]]) -> list[str]:
             f"| {mem['baseline_numpy_bytes_per_vector']:,} |"
         )
     return lines
+
+
+#: ``report["search"]`` of ``python -m bench`` as Markdown (bench/sections.py).
+SECTIONS = (Section("search", "Search scale", value_only(markdown), order=60),)
 
 
 if __name__ == "__main__":

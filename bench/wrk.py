@@ -9,6 +9,7 @@ their counts add up and the slowest percentile is kept.
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -34,6 +35,9 @@ class Sample:
     cpu_us: float = 0.0
     # CPU time the backend's server processes (Redis) used per request, both sides alike.
     store_cpu_us: float = 0.0
+    # CPU time the load generator (the wrk processes) used per request: on a machine with
+    # few cores it competes with the server for them (bench/README.md, Workers).
+    loadgen_cpu_us: float = 0.0
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -66,6 +70,9 @@ def run_wrk(
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script_text(script, delay_ms is not None))
         path = f.name
+    # wrk's CPU time: what this process's reaped children used, before and after (the
+    # harness reaps no other child while wrk runs).
+    cpu0 = _children_cpu()
     try:
         per = max(1, connections // len(urls))
         procs = []
@@ -98,6 +105,7 @@ def run_wrk(
             outs.append(json.loads(line[-1]))
     finally:
         Path(path).unlink(missing_ok=True)
+    loadgen_cpu = _children_cpu() - cpu0
     duration = max(o["duration_us"] for o in outs) / 1e6
     requests = sum(o["requests"] for o in outs)
     errors = sum(sum(o["errors"].values()) for o in outs)
@@ -109,4 +117,10 @@ def run_wrk(
         requests=requests,
         errors=errors,
         seconds=duration,
+        loadgen_cpu_us=1e6 * loadgen_cpu / max(1, requests),
     )
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

@@ -5,8 +5,12 @@
 #   make bench BENCH_ARGS="--only '^peers/'"             # the peer table alone
 #   BENCH_PEERS_QUICK=1 make bench BENCH_ARGS="--only '^peers/'"   # the same in seconds
 #   make bench-profile                                  # installs py-spy (pinned) into .venv
+# A whole run (no --only) ends by rewriting README.md's Performance section from its results
+# (`python -m bench --readme`, bench/sections.py); BENCH_README=0 leaves README.md alone:
+#   make bench BENCH_README=0
 PY_SPY_VERSION ?= 0.4.1
 BENCH_ARGS ?=
+BENCH_README ?= 1
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: bench bench-tools bench-profile
@@ -27,7 +31,7 @@ tools:: bench-tools
 bench: venv bench-tools redis memcached postgres
 	@if $(MAKE) -q ferretdb >/dev/null 2>&1; [ $$? -ne 2 ]; then $(MAKE) --no-print-directory ferretdb; fi
 	@$(MAKE) --no-print-directory ams || echo "Agent Memory Server not installed: its peer row is skipped"
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench $(BENCH_ARGS) $(if $(filter 1,$(BENCH_README)),--update-readme)
 
 bench-profile: venv
 	@$(BIN)/py-spy --version 2>/dev/null | grep -q ' $(PY_SPY_VERSION)$$' || \
