@@ -34,6 +34,7 @@ import orjson
 from memstore.backends.base import DistributedMemoryBackend, InvalidationCallback
 from memstore.backends.common import (
     ExpiredEntityPurge,
+    batch_outcome,
     build_page,
     by_revision,
     check_imported_seqs,
@@ -64,7 +65,7 @@ from memstore.core.analytics import (
     ToolTally,
 )
 from memstore.core.changes import RETENTION_ACTOR, current_actor, current_actor_name
-from memstore.core.errors import BackendUnavailableError, ConfigurationError
+from memstore.core.errors import BackendUnavailableError, ConfigurationError, ConflictError
 from memstore.core.keys import conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ChangeEvent,
@@ -73,6 +74,7 @@ from memstore.core.records import (
     ConversationRevision,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
@@ -126,6 +128,12 @@ _announced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "memstore_redis_announced", default=None
 )
 
+#: The cache keys the last batch write of this task published in its scripts and that
+#: ``publish_invalidation`` has not been called for yet (``_announced`` for a batch):
+#: each call takes its key out.
+_announced_batch: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "memstore_redis_announced_batch", default=None
+)
 
 #: ARGV of a write script's announcement (how, channel, message) that publishes nothing
 _NO_ANNOUNCEMENT = ("", "", "")
@@ -479,6 +487,10 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         if _announced.get() == key:
             _announced.set(None)  # the write script already published it
             return
+        batch = _announced_batch.get()
+        if batch is not None and key in batch:
+            batch.discard(key)  # a batch's script published it
+            return
         if self._bus is not None:
             await self._bus.publish(key)
 
@@ -541,6 +553,32 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             except BackendUnavailableError as exc:
                 log.warning("change log relay failed, the background round retries: %s", exc)
         return result
+
+    async def _write_many(
+        self, ns: str, calls: list[tuple[scripts.Script, str, list[str], list[Any]]]
+    ) -> list[Any]:
+        """``_write`` for several scripts (script, tag, KEYS, ARGV) at once: one pipeline
+        per node, then on a cluster one relay of every outbox they left entries in. Each
+        script is atomic by itself; together they are not (a batch write, whose items'
+        operation ids make a retried pipeline answer each item's first outcome)."""
+        replies = await self.connection.pipeline(
+            [("SCRIPT", script, keys, args) for script, _, keys, args in calls]
+        )
+        if not self.cluster_mode:
+            return replies
+        outboxes: dict[str, dict[str, list[Any]]] = {}
+        for (_, tag, _, _), (_, pending) in zip(calls, replies, strict=True):
+            if pending:
+                outboxes.setdefault(self.keys.change_outbox(tag), {}).update(_entries(pending))
+        try:
+            if outboxes and all(len(e) < _OUTBOX_BATCH for e in outboxes.values()):
+                await self._relay_to_log(ns, outboxes)
+            else:  # a backlog (writers died, or relays failed): read on to the end
+                for outbox, entries in outboxes.items():
+                    await self._relay(ns, outbox, list(entries.items()))
+        except BackendUnavailableError as exc:
+            log.warning("change log relay failed, the background round retries: %s", exc)
+        return [result for result, _ in replies]
 
     async def _relay_with_others(
         self, ns: str, outbox: str, entries: list[tuple[str, list[Any]]]
@@ -782,6 +820,72 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             expires_at=float(res[4]) if res[4] else None,
             pinned=len(res) > 5 and _s(res[5]) == "1",
         )
+
+    async def save_entities(
+        self, namespace: str, items: Sequence[EntityWrite]
+    ) -> list[EntityRecord]:
+        """Each item is ``save_entity``'s script, atomic by itself; the scripts go in one
+        pipeline per node (one round trip per node, not per item), so an item in conflict
+        is not written and the others are (``batch_outcome``). With durable writes
+        (``MEMSTORE_REDIS_WAIT_REPLICAS``) each item waits for its replicas as a single
+        save does."""
+        if self.settings.redis_wait_replicas > 0:
+            return await super().save_entities(namespace, items)
+        _announced.set(None)
+        _announced_batch.set(None)
+        for entity_type in dict.fromkeys(item.entity_type for item in items):
+            await self._register_type(namespace, entity_type)
+        now = time.time()
+        calls = []
+        cache_keys = []
+        for item in items:
+            payload = json_bytes(item.data, item.data_json)
+            expires_at = now + item.ttl if item.ttl is not None else None
+            tag = self.keys.entity_tag(namespace, item.entity_type, item.entity_id)
+            cache_key = entity_cache_key(namespace, item.entity_type, item.entity_id)
+            announcement = self._announcement(cache_key, tag)
+            if announcement is not None:
+                cache_keys.append(cache_key)
+            names = _names(entity_type=item.entity_type, entity_id=item.entity_id)
+            change_keys, change_args = self._change_block(namespace, tag, now, names)
+            expected = item.expected_version
+            args = [
+                item.entity_id,
+                payload,
+                _f(now),
+                _f(expires_at) if expires_at is not None else "",
+                str(expected) if expected is not None else "",
+                _op_id(),
+                _writer(),
+                *(announcement or _NO_ANNOUNCEMENT),
+                *change_args,
+                self._version_prefix(namespace, tag),
+            ]
+            keys = [*self._entity_keys_on(tag, item.entity_id), *change_keys]
+            calls.append((scripts.SAVE_ENTITY, tag, keys, args))
+        replies = await self._write_many(namespace, calls)
+        # published in the scripts (a conflict changed nothing and needs no message)
+        _announced_batch.set(set(cache_keys))
+        outcomes: list[EntityRecord | BaseException] = []
+        for item, res in zip(items, replies, strict=True):
+            try:
+                _raise_on_conflict(res, item.expected_version)
+            except ConflictError as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(
+                EntityRecord(
+                    type=item.entity_type,
+                    id=item.entity_id,
+                    data=item.data,
+                    version=int(res[1]),
+                    created_at=float(res[2]),
+                    updated_at=float(res[3]),
+                    expires_at=float(res[4]) if res[4] else None,
+                    pinned=len(res) > 5 and _s(res[5]) == "1",
+                )
+            )
+        return batch_outcome(outcomes)
 
     async def import_entity(self, namespace: str, record: EntityRecord) -> None:
         _announced.set(None)
