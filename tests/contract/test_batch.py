@@ -106,9 +106,7 @@ async def test_a_conflict_is_named_and_writes_as_documented(
         assert sorted(e.entity_id or "" for e in events) == ["a", "b", "c"]
 
 
-async def test_appends_to_several_conversations(
-    backend: DistributedMemoryBackend, ns: str
-) -> None:
+async def test_appends_to_several_conversations(backend: DistributedMemoryBackend, ns: str) -> None:
     await backend.append_messages(ns, "one", [{"m": 0}])
     results = await backend.append_messages_batch(
         ns,

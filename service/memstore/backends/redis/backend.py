@@ -79,6 +79,7 @@ from memstore.core.records import (
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessagesWrite,
     Page,
     ToolUsageRecord,
 )
@@ -1080,6 +1081,43 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return await self._write_messages(
             scripts.APPEND_MESSAGES, namespace, conversation_id, messages, messages_json
         )
+
+    async def append_messages_batch(
+        self, namespace: str, items: Sequence[MessagesWrite]
+    ) -> list[list[MessageRecord]]:
+        """Each conversation's append is ``append_messages``' script, atomic by itself; the
+        scripts go in one pipeline per node (durable writes: concurrent single appends,
+        each with its ``WAIT``)."""
+        if self.settings.redis_wait_replicas > 0:
+            return await super().append_messages_batch(namespace, items)
+        await self._register_namespace(namespace)
+        now = time.time()
+        calls = []
+        for item in items:
+            cid = item.conversation_id
+            raws = json_bytes_each(item.messages, item.messages_json)
+            tag = self.keys.conversation_tag(namespace, cid)
+            change_keys, change_args = self._change_block(
+                namespace, tag, now, _names(conversation_id=cid)
+            )
+            keys = [*self._conversation_keys(namespace, cid), *change_keys]
+            args = [
+                cid,
+                _f(now),
+                _op_id(),
+                *self._conversation_announcement(namespace, cid),
+                *change_args,
+                *raws,
+            ]
+            calls.append((scripts.APPEND_MESSAGES, tag, keys, args))
+        firsts = await self._write_many(namespace, calls)
+        return [
+            [
+                MessageRecord(item.conversation_id, int(first) + i, m, now)
+                for i, m in enumerate(item.messages)
+            ]
+            for item, first in zip(items, firsts, strict=True)
+        ]
 
     def _revision_keys(self, tag: str, conversation_id: str) -> list[str]:
         """revisions, revision index: the KEYS a script that makes or erases revisions
