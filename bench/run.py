@@ -42,6 +42,8 @@ from bench import l2cache as L2
 from bench import search as S
 from bench import workload as W
 from bench.atrest import markdown as atrest_markdown
+from bench.batch import bench_in_process as batch_bench
+from bench.batch import markdown as batch_markdown
 from bench.embeddings import markdown as embedding_markdown
 from bench.export import markdown as export_markdown
 from bench.peers import ROWS as PEER_ROWS
@@ -868,6 +870,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", exported]
     if at_rest := report.get("atrest"):
         lines += ["", atrest_markdown(at_rest)]
+    if batched := batch_markdown(report.get("batch", [])):
+        lines += ["", batched]
     if search := S.markdown(report.get("search", [])):
         lines += [*([""] if lines else []), *search]
     for s in report["skipped"]:
@@ -1250,6 +1254,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run.failed.append({"group": "atrest", "key": "codec", "error": str(exc)})
                 print(f"## atrest/codec: FAILED: {exc}", file=sys.stderr)
+        if batch_keys := [b for b in ("embedded", "redis") if run.selected(f"batch/{b}")]:
+            try:
+                run.extras["batch"] = batch_bench(args.rounds, args.seconds, batch_keys)
+            except Exception as exc:
+                run.failed.append({"group": "batch", "key": "batch", "error": str(exc)})
+                print(f"## batch: FAILED: {exc}", file=sys.stderr)
         if args.extras and run.selected("redis/extras") and need_redis() is None:
             g = Group("redis", setup_redis, [])
             try:
