@@ -168,15 +168,16 @@ async def test_the_manager_checks_every_item_before_writing(
 ) -> None:
     settings = backend_settings.model_copy(update={"max_body_bytes": 2048})
     async with DistributedMemoryManager(settings=settings, namespace=ns) as memory:
-        bad_items: list[tuple[list[EntityWrite], type[Exception], str]] = [
-            ([EntityWrite("note", "a", {}), EntityWrite("no/te", "b", {})], InvalidInputError, "entity_type"),
-            ([EntityWrite("note", "a", {}), EntityWrite("note", "a", {})], InvalidInputError, "items"),
-            ([EntityWrite("note", "a", {}), EntityWrite("note", "b", {"x": "y" * 4096})], PayloadTooLargeError, "data"),
-            ([EntityWrite("note", "a", {}), EntityWrite("note", "b", {}, ttl=-1)], InvalidInputError, "ttl"),
-        ]  # fmt: skip
-        for items, error, field in bad_items:
+        ok = EntityWrite("note", "a", {})
+        bad_items: list[tuple[EntityWrite, type[InvalidInputError], str]] = [
+            (EntityWrite("no/te", "b", {}), InvalidInputError, "entity_type"),
+            (EntityWrite("note", "a", {}), InvalidInputError, "items"),
+            (EntityWrite("note", "b", {"x": "y" * 4096}), PayloadTooLargeError, "data"),
+            (EntityWrite("note", "b", {}, ttl=-1), InvalidInputError, "ttl"),
+        ]
+        for bad, error, field in bad_items:
             with pytest.raises(error) as refused:
-                await memory.save_entities(items)
+                await memory.save_entities([ok, bad])
             assert refused.value.details["item"] == 1
             assert refused.value.details["field"] == field
             assert refused.value.message.startswith("item 1: ")
