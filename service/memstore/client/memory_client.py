@@ -593,7 +593,6 @@ class MemoryClient(MemoryAPI):
         )
         records = []
         for raw in out["items"]:
-            raw.pop("created", None)
             record = EntityRecord(**raw)
             self.versions.saw((self.namespace, record.type, record.id), record.version)
             records.append(record)

@@ -636,15 +636,10 @@ async def save_entities(request: web.Request) -> web.Response:
         expected = 0 if item.create_only else item.expected_version
         items.append(EntityWrite(item.type, item.id, item.data, expected, item.ttl_seconds))
     records = await manager_for(request).save_entities(items)
-    out = []
-    created = 0
-    for record in records:
-        # a create (also a re-create after a delete, numbered on) sets both times at once
-        new = record.created_at == record.updated_at
-        created += new
-        out.append({**entity_body(record), "created": new})
-    request[CREATED_ENTITIES] = created
-    return json_response({"items": out})
+    # a create (also a re-create after a delete, numbered on) sets both times at once
+    created = [i for i, r in enumerate(records) if r.created_at == r.updated_at]
+    request[CREATED_ENTITIES] = len(created)
+    return json_response({"items": [entity_body(r) for r in records], "created": created})
 
 
 async def pin_entity(request: web.Request) -> web.Response:

@@ -477,20 +477,12 @@ class EntityTypesOut(BaseModel):
     types: list[str]
 
 
-class EntityBatchRecord(_Response):
-    type: str
-    id: str
-    data: dict[str, JsonValue]
-    version: int
-    created_at: float
-    updated_at: float
-    expires_at: float | None
-    pinned: bool
-    created: bool = Field(description="Created (else replaced an entity that existed).")
-
-
 class EntityBatchOut(_Response):
-    items: list[EntityBatchRecord] = Field(description="One record per item, in item order.")
+    items: list[EntityRecord] = Field(description="One record per item, in item order.")
+    created: list[int] = Field(
+        description="The indexes of the items that created their entity (a PUT's 201); "
+        "the others replaced one."
+    )
 
 
 class MessagesBatchOut(_Response):
