@@ -8,6 +8,7 @@ conflict error listing what was written anyway.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -196,3 +197,37 @@ async def test_the_manager_checks_every_item_before_writing(
         assert (await memory.get_entity("note", "a")).version == 1  # type: ignore[union-attr]
         saved = await memory.save_entities([EntityWrite("note", "a", {"v": 2})])
         assert (await memory.get_entity("note", "a")) == saved[0]
+
+
+async def test_an_embedded_batch_in_a_group_fails_alone(embedded_settings: Settings) -> None:
+    """A batch that conflicts while other writes share its group transaction: its
+    savepoint undoes all of its items, the others commit."""
+    store = DistributedMemoryFactory.create_memory_backend(embedded_settings)
+    await store.connect()
+    try:
+        ns = "group"
+        await store.save_entity(ns, "note", "a", {"v": 1})
+        writes = [
+            store.save_entity(ns, "single", f"s{i}", {"i": i}) for i in range(10)
+        ]  # queued behind the first, then committed as groups
+        batch = store.save_entities(
+            ns,
+            [EntityWrite("note", f"b{i}", {}) for i in range(5)]
+            + [EntityWrite("note", "a", {}, expected_version=0)],
+        )
+        good = store.save_entities(ns, [EntityWrite("note", "c", {}), EntityWrite("note", "d", {})])
+        *singles, failed, saved = await asyncio.gather(*writes, batch, good, return_exceptions=True)
+        assert all(not isinstance(s, BaseException) for s in singles), singles
+        assert isinstance(failed, ConflictError)
+        assert failed.details["item"] == 5
+        assert failed.details["written"] == []
+        assert not isinstance(saved, BaseException)
+        assert [r.id for r in saved] == ["c", "d"]
+        for i in range(5):
+            assert await store.load_entity(ns, "note", f"b{i}") is None
+        events = (await store.read_changes(ns, after=0, limit=100)).events
+        assert sorted(e.entity_id or "" for e in events) == sorted(
+            ["a", "c", "d", *(f"s{i}" for i in range(10))]
+        )
+    finally:
+        await store.close()
