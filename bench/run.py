@@ -42,6 +42,7 @@ from bench import l2cache as L2
 from bench import search as S
 from bench import sections, workers
 from bench import workload as W
+from bench.batch import bench_in_process as batch_bench
 from bench.peers import ROWS as PEER_ROWS
 from bench.procs import (
     REPO,
@@ -1270,6 +1271,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run.failed.append({"group": "atrest", "key": "codec", "error": str(exc)})
                 print(f"## atrest/codec: FAILED: {exc}", file=sys.stderr)
+        if batch_keys := [b for b in ("embedded", "redis") if run.selected(f"batch/{b}")]:
+            try:
+                run.extras["batch"] = batch_bench(args.rounds, args.seconds, batch_keys)
+            except Exception as exc:
+                run.failed.append({"group": "batch", "key": "batch", "error": str(exc)})
+                print(f"## batch: FAILED: {exc}", file=sys.stderr)
         if args.extras and run.selected("redis/extras") and need_redis() is None:
             g = Group("redis", setup_redis, [])
             try:

@@ -2,7 +2,8 @@
 
 The public names are the seed's vocabulary: ``DistributedMemoryManager``,
 ``DistributedMemoryBackend``, ``DistributedMemoryFactory``, ``MemoryClient`` for the HTTP
-service, ``Settings``, and the error types both raise. Importing this package opens no
+service, ``Settings``, the error types both raise, and the items of batch writes
+(``EntityWrite``, ``MessagesWrite``). Importing this package opens no
 connection and imports no driver.
 """
 
@@ -21,9 +22,11 @@ __all__ = [
     "DistributedMemoryBackend",
     "DistributedMemoryFactory",
     "DistributedMemoryManager",
+    "EntityWrite",
     "InvalidInputError",
     "MemoryClient",
     "MemoryStoreError",
+    "MessagesWrite",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
         RequestTimeoutError,
         ServiceUnreachableError,
     )
+    from memstore.core.records import EntityWrite, MessagesWrite
     from memstore.core.settings import Settings
     from memstore.memory.manager import DistributedMemoryManager
 
@@ -75,6 +79,8 @@ _LAZY = {
     "DistributedMemoryManager": "memstore.memory.manager",
     "MemoryClient": "memstore.client",
     "Settings": "memstore.core.settings",
+    "EntityWrite": "memstore.core.records",
+    "MessagesWrite": "memstore.core.records",
 }
 
 

@@ -23,6 +23,8 @@ from memstore import (
     MemoryStoreError,
     PayloadTooLargeError,
 )
+from memstore.core.records import EntityWrite as EW
+from memstore.core.records import MessagesWrite as MW
 from memstore.core.settings import Settings
 from memstore.memory.api import MemoryAPI
 
@@ -142,6 +144,16 @@ MISTAKES: list[tuple[str, Call, str]] = [
     ("fractional search limit", lambda m: m.search_tool_usage("x", limit=1.5), "limit"),  # type: ignore[arg-type]
     ("boolean search limit", lambda m: m.search_entities("x", limit=True), "limit"),
     ("forged search cursor", lambda m: m.search_entities("x", cursor="not-a-cursor"), "cursor"),
+    # batch writes: every item checked first, the error names the item
+    ("empty batch", lambda m: m.save_entities([]), "items"),
+    ("batch of 501", lambda m: m.save_entities([EW("u", f"{i}", {}) for i in range(501)]), "items"),
+    ("batch item not an item", lambda m: m.save_entities([{"a": 1}]), "items"),  # type: ignore[list-item]
+    ("batch item, bad id", lambda m: m.save_entities([EW("u", "x", {}), EW("u", BAD, {})]), "entity_id"),  # noqa: E501
+    ("batch item, NaN ttl", lambda m: m.save_entities([EW("u", "x", {}, ttl=math.nan)]), "ttl"),
+    ("one key twice", lambda m: m.save_entities([EW("u", "x", {}), EW("u", "x", {})]), "items"),
+    ("append batch, no messages", lambda m: m.append_messages_batch([MW("c", [])]), "messages"),
+    ("append batch, bad cid", lambda m: m.append_messages_batch([MW(BAD, [{}])]), CID),
+    ("append batch, cid twice", lambda m: m.append_messages_batch([MW("c", [{}]), MW("c", [{}])]), "items"),  # noqa: E501
 ]  # fmt: skip
 
 

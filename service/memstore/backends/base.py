@@ -88,9 +88,11 @@ driver-error translation) is in ``memstore.backends.common``.
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from memstore.backends.common import batch_outcome
 from memstore.core.analytics import (
     AnalyticsOverview,
     BucketWindow,
@@ -104,10 +106,12 @@ from memstore.core.records import (
     ConversationRevision,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessagesWrite,
     Page,
     ToolUsageRecord,
 )
@@ -167,6 +171,59 @@ class DistributedMemoryBackend(abc.ABC):
     ) -> EntityRecord:
         """Create or replace. ``ttl`` (seconds) sets ``expires_at``; ``None`` clears it.
         ``created_at`` survives replaces; a save over an expired entity is a create."""
+
+    async def save_entities(
+        self, namespace: str, items: Sequence[EntityWrite]
+    ) -> list[EntityRecord]:
+        """Save several entities of one namespace: for each item exactly what
+        ``save_entity`` does (version, history row, change event, stored and logical
+        bytes), records in item order. The keys are distinct (the manager checks).
+
+        Atomicity (docs/architecture.md, "Batch writes"): this default writes the items
+        concurrently, each atomic by itself and the batch not: an item in conflict is
+        not written and every other item is. Then a ``ConflictError`` names the first
+        item in conflict (``item``), all of them (``items``) and the items written
+        (``written``). The embedded backend overrides it with one transaction (all or
+        nothing), Redis with one pipeline per node."""
+        outcomes = await asyncio.gather(
+            *(
+                self.save_entity(
+                    namespace,
+                    item.entity_type,
+                    item.entity_id,
+                    item.data,
+                    expected_version=item.expected_version,
+                    ttl=item.ttl,
+                    data_json=item.data_json,
+                )
+                for item in items
+            ),
+            return_exceptions=True,
+        )
+        return batch_outcome(outcomes)
+
+    async def append_messages_batch(
+        self, namespace: str, items: Sequence[MessagesWrite]
+    ) -> list[list[MessageRecord]]:
+        """Append to several conversations of one namespace: for each item exactly what
+        ``append_messages`` does, results in item order. The conversations are distinct.
+        This default appends concurrently, each conversation atomically by itself (an
+        append has no precondition, so only a backend failure stops one; the error then
+        lists the items ``written``); the embedded backend overrides it with one
+        transaction."""
+        outcomes = await asyncio.gather(
+            *(
+                self.append_messages(
+                    namespace,
+                    item.conversation_id,
+                    item.messages,
+                    messages_json=item.messages_json,
+                )
+                for item in items
+            ),
+            return_exceptions=True,
+        )
+        return batch_outcome(outcomes)
 
     @abc.abstractmethod
     async def load_entity(

@@ -289,3 +289,42 @@ def check_imported_seqs(conversation_id: str, messages: Sequence[MessageRecord])
             )
         last = m.seq
     return last
+
+
+def batch_outcome(outcomes: Sequence[T | BaseException]) -> list[T]:
+    """The records of a batch whose items were written one by one (each atomic by itself,
+    not the batch): all of them, or the error of the first item that failed. A version
+    conflict names every item in conflict and the items stored anyway (``written``), so
+    the caller knows what the batch changed."""
+    failed = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
+    if not failed:
+        return [o for o in outcomes if not isinstance(o, BaseException)]
+    written = [i for i, o in enumerate(outcomes) if not isinstance(o, BaseException)]
+    first, error = failed[0]
+    conflicts = [i for i, o in failed if isinstance(o, ConflictError)]
+    if isinstance(error, ConflictError):
+        raise ConflictError(
+            f"item {first}: {error.message}",
+            expected_version=error.expected_version,
+            current_version=error.current_version,
+            item=first,
+            items=conflicts,
+            written=written,
+        ) from error
+    if isinstance(error, MemoryStoreError):
+        error.details.setdefault("item", first)
+        error.details.setdefault("written", written)
+    raise error
+
+
+def batch_conflict(item: int, error: ConflictError) -> ConflictError:
+    """The error of an all-or-nothing batch whose item ``item`` is in conflict: nothing
+    was written."""
+    return ConflictError(
+        f"item {item}: {error.message}; nothing was written",
+        expected_version=error.expected_version,
+        current_version=error.current_version,
+        item=item,
+        items=[item],
+        written=[],
+    )

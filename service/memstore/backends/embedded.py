@@ -71,6 +71,7 @@ from memstore.backends.common import (
     INTERNAL_PREFIX,
     ErrorTranslation,
     ExpiredEntityPurge,
+    batch_conflict,
     build_page,
     by_id,
     by_key,
@@ -100,7 +101,7 @@ from memstore.core.analytics import (
     ToolTally,
 )
 from memstore.core.changes import Actor, current_actor
-from memstore.core.errors import BackendUnavailableError, ConfigurationError
+from memstore.core.errors import BackendUnavailableError, ConfigurationError, ConflictError
 from memstore.core.records import (
     ChangeEvent,
     ChangePage,
@@ -108,10 +109,12 @@ from memstore.core.records import (
     ConversationRevision,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessagesWrite,
     Page,
     ToolUsageRecord,
 )
@@ -863,66 +866,100 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         ttl: float | None = None,
         data_json: bytes | None = None,
     ) -> EntityRecord:
+        item = EntityWrite(entity_type, entity_id, data, expected_version, ttl, data_json)
         payload = json_bytes(data, data_json)
         now = time.time()
-        expires_at = now + ttl if ttl is not None else None
-        key = (namespace, entity_type, entity_id)
         actor = current_actor() or _NOBODY
 
         async def write(conn: aiosqlite.Connection) -> EntityRecord:
-            # the stored row (if any) and the highest version the key's history holds:
-            # a create numbers on from it (versions never restart)
-            row = await _first_row(
-                conn,
-                "SELECT e.version, e.created_at, e.expires_at, e.pinned, (SELECT MAX(version) "
-                "FROM entity_versions v WHERE v.ns = ?1 AND v.type = ?2 AND v.id = ?3) "
-                "FROM (SELECT 1) LEFT JOIN entities e ON e.ns = ?1 AND e.type = ?2 AND e.id = ?3",
-                key,
-            )
-            stored = row[0] is not None
-            live = stored and (row[2] is None or row[2] > now)
-            pinned = bool(row[3]) if live else False
-            current = row[0] if live else None
-            check_expected_version(expected_version, current)
-            version = (current or max(row[0] or 0, row[4] or 0)) + 1
-            created_at = row[1] if live else now
-            if stored and not live:
-                # replaced before the purge reached it: its expiry is logged here instead
-                await self._log_expired(conn, key, row[0], now, actor)
-            await conn.execute(
-                "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
-                "expires_at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?11) "
-                "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
-                "version = excluded.version, created_at = excluded.created_at, "
-                "updated_at = excluded.updated_at, expires_at = excluded.expires_at, "
-                "pinned = ?9, accessed_at = CASE WHEN ?10 THEN accessed_at END, "
-                "actor = excluded.actor",
-                (*key, payload, version, created_at, now, expires_at, pinned, live, actor.name),
-            )
-            await conn.execute(
-                _LOG_CHANGE,
-                _change(
-                    namespace,
-                    changes.ENTITY_SAVED,
-                    now,
-                    entity_type=entity_type,
-                    entity_id=entity_id,
-                    version=version,
-                    actor=actor,
-                ),
-            )
-            return EntityRecord(
-                type=entity_type,
-                id=entity_id,
-                data=data,
-                version=version,
-                created_at=created_at,
-                updated_at=now,
-                expires_at=expires_at,
-                pinned=pinned,
-            )
+            return await self._save_in(conn, namespace, item, payload, now, actor)
 
         return await self._write(write)
+
+    async def save_entities(
+        self, namespace: str, items: Sequence[EntityWrite]
+    ) -> list[EntityRecord]:
+        """All or nothing: the items are one write of the group commit (one transaction,
+        or one savepoint in a group), so a conflict on any item undoes the others."""
+        payloads = [json_bytes(item.data, item.data_json) for item in items]
+        now = time.time()
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> list[EntityRecord]:
+            records = []
+            for i, (item, payload) in enumerate(zip(items, payloads, strict=True)):
+                try:
+                    records.append(await self._save_in(conn, namespace, item, payload, now, actor))
+                except ConflictError as exc:
+                    raise batch_conflict(i, exc) from exc
+            return records
+
+        return await self._write(write)
+
+    async def _save_in(
+        self,
+        conn: aiosqlite.Connection,
+        namespace: str,
+        item: EntityWrite,
+        payload: bytes,
+        now: float,
+        actor: Actor,
+    ) -> EntityRecord:
+        """One entity save inside the write transaction on ``conn``."""
+        entity_type, entity_id = item.entity_type, item.entity_id
+        expires_at = now + item.ttl if item.ttl is not None else None
+        key = (namespace, entity_type, entity_id)
+        # the stored row (if any) and the highest version the key's history holds:
+        # a create numbers on from it (versions never restart)
+        row = await _first_row(
+            conn,
+            "SELECT e.version, e.created_at, e.expires_at, e.pinned, (SELECT MAX(version) "
+            "FROM entity_versions v WHERE v.ns = ?1 AND v.type = ?2 AND v.id = ?3) "
+            "FROM (SELECT 1) LEFT JOIN entities e ON e.ns = ?1 AND e.type = ?2 AND e.id = ?3",
+            key,
+        )
+        stored = row[0] is not None
+        live = stored and (row[2] is None or row[2] > now)
+        pinned = bool(row[3]) if live else False
+        current = row[0] if live else None
+        check_expected_version(item.expected_version, current)
+        version = (current or max(row[0] or 0, row[4] or 0)) + 1
+        created_at = row[1] if live else now
+        if stored and not live:
+            # replaced before the purge reached it: its expiry is logged here instead
+            await self._log_expired(conn, key, row[0], now, actor)
+        await conn.execute(
+            "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
+            "expires_at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?11) "
+            "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
+            "version = excluded.version, created_at = excluded.created_at, "
+            "updated_at = excluded.updated_at, expires_at = excluded.expires_at, "
+            "pinned = ?9, accessed_at = CASE WHEN ?10 THEN accessed_at END, "
+            "actor = excluded.actor",
+            (*key, payload, version, created_at, now, expires_at, pinned, live, actor.name),
+        )
+        await conn.execute(
+            _LOG_CHANGE,
+            _change(
+                namespace,
+                changes.ENTITY_SAVED,
+                now,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                version=version,
+                actor=actor,
+            ),
+        )
+        return EntityRecord(
+            type=entity_type,
+            id=entity_id,
+            data=item.data,
+            version=version,
+            created_at=created_at,
+            updated_at=now,
+            expires_at=expires_at,
+            pinned=pinned,
+        )
 
     async def import_entity(self, namespace: str, record: EntityRecord) -> None:
         payload = orjson.dumps(record.data)
@@ -1101,33 +1138,66 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         actor = current_actor() or _NOBODY
 
         async def write(conn: aiosqlite.Connection) -> list[MessageRecord]:
-            row = await _first_row(
-                conn,
-                "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
-                "updated_at) VALUES (?1, ?2, ?3 + 1, ?3, ?4, ?4) ON CONFLICT (ns, id) DO UPDATE "
-                "SET next_seq = next_seq + ?3, message_count = message_count + ?3, "
-                "updated_at = ?4 RETURNING next_seq",
-                (namespace, conversation_id, len(messages), now),
-            )
-            assert row is not None  # an upsert returns its row
-            first = row[0] - len(messages)
-            await conn.execute(
-                _LOG_CHANGE,
-                _change(
-                    namespace,
-                    changes.CONVERSATION_APPENDED,
-                    now,
-                    conversation_id=conversation_id,
-                    version=row[0] - 1,
-                    count=len(messages),
-                    actor=actor,
-                ),
-            )
-            return await self._insert_messages(
-                conn, namespace, conversation_id, first, messages, raws, now
+            return await self._append_in(
+                conn, namespace, conversation_id, messages, raws, now, actor
             )
 
         return await self._write(write)
+
+    async def append_messages_batch(
+        self, namespace: str, items: Sequence[MessagesWrite]
+    ) -> list[list[MessageRecord]]:
+        """All or nothing: one write of the group commit for every conversation."""
+        raws = [json_bytes_each(item.messages, item.messages_json) for item in items]
+        now = time.time()
+        actor = current_actor() or _NOBODY
+
+        async def write(conn: aiosqlite.Connection) -> list[list[MessageRecord]]:
+            return [
+                await self._append_in(
+                    conn, namespace, item.conversation_id, item.messages, raw, now, actor
+                )
+                for item, raw in zip(items, raws, strict=True)
+            ]
+
+        return await self._write(write)
+
+    async def _append_in(
+        self,
+        conn: aiosqlite.Connection,
+        namespace: str,
+        conversation_id: str,
+        messages: list[JSONObject],
+        raws: list[bytes],
+        now: float,
+        actor: Actor,
+    ) -> list[MessageRecord]:
+        """One append inside the write transaction on ``conn``."""
+        row = await _first_row(
+            conn,
+            "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
+            "updated_at) VALUES (?1, ?2, ?3 + 1, ?3, ?4, ?4) ON CONFLICT (ns, id) DO UPDATE "
+            "SET next_seq = next_seq + ?3, message_count = message_count + ?3, "
+            "updated_at = ?4 RETURNING next_seq",
+            (namespace, conversation_id, len(messages), now),
+        )
+        assert row is not None  # an upsert returns its row
+        first = row[0] - len(messages)
+        await conn.execute(
+            _LOG_CHANGE,
+            _change(
+                namespace,
+                changes.CONVERSATION_APPENDED,
+                now,
+                conversation_id=conversation_id,
+                version=row[0] - 1,
+                count=len(messages),
+                actor=actor,
+            ),
+        )
+        return await self._insert_messages(
+            conn, namespace, conversation_id, first, messages, raws, now
+        )
 
     async def load_messages(
         self,

@@ -42,10 +42,12 @@ from memstore.core.records import (
     ConversationRevision,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessagesWrite,
     Page,
     ToolUsageRecord,
 )
@@ -1134,6 +1136,12 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
             )
         )
 
+    async def save_entities(
+        self, namespace: str, items: Sequence[EntityWrite]
+    ) -> list[EntityRecord]:
+        # the serving backend's batch (its atomicity); the copy follows its change events
+        return await self._write(lambda b: b.save_entities(namespace, items))
+
     async def load_entity(
         self, namespace: str, entity_type: str, entity_id: str
     ) -> EntityRecord | None:
@@ -1205,6 +1213,11 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
         )
 
     # -- conversations ------------------------------------------------------------------
+
+    async def append_messages_batch(
+        self, namespace: str, items: Sequence[MessagesWrite]
+    ) -> list[list[MessageRecord]]:
+        return await self._write(lambda b: b.append_messages_batch(namespace, items))
 
     async def append_messages(
         self,

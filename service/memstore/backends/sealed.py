@@ -43,10 +43,12 @@ from memstore.core.records import (
     ConversationRevision,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessagesWrite,
     Page,
     ToolUsageRecord,
 )
@@ -447,6 +449,24 @@ class SealedBackend(DistributedMemoryBackend):
         )
         return record if stored is data else dataclasses.replace(record, data=data)
 
+    async def save_entities(
+        self, namespace: str, items: Sequence[EntityWrite]
+    ) -> list[EntityRecord]:
+        """Each value sealed as ``save_entity`` seals it, then one batch of the inner
+        backend (its atomicity)."""
+        if namespace == KEYS_NAMESPACE:
+            return await self.inner.save_entities(namespace, items)
+        sealed = []
+        for item in items:
+            key = await self._write_key(self._key_owner(namespace, item.entity_type))
+            aad = codec.record_aad(namespace, "entity", item.entity_type, item.entity_id)
+            stored, stored_json = self._seal(item.data, item.data_json, key, aad)
+            sealed.append(dataclasses.replace(item, data=stored, data_json=stored_json))
+        records = await self.inner.save_entities(namespace, sealed)
+        return [
+            dataclasses.replace(r, data=item.data) for r, item in zip(records, items, strict=True)
+        ]
+
     async def _open_entity(self, namespace: str, record: EntityRecord) -> EntityRecord:
         if namespace == KEYS_NAMESPACE or not codec.is_envelope(record.data):
             return record
@@ -628,6 +648,25 @@ class SealedBackend(DistributedMemoryBackend):
             namespace, conversation_id, stored, messages_json=raws
         )
         return [dataclasses.replace(r, message=m) for r, m in zip(records, messages, strict=True)]
+
+    async def append_messages_batch(
+        self, namespace: str, items: Sequence[MessagesWrite]
+    ) -> list[list[MessageRecord]]:
+        sealed = []
+        for item in items:
+            stored, raws = await self._seal_messages(
+                namespace, item.conversation_id, item.messages, item.messages_json
+            )
+            sealed.append(
+                dataclasses.replace(
+                    item, messages=stored, messages_json=None if raws is None else tuple(raws)
+                )
+            )
+        results = await self.inner.append_messages_batch(namespace, sealed)
+        return [
+            [dataclasses.replace(r, message=m) for r, m in zip(records, item.messages, strict=True)]
+            for records, item in zip(results, items, strict=True)
+        ]
 
     async def import_conversation(
         self, namespace: str, conversation_id: str, messages: list[MessageRecord]

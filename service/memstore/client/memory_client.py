@@ -51,7 +51,7 @@ import re
 import socket
 import time
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import quote
@@ -71,6 +71,7 @@ from memstore.core.analytics import (
     GrowthSeries,
     ToolAnalytics,
 )
+from memstore.core.batch import check_entity_batch, check_messages_batch
 from memstore.core.bounds import TIMESTAMP_SECONDS, check_in
 from memstore.core.dump import ImportResult
 from memstore.core.errors import (
@@ -92,11 +93,13 @@ from memstore.core.records import (
     EntityHit,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
     MessageHit,
     MessageRecord,
+    MessagesWrite,
     Page,
     SearchPage,
     Snapshot,
@@ -568,6 +571,33 @@ class MemoryClient(MemoryAPI):
         self.versions.saw((self.namespace, entity_type, entity_id), record.version)
         return record
 
+    async def save_entities(self, items: Sequence[EntityWrite]) -> list[EntityRecord]:
+        checked = check_entity_batch(items, None)
+        body_items = []
+        for item in checked:
+            assert item.data_json is not None  # the check encodes every item
+            entry: dict[str, Any] = {
+                "type": item.entity_type,
+                "id": item.entity_id,
+                "data": orjson.Fragment(item.data_json),
+            }
+            if item.ttl is not None:
+                entry["ttl_seconds"] = item.ttl
+            if item.expected_version == 0:
+                entry["create_only"] = True
+            elif item.expected_version is not None:
+                entry["expected_version"] = item.expected_version
+            body_items.append(entry)
+        _, out, _ = await self._request(
+            "POST", self._ns("/entities:batch"), json={"items": body_items}
+        )
+        records = []
+        for raw in out["items"]:
+            record = EntityRecord(**raw)
+            self.versions.saw((self.namespace, record.type, record.id), record.version)
+            records.append(record)
+        return records
+
     async def get_entity(
         self,
         entity_type: str,
@@ -902,6 +932,22 @@ class MemoryClient(MemoryAPI):
         body = self._messages_body(messages, allow_empty=False)
         _, out, _ = await self._request("POST", path, json=body)
         return [MessageRecord(**m) for m in out["items"]]
+
+    async def append_messages_batch(
+        self, items: Sequence[MessagesWrite]
+    ) -> list[list[MessageRecord]]:
+        checked = check_messages_batch(items, max_count=None, max_bytes=None)
+        body = {
+            "items": [
+                {
+                    "conversation_id": item.conversation_id,
+                    "messages": [orjson.Fragment(r) for r in item.messages_json or ()],
+                }
+                for item in checked
+            ]
+        }
+        _, out, _ = await self._request("POST", self._ns("/conversations:batch"), json=body)
+        return [[MessageRecord(**m) for m in result["items"]] for result in out["items"]]
 
     async def load_messages(
         self,

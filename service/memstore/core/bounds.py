@@ -20,6 +20,7 @@ name                        interval             where it applies
 ``LONG_POLL_SECONDS``       [0, 300]             ``MEMSTORE_CHANGES_MAX_WAIT_SECONDS``
 ``BODY_BYTES``              [1024, ...)          ``MEMSTORE_MAX_BODY_BYTES``
 ``MESSAGES_PER_REQUEST``    [1, ...)             ``MEMSTORE_MAX_MESSAGES_PER_REQUEST``
+``BATCH_ITEMS``             [1, 500]             items of one batch write (``:batch``)
 ``JSON_INTEGER``            [-2^63, 2^64 - 1]    every integer inside a JSON payload
 ==========================  ===================  =======================================
 
@@ -55,6 +56,11 @@ KEEPALIVE_SECONDS = Interval(gt=0, le=30)
 LONG_POLL_SECONDS = Interval(ge=0, le=300)
 BODY_BYTES = Interval(ge=1024)
 MESSAGES_PER_REQUEST = Interval(ge=1)
+#: Items of one batch write (entities or conversations). A batch is one transaction on
+#: the embedded backend and one pipeline on Redis: the bound keeps either short enough
+#: not to hold the writer (or a connection) for long.
+MAX_BATCH_ITEMS = 500
+BATCH_ITEMS = Interval(ge=1, le=MAX_BATCH_ITEMS)
 #: What JSON payloads may hold as integers: 64 bits, signed or unsigned (what the JSON
 #: codec, orjson, encodes exactly; a wider one would come back as a rounded float).
 JSON_INTEGER = Interval(ge=-(2**63), le=2**64 - 1)

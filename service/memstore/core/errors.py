@@ -143,20 +143,30 @@ class ConflictError(MemoryStoreError):
     http_status = 412
 
     def __init__(
-        self, message: str, *, expected_version: int | None, current_version: int | None
+        self,
+        message: str,
+        *,
+        expected_version: int | None,
+        current_version: int | None,
+        **batch: Any,
     ) -> None:
+        # ``batch``: in a batch write, ``item`` (the index of the first item in conflict),
+        # ``items`` (every one in conflict) and ``written`` (the indexes stored anyway,
+        # on a backend whose batches are not all-or-nothing)
         super().__init__(
-            message, expected_version=expected_version, current_version=current_version
+            message, expected_version=expected_version, current_version=current_version, **batch
         )
         self.expected_version = expected_version
         self.current_version = current_version
 
     @classmethod
     def from_details(cls, message: str, details: Mapping[str, Any]) -> MemoryStoreError:
+        batch = {k: details[k] for k in ("item", "items", "written") if k in details}
         return cls(
             message,
             expected_version=details.get("expected_version"),
             current_version=details.get("current_version"),
+            **batch,
         )
 
 

@@ -64,6 +64,29 @@ class EntityRecord:
         return _shallow(self)
 
 
+@dataclass(frozen=True, slots=True)
+class EntityWrite:
+    """One item of a batch of entity saves (``save_entities``): what ``save_entity``
+    takes for one key. ``data_json``: the data's compact JSON when the caller has it."""
+
+    entity_type: str
+    entity_id: str
+    data: JSONObject
+    expected_version: int | None = None
+    ttl: float | None = None
+    data_json: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesWrite:
+    """One item of a batch of appends (``append_messages_batch``): messages for one
+    conversation, in order. ``messages_json``: each message's compact JSON, if known."""
+
+    conversation_id: str
+    messages: list[JSONObject]
+    messages_json: tuple[bytes, ...] | None = None
+
+
 @with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
 class MessageRecord:

@@ -21,7 +21,7 @@ the manager, and over HTTP they are network calls (async on the client).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any, Protocol, Self
 
 from memstore.core.analytics import (
@@ -38,11 +38,13 @@ from memstore.core.records import (
     EntityHit,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
     MessageHit,
     MessageRecord,
+    MessagesWrite,
     Page,
     SearchPage,
     Snapshot,
@@ -90,6 +92,11 @@ class MemoryAPI(Protocol):
         ttl: float | None = None,
         expected_version: int | None = None,
     ) -> EntityRecord: ...
+
+    async def save_entities(self, items: Sequence[EntityWrite]) -> list[EntityRecord]:
+        """Several saves of one namespace in one call; all checked before any is written
+        (docs/architecture.md, "Batch writes")."""
+        ...
 
     async def get_entity(
         self,
@@ -183,6 +190,12 @@ class MemoryAPI(Protocol):
     async def append_messages(
         self, messages: list[JSONObject], conversation_id: str | None = None
     ) -> list[MessageRecord]: ...
+
+    async def append_messages_batch(
+        self, items: Sequence[MessagesWrite]
+    ) -> list[list[MessageRecord]]:
+        """Appends to several conversations of one namespace in one call."""
+        ...
 
     async def load_messages(
         self,

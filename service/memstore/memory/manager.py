@@ -50,6 +50,7 @@ from memstore.core.analytics import (
     check_listed_calls,
     check_window,
 )
+from memstore.core.batch import check_entity_batch, check_messages_batch
 from memstore.core.changes import current_actor_name
 from memstore.core.dump import ImportResult
 from memstore.core.errors import (
@@ -72,11 +73,13 @@ from memstore.core.records import (
     EntityHit,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
     MessageHit,
     MessageRecord,
+    MessagesWrite,
     Page,
     SearchPage,
     Snapshot,
@@ -584,6 +587,24 @@ class DistributedMemoryManager(MemoryAPI):
             # Also on failure: a timed-out write may still have landed.
             await self._invalidate(key)
 
+    async def save_entities(self, items: Sequence[EntityWrite]) -> list[EntityRecord]:
+        """Save several entities of the namespace in one call (docs/architecture.md,
+        "Batch writes"): every item is checked before anything is written (an error names
+        the item), then each gets what ``save_entity`` gives; records in item order. All or
+        nothing on the embedded backend; elsewhere each item is atomic and a
+        ``ConflictError`` lists the items written anyway (``written``)."""
+        checked = check_entity_batch(items, self._shared.settings.max_body_bytes)
+        try:
+            return await self._run(
+                "save_entities", lambda: self.backend.save_entities(self.namespace, checked)
+            )
+        finally:
+            # Also on failure: a timed-out write may still have landed.
+            for item in checked:
+                await self._invalidate(
+                    entity_cache_key(self.namespace, item.entity_type, item.entity_id)
+                )
+
     async def get_entity(
         self,
         entity_type: str,
@@ -845,6 +866,26 @@ class DistributedMemoryManager(MemoryAPI):
             )
         finally:
             self._conversation_changed(cid)
+
+    async def append_messages_batch(
+        self, items: Sequence[MessagesWrite]
+    ) -> list[list[MessageRecord]]:
+        """Append to several conversations of the namespace in one call: every item is
+        checked first (an error names the item); each conversation's messages are appended
+        as ``append_messages`` does; results in item order. All or nothing on the
+        embedded backend (docs/architecture.md, "Batch writes")."""
+        s = self._shared.settings
+        checked = check_messages_batch(
+            items, max_count=s.max_messages_per_request, max_bytes=s.max_body_bytes
+        )
+        try:
+            return await self._run(
+                "append_messages_batch",
+                lambda: self.backend.append_messages_batch(self.namespace, checked),
+            )
+        finally:
+            for item in checked:
+                self._conversation_changed(item.conversation_id)
 
     async def load_messages(
         self,

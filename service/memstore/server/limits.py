@@ -127,7 +127,12 @@ class Reservation:
 
     namespace: str
     bytes: int
-    entity: bool
+    #: entities counted in advance (those the write may create)
+    entities: int
+
+    @property
+    def entity(self) -> bool:
+        return self.entities > 0
 
 
 class QuotaTracker:
@@ -176,9 +181,13 @@ class QuotaTracker:
         *,
         incoming_bytes: int,
         entity_exists: Callable[[], Awaitable[bool]] | None = None,
+        absent_entities: Callable[[], Awaitable[int]] | None = None,
+        entities: int = 1,
     ) -> Reservation | None:
         """Admit a write or raise ``QuotaExceededError``. ``entity_exists`` is given for
-        entity saves (which may create one); it is only called at the entity limit."""
+        an entity save (which may create one), ``absent_entities`` for a batch of
+        ``entities`` saves (how many of its keys do not exist); either is only called
+        when the write could pass the entity limit."""
         if not self.enabled:
             return None
         usage = await self._current(namespace)
@@ -193,10 +202,19 @@ class QuotaTracker:
                 limit=self.max_bytes,
                 used=usage.bytes,
             )
-        entity = False
-        if self.max_entities and entity_exists is not None:
-            if usage.entities + 1 > self.max_entities:
-                if not await entity_exists():
+        if entity_exists is not None:
+            exists = entity_exists
+
+            async def absent_one() -> int:
+                return 0 if await exists() else 1
+
+            absent_entities, entities = absent_one, 1
+        counted = 0
+        if self.max_entities and absent_entities is not None:
+            if usage.entities + entities > self.max_entities:
+                # Counted only when the limit is near: how many the write would add.
+                counted = await absent_entities()
+                if counted and usage.entities + counted > self.max_entities:
                     raise QuotaExceededError(
                         f"namespace {namespace} is at its quota of {self.max_entities} entities",
                         quota="entities",
@@ -204,17 +222,17 @@ class QuotaTracker:
                         used=usage.entities,
                     )
             else:
-                entity = True
+                counted = entities
         if usage.bytes is not None:
             usage.bytes += incoming_bytes
-        if entity:
-            usage.entities += 1
-        return Reservation(namespace, incoming_bytes, entity)
+        usage.entities += counted
+        return Reservation(namespace, incoming_bytes, counted)
 
     def settle(
-        self, reservation: Reservation | None, *, succeeded: bool, created: bool = False
+        self, reservation: Reservation | None, *, succeeded: bool, created: bool | int = False
     ) -> None:
-        """Give back what the write did not use (all of it when it failed)."""
+        """Give back what the write did not use (all of it when it failed). ``created``:
+        whether the write created its entity, or how many it created (a batch)."""
         if reservation is None:
             return
         usage = self._usage.get(reservation.namespace)
@@ -223,14 +241,11 @@ class QuotaTracker:
         if not succeeded:
             if usage.bytes is not None:
                 usage.bytes = max(0, usage.bytes - reservation.bytes)
-            if reservation.entity:
-                usage.entities = max(0, usage.entities - 1)
+            usage.entities = max(0, usage.entities - reservation.entities)
             # A failed write may still have landed (timeouts): read the truth next time.
             usage.stale = True
-        elif reservation.entity and not created:
-            usage.entities = max(0, usage.entities - 1)
-        elif created and not reservation.entity:
-            usage.entities += 1
+        else:
+            usage.entities = max(0, usage.entities + int(created) - reservation.entities)
 
     def forget(self, namespace: str) -> None:
         """Something was deleted or replaced: read the exact usage on the next write."""

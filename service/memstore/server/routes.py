@@ -57,9 +57,11 @@ from memstore.core.records import (
     ChangePage,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     MemorySummary,
     MessageRecord,
+    MessagesWrite,
     Snapshot,
     SnapshotRevert,
     ToolUsageRecord,
@@ -84,6 +86,7 @@ from memstore.memory.manager import DistributedMemoryManager
 from memstore.server import schemas
 from memstore.server.feed import EVENT_STREAM, get_changes
 from memstore.server.routing import (
+    CREATED_ENTITIES,
     Param,
     Route,
     TableRoute,
@@ -187,6 +190,11 @@ E400_SEARCH = (
     schemas.ErrorOut,
 )
 E404 = ("Not found.", schemas.ErrorOut)
+E403_QUOTA = (
+    "Forbidden, or the namespace would pass a quota (`quota_exceeded`, checked for the "
+    "whole batch: nothing written).",
+    schemas.ErrorOut,
+)
 E412 = ("Version precondition failed.", schemas.ErrorOut)
 E413 = ("Body too large.", schemas.ErrorOut)
 E503 = ("Backend unavailable; retry later.", schemas.ErrorOut)
@@ -599,6 +607,41 @@ async def put_entity(request: web.Request) -> web.Response:
     return json_response(entity_body(record), status=201 if created else 200, headers=headers)
 
 
+_ITEM_FIELD = re.compile(r"items\.([0-9]+)(?:\.|$)")
+
+
+async def read_batch_body(request: web.Request, model: type[M]) -> M:
+    """``read_body`` for a batch: a problem inside an item names its index (``item``)."""
+    try:
+        return await read_body(request, model)
+    except InvalidInputError as exc:
+        field = exc.details.get("field")
+        found = _ITEM_FIELD.match(field) if isinstance(field, str) else None
+        if found is not None:
+            exc.details["item"] = int(found.group(1))
+        raise
+
+
+async def save_entities(request: web.Request) -> web.Response:
+    body = await read_batch_body(request, schemas.EntityBatchIn)
+    items = []
+    for i, item in enumerate(body.items):
+        if item.create_only and item.expected_version is not None:
+            # the body form of If-Match with If-None-Match: *, which never hold together
+            raise InvalidInputError(
+                f"item {i}: expected_version and create_only cannot both hold",
+                field=f"items.{i}.create_only",
+                item=i,
+            )
+        expected = 0 if item.create_only else item.expected_version
+        items.append(EntityWrite(item.type, item.id, item.data, expected, item.ttl_seconds))
+    records = await manager_for(request).save_entities(items)
+    # a create (also a re-create after a delete, numbered on) sets both times at once
+    created = [i for i, r in enumerate(records) if r.created_at == r.updated_at]
+    request[CREATED_ENTITIES] = len(created)
+    return json_response({"items": [entity_body(r) for r in records], "created": created})
+
+
 async def pin_entity(request: web.Request) -> web.Response:
     """PUT pins, DELETE unpins; the entity with its unchanged version."""
     mi = request.match_info
@@ -852,6 +895,22 @@ async def append_messages(request: web.Request) -> web.Response:
         body.messages, request.match_info["conversation_id"]
     )
     return json_response({"items": [m.to_dict() for m in records], "next_before": None}, status=201)
+
+
+async def append_messages_batch(request: web.Request) -> web.Response:
+    body = await read_batch_body(request, schemas.MessagesBatchIn)
+    results = await manager_for(request).append_messages_batch(
+        [MessagesWrite(item.conversation_id, item.messages) for item in body.items]
+    )
+    return json_response(
+        {
+            "items": [
+                {"items": [m.to_dict() for m in records], "next_before": None}
+                for records in results
+            ]
+        },
+        status=201,
+    )
 
 
 async def replace_messages(request: web.Request) -> web.Response:
@@ -1305,6 +1364,17 @@ ROUTES: tuple[Route, ...] = (
           responses={200: ("The new version.", EntityRecord), 400: E400, 404: E404,
                      412: E412, 503: E503},
           response_headers={200: {"ETag": "New version."}}),
+    Route("POST", f"{P}/entities:batch", save_entities, "saveEntities",
+          "Create or replace several entities of the namespace in one request. Every item "
+          "is checked before any is written (a bad one is a 400 naming it, `item`). On the "
+          "embedded backend the batch is all or nothing: an item in conflict (412, naming "
+          "it) writes nothing; on Redis and MongoDB each item is atomic by itself and a "
+          "412 lists the items written anyway (`written`). docs/architecture.md, "
+          "\"Batch writes\".", "entities",
+          params=(NS,), body=schemas.EntityBatchIn,
+          role="write", grows_storage=True, adds_entity=True,
+          responses={200: ("Saved, one record per item.", schemas.EntityBatchOut),
+                     400: E400, 403: E403_QUOTA, 412: E412, 413: E413, 503: E503}),
     Route("PUT", f"{P}/entities/{{entity_type}}/{{entity_id}}", put_entity, "saveEntity",
           "Create or replace an entity; If-Match makes it conditional.", "entities",
           params=(NS, ETYPE, EID, IF_MATCH, IF_NONE_MATCH_PUT), body=schemas.EntityPut,
@@ -1381,6 +1451,15 @@ ROUTES: tuple[Route, ...] = (
           params=(NS, CID), body=schemas.MessagesIn,
           role="write", grows_storage=True, hot=True,
           responses={201: ("Appended.", schemas.MessagesOut), 400: E400, 413: E413, 503: E503}),
+    Route("POST", f"{P}/conversations:batch", append_messages_batch, "appendMessagesBatch",
+          "Append messages to several conversations of the namespace in one request, each "
+          "conversation once. Every item is checked before any is written (a bad one is a "
+          "400 naming it, `item`); all or nothing on the embedded backend, each "
+          "conversation atomic by itself elsewhere.", "conversations",
+          params=(NS,), body=schemas.MessagesBatchIn,
+          role="write", grows_storage=True,
+          responses={201: ("Appended, one result per item.", schemas.MessagesBatchOut),
+                     400: E400, 403: E403_QUOTA, 413: E413, 503: E503}),
     Route("PUT", f"{P}/conversations/{{conversation_id}}/messages", replace_messages,
           "saveConversationHistory",
           "Replace the whole history. What it replaces is kept as a revision, also when "

@@ -12,10 +12,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from aiohttp import web
 from aiohttp.web_urldispatcher import ResourceRoute
 from pydantic import BaseModel
 
+from memstore.core.bounds import MAX_BATCH_ITEMS
 from memstore.core.errors import InvalidInputError
 from memstore.server.auth import Role
 
@@ -25,6 +27,11 @@ View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: streams in, so ``client_max_size`` (413) bounds the decoded bytes: a compression bomb
 #: is cut off at the limit. Anything else is a 415 before the body is read.
 BODY_CODINGS = ("gzip", "deflate", "identity")
+
+
+#: How many entities a batch write created, for the quota's settlement (a single save
+#: says it with its status, 201).
+CREATED_ENTITIES = web.RequestKey("created_entities", int)
 
 
 @dataclass(frozen=True)
@@ -140,3 +147,24 @@ async def read_raw_body(request: web.Request) -> bytes:
             " or was cut short",
             field="body",
         ) from exc
+
+
+def batch_entity_keys(body: bytes) -> list[tuple[str, str]]:
+    """The distinct (type, id) keys a batch of entity saves names, for the entity quota
+    (which counts those that do not exist) before the handler checks the body: what does
+    not parse counts as nothing here and is the handler's 400."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return []
+    items = value.get("items") if isinstance(value, dict) else None
+    if not isinstance(items, list):
+        return []
+    keys = {
+        (item["type"], item["id"]): None
+        for item in items
+        if isinstance(item, dict)
+        and isinstance(item.get("type"), str)
+        and isinstance(item.get("id"), str)
+    }
+    return list(keys)[:MAX_BATCH_ITEMS]

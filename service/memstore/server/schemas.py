@@ -25,7 +25,13 @@ from pydantic import (
     create_model,
 )
 
-from memstore.core.bounds import DURATION_MS, TIMESTAMP_SECONDS, TTL_SECONDS
+from memstore.core.bounds import (
+    DURATION_MS,
+    MAX_BATCH_ITEMS,
+    SEQUENCE,
+    TIMESTAMP_SECONDS,
+    TTL_SECONDS,
+)
 from memstore.core.changes import CHANGE_KINDS
 from memstore.core.records import (
     AUDIT_ONLY_FIELDS,
@@ -81,6 +87,44 @@ class EntityPut(_Strict):
 class MessagesIn(_Strict):
     messages: list[dict[str, JsonValue]] = Field(
         min_length=1, description="Messages (JSON objects) in conversation order."
+    )
+
+
+class EntityBatchItem(_Strict):
+    type: str = Field(pattern=TYPE_RE.pattern, description="Entity type.")
+    id: str = Field(pattern=ID_RE.pattern, description="Entity id.")
+    data: dict[str, JsonValue] = Field(description="The entity: any JSON object, stored exactly.")
+    ttl_seconds: Annotated[float, TTL_SECONDS] | None = Field(
+        None, description="Expire the entity after this many seconds."
+    )
+    expected_version: Annotated[int, SEQUENCE] | None = Field(
+        None, description="Write only if the stored version is this one (the If-Match of a PUT)."
+    )
+    create_only: bool = Field(
+        False, description="Write only if the entity does not exist (If-None-Match: *)."
+    )
+
+
+class EntityBatchIn(_Strict):
+    items: list[EntityBatchItem] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        description="Saves of distinct entities, checked all before any is written.",
+    )
+
+
+class MessagesBatchItem(_Strict):
+    conversation_id: str = Field(pattern=ID_RE.pattern)
+    messages: list[dict[str, JsonValue]] = Field(
+        min_length=1, description="Messages (JSON objects) in conversation order."
+    )
+
+
+class MessagesBatchIn(_Strict):
+    items: list[MessagesBatchItem] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        description="Appends to distinct conversations, checked all before any is written.",
     )
 
 
@@ -431,6 +475,18 @@ class HistoryPurgedOut(_Response):
 
 class EntityTypesOut(BaseModel):
     types: list[str]
+
+
+class EntityBatchOut(_Response):
+    items: list[EntityRecord] = Field(description="One record per item, in item order.")
+    created: list[int] = Field(
+        description="The indexes of the items that created their entity (a PUT's 201); "
+        "the others replaced one."
+    )
+
+
+class MessagesBatchOut(_Response):
+    items: list[MessagesOut] = Field(description="Each item's messages, in item order.")
 
 
 class MessagesOut(_Response):

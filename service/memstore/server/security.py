@@ -48,7 +48,14 @@ from memstore.server.limits import (
     RateLimiter,
     Reservation,
 )
-from memstore.server.routing import Route, open_path, read_raw_body, route_row
+from memstore.server.routing import (
+    CREATED_ENTITIES,
+    Route,
+    batch_entity_keys,
+    open_path,
+    read_raw_body,
+    route_row,
+)
 
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("memstore.audit")
@@ -100,7 +107,19 @@ class Security:
     ) -> Reservation | None:
         body = await read_raw_body(request)  # cached for the handler
         entity_exists = None
-        if route.adds_entity:
+        absent_entities = None
+        keys: list[tuple[str, str]] = []
+        if route.adds_entity and "entity_id" not in request.match_info:
+            # a batch: its keys from the body (a body that does not parse is the
+            # handler's 400; it counts as no entity here)
+            keys = batch_entity_keys(body)
+            view = self.manager.for_namespace(namespace)
+
+            async def absent_entities() -> int:
+                found = await asyncio.gather(*(view.get_entity(t, i) for t, i in keys))
+                return sum(record is None for record in found)
+
+        elif route.adds_entity:
             view = self.manager.for_namespace(namespace)
             mi = request.match_info
 
@@ -108,7 +127,11 @@ class Security:
                 return await view.get_entity(mi["entity_type"], mi["entity_id"]) is not None
 
         return await self.quotas.reserve(
-            namespace, incoming_bytes=len(body), entity_exists=entity_exists
+            namespace,
+            incoming_bytes=len(body),
+            entity_exists=entity_exists,
+            absent_entities=absent_entities,
+            entities=len(keys) or 1,
         )
 
     async def handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -217,8 +240,13 @@ class Security:
             self.quotas.settle(reservation, succeeded=False)
             raise
         ok = response.status < 400
+        created = request.get(CREATED_ENTITIES)
         self.quotas.settle(
-            reservation, succeeded=ok, created=ok and route.adds_entity and response.status == 201
+            reservation,
+            succeeded=ok,
+            created=ok and route.adds_entity and response.status == 201
+            if created is None
+            else created,
         )
         if ok and route.shrinks_storage:
             self.quotas.forget(namespace)

@@ -34,6 +34,7 @@ import orjson
 from memstore.backends.base import DistributedMemoryBackend, InvalidationCallback
 from memstore.backends.common import (
     ExpiredEntityPurge,
+    batch_outcome,
     build_page,
     by_revision,
     check_imported_seqs,
@@ -64,7 +65,7 @@ from memstore.core.analytics import (
     ToolTally,
 )
 from memstore.core.changes import RETENTION_ACTOR, current_actor, current_actor_name
-from memstore.core.errors import BackendUnavailableError, ConfigurationError
+from memstore.core.errors import BackendUnavailableError, ConfigurationError, ConflictError
 from memstore.core.keys import conversation_change_key, entity_cache_key
 from memstore.core.records import (
     ChangeEvent,
@@ -73,10 +74,12 @@ from memstore.core.records import (
     ConversationRevision,
     EntityRecord,
     EntityVersion,
+    EntityWrite,
     FeedbackRecord,
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessagesWrite,
     Page,
     ToolUsageRecord,
 )
@@ -126,6 +129,12 @@ _announced: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "memstore_redis_announced", default=None
 )
 
+#: The cache keys the last batch write of this task published in its scripts and that
+#: ``publish_invalidation`` has not been called for yet (``_announced`` for a batch):
+#: each call takes its key out.
+_announced_batch: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar(
+    "memstore_redis_announced_batch", default=None
+)
 
 #: ARGV of a write script's announcement (how, channel, message) that publishes nothing
 _NO_ANNOUNCEMENT = ("", "", "")
@@ -479,6 +488,10 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         if _announced.get() == key:
             _announced.set(None)  # the write script already published it
             return
+        batch = _announced_batch.get()
+        if batch is not None and key in batch:
+            batch.discard(key)  # a batch's script published it
+            return
         if self._bus is not None:
             await self._bus.publish(key)
 
@@ -541,6 +554,32 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             except BackendUnavailableError as exc:
                 log.warning("change log relay failed, the background round retries: %s", exc)
         return result
+
+    async def _write_many(
+        self, ns: str, calls: list[tuple[scripts.Script, str, list[str], list[Any]]]
+    ) -> list[Any]:
+        """``_write`` for several scripts (script, tag, KEYS, ARGV) at once: one pipeline
+        per node, then on a cluster one relay of every outbox they left entries in. Each
+        script is atomic by itself; together they are not (a batch write, whose items'
+        operation ids make a retried pipeline answer each item's first outcome)."""
+        replies = await self.connection.pipeline(
+            [("SCRIPT", script, keys, args) for script, _, keys, args in calls]
+        )
+        if not self.cluster_mode:
+            return replies
+        outboxes: dict[str, dict[str, list[Any]]] = {}
+        for (_, tag, _, _), (_, pending) in zip(calls, replies, strict=True):
+            if pending:
+                outboxes.setdefault(self.keys.change_outbox(tag), {}).update(_entries(pending))
+        try:
+            if outboxes and all(len(e) < _OUTBOX_BATCH for e in outboxes.values()):
+                await self._relay_to_log(ns, outboxes)
+            else:  # a backlog (writers died, or relays failed): read on to the end
+                for outbox, entries in outboxes.items():
+                    await self._relay(ns, outbox, list(entries.items()))
+        except BackendUnavailableError as exc:
+            log.warning("change log relay failed, the background round retries: %s", exc)
+        return [result for result, _ in replies]
 
     async def _relay_with_others(
         self, ns: str, outbox: str, entries: list[tuple[str, list[Any]]]
@@ -783,6 +822,72 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             pinned=len(res) > 5 and _s(res[5]) == "1",
         )
 
+    async def save_entities(
+        self, namespace: str, items: Sequence[EntityWrite]
+    ) -> list[EntityRecord]:
+        """Each item is ``save_entity``'s script, atomic by itself; the scripts go in one
+        pipeline per node (one round trip per node, not per item), so an item in conflict
+        is not written and the others are (``batch_outcome``). With durable writes
+        (``MEMSTORE_REDIS_WAIT_REPLICAS``) each item waits for its replicas as a single
+        save does."""
+        if self.settings.redis_wait_replicas > 0:
+            return await super().save_entities(namespace, items)
+        _announced.set(None)
+        _announced_batch.set(None)
+        for entity_type in dict.fromkeys(item.entity_type for item in items):
+            await self._register_type(namespace, entity_type)
+        now = time.time()
+        calls = []
+        cache_keys = []
+        for item in items:
+            payload = json_bytes(item.data, item.data_json)
+            expires_at = now + item.ttl if item.ttl is not None else None
+            tag = self.keys.entity_tag(namespace, item.entity_type, item.entity_id)
+            cache_key = entity_cache_key(namespace, item.entity_type, item.entity_id)
+            announcement = self._announcement(cache_key, tag)
+            if announcement is not None:
+                cache_keys.append(cache_key)
+            names = _names(entity_type=item.entity_type, entity_id=item.entity_id)
+            change_keys, change_args = self._change_block(namespace, tag, now, names)
+            expected = item.expected_version
+            args = [
+                item.entity_id,
+                payload,
+                _f(now),
+                _f(expires_at) if expires_at is not None else "",
+                str(expected) if expected is not None else "",
+                _op_id(),
+                _writer(),
+                *(announcement or _NO_ANNOUNCEMENT),
+                *change_args,
+                self._version_prefix(namespace, tag),
+            ]
+            keys = [*self._entity_keys_on(tag, item.entity_id), *change_keys]
+            calls.append((scripts.SAVE_ENTITY, tag, keys, args))
+        replies = await self._write_many(namespace, calls)
+        # published in the scripts (a conflict changed nothing and needs no message)
+        _announced_batch.set(set(cache_keys))
+        outcomes: list[EntityRecord | BaseException] = []
+        for item, res in zip(items, replies, strict=True):
+            try:
+                _raise_on_conflict(res, item.expected_version)
+            except ConflictError as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(
+                EntityRecord(
+                    type=item.entity_type,
+                    id=item.entity_id,
+                    data=item.data,
+                    version=int(res[1]),
+                    created_at=float(res[2]),
+                    updated_at=float(res[3]),
+                    expires_at=float(res[4]) if res[4] else None,
+                    pinned=len(res) > 5 and _s(res[5]) == "1",
+                )
+            )
+        return batch_outcome(outcomes)
+
     async def import_entity(self, namespace: str, record: EntityRecord) -> None:
         _announced.set(None)
         payload = orjson.dumps(record.data)
@@ -976,6 +1081,43 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         return await self._write_messages(
             scripts.APPEND_MESSAGES, namespace, conversation_id, messages, messages_json
         )
+
+    async def append_messages_batch(
+        self, namespace: str, items: Sequence[MessagesWrite]
+    ) -> list[list[MessageRecord]]:
+        """Each conversation's append is ``append_messages``' script, atomic by itself; the
+        scripts go in one pipeline per node (durable writes: concurrent single appends,
+        each with its ``WAIT``)."""
+        if self.settings.redis_wait_replicas > 0:
+            return await super().append_messages_batch(namespace, items)
+        await self._register_namespace(namespace)
+        now = time.time()
+        calls = []
+        for item in items:
+            cid = item.conversation_id
+            raws = json_bytes_each(item.messages, item.messages_json)
+            tag = self.keys.conversation_tag(namespace, cid)
+            change_keys, change_args = self._change_block(
+                namespace, tag, now, _names(conversation_id=cid)
+            )
+            keys = [*self._conversation_keys(namespace, cid), *change_keys]
+            args = [
+                cid,
+                _f(now),
+                _op_id(),
+                *self._conversation_announcement(namespace, cid),
+                *change_args,
+                *raws,
+            ]
+            calls.append((scripts.APPEND_MESSAGES, tag, keys, args))
+        firsts = await self._write_many(namespace, calls)
+        return [
+            [
+                MessageRecord(item.conversation_id, int(first) + i, m, now)
+                for i, m in enumerate(item.messages)
+            ]
+            for item, first in zip(items, firsts, strict=True)
+        ]
 
     def _revision_keys(self, tag: str, conversation_id: str) -> list[str]:
         """revisions, revision index: the KEYS a script that makes or erases revisions

@@ -416,11 +416,18 @@ class RedisConnection:
                 else:
                     pipe.execute_command(*cmd)
             results: list[Any] = list(await pipe.execute(raise_on_error=False))
-            for i, res in enumerate(results):
-                if isinstance(res, rexc.NoScriptError):
+            # A node that does not hold a script yet (first use, restart, failover): those
+            # scripts again with their source, in one more pipeline (not one call each).
+            missing = [i for i, res in enumerate(results) if isinstance(res, rexc.NoScriptError)]
+            if missing:
+                again = self.client.pipeline(transaction=False)
+                for i in missing:
                     _, script, keys, args = commands[i]
-                    results[i] = await self.eval_once(script, keys, args)
-                elif isinstance(res, BaseException):
+                    again.execute_command("EVAL", script.source, len(keys), *keys, *args)
+                for i, res in zip(missing, await again.execute(raise_on_error=False), strict=True):
+                    results[i] = res
+            for res in results:
+                if isinstance(res, BaseException):
                     raise res
             return results
 
