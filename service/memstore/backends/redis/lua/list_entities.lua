@@ -8,25 +8,27 @@ local now = tonumber(ARGV[1])
 local want = tonumber(ARGV[3])
 local lo = ARGV[2]
 -- a prune that stopped short of its limit left no expired member behind: every indexed
--- id is live, so the per-id expiry lookup is needed only after a full prune
+-- id is live, so the expiry lookup is needed only after a full prune
 local check = pruned >= 256
-local out = {}
-local n = 0
-while n < want do
-  local batch = redis.call('ZRANGEBYLEX', KEYS[1], lo, '+', 'LIMIT', 0, want - n)
+local ids = {}
+while #ids < want do
+  local batch = redis.call('ZRANGEBYLEX', KEYS[1], lo, '+', 'LIMIT', 0, want - #ids)
   if #batch == 0 then break end
-  for _, m in ipairs(batch) do
-    local live = true
-    if check then
-      local s = redis.call('ZSCORE', KEYS[2], m)
-      live = (not s) or tonumber(s) > now
-    end
-    if live then
-      n = n + 1
-      out[#out + 1] = m
-      out[#out + 1] = redis.call('GET', ARGV[8] .. m)
-    end
+  local expiry = check and redis.call('ZMSCORE', KEYS[2], unpack(batch)) or {}
+  for i, m in ipairs(batch) do
+    local s = expiry[i]
+    if (not s) or tonumber(s) > now then ids[#ids + 1] = m end
   end
   lo = '(' .. batch[#batch]
+end
+if #ids == 0 then return {} end
+-- one MGET for the page's values (the records share the shard's slot)
+local keys = {}
+for i, m in ipairs(ids) do keys[i] = ARGV[8] .. m end
+local values = redis.call('MGET', unpack(keys))
+local out = {}
+for i, m in ipairs(ids) do
+  out[2 * i - 1] = m
+  out[2 * i] = values[i]
 end
 return out
