@@ -247,8 +247,27 @@ def run(
     return rows
 
 
+def in_process_of_its_own(rounds: int, reference_tree: Path | None) -> list[dict[str, Any]]:
+    """``python -m bench.listings --json`` in a process of its own: ``make bench``'s row
+    ``listings/redis`` (its CPU time is its own)."""
+    print("## listings/redis", file=sys.stderr)
+    command = [sys.executable, "-m", "bench.listings", "--json", "--rounds", str(rounds)]
+    if reference_tree is not None:
+        command += ["--reference-tree", str(reference_tree)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.strip()[-2000:])
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
     lines = [
+        "Listings on Redis, the backend alone (`python -m bench.listings`): per call, "
+        f"a page of {LIMIT}",
+        "",
         "| backend | side | listing | items | round trips | commands | service CPU µs "
         "| µs/item | Redis CPU µs | wall µs |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",

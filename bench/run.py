@@ -44,6 +44,8 @@ from bench import workload as W
 from bench.atrest import markdown as atrest_markdown
 from bench.embeddings import markdown as embedding_markdown
 from bench.export import markdown as export_markdown
+from bench.listings import in_process_of_its_own as listings_bench
+from bench.listings import markdown as listings_markdown
 from bench.peers import ROWS as PEER_ROWS
 from bench.peers import markdown as peers_markdown
 from bench.procs import (
@@ -868,6 +870,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", exported]
     if at_rest := report.get("atrest"):
         lines += ["", atrest_markdown(at_rest)]
+    if listings := listings_markdown(report.get("listings", [])):
+        lines += ["", listings]
     if search := S.markdown(report.get("search", [])):
         lines += [*([""] if lines else []), *search]
     for s in report["skipped"]:
@@ -1250,6 +1254,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run.failed.append({"group": "atrest", "key": "codec", "error": str(exc)})
                 print(f"## atrest/codec: FAILED: {exc}", file=sys.stderr)
+        if run.selected("listings/redis") and need_redis() is None:
+            try:
+                run.extras["listings"] = listings_bench(args.rounds, args.reference_tree)
+            except Exception as exc:
+                run.failed.append({"group": "listings", "key": "redis", "error": str(exc)})
+                print(f"## listings/redis: FAILED: {exc}", file=sys.stderr)
         if args.extras and run.selected("redis/extras") and need_redis() is None:
             g = Group("redis", setup_redis, [])
             try:

@@ -237,10 +237,13 @@ def _merged_id_page(shard_ids: list[list[bytes]], limit: int) -> Page[str]:
 
 
 def _share(limit: int, shards: int) -> int:
-    """How many items a shard returns on a page's first try: twice its expected share
-    of the ``limit + 1`` items plus a margin (ids spread evenly over the shards, so a
-    shard holding more of a page is rare: then the page takes a second try)."""
-    return min(limit + 1, 2 * -(-(limit + 1) // shards) + 4)
+    """How many items a shard returns on a page's first try: its expected share of the
+    ``limit + 1`` items plus three standard deviations and one (ids spread evenly over
+    the shards, so a shard holding more of a page is rare: about 1 page in 250 of 50
+    items over 16 shards, which then takes a second try). Every item returned beyond the
+    page costs Redis a copy of its value, so the share is kept tight."""
+    expected = (limit + 1) / shards
+    return min(limit + 1, math.ceil(expected + 3 * math.sqrt(expected)) + 1)
 
 
 def _complete(

@@ -10,25 +10,29 @@ local lo = ARGV[2]
 -- a prune that stopped short of its limit left no expired member behind: every indexed
 -- id is live, so the expiry lookup is needed only after a full prune
 local check = pruned >= 256
-local ids = {}
-while #ids < want do
-  local batch = redis.call('ZRANGEBYLEX', KEYS[1], lo, '+', 'LIMIT', 0, want - #ids)
+local ids, n = {}, 0
+while n < want do
+  local batch = redis.call('ZRANGEBYLEX', KEYS[1], lo, '+', 'LIMIT', 0, want - n)
   if #batch == 0 then break end
-  local expiry = check and redis.call('ZMSCORE', KEYS[2], unpack(batch)) or {}
-  for i, m in ipairs(batch) do
-    local s = expiry[i]
-    if (not s) or tonumber(s) > now then ids[#ids + 1] = m end
+  if check then
+    local expiry = redis.call('ZMSCORE', KEYS[2], unpack(batch))
+    for i, m in ipairs(batch) do
+      local s = expiry[i]
+      if (not s) or tonumber(s) > now then n = n + 1; ids[n] = m end
+    end
+  else
+    for i = 1, #batch do ids[n + i] = batch[i] end
+    n = n + #batch
   end
   lo = '(' .. batch[#batch]
 end
-if #ids == 0 then return {} end
+if n == 0 then return {} end
 -- one MGET for the page's values (the records share the shard's slot)
-local keys = {}
-for i, m in ipairs(ids) do keys[i] = ARGV[8] .. m end
+local keys, prefix = {}, ARGV[8]
+for i = 1, n do keys[i] = prefix .. ids[i] end
 local values = redis.call('MGET', unpack(keys))
 local out = {}
-for i, m in ipairs(ids) do
-  out[2 * i - 1] = m
-  out[2 * i] = values[i]
+for i = 1, n do
+  out[2 * i - 1], out[2 * i] = ids[i], values[i]
 end
 return out

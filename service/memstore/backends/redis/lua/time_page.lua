@@ -5,32 +5,33 @@
 -- -> {same, in range, id, score, value, ...}: first the ids whose timestamp is the
 -- cursor's (all of them, or the cap: the caller keeps those after the cursor's id, as
 -- only it compares ids), then up to count ids from the lower bound on, each with its
--- score and stored value (false when gone), so a page is one call per shard
-local rows = {}
-local counts = {0, 0}
-local function add(part, members)
-  for i = 1, #members, 2 do rows[#rows + 1] = {members[i], members[i + 1]} end
-  counts[part] = #members / 2
-end
+-- score and stored value (false when gone), so a page is one call per shard. Written for
+-- few allocations: the reply is built in place, the values come from one HMGET.
+local same = {}
 if ARGV[4] ~= '' then
   if ARGV[5] ~= '' then
-    add(1, redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[4], ARGV[4], 'WITHSCORES', 'LIMIT', 0,
-      tonumber(ARGV[5])))
+    same = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[4], ARGV[4], 'WITHSCORES', 'LIMIT', 0,
+      tonumber(ARGV[5]))
   else
-    add(1, redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[4], ARGV[4], 'WITHSCORES'))
+    same = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[4], ARGV[4], 'WITHSCORES')
   end
 end
-add(2, redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES', 'LIMIT', 0,
-  tonumber(ARGV[3])))
-local out = {counts[1], counts[2]}
-if #rows == 0 then return out end
-local ids = {}
-for i, row in ipairs(rows) do ids[i] = row[1] end
--- one HMGET for the page's values
+local ranged = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2], 'WITHSCORES', 'LIMIT',
+  0, tonumber(ARGV[3]))
+local ns, nr = #same / 2, #ranged / 2
+local out = {ns, nr}
+if ns + nr == 0 then return out end
+local ids, n = {}, 0
+for i = 1, #same, 2 do n = n + 1; ids[n] = same[i] end
+for i = 1, #ranged, 2 do n = n + 1; ids[n] = ranged[i] end
 local values = redis.call('HMGET', KEYS[2], unpack(ids))
-for i, row in ipairs(rows) do
-  out[#out + 1] = row[1]
-  out[#out + 1] = row[2]
-  out[#out + 1] = values[i]
+local j, v = 3, 1
+for i = 1, #same, 2 do
+  out[j], out[j + 1], out[j + 2] = same[i], same[i + 1], values[v]
+  j, v = j + 3, v + 1
+end
+for i = 1, #ranged, 2 do
+  out[j], out[j + 1], out[j + 2] = ranged[i], ranged[i + 1], values[v]
+  j, v = j + 3, v + 1
 end
 return out
