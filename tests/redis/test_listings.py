@@ -73,10 +73,8 @@ class Counted:
 def sent_commands(servers: list[LocalRedis], prefix: str) -> Iterator[list[str]]:
     """The names of the commands clients sent the ``servers`` in the block that name a
     key under ``prefix`` (filled in when the block ends)."""
-    saved = [
-        (s.client.config_get("slowlog-log-slower-than"), s.client.config_get("slowlog-max-len"))
-        for s in servers
-    ]
+    settings = ("slowlog-log-slower-than", "slowlog-max-len")
+    saved = [{name: str(s.client.config_get(name)[name]) for name in settings} for s in servers]
     for s in servers:
         s.client.config_set("slowlog-log-slower-than", 0)
         s.client.config_set("slowlog-max-len", 100_000)
@@ -96,9 +94,9 @@ def sent_commands(servers: list[LocalRedis], prefix: str) -> Iterator[list[str]]
                     continue
                 names.append(command.split(" ", 1)[0].lower())
     finally:
-        for s, (threshold, length) in zip(servers, saved, strict=True):
-            s.client.config_set("slowlog-log-slower-than", threshold["slowlog-log-slower-than"])
-            s.client.config_set("slowlog-max-len", length["slowlog-max-len"])
+        for s, values in zip(servers, saved, strict=True):
+            for name, value in values.items():
+                s.client.config_set(name, value)
 
 
 def ids_on_shard(shard: int, n: int, stem: str) -> list[str]:
