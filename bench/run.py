@@ -43,6 +43,7 @@ from bench import search as S
 from bench import sections, workers
 from bench import workload as W
 from bench.batch import bench_in_process as batch_bench
+from bench.listings import in_process_of_its_own as listings_bench
 from bench.peers import ROWS as PEER_ROWS
 from bench.procs import (
     REPO,
@@ -1277,6 +1278,12 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run.failed.append({"group": "batch", "key": "batch", "error": str(exc)})
                 print(f"## batch: FAILED: {exc}", file=sys.stderr)
+        if run.selected("listings/redis") and need_redis() is None:
+            try:
+                run.extras["listings"] = listings_bench(args.rounds, args.reference_tree)
+            except Exception as exc:
+                run.failed.append({"group": "listings", "key": "redis", "error": str(exc)})
+                print(f"## listings/redis: FAILED: {exc}", file=sys.stderr)
         if args.extras and run.selected("redis/extras") and need_redis() is None:
             g = Group("redis", setup_redis, [])
             try:

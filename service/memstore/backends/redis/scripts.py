@@ -79,7 +79,9 @@ DELETE_ENTITY = _script(
     "announce",
     "changes",
 )
-LIST_ENTITY_IDS = _script("list_entity_ids", "header", "logical", "history", "changes", "prune")
+LIST_ENTITIES = _script("list_entities", "header", "logical", "history", "changes", "prune")
+# tool-usage and feedback pages: read-only, one shard each
+TIME_PAGE = _script("time_page")
 COUNT_ENTITIES = _script("count_entities", "header", "logical", "history", "changes", "prune")
 ENTITY_BYTES = _script("entity_bytes", "header", "logical", "history", "changes", "prune")
 ENTITY_LOGICAL_BYTES = _script(
@@ -152,7 +154,8 @@ TRIM_CHANGES = _script("trim_changes")
 ALL = (
     SAVE_ENTITY,
     DELETE_ENTITY,
-    LIST_ENTITY_IDS,
+    LIST_ENTITIES,
+    TIME_PAGE,
     COUNT_ENTITIES,
     ENTITY_BYTES,
     ENTITY_LOGICAL_BYTES,
