@@ -171,7 +171,8 @@ async def test_a_failed_commit_acknowledges_nobody(
         "BEGIN INSERT INTO guarded VALUES (NEW.ns); END;"
     )
     side.close()
-    await embedded._writer.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+    assert embedded._writer is not None
+    await embedded._writer.call(lambda conn: conn.execute("PRAGMA foreign_keys=ON"))
 
     ids = ["alone", "a", "boom", "b"]
     results = await asyncio.gather(
