@@ -722,6 +722,10 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         try:
             for pragma in self._pragmas():
                 conn.execute(pragma)
+            # A group's savepoints keep the pages their writes change in a sub-journal,
+            # which SQLite spills to a temporary file past 64 KiB (a group of a few
+            # writes): in memory it costs no file writes.
+            conn.execute("PRAGMA temp_store=MEMORY")
             conn.executescript(SCHEMA)
             self._add_columns(conn)
             conn.executescript(WRITER_SCHEMA)
