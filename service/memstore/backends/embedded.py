@@ -4,20 +4,22 @@ Why it is shaped this way:
 
 * SQLite in WAL mode: readers never block the writer and a committed transaction survives
   ``kill -9`` of the process (``synchronous=NORMAL``; ``full`` also survives power loss).
-* Two connections. Reads use their own connection, so they only ever see committed data.
-  Writes go through one committer task, the only user of the write connection (aiosqlite
-  shares a connection between coroutines, and two interleaved transactions on it would be
-  one transaction).
-* Group commit: a write that comes when nobody is writing runs alone, in its caller's
-  task; the writes that come while a transaction runs wait and then share the next one
-  (the committer task runs it), up to ``_MAX_GROUP``, so concurrent writers share one
-  ``BEGIN IMMEDIATE``/``COMMIT`` (and, with ``synchronous=FULL``, one fsync). A write is
-  acknowledged (its call returns) only after the ``COMMIT`` of its transaction returned.
-  Each write after the first in a transaction runs under its own ``SAVEPOINT``, so one
-  that fails (a version conflict, a SQLite error) is rolled back alone and the others
-  commit; a write that is one statement needs no savepoint (SQLite undoes a failed
-  statement by itself). Readers see a group all at once or not at all, and change-log
-  positions follow the order the writes ran in, which is the commit order.
+* Two connections. Reads use their own connection (aiosqlite), so they only ever see
+  committed data. The write connection belongs to one thread (``_WriterThread``), and a
+  write is a plain function of it (sqlite3 calls, no ``await``): the event loop hands the
+  thread a whole transaction as one call, so a transaction costs one hop between the
+  loop and the thread, not one per statement.
+* Group commit: a write that comes when nobody is writing is handed to the thread at once
+  by its caller's task, alone in its transaction; the writes that come while a
+  transaction runs wait and then share the next one (the committer task hands them over),
+  up to ``_MAX_GROUP``, so concurrent writers share one ``BEGIN IMMEDIATE``/``COMMIT``
+  (and, with ``synchronous=FULL``, one fsync). A write is acknowledged (its call returns)
+  only after the ``COMMIT`` of its transaction returned. Each write after the first in a
+  transaction runs under its own ``SAVEPOINT``, so one that fails (a version conflict, a
+  SQLite error) is rolled back alone and the others commit; a write that is one statement
+  needs no savepoint (SQLite undoes a failed statement by itself). Readers see a group all
+  at once or not at all, and change-log positions follow the order the writes ran in,
+  which is the commit order.
 * One process owns the file: ``connect`` takes an exclusive ``flock`` on ``<file>.lock``
   (held until ``close``; the kernel drops it when the process dies, even by ``kill -9``)
   and writes its pid there, and a second process is refused with a ``ConfigurationError``
@@ -39,14 +41,13 @@ Why it is shaped this way:
   of the write connection (``WRITER_SCHEMA``): one on an update that raises the version
   (a save, an import of a later version), one on a delete (a delete, an expiry purge, a
   retention prune), so every path that replaces or removes a row keeps it, in the write's
-  own statement, with no extra hop. The row carries who wrote it (column ``actor``). An
+  own statement, with no extra statement. The row carries who wrote it (column ``actor``). An
   import rewinds the key first (deletes its history from the imported version on, in the
   import's transaction), so an older version imported over a newer one leaves no row
   ahead of it.
   Namespaces of the service (``_keys``, ``_search``, ...) keep none (``keeps_history``).
-* Each statement is a hop to aiosqlite's thread (~40 µs of CPU): statements whose rows
-  are read go through ``execute_fetchall`` (one hop, where a cursor's ``fetchone`` and
-  ``close`` are two more), and a write's event adds at most one statement.
+* A read is one hop to aiosqlite's thread (~40 µs of CPU): it is executed and read to the
+  end in one call (``execute_fetchall``).
 """
 
 from __future__ import annotations
@@ -216,9 +217,8 @@ _NEXT_POSITION = f"{_LAST_POSITION} + 1"
 #: version changes them without a migration):
 #:
 #: * ``tool_usage_writes``/``feedback_writes``: a record and its event in one statement,
-#:   the event only when the id is new (a retried record changes nothing). Each statement
-#:   is a hop to aiosqlite's thread (~40 µs of CPU); these writes had one statement, and
-#:   keep one.
+#:   the event only when the id is new (a retried record changes nothing). One statement
+#:   needs no transaction of its own when it runs alone, and no savepoint in a group.
 #: * ``entity_replaced``/``entity_removed``: an entity row that a write replaces with a
 #:   higher version, or deletes, moves into ``entity_versions`` (module docstring). A row
 #:   replaced by a lower version (an import rewinding the key) is dropped. The history
@@ -893,6 +893,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     for write in group:
                         _fail(write, exc)
                     raise
+                # One turn of the loop before the next group is formed: the callers just
+                # answered make their next writes and join it. Formed at once, it would
+                # hold only what came meanwhile (often one write), and pay a commit (an
+                # fsync with synchronous=FULL) for it alone.
+                await asyncio.sleep(0)
         finally:
             self._committer = None
             if self._pending:  # a write that arrived during the ``finally``
@@ -1997,7 +2002,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             )
             for e in report.entities
         ]
-        # one statement per kind of change (each statement is a hop to the SQLite thread)
+        # one executemany per kind of change: each prepares its statement once
         convs = report.conversations
         if convs:
             conn.executemany(
