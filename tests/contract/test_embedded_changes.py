@@ -126,15 +126,17 @@ async def test_a_write_that_fails_leaves_no_event(embedded: EmbeddedMemoryBacken
     await embedded.save_entity("ns", "t", "x", {"v": 1})
     assert embedded._writer is not None
     # A trigger standing in for a write the disk refuses, after the event was inserted.
-    await embedded._writer.execute(
-        "CREATE TEMP TRIGGER refuse BEFORE INSERT ON messages "
-        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    await embedded._writer.call(
+        lambda conn: conn.execute(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON messages "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
     )
     with pytest.raises(BackendUnavailableError):
         await embedded.append_messages("ns", "c", [{"m": 1}])
     assert await embedded.load_messages("ns", "c") == []
     assert await kinds(embedded, "ns") == [(1, changes.ENTITY_SAVED, "x")]
-    await embedded._writer.execute("DROP TRIGGER refuse")
+    await embedded._writer.call(lambda conn: conn.execute("DROP TRIGGER refuse"))
     await embedded.append_messages("ns", "c", [{"m": 1}])
     assert await kinds(embedded, "ns") == [
         (1, changes.ENTITY_SAVED, "x"),
@@ -145,15 +147,17 @@ async def test_a_write_that_fails_leaves_no_event(embedded: EmbeddedMemoryBacken
 async def test_a_tool_use_that_fails_leaves_no_event(embedded: EmbeddedMemoryBackend) -> None:
     """A tool use and its event are one statement: the record failing undoes the event."""
     assert embedded._writer is not None
-    await embedded._writer.execute(
-        "CREATE TEMP TRIGGER refuse BEFORE INSERT ON tool_usage "
-        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    await embedded._writer.call(
+        lambda conn: conn.execute(
+            "CREATE TEMP TRIGGER refuse BEFORE INSERT ON tool_usage "
+            "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+        )
     )
     record = ToolUsageRecord("u1", "search", {}, None, 1.0, True, time.time())
     with pytest.raises(BackendUnavailableError):
         await embedded.record_tool_usage("ns", record)
     assert await kinds(embedded, "ns") == []
-    await embedded._writer.execute("DROP TRIGGER refuse")
+    await embedded._writer.call(lambda conn: conn.execute("DROP TRIGGER refuse"))
     await embedded.record_tool_usage("ns", record)
     page = await embedded.read_changes("ns", after=0, limit=10)
     assert [(e.position, e.kind, e.record_id) for e in page.events] == [

@@ -171,7 +171,8 @@ async def test_a_failed_commit_acknowledges_nobody(
         "BEGIN INSERT INTO guarded VALUES (NEW.ns); END;"
     )
     side.close()
-    await embedded._writer.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+    assert embedded._writer is not None
+    await embedded._writer.call(lambda conn: conn.execute("PRAGMA foreign_keys=ON"))
 
     ids = ["alone", "a", "boom", "b"]
     results = await asyncio.gather(
@@ -212,3 +213,23 @@ async def test_a_reader_sees_a_group_whole_or_not_at_all(
     assert set(embedded.groups) == {7}
     assert len(seen) > 1
     assert all(n % 8 in (0, 1) for n in seen), sorted(seen)
+
+
+async def test_a_cancelled_caller_takes_only_its_own_write_away(
+    embedded: GroupRecordingBackend,
+) -> None:
+    """A caller cancelled while its write waits for the next group: that write is left out
+    (nothing of it stored or logged), the others of the group commit as if it never came."""
+    saves = [
+        asyncio.create_task(embedded.save_entity("ns", "note", f"e{i}", {"i": i})) for i in range(5)
+    ]
+    await asyncio.sleep(0)  # each has started: e0 runs alone, e1..e4 wait for the committer
+    saves[2].cancel()
+    results = await asyncio.gather(*saves, return_exceptions=True)
+
+    assert isinstance(results[2], asyncio.CancelledError)
+    assert all(not isinstance(r, BaseException) for i, r in enumerate(results) if i != 2)
+    assert embedded.groups == [3]
+    assert await embedded.load_entity("ns", "note", "e2") is None
+    logged = await events(embedded, "ns")
+    assert [(p, k) for p, _, k in logged] == [(1, "e0"), (2, "e1"), (3, "e3"), (4, "e4")]

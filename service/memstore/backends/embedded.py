@@ -4,20 +4,22 @@ Why it is shaped this way:
 
 * SQLite in WAL mode: readers never block the writer and a committed transaction survives
   ``kill -9`` of the process (``synchronous=NORMAL``; ``full`` also survives power loss).
-* Two connections. Reads use their own connection, so they only ever see committed data.
-  Writes go through one committer task, the only user of the write connection (aiosqlite
-  shares a connection between coroutines, and two interleaved transactions on it would be
-  one transaction).
-* Group commit: a write that comes when nobody is writing runs alone, in its caller's
-  task; the writes that come while a transaction runs wait and then share the next one
-  (the committer task runs it), up to ``_MAX_GROUP``, so concurrent writers share one
-  ``BEGIN IMMEDIATE``/``COMMIT`` (and, with ``synchronous=FULL``, one fsync). A write is
-  acknowledged (its call returns) only after the ``COMMIT`` of its transaction returned.
-  Each write after the first in a transaction runs under its own ``SAVEPOINT``, so one
-  that fails (a version conflict, a SQLite error) is rolled back alone and the others
-  commit; a write that is one statement needs no savepoint (SQLite undoes a failed
-  statement by itself). Readers see a group all at once or not at all, and change-log
-  positions follow the order the writes ran in, which is the commit order.
+* Two connections. Reads use their own connection (aiosqlite), so they only ever see
+  committed data. The write connection belongs to one thread (``_WriterThread``), and a
+  write is a plain function of it (sqlite3 calls, no ``await``): the event loop hands the
+  thread a whole transaction as one call, so a transaction costs one hop between the
+  loop and the thread, not one per statement.
+* Group commit: a write that comes when nobody is writing is handed to the thread at once
+  by its caller's task, alone in its transaction; the writes that come while a
+  transaction runs wait and then share the next one (the committer task hands them over),
+  up to ``_MAX_GROUP``, so concurrent writers share one ``BEGIN IMMEDIATE``/``COMMIT``
+  (and, with ``synchronous=FULL``, one fsync). A write is acknowledged (its call returns)
+  only after the ``COMMIT`` of its transaction returned. Each write after the first in a
+  transaction runs under its own ``SAVEPOINT``, so one that fails (a version conflict, a
+  SQLite error) is rolled back alone and the others commit; a write that is one statement
+  needs no savepoint (SQLite undoes a failed statement by itself). Readers see a group all
+  at once or not at all, and change-log positions follow the order the writes ran in,
+  which is the commit order.
 * One process owns the file: ``connect`` takes an exclusive ``flock`` on ``<file>.lock``
   (held until ``close``; the kernel drops it when the process dies, even by ``kill -9``)
   and writes its pid there, and a second process is refused with a ``ConfigurationError``
@@ -39,14 +41,13 @@ Why it is shaped this way:
   of the write connection (``WRITER_SCHEMA``): one on an update that raises the version
   (a save, an import of a later version), one on a delete (a delete, an expiry purge, a
   retention prune), so every path that replaces or removes a row keeps it, in the write's
-  own statement, with no extra hop. The row carries who wrote it (column ``actor``). An
+  own statement, with no extra statement. The row carries who wrote it (column ``actor``). An
   import rewinds the key first (deletes its history from the imported version on, in the
   import's transaction), so an older version imported over a newer one leaves no row
   ahead of it.
   Namespaces of the service (``_keys``, ``_search``, ...) keep none (``keeps_history``).
-* Each statement is a hop to aiosqlite's thread (~40 µs of CPU): statements whose rows
-  are read go through ``execute_fetchall`` (one hop, where a cursor's ``fetchone`` and
-  ``close`` are two more), and a write's event adds at most one statement.
+* A read is one hop to aiosqlite's thread (~40 µs of CPU): it is executed and read to the
+  end in one call (``execute_fetchall``).
 """
 
 from __future__ import annotations
@@ -54,11 +55,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -216,9 +220,8 @@ _NEXT_POSITION = f"{_LAST_POSITION} + 1"
 #: version changes them without a migration):
 #:
 #: * ``tool_usage_writes``/``feedback_writes``: a record and its event in one statement,
-#:   the event only when the id is new (a retried record changes nothing). Each statement
-#:   is a hop to aiosqlite's thread (~40 µs of CPU); these writes had one statement, and
-#:   keep one.
+#:   the event only when the id is new (a retried record changes nothing). One statement
+#:   needs no transaction of its own when it runs alone, and no savepoint in a group.
 #: * ``entity_replaced``/``entity_removed``: an entity row that a write replaces with a
 #:   higher version, or deletes, moves into ``entity_versions`` (module docstring). A row
 #:   replaced by a lower version (an import rewinding the key) is dropped. The history
@@ -406,12 +409,16 @@ def _by_conversation_id(info: ConversationInfo) -> tuple[str]:
     return (info.conversation_id,)
 
 
-async def _first_row(conn: aiosqlite.Connection, sql: str, params: Iterable[Any]) -> Any:
-    """The first row of ``sql``'s answer or ``None``, in one call to aiosqlite's thread (a
-    cursor's ``fetchone`` and ``close`` would be two more, ~40 µs of CPU each)."""
-    for row in await conn.execute_fetchall(sql, params):
-        return row
-    return None
+def _rows(conn: sqlite3.Connection, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+    """Every row of ``sql``'s answer. Read to the end: a statement left unfinished would
+    hold its snapshot open (and, outside ``BEGIN``, keep its own write uncommitted)."""
+    return conn.execute(sql, tuple(params)).fetchall()
+
+
+def _first_row(conn: sqlite3.Connection, sql: str, params: Iterable[Any]) -> Any:
+    """The first row of ``sql``'s answer or ``None`` (the statement run to its end)."""
+    rows = _rows(conn, sql, params)
+    return rows[0] if rows else None
 
 
 #: The actor of writes made outside ``acting_as``.
@@ -461,21 +468,174 @@ T = TypeVar("T")
 _MAX_GROUP = 64
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Write:
-    """A write waiting for the committer: what it does on the write connection, and the
-    future its caller awaits (resolved only after its transaction committed)."""
+    """One write: what it does on the write connection (called in the writer thread,
+    inside its transaction) and, once that transaction ended, its outcome."""
 
-    run: Callable[[aiosqlite.Connection], Awaitable[Any]]
-    done: asyncio.Future[Any]
+    run: Callable[[sqlite3.Connection], Any]
     #: One statement: SQLite undoes it alone when it fails, so it needs no savepoint, and
-    #: alone it needs no ``BEGIN``/``COMMIT`` (two fewer hops to aiosqlite's thread).
+    #: alone it needs no ``BEGIN``/``COMMIT``.
     one_statement: bool
+    #: What the caller of a queued write awaits, settled only after its transaction ended
+    #: (a write running alone has none: its caller awaits the writer thread's call).
+    done: asyncio.Future[Any] | None = None
+    value: Any = None
+    #: Set when the write did not commit: its own error, or its transaction's.
+    error: BaseException | None = None
 
 
 def _fail(write: _Write, exc: BaseException) -> None:
-    if not write.done.done():
+    if write.done is not None and not write.done.done():
         write.done.set_exception(exc)
+
+
+def _settle(write: _Write) -> None:
+    """Give a queued write's caller its outcome (after its transaction ended)."""
+    if write.error is not None:
+        _fail(write, write.error)
+    elif write.done is not None and not write.done.done():
+        write.done.set_result(write.value)
+
+
+def _run_transaction(conn: sqlite3.Connection, group: Sequence[_Write]) -> None:
+    """In the writer thread: run ``group``'s writes in one transaction, as plain sqlite3
+    calls (module docstring, "Group commit"), and record each one's outcome in it. Each
+    write after the first that succeeded runs under its own ``SAVEPOINT``, so one that
+    fails is undone alone; a failed ``COMMIT`` fails every write of the group."""
+    if len(group) == 1 and group[0].one_statement:
+        # alone, the statement is its own transaction (no BEGIN/COMMIT to pay)
+        write = group[0]
+        try:
+            with DRIVER_ERRORS("write"):
+                write.value = write.run(conn)
+        except Exception as exc:  # the caller's error, raised in the caller
+            write.error = exc
+        return
+    try:
+        succeeded: list[_Write] = []
+        for i, write in enumerate(group):
+            if not conn.in_transaction:
+                try:
+                    with DRIVER_ERRORS("write"):
+                        conn.execute("BEGIN IMMEDIATE")
+                except BackendUnavailableError as exc:
+                    for unrun in group[i:]:
+                        unrun.error = exc
+                    break
+            savepoint = bool(succeeded) and not write.one_statement
+            try:
+                with DRIVER_ERRORS("write"):
+                    if savepoint:
+                        conn.execute("SAVEPOINT write")
+                    write.value = write.run(conn)
+            except Exception as exc:  # the caller's error, raised in the caller
+                write.error = exc
+                with contextlib.suppress(sqlite3.Error):
+                    if savepoint:
+                        # the newest savepoint of that name: this write's
+                        conn.execute("ROLLBACK TO write")
+                    elif not succeeded:
+                        conn.execute("ROLLBACK")
+                if succeeded and not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (an I/O error, a full
+                    # disk): the earlier writes of the group are gone
+                    lost = BackendUnavailableError(f"embedded store write failed: {exc}")
+                    for earlier in succeeded:
+                        earlier.error = lost
+                    succeeded.clear()
+            else:
+                succeeded.append(write)
+        if not conn.in_transaction:
+            return  # nothing succeeded
+        try:
+            with DRIVER_ERRORS("write"):
+                conn.execute("COMMIT")
+        except BackendUnavailableError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            for write in succeeded:
+                write.error = exc
+    except BaseException:
+        # a bug, or an error that is not an Exception: nothing of the group commits
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        raise
+
+
+def _set_result(future: asyncio.Future[Any], value: Any) -> None:
+    if not future.done():  # its awaiting caller may have been cancelled
+        future.set_result(value)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+class _WriterThread:
+    """The write connection and the one thread that uses it. ``call(fn)`` runs ``fn(conn)``
+    there and is one hop from the event loop (~15 µs of CPU) whatever ``fn`` does, so a
+    whole group transaction costs one hop, where a driver that hops per statement (as
+    aiosqlite does) costs one per statement. The calls run one after the other in the
+    order made, and each ends its transaction, so the next one starts clean. A
+    ``SimpleQueue`` and ``call_soon_threadsafe``, not an executor: its futures and locks
+    cost about twice as much per call."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._connect = connect
+        #: (future, function of the connection); ``None`` as the function closes it
+        self._calls: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[..., Any] | None]] = (
+            queue.SimpleQueue()
+        )
+        # a daemon: a store never closed must not keep the process from exiting (what was
+        # not acknowledged may be lost, as with kill -9)
+        self._thread = threading.Thread(
+            target=self._serve, name="memstore-embedded-writer", daemon=True
+        )
+        self._thread.start()
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._calls.put((future, fn))
+        return await future
+
+    async def close(self) -> None:
+        """Close the connection after the calls already made, and end the thread."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._calls.put((future, None))
+        await future
+
+    def _serve(self) -> None:
+        conn: sqlite3.Connection | None = None
+        while True:
+            future, fn = self._calls.get()
+            try:
+                if fn is None:  # the last call: close
+                    if conn is not None:
+                        conn.close()
+                    value = None
+                else:
+                    if conn is None:  # opened here: used by this thread only
+                        conn = self._connect()
+                    value = fn(conn)
+            except BaseException as exc:
+                self._answer(future, _set_exception, exc)
+            else:
+                self._answer(future, _set_result, value)
+            if fn is None:
+                return
+
+    @staticmethod
+    def _answer(
+        future: asyncio.Future[Any],
+        settle: Callable[[asyncio.Future[Any], Any], None],
+        outcome: Any,
+    ) -> None:
+        # a loop closed meanwhile has nobody waiting: the thread goes on
+        with contextlib.suppress(RuntimeError):
+            future.get_loop().call_soon_threadsafe(settle, future, outcome)
 
 
 class EmbeddedMemoryBackend(DistributedMemoryBackend):
@@ -486,7 +646,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     def __init__(self, settings: EmbeddedSettings) -> None:
         super().__init__(settings)
         self.path = settings.data_path
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: _WriterThread | None = None
         self._reader: aiosqlite.Connection | None = None
         self._pending: deque[_Write] = deque()
         self._committer: asyncio.Task[None] | None = None
@@ -545,12 +705,36 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     # -- lifecycle --------------------------------------------------------------------
 
+    def _pragmas(self) -> list[str]:
+        return [
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={self.settings.embedded_synchronous.upper()}",
+            "PRAGMA busy_timeout=5000",
+            "PRAGMA foreign_keys=OFF",
+        ]
+
     async def _open(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute(f"PRAGMA synchronous={self.settings.embedded_synchronous.upper()}")
-        await conn.execute("PRAGMA busy_timeout=5000")
-        await conn.execute("PRAGMA foreign_keys=OFF")
+        for pragma in self._pragmas():
+            await conn.execute(pragma)
+        return conn
+
+    def _open_writer(self) -> sqlite3.Connection:
+        """The write connection, opened in the writer thread, with its schema."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            for pragma in self._pragmas():
+                conn.execute(pragma)
+            # A group's savepoints keep the pages their writes change in a sub-journal,
+            # which SQLite spills to a temporary file past 64 KiB (a group of a few
+            # writes): in memory it costs no file writes.
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.executescript(SCHEMA)
+            self._add_columns(conn)
+            conn.executescript(WRITER_SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     async def connect(self) -> None:
@@ -558,10 +742,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             with DRIVER_ERRORS("open"):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._take_ownership()
-                self._writer = await self._open()
-                await self._writer.executescript(SCHEMA)
-                await self._add_columns(self._writer)
-                await self._writer.executescript(WRITER_SCHEMA)
+                self._writer = _WriterThread(self._open_writer)
+                await self._writer.call(bool)  # the first call opens the connection
                 self._reader = await self._open()
         except BaseException:
             await self.close()
@@ -569,13 +751,13 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self._purge.start()
 
     @staticmethod
-    async def _add_columns(conn: aiosqlite.Connection) -> None:
+    def _add_columns(conn: sqlite3.Connection) -> None:
         """Add the columns of ``_ADDED_COLUMNS`` a store written by an older release lacks."""
         for table, columns in _ADDED_COLUMNS.items():
-            have = {r[1] for r in await conn.execute_fetchall(f"PRAGMA table_info({table})")}
+            have = {r[1] for r in _rows(conn, f"PRAGMA table_info({table})")}
             for name, definition in columns.items():
                 if name not in have:
-                    await conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     async def close(self) -> None:
         await self._purge.stop()
@@ -586,7 +768,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             if conn is not None:
                 with contextlib.suppress(sqlite3.Error, ValueError):
                     await conn.close()
-        self._reader = self._writer = None
+        self._reader = None
+        self._writer = None
         self._release_ownership()
 
     async def ping(self) -> bool:
@@ -607,9 +790,10 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         now = time.time()
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> int:
+        def write(conn: sqlite3.Connection) -> int:
             expired = list(
-                await conn.execute_fetchall(
+                _rows(
+                    conn,
                     "DELETE FROM entities WHERE expires_at IS NOT NULL AND expires_at <= ? "
                     "RETURNING ns, type, id, version",
                     (now,),
@@ -618,7 +802,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             if expired:
                 # in namespace order, so each namespace's events follow its key order
                 expired.sort()
-                await conn.executemany(
+                conn.executemany(
                     _LOG_CHANGE,
                     [
                         _change(
@@ -653,61 +837,43 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     async def _write(
         self,
-        run: Callable[[aiosqlite.Connection], Awaitable[T]],
+        run: Callable[[sqlite3.Connection], T],
         *,
         one_statement: bool = False,
     ) -> T:
-        """Run ``run`` in the next group transaction on the write connection and return its
-        result once that transaction committed (module docstring, "Group commit"). Raises
-        what ``run`` raised (its own work rolled back, the group's committed), or
-        ``BackendUnavailableError`` when the transaction could not begin or commit."""
-        if self._writer is None:
+        """Run ``run`` (plain sqlite3 calls on the write connection, in the writer thread)
+        in the next group transaction and return its result once that transaction
+        committed (module docstring, "Group commit"). Raises what ``run`` raised (its own
+        work rolled back, the group's committed), or ``BackendUnavailableError`` when the
+        transaction could not begin or commit. ``one_statement``: ``run`` executes one
+        statement (its triggers included)."""
+        writer = self._writer
+        if writer is None:
             raise BackendUnavailableError("embedded store is not open")
+        write = _Write(run, one_statement)
         if self._committer is None and not self._writing_alone:
-            # Nobody is writing: this write runs alone in its caller's task, as it would
-            # without group commit (no task to start and switch to when there is no one
-            # to group with). The writes that arrive meanwhile wait for the committer,
-            # started when this one is done.
+            # Nobody is writing: this write runs alone, awaited by its caller's task (no
+            # task to start and switch to when there is no one to group with). The writes
+            # that arrive meanwhile wait for the committer, started when this one is done.
             self._writing_alone = True
             try:
-                return await self._write_alone(self._writer, run, one_statement)
+                await writer.call(functools.partial(_run_transaction, group=(write,)))
             finally:
                 self._writing_alone = False
                 if self._pending and self._committer is None:
                     self._committer = asyncio.create_task(self._commit_pending())
-        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Write(run, done, one_statement))
-        if self._committer is None and not self._writing_alone:
-            self._committer = asyncio.create_task(self._commit_pending())
-        return await done
+            if write.error is not None:
+                raise write.error
+            return write.value  # type: ignore[no-any-return]
+        write.done = asyncio.get_running_loop().create_future()
+        self._pending.append(write)
+        return await write.done  # type: ignore[no-any-return]
 
-    @staticmethod
-    async def _write_alone(
-        conn: aiosqlite.Connection,
-        run: Callable[[aiosqlite.Connection], Awaitable[T]],
-        one_statement: bool,
-    ) -> T:
-        """One write in its own transaction (a one-statement write is one by itself, without
-        ``BEGIN``/``COMMIT``: two fewer hops), rolled back when it fails or its caller is
-        cancelled."""
-        with DRIVER_ERRORS("write"):
-            if one_statement:
-                return await run(conn)
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                value = await run(conn)
-                await conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await conn.execute("ROLLBACK")
-                raise
-            return value
-
-    async def _write_statement(self, sql: str, params: Iterable[Any]) -> None:
+    async def _write_statement(self, sql: str, params: Sequence[Any]) -> None:
         """A write that is one statement (its triggers included)."""
 
-        async def run(conn: aiosqlite.Connection) -> None:
-            await conn.execute(sql, params)
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, params)
 
         await self._write(run, one_statement=True)
 
@@ -717,111 +883,40 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         others' writes."""
         try:
             while self._pending:
-                group = [self._pending.popleft()]
+                group: list[_Write] = []
+                while self._pending and len(group) < _MAX_GROUP:
+                    write = self._pending.popleft()
+                    if write.done is not None and not write.done.done():
+                        group.append(write)  # (a caller cancelled before it ran: dropped)
+                if not group:
+                    continue
                 try:
                     await self._commit_group(group)
                 except BaseException as exc:
                     for write in group:
                         _fail(write, exc)
                     raise
+                # One turn of the loop before the next group is formed: the callers just
+                # answered make their next writes and join it. Formed at once, it would
+                # hold only what came meanwhile (often one write), and pay a commit (an
+                # fsync with synchronous=FULL) for it alone.
+                await asyncio.sleep(0)
         finally:
             self._committer = None
             if self._pending:  # a write that arrived during the ``finally``
                 self._committer = asyncio.create_task(self._commit_pending())
 
     async def _commit_group(self, group: list[_Write]) -> None:
-        """Run ``group``'s first write and every write that waits, up to ``_MAX_GROUP``, in
-        one transaction; then resolve the futures of those that succeeded, only after the
-        ``COMMIT``. ``group`` grows with the writes taken, for the caller to fail them if
-        this raises (the transaction is then rolled back)."""
-        conn = self._writer
-        first = group[0]
-        if conn is None:
-            _fail(first, BackendUnavailableError("embedded store is not open"))
-            return
-        try:
-            await self._run_group(conn, group)
-        except BaseException:
-            # the committer cancelled (the loop closing) or a bug: nothing commits
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    await conn.execute("ROLLBACK")
-            raise
-
-    async def _run_group(self, conn: aiosqlite.Connection, group: list[_Write]) -> None:
-        first = group[0]
-        if first.one_statement and not self._pending:
-            # alone: the statement is its own transaction
-            try:
-                with DRIVER_ERRORS("write"):
-                    value = await first.run(conn)
-            except Exception as exc:  # the caller's error, raised in the caller
-                _fail(first, exc)
-            else:
-                if not first.done.done():
-                    first.done.set_result(value)
-            return
-        succeeded: list[tuple[_Write, Any]] = []
-        write: _Write | None = first
-        while write is not None:
-            if not write.done.done():  # skipped if its caller was cancelled before it ran
-                if not conn.in_transaction:
-                    try:
-                        with DRIVER_ERRORS("write"):
-                            await conn.execute("BEGIN IMMEDIATE")
-                    except BackendUnavailableError as exc:
-                        _fail(write, exc)
-                        write = None
-                        break
-                await self._run_in_group(conn, write, succeeded)
-            if len(group) >= _MAX_GROUP or not self._pending:
-                break
-            write = self._pending.popleft()
-            group.append(write)
-        if not conn.in_transaction:
-            return  # nothing succeeded
-        try:
-            with DRIVER_ERRORS("write"):
-                await conn.execute("COMMIT")
-        except BackendUnavailableError as exc:
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            for write, _ in succeeded:
-                _fail(write, exc)
-            return
-        for write, value in succeeded:
-            if not write.done.done():
-                write.done.set_result(value)
-
-    @staticmethod
-    async def _run_in_group(
-        conn: aiosqlite.Connection, write: _Write, succeeded: list[tuple[_Write, Any]]
-    ) -> None:
-        """Run one write inside the open transaction; on failure undo only its work and
-        give its caller the error."""
-        savepoint = bool(succeeded) and not write.one_statement
-        try:
-            with DRIVER_ERRORS("write"):
-                if savepoint:
-                    await conn.execute("SAVEPOINT write")
-                value = await write.run(conn)
-        except Exception as exc:  # the caller's error, raised in the caller
-            _fail(write, exc)
-            with contextlib.suppress(sqlite3.Error):
-                if savepoint:
-                    # the newest savepoint of that name: this write's
-                    await conn.execute("ROLLBACK TO write")
-                elif not succeeded:
-                    await conn.execute("ROLLBACK")
-            if succeeded and not conn.in_transaction:
-                # SQLite rolled the whole transaction back (an I/O error, a full disk):
-                # the earlier writes of the group are gone, and none was acknowledged
-                lost = BackendUnavailableError(f"embedded store write failed: {exc}")
-                for earlier, _ in succeeded:
-                    _fail(earlier, lost)
-                succeeded.clear()
-        else:
-            succeeded.append((write, value))
+        """Run ``group`` in one transaction, one call to the writer thread; then give each
+        caller its outcome, only after the ``COMMIT`` returned. The writes whose callers
+        were cancelled meanwhile still commit (as one that ran before the cancellation
+        would have): a write cannot be taken back from the thread."""
+        writer = self._writer
+        if writer is None:
+            raise BackendUnavailableError("embedded store is not open")
+        await writer.call(functools.partial(_run_transaction, group=group))
+        for write in group:
+            _settle(write)
 
     async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
         # Executed and read to the end in one call on the reader's thread. Separate
@@ -871,8 +966,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         now = time.time()
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> EntityRecord:
-            return await self._save_in(conn, namespace, item, payload, now, actor)
+        def write(conn: sqlite3.Connection) -> EntityRecord:
+            return self._save_in(conn, namespace, item, payload, now, actor)
 
         return await self._write(write)
 
@@ -885,20 +980,20 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         now = time.time()
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> list[EntityRecord]:
+        def write(conn: sqlite3.Connection) -> list[EntityRecord]:
             records = []
             for i, (item, payload) in enumerate(zip(items, payloads, strict=True)):
                 try:
-                    records.append(await self._save_in(conn, namespace, item, payload, now, actor))
+                    records.append(self._save_in(conn, namespace, item, payload, now, actor))
                 except ConflictError as exc:
                     raise batch_conflict(i, exc) from exc
             return records
 
         return await self._write(write)
 
-    async def _save_in(
+    def _save_in(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         namespace: str,
         item: EntityWrite,
         payload: bytes,
@@ -911,7 +1006,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         key = (namespace, entity_type, entity_id)
         # the stored row (if any) and the highest version the key's history holds:
         # a create numbers on from it (versions never restart)
-        row = await _first_row(
+        row = _first_row(
             conn,
             "SELECT e.version, e.created_at, e.expires_at, e.pinned, (SELECT MAX(version) "
             "FROM entity_versions v WHERE v.ns = ?1 AND v.type = ?2 AND v.id = ?3) "
@@ -927,8 +1022,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         created_at = row[1] if live else now
         if stored and not live:
             # replaced before the purge reached it: its expiry is logged here instead
-            await self._log_expired(conn, key, row[0], now, actor)
-        await conn.execute(
+            self._log_expired(conn, key, row[0], now, actor)
+        conn.execute(
             "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
             "expires_at, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?11) "
             "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
@@ -938,7 +1033,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             "actor = excluded.actor",
             (*key, payload, version, created_at, now, expires_at, pinned, live, actor.name),
         )
-        await conn.execute(
+        conn.execute(
             _LOG_CHANGE,
             _change(
                 namespace,
@@ -966,14 +1061,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         actor = current_actor() or _NOBODY
         now = time.time()
 
-        async def write(conn: aiosqlite.Connection) -> None:
+        def write(conn: sqlite3.Connection) -> None:
             # rewind the key to the imported version (base.py): its rows of that version
             # and later go; the trigger keeps a replaced row only when it is older
-            await conn.execute(
+            conn.execute(
                 "DELETE FROM entity_versions WHERE ns = ? AND type = ? AND id = ? AND version >= ?",
                 (namespace, record.type, record.id, record.version),
             )
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO entities (ns, type, id, data, version, created_at, updated_at, "
                 "expires_at, pinned, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (ns, type, id) DO UPDATE SET data = excluded.data, "
@@ -993,7 +1088,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     actor.name,
                 ),
             )
-            await conn.execute(
+            conn.execute(
                 _LOG_CHANGE,
                 _change(
                     namespace,
@@ -1030,8 +1125,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         now = time.time()
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> bool:
-            row = await _first_row(
+        def write(conn: sqlite3.Connection) -> bool:
+            row = _first_row(
                 conn,
                 "SELECT version, expires_at FROM entities WHERE ns = ? AND type = ? AND id = ?",
                 key,
@@ -1041,11 +1136,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             check_expected_version(expected_version, current)
             if row is None:
                 return False
-            await conn.execute("DELETE FROM entities WHERE ns = ? AND type = ? AND id = ?", key)
+            conn.execute("DELETE FROM entities WHERE ns = ? AND type = ? AND id = ?", key)
             if live and keeps_history(namespace):
-                await conn.execute(_TOMBSTONE, (*key, row[0], now, actor.name))
+                conn.execute(_TOMBSTONE, (*key, row[0], now, actor.name))
             if live:
-                await conn.execute(
+                conn.execute(
                     _LOG_CHANGE,
                     _change(
                         namespace,
@@ -1059,21 +1154,21 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 )
             else:
                 # deleted before the purge reached it: its expiry is logged here instead
-                await self._log_expired(conn, key, row[0], now, actor)
+                self._log_expired(conn, key, row[0], now, actor)
             return live
 
         return await self._write(write)
 
     @staticmethod
-    async def _log_expired(
-        conn: aiosqlite.Connection,
+    def _log_expired(
+        conn: sqlite3.Connection,
         key: tuple[str, str, str],
         version: int,
         now: float,
         actor: Actor,
     ) -> None:
         namespace, entity_type, entity_id = key
-        await conn.execute(
+        conn.execute(
             _LOG_CHANGE,
             _change(
                 namespace,
@@ -1106,9 +1201,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     # -- conversations ------------------------------------------------------------------
 
-    async def _insert_messages(
+    def _insert_messages(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         namespace: str,
         conversation_id: str,
         first_seq: int,
@@ -1116,7 +1211,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         raws: list[bytes],
         now: float,
     ) -> list[MessageRecord]:
-        await conn.executemany(
+        conn.executemany(
             "INSERT INTO messages (ns, conversation_id, seq, message, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
             [(namespace, conversation_id, first_seq + i, raw, now) for i, raw in enumerate(raws)],
@@ -1137,10 +1232,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         now = time.time()
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> list[MessageRecord]:
-            return await self._append_in(
-                conn, namespace, conversation_id, messages, raws, now, actor
-            )
+        def write(conn: sqlite3.Connection) -> list[MessageRecord]:
+            return self._append_in(conn, namespace, conversation_id, messages, raws, now, actor)
 
         return await self._write(write)
 
@@ -1152,9 +1245,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         now = time.time()
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> list[list[MessageRecord]]:
+        def write(conn: sqlite3.Connection) -> list[list[MessageRecord]]:
             return [
-                await self._append_in(
+                self._append_in(
                     conn, namespace, item.conversation_id, item.messages, raw, now, actor
                 )
                 for item, raw in zip(items, raws, strict=True)
@@ -1162,9 +1255,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
         return await self._write(write)
 
-    async def _append_in(
+    def _append_in(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         namespace: str,
         conversation_id: str,
         messages: list[JSONObject],
@@ -1173,7 +1266,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         actor: Actor,
     ) -> list[MessageRecord]:
         """One append inside the write transaction on ``conn``."""
-        row = await _first_row(
+        row = _first_row(
             conn,
             "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
             "updated_at) VALUES (?1, ?2, ?3 + 1, ?3, ?4, ?4) ON CONFLICT (ns, id) DO UPDATE "
@@ -1183,7 +1276,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         )
         assert row is not None  # an upsert returns its row
         first = row[0] - len(messages)
-        await conn.execute(
+        conn.execute(
             _LOG_CHANGE,
             _change(
                 namespace,
@@ -1195,9 +1288,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 actor=actor,
             ),
         )
-        return await self._insert_messages(
-            conn, namespace, conversation_id, first, messages, raws, now
-        )
+        return self._insert_messages(conn, namespace, conversation_id, first, messages, raws, now)
 
     async def load_messages(
         self,
@@ -1235,21 +1326,21 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         now = time.time()
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> list[MessageRecord]:
+        def write(conn: sqlite3.Connection) -> list[MessageRecord]:
             if keeps_history(namespace):
-                await self._keep_revision(conn, namespace, conversation_id, now, actor)
-            await conn.execute(
+                self._keep_revision(conn, namespace, conversation_id, now, actor)
+            conn.execute(
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
                 (namespace, conversation_id),
             )
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ns, id) DO UPDATE SET "
                 "next_seq = excluded.next_seq, message_count = excluded.message_count, "
                 "updated_at = excluded.updated_at",
                 (namespace, conversation_id, len(messages) + 1, len(messages), now, now),
             )
-            await conn.execute(
+            conn.execute(
                 _LOG_CHANGE,
                 _change(
                     namespace,
@@ -1261,18 +1352,16 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     actor=actor,
                 ),
             )
-            return await self._insert_messages(
-                conn, namespace, conversation_id, 1, messages, raws, now
-            )
+            return self._insert_messages(conn, namespace, conversation_id, 1, messages, raws, now)
 
         return await self._write(write)
 
     @staticmethod
-    async def _keep_revision(
-        conn: aiosqlite.Connection, namespace: str, conversation_id: str, now: float, actor: Actor
+    def _keep_revision(
+        conn: sqlite3.Connection, namespace: str, conversation_id: str, now: float, actor: Actor
     ) -> None:
         """The conversation's messages as its next revision (none when it has none)."""
-        row = await _first_row(
+        row = _first_row(
             conn,
             "INSERT INTO conversation_revisions (ns, conversation_id, revision, replaced_at, "
             "message_count, actor) SELECT ?1, ?2, COALESCE((SELECT MAX(revision) FROM "
@@ -1282,7 +1371,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             (namespace, conversation_id, now, actor.name),
         )
         if row is not None:
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO revision_messages (ns, conversation_id, revision, seq, message, "
                 "created_at) SELECT ns, conversation_id, ?3, seq, message, created_at "
                 "FROM messages WHERE ns = ?1 AND conversation_id = ?2",
@@ -1290,12 +1379,10 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             )
 
     @staticmethod
-    async def _drop_revisions(conn: aiosqlite.Connection, keys: Sequence[tuple[str, str]]) -> None:
+    def _drop_revisions(conn: sqlite3.Connection, keys: Sequence[tuple[str, str]]) -> None:
         """Erase the revisions of these (namespace, conversation) keys."""
-        await conn.executemany(
-            "DELETE FROM revision_messages WHERE ns = ? AND conversation_id = ?", keys
-        )
-        await conn.executemany(
+        conn.executemany("DELETE FROM revision_messages WHERE ns = ? AND conversation_id = ?", keys)
+        conn.executemany(
             "DELETE FROM conversation_revisions WHERE ns = ? AND conversation_id = ?", keys
         )
 
@@ -1309,19 +1396,19 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         last = messages[-1].created_at if messages else now
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
                 (namespace, conversation_id),
             )
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO conversations (ns, id, next_seq, message_count, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ns, id) DO UPDATE SET "
                 "next_seq = excluded.next_seq, message_count = excluded.message_count, "
                 "created_at = excluded.created_at, updated_at = excluded.updated_at",
                 (namespace, conversation_id, last_seq + 1, len(messages), first, last),
             )
-            await conn.executemany(
+            conn.executemany(
                 "INSERT INTO messages (ns, conversation_id, seq, message, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 [
@@ -1329,7 +1416,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     for m, raw in zip(messages, raws, strict=True)
                 ],
             )
-            await conn.execute(
+            conn.execute(
                 _LOG_CHANGE,
                 _change(
                     namespace,
@@ -1347,8 +1434,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> MessageRecord | None:
-            row = await _first_row(
+        def write(conn: sqlite3.Connection) -> MessageRecord | None:
+            row = _first_row(
                 conn,
                 "DELETE FROM messages WHERE ns = ?1 AND conversation_id = ?2 AND seq = "
                 "(SELECT MAX(seq) FROM messages WHERE ns = ?1 AND conversation_id = ?2) "
@@ -1358,7 +1445,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             if row is None:
                 return None
             now = time.time()
-            await conn.execute(
+            conn.execute(
                 _LOG_CHANGE,
                 _change(
                     namespace,
@@ -1370,7 +1457,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 ),
             )
             # seq stays 1..n: the next append takes the popped seq again.
-            left = await _first_row(
+            left = _first_row(
                 conn,
                 "UPDATE conversations SET next_seq = next_seq - 1, "
                 "message_count = message_count - 1, updated_at = ? "
@@ -1378,7 +1465,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 (now, namespace, conversation_id),
             )
             if left is not None and left[0] <= 0:
-                await conn.execute(
+                conn.execute(
                     "DELETE FROM conversations WHERE ns = ? AND id = ?",
                     (namespace, conversation_id),
                 )
@@ -1389,18 +1476,18 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     async def delete_conversation(self, namespace: str, conversation_id: str) -> bool:
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> bool:
-            await conn.execute(
+        def write(conn: sqlite3.Connection) -> bool:
+            conn.execute(
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ?",
                 (namespace, conversation_id),
             )
-            await self._drop_revisions(conn, [(namespace, conversation_id)])
-            cur = await conn.execute(
+            self._drop_revisions(conn, [(namespace, conversation_id)])
+            cur = conn.execute(
                 "DELETE FROM conversations WHERE ns = ? AND id = ?", (namespace, conversation_id)
             )
             deleted = cur.rowcount > 0
             if deleted:
-                await conn.execute(
+                conn.execute(
                     _LOG_CHANGE,
                     _change(
                         namespace,
@@ -1560,9 +1647,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     async def trim_changes(self, namespace: str) -> None:
         cutoff = time.time() - self.settings.changes_retention_seconds
 
-        async def write(conn: aiosqlite.Connection) -> None:
-            await conn.execute(_SAVE_LAST_POSITION, (namespace,))
-            await conn.execute(_TRIM_CHANGES, (namespace, self.settings.changes_max_events, cutoff))
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(_SAVE_LAST_POSITION, (namespace,))
+            conn.execute(_TRIM_CHANGES, (namespace, self.settings.changes_max_events, cutoff))
 
         await self._write(write)
 
@@ -1758,8 +1845,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     ) -> EntityRecord | None:
         now = time.time()
 
-        async def write(conn: aiosqlite.Connection) -> EntityRecord | None:
-            row = await _first_row(
+        def write(conn: sqlite3.Connection) -> EntityRecord | None:
+            row = _first_row(
                 conn,
                 f"UPDATE entities SET pinned = ? WHERE ns = ? AND type = ? AND id = ? "
                 f"AND (expires_at IS NULL OR expires_at > ?) RETURNING {_ENTITY_COLUMNS}",
@@ -1775,8 +1862,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         if not keys:
             return
 
-        async def write(conn: aiosqlite.Connection) -> None:
-            await conn.executemany(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
                 "UPDATE entities SET accessed_at = MAX(COALESCE(accessed_at, 0), ?) "
                 "WHERE ns = ? AND type = ? AND id = ?",
                 [(at, namespace, t, i) for t, i in keys],
@@ -1789,20 +1876,29 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     ) -> PruneReport:
         report = PruneReport(now=now, dry_run=dry_run, limit=limit)
         if dry_run:
-            await self._select_prunable(self._read(), namespace, cutoffs, now, limit, report)
+            # the selection is sqlite3 calls: it runs in the writer thread, outside any
+            # transaction (each call there ends its own), so it reads committed data only
+            if self._writer is None:
+                raise BackendUnavailableError("embedded store is not open")
+
+            def select(conn: sqlite3.Connection) -> None:
+                with DRIVER_ERRORS("read"):
+                    self._select_prunable(conn, namespace, cutoffs, now, limit, report)
+
+            await self._writer.call(select)
             return report
         actor = current_actor() or _NOBODY
 
-        async def write(conn: aiosqlite.Connection) -> PruneReport:
-            await self._select_prunable(conn, namespace, cutoffs, now, limit, report)
-            await self._remove_pruned(conn, namespace, report, actor)
+        def write(conn: sqlite3.Connection) -> PruneReport:
+            self._select_prunable(conn, namespace, cutoffs, now, limit, report)
+            self._remove_pruned(conn, namespace, report, actor)
             return report
 
         return await self._write(write)
 
-    async def _select_prunable(
+    def _select_prunable(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         namespace: str,
         cutoffs: Cutoffs,
         now: float,
@@ -1814,7 +1910,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         c = cutoffs
         if c.entity_saved_before is not None or c.entity_idle_before is not None:
             rows = list(
-                await conn.execute_fetchall(
+                _rows(
+                    conn,
                     "SELECT type, id, version, updated_at, accessed_at FROM entities "
                     "WHERE ns = ?1 AND pinned = 0 AND (expires_at IS NULL OR expires_at > ?2) "
                     "AND ((?3 IS NOT NULL AND updated_at < ?3) OR (?4 IS NOT NULL AND "
@@ -1830,7 +1927,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 report.entities.append(PrunedEntity(t, i, reason, version))
         if c.conversation_idle_before is not None or c.conversation_max_messages is not None:
             rows = list(
-                await conn.execute_fetchall(
+                _rows(
+                    conn,
                     # the last removed seq is read, not computed: an imported
                     # conversation may have gaps in its seqs
                     "SELECT id, next_seq - 1, message_count, updated_at, (SELECT seq FROM "
@@ -1858,7 +1956,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             if before is None:
                 continue
             rows = list(
-                await conn.execute_fetchall(
+                _rows(
+                    conn,
                     f"SELECT id, ts FROM {table} WHERE ns = ? AND ts < ? ORDER BY ts, id LIMIT ?",
                     (namespace, before, limit + 1),
                 )
@@ -1866,11 +1965,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             report.more[kind] = len(rows) > limit
             into.extend(PrunedRecord(i, ts) for i, ts in rows[:limit])
         if c.versions_on:
-            await self._select_versions(conn, namespace, c, limit, report)
+            self._select_versions(conn, namespace, c, limit, report)
 
     @staticmethod
-    async def _select_versions(
-        conn: aiosqlite.Connection,
+    def _select_versions(
+        conn: sqlite3.Connection,
         namespace: str,
         cutoffs: Cutoffs,
         limit: int,
@@ -1881,7 +1980,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         revision); each row's rank computed over its key's rows, newest first."""
         keep, before = cutoffs.versions_keep, cutoffs.versions_saved_before
         rows = list(
-            await conn.execute_fetchall(
+            _rows(
+                conn,
                 "WITH r AS (SELECT type, id, version, deleted, saved_at, ROW_NUMBER() OVER "
                 "(PARTITION BY type, id ORDER BY version DESC, deleted DESC) - 1 AS rank, "
                 "EXISTS (SELECT 1 FROM entities e WHERE e.ns = ?1 AND e.type = v.type "
@@ -1898,7 +1998,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             assert reason is not None  # the query's condition is the same rule
             report.versions.append(PrunedVersion(t, i, version, reason, bool(deleted)))
         if len(report.versions) <= limit:
-            revisions = await conn.execute_fetchall(
+            revisions = _rows(
+                conn,
                 "WITH r AS (SELECT conversation_id, revision, replaced_at, ROW_NUMBER() OVER "
                 "(PARTITION BY conversation_id ORDER BY revision DESC) - 1 AS rank FROM "
                 "conversation_revisions WHERE ns = ?1) SELECT conversation_id, revision, "
@@ -1915,13 +2016,13 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         del report.versions[limit:]
 
     @staticmethod
-    async def _remove_pruned(
-        conn: aiosqlite.Connection, namespace: str, report: PruneReport, actor: Actor
+    def _remove_pruned(
+        conn: sqlite3.Connection, namespace: str, report: PruneReport, actor: Actor
     ) -> None:
         """Delete what ``_select_prunable`` selected in this transaction, with the events."""
         now = report.now
         if report.versions:
-            await conn.executemany(
+            conn.executemany(
                 "DELETE FROM entity_versions WHERE ns = ? AND type = ? AND id = ? "
                 "AND version = ? AND deleted = ?",
                 [
@@ -1931,24 +2032,24 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 ],
             )
             revisions = [(namespace, v.id, v.version) for v in report.versions if v.type is None]
-            await conn.executemany(
+            conn.executemany(
                 "DELETE FROM revision_messages WHERE ns = ? AND conversation_id = ? "
                 "AND revision = ?",
                 revisions,
             )
-            await conn.executemany(
+            conn.executemany(
                 "DELETE FROM conversation_revisions WHERE ns = ? AND conversation_id = ? "
                 "AND revision = ?",
                 revisions,
             )
         if report.entities:
             # the trigger moves each row to history; a tombstone keeps its number
-            await conn.executemany(
+            conn.executemany(
                 "DELETE FROM entities WHERE ns = ? AND type = ? AND id = ?",
                 [(namespace, e.type, e.id) for e in report.entities],
             )
             if keeps_history(namespace):
-                await conn.executemany(
+                conn.executemany(
                     _TOMBSTONE,
                     [
                         (namespace, e.type, e.id, e.version, now, changes.RETENTION_ACTOR)
@@ -1967,21 +2068,21 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             )
             for e in report.entities
         ]
-        # one statement per kind of change (each statement is a hop to the SQLite thread)
+        # one executemany per kind of change: each prepares its statement once
         convs = report.conversations
         if convs:
-            await conn.executemany(
+            conn.executemany(
                 "DELETE FROM messages WHERE ns = ? AND conversation_id = ? AND seq <= ?",
                 [(namespace, c.id, c.through_seq) for c in convs],
             )
         idle = [(namespace, c.id) for c in convs if c.reason == "idle"]
         if idle:
-            await conn.executemany("DELETE FROM conversations WHERE ns = ? AND id = ?", idle)
-            await EmbeddedMemoryBackend._drop_revisions(conn, idle)
+            conn.executemany("DELETE FROM conversations WHERE ns = ? AND id = ?", idle)
+            EmbeddedMemoryBackend._drop_revisions(conn, idle)
         trimmed = [(c.messages, namespace, c.id) for c in convs if c.reason != "idle"]
         if trimmed:
             # seq stay as they were: the oldest kept message keeps its number
-            await conn.executemany(
+            conn.executemany(
                 "UPDATE conversations SET message_count = message_count - ? "
                 "WHERE ns = ? AND id = ?",
                 trimmed,
@@ -2003,13 +2104,13 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             ("feedback", changes.FEEDBACK_PRUNED, report.feedback),
         ):
             if records:
-                await conn.executemany(
+                conn.executemany(
                     f"DELETE FROM {table} WHERE ns = ? AND id = ?",
                     [(namespace, r.id) for r in records],
                 )
                 events.append(_change(namespace, kind, now, count=len(records), actor=actor))
         if events:
-            await conn.executemany(_LOG_CHANGE, events)
+            conn.executemany(_LOG_CHANGE, events)
 
     async def stored_bytes(self, namespace: str) -> int | None:
         row = await self._fetchone(
@@ -2126,8 +2227,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             for v in versions
         ]
 
-        async def write(conn: aiosqlite.Connection) -> None:
-            await conn.executemany(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.executemany(
                 "INSERT OR REPLACE INTO entity_versions (ns, type, id, version, deleted, data, "
                 "saved_at, actor, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
@@ -2179,8 +2280,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             (namespace, cid, number, m.seq, orjson.dumps(m.message), m.created_at) for m in messages
         ]
 
-        async def write(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT OR REPLACE INTO conversation_revisions (ns, conversation_id, revision, "
                 "replaced_at, message_count, actor) VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -2192,12 +2293,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     revision.actor,
                 ),
             )
-            await conn.execute(
+            conn.execute(
                 "DELETE FROM revision_messages WHERE ns = ? AND conversation_id = ? "
                 "AND revision = ?",
                 (namespace, cid, number),
             )
-            await conn.executemany(
+            conn.executemany(
                 "INSERT INTO revision_messages (ns, conversation_id, revision, seq, message, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
@@ -2216,10 +2317,10 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         if not rows:
             return 0
 
-        async def write(conn: aiosqlite.Connection) -> int:
+        def write(conn: sqlite3.Connection) -> int:
             removed = 0
             for row in rows:
-                cur = await conn.execute(
+                cur = conn.execute(
                     "DELETE FROM entity_versions WHERE ns = ? AND type = ? AND id = ? "
                     "AND version = ? AND deleted = ?",
                     row,
@@ -2236,15 +2337,15 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         if not rows:
             return 0
 
-        async def write(conn: aiosqlite.Connection) -> int:
+        def write(conn: sqlite3.Connection) -> int:
             removed = 0
             for row in rows:
-                await conn.execute(
+                conn.execute(
                     "DELETE FROM revision_messages WHERE ns = ? AND conversation_id = ? "
                     "AND revision = ?",
                     row,
                 )
-                cur = await conn.execute(
+                cur = conn.execute(
                     "DELETE FROM conversation_revisions WHERE ns = ? AND conversation_id = ? "
                     "AND revision = ?",
                     row,
@@ -2255,9 +2356,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         return await self._write(write)
 
     async def purge_history(self, namespace: str) -> int:
-        async def write(conn: aiosqlite.Connection) -> int:
+        def write(conn: sqlite3.Connection) -> int:
             # all but the newest row of a key without an entity row (it holds the number)
-            entity_rows = await conn.execute(
+            entity_rows = conn.execute(
                 "DELETE FROM entity_versions WHERE ns = ?1 AND NOT (NOT EXISTS (SELECT 1 "
                 "FROM entities e WHERE e.ns = ?1 AND e.type = entity_versions.type "
                 "AND e.id = entity_versions.id) AND (version, deleted) = (SELECT version, "
@@ -2267,8 +2368,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 (namespace,),
             )
             removed = entity_rows.rowcount
-            await conn.execute("DELETE FROM revision_messages WHERE ns = ?", (namespace,))
-            revisions = await conn.execute(
+            conn.execute("DELETE FROM revision_messages WHERE ns = ?", (namespace,))
+            revisions = conn.execute(
                 "DELETE FROM conversation_revisions WHERE ns = ?", (namespace,)
             )
             return int(removed + revisions.rowcount)
