@@ -223,10 +223,10 @@ async def test_ttl_expiry_hides_entity_everywhere(
 
 
 async def test_ttl_cleared_by_save_without_ttl(backend: DistributedMemoryBackend, ns: str) -> None:
-    await backend.save_entity(ns, "t", "e", {"x": 1}, ttl=1.0)
+    await backend.save_entity(ns, "t", "e", {"x": 1}, ttl=0.3)
     kept = await backend.save_entity(ns, "t", "e", {"x": 2})
     assert kept.expires_at is None
-    await asyncio.sleep(1.4)
+    await asyncio.sleep(0.5)  # past the first save's TTL
     loaded = await backend.load_entity(ns, "t", "e")
     assert loaded is not None
     assert loaded.data == {"x": 2}
@@ -235,9 +235,9 @@ async def test_ttl_cleared_by_save_without_ttl(backend: DistributedMemoryBackend
 async def test_expired_only_type_disappears_from_types(
     backend: DistributedMemoryBackend, ns: str
 ) -> None:
-    await backend.save_entity(ns, "ephemeral", "e", {}, ttl=1.0)
+    await backend.save_entity(ns, "ephemeral", "e", {}, ttl=0.2)
     await backend.save_entity(ns, "durable", "d", {})
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(0.4)
     assert await backend.get_entity_types(ns) == ["durable"]
 
 
@@ -606,12 +606,12 @@ async def test_stored_bytes_follows_replaces_and_deletes(
 async def test_stored_bytes_after_a_save_over_an_expired_entity(
     backend: DistributedMemoryBackend, ns: str
 ) -> None:
-    await backend.save_entity(ns, "session", "s", {"text": "x" * 200}, ttl=1.0)
-    await asyncio.sleep(1.5)
+    await backend.save_entity(ns, "session", "s", {"text": "x" * 200}, ttl=0.2)
+    await asyncio.sleep(0.4)
     await backend.save_entity(ns, "session", "s", {"v": 2})
     assert await stored(backend, ns) == size({"v": 2})
-    await backend.save_entity(ns, "session", "t", {"text": "y" * 50}, ttl=1.0)
-    await asyncio.sleep(1.5)
+    await backend.save_entity(ns, "session", "t", {"text": "y" * 50}, ttl=0.2)
+    await asyncio.sleep(0.4)
     await backend.delete_entity(ns, "session", "t")
     assert await stored(backend, ns) == size({"v": 2})
 

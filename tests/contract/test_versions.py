@@ -306,8 +306,8 @@ async def test_versions_page_without_repeats(backend: DistributedMemoryBackend, 
 async def test_expired_entity_stays_in_history_and_numbering_continues(
     backend: DistributedMemoryBackend, ns: str
 ) -> None:
-    first = await backend.save_entity(ns, "session", "s", {"x": 1}, ttl=1.0)
-    await asyncio.sleep(1.5)
+    first = await backend.save_entity(ns, "session", "s", {"x": 1}, ttl=0.2)
+    await asyncio.sleep(0.4)
     assert await backend.load_entity(ns, "session", "s") is None
     again = await backend.save_entity(ns, "session", "s", {"x": 2}, expected_version=0)
     assert again.version == 2 and again.expires_at is None

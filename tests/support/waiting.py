@@ -15,6 +15,9 @@ def wait_for(fn: Callable[..., T | None], what: str = "condition", timeout: floa
     called without arguments (``...`` lets a loop bind its variables as lambda defaults)."""
     deadline = time.monotonic() + timeout
     last: object = None
+    # First checks close together (most conditions hold within a fraction of a second),
+    # then every 0.3 s so that long waits do not busy the shared machine.
+    pause = 0.02
     while time.monotonic() < deadline:
         try:
             value = fn()
@@ -24,5 +27,6 @@ def wait_for(fn: Callable[..., T | None], what: str = "condition", timeout: floa
             if value:
                 return value
             last = value
-        time.sleep(0.3)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.3)
     raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
