@@ -44,6 +44,8 @@ from bench import workload as W
 from bench.atrest import markdown as atrest_markdown
 from bench.embeddings import markdown as embedding_markdown
 from bench.export import markdown as export_markdown
+from bench.growth import BACKENDS as GROWTH_BACKENDS
+from bench.growth import markdown as growth_markdown
 from bench.peers import ROWS as PEER_ROWS
 from bench.peers import markdown as peers_markdown
 from bench.procs import (
@@ -868,6 +870,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", exported]
     if at_rest := report.get("atrest"):
         lines += ["", atrest_markdown(at_rest)]
+    if growth := report.get("growth"):
+        lines += ["", growth_markdown(growth)]
     if search := S.markdown(report.get("search", [])):
         lines += [*([""] if lines else []), *search]
     for s in report["skipped"]:
@@ -1103,6 +1107,23 @@ def peers_bench(rounds: int, seconds: int, keys: list[str]) -> dict[str, Any]:
     return result
 
 
+def growth_bench(backends: list[str]) -> dict[str, Any]:
+    """``bench.growth`` in a process of its own (its sizes and budget: ``BENCH_GROWTH_*``,
+    see its ``--help``): the growth curves."""
+    print(f"## growth ({', '.join(backends)})", file=sys.stderr)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.growth", "--json", "--backends", ",".join(backends)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if not done.stdout.strip():  # it prints its result even when a backend failed
+        raise RuntimeError(f"bench.growth exited with {done.returncode}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def atrest_bench(rounds: int, seconds: int) -> dict[str, Any]:
     """``bench.atrest`` in a process of its own (its CPU time is its own)."""
     print("## atrest/codec", file=sys.stderr)
@@ -1244,6 +1265,24 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run.failed.append({"group": "peers", "key": "peers", "error": str(exc)})
                 print(f"## peers: FAILED: {exc}", file=sys.stderr)
+        growth_requires = {"redis": need_redis, "redis-cluster": need_redis, "mongodb": need_mongo}
+        growth_backends = []
+        for b in (b for b in GROWTH_BACKENDS if run.selected(f"growth/{b}")):
+            if reason := growth_requires.get(b, lambda: None)():
+                run.skipped.append({"group": f"growth/{b}", "reason": reason})
+            else:
+                growth_backends.append(b)
+        if growth_backends:
+            try:
+                run.extras["growth"] = growth = growth_bench(growth_backends)
+                run.failed += [
+                    {"group": f"growth/{b['backend']}", "key": "growth", "error": b["failed"]}
+                    for b in growth["backends"]
+                    if "failed" in b
+                ]
+            except Exception as exc:
+                run.failed.append({"group": "growth", "key": "growth", "error": str(exc)})
+                print(f"## growth: FAILED: {exc}", file=sys.stderr)
         if run.selected("atrest/codec"):
             try:
                 run.extras["atrest"] = atrest_bench(args.rounds, args.seconds)
