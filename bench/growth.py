@@ -341,8 +341,9 @@ async def run_backend(
             )
 
         sizes = limits["entities"]
-        series = Series("entities", sizes, b, deadline())
-        out.append(await series.grow(fill_entities, entities_at))
+        if "entities" in args.series:
+            series = Series("entities", sizes, b, deadline())
+            out.append(await series.grow(fill_entities, entities_at))
 
         # -- one conversation
         async def fill_messages(have: int, size: int) -> None:
@@ -369,8 +370,9 @@ async def run_backend(
             )
 
         sizes = limits["messages"]
-        series = Series("conversation", sizes, b, deadline())
-        out.append(await series.grow(fill_messages, conversation_at))
+        if "conversation" in args.series:
+            series = Series("conversation", sizes, b, deadline())
+            out.append(await series.grow(fill_messages, conversation_at))
 
         # -- tool usage: WINDOW records inside [w0, w0 + 60), the rest before and after
         w0 = time.time() - 7 * 24 * 3600
@@ -402,8 +404,9 @@ async def run_backend(
             return await measure({"tool-range": window}, {}, args, b.store_pids)
 
         sizes = limits["tools"]
-        series = Series("tool usage", sizes, b, deadline())
-        out.append(await series.grow(fill_tools, tools_at))
+        if "tool usage" in args.series:
+            series = Series("tool usage", sizes, b, deadline())
+            out.append(await series.grow(fill_tools, tools_at))
     return out
 
 
@@ -529,6 +532,11 @@ def main(argv: list[str] | None = None) -> int:
         default=int(env("BENCH_GROWTH_MONGODB_MAX", "1000")),
         help="the largest size of every series on FerretDB",
     )
+    p.add_argument(
+        "--series",
+        default=",".join(SERIES_OPS),
+        help="comma-separated: entities, conversation, tool usage",
+    )
     p.add_argument("--seconds", type=float, default=0.5, help="per sample")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--payload", type=int, default=1024, help="entity JSON bytes")
@@ -551,6 +559,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seconds, args.rounds = 0.02, 2
     backends = [b for b in args.backends.split(",") if b]
+    args.series = [s for s in args.series.split(",") if s]
+    if unknown := set(args.series) - set(SERIES_OPS):
+        p.error(f"unknown series: {', '.join(sorted(unknown))}")
     started = dt.datetime.now(dt.UTC)
     result: dict[str, Any] = {
         "started": started.isoformat(timespec="seconds"),
