@@ -800,7 +800,8 @@ def _cpu(r: dict[str, Any]) -> str:
 def markdown(report: dict[str, Any]) -> str:
     baselines = [r for r in report["scenarios"] if r["kind"] == "baseline"]
     lines: list[str] = []
-    if baselines or not (report["scenarios"] or report.get("search") or report.get("peers")):
+    others = ("search", "peers", "growth")
+    if baselines or not (report["scenarios"] or any(report.get(k) for k in others)):
         lines += [
             "| backend | scenario | service req/s | baseline req/s | ratio (target) "
             "| CPU µs/req service / baseline (ratio) | p50 / p99 ms service "
@@ -1107,12 +1108,15 @@ def peers_bench(rounds: int, seconds: int, keys: list[str]) -> dict[str, Any]:
     return result
 
 
-def growth_bench(backends: list[str]) -> dict[str, Any]:
+def growth_bench(backends: list[str], out: Path) -> dict[str, Any]:
     """``bench.growth`` in a process of its own (its sizes and budget: ``BENCH_GROWTH_*``,
-    see its ``--help``): the growth curves."""
+    see its ``--help``): the growth curves; its own result file goes to ``out`` too."""
     print(f"## growth ({', '.join(backends)})", file=sys.stderr)
     done = subprocess.run(
-        [sys.executable, "-m", "bench.growth", "--json", "--backends", ",".join(backends)],
+        [
+            *(sys.executable, "-m", "bench.growth", "--json", "--out", str(out)),
+            *("--backends", ",".join(backends)),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -1274,7 +1278,7 @@ def main(argv: list[str] | None = None) -> int:
                 growth_backends.append(b)
         if growth_backends:
             try:
-                run.extras["growth"] = growth = growth_bench(growth_backends)
+                run.extras["growth"] = growth = growth_bench(growth_backends, args.out)
                 run.failed += [
                     {"group": f"growth/{b['backend']}", "key": "growth", "error": b["failed"]}
                     for b in growth["backends"]
