@@ -43,6 +43,7 @@ from bench import search as S
 from bench import sections, workers
 from bench import workload as W
 from bench.batch import bench_in_process as batch_bench
+from bench.growth import BACKENDS as GROWTH_BACKENDS
 from bench.listings import in_process_of_its_own as listings_bench
 from bench.peers import ROWS as PEER_ROWS
 from bench.procs import (
@@ -1091,6 +1092,26 @@ def peers_bench(rounds: int, seconds: int, keys: list[str]) -> dict[str, Any]:
     return result
 
 
+def growth_bench(backends: list[str], out: Path) -> dict[str, Any]:
+    """``bench.growth`` in a process of its own (its sizes and budget: ``BENCH_GROWTH_*``,
+    see its ``--help``): the growth curves; its own result file goes to ``out`` too."""
+    print(f"## growth ({', '.join(backends)})", file=sys.stderr)
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.growth", "--json", "--out", str(out)),
+            *("--backends", ",".join(backends)),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if not done.stdout.strip():  # it prints its result even when a backend failed
+        raise RuntimeError(f"bench.growth exited with {done.returncode}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
 def atrest_bench(rounds: int, seconds: int) -> dict[str, Any]:
     """``bench.atrest`` in a process of its own (its CPU time is its own)."""
     print("## atrest/codec", file=sys.stderr)
@@ -1266,6 +1287,24 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:
                 run.failed.append({"group": "peers", "key": "peers", "error": str(exc)})
                 print(f"## peers: FAILED: {exc}", file=sys.stderr)
+        growth_requires = {"redis": need_redis, "redis-cluster": need_redis, "mongodb": need_mongo}
+        growth_backends = []
+        for b in (b for b in GROWTH_BACKENDS if run.selected(f"growth/{b}")):
+            if reason := growth_requires.get(b, lambda: None)():
+                run.skipped.append({"group": f"growth/{b}", "reason": reason})
+            else:
+                growth_backends.append(b)
+        if growth_backends:
+            try:
+                run.extras["growth"] = growth = growth_bench(growth_backends, args.out)
+                run.failed += [
+                    {"group": f"growth/{b['backend']}", "key": "growth", "error": b["failed"]}
+                    for b in growth["backends"]
+                    if "failed" in b
+                ]
+            except Exception as exc:
+                run.failed.append({"group": "growth", "key": "growth", "error": str(exc)})
+                print(f"## growth: FAILED: {exc}", file=sys.stderr)
         if run.selected("atrest/codec"):
             try:
                 run.extras["atrest"] = atrest_bench(args.rounds, args.seconds)
