@@ -1365,8 +1365,8 @@ ROUTES: tuple[Route, ...] = (
                      412: E412, 503: E503},
           response_headers={200: {"ETag": "New version."}}),
     Route("POST", f"{P}/entities:batch", save_entities, "saveEntities",
-          "Create or replace several entities of the namespace in one request. Every item "
-          "is checked before any is written (a bad one is a 400 naming it, `item`). On the "
+          "Create or replace several entities of the namespace in one request, each key "
+          "once. Every item is checked before any is written (a bad one is a 400 naming it, `item`). On the "
           "embedded backend the batch is all or nothing: an item in conflict (412, naming "
           "it) writes nothing; on Redis and MongoDB each item is atomic by itself and a "
           "412 lists the items written anyway (`written`). docs/architecture.md, "
