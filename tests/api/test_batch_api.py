@@ -35,7 +35,8 @@ async def test_a_batch_saves_every_item(http: Client, spec: SpecChecker) -> None
         f"{NS}/entities:batch",
         json={
             "items": [
-                {"type": "note", "id": "a", "data": {"v": 2}, "expected_version": 1},
+                # an integral float is the integer (the document's "integer" admits it)
+                {"type": "note", "id": "a", "data": {"v": 2}, "expected_version": 1.0},
                 {"type": "note", "id": "b", "data": {"v": 1}, "create_only": True},
                 {"type": "user", "id": "u", "data": {}, "ttl_seconds": 60},
             ]
@@ -147,6 +148,13 @@ async def test_quotas_are_checked_for_the_whole_batch(quota_http: Client) -> Non
     assert body["code"] == "quota_exceeded"
     assert body["details"]["quota"] == "entities"
     assert (await http.get(f"{NS}/entities/note/b")).status == 404
+    # a bad key is the handler's 400 naming its item, not the quota layer's lookup (four
+    # keys where two fit: the quota looks up which exist)
+    for bad in ({"type": "no/te", "id": "x", "data": {}}, {"type": "note", "id": "", "data": {}}):
+        resp = await http.post(f"{NS}/entities:batch", json={"items": [*items[:3], bad]})
+        body = await resp.json()
+        assert resp.status == 400, body
+        assert body["details"]["item"] == 3, body
     # two new and one replaced fit, and are counted: the next create is refused
     ok = await http.post(f"{NS}/entities:batch", json={"items": items[:3]})
     assert ok.status == 200, await ok.text()

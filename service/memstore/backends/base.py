@@ -180,26 +180,28 @@ class DistributedMemoryBackend(abc.ABC):
         bytes), records in item order. The keys are distinct (the manager checks).
 
         Atomicity (docs/architecture.md, "Batch writes"): this default writes the items
-        concurrently, each atomic by itself and the batch not: an item in conflict is
-        not written and every other item is. Then a ``ConflictError`` names the first
+        one after the other in item order (so their change events are in item order, as
+        on every backend), each atomic by itself and the batch not: an item in conflict
+        is not written and every other item is. Then a ``ConflictError`` names the first
         item in conflict (``item``), all of them (``items``) and the items written
         (``written``). The embedded backend overrides it with one transaction (all or
         nothing), Redis with one pipeline per node."""
-        outcomes = await asyncio.gather(
-            *(
-                self.save_entity(
-                    namespace,
-                    item.entity_type,
-                    item.entity_id,
-                    item.data,
-                    expected_version=item.expected_version,
-                    ttl=item.ttl,
-                    data_json=item.data_json,
+        outcomes: list[EntityRecord | BaseException] = []
+        for item in items:
+            try:
+                outcomes.append(
+                    await self.save_entity(
+                        namespace,
+                        item.entity_type,
+                        item.entity_id,
+                        item.data,
+                        expected_version=item.expected_version,
+                        ttl=item.ttl,
+                        data_json=item.data_json,
+                    )
                 )
-                for item in items
-            ),
-            return_exceptions=True,
-        )
+            except Exception as exc:  # batch_outcome sorts out each item's error
+                outcomes.append(exc)
         return batch_outcome(outcomes)
 
     async def append_messages_batch(
