@@ -188,3 +188,20 @@ async def test_the_client_sends_batches(remote: MemoryClient) -> None:
         [MessagesWrite("c1", [{"m": 1}]), MessagesWrite("c2", [{"m": 2}, {"m": 3}])]
     )
     assert [[m.seq for m in r] for r in results] == [[1], [1, 2]]
+
+
+async def test_the_client_records_the_versions_a_conflict_wrote(redis_settings: Settings) -> None:
+    """On a backend that is not all or nothing (Redis), a 412 lists the items written
+    with their versions, and the client keeps them as read-your-writes floors."""
+    async with (
+        TestClient(TestServer(create_app(redis_settings))) as http,
+        MemoryClient(str(http.make_url("/")).rstrip("/"), namespace="agent") as remote,
+    ):
+        await remote.save_entity("note", "a", {"v": 1})
+        with pytest.raises(ConflictError) as conflict:
+            await remote.save_entities(
+                [EntityWrite("note", "b", {}), EntityWrite("note", "a", {}, expected_version=5)]
+            )
+        assert conflict.value.details["written"] == [0], conflict.value.details
+        assert conflict.value.details["versions"] == [1]
+        assert remote.versions.floor(("agent", "note", "b")) == 1

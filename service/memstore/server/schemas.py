@@ -95,7 +95,20 @@ class MessagesIn(_Strict):
     )
 
 
+def _entity_batch_item_rules(schema: dict[str, Any]) -> None:
+    # An expected version and create_only (If-Match and If-None-Match: *) never hold
+    # together: at most one of them is given.
+    schema["anyOf"] = [
+        {"properties": {"create_only": {"const": False}}},
+        {"properties": {"expected_version": {"type": "null"}}},
+    ]
+
+
 class EntityBatchItem(_Strict):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra=_entity_batch_item_rules
+    )
+
     type: str = Field(pattern=TYPE_RE.pattern, description="Entity type.")
     id: str = Field(pattern=ID_RE.pattern, description="Entity id.")
     data: dict[str, JsonValue] = Field(description="The entity: any JSON object, stored exactly.")
