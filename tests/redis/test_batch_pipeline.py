@@ -12,6 +12,7 @@ import pytest
 
 from memstore.backends.redis import RedisMemoryBackend
 from memstore.core.errors import BackendUnavailableError
+from memstore.core.keys import entity_cache_key
 from memstore.core.records import EntityWrite, MessagesWrite
 
 
@@ -77,3 +78,27 @@ async def test_an_item_the_server_refuses_is_named_with_the_items_written(
     assert "WRONGTYPE" in failed.value.message
     for i in ("a", "c"):
         assert (await redis_backend.load_entity(ns, "note", i)).data == {"i": i}  # type: ignore[union-attr]
+
+
+async def test_a_later_write_forgets_the_keys_a_batch_announced(
+    redis_backend: RedisMemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's scripts publish its keys, so ``publish_invalidation`` skips them once;
+    a key left behind (a caller that never asked) must not swallow the publish a later
+    write of that key needs."""
+    bus = redis_backend.invalidation_bus
+    assert bus is not None
+    published: list[str] = []
+    real = bus.publish
+
+    async def publish(key: str) -> None:
+        published.append(key)
+        await real(key)
+
+    monkeypatch.setattr(bus, "publish", publish)
+    ns = f"p{uuid.uuid4().hex[:10]}"
+    await redis_backend.save_entities(ns, [EntityWrite("note", "a", {})])
+    await redis_backend.save_entity(ns, "note", "b", {})
+    key = entity_cache_key(ns, "note", "a")
+    await redis_backend.publish_invalidation(key)
+    assert published == [key]
