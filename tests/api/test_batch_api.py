@@ -35,7 +35,8 @@ async def test_a_batch_saves_every_item(http: Client, spec: SpecChecker) -> None
         f"{NS}/entities:batch",
         json={
             "items": [
-                {"type": "note", "id": "a", "data": {"v": 2}, "expected_version": 1},
+                # an integral float is the integer (the document's "integer" admits it)
+                {"type": "note", "id": "a", "data": {"v": 2}, "expected_version": 1.0},
                 {"type": "note", "id": "b", "data": {"v": 1}, "create_only": True},
                 {"type": "user", "id": "u", "data": {}, "ttl_seconds": 60},
             ]
@@ -147,6 +148,13 @@ async def test_quotas_are_checked_for_the_whole_batch(quota_http: Client) -> Non
     assert body["code"] == "quota_exceeded"
     assert body["details"]["quota"] == "entities"
     assert (await http.get(f"{NS}/entities/note/b")).status == 404
+    # a bad key is the handler's 400 naming its item, not the quota layer's lookup (four
+    # keys where two fit: the quota looks up which exist)
+    for bad in ({"type": "no/te", "id": "x", "data": {}}, {"type": "note", "id": "", "data": {}}):
+        resp = await http.post(f"{NS}/entities:batch", json={"items": [*items[:3], bad]})
+        body = await resp.json()
+        assert resp.status == 400, body
+        assert body["details"]["item"] == 3, body
     # two new and one replaced fit, and are counted: the next create is refused
     ok = await http.post(f"{NS}/entities:batch", json={"items": items[:3]})
     assert ok.status == 200, await ok.text()
@@ -180,3 +188,20 @@ async def test_the_client_sends_batches(remote: MemoryClient) -> None:
         [MessagesWrite("c1", [{"m": 1}]), MessagesWrite("c2", [{"m": 2}, {"m": 3}])]
     )
     assert [[m.seq for m in r] for r in results] == [[1], [1, 2]]
+
+
+async def test_the_client_records_the_versions_a_conflict_wrote(redis_settings: Settings) -> None:
+    """On a backend that is not all or nothing (Redis), a 412 lists the items written
+    with their versions, and the client keeps them as read-your-writes floors."""
+    async with (
+        TestClient(TestServer(create_app(redis_settings))) as http,
+        MemoryClient(str(http.make_url("/")).rstrip("/"), namespace="agent") as remote,
+    ):
+        await remote.save_entity("note", "a", {"v": 1})
+        with pytest.raises(ConflictError) as conflict:
+            await remote.save_entities(
+                [EntityWrite("note", "b", {}), EntityWrite("note", "a", {}, expected_version=5)]
+            )
+        assert conflict.value.details["written"] == [0], conflict.value.details
+        assert conflict.value.details["versions"] == [1]
+        assert remote.versions.floor(("agent", "note", "b")) == 1

@@ -95,13 +95,14 @@ async def test_a_conflict_is_named_and_writes_as_documented(
     assert (await backend.load_entity(ns, "note", "a")).data == {"v": 1}  # type: ignore[union-attr]
     events = (await backend.read_changes(ns, after=0, limit=10)).events
     if all_or_nothing(backend_settings):
-        assert details["written"] == []
+        assert details["written"] == details["versions"] == []
         assert await backend.load_entity(ns, "note", "b") is None
         assert await backend.load_entity(ns, "note", "c") is None
         assert len(events) == 1  # the first save only
         assert (await backend.summary(ns)).total_entities == 1
     else:
         assert details["written"] == [0, 2]
+        assert details["versions"] == [1, 1]  # what each written item got
         assert (await backend.load_entity(ns, "note", "b")).data == {"v": "b"}  # type: ignore[union-attr]
         assert (await backend.load_entity(ns, "note", "c")).data == {"v": "c"}  # type: ignore[union-attr]
         assert sorted(e.entity_id or "" for e in events) == ["a", "b", "c"]

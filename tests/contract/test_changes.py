@@ -176,8 +176,10 @@ async def test_concurrent_writers_get_distinct_positions_in_each_keys_order(
 async def small_log_backend(
     backend_settings: Settings,
 ) -> AsyncIterator[DistributedMemoryBackend]:
+    # 3 s: the 12 saves and the trim by count must end before any event is old enough to
+    # go by age, also on a loaded machine's FerretDB
     settings = backend_settings.model_copy(
-        update={"changes_max_events": 5, "changes_retention_seconds": 2.0}
+        update={"changes_max_events": 5, "changes_retention_seconds": 3.0}
     )
     instance = DistributedMemoryFactory.create_memory_backend(settings)
     await instance.connect()
@@ -197,7 +199,7 @@ async def test_trim_keeps_the_newest_events_and_the_position_counter(
     page = await backend.read_changes(ns, after=0, limit=100)
     assert [e.position for e in page.events] == [8, 9, 10, 11, 12]
     assert (page.first_position, page.last_position) == (8, 12)
-    await asyncio.sleep(2.2)  # older than changes_retention_seconds
+    await asyncio.sleep(3.2)  # older than changes_retention_seconds
     await backend.trim_changes(ns)
     page = await backend.read_changes(ns, after=0, limit=100)
     assert page.events == []

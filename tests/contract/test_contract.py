@@ -225,6 +225,9 @@ async def test_ttl_expiry_hides_entity_everywhere(
 async def test_ttl_cleared_by_save_without_ttl(backend: DistributedMemoryBackend, ns: str) -> None:
     await backend.save_entity(ns, "t", "e", {"x": 1}, ttl=0.3)
     kept = await backend.save_entity(ns, "t", "e", {"x": 2})
+    # version 2: the save replaced the entity while it was alive (not a create after it
+    # expired, which would leave nothing for this test to check)
+    assert kept.version == 2
     assert kept.expires_at is None
     await asyncio.sleep(0.5)  # past the first save's TTL
     loaded = await backend.load_entity(ns, "t", "e")

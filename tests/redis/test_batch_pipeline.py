@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from memstore.backends.redis import RedisMemoryBackend
+from memstore.core.errors import BackendUnavailableError
+from memstore.core.keys import entity_cache_key
 from memstore.core.records import EntityWrite, MessagesWrite
 
 
@@ -24,10 +26,10 @@ def count_calls(backend: RedisMemoryBackend) -> Counter[str]:
     for name in ("eval_once", "pipeline", "execute", "_durable_once"):
         real: Callable[..., Awaitable[Any]] = getattr(connection, name)
 
-        async def counted(*args: Any, _real: Any = real, _name: str = name) -> Any:
+        async def counted(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
             if asyncio.current_task() is task:
                 calls[_name] += 1
-            return await _real(*args)
+            return await _real(*args, **kw)
 
         setattr(connection, name, counted)
     return calls
@@ -55,3 +57,48 @@ async def test_fifty_items_take_one_pipeline(redis_backend: RedisMemoryBackend, 
     assert calls["execute"] == calls["_durable_once"] == 0, calls
     events = (await redis_backend.read_changes(ns, after=2, limit=100)).events
     assert len(events) == 50
+
+
+async def test_an_item_the_server_refuses_is_named_with_the_items_written(
+    redis_backend: RedisMemoryBackend,
+) -> None:
+    """A script error on one item (here WRONGTYPE: its key holds a list; out of memory on
+    one node fails alike) leaves the other items written: the error says which."""
+    ns = f"p{uuid.uuid4().hex[:10]}"
+    keys = redis_backend.keys
+    await redis_backend.connection.execute(
+        "RPUSH", keys.entity(keys.entity_tag(ns, "note", "bad"), "bad"), "not an entity"
+    )
+    with pytest.raises(BackendUnavailableError) as failed:
+        await redis_backend.save_entities(
+            ns, [EntityWrite("note", i, {"i": i}) for i in ("a", "bad", "c")]
+        )
+    assert failed.value.details["item"] == 1
+    assert failed.value.details["written"] == [0, 2]
+    assert "WRONGTYPE" in failed.value.message
+    for i in ("a", "c"):
+        assert (await redis_backend.load_entity(ns, "note", i)).data == {"i": i}  # type: ignore[union-attr]
+
+
+async def test_a_later_write_forgets_the_keys_a_batch_announced(
+    redis_backend: RedisMemoryBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's scripts publish its keys, so ``publish_invalidation`` skips them once;
+    a key left behind (a caller that never asked) must not swallow the publish a later
+    write of that key needs."""
+    bus = redis_backend.invalidation_bus
+    assert bus is not None
+    published: list[str] = []
+    real = bus.publish
+
+    async def publish(key: str) -> None:
+        published.append(key)
+        await real(key)
+
+    monkeypatch.setattr(bus, "publish", publish)
+    ns = f"p{uuid.uuid4().hex[:10]}"
+    await redis_backend.save_entities(ns, [EntityWrite("note", "a", {})])
+    await redis_backend.save_entity(ns, "note", "b", {})
+    key = entity_cache_key(ns, "note", "a")
+    await redis_backend.publish_invalidation(key)
+    assert published == [key]

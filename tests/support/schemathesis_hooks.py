@@ -5,8 +5,9 @@ The operations that take a cursor or a JSON body may answer a schema-valid reque
 400 for reasons the document states in words only: a cursor string the server did not
 issue, an integer literal wider than 64 bits, an analytics window with ``since`` after
 ``until`` or of too many buckets, an entity read with both ``as_of`` and
-``as_of_version``, and a batch write naming one key (or conversation) twice. ``positive_data_acceptance`` is told to accept 400 there; this check
-keeps every other 400 to a valid request a failure.
+``as_of_version``, and a batch write naming one key (or conversation) twice.
+``positive_data_acceptance`` is told to accept 400 there; this check keeps every other
+400 to a valid request a failure.
 
 JSON lines (``application/x-ndjson``: the audit export, the namespace export) have no
 built-in deserializer: the one here requires every line to be a JSON object (a change

@@ -88,9 +88,8 @@ driver-error translation) is in ``memstore.backends.common``.
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from memstore.backends.common import batch_outcome
 from memstore.core.analytics import (
@@ -116,6 +115,9 @@ from memstore.core.records import (
     ToolUsageRecord,
 )
 from memstore.core.retention import Cutoffs, PruneReport
+
+T = TypeVar("T")
+W = TypeVar("W")
 
 if TYPE_CHECKING:
     from memstore.core.settings import StoreSettings
@@ -180,50 +182,40 @@ class DistributedMemoryBackend(abc.ABC):
         bytes), records in item order. The keys are distinct (the manager checks).
 
         Atomicity (docs/architecture.md, "Batch writes"): this default writes the items
-        concurrently, each atomic by itself and the batch not: an item in conflict is
-        not written and every other item is. Then a ``ConflictError`` names the first
+        one after the other in item order (so their change events are in item order, as
+        on every backend), each atomic by itself and the batch not: an item in conflict
+        is not written and every other item is. Then a ``ConflictError`` names the first
         item in conflict (``item``), all of them (``items``) and the items written
         (``written``). The embedded backend overrides it with one transaction (all or
         nothing), Redis with one pipeline per node."""
-        outcomes = await asyncio.gather(
-            *(
-                self.save_entity(
-                    namespace,
-                    item.entity_type,
-                    item.entity_id,
-                    item.data,
-                    expected_version=item.expected_version,
-                    ttl=item.ttl,
-                    data_json=item.data_json,
-                )
-                for item in items
+        return await _one_by_one(
+            lambda item: self.save_entity(
+                namespace,
+                item.entity_type,
+                item.entity_id,
+                item.data,
+                expected_version=item.expected_version,
+                ttl=item.ttl,
+                data_json=item.data_json,
             ),
-            return_exceptions=True,
+            items,
         )
-        return batch_outcome(outcomes)
 
     async def append_messages_batch(
         self, namespace: str, items: Sequence[MessagesWrite]
     ) -> list[list[MessageRecord]]:
         """Append to several conversations of one namespace: for each item exactly what
         ``append_messages`` does, results in item order. The conversations are distinct.
-        This default appends concurrently, each conversation atomically by itself (an
-        append has no precondition, so only a backend failure stops one; the error then
-        lists the items ``written``); the embedded backend overrides it with one
-        transaction."""
-        outcomes = await asyncio.gather(
-            *(
-                self.append_messages(
-                    namespace,
-                    item.conversation_id,
-                    item.messages,
-                    messages_json=item.messages_json,
-                )
-                for item in items
+        This default appends one conversation after the other in item order, each
+        atomically by itself (an append has no precondition, so only a backend failure
+        stops one; the error then lists the items ``written``); the embedded backend
+        overrides it with one transaction, Redis with one pipeline per node."""
+        return await _one_by_one(
+            lambda item: self.append_messages(
+                namespace, item.conversation_id, item.messages, messages_json=item.messages_json
             ),
-            return_exceptions=True,
+            items,
         )
-        return batch_outcome(outcomes)
 
     @abc.abstractmethod
     async def load_entity(
@@ -626,3 +618,16 @@ class DistributedMemoryBackend(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """Non-secret facts for logs and /v1/metrics (never passwords or full URIs)."""
         return {"backend": self.name}
+
+
+async def _one_by_one(write: Callable[[W], Awaitable[T]], items: Sequence[W]) -> list[T]:
+    """``write`` each item in item order, the next once the last is done (so the change
+    log holds their events in item order), whatever each outcome; then
+    ``batch_outcome``."""
+    outcomes: list[T | BaseException] = []
+    for item in items:
+        try:
+            outcomes.append(await write(item))
+        except Exception as exc:  # batch_outcome sorts out each item's error
+            outcomes.append(exc)
+    return batch_outcome(outcomes)

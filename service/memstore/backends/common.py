@@ -26,7 +26,13 @@ import orjson
 
 from memstore.core import payload_codec
 from memstore.core.errors import ConflictError, InvalidInputError, MemoryStoreError
-from memstore.core.records import ConversationRevision, EntityVersion, MessageRecord, Page
+from memstore.core.records import (
+    ConversationRevision,
+    EntityRecord,
+    EntityVersion,
+    MessageRecord,
+    Page,
+)
 from memstore.core.validation import decode_cursor, encode_cursor
 
 log = logging.getLogger(__name__)
@@ -294,8 +300,9 @@ def check_imported_seqs(conversation_id: str, messages: Sequence[MessageRecord])
 def batch_outcome(outcomes: Sequence[T | BaseException]) -> list[T]:
     """The records of a batch whose items were written one by one (each atomic by itself,
     not the batch): all of them, or the error of the first item that failed. A version
-    conflict names every item in conflict and the items stored anyway (``written``), so
-    the caller knows what the batch changed."""
+    conflict names every item in conflict and the items stored anyway (``written``) with
+    the version each got (``versions``, in the order of ``written``), so the caller knows
+    what the batch changed."""
     failed = [(i, o) for i, o in enumerate(outcomes) if isinstance(o, BaseException)]
     if not failed:
         return [o for o in outcomes if not isinstance(o, BaseException)]
@@ -310,6 +317,7 @@ def batch_outcome(outcomes: Sequence[T | BaseException]) -> list[T]:
             item=first,
             items=conflicts,
             written=written,
+            versions=[o.version for o in outcomes if isinstance(o, EntityRecord)],
         ) from error
     if isinstance(error, MemoryStoreError):
         error.details.setdefault("item", first)
@@ -327,4 +335,5 @@ def batch_conflict(item: int, error: ConflictError) -> ConflictError:
         item=item,
         items=[item],
         written=[],
+        versions=[],
     )

@@ -431,13 +431,9 @@ class SealedBackend(DistributedMemoryBackend):
         ttl: float | None = None,
         data_json: bytes | None = None,
     ) -> EntityRecord:
-        if namespace == KEYS_NAMESPACE:
-            stored, stored_json = data, data_json
-        else:
-            owner = self._key_owner(namespace, entity_type)
-            key = await self._write_key(owner)
-            aad = codec.record_aad(namespace, "entity", entity_type, entity_id)
-            stored, stored_json = self._seal(data, data_json, key, aad)
+        stored, stored_json = await self._seal_entity(
+            namespace, EntityWrite(entity_type, entity_id, data, data_json=data_json)
+        )
         record = await self.inner.save_entity(
             namespace,
             entity_type,
@@ -458,14 +454,23 @@ class SealedBackend(DistributedMemoryBackend):
             return await self.inner.save_entities(namespace, items)
         sealed = []
         for item in items:
-            key = await self._write_key(self._key_owner(namespace, item.entity_type))
-            aad = codec.record_aad(namespace, "entity", item.entity_type, item.entity_id)
-            stored, stored_json = self._seal(item.data, item.data_json, key, aad)
+            stored, stored_json = await self._seal_entity(namespace, item)
             sealed.append(dataclasses.replace(item, data=stored, data_json=stored_json))
         records = await self.inner.save_entities(namespace, sealed)
         return [
             dataclasses.replace(r, data=item.data) for r, item in zip(records, items, strict=True)
         ]
+
+    async def _seal_entity(
+        self, namespace: str, item: EntityWrite
+    ) -> tuple[JSONObject, bytes | None]:
+        """What the inner backend stores for ``item``'s data (and its JSON): the sealed
+        envelope, or the data itself in the keys' own namespace."""
+        if namespace == KEYS_NAMESPACE:
+            return item.data, item.data_json
+        key = await self._write_key(self._key_owner(namespace, item.entity_type))
+        aad = codec.record_aad(namespace, "entity", item.entity_type, item.entity_id)
+        return self._seal(item.data, item.data_json, key, aad)
 
     async def _open_entity(self, namespace: str, record: EntityRecord) -> EntityRecord:
         if namespace == KEYS_NAMESPACE or not codec.is_envelope(record.data):

@@ -78,6 +78,7 @@ from memstore.core.errors import (
     BackendUnavailableError,
     ChangesPrunedError,
     ConfigurationError,
+    ConflictError,
     InvalidInputError,
     MemoryStoreError,
     RateLimitedError,
@@ -588,9 +589,20 @@ class MemoryClient(MemoryAPI):
             elif item.expected_version is not None:
                 entry["expected_version"] = item.expected_version
             body_items.append(entry)
-        _, out, _ = await self._request(
-            "POST", self._ns("/entities:batch"), json={"items": body_items}
-        )
+        try:
+            _, out, _ = await self._request(
+                "POST", self._ns("/entities:batch"), json={"items": body_items}
+            )
+        except ConflictError as exc:
+            # Items written in spite of the conflict (a backend that is not all or
+            # nothing): their versions too are floors for this client's reads.
+            written = exc.details.get("written") or []
+            versions = exc.details.get("versions") or []
+            for i, version in zip(written, versions, strict=False):
+                if isinstance(i, int) and 0 <= i < len(checked) and isinstance(version, int):
+                    key = (self.namespace, checked[i].entity_type, checked[i].entity_id)
+                    self.versions.saw(key, version)
+            raise
         records = []
         for raw in out["items"]:
             record = EntityRecord(**raw)

@@ -151,8 +151,9 @@ class ConflictError(MemoryStoreError):
         **batch: Any,
     ) -> None:
         # ``batch``: in a batch write, ``item`` (the index of the first item in conflict),
-        # ``items`` (every one in conflict) and ``written`` (the indexes stored anyway,
-        # on a backend whose batches are not all-or-nothing)
+        # ``items`` (every one in conflict), ``written`` (the indexes stored anyway, on a
+        # backend whose batches are not all-or-nothing) and ``versions`` (the version
+        # each of those got, in the order of ``written``)
         super().__init__(
             message, expected_version=expected_version, current_version=current_version, **batch
         )
@@ -161,7 +162,7 @@ class ConflictError(MemoryStoreError):
 
     @classmethod
     def from_details(cls, message: str, details: Mapping[str, Any]) -> MemoryStoreError:
-        batch = {k: details[k] for k in ("item", "items", "written") if k in details}
+        batch = {k: details[k] for k in ("item", "items", "written", "versions") if k in details}
         return cls(
             message,
             expected_version=details.get("expected_version"),

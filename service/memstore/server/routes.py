@@ -1366,11 +1366,14 @@ ROUTES: tuple[Route, ...] = (
           response_headers={200: {"ETag": "New version."}}),
     Route("POST", f"{P}/entities:batch", save_entities, "saveEntities",
           "Create or replace several entities of the namespace in one request, each key "
-          "once. Every item is checked before any is written (a bad one is a 400 naming it, `item`). On the "
+          "once; at most one of `expected_version` and `create_only` per item. Every item "
+          "is checked before any is written (a bad one is a 400 naming it, `item`). On the "
           "embedded backend the batch is all or nothing: an item in conflict (412, naming "
-          "it) writes nothing; on Redis and MongoDB each item is atomic by itself and a "
-          "412 lists the items written anyway (`written`). docs/architecture.md, "
-          "\"Batch writes\".", "entities",
+          "it) writes nothing; on Redis and MongoDB each item is atomic by itself, in item "
+          "order, and a 412 lists the items written anyway (`written`) with their "
+          "`versions`; a 503 that names an `item` (Redis refused its script, e.g. out of "
+          "memory) lists them too (`written`). docs/architecture.md, \"Batch writes\".",
+          "entities",
           params=(NS,), body=schemas.EntityBatchIn,
           role="write", grows_storage=True, adds_entity=True,
           responses={200: ("Saved, one record per item.", schemas.EntityBatchOut),
@@ -1455,7 +1458,8 @@ ROUTES: tuple[Route, ...] = (
           "Append messages to several conversations of the namespace in one request, each "
           "conversation once. Every item is checked before any is written (a bad one is a "
           "400 naming it, `item`); all or nothing on the embedded backend, each "
-          "conversation atomic by itself elsewhere.", "conversations",
+          "conversation atomic by itself elsewhere (a 503 that names an `item` lists the "
+          "items appended anyway, `written`).", "conversations",
           params=(NS,), body=schemas.MessagesBatchIn,
           role="write", grows_storage=True,
           responses={201: ("Appended, one result per item.", schemas.MessagesBatchOut),

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from memstore.core.bounds import MAX_BATCH_ITEMS
 from memstore.core.errors import InvalidInputError
+from memstore.core.validation import ID_RE, TYPE_RE
 from memstore.server.auth import Role
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -152,7 +153,8 @@ async def read_raw_body(request: web.Request) -> bytes:
 def batch_entity_keys(body: bytes) -> list[tuple[str, str]]:
     """The distinct (type, id) keys a batch of entity saves names, for the entity quota
     (which counts those that do not exist) before the handler checks the body: what does
-    not parse counts as nothing here and is the handler's 400."""
+    not parse, and a key that is not a valid type and id, counts as nothing here and is
+    the handler's 400 (naming the item), never a lookup of a bad key."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -166,5 +168,7 @@ def batch_entity_keys(body: bytes) -> list[tuple[str, str]]:
         if isinstance(item, dict)
         and isinstance(item.get("type"), str)
         and isinstance(item.get("id"), str)
+        and TYPE_RE.fullmatch(item["type"])
+        and ID_RE.fullmatch(item["id"])
     }
     return list(keys)[:MAX_BATCH_ITEMS]

@@ -77,6 +77,11 @@ class _Strict(BaseModel):
 # -- requests -------------------------------------------------------------------------
 
 
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 20.0 is the integer 20 (JSON Schema says so too).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class EntityPut(_Strict):
     data: dict[str, JsonValue] = Field(description="The entity: any JSON object, stored exactly.")
     ttl_seconds: Annotated[float, TTL_SECONDS] | None = Field(
@@ -90,14 +95,28 @@ class MessagesIn(_Strict):
     )
 
 
+def _entity_batch_item_rules(schema: dict[str, Any]) -> None:
+    # An expected version and create_only (If-Match and If-None-Match: *) never hold
+    # together: at most one of them is given.
+    schema["anyOf"] = [
+        {"properties": {"create_only": {"const": False}}},
+        {"properties": {"expected_version": {"type": "null"}}},
+    ]
+
+
 class EntityBatchItem(_Strict):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra=_entity_batch_item_rules
+    )
+
     type: str = Field(pattern=TYPE_RE.pattern, description="Entity type.")
     id: str = Field(pattern=ID_RE.pattern, description="Entity id.")
     data: dict[str, JsonValue] = Field(description="The entity: any JSON object, stored exactly.")
     ttl_seconds: Annotated[float, TTL_SECONDS] | None = Field(
         None, description="Expire the entity after this many seconds."
     )
-    expected_version: Annotated[int, SEQUENCE] | None = Field(
+    # An integral float is the integer: the document's "integer" admits 28.0.
+    expected_version: Annotated[int, SEQUENCE, BeforeValidator(_integral)] | None = Field(
         None, description="Write only if the stored version is this one (the If-Match of a PUT)."
     )
     create_only: bool = Field(
@@ -247,11 +266,6 @@ SEARCH_COMPONENTS: dict[str, dict[str, Any]] = {
 }
 
 _Query = Annotated[str, _doc(pattern=r"\S", maxLength=MAX_QUERY_LENGTH)]
-
-
-def _integral(value: Any) -> Any:
-    # JSON has one number type: 20.0 is the integer 20 (JSON Schema says so too).
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _nullable(schema: dict[str, Any]) -> Any:

@@ -136,6 +136,18 @@ _announced_batch: contextvars.ContextVar[set[str] | None] = contextvars.ContextV
     "memstore_redis_announced_batch", default=None
 )
 
+
+def _forget_announced() -> None:
+    """Before a write: nothing is announced any more, so a value left behind (a write
+    that raised, a batch whose keys were not all published for) cannot swallow a later
+    ``publish_invalidation``."""
+    _announced.set(None)
+    _announced_batch.set(None)
+
+
+#: A write script's call: script, hash tag (its slot), KEYS, ARGV
+_ScriptCall = tuple[scripts.Script, str, list[str], list[Any]]
+
 #: ARGV of a write script's announcement (how, channel, message) that publishes nothing
 _NO_ANNOUNCEMENT = ("", "", "")
 
@@ -232,6 +244,21 @@ def _raise_on_conflict(reply: list[Any], expected_version: int | None) -> None:
     """A write script's ``{"conflict", current|""}`` reply as ``ConflictError``."""
     if _s(reply[0]) == "conflict":
         raise version_conflict(expected_version, int(reply[1]) if reply[1] else None)
+
+
+def _saved_record(item: EntityWrite, reply: list[Any]) -> EntityRecord:
+    """The record ``save_entity``'s script saved for ``item``, or its conflict raised."""
+    _raise_on_conflict(reply, item.expected_version)
+    return EntityRecord(
+        type=item.entity_type,
+        id=item.entity_id,
+        data=item.data,
+        version=int(reply[1]),
+        created_at=float(reply[2]),
+        updated_at=float(reply[3]),
+        expires_at=float(reply[4]) if reply[4] else None,
+        pinned=len(reply) > 5 and _s(reply[5]) == "1",
+    )
 
 
 def _itself(member: str) -> tuple[str]:
@@ -622,15 +649,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 log.warning("change log relay failed, the background round retries: %s", exc)
         return result
 
-    async def _write_many(
-        self, ns: str, calls: list[tuple[scripts.Script, str, list[str], list[Any]]]
-    ) -> list[Any]:
+    async def _write_many(self, ns: str, calls: list[_ScriptCall]) -> list[Any]:
         """``_write`` for several scripts (script, tag, KEYS, ARGV) at once: one pipeline
         per node, then on a cluster one relay of every outbox they left entries in. Each
         script is atomic by itself; together they are not (a batch write, whose items'
         operation ids make a retried pipeline answer each item's first outcome)."""
         replies = await self.connection.pipeline(
-            [("SCRIPT", script, keys, args) for script, _, keys, args in calls]
+            [("SCRIPT", script, keys, args) for script, _, keys, args in calls], batch=True
         )
         if not self.cluster_mode:
             return replies
@@ -846,48 +871,15 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         ttl: float | None = None,
         data_json: bytes | None = None,
     ) -> EntityRecord:
-        _announced.set(None)
-        payload = json_bytes(data, data_json)
+        _forget_announced()
+        item = EntityWrite(entity_type, entity_id, data, expected_version, ttl, data_json)
         await self._register_type(namespace, entity_type)
-        now = time.time()
-        expires_at = now + ttl if ttl is not None else None
-        tag = self.keys.entity_tag(namespace, entity_type, entity_id)
-        cache_key = entity_cache_key(namespace, entity_type, entity_id)
-        announcement = self._announcement(cache_key, tag)
-        names = _names(entity_type=entity_type, entity_id=entity_id)
-        change_keys, change_args = self._change_block(namespace, tag, now, names)
-        res = await self._write(
-            scripts.SAVE_ENTITY,
-            namespace,
-            tag,
-            [*self._entity_keys_on(tag, entity_id), *change_keys],
-            [
-                entity_id,
-                payload,
-                _f(now),
-                _f(expires_at) if expires_at is not None else "",
-                str(expected_version) if expected_version is not None else "",
-                _op_id(),
-                _writer(),
-                *(announcement or _NO_ANNOUNCEMENT),
-                *change_args,
-                self._version_prefix(namespace, tag),
-            ],
-        )
-        if announcement is not None:
+        script, tag, keys, args, announced = self._save_entity_call(namespace, item, time.time())
+        res = await self._write(script, namespace, tag, keys, args)
+        if announced is not None:
             # published in the script; a conflict changed nothing and needs no message
-            _announced.set(cache_key)
-        _raise_on_conflict(res, expected_version)
-        return EntityRecord(
-            type=entity_type,
-            id=entity_id,
-            data=data,
-            version=int(res[1]),
-            created_at=float(res[2]),
-            updated_at=float(res[3]),
-            expires_at=float(res[4]) if res[4] else None,
-            pinned=len(res) > 5 and _s(res[5]) == "1",
-        )
+            _announced.set(announced)
+        return _saved_record(item, res)
 
     async def save_entities(
         self, namespace: str, items: Sequence[EntityWrite]
@@ -899,64 +891,57 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         save does."""
         if self.settings.redis_wait_replicas > 0:
             return await super().save_entities(namespace, items)
-        _announced.set(None)
-        _announced_batch.set(None)
+        _forget_announced()
         for entity_type in dict.fromkeys(item.entity_type for item in items):
             await self._register_type(namespace, entity_type)
         now = time.time()
-        calls = []
+        calls: list[_ScriptCall] = []
         cache_keys = []
         for item in items:
-            payload = json_bytes(item.data, item.data_json)
-            expires_at = now + item.ttl if item.ttl is not None else None
-            tag = self.keys.entity_tag(namespace, item.entity_type, item.entity_id)
-            cache_key = entity_cache_key(namespace, item.entity_type, item.entity_id)
-            announcement = self._announcement(cache_key, tag)
-            if announcement is not None:
-                cache_keys.append(cache_key)
-            names = _names(entity_type=item.entity_type, entity_id=item.entity_id)
-            change_keys, change_args = self._change_block(namespace, tag, now, names)
-            expected = item.expected_version
-            args = [
-                item.entity_id,
-                payload,
-                _f(now),
-                _f(expires_at) if expires_at is not None else "",
-                str(expected) if expected is not None else "",
-                _op_id(),
-                _writer(),
-                *(announcement or _NO_ANNOUNCEMENT),
-                *change_args,
-                self._version_prefix(namespace, tag),
-            ]
-            keys = [*self._entity_keys_on(tag, item.entity_id), *change_keys]
-            calls.append((scripts.SAVE_ENTITY, tag, keys, args))
+            script, tag, keys, args, announced = self._save_entity_call(namespace, item, now)
+            calls.append((script, tag, keys, args))
+            if announced is not None:
+                cache_keys.append(announced)
         replies = await self._write_many(namespace, calls)
         # published in the scripts (a conflict changed nothing and needs no message)
         _announced_batch.set(set(cache_keys))
         outcomes: list[EntityRecord | BaseException] = []
         for item, res in zip(items, replies, strict=True):
             try:
-                _raise_on_conflict(res, item.expected_version)
+                outcomes.append(_saved_record(item, res))
             except ConflictError as exc:
                 outcomes.append(exc)
-                continue
-            outcomes.append(
-                EntityRecord(
-                    type=item.entity_type,
-                    id=item.entity_id,
-                    data=item.data,
-                    version=int(res[1]),
-                    created_at=float(res[2]),
-                    updated_at=float(res[3]),
-                    expires_at=float(res[4]) if res[4] else None,
-                    pinned=len(res) > 5 and _s(res[5]) == "1",
-                )
-            )
         return batch_outcome(outcomes)
 
+    def _save_entity_call(
+        self, namespace: str, item: EntityWrite, now: float
+    ) -> tuple[scripts.Script, str, list[str], list[Any], str | None]:
+        """``save_entity``'s script for ``item`` (script, tag, KEYS, ARGV) and the cache
+        key the script publishes (``None``: no bus, it publishes nothing)."""
+        expires_at = now + item.ttl if item.ttl is not None else None
+        expected = item.expected_version
+        tag = self.keys.entity_tag(namespace, item.entity_type, item.entity_id)
+        cache_key = entity_cache_key(namespace, item.entity_type, item.entity_id)
+        announcement = self._announcement(cache_key, tag)
+        names = _names(entity_type=item.entity_type, entity_id=item.entity_id)
+        change_keys, change_args = self._change_block(namespace, tag, now, names)
+        args = [
+            item.entity_id,
+            json_bytes(item.data, item.data_json),
+            _f(now),
+            _f(expires_at) if expires_at is not None else "",
+            str(expected) if expected is not None else "",
+            _op_id(),
+            _writer(),
+            *(announcement or _NO_ANNOUNCEMENT),
+            *change_args,
+            self._version_prefix(namespace, tag),
+        ]
+        keys = [*self._entity_keys_on(tag, item.entity_id), *change_keys]
+        return scripts.SAVE_ENTITY, tag, keys, args, None if announcement is None else cache_key
+
     async def import_entity(self, namespace: str, record: EntityRecord) -> None:
-        _announced.set(None)
+        _forget_announced()
         payload = orjson.dumps(record.data)
         await self._register_type(namespace, record.type)
         tag = self.keys.entity_tag(namespace, record.type, record.id)
@@ -1028,7 +1013,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         *,
         expected_version: int | None = None,
     ) -> bool:
-        _announced.set(None)
+        _forget_announced()
         tag = self.keys.entity_tag(namespace, entity_type, entity_id)
         cache_key = entity_cache_key(namespace, entity_type, entity_id)
         announcement = self._announcement(cache_key, tag)
@@ -1163,24 +1148,16 @@ class RedisMemoryBackend(DistributedMemoryBackend):
             return await super().append_messages_batch(namespace, items)
         await self._register_namespace(namespace)
         now = time.time()
-        calls = []
-        for item in items:
-            cid = item.conversation_id
-            raws = json_bytes_each(item.messages, item.messages_json)
-            tag = self.keys.conversation_tag(namespace, cid)
-            change_keys, change_args = self._change_block(
-                namespace, tag, now, _names(conversation_id=cid)
+        calls = [
+            self._messages_call(
+                scripts.APPEND_MESSAGES,
+                namespace,
+                item.conversation_id,
+                json_bytes_each(item.messages, item.messages_json),
+                now,
             )
-            keys = [*self._conversation_keys(namespace, cid), *change_keys]
-            args = [
-                cid,
-                _f(now),
-                _op_id(),
-                *self._conversation_announcement(namespace, cid),
-                *change_args,
-                *raws,
-            ]
-            calls.append((scripts.APPEND_MESSAGES, tag, keys, args))
+            for item in items
+        ]
         firsts = await self._write_many(namespace, calls)
         return [
             [
@@ -1211,6 +1188,22 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         raws = json_bytes_each(messages, messages_json)
         await self._register_namespace(namespace)
         now = time.time()
+        call = self._messages_call(script, namespace, conversation_id, raws, now, revision=revision)
+        first = int(await self._write(call[0], namespace, *call[1:]))
+        return [MessageRecord(conversation_id, first + i, m, now) for i, m in enumerate(messages)]
+
+    def _messages_call(
+        self,
+        script: scripts.Script,
+        namespace: str,
+        conversation_id: str,
+        raws: Sequence[bytes],
+        now: float,
+        *,
+        revision: bool = False,
+    ) -> _ScriptCall:
+        """The call (script, tag, KEYS, ARGV) of an append or replace of ``raws`` (the
+        messages' JSON); with ``revision`` the replaced messages become a revision."""
         tag = self.keys.conversation_tag(namespace, conversation_id)
         names = _names(conversation_id=conversation_id)
         change_keys, change_args = self._change_block(namespace, tag, now, names)
@@ -1219,24 +1212,16 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         if revision:
             keys += self._revision_keys(tag, conversation_id)
             extra = [_writer(), self._revision_prefix(namespace, tag)]
-        first = int(
-            await self._write(
-                script,
-                namespace,
-                tag,
-                [*keys, *change_keys],
-                [
-                    conversation_id,
-                    _f(now),
-                    _op_id(),
-                    *self._conversation_announcement(namespace, conversation_id),
-                    *change_args,
-                    *extra,
-                    *raws,
-                ],
-            )
-        )
-        return [MessageRecord(conversation_id, first + i, m, now) for i, m in enumerate(messages)]
+        args = [
+            conversation_id,
+            _f(now),
+            _op_id(),
+            *self._conversation_announcement(namespace, conversation_id),
+            *change_args,
+            *extra,
+            *raws,
+        ]
+        return script, tag, [*keys, *change_keys], args
 
     async def load_messages(
         self,

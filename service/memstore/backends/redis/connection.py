@@ -31,7 +31,7 @@ from redis.backoff import NoBackoff
 
 from memstore.backends.common import ErrorTranslation
 from memstore.backends.redis.scripts import Script
-from memstore.core.errors import BackendUnavailableError, ConfigurationError
+from memstore.core.errors import BackendUnavailableError, ConfigurationError, MemoryStoreError
 from redis import exceptions as rexc
 
 if TYPE_CHECKING:
@@ -401,9 +401,11 @@ class RedisConnection:
                 assert self._pool is not None
                 await self._pool.release(conn)
 
-    async def pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def pipeline(self, commands: list[tuple[Any, ...]], *, batch: bool = False) -> list[Any]:
         """Run single-slot commands in one pipeline (per node on a cluster). A command
-        ``("SCRIPT", script, keys, args)`` runs a script. Results in order."""
+        ``("SCRIPT", script, keys, args)`` runs a script. Results in order. ``batch``: the
+        commands are the items of a batch write, and an error that is not retried names
+        the first that failed (``item``) and those that ran (``written``)."""
         if not commands:
             return []
 
@@ -426,9 +428,21 @@ class RedisConnection:
                     again.execute_command("EVAL", script.source, len(keys), *keys, *args)
                 for i, res in zip(missing, await again.execute(raise_on_error=False), strict=True):
                     results[i] = res
-            for res in results:
-                if isinstance(res, BaseException):
-                    raise res
+            failed = [i for i, res in enumerate(results) if isinstance(res, BaseException)]
+            if failed:
+                error = results[failed[0]]
+                if not batch or (isinstance(error, RETRYABLE) and not isinstance(error, FINAL)):
+                    raise error  # a transient failure: the whole pipeline again
+                # The other commands ran, each atomic by itself (a script that fails on one
+                # node, out of memory, leaves the other nodes' written): the error says
+                # which failed first and which were written, as a batch's conflict does.
+                written = [i for i, res in enumerate(results) if not isinstance(res, BaseException)]
+                try:
+                    with DRIVER_ERRORS("batch write"):
+                        raise error
+                except MemoryStoreError as mapped:
+                    mapped.details.update(item=failed[0], written=written)
+                    raise
             return results
 
         return await self.retrying(run)
