@@ -250,8 +250,7 @@ async def test_a_close_answers_the_writes_it_accepted(embedded_settings: Setting
     first = asyncio.create_task(backend.save_entities("ns", batch))
     await asyncio.sleep(0)  # the batch runs alone in the writer thread
     queued = [
-        asyncio.create_task(backend.save_entity("ns", "note", f"q{i}", {"i": i}))
-        for i in range(3)
+        asyncio.create_task(backend.save_entity("ns", "note", f"q{i}", {"i": i})) for i in range(3)
     ]
     await asyncio.sleep(0)  # the three wait for the committer
     closing = asyncio.create_task(backend.close())

@@ -1924,7 +1924,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             # The enforcing run's selection code (sqlite3 calls), on a connection of its
             # own in a worker thread: in the writer thread every write would wait for the
             # whole selection, and the read connection is aiosqlite's.
-            await asyncio.to_thread(self._select_for_dry_run, namespace, cutoffs, now, limit, report)
+            await asyncio.to_thread(
+                self._select_for_dry_run, namespace, cutoffs, now, limit, report
+            )
             return report
         actor = current_actor() or _NOBODY
 
