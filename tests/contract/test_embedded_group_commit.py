@@ -18,7 +18,7 @@ import pytest
 from memstore.backends.embedded import EmbeddedMemoryBackend, _Write
 from memstore.core import changes
 from memstore.core.errors import BackendUnavailableError, ConflictError
-from memstore.core.records import ToolUsageRecord
+from memstore.core.records import EntityVersion, EntityWrite, ToolUsageRecord
 from memstore.core.settings import Settings
 
 
@@ -233,3 +233,76 @@ async def test_a_cancelled_caller_takes_only_its_own_write_away(
     assert await embedded.load_entity("ns", "note", "e2") is None
     logged = await events(embedded, "ns")
     assert [(p, k) for p, _, k in logged] == [(1, "e0"), (2, "e1"), (3, "e3"), (4, "e4")]
+
+
+#: How long a test waits for writes a close must answer: far beyond what they take, only so
+#: that a regression fails the test instead of hanging the run.
+_ANSWERED_WITHIN = 60.0
+
+
+async def test_a_close_answers_the_writes_it_accepted(embedded_settings: Settings) -> None:
+    """A graceful shutdown with writes in flight: a 500-entity batch running alone, three
+    saves queued behind it for the committer it starts when done. The close waits for all
+    four, which commit; a write made once the close began is refused."""
+    backend = GroupRecordingBackend(embedded_settings)
+    await backend.connect()
+    batch = [EntityWrite("note", f"b{i}", {"x": "y" * 2000}) for i in range(500)]
+    first = asyncio.create_task(backend.save_entities("ns", batch))
+    await asyncio.sleep(0)  # the batch runs alone in the writer thread
+    queued = [
+        asyncio.create_task(backend.save_entity("ns", "note", f"q{i}", {"i": i})) for i in range(3)
+    ]
+    await asyncio.sleep(0)  # the three wait for the committer
+    closing = asyncio.create_task(backend.close())
+    await asyncio.sleep(0)  # the close began
+    with pytest.raises(BackendUnavailableError):
+        await asyncio.wait_for(backend.save_entity("ns", "note", "late", {}), _ANSWERED_WITHIN)
+    await asyncio.wait_for(closing, _ANSWERED_WITHIN)
+    results = await asyncio.wait_for(
+        asyncio.gather(first, *queued, return_exceptions=True), _ANSWERED_WITHIN
+    )
+    assert all(not isinstance(r, BaseException) for r in results), results
+    assert backend.groups == [3]
+
+    reopened = EmbeddedMemoryBackend(embedded_settings)
+    await reopened.connect()
+    try:
+        for i in (0, 499):
+            assert await reopened.load_entity("ns", "note", f"b{i}") is not None
+        for i in range(3):
+            assert await reopened.load_entity("ns", "note", f"q{i}") is not None
+        assert await reopened.load_entity("ns", "note", "late") is None
+    finally:
+        await reopened.close()
+
+
+def history(i: int, version: int) -> EntityVersion:
+    return EntityVersion(type="note", id=f"h{i}", version=version, data={"i": i}, saved_at=1.0)
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+async def test_an_import_of_versions_failing_on_a_row_stores_none_of_them(
+    embedded: GroupRecordingBackend, grouped: bool
+) -> None:
+    """``executemany`` runs its statement once per row: a row SQLite cannot take (a version
+    beyond its integers) fails the import whole, alone or in a group (where the others
+    commit), not just from that row on."""
+    rows = [history(0, 1), history(1, 1), history(2, 2**63)]
+    if not grouped:
+        with pytest.raises(OverflowError):
+            await embedded.import_entity_versions("ns", rows)
+    else:
+        results = await asyncio.gather(
+            embedded.save_entity("ns", "note", "a", {}),
+            embedded.save_entity("ns", "note", "b", {}),
+            embedded.import_entity_versions("ns", rows),
+            embedded.save_entity("ns", "note", "c", {}),
+            return_exceptions=True,
+        )
+        assert embedded.groups == [3]
+        assert isinstance(results[2], OverflowError), results
+        assert all(not isinstance(r, BaseException) for i, r in enumerate(results) if i != 2)
+        assert await embedded.load_entity("ns", "note", "c") is not None
+    for i in range(3):
+        page = await embedded.list_entity_versions("ns", "note", f"h{i}")
+        assert page.items == [], (i, page.items)

@@ -589,6 +589,8 @@ class _WriterThread:
         self._calls: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[..., Any] | None]] = (
             queue.SimpleQueue()
         )
+        #: set by ``close``: ``call`` refuses from then on
+        self._closed = False
         # a daemon: a store never closed must not keep the process from exiting (what was
         # not acknowledged may be lost, as with kill -9)
         self._thread = threading.Thread(
@@ -597,12 +599,24 @@ class _WriterThread:
         self._thread.start()
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in the thread; ``BackendUnavailableError`` once ``close`` began
+        (nothing would serve a call queued after its marker)."""
+        if self._closed:
+            raise BackendUnavailableError("embedded store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._calls.put((future, fn))
         return await future
 
     async def close(self) -> None:
-        """Close the connection after the calls already made, and end the thread."""
+        """Close the connection after the calls already made, and end the thread. Calls
+        made from then on raise ``BackendUnavailableError``."""
+        if self._closed:
+            # closed, or closing in another task: wait for the thread all the same
+            await asyncio.to_thread(self._thread.join)
+            return
+        # set before the marker is queued, in the loop's thread, where ``call`` checks it:
+        # no call of this loop can queue after the marker
+        self._closed = True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._calls.put((future, None))
         await future
@@ -625,7 +639,20 @@ class _WriterThread:
             else:
                 self._answer(future, _set_result, value)
             if fn is None:
+                self._refuse_queued()
                 return
+
+    def _refuse_queued(self) -> None:
+        """After the close: a call queued behind its marker (made from another thread than
+        the loop's, which ``call``'s check cannot order) is answered, never left waiting."""
+        while True:
+            try:
+                future, _ = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            self._answer(
+                future, _set_exception, BackendUnavailableError("embedded store is not open")
+            )
 
     @staticmethod
     def _answer(
@@ -651,6 +678,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self._pending: deque[_Write] = deque()
         self._committer: asyncio.Task[None] | None = None
         self._writing_alone = False
+        #: Set while no write runs alone and no committer is left: what ``close`` waits
+        #: for, so that every write it accepted has its answer before the thread ends.
+        self._writes_done = asyncio.Event()
+        self._writes_done.set()
+        #: Set by ``close``: ``_write`` takes no new write.
+        self._closing = False
         self._purge = ExpiredEntityPurge(self.name, self._background_round)
         self._owner_fd: int | None = None
 
@@ -742,6 +775,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             with DRIVER_ERRORS("open"):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._take_ownership()
+                self._closing = False
                 self._writer = _WriterThread(self._open_writer)
                 await self._writer.call(bool)  # the first call opens the connection
                 self._reader = await self._open()
@@ -760,16 +794,20 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     async def close(self) -> None:
+        # No new write from here on; the writes already accepted (one running alone, the
+        # ones queued behind it for the committer it starts, the committer's) are
+        # committed, or failed, and answered before the thread closes. A thread closed
+        # before them would leave their callers waiting for ever.
+        self._closing = True
         await self._purge.stop()
-        if self._committer is not None:
-            # the writes already accepted are committed (or failed) before the close
-            await asyncio.shield(self._committer)
-        for conn in (self._reader, self._writer):
+        await self._writes_done.wait()
+        reader, writer = self._reader, self._writer
+        self._reader = None
+        self._writer = None
+        for conn in (reader, writer):
             if conn is not None:
                 with contextlib.suppress(sqlite3.Error, ValueError):
                     await conn.close()
-        self._reader = None
-        self._writer = None
         self._release_ownership()
 
     async def ping(self) -> bool:
@@ -848,7 +886,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         transaction could not begin or commit. ``one_statement``: ``run`` executes one
         statement (its triggers included)."""
         writer = self._writer
-        if writer is None:
+        if writer is None or self._closing:
             raise BackendUnavailableError("embedded store is not open")
         write = _Write(run, one_statement)
         if self._committer is None and not self._writing_alone:
@@ -856,12 +894,15 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             # task to start and switch to when there is no one to group with). The writes
             # that arrive meanwhile wait for the committer, started when this one is done.
             self._writing_alone = True
+            self._writes_done.clear()
             try:
                 await writer.call(functools.partial(_run_transaction, group=(write,)))
             finally:
                 self._writing_alone = False
                 if self._pending and self._committer is None:
                     self._committer = asyncio.create_task(self._commit_pending())
+                elif self._committer is None:
+                    self._writes_done.set()
             if write.error is not None:
                 raise write.error
             return write.value  # type: ignore[no-any-return]
@@ -905,6 +946,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             self._committer = None
             if self._pending:  # a write that arrived during the ``finally``
                 self._committer = asyncio.create_task(self._commit_pending())
+            else:
+                self._writes_done.set()
 
     async def _commit_group(self, group: list[_Write]) -> None:
         """Run ``group`` in one transaction, one call to the writer thread; then give each
@@ -1876,16 +1919,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     ) -> PruneReport:
         report = PruneReport(now=now, dry_run=dry_run, limit=limit)
         if dry_run:
-            # the selection is sqlite3 calls: it runs in the writer thread, outside any
-            # transaction (each call there ends its own), so it reads committed data only
-            if self._writer is None:
+            if self._reader is None:
                 raise BackendUnavailableError("embedded store is not open")
-
-            def select(conn: sqlite3.Connection) -> None:
-                with DRIVER_ERRORS("read"):
-                    self._select_prunable(conn, namespace, cutoffs, now, limit, report)
-
-            await self._writer.call(select)
+            # The enforcing run's selection code (sqlite3 calls), on a connection of its
+            # own in a worker thread: in the writer thread every write would wait for the
+            # whole selection, and the read connection is aiosqlite's.
+            await asyncio.to_thread(
+                self._select_for_dry_run, namespace, cutoffs, now, limit, report
+            )
             return report
         actor = current_actor() or _NOBODY
 
@@ -1895,6 +1936,21 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             return report
 
         return await self._write(write)
+
+    def _select_for_dry_run(
+        self, namespace: str, cutoffs: Cutoffs, now: float, limit: int, report: PruneReport
+    ) -> None:
+        """A dry run's selection, on a read-only connection opened for it: in one read
+        transaction, so every kind comes from one snapshot (WAL: no write waits for it)."""
+        with DRIVER_ERRORS("read"):
+            conn = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                conn.execute("PRAGMA busy_timeout=5000")
+                conn.execute("PRAGMA query_only=ON")
+                conn.execute("BEGIN")
+                self._select_prunable(conn, namespace, cutoffs, now, limit, report)
+            finally:
+                conn.close()  # ends the read transaction
 
     def _select_prunable(
         self,
@@ -2234,7 +2290,9 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 rows,
             )
 
-        await self._write(write, one_statement=True)
+        # not ``one_statement``: ``executemany`` runs the statement once per row, and a row
+        # failing must take the rows before it away too
+        await self._write(write)
 
     async def list_conversation_revisions(
         self, namespace: str, conversation_id: str, *, cursor: str | None = None, limit: int = 100
