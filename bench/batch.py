@@ -33,6 +33,7 @@ from typing import Any
 import aiohttp
 
 from bench.procs import REPO, Procs, cpu_seconds, redis_pid
+from bench.sections import Section, value_only
 
 ITEMS = 50
 IN_FLIGHT = 16
@@ -157,6 +158,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"{b['store_us_per_save']:.0f} |"
         )
     return "\n".join(lines)
+
+
+#: ``report["batch"]`` of ``python -m bench`` as Markdown (bench/sections.py).
+SECTIONS = (Section("batch", "Batch writes", value_only(markdown), order=50),)
 
 
 def main(argv: list[str] | None = None) -> int:

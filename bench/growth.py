@@ -60,6 +60,7 @@ from typing import Any
 
 from bench import workload as W
 from bench.procs import Procs, cpu_seconds, redis_cli, redis_pid
+from bench.sections import Section, value_only
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BACKENDS = ("embedded", "redis", "redis-cluster", "mongodb")
@@ -512,6 +513,17 @@ def series_sizes(backend: str, args: argparse.Namespace) -> dict[str, list[int]]
         "messages": _sizes(10, args.max_messages),
         "tools": _sizes(1000, args.max),
     }
+
+
+#: ``report["growth"]`` of ``python -m bench`` as Markdown (bench/sections.py).
+SECTIONS = (
+    Section(
+        "growth",
+        "Growth curves: cost per operation as the data grows",
+        value_only(markdown),
+        order=45,
+    ),
+)
 
 
 def main(argv: list[str] | None = None) -> int:

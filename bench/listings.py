@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import REPO, Procs, checkout_env
+from bench.sections import Section, value_only
 
 NS = "bench-listings"
 LIMIT = 50
@@ -280,6 +281,17 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             f"| {r['wall_us']:.0f} |"
         )
     return "\n".join(lines)
+
+
+#: ``report["listings"]`` of ``python -m bench`` as Markdown (bench/sections.py).
+SECTIONS = (
+    Section(
+        "listings",
+        "Listings on Redis: round trips and CPU per page",
+        value_only(markdown),
+        order=55,
+    ),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
