@@ -62,6 +62,10 @@ CASES: dict[str, Case] = {
     "listConversations": Case(),
     "loadMessages": Case({"conversation_id": "c1"}),
     "appendMessages": Case({"conversation_id": "c1"}, body={"messages": [{"m": "A"}]}),
+    "saveEntities": Case(body={"items": [{"type": "note", "id": "n1", "data": {"x": "A"}}]}),
+    "appendMessagesBatch": Case(
+        body={"items": [{"conversation_id": "c1", "messages": [{"m": "A"}]}]}
+    ),
     "saveConversationHistory": Case({"conversation_id": "c1"}, body={"messages": []}),
     "popMessage": Case({"conversation_id": "c1"}),
     "deleteConversation": Case({"conversation_id": "c1"}),
