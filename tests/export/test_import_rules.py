@@ -365,3 +365,33 @@ async def test_the_summary_listing_skips_a_namespace_under_import(
         page = await (await http.get("/v1/summary")).json()
         assert [item["namespace"] for item in page["items"]] == ["busy", "idle"]
         assert page["skipped"] == []
+
+
+async def test_requests_that_find_the_markers_stale_together_read_them_once(
+    store_settings: Callable[[str, str], Settings],
+) -> None:
+    """The import markers are one listing per replica per refresh, however many requests
+    arrive while they are stale."""
+    from memstore.backends.embedded import EmbeddedMemoryBackend
+
+    listings: list[str] = []
+
+    class CountingBackend(EmbeddedMemoryBackend):
+        async def list_entities(self, namespace: str, *args: Any, **kwargs: Any) -> Any:
+            listings.append(namespace)
+            await asyncio.sleep(0.05)  # a listing that takes a while, as on a remote store
+            return await super().list_entities(namespace, *args, **kwargs)
+
+    settings = store_settings("embedded", "markers")
+    manager = DistributedMemoryManager(
+        settings=settings, namespace="default", backend=CountingBackend(settings)
+    )
+    try:
+        view = manager.for_namespace("busy")
+        await asyncio.gather(*(view.load_entity("user", f"u{i}") for i in range(20)))
+        assert listings.count(export.IMPORTS_NAMESPACE) == 1
+        await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+        await asyncio.gather(*(view.load_entity("user", f"u{i}") for i in range(20)))
+        assert listings.count(export.IMPORTS_NAMESPACE) == 2
+    finally:
+        await manager.close()

@@ -185,6 +185,9 @@ class _Shared:
     # (time.monotonic) that reading is trusted.
     importing: frozenset[str] = frozenset()
     importing_fresh_until: float = 0.0
+    # One reading of the markers at a time: the requests that find them stale together
+    # wait for it instead of each listing them.
+    importing_reading: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The shared second-level cache (Memcached), when MEMSTORE_L2_CACHE_URL names one.
     l2: SharedEntityCache | None = None
     # Entity loads in progress, by cache key: concurrent misses of a key share one load.
@@ -440,7 +443,9 @@ class DistributedMemoryManager(MemoryAPI):
         per replica, whatever the number of namespaces."""
         shared = self._shared
         if time.monotonic() >= shared.importing_fresh_until:
-            await self._read_import_markers()
+            async with shared.importing_reading:
+                if time.monotonic() >= shared.importing_fresh_until:  # not read meanwhile
+                    await self._read_import_markers()
         if self.namespace in shared.importing and export.IMPORTING.get() != self.namespace:
             raise NamespaceImportingError(
                 f"namespace {self.namespace} is being imported; it is readable again when"
