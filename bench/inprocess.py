@@ -1,5 +1,6 @@
 # ruff: noqa: S603 - the driver starts its own worker processes
-"""``python -m bench.inprocess``: writes in process, without HTTP: the embedded store through
+"""``python -m bench.inprocess``: writes (and, with ``--ops get,last50``, reads) in process,
+without HTTP: the embedded store through
 ``DistributedMemoryManager`` against LangGraph's ``AsyncSqliteStore`` and, with
 ``--reference-tree``, against another checkout's memstore.
 
@@ -40,6 +41,9 @@ from bench.procs import REPO, checkout_env
 RESULTS = Path(__file__).resolve().parent / "results"
 
 OPS = ("put", "append", "tool")
+#: Reads, not run unless asked for (``--ops get,last50``): memstore's side reads the store
+#: (``use_cache=False``), as the peer's does.
+READ_OPS = ("get", "last50")
 #: A worker: which store ("memstore", "memstore-ref", "langgraph") and its durability.
 SYNCHRONOUS = ("normal", "full")
 
@@ -67,7 +71,21 @@ async def memstore_ops(path: Path, synchronous: str) -> tuple[dict[str, Any], An
             tool["tool_name"], tool["input"], tool["output"], duration_ms=tool["duration_ms"]
         )
 
-    return {"put": put, "append": append, "tool": record}, memory
+    async def get(i: int) -> None:
+        entity = await memory.get_entity(W.ENTITY_TYPE, f"e{i % W.ENTITIES}", use_cache=False)
+        assert entity is not None
+
+    async def last50(i: int) -> None:
+        assert len(await memory.load_messages(f"c{i % W.CONVERSATIONS}", limit=50)) == 50
+
+    # what the reads read: every entity, and 50 messages in every conversation
+    await asyncio.gather(
+        *(memory.save_entity(W.ENTITY_TYPE, f"e{i}", data) for i in range(W.ENTITIES))
+    )
+    for c in range(W.CONVERSATIONS):
+        await memory.append_messages([message] * 50, f"c{c}")
+    ops = {"put": put, "append": append, "tool": record, "get": get, "last50": last50}
+    return ops, memory
 
 
 async def langgraph_ops(path: Path, journal: str) -> tuple[dict[str, Any], Any]:
@@ -97,7 +115,12 @@ async def langgraph_ops(path: Path, journal: str) -> tuple[dict[str, Any], Any]:
     async def record(i: int) -> None:
         await store.aput((W.NAMESPACE, "tool"), f"t{next(counter)}", tool, index=False)
 
-    return {"put": put, "append": append, "tool": record}, opened
+    async def get(i: int) -> None:
+        assert await store.aget((W.NAMESPACE, W.ENTITY_TYPE), f"e{i % W.ENTITIES}") is not None
+
+    for i in range(W.ENTITIES):
+        await store.aput((W.NAMESPACE, W.ENTITY_TYPE), f"e{i}", data, index=False)
+    return {"put": put, "append": append, "tool": record, "get": get}, opened
 
 
 async def measure(
@@ -218,7 +241,7 @@ def rows(reference_tree: bool) -> list[tuple[str, str, str, str]]:
                     f"memstore: this tree / reference tree (WAL, synchronous={sync.upper()})",
                     f"memstore-ref/{sync}",
                     f"memstore/{sync}",
-                    "put,append,tool",
+                    "put,append,tool,get,last50",
                 )
             )
     for sync in SYNCHRONOUS:
@@ -227,7 +250,7 @@ def rows(reference_tree: bool) -> list[tuple[str, str, str, str]]:
                 f"memstore / LangGraph AsyncSqliteStore (both WAL, synchronous={sync.upper()})",
                 f"langgraph/wal-{sync}",
                 f"memstore/{sync}",
-                "put,append,tool",
+                "put,append,tool,get",
             )
         )
     out.append(
@@ -256,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=1.0)
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--concurrency", default="1,16", help="comma-separated, e.g. 1,16")
-    p.add_argument("--ops", default=",".join(OPS))
+    p.add_argument(
+        "--ops", default=",".join(OPS), help=f"comma-separated, of {', '.join(OPS + READ_OPS)}"
+    )
     p.add_argument("--only", help="regex on a row's title")
     p.add_argument("--reference-tree", type=Path, help="another checkout: adds this / that rows")
     p.add_argument("--out", type=Path, default=RESULTS)

@@ -45,7 +45,7 @@ def test_packing_is_byte_for_byte_redis_pys(command: tuple[Any, ...]) -> None:
 @pytest.mark.parametrize("value", [None, True, object()], ids=["None", "bool", "object"])
 def test_values_redis_py_refuses_are_refused_alike(value: object) -> None:
     with pytest.raises(rexc.DataError):
-        Connection().pack_command("SET", "k", value)
+        Connection().pack_command("SET", "k", value)  # type: ignore[arg-type]
     with pytest.raises(rexc.DataError):
         CommandConnection().pack_command("SET", "k", value)
 

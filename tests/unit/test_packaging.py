@@ -25,7 +25,6 @@ SERVER_ONLY = [
     "memstore.server",
     "memstore.observability",
     "memstore.core.settings",
-    "aiosqlite",
     "sqlite3",
     "prometheus_client",
     "opentelemetry.sdk",

@@ -4,11 +4,11 @@ Why it is shaped this way:
 
 * SQLite in WAL mode: readers never block the writer and a committed transaction survives
   ``kill -9`` of the process (``synchronous=NORMAL``; ``full`` also survives power loss).
-* Two connections. Reads use their own connection (aiosqlite), so they only ever see
-  committed data. The write connection belongs to one thread (``_WriterThread``), and a
-  write is a plain function of it (sqlite3 calls, no ``await``): the event loop hands the
-  thread a whole transaction as one call, so a transaction costs one hop between the
-  loop and the thread, not one per statement.
+* Two connections, each belonging to one thread (``_ConnectionThread``). Reads use their
+  own connection, so they only ever see committed data. A write is a plain function of
+  the write connection (sqlite3 calls, no ``await``): the event loop hands the thread a
+  whole transaction as one call, so a transaction costs one hop between the loop and the
+  thread, not one per statement.
 * Group commit: a write that comes when nobody is writing is handed to the thread at once
   by its caller's task, alone in its transaction; the writes that come while a
   transaction runs wait and then share the next one (the committer task hands them over),
@@ -46,8 +46,14 @@ Why it is shaped this way:
   import's transaction), so an older version imported over a newer one leaves no row
   ahead of it.
   Namespaces of the service (``_keys``, ``_search``, ...) keep none (``keeps_history``).
-* A read is one hop to aiosqlite's thread (~40 µs of CPU): it is executed and read to the
-  end in one call (``execute_fetchall``).
+* Reads: a read that comes when no read is on the reader thread goes there at once,
+  alone; the reads that come while one is there wait and then go together, up to
+  ``_MAX_READS``, as one call: one hop between the loop and the thread for the group
+  instead of one per read (the hop costs more CPU than reading an entity). Each read is
+  executed and read to the end before the next starts, in autocommit, so each is its own
+  read transaction and sees every commit that returned before it began (an unfinished
+  statement would keep its WAL snapshot open). A group's callers are answered together
+  when its last read is done.
 """
 
 from __future__ import annotations
@@ -67,7 +73,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import aiosqlite
 import orjson
 
 from memstore.backends.base import DistributedMemoryBackend
@@ -564,6 +569,35 @@ def _run_transaction(conn: sqlite3.Connection, group: Sequence[_Write]) -> None:
         raise
 
 
+#: The most reads one hop to the reader thread takes: their callers are answered together
+#: when the last of them is read, so this bounds how long the first one waits.
+_MAX_READS = 32
+
+
+@dataclass(eq=False, slots=True)
+class _Read:
+    """One read: a statement run and read to the end in the reader thread, and, once its
+    group has been read, its outcome."""
+
+    sql: str
+    params: tuple[Any, ...]
+    done: asyncio.Future[list[Any]]
+    rows: list[Any] | None = None
+    error: BaseException | None = None
+
+
+def _run_reads(conn: sqlite3.Connection, group: Sequence[_Read]) -> None:
+    """In the reader thread: each read's statement executed and read to the end before
+    the next starts (autocommit: each is its own read transaction, so it sees every
+    commit that returned before it began)."""
+    for read in group:
+        try:
+            with DRIVER_ERRORS("read"):
+                read.rows = conn.execute(read.sql, read.params).fetchall()
+        except Exception as exc:  # the caller's error, raised in the caller
+            read.error = exc
+
+
 def _set_result(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():  # its awaiting caller may have been cancelled
         future.set_result(value)
@@ -574,16 +608,16 @@ def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-class _WriterThread:
-    """The write connection and the one thread that uses it. ``call(fn)`` runs ``fn(conn)``
-    there and is one hop from the event loop (~15 µs of CPU) whatever ``fn`` does, so a
-    whole group transaction costs one hop, where a driver that hops per statement (as
-    aiosqlite does) costs one per statement. The calls run one after the other in the
-    order made, and each ends its transaction, so the next one starts clean. A
-    ``SimpleQueue`` and ``call_soon_threadsafe``, not an executor: its futures and locks
-    cost about twice as much per call."""
+class _ConnectionThread:
+    """A SQLite connection and the one thread that uses it (the store has two: the write
+    connection's and the read connection's). ``call(fn)`` runs ``fn(conn)`` there and is
+    one hop from the event loop (~15 µs of CPU) whatever ``fn`` does, so a whole group
+    transaction, or a whole group of reads, costs one hop, where a driver that hops per
+    statement (as aiosqlite does) costs one per statement. The calls run one after the
+    other in the order made. A ``SimpleQueue`` and ``call_soon_threadsafe``, not an
+    executor: its futures and locks cost about twice as much per call."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
         self._connect = connect
         #: (future, function of the connection); ``None`` as the function closes it
         self._calls: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[..., Any] | None]] = (
@@ -593,19 +627,22 @@ class _WriterThread:
         self._closed = False
         # a daemon: a store never closed must not keep the process from exiting (what was
         # not acknowledged may be lost, as with kill -9)
-        self._thread = threading.Thread(
-            target=self._serve, name="memstore-embedded-writer", daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in the thread; ``BackendUnavailableError`` once ``close`` began
-        (nothing would serve a call queued after its marker)."""
+    def start(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn(conn)`` for the thread; the future settles with its outcome.
+        ``BackendUnavailableError`` once ``close`` began (nothing would serve a call
+        queued after its marker)."""
         if self._closed:
             raise BackendUnavailableError("embedded store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._calls.put((future, fn))
-        return await future
+        return future
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in the thread (see ``start``)."""
+        return await self.start(fn)
 
     async def close(self) -> None:
         """Close the connection after the calls already made, and end the thread. Calls
@@ -673,8 +710,12 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     def __init__(self, settings: EmbeddedSettings) -> None:
         super().__init__(settings)
         self.path = settings.data_path
-        self._writer: _WriterThread | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._writer: _ConnectionThread | None = None
+        self._reader: _ConnectionThread | None = None
+        # Reads waiting for the reader thread while a group of reads is there, and whether
+        # one is (module docstring, "Reads").
+        self._reads: deque[_Read] = deque()
+        self._reading = False
         self._pending: deque[_Write] = deque()
         self._committer: asyncio.Task[None] | None = None
         self._writing_alone = False
@@ -746,10 +787,17 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             "PRAGMA foreign_keys=OFF",
         ]
 
-    async def _open(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in self._pragmas():
-            await conn.execute(pragma)
+    def _open_reader(self) -> sqlite3.Connection:
+        """The read connection, opened in the reader thread (after the writer's, which
+        creates the schema)."""
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            for pragma in self._pragmas():
+                conn.execute(pragma)
+            conn.execute("PRAGMA query_only=ON")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _open_writer(self) -> sqlite3.Connection:
@@ -776,9 +824,10 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._take_ownership()
                 self._closing = False
-                self._writer = _WriterThread(self._open_writer)
+                self._writer = _ConnectionThread(self._open_writer, "memstore-embedded-writer")
                 await self._writer.call(bool)  # the first call opens the connection
-                self._reader = await self._open()
+                self._reader = _ConnectionThread(self._open_reader, "memstore-embedded-reader")
+                await self._reader.call(bool)
         except BaseException:
             await self.close()
             raise
@@ -814,9 +863,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         if self._reader is None:
             return False
         try:
-            async with self._reader.execute("SELECT 1") as cur:
-                return (await cur.fetchone()) is not None
-        except (sqlite3.Error, ValueError):
+            return await self._fetchone("SELECT 1", ()) is not None
+        except BackendUnavailableError:
             return False
 
     def describe(self) -> dict[str, Any]:
@@ -867,11 +915,6 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             await self.trim_changes(namespace)
 
     # -- helpers ------------------------------------------------------------------------
-
-    def _read(self) -> aiosqlite.Connection:
-        if self._reader is None:
-            raise BackendUnavailableError("embedded store is not open")
-        return self._reader
 
     async def _write(
         self,
@@ -962,12 +1005,46 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             _settle(write)
 
     async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
-        # Executed and read to the end in one call on the reader's thread. Separate
-        # execute and fetch calls let concurrent reads interleave there, and while any
-        # statement of a connection is unfinished its WAL snapshot stays open: a read
-        # that began after a write's commit could still answer the state before it.
-        with DRIVER_ERRORS("read"):
-            return list(await self._read().execute_fetchall(sql, tuple(params)))
+        """The rows of one statement, read on the reader thread (module docstring,
+        "Reads"): alone when no read is there, else with the reads that wait, in the next
+        group."""
+        if self._reader is None:
+            raise BackendUnavailableError("embedded store is not open")
+        read = _Read(sql, tuple(params), asyncio.get_running_loop().create_future())
+        self._reads.append(read)
+        if not self._reading:
+            self._send_reads()
+        return await read.done
+
+    def _send_reads(self) -> None:
+        """Hand the waiting reads (up to ``_MAX_READS``) to the reader thread as one call;
+        ``_reads_answered`` answers them and sends the next group."""
+        group = [self._reads.popleft() for _ in range(min(len(self._reads), _MAX_READS))]
+        try:
+            if self._reader is None:
+                raise BackendUnavailableError("embedded store is not open")
+            sent = self._reader.start(functools.partial(_run_reads, group=group))
+        except BackendUnavailableError as exc:
+            for read in group:
+                _set_exception(read.done, exc)
+            if self._reads:
+                self._send_reads()
+            return
+        self._reading = True
+        sent.add_done_callback(functools.partial(self._reads_answered, group))
+
+    def _reads_answered(self, group: list[_Read], sent: asyncio.Future[None]) -> None:
+        self._reading = False
+        failed = sent.exception() if not sent.cancelled() else None
+        for read in group:
+            if failed is not None:
+                _set_exception(read.done, failed)
+            elif read.error is not None:
+                _set_exception(read.done, read.error)
+            else:
+                _set_result(read.done, read.rows)
+        if self._reads:
+            self._send_reads()
 
     async def _fetchone(self, sql: str, params: Iterable[Any]) -> Any:
         rows = await self._fetchall(sql, params)
@@ -1923,7 +2000,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 raise BackendUnavailableError("embedded store is not open")
             # The enforcing run's selection code (sqlite3 calls), on a connection of its
             # own in a worker thread: in the writer thread every write would wait for the
-            # whole selection, and the read connection is aiosqlite's.
+            # whole selection, and on the reader thread every read would.
             await asyncio.to_thread(
                 self._select_for_dry_run, namespace, cutoffs, now, limit, report
             )

@@ -300,10 +300,10 @@ class DistributedMemoryManager(MemoryAPI):
                 shared.reads.start()
             if shared.pruner is not None:
                 shared.pruner.start()
-            # A backend may run threads (aiosqlite's are not daemons) that would keep the
-            # process alive after ``asyncio.run`` returns if nobody closed the manager.
-            # ``asyncio.run`` (and ``asyncio.Runner``) cancel the tasks still pending and
-            # let them finish: this one then closes the backend, with a ResourceWarning.
+            # A backend holds connections (and may run threads) that nobody would close
+            # if the manager is left open when ``asyncio.run`` returns. ``asyncio.run``
+            # (and ``asyncio.Runner``) cancel the tasks still pending and let them finish:
+            # this one then closes the backend, with a ResourceWarning.
             shared.loop_end_guard = asyncio.get_running_loop().create_task(
                 self._close_when_the_loop_ends(), name="memstore-close-at-loop-end"
             )

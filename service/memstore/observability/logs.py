@@ -69,10 +69,10 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(body, default=str).decode()
 
 
-#: Libraries whose DEBUG lines hold the parameters of every statement (aiosqlite: each
-#: SQL call with its values; PyMongo: each command and reply, up to 1,000 characters; so
-#: payloads and the webhooks' secrets): kept at INFO.
-PARAMETER_LOGGERS = ("aiosqlite", "pymongo")
+#: Libraries whose DEBUG lines hold the parameters of every statement (PyMongo: each
+#: command and reply, up to 1,000 characters; so payloads and the webhooks' secrets): kept
+#: at INFO.
+PARAMETER_LOGGERS = ("pymongo",)
 
 
 def configure_logging(level: str = "INFO", *, worker: int | None = None) -> None:
