@@ -58,7 +58,7 @@ class Counted:
     def __init__(self, backend: RedisMemoryBackend) -> None:
         self.round_trips = 0
         connection = backend.connection
-        for name in ("execute", "eval", "pipeline"):
+        for name in ("execute", "eval", "pipeline", "read"):
             setattr(connection, name, self._counted(getattr(connection, name)))
 
     def _counted(self, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:

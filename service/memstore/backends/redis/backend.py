@@ -1002,7 +1002,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         self, namespace: str, entity_type: str, entity_id: str
     ) -> EntityRecord | None:
         key = self._entity_key(namespace, entity_type, entity_id)
-        value = await self.connection.execute("GET", key)
+        value = await self.connection.read("GET", key)
         return self._entity_from(entity_type, entity_id, value, time.time())
 
     async def delete_entity(
@@ -1234,11 +1234,12 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         key = self._conversation_keys(namespace, conversation_id)[1]
         if before_seq is None:
             start = 0 if limit is None else -limit
-            items = await self.connection.execute("LRANGE", key, start, -1)
+            items = await self.connection.read("LRANGE", key, start, -1)
         else:
             if before_seq <= 1:
                 return []
-            items = await self.connection.eval(
+            items = await self.connection.read(
+                "SCRIPT",
                 scripts.LOAD_MESSAGES_BEFORE,
                 [key],
                 [before_seq, limit if limit is not None else ""],
@@ -1608,7 +1609,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     async def load_tool_usage(self, namespace: str, record_id: str) -> ToolUsageRecord | None:
         tag = self.keys.tool_tag(namespace, record_id)
-        value = await self.connection.execute("HGET", self.keys.tool_records(tag), record_id)
+        value = await self.connection.read("HGET", self.keys.tool_records(tag), record_id)
         if value is None:
             return None
         # "tool\nbytes\nJSON" (older records: "tool\nJSON"), as query_tool_usage reads it
@@ -1618,7 +1619,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
 
     async def load_feedback(self, namespace: str, record_id: str) -> FeedbackRecord | None:
         tag = self.keys.feedback_tag(namespace, record_id)
-        value = await self.connection.execute("HGET", self.keys.feedback_records(tag), record_id)
+        value = await self.connection.read("HGET", self.keys.feedback_records(tag), record_id)
         return FeedbackRecord(**orjson.loads(value)) if value is not None else None
 
     # -- change log -----------------------------------------------------------------------

@@ -11,6 +11,11 @@ subscribing), so the bus needs nothing of the backend's own.
   same connection to the slot's master and raises ``BackendUnavailableError`` when fewer
   replicas acknowledge in time (the write may still have been applied there).
 * Multi-shard reads are one pipeline of single-slot commands (``pipeline``).
+* Reads of one key (``read``) are grouped as the embedded backend groups its reads: one
+  made when no read is out is sent at once, alone; those made while one is out wait and
+  then go together as one pipeline (up to ``_MAX_READS``), so concurrent readers share a
+  connection checkout and a round trip instead of paying one each. Each read still gets
+  its own reply or error, and is sent after every write acknowledged before it was made.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import logging
 import random
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +47,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: The most reads one pipeline of grouped reads takes (``RedisConnection.read``).
+_MAX_READS = 64
 
 # Errors that mean "try again, maybe elsewhere": connection loss, timeouts, failover in
 # progress, slot moved. Authentication failures are ConnectionError subclasses but final.
@@ -190,6 +199,11 @@ class RedisConnection:
         self._inflight = asyncio.Semaphore(settings.redis_pool_size)
         self._topology_lock = asyncio.Lock()
         self._topology_epoch = 0
+        # Grouped reads (``read``): the reads waiting while one is out, whether one is,
+        # and the tasks sending groups (referenced until they end).
+        self._reads: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
+        self._reads_out = False
+        self._read_groups: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -468,6 +482,87 @@ class RedisConnection:
                 assert self._pool is not None
                 await self._pool.release(conn)
 
+    async def _pipelined(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
+        """One pipeline of single-slot commands (per node on a cluster), not retried: the
+        replies in order, an error reply as its exception; a lost connection raises. A
+        command ``("SCRIPT", script, keys, args)`` runs a script."""
+        commands = list(commands)
+        pipe = self.client.pipeline(transaction=False)
+        for cmd in commands:
+            if cmd[0] == "SCRIPT":
+                script, keys, args = cmd[1], cmd[2], cmd[3]
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            else:
+                pipe.execute_command(*cmd)
+        results: list[Any] = list(await pipe.execute(raise_on_error=False))
+        # A node that does not hold a script yet (first use, restart, failover): those
+        # scripts again with their source, in one more pipeline (not one call each).
+        missing = [i for i, res in enumerate(results) if isinstance(res, rexc.NoScriptError)]
+        if missing:
+            again = self.client.pipeline(transaction=False)
+            for i in missing:
+                _, script, keys, args = commands[i]
+                again.execute_command("EVAL", script.source, len(keys), *keys, *args)
+            for i, res in zip(missing, await again.execute(raise_on_error=False), strict=True):
+                results[i] = res
+        return results
+
+    async def read(self, *command: Any) -> Any:
+        """One read of one key (a command, or ``"SCRIPT", script, keys, args``), retried,
+        grouped with the reads made while one is out (module docstring)."""
+        return await self.retrying(lambda: self._grouped_read(command))
+
+    async def _grouped_read(self, command: tuple[Any, ...]) -> Any:
+        if self._reads_out:
+            waiting: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._reads.append((command, waiting))
+            return await waiting
+        self._reads_out = True
+        try:
+            if command[0] == "SCRIPT":
+                return await self.eval_once(command[1], command[2], command[3])
+            return await self.client.execute_command(*command)
+        finally:
+            self._send_waiting_reads()
+
+    def _send_waiting_reads(self) -> None:
+        """The reads that waited, as one pipeline in a task of its own (a caller cancelled
+        meanwhile takes only its own read away); nothing out once none waits."""
+        if not self._reads:
+            self._reads_out = False
+            return
+        group = [self._reads.popleft() for _ in range(min(len(self._reads), _MAX_READS))]
+        task = asyncio.create_task(self._send_read_group(group))
+        self._read_groups.add(task)
+        task.add_done_callback(self._read_groups.discard)
+
+    async def _send_read_group(
+        self, group: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]
+    ) -> None:
+        try:
+            results = await self._pipelined(command for command, _ in group)
+        except Exception as exc:
+            # the connection was lost: each caller's ``retrying`` decides what to do
+            for _, waiting in group:
+                if not waiting.done():
+                    waiting.set_exception(exc)
+        except BaseException:
+            # cancelled (the loop is ending): so are the reads of this group and the waiting
+            for _, waiting in [*group, *self._reads]:
+                waiting.cancel()
+            self._reads.clear()
+            self._reads_out = False
+            raise
+        else:
+            for (_, waiting), result in zip(group, results, strict=True):
+                if waiting.done():  # its caller was cancelled
+                    continue
+                if isinstance(result, BaseException):
+                    waiting.set_exception(result)
+                else:
+                    waiting.set_result(result)
+        self._send_waiting_reads()
+
     async def pipeline(self, commands: list[tuple[Any, ...]], *, batch: bool = False) -> list[Any]:
         """Run single-slot commands in one pipeline (per node on a cluster). A command
         ``("SCRIPT", script, keys, args)`` runs a script. Results in order. ``batch``: the
@@ -477,24 +572,7 @@ class RedisConnection:
             return []
 
         async def run() -> list[Any]:
-            pipe = self.client.pipeline(transaction=False)
-            for cmd in commands:
-                if cmd[0] == "SCRIPT":
-                    script, keys, args = cmd[1], cmd[2], cmd[3]
-                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                else:
-                    pipe.execute_command(*cmd)
-            results: list[Any] = list(await pipe.execute(raise_on_error=False))
-            # A node that does not hold a script yet (first use, restart, failover): those
-            # scripts again with their source, in one more pipeline (not one call each).
-            missing = [i for i, res in enumerate(results) if isinstance(res, rexc.NoScriptError)]
-            if missing:
-                again = self.client.pipeline(transaction=False)
-                for i in missing:
-                    _, script, keys, args = commands[i]
-                    again.execute_command("EVAL", script.source, len(keys), *keys, *args)
-                for i, res in zip(missing, await again.execute(raise_on_error=False), strict=True):
-                    results[i] = res
+            results = await self._pipelined(commands)
             failed = [i for i, res in enumerate(results) if isinstance(res, BaseException)]
             if failed:
                 error = results[failed[0]]
