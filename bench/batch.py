@@ -1,4 +1,3 @@
-# ruff: noqa: S603 - the harness runs the service and itself by design
 """Batch writes over HTTP: one ``POST entities:batch`` of 50 items against 50 single PUTs.
 
 ``python -m bench.batch`` (``make bench`` runs it in a process of its own, the rows
@@ -23,7 +22,6 @@ import asyncio
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.procs import REPO, Procs, cpu_seconds, redis_pid
+from bench.procs import Procs, cpu_seconds, redis_pid, run_json_module
 from bench.sections import Section, value_only
 
 ITEMS = 50
@@ -115,11 +113,9 @@ def bench_in_process(rounds: int, seconds: float, backends: list[str]) -> list[d
     """``python -m bench.batch`` in a process of its own (its client CPU is its own), for
     ``make bench`` (rows ``batch/embedded``, ``batch/redis``)."""
     print(f"## batch/{','.join(backends)}", file=sys.stderr)
-    done = subprocess.run(
+    rows: list[dict[str, Any]] = run_json_module(
+        "bench.batch",
         [
-            sys.executable,
-            "-m",
-            "bench.batch",
             "--json",
             "--rounds",
             f"{rounds}",
@@ -128,14 +124,7 @@ def bench_in_process(rounds: int, seconds: float, backends: list[str]) -> list[d
             "--backends",
             ",".join(backends),
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
     )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip()[-2000:])
-    rows: list[dict[str, Any]] = json.loads(done.stdout)
     return rows
 
 

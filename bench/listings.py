@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench.procs import REPO, Procs, checkout_env
+from bench.procs import REPO, Procs, checkout_env, run_json_module
 from bench.sections import Section, value_only
 
 NS = "bench-listings"
@@ -252,13 +252,10 @@ def in_process_of_its_own(rounds: int, reference_tree: Path | None) -> list[dict
     """``python -m bench.listings --json`` in a process of its own: ``make bench``'s row
     ``listings/redis`` (its CPU time is its own)."""
     print("## listings/redis", file=sys.stderr)
-    command = [sys.executable, "-m", "bench.listings", "--json", "--rounds", str(rounds)]
+    args = ["--json", "--rounds", str(rounds)]
     if reference_tree is not None:
-        command += ["--reference-tree", str(reference_tree)]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip()[-2000:])
-    rows: list[dict[str, Any]] = json.loads(done.stdout)
+        args += ["--reference-tree", str(reference_tree)]
+    rows: list[dict[str, Any]] = run_json_module("bench.listings", args)
     return rows
 
 

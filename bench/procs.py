@@ -8,6 +8,7 @@ stopped (SIGTERM, then SIGKILL) by ``Procs.stop_all`` however the run ends.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,8 +17,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -267,6 +269,52 @@ def checkout_env(tree: Path) -> dict[str, str]:
     if not (service / "memstore" / "__init__.py").is_file():
         raise ValueError(f"{tree}: no service/memstore there (not a memstore checkout)")
     return {"PYTHONPATH": str(service)}
+
+
+def run_json_module(
+    module: str,
+    args: Sequence[str] = (),
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    stream_stderr: bool = False,
+    last_line: bool = False,
+    partial: bool = False,
+) -> Any:
+    """``python -m <module> <args>`` from the repository root in a process of its own (its
+    CPU time and memory are its own, and whatever it leaves behind ends with it); its result
+    is the JSON it prints on stdout.
+
+    * ``env``: variables set over this process's environment.
+    * ``timeout``: seconds before it is killed (``subprocess.TimeoutExpired``); none by
+      default, a module's own rounds and budget bound it.
+    * ``stream_stderr``: its stderr (the progress of a long run) goes to ours as it comes
+      instead of being kept for the error, which then names the exit status alone.
+    * ``last_line``: the result is stdout's last line (lines before it are not the result);
+      otherwise the whole of stdout, which may be JSON over several lines.
+    * ``partial``: the module prints its result even when a part of it failed and exits
+      non-zero: the result stands, and only no output at all is a failure.
+
+    A failure raises ``RuntimeError`` with the last 2,000 characters of its stderr (with
+    ``stream_stderr``: ``"<module> exited with <status>"``).
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=None if env is None else {**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=None if stream_stderr else subprocess.PIPE,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    out = done.stdout.strip()
+    failed = not out if partial else done.returncode != 0
+    if failed:
+        if stream_stderr:
+            raise RuntimeError(f"{module} exited with {done.returncode}")
+        raise RuntimeError(done.stderr.strip()[-2000:])
+    return json.loads(out.splitlines()[-1] if last_line else out)
 
 
 def cpu_seconds(pids: list[int]) -> float:

@@ -53,6 +53,7 @@ from bench.procs import (
     cpu_seconds,
     redis_cli,
     redis_pid,
+    run_json_module,
     wait_for_workers,
     with_children,
 )
@@ -563,17 +564,13 @@ class Run:
         backend (its own namespace, database or file), its JSON line as the result."""
         a = self.args
         env = {
-            **os.environ,
             **g.service_env,
             "PYTHONPATH": str(REPO),
             "MEMSTORE_LOG_LEVEL": "WARNING",
             "MEMSTORE_DATA_PATH": str(self.workdir / f"search-{entities}.db"),
             "MONGODB_DB": f"bench_search_{entities}",
         }
-        cmd = [
-            sys.executable,
-            "-m",
-            "bench.search",
+        argv = [
             "--entities",
             str(entities),
             "--namespace",
@@ -585,12 +582,9 @@ class Run:
             "--store-wait",
             str(g.search_store_wait),
         ]
-        out = subprocess.run(
-            cmd, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env, timeout=3600
+        row: dict[str, Any] = run_json_module(
+            "bench.search", argv, env=env, timeout=3600, stream_stderr=True, last_line=True
         )
-        if out.returncode != 0:
-            raise RuntimeError(f"bench.search exited with {out.returncode}")
-        row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
         return {"group": g.name, "key": S.size_key(entities), **row}
 
     def run_group(self, g: Group) -> None:
@@ -1039,34 +1033,18 @@ def groups(reference_tree: bool = False) -> list[Group]:
 def embedding_bench(rounds: int, seconds: int) -> dict[str, Any]:
     """``bench.embeddings`` in a process of its own (its CPU time is its own)."""
     print("## embeddings/wordllama", file=sys.stderr)
-    command = [sys.executable, "-m", "bench.embeddings", "--json"]
-    done = subprocess.run(
-        [*command, "--rounds", str(rounds), "--seconds", str(seconds)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
+    result: dict[str, Any] = run_json_module(
+        "bench.embeddings", ["--json", "--rounds", str(rounds), "--seconds", str(seconds)]
     )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip()[-2000:])
-    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
 def export_bench(items: int, backends: list[str]) -> list[dict[str, Any]]:
     """``bench.export`` in a process of its own (each of its phases in one more)."""
     print(f"## export ({items:,} records: {', '.join(backends)})", file=sys.stderr)
-    command = [sys.executable, "-m", "bench.export", "--json", "--items", str(items)]
-    done = subprocess.run(
-        [*command, "--backends", ",".join(backends)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
+    rows: list[dict[str, Any]] = run_json_module(
+        "bench.export", ["--json", "--items", str(items), "--backends", ",".join(backends)]
     )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip()[-2000:])
-    rows: list[dict[str, Any]] = json.loads(done.stdout)
     return rows
 
 
@@ -1075,20 +1053,15 @@ def peers_bench(rounds: int, seconds: int, keys: list[str]) -> dict[str, Any]:
     LangGraph's stores, OpenAI Agents' sessions and Agent Memory Server
     (``BENCH_PEERS_QUICK=1``: its quick mode)."""
     print(f"## peers ({', '.join(keys)})", file=sys.stderr)
-    done = subprocess.run(
+    result: dict[str, Any] = run_json_module(
+        "bench.peers",
         [
-            *(sys.executable, "-m", "bench.peers", "--json"),
+            "--json",
             *("--rounds", str(rounds), "--seconds", str(seconds)),
             *("--only", f"^({'|'.join(keys)})$"),
         ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
+        stream_stderr=True,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench.peers exited with {done.returncode}")
-    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
@@ -1096,44 +1069,22 @@ def growth_bench(backends: list[str], out: Path) -> dict[str, Any]:
     """``bench.growth`` in a process of its own (its sizes and budget: ``BENCH_GROWTH_*``,
     see its ``--help``): the growth curves; its own result file goes to ``out`` too."""
     print(f"## growth ({', '.join(backends)})", file=sys.stderr)
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench.growth", "--json", "--out", str(out)),
-            *("--backends", ",".join(backends)),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        text=True,
-        check=False,
+    result: dict[str, Any] = run_json_module(
+        "bench.growth",
+        ["--json", "--out", str(out), "--backends", ",".join(backends)],
+        stream_stderr=True,
+        last_line=True,
+        partial=True,  # it prints its result even when a backend failed
     )
-    if not done.stdout.strip():  # it prints its result even when a backend failed
-        raise RuntimeError(f"bench.growth exited with {done.returncode}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
 def atrest_bench(rounds: int, seconds: int) -> dict[str, Any]:
     """``bench.atrest`` in a process of its own (its CPU time is its own)."""
     print("## atrest/codec", file=sys.stderr)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.atrest",
-            "--json",
-            "--rounds",
-            f"{rounds}",
-            "--seconds",
-            f"{seconds}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
+    result: dict[str, Any] = run_json_module(
+        "bench.atrest", ["--json", "--rounds", f"{rounds}", "--seconds", f"{seconds}"]
     )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr.strip()[-2000:])
-    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
