@@ -908,7 +908,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             finally:
                 self._writing_alone = False
                 if self._pending and self._committer is None:
-                    self._committer = asyncio.create_task(self._commit_pending())
+                    self._start_committer()
                 self._note_writes_state()
             if write.error is not None:
                 raise write.error
@@ -950,10 +950,26 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 # fsync with synchronous=FULL) for it alone.
                 await asyncio.sleep(0)
         finally:
-            self._committer = None
-            if self._pending:  # a write that arrived during the ``finally``
-                self._committer = asyncio.create_task(self._commit_pending())
-            self._note_writes_state()
+            self._end_committer()
+
+    def _start_committer(self) -> None:
+        self._committer = asyncio.create_task(self._commit_pending())
+        # A task cancelled before its first step (a shutdown cancelling every task, as
+        # ``asyncio.run`` does on its way out) never runs its body, so not its ``finally``:
+        # then the callback ends it, or ``close`` would wait for it for ever.
+        self._committer.add_done_callback(self._committer_gone)
+
+    def _committer_gone(self, committer: asyncio.Task[None]) -> None:
+        if committer is self._committer:  # it ended without its ``finally``
+            self._end_committer()
+
+    def _end_committer(self) -> None:
+        """The committer ended: the writes still queued (it ended by an error or a
+        cancellation before their group) get another."""
+        self._committer = None
+        if self._pending:
+            self._start_committer()
+        self._note_writes_state()
 
     async def _commit_group(self, group: list[_Write]) -> None:
         """Run ``group`` in one transaction, one call to the writer thread; then give each
