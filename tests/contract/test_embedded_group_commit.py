@@ -276,6 +276,52 @@ async def test_a_close_answers_the_writes_it_accepted(embedded_settings: Setting
         await reopened.close()
 
 
+@pytest.mark.parametrize("callers_too", [False, True])
+async def test_a_close_returns_after_a_shutdown_cancelled_a_committer_that_had_not_run(
+    embedded_settings: Settings, callers_too: bool
+) -> None:
+    """A shutdown that cancels every task (``asyncio.run`` on its way out) may cancel a
+    committer started an instant before: a task cancelled before its first step never runs
+    its body, not even its ``finally``. The close still returns, and the writes queued for
+    that committer are committed and answered (or, their callers cancelled too, left out)."""
+    backend = GroupRecordingBackend(embedded_settings)
+    await backend.connect()
+    first = asyncio.create_task(backend.save_entity("ns", "note", "first", {}))
+    await asyncio.sleep(0)  # it runs alone in the writer thread
+    queued = [
+        asyncio.create_task(backend.save_entity("ns", "note", f"q{i}", {"i": i})) for i in range(3)
+    ]
+    # The committer is started by ``first`` once its write is done. One turn of the loop
+    # at a time, this task sees it before its first step: the step is queued behind ours.
+    while backend._committer is None:
+        await asyncio.sleep(0)
+    backend._committer.cancel()
+    if callers_too:
+        for task in queued:
+            task.cancel()
+    await asyncio.wait_for(backend.close(), _ANSWERED_WITHIN)  # without the fix: for ever
+    results = await asyncio.wait_for(
+        asyncio.gather(first, *queued, return_exceptions=True), _ANSWERED_WITHIN
+    )
+    assert not isinstance(results[0], BaseException), results
+    if callers_too:
+        assert all(isinstance(r, asyncio.CancelledError) for r in results[1:]), results
+        assert backend.groups == []
+    else:
+        assert all(not isinstance(r, BaseException) for r in results[1:]), results
+        assert backend.groups == [3]
+
+    reopened = EmbeddedMemoryBackend(embedded_settings)
+    await reopened.connect()
+    try:
+        assert await reopened.load_entity("ns", "note", "first") is not None
+        for i in range(3):
+            stored = await reopened.load_entity("ns", "note", f"q{i}")
+            assert (stored is None) == callers_too, i
+    finally:
+        await reopened.close()
+
+
 def history(i: int, version: int) -> EntityVersion:
     return EntityVersion(type="note", id=f"h{i}", version=version, data={"i": i}, saved_at=1.0)
 

@@ -719,10 +719,10 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self._pending: deque[_Write] = deque()
         self._committer: asyncio.Task[None] | None = None
         self._writing_alone = False
-        #: Set while no write runs alone and no committer is left: what ``close`` waits
-        #: for, so that every write it accepted has its answer before the thread ends.
+        #: What ``close`` waits for, so that every write it accepted has its answer before
+        #: the thread ends: derived from the two facts above by ``_note_writes_state``.
         self._writes_done = asyncio.Event()
-        self._writes_done.set()
+        self._note_writes_state()
         #: Set by ``close``: ``_write`` takes no new write.
         self._closing = False
         self._purge = ExpiredEntityPurge(self.name, self._background_round)
@@ -916,6 +916,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     # -- helpers ------------------------------------------------------------------------
 
+    def _note_writes_state(self) -> None:
+        """Set ``_writes_done`` exactly when no write runs alone and no committer is left;
+        called wherever one of the two changes, so the event never disagrees with them."""
+        if self._writing_alone or self._committer is not None:
+            self._writes_done.clear()
+        else:
+            self._writes_done.set()
+
     async def _write(
         self,
         run: Callable[[sqlite3.Connection], T],
@@ -937,15 +945,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             # task to start and switch to when there is no one to group with). The writes
             # that arrive meanwhile wait for the committer, started when this one is done.
             self._writing_alone = True
-            self._writes_done.clear()
+            self._note_writes_state()
             try:
                 await writer.call(functools.partial(_run_transaction, group=(write,)))
             finally:
                 self._writing_alone = False
                 if self._pending and self._committer is None:
-                    self._committer = asyncio.create_task(self._commit_pending())
-                elif self._committer is None:
-                    self._writes_done.set()
+                    self._start_committer()
+                self._note_writes_state()
             if write.error is not None:
                 raise write.error
             return write.value  # type: ignore[no-any-return]
@@ -986,11 +993,26 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 # fsync with synchronous=FULL) for it alone.
                 await asyncio.sleep(0)
         finally:
-            self._committer = None
-            if self._pending:  # a write that arrived during the ``finally``
-                self._committer = asyncio.create_task(self._commit_pending())
-            else:
-                self._writes_done.set()
+            self._end_committer()
+
+    def _start_committer(self) -> None:
+        self._committer = asyncio.create_task(self._commit_pending())
+        # A task cancelled before its first step (a shutdown cancelling every task, as
+        # ``asyncio.run`` does on its way out) never runs its body, so not its ``finally``:
+        # then the callback ends it, or ``close`` would wait for it for ever.
+        self._committer.add_done_callback(self._committer_gone)
+
+    def _committer_gone(self, committer: asyncio.Task[None]) -> None:
+        if committer is self._committer:  # it ended without its ``finally``
+            self._end_committer()
+
+    def _end_committer(self) -> None:
+        """The committer ended: the writes still queued (it ended by an error or a
+        cancellation before their group) get another."""
+        self._committer = None
+        if self._pending:
+            self._start_committer()
+        self._note_writes_state()
 
     async def _commit_group(self, group: list[_Write]) -> None:
         """Run ``group`` in one transaction, one call to the writer thread; then give each
