@@ -75,7 +75,7 @@ class _Trips:
 
     def __init__(self, connection: Any) -> None:
         self.n = 0
-        for name in ("execute", "eval", "pipeline"):
+        for name in ("execute", "eval", "pipeline", "read"):
             if hasattr(connection, name):
                 setattr(connection, name, self._counted(getattr(connection, name)))
 
