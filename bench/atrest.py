@@ -239,8 +239,8 @@ async def backend_rows(rounds: int, seconds: float) -> list[dict[str, Any]]:
         backends[name] = b
 
     async def put_get(name: str) -> tuple[float, float, float, float]:
-        """PUT/s, GET/s, and CPU µs per PUT and per GET (every thread of the process:
-        aiosqlite's too), the steadier figure on a shared machine."""
+        """PUT/s, GET/s, and CPU µs per PUT and per GET (every thread of the process: the
+        store's reader and writer threads too), the steadier figure on a shared machine."""
         b = backends[name]
         n = 0
         start, cpu = time.perf_counter(), time.process_time()

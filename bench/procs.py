@@ -282,12 +282,12 @@ def run_json_module(
     partial: bool = False,
 ) -> Any:
     """``python -m <module> <args>`` from the repository root in a process of its own (its
-    CPU time and memory are its own, and whatever it leaves behind ends with it); its result
-    is the JSON it prints on stdout.
+    CPU time and memory are its own); its result is the JSON it prints on stdout.
 
     * ``env``: variables set over this process's environment.
-    * ``timeout``: seconds before it is killed (``subprocess.TimeoutExpired``); none by
-      default, a module's own rounds and budget bound it.
+    * ``timeout``: seconds before it is killed (``subprocess.TimeoutExpired``; the
+      processes it started itself are its to stop); none by default, a module's own
+      rounds and budget bound it.
     * ``stream_stderr``: its stderr (the progress of a long run) goes to ours as it comes
       instead of being kept for the error, which then names the exit status alone.
     * ``last_line``: the result is stdout's last line (lines before it are not the result);
@@ -296,7 +296,8 @@ def run_json_module(
       non-zero: the result stands, and only no output at all is a failure.
 
     A failure raises ``RuntimeError`` with the last 2,000 characters of its stderr (with
-    ``stream_stderr``: ``"<module> exited with <status>"``).
+    ``stream_stderr``: ``"<module> exited with <status>"``); output that is not JSON
+    raises what ``json.loads`` raises.
     """
     done = subprocess.run(
         [sys.executable, "-m", module, *args],

@@ -395,3 +395,40 @@ async def test_requests_that_find_the_markers_stale_together_read_them_once(
         assert listings.count(export.IMPORTS_NAMESPACE) == 2
     finally:
         await manager.close()
+
+
+async def test_requests_that_find_the_markers_stale_share_a_failed_reading(
+    store_settings: Callable[[str, str], Settings],
+) -> None:
+    """A store that cannot list the markers fails every request waiting on that reading
+    at once, with one listing, not one listing (and one wait) per request in turn."""
+    from memstore.backends.embedded import EmbeddedMemoryBackend
+    from memstore.core.errors import BackendUnavailableError
+
+    listings: list[str] = []
+    failing = False
+
+    class FailingBackend(EmbeddedMemoryBackend):
+        async def list_entities(self, namespace: str, *args: Any, **kwargs: Any) -> Any:
+            if namespace == export.IMPORTS_NAMESPACE and failing:
+                listings.append(namespace)
+                await asyncio.sleep(0.05)
+                raise BackendUnavailableError("the store is away")
+            return await super().list_entities(namespace, *args, **kwargs)
+
+    settings = store_settings("embedded", "failing")
+    manager = DistributedMemoryManager(
+        settings=settings, namespace="default", backend=FailingBackend(settings)
+    )
+    try:
+        view = manager.for_namespace("busy")
+        await view.load_entity("user", "u0")  # started, markers read once
+        failing = True
+        await asyncio.sleep(export.MARKER_REFRESH_SECONDS * 1.2)
+        outcomes = await asyncio.gather(
+            *(view.load_entity("user", f"u{i}") for i in range(20)), return_exceptions=True
+        )
+        assert all(isinstance(o, BackendUnavailableError) for o in outcomes), outcomes
+        assert listings == [export.IMPORTS_NAMESPACE]
+    finally:
+        await manager.close()

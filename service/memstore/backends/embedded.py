@@ -715,7 +715,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         # Reads waiting for the reader thread while a group of reads is there, and whether
         # one is (module docstring, "Reads").
         self._reads: deque[_Read] = deque()
-        self._reading = False
+        self._reads_out = False
         self._pending: deque[_Write] = deque()
         self._committer: asyncio.Task[None] | None = None
         self._writing_alone = False
@@ -1034,14 +1034,20 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             raise BackendUnavailableError("embedded store is not open")
         read = _Read(sql, tuple(params), asyncio.get_running_loop().create_future())
         self._reads.append(read)
-        if not self._reading:
+        if not self._reads_out:
             self._send_reads()
         return await read.done
 
     def _send_reads(self) -> None:
         """Hand the waiting reads (up to ``_MAX_READS``) to the reader thread as one call;
         ``_reads_answered`` answers them and sends the next group."""
-        group = [self._reads.popleft() for _ in range(min(len(self._reads), _MAX_READS))]
+        group: list[_Read] = []
+        while self._reads and len(group) < _MAX_READS:
+            read = self._reads.popleft()
+            if not read.done.done():  # (a caller cancelled before it went: dropped)
+                group.append(read)
+        if not group:
+            return
         try:
             if self._reader is None:
                 raise BackendUnavailableError("embedded store is not open")
@@ -1052,11 +1058,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
             if self._reads:
                 self._send_reads()
             return
-        self._reading = True
+        self._reads_out = True
         sent.add_done_callback(functools.partial(self._reads_answered, group))
 
     def _reads_answered(self, group: list[_Read], sent: asyncio.Future[None]) -> None:
-        self._reading = False
+        self._reads_out = False
         failed = sent.exception() if not sent.cancelled() else None
         for read in group:
             if failed is not None:

@@ -185,9 +185,9 @@ class _Shared:
     # (time.monotonic) that reading is trusted.
     importing: frozenset[str] = frozenset()
     importing_fresh_until: float = 0.0
-    # One reading of the markers at a time: the requests that find them stale together
-    # wait for it instead of each listing them.
-    importing_reading: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The reading of the markers under way, if any: the requests that find them stale
+    # while it runs share its outcome (its error too) instead of each listing them.
+    importing_reading: asyncio.Future[None] | None = None
     # The shared second-level cache (Memcached), when MEMSTORE_L2_CACHE_URL names one.
     l2: SharedEntityCache | None = None
     # Entity loads in progress, by cache key: concurrent misses of a key share one load.
@@ -443,15 +443,36 @@ class DistributedMemoryManager(MemoryAPI):
         per replica, whatever the number of namespaces."""
         shared = self._shared
         if time.monotonic() >= shared.importing_fresh_until:
-            async with shared.importing_reading:
-                if time.monotonic() >= shared.importing_fresh_until:  # not read meanwhile
-                    await self._read_import_markers()
+            await self._refresh_import_markers()
         if self.namespace in shared.importing and export.IMPORTING.get() != self.namespace:
             raise NamespaceImportingError(
                 f"namespace {self.namespace} is being imported; it is readable again when"
                 " the import finishes (an interrupted import is finished by running it again)",
                 namespace=self.namespace,
             )
+
+    async def _refresh_import_markers(self, *, begun_after_now: bool = False) -> None:
+        """Read the import markers, or join the reading under way (one at a time, so an
+        older reading never overwrites a newer one). ``begun_after_now``: a reading under
+        way may have begun before what the caller must see (its own import's end): wait
+        for it, then join one that began after."""
+        shared = self._shared
+        reading = shared.importing_reading
+        if reading is not None and begun_after_now:
+            await asyncio.wait([reading])  # its done-callback has cleared it by now
+            reading = shared.importing_reading
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_import_markers())
+            shared.importing_reading = reading
+            reading.add_done_callback(self._import_reading_done)
+        await asyncio.shield(reading)
+
+    def _import_reading_done(self, reading: asyncio.Future[None]) -> None:
+        shared = self._shared
+        if shared.importing_reading is reading:
+            shared.importing_reading = None
+        if not reading.cancelled():
+            reading.exception()  # retrieved: its callers may all have been cancelled
 
     async def _read_import_markers(self) -> None:
         shared = self._shared
@@ -1265,7 +1286,7 @@ class DistributedMemoryManager(MemoryAPI):
         finally:
             # Many entities written at once: none of the namespace's cached ones stays.
             await self._invalidate_shared_namespace()
-        await self._read_import_markers()
+        await self._refresh_import_markers(begun_after_now=True)
         return result
 
     async def import_marker(self) -> JSONObject | None:

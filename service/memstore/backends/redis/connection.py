@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import ssl
@@ -91,14 +92,16 @@ DRIVER_ERRORS = ErrorTranslation(
 )
 
 
-class _CommandPath(Connection):
+class _CommandConnectionBase(Connection):
     """How this process's command connections pack and send, through redis-py's
     ``connection_class`` option; everything else is redis-py's ``Connection``.
 
     * Packing: hiredis's C packer, which redis-py's synchronous client already uses when
       hiredis is installed (its asyncio client packs in Python: ~8 µs for a write script's
-      ~15 arguments, against ~2). Same bytes, same ``DataError`` for a value redis-py
-      refuses.
+      ~15 arguments, against ~2), for what hiredis takes (``str``, ``bytes``, exact
+      ``int``, ``float``): the same bytes as redis-py's packer. Anything else (an ``int``
+      subclass, a ``bytearray``, a value redis-py refuses) goes through redis-py's own
+      packer, so its bytes and its ``DataError`` are redis-py's.
     * Sending: on Python 3.11 ``asyncio.wait_for``, which redis-py wraps around every
       write when a socket timeout is set, creates a Task and a timer per command (~10 µs
       of a ~50 µs command). A write the socket takes whole returns without waiting, so the
@@ -107,20 +110,15 @@ class _CommandPath(Connection):
     """
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        if isinstance(args[0], str):
-            args = tuple(args[0].encode().split()) + args[1:]
-        elif b" " in args[0]:
-            args = tuple(args[0].split()) + args[1:]
+        command = args
+        if isinstance(command[0], str):
+            command = tuple(command[0].encode().split()) + command[1:]
+        elif b" " in command[0]:
+            command = tuple(command[0].split()) + command[1:]
         try:
-            return [hiredis.pack_command(args)]
+            return [hiredis.pack_command(command)]
         except TypeError:
-            pass
-        # hiredis takes bytes but not the other buffers redis-py accepts
-        args = tuple(bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args)
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError as exc:
-            raise rexc.DataError(str(exc)) from None
+            return super().pack_command(*args)
 
     async def send_packed_command(
         self, command: bytes | str | Iterable[bytes], check_health: bool = True
@@ -143,12 +141,12 @@ class _CommandPath(Connection):
             await super().send_packed_command((), check_health=False)
 
 
-class CommandConnection(_CommandPath):
-    """A plain TCP command connection (see ``_CommandPath``)."""
+class CommandConnection(_CommandConnectionBase):
+    """A plain TCP command connection (see ``_CommandConnectionBase``)."""
 
 
-class SSLCommandConnection(_CommandPath, SSLConnection):
-    """A TLS command connection (see ``_CommandPath``)."""
+class SSLCommandConnection(_CommandConnectionBase, SSLConnection):
+    """A TLS command connection (see ``_CommandConnectionBase``)."""
 
 
 def parse_nodes(spec: str) -> list[tuple[str, int]]:
@@ -369,13 +367,15 @@ class RedisConnection:
                 log.debug("cluster topology refresh failed; will retry", exc_info=True)
             self._topology_epoch += 1
 
-    async def retrying(self, call: Callable[[], Awaitable[T]]) -> T:
-        """Run ``call``, retrying transient failures; map driver errors to ours."""
+    async def retrying(self, call: Callable[[], Awaitable[T]], *, bounded: bool = True) -> T:
+        """Run ``call``, retrying transient failures; map driver errors to ours.
+        ``bounded=False``: ``call`` takes its ``_inflight`` slot itself, only around what
+        uses a connection (a grouped read waiting for its group uses none)."""
         attempt = 0
         with DRIVER_ERRORS("command"):
             while True:
                 try:
-                    async with self._inflight:
+                    async with self._inflight if bounded else contextlib.nullcontext():
                         try:
                             return await call()
                         except AttributeError as exc:
@@ -510,7 +510,7 @@ class RedisConnection:
     async def read(self, *command: Any) -> Any:
         """One read of one key (a command, or ``"SCRIPT", script, keys, args``), retried,
         grouped with the reads made while one is out (module docstring)."""
-        return await self.retrying(lambda: self._grouped_read(command))
+        return await self.retrying(lambda: self._grouped_read(command), bounded=False)
 
     async def _grouped_read(self, command: tuple[Any, ...]) -> Any:
         if self._reads_out:
@@ -519,49 +519,77 @@ class RedisConnection:
             return await waiting
         self._reads_out = True
         try:
-            if command[0] == "SCRIPT":
-                return await self.eval_once(command[1], command[2], command[3])
-            return await self.client.execute_command(*command)
+            async with self._inflight:
+                return await self._read_alone(command)
         finally:
             self._send_waiting_reads()
 
+    async def _read_alone(self, command: tuple[Any, ...]) -> Any:
+        if command[0] == "SCRIPT":
+            return await self.eval_once(command[1], command[2], command[3])
+        return await self.client.execute_command(*command)
+
     def _send_waiting_reads(self) -> None:
-        """The reads that waited, as one pipeline in a task of its own (a caller cancelled
-        meanwhile takes only its own read away); nothing out once none waits."""
-        if not self._reads:
+        """The reads that waited (those whose callers were cancelled meanwhile left out),
+        as one pipeline in a task of its own; nothing out once none waits."""
+        group: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        while self._reads and len(group) < _MAX_READS:
+            read = self._reads.popleft()
+            if not read[1].done():
+                group.append(read)
+        if not group:
             self._reads_out = False
             return
-        group = [self._reads.popleft() for _ in range(min(len(self._reads), _MAX_READS))]
         task = asyncio.create_task(self._send_read_group(group))
         self._read_groups.add(task)
-        task.add_done_callback(self._read_groups.discard)
+        task.add_done_callback(functools.partial(self._read_group_ended, group))
 
     async def _send_read_group(
         self, group: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]
     ) -> None:
+        commands = [command for command, _ in group]
+
+        async def alone(command: tuple[Any, ...]) -> Any:
+            async with self._inflight:
+                return await self._read_alone(command)
+
         try:
-            results = await self._pipelined(command for command, _ in group)
+            async with self._inflight:
+                results = await self._pipelined(commands)
         except Exception as exc:
-            # the connection was lost: each caller's ``retrying`` decides what to do
-            for _, waiting in group:
-                if not waiting.done():
-                    waiting.set_exception(exc)
-        except BaseException:
-            # cancelled (the loop is ending): so are the reads of this group and the waiting
-            for _, waiting in [*group, *self._reads]:
-                waiting.cancel()
-            self._reads.clear()
-            self._reads_out = False
-            raise
-        else:
-            for (_, waiting), result in zip(group, results, strict=True):
-                if waiting.done():  # its caller was cancelled
-                    continue
-                if isinstance(result, BaseException):
-                    waiting.set_exception(result)
-                else:
-                    waiting.set_result(result)
+            if not self.cluster_mode or len(group) == 1:
+                results = [exc] * len(group)
+            else:
+                # One pipeline spans the group's nodes and fails whole when one of them
+                # does: each read again on its own, so only the reads of that node fail
+                # (and are retried by their callers).
+                results = await asyncio.gather(
+                    *(alone(command) for command in commands), return_exceptions=True
+                )
+        for (_, waiting), result in zip(group, results, strict=True):
+            if waiting.done():  # its caller was cancelled
+                continue
+            if isinstance(result, BaseException):
+                waiting.set_exception(result)
+            else:
+                waiting.set_result(result)
         self._send_waiting_reads()
+
+    def _read_group_ended(
+        self, group: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], task: asyncio.Task[None]
+    ) -> None:
+        """A group's task that ended without answering (cancelled, even before its first
+        step, when the loop ends): its reads and the waiting ones are cancelled, and the
+        next read goes alone."""
+        self._read_groups.discard(task)
+        if not task.cancelled():
+            if (error := task.exception()) is None:
+                return
+            log.error("a group of Redis reads ended without answering", exc_info=error)
+        for _, waiting in [*group, *self._reads]:
+            waiting.cancel()
+        self._reads.clear()
+        self._reads_out = False
 
     async def pipeline(self, commands: list[tuple[Any, ...]], *, batch: bool = False) -> list[Any]:
         """Run single-slot commands in one pipeline (per node on a cluster). A command
