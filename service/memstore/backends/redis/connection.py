@@ -561,8 +561,9 @@ class RedisConnection:
                 results = [exc] * len(group)
             else:
                 # One pipeline spans the group's nodes and fails whole when one of them
-                # does: each read again on its own, so only the reads of that node fail
-                # (and are retried by their callers).
+                # cannot be reached (a node's error replies come back per command): each
+                # read again on its own, so only that node's reads fail (and are retried
+                # by their callers).
                 results = await asyncio.gather(
                     *(alone(command) for command in commands), return_exceptions=True
                 )
