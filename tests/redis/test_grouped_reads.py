@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -160,18 +162,22 @@ async def test_on_a_cluster_a_node_that_is_down_fails_only_its_own_reads(
     cluster = LocalCluster(tmp_path, nodes=3, replicas=0)
     connection: GroupRecordingConnection | None = None
     try:
-        settings = Settings(
-            memory_type="redis",
-            redis_cluster_nodes=cluster.seed,
-            redis_prefix=unique_prefix(),
-            redis_retries=0,
-        )
+        prefix = unique_prefix()
         owners = slot_owners(cluster)
         by_port: dict[int, list[str]] = {}
         for i in range(200):
-            k = key(settings, f"n{i}")
+            k = f"{prefix}n{i}"
             by_port.setdefault(owners[slot_of(k)], []).append(k)
         assert len(by_port) == 3, "the keys landed on fewer masters"
+        down, first_port, _ = sorted(by_port)
+        # seeded with the two that stay up: redis-py forgets a seed node whose connection
+        # fails without closing the connection it discovered the slots with
+        settings = Settings(
+            memory_type="redis",
+            redis_cluster_nodes=",".join(n.address for n in cluster.nodes if n.port != down),
+            redis_prefix=prefix,
+            redis_retries=0,
+        )
         # written through the servers' own clients: no connection of ours reaches a node
         # before the reads, so the one to the killed node fails as it opens
         for port, keys in by_port.items():
@@ -179,7 +185,6 @@ async def test_on_a_cluster_a_node_that_is_down_fails_only_its_own_reads(
                 cluster.by_port(port).client.set(k, k)
         connection = GroupRecordingConnection(settings)
         await connection.open()
-        down, first_port, _ = sorted(by_port)
         cluster.by_port(down).kill9()
         first = by_port[first_port][0]
         grouped = [k for port in sorted(by_port) for k in by_port[port][:3]]
@@ -199,6 +204,11 @@ async def test_on_a_cluster_a_node_that_is_down_fails_only_its_own_reads(
         if connection is not None:
             await connection.close()
         cluster.stop()
+        # redis-py drops its connections to a node that went away without closing them
+        # (sockets to a dead server): collected here rather than in a later test
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
 
 
 async def test_a_group_cancelled_by_the_loop_ending_leaves_no_read_waiting(
