@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import warnings
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +17,6 @@ from memstore.backends.redis.connection import RedisConnection
 from memstore.core.errors import BackendUnavailableError
 from memstore.core.settings import Settings
 from redis import exceptions as rexc
-from tests.redis.conftest import slot_of, slot_owners
-from tests.servers.redis import LocalCluster, unique_prefix
 
 
 class GroupRecordingConnection(RedisConnection):
@@ -153,71 +148,21 @@ async def test_reads_cut_by_a_lost_connection_are_retried(
     assert values == [f"v{i}".encode() for i in range(50)]
 
 
-async def test_on_a_cluster_a_node_that_is_down_fails_only_its_own_reads(
-    tmp_path: Path,
-) -> None:
-    """One pipeline spans the group's nodes and fails whole when one cannot be reached:
-    the group's reads are sent again one by one, so the reads of the nodes that answer
-    succeed. A private cluster of three masters, one of them killed."""
-    cluster = LocalCluster(tmp_path, nodes=3, replicas=0)
-    connection: GroupRecordingConnection | None = None
-    try:
-        prefix = unique_prefix()
-        owners = slot_owners(cluster)
-        by_port: dict[int, list[str]] = {}
-        for i in range(200):
-            k = f"{prefix}n{i}"
-            by_port.setdefault(owners[slot_of(k)], []).append(k)
-        assert len(by_port) == 3, "the keys landed on fewer masters"
-        down, first_port, _ = sorted(by_port)
-        # seeded with the two that stay up: redis-py forgets a seed node whose connection
-        # fails without closing the connection it discovered the slots with
-        settings = Settings(
-            memory_type="redis",
-            redis_cluster_nodes=",".join(n.address for n in cluster.nodes if n.port != down),
-            redis_prefix=prefix,
-            redis_retries=0,
-        )
-        # written through the servers' own clients: no connection of ours reaches a node
-        # before the reads, so the one to the killed node fails as it opens
-        for port, keys in by_port.items():
-            for k in keys[:3]:
-                cluster.by_port(port).client.set(k, k)
-        connection = GroupRecordingConnection(settings)
-        await connection.open()
-        cluster.by_port(down).kill9()
-        first = by_port[first_port][0]
-        grouped = [k for port in sorted(by_port) for k in by_port[port][:3]]
-        outcomes = await asyncio.gather(
-            connection.read("GET", first),  # alone
-            *(connection.read("GET", k) for k in grouped),
-            return_exceptions=True,
-        )
-        assert outcomes[0] == first.encode()
-        for k, outcome in zip(grouped, outcomes[1:], strict=True):
-            if k in by_port[down]:
-                assert isinstance(outcome, BackendUnavailableError), (k, outcome)
-            else:
-                assert outcome == k.encode(), (k, outcome)
-        assert connection.groups == [len(grouped)]
-    finally:
-        if connection is not None:
-            await connection.close()
-        cluster.stop()
-        # redis-py drops its connections to a node that went away without closing them
-        # (sockets to a dead server): collected here rather than in a later test
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ResourceWarning)
-            gc.collect()
-
-
 async def test_a_group_cancelled_by_the_loop_ending_leaves_no_read_waiting(
-    connection: GroupRecordingConnection, any_redis_settings: Settings
+    redis_settings: Settings,
 ) -> None:
     """As when ``asyncio.run`` cancels every task: the group's task cancelled (maybe
     before its first step) cancels its reads and the waiting ones, and the next read
     goes alone instead of waiting for ever."""
-    k = key(any_redis_settings, "c")
+    connection = GroupRecordingConnection(redis_settings)
+    await connection.open()
+    try:
+        await cancelled_group(connection, key(redis_settings, "c"))
+    finally:
+        await connection.close()
+
+
+async def cancelled_group(connection: GroupRecordingConnection, k: str) -> None:
     await connection.execute("SET", k, "v")
     first = asyncio.create_task(connection.read("GET", k))
     waiting = [asyncio.create_task(connection.read("GET", k)) for _ in range(5)]
