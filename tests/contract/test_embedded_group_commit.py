@@ -30,9 +30,10 @@ class GroupRecordingBackend(EmbeddedMemoryBackend):
         super().__init__(settings)
         self.groups: list[int] = []
 
-    async def _commit_group(self, group: list[_Write]) -> None:
-        await super()._commit_group(group)
+    async def _commit_group(self, group: list[_Write]) -> list[Any]:
+        outcomes = await super()._commit_group(group)
         self.groups.append(len(group))
+        return outcomes
 
 
 @pytest.fixture
@@ -223,7 +224,7 @@ async def test_a_cancelled_caller_takes_only_its_own_write_away(
     saves = [
         asyncio.create_task(embedded.save_entity("ns", "note", f"e{i}", {"i": i})) for i in range(5)
     ]
-    await asyncio.sleep(0)  # each has started: e0 runs alone, e1..e4 wait for the committer
+    await asyncio.sleep(0)  # each has started: e0 runs alone, e1..e4 wait for the next group
     saves[2].cancel()
     results = await asyncio.gather(*saves, return_exceptions=True)
 
@@ -242,7 +243,7 @@ _ANSWERED_WITHIN = 60.0
 
 async def test_a_close_answers_the_writes_it_accepted(embedded_settings: Settings) -> None:
     """A graceful shutdown with writes in flight: a 500-entity batch running alone, three
-    saves queued behind it for the committer it starts when done. The close waits for all
+    saves queued behind it for the group it starts when done. The close waits for all
     four, which commit; a write made once the close began is refused."""
     backend = GroupRecordingBackend(embedded_settings)
     await backend.connect()
@@ -252,7 +253,7 @@ async def test_a_close_answers_the_writes_it_accepted(embedded_settings: Setting
     queued = [
         asyncio.create_task(backend.save_entity("ns", "note", f"q{i}", {"i": i})) for i in range(3)
     ]
-    await asyncio.sleep(0)  # the three wait for the committer
+    await asyncio.sleep(0)  # the three wait for the next group
     closing = asyncio.create_task(backend.close())
     await asyncio.sleep(0)  # the close began
     with pytest.raises(BackendUnavailableError):
@@ -277,13 +278,13 @@ async def test_a_close_answers_the_writes_it_accepted(embedded_settings: Setting
 
 
 @pytest.mark.parametrize("callers_too", [False, True])
-async def test_a_close_returns_after_a_shutdown_cancelled_a_committer_that_had_not_run(
+async def test_a_close_returns_after_a_shutdown_cancelled_a_group_task_that_had_not_run(
     embedded_settings: Settings, callers_too: bool
 ) -> None:
-    """A shutdown that cancels every task (``asyncio.run`` on its way out) may cancel a
-    committer started an instant before: a task cancelled before its first step never runs
+    """A shutdown that cancels every task (``asyncio.run`` on its way out) may cancel the
+    groups' task started an instant before: a task cancelled before its first step never runs
     its body, not even its ``finally``. The close still returns, and the writes queued for
-    that committer are committed and answered (or, their callers cancelled too, left out)."""
+    that task are committed and answered (or, their callers cancelled too, left out)."""
     backend = GroupRecordingBackend(embedded_settings)
     await backend.connect()
     first = asyncio.create_task(backend.save_entity("ns", "note", "first", {}))
@@ -291,11 +292,12 @@ async def test_a_close_returns_after_a_shutdown_cancelled_a_committer_that_had_n
     queued = [
         asyncio.create_task(backend.save_entity("ns", "note", f"q{i}", {"i": i})) for i in range(3)
     ]
-    # The committer is started by ``first`` once its write is done. One turn of the loop
-    # at a time, this task sees it before its first step: the step is queued behind ours.
-    while backend._committer is None:
+    # The groups' task is started by ``first`` once its write is done. One turn of the
+    # loop at a time, this task sees it before its first step: the step is queued behind
+    # ours.
+    while backend._writes._groups is None:
         await asyncio.sleep(0)
-    backend._committer.cancel()
+    backend._writes._groups.cancel()
     if callers_too:
         for task in queued:
             task.cancel()

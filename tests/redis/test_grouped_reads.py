@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +30,9 @@ class GroupRecordingConnection(RedisConnection):
         super().__init__(settings, on_retry=lambda: None)
         self.groups: list[int] = []
 
-    async def _send_read_group(self, group: list[tuple[tuple[Any, ...], Any]]) -> None:
-        self.groups.append(len(group))
-        await super()._send_read_group(group)
+    async def _read_group(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        self.groups.append(len(commands))
+        return await super()._read_group(commands)
 
 
 @pytest.fixture
@@ -151,9 +155,9 @@ async def test_reads_cut_by_a_lost_connection_are_retried(
 async def test_a_group_cancelled_by_the_loop_ending_leaves_no_read_waiting(
     redis_settings: Settings,
 ) -> None:
-    """As when ``asyncio.run`` cancels every task: the group's task cancelled (maybe
-    before its first step) cancels its reads and the waiting ones, and the next read
-    goes alone instead of waiting for ever."""
+    """As when ``asyncio.run`` cancels every task: the groups' task cancelled (maybe
+    before its first step) cancels the reads of the group it had out; the waiting ones go
+    in a new task, none waits for ever, and the next read goes alone."""
     connection = GroupRecordingConnection(redis_settings)
     await connection.open()
     try:
@@ -166,11 +170,33 @@ async def cancelled_group(connection: GroupRecordingConnection, k: str) -> None:
     await connection.execute("SET", k, "v")
     first = asyncio.create_task(connection.read("GET", k))
     waiting = [asyncio.create_task(connection.read("GET", k)) for _ in range(5)]
-    while not connection._read_groups:
+    while (groups := connection._reads._groups) is None:
         await asyncio.sleep(0)
-    for task in list(connection._read_groups):
-        task.cancel()
+    groups.cancel()
     assert await first == b"v"
     results = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 10)
-    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+    assert all(r == b"v" or isinstance(r, asyncio.CancelledError) for r in results), results
     assert await asyncio.wait_for(connection.read("GET", k), 10) == b"v"
+
+
+def test_on_a_cluster_a_node_that_is_down_fails_only_its_own_reads(tmp_path: Path) -> None:
+    """One pipeline spans the group's nodes and fails whole when one cannot be reached:
+    the group's reads are sent again one by one, so the reads of the nodes that answer
+    succeed. A private cluster of three masters, one of them killed (node_down_reads.py,
+    in a process of its own)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.redis.node_down_reads", str(tmp_path)],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    first, value = report["first"]
+    assert value == first
+    assert {down for _, down, _ in report["grouped"]} == {True, False}
+    for k, down, value in report["grouped"]:
+        assert value == ("unavailable" if down else k), (k, down, value)
+    assert report["groups"] == [len(report["grouped"])]

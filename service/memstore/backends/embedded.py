@@ -9,10 +9,10 @@ Why it is shaped this way:
   the write connection (sqlite3 calls, no ``await``): the event loop hands the thread a
   whole transaction as one call, so a transaction costs one hop between the loop and the
   thread, not one per statement.
-* Group commit: a write that comes when nobody is writing is handed to the thread at once
-  by its caller's task, alone in its transaction; the writes that come while a
-  transaction runs wait and then share the next one (the committer task hands them over),
-  up to ``_MAX_GROUP``, so concurrent writers share one ``BEGIN IMMEDIATE``/``COMMIT``
+* Group commit (``CallGroups``, grouping.py): a write that comes when nobody is writing is
+  handed to the thread at once by its caller's task, alone in its transaction; the writes
+  that come while a transaction runs wait and then share the next one, up to
+  ``_MAX_GROUP``, so concurrent writers share one ``BEGIN IMMEDIATE``/``COMMIT``
   (and, with ``synchronous=FULL``, one fsync). A write is acknowledged (its call returns)
   only after the ``COMMIT`` of its transaction returned. Each write after the first in a
   transaction runs under its own ``SAVEPOINT``, so one that fails (a version conflict, a
@@ -46,8 +46,8 @@ Why it is shaped this way:
   import's transaction), so an older version imported over a newer one leaves no row
   ahead of it.
   Namespaces of the service (``_keys``, ``_search``, ...) keep none (``keeps_history``).
-* Reads: a read that comes when no read is on the reader thread goes there at once,
-  alone; the reads that come while one is there wait and then go together, up to
+* Reads (``CallGroups`` too): a read that comes when no read is on the reader thread goes
+  there at once, alone; the reads that come while one is there wait and then go together, up to
   ``_MAX_READS``, as one call: one hop between the loop and the thread for the group
   instead of one per read (the hop costs more CPU than reading an entity). Each read is
   executed and read to the end before the next starts, in autocommit, so each is its own
@@ -67,7 +67,6 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +98,7 @@ from memstore.backends.common import (
     page_after_time,
     page_after_version,
 )
+from memstore.backends.grouping import CallGroups
 from memstore.core import analytics, changes
 from memstore.core.analytics import (
     AnalyticsOverview,
@@ -482,25 +482,9 @@ class _Write:
     #: One statement: SQLite undoes it alone when it fails, so it needs no savepoint, and
     #: alone it needs no ``BEGIN``/``COMMIT``.
     one_statement: bool
-    #: What the caller of a queued write awaits, settled only after its transaction ended
-    #: (a write running alone has none: its caller awaits the writer thread's call).
-    done: asyncio.Future[Any] | None = None
     value: Any = None
     #: Set when the write did not commit: its own error, or its transaction's.
     error: BaseException | None = None
-
-
-def _fail(write: _Write, exc: BaseException) -> None:
-    if write.done is not None and not write.done.done():
-        write.done.set_exception(exc)
-
-
-def _settle(write: _Write) -> None:
-    """Give a queued write's caller its outcome (after its transaction ended)."""
-    if write.error is not None:
-        _fail(write, write.error)
-    elif write.done is not None and not write.done.done():
-        write.done.set_result(write.value)
 
 
 def _run_transaction(conn: sqlite3.Connection, group: Sequence[_Write]) -> None:
@@ -574,28 +558,22 @@ def _run_transaction(conn: sqlite3.Connection, group: Sequence[_Write]) -> None:
 _MAX_READS = 32
 
 
-@dataclass(eq=False, slots=True)
-class _Read:
-    """One read: a statement run and read to the end in the reader thread, and, once its
-    group has been read, its outcome."""
-
-    sql: str
-    params: tuple[Any, ...]
-    done: asyncio.Future[list[Any]]
-    rows: list[Any] | None = None
-    error: BaseException | None = None
+#: One read: a statement and its parameters.
+_Read = tuple[str, tuple[Any, ...]]
 
 
-def _run_reads(conn: sqlite3.Connection, group: Sequence[_Read]) -> None:
+def _run_reads(conn: sqlite3.Connection, group: Sequence[_Read]) -> list[list[Any] | Exception]:
     """In the reader thread: each read's statement executed and read to the end before
     the next starts (autocommit: each is its own read transaction, so it sees every
-    commit that returned before it began)."""
-    for read in group:
+    commit that returned before it began). Its rows, or its error."""
+    outcomes: list[list[Any] | Exception] = []
+    for sql, params in group:
         try:
             with DRIVER_ERRORS("read"):
-                read.rows = conn.execute(read.sql, read.params).fetchall()
+                outcomes.append(conn.execute(sql, params).fetchall())
         except Exception as exc:  # the caller's error, raised in the caller
-            read.error = exc
+            outcomes.append(exc)
+    return outcomes
 
 
 def _set_result(future: asyncio.Future[Any], value: Any) -> None:
@@ -630,19 +608,15 @@ class _ConnectionThread:
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
-    def start(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        """Queue ``fn(conn)`` for the thread; the future settles with its outcome.
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in the thread and return its outcome.
         ``BackendUnavailableError`` once ``close`` began (nothing would serve a call
         queued after its marker)."""
         if self._closed:
             raise BackendUnavailableError("embedded store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._calls.put((future, fn))
-        return future
-
-    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` in the thread (see ``start``)."""
-        return await self.start(fn)
+        return await future
 
     async def close(self) -> None:
         """Close the connection after the calls already made, and end the thread. Calls
@@ -712,17 +686,11 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self.path = settings.data_path
         self._writer: _ConnectionThread | None = None
         self._reader: _ConnectionThread | None = None
-        # Reads waiting for the reader thread while a group of reads is there, and whether
-        # one is (module docstring, "Reads").
-        self._reads: deque[_Read] = deque()
-        self._reads_out = False
-        self._pending: deque[_Write] = deque()
-        self._committer: asyncio.Task[None] | None = None
-        self._writing_alone = False
-        #: What ``close`` waits for, so that every write it accepted has its answer before
-        #: the thread ends: derived from the two facts above by ``_note_writes_state``.
-        self._writes_done = asyncio.Event()
-        self._note_writes_state()
+        # module docstring, "Group commit" and "Reads"
+        self._writes = CallGroups(
+            self._write_alone, self._commit_group, max_group=_MAX_GROUP, rejoin=True
+        )
+        self._reads = CallGroups(self._read_alone, self._read_group, max_group=_MAX_READS)
         #: Set by ``close``: ``_write`` takes no new write.
         self._closing = False
         self._purge = ExpiredEntityPurge(self.name, self._background_round)
@@ -843,13 +811,13 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     async def close(self) -> None:
-        # No new write from here on; the writes already accepted (one running alone, the
-        # ones queued behind it for the committer it starts, the committer's) are
-        # committed, or failed, and answered before the thread closes. A thread closed
-        # before them would leave their callers waiting for ever.
+        # No new write from here on; the writes already accepted (alone, in a group, or
+        # waiting for the next group) are committed, or failed, and answered before the
+        # thread closes. A thread closed before them would leave their callers waiting
+        # for ever.
         self._closing = True
         await self._purge.stop()
-        await self._writes_done.wait()
+        await self._writes.idle()
         reader, writer = self._reader, self._writer
         self._reader = None
         self._writer = None
@@ -916,14 +884,6 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _note_writes_state(self) -> None:
-        """Set ``_writes_done`` exactly when no write runs alone and no committer is left;
-        called wherever one of the two changes, so the event never disagrees with them."""
-        if self._writing_alone or self._committer is not None:
-            self._writes_done.clear()
-        else:
-            self._writes_done.set()
-
     async def _write(
         self,
         run: Callable[[sqlite3.Connection], T],
@@ -931,34 +891,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         one_statement: bool = False,
     ) -> T:
         """Run ``run`` (plain sqlite3 calls on the write connection, in the writer thread)
-        in the next group transaction and return its result once that transaction
-        committed (module docstring, "Group commit"). Raises what ``run`` raised (its own
-        work rolled back, the group's committed), or ``BackendUnavailableError`` when the
-        transaction could not begin or commit. ``one_statement``: ``run`` executes one
-        statement (its triggers included)."""
-        writer = self._writer
-        if writer is None or self._closing:
+        alone, or in the next group transaction, and return its result once that
+        transaction committed (module docstring, "Group commit"). Raises what ``run``
+        raised (its own work rolled back, the group's committed), or
+        ``BackendUnavailableError`` when the transaction could not begin or commit.
+        ``one_statement``: ``run`` executes one statement (its triggers included)."""
+        if self._writer is None or self._closing:
             raise BackendUnavailableError("embedded store is not open")
-        write = _Write(run, one_statement)
-        if self._committer is None and not self._writing_alone:
-            # Nobody is writing: this write runs alone, awaited by its caller's task (no
-            # task to start and switch to when there is no one to group with). The writes
-            # that arrive meanwhile wait for the committer, started when this one is done.
-            self._writing_alone = True
-            self._note_writes_state()
-            try:
-                await writer.call(functools.partial(_run_transaction, group=(write,)))
-            finally:
-                self._writing_alone = False
-                if self._pending and self._committer is None:
-                    self._start_committer()
-                self._note_writes_state()
-            if write.error is not None:
-                raise write.error
-            return write.value  # type: ignore[no-any-return]
-        write.done = asyncio.get_running_loop().create_future()
-        self._pending.append(write)
-        return await write.done  # type: ignore[no-any-return]
+        return await self._writes(_Write(run, one_statement))  # type: ignore[no-any-return]
 
     async def _write_statement(self, sql: str, params: Sequence[Any]) -> None:
         """A write that is one statement (its triggers included)."""
@@ -968,63 +908,25 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
         await self._write(run, one_statement=True)
 
-    async def _commit_pending(self) -> None:
-        """The committer: one group transaction after another until no write waits. A task
-        of its own, so a caller cancelled while its group runs does not cancel the
-        others' writes."""
-        try:
-            while self._pending:
-                group: list[_Write] = []
-                while self._pending and len(group) < _MAX_GROUP:
-                    write = self._pending.popleft()
-                    if write.done is not None and not write.done.done():
-                        group.append(write)  # (a caller cancelled before it ran: dropped)
-                if not group:
-                    continue
-                try:
-                    await self._commit_group(group)
-                except BaseException as exc:
-                    for write in group:
-                        _fail(write, exc)
-                    raise
-                # One turn of the loop before the next group is formed: the callers just
-                # answered make their next writes and join it. Formed at once, it would
-                # hold only what came meanwhile (often one write), and pay a commit (an
-                # fsync with synchronous=FULL) for it alone.
-                await asyncio.sleep(0)
-        finally:
-            self._end_committer()
+    async def _write_alone(self, write: _Write) -> Any:
+        await self._transaction([write])
+        if write.error is not None:
+            raise write.error
+        return write.value
 
-    def _start_committer(self) -> None:
-        self._committer = asyncio.create_task(self._commit_pending())
-        # A task cancelled before its first step (a shutdown cancelling every task, as
-        # ``asyncio.run`` does on its way out) never runs its body, so not its ``finally``:
-        # then the callback ends it, or ``close`` would wait for it for ever.
-        self._committer.add_done_callback(self._committer_gone)
+    async def _commit_group(self, group: list[_Write]) -> list[Any]:
+        """Each write's outcome, known once the ``COMMIT`` of their transaction returned."""
+        await self._transaction(group)
+        return [write.value if write.error is None else write.error for write in group]
 
-    def _committer_gone(self, committer: asyncio.Task[None]) -> None:
-        if committer is self._committer:  # it ended without its ``finally``
-            self._end_committer()
-
-    def _end_committer(self) -> None:
-        """The committer ended: the writes still queued (it ended by an error or a
-        cancellation before their group) get another."""
-        self._committer = None
-        if self._pending:
-            self._start_committer()
-        self._note_writes_state()
-
-    async def _commit_group(self, group: list[_Write]) -> None:
-        """Run ``group`` in one transaction, one call to the writer thread; then give each
-        caller its outcome, only after the ``COMMIT`` returned. The writes whose callers
-        were cancelled meanwhile still commit (as one that ran before the cancellation
-        would have): a write cannot be taken back from the thread."""
+    async def _transaction(self, group: list[_Write]) -> None:
+        """Run ``group`` in one transaction, one call to the writer thread. The writes
+        whose callers were cancelled meanwhile still commit (as one that ran before the
+        cancellation would have): a write cannot be taken back from the thread."""
         writer = self._writer
         if writer is None:
             raise BackendUnavailableError("embedded store is not open")
         await writer.call(functools.partial(_run_transaction, group=group))
-        for write in group:
-            _settle(write)
 
     async def _fetchall(self, sql: str, params: Iterable[Any]) -> list[Any]:
         """The rows of one statement, read on the reader thread (module docstring,
@@ -1032,47 +934,20 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         group."""
         if self._reader is None:
             raise BackendUnavailableError("embedded store is not open")
-        read = _Read(sql, tuple(params), asyncio.get_running_loop().create_future())
-        self._reads.append(read)
-        if not self._reads_out:
-            self._send_reads()
-        return await read.done
+        return await self._reads((sql, tuple(params)))
 
-    def _send_reads(self) -> None:
-        """Hand the waiting reads (up to ``_MAX_READS``) to the reader thread as one call;
-        ``_reads_answered`` answers them and sends the next group."""
-        group: list[_Read] = []
-        while self._reads and len(group) < _MAX_READS:
-            read = self._reads.popleft()
-            if not read.done.done():  # (a caller cancelled before it went: dropped)
-                group.append(read)
-        if not group:
-            return
-        try:
-            if self._reader is None:
-                raise BackendUnavailableError("embedded store is not open")
-            sent = self._reader.start(functools.partial(_run_reads, group=group))
-        except BackendUnavailableError as exc:
-            for read in group:
-                _set_exception(read.done, exc)
-            if self._reads:
-                self._send_reads()
-            return
-        self._reads_out = True
-        sent.add_done_callback(functools.partial(self._reads_answered, group))
+    async def _read_alone(self, read: _Read) -> list[Any]:
+        (outcome,) = await self._read_group([read])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    def _reads_answered(self, group: list[_Read], sent: asyncio.Future[None]) -> None:
-        self._reads_out = False
-        failed = sent.exception() if not sent.cancelled() else None
-        for read in group:
-            if failed is not None:
-                _set_exception(read.done, failed)
-            elif read.error is not None:
-                _set_exception(read.done, read.error)
-            else:
-                _set_result(read.done, read.rows)
-        if self._reads:
-            self._send_reads()
+    async def _read_group(self, group: list[_Read]) -> list[list[Any] | Exception]:
+        """One call to the reader thread: each read's rows or error."""
+        reader = self._reader
+        if reader is None:  # closed while the reads waited
+            raise BackendUnavailableError("embedded store is not open")
+        return await reader.call(functools.partial(_run_reads, group=group))
 
     async def _fetchone(self, sql: str, params: Iterable[Any]) -> Any:
         rows = await self._fetchall(sql, params)

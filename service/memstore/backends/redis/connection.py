@@ -11,22 +11,21 @@ subscribing), so the bus needs nothing of the backend's own.
   same connection to the slot's master and raises ``BackendUnavailableError`` when fewer
   replicas acknowledge in time (the write may still have been applied there).
 * Multi-shard reads are one pipeline of single-slot commands (``pipeline``).
-* Reads of one key (``read``) are grouped as the embedded backend groups its reads: one
-  made when no read is out is sent at once, alone; those made while one is out wait and
-  then go together as one pipeline (up to ``_MAX_READS``), so concurrent readers share a
-  connection checkout and a round trip instead of paying one each. Each read still gets
-  its own reply or error, and is sent after every write acknowledged before it was made.
+* Reads of one key (``read``) are grouped (``CallGroups``, as the embedded backend groups
+  its reads): one made when no read is out is sent at once, alone; those made while one
+  is out wait and then go together as one pipeline (up to ``_MAX_READS``), so concurrent
+  readers share a connection checkout and a round trip instead of paying one each. Each
+  read still gets its own reply or error, and is sent after every write acknowledged
+  before it was made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import random
 import ssl
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,6 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from memstore.backends.common import ErrorTranslation
+from memstore.backends.grouping import CallGroups
 from memstore.backends.redis.scripts import Script
 from memstore.core.errors import BackendUnavailableError, ConfigurationError, MemoryStoreError
 from redis import exceptions as rexc
@@ -197,11 +197,8 @@ class RedisConnection:
         self._inflight = asyncio.Semaphore(settings.redis_pool_size)
         self._topology_lock = asyncio.Lock()
         self._topology_epoch = 0
-        # Grouped reads (``read``): the reads waiting while one is out, whether one is,
-        # and the tasks sending groups (referenced until they end).
-        self._reads: deque[tuple[tuple[Any, ...], asyncio.Future[Any]]] = deque()
-        self._reads_out = False
-        self._read_groups: set[asyncio.Task[None]] = set()
+        # grouped reads (``read``, module docstring)
+        self._reads = CallGroups(self._read_alone, self._read_group, max_group=_MAX_READS)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -510,87 +507,29 @@ class RedisConnection:
     async def read(self, *command: Any) -> Any:
         """One read of one key (a command, or ``"SCRIPT", script, keys, args``), retried,
         grouped with the reads made while one is out (module docstring)."""
-        return await self.retrying(lambda: self._grouped_read(command), bounded=False)
-
-    async def _grouped_read(self, command: tuple[Any, ...]) -> Any:
-        if self._reads_out:
-            waiting: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            self._reads.append((command, waiting))
-            return await waiting
-        self._reads_out = True
-        try:
-            async with self._inflight:
-                return await self._read_alone(command)
-        finally:
-            self._send_waiting_reads()
+        return await self.retrying(lambda: self._reads(command), bounded=False)
 
     async def _read_alone(self, command: tuple[Any, ...]) -> Any:
-        if command[0] == "SCRIPT":
-            return await self.eval_once(command[1], command[2], command[3])
-        return await self.client.execute_command(*command)
+        async with self._inflight:
+            if command[0] == "SCRIPT":
+                return await self.eval_once(command[1], command[2], command[3])
+            return await self.client.execute_command(*command)
 
-    def _send_waiting_reads(self) -> None:
-        """The reads that waited (those whose callers were cancelled meanwhile left out),
-        as one pipeline in a task of its own; nothing out once none waits."""
-        group: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
-        while self._reads and len(group) < _MAX_READS:
-            read = self._reads.popleft()
-            if not read[1].done():
-                group.append(read)
-        if not group:
-            self._reads_out = False
-            return
-        task = asyncio.create_task(self._send_read_group(group))
-        self._read_groups.add(task)
-        task.add_done_callback(functools.partial(self._read_group_ended, group))
-
-    async def _send_read_group(
-        self, group: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]
-    ) -> None:
-        commands = [command for command, _ in group]
-
-        async def alone(command: tuple[Any, ...]) -> Any:
-            async with self._inflight:
-                return await self._read_alone(command)
-
+    async def _read_group(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """One pipeline of reads: each one's reply, or its error as an exception."""
         try:
             async with self._inflight:
-                results = await self._pipelined(commands)
-        except Exception as exc:
-            if not self.cluster_mode or len(group) == 1:
-                results = [exc] * len(group)
-            else:
-                # One pipeline spans the group's nodes and fails whole when one of them
-                # cannot be reached (a node's error replies come back per command): each
-                # read again on its own, so only that node's reads fail (and are retried
-                # by their callers).
-                results = await asyncio.gather(
-                    *(alone(command) for command in commands), return_exceptions=True
-                )
-        for (_, waiting), result in zip(group, results, strict=True):
-            if waiting.done():  # its caller was cancelled
-                continue
-            if isinstance(result, BaseException):
-                waiting.set_exception(result)
-            else:
-                waiting.set_result(result)
-        self._send_waiting_reads()
-
-    def _read_group_ended(
-        self, group: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], task: asyncio.Task[None]
-    ) -> None:
-        """A group's task that ended without answering (cancelled, even before its first
-        step, when the loop ends): its reads and the waiting ones are cancelled, and the
-        next read goes alone."""
-        self._read_groups.discard(task)
-        if not task.cancelled():
-            if (error := task.exception()) is None:
-                return
-            log.error("a group of Redis reads ended without answering", exc_info=error)
-        for _, waiting in [*group, *self._reads]:
-            waiting.cancel()
-        self._reads.clear()
-        self._reads_out = False
+                return await self._pipelined(commands)
+        except Exception:
+            if not self.cluster_mode or len(commands) == 1:
+                raise
+            # One pipeline spans the group's nodes and fails whole when one of them cannot
+            # be reached (a node's error replies come back per command): each read again
+            # on its own, so only that node's reads fail (and are retried by their
+            # callers).
+            return await asyncio.gather(
+                *(self._read_alone(command) for command in commands), return_exceptions=True
+            )
 
     async def pipeline(self, commands: list[tuple[Any, ...]], *, batch: bool = False) -> list[Any]:
         """Run single-slot commands in one pipeline (per node on a cluster). A command

@@ -1,0 +1,120 @@
+"""``CallGroups``: calls made while one is out wait, then go together as one group.
+
+The embedded store's group commit and grouped reads and Redis's grouped reads are this one
+pattern; each gives it what one call and one group cost in its technology.
+
+* A call made when none is out runs at once, alone, in its caller's task: with nobody to
+  group with, it pays nothing for grouping (no task to start and switch to).
+* Calls made while one is out wait. When it is back, the waiting ones go together, up to
+  ``max_group``, as one group, then the next group, until none waits. The groups run in a
+  task of their own, so a caller cancelled while its group is out does not cancel the
+  other callers' calls.
+* Each caller gets its own outcome: its result, or its own error (a group that failed
+  whole gives its error to each of its calls). A caller cancelled before its call went is
+  left out of the group.
+* When the groups' task ends without answering (cancelled, even before its first step, as
+  ``asyncio.run`` does to every task on its way out): the calls of the group it had out
+  are cancelled, and what still waits goes in a new task, never left waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+C = TypeVar("C")
+R = TypeVar("R")
+
+
+class CallGroups(Generic[C, R]):
+    """Runs calls of type ``C`` alone or in groups (module docstring). ``alone(call)``
+    returns the call's result or raises its error; ``together(calls)`` returns one outcome
+    per call, in order, an exception instance for a call that failed, and raises when the
+    group failed whole. ``rejoin``: one turn of the loop before each next group is formed,
+    so that the callers just answered, who often call again at once, join it."""
+
+    def __init__(
+        self,
+        alone: Callable[[C], Awaitable[R]],
+        together: Callable[[list[C]], Awaitable[Sequence[R | BaseException]]],
+        *,
+        max_group: int,
+        rejoin: bool = False,
+    ) -> None:
+        self._alone = alone
+        self._together = together
+        self._max_group = max_group
+        self._rejoin = rejoin
+        self._waiting: deque[tuple[C, asyncio.Future[R]]] = deque()
+        self._alone_out = False
+        self._groups: asyncio.Task[None] | None = None
+        #: set exactly when nothing is out: no call alone, no groups' task
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def __call__(self, call: C) -> R:
+        if self._alone_out or self._groups is not None:
+            waiting: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+            self._waiting.append((call, waiting))
+            return await waiting
+        self._alone_out = True
+        self._idle.clear()
+        try:
+            return await self._alone(call)
+        finally:
+            self._alone_out = False
+            self._send_waiting()
+
+    async def idle(self) -> None:
+        """Return once every call made so far has been answered (none alone or in a group
+        out, none waiting)."""
+        await self._idle.wait()
+
+    def _send_waiting(self) -> None:
+        if self._waiting and self._groups is None:
+            self._groups = asyncio.create_task(self._send_groups())
+            # A task cancelled before its first step never runs its body: the callback
+            # still sees it end.
+            self._groups.add_done_callback(self._groups_ended)
+        if not self._alone_out and self._groups is None:
+            self._idle.set()
+
+    async def _send_groups(self) -> None:
+        while self._waiting:
+            group: list[tuple[C, asyncio.Future[R]]] = []
+            while self._waiting and len(group) < self._max_group:
+                call = self._waiting.popleft()
+                if not call[1].done():  # (its caller was cancelled: left out)
+                    group.append(call)
+            if not group:
+                continue
+            try:
+                outcomes: Sequence[R | BaseException] = await self._together(
+                    [call for call, _ in group]
+                )
+            except Exception as exc:
+                outcomes = [exc] * len(group)
+            except BaseException:
+                for _, answer in group:
+                    answer.cancel()
+                raise
+            for (_, answer), outcome in zip(group, outcomes, strict=True):
+                if answer.done():  # its caller was cancelled meanwhile
+                    continue
+                if isinstance(outcome, BaseException):
+                    answer.set_exception(outcome)
+                else:
+                    answer.set_result(outcome)
+            if self._rejoin:
+                await asyncio.sleep(0)
+
+    def _groups_ended(self, task: asyncio.Task[None]) -> None:
+        self._groups = None
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("a group of calls ended without answering", exc_info=error)
+        self._send_waiting()
