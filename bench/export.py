@@ -158,7 +158,9 @@ async def _phase(phase: str, spec: dict[str, Any], path: Path) -> dict[str, Any]
             result = await manager.for_namespace(RESTORED).import_namespace(chunks())
             records = sum(result.counts.values())
         seconds = time.perf_counter() - began
-    peak = _status_kb("VmHWM")
+    # The kernel raises VmHWM lazily (not on every page fault), so it can read below a
+    # VmRSS read earlier: the peak is at least what was seen.
+    peak = max(_status_kb("VmHWM"), rss_start)
     return {
         "phase": phase,
         "records": records,

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.support.fuzz import run_schemathesis
 from tests.support.procs import ServiceProcess
 
-MAX_EXAMPLES = 100
+MAX_EXAMPLES = 60
 
 
 def test_every_check_over_every_operation(live_service: ServiceProcess, tmp_path: Path) -> None:

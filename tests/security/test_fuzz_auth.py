@@ -17,7 +17,7 @@ from tests.support.fuzz import run_schemathesis
 from tests.support.procs import ServiceProcess, running_service
 
 ADMIN_TOKEN = "fuzz-admin-token-5b0d1c2e9f"
-MAX_EXAMPLES = 50
+MAX_EXAMPLES = 30
 
 
 @pytest.fixture(scope="module")
