@@ -100,3 +100,66 @@ async def test_the_groups_task_cancelled_leaves_nobody_waiting(while_out: bool) 
     else:  # before its first step: every waiting call still goes
         assert results[1:] == [2, 4, 6, 8]
     await asyncio.wait_for(groups.idle(), 5)
+
+
+async def test_a_caller_answered_by_a_group_that_calls_again_goes_alone() -> None:
+    rec = Recorder()
+    groups = CallGroups(rec.alone, rec.together, max_group=8)
+
+    async def sequential() -> list[int]:
+        return [await groups(i) for i in range(100, 105)]
+
+    first = asyncio.create_task(groups(0))
+    await asyncio.sleep(0)  # 0 out alone: the sequential caller's first call waits
+    assert await sequential() == [200, 202, 204, 206, 208]
+    await first
+    assert rec.groups == [[100]]  # its first call, in a group of one
+    assert rec.alone_calls == [0, 101, 102, 103, 104]  # then alone, each
+
+
+async def test_with_rejoin_callers_answered_join_the_next_group() -> None:
+    rec = Recorder()
+    rec.release.clear()
+    groups = CallGroups(rec.alone, rec.together, max_group=8, rejoin=True)
+
+    async def twice(i: int) -> None:
+        await groups(i)
+        await groups(i + 10)
+
+    tasks = [asyncio.create_task(twice(i)) for i in range(4)]
+    await asyncio.sleep(0)  # 0 alone, 1..3 waiting
+    rec.release.set()
+    await asyncio.gather(*tasks)
+    # 0's second call is made while the group of 1..3 is out; 1..3's second calls are
+    # made in the turn the groups' task leaves before forming the next group: they join.
+    assert rec.alone_calls == [0]
+    assert rec.groups == [[1, 2, 3, 10], [11, 12, 13]]
+
+
+async def test_a_group_answered_with_the_wrong_count_fails_each_call() -> None:
+    async def alone(call: int) -> int:
+        await asyncio.sleep(0)
+        return call
+
+    async def together(calls: list[int]) -> list[int]:
+        return calls[:-1]  # one outcome short
+
+    groups = CallGroups(alone, together, max_group=8)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(groups(i) for i in range(4)), return_exceptions=True), 5
+    )
+    assert results[0] == 0
+    assert all(
+        isinstance(r, RuntimeError) and "2 outcomes for a group of 3" in str(r) for r in results[1:]
+    )
+
+
+def test_max_group_must_be_at_least_one() -> None:
+    async def call(c: int) -> int:
+        return c
+
+    async def group(calls: list[int]) -> list[int]:
+        return calls
+
+    with pytest.raises(ValueError, match="max_group"):
+        CallGroups(call, group, max_group=0)

@@ -46,9 +46,9 @@ Why it is shaped this way:
   import's transaction), so an older version imported over a newer one leaves no row
   ahead of it.
   Namespaces of the service (``_keys``, ``_search``, ...) keep none (``keeps_history``).
-* Reads (``CallGroups`` too): a read that comes when no read is on the reader thread goes
-  there at once, alone; the reads that come while one is there wait and then go together, up to
-  ``_MAX_READS``, as one call: one hop between the loop and the thread for the group
+* Reads (``CallGroups`` too): a read that comes when no read is out goes to the reader
+  thread at once, alone; the reads that come while one is out wait and then go together,
+  up to ``_MAX_READS``, as one call: one hop between the loop and the thread for the group
   instead of one per read (the hop costs more CPU than reading an entity). Each read is
   executed and read to the end before the next starts, in autocommit, so each is its own
   read transaction and sees every commit that returned before it began (an unfinished

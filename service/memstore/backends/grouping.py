@@ -4,7 +4,9 @@ The embedded store's group commit and grouped reads and Redis's grouped reads ar
 pattern; each gives it what one call and one group cost in its technology.
 
 * A call made when none is out runs at once, alone, in its caller's task: with nobody to
-  group with, it pays nothing for grouping (no task to start and switch to).
+  group with, it pays nothing for grouping (no task to start and switch to). That holds
+  for a caller answered by a group that calls again at once too: the groups' task is
+  done with as soon as it has nothing left to send.
 * Calls made while one is out wait. When it is back, the waiting ones go together, up to
   ``max_group``, as one group, then the next group, until none waits. The groups run in a
   task of their own, so a caller cancelled while its group is out does not cancel the
@@ -46,6 +48,8 @@ class CallGroups(Generic[C, R]):
         max_group: int,
         rejoin: bool = False,
     ) -> None:
+        if max_group < 1:
+            raise ValueError("max_group must be at least 1")
         self._alone = alone
         self._together = together
         self._max_group = max_group
@@ -85,36 +89,48 @@ class CallGroups(Generic[C, R]):
             self._idle.set()
 
     async def _send_groups(self) -> None:
-        while self._waiting:
-            group: list[tuple[C, asyncio.Future[R]]] = []
-            while self._waiting and len(group) < self._max_group:
-                call = self._waiting.popleft()
-                if not call[1].done():  # (its caller was cancelled: left out)
-                    group.append(call)
-            if not group:
+        try:
+            while self._waiting:
+                await self._send_group()
+                if self._rejoin:
+                    await asyncio.sleep(0)
+        finally:
+            # Ended here, not in the done callback a turn of the loop later: a caller
+            # answered by the last group that calls again at once finds nothing out and
+            # goes alone, instead of queueing for a group of one.
+            if self._groups is asyncio.current_task():
+                self._groups = None
+                self._send_waiting()
+
+    async def _send_group(self) -> None:
+        group: list[tuple[C, asyncio.Future[R]]] = []
+        while self._waiting and len(group) < self._max_group:
+            call = self._waiting.popleft()
+            if not call[1].done():  # (its caller was cancelled: left out)
+                group.append(call)
+        if not group:
+            return
+        try:
+            outcomes = await self._together([call for call, _ in group])
+            if len(outcomes) != len(group):
+                raise RuntimeError(f"{len(outcomes)} outcomes for a group of {len(group)}")
+        except Exception as exc:
+            outcomes = [exc] * len(group)
+        except BaseException:
+            for _, answer in group:
+                answer.cancel()
+            raise
+        for (_, answer), outcome in zip(group, outcomes, strict=True):
+            if answer.done():  # its caller was cancelled meanwhile
                 continue
-            try:
-                outcomes: Sequence[R | BaseException] = await self._together(
-                    [call for call, _ in group]
-                )
-            except Exception as exc:
-                outcomes = [exc] * len(group)
-            except BaseException:
-                for _, answer in group:
-                    answer.cancel()
-                raise
-            for (_, answer), outcome in zip(group, outcomes, strict=True):
-                if answer.done():  # its caller was cancelled meanwhile
-                    continue
-                if isinstance(outcome, BaseException):
-                    answer.set_exception(outcome)
-                else:
-                    answer.set_result(outcome)
-            if self._rejoin:
-                await asyncio.sleep(0)
+            if isinstance(outcome, BaseException):
+                answer.set_exception(outcome)
+            else:
+                answer.set_result(outcome)
 
     def _groups_ended(self, task: asyncio.Task[None]) -> None:
-        self._groups = None
+        if task is self._groups:  # cancelled before its first step: no ``finally`` ran
+            self._groups = None
+            self._send_waiting()
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("a group of calls ended without answering", exc_info=error)
-        self._send_waiting()
