@@ -117,10 +117,10 @@ async def test_a_caller_answered_by_a_group_that_calls_again_goes_alone() -> Non
     assert rec.alone_calls == [0, 101, 102, 103, 104]  # then alone, each
 
 
-async def test_with_rejoin_callers_answered_join_the_next_group() -> None:
+async def test_callers_answered_by_a_group_of_several_join_the_next_group() -> None:
     rec = Recorder()
     rec.release.clear()
-    groups = CallGroups(rec.alone, rec.together, max_group=8, rejoin=True)
+    groups = CallGroups(rec.alone, rec.together, max_group=8)
 
     async def twice(i: int) -> None:
         await groups(i)
@@ -134,6 +134,21 @@ async def test_with_rejoin_callers_answered_join_the_next_group() -> None:
     # made in the turn the groups' task leaves before forming the next group: they join.
     assert rec.alone_calls == [0]
     assert rec.groups == [[1, 2, 3, 10], [11, 12, 13]]
+
+
+async def test_with_always_rejoin_a_caller_answered_by_a_group_of_one_joins_the_next() -> None:
+    rec = Recorder()
+    groups = CallGroups(rec.alone, rec.together, max_group=8, always_rejoin=True)
+
+    async def sequential() -> list[int]:
+        return [await groups(i) for i in range(100, 103)]
+
+    first = asyncio.create_task(groups(0))
+    await asyncio.sleep(0)
+    assert await sequential() == [200, 202, 204]
+    await first
+    assert rec.alone_calls == [0]
+    assert rec.groups == [[100], [101], [102]]
 
 
 async def test_a_group_answered_with_the_wrong_count_fails_each_call() -> None:

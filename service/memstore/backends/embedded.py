@@ -688,7 +688,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self._reader: _ConnectionThread | None = None
         # module docstring, "Group commit" and "Reads"
         self._writes = CallGroups(
-            self._write_alone, self._commit_group, max_group=_MAX_GROUP, rejoin=True
+            self._write_alone, self._commit_group, max_group=_MAX_GROUP, always_rejoin=True
         )
         self._reads = CallGroups(self._read_alone, self._read_group, max_group=_MAX_READS)
         #: Set by ``close``: ``_write`` takes no new write.

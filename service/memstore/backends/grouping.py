@@ -4,11 +4,14 @@ The embedded store's group commit and grouped reads and Redis's grouped reads ar
 pattern; each gives it what one call and one group cost in its technology.
 
 * A call made when none is out runs at once, alone, in its caller's task: with nobody to
-  group with, it pays nothing for grouping (no task to start and switch to). That holds
-  for a caller answered by a group that calls again at once too: the groups' task is
-  done with as soon as it has nothing left to send.
+  group with, it pays nothing for grouping (no task to start and switch to).
 * Calls made while one is out wait. When it is back, the waiting ones go together, up to
-  ``max_group``, as one group, then the next group, until none waits. The groups run in a
+  ``max_group``, as one group, then the next group, until none waits. After a group of
+  several, one turn of the loop passes before the next is formed, so the callers just
+  answered, who often call again at once, join it: a burst of concurrent callers keeps
+  going in groups. After a group of one it does not (unless ``always_rejoin``), and the
+  task is done with as soon as nothing waits, so a caller calling in sequence goes alone
+  again instead of queueing for a group of one each time. The groups run in a
   task of their own, so a caller cancelled while its group is out does not cancel the
   other callers' calls.
 * Each caller gets its own outcome: its result, or its own error (a group that failed
@@ -37,8 +40,9 @@ class CallGroups(Generic[C, R]):
     """Runs calls of type ``C`` alone or in groups (module docstring). ``alone(call)``
     returns the call's result or raises its error; ``together(calls)`` returns one outcome
     per call, in order, an exception instance for a call that failed, and raises when the
-    group failed whole. ``rejoin``: one turn of the loop before each next group is formed,
-    so that the callers just answered, who often call again at once, join it."""
+    group failed whole. ``always_rejoin``: leave a turn of the loop for the callers just
+    answered after a group of one too (writes, whose commit costs far more than a task
+    switch)."""
 
     def __init__(
         self,
@@ -46,14 +50,14 @@ class CallGroups(Generic[C, R]):
         together: Callable[[list[C]], Awaitable[Sequence[R | BaseException]]],
         *,
         max_group: int,
-        rejoin: bool = False,
+        always_rejoin: bool = False,
     ) -> None:
         if max_group < 1:
             raise ValueError("max_group must be at least 1")
         self._alone = alone
         self._together = together
         self._max_group = max_group
-        self._rejoin = rejoin
+        self._always_rejoin = always_rejoin
         self._waiting: deque[tuple[C, asyncio.Future[R]]] = deque()
         self._alone_out = False
         self._groups: asyncio.Task[None] | None = None
@@ -91,8 +95,9 @@ class CallGroups(Generic[C, R]):
     async def _send_groups(self) -> None:
         try:
             while self._waiting:
-                await self._send_group()
-                if self._rejoin:
+                sent = await self._send_group()
+                # (module docstring: a turn for the answered callers to join the next)
+                if self._always_rejoin or sent > 1:
                     await asyncio.sleep(0)
         finally:
             # Ended here, not in the done callback a turn of the loop later: a caller
@@ -102,14 +107,15 @@ class CallGroups(Generic[C, R]):
                 self._groups = None
                 self._send_waiting()
 
-    async def _send_group(self) -> None:
+    async def _send_group(self) -> int:
+        """Send the next group; how many calls it had."""
         group: list[tuple[C, asyncio.Future[R]]] = []
         while self._waiting and len(group) < self._max_group:
             call = self._waiting.popleft()
             if not call[1].done():  # (its caller was cancelled: left out)
                 group.append(call)
         if not group:
-            return
+            return 0
         try:
             outcomes = await self._together([call for call, _ in group])
             if len(outcomes) != len(group):
@@ -127,6 +133,7 @@ class CallGroups(Generic[C, R]):
                 answer.set_exception(outcome)
             else:
                 answer.set_result(outcome)
+        return len(group)
 
     def _groups_ended(self, task: asyncio.Task[None]) -> None:
         if task is self._groups:  # cancelled before its first step: no ``finally`` ran
