@@ -200,3 +200,27 @@ def test_on_a_cluster_a_node_that_is_down_fails_only_its_own_reads(tmp_path: Pat
     for k, down, value in report["grouped"]:
         assert value == ("unavailable" if down else k), (k, down, value)
     assert report["groups"] == [len(report["grouped"])]
+
+
+@pytest.mark.parametrize(("limit", "grouped"), [(None, False), (2000, False), (50, True)])
+async def test_a_long_history_read_goes_on_its_own(
+    any_redis_settings: Settings, limit: int | None, grouped: bool
+) -> None:
+    """A conversation's whole history (or more than 1,000 messages) is not a grouped read:
+    a read made while it is out goes at once instead of waiting for its reply. The last
+    50 messages are one, and a read made meanwhile waits for it, in a group."""
+    backend = RedisMemoryBackend(any_redis_settings)
+    recording = GroupRecordingConnection(any_redis_settings)
+    backend.connection = recording
+    await backend.connect()
+    try:
+        await backend.append_messages("ns", "c", [{"n": i} for i in range(100)])
+        await backend.save_entity("ns", "user", "u", {"n": 1})
+        history = asyncio.create_task(backend.load_messages("ns", "c", limit=limit))
+        await asyncio.sleep(0)  # the history read is out
+        entity = await backend.load_entity("ns", "user", "u")
+        assert entity is not None
+        assert len(await history) == (100 if limit is None else min(limit, 100))
+        assert recording.groups == ([1] if grouped else [])
+    finally:
+        await backend.close()

@@ -156,6 +156,10 @@ _NO_ANNOUNCEMENT = ("", "", "")
 #: (``changes.lua`` returns up to 100).
 _OUTBOX_BATCH = 100
 
+#: The most messages a grouped read loads (``RedisConnection.read``); more, or a whole
+#: history, go on their own, so that the reads made meanwhile do not wait for its reply.
+_GROUPED_MESSAGES_MAX = 1000
+
 
 def _names(actor: bool = True, **names: str | None) -> bytes:
     """The names part of a change event (``changes.lua``): what changed and, for a write
@@ -1232,9 +1236,10 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         before_seq: int | None = None,
     ) -> list[MessageRecord]:
         key = self._conversation_keys(namespace, conversation_id)[1]
+        grouped = limit is not None and limit <= _GROUPED_MESSAGES_MAX
         if before_seq is None:
             start = 0 if limit is None else -limit
-            items = await self.connection.read("LRANGE", key, start, -1)
+            items = await self.connection.read("LRANGE", key, start, -1, grouped=grouped)
         else:
             if before_seq <= 1:
                 return []
@@ -1243,6 +1248,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 scripts.LOAD_MESSAGES_BEFORE,
                 [key],
                 [before_seq, limit if limit is not None else ""],
+                grouped=grouped,
             )
         return [_message_of(conversation_id, item) for item in items]
 

@@ -504,10 +504,14 @@ class RedisConnection:
                 results[i] = res
         return results
 
-    async def read(self, *command: Any) -> Any:
+    async def read(self, *command: Any, grouped: bool = True) -> Any:
         """One read of one key (a command, or ``"SCRIPT", script, keys, args``), retried,
-        grouped with the reads made while one is out (module docstring)."""
-        return await self.retrying(lambda: self._reads(command), bounded=False)
+        grouped with the reads made while one is out (module docstring). ``grouped=False``:
+        a read whose reply may be long (a conversation's whole history) goes on its own:
+        the reads made while it is out do not wait for it, as they would for a grouped one
+        (tens of milliseconds for 20,000 messages)."""
+        send = self._reads if grouped else self._read_alone
+        return await self.retrying(lambda: send(command), bounded=False)
 
     async def _read_alone(self, command: tuple[Any, ...]) -> Any:
         async with self._inflight:
