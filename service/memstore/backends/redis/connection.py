@@ -16,7 +16,8 @@ subscribing), so the bus needs nothing of the backend's own.
   is out wait and then go together as one pipeline (up to ``_MAX_READS``), so concurrent
   readers share a connection checkout and a round trip instead of paying one each. Each
   read still gets its own reply or error, and is sent after every write acknowledged
-  before it was made.
+  before it was made. A read whose reply may be long (``grouped=False``: a conversation's
+  whole history) goes on its own, so that the reads made meanwhile do not wait for it.
 """
 
 from __future__ import annotations
