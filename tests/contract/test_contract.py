@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import orjson
 import pytest
@@ -297,6 +298,30 @@ async def test_conversation_append_and_load(backend: DistributedMemoryBackend, n
     assert [m.seq for m in head] == [1, 2]
     assert await backend.load_messages(ns, "c1", limit=5, before_seq=1) == []
     assert [m.seq for m in await backend.load_messages(ns, "c1", before_seq=3)] == [1, 2]
+
+
+MESSAGE_SHAPES: list[dict[str, Any]] = [
+    {"role": "user", "content": 'héllo ✓ 😀 \u0000 "quoted" \\ back'},
+    {"role": "assistant", "content": None, "n": [1, -2.5, 1e-7, 2**53 + 1, True], "o": {"$x": {}}},
+    {"role": "tool", "content": "", "a.b": [[], [{}]]},
+]
+
+
+@pytest.mark.parametrize(
+    ("limit", "before_seq"), [(None, None), (2, None), (2, 3), (None, 3), (5, 1)]
+)
+async def test_message_rows_are_the_messages_with_their_json_as_stored(
+    backend: DistributedMemoryBackend, ns: str, limit: int | None, before_seq: int | None
+) -> None:
+    await backend.append_messages(ns, "rows", MESSAGE_SHAPES)
+    records = await backend.load_messages(ns, "rows", limit=limit, before_seq=before_seq)
+    rows = await backend.load_message_rows(ns, "rows", limit=limit, before_seq=before_seq)
+    assert [row.record("rows") for row in rows] == records
+    # the answer built from the rows is the JSON the records would give
+    assert orjson.loads(orjson.dumps([row.to_dict("rows") for row in rows])) == [
+        r.to_dict() for r in records
+    ]
+    assert await backend.load_message_rows(ns, "none") == []
 
 
 async def test_concurrent_appends_keep_every_message(

@@ -91,6 +91,8 @@ import abc
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import orjson
+
 from memstore.backends.common import batch_outcome
 from memstore.core.analytics import (
     AnalyticsOverview,
@@ -110,6 +112,7 @@ from memstore.core.records import (
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessageRow,
     MessagesWrite,
     Page,
     ToolUsageRecord,
@@ -268,6 +271,22 @@ class DistributedMemoryBackend(abc.ABC):
     ) -> list[MessageRecord]:
         """Messages in ascending ``seq``. ``limit``: only the last ``limit`` messages (of
         those with ``seq < before_seq`` when given). Unknown conversation: ``[]``."""
+
+    async def load_message_rows(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRow]:
+        """``load_messages``, each message as its JSON text (what an HTTP answer carries).
+        This serialises what ``load_messages`` returns; a backend that stores messages as
+        JSON text returns them as stored instead (and its ``load_messages`` parses these)."""
+        records = await self.load_messages(
+            namespace, conversation_id, limit=limit, before_seq=before_seq
+        )
+        return [MessageRow(m.seq, m.created_at, orjson.dumps(m.message)) for m in records]
 
     @abc.abstractmethod
     async def replace_conversation(

@@ -123,6 +123,7 @@ from memstore.core.records import (
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessageRow,
     MessagesWrite,
     Page,
     ToolUsageRecord,
@@ -749,10 +750,14 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
 
     def _pragmas(self) -> list[str]:
         return [
+            # Before the journal mode: a new file takes its page size when WAL starts it
+            # (an existing file ignores this).
+            f"PRAGMA page_size={self.settings.embedded_page_size}",
             "PRAGMA journal_mode=WAL",
             f"PRAGMA synchronous={self.settings.embedded_synchronous.upper()}",
             "PRAGMA busy_timeout=5000",
             "PRAGMA foreign_keys=OFF",
+            f"PRAGMA mmap_size={self.settings.embedded_mmap_size}",
         ]
 
     def _open_reader(self) -> sqlite3.Connection:
@@ -1321,6 +1326,19 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         limit: int | None = None,
         before_seq: int | None = None,
     ) -> list[MessageRecord]:
+        rows = await self.load_message_rows(
+            namespace, conversation_id, limit=limit, before_seq=before_seq
+        )
+        return [row.record(conversation_id) for row in rows]
+
+    async def load_message_rows(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRow]:
         bound = before_seq if before_seq is not None else 2**62
         if limit is None:
             rows = await self._fetchall(
@@ -1335,7 +1353,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 (namespace, conversation_id, bound, limit),
             )
             rows.reverse()
-        return [MessageRecord(conversation_id, r[0], orjson.loads(r[1]), r[2]) for r in rows]
+        return [MessageRow(seq, created_at, message) for seq, message, created_at in rows]
 
     async def replace_conversation(
         self,

@@ -47,6 +47,7 @@ from memstore.core.records import (
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessageRow,
     MessagesWrite,
     Page,
     ToolUsageRecord,
@@ -1243,6 +1244,20 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
     ) -> list[MessageRecord]:
         return await self._read(
             lambda b: b.load_messages(
+                namespace, conversation_id, limit=limit, before_seq=before_seq
+            )
+        )
+
+    async def load_message_rows(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRow]:
+        return await self._read(
+            lambda b: b.load_message_rows(
                 namespace, conversation_id, limit=limit, before_seq=before_seq
             )
         )

@@ -48,6 +48,7 @@ from memstore.core.records import (
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessageRow,
     MessagesWrite,
     Page,
     ToolUsageRecord,
@@ -713,6 +714,20 @@ class SealedBackend(DistributedMemoryBackend):
             namespace, conversation_id, limit=limit, before_seq=before_seq
         )
         return [await self._open_message(namespace, r) for r in records]
+
+    async def load_message_rows(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRow]:
+        # The stored rows hold envelopes: the contract's default serialises the opened
+        # messages instead.
+        return await super().load_message_rows(
+            namespace, conversation_id, limit=limit, before_seq=before_seq
+        )
 
     async def pop_message(self, namespace: str, conversation_id: str) -> MessageRecord | None:
         record = await self.inner.pop_message(namespace, conversation_id)

@@ -115,6 +115,23 @@ class EmbeddedSettings(StoreSettings):
     # only hears of its own writes. True lets several processes open it, each of them
     # serving the others' writes up to the cache TTL late.
     embedded_shared: bool = Field(False, validation_alias=_env("MEMSTORE_EMBEDDED_SHARED"))
+    # SQLite's page size for a file this process creates (an existing file keeps its own).
+    # 8 KiB keeps a row of up to ~2 KB (a 1 KB entity and its key) on its B-tree leaf; with
+    # SQLite's 4 KiB default such a row spills to an overflow page of its own, so a 1 KB
+    # entity takes ~4.7 KB of file and a read one more page (bench/README.md, "Growth").
+    embedded_page_size: int = Field(8192, validation_alias=_env("MEMSTORE_EMBEDDED_PAGE_SIZE"))
+    # Bytes of the file each connection reads through a memory map instead of read(2)
+    # calls (SQLite's mmap_size; 0 turns it off; SQLite caps it at its build's maximum).
+    embedded_mmap_size: int = Field(
+        1 << 31, ge=0, validation_alias=_env("MEMSTORE_EMBEDDED_MMAP_SIZE")
+    )
+
+    @field_validator("embedded_page_size")
+    @classmethod
+    def _sqlite_page_size(cls, value: int) -> int:
+        if not 512 <= value <= 65536 or value & (value - 1):
+            raise ValueError("a power of two from 512 to 65536 (SQLite's page sizes)")
+        return value
 
 
 class RedisSettings(StoreSettings):

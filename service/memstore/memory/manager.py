@@ -79,6 +79,7 @@ from memstore.core.records import (
     MemorySummary,
     MessageHit,
     MessageRecord,
+    MessageRow,
     MessagesWrite,
     Page,
     SearchPage,
@@ -927,6 +928,25 @@ class DistributedMemoryManager(MemoryAPI):
         return await self._run(
             "load_messages",
             lambda: self.backend.load_messages(self.namespace, cid, limit=n, before_seq=before_seq),
+        )
+
+    async def load_message_rows(
+        self,
+        conversation_id: str | None = None,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRow]:
+        """``load_messages`` with each message's JSON unparsed, as the backend holds it:
+        what the HTTP API answers with (``MessageRow.to_dict``)."""
+        cid = check_conversation_id(conversation_id)
+        n = None if limit is None else self._limit(limit)
+        before_seq = check_before(before_seq)
+        return await self._run(
+            "load_messages",
+            lambda: self.backend.load_message_rows(
+                self.namespace, cid, limit=n, before_seq=before_seq
+            ),
         )
 
     async def save_conversation_history(

@@ -877,16 +877,16 @@ async def get_messages(request: web.Request) -> web.Response:
         limit = manager.settings.default_page_size
     cid = request.match_info["conversation_id"]
     before = query_int(request, "before")
-    records = await manager.load_messages(cid, limit=limit, before_seq=before)
-    if not records and (before is None or not await manager.load_messages(cid, limit=1)):
+    rows = await manager.load_message_rows(cid, limit=limit, before_seq=before)
+    if not rows and (before is None or not await manager.load_messages(cid, limit=1)):
         # A conversation is its messages: none means it was never written or was deleted,
         # and a deleted resource reads as 404 like an entity does, whatever page is asked
         # for (the client and the manager read it as an empty history). A page before the
         # first message of a conversation that has messages is 200 with no items.
         raise NotFoundError(f"conversation {cid} does not exist")
     # seq is contiguous from 1, so older messages exist exactly when the first seq > 1.
-    next_before = records[0].seq if records and records[0].seq > 1 else None
-    return json_response({"items": [m.to_dict() for m in records], "next_before": next_before})
+    next_before = rows[0].seq if rows and rows[0].seq > 1 else None
+    return json_response({"items": [m.to_dict(cid) for m in rows], "next_before": next_before})
 
 
 async def append_messages(request: web.Request) -> web.Response:

@@ -79,6 +79,7 @@ from memstore.core.records import (
     JSONObject,
     MemorySummary,
     MessageRecord,
+    MessageRow,
     MessagesWrite,
     Page,
     ToolUsageRecord,
@@ -489,10 +490,14 @@ def _revision_of(conversation_id: str, revision: int, value: bytes) -> Conversat
     )
 
 
-def _message_of(conversation_id: str, item: bytes) -> MessageRecord:
+def _message_row(item: bytes) -> MessageRow:
     """A message list item, "<seq>\\n<created_at>\\n<message JSON>" (append_messages.lua)."""
     seq, ts, raw = item.split(b"\n", 2)
-    return MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
+    return MessageRow(int(seq), float(ts), raw)
+
+
+def _message_of(conversation_id: str, item: bytes) -> MessageRecord:
+    return _message_row(item).record(conversation_id)
 
 
 #: Ids a retention scan examines per script call: bounds how long one call holds Redis.
@@ -1235,6 +1240,19 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         limit: int | None = None,
         before_seq: int | None = None,
     ) -> list[MessageRecord]:
+        rows = await self.load_message_rows(
+            namespace, conversation_id, limit=limit, before_seq=before_seq
+        )
+        return [row.record(conversation_id) for row in rows]
+
+    async def load_message_rows(
+        self,
+        namespace: str,
+        conversation_id: str,
+        *,
+        limit: int | None = None,
+        before_seq: int | None = None,
+    ) -> list[MessageRow]:
         key = self._conversation_keys(namespace, conversation_id)[1]
         grouped = limit is not None and limit <= _GROUPED_MESSAGES_MAX
         if before_seq is None:
@@ -1250,7 +1268,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 [before_seq, limit if limit is not None else ""],
                 grouped=grouped,
             )
-        return [_message_of(conversation_id, item) for item in items]
+        return [_message_row(item) for item in items]
 
     async def replace_conversation(
         self,

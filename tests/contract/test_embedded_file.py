@@ -1,0 +1,109 @@
+"""The embedded backend's file: the page size a new file gets (and an existing one keeps),
+whether a 1 KB entity stays on its B-tree page, the memory map, and the settings' errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from memstore.backends.embedded import EmbeddedMemoryBackend
+from memstore.core.settings import Settings
+
+NS = "file"
+
+
+def _settings(path: Path, **overrides: int) -> Settings:
+    settings = Settings(memory_type="embedded", data_path=path)
+    return settings.model_copy(update=overrides)
+
+
+def _pragma(path: Path, name: str) -> int:
+    with sqlite3.connect(path) as conn:
+        value = conn.execute(f"PRAGMA {name}").fetchone()[0]
+    assert isinstance(value, int)
+    return value
+
+
+async def _fill(settings: Settings, count: int) -> EmbeddedMemoryBackend:
+    backend = EmbeddedMemoryBackend(settings)
+    await backend.connect()
+    for i in range(count):
+        await backend.save_entity(NS, "doc", f"d{i}", {"text": "x" * 1000, "i": i})
+    return backend
+
+
+async def test_a_new_file_gets_the_page_size_and_an_entity_stays_on_its_page(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "memstore.db"
+    backend = await _fill(_settings(path), 200)
+    try:
+        record = await backend.load_entity(NS, "doc", "d7")
+        assert record is not None and record.data["i"] == 7
+    finally:
+        await backend.close()
+    assert _pragma(path, "page_size") == 8192
+    with sqlite3.connect(path) as conn:
+        # the dbstat table lists each page with its kind: no entity row spilled to an
+        # overflow page (with 4 KiB pages each of these rows has one of its own)
+        overflow = conn.execute(
+            "SELECT count(*) FROM dbstat WHERE name = 'entities' AND pagetype = 'overflow'"
+        ).fetchone()[0]
+    assert overflow == 0
+
+
+async def test_with_4_kib_pages_a_1_kb_entity_spills_to_an_overflow_page(tmp_path: Path) -> None:
+    # The other side of the test above: what the default of SQLite costs.
+    path = tmp_path / "memstore.db"
+    backend = await _fill(_settings(path, embedded_page_size=4096), 50)
+    await backend.close()
+    assert _pragma(path, "page_size") == 4096
+    with sqlite3.connect(path) as conn:
+        overflow = conn.execute(
+            "SELECT count(*) FROM dbstat WHERE name = 'entities' AND pagetype = 'overflow'"
+        ).fetchone()[0]
+    assert overflow >= 50
+
+
+async def test_an_existing_file_keeps_its_page_size_and_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "memstore.db"
+    backend = await _fill(_settings(path, embedded_page_size=4096), 20)
+    await backend.close()
+    reopened = EmbeddedMemoryBackend(_settings(path, embedded_page_size=16384))
+    await reopened.connect()
+    try:
+        record = await reopened.load_entity(NS, "doc", "d19")
+        assert record is not None and record.data["i"] == 19
+        await reopened.save_entity(NS, "doc", "new", {"text": "y"})
+    finally:
+        await reopened.close()
+    assert _pragma(path, "page_size") == 4096
+
+
+async def test_the_connections_read_through_the_memory_map(tmp_path: Path) -> None:
+    backend = await _fill(_settings(tmp_path / "memstore.db", embedded_mmap_size=1 << 24), 1)
+    try:
+        for thread in (backend._writer, backend._reader):
+            assert thread is not None
+            sizes = await thread.call(lambda conn: conn.execute("PRAGMA mmap_size").fetchone())
+            assert sizes == (1 << 24,)
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize("size", ["4000", "256", "131072", "0", "-8192", "big"])
+def test_a_page_size_sqlite_does_not_have_is_refused(
+    size: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEMSTORE_EMBEDDED_PAGE_SIZE", size)
+    with pytest.raises(ValidationError, match="MEMSTORE_EMBEDDED_PAGE_SIZE"):
+        Settings()
+
+
+def test_a_negative_memory_map_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMSTORE_EMBEDDED_MMAP_SIZE", "-1")
+    with pytest.raises(ValidationError, match="MEMSTORE_EMBEDDED_MMAP_SIZE"):
+        Settings()
