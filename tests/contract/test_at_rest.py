@@ -291,7 +291,9 @@ async def read_everything(backend: DistributedMemoryBackend, ns: str, secret: st
     assert [m.message["content"] for m in messages] == [f"{secret} {UNICODE}", "ok"]
     # what the HTTP API answers with: the opened messages, never the stored envelopes
     rows = await backend.load_message_rows(ns, "c1", limit=10)
-    assert [row.record("c1") for row in rows] == messages
+    assert [(r.seq, orjson.loads(r.message_json)) for r in rows] == [
+        (m.seq, m.message) for m in messages
+    ]
     uses = await backend.query_tool_usage(ns, limit=10)
     assert [u.input for u in uses.items] == [{"query": secret}]
     assert uses.items[0].output == big_payload(8) | {"echo": secret}

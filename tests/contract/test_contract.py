@@ -16,7 +16,7 @@ import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.core.errors import ConflictError, InvalidInputError
-from memstore.core.records import FeedbackRecord, ToolUsageRecord
+from memstore.core.records import FeedbackRecord, MessageRecord, ToolUsageRecord
 
 
 @pytest.fixture
@@ -316,7 +316,9 @@ async def test_message_rows_are_the_messages_with_their_json_as_stored(
     await backend.append_messages(ns, "rows", MESSAGE_SHAPES)
     records = await backend.load_messages(ns, "rows", limit=limit, before_seq=before_seq)
     rows = await backend.load_message_rows(ns, "rows", limit=limit, before_seq=before_seq)
-    assert [row.record("rows") for row in rows] == records
+    assert [
+        MessageRecord("rows", r.seq, orjson.loads(r.message_json), r.created_at) for r in rows
+    ] == records
     # the answer built from the rows is the JSON the records would give
     assert orjson.loads(orjson.dumps([row.to_dict("rows") for row in rows])) == [
         r.to_dict() for r in records

@@ -15,8 +15,7 @@ MESSAGE = {"role": "user", "content": "héllo ✓", "n": [1, 2.5, None], "o": {"
 def test_a_row_answers_with_every_field_of_the_record_and_the_same_json() -> None:
     for stored in (orjson.dumps(MESSAGE), orjson.dumps(MESSAGE).decode()):
         row = MessageRow(7, 1_767_225_600.25, stored)
-        record = row.record("c1")
-        assert record == MessageRecord("c1", 7, MESSAGE, 1_767_225_600.25)
+        record = MessageRecord("c1", 7, MESSAGE, 1_767_225_600.25)
         answer = row.to_dict("c1")
         # same keys in the same order as the record's, so a field added to MessageRecord
         # fails here until the row carries it too

@@ -1326,10 +1326,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         limit: int | None = None,
         before_seq: int | None = None,
     ) -> list[MessageRecord]:
-        rows = await self.load_message_rows(
-            namespace, conversation_id, limit=limit, before_seq=before_seq
-        )
-        return [row.record(conversation_id) for row in rows]
+        rows = await self._stored_messages(namespace, conversation_id, limit, before_seq)
+        return [MessageRecord(conversation_id, s, orjson.loads(m), t) for s, t, m in rows]
 
     async def load_message_rows(
         self,
@@ -1339,21 +1337,28 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         limit: int | None = None,
         before_seq: int | None = None,
     ) -> list[MessageRow]:
+        rows = await self._stored_messages(namespace, conversation_id, limit, before_seq)
+        return [MessageRow(s, t, m) for s, t, m in rows]
+
+    async def _stored_messages(
+        self, namespace: str, conversation_id: str, limit: int | None, before_seq: int | None
+    ) -> list[tuple[int, float, bytes]]:
+        """``load_messages``' rows as stored: seq, time, message JSON."""
         bound = before_seq if before_seq is not None else 2**62
         if limit is None:
             rows = await self._fetchall(
-                "SELECT seq, message, created_at FROM messages WHERE ns = ? "
+                "SELECT seq, created_at, message FROM messages WHERE ns = ? "
                 "AND conversation_id = ? AND seq < ? ORDER BY seq",
                 (namespace, conversation_id, bound),
             )
         else:
             rows = await self._fetchall(
-                "SELECT seq, message, created_at FROM messages WHERE ns = ? "
+                "SELECT seq, created_at, message FROM messages WHERE ns = ? "
                 "AND conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
                 (namespace, conversation_id, bound, limit),
             )
             rows.reverse()
-        return [MessageRow(seq, created_at, message) for seq, message, created_at in rows]
+        return rows
 
     async def replace_conversation(
         self,

@@ -116,14 +116,9 @@ class MessageRow(NamedTuple):
     #: The message's JSON text, as stored.
     message_json: bytes | str
 
-    def record(self, conversation_id: str) -> MessageRecord:
-        return MessageRecord(
-            conversation_id, self.seq, orjson.loads(self.message_json), self.created_at
-        )
-
     def to_dict(self, conversation_id: str) -> JSONObject:
-        """``record(conversation_id).to_dict()``, serialised to the same JSON by orjson,
-        with the message left as it is stored."""
+        """The ``MessageRecord.to_dict()`` of this message in ``conversation_id``, which
+        orjson serialises to the same JSON, with the message as it is stored."""
         return {
             "conversation_id": conversation_id,
             "seq": self.seq,

@@ -497,7 +497,10 @@ def _message_row(item: bytes) -> MessageRow:
 
 
 def _message_of(conversation_id: str, item: bytes) -> MessageRecord:
-    return _message_row(item).record(conversation_id)
+    # Not through ``_message_row``: in process, a row per message cost a page of 50
+    # messages ~15 µs more (~25%).
+    seq, ts, raw = item.split(b"\n", 2)
+    return MessageRecord(conversation_id, int(seq), orjson.loads(raw), float(ts))
 
 
 #: Ids a retention scan examines per script call: bounds how long one call holds Redis.
@@ -1240,10 +1243,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         limit: int | None = None,
         before_seq: int | None = None,
     ) -> list[MessageRecord]:
-        rows = await self.load_message_rows(
-            namespace, conversation_id, limit=limit, before_seq=before_seq
-        )
-        return [row.record(conversation_id) for row in rows]
+        items = await self._message_items(namespace, conversation_id, limit, before_seq)
+        return [_message_of(conversation_id, item) for item in items]
 
     async def load_message_rows(
         self,
@@ -1253,6 +1254,13 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         limit: int | None = None,
         before_seq: int | None = None,
     ) -> list[MessageRow]:
+        items = await self._message_items(namespace, conversation_id, limit, before_seq)
+        return [_message_row(item) for item in items]
+
+    async def _message_items(
+        self, namespace: str, conversation_id: str, limit: int | None, before_seq: int | None
+    ) -> list[bytes]:
+        """``load_messages``' list items as stored (``_message_row``'s format)."""
         key = self._conversation_keys(namespace, conversation_id)[1]
         grouped = limit is not None and limit <= _GROUPED_MESSAGES_MAX
         if before_seq is None:
@@ -1268,7 +1276,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
                 [before_seq, limit if limit is not None else ""],
                 grouped=grouped,
             )
-        return [_message_row(item) for item in items]
+        return list(items)
 
     async def replace_conversation(
         self,
