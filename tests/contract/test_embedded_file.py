@@ -27,6 +27,16 @@ def _pragma(path: Path, name: str) -> int:
     return value
 
 
+def _overflow_pages(path: Path) -> int:
+    """Overflow pages of the entities table (the dbstat table lists each page and its kind)."""
+    with sqlite3.connect(path) as conn:
+        count = conn.execute(
+            "SELECT count(*) FROM dbstat WHERE name = 'entities' AND pagetype = 'overflow'"
+        ).fetchone()[0]
+    assert isinstance(count, int)
+    return count
+
+
 async def _fill(settings: Settings, count: int) -> EmbeddedMemoryBackend:
     backend = EmbeddedMemoryBackend(settings)
     await backend.connect()
@@ -46,13 +56,8 @@ async def test_a_new_file_gets_the_page_size_and_an_entity_stays_on_its_page(
     finally:
         await backend.close()
     assert _pragma(path, "page_size") == 8192
-    with sqlite3.connect(path) as conn:
-        # the dbstat table lists each page with its kind: no entity row spilled to an
-        # overflow page (with 4 KiB pages each of these rows has one of its own)
-        overflow = conn.execute(
-            "SELECT count(*) FROM dbstat WHERE name = 'entities' AND pagetype = 'overflow'"
-        ).fetchone()[0]
-    assert overflow == 0
+    # no entity row spilled to an overflow page (with 4 KiB pages each has one of its own)
+    assert _overflow_pages(path) == 0
 
 
 async def test_with_4_kib_pages_a_1_kb_entity_spills_to_an_overflow_page(tmp_path: Path) -> None:
@@ -61,11 +66,7 @@ async def test_with_4_kib_pages_a_1_kb_entity_spills_to_an_overflow_page(tmp_pat
     backend = await _fill(_settings(path, embedded_page_size=4096), 50)
     await backend.close()
     assert _pragma(path, "page_size") == 4096
-    with sqlite3.connect(path) as conn:
-        overflow = conn.execute(
-            "SELECT count(*) FROM dbstat WHERE name = 'entities' AND pagetype = 'overflow'"
-        ).fetchone()[0]
-    assert overflow >= 50
+    assert _overflow_pages(path) >= 50
 
 
 async def test_an_existing_file_keeps_its_page_size_and_its_data(tmp_path: Path) -> None:
