@@ -43,6 +43,44 @@ def test_a_secondary_that_is_the_primary_is_refused() -> None:
         Settings().secondary_settings({})
 
 
+@pytest.mark.parametrize(
+    ("primary", "secondary_env"),
+    [
+        # only how the store is used differs, not which store it is
+        ({"memory_type": "redis"}, {"MEMSTORE_SECONDARY_REDIS_SOCKET_TIMEOUT_SECONDS": "9"}),
+        ({"memory_type": "embedded"}, {"MEMSTORE_SECONDARY_EMBEDDED_PAGE_SIZE": "16384"}),
+        ({"memory_type": "embedded"}, {"MEMSTORE_SECONDARY_EMBEDDED_SYNCHRONOUS": "full"}),
+        # the same URI given again under the prefix
+        (
+            {"memory_type": "mongodb", "mongodb_uri": "mongodb://m.example:27017/"},
+            {"MEMSTORE_SECONDARY_MONGODB_URI": "mongodb://m.example:27017/"},
+        ),
+    ],
+)
+def test_a_secondary_naming_the_primary_store_is_refused_whatever_else_differs(
+    primary: dict[str, str], secondary_env: dict[str, str]
+) -> None:
+    settings = Settings(secondary_backend=primary["memory_type"], **primary)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="the secondary backend is the primary itself"):
+        settings.secondary_settings(secondary_env)
+
+
+@pytest.mark.parametrize(
+    ("primary", "secondary_env"),
+    [
+        ({"memory_type": "redis"}, {"MEMSTORE_SECONDARY_REDIS_PORT": "6380"}),
+        ({"memory_type": "redis"}, {"MEMSTORE_SECONDARY_REDIS_PREFIX": "copy:"}),
+        ({"memory_type": "embedded"}, {"MEMSTORE_SECONDARY_DATA_PATH": "/tmp/other.db"}),
+        ({"memory_type": "mongodb"}, {"MEMSTORE_SECONDARY_MONGODB_DB": "copy"}),
+    ],
+)
+def test_a_secondary_naming_another_store_is_taken(
+    primary: dict[str, str], secondary_env: dict[str, str]
+) -> None:
+    settings = Settings(secondary_backend=primary["memory_type"], **primary)  # type: ignore[arg-type]
+    assert settings.secondary_settings(secondary_env).memory_type == primary["memory_type"]
+
+
 def test_an_unknown_secondary_or_mode_is_a_settings_error() -> None:
     with pytest.raises(ValueError, match="secondary_backend"):
         Settings(secondary_backend="cassandra")

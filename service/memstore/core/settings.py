@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -104,6 +104,9 @@ class StoreSettings(_Slice):
 class EmbeddedSettings(StoreSettings):
     """The embedded (SQLite) backend."""
 
+    #: The settings that say which store this is (the others tune how it is used).
+    STORE_IDENTITY: ClassVar[tuple[str, ...]] = ("data_path",)
+
     data_path: Path = Field(
         Path("memstore-data/memstore.db"), validation_alias=_env("MEMSTORE_DATA_PATH")
     )
@@ -136,6 +139,14 @@ class EmbeddedSettings(StoreSettings):
 
 class RedisSettings(StoreSettings):
     """The Redis backend (standalone or Cluster)."""
+
+    STORE_IDENTITY: ClassVar[tuple[str, ...]] = (
+        "redis_host",
+        "redis_port",
+        "redis_db",
+        "redis_cluster_nodes",
+        "effective_redis_prefix",
+    )
 
     redis_host: str = Field("localhost", validation_alias=_env("REDIS_HOST"))
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT"))
@@ -240,6 +251,8 @@ class RedisSettings(StoreSettings):
 
 class MongoDBSettings(StoreSettings):
     """The MongoDB backend."""
+
+    STORE_IDENTITY: ClassVar[tuple[str, ...]] = ("mongodb_uri", "mongodb_db")
 
     mongodb_uri: SecretStr = Field(
         SecretStr("mongodb://localhost:27017/"), validation_alias=_env("MONGODB_URI")
@@ -708,14 +721,18 @@ class Settings(
                     if key in env:
                         values[name] = env[key]
                         break
-        slices: dict[str, type[StoreSettings]] = {
+        slices: dict[str, type[EmbeddedSettings | RedisSettings | MongoDBSettings]] = {
             "embedded": EmbeddedSettings,
             "redis": RedisSettings,
             "mongodb": MongoDBSettings,
         }
-        own = slices[self.secondary_backend]
-        if values["memory_type"] == self.memory_type and all(
-            values[n] == getattr(self, n) for n in own.model_fields if n not in shared
+        secondary = type(self).model_validate(values)
+        # Compared as validated settings (a URI from the environment is a SecretStr like
+        # the primary's), and only what names the store: a secondary differing from the
+        # primary in a timeout or a page size alone is the same store.
+        identity = slices[self.secondary_backend].STORE_IDENTITY
+        if secondary.memory_type == self.memory_type and all(
+            getattr(secondary, n) == getattr(self, n) for n in identity
         ):
             from memstore.core.errors import ConfigurationError
 
@@ -723,7 +740,7 @@ class Settings(
                 "the secondary backend is the primary itself: set its MEMSTORE_SECONDARY_* "
                 "connection settings (e.g. MEMSTORE_SECONDARY_MONGODB_URI)"
             )
-        return type(self).model_validate(values)
+        return secondary
 
     @classmethod
     def from_seed_config(
