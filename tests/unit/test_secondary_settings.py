@@ -55,6 +55,20 @@ def test_a_secondary_that_is_the_primary_is_refused() -> None:
             {"memory_type": "mongodb", "mongodb_uri": "mongodb://m.example:27017/"},
             {"MEMSTORE_SECONDARY_MONGODB_URI": "mongodb://m.example:27017/"},
         ),
+        # a cluster ignores host and db; its nodes in another order are the same cluster
+        (
+            {"memory_type": "redis", "redis_cluster_nodes": "a:1,b:2"},
+            {"MEMSTORE_SECONDARY_REDIS_HOST": "other", "MEMSTORE_SECONDARY_REDIS_DB": "1"},
+        ),
+        (
+            {"memory_type": "redis", "redis_cluster_nodes": "a:1,b:2"},
+            {"MEMSTORE_SECONDARY_REDIS_CLUSTER_NODES": "b:2, a:1"},
+        ),
+        # the same file under another spelling
+        (
+            {"memory_type": "embedded", "data_path": "memstore-data/memstore.db"},
+            {"MEMSTORE_SECONDARY_DATA_PATH": "memstore-data/../memstore-data/memstore.db"},
+        ),
     ],
 )
 def test_a_secondary_naming_the_primary_store_is_refused_whatever_else_differs(
@@ -72,6 +86,10 @@ def test_a_secondary_naming_the_primary_store_is_refused_whatever_else_differs(
         ({"memory_type": "redis"}, {"MEMSTORE_SECONDARY_REDIS_PREFIX": "copy:"}),
         ({"memory_type": "embedded"}, {"MEMSTORE_SECONDARY_DATA_PATH": "/tmp/other.db"}),
         ({"memory_type": "mongodb"}, {"MEMSTORE_SECONDARY_MONGODB_DB": "copy"}),
+        (
+            {"memory_type": "redis", "redis_cluster_nodes": "a:1,b:2"},
+            {"MEMSTORE_SECONDARY_REDIS_CLUSTER_NODES": "c:3,d:4"},
+        ),
     ],
 )
 def test_a_secondary_naming_another_store_is_taken(

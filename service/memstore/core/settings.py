@@ -12,9 +12,9 @@ never show in a repr or a log line.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -104,8 +104,9 @@ class StoreSettings(_Slice):
 class EmbeddedSettings(StoreSettings):
     """The embedded (SQLite) backend."""
 
-    #: The settings that say which store this is (the others tune how it is used).
-    STORE_IDENTITY: ClassVar[tuple[str, ...]] = ("data_path",)
+    def embedded_store_key(self) -> tuple[object, ...]:
+        """What names the store (the other settings tune how it is used): the file."""
+        return (self.data_path.expanduser().resolve(),)
 
     data_path: Path = Field(
         Path("memstore-data/memstore.db"), validation_alias=_env("MEMSTORE_DATA_PATH")
@@ -140,13 +141,13 @@ class EmbeddedSettings(StoreSettings):
 class RedisSettings(StoreSettings):
     """The Redis backend (standalone or Cluster)."""
 
-    STORE_IDENTITY: ClassVar[tuple[str, ...]] = (
-        "redis_host",
-        "redis_port",
-        "redis_db",
-        "redis_cluster_nodes",
-        "effective_redis_prefix",
-    )
+    def redis_store_key(self) -> tuple[object, ...]:
+        """What names the store: the cluster's nodes (host, port and db are not used on a
+        cluster) or the server and database, and the key prefix."""
+        nodes = frozenset(n.strip() for n in self.redis_cluster_nodes.split(",") if n.strip())
+        if nodes:
+            return ("cluster", nodes, self.effective_redis_prefix)
+        return (self.redis_host, self.redis_port, self.redis_db, self.effective_redis_prefix)
 
     redis_host: str = Field("localhost", validation_alias=_env("REDIS_HOST"))
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT"))
@@ -252,7 +253,9 @@ class RedisSettings(StoreSettings):
 class MongoDBSettings(StoreSettings):
     """The MongoDB backend."""
 
-    STORE_IDENTITY: ClassVar[tuple[str, ...]] = ("mongodb_uri", "mongodb_db")
+    def mongodb_store_key(self) -> tuple[object, ...]:
+        """What names the store: the URI and the database."""
+        return (self.mongodb_uri, self.mongodb_db)
 
     mongodb_uri: SecretStr = Field(
         SecretStr("mongodb://localhost:27017/"), validation_alias=_env("MONGODB_URI")
@@ -721,19 +724,17 @@ class Settings(
                     if key in env:
                         values[name] = env[key]
                         break
-        slices: dict[str, type[EmbeddedSettings | RedisSettings | MongoDBSettings]] = {
-            "embedded": EmbeddedSettings,
-            "redis": RedisSettings,
-            "mongodb": MongoDBSettings,
-        }
         secondary = type(self).model_validate(values)
         # Compared as validated settings (a URI from the environment is a SecretStr like
         # the primary's), and only what names the store: a secondary differing from the
         # primary in a timeout or a page size alone is the same store.
-        identity = slices[self.secondary_backend].STORE_IDENTITY
-        if secondary.memory_type == self.memory_type and all(
-            getattr(secondary, n) == getattr(self, n) for n in identity
-        ):
+        store_keys: dict[str, Callable[[Settings], tuple[object, ...]]] = {
+            "embedded": lambda s: s.embedded_store_key(),
+            "redis": lambda s: s.redis_store_key(),
+            "mongodb": lambda s: s.mongodb_store_key(),
+        }
+        store_key = store_keys[self.secondary_backend]
+        if secondary.memory_type == self.memory_type and store_key(secondary) == store_key(self):
             from memstore.core.errors import ConfigurationError
 
             raise ConfigurationError(
