@@ -180,3 +180,17 @@ async def test_the_read_recorder_survives_any_failure(embedded_settings: Setting
             assert reads.pending == 0
         finally:
             await reads.stop()
+
+
+def test_policies_in_both_the_variable_and_a_file_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "retention.yaml"
+    path.write_text("default:\n  tool_usage_max_age_seconds: 604800\n")
+    monkeypatch.setenv("MEMSTORE_RETENTION_FILE", str(path))
+    monkeypatch.setenv("MEMSTORE_RETENTION", '{"default": {"tool_usage_max_age_seconds": 5}}')
+    with pytest.raises(ValidationError, match="not both"):
+        Settings()
+    # an empty MEMSTORE_RETENTION beside a file is no conflict
+    monkeypatch.setenv("MEMSTORE_RETENTION", "{}")
+    assert Settings().retention.default.tool_usage_max_age_seconds == 604800

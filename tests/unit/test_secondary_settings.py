@@ -3,6 +3,8 @@ under ``MEMSTORE_SECONDARY_``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from memstore.core.errors import ConfigurationError
@@ -97,6 +99,18 @@ def test_a_secondary_naming_another_store_is_taken(
 ) -> None:
     settings = Settings(secondary_backend=primary["memory_type"], **primary)  # type: ignore[arg-type]
     assert settings.secondary_settings(secondary_env).memory_type == primary["memory_type"]
+
+
+def test_a_primary_with_a_retention_file_has_a_secondary_with_its_policies(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "retention.yaml"
+    path.write_text("namespaces:\n  team-a:\n    conversation_max_messages: 500\n")
+    primary = Settings(memory_type="redis", secondary_backend="mongodb", retention_file=path)
+    secondary = primary.secondary_settings({})
+    assert secondary.memory_type == "mongodb"
+    assert secondary.retention == primary.retention
+    assert secondary.retention.policy_for("team-a").conversation_max_messages == 500
 
 
 def test_an_unknown_secondary_or_mode_is_a_settings_error() -> None:

@@ -659,7 +659,9 @@ class RetentionSettings(_Slice):
     def _load_retention_file(self) -> RetentionSettings:
         if self.retention_file is None:
             return self
-        if not self.retention.empty:
+        # Only policies given as such conflict with the file: ``model_validate`` runs this
+        # validator again on the instance whose ``retention`` it already loaded.
+        if "retention" in self.model_fields_set and not self.retention.empty:
             raise ValueError("set MEMSTORE_RETENTION or MEMSTORE_RETENTION_FILE, not both")
         import yaml  # JSON is YAML: one parser reads both
 
@@ -713,6 +715,9 @@ class Settings(
         env = os.environ if environ is None else environ
         shared = set(StoreSettings.model_fields)
         values: dict[str, Any] = dict(self)
+        if self.retention_file is not None:
+            # ``retention`` holds the file's policies, which validation loads again
+            del values["retention"]
         values["memory_type"] = self.secondary_backend
         values["secondary_backend"] = None
         for slice_cls in (EmbeddedSettings, RedisSettings, MongoDBSettings):
