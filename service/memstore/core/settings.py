@@ -12,7 +12,7 @@ never show in a repr or a log line.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -104,10 +104,6 @@ class StoreSettings(_Slice):
 class EmbeddedSettings(StoreSettings):
     """The embedded (SQLite) backend."""
 
-    def embedded_store_key(self) -> tuple[object, ...]:
-        """What names the store (the other settings tune how it is used): the file."""
-        return (self.data_path.expanduser().resolve(),)
-
     data_path: Path = Field(
         Path("memstore-data/memstore.db"), validation_alias=_env("MEMSTORE_DATA_PATH")
     )
@@ -137,17 +133,13 @@ class EmbeddedSettings(StoreSettings):
             raise ValueError("a power of two from 512 to 65536 (SQLite's page sizes)")
         return value
 
+    def embedded_store_key(self) -> tuple[object, ...]:
+        """What names the store (the other settings tune how it is used): the file."""
+        return (self.data_path.expanduser().resolve(),)
+
 
 class RedisSettings(StoreSettings):
     """The Redis backend (standalone or Cluster)."""
-
-    def redis_store_key(self) -> tuple[object, ...]:
-        """What names the store: the cluster's nodes (host, port and db are not used on a
-        cluster) or the server and database, and the key prefix."""
-        nodes = frozenset(n.strip() for n in self.redis_cluster_nodes.split(",") if n.strip())
-        if nodes:
-            return ("cluster", nodes, self.effective_redis_prefix)
-        return (self.redis_host, self.redis_port, self.redis_db, self.effective_redis_prefix)
 
     redis_host: str = Field("localhost", validation_alias=_env("REDIS_HOST"))
     redis_port: int = Field(6379, ge=1, le=65535, validation_alias=_env("REDIS_PORT"))
@@ -249,13 +241,17 @@ class RedisSettings(StoreSettings):
     def effective_redis_prefix(self) -> str:
         return self.redis_prefix if self.redis_prefix is not None else f"{self.memory_namespace}:"
 
+    def redis_store_key(self) -> tuple[object, ...]:
+        """What names the store: the cluster's nodes (host, port and db are not used on a
+        cluster) or the server and database, and the key prefix."""
+        nodes = frozenset(n.strip() for n in self.redis_cluster_nodes.split(",") if n.strip())
+        if nodes:
+            return ("cluster", nodes, self.effective_redis_prefix)
+        return (self.redis_host, self.redis_port, self.redis_db, self.effective_redis_prefix)
+
 
 class MongoDBSettings(StoreSettings):
     """The MongoDB backend."""
-
-    def mongodb_store_key(self) -> tuple[object, ...]:
-        """What names the store: the URI and the database."""
-        return (self.mongodb_uri, self.mongodb_db)
 
     mongodb_uri: SecretStr = Field(
         SecretStr("mongodb://localhost:27017/"), validation_alias=_env("MONGODB_URI")
@@ -287,6 +283,10 @@ class MongoDBSettings(StoreSettings):
     mongodb_server_selection_timeout_ms: int = Field(
         5_000, ge=1, validation_alias=_env("MEMSTORE_MONGODB_SERVER_SELECTION_TIMEOUT_MS")
     )
+
+    def mongodb_store_key(self) -> tuple[object, ...]:
+        """What names the store: the URI and the database."""
+        return (self.mongodb_uri, self.mongodb_db)
 
 
 class CacheSettings(_Slice):
@@ -703,6 +703,15 @@ class Settings(
         """Whether ``/ui`` is served: ``MEMSTORE_UI_ENABLED``, else only without auth."""
         return self.ui_enabled if self.ui_enabled is not None else not self.auth_enabled
 
+    def store_key(self) -> tuple[object, ...]:
+        """What names the store this backend type writes to; two settings with equal keys
+        share their data."""
+        if self.memory_type == "redis":
+            return ("redis", *self.redis_store_key())
+        if self.memory_type == "mongodb":
+            return ("mongodb", *self.mongodb_store_key())
+        return ("embedded", *self.embedded_store_key())
+
     def secondary_settings(self, environ: Mapping[str, str] | None = None) -> Settings:
         """The settings the secondary backend is built from: these, with
         ``MEMORY_TYPE`` = ``MEMSTORE_SECONDARY_BACKEND`` and each backend setting taken
@@ -733,13 +742,7 @@ class Settings(
         # Compared as validated settings (a URI from the environment is a SecretStr like
         # the primary's), and only what names the store: a secondary differing from the
         # primary in a timeout or a page size alone is the same store.
-        store_keys: dict[str, Callable[[Settings], tuple[object, ...]]] = {
-            "embedded": lambda s: s.embedded_store_key(),
-            "redis": lambda s: s.redis_store_key(),
-            "mongodb": lambda s: s.mongodb_store_key(),
-        }
-        store_key = store_keys[self.secondary_backend]
-        if secondary.memory_type == self.memory_type and store_key(secondary) == store_key(self):
+        if secondary.store_key() == self.store_key():
             from memstore.core.errors import ConfigurationError
 
             raise ConfigurationError(

@@ -922,12 +922,10 @@ class DistributedMemoryManager(MemoryAPI):
         before_seq: int | None = None,
     ) -> list[MessageRecord]:
         """Messages in order; ``limit`` = only the last N (before ``before_seq``)."""
-        cid = check_conversation_id(conversation_id)
-        n = None if limit is None else self._limit(limit)
-        before_seq = check_before(before_seq)
+        cid, n, before = self._message_page(conversation_id, limit, before_seq)
         return await self._run(
             "load_messages",
-            lambda: self.backend.load_messages(self.namespace, cid, limit=n, before_seq=before_seq),
+            lambda: self.backend.load_messages(self.namespace, cid, limit=n, before_seq=before),
         )
 
     async def load_message_rows(
@@ -939,15 +937,19 @@ class DistributedMemoryManager(MemoryAPI):
     ) -> list[MessageRow]:
         """``load_messages`` with each message's JSON unparsed, as the backend holds it:
         what the HTTP API answers with (``MessageRow.to_dict``)."""
-        cid = check_conversation_id(conversation_id)
-        n = None if limit is None else self._limit(limit)
-        before_seq = check_before(before_seq)
+        cid, n, before = self._message_page(conversation_id, limit, before_seq)
         return await self._run(
             "load_messages",
-            lambda: self.backend.load_message_rows(
-                self.namespace, cid, limit=n, before_seq=before_seq
-            ),
+            lambda: self.backend.load_message_rows(self.namespace, cid, limit=n, before_seq=before),
         )
+
+    def _message_page(
+        self, conversation_id: str | None, limit: int | None, before_seq: int | None
+    ) -> tuple[str, int | None, int | None]:
+        """The checked arguments of a message page: conversation, limit, ``before_seq``."""
+        cid = check_conversation_id(conversation_id)
+        n = None if limit is None else self._limit(limit)
+        return cid, n, check_before(before_seq)
 
     async def save_conversation_history(
         self, messages: list[JSONObject], conversation_id: str | None = None
