@@ -16,7 +16,13 @@ import pytest
 
 from memstore.backends.base import DistributedMemoryBackend
 from memstore.core.errors import ConflictError, InvalidInputError
-from memstore.core.records import FeedbackRecord, MessageRecord, ToolUsageRecord
+from memstore.core.records import (
+    EntityRecord,
+    EntityRow,
+    FeedbackRecord,
+    MessageRecord,
+    ToolUsageRecord,
+)
 
 
 @pytest.fixture
@@ -154,6 +160,57 @@ async def test_list_pagination_is_ordered_and_complete(
     assert empty.items == []
     assert empty.next_cursor is None
     assert await backend.get_entity_types(ns) == ["note", "other"]
+
+
+ENTITY_SHAPES: list[dict[str, Any]] = [
+    {"text": 'héllo ✓ 😀 \u0000 "quoted" \\ back', "n": [1, -2.5, 1e-7, 2**64 - 1, -(2**63)]},
+    {"o": {"$x": {}, "a.b": [[], [{}]]}, "t": True, "f": None},
+    {},
+]
+
+
+async def test_entity_rows_are_the_entities_with_their_json_as_stored(
+    backend: DistributedMemoryBackend, ns: str
+) -> None:
+    for i, data in enumerate(ENTITY_SHAPES * 3):
+        await backend.save_entity(ns, "row", f"r{i}", data, ttl=3600 if i % 2 else None)
+    await backend.save_entity(ns, "row", "r1", {"replaced": 1})  # version 2, no expiry
+    await backend.set_entity_pinned(ns, "row", "r2", True)
+    await backend.save_entity(ns, "row", "r0-gone", {"x": 1}, ttl=0.05)  # between r0, r1
+    await asyncio.sleep(0.2)
+    records: list[EntityRecord] = []
+    rows: list[EntityRow] = []
+    cursor: str | None = None
+    while True:
+        page = await backend.list_entities(ns, "row", limit=4, cursor=cursor)
+        row_page = await backend.list_entity_rows(ns, "row", limit=4, cursor=cursor)
+        assert row_page.next_cursor == page.next_cursor
+        records += page.items
+        rows += row_page.items
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert [r.id for r in records] == [f"r{i}" for i in range(9)]
+    assert [r.pinned for r in records].count(True) == 1
+    assert [
+        EntityRecord(
+            r.type,
+            r.id,
+            orjson.loads(r.data_json),
+            r.version,
+            r.created_at,
+            r.updated_at,
+            r.expires_at,
+            r.pinned,
+        )
+        for r in rows
+    ] == records
+    # the answer built from the rows is the JSON the records would give
+    assert orjson.loads(orjson.dumps([row.to_dict() for row in rows])) == [
+        r.to_dict() for r in records
+    ]
+    empty = await backend.list_entity_rows(ns, "nothing", limit=10)
+    assert empty.items == [] and empty.next_cursor is None
 
 
 async def test_pagination_survives_deletes_between_pages(

@@ -106,6 +106,7 @@ from memstore.core.records import (
     ConversationInfo,
     ConversationRevision,
     EntityRecord,
+    EntityRow,
     EntityVersion,
     EntityWrite,
     FeedbackRecord,
@@ -242,6 +243,15 @@ class DistributedMemoryBackend(abc.ABC):
         self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
     ) -> Page[EntityRecord]:
         """Entities of one type ordered by id."""
+
+    async def list_entity_rows(
+        self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
+    ) -> Page[EntityRow]:
+        """``list_entities``, each entity's data as its JSON text (what an HTTP answer
+        carries). This serialises what ``list_entities`` returns; a backend that stores
+        the data as JSON text returns it as stored instead."""
+        page = await self.list_entities(namespace, entity_type, limit=limit, cursor=cursor)
+        return Page([EntityRow.of(r) for r in page.items], page.next_cursor)
 
     @abc.abstractmethod
     async def get_entity_types(self, namespace: str) -> list[str]:

@@ -124,6 +124,7 @@ from memstore.core.records import (
     ConversationInfo,
     ConversationRevision,
     EntityRecord,
+    EntityRow,
     EntityVersion,
     EntityWrite,
     FeedbackRecord,
@@ -1324,12 +1325,28 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
     async def list_entities(
         self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
     ) -> Page[EntityRecord]:
-        rows = await self._fetchall(
+        rows = await self._stored_entities(namespace, entity_type, limit, cursor)
+        return build_page([_entity(r) for r in rows], limit, by_id)
+
+    async def list_entity_rows(
+        self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
+    ) -> Page[EntityRow]:
+        rows = await self._stored_entities(namespace, entity_type, limit, cursor)
+        return build_page(
+            [EntityRow(t, i, d, v, c, u, x, bool(p)) for t, i, d, v, c, u, x, p in rows],
+            limit,
+            by_id,
+        )
+
+    async def _stored_entities(
+        self, namespace: str, entity_type: str, limit: int, cursor: str | None
+    ) -> list[Any]:
+        """``list_entities``' rows as stored (``_ENTITY_COLUMNS``), one more than a page."""
+        return await self._fetchall(
             f"SELECT {_ENTITY_COLUMNS} FROM entities WHERE ns = ? AND type = ? AND id > ? "
             "AND (expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?",
             (namespace, entity_type, page_after_id(cursor) or "", time.time(), limit + 1),
         )
-        return build_page([_entity(r) for r in rows], limit, by_id)
 
     async def get_entity_types(self, namespace: str) -> list[str]:
         rows = await self._fetchall(

@@ -41,6 +41,7 @@ from memstore.core.records import (
     ConversationInfo,
     ConversationRevision,
     EntityRecord,
+    EntityRow,
     EntityVersion,
     EntityWrite,
     FeedbackRecord,
@@ -1167,6 +1168,13 @@ class ReplicatedMemoryBackend(DistributedMemoryBackend):
     ) -> Page[EntityRecord]:
         return await self._read(
             lambda b: b.list_entities(namespace, entity_type, limit=limit, cursor=cursor)
+        )
+
+    async def list_entity_rows(
+        self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
+    ) -> Page[EntityRow]:
+        return await self._read(
+            lambda b: b.list_entity_rows(namespace, entity_type, limit=limit, cursor=cursor)
         )
 
     async def get_entity_types(self, namespace: str) -> list[str]:

@@ -42,6 +42,7 @@ from memstore.core.records import (
     ConversationInfo,
     ConversationRevision,
     EntityRecord,
+    EntityRow,
     EntityVersion,
     EntityWrite,
     FeedbackRecord,
@@ -495,6 +496,13 @@ class SealedBackend(DistributedMemoryBackend):
         page = await self.inner.list_entities(namespace, entity_type, limit=limit, cursor=cursor)
         items = [await self._open_entity(namespace, r) for r in page.items]
         return Page(items=items, next_cursor=page.next_cursor)
+
+    async def list_entity_rows(
+        self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
+    ) -> Page[EntityRow]:
+        # The stored rows hold envelopes: the contract's default serialises the opened
+        # entities instead.
+        return await super().list_entity_rows(namespace, entity_type, limit=limit, cursor=cursor)
 
     async def import_entity(self, namespace: str, record: EntityRecord) -> None:
         if namespace != KEYS_NAMESPACE:

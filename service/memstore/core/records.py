@@ -127,6 +127,50 @@ class MessageRow(NamedTuple):
         }
 
 
+class EntityRow(NamedTuple):
+    """An entity with its data's JSON unparsed (``list_entity_rows``): a page of entities
+    answered as the backend holds them, without parsing each payload and serialising it
+    again (bench/README.md, "Entity pages")."""
+
+    type: str
+    id: str
+    #: The data's JSON text, as stored.
+    data_json: bytes | str
+    version: int
+    created_at: float
+    updated_at: float
+    expires_at: float | None
+    pinned: bool
+
+    @classmethod
+    def of(cls, record: EntityRecord) -> EntityRow:
+        """The row of a parsed record (its data serialised)."""
+        return cls(
+            record.type,
+            record.id,
+            orjson.dumps(record.data),
+            record.version,
+            record.created_at,
+            record.updated_at,
+            record.expires_at,
+            record.pinned,
+        )
+
+    def to_dict(self) -> JSONObject:
+        """``EntityRecord.to_dict()`` of this entity, which orjson serialises to the same
+        JSON, with the data as it is stored."""
+        return {
+            "type": self.type,
+            "id": self.id,
+            "data": orjson.Fragment(self.data_json),
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "expires_at": self.expires_at,
+            "pinned": self.pinned,
+        }
+
+
 @with_config(_RESPONSE)
 @dataclass(frozen=True, slots=True)
 class EntityVersion:

@@ -72,6 +72,7 @@ from memstore.core.records import (
     ConversationRevision,
     EntityHit,
     EntityRecord,
+    EntityRow,
     EntityVersion,
     EntityWrite,
     FeedbackRecord,
@@ -793,6 +794,20 @@ class DistributedMemoryManager(MemoryAPI):
         return await self._run(
             "list_entities",
             lambda: self.backend.list_entities(self.namespace, entity_type, limit=n, cursor=cursor),
+        )
+
+    async def list_entity_rows(
+        self, entity_type: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[EntityRow]:
+        """``list_entities`` with each entity's data unparsed, as the backend holds it:
+        what the HTTP API answers with (``EntityRow.to_dict``)."""
+        check_name("entity_type", entity_type)
+        n = self._limit(limit)
+        return await self._run(
+            "list_entities",
+            lambda: self.backend.list_entity_rows(
+                self.namespace, entity_type, limit=n, cursor=cursor
+            ),
         )
 
     async def get_entity_types(self) -> list[str]:

@@ -485,13 +485,13 @@ async def get_entity_types(request: web.Request) -> web.Response:
 
 
 async def list_entities(request: web.Request) -> web.Response:
-    page = await manager_for(request).list_entities(
+    page = await manager_for(request).list_entity_rows(
         request.match_info["entity_type"],
         limit=query_limit(request),
         cursor=query_str(request, "cursor"),
     )
     return json_response(
-        {"items": [entity_body(e) for e in page.items], "next_cursor": page.next_cursor}
+        {"items": [row.to_dict() for row in page.items], "next_cursor": page.next_cursor}
     )
 
 

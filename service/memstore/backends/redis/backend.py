@@ -73,6 +73,7 @@ from memstore.core.records import (
     ConversationInfo,
     ConversationRevision,
     EntityRecord,
+    EntityRow,
     EntityVersion,
     EntityWrite,
     FeedbackRecord,
@@ -381,6 +382,18 @@ def _parse_entity(value: bytes) -> tuple[bytes, int, float, float, float | None,
     v, c, u, x, rest = head.split(b"|", 4)
     pin, _, actor = rest.partition(b"|")[2].partition(b"|")
     return data, int(v), float(c), float(u), float(x) if x else None, pin == b"1", actor
+
+
+def _entity_row(
+    entity_type: str, entity_id: str, value: bytes | None, now: float
+) -> EntityRow | None:
+    """The stored value as a row (``None``: gone, or expired at ``now``)."""
+    if value is None:
+        return None
+    data, version, created, updated, expires_at, pinned, _ = _parse_entity(value)
+    if expires_at is not None and expires_at <= now:
+        return None
+    return EntityRow(entity_type, entity_id, data, version, created, updated, expires_at, pinned)
 
 
 def _actor_json(name: str | None) -> str:
@@ -1060,6 +1073,30 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     async def list_entities(
         self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
     ) -> Page[EntityRecord]:
+        page, now = await self._stored_entity_page(namespace, entity_type, limit, cursor)
+        items = [
+            rec
+            for i, row in page.items
+            if (rec := self._entity_from(entity_type, i, row, now)) is not None
+        ]
+        return Page(items, page.next_cursor)
+
+    async def list_entity_rows(
+        self, namespace: str, entity_type: str, *, limit: int, cursor: str | None = None
+    ) -> Page[EntityRow]:
+        page, now = await self._stored_entity_page(namespace, entity_type, limit, cursor)
+        items = [
+            row
+            for i, value in page.items
+            if (row := _entity_row(entity_type, i, value, now)) is not None
+        ]
+        return Page(items, page.next_cursor)
+
+    async def _stored_entity_page(
+        self, namespace: str, entity_type: str, limit: int, cursor: str | None
+    ) -> tuple[Page[tuple[str, bytes | None]], float]:
+        """A page of (id, stored value) of ``list_entities``, and the time it was read at
+        (what is expired by then is not listed)."""
         after = page_after_id(cursor)
         lo = f"({after}" if after else "-"
         now = time.time()
@@ -1082,12 +1119,7 @@ class RedisMemoryBackend(DistributedMemoryBackend):
         if page is None:
             page = _merged_entity_page(await fetch(limit + 1), limit, limit + 1)
             assert page is not None  # every shard gave all it has up to a full page
-        items = [
-            rec
-            for i, row in page.items
-            if (rec := self._entity_from(entity_type, i, row, now)) is not None
-        ]
-        return Page(items, page.next_cursor)
+        return page, now
 
     async def _types_ever(self, namespace: str) -> list[str]:
         """The namespace's type registry (a superset of the types with live entities)."""
