@@ -288,8 +288,8 @@ async def read_everything(backend: DistributedMemoryBackend, ns: str, secret: st
     listed = await backend.list_entities(ns, "profile", limit=10)
     assert [r.data["secret"] for r in listed.items] == [secret, secret]
     # what the HTTP API answers with: the opened entities, never the stored envelopes
-    rows = await backend.list_entity_rows(ns, "profile", limit=10)
-    assert [orjson.loads(r.data_json) for r in rows.items] == [r.data for r in listed.items]
+    entity_rows = await backend.list_entity_rows(ns, "profile", limit=10)
+    assert [orjson.loads(r.data_json) for r in entity_rows.items] == [r.data for r in listed.items]
     messages = await backend.load_messages(ns, "c1")
     assert [m.message["content"] for m in messages] == [f"{secret} {UNICODE}", "ok"]
     # what the HTTP API answers with: the opened messages, never the stored envelopes
