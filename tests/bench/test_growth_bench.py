@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ def test_every_backend_grows_and_is_measured_in_quick_mode(tmp_path: Path) -> No
     assert report["skipped"] == [] and report["failed"] == []
     result = report["growth"]
     assert result["settings"]["quick"] is True
+    assert result["settings"]["embedded_cpu"] == max(os.sched_getaffinity(0))
     assert [b["backend"] for b in result["backends"]] == list(growth.BACKENDS)
     sizes = {"entities": [20, 80], "conversation": [10, 60], "tool usage": [20, 80]}
     for b in result["backends"]:
@@ -77,3 +79,15 @@ def test_a_series_stops_before_a_fill_beyond_its_budget(
     table = growth.markdown(result)
     assert "embedded entities: stopped before 80" in table
     assert growth.growth_ratio(embedded["series"][0]["rows"], "get") is None
+
+
+def test_the_threads_started_while_pinned_run_on_that_cpu_alone() -> None:
+    # What pins the embedded backend's SQLite threads: they start inside the block.
+    cpus = os.sched_getaffinity(0)
+    seen: list[set[int]] = []
+    with growth._pinned(max(cpus)):
+        thread = threading.Thread(target=lambda: seen.append(os.sched_getaffinity(0)))
+        thread.start()
+        thread.join()
+    assert seen == [{max(cpus)}]
+    assert os.sched_getaffinity(0) == cpus
