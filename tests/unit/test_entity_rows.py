@@ -21,6 +21,7 @@ def test_a_row_answers_with_every_field_of_the_record_and_the_same_json() -> Non
         # fails here until the row carries it too
         assert list(answer) == [f.name for f in dataclasses.fields(EntityRecord)]
         assert orjson.dumps(answer) == orjson.dumps(record.to_dict())
+        assert row.record() == record
     assert orjson.dumps(EntityRow.of(record).to_dict()) == orjson.dumps(record.to_dict())
 
 

@@ -156,6 +156,19 @@ class EntityRow(NamedTuple):
             record.pinned,
         )
 
+    def record(self) -> EntityRecord:
+        """The parsed record (its data parsed)."""
+        return EntityRecord(
+            self.type,
+            self.id,
+            orjson.loads(self.data_json),
+            self.version,
+            self.created_at,
+            self.updated_at,
+            self.expires_at,
+            self.pinned,
+        )
+
     def to_dict(self) -> JSONObject:
         """``EntityRecord.to_dict()`` of this entity, which orjson serialises to the same
         JSON, with the data as it is stored."""

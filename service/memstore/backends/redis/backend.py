@@ -1003,21 +1003,8 @@ class RedisMemoryBackend(DistributedMemoryBackend):
     def _entity_from(
         entity_type: str, entity_id: str, value: bytes | None, now: float
     ) -> EntityRecord | None:
-        if value is None:
-            return None
-        data, version, created, updated, expires_at, pinned, _ = _parse_entity(value)
-        if expires_at is not None and expires_at <= now:
-            return None
-        return EntityRecord(
-            type=entity_type,
-            id=entity_id,
-            data=orjson.loads(data),
-            version=version,
-            created_at=created,
-            updated_at=updated,
-            expires_at=expires_at,
-            pinned=pinned,
-        )
+        row = _entity_row(entity_type, entity_id, value, now)
+        return None if row is None else row.record()
 
     def _entity_key(self, namespace: str, entity_type: str, entity_id: str) -> str:
         k = self.keys
