@@ -694,10 +694,14 @@ _CHECKPOINT_DELAY = 0.25
 #: to ``_CHECKPOINT_PASSES`` times (under steady writes new frames always come).
 _CHECKPOINT_CATCH_UP_FRAMES = 64
 _CHECKPOINT_PASSES = 4
-#: Bytes of WAL past which the checkpointer also restarts it (writes then wait for the
-#: last frames to be copied, a few ms): a passive checkpoint cannot do that while writes go
-#: on, and the file would grow without bound under steady writes.
+#: Bytes of WAL past which the checkpointer also restarts it: a passive checkpoint cannot
+#: do that while writes go on, and the file would grow without bound under steady writes.
 _WAL_RESTART_BYTES = 32 << 20
+#: How long a ``RESTART`` may wait (SQLite's busy timeout on the checkpoint connection):
+#: it holds the write lock while it waits for the readers still using the WAL, so writes
+#: wait as long. A long read (an export, a scan) makes it give up instead; it is tried
+#: again once the WAL has grown by as much again.
+_RESTART_WAIT_MS = 50
 
 
 class _WalCheckpointer:
@@ -706,15 +710,20 @@ class _WalCheckpointer:
     copy into the database file and its fsyncs (module docstring). After commits it waits
     ``_CHECKPOINT_DELAY``, then runs ``PASSIVE`` checkpoints, which never block a writer,
     until the frames that came meanwhile are few (or ``_CHECKPOINT_PASSES`` ran); past
-    ``_WAL_RESTART_BYTES`` of WAL a ``RESTART`` checkpoint then copies those few, waiting
-    for the writer's transaction, and makes the next write start the WAL over. The
-    durability of a write is unchanged: it was in the WAL when its ``COMMIT`` returned. A
-    checkpoint that fails (a full disk) is logged and tried again after the next commit;
-    the last connection to close checkpoints what is left."""
+    ``_WAL_RESTART_BYTES`` of WAL a ``RESTART`` checkpoint then copies those few, holding
+    off writes while it waits for the write transaction and the readers on the WAL (at
+    most ``_RESTART_WAIT_MS``) and while it copies and syncs, and makes the next write start
+    the WAL over. The durability of a write is unchanged: it was in the WAL when its
+    ``COMMIT`` returned. A checkpoint that fails (a full disk) is logged and tried again
+    after the next commit; the last connection to close checkpoints what is left."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], page_size: int) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
-        self._restart_frames = max(1, _WAL_RESTART_BYTES // page_size)
+        #: frames of WAL past which a ``RESTART`` is tried (set from the file's page size)
+        self._restart_frames = 0
+        self._next_restart = 0
+        #: a checkpoint failed, and none succeeded since (logged once per run of failures)
+        self._failing = False
         #: set after a commit, cleared when a checkpoint begins
         self._due = threading.Event()
         #: set by ``close``: the thread ends (at once while it waits)
@@ -740,9 +749,13 @@ class _WalCheckpointer:
     def _serve(self) -> None:
         try:
             conn = self._connect()
+            conn.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
+            # the file's page size: an existing file keeps its own (not the setting's)
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
         except BaseException as exc:
             self.opened.set_exception(exc)
             return
+        self._restart_frames = self._next_restart = max(1, _WAL_RESTART_BYTES // page_size)
         self.opened.set_result(None)
         try:
             while True:
@@ -752,8 +765,13 @@ class _WalCheckpointer:
                 self._due.clear()
                 try:
                     self._checkpoint(conn)
-                except sqlite3.Error as exc:
-                    log.warning("embedded store: checkpoint failed (retried): %s", exc)
+                except Exception:
+                    # The thread must go on: without it the WAL would only grow.
+                    if not self._failing:
+                        log.exception("embedded store: checkpoint failed (tried again)")
+                    self._failing = True
+                else:
+                    self._failing = False
         finally:
             conn.close()
 
@@ -762,8 +780,11 @@ class _WalCheckpointer:
             _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if frames - copied <= _CHECKPOINT_CATCH_UP_FRAMES or self._closing.is_set():
                 break
-        if frames >= self._restart_frames:
-            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        if frames < self._next_restart or self._closing.is_set():
+            return
+        busy, _frames, _copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        # Held off by a long read: not again before the WAL has grown as much again.
+        self._next_restart = frames + self._restart_frames if busy else self._restart_frames
 
 
 class EmbeddedMemoryBackend(DistributedMemoryBackend):
@@ -903,9 +924,7 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
                 await self._writer.call(bool)  # the first call opens the connection
                 self._reader = _ConnectionThread(self._open_reader, "memstore-embedded-reader")
                 await self._reader.call(bool)
-                self._checkpointer = _WalCheckpointer(
-                    self._open_checkpointer, self.settings.embedded_page_size
-                )
+                self._checkpointer = _WalCheckpointer(self._open_checkpointer)
                 await asyncio.wrap_future(self._checkpointer.opened)
         except BaseException:
             await self.close()
@@ -2073,7 +2092,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         self, namespace: str, cutoffs: Cutoffs, now: float, limit: int, report: PruneReport
     ) -> None:
         """A dry run's selection, on a read-only connection opened for it: in one read
-        transaction, so every kind comes from one snapshot (WAL: no write waits for it)."""
+        transaction, so every kind comes from one snapshot (WAL: writes go on beside it; a
+        checkpoint's ``RESTART`` gives up on it after ``_RESTART_WAIT_MS``)."""
         with DRIVER_ERRORS("read"):
             conn = sqlite3.connect(self.path, isolation_level=None)
             try:
