@@ -719,9 +719,8 @@ class _WalCheckpointer:
 
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
-        #: frames of WAL past which a ``RESTART`` is tried (set from the file's page size)
-        self._restart_frames = 0
-        self._next_restart = 0
+        #: the WAL's frames when the last ``RESTART`` gave up (0: it did not)
+        self._held_off_at = 0
         #: a checkpoint failed, and none succeeded since (logged once per run of failures)
         self._failing = False
         #: set after a commit, cleared when a checkpoint begins
@@ -749,13 +748,9 @@ class _WalCheckpointer:
     def _serve(self) -> None:
         try:
             conn = self._connect()
-            conn.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
-            # the file's page size: an existing file keeps its own (not the setting's)
-            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
         except BaseException as exc:
             self.opened.set_exception(exc)
             return
-        self._restart_frames = self._next_restart = max(1, _WAL_RESTART_BYTES // page_size)
         self.opened.set_result(None)
         try:
             while True:
@@ -780,11 +775,13 @@ class _WalCheckpointer:
             _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if frames - copied <= _CHECKPOINT_CATCH_UP_FRAMES or self._closing.is_set():
                 break
-        if frames < self._next_restart or self._closing.is_set():
+        # in the file's page size: an existing file keeps its own, not the setting's
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        # held off by a long read: not again before the WAL has grown as much again
+        if frames < self._held_off_at + _WAL_RESTART_BYTES // page_size or self._closing.is_set():
             return
         busy, _frames, _copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
-        # Held off by a long read: not again before the WAL has grown as much again.
-        self._next_restart = frames + self._restart_frames if busy else self._restart_frames
+        self._held_off_at = frames if busy else 0
 
 
 class EmbeddedMemoryBackend(DistributedMemoryBackend):
@@ -890,6 +887,8 @@ class EmbeddedMemoryBackend(DistributedMemoryBackend):
         try:
             for pragma in self._pragmas():
                 conn.execute(pragma)
+            # after the pragmas' 5 s: a RESTART holds writes off while it waits
+            conn.execute(f"PRAGMA busy_timeout={_RESTART_WAIT_MS}")
         except BaseException:
             conn.close()
             raise
